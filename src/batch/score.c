@@ -1,0 +1,362 @@
+/*
+ * score.c - the batch scoring runner (see score.h). Rows are read in
+ * chunks; each chunk is scored by the worker threads (rows split into
+ * contiguous ranges, so the output is the same for any thread count) and
+ * written in input order.
+ */
+#include "score.h"
+
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../core/core.h"
+#include "../io/csv.h"
+
+#define CHUNK_ROWS 8192
+
+typedef struct column_map {
+  char **header;       /* the input's column names */
+  size_t num_columns;
+  size_t *feature_col; /* input column of each model feature */
+  size_t *keep_col;    /* input column of each --keep column */
+} column_map;
+
+static void column_map_free(column_map *map) {
+  for (size_t i = 0; i < map->num_columns; i++) tdm__free(map->header[i]);
+  tdm__free(map->header);
+  tdm__free(map->feature_col);
+  tdm__free(map->keep_col);
+}
+
+/* The index of `name` in the header, or -1; a repeated name is an error. */
+static long find_column(const column_map *map, const char *name,
+                        const char *path, tdm_error *err, int *rc) {
+  long found = -1;
+  for (size_t c = 0; c < map->num_columns; c++) {
+    if (strcmp(map->header[c], name) != 0) continue;
+    if (found >= 0) {
+      *rc = tdm__fail(err, TDM_ESCHEMA,
+                      "%s:1: column \"%s\" appears twice (columns %ld and "
+                      "%zu)",
+                      path, name, found + 1, c + 1);
+      return -1;
+    }
+    found = (long)c;
+  }
+  return found;
+}
+
+static int read_header(tdm__csv *csv, const tdm_model *model,
+                       const tdm__score_options *opt, column_map *map,
+                       tdm_error *err) {
+  tdm__csv_record record;
+  int rc = tdm__csv_next(csv, &record, err);
+  if (rc < 0) return rc;
+  if (rc == 0)
+    return tdm__fail(err, TDM_EPARSE,
+                     "%s: the file is empty (expected a header line naming "
+                     "the columns)",
+                     opt->in_path);
+  map->num_columns = record.count;
+  map->header = tdm__calloc(record.count, sizeof *map->header);
+  size_t num_features;
+  tdm_model_info info;
+  tdm_model_get_info(model, &info);
+  num_features = info.num_features;
+  map->feature_col = tdm__calloc(num_features, sizeof *map->feature_col);
+  map->keep_col = tdm__calloc(opt->num_keep + 1, sizeof *map->keep_col);
+  if (map->header == NULL || map->feature_col == NULL || map->keep_col == NULL)
+    return tdm__fail(err, TDM_ENOMEM, "out of memory");
+  for (size_t c = 0; c < record.count; c++) {
+    map->header[c] = tdm__strndup(record.fields[c].text, record.fields[c].len);
+    if (map->header[c] == NULL)
+      return tdm__fail(err, TDM_ENOMEM, "out of memory");
+  }
+  rc = TDM_OK;
+  /* A model without feature names (XGBoost's f0, f1, ...) may be matched
+   * by position when the header does not use those names. */
+  int positional = !tdm_model_has_feature_names(model) &&
+                   find_column(map, tdm_model_feature_name(model, 0),
+                               opt->in_path, NULL, &rc) < 0 &&
+                   map->num_columns == num_features + opt->num_keep;
+  for (size_t f = 0; f < num_features; f++) {
+    const char *name = tdm_model_feature_name(model, f);
+    long c = positional ? -1 : find_column(map, name, opt->in_path, err, &rc);
+    if (rc != TDM_OK) return rc;
+    if (positional) {
+      /* Feature columns are the ones not named by --keep, in order. */
+      size_t seen = 0;
+      for (size_t k = 0; k < map->num_columns; k++) {
+        int kept = 0;
+        for (size_t j = 0; j < opt->num_keep; j++)
+          if (strcmp(map->header[k], opt->keep[j]) == 0) kept = 1;
+        if (kept) continue;
+        if (seen++ == f) {
+          c = (long)k;
+          break;
+        }
+      }
+    }
+    if (c < 0)
+      return tdm__fail(err, TDM_ESCHEMA,
+                       "%s:1: no column \"%s\", which the model needs "
+                       "(feature %zu of %zu)",
+                       opt->in_path, name, f + 1, num_features);
+    map->feature_col[f] = (size_t)c;
+  }
+  for (size_t k = 0; k < opt->num_keep; k++) {
+    long c = find_column(map, opt->keep[k], opt->in_path, err, &rc);
+    if (rc != TDM_OK) return rc;
+    if (c < 0)
+      return tdm__fail(err, TDM_ESCHEMA,
+                       "%s:1: no column \"%s\" to keep (--keep)",
+                       opt->in_path, opt->keep[k]);
+    map->keep_col[k] = (size_t)c;
+  }
+  return TDM_OK;
+}
+
+/* ---- scoring a chunk on several threads ---- */
+
+typedef struct score_job {
+  const tdm_model *model;
+  const double *rows;
+  double *out;
+  size_t begin, end, num_features, width;
+  int flags;
+} score_job;
+
+static void *score_range(void *arg) {
+  score_job *job = arg;
+  tdm_model_predict(job->model, job->rows + job->begin * job->num_features,
+                    job->end - job->begin, job->flags,
+                    job->out + job->begin * job->width);
+  return NULL;
+}
+
+static void score_chunk(const tdm_model *model, const double *rows,
+                        size_t num_rows, size_t num_features, int flags,
+                        double *out, int threads) {
+  size_t width = tdm_model_output_width(model, flags);
+  if (threads <= 1 || num_rows < 256) {
+    tdm_model_predict(model, rows, num_rows, flags, out);
+    return;
+  }
+  score_job jobs[256];
+  pthread_t ids[256];
+  int started[256] = {0};
+  if (threads > 256) threads = 256;
+  for (int t = 0; t < threads; t++) {
+    jobs[t] = (score_job){model, rows, out, num_rows * (size_t)t / (size_t)threads,
+                          num_rows * (size_t)(t + 1) / (size_t)threads,
+                          num_features, width, flags};
+  }
+  for (int t = 1; t < threads; t++)
+    started[t] = pthread_create(&ids[t], NULL, score_range, &jobs[t]) == 0;
+  score_range(&jobs[0]);
+  for (int t = 1; t < threads; t++) {
+    if (started[t]) {
+      pthread_join(ids[t], NULL);
+    } else {
+      score_range(&jobs[t]); /* could not start a thread: do it here */
+    }
+  }
+}
+
+static int write_header(FILE *fp, const tdm__score_options *opt,
+                        size_t width, int multiclass_columns) {
+  tdm__buf line = {0};
+  int rc = TDM_OK;
+  for (size_t k = 0; k < opt->num_keep && rc == TDM_OK; k++) {
+    rc = tdm__csv_append_field(&line, opt->keep[k], strlen(opt->keep[k]));
+    if (rc == TDM_OK) rc = tdm__buf_append(&line, ",", 1);
+  }
+  if (!multiclass_columns) {
+    if (rc == TDM_OK) rc = tdm__buf_printf(&line, "score\n");
+  } else {
+    for (size_t o = 0; o < width && rc == TDM_OK; o++)
+      rc = tdm__buf_printf(&line, o + 1 < width ? "score_%zu," : "score_%zu\n",
+                           o);
+  }
+  if (rc == TDM_OK && fwrite(line.data, 1, line.len, fp) != line.len)
+    rc = TDM_EIO;
+  tdm__buf_free(&line);
+  return rc;
+}
+
+static double elapsed_seconds(const struct timespec *start) {
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return (double)(now.tv_sec - start->tv_sec) +
+         (double)(now.tv_nsec - start->tv_nsec) / 1e9;
+}
+
+typedef struct chunk {
+  double *rows;
+  double *out;
+  tdm__buf keep_text;  /* kept fields, already CSV-encoded with commas */
+  size_t *keep_end;    /* end of each row's kept text in keep_text */
+  size_t count;
+} chunk;
+
+static int flush_chunk(chunk *ch, const tdm_model *model, size_t num_features,
+                       int flags, int threads, FILE *fp, tdm__buf *line) {
+  size_t width = tdm_model_output_width(model, flags);
+  score_chunk(model, ch->rows, ch->count, num_features, flags, ch->out,
+              threads);
+  line->len = 0;
+  size_t keep_start = 0;
+  for (size_t r = 0; r < ch->count; r++) {
+    if (tdm__buf_append(line, ch->keep_text.data + keep_start,
+                        ch->keep_end[r] - keep_start) != TDM_OK)
+      return TDM_ENOMEM;
+    keep_start = ch->keep_end[r];
+    if (tdm__buf_reserve(line, width * 32 + 1) != TDM_OK) return TDM_ENOMEM;
+    for (size_t o = 0; o < width; o++) {
+      line->len += (size_t)tdm_model_format_value(
+          model, ch->out[r * width + o], line->data + line->len);
+      line->data[line->len++] = o + 1 < width ? ',' : '\n';
+    }
+  }
+  if (line->len > 0 && fwrite(line->data, 1, line->len, fp) != line->len)
+    return TDM_EIO;
+  ch->count = 0;
+  ch->keep_text.len = 0;
+  return TDM_OK;
+}
+
+int tdm__score_run(const tdm__score_options *opt, tdm__score_stats *stats,
+                   tdm_error *err) {
+  struct timespec start;
+  clock_gettime(CLOCK_MONOTONIC, &start);
+  memset(stats, 0, sizeof *stats);
+  tdm__error_clear(err);
+  tdm_model *model = NULL;
+  FILE *in = NULL;
+  tdm__csv *csv = NULL;
+  column_map map = {0};
+  chunk ch = {0};
+  tdm__buf line = {0};
+  tdm__atomic_file out = {0};
+  int out_open = 0;
+  int flags = opt->margin ? TDM_PREDICT_MARGIN : 0;
+  int threads = opt->threads;
+  if (threads <= 0) {
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    threads = cores > 0 ? (int)cores : 1;
+  }
+
+  int rc = tdm_model_load(opt->model_path, &model, err);
+  if (rc != TDM_OK) goto done;
+  tdm_model_info info;
+  tdm_model_get_info(model, &info);
+  size_t nf = info.num_features;
+  size_t width = tdm_model_output_width(model, flags);
+
+  in = fopen(opt->in_path, "rb");
+  if (in == NULL) {
+    rc = tdm__fail(err, errno == ENOENT ? TDM_ENOTFOUND : TDM_EIO,
+                   "%s: cannot open: %s", opt->in_path, strerror(errno));
+    goto done;
+  }
+  rc = tdm__csv_open(&csv, in, opt->in_path);
+  if (rc != TDM_OK) {
+    rc = tdm__fail(err, rc, "out of memory");
+    goto done;
+  }
+  rc = read_header(csv, model, opt, &map, err);
+  if (rc != TDM_OK) goto done;
+
+  ch.rows = tdm__malloc(CHUNK_ROWS * nf * sizeof(double));
+  ch.out = tdm__malloc(CHUNK_ROWS * width * sizeof(double));
+  ch.keep_end = tdm__malloc(CHUNK_ROWS * sizeof(size_t));
+  if (ch.rows == NULL || ch.out == NULL || ch.keep_end == NULL) {
+    rc = tdm__fail(err, TDM_ENOMEM, "out of memory");
+    goto done;
+  }
+
+  rc = tdm__atomic_open(&out, opt->out_path, err);
+  if (rc != TDM_OK) goto done;
+  out_open = 1;
+  /* One "score" column, or score_0..score_{k-1} for several outputs. */
+  int multiclass_columns = width > 1;
+  rc = write_header(out.fp, opt, width, multiclass_columns);
+  if (rc != TDM_OK) {
+    rc = tdm__fail(err, rc, "%s: write failed", opt->out_path);
+    goto done;
+  }
+
+  tdm__csv_record record;
+  for (;;) {
+    int got = tdm__csv_next(csv, &record, err);
+    if (got < 0) {
+      rc = got;
+      goto done;
+    }
+    if (got == 0) break;
+    if (record.count != map.num_columns) {
+      rc = tdm__fail(err, TDM_EPARSE,
+                     "%s:%zu: %zu fields, but the header has %zu (a ragged "
+                     "row)",
+                     opt->in_path, record.line, record.count, map.num_columns);
+      goto done;
+    }
+    double *row = ch.rows + ch.count * nf;
+    for (size_t f = 0; f < nf; f++) {
+      const tdm__csv_field *field = &record.fields[map.feature_col[f]];
+      if (tdm__parse_cell_number(field->text, field->len, &row[f]) != 0) {
+        rc = tdm__fail(err, TDM_EPARSE,
+                       "%s:%zu:%zu: column \"%s\": \"%.64s\" is not a number",
+                       opt->in_path, record.line, field->column,
+                       map.header[map.feature_col[f]], field->text);
+        goto done;
+      }
+    }
+    for (size_t k = 0; k < opt->num_keep; k++) {
+      const tdm__csv_field *field = &record.fields[map.keep_col[k]];
+      if (tdm__csv_append_field(&ch.keep_text, field->text, field->len) !=
+              TDM_OK ||
+          tdm__buf_append(&ch.keep_text, ",", 1) != TDM_OK) {
+        rc = tdm__fail(err, TDM_ENOMEM, "out of memory");
+        goto done;
+      }
+    }
+    ch.keep_end[ch.count] = ch.keep_text.len;
+    ch.count++;
+    stats->rows++;
+    if (ch.count == CHUNK_ROWS) {
+      rc = flush_chunk(&ch, model, nf, flags, threads, out.fp, &line);
+      if (rc != TDM_OK) {
+        rc = tdm__fail(err, rc, "%s: write failed", opt->out_path);
+        goto done;
+      }
+    }
+  }
+  rc = flush_chunk(&ch, model, nf, flags, threads, out.fp, &line);
+  if (rc != TDM_OK) {
+    rc = tdm__fail(err, rc, "%s: write failed", opt->out_path);
+    goto done;
+  }
+  rc = tdm__atomic_commit(&out, err);
+  out_open = 0;
+  stats->columns = map.num_columns;
+
+done:
+  if (out_open) tdm__atomic_abort(&out);
+  stats->seconds = elapsed_seconds(&start);
+  tdm__buf_free(&line);
+  tdm__buf_free(&ch.keep_text);
+  tdm__free(ch.rows);
+  tdm__free(ch.out);
+  tdm__free(ch.keep_end);
+  column_map_free(&map);
+  tdm__csv_close(csv);
+  if (in != NULL) fclose(in);
+  tdm_model_free(model);
+  return rc;
+}

@@ -1,0 +1,33 @@
+/*
+ * score.h - the batch scoring runner behind `tandem score`: reads a
+ * feature matrix (CSV with a header), matches its columns to the model's
+ * features by name, scores it in chunks with constant memory, and writes
+ * the scores atomically (a temporary file renamed into place at the end).
+ */
+#ifndef TDM_SCORE_H
+#define TDM_SCORE_H
+
+#include <stddef.h>
+
+#include "tandem.h"
+
+typedef struct tdm__score_options {
+  const char *model_path;
+  const char *in_path;
+  const char *out_path;
+  int margin;            /* write margins instead of transformed scores */
+  int threads;           /* worker threads; 0 means all cores */
+  const char **keep;     /* input columns copied to the output first */
+  size_t num_keep;
+} tdm__score_options;
+
+typedef struct tdm__score_stats {
+  size_t rows;
+  size_t columns;
+  double seconds;
+} tdm__score_stats;
+
+int tdm__score_run(const tdm__score_options *options, tdm__score_stats *stats,
+                   tdm_error *err);
+
+#endif /* TDM_SCORE_H */

@@ -1,0 +1,37 @@
+/*
+ * cli.h - what the command-line front end shares: the command table entry
+ * type, exit codes, and error printing. Each command lives in its own
+ * file (cmd_<name>.c) and is listed once in main.c's table.
+ */
+#ifndef TDM_CLI_H
+#define TDM_CLI_H
+
+#include "tandem.h"
+
+/* Exit statuses of every command. */
+enum {
+  TDM_EXIT_OK = 0,
+  TDM_EXIT_FAILURE = 1, /* a runtime failure: I/O, memory */
+  TDM_EXIT_USAGE = 2    /* bad usage or bad input */
+};
+
+typedef struct tdm_command {
+  const char *name;
+  int (*run)(int argc, char **argv);
+  const char *summary;
+} tdm_command;
+
+/* The exit status for a library status code. */
+int tdm__exit_status(int status);
+
+/* Prints "tandem: <message>" for err on stderr and returns the exit code. */
+int tdm__report(const tdm_error *err);
+
+/* Prints "tandem <command>: <message>" and returns TDM_EXIT_USAGE. */
+int tdm__usage_error(const char *command, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+int tdm__cmd_score(int argc, char **argv);
+int tdm__cmd_inspect(int argc, char **argv);
+
+#endif /* TDM_CLI_H */

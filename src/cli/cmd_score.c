@@ -1,0 +1,118 @@
+/*
+ * cmd_score.c - `tandem score`: parses options and hands them to the batch
+ * scoring runner (src/batch/score.c).
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../batch/score.h"
+#include "../core/core.h"
+#include "cli.h"
+
+static const char score_help[] =
+    "usage: tandem score --model M --in X.csv --out P.csv [options]\n"
+    "\n"
+    "Scores every row of a CSV feature matrix with a model. Columns are\n"
+    "matched to the model's features by name, in any order; other columns\n"
+    "are ignored. An empty field, NaN, nan, NA or null is a missing value.\n"
+    "The output is written to a temporary file and renamed into place when\n"
+    "complete, so a failed run leaves no output file.\n"
+    "\n"
+    "options:\n"
+    "  --model M      model file (XGBoost JSON)\n"
+    "  --in X.csv     input CSV with a header line\n"
+    "  --out P.csv    output CSV: column 'score', or score_0..score_{k-1}\n"
+    "                 for multiclass probabilities\n"
+    "  --margin       write untransformed margins (XGBoost output_margin)\n"
+    "  --threads N    worker threads (default: all cores); the output is\n"
+    "                 identical for every N\n"
+    "  --keep COL     copy input column COL to the output (repeatable, or a\n"
+    "                 comma-separated list), before the scores\n"
+    "  --help         show this help\n"
+    "\n"
+    "exit status: 0 success, 1 runtime failure, 2 bad usage or bad input\n";
+
+int tdm__cmd_score(int argc, char **argv) {
+  static const struct option long_options[] = {
+      {"model", required_argument, NULL, 'm'},
+      {"in", required_argument, NULL, 'i'},
+      {"out", required_argument, NULL, 'o'},
+      {"margin", no_argument, NULL, 'M'},
+      {"threads", required_argument, NULL, 't'},
+      {"keep", required_argument, NULL, 'k'},
+      {"help", no_argument, NULL, 'h'},
+      {NULL, 0, NULL, 0}};
+  tdm__score_options opt = {0};
+  const char *keep[256];
+  char *keep_storage[256];
+  size_t num_storage = 0;
+  int status = TDM_EXIT_OK;
+  opterr = 0;
+  optind = 1;
+  int c;
+  while ((c = getopt_long(argc, argv, ":", long_options, NULL)) != -1) {
+    switch (c) {
+      case 'm': opt.model_path = optarg; break;
+      case 'i': opt.in_path = optarg; break;
+      case 'o': opt.out_path = optarg; break;
+      case 'M': opt.margin = 1; break;
+      case 't': {
+        char *end;
+        long n = strtol(optarg, &end, 10);
+        if (*optarg == '\0' || *end != '\0' || n < 1 || n > 256) {
+          status = tdm__usage_error("score",
+                                    "--threads must be a number from 1 to "
+                                    "256, not '%s'", optarg);
+          goto done;
+        }
+        opt.threads = (int)n;
+        break;
+      }
+      case 'k': {
+        if (num_storage == 256) break;
+        char *copy = strdup(optarg);
+        if (copy == NULL) {
+          status = TDM_EXIT_FAILURE;
+          goto done;
+        }
+        keep_storage[num_storage++] = copy;
+        for (char *save = NULL, *item = strtok_r(copy, ",", &save);
+             item != NULL; item = strtok_r(NULL, ",", &save)) {
+          if (opt.num_keep < 256) keep[opt.num_keep++] = item;
+        }
+        break;
+      }
+      case 'h':
+        fputs(score_help, stdout);
+        goto done;
+      case ':':
+        status = tdm__usage_error("score", "%s needs a value", argv[optind - 1]);
+        goto done;
+      default:
+        status = tdm__usage_error("score", "unknown option '%s'",
+                                  argv[optind - 1]);
+        goto done;
+    }
+  }
+  if (optind < argc) {
+    status = tdm__usage_error("score", "unexpected argument '%s'", argv[optind]);
+    goto done;
+  }
+  if (opt.model_path == NULL || opt.in_path == NULL || opt.out_path == NULL) {
+    status = tdm__usage_error("score", "--model, --in and --out are required");
+    goto done;
+  }
+  opt.keep = keep;
+  tdm_error err;
+  tdm__score_stats stats;
+  int rc = tdm__score_run(&opt, &stats, &err);
+  if (rc != TDM_OK) {
+    status = tdm__report(&err);
+    goto done;
+  }
+done:
+  for (size_t i = 0; i < num_storage; i++) free(keep_storage[i]);
+  return status;
+}

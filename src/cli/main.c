@@ -1,0 +1,106 @@
+/*
+ * main.c - the tandem command: looks the first argument up in the command
+ * table and runs that command. Also installs the signal handlers that
+ * remove half-written output files on Ctrl-C or SIGTERM.
+ */
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../core/core.h"
+#include "cli.h"
+
+static int cmd_version(int argc, char **argv) {
+  (void)argc;
+  (void)argv;
+  printf("tandem %s\n", TDM_VERSION);
+  return TDM_EXIT_OK;
+}
+
+static int cmd_help(int argc, char **argv);
+
+static const tdm_command commands[] = {
+    {"score", tdm__cmd_score, "score a feature matrix (CSV) with a model"},
+    {"inspect", tdm__cmd_inspect, "describe a model file"},
+    {"version", cmd_version, "print the version"},
+    {"help", cmd_help, "show this help"},
+};
+
+static void print_usage(FILE *out) {
+  fprintf(out,
+          "tandem %s - one ML scoring pipeline, in batch and in real time\n\n"
+          "usage: tandem <command> [options]\n\ncommands:\n",
+          TDM_VERSION);
+  for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+    fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+  fprintf(out, "\nRun 'tandem <command> --help' for a command's options.\n");
+}
+
+static int cmd_help(int argc, char **argv) {
+  (void)argc;
+  (void)argv;
+  print_usage(stdout);
+  return TDM_EXIT_OK;
+}
+
+int tdm__exit_status(int status) {
+  switch (status) {
+    case TDM_OK:
+      return TDM_EXIT_OK;
+    case TDM_EIO:
+    case TDM_ENOMEM:
+    case TDM_EINTERNAL:
+      return TDM_EXIT_FAILURE;
+    default:
+      return TDM_EXIT_USAGE;
+  }
+}
+
+int tdm__report(const tdm_error *err) {
+  fprintf(stderr, "tandem: %s\n",
+          err->message[0] ? err->message : tdm_strerror(err->status));
+  return tdm__exit_status(err->status);
+}
+
+int tdm__usage_error(const char *command, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fprintf(stderr, "tandem %s: ", command);
+  vfprintf(stderr, fmt, ap);
+  fprintf(stderr, " (see 'tandem %s --help')\n", command);
+  va_end(ap);
+  return TDM_EXIT_USAGE;
+}
+
+static void on_terminate(int signo) {
+  tdm__atomic_abort_all_from_signal();
+  signal(signo, SIG_DFL);
+  raise(signo);
+}
+
+int main(int argc, char **argv) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_terminate;
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGHUP, &sa, NULL);
+
+  if (argc < 2) {
+    print_usage(stderr);
+    return TDM_EXIT_USAGE;
+  }
+  const char *name = argv[1];
+  if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0)
+    return cmd_help(argc, argv);
+  if (strcmp(name, "--version") == 0) return cmd_version(argc, argv);
+  for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+    if (strcmp(commands[i].name, name) == 0)
+      return commands[i].run(argc - 1, argv + 1);
+  }
+  fprintf(stderr, "tandem: unknown command '%s'\n\n", name);
+  print_usage(stderr);
+  return TDM_EXIT_USAGE;
+}

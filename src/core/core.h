@@ -1,0 +1,111 @@
+/*
+ * core.h - internal helpers shared by every module: error reporting with a
+ * location, allocation through replaceable hooks (so tests can inject
+ * out-of-memory), SHA-256, whole-file reading and atomic output files.
+ * Names here are tdm__ (internal, cross-file); nothing here is public API.
+ */
+#ifndef TDM_CORE_H
+#define TDM_CORE_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "tandem.h"
+
+#if defined(__GNUC__)
+#define TDM__PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
+#else
+#define TDM__PRINTF(fmt, args)
+#endif
+
+/*
+ * Records status and a formatted message in err (when err is not NULL) and
+ * returns status, so that callers can write `return tdm__fail(err, ...)`.
+ */
+int tdm__fail(tdm_error *err, int status, const char *fmt, ...)
+    TDM__PRINTF(3, 4);
+
+/* Clears err to TDM_OK with an empty message. */
+void tdm__error_clear(tdm_error *err);
+
+/* ---- allocation ---- */
+
+/*
+ * Every allocation in tandem goes through these. They return NULL on
+ * failure like malloc; tdm__free(NULL) is a no-op.
+ */
+void *tdm__malloc(size_t size);
+void *tdm__calloc(size_t count, size_t size);
+void *tdm__realloc(void *ptr, size_t size);
+void tdm__free(void *ptr);
+char *tdm__strdup(const char *s);
+char *tdm__strndup(const char *s, size_t n);
+
+/*
+ * Test hook: after `countdown` more successful allocations, every
+ * allocation fails until the hook is reset with a negative countdown.
+ */
+void tdm__alloc_fail_after(long countdown);
+
+/* ---- growable byte buffer ---- */
+
+typedef struct tdm__buf {
+  char *data;
+  size_t len;
+  size_t cap;
+} tdm__buf;
+
+int tdm__buf_reserve(tdm__buf *b, size_t extra);
+int tdm__buf_append(tdm__buf *b, const void *data, size_t n);
+int tdm__buf_printf(tdm__buf *b, const char *fmt, ...) TDM__PRINTF(2, 3);
+void tdm__buf_free(tdm__buf *b);
+
+/* ---- SHA-256 (FIPS 180-4) ---- */
+
+typedef struct tdm__sha256 {
+  uint32_t state[8];
+  uint64_t bytes;
+  uint8_t block[64];
+  size_t fill;
+} tdm__sha256;
+
+void tdm__sha256_init(tdm__sha256 *ctx);
+void tdm__sha256_update(tdm__sha256 *ctx, const void *data, size_t n);
+/* Writes 64 lowercase hex digits and a NUL into hex. */
+void tdm__sha256_final_hex(tdm__sha256 *ctx, char hex[65]);
+void tdm__sha256_hex(const void *data, size_t n, char hex[65]);
+
+/* ---- files ---- */
+
+/*
+ * Reads a whole file into a NUL-terminated buffer that the caller frees
+ * with tdm__free. Errors name the path.
+ */
+int tdm__read_file(const char *path, char **data, size_t *size,
+                   tdm_error *err);
+
+/*
+ * An output file that appears only when complete: data goes to a
+ * temporary file beside the destination, which commit() fsyncs and renames
+ * over the destination, and abort() deletes. Nothing partial is ever left
+ * at the destination path.
+ */
+typedef struct tdm__atomic_file {
+  FILE *fp;
+  char *path;
+  char *tmp_path;
+} tdm__atomic_file;
+
+int tdm__atomic_open(tdm__atomic_file *f, const char *path, tdm_error *err);
+int tdm__atomic_commit(tdm__atomic_file *f, tdm_error *err);
+void tdm__atomic_abort(tdm__atomic_file *f);
+
+/*
+ * Aborts every atomic file still open; safe to call from a signal handler
+ * (it only calls unlink). Used so that Ctrl-C leaves no temporary files.
+ */
+void tdm__atomic_abort_all_from_signal(void);
+
+#endif /* TDM_CORE_H */

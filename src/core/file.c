@@ -1,0 +1,157 @@
+/*
+ * file.c - reading whole files, and output files that appear atomically:
+ * written to a temporary file in the destination's directory, flushed, and
+ * renamed over the destination only when complete. A failure or a signal
+ * leaves no partial output behind.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core.h"
+
+int tdm__read_file(const char *path, char **data, size_t *size,
+                   tdm_error *err) {
+  *data = NULL;
+  *size = 0;
+  FILE *fp = fopen(path, "rb");
+  if (fp == NULL) {
+    return tdm__fail(err, errno == ENOENT ? TDM_ENOTFOUND : TDM_EIO,
+                     "%s: cannot open: %s", path, strerror(errno));
+  }
+  struct stat st;
+  if (fstat(fileno(fp), &st) == 0 && S_ISDIR(st.st_mode)) {
+    fclose(fp);
+    return tdm__fail(err, TDM_EIO, "%s: is a directory, not a file", path);
+  }
+  tdm__buf b = {0};
+  char chunk[65536];
+  size_t n;
+  while ((n = fread(chunk, 1, sizeof chunk, fp)) > 0) {
+    if (tdm__buf_append(&b, chunk, n) != TDM_OK) {
+      fclose(fp);
+      tdm__buf_free(&b);
+      return tdm__fail(err, TDM_ENOMEM, "%s: out of memory reading file",
+                       path);
+    }
+  }
+  int failed = ferror(fp);
+  fclose(fp);
+  if (failed) {
+    tdm__buf_free(&b);
+    return tdm__fail(err, TDM_EIO, "%s: read error", path);
+  }
+  if (b.data == NULL && tdm__buf_reserve(&b, 0) != TDM_OK) {
+    return tdm__fail(err, TDM_ENOMEM, "%s: out of memory", path);
+  }
+  b.data[b.len] = '\0';
+  *data = b.data;
+  *size = b.len;
+  return TDM_OK;
+}
+
+/*
+ * Temporary paths of open atomic files, so a signal handler can remove
+ * them. A small fixed table: a command has one or two outputs at a time.
+ */
+#define MAX_OPEN_ATOMIC 16
+static char *volatile open_tmp_paths[MAX_OPEN_ATOMIC];
+
+static void register_tmp(char *path) {
+  for (int i = 0; i < MAX_OPEN_ATOMIC; i++) {
+    if (open_tmp_paths[i] == NULL) {
+      open_tmp_paths[i] = path;
+      return;
+    }
+  }
+}
+
+static void unregister_tmp(const char *path) {
+  for (int i = 0; i < MAX_OPEN_ATOMIC; i++) {
+    if (open_tmp_paths[i] == path) open_tmp_paths[i] = NULL;
+  }
+}
+
+void tdm__atomic_abort_all_from_signal(void) {
+  for (int i = 0; i < MAX_OPEN_ATOMIC; i++) {
+    if (open_tmp_paths[i] != NULL) unlink(open_tmp_paths[i]);
+  }
+}
+
+int tdm__atomic_open(tdm__atomic_file *f, const char *path, tdm_error *err) {
+  memset(f, 0, sizeof *f);
+  size_t n = strlen(path);
+  f->path = tdm__strdup(path);
+  f->tmp_path = tdm__malloc(n + 32);
+  if (f->path == NULL || f->tmp_path == NULL) {
+    tdm__free(f->path);
+    tdm__free(f->tmp_path);
+    return tdm__fail(err, TDM_ENOMEM, "%s: out of memory", path);
+  }
+  /* A hidden name in the same directory, so rename() stays atomic. */
+  const char *slash = strrchr(path, '/');
+  size_t dir_len = slash ? (size_t)(slash - path) + 1 : 0;
+  snprintf(f->tmp_path, n + 32, "%.*s.%s.tmp.XXXXXX", (int)dir_len, path,
+           path + dir_len);
+  int fd = mkstemp(f->tmp_path);
+  if (fd < 0) {
+    int saved = errno;
+    tdm__free(f->path);
+    tdm__free(f->tmp_path);
+    return tdm__fail(err, TDM_EIO, "%s: cannot create output: %s", path,
+                     strerror(saved));
+  }
+  fchmod(fd, 0644);
+  f->fp = fdopen(fd, "wb");
+  if (f->fp == NULL) {
+    close(fd);
+    unlink(f->tmp_path);
+    tdm__free(f->path);
+    tdm__free(f->tmp_path);
+    return tdm__fail(err, TDM_ENOMEM, "%s: out of memory", path);
+  }
+  register_tmp(f->tmp_path);
+  return TDM_OK;
+}
+
+static void atomic_release(tdm__atomic_file *f) {
+  unregister_tmp(f->tmp_path);
+  tdm__free(f->path);
+  tdm__free(f->tmp_path);
+  memset(f, 0, sizeof *f);
+}
+
+int tdm__atomic_commit(tdm__atomic_file *f, tdm_error *err) {
+  int failed = fflush(f->fp) != 0 || ferror(f->fp);
+  if (!failed) failed = fsync(fileno(f->fp)) != 0 && errno != EINVAL;
+  int saved = errno;
+  if (fclose(f->fp) != 0) failed = 1;
+  f->fp = NULL;
+  if (failed) {
+    unlink(f->tmp_path);
+    int status = tdm__fail(err, TDM_EIO, "%s: write failed: %s", f->path,
+                           strerror(saved));
+    atomic_release(f);
+    return status;
+  }
+  if (rename(f->tmp_path, f->path) != 0) {
+    saved = errno;
+    unlink(f->tmp_path);
+    int status = tdm__fail(err, TDM_EIO, "%s: cannot rename into place: %s",
+                           f->path, strerror(saved));
+    atomic_release(f);
+    return status;
+  }
+  atomic_release(f);
+  return TDM_OK;
+}
+
+void tdm__atomic_abort(tdm__atomic_file *f) {
+  if (f->tmp_path == NULL) return;
+  if (f->fp != NULL) fclose(f->fp);
+  unlink(f->tmp_path);
+  atomic_release(f);
+}

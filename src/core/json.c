@@ -1,0 +1,562 @@
+/*
+ * json.c - the JSON parser declared in json.h: recursive descent with a
+ * depth limit, values in an arena, numbers kept as source text.
+ */
+#include "json.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_DEPTH 512
+
+typedef struct parser {
+  tdm__json_doc *doc;
+  const char *p;
+  const char *end;
+  int flags;
+  tdm_error *err;
+  /* Children of the containers being parsed, innermost last. */
+  tdm__json *stack;
+  const char **stack_keys;
+  size_t stack_len, stack_cap;
+} parser;
+
+void tdm__json_line_col(const tdm__json_doc *doc, size_t offset, size_t *line,
+                        size_t *col) {
+  size_t l = 1, c = 1;
+  for (size_t i = 0; i < offset && i < doc->source_len; i++) {
+    if (doc->source[i] == '\n') {
+      l++;
+      c = 1;
+    } else {
+      c++;
+    }
+  }
+  *line = l;
+  *col = c;
+}
+
+static int syntax_error(parser *ps, const char *what) {
+  size_t line, col;
+  tdm__json_line_col(ps->doc, (size_t)(ps->p - ps->doc->source), &line, &col);
+  if (ps->p >= ps->end) {
+    return tdm__fail(ps->err, TDM_EPARSE,
+                     "%s:%zu:%zu: %s (the document ends too early)",
+                     ps->doc->name, line, col, what);
+  }
+  return tdm__fail(ps->err, TDM_EPARSE, "%s:%zu:%zu: %s", ps->doc->name, line,
+                   col, what);
+}
+
+static void skip_space(parser *ps) {
+  while (ps->p < ps->end &&
+         (*ps->p == ' ' || *ps->p == '\t' || *ps->p == '\n' || *ps->p == '\r'))
+    ps->p++;
+}
+
+static int literal(parser *ps, const char *word) {
+  size_t n = strlen(word);
+  if ((size_t)(ps->end - ps->p) >= n && memcmp(ps->p, word, n) == 0) {
+    ps->p += n;
+    return 1;
+  }
+  return 0;
+}
+
+static int push(parser *ps, const tdm__json *v, const char *key) {
+  if (ps->stack_len == ps->stack_cap) {
+    size_t cap = ps->stack_cap ? ps->stack_cap * 2 : 256;
+    tdm__json *items = tdm__realloc(ps->stack, cap * sizeof *items);
+    if (items == NULL) return TDM_ENOMEM;
+    ps->stack = items;
+    const char **keys = tdm__realloc(ps->stack_keys, cap * sizeof *keys);
+    if (keys == NULL) return TDM_ENOMEM;
+    ps->stack_keys = keys;
+    ps->stack_cap = cap;
+  }
+  ps->stack[ps->stack_len] = *v;
+  ps->stack_keys[ps->stack_len] = key;
+  ps->stack_len++;
+  return TDM_OK;
+}
+
+/* Children of v now live at their final address: point them back at it. */
+static void adopt_children(tdm__json *v) {
+  for (size_t i = 0; i < v->count; i++) {
+    v->items[i].parent = v;
+    v->items[i].index = i;
+  }
+}
+
+/* Moves the top `count` stacked children into the arena as v's items. */
+static int pop_children(parser *ps, tdm__json *v, size_t base, int object) {
+  size_t count = ps->stack_len - base;
+  v->count = count;
+  if (count > 0) {
+    v->items = tdm__arena_alloc(&ps->doc->arena, count * sizeof *v->items);
+    if (v->items == NULL) return TDM_ENOMEM;
+    memcpy(v->items, ps->stack + base, count * sizeof *v->items);
+    for (size_t i = 0; i < count; i++) {
+      if (v->items[i].count > 0 && (v->items[i].type == TDM__JSON_ARRAY ||
+                                    v->items[i].type == TDM__JSON_OBJECT))
+        adopt_children(&v->items[i]);
+    }
+    if (object) {
+      v->keys = tdm__arena_alloc(&ps->doc->arena, count * sizeof *v->keys);
+      if (v->keys == NULL) return TDM_ENOMEM;
+      memcpy(v->keys, ps->stack_keys + base, count * sizeof *v->keys);
+    }
+  }
+  ps->stack_len = base;
+  return TDM_OK;
+}
+
+static void put_utf8(char **out, uint32_t cp) {
+  char *o = *out;
+  if (cp < 0x80) {
+    *o++ = (char)cp;
+  } else if (cp < 0x800) {
+    *o++ = (char)(0xC0 | (cp >> 6));
+    *o++ = (char)(0x80 | (cp & 0x3F));
+  } else if (cp < 0x10000) {
+    *o++ = (char)(0xE0 | (cp >> 12));
+    *o++ = (char)(0x80 | ((cp >> 6) & 0x3F));
+    *o++ = (char)(0x80 | (cp & 0x3F));
+  } else {
+    *o++ = (char)(0xF0 | (cp >> 18));
+    *o++ = (char)(0x80 | ((cp >> 12) & 0x3F));
+    *o++ = (char)(0x80 | ((cp >> 6) & 0x3F));
+    *o++ = (char)(0x80 | (cp & 0x3F));
+  }
+  *out = o;
+}
+
+static int hex4(parser *ps, uint32_t *out) {
+  uint32_t v = 0;
+  for (int i = 0; i < 4; i++) {
+    if (ps->p >= ps->end) return syntax_error(ps, "unfinished \\u escape");
+    char c = *ps->p++;
+    v <<= 4;
+    if (c >= '0' && c <= '9')
+      v |= (uint32_t)(c - '0');
+    else if (c >= 'a' && c <= 'f')
+      v |= (uint32_t)(c - 'a' + 10);
+    else if (c >= 'A' && c <= 'F')
+      v |= (uint32_t)(c - 'A' + 10);
+    else {
+      ps->p--;
+      return syntax_error(ps, "expected a hex digit in \\u escape");
+    }
+  }
+  *out = v;
+  return TDM_OK;
+}
+
+/* Parses a string at ps->p (at the opening quote) into a decoded copy. */
+static int parse_string(parser *ps, const char **out, size_t *out_len) {
+  ps->p++; /* opening quote */
+  const char *start = ps->p;
+  /* Decoded text is never longer than the source text. */
+  const char *q = start;
+  while (q < ps->end && *q != '"') {
+    if (*q == '\\' && q + 1 < ps->end) q++;
+    q++;
+  }
+  char *buf = tdm__arena_alloc(&ps->doc->arena, (size_t)(q - start) + 1);
+  if (buf == NULL) return TDM_ENOMEM;
+  char *o = buf;
+  for (;;) {
+    if (ps->p >= ps->end) return syntax_error(ps, "unterminated string");
+    unsigned char c = (unsigned char)*ps->p;
+    if (c == '"') break;
+    if (c < 0x20) return syntax_error(ps, "control character in string");
+    if (c != '\\') {
+      *o++ = (char)c;
+      ps->p++;
+      continue;
+    }
+    ps->p++;
+    if (ps->p >= ps->end) return syntax_error(ps, "unterminated string");
+    char e = *ps->p++;
+    switch (e) {
+      case '"': *o++ = '"'; break;
+      case '\\': *o++ = '\\'; break;
+      case '/': *o++ = '/'; break;
+      case 'b': *o++ = '\b'; break;
+      case 'f': *o++ = '\f'; break;
+      case 'n': *o++ = '\n'; break;
+      case 'r': *o++ = '\r'; break;
+      case 't': *o++ = '\t'; break;
+      case 'u': {
+        uint32_t cp;
+        int rc = hex4(ps, &cp);
+        if (rc != TDM_OK) return rc;
+        if (cp >= 0xD800 && cp <= 0xDBFF) {
+          uint32_t low;
+          if (!literal(ps, "\\u"))
+            return syntax_error(ps, "unpaired UTF-16 surrogate in \\u escape");
+          rc = hex4(ps, &low);
+          if (rc != TDM_OK) return rc;
+          if (low < 0xDC00 || low > 0xDFFF)
+            return syntax_error(ps, "invalid UTF-16 surrogate pair");
+          cp = 0x10000 + ((cp - 0xD800) << 10) + (low - 0xDC00);
+        } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
+          return syntax_error(ps, "unpaired UTF-16 surrogate in \\u escape");
+        }
+        put_utf8(&o, cp);
+        break;
+      }
+      default:
+        ps->p--;
+        return syntax_error(ps, "invalid escape in string");
+    }
+  }
+  ps->p++; /* closing quote */
+  *o = '\0';
+  *out = buf;
+  *out_len = (size_t)(o - buf);
+  return TDM_OK;
+}
+
+static int is_digit(char c) { return c >= '0' && c <= '9'; }
+
+static int parse_number(parser *ps, tdm__json *v) {
+  const char *start = ps->p;
+  v->type = TDM__JSON_NUMBER;
+  if (ps->flags & TDM__JSON_ALLOW_NAN) {
+    const char *save = ps->p;
+    if (*ps->p == '-') ps->p++;
+    if (literal(ps, "NaN") || literal(ps, "Infinity") || literal(ps, "inf") ||
+        literal(ps, "nan")) {
+      v->text = start;
+      v->text_len = (size_t)(ps->p - start);
+      return TDM_OK;
+    }
+    ps->p = save;
+  }
+  if (ps->p < ps->end && *ps->p == '-') ps->p++;
+  if (ps->p >= ps->end || !is_digit(*ps->p))
+    return syntax_error(ps, "expected a value");
+  if (*ps->p == '0') {
+    ps->p++;
+  } else {
+    while (ps->p < ps->end && is_digit(*ps->p)) ps->p++;
+  }
+  if (ps->p < ps->end && *ps->p == '.') {
+    ps->p++;
+    if (ps->p >= ps->end || !is_digit(*ps->p))
+      return syntax_error(ps, "expected a digit after the decimal point");
+    while (ps->p < ps->end && is_digit(*ps->p)) ps->p++;
+  }
+  if (ps->p < ps->end && (*ps->p == 'e' || *ps->p == 'E')) {
+    ps->p++;
+    if (ps->p < ps->end && (*ps->p == '+' || *ps->p == '-')) ps->p++;
+    if (ps->p >= ps->end || !is_digit(*ps->p))
+      return syntax_error(ps, "expected a digit in the exponent");
+    while (ps->p < ps->end && is_digit(*ps->p)) ps->p++;
+  }
+  v->text = start;
+  v->text_len = (size_t)(ps->p - start);
+  return TDM_OK;
+}
+
+static int parse_value(parser *ps, tdm__json *v, int depth);
+
+static int parse_container(parser *ps, tdm__json *v, int depth, int object) {
+  char close = object ? '}' : ']';
+  v->type = object ? TDM__JSON_OBJECT : TDM__JSON_ARRAY;
+  if (depth >= MAX_DEPTH) return syntax_error(ps, "nesting is too deep");
+  ps->p++;
+  size_t base = ps->stack_len;
+  skip_space(ps);
+  if (ps->p < ps->end && *ps->p == close) {
+    ps->p++;
+    return TDM_OK;
+  }
+  for (;;) {
+    const char *key = NULL;
+    skip_space(ps);
+    if (object) {
+      if (ps->p >= ps->end || *ps->p != '"')
+        return syntax_error(ps, "expected a member name in double quotes");
+      size_t key_len;
+      int rc = parse_string(ps, &key, &key_len);
+      if (rc != TDM_OK) return rc;
+      skip_space(ps);
+      if (ps->p >= ps->end || *ps->p != ':')
+        return syntax_error(ps, "expected ':' after the member name");
+      ps->p++;
+      skip_space(ps);
+    }
+    tdm__json child;
+    memset(&child, 0, sizeof child);
+    int rc = parse_value(ps, &child, depth + 1);
+    if (rc != TDM_OK) return rc;
+    rc = push(ps, &child, key);
+    if (rc != TDM_OK) return rc;
+    skip_space(ps);
+    if (ps->p < ps->end && *ps->p == ',') {
+      ps->p++;
+      continue;
+    }
+    if (ps->p < ps->end && *ps->p == close) {
+      ps->p++;
+      break;
+    }
+    return syntax_error(ps, object ? "expected ',' or '}' after a member"
+                                   : "expected ',' or ']' after an element");
+  }
+  return pop_children(ps, v, base, object);
+}
+
+static int parse_value(parser *ps, tdm__json *v, int depth) {
+  skip_space(ps);
+  v->offset = (size_t)(ps->p - ps->doc->source);
+  if (ps->p >= ps->end) return syntax_error(ps, "expected a value");
+  switch (*ps->p) {
+    case '{':
+      return parse_container(ps, v, depth, 1);
+    case '[':
+      return parse_container(ps, v, depth, 0);
+    case '"':
+      v->type = TDM__JSON_STRING;
+      return parse_string(ps, &v->text, &v->count);
+    case 't':
+    case 'f':
+      v->type = TDM__JSON_BOOL;
+      v->boolean = *ps->p == 't';
+      if (literal(ps, v->boolean ? "true" : "false")) return TDM_OK;
+      return syntax_error(ps, "expected a value");
+    case 'n':
+      if (literal(ps, "null")) {
+        v->type = TDM__JSON_NULL;
+        return TDM_OK;
+      }
+      return parse_number(ps, v);
+    default:
+      return parse_number(ps, v);
+  }
+}
+
+int tdm__json_parse(tdm__json_doc *doc, const char *data, size_t size,
+                    const char *name, int flags, tdm_error *err) {
+  memset(doc, 0, sizeof *doc);
+  tdm__arena_init(&doc->arena, 1 << 20);
+  doc->name = name;
+  char *copy = tdm__arena_strndup(&doc->arena, data, size);
+  if (copy == NULL) {
+    tdm__arena_free(&doc->arena);
+    return tdm__fail(err, TDM_ENOMEM, "%s: out of memory", name);
+  }
+  doc->source = copy;
+  doc->source_len = size;
+  parser ps = {.doc = doc, .p = copy, .end = copy + size, .flags = flags,
+               .err = err};
+  /* A UTF-8 byte order mark is tolerated. */
+  if (size >= 3 && memcmp(copy, "\xEF\xBB\xBF", 3) == 0) ps.p += 3;
+  int rc = TDM_OK;
+  doc->root = tdm__arena_alloc(&doc->arena, sizeof *doc->root);
+  if (doc->root == NULL) rc = TDM_ENOMEM;
+  if (rc == TDM_OK) {
+    skip_space(&ps);
+    if (ps.p >= ps.end) {
+      rc = tdm__fail(err, TDM_EPARSE, "%s: empty document, expected JSON",
+                     name);
+    } else {
+      rc = parse_value(&ps, doc->root, 0);
+    }
+  }
+  if (rc == TDM_OK) {
+    skip_space(&ps);
+    if (ps.p < ps.end)
+      rc = syntax_error(&ps, "unexpected text after the JSON value");
+  }
+  if (rc == TDM_OK) adopt_children(doc->root);
+  tdm__free(ps.stack);
+  tdm__free(ps.stack_keys);
+  if (rc == TDM_ENOMEM) tdm__fail(err, TDM_ENOMEM, "%s: out of memory", name);
+  if (rc != TDM_OK) {
+    tdm__arena_free(&doc->arena);
+    memset(doc, 0, sizeof *doc);
+  }
+  return rc;
+}
+
+void tdm__json_doc_free(tdm__json_doc *doc) {
+  if (doc == NULL) return;
+  tdm__arena_free(&doc->arena);
+  memset(doc, 0, sizeof *doc);
+}
+
+const tdm__json *tdm__json_get(const tdm__json *v, const char *key) {
+  if (v == NULL || v->type != TDM__JSON_OBJECT) return NULL;
+  for (size_t i = 0; i < v->count; i++) {
+    if (strcmp(v->keys[i], key) == 0) return &v->items[i];
+  }
+  return NULL;
+}
+
+void tdm__json_pointer(const tdm__json *v, char *buf, size_t size) {
+  /* Collect the path from v up to the root, then write it top down. */
+  const tdm__json *chain[MAX_DEPTH + 2];
+  size_t depth = 0;
+  for (const tdm__json *node = v; node != NULL && node->parent != NULL &&
+                                  depth < MAX_DEPTH + 1;
+       node = node->parent)
+    chain[depth++] = node;
+  size_t used = 0;
+  if (size == 0) return;
+  buf[0] = '\0';
+  for (size_t k = depth; k-- > 0;) {
+    const tdm__json *node = chain[k];
+    char segment[256];
+    if (node->parent->type == TDM__JSON_OBJECT) {
+      const char *key = node->parent->keys[node->index];
+      size_t o = 0;
+      for (; *key && o + 3 < sizeof segment; key++) {
+        if (*key == '~') {
+          segment[o++] = '~';
+          segment[o++] = '0';
+        } else if (*key == '/') {
+          segment[o++] = '~';
+          segment[o++] = '1';
+        } else {
+          segment[o++] = *key;
+        }
+      }
+      segment[o] = '\0';
+    } else {
+      snprintf(segment, sizeof segment, "%zu", node->index);
+    }
+    int n = snprintf(buf + used, size - used, "/%s", segment);
+    if (n < 0 || (size_t)n >= size - used) break;
+    used += (size_t)n;
+  }
+}
+
+const char *tdm__json_type_name(const tdm__json *v) {
+  if (v == NULL) return "nothing";
+  switch (v->type) {
+    case TDM__JSON_NULL: return "null";
+    case TDM__JSON_BOOL: return "a boolean";
+    case TDM__JSON_NUMBER: return "a number";
+    case TDM__JSON_STRING: return "a string";
+    case TDM__JSON_ARRAY: return "an array";
+    case TDM__JSON_OBJECT: return "an object";
+  }
+  return "a value";
+}
+
+int tdm__json_fail(const tdm__json_doc *doc, const tdm__json *v, int status,
+                   tdm_error *err, const char *fmt, ...) {
+  if (err == NULL) return status;
+  char pointer[512];
+  tdm__json_pointer(v, pointer, sizeof pointer);
+  char what[600];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(what, sizeof what, fmt, ap);
+  va_end(ap);
+  return tdm__fail(err, status, "%s: at %s: %s", doc->name,
+                   pointer[0] ? pointer : "/ (the document root)", what);
+}
+
+/* The decimal text of a number value, or of a string that holds one. */
+static int number_text(const tdm__json_doc *doc, const tdm__json *v,
+                       char *buf, size_t size, tdm_error *err) {
+  const char *text;
+  size_t len;
+  if (v != NULL && v->type == TDM__JSON_NUMBER) {
+    text = v->text;
+    len = v->text_len;
+  } else if (v != NULL && v->type == TDM__JSON_STRING) {
+    text = v->text;
+    len = v->count;
+  } else {
+    return tdm__json_fail(doc, v, TDM_EPARSE, err,
+                          "expected a number, found %s",
+                          tdm__json_type_name(v));
+  }
+  if (len == 0 || len >= size)
+    return tdm__json_fail(doc, v, TDM_EPARSE, err, "expected a number");
+  memcpy(buf, text, len);
+  buf[len] = '\0';
+  return TDM_OK;
+}
+
+/* Handles NaN and the infinities, which strtod spells differently. */
+static int special_value(const char *s, double *out) {
+  int negative = *s == '-';
+  const char *w = negative ? s + 1 : s;
+  if (strcmp(w, "NaN") == 0 || strcmp(w, "nan") == 0) {
+    *out = NAN;
+    return 1;
+  }
+  if (strcmp(w, "Infinity") == 0 || strcmp(w, "inf") == 0) {
+    *out = negative ? -INFINITY : INFINITY;
+    return 1;
+  }
+  return 0;
+}
+
+static int plain_number(const char *s) {
+  /* strtod also takes hex, "infinity" and leading spaces: refuse those. */
+  for (const char *c = s; *c; c++) {
+    if (!(is_digit(*c) || *c == '-' || *c == '+' || *c == '.' || *c == 'e' ||
+          *c == 'E'))
+      return 0;
+  }
+  return 1;
+}
+
+int tdm__json_float(const tdm__json_doc *doc, const tdm__json *v, float *out,
+                    tdm_error *err) {
+  char buf[128];
+  int rc = number_text(doc, v, buf, sizeof buf, err);
+  if (rc != TDM_OK) return rc;
+  double special;
+  if (special_value(buf, &special)) {
+    *out = (float)special;
+    return TDM_OK;
+  }
+  char *end;
+  errno = 0;
+  float f = strtof(buf, &end);
+  if (!plain_number(buf) || end == buf || *end != '\0')
+    return tdm__json_fail(doc, v, TDM_EPARSE, err, "\"%s\" is not a number",
+                          buf);
+  *out = f;
+  return TDM_OK;
+}
+
+int tdm__json_double(const tdm__json_doc *doc, const tdm__json *v,
+                     double *out, tdm_error *err) {
+  char buf[128];
+  int rc = number_text(doc, v, buf, sizeof buf, err);
+  if (rc != TDM_OK) return rc;
+  if (special_value(buf, out)) return TDM_OK;
+  char *end;
+  double d = strtod(buf, &end);
+  if (!plain_number(buf) || end == buf || *end != '\0')
+    return tdm__json_fail(doc, v, TDM_EPARSE, err, "\"%s\" is not a number",
+                          buf);
+  *out = d;
+  return TDM_OK;
+}
+
+int tdm__json_int64(const tdm__json_doc *doc, const tdm__json *v,
+                    int64_t *out, tdm_error *err) {
+  char buf[128];
+  int rc = number_text(doc, v, buf, sizeof buf, err);
+  if (rc != TDM_OK) return rc;
+  char *end;
+  errno = 0;
+  long long n = strtoll(buf, &end, 10);
+  if (end == buf || *end != '\0' || errno == ERANGE || !plain_number(buf))
+    return tdm__json_fail(doc, v, TDM_EPARSE, err,
+                          "\"%s\" is not an integer", buf);
+  *out = (int64_t)n;
+  return TDM_OK;
+}

@@ -1,0 +1,95 @@
+/*
+ * json.h - a JSON document parser for model files and requests.
+ *
+ * Why not cJSON or jansson: XGBoost writes the bare literal NaN (not JSON)
+ * in categorical split nodes, and model thresholds must be parsed straight
+ * from their decimal text into float32 (strtof) to match XGBoost bit for
+ * bit; a library that converts every number to double first rounds twice.
+ * So numbers keep their source text, and the caller picks the precision.
+ *
+ * Errors name the line and column for syntax, and any value can report its
+ * JSON pointer (RFC 6901) for semantic errors found later.
+ */
+#ifndef TDM_JSON_H
+#define TDM_JSON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "arena.h"
+#include "core.h"
+
+typedef enum tdm__json_type {
+  TDM__JSON_NULL,
+  TDM__JSON_BOOL,
+  TDM__JSON_NUMBER,
+  TDM__JSON_STRING,
+  TDM__JSON_ARRAY,
+  TDM__JSON_OBJECT
+} tdm__json_type;
+
+typedef struct tdm__json tdm__json;
+struct tdm__json {
+  tdm__json_type type;
+  int boolean;          /* TDM__JSON_BOOL */
+  size_t count;         /* elements or members; string length in bytes */
+  const char *text;     /* string: decoded, NUL-terminated; number: source */
+  size_t text_len;      /* number: length of its source text */
+  tdm__json *items;     /* array elements or object member values */
+  const char **keys;    /* object member names, NUL-terminated */
+  const tdm__json *parent;
+  size_t index;         /* position in the parent */
+  size_t offset;        /* byte offset of the value in the source */
+};
+
+typedef struct tdm__json_doc {
+  tdm__arena arena;
+  tdm__json *root;
+  const char *source; /* the parser's copy of the input */
+  size_t source_len;
+  const char *name;   /* for messages: a file name */
+} tdm__json_doc;
+
+/* Extensions to strict JSON that a caller may allow. */
+enum {
+  TDM__JSON_ALLOW_NAN = 1 /* NaN, Infinity, -Infinity as numbers */
+};
+
+/*
+ * Parses data[0..size) into doc. `name` (kept by pointer) prefixes error
+ * messages: "name:LINE:COL: what". On failure doc holds nothing to free.
+ */
+int tdm__json_parse(tdm__json_doc *doc, const char *data, size_t size,
+                    const char *name, int flags, tdm_error *err);
+void tdm__json_doc_free(tdm__json_doc *doc);
+
+/* Member `key` of an object, or NULL if absent or v is not an object. */
+const tdm__json *tdm__json_get(const tdm__json *v, const char *key);
+
+/* Writes v's JSON pointer ("/learner/objective/name", "" for the root). */
+void tdm__json_pointer(const tdm__json *v, char *buf, size_t size);
+
+/* The 1-based line and column of a byte offset in the document. */
+void tdm__json_line_col(const tdm__json_doc *doc, size_t offset, size_t *line,
+                        size_t *col);
+
+/* A short name of v's type for messages: "an object", "a string", ... */
+const char *tdm__json_type_name(const tdm__json *v);
+
+/*
+ * Number conversions. They accept a JSON number, and also a string holding
+ * one (XGBoost stores many parameters as strings). Fail with TDM_EPARSE and
+ * a message naming the JSON pointer.
+ */
+int tdm__json_float(const tdm__json_doc *doc, const tdm__json *v, float *out,
+                    tdm_error *err);
+int tdm__json_double(const tdm__json_doc *doc, const tdm__json *v,
+                     double *out, tdm_error *err);
+int tdm__json_int64(const tdm__json_doc *doc, const tdm__json *v,
+                    int64_t *out, tdm_error *err);
+
+/* Fails with a message "name: at POINTER: <formatted text>". */
+int tdm__json_fail(const tdm__json_doc *doc, const tdm__json *v, int status,
+                   tdm_error *err, const char *fmt, ...) TDM__PRINTF(5, 6);
+
+#endif /* TDM_JSON_H */

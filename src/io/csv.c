@@ -1,0 +1,288 @@
+/*
+ * csv.c - the streaming CSV reader declared in csv.h: a byte-at-a-time
+ * state machine over a large read buffer, building each record's unquoted
+ * fields in a growable buffer.
+ */
+#include "csv.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define READ_SIZE (1 << 20)
+
+struct tdm__csv {
+  FILE *fp;
+  const char *name;
+  char *in;        /* read buffer */
+  size_t in_len;   /* bytes in the buffer */
+  size_t in_pos;   /* next byte to look at */
+  int eof;
+  size_t consumed; /* bytes consumed before this buffer */
+  size_t line;     /* current line, 1-based */
+  size_t column;   /* current byte column, 1-based */
+  int at_start;
+  tdm__buf text;   /* the record's fields, NUL separated */
+  size_t *starts;  /* offset of each field in text */
+  size_t *columns;
+  size_t fields_cap;
+  tdm__csv_field *fields;
+  size_t out_cap;
+};
+
+int tdm__csv_open(tdm__csv **out, FILE *fp, const char *name) {
+  *out = NULL;
+  tdm__csv *csv = tdm__calloc(1, sizeof *csv);
+  if (csv == NULL) return TDM_ENOMEM;
+  csv->in = tdm__malloc(READ_SIZE);
+  if (csv->in == NULL) {
+    tdm__free(csv);
+    return TDM_ENOMEM;
+  }
+  csv->fp = fp;
+  csv->name = name;
+  csv->line = 1;
+  csv->column = 1;
+  csv->at_start = 1;
+  *out = csv;
+  return TDM_OK;
+}
+
+void tdm__csv_close(tdm__csv *csv) {
+  if (csv == NULL) return;
+  tdm__free(csv->in);
+  tdm__buf_free(&csv->text);
+  tdm__free(csv->starts);
+  tdm__free(csv->columns);
+  tdm__free(csv->fields);
+  tdm__free(csv);
+}
+
+size_t tdm__csv_offset(const tdm__csv *csv) {
+  return csv->consumed + csv->in_pos;
+}
+
+/* The next byte, or -1 at the end of input, or -2 on a read error. */
+static int peek_byte(tdm__csv *csv) {
+  if (csv->in_pos == csv->in_len) {
+    if (csv->eof) return -1;
+    csv->consumed += csv->in_len;
+    csv->in_len = fread(csv->in, 1, READ_SIZE, csv->fp);
+    csv->in_pos = 0;
+    if (csv->in_len == 0) {
+      csv->eof = 1;
+      return ferror(csv->fp) ? -2 : -1;
+    }
+    if (csv->at_start) {
+      csv->at_start = 0;
+      if (csv->in_len >= 3 && memcmp(csv->in, "\xEF\xBB\xBF", 3) == 0)
+        csv->in_pos = 3;
+      if (csv->in_pos == csv->in_len) return peek_byte(csv);
+    }
+  }
+  return (unsigned char)csv->in[csv->in_pos];
+}
+
+static void advance(tdm__csv *csv, int c) {
+  csv->in_pos++;
+  if (c == '\n') {
+    csv->line++;
+    csv->column = 1;
+  } else {
+    csv->column++;
+  }
+}
+
+static int start_field(tdm__csv *csv, size_t index, size_t column) {
+  if (index >= csv->fields_cap) {
+    size_t cap = csv->fields_cap ? csv->fields_cap * 2 : 64;
+    size_t *starts = tdm__realloc(csv->starts, cap * sizeof *starts);
+    if (starts == NULL) return TDM_ENOMEM;
+    csv->starts = starts;
+    size_t *columns = tdm__realloc(csv->columns, cap * sizeof *columns);
+    if (columns == NULL) return TDM_ENOMEM;
+    csv->columns = columns;
+    csv->fields_cap = cap;
+  }
+  csv->starts[index] = csv->text.len;
+  csv->columns[index] = column;
+  return TDM_OK;
+}
+
+static int csv_error(tdm__csv *csv, tdm_error *err, size_t line,
+                     size_t column, const char *what) {
+  return tdm__fail(err, TDM_EPARSE, "%s:%zu:%zu: %s", csv->name, line, column,
+                   what);
+}
+
+int tdm__csv_next(tdm__csv *csv, tdm__csv_record *record, tdm_error *err) {
+  for (;;) {
+    csv->text.len = 0;
+    size_t count = 0;
+    size_t record_line = csv->line;
+    int c = peek_byte(csv);
+    if (c == -2)
+      return tdm__fail(err, TDM_EIO, "%s: read error: %s", csv->name,
+                       strerror(errno));
+    if (c == -1) return 0;
+    /* Blank lines are skipped. */
+    if (c == '\n' || c == '\r') {
+      advance(csv, c);
+      if (c == '\r' && peek_byte(csv) == '\n') advance(csv, '\n');
+      continue;
+    }
+    int rc = TDM_OK;
+    for (;;) { /* one field per iteration */
+      rc = start_field(csv, count, csv->column);
+      if (rc != TDM_OK) return tdm__fail(err, rc, "%s: out of memory", csv->name);
+      count++;
+      c = peek_byte(csv);
+      if (c == '"') {
+        size_t quote_line = csv->line, quote_column = csv->column;
+        advance(csv, c);
+        for (;;) {
+          c = peek_byte(csv);
+          if (c < 0) {
+            if (c == -2)
+              return tdm__fail(err, TDM_EIO, "%s: read error", csv->name);
+            return csv_error(csv, err, quote_line, quote_column,
+                             "unterminated quoted field (no closing '\"')");
+          }
+          advance(csv, c);
+          if (c == '"') {
+            if (peek_byte(csv) == '"') {
+              advance(csv, '"');
+            } else {
+              break;
+            }
+          }
+          if (c == '\0')
+            return csv_error(csv, err, csv->line, csv->column - 1,
+                             "NUL byte in a field");
+          char ch = (char)c;
+          if (tdm__buf_append(&csv->text, &ch, 1) != TDM_OK)
+            return tdm__fail(err, TDM_ENOMEM, "%s: out of memory", csv->name);
+        }
+        c = peek_byte(csv);
+        if (c >= 0 && c != ',' && c != '\n' && c != '\r')
+          return csv_error(csv, err, csv->line, csv->column,
+                           "unexpected text after a closing quote (expected "
+                           "',' or the end of the line)");
+      } else {
+        for (;;) {
+          c = peek_byte(csv);
+          if (c < 0 || c == ',' || c == '\n' || c == '\r') break;
+          if (c == '"')
+            return csv_error(csv, err, csv->line, csv->column,
+                             "a '\"' inside an unquoted field (quote the "
+                             "whole field and double the quote)");
+          if (c == '\0')
+            return csv_error(csv, err, csv->line, csv->column,
+                             "NUL byte in a field");
+          /* Copy the run of plain bytes up to the next special byte. */
+          size_t end = csv->in_pos;
+          while (end < csv->in_len) {
+            char ch = csv->in[end];
+            if (ch == ',' || ch == '\n' || ch == '\r' || ch == '"' ||
+                ch == '\0')
+              break;
+            end++;
+          }
+          size_t n = end - csv->in_pos;
+          if (tdm__buf_append(&csv->text, csv->in + csv->in_pos, n) != TDM_OK)
+            return tdm__fail(err, TDM_ENOMEM, "%s: out of memory", csv->name);
+          csv->in_pos = end;
+          csv->column += n;
+        }
+      }
+      if (tdm__buf_append(&csv->text, "", 1) != TDM_OK)
+        return tdm__fail(err, TDM_ENOMEM, "%s: out of memory", csv->name);
+      if (c == -2) return tdm__fail(err, TDM_EIO, "%s: read error", csv->name);
+      if (c == ',') {
+        advance(csv, c);
+        continue;
+      }
+      if (c == '\r') {
+        advance(csv, c);
+        if (peek_byte(csv) == '\n') advance(csv, '\n');
+        else { csv->line++; csv->column = 1; }
+      } else if (c == '\n') {
+        advance(csv, c);
+      }
+      break; /* end of record (or of input) */
+    }
+    if (count > csv->out_cap) {
+      tdm__csv_field *fields =
+          tdm__realloc(csv->fields, count * sizeof *fields);
+      if (fields == NULL)
+        return tdm__fail(err, TDM_ENOMEM, "%s: out of memory", csv->name);
+      csv->fields = fields;
+      csv->out_cap = count;
+    }
+    for (size_t i = 0; i < count; i++) {
+      size_t start = csv->starts[i];
+      size_t stop = i + 1 < count ? csv->starts[i + 1] - 1 : csv->text.len - 1;
+      csv->fields[i].text = csv->text.data + start;
+      csv->fields[i].len = stop - start;
+      csv->fields[i].column = csv->columns[i];
+    }
+    record->fields = csv->fields;
+    record->count = count;
+    record->line = record_line;
+    return 1;
+  }
+}
+
+int tdm__parse_cell_number(const char *text, size_t len, double *out) {
+  /* Surrounding spaces are tolerated, as most CSV writers pad by hand. */
+  while (len > 0 && (*text == ' ' || *text == '\t')) {
+    text++;
+    len--;
+  }
+  while (len > 0 && (text[len - 1] == ' ' || text[len - 1] == '\t')) len--;
+  if (len == 0 || (len == 3 && strncasecmp(text, "nan", 3) == 0) ||
+      (len == 2 && memcmp(text, "NA", 2) == 0) ||
+      (len == 4 && memcmp(text, "null", 4) == 0)) {
+    *out = NAN;
+    return 0;
+  }
+  /* strtod also reads hex and "nan(...)": allow only decimal forms. */
+  for (size_t i = 0; i < len; i++) {
+    char ch = text[i];
+    if (!((ch >= '0' && ch <= '9') || ch == '.' || ch == '-' || ch == '+' ||
+          ch == 'e' || ch == 'E' || ch == 'i' || ch == 'n' || ch == 'f' ||
+          ch == 'I' || ch == 'N' || ch == 'F' || ch == 't' || ch == 'y' ||
+          ch == 'T' || ch == 'Y'))
+      return -1;
+  }
+  char buf[128];
+  if (len >= sizeof buf) return -1;
+  memcpy(buf, text, len);
+  buf[len] = '\0';
+  char *end;
+  double value = strtod(buf, &end);
+  if (end != buf + len) return -1;
+  *out = isnan(value) ? NAN : value; /* "-nan" is missing too */
+  return 0;
+}
+
+int tdm__csv_append_field(tdm__buf *b, const char *text, size_t len) {
+  int needs_quotes = 0;
+  for (size_t i = 0; i < len; i++) {
+    char ch = text[i];
+    if (ch == ',' || ch == '"' || ch == '\n' || ch == '\r') {
+      needs_quotes = 1;
+      break;
+    }
+  }
+  if (!needs_quotes) return tdm__buf_append(b, text, len);
+  if (tdm__buf_append(b, "\"", 1) != TDM_OK) return TDM_ENOMEM;
+  for (size_t i = 0; i < len; i++) {
+    if (text[i] == '"' && tdm__buf_append(b, "\"", 1) != TDM_OK)
+      return TDM_ENOMEM;
+    if (tdm__buf_append(b, text + i, 1) != TDM_OK) return TDM_ENOMEM;
+  }
+  return tdm__buf_append(b, "\"", 1);
+}

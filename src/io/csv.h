@@ -1,0 +1,56 @@
+/*
+ * csv.h - a streaming CSV reader (RFC 4180: comma separated, fields may
+ * be double-quoted with "" for a quote, CRLF or LF line ends, a UTF-8 BOM
+ * tolerated). Records come one at a time with the line and column of each
+ * field, so every error can name the exact place. Memory stays bounded by
+ * the longest record, whatever the file size.
+ */
+#ifndef TDM_CSV_H
+#define TDM_CSV_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#include "../core/core.h"
+
+typedef struct tdm__csv tdm__csv;
+
+typedef struct tdm__csv_field {
+  const char *text; /* unquoted, NUL-terminated; valid until the next read */
+  size_t len;
+  size_t column;    /* 1-based byte column where the field starts */
+} tdm__csv_field;
+
+typedef struct tdm__csv_record {
+  tdm__csv_field *fields;
+  size_t count;
+  size_t line; /* 1-based line on which the record starts */
+} tdm__csv_record;
+
+/*
+ * Reads CSV from fp (not closed by the reader). `name` (kept by pointer)
+ * names the input in error messages.
+ */
+int tdm__csv_open(tdm__csv **out, FILE *fp, const char *name);
+void tdm__csv_close(tdm__csv *csv);
+
+/*
+ * Reads the next record. Returns 1 with *record filled, 0 at the end of the
+ * input, or a negative status with err saying "name:LINE:COL: what". Blank
+ * lines are skipped.
+ */
+int tdm__csv_next(tdm__csv *csv, tdm__csv_record *record, tdm_error *err);
+
+/* Bytes consumed so far (for progress reporting). */
+size_t tdm__csv_offset(const tdm__csv *csv);
+
+/*
+ * Parses a numeric cell: empty, NaN, nan, NA or null are missing (NaN).
+ * Returns 0 on success, -1 if the text is not a number.
+ */
+int tdm__parse_cell_number(const char *text, size_t len, double *out);
+
+/* Appends text to b as one CSV field, quoted when it needs to be. */
+int tdm__csv_append_field(tdm__buf *b, const char *text, size_t len);
+
+#endif /* TDM_CSV_H */

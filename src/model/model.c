@@ -1,0 +1,248 @@
+/*
+ * model.c - the public model API: loading a file (recognising its format,
+ * hashing it for the model version), describing it, scoring rows with the
+ * reference evaluator, and formatting scores so they read back exactly.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/core.h"
+#include "model.h"
+
+/* A limit that keeps per-row scratch on the stack. */
+#define MAX_OUTPUTS 4096
+
+tdm_model *tdm__model_new(void) {
+  tdm_model *model = tdm__calloc(1, sizeof *model);
+  if (model == NULL) return NULL;
+  tdm__arena_init(&model->arena, 1 << 16);
+  model->library_version = "";
+  model->booster = "";
+  model->objective = "";
+  return model;
+}
+
+void tdm_model_free(tdm_model *model) {
+  if (model == NULL) return;
+  tdm__arena_free(&model->arena);
+  tdm__free(model);
+}
+
+/* Skips leading white space to see what kind of document this is. */
+static char first_significant_char(const char *data, size_t size) {
+  size_t i = 0;
+  if (size >= 3 && memcmp(data, "\xEF\xBB\xBF", 3) == 0) i = 3;
+  while (i < size && (data[i] == ' ' || data[i] == '\t' || data[i] == '\n' ||
+                      data[i] == '\r'))
+    i++;
+  return i < size ? data[i] : '\0';
+}
+
+int tdm_model_load_buffer(const char *data, size_t size, const char *name,
+                          tdm_model **out, tdm_error *err) {
+  *out = NULL;
+  tdm__error_clear(err);
+  if (size == 0 || first_significant_char(data, size) == '\0')
+    return tdm__fail(err, TDM_EPARSE, "%s: the model file is empty", name);
+  tdm_model *model = tdm__model_new();
+  if (model == NULL) return tdm__fail(err, TDM_ENOMEM, "out of memory");
+  tdm__sha256_hex(data, size, model->sha256);
+  int rc;
+  char first = first_significant_char(data, size);
+  if (first == '{') {
+    rc = tdm__xgboost_load(model, data, size, name, err);
+  } else {
+    rc = tdm__fail(err, TDM_EUNSUPPORTED,
+                   "%s: not a model format tandem reads (expected an XGBoost "
+                   "JSON model starting with '{')",
+                   name);
+  }
+  if (rc == TDM_OK) rc = tdm__model_validate(model, name, err);
+  if (rc != TDM_OK) {
+    tdm_model_free(model);
+    return rc;
+  }
+  *out = model;
+  return TDM_OK;
+}
+
+int tdm_model_load(const char *path, tdm_model **out, tdm_error *err) {
+  char *data;
+  size_t size;
+  *out = NULL;
+  int rc = tdm__read_file(path, &data, &size, err);
+  if (rc != TDM_OK) return rc;
+  rc = tdm_model_load_buffer(data, size, path, out, err);
+  tdm__free(data);
+  return rc;
+}
+
+/*
+ * Walks every tree from its root, refusing indices out of range and nodes
+ * reached twice (which would make a cycle or a shared subtree), so the
+ * evaluator can follow children without checks.
+ */
+int tdm__model_validate(tdm_model *model, const char *name, tdm_error *err) {
+  if (model->num_outputs == 0 || model->num_outputs > MAX_OUTPUTS)
+    return tdm__fail(err, TDM_EUNSUPPORTED,
+                     "%s: %zu outputs per row (tandem supports 1 to %d)", name,
+                     model->num_outputs, MAX_OUTPUTS);
+  unsigned char *seen = tdm__calloc(model->num_nodes ? model->num_nodes : 1, 1);
+  uint32_t *stack = tdm__malloc((model->num_nodes + 1) * 2 * sizeof *stack);
+  int rc = TDM_OK;
+  if (seen == NULL || stack == NULL) {
+    rc = tdm__fail(err, TDM_ENOMEM, "%s: out of memory", name);
+    goto done;
+  }
+  for (size_t t = 0; t < model->num_trees && rc == TDM_OK; t++) {
+    tdm__tree *tree = &model->trees[t];
+    if (tree->output >= model->num_outputs) {
+      rc = tdm__fail(err, TDM_EPARSE,
+                     "%s: tree %zu adds to output %u, but the model has %zu",
+                     name, t, tree->output, model->num_outputs);
+      break;
+    }
+    if (tree->root >= model->num_nodes) {
+      rc = tdm__fail(err, TDM_EPARSE, "%s: tree %zu has no nodes", name, t);
+      break;
+    }
+    size_t top = 0;
+    uint32_t depth_max = 0;
+    stack[top++] = tree->root;
+    stack[top++] = 0;
+    while (top > 0) {
+      uint32_t depth = stack[--top];
+      uint32_t index = stack[--top];
+      if (seen[index]) {
+        rc = tdm__fail(err, TDM_EPARSE,
+                       "%s: tree %zu reaches node %u twice (not a tree)", name,
+                       t, index - tree->root);
+        break;
+      }
+      seen[index] = 1;
+      if (depth > depth_max) depth_max = depth;
+      const tdm__node *node = &model->nodes[index];
+      if (node->kind == TDM__NODE_LEAF) continue;
+      if (node->feature < 0 || (size_t)node->feature >= model->num_features) {
+        rc = tdm__fail(err, TDM_EPARSE,
+                       "%s: tree %zu node %u splits on feature %d, but the "
+                       "model has %zu features",
+                       name, t, index - tree->root, node->feature,
+                       model->num_features);
+        break;
+      }
+      if (node->left >= model->num_nodes || node->right >= model->num_nodes) {
+        rc = tdm__fail(err, TDM_EPARSE,
+                       "%s: tree %zu node %u has a child out of range", name,
+                       t, index - tree->root);
+        break;
+      }
+      if (node->cat_count > 0 &&
+          (size_t)node->cat_begin + node->cat_count > model->num_cat_words) {
+        rc = tdm__fail(err, TDM_EPARSE,
+                       "%s: tree %zu node %u: category set out of range",
+                       name, t, index - tree->root);
+        break;
+      }
+      stack[top++] = node->left;
+      stack[top++] = depth + 1;
+      stack[top++] = node->right;
+      stack[top++] = depth + 1;
+    }
+    tree->depth = depth_max;
+  }
+done:
+  tdm__free(seen);
+  tdm__free(stack);
+  return rc;
+}
+
+int tdm_model_get_info(const tdm_model *model, tdm_model_info *info) {
+  if (model == NULL || info == NULL) return TDM_EINVAL;
+  memset(info, 0, sizeof *info);
+  info->format = model->format;
+  info->format_name = model->format_name;
+  info->library_version = model->library_version;
+  info->booster = model->booster;
+  info->objective = model->objective;
+  info->num_features = model->num_features;
+  info->num_outputs = model->num_outputs;
+  info->num_scores = tdm_model_output_width(model, 0);
+  info->num_classes =
+      (model->link == TDM__LINK_SOFTMAX || model->link == TDM__LINK_ARGMAX)
+          ? model->num_outputs
+          : 0;
+  info->num_trees = model->num_trees;
+  info->num_nodes = model->num_nodes;
+  for (size_t t = 0; t < model->num_trees; t++) {
+    if (model->trees[t].depth > info->max_depth)
+      info->max_depth = model->trees[t].depth;
+  }
+  info->num_categorical_splits = model->num_categorical_splits;
+  info->float32 = model->float32;
+  memcpy(info->sha256, model->sha256, sizeof info->sha256);
+  return TDM_OK;
+}
+
+const char *tdm_model_feature_name(const tdm_model *model, size_t i) {
+  return i < model->num_features ? model->feature_names[i] : NULL;
+}
+
+const char *tdm_model_feature_type(const tdm_model *model, size_t i) {
+  return i < model->num_features ? model->feature_types[i] : NULL;
+}
+
+int tdm_model_has_feature_names(const tdm_model *model) {
+  return model->has_feature_names;
+}
+
+size_t tdm_model_output_width(const tdm_model *model, int flags) {
+  if (flags & TDM_PREDICT_MARGIN) return model->num_outputs;
+  return model->link == TDM__LINK_ARGMAX ? 1 : model->num_outputs;
+}
+
+int tdm_model_predict(const tdm_model *model, const double *rows,
+                      size_t num_rows, int flags, double *out) {
+  if (model == NULL || (num_rows > 0 && (rows == NULL || out == NULL)))
+    return TDM_EINVAL;
+  size_t width = tdm_model_output_width(model, flags);
+  size_t k = model->num_outputs;
+  double scratch[MAX_OUTPUTS];
+  for (size_t r = 0; r < num_rows; r++) {
+    const double *row = rows + r * model->num_features;
+    double *dest = out + r * width;
+    if (flags & TDM_PREDICT_MARGIN) {
+      tdm__predict_margin_row(model, row, dest);
+    } else if (width == k) {
+      /* The link reads margins[o] before writing out[o]: in place is safe. */
+      tdm__predict_margin_row(model, row, dest);
+      tdm__apply_link(model, dest, dest);
+    } else {
+      tdm__predict_margin_row(model, row, scratch);
+      tdm__apply_link(model, scratch, dest);
+    }
+  }
+  return TDM_OK;
+}
+
+int tdm_model_format_value(const tdm_model *model, double value, char *buf) {
+  if (isnan(value)) return snprintf(buf, 32, "nan");
+  if (isinf(value)) return snprintf(buf, 32, value > 0 ? "inf" : "-inf");
+  /* The shortest of %.Ng that reads back to the same value. */
+  if (model->float32) {
+    float f = (float)value;
+    /* Below 6 digits %g already drops trailing zeros: 6 is enough to start. */
+    for (int digits = 6; digits < 9; digits++) {
+      int n = snprintf(buf, 32, "%.*g", digits, (double)f);
+      if (strtof(buf, NULL) == f) return n;
+    }
+    return snprintf(buf, 32, "%.9g", (double)f);
+  }
+  for (int digits = 15; digits < 17; digits++) {
+    int n = snprintf(buf, 32, "%.*g", digits, value);
+    if (strtod(buf, NULL) == value) return n;
+  }
+  return snprintf(buf, 32, "%.17g", value);
+}

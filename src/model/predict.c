@@ -1,0 +1,171 @@
+/*
+ * predict.c - the scalar reference evaluator: walks each tree node by node
+ * for one row. It is the definition of a correct score; faster evaluators
+ * are checked against it. Float32 models (XGBoost) compare and accumulate
+ * in float32 in tree order, exactly as XGBoost's CPU predictor does, and
+ * use the same sigmoid and softmax arithmetic.
+ */
+#include <math.h>
+
+#include "model.h"
+
+/* XGBoost's categorical decision (common::Decision): 1 to go left. */
+static int xgb_category_goes_left(const tdm_model *model,
+                                  const tdm__node *node, float value) {
+  /* Categories are non-negative integers below 2^24 (exact in float32). */
+  if (value < 0.0f || value >= 16777216.0f) return node->default_left;
+  uint32_t category = (uint32_t)(int32_t)value;
+  if (category >= node->cat_count * 32u) return node->default_left;
+  uint32_t word = model->cat_words[node->cat_begin + (category >> 5)];
+  int in_set = (word >> (category & 31)) & 1;
+  return !in_set;
+}
+
+static uint32_t find_leaf(const tdm_model *model, uint32_t index,
+                          const double *row) {
+  for (;;) {
+    const tdm__node *node = &model->nodes[index];
+    double x;
+    switch (node->kind) {
+      case TDM__NODE_LEAF:
+        return index;
+      case TDM__NODE_XGB_NUMERIC:
+        x = row[node->feature];
+        if (isnan(x)) {
+          index = node->default_left ? node->left : node->right;
+        } else {
+          index = (float)x < (float)node->value ? node->left : node->right;
+        }
+        break;
+      case TDM__NODE_XGB_CATEGORICAL:
+        x = row[node->feature];
+        if (isnan(x)) {
+          index = node->default_left ? node->left : node->right;
+        } else {
+          index = xgb_category_goes_left(model, node, (float)x) ? node->left
+                                                                : node->right;
+        }
+        break;
+      default:
+        return index; /* unreachable: validated at load */
+    }
+  }
+}
+
+void tdm__predict_margin_row(const tdm_model *model, const double *row,
+                             double *margins) {
+  size_t k = model->num_outputs;
+  for (size_t o = 0; o < k; o++) margins[o] = model->base_margin[o];
+  if (model->float32) {
+    /* margins[] holds exact float32 values; each sum is rounded to float32
+     * so the sequence of additions is XGBoost's. */
+    for (size_t t = 0; t < model->num_trees; t++) {
+      const tdm__tree *tree = &model->trees[t];
+      uint32_t leaf = find_leaf(model, tree->root, row);
+      float sum = (float)margins[tree->output] + (float)model->nodes[leaf].value;
+      margins[tree->output] = sum;
+    }
+  } else {
+    for (size_t t = 0; t < model->num_trees; t++) {
+      const tdm__tree *tree = &model->trees[t];
+      uint32_t leaf = find_leaf(model, tree->root, row);
+      margins[tree->output] += model->nodes[leaf].value;
+    }
+  }
+}
+
+static float sigmoid_float(float x, int clamp) {
+  if (clamp) {
+    /* XGBoost >= 2.0: x = min(-x, 88.7f); 1 / (expf(x) + 1 + 1e-16f). */
+    float e = -x < 88.7f ? -x : 88.7f;
+    return 1.0f / (expf(e) + 1.0f + 1e-16f);
+  }
+  return 1.0f / (1.0f + expf(-x));
+}
+
+static void link_float32(const tdm_model *model, const double *margins,
+                         double *out) {
+  size_t k = model->num_outputs;
+  switch (model->link) {
+    case TDM__LINK_IDENTITY:
+      for (size_t o = 0; o < k; o++) out[o] = margins[o];
+      break;
+    case TDM__LINK_SIGMOID:
+      for (size_t o = 0; o < k; o++)
+        out[o] = sigmoid_float((float)margins[o], model->sigmoid_clamp);
+      break;
+    case TDM__LINK_EXP:
+      for (size_t o = 0; o < k; o++) out[o] = expf((float)margins[o]);
+      break;
+    case TDM__LINK_HINGE:
+      for (size_t o = 0; o < k; o++) out[o] = margins[o] > 0.0 ? 1.0 : 0.0;
+      break;
+    case TDM__LINK_SOFTMAX: {
+      /* common::Softmax: float max, float exponentials, double sum. */
+      float largest = (float)margins[0];
+      for (size_t o = 1; o < k; o++) largest = fmaxf((float)margins[o], largest);
+      double sum = 0.0;
+      for (size_t o = 0; o < k; o++) {
+        float e = expf((float)margins[o] - largest);
+        out[o] = e;
+        sum += e;
+      }
+      for (size_t o = 0; o < k; o++) out[o] = (float)out[o] / (float)sum;
+      break;
+    }
+    case TDM__LINK_ARGMAX: {
+      size_t best = 0;
+      for (size_t o = 1; o < k; o++)
+        if ((float)margins[o] > (float)margins[best]) best = o;
+      out[0] = (double)best;
+      break;
+    }
+  }
+}
+
+static void link_double(const tdm_model *model, const double *margins,
+                        double *out) {
+  size_t k = model->num_outputs;
+  switch (model->link) {
+    case TDM__LINK_IDENTITY:
+      for (size_t o = 0; o < k; o++) out[o] = margins[o];
+      break;
+    case TDM__LINK_SIGMOID:
+      for (size_t o = 0; o < k; o++) out[o] = 1.0 / (1.0 + exp(-margins[o]));
+      break;
+    case TDM__LINK_EXP:
+      for (size_t o = 0; o < k; o++) out[o] = exp(margins[o]);
+      break;
+    case TDM__LINK_HINGE:
+      for (size_t o = 0; o < k; o++) out[o] = margins[o] > 0.0 ? 1.0 : 0.0;
+      break;
+    case TDM__LINK_SOFTMAX: {
+      double largest = margins[0];
+      for (size_t o = 1; o < k; o++)
+        if (margins[o] > largest) largest = margins[o];
+      double sum = 0.0;
+      for (size_t o = 0; o < k; o++) {
+        out[o] = exp(margins[o] - largest);
+        sum += out[o];
+      }
+      for (size_t o = 0; o < k; o++) out[o] /= sum;
+      break;
+    }
+    case TDM__LINK_ARGMAX: {
+      size_t best = 0;
+      for (size_t o = 1; o < k; o++)
+        if (margins[o] > margins[best]) best = o;
+      out[0] = (double)best;
+      break;
+    }
+  }
+}
+
+void tdm__apply_link(const tdm_model *model, const double *margins,
+                     double *out) {
+  if (model->float32) {
+    link_float32(model, margins, out);
+  } else {
+    link_double(model, margins, out);
+  }
+}
