@@ -248,13 +248,11 @@ int tdm__parse_cell_number(const char *text, size_t len, double *out) {
     *out = NAN;
     return 0;
   }
-  /* strtod also reads hex and "nan(...)": allow only decimal forms. */
+  /* strtod also reads hex floats and "nan(...)": only decimal forms. */
   for (size_t i = 0; i < len; i++) {
     char ch = text[i];
-    if (!((ch >= '0' && ch <= '9') || ch == '.' || ch == '-' || ch == '+' ||
-          ch == 'e' || ch == 'E' || ch == 'i' || ch == 'n' || ch == 'f' ||
-          ch == 'I' || ch == 'N' || ch == 'F' || ch == 't' || ch == 'y' ||
-          ch == 'T' || ch == 'Y'))
+    if (ch == 'x' || ch == 'X' || ch == 'p' || ch == 'P' || ch == '(' ||
+        ch == ' ' || ch == '\t')
       return -1;
   }
   char buf[128];

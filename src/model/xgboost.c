@@ -456,12 +456,19 @@ static int load_trees(loader *ld, const tdm__json *gbtree_model,
     if (left->count == 0)
       return fail_at(ld, left, TDM_EPARSE, "a tree must have nodes");
     const tdm__json *param = tdm__json_get(tree, "tree_param");
-    int64_t leaf_vector = 0;
+    int64_t leaf_vector = 0, num_nodes = (int64_t)left->count;
     if (param != NULL) {
       rc = optional_int(ld, param, "size_leaf_vector", 0, 1 << 20,
                         &leaf_vector);
+      if (rc == TDM_OK)
+        rc = optional_int(ld, param, "num_nodes", num_nodes, 1 << 30,
+                          &num_nodes);
       if (rc != TDM_OK) return rc;
     }
+    if ((size_t)num_nodes != left->count)
+      return tdm__json_fail(&ld->doc, left, TDM_EPARSE, ld->err,
+                            "has %zu elements, expected %lld (one per node)",
+                            left->count, (long long)num_nodes);
     if (leaf_vector > 1)
       return fail_at(ld, param, TDM_EUNSUPPORTED,
                      "vector-leaf trees (multi_strategy=multi_output_tree) "

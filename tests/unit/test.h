@@ -1,0 +1,53 @@
+/*
+ * test.h - a minimal unit test framework: each test is a function that
+ * returns 0 on success, registered once in list.h, and run in its own
+ * process by main.c so a crash fails only that test.
+ */
+#ifndef TDM_TEST_H
+#define TDM_TEST_H
+
+#include <stdio.h>
+#include <string.h>
+
+#define TEST(name) int test_##name(void)
+
+#define CHECK(cond)                                                      \
+  do {                                                                   \
+    if (!(cond)) {                                                       \
+      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__,   \
+              #cond);                                                    \
+      return 1;                                                          \
+    }                                                                    \
+  } while (0)
+
+#define CHECK_INT(actual, expected)                                        \
+  do {                                                                     \
+    long long a_ = (long long)(actual), e_ = (long long)(expected);        \
+    if (a_ != e_) {                                                        \
+      fprintf(stderr, "%s:%d: %s is %lld, expected %lld\n", __FILE__,      \
+              __LINE__, #actual, a_, e_);                                  \
+      return 1;                                                            \
+    }                                                                      \
+  } while (0)
+
+#define CHECK_STR(actual, expected)                                        \
+  do {                                                                     \
+    const char *a_ = (actual), *e_ = (expected);                           \
+    if (a_ == NULL || strcmp(a_, e_) != 0) {                               \
+      fprintf(stderr, "%s:%d: %s is \"%s\", expected \"%s\"\n", __FILE__,  \
+              __LINE__, #actual, a_ ? a_ : "(null)", e_);                  \
+      return 1;                                                            \
+    }                                                                      \
+  } while (0)
+
+#define CHECK_CONTAINS(text, part)                                          \
+  do {                                                                      \
+    const char *t_ = (text), *p_ = (part);                                  \
+    if (t_ == NULL || strstr(t_, p_) == NULL) {                             \
+      fprintf(stderr, "%s:%d: \"%s\" does not contain \"%s\"\n", __FILE__,  \
+              __LINE__, t_ ? t_ : "(null)", p_);                            \
+      return 1;                                                             \
+    }                                                                       \
+  } while (0)
+
+#endif /* TDM_TEST_H */

@@ -1,0 +1,226 @@
+/*
+ * test_core.c - unit tests of the core helpers: SHA-256 against the FIPS
+ * 180-4 example vectors, the JSON parser (values, XGBoost's NaN literal,
+ * syntax errors with line and column, JSON pointers, out-of-memory), and
+ * atomic output files.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../../src/core/core.h"
+#include "../../src/core/json.h"
+#include "test.h"
+
+TEST(sha256_known_vectors) {
+  char hex[65];
+  tdm__sha256_hex("", 0, hex);
+  CHECK_STR(hex,
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  tdm__sha256_hex("abc", 3, hex);
+  CHECK_STR(hex,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  const char *two_blocks =
+      "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+  tdm__sha256_hex(two_blocks, strlen(two_blocks), hex);
+  CHECK_STR(hex,
+            "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+  return 0;
+}
+
+TEST(sha256_incremental) {
+  /* One million 'a' fed in uneven pieces (FIPS 180-4's long example). */
+  tdm__sha256 ctx;
+  tdm__sha256_init(&ctx);
+  char chunk[997];
+  memset(chunk, 'a', sizeof chunk);
+  size_t left = 1000000;
+  size_t step = 1;
+  while (left > 0) {
+    size_t n = step < left ? step : left;
+    if (n > sizeof chunk) n = sizeof chunk;
+    tdm__sha256_update(&ctx, chunk, n);
+    left -= n;
+    step = step * 3 + 1;
+  }
+  char hex[65];
+  tdm__sha256_final_hex(&ctx, hex);
+  CHECK_STR(hex,
+            "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+  return 0;
+}
+
+static int parse(tdm__json_doc *doc, const char *text, int flags,
+                 tdm_error *err) {
+  return tdm__json_parse(doc, text, strlen(text), "t.json", flags, err);
+}
+
+TEST(json_values) {
+  tdm__json_doc doc;
+  tdm_error err;
+  const char *text =
+      "\xEF\xBB\xBF{\"a\": [1, -2.5e3, true, false, null],"
+      " \"s\": \"x\\u00e9\\ud83d\\ude00\\n\\\"\", \"o\": {}, \"e\": []}";
+  CHECK_INT(parse(&doc, text, 0, &err), TDM_OK);
+  const tdm__json *a = tdm__json_get(doc.root, "a");
+  CHECK(a != NULL && a->type == TDM__JSON_ARRAY);
+  CHECK_INT(a->count, 5);
+  double d;
+  CHECK_INT(tdm__json_double(&doc, &a->items[1], &d, &err), TDM_OK);
+  CHECK(d == -2500.0);
+  CHECK(a->items[2].type == TDM__JSON_BOOL && a->items[2].boolean == 1);
+  CHECK(a->items[4].type == TDM__JSON_NULL);
+  const tdm__json *s = tdm__json_get(doc.root, "s");
+  CHECK_STR(s->text, "x\xC3\xA9\xF0\x9F\x98\x80\n\"");
+  CHECK_INT(s->count, 9);
+  CHECK_INT(tdm__json_get(doc.root, "o")->count, 0);
+  CHECK(tdm__json_get(doc.root, "missing") == NULL);
+  tdm__json_doc_free(&doc);
+  return 0;
+}
+
+TEST(json_nan_literal) {
+  tdm__json_doc doc;
+  tdm_error err;
+  /* Strict JSON refuses NaN; model files allow it, as XGBoost writes it. */
+  CHECK_INT(parse(&doc, "[NaN]", 0, &err), TDM_EPARSE);
+  CHECK_INT(parse(&doc, "[NaN, -Infinity, 1E0]", TDM__JSON_ALLOW_NAN, &err),
+            TDM_OK);
+  float f;
+  CHECK_INT(tdm__json_float(&doc, &doc.root->items[0], &f, &err), TDM_OK);
+  CHECK(isnan(f));
+  CHECK_INT(tdm__json_float(&doc, &doc.root->items[1], &f, &err), TDM_OK);
+  CHECK(isinf(f) && f < 0);
+  tdm__json_doc_free(&doc);
+  return 0;
+}
+
+TEST(json_syntax_errors) {
+  static const struct {
+    const char *text;
+    const char *message;
+  } cases[] = {
+      {"", "t.json: empty document"},
+      {"{\"a\": 1", "t.json:1:8: expected ',' or '}'"},
+      {"{\"a\" 1}", "t.json:1:6: expected ':'"},
+      {"[1,\n 2,\n x]", "t.json:3:2: expected a value"},
+      {"[01]", "t.json:1:3: expected ',' or ']'"},
+      {"[1.]", "t.json:1:4: expected a digit after the decimal point"},
+      {"\"abc", "t.json:1:5: unterminated string"},
+      {"\"a\\qb\"", "t.json:1:4: invalid escape"},
+      {"\"\\ud800\"", "unpaired UTF-16 surrogate"},
+      {"[1] 2", "t.json:1:5: unexpected text after the JSON value"},
+      {"{1: 2}", "t.json:1:2: expected a member name"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    tdm__json_doc doc;
+    tdm_error err;
+    int rc = parse(&doc, cases[i].text, 0, &err);
+    if (rc != TDM_EPARSE) fprintf(stderr, "case %zu\n", i);
+    CHECK_INT(rc, TDM_EPARSE);
+    CHECK_CONTAINS(err.message, cases[i].message);
+  }
+  /* Deep nesting is refused, not a stack overflow. */
+  char deep[5001];
+  memset(deep, '[', 5000);
+  deep[5000] = '\0';
+  tdm__json_doc doc;
+  tdm_error err;
+  CHECK_INT(parse(&doc, deep, 0, &err), TDM_EPARSE);
+  CHECK_CONTAINS(err.message, "nesting is too deep");
+  return 0;
+}
+
+TEST(json_pointer) {
+  tdm__json_doc doc;
+  tdm_error err;
+  CHECK_INT(parse(&doc, "{\"a/b\": {\"c~d\": [0, [1, 2]]}}", 0, &err),
+            TDM_OK);
+  const tdm__json *inner = tdm__json_get(tdm__json_get(doc.root, "a/b"), "c~d");
+  char pointer[128];
+  tdm__json_pointer(&inner->items[1].items[1], pointer, sizeof pointer);
+  CHECK_STR(pointer, "/a~1b/c~0d/1/1");
+  tdm__json_pointer(doc.root, pointer, sizeof pointer);
+  CHECK_STR(pointer, "");
+  tdm__json_fail(&doc, &inner->items[0], TDM_EPARSE, &err, "bad %d", 7);
+  CHECK_STR(err.message, "t.json: at /a~1b/c~0d/0: bad 7");
+  tdm__json_doc_free(&doc);
+  return 0;
+}
+
+TEST(json_number_conversions) {
+  tdm__json_doc doc;
+  tdm_error err;
+  CHECK_INT(parse(&doc,
+                  "[\"5E-1\", 0.1, \"12\", \"x\", \"0x10\", 1e999, "
+                  "1.00000005960464477539062500001]",
+                  0, &err),
+            TDM_OK);
+  float f;
+  CHECK_INT(tdm__json_float(&doc, &doc.root->items[0], &f, &err), TDM_OK);
+  CHECK(f == 0.5f);
+  /* Straight to float32, correctly rounded: not via double. */
+  CHECK_INT(tdm__json_float(&doc, &doc.root->items[1], &f, &err), TDM_OK);
+  CHECK(f == 0.1f);
+  CHECK_INT(tdm__json_float(&doc, &doc.root->items[6], &f, &err), TDM_OK);
+  CHECK(f == 1.00000011920928955078125f);
+  int64_t n;
+  CHECK_INT(tdm__json_int64(&doc, &doc.root->items[2], &n, &err), TDM_OK);
+  CHECK_INT(n, 12);
+  CHECK_INT(tdm__json_float(&doc, &doc.root->items[3], &f, &err), TDM_EPARSE);
+  CHECK_CONTAINS(err.message, "t.json: at /3:");
+  CHECK_INT(tdm__json_float(&doc, &doc.root->items[4], &f, &err), TDM_EPARSE);
+  CHECK_INT(tdm__json_int64(&doc, &doc.root->items[1], &n, &err), TDM_EPARSE);
+  tdm__json_doc_free(&doc);
+  return 0;
+}
+
+TEST(json_out_of_memory) {
+  const char *text = "{\"a\": [1, 2, {\"b\": \"c\"}], \"d\": [[[]]]}";
+  for (long countdown = 0;; countdown++) {
+    tdm__json_doc doc;
+    tdm_error err;
+    tdm__alloc_fail_after(countdown);
+    int rc = parse(&doc, text, 0, &err);
+    tdm__alloc_fail_after(-1);
+    if (rc == TDM_OK) {
+      tdm__json_doc_free(&doc);
+      CHECK(countdown > 0);
+      break;
+    }
+    CHECK_INT(rc, TDM_ENOMEM);
+    CHECK_CONTAINS(err.message, "out of memory");
+  }
+  return 0;
+}
+
+TEST(atomic_file_commit_and_abort) {
+  char dir[] = "/tmp/tandem-test-XXXXXX";
+  CHECK(mkdtemp(dir) != NULL);
+  char path[256];
+  snprintf(path, sizeof path, "%s/out.csv", dir);
+  tdm__atomic_file f;
+  tdm_error err;
+  CHECK_INT(tdm__atomic_open(&f, path, &err), TDM_OK);
+  fputs("partial", f.fp);
+  struct stat st;
+  CHECK(stat(path, &st) != 0); /* nothing at the destination yet */
+  tdm__atomic_abort(&f);
+  CHECK(stat(path, &st) != 0);
+  CHECK_INT(tdm__atomic_open(&f, path, &err), TDM_OK);
+  fputs("complete\n", f.fp);
+  CHECK_INT(tdm__atomic_commit(&f, &err), TDM_OK);
+  char *data;
+  size_t size;
+  CHECK_INT(tdm__read_file(path, &data, &size, &err), TDM_OK);
+  CHECK_STR(data, "complete\n");
+  tdm__free(data);
+  unlink(path);
+  /* Only the output was in the directory: no temporary files are left. */
+  CHECK(rmdir(dir) == 0);
+  snprintf(path, sizeof path, "%s/missing-dir/out.csv", dir);
+  CHECK_INT(tdm__atomic_open(&f, path, &err), TDM_EIO);
+  CHECK_CONTAINS(err.message, "missing-dir/out.csv: cannot create output");
+  return 0;
+}

@@ -1,0 +1,160 @@
+/*
+ * test_csv.c - unit tests of the streaming CSV reader: plain and quoted
+ * fields, CRLF and BOM, errors with line and column, records longer than
+ * the read buffer, numeric cells, and quoting on output.
+ */
+#include <math.h>
+#include <stdlib.h>
+
+#include "../../src/io/csv.h"
+#include "test.h"
+
+/* Reads all records of `text`; returns the status of the first failure. */
+typedef struct read_result {
+  size_t records;
+  char fields[16][16][32];
+  size_t counts[16];
+  size_t lines[16];
+  size_t columns[16][16];
+  tdm_error err;
+  int status;
+} read_result;
+
+static void read_all(const char *text, size_t len, read_result *out) {
+  memset(out, 0, sizeof *out);
+  FILE *fp = fmemopen((void *)text, len, "rb");
+  tdm__csv *csv;
+  tdm__csv_open(&csv, fp, "t.csv");
+  tdm__csv_record rec;
+  int rc;
+  while ((rc = tdm__csv_next(csv, &rec, &out->err)) == 1) {
+    size_t r = out->records++;
+    if (r >= 16) continue;
+    out->counts[r] = rec.count;
+    out->lines[r] = rec.line;
+    for (size_t i = 0; i < rec.count && i < 16; i++) {
+      snprintf(out->fields[r][i], 32, "%s", rec.fields[i].text);
+      out->columns[r][i] = rec.fields[i].column;
+    }
+  }
+  out->status = rc;
+  tdm__csv_close(csv);
+  fclose(fp);
+}
+
+TEST(csv_plain) {
+  read_result r;
+  const char *text = "a,b,c\n1,,3\n\n4,5,\n";
+  read_all(text, strlen(text), &r);
+  CHECK_INT(r.status, 0);
+  CHECK_INT(r.records, 3); /* the blank line is skipped */
+  CHECK_INT(r.counts[1], 3);
+  CHECK_STR(r.fields[1][1], "");
+  CHECK_STR(r.fields[2][2], ""); /* an empty last field */
+  CHECK_INT(r.lines[2], 4);
+  CHECK_INT(r.columns[1][2], 4);
+  /* No newline at the end of the file. */
+  read_all("x,y\n1,2", 7, &r);
+  CHECK_INT(r.records, 2);
+  CHECK_STR(r.fields[1][1], "2");
+  return 0;
+}
+
+TEST(csv_quotes_crlf_bom) {
+  read_result r;
+  const char *text =
+      "\xEF\xBB\xBF" "id,note\r\n"
+      "1,\"a, \"\"quoted\"\"\r\nline\"\r\n"
+      "\"2\",\"\"\r\n";
+  read_all(text, strlen(text), &r);
+  CHECK_INT(r.status, 0);
+  CHECK_INT(r.records, 3);
+  CHECK_STR(r.fields[0][0], "id"); /* the BOM is not part of the name */
+  CHECK_STR(r.fields[1][1], "a, \"quoted\"\r\nline");
+  CHECK_STR(r.fields[2][0], "2");
+  CHECK_STR(r.fields[2][1], "");
+  CHECK_INT(r.lines[2], 4); /* the quoted line break counts */
+  return 0;
+}
+
+TEST(csv_errors) {
+  static const struct {
+    const char *text;
+    const char *message;
+  } cases[] = {
+      {"a,b\n1,\"2\n", "t.csv:2:3: unterminated quoted field"},
+      {"a,b\n1,\"2\"x\n", "t.csv:2:6: unexpected text after a closing quote"},
+      {"a,b\n1,2\"3\n", "t.csv:2:4: a '\"' inside an unquoted field"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    read_result r;
+    read_all(cases[i].text, strlen(cases[i].text), &r);
+    CHECK_INT(r.status, TDM_EPARSE);
+    CHECK_CONTAINS(r.err.message, cases[i].message);
+  }
+  read_result r;
+  read_all("a,b\n1,\0\n", 8, &r);
+  CHECK_INT(r.status, TDM_EPARSE);
+  CHECK_CONTAINS(r.err.message, "t.csv:2:3: NUL byte");
+  return 0;
+}
+
+TEST(csv_long_records) {
+  /* Records spanning several 1 MiB read buffers keep every byte. */
+  size_t n = 3 * (1 << 20) + 17;
+  char *text = malloc(n + 16);
+  CHECK(text != NULL);
+  memcpy(text, "h\n", 2);
+  memset(text + 2, 'x', n);
+  memcpy(text + 2 + n, "\nz\n", 3);
+  FILE *fp = fmemopen(text, n + 5, "rb");
+  tdm__csv *csv;
+  CHECK_INT(tdm__csv_open(&csv, fp, "t.csv"), TDM_OK);
+  tdm__csv_record rec;
+  tdm_error err;
+  CHECK_INT(tdm__csv_next(csv, &rec, &err), 1);
+  CHECK_INT(tdm__csv_next(csv, &rec, &err), 1);
+  CHECK_INT(rec.fields[0].len, n);
+  CHECK_INT(tdm__csv_next(csv, &rec, &err), 1);
+  CHECK_STR(rec.fields[0].text, "z");
+  CHECK_INT(rec.line, 3);
+  CHECK_INT(tdm__csv_next(csv, &rec, &err), 0);
+  CHECK_INT(tdm__csv_offset(csv), n + 5);
+  tdm__csv_close(csv);
+  fclose(fp);
+  free(text);
+  return 0;
+}
+
+TEST(csv_cell_numbers) {
+  double v;
+  CHECK_INT(tdm__parse_cell_number("1.5", 3, &v), 0);
+  CHECK(v == 1.5);
+  CHECK_INT(tdm__parse_cell_number(" -2e3 ", 6, &v), 0);
+  CHECK(v == -2000.0);
+  static const char *missing[] = {"", "NaN", "nan", "NAN", "NA", "null", "-nan"};
+  for (size_t i = 0; i < sizeof missing / sizeof missing[0]; i++) {
+    v = 0;
+    CHECK_INT(tdm__parse_cell_number(missing[i], strlen(missing[i]), &v), 0);
+    CHECK(isnan(v));
+  }
+  static const char *bad[] = {"abc", "1.2.3", "0x10", "1,5", "--1", "1e"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+    CHECK_INT(tdm__parse_cell_number(bad[i], strlen(bad[i]), &v), -1);
+  CHECK_INT(tdm__parse_cell_number("inf", 3, &v), 0);
+  CHECK(isinf(v));
+  /* Correctly rounded to the nearest double. */
+  CHECK_INT(tdm__parse_cell_number("0.1", 3, &v), 0);
+  CHECK(v == 0.1);
+  return 0;
+}
+
+TEST(csv_append_field) {
+  tdm__buf b = {0};
+  CHECK_INT(tdm__csv_append_field(&b, "plain", 5), TDM_OK);
+  CHECK_INT(tdm__buf_append(&b, ",", 1), TDM_OK);
+  CHECK_INT(tdm__csv_append_field(&b, "a,\"b\"", 5), TDM_OK);
+  CHECK_STR(b.data, "plain,\"a,\"\"b\"\"\"");
+  tdm__buf_free(&b);
+  return 0;
+}

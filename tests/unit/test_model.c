@@ -1,0 +1,325 @@
+/*
+ * test_model.c - unit tests of the XGBoost loader and the reference
+ * evaluator on small hand-written models whose every path is known:
+ * numeric splits and missing values, XGBoost's categorical rules, output
+ * transforms, dart weights, base_score forms, errors that name a JSON
+ * pointer, and out-of-memory at every allocation. (Bit-exactness against
+ * XGBoost itself is checked by the integration tests.)
+ */
+#include <math.h>
+#include <stdlib.h>
+
+#include "../../src/core/core.h"
+#include "tandem.h"
+#include "test.h"
+
+/*
+ * One tree over features x (numeric) and c (categorical):
+ *   node 0: x < 0.5 (missing goes left) -> leaf 1 : node 2
+ *   node 2: c in {1, 3} goes right (missing goes right) -> leaf 3 : leaf 2
+ */
+static const char tree_json[] =
+    "{\"base_weights\":[0,0,0,0,0],\"categories\":[1,3],"
+    "\"categories_nodes\":[2],\"categories_segments\":[0],"
+    "\"categories_sizes\":[2],\"default_left\":[1,0,0,0,0],\"id\":0,"
+    "\"left_children\":[1,-1,3,-1,-1],\"right_children\":[2,-1,4,-1,-1],"
+    "\"split_conditions\":[5E-1,1E0,NaN,2E0,3E0],"
+    "\"split_indices\":[0,0,1,0,0],\"split_type\":[0,0,1,0,0],"
+    "\"tree_param\":{\"num_deleted\":\"0\",\"num_feature\":\"2\","
+    "\"num_nodes\":\"5\",\"size_leaf_vector\":\"0\"}}";
+
+/* A model around tree_json; `booster` is "gbtree" or "dart". */
+static char *make_model(const char *objective, const char *booster,
+                        const char *base_score, const char *num_class,
+                        int trees) {
+  static char buf[16384];
+  char tree_list[8192] = "", tree_info[256] = "", weights[256] = "";
+  for (int t = 0; t < trees; t++) {
+    strcat(tree_list, t ? "," : "");
+    strcat(tree_list, tree_json);
+    snprintf(tree_info + strlen(tree_info), 16, t ? ",%d" : "%d",
+             t % (atoi(num_class) > 0 ? atoi(num_class) : 1));
+    strcat(weights, t ? ",5E-1" : "5E-1");
+  }
+  char gbtree[12000];
+  snprintf(gbtree, sizeof gbtree,
+           "{\"gbtree_model_param\":{\"num_parallel_tree\":\"1\","
+           "\"num_trees\":\"%d\"},\"tree_info\":[%s],\"trees\":[%s]}",
+           trees, tree_info, tree_list);
+  char booster_json[12500];
+  if (strcmp(booster, "dart") == 0) {
+    snprintf(booster_json, sizeof booster_json,
+             "{\"name\":\"dart\",\"gbtree\":{\"name\":\"gbtree\",\"model\":%s},"
+             "\"weight_drop\":[%s]}",
+             gbtree, weights);
+  } else {
+    snprintf(booster_json, sizeof booster_json,
+             "{\"name\":\"%s\",\"model\":%s}", booster, gbtree);
+  }
+  snprintf(buf, sizeof buf,
+           "{\"learner\":{\"attributes\":{},\"feature_names\":[\"x\",\"c\"],"
+           "\"feature_types\":[\"float\",\"c\"],\"gradient_booster\":%s,"
+           "\"learner_model_param\":{%s\"num_class\":\"%s\","
+           "\"num_feature\":\"2\",\"num_target\":\"1\"},"
+           "\"objective\":{\"name\":\"%s\"}},\"version\":[1,7,4]}",
+           booster_json, base_score, num_class, objective);
+  return buf;
+}
+
+static int load(const char *json, tdm_model **model, tdm_error *err) {
+  return tdm_model_load_buffer(json, strlen(json), "m.json", model, err);
+}
+
+static double score(const tdm_model *model, double x, double c, int flags) {
+  double row[2] = {x, c}, out[8];
+  tdm_model_predict(model, row, 1, flags, out);
+  return out[0];
+}
+
+TEST(model_numeric_and_missing) {
+  tdm_model *model;
+  tdm_error err;
+  CHECK_INT(load(make_model("reg:squarederror", "gbtree",
+                            "\"base_score\":\"5E-1\",", "0", 1),
+                 &model, &err),
+            TDM_OK);
+  tdm_model_info info;
+  tdm_model_get_info(model, &info);
+  CHECK_INT(info.num_trees, 1);
+  CHECK_INT(info.num_nodes, 5);
+  CHECK_INT(info.max_depth, 2);
+  CHECK_INT(info.num_categorical_splits, 1);
+  CHECK_STR(info.objective, "reg:squarederror");
+  CHECK_STR(info.library_version, "1.7.4");
+  CHECK_STR(tdm_model_feature_name(model, 1), "c");
+  CHECK_STR(tdm_model_feature_type(model, 1), "c");
+  CHECK(score(model, 0.2, 0, 0) == 1.5);
+  CHECK(score(model, NAN, 0, 0) == 1.5);  /* missing goes left */
+  CHECK(score(model, 0.5, 0, 0) == 2.5);  /* 0.5 < 0.5 is false */
+  /* Compared in float32: 0.49999999 rounds to 0.5f, so it goes right. */
+  CHECK(score(model, 0.49999999, 0, 0) == 2.5);
+  CHECK(score(model, 0.4999999, 0, 0) == 1.5);
+  tdm_model_free(model);
+  tdm_model_free(NULL);
+  return 0;
+}
+
+TEST(model_categorical_rules) {
+  tdm_model *model;
+  tdm_error err;
+  CHECK_INT(load(make_model("reg:squarederror", "gbtree", "", "0", 1), &model,
+                 &err),
+            TDM_OK);
+  CHECK(score(model, 1, 1, 0) == 3.5);   /* in the set: right */
+  CHECK(score(model, 1, 3, 0) == 3.5);
+  CHECK(score(model, 1, 3.7, 0) == 3.5); /* truncated to category 3 */
+  CHECK(score(model, 1, 0, 0) == 2.5);   /* not in the set: left */
+  CHECK(score(model, 1, 31, 0) == 2.5);  /* inside the bitset's 32 bits */
+  CHECK(score(model, 1, NAN, 0) == 3.5); /* missing: default (right) */
+  CHECK(score(model, 1, 32, 0) == 3.5);  /* past the bitset: default */
+  CHECK(score(model, 1, -1, 0) == 3.5);  /* negative: default */
+  CHECK(score(model, 1, 1e30, 0) == 3.5);
+  tdm_model_free(model);
+  return 0;
+}
+
+TEST(model_objective_transforms) {
+  tdm_model *model;
+  tdm_error err;
+  /* binary:logistic: base 0.5 is margin 0; leaf 1 gives margin 1. */
+  CHECK_INT(load(make_model("binary:logistic", "gbtree", "", "0", 1), &model,
+                 &err),
+            TDM_OK);
+  CHECK(score(model, 0.2, 0, TDM_PREDICT_MARGIN) == 1.0);
+  CHECK(score(model, 0.2, 0, 0) == (double)(1.0f / (1.0f + expf(-1.0f))));
+  tdm_model_free(model);
+  CHECK_INT(load(make_model("count:poisson", "gbtree",
+                            "\"base_score\":\"2E0\",", "0", 1),
+                 &model, &err),
+            TDM_OK);
+  float margin = logf(2.0f) + 1.0f;
+  CHECK(score(model, 0.2, 0, TDM_PREDICT_MARGIN) == (double)margin);
+  CHECK(score(model, 0.2, 0, 0) == (double)expf(margin));
+  tdm_model_free(model);
+  CHECK_INT(load(make_model("binary:hinge", "gbtree",
+                            "\"base_score\":\"-5E0\",", "0", 1),
+                 &model, &err),
+            TDM_OK);
+  CHECK(score(model, 0.2, 0, 0) == 0.0); /* margin -4 */
+  CHECK(score(model, 0.9, 1, 0) == 0.0); /* margin -2 */
+  tdm_model_free(model);
+  /* Three classes, one tree each: margins 0.5 + leaf. */
+  CHECK_INT(load(make_model("multi:softprob", "gbtree", "", "3", 3), &model,
+                 &err),
+            TDM_OK);
+  CHECK_INT(tdm_model_output_width(model, 0), 3);
+  double row[2] = {0.2, 0}, out[3];
+  tdm_model_predict(model, row, 1, 0, out);
+  double total = out[0] + out[1] + out[2];
+  CHECK(fabs(total - 1.0) < 1e-6);
+  CHECK(out[0] == out[1] && out[1] == out[2]);
+  tdm_model_free(model);
+  CHECK_INT(load(make_model("multi:softmax", "gbtree", "", "3", 3), &model,
+                 &err),
+            TDM_OK);
+  CHECK_INT(tdm_model_output_width(model, 0), 1);
+  CHECK_INT(tdm_model_output_width(model, TDM_PREDICT_MARGIN), 3);
+  CHECK(score(model, 0.2, 0, 0) == 0.0); /* ties: the first class */
+  tdm_model_free(model);
+  return 0;
+}
+
+TEST(model_dart_weights) {
+  tdm_model *model;
+  tdm_error err;
+  CHECK_INT(load(make_model("reg:squarederror", "dart", "", "0", 2), &model,
+                 &err),
+            TDM_OK);
+  /* Two trees, each weighted 0.5: 0.5 + 0.5 * 3 + 0.5 * 3. */
+  CHECK(score(model, 1, 1, 0) == 3.5);
+  tdm_model_info info;
+  tdm_model_get_info(model, &info);
+  CHECK_STR(info.booster, "dart");
+  tdm_model_free(model);
+  return 0;
+}
+
+TEST(model_base_score_forms) {
+  static const char *forms[] = {"\"base_score\":\"3E-1\",",
+                                "\"base_score\":\"[3E-1]\",",
+                                "\"base_score\":0.3,"};
+  for (size_t i = 0; i < 3; i++) {
+    tdm_model *model;
+    tdm_error err;
+    CHECK_INT(load(make_model("binary:logistic", "gbtree", forms[i], "0", 1),
+                   &model, &err),
+              TDM_OK);
+    float expected = -logf(1.0f / 0.3f - 1.0f) + 1.0f;
+    CHECK(score(model, 0.2, 0, TDM_PREDICT_MARGIN) == (double)expected);
+    tdm_model_free(model);
+  }
+  tdm_model *model;
+  tdm_error err;
+  CHECK_INT(load(make_model("binary:logistic", "gbtree",
+                            "\"base_score\":\"1.5E0\",", "0", 1),
+                 &model, &err),
+            TDM_EPARSE);
+  CHECK_CONTAINS(err.message, "/learner/learner_model_param/base_score");
+  CHECK_CONTAINS(err.message, "must be in (0, 1)");
+  return 0;
+}
+
+/* Replaces the first occurrence of `from` in `text` with `to`. */
+static char *replace(const char *text, const char *from, const char *to) {
+  static char buf[20000];
+  const char *at = strstr(text, from);
+  if (at == NULL) return NULL;
+  snprintf(buf, sizeof buf, "%.*s%s%s", (int)(at - text), text, to,
+           at + strlen(from));
+  return buf;
+}
+
+TEST(model_errors_name_json_pointer) {
+  const char *good = make_model("binary:logistic", "gbtree", "", "0", 1);
+  char copy[20000];
+  snprintf(copy, sizeof copy, "%s", good);
+  static const struct {
+    const char *from, *to, *status_name, *message;
+  } cases[] = {
+      {"\"name\":\"gbtree\"", "\"name\":\"gblinear\"", "TDM_EUNSUPPORTED",
+       "m.json: at /learner/gradient_booster/name: booster \"gblinear\" is "
+       "not supported"},
+      {"binary:logistic", "reg:nonsense", "TDM_EUNSUPPORTED",
+       "at /learner/objective/name: objective \"reg:nonsense\""},
+      {"\"left_children\":[1,-1,3,-1,-1]", "\"left_children\":[1,-1,3,-1]",
+       "TDM_EPARSE",
+       "at /learner/gradient_booster/model/trees/0/left_children: has 4 "
+       "elements, expected 5"},
+      {"\"split_indices\":[0,0,1,0,0]", "\"split_indices\":[0,0,7,0,0]",
+       "TDM_EPARSE",
+       "at /learner/gradient_booster/model/trees/0/split_indices/2: 7 is out "
+       "of range"},
+      {"\"right_children\":[2,-1,4,-1,-1]", "\"right_children\":[2,-1,0,-1,-1]",
+       "TDM_EPARSE", "reaches node 0 twice"},
+      {"\"split_conditions\":[5E-1", "\"split_conditions\":[\"x\"",
+       "TDM_EPARSE", "trees/0/split_conditions/0: \"x\" is not a number"},
+      {"\"trees\":[", "\"treez\":[", "TDM_EPARSE",
+       "at /learner/gradient_booster/model: missing member \"trees\""},
+      {"\"num_feature\":\"2\",\"num_target", "\"num_feature\":\"two\",\"num_target", "TDM_EPARSE",
+       "learner_model_param/num_feature: \"two\" is not an integer"},
+      {"\"tree_info\":[0]", "\"tree_info\":[4]", "TDM_EPARSE",
+       "tree_info/0: 4 is out of range"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    const char *bad = replace(copy, cases[i].from, cases[i].to);
+    if (bad == NULL) fprintf(stderr, "case %zu: no '%s'\n", i, cases[i].from);
+    CHECK(bad != NULL);
+    tdm_model *model = (tdm_model *)1;
+    tdm_error err;
+    int rc = load(bad, &model, &err);
+    if (strcmp(tdm_status_name(rc), cases[i].status_name) != 0)
+      fprintf(stderr, "case %zu: %s\n", i, err.message);
+    CHECK_STR(tdm_status_name(rc), cases[i].status_name);
+    CHECK(model == NULL);
+    CHECK_CONTAINS(err.message, cases[i].message);
+  }
+  /* Truncated: the syntax error names line and column. */
+  tdm_model *model;
+  tdm_error err;
+  CHECK_INT(tdm_model_load_buffer(good, strlen(good) / 2, "m.json", &model,
+                                  &err),
+            TDM_EPARSE);
+  CHECK_CONTAINS(err.message, "m.json:1:");
+  CHECK_CONTAINS(err.message, "ends too early");
+  CHECK_INT(tdm_model_load_buffer("", 0, "m.json", &model, &err), TDM_EPARSE);
+  CHECK_CONTAINS(err.message, "m.json: the model file is empty");
+  CHECK_INT(tdm_model_load_buffer("tree\n", 5, "m.txt", &model, &err),
+            TDM_EUNSUPPORTED);
+  CHECK_INT(tdm_model_load("/nonexistent/m.json", &model, &err), TDM_ENOTFOUND);
+  CHECK_CONTAINS(err.message, "/nonexistent/m.json: cannot open");
+  return 0;
+}
+
+TEST(model_out_of_memory) {
+  const char *json = make_model("multi:softprob", "dart", "", "3", 3);
+  for (long countdown = 0;; countdown++) {
+    tdm_model *model;
+    tdm_error err;
+    tdm__alloc_fail_after(countdown);
+    int rc = load(json, &model, &err);
+    tdm__alloc_fail_after(-1);
+    if (rc == TDM_OK) {
+      CHECK(countdown > 3);
+      tdm_model_free(model);
+      break;
+    }
+    if (rc != TDM_ENOMEM) fprintf(stderr, "countdown %ld: %s\n", countdown, err.message);
+    CHECK_INT(rc, TDM_ENOMEM);
+    CHECK(model == NULL);
+  }
+  return 0;
+}
+
+TEST(model_format_value_round_trips) {
+  tdm_model *model;
+  tdm_error err;
+  CHECK_INT(load(make_model("binary:logistic", "gbtree", "", "0", 1), &model,
+                 &err),
+            TDM_OK);
+  char buf[32];
+  tdm_model_format_value(model, 0.5, buf);
+  CHECK_STR(buf, "0.5");
+  tdm_model_format_value(model, (double)0.1f, buf);
+  CHECK_STR(buf, "0.1");
+  srand(7);
+  for (int i = 0; i < 100000; i++) {
+    uint32_t bits = (uint32_t)rand() << 16 ^ (uint32_t)rand();
+    float f;
+    memcpy(&f, &bits, 4);
+    if (isnan(f) || isinf(f)) continue;
+    tdm_model_format_value(model, f, buf);
+    CHECK(strtof(buf, NULL) == f);
+  }
+  tdm_model_free(model);
+  return 0;
+}
