@@ -24,9 +24,9 @@ typedef enum tdm__split_kind {
   /* XGBoost: missing (NaN) takes the default child, else x < threshold
    * goes left, compared in float32. */
   TDM__NODE_XGB_NUMERIC,
-  /* XGBoost categorical: missing takes the default child; a negative or
-   * too large category, or one past the node's bitset, also takes the
-   * default child; a category in the set goes right, otherwise left. */
+  /* XGBoost categorical: missing takes the default child; a category in
+   * the set goes right; anything else (not in the set, negative, past the
+   * bitset) goes left. */
   TDM__NODE_XGB_CATEGORICAL
 } tdm__split_kind;
 

@@ -9,16 +9,20 @@
 
 #include "model.h"
 
-/* XGBoost's categorical decision (common::Decision): 1 to go left. */
+/*
+ * XGBoost's categorical decision (common::Decision), 1 to go left. A
+ * category in the node's set goes right; anything else goes left: a
+ * category not in the set, one past the end of the bitset, a negative
+ * value or one of 2^24 and above. (Missing values were handled before.)
+ * Measured against XGBoost 1.7.4 on hand-made models.
+ */
 static int xgb_category_goes_left(const tdm_model *model,
                                   const tdm__node *node, float value) {
-  /* Categories are non-negative integers below 2^24 (exact in float32). */
-  if (value < 0.0f || value >= 16777216.0f) return node->default_left;
+  if (value < 0.0f || value >= 16777216.0f) return 1;
   uint32_t category = (uint32_t)(int32_t)value;
-  if (category >= node->cat_count * 32u) return node->default_left;
+  if (category >= node->cat_count * 32u) return 1;
   uint32_t word = model->cat_words[node->cat_begin + (category >> 5)];
-  int in_set = (word >> (category & 31)) & 1;
-  return !in_set;
+  return !((word >> (category & 31)) & 1);
 }
 
 static uint32_t find_leaf(const tdm_model *model, uint32_t index,

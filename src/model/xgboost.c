@@ -33,7 +33,7 @@ typedef struct objective_entry {
 
 /*
  * Every objective XGBoost ships, with its PredTransform and ProbToMargin.
- * binary:logitraw inherits ProbToMargin from binary:logistic in XGBoost.
+ * (binary:logitraw keeps base_score as the margin: checked against 1.7.4.)
  */
 static const objective_entry objectives[] = {
     {"reg:squarederror", TDM__LINK_IDENTITY, MARGIN_IDENTITY, 0},
@@ -44,7 +44,7 @@ static const objective_entry objectives[] = {
     {"reg:quantileerror", TDM__LINK_IDENTITY, MARGIN_IDENTITY, 0},
     {"reg:logistic", TDM__LINK_SIGMOID, MARGIN_LOGIT, 0},
     {"binary:logistic", TDM__LINK_SIGMOID, MARGIN_LOGIT, 0},
-    {"binary:logitraw", TDM__LINK_IDENTITY, MARGIN_LOGIT, 0},
+    {"binary:logitraw", TDM__LINK_IDENTITY, MARGIN_IDENTITY, 0},
     {"binary:hinge", TDM__LINK_HINGE, MARGIN_IDENTITY, 0},
     {"count:poisson", TDM__LINK_EXP, MARGIN_LOG, 0},
     {"reg:gamma", TDM__LINK_EXP, MARGIN_LOG, 0},
@@ -297,9 +297,9 @@ static int word_vec_grow(word_vec *w, size_t extra) {
 /*
  * Categorical splits: categories_nodes lists the split nodes, and for the
  * i-th of them categories[segments[i] .. segments[i] + sizes[i]) is the set
- * of categories that goes right. XGBoost stores each set as a bitset of
- * ceil((max category + 1) / 32) words; a category past its end takes the
- * default direction, so we keep the same size.
+ * of categories that goes right. Each set becomes a bitset of
+ * ceil((max category + 1) / 32) words; a category past its end is not in
+ * the set.
  */
 static int load_categories(loader *ld, const tdm__json *tree, size_t base,
                            size_t count, word_vec *words) {

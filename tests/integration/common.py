@@ -1,0 +1,80 @@
+"""Shared helpers for tandem's integration tests.
+
+Tests run with Debian's python (/usr/bin/python3), which has
+python3-xgboost and numpy. They drive the real `build/tandem` binary
+(or $TANDEM) and compare with the original library's own output.
+"""
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TANDEM = os.environ.get("TANDEM", os.path.join(ROOT, "build", "tandem"))
+FIXTURES = os.path.join(ROOT, "tests", "fixtures")
+
+failures = []
+
+
+def run(*args, check=True):
+    """Runs tandem with args; returns the CompletedProcess."""
+    proc = subprocess.run([TANDEM, *map(str, args)], capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"tandem {' '.join(map(str, args))} exited "
+                             f"{proc.returncode}: {proc.stderr.strip()}")
+    return proc
+
+
+def fail(message):
+    failures.append(message)
+    print("FAIL", message, flush=True)
+
+
+def expect(condition, message):
+    if not condition:
+        fail(message)
+    return condition
+
+
+def read_scores(path):
+    """Reads a tandem output CSV into a float32 matrix (rows x columns)."""
+    with open(path) as f:
+        header = f.readline().strip().split(",")
+    data = np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.float64, ndmin=2)
+    return header, data.astype(np.float32)
+
+
+def bits_equal(expected, got, name):
+    """Compares two float32 arrays bit for bit and reports mismatches."""
+    expected = np.asarray(expected, dtype=np.float32).reshape(got.shape)
+    same = expected.view(np.uint32) == got.view(np.uint32)
+    # Two NaNs with different payloads are still the same answer.
+    same |= np.isnan(expected) & np.isnan(got)
+    if not same.all():
+        bad = np.argwhere(~same)
+        i = tuple(bad[0])
+        fail(f"{name}: {len(bad)} of {same.size} values differ; first at {i}: "
+             f"expected {expected[i]!r}, got {got[i]!r}")
+        return False
+    return True
+
+
+def write_matrix_csv(path, names, X):
+    """Writes float32 features with %.9g (exact round trip), NaN as empty."""
+    with open(path, "w") as f:
+        f.write(",".join(names) + "\n")
+        for row in X:
+            f.write(",".join("" if np.isnan(v) else "%.9g" % v for v in row) + "\n")
+
+
+def tmpdir():
+    return tempfile.mkdtemp(prefix="tandem-it-")
+
+
+def finish(name):
+    if failures:
+        print(f"{name}: {len(failures)} failure(s)")
+        sys.exit(1)
+    print(f"{name}: all passed")
