@@ -55,7 +55,10 @@ static int read_header(tdm__csv *csv, const tdm_model *model,
                        const tdm__score_options *opt, column_map *map,
                        tdm_error *err) {
   tdm__csv_record record;
-  int rc = tdm__csv_next(csv, &record, err);
+  int rc;
+  do {
+    rc = tdm__csv_next(csv, &record, err);
+  } while (rc == 1 && record.blank);
   if (rc < 0) return rc;
   if (rc == 0)
     return tdm__fail(err, TDM_EPARSE,
@@ -299,6 +302,9 @@ int tdm__score_run(const tdm__score_options *opt, tdm__score_stats *stats,
       goto done;
     }
     if (got == 0) break;
+    /* A blank line is a missing value in a one-column file; in a wider
+     * file it cannot be a record, and is skipped. */
+    if (record.blank && map.num_columns > 1) continue;
     if (record.count != map.num_columns) {
       rc = tdm__fail(err, TDM_EPARSE,
                      "%s:%zu: %zu fields, but the header has %zu (a ragged "

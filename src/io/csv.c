@@ -118,7 +118,7 @@ static int csv_error(tdm__csv *csv, tdm_error *err, size_t line,
 }
 
 int tdm__csv_next(tdm__csv *csv, tdm__csv_record *record, tdm_error *err) {
-  for (;;) {
+  {
     csv->text.len = 0;
     size_t count = 0;
     size_t record_line = csv->line;
@@ -127,12 +127,7 @@ int tdm__csv_next(tdm__csv *csv, tdm__csv_record *record, tdm_error *err) {
       return tdm__fail(err, TDM_EIO, "%s: read error: %s", csv->name,
                        strerror(errno));
     if (c == -1) return 0;
-    /* Blank lines are skipped. */
-    if (c == '\n' || c == '\r') {
-      advance(csv, c);
-      if (c == '\r' && peek_byte(csv) == '\n') advance(csv, '\n');
-      continue;
-    }
+    record->blank = c == '\n' || c == '\r';
     int rc = TDM_OK;
     for (;;) { /* one field per iteration */
       rc = start_field(csv, count, csv->column);

@@ -25,6 +25,7 @@ typedef struct tdm__csv_record {
   tdm__csv_field *fields;
   size_t count;
   size_t line; /* 1-based line on which the record starts */
+  int blank;   /* the line was empty: one empty field */
 } tdm__csv_record;
 
 /*
@@ -36,8 +37,9 @@ void tdm__csv_close(tdm__csv *csv);
 
 /*
  * Reads the next record. Returns 1 with *record filled, 0 at the end of the
- * input, or a negative status with err saying "name:LINE:COL: what". Blank
- * lines are skipped.
+ * input, or a negative status with err saying "name:LINE:COL: what". A
+ * blank line is a record of one empty field with `blank` set: in a
+ * one-column file it is a missing value, elsewhere the caller may skip it.
  */
 int tdm__csv_next(tdm__csv *csv, tdm__csv_record *record, tdm_error *err);
 

@@ -15,6 +15,7 @@ typedef struct read_result {
   char fields[16][16][32];
   size_t counts[16];
   size_t lines[16];
+  int blanks[16];
   size_t columns[16][16];
   tdm_error err;
   int status;
@@ -32,6 +33,7 @@ static void read_all(const char *text, size_t len, read_result *out) {
     if (r >= 16) continue;
     out->counts[r] = rec.count;
     out->lines[r] = rec.line;
+    out->blanks[r] = rec.blank;
     for (size_t i = 0; i < rec.count && i < 16; i++) {
       snprintf(out->fields[r][i], 32, "%s", rec.fields[i].text);
       out->columns[r][i] = rec.fields[i].column;
@@ -47,11 +49,14 @@ TEST(csv_plain) {
   const char *text = "a,b,c\n1,,3\n\n4,5,\n";
   read_all(text, strlen(text), &r);
   CHECK_INT(r.status, 0);
-  CHECK_INT(r.records, 3); /* the blank line is skipped */
+  CHECK_INT(r.records, 4); /* the blank line is a record of one field */
   CHECK_INT(r.counts[1], 3);
   CHECK_STR(r.fields[1][1], "");
-  CHECK_STR(r.fields[2][2], ""); /* an empty last field */
-  CHECK_INT(r.lines[2], 4);
+  CHECK_INT(r.counts[2], 1);
+  CHECK_INT(r.blanks[2], 1);
+  CHECK_INT(r.blanks[1], 0);
+  CHECK_STR(r.fields[3][2], ""); /* an empty last field */
+  CHECK_INT(r.lines[3], 4);
   CHECK_INT(r.columns[1][2], 4);
   /* No newline at the end of the file. */
   read_all("x,y\n1,2", 7, &r);
