@@ -100,7 +100,7 @@ int main(int argc, char **argv) {
     if (strcmp(commands[i].name, name) == 0)
       return commands[i].run(argc - 1, argv + 1);
   }
-  fprintf(stderr, "tandem: unknown command '%s'\n\n", name);
-  print_usage(stderr);
+  fprintf(stderr, "tandem: unknown command '%s' (run 'tandem help' for the list)\n",
+          name);
   return TDM_EXIT_USAGE;
 }
