@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# setup.sh - installs the Debian packages tandem needs to build and test,
+# only those missing, with sudo when not root. Safe to run again.
+#
+#   scripts/setup.sh            build and test dependencies
+#   scripts/setup.sh --build    only what building the CLI needs
+set -euo pipefail
+
+build_packages=(gcc make libc6-dev)
+test_packages=(
+  clang libclang-rt-dev        # libFuzzer and sanitizers
+  python3 python3-numpy        # integration tests
+  python3-xgboost              # reference predictions (XGBoost's own)
+  libxgboost-dev               # XGBoost's C API, the benchmark peer
+)
+
+packages=("${build_packages[@]}")
+if [[ "${1:-}" != "--build" ]]; then
+  packages+=("${test_packages[@]}")
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed"; then
+    missing+=("$p")
+  fi
+done
+if [[ ${#missing[@]} -eq 0 ]]; then
+  exit 0
+fi
+
+echo "setup: installing ${missing[*]}" >&2
+sudo=""
+if [[ $(id -u) -ne 0 ]]; then
+  if ! command -v sudo >/dev/null; then
+    echo "setup: need root or sudo to install: ${missing[*]}" >&2
+    exit 1
+  fi
+  sudo="sudo"
+fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# test.sh - every test tandem has, as CI runs it on a clean clone:
+#   1. install what is missing (scripts/setup.sh) and build
+#   2. unit tests, then again under AddressSanitizer + UBSan
+#   3. integration tests against XGBoost itself (Debian's python3-xgboost),
+#      with the normal build, and the CLI tests again under the sanitizers
+#   4. each fuzzer for a bounded time (FUZZ_SECONDS, default 30)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/setup.sh
+jobs=$(nproc 2>/dev/null || echo 2)
+failed=()
+step() { printf '\n=== %s\n' "$*"; }
+
+step "build"
+make -j"$jobs"
+
+step "unit tests"
+build/tandem-unit-tests || failed+=("unit tests")
+
+step "unit tests under ASan + UBSan"
+make -j"$jobs" asan >/dev/null
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+  build-asan/tandem-unit-tests || failed+=("unit tests (sanitizers)")
+
+step "integration tests"
+for t in tests/integration/test_*.py; do
+  /usr/bin/python3 "$t" || failed+=("$t")
+done
+
+step "CLI tests under ASan + UBSan"
+for t in tests/integration/test_cli.py tests/integration/test_xgboost_fixtures.py; do
+  TANDEM=build-asan/tandem ASAN_OPTIONS=detect_leaks=1 /usr/bin/python3 "$t" \
+    || failed+=("$t (sanitizers)")
+done
+
+step "fuzzers (${FUZZ_SECONDS:-30} s each)"
+scripts/fuzz.sh "${FUZZ_SECONDS:-30}" || failed+=("fuzzers")
+
+if [[ ${#failed[@]} -gt 0 ]]; then
+  printf '\nFAILED: %s\n' "${failed[@]}"
+  exit 1
+fi
+printf '\nall tests passed\n'
