@@ -549,6 +549,11 @@ static int load_learner(loader *ld) {
   const tdm__json *gbtree_model = NULL, *weight_drop = NULL;
   if (strcmp(booster_name->text, "gbtree") == 0) {
     rc = require(ld, booster, "model", TDM__JSON_OBJECT, &gbtree_model);
+    /* XGBoost 3.4 and later save a dart booster as "gbtree" with its
+     * weight_drop beside the model. */
+    weight_drop = tdm__json_get(booster, "weight_drop");
+    if (weight_drop != NULL && weight_drop->type != TDM__JSON_ARRAY)
+      return fail_at(ld, weight_drop, TDM_EPARSE, "expected an array");
   } else if (strcmp(booster_name->text, "dart") == 0) {
     const tdm__json *inner;
     rc = require(ld, booster, "gbtree", TDM__JSON_OBJECT, &inner);

@@ -19,6 +19,7 @@
   X(model_categorical_rules)           \
   X(model_objective_transforms)        \
   X(model_dart_weights)                \
+  X(model_without_trees)               \
   X(model_base_score_forms)            \
   X(model_errors_name_json_pointer)    \
   X(model_out_of_memory)               \

@@ -184,6 +184,38 @@ TEST(model_dart_weights) {
   tdm_model_get_info(model, &info);
   CHECK_STR(info.booster, "dart");
   tdm_model_free(model);
+  /* XGBoost 3.4 writes dart as "gbtree" with weight_drop beside model. */
+  const char *json = make_model("reg:squarederror", "gbtree", "", "0", 2);
+  char moved[20000];
+  const char *at = strstr(json, "{\"name\":\"gbtree\",");
+  CHECK(at != NULL);
+  snprintf(moved, sizeof moved, "%.*s{\"name\":\"gbtree\",\"weight_drop\":"
+           "[5E-1,5E-1],%s", (int)(at - json), json,
+           at + strlen("{\"name\":\"gbtree\","));
+  CHECK_INT(load(moved, &model, &err), TDM_OK);
+  CHECK(score(model, 1, 1, 0) == 3.5);
+  tdm_model_free(model);
+  return 0;
+}
+
+TEST(model_without_trees) {
+  /* XGBoost 3 saves a model with no trees; it scores its base margin. */
+  const char *json =
+      "{\"learner\":{\"attributes\":{},\"feature_names\":[\"p\",\"q\"],"
+      "\"feature_types\":[],\"gradient_booster\":{\"model\":{\"cats\":"
+      "{\"enc\":[],\"feature_segments\":[],\"sorted_idx\":[]},"
+      "\"gbtree_model_param\":{\"num_parallel_tree\":\"1\",\"num_trees\":"
+      "\"0\"},\"iteration_indptr\":[0],\"tree_info\":[],\"trees\":[]},"
+      "\"name\":\"gbtree\"},\"learner_model_param\":{\"base_score\":"
+      "\"[2.5E-1]\",\"boost_from_average\":\"1\",\"num_class\":\"0\","
+      "\"num_feature\":\"2\",\"num_target\":\"1\"},\"objective\":{\"name\":"
+      "\"binary:logistic\"}},\"version\":[3,3,0]}";
+  tdm_model *model;
+  tdm_error err;
+  CHECK_INT(load(json, &model, &err), TDM_OK);
+  CHECK(score(model, 1, 1, 0) == 0.25);
+  CHECK_STR(tdm_model_feature_type(model, 0), "float");
+  tdm_model_free(model);
   return 0;
 }
 
