@@ -64,6 +64,7 @@ typedef struct tdm_model tdm_model;
 /* Where a model file came from. */
 typedef enum tdm_model_format {
   TDM_FORMAT_XGBOOST_JSON = 1,
+  TDM_FORMAT_LIGHTGBM_TEXT = 2,
 } tdm_model_format;
 
 /*
@@ -85,15 +86,16 @@ void tdm_model_free(tdm_model *model);
 /* Describes a loaded model. Strings stay valid as long as the model. */
 typedef struct tdm_model_info {
   tdm_model_format format;
-  const char *format_name;     /* "xgboost-json" */
+  const char *format_name;     /* "xgboost-json", "lightgbm-text" */
   const char *library_version; /* version that wrote the file, or "" */
-  const char *booster;         /* "gbtree", "dart" */
+  const char *booster;         /* "gbtree", "dart", "gbdt", "rf" */
   const char *objective;       /* "binary:logistic", ... */
   size_t num_features;
   size_t num_outputs;  /* margins per row: classes for multiclass, else 1 */
   size_t num_scores;   /* columns of the transformed prediction */
   size_t num_classes;  /* 0 for regression and binary models */
   size_t num_trees;
+  size_t num_iterations; /* boosting rounds: trees per round x rounds */
   size_t num_nodes;    /* splits and leaves over all trees */
   size_t max_depth;    /* edges from root to deepest leaf */
   size_t num_categorical_splits;
@@ -102,6 +104,14 @@ typedef struct tdm_model_info {
 } tdm_model_info;
 
 int tdm_model_get_info(const tdm_model *model, tdm_model_info *info);
+
+/*
+ * Keeps only the first `iterations` boosting rounds (LightGBM's
+ * num_iteration, XGBoost's iteration_range). Call it before sharing the
+ * model between threads. Fails with TDM_EINVAL if the model has fewer.
+ */
+int tdm_model_limit_iterations(tdm_model *model, size_t iterations,
+                               tdm_error *err);
 
 /* Feature i's name and type ("float", "int", "c" for categorical, ...). */
 const char *tdm_model_feature_name(const tdm_model *model, size_t i);

@@ -53,10 +53,13 @@ int tdm_model_load_buffer(const char *data, size_t size, const char *name,
   char first = first_significant_char(data, size);
   if (first == '{') {
     rc = tdm__xgboost_load(model, data, size, name, err);
+  } else if (size >= 4 && strncmp(data, "tree", 4) == 0 &&
+             (size == 4 || data[4] == '\n' || data[4] == '\r')) {
+    rc = tdm__lightgbm_load(model, data, size, name, err);
   } else {
     rc = tdm__fail(err, TDM_EUNSUPPORTED,
                    "%s: not a model format tandem reads (expected an XGBoost "
-                   "JSON model starting with '{')",
+                   "JSON model or a LightGBM text model)",
                    name);
   }
   if (rc == TDM_OK) rc = tdm__model_validate(model, name, err);
@@ -124,7 +127,16 @@ int tdm__model_validate(tdm_model *model, const char *name, tdm_error *err) {
       seen[index] = 1;
       if (depth > depth_max) depth_max = depth;
       const tdm__node *node = &model->nodes[index];
-      if (node->kind == TDM__NODE_LEAF) continue;
+      if (node->kind == TDM__NODE_LINEAR_LEAF &&
+          (size_t)node->linear_begin + node->linear_count >
+              model->num_linear_terms) {
+        rc = tdm__fail(err, TDM_EPARSE,
+                       "%s: tree %zu node %u: linear terms out of range", name,
+                       t, index - tree->root);
+        break;
+      }
+      if (node->kind == TDM__NODE_LEAF || node->kind == TDM__NODE_LINEAR_LEAF)
+        continue;
       if (node->feature < 0 || (size_t)node->feature >= model->num_features) {
         rc = tdm__fail(err, TDM_EPARSE,
                        "%s: tree %zu node %u splits on feature %d, but the "
@@ -171,10 +183,12 @@ int tdm_model_get_info(const tdm_model *model, tdm_model_info *info) {
   info->num_outputs = model->num_outputs;
   info->num_scores = tdm_model_output_width(model, 0);
   info->num_classes =
-      (model->link == TDM__LINK_SOFTMAX || model->link == TDM__LINK_ARGMAX)
+      (model->link == TDM__LINK_SOFTMAX || model->link == TDM__LINK_ARGMAX ||
+       model->link == TDM__LINK_SIGMOID_EACH)
           ? model->num_outputs
           : 0;
   info->num_trees = model->num_trees;
+  info->num_iterations = model->num_iterations;
   info->num_nodes = model->num_nodes;
   for (size_t t = 0; t < model->num_trees; t++) {
     if (model->trees[t].depth > info->max_depth)
@@ -183,6 +197,18 @@ int tdm_model_get_info(const tdm_model *model, tdm_model_info *info) {
   info->num_categorical_splits = model->num_categorical_splits;
   info->float32 = model->float32;
   memcpy(info->sha256, model->sha256, sizeof info->sha256);
+  return TDM_OK;
+}
+
+int tdm_model_limit_iterations(tdm_model *model, size_t iterations,
+                               tdm_error *err) {
+  if (model == NULL || iterations == 0 || iterations > model->num_iterations)
+    return tdm__fail(err, TDM_EINVAL,
+                     "--iterations must be from 1 to %zu (the model's "
+                     "boosting rounds), not %zu",
+                     model ? model->num_iterations : 0, iterations);
+  model->num_iterations = iterations;
+  model->num_trees = iterations * model->trees_per_iteration;
   return TDM_OK;
 }
 

@@ -20,25 +20,46 @@
 #include "tandem.h"
 
 typedef enum tdm__split_kind {
-  TDM__NODE_LEAF = 0,
+  TDM__NODE_LEAF = 0,   /* outputs `value` */
+  TDM__NODE_LINEAR_LEAF, /* outputs a linear function (see tdm__node) */
   /* XGBoost: missing (NaN) takes the default child, else x < threshold
    * goes left, compared in float32. */
   TDM__NODE_XGB_NUMERIC,
   /* XGBoost categorical: missing takes the default child; a category in
    * the set goes right; anything else (not in the set, negative, past the
    * bitset) goes left. */
-  TDM__NODE_XGB_CATEGORICAL
+  TDM__NODE_XGB_CATEGORICAL,
+  /* LightGBM: compared in double, x <= threshold goes left. By the node's
+   * missing type: None: NaN counts as 0; Zero: NaN counts as 0, and 0 (or
+   * any |x| <= 1e-35) takes the default child; NaN: NaN takes the default
+   * child. */
+  TDM__NODE_LGB_NUMERIC,
+  /* LightGBM categorical: NaN and negative values go right; a category
+   * (the value truncated to int) in the node's set goes left; anything
+   * else goes right. */
+  TDM__NODE_LGB_CATEGORICAL
 } tdm__split_kind;
+
+/* LightGBM's missing types (decision_type bits 2-3). */
+enum { TDM__MISSING_NONE = 0, TDM__MISSING_ZERO = 1, TDM__MISSING_NAN = 2 };
 
 typedef struct tdm__node {
   uint8_t kind;         /* tdm__split_kind */
   uint8_t default_left; /* where a missing value goes */
-  uint16_t reserved;
+  uint8_t missing_type; /* LightGBM: TDM__MISSING_* */
+  uint8_t reserved;
   int32_t feature;      /* split feature, -1 for leaves */
   uint32_t left, right; /* children: indices into tdm_model.nodes */
   uint32_t cat_begin;   /* categorical: first word in tdm_model.cat_words */
   uint32_t cat_count;   /* categorical: number of 32-bit words */
   double value;         /* split threshold, or leaf value for leaves */
+  /* A linear leaf (LightGBM linear_tree, tandem's linear models) outputs
+   * linear_const + sum(coefficient * feature) over linear_count terms at
+   * linear_begin in tdm_model.linear_features / linear_coeffs; when one of
+   * those features is missing it outputs `value` instead. */
+  uint32_t linear_begin;
+  uint32_t linear_count;
+  double linear_const;
 } tdm__node;
 
 typedef struct tdm__tree {
@@ -55,7 +76,10 @@ typedef enum tdm__link {
   TDM__LINK_EXP,
   TDM__LINK_SOFTMAX,
   TDM__LINK_ARGMAX, /* multi:softmax: the index of the largest margin */
-  TDM__LINK_HINGE   /* binary:hinge: 1 if margin > 0 else 0 */
+  TDM__LINK_HINGE,  /* binary:hinge: 1 if margin > 0 else 0 */
+  TDM__LINK_SIGMOID_EACH, /* LightGBM multiclassova: a sigmoid per class */
+  TDM__LINK_LOG1P_EXP,    /* LightGBM cross_entropy_lambda */
+  TDM__LINK_SIGNED_SQUARE /* LightGBM regression with sqrt: sign(x) x^2 */
 } tdm__link;
 
 struct tdm_model {
@@ -77,6 +101,14 @@ struct tdm_model {
   tdm__link link;
   /* XGBoost 2.0 and later clamp the sigmoid's exponent at 88.7. */
   int sigmoid_clamp;
+  double sigmoid_scale; /* LightGBM's sigmoid parameter: 1/(1+exp(-s x)) */
+  /* LightGBM random forests average the trees: margins are divided by the
+   * number of iterations. */
+  int average_output;
+  size_t trees_per_iteration; /* classes x parallel trees */
+  size_t num_iterations;      /* trees / trees_per_iteration */
+  /* Values below this magnitude are zero to LightGBM (kZeroThreshold). */
+  int lightgbm_zero;
 
   tdm__tree *trees;
   size_t num_trees;
@@ -85,6 +117,9 @@ struct tdm_model {
   uint32_t *cat_words;
   size_t num_cat_words;
   size_t num_categorical_splits;
+  uint32_t *linear_features;
+  double *linear_coeffs;
+  size_t num_linear_terms;
 
   tdm__arena arena; /* strings and arrays above */
 };
@@ -98,6 +133,8 @@ int tdm__model_validate(tdm_model *model, const char *name, tdm_error *err);
 
 int tdm__xgboost_load(tdm_model *model, const char *data, size_t size,
                       const char *name, tdm_error *err);
+int tdm__lightgbm_load(tdm_model *model, const char *data, size_t size,
+                       const char *name, tdm_error *err);
 
 /* The scalar reference evaluator: margins of one row (no transform). */
 void tdm__predict_margin_row(const tdm_model *model, const double *row,

@@ -25,35 +25,76 @@ static int xgb_category_goes_left(const tdm_model *model,
   return !((word >> (category & 31)) & 1);
 }
 
+/* LightGBM's kZeroThreshold (1e-35f): smaller magnitudes are zero to it. */
+static const double lightgbm_zero = 1.0000000180025095e-35;
+
+/* A row value as LightGBM sees it: its parsers drop |x| <= 1e-35. */
+static double lightgbm_value(double x) {
+  return fabs(x) <= lightgbm_zero ? 0.0 : x;
+}
+
+/* LightGBM's NumericalDecision, 1 to go left. */
+static int lgb_numeric_goes_left(const tdm__node *node, double x) {
+  if (isnan(x) && node->missing_type != TDM__MISSING_NAN) x = 0.0;
+  if ((node->missing_type == TDM__MISSING_ZERO && x == 0.0) ||
+      (node->missing_type == TDM__MISSING_NAN && isnan(x)))
+    return node->default_left;
+  return x <= node->value;
+}
+
+/* LightGBM's CategoricalDecision, 1 to go left. */
+static int lgb_category_goes_left(const tdm_model *model,
+                                  const tdm__node *node, double x) {
+  /* NaN, negatives and values that do not fit an int (which the C++ cast
+   * turns into INT_MIN on x86) go right. */
+  if (isnan(x) || x < 0.0 || x >= 2147483648.0) return 0;
+  uint32_t category = (uint32_t)(int32_t)x;
+  if ((category >> 5) >= node->cat_count) return 0;
+  uint32_t word = model->cat_words[node->cat_begin + (category >> 5)];
+  return (word >> (category & 31)) & 1;
+}
+
 static uint32_t find_leaf(const tdm_model *model, uint32_t index,
                           const double *row) {
   for (;;) {
     const tdm__node *node = &model->nodes[index];
     double x;
+    int left;
     switch (node->kind) {
-      case TDM__NODE_LEAF:
-        return index;
       case TDM__NODE_XGB_NUMERIC:
         x = row[node->feature];
-        if (isnan(x)) {
-          index = node->default_left ? node->left : node->right;
-        } else {
-          index = (float)x < (float)node->value ? node->left : node->right;
-        }
+        left = isnan(x) ? node->default_left : (float)x < (float)node->value;
         break;
       case TDM__NODE_XGB_CATEGORICAL:
         x = row[node->feature];
-        if (isnan(x)) {
-          index = node->default_left ? node->left : node->right;
-        } else {
-          index = xgb_category_goes_left(model, node, (float)x) ? node->left
-                                                                : node->right;
-        }
+        left = isnan(x) ? node->default_left
+                        : xgb_category_goes_left(model, node, (float)x);
         break;
-      default:
-        return index; /* unreachable: validated at load */
+      case TDM__NODE_LGB_NUMERIC:
+        left = lgb_numeric_goes_left(node, lightgbm_value(row[node->feature]));
+        break;
+      case TDM__NODE_LGB_CATEGORICAL:
+        left = lgb_category_goes_left(model, node, row[node->feature]);
+        break;
+      default: /* a leaf */
+        return index;
     }
+    index = left ? node->left : node->right;
   }
+}
+
+/* A leaf's output for this row: its value, or its linear function. */
+static double leaf_output(const tdm_model *model, const tdm__node *leaf,
+                          const double *row) {
+  if (leaf->kind != TDM__NODE_LINEAR_LEAF) return leaf->value;
+  double sum = leaf->linear_const;
+  for (uint32_t t = 0; t < leaf->linear_count; t++) {
+    double x = row[model->linear_features[leaf->linear_begin + t]];
+    if (isnan(x)) return leaf->value;
+    if (model->lightgbm_zero) x = lightgbm_value(x);
+    sum += model->linear_coeffs[leaf->linear_begin + t] * x;
+  }
+  return sum;
 }
 
 void tdm__predict_margin_row(const tdm_model *model, const double *row,
@@ -69,12 +110,12 @@ void tdm__predict_margin_row(const tdm_model *model, const double *row,
       float sum = (float)margins[tree->output] + (float)model->nodes[leaf].value;
       margins[tree->output] = sum;
     }
-  } else {
-    for (size_t t = 0; t < model->num_trees; t++) {
-      const tdm__tree *tree = &model->trees[t];
-      uint32_t leaf = find_leaf(model, tree->root, row);
-      margins[tree->output] += model->nodes[leaf].value;
-    }
+    return;
+  }
+  for (size_t t = 0; t < model->num_trees; t++) {
+    const tdm__tree *tree = &model->trees[t];
+    uint32_t leaf = find_leaf(model, tree->root, row);
+    margins[tree->output] += leaf_output(model, &model->nodes[leaf], row);
   }
 }
 
@@ -95,8 +136,14 @@ static void link_float32(const tdm_model *model, const double *margins,
       for (size_t o = 0; o < k; o++) out[o] = margins[o];
       break;
     case TDM__LINK_SIGMOID:
+    case TDM__LINK_SIGMOID_EACH:
       for (size_t o = 0; o < k; o++)
         out[o] = sigmoid_float((float)margins[o], model->sigmoid_clamp);
+      break;
+    case TDM__LINK_LOG1P_EXP:
+    case TDM__LINK_SIGNED_SQUARE:
+      /* LightGBM only: not reachable for float32 models. */
+      for (size_t o = 0; o < k; o++) out[o] = margins[o];
       break;
     case TDM__LINK_EXP:
       for (size_t o = 0; o < k; o++) out[o] = expf((float)margins[o]);
@@ -135,7 +182,19 @@ static void link_double(const tdm_model *model, const double *margins,
       for (size_t o = 0; o < k; o++) out[o] = margins[o];
       break;
     case TDM__LINK_SIGMOID:
-      for (size_t o = 0; o < k; o++) out[o] = 1.0 / (1.0 + exp(-margins[o]));
+    case TDM__LINK_SIGMOID_EACH:
+      /* LightGBM: 1.0f / (1.0f + std::exp(-sigmoid_ * input)), in double. */
+      for (size_t o = 0; o < k; o++)
+        out[o] = 1.0 / (1.0 + exp(-model->sigmoid_scale * margins[o]));
+      break;
+    case TDM__LINK_LOG1P_EXP:
+      for (size_t o = 0; o < k; o++) out[o] = log1p(exp(margins[o]));
+      break;
+    case TDM__LINK_SIGNED_SQUARE:
+      for (size_t o = 0; o < k; o++) {
+        double x = margins[o];
+        out[o] = (x > 0.0 ? 1.0 : x < 0.0 ? -1.0 : 0.0) * x * x;
+      }
       break;
     case TDM__LINK_EXP:
       for (size_t o = 0; o < k; o++) out[o] = exp(margins[o]);
@@ -169,7 +228,15 @@ void tdm__apply_link(const tdm_model *model, const double *margins,
                      double *out) {
   if (model->float32) {
     link_float32(model, margins, out);
-  } else {
-    link_double(model, margins, out);
+    return;
   }
+  if (model->average_output && model->num_iterations > 0 &&
+      model->link != TDM__LINK_ARGMAX) {
+    /* LightGBM averages a random forest's trees in Predict, after the raw
+     * score (predict_raw_score gives the plain sum). */
+    for (size_t o = 0; o < model->num_outputs; o++)
+      out[o] = margins[o] / (double)model->num_iterations;
+    margins = out;
+  }
+  link_double(model, margins, out);
 }

@@ -352,7 +352,10 @@ static int load_categories(loader *ld, const tdm__json *tree, size_t base,
     if (rc != TDM_OK) return rc;
     node->cat_begin = (uint32_t)words->len;
     node->cat_count = (uint32_t)num_words;
-    memset(words->data + words->len, 0, num_words * sizeof(uint32_t));
+    /* An empty set has no words, and words->data is still NULL when no
+     * set before it had any: NULL + 0 and memset(NULL, ...) are undefined. */
+    if (num_words > 0)
+      memset(words->data + words->len, 0, num_words * sizeof(uint32_t));
     for (int64_t c = segment; c < segment + size; c++) {
       int64_t category;
       get_int(ld, &cats->items[c], 0, (1 << 24) - 1, &category);
@@ -477,6 +480,14 @@ static int load_trees(loader *ld, const tdm__json *gbtree_model,
     if (total > UINT32_MAX / 2)
       return fail_at(ld, trees, TDM_EUNSUPPORTED, "too many nodes");
   }
+  int64_t parallel = 1;
+  const tdm__json *param = tdm__json_get(gbtree_model, "gbtree_model_param");
+  if (param != NULL) {
+    rc = optional_int(ld, param, "num_parallel_tree", 1, 1 << 20, &parallel);
+    if (rc != TDM_OK) return rc;
+  }
+  model->trees_per_iteration = model->num_outputs * (size_t)(parallel > 0 ? parallel : 1);
+  model->num_iterations = trees->count / model->trees_per_iteration;
   model->num_trees = trees->count;
   model->num_nodes = total;
   model->trees = tdm__arena_alloc(&model->arena,

@@ -308,8 +308,12 @@ TEST(model_errors_name_json_pointer) {
   CHECK_CONTAINS(err.message, "ends too early");
   CHECK_INT(tdm_model_load_buffer("", 0, "m.json", &model, &err), TDM_EPARSE);
   CHECK_CONTAINS(err.message, "m.json: the model file is empty");
-  CHECK_INT(tdm_model_load_buffer("tree\n", 5, "m.txt", &model, &err),
+  CHECK_INT(tdm_model_load_buffer("hello\n", 6, "m.txt", &model, &err),
             TDM_EUNSUPPORTED);
+  CHECK_CONTAINS(err.message, "m.txt: not a model format tandem reads");
+  CHECK_INT(tdm_model_load_buffer("tree\n", 5, "m.txt", &model, &err),
+            TDM_EPARSE);
+  CHECK_CONTAINS(err.message, "m.txt:1: the header has no max_feature_idx");
   CHECK_INT(tdm_model_load("/nonexistent/m.json", &model, &err), TDM_ENOTFOUND);
   CHECK_CONTAINS(err.message, "/nonexistent/m.json: cannot open");
   return 0;
