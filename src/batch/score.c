@@ -255,6 +255,8 @@ int tdm__score_run(const tdm__score_options *opt, tdm__score_stats *stats,
   }
 
   int rc = tdm_model_load(opt->model_path, &model, err);
+  if (rc == TDM_OK && opt->iterations > 0)
+    rc = tdm_model_limit_iterations(model, opt->iterations, err);
   if (rc != TDM_OK) goto done;
   tdm_model_info info;
   tdm_model_get_info(model, &info);

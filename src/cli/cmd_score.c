@@ -21,11 +21,14 @@ static const char score_help[] =
     "complete, so a failed run leaves no output file.\n"
     "\n"
     "options:\n"
-    "  --model M      model file (XGBoost JSON)\n"
+    "  --model M      model file: XGBoost JSON or LightGBM text\n"
     "  --in X.csv     input CSV with a header line\n"
     "  --out P.csv    output CSV: column 'score', or score_0..score_{k-1}\n"
     "                 for multiclass probabilities\n"
-    "  --margin       write untransformed margins (XGBoost output_margin)\n"
+    "  --margin       write untransformed margins (XGBoost output_margin,\n"
+    "                 LightGBM predict_raw_score)\n"
+    "  --iterations N use only the first N boosting rounds (LightGBM\n"
+    "                 num_iteration, XGBoost iteration_range=(0, N))\n"
     "  --threads N    worker threads (default: all cores); the output is\n"
     "                 identical for every N\n"
     "  --keep COL     copy input column COL to the output (repeatable, or a\n"
@@ -41,6 +44,7 @@ int tdm__cmd_score(int argc, char **argv) {
       {"out", required_argument, NULL, 'o'},
       {"margin", no_argument, NULL, 'M'},
       {"threads", required_argument, NULL, 't'},
+      {"iterations", required_argument, NULL, 'n'},
       {"keep", required_argument, NULL, 'k'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
@@ -68,6 +72,18 @@ int tdm__cmd_score(int argc, char **argv) {
           goto done;
         }
         opt.threads = (int)n;
+        break;
+      }
+      case 'n': {
+        char *end;
+        long long n = strtoll(optarg, &end, 10);
+        if (*optarg == '\0' || *end != '\0' || n < 1) {
+          status = tdm__usage_error("score",
+                                    "--iterations must be a positive number, "
+                                    "not '%s'", optarg);
+          goto done;
+        }
+        opt.iterations = (size_t)n;
         break;
       }
       case 'k': {

@@ -81,6 +81,25 @@ def check(name, params, rounds, X, y, X_test, feature_names=None,
         ok &= bits_equal(expected.reshape(got.shape), got, f"{name} {kind}")
     if ok:
         print(f"ok {name}: {len(X_test)} rows bit-identical (scores and margins)")
+    return booster, model, data
+
+
+def check_iterations(name, booster, model, data, rounds):
+    """--iterations N equals XGBoost's iteration_range=(0, N)."""
+    names = booster.feature_names
+    X = np.genfromtxt(data, delimiter=",", skip_header=1, dtype=np.float64,
+                      ndmin=2, missing_values="", filling_values=np.nan)
+    kwargs = {}
+    if booster.feature_types and "c" in booster.feature_types:
+        kwargs = dict(feature_types=booster.feature_types, enable_categorical=True)
+    dtest = xgb.DMatrix(X.astype(np.float32), feature_names=names, **kwargs)
+    expected = booster.predict(dtest, iteration_range=(0, rounds))
+    path = os.path.join(out, f"{name}.it{rounds}.csv")
+    run("score", "--model", model, "--in", data, "--out", path,
+        "--iterations", rounds)
+    _, got = read_scores(path)
+    if bits_equal(expected.reshape(got.shape), got, f"{name} --iterations {rounds}"):
+        print(f"ok {name}: --iterations {rounds} equals iteration_range=(0, {rounds})")
 
 
 objectives = [
@@ -143,9 +162,17 @@ for normalize in ("tree", "forest"):
 check("dart_multiclass", {"booster": "dart", "objective": "multi:softprob",
                           "num_class": 4, "rate_drop": 0.2, "max_depth": 3},
       15, X, labels_for("multi:softprob", signal, rng, 4), X_test)
-check("random_forest", {"objective": "binary:logistic", "num_parallel_tree": 8,
-                        "subsample": 0.7, "colsample_bynode": 0.6,
-                        "max_depth": 5}, 3, X, yb, X_test)
+check_iterations("dart_multiclass", *check(
+    "dart_multiclass_it", {"booster": "dart", "objective": "multi:softprob",
+                           "num_class": 4, "rate_drop": 0.2, "max_depth": 3},
+    15, X, labels_for("multi:softprob", signal, rng, 4), X_test), 6)
+check_iterations("random_forest", *check(
+    "random_forest", {"objective": "binary:logistic", "num_parallel_tree": 8,
+                      "subsample": 0.7, "colsample_bynode": 0.6,
+                      "max_depth": 5}, 3, X, yb, X_test), 2)
+check_iterations("deep_regression", *check(
+    "deep_regression_it", {"objective": "reg:squarederror", "max_depth": 6},
+    50, X, y, X_test), 17)
 
 # Categorical features: one-hot and partition splits, unseen categories,
 # negative codes and missing values in the scored data.
