@@ -65,6 +65,7 @@ typedef struct tdm_model tdm_model;
 typedef enum tdm_model_format {
   TDM_FORMAT_XGBOOST_JSON = 1,
   TDM_FORMAT_LIGHTGBM_TEXT = 2,
+  TDM_FORMAT_LINEAR_JSON = 3, /* tandem's linear models (docs/linear-models.md) */
 } tdm_model_format;
 
 /*
@@ -116,6 +117,13 @@ int tdm_model_limit_iterations(tdm_model *model, size_t iterations,
 /* Feature i's name and type ("float", "int", "c" for categorical, ...). */
 const char *tdm_model_feature_name(const tdm_model *model, size_t i);
 const char *tdm_model_feature_type(const tdm_model *model, size_t i);
+
+/*
+ * 1 when a missing value of feature i is an error for this model (a linear
+ * model whose file says so); the model then scores such a row as NaN, and
+ * callers should refuse the row instead, naming it.
+ */
+int tdm_model_feature_required(const tdm_model *model, size_t i);
 
 /* 1 when the model's feature names came from the file, 0 when generated. */
 int tdm_model_has_feature_names(const tdm_model *model);

@@ -324,6 +324,14 @@ int tdm__score_run(const tdm__score_options *opt, tdm__score_stats *stats,
                        map.header[map.feature_col[f]], field->text);
         goto done;
       }
+      if (isnan(row[f]) && tdm_model_feature_required(model, f)) {
+        rc = tdm__fail(err, TDM_EPARSE,
+                       "%s:%zu:%zu: column \"%s\" is missing, and the model "
+                       "does not allow a missing value there",
+                       opt->in_path, record.line, field->column,
+                       map.header[map.feature_col[f]]);
+        goto done;
+      }
     }
     for (size_t k = 0; k < opt->num_keep; k++) {
       const tdm__csv_field *field = &record.fields[map.keep_col[k]];

@@ -40,6 +40,30 @@ static char first_significant_char(const char *data, size_t size) {
   return i < size ? data[i] : '\0';
 }
 
+/* Parses a JSON model once and hands it to the loader its content names:
+ * {"format": "tandem-linear", ...} or XGBoost's {"learner": ...}. */
+static int load_json_model(tdm_model *model, const char *data, size_t size,
+                           const char *name, tdm_error *err) {
+  tdm__json_doc doc;
+  int rc = tdm__json_parse(&doc, data, size, name, TDM__JSON_ALLOW_NAN, err);
+  if (rc != TDM_OK) return rc;
+  const tdm__json *format = tdm__json_get(doc.root, "format");
+  if (format != NULL && format->type == TDM__JSON_STRING &&
+      strcmp(format->text, "tandem-linear") == 0) {
+    rc = tdm__linear_load(model, &doc, err);
+  } else if (tdm__json_get(doc.root, "learner") != NULL) {
+    rc = tdm__xgboost_load(model, &doc, err);
+  } else {
+    rc = tdm__fail(err, TDM_EUNSUPPORTED,
+                   "%s: a JSON document that is neither an XGBoost model (no "
+                   "\"learner\") nor a tandem linear model (no \"format\": "
+                   "\"tandem-linear\")",
+                   name);
+  }
+  tdm__json_doc_free(&doc);
+  return rc;
+}
+
 int tdm_model_load_buffer(const char *data, size_t size, const char *name,
                           tdm_model **out, tdm_error *err) {
   *out = NULL;
@@ -52,7 +76,7 @@ int tdm_model_load_buffer(const char *data, size_t size, const char *name,
   int rc;
   char first = first_significant_char(data, size);
   if (first == '{') {
-    rc = tdm__xgboost_load(model, data, size, name, err);
+    rc = load_json_model(model, data, size, name, err);
   } else if (size >= 4 && strncmp(data, "tree", 4) == 0 &&
              (size == 4 || data[4] == '\n' || data[4] == '\r')) {
     rc = tdm__lightgbm_load(model, data, size, name, err);
@@ -214,6 +238,11 @@ int tdm_model_limit_iterations(tdm_model *model, size_t iterations,
 
 const char *tdm_model_feature_name(const tdm_model *model, size_t i) {
   return i < model->num_features ? model->feature_names[i] : NULL;
+}
+
+int tdm_model_feature_required(const tdm_model *model, size_t i) {
+  return i < model->num_features && model->feature_required != NULL &&
+         model->feature_required[i];
 }
 
 const char *tdm_model_feature_type(const tdm_model *model, size_t i) {

@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "../core/arena.h"
+#include "../core/json.h"
 #include "tandem.h"
 
 typedef enum tdm__split_kind {
@@ -119,7 +120,12 @@ struct tdm_model {
   size_t num_categorical_splits;
   uint32_t *linear_features;
   double *linear_coeffs;
+  /* Per term: the value a missing feature takes (tandem's linear models
+   * impute); NaN keeps LightGBM's rule (the leaf falls back to `value`). */
+  double *linear_missing;
   size_t num_linear_terms;
+  /* Per feature: 1 when a missing value is an error (linear models). */
+  unsigned char *feature_required;
 
   tdm__arena arena; /* strings and arrays above */
 };
@@ -131,8 +137,11 @@ tdm_model *tdm__model_new(void);
  * (no node reached twice), depths computed. Fills trees[].depth. */
 int tdm__model_validate(tdm_model *model, const char *name, tdm_error *err);
 
-int tdm__xgboost_load(tdm_model *model, const char *data, size_t size,
-                      const char *name, tdm_error *err);
+/* JSON formats are parsed once by model.c, which picks the loader. */
+int tdm__xgboost_load(tdm_model *model, const tdm__json_doc *doc,
+                      tdm_error *err);
+int tdm__linear_load(tdm_model *model, const tdm__json_doc *doc,
+                     tdm_error *err);
 int tdm__lightgbm_load(tdm_model *model, const char *data, size_t size,
                        const char *name, tdm_error *err);
 

@@ -90,7 +90,12 @@ static double leaf_output(const tdm_model *model, const tdm__node *leaf,
   double sum = leaf->linear_const;
   for (uint32_t t = 0; t < leaf->linear_count; t++) {
     double x = row[model->linear_features[leaf->linear_begin + t]];
-    if (isnan(x)) return leaf->value;
+    if (isnan(x)) {
+      if (model->linear_missing == NULL ||
+          isnan(model->linear_missing[leaf->linear_begin + t]))
+        return leaf->value;
+      x = model->linear_missing[leaf->linear_begin + t];
+    }
     if (model->lightgbm_zero) x = lightgbm_value(x);
     sum += model->linear_coeffs[leaf->linear_begin + t] * x;
   }

@@ -623,18 +623,14 @@ static int load_learner(loader *ld) {
   return rc;
 }
 
-int tdm__xgboost_load(tdm_model *model, const char *data, size_t size,
-                      const char *name, tdm_error *err) {
-  loader ld = {.model = model, .err = err, .name = name};
+int tdm__xgboost_load(tdm_model *model, const tdm__json_doc *doc,
+                      tdm_error *err) {
+  loader ld = {.model = model, .doc = *doc, .err = err, .name = doc->name};
   model->format = TDM_FORMAT_XGBOOST_JSON;
   model->format_name = "xgboost-json";
   model->float32 = 1;
-  int rc = tdm__json_parse(&ld.doc, data, size, name, TDM__JSON_ALLOW_NAN,
-                           err);
-  if (rc != TDM_OK) return rc;
-  rc = load_learner(&ld);
+  int rc = load_learner(&ld);
   if (rc == TDM_ENOMEM && (err == NULL || err->status != TDM_ENOMEM))
-    tdm__fail(err, TDM_ENOMEM, "%s: out of memory", name);
-  tdm__json_doc_free(&ld.doc);
+    tdm__fail(err, TDM_ENOMEM, "%s: out of memory", doc->name);
   return rc;
 }
