@@ -26,15 +26,15 @@ extern "C" {
 #define TDM_VERSION "0.1.0"
 
 /* X(name, value, description). The one list of status codes. */
-#define TDM_STATUS_LIST(X)                                                   \
-  X(TDM_OK, 0, "success")                                                    \
-  X(TDM_EINVAL, -1, "invalid argument")                                      \
-  X(TDM_EPARSE, -2, "malformed input")                                       \
-  X(TDM_EUNSUPPORTED, -3, "unsupported feature")                             \
-  X(TDM_ESCHEMA, -4, "input does not match what the model needs")            \
-  X(TDM_EIO, -5, "input/output error")                                       \
-  X(TDM_ENOMEM, -6, "out of memory")                                         \
-  X(TDM_ENOTFOUND, -7, "not found")                                          \
+#define TDM_STATUS_LIST(X)                                        \
+  X(TDM_OK, 0, "success")                                         \
+  X(TDM_EINVAL, -1, "invalid argument")                           \
+  X(TDM_EPARSE, -2, "malformed input")                            \
+  X(TDM_EUNSUPPORTED, -3, "unsupported feature")                  \
+  X(TDM_ESCHEMA, -4, "input does not match what the model needs") \
+  X(TDM_EIO, -5, "input/output error")                            \
+  X(TDM_ENOMEM, -6, "out of memory")                              \
+  X(TDM_ENOTFOUND, -7, "not found")                               \
   X(TDM_EINTERNAL, -8, "internal error")
 
 enum tdm_status {
@@ -65,7 +65,8 @@ typedef struct tdm_model tdm_model;
 typedef enum tdm_model_format {
   TDM_FORMAT_XGBOOST_JSON = 1,
   TDM_FORMAT_LIGHTGBM_TEXT = 2,
-  TDM_FORMAT_LINEAR_JSON = 3, /* tandem's linear models (docs/linear-models.md) */
+  TDM_FORMAT_LINEAR_JSON =
+      3, /* tandem's linear models (docs/linear-models.md) */
 } tdm_model_format;
 
 /*
@@ -92,16 +93,16 @@ typedef struct tdm_model_info {
   const char *booster;         /* "gbtree", "dart", "gbdt", "rf" */
   const char *objective;       /* "binary:logistic", ... */
   size_t num_features;
-  size_t num_outputs;  /* margins per row: classes for multiclass, else 1 */
-  size_t num_scores;   /* columns of the transformed prediction */
-  size_t num_classes;  /* 0 for regression and binary models */
+  size_t num_outputs; /* margins per row: classes for multiclass, else 1 */
+  size_t num_scores;  /* columns of the transformed prediction */
+  size_t num_classes; /* 0 for regression and binary models */
   size_t num_trees;
   size_t num_iterations; /* boosting rounds: trees per round x rounds */
-  size_t num_nodes;    /* splits and leaves over all trees */
-  size_t max_depth;    /* edges from root to deepest leaf */
+  size_t num_nodes;      /* splits and leaves over all trees */
+  size_t max_depth;      /* edges from root to deepest leaf */
   size_t num_categorical_splits;
-  int float32;         /* 1 when the model scores in float32 (XGBoost) */
-  char sha256[65];     /* SHA-256 of the file: the model version */
+  int float32;     /* 1 when the model scores in float32 (XGBoost) */
+  char sha256[65]; /* SHA-256 of the file: the model version */
 } tdm_model_info;
 
 int tdm_model_get_info(const tdm_model *model, tdm_model_info *info);

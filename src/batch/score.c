@@ -20,7 +20,7 @@
 #define CHUNK_ROWS 8192
 
 typedef struct column_map {
-  char **header;       /* the input's column names */
+  char **header; /* the input's column names */
   size_t num_columns;
   size_t *feature_col; /* input column of each model feature */
   size_t *keep_col;    /* input column of each --keep column */
@@ -117,8 +117,8 @@ static int read_header(tdm__csv *csv, const tdm_model *model,
     if (rc != TDM_OK) return rc;
     if (c < 0)
       return tdm__fail(err, TDM_ESCHEMA,
-                       "%s:1: no column \"%s\" to keep (--keep)",
-                       opt->in_path, opt->keep[k]);
+                       "%s:1: no column \"%s\" to keep (--keep)", opt->in_path,
+                       opt->keep[k]);
     map->keep_col[k] = (size_t)c;
   }
   return TDM_OK;
@@ -155,9 +155,14 @@ static void score_chunk(const tdm_model *model, const double *rows,
   int started[256] = {0};
   if (threads > 256) threads = 256;
   for (int t = 0; t < threads; t++) {
-    jobs[t] = (score_job){model, rows, out, num_rows * (size_t)t / (size_t)threads,
+    jobs[t] = (score_job){model,
+                          rows,
+                          out,
+                          num_rows * (size_t)t / (size_t)threads,
                           num_rows * (size_t)(t + 1) / (size_t)threads,
-                          num_features, width, flags};
+                          num_features,
+                          width,
+                          flags};
   }
   for (int t = 1; t < threads; t++)
     started[t] = pthread_create(&ids[t], NULL, score_range, &jobs[t]) == 0;
@@ -171,8 +176,8 @@ static void score_chunk(const tdm_model *model, const double *rows,
   }
 }
 
-static int write_header(FILE *fp, const tdm__score_options *opt,
-                        size_t width, int multiclass_columns) {
+static int write_header(FILE *fp, const tdm__score_options *opt, size_t width,
+                        int multiclass_columns) {
   tdm__buf line = {0};
   int rc = TDM_OK;
   for (size_t k = 0; k < opt->num_keep && rc == TDM_OK; k++) {
@@ -202,8 +207,8 @@ static double elapsed_seconds(const struct timespec *start) {
 typedef struct chunk {
   double *rows;
   double *out;
-  tdm__buf keep_text;  /* kept fields, already CSV-encoded with commas */
-  size_t *keep_end;    /* end of each row's kept text in keep_text */
+  tdm__buf keep_text; /* kept fields, already CSV-encoded with commas */
+  size_t *keep_end;   /* end of each row's kept text in keep_text */
   size_t count;
 } chunk;
 
@@ -221,8 +226,8 @@ static int flush_chunk(chunk *ch, const tdm_model *model, size_t num_features,
     keep_start = ch->keep_end[r];
     if (tdm__buf_reserve(line, width * 32 + 1) != TDM_OK) return TDM_ENOMEM;
     for (size_t o = 0; o < width; o++) {
-      line->len += (size_t)tdm_model_format_value(
-          model, ch->out[r * width + o], line->data + line->len);
+      line->len += (size_t)tdm_model_format_value(model, ch->out[r * width + o],
+                                                  line->data + line->len);
       line->data[line->len++] = o + 1 < width ? ',' : '\n';
     }
   }

@@ -15,10 +15,10 @@ typedef struct tdm__score_options {
   const char *model_path;
   const char *in_path;
   const char *out_path;
-  int margin;            /* write margins instead of transformed scores */
-  int threads;           /* worker threads; 0 means all cores */
-  size_t iterations;     /* use only the first N boosting rounds; 0: all */
-  const char **keep;     /* input columns copied to the output first */
+  int margin;        /* write margins instead of transformed scores */
+  int threads;       /* worker threads; 0 means all cores */
+  size_t iterations; /* use only the first N boosting rounds; 0: all */
+  const char **keep; /* input columns copied to the output first */
   size_t num_keep;
 } tdm__score_options;
 

@@ -44,12 +44,13 @@ static void print_json(const tdm_model *model, const tdm_model_info *info,
   print_json_string(info->booster);
   printf(",\"objective\":");
   print_json_string(info->objective);
-  printf(",\"sha256\":\"%s\",\"trees\":%zu,\"outputs\":%zu,\"classes\":%zu,"
-         "\"max_depth\":%zu,\"nodes\":%zu,\"categorical_splits\":%zu,"
-         "\"precision\":\"%s\",\"features\":[",
-         info->sha256, info->num_trees, info->num_outputs, info->num_classes,
-         info->max_depth, info->num_nodes, info->num_categorical_splits,
-         info->float32 ? "float32" : "float64");
+  printf(
+      ",\"sha256\":\"%s\",\"trees\":%zu,\"outputs\":%zu,\"classes\":%zu,"
+      "\"max_depth\":%zu,\"nodes\":%zu,\"categorical_splits\":%zu,"
+      "\"precision\":\"%s\",\"features\":[",
+      info->sha256, info->num_trees, info->num_outputs, info->num_classes,
+      info->max_depth, info->num_nodes, info->num_categorical_splits,
+      info->float32 ? "float32" : "float64");
   for (size_t i = 0; i < info->num_features; i++) {
     printf(i ? ",{\"name\":" : "{\"name\":");
     print_json_string(tdm_model_feature_name(model, i));
@@ -85,10 +86,9 @@ static void print_text(const tdm_model *model, const tdm_model_info *info,
 }
 
 int tdm__cmd_inspect(int argc, char **argv) {
-  static const struct option long_options[] = {
-      {"json", no_argument, NULL, 'j'},
-      {"help", no_argument, NULL, 'h'},
-      {NULL, 0, NULL, 0}};
+  static const struct option long_options[] = {{"json", no_argument, NULL, 'j'},
+                                               {"help", no_argument, NULL, 'h'},
+                                               {NULL, 0, NULL, 0}};
   int json = 0;
   opterr = 0;
   optind = 1;

@@ -68,7 +68,8 @@ int tdm__cmd_score(int argc, char **argv) {
         if (*optarg == '\0' || *end != '\0' || n < 1 || n > 256) {
           status = tdm__usage_error("score",
                                     "--threads must be a number from 1 to "
-                                    "256, not '%s'", optarg);
+                                    "256, not '%s'",
+                                    optarg);
           goto done;
         }
         opt.threads = (int)n;
@@ -80,7 +81,8 @@ int tdm__cmd_score(int argc, char **argv) {
         if (*optarg == '\0' || *end != '\0' || n < 1) {
           status = tdm__usage_error("score",
                                     "--iterations must be a positive number, "
-                                    "not '%s'", optarg);
+                                    "not '%s'",
+                                    optarg);
           goto done;
         }
         opt.iterations = (size_t)n;
@@ -100,20 +102,20 @@ int tdm__cmd_score(int argc, char **argv) {
         }
         break;
       }
-      case 'h':
-        fputs(score_help, stdout);
-        goto done;
+      case 'h': fputs(score_help, stdout); goto done;
       case ':':
-        status = tdm__usage_error("score", "%s needs a value", argv[optind - 1]);
+        status =
+            tdm__usage_error("score", "%s needs a value", argv[optind - 1]);
         goto done;
       default:
-        status = tdm__usage_error("score", "unknown option '%s'",
-                                  argv[optind - 1]);
+        status =
+            tdm__usage_error("score", "unknown option '%s'", argv[optind - 1]);
         goto done;
     }
   }
   if (optind < argc) {
-    status = tdm__usage_error("score", "unexpected argument '%s'", argv[optind]);
+    status =
+        tdm__usage_error("score", "unexpected argument '%s'", argv[optind]);
     goto done;
   }
   if (opt.model_path == NULL || opt.in_path == NULL || opt.out_path == NULL) {

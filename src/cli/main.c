@@ -47,14 +47,11 @@ static int cmd_help(int argc, char **argv) {
 
 int tdm__exit_status(int status) {
   switch (status) {
-    case TDM_OK:
-      return TDM_EXIT_OK;
+    case TDM_OK: return TDM_EXIT_OK;
     case TDM_EIO:
     case TDM_ENOMEM:
-    case TDM_EINTERNAL:
-      return TDM_EXIT_FAILURE;
-    default:
-      return TDM_EXIT_USAGE;
+    case TDM_EINTERNAL: return TDM_EXIT_FAILURE;
+    default: return TDM_EXIT_USAGE;
   }
 }
 
@@ -100,7 +97,8 @@ int main(int argc, char **argv) {
     if (strcmp(commands[i].name, name) == 0)
       return commands[i].run(argc - 1, argv + 1);
   }
-  fprintf(stderr, "tandem: unknown command '%s' (run 'tandem help' for the list)\n",
+  fprintf(stderr,
+          "tandem: unknown command '%s' (run 'tandem help' for the list)\n",
           name);
   return TDM_EXIT_USAGE;
 }

@@ -83,8 +83,7 @@ void tdm__sha256_hex(const void *data, size_t n, char hex[65]);
  * Reads a whole file into a NUL-terminated buffer that the caller frees
  * with tdm__free. Errors name the path.
  */
-int tdm__read_file(const char *path, char **data, size_t *size,
-                   tdm_error *err);
+int tdm__read_file(const char *path, char **data, size_t *size, tdm_error *err);
 
 /*
  * An output file that appears only when complete: data goes to a

@@ -34,8 +34,7 @@ int tdm__read_file(const char *path, char **data, size_t *size,
     if (tdm__buf_append(&b, chunk, n) != TDM_OK) {
       fclose(fp);
       tdm__buf_free(&b);
-      return tdm__fail(err, TDM_ENOMEM, "%s: out of memory reading file",
-                       path);
+      return tdm__fail(err, TDM_ENOMEM, "%s: out of memory reading file", path);
     }
   }
   int failed = ferror(fp);

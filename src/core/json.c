@@ -208,9 +208,7 @@ static int parse_string(parser *ps, const char **out, size_t *out_len) {
         put_utf8(&o, cp);
         break;
       }
-      default:
-        ps->p--;
-        return syntax_error(ps, "invalid escape in string");
+      default: ps->p--; return syntax_error(ps, "invalid escape in string");
     }
   }
   ps->p++; /* closing quote */
@@ -316,10 +314,8 @@ static int parse_value(parser *ps, tdm__json *v, int depth) {
   v->offset = (size_t)(ps->p - ps->doc->source);
   if (ps->p >= ps->end) return syntax_error(ps, "expected a value");
   switch (*ps->p) {
-    case '{':
-      return parse_container(ps, v, depth, 1);
-    case '[':
-      return parse_container(ps, v, depth, 0);
+    case '{': return parse_container(ps, v, depth, 1);
+    case '[': return parse_container(ps, v, depth, 0);
     case '"':
       v->type = TDM__JSON_STRING;
       return parse_string(ps, &v->text, &v->count);
@@ -335,8 +331,7 @@ static int parse_value(parser *ps, tdm__json *v, int depth) {
         return TDM_OK;
       }
       return parse_number(ps, v);
-    default:
-      return parse_number(ps, v);
+    default: return parse_number(ps, v);
   }
 }
 
@@ -352,8 +347,8 @@ int tdm__json_parse(tdm__json_doc *doc, const char *data, size_t size,
   }
   doc->source = copy;
   doc->source_len = size;
-  parser ps = {.doc = doc, .p = copy, .end = copy + size, .flags = flags,
-               .err = err};
+  parser ps = {
+      .doc = doc, .p = copy, .end = copy + size, .flags = flags, .err = err};
   /* A UTF-8 byte order mark is tolerated. */
   if (size >= 3 && memcmp(copy, "\xEF\xBB\xBF", 3) == 0) ps.p += 3;
   int rc = TDM_OK;
@@ -362,8 +357,8 @@ int tdm__json_parse(tdm__json_doc *doc, const char *data, size_t size,
   if (rc == TDM_OK) {
     skip_space(&ps);
     if (ps.p >= ps.end) {
-      rc = tdm__fail(err, TDM_EPARSE, "%s: empty document, expected JSON",
-                     name);
+      rc =
+          tdm__fail(err, TDM_EPARSE, "%s: empty document, expected JSON", name);
     } else {
       rc = parse_value(&ps, doc->root, 0);
     }
@@ -402,8 +397,8 @@ void tdm__json_pointer(const tdm__json *v, char *buf, size_t size) {
   /* Collect the path from v up to the root, then write it top down. */
   const tdm__json *chain[MAX_DEPTH + 2];
   size_t depth = 0;
-  for (const tdm__json *node = v; node != NULL && node->parent != NULL &&
-                                  depth < MAX_DEPTH + 1;
+  for (const tdm__json *node = v;
+       node != NULL && node->parent != NULL && depth < MAX_DEPTH + 1;
        node = node->parent)
     chain[depth++] = node;
   size_t used = 0;
@@ -464,8 +459,8 @@ int tdm__json_fail(const tdm__json_doc *doc, const tdm__json *v, int status,
 }
 
 /* The decimal text of a number value, or of a string that holds one. */
-static int number_text(const tdm__json_doc *doc, const tdm__json *v,
-                       char *buf, size_t size, tdm_error *err) {
+static int number_text(const tdm__json_doc *doc, const tdm__json *v, char *buf,
+                       size_t size, tdm_error *err) {
   const char *text;
   size_t len;
   if (v != NULL && v->type == TDM__JSON_NUMBER) {
@@ -531,8 +526,8 @@ int tdm__json_float(const tdm__json_doc *doc, const tdm__json *v, float *out,
   return TDM_OK;
 }
 
-int tdm__json_double(const tdm__json_doc *doc, const tdm__json *v,
-                     double *out, tdm_error *err) {
+int tdm__json_double(const tdm__json_doc *doc, const tdm__json *v, double *out,
+                     tdm_error *err) {
   char buf[128];
   int rc = number_text(doc, v, buf, sizeof buf, err);
   if (rc != TDM_OK) return rc;
@@ -546,8 +541,8 @@ int tdm__json_double(const tdm__json_doc *doc, const tdm__json *v,
   return TDM_OK;
 }
 
-int tdm__json_int64(const tdm__json_doc *doc, const tdm__json *v,
-                    int64_t *out, tdm_error *err) {
+int tdm__json_int64(const tdm__json_doc *doc, const tdm__json *v, int64_t *out,
+                    tdm_error *err) {
   char buf[128];
   int rc = number_text(doc, v, buf, sizeof buf, err);
   if (rc != TDM_OK) return rc;
@@ -555,8 +550,8 @@ int tdm__json_int64(const tdm__json_doc *doc, const tdm__json *v,
   errno = 0;
   long long n = strtoll(buf, &end, 10);
   if (end == buf || *end != '\0' || errno == ERANGE || !plain_number(buf))
-    return tdm__json_fail(doc, v, TDM_EPARSE, err,
-                          "\"%s\" is not an integer", buf);
+    return tdm__json_fail(doc, v, TDM_EPARSE, err, "\"%s\" is not an integer",
+                          buf);
   *out = (int64_t)n;
   return TDM_OK;
 }

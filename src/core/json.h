@@ -31,15 +31,15 @@ typedef enum tdm__json_type {
 typedef struct tdm__json tdm__json;
 struct tdm__json {
   tdm__json_type type;
-  int boolean;          /* TDM__JSON_BOOL */
-  size_t count;         /* elements or members; string length in bytes */
-  const char *text;     /* string: decoded, NUL-terminated; number: source */
-  size_t text_len;      /* number: length of its source text */
-  tdm__json *items;     /* array elements or object member values */
-  const char **keys;    /* object member names, NUL-terminated */
+  int boolean;       /* TDM__JSON_BOOL */
+  size_t count;      /* elements or members; string length in bytes */
+  const char *text;  /* string: decoded, NUL-terminated; number: source */
+  size_t text_len;   /* number: length of its source text */
+  tdm__json *items;  /* array elements or object member values */
+  const char **keys; /* object member names, NUL-terminated */
   const tdm__json *parent;
-  size_t index;         /* position in the parent */
-  size_t offset;        /* byte offset of the value in the source */
+  size_t index;  /* position in the parent */
+  size_t offset; /* byte offset of the value in the source */
 };
 
 typedef struct tdm__json_doc {
@@ -47,7 +47,7 @@ typedef struct tdm__json_doc {
   tdm__json *root;
   const char *source; /* the parser's copy of the input */
   size_t source_len;
-  const char *name;   /* for messages: a file name */
+  const char *name; /* for messages: a file name */
 } tdm__json_doc;
 
 /* Extensions to strict JSON that a caller may allow. */
@@ -83,10 +83,10 @@ const char *tdm__json_type_name(const tdm__json *v);
  */
 int tdm__json_float(const tdm__json_doc *doc, const tdm__json *v, float *out,
                     tdm_error *err);
-int tdm__json_double(const tdm__json_doc *doc, const tdm__json *v,
-                     double *out, tdm_error *err);
-int tdm__json_int64(const tdm__json_doc *doc, const tdm__json *v,
-                    int64_t *out, tdm_error *err);
+int tdm__json_double(const tdm__json_doc *doc, const tdm__json *v, double *out,
+                     tdm_error *err);
+int tdm__json_int64(const tdm__json_doc *doc, const tdm__json *v, int64_t *out,
+                    tdm_error *err);
 
 /* Fails with a message "name: at POINTER: <formatted text>". */
 int tdm__json_fail(const tdm__json_doc *doc, const tdm__json *v, int status,

@@ -40,10 +40,12 @@ static void compress_block(uint32_t state[8], const uint8_t block[64]) {
   uint32_t a = state[0], b = state[1], c = state[2], d = state[3];
   uint32_t e = state[4], f = state[5], g = state[6], h = state[7];
   for (int i = 0; i < 64; i++) {
-    uint32_t s1 = rotate_right(e, 6) ^ rotate_right(e, 11) ^ rotate_right(e, 25);
+    uint32_t s1 =
+        rotate_right(e, 6) ^ rotate_right(e, 11) ^ rotate_right(e, 25);
     uint32_t choose = (e & f) ^ (~e & g);
     uint32_t t1 = h + s1 + choose + round_constants[i] + w[i];
-    uint32_t s0 = rotate_right(a, 2) ^ rotate_right(a, 13) ^ rotate_right(a, 22);
+    uint32_t s0 =
+        rotate_right(a, 2) ^ rotate_right(a, 13) ^ rotate_right(a, 22);
     uint32_t majority = (a & b) ^ (a & c) ^ (b & c);
     uint32_t t2 = s0 + majority;
     h = g;

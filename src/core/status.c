@@ -11,8 +11,7 @@
 const char *tdm_strerror(int status) {
   switch (status) {
 #define TDM__STATUS_TEXT(name, value, text) \
-  case value:                               \
-    return text;
+  case value: return text;
     TDM_STATUS_LIST(TDM__STATUS_TEXT)
 #undef TDM__STATUS_TEXT
   }
@@ -22,8 +21,7 @@ const char *tdm_strerror(int status) {
 const char *tdm_status_name(int status) {
   switch (status) {
 #define TDM__STATUS_NAME(name, value, text) \
-  case value:                               \
-    return #name;
+  case value: return #name;
     TDM_STATUS_LIST(TDM__STATUS_NAME)
 #undef TDM__STATUS_NAME
   }

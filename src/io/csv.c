@@ -16,16 +16,16 @@
 struct tdm__csv {
   FILE *fp;
   const char *name;
-  char *in;        /* read buffer */
-  size_t in_len;   /* bytes in the buffer */
-  size_t in_pos;   /* next byte to look at */
+  char *in;      /* read buffer */
+  size_t in_len; /* bytes in the buffer */
+  size_t in_pos; /* next byte to look at */
   int eof;
   size_t consumed; /* bytes consumed before this buffer */
   size_t line;     /* current line, 1-based */
   size_t column;   /* current byte column, 1-based */
   int at_start;
-  tdm__buf text;   /* the record's fields, NUL separated */
-  size_t *starts;  /* offset of each field in text */
+  tdm__buf text;  /* the record's fields, NUL separated */
+  size_t *starts; /* offset of each field in text */
   size_t *columns;
   size_t fields_cap;
   tdm__csv_field *fields;
@@ -111,8 +111,8 @@ static int start_field(tdm__csv *csv, size_t index, size_t column) {
   return TDM_OK;
 }
 
-static int csv_error(tdm__csv *csv, tdm_error *err, size_t line,
-                     size_t column, const char *what) {
+static int csv_error(tdm__csv *csv, tdm_error *err, size_t line, size_t column,
+                     const char *what) {
   return tdm__fail(err, TDM_EPARSE, "%s:%zu:%zu: %s", csv->name, line, column,
                    what);
 }
@@ -131,7 +131,8 @@ int tdm__csv_next(tdm__csv *csv, tdm__csv_record *record, tdm_error *err) {
     int rc = TDM_OK;
     for (;;) { /* one field per iteration */
       rc = start_field(csv, count, csv->column);
-      if (rc != TDM_OK) return tdm__fail(err, rc, "%s: out of memory", csv->name);
+      if (rc != TDM_OK)
+        return tdm__fail(err, rc, "%s: out of memory", csv->name);
       count++;
       c = peek_byte(csv);
       if (c == '"') {
@@ -201,8 +202,12 @@ int tdm__csv_next(tdm__csv *csv, tdm__csv_record *record, tdm_error *err) {
       }
       if (c == '\r') {
         advance(csv, c);
-        if (peek_byte(csv) == '\n') advance(csv, '\n');
-        else { csv->line++; csv->column = 1; }
+        if (peek_byte(csv) == '\n')
+          advance(csv, '\n');
+        else {
+          csv->line++;
+          csv->column = 1;
+        }
       } else if (c == '\n') {
         advance(csv, c);
       }

@@ -18,7 +18,7 @@ typedef struct tdm__csv tdm__csv;
 typedef struct tdm__csv_field {
   const char *text; /* unquoted, NUL-terminated; valid until the next read */
   size_t len;
-  size_t column;    /* 1-based byte column where the field starts */
+  size_t column; /* 1-based byte column where the field starts */
 } tdm__csv_field;
 
 typedef struct tdm__csv_record {

@@ -41,8 +41,7 @@ static int next_line(line_reader *r, kv *out) {
     size_t len = nl ? (size_t)(nl - start) : r->size - r->pos;
     r->pos += len + (nl ? 1 : 0);
     r->line++;
-    while (len > 0 && (start[len - 1] == '\r' || start[len - 1] == ' '))
-      len--;
+    while (len > 0 && (start[len - 1] == '\r' || start[len - 1] == ' ')) len--;
     if (len == 0) continue;
     const char *eq = memchr(start, '=', len);
     out->key = start;
@@ -60,10 +59,10 @@ static int key_is(const kv *line, const char *key) {
          memcmp(line->key, key, line->key_len) == 0;
 }
 
-static int fail_line(line_reader *r, size_t line, int status,
-                     const char *fmt, ...) TDM__PRINTF(4, 5);
-static int fail_line(line_reader *r, size_t line, int status,
-                     const char *fmt, ...) {
+static int fail_line(line_reader *r, size_t line, int status, const char *fmt,
+                     ...) TDM__PRINTF(4, 5);
+static int fail_line(line_reader *r, size_t line, int status, const char *fmt,
+                     ...) {
   char what[600];
   va_list ap;
   va_start(ap, fmt);
@@ -87,9 +86,8 @@ static int parse_doubles(line_reader *r, const kv *line, size_t count,
                        "%.*s has %zu values, expected %zu", (int)line->key_len,
                        line->key, i, count);
     if (n >= sizeof buf)
-      return fail_line(r, line->line, TDM_EPARSE,
-                       "%.*s: value %zu is too long", (int)line->key_len,
-                       line->key, i + 1);
+      return fail_line(r, line->line, TDM_EPARSE, "%.*s: value %zu is too long",
+                       (int)line->key_len, line->key, i + 1);
     memcpy(buf, p, n);
     buf[n] = '\0';
     char *stop;
@@ -103,15 +101,14 @@ static int parse_doubles(line_reader *r, const kv *line, size_t count,
   }
   while (p < end && *p == ' ') p++;
   if (p != end)
-    return fail_line(r, line->line, TDM_EPARSE,
-                     "%.*s has more than %zu values", (int)line->key_len,
-                     line->key, count);
+    return fail_line(r, line->line, TDM_EPARSE, "%.*s has more than %zu values",
+                     (int)line->key_len, line->key, count);
   return TDM_OK;
 }
 
 /* Like parse_doubles, for integers in [lo, hi]. */
-static int parse_ints(line_reader *r, const kv *line, size_t count,
-                      int64_t lo, int64_t hi, int64_t *out) {
+static int parse_ints(line_reader *r, const kv *line, size_t count, int64_t lo,
+                      int64_t hi, int64_t *out) {
   double *tmp = tdm__malloc((count + 1) * sizeof *tmp);
   if (tmp == NULL) return TDM_ENOMEM;
   int rc = parse_doubles(r, line, count, tmp);
@@ -193,8 +190,8 @@ static int load_objective(line_reader *r, tdm_model *model, const kv *line) {
     return fail_line(r, line->line, TDM_EUNSUPPORTED,
                      "objective \"%s\" is not supported", name);
   model->link = entry->link;
-  model->objective = tdm__arena_strndup(&model->arena, line->value,
-                                        line->value_len);
+  model->objective =
+      tdm__arena_strndup(&model->arena, line->value, line->value_len);
   if (model->objective == NULL) return TDM_ENOMEM;
   for (char *param = strtok_r(NULL, " ", &save); param != NULL;
        param = strtok_r(NULL, " ", &save)) {
@@ -307,8 +304,8 @@ static int build_tree(builder *b, tree_lines *t, size_t tree_line,
                    tree_index)) != TDM_OK ||
         (rc = need(r, &t->left_child, "left_child", tree_line, tree_index)) !=
             TDM_OK ||
-        (rc = need(r, &t->right_child, "right_child", tree_line,
-                   tree_index)) != TDM_OK)
+        (rc = need(r, &t->right_child, "right_child", tree_line, tree_index)) !=
+            TDM_OK)
       goto done;
     if ((rc = parse_ints(r, &t->split_feature, inner, 0, max_feature,
                          feature)) != TDM_OK ||
@@ -347,9 +344,9 @@ static int build_tree(builder *b, tree_lines *t, size_t tree_line,
       for (size_t w = 0; rc == TDM_OK && w < num_words; w++) {
         if (word_values[w] < 0 || word_values[w] > 4294967295.0 ||
             word_values[w] != floor(word_values[w]))
-          rc = fail_line(r, t->cat_threshold.line, TDM_EPARSE,
-                         "cat_threshold: value %zu is not a 32-bit word",
-                         w + 1);
+          rc =
+              fail_line(r, t->cat_threshold.line, TDM_EPARSE,
+                        "cat_threshold: value %zu is not a 32-bit word", w + 1);
         else
           words[w] = (uint32_t)word_values[w];
       }
@@ -380,9 +377,9 @@ static int build_tree(builder *b, tree_lines *t, size_t tree_line,
       }
       node->left = (uint32_t)(base + (left[i] >= 0 ? (size_t)left[i]
                                                    : inner + (size_t)~left[i]));
-      node->right = (uint32_t)(base + (right[i] >= 0
-                                            ? (size_t)right[i]
-                                            : inner + (size_t)~right[i]));
+      node->right =
+          (uint32_t)(base + (right[i] >= 0 ? (size_t)right[i]
+                                           : inner + (size_t)~right[i]));
       if (categorical) {
         double index = thresholds[i];
         if (!(index >= 0 && index < (double)num_cat) || index != floor(index)) {
@@ -429,12 +426,13 @@ static int build_tree(builder *b, tree_lines *t, size_t tree_line,
       rc = parse_ints(r, &t->num_features, leaves, 0,
                       (int64_t)model->num_features, counts);
     size_t total = 0;
-    for (size_t j = 0; rc == TDM_OK && j < leaves; j++) total += (size_t)counts[j];
+    for (size_t j = 0; rc == TDM_OK && j < leaves; j++)
+      total += (size_t)counts[j];
     if (rc == TDM_OK && total > 0 &&
         ((rc = need(r, &t->leaf_features, "leaf_features", tree_line,
                     tree_index)) != TDM_OK ||
-         (rc = need(r, &t->leaf_coeff, "leaf_coeff", tree_line,
-                    tree_index)) != TDM_OK)) {
+         (rc = need(r, &t->leaf_coeff, "leaf_coeff", tree_line, tree_index)) !=
+             TDM_OK)) {
       tdm__free(counts);
       goto done;
     }
@@ -472,7 +470,8 @@ done:
   tdm__free(values);
   tdm__free(ints);
   tdm__free(thresholds);
-  if (rc == TDM_ENOMEM) return fail_line(r, tree_line, TDM_ENOMEM, "out of memory");
+  if (rc == TDM_ENOMEM)
+    return fail_line(r, tree_line, TDM_ENOMEM, "out of memory");
   return rc;
 }
 
@@ -598,14 +597,16 @@ static int load_all(line_reader *r, tdm_model *model) {
   for (size_t i = 0; i < model->num_features; i++) {
     char buf[32];
     snprintf(buf, sizeof buf, "Column_%zu", i); /* LightGBM's default */
-    model->feature_names[i] = tdm__arena_strndup(&model->arena, buf, strlen(buf));
+    model->feature_names[i] =
+        tdm__arena_strndup(&model->arena, buf, strlen(buf));
     if (model->feature_names[i] == NULL) {
       rc = TDM_ENOMEM;
       goto done;
     }
     model->feature_types[i] = "float";
   }
-  if (names.key != NULL && (rc = load_feature_names(r, model, &names)) != TDM_OK)
+  if (names.key != NULL &&
+      (rc = load_feature_names(r, model, &names)) != TDM_OK)
     goto done;
   /* The trees. */
   while (in_tree && rc == TDM_OK) {
@@ -643,7 +644,8 @@ static int load_all(line_reader *r, tdm_model *model) {
   model->num_nodes = b.nodes.len;
   model->num_cat_words = b.words.len;
   model->num_linear_terms = b.linear_features.len;
-  model->trees = tdm__arena_alloc(&model->arena, (count + 1) * sizeof(tdm__tree));
+  model->trees =
+      tdm__arena_alloc(&model->arena, (count + 1) * sizeof(tdm__tree));
   model->nodes =
       tdm__arena_alloc(&model->arena, (b.nodes.len + 1) * sizeof(tdm__node));
   model->cat_words =
@@ -654,9 +656,9 @@ static int load_all(line_reader *r, tdm_model *model) {
       &model->arena, (b.linear_coeffs.len + 1) * sizeof(double));
   model->base_margin =
       tdm__arena_alloc(&model->arena, model->num_outputs * sizeof(double));
-  if (model->trees == NULL || model->nodes == NULL || model->cat_words == NULL ||
-      model->linear_features == NULL || model->linear_coeffs == NULL ||
-      model->base_margin == NULL) {
+  if (model->trees == NULL || model->nodes == NULL ||
+      model->cat_words == NULL || model->linear_features == NULL ||
+      model->linear_coeffs == NULL || model->base_margin == NULL) {
     rc = TDM_ENOMEM;
     goto done;
   }
@@ -680,7 +682,8 @@ done:
   tdm__free(b.words.data);
   tdm__free(b.linear_features.data);
   tdm__free(b.linear_coeffs.data);
-  if (rc == TDM_ENOMEM) tdm__fail(r->err, TDM_ENOMEM, "%s: out of memory", r->name);
+  if (rc == TDM_ENOMEM)
+    tdm__fail(r->err, TDM_ENOMEM, "%s: out of memory", r->name);
   return rc;
 }
 

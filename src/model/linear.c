@@ -26,7 +26,8 @@ static const link_entry links[] = {
 };
 
 static const char *const known_keys[] = {
-    "format", "version", "name", "link", "intercept", "coefficients",
+    "format",  "version",         "name",
+    "link",    "intercept",       "coefficients",
     "missing", "default_missing", "description"};
 
 /* Reads `k` numbers: one number (k == 1) or an array of k. */
@@ -117,8 +118,8 @@ int tdm__linear_load(tdm_model *model, const tdm__json_doc *doc,
     return tdm__json_fail(doc, root, TDM_EPARSE, err,
                           "missing member \"intercept\"");
   size_t k = intercept->type == TDM__JSON_ARRAY ? intercept->count : 1;
-  if (entry->link == TDM__LINK_SOFTMAX && (intercept->type != TDM__JSON_ARRAY ||
-                                           k < 2))
+  if (entry->link == TDM__LINK_SOFTMAX &&
+      (intercept->type != TDM__JSON_ARRAY || k < 2))
     return tdm__json_fail(doc, intercept, TDM_EPARSE, err,
                           "a softmax model needs one intercept per class "
                           "(an array of at least 2)");
@@ -166,8 +167,8 @@ int tdm__linear_load(tdm_model *model, const tdm__json_doc *doc,
         return tdm__json_fail(doc, &coefficients->items[i], TDM_EPARSE, err,
                               "feature \"%s\" appears twice",
                               coefficients->keys[i]);
-    model->feature_names[i] = tdm__arena_strndup(
-        a, coefficients->keys[i], strlen(coefficients->keys[i]));
+    model->feature_names[i] = tdm__arena_strndup(a, coefficients->keys[i],
+                                                 strlen(coefficients->keys[i]));
     if (model->feature_names[i] == NULL)
       return tdm__fail(err, TDM_ENOMEM, "%s: out of memory", doc->name);
     model->feature_types[i] = "float";

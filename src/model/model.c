@@ -171,15 +171,15 @@ int tdm__model_validate(tdm_model *model, const char *name, tdm_error *err) {
       }
       if (node->left >= model->num_nodes || node->right >= model->num_nodes) {
         rc = tdm__fail(err, TDM_EPARSE,
-                       "%s: tree %zu node %u has a child out of range", name,
-                       t, index - tree->root);
+                       "%s: tree %zu node %u has a child out of range", name, t,
+                       index - tree->root);
         break;
       }
       if (node->cat_count > 0 &&
           (size_t)node->cat_begin + node->cat_count > model->num_cat_words) {
         rc = tdm__fail(err, TDM_EPARSE,
-                       "%s: tree %zu node %u: category set out of range",
-                       name, t, index - tree->root);
+                       "%s: tree %zu node %u: category set out of range", name,
+                       t, index - tree->root);
         break;
       }
       stack[top++] = node->left;

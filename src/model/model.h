@@ -21,7 +21,7 @@
 #include "tandem.h"
 
 typedef enum tdm__split_kind {
-  TDM__NODE_LEAF = 0,   /* outputs `value` */
+  TDM__NODE_LEAF = 0,    /* outputs `value` */
   TDM__NODE_LINEAR_LEAF, /* outputs a linear function (see tdm__node) */
   /* XGBoost: missing (NaN) takes the default child, else x < threshold
    * goes left, compared in float32. */
@@ -76,8 +76,8 @@ typedef enum tdm__link {
   TDM__LINK_SIGMOID,
   TDM__LINK_EXP,
   TDM__LINK_SOFTMAX,
-  TDM__LINK_ARGMAX, /* multi:softmax: the index of the largest margin */
-  TDM__LINK_HINGE,  /* binary:hinge: 1 if margin > 0 else 0 */
+  TDM__LINK_ARGMAX,       /* multi:softmax: the index of the largest margin */
+  TDM__LINK_HINGE,        /* binary:hinge: 1 if margin > 0 else 0 */
   TDM__LINK_SIGMOID_EACH, /* LightGBM multiclassova: a sigmoid per class */
   TDM__LINK_LOG1P_EXP,    /* LightGBM cross_entropy_lambda */
   TDM__LINK_SIGNED_SQUARE /* LightGBM regression with sqrt: sign(x) x^2 */
@@ -96,9 +96,9 @@ struct tdm_model {
   const char **feature_types;
   int has_feature_names;
 
-  size_t num_outputs;   /* margins per row */
-  int float32;          /* XGBoost: float32 thresholds, leaves and sums */
-  double *base_margin;  /* one per output, in margin space */
+  size_t num_outputs;  /* margins per row */
+  int float32;         /* XGBoost: float32 thresholds, leaves and sums */
+  double *base_margin; /* one per output, in margin space */
   tdm__link link;
   /* XGBoost 2.0 and later clamp the sigmoid's exponent at 88.7. */
   int sigmoid_clamp;

@@ -16,8 +16,8 @@
  * value or one of 2^24 and above. (Missing values were handled before.)
  * Measured against XGBoost 1.7.4 on hand-made models.
  */
-static int xgb_category_goes_left(const tdm_model *model,
-                                  const tdm__node *node, float value) {
+static int xgb_category_goes_left(const tdm_model *model, const tdm__node *node,
+                                  float value) {
   if (value < 0.0f || value >= 16777216.0f) return 1;
   uint32_t category = (uint32_t)(int32_t)value;
   if (category >= node->cat_count * 32u) return 1;
@@ -43,8 +43,8 @@ static int lgb_numeric_goes_left(const tdm__node *node, double x) {
 }
 
 /* LightGBM's CategoricalDecision, 1 to go left. */
-static int lgb_category_goes_left(const tdm_model *model,
-                                  const tdm__node *node, double x) {
+static int lgb_category_goes_left(const tdm_model *model, const tdm__node *node,
+                                  double x) {
   /* NaN, negatives and values that do not fit an int (which the C++ cast
    * turns into INT_MIN on x86) go right. */
   if (isnan(x) || x < 0.0 || x >= 2147483648.0) return 0;
@@ -76,8 +76,7 @@ static uint32_t find_leaf(const tdm_model *model, uint32_t index,
       case TDM__NODE_LGB_CATEGORICAL:
         left = lgb_category_goes_left(model, node, row[node->feature]);
         break;
-      default: /* a leaf */
-        return index;
+      default: /* a leaf */ return index;
     }
     index = left ? node->left : node->right;
   }
@@ -112,7 +111,8 @@ void tdm__predict_margin_row(const tdm_model *model, const double *row,
     for (size_t t = 0; t < model->num_trees; t++) {
       const tdm__tree *tree = &model->trees[t];
       uint32_t leaf = find_leaf(model, tree->root, row);
-      float sum = (float)margins[tree->output] + (float)model->nodes[leaf].value;
+      float sum =
+          (float)margins[tree->output] + (float)model->nodes[leaf].value;
       margins[tree->output] = sum;
     }
     return;
@@ -159,7 +159,8 @@ static void link_float32(const tdm_model *model, const double *margins,
     case TDM__LINK_SOFTMAX: {
       /* common::Softmax: float max, float exponentials, double sum. */
       float largest = (float)margins[0];
-      for (size_t o = 1; o < k; o++) largest = fmaxf((float)margins[o], largest);
+      for (size_t o = 1; o < k; o++)
+        largest = fmaxf((float)margins[o], largest);
       double sum = 0.0;
       for (size_t o = 0; o < k; o++) {
         float e = expf((float)margins[o] - largest);

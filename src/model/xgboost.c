@@ -132,12 +132,9 @@ static const objective_entry *find_objective(const char *name) {
 
 static float margin_from_base_score(margin_rule rule, float base_score) {
   switch (rule) {
-    case MARGIN_LOGIT:
-      return -logf(1.0f / base_score - 1.0f);
-    case MARGIN_LOG:
-      return logf(base_score);
-    case MARGIN_IDENTITY:
-      break;
+    case MARGIN_LOGIT: return -logf(1.0f / base_score - 1.0f);
+    case MARGIN_LOG: return logf(base_score);
+    case MARGIN_IDENTITY: break;
   }
   return base_score;
 }
@@ -155,14 +152,13 @@ static int load_base_score(loader *ld, const tdm__json *v, margin_rule rule,
   char text[4096];
   if (v == NULL) {
     all = values;
-  } else if (v->type == TDM__JSON_STRING && v->count > 0 &&
-             v->text[0] == '[') {
+  } else if (v->type == TDM__JSON_STRING && v->count > 0 && v->text[0] == '[') {
     if (v->count >= sizeof text || v->text[v->count - 1] != ']')
       return fail_at(ld, v, TDM_EPARSE, "malformed base_score list");
     memcpy(text, v->text + 1, v->count - 2);
     text[v->count - 2] = '\0';
-    all = tdm__arena_alloc(&model->arena,
-                           (model->num_outputs + 1) * sizeof *all);
+    all =
+        tdm__arena_alloc(&model->arena, (model->num_outputs + 1) * sizeof *all);
     if (all == NULL) return TDM_ENOMEM;
     count = 0;
     for (char *save = NULL, *item = strtok_r(text, ",", &save); item != NULL;
@@ -231,8 +227,8 @@ static int load_features(loader *ld, const tdm__json *learner) {
     for (size_t i = 0; i < n; i++) {
       char buf[32];
       snprintf(buf, sizeof buf, "f%zu", i);
-      model->feature_names[i] = tdm__arena_strndup(&model->arena, buf,
-                                                   strlen(buf));
+      model->feature_names[i] =
+          tdm__arena_strndup(&model->arena, buf, strlen(buf));
       if (model->feature_names[i] == NULL) return TDM_ENOMEM;
     }
   }
@@ -319,7 +315,8 @@ static int load_categories(loader *ld, const tdm__json *tree, size_t base,
   int rc = require(ld, tree, "categories_segments", TDM__JSON_ARRAY, &segments);
   if (rc == TDM_OK)
     rc = require(ld, tree, "categories_sizes", TDM__JSON_ARRAY, &sizes);
-  if (rc == TDM_OK) rc = require(ld, tree, "categories", TDM__JSON_ARRAY, &cats);
+  if (rc == TDM_OK)
+    rc = require(ld, tree, "categories", TDM__JSON_ARRAY, &cats);
   if (rc != TDM_OK) return rc;
   if (segments->count != nodes->count || sizes->count != nodes->count)
     return fail_at(ld, nodes, TDM_EPARSE,
@@ -331,8 +328,8 @@ static int load_categories(loader *ld, const tdm__json *tree, size_t base,
     if (rc == TDM_OK)
       rc = get_int(ld, &segments->items[j], 0, (int64_t)cats->count, &segment);
     if (rc == TDM_OK)
-      rc = get_int(ld, &sizes->items[j], 0,
-                   (int64_t)cats->count - segment, &size);
+      rc = get_int(ld, &sizes->items[j], 0, (int64_t)cats->count - segment,
+                   &size);
     if (rc != TDM_OK) return rc;
     tdm__node *node = &model->nodes[base + (size_t)node_id];
     if (node->kind != TDM__NODE_XGB_CATEGORICAL)
@@ -375,8 +372,7 @@ static int load_tree(loader *ld, const tdm__json *tree, size_t base,
   int rc = tree_array(ld, tree, "left_children", count, &left);
   if (rc == TDM_OK) rc = tree_array(ld, tree, "right_children", count, &right);
   if (rc == TDM_OK) rc = tree_array(ld, tree, "split_indices", count, &feature);
-  if (rc == TDM_OK)
-    rc = tree_array(ld, tree, "split_conditions", count, &cond);
+  if (rc == TDM_OK) rc = tree_array(ld, tree, "split_conditions", count, &cond);
   if (rc == TDM_OK) rc = tree_array(ld, tree, "default_left", count, &dflt);
   if (rc != TDM_OK) return rc;
   const tdm__json *split_type = tdm__json_get(tree, "split_type");
@@ -461,8 +457,8 @@ static int load_trees(loader *ld, const tdm__json *gbtree_model,
     const tdm__json *param = tdm__json_get(tree, "tree_param");
     int64_t leaf_vector = 0, num_nodes = (int64_t)left->count;
     if (param != NULL) {
-      rc = optional_int(ld, param, "size_leaf_vector", 0, 1 << 20,
-                        &leaf_vector);
+      rc =
+          optional_int(ld, param, "size_leaf_vector", 0, 1 << 20, &leaf_vector);
       if (rc == TDM_OK)
         rc = optional_int(ld, param, "num_nodes", num_nodes, 1 << 30,
                           &num_nodes);
@@ -486,14 +482,15 @@ static int load_trees(loader *ld, const tdm__json *gbtree_model,
     rc = optional_int(ld, param, "num_parallel_tree", 1, 1 << 20, &parallel);
     if (rc != TDM_OK) return rc;
   }
-  model->trees_per_iteration = model->num_outputs * (size_t)(parallel > 0 ? parallel : 1);
+  model->trees_per_iteration =
+      model->num_outputs * (size_t)(parallel > 0 ? parallel : 1);
   model->num_iterations = trees->count / model->trees_per_iteration;
   model->num_trees = trees->count;
   model->num_nodes = total;
   model->trees = tdm__arena_alloc(&model->arena,
                                   (trees->count + 1) * sizeof *model->trees);
-  model->nodes = tdm__arena_alloc(&model->arena,
-                                  (total + 1) * sizeof *model->nodes);
+  model->nodes =
+      tdm__arena_alloc(&model->arena, (total + 1) * sizeof *model->nodes);
   if (model->trees == NULL || model->nodes == NULL) return TDM_ENOMEM;
   word_vec words = {0};
   size_t base = 0;
@@ -501,12 +498,11 @@ static int load_trees(loader *ld, const tdm__json *gbtree_model,
     const tdm__json *tree = &trees->items[t];
     size_t count = tdm__json_get(tree, "left_children")->count;
     int64_t group;
-    rc = get_int(ld, &tree_info->items[t], 0,
-                 (int64_t)model->num_outputs - 1, &group);
+    rc = get_int(ld, &tree_info->items[t], 0, (int64_t)model->num_outputs - 1,
+                 &group);
     float weight = 1.0f;
     if (rc == TDM_OK && weight_drop != NULL)
-      rc = tdm__json_float(&ld->doc, &weight_drop->items[t], &weight,
-                           ld->err);
+      rc = tdm__json_float(&ld->doc, &weight_drop->items[t], &weight, ld->err);
     if (rc == TDM_OK) rc = load_tree(ld, tree, base, count, weight, &words);
     model->trees[t].root = (uint32_t)base;
     model->trees[t].output = (uint32_t)group;
@@ -602,7 +598,8 @@ static int load_learner(loader *ld) {
     return fail_at(ld, param, TDM_EPARSE, "missing member \"num_feature\"");
   int64_t num_feature, num_class, num_target;
   rc = get_int(ld, num_feature_value, 1, 1 << 24, &num_feature);
-  if (rc == TDM_OK) rc = optional_int(ld, param, "num_class", 0, 1 << 20, &num_class);
+  if (rc == TDM_OK)
+    rc = optional_int(ld, param, "num_class", 0, 1 << 20, &num_class);
   if (rc == TDM_OK)
     rc = optional_int(ld, param, "num_target", 1, 1 << 20, &num_target);
   if (rc != TDM_OK) return rc;
@@ -610,8 +607,9 @@ static int load_learner(loader *ld) {
   if (entry->multiclass && num_class < 1)
     return tdm__json_fail(&ld->doc, param, TDM_EPARSE, ld->err,
                           "%s needs num_class >= 1", model->objective);
-  model->num_outputs = num_class > 0 ? (size_t)num_class
-                                     : (size_t)(num_target > 0 ? num_target : 1);
+  model->num_outputs = num_class > 0
+                           ? (size_t)num_class
+                           : (size_t)(num_target > 0 ? num_target : 1);
   if (model->num_outputs > 4096)
     return tdm__json_fail(&ld->doc, param, TDM_EUNSUPPORTED, ld->err,
                           "%zu outputs per row (tandem supports up to 4096)",

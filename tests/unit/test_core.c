@@ -135,8 +135,7 @@ TEST(json_syntax_errors) {
 TEST(json_pointer) {
   tdm__json_doc doc;
   tdm_error err;
-  CHECK_INT(parse(&doc, "{\"a/b\": {\"c~d\": [0, [1, 2]]}}", 0, &err),
-            TDM_OK);
+  CHECK_INT(parse(&doc, "{\"a/b\": {\"c~d\": [0, [1, 2]]}}", 0, &err), TDM_OK);
   const tdm__json *inner = tdm__json_get(tdm__json_get(doc.root, "a/b"), "c~d");
   char pointer[128];
   tdm__json_pointer(&inner->items[1].items[1], pointer, sizeof pointer);

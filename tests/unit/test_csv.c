@@ -68,7 +68,8 @@ TEST(csv_plain) {
 TEST(csv_quotes_crlf_bom) {
   read_result r;
   const char *text =
-      "\xEF\xBB\xBF" "id,note\r\n"
+      "\xEF\xBB\xBF"
+      "id,note\r\n"
       "1,\"a, \"\"quoted\"\"\r\nline\"\r\n"
       "\"2\",\"\"\r\n";
   read_all(text, strlen(text), &r);
@@ -137,7 +138,8 @@ TEST(csv_cell_numbers) {
   CHECK(v == 1.5);
   CHECK_INT(tdm__parse_cell_number(" -2e3 ", 6, &v), 0);
   CHECK(v == -2000.0);
-  static const char *missing[] = {"", "NaN", "nan", "NAN", "NA", "null", "-nan"};
+  static const char *missing[] = {"",   "NaN",  "nan", "NAN",
+                                  "NA", "null", "-nan"};
   for (size_t i = 0; i < sizeof missing / sizeof missing[0]; i++) {
     v = 0;
     CHECK_INT(tdm__parse_cell_number(missing[i], strlen(missing[i]), &v), 0);

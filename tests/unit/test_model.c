@@ -94,8 +94,8 @@ TEST(model_numeric_and_missing) {
   CHECK_STR(tdm_model_feature_name(model, 1), "c");
   CHECK_STR(tdm_model_feature_type(model, 1), "c");
   CHECK(score(model, 0.2, 0, 0) == 1.5);
-  CHECK(score(model, NAN, 0, 0) == 1.5);  /* missing goes left */
-  CHECK(score(model, 0.5, 0, 0) == 2.5);  /* 0.5 < 0.5 is false */
+  CHECK(score(model, NAN, 0, 0) == 1.5); /* missing goes left */
+  CHECK(score(model, 0.5, 0, 0) == 2.5); /* 0.5 < 0.5 is false */
   /* Compared in float32: 0.49999999 rounds to 0.5f, so it goes right. */
   CHECK(score(model, 0.49999999, 0, 0) == 2.5);
   CHECK(score(model, 0.4999999, 0, 0) == 1.5);
@@ -107,10 +107,10 @@ TEST(model_numeric_and_missing) {
 TEST(model_categorical_rules) {
   tdm_model *model;
   tdm_error err;
-  CHECK_INT(load(make_model("reg:squarederror", "gbtree", "", "0", 1), &model,
-                 &err),
-            TDM_OK);
-  CHECK(score(model, 1, 1, 0) == 3.5);   /* in the set: right */
+  CHECK_INT(
+      load(make_model("reg:squarederror", "gbtree", "", "0", 1), &model, &err),
+      TDM_OK);
+  CHECK(score(model, 1, 1, 0) == 3.5); /* in the set: right */
   CHECK(score(model, 1, 3, 0) == 3.5);
   CHECK(score(model, 1, 3.7, 0) == 3.5); /* truncated to category 3 */
   CHECK(score(model, 1, 0, 0) == 2.5);   /* not in the set: left */
@@ -130,9 +130,9 @@ TEST(model_objective_transforms) {
   tdm_model *model;
   tdm_error err;
   /* binary:logistic: base 0.5 is margin 0; leaf 1 gives margin 1. */
-  CHECK_INT(load(make_model("binary:logistic", "gbtree", "", "0", 1), &model,
-                 &err),
-            TDM_OK);
+  CHECK_INT(
+      load(make_model("binary:logistic", "gbtree", "", "0", 1), &model, &err),
+      TDM_OK);
   CHECK(score(model, 0.2, 0, TDM_PREDICT_MARGIN) == 1.0);
   CHECK(score(model, 0.2, 0, 0) == (double)(1.0f / (1.0f + expf(-1.0f))));
   tdm_model_free(model);
@@ -152,9 +152,9 @@ TEST(model_objective_transforms) {
   CHECK(score(model, 0.9, 1, 0) == 0.0); /* margin -2 */
   tdm_model_free(model);
   /* Three classes, one tree each: margins 0.5 + leaf. */
-  CHECK_INT(load(make_model("multi:softprob", "gbtree", "", "3", 3), &model,
-                 &err),
-            TDM_OK);
+  CHECK_INT(
+      load(make_model("multi:softprob", "gbtree", "", "3", 3), &model, &err),
+      TDM_OK);
   CHECK_INT(tdm_model_output_width(model, 0), 3);
   double row[2] = {0.2, 0}, out[3];
   tdm_model_predict(model, row, 1, 0, out);
@@ -162,9 +162,9 @@ TEST(model_objective_transforms) {
   CHECK(fabs(total - 1.0) < 1e-6);
   CHECK(out[0] == out[1] && out[1] == out[2]);
   tdm_model_free(model);
-  CHECK_INT(load(make_model("multi:softmax", "gbtree", "", "3", 3), &model,
-                 &err),
-            TDM_OK);
+  CHECK_INT(
+      load(make_model("multi:softmax", "gbtree", "", "3", 3), &model, &err),
+      TDM_OK);
   CHECK_INT(tdm_model_output_width(model, 0), 1);
   CHECK_INT(tdm_model_output_width(model, TDM_PREDICT_MARGIN), 3);
   CHECK(score(model, 0.2, 0, 0) == 0.0); /* ties: the first class */
@@ -175,9 +175,9 @@ TEST(model_objective_transforms) {
 TEST(model_dart_weights) {
   tdm_model *model;
   tdm_error err;
-  CHECK_INT(load(make_model("reg:squarederror", "dart", "", "0", 2), &model,
-                 &err),
-            TDM_OK);
+  CHECK_INT(
+      load(make_model("reg:squarederror", "dart", "", "0", 2), &model, &err),
+      TDM_OK);
   /* Two trees, each weighted 0.5: 0.5 + 0.5 * 3 + 0.5 * 3. */
   CHECK(score(model, 1, 1, 0) == 3.5);
   tdm_model_info info;
@@ -189,9 +189,10 @@ TEST(model_dart_weights) {
   char moved[20000];
   const char *at = strstr(json, "{\"name\":\"gbtree\",");
   CHECK(at != NULL);
-  snprintf(moved, sizeof moved, "%.*s{\"name\":\"gbtree\",\"weight_drop\":"
-           "[5E-1,5E-1],%s", (int)(at - json), json,
-           at + strlen("{\"name\":\"gbtree\","));
+  snprintf(moved, sizeof moved,
+           "%.*s{\"name\":\"gbtree\",\"weight_drop\":"
+           "[5E-1,5E-1],%s",
+           (int)(at - json), json, at + strlen("{\"name\":\"gbtree\","));
   CHECK_INT(load(moved, &model, &err), TDM_OK);
   CHECK(score(model, 1, 1, 0) == 3.5);
   tdm_model_free(model);
@@ -280,7 +281,8 @@ TEST(model_errors_name_json_pointer) {
        "TDM_EPARSE", "trees/0/split_conditions/0: \"x\" is not a number"},
       {"\"trees\":[", "\"treez\":[", "TDM_EPARSE",
        "at /learner/gradient_booster/model: missing member \"trees\""},
-      {"\"num_feature\":\"2\",\"num_target", "\"num_feature\":\"two\",\"num_target", "TDM_EPARSE",
+      {"\"num_feature\":\"2\",\"num_target",
+       "\"num_feature\":\"two\",\"num_target", "TDM_EPARSE",
        "learner_model_param/num_feature: \"two\" is not an integer"},
       {"\"tree_info\":[0]", "\"tree_info\":[4]", "TDM_EPARSE",
        "tree_info/0: 4 is out of range"},
@@ -301,9 +303,9 @@ TEST(model_errors_name_json_pointer) {
   /* Truncated: the syntax error names line and column. */
   tdm_model *model;
   tdm_error err;
-  CHECK_INT(tdm_model_load_buffer(good, strlen(good) / 2, "m.json", &model,
-                                  &err),
-            TDM_EPARSE);
+  CHECK_INT(
+      tdm_model_load_buffer(good, strlen(good) / 2, "m.json", &model, &err),
+      TDM_EPARSE);
   CHECK_CONTAINS(err.message, "m.json:1:");
   CHECK_CONTAINS(err.message, "ends too early");
   CHECK_INT(tdm_model_load_buffer("", 0, "m.json", &model, &err), TDM_EPARSE);
@@ -332,7 +334,8 @@ TEST(model_out_of_memory) {
       tdm_model_free(model);
       break;
     }
-    if (rc != TDM_ENOMEM) fprintf(stderr, "countdown %ld: %s\n", countdown, err.message);
+    if (rc != TDM_ENOMEM)
+      fprintf(stderr, "countdown %ld: %s\n", countdown, err.message);
     CHECK_INT(rc, TDM_ENOMEM);
     CHECK(model == NULL);
   }
@@ -342,9 +345,9 @@ TEST(model_out_of_memory) {
 TEST(model_format_value_round_trips) {
   tdm_model *model;
   tdm_error err;
-  CHECK_INT(load(make_model("binary:logistic", "gbtree", "", "0", 1), &model,
-                 &err),
-            TDM_OK);
+  CHECK_INT(
+      load(make_model("binary:logistic", "gbtree", "", "0", 1), &model, &err),
+      TDM_OK);
   char buf[32];
   tdm_model_format_value(model, 0.5, buf);
   CHECK_STR(buf, "0.5");
