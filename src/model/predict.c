@@ -45,9 +45,10 @@ static int lgb_numeric_goes_left(const tdm__node *node, double x) {
 /* LightGBM's CategoricalDecision, 1 to go left. */
 static int lgb_category_goes_left(const tdm_model *model, const tdm__node *node,
                                   double x) {
-  /* NaN, negatives and values that do not fit an int (which the C++ cast
-   * turns into INT_MIN on x86) go right. */
-  if (isnan(x) || x < 0.0 || x >= 2147483648.0) return 0;
+  /* NaN, values that truncate to a negative int, and values that do not
+   * fit an int (the C++ cast gives INT_MIN on x86) go right. -0.5
+   * truncates to category 0. */
+  if (isnan(x) || x <= -1.0 || x >= 2147483648.0) return 0;
   uint32_t category = (uint32_t)(int32_t)x;
   if ((category >> 5) >= node->cat_count) return 0;
   uint32_t word = model->cat_words[node->cat_begin + (category >> 5)];

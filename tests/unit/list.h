@@ -23,4 +23,7 @@
   X(model_base_score_forms)            \
   X(model_errors_name_json_pointer)    \
   X(model_out_of_memory)               \
-  X(model_format_value_round_trips)
+  X(model_format_value_round_trips)    \
+  X(lightgbm_rules)                    \
+  X(lightgbm_errors_name_line)         \
+  X(model_loaders_out_of_memory)

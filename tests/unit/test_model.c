@@ -365,3 +365,123 @@ TEST(model_format_value_round_trips) {
   tdm_model_free(model);
   return 0;
 }
+
+/* A LightGBM model: node 0 "x <= 0.5" with decision_type `decision`,
+ * node 1 "c in {1, 3}" goes left. Leaves 1, 2, 3. */
+static char *lightgbm_model(int decision) {
+  static char buf[2048];
+  snprintf(buf, sizeof buf,
+           "tree\nversion=v4\nnum_class=1\nnum_tree_per_iteration=1\n"
+           "label_index=0\nmax_feature_idx=1\nobjective=binary sigmoid:2\n"
+           "feature_names=x c\nfeature_infos=[0:1] 0:1:3\ntree_sizes=1\n\n"
+           "Tree=0\nnum_leaves=3\nnum_cat=1\nsplit_feature=0 1\n"
+           "split_gain=1 1\nthreshold=0.5 0\ndecision_type=%d 1\n"
+           "left_child=-1 -2\nright_child=1 -3\nleaf_value=1 2 3\n"
+           "leaf_weight=1 1 1\nleaf_count=1 1 1\ninternal_value=0 0\n"
+           "internal_weight=0 0\ninternal_count=2 1\ncat_boundaries=0 1\n"
+           "cat_threshold=10\nis_linear=0\nshrinkage=1\n\n\n"
+           "end of trees\n\nfeature_importances:\nx=1\n",
+           decision);
+  return buf;
+}
+
+TEST(lightgbm_rules) {
+  tdm_model *model;
+  tdm_error err;
+  /* decision_type 2: missing type None, default left. */
+  const char *text = lightgbm_model(2);
+  CHECK_INT(tdm_model_load_buffer(text, strlen(text), "m.txt", &model, &err),
+            TDM_OK);
+  tdm_model_info info;
+  tdm_model_get_info(model, &info);
+  CHECK_STR(info.format_name, "lightgbm-text");
+  CHECK_INT(info.float32, 0);
+  CHECK_STR(tdm_model_feature_name(model, 1), "c");
+  CHECK(score(model, 0.2, 0, TDM_PREDICT_MARGIN) == 1.0);
+  CHECK(score(model, 0.5, 0, TDM_PREDICT_MARGIN) == 1.0); /* <= goes left */
+  CHECK(score(model, NAN, 0, TDM_PREDICT_MARGIN) == 1.0); /* NaN is 0 */
+  CHECK(score(model, 0.7, 1, TDM_PREDICT_MARGIN) == 2.0); /* in the set */
+  CHECK(score(model, 0.7, 3.9, TDM_PREDICT_MARGIN) == 2.0);
+  CHECK(score(model, 0.7, 2, TDM_PREDICT_MARGIN) == 3.0);
+  CHECK(score(model, 0.7, NAN, TDM_PREDICT_MARGIN) == 3.0);
+  CHECK(score(model, 0.7, -1, TDM_PREDICT_MARGIN) == 3.0);
+  CHECK(score(model, 0.7, 33, TDM_PREDICT_MARGIN) == 3.0); /* past the set */
+  CHECK(score(model, 0.7, 1e300, TDM_PREDICT_MARGIN) == 3.0);
+  CHECK(score(model, 0.2, 0, 0) == 1.0 / (1.0 + exp(-2.0 * 1.0)));
+  tdm_model_free(model);
+  /* decision_type 4: missing type Zero, default right. */
+  text = lightgbm_model(4);
+  CHECK_INT(tdm_model_load_buffer(text, strlen(text), "m.txt", &model, &err),
+            TDM_OK);
+  CHECK(score(model, 0.2, 2, TDM_PREDICT_MARGIN) == 1.0);
+  CHECK(score(model, 0.0, 2, TDM_PREDICT_MARGIN) == 3.0);   /* zero: right */
+  CHECK(score(model, 1e-36, 2, TDM_PREDICT_MARGIN) == 3.0); /* ~zero */
+  CHECK(score(model, NAN, 2, TDM_PREDICT_MARGIN) == 3.0);   /* NaN is 0 */
+  tdm_model_free(model);
+  /* decision_type 10: missing type NaN, default left. */
+  text = lightgbm_model(10);
+  CHECK_INT(tdm_model_load_buffer(text, strlen(text), "m.txt", &model, &err),
+            TDM_OK);
+  CHECK(score(model, NAN, 2, TDM_PREDICT_MARGIN) == 1.0);
+  CHECK(score(model, 0.0, 2, TDM_PREDICT_MARGIN) == 1.0);
+  CHECK(score(model, 0.9, 2, TDM_PREDICT_MARGIN) == 3.0);
+  tdm_model_free(model);
+  return 0;
+}
+
+TEST(lightgbm_errors_name_line) {
+  static const struct {
+    const char *from, *to, *message;
+  } cases[] = {
+      {"threshold=0.5 0", "threshold=0.5", "m.txt:17: threshold has 1 values"},
+      {"split_feature=0 1", "split_feature=0 7",
+       "m.txt:15: split_feature: value 2 (7) must be an integer from 0 to 1"},
+      {"left_child=-1 -2", "left_child=-1 -9", "m.txt:19: left_child: value 2"},
+      {"leaf_value=1 2 3", "leaf_value=1 x 3",
+       "m.txt:21: leaf_value: value 2 \"x\" is not a number"},
+      {"objective=binary sigmoid:2", "objective=ranking_magic",
+       "m.txt:7: objective \"ranking_magic\" is not supported"},
+      {"end of trees", "end of tree", "ends before \"end of trees\""},
+      {"max_feature_idx=1\n", "", "the header has no max_feature_idx"},
+      {"cat_threshold=10\n", "", "Tree=0 has no cat_threshold line"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    const char *bad = replace(lightgbm_model(2), cases[i].from, cases[i].to);
+    CHECK(bad != NULL);
+    tdm_model *model;
+    tdm_error err;
+    int rc = tdm_model_load_buffer(bad, strlen(bad), "m.txt", &model, &err);
+    if (rc == TDM_OK) fprintf(stderr, "case %zu loaded\n", i);
+    CHECK(rc != TDM_OK);
+    CHECK(model == NULL);
+    CHECK_CONTAINS(err.message, cases[i].message);
+  }
+  return 0;
+}
+
+TEST(model_loaders_out_of_memory) {
+  const char *texts[] = {
+      lightgbm_model(2),
+      "{\"format\":\"tandem-linear\",\"link\":\"softmax\",\"intercept\":[1,2],"
+      "\"coefficients\":{\"a\":[1,2],\"b\":[3,4]},\"missing\":{\"a\":0}}"};
+  for (size_t i = 0; i < 2; i++) {
+    char copy[4096];
+    snprintf(copy, sizeof copy, "%s", texts[i]);
+    for (long countdown = 0;; countdown++) {
+      tdm_model *model;
+      tdm_error err;
+      tdm__alloc_fail_after(countdown);
+      int rc = tdm_model_load_buffer(copy, strlen(copy), "m", &model, &err);
+      tdm__alloc_fail_after(-1);
+      if (rc == TDM_OK) {
+        tdm_model_free(model);
+        break;
+      }
+      if (rc != TDM_ENOMEM)
+        fprintf(stderr, "text %zu countdown %ld: %s\n", i, countdown,
+                err.message);
+      CHECK_INT(rc, TDM_ENOMEM);
+    }
+  }
+  return 0;
+}
