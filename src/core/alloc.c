@@ -61,7 +61,7 @@ int tdm__buf_reserve(tdm__buf *b, size_t extra) {
 
 int tdm__buf_append(tdm__buf *b, const void *data, size_t n) {
   if (tdm__buf_reserve(b, n) != TDM_OK) return TDM_ENOMEM;
-  memcpy(b->data + b->len, data, n);
+  if (n > 0) memcpy(b->data + b->len, data, n); /* data may be NULL if n=0 */
   b->len += n;
   b->data[b->len] = '\0';
   return TDM_OK;
