@@ -134,99 +134,89 @@ static float sigmoid_float(float x, int clamp) {
   return 1.0f / (1.0f + expf(-x));
 }
 
-static void link_float32(const tdm_model *model, const double *margins,
-                         double *out) {
+/* Transforms that are the same in either precision: margins of float32
+ * models are exact float32 values, so comparing them as doubles is
+ * comparing them as floats. Returns 1 if it handled the link. */
+static int link_any_precision(const tdm_model *model, const double *margins,
+                              double *out) {
   size_t k = model->num_outputs;
   switch (model->link) {
     case TDM__LINK_IDENTITY:
       for (size_t o = 0; o < k; o++) out[o] = margins[o];
-      break;
-    case TDM__LINK_SIGMOID:
-    case TDM__LINK_SIGMOID_EACH:
-      for (size_t o = 0; o < k; o++)
-        out[o] = sigmoid_float((float)margins[o], model->sigmoid_clamp);
-      break;
-    case TDM__LINK_LOG1P_EXP:
-    case TDM__LINK_SIGNED_SQUARE:
-      /* LightGBM only: not reachable for float32 models. */
-      for (size_t o = 0; o < k; o++) out[o] = margins[o];
-      break;
-    case TDM__LINK_EXP:
-      for (size_t o = 0; o < k; o++) out[o] = expf((float)margins[o]);
-      break;
+      return 1;
     case TDM__LINK_HINGE:
       for (size_t o = 0; o < k; o++) out[o] = margins[o] > 0.0 ? 1.0 : 0.0;
-      break;
-    case TDM__LINK_SOFTMAX: {
-      /* common::Softmax: float max, float exponentials, double sum. */
-      float largest = (float)margins[0];
-      for (size_t o = 1; o < k; o++)
-        largest = fmaxf((float)margins[o], largest);
-      double sum = 0.0;
-      for (size_t o = 0; o < k; o++) {
-        float e = expf((float)margins[o] - largest);
-        out[o] = e;
-        sum += e;
-      }
-      for (size_t o = 0; o < k; o++) out[o] = (float)out[o] / (float)sum;
-      break;
-    }
+      return 1;
     case TDM__LINK_ARGMAX: {
-      size_t best = 0;
-      for (size_t o = 1; o < k; o++)
-        if ((float)margins[o] > (float)margins[best]) best = o;
-      out[0] = (double)best;
-      break;
-    }
-  }
-}
-
-static void link_double(const tdm_model *model, const double *margins,
-                        double *out) {
-  size_t k = model->num_outputs;
-  switch (model->link) {
-    case TDM__LINK_IDENTITY:
-      for (size_t o = 0; o < k; o++) out[o] = margins[o];
-      break;
-    case TDM__LINK_SIGMOID:
-    case TDM__LINK_SIGMOID_EACH:
-      /* LightGBM: 1.0f / (1.0f + std::exp(-sigmoid_ * input)), in double. */
-      for (size_t o = 0; o < k; o++)
-        out[o] = 1.0 / (1.0 + exp(-model->sigmoid_scale * margins[o]));
-      break;
-    case TDM__LINK_LOG1P_EXP:
-      for (size_t o = 0; o < k; o++) out[o] = log1p(exp(margins[o]));
-      break;
-    case TDM__LINK_SIGNED_SQUARE:
-      for (size_t o = 0; o < k; o++) {
-        double x = margins[o];
-        out[o] = (x > 0.0 ? 1.0 : x < 0.0 ? -1.0 : 0.0) * x * x;
-      }
-      break;
-    case TDM__LINK_EXP:
-      for (size_t o = 0; o < k; o++) out[o] = exp(margins[o]);
-      break;
-    case TDM__LINK_HINGE:
-      for (size_t o = 0; o < k; o++) out[o] = margins[o] > 0.0 ? 1.0 : 0.0;
-      break;
-    case TDM__LINK_SOFTMAX: {
-      double largest = margins[0];
-      for (size_t o = 1; o < k; o++)
-        if (margins[o] > largest) largest = margins[o];
-      double sum = 0.0;
-      for (size_t o = 0; o < k; o++) {
-        out[o] = exp(margins[o] - largest);
-        sum += out[o];
-      }
-      for (size_t o = 0; o < k; o++) out[o] /= sum;
-      break;
-    }
-    case TDM__LINK_ARGMAX: {
+      /* The first of equal largest margins, as XGBoost's FindMaxIndex. */
       size_t best = 0;
       for (size_t o = 1; o < k; o++)
         if (margins[o] > margins[best]) best = o;
       out[0] = (double)best;
-      break;
+      return 1;
+    }
+    default:
+      return 0;
+  }
+}
+
+/* XGBoost's float32 transforms. */
+static void link_float32(const tdm_model *model, const double *margins,
+                         double *out) {
+  size_t k = model->num_outputs;
+  if (model->link == TDM__LINK_SOFTMAX) {
+    /* common::Softmax: float max, float exponentials, double sum. */
+    float largest = (float)margins[0];
+    for (size_t o = 1; o < k; o++) largest = fmaxf((float)margins[o], largest);
+    double sum = 0.0;
+    for (size_t o = 0; o < k; o++) {
+      float e = expf((float)margins[o] - largest);
+      out[o] = e;
+      sum += e;
+    }
+    for (size_t o = 0; o < k; o++) out[o] = (float)out[o] / (float)sum;
+    return;
+  }
+  for (size_t o = 0; o < k; o++) {
+    float x = (float)margins[o];
+    out[o] = model->link == TDM__LINK_EXP
+                 ? expf(x)
+                 : sigmoid_float(x, model->sigmoid_clamp);
+  }
+}
+
+/* LightGBM's and the linear models' double transforms. */
+static void link_double(const tdm_model *model, const double *margins,
+                        double *out) {
+  size_t k = model->num_outputs;
+  if (model->link == TDM__LINK_SOFTMAX) {
+    /* Common::Softmax: max, exp(x - max), sum, divide. */
+    double largest = margins[0];
+    for (size_t o = 1; o < k; o++)
+      if (margins[o] > largest) largest = margins[o];
+    double sum = 0.0;
+    for (size_t o = 0; o < k; o++) {
+      out[o] = exp(margins[o] - largest);
+      sum += out[o];
+    }
+    for (size_t o = 0; o < k; o++) out[o] /= sum;
+    return;
+  }
+  for (size_t o = 0; o < k; o++) {
+    double x = margins[o];
+    switch (model->link) {
+      case TDM__LINK_EXP:
+        out[o] = exp(x);
+        break;
+      case TDM__LINK_LOG1P_EXP:
+        out[o] = log1p(exp(x));
+        break;
+      case TDM__LINK_SIGNED_SQUARE:
+        out[o] = (x > 0.0 ? 1.0 : x < 0.0 ? -1.0 : 0.0) * x * x;
+        break;
+      default: /* the sigmoids: 1.0f / (1.0f + std::exp(-sigmoid_ * x)) */
+        out[o] = 1.0 / (1.0 + exp(-model->sigmoid_scale * x));
+        break;
     }
   }
 }
@@ -234,7 +224,8 @@ static void link_double(const tdm_model *model, const double *margins,
 void tdm__apply_link(const tdm_model *model, const double *margins,
                      double *out) {
   if (model->float32) {
-    link_float32(model, margins, out);
+    if (!link_any_precision(model, margins, out))
+      link_float32(model, margins, out);
     return;
   }
   if (model->average_output && model->num_iterations > 0 &&
@@ -245,5 +236,6 @@ void tdm__apply_link(const tdm_model *model, const double *margins,
       out[o] = margins[o] / (double)model->num_iterations;
     margins = out;
   }
-  link_double(model, margins, out);
+  if (!link_any_precision(model, margins, out))
+    link_double(model, margins, out);
 }
