@@ -72,7 +72,9 @@ static uint32_t find_leaf(const tdm_model *model, uint32_t index,
                         : xgb_category_goes_left(model, node, (float)x);
         break;
       case TDM__NODE_LGB_NUMERIC:
-        left = lgb_numeric_goes_left(node, lightgbm_value(row[node->feature]));
+        x = row[node->feature];
+        if (model->lightgbm_zero) x = lightgbm_value(x);
+        left = lgb_numeric_goes_left(node, x);
         break;
       case TDM__NODE_LGB_CATEGORICAL:
         left = lgb_category_goes_left(model, node, row[node->feature]);
@@ -155,8 +157,7 @@ static int link_any_precision(const tdm_model *model, const double *margins,
       out[0] = (double)best;
       return 1;
     }
-    default:
-      return 0;
+    default: return 0;
   }
 }
 
@@ -205,12 +206,8 @@ static void link_double(const tdm_model *model, const double *margins,
   for (size_t o = 0; o < k; o++) {
     double x = margins[o];
     switch (model->link) {
-      case TDM__LINK_EXP:
-        out[o] = exp(x);
-        break;
-      case TDM__LINK_LOG1P_EXP:
-        out[o] = log1p(exp(x));
-        break;
+      case TDM__LINK_EXP: out[o] = exp(x); break;
+      case TDM__LINK_LOG1P_EXP: out[o] = log1p(exp(x)); break;
       case TDM__LINK_SIGNED_SQUARE:
         out[o] = (x > 0.0 ? 1.0 : x < 0.0 ? -1.0 : 0.0) * x * x;
         break;

@@ -104,6 +104,62 @@ expect(proc.returncode == 2 and
        f"missing age with \"error\": {proc.returncode} {proc.stderr}")
 print("ok a missing value the model refuses names the row and column")
 
+# A scorecard: points per bin ([-inf, e1), [e1, e2), ..., [en, inf)) on
+# top of a linear part; a binned-only feature; imputed and explicit
+# missing points; bin edges hit exactly.
+card = {"format": "tandem-linear", "link": "identity", "intercept": 600.0,
+        "coefficients": {"amount": -0.01},
+        "missing": {"amount": 0.0, "age": 40.0},
+        "bins": {"age": {"edges": [25, 40, 60], "points": [-20, 5, 15, 25]},
+                 "utilization": {"edges": [0.2, 0.5, 0.9],
+                                 "points": [30, 10, -15, -40], "missing": -5}}}
+path = write_model("scorecard", card)
+X_card = X.copy()
+X_card[::7, 1] = 40.0  # exactly on an edge: belongs to [40, 60)
+X_card[::11, 4] = 0.5
+with open(data, "w") as f:
+    f.write("id," + ",".join(names) + "\n")
+    for i, row in enumerate(X_card):
+        f.write(f"r{i}," + ",".join("" if np.isnan(v) else repr(float(v)) for v in row) + "\n")
+
+
+def points(edges, pts, x):
+    i = 0
+    while i < len(edges) and x >= edges[i]:
+        i += 1
+    return pts[i]
+
+
+expected = []
+for row in X_card:
+    total = 600.0
+    total += -0.01 * (0.0 if math.isnan(row[0]) else row[0])
+    age = 40.0 if math.isnan(row[1]) else row[1]
+    total += points([25, 40, 60], [-20, 5, 15, 25], age)
+    total += -5 if math.isnan(row[4]) else points([0.2, 0.5, 0.9], [30, 10, -15, -40], row[4])
+    expected.append(total)
+got = scores(path)
+if expect(got.ravel().tolist() == expected, "scorecard differs from Python"):
+    print(f"ok scorecard: {len(expected)} scores exact (bins, edges, imputed and missing points)")
+info = json.loads(run("inspect", "--json", path).stdout)
+expect([f["name"] for f in info["features"]] == ["amount", "age", "utilization"],
+       f"scorecard features {info['features']}")
+strict_card = write_model("strict_card", dict(card, bins=dict(card["bins"], tenure={
+    "edges": [1, 5], "points": [0, 1, 2], "missing": "error"})))
+proc = run("score", "--model", strict_card, "--in", data, "--out",
+           os.path.join(out, "sc.csv"), check=False)
+expect(proc.returncode == 2 and "column \"tenure\" is missing" in proc.stderr,
+       f"binned missing with error: {proc.stderr}")
+bad_bins = write_model("bad_bins", dict(card, bins={"age": {"edges": [40, 25], "points": [1, 2, 3]}}))
+proc = run("inspect", bad_bins, check=False)
+expect(proc.returncode == 2 and "at /bins/age/edges/1: edges must be finite and increasing" in proc.stderr,
+       f"bad bins: {proc.stderr}")
+bad_points = write_model("bad_points", dict(card, bins={"age": {"edges": [25], "points": [1]}}))
+proc = run("inspect", bad_points, check=False)
+expect(proc.returncode == 2 and "\"points\" must have 2 numbers" in proc.stderr,
+       f"bad points: {proc.stderr}")
+print("ok scorecard errors")
+
 # Malformed files name the JSON pointer.
 bad_cases = [
     ("unknown-key", dict(base, link="logit", extra=1), "at /extra: unknown member \"extra\""),
