@@ -22,7 +22,7 @@ LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
 
-.PHONY: all asan fuzz test clean format
+.PHONY: all asan fuzz test clean format bench
 all: $(BUILD)/tandem $(BUILD)/tandem-unit-tests
 
 $(BUILD)/libtandem.a: $(LIB_OBJ)
@@ -53,6 +53,13 @@ fuzz:
 
 build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c build-fuzz/libtandem.a
 	clang $(BASEFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
+
+# Benchmarks link XGBoost's C API (libxgboost-dev), the peer they measure.
+$(BUILD)/bench-predict: bench/bench_predict.c $(BUILD)/libtandem.a
+	$(CC) $(BASEFLAGS) $(CFLAGS) -Wno-error -o $@ $^ -lxgboost $(LDLIBS)
+
+bench: $(BUILD)/bench-predict
+	scripts/bench.sh
 
 test:
 	scripts/test.sh

@@ -1,0 +1,247 @@
+/*
+ * bench_predict.c - tandem's scoring speed against XGBoost's own C API on
+ * the same model, the same rows and the same thread count, in one run:
+ *   batch:      rows/s scoring a whole matrix (tdm_model_predict split over
+ *               threads vs XGBoosterPredictFromDMatrix with nthread)
+ *   single row: microseconds per call scoring one row at a time
+ *               (tdm_model_predict vs XGBoosterPredictFromDense)
+ * Before timing, every output is compared bit for bit; the benchmark
+ * refuses to report speed for scores that differ. Prints a table and
+ * writes the figures as JSON (--json PATH).
+ *
+ * usage: bench-predict MODEL.json ROWS.csv [--rows N] [--threads N]
+ *                      [--seconds S] [--json PATH]
+ */
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <xgboost/c_api.h>
+
+#include "../src/io/csv.h"
+#include "tandem.h"
+
+static double now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void die(const char *what) {
+  fprintf(stderr, "bench-predict: %s\n", what);
+  exit(1);
+}
+
+#define XGB_CHECK(call) \
+  if ((call) != 0) die(XGBGetLastError())
+
+/* Reads a numeric CSV (header, model feature order) into doubles. */
+static double *read_rows(const char *path, size_t num_features, size_t *rows) {
+  FILE *fp = fopen(path, "rb");
+  if (fp == NULL) die("cannot open the rows file");
+  tdm__csv *csv;
+  tdm__csv_open(&csv, fp, path);
+  tdm__csv_record rec;
+  tdm_error err;
+  if (tdm__csv_next(csv, &rec, &err) != 1) die("empty rows file");
+  if (rec.count != num_features) die("the rows file must have one column per feature");
+  size_t cap = 1024, n = 0;
+  double *data = malloc(cap * num_features * sizeof *data);
+  int rc;
+  while ((rc = tdm__csv_next(csv, &rec, &err)) == 1) {
+    if (n == cap) {
+      cap *= 2;
+      data = realloc(data, cap * num_features * sizeof *data);
+    }
+    for (size_t f = 0; f < num_features; f++) {
+      if (tdm__parse_cell_number(rec.fields[f].text, rec.fields[f].len,
+                                 &data[n * num_features + f]) != 0)
+        die("a cell is not a number");
+    }
+    n++;
+  }
+  if (rc < 0) die(err.message);
+  tdm__csv_close(csv);
+  fclose(fp);
+  *rows = n;
+  return data;
+}
+
+typedef struct job {
+  const tdm_model *model;
+  const double *rows;
+  double *out;
+  size_t begin, end, num_features, width;
+} job;
+
+static void *run_job(void *arg) {
+  job *j = arg;
+  tdm_model_predict(j->model, j->rows + j->begin * j->num_features,
+                    j->end - j->begin, 0, j->out + j->begin * j->width);
+  return NULL;
+}
+
+static void tandem_batch(const tdm_model *model, const double *rows, size_t n,
+                         size_t nf, size_t width, double *out, int threads) {
+  pthread_t ids[64];
+  job jobs[64];
+  for (int t = 0; t < threads; t++) {
+    jobs[t] = (job){model, rows, out, n * (size_t)t / (size_t)threads,
+                    n * (size_t)(t + 1) / (size_t)threads, nf, width};
+    if (t > 0) pthread_create(&ids[t], NULL, run_job, &jobs[t]);
+  }
+  run_job(&jobs[0]);
+  for (int t = 1; t < threads; t++) pthread_join(ids[t], NULL);
+}
+
+int main(int argc, char **argv) {
+  if (argc < 3) die("usage: bench-predict MODEL.json ROWS.csv [--rows N] "
+                    "[--threads N] [--seconds S] [--json PATH]");
+  const char *model_path = argv[1], *rows_path = argv[2], *json_path = NULL;
+  size_t want_rows = 200000;
+  int threads = 1;
+  double seconds = 2.0;
+  for (int i = 3; i + 1 < argc; i += 2) {
+    if (strcmp(argv[i], "--rows") == 0) want_rows = (size_t)atol(argv[i + 1]);
+    else if (strcmp(argv[i], "--threads") == 0) threads = atoi(argv[i + 1]);
+    else if (strcmp(argv[i], "--seconds") == 0) seconds = atof(argv[i + 1]);
+    else if (strcmp(argv[i], "--json") == 0) json_path = argv[i + 1];
+  }
+  if (threads < 1 || threads > 64) die("--threads must be 1 to 64");
+
+  tdm_model *model;
+  tdm_error err;
+  if (tdm_model_load(model_path, &model, &err) != TDM_OK) die(err.message);
+  tdm_model_info info;
+  tdm_model_get_info(model, &info);
+  if (!info.float32) die("the peer is XGBoost: give an XGBoost model");
+  size_t nf = info.num_features, width = tdm_model_output_width(model, 0);
+  size_t base_rows;
+  double *base = read_rows(rows_path, nf, &base_rows);
+  /* Repeat the sample to the wanted size. */
+  size_t n = want_rows;
+  double *rows = malloc(n * nf * sizeof *rows);
+  float *rows32 = malloc(n * nf * sizeof *rows32);
+  for (size_t r = 0; r < n; r++)
+    for (size_t f = 0; f < nf; f++) {
+      rows[r * nf + f] = base[(r % base_rows) * nf + f];
+      rows32[r * nf + f] = (float)rows[r * nf + f];
+    }
+
+  BoosterHandle booster;
+  DMatrixHandle dmat;
+  XGB_CHECK(XGBoosterCreate(NULL, 0, &booster));
+  XGB_CHECK(XGBoosterLoadModel(booster, model_path));
+  char nthread[16];
+  snprintf(nthread, sizeof nthread, "%d", threads);
+  XGB_CHECK(XGBoosterSetParam(booster, "nthread", nthread));
+  XGB_CHECK(XGDMatrixCreateFromMat(rows32, n, nf, NAN, &dmat));
+  const char *config =
+      "{\"type\": 0, \"training\": false, \"iteration_begin\": 0, "
+      "\"iteration_end\": 0, \"strict_shape\": false}";
+
+  /* Same answers first. */
+  double *ours = malloc(n * width * sizeof *ours);
+  tandem_batch(model, rows, n, nf, width, ours, threads);
+  const bst_ulong *shape;
+  bst_ulong dim;
+  const float *theirs;
+  XGB_CHECK(XGBoosterPredictFromDMatrix(booster, dmat, config, &shape, &dim,
+                                        &theirs));
+  for (size_t i = 0; i < n * width; i++) {
+    float a = (float)ours[i];
+    if (memcmp(&a, &theirs[i], 4) != 0 && !(isnan(a) && isnan(theirs[i]))) {
+      fprintf(stderr, "value %zu differs: tandem %.9g, xgboost %.9g\n", i,
+              ours[i], (double)theirs[i]);
+      die("scores differ: not timing");
+    }
+  }
+
+  /* Batch: repeat whole-matrix scoring for about `seconds`. */
+  double t0 = now(), tandem_batch_s;
+  size_t reps = 0;
+  do {
+    tandem_batch(model, rows, n, nf, width, ours, threads);
+    reps++;
+  } while (now() - t0 < seconds);
+  tandem_batch_s = (now() - t0) / (double)reps;
+  /* XGBoost caches a DMatrix's predictions, so each repetition scores a
+   * fresh DMatrix; only the prediction call is timed. */
+  double xgb_total = 0.0;
+  size_t xreps = 0;
+  do {
+    DMatrixHandle fresh;
+    XGB_CHECK(XGDMatrixCreateFromMat(rows32, n, nf, NAN, &fresh));
+    double start = now();
+    XGB_CHECK(XGBoosterPredictFromDMatrix(booster, fresh, config, &shape, &dim,
+                                          &theirs));
+    xgb_total += now() - start;
+    XGDMatrixFree(fresh);
+    xreps++;
+  } while (xgb_total < seconds);
+  double xgb_batch_s = xgb_total / (double)xreps;
+
+  /* Single row, one call per row, on one thread. */
+  XGB_CHECK(XGBoosterSetParam(booster, "nthread", "1"));
+  size_t singles = n < 20000 ? n : 20000;
+  double one[4096];
+  t0 = now();
+  size_t calls = 0;
+  do {
+    for (size_t r = 0; r < singles; r++, calls++)
+      tdm_model_predict(model, rows + r * nf, 1, 0, one);
+  } while (now() - t0 < seconds);
+  double tandem_single_us = (now() - t0) / (double)calls * 1e6;
+  char interface[256];
+  const char *dense_config =
+      "{\"type\": 0, \"training\": false, \"iteration_begin\": 0, "
+      "\"iteration_end\": 0, \"strict_shape\": false, \"missing\": NaN, "
+      "\"cache_id\": 0}";
+  t0 = now();
+  size_t xcalls = 0;
+  do {
+    for (size_t r = 0; r < singles; r++, xcalls++) {
+      snprintf(interface, sizeof interface,
+               "{\"data\": [%llu, true], \"shape\": [1, %zu], \"typestr\": "
+               "\"<f4\", \"version\": 3}",
+               (unsigned long long)(uintptr_t)(rows32 + r * nf), nf);
+      XGB_CHECK(XGBoosterPredictFromDense(booster, interface, dense_config,
+                                          NULL, &shape, &dim, &theirs));
+    }
+  } while (now() - t0 < seconds);
+  double xgb_single_us = (now() - t0) / (double)xcalls * 1e6;
+
+  double tandem_rps = (double)n / tandem_batch_s, xgb_rps = (double)n / xgb_batch_s;
+  printf("model %s: %zu trees, %zu features, max depth %zu; %zu rows, %d "
+         "thread(s)\n",
+         model_path, info.num_trees, nf, info.max_depth, n, threads);
+  printf("%-28s %14s %14s %8s\n", "", "tandem", "xgboost", "ratio");
+  printf("%-28s %14.0f %14.0f %7.2fx\n", "batch rows/s", tandem_rps, xgb_rps,
+         tandem_rps / xgb_rps);
+  printf("%-28s %14.2f %14.2f %7.2fx\n", "single row us/call (lower)",
+         tandem_single_us, xgb_single_us, xgb_single_us / tandem_single_us);
+  if (json_path != NULL) {
+    FILE *fp = fopen(json_path, "w");
+    if (fp == NULL) die("cannot write --json");
+    fprintf(fp,
+            "{\"model\": \"%s\", \"trees\": %zu, \"features\": %zu, \"rows\": "
+            "%zu, \"threads\": %d, \"tandem_batch_rows_per_s\": %.0f, "
+            "\"xgboost_batch_rows_per_s\": %.0f, \"batch_ratio\": %.3f, "
+            "\"tandem_single_row_us\": %.3f, \"xgboost_single_row_us\": %.3f, "
+            "\"single_row_speedup\": %.3f}\n",
+            model_path, info.num_trees, nf, n, threads, tandem_rps, xgb_rps,
+            tandem_rps / xgb_rps, tandem_single_us, xgb_single_us,
+            xgb_single_us / tandem_single_us);
+    fclose(fp);
+  }
+  XGDMatrixFree(dmat);
+  XGBoosterFree(booster);
+  tdm_model_free(model);
+  free(base);
+  free(rows);
+  free(rows32);
+  free(ours);
+  return 0;
+}
