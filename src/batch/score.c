@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "../core/core.h"
+#include "../core/json.h"
 #include "../io/csv.h"
 
 #define CHUNK_ROWS 8192
@@ -176,7 +177,17 @@ static void score_chunk(const tdm_model *model, const double *rows,
   }
 }
 
-static int write_header(FILE *fp, const tdm__score_options *opt, size_t width,
+/* Writes output bytes and adds them to the output's running SHA-256. */
+static int write_out(FILE *fp, tdm__sha256 *hash, const char *data,
+                     size_t len) {
+  if (len == 0) return TDM_OK;
+  if (fwrite(data, 1, len, fp) != len) return TDM_EIO;
+  tdm__sha256_update(hash, data, len);
+  return TDM_OK;
+}
+
+static int write_header(FILE *fp, tdm__sha256 *hash,
+                        const tdm__score_options *opt, size_t width,
                         int multiclass_columns) {
   tdm__buf line = {0};
   int rc = TDM_OK;
@@ -191,8 +202,7 @@ static int write_header(FILE *fp, const tdm__score_options *opt, size_t width,
       rc = tdm__buf_printf(&line, o + 1 < width ? "score_%zu," : "score_%zu\n",
                            o);
   }
-  if (rc == TDM_OK && fwrite(line.data, 1, line.len, fp) != line.len)
-    rc = TDM_EIO;
+  if (rc == TDM_OK) rc = write_out(fp, hash, line.data, line.len);
   tdm__buf_free(&line);
   return rc;
 }
@@ -213,7 +223,8 @@ typedef struct chunk {
 } chunk;
 
 static int flush_chunk(chunk *ch, const tdm_model *model, size_t num_features,
-                       int flags, int threads, FILE *fp, tdm__buf *line) {
+                       int flags, int threads, FILE *fp, tdm__sha256 *hash,
+                       tdm__buf *line) {
   size_t width = tdm_model_output_width(model, flags);
   score_chunk(model, ch->rows, ch->count, num_features, flags, ch->out,
               threads);
@@ -231,11 +242,95 @@ static int flush_chunk(chunk *ch, const tdm_model *model, size_t num_features,
       line->data[line->len++] = o + 1 < width ? ',' : '\n';
     }
   }
-  if (line->len > 0 && fwrite(line->data, 1, line->len, fp) != line->len)
-    return TDM_EIO;
+  if (write_out(fp, hash, line->data, line->len) != TDM_OK) return TDM_EIO;
   ch->count = 0;
   ch->keep_text.len = 0;
   return TDM_OK;
+}
+
+static void utc_time(time_t t, char buf[32]) {
+  struct tm tm;
+  gmtime_r(&t, &tm);
+  strftime(buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/*
+ * OUT.manifest.json: what went in, what came out, and how: SHA-256 of the
+ * model (its version), the input and the output; rows and columns; flags;
+ * tandem's version; times and speed. Written atomically after the output.
+ */
+static int write_manifest(const tdm__score_options *opt, const tdm_model *model,
+                          const tdm__score_stats *stats, const char *in_hex,
+                          const char *out_hex, size_t width, time_t started_at,
+                          tdm_error *err) {
+  tdm_model_info info;
+  tdm_model_get_info(model, &info);
+  char started[32], finished[32];
+  utc_time(started_at, started);
+  utc_time(time(NULL), finished);
+  tdm__buf b = {0};
+  int rc =
+      tdm__buf_printf(&b,
+                      "{\n  \"tandem_version\": \"%s\",\n"
+                      "  \"command\": \"score\",\n  \"model\": {\"path\": ",
+                      TDM_VERSION);
+  if (rc == TDM_OK) rc = tdm__json_append_string(&b, opt->model_path);
+  if (rc == TDM_OK)
+    rc = tdm__buf_printf(&b,
+                         ", \"sha256\": \"%s\", \"format\": \"%s\", "
+                         "\"objective\": ",
+                         info.sha256, info.format_name);
+  if (rc == TDM_OK) rc = tdm__json_append_string(&b, info.objective);
+  if (rc == TDM_OK)
+    rc = tdm__buf_printf(
+        &b, ", \"trees\": %zu},\n  \"input\": {\"path\": ", info.num_trees);
+  if (rc == TDM_OK) rc = tdm__json_append_string(&b, opt->in_path);
+  if (rc == TDM_OK)
+    rc = tdm__buf_printf(&b,
+                         ", \"sha256\": \"%s\", \"rows\": %zu, "
+                         "\"columns\": %zu},\n  \"output\": {\"path\": ",
+                         in_hex, stats->rows, stats->columns);
+  if (rc == TDM_OK) rc = tdm__json_append_string(&b, opt->out_path);
+  if (rc == TDM_OK)
+    rc = tdm__buf_printf(&b,
+                         ", \"sha256\": \"%s\", \"rows\": %zu, "
+                         "\"score_columns\": %zu},\n  \"flags\": "
+                         "{\"margin\": %s, \"iterations\": %zu, "
+                         "\"threads\": %d, \"keep\": [",
+                         out_hex, stats->rows, width,
+                         opt->margin ? "true" : "false", opt->iterations,
+                         stats->threads);
+  for (size_t k = 0; rc == TDM_OK && k < opt->num_keep; k++) {
+    if (k > 0) rc = tdm__buf_append(&b, ", ", 2);
+    if (rc == TDM_OK) rc = tdm__json_append_string(&b, opt->keep[k]);
+  }
+  if (rc == TDM_OK)
+    rc = tdm__buf_printf(
+        &b,
+        "]},\n  \"started_at\": \"%s\",\n  \"finished_at\": \"%s\",\n"
+        "  \"seconds\": %.6f,\n  \"rows_per_second\": %.0f\n}\n",
+        started, finished, stats->seconds,
+        stats->seconds > 0 ? (double)stats->rows / stats->seconds : 0.0);
+  char *path = tdm__malloc(strlen(opt->out_path) + 32);
+  if (rc != TDM_OK || path == NULL) {
+    tdm__free(path);
+    tdm__buf_free(&b);
+    return tdm__fail(err, TDM_ENOMEM, "out of memory");
+  }
+  snprintf(path, strlen(opt->out_path) + 32, "%s.manifest.json", opt->out_path);
+  tdm__atomic_file f;
+  rc = tdm__atomic_open(&f, path, err);
+  if (rc == TDM_OK) {
+    if (fwrite(b.data, 1, b.len, f.fp) != b.len) {
+      tdm__atomic_abort(&f);
+      rc = tdm__fail(err, TDM_EIO, "%s: write failed", path);
+    } else {
+      rc = tdm__atomic_commit(&f, err);
+    }
+  }
+  tdm__free(path);
+  tdm__buf_free(&b);
+  return rc;
 }
 
 int tdm__score_run(const tdm__score_options *opt, tdm__score_stats *stats,
@@ -259,6 +354,11 @@ int tdm__score_run(const tdm__score_options *opt, tdm__score_stats *stats,
     threads = cores > 0 ? (int)cores : 1;
   }
 
+  tdm__sha256 in_hash, out_hash;
+  tdm__sha256_init(&in_hash);
+  tdm__sha256_init(&out_hash);
+  time_t started_at = time(NULL);
+  stats->threads = threads;
   int rc = tdm_model_load(opt->model_path, &model, err);
   if (rc == TDM_OK && opt->iterations > 0)
     rc = tdm_model_limit_iterations(model, opt->iterations, err);
@@ -279,6 +379,7 @@ int tdm__score_run(const tdm__score_options *opt, tdm__score_stats *stats,
     rc = tdm__fail(err, rc, "out of memory");
     goto done;
   }
+  tdm__csv_hash_into(csv, &in_hash);
   rc = read_header(csv, model, opt, &map, err);
   if (rc != TDM_OK) goto done;
 
@@ -295,7 +396,7 @@ int tdm__score_run(const tdm__score_options *opt, tdm__score_stats *stats,
   out_open = 1;
   /* One "score" column, or score_0..score_{k-1} for several outputs. */
   int multiclass_columns = width > 1;
-  rc = write_header(out.fp, opt, width, multiclass_columns);
+  rc = write_header(out.fp, &out_hash, opt, width, multiclass_columns);
   if (rc != TDM_OK) {
     rc = tdm__fail(err, rc, "%s: write failed", opt->out_path);
     goto done;
@@ -351,14 +452,15 @@ int tdm__score_run(const tdm__score_options *opt, tdm__score_stats *stats,
     ch.count++;
     stats->rows++;
     if (ch.count == CHUNK_ROWS) {
-      rc = flush_chunk(&ch, model, nf, flags, threads, out.fp, &line);
+      rc =
+          flush_chunk(&ch, model, nf, flags, threads, out.fp, &out_hash, &line);
       if (rc != TDM_OK) {
         rc = tdm__fail(err, rc, "%s: write failed", opt->out_path);
         goto done;
       }
     }
   }
-  rc = flush_chunk(&ch, model, nf, flags, threads, out.fp, &line);
+  rc = flush_chunk(&ch, model, nf, flags, threads, out.fp, &out_hash, &line);
   if (rc != TDM_OK) {
     rc = tdm__fail(err, rc, "%s: write failed", opt->out_path);
     goto done;
@@ -366,10 +468,18 @@ int tdm__score_run(const tdm__score_options *opt, tdm__score_stats *stats,
   rc = tdm__atomic_commit(&out, err);
   out_open = 0;
   stats->columns = map.num_columns;
+  stats->seconds = elapsed_seconds(&start);
+  if (rc == TDM_OK) {
+    char in_hex[65], out_hex[65];
+    tdm__sha256_final_hex(&in_hash, in_hex);
+    tdm__sha256_final_hex(&out_hash, out_hex);
+    rc = write_manifest(opt, model, stats, in_hex, out_hex, width, started_at,
+                        err);
+  }
 
 done:
   if (out_open) tdm__atomic_abort(&out);
-  stats->seconds = elapsed_seconds(&start);
+  if (stats->seconds == 0) stats->seconds = elapsed_seconds(&start);
   tdm__buf_free(&line);
   tdm__buf_free(&ch.keep_text);
   tdm__free(ch.rows);

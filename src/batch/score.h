@@ -25,6 +25,7 @@ typedef struct tdm__score_options {
 typedef struct tdm__score_stats {
   size_t rows;
   size_t columns;
+  int threads; /* worker threads used */
   double seconds;
 } tdm__score_stats;
 

@@ -555,3 +555,20 @@ int tdm__json_int64(const tdm__json_doc *doc, const tdm__json *v, int64_t *out,
   *out = (int64_t)n;
   return TDM_OK;
 }
+
+int tdm__json_append_string(tdm__buf *b, const char *s) {
+  int rc = tdm__buf_append(b, "\"", 1);
+  for (; rc == TDM_OK && *s; s++) {
+    unsigned char ch = (unsigned char)*s;
+    if (ch == '"' || ch == '\\') {
+      char escaped[2] = {'\\', (char)ch};
+      rc = tdm__buf_append(b, escaped, 2);
+    } else if (ch < 0x20) {
+      rc = tdm__buf_printf(b, "\\u%04x", ch);
+    } else {
+      rc = tdm__buf_append(b, s, 1);
+    }
+  }
+  if (rc == TDM_OK) rc = tdm__buf_append(b, "\"", 1);
+  return rc;
+}

@@ -88,6 +88,9 @@ int tdm__json_double(const tdm__json_doc *doc, const tdm__json *v, double *out,
 int tdm__json_int64(const tdm__json_doc *doc, const tdm__json *v, int64_t *out,
                     tdm_error *err);
 
+/* Appends s to b as a JSON string literal (quoted and escaped). */
+int tdm__json_append_string(tdm__buf *b, const char *s);
+
 /* Fails with a message "name: at POINTER: <formatted text>". */
 int tdm__json_fail(const tdm__json_doc *doc, const tdm__json *v, int status,
                    tdm_error *err, const char *fmt, ...) TDM__PRINTF(5, 6);

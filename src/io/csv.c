@@ -24,8 +24,9 @@ struct tdm__csv {
   size_t line;     /* current line, 1-based */
   size_t column;   /* current byte column, 1-based */
   int at_start;
-  tdm__buf text;  /* the record's fields, NUL separated */
-  size_t *starts; /* offset of each field in text */
+  tdm__sha256 *hash; /* optional: every byte read */
+  tdm__buf text;     /* the record's fields, NUL separated */
+  size_t *starts;    /* offset of each field in text */
   size_t *columns;
   size_t fields_cap;
   tdm__csv_field *fields;
@@ -60,6 +61,8 @@ void tdm__csv_close(tdm__csv *csv) {
   tdm__free(csv);
 }
 
+void tdm__csv_hash_into(tdm__csv *csv, tdm__sha256 *ctx) { csv->hash = ctx; }
+
 size_t tdm__csv_offset(const tdm__csv *csv) {
   return csv->consumed + csv->in_pos;
 }
@@ -70,6 +73,7 @@ static int peek_byte(tdm__csv *csv) {
     if (csv->eof) return -1;
     csv->consumed += csv->in_len;
     csv->in_len = fread(csv->in, 1, READ_SIZE, csv->fp);
+    if (csv->hash != NULL) tdm__sha256_update(csv->hash, csv->in, csv->in_len);
     csv->in_pos = 0;
     if (csv->in_len == 0) {
       csv->eof = 1;

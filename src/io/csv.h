@@ -43,6 +43,13 @@ void tdm__csv_close(tdm__csv *csv);
  */
 int tdm__csv_next(tdm__csv *csv, tdm__csv_record *record, tdm_error *err);
 
+/*
+ * Feeds every byte the reader reads into ctx from now on, so that once the
+ * input has been read to its end ctx holds the SHA-256 of the whole file
+ * (call before the first tdm__csv_next).
+ */
+void tdm__csv_hash_into(tdm__csv *csv, tdm__sha256 *ctx);
+
 /* Bytes consumed so far (for progress reporting). */
 size_t tdm__csv_offset(const tdm__csv *csv);
 

@@ -36,7 +36,7 @@ def expect_error(name, args, message, status=2):
     ok &= expect(len(proc.stderr.strip().splitlines()) == 1,
                  f"{name}: error is not one line: {proc.stderr!r}")
     leftovers = [f for f in os.listdir(out) if f.startswith("." + name)
-                 or f == name + ".out.csv"]
+                 or f.startswith(name + ".out.csv")]
     ok &= expect(not leftovers, f"{name}: left files behind: {leftovers}")
     if ok:
         print(f"ok {name}: {proc.stderr.strip()}")
@@ -81,6 +81,24 @@ for threads in (1, 2, 3, 8):
                        os.path.join(out, f"t{threads}.csv"), shallow=False),
            f"--threads {threads} changed the output")
 print("ok output identical for 1, 2, 3 and 8 threads")
+
+# Each run writes OUT.manifest.json with the hashes of model, input and
+# output (checked against sha256sum), rows, columns and flags.
+def sha256(path):
+    return subprocess.run(["sha256sum", path], capture_output=True,
+                          text=True).stdout.split()[0]
+
+
+manifest = json.load(open(os.path.join(out, "b.csv.manifest.json")))
+expect(manifest["model"]["sha256"] == sha256(model) and
+       manifest["input"]["sha256"] == sha256(shuffled_path) and
+       manifest["output"]["sha256"] == sha256(os.path.join(out, "b.csv")) and
+       manifest["input"]["rows"] == len(lines) - 1 and
+       manifest["input"]["columns"] == len(header) + 2 and
+       manifest["flags"]["keep"] == ["id", "note"] and
+       manifest["tandem_version"] and manifest["rows_per_second"] > 0,
+       f"manifest: {manifest}")
+print("ok manifest: SHA-256 of model, input and output match sha256sum")
 
 # inspect: text and JSON, with the file's SHA-256.
 proc = run("inspect", "--json", model)
