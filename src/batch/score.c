@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../core/core.h"
@@ -248,6 +249,49 @@ static int flush_chunk(chunk *ch, const tdm_model *model, size_t num_features,
   return TDM_OK;
 }
 
+/*
+ * A progress line on stderr when it is a terminal: rows, rows/s, percent
+ * of the input read and the time left. Silent otherwise (logs, CI).
+ */
+typedef struct progress {
+  int enabled;
+  double input_size;
+  struct timespec start, last;
+} progress;
+
+static void progress_start(progress *p, FILE *in) {
+  memset(p, 0, sizeof *p);
+  struct stat st;
+  p->enabled = isatty(STDERR_FILENO);
+  if (fstat(fileno(in), &st) == 0 && S_ISREG(st.st_mode))
+    p->input_size = (double)st.st_size;
+  clock_gettime(CLOCK_MONOTONIC, &p->start);
+  p->last = p->start;
+}
+
+static void progress_show(progress *p, size_t rows, size_t offset, int final) {
+  if (!p->enabled) return;
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  double since_last = (double)(now.tv_sec - p->last.tv_sec) +
+                      (double)(now.tv_nsec - p->last.tv_nsec) / 1e9;
+  if (!final && since_last < 0.2) return;
+  p->last = now;
+  double elapsed = (double)(now.tv_sec - p->start.tv_sec) +
+                   (double)(now.tv_nsec - p->start.tv_nsec) / 1e9;
+  double rate = elapsed > 0 ? (double)rows / elapsed : 0;
+  if (p->input_size > 0) {
+    double done = (double)offset / p->input_size;
+    if (done > 1) done = 1;
+    double left = done > 0 ? elapsed * (1 - done) / done : 0;
+    fprintf(stderr, "\r  %zu rows  %.0f rows/s  %3.0f%%  ETA %.0fs   ", rows,
+            rate, done * 100, left);
+  } else {
+    fprintf(stderr, "\r  %zu rows  %.0f rows/s   ", rows, rate);
+  }
+  if (final) fputc('\n', stderr);
+}
+
 static void utc_time(time_t t, char buf[32]) {
   struct tm tm;
   gmtime_r(&t, &tm);
@@ -380,6 +424,8 @@ int tdm__score_run(const tdm__score_options *opt, tdm__score_stats *stats,
     goto done;
   }
   tdm__csv_hash_into(csv, &in_hash);
+  progress bar;
+  progress_start(&bar, in);
   rc = read_header(csv, model, opt, &map, err);
   if (rc != TDM_OK) goto done;
 
@@ -452,6 +498,7 @@ int tdm__score_run(const tdm__score_options *opt, tdm__score_stats *stats,
     ch.count++;
     stats->rows++;
     if (ch.count == CHUNK_ROWS) {
+      progress_show(&bar, stats->rows, tdm__csv_offset(csv), 0);
       rc =
           flush_chunk(&ch, model, nf, flags, threads, out.fp, &out_hash, &line);
       if (rc != TDM_OK) {
@@ -465,6 +512,7 @@ int tdm__score_run(const tdm__score_options *opt, tdm__score_stats *stats,
     rc = tdm__fail(err, rc, "%s: write failed", opt->out_path);
     goto done;
   }
+  progress_show(&bar, stats->rows, tdm__csv_offset(csv), 1);
   rc = tdm__atomic_commit(&out, err);
   out_open = 0;
   stats->columns = map.num_columns;
