@@ -19,10 +19,14 @@
 #include "../core/json.h"
 #include "../io/csv.h"
 
+/* A chunk holds up to this many rows, and at most about CHUNK_BYTES of
+ * feature values, so memory stays bounded for very wide inputs too. */
 #define CHUNK_ROWS 8192
+#define CHUNK_BYTES (64u << 20)
 
 typedef struct column_map {
-  char **header; /* the input's column names */
+  size_t header_line; /* the line the header is on */
+  char **header;      /* the input's column names */
   size_t num_columns;
   size_t *feature_col; /* input column of each model feature */
   size_t *keep_col;    /* input column of each --keep column */
@@ -43,9 +47,9 @@ static long find_column(const column_map *map, const char *name,
     if (strcmp(map->header[c], name) != 0) continue;
     if (found >= 0) {
       *rc = tdm__fail(err, TDM_ESCHEMA,
-                      "%s:1: column \"%s\" appears twice (columns %ld and "
+                      "%s:%zu: column \"%s\" appears twice (columns %ld and "
                       "%zu)",
-                      path, name, found + 1, c + 1);
+                      path, map->header_line, name, found + 1, c + 1);
       return -1;
     }
     found = (long)c;
@@ -67,8 +71,9 @@ static int read_header(tdm__csv *csv, const tdm_model *model,
                      "%s: the file is empty (expected a header line naming "
                      "the columns)",
                      opt->in_path);
-  map->num_columns = record.count;
+  map->header_line = record.line;
   map->header = tdm__calloc(record.count, sizeof *map->header);
+  if (map->header != NULL) map->num_columns = record.count;
   size_t num_features;
   tdm_model_info info;
   tdm_model_get_info(model, &info);
@@ -85,9 +90,11 @@ static int read_header(tdm__csv *csv, const tdm_model *model,
   rc = TDM_OK;
   /* A model without feature names (XGBoost's f0, f1, ...) may be matched
    * by position when the header does not use those names. */
+  int probe_rc = TDM_OK; /* a probe: its errors are not this call's */
   int positional = !tdm_model_has_feature_names(model) &&
                    find_column(map, tdm_model_feature_name(model, 0),
-                               opt->in_path, NULL, &rc) < 0 &&
+                               opt->in_path, NULL, &probe_rc) < 0 &&
+                   probe_rc == TDM_OK &&
                    map->num_columns == num_features + opt->num_keep;
   for (size_t f = 0; f < num_features; f++) {
     const char *name = tdm_model_feature_name(model, f);
@@ -109,9 +116,10 @@ static int read_header(tdm__csv *csv, const tdm_model *model,
     }
     if (c < 0)
       return tdm__fail(err, TDM_ESCHEMA,
-                       "%s:1: no column \"%s\", which the model needs "
+                       "%s:%zu: no column \"%s\", which the model needs "
                        "(feature %zu of %zu)",
-                       opt->in_path, name, f + 1, num_features);
+                       opt->in_path, map->header_line, name, f + 1,
+                       num_features);
     map->feature_col[f] = (size_t)c;
   }
   for (size_t k = 0; k < opt->num_keep; k++) {
@@ -119,8 +127,8 @@ static int read_header(tdm__csv *csv, const tdm_model *model,
     if (rc != TDM_OK) return rc;
     if (c < 0)
       return tdm__fail(err, TDM_ESCHEMA,
-                       "%s:1: no column \"%s\" to keep (--keep)", opt->in_path,
-                       opt->keep[k]);
+                       "%s:%zu: no column \"%s\" to keep (--keep)",
+                       opt->in_path, map->header_line, opt->keep[k]);
     map->keep_col[k] = (size_t)c;
   }
   return TDM_OK;
@@ -429,9 +437,12 @@ int tdm__score_run(const tdm__score_options *opt, tdm__score_stats *stats,
   rc = read_header(csv, model, opt, &map, err);
   if (rc != TDM_OK) goto done;
 
-  ch.rows = tdm__malloc(CHUNK_ROWS * nf * sizeof(double));
-  ch.out = tdm__malloc(CHUNK_ROWS * width * sizeof(double));
-  ch.keep_end = tdm__malloc(CHUNK_ROWS * sizeof(size_t));
+  size_t chunk_rows = CHUNK_BYTES / ((nf + width) * sizeof(double));
+  if (chunk_rows > CHUNK_ROWS) chunk_rows = CHUNK_ROWS;
+  if (chunk_rows == 0) chunk_rows = 1;
+  ch.rows = tdm__malloc(chunk_rows * nf * sizeof(double));
+  ch.out = tdm__malloc(chunk_rows * width * sizeof(double));
+  ch.keep_end = tdm__malloc(chunk_rows * sizeof(size_t));
   if (ch.rows == NULL || ch.out == NULL || ch.keep_end == NULL) {
     rc = tdm__fail(err, TDM_ENOMEM, "out of memory");
     goto done;
@@ -476,6 +487,16 @@ int tdm__score_run(const tdm__score_options *opt, tdm__score_stats *stats,
                        map.header[map.feature_col[f]], field->text);
         goto done;
       }
+      if (info.float32 && isinf((float)row[f])) {
+        /* XGBoost refuses infinite inputs (its DMatrix checks), and a
+         * value past float32's range becomes one. */
+        rc = tdm__fail(err, TDM_EPARSE,
+                       "%s:%zu:%zu: column \"%s\": %.64s is infinite in "
+                       "float32, which XGBoost does not accept",
+                       opt->in_path, record.line, field->column,
+                       map.header[map.feature_col[f]], field->text);
+        goto done;
+      }
       if (isnan(row[f]) && tdm_model_feature_required(model, f)) {
         rc = tdm__fail(err, TDM_EPARSE,
                        "%s:%zu:%zu: column \"%s\" is missing, and the model "
@@ -497,7 +518,7 @@ int tdm__score_run(const tdm__score_options *opt, tdm__score_stats *stats,
     ch.keep_end[ch.count] = ch.keep_text.len;
     ch.count++;
     stats->rows++;
-    if (ch.count == CHUNK_ROWS) {
+    if (ch.count == chunk_rows) {
       progress_show(&bar, stats->rows, tdm__csv_offset(csv), 0);
       rc =
           flush_chunk(&ch, model, nf, flags, threads, out.fp, &out_hash, &line);
@@ -513,8 +534,9 @@ int tdm__score_run(const tdm__score_options *opt, tdm__score_stats *stats,
     goto done;
   }
   progress_show(&bar, stats->rows, tdm__csv_offset(csv), 1);
-  rc = tdm__atomic_commit(&out, err);
-  out_open = 0;
+  /* The output and its manifest are both complete before either is
+   * renamed into place, so a failure leaves the previous pair intact. */
+  rc = tdm__atomic_finish(&out, err);
   stats->columns = map.num_columns;
   stats->seconds = elapsed_seconds(&start);
   if (rc == TDM_OK) {
@@ -523,6 +545,16 @@ int tdm__score_run(const tdm__score_options *opt, tdm__score_stats *stats,
     tdm__sha256_final_hex(&out_hash, out_hex);
     rc = write_manifest(opt, model, stats, in_hex, out_hex, width, started_at,
                         err);
+  }
+  if (rc == TDM_OK) {
+    rc = tdm__atomic_commit(&out, err);
+    out_open = 0;
+    if (rc != TDM_OK) {
+      /* The manifest describes an output that did not appear. */
+      char manifest[4096];
+      snprintf(manifest, sizeof manifest, "%s.manifest.json", opt->out_path);
+      unlink(manifest);
+    }
   }
 
 done:

@@ -24,8 +24,9 @@ typedef struct tdm_command {
 /* The exit status for a library status code. */
 int tdm__exit_status(int status);
 
-/* Prints "tandem: <message>" for err on stderr and returns the exit code. */
-int tdm__report(const tdm_error *err);
+/* Prints "tandem: <message>" for a failed call (status, err) on stderr and
+ * returns the exit code for status. */
+int tdm__report(int status, const tdm_error *err);
 
 /* Prints "tandem <command>: <message>" and returns TDM_EXIT_USAGE. */
 int tdm__usage_error(const char *command, const char *fmt, ...)

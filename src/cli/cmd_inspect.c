@@ -108,7 +108,7 @@ int tdm__cmd_inspect(int argc, char **argv) {
   tdm_model *model;
   tdm_error err;
   int rc = tdm_model_load(path, &model, &err);
-  if (rc != TDM_OK) return tdm__report(&err);
+  if (rc != TDM_OK) return tdm__report(rc, &err);
   tdm_model_info info;
   tdm_model_get_info(model, &info);
   if (json)

@@ -127,7 +127,7 @@ int tdm__cmd_score(int argc, char **argv) {
   tdm__score_stats stats;
   int rc = tdm__score_run(&opt, &stats, &err);
   if (rc != TDM_OK) {
-    status = tdm__report(&err);
+    status = tdm__report(rc, &err);
     goto done;
   }
 done:

@@ -55,10 +55,14 @@ int tdm__exit_status(int status) {
   }
 }
 
-int tdm__report(const tdm_error *err) {
+int tdm__report(int status, const tdm_error *err) {
+  /* The status decides the exit code, never err alone: a failure with no
+   * message still fails. */
+  if (status == TDM_OK) status = TDM_EINTERNAL;
   fprintf(stderr, "tandem: %s\n",
-          err->message[0] ? err->message : tdm_strerror(err->status));
-  return tdm__exit_status(err->status);
+          err->message[0] && err->status != TDM_OK ? err->message
+                                                   : tdm_strerror(status));
+  return tdm__exit_status(status);
 }
 
 int tdm__usage_error(const char *command, const char *fmt, ...) {

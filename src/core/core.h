@@ -99,6 +99,13 @@ typedef struct tdm__atomic_file {
 
 int tdm__atomic_open(tdm__atomic_file *f, const char *path, tdm_error *err);
 int tdm__atomic_commit(tdm__atomic_file *f, tdm_error *err);
+
+/*
+ * The first half of commit: flush, fsync and close, keeping the temporary
+ * file, so that several outputs can be completed before any is renamed.
+ * On failure the temporary file is gone.
+ */
+int tdm__atomic_finish(tdm__atomic_file *f, tdm_error *err);
 void tdm__atomic_abort(tdm__atomic_file *f);
 
 /*

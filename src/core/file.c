@@ -93,8 +93,13 @@ int tdm__atomic_open(tdm__atomic_file *f, const char *path, tdm_error *err) {
   /* A hidden name in the same directory, so rename() stays atomic. */
   const char *slash = strrchr(path, '/');
   size_t dir_len = slash ? (size_t)(slash - path) + 1 : 0;
-  snprintf(f->tmp_path, n + 32, "%.*s.%s.tmp.XXXXXX", (int)dir_len, path,
-           path + dir_len);
+  /* The name is the destination's, hidden, unless that would pass the
+   * usual 255-byte limit on a file name. */
+  if (n - dir_len <= 200)
+    snprintf(f->tmp_path, n + 32, "%.*s.%s.tmp.XXXXXX", (int)dir_len, path,
+             path + dir_len);
+  else
+    snprintf(f->tmp_path, n + 32, "%.*s.tandem.tmp.XXXXXX", (int)dir_len, path);
   int fd = mkstemp(f->tmp_path);
   if (fd < 0) {
     int saved = errno;
@@ -103,7 +108,10 @@ int tdm__atomic_open(tdm__atomic_file *f, const char *path, tdm_error *err) {
     return tdm__fail(err, TDM_EIO, "%s: cannot create output: %s", path,
                      strerror(saved));
   }
-  fchmod(fd, 0644);
+  /* mkstemp makes the file 0600; give it the mode a new file would get. */
+  mode_t mask = umask(0);
+  umask(mask);
+  fchmod(fd, 0666 & ~mask);
   f->fp = fdopen(fd, "wb");
   if (f->fp == NULL) {
     close(fd);
@@ -123,7 +131,8 @@ static void atomic_release(tdm__atomic_file *f) {
   memset(f, 0, sizeof *f);
 }
 
-int tdm__atomic_commit(tdm__atomic_file *f, tdm_error *err) {
+int tdm__atomic_finish(tdm__atomic_file *f, tdm_error *err) {
+  if (f->fp == NULL) return TDM_OK;
   int failed = fflush(f->fp) != 0 || ferror(f->fp);
   if (!failed) failed = fsync(fileno(f->fp)) != 0 && errno != EINVAL;
   int saved = errno;
@@ -136,7 +145,14 @@ int tdm__atomic_commit(tdm__atomic_file *f, tdm_error *err) {
     atomic_release(f);
     return status;
   }
+  return TDM_OK;
+}
+
+int tdm__atomic_commit(tdm__atomic_file *f, tdm_error *err) {
+  int rc = tdm__atomic_finish(f, err);
+  if (rc != TDM_OK) return rc;
   if (rename(f->tmp_path, f->path) != 0) {
+    int saved = errno;
     saved = errno;
     unlink(f->tmp_path);
     int status = tdm__fail(err, TDM_EIO, "%s: cannot rename into place: %s",

@@ -474,7 +474,7 @@ static int number_text(const tdm__json_doc *doc, const tdm__json *v, char *buf,
                           "expected a number, found %s",
                           tdm__json_type_name(v));
   }
-  if (len == 0 || len >= size)
+  if (len == 0 || len >= size || memchr(text, '\0', len) != NULL)
     return tdm__json_fail(doc, v, TDM_EPARSE, err, "expected a number");
   memcpy(buf, text, len);
   buf[len] = '\0';

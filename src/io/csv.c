@@ -70,7 +70,9 @@ size_t tdm__csv_offset(const tdm__csv *csv) {
 /* The next byte, or -1 at the end of input, or -2 on a read error. */
 static int peek_byte(tdm__csv *csv) {
   if (csv->in_pos == csv->in_len) {
-    if (csv->eof) return -1;
+    /* A read error is sticky: a caller that looked ahead and moved on
+     * still gets it on its next read, never a clean end of file. */
+    if (csv->eof) return ferror(csv->fp) ? -2 : -1;
     csv->consumed += csv->in_len;
     csv->in_len = fread(csv->in, 1, READ_SIZE, csv->fp);
     if (csv->hash != NULL) tdm__sha256_update(csv->hash, csv->in, csv->in_len);

@@ -260,13 +260,27 @@ static int build_tree(builder *b, tree_lines *t, size_t tree_line,
   tdm_model *model = b->model;
   int64_t num_leaves = 1, num_cat = 0, is_linear = 0;
   int rc = need(r, &t->num_leaves, "num_leaves", tree_line, tree_index);
-  if (rc == TDM_OK) rc = parse_int(r, &t->num_leaves, 1, 1 << 24, &num_leaves);
+  /* LightGBM allows at most 131072 leaves. */
+  if (rc == TDM_OK) rc = parse_int(r, &t->num_leaves, 1, 131072, &num_leaves);
   if (rc == TDM_OK && t->num_cat.key != NULL)
     rc = parse_int(r, &t->num_cat, 0, 1 << 24, &num_cat);
   if (rc == TDM_OK && t->is_linear.key != NULL)
     rc = parse_int(r, &t->is_linear, 0, 1, &is_linear);
   if (rc == TDM_OK)
     rc = need(r, &t->leaf_value, "leaf_value", tree_line, tree_index);
+  /* Check the declared counts against the lines before allocating for
+   * them, so a tiny file cannot claim a huge tree. */
+  if (rc == TDM_OK && count_values(&t->leaf_value) != (size_t)num_leaves)
+    rc = fail_line(r, t->leaf_value.line, TDM_EPARSE,
+                   "leaf_value has %zu values, expected num_leaves=%lld",
+                   count_values(&t->leaf_value), (long long)num_leaves);
+  if (rc == TDM_OK && num_cat > 0 &&
+      (t->cat_boundaries.key == NULL ||
+       count_values(&t->cat_boundaries) != (size_t)num_cat + 1))
+    rc =
+        fail_line(r, t->cat_boundaries.key ? t->cat_boundaries.line : tree_line,
+                  TDM_EPARSE, "cat_boundaries must have num_cat+1=%lld values",
+                  (long long)num_cat + 1);
   if (rc != TDM_OK) return rc;
   size_t leaves = (size_t)num_leaves, inner = leaves - 1;
   size_t base = b->nodes.len;
@@ -433,6 +447,17 @@ static int build_tree(builder *b, tree_lines *t, size_t tree_line,
                     tree_index)) != TDM_OK ||
          (rc = need(r, &t->leaf_coeff, "leaf_coeff", tree_line, tree_index)) !=
              TDM_OK)) {
+      tdm__free(counts);
+      goto done;
+    }
+    if (rc == TDM_OK && total > 0 &&
+        (count_values(&t->leaf_features) != total ||
+         count_values(&t->leaf_coeff) != total))
+      rc = fail_line(r, t->leaf_features.line, TDM_EPARSE,
+                     "leaf_features and leaf_coeff must have %zu values (the "
+                     "sum of num_features)",
+                     total);
+    if (rc != TDM_OK) {
       tdm__free(counts);
       goto done;
     }

@@ -149,28 +149,35 @@ static int load_base_score(loader *ld, const tdm__json *v, margin_rule rule,
   float values[1] = {0.5f};
   float *all = NULL;
   size_t count = 1;
-  char text[4096];
   if (v == NULL) {
     all = values;
   } else if (v->type == TDM__JSON_STRING && v->count > 0 && v->text[0] == '[') {
-    if (v->count >= sizeof text || v->text[v->count - 1] != ']')
+    if (v->text[v->count - 1] != ']' || memchr(v->text, '\0', v->count))
       return fail_at(ld, v, TDM_EPARSE, "malformed base_score list");
-    memcpy(text, v->text + 1, v->count - 2);
-    text[v->count - 2] = '\0';
     all =
         tdm__arena_alloc(&model->arena, (model->num_outputs + 1) * sizeof *all);
     if (all == NULL) return TDM_ENOMEM;
     count = 0;
-    for (char *save = NULL, *item = strtok_r(text, ",", &save); item != NULL;
-         item = strtok_r(NULL, ",", &save)) {
-      char *end;
+    /* Items are parsed in place: "[a,b,...]", each a float32 literal. */
+    const char *item = v->text + 1, *stop = v->text + v->count - 1;
+    while (item < stop) {
+      const char *comma = memchr(item, ',', (size_t)(stop - item));
+      const char *item_end = comma ? comma : stop;
+      size_t len = (size_t)(item_end - item);
+      char number[64];
       if (count >= model->num_outputs)
         return fail_at(ld, v, TDM_EPARSE,
                        "base_score has more values than the model has "
                        "outputs");
-      all[count++] = strtof(item, &end);
-      if (end == item || *end != '\0')
+      if (len == 0 || len >= sizeof number)
         return fail_at(ld, v, TDM_EPARSE, "base_score is not a number list");
+      memcpy(number, item, len);
+      number[len] = '\0';
+      char *end;
+      all[count++] = strtof(number, &end);
+      if (*end != '\0')
+        return fail_at(ld, v, TDM_EPARSE, "base_score is not a number list");
+      item = comma ? comma + 1 : stop;
     }
     if (count != 1 && count != model->num_outputs)
       return fail_at(ld, v, TDM_EPARSE,

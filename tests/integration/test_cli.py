@@ -107,7 +107,8 @@ sha = subprocess.run(["sha256sum", model], capture_output=True,
                      text=True).stdout.split()[0]
 expect(info["sha256"] == sha, "inspect sha256 differs from sha256sum")
 expect(info["objective"] == "binary:logistic" and info["trees"] == 50 and
-       info["max_depth"] == 4 and len(info["features"]) == info["features"].__len__(),
+       info["max_depth"] == 4 and
+       [f["name"] for f in info["features"]] == header,
        f"inspect: {info}")
 text = run("inspect", model).stdout
 expect("binary:logistic" in text and sha in text, "inspect text output")
@@ -180,6 +181,34 @@ expect_error("usage-threads", ["score", "--model", model, "--in", inputs, "--thr
              "--threads must be a number")
 expect_error("usage-missing", ["score", "--model", model], "--model, --in and --out are required")
 expect_error("usage-command", ["frobnicate"], "unknown command 'frobnicate'")
+inf_lines = list(lines[:4])
+cells = inf_lines[2].split(",")
+cells[3] = "1e39"
+inf_lines[2] = ",".join(cells)
+expect_error("infinite-float32", ["score", "--model", model, "--in",
+                                  write("inf.csv", "\n".join(inf_lines) + "\n")],
+             f"inf.csv:3:{len(','.join(cells[:3])) + 2}: column \"{header[3]}\": "
+             "1e39 is infinite in float32")
+# A duplicate header in a model without names is still an error (this
+# once exited 0 with "success").
+unnamed2 = json.load(open(model))
+unnamed2["learner"]["feature_names"] = []
+dup_path = write("dup-unnamed.json", json.dumps(unnamed2))
+expect_error("duplicate-unnamed", ["score", "--model", dup_path, "--in",
+                                   write("f0f0.csv", "f0,f0\n1,2\n")],
+             "f0f0.csv:1: column \"f0\" appears twice")
+# A manifest that cannot be written leaves neither a new output nor a
+# temporary file, and keeps the old output.
+blocked = os.path.join(out, "blocked.csv")
+with open(blocked, "w") as f:
+    f.write("old\n")
+os.mkdir(blocked + ".manifest.json")
+proc = run("score", "--model", model, "--in", inputs, "--out", blocked, check=False)
+expect(proc.returncode == 1 and open(blocked).read() == "old\n" and
+       not [f for f in os.listdir(out) if f.startswith(".blocked")],
+       f"manifest failure: {proc.returncode} {proc.stderr}")
+os.rmdir(blocked + ".manifest.json")
+print("ok a failed manifest leaves the old output and no temporary files")
 
 # A failing run never replaces an existing output file.
 keep_path = write("existing.csv", "old contents\n")
