@@ -26,4 +26,7 @@
   X(model_format_value_round_trips)    \
   X(lightgbm_rules)                    \
   X(lightgbm_errors_name_line)         \
-  X(model_loaders_out_of_memory)
+  X(model_loaders_out_of_memory)       \
+  X(lightgbm_hostile_counts_fail_fast) \
+  X(csv_read_error_is_sticky)          \
+  X(score_out_of_memory)

@@ -3,6 +3,8 @@
  * fields, CRLF and BOM, errors with line and column, records longer than
  * the read buffer, numeric cells, and quoting on output.
  */
+#define _GNU_SOURCE
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 
@@ -163,5 +165,44 @@ TEST(csv_append_field) {
   CHECK_INT(tdm__csv_append_field(&b, "a,\"b\"", 5), TDM_OK);
   CHECK_STR(b.data, "plain,\"a,\"\"b\"\"\"");
   tdm__buf_free(&b);
+  return 0;
+}
+
+/* A stream that yields `data` and then fails with EIO. */
+typedef struct failing_stream {
+  const char *data;
+  size_t len, pos;
+} failing_stream;
+
+static ssize_t failing_read(void *cookie, char *buf, size_t size) {
+  failing_stream *s = cookie;
+  if (s->pos == s->len) {
+    errno = EIO;
+    return -1;
+  }
+  size_t n = s->len - s->pos < size ? s->len - s->pos : size;
+  memcpy(buf, s->data + s->pos, n);
+  s->pos += n;
+  return (ssize_t)n;
+}
+
+TEST(csv_read_error_is_sticky) {
+  /* The reader looks ahead after "\r": the error it meets there must still
+   * reach the caller, not turn into a clean end of file. */
+  failing_stream stream = {"a\n1\r", 4, 0};
+  cookie_io_functions_t io = {.read = failing_read};
+  FILE *fp = fopencookie(&stream, "r", io);
+  CHECK(fp != NULL);
+  tdm__csv *csv;
+  CHECK_INT(tdm__csv_open(&csv, fp, "t.csv"), TDM_OK);
+  tdm__csv_record rec;
+  tdm_error err;
+  int rc;
+  while ((rc = tdm__csv_next(csv, &rec, &err)) == 1) {
+  }
+  CHECK_INT(rc, TDM_EIO);
+  CHECK_CONTAINS(err.message, "t.csv: read error");
+  tdm__csv_close(csv);
+  fclose(fp);
   return 0;
 }

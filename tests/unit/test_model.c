@@ -485,3 +485,23 @@ TEST(model_loaders_out_of_memory) {
   }
   return 0;
 }
+
+TEST(lightgbm_hostile_counts_fail_fast) {
+  /* A tiny file claiming the largest tree must fail on the counts, without
+   * allocating for them. */
+  const char *bad =
+      replace(lightgbm_model(2), "num_leaves=3", "num_leaves=131072");
+  CHECK(bad != NULL);
+  tdm_model *model;
+  tdm_error err;
+  tdm__alloc_fail_after(40); /* far fewer allocations than nodes */
+  int rc = tdm_model_load_buffer(bad, strlen(bad), "m.txt", &model, &err);
+  tdm__alloc_fail_after(-1);
+  CHECK_INT(rc, TDM_EPARSE);
+  CHECK_CONTAINS(err.message,
+                 "leaf_value has 3 values, expected num_leaves=131072");
+  bad = replace(lightgbm_model(2), "num_leaves=3", "num_leaves=131073");
+  CHECK_INT(tdm_model_load_buffer(bad, strlen(bad), "m.txt", &model, &err),
+            TDM_EPARSE);
+  return 0;
+}
