@@ -88,8 +88,11 @@ int tdm__cmd_score(int argc, char **argv) {
         opt.iterations = (size_t)n;
         break;
       }
-      case 'k': {
-        if (num_storage == 256) break;
+            case 'k': {
+        if (num_storage == 256) {
+          status = tdm__usage_error("score", "too many --keep options");
+          goto done;
+        }
         char *copy = strdup(optarg);
         if (copy == NULL) {
           status = TDM_EXIT_FAILURE;
@@ -98,7 +101,12 @@ int tdm__cmd_score(int argc, char **argv) {
         keep_storage[num_storage++] = copy;
         for (char *save = NULL, *item = strtok_r(copy, ",", &save);
              item != NULL; item = strtok_r(NULL, ",", &save)) {
-          if (opt.num_keep < 256) keep[opt.num_keep++] = item;
+                    if (opt.num_keep == 256) {
+            status = tdm__usage_error("score",
+                                      "--keep names more than 256 columns");
+            goto done;
+          }
+          keep[opt.num_keep++] = item;
         }
         break;
       }
