@@ -20,6 +20,7 @@
 #include <time.h>
 #include <xgboost/c_api.h>
 
+#include "../src/batch/score.h"
 #include "../src/io/csv.h"
 #include "tandem.h"
 
@@ -46,7 +47,8 @@ static double *read_rows(const char *path, size_t num_features, size_t *rows) {
   tdm__csv_record rec;
   tdm_error err;
   if (tdm__csv_next(csv, &rec, &err) != 1) die("empty rows file");
-  if (rec.count != num_features) die("the rows file must have one column per feature");
+  if (rec.count != num_features)
+    die("the rows file must have one column per feature");
   size_t cap = 1024, n = 0;
   double *data = malloc(cap * num_features * sizeof *data);
   int rc;
@@ -69,45 +71,29 @@ static double *read_rows(const char *path, size_t num_features, size_t *rows) {
   return data;
 }
 
-typedef struct job {
-  const tdm_model *model;
-  const double *rows;
-  double *out;
-  size_t begin, end, num_features, width;
-} job;
-
-static void *run_job(void *arg) {
-  job *j = arg;
-  tdm_model_predict(j->model, j->rows + j->begin * j->num_features,
-                    j->end - j->begin, 0, j->out + j->begin * j->width);
-  return NULL;
-}
-
 static void tandem_batch(const tdm_model *model, const double *rows, size_t n,
                          size_t nf, size_t width, double *out, int threads) {
-  pthread_t ids[64];
-  job jobs[64];
-  for (int t = 0; t < threads; t++) {
-    jobs[t] = (job){model, rows, out, n * (size_t)t / (size_t)threads,
-                    n * (size_t)(t + 1) / (size_t)threads, nf, width};
-    if (t > 0) pthread_create(&ids[t], NULL, run_job, &jobs[t]);
-  }
-  run_job(&jobs[0]);
-  for (int t = 1; t < threads; t++) pthread_join(ids[t], NULL);
+  (void)width;
+  tdm__predict_parallel(model, rows, n, nf, 0, out, threads);
 }
 
 int main(int argc, char **argv) {
-  if (argc < 3) die("usage: bench-predict MODEL.json ROWS.csv [--rows N] "
-                    "[--threads N] [--seconds S] [--json PATH]");
+  if (argc < 3)
+    die("usage: bench-predict MODEL.json ROWS.csv [--rows N] "
+        "[--threads N] [--seconds S] [--json PATH]");
   const char *model_path = argv[1], *rows_path = argv[2], *json_path = NULL;
   size_t want_rows = 200000;
   int threads = 1;
   double seconds = 2.0;
   for (int i = 3; i + 1 < argc; i += 2) {
-    if (strcmp(argv[i], "--rows") == 0) want_rows = (size_t)atol(argv[i + 1]);
-    else if (strcmp(argv[i], "--threads") == 0) threads = atoi(argv[i + 1]);
-    else if (strcmp(argv[i], "--seconds") == 0) seconds = atof(argv[i + 1]);
-    else if (strcmp(argv[i], "--json") == 0) json_path = argv[i + 1];
+    if (strcmp(argv[i], "--rows") == 0)
+      want_rows = (size_t)atol(argv[i + 1]);
+    else if (strcmp(argv[i], "--threads") == 0)
+      threads = atoi(argv[i + 1]);
+    else if (strcmp(argv[i], "--seconds") == 0)
+      seconds = atof(argv[i + 1]);
+    else if (strcmp(argv[i], "--json") == 0)
+      json_path = argv[i + 1];
   }
   if (threads < 1 || threads > 64) die("--threads must be 1 to 64");
 
@@ -213,10 +199,12 @@ int main(int argc, char **argv) {
   } while (now() - t0 < seconds);
   double xgb_single_us = (now() - t0) / (double)xcalls * 1e6;
 
-  double tandem_rps = (double)n / tandem_batch_s, xgb_rps = (double)n / xgb_batch_s;
-  printf("model %s: %zu trees, %zu features, max depth %zu; %zu rows, %d "
-         "thread(s)\n",
-         model_path, info.num_trees, nf, info.max_depth, n, threads);
+  double tandem_rps = (double)n / tandem_batch_s,
+         xgb_rps = (double)n / xgb_batch_s;
+  printf(
+      "model %s: %zu trees, %zu features, max depth %zu; %zu rows, %d "
+      "thread(s)\n",
+      model_path, info.num_trees, nf, info.max_depth, n, threads);
   printf("%-28s %14s %14s %8s\n", "", "tandem", "xgboost", "ratio");
   printf("%-28s %14.0f %14.0f %7.2fx\n", "batch rows/s", tandem_rps, xgb_rps,
          tandem_rps / xgb_rps);

@@ -152,9 +152,9 @@ static void *score_range(void *arg) {
   return NULL;
 }
 
-static void score_chunk(const tdm_model *model, const double *rows,
-                        size_t num_rows, size_t num_features, int flags,
-                        double *out, int threads) {
+void tdm__predict_parallel(const tdm_model *model, const double *rows,
+                           size_t num_rows, size_t num_features, int flags,
+                           double *out, int threads) {
   size_t width = tdm_model_output_width(model, flags);
   if (threads <= 1 || num_rows < 256) {
     tdm_model_predict(model, rows, num_rows, flags, out);
@@ -235,8 +235,8 @@ static int flush_chunk(chunk *ch, const tdm_model *model, size_t num_features,
                        int flags, int threads, FILE *fp, tdm__sha256 *hash,
                        tdm__buf *line) {
   size_t width = tdm_model_output_width(model, flags);
-  score_chunk(model, ch->rows, ch->count, num_features, flags, ch->out,
-              threads);
+  tdm__predict_parallel(model, ch->rows, ch->count, num_features, flags,
+                        ch->out, threads);
   line->len = 0;
   size_t keep_start = 0;
   for (size_t r = 0; r < ch->count; r++) {

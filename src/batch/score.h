@@ -32,4 +32,13 @@ typedef struct tdm__score_stats {
 int tdm__score_run(const tdm__score_options *options, tdm__score_stats *stats,
                    tdm_error *err);
 
+/*
+ * Scores rows on `threads` threads, each a contiguous range of rows, so the
+ * output is the same for any thread count (small inputs stay on the
+ * calling thread). Used by the runner and the benchmarks.
+ */
+void tdm__predict_parallel(const tdm_model *model, const double *rows,
+                           size_t num_rows, size_t num_features, int flags,
+                           double *out, int threads);
+
 #endif /* TDM_SCORE_H */
