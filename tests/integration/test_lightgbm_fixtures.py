@@ -63,4 +63,45 @@ proc = run("score", "--model", model, "--in", data, "--out",
 expect(proc.returncode == 2 and "from 1 to 60" in proc.stderr,
        f"--iterations 61: {proc.returncode} {proc.stderr}")
 print("ok --iterations")
+# Bad LightGBM files from the command line: one line naming file and line,
+# exit status 2, no output.
+text = open(os.path.join(FIXTURES, "lightgbm", "credit_data_binary.model.txt")).read()
+lines = text.split("\n")
+tree_start = lines.index("Tree=3")
+
+
+def bad_case(name, content, message):
+    path = os.path.join(out, name + ".model.txt")
+    with open(path, "w") as f:
+        f.write(content)
+    target = os.path.join(out, name + ".out.csv")
+    proc = run("score", "--model", path, "--in", data_for_binary, "--out", target,
+               check=False)
+    if expect(proc.returncode == 2 and message in proc.stderr and
+              len(proc.stderr.strip().splitlines()) == 1 and
+              not os.path.exists(target),
+              f"{name}: {proc.returncode} {proc.stderr.strip()}"):
+        print(f"ok {name}: {proc.stderr.strip()}")
+
+
+data_for_binary = os.path.join(FIXTURES, "lightgbm", "credit_data_binary.input.csv")
+bad_case("truncated", text[: len(text) // 2],
+         "ends before \"end of trees\" (truncated?)")
+
+
+def edit(key, transform):
+    out_lines = list(lines)
+    for i in range(tree_start, len(out_lines)):
+        if out_lines[i].startswith(key + "="):
+            out_lines[i] = key + "=" + transform(out_lines[i][len(key) + 1:])
+            return "\n".join(out_lines), i + 1
+    raise AssertionError(key)
+
+
+content, line = edit("left_child", lambda v: " ".join(["999"] + v.split()[1:]))
+bad_case("child-outside-tree", content, f":{line}: left_child: value 1 (999)")
+content, line = edit("split_feature", lambda v: " ".join(["13"] + v.split()[1:]))
+bad_case("feature-beyond-count", content, f":{line}: split_feature: value 1 (13) must be an integer from 0 to 12")
+content = text.replace("objective=binary sigmoid:1", "objective=quantum_loss")
+bad_case("unknown-objective", content, "objective \"quantum_loss\" is not supported")
 finish("lightgbm fixtures")
