@@ -348,10 +348,11 @@ static int write_manifest(const tdm__score_options *opt, const tdm_model *model,
                          ", \"sha256\": \"%s\", \"rows\": %zu, "
                          "\"score_columns\": %zu},\n  \"flags\": "
                          "{\"margin\": %s, \"iterations\": %zu, "
-                         "\"threads\": %d, \"keep\": [",
+                         "\"threads\": %d, \"shard\": \"%u/%u\", \"keep\": [",
                          out_hex, stats->rows, width,
                          opt->margin ? "true" : "false", opt->iterations,
-                         stats->threads);
+                         stats->threads, opt->shard_index + 1,
+                         opt->shard_count ? opt->shard_count : 1);
   for (size_t k = 0; rc == TDM_OK && k < opt->num_keep; k++) {
     if (k > 0) rc = tdm__buf_append(&b, ", ", 2);
     if (rc == TDM_OK) rc = tdm__json_append_string(&b, opt->keep[k]);
@@ -453,7 +454,19 @@ int tdm__score_run(const tdm__score_options *opt, tdm__score_stats *stats,
   out_open = 1;
   /* One "score" column, or score_0..score_{k-1} for several outputs. */
   int multiclass_columns = width > 1;
-  rc = write_header(out.fp, &out_hash, opt, width, multiclass_columns);
+  uint64_t input_size = 0;
+  int sharded = opt->shard_count > 1;
+  if (sharded) {
+    struct stat st;
+    if (fstat(fileno(in), &st) != 0 || !S_ISREG(st.st_mode)) {
+      rc = tdm__fail(err, TDM_EINVAL, "%s: --shard needs a regular file",
+                     opt->in_path);
+      goto done;
+    }
+    input_size = (uint64_t)st.st_size;
+  }
+  if (opt->shard_index == 0)
+    rc = write_header(out.fp, &out_hash, opt, width, multiclass_columns);
   if (rc != TDM_OK) {
     rc = tdm__fail(err, rc, "%s: write failed", opt->out_path);
     goto done;
@@ -461,12 +474,19 @@ int tdm__score_run(const tdm__score_options *opt, tdm__score_stats *stats,
 
   tdm__csv_record record;
   for (;;) {
+    uint64_t record_start = tdm__csv_offset(csv);
     int got = tdm__csv_next(csv, &record, err);
     if (got < 0) {
       rc = got;
       goto done;
     }
     if (got == 0) break;
+    if (sharded) {
+      /* Which shard's byte range the record starts in. */
+      uint64_t owner = record_start * opt->shard_count / input_size;
+      if (owner < opt->shard_index) continue;
+      if (owner > opt->shard_index) break;
+    }
     /* A blank line is a missing value in a one-column file; in a wider
      * file it cannot be a record, and is skipped. */
     if (record.blank && map.num_columns > 1) continue;
@@ -534,6 +554,12 @@ int tdm__score_run(const tdm__score_options *opt, tdm__score_stats *stats,
     goto done;
   }
   progress_show(&bar, stats->rows, tdm__csv_offset(csv), 1);
+  /* A shard stops reading at its range's end; the manifest still names
+   * the whole input by its hash. */
+  if (sharded && tdm__csv_drain(csv) != TDM_OK) {
+    rc = tdm__fail(err, TDM_EIO, "%s: read error", opt->in_path);
+    goto done;
+  }
   /* The output and its manifest are both complete before either is
    * renamed into place, so a failure leaves the previous pair intact. */
   rc = tdm__atomic_finish(&out, err);

@@ -18,6 +18,12 @@ typedef struct tdm__score_options {
   int margin;        /* write margins instead of transformed scores */
   int threads;       /* worker threads; 0 means all cores */
   size_t iterations; /* use only the first N boosting rounds; 0: all */
+  /* --shard I/N as shard_index = I - 1 and shard_count = N (0 or 1: the
+   * whole input). A shard scores the records whose first byte lies in the
+   * I-th of N equal byte ranges of the input; only shard 1 writes the
+   * header, so the N outputs concatenated in order are the unsharded
+   * output, byte for byte. */
+  unsigned shard_index, shard_count;
   const char **keep; /* input columns copied to the output first */
   size_t num_keep;
 } tdm__score_options;

@@ -31,6 +31,10 @@ static const char score_help[] =
     "                 num_iteration, XGBoost iteration_range=(0, N))\n"
     "  --threads N    worker threads (default: all cores); the output is\n"
     "                 identical for every N\n"
+    "  --shard I/N    score only the I-th of N contiguous parts of the input\n"
+    "                 (by bytes, at record starts); only part 1 writes the\n"
+    "                 header, so the N outputs concatenated in order equal\n"
+    "                 the unsharded output byte for byte\n"
     "  --keep COL     copy input column COL to the output (repeatable, or a\n"
     "                 comma-separated list), before the scores\n"
     "  --help         show this help\n"
@@ -45,6 +49,7 @@ int tdm__cmd_score(int argc, char **argv) {
       {"margin", no_argument, NULL, 'M'},
       {"threads", required_argument, NULL, 't'},
       {"iterations", required_argument, NULL, 'n'},
+      {"shard", required_argument, NULL, 's'},
       {"keep", required_argument, NULL, 'k'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
@@ -88,7 +93,22 @@ int tdm__cmd_score(int argc, char **argv) {
         opt.iterations = (size_t)n;
         break;
       }
-            case 'k': {
+      case 's': {
+        unsigned index, count;
+        char extra;
+        if (sscanf(optarg, "%u/%u%c", &index, &count, &extra) != 2 ||
+            count < 1 || count > 65536 || index < 1 || index > count) {
+          status = tdm__usage_error("score",
+                                    "--shard must be I/N with 1 <= I <= N <= "
+                                    "65536, not '%s'",
+                                    optarg);
+          goto done;
+        }
+        opt.shard_index = index - 1;
+        opt.shard_count = count;
+        break;
+      }
+      case 'k': {
         if (num_storage == 256) {
           status = tdm__usage_error("score", "too many --keep options");
           goto done;
@@ -101,9 +121,9 @@ int tdm__cmd_score(int argc, char **argv) {
         keep_storage[num_storage++] = copy;
         for (char *save = NULL, *item = strtok_r(copy, ",", &save);
              item != NULL; item = strtok_r(NULL, ",", &save)) {
-                    if (opt.num_keep == 256) {
-            status = tdm__usage_error("score",
-                                      "--keep names more than 256 columns");
+          if (opt.num_keep == 256) {
+            status =
+                tdm__usage_error("score", "--keep names more than 256 columns");
             goto done;
           }
           keep[opt.num_keep++] = item;

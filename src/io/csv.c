@@ -91,6 +91,14 @@ static int peek_byte(tdm__csv *csv) {
   return (unsigned char)csv->in[csv->in_pos];
 }
 
+int tdm__csv_drain(tdm__csv *csv) {
+  while (!csv->eof) {
+    csv->in_pos = csv->in_len; /* the buffer's bytes are already hashed */
+    if (peek_byte(csv) == -2) return TDM_EIO;
+  }
+  return ferror(csv->fp) ? TDM_EIO : TDM_OK;
+}
+
 static void advance(tdm__csv *csv, int c) {
   csv->in_pos++;
   if (c == '\n') {

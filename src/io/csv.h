@@ -50,6 +50,12 @@ int tdm__csv_next(tdm__csv *csv, tdm__csv_record *record, tdm_error *err);
  */
 void tdm__csv_hash_into(tdm__csv *csv, tdm__sha256 *ctx);
 
+/*
+ * Reads the rest of the input without parsing it, so that the hash set
+ * with tdm__csv_hash_into covers the whole file. Returns TDM_OK or TDM_EIO.
+ */
+int tdm__csv_drain(tdm__csv *csv);
+
 /* Bytes consumed so far (for progress reporting). */
 size_t tdm__csv_offset(const tdm__csv *csv);
 
