@@ -11,7 +11,8 @@ test_packages=(
   clang libclang-rt-dev        # libFuzzer and sanitizers
   python3 python3-numpy        # integration tests
   python3-xgboost              # reference predictions (XGBoost's own)
-  libxgboost-dev               # XGBoost's C API, the benchmark peer
+    libxgboost-dev               # XGBoost's C API, the benchmark peer
+  python3-pandas               # tests/fuzz/make_corpus.py (regenerating seeds)
 )
 
 packages=("${build_packages[@]}")

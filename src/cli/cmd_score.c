@@ -2,7 +2,9 @@
  * cmd_score.c - `tandem score`: parses options and hands them to the batch
  * scoring runner (src/batch/score.c).
  */
+#include <errno.h>
 #include <getopt.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +43,18 @@ static const char score_help[] =
     "\n"
     "exit status: 0 success, 1 runtime failure, 2 bad usage or bad input\n";
 
+/* A whole number from 1 to max, as an option's value; 0 if it is not. */
+static int parse_count(const char *text, size_t max, size_t *out) {
+  char *end;
+  errno = 0;
+  unsigned long long n = strtoull(text, &end, 10);
+  if (*text == '\0' || *text == '-' || *end != '\0' || errno == ERANGE ||
+      n < 1 || n > max)
+    return 0;
+  *out = (size_t)n;
+  return 1;
+}
+
 int tdm__cmd_score(int argc, char **argv) {
   static const struct option long_options[] = {
       {"model", required_argument, NULL, 'm'},
@@ -58,6 +72,7 @@ int tdm__cmd_score(int argc, char **argv) {
   char *keep_storage[256];
   size_t num_storage = 0;
   int status = TDM_EXIT_OK;
+  size_t count; /* the value of a numeric option */
   opterr = 0;
   optind = 1;
   int c;
@@ -67,37 +82,31 @@ int tdm__cmd_score(int argc, char **argv) {
       case 'i': opt.in_path = optarg; break;
       case 'o': opt.out_path = optarg; break;
       case 'M': opt.margin = 1; break;
-      case 't': {
-        char *end;
-        long n = strtol(optarg, &end, 10);
-        if (*optarg == '\0' || *end != '\0' || n < 1 || n > 256) {
+      case 't':
+        if (!parse_count(optarg, 256, &count)) {
           status = tdm__usage_error("score",
                                     "--threads must be a number from 1 to "
                                     "256, not '%s'",
                                     optarg);
           goto done;
         }
-        opt.threads = (int)n;
+        opt.threads = (int)count;
         break;
-      }
-      case 'n': {
-        char *end;
-        long long n = strtoll(optarg, &end, 10);
-        if (*optarg == '\0' || *end != '\0' || n < 1) {
+      case 'n':
+        if (!parse_count(optarg, SIZE_MAX, &count)) {
           status = tdm__usage_error("score",
                                     "--iterations must be a positive number, "
                                     "not '%s'",
                                     optarg);
           goto done;
         }
-        opt.iterations = (size_t)n;
+        opt.iterations = count;
         break;
-      }
       case 's': {
-        unsigned index, count;
+        unsigned index, parts;
         char extra;
-        if (sscanf(optarg, "%u/%u%c", &index, &count, &extra) != 2 ||
-            count < 1 || count > 65536 || index < 1 || index > count) {
+        if (sscanf(optarg, "%u/%u%c", &index, &parts, &extra) != 2 ||
+            parts < 1 || parts > 65536 || index < 1 || index > parts) {
           status = tdm__usage_error("score",
                                     "--shard must be I/N with 1 <= I <= N <= "
                                     "65536, not '%s'",
@@ -105,7 +114,7 @@ int tdm__cmd_score(int argc, char **argv) {
           goto done;
         }
         opt.shard_index = index - 1;
-        opt.shard_count = count;
+        opt.shard_count = parts;
         break;
       }
       case 'k': {
