@@ -12,7 +12,6 @@
 #include "model.h"
 
 /* A limit that keeps per-row scratch on the stack. */
-#define MAX_OUTPUTS 4096
 
 tdm_model *tdm__model_new(void) {
   tdm_model *model = tdm__calloc(1, sizeof *model);
@@ -87,6 +86,8 @@ int tdm_model_load_buffer(const char *data, size_t size, const char *name,
                    name);
   }
   if (rc == TDM_OK) rc = tdm__model_validate(model, name, err);
+  if (rc == TDM_OK && tdm__fast_build(model) != TDM_OK)
+    rc = tdm__fail(err, TDM_ENOMEM, "%s: out of memory", name);
   if (rc != TDM_OK) {
     tdm_model_free(model);
     return rc;
@@ -112,10 +113,10 @@ int tdm_model_load(const char *path, tdm_model **out, tdm_error *err) {
  * evaluator can follow children without checks.
  */
 int tdm__model_validate(tdm_model *model, const char *name, tdm_error *err) {
-  if (model->num_outputs == 0 || model->num_outputs > MAX_OUTPUTS)
+  if (model->num_outputs == 0 || model->num_outputs > TDM__MAX_OUTPUTS)
     return tdm__fail(err, TDM_EUNSUPPORTED,
                      "%s: %zu outputs per row (tandem supports 1 to %d)", name,
-                     model->num_outputs, MAX_OUTPUTS);
+                     model->num_outputs, TDM__MAX_OUTPUTS);
   unsigned char *seen = tdm__calloc(model->num_nodes ? model->num_nodes : 1, 1);
   uint32_t *stack = tdm__malloc((model->num_nodes + 1) * 2 * sizeof *stack);
   int rc = TDM_OK;
@@ -258,15 +259,15 @@ size_t tdm_model_output_width(const tdm_model *model, int flags) {
   return model->link == TDM__LINK_ARGMAX ? 1 : model->num_outputs;
 }
 
-int tdm_model_predict(const tdm_model *model, const double *rows,
-                      size_t num_rows, int flags, double *out) {
-  if (model == NULL || (num_rows > 0 && (rows == NULL || out == NULL)))
-    return TDM_EINVAL;
+int tdm__predict_reference(const tdm_model *model, const double *rows64,
+                           const float *rows32, size_t num_rows, int flags,
+                           double *out) {
   size_t width = tdm_model_output_width(model, flags);
-  size_t k = model->num_outputs;
-  double scratch[MAX_OUTPUTS];
+  size_t k = model->num_outputs, nf = model->num_features;
+  double scratch[TDM__MAX_OUTPUTS];
   for (size_t r = 0; r < num_rows; r++) {
-    const double *row = rows + r * model->num_features;
+    tdm__row row = {rows64 ? rows64 + r * nf : NULL,
+                    rows32 ? rows32 + r * nf : NULL};
     double *dest = out + r * width;
     if (flags & TDM_PREDICT_MARGIN) {
       tdm__predict_margin_row(model, row, dest);
@@ -280,6 +281,27 @@ int tdm_model_predict(const tdm_model *model, const double *rows,
     }
   }
   return TDM_OK;
+}
+
+static int predict(const tdm_model *model, const double *rows64,
+                   const float *rows32, size_t num_rows, int flags,
+                   double *out) {
+  if (model == NULL ||
+      (num_rows > 0 && ((rows64 == NULL && rows32 == NULL) || out == NULL)))
+    return TDM_EINVAL;
+  if (tdm__fast_predict(model, rows64, rows32, num_rows, flags, out))
+    return TDM_OK;
+  return tdm__predict_reference(model, rows64, rows32, num_rows, flags, out);
+}
+
+int tdm_model_predict(const tdm_model *model, const double *rows,
+                      size_t num_rows, int flags, double *out) {
+  return predict(model, rows, NULL, num_rows, flags, out);
+}
+
+int tdm_model_predict_float32(const tdm_model *model, const float *rows,
+                              size_t num_rows, int flags, double *out) {
+  return predict(model, NULL, rows, num_rows, flags, out);
 }
 
 int tdm_model_format_value(const tdm_model *model, double value, char *buf) {

@@ -83,6 +83,14 @@ typedef enum tdm__link {
   TDM__LINK_SIGNED_SQUARE /* LightGBM regression with sqrt: sign(x) x^2 */
 } tdm__link;
 
+/* Most margins per row a model may have. */
+#define TDM__MAX_OUTPUTS 4096
+
+/* Deepest tree the fast evaluator lays out (2^10 leaves, 12 KiB). */
+#define TDM__FAST_MAX_DEPTH 10
+
+typedef struct tdm__fast tdm__fast;
+
 struct tdm_model {
   tdm_model_format format;
   const char *format_name;
@@ -127,6 +135,9 @@ struct tdm_model {
   /* Per feature: 1 when a missing value is an error (linear models). */
   unsigned char *feature_required;
 
+  /* The fast evaluator's layout (fast.c); NULL when it does not apply. */
+  tdm__fast *fast;
+
   tdm__arena arena; /* strings and arrays above */
 };
 
@@ -145,9 +156,34 @@ int tdm__linear_load(tdm_model *model, const tdm__json_doc *doc,
 int tdm__lightgbm_load(tdm_model *model, const char *data, size_t size,
                        const char *name, tdm_error *err);
 
+/* One row of input: doubles, or float32 values (exactly one is set). */
+typedef struct tdm__row {
+  const double *f64;
+  const float *f32;
+} tdm__row;
+
 /* The scalar reference evaluator: margins of one row (no transform). */
-void tdm__predict_margin_row(const tdm_model *model, const double *row,
+void tdm__predict_margin_row(const tdm_model *model, tdm__row row,
                              double *margins);
+
+/* The reference walk of one tree: the output of the leaf the row reaches. */
+double tdm__tree_leaf_value(const tdm_model *model, const tdm__tree *tree,
+                            tdm__row row);
+
+/* Scores rows with the reference evaluator only (for differential tests);
+ * the same contract as tdm_model_predict, with either input type. */
+int tdm__predict_reference(const tdm_model *model, const double *rows64,
+                           const float *rows32, size_t num_rows, int flags,
+                           double *out);
+
+/* The fast evaluator (fast.c). Build lays the trees out after loading;
+ * predict returns 0, doing nothing, when the model has no fast layout. */
+int tdm__fast_build(tdm_model *model);
+int tdm__fast_predict(const tdm_model *model, const double *rows64,
+                      const float *rows32, size_t num_rows, int flags,
+                      double *out);
+size_t tdm__fast_bytes(const tdm_model *model);
+const char *tdm__fast_kernel(const tdm_model *model);
 
 /* Applies the model's output transform to one row's margins. */
 void tdm__apply_link(const tdm_model *model, const double *margins,

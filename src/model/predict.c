@@ -55,29 +55,34 @@ static int lgb_category_goes_left(const tdm_model *model, const tdm__node *node,
   return (word >> (category & 31)) & 1;
 }
 
+static inline double row_value(tdm__row row, int32_t feature) {
+  return row.f64 != NULL ? row.f64[feature] : (double)row.f32[feature];
+}
+
 static uint32_t find_leaf(const tdm_model *model, uint32_t index,
-                          const double *row) {
+                          tdm__row row) {
   for (;;) {
     const tdm__node *node = &model->nodes[index];
     double x;
     int left;
     switch (node->kind) {
       case TDM__NODE_XGB_NUMERIC:
-        x = row[node->feature];
+        x = row_value(row, node->feature);
         left = isnan(x) ? node->default_left : (float)x < (float)node->value;
         break;
       case TDM__NODE_XGB_CATEGORICAL:
-        x = row[node->feature];
+        x = row_value(row, node->feature);
         left = isnan(x) ? node->default_left
                         : xgb_category_goes_left(model, node, (float)x);
         break;
       case TDM__NODE_LGB_NUMERIC:
-        x = row[node->feature];
+        x = row_value(row, node->feature);
         if (model->lightgbm_zero) x = lightgbm_value(x);
         left = lgb_numeric_goes_left(node, x);
         break;
       case TDM__NODE_LGB_CATEGORICAL:
-        left = lgb_category_goes_left(model, node, row[node->feature]);
+        left =
+            lgb_category_goes_left(model, node, row_value(row, node->feature));
         break;
       default: /* a leaf */ return index;
     }
@@ -87,11 +92,12 @@ static uint32_t find_leaf(const tdm_model *model, uint32_t index,
 
 /* A leaf's output for this row: its value, or its linear function. */
 static double leaf_output(const tdm_model *model, const tdm__node *leaf,
-                          const double *row) {
+                          tdm__row row) {
   if (leaf->kind != TDM__NODE_LINEAR_LEAF) return leaf->value;
   double sum = leaf->linear_const;
   for (uint32_t t = 0; t < leaf->linear_count; t++) {
-    double x = row[model->linear_features[leaf->linear_begin + t]];
+    double x =
+        row_value(row, (int32_t)model->linear_features[leaf->linear_begin + t]);
     if (isnan(x)) {
       if (model->linear_missing == NULL ||
           isnan(model->linear_missing[leaf->linear_begin + t]))
@@ -104,7 +110,13 @@ static double leaf_output(const tdm_model *model, const tdm__node *leaf,
   return sum;
 }
 
-void tdm__predict_margin_row(const tdm_model *model, const double *row,
+double tdm__tree_leaf_value(const tdm_model *model, const tdm__tree *tree,
+                            tdm__row row) {
+  return leaf_output(model, &model->nodes[find_leaf(model, tree->root, row)],
+                     row);
+}
+
+void tdm__predict_margin_row(const tdm_model *model, tdm__row row,
                              double *margins) {
   size_t k = model->num_outputs;
   for (size_t o = 0; o < k; o++) margins[o] = model->base_margin[o];

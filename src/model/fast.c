@@ -1,0 +1,568 @@
+/*
+ * fast.c - the fast evaluator for float32 (XGBoost) models.
+ *
+ * At load, every tree of depth at most TDM__FAST_MAX_DEPTH whose splits
+ * are all numeric is laid out as a perfect binary tree in heap order: the
+ * children of split i are 2i+1 and 2i+2, and a tree of depth D has
+ * 2^D - 1 splits and 2^D leaves. A leaf above the last level is padded
+ * with splits whose both subtrees end in copies of it, so every row takes
+ * exactly D steps and each step is the same branch-free arithmetic:
+ *
+ *   key = splits[i].key;  x = row[key & 0x7fffffff]
+ *   left = x < splits[i].threshold  ||  (x is NaN && key's top bit)
+ *   i = 2i + 2 - left
+ *
+ * A split is 8 bytes (feature and default direction in one word, the
+ * float32 threshold in the other); a leaf 4.
+ *
+ * Rows are scored in blocks: for each tree in order, the whole block walks
+ * the tree (the tree stays in cache while the block passes), 16 rows at a
+ * time with AVX-512 gathers, 8 with AVX2, or 8 interleaved scalar walks,
+ * chosen once by the CPU at load. Every row's margin is the float32 sum of
+ * its leaves in tree order from the base margin, exactly as XGBoost's CPU
+ * predictor and the reference walk in predict.c add them, so the choice of
+ * kernel, block size or thread count never changes a bit. Trees that do
+ * not fit the layout (categorical splits, deeper trees) are walked by the
+ * reference evaluator in the same tree order.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define TDM__HAVE_X86 1
+#include <immintrin.h>
+#endif
+
+#define GENERIC_TREE UINT32_MAX
+#define DEFAULT_LEFT 0x80000000u
+#define FEATURE_MASK 0x7fffffffu
+
+/* Floats of stack scratch per block: accumulators, and the rows when they
+ * arrive as doubles and must be converted. */
+#define SCRATCH_FLOATS 16384
+#define MAX_BLOCK_ROWS 256
+
+typedef struct fast_split {
+  uint32_t key; /* feature | DEFAULT_LEFT when missing values go left */
+  float threshold;
+} fast_split;
+
+/* Adds each row's leaf of one perfect tree to acc[0..n). */
+typedef void (*fast_kernel)(const fast_split *splits, const float *leaves,
+                            uint32_t depth, const float *rows, size_t stride,
+                            size_t n, float *acc);
+
+struct tdm__fast {
+  uint32_t *depth;      /* per tree; GENERIC_TREE for the reference walk */
+  uint32_t *split_base; /* per tree: first split in `splits` */
+  uint32_t *leaf_base;  /* per tree: first leaf in `leaves` */
+  fast_split *splits;
+  float *leaves;
+  size_t bytes;
+  /* Per tree: how many trees from it on have the perfect layout. */
+  uint32_t *run;
+  fast_kernel kernel;
+  /* Leaves of `lanes` consecutive trees for one row, walked side by side
+   * (one row gains nothing from rows in parallel); NULL for scalar. */
+  void (*tree_kernel)(const tdm__fast *fast, const float *row,
+                      size_t num_features, size_t first, size_t count,
+                      float *leaves);
+  uint32_t lanes;
+  const char *kernel_name;
+};
+
+/* One step down a perfect tree: the heap index of the child. */
+static inline uint32_t step(const fast_split *splits, uint32_t i,
+                            const float *row) {
+  uint32_t key = splits[i].key;
+  float x = row[key & FEATURE_MASK];
+  uint32_t left =
+      (x < splits[i].threshold) | ((uint32_t)isnan(x) & (uint32_t)(key >> 31));
+  return 2 * i + 2 - left;
+}
+
+/* The portable kernel: eight rows walk side by side so their loads
+ * overlap instead of waiting on each other. */
+static void kernel_scalar(const fast_split *splits, const float *leaves,
+                          uint32_t depth, const float *rows, size_t stride,
+                          size_t n, float *acc) {
+  const uint32_t first_leaf = (1u << depth) - 1;
+  size_t r = 0;
+  for (; r + 8 <= n; r += 8) {
+    uint32_t idx[8] = {0};
+    for (uint32_t level = 0; level < depth; level++)
+      for (int j = 0; j < 8; j++)
+        idx[j] = step(splits, idx[j], rows + (r + (size_t)j) * stride);
+    for (int j = 0; j < 8; j++)
+      acc[r + (size_t)j] += leaves[idx[j] - first_leaf];
+  }
+  for (; r < n; r++) {
+    uint32_t i = 0;
+    for (uint32_t level = 0; level < depth; level++)
+      i = step(splits, i, rows + r * stride);
+    acc[r] += leaves[i - first_leaf];
+  }
+}
+
+/* The portable tree kernel: SCALAR_TREES trees walk side by side for one
+ * row, each at its own depth. */
+#define SCALAR_TREES 16
+static void trees_scalar(const tdm__fast *fast, const float *row,
+                         size_t num_features, size_t first, size_t count,
+                         float *leaves) {
+  uint32_t idx[SCALAR_TREES] = {0}, max_depth = 0;
+  const uint32_t *depth = fast->depth + first;
+  for (size_t j = 0; j < count; j++)
+    if (depth[j] > max_depth) max_depth = depth[j];
+  for (uint32_t level = 0; level < max_depth; level++)
+    for (size_t j = 0; j < count; j++)
+      if (level < depth[j])
+        idx[j] = step(fast->splits + fast->split_base[first + j], idx[j], row);
+  for (size_t j = 0; j < count; j++)
+    leaves[j] = fast->leaves[fast->leaf_base[first + (size_t)j] + idx[j] -
+                             ((1u << depth[j]) - 1)];
+}
+
+#ifdef TDM__HAVE_X86
+__attribute__((target("avx2"))) static void kernel_avx2(
+    const fast_split *splits, const float *leaves, uint32_t depth,
+    const float *rows, size_t stride, size_t n, float *acc) {
+  const int *words = (const int *)splits;
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const __m256i feature_mask = _mm256_set1_epi32((int)FEATURE_MASK);
+  const __m256i two = _mm256_set1_epi32(2);
+  const __m256i first_leaf = _mm256_set1_epi32((int)((1u << depth) - 1));
+  size_t r = 0;
+  for (; r + 8 <= n; r += 8) {
+    __m256i row_offset =
+        _mm256_mullo_epi32(_mm256_add_epi32(lane, _mm256_set1_epi32((int)r)),
+                           _mm256_set1_epi32((int)stride));
+    __m256i idx = _mm256_setzero_si256();
+    for (uint32_t level = 0; level < depth; level++) {
+      __m256i at = _mm256_slli_epi32(idx, 1);
+      __m256i key = _mm256_i32gather_epi32(words, at, 4);
+      __m256 threshold = _mm256_i32gather_ps(
+          (const float *)words, _mm256_add_epi32(at, _mm256_set1_epi32(1)), 4);
+      __m256i feature = _mm256_and_si256(key, feature_mask);
+      __m256 x =
+          _mm256_i32gather_ps(rows, _mm256_add_epi32(row_offset, feature), 4);
+      __m256 lt = _mm256_cmp_ps(x, threshold, _CMP_LT_OQ);
+      __m256 nan = _mm256_cmp_ps(x, x, _CMP_UNORD_Q);
+      __m256 dl = _mm256_castsi256_ps(_mm256_srai_epi32(key, 31));
+      __m256i left =
+          _mm256_castps_si256(_mm256_or_ps(lt, _mm256_and_ps(nan, dl)));
+      /* left is -1 or 0: i = 2i + 2 + left */
+      idx = _mm256_add_epi32(_mm256_add_epi32(at, two), left);
+    }
+    __m256 leaf =
+        _mm256_i32gather_ps(leaves, _mm256_sub_epi32(idx, first_leaf), 4);
+    _mm256_storeu_ps(acc + r, _mm256_add_ps(_mm256_loadu_ps(acc + r), leaf));
+  }
+  if (r < n)
+    kernel_scalar(splits, leaves, depth, rows + r * stride, stride, n - r,
+                  acc + r);
+}
+
+__attribute__((target("avx512f"))) static void kernel_avx512(
+    const fast_split *splits, const float *leaves, uint32_t depth,
+    const float *rows, size_t stride, size_t n, float *acc) {
+  const int *words = (const int *)splits;
+  const __m512i lane =
+      _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  const __m512i feature_mask = _mm512_set1_epi32((int)FEATURE_MASK);
+  const __m512i one = _mm512_set1_epi32(1);
+  const __m512i two = _mm512_set1_epi32(2);
+  const __m512i first_leaf = _mm512_set1_epi32((int)((1u << depth) - 1));
+  size_t r = 0;
+  for (; r + 16 <= n; r += 16) {
+    __m512i row_offset =
+        _mm512_mullo_epi32(_mm512_add_epi32(lane, _mm512_set1_epi32((int)r)),
+                           _mm512_set1_epi32((int)stride));
+    __m512i idx = _mm512_setzero_si512();
+    for (uint32_t level = 0; level < depth; level++) {
+      __m512i at = _mm512_slli_epi32(idx, 1);
+      __m512i key = _mm512_i32gather_epi32(at, words, 4);
+      __m512 threshold =
+          _mm512_i32gather_ps(_mm512_add_epi32(at, one), words, 4);
+      __m512i feature = _mm512_and_si512(key, feature_mask);
+      __m512 x =
+          _mm512_i32gather_ps(_mm512_add_epi32(row_offset, feature), rows, 4);
+      __mmask16 lt = _mm512_cmp_ps_mask(x, threshold, _CMP_LT_OQ);
+      __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
+      __mmask16 dl = _mm512_cmplt_epi32_mask(key, _mm512_setzero_si512());
+      __mmask16 left = lt | (nan & dl);
+      idx = _mm512_mask_sub_epi32(_mm512_add_epi32(at, two), left,
+                                  _mm512_add_epi32(at, two), one);
+    }
+    __m512 leaf =
+        _mm512_i32gather_ps(_mm512_sub_epi32(idx, first_leaf), leaves, 4);
+    _mm512_storeu_ps(acc + r, _mm512_add_ps(_mm512_loadu_ps(acc + r), leaf));
+  }
+  if (r < n)
+    kernel_scalar(splits, leaves, depth, rows + r * stride, stride, n - r,
+                  acc + r);
+}
+
+/* Trees [first, first + 8) for one row, a tree per lane; lanes whose tree
+ * is shallower stop early. */
+__attribute__((target("avx2"))) static void trees_avx2(
+    const tdm__fast *fast, const float *row, size_t num_features, size_t first,
+    size_t count, float *leaves) {
+  /* Lanes past `count` load zeros: depth 0, never active. */
+  __m256i valid = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)count),
+                                     _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  const int *words = (const int *)fast->splits;
+  const __m256i one = _mm256_set1_epi32(1);
+  const __m256i feature_mask = _mm256_set1_epi32((int)FEATURE_MASK);
+  __m256i depth =
+      _mm256_maskload_epi32((const int *)(fast->depth + first), valid);
+  __m256i base = _mm256_slli_epi32(
+      _mm256_maskload_epi32((const int *)(fast->split_base + first), valid), 1);
+  __m256i leaf_base =
+      _mm256_maskload_epi32((const int *)(fast->leaf_base + first), valid);
+  __m256i idx = _mm256_setzero_si256();
+  uint32_t max_depth = 0;
+  for (size_t j = 0; j < count; j++)
+    if (fast->depth[first + j] > max_depth) max_depth = fast->depth[first + j];
+  for (uint32_t level = 0; level < max_depth; level++) {
+    __m256i active = _mm256_cmpgt_epi32(depth, _mm256_set1_epi32((int)level));
+    __m256i at = _mm256_add_epi32(base, _mm256_slli_epi32(idx, 1));
+    __m256i key = _mm256_mask_i32gather_epi32(_mm256_setzero_si256(), words, at,
+                                              active, 4);
+    __m256 threshold = _mm256_mask_i32gather_ps(
+        _mm256_setzero_ps(), (const float *)words, _mm256_add_epi32(at, one),
+        _mm256_castsi256_ps(active), 4);
+    __m256 x = _mm256_mask_i32gather_ps(_mm256_setzero_ps(), row,
+                                        _mm256_and_si256(key, feature_mask),
+                                        _mm256_castsi256_ps(active), 4);
+    __m256 lt = _mm256_cmp_ps(x, threshold, _CMP_LT_OQ);
+    __m256 nan = _mm256_cmp_ps(x, x, _CMP_UNORD_Q);
+    __m256 dl = _mm256_castsi256_ps(_mm256_srai_epi32(key, 31));
+    __m256i left =
+        _mm256_castps_si256(_mm256_or_ps(lt, _mm256_and_ps(nan, dl)));
+    __m256i next = _mm256_add_epi32(
+        _mm256_add_epi32(_mm256_slli_epi32(idx, 1), _mm256_set1_epi32(2)),
+        left);
+    idx = _mm256_blendv_epi8(idx, next, active);
+  }
+  /* Leaf j of a depth-D tree is at heap index 2^D - 1 + j. */
+  __m256i first_leaf = _mm256_sub_epi32(_mm256_sllv_epi32(one, depth), one);
+  __m256i at = _mm256_add_epi32(leaf_base, _mm256_sub_epi32(idx, first_leaf));
+  _mm256_storeu_ps(leaves, _mm256_i32gather_ps(fast->leaves, at, 4));
+}
+
+/* Trees [first, first + 16 * TREE_GROUPS) for one row: the groups walk
+ * interleaved so that one group's gathers wait while another's run. */
+#define TREE_GROUPS 2
+__attribute__((target("avx512f"))) static void trees_avx512(
+    const tdm__fast *fast, const float *row, size_t num_features, size_t first,
+    size_t count, float *leaves) {
+  /* A row of at most 64 features lives in four registers: reading a
+   * feature is a permute, not a gather. */
+  int in_registers = num_features <= 64;
+  __m512 part[4];
+  for (int k = 0; k < 4 && in_registers; k++) {
+    size_t begin = 16 * (size_t)k;
+    size_t have = num_features > begin ? num_features - begin : 0;
+    __mmask16 present =
+        have >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << have) - 1);
+    part[k] = _mm512_maskz_loadu_ps(present, row + begin);
+  }
+  const int *words = (const int *)fast->splits;
+  const __m512i one = _mm512_set1_epi32(1);
+  const __m512i two = _mm512_set1_epi32(2);
+  const __m512i feature_mask = _mm512_set1_epi32((int)FEATURE_MASK);
+  __m512i depth[TREE_GROUPS], base[TREE_GROUPS], idx[TREE_GROUPS],
+      leaf_base[TREE_GROUPS];
+  uint32_t max_depth = 0;
+  for (int g = 0; g < TREE_GROUPS; g++) {
+    size_t t = first + 16 * (size_t)g;
+    /* Lanes past `count` load zeros: depth 0, never active. */
+    size_t in_group = count > 16 * (size_t)g ? count - 16 * (size_t)g : 0;
+    __mmask16 valid =
+        in_group >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << in_group) - 1);
+    depth[g] = _mm512_maskz_loadu_epi32(valid, fast->depth + t);
+    base[g] = _mm512_slli_epi32(
+        _mm512_maskz_loadu_epi32(valid, fast->split_base + t), 1);
+    leaf_base[g] = _mm512_maskz_loadu_epi32(valid, fast->leaf_base + t);
+    idx[g] = _mm512_setzero_si512();
+    uint32_t d = (uint32_t)_mm512_reduce_max_epi32(depth[g]);
+    if (d > max_depth) max_depth = d;
+  }
+  for (uint32_t level = 0; level < max_depth; level++) {
+    __m512i lvl = _mm512_set1_epi32((int)level);
+#pragma GCC unroll 4
+    for (int g = 0; g < TREE_GROUPS; g++) {
+      __mmask16 active = _mm512_cmpgt_epi32_mask(depth[g], lvl);
+      __m512i at = _mm512_add_epi32(base[g], _mm512_slli_epi32(idx[g], 1));
+      __m512i key = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), active,
+                                                at, words, 4);
+      __m512 threshold = _mm512_mask_i32gather_ps(
+          _mm512_setzero_ps(), active, _mm512_add_epi32(at, one), words, 4);
+      __m512i feature = _mm512_and_si512(key, feature_mask);
+      __m512 x;
+      if (in_registers) {
+        __m512 low = _mm512_permutex2var_ps(part[0], feature, part[1]);
+        __m512 high = _mm512_permutex2var_ps(part[2], feature, part[3]);
+        x = _mm512_mask_blend_ps(
+            _mm512_test_epi32_mask(feature, _mm512_set1_epi32(32)), low, high);
+      } else {
+        x = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), active, feature, row,
+                                     4);
+      }
+      __mmask16 lt = _mm512_cmp_ps_mask(x, threshold, _CMP_LT_OQ);
+      __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
+      __mmask16 dl = _mm512_cmplt_epi32_mask(key, _mm512_setzero_si512());
+      __mmask16 left = lt | (nan & dl);
+      __m512i next = _mm512_add_epi32(_mm512_slli_epi32(idx[g], 1), two);
+      next = _mm512_mask_sub_epi32(next, left, next, one);
+      idx[g] = _mm512_mask_mov_epi32(idx[g], active, next);
+    }
+  }
+  for (int g = 0; g < TREE_GROUPS; g++) {
+    __m512i first_leaf =
+        _mm512_sub_epi32(_mm512_sllv_epi32(one, depth[g]), one);
+    __m512i at =
+        _mm512_add_epi32(leaf_base[g], _mm512_sub_epi32(idx[g], first_leaf));
+    _mm512_storeu_ps(leaves + 16 * g, _mm512_i32gather_ps(at, fast->leaves, 4));
+  }
+}
+#endif
+
+/*
+ * The widest kernel that pays: AVX-512 when the CPU has it, else the
+ * portable one. AVX2's 8-lane gathers measured slower than the interleaved
+ * scalar walk (bench/README.md), so AVX2 runs only when asked for.
+ * TANDEM_KERNEL=scalar|avx2|avx512 forces a kernel (tests, benchmarks);
+ * one the CPU lacks falls back to the portable kernel.
+ */
+static void choose_kernel(tdm__fast *fast) {
+  const char *want = getenv("TANDEM_KERNEL");
+  fast->kernel = kernel_scalar;
+  fast->tree_kernel = trees_scalar;
+  fast->lanes = SCALAR_TREES;
+  fast->kernel_name = "scalar";
+#ifdef TDM__HAVE_X86
+  __builtin_cpu_init();
+  if (want == NULL || strcmp(want, "avx512") == 0) {
+    if (__builtin_cpu_supports("avx512f")) {
+      fast->kernel = kernel_avx512;
+      fast->tree_kernel = trees_avx512;
+      fast->lanes = 16 * TREE_GROUPS;
+      fast->kernel_name = "avx512";
+    }
+  } else if (strcmp(want, "avx2") == 0 && __builtin_cpu_supports("avx2")) {
+    fast->kernel = kernel_avx2;
+    fast->tree_kernel = trees_avx2;
+    fast->lanes = 8;
+    fast->kernel_name = "avx2";
+  }
+#else
+  (void)want;
+#endif
+}
+
+/* Can this tree take the perfect layout? */
+static int fits_layout(const tdm_model *model, const tdm__tree *tree) {
+  if (tree->depth > TDM__FAST_MAX_DEPTH) return 0;
+  for (uint32_t i = 0; i < tree->num_nodes; i++) {
+    const tdm__node *node = &model->nodes[tree->root + i];
+    if (node->kind == TDM__NODE_LEAF) continue;
+    if (node->kind != TDM__NODE_XGB_NUMERIC) return 0;
+  }
+  return 1;
+}
+
+/* Writes node's subtree at heap position pos of a perfect tree. */
+static void lay_out(const tdm_model *model, uint32_t node_index, uint32_t pos,
+                    uint32_t level, uint32_t depth, fast_split *splits,
+                    float *leaves) {
+  const tdm__node *node = &model->nodes[node_index];
+  if (level == depth) {
+    leaves[pos - ((1u << depth) - 1)] = (float)node->value;
+    return;
+  }
+  if (node->kind == TDM__NODE_LEAF) {
+    /* Padding: either way leads to a copy of this leaf. */
+    splits[pos] = (fast_split){DEFAULT_LEFT, INFINITY};
+    lay_out(model, node_index, 2 * pos + 1, level + 1, depth, splits, leaves);
+    lay_out(model, node_index, 2 * pos + 2, level + 1, depth, splits, leaves);
+    return;
+  }
+  splits[pos] = (fast_split){
+      (uint32_t)node->feature | (node->default_left ? DEFAULT_LEFT : 0),
+      (float)node->value};
+  lay_out(model, node->left, 2 * pos + 1, level + 1, depth, splits, leaves);
+  lay_out(model, node->right, 2 * pos + 2, level + 1, depth, splits, leaves);
+}
+
+int tdm__fast_build(tdm_model *model) {
+  model->fast = NULL;
+  if (!model->float32 || model->num_features > FEATURE_MASK) return TDM_OK;
+  tdm__fast *fast = tdm__arena_alloc(&model->arena, sizeof *fast);
+  size_t n = model->num_trees, num_splits = 0, num_leaves = 0;
+  if (fast == NULL) return TDM_ENOMEM;
+  fast->depth = tdm__arena_alloc(&model->arena, (n + 1) * sizeof(uint32_t));
+  fast->split_base =
+      tdm__arena_alloc(&model->arena, (n + 1) * sizeof(uint32_t));
+  fast->leaf_base = tdm__arena_alloc(&model->arena, (n + 1) * sizeof(uint32_t));
+  fast->run = tdm__arena_alloc(&model->arena, (n + 1) * sizeof(uint32_t));
+  if (!fast->depth || !fast->split_base || !fast->leaf_base || !fast->run)
+    return TDM_ENOMEM;
+  for (size_t t = 0; t < n; t++) {
+    const tdm__tree *tree = &model->trees[t];
+    fast->split_base[t] = (uint32_t)num_splits;
+    fast->leaf_base[t] = (uint32_t)num_leaves;
+    if (!fits_layout(model, tree)) {
+      fast->depth[t] = GENERIC_TREE;
+      continue;
+    }
+    fast->depth[t] = tree->depth;
+    num_splits += ((size_t)1 << tree->depth) - 1;
+    num_leaves += (size_t)1 << tree->depth;
+  }
+  /* Kernels address splits and leaves with 32-bit indices. */
+  if (num_splits >= ((size_t)1 << 29) || num_leaves >= ((size_t)1 << 30))
+    return TDM_OK;
+  for (size_t t = n; t-- > 0;)
+    fast->run[t] = fast->depth[t] == GENERIC_TREE ? 0 : fast->run[t + 1] + 1;
+  fast->splits =
+      tdm__arena_alloc(&model->arena, (num_splits + 1) * sizeof(fast_split));
+  fast->leaves =
+      tdm__arena_alloc(&model->arena, (num_leaves + 1) * sizeof(float));
+  if (!fast->splits || !fast->leaves) return TDM_ENOMEM;
+  for (size_t t = 0; t < n; t++) {
+    if (fast->depth[t] == GENERIC_TREE) continue;
+    lay_out(model, model->trees[t].root, 0, 0, fast->depth[t],
+            fast->splits + fast->split_base[t],
+            fast->leaves + fast->leaf_base[t]);
+  }
+  fast->bytes = num_splits * sizeof(fast_split) + num_leaves * sizeof(float) +
+                3 * n * sizeof(uint32_t);
+  choose_kernel(fast);
+  model->fast = fast;
+  return TDM_OK;
+}
+
+size_t tdm__fast_bytes(const tdm_model *model) {
+  return model->fast ? model->fast->bytes : 0;
+}
+
+const char *tdm__fast_kernel(const tdm_model *model) {
+  return model->fast ? model->fast->kernel_name : "reference";
+}
+
+/*
+ * Margins of n rows (row-major float32, `stride` floats apart) into
+ * acc[o * n + r], o the output: base margin, then each tree in order.
+ */
+/* One row: trees side by side, their leaves added in tree order. */
+static void margins_row(const tdm_model *model, const float *row, float *acc,
+                        size_t stride_out) {
+  const tdm__fast *fast = model->fast;
+  float leaves[64];
+  size_t t = 0, lanes = fast->lanes;
+  while (t < model->num_trees) {
+    size_t count = fast->run[t];
+    if (count > lanes) count = lanes;
+    if (count > model->num_trees - t) count = model->num_trees - t;
+    if (count > 0) {
+      fast->tree_kernel(fast, row, model->num_features, t, count, leaves);
+      if (model->num_outputs == 1) {
+        for (size_t j = 0; j < count; j++) acc[0] += leaves[j];
+      } else {
+        for (size_t j = 0; j < count; j++)
+          acc[model->trees[t + j].output * stride_out] += leaves[j];
+      }
+      t += count;
+      continue;
+    }
+    tdm__row one = {NULL, row}; /* a tree outside the layout */
+    acc[model->trees[t].output * stride_out] +=
+        (float)tdm__tree_leaf_value(model, &model->trees[t], one);
+    t++;
+  }
+}
+
+static void margins_block(const tdm_model *model, const float *rows,
+                          size_t stride, size_t n, float *acc) {
+  const tdm__fast *fast = model->fast;
+  for (size_t o = 0; o < model->num_outputs; o++)
+    for (size_t r = 0; r < n; r++)
+      acc[o * n + r] = (float)model->base_margin[o];
+  if (n < fast->lanes) {
+    /* Too few rows to fill the vectors: walk trees side by side instead. */
+    for (size_t r = 0; r < n; r++)
+      margins_row(model, rows + r * stride, acc + r, n);
+    return;
+  }
+  for (size_t t = 0; t < model->num_trees; t++) {
+    float *out = acc + model->trees[t].output * n;
+    if (fast->depth[t] != GENERIC_TREE) {
+      fast->kernel(fast->splits + fast->split_base[t],
+                   fast->leaves + fast->leaf_base[t], fast->depth[t], rows,
+                   stride, n, out);
+      continue;
+    }
+    for (size_t r = 0; r < n; r++) {
+      tdm__row row = {NULL, rows + r * stride};
+      out[r] += (float)tdm__tree_leaf_value(model, &model->trees[t], row);
+    }
+  }
+}
+
+/* Margins to the caller's output: as they are, or through the link. */
+static void finish_block(const tdm_model *model, const float *acc, size_t n,
+                         int flags, double *out) {
+  size_t k = model->num_outputs, width = tdm_model_output_width(model, flags);
+  double margins[TDM__MAX_OUTPUTS];
+  for (size_t r = 0; r < n; r++) {
+    for (size_t o = 0; o < k; o++) margins[o] = acc[o * n + r];
+    if (flags & TDM_PREDICT_MARGIN)
+      memcpy(out + r * width, margins, k * sizeof *margins);
+    else
+      tdm__apply_link(model, margins, out + r * width);
+  }
+}
+
+/* Rows per block: what fits the scratch, at most MAX_BLOCK_ROWS. */
+static size_t block_rows(const tdm_model *model, int converting) {
+  size_t per_row = model->num_outputs;
+  size_t rows = SCRATCH_FLOATS / per_row;
+  if (converting && SCRATCH_FLOATS / model->num_features < rows)
+    rows = SCRATCH_FLOATS / (model->num_features ? model->num_features : 1);
+  if (rows > MAX_BLOCK_ROWS) rows = MAX_BLOCK_ROWS;
+  /* Kernels index a block's values with 32-bit offsets. */
+  size_t nf = model->num_features ? model->num_features : 1;
+  if (rows > ((size_t)INT32_MAX - nf) / nf)
+    rows = ((size_t)INT32_MAX - nf) / nf;
+  return rows;
+}
+
+int tdm__fast_predict(const tdm_model *model, const double *rows64,
+                      const float *rows32, size_t num_rows, int flags,
+                      double *out) {
+  size_t nf = model->num_features, width = tdm_model_output_width(model, flags);
+  size_t block = block_rows(model, rows32 == NULL);
+  if (model->fast == NULL || block == 0) return 0;
+  float acc[SCRATCH_FLOATS];
+  float converted[SCRATCH_FLOATS];
+  for (size_t start = 0; start < num_rows; start += block) {
+    size_t n = num_rows - start < block ? num_rows - start : block;
+    const float *x;
+    if (rows32 != NULL) {
+      x = rows32 + start * nf;
+    } else {
+      /* XGBoost reads every value as float32. */
+      const double *src = rows64 + start * nf;
+      for (size_t i = 0; i < n * nf; i++) converted[i] = (float)src[i];
+      x = converted;
+    }
+    margins_block(model, x, nf, n, acc);
+    finish_block(model, acc, n, flags, out + start * width);
+  }
+  return 1;
+}
