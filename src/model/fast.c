@@ -339,8 +339,7 @@ __attribute__((target("avx512f"))) static void trees_avx512(
  * TANDEM_KERNEL=scalar|avx2|avx512 forces a kernel (tests, benchmarks);
  * one the CPU lacks falls back to the portable kernel.
  */
-static void choose_kernel(tdm__fast *fast) {
-  const char *want = getenv("TANDEM_KERNEL");
+static void choose_kernel(tdm__fast *fast, const char *want) {
   fast->kernel = kernel_scalar;
   fast->tree_kernel = trees_scalar;
   fast->lanes = SCALAR_TREES;
@@ -442,13 +441,23 @@ int tdm__fast_build(tdm_model *model) {
   }
   fast->bytes = num_splits * sizeof(fast_split) + num_leaves * sizeof(float) +
                 3 * n * sizeof(uint32_t);
-  choose_kernel(fast);
+  choose_kernel(fast, getenv("TANDEM_KERNEL"));
   model->fast = fast;
   return TDM_OK;
 }
 
 size_t tdm__fast_bytes(const tdm_model *model) {
   return model->fast ? model->fast->bytes : 0;
+}
+
+int tdm__fast_use_kernel(tdm_model *model, const char *name) {
+  if (model->fast == NULL) return 0;
+  choose_kernel(model->fast, name);
+  return strcmp(model->fast->kernel_name, name) == 0;
+}
+
+int tdm__fast_tree_laid_out(const tdm_model *model, size_t tree) {
+  return model->fast != NULL && model->fast->depth[tree] != GENERIC_TREE;
 }
 
 const char *tdm__fast_kernel(const tdm_model *model) {

@@ -1,0 +1,353 @@
+/*
+ * test_fast.c - the differential test of the fast evaluator: every fixture
+ * model and hundreds of randomized XGBoost models are scored by the
+ * reference walk (predict.c) and by every kernel this CPU runs (portable,
+ * AVX2, AVX-512), with doubles and with float32 input, single rows, tails
+ * and full blocks, margins and transformed scores, and after
+ * --iterations; every output must be bit-identical.
+ *
+ * Randomized models mix what the layout must get right: trees of depth 0
+ * to 13 (past TDM__FAST_MAX_DEPTH they take the reference walk), leaves at
+ * every depth (padding), missing values going either way, thresholds that
+ * rows hit exactly or within float32 rounding, categorical splits (kept
+ * out of the layout), multiclass and dart models, and feature counts on
+ * both sides of 64 (the register path of the single-row kernel).
+ */
+#include <dirent.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "../../src/core/core.h"
+#include "../../src/model/model.h"
+#include "tandem.h"
+#include "test.h"
+
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+
+static uint32_t rnd(uint32_t n) {
+  rng_state ^= rng_state << 13;
+  rng_state ^= rng_state >> 7;
+  rng_state ^= rng_state << 17;
+  return (uint32_t)(rng_state % n);
+}
+
+/* Threshold values come from a small grid so rows land on them. */
+static double grid_value(void) { return (double)((int)rnd(17) - 8) * 0.25; }
+
+/* A row value: on the grid, beside it within float32 rounding, missing,
+ * infinite, or anywhere. */
+static double row_value(int categorical) {
+  switch (rnd(10)) {
+    case 0: return NAN;
+    case 1: return rnd(2) ? INFINITY : -INFINITY;
+    case 2: return grid_value() + (rnd(2) ? 1e-9 : -1e-9);
+    case 3: return ((double)rnd(2000000) - 1e6) / 1e5;
+    default: return categorical ? (double)((int)rnd(45) - 3) : grid_value();
+  }
+}
+
+typedef struct gen_tree {
+  tdm__buf left, right, feature, cond, dleft, type, cat_nodes, cat_seg,
+      cat_size, cats;
+  int nodes, cat_count, cat_splits;
+} gen_tree;
+
+static void put(tdm__buf *b, int first, const char *fmt, double v) {
+  if (!first) tdm__buf_append(b, ",", 1);
+  tdm__buf_printf(b, fmt, v);
+}
+
+/* Appends a random subtree in preorder; returns its node id. */
+static int gen_node(gen_tree *t, int depth_left, int num_features,
+                    const int *is_cat) {
+  int id = t->nodes++;
+  int first = id == 0;
+  int leaf = depth_left == 0 || rnd(5) == 0;
+  int f = (int)rnd((uint32_t)num_features);
+  if (leaf) {
+    put(&t->feature, first, "%.0f", 0);
+    put(&t->cond, first, "%.9g", (double)((int)rnd(2001) - 1000) / 997.0);
+    put(&t->dleft, first, "%.0f", 0);
+    put(&t->type, first, "%.0f", 0);
+    put(&t->left, first, "%.0f", -1);
+    put(&t->right, first, "%.0f", -1);
+    return id;
+  }
+  put(&t->feature, first, "%.0f", f);
+  put(&t->dleft, first, "%.0f", rnd(2));
+  put(&t->left, first, "%.0f", 0); /* the real ids come later */
+  put(&t->right, first, "%.0f", 0);
+  if (is_cat[f]) {
+    put(&t->type, first, "%.0f", 1);
+    put(&t->cond, first, "%.0f", NAN);
+    put(&t->cat_nodes, t->cat_splits == 0, "%.0f", id);
+    put(&t->cat_seg, t->cat_splits == 0, "%.0f", t->cat_count);
+    int size = 1 + (int)rnd(4), last = -1;
+    for (int i = 0; i < size; i++) {
+      last += 1 + (int)rnd(12); /* sorted, distinct categories */
+      put(&t->cats, t->cat_count == 0, "%.0f", last);
+      t->cat_count++;
+    }
+    put(&t->cat_size, t->cat_splits == 0, "%.0f", size);
+    t->cat_splits++;
+  } else {
+    put(&t->type, first, "%.0f", 0);
+    double c = grid_value();
+    if (rnd(4) == 0) c += (double)rnd(1000) * 1e-4;
+    put(&t->cond, first, "%.9g", c);
+  }
+  gen_node(t, depth_left - 1, num_features, is_cat);
+  gen_node(t, depth_left - 1, num_features, is_cat);
+  return id;
+}
+
+/* Ids are in preorder: a split's left child is the next id, its right
+ * child follows the left subtree. */
+static int subtree_size(const int *is_leaf, int id, int nodes) {
+  if (is_leaf[id]) return 1;
+  int left = subtree_size(is_leaf, id + 1, nodes);
+  return 1 + left + subtree_size(is_leaf, id + 1 + left, nodes);
+}
+
+/* One random model as XGBoost 1.7 JSON. */
+static char *random_model(int *num_features_out) {
+  int num_features = 1 + (int)rnd(80);
+  int is_cat[80] = {0}, any_cat = rnd(3) == 0;
+  for (int f = 0; f < num_features; f++) is_cat[f] = any_cat && rnd(4) == 0;
+  int classes = rnd(4) == 0 ? 3 : 0;
+  int trees = 1 + (int)rnd(90);
+  int dart = rnd(5) == 0;
+  static const int depths[] = {0, 1, 3, 6, 8, 10, 11, 13};
+  int max_depth = depths[rnd(8)];
+  tdm__buf out = {0}, info = {0}, weights = {0};
+  tdm__buf_printf(&out, "{\"learner\":{\"feature_names\":[");
+  for (int f = 0; f < num_features; f++)
+    tdm__buf_printf(&out, "%s\"f%d\"", f ? "," : "", f);
+  tdm__buf_printf(&out, "],\"feature_types\":[");
+  for (int f = 0; f < num_features; f++)
+    tdm__buf_printf(&out, "%s\"%s\"", f ? "," : "", is_cat[f] ? "c" : "float");
+  tdm__buf_printf(&out, "],\"gradient_booster\":");
+  if (dart) tdm__buf_printf(&out, "{\"name\":\"dart\",\"gbtree\":");
+  tdm__buf_printf(&out,
+                  "{\"name\":\"gbtree\",\"model\":{\"gbtree_model_param\":{"
+                  "\"num_parallel_tree\":\"1\",\"num_trees\":\"%d\"},"
+                  "\"trees\":[",
+                  trees * (classes ? classes : 1));
+  int total = trees * (classes ? classes : 1);
+  for (int k = 0; k < total; k++) {
+    gen_tree t = {0};
+    int depth = max_depth > 8 && rnd(2) ? (int)rnd(9) : max_depth;
+    gen_node(&t, depth, num_features, is_cat);
+    /* gen_node wrote -1 as a leaf's left child and 0 as a split's. */
+    static int is_leaf[1 << 15];
+    {
+      char *p = t.left.data;
+      for (int i = 0; i < t.nodes; i++) {
+        is_leaf[i] = strtol(p, &p, 10) == -1;
+        if (*p == ',') p++;
+      }
+    }
+    tdm__buf left = {0}, right = {0}, base = {0};
+    for (int i = 0; i < t.nodes; i++) {
+      int l = -1, r = -1;
+      if (!is_leaf[i]) {
+        l = i + 1;
+        r = i + 1 + subtree_size(is_leaf, i + 1, t.nodes);
+      }
+      tdm__buf_printf(&left, "%s%d", i ? "," : "", l);
+      tdm__buf_printf(&right, "%s%d", i ? "," : "", r);
+      tdm__buf_printf(&base, "%s0", i ? "," : "");
+    }
+    tdm__buf_printf(
+        &out,
+        "%s{\"base_weights\":[%.*s],\"categories\":[%.*s],"
+        "\"categories_nodes\":[%.*s],\"categories_segments\":[%.*s],"
+        "\"categories_sizes\":[%.*s],\"default_left\":[%.*s],\"id\":%d,"
+        "\"left_children\":[%.*s],\"right_children\":[%.*s],"
+        "\"split_conditions\":[%.*s],\"split_indices\":[%.*s],"
+        "\"split_type\":[%.*s],\"tree_param\":{\"num_deleted\":\"0\","
+        "\"num_feature\":\"%d\",\"num_nodes\":\"%d\","
+        "\"size_leaf_vector\":\"0\"}}",
+        k ? "," : "", (int)base.len, base.data, (int)t.cats.len, t.cats.data,
+        (int)t.cat_nodes.len, t.cat_nodes.data, (int)t.cat_seg.len,
+        t.cat_seg.data, (int)t.cat_size.len, t.cat_size.data, (int)t.dleft.len,
+        t.dleft.data, k, (int)left.len, left.data, (int)right.len, right.data,
+        (int)t.cond.len, t.cond.data, (int)t.feature.len, t.feature.data,
+        (int)t.type.len, t.type.data, num_features, t.nodes);
+    tdm__buf_printf(&info, "%s%d", k ? "," : "", classes ? k % classes : 0);
+    tdm__buf_printf(&weights, "%s%.6g", k ? "," : "",
+                    (double)(1 + rnd(9)) / 7.0);
+    tdm__buf *bufs[] = {&t.left,     &t.right, &t.feature,   &t.cond,
+                        &t.dleft,    &t.type,  &t.cat_nodes, &t.cat_seg,
+                        &t.cat_size, &t.cats,  &left,        &right,
+                        &base};
+    for (size_t b = 0; b < sizeof bufs / sizeof *bufs; b++)
+      tdm__buf_free(bufs[b]);
+  }
+  tdm__buf_printf(&out, "],\"tree_info\":[%.*s]}}", (int)info.len, info.data);
+  if (dart)
+    tdm__buf_printf(&out, ",\"weight_drop\":[%.*s]}", (int)weights.len,
+                    weights.data);
+  const char *objective = classes       ? "multi:softprob"
+                          : rnd(2) == 0 ? "binary:logistic"
+                                        : "reg:squarederror";
+  tdm__buf_printf(&out,
+                  ",\"learner_model_param\":{\"base_score\":\"%s\","
+                  "\"num_class\":\"%d\",\"num_feature\":\"%d\","
+                  "\"num_target\":\"1\"},\"objective\":{\"name\":\"%s\"}},"
+                  "\"version\":[1,7,4]}",
+                  classes ? "5E-1" : "3E-1", classes, num_features, objective);
+  tdm__buf_free(&info);
+  tdm__buf_free(&weights);
+  tdm__buf_append(&out, "", 1);
+  *num_features_out = num_features;
+  return out.data;
+}
+
+/* Scores `n` rows every way and compares with the reference, bit for bit.
+ * Returns 0 when all agree. */
+static int compare_kernels(tdm_model *model, const double *rows, size_t n,
+                           const char *what) {
+  static const char *kernels[] = {"scalar", "avx2", "avx512"};
+  static const size_t sizes[] = {1, 2, 7, 16, 31, 33, 64, 300, 1000};
+  size_t nf = model->num_features;
+  float *rows32 = malloc(n * nf * sizeof *rows32 + 1);
+  for (size_t i = 0; i < n * nf; i++) rows32[i] = (float)rows[i];
+  size_t width = tdm_model_output_width(model, TDM_PREDICT_MARGIN);
+  double *want = malloc(n * width * sizeof *want);
+  double *want32 = malloc(n * width * sizeof *want32);
+  double *got = malloc(n * width * sizeof *got);
+  int failed = 0;
+  for (size_t k = 0; k < 3 && !failed; k++) {
+    /* Models without a fast layout (LightGBM) take the reference walk in
+     * tdm_model_predict too: once is enough. */
+    if (model->fast == NULL && k > 0) break;
+    if (model->fast != NULL && !tdm__fast_use_kernel(model, kernels[k]))
+      continue;
+    for (int flags = 0; flags <= TDM_PREDICT_MARGIN && !failed; flags++) {
+      size_t w = tdm_model_output_width(model, flags);
+      tdm__predict_reference(model, rows, NULL, n, flags, want);
+      tdm__predict_reference(model, NULL, rows32, n, flags, want32);
+      for (size_t s = 0; s < sizeof sizes / sizeof *sizes && !failed; s++) {
+        size_t m = sizes[s] < n ? sizes[s] : n;
+        for (int input = 0; input < 2 && !failed; input++) {
+          memset(got, 0xA5, m * w * sizeof *got);
+          if (input == 0)
+            tdm_model_predict(model, rows, m, flags, got);
+          else
+            tdm_model_predict_float32(model, rows32, m, flags, got);
+          const double *ref = input ? want32 : want;
+          for (size_t i = 0; i < m * w; i++) {
+            if (memcmp(&got[i], &ref[i], sizeof *got) != 0 &&
+                !(isnan(got[i]) && isnan(ref[i]))) {
+              fprintf(stderr,
+                      "%s: kernel %s, %zu rows, flags %d, %s input: value %zu "
+                      "is %.17g, reference %.17g\n",
+                      what, kernels[k], m, flags, input ? "float32" : "double",
+                      i, got[i], ref[i]);
+              failed = 1;
+              break;
+            }
+          }
+        }
+      }
+    }
+  }
+  free(rows32);
+  free(want);
+  free(want32);
+  free(got);
+  return failed;
+}
+
+static double *random_rows(const tdm_model *model, size_t n) {
+  size_t nf = model->num_features;
+  double *rows = malloc(n * nf * sizeof *rows + 1);
+  for (size_t r = 0; r < n; r++)
+    for (size_t f = 0; f < nf; f++) {
+      const char *type = tdm_model_feature_type(model, f);
+      rows[r * nf + f] = row_value(type != NULL && strcmp(type, "c") == 0);
+    }
+  return rows;
+}
+
+TEST(fast_matches_reference_on_random_models) {
+  int laid_out = 0, generic = 0;
+  for (int m = 0; m < 150; m++) {
+    int nf;
+    char *json = random_model(&nf);
+    tdm_model *model;
+    tdm_error err;
+    if (tdm_model_load_buffer(json, strlen(json), "random.json", &model,
+                              &err) != TDM_OK) {
+      fprintf(stderr, "model %d: %s\n", m, err.message);
+      free(json);
+      return 1;
+    }
+    free(json);
+    CHECK(model->fast != NULL);
+    for (size_t t = 0; t < model->num_trees; t++) {
+      if (tdm__fast_tree_laid_out(model, t))
+        laid_out++;
+      else
+        generic++;
+    }
+    size_t n = 1000;
+    double *rows = random_rows(model, n);
+    char what[64];
+    snprintf(what, sizeof what, "random model %d", m);
+    int failed = compare_kernels(model, rows, n, what);
+    /* Fewer boosting rounds: the layout must follow. */
+    if (!failed && model->num_iterations > 1) {
+      tdm_model_limit_iterations(model, 1 + model->num_iterations / 2, &err);
+      failed = compare_kernels(model, rows, n, what);
+    }
+    free(rows);
+    tdm_model_free(model);
+    if (failed) return 1;
+  }
+  /* Both paths were exercised. */
+  CHECK(laid_out > 1000);
+  CHECK(generic > 100);
+  return 0;
+}
+
+TEST(fast_matches_reference_on_fixtures) {
+  static const char *dirs[] = {"tests/fixtures/xgboost",
+                               "tests/fixtures/lightgbm"};
+  int models = 0;
+  for (int d = 0; d < 2; d++) {
+    DIR *dir = opendir(dirs[d]);
+    CHECK(dir != NULL);
+    struct dirent *entry;
+    while ((entry = readdir(dir)) != NULL) {
+      const char *name = entry->d_name;
+      size_t len = strlen(name);
+      if (!(len > 11 && (strcmp(name + len - 11, ".model.json") == 0 ||
+                         strcmp(name + len - 10, ".model.txt") == 0)))
+        continue;
+      char path[512];
+      snprintf(path, sizeof path, "%s/%s", dirs[d], name);
+      tdm_model *model;
+      tdm_error err;
+      if (tdm_model_load(path, &model, &err) != TDM_OK) {
+        fprintf(stderr, "%s\n", err.message);
+        closedir(dir);
+        return 1;
+      }
+      double *rows = random_rows(model, 700);
+      int failed = compare_kernels(model, rows, 700, path);
+      free(rows);
+      tdm_model_free(model);
+      models++;
+      if (failed) {
+        closedir(dir);
+        return 1;
+      }
+    }
+    closedir(dir);
+  }
+  CHECK(models >= 12);
+  return 0;
+}
