@@ -6,12 +6,12 @@
 #   scripts/setup.sh --build    only what building the CLI needs
 set -euo pipefail
 
-build_packages=(gcc make libc6-dev)
+build_packages=(gcc make libc6-dev libssl-dev)  # libssl-dev: SHA-256
 test_packages=(
   clang libclang-rt-dev        # libFuzzer and sanitizers
   python3 python3-numpy        # integration tests
   python3-xgboost              # reference predictions (XGBoost's own)
-    libxgboost-dev               # XGBoost's C API, the benchmark peer
+  libxgboost-dev               # XGBoost's C API, the benchmark peer
   python3-pandas               # tests/fuzz/make_corpus.py (regenerating seeds)
 )
 

@@ -62,13 +62,20 @@ int tdm__buf_append(tdm__buf *b, const void *data, size_t n);
 int tdm__buf_printf(tdm__buf *b, const char *fmt, ...) TDM__PRINTF(2, 3);
 void tdm__buf_free(tdm__buf *b);
 
+/* ---- numbers (number.c) ---- */
+
+/*
+ * Parses all of text[0..len) as a decimal number (also "inf", "infinity")
+ * into the correctly rounded double, as strtod would, but fast for plain
+ * decimals. Returns 0, or -1 when it is not a number.
+ */
+int tdm__parse_double(const char *text, size_t len, double *out);
+
 /* ---- SHA-256 (FIPS 180-4) ---- */
 
+/* Room for OpenSSL's SHA256_CTX (sha256.c checks the size). */
 typedef struct tdm__sha256 {
-  uint32_t state[8];
-  uint64_t bytes;
-  uint8_t block[64];
-  size_t fill;
+  _Alignas(16) unsigned char opaque[128];
 } tdm__sha256;
 
 void tdm__sha256_init(tdm__sha256 *ctx);

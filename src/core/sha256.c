@@ -1,119 +1,34 @@
 /*
- * sha256.c - SHA-256 as specified in FIPS 180-4. A model's version is the
- * SHA-256 of its file, and run manifests hash their inputs and outputs.
- * Written from the standard; checked in tests against sha256sum.
+ * sha256.c - SHA-256 for model versions and run manifests, by OpenSSL's
+ * libcrypto (Debian's libssl-dev), which uses the CPU's SHA extensions or
+ * vector units: hashing a batch run's input and output must not cost more
+ * than parsing them. The low-level SHA256_* calls need no allocation, so
+ * a context lives on the stack or inside another struct.
  */
+#define OPENSSL_SUPPRESS_DEPRECATED
+#include <openssl/sha.h>
 #include <string.h>
 
 #include "core.h"
 
-static const uint32_t round_constants[64] = {
-    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1,
-    0x923f82a4, 0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3,
-    0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786,
-    0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
-    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147,
-    0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13,
-    0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b,
-    0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
-    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a,
-    0x5b9cca4f, 0x682e6ff3, 0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208,
-    0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2};
-
-static uint32_t rotate_right(uint32_t x, unsigned n) {
-  return (x >> n) | (x << (32 - n));
-}
-
-static void compress_block(uint32_t state[8], const uint8_t block[64]) {
-  uint32_t w[64];
-  for (int i = 0; i < 16; i++) {
-    w[i] = (uint32_t)block[4 * i] << 24 | (uint32_t)block[4 * i + 1] << 16 |
-           (uint32_t)block[4 * i + 2] << 8 | (uint32_t)block[4 * i + 3];
-  }
-  for (int i = 16; i < 64; i++) {
-    uint32_t s0 = rotate_right(w[i - 15], 7) ^ rotate_right(w[i - 15], 18) ^
-                  (w[i - 15] >> 3);
-    uint32_t s1 = rotate_right(w[i - 2], 17) ^ rotate_right(w[i - 2], 19) ^
-                  (w[i - 2] >> 10);
-    w[i] = w[i - 16] + s0 + w[i - 7] + s1;
-  }
-  uint32_t a = state[0], b = state[1], c = state[2], d = state[3];
-  uint32_t e = state[4], f = state[5], g = state[6], h = state[7];
-  for (int i = 0; i < 64; i++) {
-    uint32_t s1 =
-        rotate_right(e, 6) ^ rotate_right(e, 11) ^ rotate_right(e, 25);
-    uint32_t choose = (e & f) ^ (~e & g);
-    uint32_t t1 = h + s1 + choose + round_constants[i] + w[i];
-    uint32_t s0 =
-        rotate_right(a, 2) ^ rotate_right(a, 13) ^ rotate_right(a, 22);
-    uint32_t majority = (a & b) ^ (a & c) ^ (b & c);
-    uint32_t t2 = s0 + majority;
-    h = g;
-    g = f;
-    f = e;
-    e = d + t1;
-    d = c;
-    c = b;
-    b = a;
-    a = t1 + t2;
-  }
-  state[0] += a;
-  state[1] += b;
-  state[2] += c;
-  state[3] += d;
-  state[4] += e;
-  state[5] += f;
-  state[6] += g;
-  state[7] += h;
-}
+_Static_assert(sizeof(((tdm__sha256 *)0)->opaque) >= sizeof(SHA256_CTX),
+               "tdm__sha256 must hold OpenSSL's SHA256_CTX");
 
 void tdm__sha256_init(tdm__sha256 *ctx) {
-  static const uint32_t initial[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372,
-                                      0xa54ff53a, 0x510e527f, 0x9b05688c,
-                                      0x1f83d9ab, 0x5be0cd19};
-  memcpy(ctx->state, initial, sizeof initial);
-  ctx->bytes = 0;
-  ctx->fill = 0;
+  SHA256_Init((SHA256_CTX *)(void *)ctx->opaque);
 }
 
 void tdm__sha256_update(tdm__sha256 *ctx, const void *data, size_t n) {
-  const uint8_t *p = data;
-  ctx->bytes += n;
-  if (ctx->fill > 0) {
-    size_t take = 64 - ctx->fill < n ? 64 - ctx->fill : n;
-    memcpy(ctx->block + ctx->fill, p, take);
-    ctx->fill += take;
-    p += take;
-    n -= take;
-    if (ctx->fill < 64) return;
-    compress_block(ctx->state, ctx->block);
-    ctx->fill = 0;
-  }
-  while (n >= 64) {
-    compress_block(ctx->state, p);
-    p += 64;
-    n -= 64;
-  }
-  memcpy(ctx->block, p, n);
-  ctx->fill = n;
+  if (n > 0) SHA256_Update((SHA256_CTX *)(void *)ctx->opaque, data, n);
 }
 
 void tdm__sha256_final_hex(tdm__sha256 *ctx, char hex[65]) {
-  uint64_t bits = ctx->bytes * 8;
-  uint8_t pad = 0x80;
-  tdm__sha256_update(ctx, &pad, 1);
-  uint8_t zero = 0;
-  while (ctx->fill != 56) tdm__sha256_update(ctx, &zero, 1);
-  uint8_t length[8];
-  for (int i = 0; i < 8; i++) length[i] = (uint8_t)(bits >> (56 - 8 * i));
-  tdm__sha256_update(ctx, length, 8);
   static const char digits[] = "0123456789abcdef";
-  for (int i = 0; i < 8; i++) {
-    for (int j = 0; j < 4; j++) {
-      uint8_t byte = (uint8_t)(ctx->state[i] >> (24 - 8 * j));
-      hex[8 * i + 2 * j] = digits[byte >> 4];
-      hex[8 * i + 2 * j + 1] = digits[byte & 15];
-    }
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256_Final(digest, (SHA256_CTX *)(void *)ctx->opaque);
+  for (int i = 0; i < SHA256_DIGEST_LENGTH; i++) {
+    hex[2 * i] = digits[digest[i] >> 4];
+    hex[2 * i + 1] = digits[digest[i] & 15];
   }
   hex[64] = '\0';
 }

@@ -262,20 +262,8 @@ int tdm__parse_cell_number(const char *text, size_t len, double *out) {
     *out = NAN;
     return 0;
   }
-  /* strtod also reads hex floats and "nan(...)": only decimal forms. */
-  for (size_t i = 0; i < len; i++) {
-    char ch = text[i];
-    if (ch == 'x' || ch == 'X' || ch == 'p' || ch == 'P' || ch == '(' ||
-        ch == ' ' || ch == '\t')
-      return -1;
-  }
-  char buf[128];
-  if (len >= sizeof buf) return -1;
-  memcpy(buf, text, len);
-  buf[len] = '\0';
-  char *end;
-  double value = strtod(buf, &end);
-  if (end != buf + len) return -1;
+  double value;
+  if (tdm__parse_double(text, len, &value) != 0) return -1;
   *out = isnan(value) ? NAN : value; /* "-nan" is missing too */
   return 0;
 }

@@ -31,4 +31,6 @@
   X(csv_read_error_is_sticky)                \
   X(score_out_of_memory)                     \
   X(fast_matches_reference_on_random_models) \
-  X(fast_matches_reference_on_fixtures)
+  X(fast_matches_reference_on_fixtures)      \
+  X(number_hard_cases)                       \
+  X(number_random_against_strtod)
