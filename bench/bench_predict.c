@@ -74,7 +74,7 @@ static double *read_rows(const char *path, size_t num_features, size_t *rows) {
 static void tandem_batch(const tdm_model *model, const double *rows, size_t n,
                          size_t nf, size_t width, double *out, int threads) {
   (void)width;
-  tdm__predict_parallel(model, rows, n, nf, 0, out, threads);
+  tdm__predict_parallel(model, NULL, rows32_global, n, nf, 0, out, threads);
 }
 
 int main(int argc, char **argv) {

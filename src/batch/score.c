@@ -1,12 +1,14 @@
 /*
- * score.c - the batch scoring runner (see score.h). Rows are read in
- * chunks; each chunk is scored by the worker threads (rows split into
- * contiguous ranges, so the output is the same for any thread count) and
- * written in input order.
+ * score.c - the batch scoring runner (see score.h). The main thread reads
+ * records into chunks; worker threads parse, score and format contiguous
+ * ranges of a chunk's rows (so the output is the same for any thread
+ * count) while the main thread reads the next chunk; outputs are written
+ * in input order. CSV or JSON Lines in, CSV or JSON Lines out.
  */
 #include "score.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -23,6 +25,8 @@
  * feature values, so memory stays bounded for very wide inputs too. */
 #define CHUNK_ROWS 8192
 #define CHUNK_BYTES (64u << 20)
+/* ... and at most about this much input text. */
+#define CHUNK_TEXT_BYTES (32u << 20)
 
 typedef struct column_map {
   size_t header_line; /* the line the header is on */
@@ -134,11 +138,12 @@ static int read_header(tdm__csv *csv, const tdm_model *model,
   return TDM_OK;
 }
 
-/* ---- scoring a chunk on several threads ---- */
+/* ---- scoring rows on several threads (the benchmarks' entry) ---- */
 
 typedef struct score_job {
   const tdm_model *model;
-  const double *rows;
+  const double *rows64;
+  const float *rows32;
   double *out;
   size_t begin, end, num_features, width;
   int flags;
@@ -146,44 +151,55 @@ typedef struct score_job {
 
 static void *score_range(void *arg) {
   score_job *job = arg;
-  tdm_model_predict(job->model, job->rows + job->begin * job->num_features,
-                    job->end - job->begin, job->flags,
-                    job->out + job->begin * job->width);
+  size_t at = job->begin * job->num_features;
+  if (job->rows32 != NULL)
+    tdm_model_predict_float32(job->model, job->rows32 + at,
+                              job->end - job->begin, job->flags,
+                              job->out + job->begin * job->width);
+  else
+    tdm_model_predict(job->model, job->rows64 + at, job->end - job->begin,
+                      job->flags, job->out + job->begin * job->width);
   return NULL;
 }
 
-void tdm__predict_parallel(const tdm_model *model, const double *rows,
-                           size_t num_rows, size_t num_features, int flags,
-                           double *out, int threads) {
-  size_t width = tdm_model_output_width(model, flags);
-  if (threads <= 1 || num_rows < 256) {
-    tdm_model_predict(model, rows, num_rows, flags, out);
-    return;
+/* Runs fn(&args[t]) for t < n, t > 0 on new threads; a thread that
+ * cannot start runs on the caller. */
+static void run_threads(void *(*fn)(void *), void *args, size_t arg_size,
+                        int n) {
+  pthread_t ids[TDM__MAX_THREADS];
+  int started[TDM__MAX_THREADS] = {0};
+  char *base = args;
+  for (int t = 1; t < n; t++)
+    started[t] =
+        pthread_create(&ids[t], NULL, fn, base + (size_t)t * arg_size) == 0;
+  fn(base);
+  for (int t = 1; t < n; t++) {
+    if (started[t])
+      pthread_join(ids[t], NULL);
+    else
+      fn(base + (size_t)t * arg_size);
   }
-  score_job jobs[256];
-  pthread_t ids[256];
-  int started[256] = {0};
-  if (threads > 256) threads = 256;
-  for (int t = 0; t < threads; t++) {
+}
+
+void tdm__predict_parallel(const tdm_model *model, const double *rows64,
+                           const float *rows32, size_t num_rows,
+                           size_t num_features, int flags, double *out,
+                           int threads) {
+  size_t width = tdm_model_output_width(model, flags);
+  if (threads > TDM__MAX_THREADS) threads = TDM__MAX_THREADS;
+  if (threads < 1 || num_rows < 256) threads = 1;
+  score_job jobs[TDM__MAX_THREADS];
+  for (int t = 0; t < threads; t++)
     jobs[t] = (score_job){model,
-                          rows,
+                          rows64,
+                          rows32,
                           out,
                           num_rows * (size_t)t / (size_t)threads,
                           num_rows * (size_t)(t + 1) / (size_t)threads,
                           num_features,
                           width,
                           flags};
-  }
-  for (int t = 1; t < threads; t++)
-    started[t] = pthread_create(&ids[t], NULL, score_range, &jobs[t]) == 0;
-  score_range(&jobs[0]);
-  for (int t = 1; t < threads; t++) {
-    if (started[t]) {
-      pthread_join(ids[t], NULL);
-    } else {
-      score_range(&jobs[t]); /* could not start a thread: do it here */
-    }
-  }
+  run_threads(score_range, jobs, sizeof *jobs, threads);
 }
 
 /* Writes output bytes and adds them to the output's running SHA-256. */
@@ -195,16 +211,30 @@ static int write_out(FILE *fp, tdm__sha256 *hash, const char *data,
   return TDM_OK;
 }
 
+/* ---- file formats ---- */
+
+typedef enum file_format { FORMAT_CSV, FORMAT_JSONL } file_format;
+
+/* JSON Lines by extension (.jsonl, .ndjson), else CSV. */
+static file_format format_of(const char *path) {
+  size_t n = strlen(path);
+  if ((n >= 6 && strcmp(path + n - 6, ".jsonl") == 0) ||
+      (n >= 7 && strcmp(path + n - 7, ".ndjson") == 0))
+    return FORMAT_JSONL;
+  return FORMAT_CSV;
+}
+
+/* The CSV header: --keep columns, then "score" or score_0..score_{k-1}.
+ * JSON Lines has none. */
 static int write_header(FILE *fp, tdm__sha256 *hash,
-                        const tdm__score_options *opt, size_t width,
-                        int multiclass_columns) {
+                        const tdm__score_options *opt, size_t width) {
   tdm__buf line = {0};
   int rc = TDM_OK;
   for (size_t k = 0; k < opt->num_keep && rc == TDM_OK; k++) {
     rc = tdm__csv_append_field(&line, opt->keep[k], strlen(opt->keep[k]));
     if (rc == TDM_OK) rc = tdm__buf_append(&line, ",", 1);
   }
-  if (!multiclass_columns) {
+  if (width == 1) {
     if (rc == TDM_OK) rc = tdm__buf_printf(&line, "score\n");
   } else {
     for (size_t o = 0; o < width && rc == TDM_OK; o++)
@@ -223,37 +253,426 @@ static double elapsed_seconds(const struct timespec *start) {
          (double)(now.tv_nsec - start->tv_nsec) / 1e9;
 }
 
+/* ---- names to indices (JSON Lines keys) ---- */
+
+typedef struct name_table {
+  const char **names; /* by slot; NULL when free */
+  size_t *values;
+  size_t mask;
+} name_table;
+
+static uint64_t name_hash(const char *s) {
+  uint64_t h = 1469598103934665603ull; /* FNV-1a */
+  for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+  return h;
+}
+
+static int name_table_init(name_table *t, size_t count) {
+  size_t cap = 16;
+  while (cap < count * 2) cap *= 2;
+  t->names = tdm__calloc(cap, sizeof *t->names);
+  t->values = tdm__calloc(cap, sizeof *t->values);
+  t->mask = cap - 1;
+  return t->names && t->values ? TDM_OK : TDM_ENOMEM;
+}
+
+/* Adds name -> value unless present; returns the value it maps to. */
+static size_t name_table_put(name_table *t, const char *name, size_t value) {
+  size_t i = (size_t)name_hash(name) & t->mask;
+  while (t->names[i] != NULL) {
+    if (strcmp(t->names[i], name) == 0) return t->values[i];
+    i = (i + 1) & t->mask;
+  }
+  t->names[i] = name;
+  t->values[i] = value;
+  return value;
+}
+
+/* The value of name, or SIZE_MAX. */
+static size_t name_table_get(const name_table *t, const char *name) {
+  size_t i = (size_t)name_hash(name) & t->mask;
+  while (t->names[i] != NULL) {
+    if (strcmp(t->names[i], name) == 0) return t->values[i];
+    i = (i + 1) & t->mask;
+  }
+  return SIZE_MAX;
+}
+
+static void name_table_free(name_table *t) {
+  tdm__free(t->names);
+  tdm__free(t->values);
+}
+
+/* ---- chunks: rows read by the main thread, scored by workers ---- */
+
+/*
+ * The main thread reads records into a chunk: for CSV, each record's
+ * feature and kept fields as (offset, length) into the chunk's text; for
+ * JSON Lines, each line's text. Worker threads then take contiguous
+ * ranges of its rows and do the rest: parse numbers (or JSON), score,
+ * and format their output lines. The main thread writes the parts in
+ * order, so the output does not depend on the thread count, and reads
+ * the next chunk while the workers run.
+ */
+typedef struct cell {
+  size_t offset;
+  uint32_t len;
+  uint32_t column; /* 1-based byte column, for messages */
+} cell;
+
+typedef struct scorer scorer;
+
+typedef struct part {
+  const scorer *sc;
+  struct chunk *ch;
+  size_t begin, end;
+  tdm__buf keep; /* each row's kept values, encoded for the output */
+  size_t *keep_end;
+  tdm__buf out; /* the formatted output lines */
+  int rc;
+  tdm_error err;
+} part;
+
 typedef struct chunk {
-  double *rows;
-  double *out;
-  tdm__buf keep_text; /* kept fields, already CSV-encoded with commas */
-  size_t *keep_end;   /* end of each row's kept text in keep_text */
   size_t count;
+  tdm__buf text;
+  cell *cells;         /* CSV: per row, features then kept columns */
+  size_t *line_offset; /* JSONL: per row, where its line starts in text */
+  size_t *line;        /* per row: its line in the input */
+  double *rows, *out;
+  part parts[TDM__MAX_THREADS];
+  int num_parts;
+  pthread_t ids[TDM__MAX_THREADS];
+  int started[TDM__MAX_THREADS];
+  int running;
 } chunk;
 
-static int flush_chunk(chunk *ch, const tdm_model *model, size_t num_features,
-                       int flags, int threads, FILE *fp, tdm__sha256 *hash,
-                       tdm__buf *line) {
-  size_t width = tdm_model_output_width(model, flags);
-  tdm__predict_parallel(model, ch->rows, ch->count, num_features, flags,
-                        ch->out, threads);
-  line->len = 0;
-  size_t keep_start = 0;
-  for (size_t r = 0; r < ch->count; r++) {
-    if (tdm__buf_append(line, ch->keep_text.data + keep_start,
-                        ch->keep_end[r] - keep_start) != TDM_OK)
-      return TDM_ENOMEM;
-    keep_start = ch->keep_end[r];
-    if (tdm__buf_reserve(line, width * 32 + 1) != TDM_OK) return TDM_ENOMEM;
-    for (size_t o = 0; o < width; o++) {
-      line->len += (size_t)tdm_model_format_value(model, ch->out[r * width + o],
-                                                  line->data + line->len);
-      line->data[line->len++] = o + 1 < width ? ',' : '\n';
+struct scorer {
+  const tdm__score_options *opt;
+  const tdm_model *model;
+  const column_map *map;
+  file_format in_format, out_format;
+  size_t nf, width, cells_per_row, chunk_rows;
+  int flags, float32, threads;
+  name_table keys; /* JSONL: feature i -> i, kept column k -> nf + k */
+};
+
+static int chunk_alloc(chunk *ch, const scorer *sc) {
+  memset(ch, 0, sizeof *ch);
+  size_t n = sc->chunk_rows;
+  ch->rows = tdm__malloc(n * (sc->nf ? sc->nf : 1) * sizeof(double));
+  ch->out = tdm__malloc(n * sc->width * sizeof(double));
+  ch->line = tdm__malloc(n * sizeof(size_t));
+  ch->line_offset = tdm__malloc((n + 1) * sizeof(size_t));
+  ch->cells = tdm__malloc(n * (sc->cells_per_row + 1) * sizeof(cell));
+  int ok = ch->rows && ch->out && ch->line && ch->line_offset && ch->cells;
+  for (int t = 0; t < TDM__MAX_THREADS && ok; t++) {
+    ch->parts[t].keep_end = tdm__malloc(n * sizeof(size_t));
+    ok = ch->parts[t].keep_end != NULL;
+  }
+  return ok ? TDM_OK : TDM_ENOMEM;
+}
+
+static void chunk_free(chunk *ch) {
+  tdm__buf_free(&ch->text);
+  tdm__free(ch->cells);
+  tdm__free(ch->line_offset);
+  tdm__free(ch->line);
+  tdm__free(ch->rows);
+  tdm__free(ch->out);
+  for (int t = 0; t < TDM__MAX_THREADS; t++) {
+    tdm__buf_free(&ch->parts[t].keep);
+    tdm__buf_free(&ch->parts[t].out);
+    tdm__free(ch->parts[t].keep_end);
+  }
+}
+
+/* A kept value, encoded for the output format. `json` is 1 when text is a
+ * JSON literal (a number, true, false, null), 0 for a plain string. */
+static int put_kept(part *p, const char *text, size_t len, int json) {
+  tdm__buf *b = &p->keep;
+  if (p->sc->out_format == FORMAT_CSV) {
+    if (json && len == 4 && memcmp(text, "null", 4) == 0) len = 0;
+    if (tdm__csv_append_field(b, text, len) != TDM_OK) return TDM_ENOMEM;
+    return tdm__buf_append(b, ",", 1);
+  }
+  if (json) return tdm__buf_append(b, text, len);
+  char *copy = tdm__strndup(text, len);
+  if (copy == NULL) return TDM_ENOMEM;
+  int rc = tdm__json_append_string(b, copy);
+  tdm__free(copy);
+  return rc;
+}
+
+/* For JSON output, each kept value is preceded by its key. */
+static int put_kept_key(part *p, size_t k) {
+  if (p->sc->out_format == FORMAT_CSV) return TDM_OK;
+  tdm__buf *b = &p->keep;
+  if (tdm__buf_append(b, k == 0 ? "{" : ",", 1) != TDM_OK) return TDM_ENOMEM;
+  if (tdm__json_append_string(b, p->sc->opt->keep[k]) != TDM_OK)
+    return TDM_ENOMEM;
+  return tdm__buf_append(b, ":", 1);
+}
+
+/* Checks a parsed feature value as the model needs it. */
+static int check_value(part *p, size_t f, double value, size_t line,
+                       size_t column, const char *text, size_t len) {
+  const scorer *sc = p->sc;
+  const char *name = tdm_model_feature_name(sc->model, f);
+  if (sc->float32 && isinf((float)value))
+    /* XGBoost refuses infinite inputs (its DMatrix checks), and a value
+     * past float32's range becomes one. */
+    return tdm__fail(&p->err, TDM_EPARSE,
+                     "%s:%zu:%zu: column \"%s\": %.*s is infinite in "
+                     "float32, which XGBoost does not accept",
+                     sc->opt->in_path, line, column, name,
+                     (int)(len < 64 ? len : 64), text);
+  if (isnan(value) && tdm_model_feature_required(sc->model, f))
+    return tdm__fail(&p->err, TDM_EPARSE,
+                     "%s:%zu:%zu: column \"%s\" is missing, and the model "
+                     "does not allow a missing value there",
+                     sc->opt->in_path, line, column, name);
+  return TDM_OK;
+}
+
+static int fill_csv_row(part *p, size_t r, double *row) {
+  const scorer *sc = p->sc;
+  const chunk *ch = p->ch;
+  const cell *cells = ch->cells + r * sc->cells_per_row;
+  for (size_t f = 0; f < sc->nf; f++) {
+    const char *text = ch->text.data + cells[f].offset;
+    if (tdm__parse_cell_number(text, cells[f].len, &row[f]) != 0)
+      return tdm__fail(&p->err, TDM_EPARSE,
+                       "%s:%zu:%zu: column \"%s\": \"%.*s\" is not a number",
+                       sc->opt->in_path, ch->line[r], (size_t)cells[f].column,
+                       sc->map->header[sc->map->feature_col[f]],
+                       (int)(cells[f].len < 64 ? cells[f].len : 64), text);
+    int rc = check_value(p, f, row[f], ch->line[r], cells[f].column, text,
+                         cells[f].len);
+    if (rc != TDM_OK) return rc;
+  }
+  for (size_t k = 0; k < sc->opt->num_keep; k++) {
+    const cell *c = &cells[sc->nf + k];
+    if (put_kept_key(p, k) != TDM_OK ||
+        put_kept(p, ch->text.data + c->offset, c->len, 0) != TDM_OK)
+      return tdm__fail(&p->err, TDM_ENOMEM, "out of memory");
+  }
+  return TDM_OK;
+}
+
+/* A JSON value as a feature: a number, null (missing), or the string
+ * "NaN" (missing, as JSON has no NaN). */
+static int json_feature(part *p, const tdm__json_doc *doc, const tdm__json *v,
+                        size_t f, double *out, size_t line) {
+  const scorer *sc = p->sc;
+  size_t l, column;
+  tdm__json_line_col(doc, v->offset, &l, &column);
+  if (v->type == TDM__JSON_NULL ||
+      (v->type == TDM__JSON_STRING && strcmp(v->text, "NaN") == 0)) {
+    *out = NAN;
+  } else if (v->type != TDM__JSON_NUMBER ||
+             tdm__parse_double(v->text, v->text_len, out) != 0) {
+    return tdm__fail(&p->err, TDM_EPARSE,
+                     "%s:%zu:%zu: \"%s\" must be a number or null, not %s",
+                     sc->opt->in_path, line, column,
+                     tdm_model_feature_name(sc->model, f),
+                     tdm__json_type_name(v));
+  }
+  return check_value(p, f, *out, line, column, v->text ? v->text : "null",
+                     v->text ? v->text_len : 4);
+}
+
+static int fill_jsonl_row(part *p, size_t r, double *row) {
+  const scorer *sc = p->sc;
+  const chunk *ch = p->ch;
+  const char *text = ch->text.data + ch->line_offset[r];
+  size_t len = ch->line_offset[r + 1] - ch->line_offset[r];
+  size_t line = ch->line[r], nk = sc->opt->num_keep;
+  tdm__json_doc doc;
+  int rc =
+      tdm__json_parse_at(&doc, text, len, sc->opt->in_path, line, 0, &p->err);
+  if (rc != TDM_OK) return rc;
+  const tdm__json *obj = doc.root;
+  const tdm__json *kept[TDM__MAX_KEEP] = {0};
+  if (obj->type != TDM__JSON_OBJECT) {
+    rc = tdm__fail(&p->err, TDM_EPARSE,
+                   "%s:%zu: each line must be a JSON object of features, "
+                   "not %s",
+                   sc->opt->in_path, line, tdm__json_type_name(obj));
+    goto done;
+  }
+  for (size_t f = 0; f < sc->nf; f++) row[f] = NAN; /* absent: missing */
+  size_t features_seen = 0;
+  for (size_t i = 0; i < obj->count && rc == TDM_OK; i++) {
+    size_t idx = name_table_get(&sc->keys, obj->keys[i]);
+    if (idx == SIZE_MAX) continue; /* other fields are allowed */
+    if (idx < sc->nf) {
+      features_seen++;
+      rc = json_feature(p, &doc, &obj->items[i], idx, &row[idx], line);
+    } else {
+      kept[idx - sc->nf] = &obj->items[i];
     }
   }
-  if (write_out(fp, hash, line->data, line->len) != TDM_OK) return TDM_EIO;
+  /* A line that names none of the features is a mistake (a wrong key
+   * case, another file), not a row of missing values. */
+  if (rc == TDM_OK && features_seen == 0 && sc->nf > 0)
+    rc = tdm__fail(&p->err, TDM_ESCHEMA,
+                   "%s:%zu: the line has none of the model's features (the "
+                   "first is \"%s\")",
+                   sc->opt->in_path, line,
+                   tdm_model_feature_name(sc->model, 0));
+  /* A feature that is absent is missing; required ones are checked. */
+  for (size_t f = 0; f < sc->nf && rc == TDM_OK; f++)
+    if (isnan(row[f]) && tdm_model_feature_required(sc->model, f))
+      rc = check_value(p, f, row[f], line, 1, "", 0);
+  for (size_t k = 0; k < nk && rc == TDM_OK; k++) {
+    const tdm__json *v = kept[k];
+    if (put_kept_key(p, k) != TDM_OK) rc = TDM_ENOMEM;
+    if (rc != TDM_OK) break;
+    if (v == NULL || v->type == TDM__JSON_NULL) {
+      rc = put_kept(p, "null", 4, 1);
+    } else if (v->type == TDM__JSON_STRING) {
+      rc = put_kept(p, v->text, v->count, 0);
+    } else if (v->type == TDM__JSON_NUMBER) {
+      rc = put_kept(p, v->text, v->text_len, 1);
+    } else if (v->type == TDM__JSON_BOOL) {
+      rc = put_kept(p, v->boolean ? "true" : "false", v->boolean ? 4 : 5, 1);
+    } else {
+      size_t l, column;
+      tdm__json_line_col(&doc, v->offset, &l, &column);
+      rc = tdm__fail(&p->err, TDM_EPARSE,
+                     "%s:%zu:%zu: --keep \"%s\" must be a string, number, "
+                     "boolean or null, not %s",
+                     sc->opt->in_path, line, column, sc->opt->keep[k],
+                     tdm__json_type_name(v));
+      break;
+    }
+    if (rc == TDM_ENOMEM) rc = tdm__fail(&p->err, rc, "out of memory");
+  }
+done:
+  tdm__json_doc_free(&doc);
+  return rc;
+}
+
+/* Appends one row's output line: kept values, then the scores. */
+static int format_row(part *p, size_t i, const double *scores) {
+  const scorer *sc = p->sc;
+  tdm__buf *b = &p->out;
+  size_t keep_start = i ? p->keep_end[i - 1] : 0;
+  if (tdm__buf_append(b, p->keep.data + keep_start,
+                      p->keep_end[i] - keep_start) != TDM_OK ||
+      tdm__buf_reserve(b, sc->width * 33 + 16) != TDM_OK)
+    return TDM_ENOMEM;
+  char *at = b->data + b->len;
+  if (sc->out_format == FORMAT_JSONL) {
+    const char *open = sc->opt->num_keep ? "," : "{";
+    at += sprintf(at, sc->width == 1 ? "%s\"score\":" : "%s\"scores\":[", open);
+  }
+  for (size_t o = 0; o < sc->width; o++) {
+    at += tdm_model_format_value(sc->model, scores[o], at);
+    if (o + 1 < sc->width) *at++ = ',';
+  }
+  if (sc->out_format == FORMAT_JSONL) {
+    if (sc->width > 1) *at++ = ']';
+    *at++ = '}';
+  }
+  *at++ = '\n';
+  b->len = (size_t)(at - b->data);
+  return TDM_OK;
+}
+
+static void *run_part(void *arg) {
+  part *p = arg;
+  const scorer *sc = p->sc;
+  chunk *ch = p->ch;
+  p->rc = TDM_OK;
+  p->keep.len = 0;
+  p->out.len = 0;
+  for (size_t r = p->begin; r < p->end; r++) {
+    double *row = ch->rows + r * sc->nf;
+    p->rc = sc->in_format == FORMAT_CSV ? fill_csv_row(p, r, row)
+                                        : fill_jsonl_row(p, r, row);
+    if (p->rc != TDM_OK) return NULL;
+    p->keep_end[r - p->begin] = p->keep.len;
+  }
+  tdm_model_predict(sc->model, ch->rows + p->begin * sc->nf, p->end - p->begin,
+                    sc->flags, ch->out + p->begin * sc->width);
+  for (size_t r = p->begin; r < p->end; r++) {
+    if (format_row(p, r - p->begin, ch->out + r * sc->width) != TDM_OK) {
+      p->rc = tdm__fail(&p->err, TDM_ENOMEM, "out of memory");
+      return NULL;
+    }
+  }
+  return NULL;
+}
+
+/* Starts the workers on a chunk; chunk_finish waits for them. */
+static void chunk_start(chunk *ch, const scorer *sc) {
+  int n = sc->threads;
+  if (ch->count < 256) n = 1;
+  ch->num_parts = n;
+  for (int t = 0; t < n; t++) {
+    part *p = &ch->parts[t];
+    p->sc = sc;
+    p->ch = ch;
+    p->begin = ch->count * (size_t)t / (size_t)n;
+    p->end = ch->count * (size_t)(t + 1) / (size_t)n;
+    ch->started[t] = pthread_create(&ch->ids[t], NULL, run_part, p) == 0;
+    if (!ch->started[t]) run_part(p); /* no thread: do it here */
+  }
+  ch->running = 1;
+}
+
+/* Waits for the chunk's workers and writes its output in order. The
+ * first error in row order wins. */
+static int chunk_finish(chunk *ch, FILE *fp, tdm__sha256 *hash,
+                        const char *out_path, tdm_error *err) {
+  if (!ch->running) return TDM_OK;
+  for (int t = 0; t < ch->num_parts; t++)
+    if (ch->started[t]) pthread_join(ch->ids[t], NULL);
+  ch->running = 0;
+  for (int t = 0; t < ch->num_parts; t++) {
+    part *p = &ch->parts[t];
+    if (p->rc != TDM_OK) {
+      *err = p->err;
+      return p->rc;
+    }
+  }
+  for (int t = 0; t < ch->num_parts; t++) {
+    part *p = &ch->parts[t];
+    if (write_out(fp, hash, p->out.data, p->out.len) != TDM_OK)
+      return tdm__fail(err, TDM_EIO, "%s: write failed: %s", out_path,
+                       strerror(errno));
+  }
   ch->count = 0;
-  ch->keep_text.len = 0;
+  ch->text.len = 0;
+  return TDM_OK;
+}
+
+/* Adds one CSV record's cells to the chunk. */
+static int add_csv_record(chunk *ch, const scorer *sc,
+                          const tdm__csv_record *record, tdm_error *err) {
+  cell *cells = ch->cells + ch->count * sc->cells_per_row;
+  for (size_t i = 0; i < sc->cells_per_row; i++) {
+    size_t col =
+        i < sc->nf ? sc->map->feature_col[i] : sc->map->keep_col[i - sc->nf];
+    const tdm__csv_field *field = &record->fields[col];
+    cells[i] =
+        (cell){ch->text.len, (uint32_t)field->len, (uint32_t)field->column};
+    if (tdm__buf_append(&ch->text, field->text, field->len) != TDM_OK)
+      return tdm__fail(err, TDM_ENOMEM, "out of memory");
+  }
+  ch->line[ch->count++] = record->line;
+  return TDM_OK;
+}
+
+static int add_jsonl_line(chunk *ch, const char *text, size_t len, size_t line,
+                          tdm_error *err) {
+  ch->line_offset[ch->count] = ch->text.len;
+  if (tdm__buf_append(&ch->text, text, len) != TDM_OK)
+    return tdm__fail(err, TDM_ENOMEM, "out of memory");
+  ch->line[ch->count++] = line;
+  ch->line_offset[ch->count] = ch->text.len;
   return TDM_OK;
 }
 
@@ -386,6 +805,93 @@ static int write_manifest(const tdm__score_options *opt, const tdm_model *model,
   return rc;
 }
 
+/* A record's shard by the byte its first character is at. */
+static int shard_of(const tdm__score_options *opt, uint64_t offset,
+                    uint64_t input_size) {
+  uint64_t owner = offset * opt->shard_count / input_size;
+  return owner < opt->shard_index ? -1 : owner > opt->shard_index ? 1 : 0;
+}
+
+/*
+ * Reads records into ch until it is full or the input ends. *more is 0
+ * once nothing is left for this run (the end, or past this shard).
+ */
+static int fill_chunk(chunk *ch, const scorer *sc, tdm__csv *csv,
+                      uint64_t input_size, tdm__score_stats *stats, int *more,
+                      tdm_error *err) {
+  const tdm__score_options *opt = sc->opt;
+  int sharded = opt->shard_count > 1;
+  while (ch->count < sc->chunk_rows && ch->text.len < CHUNK_TEXT_BYTES) {
+    uint64_t record_start = tdm__csv_offset(csv);
+    tdm__csv_record record;
+    const char *text = NULL;
+    size_t len = 0, line = 0;
+    int got = sc->in_format == FORMAT_CSV
+                  ? tdm__csv_next(csv, &record, err)
+                  : tdm__csv_next_line(csv, &text, &len, &line, err);
+    if (got < 0) return got;
+    if (got == 0) {
+      *more = 0;
+      return TDM_OK;
+    }
+    if (sharded) {
+      int where = shard_of(opt, record_start, input_size);
+      if (where < 0) continue;
+      if (where > 0) {
+        *more = 0;
+        return TDM_OK;
+      }
+    }
+    int rc;
+    if (sc->in_format == FORMAT_JSONL) {
+      /* Blank lines separate nothing in JSON Lines: skipped. */
+      size_t i = 0;
+      while (i < len && (text[i] == ' ' || text[i] == '\t')) i++;
+      if (i == len) continue;
+      rc = add_jsonl_line(ch, text, len, line, err);
+    } else {
+      /* A blank line is a missing value in a one-column file; in a wider
+       * file it cannot be a record, and is skipped. */
+      if (record.blank && sc->map->num_columns > 1) continue;
+      if (record.count != sc->map->num_columns)
+        return tdm__fail(err, TDM_EPARSE,
+                         "%s:%zu: %zu fields, but the header has %zu (a "
+                         "ragged row)",
+                         opt->in_path, record.line, record.count,
+                         sc->map->num_columns);
+      rc = add_csv_record(ch, sc, &record, err);
+    }
+    if (rc != TDM_OK) return rc;
+    stats->rows++;
+  }
+  return TDM_OK;
+}
+
+/* JSON Lines input: keys name features (and --keep columns). */
+static int jsonl_keys(scorer *sc, tdm_error *err) {
+  const tdm__score_options *opt = sc->opt;
+  if (name_table_init(&sc->keys, sc->nf + opt->num_keep) != TDM_OK)
+    return tdm__fail(err, TDM_ENOMEM, "out of memory");
+  for (size_t f = 0; f < sc->nf; f++) {
+    const char *name = tdm_model_feature_name(sc->model, f);
+    if (name_table_put(&sc->keys, name, f) != f)
+      return tdm__fail(err, TDM_ESCHEMA,
+                       "%s: the model names feature \"%s\" twice; JSON "
+                       "Lines input needs distinct names",
+                       opt->model_path, name);
+  }
+  for (size_t k = 0; k < opt->num_keep; k++) {
+    size_t got = name_table_put(&sc->keys, opt->keep[k], sc->nf + k);
+    if (got != sc->nf + k)
+      return tdm__fail(err, TDM_EINVAL,
+                       "--keep \"%s\" is %s; keep each field once, and not "
+                       "the features",
+                       opt->keep[k],
+                       got < sc->nf ? "a model feature" : "given twice");
+  }
+  return TDM_OK;
+}
+
 int tdm__score_run(const tdm__score_options *opt, tdm__score_stats *stats,
                    tdm_error *err) {
   struct timespec start;
@@ -396,8 +902,9 @@ int tdm__score_run(const tdm__score_options *opt, tdm__score_stats *stats,
   FILE *in = NULL;
   tdm__csv *csv = NULL;
   column_map map = {0};
-  chunk ch = {0};
-  tdm__buf line = {0};
+  chunk chunks[2];
+  memset(chunks, 0, sizeof chunks);
+  scorer sc = {0};
   tdm__atomic_file out = {0};
   int out_open = 0;
   int flags = opt->margin ? TDM_PREDICT_MARGIN : 0;
@@ -406,20 +913,35 @@ int tdm__score_run(const tdm__score_options *opt, tdm__score_stats *stats,
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     threads = cores > 0 ? (int)cores : 1;
   }
+  if (threads > TDM__MAX_THREADS) threads = TDM__MAX_THREADS;
 
   tdm__sha256 in_hash, out_hash;
   tdm__sha256_init(&in_hash);
   tdm__sha256_init(&out_hash);
   time_t started_at = time(NULL);
   stats->threads = threads;
-  int rc = tdm_model_load(opt->model_path, &model, err);
+  int rc = TDM_OK;
+  if (opt->num_keep > TDM__MAX_KEEP) {
+    rc = tdm__fail(err, TDM_EINVAL, "at most %d --keep columns", TDM__MAX_KEEP);
+    goto done;
+  }
+  rc = tdm_model_load(opt->model_path, &model, err);
   if (rc == TDM_OK && opt->iterations > 0)
     rc = tdm_model_limit_iterations(model, opt->iterations, err);
   if (rc != TDM_OK) goto done;
   tdm_model_info info;
   tdm_model_get_info(model, &info);
-  size_t nf = info.num_features;
-  size_t width = tdm_model_output_width(model, flags);
+  sc = (scorer){.opt = opt,
+                .model = model,
+                .map = &map,
+                .in_format = format_of(opt->in_path),
+                .out_format = format_of(opt->out_path),
+                .nf = info.num_features,
+                .width = tdm_model_output_width(model, flags),
+                .flags = flags,
+                .float32 = info.float32,
+                .threads = threads};
+  sc.cells_per_row = sc.nf + opt->num_keep;
 
   in = fopen(opt->in_path, "rb");
   if (in == NULL) {
@@ -435,16 +957,17 @@ int tdm__score_run(const tdm__score_options *opt, tdm__score_stats *stats,
   tdm__csv_hash_into(csv, &in_hash);
   progress bar;
   progress_start(&bar, in);
-  rc = read_header(csv, model, opt, &map, err);
+  if (sc.in_format == FORMAT_CSV)
+    rc = read_header(csv, model, opt, &map, err);
+  else
+    rc = jsonl_keys(&sc, err);
   if (rc != TDM_OK) goto done;
 
-  size_t chunk_rows = CHUNK_BYTES / ((nf + width) * sizeof(double));
-  if (chunk_rows > CHUNK_ROWS) chunk_rows = CHUNK_ROWS;
-  if (chunk_rows == 0) chunk_rows = 1;
-  ch.rows = tdm__malloc(chunk_rows * nf * sizeof(double));
-  ch.out = tdm__malloc(chunk_rows * width * sizeof(double));
-  ch.keep_end = tdm__malloc(chunk_rows * sizeof(size_t));
-  if (ch.rows == NULL || ch.out == NULL || ch.keep_end == NULL) {
+  sc.chunk_rows = CHUNK_BYTES / ((sc.nf + sc.width) * sizeof(double));
+  if (sc.chunk_rows > CHUNK_ROWS) sc.chunk_rows = CHUNK_ROWS;
+  if (sc.chunk_rows == 0) sc.chunk_rows = 1;
+  if (chunk_alloc(&chunks[0], &sc) != TDM_OK ||
+      chunk_alloc(&chunks[1], &sc) != TDM_OK) {
     rc = tdm__fail(err, TDM_ENOMEM, "out of memory");
     goto done;
   }
@@ -452,11 +975,8 @@ int tdm__score_run(const tdm__score_options *opt, tdm__score_stats *stats,
   rc = tdm__atomic_open(&out, opt->out_path, err);
   if (rc != TDM_OK) goto done;
   out_open = 1;
-  /* One "score" column, or score_0..score_{k-1} for several outputs. */
-  int multiclass_columns = width > 1;
   uint64_t input_size = 0;
-  int sharded = opt->shard_count > 1;
-  if (sharded) {
+  if (opt->shard_count > 1) {
     struct stat st;
     if (fstat(fileno(in), &st) != 0 || !S_ISREG(st.st_mode)) {
       rc = tdm__fail(err, TDM_EINVAL, "%s: --shard needs a regular file",
@@ -465,112 +985,60 @@ int tdm__score_run(const tdm__score_options *opt, tdm__score_stats *stats,
     }
     input_size = (uint64_t)st.st_size;
   }
-  if (opt->shard_index == 0)
-    rc = write_header(out.fp, &out_hash, opt, width, multiclass_columns);
-  if (rc != TDM_OK) {
-    rc = tdm__fail(err, rc, "%s: write failed", opt->out_path);
-    goto done;
+  if (opt->shard_index == 0 && sc.out_format == FORMAT_CSV) {
+    rc = write_header(out.fp, &out_hash, opt, sc.width);
+    if (rc != TDM_OK) {
+      rc = rc == TDM_ENOMEM ? tdm__fail(err, rc, "out of memory")
+                            : tdm__fail(err, rc, "%s: write failed: %s",
+                                        opt->out_path, strerror(errno));
+      goto done;
+    }
   }
 
-  tdm__csv_record record;
-  for (;;) {
-    uint64_t record_start = tdm__csv_offset(csv);
-    int got = tdm__csv_next(csv, &record, err);
-    if (got < 0) {
-      rc = got;
-      goto done;
-    }
-    if (got == 0) break;
-    if (sharded) {
-      /* Which shard's byte range the record starts in. */
-      uint64_t owner = record_start * opt->shard_count / input_size;
-      if (owner < opt->shard_index) continue;
-      if (owner > opt->shard_index) break;
-    }
-    /* A blank line is a missing value in a one-column file; in a wider
-     * file it cannot be a record, and is skipped. */
-    if (record.blank && map.num_columns > 1) continue;
-    if (record.count != map.num_columns) {
-      rc = tdm__fail(err, TDM_EPARSE,
-                     "%s:%zu: %zu fields, but the header has %zu (a ragged "
-                     "row)",
-                     opt->in_path, record.line, record.count, map.num_columns);
-      goto done;
-    }
-    double *row = ch.rows + ch.count * nf;
-    for (size_t f = 0; f < nf; f++) {
-      const tdm__csv_field *field = &record.fields[map.feature_col[f]];
-      if (tdm__parse_cell_number(field->text, field->len, &row[f]) != 0) {
-        rc = tdm__fail(err, TDM_EPARSE,
-                       "%s:%zu:%zu: column \"%s\": \"%.64s\" is not a number",
-                       opt->in_path, record.line, field->column,
-                       map.header[map.feature_col[f]], field->text);
-        goto done;
-      }
-      if (info.float32 && isinf((float)row[f])) {
-        /* XGBoost refuses infinite inputs (its DMatrix checks), and a
-         * value past float32's range becomes one. */
-        rc = tdm__fail(err, TDM_EPARSE,
-                       "%s:%zu:%zu: column \"%s\": %.64s is infinite in "
-                       "float32, which XGBoost does not accept",
-                       opt->in_path, record.line, field->column,
-                       map.header[map.feature_col[f]], field->text);
-        goto done;
-      }
-      if (isnan(row[f]) && tdm_model_feature_required(model, f)) {
-        rc = tdm__fail(err, TDM_EPARSE,
-                       "%s:%zu:%zu: column \"%s\" is missing, and the model "
-                       "does not allow a missing value there",
-                       opt->in_path, record.line, field->column,
-                       map.header[map.feature_col[f]]);
-        goto done;
-      }
-    }
-    for (size_t k = 0; k < opt->num_keep; k++) {
-      const tdm__csv_field *field = &record.fields[map.keep_col[k]];
-      if (tdm__csv_append_field(&ch.keep_text, field->text, field->len) !=
-              TDM_OK ||
-          tdm__buf_append(&ch.keep_text, ",", 1) != TDM_OK) {
-        rc = tdm__fail(err, TDM_ENOMEM, "out of memory");
-        goto done;
-      }
-    }
-    ch.keep_end[ch.count] = ch.keep_text.len;
-    ch.count++;
-    stats->rows++;
-    if (ch.count == chunk_rows) {
+  /* Read chunk k + 1 while the workers score chunk k. */
+  int more = 1, next = 0;
+  chunk *busy = NULL;
+  while (rc == TDM_OK) {
+    chunk *ch = &chunks[next];
+    int fill_rc =
+        more ? fill_chunk(ch, &sc, csv, input_size, stats, &more, err) : TDM_OK;
+    if (busy != NULL) {
+      tdm_error finish_err;
+      rc = chunk_finish(busy, out.fp, &out_hash, opt->out_path, &finish_err);
+      /* The earlier chunk's error comes first in the input. */
+      if (rc != TDM_OK) *err = finish_err;
+      busy = NULL;
       progress_show(&bar, stats->rows, tdm__csv_offset(csv), 0);
-      rc =
-          flush_chunk(&ch, model, nf, flags, threads, out.fp, &out_hash, &line);
-      if (rc != TDM_OK) {
-        rc = tdm__fail(err, rc, "%s: write failed", opt->out_path);
-        goto done;
-      }
     }
+    if (rc == TDM_OK) rc = fill_rc;
+    if (rc != TDM_OK || ch->count == 0) break;
+    chunk_start(ch, &sc);
+    busy = ch;
+    next ^= 1;
   }
-  rc = flush_chunk(&ch, model, nf, flags, threads, out.fp, &out_hash, &line);
-  if (rc != TDM_OK) {
-    rc = tdm__fail(err, rc, "%s: write failed", opt->out_path);
-    goto done;
+  if (busy != NULL) {
+    tdm_error ignored;
+    chunk_finish(busy, out.fp, &out_hash, opt->out_path, &ignored);
   }
+  if (rc != TDM_OK) goto done;
   progress_show(&bar, stats->rows, tdm__csv_offset(csv), 1);
   /* A shard stops reading at its range's end; the manifest still names
    * the whole input by its hash. */
-  if (sharded && tdm__csv_drain(csv) != TDM_OK) {
+  if (opt->shard_count > 1 && tdm__csv_drain(csv) != TDM_OK) {
     rc = tdm__fail(err, TDM_EIO, "%s: read error", opt->in_path);
     goto done;
   }
   /* The output and its manifest are both complete before either is
    * renamed into place, so a failure leaves the previous pair intact. */
   rc = tdm__atomic_finish(&out, err);
-  stats->columns = map.num_columns;
+  stats->columns = sc.in_format == FORMAT_CSV ? map.num_columns : sc.nf;
   stats->seconds = elapsed_seconds(&start);
   if (rc == TDM_OK) {
     char in_hex[65], out_hex[65];
     tdm__sha256_final_hex(&in_hash, in_hex);
     tdm__sha256_final_hex(&out_hash, out_hex);
-    rc = write_manifest(opt, model, stats, in_hex, out_hex, width, started_at,
-                        err);
+    rc = write_manifest(opt, model, stats, in_hex, out_hex, sc.width,
+                        started_at, err);
   }
   if (rc == TDM_OK) {
     rc = tdm__atomic_commit(&out, err);
@@ -586,11 +1054,9 @@ int tdm__score_run(const tdm__score_options *opt, tdm__score_stats *stats,
 done:
   if (out_open) tdm__atomic_abort(&out);
   if (stats->seconds == 0) stats->seconds = elapsed_seconds(&start);
-  tdm__buf_free(&line);
-  tdm__buf_free(&ch.keep_text);
-  tdm__free(ch.rows);
-  tdm__free(ch.out);
-  tdm__free(ch.keep_end);
+  chunk_free(&chunks[0]);
+  chunk_free(&chunks[1]);
+  name_table_free(&sc.keys);
   column_map_free(&map);
   tdm__csv_close(csv);
   if (in != NULL) fclose(in);

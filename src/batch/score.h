@@ -1,7 +1,8 @@
 /*
  * score.h - the batch scoring runner behind `tandem score`: reads a
- * feature matrix (CSV with a header), matches its columns to the model's
- * features by name, scores it in chunks with constant memory, and writes
+ * feature matrix (CSV with a header, or JSON Lines: one object per line,
+ * keys naming features), matches its columns to the model's features by
+ * name, scores it in chunks with constant memory, and writes
  * the scores atomically (a temporary file renamed into place at the end).
  */
 #ifndef TDM_SCORE_H
@@ -10,6 +11,9 @@
 #include <stddef.h>
 
 #include "tandem.h"
+
+#define TDM__MAX_THREADS 256
+#define TDM__MAX_KEEP 64
 
 typedef struct tdm__score_options {
   const char *model_path;
@@ -43,8 +47,9 @@ int tdm__score_run(const tdm__score_options *options, tdm__score_stats *stats,
  * output is the same for any thread count (small inputs stay on the
  * calling thread). Used by the runner and the benchmarks.
  */
-void tdm__predict_parallel(const tdm_model *model, const double *rows,
-                           size_t num_rows, size_t num_features, int flags,
-                           double *out, int threads);
+void tdm__predict_parallel(const tdm_model *model, const double *rows64,
+                           const float *rows32, size_t num_rows,
+                           size_t num_features, int flags, double *out,
+                           int threads);
 
 #endif /* TDM_SCORE_H */

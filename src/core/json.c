@@ -25,7 +25,7 @@ typedef struct parser {
 
 void tdm__json_line_col(const tdm__json_doc *doc, size_t offset, size_t *line,
                         size_t *col) {
-  size_t l = 1, c = 1;
+  size_t l = doc->first_line ? doc->first_line : 1, c = 1;
   for (size_t i = 0; i < offset && i < doc->source_len; i++) {
     if (doc->source[i] == '\n') {
       l++;
@@ -337,9 +337,18 @@ static int parse_value(parser *ps, tdm__json *v, int depth) {
 
 int tdm__json_parse(tdm__json_doc *doc, const char *data, size_t size,
                     const char *name, int flags, tdm_error *err) {
+  return tdm__json_parse_at(doc, data, size, name, 1, flags, err);
+}
+
+int tdm__json_parse_at(tdm__json_doc *doc, const char *data, size_t size,
+                       const char *name, size_t first_line, int flags,
+                       tdm_error *err) {
   memset(doc, 0, sizeof *doc);
-  tdm__arena_init(&doc->arena, 1 << 20);
+  /* Small documents (a JSON Lines record, a request) get small blocks. */
+  size_t block = size < 4096 ? 16384 : size * 4;
+  tdm__arena_init(&doc->arena, block < (1 << 20) ? block : (1 << 20));
   doc->name = name;
+  doc->first_line = first_line;
   char *copy = tdm__arena_strndup(&doc->arena, data, size);
   if (copy == NULL) {
     tdm__arena_free(&doc->arena);

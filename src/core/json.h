@@ -48,6 +48,7 @@ typedef struct tdm__json_doc {
   const char *source; /* the parser's copy of the input */
   size_t source_len;
   const char *name; /* for messages: a file name */
+  size_t first_line; /* the line the document starts on in that file */
 } tdm__json_doc;
 
 /* Extensions to strict JSON that a caller may allow. */
@@ -61,6 +62,11 @@ enum {
  */
 int tdm__json_parse(tdm__json_doc *doc, const char *data, size_t size,
                     const char *name, int flags, tdm_error *err);
+/* The same for a document that starts on line `first_line` of a file (a
+ * JSON Lines record): messages name the file's line. */
+int tdm__json_parse_at(tdm__json_doc *doc, const char *data, size_t size,
+                       const char *name, size_t first_line, int flags,
+                       tdm_error *err);
 void tdm__json_doc_free(tdm__json_doc *doc);
 
 /* Member `key` of an object, or NULL if absent or v is not an object. */

@@ -286,3 +286,38 @@ int tdm__csv_append_field(tdm__buf *b, const char *text, size_t len) {
   }
   return tdm__buf_append(b, "\"", 1);
 }
+
+int tdm__csv_next_line(tdm__csv *csv, const char **text, size_t *len,
+                       size_t *line, tdm_error *err) {
+  csv->text.len = 0;
+  int c = peek_byte(csv);
+  if (c == -2)
+    return tdm__fail(err, TDM_EIO, "%s: read error: %s", csv->name,
+                     strerror(errno));
+  if (c == -1) return 0;
+  *line = csv->line;
+  for (;;) {
+    const char *start = csv->in + csv->in_pos;
+    const char *nl = memchr(start, '\n', csv->in_len - csv->in_pos);
+    size_t n = nl ? (size_t)(nl - start) : csv->in_len - csv->in_pos;
+    if (tdm__buf_append(&csv->text, start, n) != TDM_OK)
+      return tdm__fail(err, TDM_ENOMEM, "%s: out of memory", csv->name);
+    csv->in_pos += n;
+    if (nl != NULL) {
+      csv->in_pos++; /* the newline */
+      break;
+    }
+    c = peek_byte(csv);
+    if (c == -2) return tdm__fail(err, TDM_EIO, "%s: read error", csv->name);
+    if (c == -1) break;
+  }
+  csv->line++;
+  csv->column = 1;
+  size_t n = csv->text.len;
+  if (n > 0 && csv->text.data[n - 1] == '\r') n--;
+  if (tdm__buf_append(&csv->text, "", 1) != TDM_OK)
+    return tdm__fail(err, TDM_ENOMEM, "%s: out of memory", csv->name);
+  *text = csv->text.data;
+  *len = n;
+  return 1;
+}

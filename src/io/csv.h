@@ -63,6 +63,15 @@ size_t tdm__csv_offset(const tdm__csv *csv);
  * Parses a numeric cell: empty, NaN, nan, NA or null are missing (NaN).
  * Returns 0 on success, -1 if the text is not a number.
  */
+/*
+ * Reads the next line as it is (JSON Lines), without its "\n" or "\r\n",
+ * through the same buffered, hashed reader. Returns 1 with the line in
+ * *text (NUL-terminated, valid until the next read), 0 at the end, or a
+ * negative status.
+ */
+int tdm__csv_next_line(tdm__csv *csv, const char **text, size_t *len,
+                       size_t *line, tdm_error *err);
+
 int tdm__parse_cell_number(const char *text, size_t len, double *out);
 
 /* Appends text to b as one CSV field, quoted when it needs to be. */
