@@ -21,12 +21,9 @@
 #include "../core/json.h"
 #include "../io/csv.h"
 
-/* A chunk holds up to this many rows, and at most about CHUNK_BYTES of
- * feature values, so memory stays bounded for very wide inputs too. */
-#define CHUNK_ROWS 8192
-#define CHUNK_BYTES (64u << 20)
-/* ... and at most about this much input text. */
-#define CHUNK_TEXT_BYTES (32u << 20)
+/* A worker's batch of rows holds at most about this many feature values'
+ * bytes, so memory stays bounded for very wide inputs too. */
+#define BATCH_BYTES (16u << 20)
 
 typedef struct column_map {
   size_t header_line; /* the line the header is on */
@@ -303,43 +300,43 @@ static void name_table_free(name_table *t) {
   tdm__free(t->values);
 }
 
-/* ---- chunks: rows read by the main thread, scored by workers ---- */
+/* ---- chunks: raw input read by the main thread, worked by workers ---- */
 
 /*
- * The main thread reads records into a chunk: for CSV, each record's
- * feature and kept fields as (offset, length) into the chunk's text; for
- * JSON Lines, each line's text. Worker threads then take contiguous
- * ranges of its rows and do the rest: parse numbers (or JSON), score,
- * and format their output lines. The main thread writes the parts in
- * order, so the output does not depend on the thread count, and reads
+ * The main thread reads the input in blocks of whole records (a chunk)
+ * and cuts each into one piece per worker, at record boundaries. Each
+ * worker reads the records of its piece (CSV fields or JSON Lines) with
+ * its own reader, parses the numbers, scores a batch of rows at a time
+ * and formats the output lines. The main thread writes the pieces'
+ * output in order, so it does not depend on the thread count, and reads
  * the next chunk while the workers run.
  */
-typedef struct cell {
-  size_t offset;
-  uint32_t len;
-  uint32_t column; /* 1-based byte column, for messages */
-} cell;
+#define CHUNK_RAW_BYTES (8u << 20) /* input read per chunk */
+#define BATCH_ROWS 1024            /* rows a worker scores at once */
 
 typedef struct scorer scorer;
 
 typedef struct part {
   const scorer *sc;
-  struct chunk *ch;
-  size_t begin, end;
-  tdm__buf keep; /* each row's kept values, encoded for the output */
+  const char *data; /* this piece of the input */
+  size_t len;
+  uint64_t offset;   /* of data in the input file */
+  size_t first_line; /* the line data starts on */
+  double *rows, *scores;
+  tdm__buf keep; /* each batch row's kept values, encoded for the output */
   size_t *keep_end;
   tdm__buf out; /* the formatted output lines */
+  size_t count; /* records scored */
+  int past_shard;
   int rc;
   tdm_error err;
 } part;
 
 typedef struct chunk {
-  size_t count;
-  tdm__buf text;
-  cell *cells;         /* CSV: per row, features then kept columns */
-  size_t *line_offset; /* JSONL: per row, where its line starts in text */
-  size_t *line;        /* per row: its line in the input */
-  double *rows, *out;
+  tdm__buf raw;
+  size_t used;       /* raw bytes of whole records in this chunk */
+  uint64_t offset;   /* of raw in the input file */
+  size_t first_line; /* the line raw starts on */
   part parts[TDM__MAX_THREADS];
   int num_parts;
   pthread_t ids[TDM__MAX_THREADS];
@@ -352,37 +349,33 @@ struct scorer {
   const tdm_model *model;
   const column_map *map;
   file_format in_format, out_format;
-  size_t nf, width, cells_per_row, chunk_rows;
+  size_t nf, width, batch_rows;
   int flags, float32, threads;
-  name_table keys; /* JSONL: feature i -> i, kept column k -> nf + k */
+  uint64_t input_size; /* for --shard */
+  name_table keys;     /* JSONL: feature i -> i, kept column k -> nf + k */
 };
 
 static int chunk_alloc(chunk *ch, const scorer *sc) {
   memset(ch, 0, sizeof *ch);
-  size_t n = sc->chunk_rows;
-  ch->rows = tdm__malloc(n * (sc->nf ? sc->nf : 1) * sizeof(double));
-  ch->out = tdm__malloc(n * sc->width * sizeof(double));
-  ch->line = tdm__malloc(n * sizeof(size_t));
-  ch->line_offset = tdm__malloc((n + 1) * sizeof(size_t));
-  ch->cells = tdm__malloc(n * (sc->cells_per_row + 1) * sizeof(cell));
-  int ok = ch->rows && ch->out && ch->line && ch->line_offset && ch->cells;
-  for (int t = 0; t < TDM__MAX_THREADS && ok; t++) {
-    ch->parts[t].keep_end = tdm__malloc(n * sizeof(size_t));
-    ok = ch->parts[t].keep_end != NULL;
+  size_t n = sc->batch_rows;
+  int ok = 1;
+  for (int t = 0; t < sc->threads && ok; t++) {
+    part *p = &ch->parts[t];
+    p->rows = tdm__malloc(n * (sc->nf ? sc->nf : 1) * sizeof(double));
+    p->scores = tdm__malloc(n * sc->width * sizeof(double));
+    p->keep_end = tdm__malloc(n * sizeof(size_t));
+    ok = p->rows && p->scores && p->keep_end;
   }
   return ok ? TDM_OK : TDM_ENOMEM;
 }
 
 static void chunk_free(chunk *ch) {
-  tdm__buf_free(&ch->text);
-  tdm__free(ch->cells);
-  tdm__free(ch->line_offset);
-  tdm__free(ch->line);
-  tdm__free(ch->rows);
-  tdm__free(ch->out);
+  tdm__buf_free(&ch->raw);
   for (int t = 0; t < TDM__MAX_THREADS; t++) {
     tdm__buf_free(&ch->parts[t].keep);
     tdm__buf_free(&ch->parts[t].out);
+    tdm__free(ch->parts[t].rows);
+    tdm__free(ch->parts[t].scores);
     tdm__free(ch->parts[t].keep_end);
   }
 }
@@ -435,31 +428,6 @@ static int check_value(part *p, size_t f, double value, size_t line,
   return TDM_OK;
 }
 
-static int fill_csv_row(part *p, size_t r, double *row) {
-  const scorer *sc = p->sc;
-  const chunk *ch = p->ch;
-  const cell *cells = ch->cells + r * sc->cells_per_row;
-  for (size_t f = 0; f < sc->nf; f++) {
-    const char *text = ch->text.data + cells[f].offset;
-    if (tdm__parse_cell_number(text, cells[f].len, &row[f]) != 0)
-      return tdm__fail(&p->err, TDM_EPARSE,
-                       "%s:%zu:%zu: column \"%s\": \"%.*s\" is not a number",
-                       sc->opt->in_path, ch->line[r], (size_t)cells[f].column,
-                       sc->map->header[sc->map->feature_col[f]],
-                       (int)(cells[f].len < 64 ? cells[f].len : 64), text);
-    int rc = check_value(p, f, row[f], ch->line[r], cells[f].column, text,
-                         cells[f].len);
-    if (rc != TDM_OK) return rc;
-  }
-  for (size_t k = 0; k < sc->opt->num_keep; k++) {
-    const cell *c = &cells[sc->nf + k];
-    if (put_kept_key(p, k) != TDM_OK ||
-        put_kept(p, ch->text.data + c->offset, c->len, 0) != TDM_OK)
-      return tdm__fail(&p->err, TDM_ENOMEM, "out of memory");
-  }
-  return TDM_OK;
-}
-
 /* A JSON value as a feature: a number, null (missing), or the string
  * "NaN" (missing, as JSON has no NaN). */
 static int json_feature(part *p, const tdm__json_doc *doc, const tdm__json *v,
@@ -482,12 +450,10 @@ static int json_feature(part *p, const tdm__json_doc *doc, const tdm__json *v,
                      v->text ? v->text_len : 4);
 }
 
-static int fill_jsonl_row(part *p, size_t r, double *row) {
+static int fill_jsonl_row(part *p, const char *text, size_t len, size_t line,
+                          double *row) {
   const scorer *sc = p->sc;
-  const chunk *ch = p->ch;
-  const char *text = ch->text.data + ch->line_offset[r];
-  size_t len = ch->line_offset[r + 1] - ch->line_offset[r];
-  size_t line = ch->line[r], nk = sc->opt->num_keep;
+  size_t nk = sc->opt->num_keep;
   tdm__json_doc doc;
   int rc =
       tdm__json_parse_at(&doc, text, len, sc->opt->in_path, line, 0, &p->err);
@@ -516,11 +482,11 @@ static int fill_jsonl_row(part *p, size_t r, double *row) {
   /* A line that names none of the features is a mistake (a wrong key
    * case, another file), not a row of missing values. */
   if (rc == TDM_OK && features_seen == 0 && sc->nf > 0)
-    rc = tdm__fail(&p->err, TDM_ESCHEMA,
-                   "%s:%zu: the line has none of the model's features (the "
-                   "first is \"%s\")",
-                   sc->opt->in_path, line,
-                   tdm_model_feature_name(sc->model, 0));
+    rc =
+        tdm__fail(&p->err, TDM_ESCHEMA,
+                  "%s:%zu: the line has none of the model's features (the "
+                  "first is \"%s\")",
+                  sc->opt->in_path, line, tdm_model_feature_name(sc->model, 0));
   /* A feature that is absent is missing; required ones are checked. */
   for (size_t f = 0; f < sc->nf && rc == TDM_OK; f++)
     if (isnan(row[f]) && tdm_model_feature_required(sc->model, f))
@@ -581,52 +547,208 @@ static int format_row(part *p, size_t i, const double *scores) {
   return TDM_OK;
 }
 
+static int fill_csv_row(part *p, const tdm__csv_record *record, double *row) {
+  const scorer *sc = p->sc;
+  const column_map *map = sc->map;
+  for (size_t f = 0; f < sc->nf; f++) {
+    const tdm__csv_field *field = &record->fields[map->feature_col[f]];
+    if (tdm__parse_cell_number(field->text, field->len, &row[f]) != 0)
+      return tdm__fail(&p->err, TDM_EPARSE,
+                       "%s:%zu:%zu: column \"%s\": \"%.64s\" is not a number",
+                       sc->opt->in_path, record->line, field->column,
+                       map->header[map->feature_col[f]], field->text);
+    int rc = check_value(p, f, row[f], record->line, field->column, field->text,
+                         field->len);
+    if (rc != TDM_OK) return rc;
+  }
+  for (size_t k = 0; k < sc->opt->num_keep; k++) {
+    const tdm__csv_field *field = &record->fields[map->keep_col[k]];
+    if (put_kept_key(p, k) != TDM_OK ||
+        put_kept(p, field->text, field->len, 0) != TDM_OK)
+      return tdm__fail(&p->err, TDM_ENOMEM, "out of memory");
+  }
+  return TDM_OK;
+}
+
+/* Scores the batch of rows read so far and formats their lines. */
+static int flush_batch(part *p, size_t n) {
+  const scorer *sc = p->sc;
+  if (n == 0) return TDM_OK;
+  tdm_model_predict(sc->model, p->rows, n, sc->flags, p->scores);
+  for (size_t i = 0; i < n; i++)
+    if (format_row(p, i, p->scores + i * sc->width) != TDM_OK)
+      return tdm__fail(&p->err, TDM_ENOMEM, "out of memory");
+  p->keep.len = 0;
+  return TDM_OK;
+}
+
+/* The next record of a piece: 1 with the row's values filled, 0 at the
+ * end of the piece, or an error. Skips blank lines and, with --shard,
+ * records outside this shard. */
+static int next_record(part *p, tdm__csv *reader, double *row) {
+  const scorer *sc = p->sc;
+  const tdm__score_options *opt = sc->opt;
+  for (;;) {
+    uint64_t at = p->offset + tdm__csv_offset(reader);
+    tdm__csv_record record;
+    const char *text = NULL;
+    size_t len = 0, line = 0;
+    int got = sc->in_format == FORMAT_CSV
+                  ? tdm__csv_next(reader, &record, &p->err)
+                  : tdm__csv_next_line(reader, &text, &len, &line, &p->err);
+    if (got <= 0) return got;
+    if (opt->shard_count > 1) {
+      uint64_t owner = at * opt->shard_count / sc->input_size;
+      if (owner < opt->shard_index) continue;
+      if (owner > opt->shard_index) {
+        p->past_shard = 1;
+        return 0;
+      }
+    }
+    if (sc->in_format == FORMAT_JSONL) {
+      /* Blank lines separate nothing in JSON Lines: skipped. */
+      size_t i = 0;
+      while (i < len && (text[i] == ' ' || text[i] == '\t')) i++;
+      if (i == len) continue;
+      int rc = fill_jsonl_row(p, text, len, line, row);
+      return rc == TDM_OK ? 1 : rc;
+    }
+    /* A blank line is a missing value in a one-column file; in a wider
+     * file it cannot be a record, and is skipped. */
+    if (record.blank && sc->map->num_columns > 1) continue;
+    if (record.count != sc->map->num_columns)
+      return tdm__fail(&p->err, TDM_EPARSE,
+                       "%s:%zu: %zu fields, but the header has %zu (a ragged "
+                       "row)",
+                       opt->in_path, record.line, record.count,
+                       sc->map->num_columns);
+    int rc = fill_csv_row(p, &record, row);
+    return rc == TDM_OK ? 1 : rc;
+  }
+}
+
 static void *run_part(void *arg) {
   part *p = arg;
   const scorer *sc = p->sc;
-  chunk *ch = p->ch;
   p->rc = TDM_OK;
   p->keep.len = 0;
   p->out.len = 0;
-  for (size_t r = p->begin; r < p->end; r++) {
-    double *row = ch->rows + r * sc->nf;
-    p->rc = sc->in_format == FORMAT_CSV ? fill_csv_row(p, r, row)
-                                        : fill_jsonl_row(p, r, row);
-    if (p->rc != TDM_OK) return NULL;
-    p->keep_end[r - p->begin] = p->keep.len;
+  p->count = 0;
+  p->past_shard = 0;
+  if (p->len == 0) return NULL;
+  FILE *fp = fmemopen((void *)p->data, p->len, "rb");
+  tdm__csv *reader = NULL;
+  if (fp == NULL || tdm__csv_open(&reader, fp, sc->opt->in_path) != TDM_OK) {
+    p->rc = tdm__fail(&p->err, TDM_ENOMEM, "out of memory");
+    if (fp != NULL) fclose(fp);
+    return NULL;
   }
-  tdm_model_predict(sc->model, ch->rows + p->begin * sc->nf, p->end - p->begin,
-                    sc->flags, ch->out + p->begin * sc->width);
-  for (size_t r = p->begin; r < p->end; r++) {
-    if (format_row(p, r - p->begin, ch->out + r * sc->width) != TDM_OK) {
-      p->rc = tdm__fail(&p->err, TDM_ENOMEM, "out of memory");
-      return NULL;
+  tdm__csv_start_at(reader, p->first_line);
+  size_t n = 0;
+  for (;;) {
+    int got = next_record(p, reader, p->rows + n * sc->nf);
+    if (got < 0) {
+      p->rc = got;
+      break;
+    }
+    if (got == 1) {
+      p->keep_end[n++] = p->keep.len;
+      p->count++;
+    }
+    if (got == 0 || n == sc->batch_rows) {
+      p->rc = flush_batch(p, n);
+      n = 0;
+      if (got == 0 || p->rc != TDM_OK) break;
     }
   }
+  tdm__csv_close(reader);
+  fclose(fp);
   return NULL;
 }
 
-/* Starts the workers on a chunk; chunk_finish waits for them. */
+/* Counts newlines in data[0..len). */
+static size_t count_lines(const char *data, size_t len) {
+  size_t n = 0;
+  const char *end = data + len;
+  for (const char *at = data; (at = memchr(at, '\n', (size_t)(end - at))); at++)
+    n++;
+  return n;
+}
+
+/*
+ * Where the records end in data[0..len): the offset after the last
+ * newline that is outside quotes (CSV) or after any newline (JSON Lines),
+ * and cut points near each of targets[] likewise. A piece of a chunk
+ * always starts at a record's first byte. Returns 0 if no record ends.
+ */
+static size_t record_ends(const char *data, size_t len, int quotes,
+                          const size_t *targets, size_t *cuts, int n) {
+  size_t last = 0;
+  int next = 0;
+  if (!quotes || memchr(data, '"', len) == NULL) {
+    while (last < len && data[len - 1 - last] != '\n') last++;
+    if (last == len) return 0;
+    last = len - last; /* just after the last newline */
+    for (int t = 0; t < n; t++) {
+      const char *at = targets[t] < last
+                           ? memchr(data + targets[t], '\n', last - targets[t])
+                           : NULL;
+      cuts[t] = at ? (size_t)(at - data) + 1 : last;
+    }
+    return last;
+  }
+  int in_quotes = 0;
+  for (size_t i = 0; i < len; i++) {
+    char c = data[i];
+    if (c == '"') {
+      in_quotes = !in_quotes;
+    } else if (c == '\n' && !in_quotes) {
+      last = i + 1;
+      while (next < n && targets[next] <= i) cuts[next++] = i + 1;
+    }
+  }
+  for (; next < n; next++) cuts[next] = last;
+  for (int t = 0; t < n; t++)
+    if (cuts[t] > last) cuts[t] = last;
+  return last;
+}
+
+/* Starts the workers on a chunk's records; chunk_finish waits for them. */
 static void chunk_start(chunk *ch, const scorer *sc) {
-  int n = sc->threads;
-  if (ch->count < 256) n = 1;
+  int n = ch->used < (64u << 10) ? 1 : sc->threads;
+  size_t targets[TDM__MAX_THREADS], cuts[TDM__MAX_THREADS];
+  for (int t = 0; t < n - 1; t++)
+    targets[t] = ch->used * (size_t)(t + 1) / (size_t)n;
+  record_ends(ch->raw.data, ch->used, sc->in_format == FORMAT_CSV, targets,
+              cuts, n - 1);
   ch->num_parts = n;
+  size_t begin = 0, line = ch->first_line;
   for (int t = 0; t < n; t++) {
     part *p = &ch->parts[t];
+    size_t end = t + 1 < n ? cuts[t] : ch->used;
+    if (end < begin) end = begin;
     p->sc = sc;
-    p->ch = ch;
-    p->begin = ch->count * (size_t)t / (size_t)n;
-    p->end = ch->count * (size_t)(t + 1) / (size_t)n;
-    ch->started[t] = pthread_create(&ch->ids[t], NULL, run_part, p) == 0;
-    if (!ch->started[t]) run_part(p); /* no thread: do it here */
+    p->data = ch->raw.data + begin;
+    p->len = end - begin;
+    p->offset = ch->offset + begin;
+    p->first_line = line;
+    line += count_lines(p->data, p->len);
+    begin = end;
+  }
+  for (int t = 0; t < n; t++) {
+    ch->started[t] =
+        pthread_create(&ch->ids[t], NULL, run_part, &ch->parts[t]) == 0;
+    if (!ch->started[t]) run_part(&ch->parts[t]); /* no thread: here */
   }
   ch->running = 1;
 }
 
 /* Waits for the chunk's workers and writes its output in order. The
- * first error in row order wins. */
+ * first error in input order wins. Sets *past_shard when a worker met
+ * the end of this run's shard. */
 static int chunk_finish(chunk *ch, FILE *fp, tdm__sha256 *hash,
-                        const char *out_path, tdm_error *err) {
+                        const char *out_path, tdm__score_stats *stats,
+                        int *past_shard, tdm_error *err) {
   if (!ch->running) return TDM_OK;
   for (int t = 0; t < ch->num_parts; t++)
     if (ch->started[t]) pthread_join(ch->ids[t], NULL);
@@ -640,40 +762,53 @@ static int chunk_finish(chunk *ch, FILE *fp, tdm__sha256 *hash,
   }
   for (int t = 0; t < ch->num_parts; t++) {
     part *p = &ch->parts[t];
+    stats->rows += p->count;
+    if (p->past_shard) *past_shard = 1;
     if (write_out(fp, hash, p->out.data, p->out.len) != TDM_OK)
       return tdm__fail(err, TDM_EIO, "%s: write failed: %s", out_path,
                        strerror(errno));
   }
-  ch->count = 0;
-  ch->text.len = 0;
   return TDM_OK;
 }
 
-/* Adds one CSV record's cells to the chunk. */
-static int add_csv_record(chunk *ch, const scorer *sc,
-                          const tdm__csv_record *record, tdm_error *err) {
-  cell *cells = ch->cells + ch->count * sc->cells_per_row;
-  for (size_t i = 0; i < sc->cells_per_row; i++) {
-    size_t col =
-        i < sc->nf ? sc->map->feature_col[i] : sc->map->keep_col[i - sc->nf];
-    const tdm__csv_field *field = &record->fields[col];
-    cells[i] =
-        (cell){ch->text.len, (uint32_t)field->len, (uint32_t)field->column};
-    if (tdm__buf_append(&ch->text, field->text, field->len) != TDM_OK)
-      return tdm__fail(err, TDM_ENOMEM, "out of memory");
-  }
-  ch->line[ch->count++] = record->line;
-  return TDM_OK;
-}
-
-static int add_jsonl_line(chunk *ch, const char *text, size_t len, size_t line,
-                          tdm_error *err) {
-  ch->line_offset[ch->count] = ch->text.len;
-  if (tdm__buf_append(&ch->text, text, len) != TDM_OK)
+/*
+ * Reads the next chunk: the bytes the previous chunk left over (the start
+ * of an unfinished record), then the file, until the chunk holds whole
+ * records. ch->used is 0 at the end of input.
+ */
+static int read_chunk(chunk *ch, const chunk *prev, FILE *in, tdm__sha256 *hash,
+                      const scorer *sc, int *eof, tdm_error *err) {
+  ch->raw.len = 0;
+  ch->used = 0;
+  ch->offset = prev->offset + prev->used;
+  ch->first_line = prev->first_line + count_lines(prev->raw.data, prev->used);
+  if (tdm__buf_append(&ch->raw, prev->raw.data + prev->used,
+                      prev->raw.len - prev->used) != TDM_OK)
     return tdm__fail(err, TDM_ENOMEM, "out of memory");
-  ch->line[ch->count++] = line;
-  ch->line_offset[ch->count] = ch->text.len;
-  return TDM_OK;
+  size_t want = CHUNK_RAW_BYTES;
+  for (;;) {
+    if (!*eof) {
+      if (tdm__buf_reserve(&ch->raw, want) != TDM_OK)
+        return tdm__fail(err, TDM_ENOMEM, "out of memory");
+      size_t got = fread(ch->raw.data + ch->raw.len, 1, want, in);
+      tdm__sha256_update(hash, ch->raw.data + ch->raw.len, got);
+      ch->raw.len += got;
+      if (got < want) {
+        if (ferror(in))
+          return tdm__fail(err, TDM_EIO, "%s: read error: %s", sc->opt->in_path,
+                           strerror(errno));
+        *eof = 1;
+      }
+    }
+    if (*eof) {
+      ch->used = ch->raw.len; /* the last record may lack its newline */
+      return TDM_OK;
+    }
+    ch->used = record_ends(ch->raw.data, ch->raw.len,
+                           sc->in_format == FORMAT_CSV, NULL, NULL, 0);
+    if (ch->used > 0) return TDM_OK;
+    want *= 2; /* one record longer than a block: read more */
+  }
 }
 
 /*
@@ -805,68 +940,6 @@ static int write_manifest(const tdm__score_options *opt, const tdm_model *model,
   return rc;
 }
 
-/* A record's shard by the byte its first character is at. */
-static int shard_of(const tdm__score_options *opt, uint64_t offset,
-                    uint64_t input_size) {
-  uint64_t owner = offset * opt->shard_count / input_size;
-  return owner < opt->shard_index ? -1 : owner > opt->shard_index ? 1 : 0;
-}
-
-/*
- * Reads records into ch until it is full or the input ends. *more is 0
- * once nothing is left for this run (the end, or past this shard).
- */
-static int fill_chunk(chunk *ch, const scorer *sc, tdm__csv *csv,
-                      uint64_t input_size, tdm__score_stats *stats, int *more,
-                      tdm_error *err) {
-  const tdm__score_options *opt = sc->opt;
-  int sharded = opt->shard_count > 1;
-  while (ch->count < sc->chunk_rows && ch->text.len < CHUNK_TEXT_BYTES) {
-    uint64_t record_start = tdm__csv_offset(csv);
-    tdm__csv_record record;
-    const char *text = NULL;
-    size_t len = 0, line = 0;
-    int got = sc->in_format == FORMAT_CSV
-                  ? tdm__csv_next(csv, &record, err)
-                  : tdm__csv_next_line(csv, &text, &len, &line, err);
-    if (got < 0) return got;
-    if (got == 0) {
-      *more = 0;
-      return TDM_OK;
-    }
-    if (sharded) {
-      int where = shard_of(opt, record_start, input_size);
-      if (where < 0) continue;
-      if (where > 0) {
-        *more = 0;
-        return TDM_OK;
-      }
-    }
-    int rc;
-    if (sc->in_format == FORMAT_JSONL) {
-      /* Blank lines separate nothing in JSON Lines: skipped. */
-      size_t i = 0;
-      while (i < len && (text[i] == ' ' || text[i] == '\t')) i++;
-      if (i == len) continue;
-      rc = add_jsonl_line(ch, text, len, line, err);
-    } else {
-      /* A blank line is a missing value in a one-column file; in a wider
-       * file it cannot be a record, and is skipped. */
-      if (record.blank && sc->map->num_columns > 1) continue;
-      if (record.count != sc->map->num_columns)
-        return tdm__fail(err, TDM_EPARSE,
-                         "%s:%zu: %zu fields, but the header has %zu (a "
-                         "ragged row)",
-                         opt->in_path, record.line, record.count,
-                         sc->map->num_columns);
-      rc = add_csv_record(ch, sc, &record, err);
-    }
-    if (rc != TDM_OK) return rc;
-    stats->rows++;
-  }
-  return TDM_OK;
-}
-
 /* JSON Lines input: keys name features (and --keep columns). */
 static int jsonl_keys(scorer *sc, tdm_error *err) {
   const tdm__score_options *opt = sc->opt;
@@ -941,7 +1014,6 @@ int tdm__score_run(const tdm__score_options *opt, tdm__score_stats *stats,
                 .flags = flags,
                 .float32 = info.float32,
                 .threads = threads};
-  sc.cells_per_row = sc.nf + opt->num_keep;
 
   in = fopen(opt->in_path, "rb");
   if (in == NULL) {
@@ -963,9 +1035,9 @@ int tdm__score_run(const tdm__score_options *opt, tdm__score_stats *stats,
     rc = jsonl_keys(&sc, err);
   if (rc != TDM_OK) goto done;
 
-  sc.chunk_rows = CHUNK_BYTES / ((sc.nf + sc.width) * sizeof(double));
-  if (sc.chunk_rows > CHUNK_ROWS) sc.chunk_rows = CHUNK_ROWS;
-  if (sc.chunk_rows == 0) sc.chunk_rows = 1;
+  sc.batch_rows = BATCH_BYTES / ((sc.nf + sc.width) * sizeof(double));
+  if (sc.batch_rows > BATCH_ROWS) sc.batch_rows = BATCH_ROWS;
+  if (sc.batch_rows == 0) sc.batch_rows = 1;
   if (chunk_alloc(&chunks[0], &sc) != TDM_OK ||
       chunk_alloc(&chunks[1], &sc) != TDM_OK) {
     rc = tdm__fail(err, TDM_ENOMEM, "out of memory");
@@ -975,7 +1047,6 @@ int tdm__score_run(const tdm__score_options *opt, tdm__score_stats *stats,
   rc = tdm__atomic_open(&out, opt->out_path, err);
   if (rc != TDM_OK) goto done;
   out_open = 1;
-  uint64_t input_size = 0;
   if (opt->shard_count > 1) {
     struct stat st;
     if (fstat(fileno(in), &st) != 0 || !S_ISREG(st.st_mode)) {
@@ -983,7 +1054,7 @@ int tdm__score_run(const tdm__score_options *opt, tdm__score_stats *stats,
                      opt->in_path);
       goto done;
     }
-    input_size = (uint64_t)st.st_size;
+    sc.input_size = (uint64_t)st.st_size;
   }
   if (opt->shard_index == 0 && sc.out_format == FORMAT_CSV) {
     rc = write_header(out.fp, &out_hash, opt, sc.width);
@@ -995,38 +1066,71 @@ int tdm__score_run(const tdm__score_options *opt, tdm__score_stats *stats,
     }
   }
 
-  /* Read chunk k + 1 while the workers score chunk k. */
-  int more = 1, next = 0;
+  /* The bytes the header reader read ahead start the first chunk. */
+  chunk *prev = &chunks[1];
+  {
+    const char *rest;
+    size_t rest_len, line;
+    tdm__csv_take_rest(csv, &rest, &rest_len, &line);
+    if (tdm__buf_append(&prev->raw, rest, rest_len) != TDM_OK) {
+      rc = tdm__fail(err, TDM_ENOMEM, "out of memory");
+      goto done;
+    }
+    prev->offset = tdm__csv_offset(csv) - rest_len;
+    prev->first_line = line;
+  }
+  /* Read chunk k + 1 while the workers work on chunk k. */
+  int eof = 0, past_shard = 0;
   chunk *busy = NULL;
   while (rc == TDM_OK) {
-    chunk *ch = &chunks[next];
-    int fill_rc =
-        more ? fill_chunk(ch, &sc, csv, input_size, stats, &more, err) : TDM_OK;
+    chunk *ch = prev == &chunks[0] ? &chunks[1] : &chunks[0];
+    if (busy == ch) {
+      /* Its bytes are still in use: finish it first. */
+      rc = chunk_finish(busy, out.fp, &out_hash, opt->out_path, stats,
+                        &past_shard, err);
+      busy = NULL;
+      if (rc != TDM_OK) break;
+    }
+    int read_rc = past_shard
+                      ? TDM_OK
+                      : read_chunk(ch, prev, in, &in_hash, &sc, &eof, err);
+    if (past_shard) ch->used = 0;
     if (busy != NULL) {
       tdm_error finish_err;
-      rc = chunk_finish(busy, out.fp, &out_hash, opt->out_path, &finish_err);
+      rc = chunk_finish(busy, out.fp, &out_hash, opt->out_path, stats,
+                        &past_shard, &finish_err);
       /* The earlier chunk's error comes first in the input. */
       if (rc != TDM_OK) *err = finish_err;
       busy = NULL;
-      progress_show(&bar, stats->rows, tdm__csv_offset(csv), 0);
+      progress_show(&bar, stats->rows, (size_t)ch->offset, 0);
     }
-    if (rc == TDM_OK) rc = fill_rc;
-    if (rc != TDM_OK || ch->count == 0) break;
+    if (rc == TDM_OK) rc = read_rc;
+    if (rc != TDM_OK || ch->used == 0) break;
     chunk_start(ch, &sc);
     busy = ch;
-    next ^= 1;
+    prev = ch;
   }
   if (busy != NULL) {
     tdm_error ignored;
-    chunk_finish(busy, out.fp, &out_hash, opt->out_path, &ignored);
+    int ignored_past;
+    chunk_finish(busy, out.fp, &out_hash, opt->out_path, stats, &ignored_past,
+                 &ignored);
   }
   if (rc != TDM_OK) goto done;
-  progress_show(&bar, stats->rows, tdm__csv_offset(csv), 1);
+  progress_show(&bar, stats->rows, (size_t)sc.input_size, 1);
   /* A shard stops reading at its range's end; the manifest still names
    * the whole input by its hash. */
-  if (opt->shard_count > 1 && tdm__csv_drain(csv) != TDM_OK) {
-    rc = tdm__fail(err, TDM_EIO, "%s: read error", opt->in_path);
-    goto done;
+  while (!eof) {
+    char rest[1 << 16];
+    size_t got = fread(rest, 1, sizeof rest, in);
+    tdm__sha256_update(&in_hash, rest, got);
+    if (got < sizeof rest) {
+      if (ferror(in)) {
+        rc = tdm__fail(err, TDM_EIO, "%s: read error", opt->in_path);
+        goto done;
+      }
+      eof = 1;
+    }
   }
   /* The output and its manifest are both complete before either is
    * renamed into place, so a failure leaves the previous pair intact. */

@@ -321,3 +321,17 @@ int tdm__csv_next_line(tdm__csv *csv, const char **text, size_t *len,
   *len = n;
   return 1;
 }
+
+void tdm__csv_take_rest(tdm__csv *csv, const char **data, size_t *len,
+                        size_t *line) {
+  *data = csv->in + csv->in_pos;
+  *len = csv->in_len - csv->in_pos;
+  *line = csv->line;
+  csv->in_pos = csv->in_len;
+}
+
+void tdm__csv_start_at(tdm__csv *csv, size_t line) {
+  csv->line = line;
+  csv->column = 1;
+  csv->at_start = 0; /* a byte order mark only counts at the file's start */
+}

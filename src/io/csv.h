@@ -72,6 +72,18 @@ size_t tdm__csv_offset(const tdm__csv *csv);
 int tdm__csv_next_line(tdm__csv *csv, const char **text, size_t *len,
                        size_t *line, tdm_error *err);
 
+/*
+ * Hands over the bytes read ahead but not yet consumed (the caller then
+ * reads the file itself), and the line they start on. The reader has
+ * already hashed them.
+ */
+void tdm__csv_take_rest(tdm__csv *csv, const char **data, size_t *len,
+                        size_t *line);
+
+/* For a reader over a piece of a file: lines count from `line`, and no
+ * byte order mark is looked for. */
+void tdm__csv_start_at(tdm__csv *csv, size_t line);
+
 int tdm__parse_cell_number(const char *text, size_t len, double *out);
 
 /* Appends text to b as one CSV field, quoted when it needs to be. */
