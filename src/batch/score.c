@@ -337,6 +337,7 @@ typedef struct chunk {
   size_t used;       /* raw bytes of whole records in this chunk */
   uint64_t offset;   /* of raw in the input file */
   size_t first_line; /* the line raw starts on */
+  size_t end_line;   /* the line raw[used] is on */
   part parts[TDM__MAX_THREADS];
   int num_parts;
   pthread_t ids[TDM__MAX_THREADS];
@@ -735,6 +736,7 @@ static void chunk_start(chunk *ch, const scorer *sc) {
     line += count_lines(p->data, p->len);
     begin = end;
   }
+  ch->end_line = line;
   for (int t = 0; t < n; t++) {
     ch->started[t] =
         pthread_create(&ch->ids[t], NULL, run_part, &ch->parts[t]) == 0;
@@ -781,7 +783,7 @@ static int read_chunk(chunk *ch, const chunk *prev, FILE *in, tdm__sha256 *hash,
   ch->raw.len = 0;
   ch->used = 0;
   ch->offset = prev->offset + prev->used;
-  ch->first_line = prev->first_line + count_lines(prev->raw.data, prev->used);
+  ch->first_line = prev->end_line;
   if (tdm__buf_append(&ch->raw, prev->raw.data + prev->used,
                       prev->raw.len - prev->used) != TDM_OK)
     return tdm__fail(err, TDM_ENOMEM, "out of memory");
@@ -1078,6 +1080,7 @@ int tdm__score_run(const tdm__score_options *opt, tdm__score_stats *stats,
     }
     prev->offset = tdm__csv_offset(csv) - rest_len;
     prev->first_line = line;
+    prev->end_line = line;
   }
   /* Read chunk k + 1 while the workers work on chunk k. */
   int eof = 0, past_shard = 0;
