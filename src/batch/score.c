@@ -325,6 +325,10 @@ typedef struct part {
   double *rows, *scores;
   tdm__buf keep; /* each batch row's kept values, encoded for the output */
   size_t *keep_end;
+  /* JSONL: seen[i] == stamp when feature (or kept field) i already
+   * appeared in the current line; stamp changes per line. */
+  uint32_t *seen;
+  uint32_t stamp;
   tdm__buf out; /* the formatted output lines */
   size_t count; /* records scored */
   int past_shard;
@@ -352,6 +356,9 @@ struct scorer {
   file_format in_format, out_format;
   size_t nf, width, batch_rows;
   int flags, float32, threads;
+  /* Made at load, read per value: which features may not be missing
+   * (NULL when none). */
+  unsigned char *required;
   uint64_t input_size; /* for --shard */
   name_table keys;     /* JSONL: feature i -> i, kept column k -> nf + k */
 };
@@ -365,7 +372,8 @@ static int chunk_alloc(chunk *ch, const scorer *sc) {
     p->rows = tdm__malloc(n * (sc->nf ? sc->nf : 1) * sizeof(double));
     p->scores = tdm__malloc(n * sc->width * sizeof(double));
     p->keep_end = tdm__malloc(n * sizeof(size_t));
-    ok = p->rows && p->scores && p->keep_end;
+    p->seen = tdm__calloc(sc->nf + sc->opt->num_keep + 1, sizeof *p->seen);
+    ok = p->rows && p->scores && p->keep_end && p->seen;
   }
   return ok ? TDM_OK : TDM_ENOMEM;
 }
@@ -378,6 +386,7 @@ static void chunk_free(chunk *ch) {
     tdm__free(ch->parts[t].rows);
     tdm__free(ch->parts[t].scores);
     tdm__free(ch->parts[t].keep_end);
+    tdm__free(ch->parts[t].seen);
   }
 }
 
@@ -412,8 +421,11 @@ static int put_kept_key(part *p, size_t k) {
 static int check_value(part *p, size_t f, double value, size_t line,
                        size_t column, const char *text, size_t len) {
   const scorer *sc = p->sc;
+  int bad_inf = sc->float32 && isinf((float)value);
+  int bad_missing = sc->required != NULL && sc->required[f] && isnan(value);
+  if (!bad_inf && !bad_missing) return TDM_OK;
   const char *name = tdm_model_feature_name(sc->model, f);
-  if (sc->float32 && isinf((float)value))
+  if (bad_inf)
     /* XGBoost refuses infinite inputs (its DMatrix checks), and a value
      * past float32's range becomes one. */
     return tdm__fail(&p->err, TDM_EPARSE,
@@ -421,12 +433,10 @@ static int check_value(part *p, size_t f, double value, size_t line,
                      "float32, which XGBoost does not accept",
                      sc->opt->in_path, line, column, name,
                      (int)(len < 64 ? len : 64), text);
-  if (isnan(value) && tdm_model_feature_required(sc->model, f))
-    return tdm__fail(&p->err, TDM_EPARSE,
-                     "%s:%zu:%zu: column \"%s\" is missing, and the model "
-                     "does not allow a missing value there",
-                     sc->opt->in_path, line, column, name);
-  return TDM_OK;
+  return tdm__fail(&p->err, TDM_EPARSE,
+                   "%s:%zu:%zu: column \"%s\" is missing, and the model does "
+                   "not allow a missing value there",
+                   sc->opt->in_path, line, column, name);
 }
 
 /* A JSON value as a feature: a number, null (missing), or the string
@@ -469,10 +479,23 @@ static int fill_jsonl_row(part *p, const char *text, size_t len, size_t line,
     goto done;
   }
   for (size_t f = 0; f < sc->nf; f++) row[f] = NAN; /* absent: missing */
+  if (++p->stamp == 0) { /* wrapped: start the stamps again */
+    memset(p->seen, 0, (sc->nf + nk) * sizeof *p->seen);
+    p->stamp = 1;
+  }
   size_t features_seen = 0;
   for (size_t i = 0; i < obj->count && rc == TDM_OK; i++) {
     size_t idx = name_table_get(&sc->keys, obj->keys[i]);
     if (idx == SIZE_MAX) continue; /* other fields are allowed */
+    if (p->seen[idx] == p->stamp) {
+      size_t l, column;
+      tdm__json_line_col(&doc, obj->items[i].offset, &l, &column);
+      rc = tdm__fail(&p->err, TDM_EPARSE,
+                     "%s:%zu:%zu: \"%s\" appears twice in the line",
+                     sc->opt->in_path, line, column, obj->keys[i]);
+      break;
+    }
+    p->seen[idx] = p->stamp;
     if (idx < sc->nf) {
       features_seen++;
       rc = json_feature(p, &doc, &obj->items[i], idx, &row[idx], line);
@@ -489,9 +512,8 @@ static int fill_jsonl_row(part *p, const char *text, size_t len, size_t line,
                   "first is \"%s\")",
                   sc->opt->in_path, line, tdm_model_feature_name(sc->model, 0));
   /* A feature that is absent is missing; required ones are checked. */
-  for (size_t f = 0; f < sc->nf && rc == TDM_OK; f++)
-    if (isnan(row[f]) && tdm_model_feature_required(sc->model, f))
-      rc = check_value(p, f, row[f], line, 1, "", 0);
+  for (size_t f = 0; sc->required != NULL && f < sc->nf && rc == TDM_OK; f++)
+    rc = check_value(p, f, row[f], line, 1, "", 0);
   for (size_t k = 0; k < nk && rc == TDM_OK; k++) {
     const tdm__json *v = kept[k];
     if (put_kept_key(p, k) != TDM_OK) rc = TDM_ENOMEM;
@@ -1037,6 +1059,15 @@ int tdm__score_run(const tdm__score_options *opt, tdm__score_stats *stats,
     rc = jsonl_keys(&sc, err);
   if (rc != TDM_OK) goto done;
 
+  for (size_t f = 0; f < sc.nf; f++) {
+    if (!tdm_model_feature_required(model, f)) continue;
+    if (sc.required == NULL) sc.required = tdm__calloc(sc.nf, 1);
+    if (sc.required == NULL) {
+      rc = tdm__fail(err, TDM_ENOMEM, "out of memory");
+      goto done;
+    }
+    sc.required[f] = 1;
+  }
   sc.batch_rows = BATCH_BYTES / ((sc.nf + sc.width) * sizeof(double));
   if (sc.batch_rows > BATCH_ROWS) sc.batch_rows = BATCH_ROWS;
   if (sc.batch_rows == 0) sc.batch_rows = 1;
@@ -1164,6 +1195,7 @@ done:
   chunk_free(&chunks[0]);
   chunk_free(&chunks[1]);
   name_table_free(&sc.keys);
+  tdm__free(sc.required);
   column_map_free(&map);
   tdm__csv_close(csv);
   if (in != NULL) fclose(in);
