@@ -144,13 +144,8 @@ static size_t count_values(const kv *line) {
   return n;
 }
 
-typedef struct objective_entry {
-  const char *name;
-  tdm__link link;
-} objective_entry;
-
 /* LightGBM objectives and their ConvertOutput. */
-static const objective_entry objectives[] = {
+static const tdm__named_link objectives[] = {
     {"binary", TDM__LINK_SIGMOID},
     {"multiclass", TDM__LINK_SOFTMAX},
     {"multiclassova", TDM__LINK_SIGMOID_EACH},
@@ -183,9 +178,8 @@ static int load_objective(line_reader *r, tdm_model *model, const kv *line) {
   char *save = NULL;
   char *name = strtok_r(text, " ", &save);
   if (name == NULL) return TDM_OK;
-  const objective_entry *entry = NULL;
-  for (size_t i = 0; i < sizeof objectives / sizeof objectives[0]; i++)
-    if (strcmp(objectives[i].name, name) == 0) entry = &objectives[i];
+  const tdm__named_link *entry =
+      tdm__find_link(objectives, sizeof objectives / sizeof *objectives, name);
   if (entry == NULL)
     return fail_line(r, line->line, TDM_EUNSUPPORTED,
                      "objective \"%s\" is not supported", name);

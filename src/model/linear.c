@@ -13,12 +13,7 @@
 
 #include "model.h"
 
-typedef struct link_entry {
-  const char *name;
-  tdm__link link;
-} link_entry;
-
-static const link_entry links[] = {
+static const tdm__named_link links[] = {
     {"identity", TDM__LINK_IDENTITY},
     {"logit", TDM__LINK_SIGMOID},
     {"exp", TDM__LINK_EXP},
@@ -181,9 +176,8 @@ int tdm__linear_load(tdm_model *model, const tdm__json_doc *doc,
     return tdm__json_fail(doc, link ? link : root, TDM_EPARSE, err,
                           "\"link\" must be one of identity, logit, exp, "
                           "softmax");
-  const link_entry *entry = NULL;
-  for (size_t i = 0; i < sizeof links / sizeof links[0]; i++)
-    if (strcmp(links[i].name, link->text) == 0) entry = &links[i];
+  const tdm__named_link *entry =
+      tdm__find_link(links, sizeof links / sizeof *links, link->text);
   if (entry == NULL)
     return tdm__json_fail(doc, link, TDM_EPARSE, err,
                           "unknown link \"%s\" (identity, logit, exp or "

@@ -23,6 +23,13 @@ tdm_model *tdm__model_new(void) {
   return model;
 }
 
+const tdm__named_link *tdm__find_link(const tdm__named_link *table,
+                                      size_t count, const char *name) {
+  for (size_t i = 0; i < count; i++)
+    if (strcmp(table[i].name, name) == 0) return &table[i];
+  return NULL;
+}
+
 void tdm_model_free(tdm_model *model) {
   if (model == NULL) return;
   tdm__arena_free(&model->arena);

@@ -141,6 +141,16 @@ struct tdm_model {
   tdm__arena arena; /* strings and arrays above */
 };
 
+/* A name for an output transform, in a loader's table of them. */
+typedef struct tdm__named_link {
+  const char *name;
+  tdm__link link;
+} tdm__named_link;
+
+/* The entry of `table` (count entries) called `name`, or NULL. */
+const tdm__named_link *tdm__find_link(const tdm__named_link *table,
+                                      size_t count, const char *name);
+
 /* Allocates an empty model; the loader fills it. */
 tdm_model *tdm__model_new(void);
 
