@@ -69,6 +69,33 @@ def write_matrix_csv(path, names, X):
             f.write(",".join("" if np.isnan(v) else "%.9g" % v for v in row) + "\n")
 
 
+def score_fixtures(library, suffix, count, kinds, out, threads):
+    """Scores every fixture model of tests/fixtures/LIBRARY (files ending in
+    SUFFIX; COUNT of them expected) on its input, once per (kind, flags) in
+    KINDS, with 1 thread, and checks that THREADS threads write the same
+    bytes. Yields (name, base, kind, path) for the caller's exactness check
+    against BASE.KIND.csv."""
+    import filecmp
+    import glob
+    models = sorted(glob.glob(os.path.join(FIXTURES, library, "*" + suffix)))
+    expect(len(models) == count,
+           f"expected {count} {library} fixtures, found {len(models)}")
+    for model in models:
+        name = os.path.basename(model)[: -len(suffix)]
+        base = os.path.join(FIXTURES, library, name)
+        for kind, flags in kinds:
+            path = os.path.join(out, f"{name}.{kind}.csv")
+            run("score", "--model", model, "--in", base + ".input.csv",
+                "--out", path, "--threads", 1, *flags)
+            yield name, base, kind, path
+            again = os.path.join(out, f"{name}.{kind}.t{threads}.csv")
+            run("score", "--model", model, "--in", base + ".input.csv",
+                "--out", again, "--threads", threads, *flags)
+            expect(filecmp.cmp(path, again, shallow=False),
+                   f"{name} {kind}: output differs between 1 and {threads} "
+                   "threads")
+
+
 def tmpdir():
     return tempfile.mkdtemp(prefix="tandem-it-")
 

@@ -6,45 +6,34 @@ Covers binary, poisson, random forest (averaged), cross_entropy,
 categorical splits, linear trees, multiclass, multiclassova, regression
 and zero_as_missing."""
 import filecmp
-import glob
 import os
 
 import numpy as np
 
-from common import FIXTURES, expect, fail, finish, run, tmpdir
+from common import (FIXTURES, expect, fail, finish, run, score_fixtures,
+                    tmpdir)
 
 out = tmpdir()
-models = sorted(glob.glob(os.path.join(FIXTURES, "lightgbm", "*.model.txt")))
-expect(len(models) == 10, f"expected 10 LightGBM fixtures, found {len(models)}")
 
 
 def read(path):
     return np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.float64, ndmin=2)
 
 
-for model in models:
-    name = os.path.basename(model)[: -len(".model.txt")]
-    base = os.path.join(FIXTURES, "lightgbm", name)
-    for kind, flags in (("pred", []), ("raw", ["--margin"])):
-        path = os.path.join(out, f"{name}.{kind}.csv")
-        run("score", "--model", model, "--in", base + ".input.csv", "--out", path,
-            "--threads", 1, *flags)
-        got, expected = read(path), read(f"{base}.{kind}.csv")
-        if got.shape != expected.shape:
-            fail(f"{name} {kind}: shape {got.shape} != {expected.shape}")
-            continue
-        same = got.view(np.uint64) == expected.view(np.uint64)
-        if same.all():
-            print(f"ok {name} {kind}: {got.size} doubles identical")
-        else:
-            i = tuple(np.argwhere(~same)[0])
-            fail(f"{name} {kind}: {int((~same).sum())} values differ; first at {i}: "
-                 f"expected {expected[i]!r}, got {got[i]!r}")
-        path3 = os.path.join(out, f"{name}.{kind}.t3.csv")
-        run("score", "--model", model, "--in", base + ".input.csv", "--out", path3,
-            "--threads", 3, *flags)
-        expect(filecmp.cmp(path, path3, shallow=False),
-               f"{name} {kind}: output differs between 1 and 3 threads")
+for name, base, kind, path in score_fixtures(
+        "lightgbm", ".model.txt", 10, (("pred", []), ("raw", ["--margin"])),
+        out, threads=3):
+    got, expected = read(path), read(f"{base}.{kind}.csv")
+    if got.shape != expected.shape:
+        fail(f"{name} {kind}: shape {got.shape} != {expected.shape}")
+        continue
+    same = got.view(np.uint64) == expected.view(np.uint64)
+    if same.all():
+        print(f"ok {name} {kind}: {got.size} doubles identical")
+    else:
+        i = tuple(np.argwhere(~same)[0])
+        fail(f"{name} {kind}: {int((~same).sum())} values differ; first at {i}: "
+             f"expected {expected[i]!r}, got {got[i]!r}")
 
 # --iterations keeps the first rounds: all of them is the same as none.
 model = os.path.join(FIXTURES, "lightgbm", "synth_multiclass3.model.txt")
