@@ -313,6 +313,7 @@ static void name_table_free(name_table *t) {
  */
 #define CHUNK_RAW_BYTES (8u << 20) /* input read per chunk */
 #define BATCH_ROWS 1024            /* rows a worker scores at once */
+#define MAX_RECORD_BYTES (256u << 20)
 
 typedef struct scorer scorer;
 
@@ -831,7 +832,15 @@ static int read_chunk(chunk *ch, const chunk *prev, FILE *in, tdm__sha256 *hash,
     ch->used = record_ends(ch->raw.data, ch->raw.len,
                            sc->in_format == FORMAT_CSV, NULL, NULL, 0);
     if (ch->used > 0) return TDM_OK;
-    want *= 2; /* one record longer than a block: read more */
+    /* One record longer than a block: read more, up to a bound, so an
+     * unclosed quote cannot pull a whole file into memory. */
+    if (ch->raw.len >= MAX_RECORD_BYTES)
+      return tdm__fail(err, TDM_EPARSE,
+                       "%s:%zu: a record longer than %u MiB starts here (an "
+                       "unclosed '\"'?)",
+                       sc->opt->in_path, ch->first_line,
+                       MAX_RECORD_BYTES >> 20);
+    want *= 2;
   }
 }
 

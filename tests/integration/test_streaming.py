@@ -157,11 +157,37 @@ def errors(tmp, data, model):
         print("ok %s: %s" % (name, proc.stderr.strip()[:100]))
 
 
+def unclosed_quote(tmp):
+    """An unclosed quote early in a big file: a clear error naming where the
+    record starts, not the whole file pulled into memory."""
+    model = os.path.join(XGB, "credit_data_binary.model.json")
+    src = os.path.join(XGB, "credit_data_binary.input.csv")
+    with open(src) as fp:
+        header = fp.readline()
+        row = fp.readline()
+    path = os.path.join(tmp, "unclosed.csv")
+    with open(path, "w") as fp:
+        fp.write(header + row + '"' + row)
+        block = row * 100000
+        while fp.tell() < 300 << 20:
+            fp.write(block)
+    out = os.path.join(tmp, "unclosed.out.csv")
+    proc = run("score", "--model", model, "--in", path, "--out", out,
+               check=False)
+    expect(proc.returncode == 2, "unclosed quote: exit %d" % proc.returncode)
+    expect(":3: a record longer than 256 MiB starts here" in proc.stderr,
+           "unclosed quote: %r" % proc.stderr)
+    expect(not os.path.exists(out), "unclosed quote: no output left")
+    print("ok unclosed quote: %s" % proc.stderr.strip())
+    os.unlink(path)
+
+
 def main():
     with tempfile.TemporaryDirectory(prefix="tandem-stream-") as tmp:
         data, model = determinism(tmp)
         jsonl(tmp)
         errors(tmp, data, model)
+        unclosed_quote(tmp)
     if failures:
         sys.exit("streaming: %d failure(s)" % len(failures))
     print("streaming: all passed")
