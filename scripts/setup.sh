@@ -6,18 +6,32 @@
 #   scripts/setup.sh --build    only what building the CLI needs
 set -euo pipefail
 
-build_packages=(gcc make libc6-dev libssl-dev)  # libssl-dev: SHA-256
+build_packages=(
+  gcc make libc6-dev
+  libssl-dev                   # SHA-256 (libcrypto)
+  libmicrohttpd-dev            # tandem serve's HTTP server
+)
 test_packages=(
   clang libclang-rt-dev        # libFuzzer and sanitizers
   python3 python3-numpy        # integration tests
   python3-xgboost              # reference predictions (XGBoost's own)
   libxgboost-dev               # XGBoost's C API, the benchmark peer
   python3-pandas               # tests/fuzz/make_corpus.py (regenerating seeds)
+  curl                         # a real HTTP client for the server's tests
+  prometheus                   # promtool checks /metrics; a real scraper
+)
+bench_packages=(
+  wrk                          # the HTTP load generator
+  nginx-light                  # the HTTP peer the server is measured against
 )
 
+#   scripts/setup.sh --bench    also what the benchmarks need
 packages=("${build_packages[@]}")
 if [[ "${1:-}" != "--build" ]]; then
   packages+=("${test_packages[@]}")
+fi
+if [[ "${1:-}" == "--bench" ]]; then
+  packages+=("${bench_packages[@]}")
 fi
 
 missing=()

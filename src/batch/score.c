@@ -20,6 +20,7 @@
 #include "../core/core.h"
 #include "../core/json.h"
 #include "../io/csv.h"
+#include "../model/model.h"
 
 /* A worker's batch of rows holds at most about this many feature values'
  * bytes, so memory stays bounded for very wide inputs too. */
@@ -422,11 +423,10 @@ static int put_kept_key(part *p, size_t k) {
 static int check_value(part *p, size_t f, double value, size_t line,
                        size_t column, const char *text, size_t len) {
   const scorer *sc = p->sc;
-  int bad_inf = sc->float32 && isinf((float)value);
-  int bad_missing = sc->required != NULL && sc->required[f] && isnan(value);
-  if (!bad_inf && !bad_missing) return TDM_OK;
+  int problem = tdm__feature_value_problem(sc->model, f, value);
+  if (problem == TDM__VALUE_OK) return TDM_OK;
   const char *name = tdm_model_feature_name(sc->model, f);
-  if (bad_inf)
+  if (problem == TDM__VALUE_INFINITE)
     /* XGBoost refuses infinite inputs (its DMatrix checks), and a value
      * past float32's range becomes one. */
     return tdm__fail(&p->err, TDM_EPARSE,
@@ -447,11 +447,7 @@ static int json_feature(part *p, const tdm__json_doc *doc, const tdm__json *v,
   const scorer *sc = p->sc;
   size_t l, column;
   tdm__json_line_col(doc, v->offset, &l, &column);
-  if (v->type == TDM__JSON_NULL ||
-      (v->type == TDM__JSON_STRING && strcmp(v->text, "NaN") == 0)) {
-    *out = NAN;
-  } else if (v->type != TDM__JSON_NUMBER ||
-             tdm__parse_double(v->text, v->text_len, out) != 0) {
+  if (tdm__json_feature_value(v, out) != 0) {
     return tdm__fail(&p->err, TDM_EPARSE,
                      "%s:%zu:%zu: \"%s\" must be a number or null, not %s",
                      sc->opt->in_path, line, column,

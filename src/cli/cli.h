@@ -32,7 +32,11 @@ int tdm__report(int status, const tdm_error *err);
 int tdm__usage_error(const char *command, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* A whole number from 1 to max, as an option's value; 0 if it is not. */
+int tdm__parse_count(const char *text, size_t max, size_t *out);
+
 int tdm__cmd_score(int argc, char **argv);
+int tdm__cmd_serve(int argc, char **argv);
 int tdm__cmd_inspect(int argc, char **argv);
 
 #endif /* TDM_CLI_H */

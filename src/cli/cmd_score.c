@@ -43,18 +43,6 @@ static const char score_help[] =
     "\n"
     "exit status: 0 success, 1 runtime failure, 2 bad usage or bad input\n";
 
-/* A whole number from 1 to max, as an option's value; 0 if it is not. */
-static int parse_count(const char *text, size_t max, size_t *out) {
-  char *end;
-  errno = 0;
-  unsigned long long n = strtoull(text, &end, 10);
-  if (*text == '\0' || *text == '-' || *end != '\0' || errno == ERANGE ||
-      n < 1 || n > max)
-    return 0;
-  *out = (size_t)n;
-  return 1;
-}
-
 int tdm__cmd_score(int argc, char **argv) {
   static const struct option long_options[] = {
       {"model", required_argument, NULL, 'm'},
@@ -83,7 +71,7 @@ int tdm__cmd_score(int argc, char **argv) {
       case 'o': opt.out_path = optarg; break;
       case 'M': opt.margin = 1; break;
       case 't':
-        if (!parse_count(optarg, 256, &count)) {
+        if (!tdm__parse_count(optarg, 256, &count)) {
           status = tdm__usage_error("score",
                                     "--threads must be a number from 1 to "
                                     "256, not '%s'",
@@ -93,7 +81,7 @@ int tdm__cmd_score(int argc, char **argv) {
         opt.threads = (int)count;
         break;
       case 'n':
-        if (!parse_count(optarg, SIZE_MAX, &count)) {
+        if (!tdm__parse_count(optarg, SIZE_MAX, &count)) {
           status = tdm__usage_error("score",
                                     "--iterations must be a positive number, "
                                     "not '%s'",

@@ -3,9 +3,11 @@
  * table and runs that command. Also installs the signal handlers that
  * remove half-written output files on Ctrl-C or SIGTERM.
  */
+#include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -23,6 +25,7 @@ static int cmd_help(int argc, char **argv);
 
 static const tdm_command commands[] = {
     {"score", tdm__cmd_score, "score a feature matrix (CSV) with a model"},
+    {"serve", tdm__cmd_serve, "serve models over HTTP (KServe v2 protocol)"},
     {"inspect", tdm__cmd_inspect, "describe a model file"},
     {"version", cmd_version, "print the version"},
     {"help", cmd_help, "show this help"},
@@ -73,6 +76,18 @@ int tdm__usage_error(const char *command, const char *fmt, ...) {
   fprintf(stderr, " (see 'tandem %s --help')\n", command);
   va_end(ap);
   return TDM_EXIT_USAGE;
+}
+
+/* A whole number from 1 to max, as an option's value; 0 if it is not. */
+int tdm__parse_count(const char *text, size_t max, size_t *out) {
+  char *end;
+  errno = 0;
+  unsigned long long n = strtoull(text, &end, 10);
+  if (*text == '\0' || *text == '-' || *end != '\0' || errno == ERANGE ||
+      n < 1 || n > max)
+    return 0;
+  *out = (size_t)n;
+  return 1;
 }
 
 static void on_terminate(int signo) {

@@ -565,6 +565,16 @@ int tdm__json_int64(const tdm__json_doc *doc, const tdm__json *v, int64_t *out,
   return TDM_OK;
 }
 
+int tdm__json_feature_value(const tdm__json *v, double *out) {
+  if (v->type == TDM__JSON_NULL ||
+      (v->type == TDM__JSON_STRING && strcmp(v->text, "NaN") == 0)) {
+    *out = NAN;
+    return 0;
+  }
+  if (v->type != TDM__JSON_NUMBER) return -1;
+  return tdm__parse_double(v->text, v->text_len, out);
+}
+
 int tdm__json_append_string(tdm__buf *b, const char *s) {
   int rc = tdm__buf_append(b, "\"", 1);
   for (; rc == TDM_OK && *s; s++) {

@@ -94,6 +94,13 @@ int tdm__json_double(const tdm__json_doc *doc, const tdm__json *v, double *out,
 int tdm__json_int64(const tdm__json_doc *doc, const tdm__json *v, int64_t *out,
                     tdm_error *err);
 
+/*
+ * A JSON value as a model input: a number, or null or the string "NaN" for
+ * a missing value (NaN), since JSON has no NaN. Returns 0, or -1 when v is
+ * anything else. The one rule for every JSON input (JSON Lines, requests).
+ */
+int tdm__json_feature_value(const tdm__json *v, double *out);
+
 /* Appends s to b as a JSON string literal (quoted and escaped). */
 int tdm__json_append_string(tdm__buf *b, const char *s);
 

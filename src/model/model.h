@@ -13,6 +13,7 @@
 #ifndef TDM_MODEL_H
 #define TDM_MODEL_H
 
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -198,6 +199,19 @@ size_t tdm__fast_bytes(const tdm_model *model);
 int tdm__fast_use_kernel(tdm_model *model, const char *name);
 int tdm__fast_tree_laid_out(const tdm_model *model, size_t tree);
 const char *tdm__fast_kernel(const tdm_model *model);
+
+/* Why a value cannot be fed to feature f of the model, or TDM__VALUE_OK.
+ * XGBoost refuses infinite inputs (its DMatrix checks), and a value past
+ * float32's range becomes one; some linear models forbid missing values. */
+enum { TDM__VALUE_OK, TDM__VALUE_INFINITE, TDM__VALUE_MISSING };
+static inline int tdm__feature_value_problem(const tdm_model *model, size_t f,
+                                             double value) {
+  if (model->float32 && isinf((float)value)) return TDM__VALUE_INFINITE;
+  if (model->feature_required != NULL && model->feature_required[f] &&
+      isnan(value))
+    return TDM__VALUE_MISSING;
+  return TDM__VALUE_OK;
+}
 
 /* Applies the model's output transform to one row's margins. */
 void tdm__apply_link(const tdm_model *model, const double *margins,

@@ -1,0 +1,256 @@
+/*
+ * cmd_serve.c - `tandem serve`: parses options, loads the models, starts
+ * the HTTP server (src/serve/server.c) and turns signals into operations:
+ * SIGHUP reloads every model, SIGTERM or SIGINT drains and exits 0.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/core.h"
+#include "../serve/server.h"
+#include "cli.h"
+
+static const char serve_help[] =
+    "usage: tandem serve (--model NAME=PATH ... | --model-repo DIR) "
+    "[options]\n"
+    "\n"
+    "Serves models over HTTP with the Open Inference Protocol (KServe v2):\n"
+    "  GET  /v2, /v2/health/live, /v2/health/ready\n"
+    "  GET  /v2/models/NAME[/versions/V][/ready]\n"
+    "  POST /v2/models/NAME[/versions/V]/infer\n"
+    "  POST /v2/repository/index, /v2/repository/models/NAME/load|unload\n"
+    "  GET  /metrics (Prometheus)\n"
+    "Scores equal `tandem score` on the same rows, bit for bit.\n"
+    "\n"
+    "options:\n"
+    "  --model NAME=PATH   serve the model file PATH as NAME (repeatable);\n"
+    "                      PATH alone names it after the file\n"
+    "  --model-repo DIR    serve every DIR/NAME/VERSION/model file; the\n"
+    "                      highest VERSION (1, 2, ...) serves by default\n"
+    "  --listen ADDR       HOST:PORT to listen on (default 127.0.0.1:8080;\n"
+    "                      port 0 picks a free port)\n"
+    "  --threads N         request threads (default: one per CPU)\n"
+    "  --max-in-flight N   requests read and not yet answered before new\n"
+    "                      ones get 503 with Retry-After (default 1024)\n"
+    "  --max-connections N open connections (default 4096)\n"
+    "  --max-body BYTES    largest request body (default 64M; k, M suffixes)\n"
+    "  --max-header BYTES  largest request line and headers (default 16k)\n"
+    "  --timeout-ms MS     deadline of a request that sets no\n"
+    "                      parameters.timeout: past it before scoring\n"
+    "                      starts, the answer is 504 (default: none)\n"
+    "  --idle-timeout S    close connections idle this long (default 60)\n"
+    "  --drain-ms MS       on SIGTERM, how long to let requests in flight\n"
+    "                      finish (default 10000)\n"
+    "  --admin-token-file F  admin endpoints (/v2/repository/...) need\n"
+    "                      'Authorization: Bearer <token in F>'; without a\n"
+    "                      token they answer loopback clients only. The\n"
+    "                      TANDEM_ADMIN_TOKEN environment variable also works\n"
+    "  --help              show this help\n"
+    "\n"
+    "signals: SIGHUP reloads every model (a failed load keeps the old one);\n"
+    "SIGTERM or SIGINT stops accepting, finishes requests in flight, exits 0\n";
+
+/* Bytes with an optional k or M suffix; 0 if it is not one. */
+static int parse_bytes(const char *text, size_t *out) {
+  char *end;
+  errno = 0;
+  unsigned long long n = strtoull(text, &end, 10);
+  if (*text == '\0' || *text == '-' || errno == ERANGE || n == 0) return 0;
+  unsigned shift = 0;
+  if (*end == 'k' || *end == 'K') shift = 10, end++;
+  else if (*end == 'M' || *end == 'm') shift = 20, end++;
+  if (*end != '\0' || n > (1ull << 40) >> shift) return 0;
+  *out = (size_t)(n << shift);
+  return 1;
+}
+
+/* Reads the admin token: the first line of a file. */
+static char *read_token(const char *path) {
+  char *data;
+  size_t size;
+  tdm_error err;
+  if (tdm__read_file(path, &data, &size, &err) != TDM_OK) {
+    fprintf(stderr, "tandem serve: %s\n", err.message);
+    return NULL;
+  }
+  data[strcspn(data, "\r\n")] = '\0';
+  if (data[0] == '\0') {
+    fprintf(stderr, "tandem serve: %s: the admin token is empty\n", path);
+    tdm__free(data);
+    return NULL;
+  }
+  return data;
+}
+
+static void report_load(void *arg, const char *name, int rc, int changed,
+                        const tdm_error *err) {
+  (void)arg;
+  if (rc == TDM_OK)
+    fprintf(stderr, "tandem serve: model \"%s\" %s\n", name,
+            changed ? "reloaded" : "unchanged");
+  else
+    fprintf(stderr,
+            "tandem serve: reloading model \"%s\" failed, the loaded "
+            "version keeps serving: %s\n",
+            name, err->message);
+}
+
+/* Adds one --model value: NAME=PATH or PATH. */
+static int add_model(tdm__repository *repo, const char *value,
+                     tdm_error *err) {
+  const char *eq = strchr(value, '=');
+  char name[256];
+  const char *path = value;
+  if (eq != NULL) {
+    size_t len = (size_t)(eq - value);
+    if (len >= sizeof name)
+      return tdm__fail(err, TDM_EINVAL, "--model %s: name too long", value);
+    memcpy(name, value, len);
+    name[len] = '\0';
+    path = eq + 1;
+  } else {
+    const char *base = strrchr(value, '/');
+    snprintf(name, sizeof name, "%s", base ? base + 1 : value);
+    char *dot = strchr(name, '.');
+    if (dot != NULL && dot != name) *dot = '\0';
+  }
+  return tdm__repository_add_file(repo, name, path, err);
+}
+
+int tdm__cmd_serve(int argc, char **argv) {
+  static const struct option long_options[] = {
+      {"model", required_argument, NULL, 'm'},
+      {"model-repo", required_argument, NULL, 'r'},
+      {"listen", required_argument, NULL, 'l'},
+      {"threads", required_argument, NULL, 't'},
+      {"max-in-flight", required_argument, NULL, 'f'},
+      {"max-connections", required_argument, NULL, 'c'},
+      {"max-body", required_argument, NULL, 'b'},
+      {"max-header", required_argument, NULL, 'H'},
+      {"timeout-ms", required_argument, NULL, 'T'},
+      {"idle-timeout", required_argument, NULL, 'i'},
+      {"drain-ms", required_argument, NULL, 'd'},
+      {"admin-token-file", required_argument, NULL, 'a'},
+      {"help", no_argument, NULL, 'h'},
+      {NULL, 0, NULL, 0}};
+  tdm__server_config config;
+  tdm__server_config_default(&config);
+  const char *models[256];
+  size_t num_models = 0, count;
+  const char *repo_dir = NULL, *token_file = NULL;
+  size_t drain_ms = 10000;
+  opterr = 0;
+  optind = 1;
+  int c;
+  while ((c = getopt_long(argc, argv, ":", long_options, NULL)) != -1) {
+    switch (c) {
+      case 'm':
+        if (num_models == sizeof models / sizeof models[0])
+          return tdm__usage_error("serve", "too many --model options");
+        models[num_models++] = optarg;
+        break;
+      case 'r': repo_dir = optarg; break;
+      case 'l': config.listen = optarg; break;
+      case 'a': token_file = optarg; break;
+      case 't':
+      case 'f':
+      case 'c':
+      case 'T':
+      case 'i':
+      case 'd':
+        if (!tdm__parse_count(optarg, c == 't' ? 256 : 1000000000, &count))
+          return tdm__usage_error("serve", "--%s wants a whole number, not %s",
+                                  argv[optind - 1] + 2, optarg);
+        if (c == 't') config.threads = (unsigned)count;
+        if (c == 'f') config.max_in_flight = (unsigned)count;
+        if (c == 'c') config.max_connections = (unsigned)count;
+        if (c == 'T') config.default_timeout_us = (uint64_t)count * 1000;
+        if (c == 'i') config.idle_timeout_s = (unsigned)count;
+        if (c == 'd') drain_ms = count;
+        break;
+      case 'b':
+      case 'H':
+        if (!parse_bytes(optarg, c == 'b' ? &config.max_body : &config.max_header))
+          return tdm__usage_error("serve", "%s: not a size in bytes (such as "
+                                  "65536, 64k or 16M)", optarg);
+        break;
+      case 'h': fputs(serve_help, stdout); return TDM_EXIT_OK;
+      case ':':
+        return tdm__usage_error("serve", "%s needs a value", argv[optind - 1]);
+      default:
+        return tdm__usage_error("serve", "unknown option %s", argv[optind - 1]);
+    }
+  }
+  if (optind < argc)
+    return tdm__usage_error("serve", "unexpected argument %s", argv[optind]);
+  if (num_models == 0 && repo_dir == NULL)
+    return tdm__usage_error("serve", "give --model NAME=PATH or --model-repo DIR");
+
+  char *token = NULL;
+  if (token_file != NULL) {
+    token = read_token(token_file);
+    if (token == NULL) return TDM_EXIT_USAGE;
+  } else if (getenv("TANDEM_ADMIN_TOKEN") && *getenv("TANDEM_ADMIN_TOKEN")) {
+    token = tdm__strdup(getenv("TANDEM_ADMIN_TOKEN"));
+  }
+  config.admin_token = token;
+
+  /* Signals are taken by sigwait below, not by handlers: block them before
+   * any thread starts so every thread inherits the mask. */
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGHUP);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, NULL);
+  signal(SIGPIPE, SIG_IGN);
+
+  tdm__metrics metrics;
+  tdm__repository *repo = NULL;
+  tdm__server *server = NULL;
+  tdm_error err = {0};
+  int rc = tdm__metrics_init(&metrics);
+  if (rc == TDM_OK) rc = tdm__repository_new(&metrics, &repo);
+  for (size_t i = 0; i < num_models && rc == TDM_OK; i++)
+    rc = add_model(repo, models[i], &err);
+  if (rc == TDM_OK && repo_dir != NULL)
+    rc = tdm__repository_add_dir(repo, repo_dir, &err);
+  if (rc == TDM_OK) rc = tdm__server_start(&config, repo, &metrics, &server, &err);
+  if (rc != TDM_OK) {
+    int exit_code = tdm__report(rc, &err);
+    tdm__repository_free(repo);
+    tdm__metrics_free(&metrics);
+    tdm__free(token);
+    return exit_code;
+  }
+  fprintf(stderr, "tandem serve: listening on http://%s\n",
+          tdm__server_address(server));
+
+  for (;;) {
+    int signo;
+    if (sigwait(&signals, &signo) != 0) continue;
+    if (signo == SIGHUP) {
+      fprintf(stderr, "tandem serve: SIGHUP: reloading every model\n");
+      tdm__repository_load_all(repo, report_load, NULL);
+      continue;
+    }
+    fprintf(stderr, "tandem serve: %s: draining (up to %zu ms)\n",
+            signo == SIGTERM ? "SIGTERM" : "SIGINT", drain_ms);
+    break;
+  }
+  long left = tdm__server_drain(server, (unsigned)drain_ms);
+  if (left > 0)
+    fprintf(stderr, "tandem serve: stopped with %ld requests unanswered\n",
+            left);
+  else
+    fprintf(stderr, "tandem serve: stopped\n");
+  tdm__repository_free(repo);
+  tdm__metrics_free(&metrics);
+  tdm__free(token);
+  return TDM_EXIT_OK;
+}

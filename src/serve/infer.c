@@ -1,0 +1,490 @@
+/*
+ * infer.c - Open Inference Protocol (KServe v2) request and response bodies.
+ *
+ * A request carries its rows in one of two shapes:
+ *   - one tensor [rows, features] (or [features] for one row) whose name is
+ *     not a feature name, data flat or nested, features in the model's order;
+ *   - one tensor per feature, named as the model's features, each [rows] or
+ *     [rows, 1]; a feature with no tensor is missing.
+ * JSON has no NaN, so a missing value is null (or the string "NaN"), the
+ * same rule as JSON Lines input (tdm__json_feature_value). FP32 tensors
+ * hold float32 values: each element is rounded to float32 as the client
+ * meant, FP64 and INT elements are taken as they are.
+ */
+#include "infer.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "../model/model.h"
+
+/* Tensor element types a request may use. */
+typedef enum element_kind { KIND_FP32, KIND_FP64, KIND_INT } element_kind;
+
+static const struct {
+  const char *name;
+  element_kind kind;
+  double min, max; /* for integer types */
+} datatypes[] = {
+    {"FP32", KIND_FP32, 0, 0},
+    {"FP64", KIND_FP64, 0, 0},
+    {"INT8", KIND_INT, -128.0, 127.0},
+    {"INT16", KIND_INT, -32768.0, 32767.0},
+    {"INT32", KIND_INT, -2147483648.0, 2147483647.0},
+    {"INT64", KIND_INT, -9223372036854775808.0, 9223372036854775807.0},
+    {"UINT8", KIND_INT, 0, 255.0},
+    {"UINT16", KIND_INT, 0, 65535.0},
+    {"UINT32", KIND_INT, 0, 4294967295.0},
+    {"UINT64", KIND_INT, 0, 18446744073709551615.0},
+};
+
+#define MAX_DIMS 8
+/* A request may not ask for more values than this (2^28 doubles = 2 GiB);
+ * the body size limit keeps real requests far below it. */
+#define MAX_VALUES ((size_t)1 << 28)
+
+/* Where one input tensor's values go. */
+typedef struct tensor_sink {
+  const tdm_model *model;
+  const tdm__json_doc *doc;
+  int kind;
+  double min, max;
+  double *rows;
+  size_t nf;
+  size_t feature; /* SIZE_MAX: a [rows, features] matrix */
+  size_t expected, count;
+  const tdm__json *data;
+  tdm_error *err;
+} tensor_sink;
+
+static int fail_at(const tdm__json_doc *doc, const tdm__json *v,
+                   tdm_error *err, const char *what) {
+  return tdm__json_fail(doc, v, TDM_EPARSE, err, "%s", what);
+}
+
+static int put_value(tensor_sink *s, const tdm__json *v) {
+  if (s->count >= s->expected) return TDM_OK; /* counted, reported later */
+  double value;
+  if (tdm__json_feature_value(v, &value) != 0)
+    return tdm__json_fail(s->doc, v, TDM_EPARSE, s->err,
+                          "must be a number or null (missing), not %s",
+                          tdm__json_type_name(v));
+  if (!isnan(value)) {
+    if (s->kind == KIND_FP32) {
+      float f = (float)value;
+      if (isinf(f) && !isinf(value))
+        return tdm__json_fail(s->doc, v, TDM_EPARSE, s->err,
+                              "%.*s does not fit in FP32", (int)v->text_len,
+                              v->text);
+      value = f;
+    } else if (s->kind == KIND_INT &&
+               (value != floor(value) || value < s->min || value > s->max)) {
+      return tdm__json_fail(s->doc, v, TDM_EPARSE, s->err,
+                            "%.*s is not a value of the tensor's integer type",
+                            (int)v->text_len, v->text);
+    }
+  }
+  size_t f = s->feature == SIZE_MAX ? s->count % s->nf : s->feature;
+  size_t at = s->feature == SIZE_MAX ? s->count : s->count * s->nf + f;
+  switch (tdm__feature_value_problem(s->model, f, value)) {
+    case TDM__VALUE_INFINITE:
+      return tdm__json_fail(
+          s->doc, v, TDM_EPARSE, s->err,
+          "feature \"%s\": %.*s is infinite in float32, which XGBoost does "
+          "not accept",
+          tdm_model_feature_name(s->model, f), (int)v->text_len, v->text);
+    case TDM__VALUE_MISSING:
+      return tdm__json_fail(s->doc, v, TDM_EPARSE, s->err,
+                            "feature \"%s\" is missing, and the model does "
+                            "not allow a missing value there",
+                            tdm_model_feature_name(s->model, f));
+    default: break;
+  }
+  s->rows[at] = value;
+  s->count++;
+  return TDM_OK;
+}
+
+/* Tensor data may be flat or nested as the shape ("natural" form). */
+static int put_data(tensor_sink *s, const tdm__json *v, size_t depth) {
+  if (v->type != TDM__JSON_ARRAY) return put_value(s, v);
+  if (depth >= MAX_DIMS)
+    return fail_at(s->doc, v, s->err, "tensor data is nested too deeply");
+  for (size_t i = 0; i < v->count; i++) {
+    int rc = put_data(s, &v->items[i], depth + 1);
+    if (rc != TDM_OK) return rc;
+  }
+  return TDM_OK;
+}
+
+/* Reads an input's "datatype" and "shape". */
+static int read_header(const tdm__json_doc *doc, const tdm__json *input,
+                       tensor_sink *s, size_t *dims, size_t *num_dims,
+                       tdm_error *err) {
+  const tdm__json *type = tdm__json_get(input, "datatype");
+  const tdm__json *shape = tdm__json_get(input, "shape");
+  if (type == NULL || type->type != TDM__JSON_STRING)
+    return tdm__json_fail(doc, input, TDM_EPARSE, err,
+                          "an input needs \"datatype\", a string");
+  size_t t = 0, nt = sizeof datatypes / sizeof datatypes[0];
+  while (t < nt && strcmp(datatypes[t].name, type->text) != 0) t++;
+  if (t == nt)
+    return tdm__json_fail(doc, type, TDM_EPARSE, err,
+                          "datatype \"%s\" is not supported: use FP32, FP64 "
+                          "or an INT or UINT type",
+                          type->text);
+  s->kind = datatypes[t].kind;
+  s->min = datatypes[t].min;
+  s->max = datatypes[t].max;
+  if (shape == NULL || shape->type != TDM__JSON_ARRAY || shape->count == 0 ||
+      shape->count > MAX_DIMS)
+    return tdm__json_fail(doc, shape ? shape : input, TDM_EPARSE, err,
+                          "an input needs \"shape\", an array of 1 to %d "
+                          "dimensions",
+                          MAX_DIMS);
+  size_t total = 1;
+  for (size_t i = 0; i < shape->count; i++) {
+    int64_t d;
+    if (tdm__json_int64(doc, &shape->items[i], &d, err) != TDM_OK) return TDM_EPARSE;
+    if (d < 0 || (uint64_t)d > MAX_VALUES ||
+        (d > 0 && total > MAX_VALUES / (size_t)d))
+      return tdm__json_fail(doc, &shape->items[i], TDM_EPARSE, err,
+                            "dimension %lld is out of range",
+                            (long long)d);
+    dims[i] = (size_t)d;
+    total *= (size_t)d;
+  }
+  *num_dims = shape->count;
+  s->data = tdm__json_get(input, "data");
+  if (s->data == NULL || s->data->type != TDM__JSON_ARRAY)
+    return tdm__json_fail(doc, s->data ? s->data : input, TDM_EPARSE, err,
+                          "an input needs \"data\", an array%s",
+                          tdm__json_get(input, "parameters") != NULL
+                              ? " (binary tensor data is not supported)"
+                              : "");
+  s->expected = total;
+  return TDM_OK;
+}
+
+static int fill(tensor_sink *s) {
+  s->count = 0;
+  return put_data(s, s->data, 0);
+}
+
+/* The number of scalar elements in (possibly nested) tensor data. */
+static size_t count_elements(const tdm__json *v, size_t depth) {
+  if (v->type != TDM__JSON_ARRAY) return 1;
+  if (depth >= MAX_DIMS) return 0;
+  size_t n = 0;
+  for (size_t i = 0; i < v->count; i++)
+    n += count_elements(&v->items[i], depth + 1);
+  return n;
+}
+
+static int check_count(const tdm__json_doc *doc, const tensor_sink *s,
+                       const size_t *dims, size_t num_dims, tdm_error *err) {
+  size_t n = count_elements(s->data, 0);
+  if (n == s->expected) return TDM_OK;
+  char shape[160];
+  size_t used = 0;
+  for (size_t i = 0; i < num_dims && used < sizeof shape; i++)
+    used += (size_t)snprintf(shape + used, sizeof shape - used, "%s%zu",
+                             i ? ", " : "", dims[i]);
+  return tdm__json_fail(doc, s->data, TDM_EPARSE, err,
+                        "has %zu values, but shape [%s] needs %zu", n, shape,
+                        s->expected);
+}
+
+static size_t feature_index(const tdm_model *model, size_t nf,
+                            const char *name) {
+  for (size_t f = 0; f < nf; f++)
+    if (strcmp(tdm_model_feature_name(model, f), name) == 0) return f;
+  return SIZE_MAX;
+}
+
+static int read_outputs(const tdm__json_doc *doc, const tdm__json *outputs,
+                        int *wanted, tdm_error *err) {
+  *wanted = TDM__OUTPUT_SCORE | TDM__OUTPUT_MARGIN;
+  if (outputs == NULL) return TDM_OK;
+  if (outputs->type != TDM__JSON_ARRAY)
+    return fail_at(doc, outputs, err, "\"outputs\" must be an array");
+  if (outputs->count == 0) return TDM_OK;
+  *wanted = 0;
+  for (size_t i = 0; i < outputs->count; i++) {
+    const tdm__json *name = tdm__json_get(&outputs->items[i], "name");
+    if (name == NULL || name->type != TDM__JSON_STRING)
+      return fail_at(doc, &outputs->items[i], err,
+                     "a requested output needs \"name\", a string");
+    int bit = strcmp(name->text, "score") == 0    ? TDM__OUTPUT_SCORE
+              : strcmp(name->text, "margin") == 0 ? TDM__OUTPUT_MARGIN
+                                                  : 0;
+    if (bit == 0)
+      return tdm__json_fail(doc, name, TDM_EPARSE, err,
+                            "unknown output \"%s\": the model's outputs are "
+                            "\"score\" and \"margin\"",
+                            name->text);
+    *wanted |= bit;
+  }
+  return TDM_OK;
+}
+
+static int read_request_header(tdm__infer_request *req, tdm_error *err) {
+  const tdm__json_doc *doc = &req->doc;
+  const tdm__json *root = doc->root;
+  if (root->type != TDM__JSON_OBJECT)
+    return fail_at(doc, root, err, "the request must be a JSON object");
+  const tdm__json *id = tdm__json_get(root, "id");
+  if (id != NULL) {
+    if (id->type != TDM__JSON_STRING)
+      return fail_at(doc, id, err, "\"id\" must be a string");
+    req->id = id->text;
+  }
+  const tdm__json *params = tdm__json_get(root, "parameters");
+  if (params != NULL) {
+    if (params->type != TDM__JSON_OBJECT)
+      return fail_at(doc, params, err, "\"parameters\" must be an object");
+    const tdm__json *timeout = tdm__json_get(params, "timeout");
+    if (timeout != NULL) {
+      if (tdm__json_int64(doc, timeout, &req->timeout_us, err) != TDM_OK)
+        return TDM_EPARSE;
+      if (req->timeout_us < 0)
+        return fail_at(doc, timeout, err,
+                       "timeout (microseconds) may not be negative");
+    }
+  }
+  return read_outputs(doc, tdm__json_get(root, "outputs"), &req->outputs, err);
+}
+
+/* Reads one tensor [rows, features] into req->rows. */
+static int read_matrix(const tdm_model *model, tdm__infer_request *req,
+                       const tdm__json *input, tdm_error *err) {
+  size_t nf = model->num_features;
+  tensor_sink s = {.model = model, .doc = &req->doc, .nf = nf,
+                   .feature = SIZE_MAX, .err = err};
+  size_t dims[MAX_DIMS], nd;
+  int rc = read_header(&req->doc, input, &s, dims, &nd, err);
+  if (rc != TDM_OK) return rc;
+  const tdm__json *shape = tdm__json_get(input, "shape");
+  if (!(nd == 2 && dims[1] == nf) && !(nd == 1 && dims[0] == nf))
+    return tdm__json_fail(&req->doc, shape, TDM_ESCHEMA, err,
+                          "the model takes %zu features: the input's shape "
+                          "must be [rows, %zu]",
+                          nf, nf);
+  req->num_rows = nd == 2 ? dims[0] : 1;
+  rc = check_count(&req->doc, &s, dims, nd, err);
+  if (rc != TDM_OK) return rc;
+  req->rows = tdm__malloc((req->num_rows * nf + 1) * sizeof(double));
+  if (req->rows == NULL) return tdm__fail(err, TDM_ENOMEM, "out of memory");
+  s.rows = req->rows;
+  return fill(&s);
+}
+
+/* Reads one tensor per feature, named as the features. */
+static int read_features(const tdm_model *model, tdm__infer_request *req,
+                         const tdm__json *inputs, tdm_error *err) {
+  size_t nf = model->num_features;
+  unsigned char *given = tdm__calloc(nf + 1, 1);
+  if (given == NULL) return tdm__fail(err, TDM_ENOMEM, "out of memory");
+  int rc = TDM_OK;
+  for (size_t i = 0; i < inputs->count && rc == TDM_OK; i++) {
+    const tdm__json *input = &inputs->items[i];
+    const tdm__json *name = tdm__json_get(input, "name");
+    size_t f = feature_index(model, nf, name->text);
+    if (f == SIZE_MAX) {
+      rc = tdm__json_fail(&req->doc, name, TDM_ESCHEMA, err,
+                          "\"%s\" is not one of the model's %zu features "
+                          "(send one tensor per feature, named as the "
+                          "features, or one tensor [rows, %zu])",
+                          name->text, nf, nf);
+      break;
+    }
+    if (given[f]) {
+      rc = tdm__json_fail(&req->doc, name, TDM_EPARSE, err,
+                          "feature \"%s\" is given twice", name->text);
+      break;
+    }
+    given[f] = 1;
+    tensor_sink s = {.model = model, .doc = &req->doc, .nf = nf,
+                     .feature = f, .err = err};
+    size_t dims[MAX_DIMS], nd;
+    rc = read_header(&req->doc, input, &s, dims, &nd, err);
+    if (rc != TDM_OK) break;
+    const tdm__json *shape = tdm__json_get(input, "shape");
+    if (!(nd == 1 || (nd == 2 && dims[1] == 1))) {
+      rc = tdm__json_fail(&req->doc, shape, TDM_ESCHEMA, err,
+                          "a feature's tensor must be [rows] or [rows, 1]");
+      break;
+    }
+    if (req->rows == NULL) {
+      req->num_rows = dims[0];
+      if (req->num_rows > MAX_VALUES / (nf + 1)) {
+        rc = tdm__json_fail(&req->doc, shape, TDM_EPARSE, err,
+                            "too many rows");
+        break;
+      }
+      req->rows = tdm__malloc((req->num_rows * nf + 1) * sizeof(double));
+      if (req->rows == NULL) {
+        rc = tdm__fail(err, TDM_ENOMEM, "out of memory");
+        break;
+      }
+      for (size_t k = 0; k < req->num_rows * nf; k++) req->rows[k] = NAN;
+    } else if (dims[0] != req->num_rows) {
+      rc = tdm__json_fail(&req->doc, shape, TDM_ESCHEMA, err,
+                          "has %zu rows, but the first input has %zu",
+                          dims[0], req->num_rows);
+      break;
+    }
+    rc = check_count(&req->doc, &s, dims, nd, err);
+    if (rc != TDM_OK) break;
+    s.rows = req->rows;
+    rc = fill(&s);
+  }
+  /* A feature with no tensor is missing: allowed unless the model says. */
+  for (size_t f = 0; f < nf && rc == TDM_OK; f++)
+    if (!given[f] && tdm__feature_value_problem(model, f, NAN) != 0)
+      rc = tdm__json_fail(&req->doc, inputs, TDM_ESCHEMA, err,
+                          "feature \"%s\" has no input, and the model does "
+                          "not allow it to be missing",
+                          tdm_model_feature_name(model, f));
+  tdm__free(given);
+  return rc;
+}
+
+static int read_inputs(const tdm_model *model, tdm__infer_request *req,
+                       tdm_error *err) {
+  const tdm__json_doc *doc = &req->doc;
+  const tdm__json *inputs = tdm__json_get(doc->root, "inputs");
+  if (inputs == NULL || inputs->type != TDM__JSON_ARRAY || inputs->count == 0)
+    return fail_at(doc, inputs ? inputs : doc->root, err,
+                   "the request needs \"inputs\", an array of tensors");
+  size_t named_as_features = 0;
+  for (size_t i = 0; i < inputs->count; i++) {
+    const tdm__json *input = &inputs->items[i];
+    const tdm__json *name = tdm__json_get(input, "name");
+    if (input->type != TDM__JSON_OBJECT || name == NULL ||
+        name->type != TDM__JSON_STRING)
+      return fail_at(doc, input, err,
+                     "an input must be an object with \"name\", a string");
+    if (feature_index(model, model->num_features, name->text) != SIZE_MAX)
+      named_as_features++;
+  }
+  if (inputs->count == 1 && named_as_features == 0)
+    return read_matrix(model, req, &inputs->items[0], err);
+  return read_features(model, req, inputs, err);
+}
+
+int tdm__infer_parse(const tdm_model *model, const char *body, size_t size,
+                     tdm__infer_request *req, tdm_error *err) {
+  memset(req, 0, sizeof *req);
+  req->timeout_us = -1;
+  int rc = tdm__json_parse(&req->doc, body, size, "request", 0, err);
+  if (rc != TDM_OK) return rc;
+  rc = read_request_header(req, err);
+  if (rc == TDM_OK) rc = read_inputs(model, req, err);
+  if (rc != TDM_OK) tdm__infer_request_free(req);
+  return rc;
+}
+
+void tdm__infer_request_free(tdm__infer_request *req) {
+  if (req == NULL) return;
+  tdm__free(req->rows);
+  req->rows = NULL;
+  if (req->doc.root != NULL) tdm__json_doc_free(&req->doc);
+  memset(&req->doc, 0, sizeof req->doc);
+}
+
+/* JSON has no NaN or infinity: such a value is written as null. */
+static int append_values(tdm__buf *out, const tdm_model *model,
+                         const double *values, size_t n) {
+  char text[32];
+  int rc = tdm__buf_append(out, "[", 1);
+  for (size_t i = 0; i < n && rc == TDM_OK; i++) {
+    int len = isfinite(values[i])
+                  ? tdm_model_format_value(model, values[i], text)
+                  : snprintf(text, sizeof text, "null");
+    if (i > 0) rc = tdm__buf_append(out, ",", 1);
+    if (rc == TDM_OK) rc = tdm__buf_append(out, text, (size_t)len);
+  }
+  if (rc == TDM_OK) rc = tdm__buf_append(out, "]", 1);
+  return rc;
+}
+
+static int append_output(tdm__buf *out, const tdm_model *model, int first,
+                         const char *name, const double *values, size_t rows,
+                         size_t width) {
+  int rc = tdm__buf_printf(
+      out, "%s{\"name\":\"%s\",\"datatype\":\"%s\",\"shape\":[%zu,%zu],"
+           "\"data\":",
+      first ? "" : ",", name, model->float32 ? "FP32" : "FP64", rows, width);
+  if (rc == TDM_OK) rc = append_values(out, model, values, rows * width);
+  if (rc == TDM_OK) rc = tdm__buf_append(out, "}", 1);
+  return rc;
+}
+
+int tdm__infer_respond(const tdm_model *model, const char *model_name,
+                       const char *version, const tdm__infer_request *req,
+                       tdm__buf *out) {
+  size_t n = req->num_rows, k = model->num_outputs;
+  size_t width = tdm_model_output_width(model, 0);
+  double stack[64];
+  size_t need = n * (k + width);
+  double *margins = need <= 64 ? stack : tdm__malloc(need * sizeof(double));
+  if (margins == NULL) return TDM_ENOMEM;
+  double *scores = margins + n * k;
+  /* One evaluation: margins, then the link, as tdm_model_predict does. */
+  int rc = tdm_model_predict(model, req->rows, n, TDM_PREDICT_MARGIN, margins);
+  for (size_t r = 0; r < n && rc == TDM_OK; r++)
+    tdm__apply_link(model, margins + r * k, scores + r * width);
+  if (rc == TDM_OK) rc = tdm__buf_append(out, "{\"model_name\":", 14);
+  if (rc == TDM_OK) rc = tdm__json_append_string(out, model_name);
+  if (rc == TDM_OK && version != NULL) {
+    rc = tdm__buf_append(out, ",\"model_version\":", 17);
+    if (rc == TDM_OK) rc = tdm__json_append_string(out, version);
+  }
+  if (rc == TDM_OK && req->id != NULL) {
+    rc = tdm__buf_append(out, ",\"id\":", 6);
+    if (rc == TDM_OK) rc = tdm__json_append_string(out, req->id);
+  }
+  if (rc == TDM_OK) rc = tdm__buf_append(out, ",\"outputs\":[", 12);
+  int first = 1;
+  if (rc == TDM_OK && (req->outputs & TDM__OUTPUT_SCORE)) {
+    rc = append_output(out, model, first, "score", scores, n, width);
+    first = 0;
+  }
+  if (rc == TDM_OK && (req->outputs & TDM__OUTPUT_MARGIN))
+    rc = append_output(out, model, first, "margin", margins, n, k);
+  if (rc == TDM_OK) rc = tdm__buf_append(out, "]}", 2);
+  if (margins != stack) tdm__free(margins);
+  return rc;
+}
+
+int tdm__infer_metadata(const tdm_model *model, const char *model_name,
+                        const char *const *versions, size_t num_versions,
+                        tdm__buf *out) {
+  tdm_model_info info;
+  tdm_model_get_info(model, &info);
+  const char *type = info.float32 ? "FP32" : "FP64";
+  int rc = tdm__buf_append(out, "{\"name\":", 8);
+  if (rc == TDM_OK) rc = tdm__json_append_string(out, model_name);
+  if (rc == TDM_OK) rc = tdm__buf_append(out, ",\"versions\":[", 13);
+  for (size_t v = 0; v < num_versions && rc == TDM_OK; v++) {
+    if (v > 0) rc = tdm__buf_append(out, ",", 1);
+    if (rc == TDM_OK) rc = tdm__json_append_string(out, versions[v]);
+  }
+  if (rc == TDM_OK)
+    rc = tdm__buf_printf(
+        out,
+        "],\"platform\":\"%s\",\"inputs\":[{\"name\":\"input\",\"datatype\":"
+        "\"%s\",\"shape\":[-1,%zu]}],\"outputs\":[{\"name\":\"score\","
+        "\"datatype\":\"%s\",\"shape\":[-1,%zu]},{\"name\":\"margin\","
+        "\"datatype\":\"%s\",\"shape\":[-1,%zu]}],\"features\":[",
+        info.format_name, type, info.num_features, type, info.num_scores,
+        type, info.num_outputs);
+  for (size_t f = 0; f < info.num_features && rc == TDM_OK; f++) {
+    if (f > 0) rc = tdm__buf_append(out, ",", 1);
+    if (rc == TDM_OK)
+      rc = tdm__json_append_string(out, tdm_model_feature_name(model, f));
+  }
+  if (rc == TDM_OK) rc = tdm__buf_append(out, "]}", 2);
+  return rc;
+}

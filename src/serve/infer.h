@@ -1,0 +1,54 @@
+/*
+ * infer.h - the Open Inference Protocol (KServe v2) inference request and
+ * response bodies for a tandem model: JSON in, a row-major matrix of
+ * feature values out, and scores back to JSON. No HTTP here, so the
+ * translation can be unit tested and fuzzed on its own.
+ *
+ * A model has two output tensors: "score" (what `tandem score` writes:
+ * probabilities, per-class values, or a regression value) and "margin"
+ * (the untransformed sums). Both are computed from one evaluation.
+ */
+#ifndef TDM_INFER_H
+#define TDM_INFER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../core/core.h"
+#include "../core/json.h"
+#include "tandem.h"
+
+enum { TDM__OUTPUT_SCORE = 1, TDM__OUTPUT_MARGIN = 2 };
+
+typedef struct tdm__infer_request {
+  tdm__json_doc doc;  /* the parsed body; id points into it */
+  const char *id;     /* the request's "id", or NULL */
+  int outputs;        /* TDM__OUTPUT_* bits wanted */
+  int64_t timeout_us; /* parameters.timeout, or -1 when not given */
+  size_t num_rows;
+  double *rows; /* num_rows x model features, NaN = missing */
+} tdm__infer_request;
+
+/*
+ * Parses an inference request body for `model`. On failure (TDM_EPARSE or
+ * TDM_ESCHEMA, a 400) err names what is wrong and where, as a JSON pointer
+ * or a line and column, and req holds nothing to free.
+ */
+int tdm__infer_parse(const tdm_model *model, const char *body, size_t size,
+                     tdm__infer_request *req, tdm_error *err);
+void tdm__infer_request_free(tdm__infer_request *req);
+
+/*
+ * Scores the request's rows and appends the response object to out.
+ * `version` may be NULL (no "model_version" member).
+ */
+int tdm__infer_respond(const tdm_model *model, const char *model_name,
+                       const char *version, const tdm__infer_request *req,
+                       tdm__buf *out);
+
+/* Appends the model metadata object (inputs and outputs as tensors). */
+int tdm__infer_metadata(const tdm_model *model, const char *model_name,
+                        const char *const *versions, size_t num_versions,
+                        tdm__buf *out);
+
+#endif /* TDM_INFER_H */

@@ -1,0 +1,856 @@
+/*
+ * server.c - the HTTP front of `tandem serve`: routes (a table), admission
+ * control, deadlines, body limits, the v2 endpoints and /metrics, on
+ * libmicrohttpd's internal epoll thread pool. Model handling lives in
+ * repository.c and request bodies in infer.c; this file only adapts HTTP.
+ *
+ * A request's life: on the first callback (headers read) it is routed,
+ * counted in flight and admitted or refused; body chunks are buffered up
+ * to the limit; on the last callback it is answered; libmicrohttpd's
+ * completion callback uncounts it. "Arrival" is the first callback, so
+ * queue time is the time from headers read to scoring start.
+ */
+#include "server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../core/core.h"
+#include "infer.h"
+
+typedef enum route_kind {
+  ROUTE_NONE,
+  ROUTE_SERVER_METADATA,
+  ROUTE_LIVE,
+  ROUTE_READY,
+  ROUTE_MODEL_METADATA,
+  ROUTE_MODEL_READY,
+  ROUTE_INFER,
+  ROUTE_REPOSITORY_INDEX,
+  ROUTE_REPOSITORY_LOAD,
+  ROUTE_REPOSITORY_UNLOAD,
+  ROUTE_METRICS
+} route_kind;
+
+/* The endpoints. '*' matches one path segment: the model, then the
+ * version. Admin endpoints need loopback or the token. */
+static const struct route {
+  const char *pattern;
+  const char *method;
+  route_kind kind;
+  int admin;
+} routes[] = {
+    {"/v2", "GET", ROUTE_SERVER_METADATA, 0},
+    {"/v2/health/live", "GET", ROUTE_LIVE, 0},
+    {"/v2/health/ready", "GET", ROUTE_READY, 0},
+    {"/v2/models/*", "GET", ROUTE_MODEL_METADATA, 0},
+    {"/v2/models/*/versions/*", "GET", ROUTE_MODEL_METADATA, 0},
+    {"/v2/models/*/ready", "GET", ROUTE_MODEL_READY, 0},
+    {"/v2/models/*/versions/*/ready", "GET", ROUTE_MODEL_READY, 0},
+    {"/v2/models/*/infer", "POST", ROUTE_INFER, 0},
+    {"/v2/models/*/versions/*/infer", "POST", ROUTE_INFER, 0},
+    {"/v2/repository/index", "POST", ROUTE_REPOSITORY_INDEX, 1},
+    {"/v2/repository/models/*/load", "POST", ROUTE_REPOSITORY_LOAD, 1},
+    {"/v2/repository/models/*/unload", "POST", ROUTE_REPOSITORY_UNLOAD, 1},
+    {"/metrics", "GET", ROUTE_METRICS, 0},
+};
+
+#define MAX_SEGMENT 256
+
+struct tdm__server {
+  tdm__server_config config;
+  tdm__repository *repo;
+  tdm__metrics *metrics;
+  struct MHD_Daemon *daemon;
+  atomic_int draining;
+  char address[64];
+};
+
+typedef struct request {
+  const struct route *route; /* NULL: no such endpoint */
+  int method_allowed;
+  char model[MAX_SEGMENT];
+  char version[MAX_SEGMENT];
+  int has_version;
+  uint64_t arrived_ns;
+  tdm__buf body;
+  size_t discarded; /* body bytes past the limit, not kept */
+  int answered;     /* a response is queued */
+  int counted;      /* in metrics->in_flight */
+} request;
+
+static uint64_t now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+void tdm__server_config_default(tdm__server_config *config) {
+  memset(config, 0, sizeof *config);
+  config->listen = "127.0.0.1:8080";
+  config->max_in_flight = 1024;
+  config->max_connections = 4096;
+  config->max_body = 64u << 20;
+  config->max_header = 16u << 10;
+  config->default_timeout_us = 0;
+  config->idle_timeout_s = 60;
+  config->retry_after_s = 1;
+}
+
+/* ---- routing ---- */
+
+/* Matches a path against a pattern, capturing the '*' segments. Returns 1
+ * on a match. */
+static int match(const char *pattern, const char *path, request *r) {
+  int captured = 0;
+  while (*pattern && *path) {
+    if (*pattern == '*') {
+      const char *end = strchr(path, '/');
+      size_t len = end ? (size_t)(end - path) : strlen(path);
+      if (len == 0 || len >= MAX_SEGMENT) return 0;
+      char *dest = captured == 0 ? r->model : r->version;
+      memcpy(dest, path, len);
+      dest[len] = '\0';
+      captured++;
+      pattern++;
+      path += len;
+    } else if (*pattern++ != *path++) {
+      return 0;
+    }
+  }
+  /* One trailing slash is forgiven. */
+  if (*pattern == '\0' && path[0] == '/' && path[1] == '\0') path++;
+  if (*pattern != '\0' || *path != '\0') return 0;
+  r->has_version = captured == 2;
+  return 1;
+}
+
+static void route_request(request *r, const char *url, const char *method) {
+  int head = strcmp(method, "HEAD") == 0;
+  for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+    if (!match(routes[i].pattern, url, r)) continue;
+    /* The first matching pattern decides; the method may still be wrong. */
+    r->route = &routes[i];
+    r->method_allowed =
+        strcmp(method, routes[i].method) == 0 ||
+        (head && strcmp(routes[i].method, "GET") == 0);
+    return;
+  }
+}
+
+/* ---- responses ---- */
+
+static void free_body(void *body) { tdm__free(body); }
+
+/* Queues a response; takes ownership of a heap body (owned = 1). */
+static enum MHD_Result respond(tdm__server *srv, struct MHD_Connection *c,
+                               request *r, unsigned status,
+                               const char *content_type, char *body,
+                               size_t len, int owned) {
+  struct MHD_Response *res =
+      owned ? MHD_create_response_from_buffer_with_free_callback(
+                  len, body, free_body)
+            : MHD_create_response_from_buffer(len, body,
+                                              MHD_RESPMEM_PERSISTENT);
+  if (res == NULL) {
+    if (owned) tdm__free(body);
+    return MHD_NO;
+  }
+  if (content_type != NULL)
+    MHD_add_response_header(res, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+  if (status == MHD_HTTP_SERVICE_UNAVAILABLE) {
+    char seconds[16];
+    snprintf(seconds, sizeof seconds, "%u", srv->config.retry_after_s);
+    MHD_add_response_header(res, MHD_HTTP_HEADER_RETRY_AFTER, seconds);
+  }
+  if (status == MHD_HTTP_METHOD_NOT_ALLOWED && r->route != NULL)
+    MHD_add_response_header(res, MHD_HTTP_HEADER_ALLOW, r->route->method);
+  if (status == MHD_HTTP_UNAUTHORIZED)
+    MHD_add_response_header(res, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+                            "Bearer realm=\"tandem admin\"");
+  /* While draining, clients are told to reconnect elsewhere. */
+  if (atomic_load_explicit(&srv->draining, memory_order_relaxed))
+    MHD_add_response_header(res, MHD_HTTP_HEADER_CONNECTION, "close");
+  enum MHD_Result ok = MHD_queue_response(c, status, res);
+  MHD_destroy_response(res);
+  r->answered = 1;
+  return ok;
+}
+
+static enum MHD_Result respond_buf(tdm__server *srv, struct MHD_Connection *c,
+                                   request *r, unsigned status,
+                                   const char *content_type, tdm__buf *b) {
+  char *data = b->data;
+  size_t len = b->len;
+  b->data = NULL;
+  b->len = b->cap = 0;
+  if (data == NULL) return respond(srv, c, r, status, content_type, "", 0, 0);
+  return respond(srv, c, r, status, content_type, data, len, 1);
+}
+
+static enum MHD_Result respond_empty(tdm__server *srv,
+                                     struct MHD_Connection *c, request *r,
+                                     unsigned status) {
+  return respond(srv, c, r, status, NULL, "", 0, 0);
+}
+
+/* {"error": "..."} with the formatted message. */
+static enum MHD_Result respond_error(tdm__server *srv,
+                                     struct MHD_Connection *c, request *r,
+                                     unsigned status, const char *fmt, ...)
+    TDM__PRINTF(5, 6);
+static enum MHD_Result respond_error(tdm__server *srv,
+                                     struct MHD_Connection *c, request *r,
+                                     unsigned status, const char *fmt, ...) {
+  char message[1200];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(message, sizeof message, fmt, ap);
+  va_end(ap);
+  tdm__buf b = {0};
+  if (tdm__buf_append(&b, "{\"error\":", 9) != TDM_OK ||
+      tdm__json_append_string(&b, message) != TDM_OK ||
+      tdm__buf_append(&b, "}", 1) != TDM_OK) {
+    tdm__buf_free(&b);
+    return respond(srv, c, r, MHD_HTTP_INTERNAL_SERVER_ERROR,
+                   "application/json", "{\"error\":\"out of memory\"}", 25, 0);
+  }
+  return respond_buf(srv, c, r, status, "application/json", &b);
+}
+
+/* The series a request on this model counts in, when the model is known. */
+static tdm__stats *stats_for(tdm__server *srv, const request *r) {
+  tdm__loaded *l;
+  if (tdm__repository_acquire(srv->repo, r->model,
+                              r->has_version ? r->version : NULL,
+                              &l) != TDM_OK)
+    return &srv->metrics->unknown_model;
+  tdm__stats *s = l->stats;
+  tdm__loaded_release(l);
+  return s;
+}
+
+static enum MHD_Result refuse_infer(tdm__server *srv, struct MHD_Connection *c,
+                                    request *r, unsigned status,
+                                    const char *why) {
+  tdm__stats_record(stats_for(srv, r), (int)status, now_ns() - r->arrived_ns,
+                    0, SIZE_MAX);
+  return respond_error(srv, c, r, status, "%s", why);
+}
+
+/* ---- admin access ---- */
+
+static int is_loopback(const struct sockaddr *sa) {
+  if (sa == NULL) return 0;
+  if (sa->sa_family == AF_INET) {
+    const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+    return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+  }
+  if (sa->sa_family == AF_INET6) {
+    const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+    if (IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr)) return 1;
+    return IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) &&
+           in6->sin6_addr.s6_addr[12] == 127;
+  }
+  return 0;
+}
+
+/* Compares in time independent of where the strings first differ. */
+static int same_secret(const char *a, const char *b) {
+  size_t la = strlen(a), lb = strlen(b);
+  unsigned char diff = (unsigned char)(la != lb);
+  for (size_t i = 0; i < la; i++) diff |= (unsigned char)(a[i] ^ b[i % (lb ? lb : 1)]);
+  return diff == 0;
+}
+
+/* 0 when the admin request may go on, else the status to answer. */
+static unsigned admin_denied(tdm__server *srv, struct MHD_Connection *c) {
+  const char *token = srv->config.admin_token;
+  if (token != NULL) {
+    const char *auth = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                                   MHD_HTTP_HEADER_AUTHORIZATION);
+    if (auth == NULL || strncmp(auth, "Bearer ", 7) != 0 ||
+        !same_secret(auth + 7, token))
+      return MHD_HTTP_UNAUTHORIZED;
+    return 0;
+  }
+  const union MHD_ConnectionInfo *info =
+      MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+  return info != NULL && is_loopback(info->client_addr) ? 0
+                                                        : MHD_HTTP_FORBIDDEN;
+}
+
+/* ---- endpoints ---- */
+
+/* Answers a failed tdm__repository_acquire: not loaded, or unknown. */
+static enum MHD_Result model_problem(tdm__server *srv, struct MHD_Connection *c,
+                                    request *r, int rc) {
+  if (rc == TDM_EUNSUPPORTED)
+    return respond_error(srv, c, r, MHD_HTTP_SERVICE_UNAVAILABLE,
+                         "model \"%s\" is not loaded", r->model);
+  tdm__loaded *newest = NULL;
+  int model_known = r->has_version &&
+                    tdm__repository_acquire(srv->repo, r->model, NULL,
+                                            &newest) == TDM_OK;
+  tdm__loaded_release(newest);
+  if (model_known)
+    return respond_error(srv, c, r, MHD_HTTP_NOT_FOUND,
+                         "model \"%s\" has no version \"%s\"", r->model,
+                         r->version);
+  return respond_error(srv, c, r, MHD_HTTP_NOT_FOUND, "unknown model \"%s\"",
+                       r->model);
+}
+
+static enum MHD_Result infer(tdm__server *srv, struct MHD_Connection *c,
+                             request *r) {
+  tdm__loaded *l;
+  int rc = tdm__repository_acquire(srv->repo, r->model,
+                                   r->has_version ? r->version : NULL, &l);
+  if (rc != TDM_OK) {
+    tdm__stats_record(&srv->metrics->unknown_model,
+                      rc == TDM_EUNSUPPORTED ? 503 : 404,
+                      now_ns() - r->arrived_ns, 0, SIZE_MAX);
+    return model_problem(srv, c, r, rc);
+  }
+  tdm__infer_request req;
+  tdm_error err = {0};
+  unsigned status = MHD_HTTP_OK;
+  tdm__buf out = {0};
+  uint64_t started = 0;
+  rc = tdm__infer_parse(l->model, r->body.data ? r->body.data : "",
+                        r->body.len, &req, &err);
+  if (rc == TDM_OK) {
+    uint64_t timeout_us = req.timeout_us >= 0 ? (uint64_t)req.timeout_us
+                                              : srv->config.default_timeout_us;
+    started = now_ns();
+    uint64_t waited_us = (started - r->arrived_ns) / 1000;
+    if (timeout_us > 0 && waited_us > timeout_us) {
+      atomic_fetch_add(&srv->metrics->timed_out, 1);
+      status = MHD_HTTP_GATEWAY_TIMEOUT;
+      tdm__fail(&err, TDM_EINVAL,
+                "deadline passed before scoring started: waited %llu "
+                "microseconds, timeout %llu",
+                (unsigned long long)waited_us, (unsigned long long)timeout_us);
+    } else {
+      tdm__buf_reserve(&out, 256 + req.num_rows * 24);
+      rc = tdm__infer_respond(l->model, l->name, l->version, &req, &out);
+      if (rc != TDM_OK) {
+        status = MHD_HTTP_INTERNAL_SERVER_ERROR;
+        tdm__fail(&err, rc, "%s", tdm_strerror(rc));
+      }
+    }
+  } else {
+    status = rc == TDM_ENOMEM ? MHD_HTTP_INTERNAL_SERVER_ERROR
+                              : MHD_HTTP_BAD_REQUEST;
+  }
+  size_t rows = status == MHD_HTTP_OK ? req.num_rows : SIZE_MAX;
+  if (rc == TDM_OK) tdm__infer_request_free(&req);
+  enum MHD_Result result;
+  if (status == MHD_HTTP_OK) {
+    result = respond_buf(srv, c, r, status, "application/json", &out);
+  } else {
+    tdm__buf_free(&out);
+    result = respond_error(srv, c, r, status, "%s", err.message);
+  }
+  uint64_t done = now_ns();
+  tdm__stats_record(l->stats, (int)status, done - r->arrived_ns,
+                    started ? started - r->arrived_ns : 0, rows);
+  tdm__loaded_release(l);
+  return result;
+}
+
+/* The names of a model's loaded versions, copied out under its lock. */
+typedef struct version_list {
+  const char *model;
+  char names[64][16];
+  const char *versions[64];
+  size_t n;
+} version_list;
+
+static int collect_versions(void *arg, const char *name,
+                            tdm__loaded *const *versions, size_t n,
+                            const char *last_error,
+                            const unsigned long long reloads[3]) {
+  version_list *list = arg;
+  (void)last_error;
+  (void)reloads;
+  if (strcmp(name, list->model) != 0) return TDM_OK;
+  for (size_t v = 0; v < n && list->n < 64; v++) {
+    snprintf(list->names[list->n], sizeof list->names[0], "%s",
+             versions[v]->version);
+    list->versions[list->n] = list->names[list->n];
+    list->n++;
+  }
+  return TDM_OK;
+}
+
+static enum MHD_Result model_metadata(tdm__server *srv,
+                                      struct MHD_Connection *c, request *r) {
+  tdm__loaded *l;
+  int rc = tdm__repository_acquire(srv->repo, r->model,
+                                   r->has_version ? r->version : NULL, &l);
+  if (rc != TDM_OK) return model_problem(srv, c, r, rc);
+  /* A version's metadata names that version; a model's, every version
+   * loaded (and describes the newest). */
+  version_list list = {.model = r->model};
+  if (r->has_version) {
+    list.versions[0] = l->version;
+    list.n = 1;
+  } else {
+    tdm__repository_each(srv->repo, collect_versions, &list);
+  }
+  tdm__buf b = {0};
+  rc = tdm__infer_metadata(l->model, l->name, list.versions, list.n, &b);
+  tdm__loaded_release(l);
+  if (rc != TDM_OK) {
+    tdm__buf_free(&b);
+    return respond_error(srv, c, r, 500, "out of memory");
+  }
+  return respond_buf(srv, c, r, MHD_HTTP_OK, "application/json", &b);
+}
+
+static enum MHD_Result model_ready(tdm__server *srv, struct MHD_Connection *c,
+                                   request *r) {
+  tdm__loaded *l;
+  int rc = tdm__repository_acquire(srv->repo, r->model,
+                                   r->has_version ? r->version : NULL, &l);
+  tdm__loaded_release(l);
+  if (rc == TDM_ENOTFOUND) return model_problem(srv, c, r, rc);
+  /* The protocol: 200 is true, a 4xx is false, and the body is empty. */
+  int ready = rc == TDM_OK && !atomic_load(&srv->draining);
+  return respond_empty(srv, c, r, ready ? MHD_HTTP_OK : MHD_HTTP_BAD_REQUEST);
+}
+
+static int index_entry(void *arg, const char *name,
+                       tdm__loaded *const *versions, size_t n,
+                       const char *last_error,
+                       const unsigned long long reloads[3]) {
+  tdm__buf *b = arg;
+  int rc = TDM_OK;
+  for (size_t v = 0; v < n && rc == TDM_OK; v++) {
+    rc = tdm__buf_append(b, b->len > 1 ? ",{\"name\":" : "{\"name\":",
+                         b->len > 1 ? 9 : 8);
+    if (rc == TDM_OK) rc = tdm__json_append_string(b, name);
+    if (rc == TDM_OK) rc = tdm__buf_append(b, ",\"version\":", 11);
+    if (rc == TDM_OK) rc = tdm__json_append_string(b, versions[v]->version);
+    if (rc == TDM_OK)
+      rc = tdm__buf_printf(b, ",\"state\":\"READY\",\"sha256\":\"%s\"}",
+                           versions[v]->sha256);
+  }
+  if (n == 0 || last_error[0]) {
+    rc = tdm__buf_append(b, b->len > 1 ? ",{\"name\":" : "{\"name\":",
+                         b->len > 1 ? 9 : 8);
+    if (rc == TDM_OK) rc = tdm__json_append_string(b, name);
+    if (rc == TDM_OK)
+      rc = tdm__buf_printf(b, ",\"state\":\"%s\",\"reason\":",
+                           n == 0 ? "UNAVAILABLE" : "READY");
+    if (rc == TDM_OK)
+      rc = tdm__json_append_string(
+          b, last_error[0] ? last_error : "not loaded (unloaded)");
+    if (rc == TDM_OK) rc = tdm__buf_append(b, "}", 1);
+  }
+  (void)reloads;
+  return rc;
+}
+
+static enum MHD_Result repository_index(tdm__server *srv,
+                                        struct MHD_Connection *c,
+                                        request *r) {
+  tdm__buf b = {0};
+  int rc = tdm__buf_append(&b, "[", 1);
+  if (rc == TDM_OK) rc = tdm__repository_each(srv->repo, index_entry, &b);
+  if (rc == TDM_OK) rc = tdm__buf_append(&b, "]", 1);
+  if (rc != TDM_OK) {
+    tdm__buf_free(&b);
+    return respond_error(srv, c, r, 500, "out of memory");
+  }
+  return respond_buf(srv, c, r, MHD_HTTP_OK, "application/json", &b);
+}
+
+static enum MHD_Result repository_load(tdm__server *srv,
+                                       struct MHD_Connection *c, request *r) {
+  tdm_error err = {0};
+  int changed = 0;
+  int rc = tdm__repository_load(srv->repo, r->model, &changed, &err);
+  if (rc == TDM_ENOTFOUND && strstr(err.message, "unknown model") != NULL)
+    return respond_error(srv, c, r, MHD_HTTP_NOT_FOUND, "%s", err.message);
+  if (rc != TDM_OK) {
+    fprintf(stderr, "tandem serve: loading model \"%s\" failed: %s\n",
+            r->model, err.message);
+    return respond_error(srv, c, r, MHD_HTTP_BAD_REQUEST,
+                         "failed to load model \"%s\" (what served before "
+                         "still serves): %s",
+                         r->model, err.message);
+  }
+  fprintf(stderr, "tandem serve: model \"%s\" %s\n", r->model,
+          changed ? "reloaded" : "unchanged");
+  tdm__buf b = {0};
+  if (tdm__buf_printf(&b, "{\"name\":") != TDM_OK ||
+      tdm__json_append_string(&b, r->model) != TDM_OK ||
+      tdm__buf_printf(&b, ",\"changed\":%s}", changed ? "true" : "false") !=
+          TDM_OK) {
+    tdm__buf_free(&b);
+    return respond_error(srv, c, r, 500, "out of memory");
+  }
+  return respond_buf(srv, c, r, MHD_HTTP_OK, "application/json", &b);
+}
+
+static enum MHD_Result repository_unload(tdm__server *srv,
+                                         struct MHD_Connection *c,
+                                         request *r) {
+  tdm_error err = {0};
+  if (tdm__repository_unload(srv->repo, r->model, &err) != TDM_OK)
+    return respond_error(srv, c, r, MHD_HTTP_NOT_FOUND, "%s", err.message);
+  return respond(srv, c, r, MHD_HTTP_OK, "application/json", "{}", 2, 0);
+}
+
+/* Model series for /metrics, one family per pass over the repository. */
+typedef struct metrics_pass {
+  tdm__buf *out;
+  int family;
+} metrics_pass;
+
+static int model_metrics(void *arg, const char *name,
+                         tdm__loaded *const *versions, size_t n,
+                         const char *last_error,
+                         const unsigned long long reloads[3]) {
+  metrics_pass *p = arg;
+  tdm__buf *b = p->out;
+  int rc = TDM_OK;
+  if (p->family == 0 || p->family == 1) {
+    for (size_t v = 0; v < n && rc == TDM_OK; v++) {
+      tdm_model_info info;
+      tdm_model_get_info(versions[v]->model, &info);
+      rc = tdm__buf_append(b, p->family ? "tandem_model_load_timestamp_seconds{model="
+                                        : "tandem_model_info{model=",
+                           p->family ? 42 : 24);
+      if (rc == TDM_OK) rc = tdm__metrics_append_label(b, name);
+      if (rc == TDM_OK) rc = tdm__buf_append(b, ",version=", 9);
+      if (rc == TDM_OK) rc = tdm__metrics_append_label(b, versions[v]->version);
+      if (rc == TDM_OK && p->family == 0)
+        rc = tdm__buf_printf(b, ",sha256=\"%s\",format=\"%s\",trees=\"%zu\"} 1\n",
+                             versions[v]->sha256, info.format_name,
+                             info.num_trees);
+      else if (rc == TDM_OK)
+        rc = tdm__buf_printf(b, "} %.3f\n", versions[v]->loaded_at);
+    }
+  } else if (p->family == 2) {
+    static const char *results[3] = {"ok", "unchanged", "failed"};
+    for (int k = 0; k < 3 && rc == TDM_OK; k++) {
+      rc = tdm__buf_append(b, "tandem_model_loads_total{model=", 31);
+      if (rc == TDM_OK) rc = tdm__metrics_append_label(b, name);
+      if (rc == TDM_OK)
+        rc = tdm__buf_printf(b, ",result=\"%s\"} %llu\n", results[k], reloads[k]);
+    }
+  } else {
+    rc = tdm__buf_append(b, "tandem_model_ready{model=", 25);
+    if (rc == TDM_OK) rc = tdm__metrics_append_label(b, name);
+    if (rc == TDM_OK) rc = tdm__buf_printf(b, "} %d\n", n > 0);
+  }
+  (void)last_error;
+  return rc;
+}
+
+static enum MHD_Result metrics(tdm__server *srv, struct MHD_Connection *c,
+                               request *r) {
+  static const char *headers[] = {
+      "# HELP tandem_model_info A loaded model version: its file's SHA-256, "
+      "format and trees.\n# TYPE tandem_model_info gauge\n",
+      "# HELP tandem_model_load_timestamp_seconds When the version was "
+      "loaded (Unix time).\n# TYPE tandem_model_load_timestamp_seconds "
+      "gauge\n",
+      "# HELP tandem_model_loads_total Loads and reloads of a model by "
+      "result.\n# TYPE tandem_model_loads_total counter\n",
+      "# HELP tandem_model_ready 1 when the model has a version serving.\n"
+      "# TYPE tandem_model_ready gauge\n"};
+  tdm__buf b = {0};
+  int rc = tdm__metrics_render(srv->metrics, &b);
+  for (int f = 0; f < 4 && rc == TDM_OK; f++) {
+    metrics_pass pass = {&b, f};
+    rc = tdm__buf_append(&b, headers[f], strlen(headers[f]));
+    if (rc == TDM_OK) rc = tdm__repository_each(srv->repo, model_metrics, &pass);
+  }
+  if (rc == TDM_OK)
+    rc = tdm__buf_printf(&b,
+                         "# HELP tandem_build_info The running tandem.\n"
+                         "# TYPE tandem_build_info gauge\n"
+                         "tandem_build_info{version=\"%s\"} 1\n",
+                         TDM_VERSION);
+  if (rc != TDM_OK) {
+    tdm__buf_free(&b);
+    return respond_error(srv, c, r, 500, "out of memory");
+  }
+  return respond_buf(srv, c, r, MHD_HTTP_OK,
+                     "text/plain; version=0.0.4; charset=utf-8", &b);
+}
+
+static enum MHD_Result dispatch(tdm__server *srv, struct MHD_Connection *c,
+                                request *r) {
+  switch (r->route->kind) {
+    case ROUTE_SERVER_METADATA: {
+      static const char body[] =
+          "{\"name\":\"tandem\",\"version\":\"" TDM_VERSION
+          "\",\"extensions\":[\"model_repository\"]}";
+      return respond(srv, c, r, MHD_HTTP_OK, "application/json",
+                     (char *)body, sizeof body - 1, 0);
+    }
+    case ROUTE_LIVE: return respond_empty(srv, c, r, MHD_HTTP_OK);
+    case ROUTE_READY:
+      return respond_empty(srv, c, r,
+                           !atomic_load(&srv->draining) &&
+                                   tdm__repository_ready(srv->repo)
+                               ? MHD_HTTP_OK
+                               : MHD_HTTP_BAD_REQUEST);
+    case ROUTE_MODEL_METADATA: return model_metadata(srv, c, r);
+    case ROUTE_MODEL_READY: return model_ready(srv, c, r);
+    case ROUTE_INFER: return infer(srv, c, r);
+    case ROUTE_REPOSITORY_INDEX: return repository_index(srv, c, r);
+    case ROUTE_REPOSITORY_LOAD: return repository_load(srv, c, r);
+    case ROUTE_REPOSITORY_UNLOAD: return repository_unload(srv, c, r);
+    case ROUTE_METRICS: return metrics(srv, c, r);
+    case ROUTE_NONE: break;
+  }
+  return respond_error(srv, c, r, 500, "unrouted request");
+}
+
+/* The first callback: route, admit or refuse. */
+static enum MHD_Result start_request(tdm__server *srv,
+                                     struct MHD_Connection *c, request *r,
+                                     const char *url, const char *method) {
+  route_request(r, url, method);
+  if (r->route == NULL)
+    return respond_error(srv, c, r, MHD_HTTP_NOT_FOUND, "no endpoint %s %s",
+                         method, url);
+  if (!r->method_allowed)
+    return respond_error(srv, c, r, MHD_HTTP_METHOD_NOT_ALLOWED,
+                         "%s takes %s, not %s", url, r->route->method, method);
+  if (r->route->admin) {
+    unsigned denied = admin_denied(srv, c);
+    if (denied == MHD_HTTP_UNAUTHORIZED)
+      return respond_error(srv, c, r, denied,
+                           "%s needs the admin token (Authorization: Bearer)",
+                           url);
+    if (denied)
+      return respond_error(srv, c, r, denied,
+                           "%s is only served to loopback clients unless the "
+                           "server has an admin token",
+                           url);
+  }
+  const char *length = MHD_lookup_connection_value(
+      c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+  if (length != NULL && strtoull(length, NULL, 10) > srv->config.max_body) {
+    atomic_fetch_add(&srv->metrics->too_large, 1);
+    return respond_error(srv, c, r, MHD_HTTP_CONTENT_TOO_LARGE,
+                         "the body is %s bytes; this server takes at most %zu",
+                         length, srv->config.max_body);
+  }
+  if (r->route->kind != ROUTE_INFER) return MHD_YES;
+  if (atomic_load(&srv->draining)) {
+    atomic_fetch_add(&srv->metrics->rejected_draining, 1);
+    return refuse_infer(srv, c, r, MHD_HTTP_SERVICE_UNAVAILABLE,
+                        "the server is shutting down");
+  }
+  if (atomic_load(&srv->metrics->in_flight) > (int64_t)srv->config.max_in_flight) {
+    atomic_fetch_add(&srv->metrics->rejected_overload, 1);
+    return refuse_infer(srv, c, r, MHD_HTTP_SERVICE_UNAVAILABLE,
+                        "overloaded: too many requests in flight; retry "
+                        "later");
+  }
+  if (MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                  "Inference-Header-Content-Length") != NULL)
+    return refuse_infer(srv, c, r, MHD_HTTP_BAD_REQUEST,
+                        "the binary tensor data extension is not supported: "
+                        "send JSON tensor data");
+  return MHD_YES;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
+                                  const char *url, const char *method,
+                                  const char *version, const char *upload,
+                                  size_t *upload_size, void **context) {
+  tdm__server *srv = cls;
+  request *r = *context;
+  (void)version;
+  if (r == NULL) {
+    r = tdm__calloc(1, sizeof *r);
+    if (r == NULL) return MHD_NO;
+    r->arrived_ns = now_ns();
+    *context = r;
+    r->counted = 1;
+    atomic_fetch_add(&srv->metrics->in_flight, 1);
+    return start_request(srv, c, r, url, method);
+  }
+  if (*upload_size > 0) {
+    size_t n = *upload_size;
+    *upload_size = 0;
+    if (r->answered) return MHD_YES; /* an early answer: drop the body */
+    if (r->discarded > 0 || r->body.len + n > srv->config.max_body) {
+      /* A body without Content-Length that grew past the limit: read on
+       * (bounded) and answer 413 at its end. */
+      r->discarded += n;
+      return r->discarded > 4 * srv->config.max_body ? MHD_NO : MHD_YES;
+    }
+    return tdm__buf_append(&r->body, upload, n) == TDM_OK ? MHD_YES : MHD_NO;
+  }
+  if (r->answered) return MHD_YES;
+  if (r->discarded > 0) {
+    atomic_fetch_add(&srv->metrics->too_large, 1);
+    return respond_error(srv, c, r, MHD_HTTP_CONTENT_TOO_LARGE,
+                         "the body is larger than this server takes (%zu "
+                         "bytes)",
+                         srv->config.max_body);
+  }
+  return dispatch(srv, c, r);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **context,
+                         enum MHD_RequestTerminationCode why) {
+  tdm__server *srv = cls;
+  request *r = *context;
+  (void)c;
+  (void)why;
+  if (r == NULL) return;
+  if (r->counted) atomic_fetch_sub(&srv->metrics->in_flight, 1);
+  tdm__buf_free(&r->body);
+  tdm__free(r);
+  *context = NULL;
+}
+
+static void log_mhd(void *cls, const char *fmt, va_list ap) {
+  (void)cls;
+  fprintf(stderr, "tandem serve: ");
+  vfprintf(stderr, fmt, ap);
+}
+
+/* "HOST:PORT", ":PORT" or "PORT"; IPv4 or [IPv6]. */
+static int parse_listen(const char *text, struct sockaddr_storage *addr,
+                        socklen_t *len, tdm_error *err) {
+  char host[128] = "127.0.0.1";
+  const char *colon = strrchr(text, ':');
+  const char *port_text = colon ? colon + 1 : text;
+  if (colon != NULL) {
+    size_t hl = (size_t)(colon - text);
+    if (hl >= sizeof host)
+      return tdm__fail(err, TDM_EINVAL, "--listen %s: host too long", text);
+    if (hl > 0) {
+      memcpy(host, text, hl);
+      host[hl] = '\0';
+    }
+  }
+  char *end;
+  errno = 0;
+  unsigned long port = strtoul(port_text, &end, 10);
+  if (*port_text == '\0' || *end != '\0' || port > 65535 || errno)
+    return tdm__fail(err, TDM_EINVAL,
+                     "--listen %s: expected HOST:PORT, such as "
+                     "127.0.0.1:8080 or 0.0.0.0:8080",
+                     text);
+  memset(addr, 0, sizeof *addr);
+  size_t hl = strlen(host);
+  if (host[0] == '[' && hl > 2 && host[hl - 1] == ']') {
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)addr;
+    host[hl - 1] = '\0';
+    in6->sin6_family = AF_INET6;
+    in6->sin6_port = htons((uint16_t)port);
+    if (inet_pton(AF_INET6, host + 1, &in6->sin6_addr) != 1)
+      return tdm__fail(err, TDM_EINVAL, "--listen %s: not an IPv6 address",
+                       text);
+    *len = sizeof *in6;
+    return TDM_OK;
+  }
+  struct sockaddr_in *in = (struct sockaddr_in *)addr;
+  in->sin_family = AF_INET;
+  in->sin_port = htons((uint16_t)port);
+  if (strcmp(host, "localhost") == 0) strcpy(host, "127.0.0.1");
+  if (inet_pton(AF_INET, host, &in->sin_addr) != 1)
+    return tdm__fail(err, TDM_EINVAL,
+                     "--listen %s: \"%s\" is not an IPv4 address", text, host);
+  *len = sizeof *in;
+  return TDM_OK;
+}
+
+int tdm__server_start(const tdm__server_config *config, tdm__repository *repo,
+                      tdm__metrics *metrics, tdm__server **out,
+                      tdm_error *err) {
+  *out = NULL;
+  struct sockaddr_storage addr;
+  socklen_t addr_len;
+  int rc = parse_listen(config->listen, &addr, &addr_len, err);
+  if (rc != TDM_OK) return rc;
+  tdm__server *srv = tdm__calloc(1, sizeof *srv);
+  if (srv == NULL) return tdm__fail(err, TDM_ENOMEM, "out of memory");
+  srv->config = *config;
+  srv->repo = repo;
+  srv->metrics = metrics;
+  unsigned threads = config->threads;
+  if (threads == 0) {
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    threads = cpus > 0 ? (unsigned)cpus : 1;
+  }
+  unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC |
+                   MHD_USE_ERROR_LOG | MHD_USE_TURBO;
+  if (addr.ss_family == AF_INET6) flags |= MHD_USE_IPv6;
+  /* The header limit: libmicrohttpd keeps the request line, headers and
+   * its read buffer in one per-connection pool of this size. */
+  size_t pool = config->max_header < 4096 ? 4096 : config->max_header;
+  srv->daemon = MHD_start_daemon(
+      flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER,
+      log_mhd, NULL, MHD_OPTION_SOCK_ADDR,
+      (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE, threads,
+      MHD_OPTION_CONNECTION_LIMIT, config->max_connections,
+      MHD_OPTION_CONNECTION_MEMORY_LIMIT, pool,
+      MHD_OPTION_CONNECTION_TIMEOUT, config->idle_timeout_s,
+      MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+      MHD_OPTION_THREAD_STACK_SIZE, (size_t)(4u << 20), MHD_OPTION_END);
+  if (srv->daemon == NULL) {
+    tdm__free(srv);
+    return tdm__fail(err, TDM_EIO,
+                     "cannot listen on %s (in use, or not an address of "
+                     "this machine?)",
+                     config->listen);
+  }
+  const union MHD_DaemonInfo *info =
+      MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
+  char host[INET6_ADDRSTRLEN] = "?";
+  if (addr.ss_family == AF_INET6) {
+    inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&addr)->sin6_addr, host,
+              sizeof host);
+    snprintf(srv->address, sizeof srv->address, "[%s]:%u", host,
+             info ? info->port : 0);
+  } else {
+    inet_ntop(AF_INET, &((struct sockaddr_in *)&addr)->sin_addr, host,
+              sizeof host);
+    snprintf(srv->address, sizeof srv->address, "%s:%u", host,
+             info ? info->port : 0);
+  }
+  *out = srv;
+  return TDM_OK;
+}
+
+const char *tdm__server_address(const tdm__server *server) {
+  return server->address;
+}
+
+long tdm__server_drain(tdm__server *srv, unsigned wait_ms) {
+  atomic_store(&srv->draining, 1);
+  MHD_socket listener = MHD_quiesce_daemon(srv->daemon);
+  if (listener != MHD_INVALID_SOCKET) close(listener);
+  uint64_t give_up = now_ns() + (uint64_t)wait_ms * 1000000u;
+  long left;
+  while ((left = (long)atomic_load(&srv->metrics->in_flight)) > 0 &&
+         now_ns() < give_up) {
+    struct timespec pause = {0, 2000000};
+    nanosleep(&pause, NULL);
+  }
+  MHD_stop_daemon(srv->daemon);
+  tdm__free(srv);
+  return left;
+}
