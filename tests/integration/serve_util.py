@@ -1,0 +1,129 @@
+"""Helpers for the `tandem serve` tests: start the real server on a free
+port, talk to it with curl (a real, independent HTTP client), stop it with
+SIGTERM and check that it exits 0."""
+import json
+import os
+import re
+import signal
+import subprocess
+import tempfile
+import time
+
+from common import TANDEM, expect
+
+
+class Server:
+    """A running `tandem serve`; use as a context manager."""
+
+    def __init__(self, *args, env=None):
+        self.log_path = tempfile.mktemp(prefix="tandem-serve-", suffix=".log")
+        self.log = open(self.log_path, "w+")
+        full_env = dict(os.environ, **(env or {}))
+        self.proc = subprocess.Popen(
+            [TANDEM, "serve", "--listen", "127.0.0.1:0", *map(str, args)],
+            stdout=subprocess.DEVNULL, stderr=self.log, env=full_env)
+        deadline = time.time() + 30
+        self.address = None
+        while time.time() < deadline and self.proc.poll() is None:
+            m = re.search(r"listening on http://(\S+)", self.stderr())
+            if m:
+                self.address = m.group(1)
+                break
+            time.sleep(0.02)
+        if self.address is None:
+            self.proc.kill()
+            raise AssertionError("tandem serve did not start: " + self.stderr())
+        self.url = "http://" + self.address
+        self.port = int(self.address.rsplit(":", 1)[1])
+
+    def stderr(self):
+        with open(self.log_path) as f:
+            return f.read()
+
+    def signal(self, signo):
+        self.proc.send_signal(signo)
+
+    def stop(self, timeout=15):
+        """SIGTERM; returns the exit status (None if it had to be killed)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            return None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        rc = self.stop()
+        expect(rc == 0, f"tandem serve exited {rc} on SIGTERM; log:\n"
+                        + self.stderr()[-2000:])
+        self.log.close()
+        os.unlink(self.log_path)
+
+
+class Response:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def json(self):
+        return json.loads(self.body)
+
+    def __repr__(self):
+        return f"<{self.status} {self.body[:300]!r}>"
+
+
+def curl(server, method, path, body=None, headers=(), extra=()):
+    """One request with curl. `body` is bytes, str, or an object sent as
+    JSON. Returns a Response; status 0 when curl could not connect."""
+    if body is not None and not isinstance(body, (bytes, str)):
+        body = json.dumps(body)
+    if isinstance(body, str):
+        body = body.encode()
+    with tempfile.NamedTemporaryFile() as head, \
+            tempfile.NamedTemporaryFile() as out:
+        cmd = ["curl", "-sS", "-X", method, "-o", out.name, "-D", head.name,
+               "-w", "%{http_code}", "--max-time", "60"]
+        for h in headers:
+            cmd += ["-H", h]
+        if body is not None:
+            cmd += ["-H", "Content-Type: application/json", "--data-binary", "@-"]
+        cmd += list(extra)
+        cmd.append(server.url + path if hasattr(server, "url") else server + path)
+        proc = subprocess.run(cmd, input=body, capture_output=True)
+        status = int(proc.stdout or b"0")
+        hdrs = {}
+        for line in open(head.name, encoding="latin-1").read().splitlines():
+            if ":" in line:
+                k, v = line.split(":", 1)
+                hdrs[k.strip().lower()] = v.strip()
+        return Response(status, hdrs, open(out.name, "rb").read().decode())
+
+
+def infer_body(rows, datatype="FP32", **extra):
+    """A v2 infer request: one [rows, features] tensor. Each value is a
+    number, None (missing) or decimal text to send exactly as written."""
+    cells = []
+    for row in rows:
+        cells.append("[" + ",".join(
+            "null" if v is None else (v if isinstance(v, str) else repr(v))
+            for v in row) + "]")
+    tensor = (f'{{"name":"input","shape":[{len(rows)},{len(rows[0])}],'
+              f'"datatype":"{datatype}","data":[{",".join(cells)}]}}')
+    members = [f'"inputs":[{tensor}]'] + [
+        f'{json.dumps(k)}:{json.dumps(v)}' for k, v in extra.items()]
+    return "{" + ",".join(members) + "}"
+
+
+def read_csv_text(path):
+    """A CSV with a header as (names, rows of decimal text, None = empty)."""
+    with open(path) as f:
+        names = f.readline().rstrip("\n").split(",")
+        rows = [[c if c != "" else None for c in line.rstrip("\n").split(",")]
+                for line in f if line.strip()]
+    return names, rows
