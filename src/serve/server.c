@@ -479,8 +479,12 @@ static enum MHD_Result repository_load(tdm__server *srv,
                                        struct MHD_Connection *c, request *r) {
   tdm_error err = {0};
   int changed = 0;
+  tdm__loaded *before = NULL;
+  int known = tdm__repository_acquire(srv->repo, r->model, NULL, &before) !=
+              TDM_ENOTFOUND;
+  tdm__loaded_release(before);
   int rc = tdm__repository_load(srv->repo, r->model, &changed, &err);
-  if (rc == TDM_ENOTFOUND && strstr(err.message, "unknown model") != NULL)
+  if (rc == TDM_ENOTFOUND && !known)
     return respond_error(srv, c, r, MHD_HTTP_NOT_FOUND, "%s", err.message);
   if (rc != TDM_OK) {
     fprintf(stderr, "tandem serve: loading model \"%s\" failed: %s\n",
@@ -647,10 +651,14 @@ static enum MHD_Result start_request(tdm__server *srv,
   const char *length = MHD_lookup_connection_value(
       c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
   if (length != NULL && strtoull(length, NULL, 10) > srv->config.max_body) {
+    char why[160];
+    snprintf(why, sizeof why,
+             "the body is %.24s bytes; this server takes at most %zu", length,
+             srv->config.max_body);
     atomic_fetch_add(&srv->metrics->too_large, 1);
-    return respond_error(srv, c, r, MHD_HTTP_CONTENT_TOO_LARGE,
-                         "the body is %s bytes; this server takes at most %zu",
-                         length, srv->config.max_body);
+    if (r->route->kind == ROUTE_INFER)
+      return refuse_infer(srv, c, r, MHD_HTTP_CONTENT_TOO_LARGE, why);
+    return respond_error(srv, c, r, MHD_HTTP_CONTENT_TOO_LARGE, "%s", why);
   }
   if (r->route->kind != ROUTE_INFER) return MHD_YES;
   if (atomic_load(&srv->draining)) {
@@ -702,11 +710,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
   }
   if (r->answered) return MHD_YES;
   if (r->discarded > 0) {
+    char why[160];
+    snprintf(why, sizeof why,
+             "the body is larger than this server takes (%zu bytes)",
+             srv->config.max_body);
     atomic_fetch_add(&srv->metrics->too_large, 1);
-    return respond_error(srv, c, r, MHD_HTTP_CONTENT_TOO_LARGE,
-                         "the body is larger than this server takes (%zu "
-                         "bytes)",
-                         srv->config.max_body);
+    if (r->route->kind == ROUTE_INFER)
+      return refuse_infer(srv, c, r, MHD_HTTP_CONTENT_TOO_LARGE, why);
+    return respond_error(srv, c, r, MHD_HTTP_CONTENT_TOO_LARGE, "%s", why);
   }
   return dispatch(srv, c, r);
 }
