@@ -19,9 +19,9 @@ test_packages=(
   python3-pandas               # tests/fuzz/make_corpus.py (regenerating seeds)
   curl                         # a real HTTP client for the server's tests
   prometheus                   # promtool checks /metrics; a real scraper
+  wrk                          # load generator (reload-under-load test)
 )
 bench_packages=(
-  wrk                          # the HTTP load generator
   nginx-light                  # the HTTP peer the server is measured against
 )
 

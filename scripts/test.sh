@@ -32,7 +32,9 @@ done
 step "CLI tests under ASan + UBSan"
 for t in tests/integration/test_cli.py tests/integration/test_xgboost_fixtures.py \
     tests/integration/test_lightgbm_fixtures.py tests/integration/test_linear_models.py \
-    tests/integration/test_shard.py tests/integration/test_streaming.py; do
+    tests/integration/test_shard.py tests/integration/test_streaming.py \
+    tests/integration/test_serve_exact.py tests/integration/test_serve_endpoints.py \
+    tests/integration/test_serve_operations.py; do
   TANDEM=build-asan/tandem ASAN_OPTIONS=detect_leaks=1 /usr/bin/python3 "$t" \
     || failed+=("$t (sanitizers)")
 done
