@@ -38,7 +38,9 @@ static const char serve_help[] =
     "  --max-in-flight N   requests read and not yet answered before new\n"
     "                      ones get 503 with Retry-After (default 1024)\n"
     "  --max-connections N open connections (default 4096)\n"
-    "  --max-body BYTES    largest request body (default 64M; k, M suffixes)\n"
+    "  --max-body BYTES    largest request body (default 16M; k, M suffixes)\n"
+    "  --max-buffered BYTES  request bodies held in memory at once, over\n"
+    "                      all requests; past it, 503 (default 256M)\n"
     "  --max-header BYTES  largest request line and headers (default 16k)\n"
     "  --timeout-ms MS     deadline of a request that sets no\n"
     "                      parameters.timeout: past it before scoring\n"
@@ -132,6 +134,7 @@ int tdm__cmd_serve(int argc, char **argv) {
       {"max-connections", required_argument, NULL, 'c'},
       {"max-body", required_argument, NULL, 'b'},
       {"max-header", required_argument, NULL, 'H'},
+      {"max-buffered", required_argument, NULL, 'B'},
       {"timeout-ms", required_argument, NULL, 'T'},
       {"idle-timeout", required_argument, NULL, 'i'},
       {"drain-ms", required_argument, NULL, 'd'},
@@ -175,7 +178,10 @@ int tdm__cmd_serve(int argc, char **argv) {
         break;
       case 'b':
       case 'H':
-        if (!parse_bytes(optarg, c == 'b' ? &config.max_body : &config.max_header))
+      case 'B':
+        if (!parse_bytes(optarg, c == 'b'   ? &config.max_body
+                                 : c == 'H' ? &config.max_header
+                                            : &config.max_buffered))
           return tdm__usage_error("serve", "%s: not a size in bytes (such as "
                                   "65536, 64k or 16M)", optarg);
         break;

@@ -217,11 +217,15 @@ int tdm__metrics_render(tdm__metrics *m, tdm__buf *out) {
         "tandem_requests_timed_out_total %llu\n"
         "# HELP tandem_requests_too_large_total Requests refused for their "
         "body size.\n# TYPE tandem_requests_too_large_total counter\n"
-        "tandem_requests_too_large_total %llu\n",
+        "tandem_requests_too_large_total %llu\n"
+        "# HELP tandem_request_bytes_buffered Request body bytes held in "
+        "memory.\n# TYPE tandem_request_bytes_buffered gauge\n"
+        "tandem_request_bytes_buffered %llu\n",
         (long long)atomic_load(&m->in_flight),
         (unsigned long long)atomic_load(&m->rejected_overload),
         (unsigned long long)atomic_load(&m->rejected_draining),
         (unsigned long long)atomic_load(&m->timed_out),
-        (unsigned long long)atomic_load(&m->too_large));
+        (unsigned long long)atomic_load(&m->too_large),
+        (unsigned long long)atomic_load(&m->buffered));
   return rc;
 }

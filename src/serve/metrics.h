@@ -57,6 +57,7 @@ typedef struct tdm__metrics {
   _Atomic uint64_t rejected_draining;
   _Atomic uint64_t timed_out;
   _Atomic uint64_t too_large;
+  _Atomic uint64_t buffered; /* request body bytes held */
 } tdm__metrics;
 
 int tdm__metrics_init(tdm__metrics *m);

@@ -83,6 +83,8 @@ typedef struct request {
   uint64_t arrived_ns;
   tdm__buf body;
   size_t discarded; /* body bytes past the limit, not kept */
+  size_t charged;   /* body bytes counted in metrics->buffered */
+  int over_budget;  /* the server held too many body bytes to take more */
   int answered;     /* a response is queued */
   int counted;      /* in metrics->in_flight */
 } request;
@@ -98,7 +100,8 @@ void tdm__server_config_default(tdm__server_config *config) {
   config->listen = "127.0.0.1:8080";
   config->max_in_flight = 1024;
   config->max_connections = 4096;
-  config->max_body = 64u << 20;
+  config->max_body = 16u << 20;
+  config->max_buffered = 256u << 20;
   config->max_header = 16u << 10;
   config->default_timeout_us = 0;
   config->idle_timeout_s = 60;
@@ -700,7 +703,19 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
     size_t n = *upload_size;
     *upload_size = 0;
     if (r->answered) return MHD_YES; /* an early answer: drop the body */
-    if (r->discarded > 0 || r->body.len + n > srv->config.max_body) {
+    if (!r->over_budget && r->discarded == 0) {
+      /* Bodies held by all requests together stay under a budget, so
+       * memory is bounded however many clients upload at once. */
+      uint64_t held = atomic_fetch_add(&srv->metrics->buffered, n) + n;
+      if (held > srv->config.max_buffered) {
+        atomic_fetch_sub(&srv->metrics->buffered, n);
+        r->over_budget = 1;
+      } else {
+        r->charged += n;
+      }
+    }
+    if (r->over_budget || r->discarded > 0 ||
+        r->body.len + n > srv->config.max_body) {
       /* A body without Content-Length that grew past the limit: read on
        * (bounded) and answer 413 at its end. */
       r->discarded += n;
@@ -709,6 +724,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
     return tdm__buf_append(&r->body, upload, n) == TDM_OK ? MHD_YES : MHD_NO;
   }
   if (r->answered) return MHD_YES;
+  if (r->over_budget) {
+    atomic_fetch_add(&srv->metrics->rejected_overload, 1);
+    if (r->route->kind == ROUTE_INFER)
+      return refuse_infer(srv, c, r, MHD_HTTP_SERVICE_UNAVAILABLE,
+                          "overloaded: too many request bytes held; retry "
+                          "later");
+    return respond_error(srv, c, r, MHD_HTTP_SERVICE_UNAVAILABLE,
+                         "overloaded: too many request bytes held");
+  }
   if (r->discarded > 0) {
     char why[160];
     snprintf(why, sizeof why,
@@ -730,6 +754,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **context,
   (void)why;
   if (r == NULL) return;
   if (r->counted) atomic_fetch_sub(&srv->metrics->in_flight, 1);
+  if (r->charged) atomic_fetch_sub(&srv->metrics->buffered, r->charged);
   tdm__buf_free(&r->body);
   tdm__free(r);
   *context = NULL;

@@ -24,6 +24,7 @@ typedef struct tdm__server_config {
   unsigned max_in_flight;      /* requests read and not yet answered */
   unsigned max_connections;    /* open connections */
   size_t max_body;             /* request body bytes */
+  size_t max_buffered;         /* body bytes held over all requests */
   size_t max_header;           /* request line and headers, bytes */
   uint64_t default_timeout_us; /* deadline when a request sets none; 0: none */
   unsigned idle_timeout_s;     /* close a connection silent this long */

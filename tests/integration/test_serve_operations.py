@@ -61,6 +61,28 @@ with Server("--model", f"m={XGB}", "--max-in-flight", "4") as s:
            "503 counted for the model")
     print("ok overload: 503 + Retry-After past 4 in flight; admitted ones answered")
 
+# Request bodies held at once stay under --max-buffered: of two slow
+# 3 kB uploads with a 4 kB budget, one is answered 503.
+with Server("--model", f"m={XGB}", "--max-buffered", "4k") as s:
+    body = infer_body(rows[:72])
+    expect(3000 < len(body) < 4096, f"body of {len(body)} bytes")
+    results, threads = {}, []
+    for i in range(2):
+        t = threading.Thread(target=slow_curl, args=(s, body, 1.5, results, i))
+        t.start()
+        threads.append(t)
+    for t in threads:
+        t.join()
+    statuses = sorted(results[i].status for i in range(2))
+    budget_ok = expect(statuses == [200, 503],
+                       f"two uploads over the budget: {statuses}")
+    expect(any("bytes held" in results[i].body for i in range(2)),
+           f"503 says why: {[results[i].body for i in range(2)]}")
+    metrics = curl(s, "GET", "/metrics").body
+    expect("tandem_request_bytes_buffered 0" in metrics, "buffered gauge back to 0")
+    if budget_ok:
+        print("ok memory budget: the upload past --max-buffered gets 503")
+
 # ---- reload under load ----
 repo = tmpdir()
 os.makedirs(os.path.join(repo, "r", "1"))
