@@ -210,7 +210,6 @@ int tdm__metrics_render(tdm__metrics *m, tdm__buf *out) {
         "# HELP tandem_requests_rejected_total Requests answered 503 at once "
         "instead of queued.\n# TYPE tandem_requests_rejected_total counter\n"
         "tandem_requests_rejected_total{reason=\"overload\"} %llu\n"
-        "tandem_requests_rejected_total{reason=\"draining\"} %llu\n"
         "# HELP tandem_requests_timed_out_total Requests answered 504: their "
         "deadline passed before scoring started.\n"
         "# TYPE tandem_requests_timed_out_total counter\n"
@@ -223,7 +222,6 @@ int tdm__metrics_render(tdm__metrics *m, tdm__buf *out) {
         "tandem_request_bytes_buffered %llu\n",
         (long long)atomic_load(&m->in_flight),
         (unsigned long long)atomic_load(&m->rejected_overload),
-        (unsigned long long)atomic_load(&m->rejected_draining),
         (unsigned long long)atomic_load(&m->timed_out),
         (unsigned long long)atomic_load(&m->too_large),
         (unsigned long long)atomic_load(&m->buffered));

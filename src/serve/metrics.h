@@ -54,7 +54,6 @@ typedef struct tdm__metrics {
   tdm__stats unknown_model; /* requests naming no known model */
   _Atomic int64_t in_flight;
   _Atomic uint64_t rejected_overload;
-  _Atomic uint64_t rejected_draining;
   _Atomic uint64_t timed_out;
   _Atomic uint64_t too_large;
   _Atomic uint64_t buffered; /* request body bytes held */

@@ -664,11 +664,9 @@ static enum MHD_Result start_request(tdm__server *srv,
     return respond_error(srv, c, r, MHD_HTTP_CONTENT_TOO_LARGE, "%s", why);
   }
   if (r->route->kind != ROUTE_INFER) return MHD_YES;
-  if (atomic_load(&srv->draining)) {
-    atomic_fetch_add(&srv->metrics->rejected_draining, 1);
-    return refuse_infer(srv, c, r, MHD_HTTP_SERVICE_UNAVAILABLE,
-                        "the server is shutting down");
-  }
+  /* While draining, a request on a connection already open is still
+   * answered (with Connection: close): a client that sent it before it
+   * could know gets its answer, not an error. */
   if (atomic_load(&srv->metrics->in_flight) > (int64_t)srv->config.max_in_flight) {
     atomic_fetch_add(&srv->metrics->rejected_overload, 1);
     return refuse_infer(srv, c, r, MHD_HTTP_SERVICE_UNAVAILABLE,

@@ -10,6 +10,7 @@ slow uploads, wrk as the load generator.
 - Drain: SIGTERM stops accepting, lets a slow request in flight finish,
   and exits 0; with a short --drain-ms it exits 0 at the bound.
 """
+import http.client
 import os
 import shutil
 import signal
@@ -150,6 +151,10 @@ with Server("--model-repo", repo, "--model", f"s={single}") as s:
 s = Server("--model", f"m={XGB}")
 results = {}
 body = infer_body(rows[:30])
+keep_alive = http.client.HTTPConnection("127.0.0.1", s.port, timeout=10)
+keep_alive.request("POST", "/v2/models/m/infer", ONE)
+first = keep_alive.getresponse()
+first.read()
 t = threading.Thread(target=slow_curl, args=(s, body, 1.5, results, "slow"))
 t.start()
 time.sleep(0.4)
@@ -157,6 +162,15 @@ started = time.time()
 s.signal(signal.SIGTERM)
 time.sleep(0.2)
 refused = curl(s, "GET", "/v2/health/live")
+# A request on a connection opened before SIGTERM is still answered, and
+# the client is told to close the connection.
+keep_alive.request("POST", "/v2/models/m/infer", ONE)
+second = keep_alive.getresponse()
+second.read()
+expect(first.status == 200 and second.status == 200
+       and second.getheader("Connection") == "close",
+       f"keep-alive request while draining: {second.status} "
+       f"{second.getheaders()}")
 t.join()
 rc = s.proc.wait(15)
 elapsed = time.time() - started
