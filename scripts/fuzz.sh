@@ -35,7 +35,7 @@ corpus_of() {
 }
 dict_of() {
   case "$1" in
-    fuzz_model) echo tests/fuzz/json.dict ;;
+    fuzz_model | fuzz_infer) echo tests/fuzz/json.dict ;;
     *) echo "" ;;
   esac
 }

@@ -84,6 +84,7 @@ static int push(parser *ps, const tdm__json *v, const char *key) {
 
 /* Children of v now live at their final address: point them back at it. */
 static void adopt_children(tdm__json *v) {
+  if (v->type != TDM__JSON_ARRAY && v->type != TDM__JSON_OBJECT) return;
   for (size_t i = 0; i < v->count; i++) {
     v->items[i].parent = v;
     v->items[i].index = i;

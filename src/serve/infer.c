@@ -24,18 +24,20 @@ typedef enum element_kind { KIND_FP32, KIND_FP64, KIND_INT } element_kind;
 static const struct {
   const char *name;
   element_kind kind;
-  double min, max; /* for integer types */
+  /* Integer types: min <= value < limit. The limit is a power of two, so
+   * it is exact in double precision where INT64_MAX is not. */
+  double min, limit;
 } datatypes[] = {
     {"FP32", KIND_FP32, 0, 0},
     {"FP64", KIND_FP64, 0, 0},
-    {"INT8", KIND_INT, -128.0, 127.0},
-    {"INT16", KIND_INT, -32768.0, 32767.0},
-    {"INT32", KIND_INT, -2147483648.0, 2147483647.0},
-    {"INT64", KIND_INT, -9223372036854775808.0, 9223372036854775807.0},
-    {"UINT8", KIND_INT, 0, 255.0},
-    {"UINT16", KIND_INT, 0, 65535.0},
-    {"UINT32", KIND_INT, 0, 4294967295.0},
-    {"UINT64", KIND_INT, 0, 18446744073709551615.0},
+    {"INT8", KIND_INT, -0x1p7, 0x1p7},
+    {"INT16", KIND_INT, -0x1p15, 0x1p15},
+    {"INT32", KIND_INT, -0x1p31, 0x1p31},
+    {"INT64", KIND_INT, -0x1p63, 0x1p63},
+    {"UINT8", KIND_INT, 0, 0x1p8},
+    {"UINT16", KIND_INT, 0, 0x1p16},
+    {"UINT32", KIND_INT, 0, 0x1p32},
+    {"UINT64", KIND_INT, 0, 0x1p64},
 };
 
 #define MAX_DIMS 8
@@ -48,7 +50,7 @@ typedef struct tensor_sink {
   const tdm_model *model;
   const tdm__json_doc *doc;
   int kind;
-  double min, max;
+  double min, limit;
   double *rows;
   size_t nf;
   size_t feature; /* SIZE_MAX: a [rows, features] matrix */
@@ -78,7 +80,7 @@ static int put_value(tensor_sink *s, const tdm__json *v) {
                               v->text);
       value = f;
     } else if (s->kind == KIND_INT &&
-               (value != floor(value) || value < s->min || value > s->max)) {
+               (value != floor(value) || value < s->min || value >= s->limit)) {
       return tdm__json_fail(s->doc, v, TDM_EPARSE, s->err,
                             "%.*s is not a value of the tensor's integer type",
                             (int)v->text_len, v->text);
@@ -135,7 +137,7 @@ static int read_header(const tdm__json_doc *doc, const tdm__json *input,
                           type->text);
   s->kind = datatypes[t].kind;
   s->min = datatypes[t].min;
-  s->max = datatypes[t].max;
+  s->limit = datatypes[t].limit;
   if (shape == NULL || shape->type != TDM__JSON_ARRAY || shape->count == 0 ||
       shape->count > MAX_DIMS)
     return tdm__json_fail(doc, shape ? shape : input, TDM_EPARSE, err,
@@ -315,13 +317,15 @@ static int read_features(const tdm_model *model, tdm__infer_request *req,
                           "a feature's tensor must be [rows] or [rows, 1]");
       break;
     }
+    if (dims[0] > MAX_VALUES / (nf + 1)) {
+      rc = tdm__json_fail(&req->doc, shape, TDM_EPARSE, err, "too many rows");
+      break;
+    }
+    /* Counted before allocating: the body's size bounds the memory. */
+    rc = check_count(&req->doc, &s, dims, nd, err);
+    if (rc != TDM_OK) break;
     if (req->rows == NULL) {
       req->num_rows = dims[0];
-      if (req->num_rows > MAX_VALUES / (nf + 1)) {
-        rc = tdm__json_fail(&req->doc, shape, TDM_EPARSE, err,
-                            "too many rows");
-        break;
-      }
       req->rows = tdm__malloc((req->num_rows * nf + 1) * sizeof(double));
       if (req->rows == NULL) {
         rc = tdm__fail(err, TDM_ENOMEM, "out of memory");
@@ -334,8 +338,6 @@ static int read_features(const tdm_model *model, tdm__infer_request *req,
                           dims[0], req->num_rows);
       break;
     }
-    rc = check_count(&req->doc, &s, dims, nd, err);
-    if (rc != TDM_OK) break;
     s.rows = req->rows;
     rc = fill(&s);
   }

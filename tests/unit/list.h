@@ -33,4 +33,21 @@
   X(fast_matches_reference_on_random_models) \
   X(fast_matches_reference_on_fixtures)      \
   X(number_hard_cases)                       \
-  X(number_random_against_strtod)
+  X(number_random_against_strtod)            \
+  X(infer_matrix_flat_nested_and_one_row)    \
+  X(infer_per_feature_tensors)               \
+  X(infer_null_and_nan_string_are_missing)   \
+  X(infer_datatypes)                         \
+  X(infer_int64_range_edges)                 \
+  X(infer_errors_name_where)                 \
+  X(infer_scalar_body_is_an_error)           \
+  X(infer_large_values_in_double_models)     \
+  X(infer_huge_matrix_shape_fails_fast)      \
+  X(infer_huge_feature_tensor_shape_fails_fast) \
+  X(infer_id_timeout_and_outputs)            \
+  X(infer_response_matches_predict_xgboost)  \
+  X(infer_response_matches_predict_multiclass) \
+  X(infer_response_matches_predict_lightgbm) \
+  X(infer_linear_required_feature)           \
+  X(infer_metadata)                          \
+  X(infer_out_of_memory)
