@@ -316,13 +316,20 @@ int tdm_model_format_value(const tdm_model *model, double value, char *buf) {
   if (isinf(value)) return snprintf(buf, 32, value > 0 ? "inf" : "-inf");
   /* The shortest of %.Ng that reads back to the same value. */
   if (model->float32) {
+    /* 9 digits always read back; if d digits do, so do d + 1. Scores
+     * mostly need 8 or 9, so start there and step down (two tries for
+     * most values instead of four); below 6 %g drops the zeros itself. */
     float f = (float)value;
-    /* Below 6 digits %g already drops trailing zeros: 6 is enough to start. */
-    for (int digits = 6; digits < 9; digits++) {
-      int n = snprintf(buf, 32, "%.*g", digits, (double)f);
-      if (strtof(buf, NULL) == f) return n;
+    char shorter[32];
+    int n = snprintf(buf, 32, "%.8g", (double)f);
+    if (strtof(buf, NULL) != f) return snprintf(buf, 32, "%.9g", (double)f);
+    for (int digits = 7; digits >= 6; digits--) {
+      int m = snprintf(shorter, sizeof shorter, "%.*g", digits, (double)f);
+      if (strtof(shorter, NULL) != f) break;
+      memcpy(buf, shorter, (size_t)m + 1);
+      n = m;
     }
-    return snprintf(buf, 32, "%.9g", (double)f);
+    return n;
   }
   for (int digits = 15; digits < 17; digits++) {
     int n = snprintf(buf, 32, "%.*g", digits, value);

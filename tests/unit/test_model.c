@@ -6,6 +6,7 @@
  * pointer, and out-of-memory at every allocation. (Bit-exactness against
  * XGBoost itself is checked by the integration tests.)
  */
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 
@@ -361,6 +362,15 @@ TEST(model_format_value_round_trips) {
     if (isnan(f) || isinf(f)) continue;
     tdm_model_format_value(model, f, buf);
     CHECK(strtof(buf, NULL) == f);
+    /* And for a normal float, the shortest %g form that reads back
+     * (subnormals have fewer digits: at least 6 are written). */
+    if (fabsf(f) < FLT_MIN) continue;
+    char shortest[32];
+    for (int digits = 1; digits <= 9; digits++) {
+      snprintf(shortest, sizeof shortest, "%.*g", digits, (double)f);
+      if (strtof(shortest, NULL) == f) break;
+    }
+    CHECK_STR(buf, shortest);
   }
   tdm_model_free(model);
   return 0;
