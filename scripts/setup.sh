@@ -10,6 +10,8 @@ build_packages=(
   gcc make libc6-dev
   libssl-dev                   # SHA-256 (libcrypto)
   libmicrohttpd-dev            # tandem serve's HTTP server
+  libfyaml-dev                 # pipeline files (YAML with line/column)
+  liblmdb-dev                  # state and tables (LMDB)
 )
 test_packages=(
   clang libclang-rt-dev        # libFuzzer and sanitizers
@@ -23,6 +25,7 @@ test_packages=(
 )
 bench_packages=(
   nginx-light                  # the HTTP peer the server is measured against
+  python3-fastapi python3-uvicorn  # the Python server peer (FastAPI + XGBoost)
 )
 
 #   scripts/setup.sh --bench    also what the benchmarks need
