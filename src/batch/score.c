@@ -954,16 +954,7 @@ static int write_manifest(const tdm__score_options *opt, const tdm_model *model,
     return tdm__fail(err, TDM_ENOMEM, "out of memory");
   }
   snprintf(path, strlen(opt->out_path) + 32, "%s.manifest.json", opt->out_path);
-  tdm__atomic_file f;
-  rc = tdm__atomic_open(&f, path, err);
-  if (rc == TDM_OK) {
-    if (fwrite(b.data, 1, b.len, f.fp) != b.len) {
-      tdm__atomic_abort(&f);
-      rc = tdm__fail(err, TDM_EIO, "%s: write failed", path);
-    } else {
-      rc = tdm__atomic_commit(&f, err);
-    }
-  }
+  rc = tdm__write_file_atomic(path, b.data, b.len, err);
   tdm__free(path);
   tdm__buf_free(&b);
   return rc;

@@ -36,6 +36,7 @@ int tdm__usage_error(const char *command, const char *fmt, ...)
 int tdm__parse_count(const char *text, size_t max, size_t *out);
 
 int tdm__cmd_score(int argc, char **argv);
+int tdm__cmd_batch(int argc, char **argv);
 int tdm__cmd_serve(int argc, char **argv);
 int tdm__cmd_inspect(int argc, char **argv);
 

@@ -115,6 +115,10 @@ int tdm__atomic_commit(tdm__atomic_file *f, tdm_error *err);
 int tdm__atomic_finish(tdm__atomic_file *f, tdm_error *err);
 void tdm__atomic_abort(tdm__atomic_file *f);
 
+/* Writes a whole (small) file atomically: a manifest, a report. */
+int tdm__write_file_atomic(const char *path, const void *data, size_t len,
+                           tdm_error *err);
+
 /*
  * Aborts every atomic file still open; safe to call from a signal handler
  * (it only calls unlink). Used so that Ctrl-C leaves no temporary files.

@@ -170,3 +170,15 @@ void tdm__atomic_abort(tdm__atomic_file *f) {
   unlink(f->tmp_path);
   atomic_release(f);
 }
+
+int tdm__write_file_atomic(const char *path, const void *data, size_t len,
+                           tdm_error *err) {
+  tdm__atomic_file f;
+  int rc = tdm__atomic_open(&f, path, err);
+  if (rc != TDM_OK) return rc;
+  if (len > 0 && fwrite(data, 1, len, f.fp) != len) {
+    tdm__atomic_abort(&f);
+    return tdm__fail(err, TDM_EIO, "%s: write failed", path);
+  }
+  return tdm__atomic_commit(&f, err);
+}

@@ -577,16 +577,25 @@ int tdm__json_feature_value(const tdm__json *v, double *out) {
 }
 
 int tdm__json_append_string(tdm__buf *b, const char *s) {
-  int rc = tdm__buf_append(b, "\"", 1);
-  for (; rc == TDM_OK && *s; s++) {
-    unsigned char ch = (unsigned char)*s;
+  return tdm__json_append_string_n(b, s, strlen(s));
+}
+
+int tdm__json_append_string_n(tdm__buf *b, const char *s, size_t len) {
+  int rc = tdm__buf_reserve(b, len + 2);
+  if (rc == TDM_OK) rc = tdm__buf_append(b, "\"", 1);
+  const char *end = s + len;
+  while (rc == TDM_OK && s < end) {
+    /* Runs of plain bytes go in one piece. */
+    const char *run = s;
+    while (s < end && (unsigned char)*s >= 0x20 && *s != '"' && *s != '\\') s++;
+    if (s > run) rc = tdm__buf_append(b, run, (size_t)(s - run));
+    if (rc != TDM_OK || s == end) break;
+    unsigned char ch = (unsigned char)*s++;
     if (ch == '"' || ch == '\\') {
       char escaped[2] = {'\\', (char)ch};
       rc = tdm__buf_append(b, escaped, 2);
-    } else if (ch < 0x20) {
-      rc = tdm__buf_printf(b, "\\u%04x", ch);
     } else {
-      rc = tdm__buf_append(b, s, 1);
+      rc = tdm__buf_printf(b, "\\u%04x", ch);
     }
   }
   if (rc == TDM_OK) rc = tdm__buf_append(b, "\"", 1);

@@ -103,6 +103,8 @@ int tdm__json_feature_value(const tdm__json *v, double *out);
 
 /* Appends s to b as a JSON string literal (quoted and escaped). */
 int tdm__json_append_string(tdm__buf *b, const char *s);
+/* The same for len bytes (a NUL among them is escaped as \u0000). */
+int tdm__json_append_string_n(tdm__buf *b, const char *s, size_t len);
 
 /* Fails with a message "name: at POINTER: <formatted text>". */
 int tdm__json_fail(const tdm__json_doc *doc, const tdm__json *v, int status,

@@ -1,0 +1,419 @@
+/*
+ * batch.c - `tandem batch`: reads events in chunks, processes each chunk
+ * on N worker threads partitioned by entity (worker t owns the entities
+ * whose key hashes to t, with its own state map), then writes the chunk's
+ * results in input order. Every entity's events go through the pipeline
+ * core in file order whatever N is, so the output is the same bytes for
+ * every thread count. The output and the reject file appear only when the
+ * run succeeds (atomic files), followed by OUT.manifest.json.
+ */
+#include "batch.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../core/arena.h"
+#include "../core/core.h"
+#include "../core/json.h"
+#include "../io/csv.h"
+#include "../io/events.h"
+#include "../pipeline/pipeline.h"
+#include "score.h"
+
+#define CHUNK_EVENTS 32768
+
+/* Where one event's outcome went: a worker's buffer slice, or a reason. */
+typedef struct outcome {
+  int worker; /* -1: not processed (rejected by the reader) */
+  int rejected;
+  int duplicate;
+  size_t offset, len; /* in the worker's output (or reasons) buffer */
+} outcome;
+
+typedef struct worker {
+  const tdm__pipeline *p;
+  tdm__state_map *map;
+  tdm__result result;
+  tdm__buf out, reasons;
+  int index, count, jsonl, explain;
+  /* the chunk being processed */
+  const tdm__event_record *records;
+  outcome *outcomes;
+  size_t num_records;
+  int failed; /* out of memory */
+} worker;
+
+static uint64_t key_hash(tdm__str key) {
+  uint64_t h = 1469598103934665603ull;
+  for (size_t i = 0; i < key.len; i++) {
+    h ^= (unsigned char)key.data[i];
+    h *= 1099511628211ull;
+  }
+  return h ^ (h >> 31);
+}
+
+static int add_reason(worker *w, outcome *o, const char *message) {
+  o->worker = w->index;
+  o->rejected = 1;
+  o->offset = w->reasons.len;
+  o->len = strlen(message);
+  return tdm__buf_append(&w->reasons, message, o->len);
+}
+
+static void *work(void *arg) {
+  worker *w = arg;
+  w->out.len = 0;
+  w->reasons.len = 0;
+  tdm_error err;
+  for (size_t i = 0; i < w->num_records && !w->failed; i++) {
+    const tdm__event_record *rec = &w->records[i];
+    outcome *o = &w->outcomes[i];
+    tdm__event ev = {rec->fields};
+    tdm__str entity;
+    int owner = 0;
+    if (rec->problem == NULL &&
+        tdm__pipeline_entity(w->p, &ev, &entity, &err) == TDM_OK)
+      owner = (int)(key_hash(entity) % (uint64_t)w->count);
+    if (owner != w->index) continue;
+    if (rec->problem != NULL) {
+      if (add_reason(w, o, rec->problem) != TDM_OK) w->failed = 1;
+      continue;
+    }
+    int rc = tdm__pipeline_process(w->p, w->map, &ev, &w->result, &err);
+    if (rc == TDM_ENOMEM) {
+      w->failed = 1;
+      break;
+    }
+    if (rc != TDM_OK) {
+      if (add_reason(w, o, err.message) != TDM_OK) w->failed = 1;
+      continue;
+    }
+    o->worker = w->index;
+    o->duplicate = w->result.duplicate;
+    o->offset = w->out.len;
+    rc = w->jsonl ? tdm__pipeline_json(w->p, &ev, &w->result, w->explain, &w->out)
+                  : tdm__pipeline_csv_row(w->p, &ev, &w->result, &w->out);
+    if (rc == TDM_OK && w->jsonl) rc = tdm__buf_append(&w->out, "\n", 1);
+    if (rc != TDM_OK) w->failed = 1;
+    o->len = w->out.len - o->offset;
+  }
+  return NULL;
+}
+
+static int ends_with(const char *s, const char *suffix) {
+  size_t n = strlen(s), m = strlen(suffix);
+  return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+static int write_all(FILE *fp, tdm__sha256 *hash, const char *data, size_t len,
+                     const char *path, tdm_error *err) {
+  if (len == 0) return TDM_OK;
+  if (hash) tdm__sha256_update(hash, data, len);
+  if (fwrite(data, 1, len, fp) != len)
+    return tdm__fail(err, TDM_EIO, "%s: write failed", path);
+  return TDM_OK;
+}
+
+/* One reject: {"line": N, "error": "...", "event": {...}}. */
+static int write_reject(FILE *fp, const tdm__spec *spec,
+                        const tdm__event_record *rec, const char *reason,
+                        size_t reason_len, tdm__buf *line) {
+  line->len = 0;
+  int rc = tdm__buf_printf(line, "{\"line\":%zu,\"error\":", rec->line);
+  if (rc == TDM_OK) rc = tdm__json_append_string_n(line, reason, reason_len);
+  if (rc == TDM_OK && rec->text != NULL) {
+    rc = tdm__buf_append(line, ",\"record\":", 10);
+    if (rc == TDM_OK) rc = tdm__json_append_string_n(line, rec->text, rec->text_len);
+  } else if (rc == TDM_OK) {
+    rc = tdm__buf_append(line, ",\"event\":", 9);
+    if (rc == TDM_OK) rc = tdm__event_to_json(spec, rec->fields, line);
+  }
+  if (rc == TDM_OK) rc = tdm__buf_append(line, "}\n", 2);
+  if (rc != TDM_OK) return rc;
+  return fwrite(line->data, 1, line->len, fp) == line->len ? TDM_OK : TDM_EIO;
+}
+
+static void run_workers(worker *workers, int n) {
+  if (n == 1) {
+    work(&workers[0]);
+    return;
+  }
+  pthread_t threads[TDM__MAX_THREADS];
+  int started = 0;
+  for (int t = 1; t < n; t++) {
+    if (pthread_create(&threads[t], NULL, work, &workers[t]) != 0) break;
+    started = t;
+  }
+  work(&workers[0]);
+  for (int t = 1; t <= started; t++) pthread_join(threads[t], NULL);
+  /* A thread that could not start: do its share here. */
+  for (int t = started + 1; t < n; t++) work(&workers[t]);
+}
+
+static void utc_now(char buf[32]) {
+  time_t t = time(NULL);
+  struct tm tm;
+  gmtime_r(&t, &tm);
+  strftime(buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static int write_manifest(const tdm__batch_options *opt,
+                          const tdm__pipeline *p, const tdm__batch_stats *st,
+                          const char *pipeline_hex, const char *in_hex,
+                          const char *out_hex, const char *rejects_path,
+                          tdm_error *err) {
+  tdm_model_info info;
+  tdm_model_get_info(tdm__pipeline_model(p), &info);
+  char finished[32];
+  utc_now(finished);
+  tdm__buf b = {0};
+  int rc = tdm__buf_printf(&b,
+                           "{\n  \"tandem_version\": \"%s\",\n  \"command\": "
+                           "\"batch\",\n  \"pipeline\": {\"path\": ",
+                           TDM_VERSION);
+  if (rc == TDM_OK) rc = tdm__json_append_string(&b, opt->pipeline_path);
+  if (rc == TDM_OK)
+    rc = tdm__buf_printf(&b, ", \"sha256\": \"%s\", \"name\": ", pipeline_hex);
+  if (rc == TDM_OK) rc = tdm__json_append_string(&b, tdm__pipeline_spec(p)->name);
+  if (rc == TDM_OK)
+    rc = tdm__buf_printf(&b, "},\n  \"model\": {\"sha256\": \"%s\"},\n"
+                             "  \"input\": {\"path\": ",
+                         info.sha256);
+  if (rc == TDM_OK) rc = tdm__json_append_string(&b, opt->in_path);
+  if (rc == TDM_OK)
+    rc = tdm__buf_printf(&b,
+                         ", \"sha256\": \"%s\", \"events\": %zu},\n"
+                         "  \"output\": {\"path\": ",
+                         in_hex, st->events);
+  if (rc == TDM_OK) rc = tdm__json_append_string(&b, opt->out_path);
+  if (rc == TDM_OK)
+    rc = tdm__buf_printf(&b,
+                         ", \"sha256\": \"%s\", \"events\": %zu, "
+                         "\"duplicates\": %zu},\n  \"rejects\": {\"path\": ",
+                         out_hex, st->written, st->duplicates);
+  if (rc == TDM_OK)
+    rc = st->rejected ? tdm__json_append_string(&b, rejects_path)
+                      : tdm__buf_append(&b, "null", 4);
+  if (rc == TDM_OK)
+    rc = tdm__buf_printf(&b,
+                         ", \"events\": %zu},\n  \"flags\": {\"threads\": %d, "
+                         "\"strict\": %s, \"explain\": %s},\n"
+                         "  \"finished_at\": \"%s\",\n  \"seconds\": %.6f,\n"
+                         "  \"events_per_second\": %.0f\n}\n",
+                         st->rejected, st->threads,
+                         opt->strict ? "true" : "false",
+                         opt->explain ? "true" : "false", finished,
+                         st->seconds,
+                         st->seconds > 0 ? (double)st->events / st->seconds : 0.0);
+  char path[4096];
+  snprintf(path, sizeof path, "%s.manifest.json", opt->out_path);
+  if (rc == TDM_OK)
+    rc = tdm__write_file_atomic(path, b.data, b.len, err);
+  else
+    rc = tdm__fail(err, TDM_ENOMEM, "out of memory");
+  tdm__buf_free(&b);
+  return rc;
+}
+
+typedef struct run {
+  const tdm__batch_options *opt;
+  tdm__pipeline *p;
+  tdm__event_reader *reader;
+  worker *workers;
+  int threads;
+  tdm__event_record *records;
+  outcome *outcomes;
+  tdm__atomic_file out, rejects;
+  int out_open, rejects_open;
+  tdm__sha256 out_hash;
+  tdm__buf line;
+  char rejects_path[4096];
+} run;
+
+/* Writes one processed chunk in input order. */
+static int write_chunk(run *r, size_t n, tdm__batch_stats *st, tdm_error *err) {
+  const tdm__spec *spec = tdm__pipeline_spec(r->p);
+  for (size_t i = 0; i < n; i++) {
+    const outcome *o = &r->outcomes[i];
+    const worker *w = &r->workers[o->worker < 0 ? 0 : o->worker];
+    if (o->rejected) {
+      const char *reason = w->reasons.data + o->offset;
+      if (r->opt->strict)
+        return tdm__fail(err, TDM_EPARSE, "%s:%zu: %.*s (--strict)",
+                         r->opt->in_path, r->records[i].line, (int)o->len,
+                         reason);
+      if (!r->rejects_open) {
+        int rc = tdm__atomic_open(&r->rejects, r->rejects_path, err);
+        if (rc != TDM_OK) return rc;
+        r->rejects_open = 1;
+      }
+      if (write_reject(r->rejects.fp, spec, &r->records[i], reason, o->len,
+                       &r->line) != TDM_OK)
+        return tdm__fail(err, TDM_EIO, "%s: write failed", r->rejects_path);
+      st->rejected++;
+      continue;
+    }
+    int rc = write_all(r->out.fp, &r->out_hash, w->out.data + o->offset, o->len,
+                       r->opt->out_path, err);
+    if (rc != TDM_OK) return rc;
+    st->written++;
+    st->duplicates += o->duplicate != 0;
+  }
+  return TDM_OK;
+}
+
+static int process_all(run *r, tdm__batch_stats *st, tdm_error *err) {
+  tdm__arena arena;
+  tdm__arena_init(&arena, 1 << 20);
+  int rc = TDM_OK;
+  for (;;) {
+    size_t n = 0;
+    int more = 1;
+    while (n < CHUNK_EVENTS) {
+      more = tdm__event_reader_next(r->reader, &arena, &r->records[n], err);
+      if (more <= 0) break;
+      r->outcomes[n] = (outcome){.worker = -1};
+      n++;
+    }
+    if (more < 0) {
+      rc = more;
+      break;
+    }
+    for (int t = 0; t < r->threads; t++) {
+      r->workers[t].records = r->records;
+      r->workers[t].outcomes = r->outcomes;
+      r->workers[t].num_records = n;
+    }
+    run_workers(r->workers, r->threads);
+    for (int t = 0; t < r->threads; t++)
+      if (r->workers[t].failed) rc = tdm__fail(err, TDM_ENOMEM, "out of memory");
+    if (rc == TDM_OK) rc = write_chunk(r, n, st, err);
+    st->events += n;
+    tdm__arena_free(&arena);
+    tdm__arena_init(&arena, 1 << 20);
+    if (rc != TDM_OK || more == 0) break;
+  }
+  tdm__arena_free(&arena);
+  return rc;
+}
+
+static int setup(run *r, tdm_error *err) {
+  const tdm__batch_options *opt = r->opt;
+  int rc = tdm__pipeline_load(opt->pipeline_path, &r->p, err);
+  if (rc != TDM_OK) return rc;
+  rc = tdm__event_reader_open(opt->in_path, tdm__pipeline_spec(r->p),
+                              &r->reader, err);
+  if (rc != TDM_OK) return rc;
+  int threads = opt->threads;
+  if (threads <= 0) {
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    threads = cpus > 0 ? (int)cpus : 1;
+  }
+  if (threads > TDM__MAX_THREADS) threads = TDM__MAX_THREADS;
+  r->threads = threads;
+  r->workers = tdm__calloc((size_t)threads, sizeof *r->workers);
+  r->records = tdm__calloc(CHUNK_EVENTS, sizeof *r->records);
+  r->outcomes = tdm__calloc(CHUNK_EVENTS, sizeof *r->outcomes);
+  if (!r->workers || !r->records || !r->outcomes)
+    return tdm__fail(err, TDM_ENOMEM, "out of memory");
+  int jsonl = ends_with(opt->out_path, ".jsonl") || ends_with(opt->out_path, ".ndjson");
+  for (int t = 0; t < threads; t++) {
+    worker *w = &r->workers[t];
+    w->p = r->p;
+    w->index = t;
+    w->count = threads;
+    w->jsonl = jsonl;
+    w->explain = opt->explain;
+    if (tdm__state_map_new(r->p, &w->map) != TDM_OK ||
+        tdm__result_init(r->p, &w->result) != TDM_OK)
+      return tdm__fail(err, TDM_ENOMEM, "out of memory");
+  }
+  if (opt->rejects_path)
+    snprintf(r->rejects_path, sizeof r->rejects_path, "%s", opt->rejects_path);
+  else
+    snprintf(r->rejects_path, sizeof r->rejects_path, "%s.rejects.jsonl",
+             opt->out_path);
+  rc = tdm__atomic_open(&r->out, opt->out_path, err);
+  if (rc != TDM_OK) return rc;
+  r->out_open = 1;
+  tdm__sha256_init(&r->out_hash);
+  if (!jsonl) {
+    tdm__buf header = {0};
+    rc = tdm__pipeline_csv_header(r->p, &header);
+    if (rc == TDM_OK)
+      rc = write_all(r->out.fp, &r->out_hash, header.data, header.len,
+                     opt->out_path, err);
+    tdm__buf_free(&header);
+  }
+  return rc;
+}
+
+static void teardown(run *r) {
+  if (r->out_open) tdm__atomic_abort(&r->out);
+  if (r->rejects_open) tdm__atomic_abort(&r->rejects);
+  for (int t = 0; r->workers && t < r->threads; t++) {
+    tdm__state_map_free(r->workers[t].map);
+    tdm__result_free(&r->workers[t].result);
+    tdm__buf_free(&r->workers[t].out);
+    tdm__buf_free(&r->workers[t].reasons);
+  }
+  tdm__free(r->workers);
+  tdm__free(r->records);
+  tdm__free(r->outcomes);
+  tdm__buf_free(&r->line);
+  tdm__event_reader_close(r->reader);
+  tdm__pipeline_free(r->p);
+}
+
+int tdm__batch_run(const tdm__batch_options *opt, tdm__batch_stats *stats,
+                   tdm_error *err) {
+  struct timespec start, end;
+  clock_gettime(CLOCK_MONOTONIC, &start);
+  memset(stats, 0, sizeof *stats);
+  run r;
+  memset(&r, 0, sizeof r);
+  r.opt = opt;
+  int rc = setup(&r, err);
+  if (rc == TDM_OK) {
+    stats->threads = r.threads;
+    rc = process_all(&r, stats, err);
+  }
+  char pipeline_hex[65] = "", in_hex[65] = "", out_hex[65] = "";
+  if (rc == TDM_OK) {
+    char *text;
+    size_t len;
+    rc = tdm__read_file(opt->pipeline_path, &text, &len, err);
+    if (rc == TDM_OK) {
+      tdm__sha256_hex(text, len, pipeline_hex);
+      tdm__free(text);
+    }
+    tdm__event_reader_sha256(r.reader, in_hex);
+    tdm__sha256 copy = r.out_hash;
+    tdm__sha256_final_hex(&copy, out_hex);
+  }
+  /* Both files complete before either is renamed into place. */
+  if (rc == TDM_OK && r.rejects_open) rc = tdm__atomic_finish(&r.rejects, err);
+  if (rc == TDM_OK) rc = tdm__atomic_commit(&r.out, err);
+  if (rc == TDM_OK) {
+    r.out_open = 0;
+    if (r.rejects_open) {
+      rc = tdm__atomic_commit(&r.rejects, err); /* already written, synced */
+      r.rejects_open = 0;
+    } else {
+      /* A previous run's reject file would be stale beside this output. */
+      unlink(r.rejects_path);
+    }
+  }
+  clock_gettime(CLOCK_MONOTONIC, &end);
+  stats->seconds = (double)(end.tv_sec - start.tv_sec) +
+                   (double)(end.tv_nsec - start.tv_nsec) * 1e-9;
+  if (rc == TDM_OK)
+    rc = write_manifest(opt, r.p, stats, pipeline_hex, in_hex, out_hex,
+                        r.rejects_path, err);
+  teardown(&r);
+  return rc;
+}

@@ -1,0 +1,35 @@
+/*
+ * batch.h - the batch runner behind `tandem batch`: a pipeline over a file
+ * of events (CSV or JSON Lines), in file order, on N threads that each own
+ * the entities whose key hashes to them, so that every entity sees its
+ * events in file order and the output is byte-identical for any N. The
+ * output keeps the input's order, is written atomically with a manifest,
+ * and events that fail validation go to a reject file with the reason.
+ */
+#ifndef TDM_BATCH_H
+#define TDM_BATCH_H
+
+#include <stddef.h>
+
+#include "tandem.h"
+
+typedef struct tdm__batch_options {
+  const char *pipeline_path;
+  const char *in_path;
+  const char *out_path;     /* .jsonl: JSON Lines, else CSV */
+  const char *rejects_path; /* NULL: OUT.rejects.jsonl */
+  int threads;              /* 0: all cores */
+  int strict;               /* the first rejected event fails the run */
+  int explain;              /* JSON Lines: add every feature's value */
+} tdm__batch_options;
+
+typedef struct tdm__batch_stats {
+  size_t events, written, rejected, duplicates;
+  int threads;
+  double seconds;
+} tdm__batch_stats;
+
+int tdm__batch_run(const tdm__batch_options *opt, tdm__batch_stats *stats,
+                   tdm_error *err);
+
+#endif /* TDM_BATCH_H */

@@ -1,0 +1,263 @@
+/*
+ * events.c - CSV, JSON Lines and JSON objects to the raw events of
+ * events.h. CSV columns and JSON members are matched to the pipeline's
+ * fields by name; other columns are ignored, and a field with no column
+ * is missing in every event.
+ */
+#include "events.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "../pipeline/pipeline.h"
+#include "csv.h"
+
+static int copy_text(tdm__arena *arena, const char *text, size_t len,
+                     tdm__str *out) {
+  if (arena == NULL) {
+    *out = (tdm__str){text, len};
+    return TDM_OK;
+  }
+  char *copy = tdm__arena_strndup(arena, text, len);
+  if (copy == NULL) return TDM_ENOMEM;
+  *out = (tdm__str){copy, len};
+  return TDM_OK;
+}
+
+int tdm__event_from_json(const tdm__spec *spec, const tdm__json_doc *doc,
+                         const tdm__json *object, tdm__arena *arena,
+                         tdm__str *fields, tdm_error *err) {
+  for (size_t i = 0; i < spec->num_fields; i++) fields[i] = (tdm__str){NULL, 0};
+  if (object->type != TDM__JSON_OBJECT)
+    return tdm__json_fail(doc, object, TDM_EPARSE, err,
+                          "an event must be a JSON object, not %s",
+                          tdm__json_type_name(object));
+  for (size_t i = 0; i < spec->num_fields; i++) {
+    const tdm__json *v = tdm__json_get(object, spec->fields[i].name);
+    if (v == NULL || v->type == TDM__JSON_NULL) continue;
+    int rc = TDM_OK;
+    switch (v->type) {
+      case TDM__JSON_STRING:
+        rc = copy_text(arena, v->text, v->count, &fields[i]);
+        break;
+      case TDM__JSON_NUMBER:
+        rc = copy_text(arena, v->text, v->text_len, &fields[i]);
+        break;
+      case TDM__JSON_BOOL:
+        rc = copy_text(arena, v->boolean ? "true" : "false",
+                       v->boolean ? 4 : 5, &fields[i]);
+        break;
+      default:
+        return tdm__json_fail(doc, v, TDM_EPARSE, err,
+                              "field \"%s\" must be a string, a number or "
+                              "null, not %s",
+                              spec->fields[i].name, tdm__json_type_name(v));
+    }
+    if (rc != TDM_OK) return tdm__fail(err, rc, "out of memory");
+  }
+  return TDM_OK;
+}
+
+int tdm__field_json(const tdm__spec *spec, size_t field, tdm__str text,
+                    tdm__buf *out) {
+  if (text.data == NULL) return tdm__buf_append(out, "null", 4);
+  if (spec->fields[field].type == TDM__FIELD_NUMBER) {
+    double v;
+    char buf[32];
+    if (tdm__parse_double(text.data, text.len, &v) == 0 && isfinite(v)) {
+      int n = tdm__format_double(v == 0 ? 0 : v, buf);
+      return tdm__buf_append(out, buf, (size_t)n);
+    }
+  }
+  return tdm__json_append_string_n(out, text.data, text.len);
+}
+
+int tdm__event_to_json(const tdm__spec *spec, const tdm__str *fields,
+                       tdm__buf *out) {
+  int rc = tdm__buf_append(out, "{", 1);
+  int first = 1;
+  for (size_t i = 0; i < spec->num_fields && rc == TDM_OK; i++) {
+    if (fields[i].data == NULL) continue;
+    if (!first) rc = tdm__buf_append(out, ",", 1);
+    first = 0;
+    if (rc == TDM_OK) rc = tdm__json_append_string(out, spec->fields[i].name);
+    if (rc == TDM_OK) rc = tdm__buf_append(out, ":", 1);
+    /* Numbers keep their own text so the event is what the file said. */
+    if (rc == TDM_OK) rc = tdm__field_json(spec, i, fields[i], out);
+  }
+  if (rc == TDM_OK) rc = tdm__buf_append(out, "}", 1);
+  return rc;
+}
+
+/* ---- files ---- */
+
+struct tdm__event_reader {
+  const tdm__spec *spec;
+  FILE *fp;
+  tdm__csv *csv;
+  tdm__sha256 hash;
+  int jsonl;
+  char *path;
+  size_t *column_field; /* CSV: the field of each column, or SIZE_MAX */
+  size_t num_columns;
+  tdm__json_doc doc; /* JSON Lines: the current line's document */
+  tdm_error problem;
+};
+
+static int ends_with(const char *s, const char *suffix) {
+  size_t n = strlen(s), m = strlen(suffix);
+  return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+static int read_header(tdm__event_reader *r, tdm_error *err) {
+  tdm__csv_record header;
+  int rc = tdm__csv_next(r->csv, &header, err);
+  if (rc < 0) return rc;
+  if (rc == 0)
+    return tdm__fail(err, TDM_EPARSE, "%s: empty file, expected a header",
+                     r->path);
+  r->num_columns = header.count;
+  r->column_field = tdm__calloc(header.count + 1, sizeof(size_t));
+  if (r->column_field == NULL) return tdm__fail(err, TDM_ENOMEM, "out of memory");
+  for (size_t c = 0; c < header.count; c++) {
+    r->column_field[c] = SIZE_MAX;
+    for (size_t i = 0; i < r->spec->num_fields; i++) {
+      if (strcmp(header.fields[c].text, r->spec->fields[i].name) != 0) continue;
+      for (size_t d = 0; d < c; d++)
+        if (r->column_field[d] == i)
+          return tdm__fail(err, TDM_EPARSE,
+                           "%s:%zu:%zu: column \"%s\" appears twice", r->path,
+                           header.line, header.fields[c].column,
+                           header.fields[c].text);
+      r->column_field[c] = i;
+    }
+  }
+  /* The entity and time must have columns. */
+  const char *need[] = {r->spec->entity, r->spec->time};
+  for (size_t k = 0; k < 2; k++) {
+    size_t c = 0;
+    while (c < header.count && strcmp(header.fields[c].text, need[k]) != 0) c++;
+    if (c == header.count)
+      return tdm__fail(err, TDM_ESCHEMA,
+                       "%s:%zu: the header has no column \"%s\" (the "
+                       "pipeline's %s)",
+                       r->path, header.line, need[k], k ? "time" : "entity");
+  }
+  return TDM_OK;
+}
+
+int tdm__event_reader_open(const char *path, const tdm__spec *spec,
+                           tdm__event_reader **out, tdm_error *err) {
+  *out = NULL;
+  tdm__event_reader *r = tdm__calloc(1, sizeof *r);
+  if (r == NULL) return tdm__fail(err, TDM_ENOMEM, "out of memory");
+  r->spec = spec;
+  r->jsonl = ends_with(path, ".jsonl") || ends_with(path, ".ndjson") ||
+             ends_with(path, ".json");
+  r->path = tdm__strdup(path);
+  r->fp = r->path ? fopen(path, "rb") : NULL;
+  int rc = TDM_OK;
+  if (r->path == NULL)
+    rc = tdm__fail(err, TDM_ENOMEM, "out of memory");
+  else if (r->fp == NULL)
+    rc = tdm__fail(err, TDM_EIO, "%s: cannot open: %s", path, strerror(errno));
+  if (rc == TDM_OK && tdm__csv_open(&r->csv, r->fp, r->path) != TDM_OK)
+    rc = tdm__fail(err, TDM_ENOMEM, "out of memory");
+  if (rc == TDM_OK) {
+    tdm__sha256_init(&r->hash);
+    tdm__csv_hash_into(r->csv, &r->hash);
+    if (!r->jsonl) rc = read_header(r, err);
+  }
+  if (rc != TDM_OK) {
+    tdm__event_reader_close(r);
+    return rc;
+  }
+  *out = r;
+  return TDM_OK;
+}
+
+void tdm__event_reader_close(tdm__event_reader *r) {
+  if (r == NULL) return;
+  if (r->doc.root != NULL) tdm__json_doc_free(&r->doc);
+  tdm__csv_close(r->csv);
+  if (r->fp) fclose(r->fp);
+  tdm__free(r->column_field);
+  tdm__free(r->path);
+  tdm__free(r);
+}
+
+int tdm__event_reader_is_jsonl(const tdm__event_reader *r) { return r->jsonl; }
+
+void tdm__event_reader_sha256(tdm__event_reader *r, char hex[65]) {
+  tdm__csv_drain(r->csv);
+  tdm__sha256 copy = r->hash;
+  tdm__sha256_final_hex(&copy, hex);
+}
+
+static int next_jsonl(tdm__event_reader *r, tdm__arena *arena,
+                      tdm__event_record *rec, tdm_error *err) {
+  const char *text;
+  size_t len, line;
+  int rc;
+  do {
+    rc = tdm__csv_next_line(r->csv, &text, &len, &line, err);
+    if (rc <= 0) return rc;
+  } while (len == 0 || (len == 1 && text[0] == '\r'));
+  rec->line = line;
+  char *copy = tdm__arena_strndup(arena, text, len);
+  if (copy == NULL) return tdm__fail(err, TDM_ENOMEM, "out of memory");
+  rec->text = copy;
+  rec->text_len = len;
+  if (r->doc.root != NULL) tdm__json_doc_free(&r->doc);
+  rc = tdm__json_parse_at(&r->doc, text, len, r->path, line, 0, &r->problem);
+  if (rc == TDM_OK)
+    rc = tdm__event_from_json(r->spec, &r->doc, r->doc.root, arena,
+                              rec->fields, &r->problem);
+  if (rc == TDM_ENOMEM) return tdm__fail(err, rc, "out of memory");
+  if (rc != TDM_OK) {
+    rec->problem = tdm__arena_strndup(arena, r->problem.message,
+                                      strlen(r->problem.message));
+    if (rec->problem == NULL) return tdm__fail(err, TDM_ENOMEM, "out of memory");
+  }
+  return 1;
+}
+
+static int next_csv(tdm__event_reader *r, tdm__arena *arena,
+                    tdm__event_record *rec, tdm_error *err) {
+  tdm__csv_record record;
+  int rc;
+  do {
+    rc = tdm__csv_next(r->csv, &record, err);
+    if (rc <= 0) return rc;
+  } while (record.blank);
+  rec->line = record.line;
+  if (record.count != r->num_columns) {
+    char message[160];
+    snprintf(message, sizeof message,
+             "%s:%zu: %zu fields, but the header has %zu", r->path,
+             record.line, record.count, r->num_columns);
+    rec->problem = tdm__arena_strndup(arena, message, strlen(message));
+    if (rec->problem == NULL) return tdm__fail(err, TDM_ENOMEM, "out of memory");
+  }
+  for (size_t c = 0; c < record.count && c < r->num_columns; c++) {
+    size_t f = r->column_field[c];
+    if (f == SIZE_MAX || record.fields[c].len == 0) continue;
+    if (copy_text(arena, record.fields[c].text, record.fields[c].len,
+                  &rec->fields[f]) != TDM_OK)
+      return tdm__fail(err, TDM_ENOMEM, "out of memory");
+  }
+  return 1;
+}
+
+int tdm__event_reader_next(tdm__event_reader *r, tdm__arena *arena,
+                           tdm__event_record *rec, tdm_error *err) {
+  rec->problem = NULL;
+  rec->text = NULL;
+  rec->text_len = 0;
+  rec->fields = tdm__arena_alloc(arena, (r->spec->num_fields + 1) *
+                                            sizeof *rec->fields);
+  if (rec->fields == NULL) return tdm__fail(err, TDM_ENOMEM, "out of memory");
+  return r->jsonl ? next_jsonl(r, arena, rec, err) : next_csv(r, arena, rec, err);
+}

@@ -1,0 +1,1043 @@
+/*
+ * pipeline.c - compiles a pipeline spec (fields, features, model, rules,
+ * outputs) into slots and steps, and runs one event through them. This is
+ * the one code path of every runner: batch, the live endpoint and replay
+ * all call tdm__pipeline_process and format with tdm__pipeline_json or
+ * tdm__pipeline_csv_row.
+ *
+ * Every value of an event lives in a slot: numbers (numeric fields, event
+ * times in epoch seconds, category codes, features, the score) and strings
+ * (string and category fields). Expressions read slots by index. Features
+ * run in three stages: expressions the aggregations need (their inputs
+ * and `where` filters), then all aggregations at once (one call into the
+ * entity's window state), then the expressions that read aggregations.
+ */
+#include "pipeline.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/json.h"
+#include "../io/csv.h"
+#include "../io/events.h"
+
+#define NONE SIZE_MAX
+
+/* How an output column gets its value. */
+typedef enum column_kind {
+  COLUMN_FIELD = 1, /* the event's own text */
+  COLUMN_NUMBER,    /* a number slot (a feature, the score) */
+  COLUMN_DECISION,
+} column_kind;
+
+typedef struct column {
+  const char *name;
+  column_kind kind;
+  size_t index; /* field index or number slot */
+  int is_score;
+} column;
+
+typedef struct field_slots {
+  size_t number, string; /* NONE when the field has no such slot */
+} field_slots;
+
+typedef struct step {
+  tdm__expr *expr;
+  size_t slot;
+} step;
+
+struct tdm__pipeline {
+  tdm__spec *spec;
+  tdm_model *model;
+  tdm_model_info info;
+  char version[13];
+  size_t num_numbers, num_strings;
+  field_slots *fields;
+  size_t *feature_slot; /* per spec feature */
+  size_t score_slot;
+  size_t entity_field, time_field, id_field; /* id: NONE without one */
+  /* Stage 1 and 3 expressions, in dependency order. */
+  step *pre, *post;
+  size_t num_pre, num_post;
+  /* Stage 2: the window aggregations. */
+  tdm__window_spec *window;
+  size_t num_aggs;
+  size_t *agg_slot;          /* where each aggregate's value goes */
+  size_t *agg_number_inputs; /* number slot of each number input */
+  size_t *agg_string_inputs; /* string slot of each string input */
+  size_t num_agg_numbers, num_agg_strings;
+  tdm__expr **filters;
+  size_t num_filters;
+  /* The model's inputs: number slot per model feature. */
+  size_t *model_inputs;
+  /* Decision rules (NULL when: always). */
+  tdm__expr **rules;
+  column *columns;
+  size_t num_columns;
+  int64_t ttl_ms;
+};
+
+/* ---- compiling ---- */
+
+typedef struct compiler {
+  tdm__pipeline *p;
+  tdm__spec *spec;
+  tdm_error *err;
+  int allow_score; /* decision rules and outputs may read the score */
+} compiler;
+
+static size_t find_field(const tdm__spec *spec, const char *name, size_t len) {
+  for (size_t i = 0; i < spec->num_fields; i++)
+    if (strlen(spec->fields[i].name) == len &&
+        memcmp(spec->fields[i].name, name, len) == 0)
+      return i;
+  return NONE;
+}
+
+static size_t find_feature(const tdm__spec *spec, const char *name,
+                           size_t len) {
+  for (size_t i = 0; i < spec->num_features; i++)
+    if (strlen(spec->features[i].name) == len &&
+        memcmp(spec->features[i].name, name, len) == 0)
+      return i;
+  return NONE;
+}
+
+static int lookup(void *ctx, const char *name, size_t len, int *type,
+                  size_t *slot) {
+  compiler *c = ctx;
+  const tdm__pipeline *p = c->p;
+  size_t i = find_field(c->spec, name, len);
+  if (i != NONE) {
+    /* A category field reads as its code; compare its text with ==
+     * through the string slot when it has no number slot. */
+    if (p->fields[i].number != NONE) {
+      *type = TDM__EXPR_NUMBER;
+      *slot = p->fields[i].number;
+    } else {
+      *type = TDM__EXPR_STRING;
+      *slot = p->fields[i].string;
+    }
+    return 0;
+  }
+  i = find_feature(c->spec, name, len);
+  if (i != NONE) {
+    *type = TDM__EXPR_NUMBER;
+    *slot = p->feature_slot[i];
+    return 0;
+  }
+  if (c->allow_score && len == 5 && memcmp(name, "score", 5) == 0) {
+    *type = TDM__EXPR_NUMBER;
+    *slot = p->score_slot;
+    return 0;
+  }
+  return -1;
+}
+
+/* Compiles text found at mark; errors point into the file. */
+static int compile(compiler *c, const char *text, tdm__mark mark,
+                   const char *what, tdm__expr **out) {
+  tdm__expr_symbols symbols = {c, lookup};
+  tdm__expr_error e;
+  memset(&e, 0, sizeof e);
+  int rc = tdm__expr_compile(text, &symbols, out, &e);
+  if (rc == TDM_ENOMEM) return tdm__fail(c->err, rc, "out of memory");
+  if (rc != TDM_OK) {
+    /* The expression's column, counted from where its text starts (a
+     * quoted scalar's quote is one more). */
+    tdm__mark at = mark;
+    if (at.line > 0 && e.column > 0) at.column += (int)e.column - 1;
+    return tdm__spec_fail(c->spec, at, TDM_EPARSE, c->err, "%s \"%s\": %s",
+                          what, text, e.message);
+  }
+  return TDM_OK;
+}
+
+static int assign_slots(compiler *c) {
+  tdm__pipeline *p = c->p;
+  const tdm__spec *spec = c->spec;
+  p->fields = tdm__calloc(spec->num_fields + 1, sizeof *p->fields);
+  p->feature_slot = tdm__calloc(spec->num_features + 1, sizeof(size_t));
+  if (p->fields == NULL || p->feature_slot == NULL)
+    return tdm__fail(c->err, TDM_ENOMEM, "out of memory");
+  for (size_t i = 0; i < spec->num_fields; i++) {
+    tdm__field_type type = spec->fields[i].type;
+    p->fields[i].number = type == TDM__FIELD_STRING ? NONE : p->num_numbers++;
+    p->fields[i].string =
+        type == TDM__FIELD_STRING || type == TDM__FIELD_CATEGORY
+            ? p->num_strings++
+            : NONE;
+  }
+  for (size_t i = 0; i < spec->num_features; i++)
+    p->feature_slot[i] = p->num_numbers++;
+  p->score_slot = p->num_numbers++;
+  p->entity_field = find_field(spec, spec->entity, strlen(spec->entity));
+  p->time_field = find_field(spec, spec->time, strlen(spec->time));
+  p->id_field = spec->id ? find_field(spec, spec->id, strlen(spec->id)) : NONE;
+  return TDM_OK;
+}
+
+/* What each feature reads: compiled expressions and references. */
+typedef struct feature_info {
+  tdm__expr *expr;   /* expr features */
+  tdm__expr *where;  /* aggregations */
+  size_t input_feature; /* an aggregation's input, if a feature */
+  int state;         /* cycle search: 0 new, 1 on the path, 2 done */
+  int after_aggs;    /* reads an aggregation, directly or not */
+} feature_info;
+
+static size_t feature_of_slot(const tdm__pipeline *p, size_t n, size_t slot) {
+  if (slot < p->feature_slot[0] || n == 0) return NONE;
+  size_t i = slot - p->feature_slot[0];
+  return i < n ? i : NONE;
+}
+
+/* Orders expr features so each comes after what it reads (depth first),
+ * and finds cycles. */
+static int order_feature(compiler *c, feature_info *info, size_t i,
+                         size_t *order, size_t *num_ordered) {
+  const tdm__spec *spec = c->spec;
+  const tdm__feature_spec *f = &spec->features[i];
+  if (info[i].state == 2) return TDM_OK;
+  if (info[i].state == 1)
+    return tdm__spec_fail(spec, f->mark, TDM_EPARSE, c->err,
+                          "feature \"%s\" depends on itself (a cycle)",
+                          f->name);
+  info[i].state = 1;
+  if (f->kind == TDM__FEATURE_AGG) {
+    info[i].after_aggs = 1;
+  } else {
+    const size_t *slots;
+    size_t n = tdm__expr_refs(info[i].expr, TDM__EXPR_NUMBER, &slots);
+    for (size_t k = 0; k < n; k++) {
+      size_t j = feature_of_slot(c->p, spec->num_features, slots[k]);
+      if (j == NONE) continue;
+      int rc = order_feature(c, info, j, order, num_ordered);
+      if (rc != TDM_OK) return rc;
+      if (info[j].after_aggs) info[i].after_aggs = 1;
+    }
+    order[(*num_ordered)++] = i;
+  }
+  info[i].state = 2;
+  return TDM_OK;
+}
+
+/* An aggregation's input and filter must not need any aggregation. */
+static int check_agg_inputs(compiler *c, feature_info *info, size_t i) {
+  const tdm__spec *spec = c->spec;
+  const tdm__feature_spec *f = &spec->features[i];
+  size_t j = info[i].input_feature;
+  if (j != NONE && info[j].after_aggs)
+    return tdm__spec_fail(spec, f->agg_mark, TDM_EPARSE, c->err,
+                          "%s aggregates \"%s\", which is (or reads) an "
+                          "aggregation: aggregate fields or expressions of "
+                          "fields",
+                          f->name, spec->features[j].name);
+  if (info[i].where != NULL) {
+    const size_t *slots;
+    size_t n = tdm__expr_refs(info[i].where, TDM__EXPR_NUMBER, &slots);
+    for (size_t k = 0; k < n; k++) {
+      size_t w = feature_of_slot(c->p, spec->num_features, slots[k]);
+      if (w != NONE && info[w].after_aggs)
+        return tdm__spec_fail(spec, f->where_mark, TDM_EPARSE, c->err,
+                              "the where of \"%s\" reads \"%s\", which is "
+                              "(or reads) an aggregation",
+                              f->name, spec->features[w].name);
+    }
+  }
+  return TDM_OK;
+}
+
+static int compile_aggs(compiler *c, feature_info *info) {
+  tdm__pipeline *p = c->p;
+  const tdm__spec *spec = c->spec;
+  size_t n = spec->num_features;
+  tdm__agg_def *defs = tdm__calloc(n + 1, sizeof *defs);
+  p->agg_slot = tdm__calloc(n + 1, sizeof(size_t));
+  p->agg_number_inputs = tdm__calloc(n + 1, sizeof(size_t));
+  p->agg_string_inputs = tdm__calloc(n + 1, sizeof(size_t));
+  p->filters = tdm__calloc(n + 1, sizeof *p->filters);
+  int rc = TDM_OK;
+  if (defs == NULL || p->agg_slot == NULL || p->agg_number_inputs == NULL ||
+      p->agg_string_inputs == NULL || p->filters == NULL)
+    rc = tdm__fail(c->err, TDM_ENOMEM, "out of memory");
+  int64_t longest = 0;
+  int has_all = 0;
+  for (size_t i = 0; i < n && rc == TDM_OK; i++) {
+    const tdm__feature_spec *f = &spec->features[i];
+    if (f->kind != TDM__FEATURE_AGG) continue;
+    tdm__agg_def *d = &defs[p->num_aggs];
+    d->kind = (tdm__agg_kind)f->agg;
+    d->window_ms = f->window_ms;
+    d->hop_ms = f->hop_ms;
+    d->filter = NONE;
+    if (f->window_ms > longest) longest = f->window_ms;
+    if (f->window_ms == 0) has_all = 1;
+    if (f->agg_input != NULL) {
+      size_t len = strlen(f->agg_input);
+      size_t field = find_field(spec, f->agg_input, len);
+      size_t feature = find_feature(spec, f->agg_input, len);
+      info[i].input_feature = feature;
+      if (f->agg == TDM__AGG_DISTINCT) {
+        /* distinct counts strings: a string field's text, or any other
+         * value's canonical text. */
+        if (field != NONE && p->fields[field].string != NONE) {
+          d->input = p->num_agg_strings;
+          p->agg_string_inputs[p->num_agg_strings++] = p->fields[field].string;
+        } else {
+          rc = tdm__spec_fail(spec, f->agg_mark, TDM_EPARSE, c->err,
+                              "distinct(%s): distinct counts the values of a "
+                              "string or category field",
+                              f->agg_input);
+        }
+      } else if (field != NONE && p->fields[field].number != NONE) {
+        d->input = p->num_agg_numbers;
+        p->agg_number_inputs[p->num_agg_numbers++] = p->fields[field].number;
+      } else if (feature != NONE && feature != i) {
+        d->input = p->num_agg_numbers;
+        p->agg_number_inputs[p->num_agg_numbers++] = p->feature_slot[feature];
+      } else {
+        rc = tdm__spec_fail(spec, f->agg_mark, TDM_EPARSE, c->err,
+                            "\"%s\" is not a numeric field or another "
+                            "feature",
+                            f->agg_input);
+      }
+    }
+    if (rc == TDM_OK && f->where != NULL) {
+      rc = compile(c, f->where, f->where_mark, "where", &info[i].where);
+      if (rc == TDM_OK) {
+        d->filter = p->num_filters;
+        p->filters[p->num_filters++] = info[i].where;
+      }
+    }
+    p->agg_slot[p->num_aggs++] = p->feature_slot[i];
+  }
+  /* Default TTL: 30 days, or the longest window and the lateness; a state
+   * idle that long starts over, so dropping it from memory changes no
+   * result. */
+  int64_t ttl = spec->ttl_ms;
+  if (ttl < 0) {
+    ttl = longest + spec->lateness_ms;
+    if (ttl < 30LL * 86400000) ttl = 30LL * 86400000;
+  }
+  (void)has_all;
+  p->ttl_ms = ttl;
+  if (rc == TDM_OK) {
+    tdm__window_config config = {
+        .aggs = defs,
+        .num_aggs = p->num_aggs,
+        .num_numbers = p->num_agg_numbers,
+        .num_strings = p->num_agg_strings,
+        .num_filters = p->num_filters,
+        .lateness_ms = spec->lateness_ms,
+        .ttl_ms = ttl,
+        .max_events = spec->max_events};
+    rc = tdm__window_spec_new(&config, &p->window, c->err);
+    if (rc != TDM_OK && rc != TDM_ENOMEM)
+      rc = tdm__spec_fail(spec, (tdm__mark){0, 0}, TDM_EPARSE, c->err,
+                          "features: %s", c->err->message);
+  }
+  tdm__free(defs);
+  return rc;
+}
+
+static int compile_features(compiler *c) {
+  tdm__pipeline *p = c->p;
+  const tdm__spec *spec = c->spec;
+  size_t n = spec->num_features;
+  feature_info *info = tdm__calloc(n + 1, sizeof *info);
+  size_t *order = tdm__calloc(n + 1, sizeof *order);
+  p->pre = tdm__calloc(n + 1, sizeof *p->pre);
+  p->post = tdm__calloc(n + 1, sizeof *p->post);
+  int rc = TDM_OK;
+  if (info == NULL || order == NULL || p->pre == NULL || p->post == NULL)
+    rc = tdm__fail(c->err, TDM_ENOMEM, "out of memory");
+  for (size_t i = 0; i < n && rc == TDM_OK; i++) {
+    info[i].input_feature = NONE;
+    const tdm__feature_spec *f = &spec->features[i];
+    if (f->kind == TDM__FEATURE_EXPR)
+      rc = compile(c, f->expr, f->expr_mark, "expr", &info[i].expr);
+  }
+  if (rc == TDM_OK) rc = compile_aggs(c, info);
+  size_t num_ordered = 0;
+  for (size_t i = 0; i < n && rc == TDM_OK; i++)
+    rc = order_feature(c, info, i, order, &num_ordered);
+  for (size_t i = 0; i < n && rc == TDM_OK; i++)
+    if (spec->features[i].kind == TDM__FEATURE_AGG)
+      rc = check_agg_inputs(c, info, i);
+  /* Expressions move into the stages; the rest is freed here. */
+  for (size_t k = 0; k < num_ordered && rc == TDM_OK; k++) {
+    size_t i = order[k];
+    step s = {info[i].expr, p->feature_slot[i]};
+    info[i].expr = NULL;
+    if (info[i].after_aggs)
+      p->post[p->num_post++] = s;
+    else
+      p->pre[p->num_pre++] = s;
+  }
+  for (size_t i = 0; info != NULL && i < n; i++) {
+    tdm__expr_free(info[i].expr);
+    /* Filters belong to p->filters once compiled. */
+  }
+  tdm__free(info);
+  tdm__free(order);
+  return rc;
+}
+
+static int load_model(compiler *c) {
+  tdm__pipeline *p = c->p;
+  const tdm__spec *spec = c->spec;
+  tdm_error model_err;
+  int rc = tdm_model_load(spec->model_path, &p->model, &model_err);
+  if (rc != TDM_OK)
+    return tdm__spec_fail(spec, spec->model_mark, rc, c->err, "model: %s",
+                          model_err.message);
+  tdm_model_get_info(p->model, &p->info);
+  memcpy(p->version, p->info.sha256, 12);
+  p->version[12] = '\0';
+  if (tdm_model_output_width(p->model, 0) != 1)
+    return tdm__spec_fail(spec, spec->model_mark, TDM_EUNSUPPORTED, c->err,
+                          "model: a pipeline's model must give one score per "
+                          "event (binary or regression); this one gives %zu",
+                          tdm_model_output_width(p->model, 0));
+  if (!tdm_model_has_feature_names(p->model))
+    return tdm__spec_fail(spec, spec->model_mark, TDM_ESCHEMA, c->err,
+                          "model: the model has no feature names, so the "
+                          "pipeline cannot match its features to them");
+  size_t nf = p->info.num_features;
+  p->model_inputs = tdm__calloc(nf + 1, sizeof(size_t));
+  if (p->model_inputs == NULL) return tdm__fail(c->err, TDM_ENOMEM, "out of memory");
+  for (size_t f = 0; f < nf; f++) {
+    const char *want = tdm_model_feature_name(p->model, f);
+    size_t len = strlen(want);
+    size_t i = find_feature(spec, want, len);
+    size_t field = find_field(spec, want, len);
+    if (i != NONE)
+      p->model_inputs[f] = p->feature_slot[i];
+    else if (field != NONE && p->fields[field].number != NONE)
+      p->model_inputs[f] = p->fields[field].number;
+    else
+      return tdm__spec_fail(spec, spec->model_mark, TDM_ESCHEMA, c->err,
+                            "model: the model's feature \"%s\" (%zu of %zu) "
+                            "is not a feature or numeric field of the "
+                            "pipeline",
+                            want, f + 1, nf);
+  }
+  return TDM_OK;
+}
+
+static int compile_rules(compiler *c) {
+  tdm__pipeline *p = c->p;
+  const tdm__spec *spec = c->spec;
+  p->rules = tdm__calloc(spec->num_rules + 1, sizeof *p->rules);
+  if (p->rules == NULL) return tdm__fail(c->err, TDM_ENOMEM, "out of memory");
+  c->allow_score = 1;
+  for (size_t i = 0; i < spec->num_rules; i++) {
+    const tdm__rule_spec *rule = &spec->rules[i];
+    if (rule->when == NULL) continue;
+    int rc = compile(c, rule->when, rule->when_mark, "when", &p->rules[i]);
+    if (rc != TDM_OK) return rc;
+  }
+  return TDM_OK;
+}
+
+static int add_column(compiler *c, const char *name, tdm__mark mark) {
+  tdm__pipeline *p = c->p;
+  const tdm__spec *spec = c->spec;
+  column *col = &p->columns[p->num_columns];
+  col->name = name;
+  size_t len = strlen(name);
+  size_t i;
+  if ((i = find_field(spec, name, len)) != NONE) {
+    col->kind = COLUMN_FIELD;
+    col->index = i;
+  } else if ((i = find_feature(spec, name, len)) != NONE) {
+    col->kind = COLUMN_NUMBER;
+    col->index = p->feature_slot[i];
+  } else if (strcmp(name, "score") == 0) {
+    col->kind = COLUMN_NUMBER;
+    col->index = p->score_slot;
+    col->is_score = 1;
+  } else if (strcmp(name, "decision") == 0) {
+    col->kind = COLUMN_DECISION;
+  } else {
+    return tdm__spec_fail(spec, mark, TDM_EPARSE, c->err,
+                          "output column \"%s\" is not a field, a feature, "
+                          "score or decision",
+                          name);
+  }
+  p->num_columns++;
+  return TDM_OK;
+}
+
+static int compile_outputs(compiler *c) {
+  tdm__pipeline *p = c->p;
+  const tdm__spec *spec = c->spec;
+  p->columns = tdm__calloc(spec->num_outputs + 6, sizeof *p->columns);
+  if (p->columns == NULL) return tdm__fail(c->err, TDM_ENOMEM, "out of memory");
+  if (spec->num_outputs > 0) {
+    for (size_t i = 0; i < spec->num_outputs; i++) {
+      int rc = add_column(c, spec->outputs[i], spec->output_marks[i]);
+      if (rc != TDM_OK) return rc;
+    }
+    return TDM_OK;
+  }
+  /* By default: the id, the entity, the time, the score and the decision. */
+  tdm__mark none = {0, 0};
+  int rc = TDM_OK;
+  if (spec->id != NULL) rc = add_column(c, spec->id, none);
+  if (rc == TDM_OK) rc = add_column(c, spec->entity, none);
+  if (rc == TDM_OK) rc = add_column(c, spec->time, none);
+  if (rc == TDM_OK) rc = add_column(c, "score", none);
+  if (rc == TDM_OK && spec->num_rules > 0) rc = add_column(c, "decision", none);
+  return rc;
+}
+
+int tdm__pipeline_from_spec(tdm__spec *spec, tdm__pipeline **out,
+                            tdm_error *err) {
+  *out = NULL;
+  tdm__pipeline *p = tdm__calloc(1, sizeof *p);
+  if (p == NULL) {
+    tdm__spec_free(spec);
+    return tdm__fail(err, TDM_ENOMEM, "out of memory");
+  }
+  p->spec = spec;
+  compiler c = {p, spec, err, 0};
+  int rc = assign_slots(&c);
+  if (rc == TDM_OK) rc = compile_features(&c);
+  if (rc == TDM_OK) rc = load_model(&c);
+  if (rc == TDM_OK) rc = compile_rules(&c);
+  if (rc == TDM_OK) rc = compile_outputs(&c);
+  if (rc != TDM_OK) {
+    tdm__pipeline_free(p);
+    return rc;
+  }
+  *out = p;
+  return TDM_OK;
+}
+
+int tdm__pipeline_load(const char *path, tdm__pipeline **out, tdm_error *err) {
+  tdm__spec *spec;
+  *out = NULL;
+  int rc = tdm__spec_load(path, &spec, err);
+  if (rc != TDM_OK) return rc;
+  return tdm__pipeline_from_spec(spec, out, err);
+}
+
+void tdm__pipeline_free(tdm__pipeline *p) {
+  if (p == NULL) return;
+  for (size_t i = 0; i < p->num_pre; i++) tdm__expr_free(p->pre[i].expr);
+  for (size_t i = 0; i < p->num_post; i++) tdm__expr_free(p->post[i].expr);
+  for (size_t i = 0; i < p->num_filters; i++) tdm__expr_free(p->filters[i]);
+  for (size_t i = 0; p->rules && i < p->spec->num_rules; i++)
+    tdm__expr_free(p->rules[i]);
+  tdm__free(p->pre);
+  tdm__free(p->post);
+  tdm__free(p->filters);
+  tdm__free(p->rules);
+  tdm__window_spec_free(p->window);
+  tdm__free(p->agg_slot);
+  tdm__free(p->agg_number_inputs);
+  tdm__free(p->agg_string_inputs);
+  tdm__free(p->model_inputs);
+  tdm__free(p->columns);
+  tdm__free(p->fields);
+  tdm__free(p->feature_slot);
+  tdm_model_free(p->model);
+  tdm__spec_free(p->spec);
+  tdm__free(p);
+}
+
+const tdm__spec *tdm__pipeline_spec(const tdm__pipeline *p) { return p->spec; }
+const tdm_model *tdm__pipeline_model(const tdm__pipeline *p) { return p->model; }
+const char *tdm__pipeline_model_version(const tdm__pipeline *p) {
+  return p->version;
+}
+
+/* ---- entity state ---- */
+
+/* A remembered event id and the values of its first result. */
+typedef struct seen_id {
+  char *id;
+  size_t id_len;
+  int64_t time_ms;
+  int decision;
+  double *numbers;
+} seen_id;
+
+typedef struct entry {
+  char *key; /* NULL: an empty bucket */
+  size_t key_len;
+  uint64_t hash;
+  tdm__entity *entity;
+  seen_id *ids;
+  size_t num_ids, cap_ids;
+} entry;
+
+struct tdm__state_map {
+  const tdm__pipeline *p;
+  entry *buckets;
+  size_t cap, count;
+};
+
+static uint64_t hash_bytes(const char *s, size_t len) {
+  uint64_t h = 1469598103934665603ull; /* FNV-1a */
+  for (size_t i = 0; i < len; i++) {
+    h ^= (unsigned char)s[i];
+    h *= 1099511628211ull;
+  }
+  return h ^ (h >> 29);
+}
+
+int tdm__state_map_new(const tdm__pipeline *p, tdm__state_map **out) {
+  tdm__state_map *map = tdm__calloc(1, sizeof *map);
+  if (map == NULL) return TDM_ENOMEM;
+  map->p = p;
+  map->cap = 1024;
+  map->buckets = tdm__calloc(map->cap, sizeof *map->buckets);
+  if (map->buckets == NULL) {
+    tdm__free(map);
+    return TDM_ENOMEM;
+  }
+  *out = map;
+  return TDM_OK;
+}
+
+static void entry_clear(entry *e) {
+  for (size_t i = 0; i < e->num_ids; i++) {
+    tdm__free(e->ids[i].id);
+    tdm__free(e->ids[i].numbers);
+  }
+  tdm__free(e->ids);
+  tdm__entity_free(e->entity);
+  tdm__free(e->key);
+  memset(e, 0, sizeof *e);
+}
+
+void tdm__state_map_free(tdm__state_map *map) {
+  if (map == NULL) return;
+  for (size_t i = 0; i < map->cap; i++)
+    if (map->buckets[i].key != NULL) entry_clear(&map->buckets[i]);
+  tdm__free(map->buckets);
+  tdm__free(map);
+}
+
+size_t tdm__state_map_entities(const tdm__state_map *map) {
+  return map->count;
+}
+
+static int grow(tdm__state_map *map) {
+  size_t cap = map->cap * 2;
+  entry *buckets = tdm__calloc(cap, sizeof *buckets);
+  if (buckets == NULL) return TDM_ENOMEM;
+  for (size_t i = 0; i < map->cap; i++) {
+    entry *e = &map->buckets[i];
+    if (e->key == NULL) continue;
+    size_t at = e->hash & (cap - 1);
+    while (buckets[at].key != NULL) at = (at + 1) & (cap - 1);
+    buckets[at] = *e;
+  }
+  tdm__free(map->buckets);
+  map->buckets = buckets;
+  map->cap = cap;
+  return TDM_OK;
+}
+
+/* The entry of an entity, created empty when new. */
+static int find_entry(tdm__state_map *map, const tdm__str *key, entry **out) {
+  uint64_t h = hash_bytes(key->data, key->len);
+  size_t at = h & (map->cap - 1);
+  while (map->buckets[at].key != NULL) {
+    entry *e = &map->buckets[at];
+    if (e->hash == h && e->key_len == key->len &&
+        memcmp(e->key, key->data, key->len) == 0) {
+      *out = e;
+      return TDM_OK;
+    }
+    at = (at + 1) & (map->cap - 1);
+  }
+  if ((map->count + 1) * 4 > map->cap * 3) {
+    if (grow(map) != TDM_OK) return TDM_ENOMEM;
+    return find_entry(map, key, out);
+  }
+  entry *e = &map->buckets[at];
+  e->key = tdm__strndup(key->data, key->len);
+  if (e->key == NULL) return TDM_ENOMEM;
+  if (tdm__entity_new(map->p->window, &e->entity) != TDM_OK) {
+    tdm__free(e->key);
+    e->key = NULL;
+    return TDM_ENOMEM;
+  }
+  e->key_len = key->len;
+  e->hash = h;
+  map->count++;
+  *out = e;
+  return TDM_OK;
+}
+
+size_t tdm__state_map_evict(tdm__state_map *map, int64_t now_ms) {
+  const tdm__pipeline *p = map->p;
+  int64_t horizon = p->ttl_ms + p->spec->lateness_ms;
+  if (p->spec->dedupe_ms > horizon) horizon = p->spec->dedupe_ms;
+  size_t dropped = 0;
+  /* Rebuild without the idle ones (simple, and eviction is rare). */
+  for (size_t i = 0; i < map->cap; i++) {
+    entry *e = &map->buckets[i];
+    if (e->key == NULL) continue;
+    int64_t last = tdm__entity_max_time(e->entity);
+    if (last != INT64_MIN && now_ms - last <= horizon) continue;
+    entry_clear(e);
+    map->count--;
+    dropped++;
+  }
+  if (dropped > 0) {
+    /* Reinsert the rest so probe chains stay whole. */
+    entry *old = map->buckets;
+    size_t cap = map->cap;
+    map->buckets = tdm__calloc(cap, sizeof *old);
+    if (map->buckets == NULL) {
+      map->buckets = old; /* keep going with holes: lookups stay correct
+                             only for entries before a hole, so rehash
+                             later */
+      return dropped;
+    }
+    for (size_t i = 0; i < cap; i++) {
+      if (old[i].key == NULL) continue;
+      size_t at = old[i].hash & (cap - 1);
+      while (map->buckets[at].key != NULL) at = (at + 1) & (cap - 1);
+      map->buckets[at] = old[i];
+    }
+    tdm__free(old);
+  }
+  return dropped;
+}
+
+/* ---- one event ---- */
+
+int tdm__result_init(const tdm__pipeline *p, tdm__result *r) {
+  memset(r, 0, sizeof *r);
+  r->number_store = tdm__calloc(p->num_numbers + 1, sizeof(double));
+  r->string_store = tdm__calloc(p->num_strings + 1, sizeof(tdm__str));
+  r->row = tdm__calloc(p->info.num_features + 1, sizeof(double));
+  r->agg_out = tdm__calloc(p->num_aggs + 1, sizeof(double));
+  r->filters = tdm__calloc(p->num_filters + 1, 1);
+  r->agg_numbers = tdm__calloc(p->num_agg_numbers + 1, sizeof(double));
+  r->agg_strings = tdm__calloc(p->num_agg_strings + 1, sizeof(tdm__str));
+  if (!r->number_store || !r->string_store || !r->row || !r->agg_out ||
+      !r->filters || !r->agg_numbers || !r->agg_strings) {
+    tdm__result_free(r);
+    return TDM_ENOMEM;
+  }
+  r->numbers = r->number_store;
+  r->strings = r->string_store;
+  return TDM_OK;
+}
+
+void tdm__result_free(tdm__result *r) {
+  if (r == NULL) return;
+  tdm__free(r->number_store);
+  tdm__free(r->string_store);
+  tdm__free(r->row);
+  tdm__free(r->agg_out);
+  tdm__free(r->filters);
+  tdm__free(r->agg_numbers);
+  tdm__free(r->agg_strings);
+  tdm__buf_free(&r->key);
+  memset(r, 0, sizeof *r);
+}
+
+int tdm__pipeline_entity(const tdm__pipeline *p, const tdm__event *ev,
+                         tdm__str *entity, tdm_error *err) {
+  *entity = ev->fields[p->entity_field];
+  if (entity->data == NULL || entity->len == 0)
+    return tdm__fail(err, TDM_ESCHEMA, "field \"%s\" (the entity) is missing",
+                     p->spec->entity);
+  return TDM_OK;
+}
+
+/* Field texts to slots; errors name the field. */
+static int read_fields(const tdm__pipeline *p, const tdm__event *ev,
+                       tdm__result *r, tdm_error *err) {
+  const tdm__spec *spec = p->spec;
+  for (size_t i = 0; i < spec->num_fields; i++) {
+    const tdm__field_spec *f = &spec->fields[i];
+    tdm__str text = ev->fields[i];
+    int present = text.data != NULL && text.len > 0;
+    if (!present && (f->required || i == p->time_field))
+      return tdm__fail(err, TDM_ESCHEMA, "field \"%s\" is missing", f->name);
+    size_t n = p->fields[i].number, s = p->fields[i].string;
+    if (s != NONE) r->string_store[s] = present ? text : (tdm__str){NULL, 0};
+    if (n == NONE) continue;
+    double value = NAN;
+    if (present) {
+      switch (f->type) {
+        case TDM__FIELD_NUMBER:
+          if (tdm__parse_double(text.data, text.len, &value) != 0 ||
+              isinf(value))
+            return tdm__fail(err, TDM_EPARSE,
+                             "field \"%s\": \"%.*s\" is not a number",
+                             f->name, (int)(text.len > 64 ? 64 : text.len),
+                             text.data);
+          break;
+        case TDM__FIELD_TIME: {
+          int64_t ms;
+          if (tdm__parse_time(text.data, text.len, f->unit, &ms) != 0)
+            return tdm__fail(err, TDM_EPARSE,
+                             "field \"%s\": \"%.*s\" is not a time (RFC 3339 "
+                             "like 2026-03-01T14:03:07Z, or epoch %s)",
+                             f->name, (int)(text.len > 64 ? 64 : text.len),
+                             text.data,
+                             f->unit == TDM__TIME_MILLISECONDS ? "milliseconds"
+                                                               : "seconds");
+          if (i == p->time_field) r->time_ms = ms;
+          value = (double)ms / 1000.0;
+          break;
+        }
+        default: /* a category: its index, or missing when unknown */
+          for (size_t k = 0; k < f->num_values; k++)
+            if (strlen(f->values[k]) == text.len &&
+                memcmp(f->values[k], text.data, text.len) == 0) {
+              value = (double)k;
+              break;
+            }
+          break;
+      }
+    }
+    r->number_store[n] = value;
+  }
+  return TDM_OK;
+}
+
+static void run_steps(const step *steps, size_t n, double *numbers,
+                      const tdm__expr_values *values) {
+  for (size_t i = 0; i < n; i++)
+    numbers[steps[i].slot] = tdm__expr_eval(steps[i].expr, values);
+}
+
+static seen_id *find_id(entry *e, const tdm__str *id) {
+  for (size_t i = e->num_ids; i-- > 0;)
+    if (e->ids[i].id_len == id->len &&
+        memcmp(e->ids[i].id, id->data, id->len) == 0)
+      return &e->ids[i];
+  return NULL;
+}
+
+/* Remembers an id's result; forgets ids older than the dedupe horizon. */
+static int remember_id(const tdm__pipeline *p, entry *e, const tdm__str *id,
+                       const tdm__result *r) {
+  int64_t newest = tdm__entity_max_time(e->entity);
+  size_t keep = 0;
+  for (size_t i = 0; i < e->num_ids; i++) {
+    if (newest - e->ids[i].time_ms > p->spec->dedupe_ms) {
+      tdm__free(e->ids[i].id);
+      tdm__free(e->ids[i].numbers);
+    } else {
+      e->ids[keep++] = e->ids[i];
+    }
+  }
+  e->num_ids = keep;
+  if (e->num_ids == e->cap_ids) {
+    size_t cap = e->cap_ids ? e->cap_ids * 2 : 4;
+    seen_id *ids = tdm__realloc(e->ids, cap * sizeof *ids);
+    if (ids == NULL) return TDM_ENOMEM;
+    e->ids = ids;
+    e->cap_ids = cap;
+  }
+  seen_id *s = &e->ids[e->num_ids];
+  s->id = tdm__strndup(id->data, id->len);
+  s->numbers = tdm__malloc((p->num_numbers + 1) * sizeof(double));
+  if (s->id == NULL || s->numbers == NULL) {
+    tdm__free(s->id);
+    tdm__free(s->numbers);
+    return TDM_ENOMEM;
+  }
+  s->id_len = id->len;
+  s->time_ms = r->time_ms;
+  s->decision = r->decision;
+  memcpy(s->numbers, r->numbers, p->num_numbers * sizeof(double));
+  e->num_ids++;
+  return TDM_OK;
+}
+
+static int decide(const tdm__pipeline *p, const tdm__expr_values *values) {
+  for (size_t i = 0; i < p->spec->num_rules; i++) {
+    if (p->rules[i] == NULL) return (int)i;
+    double v = tdm__expr_eval(p->rules[i], values);
+    if (v != 0 && !isnan(v)) return (int)i;
+  }
+  return -1;
+}
+
+int tdm__pipeline_process(const tdm__pipeline *p, tdm__state_map *map,
+                          const tdm__event *ev, tdm__result *r,
+                          tdm_error *err) {
+  r->duplicate = 0;
+  r->numbers = r->number_store;
+  r->decision = -1;
+  int rc = tdm__pipeline_entity(p, ev, &r->entity, err);
+  if (rc != TDM_OK) return rc;
+  r->id = p->id_field != NONE ? ev->fields[p->id_field] : (tdm__str){NULL, 0};
+  if (r->id.data != NULL && r->id.len == 0) r->id.data = NULL;
+  rc = read_fields(p, ev, r, err);
+  if (rc != TDM_OK) return rc;
+  entry *e;
+  if (find_entry(map, &r->entity, &e) != TDM_OK)
+    return tdm__fail(err, TDM_ENOMEM, "out of memory");
+  if (r->id.data != NULL) {
+    const seen_id *seen = find_id(e, &r->id);
+    if (seen != NULL) {
+      r->duplicate = 1;
+      r->numbers = seen->numbers;
+      r->decision = seen->decision;
+      r->score = seen->numbers[p->score_slot];
+      return TDM_OK;
+    }
+  }
+  double *numbers = r->number_store;
+  tdm__expr_values values = {numbers, r->string_store, r->time_ms};
+  /* Stage 1: what the aggregations read. */
+  run_steps(p->pre, p->num_pre, numbers, &values);
+  for (size_t i = 0; i < p->num_filters; i++) {
+    double v = tdm__expr_eval(p->filters[i], &values);
+    r->filters[i] = v != 0 && !isnan(v);
+  }
+  for (size_t i = 0; i < p->num_agg_numbers; i++)
+    r->agg_numbers[i] = numbers[p->agg_number_inputs[i]];
+  for (size_t i = 0; i < p->num_agg_strings; i++)
+    r->agg_strings[i] = r->string_store[p->agg_string_inputs[i]];
+  /* Stage 2: the window state (the only step that changes state). */
+  tdm__window_event wev = {r->time_ms, r->agg_numbers, r->agg_strings,
+                           r->filters};
+  rc = tdm__entity_apply(p->window, e->entity, &wev, r->agg_out);
+  if (rc == TDM_ENOMEM) return tdm__fail(err, rc, "out of memory");
+  if (rc != TDM_OK)
+    return tdm__fail(err, TDM_EPARSE, "field \"%s\": the time is out of range",
+                     p->spec->time);
+  for (size_t i = 0; i < p->num_aggs; i++) numbers[p->agg_slot[i]] = r->agg_out[i];
+  /* Stage 3: expressions of aggregations, then the model. A feature that
+   * is infinite (log(0)) goes to the model as missing: tree models take
+   * no infinity. */
+  run_steps(p->post, p->num_post, numbers, &values);
+  size_t nf = p->info.num_features;
+  for (size_t f = 0; f < nf; f++) {
+    double v = numbers[p->model_inputs[f]];
+    r->row[f] = isinf(v) || (p->info.float32 && isinf((float)v)) ? NAN : v;
+  }
+  double score = NAN;
+  if (tdm_model_predict(p->model, r->row, 1, 0, &score) != TDM_OK) score = NAN;
+  numbers[p->score_slot] = score;
+  r->score = score;
+  r->decision = decide(p, &values);
+  if (r->id.data != NULL && remember_id(p, e, &r->id, r) != TDM_OK)
+    return tdm__fail(err, TDM_ENOMEM, "out of memory");
+  return TDM_OK;
+}
+
+/* ---- formatting ---- */
+
+int tdm__format_double(double value, char buf[32]) {
+  for (int digits = 15; digits < 17; digits++) {
+    int n = snprintf(buf, 32, "%.*g", digits, value);
+    if (strtod(buf, NULL) == value) return n;
+  }
+  return snprintf(buf, 32, "%.17g", value);
+}
+
+/* A number as text: the score as the model writes it (float32 for
+ * XGBoost), other numbers as doubles; len 0 for a missing value. */
+static int number_text(const tdm__pipeline *p, const column *col, double v,
+                       char buf[32]) {
+  if (isnan(v) || isinf(v)) return 0;
+  if (v == 0) v = 0; /* no "-0" */
+  return col->is_score ? tdm_model_format_value(p->model, v, buf)
+                       : tdm__format_double(v, buf);
+}
+
+int tdm__pipeline_csv_header(const tdm__pipeline *p, tdm__buf *out) {
+  int rc = TDM_OK;
+  for (size_t i = 0; i < p->num_columns && rc == TDM_OK; i++) {
+    if (i > 0) rc = tdm__buf_append(out, ",", 1);
+    if (rc == TDM_OK)
+      rc = tdm__csv_append_field(out, p->columns[i].name,
+                                 strlen(p->columns[i].name));
+  }
+  if (rc == TDM_OK && p->id_field != NONE)
+    rc = tdm__buf_append(out, ",duplicate", 10);
+  if (rc == TDM_OK) rc = tdm__buf_append(out, "\n", 1);
+  return rc;
+}
+
+int tdm__pipeline_csv_row(const tdm__pipeline *p, const tdm__event *ev,
+                          const tdm__result *r, tdm__buf *out) {
+  int rc = TDM_OK;
+  char buf[32];
+  for (size_t i = 0; i < p->num_columns && rc == TDM_OK; i++) {
+    const column *col = &p->columns[i];
+    if (i > 0) rc = tdm__buf_append(out, ",", 1);
+    if (rc != TDM_OK) break;
+    if (col->kind == COLUMN_FIELD) {
+      tdm__str t = ev->fields[col->index];
+      if (t.data != NULL) rc = tdm__csv_append_field(out, t.data, t.len);
+    } else if (col->kind == COLUMN_NUMBER) {
+      int n = number_text(p, col, r->numbers[col->index], buf);
+      rc = tdm__buf_append(out, buf, (size_t)n);
+    } else if (r->decision >= 0) {
+      const char *then = p->spec->rules[r->decision].then;
+      rc = tdm__csv_append_field(out, then, strlen(then));
+    }
+  }
+  if (rc == TDM_OK && p->id_field != NONE)
+    rc = tdm__buf_append(out, r->duplicate ? ",1" : ",0", 2);
+  if (rc == TDM_OK) rc = tdm__buf_append(out, "\n", 1);
+  return rc;
+}
+
+static int json_number(const tdm__pipeline *p, const column *col, double v,
+                       tdm__buf *out) {
+  char buf[32];
+  int n = number_text(p, col, v, buf);
+  if (n == 0) return tdm__buf_append(out, "null", 4);
+  return tdm__buf_append(out, buf, (size_t)n);
+}
+
+int tdm__pipeline_json(const tdm__pipeline *p, const tdm__event *ev,
+                       const tdm__result *r, int with_features,
+                       tdm__buf *out) {
+  int rc = tdm__buf_append(out, "{", 1);
+  for (size_t i = 0; i < p->num_columns && rc == TDM_OK; i++) {
+    const column *col = &p->columns[i];
+    if (i > 0) rc = tdm__buf_append(out, ",", 1);
+    if (rc == TDM_OK) rc = tdm__json_append_string(out, col->name);
+    if (rc == TDM_OK) rc = tdm__buf_append(out, ":", 1);
+    if (rc != TDM_OK) break;
+    if (col->kind == COLUMN_FIELD)
+      rc = tdm__field_json(p->spec, col->index, ev->fields[col->index], out);
+    else if (col->kind == COLUMN_NUMBER)
+      rc = json_number(p, col, r->numbers[col->index], out);
+    else if (r->decision >= 0)
+      rc = tdm__json_append_string(out, p->spec->rules[r->decision].then);
+    else
+      rc = tdm__buf_append(out, "null", 4);
+  }
+  if (rc == TDM_OK)
+    rc = tdm__buf_printf(out, "%s\"model_version\":\"%s\"",
+                         p->num_columns ? "," : "", p->version);
+  if (rc == TDM_OK && r->duplicate)
+    rc = tdm__buf_append(out, ",\"duplicate\":true", 17);
+  if (rc == TDM_OK && with_features) {
+    rc = tdm__buf_append(out, ",\"features\":{", 13);
+    column plain = {0};
+    for (size_t i = 0; i < p->spec->num_features && rc == TDM_OK; i++) {
+      if (i > 0) rc = tdm__buf_append(out, ",", 1);
+      if (rc == TDM_OK) rc = tdm__json_append_string(out, p->spec->features[i].name);
+      if (rc == TDM_OK) rc = tdm__buf_append(out, ":", 1);
+      if (rc == TDM_OK)
+        rc = json_number(p, &plain, r->numbers[p->feature_slot[i]], out);
+    }
+    if (rc == TDM_OK) rc = tdm__buf_append(out, "}", 1);
+  }
+  if (rc == TDM_OK) rc = tdm__buf_append(out, "}", 1);
+  return rc;
+}

@@ -1,0 +1,112 @@
+/*
+ * pipeline.h - the pipeline core: one compiled pipeline (fields, features,
+ * model, decision rules, outputs) and the one function every runner calls
+ * per event. `tandem batch`, the live events endpoint and replay all turn
+ * their input into the same raw event (field texts), call
+ * tdm__pipeline_process with the entity's state, and format the result
+ * with the same functions, so batch and real time agree byte for byte.
+ * A runner that computes a feature itself is a bug.
+ */
+#ifndef TDM_PIPELINE_H
+#define TDM_PIPELINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../core/core.h"
+#include "expr.h"
+#include "spec.h"
+#include "tandem.h"
+#include "window.h"
+
+typedef struct tdm__pipeline tdm__pipeline;
+
+/* Compiles a pipeline file and loads its model. Errors name the file,
+ * line and column. The result is immutable and shared by threads. */
+int tdm__pipeline_load(const char *path, tdm__pipeline **out, tdm_error *err);
+int tdm__pipeline_from_spec(tdm__spec *spec, tdm__pipeline **out,
+                            tdm_error *err); /* takes spec, even on error */
+void tdm__pipeline_free(tdm__pipeline *p);
+
+const tdm__spec *tdm__pipeline_spec(const tdm__pipeline *p);
+const tdm_model *tdm__pipeline_model(const tdm__pipeline *p);
+/* The model's version as written in results: its SHA-256's first 12 hex
+ * digits. */
+const char *tdm__pipeline_model_version(const tdm__pipeline *p);
+
+/* ---- events ---- */
+
+/* An event as it arrives: for each of the spec's fields (in spec order)
+ * its text, data NULL when absent (a JSON null, an empty CSV cell). */
+typedef struct tdm__event {
+  const tdm__str *fields;
+} tdm__event;
+
+/* The entity state of a whole runner: a map from entity key to window
+ * state and remembered event ids. One thread at a time per map; runners
+ * that use threads give each its own map over a partition of entities. */
+typedef struct tdm__state_map tdm__state_map;
+int tdm__state_map_new(const tdm__pipeline *p, tdm__state_map **out);
+void tdm__state_map_free(tdm__state_map *map);
+size_t tdm__state_map_entities(const tdm__state_map *map);
+/* Drops entities idle longer than the pipeline's TTL before `now_ms`. */
+size_t tdm__state_map_evict(tdm__state_map *map, int64_t now_ms);
+
+/* The outcome of one event. Valid until the next call with this result. */
+typedef struct tdm__result {
+  int duplicate;         /* an id seen before: values repeat the first */
+  int64_t time_ms;       /* the event time */
+  tdm__str entity, id;   /* as given (id: data NULL without an id field) */
+  double score;
+  int decision;          /* index into the rules; -1: none matched */
+  const double *numbers; /* every number slot: fields, features, score */
+  const tdm__str *strings;
+  /* private scratch */
+  double *number_store;
+  tdm__str *string_store;
+  double *row;
+  double *agg_out;
+  unsigned char *filters;
+  double *agg_numbers;
+  tdm__str *agg_strings;
+  tdm__buf key;
+} tdm__result;
+
+int tdm__result_init(const tdm__pipeline *p, tdm__result *r);
+void tdm__result_free(tdm__result *r);
+
+/* The entity key of an event (its entity field's text), or an error
+ * naming the field. The partitioning of runners uses it. */
+int tdm__pipeline_entity(const tdm__pipeline *p, const tdm__event *ev,
+                         tdm__str *entity, tdm_error *err);
+
+/*
+ * Validates the event, computes its features against its entity's state
+ * in `map`, applies it to that state, scores it and decides. A bad event
+ * (missing entity, a time or number that does not parse, a value the model
+ * refuses) fails with TDM_ESCHEMA or TDM_EPARSE and a message naming the
+ * field, and changes no state. An event whose id was seen before (within
+ * the dedupe horizon) is not applied again: r->duplicate is set and the
+ * values repeat the first result.
+ */
+int tdm__pipeline_process(const tdm__pipeline *p, tdm__state_map *map,
+                          const tdm__event *ev, tdm__result *r,
+                          tdm_error *err);
+
+/* ---- results as text: the one place outputs are formatted ---- */
+
+/* The CSV header line (with "\n") and one row per result. */
+int tdm__pipeline_csv_header(const tdm__pipeline *p, tdm__buf *out);
+int tdm__pipeline_csv_row(const tdm__pipeline *p, const tdm__event *ev,
+                          const tdm__result *r, tdm__buf *out);
+/* One result as a JSON object (no newline): the output columns, the model
+ * version, "duplicate": true when so, and the features when asked. */
+int tdm__pipeline_json(const tdm__pipeline *p, const tdm__event *ev,
+                       const tdm__result *r, int with_features,
+                       tdm__buf *out);
+
+/* Writes a number as the shortest text that reads back to the same
+ * double ("null" in JSON for a missing one is the caller's). */
+int tdm__format_double(double value, char buf[32]);
+
+#endif /* TDM_PIPELINE_H */

@@ -1,0 +1,125 @@
+/*
+ * spec.h - a pipeline file (YAML, read with libfyaml) as plain data: its
+ * input fields, features, model, decision rules and output columns, each
+ * with the line and column it came from so that every later error (an
+ * expression that does not compile, a model feature nobody produces) can
+ * point at the place in the file. This module checks the file's shape:
+ * known keys, types, durations, names defined once. Meaning (expressions,
+ * dependencies, the model) is checked by pipeline.c, which compiles it.
+ */
+#ifndef TDM_SPEC_H
+#define TDM_SPEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../core/core.h"
+#include "tandem.h"
+
+/* Where a value sits in the pipeline file (1-based; 0: not known). */
+typedef struct tdm__mark {
+  int line, column;
+} tdm__mark;
+
+typedef enum tdm__field_type {
+  TDM__FIELD_STRING = 1,
+  TDM__FIELD_NUMBER,
+  TDM__FIELD_TIME,     /* RFC 3339 text, or epoch seconds/milliseconds */
+  TDM__FIELD_CATEGORY, /* a string mapped to its index in `values` */
+} tdm__field_type;
+
+typedef enum tdm__time_unit {
+  TDM__TIME_AUTO = 0, /* RFC 3339 text, or a number of epoch seconds */
+  TDM__TIME_SECONDS,
+  TDM__TIME_MILLISECONDS,
+} tdm__time_unit;
+
+typedef struct tdm__field_spec {
+  char *name;
+  tdm__field_type type;
+  tdm__time_unit unit;  /* TDM__FIELD_TIME */
+  char **values;        /* TDM__FIELD_CATEGORY: the categories, in order */
+  size_t num_values;
+  int required;         /* an event without it is rejected */
+  tdm__mark mark;
+} tdm__field_spec;
+
+typedef enum tdm__feature_kind {
+  TDM__FEATURE_EXPR = 1, /* expr: "..." */
+  TDM__FEATURE_AGG,      /* agg: count | sum(x) | ..., window, hop, where */
+} tdm__feature_kind;
+
+typedef struct tdm__feature_spec {
+  char *name;
+  tdm__feature_kind kind;
+  char *expr; /* TDM__FEATURE_EXPR */
+  tdm__mark expr_mark;
+  /* TDM__FEATURE_AGG */
+  int agg;          /* a tdm__agg_kind (window.h) */
+  char *agg_input;  /* the field or feature aggregated, or NULL (count) */
+  tdm__mark agg_mark;
+  int64_t window_ms; /* 0: the entity's whole history ("all") */
+  int64_t hop_ms;    /* 0: exact */
+  tdm__mark window_mark, hop_mark;
+  char *where; /* optional filter expression */
+  tdm__mark where_mark;
+  tdm__mark mark;
+} tdm__feature_spec;
+
+typedef struct tdm__rule_spec {
+  char *when; /* NULL: always (the last rule) */
+  char *then;
+  tdm__mark when_mark, mark;
+} tdm__rule_spec;
+
+typedef struct tdm__spec {
+  char *path; /* the pipeline file, as given */
+  char *dir;  /* its directory: relative paths inside resolve from here */
+  char *name;
+  tdm__mark name_mark;
+  char *entity, *time, *id; /* field names; id may be NULL */
+  tdm__mark entity_mark, time_mark, id_mark;
+  tdm__field_spec *fields;
+  size_t num_fields;
+  tdm__feature_spec *features;
+  size_t num_features;
+  char *model_path; /* resolved against dir */
+  tdm__mark model_mark;
+  tdm__rule_spec *rules;
+  size_t num_rules;
+  char **outputs; /* output columns */
+  tdm__mark *output_marks;
+  size_t num_outputs;
+  int64_t lateness_ms;  /* state: lateness */
+  int64_t ttl_ms;       /* state: ttl; -1 when not given */
+  size_t max_events;    /* state: max_events per entity */
+  int64_t dedupe_ms;    /* state: how long an event id is remembered */
+} tdm__spec;
+
+/* Reads and checks a pipeline file. Errors say "PATH:LINE:COL: what". */
+int tdm__spec_load(const char *path, tdm__spec **out, tdm_error *err);
+/* The same from text in memory; `path` names it in errors and sets the
+ * directory relative paths resolve from. */
+int tdm__spec_parse(const char *text, size_t len, const char *path,
+                    tdm__spec **out, tdm_error *err);
+void tdm__spec_free(tdm__spec *spec);
+
+/* Fails with "PATH:LINE:COL: " and the message (for later checks). */
+int tdm__spec_fail(const tdm__spec *spec, tdm__mark mark, int status,
+                   tdm_error *err, const char *fmt, ...) TDM__PRINTF(5, 6);
+
+/* Parses a duration: a positive integer and a unit, ms, s, m, h, d or w
+ * ("30s", "10m", "1h", "7d"). Returns 0 and milliseconds, or -1. */
+int tdm__parse_duration(const char *text, int64_t *ms);
+
+/* Parses an event time: RFC 3339 ("2026-03-01T14:03:07.123Z", any
+ * offset, fractions to the millisecond) or, unless unit says otherwise, a
+ * number of epoch seconds (fractions allowed). Returns 0 or -1. */
+int tdm__parse_time(const char *text, size_t len, tdm__time_unit unit,
+                    int64_t *ms);
+
+/* Writes an epoch time in milliseconds as RFC 3339 UTC with
+ * milliseconds, "2026-03-01T14:03:07.123Z" (24 bytes and a NUL). */
+void tdm__format_time(int64_t ms, char buf[32]);
+
+#endif /* TDM_SPEC_H */
