@@ -16,10 +16,14 @@
 #include "cli.h"
 
 static const char serve_help[] =
-    "usage: tandem serve (--model NAME=PATH ... | --model-repo DIR) "
-    "[options]\n"
+    "usage: tandem serve [PIPELINE] [--model NAME=PATH ... | --model-repo "
+    "DIR] [options]\n"
     "\n"
-    "Serves models over HTTP with the Open Inference Protocol (KServe v2):\n"
+    "Serves a pipeline's live endpoint (docs/pipelines.md) and models over\n"
+    "HTTP with the Open Inference Protocol (KServe v2):\n"
+    "  POST /v1/pipelines/NAME/events[?explain=features]  one JSON event or\n"
+    "       an array; each answer equals `tandem batch` on the same events\n"
+    "  GET  /v1/pipelines/NAME\n"
     "  GET  /v2, /v2/health/live, /v2/health/ready\n"
     "  GET  /v2/models/NAME[/versions/V][/ready]\n"
     "  POST /v2/models/NAME[/versions/V]/infer\n"
@@ -32,6 +36,9 @@ static const char serve_help[] =
     "                      PATH alone names it after the file\n"
     "  --model-repo DIR    serve every DIR/NAME/VERSION/model file; the\n"
     "                      highest VERSION (1, 2, ...) serves by default\n"
+    "  --state DIR         keep the pipeline's state in LMDB in DIR: an event\n"
+    "                      is answered only once its state is on disk, and a\n"
+    "                      restart continues from it (default: memory only)\n"
     "  --listen ADDR       HOST:PORT to listen on (default 127.0.0.1:8080;\n"
     "                      port 0 picks a free port)\n"
     "  --threads N         request threads (default: one per CPU)\n"
@@ -139,13 +146,14 @@ int tdm__cmd_serve(int argc, char **argv) {
       {"idle-timeout", required_argument, NULL, 'i'},
       {"drain-ms", required_argument, NULL, 'd'},
       {"admin-token-file", required_argument, NULL, 'a'},
+      {"state", required_argument, NULL, 'S'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
   tdm__server_config config;
   tdm__server_config_default(&config);
   const char *models[256];
   size_t num_models = 0, count;
-  const char *repo_dir = NULL, *token_file = NULL;
+  const char *repo_dir = NULL, *token_file = NULL, *state_dir = NULL;
   size_t drain_ms = 10000;
   opterr = 0;
   optind = 1;
@@ -160,6 +168,7 @@ int tdm__cmd_serve(int argc, char **argv) {
       case 'r': repo_dir = optarg; break;
       case 'l': config.listen = optarg; break;
       case 'a': token_file = optarg; break;
+      case 'S': state_dir = optarg; break;
       case 't':
       case 'f':
       case 'c':
@@ -192,10 +201,15 @@ int tdm__cmd_serve(int argc, char **argv) {
         return tdm__usage_error("serve", "unknown option %s", argv[optind - 1]);
     }
   }
+  const char *pipeline_path = optind < argc ? argv[optind++] : NULL;
   if (optind < argc)
-    return tdm__usage_error("serve", "unexpected argument %s", argv[optind]);
-  if (num_models == 0 && repo_dir == NULL)
-    return tdm__usage_error("serve", "give --model NAME=PATH or --model-repo DIR");
+    return tdm__usage_error("serve", "unexpected argument %s (one pipeline "
+                            "per server)", argv[optind]);
+  if (num_models == 0 && repo_dir == NULL && pipeline_path == NULL)
+    return tdm__usage_error("serve", "give a PIPELINE, --model NAME=PATH or "
+                            "--model-repo DIR");
+  if (state_dir != NULL && pipeline_path == NULL)
+    return tdm__usage_error("serve", "--state needs a PIPELINE");
 
   char *token = NULL;
   if (token_file != NULL) {
@@ -220,7 +234,17 @@ int tdm__cmd_serve(int argc, char **argv) {
   tdm__repository *repo = NULL;
   tdm__server *server = NULL;
   tdm_error err = {0};
+  tdm__live *live = NULL;
   int rc = tdm__metrics_init(&metrics);
+  if (rc == TDM_OK && pipeline_path != NULL) {
+    rc = tdm__live_open(pipeline_path, state_dir, &live, &err);
+    config.pipelines = &live;
+    config.num_pipelines = 1;
+    /* With durable state a request thread waits for its group commit:
+     * more threads keep more requests in each commit. */
+    if (rc == TDM_OK && state_dir != NULL && config.threads == 0)
+      config.threads = 32;
+  }
   if (rc == TDM_OK) rc = tdm__repository_new(&metrics, &repo);
   for (size_t i = 0; i < num_models && rc == TDM_OK; i++)
     rc = add_model(repo, models[i], &err);
@@ -229,6 +253,7 @@ int tdm__cmd_serve(int argc, char **argv) {
   if (rc == TDM_OK) rc = tdm__server_start(&config, repo, &metrics, &server, &err);
   if (rc != TDM_OK) {
     int exit_code = tdm__report(rc, &err);
+    tdm__live_close(live);
     tdm__repository_free(repo);
     tdm__metrics_free(&metrics);
     tdm__free(token);
@@ -255,6 +280,7 @@ int tdm__cmd_serve(int argc, char **argv) {
             left);
   else
     fprintf(stderr, "tandem serve: stopped\n");
+  tdm__live_close(live);
   tdm__repository_free(repo);
   tdm__metrics_free(&metrics);
   tdm__free(token);

@@ -677,41 +677,170 @@ static int find_entry(tdm__state_map *map, const tdm__str *key, entry **out) {
   return TDM_OK;
 }
 
-size_t tdm__state_map_evict(tdm__state_map *map, int64_t now_ms) {
-  const tdm__pipeline *p = map->p;
-  int64_t horizon = p->ttl_ms + p->spec->lateness_ms;
-  if (p->spec->dedupe_ms > horizon) horizon = p->spec->dedupe_ms;
+/* Rebuilds the table without the entities whose newest event is before
+ * `cut` (INT64_MIN: keeps all), so probe chains have no holes. Returns
+ * how many were dropped; on out of memory, drops none. */
+static size_t rebuild(tdm__state_map *map, int64_t cut) {
+  entry *buckets = tdm__calloc(map->cap, sizeof *buckets);
+  if (buckets == NULL) return 0;
   size_t dropped = 0;
-  /* Rebuild without the idle ones (simple, and eviction is rare). */
   for (size_t i = 0; i < map->cap; i++) {
     entry *e = &map->buckets[i];
     if (e->key == NULL) continue;
     int64_t last = tdm__entity_max_time(e->entity);
-    if (last != INT64_MIN && now_ms - last <= horizon) continue;
+    if (cut != INT64_MIN && (last == INT64_MIN || last < cut)) {
+      entry_clear(e);
+      map->count--;
+      dropped++;
+      continue;
+    }
+    size_t at = e->hash & (map->cap - 1);
+    while (buckets[at].key != NULL) at = (at + 1) & (map->cap - 1);
+    buckets[at] = *e;
+  }
+  tdm__free(map->buckets);
+  map->buckets = buckets;
+  return dropped;
+}
+
+/* An entry's bytes: u32 window length, the window state, u32 id count,
+ * then per id: u32 length, the id, i64 time, i32 decision and the result's
+ * number slots (doubles), all little-endian as the machine writes them. */
+static int put_bytes(tdm__buf *out, const void *data, size_t n) {
+  return tdm__buf_append(out, data, n);
+}
+
+static const entry *lookup_entry(const tdm__state_map *map,
+                                 const tdm__str *key) {
+  uint64_t h = hash_bytes(key->data, key->len);
+  size_t at = h & (map->cap - 1);
+  while (map->buckets[at].key != NULL) {
+    const entry *e = &map->buckets[at];
+    if (e->hash == h && e->key_len == key->len &&
+        memcmp(e->key, key->data, key->len) == 0)
+      return e;
+    at = (at + 1) & (map->cap - 1);
+  }
+  return NULL;
+}
+
+int tdm__state_map_encode(tdm__state_map *map, tdm__str key, tdm__buf *out) {
+  const tdm__pipeline *p = map->p;
+  const entry *e = lookup_entry(map, &key);
+  if (e == NULL) return TDM_ENOTFOUND;
+  size_t start = out->len;
+  uint32_t len32 = 0;
+  int rc = put_bytes(out, &len32, 4);
+  if (rc == TDM_OK) rc = tdm__entity_encode(p->window, e->entity, out);
+  if (rc == TDM_OK) {
+    len32 = (uint32_t)(out->len - start - 4);
+    memcpy(out->data + start, &len32, 4);
+    uint32_t n = (uint32_t)e->num_ids;
+    rc = put_bytes(out, &n, 4);
+  }
+  for (size_t i = 0; i < e->num_ids && rc == TDM_OK; i++) {
+    const seen_id *s = &e->ids[i];
+    uint32_t id_len = (uint32_t)s->id_len;
+    int32_t decision = s->decision;
+    rc = put_bytes(out, &id_len, 4);
+    if (rc == TDM_OK) rc = put_bytes(out, s->id, s->id_len);
+    if (rc == TDM_OK) rc = put_bytes(out, &s->time_ms, 8);
+    if (rc == TDM_OK) rc = put_bytes(out, &decision, 4);
+    if (rc == TDM_OK)
+      rc = put_bytes(out, s->numbers, p->num_numbers * sizeof(double));
+  }
+  if (rc != TDM_OK) out->len = start;
+  return rc;
+}
+
+typedef struct cursor {
+  const unsigned char *p, *end;
+} cursor;
+
+static int take(cursor *c, void *dst, size_t n) {
+  if ((size_t)(c->end - c->p) < n) return -1;
+  memcpy(dst, c->p, n);
+  c->p += n;
+  return 0;
+}
+
+int tdm__state_map_restore(tdm__state_map *map, tdm__str key, const void *data,
+                           size_t len, tdm_error *err) {
+  const tdm__pipeline *p = map->p;
+  if (lookup_entry(map, &key) != NULL)
+    return tdm__fail(err, TDM_EINVAL, "entity \"%.*s\" is already loaded",
+                     (int)key.len, key.data);
+  cursor c = {data, (const unsigned char *)data + len};
+  uint32_t window_len;
+  if (take(&c, &window_len, 4) != 0 || window_len > (size_t)(c.end - c.p))
+    return tdm__fail(err, TDM_EPARSE, "entity \"%.*s\": truncated state",
+                     (int)key.len, key.data);
+  tdm__entity *entity;
+  int rc = tdm__entity_decode(p->window, c.p, window_len, &entity, err);
+  if (rc != TDM_OK) return rc;
+  c.p += window_len;
+  entry *e;
+  if (find_entry(map, &key, &e) != TDM_OK) {
+    tdm__entity_free(entity);
+    return tdm__fail(err, TDM_ENOMEM, "out of memory");
+  }
+  tdm__entity_free(e->entity);
+  e->entity = entity;
+  uint32_t n;
+  rc = take(&c, &n, 4) == 0 ? TDM_OK : TDM_EPARSE;
+  size_t record = 4 + 8 + 4 + p->num_numbers * sizeof(double);
+  if (rc == TDM_OK && (size_t)n > (size_t)(c.end - c.p) / record) rc = TDM_EPARSE;
+  if (rc == TDM_OK && n > 0) {
+    e->ids = tdm__calloc(n, sizeof *e->ids);
+    if (e->ids == NULL) rc = TDM_ENOMEM;
+    e->cap_ids = n;
+  }
+  for (uint32_t i = 0; i < n && rc == TDM_OK; i++) {
+    seen_id *s = &e->ids[i];
+    uint32_t id_len;
+    int32_t decision;
+    if (take(&c, &id_len, 4) != 0 || id_len > (size_t)(c.end - c.p)) {
+      rc = TDM_EPARSE;
+      break;
+    }
+    s->id = tdm__strndup((const char *)c.p, id_len);
+    s->numbers = tdm__malloc((p->num_numbers + 1) * sizeof(double));
+    if (s->id == NULL || s->numbers == NULL) {
+      tdm__free(s->id);
+      tdm__free(s->numbers);
+      rc = TDM_ENOMEM;
+      break;
+    }
+    c.p += id_len;
+    s->id_len = id_len;
+    e->num_ids++;
+    if (take(&c, &s->time_ms, 8) != 0 || take(&c, &decision, 4) != 0 ||
+        take(&c, s->numbers, p->num_numbers * sizeof(double)) != 0 ||
+        decision < -1 || decision >= (int32_t)p->spec->num_rules) {
+      rc = TDM_EPARSE;
+      break;
+    }
+    s->decision = decision;
+  }
+  if (rc == TDM_OK && c.p != c.end) rc = TDM_EPARSE;
+  if (rc != TDM_OK) {
+    /* Leave the map as it was: drop the half-restored entity. */
     entry_clear(e);
     map->count--;
-    dropped++;
+    rebuild(map, INT64_MIN); /* close the hole in its probe chain */
+    if (rc == TDM_ENOMEM) return tdm__fail(err, rc, "out of memory");
+    return tdm__fail(err, TDM_EPARSE,
+                     "entity \"%.*s\": corrupt state (ids)", (int)key.len,
+                     key.data);
   }
-  if (dropped > 0) {
-    /* Reinsert the rest so probe chains stay whole. */
-    entry *old = map->buckets;
-    size_t cap = map->cap;
-    map->buckets = tdm__calloc(cap, sizeof *old);
-    if (map->buckets == NULL) {
-      map->buckets = old; /* keep going with holes: lookups stay correct
-                             only for entries before a hole, so rehash
-                             later */
-      return dropped;
-    }
-    for (size_t i = 0; i < cap; i++) {
-      if (old[i].key == NULL) continue;
-      size_t at = old[i].hash & (cap - 1);
-      while (map->buckets[at].key != NULL) at = (at + 1) & (cap - 1);
-      map->buckets[at] = old[i];
-    }
-    tdm__free(old);
-  }
-  return dropped;
+  return TDM_OK;
+}
+
+size_t tdm__state_map_evict(tdm__state_map *map, int64_t now_ms) {
+  const tdm__pipeline *p = map->p;
+  int64_t horizon = p->ttl_ms + p->spec->lateness_ms;
+  if (p->spec->dedupe_ms > horizon) horizon = p->spec->dedupe_ms;
+  return rebuild(map, now_ms - horizon);
 }
 
 /* ---- one event ---- */

@@ -49,6 +49,17 @@ typedef struct tdm__state_map tdm__state_map;
 int tdm__state_map_new(const tdm__pipeline *p, tdm__state_map **out);
 void tdm__state_map_free(tdm__state_map *map);
 size_t tdm__state_map_entities(const tdm__state_map *map);
+/*
+ * One entity's whole state (its window state and remembered event ids) as
+ * bytes, for persistence; restore puts it back (into a map that does not
+ * have the entity yet), validating everything: a state written by another
+ * pipeline or corrupted fails with TDM_EPARSE. encode of an unknown entity
+ * is TDM_ENOTFOUND.
+ */
+int tdm__state_map_encode(tdm__state_map *map, tdm__str key, tdm__buf *out);
+int tdm__state_map_restore(tdm__state_map *map, tdm__str key, const void *data,
+                           size_t len, tdm_error *err);
+
 /* Drops entities idle longer than the pipeline's TTL before `now_ms`. */
 size_t tdm__state_map_evict(tdm__state_map *map, int64_t now_ms);
 

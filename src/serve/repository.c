@@ -496,6 +496,10 @@ int tdm__repository_ready(tdm__repository *repo) {
   return ready;
 }
 
+size_t tdm__repository_count(tdm__repository *repo) {
+  return atomic_load_explicit(&repo->num_slots, memory_order_acquire);
+}
+
 int tdm__repository_each(tdm__repository *repo, tdm__repository_visit visit,
                          void *arg) {
   size_t n = atomic_load_explicit(&repo->num_slots, memory_order_acquire);

@@ -74,6 +74,8 @@ void tdm__loaded_release(tdm__loaded *loaded);
 
 /* 1 when every known model has a version loaded (and there is one). */
 int tdm__repository_ready(tdm__repository *repo);
+/* How many models the repository has (loaded or not). */
+size_t tdm__repository_count(tdm__repository *repo);
 
 /* A model's state for an index or metrics: called with each model's name,
  * its loaded versions (oldest first) and the reason its last load failed

@@ -40,7 +40,9 @@ typedef enum route_kind {
   ROUTE_REPOSITORY_INDEX,
   ROUTE_REPOSITORY_LOAD,
   ROUTE_REPOSITORY_UNLOAD,
-  ROUTE_METRICS
+  ROUTE_METRICS,
+  ROUTE_PIPELINE,
+  ROUTE_EVENTS
 } route_kind;
 
 /* The endpoints. '*' matches one path segment: the model, then the
@@ -64,7 +66,15 @@ static const struct route {
     {"/v2/repository/models/*/load", "POST", ROUTE_REPOSITORY_LOAD, 1},
     {"/v2/repository/models/*/unload", "POST", ROUTE_REPOSITORY_UNLOAD, 1},
     {"/metrics", "GET", ROUTE_METRICS, 0},
+    {"/v1/pipelines/*", "GET", ROUTE_PIPELINE, 0},
+    {"/v1/pipelines/*/events", "POST", ROUTE_EVENTS, 0},
 };
+
+/* Requests that do work (score, apply events): admission control, body
+ * budgets and deadlines apply to them. */
+static int is_work(route_kind kind) {
+  return kind == ROUTE_INFER || kind == ROUTE_EVENTS;
+}
 
 #define MAX_SEGMENT 256
 
@@ -247,8 +257,9 @@ static tdm__stats *stats_for(tdm__server *srv, const request *r) {
 static enum MHD_Result refuse_infer(tdm__server *srv, struct MHD_Connection *c,
                                     request *r, unsigned status,
                                     const char *why) {
-  tdm__stats_record(stats_for(srv, r), (int)status, now_ns() - r->arrived_ns,
-                    0, SIZE_MAX);
+  if (r->route->kind == ROUTE_INFER)
+    tdm__stats_record(stats_for(srv, r), (int)status,
+                      now_ns() - r->arrived_ns, 0, SIZE_MAX);
   return respond_error(srv, c, r, status, "%s", why);
 }
 
@@ -588,6 +599,8 @@ static enum MHD_Result metrics(tdm__server *srv, struct MHD_Connection *c,
     rc = tdm__buf_append(&b, headers[f], strlen(headers[f]));
     if (rc == TDM_OK) rc = tdm__repository_each(srv->repo, model_metrics, &pass);
   }
+  for (size_t i = 0; i < srv->config.num_pipelines && rc == TDM_OK; i++)
+    rc = tdm__live_metrics(srv->config.pipelines[i], &b);
   if (rc == TDM_OK)
     rc = tdm__buf_printf(&b,
                          "# HELP tandem_build_info The running tandem.\n"
@@ -600,6 +613,41 @@ static enum MHD_Result metrics(tdm__server *srv, struct MHD_Connection *c,
   }
   return respond_buf(srv, c, r, MHD_HTTP_OK,
                      "text/plain; version=0.0.4; charset=utf-8", &b);
+}
+
+static tdm__live *find_pipeline(const tdm__server *srv, const char *name) {
+  for (size_t i = 0; i < srv->config.num_pipelines; i++)
+    if (strcmp(tdm__live_name(srv->config.pipelines[i]), name) == 0)
+      return srv->config.pipelines[i];
+  return NULL;
+}
+
+/* GET /v1/pipelines/NAME and POST /v1/pipelines/NAME/events. */
+static enum MHD_Result pipeline_request(tdm__server *srv,
+                                        struct MHD_Connection *c, request *r) {
+  tdm__live *live = find_pipeline(srv, r->model);
+  if (live == NULL)
+    return respond_error(srv, c, r, MHD_HTTP_NOT_FOUND,
+                         "unknown pipeline \"%s\"", r->model);
+  tdm__buf out = {0};
+  unsigned status = MHD_HTTP_OK;
+  if (r->route->kind == ROUTE_PIPELINE) {
+    if (tdm__live_metadata(live, &out) != TDM_OK) {
+      tdm__buf_free(&out);
+      return respond_error(srv, c, r, 500, "out of memory");
+    }
+    return respond_buf(srv, c, r, status, "application/json", &out);
+  }
+  const char *explain =
+      MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "explain");
+  if (explain != NULL && strcmp(explain, "features") != 0)
+    return respond_error(srv, c, r, MHD_HTTP_BAD_REQUEST,
+                         "explain=%s: the only explanation is "
+                         "explain=features",
+                         explain);
+  tdm__live_events(live, r->body.data ? r->body.data : "", r->body.len,
+                   explain != NULL, &out, &status);
+  return respond_buf(srv, c, r, status, "application/json", &out);
 }
 
 static enum MHD_Result dispatch(tdm__server *srv, struct MHD_Connection *c,
@@ -616,7 +664,9 @@ static enum MHD_Result dispatch(tdm__server *srv, struct MHD_Connection *c,
     case ROUTE_READY:
       return respond_empty(srv, c, r,
                            !atomic_load(&srv->draining) &&
-                                   tdm__repository_ready(srv->repo)
+                                   (tdm__repository_ready(srv->repo) ||
+                                    (srv->config.num_pipelines > 0 &&
+                                     tdm__repository_count(srv->repo) == 0))
                                ? MHD_HTTP_OK
                                : MHD_HTTP_BAD_REQUEST);
     case ROUTE_MODEL_METADATA: return model_metadata(srv, c, r);
@@ -626,6 +676,8 @@ static enum MHD_Result dispatch(tdm__server *srv, struct MHD_Connection *c,
     case ROUTE_REPOSITORY_LOAD: return repository_load(srv, c, r);
     case ROUTE_REPOSITORY_UNLOAD: return repository_unload(srv, c, r);
     case ROUTE_METRICS: return metrics(srv, c, r);
+    case ROUTE_PIPELINE:
+    case ROUTE_EVENTS: return pipeline_request(srv, c, r);
     case ROUTE_NONE: break;
   }
   return respond_error(srv, c, r, 500, "unrouted request");
@@ -662,11 +714,11 @@ static enum MHD_Result start_request(tdm__server *srv,
              "the body is %.24s bytes; this server takes at most %zu", length,
              srv->config.max_body);
     atomic_fetch_add(&srv->metrics->too_large, 1);
-    if (r->route->kind == ROUTE_INFER)
+    if (is_work(r->route->kind))
       return refuse_infer(srv, c, r, MHD_HTTP_CONTENT_TOO_LARGE, why);
     return respond_error(srv, c, r, MHD_HTTP_CONTENT_TOO_LARGE, "%s", why);
   }
-  if (r->route->kind != ROUTE_INFER) return MHD_YES;
+  if (!is_work(r->route->kind)) return MHD_YES;
   /* While draining, a request on a connection already open is still
    * answered (with Connection: close): a client that sent it before it
    * could know gets its answer, not an error. */
@@ -727,7 +779,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
   if (r->answered) return MHD_YES;
   if (r->over_budget) {
     atomic_fetch_add(&srv->metrics->rejected_overload, 1);
-    if (r->route->kind == ROUTE_INFER)
+    if (is_work(r->route->kind))
       return refuse_infer(srv, c, r, MHD_HTTP_SERVICE_UNAVAILABLE,
                           "overloaded: too many request bytes held; retry "
                           "later");
@@ -740,7 +792,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
              "the body is larger than this server takes (%zu bytes)",
              srv->config.max_body);
     atomic_fetch_add(&srv->metrics->too_large, 1);
-    if (r->route->kind == ROUTE_INFER)
+    if (is_work(r->route->kind))
       return refuse_infer(srv, c, r, MHD_HTTP_CONTENT_TOO_LARGE, why);
     return respond_error(srv, c, r, MHD_HTTP_CONTENT_TOO_LARGE, "%s", why);
   }

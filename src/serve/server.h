@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "metrics.h"
+#include "live.h"
 #include "repository.h"
 
 typedef struct tdm__server_config {
@@ -30,6 +31,8 @@ typedef struct tdm__server_config {
   unsigned idle_timeout_s;     /* close a connection silent this long */
   unsigned retry_after_s;      /* Retry-After on 503 */
   const char *admin_token;     /* NULL: admin endpoints from loopback only */
+  tdm__live **pipelines;       /* served at /v1/pipelines/NAME/... */
+  size_t num_pipelines;
 } tdm__server_config;
 
 /* The defaults for every field; `listen` is 127.0.0.1:8080. */

@@ -1,0 +1,46 @@
+/*
+ * live.h - a pipeline served live: `POST /v1/pipelines/{name}/events`.
+ * Events go through the same pipeline core as `tandem batch` (one call
+ * per event, in arrival order per entity), so a replay of a file gives the
+ * batch output byte for byte. State lives in memory, split into shards by
+ * entity (each with its own lock), and, with a state directory, in LMDB:
+ * an event is acknowledged only once its state update is on disk (group
+ * commit: one fsync for all the requests waiting at that moment).
+ */
+#ifndef TDM_LIVE_H
+#define TDM_LIVE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../core/core.h"
+
+typedef struct tdm__live tdm__live;
+
+/* Loads the pipeline; with state_dir, opens (or creates) its LMDB state
+ * there and restores every entity from it. */
+int tdm__live_open(const char *pipeline_path, const char *state_dir,
+                   tdm__live **out, tdm_error *err);
+void tdm__live_close(tdm__live *live);
+
+const char *tdm__live_name(const tdm__live *live);
+
+/*
+ * Handles one request body: a JSON event object, or an array of them.
+ * Writes the response body to out and its HTTP status to *status: 200
+ * with the result object (for an object) or an array of results (for an
+ * array; an invalid event's entry is {"error": "..."}, the others are
+ * still applied); 400 with {"error": ...} for a body that is not JSON or
+ * a single invalid event; 500 when the state cannot be made durable.
+ * with_features adds every feature's value to each result.
+ */
+void tdm__live_events(tdm__live *live, const char *body, size_t len,
+                      int with_features, tdm__buf *out, unsigned *status);
+
+/* The pipeline's description (GET /v1/pipelines/{name}). */
+int tdm__live_metadata(const tdm__live *live, tdm__buf *out);
+
+/* Prometheus text for the pipeline's counters. */
+int tdm__live_metrics(tdm__live *live, tdm__buf *out);
+
+#endif /* TDM_LIVE_H */

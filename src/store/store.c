@@ -1,0 +1,110 @@
+/*
+ * store.c - the LMDB state store of store.h. One environment per
+ * directory, one named database; the map is sized large and sparse (LMDB
+ * only uses what it writes). Every write transaction is synced at commit
+ * (LMDB's default), which is what makes an acknowledgement durable.
+ */
+#include "store.h"
+
+#include <errno.h>
+#include <lmdb.h>
+#include <string.h>
+#include <sys/stat.h>
+
+struct tdm__store {
+  MDB_env *env;
+  MDB_dbi dbi;
+  char *dir;
+};
+
+static int lmdb_fail(tdm_error *err, const char *dir, const char *what,
+                     int rc) {
+  return tdm__fail(err, rc == ENOMEM ? TDM_ENOMEM : TDM_EIO, "%s: %s: %s",
+                   dir, what, mdb_strerror(rc));
+}
+
+int tdm__store_open(const char *dir, const char *name, tdm__store **out,
+                    tdm_error *err) {
+  *out = NULL;
+  if (mkdir(dir, 0777) != 0 && errno != EEXIST)
+    return tdm__fail(err, TDM_EIO, "%s: cannot create the state directory: %s",
+                     dir, strerror(errno));
+  tdm__store *s = tdm__calloc(1, sizeof *s);
+  if (s == NULL || (s->dir = tdm__strdup(dir)) == NULL) {
+    tdm__free(s);
+    return tdm__fail(err, TDM_ENOMEM, "out of memory");
+  }
+  int rc = mdb_env_create(&s->env);
+  if (rc == 0) rc = mdb_env_set_maxdbs(s->env, 16);
+  /* 64 GiB of address space; the file grows only as data is written. */
+  if (rc == 0) rc = mdb_env_set_mapsize(s->env, (size_t)64 << 30);
+  if (rc == 0) rc = mdb_env_open(s->env, dir, MDB_NOTLS, 0664);
+  MDB_txn *txn = NULL;
+  if (rc == 0) rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+  if (rc == 0) rc = mdb_dbi_open(txn, name, MDB_CREATE, &s->dbi);
+  if (rc == 0) {
+    rc = mdb_txn_commit(txn);
+    txn = NULL;
+  }
+  if (txn) mdb_txn_abort(txn);
+  if (rc != 0) {
+    int status = lmdb_fail(err, dir, "cannot open the LMDB state", rc);
+    tdm__store_close(s);
+    return status;
+  }
+  *out = s;
+  return TDM_OK;
+}
+
+void tdm__store_close(tdm__store *s) {
+  if (s == NULL) return;
+  if (s->env) mdb_env_close(s->env);
+  tdm__free(s->dir);
+  tdm__free(s);
+}
+
+int tdm__store_each(tdm__store *s,
+                    int (*fn)(void *ctx, const void *key, size_t key_len,
+                              const void *value, size_t value_len),
+                    void *ctx, tdm_error *err) {
+  MDB_txn *txn;
+  MDB_cursor *cursor;
+  int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+  if (rc != 0) return lmdb_fail(err, s->dir, "cannot read", rc);
+  rc = mdb_cursor_open(txn, s->dbi, &cursor);
+  if (rc != 0) {
+    mdb_txn_abort(txn);
+    return lmdb_fail(err, s->dir, "cannot read", rc);
+  }
+  MDB_val k, v;
+  int status = TDM_OK;
+  for (rc = mdb_cursor_get(cursor, &k, &v, MDB_FIRST); rc == 0;
+       rc = mdb_cursor_get(cursor, &k, &v, MDB_NEXT)) {
+    status = fn(ctx, k.mv_data, k.mv_size, v.mv_data, v.mv_size);
+    if (status != TDM_OK) break;
+  }
+  if (status == TDM_OK && rc != MDB_NOTFOUND)
+    status = lmdb_fail(err, s->dir, "cannot read", rc);
+  mdb_cursor_close(cursor);
+  mdb_txn_abort(txn);
+  return status;
+}
+
+int tdm__store_put_all(tdm__store *s, const tdm__store_put *puts, size_t n,
+                       tdm_error *err) {
+  MDB_txn *txn;
+  int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+  if (rc != 0) return lmdb_fail(err, s->dir, "cannot write", rc);
+  for (size_t i = 0; i < n && rc == 0; i++) {
+    MDB_val k = {puts[i].key_len, (void *)puts[i].key};
+    MDB_val v = {puts[i].value_len, (void *)puts[i].value};
+    rc = mdb_put(txn, s->dbi, &k, &v, 0);
+  }
+  if (rc != 0) {
+    mdb_txn_abort(txn);
+    return lmdb_fail(err, s->dir, "cannot write", rc);
+  }
+  rc = mdb_txn_commit(txn);
+  if (rc != 0) return lmdb_fail(err, s->dir, "cannot commit", rc);
+  return TDM_OK;
+}
