@@ -36,6 +36,7 @@ corpus_of() {
 dict_of() {
   case "$1" in
     fuzz_model | fuzz_infer) echo tests/fuzz/json.dict ;;
+    fuzz_expr) echo tests/fuzz/expr.dict ;;
     *) echo "" ;;
   esac
 }

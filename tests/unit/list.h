@@ -50,4 +50,14 @@
   X(infer_response_matches_predict_lightgbm) \
   X(infer_linear_required_feature)           \
   X(infer_metadata)                          \
-  X(infer_out_of_memory)
+  X(infer_out_of_memory) \
+  X(expr_operators_and_functions) \
+  X(expr_missing_values) \
+  X(expr_strings) \
+  X(expr_precedence_and_associativity) \
+  X(expr_time_functions) \
+  X(expr_compile_errors) \
+  X(expr_size_and_depth_limits) \
+  X(expr_refs) \
+  X(expr_out_of_memory) \
+  X(expr_matches_reference_on_random_trees)
