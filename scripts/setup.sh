@@ -12,6 +12,7 @@ build_packages=(
   libmicrohttpd-dev            # tandem serve's HTTP server
   libfyaml-dev                 # pipeline files (YAML with line/column)
   liblmdb-dev                  # state and tables (LMDB)
+  libcurl4-openssl-dev         # tandem replay's HTTP client
 )
 test_packages=(
   clang libclang-rt-dev        # libFuzzer and sanitizers

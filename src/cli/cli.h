@@ -37,6 +37,7 @@ int tdm__parse_count(const char *text, size_t max, size_t *out);
 
 int tdm__cmd_score(int argc, char **argv);
 int tdm__cmd_batch(int argc, char **argv);
+int tdm__cmd_replay(int argc, char **argv);
 int tdm__cmd_serve(int argc, char **argv);
 int tdm__cmd_inspect(int argc, char **argv);
 

@@ -26,6 +26,8 @@ static int cmd_help(int argc, char **argv);
 static const tdm_command commands[] = {
     {"score", tdm__cmd_score, "score a feature matrix (CSV) with a model"},
     {"batch", tdm__cmd_batch, "run a pipeline over a file of events"},
+    {"replay", tdm__cmd_replay,
+     "send events through a live server and compare with batch"},
     {"serve", tdm__cmd_serve, "serve models over HTTP (KServe v2 protocol)"},
     {"inspect", tdm__cmd_inspect, "describe a model file"},
     {"version", cmd_version, "print the version"},
