@@ -12,7 +12,7 @@ SANITIZE ?=
 WARN      = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-unused-parameter
 BASEFLAGS = -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(OPT) -g \
             $(WARN) -Iinclude -ffp-contract=off -MMD -MP $(SANITIZE)
-LDLIBS    = -lfyaml -llmdb -lmicrohttpd -lcrypto -lm -lpthread
+LDLIBS    = -lcurl -lfyaml -llmdb -lmicrohttpd -lcrypto -lm -lpthread
 
 LIB_SRC  := $(wildcard src/core/*.c src/model/*.c src/io/*.c src/pipeline/*.c \
               src/store/*.c src/batch/*.c src/serve/*.c)
@@ -58,6 +58,9 @@ build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c build-fuzz/libtandem.a
 # Benchmarks link XGBoost's C API (libxgboost-dev), the peer they measure.
 $(BUILD)/bench-predict: bench/bench_predict.c $(BUILD)/libtandem.a
 	$(CC) $(BASEFLAGS) $(CFLAGS) -Wno-error -o $@ $^ -lxgboost $(LDLIBS)
+
+$(BUILD)/bench-window: bench/bench_window.c $(BUILD)/libtandem.a
+	$(CC) $(BASEFLAGS) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
 bench: $(BUILD)/bench-predict
 	scripts/bench.sh
