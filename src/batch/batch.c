@@ -167,7 +167,9 @@ static int write_manifest(const tdm__batch_options *opt,
                           const char *out_hex, const char *rejects_path,
                           tdm_error *err) {
   tdm_model_info info;
-  tdm_model_get_info(tdm__pipeline_model(p), &info);
+  memset(&info, 0, sizeof info);
+  if (tdm__pipeline_model(p) != NULL)
+    tdm_model_get_info(tdm__pipeline_model(p), &info);
   char finished[32];
   utc_now(finished);
   tdm__buf b = {0};
@@ -180,9 +182,9 @@ static int write_manifest(const tdm__batch_options *opt,
     rc = tdm__buf_printf(&b, ", \"sha256\": \"%s\", \"name\": ", pipeline_hex);
   if (rc == TDM_OK) rc = tdm__json_append_string(&b, tdm__pipeline_spec(p)->name);
   if (rc == TDM_OK)
-    rc = tdm__buf_printf(&b, "},\n  \"model\": {\"sha256\": \"%s\"},\n"
-                             "  \"input\": {\"path\": ",
-                         info.sha256);
+    rc = tdm__buf_printf(&b, "},\n  \"model\": %s%s%s,\n  \"input\": {\"path\": ",
+                         info.sha256[0] ? "{\"sha256\": \"" : "null",
+                         info.sha256, info.sha256[0] ? "\"}" : "");
   if (rc == TDM_OK) rc = tdm__json_append_string(&b, opt->in_path);
   if (rc == TDM_OK)
     rc = tdm__buf_printf(&b,
@@ -201,12 +203,14 @@ static int write_manifest(const tdm__batch_options *opt,
   if (rc == TDM_OK)
     rc = tdm__buf_printf(&b,
                          ", \"events\": %zu},\n  \"flags\": {\"threads\": %d, "
-                         "\"strict\": %s, \"explain\": %s},\n"
+                         "\"strict\": %s, \"explain\": %s, "
+                         "\"features_only\": %s},\n"
                          "  \"finished_at\": \"%s\",\n  \"seconds\": %.6f,\n"
                          "  \"events_per_second\": %.0f\n}\n",
                          st->rejected, st->threads,
                          opt->strict ? "true" : "false",
-                         opt->explain ? "true" : "false", finished,
+                         opt->explain ? "true" : "false",
+                         opt->features_only ? "true" : "false", finished,
                          st->seconds,
                          st->seconds > 0 ? (double)st->events / st->seconds : 0.0);
   char path[4096];
@@ -303,7 +307,9 @@ static int process_all(run *r, tdm__batch_stats *st, tdm_error *err) {
 
 static int setup(run *r, tdm_error *err) {
   const tdm__batch_options *opt = r->opt;
-  int rc = tdm__pipeline_load(opt->pipeline_path, &r->p, err);
+  int rc = tdm__pipeline_load(opt->pipeline_path,
+                              opt->features_only ? TDM__PIPELINE_FEATURES_ONLY : 0,
+                              &r->p, err);
   if (rc != TDM_OK) return rc;
   rc = tdm__event_reader_open(opt->in_path, tdm__pipeline_spec(r->p),
                               &r->reader, err);

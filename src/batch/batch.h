@@ -21,6 +21,7 @@ typedef struct tdm__batch_options {
   int threads;              /* 0: all cores */
   int strict;               /* the first rejected event fails the run */
   int explain;              /* JSON Lines: add every feature's value */
+  int features_only;        /* no model: keys and every feature */
 } tdm__batch_options;
 
 typedef struct tdm__batch_stats {

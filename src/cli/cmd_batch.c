@@ -32,6 +32,9 @@ static const char batch_help[] =
     "                   RESULTS.rejects.jsonl, written only if there are any)\n"
     "  --strict         fail the run (exit 2) at the first invalid event\n"
     "  --explain        JSON Lines output: add every feature's value\n"
+    "  --features-only  no model: write the keys and every feature (the\n"
+    "                   training data for the pipeline's model, computed\n"
+    "                   exactly as live)\n"
     "  --help           show this help\n"
     "\n"
     "exit status: 0 success, 1 runtime failure, 2 bad usage or bad input\n";
@@ -44,6 +47,7 @@ int tdm__cmd_batch(int argc, char **argv) {
       {"rejects", required_argument, NULL, 'r'},
       {"strict", no_argument, NULL, 's'},
       {"explain", no_argument, NULL, 'e'},
+      {"features-only", no_argument, NULL, 'F'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
   tdm__batch_options opt = {0};
@@ -58,6 +62,7 @@ int tdm__cmd_batch(int argc, char **argv) {
       case 'r': opt.rejects_path = optarg; break;
       case 's': opt.strict = 1; break;
       case 'e': opt.explain = 1; break;
+      case 'F': opt.features_only = 1; break;
       case 't':
         if (!tdm__parse_count(optarg, 256, &count))
           return tdm__usage_error("batch",

@@ -211,7 +211,7 @@ int tdm__cmd_replay(int argc, char **argv) {
     return tdm__usage_error("replay", "--in and --url are required");
   tdm__pipeline *p;
   tdm_error err;
-  int rc = tdm__pipeline_load(argv[optind], &p, &err);
+  int rc = tdm__pipeline_load(argv[optind], 0, &p, &err);
   if (rc != TDM_OK) return tdm__report(rc, &err);
   replay r;
   memset(&r, 0, sizeof r);

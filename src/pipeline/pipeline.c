@@ -77,6 +77,7 @@ struct tdm__pipeline {
   column *columns;
   size_t num_columns;
   int64_t ttl_ms;
+  int features_only;
 };
 
 /* ---- compiling ---- */
@@ -475,8 +476,20 @@ static int add_column(compiler *c, const char *name, tdm__mark mark) {
 static int compile_outputs(compiler *c) {
   tdm__pipeline *p = c->p;
   const tdm__spec *spec = c->spec;
-  p->columns = tdm__calloc(spec->num_outputs + 6, sizeof *p->columns);
+  p->columns = tdm__calloc(spec->num_outputs + spec->num_features + 6,
+                           sizeof *p->columns);
   if (p->columns == NULL) return tdm__fail(c->err, TDM_ENOMEM, "out of memory");
+  tdm__mark none = {0, 0};
+  if (p->features_only) {
+    /* The keys, then every feature. */
+    int rc = TDM_OK;
+    if (spec->id != NULL) rc = add_column(c, spec->id, none);
+    if (rc == TDM_OK) rc = add_column(c, spec->entity, none);
+    if (rc == TDM_OK) rc = add_column(c, spec->time, none);
+    for (size_t i = 0; i < spec->num_features && rc == TDM_OK; i++)
+      rc = add_column(c, spec->features[i].name, none);
+    return rc;
+  }
   if (spec->num_outputs > 0) {
     for (size_t i = 0; i < spec->num_outputs; i++) {
       int rc = add_column(c, spec->outputs[i], spec->output_marks[i]);
@@ -485,7 +498,6 @@ static int compile_outputs(compiler *c) {
     return TDM_OK;
   }
   /* By default: the id, the entity, the time, the score and the decision. */
-  tdm__mark none = {0, 0};
   int rc = TDM_OK;
   if (spec->id != NULL) rc = add_column(c, spec->id, none);
   if (rc == TDM_OK) rc = add_column(c, spec->entity, none);
@@ -495,7 +507,7 @@ static int compile_outputs(compiler *c) {
   return rc;
 }
 
-int tdm__pipeline_from_spec(tdm__spec *spec, tdm__pipeline **out,
+int tdm__pipeline_from_spec(tdm__spec *spec, int flags, tdm__pipeline **out,
                             tdm_error *err) {
   *out = NULL;
   tdm__pipeline *p = tdm__calloc(1, sizeof *p);
@@ -504,10 +516,11 @@ int tdm__pipeline_from_spec(tdm__spec *spec, tdm__pipeline **out,
     return tdm__fail(err, TDM_ENOMEM, "out of memory");
   }
   p->spec = spec;
+  p->features_only = (flags & TDM__PIPELINE_FEATURES_ONLY) != 0;
   compiler c = {p, spec, err, 0};
   int rc = assign_slots(&c);
   if (rc == TDM_OK) rc = compile_features(&c);
-  if (rc == TDM_OK) rc = load_model(&c);
+  if (rc == TDM_OK && !p->features_only) rc = load_model(&c);
   if (rc == TDM_OK) rc = compile_rules(&c);
   if (rc == TDM_OK) rc = compile_outputs(&c);
   if (rc != TDM_OK) {
@@ -518,12 +531,13 @@ int tdm__pipeline_from_spec(tdm__spec *spec, tdm__pipeline **out,
   return TDM_OK;
 }
 
-int tdm__pipeline_load(const char *path, tdm__pipeline **out, tdm_error *err) {
+int tdm__pipeline_load(const char *path, int flags, tdm__pipeline **out,
+                       tdm_error *err) {
   tdm__spec *spec;
   *out = NULL;
   int rc = tdm__spec_load(path, &spec, err);
   if (rc != TDM_OK) return rc;
-  return tdm__pipeline_from_spec(spec, out, err);
+  return tdm__pipeline_from_spec(spec, flags, out, err);
 }
 
 void tdm__pipeline_free(tdm__pipeline *p) {
@@ -1049,16 +1063,18 @@ int tdm__pipeline_process(const tdm__pipeline *p, tdm__state_map *map,
    * is infinite (log(0)) goes to the model as missing: tree models take
    * no infinity. */
   run_steps(p->post, p->num_post, numbers, &values);
-  size_t nf = p->info.num_features;
+  size_t nf = p->features_only ? 0 : p->info.num_features;
   for (size_t f = 0; f < nf; f++) {
     double v = numbers[p->model_inputs[f]];
     r->row[f] = isinf(v) || (p->info.float32 && isinf((float)v)) ? NAN : v;
   }
   double score = NAN;
-  if (tdm_model_predict(p->model, r->row, 1, 0, &score) != TDM_OK) score = NAN;
+  if (!p->features_only &&
+      tdm_model_predict(p->model, r->row, 1, 0, &score) != TDM_OK)
+    score = NAN;
   numbers[p->score_slot] = score;
   r->score = score;
-  r->decision = decide(p, &values);
+  r->decision = p->features_only ? -1 : decide(p, &values);
   if (r->id.data != NULL && remember_id(p, e, &r->id, r) != TDM_OK)
     return tdm__fail(err, TDM_ENOMEM, "out of memory");
   return TDM_OK;
@@ -1150,7 +1166,7 @@ int tdm__pipeline_json(const tdm__pipeline *p, const tdm__event *ev,
     else
       rc = tdm__buf_append(out, "null", 4);
   }
-  if (rc == TDM_OK)
+  if (rc == TDM_OK && !p->features_only)
     rc = tdm__buf_printf(out, "%s\"model_version\":\"%s\"",
                          p->num_columns ? "," : "", p->version);
   if (rc == TDM_OK && r->duplicate)

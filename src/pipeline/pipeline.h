@@ -21,10 +21,18 @@
 
 typedef struct tdm__pipeline tdm__pipeline;
 
+/* How to compile. */
+enum {
+  /* No model and no decision: the results are the key columns and every
+   * feature (training data for the model, `tandem batch --features-only`) */
+  TDM__PIPELINE_FEATURES_ONLY = 1
+};
+
 /* Compiles a pipeline file and loads its model. Errors name the file,
  * line and column. The result is immutable and shared by threads. */
-int tdm__pipeline_load(const char *path, tdm__pipeline **out, tdm_error *err);
-int tdm__pipeline_from_spec(tdm__spec *spec, tdm__pipeline **out,
+int tdm__pipeline_load(const char *path, int flags, tdm__pipeline **out,
+                       tdm_error *err);
+int tdm__pipeline_from_spec(tdm__spec *spec, int flags, tdm__pipeline **out,
                             tdm_error *err); /* takes spec, even on error */
 void tdm__pipeline_free(tdm__pipeline *p);
 

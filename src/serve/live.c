@@ -190,7 +190,7 @@ int tdm__live_open(const char *pipeline_path, const char *state_dir,
   pthread_cond_init(&live->commit_done, NULL);
   live->queued_gen = 1;
   for (int i = 0; i < NUM_SHARDS; i++) pthread_mutex_init(&live->shards[i].lock, NULL);
-  int rc = tdm__pipeline_load(pipeline_path, &live->p, err);
+  int rc = tdm__pipeline_load(pipeline_path, 0, &live->p, err);
   for (int i = 0; i < NUM_SHARDS && rc == TDM_OK; i++) {
     if (tdm__state_map_new(live->p, &live->shards[i].map) != TDM_OK ||
         tdm__result_init(live->p, &live->shards[i].result) != TDM_OK)
