@@ -4,6 +4,7 @@
 #
 #   scripts/setup.sh            build and test dependencies
 #   scripts/setup.sh --build    only what building the CLI needs
+#   scripts/setup.sh --example  building, and running the fraud example
 set -euo pipefail
 
 build_packages=(
@@ -24,6 +25,10 @@ test_packages=(
   prometheus                   # promtool checks /metrics; a real scraper
   wrk                          # load generator (reload-under-load test)
 )
+example_packages=(
+  python3 python3-numpy        # examples/fraud/generate.py
+  curl                         # the example's request to the live server
+)
 bench_packages=(
   nginx-light                  # the HTTP peer the server is measured against
   python3-fastapi python3-uvicorn  # the Python server peer (FastAPI + XGBoost)
@@ -31,7 +36,9 @@ bench_packages=(
 
 #   scripts/setup.sh --bench    also what the benchmarks need
 packages=("${build_packages[@]}")
-if [[ "${1:-}" != "--build" ]]; then
+if [[ "${1:-}" == "--example" ]]; then
+  packages+=("${example_packages[@]}")
+elif [[ "${1:-}" != "--build" ]]; then
   packages+=("${test_packages[@]}")
 fi
 if [[ "${1:-}" == "--bench" ]]; then

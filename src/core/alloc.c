@@ -8,6 +8,10 @@
 
 #include "core.h"
 
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
+
 /* Negative: never fail. Otherwise the number of allocations still allowed. */
 static long alloc_countdown = -1;
 
@@ -88,4 +92,15 @@ void tdm__buf_free(tdm__buf *b) {
   tdm__free(b->data);
   b->data = NULL;
   b->len = b->cap = 0;
+}
+
+void tdm__keep_heap(void) {
+#ifdef __GLIBC__
+  /* glibc gives blocks past 128 KiB back to the kernel at once (mmap and
+   * munmap, or a trim), so a loop that frees and reallocates the same
+   * sizes faults in fresh zeroed pages every time, which costs more than
+   * the work on them. Memory stays bounded by the callers' own limits. */
+  mallopt(M_MMAP_THRESHOLD, 64 << 20);
+  mallopt(M_TRIM_THRESHOLD, 256 << 20);
+#endif
 }

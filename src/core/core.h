@@ -40,6 +40,9 @@ void *tdm__malloc(size_t size);
 void *tdm__calloc(size_t count, size_t size);
 void *tdm__realloc(void *ptr, size_t size);
 void tdm__free(void *ptr);
+/* Lets freed large blocks be reused instead of returned to the kernel
+ * (for loops of request- or chunk-sized buffers). */
+void tdm__keep_heap(void);
 char *tdm__strdup(const char *s);
 char *tdm__strndup(const char *s, size_t n);
 

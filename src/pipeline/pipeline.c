@@ -1082,10 +1082,46 @@ int tdm__pipeline_process(const tdm__pipeline *p, tdm__state_map *map,
 
 /* ---- formatting ---- */
 
+/* Writes the integer r with `decimals` digits after a point. */
+static int fixed_text(int64_t r, int decimals, char buf[32]) {
+  char digits[24];
+  int n = 0, negative = r < 0;
+  uint64_t u = negative ? (uint64_t)0 - (uint64_t)r : (uint64_t)r;
+  do {
+    digits[n++] = (char)('0' + u % 10);
+    u /= 10;
+  } while (u > 0);
+  while (n <= decimals) digits[n++] = '0';
+  int len = 0;
+  if (negative) buf[len++] = '-';
+  for (int i = n - 1; i >= 0; i--) {
+    buf[len++] = digits[i];
+    if (i == decimals && decimals > 0) buf[len++] = '.';
+  }
+  buf[len] = '\0';
+  return len;
+}
+
 int tdm__format_double(double value, char buf[32]) {
+  static const double powers[] = {1, 10, 100, 1e3, 1e4, 1e5, 1e6};
+  /* Counts, amounts and sums have few decimals: the smallest k for which
+   * round(v * 10^k) / 10^k gives v back is the shortest text. Both sides
+   * are exact doubles below 2^53, so the division is correctly rounded,
+   * just as reading the text back would be. */
+  if (fabs(value) < 1e9) {
+    for (int k = 0; k < 7; k++) {
+      double scaled = nearbyint(value * powers[k]);
+      if (fabs(scaled) < 9007199254740992.0 && scaled / powers[k] == value)
+        return fixed_text((int64_t)scaled, k, buf);
+    }
+  }
+  /* The rest: the shortest of 15 to 17 significant digits that reads
+   * back. */
   for (int digits = 15; digits < 17; digits++) {
     int n = snprintf(buf, 32, "%.*g", digits, value);
-    if (strtod(buf, NULL) == value) return n;
+    double back;
+    if (tdm__parse_double(buf, (size_t)n, &back) == 0 && back == value)
+      return n;
   }
   return snprintf(buf, 32, "%.17g", value);
 }
