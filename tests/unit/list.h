@@ -60,4 +60,10 @@
   X(expr_size_and_depth_limits) \
   X(expr_refs) \
   X(expr_out_of_memory) \
-  X(expr_matches_reference_on_random_trees)
+  X(expr_matches_reference_on_random_trees) \
+  X(window_spec_validation) \
+  X(window_examples) \
+  X(window_matches_reference) \
+  X(window_decode_rejects_corruption) \
+  X(window_out_of_memory) \
+  X(window_memory_bounded)

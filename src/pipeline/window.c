@@ -1,0 +1,1213 @@
+/*
+ * window.c - per-entity window aggregation (window.h, docs/windows.md).
+ * An entity holds: a log of recent events in arrival order, as columns of
+ * the inputs the exact and hopped aggregates read (times, numbers, filter
+ * bits, strings copied into a byte queue the entity owns); per hopped
+ * aggregate a sorted array of non-empty buckets with partial aggregates;
+ * per `window: all` aggregate one running partial aggregate; per since_last
+ * the latest time seen. Exact windows scan the log; hopped windows combine
+ * buckets in ascending order. Every sum and fold runs in a fixed order
+ * (arrival order, then bucket order) so results depend only on the events
+ * applied. Applying an event first reserves every buffer it may need, so
+ * running out of memory leaves the state untouched.
+ */
+#include "window.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* How an aggregate is computed. */
+typedef enum agg_role {
+  ROLE_EXACT,      /* scans the log */
+  ROLE_HOPPED,     /* combines buckets (and the log for a late cut) */
+  ROLE_ALL,        /* one running bucket */
+  ROLE_SINCE_LAST  /* the latest time seen */
+} agg_role;
+
+typedef struct agg_plan {
+  tdm__agg_kind kind;
+  agg_role role;
+  int64_t window, hop, buckets; /* buckets: window / hop */
+  size_t number_column;         /* log column of the number (numeric kinds) */
+  size_t string_column;         /* log column of the string (distinct) */
+  size_t input;                 /* the event's number or string index */
+  size_t filter;                /* the event's filter index or SIZE_MAX */
+  uint64_t filter_mask;         /* the log's filter bit, 0 for none */
+} agg_plan;
+
+struct tdm__window_spec {
+  size_t num_aggs;
+  agg_plan *aggs;
+  size_t num_numbers, num_strings, num_filters;
+  int64_t lateness, ttl;
+  size_t max_events;
+  int needs_log;         /* some aggregate is exact or hopped */
+  int needs_table;       /* some exact distinct */
+  int64_t horizon;       /* R: an event is live while t > M - R */
+  size_t number_columns; /* inputs logged, and which */
+  size_t *number_inputs;
+  size_t string_columns;
+  size_t *string_inputs;
+  size_t filter_bits; /* filters logged, and which */
+  size_t filter_inputs[64];
+  uint64_t fingerprint;
+};
+
+/* A partial aggregate: a hop bucket, the running `all` state, or a window
+ * being built. For the kinds: sum, mean: a = sum; min, max: a = min, max;
+ * stddev: a = mean, b = sum of squared deviations (Welford); last: a = the
+ * value at last_time. */
+typedef struct partial {
+  int64_t index;     /* the bucket's floor(t / hop) */
+  int64_t max_time;  /* of its events; INT64_MIN when empty */
+  int64_t last_time; /* last: time of a; INT64_MIN when no value */
+  uint64_t count;    /* events passing the filter */
+  uint64_t values;   /* of which with a non-missing value */
+  double a, b;
+} partial;
+
+typedef struct agg_state {
+  partial all;            /* ROLE_ALL */
+  int64_t previous_time;  /* ROLE_SINCE_LAST: INT64_MIN when none */
+  partial *buckets;       /* ROLE_HOPPED: sorted by index, non-empty */
+  size_t num_buckets, cap_buckets;
+} agg_state;
+
+/* A logged string: bytes at absolute position pos of the byte queue. */
+typedef struct log_string {
+  uint64_t pos;
+  uint32_t len; /* UINT32_MAX: missing */
+  uint32_t hash;
+} log_string;
+
+#define MISSING_LEN UINT32_MAX
+
+struct tdm__entity {
+  int64_t max_time; /* M, INT64_MIN when empty */
+  size_t num_aggs;
+  agg_state *aggs;
+  /* The log: entries [start, end) of columns with room for cap. */
+  void *block;
+  size_t block_bytes, cap, start, end;
+  int64_t *times;
+  uint64_t *filters;
+  double *numbers;     /* column c at numbers + c * cap */
+  log_string *strings; /* column c at strings + c * cap */
+  /* The byte queue of logged strings: bytes[i] is absolute position
+   * bytes_base + i; positions below bytes_free are no longer referenced. */
+  char *bytes;
+  size_t bytes_cap;
+  uint64_t bytes_base, bytes_free, bytes_end;
+  /* Scratch hash table for distinct: log index + 1, 0 empty. */
+  uint32_t *table;
+  size_t table_cap;
+};
+
+/* ---- small helpers ---- */
+
+static int64_t floor_div(int64_t a, int64_t b) {
+  int64_t q = a / b;
+  if (a % b != 0 && a < 0) q--;
+  return q;
+}
+
+static uint32_t hash_bytes(const char *s, size_t n) {
+  uint32_t h = 2166136261u;
+  for (size_t i = 0; i < n; i++) {
+    h ^= (unsigned char)s[i];
+    h *= 16777619u;
+  }
+  return h;
+}
+
+/* Missing stays NaN (canonical), -0.0 becomes 0.0 so no path can tell them
+ * apart. */
+static double normalize(double x) {
+  if (isnan(x)) return NAN;
+  return x + 0.0;
+}
+
+static void partial_clear(partial *p) {
+  p->index = 0;
+  p->max_time = INT64_MIN;
+  p->last_time = INT64_MIN;
+  p->count = 0;
+  p->values = 0;
+  p->a = 0.0;
+  p->b = 0.0;
+}
+
+/* Folds one event (time, value x; NaN missing) into p. */
+static inline void partial_add(tdm__agg_kind kind, partial *p, int64_t time,
+                               double x) {
+  p->count++;
+  if (time > p->max_time) p->max_time = time;
+  if (isnan(x)) return;
+  p->values++;
+  switch (kind) {
+    case TDM__AGG_SUM:
+    case TDM__AGG_MEAN:
+      p->a += x;
+      break;
+    case TDM__AGG_MIN:
+      if (p->values == 1 || x < p->a) p->a = x;
+      break;
+    case TDM__AGG_MAX:
+      if (p->values == 1 || x > p->a) p->a = x;
+      break;
+    case TDM__AGG_STDDEV: {
+      double d = x - p->a;
+      p->a += d / (double)p->values;
+      p->b += d * (x - p->a);
+      break;
+    }
+    case TDM__AGG_LAST:
+      if (time >= p->last_time) {
+        p->last_time = time;
+        p->a = x;
+      }
+      break;
+    default:
+      break;
+  }
+}
+
+/* Appends the later partial q to p (Chan et al. for stddev). */
+static void partial_combine(tdm__agg_kind kind, partial *p, const partial *q) {
+  p->count += q->count;
+  if (q->max_time > p->max_time) p->max_time = q->max_time;
+  if (q->values == 0) return;
+  if (p->values == 0) {
+    p->values = q->values;
+    p->a = q->a;
+    p->b = q->b;
+    p->last_time = q->last_time;
+    return;
+  }
+  switch (kind) {
+    case TDM__AGG_SUM:
+    case TDM__AGG_MEAN:
+      p->a += q->a;
+      break;
+    case TDM__AGG_MIN:
+      if (q->a < p->a) p->a = q->a;
+      break;
+    case TDM__AGG_MAX:
+      if (q->a > p->a) p->a = q->a;
+      break;
+    case TDM__AGG_STDDEV: {
+      double n = (double)(p->values + q->values);
+      double delta = q->a - p->a;
+      p->a = p->a + delta * ((double)q->values / n);
+      p->b = p->b + q->b +
+             delta * delta * ((double)p->values * (double)q->values / n);
+      break;
+    }
+    case TDM__AGG_LAST:
+      if (q->last_time >= p->last_time) {
+        p->last_time = q->last_time;
+        p->a = q->a;
+      }
+      break;
+    default:
+      break;
+  }
+  p->values += q->values;
+}
+
+static double partial_result(tdm__agg_kind kind, const partial *p) {
+  switch (kind) {
+    case TDM__AGG_COUNT:
+      return (double)p->count;
+    case TDM__AGG_SUM:
+      return p->values ? p->a : 0.0;
+    case TDM__AGG_MEAN:
+      return p->values ? p->a / (double)p->values : NAN;
+    case TDM__AGG_MIN:
+    case TDM__AGG_MAX:
+    case TDM__AGG_LAST:
+      return p->values ? p->a : NAN;
+    case TDM__AGG_STDDEV:
+      return p->values ? sqrt(p->b / (double)p->values) : NAN;
+    default:
+      return NAN;
+  }
+}
+
+/* ---- the spec ---- */
+
+static const char *const kind_names[] = {
+    "count", "sum", "mean", "min", "max", "stddev", "last", "since_last",
+    "distinct"};
+
+static int kind_reads_number(tdm__agg_kind k) {
+  return k >= TDM__AGG_SUM && k <= TDM__AGG_LAST;
+}
+
+static size_t column_of(size_t *inputs, size_t *count, size_t input) {
+  for (size_t i = 0; i < *count; i++)
+    if (inputs[i] == input) return i;
+  inputs[*count] = input;
+  return (*count)++;
+}
+
+static void fingerprint_add(uint64_t *h, uint64_t v) {
+  for (int i = 0; i < 8; i++) {
+    *h ^= (v >> (8 * i)) & 0xff;
+    *h *= 1099511628211ull;
+  }
+}
+
+void tdm__window_spec_free(tdm__window_spec *spec) {
+  if (spec == NULL) return;
+  tdm__free(spec->aggs);
+  tdm__free(spec->number_inputs);
+  tdm__free(spec->string_inputs);
+  tdm__free(spec);
+}
+
+int tdm__window_spec_new(const tdm__window_config *c, tdm__window_spec **out,
+                         tdm_error *err) {
+  *out = NULL;
+  if (c->num_aggs > 0 && c->aggs == NULL)
+    return tdm__fail(err, TDM_EINVAL, "window config: aggs is NULL");
+  if (c->num_aggs > ((size_t)1 << 20))
+    return tdm__fail(err, TDM_EINVAL, "window config: %zu aggregates",
+                     c->num_aggs);
+  if (c->lateness_ms < 0 || c->lateness_ms > TDM__WINDOW_TIME_LIMIT)
+    return tdm__fail(err, TDM_EINVAL, "window config: lateness %lld ms",
+                     (long long)c->lateness_ms);
+  if (c->ttl_ms < 0 || c->ttl_ms > TDM__WINDOW_TIME_LIMIT)
+    return tdm__fail(err, TDM_EINVAL, "window config: ttl %lld ms",
+                     (long long)c->ttl_ms);
+  size_t max_events =
+      c->max_events ? c->max_events : TDM__WINDOW_DEFAULT_MAX_EVENTS;
+  if (max_events > TDM__WINDOW_MAX_EVENTS_LIMIT)
+    return tdm__fail(err, TDM_EINVAL, "window config: max_events %zu > %zu",
+                     max_events, TDM__WINDOW_MAX_EVENTS_LIMIT);
+  for (size_t i = 0; i < c->num_aggs; i++) {
+    const tdm__agg_def *d = &c->aggs[i];
+    if ((unsigned)d->kind > TDM__AGG_DISTINCT)
+      return tdm__fail(err, TDM_EINVAL, "aggregate %zu: unknown kind %d", i,
+                       (int)d->kind);
+    const char *name = kind_names[d->kind];
+    if (d->window_ms < 0 || d->window_ms > TDM__WINDOW_TIME_LIMIT)
+      return tdm__fail(err, TDM_EINVAL, "aggregate %zu (%s): window %lld ms",
+                       i, name, (long long)d->window_ms);
+    if (d->hop_ms < 0 || d->hop_ms > TDM__WINDOW_TIME_LIMIT)
+      return tdm__fail(err, TDM_EINVAL, "aggregate %zu (%s): hop %lld ms", i,
+                       name, (long long)d->hop_ms);
+    if (d->hop_ms > 0) {
+      if (d->kind == TDM__AGG_DISTINCT || d->kind == TDM__AGG_SINCE_LAST)
+        return tdm__fail(err, TDM_EINVAL,
+                         "aggregate %zu (%s): a hop is not supported for %s",
+                         i, name, name);
+      if (d->window_ms == 0)
+        return tdm__fail(err, TDM_EINVAL,
+                         "aggregate %zu (%s): a hop needs a finite window", i,
+                         name);
+      if (d->window_ms % d->hop_ms != 0)
+        return tdm__fail(err, TDM_EINVAL,
+                         "aggregate %zu (%s): window %lld ms is not a multiple "
+                         "of hop %lld ms",
+                         i, name, (long long)d->window_ms,
+                         (long long)d->hop_ms);
+    }
+    if (d->kind == TDM__AGG_DISTINCT && d->window_ms == 0)
+      return tdm__fail(err, TDM_EINVAL,
+                       "aggregate %zu (distinct): window all is unbounded; "
+                       "give a window",
+                       i);
+    if (kind_reads_number(d->kind) && d->input >= c->num_numbers)
+      return tdm__fail(err, TDM_EINVAL,
+                       "aggregate %zu (%s): number input %zu of %zu", i, name,
+                       d->input, c->num_numbers);
+    if (d->kind == TDM__AGG_DISTINCT && d->input >= c->num_strings)
+      return tdm__fail(err, TDM_EINVAL,
+                       "aggregate %zu (distinct): string input %zu of %zu", i,
+                       d->input, c->num_strings);
+    if (d->filter != SIZE_MAX && d->filter >= c->num_filters)
+      return tdm__fail(err, TDM_EINVAL, "aggregate %zu (%s): filter %zu of %zu",
+                       i, name, d->filter, c->num_filters);
+  }
+
+  tdm__window_spec *s = tdm__calloc(1, sizeof *s);
+  if (s == NULL) return tdm__fail(err, TDM_ENOMEM, "out of memory");
+  s->aggs = tdm__calloc(c->num_aggs, sizeof *s->aggs);
+  s->number_inputs = tdm__calloc(c->num_aggs, sizeof(size_t));
+  s->string_inputs = tdm__calloc(c->num_aggs, sizeof(size_t));
+  if (s->aggs == NULL || s->number_inputs == NULL || s->string_inputs == NULL) {
+    tdm__window_spec_free(s);
+    return tdm__fail(err, TDM_ENOMEM, "out of memory");
+  }
+  s->num_aggs = c->num_aggs;
+  s->num_numbers = c->num_numbers;
+  s->num_strings = c->num_strings;
+  s->num_filters = c->num_filters;
+  s->lateness = c->lateness_ms;
+  s->ttl = c->ttl_ms;
+  s->max_events = max_events;
+  int64_t reach = 0; /* the longest exact window or hop */
+  uint64_t h = 14695981039346656037ull;
+  fingerprint_add(&h, c->num_aggs);
+  fingerprint_add(&h, c->num_numbers);
+  fingerprint_add(&h, c->num_strings);
+  fingerprint_add(&h, c->num_filters);
+  fingerprint_add(&h, (uint64_t)c->lateness_ms);
+  fingerprint_add(&h, (uint64_t)c->ttl_ms);
+  fingerprint_add(&h, max_events);
+  for (size_t i = 0; i < c->num_aggs; i++) {
+    const tdm__agg_def *d = &c->aggs[i];
+    agg_plan *p = &s->aggs[i];
+    p->kind = d->kind;
+    p->window = d->window_ms;
+    p->hop = d->hop_ms;
+    p->input = d->input;
+    p->filter = d->filter;
+    fingerprint_add(&h, (uint64_t)d->kind);
+    fingerprint_add(&h, (uint64_t)d->window_ms);
+    fingerprint_add(&h, (uint64_t)d->hop_ms);
+    fingerprint_add(&h, d->kind == TDM__AGG_COUNT ||
+                                d->kind == TDM__AGG_SINCE_LAST
+                            ? 0
+                            : d->input);
+    fingerprint_add(&h, d->filter);
+    if (d->kind == TDM__AGG_SINCE_LAST)
+      p->role = ROLE_SINCE_LAST;
+    else if (d->window_ms == 0)
+      p->role = ROLE_ALL;
+    else if (d->hop_ms > 0)
+      p->role = ROLE_HOPPED;
+    else
+      p->role = ROLE_EXACT;
+    if (p->role == ROLE_HOPPED) {
+      p->buckets = d->window_ms / d->hop_ms;
+      if (d->hop_ms > reach) reach = d->hop_ms;
+    }
+    if (p->role == ROLE_EXACT && d->window_ms > reach) reach = d->window_ms;
+    if (p->role == ROLE_EXACT || p->role == ROLE_HOPPED) {
+      s->needs_log = 1;
+      if (kind_reads_number(d->kind))
+        p->number_column =
+            column_of(s->number_inputs, &s->number_columns, d->input);
+      if (d->kind == TDM__AGG_DISTINCT) {
+        p->string_column =
+            column_of(s->string_inputs, &s->string_columns, d->input);
+        s->needs_table = 1;
+      }
+      if (d->filter != SIZE_MAX) {
+        size_t bit = column_of(s->filter_inputs, &s->filter_bits, d->filter);
+        if (s->filter_bits > 64) {
+          tdm__window_spec_free(s);
+          return tdm__fail(err, TDM_EINVAL,
+                           "aggregate %zu (%s): more than 64 different "
+                           "filters on windows",
+                           i, kind_names[d->kind]);
+        }
+        p->filter_mask = (uint64_t)1 << bit;
+      }
+    }
+  }
+  s->horizon = reach + s->lateness;
+  s->fingerprint = h;
+  *out = s;
+  return TDM_OK;
+}
+
+/* ---- the entity ---- */
+
+static void entity_clear(const tdm__window_spec *s, tdm__entity *e) {
+  e->max_time = INT64_MIN;
+  for (size_t i = 0; i < s->num_aggs; i++) {
+    partial_clear(&e->aggs[i].all);
+    e->aggs[i].previous_time = INT64_MIN;
+    e->aggs[i].num_buckets = 0;
+  }
+  e->start = e->end = 0;
+  e->bytes_base = e->bytes_free = e->bytes_end = 0;
+}
+
+int tdm__entity_new(const tdm__window_spec *s, tdm__entity **out) {
+  *out = NULL;
+  tdm__entity *e = tdm__calloc(1, sizeof *e);
+  if (e == NULL) return TDM_ENOMEM;
+  e->aggs = tdm__calloc(s->num_aggs, sizeof *e->aggs);
+  if (e->aggs == NULL) {
+    tdm__free(e);
+    return TDM_ENOMEM;
+  }
+  e->num_aggs = s->num_aggs;
+  entity_clear(s, e);
+  *out = e;
+  return TDM_OK;
+}
+
+void tdm__entity_free(tdm__entity *e) {
+  if (e == NULL) return;
+  tdm__free(e->block);
+  tdm__free(e->bytes);
+  tdm__free(e->table);
+  for (size_t i = 0; i < e->num_aggs; i++) tdm__free(e->aggs[i].buckets);
+  tdm__free(e->aggs);
+  tdm__free(e);
+}
+
+int64_t tdm__entity_max_time(const tdm__entity *e) { return e->max_time; }
+
+size_t tdm__entity_memory(const tdm__entity *e) {
+  size_t m = sizeof *e + e->num_aggs * sizeof *e->aggs + e->block_bytes +
+             e->bytes_cap + e->table_cap * sizeof *e->table;
+  for (size_t i = 0; i < e->num_aggs; i++)
+    m += e->aggs[i].cap_buckets * sizeof(partial);
+  return m;
+}
+
+/* ---- the log ---- */
+
+static size_t log_entry_bytes(const tdm__window_spec *s) {
+  return sizeof(int64_t) + sizeof(uint64_t) +
+         s->number_columns * sizeof(double) +
+         s->string_columns * sizeof(log_string);
+}
+
+static void log_point(const tdm__window_spec *s, tdm__entity *e, void *block,
+                      size_t cap) {
+  char *p = block;
+  e->block = block;
+  e->cap = cap;
+  e->times = (int64_t *)(void *)p;
+  p += cap * sizeof(int64_t);
+  e->filters = (uint64_t *)(void *)p;
+  p += cap * sizeof(uint64_t);
+  e->numbers = (double *)(void *)p;
+  p += cap * s->number_columns * sizeof(double);
+  e->strings = (log_string *)(void *)p;
+}
+
+/* Copies the live entries [start, end) of e's log to entry 0 of the
+ * columns at block (of capacity cap), which may be e's own block. */
+static void log_move(const tdm__window_spec *s, tdm__entity *e, void *block,
+                     size_t cap) {
+  size_t live = e->end - e->start;
+  int64_t *old_times = e->times;
+  uint64_t *old_filters = e->filters;
+  double *old_numbers = e->numbers;
+  log_string *old_strings = e->strings;
+  size_t old_cap = e->cap, start = e->start;
+  log_point(s, e, block, cap);
+  e->start = 0;
+  e->end = live;
+  if (live == 0) return; /* the old block may be NULL */
+  memmove(e->times, old_times + start, live * sizeof(int64_t));
+  memmove(e->filters, old_filters + start, live * sizeof(uint64_t));
+  for (size_t c = 0; c < s->number_columns; c++)
+    memmove(e->numbers + c * cap, old_numbers + c * old_cap + start,
+            live * sizeof(double));
+  for (size_t c = 0; c < s->string_columns; c++)
+    memmove(e->strings + c * cap, old_strings + c * old_cap + start,
+            live * sizeof(log_string));
+}
+
+/* Makes room for one more log entry at e->end. */
+static int log_reserve(const tdm__window_spec *s, tdm__entity *e) {
+  if (e->end < e->cap) return TDM_OK;
+  size_t live = e->end - e->start;
+  if (live + 1 <= e->cap / 2) {
+    log_move(s, e, e->block, e->cap); /* same capacity: compact */
+    return TDM_OK;
+  }
+  size_t cap = e->cap ? e->cap * 2 : 8;
+  while (cap < live + 1) cap *= 2;
+  size_t bytes = cap * log_entry_bytes(s);
+  void *block = tdm__malloc(bytes);
+  if (block == NULL) return TDM_ENOMEM;
+  void *old = e->block;
+  log_move(s, e, block, cap);
+  tdm__free(old);
+  e->block_bytes = bytes;
+  return TDM_OK;
+}
+
+/* Makes room for n more string bytes at the end of the byte queue. */
+static int bytes_reserve(tdm__entity *e, size_t n) {
+  size_t used = (size_t)(e->bytes_end - e->bytes_base);
+  if (used + n <= e->bytes_cap) return TDM_OK;
+  size_t live = (size_t)(e->bytes_end - e->bytes_free);
+  size_t skip = (size_t)(e->bytes_free - e->bytes_base);
+  if (live + n <= e->bytes_cap / 2) {
+    memmove(e->bytes, e->bytes + skip, live);
+  } else {
+    size_t cap = e->bytes_cap ? e->bytes_cap * 2 : 64;
+    while (cap < 2 * (live + n)) cap *= 2;
+    char *bytes = tdm__malloc(cap);
+    if (bytes == NULL) return TDM_ENOMEM;
+    if (live > 0) memcpy(bytes, e->bytes + skip, live);
+    tdm__free(e->bytes);
+    e->bytes = bytes;
+    e->bytes_cap = cap;
+  }
+  e->bytes_base = e->bytes_free;
+  return TDM_OK;
+}
+
+/* The distinct table must hold twice the log's entries (one more coming). */
+static int table_reserve(tdm__entity *e) {
+  size_t need = 16;
+  while (need < 2 * (e->end - e->start + 1)) need *= 2;
+  if (need <= e->table_cap) return TDM_OK;
+  uint32_t *table = tdm__malloc(need * sizeof *table);
+  if (table == NULL) return TDM_ENOMEM;
+  tdm__free(e->table);
+  e->table = table;
+  e->table_cap = need;
+  return TDM_OK;
+}
+
+static int buckets_reserve(agg_state *st) {
+  if (st->num_buckets < st->cap_buckets) return TDM_OK;
+  size_t cap = st->cap_buckets ? st->cap_buckets * 2 : 4;
+  partial *b = tdm__realloc(st->buckets, cap * sizeof *b);
+  if (b == NULL) return TDM_ENOMEM;
+  st->buckets = b;
+  st->cap_buckets = cap;
+  return TDM_OK;
+}
+
+/* Appends a string (room reserved) to the byte queue. */
+static log_string bytes_push(tdm__entity *e, const char *data, size_t len) {
+  log_string ls;
+  if (data == NULL) {
+    ls.pos = e->bytes_end;
+    ls.len = MISSING_LEN;
+    ls.hash = 0;
+    return ls;
+  }
+  if (len > 0)
+    memcpy(e->bytes + (size_t)(e->bytes_end - e->bytes_base), data, len);
+  ls.pos = e->bytes_end;
+  ls.len = (uint32_t)len;
+  ls.hash = hash_bytes(data, len);
+  e->bytes_end += len;
+  return ls;
+}
+
+/* Drops log entries from the front: those beyond max_events and those no
+ * longer live (t <= M - R). */
+static void log_evict(const tdm__window_spec *s, tdm__entity *e) {
+  int64_t dead = e->max_time - s->horizon;
+  while (e->end > e->start &&
+         (e->end - e->start > s->max_events || e->times[e->start] <= dead)) {
+    for (size_t c = 0; c < s->string_columns; c++) {
+      const log_string *ls = &e->strings[c * e->cap + e->start];
+      if (ls->len != MISSING_LEN) e->bytes_free = ls->pos + ls->len;
+    }
+    e->start++;
+  }
+  if (e->start == e->end) {
+    e->start = e->end = 0;
+    e->bytes_base = e->bytes_free = e->bytes_end = 0;
+  }
+}
+
+/* ---- computing the aggregates ---- */
+
+/* The log entries an aggregate may see besides the event itself (at
+ * e->end - 1): the last max_events - 1 before it, live, in the window. */
+#define SCAN_SETUP()                                                  \
+  size_t last = e->end - 1;                                           \
+  size_t first = e->start;                                            \
+  if (last + 1 - first > s->max_events) first = last + 1 - s->max_events; \
+  const int64_t *tm = e->times;                                       \
+  const uint64_t *fl = e->filters;                                    \
+  uint64_t mask = p->filter_mask;                                     \
+  int self = (fl[last] & mask) == mask
+
+/* Runs the statements for every member j of the window, in arrival
+ * order, the event itself last. */
+#define SCAN(...)                                                   \
+  do {                                                              \
+    for (size_t j = first; j < last; j++)                           \
+      if (tm[j] > lo && tm[j] <= t && (fl[j] & mask) == mask) {     \
+        __VA_ARGS__                                                 \
+      }                                                             \
+    if (self) {                                                     \
+      size_t j = last;                                              \
+      (void)j;                                                      \
+      __VA_ARGS__                                                   \
+    }                                                               \
+  } while (0)
+
+static int same_string(const tdm__entity *e, const log_string *a,
+                       const log_string *b) {
+  if (a->hash != b->hash || a->len != b->len) return 0;
+  if (a->len == 0) return 1; /* the byte queue may not exist */
+  const char *pa = e->bytes + (size_t)(a->pos - e->bytes_base);
+  const char *pb = e->bytes + (size_t)(b->pos - e->bytes_base);
+  return memcmp(pa, pb, a->len) == 0;
+}
+
+static double exact_value(const tdm__window_spec *s, tdm__entity *e,
+                          const agg_plan *p, int64_t t) {
+  SCAN_SETUP();
+  int64_t lo = t - p->window, dead = e->max_time - s->horizon;
+  if (dead > lo) lo = dead;
+  const double *x = e->numbers + p->number_column * e->cap;
+  switch (p->kind) {
+    case TDM__AGG_COUNT: {
+      uint64_t n = 0;
+      SCAN(n++;);
+      return (double)n;
+    }
+    case TDM__AGG_SUM:
+    case TDM__AGG_MEAN:
+    case TDM__AGG_STDDEV: {
+      double sum = 0.0;
+      uint64_t n = 0;
+      SCAN(if (!isnan(x[j])) {
+        sum += x[j];
+        n++;
+      });
+      if (p->kind == TDM__AGG_SUM) return sum;
+      if (n == 0) return NAN;
+      double mean = sum / (double)n;
+      if (p->kind == TDM__AGG_MEAN) return mean;
+      double squares = 0.0;
+      SCAN(if (!isnan(x[j])) {
+        double d = x[j] - mean;
+        squares += d * d;
+      });
+      return sqrt(squares / (double)n);
+    }
+    case TDM__AGG_MIN:
+    case TDM__AGG_MAX: {
+      double m = NAN;
+      int is_min = p->kind == TDM__AGG_MIN;
+      SCAN(if (!isnan(x[j]) && (isnan(m) || (is_min ? x[j] < m : x[j] > m)))
+               m = x[j];);
+      return m;
+    }
+    case TDM__AGG_LAST: {
+      double v = NAN;
+      int64_t best = INT64_MIN;
+      SCAN(if (!isnan(x[j]) && tm[j] >= best) {
+        best = tm[j];
+        v = x[j];
+      });
+      return v;
+    }
+    case TDM__AGG_DISTINCT: {
+      const log_string *str = e->strings + p->string_column * e->cap;
+      size_t members = 0;
+      SCAN(if (str[j].len != MISSING_LEN) members++;);
+      size_t size = 16;
+      while (size < 2 * members) size *= 2;
+      uint32_t *table = e->table;
+      memset(table, 0, size * sizeof *table);
+      size_t distinct = 0;
+      SCAN(if (str[j].len != MISSING_LEN) {
+        size_t h = str[j].hash & (size - 1);
+        while (table[h] != 0 && !same_string(e, &str[table[h] - 1], &str[j]))
+          h = (h + 1) & (size - 1);
+        if (table[h] == 0) {
+          table[h] = (uint32_t)(j + 1);
+          distinct++;
+        }
+      });
+      return (double)distinct;
+    }
+    default:
+      return NAN;
+  }
+}
+
+/* Index of the first bucket with index >= key. */
+static size_t bucket_lower_bound(const agg_state *st, int64_t key) {
+  size_t lo = 0, hi = st->num_buckets;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (st->buckets[mid].index < key)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo;
+}
+
+/* Forgets buckets below the retention threshold and adds the event. */
+static void hopped_update(const tdm__window_spec *s, const agg_plan *p,
+                          agg_state *st, int64_t max_time, int64_t t, int pass,
+                          double x) {
+  int64_t threshold =
+      floor_div(max_time - s->lateness, p->hop) - p->buckets;
+  size_t drop = bucket_lower_bound(st, threshold);
+  if (drop > 0) {
+    memmove(st->buckets, st->buckets + drop,
+            (st->num_buckets - drop) * sizeof *st->buckets);
+    st->num_buckets -= drop;
+  }
+  int64_t bt = floor_div(t, p->hop);
+  if (!pass || bt < threshold) return;
+  size_t i = st->num_buckets;
+  while (i > 0 && st->buckets[i - 1].index > bt) i--;
+  if (i == 0 || st->buckets[i - 1].index != bt) {
+    memmove(st->buckets + i + 1, st->buckets + i,
+            (st->num_buckets - i) * sizeof *st->buckets);
+    st->num_buckets++;
+    partial_clear(&st->buckets[i]);
+    st->buckets[i].index = bt;
+  } else {
+    i--;
+  }
+  partial_add(p->kind, &st->buckets[i], t, x);
+}
+
+static double hopped_value(const tdm__window_spec *s, tdm__entity *e,
+                           const agg_plan *p, const agg_state *st, int64_t t,
+                           int pass, double x) {
+  partial acc;
+  partial_clear(&acc);
+  int64_t threshold =
+      floor_div(e->max_time - s->lateness, p->hop) - p->buckets;
+  int64_t bt = floor_div(t, p->hop);
+  if (bt < threshold) {
+    /* The event's bucket is already forgotten: it sees itself only. */
+    if (pass) partial_add(p->kind, &acc, t, x);
+    return partial_result(p->kind, &acc);
+  }
+  size_t i = bucket_lower_bound(st, bt - p->buckets);
+  for (; i < st->num_buckets && st->buckets[i].index < bt; i++)
+    partial_combine(p->kind, &acc, &st->buckets[i]);
+  if (i < st->num_buckets && st->buckets[i].index == bt) {
+    const partial *current = &st->buckets[i];
+    if (current->max_time > t) {
+      /* The bucket holds events later than t: cut them off if every event
+       * of the bucket is still visible in the log. */
+      SCAN_SETUP();
+      int64_t lo = e->max_time - s->horizon;
+      int64_t begin = bt * p->hop, end = begin + p->hop;
+      const double *xs = e->numbers + p->number_column * e->cap;
+      int numeric = kind_reads_number(p->kind);
+      partial cut;
+      partial_clear(&cut);
+      uint64_t seen = (uint64_t)self;
+      for (size_t j = first; j < last; j++)
+        if (tm[j] > lo && tm[j] >= begin && tm[j] < end &&
+            (fl[j] & mask) == mask) {
+          seen++;
+          if (tm[j] <= t) partial_add(p->kind, &cut, tm[j], numeric ? xs[j] : NAN);
+        }
+      (void)pass;
+      if (self) partial_add(p->kind, &cut, t, x);
+      if (seen == current->count) current = &cut;
+      partial_combine(p->kind, &acc, current);
+    } else {
+      partial_combine(p->kind, &acc, current);
+    }
+  }
+  return partial_result(p->kind, &acc);
+}
+
+int tdm__entity_apply(const tdm__window_spec *s, tdm__entity *e,
+                      const tdm__window_event *ev, double *out) {
+  int64_t t = ev->time_ms;
+  if (t < -TDM__WINDOW_TIME_LIMIT || t > TDM__WINDOW_TIME_LIMIT)
+    return TDM_EINVAL;
+  size_t string_bytes = 0;
+  for (size_t c = 0; c < s->string_columns; c++) {
+    const tdm__str *str = &ev->strings[s->string_inputs[c]];
+    if (str->data == NULL) continue;
+    if (str->len >= MISSING_LEN) return TDM_EINVAL;
+    string_bytes += str->len;
+  }
+
+  /* Reserve everything first: past this point nothing can fail. */
+  if (s->needs_log) {
+    if (log_reserve(s, e) != TDM_OK) return TDM_ENOMEM;
+    if (s->string_columns > 0 && bytes_reserve(e, string_bytes) != TDM_OK)
+      return TDM_ENOMEM;
+    if (s->needs_table && table_reserve(e) != TDM_OK) return TDM_ENOMEM;
+  }
+  for (size_t i = 0; i < s->num_aggs; i++)
+    if (s->aggs[i].role == ROLE_HOPPED &&
+        buckets_reserve(&e->aggs[i]) != TDM_OK)
+      return TDM_ENOMEM;
+
+  if (e->max_time != INT64_MIN && s->ttl > 0 && t - e->max_time > s->ttl)
+    entity_clear(s, e);
+  if (t > e->max_time) e->max_time = t;
+
+  if (s->needs_log) {
+    size_t j = e->end++;
+    uint64_t mask = 0;
+    for (size_t b = 0; b < s->filter_bits; b++)
+      if (ev->filters[s->filter_inputs[b]]) mask |= (uint64_t)1 << b;
+    e->times[j] = t;
+    e->filters[j] = mask;
+    for (size_t c = 0; c < s->number_columns; c++)
+      e->numbers[c * e->cap + j] = normalize(ev->numbers[s->number_inputs[c]]);
+    for (size_t c = 0; c < s->string_columns; c++) {
+      const tdm__str *str = &ev->strings[s->string_inputs[c]];
+      e->strings[c * e->cap + j] = bytes_push(e, str->data, str->len);
+    }
+  }
+
+  for (size_t i = 0; i < s->num_aggs; i++) {
+    const agg_plan *p = &s->aggs[i];
+    agg_state *st = &e->aggs[i];
+    int pass = p->filter == SIZE_MAX || ev->filters[p->filter] != 0;
+    double x = kind_reads_number(p->kind) ? normalize(ev->numbers[p->input])
+                                          : NAN;
+    switch (p->role) {
+      case ROLE_EXACT:
+        out[i] = exact_value(s, e, p, t);
+        break;
+      case ROLE_HOPPED:
+        hopped_update(s, p, st, e->max_time, t, pass, x);
+        out[i] = hopped_value(s, e, p, st, t, pass, x);
+        break;
+      case ROLE_ALL:
+        if (pass) partial_add(p->kind, &st->all, t, x);
+        out[i] = partial_result(p->kind, &st->all);
+        break;
+      case ROLE_SINCE_LAST: {
+        int64_t prev = st->previous_time;
+        double v = NAN;
+        if (prev != INT64_MIN && (p->window == 0 || t - prev < p->window))
+          v = (double)(t - prev) / 1000.0 + 0.0;
+        out[i] = v;
+        if (pass && t > prev) st->previous_time = t;
+        break;
+      }
+    }
+  }
+  if (s->needs_log) log_evict(s, e);
+  return TDM_OK;
+}
+
+/* ---- encoding ----
+ * Little-endian, fixed width. Version 1:
+ *   u8 version, u64 spec fingerprint, i64 M,
+ *   per aggregate in order: all: a partial; since_last: i64 time;
+ *     hopped: u32 count, then per bucket i64 index and a partial;
+ *     exact: nothing,
+ *   when the spec logs events: u32 count, then per entry i64 time, u64
+ *     filter bits, f64 per number column, per string column u32 length
+ *     (0xffffffff: missing) and the bytes.
+ * A partial is i64 max_time, i64 last_time, u64 count, u64 values, f64 a,
+ * f64 b. */
+
+#define WINDOW_FORMAT_VERSION 1
+
+static void put64(unsigned char *p, uint64_t v) {
+  for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint64_t get64(const unsigned char *p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; i++) v |= (uint64_t)p[i] << (8 * i);
+  return v;
+}
+
+static uint64_t double_bits(double x) {
+  uint64_t v;
+  memcpy(&v, &x, sizeof v);
+  return v;
+}
+
+static double bits_double(uint64_t v) {
+  double x;
+  memcpy(&x, &v, sizeof x);
+  return x;
+}
+
+typedef struct writer {
+  tdm__buf *out;
+  int failed;
+} writer;
+
+static void write_bytes(writer *w, const void *data, size_t n) {
+  if (!w->failed && tdm__buf_append(w->out, data, n) != TDM_OK) w->failed = 1;
+}
+
+static void write_u64(writer *w, uint64_t v) {
+  unsigned char b[8];
+  put64(b, v);
+  write_bytes(w, b, 8);
+}
+
+static void write_u32(writer *w, uint32_t v) {
+  unsigned char b[4] = {(unsigned char)v, (unsigned char)(v >> 8),
+                        (unsigned char)(v >> 16), (unsigned char)(v >> 24)};
+  write_bytes(w, b, 4);
+}
+
+static void write_partial(writer *w, const partial *p) {
+  write_u64(w, (uint64_t)p->max_time);
+  write_u64(w, (uint64_t)p->last_time);
+  write_u64(w, p->count);
+  write_u64(w, p->values);
+  write_u64(w, double_bits(p->a));
+  write_u64(w, double_bits(p->b));
+}
+
+int tdm__entity_encode(const tdm__window_spec *s, const tdm__entity *e,
+                       tdm__buf *out) {
+  size_t before = out->len;
+  writer w = {out, 0};
+  unsigned char version = WINDOW_FORMAT_VERSION;
+  write_bytes(&w, &version, 1);
+  write_u64(&w, s->fingerprint);
+  write_u64(&w, (uint64_t)e->max_time);
+  for (size_t i = 0; i < s->num_aggs; i++) {
+    const agg_state *st = &e->aggs[i];
+    switch (s->aggs[i].role) {
+      case ROLE_ALL:
+        write_partial(&w, &st->all);
+        break;
+      case ROLE_SINCE_LAST:
+        write_u64(&w, (uint64_t)st->previous_time);
+        break;
+      case ROLE_HOPPED:
+        write_u32(&w, (uint32_t)st->num_buckets);
+        for (size_t b = 0; b < st->num_buckets; b++) {
+          write_u64(&w, (uint64_t)st->buckets[b].index);
+          write_partial(&w, &st->buckets[b]);
+        }
+        break;
+      case ROLE_EXACT:
+        break;
+    }
+  }
+  if (s->needs_log) {
+    write_u32(&w, (uint32_t)(e->end - e->start));
+    for (size_t j = e->start; j < e->end; j++) {
+      write_u64(&w, (uint64_t)e->times[j]);
+      write_u64(&w, e->filters[j]);
+      for (size_t c = 0; c < s->number_columns; c++)
+        write_u64(&w, double_bits(e->numbers[c * e->cap + j]));
+      for (size_t c = 0; c < s->string_columns; c++) {
+        const log_string *ls = &e->strings[c * e->cap + j];
+        write_u32(&w, ls->len);
+        if (ls->len != MISSING_LEN)
+          write_bytes(&w, e->bytes + (size_t)(ls->pos - e->bytes_base),
+                      ls->len);
+      }
+    }
+  }
+  if (w.failed) {
+    out->len = before;
+    if (out->data != NULL) out->data[before] = '\0';
+    return TDM_ENOMEM;
+  }
+  return TDM_OK;
+}
+
+typedef struct reader {
+  const unsigned char *p;
+  size_t len, off;
+  int short_read;
+} reader;
+
+static const unsigned char *read_bytes(reader *r, size_t n) {
+  if (r->short_read || r->len - r->off < n) {
+    r->short_read = 1;
+    return NULL;
+  }
+  const unsigned char *p = r->p + r->off;
+  r->off += n;
+  return p;
+}
+
+static uint64_t read_u64(reader *r) {
+  const unsigned char *p = read_bytes(r, 8);
+  return p ? get64(p) : 0;
+}
+
+static uint32_t read_u32(reader *r) {
+  const unsigned char *p = read_bytes(r, 4);
+  if (p == NULL) return 0;
+  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+         (uint32_t)p[3] << 24;
+}
+
+static void read_partial(reader *r, partial *p) {
+  p->max_time = (int64_t)read_u64(r);
+  p->last_time = (int64_t)read_u64(r);
+  p->count = read_u64(r);
+  p->values = read_u64(r);
+  p->a = bits_double(read_u64(r));
+  p->b = bits_double(read_u64(r));
+}
+
+static int time_ok(int64_t t) {
+  return t >= -TDM__WINDOW_TIME_LIMIT && t <= TDM__WINDOW_TIME_LIMIT;
+}
+
+/* A partial's fields are consistent with each other and with M. */
+static int partial_ok(tdm__agg_kind kind, const partial *p, int64_t max_time) {
+  /* Counts stay far from wrapping around (and exact as doubles). */
+  if (p->values > p->count || p->count > ((uint64_t)1 << 53)) return 0;
+  /* Fields a kind never sets keep their cleared values. */
+  int numeric = kind_reads_number(kind);
+  if (!numeric && p->values != 0) return 0;
+  if ((p->values == 0 || kind != TDM__AGG_LAST) && p->last_time != INT64_MIN)
+    return 0;
+  if (p->values == 0 && (double_bits(p->a) != 0 || double_bits(p->b) != 0))
+    return 0;
+  if (kind != TDM__AGG_STDDEV && double_bits(p->b) != 0) return 0;
+  if (p->count == 0)
+    return p->max_time == INT64_MIN && p->last_time == INT64_MIN &&
+           p->values == 0;
+  if (max_time == INT64_MIN || !time_ok(p->max_time) || p->max_time > max_time)
+    return 0;
+  if (kind == TDM__AGG_LAST && p->values > 0 &&
+      (!time_ok(p->last_time) || p->last_time > p->max_time))
+    return 0;
+  return 1;
+}
+
+#define DECODE_FAIL(...)                                    \
+  do {                                                      \
+    rc = tdm__fail(err, TDM_EPARSE, "window state: " __VA_ARGS__); \
+    goto fail;                                              \
+  } while (0)
+
+int tdm__entity_decode(const tdm__window_spec *s, const void *data,
+                       size_t len, tdm__entity **out, tdm_error *err) {
+  *out = NULL;
+  tdm__entity *e;
+  int rc;
+  if (tdm__entity_new(s, &e) != TDM_OK)
+    return tdm__fail(err, TDM_ENOMEM, "out of memory");
+  reader r = {data, len, 0, 0};
+  const unsigned char *version = read_bytes(&r, 1);
+  if (version == NULL) DECODE_FAIL("empty");
+  if (*version != WINDOW_FORMAT_VERSION)
+    DECODE_FAIL("format version %u, expected %u", *version,
+                WINDOW_FORMAT_VERSION);
+  if (read_u64(&r) != s->fingerprint)
+    DECODE_FAIL("encoded for another window spec");
+  int64_t m = (int64_t)read_u64(&r);
+  if (m != INT64_MIN && !time_ok(m)) DECODE_FAIL("bad max time");
+  e->max_time = m;
+  for (size_t i = 0; i < s->num_aggs && !r.short_read; i++) {
+    const agg_plan *p = &s->aggs[i];
+    agg_state *st = &e->aggs[i];
+    switch (p->role) {
+      case ROLE_ALL:
+        read_partial(&r, &st->all);
+        if (!r.short_read && !partial_ok(p->kind, &st->all, m))
+          DECODE_FAIL("aggregate %zu: inconsistent running state", i);
+        st->all.index = 0;
+        break;
+      case ROLE_SINCE_LAST: {
+        int64_t prev = (int64_t)read_u64(&r);
+        if (prev != INT64_MIN && (!time_ok(prev) || m == INT64_MIN || prev > m))
+          DECODE_FAIL("aggregate %zu: bad previous time", i);
+        st->previous_time = prev;
+        break;
+      }
+      case ROLE_HOPPED: {
+        uint32_t n = read_u32(&r);
+        if (r.short_read) break;
+        if (n > 0 && m == INT64_MIN) DECODE_FAIL("aggregate %zu: buckets in an empty state", i);
+        if ((size_t)n > (r.len - r.off) / 56)
+          DECODE_FAIL("aggregate %zu: %u buckets in %zu bytes", i, n,
+                      r.len - r.off);
+        if (n > 0) {
+          st->buckets = tdm__malloc((size_t)n * sizeof *st->buckets);
+          if (st->buckets == NULL) {
+            rc = tdm__fail(err, TDM_ENOMEM, "out of memory");
+            goto fail;
+          }
+          st->cap_buckets = n;
+        }
+        int64_t threshold = 0, top = 0;
+        if (n > 0) {
+          threshold = floor_div(m - s->lateness, p->hop) - p->buckets;
+          top = floor_div(m, p->hop);
+        }
+        for (uint32_t b = 0; b < n; b++) {
+          partial *q = &st->buckets[b];
+          q->index = (int64_t)read_u64(&r);
+          read_partial(&r, q);
+          if (r.short_read) break;
+          if (q->index < threshold || q->index > top ||
+              (b > 0 && q->index <= st->buckets[b - 1].index))
+            DECODE_FAIL("aggregate %zu: bucket %u out of order or range", i,
+                        b);
+          if (q->count == 0 || !partial_ok(p->kind, q, m) ||
+              floor_div(q->max_time, p->hop) != q->index ||
+              (p->kind == TDM__AGG_LAST && q->values > 0 &&
+               floor_div(q->last_time, p->hop) != q->index))
+            DECODE_FAIL("aggregate %zu: bucket %u inconsistent", i, b);
+          st->num_buckets = b + 1;
+        }
+        break;
+      }
+      case ROLE_EXACT:
+        break;
+    }
+  }
+  if (s->needs_log && !r.short_read) {
+    uint32_t n = read_u32(&r);
+    if (!r.short_read && n > s->max_events)
+      DECODE_FAIL("%u logged events, more than max_events %zu", n,
+                  s->max_events);
+    if (n > 0 && m == INT64_MIN) DECODE_FAIL("events in an empty state");
+    size_t entry = 16 + 8 * s->number_columns + 4 * s->string_columns;
+    if (!r.short_read && (size_t)n > (r.len - r.off) / entry)
+      DECODE_FAIL("%u logged events in %zu bytes", n, r.len - r.off);
+    for (uint32_t k = 0; k < n && !r.short_read; k++) {
+      if (log_reserve(s, e) != TDM_OK) {
+        rc = tdm__fail(err, TDM_ENOMEM, "out of memory");
+        goto fail;
+      }
+      size_t j = e->end;
+      int64_t t = (int64_t)read_u64(&r);
+      uint64_t mask = read_u64(&r);
+      if (r.short_read) break;
+      if (!time_ok(t) || t > m) DECODE_FAIL("event %u: bad time", k);
+      if (s->filter_bits < 64 && (mask >> s->filter_bits) != 0)
+        DECODE_FAIL("event %u: bad filter bits", k);
+      e->times[j] = t;
+      e->filters[j] = mask;
+      for (size_t c = 0; c < s->number_columns; c++) {
+        /* Only canonical numbers (what apply logs) re-encode the same. */
+        uint64_t bits = read_u64(&r);
+        double x = normalize(bits_double(bits));
+        if (!r.short_read && double_bits(x) != bits)
+          DECODE_FAIL("event %u: non-canonical number", k);
+        e->numbers[c * e->cap + j] = x;
+      }
+      for (size_t c = 0; c < s->string_columns && !r.short_read; c++) {
+        uint32_t slen = read_u32(&r);
+        const unsigned char *bytes = NULL;
+        if (slen != MISSING_LEN) {
+          bytes = read_bytes(&r, slen);
+          if (bytes == NULL) break;
+          if (bytes_reserve(e, slen) != TDM_OK) {
+            rc = tdm__fail(err, TDM_ENOMEM, "out of memory");
+            goto fail;
+          }
+        }
+        e->strings[c * e->cap + j] = bytes_push(e, (const char *)bytes, slen);
+      }
+      if (r.short_read) break;
+      e->end++;
+    }
+  }
+  if (r.short_read) DECODE_FAIL("truncated");
+  if (r.off != r.len)
+    DECODE_FAIL("%zu bytes after the end", r.len - r.off);
+  if (s->needs_table && table_reserve(e) != TDM_OK) {
+    rc = tdm__fail(err, TDM_ENOMEM, "out of memory");
+    goto fail;
+  }
+  *out = e;
+  return TDM_OK;
+fail:
+  tdm__entity_free(e);
+  return rc;
+}
