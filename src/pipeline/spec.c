@@ -757,7 +757,7 @@ static int syntax_error(tdm__spec *spec, struct fy_diag *diag,
   if (e == NULL)
     return tdm__spec_fail(spec, (tdm__mark){0, 0}, TDM_EPARSE, err,
                           "not a YAML document");
-  return tdm__spec_fail(spec, (tdm__mark){e->line + 1, e->column + 1},
+  return tdm__spec_fail(spec, (tdm__mark){e->line, e->column},
                         TDM_EPARSE, err, "YAML: %s", e->msg);
 }
 
