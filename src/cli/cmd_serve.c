@@ -240,10 +240,6 @@ int tdm__cmd_serve(int argc, char **argv) {
     rc = tdm__live_open(pipeline_path, state_dir, &live, &err);
     config.pipelines = &live;
     config.num_pipelines = 1;
-    /* With durable state a request thread waits for its group commit:
-     * more threads keep more requests in each commit. */
-    if (rc == TDM_OK && state_dir != NULL && config.threads == 0)
-      config.threads = 32;
   }
   if (rc == TDM_OK) rc = tdm__repository_new(&metrics, &repo);
   for (size_t i = 0; i < num_models && rc == TDM_OK; i++)

@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -89,6 +90,43 @@ int tdm__event_to_json(const tdm__spec *spec, const tdm__str *fields,
   }
   if (rc == TDM_OK) rc = tdm__buf_append(out, "}", 1);
   return rc;
+}
+
+int tdm__event_encode(const tdm__spec *spec, const tdm__str *fields,
+                      tdm__buf *out) {
+  uint32_t n = (uint32_t)spec->num_fields;
+  int rc = tdm__buf_append(out, &n, 4);
+  for (size_t i = 0; i < spec->num_fields && rc == TDM_OK; i++) {
+    uint32_t len = fields[i].data ? (uint32_t)fields[i].len : UINT32_MAX;
+    rc = tdm__buf_append(out, &len, 4);
+    if (rc == TDM_OK && fields[i].data)
+      rc = tdm__buf_append(out, fields[i].data, fields[i].len);
+  }
+  return rc;
+}
+
+int tdm__event_decode(const tdm__spec *spec, const void *data, size_t len,
+                      tdm__str *fields) {
+  const char *p = data, *end = p + len;
+  uint32_t n;
+  if (len < 4) return TDM_EPARSE;
+  memcpy(&n, p, 4);
+  p += 4;
+  if (n != spec->num_fields) return TDM_EPARSE;
+  for (size_t i = 0; i < n; i++) {
+    uint32_t flen;
+    if (end - p < 4) return TDM_EPARSE;
+    memcpy(&flen, p, 4);
+    p += 4;
+    if (flen == UINT32_MAX) {
+      fields[i] = (tdm__str){NULL, 0};
+      continue;
+    }
+    if ((size_t)(end - p) < flen) return TDM_EPARSE;
+    fields[i] = (tdm__str){p, flen};
+    p += flen;
+  }
+  return p == end ? TDM_OK : TDM_EPARSE;
 }
 
 /* ---- files ---- */

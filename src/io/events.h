@@ -38,6 +38,15 @@ int tdm__event_to_json(const tdm__spec *spec, const tdm__str *fields,
 int tdm__field_json(const tdm__spec *spec, size_t field, tdm__str text,
                     tdm__buf *out);
 
+/* An event's fields as bytes (for the live runner's event log):
+ * u32 count, then per field u32 length (0xFFFFFFFF: missing) and bytes. */
+int tdm__event_encode(const tdm__spec *spec, const tdm__str *fields,
+                      tdm__buf *out);
+/* The inverse; fields point into data. TDM_EPARSE when data is not an
+ * encoding of this spec's fields. */
+int tdm__event_decode(const tdm__spec *spec, const void *data, size_t len,
+                      tdm__str *fields);
+
 /* A reader of events from a file, CSV or JSON Lines by its extension. */
 typedef struct tdm__event_reader tdm__event_reader;
 

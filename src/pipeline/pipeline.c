@@ -588,6 +588,8 @@ typedef struct entry {
   tdm__entity *entity;
   seen_id *ids;
   size_t num_ids, cap_ids;
+  uint64_t tag; /* the runner's: e.g. the log position of its last event */
+  int dirty;    /* changed since the last tdm__state_map_take_dirty */
 } entry;
 
 struct tdm__state_map {
@@ -778,8 +780,8 @@ static int take(cursor *c, void *dst, size_t n) {
   return 0;
 }
 
-int tdm__state_map_restore(tdm__state_map *map, tdm__str key, const void *data,
-                           size_t len, tdm_error *err) {
+int tdm__state_map_restore(tdm__state_map *map, tdm__str key, uint64_t tag,
+                           const void *data, size_t len, tdm_error *err) {
   const tdm__pipeline *p = map->p;
   if (lookup_entry(map, &key) != NULL)
     return tdm__fail(err, TDM_EINVAL, "entity \"%.*s\" is already loaded",
@@ -800,6 +802,7 @@ int tdm__state_map_restore(tdm__state_map *map, tdm__str key, const void *data,
   }
   tdm__entity_free(e->entity);
   e->entity = entity;
+  e->tag = tag;
   uint32_t n;
   rc = take(&c, &n, 4) == 0 ? TDM_OK : TDM_EPARSE;
   size_t record = 4 + 8 + 4 + p->num_numbers * sizeof(double);
@@ -848,6 +851,40 @@ int tdm__state_map_restore(tdm__state_map *map, tdm__str key, const void *data,
                      key.data);
   }
   return TDM_OK;
+}
+
+void tdm__state_map_set_tag(tdm__state_map *map, tdm__str key, uint64_t tag) {
+  entry *e = (entry *)lookup_entry(map, &key);
+  if (e != NULL) e->tag = tag;
+}
+
+void tdm__state_map_mark_dirty(tdm__state_map *map, tdm__str key) {
+  entry *e = (entry *)lookup_entry(map, &key);
+  if (e != NULL) e->dirty = 1;
+}
+
+uint64_t tdm__state_map_tag(const tdm__state_map *map, tdm__str key) {
+  const entry *e = lookup_entry(map, &key);
+  return e ? e->tag : 0;
+}
+
+int tdm__state_map_take_dirty(tdm__state_map *map,
+                              int (*fn)(void *ctx, tdm__str key, uint64_t tag,
+                                        const void *state, size_t len),
+                              void *ctx) {
+  tdm__buf b = {0};
+  int rc = TDM_OK;
+  for (size_t i = 0; i < map->cap && rc == TDM_OK; i++) {
+    entry *e = &map->buckets[i];
+    if (e->key == NULL || !e->dirty) continue;
+    tdm__str key = {e->key, e->key_len};
+    b.len = 0;
+    rc = tdm__state_map_encode(map, key, &b);
+    if (rc == TDM_OK) rc = fn(ctx, key, e->tag, b.data, b.len);
+    if (rc == TDM_OK) e->dirty = 0;
+  }
+  tdm__buf_free(&b);
+  return rc;
 }
 
 size_t tdm__state_map_evict(tdm__state_map *map, int64_t now_ms) {
@@ -1075,6 +1112,7 @@ int tdm__pipeline_process(const tdm__pipeline *p, tdm__state_map *map,
   numbers[p->score_slot] = score;
   r->score = score;
   r->decision = p->features_only ? -1 : decide(p, &values);
+  e->dirty = 1;
   if (r->id.data != NULL && remember_id(p, e, &r->id, r) != TDM_OK)
     return tdm__fail(err, TDM_ENOMEM, "out of memory");
   return TDM_OK;

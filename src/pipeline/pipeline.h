@@ -65,8 +65,23 @@ size_t tdm__state_map_entities(const tdm__state_map *map);
  * is TDM_ENOTFOUND.
  */
 int tdm__state_map_encode(tdm__state_map *map, tdm__str key, tdm__buf *out);
-int tdm__state_map_restore(tdm__state_map *map, tdm__str key, const void *data,
-                           size_t len, tdm_error *err);
+int tdm__state_map_restore(tdm__state_map *map, tdm__str key, uint64_t tag,
+                           const void *data, size_t len, tdm_error *err);
+
+/* A runner's number kept with an entity (0 until set): the live runner
+ * stores the log position of the entity's last applied event. */
+void tdm__state_map_set_tag(tdm__state_map *map, tdm__str key, uint64_t tag);
+uint64_t tdm__state_map_tag(const tdm__state_map *map, tdm__str key);
+/* Marks an entity changed (its last take_dirty could not be saved). */
+void tdm__state_map_mark_dirty(tdm__state_map *map, tdm__str key);
+
+/* Calls fn with the encoded state of every entity changed (by an applied
+ * event) since the last call, and marks them clean. A non-zero return
+ * from fn stops it and leaves the rest dirty. */
+int tdm__state_map_take_dirty(tdm__state_map *map,
+                              int (*fn)(void *ctx, tdm__str key, uint64_t tag,
+                                        const void *state, size_t len),
+                              void *ctx);
 
 /* Drops entities idle longer than the pipeline's TTL before `now_ms`. */
 size_t tdm__state_map_evict(tdm__state_map *map, int64_t now_ms);

@@ -4,12 +4,21 @@
  * by one under their entity shard's lock, and formatted with the same
  * function that writes batch's JSON Lines output.
  *
- * Durability: after processing an event, the entity's encoded state is
- * queued for the committer thread while the shard lock is still held (so
- * two updates of one entity are queued in the order they happened). The
- * committer writes everything queued in one LMDB transaction, synced, and
- * then wakes the requests waiting for it. A request answers only when the
- * commit holding its last update is done.
+ * Durability: an applied event is appended to an event log (its fields,
+ * under a sequence number) while its entity's shard lock is still held,
+ * so each entity's log entries are in the order its events were applied.
+ * The committer thread writes every queued log entry in one LMDB
+ * transaction, synced, then wakes the requests waiting for it: a request
+ * answers only once the commit holding its events is done. About every
+ * 10 s the committer also writes the changed entities' states (a
+ * snapshot, spread over several commits, each state tagged with the sequence number of its last event) and
+ * deletes the log up to the newest event they include. A restart loads
+ * the states and replays the log after them through the same pipeline
+ * core, skipping for each entity what its state already holds, which
+ * rebuilds exactly the state the server had (processing is
+ * deterministic). Log entries are small (one event), where a whole entity
+ * state (its windows) can be kilobytes: that is why the log, not the
+ * state, is what each acknowledgement waits for.
  */
 #include "live.h"
 
@@ -33,16 +42,33 @@ typedef struct shard {
   tdm__result result;
 } shard;
 
-/* Updates waiting for the committer: keys and values packed in one
- * buffer, with their offsets. */
+/* Log entries waiting for the committer: keys (8-byte big-endian
+ * sequence numbers) and values (encoded events) packed in one buffer. */
 typedef struct pending {
   tdm__buf bytes;
-  size_t *offsets; /* per update: key offset, key length, value length */
+  size_t *offsets; /* per entry: offset, value length */
   size_t count, cap;
 } pending;
 
+enum { DB_STATE, DB_LOG };
+/* A snapshot round writes the changed states of every shard, a few
+ * shards per commit so that no commit stalls on all of them, then deletes
+ * the log up to where the round began. Rounds start about every 10 s, or
+ * after this many logged events. */
+#define SNAPSHOT_NS 10000000000ull
+#define SNAPSHOT_EVENTS 1000000
+#define SHARDS_PER_COMMIT 4
+/* A request waiting for its generation to be durable. */
+typedef struct waiter {
+  uint64_t gen;
+  void (*fn)(void *arg, int ok);
+  void *arg;
+} waiter;
+
 struct tdm__live {
   tdm__pipeline *p;
+  waiter *waiters; /* under commit_lock */
+  size_t num_waiters, cap_waiters;
   shard shards[NUM_SHARDS];
   tdm__store *store;
   /* group commit */
@@ -51,7 +77,13 @@ struct tdm__live {
   pending queue, writing;
   uint64_t queued_gen;    /* the generation updates queued now will get */
   uint64_t committed_gen; /* every generation <= this is durable */
-  uint64_t failed_gen;    /* the newest generation that failed to commit */
+  uint64_t failed_gen;    /* the first generation that failed to commit */
+  uint64_t next_seq;      /* the log position of the next applied event */
+  uint64_t last_snapshot_ns;
+  uint64_t logged_since_snapshot;
+  int round_active;       /* a snapshot round is under way */
+  unsigned round_shard;   /* the next shard it visits */
+  uint64_t round_start;   /* every event <= this is in the round's states */
   int stopping;
   pthread_t committer;
   int committer_running;
@@ -77,6 +109,110 @@ static uint64_t now_ns(void) {
 
 /* ---- group commit ---- */
 
+static void put_u64_be(unsigned char out[8], uint64_t v) {
+  for (int i = 7; i >= 0; i--) {
+    out[i] = (unsigned char)(v & 0xff);
+    v >>= 8;
+  }
+}
+
+static uint64_t get_u64_be(const unsigned char in[8]) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; i++) v = v << 8 | in[i];
+  return v;
+}
+
+/* A snapshot's state writes: key -> [u64 tag][state], packed. */
+typedef struct snapshot {
+  tdm__buf bytes;
+  size_t *offsets; /* per state: key offset, key length, value length */
+  size_t count, cap;
+} snapshot;
+
+static int snapshot_state(void *ctx, tdm__str key, uint64_t tag,
+                          const void *state, size_t len) {
+  snapshot *snap = ctx;
+  if (snap->count == snap->cap) {
+    size_t cap = snap->cap ? snap->cap * 2 : 1024;
+    size_t *offsets = tdm__realloc(snap->offsets, cap * 3 * sizeof(size_t));
+    if (offsets == NULL) return TDM_ENOMEM;
+    snap->offsets = offsets;
+    snap->cap = cap;
+  }
+  size_t at = snap->bytes.len;
+  int rc = tdm__buf_append(&snap->bytes, key.data, key.len);
+  if (rc == TDM_OK) rc = tdm__buf_append(&snap->bytes, &tag, 8);
+  if (rc == TDM_OK) rc = tdm__buf_append(&snap->bytes, state, len);
+  if (rc != TDM_OK) {
+    snap->bytes.len = at;
+    return rc;
+  }
+  snap->offsets[3 * snap->count] = at;
+  snap->offsets[3 * snap->count + 1] = key.len;
+  snap->offsets[3 * snap->count + 2] = 8 + len;
+  snap->count++;
+  return TDM_OK;
+}
+
+/* Writes one batch of log entries, and a snapshot when one is due. */
+static int write_batch(tdm__live *live, const pending *batch,
+                       unsigned first_shard, unsigned end_shard,
+                       uint64_t truncate_upto, tdm_error *err) {
+  snapshot snap = {0};
+  int rc = TDM_OK;
+  int with_snapshot = truncate_upto > 0;
+  {
+    for (unsigned i = first_shard; i < end_shard && rc == TDM_OK; i++) {
+      shard *sh = &live->shards[i];
+      pthread_mutex_lock(&sh->lock);
+      rc = tdm__state_map_take_dirty(sh->map, snapshot_state, &snap);
+      pthread_mutex_unlock(&sh->lock);
+    }
+  }
+  size_t n = batch->count + snap.count + 1;
+  tdm__store_op *ops = rc == TDM_OK ? tdm__malloc(n * sizeof *ops) : NULL;
+  unsigned char upto[8];
+  if (ops == NULL) {
+    rc = tdm__fail(err, TDM_ENOMEM, "out of memory");
+  } else {
+    size_t k = 0;
+    for (size_t i = 0; i < batch->count; i++) {
+      const char *at = batch->bytes.data + batch->offsets[2 * i];
+      ops[k++] = (tdm__store_op){TDM__STORE_PUT, DB_LOG, at, 8, at + 8,
+                                 batch->offsets[2 * i + 1]};
+    }
+    for (size_t i = 0; i < snap.count; i++) {
+      const char *at = snap.bytes.data + snap.offsets[3 * i];
+      size_t klen = snap.offsets[3 * i + 1];
+      ops[k++] = (tdm__store_op){TDM__STORE_PUT, DB_STATE, at, klen,
+                                 at + klen, snap.offsets[3 * i + 2]};
+    }
+    if (with_snapshot) {
+      /* Every event up to the round's start is in a state written now or
+       * before. */
+      put_u64_be(upto, truncate_upto);
+      ops[k++] = (tdm__store_op){TDM__STORE_DEL_UPTO, DB_LOG, upto, 8, NULL, 0};
+    }
+    rc = tdm__store_write(live->store, ops, k, err);
+  }
+  if (rc != TDM_OK) {
+    /* The states were not written: they must be in the next snapshot
+     * (the log was not truncated either). */
+    for (size_t i = 0; i < snap.count; i++) {
+      tdm__str key = {snap.bytes.data + snap.offsets[3 * i],
+                      snap.offsets[3 * i + 1]};
+      shard *sh = &live->shards[key_hash(key) % NUM_SHARDS];
+      pthread_mutex_lock(&sh->lock);
+      tdm__state_map_mark_dirty(sh->map, key);
+      pthread_mutex_unlock(&sh->lock);
+    }
+  }
+  tdm__free(ops);
+  tdm__buf_free(&snap.bytes);
+  tdm__free(snap.offsets);
+  return rc;
+}
+
 static void *commit_loop(void *arg) {
   tdm__live *live = arg;
   pthread_mutex_lock(&live->commit_lock);
@@ -90,46 +226,68 @@ static void *commit_loop(void *arg) {
     live->queue.bytes.len = 0;
     live->queue.count = 0;
     uint64_t gen = live->queued_gen++;
+    live->logged_since_snapshot += batch.count;
+    uint64_t started = now_ns();
+    if (!live->round_active &&
+        (live->logged_since_snapshot >= SNAPSHOT_EVENTS ||
+         started - live->last_snapshot_ns >= SNAPSHOT_NS)) {
+      live->round_active = 1;
+      live->round_shard = 0;
+      live->round_start = live->next_seq - 1;
+      live->logged_since_snapshot = 0;
+      live->last_snapshot_ns = started;
+    }
+    unsigned first = 0, end = 0;
+    uint64_t truncate = 0;
+    if (live->round_active) {
+      first = live->round_shard;
+      end = first + SHARDS_PER_COMMIT < NUM_SHARDS ? first + SHARDS_PER_COMMIT
+                                                   : NUM_SHARDS;
+      if (end == NUM_SHARDS) truncate = live->round_start;
+    }
     pthread_mutex_unlock(&live->commit_lock);
 
-    tdm__store_put *puts = tdm__malloc((batch.count + 1) * sizeof *puts);
-    int ok = puts != NULL;
-    uint64_t started = now_ns();
-    if (ok) {
-      for (size_t i = 0; i < batch.count; i++) {
-        size_t at = batch.offsets[3 * i], klen = batch.offsets[3 * i + 1];
-        puts[i] = (tdm__store_put){batch.bytes.data + at, klen,
-                                   batch.bytes.data + at + klen,
-                                   batch.offsets[3 * i + 2]};
-      }
-      tdm_error err;
-      ok = tdm__store_put_all(live->store, puts, batch.count, &err) == TDM_OK;
-      if (!ok) fprintf(stderr, "tandem serve: state: %s\n", err.message);
-    }
-    tdm__free(puts);
+    tdm_error err;
+    int ok = write_batch(live, &batch, first, end, truncate, &err) == TDM_OK;
+    if (!ok) fprintf(stderr, "tandem serve: state: %s\n", err.message);
     atomic_fetch_add(&live->commits, 1);
     atomic_fetch_add(&live->commit_ns_total, now_ns() - started);
 
     pthread_mutex_lock(&live->commit_lock);
+    if (ok && live->round_active) {
+      live->round_shard = end;
+      if (end == NUM_SHARDS) live->round_active = 0;
+    }
     live->writing = batch;
-    if (!ok) live->failed_gen = gen;
+    if (!ok && live->failed_gen == 0) live->failed_gen = gen;
     live->committed_gen = gen;
     pthread_cond_broadcast(&live->commit_done);
+    /* Wake the suspended requests of this generation (and earlier). */
+    size_t keep = 0;
+    for (size_t i = 0; i < live->num_waiters; i++) {
+      waiter w = live->waiters[i];
+      if (w.gen <= gen)
+        w.fn(w.arg, !(live->failed_gen != 0 && live->failed_gen <= w.gen));
+      else
+        live->waiters[keep++] = w;
+    }
+    live->num_waiters = keep;
   }
   pthread_mutex_unlock(&live->commit_lock);
   return NULL;
 }
 
-/* Queues an entity's state; returns the generation to wait for. Called
- * with the entity's shard locked. */
-static int queue_state(tdm__live *live, shard *sh, tdm__str key,
-                       uint64_t *gen) {
+/* Logs an applied event; returns the generation to wait for. Called with
+ * the entity's shard locked, so the entity's log order is its order. */
+static int log_event(tdm__live *live, shard *sh, tdm__str entity,
+                     const tdm__str *fields, uint64_t *gen) {
+  const tdm__spec *spec = tdm__pipeline_spec(live->p);
   pthread_mutex_lock(&live->commit_lock);
   pending *q = &live->queue;
   int rc = TDM_OK;
   if (q->count == q->cap) {
     size_t cap = q->cap ? q->cap * 2 : 256;
-    size_t *offsets = tdm__realloc(q->offsets, cap * 3 * sizeof(size_t));
+    size_t *offsets = tdm__realloc(q->offsets, cap * 2 * sizeof(size_t));
     if (offsets == NULL) rc = TDM_ENOMEM;
     else {
       q->offsets = offsets;
@@ -137,13 +295,17 @@ static int queue_state(tdm__live *live, shard *sh, tdm__str key,
     }
   }
   size_t at = q->bytes.len;
-  if (rc == TDM_OK) rc = tdm__buf_append(&q->bytes, key.data, key.len);
-  if (rc == TDM_OK) rc = tdm__state_map_encode(sh->map, key, &q->bytes);
+  uint64_t seq = live->next_seq;
+  unsigned char key[8];
+  put_u64_be(key, seq);
+  if (rc == TDM_OK) rc = tdm__buf_append(&q->bytes, key, 8);
+  if (rc == TDM_OK) rc = tdm__event_encode(spec, fields, &q->bytes);
   if (rc == TDM_OK) {
-    q->offsets[3 * q->count] = at;
-    q->offsets[3 * q->count + 1] = key.len;
-    q->offsets[3 * q->count + 2] = q->bytes.len - at - key.len;
+    q->offsets[2 * q->count] = at;
+    q->offsets[2 * q->count + 1] = q->bytes.len - at - 8;
     q->count++;
+    live->next_seq++;
+    tdm__state_map_set_tag(sh->map, entity, seq);
     *gen = live->queued_gen;
     pthread_cond_signal(&live->commit_wanted);
   } else {
@@ -156,26 +318,59 @@ static int queue_state(tdm__live *live, shard *sh, tdm__str key,
 /* Waits until generation gen is on disk; TDM_EIO if it failed. */
 static int wait_durable(tdm__live *live, uint64_t gen) {
   pthread_mutex_lock(&live->commit_lock);
-  while (live->committed_gen < gen || live->committed_gen == UINT64_MAX)
+  while (live->committed_gen < gen)
     pthread_cond_wait(&live->commit_done, &live->commit_lock);
-  int failed = live->failed_gen != 0 && live->failed_gen >= gen;
+  int failed = live->failed_gen != 0 && live->failed_gen <= gen;
   pthread_mutex_unlock(&live->commit_lock);
   return failed ? TDM_EIO : TDM_OK;
 }
 
 /* ---- restoring ---- */
 
-static int restore_one(void *ctx, const void *key, size_t key_len,
-                       const void *value, size_t value_len) {
+static int restore_state(void *ctx, const void *key, size_t key_len,
+                         const void *value, size_t value_len) {
   tdm__live *live = ctx;
   tdm__str k = {key, key_len};
   shard *sh = &live->shards[key_hash(k) % NUM_SHARDS];
   tdm_error err;
-  int rc = tdm__state_map_restore(sh->map, k, value, value_len, &err);
+  uint64_t tag;
+  if (value_len < 8) return TDM_EPARSE;
+  memcpy(&tag, value, 8);
+  int rc = tdm__state_map_restore(sh->map, k, tag, (const char *)value + 8,
+                                  value_len - 8, &err);
   if (rc != TDM_OK)
     fprintf(stderr, "tandem serve: state of \"%.*s\": %s\n", (int)key_len,
             (const char *)key, err.message);
+  if (tag >= live->next_seq) live->next_seq = tag + 1;
   return rc;
+}
+
+/* Replays one logged event unless its entity's state already has it. */
+static int replay_logged(void *ctx, const void *key, size_t key_len,
+                         const void *value, size_t value_len) {
+  tdm__live *live = ctx;
+  const tdm__spec *spec = tdm__pipeline_spec(live->p);
+  if (key_len != 8) return TDM_EPARSE;
+  uint64_t seq = get_u64_be(key);
+  tdm__str fields[spec->num_fields + 1];
+  if (tdm__event_decode(spec, value, value_len, fields) != TDM_OK)
+    return TDM_EPARSE;
+  tdm__event ev = {fields};
+  tdm__str entity;
+  tdm_error err;
+  if (tdm__pipeline_entity(live->p, &ev, &entity, &err) != TDM_OK)
+    return TDM_EPARSE;
+  shard *sh = &live->shards[key_hash(entity) % NUM_SHARDS];
+  if (seq >= live->next_seq) live->next_seq = seq + 1;
+  if (tdm__state_map_tag(sh->map, entity) >= seq) return TDM_OK;
+  int rc = tdm__pipeline_process(live->p, sh->map, &ev, &sh->result, &err);
+  if (rc != TDM_OK) {
+    fprintf(stderr, "tandem serve: logged event %llu: %s\n",
+            (unsigned long long)seq, err.message);
+    return rc;
+  }
+  tdm__state_map_set_tag(sh->map, entity, seq);
+  return TDM_OK;
 }
 
 /* ---- open, close ---- */
@@ -189,6 +384,7 @@ int tdm__live_open(const char *pipeline_path, const char *state_dir,
   pthread_cond_init(&live->commit_wanted, NULL);
   pthread_cond_init(&live->commit_done, NULL);
   live->queued_gen = 1;
+  live->next_seq = 1;
   for (int i = 0; i < NUM_SHARDS; i++) pthread_mutex_init(&live->shards[i].lock, NULL);
   int rc = tdm__pipeline_load(pipeline_path, 0, &live->p, err);
   for (int i = 0; i < NUM_SHARDS && rc == TDM_OK; i++) {
@@ -197,19 +393,22 @@ int tdm__live_open(const char *pipeline_path, const char *state_dir,
       rc = tdm__fail(err, TDM_ENOMEM, "out of memory");
   }
   if (rc == TDM_OK && state_dir != NULL) {
-    rc = tdm__store_open(state_dir, tdm__pipeline_spec(live->p)->name,
-                         &live->store, err);
-    if (rc == TDM_OK) {
-      rc = tdm__store_each(live->store, restore_one, live, err);
-      if (rc != TDM_OK && err->message[0] == '\0')
-        tdm__fail(err, rc, "%s: the saved state does not fit this pipeline",
-                  state_dir);
-      else if (rc != TDM_OK)
-        rc = tdm__fail(err, rc,
-                       "%s: cannot restore the saved state (was it written "
-                       "by another version of the pipeline?)",
-                       state_dir);
-    }
+    const char *name = tdm__pipeline_spec(live->p)->name;
+    char state_db[300], log_db[300];
+    snprintf(state_db, sizeof state_db, "%s.state", name);
+    snprintf(log_db, sizeof log_db, "%s.log", name);
+    const char *dbs[] = {state_db, log_db};
+    rc = tdm__store_open(state_dir, dbs, 2, &live->store, err);
+    if (rc == TDM_OK)
+      rc = tdm__store_each(live->store, DB_STATE, restore_state, live, err);
+    if (rc == TDM_OK)
+      rc = tdm__store_each(live->store, DB_LOG, replay_logged, live, err);
+    if (rc != TDM_OK && rc != TDM_ENOMEM && rc != TDM_EIO)
+      rc = tdm__fail(err, rc,
+                     "%s: cannot restore the saved state (was it written by "
+                     "another version of the pipeline?)",
+                     state_dir);
+    live->last_snapshot_ns = now_ns();
     if (rc == TDM_OK) {
       if (pthread_create(&live->committer, NULL, commit_loop, live) != 0)
         rc = tdm__fail(err, TDM_ENOMEM, "cannot start the commit thread");
@@ -239,6 +438,7 @@ void tdm__live_close(tdm__live *live) {
     tdm__result_free(&live->shards[i].result);
     pthread_mutex_destroy(&live->shards[i].lock);
   }
+  tdm__free(live->waiters);
   tdm__buf_free(&live->queue.bytes);
   tdm__free(live->queue.offsets);
   tdm__buf_free(&live->writing.bytes);
@@ -282,7 +482,7 @@ static int one_event(tdm__live *live, const tdm__json_doc *doc,
     rc = tdm__pipeline_json(live->p, &ev, &sh->result, with_features, out);
     if (rc == TDM_OK && live->store != NULL && !sh->result.duplicate) {
       uint64_t g;
-      rc = queue_state(live, sh, entity, &g);
+      rc = log_event(live, sh, entity, fields, &g);
       if (rc == TDM_OK && g > *gen) *gen = g;
     }
     if (rc != TDM_OK) tdm__fail(err, rc, "out of memory");
@@ -292,8 +492,48 @@ static int one_event(tdm__live *live, const tdm__json_doc *doc,
   return rc;
 }
 
+void tdm__live_durability_failed(tdm__buf *out, unsigned *status) {
+  out->len = 0;
+  *status = 500;
+  error_body(out, "the state could not be written to disk; the events "
+                  "may not be applied after a restart");
+}
+
+int tdm__live_when_durable(tdm__live *live, uint64_t gen,
+                           void (*fn)(void *arg, int ok), void *arg) {
+  pthread_mutex_lock(&live->commit_lock);
+  int done = live->committed_gen >= gen;
+  if (!done) {
+    if (live->num_waiters == live->cap_waiters) {
+      size_t cap = live->cap_waiters ? live->cap_waiters * 2 : 64;
+      waiter *w = tdm__realloc(live->waiters, cap * sizeof *w);
+      if (w == NULL) {
+        /* No room to wait asynchronously: wait here. */
+        pthread_mutex_unlock(&live->commit_lock);
+        fn(arg, wait_durable(live, gen) == TDM_OK);
+        return 0;
+      }
+      live->waiters = w;
+      live->cap_waiters = cap;
+    }
+    live->waiters[live->num_waiters++] = (waiter){gen, fn, arg};
+  }
+  pthread_mutex_unlock(&live->commit_lock);
+  return done;
+}
+
 void tdm__live_events(tdm__live *live, const char *body, size_t len,
                       int with_features, tdm__buf *out, unsigned *status) {
+  uint64_t gen;
+  tdm__live_events_async(live, body, len, with_features, out, status, &gen);
+  if (gen > 0 && wait_durable(live, gen) != TDM_OK)
+    tdm__live_durability_failed(out, status);
+}
+
+void tdm__live_events_async(tdm__live *live, const char *body, size_t len,
+                            int with_features, tdm__buf *out,
+                            unsigned *status, uint64_t *gen_out) {
+  *gen_out = 0;
   atomic_fetch_add(&live->requests, 1);
   tdm__json_doc doc;
   tdm_error err;
@@ -332,12 +572,7 @@ void tdm__live_events(tdm__live *live, const char *body, size_t len,
     }
   }
   tdm__json_doc_free(&doc);
-  if (gen > 0 && wait_durable(live, gen) != TDM_OK) {
-    out->len = 0;
-    *status = 500;
-    error_body(out, "the state could not be written to disk; the events "
-                    "may not be applied after a restart");
-  }
+  *gen_out = gen;
 }
 
 int tdm__live_metadata(const tdm__live *live, tdm__buf *out) {

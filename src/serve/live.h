@@ -37,6 +37,22 @@ const char *tdm__live_name(const tdm__live *live);
 void tdm__live_events(tdm__live *live, const char *body, size_t len,
                       int with_features, tdm__buf *out, unsigned *status);
 
+/*
+ * The same without waiting for durability: *gen is the commit generation
+ * the answer must wait for (0: nothing to wait for). The caller then
+ * calls tdm__live_when_durable, which returns 1 if that is already so, or
+ * 0 and later calls fn(arg, ok) from the committer thread once the
+ * generation is on disk (ok) or failed to be written (!ok: the answer
+ * must become a 500).
+ */
+void tdm__live_events_async(tdm__live *live, const char *body, size_t len,
+                            int with_features, tdm__buf *out,
+                            unsigned *status, uint64_t *gen);
+int tdm__live_when_durable(tdm__live *live, uint64_t gen,
+                           void (*fn)(void *arg, int ok), void *arg);
+/* The error body of an answer whose state failed to be written. */
+void tdm__live_durability_failed(tdm__buf *out, unsigned *status);
+
 /* The pipeline's description (GET /v1/pipelines/{name}). */
 int tdm__live_metadata(const tdm__live *live, tdm__buf *out);
 

@@ -97,6 +97,12 @@ typedef struct request {
   int over_budget;  /* the server held too many body bytes to take more */
   int answered;     /* a response is queued */
   int counted;      /* in metrics->in_flight */
+  /* A pipeline answer waiting (suspended) for its state to be durable. */
+  struct MHD_Connection *connection;
+  tdm__buf answer;
+  unsigned answer_status;
+  int waiting;
+  atomic_int durable; /* 0: not yet; 1: on disk; -1: failed */
 } request;
 
 static uint64_t now_ns(void) {
@@ -619,6 +625,13 @@ static tdm__live *find_pipeline(const tdm__server *srv, const char *name) {
   return NULL;
 }
 
+/* The committer's call: the request's events are on disk (or failed). */
+static void on_durable(void *arg, int ok) {
+  request *r = arg;
+  atomic_store(&r->durable, ok ? 1 : -1);
+  MHD_resume_connection(r->connection);
+}
+
 /* GET /v1/pipelines/NAME and POST /v1/pipelines/NAME/events. */
 static enum MHD_Result pipeline_request(tdm__server *srv,
                                         struct MHD_Connection *c, request *r) {
@@ -642,9 +655,20 @@ static enum MHD_Result pipeline_request(tdm__server *srv,
                          "explain=%s: the only explanation is "
                          "explain=features",
                          explain);
-  tdm__live_events(live, r->body.data ? r->body.data : "", r->body.len,
-                   explain != NULL, &out, &status);
-  return respond_buf(srv, c, r, status, "application/json", &out);
+  uint64_t gen;
+  tdm__live_events_async(live, r->body.data ? r->body.data : "", r->body.len,
+                         explain != NULL, &out, &status, &gen);
+  if (gen == 0) return respond_buf(srv, c, r, status, "application/json", &out);
+  /* Answer once the state is durable, without holding this thread: the
+   * connection sleeps and the committer wakes it (one fsync serves every
+   * request waiting at that moment). */
+  r->answer = out;
+  r->answer_status = status;
+  r->connection = c;
+  r->waiting = 1;
+  MHD_suspend_connection(c);
+  if (tdm__live_when_durable(live, gen, on_durable, r)) on_durable(r, 1);
+  return MHD_YES;
 }
 
 static enum MHD_Result dispatch(tdm__server *srv, struct MHD_Connection *c,
@@ -773,6 +797,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
     }
     return tdm__buf_append(&r->body, upload, n) == TDM_OK ? MHD_YES : MHD_NO;
   }
+  if (r->waiting) {
+    int durable = atomic_load(&r->durable);
+    if (durable == 0) return MHD_YES; /* not yet: a spurious call */
+    r->waiting = 0;
+    tdm__buf answer = r->answer;
+    unsigned status = r->answer_status;
+    memset(&r->answer, 0, sizeof r->answer);
+    if (durable < 0) tdm__live_durability_failed(&answer, &status);
+    return respond_buf(srv, c, r, status, "application/json", &answer);
+  }
   if (r->answered) return MHD_YES;
   if (r->over_budget) {
     atomic_fetch_add(&srv->metrics->rejected_overload, 1);
@@ -806,6 +840,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **context,
   if (r->counted) atomic_fetch_sub(&srv->metrics->in_flight, 1);
   if (r->charged) atomic_fetch_sub(&srv->metrics->buffered, r->charged);
   tdm__buf_free(&r->body);
+  tdm__buf_free(&r->answer);
   tdm__free(r);
   *context = NULL;
 }
@@ -886,7 +921,7 @@ int tdm__server_start(const tdm__server_config *config, tdm__repository *repo,
     threads = cpus > 0 ? (unsigned)cpus : 1;
   }
   unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC |
-                   MHD_USE_ERROR_LOG | MHD_USE_TURBO;
+                   MHD_USE_ERROR_LOG | MHD_USE_TURBO | MHD_ALLOW_SUSPEND_RESUME;
   if (addr.ss_family == AF_INET6) flags |= MHD_USE_IPv6;
   /* The header limit: libmicrohttpd keeps the request line, headers and
    * its read buffer in one per-connection pool of this size. */

@@ -1,19 +1,22 @@
 /*
- * store.c - the LMDB state store of store.h. One environment per
- * directory, one named database; the map is sized large and sparse (LMDB
- * only uses what it writes). Every write transaction is synced at commit
- * (LMDB's default), which is what makes an acknowledgement durable.
+ * store.c - the LMDB store of store.h. The map is sized large and sparse
+ * (LMDB only uses what it writes). Every write transaction is synced at
+ * commit (LMDB's default), which is what makes an acknowledgement durable.
  */
 #include "store.h"
 
 #include <errno.h>
 #include <lmdb.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
+#define MAX_DBS 8
+
 struct tdm__store {
   MDB_env *env;
-  MDB_dbi dbi;
+  MDB_dbi dbi[MAX_DBS];
+  size_t num_dbs;
   char *dir;
 };
 
@@ -23,9 +26,10 @@ static int lmdb_fail(tdm_error *err, const char *dir, const char *what,
                    dir, what, mdb_strerror(rc));
 }
 
-int tdm__store_open(const char *dir, const char *name, tdm__store **out,
-                    tdm_error *err) {
+int tdm__store_open(const char *dir, const char *const *dbs, size_t n,
+                    tdm__store **out, tdm_error *err) {
   *out = NULL;
+  if (n > MAX_DBS) return tdm__fail(err, TDM_EINVAL, "too many databases");
   if (mkdir(dir, 0777) != 0 && errno != EEXIST)
     return tdm__fail(err, TDM_EIO, "%s: cannot create the state directory: %s",
                      dir, strerror(errno));
@@ -35,13 +39,15 @@ int tdm__store_open(const char *dir, const char *name, tdm__store **out,
     return tdm__fail(err, TDM_ENOMEM, "out of memory");
   }
   int rc = mdb_env_create(&s->env);
-  if (rc == 0) rc = mdb_env_set_maxdbs(s->env, 16);
+  if (rc == 0) rc = mdb_env_set_maxdbs(s->env, MAX_DBS);
   /* 64 GiB of address space; the file grows only as data is written. */
   if (rc == 0) rc = mdb_env_set_mapsize(s->env, (size_t)64 << 30);
   if (rc == 0) rc = mdb_env_open(s->env, dir, MDB_NOTLS, 0664);
   MDB_txn *txn = NULL;
   if (rc == 0) rc = mdb_txn_begin(s->env, NULL, 0, &txn);
-  if (rc == 0) rc = mdb_dbi_open(txn, name, MDB_CREATE, &s->dbi);
+  for (size_t i = 0; i < n && rc == 0; i++)
+    rc = mdb_dbi_open(txn, dbs[i], MDB_CREATE, &s->dbi[i]);
+  s->num_dbs = n;
   if (rc == 0) {
     rc = mdb_txn_commit(txn);
     txn = NULL;
@@ -63,7 +69,7 @@ void tdm__store_close(tdm__store *s) {
   tdm__free(s);
 }
 
-int tdm__store_each(tdm__store *s,
+int tdm__store_each(tdm__store *s, unsigned db,
                     int (*fn)(void *ctx, const void *key, size_t key_len,
                               const void *value, size_t value_len),
                     void *ctx, tdm_error *err) {
@@ -71,7 +77,7 @@ int tdm__store_each(tdm__store *s,
   MDB_cursor *cursor;
   int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
   if (rc != 0) return lmdb_fail(err, s->dir, "cannot read", rc);
-  rc = mdb_cursor_open(txn, s->dbi, &cursor);
+  rc = mdb_cursor_open(txn, s->dbi[db], &cursor);
   if (rc != 0) {
     mdb_txn_abort(txn);
     return lmdb_fail(err, s->dir, "cannot read", rc);
@@ -90,15 +96,42 @@ int tdm__store_each(tdm__store *s,
   return status;
 }
 
-int tdm__store_put_all(tdm__store *s, const tdm__store_put *puts, size_t n,
-                       tdm_error *err) {
+static int compare_keys(const MDB_val *a, const void *key, size_t len) {
+  size_t n = a->mv_size < len ? a->mv_size : len;
+  int c = memcmp(a->mv_data, key, n);
+  if (c != 0) return c;
+  return a->mv_size < len ? -1 : a->mv_size > len;
+}
+
+static int delete_upto(MDB_txn *txn, MDB_dbi dbi, const void *key,
+                       size_t len) {
+  MDB_cursor *cursor;
+  int rc = mdb_cursor_open(txn, dbi, &cursor);
+  if (rc != 0) return rc;
+  MDB_val k, v;
+  while ((rc = mdb_cursor_get(cursor, &k, &v, MDB_FIRST)) == 0 &&
+         compare_keys(&k, key, len) <= 0) {
+    rc = mdb_cursor_del(cursor, 0);
+    if (rc != 0) break;
+  }
+  mdb_cursor_close(cursor);
+  return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+int tdm__store_write(tdm__store *s, const tdm__store_op *ops, size_t n,
+                     tdm_error *err) {
   MDB_txn *txn;
   int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
   if (rc != 0) return lmdb_fail(err, s->dir, "cannot write", rc);
   for (size_t i = 0; i < n && rc == 0; i++) {
-    MDB_val k = {puts[i].key_len, (void *)puts[i].key};
-    MDB_val v = {puts[i].value_len, (void *)puts[i].value};
-    rc = mdb_put(txn, s->dbi, &k, &v, 0);
+    MDB_dbi dbi = s->dbi[ops[i].db];
+    if (ops[i].kind == TDM__STORE_DEL_UPTO) {
+      rc = delete_upto(txn, dbi, ops[i].key, ops[i].key_len);
+    } else {
+      MDB_val k = {ops[i].key_len, (void *)ops[i].key};
+      MDB_val v = {ops[i].value_len, (void *)ops[i].value};
+      rc = mdb_put(txn, dbi, &k, &v, 0);
+    }
   }
   if (rc != 0) {
     mdb_txn_abort(txn);

@@ -1,9 +1,10 @@
 /*
- * store.h - durable key-value state in LMDB: a pipeline's entity states
- * (and, later, batch tables). Writes go in one transaction per batch of
- * updates and are on disk when tdm__store_put_all returns, so a live
- * runner can acknowledge an event only after its state survives a crash
- * (group commit: many requests' updates share one fsync).
+ * store.h - durable key-value state in LMDB: one environment (directory)
+ * with a few named databases, e.g. a live pipeline's entity states and its
+ * event log. A write is one transaction of puts and deletes across them,
+ * synced to disk when tdm__store_write returns, so a runner can
+ * acknowledge work only once it survives a crash (group commit: many
+ * requests share one transaction).
  */
 #ifndef TDM_STORE_H
 #define TDM_STORE_H
@@ -14,30 +15,36 @@
 
 typedef struct tdm__store tdm__store;
 
-/* Opens (creating) the LMDB environment in directory `dir` (created if
- * missing), database `name`. */
-int tdm__store_open(const char *dir, const char *name, tdm__store **out,
-                    tdm_error *err);
+/* Opens (creating) the environment in `dir` (created if missing) with
+ * the named databases dbs[0..n), which later calls refer to by index. */
+int tdm__store_open(const char *dir, const char *const *dbs, size_t n,
+                    tdm__store **out, tdm_error *err);
 void tdm__store_close(tdm__store *store);
 
-/* Calls fn for every key in key order; fn returning non-zero stops with
- * that status. */
-int tdm__store_each(tdm__store *store,
+/* Calls fn for every key of database db in key order; fn returning
+ * non-zero stops with that status. Keys and values are valid only during
+ * the call. */
+int tdm__store_each(tdm__store *store, unsigned db,
                     int (*fn)(void *ctx, const void *key, size_t key_len,
                               const void *value, size_t value_len),
                     void *ctx, tdm_error *err);
 
-/* One update: key -> value. */
-typedef struct tdm__store_put {
+typedef enum tdm__store_kind {
+  TDM__STORE_PUT,      /* key -> value */
+  TDM__STORE_DEL_UPTO  /* delete every key <= key (bytewise order) */
+} tdm__store_kind;
+
+typedef struct tdm__store_op {
+  tdm__store_kind kind;
+  unsigned db;
   const void *key;
   size_t key_len;
   const void *value;
   size_t value_len;
-} tdm__store_put;
+} tdm__store_op;
 
-/* Writes all updates in one transaction, in order (a later update of the
- * same key wins), durable on return. */
-int tdm__store_put_all(tdm__store *store, const tdm__store_put *puts,
-                       size_t n, tdm_error *err);
+/* Applies every op in order in one transaction, durable on return. */
+int tdm__store_write(tdm__store *store, const tdm__store_op *ops, size_t n,
+                     tdm_error *err);
 
 #endif /* TDM_STORE_H */
