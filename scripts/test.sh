@@ -34,7 +34,11 @@ for t in tests/integration/test_cli.py tests/integration/test_xgboost_fixtures.p
     tests/integration/test_lightgbm_fixtures.py tests/integration/test_linear_models.py \
     tests/integration/test_shard.py tests/integration/test_streaming.py \
     tests/integration/test_serve_exact.py tests/integration/test_serve_endpoints.py \
-    tests/integration/test_serve_operations.py; do
+    tests/integration/test_serve_operations.py \
+    tests/integration/test_pipeline_validation.py \
+    tests/integration/test_pipeline_batch.py \
+    tests/integration/test_pipeline_reference.py \
+    tests/integration/test_pipeline_replay.py; do
   TANDEM=build-asan/tandem ASAN_OPTIONS=detect_leaks=1 /usr/bin/python3 "$t" \
     || failed+=("$t (sanitizers)")
 done
