@@ -137,21 +137,23 @@ static int write_reject(FILE *fp, const tdm__spec *spec,
   return fwrite(line->data, 1, line->len, fp) == line->len ? TDM_OK : TDM_EIO;
 }
 
-static void run_workers(worker *workers, int n) {
-  if (n == 1) {
-    work(&workers[0]);
-    return;
-  }
+/* Starts the workers on their threads (or, if a thread cannot start,
+ * runs its share on the calling thread). */
+typedef struct crew {
   pthread_t threads[TDM__MAX_THREADS];
-  int started = 0;
-  for (int t = 1; t < n; t++) {
-    if (pthread_create(&threads[t], NULL, work, &workers[t]) != 0) break;
-    started = t;
+  int started[TDM__MAX_THREADS];
+} crew;
+
+static void start_workers(crew *c, worker *workers, int n) {
+  for (int t = 0; t < n; t++) {
+    c->started[t] = pthread_create(&c->threads[t], NULL, work, &workers[t]) == 0;
+    if (!c->started[t]) work(&workers[t]);
   }
-  work(&workers[0]);
-  for (int t = 1; t <= started; t++) pthread_join(threads[t], NULL);
-  /* A thread that could not start: do its share here. */
-  for (int t = started + 1; t < n; t++) work(&workers[t]);
+}
+
+static void join_workers(crew *c, int n) {
+  for (int t = 0; t < n; t++)
+    if (c->started[t]) pthread_join(c->threads[t], NULL);
 }
 
 static void utc_now(char buf[32]) {
@@ -223,14 +225,22 @@ static int write_manifest(const tdm__batch_options *opt,
   return rc;
 }
 
+/* One chunk of events and what became of each. */
+typedef struct chunk {
+  tdm__event_record *records;
+  outcome *outcomes;
+  size_t count;
+  tdm__arena arena;
+  int more; /* 1: the input goes on; 0: this was the end; < 0: an error */
+} chunk;
+
 typedef struct run {
   const tdm__batch_options *opt;
   tdm__pipeline *p;
   tdm__event_reader *reader;
   worker *workers;
   int threads;
-  tdm__event_record *records;
-  outcome *outcomes;
+  chunk chunks[2];
   tdm__atomic_file out, rejects;
   int out_open, rejects_open;
   tdm__sha256 out_hash;
@@ -239,23 +249,24 @@ typedef struct run {
 } run;
 
 /* Writes one processed chunk in input order. */
-static int write_chunk(run *r, size_t n, tdm__batch_stats *st, tdm_error *err) {
+static int write_chunk(run *r, const chunk *ch, tdm__batch_stats *st,
+                       tdm_error *err) {
   const tdm__spec *spec = tdm__pipeline_spec(r->p);
-  for (size_t i = 0; i < n; i++) {
-    const outcome *o = &r->outcomes[i];
+  for (size_t i = 0; i < ch->count; i++) {
+    const outcome *o = &ch->outcomes[i];
     const worker *w = &r->workers[o->worker < 0 ? 0 : o->worker];
     if (o->rejected) {
       const char *reason = w->reasons.data + o->offset;
       if (r->opt->strict)
         return tdm__fail(err, TDM_EPARSE, "%s:%zu: %.*s (--strict)",
-                         r->opt->in_path, r->records[i].line, (int)o->len,
+                         r->opt->in_path, ch->records[i].line, (int)o->len,
                          reason);
       if (!r->rejects_open) {
         int rc = tdm__atomic_open(&r->rejects, r->rejects_path, err);
         if (rc != TDM_OK) return rc;
         r->rejects_open = 1;
       }
-      if (write_reject(r->rejects.fp, spec, &r->records[i], reason, o->len,
+      if (write_reject(r->rejects.fp, spec, &ch->records[i], reason, o->len,
                        &r->line) != TDM_OK)
         return tdm__fail(err, TDM_EIO, "%s: write failed", r->rejects_path);
       st->rejected++;
@@ -270,38 +281,55 @@ static int write_chunk(run *r, size_t n, tdm__batch_stats *st, tdm_error *err) {
   return TDM_OK;
 }
 
+/* Reads the next chunk of events into ch (its arena starts afresh). */
+static void read_chunk(run *r, chunk *ch, tdm_error *err) {
+  tdm__arena_free(&ch->arena);
+  tdm__arena_init(&ch->arena, 1 << 20);
+  ch->count = 0;
+  ch->more = 1;
+  while (ch->count < CHUNK_EVENTS) {
+    ch->more = tdm__event_reader_next(r->reader, &ch->arena,
+                                      &ch->records[ch->count], err);
+    if (ch->more <= 0) break;
+    ch->outcomes[ch->count] = (outcome){.worker = -1};
+    ch->count++;
+  }
+}
+
+/*
+ * The workers process one chunk while this thread reads the next, then
+ * this thread writes the processed chunk's results in input order.
+ */
 static int process_all(run *r, tdm__batch_stats *st, tdm_error *err) {
-  tdm__arena arena;
-  tdm__arena_init(&arena, 1 << 20);
-  int rc = TDM_OK;
-  for (;;) {
-    size_t n = 0;
-    int more = 1;
-    while (n < CHUNK_EVENTS) {
-      more = tdm__event_reader_next(r->reader, &arena, &r->records[n], err);
-      if (more <= 0) break;
-      r->outcomes[n] = (outcome){.worker = -1};
-      n++;
-    }
-    if (more < 0) {
-      rc = more;
-      break;
-    }
+  chunk *current = &r->chunks[0], *next = &r->chunks[1];
+  read_chunk(r, current, err);
+  int rc = current->more < 0 ? current->more : TDM_OK;
+  while (rc == TDM_OK && current->count > 0) {
     for (int t = 0; t < r->threads; t++) {
-      r->workers[t].records = r->records;
-      r->workers[t].outcomes = r->outcomes;
-      r->workers[t].num_records = n;
+      r->workers[t].records = current->records;
+      r->workers[t].outcomes = current->outcomes;
+      r->workers[t].num_records = current->count;
     }
-    run_workers(r->workers, r->threads);
+    crew c;
+    start_workers(&c, r->workers, r->threads);
+    tdm_error read_err;
+    if (current->more > 0)
+      read_chunk(r, next, &read_err);
+    else
+      next->count = 0, next->more = 0;
+    join_workers(&c, r->threads);
     for (int t = 0; t < r->threads; t++)
       if (r->workers[t].failed) rc = tdm__fail(err, TDM_ENOMEM, "out of memory");
-    if (rc == TDM_OK) rc = write_chunk(r, n, st, err);
-    st->events += n;
-    tdm__arena_free(&arena);
-    tdm__arena_init(&arena, 1 << 20);
-    if (rc != TDM_OK || more == 0) break;
+    if (rc == TDM_OK) rc = write_chunk(r, current, st, err);
+    st->events += current->count;
+    if (rc == TDM_OK && next->more < 0) {
+      *err = read_err;
+      rc = next->more;
+    }
+    chunk *done = current;
+    current = next;
+    next = done;
   }
-  tdm__arena_free(&arena);
   return rc;
 }
 
@@ -322,9 +350,14 @@ static int setup(run *r, tdm_error *err) {
   if (threads > TDM__MAX_THREADS) threads = TDM__MAX_THREADS;
   r->threads = threads;
   r->workers = tdm__calloc((size_t)threads, sizeof *r->workers);
-  r->records = tdm__calloc(CHUNK_EVENTS, sizeof *r->records);
-  r->outcomes = tdm__calloc(CHUNK_EVENTS, sizeof *r->outcomes);
-  if (!r->workers || !r->records || !r->outcomes)
+  for (int k = 0; k < 2; k++) {
+    chunk *ch = &r->chunks[k];
+    tdm__arena_init(&ch->arena, 1 << 20);
+    ch->records = tdm__calloc(CHUNK_EVENTS, sizeof *ch->records);
+    ch->outcomes = tdm__calloc(CHUNK_EVENTS, sizeof *ch->outcomes);
+  }
+  if (!r->workers || !r->chunks[0].records || !r->chunks[0].outcomes ||
+      !r->chunks[1].records || !r->chunks[1].outcomes)
     return tdm__fail(err, TDM_ENOMEM, "out of memory");
   int jsonl = ends_with(opt->out_path, ".jsonl") || ends_with(opt->out_path, ".ndjson");
   for (int t = 0; t < threads; t++) {
@@ -368,8 +401,11 @@ static void teardown(run *r) {
     tdm__buf_free(&r->workers[t].reasons);
   }
   tdm__free(r->workers);
-  tdm__free(r->records);
-  tdm__free(r->outcomes);
+  for (int k = 0; k < 2; k++) {
+    tdm__free(r->chunks[k].records);
+    tdm__free(r->chunks[k].outcomes);
+    tdm__arena_free(&r->chunks[k].arena);
+  }
   tdm__buf_free(&r->line);
   tdm__event_reader_close(r->reader);
   tdm__pipeline_free(r->p);
