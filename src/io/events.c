@@ -200,7 +200,8 @@ int tdm__event_reader_open(const char *path, const tdm__spec *spec,
   if (r->path == NULL)
     rc = tdm__fail(err, TDM_ENOMEM, "out of memory");
   else if (r->fp == NULL)
-    rc = tdm__fail(err, TDM_EIO, "%s: cannot open: %s", path, strerror(errno));
+    rc = tdm__fail(err, errno == ENOENT ? TDM_ENOTFOUND : TDM_EIO,
+                   "%s: cannot open: %s", path, strerror(errno));
   if (rc == TDM_OK && tdm__csv_open(&r->csv, r->fp, r->path) != TDM_OK)
     rc = tdm__fail(err, TDM_ENOMEM, "out of memory");
   if (rc == TDM_OK) {

@@ -148,8 +148,8 @@ static int compile(compiler *c, const char *text, tdm__mark mark,
   if (rc != TDM_OK) {
     /* The expression's column, counted from where its text starts (a
      * quoted scalar's quote is one more). */
-    tdm__mark at = mark;
-    if (at.line > 0 && e.column > 0) at.column += (int)e.column - 1;
+    tdm__mark at = e.column > 0 ? tdm__spec_mark_in(c->spec, mark, e.column - 1)
+                                : mark;
     return tdm__spec_fail(c->spec, at, TDM_EPARSE, c->err, "%s \"%s\": %s",
                           what, text, e.message);
   }
@@ -337,7 +337,7 @@ static int compile_aggs(compiler *c, feature_info *info) {
         .max_events = spec->max_events};
     rc = tdm__window_spec_new(&config, &p->window, c->err);
     if (rc != TDM_OK && rc != TDM_ENOMEM)
-      rc = tdm__spec_fail(spec, (tdm__mark){0, 0}, TDM_EPARSE, c->err,
+      rc = tdm__spec_fail(spec, (tdm__mark){0, 0, TDM__STYLE_PLAIN}, TDM_EPARSE, c->err,
                           "features: %s", c->err->message);
   }
   tdm__free(defs);
@@ -479,7 +479,7 @@ static int compile_outputs(compiler *c) {
   p->columns = tdm__calloc(spec->num_outputs + spec->num_features + 6,
                            sizeof *p->columns);
   if (p->columns == NULL) return tdm__fail(c->err, TDM_ENOMEM, "out of memory");
-  tdm__mark none = {0, 0};
+  tdm__mark none = {0, 0, TDM__STYLE_PLAIN};
   if (p->features_only) {
     /* The keys, then every feature. */
     int rc = TDM_OK;

@@ -24,6 +24,51 @@ typedef struct reader {
   tdm_error *err;
 } reader;
 
+tdm__mark tdm__spec_mark_in(const tdm__spec *spec, tdm__mark mark,
+                            size_t offset) {
+  if (mark.line <= 0 || spec->source == NULL) return mark;
+  /* The start of the scalar in the source. (libfyaml marks a quoted
+   * scalar at its first character, after the quote, and a block scalar
+   * at the start of its first line.) */
+  const char *p = spec->source, *end = p + spec->source_len;
+  for (int line = 1; line < mark.line && p < end; p++)
+    if (*p == '\n') line++;
+  p += mark.column - 1;
+  if (p >= end) return mark;
+  size_t indent = 0;
+  if (mark.style == TDM__STYLE_BLOCK)
+    while (p + indent < end && p[indent] == ' ') indent++;
+  p += indent;
+  int line = mark.line;
+  const char *line_start = p - (mark.column - 1) - indent;
+  /* Step over `offset` characters of the value as the source writes
+   * them: a line break is one (a space or a newline), the indentation
+   * after it none, an escape or a doubled quote one. */
+  for (size_t k = 0; k < offset && p < end; k++) {
+    if (*p == '\n') {
+      p++;
+      line++;
+      line_start = p;
+      if (mark.style == TDM__STYLE_BLOCK)
+        for (size_t i = 0; i < indent && p < end && *p == ' '; i++) p++;
+      else
+        while (p < end && (*p == ' ' || *p == '\t')) p++;
+    } else if (mark.style == TDM__STYLE_SINGLE && p[0] == '\'' &&
+               p + 1 < end && p[1] == '\'') {
+      p += 2;
+    } else if (mark.style == TDM__STYLE_DOUBLE && p[0] == '\\' &&
+               p + 1 < end) {
+      p += p[1] == 'x' ? 4 : p[1] == 'u' ? 6 : p[1] == 'U' ? 10 : 2;
+    } else {
+      p++;
+    }
+  }
+  if (p > end) return mark;
+  mark.line = line;
+  mark.column = (int)(p - line_start) + 1;
+  return mark;
+}
+
 int tdm__spec_fail(const tdm__spec *spec, tdm__mark mark, int status,
                    tdm_error *err, const char *fmt, ...) {
   char message[sizeof err->message];
@@ -44,7 +89,13 @@ static tdm__mark mark_of(struct fy_node *node, tdm__mark fallback) {
   struct fy_token *token = fy_node_get_scalar_token(node);
   const struct fy_mark *m = token ? fy_token_start_mark(token) : NULL;
   if (m == NULL) return fallback;
-  tdm__mark mark = {m->line + 1, m->column + 1};
+  tdm__mark mark = {m->line + 1, m->column + 1, TDM__STYLE_PLAIN};
+  switch (fy_node_get_style(node)) {
+    case FYNS_PLAIN: break;
+    case FYNS_SINGLE_QUOTED: mark.style = TDM__STYLE_SINGLE; break;
+    case FYNS_DOUBLE_QUOTED: mark.style = TDM__STYLE_DOUBLE; break;
+    default: mark.style = TDM__STYLE_BLOCK; break;
+  }
   return mark;
 }
 
@@ -266,12 +317,12 @@ static int field_pair(reader *r, void *ctx, size_t key, struct fy_node *value,
         int rc = scalar(r, item, item_mark, "a category",
                         &f->values[f->num_values]);
         if (rc != TDM_OK) return rc;
-        for (size_t i = 0; i < f->num_values; i++)
-          if (strcmp(f->values[i], f->values[f->num_values]) == 0)
+        f->num_values++; /* owned by the spec from here, freed with it */
+        for (size_t i = 0; i + 1 < f->num_values; i++)
+          if (strcmp(f->values[i], f->values[f->num_values - 1]) == 0)
             return tdm__spec_fail(r->spec, item_mark, TDM_EPARSE, r->err,
                                   "category \"%s\" is listed twice",
                                   f->values[i]);
-        f->num_values++;
       }
       return TDM_OK;
     }
@@ -703,7 +754,7 @@ static int check_keys(reader *r, const top *t) {
                   {KEY_MODEL, "model"}};
   for (size_t i = 0; i < sizeof required / sizeof required[0]; i++)
     if (!(t->seen & (1u << required[i].key)))
-      return tdm__spec_fail(spec, (tdm__mark){1, 1}, TDM_EPARSE, r->err,
+      return tdm__spec_fail(spec, (tdm__mark){1, 1, TDM__STYLE_PLAIN}, TDM_EPARSE, r->err,
                             "the pipeline needs \"%s\"", required[i].what);
   const tdm__field_spec *f = find_field(spec, spec->entity);
   if (f == NULL || (f->type != TDM__FIELD_STRING && f->type != TDM__FIELD_NUMBER))
@@ -743,7 +794,7 @@ static int check_keys(reader *r, const top *t) {
 static int read_document(reader *r, struct fy_document *doc) {
   struct fy_node *root = fy_document_root(doc);
   top t = {0};
-  int rc = each_pair(r, root, (tdm__mark){1, 1}, "the pipeline", top_keys,
+  int rc = each_pair(r, root, (tdm__mark){1, 1, TDM__STYLE_PLAIN}, "the pipeline", top_keys,
                      top_pair, &t);
   if (rc == TDM_OK) rc = check_keys(r, &t);
   return rc;
@@ -755,9 +806,9 @@ static int syntax_error(tdm__spec *spec, struct fy_diag *diag,
   void *iter = NULL;
   struct fy_diag_error *e = fy_diag_errors_iterate(diag, &iter);
   if (e == NULL)
-    return tdm__spec_fail(spec, (tdm__mark){0, 0}, TDM_EPARSE, err,
+    return tdm__spec_fail(spec, (tdm__mark){0, 0, TDM__STYLE_PLAIN}, TDM_EPARSE, err,
                           "not a YAML document");
-  return tdm__spec_fail(spec, (tdm__mark){e->line, e->column},
+  return tdm__spec_fail(spec, (tdm__mark){e->line, e->column, TDM__STYLE_PLAIN},
                         TDM_EPARSE, err, "YAML: %s", e->msg);
 }
 
@@ -767,12 +818,14 @@ int tdm__spec_parse(const char *text, size_t len, const char *path,
   tdm__spec *spec = tdm__calloc(1, sizeof *spec);
   if (spec == NULL) return tdm__fail(err, TDM_ENOMEM, "out of memory");
   spec->path = tdm__strdup(path);
+  spec->source = tdm__strndup(text, len);
+  spec->source_len = len;
   const char *slash = strrchr(path, '/');
   spec->dir = slash ? tdm__strndup(path, (size_t)(slash - path)) : tdm__strdup("");
   spec->ttl_ms = -1;
   spec->max_events = 100000;
   spec->dedupe_ms = 86400000; /* 1 day */
-  if (spec->path == NULL || spec->dir == NULL) {
+  if (spec->path == NULL || spec->dir == NULL || spec->source == NULL) {
     tdm__spec_free(spec);
     return tdm__fail(err, TDM_ENOMEM, "out of memory");
   }
@@ -850,6 +903,7 @@ void tdm__spec_free(tdm__spec *spec) {
   tdm__free(spec->id);
   tdm__free(spec->path);
   tdm__free(spec->dir);
+  tdm__free(spec->source);
   tdm__free(spec);
 }
 

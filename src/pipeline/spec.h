@@ -16,9 +16,18 @@
 #include "../core/core.h"
 #include "tandem.h"
 
+/* How a scalar is written, for finding a position inside its text. */
+typedef enum tdm__scalar_style {
+  TDM__STYLE_PLAIN = 0,
+  TDM__STYLE_SINGLE, /* 'single quoted': '' is a quote */
+  TDM__STYLE_DOUBLE, /* "double quoted": backslash escapes */
+  TDM__STYLE_BLOCK   /* | or >, or folded over lines: no exact position */
+} tdm__scalar_style;
+
 /* Where a value sits in the pipeline file (1-based; 0: not known). */
 typedef struct tdm__mark {
   int line, column;
+  tdm__scalar_style style;
 } tdm__mark;
 
 typedef enum tdm__field_type {
@@ -73,6 +82,8 @@ typedef struct tdm__rule_spec {
 } tdm__rule_spec;
 
 typedef struct tdm__spec {
+  char *source; /* the file's text */
+  size_t source_len;
   char *path; /* the pipeline file, as given */
   char *dir;  /* its directory: relative paths inside resolve from here */
   char *name;
@@ -103,6 +114,12 @@ int tdm__spec_load(const char *path, tdm__spec **out, tdm_error *err);
 int tdm__spec_parse(const char *text, size_t len, const char *path,
                     tdm__spec **out, tdm_error *err);
 void tdm__spec_free(tdm__spec *spec);
+
+/* The position of byte `offset` (0-based) of a scalar's value, written
+ * at mark in the source: quotes and escapes accounted for. A block or
+ * multi-line scalar gives its start. */
+tdm__mark tdm__spec_mark_in(const tdm__spec *spec, tdm__mark mark,
+                            size_t offset);
 
 /* Fails with "PATH:LINE:COL: " and the message (for later checks). */
 int tdm__spec_fail(const tdm__spec *spec, tdm__mark mark, int status,
