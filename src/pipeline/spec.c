@@ -812,6 +812,46 @@ static int syntax_error(tdm__spec *spec, struct fy_diag *diag,
                         TDM_EPARSE, err, "YAML: %s", e->msg);
 }
 
+/* Checks what is read before libfyaml sees the text: valid UTF-8, no NUL,
+ * and no YAML directive (a line starting with %), which a pipeline file
+ * has no use for (and on which libfyaml 0.7 can loop forever when it is
+ * malformed). */
+static int check_text(const tdm__spec *spec, const char *text, size_t len,
+                      tdm_error *err) {
+  int line = 1, column = 1;
+  const unsigned char *p = (const unsigned char *)text, *end = p + len;
+  while (p < end) {
+    if (column == 1 && *p == '%')
+      return tdm__spec_fail(spec, (tdm__mark){line, 1, TDM__STYLE_PLAIN},
+                            TDM_EPARSE, err,
+                            "YAML directives (%%YAML, %%TAG) are not "
+                            "supported in pipeline files");
+    size_t n = 1;
+    if (*p == 0)
+      return tdm__spec_fail(spec, (tdm__mark){line, column, TDM__STYLE_PLAIN},
+                            TDM_EPARSE, err, "a NUL byte");
+    if (*p >= 0x80) {
+      /* A UTF-8 sequence: lead byte, then continuation bytes. */
+      n = *p >= 0xF0 && *p <= 0xF4 ? 4 : *p >= 0xE0 ? 3 : *p >= 0xC2 ? 2 : 0;
+      if (*p > 0xF4) n = 0;
+      for (size_t i = 1; n > 0 && i < n; i++)
+        if (p + i >= end || (p[i] & 0xC0) != 0x80) n = 0;
+      if (n == 0)
+        return tdm__spec_fail(spec,
+                              (tdm__mark){line, column, TDM__STYLE_PLAIN},
+                              TDM_EPARSE, err, "not valid UTF-8");
+    }
+    if (*p == '\n') {
+      line++;
+      column = 1;
+    } else {
+      column++;
+    }
+    p += n;
+  }
+  return TDM_OK;
+}
+
 int tdm__spec_parse(const char *text, size_t len, const char *path,
                     tdm__spec **out, tdm_error *err) {
   *out = NULL;
@@ -828,6 +868,11 @@ int tdm__spec_parse(const char *text, size_t len, const char *path,
   if (spec->path == NULL || spec->dir == NULL || spec->source == NULL) {
     tdm__spec_free(spec);
     return tdm__fail(err, TDM_ENOMEM, "out of memory");
+  }
+  int checked = check_text(spec, text, len, err);
+  if (checked != TDM_OK) {
+    tdm__spec_free(spec);
+    return checked;
   }
   struct fy_diag_cfg dcfg;
   fy_diag_cfg_default(&dcfg);

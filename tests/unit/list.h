@@ -66,4 +66,6 @@
   X(window_matches_reference) \
   X(window_decode_rejects_corruption) \
   X(window_out_of_memory) \
-  X(window_memory_bounded)
+  X(window_memory_bounded) \
+  X(spec_refuses_directives_and_bad_utf8)   \
+  X(spec_times_and_durations)
