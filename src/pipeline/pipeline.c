@@ -572,10 +572,11 @@ const char *tdm__pipeline_model_version(const tdm__pipeline *p) {
 
 /* ---- entity state ---- */
 
-/* A remembered event id and the values of its first result. */
+/* A remembered event id and the values of its first result: the numbers
+ * and the id share one block (numbers first), of `cap` bytes. */
 typedef struct seen_id {
   char *id;
-  size_t id_len;
+  size_t id_len, cap;
   int64_t time_ms;
   int decision;
   double *numbers;
@@ -622,10 +623,7 @@ int tdm__state_map_new(const tdm__pipeline *p, tdm__state_map **out) {
 }
 
 static void entry_clear(entry *e) {
-  for (size_t i = 0; i < e->num_ids; i++) {
-    tdm__free(e->ids[i].id);
-    tdm__free(e->ids[i].numbers);
-  }
+  for (size_t i = 0; i < e->num_ids; i++) tdm__free(e->ids[i].numbers);
   tdm__free(e->ids);
   tdm__entity_free(e->entity);
   tdm__free(e->key);
@@ -717,6 +715,24 @@ static size_t rebuild(tdm__state_map *map, int64_t cut) {
   tdm__free(map->buckets);
   map->buckets = buckets;
   return dropped;
+}
+
+/* Gives s a block for the numbers and the id (reusing s's block when it
+ * is large enough) and copies the id in. */
+static int id_block(const tdm__pipeline *p, seen_id *s, const char *id,
+                    size_t id_len) {
+  size_t need = p->num_numbers * sizeof(double) + id_len + 1;
+  if (s->numbers == NULL || s->cap < need) {
+    double *block = tdm__realloc(s->numbers, need);
+    if (block == NULL) return TDM_ENOMEM;
+    s->numbers = block;
+    s->cap = need;
+  }
+  s->id = (char *)(s->numbers + p->num_numbers);
+  memcpy(s->id, id, id_len);
+  s->id[id_len] = '\0';
+  s->id_len = id_len;
+  return TDM_OK;
 }
 
 /* An entry's bytes: u32 window length, the window state, u32 id count,
@@ -820,11 +836,7 @@ int tdm__state_map_restore(tdm__state_map *map, tdm__str key, uint64_t tag,
       rc = TDM_EPARSE;
       break;
     }
-    s->id = tdm__strndup((const char *)c.p, id_len);
-    s->numbers = tdm__malloc((p->num_numbers + 1) * sizeof(double));
-    if (s->id == NULL || s->numbers == NULL) {
-      tdm__free(s->id);
-      tdm__free(s->numbers);
+    if (id_block(p, s, (const char *)c.p, id_len) != TDM_OK) {
       rc = TDM_ENOMEM;
       break;
     }
@@ -1004,15 +1016,20 @@ static seen_id *find_id(entry *e, const tdm__str *id) {
   return NULL;
 }
 
-/* Remembers an id's result; forgets ids older than the dedupe horizon. */
+/* Remembers an id's result; forgets ids older than the dedupe horizon,
+ * reusing one of their blocks for the new id (so a steady stream of ids
+ * allocates nothing). */
 static int remember_id(const tdm__pipeline *p, entry *e, const tdm__str *id,
                        const tdm__result *r) {
   int64_t newest = tdm__entity_max_time(e->entity);
   size_t keep = 0;
+  seen_id spare = {0};
   for (size_t i = 0; i < e->num_ids; i++) {
     if (newest - e->ids[i].time_ms > p->spec->dedupe_ms) {
-      tdm__free(e->ids[i].id);
-      tdm__free(e->ids[i].numbers);
+      if (spare.numbers == NULL)
+        spare = e->ids[i];
+      else
+        tdm__free(e->ids[i].numbers);
     } else {
       e->ids[keep++] = e->ids[i];
     }
@@ -1021,19 +1038,19 @@ static int remember_id(const tdm__pipeline *p, entry *e, const tdm__str *id,
   if (e->num_ids == e->cap_ids) {
     size_t cap = e->cap_ids ? e->cap_ids * 2 : 4;
     seen_id *ids = tdm__realloc(e->ids, cap * sizeof *ids);
-    if (ids == NULL) return TDM_ENOMEM;
+    if (ids == NULL) {
+      tdm__free(spare.numbers);
+      return TDM_ENOMEM;
+    }
     e->ids = ids;
     e->cap_ids = cap;
   }
   seen_id *s = &e->ids[e->num_ids];
-  s->id = tdm__strndup(id->data, id->len);
-  s->numbers = tdm__malloc((p->num_numbers + 1) * sizeof(double));
-  if (s->id == NULL || s->numbers == NULL) {
-    tdm__free(s->id);
+  *s = spare;
+  if (id_block(p, s, id->data, id->len) != TDM_OK) {
     tdm__free(s->numbers);
     return TDM_ENOMEM;
   }
-  s->id_len = id->len;
   s->time_ms = r->time_ms;
   s->decision = r->decision;
   memcpy(s->numbers, r->numbers, p->num_numbers * sizeof(double));
