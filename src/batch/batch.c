@@ -25,6 +25,7 @@
 #include "score.h"
 
 #define CHUNK_EVENTS 32768
+#define EVICT_EVERY_CHUNKS 8
 
 /* Where one event's outcome went: a worker's buffer slice, or a reason. */
 typedef struct outcome {
@@ -44,6 +45,7 @@ typedef struct worker {
   const tdm__event_record *records;
   outcome *outcomes;
   size_t num_records;
+  int64_t evict_before; /* evict idle entities first (INT64_MIN: not now) */
   int failed; /* out of memory */
 } worker;
 
@@ -68,6 +70,8 @@ static void *work(void *arg) {
   worker *w = arg;
   w->out.len = 0;
   w->reasons.len = 0;
+  if (w->evict_before != INT64_MIN)
+    tdm__state_map_evict(w->map, w->evict_before, NULL, NULL);
   tdm_error err;
   for (size_t i = 0; i < w->num_records && !w->failed; i++) {
     const tdm__event_record *rec = &w->records[i];
@@ -304,11 +308,22 @@ static int process_all(run *r, tdm__batch_stats *st, tdm_error *err) {
   chunk *current = &r->chunks[0], *next = &r->chunks[1];
   read_chunk(r, current, err);
   int rc = current->more < 0 ? current->more : TDM_OK;
-  while (rc == TDM_OK && current->count > 0) {
+  for (size_t index = 0; rc == TDM_OK && current->count > 0; index++) {
+    /* Every few chunks, idle entities leave memory. The watermark is the
+     * newest event time of all chunks so far (whichever worker applied
+     * it) and chunks have a fixed size, so what is dropped, and when,
+     * does not depend on the thread count. */
+    int64_t newest = INT64_MIN;
+    for (int t = 0; t < r->threads; t++) {
+      int64_t n = tdm__state_map_newest(r->workers[t].map);
+      if (n > newest) newest = n;
+    }
     for (int t = 0; t < r->threads; t++) {
       r->workers[t].records = current->records;
       r->workers[t].outcomes = current->outcomes;
       r->workers[t].num_records = current->count;
+      r->workers[t].evict_before =
+          index > 0 && index % EVICT_EVERY_CHUNKS == 0 ? newest : INT64_MIN;
     }
     crew c;
     start_workers(&c, r->workers, r->threads);

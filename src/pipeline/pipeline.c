@@ -597,6 +597,7 @@ struct tdm__state_map {
   const tdm__pipeline *p;
   entry *buckets;
   size_t cap, count;
+  int64_t newest; /* the latest event time applied through this map */
 };
 
 static uint64_t hash_bytes(const char *s, size_t len) {
@@ -613,6 +614,7 @@ int tdm__state_map_new(const tdm__pipeline *p, tdm__state_map **out) {
   if (map == NULL) return TDM_ENOMEM;
   map->p = p;
   map->cap = 1024;
+  map->newest = INT64_MIN;
   map->buckets = tdm__calloc(map->cap, sizeof *map->buckets);
   if (map->buckets == NULL) {
     tdm__free(map);
@@ -694,7 +696,9 @@ static int find_entry(tdm__state_map *map, const tdm__str *key, entry **out) {
 /* Rebuilds the table without the entities whose newest event is before
  * `cut` (INT64_MIN: keeps all), so probe chains have no holes. Returns
  * how many were dropped; on out of memory, drops none. */
-static size_t rebuild(tdm__state_map *map, int64_t cut) {
+static size_t rebuild(tdm__state_map *map, int64_t cut,
+                      void (*dropped_fn)(void *ctx, tdm__str key),
+                      void *ctx) {
   entry *buckets = tdm__calloc(map->cap, sizeof *buckets);
   if (buckets == NULL) return 0;
   size_t dropped = 0;
@@ -703,6 +707,7 @@ static size_t rebuild(tdm__state_map *map, int64_t cut) {
     if (e->key == NULL) continue;
     int64_t last = tdm__entity_max_time(e->entity);
     if (cut != INT64_MIN && (last == INT64_MIN || last < cut)) {
+      if (dropped_fn) dropped_fn(ctx, (tdm__str){e->key, e->key_len});
       entry_clear(e);
       map->count--;
       dropped++;
@@ -856,7 +861,7 @@ int tdm__state_map_restore(tdm__state_map *map, tdm__str key, uint64_t tag,
     /* Leave the map as it was: drop the half-restored entity. */
     entry_clear(e);
     map->count--;
-    rebuild(map, INT64_MIN); /* close the hole in its probe chain */
+    rebuild(map, INT64_MIN, NULL, NULL); /* close the hole in its probe chain */
     if (rc == TDM_ENOMEM) return tdm__fail(err, rc, "out of memory");
     return tdm__fail(err, TDM_EPARSE,
                      "entity \"%.*s\": corrupt state (ids)", (int)key.len,
@@ -899,11 +904,22 @@ int tdm__state_map_take_dirty(tdm__state_map *map,
   return rc;
 }
 
-size_t tdm__state_map_evict(tdm__state_map *map, int64_t now_ms) {
+size_t tdm__state_map_evict(tdm__state_map *map, int64_t now_ms,
+                            void (*dropped)(void *ctx, tdm__str key),
+                            void *ctx) {
   const tdm__pipeline *p = map->p;
-  int64_t horizon = p->ttl_ms + p->spec->lateness_ms;
-  if (p->spec->dedupe_ms > horizon) horizon = p->spec->dedupe_ms;
-  return rebuild(map, now_ms - horizon);
+  /* An event at most `lateness` behind now_ms finds such an entity's
+   * state expired anyway (older than ttl) and its ids forgotten (older
+   * than dedupe): dropping it changes no result. */
+  int64_t horizon = p->ttl_ms > p->spec->dedupe_ms ? p->ttl_ms
+                                                   : p->spec->dedupe_ms;
+  horizon += p->spec->lateness_ms;
+  if (now_ms == INT64_MIN || now_ms < INT64_MIN / 2 + horizon) return 0;
+  return rebuild(map, now_ms - horizon, dropped, ctx);
+}
+
+int64_t tdm__state_map_newest(const tdm__state_map *map) {
+  return map->newest;
 }
 
 /* ---- one event ---- */
@@ -1130,6 +1146,7 @@ int tdm__pipeline_process(const tdm__pipeline *p, tdm__state_map *map,
   r->score = score;
   r->decision = p->features_only ? -1 : decide(p, &values);
   e->dirty = 1;
+  if (r->time_ms > map->newest) map->newest = r->time_ms;
   if (r->id.data != NULL && remember_id(p, e, &r->id, r) != TDM_OK)
     return tdm__fail(err, TDM_ENOMEM, "out of memory");
   return TDM_OK;

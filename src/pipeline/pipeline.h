@@ -83,8 +83,18 @@ int tdm__state_map_take_dirty(tdm__state_map *map,
                                         const void *state, size_t len),
                               void *ctx);
 
-/* Drops entities idle longer than the pipeline's TTL before `now_ms`. */
-size_t tdm__state_map_evict(tdm__state_map *map, int64_t now_ms);
+/*
+ * Drops from memory the entities idle so long before now_ms (the runner's
+ * newest event time) that no event within `lateness` of now_ms could see
+ * their state: idle longer than max(ttl, dedupe) + lateness. Results do
+ * not change. dropped (may be NULL) hears each key first. Returns how
+ * many were dropped.
+ */
+size_t tdm__state_map_evict(tdm__state_map *map, int64_t now_ms,
+                            void (*dropped)(void *ctx, tdm__str key),
+                            void *ctx);
+/* The latest event time applied through this map (INT64_MIN: none). */
+int64_t tdm__state_map_newest(const tdm__state_map *map);
 
 /* The outcome of one event. Valid until the next call with this result. */
 typedef struct tdm__result {

@@ -87,6 +87,7 @@ struct tdm__live {
   int stopping;
   pthread_t committer;
   int committer_running;
+  atomic_llong newest; /* the latest event time applied */
   /* counters */
   atomic_ullong events, rejected, duplicates, requests, commits;
   atomic_ullong commit_ns_total;
@@ -122,12 +123,39 @@ static uint64_t get_u64_be(const unsigned char in[8]) {
   return v;
 }
 
-/* A snapshot's state writes: key -> [u64 tag][state], packed. */
+/* A snapshot's state writes: key -> [u64 tag][state], packed; and the
+ * keys of entities dropped from memory (idle), deleted from the store. */
 typedef struct snapshot {
   tdm__buf bytes;
   size_t *offsets; /* per state: key offset, key length, value length */
   size_t count, cap;
+  tdm__buf dropped_bytes;
+  size_t *dropped; /* per key: offset, length */
+  size_t num_dropped, cap_dropped;
+  int failed;
 } snapshot;
+
+static void snapshot_drop(void *ctx, tdm__str key) {
+  snapshot *snap = ctx;
+  if (snap->num_dropped == snap->cap_dropped) {
+    size_t cap = snap->cap_dropped ? snap->cap_dropped * 2 : 256;
+    size_t *d = tdm__realloc(snap->dropped, cap * 2 * sizeof(size_t));
+    if (d == NULL) {
+      snap->failed = 1;
+      return;
+    }
+    snap->dropped = d;
+    snap->cap_dropped = cap;
+  }
+  size_t at = snap->dropped_bytes.len;
+  if (tdm__buf_append(&snap->dropped_bytes, key.data, key.len) != TDM_OK) {
+    snap->failed = 1;
+    return;
+  }
+  snap->dropped[2 * snap->num_dropped] = at;
+  snap->dropped[2 * snap->num_dropped + 1] = key.len;
+  snap->num_dropped++;
+}
 
 static int snapshot_state(void *ctx, tdm__str key, uint64_t tag,
                           const void *state, size_t len) {
@@ -162,14 +190,19 @@ static int write_batch(tdm__live *live, const pending *batch,
   int rc = TDM_OK;
   int with_snapshot = truncate_upto > 0;
   {
+    int64_t newest = atomic_load(&live->newest);
     for (unsigned i = first_shard; i < end_shard && rc == TDM_OK; i++) {
       shard *sh = &live->shards[i];
       pthread_mutex_lock(&sh->lock);
+      /* Idle entities leave memory and the store (their state could no
+       * longer change a result), then the changed ones are saved. */
+      tdm__state_map_evict(sh->map, newest, snapshot_drop, &snap);
       rc = tdm__state_map_take_dirty(sh->map, snapshot_state, &snap);
       pthread_mutex_unlock(&sh->lock);
     }
+    if (snap.failed && rc == TDM_OK) rc = TDM_ENOMEM;
   }
-  size_t n = batch->count + snap.count + 1;
+  size_t n = batch->count + snap.count + snap.num_dropped + 1;
   tdm__store_op *ops = rc == TDM_OK ? tdm__malloc(n * sizeof *ops) : NULL;
   unsigned char upto[8];
   if (ops == NULL) {
@@ -187,6 +220,10 @@ static int write_batch(tdm__live *live, const pending *batch,
       ops[k++] = (tdm__store_op){TDM__STORE_PUT, DB_STATE, at, klen,
                                  at + klen, snap.offsets[3 * i + 2]};
     }
+    for (size_t i = 0; i < snap.num_dropped; i++)
+      ops[k++] = (tdm__store_op){TDM__STORE_DEL, DB_STATE,
+                                 snap.dropped_bytes.data + snap.dropped[2 * i],
+                                 snap.dropped[2 * i + 1], NULL, 0};
     if (with_snapshot) {
       /* Every event up to the round's start is in a state written now or
        * before. */
@@ -210,6 +247,8 @@ static int write_batch(tdm__live *live, const pending *batch,
   tdm__free(ops);
   tdm__buf_free(&snap.bytes);
   tdm__free(snap.offsets);
+  tdm__buf_free(&snap.dropped_bytes);
+  tdm__free(snap.dropped);
   return rc;
 }
 
@@ -385,6 +424,7 @@ int tdm__live_open(const char *pipeline_path, const char *state_dir,
   pthread_cond_init(&live->commit_done, NULL);
   live->queued_gen = 1;
   live->next_seq = 1;
+  atomic_store(&live->newest, INT64_MIN);
   for (int i = 0; i < NUM_SHARDS; i++) pthread_mutex_init(&live->shards[i].lock, NULL);
   int rc = tdm__pipeline_load(pipeline_path, 0, &live->p, err);
   for (int i = 0; i < NUM_SHARDS && rc == TDM_OK; i++) {
@@ -479,6 +519,9 @@ static int one_event(tdm__live *live, const tdm__json_doc *doc,
   pthread_mutex_lock(&sh->lock);
   rc = tdm__pipeline_process(live->p, sh->map, &ev, &sh->result, err);
   if (rc == TDM_OK) {
+    long long t = sh->result.time_ms, seen = atomic_load(&live->newest);
+    while (t > seen && !atomic_compare_exchange_weak(&live->newest, &seen, t)) {
+    }
     rc = tdm__pipeline_json(live->p, &ev, &sh->result, with_features, out);
     if (rc == TDM_OK && live->store != NULL && !sh->result.duplicate) {
       uint64_t g;

@@ -127,6 +127,10 @@ int tdm__store_write(tdm__store *s, const tdm__store_op *ops, size_t n,
     MDB_dbi dbi = s->dbi[ops[i].db];
     if (ops[i].kind == TDM__STORE_DEL_UPTO) {
       rc = delete_upto(txn, dbi, ops[i].key, ops[i].key_len);
+    } else if (ops[i].kind == TDM__STORE_DEL) {
+      MDB_val k = {ops[i].key_len, (void *)ops[i].key};
+      rc = mdb_del(txn, dbi, &k, NULL);
+      if (rc == MDB_NOTFOUND) rc = 0;
     } else {
       MDB_val k = {ops[i].key_len, (void *)ops[i].key};
       MDB_val v = {ops[i].value_len, (void *)ops[i].value};

@@ -31,6 +31,7 @@ int tdm__store_each(tdm__store *store, unsigned db,
 
 typedef enum tdm__store_kind {
   TDM__STORE_PUT,      /* key -> value */
+  TDM__STORE_DEL,      /* delete key (if present) */
   TDM__STORE_DEL_UPTO  /* delete every key <= key (bytewise order) */
 } tdm__store_kind;
 

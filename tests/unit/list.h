@@ -68,4 +68,6 @@
   X(window_out_of_memory) \
   X(window_memory_bounded) \
   X(spec_refuses_directives_and_bad_utf8)   \
-  X(spec_times_and_durations)
+  X(spec_times_and_durations) \
+  X(pipeline_eviction_changes_no_result)    \
+  X(pipeline_state_bytes_continue_exactly)

@@ -1,0 +1,191 @@
+/*
+ * test_pipeline.c - the pipeline core's promises that the integration
+ * tests cannot reach cheaply: dropping idle entities from memory changes
+ * no result, and an entity's state restored from its bytes continues
+ * exactly as the original.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../src/pipeline/pipeline.h"
+#include "test.h"
+
+static const char yaml[] =
+    "name: t\n"
+    "entity: k\n"
+    "time: ts\n"
+    "id: id\n"
+    "fields: {id: string, k: string, ts: {type: time, unit: ms}, v: number,\n"
+    "         s: string}\n"
+    "features:\n"
+    "  - {name: n_1h, agg: count, window: 1h}\n"
+    "  - {name: sum_3h, agg: sum(v), window: 3h}\n"
+    "  - {name: mean_1d, agg: mean(v), window: 1d, hop: 1h}\n"
+    "  - {name: distinct_2h, agg: distinct(s), window: 2h}\n"
+    "  - {name: gap, agg: since_last}\n"
+    "  - {name: total, agg: sum(v)}\n"
+    "  - {name: ratio, expr: \"v / max(mean_1d, 1)\"}\n"
+    "model: none.json\n"
+    "state: {lateness: 10m, ttl: 6h, dedupe: 2h}\n";
+
+static tdm__pipeline *load(void) {
+  tdm__spec *spec;
+  tdm__pipeline *p = NULL;
+  tdm_error err;
+  if (tdm__spec_parse(yaml, sizeof yaml - 1, "t.yaml", &spec, &err) != TDM_OK ||
+      tdm__pipeline_from_spec(spec, TDM__PIPELINE_FEATURES_ONLY, &p, &err) !=
+          TDM_OK)
+    fprintf(stderr, "load: %s\n", err.message);
+  return p;
+}
+
+typedef struct stream_event {
+  char id[16], k[8], ts[24], v[24], s[8];
+} stream_event;
+
+/* Events over 40 entities across ~10 days, bursty, some late (within the
+ * lateness), some repeated ids, long idle gaps. */
+static stream_event *make_stream(size_t n, unsigned seed) {
+  stream_event *evs = calloc(n, sizeof *evs);
+  srand(seed);
+  long long t = 1700000000000LL;
+  for (size_t i = 0; i < n; i++) {
+    t += rand() % 120000;
+    long long ts = t - (rand() % 10 == 0 ? rand() % 600000 : 0);
+    int entity = rand() % 40;
+    if (entity > 30 && (t / 3600000) % 24 > 3) entity -= 20; /* idle spells */
+    snprintf(evs[i].id, sizeof evs[i].id, "e%zu",
+             rand() % 50 == 0 && i > 0 ? i - 1 : i);
+    snprintf(evs[i].k, sizeof evs[i].k, "k%d", entity);
+    snprintf(evs[i].ts, sizeof evs[i].ts, "%lld", ts);
+    snprintf(evs[i].v, sizeof evs[i].v, "%d.%02d", rand() % 500, rand() % 100);
+    snprintf(evs[i].s, sizeof evs[i].s, "s%d", rand() % 7);
+  }
+  return evs;
+}
+
+static void fields_of(const stream_event *e, tdm__str f[5]) {
+  f[0] = (tdm__str){e->id, strlen(e->id)};
+  f[1] = (tdm__str){e->k, strlen(e->k)};
+  f[2] = (tdm__str){e->ts, strlen(e->ts)};
+  f[3] = (tdm__str){e->v, strlen(e->v)};
+  f[4] = (tdm__str){e->s, strlen(e->s)};
+}
+
+static int same_result(const tdm__pipeline *p, const tdm__result *a,
+                       const tdm__result *b, tdm__buf *ja, tdm__buf *jb,
+                       const tdm__event *ev) {
+  ja->len = jb->len = 0;
+  tdm__pipeline_json(p, ev, a, 1, ja);
+  tdm__pipeline_json(p, ev, b, 1, jb);
+  return ja->len == jb->len && memcmp(ja->data, jb->data, ja->len) == 0;
+}
+
+TEST(pipeline_eviction_changes_no_result) {
+  tdm__pipeline *p = load();
+  CHECK(p != NULL);
+  size_t n = 20000;
+  stream_event *evs = make_stream(n, 11);
+  tdm__state_map *keep, *evict;
+  tdm__result ra, rb;
+  CHECK(tdm__state_map_new(p, &keep) == TDM_OK);
+  CHECK(tdm__state_map_new(p, &evict) == TDM_OK);
+  CHECK(tdm__result_init(p, &ra) == TDM_OK);
+  CHECK(tdm__result_init(p, &rb) == TDM_OK);
+  tdm__buf ja = {0}, jb = {0};
+  size_t dropped = 0;
+  int failed = 0;
+  for (size_t i = 0; i < n && !failed; i++) {
+    tdm__str f[5];
+    fields_of(&evs[i], f);
+    tdm__event ev = {f};
+    tdm_error err;
+    int a = tdm__pipeline_process(p, keep, &ev, &ra, &err);
+    int b = tdm__pipeline_process(p, evict, &ev, &rb, &err);
+    if (a != b || (a == TDM_OK && !same_result(p, &ra, &rb, &ja, &jb, &ev))) {
+      fprintf(stderr, "event %zu differs:\n  %.*s\n  %.*s\n", i, (int)ja.len,
+              ja.data, (int)jb.len, jb.data);
+      failed = 1;
+    }
+    dropped += tdm__state_map_evict(evict, tdm__state_map_newest(evict), NULL,
+                                    NULL);
+  }
+  CHECK(!failed);
+  CHECK(dropped > 100); /* the idle spells were dropped */
+  CHECK(tdm__state_map_entities(evict) < tdm__state_map_entities(keep));
+  tdm__buf_free(&ja);
+  tdm__buf_free(&jb);
+  tdm__result_free(&ra);
+  tdm__result_free(&rb);
+  tdm__state_map_free(keep);
+  tdm__state_map_free(evict);
+  free(evs);
+  tdm__pipeline_free(p);
+  return 0;
+}
+
+/* Copies every entity of `from` into a new map through its bytes. */
+typedef struct copy_ctx {
+  tdm__state_map *to;
+  int failed;
+} copy_ctx;
+
+static int copy_one(void *ctx, tdm__str key, uint64_t tag, const void *state,
+                    size_t len) {
+  copy_ctx *c = ctx;
+  tdm_error err;
+  if (tdm__state_map_restore(c->to, key, tag, state, len, &err) != TDM_OK) {
+    fprintf(stderr, "restore: %s\n", err.message);
+    c->failed = 1;
+  }
+  return TDM_OK;
+}
+
+TEST(pipeline_state_bytes_continue_exactly) {
+  tdm__pipeline *p = load();
+  CHECK(p != NULL);
+  size_t n = 12000;
+  stream_event *evs = make_stream(n, 5);
+  tdm__state_map *a, *b = NULL;
+  tdm__result ra, rb;
+  CHECK(tdm__state_map_new(p, &a) == TDM_OK);
+  CHECK(tdm__result_init(p, &ra) == TDM_OK);
+  CHECK(tdm__result_init(p, &rb) == TDM_OK);
+  tdm__buf ja = {0}, jb = {0};
+  int failed = 0;
+  for (size_t i = 0; i < n && !failed; i++) {
+    if (i == n / 2) {
+      /* Copy every entity through its bytes (all are dirty: changed
+       * since they were made), then continue on both maps. */
+      CHECK(tdm__state_map_new(p, &b) == TDM_OK);
+      copy_ctx c = {b, 0};
+      CHECK(tdm__state_map_take_dirty(a, copy_one, &c) == TDM_OK);
+      CHECK(!c.failed);
+      CHECK(tdm__state_map_entities(a) == tdm__state_map_entities(b));
+    }
+    tdm__str f[5];
+    fields_of(&evs[i], f);
+    tdm__event ev = {f};
+    tdm_error err;
+    int x = tdm__pipeline_process(p, a, &ev, &ra, &err);
+    if (b == NULL) continue;
+    int y = tdm__pipeline_process(p, b, &ev, &rb, &err);
+    if (x != y || (x == TDM_OK && !same_result(p, &ra, &rb, &ja, &jb, &ev))) {
+      fprintf(stderr, "event %zu differs after restore:\n  %.*s\n  %.*s\n", i,
+              (int)ja.len, ja.data, (int)jb.len, jb.data);
+      failed = 1;
+    }
+  }
+  CHECK(!failed);
+  tdm__buf_free(&ja);
+  tdm__buf_free(&jb);
+  tdm__result_free(&ra);
+  tdm__result_free(&rb);
+  tdm__state_map_free(a);
+  tdm__state_map_free(b);
+  free(evs);
+  tdm__pipeline_free(p);
+  return 0;
+}
