@@ -4,21 +4,23 @@
  * by one under their entity shard's lock, and formatted with the same
  * function that writes batch's JSON Lines output.
  *
- * Durability: an applied event is appended to an event log (its fields,
- * under a sequence number) while its entity's shard lock is still held,
- * so each entity's log entries are in the order its events were applied.
- * The committer thread writes every queued log entry in one LMDB
- * transaction, synced, then wakes the requests waiting for it: a request
- * answers only once the commit holding its events is done. About every
- * 10 s the committer also writes the changed entities' states (a
- * snapshot, spread over several commits, each state tagged with the sequence number of its last event) and
- * deletes the log up to the newest event they include. A restart loads
- * the states and replays the log after them through the same pipeline
- * core, skipping for each entity what its state already holds, which
- * rebuilds exactly the state the server had (processing is
- * deterministic). Log entries are small (one event), where a whole entity
- * state (its windows) can be kilobytes: that is why the log, not the
- * state, is what each acknowledgement waits for.
+ * Durability: an applied event is appended to a write-ahead log (its
+ * fields, under a sequence number; src/store/wal.c) while its entity's
+ * shard lock is still held, so each entity's log records are in the order
+ * its events were applied. The committer thread appends every queued
+ * record in one write and one fdatasync, then wakes the requests waiting
+ * for it (their connections are suspended, not their threads): a request
+ * answers only once its events are on disk. Every 10 s (or 1M events)
+ * the committer starts a snapshot round: a new log segment, then, a few
+ * shards per commit, the changed entities' states into LMDB (each tagged
+ * with the sequence number of its last event) and idle entities out of
+ * memory and LMDB; when every shard is done, the segments before the
+ * round's go. A restart loads the states and replays the log through the
+ * same pipeline core, skipping for each entity what its state already
+ * holds, which rebuilds exactly the state the server had (processing is
+ * deterministic). A log record is one event (a few hundred bytes), where
+ * an entity's state can be kilobytes: that is why the log, not the state,
+ * is what each acknowledgement waits for.
  */
 #include "live.h"
 
@@ -33,6 +35,7 @@
 #include "../io/events.h"
 #include "../pipeline/pipeline.h"
 #include "../store/store.h"
+#include "../store/wal.h"
 
 #define NUM_SHARDS 64
 
@@ -50,7 +53,7 @@ typedef struct pending {
   size_t count, cap;
 } pending;
 
-enum { DB_STATE, DB_LOG };
+enum { DB_STATE };
 /* A snapshot round writes the changed states of every shard, a few
  * shards per commit so that no commit stalls on all of them, then deletes
  * the log up to where the round began. Rounds start about every 10 s, or
@@ -81,9 +84,11 @@ struct tdm__live {
   uint64_t next_seq;      /* the log position of the next applied event */
   uint64_t last_snapshot_ns;
   uint64_t logged_since_snapshot;
-  int round_active;       /* a snapshot round is under way */
-  unsigned round_shard;   /* the next shard it visits */
-  uint64_t round_start;   /* every event <= this is in the round's states */
+  /* snapshot rounds (the committer's own) */
+  int round_active;        /* a snapshot round is under way */
+  unsigned round_shard;    /* the next shard it visits */
+  uint64_t round_segment;  /* the log segment begun with the round */
+  tdm__wal *wal;
   int stopping;
   pthread_t committer;
   int committer_running;
@@ -182,38 +187,46 @@ static int snapshot_state(void *ctx, tdm__str key, uint64_t tag,
   return TDM_OK;
 }
 
-/* Writes one batch of log entries, and a snapshot when one is due. */
-static int write_batch(tdm__live *live, const pending *batch,
-                       unsigned first_shard, unsigned end_shard,
-                       uint64_t truncate_upto, tdm_error *err) {
+/* Appends one batch of events to the log, synced: what the answers of
+ * its generation wait for. */
+static int write_log(tdm__live *live, const pending *batch, tdm_error *err) {
+  tdm__wal_record *records =
+      tdm__malloc((batch->count + 1) * sizeof *records);
+  if (records == NULL) return tdm__fail(err, TDM_ENOMEM, "out of memory");
+  for (size_t i = 0; i < batch->count; i++) {
+    const unsigned char *at =
+        (const unsigned char *)batch->bytes.data + batch->offsets[2 * i];
+    records[i] = (tdm__wal_record){get_u64_be(at), at + 8,
+                                   batch->offsets[2 * i + 1]};
+  }
+  int rc = tdm__wal_append(live->wal, records, batch->count, err);
+  tdm__free(records);
+  return rc;
+}
+
+/* Writes the changed states of shards [first, end) to LMDB, and deletes
+ * the idle entities it drops from memory. */
+static int write_snapshot(tdm__live *live, unsigned first, unsigned end,
+                          tdm_error *err) {
   snapshot snap = {0};
   int rc = TDM_OK;
-  int with_snapshot = truncate_upto > 0;
-  {
-    int64_t newest = atomic_load(&live->newest);
-    for (unsigned i = first_shard; i < end_shard && rc == TDM_OK; i++) {
-      shard *sh = &live->shards[i];
-      pthread_mutex_lock(&sh->lock);
-      /* Idle entities leave memory and the store (their state could no
-       * longer change a result), then the changed ones are saved. */
-      tdm__state_map_evict(sh->map, newest, snapshot_drop, &snap);
-      rc = tdm__state_map_take_dirty(sh->map, snapshot_state, &snap);
-      pthread_mutex_unlock(&sh->lock);
-    }
-    if (snap.failed && rc == TDM_OK) rc = TDM_ENOMEM;
+  int64_t newest = atomic_load(&live->newest);
+  for (unsigned i = first; i < end && rc == TDM_OK; i++) {
+    shard *sh = &live->shards[i];
+    pthread_mutex_lock(&sh->lock);
+    /* Idle entities leave memory and the store (their state could no
+     * longer change a result), then the changed ones are saved. */
+    tdm__state_map_evict(sh->map, newest, snapshot_drop, &snap);
+    rc = tdm__state_map_take_dirty(sh->map, snapshot_state, &snap);
+    pthread_mutex_unlock(&sh->lock);
   }
-  size_t n = batch->count + snap.count + snap.num_dropped + 1;
+  if (snap.failed && rc == TDM_OK) rc = TDM_ENOMEM;
+  size_t n = snap.count + snap.num_dropped + 1;
   tdm__store_op *ops = rc == TDM_OK ? tdm__malloc(n * sizeof *ops) : NULL;
-  unsigned char upto[8];
   if (ops == NULL) {
     rc = tdm__fail(err, TDM_ENOMEM, "out of memory");
   } else {
     size_t k = 0;
-    for (size_t i = 0; i < batch->count; i++) {
-      const char *at = batch->bytes.data + batch->offsets[2 * i];
-      ops[k++] = (tdm__store_op){TDM__STORE_PUT, DB_LOG, at, 8, at + 8,
-                                 batch->offsets[2 * i + 1]};
-    }
     for (size_t i = 0; i < snap.count; i++) {
       const char *at = snap.bytes.data + snap.offsets[3 * i];
       size_t klen = snap.offsets[3 * i + 1];
@@ -224,17 +237,11 @@ static int write_batch(tdm__live *live, const pending *batch,
       ops[k++] = (tdm__store_op){TDM__STORE_DEL, DB_STATE,
                                  snap.dropped_bytes.data + snap.dropped[2 * i],
                                  snap.dropped[2 * i + 1], NULL, 0};
-    if (with_snapshot) {
-      /* Every event up to the round's start is in a state written now or
-       * before. */
-      put_u64_be(upto, truncate_upto);
-      ops[k++] = (tdm__store_op){TDM__STORE_DEL_UPTO, DB_LOG, upto, 8, NULL, 0};
-    }
-    rc = tdm__store_write(live->store, ops, k, err);
+    if (k > 0) rc = tdm__store_write(live->store, ops, k, err);
   }
   if (rc != TDM_OK) {
-    /* The states were not written: they must be in the next snapshot
-     * (the log was not truncated either). */
+    /* Not written: they must be in a later snapshot (and the log stays,
+     * since the round does not finish). */
     for (size_t i = 0; i < snap.count; i++) {
       tdm__str key = {snap.bytes.data + snap.offsets[3 * i],
                       snap.offsets[3 * i + 1]};
@@ -267,36 +274,20 @@ static void *commit_loop(void *arg) {
     uint64_t gen = live->queued_gen++;
     live->logged_since_snapshot += batch.count;
     uint64_t started = now_ns();
-    if (!live->round_active &&
+    int round_begins =
+        !live->round_active &&
         (live->logged_since_snapshot >= SNAPSHOT_EVENTS ||
-         started - live->last_snapshot_ns >= SNAPSHOT_NS)) {
-      live->round_active = 1;
-      live->round_shard = 0;
-      live->round_start = live->next_seq - 1;
-      live->logged_since_snapshot = 0;
-      live->last_snapshot_ns = started;
-    }
-    unsigned first = 0, end = 0;
-    uint64_t truncate = 0;
-    if (live->round_active) {
-      first = live->round_shard;
-      end = first + SHARDS_PER_COMMIT < NUM_SHARDS ? first + SHARDS_PER_COMMIT
-                                                   : NUM_SHARDS;
-      if (end == NUM_SHARDS) truncate = live->round_start;
-    }
+         started - live->last_snapshot_ns >= SNAPSHOT_NS);
     pthread_mutex_unlock(&live->commit_lock);
 
+    /* 1. The log: once it is synced, the answers may go. */
     tdm_error err;
-    int ok = write_batch(live, &batch, first, end, truncate, &err) == TDM_OK;
-    if (!ok) fprintf(stderr, "tandem serve: state: %s\n", err.message);
+    int ok = write_log(live, &batch, &err) == TDM_OK;
+    if (!ok) fprintf(stderr, "tandem serve: log: %s\n", err.message);
     atomic_fetch_add(&live->commits, 1);
     atomic_fetch_add(&live->commit_ns_total, now_ns() - started);
 
     pthread_mutex_lock(&live->commit_lock);
-    if (ok && live->round_active) {
-      live->round_shard = end;
-      if (end == NUM_SHARDS) live->round_active = 0;
-    }
     live->writing = batch;
     if (!ok && live->failed_gen == 0) live->failed_gen = gen;
     live->committed_gen = gen;
@@ -311,6 +302,41 @@ static void *commit_loop(void *arg) {
         live->waiters[keep++] = w;
     }
     live->num_waiters = keep;
+    pthread_mutex_unlock(&live->commit_lock);
+
+    /* 2. A snapshot round: a few shards per commit. A round begins by
+     * starting a new log segment: events after that point go there, and
+     * once every shard's states are saved, older segments go. */
+    if (ok && round_begins) {
+      uint64_t segment;
+      if (tdm__wal_rotate(live->wal, &segment, &err) == TDM_OK) {
+        live->round_active = 1;
+        live->round_shard = 0;
+        live->round_segment = segment;
+        live->logged_since_snapshot = 0;
+        live->last_snapshot_ns = started;
+      } else {
+        fprintf(stderr, "tandem serve: log: %s\n", err.message);
+      }
+    }
+    if (ok && live->round_active) {
+      unsigned first = live->round_shard;
+      unsigned end = first + SHARDS_PER_COMMIT < NUM_SHARDS
+                         ? first + SHARDS_PER_COMMIT
+                         : NUM_SHARDS;
+      if (write_snapshot(live, first, end, &err) == TDM_OK) {
+        live->round_shard = end;
+        if (end == NUM_SHARDS) {
+          live->round_active = 0;
+          if (tdm__wal_drop_before(live->wal, live->round_segment, &err) !=
+              TDM_OK)
+            fprintf(stderr, "tandem serve: log: %s\n", err.message);
+        }
+      } else {
+        fprintf(stderr, "tandem serve: state: %s\n", err.message);
+      }
+    }
+    pthread_mutex_lock(&live->commit_lock);
   }
   pthread_mutex_unlock(&live->commit_lock);
   return NULL;
@@ -385,12 +411,10 @@ static int restore_state(void *ctx, const void *key, size_t key_len,
 }
 
 /* Replays one logged event unless its entity's state already has it. */
-static int replay_logged(void *ctx, const void *key, size_t key_len,
-                         const void *value, size_t value_len) {
+static int replay_logged(void *ctx, uint64_t seq, const void *value,
+                         size_t value_len) {
   tdm__live *live = ctx;
   const tdm__spec *spec = tdm__pipeline_spec(live->p);
-  if (key_len != 8) return TDM_EPARSE;
-  uint64_t seq = get_u64_be(key);
   tdm__str fields[spec->num_fields + 1];
   if (tdm__event_decode(spec, value, value_len, fields) != TDM_OK)
     return TDM_EPARSE;
@@ -434,15 +458,14 @@ int tdm__live_open(const char *pipeline_path, const char *state_dir,
   }
   if (rc == TDM_OK && state_dir != NULL) {
     const char *name = tdm__pipeline_spec(live->p)->name;
-    char state_db[300], log_db[300];
+    char state_db[300];
     snprintf(state_db, sizeof state_db, "%s.state", name);
-    snprintf(log_db, sizeof log_db, "%s.log", name);
-    const char *dbs[] = {state_db, log_db};
-    rc = tdm__store_open(state_dir, dbs, 2, &live->store, err);
+    const char *dbs[] = {state_db};
+    rc = tdm__store_open(state_dir, dbs, 1, &live->store, err);
+    if (rc == TDM_OK) rc = tdm__wal_open(state_dir, name, &live->wal, err);
     if (rc == TDM_OK)
       rc = tdm__store_each(live->store, DB_STATE, restore_state, live, err);
-    if (rc == TDM_OK)
-      rc = tdm__store_each(live->store, DB_LOG, replay_logged, live, err);
+    if (rc == TDM_OK) rc = tdm__wal_replay(live->wal, replay_logged, live, err);
     if (rc != TDM_OK && rc != TDM_ENOMEM && rc != TDM_EIO)
       rc = tdm__fail(err, rc,
                      "%s: cannot restore the saved state (was it written by "
@@ -484,6 +507,7 @@ void tdm__live_close(tdm__live *live) {
   tdm__buf_free(&live->writing.bytes);
   tdm__free(live->writing.offsets);
   tdm__store_close(live->store);
+  tdm__wal_close(live->wal);
   tdm__pipeline_free(live->p);
   pthread_mutex_destroy(&live->commit_lock);
   pthread_cond_destroy(&live->commit_wanted);

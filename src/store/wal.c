@@ -1,0 +1,298 @@
+/*
+ * wal.c - the segment files of wal.h. A record is
+ *
+ *   u32 length of the payload, u64 sequence number, u32 CRC-32C of the
+ *   sequence number and payload, the payload
+ *
+ * (little-endian). Segments are named NAME.N.wal, N counting up; each is
+ * preallocated (64 MiB, grown in steps when a group needs more) so that
+ * fdatasync has no file size to write. Unwritten space reads as zeros,
+ * and a zero length with a zero CRC is the end of a segment.
+ */
+#include "wal.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define SEGMENT_BYTES ((off_t)64 << 20)
+#define HEADER 16
+#define MAX_RECORD ((size_t)1 << 30)
+
+struct tdm__wal {
+  char *dir, *name;
+  int fd;           /* the segment being written */
+  uint64_t segment; /* its number */
+  off_t offset;     /* where the next record goes */
+  off_t allocated;  /* bytes preallocated */
+  uint64_t first_new; /* the first segment made by this open */
+  tdm__buf buf;
+};
+
+uint32_t tdm__crc32c(uint32_t crc, const void *data, size_t len) {
+  static uint32_t table[256];
+  static int ready;
+  if (!ready) {
+    for (uint32_t i = 0; i < 256; i++) {
+      uint32_t c = i;
+      for (int k = 0; k < 8; k++) c = c & 1 ? 0x82F63B78u ^ (c >> 1) : c >> 1;
+      table[i] = c;
+    }
+    ready = 1;
+  }
+  const unsigned char *p = data;
+  crc = ~crc;
+  for (size_t i = 0; i < len; i++) crc = table[(crc ^ p[i]) & 0xff] ^ (crc >> 8);
+  return ~crc;
+}
+
+static void segment_path(const tdm__wal *wal, uint64_t segment, char *buf,
+                         size_t size) {
+  snprintf(buf, size, "%s/%s.%llu.wal", wal->dir, wal->name,
+           (unsigned long long)segment);
+}
+
+/* The segment numbers present, ascending. */
+static int list_segments(const tdm__wal *wal, uint64_t **out, size_t *count,
+                         tdm_error *err) {
+  *out = NULL;
+  *count = 0;
+  DIR *d = opendir(wal->dir);
+  if (d == NULL)
+    return tdm__fail(err, TDM_EIO, "%s: %s", wal->dir, strerror(errno));
+  size_t cap = 0, name_len = strlen(wal->name);
+  struct dirent *entry;
+  int rc = TDM_OK;
+  while ((entry = readdir(d)) != NULL) {
+    const char *n = entry->d_name;
+    if (strncmp(n, wal->name, name_len) != 0 || n[name_len] != '.') continue;
+    char *end;
+    unsigned long long number = strtoull(n + name_len + 1, &end, 10);
+    if (end == n + name_len + 1 || strcmp(end, ".wal") != 0) continue;
+    if (*count == cap) {
+      cap = cap ? cap * 2 : 16;
+      uint64_t *grown = tdm__realloc(*out, cap * sizeof **out);
+      if (grown == NULL) {
+        rc = tdm__fail(err, TDM_ENOMEM, "out of memory");
+        break;
+      }
+      *out = grown;
+    }
+    (*out)[(*count)++] = number;
+  }
+  closedir(d);
+  for (size_t i = 1; i < *count; i++) /* insertion sort: few segments */
+    for (size_t j = i; j > 0 && (*out)[j - 1] > (*out)[j]; j--) {
+      uint64_t t = (*out)[j];
+      (*out)[j] = (*out)[j - 1];
+      (*out)[j - 1] = t;
+    }
+  return rc;
+}
+
+/* Makes the directory entry of a new or deleted file durable. */
+static void sync_dir(const char *dir) {
+  int fd = open(dir, O_RDONLY | O_DIRECTORY);
+  if (fd >= 0) {
+    fsync(fd);
+    close(fd);
+  }
+}
+
+static int new_segment(tdm__wal *wal, uint64_t segment, tdm_error *err) {
+  char path[4096];
+  segment_path(wal, segment, path, sizeof path);
+  int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0664);
+  if (fd < 0)
+    return tdm__fail(err, TDM_EIO, "%s: cannot create: %s", path,
+                     strerror(errno));
+  int rc = posix_fallocate(fd, 0, SEGMENT_BYTES);
+  if (rc != 0 || fsync(fd) != 0) {
+    close(fd);
+    unlink(path);
+    return tdm__fail(err, TDM_EIO, "%s: cannot allocate: %s", path,
+                     strerror(rc ? rc : errno));
+  }
+  sync_dir(wal->dir);
+  if (wal->fd >= 0) close(wal->fd);
+  wal->fd = fd;
+  wal->segment = segment;
+  wal->offset = 0;
+  wal->allocated = SEGMENT_BYTES;
+  return TDM_OK;
+}
+
+int tdm__wal_open(const char *dir, const char *name, tdm__wal **out,
+                  tdm_error *err) {
+  *out = NULL;
+  if (mkdir(dir, 0777) != 0 && errno != EEXIST)
+    return tdm__fail(err, TDM_EIO, "%s: cannot create: %s", dir,
+                     strerror(errno));
+  tdm__wal *wal = tdm__calloc(1, sizeof *wal);
+  if (wal == NULL) return tdm__fail(err, TDM_ENOMEM, "out of memory");
+  wal->fd = -1;
+  wal->dir = tdm__strdup(dir);
+  wal->name = tdm__strdup(name);
+  if (wal->dir == NULL || wal->name == NULL) {
+    tdm__wal_close(wal);
+    return tdm__fail(err, TDM_ENOMEM, "out of memory");
+  }
+  uint64_t *segments;
+  size_t count;
+  int rc = list_segments(wal, &segments, &count, err);
+  uint64_t next = count ? segments[count - 1] + 1 : 1;
+  tdm__free(segments);
+  if (rc == TDM_OK) rc = new_segment(wal, next, err);
+  wal->first_new = next;
+  if (rc != TDM_OK) {
+    tdm__wal_close(wal);
+    return rc;
+  }
+  *out = wal;
+  return TDM_OK;
+}
+
+void tdm__wal_close(tdm__wal *wal) {
+  if (wal == NULL) return;
+  if (wal->fd >= 0) close(wal->fd);
+  tdm__buf_free(&wal->buf);
+  tdm__free(wal->dir);
+  tdm__free(wal->name);
+  tdm__free(wal);
+}
+
+/* Reads one segment's records; *torn says whether it ended on a record
+ * that is not whole (rather than on zeros or the end of the file). */
+static int replay_segment(tdm__wal *wal, uint64_t segment,
+                          int (*fn)(void *, uint64_t, const void *, size_t),
+                          void *ctx, int *torn, tdm_error *err) {
+  char path[4096];
+  segment_path(wal, segment, path, sizeof path);
+  char *data;
+  size_t size;
+  int rc = tdm__read_file(path, &data, &size, err);
+  if (rc != TDM_OK) return rc;
+  size_t at = 0;
+  *torn = 0;
+  while (rc == TDM_OK && at + HEADER <= size) {
+    uint32_t len, crc;
+    uint64_t seq;
+    memcpy(&len, data + at, 4);
+    memcpy(&seq, data + at + 4, 8);
+    memcpy(&crc, data + at + 12, 4);
+    if (len == 0 && seq == 0 && crc == 0) break; /* preallocated zeros */
+    if (len > MAX_RECORD || at + HEADER + len > size ||
+        tdm__crc32c(tdm__crc32c(0, &seq, 8), data + at + HEADER, len) != crc) {
+      *torn = 1;
+      break;
+    }
+    rc = fn(ctx, seq, data + at + HEADER, len);
+    at += HEADER + len;
+  }
+  if (rc == TDM_OK && !*torn && at < size && at + HEADER > size) {
+    /* A few bytes left that are not zeros: a torn header. */
+    for (size_t i = at; i < size; i++)
+      if (data[i] != 0) *torn = 1;
+  }
+  tdm__free(data);
+  return rc;
+}
+
+int tdm__wal_replay(tdm__wal *wal,
+                    int (*fn)(void *ctx, uint64_t seq, const void *data,
+                              size_t len),
+                    void *ctx, tdm_error *err) {
+  uint64_t *segments;
+  size_t count;
+  int rc = list_segments(wal, &segments, &count, err);
+  size_t old = 0;
+  while (old < count && segments[old] < wal->first_new) old++;
+  for (size_t i = 0; i < old && rc == TDM_OK; i++) {
+    int torn;
+    rc = replay_segment(wal, segments[i], fn, ctx, &torn, err);
+    /* A segment is written until the next one starts, so only the last
+     * one before this open may end in a torn write (the crash). */
+    if (rc == TDM_OK && torn && i + 1 < old) {
+      char path[4096];
+      segment_path(wal, segments[i], path, sizeof path);
+      rc = tdm__fail(err, TDM_EPARSE,
+                     "%s: a damaged record before the end of the log", path);
+    }
+  }
+  tdm__free(segments);
+  return rc;
+}
+
+int tdm__wal_append(tdm__wal *wal, const tdm__wal_record *records, size_t n,
+                    tdm_error *err) {
+  wal->buf.len = 0;
+  for (size_t i = 0; i < n; i++) {
+    uint32_t len = (uint32_t)records[i].len;
+    uint32_t crc = tdm__crc32c(tdm__crc32c(0, &records[i].seq, 8),
+                               records[i].data, records[i].len);
+    if (tdm__buf_append(&wal->buf, &len, 4) != TDM_OK ||
+        tdm__buf_append(&wal->buf, &records[i].seq, 8) != TDM_OK ||
+        tdm__buf_append(&wal->buf, &crc, 4) != TDM_OK ||
+        tdm__buf_append(&wal->buf, records[i].data, records[i].len) != TDM_OK)
+      return tdm__fail(err, TDM_ENOMEM, "out of memory");
+  }
+  if (wal->offset + (off_t)wal->buf.len > wal->allocated) {
+    /* Past the preallocated space: a new segment, or more space for a
+     * group larger than a whole segment. */
+    if (wal->offset > 0) {
+      uint64_t segment;
+      int rc = tdm__wal_rotate(wal, &segment, err);
+      if (rc != TDM_OK) return rc;
+    }
+    if ((off_t)wal->buf.len > wal->allocated) {
+      int rc = posix_fallocate(wal->fd, 0, (off_t)wal->buf.len);
+      if (rc != 0)
+        return tdm__fail(err, TDM_EIO, "log: cannot allocate: %s",
+                         strerror(rc));
+      wal->allocated = (off_t)wal->buf.len;
+    }
+  }
+  size_t done = 0;
+  while (done < wal->buf.len) {
+    ssize_t w = pwrite(wal->fd, wal->buf.data + done, wal->buf.len - done,
+                       wal->offset + (off_t)done);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0)
+      return tdm__fail(err, TDM_EIO, "log: write failed: %s", strerror(errno));
+    done += (size_t)w;
+  }
+  if (fdatasync(wal->fd) != 0)
+    return tdm__fail(err, TDM_EIO, "log: sync failed: %s", strerror(errno));
+  wal->offset += (off_t)wal->buf.len;
+  return TDM_OK;
+}
+
+int tdm__wal_rotate(tdm__wal *wal, uint64_t *segment, tdm_error *err) {
+  int rc = new_segment(wal, wal->segment + 1, err);
+  if (rc == TDM_OK) *segment = wal->segment;
+  return rc;
+}
+
+int tdm__wal_drop_before(tdm__wal *wal, uint64_t segment, tdm_error *err) {
+  uint64_t *segments;
+  size_t count;
+  int rc = list_segments(wal, &segments, &count, err);
+  int removed = 0;
+  for (size_t i = 0; i < count && rc == TDM_OK; i++) {
+    if (segments[i] >= segment) break;
+    char path[4096];
+    segment_path(wal, segments[i], path, sizeof path);
+    if (unlink(path) != 0 && errno != ENOENT)
+      rc = tdm__fail(err, TDM_EIO, "%s: cannot delete: %s", path,
+                     strerror(errno));
+    removed = 1;
+  }
+  if (removed) sync_dir(wal->dir);
+  tdm__free(segments);
+  return rc;
+}
