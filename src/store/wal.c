@@ -166,11 +166,17 @@ void tdm__wal_close(tdm__wal *wal) {
   tdm__free(wal);
 }
 
-/* Reads one segment's records; *torn says whether it ended on a record
- * that is not whole (rather than on zeros or the end of the file). */
+/*
+ * Reads one segment's records. A record that is not whole ends the
+ * segment. It is a torn write (a crash in the middle of the last write
+ * to this segment) when nothing but zeros follows it, since the segment
+ * was preallocated with zeros and a write fills it in order; then the
+ * records before it are the segment's. Anything else after it means
+ * damage in the middle: *damaged is set.
+ */
 static int replay_segment(tdm__wal *wal, uint64_t segment,
                           int (*fn)(void *, uint64_t, const void *, size_t),
-                          void *ctx, int *torn, tdm_error *err) {
+                          void *ctx, int *damaged, tdm_error *err) {
   char path[4096];
   segment_path(wal, segment, path, sizeof path);
   char *data;
@@ -178,26 +184,32 @@ static int replay_segment(tdm__wal *wal, uint64_t segment,
   int rc = tdm__read_file(path, &data, &size, err);
   if (rc != TDM_OK) return rc;
   size_t at = 0;
-  *torn = 0;
-  while (rc == TDM_OK && at + HEADER <= size) {
-    uint32_t len, crc;
-    uint64_t seq;
-    memcpy(&len, data + at, 4);
-    memcpy(&seq, data + at + 4, 8);
-    memcpy(&crc, data + at + 12, 4);
-    if (len == 0 && seq == 0 && crc == 0) break; /* preallocated zeros */
-    if (len > MAX_RECORD || at + HEADER + len > size ||
-        tdm__crc32c(tdm__crc32c(0, &seq, 8), data + at + HEADER, len) != crc) {
-      *torn = 1;
-      break;
+  *damaged = 0;
+  while (rc == TDM_OK && at < size) {
+    uint32_t len = 0, crc = 0;
+    uint64_t seq = 0;
+    if (at + HEADER <= size) {
+      memcpy(&len, data + at, 4);
+      memcpy(&seq, data + at + 4, 8);
+      memcpy(&crc, data + at + 12, 4);
+      if (len == 0 && seq == 0 && crc == 0) break; /* the zeros: the end */
+      if (len <= MAX_RECORD && at + HEADER + len <= size &&
+          tdm__crc32c(tdm__crc32c(0, &seq, 8), data + at + HEADER, len) ==
+              crc) {
+        rc = fn(ctx, seq, data + at + HEADER, len);
+        at += HEADER + len;
+        continue;
+      }
     }
-    rc = fn(ctx, seq, data + at + HEADER, len);
-    at += HEADER + len;
-  }
-  if (rc == TDM_OK && !*torn && at < size && at + HEADER > size) {
-    /* A few bytes left that are not zeros: a torn header. */
-    for (size_t i = at; i < size; i++)
-      if (data[i] != 0) *torn = 1;
+    /* Not whole: torn if only zeros follow its own bytes. */
+    size_t from = at + HEADER;
+    if (len <= MAX_RECORD && from + len <= size) from += len;
+    for (size_t i = from; i < size; i++)
+      if (data[i] != 0) {
+        *damaged = 1;
+        break;
+      }
+    break;
   }
   tdm__free(data);
   return rc;
@@ -210,18 +222,15 @@ int tdm__wal_replay(tdm__wal *wal,
   uint64_t *segments;
   size_t count;
   int rc = list_segments(wal, &segments, &count, err);
-  size_t old = 0;
-  while (old < count && segments[old] < wal->first_new) old++;
-  for (size_t i = 0; i < old && rc == TDM_OK; i++) {
-    int torn;
-    rc = replay_segment(wal, segments[i], fn, ctx, &torn, err);
-    /* A segment is written until the next one starts, so only the last
-     * one before this open may end in a torn write (the crash). */
-    if (rc == TDM_OK && torn && i + 1 < old) {
+  for (size_t i = 0; i < count && rc == TDM_OK; i++) {
+    if (segments[i] >= wal->first_new) break; /* this open's own */
+    int damaged;
+    rc = replay_segment(wal, segments[i], fn, ctx, &damaged, err);
+    if (rc == TDM_OK && damaged) {
       char path[4096];
       segment_path(wal, segments[i], path, sizeof path);
       rc = tdm__fail(err, TDM_EPARSE,
-                     "%s: a damaged record before the end of the log", path);
+                     "%s: a damaged record with records after it", path);
     }
   }
   tdm__free(segments);

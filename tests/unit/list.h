@@ -70,4 +70,6 @@
   X(spec_refuses_directives_and_bad_utf8)   \
   X(spec_times_and_durations) \
   X(pipeline_eviction_changes_no_result)    \
-  X(pipeline_state_bytes_continue_exactly)
+  X(pipeline_state_bytes_continue_exactly) \
+  X(wal_replays_in_order_and_survives_a_torn_tail) \
+  X(wal_crc32c_known_value)
