@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../core/arena.h"
@@ -22,6 +23,7 @@
 #include "../io/csv.h"
 #include "../io/events.h"
 #include "../pipeline/pipeline.h"
+#include "../store/state_dir.h"
 #include "score.h"
 
 #define CHUNK_EVENTS 32768
@@ -350,6 +352,12 @@ static int process_all(run *r, tdm__batch_stats *st, tdm_error *err) {
 
 static int setup(run *r, tdm_error *err) {
   const tdm__batch_options *opt = r->opt;
+  struct stat st;
+  if (opt->save_state != NULL && stat(opt->save_state, &st) == 0)
+    return tdm__fail(err, TDM_EINVAL,
+                     "%s exists: --save-state writes a new state directory "
+                     "(remove it first)",
+                     opt->save_state);
   int rc = tdm__pipeline_load(opt->pipeline_path,
                               opt->features_only ? TDM__PIPELINE_FEATURES_ONLY : 0,
                               &r->p, err);
@@ -439,6 +447,12 @@ int tdm__batch_run(const tdm__batch_options *opt, tdm__batch_stats *stats,
   if (rc == TDM_OK) {
     stats->threads = r.threads;
     rc = process_all(&r, stats, err);
+  }
+  if (rc == TDM_OK && opt->save_state != NULL) {
+    tdm__state_map *maps[TDM__MAX_THREADS];
+    for (int t = 0; t < r.threads; t++) maps[t] = r.workers[t].map;
+    rc = tdm__state_dir_save(opt->save_state, tdm__pipeline_spec(r.p)->name,
+                             maps, (size_t)r.threads, err);
   }
   char pipeline_hex[65] = "", in_hex[65] = "", out_hex[65] = "";
   if (rc == TDM_OK) {

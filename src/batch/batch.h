@@ -22,6 +22,8 @@ typedef struct tdm__batch_options {
   int strict;               /* the first rejected event fails the run */
   int explain;              /* JSON Lines: add every feature's value */
   int features_only;        /* no model: keys and every feature */
+  const char *save_state;   /* write the final state here (a new directory
+                               `tandem serve --state` starts from) */
 } tdm__batch_options;
 
 typedef struct tdm__batch_stats {

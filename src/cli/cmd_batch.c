@@ -32,6 +32,9 @@ static const char batch_help[] =
     "                   RESULTS.rejects.jsonl, written only if there are any)\n"
     "  --strict         fail the run (exit 2) at the first invalid event\n"
     "  --explain        JSON Lines output: add every feature's value\n"
+    "  --save-state DIR write the window state at the end of the events to\n"
+    "                   DIR (a new directory): `tandem serve PIPELINE --state\n"
+    "                   DIR` continues from it, as if it had seen them\n"
     "  --features-only  no model: write the keys and every feature (the\n"
     "                   training data for the pipeline's model, computed\n"
     "                   exactly as live)\n"
@@ -48,6 +51,7 @@ int tdm__cmd_batch(int argc, char **argv) {
       {"strict", no_argument, NULL, 's'},
       {"explain", no_argument, NULL, 'e'},
       {"features-only", no_argument, NULL, 'F'},
+      {"save-state", required_argument, NULL, 'S'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
   tdm__batch_options opt = {0};
@@ -63,6 +67,7 @@ int tdm__cmd_batch(int argc, char **argv) {
       case 's': opt.strict = 1; break;
       case 'e': opt.explain = 1; break;
       case 'F': opt.features_only = 1; break;
+      case 'S': opt.save_state = optarg; break;
       case 't':
         if (!tdm__parse_count(optarg, 256, &count))
           return tdm__usage_error("batch",

@@ -33,6 +33,9 @@ static const char replay_help[] =
     "  --in EVENTS     the events\n"
     "  --url URL       the server, e.g. http://127.0.0.1:8080\n"
     "  --batch N       events per request (default 32); order is kept\n"
+    "  --skip N        the first N events are not sent, only applied on the\n"
+    "                  batch side: the server already has them (it started\n"
+    "                  from `tandem batch --save-state` over those events)\n"
     "  --show N        differences to print (default 5)\n"
     "  --help          show this help\n"
     "\n"
@@ -45,13 +48,13 @@ typedef struct replay {
   CURL *curl;
   char *url;
   struct curl_slist *headers;
-  size_t batch, show;
+  size_t batch, show, skip;
   /* the events of the current request */
   tdm__event_record *records;
   size_t count;
   tdm__buf body, expected, actual;
   size_t *expected_ends; /* end offset of each event's expected result */
-  size_t events, differences, requests;
+  size_t events, differences, requests, skipped;
 } replay;
 
 static size_t collect(char *data, size_t size, size_t n, void *arg) {
@@ -160,6 +163,19 @@ static int run(replay *r, const char *in_path, tdm_error *err) {
       rc = more;
       break;
     }
+    if (more > 0 && r->skipped < r->skip) {
+      /* Applied on the batch side only. */
+      tdm__event ev = {r->records[r->count].fields};
+      tdm_error ignored;
+      if (r->records[r->count].problem == NULL)
+        tdm__pipeline_process(r->p, r->map, &ev, &r->result, &ignored);
+      r->skipped++;
+      if (r->skipped % 4096 == 0) {
+        tdm__arena_free(&arena);
+        tdm__arena_init(&arena, 1 << 16);
+      }
+      continue;
+    }
     if (more > 0) r->count++;
     if (r->count == r->batch || (more == 0 && r->count > 0)) {
       rc = flush(r, err);
@@ -180,10 +196,11 @@ int tdm__cmd_replay(int argc, char **argv) {
       {"url", required_argument, NULL, 'u'},
       {"batch", required_argument, NULL, 'b'},
       {"show", required_argument, NULL, 's'},
+      {"skip", required_argument, NULL, 'k'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
   const char *in_path = NULL, *url = NULL;
-  size_t batch = 32, show = 5;
+  size_t batch = 32, show = 5, skip = 0;
   opterr = 0;
   optind = 1;
   int c;
@@ -197,6 +214,15 @@ int tdm__cmd_replay(int argc, char **argv) {
           return tdm__usage_error("replay", "--%s wants a number, not '%s'",
                                   c == 'b' ? "batch" : "show", optarg);
         break;
+      case 'k': {
+        char *end;
+        unsigned long long n = strtoull(optarg, &end, 10);
+        if (*optarg == '\0' || *end != '\0' || optarg[0] == '-')
+          return tdm__usage_error("replay", "--skip wants a number, not '%s'",
+                                  optarg);
+        skip = (size_t)n;
+        break;
+      }
       case 'h': fputs(replay_help, stdout); return TDM_EXIT_OK;
       case ':':
         return tdm__usage_error("replay", "%s needs a value", argv[optind - 1]);
@@ -218,6 +244,7 @@ int tdm__cmd_replay(int argc, char **argv) {
   r.p = p;
   r.batch = batch;
   r.show = show;
+  r.skip = skip;
   r.records = tdm__calloc(batch, sizeof *r.records);
   r.expected_ends = tdm__calloc(batch, sizeof *r.expected_ends);
   tdm__buf u = {0};

@@ -34,6 +34,7 @@
 #include "../core/json.h"
 #include "../io/events.h"
 #include "../pipeline/pipeline.h"
+#include "../store/state_dir.h"
 #include "../store/store.h"
 #include "../store/wal.h"
 
@@ -53,7 +54,6 @@ typedef struct pending {
   size_t count, cap;
 } pending;
 
-enum { DB_STATE };
 /* A snapshot round writes the changed states of every shard, a few
  * shards per commit so that no commit stalls on all of them, then deletes
  * the log up to where the round began. Rounds start about every 10 s, or
@@ -128,63 +128,35 @@ static uint64_t get_u64_be(const unsigned char in[8]) {
   return v;
 }
 
-/* A snapshot's state writes: key -> [u64 tag][state], packed; and the
- * keys of entities dropped from memory (idle), deleted from the store. */
-typedef struct snapshot {
+/* The keys of entities dropped from memory (idle) in a snapshot round,
+ * to delete from the store. */
+typedef struct dropped_keys {
   tdm__buf bytes;
-  size_t *offsets; /* per state: key offset, key length, value length */
+  size_t *offsets; /* per key: offset, length */
   size_t count, cap;
-  tdm__buf dropped_bytes;
-  size_t *dropped; /* per key: offset, length */
-  size_t num_dropped, cap_dropped;
   int failed;
-} snapshot;
+} dropped_keys;
 
-static void snapshot_drop(void *ctx, tdm__str key) {
-  snapshot *snap = ctx;
-  if (snap->num_dropped == snap->cap_dropped) {
-    size_t cap = snap->cap_dropped ? snap->cap_dropped * 2 : 256;
-    size_t *d = tdm__realloc(snap->dropped, cap * 2 * sizeof(size_t));
-    if (d == NULL) {
-      snap->failed = 1;
+static void drop_key(void *ctx, tdm__str key) {
+  dropped_keys *d = ctx;
+  if (d->count == d->cap) {
+    size_t cap = d->cap ? d->cap * 2 : 256;
+    size_t *offsets = tdm__realloc(d->offsets, cap * 2 * sizeof(size_t));
+    if (offsets == NULL) {
+      d->failed = 1;
       return;
     }
-    snap->dropped = d;
-    snap->cap_dropped = cap;
+    d->offsets = offsets;
+    d->cap = cap;
   }
-  size_t at = snap->dropped_bytes.len;
-  if (tdm__buf_append(&snap->dropped_bytes, key.data, key.len) != TDM_OK) {
-    snap->failed = 1;
+  size_t at = d->bytes.len;
+  if (tdm__buf_append(&d->bytes, key.data, key.len) != TDM_OK) {
+    d->failed = 1;
     return;
   }
-  snap->dropped[2 * snap->num_dropped] = at;
-  snap->dropped[2 * snap->num_dropped + 1] = key.len;
-  snap->num_dropped++;
-}
-
-static int snapshot_state(void *ctx, tdm__str key, uint64_t tag,
-                          const void *state, size_t len) {
-  snapshot *snap = ctx;
-  if (snap->count == snap->cap) {
-    size_t cap = snap->cap ? snap->cap * 2 : 1024;
-    size_t *offsets = tdm__realloc(snap->offsets, cap * 3 * sizeof(size_t));
-    if (offsets == NULL) return TDM_ENOMEM;
-    snap->offsets = offsets;
-    snap->cap = cap;
-  }
-  size_t at = snap->bytes.len;
-  int rc = tdm__buf_append(&snap->bytes, key.data, key.len);
-  if (rc == TDM_OK) rc = tdm__buf_append(&snap->bytes, &tag, 8);
-  if (rc == TDM_OK) rc = tdm__buf_append(&snap->bytes, state, len);
-  if (rc != TDM_OK) {
-    snap->bytes.len = at;
-    return rc;
-  }
-  snap->offsets[3 * snap->count] = at;
-  snap->offsets[3 * snap->count + 1] = key.len;
-  snap->offsets[3 * snap->count + 2] = 8 + len;
-  snap->count++;
-  return TDM_OK;
+  d->offsets[2 * d->count] = at;
+  d->offsets[2 * d->count + 1] = key.len;
+  d->count++;
 }
 
 /* Appends one batch of events to the log, synced: what the answers of
@@ -208,7 +180,8 @@ static int write_log(tdm__live *live, const pending *batch, tdm_error *err) {
  * the idle entities it drops from memory. */
 static int write_snapshot(tdm__live *live, unsigned first, unsigned end,
                           tdm_error *err) {
-  snapshot snap = {0};
+  tdm__state_writes writes = {0};
+  dropped_keys dropped = {0};
   int rc = TDM_OK;
   int64_t newest = atomic_load(&live->newest);
   for (unsigned i = first; i < end && rc == TDM_OK; i++) {
@@ -216,46 +189,43 @@ static int write_snapshot(tdm__live *live, unsigned first, unsigned end,
     pthread_mutex_lock(&sh->lock);
     /* Idle entities leave memory and the store (their state could no
      * longer change a result), then the changed ones are saved. */
-    tdm__state_map_evict(sh->map, newest, snapshot_drop, &snap);
-    rc = tdm__state_map_take_dirty(sh->map, snapshot_state, &snap);
+    tdm__state_map_evict(sh->map, newest, drop_key, &dropped);
+    rc = tdm__state_writes_take(&writes, sh->map);
     pthread_mutex_unlock(&sh->lock);
   }
-  if (snap.failed && rc == TDM_OK) rc = TDM_ENOMEM;
-  size_t n = snap.count + snap.num_dropped + 1;
-  tdm__store_op *ops = rc == TDM_OK ? tdm__malloc(n * sizeof *ops) : NULL;
-  if (ops == NULL) {
-    rc = tdm__fail(err, TDM_ENOMEM, "out of memory");
-  } else {
-    size_t k = 0;
-    for (size_t i = 0; i < snap.count; i++) {
-      const char *at = snap.bytes.data + snap.offsets[3 * i];
-      size_t klen = snap.offsets[3 * i + 1];
-      ops[k++] = (tdm__store_op){TDM__STORE_PUT, DB_STATE, at, klen,
-                                 at + klen, snap.offsets[3 * i + 2]};
-    }
-    for (size_t i = 0; i < snap.num_dropped; i++)
-      ops[k++] = (tdm__store_op){TDM__STORE_DEL, DB_STATE,
-                                 snap.dropped_bytes.data + snap.dropped[2 * i],
-                                 snap.dropped[2 * i + 1], NULL, 0};
-    if (k > 0) rc = tdm__store_write(live->store, ops, k, err);
-  }
-  if (rc != TDM_OK) {
-    /* Not written: they must be in a later snapshot (and the log stays,
-     * since the round does not finish). */
-    for (size_t i = 0; i < snap.count; i++) {
-      tdm__str key = {snap.bytes.data + snap.offsets[3 * i],
-                      snap.offsets[3 * i + 1]};
-      shard *sh = &live->shards[key_hash(key) % NUM_SHARDS];
-      pthread_mutex_lock(&sh->lock);
-      tdm__state_map_mark_dirty(sh->map, key);
-      pthread_mutex_unlock(&sh->lock);
+  if (rc == TDM_OK && dropped.failed) rc = TDM_ENOMEM;
+  if (rc == TDM_ENOMEM) tdm__fail(err, rc, "out of memory");
+  if (rc == TDM_OK) {
+    /* Keep the keys to mark dirty again should the write fail. */
+    tdm__state_writes copy = writes;
+    rc = tdm__state_writes_flush(&writes, live->store, err);
+    if (rc != TDM_OK) {
+      for (size_t i = 0; i < copy.count; i++) {
+        tdm__str key = {copy.bytes.data + copy.offsets[3 * i],
+                        copy.offsets[3 * i + 1]};
+        shard *sh = &live->shards[key_hash(key) % NUM_SHARDS];
+        pthread_mutex_lock(&sh->lock);
+        tdm__state_map_mark_dirty(sh->map, key);
+        pthread_mutex_unlock(&sh->lock);
+      }
     }
   }
-  tdm__free(ops);
-  tdm__buf_free(&snap.bytes);
-  tdm__free(snap.offsets);
-  tdm__buf_free(&snap.dropped_bytes);
-  tdm__free(snap.dropped);
+  if (rc == TDM_OK && dropped.count > 0) {
+    tdm__store_op *ops = tdm__malloc(dropped.count * sizeof *ops);
+    if (ops == NULL) {
+      rc = tdm__fail(err, TDM_ENOMEM, "out of memory");
+    } else {
+      for (size_t i = 0; i < dropped.count; i++)
+        ops[i] = (tdm__store_op){TDM__STORE_DEL, TDM__STATE_DB,
+                                 dropped.bytes.data + dropped.offsets[2 * i],
+                                 dropped.offsets[2 * i + 1], NULL, 0};
+      rc = tdm__store_write(live->store, ops, dropped.count, err);
+      tdm__free(ops);
+    }
+  }
+  tdm__state_writes_free(&writes);
+  tdm__buf_free(&dropped.bytes);
+  tdm__free(dropped.offsets);
   return rc;
 }
 
@@ -392,22 +362,9 @@ static int wait_durable(tdm__live *live, uint64_t gen) {
 
 /* ---- restoring ---- */
 
-static int restore_state(void *ctx, const void *key, size_t key_len,
-                         const void *value, size_t value_len) {
+static tdm__state_map *shard_map(void *ctx, tdm__str key) {
   tdm__live *live = ctx;
-  tdm__str k = {key, key_len};
-  shard *sh = &live->shards[key_hash(k) % NUM_SHARDS];
-  tdm_error err;
-  uint64_t tag;
-  if (value_len < 8) return TDM_EPARSE;
-  memcpy(&tag, value, 8);
-  int rc = tdm__state_map_restore(sh->map, k, tag, (const char *)value + 8,
-                                  value_len - 8, &err);
-  if (rc != TDM_OK)
-    fprintf(stderr, "tandem serve: state of \"%.*s\": %s\n", (int)key_len,
-            (const char *)key, err.message);
-  if (tag >= live->next_seq) live->next_seq = tag + 1;
-  return rc;
+  return live->shards[key_hash(key) % NUM_SHARDS].map;
 }
 
 /* Replays one logged event unless its entity's state already has it. */
@@ -458,19 +415,14 @@ int tdm__live_open(const char *pipeline_path, const char *state_dir,
   }
   if (rc == TDM_OK && state_dir != NULL) {
     const char *name = tdm__pipeline_spec(live->p)->name;
-    char state_db[300];
-    snprintf(state_db, sizeof state_db, "%s.state", name);
-    const char *dbs[] = {state_db};
-    rc = tdm__store_open(state_dir, dbs, 1, &live->store, err);
+    uint64_t max_tag = 0;
+    rc = tdm__state_dir_open(state_dir, name, &live->store, err);
     if (rc == TDM_OK) rc = tdm__wal_open(state_dir, name, &live->wal, err);
     if (rc == TDM_OK)
-      rc = tdm__store_each(live->store, DB_STATE, restore_state, live, err);
+      rc = tdm__state_dir_restore(live->store, state_dir, shard_map, live,
+                                  &max_tag, err);
+    if (max_tag >= live->next_seq) live->next_seq = max_tag + 1;
     if (rc == TDM_OK) rc = tdm__wal_replay(live->wal, replay_logged, live, err);
-    if (rc != TDM_OK && rc != TDM_ENOMEM && rc != TDM_EIO)
-      rc = tdm__fail(err, rc,
-                     "%s: cannot restore the saved state (was it written by "
-                     "another version of the pipeline?)",
-                     state_dir);
     live->last_snapshot_ns = now_ns();
     if (rc == TDM_OK) {
       if (pthread_create(&live->committer, NULL, commit_loop, live) != 0)

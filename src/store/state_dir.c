@@ -1,0 +1,185 @@
+/*
+ * state_dir.c - reading and writing a pipeline's state directory (see
+ * state_dir.h for the layout).
+ */
+#include "state_dir.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Writes per transaction when saving a whole state: bounds the memory of
+ * LMDB's write transaction. */
+#define SAVE_BATCH_BYTES ((size_t)64 << 20)
+
+int tdm__state_dir_open(const char *dir, const char *name, tdm__store **out,
+                        tdm_error *err) {
+  char db[300];
+  snprintf(db, sizeof db, "%s.state", name);
+  const char *dbs[] = {db};
+  return tdm__store_open(dir, dbs, 1, out, err);
+}
+
+typedef struct restore_ctx {
+  tdm__state_map *(*map_for)(void *ctx, tdm__str key);
+  void *ctx;
+  uint64_t max_tag;
+  const char *dir;
+  tdm_error *err;
+} restore_ctx;
+
+static int restore_one(void *arg, const void *key, size_t key_len,
+                       const void *value, size_t value_len) {
+  restore_ctx *rc = arg;
+  tdm__str k = {key, key_len};
+  uint64_t tag;
+  if (value_len < 8)
+    return tdm__fail(rc->err, TDM_EPARSE, "%s: the state of \"%.*s\" is cut short",
+                     rc->dir, (int)(key_len > 64 ? 64 : key_len),
+                     (const char *)key);
+  memcpy(&tag, value, 8);
+  tdm_error why;
+  int status = tdm__state_map_restore(rc->map_for(rc->ctx, k), k, tag,
+                                      (const char *)value + 8, value_len - 8,
+                                      &why);
+  if (status != TDM_OK)
+    return tdm__fail(rc->err, status,
+                     "%s: the state of \"%.*s\" does not fit this pipeline "
+                     "(written by another version of it?): %s",
+                     rc->dir, (int)(key_len > 64 ? 64 : key_len),
+                     (const char *)key, why.message);
+  if (tag > rc->max_tag) rc->max_tag = tag;
+  return TDM_OK;
+}
+
+int tdm__state_dir_restore(tdm__store *store, const char *dir,
+                           tdm__state_map *(*map_for)(void *ctx, tdm__str key),
+                           void *ctx, uint64_t *max_tag, tdm_error *err) {
+  restore_ctx rc = {map_for, ctx, 0, dir, err};
+  int status = tdm__store_each(store, TDM__STATE_DB, restore_one, &rc, err);
+  *max_tag = rc.max_tag;
+  return status;
+}
+
+static int take_one(void *ctx, tdm__str key, uint64_t tag, const void *state,
+                    size_t len) {
+  tdm__state_writes *w = ctx;
+  if (w->count == w->cap) {
+    size_t cap = w->cap ? w->cap * 2 : 1024;
+    size_t *offsets = tdm__realloc(w->offsets, cap * 3 * sizeof(size_t));
+    if (offsets == NULL) return TDM_ENOMEM;
+    w->offsets = offsets;
+    w->cap = cap;
+  }
+  size_t at = w->bytes.len;
+  int rc = tdm__buf_append(&w->bytes, key.data, key.len);
+  if (rc == TDM_OK) rc = tdm__buf_append(&w->bytes, &tag, 8);
+  if (rc == TDM_OK) rc = tdm__buf_append(&w->bytes, state, len);
+  if (rc != TDM_OK) {
+    w->bytes.len = at;
+    return rc;
+  }
+  w->offsets[3 * w->count] = at;
+  w->offsets[3 * w->count + 1] = key.len;
+  w->offsets[3 * w->count + 2] = 8 + len;
+  w->count++;
+  return TDM_OK;
+}
+
+int tdm__state_writes_take(tdm__state_writes *w, tdm__state_map *map) {
+  return tdm__state_map_take_dirty(map, take_one, w);
+}
+
+int tdm__state_writes_flush(tdm__state_writes *w, tdm__store *store,
+                            tdm_error *err) {
+  if (w->count == 0) return TDM_OK;
+  tdm__store_op *ops = tdm__malloc(w->count * sizeof *ops);
+  if (ops == NULL) return tdm__fail(err, TDM_ENOMEM, "out of memory");
+  for (size_t i = 0; i < w->count; i++) {
+    const char *at = w->bytes.data + w->offsets[3 * i];
+    size_t klen = w->offsets[3 * i + 1];
+    ops[i] = (tdm__store_op){TDM__STORE_PUT, TDM__STATE_DB, at, klen,
+                             at + klen, w->offsets[3 * i + 2]};
+  }
+  int rc = tdm__store_write(store, ops, w->count, err);
+  tdm__free(ops);
+  w->count = 0;
+  w->bytes.len = 0;
+  return rc;
+}
+
+void tdm__state_writes_free(tdm__state_writes *w) {
+  tdm__buf_free(&w->bytes);
+  tdm__free(w->offsets);
+  memset(w, 0, sizeof *w);
+}
+
+/* Saving a whole map: every entity, a bounded batch at a time. */
+typedef struct save_ctx {
+  tdm__state_writes w;
+  tdm__store *store;
+  tdm_error *err;
+  int rc;
+} save_ctx;
+
+static int save_one(void *ctx, tdm__str key, uint64_t tag, const void *state,
+                    size_t len) {
+  save_ctx *s = ctx;
+  int rc = take_one(&s->w, key, tag, state, len);
+  if (rc == TDM_OK && s->w.bytes.len >= SAVE_BATCH_BYTES)
+    rc = tdm__state_writes_flush(&s->w, s->store, s->err);
+  if (rc != TDM_OK) s->rc = rc;
+  return rc;
+}
+
+static void remove_dir(const char *dir) {
+  static const char *files[] = {"data.mdb", "lock.mdb"};
+  tdm__buf path = {0};
+  for (size_t i = 0; i < 2; i++) {
+    path.len = 0;
+    if (tdm__buf_printf(&path, "%s/%s", dir, files[i]) == TDM_OK)
+      unlink(path.data);
+  }
+  tdm__buf_free(&path);
+  rmdir(dir);
+}
+
+int tdm__state_dir_save(const char *dir, const char *name,
+                        tdm__state_map *const *maps, size_t n,
+                        tdm_error *err) {
+  struct stat st;
+  if (stat(dir, &st) == 0)
+    return tdm__fail(err, TDM_EINVAL,
+                     "%s exists: --save-state writes a new state directory "
+                     "(remove it first)",
+                     dir);
+  char tmp[4096];
+  snprintf(tmp, sizeof tmp, "%s.tmp", dir);
+  remove_dir(tmp);
+  tdm__store *store;
+  int rc = tdm__state_dir_open(tmp, name, &store, err);
+  if (rc != TDM_OK) return rc;
+  save_ctx s;
+  memset(&s, 0, sizeof s);
+  s.store = store;
+  s.err = err;
+  /* Every entity is dirty for this: mark them all by encoding through
+   * take_dirty (a map that was never saved has every entity dirty). */
+  for (size_t i = 0; i < n && rc == TDM_OK; i++) {
+    rc = tdm__state_map_take_dirty(maps[i], save_one, &s);
+    if (rc != TDM_OK && s.rc != TDM_OK) rc = s.rc;
+    if (rc == TDM_ENOMEM && err->message[0] == '\0')
+      tdm__fail(err, rc, "out of memory");
+  }
+  if (rc == TDM_OK) rc = tdm__state_writes_flush(&s.w, store, err);
+  tdm__state_writes_free(&s.w);
+  tdm__store_close(store);
+  if (rc == TDM_OK && rename(tmp, dir) != 0)
+    rc = tdm__fail(err, TDM_EIO, "%s: cannot rename into place: %s", dir,
+                   strerror(errno));
+  if (rc != TDM_OK) remove_dir(tmp);
+  return rc;
+}
