@@ -209,6 +209,8 @@ static int order_feature(compiler *c, feature_info *info, size_t i,
   info[i].state = 1;
   if (f->kind == TDM__FEATURE_AGG) {
     info[i].after_aggs = 1;
+  } else if (f->kind == TDM__FEATURE_LOOKUP) {
+    /* A leaf, filled from its table before the first stage. */
   } else {
     const size_t *slots;
     size_t n = tdm__expr_refs(info[i].expr, TDM__EXPR_NUMBER, &slots);

@@ -450,8 +450,45 @@ static int agg_text(reader *r, tdm__feature_spec *f, const char *text,
   return TDM_OK;
 }
 
-static const char *const feature_keys[] = {"name", "expr",  "agg", "window",
-                                           "hop",  "where", NULL};
+/* "TABLE.COLUMN": two names. */
+static int table_column(reader *r, struct fy_node *node, tdm__mark mark,
+                        const char *what, char **table, char **column) {
+  char *text;
+  int rc = scalar(r, node, mark, what, &text);
+  if (rc != TDM_OK) return rc;
+  const char *dot = strchr(text, '.');
+  int ok = dot != NULL && dot != text && dot[1] != '\0' && !strchr(dot + 1, '.');
+  for (const char *p = text; ok && *p; p++)
+    ok = isalnum((unsigned char)*p) || *p == '_' || p == dot;
+  if (ok && isdigit((unsigned char)text[0])) ok = 0;
+  if (!ok) {
+    rc = tdm__spec_fail(r->spec, mark, TDM_EPARSE, r->err,
+                        "%s \"%s\" must be TABLE.COLUMN (two names and a dot)",
+                        what, text);
+  } else {
+    *table = tdm__strndup(text, (size_t)(dot - text));
+    *column = tdm__strdup(dot + 1);
+    if (*table == NULL || *column == NULL)
+      rc = tdm__fail(r->err, TDM_ENOMEM, "out of memory");
+  }
+  tdm__free(text);
+  return rc;
+}
+
+static int number_value(reader *r, struct fy_node *node, tdm__mark mark,
+                        const char *what, double *out) {
+  char *text;
+  int rc = scalar(r, node, mark, what, &text);
+  if (rc != TDM_OK) return rc;
+  if (tdm__parse_double(text, strlen(text), out) != 0 || !isfinite(*out))
+    rc = tdm__spec_fail(r->spec, mark, TDM_EPARSE, r->err,
+                        "%s must be a number, not \"%s\"", what, text);
+  tdm__free(text);
+  return rc;
+}
+
+static const char *const feature_keys[] = {
+    "name", "expr", "agg", "window", "hop", "where", "lookup", "default", NULL};
 
 static int feature_pair(reader *r, void *ctx, size_t key,
                         struct fy_node *value, tdm__mark mark) {
@@ -484,9 +521,15 @@ static int feature_pair(reader *r, void *ctx, size_t key,
     case 4:
       f->hop_mark = mark;
       return duration(r, value, mark, "hop", &f->hop_ms);
-    default:
+    case 5:
       f->where_mark = mark;
       return scalar(r, value, mark, "where", &f->where);
+    case 6:
+      f->lookup_mark = mark;
+      return table_column(r, value, mark, "lookup", &f->table, &f->column);
+    default:
+      f->default_mark = mark;
+      return number_value(r, value, mark, "default", &f->default_value);
   }
 }
 
@@ -495,6 +538,26 @@ static int check_feature(reader *r, tdm__feature_spec *f) {
   if (f->name == NULL)
     return tdm__spec_fail(spec, f->mark, TDM_EPARSE, r->err,
                           "a feature needs a name");
+  int kinds = (f->expr != NULL) + (f->kind == TDM__FEATURE_AGG) +
+              (f->table != NULL);
+  if (kinds == 1 && f->table != NULL) {
+    f->kind = TDM__FEATURE_LOOKUP;
+    if (f->window_mark.line || f->hop_mark.line || f->where_mark.line)
+      return tdm__spec_fail(spec, f->mark, TDM_EPARSE, r->err,
+                            "window, hop and where belong to an aggregation "
+                            "(agg), and feature \"%s\" is a lookup",
+                            f->name);
+    return TDM_OK;
+  }
+  if (f->default_mark.line)
+    return tdm__spec_fail(spec, f->default_mark, TDM_EPARSE, r->err,
+                          "default belongs to a lookup");
+  if (kinds != 1)
+    return tdm__spec_fail(spec, f->mark, TDM_EPARSE, r->err,
+                          "feature \"%s\" needs exactly one of expr (a "
+                          "formula), agg (an aggregation over a window) and "
+                          "lookup (a batch table's value)",
+                          f->name);
   if ((f->expr != NULL) == (f->kind == TDM__FEATURE_AGG))
     return tdm__spec_fail(spec, f->mark, TDM_EPARSE, r->err,
                           "feature \"%s\" needs exactly one of expr (a "
@@ -549,6 +612,7 @@ static int read_features(reader *r, struct fy_node *list, tdm__mark mark) {
   tdm__mark item_mark = mark;
   while ((item = fy_node_sequence_iterate(list, &iter)) != NULL) {
     tdm__feature_spec *f = &spec->features[spec->num_features++];
+    f->default_value = NAN;
     /* A list item's position: its first key (libfyaml gives collections
      * none). */
     f->mark = item_mark;
@@ -570,23 +634,29 @@ static int read_features(reader *r, struct fy_node *list, tdm__mark mark) {
 
 static const char *const model_keys[] = {"path", NULL};
 
-static int model_pair(reader *r, void *ctx, size_t key, struct fy_node *value,
-                      tdm__mark mark) {
-  tdm__spec *spec = r->spec;
+/* A path in the file, resolved against the file's directory. */
+static int path_value(reader *r, struct fy_node *value, tdm__mark mark,
+                      const char *what, char **out) {
+  const tdm__spec *spec = r->spec;
   char *path;
-  int rc = scalar(r, value, mark, "the model's path", &path);
+  int rc = scalar(r, value, mark, what, &path);
   if (rc != TDM_OK) return rc;
-  spec->model_mark = mark;
   if (path[0] == '/' || spec->dir[0] == '\0') {
-    spec->model_path = path;
+    *out = path;
     return TDM_OK;
   }
   tdm__buf b = {0};
   rc = tdm__buf_printf(&b, "%s/%s", spec->dir, path);
   tdm__free(path);
   if (rc != TDM_OK) return tdm__fail(r->err, TDM_ENOMEM, "out of memory");
-  spec->model_path = b.data;
+  *out = b.data;
   return TDM_OK;
+}
+
+static int model_pair(reader *r, void *ctx, size_t key, struct fy_node *value,
+                      tdm__mark mark) {
+  r->spec->model_mark = mark;
+  return path_value(r, value, mark, "the model's path", &r->spec->model_path);
 }
 
 static const char *const rule_keys[] = {"when", "then", NULL};
@@ -689,18 +759,190 @@ static int state_pair(reader *r, void *ctx, size_t key, struct fy_node *value,
   }
 }
 
+/* ---- hybrid: tables, materialize, realtime, schedule ---- */
+
+/* The items of a list of mappings, each handed to fn with its mark. */
+static int each_item(reader *r, struct fy_node *list, tdm__mark mark,
+                     const char *what, size_t item_size, void **items,
+                     size_t *count,
+                     int (*fn)(reader *r, void *item, struct fy_node *node,
+                               tdm__mark mark)) {
+  if (list == NULL || !fy_node_is_sequence(list))
+    return tdm__spec_fail(r->spec, mark, TDM_EPARSE, r->err,
+                          "%s must be a list, not %s", what, type_name(list));
+  size_t n = (size_t)fy_node_sequence_item_count(list);
+  *items = tdm__calloc(n + 1, item_size);
+  if (*items == NULL) return tdm__fail(r->err, TDM_ENOMEM, "out of memory");
+  void *iter = NULL;
+  struct fy_node *item;
+  while ((item = fy_node_sequence_iterate(list, &iter)) != NULL) {
+    tdm__mark item_mark = mark;
+    if (fy_node_is_mapping(item)) {
+      void *it = NULL;
+      struct fy_node_pair *first = fy_node_mapping_iterate(item, &it);
+      if (first) item_mark = mark_of(fy_node_pair_key(first), mark);
+    }
+    void *slot = (char *)*items + *count * item_size;
+    (*count)++;
+    int rc = fn(r, slot, item, item_mark);
+    if (rc != TDM_OK) return rc;
+  }
+  return TDM_OK;
+}
+
+static const char *const materialize_keys[] = {"table", "columns", "keep", NULL};
+
+static int materialize_pair(reader *r, void *ctx, size_t key,
+                            struct fy_node *value, tdm__mark mark) {
+  tdm__materialize_spec *m = ctx;
+  if (key == 0) return name(r, value, mark, "a table's name", &m->table);
+  if (key == 2) return count_value(r, value, mark, "keep", &m->keep);
+  if (value == NULL || !fy_node_is_sequence(value))
+    return tdm__spec_fail(r->spec, mark, TDM_EPARSE, r->err,
+                          "columns must be a list of features (or score)");
+  size_t n = (size_t)fy_node_sequence_item_count(value);
+  m->columns = tdm__calloc(n + 1, sizeof *m->columns);
+  m->column_marks = tdm__calloc(n + 1, sizeof *m->column_marks);
+  if (m->columns == NULL || m->column_marks == NULL)
+    return tdm__fail(r->err, TDM_ENOMEM, "out of memory");
+  void *iter = NULL;
+  struct fy_node *item;
+  while ((item = fy_node_sequence_iterate(value, &iter)) != NULL) {
+    size_t i = m->num_columns;
+    m->column_marks[i] = mark_of(item, mark);
+    int rc = name(r, item, m->column_marks[i], "a column", &m->columns[i]);
+    if (rc != TDM_OK) return rc;
+    m->num_columns++;
+  }
+  return TDM_OK;
+}
+
+static int read_materialize_item(reader *r, void *item, struct fy_node *node,
+                                 tdm__mark mark) {
+  tdm__materialize_spec *m = item;
+  m->mark = mark;
+  m->keep = 3;
+  int rc = each_pair(r, node, mark, "a materialized table", materialize_keys,
+                     materialize_pair, m);
+  if (rc == TDM_OK && (m->table == NULL || m->num_columns == 0))
+    rc = tdm__spec_fail(r->spec, mark, TDM_EPARSE, r->err,
+                        "a materialized table needs table and columns");
+  for (size_t i = 0; rc == TDM_OK && i + 1 < r->spec->num_materialize; i++)
+    if (strcmp(r->spec->materialize[i].table, m->table) == 0)
+      rc = tdm__spec_fail(r->spec, mark, TDM_EPARSE, r->err,
+                          "table \"%s\" is materialized twice", m->table);
+  return rc;
+}
+
+static const char *const table_keys[] = {"max_staleness", "on_stale", NULL};
+
+static int table_pair(reader *r, void *ctx, size_t key, struct fy_node *value,
+                      tdm__mark mark) {
+  tdm__table_spec *t = ctx;
+  if (key == 0)
+    return duration(r, value, mark, "max_staleness", &t->max_staleness_ms);
+  char *text;
+  int rc = scalar(r, value, mark, "on_stale", &text);
+  if (rc != TDM_OK) return rc;
+  if (strcmp(text, "not_ready") == 0)
+    t->fail_ready = 1;
+  else if (strcmp(text, "warn") == 0)
+    t->fail_ready = 0;
+  else
+    rc = tdm__spec_fail(r->spec, mark, TDM_EPARSE, r->err,
+                        "on_stale is not_ready (readiness fails) or warn, "
+                        "not \"%s\"",
+                        text);
+  tdm__free(text);
+  return rc;
+}
+
+static int read_tables(reader *r, struct fy_node *map, tdm__mark mark) {
+  tdm__spec *spec = r->spec;
+  if (map == NULL || !fy_node_is_mapping(map))
+    return tdm__spec_fail(spec, mark, TDM_EPARSE, r->err,
+                          "tables must be a mapping of table names to "
+                          "settings ({card_profile: {max_staleness: 2d}})");
+  size_t n = (size_t)fy_node_mapping_item_count(map);
+  spec->tables = tdm__calloc(n + 1, sizeof *spec->tables);
+  if (spec->tables == NULL) return tdm__fail(r->err, TDM_ENOMEM, "out of memory");
+  void *iter = NULL;
+  struct fy_node_pair *pair;
+  while ((pair = fy_node_mapping_iterate(map, &iter)) != NULL) {
+    tdm__table_spec *t = &spec->tables[spec->num_tables++];
+    t->fail_ready = 1;
+    t->mark = mark_of(fy_node_pair_key(pair), mark);
+    int rc = name(r, fy_node_pair_key(pair), t->mark, "a table's name",
+                  &t->table);
+    if (rc == TDM_OK)
+      rc = each_pair(r, fy_node_pair_value(pair), t->mark, "a table",
+                     table_keys, table_pair, t);
+    if (rc != TDM_OK) return rc;
+  }
+  return TDM_OK;
+}
+
+static const char *const realtime_keys[] = {"deadline_ms", "fallback",
+                                            "default_decision", NULL};
+
+static int realtime_pair(reader *r, void *ctx, size_t key,
+                         struct fy_node *value, tdm__mark mark) {
+  tdm__spec *spec = r->spec;
+  if (key == 0) {
+    size_t ms;
+    int rc = count_value(r, value, mark, "deadline_ms", &ms);
+    spec->deadline_ms = (int64_t)ms;
+    return rc;
+  }
+  if (key == 1) {
+    spec->fallback_mark = mark;
+    return table_column(r, value, mark, "fallback", &spec->fallback_table,
+                        &spec->fallback_column);
+  }
+  return scalar(r, value, mark, "default_decision", &spec->default_decision);
+}
+
+static const char *const schedule_keys[] = {"cron", "in", "table", NULL};
+
+static int schedule_pair(reader *r, void *ctx, size_t key,
+                         struct fy_node *value, tdm__mark mark) {
+  tdm__schedule_spec *s = ctx;
+  if (key == 0) {
+    s->cron_mark = mark;
+    return scalar(r, value, mark, "cron", &s->cron);
+  }
+  if (key == 1) return path_value(r, value, mark, "in", &s->in);
+  s->table_mark = mark;
+  return name(r, value, mark, "table", &s->table);
+}
+
+static int read_schedule_item(reader *r, void *item, struct fy_node *node,
+                              tdm__mark mark) {
+  tdm__schedule_spec *s = item;
+  s->mark = mark;
+  int rc = each_pair(r, node, mark, "a schedule", schedule_keys,
+                     schedule_pair, s);
+  if (rc == TDM_OK && (s->cron == NULL || s->in == NULL))
+    rc = tdm__spec_fail(r->spec, mark, TDM_EPARSE, r->err,
+                        "a schedule needs cron (when) and in (the events "
+                        "the refresh reads)");
+  return rc;
+}
+
 /* ---- the top level ---- */
 
 enum {
   KEY_NAME, KEY_ENTITY, KEY_TIME, KEY_ID, KEY_FIELDS, KEY_FEATURES,
-  KEY_MODEL, KEY_DECISION, KEY_OUTPUT, KEY_STATE
+  KEY_MODEL, KEY_DECISION, KEY_OUTPUT, KEY_STATE, KEY_STORE, KEY_MATERIALIZE,
+  KEY_TABLES, KEY_REALTIME, KEY_SCHEDULE
 };
 static const char *const top_keys[] = {
-    "name",  "entity",   "time",   "id",    "fields", "features",
-    "model", "decision", "output", "state", NULL};
+    "name",   "entity",      "time",   "id",       "fields",
+    "features", "model",     "decision", "output", "state",
+    "store",  "materialize", "tables", "realtime", "schedule", NULL};
 
 typedef struct top {
-  tdm__mark marks[10];
+  tdm__mark marks[16];
   unsigned seen;
 } top;
 
@@ -731,8 +973,24 @@ static int top_pair(reader *r, void *ctx, size_t key, struct fy_node *value,
       return each_pair(r, value, mark, "model", model_keys, model_pair, NULL);
     case KEY_DECISION: return read_rules(r, value, mark);
     case KEY_OUTPUT: return read_outputs(r, value, mark);
-    default:
+    case KEY_STATE:
       return each_pair(r, value, mark, "state", state_keys, state_pair, NULL);
+    case KEY_STORE:
+      spec->store_mark = mark;
+      return path_value(r, value, mark, "store", &spec->store);
+    case KEY_MATERIALIZE:
+      return each_item(r, value, mark, "materialize",
+                       sizeof *spec->materialize, (void **)&spec->materialize,
+                       &spec->num_materialize, read_materialize_item);
+    case KEY_TABLES: return read_tables(r, value, mark);
+    case KEY_REALTIME:
+      spec->realtime_mark = mark;
+      return each_pair(r, value, mark, "realtime", realtime_keys,
+                       realtime_pair, NULL);
+    default:
+      return each_item(r, value, mark, "schedule", sizeof *spec->schedules,
+                       (void **)&spec->schedules, &spec->num_schedules,
+                       read_schedule_item);
   }
 }
 
@@ -930,12 +1188,34 @@ void tdm__spec_free(tdm__spec *spec) {
     tdm__free(f->expr);
     tdm__free(f->agg_input);
     tdm__free(f->where);
+    tdm__free(f->table);
+    tdm__free(f->column);
   }
   for (size_t i = 0; i < spec->num_rules; i++) {
     tdm__free(spec->rules[i].when);
     tdm__free(spec->rules[i].then);
   }
   for (size_t i = 0; i < spec->num_outputs; i++) tdm__free(spec->outputs[i]);
+  for (size_t i = 0; i < spec->num_materialize; i++) {
+    tdm__materialize_spec *m = &spec->materialize[i];
+    for (size_t j = 0; j < m->num_columns; j++) tdm__free(m->columns[j]);
+    tdm__free(m->columns);
+    tdm__free(m->column_marks);
+    tdm__free(m->table);
+  }
+  tdm__free(spec->materialize);
+  for (size_t i = 0; i < spec->num_tables; i++) tdm__free(spec->tables[i].table);
+  tdm__free(spec->tables);
+  for (size_t i = 0; i < spec->num_schedules; i++) {
+    tdm__free(spec->schedules[i].cron);
+    tdm__free(spec->schedules[i].in);
+    tdm__free(spec->schedules[i].table);
+  }
+  tdm__free(spec->schedules);
+  tdm__free(spec->store);
+  tdm__free(spec->fallback_table);
+  tdm__free(spec->fallback_column);
+  tdm__free(spec->default_decision);
   tdm__free(spec->fields);
   tdm__free(spec->features);
   tdm__free(spec->rules);

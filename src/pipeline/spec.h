@@ -56,6 +56,7 @@ typedef struct tdm__field_spec {
 typedef enum tdm__feature_kind {
   TDM__FEATURE_EXPR = 1, /* expr: "..." */
   TDM__FEATURE_AGG,      /* agg: count | sum(x) | ..., window, hop, where */
+  TDM__FEATURE_LOOKUP,   /* lookup: TABLE.COLUMN, default */
 } tdm__feature_kind;
 
 typedef struct tdm__feature_spec {
@@ -72,8 +73,38 @@ typedef struct tdm__feature_spec {
   tdm__mark window_mark, hop_mark;
   char *where; /* optional filter expression */
   tdm__mark where_mark;
+  /* TDM__FEATURE_LOOKUP */
+  char *table, *column;
+  double default_value; /* NaN: missing when the entity has no row */
+  tdm__mark lookup_mark, default_mark;
   tdm__mark mark;
 } tdm__feature_spec;
+
+/* materialize: a table written by `tandem batch --materialize`. */
+typedef struct tdm__materialize_spec {
+  char *table;
+  char **columns; /* features, or score */
+  tdm__mark *column_marks;
+  size_t num_columns;
+  size_t keep; /* versions kept */
+  tdm__mark mark;
+} tdm__materialize_spec;
+
+/* tables: how the live path treats a table's age. */
+typedef struct tdm__table_spec {
+  char *table;
+  int64_t max_staleness_ms; /* 0: no limit */
+  int fail_ready;           /* 1: not ready when too old; 0: warn only */
+  tdm__mark mark;
+} tdm__table_spec;
+
+/* schedule: batch refreshes run by `tandem serve`. */
+typedef struct tdm__schedule_spec {
+  char *cron;
+  char *in;    /* the events the refresh reads, resolved against dir */
+  char *table; /* the table it materializes (NULL: every materialize) */
+  tdm__mark mark, cron_mark, table_mark;
+} tdm__schedule_spec;
 
 typedef struct tdm__rule_spec {
   char *when; /* NULL: always (the last rule) */
@@ -101,6 +132,19 @@ typedef struct tdm__spec {
   char **outputs; /* output columns */
   tdm__mark *output_marks;
   size_t num_outputs;
+  char *store; /* tables' directory (store:), resolved; NULL: none */
+  tdm__mark store_mark;
+  tdm__materialize_spec *materialize;
+  size_t num_materialize;
+  tdm__table_spec *tables;
+  size_t num_tables;
+  tdm__schedule_spec *schedules;
+  size_t num_schedules;
+  /* realtime: */
+  int64_t deadline_ms;       /* 0: none */
+  char *fallback_table, *fallback_column; /* the batch score to answer */
+  char *default_decision;    /* when there is no batch score; NULL: 504 */
+  tdm__mark realtime_mark, fallback_mark;
   int64_t lateness_ms;  /* state: lateness */
   int64_t ttl_ms;       /* state: ttl; -1 when not given */
   size_t max_events;    /* state: max_events per entity */
