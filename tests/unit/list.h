@@ -72,4 +72,12 @@
   X(pipeline_eviction_changes_no_result)    \
   X(pipeline_state_bytes_continue_exactly) \
   X(wal_replays_in_order_and_survives_a_torn_tail) \
-  X(wal_crc32c_known_value)
+  X(wal_crc32c_known_value) \
+  X(table_round_trip_versions_and_point_in_time) \
+  X(table_keep_deletes_older_versions_and_rows) \
+  X(table_abort_leaves_nothing) \
+  X(table_reader_keeps_its_snapshot_until_refresh) \
+  X(table_another_process_writes_while_this_one_reads) \
+  X(table_200k_rows_in_one_version) \
+  X(table_corrupt_bytes_are_parse_errors) \
+  X(table_out_of_memory)
