@@ -42,7 +42,7 @@ static tdm__pipeline *load(void) {
 }
 
 typedef struct stream_event {
-  char id[16], k[8], ts[24], v[24], s[8];
+  char id[32], k[16], ts[32], v[32], s[16];
 } stream_event;
 
 /* Events over 40 entities across ~10 days, bursty, some late (within the
