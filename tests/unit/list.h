@@ -80,4 +80,9 @@
   X(table_another_process_writes_while_this_one_reads) \
   X(table_200k_rows_in_one_version) \
   X(table_corrupt_bytes_are_parse_errors) \
-  X(table_out_of_memory)
+  X(table_out_of_memory) \
+  X(cron_parses_each_element) \
+  X(cron_refuses_mistakes_with_a_reason) \
+  X(cron_next_by_hand) \
+  X(cron_format_normalizes) \
+  X(cron_next_matches_a_minute_by_minute_search)
