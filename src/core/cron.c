@@ -51,9 +51,9 @@ static const struct {
   const char *name;
   const char *fields;
 } shortcuts[] = {
-    {"@yearly", "0 0 1 1 *"}, {"@annually", "0 0 1 1 *"},
+    {"@yearly", "0 0 1 1 *"},  {"@annually", "0 0 1 1 *"},
     {"@monthly", "0 0 1 * *"}, {"@weekly", "0 0 * * 0"},
-    {"@daily", "0 0 * * *"},  {"@midnight", "0 0 * * *"},
+    {"@daily", "0 0 * * *"},   {"@midnight", "0 0 * * *"},
     {"@hourly", "0 * * * *"},
 };
 
@@ -141,16 +141,15 @@ static int parse_value(int field, const char **p, const char *end,
     while (q < end && isalnum((unsigned char)*q)) q++;
     size_t len = (size_t)(q - start);
     if (f->names == NULL)
-      return field_fail(err, field, "'%.*s' is not a number", (int)len,
-                        start);
+      return field_fail(err, field, "'%.*s' is not a number", (int)len, start);
     for (int i = 0; i < f->name_count; i++)
       if (len == 3 && strncasecmp(start, f->names[i], 3) == 0) {
         *p = q;
         *out = f->name_base + i;
         return TDM_OK;
       }
-    return field_fail(err, field, "unknown name '%.*s' (expected %s)",
-                      (int)len, start, f->name_range);
+    return field_fail(err, field, "unknown name '%.*s' (expected %s)", (int)len,
+                      start, f->name_range);
   }
   char seen[32];
   describe_char(q, end, seen, sizeof seen);
@@ -165,23 +164,19 @@ static int parse_step(int field, const char **p, const char *end, int *out,
   if (q >= end || !isdigit((unsigned char)*q)) {
     char seen[32];
     describe_char(q, end, seen, sizeof seen);
-    return field_fail(err, field, "expected a step after '/', found %s",
-                      seen);
+    return field_fail(err, field, "expected a step after '/', found %s", seen);
   }
   long step = 0;
   while (q < end && isdigit((unsigned char)*q)) {
     if (step < 1000000) step = step * 10 + (*q - '0');
     q++;
   }
-  if (step == 0)
-    return field_fail(err, field, "a step of 0 is not allowed");
+  if (step == 0) return field_fail(err, field, "a step of 0 is not allowed");
   if (step > f->high - f->low)
-    return field_fail(err, field,
-                      "a step of %.*s is wider than the field's range %d-%d%s",
-                      (int)(q - start), start, f->low, f->high,
-                      field <= FIELD_HOUR
-                          ? " (for longer intervals use @every)"
-                          : "");
+    return field_fail(
+        err, field, "a step of %.*s is wider than the field's range %d-%d%s",
+        (int)(q - start), start, f->low, f->high,
+        field <= FIELD_HOUR ? " (for longer intervals use @every)" : "");
   *p = q;
   *out = (int)step;
   return TDM_OK;
@@ -191,14 +186,14 @@ static int parse_step(int field, const char **p, const char *end, int *out,
  * Parses one list element text[0..len) into *mask: `*`, `*`/n, a, a-b or
  * a-b/n.
  */
-static int parse_element(int field, const char *text, size_t len,
-                         int in_list, uint64_t *mask, tdm_error *err) {
+static int parse_element(int field, const char *text, size_t len, int in_list,
+                         uint64_t *mask, tdm_error *err) {
   const field_spec *f = &fields[field];
   const char *p = text, *end = text + len;
   int low, high, step = 1;
   if (len == 0)
-    return field_fail(err, field, in_list ? "empty element in a list"
-                                          : "empty field");
+    return field_fail(err, field,
+                      in_list ? "empty element in a list" : "empty field");
   if (*p == '*') {
     if (in_list)
       return field_fail(err, field, "'*' must stand alone, not in a list");
@@ -216,8 +211,8 @@ static int parse_element(int field, const char *text, size_t len,
     high = low;
     if (p < end && *p == '-') {
       p++;
-      rc = parse_value(field, &p, end, "the end of the range after '-'",
-                       &high, err);
+      rc = parse_value(field, &p, end, "the end of the range after '-'", &high,
+                       err);
       if (rc != TDM_OK) return rc;
       /* "fri-sun" means Friday to Sunday: the name sun ends a range as 7. */
       if (field == FIELD_DOW && high == 0 && low > 0 &&
@@ -252,8 +247,8 @@ static int parse_element(int field, const char *text, size_t len,
 }
 
 /* Parses one whole field (a comma-separated list) into *mask. */
-static int parse_field(int field, const char *text, size_t len,
-                       uint64_t *mask, int *star, tdm_error *err) {
+static int parse_field(int field, const char *text, size_t len, uint64_t *mask,
+                       int *star, tdm_error *err) {
   const char *end = text + len;
   int in_list = memchr(text, ',', len) != NULL;
   *mask = 0;
@@ -313,8 +308,8 @@ static int parse_duration(const word *w, int64_t *out_ms, tdm_error *err) {
       char seen[32];
       describe_char(p, end, seen, sizeof seen);
       return tdm__fail(err, TDM_EPARSE,
-                       "@every %.*s: expected a number, found %s",
-                       (int)w->len, w->text, seen);
+                       "@every %.*s: expected a number, found %s", (int)w->len,
+                       w->text, seen);
     }
     if (p == end)
       return tdm__fail(err, TDM_EPARSE,
@@ -407,17 +402,16 @@ int tdm__cron_parse(const char *text, tdm__cron *out, tdm_error *err) {
     return TDM_OK;
   }
   if (count != 5)
-    return tdm__fail(err, TDM_EPARSE,
-                     "expected 5 fields (minute hour day-of-month month "
-                     "day-of-week), found %d%s",
-                     count,
-                     count == 6 ? " (seconds and years are not supported)"
-                                : "");
+    return tdm__fail(
+        err, TDM_EPARSE,
+        "expected 5 fields (minute hour day-of-month month "
+        "day-of-week), found %d%s",
+        count, count == 6 ? " (seconds and years are not supported)" : "");
   uint64_t masks[5];
   int stars[5];
   for (int i = 0; i < 5; i++) {
-    int rc = parse_field(i, words[i].text, words[i].len, &masks[i], &stars[i],
-                         err);
+    int rc =
+        parse_field(i, words[i].text, words[i].len, &masks[i], &stars[i], err);
     if (rc != TDM_OK) return rc;
   }
   c.minutes = masks[FIELD_MINUTE];
@@ -466,21 +460,20 @@ static int64_t days_from_civil(int64_t year, int month, int day) {
   year -= month <= 2;
   int64_t era = (year >= 0 ? year : year - 399) / 400;
   int64_t year_of_era = year - era * 400;
-  int64_t day_of_year = (153 * (month > 2 ? month - 3 : month + 9) + 2) / 5 +
-                        day - 1;
-  int64_t day_of_era = year_of_era * 365 + year_of_era / 4 -
-                       year_of_era / 100 + day_of_year;
+  int64_t day_of_year =
+      (153 * (month > 2 ? month - 3 : month + 9) + 2) / 5 + day - 1;
+  int64_t day_of_era =
+      year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
   return era * 146097 + day_of_era - 719468;
 }
 
 /* The year, month (1-12) and day of days since 1970-01-01. */
-static void civil_from_days(int64_t days, int64_t *year, int *month,
-                            int *day) {
+static void civil_from_days(int64_t days, int64_t *year, int *month, int *day) {
   days += 719468;
   int64_t era = (days >= 0 ? days : days - 146096) / 146097;
   int64_t day_of_era = days - era * 146097;
-  int64_t year_of_era = (day_of_era - day_of_era / 1460 +
-                         day_of_era / 36524 - day_of_era / 146096) /
+  int64_t year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36524 -
+                         day_of_era / 146096) /
                         365;
   int64_t day_of_year =
       day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
@@ -499,9 +492,7 @@ static int days_in_month(int64_t year, int month) {
 }
 
 /* The weekday of days since 1970-01-01 (a Thursday), 0 for Sunday. */
-static int weekday(int64_t days) {
-  return (int)(((days % 7) + 7 + 4) % 7);
-}
+static int weekday(int64_t days) { return (int)(((days % 7) + 7 + 4) % 7); }
 
 /* Whether the day matches the schedule's two day fields (Vixie's rule). */
 static int day_matches(const tdm__cron *c, int64_t year, int month, int day) {

@@ -33,9 +33,9 @@
 
 /* Flags of a tdm__cron. */
 enum {
-  TDM__CRON_EVERY = 1,     /* @every: only every_ms counts */
-  TDM__CRON_DOM_STAR = 2,  /* the day-of-month field starts with `*` */
-  TDM__CRON_DOW_STAR = 4   /* the day-of-week field starts with `*` */
+  TDM__CRON_EVERY = 1,    /* @every: only every_ms counts */
+  TDM__CRON_DOM_STAR = 2, /* the day-of-month field starts with `*` */
+  TDM__CRON_DOW_STAR = 4  /* the day-of-week field starts with `*` */
 };
 
 /*
@@ -43,13 +43,13 @@ enum {
  * value (no pointers), so it can be copied and compared field by field.
  */
 typedef struct tdm__cron {
-  uint64_t minutes;  /* bit m for minute m, 0-59 */
-  uint32_t hours;    /* bit h for hour h, 0-23 */
-  uint32_t days;     /* bit d for day of month d, 1-31 */
-  uint16_t months;   /* bit m for month m, 1-12 */
-  uint8_t weekdays;  /* bit w for weekday w, 0-6 with 0 for Sunday */
-  int flags;         /* TDM__CRON_* */
-  int64_t every_ms;  /* the interval of @every, whole seconds, > 0 */
+  uint64_t minutes; /* bit m for minute m, 0-59 */
+  uint32_t hours;   /* bit h for hour h, 0-23 */
+  uint32_t days;    /* bit d for day of month d, 1-31 */
+  uint16_t months;  /* bit m for month m, 1-12 */
+  uint8_t weekdays; /* bit w for weekday w, 0-6 with 0 for Sunday */
+  int flags;        /* TDM__CRON_* */
+  int64_t every_ms; /* the interval of @every, whole seconds, > 0 */
 } tdm__cron;
 
 /* A buffer this large always holds tdm__cron_format's text. */

@@ -123,8 +123,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     check_next(&c, starts[i]);
   uint64_t hash = UINT64_C(14695981039346656037);
   for (size_t i = 0; i < size; i++) hash = (hash ^ data[i]) * 1099511628211u;
-  check_next(&c, (int64_t)(hash % UINT64_C(9467280000000)) -
-                     INT64_C(2177452800000));
+  check_next(
+      &c, (int64_t)(hash % UINT64_C(9467280000000)) - INT64_C(2177452800000));
   free(text);
   return 0;
 }

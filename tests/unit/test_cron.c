@@ -23,8 +23,7 @@ static int64_t utc(int year, int month, int day, int hour, int minute) {
     days += (y % 4 == 0 && (y % 100 != 0 || y % 400 == 0)) ? 366 : 365;
   for (int m = 1; m < month; m++) {
     days += month_days[m - 1];
-    if (m == 2 && year % 4 == 0 && (year % 100 != 0 || year % 400 == 0))
-      days++;
+    if (m == 2 && year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)) days++;
   }
   days += day - 1;
   return ((days * 24 + hour) * 60 + minute) * 60000;
@@ -43,7 +42,7 @@ static uint64_t bits(const int *values, int count) {
   for (int i = 0; i < count; i++) mask |= (uint64_t)1 << values[i];
   return mask;
 }
-#define BITS(...) \
+#define BITS(...)                  \
   bits((const int[]){__VA_ARGS__}, \
        (int)(sizeof((const int[]){__VA_ARGS__}) / sizeof(int)))
 
@@ -58,8 +57,8 @@ TEST(cron_parses_each_element) {
   CHECK_INT(c.weekdays, 0x7f);
   CHECK_INT(c.flags, TDM__CRON_DOM_STAR | TDM__CRON_DOW_STAR);
 
-  CHECK_INT(tdm__cron_parse(" \t*/15  0-6/2 1,15,31 jan-MAR,Dec Sun,7,Tue-thu\n",
-                            &c, &err),
+  CHECK_INT(tdm__cron_parse(
+                " \t*/15  0-6/2 1,15,31 jan-MAR,Dec Sun,7,Tue-thu\n", &c, &err),
             TDM_OK);
   CHECK(c.minutes == BITS(0, 15, 30, 45));
   CHECK(c.hours == BITS(0, 2, 4, 6));
@@ -124,8 +123,9 @@ TEST(cron_refuses_mistakes_with_a_reason) {
   static const char *const cases[][2] = {
       {"", "the schedule is empty"},
       {" \t\n", "the schedule is empty"},
-      {"* * * *", "expected 5 fields (minute hour day-of-month month "
-                  "day-of-week), found 4"},
+      {"* * * *",
+       "expected 5 fields (minute hour day-of-month month "
+       "day-of-week), found 4"},
       {"0 0 * * * 2025", "found 6 (seconds and years are not supported)"},
       {"60 * * * *", "field 1 (minute): 60 is out of range 0-59"},
       {"0 25 * * *", "field 2 (hour): 25 is out of range 0-23"},
@@ -137,26 +137,31 @@ TEST(cron_refuses_mistakes_with_a_reason) {
       {"99999999999 * * * *", "99999999999 is out of range 0-59"},
       {"*/0 * * * *", "field 1 (minute): a step of 0 is not allowed"},
       {"0-30/0 * * * *", "a step of 0 is not allowed"},
-      {"*/60 * * * *", "a step of 60 is wider than the field's range 0-59 "
-                       "(for longer intervals use @every)"},
+      {"*/60 * * * *",
+       "a step of 60 is wider than the field's range 0-59 "
+       "(for longer intervals use @every)"},
       {"0 0 */31 * *", "field 3 (day-of-month): a step of 31 is wider"},
       {"30-10 * * * *", "field 1 (minute): the range 30-10 is reversed"},
       {"0 0 * dec-jan *", "field 4 (month): the range dec-jan is reversed"},
-      {"0 0 * foo *", "field 4 (month): unknown name 'foo' (expected "
-                      "jan-dec)"},
+      {"0 0 * foo *",
+       "field 4 (month): unknown name 'foo' (expected "
+       "jan-dec)"},
       {"0 0 * january *", "unknown name 'january'"},
-      {"0 0 * * funday", "field 5 (day-of-week): unknown name 'funday' "
-                         "(expected sun-sat)"},
+      {"0 0 * * funday",
+       "field 5 (day-of-week): unknown name 'funday' "
+       "(expected sun-sat)"},
       {"0 0 * * 6-0", "field 5 (day-of-week): the range 6-0 is reversed"},
       {"0 mon * * *", "field 2 (hour): 'mon' is not a number"},
       {"1,,2 * * * *", "field 1 (minute): empty element in a list"},
       {"1, * * * *", "empty element in a list"},
       {",1 * * * *", "empty element in a list"},
-      {"5/15 * * * *", "a step needs a range or '*' before it: write "
-                       "5-59/15 instead of 5/15"},
+      {"5/15 * * * *",
+       "a step needs a range or '*' before it: write "
+       "5-59/15 instead of 5/15"},
       {"*,5 * * * *", "'*' must stand alone, not in a list"},
-      {"1- * * * *", "expected the end of the range after '-', found the "
-                     "end of the field"},
+      {"1- * * * *",
+       "expected the end of the range after '-', found the "
+       "end of the field"},
       {"-1 * * * *", "expected a number or '*', found '-'"},
       {"*/ * * * *", "expected a step after '/', found the end"},
       {"1-5/x * * * *", "expected a step after '/', found 'x'"},
@@ -165,8 +170,9 @@ TEST(cron_refuses_mistakes_with_a_reason) {
       {"** * * * *", "unexpected '*' in '**'"},
       {"#1 * * * *", "found '#'"},
       {"0 0 * * \x01", "found byte 0x01"},
-      {"0 0 30 2 *", "fields 3 and 4 (day-of-month, month): the schedule "
-                     "never fires"},
+      {"0 0 30 2 *",
+       "fields 3 and 4 (day-of-month, month): the schedule "
+       "never fires"},
       {"0 0 31 4,6,9,11 *", "never fires"},
       {"0 0 30,31 feb */2", "never fires"},
       {"@often", "unknown shortcut '@often'"},
@@ -229,16 +235,16 @@ static int next_is(const char *text, int64_t after, int64_t expected) {
 TEST(cron_next_by_hand) {
   /* Strictly after, from a whole minute or within one. */
   CHECK(next_is("0 * * * *", utc(2024, 1, 1, 10, 0), utc(2024, 1, 1, 11, 0)));
-  CHECK(next_is("0 * * * *", utc(2024, 1, 1, 10, 0) + 1,
-                utc(2024, 1, 1, 11, 0)));
-  CHECK(next_is("0 * * * *", utc(2024, 1, 1, 10, 0) - 1,
-                utc(2024, 1, 1, 10, 0)));
+  CHECK(
+      next_is("0 * * * *", utc(2024, 1, 1, 10, 0) + 1, utc(2024, 1, 1, 11, 0)));
+  CHECK(
+      next_is("0 * * * *", utc(2024, 1, 1, 10, 0) - 1, utc(2024, 1, 1, 10, 0)));
   CHECK(next_is("* * * * *", utc(2024, 1, 1, 10, 0) + 30000,
                 utc(2024, 1, 1, 10, 1)));
   CHECK(next_is("* * * * *", utc(2024, 1, 1, 10, 0), utc(2024, 1, 1, 10, 1)));
   /* Minute, hour, day, month and year ends. */
-  CHECK(next_is("*/15 * * * *", utc(2024, 1, 1, 10, 50),
-                utc(2024, 1, 1, 11, 0)));
+  CHECK(
+      next_is("*/15 * * * *", utc(2024, 1, 1, 10, 50), utc(2024, 1, 1, 11, 0)));
   CHECK(next_is("30 23 * * *", utc(2024, 12, 31, 23, 30),
                 utc(2025, 1, 1, 23, 30)));
   CHECK(next_is("59 23 31 12 *", utc(2024, 12, 31, 23, 59),
@@ -251,8 +257,7 @@ TEST(cron_next_by_hand) {
   /* Leap days: the next February 29 after 2025, and over 2100, which is
    * not a leap year. */
   CHECK(next_is("0 0 29 2 *", utc(2025, 3, 1, 0, 0), utc(2028, 2, 29, 0, 0)));
-  CHECK(next_is("0 0 29 2 *", utc(2096, 2, 29, 0, 0),
-                utc(2104, 2, 29, 0, 0)));
+  CHECK(next_is("0 0 29 2 *", utc(2096, 2, 29, 0, 0), utc(2104, 2, 29, 0, 0)));
   CHECK(next_is("0 0 29 2 *", utc(2000, 1, 1, 0, 0), utc(2000, 2, 29, 0, 0)));
   CHECK(next_is("0 0 * 2 *", utc(2024, 2, 28, 0, 0), utc(2024, 2, 29, 0, 0)));
   CHECK(next_is("0 0 * 2 *", utc(2023, 2, 28, 0, 0), utc(2024, 2, 1, 0, 0)));
@@ -266,16 +271,14 @@ TEST(cron_next_by_hand) {
   /* Both day fields restricted: the 13th OR a Friday (2024-01-05 is a
    * Friday, 2024-01-13 a Saturday). */
   CHECK(next_is("0 0 13 * 5", utc(2024, 1, 1, 0, 0), utc(2024, 1, 5, 0, 0)));
-  CHECK(next_is("0 0 13 * 5", utc(2024, 1, 12, 0, 0),
-                utc(2024, 1, 13, 0, 0)));
+  CHECK(next_is("0 0 13 * 5", utc(2024, 1, 12, 0, 0), utc(2024, 1, 13, 0, 0)));
   CHECK(next_is("0 0 30 2 1", utc(2024, 1, 31, 0, 0), utc(2024, 2, 5, 0, 0)));
   /* A field that starts with `*` makes both day fields count (odd days
    * that are Mondays: January 1, then January 15). */
-  CHECK(next_is("0 0 */2 * 1", utc(2023, 12, 31, 0, 0),
-                utc(2024, 1, 1, 0, 0)));
+  CHECK(next_is("0 0 */2 * 1", utc(2023, 12, 31, 0, 0), utc(2024, 1, 1, 0, 0)));
   CHECK(next_is("0 0 */2 * 1", utc(2024, 1, 1, 0, 0), utc(2024, 1, 15, 0, 0)));
-  CHECK(next_is("0 0 13 * */7", utc(2024, 1, 1, 0, 0),
-                utc(2024, 10, 13, 0, 0)));
+  CHECK(
+      next_is("0 0 13 * */7", utc(2024, 1, 1, 0, 0), utc(2024, 10, 13, 0, 0)));
   /* Shortcuts. */
   CHECK(next_is("@hourly", utc(2024, 1, 1, 23, 59), utc(2024, 1, 2, 0, 0)));
   CHECK(next_is("@daily", utc(2024, 2, 28, 0, 0), utc(2024, 2, 29, 0, 0)));
@@ -327,8 +330,7 @@ static int formats_as(const char *text, const char *expected) {
             buf, n, expected);
     return 0;
   }
-  if (tdm__cron_parse(buf, &again, &err) != TDM_OK ||
-      !same_cron(&c, &again)) {
+  if (tdm__cron_parse(buf, &again, &err) != TDM_OK || !same_cron(&c, &again)) {
     fprintf(stderr, "\"%s\" does not parse back the same\n", buf);
     return 0;
   }
@@ -482,8 +484,7 @@ TEST(cron_next_matches_a_minute_by_minute_search) {
     random_field(f[2], sizeof f[2], 1, 31, NULL, 0);
     random_field(f[3], sizeof f[3], 1, 12, months, 1);
     random_field(f[4], sizeof f[4], 0, 7, days, 0);
-    snprintf(text, sizeof text, "%s %s %s %s %s", f[0], f[1], f[2], f[3],
-             f[4]);
+    snprintf(text, sizeof text, "%s %s %s %s %s", f[0], f[1], f[2], f[3], f[4]);
     tdm__cron c, again;
     tdm_error err;
     if (tdm__cron_parse(text, &c, &err) != TDM_OK) continue;
@@ -493,15 +494,15 @@ TEST(cron_next_matches_a_minute_by_minute_search) {
     tdm__cron_format(&c, normal, sizeof normal);
     if (tdm__cron_parse(normal, &again, &err) != TDM_OK ||
         !same_cron(&c, &again)) {
-      fprintf(stderr, "\"%s\" -> \"%s\" does not parse back the same\n",
-              text, normal);
+      fprintf(stderr, "\"%s\" -> \"%s\" does not parse back the same\n", text,
+              normal);
       return 1;
     }
 
     for (int start = 0; start < 3; start++) {
       /* 1901 to 2200, on a whole minute or anywhere within one. */
-      int64_t after = (int64_t)(rng() % UINT64_C(9467280000000)) -
-                      INT64_C(2177452800000);
+      int64_t after =
+          (int64_t)(rng() % UINT64_C(9467280000000)) - INT64_C(2177452800000);
       if (rng_int(0, 1)) after -= ((after % 60000) + 60000) % 60000;
       int64_t fast = tdm__cron_next(&c, after);
       int64_t slow = slow_next(&c, after, window);
@@ -515,15 +516,16 @@ TEST(cron_next_matches_a_minute_by_minute_search) {
         continue;
       }
       if (fast != slow) {
-        fprintf(stderr, "\"%s\" after %lld: %lld, the slow search %lld\n",
-                text, (long long)after, (long long)fast, (long long)slow);
+        fprintf(stderr, "\"%s\" after %lld: %lld, the slow search %lld\n", text,
+                (long long)after, (long long)fast, (long long)slow);
         return 1;
       }
       compared++;
     }
   }
-  fprintf(stderr, "%d expressions parsed, %d next times compared, %d beyond "
-                  "2 years\n",
+  fprintf(stderr,
+          "%d expressions parsed, %d next times compared, %d beyond "
+          "2 years\n",
           parsed, compared, beyond);
   CHECK(parsed > 10000);
   CHECK(compared > 30000);
