@@ -24,6 +24,7 @@
 #include "../io/events.h"
 #include "../pipeline/pipeline.h"
 #include "../store/state_dir.h"
+#include "../store/table.h"
 #include "score.h"
 
 #define CHUNK_EVENTS 32768
@@ -209,14 +210,29 @@ static int write_manifest(const tdm__batch_options *opt,
     rc = st->rejected ? tdm__json_append_string(&b, rejects_path)
                       : tdm__buf_append(&b, "null", 4);
   if (rc == TDM_OK)
+    rc = tdm__buf_printf(&b, ", \"events\": %zu},\n  \"tables\": [",
+                         st->rejected);
+  for (size_t i = 0; i < st->num_materialized && rc == TDM_OK; i++) {
+    const tdm__batch_materialized *m = &st->materialized[i];
+    char as_of[32];
+    tdm__format_time(m->as_of_ms, as_of);
+    if (i > 0) rc = tdm__buf_append(&b, ", ", 2);
+    if (rc == TDM_OK) rc = tdm__buf_append(&b, "{\"table\": ", 10);
+    if (rc == TDM_OK) rc = tdm__json_append_string(&b, m->table);
+    if (rc == TDM_OK)
+      rc = tdm__buf_printf(&b,
+                           ", \"version\": %llu, \"rows\": %zu, "
+                           "\"as_of\": \"%s\"}",
+                           (unsigned long long)m->version, m->rows, as_of);
+  }
+  if (rc == TDM_OK)
     rc = tdm__buf_printf(&b,
-                         ", \"events\": %zu},\n  \"flags\": {\"threads\": %d, "
+                         "],\n  \"flags\": {\"threads\": %d, "
                          "\"strict\": %s, \"explain\": %s, "
                          "\"features_only\": %s},\n"
                          "  \"finished_at\": \"%s\",\n  \"seconds\": %.6f,\n"
                          "  \"events_per_second\": %.0f\n}\n",
-                         st->rejected, st->threads,
-                         opt->strict ? "true" : "false",
+                         st->threads, opt->strict ? "true" : "false",
                          opt->explain ? "true" : "false",
                          opt->features_only ? "true" : "false", finished,
                          st->seconds,
@@ -324,8 +340,12 @@ static int process_all(run *r, tdm__batch_stats *st, tdm_error *err) {
       r->workers[t].records = current->records;
       r->workers[t].outcomes = current->outcomes;
       r->workers[t].num_records = current->count;
+      /* Materializing needs every entity's last values: no eviction. */
       r->workers[t].evict_before =
-          index > 0 && index % EVICT_EVERY_CHUNKS == 0 ? newest : INT64_MIN;
+          index > 0 && index % EVICT_EVERY_CHUNKS == 0 &&
+                  r->opt->num_materialize == 0
+              ? newest
+              : INT64_MIN;
     }
     crew c;
     start_workers(&c, r->workers, r->threads);
@@ -362,6 +382,25 @@ static int setup(run *r, tdm_error *err) {
                               opt->features_only ? TDM__PIPELINE_FEATURES_ONLY : 0,
                               &r->p, err);
   if (rc != TDM_OK) return rc;
+  const tdm__spec *spec = tdm__pipeline_spec(r->p);
+  for (size_t i = 0; i < opt->num_materialize; i++) {
+    size_t m = 0;
+    while (m < spec->num_materialize &&
+           strcmp(spec->materialize[m].table, opt->materialize[i]) != 0)
+      m++;
+    if (m == spec->num_materialize)
+      return tdm__fail(err, TDM_EINVAL,
+                       "--materialize %s: the pipeline has no such table in "
+                       "its materialize: section",
+                       opt->materialize[i]);
+  }
+  if (opt->num_materialize > 0 && opt->store == NULL && spec->store == NULL)
+    return tdm__fail(err, TDM_EINVAL,
+                     "--materialize needs a store: --store DIR, or store: in "
+                     "the pipeline");
+  rc = tdm__pipeline_open_tables(r->p, opt->store, TDM__LOOKUP_AT_EVENT_TIME,
+                                 err);
+  if (rc != TDM_OK) return rc;
   rc = tdm__event_reader_open(opt->in_path, tdm__pipeline_spec(r->p),
                               &r->reader, err);
   if (rc != TDM_OK) return rc;
@@ -390,9 +429,13 @@ static int setup(run *r, tdm_error *err) {
     w->count = threads;
     w->jsonl = jsonl;
     w->explain = opt->explain;
-    if (tdm__state_map_new(r->p, &w->map) != TDM_OK ||
-        tdm__result_init(r->p, &w->result) != TDM_OK)
+    if (tdm__state_map_new(r->p, &w->map) != TDM_OK)
       return tdm__fail(err, TDM_ENOMEM, "out of memory");
+    rc = tdm__result_init(r->p, &w->result);
+    if (rc != TDM_OK)
+      return tdm__fail(err, rc, "cannot read the tables: %s",
+                       tdm_strerror(rc));
+    if (opt->num_materialize > 0) tdm__state_map_keep_last(w->map);
   }
   if (opt->rejects_path)
     snprintf(r->rejects_path, sizeof r->rejects_path, "%s", opt->rejects_path);
@@ -434,6 +477,73 @@ static void teardown(run *r) {
   tdm__pipeline_free(r->p);
 }
 
+typedef struct put_ctx {
+  tdm__table_writer *writer;
+  const size_t *slots;
+  size_t n;
+  double values[256];
+  tdm_error *err;
+} put_ctx;
+
+static int put_row(void *ctx, tdm__str key, const double *numbers) {
+  put_ctx *c = ctx;
+  for (size_t k = 0; k < c->n; k++) c->values[k] = numbers[c->slots[k]];
+  return tdm__table_put(c->writer, key.data, key.len, c->values, c->err);
+}
+
+/* Writes a version of each --materialize table: per entity, its last
+ * event's values of the table's columns. */
+static int materialize(run *r, const char *pipeline_hex,
+                       tdm__batch_stats *st, tdm_error *err) {
+  const tdm__batch_options *opt = r->opt;
+  const tdm__spec *spec = tdm__pipeline_spec(r->p);
+  int64_t as_of = opt->as_of_ms;
+  if (as_of == INT64_MIN)
+    for (int t = 0; t < r->threads; t++) {
+      int64_t n = tdm__state_map_newest(r->workers[t].map);
+      if (n > as_of) as_of = n;
+    }
+  if (as_of == INT64_MIN) as_of = 0; /* no event: as of the epoch */
+  int rc = TDM_OK;
+  for (size_t i = 0; i < opt->num_materialize && rc == TDM_OK; i++) {
+    size_t m = 0;
+    while (strcmp(spec->materialize[m].table, opt->materialize[i]) != 0) m++;
+    const tdm__materialize_spec *ms = &spec->materialize[m];
+    if (ms->num_columns > 256)
+      return tdm__fail(err, TDM_EINVAL, "table %s: too many columns",
+                       ms->table);
+    put_ctx c = {.slots = tdm__pipeline_materialize_slots(r->p, m),
+                 .n = ms->num_columns,
+                 .err = err};
+    rc = tdm__table_begin(tdm__pipeline_tables(r->p), ms->table,
+                          (const char *const *)ms->columns, ms->num_columns,
+                          as_of, pipeline_hex, ms->keep, &c.writer, err);
+    for (int t = 0; t < r->threads && rc == TDM_OK; t++)
+      rc = tdm__state_map_each_last(r->workers[t].map, put_row, &c);
+    if (rc != TDM_OK) {
+      tdm__table_abort(c.writer);
+      break;
+    }
+    uint64_t version;
+    rc = tdm__table_commit(c.writer, &version, err);
+    if (rc == TDM_OK && st->num_materialized < 16) {
+      tdm__batch_materialized *done = &st->materialized[st->num_materialized++];
+      snprintf(done->table, sizeof done->table, "%s", ms->table);
+      done->version = version;
+      done->as_of_ms = as_of;
+      done->rows = 0;
+      tdm__table_version *versions;
+      size_t count;
+      if (tdm__tables_versions(tdm__pipeline_tables(r->p), ms->table,
+                               &versions, &count, err) == TDM_OK) {
+        if (count > 0) done->rows = versions[0].rows;
+        tdm__table_versions_free(versions, count);
+      }
+    }
+  }
+  return rc;
+}
+
 int tdm__batch_run(const tdm__batch_options *opt, tdm__batch_stats *stats,
                    tdm_error *err) {
   struct timespec start, end;
@@ -467,6 +577,8 @@ int tdm__batch_run(const tdm__batch_options *opt, tdm__batch_stats *stats,
     tdm__sha256 copy = r.out_hash;
     tdm__sha256_final_hex(&copy, out_hex);
   }
+  if (rc == TDM_OK && opt->num_materialize > 0)
+    rc = materialize(&r, pipeline_hex, stats, err);
   /* Both files complete before either is renamed into place. */
   if (rc == TDM_OK && r.rejects_open) rc = tdm__atomic_finish(&r.rejects, err);
   if (rc == TDM_OK) rc = tdm__atomic_commit(&r.out, err);

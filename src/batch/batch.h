@@ -24,10 +24,23 @@ typedef struct tdm__batch_options {
   int features_only;        /* no model: keys and every feature */
   const char *save_state;   /* write the final state here (a new directory
                                `tandem serve --state` starts from) */
+  const char *store;        /* tables' store (NULL: the pipeline's store:) */
+  const char **materialize; /* tables to write (names in materialize:) */
+  size_t num_materialize;
+  int64_t as_of_ms;         /* their as_of; INT64_MIN: the last event time */
 } tdm__batch_options;
+
+typedef struct tdm__batch_materialized {
+  char table[128];
+  uint64_t version;
+  size_t rows;
+  int64_t as_of_ms;
+} tdm__batch_materialized;
 
 typedef struct tdm__batch_stats {
   size_t events, written, rejected, duplicates;
+  tdm__batch_materialized materialized[16];
+  size_t num_materialized;
   int threads;
   double seconds;
 } tdm__batch_stats;

@@ -3,10 +3,12 @@
  * pipeline runner (src/batch/batch.c).
  */
 #include <getopt.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "../batch/batch.h"
+#include "../pipeline/spec.h"
 #include "cli.h"
 
 static const char batch_help[] =
@@ -35,6 +37,12 @@ static const char batch_help[] =
     "  --save-state DIR write the window state at the end of the events to\n"
     "                   DIR (a new directory): `tandem serve PIPELINE --state\n"
     "                   DIR` continues from it, as if it had seen them\n"
+    "  --materialize T  write a new version of table T (a materialize: entry)\n"
+    "                   into the store: per entity, its last event's values\n"
+    "                   (repeatable)\n"
+    "  --store DIR      the tables' store (default: the pipeline's store:)\n"
+    "  --as-of TIME     the tables' as_of (RFC 3339 or epoch seconds;\n"
+    "                   default: the last event time of the run)\n"
     "  --features-only  no model: write the keys and every feature (the\n"
     "                   training data for the pipeline's model, computed\n"
     "                   exactly as live)\n"
@@ -52,9 +60,15 @@ int tdm__cmd_batch(int argc, char **argv) {
       {"explain", no_argument, NULL, 'e'},
       {"features-only", no_argument, NULL, 'F'},
       {"save-state", required_argument, NULL, 'S'},
+      {"materialize", required_argument, NULL, 'M'},
+      {"store", required_argument, NULL, 'D'},
+      {"as-of", required_argument, NULL, 'A'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
   tdm__batch_options opt = {0};
+  const char *tables[16];
+  opt.materialize = tables;
+  opt.as_of_ms = INT64_MIN;
   size_t count;
   opterr = 0;
   optind = 1;
@@ -68,6 +82,20 @@ int tdm__cmd_batch(int argc, char **argv) {
       case 'e': opt.explain = 1; break;
       case 'F': opt.features_only = 1; break;
       case 'S': opt.save_state = optarg; break;
+      case 'M':
+        if (opt.num_materialize == 16)
+          return tdm__usage_error("batch", "at most 16 --materialize");
+        tables[opt.num_materialize++] = optarg;
+        break;
+      case 'D': opt.store = optarg; break;
+      case 'A':
+        if (tdm__parse_time(optarg, strlen(optarg), TDM__TIME_AUTO,
+                            &opt.as_of_ms) != 0)
+          return tdm__usage_error("batch",
+                                  "--as-of wants RFC 3339 or epoch seconds, "
+                                  "not '%s'",
+                                  optarg);
+        break;
       case 't':
         if (!tdm__parse_count(optarg, 256, &count))
           return tdm__usage_error("batch",
@@ -101,5 +129,13 @@ int tdm__cmd_batch(int argc, char **argv) {
           stats.events, stats.seconds,
           stats.seconds > 0 ? (double)stats.events / stats.seconds : 0.0,
           stats.threads, stats.written, stats.duplicates, stats.rejected);
+  for (size_t i = 0; i < stats.num_materialized; i++) {
+    char as_of[32];
+    tdm__format_time(stats.materialized[i].as_of_ms, as_of);
+    fprintf(stderr, "tandem batch: table %s version %llu: %zu rows as of %s\n",
+            stats.materialized[i].table,
+            (unsigned long long)stats.materialized[i].version,
+            stats.materialized[i].rows, as_of);
+  }
   return TDM_EXIT_OK;
 }

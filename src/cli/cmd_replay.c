@@ -37,6 +37,8 @@ static const char replay_help[] =
     "                  batch side: the server already has them (it started\n"
     "                  from `tandem batch --save-state` over those events)\n"
     "  --show N        differences to print (default 5)\n"
+    "  --store DIR     the tables lookups read (default: the pipeline's\n"
+    "                  store:), as of each event's time\n"
     "  --help          show this help\n"
     "\n"
     "exit status: 0 no differences, 1 differences or a failure, 2 bad usage\n";
@@ -197,9 +199,10 @@ int tdm__cmd_replay(int argc, char **argv) {
       {"batch", required_argument, NULL, 'b'},
       {"show", required_argument, NULL, 's'},
       {"skip", required_argument, NULL, 'k'},
+      {"store", required_argument, NULL, 'D'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
-  const char *in_path = NULL, *url = NULL;
+  const char *in_path = NULL, *url = NULL, *store = NULL;
   size_t batch = 32, show = 5, skip = 0;
   opterr = 0;
   optind = 1;
@@ -208,6 +211,7 @@ int tdm__cmd_replay(int argc, char **argv) {
     switch (c) {
       case 'i': in_path = optarg; break;
       case 'u': url = optarg; break;
+      case 'D': store = optarg; break;
       case 'b':
       case 's':
         if (!tdm__parse_count(optarg, 100000, c == 'b' ? &batch : &show))
@@ -239,6 +243,12 @@ int tdm__cmd_replay(int argc, char **argv) {
   tdm_error err;
   int rc = tdm__pipeline_load(argv[optind], 0, &p, &err);
   if (rc != TDM_OK) return tdm__report(rc, &err);
+  /* The batch side reads tables as batch does: point in time. */
+  rc = tdm__pipeline_open_tables(p, store, TDM__LOOKUP_AT_EVENT_TIME, &err);
+  if (rc != TDM_OK) {
+    tdm__pipeline_free(p);
+    return tdm__report(rc, &err);
+  }
   replay r;
   memset(&r, 0, sizeof r);
   r.p = p;

@@ -39,6 +39,8 @@ static const char serve_help[] =
     "  --state DIR         keep the pipeline's state in LMDB in DIR: an event\n"
     "                      is answered only once its state is on disk, and a\n"
     "                      restart continues from it (default: memory only)\n"
+    "  --store DIR         the tables lookups read (default: the pipeline's\n"
+    "                      store:); new versions are picked up within 1 s\n"
     "  --listen ADDR       HOST:PORT to listen on (default 127.0.0.1:8080;\n"
     "                      port 0 picks a free port)\n"
     "  --threads N         request threads (default: one per CPU)\n"
@@ -147,6 +149,7 @@ int tdm__cmd_serve(int argc, char **argv) {
       {"drain-ms", required_argument, NULL, 'd'},
       {"admin-token-file", required_argument, NULL, 'a'},
       {"state", required_argument, NULL, 'S'},
+      {"store", required_argument, NULL, 'D'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
   tdm__server_config config;
@@ -154,6 +157,7 @@ int tdm__cmd_serve(int argc, char **argv) {
   const char *models[256];
   size_t num_models = 0, count;
   const char *repo_dir = NULL, *token_file = NULL, *state_dir = NULL;
+  const char *store_dir = NULL;
   size_t drain_ms = 10000;
   opterr = 0;
   optind = 1;
@@ -169,6 +173,7 @@ int tdm__cmd_serve(int argc, char **argv) {
       case 'l': config.listen = optarg; break;
       case 'a': token_file = optarg; break;
       case 'S': state_dir = optarg; break;
+      case 'D': store_dir = optarg; break;
       case 't':
       case 'f':
       case 'c':
@@ -237,7 +242,7 @@ int tdm__cmd_serve(int argc, char **argv) {
   tdm__live *live = NULL;
   int rc = tdm__metrics_init(&metrics);
   if (rc == TDM_OK && pipeline_path != NULL) {
-    rc = tdm__live_open(pipeline_path, state_dir, &live, &err);
+    rc = tdm__live_open(pipeline_path, state_dir, store_dir, &live, &err);
     config.pipelines = &live;
     config.num_pipelines = 1;
   }

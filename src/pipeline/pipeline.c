@@ -22,6 +22,7 @@
 #include "../core/json.h"
 #include "../io/csv.h"
 #include "../io/events.h"
+#include "lookup.h"
 
 #define NONE SIZE_MAX
 
@@ -78,6 +79,11 @@ struct tdm__pipeline {
   size_t num_columns;
   int64_t ttl_ms;
   int features_only;
+  /* Lookups and tables (src/pipeline/lookup.c, src/store/table.c). */
+  tdm__lookups *lookups;
+  tdm__tables *tables;
+  tdm__lookup_mode lookup_mode;
+  size_t **materialize_slots; /* per materialize spec: slot per column */
 };
 
 /* ---- compiling ---- */
@@ -509,6 +515,38 @@ static int compile_outputs(compiler *c) {
   return rc;
 }
 
+/* Each materialized column is a feature or the score. */
+static int compile_materialize(compiler *c) {
+  tdm__pipeline *p = c->p;
+  const tdm__spec *spec = c->spec;
+  if (spec->num_materialize == 0) return TDM_OK;
+  p->materialize_slots =
+      tdm__calloc(spec->num_materialize, sizeof *p->materialize_slots);
+  if (p->materialize_slots == NULL)
+    return tdm__fail(c->err, TDM_ENOMEM, "out of memory");
+  for (size_t m = 0; m < spec->num_materialize; m++) {
+    const tdm__materialize_spec *ms = &spec->materialize[m];
+    p->materialize_slots[m] = tdm__calloc(ms->num_columns, sizeof(size_t));
+    if (p->materialize_slots[m] == NULL)
+      return tdm__fail(c->err, TDM_ENOMEM, "out of memory");
+    for (size_t k = 0; k < ms->num_columns; k++) {
+      const char *name = ms->columns[k];
+      size_t f = find_feature(spec, name, strlen(name));
+      if (f != NONE) {
+        p->materialize_slots[m][k] = p->feature_slot[f];
+      } else if (strcmp(name, "score") == 0 && !p->features_only) {
+        p->materialize_slots[m][k] = p->score_slot;
+      } else {
+        return tdm__spec_fail(spec, ms->column_marks[k], TDM_EPARSE, c->err,
+                              "materialized column \"%s\" is not a feature "
+                              "(or score)",
+                              name);
+      }
+    }
+  }
+  return TDM_OK;
+}
+
 int tdm__pipeline_from_spec(tdm__spec *spec, int flags, tdm__pipeline **out,
                             tdm_error *err) {
   *out = NULL;
@@ -525,6 +563,9 @@ int tdm__pipeline_from_spec(tdm__spec *spec, int flags, tdm__pipeline **out,
   if (rc == TDM_OK && !p->features_only) rc = load_model(&c);
   if (rc == TDM_OK) rc = compile_rules(&c);
   if (rc == TDM_OK) rc = compile_outputs(&c);
+  if (rc == TDM_OK)
+    rc = tdm__lookups_compile(spec, p->feature_slot, &p->lookups, err);
+  if (rc == TDM_OK) rc = compile_materialize(&c);
   if (rc != TDM_OK) {
     tdm__pipeline_free(p);
     return rc;
@@ -561,6 +602,11 @@ void tdm__pipeline_free(tdm__pipeline *p) {
   tdm__free(p->columns);
   tdm__free(p->fields);
   tdm__free(p->feature_slot);
+  tdm__lookups_free(p->lookups);
+  tdm__tables_close(p->tables);
+  for (size_t m = 0; p->materialize_slots && m < p->spec->num_materialize; m++)
+    tdm__free(p->materialize_slots[m]);
+  tdm__free(p->materialize_slots);
   tdm_model_free(p->model);
   tdm__spec_free(p->spec);
   tdm__free(p);
@@ -570,6 +616,30 @@ const tdm__spec *tdm__pipeline_spec(const tdm__pipeline *p) { return p->spec; }
 const tdm_model *tdm__pipeline_model(const tdm__pipeline *p) { return p->model; }
 const char *tdm__pipeline_model_version(const tdm__pipeline *p) {
   return p->version;
+}
+
+int tdm__pipeline_open_tables(tdm__pipeline *p, const char *store,
+                              tdm__lookup_mode mode, tdm_error *err) {
+  const tdm__spec *spec = p->spec;
+  if (store == NULL) store = spec->store;
+  int needed = p->lookups != NULL;
+  if (store == NULL) {
+    if (!needed) return TDM_OK;
+    return tdm__spec_fail(spec, (tdm__mark){0, 0, TDM__STYLE_PLAIN},
+                          TDM_EINVAL, err,
+                          "the pipeline looks up table \"%s\": give its "
+                          "store (store: in the pipeline, or --store DIR)",
+                          tdm__lookups_table(p->lookups, 0));
+  }
+  p->lookup_mode = mode;
+  return tdm__tables_open(store, 1, &p->tables, err);
+}
+
+tdm__tables *tdm__pipeline_tables(const tdm__pipeline *p) { return p->tables; }
+
+const size_t *tdm__pipeline_materialize_slots(const tdm__pipeline *p,
+                                              size_t m) {
+  return p->materialize_slots[m];
 }
 
 /* ---- entity state ---- */
@@ -593,12 +663,14 @@ typedef struct entry {
   size_t num_ids, cap_ids;
   uint64_t tag; /* the runner's: e.g. the log position of its last event */
   int dirty;    /* changed since the last tdm__state_map_take_dirty */
+  double *last; /* the last result's numbers (maps that keep them) */
 } entry;
 
 struct tdm__state_map {
   const tdm__pipeline *p;
   entry *buckets;
   size_t cap, count;
+  int keep_last;
   int64_t newest; /* the latest event time applied through this map */
 };
 
@@ -629,6 +701,7 @@ int tdm__state_map_new(const tdm__pipeline *p, tdm__state_map **out) {
 static void entry_clear(entry *e) {
   for (size_t i = 0; i < e->num_ids; i++) tdm__free(e->ids[i].numbers);
   tdm__free(e->ids);
+  tdm__free(e->last);
   tdm__entity_free(e->entity);
   tdm__free(e->key);
   memset(e, 0, sizeof *e);
@@ -924,6 +997,21 @@ int64_t tdm__state_map_newest(const tdm__state_map *map) {
   return map->newest;
 }
 
+void tdm__state_map_keep_last(tdm__state_map *map) { map->keep_last = 1; }
+
+int tdm__state_map_each_last(const tdm__state_map *map,
+                             int (*fn)(void *ctx, tdm__str key,
+                                       const double *numbers),
+                             void *ctx) {
+  for (size_t i = 0; i < map->cap; i++) {
+    const entry *e = &map->buckets[i];
+    if (e->key == NULL || e->last == NULL) continue;
+    int rc = fn(ctx, (tdm__str){e->key, e->key_len}, e->last);
+    if (rc != TDM_OK) return rc;
+  }
+  return TDM_OK;
+}
+
 /* ---- one event ---- */
 
 int tdm__result_init(const tdm__pipeline *p, tdm__result *r) {
@@ -942,6 +1030,15 @@ int tdm__result_init(const tdm__pipeline *p, tdm__result *r) {
   }
   r->numbers = r->number_store;
   r->strings = r->string_store;
+  if (p->lookups != NULL && p->tables != NULL) {
+    tdm_error err;
+    int rc = tdm__lookup_reader_new(p->lookups, p->tables, p->lookup_mode,
+                                    &r->lookup, &err);
+    if (rc != TDM_OK) {
+      tdm__result_free(r);
+      return rc;
+    }
+  }
   return TDM_OK;
 }
 
@@ -955,6 +1052,7 @@ void tdm__result_free(tdm__result *r) {
   tdm__free(r->agg_numbers);
   tdm__free(r->agg_strings);
   tdm__buf_free(&r->key);
+  tdm__lookup_reader_free(r->lookup);
   memset(r, 0, sizeof *r);
 }
 
@@ -1112,6 +1210,11 @@ int tdm__pipeline_process(const tdm__pipeline *p, tdm__state_map *map,
   }
   double *numbers = r->number_store;
   tdm__expr_values values = {numbers, r->string_store, r->time_ms};
+  /* Lookups first: values batch runs left in tables. */
+  if (r->lookup != NULL) {
+    rc = tdm__lookup_fill(r->lookup, r->entity, r->time_ms, numbers, err);
+    if (rc != TDM_OK) return rc;
+  }
   /* Stage 1: what the aggregations read. */
   run_steps(p->pre, p->num_pre, numbers, &values);
   for (size_t i = 0; i < p->num_filters; i++) {
@@ -1149,6 +1252,12 @@ int tdm__pipeline_process(const tdm__pipeline *p, tdm__state_map *map,
   r->decision = p->features_only ? -1 : decide(p, &values);
   e->dirty = 1;
   if (r->time_ms > map->newest) map->newest = r->time_ms;
+  if (map->keep_last) {
+    if (e->last == NULL &&
+        (e->last = tdm__malloc((p->num_numbers + 1) * sizeof(double))) == NULL)
+      return tdm__fail(err, TDM_ENOMEM, "out of memory");
+    memcpy(e->last, numbers, p->num_numbers * sizeof(double));
+  }
   if (r->id.data != NULL && remember_id(p, e, &r->id, r) != TDM_OK)
     return tdm__fail(err, TDM_ENOMEM, "out of memory");
   return TDM_OK;
@@ -1257,6 +1366,34 @@ static int json_number(const tdm__pipeline *p, const column *col, double v,
   return tdm__buf_append(out, buf, (size_t)n);
 }
 
+/* "tables": the version of each looked-up table the event used, its
+ * as_of and the event's distance from it in seconds (staleness, in event
+ * time, so batch and live write the same). */
+static int tables_json(const tdm__pipeline *p, const tdm__result *r,
+                       tdm__buf *out) {
+  const tdm__lookup_used *used = tdm__lookup_reader_used(r->lookup);
+  int rc = tdm__buf_append(out, ",\"tables\":{", 11);
+  for (size_t t = 0; t < tdm__lookups_tables(p->lookups) && rc == TDM_OK; t++) {
+    if (t > 0) rc = tdm__buf_append(out, ",", 1);
+    if (rc == TDM_OK)
+      rc = tdm__json_append_string(out, tdm__lookups_table(p->lookups, t));
+    if (rc != TDM_OK) break;
+    if (used[t].version == 0) {
+      rc = tdm__buf_append(out, ":{\"version\":null}", 16);
+      continue;
+    }
+    char as_of[32], age[32];
+    tdm__format_time(used[t].as_of_ms, as_of);
+    tdm__format_double((double)(r->time_ms - used[t].as_of_ms) / 1000.0, age);
+    rc = tdm__buf_printf(out,
+                         ":{\"version\":%llu,\"as_of\":\"%s\","
+                         "\"staleness_s\":%s}",
+                         (unsigned long long)used[t].version, as_of, age);
+  }
+  if (rc == TDM_OK) rc = tdm__buf_append(out, "}", 1);
+  return rc;
+}
+
 int tdm__pipeline_json(const tdm__pipeline *p, const tdm__event *ev,
                        const tdm__result *r, int with_features,
                        tdm__buf *out) {
@@ -1279,6 +1416,8 @@ int tdm__pipeline_json(const tdm__pipeline *p, const tdm__event *ev,
   if (rc == TDM_OK && !p->features_only)
     rc = tdm__buf_printf(out, "%s\"model_version\":\"%s\"",
                          p->num_columns ? "," : "", p->version);
+  if (rc == TDM_OK && r->lookup != NULL && !r->duplicate)
+    rc = tables_json(p, r, out);
   if (rc == TDM_OK && r->duplicate)
     rc = tdm__buf_append(out, ",\"duplicate\":true", 17);
   if (rc == TDM_OK && with_features) {

@@ -15,6 +15,7 @@
 
 #include "../core/core.h"
 #include "expr.h"
+#include "lookup.h"
 #include "spec.h"
 #include "tandem.h"
 #include "window.h"
@@ -41,6 +42,20 @@ const tdm_model *tdm__pipeline_model(const tdm__pipeline *p);
 /* The model's version as written in results: its SHA-256's first 12 hex
  * digits. */
 const char *tdm__pipeline_model_version(const tdm__pipeline *p);
+
+/*
+ * Opens the tables store (store, or the pipeline's store: when NULL) for
+ * lookups, read per `mode`, and for materializing. A pipeline that looks
+ * up tables needs one; one that does not may go without (TDM_OK).
+ * Call before making results.
+ */
+int tdm__pipeline_open_tables(tdm__pipeline *p, const char *store,
+                              tdm__lookup_mode mode, tdm_error *err);
+/* The open store, or NULL. */
+tdm__tables *tdm__pipeline_tables(const tdm__pipeline *p);
+/* The number slots of materialize spec m's columns. */
+const size_t *tdm__pipeline_materialize_slots(const tdm__pipeline *p,
+                                              size_t m);
 
 /* ---- events ---- */
 
@@ -95,6 +110,13 @@ size_t tdm__state_map_evict(tdm__state_map *map, int64_t now_ms,
                             void *ctx);
 /* The latest event time applied through this map (INT64_MIN: none). */
 int64_t tdm__state_map_newest(const tdm__state_map *map);
+/* From now on every entity keeps its last result's numbers (for
+ * materializing), which each_last hands to fn. */
+void tdm__state_map_keep_last(tdm__state_map *map);
+int tdm__state_map_each_last(const tdm__state_map *map,
+                             int (*fn)(void *ctx, tdm__str key,
+                                       const double *numbers),
+                             void *ctx);
 
 /* The outcome of one event. Valid until the next call with this result. */
 typedef struct tdm__result {
@@ -114,6 +136,7 @@ typedef struct tdm__result {
   double *agg_numbers;
   tdm__str *agg_strings;
   tdm__buf key;
+  tdm__lookup_reader *lookup;
 } tdm__result;
 
 int tdm__result_init(const tdm__pipeline *p, tdm__result *r);

@@ -396,7 +396,7 @@ static int replay_logged(void *ctx, uint64_t seq, const void *value,
 /* ---- open, close ---- */
 
 int tdm__live_open(const char *pipeline_path, const char *state_dir,
-                   tdm__live **out, tdm_error *err) {
+                   const char *store, tdm__live **out, tdm_error *err) {
   *out = NULL;
   tdm__live *live = tdm__calloc(1, sizeof *live);
   if (live == NULL) return tdm__fail(err, TDM_ENOMEM, "out of memory");
@@ -408,6 +408,8 @@ int tdm__live_open(const char *pipeline_path, const char *state_dir,
   atomic_store(&live->newest, INT64_MIN);
   for (int i = 0; i < NUM_SHARDS; i++) pthread_mutex_init(&live->shards[i].lock, NULL);
   int rc = tdm__pipeline_load(pipeline_path, 0, &live->p, err);
+  if (rc == TDM_OK)
+    rc = tdm__pipeline_open_tables(live->p, store, TDM__LOOKUP_NEWEST, err);
   for (int i = 0; i < NUM_SHARDS && rc == TDM_OK; i++) {
     if (tdm__state_map_new(live->p, &live->shards[i].map) != TDM_OK ||
         tdm__result_init(live->p, &live->shards[i].result) != TDM_OK)

@@ -17,10 +17,12 @@
 
 typedef struct tdm__live tdm__live;
 
-/* Loads the pipeline; with state_dir, opens (or creates) its LMDB state
- * there and restores every entity from it. */
+/* Loads the pipeline; with state_dir, opens (or creates) its durable
+ * state there and restores every entity from it; with store (or the
+ * pipeline's store:), reads lookups' tables there (their newest versions,
+ * followed as batch runs write new ones). */
 int tdm__live_open(const char *pipeline_path, const char *state_dir,
-                   tdm__live **out, tdm_error *err);
+                   const char *store, tdm__live **out, tdm_error *err);
 void tdm__live_close(tdm__live *live);
 
 const char *tdm__live_name(const tdm__live *live);
