@@ -1183,10 +1183,35 @@ static int decide(const tdm__pipeline *p, const tdm__expr_values *values) {
   return -1;
 }
 
+int tdm__pipeline_fallback(const tdm__pipeline *p, const tdm__event *ev,
+                           double score, uint64_t version, int64_t as_of_ms,
+                           tdm__result *r, tdm_error *err) {
+  r->duplicate = 0;
+  r->numbers = r->number_store;
+  r->decision = -1;
+  int rc = tdm__pipeline_entity(p, ev, &r->entity, err);
+  if (rc == TDM_OK) rc = read_fields(p, ev, r, err);
+  if (rc != TDM_OK) return rc;
+  r->id = p->id_field != NONE ? ev->fields[p->id_field] : (tdm__str){NULL, 0};
+  for (size_t i = 0; i < p->spec->num_features; i++)
+    r->number_store[p->feature_slot[i]] = NAN;
+  r->number_store[p->score_slot] = version ? score : NAN;
+  r->score = version ? score : NAN;
+  r->source = version ? TDM__SOURCE_BATCH : TDM__SOURCE_DEFAULT;
+  r->fallback_version = version;
+  r->fallback_as_of_ms = as_of_ms;
+  if (version) {
+    tdm__expr_values values = {r->number_store, r->string_store, r->time_ms};
+    r->decision = decide(p, &values);
+  }
+  return TDM_OK;
+}
+
 int tdm__pipeline_process(const tdm__pipeline *p, tdm__state_map *map,
                           const tdm__event *ev, tdm__result *r,
                           tdm_error *err) {
   r->duplicate = 0;
+  r->source = TDM__SOURCE_MODEL;
   r->numbers = r->number_store;
   r->decision = -1;
   int rc = tdm__pipeline_entity(p, ev, &r->entity, err);
@@ -1379,7 +1404,7 @@ static int tables_json(const tdm__pipeline *p, const tdm__result *r,
       rc = tdm__json_append_string(out, tdm__lookups_table(p->lookups, t));
     if (rc != TDM_OK) break;
     if (used[t].version == 0) {
-      rc = tdm__buf_append(out, ":{\"version\":null}", 16);
+      rc = tdm__buf_printf(out, ":{\"version\":null}");
       continue;
     }
     char as_of[32], age[32];
@@ -1391,6 +1416,25 @@ static int tables_json(const tdm__pipeline *p, const tdm__result *r,
                          (unsigned long long)used[t].version, as_of, age);
   }
   if (rc == TDM_OK) rc = tdm__buf_append(out, "}", 1);
+  return rc;
+}
+
+/* The rest of a fallback answer: where its score came from. */
+static int fallback_json(const tdm__pipeline *p, const tdm__result *r,
+                         tdm__buf *out) {
+  if (r->source == TDM__SOURCE_DEFAULT)
+    return tdm__buf_printf(out, ",\"source\":\"default\"}");
+  char as_of[32], age[32];
+  tdm__format_time(r->fallback_as_of_ms, as_of);
+  tdm__format_double((double)(r->time_ms - r->fallback_as_of_ms) / 1000.0,
+                     age);
+  int rc = tdm__buf_printf(out, ",\"source\":\"batch\",\"fallback\":{\"table\":");
+  if (rc == TDM_OK) rc = tdm__json_append_string(out, p->spec->fallback_table);
+  if (rc == TDM_OK)
+    rc = tdm__buf_printf(out,
+                         ",\"version\":%llu,\"as_of\":\"%s\","
+                         "\"staleness_s\":%s}}",
+                         (unsigned long long)r->fallback_version, as_of, age);
   return rc;
 }
 
@@ -1410,12 +1454,16 @@ int tdm__pipeline_json(const tdm__pipeline *p, const tdm__event *ev,
       rc = json_number(p, col, r->numbers[col->index], out);
     else if (r->decision >= 0)
       rc = tdm__json_append_string(out, p->spec->rules[r->decision].then);
+    else if (r->source == TDM__SOURCE_DEFAULT && p->spec->default_decision)
+      rc = tdm__json_append_string(out, p->spec->default_decision);
     else
       rc = tdm__buf_append(out, "null", 4);
   }
   if (rc == TDM_OK && !p->features_only)
     rc = tdm__buf_printf(out, "%s\"model_version\":\"%s\"",
                          p->num_columns ? "," : "", p->version);
+  if (rc == TDM_OK && r->source != TDM__SOURCE_MODEL)
+    return fallback_json(p, r, out);
   if (rc == TDM_OK && r->lookup != NULL && !r->duplicate)
     rc = tables_json(p, r, out);
   if (rc == TDM_OK && r->duplicate)

@@ -137,6 +137,11 @@ typedef struct tdm__result {
   tdm__str *agg_strings;
   tdm__buf key;
   tdm__lookup_reader *lookup;
+  /* Where the score came from: the model, or (deadline fallback) a batch
+   * table, or the configured default decision. */
+  enum { TDM__SOURCE_MODEL, TDM__SOURCE_BATCH, TDM__SOURCE_DEFAULT } source;
+  uint64_t fallback_version;
+  int64_t fallback_as_of_ms;
 } tdm__result;
 
 int tdm__result_init(const tdm__pipeline *p, tdm__result *r);
@@ -159,6 +164,19 @@ int tdm__pipeline_entity(const tdm__pipeline *p, const tdm__event *ev,
 int tdm__pipeline_process(const tdm__pipeline *p, tdm__state_map *map,
                           const tdm__event *ev, tdm__result *r,
                           tdm_error *err);
+
+/*
+ * The deadline fallback's answer for an event that will not be processed
+ * in time: the event's fields are read (a bad event fails as in process),
+ * no state changes, no feature is computed; the score is `score` (the
+ * entity's last batch score, read from table version `version` as of
+ * `as_of_ms`), and the decision comes from the rules with that score. With
+ * no batch score (version 0) the decision is the pipeline's
+ * default_decision. The JSON result says "source": "batch" or "default".
+ */
+int tdm__pipeline_fallback(const tdm__pipeline *p, const tdm__event *ev,
+                           double score, uint64_t version, int64_t as_of_ms,
+                           tdm__result *r, tdm_error *err);
 
 /* ---- results as text: the one place outputs are formatted ---- */
 

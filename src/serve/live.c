@@ -36,6 +36,7 @@
 #include "../pipeline/pipeline.h"
 #include "../store/state_dir.h"
 #include "../store/store.h"
+#include "../store/table.h"
 #include "../store/wal.h"
 
 #define NUM_SHARDS 64
@@ -44,6 +45,8 @@ typedef struct shard {
   pthread_mutex_t lock;
   tdm__state_map *map;
   tdm__result result;
+  tdm__table_reader *fallback; /* reads the deadline fallback's table */
+  uint64_t fallback_refreshed_ns;
 } shard;
 
 /* Log entries waiting for the committer: keys (8-byte big-endian
@@ -94,6 +97,7 @@ struct tdm__live {
   int committer_running;
   atomic_llong newest; /* the latest event time applied */
   /* counters */
+  atomic_ullong fallback_batch, fallback_default, fallback_none;
   atomic_ullong events, rejected, duplicates, requests, commits;
   atomic_ullong commit_ns_total;
 };
@@ -453,6 +457,7 @@ void tdm__live_close(tdm__live *live) {
   for (int i = 0; i < NUM_SHARDS; i++) {
     tdm__state_map_free(live->shards[i].map);
     tdm__result_free(&live->shards[i].result);
+    tdm__table_reader_free(live->shards[i].fallback);
     pthread_mutex_destroy(&live->shards[i].lock);
   }
   tdm__free(live->waiters);
@@ -483,6 +488,86 @@ static void error_body(tdm__buf *out, const char *message) {
 
 /* One event: processed under its shard's lock, its result appended to
  * out. *gen is raised to the generation its state update joined. */
+int tdm__live_can_fall_back(const tdm__live *live) {
+  const tdm__spec *spec = tdm__pipeline_spec(live->p);
+  return spec->deadline_ms > 0 &&
+         ((spec->fallback_table && tdm__pipeline_tables(live->p)) ||
+          spec->default_decision);
+}
+
+/* The entity's last batch score, from the newest version of the fallback
+ * table (*version 0: none). Called with the shard locked. */
+static int batch_score(tdm__live *live, shard *sh, tdm__str entity,
+                       double *score, uint64_t *version, int64_t *as_of,
+                       tdm_error *err) {
+  const tdm__spec *spec = tdm__pipeline_spec(live->p);
+  tdm__tables *tables = tdm__pipeline_tables(live->p);
+  *version = 0;
+  if (spec->fallback_table == NULL || tables == NULL) return TDM_OK;
+  uint64_t now = now_ns();
+  int rc = TDM_OK;
+  if (sh->fallback == NULL) {
+    rc = tdm__table_reader_new(tables, &sh->fallback, err);
+    sh->fallback_refreshed_ns = now;
+  } else if (now - sh->fallback_refreshed_ns > 1000000000u) {
+    rc = tdm__table_reader_refresh(sh->fallback, err);
+    sh->fallback_refreshed_ns = now;
+  }
+  if (rc != TDM_OK) return rc;
+  const tdm__table_version *v;
+  rc = tdm__table_reader_pick(sh->fallback, spec->fallback_table, INT64_MAX, &v,
+                              err);
+  if (rc == TDM_ENOTFOUND) return TDM_OK;
+  if (rc != TDM_OK) return rc;
+  size_t column = tdm__table_version_column(v, spec->fallback_column);
+  int found = 0;
+  rc = tdm__table_get(sh->fallback, spec->fallback_table, v->version,
+                      entity.data, entity.len, &column, 1, score, &found, err);
+  if (rc == TDM_OK && found && !isnan(*score)) {
+    *version = v->version;
+    *as_of = v->as_of_ms;
+  }
+  return rc == TDM_ENOTFOUND ? TDM_OK : rc;
+}
+
+/* One event answered by the deadline fallback: not applied. TDM_EINVAL
+ * when there is neither a batch score nor a default decision. */
+static int fallback_event(tdm__live *live, const tdm__json_doc *doc,
+                          const tdm__json *object, tdm__buf *out,
+                          tdm_error *err) {
+  const tdm__spec *spec = tdm__pipeline_spec(live->p);
+  tdm__str fields[spec->num_fields + 1];
+  int rc = tdm__event_from_json(spec, doc, object, NULL, fields, err);
+  tdm__event ev = {fields};
+  tdm__str entity;
+  if (rc == TDM_OK) rc = tdm__pipeline_entity(live->p, &ev, &entity, err);
+  if (rc != TDM_OK) return rc;
+  shard *sh = &live->shards[key_hash(entity) % NUM_SHARDS];
+  pthread_mutex_lock(&sh->lock);
+  double score = NAN;
+  uint64_t version = 0;
+  int64_t as_of = 0;
+  rc = batch_score(live, sh, entity, &score, &version, &as_of, err);
+  if (rc == TDM_OK && version == 0 && spec->default_decision == NULL) {
+    atomic_fetch_add(&live->fallback_none, 1);
+    rc = tdm__fail(err, TDM_EINVAL,
+                   "the deadline (%lld ms) passed before the event could be "
+                   "processed, and the entity has no batch score",
+                   (long long)spec->deadline_ms);
+  }
+  if (rc == TDM_OK)
+    rc = tdm__pipeline_fallback(live->p, &ev, score, version, as_of,
+                                &sh->result, err);
+  if (rc == TDM_OK) {
+    atomic_fetch_add(version ? &live->fallback_batch : &live->fallback_default,
+                     1);
+    rc = tdm__pipeline_json(live->p, &ev, &sh->result, 0, out);
+    if (rc != TDM_OK) tdm__fail(err, rc, "out of memory");
+  }
+  pthread_mutex_unlock(&sh->lock);
+  return rc;
+}
+
 static int one_event(tdm__live *live, const tdm__json_doc *doc,
                      const tdm__json *object, int with_features,
                      tdm__buf *out, uint64_t *gen, tdm_error *err) {
@@ -546,16 +631,22 @@ int tdm__live_when_durable(tdm__live *live, uint64_t gen,
 void tdm__live_events(tdm__live *live, const char *body, size_t len,
                       int with_features, tdm__buf *out, unsigned *status) {
   uint64_t gen;
-  tdm__live_events_async(live, body, len, with_features, out, status, &gen);
+  tdm__live_events_async(live, body, len, with_features, 0, 0, out, status,
+                         &gen);
   if (gen > 0 && wait_durable(live, gen) != TDM_OK)
     tdm__live_durability_failed(out, status);
 }
 
 void tdm__live_events_async(tdm__live *live, const char *body, size_t len,
-                            int with_features, tdm__buf *out,
-                            unsigned *status, uint64_t *gen_out) {
+                            int with_features, uint64_t waited_us,
+                            int overloaded, tdm__buf *out, unsigned *status,
+                            uint64_t *gen_out) {
   *gen_out = 0;
   atomic_fetch_add(&live->requests, 1);
+  const tdm__spec *spec = tdm__pipeline_spec(live->p);
+  /* Past the deadline already, or no room: the fallback answers. */
+  int fall_back = tdm__live_can_fall_back(live) &&
+                  (overloaded || waited_us >= (uint64_t)spec->deadline_ms * 1000);
   tdm__json_doc doc;
   tdm_error err;
   *status = 200;
@@ -571,8 +662,10 @@ void tdm__live_events_async(tdm__live *live, const char *body, size_t len,
     for (size_t i = 0; i < root->count; i++) {
       if (i > 0) tdm__buf_append(out, ",", 1);
       size_t mark = out->len;
-      int rc = one_event(live, &doc, &root->items[i], with_features, out, &gen,
-                         &err);
+      int rc = fall_back
+                   ? fallback_event(live, &doc, &root->items[i], out, &err)
+                   : one_event(live, &doc, &root->items[i], with_features, out,
+                               &gen, &err);
       atomic_fetch_add(&live->events, 1);
       if (rc != TDM_OK) {
         out->len = mark;
@@ -583,12 +676,14 @@ void tdm__live_events_async(tdm__live *live, const char *body, size_t len,
     }
     tdm__buf_append(out, "]", 1);
   } else {
-    int rc = one_event(live, &doc, root, with_features, out, &gen, &err);
+    int rc = fall_back ? fallback_event(live, &doc, root, out, &err)
+                       : one_event(live, &doc, root, with_features, out, &gen,
+                                   &err);
     atomic_fetch_add(&live->events, 1);
     if (rc != TDM_OK) {
       atomic_fetch_add(&live->rejected, 1);
       out->len = 0;
-      *status = rc == TDM_ENOMEM ? 500 : 400;
+      *status = rc == TDM_ENOMEM ? 500 : rc == TDM_EINVAL && fall_back ? 504 : 400;
       error_body(out, err.message);
     }
   }
@@ -642,6 +737,14 @@ int tdm__live_metrics(tdm__live *live, tdm__buf *out) {
       "# HELP tandem_pipeline_entities Entities with state in memory.\n"
       "# TYPE tandem_pipeline_entities gauge\n"
       "tandem_pipeline_entities{pipeline=\"%s\"} %zu\n"
+      "# HELP tandem_pipeline_fallbacks_total Events answered by the "
+      "deadline fallback, by source (batch: the last batch score; default: "
+      "the default decision; none: 504).\n"
+      "# TYPE tandem_pipeline_fallbacks_total counter\n"
+      "tandem_pipeline_fallbacks_total{pipeline=\"%s\",source=\"batch\"} %llu\n"
+      "tandem_pipeline_fallbacks_total{pipeline=\"%s\",source=\"default\"} "
+      "%llu\n"
+      "tandem_pipeline_fallbacks_total{pipeline=\"%s\",source=\"none\"} %llu\n"
       "# HELP tandem_state_commits_total Group commits of state to LMDB.\n"
       "# TYPE tandem_state_commits_total counter\n"
       "tandem_state_commits_total{pipeline=\"%s\"} %llu\n"
@@ -655,6 +758,9 @@ int tdm__live_metrics(tdm__live *live, tdm__buf *out) {
       name, (unsigned long long)atomic_load(&live->duplicates), name,
       (unsigned long long)atomic_load(&live->rejected), name,
       (unsigned long long)atomic_load(&live->requests), name, entities, name,
+      (unsigned long long)atomic_load(&live->fallback_batch), name,
+      (unsigned long long)atomic_load(&live->fallback_default), name,
+      (unsigned long long)atomic_load(&live->fallback_none), name,
       (unsigned long long)atomic_load(&live->commits), name,
       (double)atomic_load(&live->commit_ns_total) * 1e-9);
 }

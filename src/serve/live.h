@@ -48,8 +48,13 @@ void tdm__live_events(tdm__live *live, const char *body, size_t len,
  * must become a 500).
  */
 void tdm__live_events_async(tdm__live *live, const char *body, size_t len,
-                            int with_features, tdm__buf *out,
-                            unsigned *status, uint64_t *gen);
+                            int with_features, uint64_t waited_us,
+                            int overloaded, tdm__buf *out, unsigned *status,
+                            uint64_t *gen);
+/* 1 when the pipeline has a deadline fallback (realtime: deadline_ms with
+ * a fallback table or a default decision): waited_us past the deadline,
+ * or overloaded, answers from it instead of processing. */
+int tdm__live_can_fall_back(const tdm__live *live);
 int tdm__live_when_durable(tdm__live *live, uint64_t gen,
                            void (*fn)(void *arg, int ok), void *arg);
 /* The error body of an answer whose state failed to be written. */

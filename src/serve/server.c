@@ -103,6 +103,7 @@ typedef struct request {
   unsigned answer_status;
   int waiting;
   atomic_int durable; /* 0: not yet; 1: on disk; -1: failed */
+  int overloaded;     /* admitted past the limit: the fallback answers */
 } request;
 
 static uint64_t now_ns(void) {
@@ -656,8 +657,10 @@ static enum MHD_Result pipeline_request(tdm__server *srv,
                          "explain=features",
                          explain);
   uint64_t gen;
+  uint64_t waited_us = (now_ns() - r->arrived_ns) / 1000;
   tdm__live_events_async(live, r->body.data ? r->body.data : "", r->body.len,
-                         explain != NULL, &out, &status, &gen);
+                         explain != NULL, waited_us, r->overloaded, &out,
+                         &status, &gen);
   if (gen == 0) return respond_buf(srv, c, r, status, "application/json", &out);
   /* Answer once the state is durable, without holding this thread: the
    * connection sleeps and the committer wakes it (one fsync serves every
@@ -744,6 +747,14 @@ static enum MHD_Result start_request(tdm__server *srv,
    * answered (with Connection: close): a client that sent it before it
    * could know gets its answer, not an error. */
   if (atomic_load(&srv->metrics->in_flight) > (int64_t)srv->config.max_in_flight) {
+    /* A pipeline with a deadline fallback answers from it instead. */
+    tdm__live *live = r->route->kind == ROUTE_EVENTS
+                          ? find_pipeline(srv, r->model)
+                          : NULL;
+    if (live != NULL && tdm__live_can_fall_back(live)) {
+      r->overloaded = 1;
+      return MHD_YES;
+    }
     atomic_fetch_add(&srv->metrics->rejected_overload, 1);
     return refuse_infer(srv, c, r, MHD_HTTP_SERVICE_UNAVAILABLE,
                         "overloaded: too many requests in flight; retry "
