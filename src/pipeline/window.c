@@ -43,7 +43,6 @@ struct tdm__window_spec {
   int64_t lateness, ttl;
   size_t max_events;
   int needs_log;         /* some aggregate is exact or hopped */
-  int needs_table;       /* some exact distinct */
   int64_t horizon;       /* R: an event is live while t > M - R */
   size_t number_columns; /* inputs logged, and which */
   size_t *number_inputs;
@@ -72,13 +71,26 @@ typedef struct agg_state {
   int64_t previous_time;  /* ROLE_SINCE_LAST: INT64_MIN when none */
   partial *buckets;       /* ROLE_HOPPED: sorted by index, non-empty */
   size_t num_buckets, cap_buckets;
+  /* ROLE_HOPPED, a memo (never encoded): when cached, fold is the
+   * combination, in ascending order, of the buckets with index in
+   * [fold_from, fold_to], fold_from the first of them. Adding to a bucket
+   * at or below fold_to, dropping fold_from and a reset clear it; a later
+   * event whose window starts at the same bucket continues the fold, which
+   * gives the same bits as folding from scratch. */
+  int cached;
+  int64_t fold_from, fold_to;
+  partial fold;
 } agg_state;
 
-/* A logged string: bytes at absolute position pos of the byte queue. */
+/* A logged string: bytes at absolute position pos of the byte queue.
+ * back: how many entries before it the latest earlier entry of the column
+ * with the same bytes is, 0 for none (a memo, not encoded: decoding links
+ * the same way); entries before the log's start do not count. */
 typedef struct log_string {
   uint64_t pos;
   uint32_t len; /* UINT32_MAX: missing */
   uint32_t hash;
+  uint32_t back;
 } log_string;
 
 #define MISSING_LEN UINT32_MAX
@@ -91,6 +103,10 @@ struct tdm__entity {
   void *block;
   size_t block_bytes, cap, start, end;
   int64_t *times;
+  /* reach[j] >= times[j] and non-decreasing in j (a running max of the
+   * times), so the entries with reach[j] <= lo, a prefix, all have
+   * times[j] <= lo: a scan binary-searches past them. */
+  int64_t *reach;
   uint64_t *filters;
   double *numbers;     /* column c at numbers + c * cap */
   log_string *strings; /* column c at strings + c * cap */
@@ -99,9 +115,6 @@ struct tdm__entity {
   char *bytes;
   size_t bytes_cap;
   uint64_t bytes_base, bytes_free, bytes_end;
-  /* Scratch hash table for distinct: log index + 1, 0 empty. */
-  uint32_t *table;
-  size_t table_cap;
 };
 
 /* ---- small helpers ---- */
@@ -394,7 +407,6 @@ int tdm__window_spec_new(const tdm__window_config *c, tdm__window_spec **out,
       if (d->kind == TDM__AGG_DISTINCT) {
         p->string_column =
             column_of(s->string_inputs, &s->string_columns, d->input);
-        s->needs_table = 1;
       }
       if (d->filter != SIZE_MAX) {
         size_t bit = column_of(s->filter_inputs, &s->filter_bits, d->filter);
@@ -426,6 +438,7 @@ static void entity_clear(const tdm__window_spec *s, tdm__entity *e) {
   }
   e->start = e->end = 0;
   e->bytes_base = e->bytes_free = e->bytes_end = 0;
+  for (size_t i = 0; i < s->num_aggs; i++) e->aggs[i].cached = 0;
 }
 
 int tdm__entity_new(const tdm__window_spec *s, tdm__entity **out) {
@@ -447,7 +460,6 @@ void tdm__entity_free(tdm__entity *e) {
   if (e == NULL) return;
   tdm__free(e->block);
   tdm__free(e->bytes);
-  tdm__free(e->table);
   for (size_t i = 0; i < e->num_aggs; i++) tdm__free(e->aggs[i].buckets);
   tdm__free(e->aggs);
   tdm__free(e);
@@ -457,7 +469,7 @@ int64_t tdm__entity_max_time(const tdm__entity *e) { return e->max_time; }
 
 size_t tdm__entity_memory(const tdm__entity *e) {
   size_t m = sizeof *e + e->num_aggs * sizeof *e->aggs + e->block_bytes +
-             e->bytes_cap + e->table_cap * sizeof *e->table;
+             e->bytes_cap;
   for (size_t i = 0; i < e->num_aggs; i++)
     m += e->aggs[i].cap_buckets * sizeof(partial);
   return m;
@@ -466,7 +478,7 @@ size_t tdm__entity_memory(const tdm__entity *e) {
 /* ---- the log ---- */
 
 static size_t log_entry_bytes(const tdm__window_spec *s) {
-  return sizeof(int64_t) + sizeof(uint64_t) +
+  return 2 * sizeof(int64_t) + sizeof(uint64_t) +
          s->number_columns * sizeof(double) +
          s->string_columns * sizeof(log_string);
 }
@@ -477,6 +489,8 @@ static void log_point(const tdm__window_spec *s, tdm__entity *e, void *block,
   e->block = block;
   e->cap = cap;
   e->times = (int64_t *)(void *)p;
+  p += cap * sizeof(int64_t);
+  e->reach = (int64_t *)(void *)p;
   p += cap * sizeof(int64_t);
   e->filters = (uint64_t *)(void *)p;
   p += cap * sizeof(uint64_t);
@@ -491,6 +505,7 @@ static void log_move(const tdm__window_spec *s, tdm__entity *e, void *block,
                      size_t cap) {
   size_t live = e->end - e->start;
   int64_t *old_times = e->times;
+  int64_t *old_reach = e->reach;
   uint64_t *old_filters = e->filters;
   double *old_numbers = e->numbers;
   log_string *old_strings = e->strings;
@@ -500,6 +515,7 @@ static void log_move(const tdm__window_spec *s, tdm__entity *e, void *block,
   e->end = live;
   if (live == 0) return; /* the old block may be NULL */
   memmove(e->times, old_times + start, live * sizeof(int64_t));
+  memmove(e->reach, old_reach + start, live * sizeof(int64_t));
   memmove(e->filters, old_filters + start, live * sizeof(uint64_t));
   for (size_t c = 0; c < s->number_columns; c++)
     memmove(e->numbers + c * cap, old_numbers + c * old_cap + start,
@@ -551,19 +567,6 @@ static int bytes_reserve(tdm__entity *e, size_t n) {
   return TDM_OK;
 }
 
-/* The distinct table must hold twice the log's entries (one more coming). */
-static int table_reserve(tdm__entity *e) {
-  size_t need = 16;
-  while (need < 2 * (e->end - e->start + 1)) need *= 2;
-  if (need <= e->table_cap) return TDM_OK;
-  uint32_t *table = tdm__malloc(need * sizeof *table);
-  if (table == NULL) return TDM_ENOMEM;
-  tdm__free(e->table);
-  e->table = table;
-  e->table_cap = need;
-  return TDM_OK;
-}
-
 static int buckets_reserve(agg_state *st) {
   if (st->num_buckets < st->cap_buckets) return TDM_OK;
   size_t cap = st->cap_buckets ? st->cap_buckets * 2 : 4;
@@ -574,20 +577,33 @@ static int buckets_reserve(agg_state *st) {
   return TDM_OK;
 }
 
-/* Appends a string (room reserved) to the byte queue. */
-static log_string bytes_push(tdm__entity *e, const char *data, size_t len) {
+/* Appends a string (room reserved) to the byte queue, for log entry at of
+ * the string column col, linked back to the latest entry with the same
+ * bytes. */
+static log_string bytes_push(tdm__entity *e, const log_string *col, size_t at,
+                             const char *data, size_t len) {
   log_string ls;
+  ls.back = 0;
   if (data == NULL) {
     ls.pos = e->bytes_end;
     ls.len = MISSING_LEN;
     ls.hash = 0;
     return ls;
   }
-  if (len > 0)
-    memcpy(e->bytes + (size_t)(e->bytes_end - e->bytes_base), data, len);
   ls.pos = e->bytes_end;
   ls.len = (uint32_t)len;
   ls.hash = hash_bytes(data, len);
+  for (size_t j = at; j > e->start;) {
+    const log_string *o = &col[--j];
+    if (o->hash == ls.hash && o->len == ls.len &&
+        (len == 0 ||
+         memcmp(e->bytes + (size_t)(o->pos - e->bytes_base), data, len) == 0)) {
+      ls.back = (uint32_t)(at - j);
+      break;
+    }
+  }
+  if (len > 0)
+    memcpy(e->bytes + (size_t)(e->bytes_end - e->bytes_base), data, len);
   e->bytes_end += len;
   return ls;
 }
@@ -638,13 +654,20 @@ static void log_evict(const tdm__window_spec *s, tdm__entity *e) {
     }                                                               \
   } while (0)
 
-static int same_string(const tdm__entity *e, const log_string *a,
-                       const log_string *b) {
-  if (a->hash != b->hash || a->len != b->len) return 0;
-  if (a->len == 0) return 1; /* the byte queue may not exist */
-  const char *pa = e->bytes + (size_t)(a->pos - e->bytes_base);
-  const char *pb = e->bytes + (size_t)(b->pos - e->bytes_base);
-  return memcmp(pa, pb, a->len) == 0;
+/* The first j in [first, last) with reach[j] > lo (last if none): the
+ * entries before it all have times <= lo. */
+static size_t skip_old(const tdm__entity *e, size_t first, size_t last,
+                       int64_t lo) {
+  const int64_t *reach = e->reach;
+  size_t hi = last;
+  while (first < hi) {
+    size_t mid = first + (hi - first) / 2;
+    if (reach[mid] <= lo)
+      first = mid + 1;
+    else
+      hi = mid;
+  }
+  return first;
 }
 
 static double exact_value(const tdm__window_spec *s, tdm__entity *e,
@@ -652,6 +675,7 @@ static double exact_value(const tdm__window_spec *s, tdm__entity *e,
   SCAN_SETUP();
   int64_t lo = t - p->window, dead = e->max_time - s->horizon;
   if (dead > lo) lo = dead;
+  first = skip_old(e, first, last, lo);
   const double *x = e->numbers + p->number_column * e->cap;
   switch (p->kind) {
     case TDM__AGG_COUNT: {
@@ -697,22 +721,23 @@ static double exact_value(const tdm__window_spec *s, tdm__entity *e,
       return v;
     }
     case TDM__AGG_DISTINCT: {
+      /* A member counts when no earlier member has its bytes: follow its
+       * back links to the first member or the scan's start. Each
+       * non-member is passed at most once (only by the next member with
+       * its bytes, or by the first), so this is linear. */
       const log_string *str = e->strings + p->string_column * e->cap;
-      size_t members = 0;
-      SCAN(if (str[j].len != MISSING_LEN) members++;);
-      size_t size = 16;
-      while (size < 2 * members) size *= 2;
-      uint32_t *table = e->table;
-      memset(table, 0, size * sizeof *table);
       size_t distinct = 0;
       SCAN(if (str[j].len != MISSING_LEN) {
-        size_t h = str[j].hash & (size - 1);
-        while (table[h] != 0 && !same_string(e, &str[table[h] - 1], &str[j]))
-          h = (h + 1) & (size - 1);
-        if (table[h] == 0) {
-          table[h] = (uint32_t)(j + 1);
-          distinct++;
+        size_t k = j;
+        int seen = 0;
+        while (str[k].back != 0 && k - first >= str[k].back) {
+          k -= str[k].back;
+          if (tm[k] > lo && tm[k] <= t && (fl[k] & mask) == mask) {
+            seen = 1;
+            break;
+          }
         }
+        distinct += !seen;
       });
       return (double)distinct;
     }
@@ -724,6 +749,9 @@ static double exact_value(const tdm__window_spec *s, tdm__entity *e,
 /* Index of the first bucket with index >= key. */
 static size_t bucket_lower_bound(const agg_state *st, int64_t key) {
   size_t lo = 0, hi = st->num_buckets;
+  /* Usually none is below key (the oldest buckets are dropped), or few. */
+  while (lo < hi && lo < 4 && st->buckets[lo].index < key) lo++;
+  if (lo < 4) return lo;
   while (lo < hi) {
     size_t mid = lo + (hi - lo) / 2;
     if (st->buckets[mid].index < key)
@@ -741,6 +769,7 @@ static void hopped_update(const tdm__window_spec *s, const agg_plan *p,
   int64_t threshold =
       floor_div(max_time - s->lateness, p->hop) - p->buckets;
   size_t drop = bucket_lower_bound(st, threshold);
+  if (st->cached && threshold > st->fold_from) st->cached = 0;
   if (drop > 0) {
     memmove(st->buckets, st->buckets + drop,
             (st->num_buckets - drop) * sizeof *st->buckets);
@@ -748,6 +777,7 @@ static void hopped_update(const tdm__window_spec *s, const agg_plan *p,
   }
   int64_t bt = floor_div(t, p->hop);
   if (!pass || bt < threshold) return;
+  if (st->cached && bt <= st->fold_to) st->cached = 0;
   size_t i = st->num_buckets;
   while (i > 0 && st->buckets[i - 1].index > bt) i--;
   if (i == 0 || st->buckets[i - 1].index != bt) {
@@ -763,7 +793,7 @@ static void hopped_update(const tdm__window_spec *s, const agg_plan *p,
 }
 
 static double hopped_value(const tdm__window_spec *s, tdm__entity *e,
-                           const agg_plan *p, const agg_state *st, int64_t t,
+                           const agg_plan *p, agg_state *st, int64_t t,
                            int pass, double x) {
   partial acc;
   partial_clear(&acc);
@@ -775,9 +805,24 @@ static double hopped_value(const tdm__window_spec *s, tdm__entity *e,
     if (pass) partial_add(p->kind, &acc, t, x);
     return partial_result(p->kind, &acc);
   }
-  size_t i = bucket_lower_bound(st, bt - p->buckets);
+  size_t from = bucket_lower_bound(st, bt - p->buckets), i = from;
+  if (st->cached && from < st->num_buckets &&
+      st->buckets[from].index == st->fold_from && st->fold_to < bt) {
+    /* Continue the fold of the same first buckets. */
+    acc = st->fold;
+    /* The buckets after fold_to came since it was folded: few. */
+    i = st->num_buckets;
+    while (st->buckets[i - 1].index > st->fold_to) i--;
+  }
+  size_t folded = i;
   for (; i < st->num_buckets && st->buckets[i].index < bt; i++)
     partial_combine(p->kind, &acc, &st->buckets[i]);
+  if (i > folded) {
+    st->cached = 1;
+    st->fold_from = st->buckets[from].index;
+    st->fold_to = st->buckets[i - 1].index;
+    st->fold = acc;
+  }
   if (i < st->num_buckets && st->buckets[i].index == bt) {
     const partial *current = &st->buckets[i];
     if (current->max_time > t) {
@@ -786,6 +831,7 @@ static double hopped_value(const tdm__window_spec *s, tdm__entity *e,
       SCAN_SETUP();
       int64_t lo = e->max_time - s->horizon;
       int64_t begin = bt * p->hop, end = begin + p->hop;
+      first = skip_old(e, first, last, lo > begin - 1 ? lo : begin - 1);
       const double *xs = e->numbers + p->number_column * e->cap;
       int numeric = kind_reads_number(p->kind);
       partial cut;
@@ -826,7 +872,6 @@ int tdm__entity_apply(const tdm__window_spec *s, tdm__entity *e,
     if (log_reserve(s, e) != TDM_OK) return TDM_ENOMEM;
     if (s->string_columns > 0 && bytes_reserve(e, string_bytes) != TDM_OK)
       return TDM_ENOMEM;
-    if (s->needs_table && table_reserve(e) != TDM_OK) return TDM_ENOMEM;
   }
   for (size_t i = 0; i < s->num_aggs; i++)
     if (s->aggs[i].role == ROLE_HOPPED &&
@@ -843,12 +888,14 @@ int tdm__entity_apply(const tdm__window_spec *s, tdm__entity *e,
     for (size_t b = 0; b < s->filter_bits; b++)
       if (ev->filters[s->filter_inputs[b]]) mask |= (uint64_t)1 << b;
     e->times[j] = t;
+    e->reach[j] = j > e->start && e->reach[j - 1] > t ? e->reach[j - 1] : t;
     e->filters[j] = mask;
     for (size_t c = 0; c < s->number_columns; c++)
       e->numbers[c * e->cap + j] = normalize(ev->numbers[s->number_inputs[c]]);
     for (size_t c = 0; c < s->string_columns; c++) {
       const tdm__str *str = &ev->strings[s->string_inputs[c]];
-      e->strings[c * e->cap + j] = bytes_push(e, str->data, str->len);
+      log_string *col = e->strings + c * e->cap;
+      col[j] = bytes_push(e, col, j, str->data, str->len);
     }
   }
 
@@ -1172,6 +1219,7 @@ int tdm__entity_decode(const tdm__window_spec *s, const void *data,
       if (s->filter_bits < 64 && (mask >> s->filter_bits) != 0)
         DECODE_FAIL("event %u: bad filter bits", k);
       e->times[j] = t;
+      e->reach[j] = j > e->start && e->reach[j - 1] > t ? e->reach[j - 1] : t;
       e->filters[j] = mask;
       for (size_t c = 0; c < s->number_columns; c++) {
         /* Only canonical numbers (what apply logs) re-encode the same. */
@@ -1192,7 +1240,8 @@ int tdm__entity_decode(const tdm__window_spec *s, const void *data,
             goto fail;
           }
         }
-        e->strings[c * e->cap + j] = bytes_push(e, (const char *)bytes, slen);
+        log_string *col = e->strings + c * e->cap;
+        col[j] = bytes_push(e, col, j, (const char *)bytes, slen);
       }
       if (r.short_read) break;
       e->end++;
@@ -1201,10 +1250,6 @@ int tdm__entity_decode(const tdm__window_spec *s, const void *data,
   if (r.short_read) DECODE_FAIL("truncated");
   if (r.off != r.len)
     DECODE_FAIL("%zu bytes after the end", r.len - r.off);
-  if (s->needs_table && table_reserve(e) != TDM_OK) {
-    rc = tdm__fail(err, TDM_ENOMEM, "out of memory");
-    goto fail;
-  }
   *out = e;
   return TDM_OK;
 fail:

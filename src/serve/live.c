@@ -96,6 +96,7 @@ struct tdm__live {
   pthread_t committer;
   int committer_running;
   atomic_llong newest; /* the latest event time applied */
+  atomic_int warned_stale;
   /* counters */
   atomic_ullong fallback_batch, fallback_default, fallback_none;
   atomic_ullong events, rejected, duplicates, requests, commits;
@@ -712,6 +713,74 @@ int tdm__live_metadata(const tdm__live *live, tdm__buf *out) {
   return rc;
 }
 
+/* The tables the pipeline reads: its lookups', its fallback's and those
+ * its tables: section names. */
+static size_t tables_read(const tdm__live *live, const char **names,
+                          size_t max) {
+  const tdm__spec *spec = tdm__pipeline_spec(live->p);
+  size_t n = 0;
+  for (size_t i = 0; i < spec->num_features; i++)
+    if (spec->features[i].kind == TDM__FEATURE_LOOKUP && n < max)
+      names[n++] = spec->features[i].table;
+  if (spec->fallback_table && n < max) names[n++] = spec->fallback_table;
+  for (size_t i = 0; i < spec->num_tables && n < max; i++)
+    names[n++] = spec->tables[i].table;
+  /* Each once. */
+  size_t unique = 0;
+  for (size_t i = 0; i < n; i++) {
+    size_t j = 0;
+    while (j < unique && strcmp(names[j], names[i]) != 0) j++;
+    if (j == unique) names[unique++] = names[i];
+  }
+  return unique;
+}
+
+static int64_t wall_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A table's newest version and its age in seconds (wall clock); version
+ * 0 when it has none. */
+static void table_age(const tdm__live *live, const char *table,
+                      uint64_t *version, double *age_s) {
+  tdm__tables *tables = tdm__pipeline_tables(live->p);
+  tdm__table_version *versions = NULL;
+  size_t count = 0;
+  tdm_error err;
+  *version = 0;
+  *age_s = INFINITY;
+  if (tables != NULL &&
+      tdm__tables_versions(tables, table, &versions, &count, &err) == TDM_OK &&
+      count > 0) {
+    *version = versions[0].version;
+    *age_s = (double)(wall_ms() - versions[0].as_of_ms) / 1000.0;
+  }
+  tdm__table_versions_free(versions, count);
+}
+
+int tdm__live_ready(tdm__live *live) {
+  const tdm__spec *spec = tdm__pipeline_spec(live->p);
+  int ready = 1;
+  for (size_t i = 0; i < spec->num_tables; i++) {
+    const tdm__table_spec *t = &spec->tables[i];
+    if (t->max_staleness_ms == 0) continue;
+    uint64_t version;
+    double age;
+    table_age(live, t->table, &version, &age);
+    int stale = age * 1000.0 > (double)t->max_staleness_ms;
+    if (stale && t->fail_ready) ready = 0;
+    if (stale && !t->fail_ready && !atomic_exchange(&live->warned_stale, 1))
+      fprintf(stderr,
+              "tandem serve: warning: table %s is older than its "
+              "max_staleness (%s)\n",
+              t->table, version ? "its newest version is too old" : "no version");
+    if (!stale && !t->fail_ready) atomic_store(&live->warned_stale, 0);
+  }
+  return ready;
+}
+
 int tdm__live_metrics(tdm__live *live, tdm__buf *out) {
   const char *name = tdm__live_name(live);
   size_t entities = 0;
@@ -763,4 +832,29 @@ int tdm__live_metrics(tdm__live *live, tdm__buf *out) {
       (unsigned long long)atomic_load(&live->fallback_none), name,
       (unsigned long long)atomic_load(&live->commits), name,
       (double)atomic_load(&live->commit_ns_total) * 1e-9);
+}
+
+int tdm__live_table_metrics(tdm__live *live, int family, tdm__buf *out) {
+  const char *names[64];
+  size_t n = tables_read(live, names, 64);
+  int rc = TDM_OK;
+  for (size_t i = 0; i < n && rc == TDM_OK; i++) {
+    uint64_t version;
+    double age;
+    table_age(live, names[i], &version, &age);
+    char age_text[32] = "+Inf"; /* no version yet */
+    if (version) tdm__format_double(age, age_text);
+    if (family == 0)
+      rc = tdm__buf_printf(out,
+                           "tandem_table_staleness_seconds{pipeline=\"%s\","
+                           "table=\"%s\"} %s\n",
+                           tdm__live_name(live), names[i], age_text);
+    else
+      rc = tdm__buf_printf(out,
+                           "tandem_table_version{pipeline=\"%s\",table=\"%s\"} "
+                           "%llu\n",
+                           tdm__live_name(live), names[i],
+                           (unsigned long long)version);
+  }
+  return rc;
 }

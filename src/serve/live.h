@@ -65,5 +65,13 @@ int tdm__live_metadata(const tdm__live *live, tdm__buf *out);
 
 /* Prometheus text for the pipeline's counters. */
 int tdm__live_metrics(tdm__live *live, tdm__buf *out);
+/* Samples (no HELP/TYPE lines: the caller writes them once for all
+ * pipelines) of tandem_table_staleness_seconds (wall clock now minus the
+ * newest version's as_of) and tandem_table_version, per table read. */
+int tdm__live_table_metrics(tdm__live *live, int family /* 0 staleness,
+                            1 version */, tdm__buf *out);
+/* 0 when a table with max_staleness and on_stale: not_ready is older than
+ * that (or has no version); a warn table only logs. */
+int tdm__live_ready(tdm__live *live);
 
 #endif /* TDM_LIVE_H */

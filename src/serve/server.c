@@ -605,6 +605,17 @@ static enum MHD_Result metrics(tdm__server *srv, struct MHD_Connection *c,
   }
   for (size_t i = 0; i < srv->config.num_pipelines && rc == TDM_OK; i++)
     rc = tdm__live_metrics(srv->config.pipelines[i], &b);
+  static const char *table_families[] = {
+      "# HELP tandem_table_staleness_seconds Age of a table's newest "
+      "version: now minus its as_of.\n"
+      "# TYPE tandem_table_staleness_seconds gauge\n",
+      "# HELP tandem_table_version The newest version of a table (0: none).\n"
+      "# TYPE tandem_table_version gauge\n"};
+  for (int f = 0; f < 2 && rc == TDM_OK && srv->config.num_pipelines > 0; f++) {
+    rc = tdm__buf_append(&b, table_families[f], strlen(table_families[f]));
+    for (size_t i = 0; i < srv->config.num_pipelines && rc == TDM_OK; i++)
+      rc = tdm__live_table_metrics(srv->config.pipelines[i], f, &b);
+  }
   if (rc == TDM_OK)
     rc = tdm__buf_printf(&b,
                          "# HELP tandem_build_info The running tandem.\n"
@@ -617,6 +628,12 @@ static enum MHD_Result metrics(tdm__server *srv, struct MHD_Connection *c,
   }
   return respond_buf(srv, c, r, MHD_HTTP_OK,
                      "text/plain; version=0.0.4; charset=utf-8", &b);
+}
+
+static int pipelines_ready(const tdm__server *srv) {
+  for (size_t i = 0; i < srv->config.num_pipelines; i++)
+    if (!tdm__live_ready(srv->config.pipelines[i])) return 0;
+  return 1;
 }
 
 static tdm__live *find_pipeline(const tdm__server *srv, const char *name) {
@@ -690,7 +707,8 @@ static enum MHD_Result dispatch(tdm__server *srv, struct MHD_Connection *c,
                            !atomic_load(&srv->draining) &&
                                    (tdm__repository_ready(srv->repo) ||
                                     (srv->config.num_pipelines > 0 &&
-                                     tdm__repository_count(srv->repo) == 0))
+                                     tdm__repository_count(srv->repo) == 0)) &&
+                                   pipelines_ready(srv)
                                ? MHD_HTTP_OK
                                : MHD_HTTP_BAD_REQUEST);
     case ROUTE_MODEL_METADATA: return model_metadata(srv, c, r);
