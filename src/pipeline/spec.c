@@ -909,7 +909,12 @@ static int schedule_pair(reader *r, void *ctx, size_t key,
   tdm__schedule_spec *s = ctx;
   if (key == 0) {
     s->cron_mark = mark;
-    return scalar(r, value, mark, "cron", &s->cron);
+    int rc = scalar(r, value, mark, "cron", &s->cron);
+    tdm_error why;
+    if (rc == TDM_OK && tdm__cron_parse(s->cron, &s->when, &why) != TDM_OK)
+      rc = tdm__spec_fail(r->spec, mark, TDM_EPARSE, r->err, "cron \"%s\": %s",
+                          s->cron, why.message);
+    return rc;
   }
   if (key == 1) return path_value(r, value, mark, "in", &s->in);
   s->table_mark = mark;
@@ -1034,6 +1039,24 @@ static int check_keys(reader *r, const top *t) {
                             "or a number",
                             spec->id);
   }
+  for (size_t i = 0; i < spec->num_schedules; i++) {
+    const tdm__schedule_spec *sc = &spec->schedules[i];
+    size_t m = 0;
+    while (m < spec->num_materialize &&
+           (sc->table == NULL ||
+            strcmp(spec->materialize[m].table, sc->table) != 0))
+      m++;
+    if (spec->num_materialize == 0 || (sc->table != NULL && m == spec->num_materialize))
+      return tdm__spec_fail(spec, sc->table ? sc->table_mark : sc->mark,
+                            TDM_EPARSE, r->err,
+                            "a schedule refreshes tables of the materialize: "
+                            "section%s%s",
+                            sc->table ? ", and there is none named " : "",
+                            sc->table ? sc->table : "");
+  }
+  if (spec->fallback_table != NULL && spec->deadline_ms == 0)
+    return tdm__spec_fail(spec, spec->fallback_mark, TDM_EPARSE, r->err,
+                          "a fallback needs deadline_ms (when to use it)");
   for (size_t i = 0; i < spec->num_features; i++) {
     const tdm__feature_spec *feature = &spec->features[i];
     for (size_t j = 0; j < i; j++)

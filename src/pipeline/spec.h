@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "../core/core.h"
+#include "../core/cron.h"
 #include "tandem.h"
 
 /* How a scalar is written, for finding a position inside its text. */
@@ -101,6 +102,7 @@ typedef struct tdm__table_spec {
 /* schedule: batch refreshes run by `tandem serve`. */
 typedef struct tdm__schedule_spec {
   char *cron;
+  tdm__cron when; /* cron, parsed */
   char *in;    /* the events the refresh reads, resolved against dir */
   char *table; /* the table it materializes (NULL: every materialize) */
   tdm__mark mark, cron_mark, table_mark;

@@ -38,6 +38,7 @@
 #include "../store/store.h"
 #include "../store/table.h"
 #include "../store/wal.h"
+#include "schedule.h"
 
 #define NUM_SHARDS 64
 
@@ -73,6 +74,7 @@ typedef struct waiter {
 
 struct tdm__live {
   tdm__pipeline *p;
+  tdm__scheduler *scheduler;
   waiter *waiters; /* under commit_lock */
   size_t num_waiters, cap_waiters;
   shard shards[NUM_SHARDS];
@@ -415,6 +417,9 @@ int tdm__live_open(const char *pipeline_path, const char *state_dir,
   int rc = tdm__pipeline_load(pipeline_path, 0, &live->p, err);
   if (rc == TDM_OK)
     rc = tdm__pipeline_open_tables(live->p, store, TDM__LOOKUP_NEWEST, err);
+  if (rc == TDM_OK)
+    rc = tdm__scheduler_start(pipeline_path, tdm__pipeline_spec(live->p),
+                              store, &live->scheduler, err);
   for (int i = 0; i < NUM_SHARDS && rc == TDM_OK; i++) {
     if (tdm__state_map_new(live->p, &live->shards[i].map) != TDM_OK ||
         tdm__result_init(live->p, &live->shards[i].result) != TDM_OK)
@@ -448,6 +453,7 @@ int tdm__live_open(const char *pipeline_path, const char *state_dir,
 
 void tdm__live_close(tdm__live *live) {
   if (live == NULL) return;
+  tdm__scheduler_stop(live->scheduler);
   if (live->committer_running) {
     pthread_mutex_lock(&live->commit_lock);
     live->stopping = 1;
@@ -692,6 +698,12 @@ void tdm__live_events_async(tdm__live *live, const char *body, size_t len,
   *gen_out = gen;
 }
 
+int tdm__live_schedule(tdm__live *live, tdm__buf *out) {
+  if (live->scheduler == NULL)
+    return tdm__buf_append(out, "{\"schedules\":[]}", 16);
+  return tdm__scheduler_status(live->scheduler, out);
+}
+
 int tdm__live_metadata(const tdm__live *live, tdm__buf *out) {
   const tdm__spec *spec = tdm__pipeline_spec(live->p);
   int rc = tdm__buf_append(out, "{\"name\":", 8);
@@ -832,6 +844,11 @@ int tdm__live_metrics(tdm__live *live, tdm__buf *out) {
       (unsigned long long)atomic_load(&live->fallback_none), name,
       (unsigned long long)atomic_load(&live->commits), name,
       (double)atomic_load(&live->commit_ns_total) * 1e-9);
+}
+
+int tdm__live_schedule_metrics(tdm__live *live, tdm__buf *out) {
+  if (live->scheduler == NULL) return TDM_OK;
+  return tdm__scheduler_metrics(live->scheduler, tdm__live_name(live), out);
 }
 
 int tdm__live_table_metrics(tdm__live *live, int family, tdm__buf *out) {

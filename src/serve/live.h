@@ -60,6 +60,11 @@ int tdm__live_when_durable(tdm__live *live, uint64_t gen,
 /* The error body of an answer whose state failed to be written. */
 void tdm__live_durability_failed(tdm__buf *out, unsigned *status);
 
+/* The scheduled refreshes' status (GET /v1/pipelines/{name}/schedule)
+ * and metrics (with HELP and TYPE; nothing without a schedule). */
+int tdm__live_schedule(tdm__live *live, tdm__buf *out);
+int tdm__live_schedule_metrics(tdm__live *live, tdm__buf *out);
+
 /* The pipeline's description (GET /v1/pipelines/{name}). */
 int tdm__live_metadata(const tdm__live *live, tdm__buf *out);
 

@@ -39,7 +39,8 @@ typedef enum route_kind {
   ROUTE_REPOSITORY_UNLOAD,
   ROUTE_METRICS,
   ROUTE_PIPELINE,
-  ROUTE_EVENTS
+  ROUTE_EVENTS,
+  ROUTE_SCHEDULE
 } route_kind;
 
 /* The endpoints. '*' matches one path segment: the model, then the
@@ -65,6 +66,7 @@ static const struct route {
     {"/metrics", "GET", ROUTE_METRICS, 0},
     {"/v1/pipelines/*", "GET", ROUTE_PIPELINE, 0},
     {"/v1/pipelines/*/events", "POST", ROUTE_EVENTS, 0},
+    {"/v1/pipelines/*/schedule", "GET", ROUTE_SCHEDULE, 0},
 };
 
 /* Requests that do work (score, apply events): admission control, body
@@ -611,6 +613,8 @@ static enum MHD_Result metrics(tdm__server *srv, struct MHD_Connection *c,
       "# TYPE tandem_table_staleness_seconds gauge\n",
       "# HELP tandem_table_version The newest version of a table (0: none).\n"
       "# TYPE tandem_table_version gauge\n"};
+  for (size_t i = 0; i < srv->config.num_pipelines && rc == TDM_OK; i++)
+    rc = tdm__live_schedule_metrics(srv->config.pipelines[i], &b);
   for (int f = 0; f < 2 && rc == TDM_OK && srv->config.num_pipelines > 0; f++) {
     rc = tdm__buf_append(&b, table_families[f], strlen(table_families[f]));
     for (size_t i = 0; i < srv->config.num_pipelines && rc == TDM_OK; i++)
@@ -659,8 +663,10 @@ static enum MHD_Result pipeline_request(tdm__server *srv,
                          "unknown pipeline \"%s\"", r->model);
   tdm__buf out = {0};
   unsigned status = MHD_HTTP_OK;
-  if (r->route->kind == ROUTE_PIPELINE) {
-    if (tdm__live_metadata(live, &out) != TDM_OK) {
+  if (r->route->kind != ROUTE_EVENTS) {
+    int rc = r->route->kind == ROUTE_PIPELINE ? tdm__live_metadata(live, &out)
+                                              : tdm__live_schedule(live, &out);
+    if (rc != TDM_OK) {
       tdm__buf_free(&out);
       return respond_error(srv, c, r, 500, "out of memory");
     }
@@ -719,7 +725,8 @@ static enum MHD_Result dispatch(tdm__server *srv, struct MHD_Connection *c,
     case ROUTE_REPOSITORY_UNLOAD: return repository_unload(srv, c, r);
     case ROUTE_METRICS: return metrics(srv, c, r);
     case ROUTE_PIPELINE:
-    case ROUTE_EVENTS: return pipeline_request(srv, c, r);
+    case ROUTE_EVENTS:
+    case ROUTE_SCHEDULE: return pipeline_request(srv, c, r);
     case ROUTE_NONE: break;
   }
   return respond_error(srv, c, r, 500, "unrouted request");
