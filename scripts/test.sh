@@ -39,7 +39,8 @@ for t in tests/integration/test_cli.py tests/integration/test_xgboost_fixtures.p
     tests/integration/test_pipeline_batch.py \
     tests/integration/test_pipeline_reference.py \
     tests/integration/test_pipeline_replay.py \
-    tests/integration/test_pipeline_warm_start.py; do
+    tests/integration/test_pipeline_warm_start.py \
+    tests/integration/test_hybrid.py; do
   TANDEM=build-asan/tandem ASAN_OPTIONS=detect_leaks=1 /usr/bin/python3 "$t" \
     || failed+=("$t (sanitizers)")
 done
