@@ -18,18 +18,19 @@ echo "== 1. a month of card transactions (examples/fraud/generate.py)"
 /usr/bin/python3 examples/fraud/generate.py --split 0.8 --out "$out/txns" --stats
 
 echo
-echo "== 2. batch: the pipeline over the history"
+echo "== 2. batch: the pipeline over the history, materializing card_profile"
+rm -rf "$out/tables"
 build/tandem batch "$pipeline" --in "$out/txns.history.csv" \
-  --out "$out/history.scores.csv"
+  --out "$out/history.scores.csv" --materialize card_profile --store "$out/tables"
 head -n 4 "$out/history.scores.csv"
 echo "decisions: $(cut -d, -f6 "$out/history.scores.csv" | tail -n +2 | sort | uniq -c | tr -s ' ' | paste -sd, -)"
 
 echo
-echo "== 3. real time: tandem serve $pipeline --state $out/state"
+echo "== 3. real time: tandem serve $pipeline --state $out/state --store $out/tables"
 rm -rf "$out/state"
 log="$out/serve.log"
-build/tandem serve "$pipeline" --state "$out/state" --listen 127.0.0.1:0 \
-  2>"$log" &
+build/tandem serve "$pipeline" --state "$out/state" --store "$out/tables" \
+  --listen 127.0.0.1:0 2>"$log" &
 server=$!
 trap 'kill $server 2>/dev/null || true' EXIT
 for _ in $(seq 100); do
@@ -39,7 +40,8 @@ done
 url=$(sed -n 's/.*listening on \(http:[^ ]*\).*/\1/p' "$log")
 echo "listening on $url"
 echo "== 4. the live days through the server, compared with batch (tandem replay)"
-build/tandem replay "$pipeline" --in "$out/txns.live.csv" --url "$url" 2>&1 | tail -n 5 || {
+build/tandem replay "$pipeline" --in "$out/txns.live.csv" --url "$url" \
+  --store "$out/tables" 2>&1 | tail -n 5 || {
   echo "replay found differences" >&2
   exit 1
 }

@@ -39,8 +39,11 @@ def roc_auc(labels, scores):
 def features(tandem, pipeline, history, tmp):
     """The pipeline's features for every history event, from tandem."""
     out = os.path.join(tmp, "features.csv")
+    # The lookup feature reads a table: an empty store gives its default
+    # (it is not a model feature; the decision rules use it).
     subprocess.run([tandem, "batch", pipeline, "--in", history, "--out", out,
-                    "--features-only"], check=True)
+                    "--features-only", "--store", os.path.join(tmp, "tables")],
+                   check=True)
     return pd.read_csv(out, dtype={"txn_id": str, "card_id": str})
 
 
@@ -64,7 +67,7 @@ def main():
                              dtype={"txn_id": str})
     data = feats.merge(labels, on="txn_id", how="inner", validate="one_to_one")
     names = [c for c in feats.columns
-             if c not in ("txn_id", "card_id", "ts", "duplicate")]
+             if c not in ("txn_id", "card_id", "ts", "duplicate", "profile_score")]
     x = data[names].to_numpy(dtype=np.float32)
     y = data["is_fraud"].to_numpy()
     params = {"objective": "binary:logistic", "max_depth": 6, "eta": 0.1,
