@@ -12,7 +12,7 @@ SANITIZE ?=
 WARN      = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-unused-parameter
 BASEFLAGS = -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(OPT) -g \
             $(WARN) -Iinclude -ffp-contract=off -MMD -MP $(SANITIZE)
-LDLIBS    = -lcurl -lfyaml -llmdb -lmicrohttpd -lcrypto -lm -lpthread
+LDLIBS    = -lcurl -lfyaml -llmdb -lmicrohttpd -lsqlite3 -lcrypto -lm -lpthread
 
 LIB_SRC  := $(wildcard src/core/*.c src/model/*.c src/io/*.c src/pipeline/*.c \
               src/store/*.c src/batch/*.c src/serve/*.c)

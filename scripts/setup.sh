@@ -14,6 +14,7 @@ build_packages=(
   libfyaml-dev                 # pipeline files (YAML with line/column)
   liblmdb-dev                  # state and tables (LMDB)
   libcurl4-openssl-dev         # tandem replay's HTTP client
+  libsqlite3-dev               # the run registry (tandem runs, compare)
 )
 test_packages=(
   clang libclang-rt-dev        # libFuzzer and sanitizers

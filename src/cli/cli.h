@@ -40,5 +40,13 @@ int tdm__cmd_batch(int argc, char **argv);
 int tdm__cmd_replay(int argc, char **argv);
 int tdm__cmd_serve(int argc, char **argv);
 int tdm__cmd_inspect(int argc, char **argv);
+int tdm__cmd_runs(int argc, char **argv);
+int tdm__cmd_compare(int argc, char **argv);
+
+/* After a successful score or batch run: records OUT.manifest.json in the
+ * run registry (registry NULL: the default) unless disabled, and prints
+ * "run <id>" on stderr, or a warning when it cannot (never a failure). */
+void tdm__cli_record_run(const char *command, const char *registry,
+                         int disabled, const char *out_path);
 
 #endif /* TDM_CLI_H */

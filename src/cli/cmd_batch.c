@@ -46,6 +46,12 @@ static const char batch_help[] =
     "  --features-only  no model: write the keys and every feature (the\n"
     "                   training data for the pipeline's model, computed\n"
     "                   exactly as live)\n"
+    "  --registry P     record the run in the run registry P (default:\n"
+    "                   $TANDEM_REGISTRY, else $XDG_DATA_HOME/tandem/\n"
+    "                   registry.db, else ~/.local/share/tandem/registry.db);\n"
+    "                   a registry that cannot be written only warns, even\n"
+    "                   one given here (see `tandem runs`)\n"
+    "  --no-registry    do not record the run\n"
     "  --help           show this help\n"
     "\n"
     "exit status: 0 success, 1 runtime failure, 2 bad usage or bad input\n";
@@ -63,6 +69,8 @@ int tdm__cmd_batch(int argc, char **argv) {
       {"materialize", required_argument, NULL, 'M'},
       {"store", required_argument, NULL, 'D'},
       {"as-of", required_argument, NULL, 'A'},
+      {"registry", required_argument, NULL, 'R'},
+      {"no-registry", no_argument, NULL, 'N'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
   tdm__batch_options opt = {0};
@@ -70,6 +78,8 @@ int tdm__cmd_batch(int argc, char **argv) {
   opt.materialize = tables;
   opt.as_of_ms = INT64_MIN;
   size_t count;
+  const char *registry = NULL;
+  int no_registry = 0;
   opterr = 0;
   optind = 1;
   int c;
@@ -88,6 +98,8 @@ int tdm__cmd_batch(int argc, char **argv) {
         tables[opt.num_materialize++] = optarg;
         break;
       case 'D': opt.store = optarg; break;
+      case 'R': registry = optarg; break;
+      case 'N': no_registry = 1; break;
       case 'A':
         if (tdm__parse_time(optarg, strlen(optarg), TDM__TIME_AUTO,
                             &opt.as_of_ms) != 0)
@@ -137,5 +149,6 @@ int tdm__cmd_batch(int argc, char **argv) {
             (unsigned long long)stats.materialized[i].version,
             stats.materialized[i].rows, as_of);
   }
+  tdm__cli_record_run("batch", registry, no_registry, opt.out_path);
   return TDM_EXIT_OK;
 }

@@ -39,6 +39,12 @@ static const char score_help[] =
     "                 the unsharded output byte for byte\n"
     "  --keep COL     copy input column COL to the output (repeatable, or a\n"
     "                 comma-separated list), before the scores\n"
+    "  --registry P   record the run in the run registry P (default:\n"
+    "                 $TANDEM_REGISTRY, else $XDG_DATA_HOME/tandem/\n"
+    "                 registry.db, else ~/.local/share/tandem/registry.db);\n"
+    "                 a registry that cannot be written only warns, even\n"
+    "                 one given here (see `tandem runs`)\n"
+    "  --no-registry  do not record the run\n"
     "  --help         show this help\n"
     "\n"
     "exit status: 0 success, 1 runtime failure, 2 bad usage or bad input\n";
@@ -53,12 +59,16 @@ int tdm__cmd_score(int argc, char **argv) {
       {"iterations", required_argument, NULL, 'n'},
       {"shard", required_argument, NULL, 's'},
       {"keep", required_argument, NULL, 'k'},
+      {"registry", required_argument, NULL, 'R'},
+      {"no-registry", no_argument, NULL, 'N'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
   tdm__score_options opt = {0};
   const char *keep[256];
   char *keep_storage[256];
   size_t num_storage = 0;
+  const char *registry = NULL;
+  int no_registry = 0;
   int status = TDM_EXIT_OK;
   size_t count; /* the value of a numeric option */
   opterr = 0;
@@ -70,6 +80,8 @@ int tdm__cmd_score(int argc, char **argv) {
       case 'i': opt.in_path = optarg; break;
       case 'o': opt.out_path = optarg; break;
       case 'M': opt.margin = 1; break;
+      case 'R': registry = optarg; break;
+      case 'N': no_registry = 1; break;
       case 't':
         if (!tdm__parse_count(optarg, 256, &count)) {
           status = tdm__usage_error("score",
@@ -155,6 +167,7 @@ int tdm__cmd_score(int argc, char **argv) {
     status = tdm__report(rc, &err);
     goto done;
   }
+  tdm__cli_record_run("score", registry, no_registry, opt.out_path);
 done:
   for (size_t i = 0; i < num_storage; i++) free(keep_storage[i]);
   return status;

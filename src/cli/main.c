@@ -30,6 +30,8 @@ static const tdm_command commands[] = {
      "send events through a live server and compare with batch"},
     {"serve", tdm__cmd_serve, "serve models over HTTP (KServe v2 protocol)"},
     {"inspect", tdm__cmd_inspect, "describe a model file"},
+    {"runs", tdm__cmd_runs, "list the runs recorded in the run registry"},
+    {"compare", tdm__cmd_compare, "compare the outputs of two recorded runs"},
     {"version", cmd_version, "print the version"},
     {"help", cmd_help, "show this help"},
 };

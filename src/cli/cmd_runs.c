@@ -1,0 +1,258 @@
+/*
+ * cmd_runs.c - `tandem runs`: lists the runs in the run registry
+ * (src/store/registry.c), newest first, as a table or as JSON Lines. Also
+ * home to tdm__cli_record_run, which `tandem score` and `tandem batch`
+ * call after a successful run to record it there.
+ */
+#include <getopt.h>
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../core/core.h"
+#include "../pipeline/spec.h"
+#include "../store/registry.h"
+#include "cli.h"
+
+void tdm__cli_record_run(const char *command, const char *registry,
+                         int disabled, const char *out_path) {
+  if (disabled) return;
+  char path[4096];
+  tdm_error err;
+  int rc = TDM_OK;
+  if (registry != NULL) {
+    if (snprintf(path, sizeof path, "%s", registry) >= (int)sizeof path)
+      rc = tdm__fail(&err, TDM_EINVAL, "the registry path is too long");
+  } else {
+    rc = tdm__registry_default_path(path, sizeof path, &err);
+  }
+  tdm__buf manifest = {0};
+  if (rc == TDM_OK &&
+      tdm__buf_printf(&manifest, "%s.manifest.json", out_path) != TDM_OK)
+    rc = tdm__fail(&err, TDM_ENOMEM, "out of memory");
+  char run_id[16];
+  if (rc == TDM_OK)
+    rc = tdm__registry_record_manifest(path, manifest.data, run_id, &err);
+  tdm__buf_free(&manifest);
+  /* The run itself succeeded and its output is in place: a registry that
+   * cannot be written is worth a warning, never a failed run. */
+  if (rc != TDM_OK)
+    fprintf(stderr, "tandem %s: warning: run not recorded: %s\n", command,
+            err.message);
+  else
+    fprintf(stderr, "tandem %s: run %s\n", command, run_id);
+}
+
+static const char runs_help[] =
+    "usage: tandem runs [options]\n"
+    "\n"
+    "Lists the runs of `tandem score` and `tandem batch` recorded in the run\n"
+    "registry, newest first: id, start time (UTC), command, model version\n"
+    "(the first 12 hex digits of its SHA-256), input, rows written, seconds.\n"
+    "\n"
+    "options:\n"
+    "  --registry P       the registry (default: $TANDEM_REGISTRY, else\n"
+    "                     $XDG_DATA_HOME/tandem/registry.db, else\n"
+    "                     ~/.local/share/tandem/registry.db)\n"
+    "  --command C        only runs of score or batch\n"
+    "  --model SHA        only runs whose model's SHA-256 starts with SHA\n"
+    "  --pipeline P       only runs of the pipeline file P, or of the\n"
+    "                     pipeline whose SHA-256 starts with P\n"
+    "  --since TIME       only runs started at or after TIME: RFC 3339,\n"
+    "                     epoch seconds, or a duration back from now (24h)\n"
+    "  --limit N          at most N runs\n"
+    "  --json             JSON Lines: one object per run, every field\n"
+    "  --help             show this help\n"
+    "\n"
+    "exit status: 0 success, 1 runtime failure, 2 bad usage or bad input\n";
+
+static int is_hex(const char *s, size_t min, size_t max) {
+  size_t n = strlen(s);
+  if (n < min || n > max) return 0;
+  for (size_t i = 0; i < n; i++)
+    if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f') ||
+          (s[i] >= 'A' && s[i] <= 'F')))
+      return 0;
+  return 1;
+}
+
+static void lowercase(char *s) {
+  for (; *s; s++)
+    if (*s >= 'A' && *s <= 'F') *s = (char)(*s - 'A' + 'a');
+}
+
+/* --since: a time, or a duration back from now, as the registry writes
+ * times (to the second, rounded up so that the bound stays inclusive). */
+static int parse_since(const char *text, char out[32]) {
+  int64_t ms, back;
+  if (tdm__parse_duration(text, &back) == 0) {
+    ms = (int64_t)time(NULL) * 1000 - back;
+  } else if (tdm__parse_time(text, strlen(text), TDM__TIME_AUTO, &ms) != 0) {
+    return -1;
+  }
+  int64_t seconds = ms / 1000 + (ms % 1000 > 0 ? 1 : 0);
+  if (ms < 0 && ms % 1000 != 0) seconds = ms / 1000;
+  time_t t = (time_t)seconds;
+  struct tm tm;
+  if (gmtime_r(&t, &tm) == NULL) return -1;
+  strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return 0;
+}
+
+/* The last component of a path, for a table that must stay narrow. */
+static const char *base_name(const char *path) {
+  if (path == NULL) return "-";
+  const char *slash = strrchr(path, '/');
+  return slash ? slash + 1 : path;
+}
+
+static void print_table(const tdm__run_record *runs, size_t count) {
+  printf("%-12s  %-20s  %-7s  %-12s  %-24s  %10s  %9s\n", "ID", "STARTED",
+         "COMMAND", "MODEL", "INPUT", "ROWS", "SECONDS");
+  for (size_t i = 0; i < count; i++) {
+    const tdm__run_record *r = &runs[i];
+    char rows[24];
+    if (r->rows < 0)
+      snprintf(rows, sizeof rows, "-");
+    else
+      snprintf(rows, sizeof rows, "%lld", (long long)r->rows);
+    printf("%-12s  %-20s  %-7s  %-12s  %-24s  %10s  %9.3f\n", r->id,
+           r->started_at ? r->started_at : "-",
+           r->command ? r->command : "-",
+           r->model_version ? r->model_version : "-",
+           base_name(r->input_path), rows, r->seconds);
+  }
+}
+
+int tdm__cmd_runs(int argc, char **argv) {
+  static const struct option long_options[] = {
+      {"registry", required_argument, NULL, 'r'},
+      {"command", required_argument, NULL, 'c'},
+      {"model", required_argument, NULL, 'm'},
+      {"pipeline", required_argument, NULL, 'p'},
+      {"since", required_argument, NULL, 's'},
+      {"limit", required_argument, NULL, 'n'},
+      {"json", no_argument, NULL, 'j'},
+      {"help", no_argument, NULL, 'h'},
+      {NULL, 0, NULL, 0}};
+  tdm__run_filter filter;
+  memset(&filter, 0, sizeof filter);
+  const char *registry = NULL;
+  const char *pipeline = NULL;
+  char model[65], since[32], pipeline_path[PATH_MAX];
+  int json = 0;
+  opterr = 0;
+  optind = 1;
+  int c;
+  while ((c = getopt_long(argc, argv, ":", long_options, NULL)) != -1) {
+    switch (c) {
+      case 'r': registry = optarg; break;
+      case 'c':
+        if (strcmp(optarg, "score") != 0 && strcmp(optarg, "batch") != 0)
+          return tdm__usage_error("runs",
+                                  "--command is score or batch, not '%s'",
+                                  optarg);
+        filter.command = optarg;
+        break;
+      case 'm':
+        if (!is_hex(optarg, 1, 64))
+          return tdm__usage_error(
+              "runs", "--model wants hex digits of a SHA-256, not '%s'",
+              optarg);
+        snprintf(model, sizeof model, "%s", optarg);
+        lowercase(model);
+        filter.model_prefix = model;
+        break;
+      case 'p': pipeline = optarg; break;
+      case 's':
+        if (parse_since(optarg, since) != 0)
+          return tdm__usage_error("runs",
+                                  "--since wants RFC 3339, epoch seconds or "
+                                  "a duration (24h), not '%s'",
+                                  optarg);
+        filter.since = since;
+        break;
+      case 'n':
+        if (!tdm__parse_count(optarg, SIZE_MAX, &filter.limit))
+          return tdm__usage_error(
+              "runs", "--limit must be a positive number, not '%s'", optarg);
+        break;
+      case 'j': json = 1; break;
+      case 'h': fputs(runs_help, stdout); return TDM_EXIT_OK;
+      case ':':
+        return tdm__usage_error("runs", "%s needs a value", argv[optind - 1]);
+      default:
+        return tdm__usage_error("runs", "unknown option '%s'",
+                                argv[optind - 1]);
+    }
+  }
+  if (optind < argc)
+    return tdm__usage_error("runs", "unexpected argument '%s'", argv[optind]);
+  if (pipeline != NULL) {
+    /* A file by that name is a path; hex that names no file is a hash. */
+    struct stat sb;
+    if (stat(pipeline, &sb) != 0 && is_hex(pipeline, 4, 64)) {
+      snprintf(pipeline_path, sizeof pipeline_path, "%s", pipeline);
+      lowercase(pipeline_path);
+      filter.pipeline_prefix = pipeline_path;
+    } else if (realpath(pipeline, pipeline_path) != NULL) {
+      filter.pipeline_path = pipeline_path;
+    } else if (pipeline[0] == '/') {
+      snprintf(pipeline_path, sizeof pipeline_path, "%s", pipeline);
+      filter.pipeline_path = pipeline_path;
+    } else {
+      char cwd[PATH_MAX];
+      if (getcwd(cwd, sizeof cwd) == NULL ||
+          snprintf(pipeline_path, sizeof pipeline_path, "%s/%s", cwd,
+                   pipeline) >= (int)sizeof pipeline_path)
+        return tdm__usage_error("runs", "cannot resolve --pipeline '%s'",
+                                pipeline);
+      filter.pipeline_path = pipeline_path;
+    }
+  }
+
+  char path[4096];
+  tdm_error err;
+  int rc = TDM_OK;
+  if (registry != NULL)
+    snprintf(path, sizeof path, "%s", registry);
+  else
+    rc = tdm__registry_default_path(path, sizeof path, &err);
+  tdm__registry *reg = NULL;
+  if (rc == TDM_OK)
+    rc = tdm__registry_open(path, TDM__REGISTRY_READ, &reg, &err);
+  if (rc == TDM_ENOTFOUND && registry == NULL) {
+    /* Nothing has been recorded yet: an empty list, not an error. */
+    if (!json) print_table(NULL, 0);
+    return TDM_EXIT_OK;
+  }
+  if (rc != TDM_OK) return tdm__report(rc, &err);
+  tdm__run_record *runs = NULL;
+  size_t count = 0;
+  rc = tdm__registry_list(reg, &filter, &runs, &count, &err);
+  tdm__registry_close(reg);
+  if (rc != TDM_OK) return tdm__report(rc, &err);
+  if (json) {
+    tdm__buf b = {0};
+    for (size_t i = 0; i < count && rc == TDM_OK; i++) {
+      b.len = 0;
+      rc = tdm__run_record_json(&b, &runs[i]);
+      if (rc == TDM_OK) rc = tdm__buf_append(&b, "\n", 1);
+      if (rc == TDM_OK) fwrite(b.data, 1, b.len, stdout);
+    }
+    tdm__buf_free(&b);
+    if (rc != TDM_OK) {
+      tdm__run_records_free(runs, count);
+      return tdm__report(tdm__fail(&err, TDM_ENOMEM, "out of memory"), &err);
+    }
+  } else {
+    print_table(runs, count);
+  }
+  tdm__run_records_free(runs, count);
+  return TDM_EXIT_OK;
+}
