@@ -11,6 +11,10 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 jobs=$(nproc 2>/dev/null || echo 2)
 failed=()
+# Runs the tests make go to a registry of their own, not the user's.
+registry_dir=$(mktemp -d "${TMPDIR:-/tmp}/tandem-test-registry.XXXXXX")
+trap 'rm -rf "$registry_dir"' EXIT
+export TANDEM_REGISTRY="${TANDEM_REGISTRY:-$registry_dir/registry.db}"
 step() { printf '\n=== %s\n' "$*"; }
 
 step "build"
@@ -40,7 +44,8 @@ for t in tests/integration/test_cli.py tests/integration/test_xgboost_fixtures.p
     tests/integration/test_pipeline_reference.py \
     tests/integration/test_pipeline_replay.py \
     tests/integration/test_pipeline_warm_start.py \
-    tests/integration/test_hybrid.py; do
+    tests/integration/test_hybrid.py \
+    tests/integration/test_registry.py; do
   TANDEM=build-asan/tandem ASAN_OPTIONS=detect_leaks=1 /usr/bin/python3 "$t" \
     || failed+=("$t (sanitizers)")
 done
