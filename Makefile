@@ -15,7 +15,7 @@ BASEFLAGS = -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(OPT) -g \
 LDLIBS    = -lcurl -lfyaml -llmdb -lmicrohttpd -lsqlite3 -lcrypto -lm -lpthread
 
 LIB_SRC  := $(wildcard src/core/*.c src/model/*.c src/io/*.c src/pipeline/*.c \
-              src/store/*.c src/batch/*.c src/serve/*.c)
+              src/store/*.c src/batch/*.c src/serve/*.c src/eval/*.c)
 CLI_SRC  := $(wildcard src/cli/*.c)
 TEST_SRC := $(wildcard tests/unit/*.c)
 

@@ -22,6 +22,7 @@ test_packages=(
   python3-xgboost              # reference predictions (XGBoost's own)
   libxgboost-dev               # XGBoost's C API, the benchmark peer
   python3-pandas               # tests/fuzz/make_corpus.py (regenerating seeds)
+  python3-sklearn              # tandem eval checked against scikit-learn's metrics
   curl                         # a real HTTP client for the server's tests
   prometheus                   # promtool checks /metrics; a real scraper
   wrk                          # load generator (reload-under-load test)

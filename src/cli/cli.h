@@ -48,5 +48,6 @@ int tdm__cmd_compare(int argc, char **argv);
  * "run <id>" on stderr, or a warning when it cannot (never a failure). */
 void tdm__cli_record_run(const char *command, const char *registry,
                          int disabled, const char *out_path);
+int tdm__cmd_eval(int argc, char **argv);
 
 #endif /* TDM_CLI_H */

@@ -32,6 +32,8 @@ static const tdm_command commands[] = {
     {"inspect", tdm__cmd_inspect, "describe a model file"},
     {"runs", tdm__cmd_runs, "list the runs recorded in the run registry"},
     {"compare", tdm__cmd_compare, "compare the outputs of two recorded runs"},
+    {"eval", tdm__cmd_eval,
+     "evaluate predictions against labels (scikit-learn's metrics)"},
     {"version", cmd_version, "print the version"},
     {"help", cmd_help, "show this help"},
 };

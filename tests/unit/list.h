@@ -85,4 +85,13 @@
   X(cron_refuses_mistakes_with_a_reason) \
   X(cron_next_by_hand) \
   X(cron_format_normalizes) \
-  X(cron_next_matches_a_minute_by_minute_search)
+  X(cron_next_matches_a_minute_by_minute_search) \
+  X(eval_binary_ties_by_hand) \
+  X(eval_binary_perfect_and_inverted) \
+  X(eval_binary_one_class_and_empty) \
+  X(eval_binary_zero_division_and_log_loss) \
+  X(eval_calibration_bins_as_linspace) \
+  X(eval_roc_auc_equals_pair_count) \
+  X(eval_multiclass_by_hand) \
+  X(eval_regression_by_hand) \
+  X(eval_compensated_means)
