@@ -195,10 +195,9 @@ labels = write_csv("ties.labels.csv", ["label"], [list(y)], "%d")
 check_binary("ties", evaluate("--pred", pred, "--labels", labels, *threshold_args),
              y, p, THRESHOLDS, 10)
 margin = os.path.join(XGB, "credit_data_binary.margin.csv")
-m = read_columns(margin, ["margin"])[:, 0] if "margin" in open(margin).readline() \
-    else np.loadtxt(margin, skiprows=1)
 with open(margin) as f:
     margin_col = f.readline().strip()
+m = read_columns(margin, [margin_col])[:, 0]
 y = (rng.random(len(m)) < 1 / (1 + np.exp(-m))).astype(int)
 labels = write_csv("margin.labels.csv", ["label"], [list(y)], "%d")
 r = evaluate("--pred", margin, "--pred-col", margin_col, "--labels", labels,
