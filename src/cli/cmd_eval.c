@@ -17,6 +17,7 @@
 
 #include "../core/arena.h"
 #include "../core/core.h"
+#include "../store/registry.h"
 #include "../core/json.h"
 #include "../eval/metrics.h"
 #include "../io/csv.h"
@@ -52,6 +53,11 @@ static const char eval_help[] =
     "  --bins N          binary: calibration bins of equal width on [0, 1]\n"
     "                    (default 10)\n"
     "  --json            print one JSON object instead of a table\n"
+    "  --record RUN      store the metrics (the JSON form) with run RUN of\n"
+    "                    the run registry (an id or unique prefix from\n"
+    "                    `tandem runs`), where runs, compare and report\n"
+    "                    show them\n"
+    "  --registry P      the registry (default: as for tandem score)\n"
     "  --help            show this help\n"
     "\n"
     "binary: roc_auc (roc_auc_score: trapezoids over distinct scores, ties\n"
@@ -759,6 +765,7 @@ static void regression_table(const tdm__eval_regression_result *r,
 
 typedef struct eval_options {
   const char *pred_path, *labels_path, *label_column, *pred_column, *id_column;
+  const char *record, *registry; /* --record RUN: store the metrics there */
   int task, json;
   double thresholds[MAX_THRESHOLDS];
   size_t num_thresholds, bins;
@@ -982,10 +989,8 @@ static int evaluate(const eval_options *o, tdm_error *err) {
         o->num_thresholds ? o->num_thresholds : 1, o->bins, &br, err);
     if (rc == TDM_OK) rc = binary_notes(&br, &ns, err);
     if (rc != TDM_OK) goto done;
-    if (o->json)
-      rc = binary_json(&br, &src, &ns, &out);
-    else
-      binary_table(&br, &src, &ns);
+    if (o->json || o->record) rc = binary_json(&br, &src, &ns, &out);
+    if (!o->json) binary_table(&br, &src, &ns);
   } else if (task == TASK_MULTICLASS) {
     rc = tdm__eval_multiclass(scores, labels, n, k, &mr, err);
     if (rc == TDM_OK && !mr.probabilities)
@@ -993,10 +998,8 @@ static int evaluate(const eval_options *o, tdm_error *err) {
                 "log_loss is left out: some scores are outside [0, 1], so "
                 "they are not probabilities");
     if (rc != TDM_OK) goto done;
-    if (o->json)
-      rc = multiclass_json(&mr, &src, &ns, &out);
-    else
-      multiclass_table(&mr, &src, &ns);
+    if (o->json || o->record) rc = multiclass_json(&mr, &src, &ns, &out);
+    if (!o->json) multiclass_table(&mr, &src, &ns);
   } else {
     rc = tdm__eval_regression(scores, labels, n, &rr, err);
     if (rc == TDM_OK && rr.r2_constant_labels)
@@ -1005,10 +1008,8 @@ static int evaluate(const eval_options *o, tdm_error *err) {
                 "(force_finite)",
                 rr.r2 == 1.0 ? "1 (a perfect fit)" : "0");
     if (rc != TDM_OK) goto done;
-    if (o->json)
-      rc = regression_json(&rr, &src, &ns, &out);
-    else
-      regression_table(&rr, &src, &ns);
+    if (o->json || o->record) rc = regression_json(&rr, &src, &ns, &out);
+    if (!o->json) regression_table(&rr, &src, &ns);
   }
   if (rc != TDM_OK) {
     rc = tdm__fail(err, rc, "out of memory");
@@ -1020,6 +1021,20 @@ static int evaluate(const eval_options *o, tdm_error *err) {
   if (rc == TDM_OK && fflush(stdout) != 0)
     rc =
         tdm__fail(err, TDM_EIO, "cannot write the output: %s", strerror(errno));
+  if (rc == TDM_OK && o->record != NULL) {
+    /* The metrics go with the run in the registry (tandem runs, compare,
+     * report show them). */
+    char path[4096];
+    const char *registry = o->registry;
+    if (registry == NULL &&
+        tdm__registry_default_path(path, sizeof path, err) == TDM_OK)
+      registry = path;
+    if (registry == NULL ||
+        tdm__registry_set_metrics(registry, o->record, out.data, err) != TDM_OK)
+      rc = err->status ? err->status : TDM_EIO;
+    else
+      fprintf(stderr, "tandem eval: metrics recorded with run %s\n", o->record);
+  }
 done:
   tdm__eval_binary_result_free(&br);
   tdm__eval_multiclass_result_free(&mr);
@@ -1048,6 +1063,8 @@ int tdm__cmd_eval(int argc, char **argv) {
       {"threshold", required_argument, NULL, 'T'},
       {"bins", required_argument, NULL, 'b'},
       {"json", no_argument, NULL, 'j'},
+      {"record", required_argument, NULL, 'r'},
+      {"registry", required_argument, NULL, 'R'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
   static eval_options o;
@@ -1064,6 +1081,8 @@ int tdm__cmd_eval(int argc, char **argv) {
       case 'P': o.pred_column = optarg; break;
       case 'I': o.id_column = optarg; break;
       case 'j': o.json = 1; break;
+      case 'r': o.record = optarg; break;
+      case 'R': o.registry = optarg; break;
       case 't': {
         o.task = -1;
         for (int t = TASK_BINARY; t <= TASK_REGRESSION; t++)

@@ -9,6 +9,7 @@ database passes PRAGMA integrity_check; a registry that cannot be written
 warns without failing the run; a deleted or changed output makes compare
 fail naming the file."""
 import hashlib
+import csv
 import json
 import os
 import re
@@ -81,6 +82,7 @@ expect(db.execute("SELECT version FROM schema_version").fetchall() == [(1,)],
        "schema_version is not 1")
 db.close()
 print("ok the registry is in WAL mode with schema version 1")
+
 
 fraud = os.path.join(out, "fraud")
 os.makedirs(fraud)
@@ -325,5 +327,26 @@ proc = tandem("compare", batch_runs[0], "ffffffffffff", "--registry", REG)
 expect(proc.returncode != 0 and "no run ffffffffffff" in proc.stderr,
        f"unknown run: {proc.stderr}")
 print("ok compare fails naming an output that changed or is gone")
+
+# ---- tandem eval --record stores the metrics with the run ----
+with open(scored) as f:
+    scored_rows = list(csv.DictReader(f))
+labels_path = os.path.join(out, "labels.csv")
+with open(labels_path, "w") as f:
+    f.write("label\n")
+    for i, sr in enumerate(scored_rows):
+        f.write("%d\n" % (1 if float(sr["score"]) > (i * 7919 % 100) / 100 else 0))
+proc = tandem("eval", "--pred", scored, "--labels", labels_path, "--json",
+              "--record", score_run[:6], "--registry", REG)
+expect(proc.returncode == 0, f"eval --record: {proc.stderr}")
+evaluated = json.loads(proc.stdout)
+stored = row(score_run)["metrics"]
+expect(stored is not None and json.loads(stored) == evaluated,
+       "the registry holds exactly the metrics eval printed")
+proc = tandem("eval", "--pred", scored, "--labels", labels_path,
+              "--record", "ffffffffffff", "--registry", REG)
+expect(proc.returncode != 0 and "ffffffffffff" in proc.stderr,
+       f"eval --record of an unknown run fails: {proc.stderr}")
+print("ok tandem eval --record stores the metrics with the run")
 
 finish("registry")
