@@ -5,10 +5,15 @@
  * bits, strings copied into a byte queue the entity owns); per hopped
  * aggregate a sorted array of non-empty buckets with partial aggregates;
  * per `window: all` aggregate one running partial aggregate; per since_last
- * the latest time seen. Exact windows scan the log; hopped windows combine
- * buckets in ascending order. Every sum and fold runs in a fixed order
- * (arrival order, then bucket order) so results depend only on the events
- * applied. Applying an event first reserves every buffer it may need, so
+ * the latest time seen. Exact windows scan the log from the first entry
+ * that may be in the window (found by binary search over a running max of
+ * the times); distinct follows links between equal logged strings instead
+ * of comparing bytes. Hopped windows combine buckets in ascending order,
+ * continuing a memo of the previous event's fold while its first bucket
+ * and folded buckets are unchanged. Every sum and fold runs in a fixed
+ * order (arrival order, then bucket order) so results depend only on the
+ * events applied; the memos only skip work that would give the same
+ * bits. Applying an event first reserves every buffer it may need, so
  * running out of memory leaves the state untouched.
  */
 #include "window.h"
@@ -66,20 +71,24 @@ typedef struct partial {
   double a, b;
 } partial;
 
+/* A hopped aggregate's memo (never encoded): when cached, fold is the
+ * combination, in ascending order, of the buckets with index in [from,
+ * to], from the first of them. Adding to a bucket at or below to, dropping
+ * from and a reset clear it; a later event whose window starts at the same
+ * bucket continues the fold, which gives the same bits as folding from
+ * scratch. */
+typedef struct hop_fold {
+  int cached;
+  int64_t from, to;
+  partial fold;
+} hop_fold;
+
 typedef struct agg_state {
   partial all;            /* ROLE_ALL */
   int64_t previous_time;  /* ROLE_SINCE_LAST: INT64_MIN when none */
   partial *buckets;       /* ROLE_HOPPED: sorted by index, non-empty */
   size_t num_buckets, cap_buckets;
-  /* ROLE_HOPPED, a memo (never encoded): when cached, fold is the
-   * combination, in ascending order, of the buckets with index in
-   * [fold_from, fold_to], fold_from the first of them. Adding to a bucket
-   * at or below fold_to, dropping fold_from and a reset clear it; a later
-   * event whose window starts at the same bucket continues the fold, which
-   * gives the same bits as folding from scratch. */
-  int cached;
-  int64_t fold_from, fold_to;
-  partial fold;
+  hop_fold *memo;         /* ROLE_HOPPED: one of the entity's folds */
 } agg_state;
 
 /* A logged string: bytes at absolute position pos of the byte queue.
@@ -99,6 +108,8 @@ struct tdm__entity {
   int64_t max_time; /* M, INT64_MIN when empty */
   size_t num_aggs;
   agg_state *aggs;
+  hop_fold *folds; /* one per hopped aggregate */
+  size_t num_folds;
   /* The log: entries [start, end) of columns with room for cap. */
   void *block;
   size_t block_bytes, cap, start, end;
@@ -438,7 +449,7 @@ static void entity_clear(const tdm__window_spec *s, tdm__entity *e) {
   }
   e->start = e->end = 0;
   e->bytes_base = e->bytes_free = e->bytes_end = 0;
-  for (size_t i = 0; i < s->num_aggs; i++) e->aggs[i].cached = 0;
+  for (size_t i = 0; i < e->num_folds; i++) e->folds[i].cached = 0;
 }
 
 int tdm__entity_new(const tdm__window_spec *s, tdm__entity **out) {
@@ -451,6 +462,21 @@ int tdm__entity_new(const tdm__window_spec *s, tdm__entity **out) {
     return TDM_ENOMEM;
   }
   e->num_aggs = s->num_aggs;
+  size_t hopped = 0;
+  for (size_t i = 0; i < s->num_aggs; i++)
+    hopped += s->aggs[i].role == ROLE_HOPPED;
+  if (hopped > 0) {
+    e->folds = tdm__calloc(hopped, sizeof *e->folds);
+    if (e->folds == NULL) {
+      tdm__free(e->aggs);
+      tdm__free(e);
+      return TDM_ENOMEM;
+    }
+    e->num_folds = hopped;
+    hopped = 0;
+    for (size_t i = 0; i < s->num_aggs; i++)
+      if (s->aggs[i].role == ROLE_HOPPED) e->aggs[i].memo = &e->folds[hopped++];
+  }
   entity_clear(s, e);
   *out = e;
   return TDM_OK;
@@ -462,13 +488,15 @@ void tdm__entity_free(tdm__entity *e) {
   tdm__free(e->bytes);
   for (size_t i = 0; i < e->num_aggs; i++) tdm__free(e->aggs[i].buckets);
   tdm__free(e->aggs);
+  tdm__free(e->folds);
   tdm__free(e);
 }
 
 int64_t tdm__entity_max_time(const tdm__entity *e) { return e->max_time; }
 
 size_t tdm__entity_memory(const tdm__entity *e) {
-  size_t m = sizeof *e + e->num_aggs * sizeof *e->aggs + e->block_bytes +
+  size_t m = sizeof *e + e->num_aggs * sizeof *e->aggs +
+             e->num_folds * sizeof *e->folds + e->block_bytes +
              e->bytes_cap;
   for (size_t i = 0; i < e->num_aggs; i++)
     m += e->aggs[i].cap_buckets * sizeof(partial);
@@ -769,7 +797,8 @@ static void hopped_update(const tdm__window_spec *s, const agg_plan *p,
   int64_t threshold =
       floor_div(max_time - s->lateness, p->hop) - p->buckets;
   size_t drop = bucket_lower_bound(st, threshold);
-  if (st->cached && threshold > st->fold_from) st->cached = 0;
+  hop_fold *m = st->memo;
+  if (m->cached && threshold > m->from) m->cached = 0;
   if (drop > 0) {
     memmove(st->buckets, st->buckets + drop,
             (st->num_buckets - drop) * sizeof *st->buckets);
@@ -777,7 +806,7 @@ static void hopped_update(const tdm__window_spec *s, const agg_plan *p,
   }
   int64_t bt = floor_div(t, p->hop);
   if (!pass || bt < threshold) return;
-  if (st->cached && bt <= st->fold_to) st->cached = 0;
+  if (m->cached && bt <= m->to) m->cached = 0;
   size_t i = st->num_buckets;
   while (i > 0 && st->buckets[i - 1].index > bt) i--;
   if (i == 0 || st->buckets[i - 1].index != bt) {
@@ -806,22 +835,23 @@ static double hopped_value(const tdm__window_spec *s, tdm__entity *e,
     return partial_result(p->kind, &acc);
   }
   size_t from = bucket_lower_bound(st, bt - p->buckets), i = from;
-  if (st->cached && from < st->num_buckets &&
-      st->buckets[from].index == st->fold_from && st->fold_to < bt) {
+  hop_fold *m = st->memo;
+  if (m->cached && from < st->num_buckets &&
+      st->buckets[from].index == m->from && m->to < bt) {
     /* Continue the fold of the same first buckets. */
-    acc = st->fold;
-    /* The buckets after fold_to came since it was folded: few. */
+    acc = m->fold;
+    /* The buckets after m->to came since it was folded: few. */
     i = st->num_buckets;
-    while (st->buckets[i - 1].index > st->fold_to) i--;
+    while (st->buckets[i - 1].index > m->to) i--;
   }
   size_t folded = i;
   for (; i < st->num_buckets && st->buckets[i].index < bt; i++)
     partial_combine(p->kind, &acc, &st->buckets[i]);
   if (i > folded) {
-    st->cached = 1;
-    st->fold_from = st->buckets[from].index;
-    st->fold_to = st->buckets[i - 1].index;
-    st->fold = acc;
+    m->cached = 1;
+    m->from = st->buckets[from].index;
+    m->to = st->buckets[i - 1].index;
+    m->fold = acc;
   }
   if (i < st->num_buckets && st->buckets[i].index == bt) {
     const partial *current = &st->buckets[i];
