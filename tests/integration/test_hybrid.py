@@ -231,7 +231,8 @@ expect(res["errors"] == 0 and res["other"] == 0 and res["ok"] > 0,
        f"every request answered 200: {res}")
 expect(res["batch"] > 0 and fallbacks >= res["batch"],
        f"the fallback answered some: {res}, metric {fallbacks}")
-margin_ms = 150
+# A sanitizer build runs several times slower: the margin grows with it.
+margin_ms = 400 if "asan" in os.environ.get("TANDEM", "") else 150
 expect(res["p99_us"] <= (deadline_ms + margin_ms) * 1000,
        f"p99 {res['p99_us']} us within the deadline + {margin_ms} ms")
 
