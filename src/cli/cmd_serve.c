@@ -24,6 +24,7 @@ static const char serve_help[] =
     "  POST /v1/pipelines/NAME/events[?explain=features]  one JSON event or\n"
     "       an array; each answer equals `tandem batch` on the same events\n"
     "  GET  /v1/pipelines/NAME\n"
+    "  GET  /v1/pipelines/NAME/drift[?reset=1]  with --drift-reference\n"
     "  GET  /v2, /v2/health/live, /v2/health/ready\n"
     "  GET  /v2/models/NAME[/versions/V][/ready]\n"
     "  POST /v2/models/NAME[/versions/V]/infer\n"
@@ -41,6 +42,14 @@ static const char serve_help[] =
     "                      restart continues from it (default: memory only)\n"
     "  --store DIR         the tables lookups read (default: the pipeline's\n"
     "                      store:); new versions are picked up within 1 s\n"
+    "  --drift-reference R compare live feature and score distributions\n"
+    "                      with a reference: a run id (or prefix) from the\n"
+    "                      registry, or a file; it must hold the features\n"
+    "                      (`tandem batch --explain` JSON Lines or\n"
+    "                      `--features-only` CSV). PSI per feature at\n"
+    "                      /v1/pipelines/NAME/drift and on /metrics\n"
+    "  --registry P        the run registry for --drift-reference (default\n"
+    "                      as for `tandem runs`)\n"
     "  --listen ADDR       HOST:PORT to listen on (default 127.0.0.1:8080;\n"
     "                      port 0 picks a free port)\n"
     "  --threads N         request threads (default: one per CPU)\n"
@@ -150,6 +159,8 @@ int tdm__cmd_serve(int argc, char **argv) {
       {"admin-token-file", required_argument, NULL, 'a'},
       {"state", required_argument, NULL, 'S'},
       {"store", required_argument, NULL, 'D'},
+      {"drift-reference", required_argument, NULL, 'R'},
+      {"registry", required_argument, NULL, 'g'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
   tdm__server_config config;
@@ -158,6 +169,7 @@ int tdm__cmd_serve(int argc, char **argv) {
   size_t num_models = 0, count;
   const char *repo_dir = NULL, *token_file = NULL, *state_dir = NULL;
   const char *store_dir = NULL;
+  const char *drift_reference = NULL, *registry = NULL;
   size_t drain_ms = 10000;
   opterr = 0;
   optind = 1;
@@ -174,6 +186,8 @@ int tdm__cmd_serve(int argc, char **argv) {
       case 'a': token_file = optarg; break;
       case 'S': state_dir = optarg; break;
       case 'D': store_dir = optarg; break;
+      case 'R': drift_reference = optarg; break;
+      case 'g': registry = optarg; break;
       case 't':
       case 'f':
       case 'c':
@@ -215,6 +229,8 @@ int tdm__cmd_serve(int argc, char **argv) {
                             "--model-repo DIR");
   if (state_dir != NULL && pipeline_path == NULL)
     return tdm__usage_error("serve", "--state needs a PIPELINE");
+  if (drift_reference != NULL && pipeline_path == NULL)
+    return tdm__usage_error("serve", "--drift-reference needs a PIPELINE");
 
   char *token = NULL;
   if (token_file != NULL) {
@@ -246,6 +262,8 @@ int tdm__cmd_serve(int argc, char **argv) {
     config.pipelines = &live;
     config.num_pipelines = 1;
   }
+  if (rc == TDM_OK && drift_reference != NULL)
+    rc = tdm__live_watch_drift(live, drift_reference, registry, &err);
   if (rc == TDM_OK) rc = tdm__repository_new(&metrics, &repo);
   for (size_t i = 0; i < num_models && rc == TDM_OK; i++)
     rc = add_model(repo, models[i], &err);

@@ -642,6 +642,10 @@ const size_t *tdm__pipeline_materialize_slots(const tdm__pipeline *p,
   return p->materialize_slots[m];
 }
 
+size_t tdm__pipeline_feature_slot(const tdm__pipeline *p, size_t feature) {
+  return p->feature_slot[feature];
+}
+
 /* ---- entity state ---- */
 
 /* A remembered event id and the values of its first result: the numbers

@@ -56,6 +56,9 @@ tdm__tables *tdm__pipeline_tables(const tdm__pipeline *p);
 /* The number slots of materialize spec m's columns. */
 const size_t *tdm__pipeline_materialize_slots(const tdm__pipeline *p,
                                               size_t m);
+/* The number slot (index into tdm__result.numbers) of the spec's
+ * feature `feature`. */
+size_t tdm__pipeline_feature_slot(const tdm__pipeline *p, size_t feature);
 
 /* ---- events ---- */
 

@@ -32,6 +32,7 @@
 #include <time.h>
 
 #include "../core/json.h"
+#include "../eval/drift.h"
 #include "../io/events.h"
 #include "../pipeline/pipeline.h"
 #include "../store/state_dir.h"
@@ -103,6 +104,7 @@ struct tdm__live {
   atomic_ullong fallback_batch, fallback_default, fallback_none;
   atomic_ullong events, rejected, duplicates, requests, commits;
   atomic_ullong commit_ns_total;
+  tdm__drift *drift; /* --drift-reference: NULL without */
 };
 
 static uint64_t key_hash(tdm__str key) {
@@ -474,6 +476,7 @@ void tdm__live_close(tdm__live *live) {
   tdm__free(live->writing.offsets);
   tdm__store_close(live->store);
   tdm__wal_close(live->wal);
+  tdm__drift_free(live->drift);
   tdm__pipeline_free(live->p);
   pthread_mutex_destroy(&live->commit_lock);
   pthread_cond_destroy(&live->commit_wanted);
@@ -484,6 +487,14 @@ void tdm__live_close(tdm__live *live) {
 const char *tdm__live_name(const tdm__live *live) {
   return tdm__pipeline_spec(live->p)->name;
 }
+
+int tdm__live_watch_drift(tdm__live *live, const char *reference,
+                          const char *registry, tdm_error *err) {
+  tdm__drift_source source = {reference, registry};
+  return tdm__drift_open(live->p, &source, NUM_SHARDS, &live->drift, err);
+}
+
+tdm__drift *tdm__live_drift(const tdm__live *live) { return live->drift; }
 
 /* ---- events ---- */
 
@@ -600,6 +611,8 @@ static int one_event(tdm__live *live, const tdm__json_doc *doc,
     }
     if (rc != TDM_OK) tdm__fail(err, rc, "out of memory");
     if (sh->result.duplicate) atomic_fetch_add(&live->duplicates, 1);
+    if (rc == TDM_OK && live->drift != NULL && !sh->result.duplicate)
+      tdm__drift_add(live->drift, (size_t)(sh - live->shards), &sh->result);
   }
   pthread_mutex_unlock(&sh->lock);
   return rc;

@@ -27,6 +27,15 @@ void tdm__live_close(tdm__live *live);
 
 const char *tdm__live_name(const tdm__live *live);
 
+/* Keeps live histograms of every feature and the score against a
+ * reference (a run id in the registry at `registry`, NULL: the default
+ * one, or a file; src/eval/drift.h). Call before serving; the drift is
+ * freed with the live runner. */
+int tdm__live_watch_drift(tdm__live *live, const char *reference,
+                          const char *registry, tdm_error *err);
+/* The drift being watched, or NULL. */
+struct tdm__drift *tdm__live_drift(const tdm__live *live);
+
 /*
  * Handles one request body: a JSON event object, or an array of them.
  * Writes the response body to out and its HTTP status to *status: 200

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "../core/core.h"
+#include "../eval/drift.h"
 #include "infer.h"
 
 typedef enum route_kind {
@@ -40,7 +41,8 @@ typedef enum route_kind {
   ROUTE_METRICS,
   ROUTE_PIPELINE,
   ROUTE_EVENTS,
-  ROUTE_SCHEDULE
+  ROUTE_SCHEDULE,
+  ROUTE_DRIFT
 } route_kind;
 
 /* The endpoints. '*' matches one path segment: the model, then the
@@ -67,6 +69,7 @@ static const struct route {
     {"/v1/pipelines/*", "GET", ROUTE_PIPELINE, 0},
     {"/v1/pipelines/*/events", "POST", ROUTE_EVENTS, 0},
     {"/v1/pipelines/*/schedule", "GET", ROUTE_SCHEDULE, 0},
+    {"/v1/pipelines/*/drift", "GET", ROUTE_DRIFT, 0},
 };
 
 /* Requests that do work (score, apply events): admission control, body
@@ -607,6 +610,10 @@ static enum MHD_Result metrics(tdm__server *srv, struct MHD_Connection *c,
   }
   for (size_t i = 0; i < srv->config.num_pipelines && rc == TDM_OK; i++)
     rc = tdm__live_metrics(srv->config.pipelines[i], &b);
+  for (size_t i = 0; i < srv->config.num_pipelines && rc == TDM_OK; i++)
+    if (tdm__live_drift(srv->config.pipelines[i]) != NULL)
+      rc = tdm__drift_metrics(tdm__live_drift(srv->config.pipelines[i]),
+                              tdm__live_name(srv->config.pipelines[i]), &b);
   static const char *table_families[] = {
       "# HELP tandem_table_staleness_seconds Age of a table's newest "
       "version: now minus its as_of.\n"
@@ -654,6 +661,38 @@ static void on_durable(void *arg, int ok) {
   MHD_resume_connection(r->connection);
 }
 
+/* GET /v1/pipelines/NAME/drift[?reset=1]: the drift report; reset (an
+ * admin request: loopback, or the token) sets the live counts to 0. */
+static enum MHD_Result drift_request(tdm__server *srv,
+                                     struct MHD_Connection *c, request *r,
+                                     tdm__live *live) {
+  tdm__drift *drift = tdm__live_drift(live);
+  if (drift == NULL)
+    return respond_error(srv, c, r, MHD_HTTP_NOT_FOUND,
+                         "pipeline \"%s\" does not watch drift: start "
+                         "tandem serve with --drift-reference RUN|FILE",
+                         r->model);
+  const char *reset =
+      MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "reset");
+  if (reset != NULL && strcmp(reset, "1") != 0 && strcmp(reset, "0") != 0)
+    return respond_error(srv, c, r, MHD_HTTP_BAD_REQUEST,
+                         "reset=%s: expected reset=1", reset);
+  if (reset != NULL && strcmp(reset, "1") == 0) {
+    unsigned denied = admin_denied(srv, c);
+    if (denied)
+      return respond_error(srv, c, r, denied,
+                           "reset=1 is an admin request: loopback clients, "
+                           "or the admin token");
+    tdm__drift_reset(drift);
+  }
+  tdm__buf out = {0};
+  if (tdm__drift_json(drift, tdm__live_name(live), &out) != TDM_OK) {
+    tdm__buf_free(&out);
+    return respond_error(srv, c, r, 500, "out of memory");
+  }
+  return respond_buf(srv, c, r, MHD_HTTP_OK, "application/json", &out);
+}
+
 /* GET /v1/pipelines/NAME and POST /v1/pipelines/NAME/events. */
 static enum MHD_Result pipeline_request(tdm__server *srv,
                                         struct MHD_Connection *c, request *r) {
@@ -661,6 +700,7 @@ static enum MHD_Result pipeline_request(tdm__server *srv,
   if (live == NULL)
     return respond_error(srv, c, r, MHD_HTTP_NOT_FOUND,
                          "unknown pipeline \"%s\"", r->model);
+  if (r->route->kind == ROUTE_DRIFT) return drift_request(srv, c, r, live);
   tdm__buf out = {0};
   unsigned status = MHD_HTTP_OK;
   if (r->route->kind != ROUTE_EVENTS) {
@@ -726,7 +766,8 @@ static enum MHD_Result dispatch(tdm__server *srv, struct MHD_Connection *c,
     case ROUTE_METRICS: return metrics(srv, c, r);
     case ROUTE_PIPELINE:
     case ROUTE_EVENTS:
-    case ROUTE_SCHEDULE: return pipeline_request(srv, c, r);
+    case ROUTE_SCHEDULE:
+    case ROUTE_DRIFT: return pipeline_request(srv, c, r);
     case ROUTE_NONE: break;
   }
   return respond_error(srv, c, r, 500, "unrouted request");
