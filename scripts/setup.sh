@@ -26,6 +26,7 @@ test_packages=(
   curl                         # a real HTTP client for the server's tests
   prometheus                   # promtool checks /metrics; a real scraper
   wrk                          # load generator (reload-under-load test)
+  chromium                     # renders tandem report's HTML (test_report.py)
 )
 example_packages=(
   python3 python3-numpy        # examples/fraud/generate.py

@@ -810,27 +810,44 @@ static int labels_are_binary(const double *labels, size_t n) {
   return 1;
 }
 
-static int evaluate(const eval_options *o, tdm_error *err) {
+/* Predictions and labels, read, matched by id or position and checked
+ * against the task (given, or inferred here): what evaluate() computes the
+ * metrics of, and what tdm__eval_read_binary hands to `tandem report`. */
+typedef struct inputs {
+  const char *names[MAX_CLASSES + 2]; /* the score columns */
+  size_t k, n;                        /* score columns, rows */
+  int task;
+  double *scores; /* n x k */
+  double *labels;
+  size_t *label_lines;
+} inputs;
+
+static void inputs_free(inputs *in) {
+  tdm__free(in->scores);
+  tdm__free(in->labels);
+  tdm__free(in->label_lines);
+  in->scores = in->labels = NULL;
+  in->label_lines = NULL;
+}
+
+/* Reads o's files into *in (freed with inputs_free; nothing to free on
+ * failure); notes about how the columns were read go to ns. */
+static int load_inputs(const eval_options *o, inputs *in, notes *ns,
+                       tdm_error *err) {
   table pred = {0}, lab = {0};
   rows prows = {0}, lrows = {0};
   tdm__arena arena;
   tdm__arena_init(&arena, 1 << 16);
   size_t columns[MAX_CLASSES + 2];
-  const char *names[MAX_CLASSES + 2];
+  const char **names = in->names;
   const char *what[MAX_CLASSES + 2];
   static char storage[MAX_CLASSES][160];
-  size_t k = 0;
+  size_t k = 0, n = 0;
+  int task = o->task;
   double *labels = NULL, *scores = NULL;
   size_t *label_lines = NULL, *label_of = NULL;
   const char *label_path = o->labels_path ? o->labels_path : o->pred_path;
   const char *label_column = o->label_column ? o->label_column : "label";
-  notes ns = {0};
-  tdm__buf out = {0};
-  tdm__eval_binary_result br;
-  tdm__eval_multiclass_result mr;
-  tdm__eval_regression_result rr;
-  memset(&br, 0, sizeof br);
-  memset(&mr, 0, sizeof mr);
 
   int rc = table_open(&pred, o->pred_path, err);
   if (rc == TDM_OK)
@@ -859,7 +876,7 @@ static int evaluate(const eval_options *o, tdm_error *err) {
   }
   rc = read_rows(&pred, columns, what, width, id_column, &arena, &prows, err);
   if (rc != TDM_OK) goto done;
-  size_t n = prows.n;
+  n = prows.n;
   labels = tdm__malloc(n * sizeof *labels);
   label_lines = tdm__malloc(n * sizeof *label_lines);
   scores = tdm__malloc(n * k * sizeof *scores);
@@ -930,7 +947,6 @@ static int evaluate(const eval_options *o, tdm_error *err) {
   }
 
   /* The task: given, or inferred from the score columns and labels. */
-  int task = o->task;
   if (task == TASK_AUTO)
     task = k > 1                          ? TASK_MULTICLASS
            : labels_are_binary(labels, n) ? TASK_BINARY
@@ -938,7 +954,7 @@ static int evaluate(const eval_options *o, tdm_error *err) {
   if (task == TASK_BINARY && k == 2) {
     /* Two probability columns: the second is the positive class. */
     for (size_t i = 0; i < n; i++) scores[i] = scores[i * 2 + 1];
-    rc = note(&ns, err,
+    rc = note(ns, err,
               "binary with two score columns: %s is the positive "
               "class's probability",
               names[1]);
@@ -978,6 +994,70 @@ static int evaluate(const eval_options *o, tdm_error *err) {
       goto done;
     }
   }
+
+done:
+  if (rc == TDM_OK) {
+    in->k = k;
+    in->n = n;
+    in->task = task;
+    in->scores = scores;
+    in->labels = labels;
+    in->label_lines = label_lines;
+  } else {
+    tdm__free(scores);
+    tdm__free(labels);
+    tdm__free(label_lines);
+  }
+  tdm__free(label_of);
+  rows_free(&prows);
+  rows_free(&lrows);
+  table_close(&pred);
+  table_close(&lab);
+  tdm__arena_free(&arena);
+  return rc;
+}
+
+int tdm__eval_read_binary(const char *pred_path, const char *labels_path,
+                          const char *label_column, const char *id_column,
+                          double **scores, double **labels, size_t *n,
+                          tdm_error *err) {
+  static eval_options o;
+  static inputs in;
+  memset(&o, 0, sizeof o);
+  o.pred_path = pred_path;
+  o.labels_path = labels_path;
+  o.label_column = label_column;
+  o.id_column = id_column;
+  o.task = TASK_BINARY;
+  o.bins = 10;
+  notes ns = {0};
+  int rc = load_inputs(&o, &in, &ns, err);
+  notes_free(&ns);
+  if (rc != TDM_OK) return rc;
+  tdm__free(in.label_lines);
+  *scores = in.scores;
+  *labels = in.labels;
+  *n = in.n;
+  return TDM_OK;
+}
+
+static int evaluate(const eval_options *o, tdm_error *err) {
+  static inputs in;
+  const char *label_column = o->label_column ? o->label_column : "label";
+  notes ns = {0};
+  tdm__buf out = {0};
+  tdm__eval_binary_result br;
+  tdm__eval_multiclass_result mr;
+  tdm__eval_regression_result rr;
+  memset(&br, 0, sizeof br);
+  memset(&mr, 0, sizeof mr);
+  memset(&in, 0, sizeof in);
+  int rc = load_inputs(o, &in, &ns, err);
+  if (rc != TDM_OK) goto done;
+  size_t n = in.n, k = in.k;
+  int task = in.task;
+  double *scores = in.scores, *labels = in.labels;
+  const char **names = in.names;
 
   source src = {o->pred_path, o->labels_path, label_column,
                 o->id_column, names,          k};
@@ -1040,15 +1120,7 @@ done:
   tdm__eval_multiclass_result_free(&mr);
   tdm__buf_free(&out);
   notes_free(&ns);
-  tdm__free(labels);
-  tdm__free(label_lines);
-  tdm__free(label_of);
-  tdm__free(scores);
-  rows_free(&prows);
-  rows_free(&lrows);
-  table_close(&pred);
-  table_close(&lab);
-  tdm__arena_free(&arena);
+  inputs_free(&in);
   return rc;
 }
 

@@ -34,6 +34,7 @@ static const tdm_command commands[] = {
     {"compare", tdm__cmd_compare, "compare the outputs of two recorded runs"},
     {"eval", tdm__cmd_eval,
      "evaluate predictions against labels (scikit-learn's metrics)"},
+    {"report", tdm__cmd_report, "write an HTML report of one or two runs"},
     {"version", cmd_version, "print the version"},
     {"help", cmd_help, "show this help"},
 };

@@ -99,9 +99,13 @@ void tdm__eval_binary_result_free(tdm__eval_binary_result *r) {
  *   Average precision: the step function sum over groups of
  *     (R_i - R_{i-1}) * P_i = dp / P * tp / (tp + fp), with no
  *     interpolation between points (average_precision_score).
- *   KS: max |tp / P - fp / N| = max |tp N - fp P| / (P N), in integers. */
+ *   KS: max |tp / P - fp / N| = max |tp N - fp P| / (P N), in integers.
+ * When points is not NULL, every (fp, tp) point goes there too, (0, 0)
+ * first, with *num_points their count: tdm__eval_binary_curve. */
 static int ranking_metrics(const double *scores, const double *labels, size_t n,
-                           tdm__eval_binary_result *out, tdm_error *err) {
+                           tdm__eval_binary_result *out,
+                           tdm__eval_curve_point *points, size_t *num_points,
+                           tdm_error *err) {
   scored *rows = tdm__malloc(n * sizeof *rows);
   if (rows == NULL) return tdm__fail(err, TDM_ENOMEM, "out of memory");
   for (size_t i = 0; i < n; i++) {
@@ -112,6 +116,11 @@ static int ranking_metrics(const double *scores, const double *labels, size_t n,
   uint64_t positives = out->positives, negatives = out->negatives;
   uint64_t tp = 0, fp = 0, twice_area = 0, ks_numerator = 0;
   compensated_sum precision_sum = {0, 0};
+  if (points != NULL) {
+    points[0].threshold = INFINITY;
+    points[0].tp = points[0].fp = 0;
+    *num_points = 1;
+  }
   for (size_t i = 0; i < n;) {
     size_t j = i;
     uint64_t dp = 0, dn = 0;
@@ -126,6 +135,12 @@ static int ranking_metrics(const double *scores, const double *labels, size_t n,
     fp += dn;
     if (dp > 0)
       sum_add(&precision_sum, (double)dp * ((double)tp / (double)(tp + fp)));
+    if (points != NULL) {
+      tdm__eval_curve_point *point = &points[(*num_points)++];
+      point->threshold = rows[i].score;
+      point->tp = (size_t)tp;
+      point->fp = (size_t)fp;
+    }
     uint64_t a = tp * negatives, b = fp * positives;
     uint64_t distance = a > b ? a - b : b - a;
     if (distance > ks_numerator) ks_numerator = distance;
@@ -168,7 +183,7 @@ int tdm__eval_binary(const double *scores, const double *labels, size_t n,
   out->base_rate = (double)out->positives / (double)n;
   out->bins_requested = bins;
 
-  int rc = ranking_metrics(scores, labels, n, out, err);
+  int rc = ranking_metrics(scores, labels, n, out, NULL, NULL, err);
   if (rc != TDM_OK) return rc;
 
   /* log_loss and brier_score_loss: only for probabilities (sklearn's
@@ -250,6 +265,37 @@ int tdm__eval_binary(const double *scores, const double *labels, size_t n,
     tdm__free(positive);
     tdm__free(sums);
   }
+  return TDM_OK;
+}
+
+int tdm__eval_binary_curve(const double *scores, const double *labels, size_t n,
+                           tdm__eval_curve_point **points, size_t *count,
+                           tdm_error *err) {
+  *points = NULL;
+  *count = 0;
+  if (n == 0) return tdm__fail(err, TDM_EINVAL, "no rows to evaluate");
+  tdm__eval_binary_result counts;
+  memset(&counts, 0, sizeof counts);
+  for (size_t i = 0; i < n; i++) {
+    if (labels[i] != 0.0 && labels[i] != 1.0)
+      return tdm__fail(err, TDM_EINVAL,
+                       "row %zu: a binary label must be 0 or 1, not %.17g",
+                       i + 1, labels[i]);
+    if (!isfinite(scores[i]))
+      return tdm__fail(err, TDM_EINVAL, "row %zu: the score is %g", i + 1,
+                       scores[i]);
+    if (labels[i] == 1.0) counts.positives++;
+  }
+  counts.negatives = n - counts.positives;
+  tdm__eval_curve_point *list = tdm__malloc((n + 1) * sizeof *list);
+  if (list == NULL) return tdm__fail(err, TDM_ENOMEM, "out of memory");
+  int rc = ranking_metrics(scores, labels, n, &counts, list, count, err);
+  if (rc != TDM_OK) {
+    tdm__free(list);
+    *count = 0;
+    return rc;
+  }
+  *points = list;
   return TDM_OK;
 }
 

@@ -82,6 +82,28 @@ int tdm__eval_binary(const double *scores, const double *labels, size_t n,
                      tdm__eval_binary_result *out, tdm_error *err);
 void tdm__eval_binary_result_free(tdm__eval_binary_result *r);
 
+/* One point of the ROC and precision-recall curves: the counts of rows
+ * called positive when every row with a score >= threshold is. From them
+ * FPR = fp / negatives, TPR = recall = tp / positives and precision =
+ * tp / (tp + fp); the last point has tp = positives, fp = negatives. */
+typedef struct tdm__eval_curve_point {
+  double threshold; /* +infinity for the first point, (0, 0) */
+  size_t tp, fp;
+} tdm__eval_curve_point;
+
+/*
+ * The points of the ROC and precision-recall curves of n finite scores
+ * against 0/1 labels: (0, 0) first, then one per distinct score in
+ * descending order, as sklearn's _binary_clf_curve (without roc_curve's
+ * dropping of collinear points). They come from the same walk that
+ * computes ROC AUC, average precision and KS in tdm__eval_binary, so the
+ * curves drawn and the numbers printed cannot disagree. On success
+ * *points holds *count entries that the caller frees with tdm__free.
+ */
+int tdm__eval_binary_curve(const double *scores, const double *labels, size_t n,
+                           tdm__eval_curve_point **points, size_t *count,
+                           tdm_error *err);
+
 /* One class of a multiclass evaluation (precision_recall_fscore_support
  * with average=None). */
 typedef struct tdm__eval_class {
