@@ -46,7 +46,8 @@ for t in tests/integration/test_cli.py tests/integration/test_xgboost_fixtures.p
     tests/integration/test_pipeline_warm_start.py \
     tests/integration/test_hybrid.py \
     tests/integration/test_registry.py \
-    tests/integration/test_drift.py; do
+    tests/integration/test_drift.py \
+    tests/integration/test_report.py; do
   TANDEM=build-asan/tandem ASAN_OPTIONS=detect_leaks=1 /usr/bin/python3 "$t" \
     || failed+=("$t (sanitizers)")
 done
