@@ -12,10 +12,11 @@ SANITIZE ?=
 WARN      = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-unused-parameter
 BASEFLAGS = -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(OPT) -g \
             $(WARN) -Iinclude -ffp-contract=off -MMD -MP $(SANITIZE)
-LDLIBS    = -lcurl -lfyaml -llmdb -lmicrohttpd -lsqlite3 -lcrypto -lm -lpthread
+LDLIBS    = -lcurl -lfyaml -llmdb -lmicrohttpd -lrdkafka -lsqlite3 -lcrypto -lm -lpthread
 
 LIB_SRC  := $(wildcard src/core/*.c src/model/*.c src/io/*.c src/pipeline/*.c \
-              src/store/*.c src/batch/*.c src/serve/*.c src/eval/*.c)
+              src/store/*.c src/batch/*.c src/serve/*.c src/eval/*.c \
+              src/stream/*.c)
 CLI_SRC  := $(wildcard src/cli/*.c)
 TEST_SRC := $(wildcard tests/unit/*.c)
 
@@ -24,7 +25,7 @@ CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
 
 .PHONY: all asan fuzz test clean format bench
-all: $(BUILD)/tandem $(BUILD)/tandem-unit-tests
+all: $(BUILD)/tandem $(BUILD)/tandem-unit-tests $(BUILD)/mock-kafka
 
 $(BUILD)/libtandem.a: $(LIB_OBJ)
 	ar rcs $@ $^
@@ -58,6 +59,11 @@ build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c build-fuzz/libtandem.a
 # Benchmarks link XGBoost's C API (libxgboost-dev), the peer they measure.
 $(BUILD)/bench-predict: bench/bench_predict.c $(BUILD)/libtandem.a
 	$(CC) $(BASEFLAGS) $(CFLAGS) -Wno-error -o $@ $^ -lxgboost $(LDLIBS)
+
+# librdkafka's mock cluster as a process, for the tests of tandem stream.
+$(BUILD)/mock-kafka: tests/tools/mock_kafka.c
+	@mkdir -p $(dir $@)
+	$(CC) $(BASEFLAGS) $(CFLAGS) -o $@ $< -lrdkafka
 
 $(BUILD)/bench-window: bench/bench_window.c $(BUILD)/libtandem.a
 	$(CC) $(BASEFLAGS) $(CFLAGS) -o $@ $^ $(LDLIBS)

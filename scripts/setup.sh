@@ -15,6 +15,7 @@ build_packages=(
   liblmdb-dev                  # state and tables (LMDB)
   libcurl4-openssl-dev         # tandem replay's HTTP client
   libsqlite3-dev               # the run registry (tandem runs, compare)
+  librdkafka-dev               # tandem stream (Kafka; its mock cluster in tests)
 )
 test_packages=(
   clang libclang-rt-dev        # libFuzzer and sanitizers
@@ -27,6 +28,7 @@ test_packages=(
   prometheus                   # promtool checks /metrics; a real scraper
   wrk                          # load generator (reload-under-load test)
   chromium                     # renders tandem report's HTML (test_report.py)
+  kcat                         # an independent Kafka client (test_stream.py)
 )
 example_packages=(
   python3 python3-numpy        # examples/fraud/generate.py
