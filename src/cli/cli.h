@@ -39,6 +39,7 @@ int tdm__cmd_score(int argc, char **argv);
 int tdm__cmd_batch(int argc, char **argv);
 int tdm__cmd_replay(int argc, char **argv);
 int tdm__cmd_serve(int argc, char **argv);
+int tdm__cmd_stream(int argc, char **argv);
 int tdm__cmd_inspect(int argc, char **argv);
 int tdm__cmd_runs(int argc, char **argv);
 int tdm__cmd_compare(int argc, char **argv);

@@ -29,6 +29,7 @@ static const tdm_command commands[] = {
     {"replay", tdm__cmd_replay,
      "send events through a live server and compare with batch"},
     {"serve", tdm__cmd_serve, "serve models over HTTP (KServe v2 protocol)"},
+    {"stream", tdm__cmd_stream, "run a pipeline over a Kafka topic"},
     {"inspect", tdm__cmd_inspect, "describe a model file"},
     {"runs", tdm__cmd_runs, "list the runs recorded in the run registry"},
     {"compare", tdm__cmd_compare, "compare the outputs of two recorded runs"},

@@ -1,0 +1,795 @@
+/*
+ * stream.c - the Kafka runner of a pipeline (stream.h). One thread: it
+ * polls the consumer, processes each message through the pipeline core
+ * with the state map of the message's partition, produces the result (or
+ * a dead letter), serves the producer's delivery reports, and every
+ * commit interval saves the changed states and commits the offsets whose
+ * outputs are all acknowledged.
+ *
+ * Offsets: each partition keeps, in consumption order, the offsets whose
+ * outputs are still in flight. A delivery report marks its offset done;
+ * the done offsets at the front leave, and the partition's commit point
+ * becomes the last of them plus one. So a committed offset never passes
+ * an output the brokers have not acknowledged.
+ *
+ * State: before offsets are committed, the changed entity states of their
+ * partitions are written to LMDB (one store per partition, in
+ * DIR/<input topic>.<partition>). The saved state therefore always holds
+ * at least every event before the committed offset, and possibly some
+ * after it. A restart reprocesses from the committed offset: events the
+ * state already holds are recognized by their event id (the pipeline's
+ * dedupe) and answer their original result; the others are applied as
+ * new, to the same state they met the first time, so they give the same
+ * result. The output is the result without the "duplicate" flag, so
+ * downstream sees byte-identical copies of a reprocessed event's output.
+ */
+#include "stream.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <librdkafka/rdkafka.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "../core/json.h"
+#include "../io/events.h"
+#include "../pipeline/pipeline.h"
+#include "../store/state_dir.h"
+#include "../store/store.h"
+
+/* A delivery report's opaque packs the partition and a per-partition
+ * sequence number. */
+_Static_assert(sizeof(uintptr_t) >= 8, "opaques need 64-bit pointers");
+#define SEQ_BITS 40
+#define SEQ_MASK ((1ull << SEQ_BITS) - 1)
+
+static volatile sig_atomic_t stop_requested;
+
+void tdm__stream_stop(void) { stop_requested = 1; }
+
+/* One assigned input partition. */
+typedef struct part {
+  int32_t id;
+  tdm__state_map *map;
+  tdm__store *store; /* NULL without a state directory */
+  /* Offsets consumed and not yet acknowledged, in order: entries
+   * [head, head + count) of offsets/done; entry i has sequence number
+   * first_seq + (i - head). */
+  int64_t *offsets;
+  unsigned char *done;
+  size_t head, count, cap;
+  uint64_t first_seq;
+  int64_t commit_next; /* every offset below is acknowledged (-1: none) */
+  int64_t committed;   /* the offset last committed (-1: none) */
+} part;
+
+/* Commit latency buckets, seconds. */
+static const double commit_buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025,
+                                        0.05,  0.1,    0.25,  0.5,  1,
+                                        2.5,   5};
+#define NUM_COMMIT_BUCKETS (sizeof commit_buckets / sizeof commit_buckets[0])
+
+typedef struct stream {
+  const tdm__stream_options *opt;
+  tdm__pipeline *p;
+  const tdm__spec *spec;
+  tdm__result result;
+  rd_kafka_t *consumer, *producer;
+  part **parts; /* by partition number */
+  size_t num_parts;
+  tdm__buf out, letter;
+  /* the first fatal error (delivery failure, a client's fatal error) */
+  int failed;
+  tdm_error failure;
+  /* counters */
+  uint64_t scored, duplicates, dead_letters, commits, commit_failures;
+  uint64_t commit_hist[NUM_COMMIT_BUCKETS + 1];
+  double commit_seconds;
+  /* /metrics: the text, rendered by the loop, served by MHD's thread */
+  struct MHD_Daemon *http;
+  pthread_mutex_t metrics_lock;
+  tdm__buf metrics;
+} stream;
+
+static uint64_t now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void fail_once(stream *s, int status, const char *fmt, const char *a,
+                      const char *b) {
+  if (s->failed) return;
+  s->failed = 1;
+  tdm__fail(&s->failure, status, fmt, a, b);
+}
+
+/* ---- partitions ---- */
+
+static part *find_part(stream *s, int32_t id) {
+  return id >= 0 && (size_t)id < s->num_parts ? s->parts[id] : NULL;
+}
+
+static tdm__state_map *part_map(void *ctx, tdm__str key) {
+  (void)key;
+  return ((part *)ctx)->map;
+}
+
+static void part_free(part *pt) {
+  if (pt == NULL) return;
+  tdm__state_map_free(pt->map);
+  tdm__store_close(pt->store);
+  tdm__free(pt->offsets);
+  tdm__free(pt->done);
+  tdm__free(pt);
+}
+
+/* Makes partition id's state: restored from its store when there is a
+ * state directory. */
+static int part_open(stream *s, int32_t id, tdm_error *err) {
+  if (id < 0 || id >= (1 << 23))
+    return tdm__fail(err, TDM_EINVAL, "partition %d is out of range",
+                     (int)id);
+  if ((size_t)id >= s->num_parts) {
+    size_t n = (size_t)id + 1;
+    part **parts = tdm__realloc(s->parts, n * sizeof *parts);
+    if (parts == NULL) return tdm__fail(err, TDM_ENOMEM, "out of memory");
+    for (size_t i = s->num_parts; i < n; i++) parts[i] = NULL;
+    s->parts = parts;
+    s->num_parts = n;
+  }
+  if (s->parts[id] != NULL) return TDM_OK;
+  part *pt = tdm__calloc(1, sizeof *pt);
+  if (pt == NULL) return tdm__fail(err, TDM_ENOMEM, "out of memory");
+  pt->id = id;
+  pt->commit_next = -1;
+  pt->committed = -1;
+  int rc = tdm__state_map_new(s->p, &pt->map);
+  if (rc != TDM_OK) rc = tdm__fail(err, rc, "out of memory");
+  if (rc == TDM_OK && s->opt->state_dir != NULL) {
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/%s.%d", s->opt->state_dir, s->opt->input,
+             (int)id);
+    uint64_t max_tag = 0;
+    rc = tdm__state_dir_open(dir, s->spec->name, &pt->store, err);
+    if (rc == TDM_OK)
+      rc = tdm__state_dir_restore(pt->store, dir, part_map, pt, &max_tag, err);
+    if (rc == TDM_OK)
+      fprintf(stderr,
+              "tandem stream: partition %d: %zu entities restored from %s\n",
+              (int)id, tdm__state_map_entities(pt->map), dir);
+  }
+  if (rc != TDM_OK) {
+    part_free(pt);
+    return rc;
+  }
+  s->parts[id] = pt;
+  return TDM_OK;
+}
+
+static void part_close(stream *s, int32_t id) {
+  part *pt = find_part(s, id);
+  if (pt == NULL) return;
+  part_free(pt);
+  s->parts[id] = NULL;
+}
+
+/* Adds a consumed offset; returns its sequence number. */
+static int part_push(part *pt, int64_t offset, uint64_t *seq) {
+  if (pt->head + pt->count == pt->cap) {
+    if (pt->head > 0) {
+      memmove(pt->offsets, pt->offsets + pt->head,
+              pt->count * sizeof *pt->offsets);
+      memmove(pt->done, pt->done + pt->head, pt->count);
+      pt->head = 0;
+    } else {
+      size_t cap = pt->cap ? pt->cap * 2 : 1024;
+      int64_t *offsets = tdm__realloc(pt->offsets, cap * sizeof *offsets);
+      if (offsets == NULL) return TDM_ENOMEM;
+      pt->offsets = offsets;
+      unsigned char *done = tdm__realloc(pt->done, cap);
+      if (done == NULL) return TDM_ENOMEM;
+      pt->done = done;
+      pt->cap = cap;
+    }
+  }
+  size_t at = pt->head + pt->count;
+  pt->offsets[at] = offset;
+  pt->done[at] = 0;
+  *seq = pt->first_seq + pt->count;
+  pt->count++;
+  return TDM_OK;
+}
+
+/* Marks an offset acknowledged and moves the commit point past the
+ * acknowledged offsets at the front. */
+static void part_ack(part *pt, uint64_t seq) {
+  if (seq < pt->first_seq || seq >= pt->first_seq + pt->count) return;
+  pt->done[pt->head + (seq - pt->first_seq)] = 1;
+  while (pt->count > 0 && pt->done[pt->head]) {
+    pt->commit_next = pt->offsets[pt->head] + 1;
+    pt->head++;
+    pt->count--;
+    pt->first_seq++;
+  }
+}
+
+/* ---- producing ---- */
+
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m,
+                        void *opaque) {
+  (void)rk;
+  stream *s = opaque;
+  uint64_t v = (uint64_t)(uintptr_t)m->_private;
+  part *pt = find_part(s, (int32_t)(v >> SEQ_BITS));
+  if (m->err) {
+    /* The idempotent producer has retried what can be retried: this
+     * output is lost, so its offset must never be committed. Stop. */
+    fail_once(s, TDM_EIO, "delivery to %s failed: %s",
+              rd_kafka_topic_name(m->rkt), rd_kafka_err2str(m->err));
+    return;
+  }
+  if (pt != NULL) part_ack(pt, v & SEQ_MASK);
+}
+
+static int produce(stream *s, const char *topic, const void *key,
+                   size_t key_len, const tdm__buf *value, int32_t partition,
+                   uint64_t seq, tdm_error *err) {
+  void *opaque = (void *)(uintptr_t)((uint64_t)partition << SEQ_BITS | seq);
+  for (;;) {
+    rd_kafka_resp_err_t e = rd_kafka_producev(
+        s->producer, RD_KAFKA_V_TOPIC(topic),
+        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        RD_KAFKA_V_KEY(key, key_len),
+        RD_KAFKA_V_VALUE(value->data, value->len), RD_KAFKA_V_OPAQUE(opaque),
+        RD_KAFKA_V_END);
+    if (e == RD_KAFKA_RESP_ERR_NO_ERROR) return TDM_OK;
+    if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+      return tdm__fail(err, TDM_EIO, "producing to %s: %s", topic,
+                       rd_kafka_err2str(e));
+    /* The local queue is full: wait for deliveries to make room. */
+    rd_kafka_poll(s->producer, 100);
+  }
+}
+
+/* ---- one message ---- */
+
+/* Writes the dead letter of message m and produces it (or logs it
+ * without a dead-letter topic, acknowledging its offset at once). */
+static int dead_letter(stream *s, part *pt, const rd_kafka_message_t *m,
+                       uint64_t seq, const char *reason, tdm_error *err) {
+  s->dead_letters++;
+  if (s->opt->dead_letter == NULL) {
+    fprintf(stderr, "tandem stream: %s [%d] offset %lld: %s (skipped)\n",
+            s->opt->input, (int)m->partition, (long long)m->offset, reason);
+    part_ack(pt, seq);
+    return TDM_OK;
+  }
+  tdm__buf *b = &s->letter;
+  b->len = 0;
+  int rc = tdm__buf_append(b, "{\"error\":", 9);
+  if (rc == TDM_OK) rc = tdm__json_append_string(b, reason);
+  if (rc == TDM_OK) rc = tdm__buf_append(b, ",\"topic\":", 9);
+  if (rc == TDM_OK) rc = tdm__json_append_string(b, s->opt->input);
+  if (rc == TDM_OK)
+    rc = tdm__buf_printf(b, ",\"partition\":%d,\"offset\":%lld,\"payload\":",
+                         (int)m->partition, (long long)m->offset);
+  if (rc == TDM_OK)
+    rc = m->payload ? tdm__json_append_string_n(b, m->payload, m->len)
+                    : tdm__buf_append(b, "null", 4);
+  if (rc == TDM_OK) rc = tdm__buf_append(b, "}", 1);
+  if (rc != TDM_OK) return tdm__fail(err, rc, "out of memory");
+  return produce(s, s->opt->dead_letter, m->key, m->key_len, b,
+                 m->partition, seq, err);
+}
+
+/* Processes one input message. Returns an error only for what must stop
+ * the runner; an invalid message becomes a dead letter. */
+static int handle(stream *s, const rd_kafka_message_t *m, tdm_error *err) {
+  part *pt = find_part(s, m->partition);
+  if (pt == NULL) return TDM_OK; /* not ours any more */
+  uint64_t seq;
+  if (part_push(pt, m->offset, &seq) != TDM_OK)
+    return tdm__fail(err, TDM_ENOMEM, "out of memory");
+  if (m->payload == NULL || m->len == 0)
+    return dead_letter(s, pt, m, seq, "the message is empty", err);
+  tdm__json_doc doc;
+  tdm_error why;
+  int rc = tdm__json_parse(&doc, m->payload, m->len, "message", 0, &why);
+  if (rc == TDM_ENOMEM) return tdm__fail(err, rc, "out of memory");
+  if (rc != TDM_OK) return dead_letter(s, pt, m, seq, why.message, err);
+  tdm__str fields[s->spec->num_fields + 1];
+  tdm__event ev = {fields};
+  if (doc.root->type != TDM__JSON_OBJECT)
+    rc = tdm__fail(&why, TDM_EPARSE, "the message is not a JSON object");
+  if (rc == TDM_OK)
+    rc = tdm__event_from_json(s->spec, &doc, doc.root, NULL, fields, &why);
+  if (rc == TDM_OK)
+    rc = tdm__pipeline_process(s->p, pt->map, &ev, &s->result, &why);
+  if (rc == TDM_ENOMEM) {
+    tdm__json_doc_free(&doc);
+    return tdm__fail(err, rc, "out of memory");
+  }
+  if (rc != TDM_OK) {
+    tdm__json_doc_free(&doc);
+    return dead_letter(s, pt, m, seq, why.message, err);
+  }
+  tdm__result *r = &s->result;
+  s->out.len = 0;
+  rc = tdm__pipeline_json(s->p, &ev, r, 0, &s->out);
+  if (rc != TDM_OK) {
+    tdm__json_doc_free(&doc);
+    return tdm__fail(err, rc, "out of memory");
+  }
+  if (r->duplicate) {
+    /* The original result, byte for byte: without the flag. */
+    static const char flag[] = ",\"duplicate\":true}";
+    size_t n = sizeof flag - 1;
+    if (s->out.len >= n && memcmp(s->out.data + s->out.len - n, flag, n) == 0) {
+      s->out.len -= n;
+      s->out.data[s->out.len++] = '}';
+    }
+    s->duplicates++;
+  } else {
+    tdm__state_map_set_tag(pt->map, r->entity, (uint64_t)m->offset + 1);
+    s->scored++;
+  }
+  rc = produce(s, s->opt->output, r->entity.data, r->entity.len, &s->out,
+               m->partition, seq, err);
+  tdm__json_doc_free(&doc);
+  return rc;
+}
+
+/* ---- committing ---- */
+
+/* Saves the changed states of the partitions and commits, for each, the
+ * offset before which every output is acknowledged. A failed commit is
+ * retried at the next interval (the group may be rebalancing). */
+static int commit(stream *s, tdm_error *err) {
+  rd_kafka_topic_partition_list_t *list =
+      rd_kafka_topic_partition_list_new((int)s->num_parts + 1);
+  int rc = TDM_OK;
+  for (size_t i = 0; i < s->num_parts && rc == TDM_OK; i++) {
+    part *pt = s->parts[i];
+    if (pt == NULL || pt->commit_next < 0 || pt->commit_next == pt->committed)
+      continue;
+    /* The states first: the saved state must hold every event before
+     * the committed offset. */
+    if (pt->store != NULL) {
+      tdm__state_writes writes = {0};
+      rc = tdm__state_writes_take(&writes, pt->map);
+      if (rc == TDM_OK) rc = tdm__state_writes_flush(&writes, pt->store, err);
+      else tdm__fail(err, rc, "out of memory");
+      tdm__state_writes_free(&writes);
+    }
+    rd_kafka_topic_partition_list_add(list, s->opt->input, pt->id)->offset =
+        pt->commit_next;
+  }
+  if (rc == TDM_OK && list->cnt > 0) {
+    uint64_t started = now_ns();
+    rd_kafka_resp_err_t e = rd_kafka_commit(s->consumer, list, 0);
+    double seconds = (double)(now_ns() - started) * 1e-9;
+    s->commit_seconds += seconds;
+    size_t b = 0;
+    while (b < NUM_COMMIT_BUCKETS && seconds > commit_buckets[b]) b++;
+    s->commit_hist[b]++;
+    if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      s->commits++;
+      for (int i = 0; i < list->cnt; i++) {
+        part *pt = find_part(s, list->elems[i].partition);
+        if (pt != NULL) pt->committed = list->elems[i].offset;
+      }
+    } else {
+      s->commit_failures++;
+      fprintf(stderr, "tandem stream: commit failed (will retry): %s\n",
+              rd_kafka_err2str(e));
+    }
+  }
+  rd_kafka_topic_partition_list_destroy(list);
+  return rc;
+}
+
+/* Waits until every output produced so far is acknowledged (or failed). */
+static void drain(stream *s) {
+  while (rd_kafka_outq_len(s->producer) > 0 && !s->failed)
+    rd_kafka_flush(s->producer, 1000);
+}
+
+/* ---- rebalancing ---- */
+
+static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t e,
+                         rd_kafka_topic_partition_list_t *list, void *opaque) {
+  stream *s = opaque;
+  int cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+  tdm_error err;
+  if (e == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+    for (int i = 0; i < list->cnt; i++) {
+      if (part_open(s, list->elems[i].partition, &err) != TDM_OK)
+        fail_once(s, err.status, "%s%s", "", err.message);
+    }
+    fprintf(stderr, "tandem stream: assigned %d partition(s) of %s\n",
+            list->cnt, s->opt->input);
+    if (cooperative) {
+      rd_kafka_error_t *error = rd_kafka_incremental_assign(rk, list);
+      if (error) rd_kafka_error_destroy(error);
+    } else {
+      rd_kafka_assign(rk, list);
+    }
+    return;
+  }
+  /* Revoked (or lost): finish what was produced for these partitions,
+   * save their states and commit, then forget them. A lost assignment
+   * cannot commit; another member already has the partitions. */
+  drain(s);
+  if (!rd_kafka_assignment_lost(rk) && commit(s, &err) != TDM_OK)
+    fail_once(s, err.status, "%s%s", "", err.message);
+  for (int i = 0; i < list->cnt; i++) part_close(s, list->elems[i].partition);
+  fprintf(stderr, "tandem stream: revoked %d partition(s) of %s\n", list->cnt,
+          s->opt->input);
+  if (cooperative) {
+    rd_kafka_error_t *error = rd_kafka_incremental_unassign(rk, list);
+    if (error) rd_kafka_error_destroy(error);
+  } else {
+    rd_kafka_assign(rk, NULL);
+  }
+}
+
+static void on_error(rd_kafka_t *rk, int code, const char *reason,
+                     void *opaque) {
+  stream *s = opaque;
+  if (code == RD_KAFKA_RESP_ERR__FATAL) {
+    char why[512];
+    rd_kafka_fatal_error(rk, why, sizeof why);
+    fail_once(s, TDM_EIO, "kafka: %s%s", why, "");
+  } else {
+    fprintf(stderr, "tandem stream: kafka: %s\n", reason);
+  }
+}
+
+/* ---- metrics ---- */
+
+static int render_metrics(stream *s, tdm__buf *b) {
+  const char *name = s->spec->name;
+  int rc = tdm__buf_printf(
+      b,
+      "# HELP tandem_stream_events_total Input messages processed, by "
+      "outcome.\n"
+      "# TYPE tandem_stream_events_total counter\n"
+      "tandem_stream_events_total{pipeline=\"%s\",outcome=\"scored\"} %llu\n"
+      "tandem_stream_events_total{pipeline=\"%s\",outcome=\"duplicate\"} "
+      "%llu\n"
+      "tandem_stream_events_total{pipeline=\"%s\",outcome=\"dead_letter\"} "
+      "%llu\n"
+      "# HELP tandem_stream_dead_letters_total Invalid input messages (sent "
+      "to the dead-letter topic).\n"
+      "# TYPE tandem_stream_dead_letters_total counter\n"
+      "tandem_stream_dead_letters_total{pipeline=\"%s\"} %llu\n"
+      "# HELP tandem_stream_commits_total Offset commits, by outcome.\n"
+      "# TYPE tandem_stream_commits_total counter\n"
+      "tandem_stream_commits_total{pipeline=\"%s\",outcome=\"ok\"} %llu\n"
+      "tandem_stream_commits_total{pipeline=\"%s\",outcome=\"failed\"} %llu\n"
+      "# HELP tandem_stream_commit_seconds Time to save states and commit "
+      "offsets.\n"
+      "# TYPE tandem_stream_commit_seconds histogram\n",
+      name, (unsigned long long)s->scored, name,
+      (unsigned long long)s->duplicates, name,
+      (unsigned long long)s->dead_letters, name,
+      (unsigned long long)s->dead_letters, name,
+      (unsigned long long)s->commits, name,
+      (unsigned long long)s->commit_failures);
+  uint64_t cumulative = 0;
+  for (size_t i = 0; i <= NUM_COMMIT_BUCKETS && rc == TDM_OK; i++) {
+    cumulative += s->commit_hist[i];
+    char le[32] = "+Inf";
+    if (i < NUM_COMMIT_BUCKETS) tdm__format_double(commit_buckets[i], le);
+    rc = tdm__buf_printf(b,
+                         "tandem_stream_commit_seconds_bucket{pipeline=\"%s\","
+                         "le=\"%s\"} %llu\n",
+                         name, le, (unsigned long long)cumulative);
+  }
+  if (rc == TDM_OK)
+    rc = tdm__buf_printf(
+        b,
+        "tandem_stream_commit_seconds_sum{pipeline=\"%s\"} %.9f\n"
+        "tandem_stream_commit_seconds_count{pipeline=\"%s\"} %llu\n"
+        "# HELP tandem_stream_consumer_lag Messages of an assigned input "
+        "partition not yet processed and acknowledged (high watermark minus "
+        "commit point).\n"
+        "# TYPE tandem_stream_consumer_lag gauge\n",
+        name, s->commit_seconds, name, (unsigned long long)cumulative);
+  size_t in_flight = 0, entities = 0, assigned = 0;
+  for (size_t i = 0; i < s->num_parts && rc == TDM_OK; i++) {
+    part *pt = s->parts[i];
+    if (pt == NULL) continue;
+    assigned++;
+    in_flight += pt->count;
+    entities += tdm__state_map_entities(pt->map);
+    int64_t low = -1, high = -1, at = pt->commit_next;
+    rd_kafka_get_watermark_offsets(s->consumer, s->opt->input, pt->id, &low,
+                                   &high);
+    if (at < 0) {
+      rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+      rd_kafka_topic_partition_list_add(l, s->opt->input, pt->id);
+      if (rd_kafka_position(s->consumer, l) == RD_KAFKA_RESP_ERR_NO_ERROR)
+        at = l->elems[0].offset;
+      rd_kafka_topic_partition_list_destroy(l);
+    }
+    if (high < 0 || at < 0) continue;
+    rc = tdm__buf_printf(b,
+                         "tandem_stream_consumer_lag{pipeline=\"%s\",topic=\"%s\","
+                         "partition=\"%d\"} %lld\n",
+                         name, s->opt->input, (int)pt->id,
+                         (long long)(high > at ? high - at : 0));
+  }
+  if (rc == TDM_OK)
+    rc = tdm__buf_printf(
+        b,
+        "# HELP tandem_stream_partitions Input partitions assigned.\n"
+        "# TYPE tandem_stream_partitions gauge\n"
+        "tandem_stream_partitions{pipeline=\"%s\"} %zu\n"
+        "# HELP tandem_stream_in_flight Consumed messages whose outputs are "
+        "not yet acknowledged.\n"
+        "# TYPE tandem_stream_in_flight gauge\n"
+        "tandem_stream_in_flight{pipeline=\"%s\"} %zu\n"
+        "# HELP tandem_stream_entities Entities with state in memory.\n"
+        "# TYPE tandem_stream_entities gauge\n"
+        "tandem_stream_entities{pipeline=\"%s\"} %zu\n",
+        name, assigned, name, in_flight, name, entities);
+  return rc;
+}
+
+static void publish_metrics(stream *s) {
+  if (s->http == NULL) return;
+  tdm__buf text = {0};
+  if (render_metrics(s, &text) != TDM_OK) {
+    tdm__buf_free(&text);
+    return;
+  }
+  pthread_mutex_lock(&s->metrics_lock);
+  tdm__buf old = s->metrics;
+  s->metrics = text;
+  pthread_mutex_unlock(&s->metrics_lock);
+  tdm__buf_free(&old);
+}
+
+static enum MHD_Result answer(void *cls, struct MHD_Connection *c,
+                              const char *url, const char *method,
+                              const char *version, const char *upload,
+                              size_t *upload_size, void **con_cls) {
+  (void)version, (void)upload, (void)upload_size, (void)con_cls;
+  stream *s = cls;
+  struct MHD_Response *response;
+  unsigned status = 200;
+  if (strcmp(method, "GET") != 0 || strcmp(url, "/metrics") != 0) {
+    static const char missing[] = "not found\n";
+    status = 404;
+    response = MHD_create_response_from_buffer(
+        sizeof missing - 1, (void *)missing, MHD_RESPMEM_PERSISTENT);
+  } else {
+    pthread_mutex_lock(&s->metrics_lock);
+    response = MHD_create_response_from_buffer(
+        s->metrics.len, s->metrics.data, MHD_RESPMEM_MUST_COPY);
+    pthread_mutex_unlock(&s->metrics_lock);
+    if (response)
+      MHD_add_response_header(response, "Content-Type",
+                              "text/plain; version=0.0.4; charset=utf-8");
+  }
+  if (response == NULL) return MHD_NO;
+  enum MHD_Result ret = MHD_queue_response(c, status, response);
+  MHD_destroy_response(response);
+  return ret;
+}
+
+static int start_metrics(stream *s, const char *listen, tdm_error *err) {
+  char host[64];
+  const char *colon = strrchr(listen, ':');
+  size_t len = colon ? (size_t)(colon - listen) : 0;
+  char *end;
+  long port = colon ? strtol(colon + 1, &end, 10) : -1;
+  struct sockaddr_in addr = {0};
+  addr.sin_family = AF_INET;
+  if (colon == NULL || len >= sizeof host || *end != '\0' || port < 0 ||
+      port > 65535)
+    return tdm__fail(err, TDM_EINVAL, "--metrics %s: expected HOST:PORT",
+                     listen);
+  memcpy(host, listen, len);
+  host[len] = '\0';
+  if (inet_pton(AF_INET, len ? host : "0.0.0.0", &addr.sin_addr) != 1)
+    return tdm__fail(err, TDM_EINVAL,
+                     "--metrics %s: the host must be an IPv4 address", listen);
+  addr.sin_port = htons((uint16_t)port);
+  publish_metrics(s);
+  s->http = MHD_start_daemon(
+      MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL,
+      answer, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+      MHD_OPTION_END);
+  if (s->http == NULL)
+    return tdm__fail(err, TDM_EIO, "--metrics %s: cannot listen there",
+                     listen);
+  const union MHD_DaemonInfo *info =
+      MHD_get_daemon_info(s->http, MHD_DAEMON_INFO_BIND_PORT);
+  fprintf(stderr, "tandem stream: metrics on http://%s:%u/metrics\n",
+          len ? host : "0.0.0.0", info ? (unsigned)info->port : (unsigned)port);
+  publish_metrics(s);
+  return TDM_OK;
+}
+
+/* ---- setup ---- */
+
+/* Settings at-least-once needs, and their required values. */
+static const char *const required[][2] = {
+    {"enable.auto.commit", "false"},
+    {"enable.auto.offset.store", "false"},
+    {"enable.idempotence", "true"},
+};
+
+static int conf_set(rd_kafka_conf_t *conf, const char *key, const char *value,
+                    tdm_error *err) {
+  char why[512];
+  if (rd_kafka_conf_set(conf, key, value, why, sizeof why) != RD_KAFKA_CONF_OK)
+    return tdm__fail(err, TDM_EINVAL, "-X %s=%s: %s", key, value, why);
+  return TDM_OK;
+}
+
+/* The configuration both clients share: defaults, then -X settings. */
+static int make_conf(stream *s, const char *group, rd_kafka_conf_t **out,
+                     tdm_error *err) {
+  rd_kafka_conf_t *conf = rd_kafka_conf_new();
+  int rc = conf_set(conf, "bootstrap.servers", s->opt->brokers, err);
+  if (rc == TDM_OK) rc = conf_set(conf, "group.id", group, err);
+  if (rc == TDM_OK) rc = conf_set(conf, "auto.offset.reset", "earliest", err);
+  if (rc == TDM_OK) rc = conf_set(conf, "linger.ms", "5", err);
+  if (rc == TDM_OK) rc = conf_set(conf, "client.id", "tandem-stream", err);
+  for (size_t i = 0; i < s->opt->num_config && rc == TDM_OK; i++) {
+    const char *kv = s->opt->config[i];
+    const char *eq = strchr(kv, '=');
+    char key[256];
+    if (eq == NULL || eq == kv || (size_t)(eq - kv) >= sizeof key) {
+      rc = tdm__fail(err, TDM_EINVAL, "-X %s: expected key=value", kv);
+      break;
+    }
+    memcpy(key, kv, (size_t)(eq - kv));
+    key[eq - kv] = '\0';
+    for (size_t j = 0; j < sizeof required / sizeof required[0]; j++)
+      if (strcmp(key, required[j][0]) == 0 && strcmp(eq + 1, required[j][1]))
+        rc = tdm__fail(err, TDM_EINVAL,
+                       "-X %s: tandem stream needs %s=%s (at-least-once)",
+                       kv, key, required[j][1]);
+    if (rc == TDM_OK) rc = conf_set(conf, key, eq + 1, err);
+  }
+  for (size_t j = 0; j < sizeof required / sizeof required[0] && rc == TDM_OK;
+       j++)
+    rc = conf_set(conf, required[j][0], required[j][1], err);
+  if (rc != TDM_OK) {
+    rd_kafka_conf_destroy(conf);
+    return rc;
+  }
+  rd_kafka_conf_set_opaque(conf, s);
+  rd_kafka_conf_set_error_cb(conf, on_error);
+  *out = conf;
+  return TDM_OK;
+}
+
+static int open_clients(stream *s, tdm_error *err) {
+  char group[512];
+  if (s->opt->group)
+    snprintf(group, sizeof group, "%s", s->opt->group);
+  else
+    snprintf(group, sizeof group, "tandem-%s", s->spec->name);
+  rd_kafka_conf_t *conf;
+  int rc = make_conf(s, group, &conf, err);
+  if (rc != TDM_OK) return rc;
+  rd_kafka_conf_t *producer_conf = rd_kafka_conf_dup(conf);
+  rd_kafka_conf_set_dr_msg_cb(producer_conf, on_delivery);
+  rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
+  char why[512];
+  s->producer = rd_kafka_new(RD_KAFKA_PRODUCER, producer_conf, why, sizeof why);
+  if (s->producer == NULL) {
+    rd_kafka_conf_destroy(producer_conf);
+    rd_kafka_conf_destroy(conf);
+    return tdm__fail(err, TDM_EINVAL, "kafka producer: %s", why);
+  }
+  s->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof why);
+  if (s->consumer == NULL) {
+    rd_kafka_conf_destroy(conf);
+    return tdm__fail(err, TDM_EINVAL, "kafka consumer: %s", why);
+  }
+  rd_kafka_poll_set_consumer(s->consumer);
+  rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(topics, s->opt->input,
+                                    RD_KAFKA_PARTITION_UA);
+  rd_kafka_resp_err_t e = rd_kafka_subscribe(s->consumer, topics);
+  rd_kafka_topic_partition_list_destroy(topics);
+  if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
+    return tdm__fail(err, TDM_EIO, "subscribing to %s: %s", s->opt->input,
+                     rd_kafka_err2str(e));
+  fprintf(stderr, "tandem stream: pipeline %s, group %s, %s -> %s\n",
+          s->spec->name, group, s->opt->input, s->opt->output);
+  return TDM_OK;
+}
+
+static int run_loop(stream *s, tdm_error *err) {
+  unsigned interval_ms =
+      s->opt->commit_interval_ms ? s->opt->commit_interval_ms : 1000;
+  uint64_t last_commit = now_ns(), last_metrics = 0;
+  int rc = TDM_OK;
+  while (!stop_requested && !s->failed && rc == TDM_OK) {
+    rd_kafka_message_t *m = rd_kafka_consumer_poll(s->consumer, 100);
+    if (m != NULL) {
+      if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR)
+        rc = handle(s, m, err);
+      else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+        fprintf(stderr, "tandem stream: consumer: %s\n",
+                rd_kafka_message_errstr(m));
+      rd_kafka_message_destroy(m);
+    }
+    rd_kafka_poll(s->producer, 0);
+    uint64_t now = now_ns();
+    if (rc == TDM_OK && now - last_commit >= interval_ms * 1000000ull) {
+      rc = commit(s, err);
+      last_commit = now;
+    }
+    if (now - last_metrics >= 500000000ull) {
+      publish_metrics(s);
+      last_metrics = now;
+    }
+  }
+  return rc;
+}
+
+int tdm__stream_run(const tdm__stream_options *opt, tdm_error *err) {
+  stream st = {0};
+  stream *s = &st;
+  s->opt = opt;
+  pthread_mutex_init(&s->metrics_lock, NULL);
+  int rc = tdm__pipeline_load(opt->pipeline_path, 0, &s->p, err);
+  if (rc == TDM_OK)
+    rc = tdm__pipeline_open_tables(s->p, opt->store, TDM__LOOKUP_NEWEST, err);
+  if (rc == TDM_OK) {
+    s->spec = tdm__pipeline_spec(s->p);
+    if (tdm__result_init(s->p, &s->result) != TDM_OK)
+      rc = tdm__fail(err, TDM_ENOMEM, "out of memory");
+  }
+  if (rc == TDM_OK && opt->state_dir != NULL &&
+      mkdir(opt->state_dir, 0777) != 0 && errno != EEXIST)
+    rc = tdm__fail(err, TDM_EIO, "%s: %s", opt->state_dir, strerror(errno));
+  if (rc == TDM_OK && opt->state_dir == NULL)
+    fprintf(stderr, "tandem stream: warning: no --state: entity states live "
+                    "in memory only and start empty after a restart\n");
+  if (rc == TDM_OK && opt->metrics_listen)
+    rc = start_metrics(s, opt->metrics_listen, err);
+  if (rc == TDM_OK) rc = open_clients(s, err);
+  if (rc == TDM_OK) rc = run_loop(s, err);
+  /* Drain: every output acknowledged, states saved, offsets committed;
+   * then leave the group (which revokes, saving again). */
+  if (s->producer != NULL) drain(s);
+  if (rc == TDM_OK && !s->failed && s->consumer != NULL) rc = commit(s, err);
+  if (rc == TDM_OK && s->failed) {
+    *err = s->failure;
+    rc = s->failure.status ? s->failure.status : TDM_EIO;
+  }
+  if (s->consumer != NULL) {
+    rd_kafka_consumer_close(s->consumer);
+    rd_kafka_destroy(s->consumer);
+  }
+  if (s->producer != NULL) rd_kafka_destroy(s->producer);
+  if (s->http != NULL) MHD_stop_daemon(s->http);
+  for (size_t i = 0; i < s->num_parts; i++) part_free(s->parts[i]);
+  tdm__free(s->parts);
+  tdm__buf_free(&s->out);
+  tdm__buf_free(&s->letter);
+  tdm__buf_free(&s->metrics);
+  tdm__result_free(&s->result);
+  tdm__pipeline_free(s->p);
+  pthread_mutex_destroy(&s->metrics_lock);
+  return rc;
+}

@@ -1,0 +1,50 @@
+/*
+ * stream.h - `tandem stream`: a pipeline run over a Kafka topic
+ * (librdkafka). Each input message is one JSON event; it goes through the
+ * same pipeline core as a live event (tdm__event_from_json,
+ * tdm__pipeline_process, tdm__pipeline_json), and its result is produced
+ * to the output topic keyed by the entity. Processing is at-least-once:
+ * an input offset is committed only once every output of it and of the
+ * partition's earlier offsets is acknowledged by the brokers, and only
+ * after the partition's entity states are on disk, so a restart
+ * reprocesses from the committed offset and the pipeline's dedupe (by
+ * event id) answers the events already applied with their original
+ * results. Invalid messages go to a dead-letter topic with the reason.
+ * State is kept per assigned input partition (a state map and, with a
+ * state directory, an LMDB store per partition): restored on assignment,
+ * saved and dropped on revocation.
+ */
+#ifndef TDM_STREAM_H
+#define TDM_STREAM_H
+
+#include <stddef.h>
+
+#include "../core/core.h"
+
+typedef struct tdm__stream_options {
+  const char *pipeline_path;
+  const char *brokers;
+  const char *input, *output;
+  const char *group;       /* NULL: "tandem-<pipeline name>" */
+  const char *dead_letter; /* NULL: invalid messages are logged, skipped */
+  const char *state_dir;   /* NULL: state in memory only */
+  const char *store;       /* tables for lookups (NULL: the pipeline's) */
+  const char *metrics_listen; /* HOST:PORT of /metrics, or NULL */
+  char **config;           /* librdkafka "key=value" settings (-X) */
+  size_t num_config;
+  unsigned commit_interval_ms; /* 0: 1000 */
+} tdm__stream_options;
+
+/*
+ * Runs until tdm__stream_stop is called (a signal) or a fatal error:
+ * returns TDM_OK after draining (every output acknowledged, offsets
+ * committed, states saved), TDM_EINVAL for bad options (a -X setting
+ * librdkafka refuses, one that would break at-least-once), or the error
+ * that stopped it.
+ */
+int tdm__stream_run(const tdm__stream_options *options, tdm_error *err);
+
+/* Asks a running stream to stop; async-signal-safe. */
+void tdm__stream_stop(void);
+
+#endif /* TDM_STREAM_H */
