@@ -51,20 +51,23 @@ static int64_t wall_ms(void) {
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* The last line of a file (the child's stderr), trimmed. */
+/* What the child said last (its stderr): the line naming the table
+ * version it wrote when there is one, else its last line. */
 static void last_line(const char *path, char *out, size_t size) {
   out[0] = '\0';
   FILE *fp = fopen(path, "r");
   if (fp == NULL) return;
   char line[1024];
+  int have_table = 0;
   while (fgets(line, sizeof line, fp) != NULL) {
     size_t n = strcspn(line, "\r\n");
     line[n] = '\0';
-    if (n > 0) {
-      if (n >= size) n = size - 1;
-      memcpy(out, line, n);
-      out[n] = '\0';
-    }
+    int is_table = strstr(line, ": table ") != NULL;
+    if (n == 0 || (have_table && !is_table)) continue;
+    have_table |= is_table;
+    if (n >= size) n = size - 1;
+    memcpy(out, line, n);
+    out[n] = '\0';
   }
   fclose(fp);
 }
