@@ -1,0 +1,211 @@
+"""`tandem batch` killed with SIGKILL at several points (docs/reliability.md).
+
+The fraud example pipeline runs over a generated month of transactions
+(with a few invalid rows, so a rejects file is written), sized so that a
+run takes one to two seconds. An uninterrupted run gives the reference;
+then runs are killed at 5% ... 97% of its duration:
+
+- plain batch: the destination names (output, OUT.manifest.json,
+  OUT.rejects.jsonl) do not exist after the kill; a rerun into the same
+  directory writes an output and rejects file byte-identical to the
+  reference's;
+- --materialize into a store: the table's versions (`mdb_dump` of the
+  store's version records) are the same before and after a killed run;
+  a rerun adds exactly one version, with the reference's rows;
+- --save-state DIR: DIR does not exist after the kill (it is written as
+  DIR.tmp and renamed); a rerun writes it, with the same content
+  (`mdb_dump`) as the reference's;
+- the run registry (SQLite) still opens and lists the runs afterwards.
+
+A kill that lands after the run finished (exit 0) checks the complete
+output instead. Leftover temporary files next to the output: see
+KNOWN_BUGS below. A `tandem serve --state` killed with SIGKILL is tested
+in test_pipeline_replay.py (acknowledged events survive, none is applied
+twice).
+"""
+import filecmp
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+
+from common import ROOT, TANDEM, expect, finish, tmpdir
+from pipeline_util import tandem
+
+PIPELINE = os.path.join(ROOT, "examples", "fraud", "pipeline.yaml")
+FRACTIONS = [0.05, 0.25, 0.5, 0.75, 0.9, 0.97]
+# KNOWN BUG (issue 10 report): output files are made with mkstemp next to
+# the destination (core/file.c) and renamed at the end; SIGKILL leaves the
+# named temporary file behind (".NAME.tmp.XXXXXX"), and nothing removes it
+# later. The destination itself is never partial. Leftovers matching this
+# pattern are reported as XFAIL instead of failing; any other leftover
+# fails. (O_TMPFILE + linkat would leave nothing.)
+TEMP_LEFTOVER = re.compile(r"^\..*\.tmp\.[A-Za-z0-9]{6}$")
+
+out = tmpdir()
+events = os.path.join(out, "events.csv")
+gen = subprocess.run(
+    ["/usr/bin/python3", os.path.join(ROOT, "examples", "fraud", "generate.py"),
+     "--cards", "2500", "--days", "30", "--out", events],
+    capture_output=True, text=True)
+expect(gen.returncode == 0, "generate: " + gen.stderr)
+# A few invalid rows, so that runs write a rejects file.
+with open(events) as f:
+    lines = f.readlines()
+for i in range(1000, len(lines), 20000):
+    cells = lines[i].split(",")
+    cells[3] = "not-a-number"
+    lines[i] = ",".join(cells)
+with open(events, "w") as f:
+    f.writelines(lines)
+print(f"{len(lines) - 1} events", flush=True)
+
+store_ref = os.path.join(out, "store-ref")
+registry = os.path.join(out, "registry.db")
+
+
+def batch_args(directory, store=None, save_state=False, materialize=False):
+    args = [TANDEM, "batch", PIPELINE, "--in", events,
+            "--out", os.path.join(directory, "scores.csv"), "--threads", "2",
+            "--store", store or store_ref, "--registry", registry]
+    if materialize:
+        args += ["--materialize", "card_profile"]
+    if save_state:
+        args += ["--save-state", os.path.join(directory, "state")]
+    return args
+
+
+def dump(path, database=None):
+    args = ["mdb_dump", "-p"] + (["-s", database] if database else ["-a"]) + [path]
+    r = subprocess.run(args, capture_output=True)
+    expect(r.returncode == 0, f"mdb_dump {path}: {r.stderr.decode()}")
+    # Drop the header: its map size and page counts are not content.
+    return r.stdout.split(b"HEADER=END\n", 1)[-1]
+
+
+def versions(store):
+    return re.findall(rb"card_profile\\00(?:\\[0-9a-f]{2}|[^\\\n]){8}\n", dump(store, "versions"))
+
+
+def fresh(name):
+    d = os.path.join(out, name)
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(d)
+    return d
+
+
+# ---- the references, timed per kind (the store gets one version) ----
+os.makedirs(store_ref)
+durations = {}
+
+
+def reference(kind, directory, **flags):
+    start = time.time()
+    r = subprocess.run(batch_args(directory, **flags), capture_output=True, text=True)
+    durations[kind] = time.time() - start
+    expect(r.returncode == 0, f"reference {kind} run: " + r.stderr)
+    print(f"reference {kind} run: {durations[kind]:.2f} s: "
+          f"{r.stderr.strip().splitlines()[0]}", flush=True)
+    expect(0.5 < durations[kind] < 10,
+           f"the run should take 1-2 s, took {durations[kind]:.2f}")
+
+
+reference("materialize", fresh("ref-materialize"), materialize=True)
+ref = fresh("ref")
+reference("plain", ref)
+expect(os.path.exists(os.path.join(ref, "scores.csv.rejects.jsonl")),
+       "the reference run has rejects")
+ref_state = fresh("ref-state")
+reference("save-state", ref_state, save_state=True)
+ref_state_dump = dump(os.path.join(ref_state, "state"))
+ref_table_rows = dump(store_ref, "rows")
+
+leftovers = []
+
+
+def check_dir(directory, label, allowed=()):
+    """Nothing in DIRECTORY but ALLOWED and known temp leftovers."""
+    names = sorted(os.listdir(directory))
+    for name in names:
+        if name in allowed:
+            continue
+        if TEMP_LEFTOVER.match(name):
+            leftovers.append(f"{label}: {name}")
+            os.unlink(os.path.join(directory, name))
+        else:
+            expect(False, f"{label}: {name} left next to the output")
+
+
+def killed_run(args, delay):
+    """Starts ARGS, SIGKILLs it after DELAY s; True if it was killed."""
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    time.sleep(delay)
+    finished = proc.poll() is not None
+    if not finished:
+        proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    proc.stderr.close()
+    return not finished and proc.returncode == -signal.SIGKILL
+
+
+def same_output(directory, label):
+    for name in ("scores.csv", "scores.csv.rejects.jsonl"):
+        expect(filecmp.cmp(os.path.join(ref, name), os.path.join(directory, name),
+                           shallow=False), f"{label}: {name} differs from the reference")
+
+
+kills = 0
+for kind in ("plain", "materialize", "save-state"):
+    for fraction in FRACTIONS:
+        label = f"{kind} killed at {fraction:.0%}"
+        d = fresh("run")
+        store = os.path.join(out, "store")
+        if kind == "materialize":
+            shutil.rmtree(store, ignore_errors=True)
+            shutil.copytree(store_ref, store)
+            before = versions(store)
+        args = batch_args(d, store=store if kind == "materialize" else None,
+                          save_state=kind == "save-state",
+                          materialize=kind == "materialize")
+        was_killed = killed_run(args, durations[kind] * fraction)
+        kills += was_killed
+        if was_killed:
+            # The state is written as state.tmp and renamed into place:
+            # after a kill, state.tmp may remain (the next run removes it).
+            check_dir(d, label, allowed=("state.tmp",))
+            if kind == "materialize":
+                expect(versions(store) == before,
+                       f"{label}: versions before {before}, after {versions(store)}")
+                check_dir(store, label + " (store)", allowed=("data.mdb", "lock.mdb"))
+        else:
+            shutil.rmtree(os.path.join(d, "state"), ignore_errors=True)
+        # The rerun, into the same directory.
+        r = subprocess.run(args, capture_output=True, text=True)
+        expect(r.returncode == 0, f"{label}: the rerun failed: {r.stderr}")
+        same_output(d, label)
+        allowed = ["scores.csv", "scores.csv.manifest.json", "scores.csv.rejects.jsonl"]
+        if kind == "materialize":
+            after = versions(store)
+            expect(len(after) == len(before) + 1 + (not was_killed),
+                   f"{label}: one version more: {len(before)} -> {len(after)}")
+            expect(dump(store, "rows").count(b"card_profile") ==
+                   ref_table_rows.count(b"card_profile") * len(after),
+                   f"{label}: each version has the reference's rows")
+        if kind == "save-state":
+            allowed.append("state")
+            expect(dump(os.path.join(d, "state")) == ref_state_dump,
+                   f"{label}: the saved state differs from the reference's")
+        check_dir(d, label + " (rerun)", allowed=allowed)
+    print(f"ok {kind}: killed at {', '.join('%.0f%%' % (f * 100) for f in FRACTIONS)}",
+          flush=True)
+
+expect(kills >= len(FRACTIONS) * 3 - 3, f"only {kills} runs were killed before the end")
+r = tandem("runs", "--registry", registry)
+expect(r.returncode == 0 and r.stdout.count("\n") >= 3,
+       f"the registry after the kills: {r.returncode} {r.stderr}")
+for line in leftovers:
+    print("XFAIL temporary file left after SIGKILL:", line)
+print(f"{kills} runs killed, {len(leftovers)} temporary files left behind", flush=True)
+finish("test_crash")
