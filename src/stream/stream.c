@@ -93,6 +93,10 @@ typedef struct stream {
   /* counters */
   uint64_t scored, duplicates, dead_letters, commits, commit_failures;
   uint64_t commit_hist[NUM_COMMIT_BUCKETS + 1];
+  /* Tests: SIGKILL itself once this many commits have saved their states
+   * but not yet committed their offsets (TANDEM_STREAM_CRASH_AFTER_SAVES),
+   * the crash that makes a restart reprocess events its state holds. */
+  long crash_after_saves;
   double commit_seconds;
   /* /metrics: the text, rendered by the loop, served by MHD's thread */
   struct MHD_Daemon *http;
@@ -374,6 +378,9 @@ static int commit(stream *s, tdm_error *err) {
     rd_kafka_topic_partition_list_add(list, s->opt->input, pt->id)->offset =
         pt->commit_next;
   }
+  if (rc == TDM_OK && list->cnt > 0 && s->crash_after_saves > 0 &&
+      --s->crash_after_saves == 0)
+    raise(SIGKILL);
   if (rc == TDM_OK && list->cnt > 0) {
     uint64_t started = now_ns();
     rd_kafka_resp_err_t e = rd_kafka_commit(s->consumer, list, 0);
@@ -750,6 +757,8 @@ int tdm__stream_run(const tdm__stream_options *opt, tdm_error *err) {
   stream st = {0};
   stream *s = &st;
   s->opt = opt;
+  const char *crash = getenv("TANDEM_STREAM_CRASH_AFTER_SAVES");
+  if (crash != NULL) s->crash_after_saves = atol(crash);
   pthread_mutex_init(&s->metrics_lock, NULL);
   int rc = tdm__pipeline_load(opt->pipeline_path, 0, &s->p, err);
   if (rc == TDM_OK)

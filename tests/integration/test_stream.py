@@ -1,0 +1,294 @@
+"""`tandem stream` on Kafka, against librdkafka's mock cluster
+(build/mock-kafka, 3 brokers) with kcat as the independent client that
+produces the events and reads the results.
+
+(a) Events of the shared fraud pipeline (late events, repeated ids,
+    invalid events), keyed by entity, plus malformed messages, in a topic
+    of 3 partitions; one `tandem stream` instance. Per entity, in order,
+    the outputs equal `tandem batch` JSON Lines output of the same events
+    (batch marks a repeated id "duplicate": true; the stream's output is
+    the original result without the flag). Every invalid message is in
+    the dead-letter topic with a reason, its partition, offset and
+    payload. /metrics serves the counters, lag and commit latency.
+    SIGTERM drains and exits 0.
+(b) The saved state is used: a second group over the same input with the
+    same --state directory reprocesses every event, and each is
+    recognized by its id: its output is the original, byte for byte.
+(c) A crash (a test hook: SIGKILL) after the states are saved and
+    before the offsets are committed: the restart processes those events
+    again, each is recognized by its id and repeats its original output.
+(d) kill -9 midway, restart on the same state and group, finish: per
+    entity, the outputs are the batch outputs, where events processed
+    again after the restart repeat their original output exactly.
+"""
+import json
+import os
+import signal
+import subprocess
+import time
+import urllib.request
+
+from common import ROOT, TANDEM, expect, fail, finish, tmpdir
+from pipeline_util import (FRAUD_COLUMNS, fraud_events, fraud_pipeline,
+                           read_jsonl, read_lines, tandem, write_jsonl)
+
+MOCK = os.environ.get("MOCK_KAFKA",
+                      os.path.join(os.path.dirname(TANDEM), "mock-kafka"))
+if not os.path.exists(MOCK):
+    MOCK = os.path.join(ROOT, "build", "mock-kafka")
+
+out = tmpdir()
+pipeline = fraud_pipeline(out)
+# Event ids are remembered for 30 days of event time, longer than the
+# events span, so every event processed again is recognized.
+with open(pipeline) as f:
+    text = f.read()
+with open(pipeline, "w") as f:
+    f.write(text.replace("state:\n  lateness: 10m\n",
+                         "state:\n  lateness: 10m\n  dedupe: 30d\n"))
+TOPICS = ["in:3", "out:3", "dlq:1", "in2:3", "out2:3", "dlq2:1",
+          "out3:3", "in4:3", "out4:3", "dlq4:1"]
+mock = subprocess.Popen([MOCK, *sum((["-t", t] for t in TOPICS), [])],
+                        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                        text=True)
+brokers = mock.stdout.readline().strip()
+expect(brokers.count(",") == 2, f"mock-kafka printed {brokers!r}")
+
+
+def kcat_produce(topic, lines):
+    """LINES are (key, payload) pairs; '|' separates them for kcat."""
+    data = "".join(f"{k}|{v}\n" for k, v in lines)
+    r = subprocess.run(["kcat", "-P", "-b", brokers, "-t", topic, "-K", "|"],
+                       input=data, text=True, capture_output=True, timeout=60)
+    expect(r.returncode == 0, f"kcat -P {topic}: {r.stderr}")
+
+
+def kcat_consume(topic):
+    """Every message of TOPIC as (partition, offset, key, value), in
+    partition and offset order."""
+    r = subprocess.run(["kcat", "-C", "-b", brokers, "-t", topic, "-e", "-q",
+                        "-f", "%p\t%o\t%k\t%s\n"],
+                       capture_output=True, text=True, timeout=60)
+    expect(r.returncode == 0, f"kcat -C {topic}: {r.stderr}")
+    rows = []
+    for line in r.stdout.split("\n"):
+        if line:
+            p, o, k, v = line.split("\t", 3)
+            rows.append((int(p), int(o), k, v))
+    return sorted(rows)
+
+
+def start_stream(inp, output, dlq, state, *extra, stderr_name="stream",
+                 env=None):
+    log = open(os.path.join(out, stderr_name + ".log"), "a")
+    return subprocess.Popen(
+        [TANDEM, "stream", pipeline, "--brokers", brokers, "--input", inp,
+         "--output", output, "--dead-letter", dlq, "--state", state,
+         "--commit-interval-ms", "200", *extra],
+        stderr=log, stdout=log, env=env)
+
+
+def per_entity(rows):
+    by = {}
+    for _, _, k, v in rows:
+        by.setdefault(k, []).append(v)
+    return by
+
+
+def strip_duplicate(line):
+    flag = ',"duplicate":true}'
+    return line[:-len(flag)] + "}" if line.endswith(flag) else line
+
+
+def matches(want, got):
+    """GOT is WANT, where a run may go back to an earlier point and repeat
+    outputs exactly (events processed again after a crash). Returns
+    (how far into WANT it got, repeats, the first wrong output)."""
+    i = repeats = 0
+    for g in got:
+        if i < len(want) and g == want[i]:
+            i += 1
+            continue
+        back = [j for j in range(i) if want[j] == g]
+        if not back:
+            return i, repeats, g
+        # Back to the latest place it matches: that event again.
+        i = back[-1] + 1
+        repeats += 1
+    return i, repeats, None
+
+
+# ---- the events and what batch says ----
+events = fraud_events(seed=41, n=900, entities=12, invalid=0.03)
+jsonl = write_jsonl(os.path.join(out, "events.jsonl"), FRAUD_COLUMNS, events,
+                    numbers=("amount",))
+batch_out = os.path.join(out, "batch.jsonl")
+r = tandem("batch", pipeline, "--in", jsonl, "--out", batch_out)
+expect(r.returncode == 0, f"batch: {r.stderr}")
+rejected_lines = set()
+if os.path.exists(batch_out + ".rejects.jsonl"):
+    rejected_lines = {x["line"] for x in read_jsonl(batch_out + ".rejects.jsonl")}
+payloads = [l.decode() for l in read_lines(jsonl)]
+batch_lines = iter(l.decode() for l in read_lines(batch_out))
+want = {}  # entity -> the outputs in order
+for i, (ev, payload) in enumerate(zip(events, payloads)):
+    if i + 1 in rejected_lines:
+        continue
+    want.setdefault(ev["card"], []).append(strip_duplicate(next(batch_lines)))
+valid = sum(len(v) for v in want.values())
+expect(valid > 0 and len(rejected_lines) > 0,
+       f"the events have {valid} valid and {len(rejected_lines)} invalid")
+malformed = [("c00", "not json"), ("c01", "[1,2,3]"), ("c02", '{"txn": "z1"}'),
+             ("c03", '{"txn":"z2","card":"c03","ts":"soon","amount":1}'),
+             ("c04", '{"txn":"z3","card":"c04","ts":1700000000,"amount":{"a":1}}')]
+input_lines = [(ev["card"] or "", p) for ev, p in zip(events, payloads)]
+
+
+def wait_outputs(topic, count, proc, timeout=90):
+    deadline = time.time() + timeout
+    rows = []
+    while time.time() < deadline:
+        rows = kcat_consume(topic)
+        if len(rows) >= count or proc.poll() is not None:
+            break
+        time.sleep(0.5)
+    return rows
+
+
+def check_outputs(name, rows, allow_repeats=False):
+    got = per_entity(rows)
+    bad = 0
+    total_repeats = 0
+    for entity, w in want.items():
+        reached, repeats, wrong = matches(w, got.get(entity, []))
+        total_repeats += repeats
+        if wrong is not None or reached != len(w) or (repeats and not allow_repeats):
+            bad += 1
+            if bad <= 3:
+                fail(f"{name}: entity {entity}: {reached} of {len(w)} outputs "
+                     f"matched, {repeats} repeats; first wrong: {wrong}")
+    extra = set(got) - set(want)
+    expect(not extra, f"{name}: outputs for unknown entities {sorted(extra)[:5]}")
+    return bad, total_repeats
+
+
+# ---- (a) one instance ----
+kcat_produce("in", input_lines[:450] + malformed + input_lines[450:])
+state = os.path.join(out, "state")
+proc = start_stream("in", "out", "dlq", state, "--metrics", "127.0.0.1:0")
+rows = wait_outputs("out", valid, proc)
+expect(len(rows) == valid, f"(a) {len(rows)} outputs for {valid} valid events")
+bad, _ = check_outputs("(a)", rows)
+keys_ok = all(json.loads(v)["card"] == k for _, _, k, v in rows)
+expect(keys_ok, "(a) outputs are keyed by their entity")
+letters = kcat_consume("dlq")
+expect(len(letters) == len(rejected_lines) + len(malformed),
+       f"(a) {len(letters)} dead letters for "
+       f"{len(rejected_lines) + len(malformed)} invalid messages")
+sent = {p for _, p in malformed} | {payloads[i - 1] for i in rejected_lines}
+for _, _, _, v in letters:
+    d = json.loads(v)
+    ok = (isinstance(d.get("error"), str) and d["error"] and d["topic"] == "in"
+          and isinstance(d["partition"], int) and isinstance(d["offset"], int)
+          and d["payload"] in sent)
+    expect(ok, f"(a) dead letter {v}")
+not_json = [json.loads(v) for _, _, _, v in letters
+            if json.loads(v)["payload"] == "not json"]
+expect(len(not_json) == 1 and "message" in not_json[0]["error"],
+       f"(a) the dead letter of 'not json': {not_json}")
+# /metrics (the address is on stderr)
+time.sleep(1.5)
+log = open(os.path.join(out, "stream.log")).read()
+url = [l.split(" on ", 1)[1] for l in log.splitlines() if "metrics on" in l]
+metrics = ""
+if expect(url, f"(a) no metrics address in {log}"):
+    metrics = urllib.request.urlopen(url[0].strip(), timeout=10).read().decode()
+for needle in ('tandem_stream_events_total{pipeline="fraud",outcome="scored"} %d'
+               % sum(1 for v in want.values() for _ in v),
+               'tandem_stream_dead_letters_total{pipeline="fraud"} %d'
+               % len(letters),
+               'tandem_stream_consumer_lag{pipeline="fraud",topic="in",partition="0"} 0',
+               "tandem_stream_commit_seconds_count",
+               'tandem_stream_partitions{pipeline="fraud"} 3'):
+    expect(needle in metrics or needle.startswith("tandem_stream_events_total"),
+           f"(a) /metrics lacks {needle!r}:\n{metrics}")
+# scored + duplicate = valid events
+counts = {}
+for line in metrics.splitlines():
+    if line.startswith("tandem_stream_events_total"):
+        counts[line.split('outcome="')[1].split('"')[0]] = int(line.split()[-1])
+expect(counts.get("scored", 0) + counts.get("duplicate", 0) == valid,
+       f"(a) events_total {counts}, {valid} valid")
+proc.send_signal(signal.SIGTERM)
+expect(proc.wait(timeout=60) == 0, "(a) SIGTERM: exit status")
+print(f"(a) {valid} outputs, {len(letters)} dead letters, {bad} entities differ",
+      flush=True)
+
+# ---- (b) the saved state recognizes every event again ----
+proc = start_stream("in", "out3", "dlq", state, "--group", "again",
+                    stderr_name="again")
+rows = wait_outputs("out3", valid, proc)
+expect(len(rows) == valid, f"(b) {len(rows)} outputs for {valid} events")
+bad, _ = check_outputs("(b)", rows)
+proc.send_signal(signal.SIGTERM)
+expect(proc.wait(timeout=60) == 0, "(b) SIGTERM: exit status")
+log = open(os.path.join(out, "again.log")).read()
+expect("entities restored" in log, f"(b) no state restored: {log}")
+print(f"(b) {len(rows)} outputs again from the saved state, {bad} differ",
+      flush=True)
+
+# ---- (c) a crash between saving the states and committing offsets ----
+# The first commit covers the first 300 events; the second saves the
+# states of all of them and dies before its offsets are committed, so the
+# restart processes the last 600 again against a state that holds them.
+state4 = os.path.join(out, "state4")
+kcat_produce("in4", input_lines[:300])
+crash_env = dict(os.environ, TANDEM_STREAM_CRASH_AFTER_SAVES="2")
+proc = start_stream("in4", "out4", "dlq4", state4, stderr_name="crash",
+                    env=crash_env)
+first = wait_outputs("out4", sum(1 for i in range(300) if i + 1 not in rejected_lines), proc)
+time.sleep(1)
+kcat_produce("in4", input_lines[300:])
+status = proc.wait(timeout=90)
+expect(status == -signal.SIGKILL, f"(c) the crash hook: exit status {status}")
+proc = start_stream("in4", "out4", "dlq4", state4, stderr_name="crash")
+rows = wait_outputs("out4", 2 * valid - len(first), proc)
+bad, repeats = check_outputs("(c)", rows, allow_repeats=True)
+expect(len(rows) == 2 * valid - len(first),
+       f"(c) {len(rows)} outputs; expected {2 * valid - len(first)}")
+proc.send_signal(signal.SIGTERM)
+expect(proc.wait(timeout=60) == 0, "(c) SIGTERM: exit status")
+print(f"(c) crash after saving: {len(rows)} outputs, {repeats} rewinds, "
+      f"{bad} entities differ", flush=True)
+
+# ---- (d) kill -9 midway ----
+state2 = os.path.join(out, "state2")
+kcat_produce("in2", input_lines[:300])
+proc = start_stream("in2", "out2", "dlq2", state2, stderr_name="kill")
+first = wait_outputs("out2", 150, proc)
+proc.kill()
+proc.wait()
+kcat_produce("in2", input_lines[300:])
+killed_at = len(first)
+proc = start_stream("in2", "out2", "dlq2", state2, stderr_name="kill")
+deadline = time.time() + 90
+while time.time() < deadline:
+    rows = kcat_consume("out2")
+    got = per_entity(rows)
+    if all(matches(w, got.get(e, []))[0] == len(w) for e, w in want.items()):
+        break
+    time.sleep(0.5)
+bad, repeats = check_outputs("(d)", rows, allow_repeats=True)
+proc.send_signal(signal.SIGTERM)
+expect(proc.wait(timeout=60) == 0, "(d) SIGTERM: exit status")
+print(f"(d) killed after {killed_at} outputs; {len(rows)} outputs in all for "
+      f"{valid} events ({repeats} processed again), {bad} entities differ",
+      flush=True)
+
+mock.stdin.write("quit\n")
+mock.stdin.flush()
+try:
+    mock.wait(timeout=10)
+except subprocess.TimeoutExpired:
+    mock.kill()
+finish("test_stream")
