@@ -4,7 +4,8 @@
 #   2. unit tests, then again under AddressSanitizer + UBSan
 #   3. integration tests against XGBoost itself (Debian's python3-xgboost),
 #      with the normal build, and the CLI tests again under the sanitizers
-#   4. each fuzzer for a bounded time (FUZZ_SECONDS, default 30)
+#   4. the CLI's main commands under valgrind (scripts/valgrind.sh)
+#   5. each fuzzer for a bounded time (FUZZ_SECONDS, default 30)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -51,6 +52,9 @@ for t in tests/integration/test_cli.py tests/integration/test_xgboost_fixtures.p
   TANDEM=build-asan/tandem ASAN_OPTIONS=detect_leaks=1 /usr/bin/python3 "$t" \
     || failed+=("$t (sanitizers)")
 done
+
+step "the CLI's commands under valgrind (memcheck, leaks)"
+scripts/valgrind.sh build/tandem || failed+=("valgrind")
 
 step "fuzzers (${FUZZ_SECONDS:-30} s each)"
 scripts/fuzz.sh "${FUZZ_SECONDS:-30}" || failed+=("fuzzers")
