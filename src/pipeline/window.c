@@ -1066,7 +1066,7 @@ int tdm__entity_encode(const tdm__window_spec *s, const tdm__entity *e,
       for (size_t c = 0; c < s->string_columns; c++) {
         const log_string *ls = &e->strings[c * e->cap + j];
         write_u32(&w, ls->len);
-        if (ls->len != MISSING_LEN)
+        if (ls->len != MISSING_LEN && ls->len > 0)
           write_bytes(&w, e->bytes + (size_t)(ls->pos - e->bytes_base),
                       ls->len);
       }
