@@ -52,13 +52,9 @@ typedef struct worker {
   int failed; /* out of memory */
 } worker;
 
+/* Which worker or shard an entity belongs to (a seed of its own). */
 static uint64_t key_hash(tdm__str key) {
-  uint64_t h = 1469598103934665603ull;
-  for (size_t i = 0; i < key.len; i++) {
-    h ^= (unsigned char)key.data[i];
-    h *= 1099511628211ull;
-  }
-  return h ^ (h >> 31);
+  return tdm__hash_bytes(key.data, key.len, 1);
 }
 
 static int add_reason(worker *w, outcome *o, const char *message) {

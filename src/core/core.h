@@ -40,6 +40,20 @@ void *tdm__malloc(size_t size);
 void *tdm__calloc(size_t count, size_t size);
 void *tdm__realloc(void *ptr, size_t size);
 void tdm__free(void *ptr);
+/* FNV-1a of len bytes, finished with a shift-xor; different seeds give
+ * independent hashes (an entity's partition and its slot in a map must
+ * not share bits). */
+uint64_t tdm__hash_bytes(const void *data, size_t len, uint64_t seed);
+
+#ifndef TDM__STR_DEFINED
+#define TDM__STR_DEFINED
+/* A string value that need not be NUL-terminated. data NULL: missing. */
+typedef struct tdm__str {
+  const char *data;
+  size_t len;
+} tdm__str;
+#endif
+
 /* Lets freed large blocks be reused instead of returned to the kernel
  * (for loops of request- or chunk-sized buffers). */
 void tdm__keep_heap(void);

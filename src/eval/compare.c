@@ -233,9 +233,22 @@ static int compare_doubles(const void *a, const void *b) {
   return x < y ? -1 : x > y;
 }
 
-/* The q-quantile of sorted[0..n), interpolating linearly (numpy's default
- * "linear" method: position q * (n - 1)). */
-static double quantile(const double *sorted, size_t n, double q) {
+void tdm__sort_doubles(double *values, size_t n) {
+  qsort(values, n, sizeof *values, compare_doubles);
+}
+
+double tdm__psi_of_fractions(const double *reference, const double *live,
+                             size_t n) {
+  double total = 0;
+  for (size_t i = 0; i < n; i++) {
+    double x = reference[i] > 0 ? reference[i] : TDM__PSI_EPSILON;
+    double y = live[i] > 0 ? live[i] : TDM__PSI_EPSILON;
+    total += (y - x) * log(y / x);
+  }
+  return total;
+}
+
+double tdm__quantile_sorted(const double *sorted, size_t n, double q) {
   double pos = q * (double)(n - 1);
   size_t lo = (size_t)floor(pos);
   size_t hi = lo + 1 < n ? lo + 1 : lo;
@@ -271,7 +284,7 @@ int tdm__score_describe(const tdm__run_output *o, tdm__score_distribution *d,
   d->min = d->sorted[0];
   d->max = d->sorted[d->count - 1];
   for (int i = 0; i < 7; i++)
-    d->p[i] = quantile(d->sorted, d->count, percentiles[i]);
+    d->p[i] = tdm__quantile_sorted(d->sorted, d->count, percentiles[i]);
   return TDM_OK;
 }
 
@@ -304,17 +317,11 @@ static double psi(const tdm__score_distribution *a,
   if (a->count == 0 || b->count == 0) return NAN;
   double cuts[TDM__PSI_BINS - 1];
   for (int i = 0; i < TDM__PSI_BINS - 1; i++)
-    cuts[i] = quantile(a->sorted, a->count, (double)(i + 1) / TDM__PSI_BINS);
+    cuts[i] = tdm__quantile_sorted(a->sorted, a->count, (double)(i + 1) / TDM__PSI_BINS);
   double fa[TDM__PSI_BINS], fb[TDM__PSI_BINS];
   bin_counts(a->sorted, a->count, cuts, fa);
   bin_counts(b->sorted, b->count, cuts, fb);
-  double total = 0;
-  for (int i = 0; i < TDM__PSI_BINS; i++) {
-    double x = fa[i] > 0 ? fa[i] : TDM__PSI_EPSILON;
-    double y = fb[i] > 0 ? fb[i] : TDM__PSI_EPSILON;
-    total += (y - x) * log(y / x);
-  }
-  return total;
+  return tdm__psi_of_fractions(fa, fb, TDM__PSI_BINS);
 }
 
 /* ---- pairing rows ---- */

@@ -20,6 +20,17 @@
 #define TDM__PSI_EPSILON 1e-4
 #define TDM__PSI_BINS 10
 
+/* The q-quantile of sorted[0..n) (n > 0), interpolating linearly between
+ * order statistics (numpy's default, position q * (n - 1)). */
+double tdm__quantile_sorted(const double *sorted, size_t n, double q);
+/* Sorts ascending (NaN-free input). */
+void tdm__sort_doubles(double *values, size_t n);
+/* PSI of `live` fractions against `reference` fractions over n bins:
+ * sum of (l - r) ln(l / r), an empty bin counting as TDM__PSI_EPSILON.
+ * The one definition compare and drift share. */
+double tdm__psi_of_fractions(const double *reference, const double *live,
+                             size_t n);
+
 /* At most this many numeric metrics are read from a run's metrics JSON. */
 #define TDM__COMPARE_MAX_METRICS 256
 

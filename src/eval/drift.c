@@ -10,6 +10,8 @@
  */
 #include "drift.h"
 
+#include "compare.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdatomic.h>
@@ -27,7 +29,6 @@
 /* compare's PSI: 10 bins at the reference's deciles, and what an empty
  * bin's fraction counts as so that the logarithm stays finite. */
 #define BINS 10
-#define PSI_EPSILON 1e-4
 /* Per column: the 10 bins, then the missing values' bin. */
 #define SLOTS (BINS + 1)
 #define MISSING BINS
@@ -267,21 +268,6 @@ static int find_reference(tdm__drift *d, const tdm__drift_source *source,
   return rc;
 }
 
-static int compare_doubles(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
-}
-
-/* compare's quantile: linear between order statistics (numpy's default),
- * at position q * (n - 1). */
-static double quantile(const double *sorted, size_t n, double q) {
-  double pos = q * (double)(n - 1);
-  size_t lo = (size_t)floor(pos);
-  size_t hi = lo + 1 < n ? lo + 1 : lo;
-  double frac = pos - (double)lo;
-  return sorted[lo] + (sorted[hi] - sorted[lo]) * frac;
-}
-
 /* The bin of a value: missing, or the number of cuts below it (bin i
  * holds the values above cut i - 1 and at or below cut i, as compare's
  * bins do). */
@@ -304,10 +290,10 @@ static void describe_column(column *c, double *values, size_t rows) {
   size_t present = 0;
   for (size_t i = 0; i < rows; i++)
     if (!isnan(values[i])) values[present++] = values[i];
-  qsort(values, present, sizeof *values, compare_doubles);
+  tdm__sort_doubles(values, present);
   for (int i = 0; i < BINS - 1; i++)
     c->cuts[i] =
-        present ? quantile(values, present, (double)(i + 1) / BINS) : INFINITY;
+        present ? tdm__quantile_sorted(values, present, (double)(i + 1) / BINS) : INFINITY;
   size_t counts[SLOTS] = {0};
   counts[MISSING] = rows - present;
   for (size_t i = 0; i < present; i++) counts[bin_of(c, values[i])]++;
@@ -461,14 +447,10 @@ static unsigned long long live_counts(const tdm__drift *d,
 static double psi(const column *c, const unsigned long long *counts,
                   unsigned long long total) {
   if (total == 0) return NAN;
-  double sum = 0;
-  for (int i = 0; i < SLOTS; i++) {
-    double live = (double)counts[i] / (double)total;
-    double x = c->reference[i] > 0 ? c->reference[i] : PSI_EPSILON;
-    double y = live > 0 ? live : PSI_EPSILON;
-    sum += (y - x) * log(y / x);
-  }
-  return sum;
+  double live[SLOTS];
+  for (int i = 0; i < SLOTS; i++)
+    live[i] = (double)counts[i] / (double)total;
+  return tdm__psi_of_fractions(c->reference, live, SLOTS);
 }
 
 /* ---- reports ---- */
@@ -538,7 +520,7 @@ int tdm__drift_json(const tdm__drift *d, const char *pipeline, tdm__buf *out) {
                          ",\"rows\":%zu,\"duplicates_skipped\":%zu},"
                          "\"events\":%llu,\"bins\":%d,\"psi_epsilon\":%g,"
                          "\"features\":{",
-                         d->rows, d->duplicates, total, BINS, PSI_EPSILON);
+                         d->rows, d->duplicates, total, BINS, TDM__PSI_EPSILON);
   size_t features = d->num_columns - (size_t)d->has_score;
   for (size_t c = 0; c < features && rc == TDM_OK; c++) {
     if (c > 0) rc = tdm__buf_append(out, ",", 1);

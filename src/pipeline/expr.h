@@ -21,14 +21,7 @@ typedef enum tdm__expr_type {
   TDM__EXPR_STRING = 2
 } tdm__expr_type;
 
-#ifndef TDM__STR_DEFINED
-#define TDM__STR_DEFINED
-/* A string value that need not be NUL-terminated. data NULL: missing. */
-typedef struct tdm__str {
-  const char *data;
-  size_t len;
-} tdm__str;
-#endif
+/* tdm__str (a string that need not be NUL-terminated) is in core.h. */
 
 /* Limits: the text's length in bytes, the values pending on the
  * evaluation stack, and the nesting of parentheses, calls and prefix

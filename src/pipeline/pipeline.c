@@ -678,13 +678,9 @@ struct tdm__state_map {
   int64_t newest; /* the latest event time applied through this map */
 };
 
+/* The map's own hash (seed 0; runners partition with other seeds). */
 static uint64_t hash_bytes(const char *s, size_t len) {
-  uint64_t h = 1469598103934665603ull; /* FNV-1a */
-  for (size_t i = 0; i < len; i++) {
-    h ^= (unsigned char)s[i];
-    h *= 1099511628211ull;
-  }
-  return h ^ (h >> 29);
+  return tdm__hash_bytes(s, len, 0);
 }
 
 int tdm__state_map_new(const tdm__pipeline *p, tdm__state_map **out) {

@@ -18,14 +18,7 @@
 
 #include "../core/core.h"
 
-#ifndef TDM__STR_DEFINED
-#define TDM__STR_DEFINED
-/* A string value that need not be NUL-terminated. data NULL: missing. */
-typedef struct tdm__str {
-  const char *data;
-  size_t len;
-} tdm__str;
-#endif
+/* tdm__str (a string that need not be NUL-terminated) is in core.h. */
 
 /* The aggregate functions (docs/windows.md defines each). */
 typedef enum tdm__agg_kind {

@@ -107,13 +107,9 @@ struct tdm__live {
   tdm__drift *drift; /* --drift-reference: NULL without */
 };
 
+/* Which worker or shard an entity belongs to (a seed of its own). */
 static uint64_t key_hash(tdm__str key) {
-  uint64_t h = 1469598103934665603ull;
-  for (size_t i = 0; i < key.len; i++) {
-    h ^= (unsigned char)key.data[i];
-    h *= 1099511628211ull;
-  }
-  return h ^ (h >> 31);
+  return tdm__hash_bytes(key.data, key.len, 2);
 }
 
 static uint64_t now_ns(void) {
@@ -506,6 +502,19 @@ static void error_body(tdm__buf *out, const char *message) {
 
 /* One event: processed under its shard's lock, its result appended to
  * out. *gen is raised to the generation its state update joined. */
+/* A request's event: its fields (pointing into doc; fields has room for
+ * every field), its entity and the shard that owns it. */
+static int read_event(tdm__live *live, const tdm__json_doc *doc,
+                      const tdm__json *object, tdm__str *fields,
+                      tdm__str *entity, shard **sh, tdm_error *err) {
+  int rc = tdm__event_from_json(tdm__pipeline_spec(live->p), doc, object, NULL,
+                                fields, err);
+  tdm__event ev = {fields};
+  if (rc == TDM_OK) rc = tdm__pipeline_entity(live->p, &ev, entity, err);
+  if (rc == TDM_OK) *sh = &live->shards[key_hash(*entity) % NUM_SHARDS];
+  return rc;
+}
+
 int tdm__live_can_fall_back(const tdm__live *live) {
   const tdm__spec *spec = tdm__pipeline_spec(live->p);
   return spec->deadline_ms > 0 &&
@@ -555,12 +564,11 @@ static int fallback_event(tdm__live *live, const tdm__json_doc *doc,
                           tdm_error *err) {
   const tdm__spec *spec = tdm__pipeline_spec(live->p);
   tdm__str fields[spec->num_fields + 1];
-  int rc = tdm__event_from_json(spec, doc, object, NULL, fields, err);
   tdm__event ev = {fields};
   tdm__str entity;
-  if (rc == TDM_OK) rc = tdm__pipeline_entity(live->p, &ev, &entity, err);
+  shard *sh;
+  int rc = read_event(live, doc, object, fields, &entity, &sh, err);
   if (rc != TDM_OK) return rc;
-  shard *sh = &live->shards[key_hash(entity) % NUM_SHARDS];
   pthread_mutex_lock(&sh->lock);
   double score = NAN;
   uint64_t version = 0;
@@ -591,12 +599,11 @@ static int one_event(tdm__live *live, const tdm__json_doc *doc,
                      tdm__buf *out, uint64_t *gen, tdm_error *err) {
   const tdm__spec *spec = tdm__pipeline_spec(live->p);
   tdm__str fields[spec->num_fields + 1];
-  int rc = tdm__event_from_json(spec, doc, object, NULL, fields, err);
   tdm__event ev = {fields};
   tdm__str entity;
-  if (rc == TDM_OK) rc = tdm__pipeline_entity(live->p, &ev, &entity, err);
+  shard *sh;
+  int rc = read_event(live, doc, object, fields, &entity, &sh, err);
   if (rc != TDM_OK) return rc;
-  shard *sh = &live->shards[key_hash(entity) % NUM_SHARDS];
   pthread_mutex_lock(&sh->lock);
   rc = tdm__pipeline_process(live->p, sh->map, &ev, &sh->result, err);
   if (rc == TDM_OK) {
