@@ -119,6 +119,9 @@ typedef struct tdm__atomic_file {
   FILE *fp;
   char *path;
   char *tmp_path;
+  /* Written as an unnamed file (O_TMPFILE) until finish gives it the
+   * temporary name: a process killed before that leaves nothing. */
+  int anonymous;
 } tdm__atomic_file;
 
 int tdm__atomic_open(tdm__atomic_file *f, const char *path, tdm_error *err);

@@ -4,7 +4,12 @@
  * renamed over the destination only when complete. A failure or a signal
  * leaves no partial output behind.
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* O_TMPFILE */
+#endif
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,7 +105,24 @@ int tdm__atomic_open(tdm__atomic_file *f, const char *path, tdm_error *err) {
              path + dir_len);
   else
     snprintf(f->tmp_path, n + 32, "%.*s.tandem.tmp.XXXXXX", (int)dir_len, path);
-  int fd = mkstemp(f->tmp_path);
+  /* First choice: an unnamed file in the destination's directory, named
+   * only once it is complete, so that even SIGKILL leaves nothing behind.
+   * Where the file system cannot (no O_TMPFILE), a hidden named file. */
+  char dir[4096];
+  snprintf(dir, sizeof dir, "%.*s", dir_len ? (int)dir_len : 1,
+           dir_len ? path : ".");
+  int fd = open(dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0666);
+  if (fd >= 0) {
+    f->anonymous = 1;
+  } else {
+    fd = mkstemp(f->tmp_path);
+    if (fd >= 0) {
+      /* mkstemp makes the file 0600; give it a new file's mode. */
+      mode_t mask = umask(0);
+      umask(mask);
+      fchmod(fd, 0666 & ~mask);
+    }
+  }
   if (fd < 0) {
     int saved = errno;
     tdm__free(f->path);
@@ -108,20 +130,41 @@ int tdm__atomic_open(tdm__atomic_file *f, const char *path, tdm_error *err) {
     return tdm__fail(err, TDM_EIO, "%s: cannot create output: %s", path,
                      strerror(saved));
   }
-  /* mkstemp makes the file 0600; give it the mode a new file would get. */
-  mode_t mask = umask(0);
-  umask(mask);
-  fchmod(fd, 0666 & ~mask);
   f->fp = fdopen(fd, "wb");
   if (f->fp == NULL) {
     close(fd);
-    unlink(f->tmp_path);
+    if (!f->anonymous) unlink(f->tmp_path);
     tdm__free(f->path);
     tdm__free(f->tmp_path);
     return tdm__fail(err, TDM_ENOMEM, "%s: out of memory", path);
   }
-  register_tmp(f->tmp_path);
+  if (!f->anonymous) register_tmp(f->tmp_path);
   return TDM_OK;
+}
+
+/* Gives an unnamed file its temporary name (the template's XXXXXX made
+ * unique), so that commit can rename it into place. */
+static int name_anonymous(tdm__atomic_file *f) {
+  static const char letters[] =
+      "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+  char proc[64];
+  snprintf(proc, sizeof proc, "/proc/self/fd/%d", fileno(f->fp));
+  size_t n = strlen(f->tmp_path);
+  unsigned long long seed =
+      (unsigned long long)getpid() * 2654435761ull ^ (unsigned long long)(size_t)f;
+  for (int attempt = 0; attempt < 100; attempt++) {
+    for (size_t i = n - 6; i < n; i++) {
+      seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+      f->tmp_path[i] = letters[(seed >> 33) % (sizeof letters - 1)];
+    }
+    if (linkat(AT_FDCWD, proc, AT_FDCWD, f->tmp_path, AT_SYMLINK_FOLLOW) == 0) {
+      f->anonymous = 0;
+      register_tmp(f->tmp_path);
+      return 0;
+    }
+    if (errno != EEXIST) return -1;
+  }
+  return -1;
 }
 
 static void atomic_release(tdm__atomic_file *f) {
@@ -135,11 +178,12 @@ int tdm__atomic_finish(tdm__atomic_file *f, tdm_error *err) {
   if (f->fp == NULL) return TDM_OK;
   int failed = fflush(f->fp) != 0 || ferror(f->fp);
   if (!failed) failed = fsync(fileno(f->fp)) != 0 && errno != EINVAL;
+  if (!failed && f->anonymous) failed = name_anonymous(f) != 0;
   int saved = errno;
   if (fclose(f->fp) != 0) failed = 1;
   f->fp = NULL;
   if (failed) {
-    unlink(f->tmp_path);
+    if (!f->anonymous) unlink(f->tmp_path);
     int status = tdm__fail(err, TDM_EIO, "%s: write failed: %s", f->path,
                            strerror(saved));
     atomic_release(f);
@@ -167,7 +211,7 @@ int tdm__atomic_commit(tdm__atomic_file *f, tdm_error *err) {
 void tdm__atomic_abort(tdm__atomic_file *f) {
   if (f->tmp_path == NULL) return;
   if (f->fp != NULL) fclose(f->fp);
-  unlink(f->tmp_path);
+  if (!f->anonymous) unlink(f->tmp_path); /* an unnamed one just goes */
   atomic_release(f);
 }
 
