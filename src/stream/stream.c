@@ -93,10 +93,11 @@ typedef struct stream {
   /* counters */
   uint64_t scored, duplicates, dead_letters, commits, commit_failures;
   uint64_t commit_hist[NUM_COMMIT_BUCKETS + 1];
-  /* Tests: SIGKILL itself once this many commits have saved their states
-   * but not yet committed their offsets (TANDEM_STREAM_CRASH_AFTER_SAVES),
-   * the crash that makes a restart reprocess events its state holds. */
-  long crash_after_saves;
+  /* Tests: SIGKILL itself at the first commit after this many input
+   * messages, once the states are saved and before the offsets are
+   * committed (TANDEM_STREAM_CRASH_AFTER_EVENTS): the crash that makes a
+   * restart reprocess events its state already holds. */
+  uint64_t crash_after_events;
   double commit_seconds;
   /* /metrics: the text, rendered by the loop, served by MHD's thread */
   struct MHD_Daemon *http;
@@ -378,9 +379,16 @@ static int commit(stream *s, tdm_error *err) {
     rd_kafka_topic_partition_list_add(list, s->opt->input, pt->id)->offset =
         pt->commit_next;
   }
-  if (rc == TDM_OK && list->cnt > 0 && s->crash_after_saves > 0 &&
-      --s->crash_after_saves == 0)
+  if (rc == TDM_OK && list->cnt > 0 && s->crash_after_events > 0 &&
+      s->scored + s->duplicates + s->dead_letters >= s->crash_after_events) {
+    fprintf(stderr, "tandem stream: TANDEM_STREAM_CRASH_AFTER_EVENTS: states "
+                    "saved, killing myself before committing\n");
     raise(SIGKILL);
+  }
+  if (list->cnt > 0 && getenv("TANDEM_STREAM_DEBUG"))
+    for (int i = 0; i < list->cnt; i++)
+      fprintf(stderr, "tandem stream: commit [%d] %lld\n",
+              (int)list->elems[i].partition, (long long)list->elems[i].offset);
   if (rc == TDM_OK && list->cnt > 0) {
     uint64_t started = now_ns();
     rd_kafka_resp_err_t e = rd_kafka_commit(s->consumer, list, 0);
@@ -757,8 +765,8 @@ int tdm__stream_run(const tdm__stream_options *opt, tdm_error *err) {
   stream st = {0};
   stream *s = &st;
   s->opt = opt;
-  const char *crash = getenv("TANDEM_STREAM_CRASH_AFTER_SAVES");
-  if (crash != NULL) s->crash_after_saves = atol(crash);
+  const char *crash = getenv("TANDEM_STREAM_CRASH_AFTER_EVENTS");
+  if (crash != NULL) s->crash_after_events = strtoull(crash, NULL, 10);
   pthread_mutex_init(&s->metrics_lock, NULL);
   int rc = tdm__pipeline_load(opt->pipeline_path, 0, &s->p, err);
   if (rc == TDM_OK)
