@@ -156,6 +156,31 @@ static int hex4(parser *ps, uint32_t *out) {
 }
 
 /* Parses a string at ps->p (at the opening quote) into a decoded copy. */
+/* The length of the valid UTF-8 sequence at p (shortest form, no
+ * surrogates, at most U+10FFFF), or 0. */
+static size_t utf8_length(const unsigned char *p, const unsigned char *end) {
+  unsigned char c = p[0];
+  size_t n;
+  uint32_t min, cp;
+  if (c < 0x80) return 1;
+  if (c >= 0xC2 && c <= 0xDF) n = 2, min = 0x80, cp = c & 0x1F;
+  else if (c >= 0xE0 && c <= 0xEF) n = 3, min = 0x800, cp = c & 0x0F;
+  else if (c >= 0xF0 && c <= 0xF4) n = 4, min = 0x10000, cp = c & 0x07;
+  else return 0;
+  if ((size_t)(end - p) < n) return 0;
+  for (size_t i = 1; i < n; i++) {
+    if ((p[i] & 0xC0) != 0x80) return 0;
+    cp = cp << 6 | (p[i] & 0x3F);
+  }
+  if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
+  return n;
+}
+
+size_t tdm__utf8_length(const void *p, size_t available) {
+  const unsigned char *b = p;
+  return available ? utf8_length(b, b + available) : 0;
+}
+
 static int parse_string(parser *ps, const char **out, size_t *out_len) {
   ps->p++; /* opening quote */
   const char *start = ps->p;
@@ -173,6 +198,17 @@ static int parse_string(parser *ps, const char **out, size_t *out_len) {
     unsigned char c = (unsigned char)*ps->p;
     if (c == '"') break;
     if (c < 0x20) return syntax_error(ps, "control character in string");
+    if (c >= 0x80) {
+      /* JSON text is UTF-8 (RFC 8259): anything else is refused, so that
+       * nothing invalid can be echoed back. */
+      size_t n = utf8_length((const unsigned char *)ps->p,
+                             (const unsigned char *)ps->end);
+      if (n == 0) return syntax_error(ps, "invalid UTF-8 in string");
+      memcpy(o, ps->p, n);
+      o += n;
+      ps->p += n;
+      continue;
+    }
     if (c != '\\') {
       *o++ = (char)c;
       ps->p++;
@@ -587,15 +623,26 @@ int tdm__json_append_string_n(tdm__buf *b, const char *s, size_t len) {
   while (rc == TDM_OK && s < end) {
     /* Runs of plain bytes go in one piece. */
     const char *run = s;
-    while (s < end && (unsigned char)*s >= 0x20 && *s != '"' && *s != '\\') s++;
+    while (s < end && (unsigned char)*s >= 0x20 && (unsigned char)*s < 0x80 &&
+           *s != '"' && *s != '\\')
+      s++;
     if (s > run) rc = tdm__buf_append(b, run, (size_t)(s - run));
     if (rc != TDM_OK || s == end) break;
-    unsigned char ch = (unsigned char)*s++;
-    if (ch == '"' || ch == '\\') {
+    unsigned char ch = (unsigned char)*s;
+    if (ch >= 0x80) {
+      /* Valid UTF-8 as it is; an invalid byte (a CSV field can hold any)
+       * becomes U+FFFD, so the output is always valid JSON. */
+      size_t n = utf8_length((const unsigned char *)s,
+                             (const unsigned char *)end);
+      rc = n ? tdm__buf_append(b, s, n) : tdm__buf_append(b, "\xEF\xBF\xBD", 3);
+      s += n ? n : 1;
+    } else if (ch == '"' || ch == '\\') {
       char escaped[2] = {'\\', (char)ch};
       rc = tdm__buf_append(b, escaped, 2);
+      s++;
     } else {
       rc = tdm__buf_printf(b, "\\u%04x", ch);
+      s++;
     }
   }
   if (rc == TDM_OK) rc = tdm__buf_append(b, "\"", 1);

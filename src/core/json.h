@@ -103,8 +103,11 @@ int tdm__json_feature_value(const tdm__json *v, double *out);
 
 /* Appends s to b as a JSON string literal (quoted and escaped). */
 int tdm__json_append_string(tdm__buf *b, const char *s);
-/* The same for len bytes (a NUL among them is escaped as \u0000). */
+/* The same for len bytes (a NUL among them is escaped as \u0000; a byte
+ * that is not valid UTF-8 is written as U+FFFD). */
 int tdm__json_append_string_n(tdm__buf *b, const char *s, size_t len);
+/* The length of the valid UTF-8 sequence at p (available bytes), or 0. */
+size_t tdm__utf8_length(const void *p, size_t available);
 
 /* Fails with a message "name: at POINTER: <formatted text>". */
 int tdm__json_fail(const tdm__json_doc *doc, const tdm__json *v, int status,

@@ -337,14 +337,10 @@ MALFORMED = [
 ]
 
 
-# KNOWN BUGS, reported in issue 10: the case is checked and reported as
-# XFAIL without failing the run; when one passes it says XPASS, and it
-# should then leave this list.
-#  - json.c does not validate raw UTF-8 in strings, and the writers echo
-#    the bytes: an event or infer id with invalid UTF-8 is answered 200
-#    with a body that is not valid JSON (RFC 8259 requires UTF-8). Batch
-#    JSON Lines output has the same hole (CSV fields pass through too).
-KNOWN_BUGS = {"invalid UTF-8 in the JSON (event)", "invalid UTF-8 in the JSON (infer)"}
+# Cases that once failed and are now fixed stay checked like the rest:
+# invalid UTF-8 in a JSON string is a 400 (json.c checks RFC 8259's
+# UTF-8), and writers turn any invalid byte (a CSV field) into U+FFFD.
+KNOWN_BUGS = set()
 
 
 def utf8(body):

@@ -5,6 +5,7 @@
   X(json_values)                             \
   X(json_nan_literal)                        \
   X(json_syntax_errors)                      \
+  X(json_utf8_in_and_out)                    \
   X(json_pointer)                            \
   X(json_number_conversions)                 \
   X(json_out_of_memory)                      \

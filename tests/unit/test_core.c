@@ -223,3 +223,48 @@ TEST(atomic_file_commit_and_abort) {
   CHECK_CONTAINS(err.message, "missing-dir/out.csv: cannot create output");
   return 0;
 }
+
+/* JSON text is UTF-8 (RFC 8259): the parser refuses invalid sequences
+ * in strings, and the writer never emits them (found by the hardening
+ * test: an id with invalid UTF-8 was echoed into an invalid answer). */
+TEST(json_utf8_in_and_out) {
+  static const struct {
+    const char *text;
+    int ok;
+  } cases[] = {
+      {"\"caf\xc3\xa9\"", 1},         /* é */
+      {"\"\xe2\x82\xac\"", 1},        /* € */
+      {"\"\xf0\x9f\x98\x80\"", 1},    /* U+1F600 */
+      {"\"\xc3\"", 0},                /* cut short */
+      {"\"\xc0\xaf\"", 0},            /* overlong */
+      {"\"\xed\xa0\x80\"", 0},        /* a surrogate */
+      {"\"\xf4\x90\x80\x80\"", 0},    /* past U+10FFFF */
+      {"\"\xff\"", 0},
+      {"\"a\x80z\"", 0},              /* a lone continuation byte */
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    tdm__json_doc doc;
+    tdm_error err;
+    int rc = tdm__json_parse(&doc, cases[i].text, strlen(cases[i].text), "t",
+                             0, &err);
+    if (cases[i].ok) {
+      CHECK_INT(rc, TDM_OK);
+      tdm__json_doc_free(&doc);
+    } else {
+      CHECK_INT(rc, TDM_EPARSE);
+      CHECK_CONTAINS(err.message, "invalid UTF-8");
+    }
+  }
+  /* Writing: valid sequences stay, each invalid byte becomes U+FFFD. */
+  tdm__buf b = {0};
+  const char raw[] = "ok\xc3\xa9\xff\xc3";
+  CHECK_INT(tdm__json_append_string_n(&b, raw, sizeof raw - 1), TDM_OK);
+  CHECK(b.len == strlen("\"ok\xc3\xa9\xef\xbf\xbd\xef\xbf\xbd\"") &&
+        memcmp(b.data, "\"ok\xc3\xa9\xef\xbf\xbd\xef\xbf\xbd\"", b.len) == 0);
+  tdm__json_doc doc;
+  tdm_error err;
+  CHECK_INT(tdm__json_parse(&doc, b.data, b.len, "t", 0, &err), TDM_OK);
+  tdm__json_doc_free(&doc);
+  tdm__buf_free(&b);
+  return 0;
+}
