@@ -49,7 +49,11 @@ for t in tests/integration/test_cli.py tests/integration/test_xgboost_fixtures.p
     tests/integration/test_hybrid.py \
     tests/integration/test_registry.py \
     tests/integration/test_drift.py \
-    tests/integration/test_report.py; do
+    tests/integration/test_report.py \
+    tests/integration/test_eval.py \
+    tests/integration/test_xgboost_trained.py \
+    tests/integration/test_xgboost_categorical_edges.py \
+    tests/integration/test_stream.py; do
   TANDEM=build-asan/tandem ASAN_OPTIONS=detect_leaks=1 /usr/bin/python3 "$t" \
     || failed+=("$t (sanitizers)")
 done
