@@ -122,6 +122,7 @@ typedef struct tdm__atomic_file {
   /* Written as an unnamed file (O_TMPFILE) until finish gives it the
    * temporary name: a process killed before that leaves nothing. */
   int anonymous;
+  int synced; /* finish done, the unnamed file still open */
 } tdm__atomic_file;
 
 int tdm__atomic_open(tdm__atomic_file *f, const char *path, tdm_error *err);

@@ -175,11 +175,16 @@ static void atomic_release(tdm__atomic_file *f) {
 }
 
 int tdm__atomic_finish(tdm__atomic_file *f, tdm_error *err) {
-  if (f->fp == NULL) return TDM_OK;
+  if (f->fp == NULL || f->synced) return TDM_OK;
   int failed = fflush(f->fp) != 0 || ferror(f->fp);
   if (!failed) failed = fsync(fileno(f->fp)) != 0 && errno != EINVAL;
-  if (!failed && f->anonymous) failed = name_anonymous(f) != 0;
   int saved = errno;
+  /* An unnamed file stays open (unnamed) until commit names it: a kill
+   * before then leaves nothing. */
+  if (!failed && f->anonymous) {
+    f->synced = 1;
+    return TDM_OK;
+  }
   if (fclose(f->fp) != 0) failed = 1;
   f->fp = NULL;
   if (failed) {
@@ -195,6 +200,20 @@ int tdm__atomic_finish(tdm__atomic_file *f, tdm_error *err) {
 int tdm__atomic_commit(tdm__atomic_file *f, tdm_error *err) {
   int rc = tdm__atomic_finish(f, err);
   if (rc != TDM_OK) return rc;
+  if (f->anonymous) {
+    /* Named only now, just before the rename: the window in which a kill
+     * could leave the temporary name behind is these two calls. */
+    int failed = name_anonymous(f) != 0;
+    int saved = errno;
+    fclose(f->fp);
+    f->fp = NULL;
+    if (failed) {
+      int status = tdm__fail(err, TDM_EIO, "%s: cannot create output: %s",
+                             f->path, strerror(saved));
+      atomic_release(f);
+      return status;
+    }
+  }
   if (rename(f->tmp_path, f->path) != 0) {
     int saved = errno;
     saved = errno;
