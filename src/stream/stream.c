@@ -356,6 +356,64 @@ static int handle(stream *s, const rd_kafka_message_t *m, tdm_error *err) {
 
 /* ---- committing ---- */
 
+/* The keys an eviction drops, to delete them from the partition's store. */
+typedef struct dropped {
+  tdm__buf keys;
+  size_t *ends;
+  size_t count, cap;
+  int failed;
+} dropped;
+
+static void drop_key(void *ctx, tdm__str key) {
+  dropped *d = ctx;
+  if (d->count == d->cap) {
+    size_t cap = d->cap ? d->cap * 2 : 64;
+    size_t *ends = tdm__realloc(d->ends, cap * sizeof *ends);
+    if (ends == NULL) {
+      d->failed = 1;
+      return;
+    }
+    d->ends = ends;
+    d->cap = cap;
+  }
+  if (tdm__buf_append(&d->keys, key.data, key.len) != TDM_OK) {
+    d->failed = 1;
+    return;
+  }
+  d->ends[d->count++] = d->keys.len;
+}
+
+/* Drops the partition's idle entities, against its newest event time. A
+ * failure to delete them from the store only means they are restored and
+ * dropped again after a restart. */
+static void evict_idle(part *pt, tdm_error *err) {
+  dropped d = {{0}, NULL, 0, 0, 0};
+  tdm__state_map_evict(pt->map, tdm__state_map_newest(pt->map),
+                       pt->store ? drop_key : NULL, &d);
+  if (pt->store != NULL && d.count > 0 && !d.failed) {
+    tdm__store_op *ops = tdm__malloc(d.count * sizeof *ops);
+    if (ops != NULL) {
+      size_t start = 0;
+      for (size_t i = 0; i < d.count; i++) {
+        ops[i] = (tdm__store_op){TDM__STORE_DEL, TDM__STATE_DB,
+                                 d.keys.data + start, d.ends[i] - start, NULL,
+                                 0};
+        start = d.ends[i];
+      }
+      tdm_error ignored;
+      if (tdm__store_write(pt->store, ops, d.count, &ignored) != TDM_OK)
+        fprintf(stderr, "tandem stream: partition %d: %s\n", (int)pt->id,
+                ignored.message);
+      tdm__free(ops);
+    }
+  }
+  (void)err;
+  tdm__buf_free(&d.keys);
+  tdm__free(d.ends);
+}
+
+
+
 /* Saves the changed states of the partitions and commits, for each, the
  * offset before which every output is acknowledged. A failed commit is
  * retried at the next interval (the group may be rebalancing). */
@@ -367,6 +425,9 @@ static int commit(stream *s, tdm_error *err) {
     part *pt = s->parts[i];
     if (pt == NULL || pt->commit_next < 0 || pt->commit_next == pt->committed)
       continue;
+    /* Idle entities leave memory (and the store): their state could not
+     * change a result any more (tdm__state_map_evict). */
+    evict_idle(pt, err);
     /* The states first: the saved state must hold every event before
      * the committed offset. */
     if (pt->store != NULL) {
