@@ -29,6 +29,8 @@ test_packages=(
   wrk                          # load generator (reload-under-load test)
   chromium                     # renders tandem report's HTML (test_report.py)
   kcat                         # an independent Kafka client (test_stream.py)
+  lmdb-utils                   # mdb_dump: test_crash.py reads tables and state
+  valgrind                     # scripts/valgrind.sh (a step of test.sh)
 )
 example_packages=(
   python3 python3-numpy        # examples/fraud/generate.py
