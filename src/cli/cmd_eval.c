@@ -1105,12 +1105,8 @@ static int evaluate(const eval_options *o, tdm_error *err) {
     /* The metrics go with the run in the registry (tandem runs, compare,
      * report show them). */
     char path[4096];
-    const char *registry = o->registry;
-    if (registry == NULL &&
-        tdm__registry_default_path(path, sizeof path, err) == TDM_OK)
-      registry = path;
-    if (registry == NULL ||
-        tdm__registry_set_metrics(registry, o->record, out.data, err) != TDM_OK)
+    if (tdm__registry_path(o->registry, path, sizeof path, err) != TDM_OK ||
+        tdm__registry_set_metrics(path, o->record, out.data, err) != TDM_OK)
       rc = err->status ? err->status : TDM_EIO;
     else
       fprintf(stderr, "tandem eval: metrics recorded with run %s\n", o->record);

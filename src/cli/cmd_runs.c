@@ -24,13 +24,7 @@ void tdm__cli_record_run(const char *command, const char *registry,
   if (disabled) return;
   char path[4096];
   tdm_error err;
-  int rc = TDM_OK;
-  if (registry != NULL) {
-    if (snprintf(path, sizeof path, "%s", registry) >= (int)sizeof path)
-      rc = tdm__fail(&err, TDM_EINVAL, "the registry path is too long");
-  } else {
-    rc = tdm__registry_default_path(path, sizeof path, &err);
-  }
+  int rc = tdm__registry_path(registry, path, sizeof path, &err);
   tdm__buf manifest = {0};
   if (rc == TDM_OK &&
       tdm__buf_printf(&manifest, "%s.manifest.json", out_path) != TDM_OK)
@@ -218,11 +212,7 @@ int tdm__cmd_runs(int argc, char **argv) {
 
   char path[4096];
   tdm_error err;
-  int rc = TDM_OK;
-  if (registry != NULL)
-    snprintf(path, sizeof path, "%s", registry);
-  else
-    rc = tdm__registry_default_path(path, sizeof path, &err);
+  int rc = tdm__registry_path(registry, path, sizeof path, &err);
   tdm__registry *reg = NULL;
   if (rc == TDM_OK)
     rc = tdm__registry_open(path, TDM__REGISTRY_READ, &reg, &err);

@@ -243,11 +243,7 @@ static int find_reference(tdm__drift *d, const tdm__drift_source *source,
     return d->path ? TDM_OK : tdm__fail(err, TDM_ENOMEM, "out of memory");
   }
   char path[4096];
-  int rc = TDM_OK;
-  if (source->registry != NULL)
-    snprintf(path, sizeof path, "%s", source->registry);
-  else
-    rc = tdm__registry_default_path(path, sizeof path, err);
+  int rc = tdm__registry_path(source->registry, path, sizeof path, err);
   tdm__registry *reg = NULL;
   if (rc == TDM_OK)
     rc = tdm__registry_open(path, TDM__REGISTRY_READ, &reg, err);

@@ -729,3 +729,11 @@ int tdm__run_record_json(tdm__buf *b, const tdm__run_record *run) {
                          run->metrics ? run->metrics : "null");
   return rc;
 }
+
+int tdm__registry_path(const char *given, char *buf, size_t size,
+                       tdm_error *err) {
+  if (given == NULL) return tdm__registry_default_path(buf, size, err);
+  if (snprintf(buf, size, "%s", given) >= (int)size)
+    return tdm__fail(err, TDM_EINVAL, "the registry path is too long");
+  return TDM_OK;
+}

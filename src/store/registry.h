@@ -28,6 +28,11 @@ typedef struct tdm__registry tdm__registry;
  */
 int tdm__registry_default_path(char *buf, size_t size, tdm_error *err);
 
+/* The registry a command uses: `given` (a --registry option) when not
+ * NULL, else the default path. TDM_EINVAL when it does not fit. */
+int tdm__registry_path(const char *given, char *buf, size_t size,
+                       tdm_error *err);
+
 enum {
   TDM__REGISTRY_READ = 0,  /* must exist; runs are only read */
   TDM__REGISTRY_WRITE = 1, /* created with its directories when missing */
