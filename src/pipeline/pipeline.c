@@ -1105,7 +1105,7 @@ static int read_fields(const tdm__pipeline *p, const tdm__event *ev,
         }
         default: /* a category: its index, or missing when unknown */
           for (size_t k = 0; k < f->num_values; k++)
-            if (strlen(f->values[k]) == text.len &&
+            if (f->value_lens[k] == text.len &&
                 memcmp(f->values[k], text.data, text.len) == 0) {
               value = (double)k;
               break;

@@ -309,7 +309,9 @@ static int field_pair(reader *r, void *ctx, size_t key, struct fy_node *value,
                               type_name(value));
       size_t n = (size_t)fy_node_sequence_item_count(value);
       f->values = tdm__calloc(n + 1, sizeof *f->values);
-      if (f->values == NULL) return tdm__fail(r->err, TDM_ENOMEM, "out of memory");
+      f->value_lens = tdm__calloc(n + 1, sizeof *f->value_lens);
+      if (f->values == NULL || f->value_lens == NULL)
+        return tdm__fail(r->err, TDM_ENOMEM, "out of memory");
       void *iter = NULL;
       struct fy_node *item;
       while ((item = fy_node_sequence_iterate(value, &iter)) != NULL) {
@@ -317,6 +319,7 @@ static int field_pair(reader *r, void *ctx, size_t key, struct fy_node *value,
         int rc = scalar(r, item, item_mark, "a category",
                         &f->values[f->num_values]);
         if (rc != TDM_OK) return rc;
+        f->value_lens[f->num_values] = strlen(f->values[f->num_values]);
         f->num_values++; /* owned by the spec from here, freed with it */
         for (size_t i = 0; i + 1 < f->num_values; i++)
           if (strcmp(f->values[i], f->values[f->num_values - 1]) == 0)
@@ -1204,6 +1207,7 @@ void tdm__spec_free(tdm__spec *spec) {
     for (size_t j = 0; j < spec->fields[i].num_values; j++)
       tdm__free(spec->fields[i].values[j]);
     tdm__free(spec->fields[i].values);
+    tdm__free(spec->fields[i].value_lens);
   }
   for (size_t i = 0; i < spec->num_features; i++) {
     tdm__feature_spec *f = &spec->features[i];

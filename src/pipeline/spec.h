@@ -49,6 +49,7 @@ typedef struct tdm__field_spec {
   tdm__field_type type;
   tdm__time_unit unit;  /* TDM__FIELD_TIME */
   char **values;        /* TDM__FIELD_CATEGORY: the categories, in order */
+  size_t *value_lens;   /* their lengths (events are matched per event) */
   size_t num_values;
   int required;         /* an event without it is rejected */
   tdm__mark mark;
