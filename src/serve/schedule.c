@@ -51,25 +51,55 @@ static int64_t wall_ms(void) {
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* What the child said last (its stderr): the line naming the table
- * version it wrote when there is one, else its last line. */
+/* The last non-empty line of a file (a failed child's stderr). */
 static void last_line(const char *path, char *out, size_t size) {
   out[0] = '\0';
   FILE *fp = fopen(path, "r");
   if (fp == NULL) return;
   char line[1024];
-  int have_table = 0;
   while (fgets(line, sizeof line, fp) != NULL) {
     size_t n = strcspn(line, "\r\n");
-    line[n] = '\0';
-    int is_table = strstr(line, ": table ") != NULL;
-    if (n == 0 || (have_table && !is_table)) continue;
-    have_table |= is_table;
+    if (n == 0) continue;
     if (n >= size) n = size - 1;
     memcpy(out, line, n);
     out[n] = '\0';
   }
   fclose(fp);
+}
+
+/* What a successful refresh wrote, from its manifest's "tables": "table T
+ * version V: N rows as of TIME" for each. 0 when the manifest says none. */
+static int tables_written(const char *manifest, char *out, size_t size) {
+  char *text;
+  size_t len;
+  tdm_error err;
+  out[0] = '\0';
+  if (tdm__read_file(manifest, &text, &len, &err) != TDM_OK) return 0;
+  tdm__json_doc doc;
+  int found = 0;
+  if (tdm__json_parse(&doc, text, len, manifest, 0, &err) == TDM_OK) {
+    const tdm__json *tables = tdm__json_get(doc.root, "tables");
+    size_t used = 0;
+    for (size_t i = 0; tables && tables->type == TDM__JSON_ARRAY &&
+                       i < tables->count && used < size;
+         i++) {
+      const tdm__json *t = &tables->items[i];
+      const tdm__json *name = tdm__json_get(t, "table");
+      const tdm__json *version = tdm__json_get(t, "version");
+      const tdm__json *rows = tdm__json_get(t, "rows");
+      const tdm__json *as_of = tdm__json_get(t, "as_of");
+      if (!name || !version || !rows || !as_of) continue;
+      used += (size_t)snprintf(out + used, size - used,
+                               "%stable %s version %.*s: %.*s rows as of %s",
+                               found ? "; " : "", name->text,
+                               (int)version->text_len, version->text,
+                               (int)rows->text_len, rows->text, as_of->text);
+      found = 1;
+    }
+    tdm__json_doc_free(&doc);
+  }
+  tdm__free(text);
+  return found;
 }
 
 /* Runs one refresh to its end; called without the lock. */
@@ -132,8 +162,10 @@ static void refresh(tdm__scheduler *s, run_state *r) {
     pthread_mutex_unlock(&s->lock);
   }
   unlink(out);
-  char manifest[4300];
+  char manifest[4300], written[512];
   snprintf(manifest, sizeof manifest, "%s.manifest.json", out);
+  int have_tables = pid > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0 &&
+                    tables_written(manifest, written, sizeof written);
   unlink(manifest);
   pthread_mutex_lock(&s->lock);
   r->last_started_ms = r->started_ms;
@@ -145,7 +177,10 @@ static void refresh(tdm__scheduler *s, run_state *r) {
              strerror(errno));
   } else if (WIFEXITED(status)) {
     r->last_status = WEXITSTATUS(status);
-    last_line(log, r->last_message, sizeof r->last_message);
+    if (have_tables)
+      snprintf(r->last_message, sizeof r->last_message, "%s", written);
+    else
+      last_line(log, r->last_message, sizeof r->last_message);
   } else {
     r->last_status = WIFSIGNALED(status) ? -WTERMSIG(status) : -1;
     snprintf(r->last_message, sizeof r->last_message, "killed by signal %d",
