@@ -950,6 +950,32 @@ void tdm__state_map_set_tag(tdm__state_map *map, tdm__str key, uint64_t tag) {
   if (e != NULL) e->tag = tag;
 }
 
+/* Removes entity key (if present), closing the gap in its probe chain by
+ * moving later entries of the chain back (linear probing's deletion). */
+void tdm__state_map_forget(tdm__state_map *map, tdm__str key) {
+  entry *e = (entry *)lookup_entry(map, &key);
+  if (e == NULL) return;
+  size_t mask = map->cap - 1, hole = (size_t)(e - map->buckets);
+  entry_clear(e);
+  map->count--;
+  for (size_t at = (hole + 1) & mask; map->buckets[at].key != NULL;
+       at = (at + 1) & mask) {
+    size_t home = map->buckets[at].hash & mask;
+    /* The entry may fill the hole only if its home is not in (hole, at]. */
+    int stays = hole <= at ? (home > hole && home <= at)
+                           : (home > hole || home <= at);
+    if (stays) continue;
+    map->buckets[hole] = map->buckets[at];
+    memset(&map->buckets[at], 0, sizeof map->buckets[at]);
+    hole = at;
+  }
+}
+
+void tdm__state_map_mark_all_dirty(tdm__state_map *map) {
+  for (size_t i = 0; i < map->cap; i++)
+    if (map->buckets[i].key != NULL) map->buckets[i].dirty = 1;
+}
+
 void tdm__state_map_mark_dirty(tdm__state_map *map, tdm__str key) {
   entry *e = (entry *)lookup_entry(map, &key);
   if (e != NULL) e->dirty = 1;

@@ -93,6 +93,12 @@ uint64_t tdm__state_map_tag(const tdm__state_map *map, tdm__str key);
 /* Marks an entity changed (its last take_dirty could not be saved). */
 void tdm__state_map_mark_dirty(tdm__state_map *map, tdm__str key);
 
+/* Marks every entity changed (to write a whole map out again). */
+void tdm__state_map_mark_all_dirty(tdm__state_map *map);
+/* Removes an entity and its state (nothing if it is not there): a runner
+ * replacing it with a newer copy of its state from elsewhere. */
+void tdm__state_map_forget(tdm__state_map *map, tdm__str key);
+
 /* Calls fn with the encoded state of every entity changed (by an applied
  * event) since the last call, and marks them clean. A non-zero return
  * from fn stops it and leaves the rest dirty. */

@@ -17,10 +17,11 @@
 
 int tdm__state_dir_open(const char *dir, const char *name, tdm__store **out,
                         tdm_error *err) {
-  char db[300];
-  snprintf(db, sizeof db, "%s.state", name);
-  const char *dbs[] = {db};
-  return tdm__store_open(dir, dbs, 1, out, err);
+  char state[300], meta[300];
+  snprintf(state, sizeof state, "%s.state", name);
+  snprintf(meta, sizeof meta, "%s.meta", name);
+  const char *dbs[] = {state, meta};
+  return tdm__store_open(dir, dbs, 2, out, err);
 }
 
 typedef struct restore_ctx {

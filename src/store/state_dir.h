@@ -6,7 +6,9 @@
  *   data.mdb, lock.mdb   LMDB; database NAME.state maps each entity key to
  *                        [u64 tag][its state bytes (tdm__state_map_encode)]
  *                        where the tag is the log position of the entity's
- *                        last applied event (0: none)
+ *                        last applied event (0: none); database NAME.meta
+ *                        holds the runner's bookkeeping (`tandem stream`:
+ *                        how far into each changelog the states reflect)
  *   NAME.N.wal           the live runner's write-ahead log (src/store/wal.c)
  */
 #ifndef TDM_STATE_DIR_H
@@ -21,7 +23,7 @@
 
 /* The LMDB database index of the entity states in a store opened with
  * tdm__state_dir_open. */
-enum { TDM__STATE_DB = 0 };
+enum { TDM__STATE_DB = 0, TDM__META_DB = 1 };
 
 /* Opens (creating) the state store of pipeline `name` in dir. */
 int tdm__state_dir_open(const char *dir, const char *name, tdm__store **out,

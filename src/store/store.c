@@ -96,6 +96,24 @@ int tdm__store_each(tdm__store *s, unsigned db,
   return status;
 }
 
+int tdm__store_get(tdm__store *s, unsigned db, const void *key,
+                   size_t key_len, tdm__buf *out, int *found, tdm_error *err) {
+  MDB_txn *txn;
+  int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+  if (rc != 0) return lmdb_fail(err, s->dir, "cannot read", rc);
+  MDB_val k = {key_len, (void *)key}, v;
+  rc = mdb_get(txn, s->dbi[db], &k, &v);
+  int status = TDM_OK;
+  *found = rc == 0;
+  out->len = 0;
+  if (rc == 0 && tdm__buf_append(out, v.mv_data, v.mv_size) != TDM_OK)
+    status = tdm__fail(err, TDM_ENOMEM, "out of memory");
+  else if (rc != 0 && rc != MDB_NOTFOUND)
+    status = lmdb_fail(err, s->dir, "cannot read", rc);
+  mdb_txn_abort(txn);
+  return status;
+}
+
 static int compare_keys(const MDB_val *a, const void *key, size_t len) {
   size_t n = a->mv_size < len ? a->mv_size : len;
   int c = memcmp(a->mv_data, key, n);
@@ -125,7 +143,9 @@ int tdm__store_write(tdm__store *s, const tdm__store_op *ops, size_t n,
   if (rc != 0) return lmdb_fail(err, s->dir, "cannot write", rc);
   for (size_t i = 0; i < n && rc == 0; i++) {
     MDB_dbi dbi = s->dbi[ops[i].db];
-    if (ops[i].kind == TDM__STORE_DEL_UPTO) {
+    if (ops[i].kind == TDM__STORE_CLEAR) {
+      rc = mdb_drop(txn, dbi, 0);
+    } else if (ops[i].kind == TDM__STORE_DEL_UPTO) {
       rc = delete_upto(txn, dbi, ops[i].key, ops[i].key_len);
     } else if (ops[i].kind == TDM__STORE_DEL) {
       MDB_val k = {ops[i].key_len, (void *)ops[i].key};

@@ -29,10 +29,16 @@ int tdm__store_each(tdm__store *store, unsigned db,
                               const void *value, size_t value_len),
                     void *ctx, tdm_error *err);
 
+/* Copies the value of key in database db into out (replacing its
+ * contents); *found says whether the key exists. */
+int tdm__store_get(tdm__store *store, unsigned db, const void *key,
+                   size_t key_len, tdm__buf *out, int *found, tdm_error *err);
+
 typedef enum tdm__store_kind {
   TDM__STORE_PUT,      /* key -> value */
   TDM__STORE_DEL,      /* delete key (if present) */
-  TDM__STORE_DEL_UPTO  /* delete every key <= key (bytewise order) */
+  TDM__STORE_DEL_UPTO, /* delete every key <= key (bytewise order) */
+  TDM__STORE_CLEAR     /* delete every key of the database */
 } tdm__store_kind;
 
 typedef struct tdm__store_op {

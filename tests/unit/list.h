@@ -72,6 +72,7 @@
   X(spec_times_and_durations) \
   X(pipeline_eviction_changes_no_result)    \
   X(pipeline_state_bytes_continue_exactly) \
+  X(pipeline_state_forget_and_replace) \
   X(wal_replays_in_order_and_survives_a_torn_tail) \
   X(wal_crc32c_known_value) \
   X(table_round_trip_versions_and_point_in_time) \
