@@ -25,6 +25,7 @@ test_packages=(
   python3-pandas               # tests/fuzz/make_corpus.py (regenerating seeds)
   python3-sklearn              # tandem eval checked against scikit-learn's metrics
   curl                         # a real HTTP client for the server's tests
+  openssl                      # test_tls.py makes a self-signed certificate
   prometheus                   # promtool checks /metrics; a real scraper
   wrk                          # load generator (reload-under-load test)
   chromium                     # renders tandem report's HTML (test_report.py)

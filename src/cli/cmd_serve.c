@@ -70,6 +70,10 @@ static const char serve_help[] =
     "                      'Authorization: Bearer <token in F>'; without a\n"
     "                      token they answer loopback clients only. The\n"
     "                      TANDEM_ADMIN_TOKEN environment variable also works\n"
+    "  --tls-cert FILE     serve HTTPS (TLS, by GnuTLS) with this PEM\n"
+    "                      certificate or chain; needs --tls-key. Plain HTTP\n"
+    "                      to the port is then refused\n"
+    "  --tls-key FILE      the certificate's PEM private key, unencrypted\n"
     "  --help              show this help\n"
     "\n"
     "signals: SIGHUP reloads every model (a failed load keeps the old one);\n"
@@ -161,6 +165,8 @@ int tdm__cmd_serve(int argc, char **argv) {
       {"store", required_argument, NULL, 'D'},
       {"drift-reference", required_argument, NULL, 'R'},
       {"registry", required_argument, NULL, 'g'},
+      {"tls-cert", required_argument, NULL, 'C'},
+      {"tls-key", required_argument, NULL, 'K'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
   tdm__server_config config;
@@ -170,6 +176,7 @@ int tdm__cmd_serve(int argc, char **argv) {
   const char *repo_dir = NULL, *token_file = NULL, *state_dir = NULL;
   const char *store_dir = NULL;
   const char *drift_reference = NULL, *registry = NULL;
+  const char *tls_cert_file = NULL, *tls_key_file = NULL;
   size_t drain_ms = 10000;
   opterr = 0;
   optind = 1;
@@ -188,6 +195,8 @@ int tdm__cmd_serve(int argc, char **argv) {
       case 'D': store_dir = optarg; break;
       case 'R': drift_reference = optarg; break;
       case 'g': registry = optarg; break;
+      case 'C': tls_cert_file = optarg; break;
+      case 'K': tls_key_file = optarg; break;
       case 't':
       case 'f':
       case 'c':
@@ -231,11 +240,32 @@ int tdm__cmd_serve(int argc, char **argv) {
     return tdm__usage_error("serve", "--state needs a PIPELINE");
   if (drift_reference != NULL && pipeline_path == NULL)
     return tdm__usage_error("serve", "--drift-reference needs a PIPELINE");
+  if ((tls_cert_file == NULL) != (tls_key_file == NULL))
+    return tdm__usage_error("serve", "%s needs %s too (HTTPS takes both)",
+                            tls_cert_file ? "--tls-cert" : "--tls-key",
+                            tls_cert_file ? "--tls-key" : "--tls-cert");
+
+  char *tls_cert = NULL, *tls_key = NULL;
+  if (tls_cert_file != NULL) {
+    tdm_error tls_err = {0};
+    int tls_rc = tdm__server_tls_load(tls_cert_file, tls_key_file, &tls_cert,
+                                      &tls_key, &tls_err);
+    if (tls_rc != TDM_OK) {
+      fprintf(stderr, "tandem serve: %s\n", tls_err.message);
+      return tdm__exit_status(tls_rc);
+    }
+    config.tls_cert = tls_cert;
+    config.tls_key = tls_key;
+  }
 
   char *token = NULL;
   if (token_file != NULL) {
     token = read_token(token_file);
-    if (token == NULL) return TDM_EXIT_USAGE;
+    if (token == NULL) {
+      tdm__free(tls_cert);
+      tdm__free(tls_key);
+      return TDM_EXIT_USAGE;
+    }
   } else if (getenv("TANDEM_ADMIN_TOKEN") && *getenv("TANDEM_ADMIN_TOKEN")) {
     token = tdm__strdup(getenv("TANDEM_ADMIN_TOKEN"));
   }
@@ -276,10 +306,12 @@ int tdm__cmd_serve(int argc, char **argv) {
     tdm__repository_free(repo);
     tdm__metrics_free(&metrics);
     tdm__free(token);
+    tdm__free(tls_cert);
+    tdm__free(tls_key);
     return exit_code;
   }
-  fprintf(stderr, "tandem serve: listening on http://%s\n",
-          tdm__server_address(server));
+  fprintf(stderr, "tandem serve: listening on %s://%s\n",
+          tls_cert ? "https" : "http", tdm__server_address(server));
 
   for (;;) {
     int signo;
@@ -303,5 +335,7 @@ int tdm__cmd_serve(int argc, char **argv) {
   tdm__repository_free(repo);
   tdm__metrics_free(&metrics);
   tdm__free(token);
+  tdm__free(tls_cert);
+  tdm__free(tls_key);
   return TDM_EXIT_OK;
 }

@@ -16,10 +16,15 @@
 #include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -922,6 +927,98 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **context,
   *context = NULL;
 }
 
+/* ---- TLS ---- */
+
+/* libmicrohttpd serves TLS with GnuTLS; the files are checked here first
+ * with libcrypto (already linked for SHA-256), so that a bad file is
+ * named instead of GnuTLS's "failed to set up the key pair". */
+
+/* Refuses a passphrase: an encrypted key fails to load. */
+static int no_passphrase(char *buf, int size, int rwflag, void *arg) {
+  (void)buf, (void)size, (void)rwflag, (void)arg;
+  return -1;
+}
+
+/* Reads one PEM file whole; every failure is TDM_EINVAL naming it. */
+static int read_pem(const char *option, const char *path, char **out,
+                    tdm_error *err) {
+  size_t size;
+  int rc = tdm__read_file(path, out, &size, err);
+  if (rc == TDM_ENOMEM) return rc;
+  if (rc != TDM_OK) {
+    char why[sizeof err->message];
+    snprintf(why, sizeof why, "%s", err->message);
+    return tdm__fail(err, TDM_EINVAL, "--%s %s", option, why);
+  }
+  if (size == 0 || size > INT32_MAX || memchr(*out, '\0', size) != NULL) {
+    tdm__free(*out);
+    *out = NULL;
+    return tdm__fail(err, TDM_EINVAL, "--%s %s: not a PEM file (%s)", option,
+                     path, size == 0 ? "empty" : "binary data; DER is not "
+                     "read, convert it with openssl x509 -outform PEM");
+  }
+  return TDM_OK;
+}
+
+int tdm__server_tls_load(const char *cert_path, const char *key_path,
+                         char **cert_pem, char **key_pem, tdm_error *err) {
+  *cert_pem = *key_pem = NULL;
+  if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES)
+    return tdm__fail(err, TDM_EINVAL,
+                     "--tls-cert: this libmicrohttpd was built without TLS "
+                     "(GnuTLS); serve plain HTTP behind a TLS proxy instead");
+  int rc = read_pem("tls-cert", cert_path, cert_pem, err);
+  if (rc == TDM_OK) rc = read_pem("tls-key", key_path, key_pem, err);
+  X509 *cert = NULL;
+  EVP_PKEY *key = NULL;
+  if (rc == TDM_OK) {
+    BIO *bio = BIO_new_mem_buf(*cert_pem, (int)strlen(*cert_pem));
+    cert = bio ? PEM_read_bio_X509(bio, NULL, no_passphrase, NULL) : NULL;
+    BIO_free(bio);
+    if (cert == NULL)
+      rc = tdm__fail(err, TDM_EINVAL,
+                     "--tls-cert %s: no PEM certificate in it (expected "
+                     "-----BEGIN CERTIFICATE-----)",
+                     cert_path);
+  }
+  if (rc == TDM_OK) {
+    BIO *bio = BIO_new_mem_buf(*key_pem, (int)strlen(*key_pem));
+    key = bio ? PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL) : NULL;
+    BIO_free(bio);
+    if (key == NULL && (strstr(*key_pem, "ENCRYPTED") != NULL))
+      rc = tdm__fail(err, TDM_EINVAL,
+                     "--tls-key %s: the key is encrypted; tandem cannot ask "
+                     "for a passphrase (openssl pkey -in %s -out PLAIN.pem)",
+                     key_path, key_path);
+    else if (key == NULL)
+      rc = tdm__fail(err, TDM_EINVAL,
+                     "--tls-key %s: no PEM private key in it (expected "
+                     "-----BEGIN PRIVATE KEY-----)",
+                     key_path);
+  }
+  if (rc == TDM_OK && X509_check_private_key(cert, key) != 1)
+    rc = tdm__fail(err, TDM_EINVAL,
+                   "--tls-key %s: not the private key of the certificate in "
+                   "--tls-cert %s",
+                   key_path, cert_path);
+  X509_free(cert);
+  EVP_PKEY_free(key);
+  ERR_clear_error();
+  if (rc != TDM_OK) {
+    tdm__free(*cert_pem);
+    tdm__free(*key_pem);
+    *cert_pem = *key_pem = NULL;
+    return rc;
+  }
+  struct stat st;
+  if (stat(key_path, &st) == 0 && (st.st_mode & S_IRWXO) != 0)
+    fprintf(stderr,
+            "tandem serve: warning: --tls-key %s can be read by every user "
+            "of this machine (chmod o-rwx it)\n",
+            key_path);
+  return TDM_OK;
+}
+
 static void log_mhd(void *cls, const char *fmt, va_list ap) {
   (void)cls;
   fprintf(stderr, "tandem serve: ");
@@ -1000,9 +1097,19 @@ int tdm__server_start(const tdm__server_config *config, tdm__repository *repo,
   unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC |
                    MHD_USE_ERROR_LOG | MHD_USE_TURBO | MHD_ALLOW_SUSPEND_RESUME;
   if (addr.ss_family == AF_INET6) flags |= MHD_USE_IPv6;
+  if (config->tls_cert != NULL) flags |= MHD_USE_TLS;
   /* The header limit: libmicrohttpd keeps the request line, headers and
    * its read buffer in one per-connection pool of this size. */
   size_t pool = config->max_header < 4096 ? 4096 : config->max_header;
+  /* HTTPS: the PEM text stays the caller's; GnuTLS reads it at start.
+   * GnuTLS's NORMAL priorities, less TLS 1.0 and 1.1 (it takes them by
+   * default). */
+  static const char priorities[] = "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2";
+  struct MHD_OptionItem tls[] = {
+      {MHD_OPTION_HTTPS_MEM_CERT, 0, (void *)(uintptr_t)config->tls_cert},
+      {MHD_OPTION_HTTPS_MEM_KEY, 0, (void *)(uintptr_t)config->tls_key},
+      {MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)(uintptr_t)priorities},
+      {MHD_OPTION_END, 0, NULL}};
   srv->daemon = MHD_start_daemon(
       flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER,
       log_mhd, NULL, MHD_OPTION_SOCK_ADDR,
@@ -1011,9 +1118,17 @@ int tdm__server_start(const tdm__server_config *config, tdm__repository *repo,
       MHD_OPTION_CONNECTION_MEMORY_LIMIT, pool,
       MHD_OPTION_CONNECTION_TIMEOUT, config->idle_timeout_s,
       MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-      MHD_OPTION_THREAD_STACK_SIZE, (size_t)(4u << 20), MHD_OPTION_END);
+      MHD_OPTION_THREAD_STACK_SIZE, (size_t)(4u << 20), MHD_OPTION_ARRAY,
+      config->tls_cert != NULL ? tls : &tls[sizeof tls / sizeof tls[0] - 1],
+      MHD_OPTION_END);
   if (srv->daemon == NULL) {
     tdm__free(srv);
+    if (config->tls_cert != NULL)
+      return tdm__fail(err, TDM_EIO,
+                       "cannot serve HTTPS on %s (in use, not an address of "
+                       "this machine, or GnuTLS refused the certificate: "
+                       "its reason is above)",
+                       config->listen);
     return tdm__fail(err, TDM_EIO,
                      "cannot listen on %s (in use, or not an address of "
                      "this machine?)",

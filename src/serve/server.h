@@ -31,12 +31,26 @@ typedef struct tdm__server_config {
   unsigned idle_timeout_s;     /* close a connection silent this long */
   unsigned retry_after_s;      /* Retry-After on 503 */
   const char *admin_token;     /* NULL: admin endpoints from loopback only */
+  const char *tls_cert;        /* PEM certificate (chain); NULL: plain HTTP */
+  const char *tls_key;         /* PEM private key; set with tls_cert */
   tdm__live **pipelines;       /* served at /v1/pipelines/NAME/... */
   size_t num_pipelines;
 } tdm__server_config;
 
 /* The defaults for every field; `listen` is 127.0.0.1:8080. */
 void tdm__server_config_default(tdm__server_config *config);
+
+/*
+ * Reads a PEM certificate (chain) and its private key for HTTPS and checks
+ * them before the server starts: both parse, the key is not encrypted, and
+ * it belongs to the certificate. Every error names the file at fault and
+ * is TDM_EINVAL (exit 2), as is a libmicrohttpd built without TLS. On
+ * success *cert_pem and *key_pem are the files' text, for the config's
+ * tls_cert and tls_key; the caller frees them (tdm__free) after the
+ * server is drained. A key file other users may read gets a warning.
+ */
+int tdm__server_tls_load(const char *cert_path, const char *key_path,
+                         char **cert_pem, char **key_pem, tdm_error *err);
 
 typedef struct tdm__server tdm__server;
 
