@@ -5,9 +5,11 @@
 # what libcrypto keeps for the process's life, is not counted). TANDEM is
 # the binary to check (default build/tandem; a normal, non-sanitizer
 # build). Commands: inspect, score (CSV and JSON Lines), batch (plain,
-# --features-only, --explain), serve (start,
-# infer and event requests, a replay, SIGHUP, SIGTERM), replay, eval,
-# runs, compare, report. Takes one to three minutes on two cores.
+# --features-only, --explain, --save-state), serve (start, infer and
+# event requests, a replay, SIGHUP, SIGTERM), serve --state (warm from
+# the saved state, events, a restart on the same state), serve over TLS,
+# replay, eval, runs, compare, report. Takes one to three minutes on two
+# cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -52,14 +54,18 @@ model=tests/fixtures/xgboost/credit_data_binary.model.json
 rows=tests/fixtures/xgboost/credit_data_binary.input.csv
 lgb=tests/fixtures/lightgbm/credit_data_binary.model.txt
 reg="$work/registry.db"
+# LMDB state (--save-state, serve --state) reserves 64 GiB of address
+# space by default, more than valgrind 3.19 can map (mdb_env_open fails
+# with EINVAL); TANDEM_LMDB_MAP_SIZE (src/store/store.c) makes it 1 GiB
+# here, far more than these runs write.
+export TANDEM_LMDB_MAP_SIZE="${TANDEM_LMDB_MAP_SIZE:-1G}"
 # The pipeline of the pipeline tests (every kind of feature), with a
 # model trained at once, and two event files. Not the fraud example: its
-# lookup opens an LMDB table store, whose 256 GiB address-space
-# reservation (src/store/table.c) is more than valgrind 3.19 can map (it
-# fails with EINVAL), and so is the 64 GiB one of the state (store.c):
-# --materialize, --store, --save-state and serve --state are not run
-# here; they run under ASan + LeakSanitizer in test.sh (test_hybrid.py,
-# test_pipeline_warm_start.py, test_pipeline_replay.py).
+# lookup opens an LMDB table store, whose 256 GiB reservation
+# (src/store/table.c, a fixed size that TANDEM_LMDB_MAP_SIZE does not
+# change) valgrind cannot map either: --materialize and --store are not
+# run here; they run under ASan + LeakSanitizer in test.sh
+# (test_hybrid.py, test_crash.py, test_soak.py).
 pipeline="$work/pipeline.yaml"
 PYTHONPATH=tests/integration /usr/bin/python3 - "$work" <<'PY'
 import sys
@@ -70,6 +76,7 @@ events = fraud_events(7, 1500, entities=20, invalid=0.02)
 write_csv(work + "/txns.history.csv", FRAUD_COLUMNS + ["label"],
           [dict(e, label=str(i % 3 == 0 and 1 or 0)) for i, e in enumerate(events[:1200])])
 write_csv(work + "/txns.live.csv", FRAUD_COLUMNS, events[1200:])
+write_csv(work + "/txns.all.csv", FRAUD_COLUMNS, events)
 PY
 head -n 200 "$rows" >"$work/rows.csv"
 { echo label; for i in $(seq 199); do echo $((i * 7 % 3 == 0)); done; } >"$work/labels.csv"
@@ -92,6 +99,8 @@ check "batch --features-only" 0 batch "$pipeline" --in "$work/txns.history.csv" 
   --out "$work/f.csv" --features-only --no-registry
 check "batch --explain (JSON Lines)" 0 batch "$pipeline" --in "$work/txns.live.csv" \
   --out "$work/l.jsonl" --explain --no-registry
+check "batch --save-state (LMDB)" 0 batch "$pipeline" --in "$work/txns.history.csv" \
+  --out "$work/h3.csv" --save-state "$work/state" --no-registry
 check "eval" 0 eval --pred "$work/s.csv" --labels "$work/labels.csv"
 check "runs" 0 runs --registry "$reg"
 ids=$("$tandem" runs --registry "$reg" --command batch --json | /usr/bin/python3 -c \
@@ -100,21 +109,51 @@ read -r run_a run_b _ <<<"$ids"
 check "compare" 0 compare "$run_a" "$run_b" --registry "$reg"
 check "report" 0 report "$run_a" "$run_b" --registry "$reg" --out "$work/report.html"
 
-# serve under memcheck: a model and the pipeline (state in memory).
-"${vg[@]}" --log-file="$work/serve.vg.log" "$tandem" serve "$pipeline" \
-  --model "credit=$model" --listen 127.0.0.1:0 --threads 2 2>"$work/serve.log" &
-server=$!
-url=""
-for _ in $(seq 600); do
-  url=$(sed -n 's/.*listening on \(http:[^ ]*\).*/\1/p' "$work/serve.log")
-  [ -n "$url" ] && break
-  sleep 0.1
-done
-if [ -z "$url" ]; then
-  failed+=("serve did not start")
-  cat "$work/serve.log"
-else
-  body='{"inputs":[{"name":"input","shape":[1,13],"datatype":"FP32","data":[9,5,60,30,1,0,1,73,129,0,0,800,846]}]}'
+# start_serve NAME ARGS...: `tandem serve ARGS` under memcheck on a free
+# port; sets server (the pid), url and serve_log, or fails NAME.
+start_serve() {
+  local name="$1" scheme
+  shift
+  count=$((count + 1))
+  serve_log="$work/$count"
+  "${vg[@]}" --log-file="$serve_log.vg.log" "$tandem" serve "$@" \
+    --listen 127.0.0.1:0 --threads 2 2>"$serve_log.log" &
+  server=$!
+  url=""
+  for _ in $(seq 600); do
+    url=$(sed -n 's/.*listening on \(https*:[^ ]*\).*/\1/p' "$serve_log.log")
+    [ -n "$url" ] && break
+    sleep 0.1
+  done
+  if [ -z "$url" ]; then
+    failed+=("$name: did not start")
+    echo "!! $name: did not start"
+    cat "$serve_log.log" "$serve_log.vg.log"
+    kill "$server" 2>/dev/null || true
+    wait "$server" 2>/dev/null || true
+    server=""
+    return 1
+  fi
+}
+# stop_serve NAME: SIGTERM; fails NAME on a nonzero exit or memcheck's
+# report.
+stop_serve() {
+  local name="$1" status=0
+  kill -TERM "$server"
+  wait "$server" || status=$?
+  server=""
+  if [ "$status" -ne 0 ] || [ -s "$serve_log.vg.log" ]; then
+    failed+=("$name (exit $status)")
+    echo "!! $name: exit $status"
+    tail -n 60 "$serve_log.vg.log" "$serve_log.log"
+  else
+    echo "ok $name"
+  fi
+}
+
+# serve: a model and the pipeline (state in memory).
+body='{"inputs":[{"name":"input","shape":[1,13],"datatype":"FP32","data":[9,5,60,30,1,0,1,73,129,0,0,800,846]}]}'
+if start_serve serve "$pipeline" --model "credit=$model"; then
   for path in /v2/models/credit/infer /v2/models/credit/infer; do
     curl -fsS -o /dev/null "$url$path" -d "$body" || failed+=("serve: infer")
   done
@@ -125,17 +164,51 @@ else
   kill -HUP "$server"
   sleep 2
   curl -fsS -o /dev/null "$url/v2/models/credit/infer" -d "$body" || failed+=("serve: after SIGHUP")
-  kill -TERM "$server"
-  status=0
-  wait "$server" || status=$?
-  server=""
-  if [ "$status" -ne 0 ] || [ -s "$work/serve.vg.log" ]; then
-    failed+=("serve (exit $status)")
-    echo "!! serve: exit $status"
-    tail -n 60 "$work/serve.vg.log" "$work/serve.log"
-  else
-    echo "ok serve (infer, metrics, a bad request, replay, SIGHUP, SIGTERM)"
+  stop_serve "serve (infer, metrics, a bad request, replay, SIGHUP, SIGTERM)"
+fi
+
+# serve --state: warm from batch --save-state (the first 1200 events),
+# the rest replayed and checked, two more events acknowledged once on
+# disk; then a restart on the same state answers those repeated event ids
+# with their first answers (marked "duplicate":true).
+events='[{"txn":"v1","card":"c01","ts":"2023-11-20T10:00:00Z","amount":"12.5","merchant":"m1","mcc":"fuel"},{"txn":"v2","card":"c02","ts":"2023-11-20T10:00:01Z","amount":"99","merchant":"m2","mcc":"online"}]'
+if start_serve "serve --state" "$pipeline" --state "$work/state"; then
+  check "replay against serve --state (--skip the saved history)" 0 replay \
+    "$pipeline" --in "$work/txns.all.csv" --skip 1200 --url "$url" --batch 16
+  curl -fsS -o "$work/events1.json" "$url/v1/pipelines/fraud/events" -d "$events" \
+    || failed+=("serve --state: events")
+  stop_serve "serve --state (warm start, events, SIGTERM)"
+fi
+if start_serve "serve --state, restarted" "$pipeline" --state "$work/state"; then
+  curl -fsS -o "$work/events2.json" "$url/v1/pipelines/fraud/events" -d "$events" \
+    || failed+=("serve --state, restarted: events")
+  # The same answers, marked "duplicate":true.
+  if ! grep -q '"duplicate":true' "$work/events2.json" \
+      || [ "$(sed 's/,"duplicate":true//g' "$work/events2.json")" \
+           != "$(cat "$work/events1.json")" ]; then
+    failed+=("serve --state, restarted: a repeated event got a new answer")
+    echo "!! serve --state, restarted: $(cat "$work/events1.json") then $(cat "$work/events2.json")"
   fi
+  stop_serve "serve --state, restarted (the same events again, SIGTERM)"
+fi
+
+# serve over TLS (GnuTLS), with a self-signed certificate.
+if openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 \
+    -addext subjectAltName=IP:127.0.0.1 -keyout "$work/key.pem" \
+    -out "$work/cert.pem" 2>/dev/null; then
+  if start_serve "serve --tls-cert" --model "credit=$model" \
+      --tls-cert "$work/cert.pem" --tls-key "$work/key.pem"; then
+    for _ in 1 2; do
+      curl -fsS --cacert "$work/cert.pem" -o /dev/null "$url/v2/models/credit/infer" \
+        -d "$body" || failed+=("serve --tls-cert: infer")
+    done
+    curl -sS -o /dev/null "${url/https/http}/v2/health/ready" 2>/dev/null || true
+    stop_serve "serve --tls-cert (HTTPS infers, plain HTTP refused, SIGTERM)"
+  fi
+  check "serve --tls-cert, a mismatched key (exit 2)" 2 serve --model "$model" \
+    --tls-cert "$work/cert.pem" --tls-key "$work/cert.pem"
+else
+  failed+=("openssl: no certificate for the TLS run")
 fi
 
 if [ "${#failed[@]}" -gt 0 ]; then

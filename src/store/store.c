@@ -2,6 +2,8 @@
  * store.c - the LMDB store of store.h. The map is sized large and sparse
  * (LMDB only uses what it writes). Every write transaction is synced at
  * commit (LMDB's default), which is what makes an acknowledgement durable.
+ * TANDEM_LMDB_MAP_SIZE sets the map smaller, for tools that cannot
+ * reserve 64 GiB of address space (valgrind cannot).
  */
 #include "store.h"
 
@@ -20,6 +22,30 @@ struct tdm__store {
   char *dir;
 };
 
+/* The map size: TANDEM_LMDB_MAP_SIZE (bytes, with an optional k, M or G
+ * suffix; at least 1M), else 64 GiB. LMDB still maps a larger existing
+ * file whole. */
+static int map_size(size_t *out, tdm_error *err) {
+  *out = (size_t)64 << 30;
+  const char *text = getenv("TANDEM_LMDB_MAP_SIZE");
+  if (text == NULL || *text == '\0') return TDM_OK;
+  char *end;
+  errno = 0;
+  unsigned long long n = strtoull(text, &end, 10);
+  unsigned shift = 0;
+  if (*end == 'k' || *end == 'K') shift = 10, end++;
+  else if (*end == 'M' || *end == 'm') shift = 20, end++;
+  else if (*end == 'G' || *end == 'g') shift = 30, end++;
+  if (*text == '-' || *end != '\0' || errno == ERANGE ||
+      n > (1ull << 44) >> shift || (n << shift) < (1u << 20))
+    return tdm__fail(err, TDM_EINVAL,
+                     "TANDEM_LMDB_MAP_SIZE=%s: not a size from 1M to 16384G "
+                     "(such as 1G)",
+                     text);
+  *out = (size_t)(n << shift);
+  return TDM_OK;
+}
+
 static int lmdb_fail(tdm_error *err, const char *dir, const char *what,
                      int rc) {
   return tdm__fail(err, rc == ENOMEM ? TDM_ENOMEM : TDM_EIO, "%s: %s: %s",
@@ -30,6 +56,8 @@ int tdm__store_open(const char *dir, const char *const *dbs, size_t n,
                     tdm__store **out, tdm_error *err) {
   *out = NULL;
   if (n > MAX_DBS) return tdm__fail(err, TDM_EINVAL, "too many databases");
+  size_t map;
+  if (map_size(&map, err) != TDM_OK) return TDM_EINVAL;
   if (mkdir(dir, 0777) != 0 && errno != EEXIST)
     return tdm__fail(err, TDM_EIO, "%s: cannot create the state directory: %s",
                      dir, strerror(errno));
@@ -40,8 +68,8 @@ int tdm__store_open(const char *dir, const char *const *dbs, size_t n,
   }
   int rc = mdb_env_create(&s->env);
   if (rc == 0) rc = mdb_env_set_maxdbs(s->env, MAX_DBS);
-  /* 64 GiB of address space; the file grows only as data is written. */
-  if (rc == 0) rc = mdb_env_set_mapsize(s->env, (size_t)64 << 30);
+  /* Address space only; the file grows only as data is written. */
+  if (rc == 0) rc = mdb_env_set_mapsize(s->env, map);
   if (rc == 0) rc = mdb_env_open(s->env, dir, MDB_NOTLS, 0664);
   MDB_txn *txn = NULL;
   if (rc == 0) rc = mdb_txn_begin(s->env, NULL, 0, &txn);
