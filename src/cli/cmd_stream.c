@@ -36,8 +36,15 @@ static const char stream_help[] =
     "                       \"partition\", \"offset\", \"payload\"} (default:\n"
     "                       logged on stderr and skipped)\n"
     "  --state DIR          keep each input partition's entity states in\n"
-    "                       LMDB in DIR/<input>.<partition> (default: memory\n"
-    "                       only, empty after a restart)\n"
+    "                       LMDB in DIR/<input>.<partition> too (default:\n"
+    "                       memory only, restored from the changelog)\n"
+    "  --changelog TOPIC    the compacted topic the states are written to\n"
+    "                       and restored from when a partition is assigned\n"
+    "                       (default <group>-<input>-changelog; created\n"
+    "                       when missing where the cluster allows)\n"
+    "  --no-changelog       keep states only locally (a partition moving to\n"
+    "                       another instance then starts with an empty\n"
+    "                       state unless they share --state)\n"
     "  --store DIR          the tables lookups read (default: the pipeline's\n"
     "                       store:)\n"
     "  -X key=value         a librdkafka setting for both clients (security,\n"
@@ -67,6 +74,8 @@ int tdm__cmd_stream(int argc, char **argv) {
       {"store", required_argument, NULL, 'S'},
       {"metrics", required_argument, NULL, 'm'},
       {"commit-interval-ms", required_argument, NULL, 'c'},
+      {"changelog", required_argument, NULL, 'C'},
+      {"no-changelog", no_argument, NULL, 'N'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
   tdm__stream_options opt = {0};
@@ -85,6 +94,8 @@ int tdm__cmd_stream(int argc, char **argv) {
       case 's': opt.state_dir = optarg; break;
       case 'S': opt.store = optarg; break;
       case 'm': opt.metrics_listen = optarg; break;
+      case 'C': opt.changelog = optarg; break;
+      case 'N': opt.no_changelog = 1; break;
       case 'X': config[opt.num_config++] = optarg; break;
       case 'c': {
         size_t ms;
@@ -113,6 +124,11 @@ int tdm__cmd_stream(int argc, char **argv) {
                         : !opt.input     ? "--input"
                         : !opt.output    ? "--output"
                                          : NULL;
+  if (missing == NULL && opt.changelog && opt.no_changelog) {
+    free(config);
+    return tdm__usage_error("stream",
+                            "--changelog and --no-changelog contradict");
+  }
   if (missing != NULL) {
     free(config);
     return tdm__usage_error("stream", "%s is required (see --help)", missing);

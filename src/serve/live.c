@@ -133,37 +133,6 @@ static uint64_t get_u64_be(const unsigned char in[8]) {
   return v;
 }
 
-/* The keys of entities dropped from memory (idle) in a snapshot round,
- * to delete from the store. */
-typedef struct dropped_keys {
-  tdm__buf bytes;
-  size_t *offsets; /* per key: offset, length */
-  size_t count, cap;
-  int failed;
-} dropped_keys;
-
-static void drop_key(void *ctx, tdm__str key) {
-  dropped_keys *d = ctx;
-  if (d->count == d->cap) {
-    size_t cap = d->cap ? d->cap * 2 : 256;
-    size_t *offsets = tdm__realloc(d->offsets, cap * 2 * sizeof(size_t));
-    if (offsets == NULL) {
-      d->failed = 1;
-      return;
-    }
-    d->offsets = offsets;
-    d->cap = cap;
-  }
-  size_t at = d->bytes.len;
-  if (tdm__buf_append(&d->bytes, key.data, key.len) != TDM_OK) {
-    d->failed = 1;
-    return;
-  }
-  d->offsets[2 * d->count] = at;
-  d->offsets[2 * d->count + 1] = key.len;
-  d->count++;
-}
-
 /* Appends one batch of events to the log, synced: what the answers of
  * its generation wait for. */
 static int write_log(tdm__live *live, const pending *batch, tdm_error *err) {
@@ -182,11 +151,10 @@ static int write_log(tdm__live *live, const pending *batch, tdm_error *err) {
 }
 
 /* Writes the changed states of shards [first, end) to LMDB, and deletes
- * the idle entities it drops from memory. */
+ * the idle entities it drops from memory, in one transaction. */
 static int write_snapshot(tdm__live *live, unsigned first, unsigned end,
                           tdm_error *err) {
   tdm__state_writes writes = {0};
-  dropped_keys dropped = {0};
   int rc = TDM_OK;
   int64_t newest = atomic_load(&live->newest);
   for (unsigned i = first; i < end && rc == TDM_OK; i++) {
@@ -194,43 +162,24 @@ static int write_snapshot(tdm__live *live, unsigned first, unsigned end,
     pthread_mutex_lock(&sh->lock);
     /* Idle entities leave memory and the store (their state could no
      * longer change a result), then the changed ones are saved. */
-    tdm__state_map_evict(sh->map, newest, drop_key, &dropped);
+    tdm__state_map_evict(sh->map, newest, tdm__state_writes_drop, &writes);
     rc = tdm__state_writes_take(&writes, sh->map);
     pthread_mutex_unlock(&sh->lock);
   }
-  if (rc == TDM_OK && dropped.failed) rc = TDM_ENOMEM;
   if (rc == TDM_ENOMEM) tdm__fail(err, rc, "out of memory");
-  if (rc == TDM_OK) {
-    /* Keep the keys to mark dirty again should the write fail. */
-    tdm__state_writes copy = writes;
-    rc = tdm__state_writes_flush(&writes, live->store, err);
-    if (rc != TDM_OK) {
-      for (size_t i = 0; i < copy.count; i++) {
-        tdm__str key = {copy.bytes.data + copy.offsets[3 * i],
-                        copy.offsets[3 * i + 1]};
-        shard *sh = &live->shards[key_hash(key) % NUM_SHARDS];
-        pthread_mutex_lock(&sh->lock);
-        tdm__state_map_mark_dirty(sh->map, key);
-        pthread_mutex_unlock(&sh->lock);
-      }
-    }
-  }
-  if (rc == TDM_OK && dropped.count > 0) {
-    tdm__store_op *ops = tdm__malloc(dropped.count * sizeof *ops);
-    if (ops == NULL) {
-      rc = tdm__fail(err, TDM_ENOMEM, "out of memory");
-    } else {
-      for (size_t i = 0; i < dropped.count; i++)
-        ops[i] = (tdm__store_op){TDM__STORE_DEL, TDM__STATE_DB,
-                                 dropped.bytes.data + dropped.offsets[2 * i],
-                                 dropped.offsets[2 * i + 1], NULL, 0};
-      rc = tdm__store_write(live->store, ops, dropped.count, err);
-      tdm__free(ops);
+  if (rc == TDM_OK) rc = tdm__state_writes_flush(&writes, live->store, err);
+  if (rc != TDM_OK) {
+    /* Mark the changed entities dirty again for the next round. */
+    for (size_t i = 0; i < writes.count; i++) {
+      if (writes.items[i].del) continue;
+      tdm__str key = tdm__state_write_key(&writes, i);
+      shard *sh = &live->shards[key_hash(key) % NUM_SHARDS];
+      pthread_mutex_lock(&sh->lock);
+      tdm__state_map_mark_dirty(sh->map, key);
+      pthread_mutex_unlock(&sh->lock);
     }
   }
   tdm__state_writes_free(&writes);
-  tdm__buf_free(&dropped.bytes);
-  tdm__free(dropped.offsets);
   return rc;
 }
 

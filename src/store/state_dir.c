@@ -65,33 +65,65 @@ int tdm__state_dir_restore(tdm__store *store, const char *dir,
   return status;
 }
 
-static int take_one(void *ctx, tdm__str key, uint64_t tag, const void *state,
-                    size_t len) {
-  tdm__state_writes *w = ctx;
+/* Adds an item: key, then value (NULL with len 0 and del set: a delete). */
+static int add(tdm__state_writes *w, unsigned db, int del, tdm__str key,
+               const void *head, size_t head_len, const void *value,
+               size_t len) {
   if (w->count == w->cap) {
     size_t cap = w->cap ? w->cap * 2 : 1024;
-    size_t *offsets = tdm__realloc(w->offsets, cap * 3 * sizeof(size_t));
-    if (offsets == NULL) return TDM_ENOMEM;
-    w->offsets = offsets;
+    tdm__state_write *items = tdm__realloc(w->items, cap * sizeof *items);
+    if (items == NULL) return TDM_ENOMEM;
+    w->items = items;
     w->cap = cap;
   }
   size_t at = w->bytes.len;
   int rc = tdm__buf_append(&w->bytes, key.data, key.len);
-  if (rc == TDM_OK) rc = tdm__buf_append(&w->bytes, &tag, 8);
-  if (rc == TDM_OK) rc = tdm__buf_append(&w->bytes, state, len);
+  if (rc == TDM_OK && head_len) rc = tdm__buf_append(&w->bytes, head, head_len);
+  if (rc == TDM_OK && len) rc = tdm__buf_append(&w->bytes, value, len);
   if (rc != TDM_OK) {
     w->bytes.len = at;
     return rc;
   }
-  w->offsets[3 * w->count] = at;
-  w->offsets[3 * w->count + 1] = key.len;
-  w->offsets[3 * w->count + 2] = 8 + len;
-  w->count++;
+  w->items[w->count++] =
+      (tdm__state_write){at, key.len, head_len + len, db, del};
   return TDM_OK;
+}
+
+static int take_one(void *ctx, tdm__str key, uint64_t tag, const void *state,
+                    size_t len) {
+  return add(ctx, TDM__STATE_DB, 0, key, &tag, 8, state, len);
 }
 
 int tdm__state_writes_take(tdm__state_writes *w, tdm__state_map *map) {
   return tdm__state_map_take_dirty(map, take_one, w);
+}
+
+int tdm__state_writes_put(tdm__state_writes *w, tdm__str key,
+                          const void *value, size_t len) {
+  return add(w, TDM__STATE_DB, 0, key, NULL, 0, value, len);
+}
+
+int tdm__state_writes_delete(tdm__state_writes *w, tdm__str key) {
+  return add(w, TDM__STATE_DB, 1, key, NULL, 0, NULL, 0);
+}
+
+int tdm__state_writes_meta(tdm__state_writes *w, tdm__str key,
+                           const void *value, size_t len) {
+  return add(w, TDM__META_DB, 0, key, NULL, 0, value, len);
+}
+
+void tdm__state_writes_drop(void *ctx, tdm__str key) {
+  (void)tdm__state_writes_delete(ctx, key);
+}
+
+tdm__str tdm__state_write_key(const tdm__state_writes *w, size_t i) {
+  return (tdm__str){w->bytes.data + w->items[i].at, w->items[i].key_len};
+}
+
+tdm__str tdm__state_write_value(const tdm__state_writes *w, size_t i) {
+  const tdm__state_write *it = &w->items[i];
+  if (it->del) return (tdm__str){NULL, 0};
+  return (tdm__str){w->bytes.data + it->at + it->key_len, it->value_len};
 }
 
 int tdm__state_writes_flush(tdm__state_writes *w, tdm__store *store,
@@ -100,21 +132,24 @@ int tdm__state_writes_flush(tdm__state_writes *w, tdm__store *store,
   tdm__store_op *ops = tdm__malloc(w->count * sizeof *ops);
   if (ops == NULL) return tdm__fail(err, TDM_ENOMEM, "out of memory");
   for (size_t i = 0; i < w->count; i++) {
-    const char *at = w->bytes.data + w->offsets[3 * i];
-    size_t klen = w->offsets[3 * i + 1];
-    ops[i] = (tdm__store_op){TDM__STORE_PUT, TDM__STATE_DB, at, klen,
-                             at + klen, w->offsets[3 * i + 2]};
+    tdm__str k = tdm__state_write_key(w, i), v = tdm__state_write_value(w, i);
+    ops[i] = (tdm__store_op){w->items[i].del ? TDM__STORE_DEL : TDM__STORE_PUT,
+                             w->items[i].db, k.data, k.len, v.data, v.len};
   }
   int rc = tdm__store_write(store, ops, w->count, err);
   tdm__free(ops);
+  if (rc == TDM_OK) tdm__state_writes_clear(w);
+  return rc;
+}
+
+void tdm__state_writes_clear(tdm__state_writes *w) {
   w->count = 0;
   w->bytes.len = 0;
-  return rc;
 }
 
 void tdm__state_writes_free(tdm__state_writes *w) {
   tdm__buf_free(&w->bytes);
-  tdm__free(w->offsets);
+  tdm__free(w->items);
   memset(w, 0, sizeof *w);
 }
 

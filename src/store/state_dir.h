@@ -35,17 +35,46 @@ int tdm__state_dir_restore(tdm__store *store, const char *dir,
                            tdm__state_map *(*map_for)(void *ctx, tdm__str key),
                            void *ctx, uint64_t *max_tag, tdm_error *err);
 
-/* Adds to ops/bytes a write of each changed entity of map (take_dirty). */
+/*
+ * A set of writes to a state store, applied in one transaction: the
+ * changed entities of maps (take), deletes of entities dropped from memory
+ * (delete) and bookkeeping values (meta). Items keep the order they were
+ * added in.
+ */
+typedef struct tdm__state_write {
+  size_t at, key_len, value_len; /* in bytes: the key, then the value */
+  unsigned db;                   /* TDM__STATE_DB or TDM__META_DB */
+  int del;                       /* a delete: no value */
+} tdm__state_write;
 typedef struct tdm__state_writes {
   tdm__buf bytes;
-  size_t *offsets; /* per write: key offset, key length, value length */
+  tdm__state_write *items;
   size_t count, cap;
 } tdm__state_writes;
+/* Adds a put of each entity of map changed since the last take (its
+ * value: [u64 tag][state]) and marks them clean. */
 int tdm__state_writes_take(tdm__state_writes *w, tdm__state_map *map);
-/* Writes them (one transaction) and empties w. */
+/* Adds a put of an entity's stored value ([u64 tag][state], as read). */
+int tdm__state_writes_put(tdm__state_writes *w, tdm__str key,
+                          const void *value, size_t len);
+/* Adds a delete of an entity's state. */
+int tdm__state_writes_delete(tdm__state_writes *w, tdm__str key);
+/* Adds a put of a bookkeeping value (database TDM__META_DB). */
+int tdm__state_writes_meta(tdm__state_writes *w, tdm__str key,
+                           const void *value, size_t len);
+/* The key and value of item i (value data NULL for a delete). */
+tdm__str tdm__state_write_key(const tdm__state_writes *w, size_t i);
+tdm__str tdm__state_write_value(const tdm__state_writes *w, size_t i);
+/* Writes them (one transaction, durable on return). On success w is
+ * emptied; on failure it is kept (the caller may mark its keys dirty). */
 int tdm__state_writes_flush(tdm__state_writes *w, tdm__store *store,
                             tdm_error *err);
+void tdm__state_writes_clear(tdm__state_writes *w);
 void tdm__state_writes_free(tdm__state_writes *w);
+/* The drop callback of tdm__state_map_evict that adds a delete of each
+ * dropped entity to the writes at ctx (a failure to add one only leaves
+ * its state in the store, restored and dropped again later). */
+void tdm__state_writes_drop(void *ctx, tdm__str key);
 
 /*
  * `tandem batch --save-state DIR`: writes every entity of the maps into a

@@ -45,12 +45,14 @@
 #include "../pipeline/pipeline.h"
 #include "../store/state_dir.h"
 #include "../store/store.h"
+#include "changelog.h"
 
 /* A delivery report's opaque packs the partition and a per-partition
- * sequence number. */
+ * sequence number, or marks a changelog record of the partition. */
 _Static_assert(sizeof(uintptr_t) >= 8, "opaques need 64-bit pointers");
 #define SEQ_BITS 40
 #define SEQ_MASK ((1ull << SEQ_BITS) - 1)
+#define CHANGELOG_BIT (1ull << 63)
 
 static volatile sig_atomic_t stop_requested;
 
@@ -70,6 +72,12 @@ typedef struct part {
   uint64_t first_seq;
   int64_t commit_next; /* every offset below is acknowledged (-1: none) */
   int64_t committed;   /* the offset last committed (-1: none) */
+  /* The states to save at the next commit; with a changelog, its records
+   * in flight and the offset after the last one acknowledged. */
+  tdm__state_writes writes;
+  size_t changelog_in_flight;
+  int64_t changelog_next;
+  int seed; /* the local states are to be written to an empty changelog */
 } part;
 
 /* Commit latency buckets, seconds. */
@@ -84,6 +92,7 @@ typedef struct stream {
   const tdm__spec *spec;
   tdm__result result;
   rd_kafka_t *consumer, *producer;
+  tdm__changelog *changelog; /* NULL: --no-changelog */
   part **parts; /* by partition number */
   size_t num_parts;
   tdm__buf out, letter;
@@ -92,6 +101,8 @@ typedef struct stream {
   tdm_error failure;
   /* counters */
   uint64_t scored, duplicates, dead_letters, commits, commit_failures;
+  uint64_t changelog_written, changelog_restored, restores;
+  double restore_seconds;
   uint64_t commit_hist[NUM_COMMIT_BUCKETS + 1];
   /* Tests: SIGKILL itself at the first commit after this many input
    * messages, once the states are saved and before the offsets are
@@ -133,6 +144,7 @@ static void part_free(part *pt) {
   if (pt == NULL) return;
   tdm__state_map_free(pt->map);
   tdm__store_close(pt->store);
+  tdm__state_writes_free(&pt->writes);
   tdm__free(pt->offsets);
   tdm__free(pt->done);
   tdm__free(pt);
@@ -160,14 +172,38 @@ static int part_open(stream *s, int32_t id, tdm_error *err) {
   pt->committed = -1;
   int rc = tdm__state_map_new(s->p, &pt->map);
   if (rc != TDM_OK) rc = tdm__fail(err, rc, "out of memory");
-  if (rc == TDM_OK && s->opt->state_dir != NULL) {
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s/%s.%d", s->opt->state_dir, s->opt->input,
-             (int)id);
-    uint64_t max_tag = 0;
+  char dir[4096];
+  snprintf(dir, sizeof dir, "%s/%s.%d", s->opt->state_dir ? s->opt->state_dir : "",
+           s->opt->input, (int)id);
+  if (rc == TDM_OK && s->opt->state_dir != NULL)
     rc = tdm__state_dir_open(dir, s->spec->name, &pt->store, err);
-    if (rc == TDM_OK)
-      rc = tdm__state_dir_restore(pt->store, dir, part_map, pt, &max_tag, err);
+  if (rc == TDM_OK && s->changelog != NULL) {
+    tdm__changelog_restore_info info;
+    rc = tdm__changelog_restore(s->changelog, id, pt->map, pt->store, dir,
+                                &info, err);
+    if (rc == TDM_OK) {
+      pt->changelog_next = info.next;
+      s->changelog_restored += info.records;
+      s->restores++;
+      s->restore_seconds += info.seconds;
+      if (info.seed) {
+        /* An empty changelog: it gets the local states at the next
+         * commit. */
+        tdm__state_map_mark_all_dirty(pt->map);
+        pt->seed = 1;
+      }
+      fprintf(stderr,
+              "tandem stream: partition %d: %zu entities restored (%zu from "
+              "%s, then %zu changelog records of %s%s) in %.3f s%s\n",
+              (int)id, tdm__state_map_entities(pt->map), info.local,
+              pt->store ? dir : "no state directory", info.records,
+              tdm__changelog_topic(s->changelog),
+              info.from_start ? " from its start" : "", info.seconds,
+              info.seed ? "; the changelog is empty: writing them to it" : "");
+    }
+  } else if (rc == TDM_OK && pt->store != NULL) {
+    uint64_t max_tag = 0;
+    rc = tdm__state_dir_restore(pt->store, dir, part_map, pt, &max_tag, err);
     if (rc == TDM_OK)
       fprintf(stderr,
               "tandem stream: partition %d: %zu entities restored from %s\n",
@@ -235,7 +271,16 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m,
   (void)rk;
   stream *s = opaque;
   uint64_t v = (uint64_t)(uintptr_t)m->_private;
-  part *pt = find_part(s, (int32_t)(v >> SEQ_BITS));
+  part *pt = find_part(s, (int32_t)((v & ~CHANGELOG_BIT) >> SEQ_BITS));
+  if (v & CHANGELOG_BIT) {
+    if (pt != NULL && pt->changelog_in_flight > 0) pt->changelog_in_flight--;
+    if (m->err)
+      fail_once(s, TDM_EIO, "changelog write to %s failed: %s",
+                rd_kafka_topic_name(m->rkt), rd_kafka_err2str(m->err));
+    else if (pt != NULL && m->offset + 1 > pt->changelog_next)
+      pt->changelog_next = m->offset + 1;
+    return;
+  }
   if (m->err) {
     /* The idempotent producer has retried what can be retried: this
      * output is lost, so its offset must never be committed. Stop. */
@@ -246,17 +291,21 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m,
   if (pt != NULL) part_ack(pt, v & SEQ_MASK);
 }
 
-static int produce(stream *s, const char *topic, const void *key,
-                   size_t key_len, const tdm__buf *value, int32_t partition,
-                   uint64_t seq, tdm_error *err) {
-  void *opaque = (void *)(uintptr_t)((uint64_t)partition << SEQ_BITS | seq);
+/* Produces key/value (value NULL: a tombstone) to topic; to_partition
+ * >= 0 names the partition (else the key's hash picks it). The delivery
+ * report gets `opaque`. */
+static int produce_to(stream *s, const char *topic, int32_t to_partition,
+                      const void *key, size_t key_len, const void *value,
+                      size_t len, uint64_t opaque_bits, tdm_error *err) {
+  void *opaque = (void *)(uintptr_t)opaque_bits;
   for (;;) {
     rd_kafka_resp_err_t e = rd_kafka_producev(
         s->producer, RD_KAFKA_V_TOPIC(topic),
+        RD_KAFKA_V_PARTITION(to_partition < 0 ? RD_KAFKA_PARTITION_UA
+                                              : to_partition),
         RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-        RD_KAFKA_V_KEY(key, key_len),
-        RD_KAFKA_V_VALUE(value->data, value->len), RD_KAFKA_V_OPAQUE(opaque),
-        RD_KAFKA_V_END);
+        RD_KAFKA_V_KEY(key, key_len), RD_KAFKA_V_VALUE((void *)value, len),
+        RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
     if (e == RD_KAFKA_RESP_ERR_NO_ERROR) return TDM_OK;
     if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL)
       return tdm__fail(err, TDM_EIO, "producing to %s: %s", topic,
@@ -264,6 +313,14 @@ static int produce(stream *s, const char *topic, const void *key,
     /* The local queue is full: wait for deliveries to make room. */
     rd_kafka_poll(s->producer, 100);
   }
+}
+
+/* An output (or dead letter) of input message `seq` of partition. */
+static int produce(stream *s, const char *topic, const void *key,
+                   size_t key_len, const tdm__buf *value, int32_t partition,
+                   uint64_t seq, tdm_error *err) {
+  return produce_to(s, topic, -1, key, key_len, value->data, value->len,
+                    (uint64_t)partition << SEQ_BITS | seq, err);
 }
 
 /* ---- one message ---- */
@@ -356,89 +413,84 @@ static int handle(stream *s, const rd_kafka_message_t *m, tdm_error *err) {
 
 /* ---- committing ---- */
 
-/* The keys an eviction drops, to delete them from the partition's store. */
-typedef struct dropped {
-  tdm__buf keys;
-  size_t *ends;
-  size_t count, cap;
-  int failed;
-} dropped;
-
-static void drop_key(void *ctx, tdm__str key) {
-  dropped *d = ctx;
-  if (d->count == d->cap) {
-    size_t cap = d->cap ? d->cap * 2 : 64;
-    size_t *ends = tdm__realloc(d->ends, cap * sizeof *ends);
-    if (ends == NULL) {
-      d->failed = 1;
-      return;
-    }
-    d->ends = ends;
-    d->cap = cap;
-  }
-  if (tdm__buf_append(&d->keys, key.data, key.len) != TDM_OK) {
-    d->failed = 1;
-    return;
-  }
-  d->ends[d->count++] = d->keys.len;
+/* Whether partition pt has states to save before its next commit. */
+static int needs_save(const part *pt) {
+  return pt != NULL &&
+         ((pt->commit_next >= 0 && pt->commit_next != pt->committed) ||
+          pt->seed);
 }
 
-/* Drops the partition's idle entities, against its newest event time. A
- * failure to delete them from the store only means they are restored and
- * dropped again after a restart. */
-static void evict_idle(part *pt, tdm_error *err) {
-  dropped d = {{0}, NULL, 0, 0, 0};
+/* Takes pt's changes since the last save into pt->writes: its idle
+ * entities leave memory (their state could not change a result any more,
+ * tdm__state_map_evict) and are deleted; the changed ones are written.
+ * With a changelog they are produced to it (deletes as tombstones). */
+static int take_changes(stream *s, part *pt, tdm_error *err) {
+  if (pt->store == NULL && s->changelog == NULL) {
+    tdm__state_map_evict(pt->map, tdm__state_map_newest(pt->map), NULL, NULL);
+    return TDM_OK;
+  }
+  size_t first = pt->writes.count;
   tdm__state_map_evict(pt->map, tdm__state_map_newest(pt->map),
-                       pt->store ? drop_key : NULL, &d);
-  if (pt->store != NULL && d.count > 0 && !d.failed) {
-    tdm__store_op *ops = tdm__malloc(d.count * sizeof *ops);
-    if (ops != NULL) {
-      size_t start = 0;
-      for (size_t i = 0; i < d.count; i++) {
-        ops[i] = (tdm__store_op){TDM__STORE_DEL, TDM__STATE_DB,
-                                 d.keys.data + start, d.ends[i] - start, NULL,
-                                 0};
-        start = d.ends[i];
-      }
-      tdm_error ignored;
-      if (tdm__store_write(pt->store, ops, d.count, &ignored) != TDM_OK)
-        fprintf(stderr, "tandem stream: partition %d: %s\n", (int)pt->id,
-                ignored.message);
-      tdm__free(ops);
-    }
+                       tdm__state_writes_drop, &pt->writes);
+  if (tdm__state_writes_take(&pt->writes, pt->map) != TDM_OK)
+    return tdm__fail(err, TDM_ENOMEM, "out of memory");
+  pt->seed = 0;
+  for (size_t i = first; i < pt->writes.count && s->changelog != NULL; i++) {
+    tdm__str key = tdm__state_write_key(&pt->writes, i);
+    tdm__str value = tdm__state_write_value(&pt->writes, i);
+    int rc = produce_to(s, tdm__changelog_topic(s->changelog), pt->id,
+                        key.data, key.len, value.data, value.len,
+                        CHANGELOG_BIT | (uint64_t)pt->id << SEQ_BITS, err);
+    if (rc != TDM_OK) return rc;
+    pt->changelog_in_flight++;
+    s->changelog_written++;
   }
-  (void)err;
-  tdm__buf_free(&d.keys);
-  tdm__free(d.ends);
+  return TDM_OK;
 }
 
+/* Waits until every changelog record produced is acknowledged. */
+static int wait_changelog(stream *s, tdm_error *err) {
+  for (;;) {
+    size_t in_flight = 0;
+    for (size_t i = 0; i < s->num_parts; i++)
+      if (s->parts[i] != NULL) in_flight += s->parts[i]->changelog_in_flight;
+    if (s->failed) {
+      *err = s->failure;
+      return s->failure.status ? s->failure.status : TDM_EIO;
+    }
+    if (in_flight == 0) return TDM_OK;
+    rd_kafka_poll(s->producer, 5);
+  }
+}
 
-
-/* Saves the changed states of the partitions and commits, for each, the
- * offset before which every output is acknowledged. A failed commit is
- * retried at the next interval (the group may be rebalancing). */
+/* Saves the changed states of the partitions (to the changelog, then to
+ * the local store with the changelog checkpoint) and commits, for each,
+ * the offset before which every output is acknowledged. The saved states
+ * therefore always hold every event before a committed offset. A failed
+ * commit is retried at the next interval (the group may be
+ * rebalancing). */
 static int commit(stream *s, tdm_error *err) {
+  uint64_t started = now_ns();
+  int rc = TDM_OK;
+  for (size_t i = 0; i < s->num_parts && rc == TDM_OK; i++)
+    if (needs_save(s->parts[i])) rc = take_changes(s, s->parts[i], err);
+  if (rc == TDM_OK && s->changelog != NULL) rc = wait_changelog(s, err);
   rd_kafka_topic_partition_list_t *list =
       rd_kafka_topic_partition_list_new((int)s->num_parts + 1);
-  int rc = TDM_OK;
   for (size_t i = 0; i < s->num_parts && rc == TDM_OK; i++) {
     part *pt = s->parts[i];
-    if (pt == NULL || pt->commit_next < 0 || pt->commit_next == pt->committed)
-      continue;
-    /* Idle entities leave memory (and the store): their state could not
-     * change a result any more (tdm__state_map_evict). */
-    evict_idle(pt, err);
-    /* The states first: the saved state must hold every event before
-     * the committed offset. */
-    if (pt->store != NULL) {
-      tdm__state_writes writes = {0};
-      rc = tdm__state_writes_take(&writes, pt->map);
-      if (rc == TDM_OK) rc = tdm__state_writes_flush(&writes, pt->store, err);
-      else tdm__fail(err, rc, "out of memory");
-      tdm__state_writes_free(&writes);
+    if (pt == NULL) continue;
+    if (pt->store != NULL && pt->writes.count > 0) {
+      if (s->changelog != NULL &&
+          tdm__changelog_checkpoint(s->changelog, pt->changelog_next,
+                                    &pt->writes) != TDM_OK)
+        rc = tdm__fail(err, TDM_ENOMEM, "out of memory");
+      if (rc == TDM_OK) rc = tdm__state_writes_flush(&pt->writes, pt->store, err);
     }
-    rd_kafka_topic_partition_list_add(list, s->opt->input, pt->id)->offset =
-        pt->commit_next;
+    tdm__state_writes_clear(&pt->writes);
+    if (pt->commit_next >= 0 && pt->commit_next != pt->committed)
+      rd_kafka_topic_partition_list_add(list, s->opt->input, pt->id)->offset =
+          pt->commit_next;
   }
   if (rc == TDM_OK && list->cnt > 0 && s->crash_after_events > 0 &&
       s->scored + s->duplicates + s->dead_letters >= s->crash_after_events) {
@@ -451,7 +503,6 @@ static int commit(stream *s, tdm_error *err) {
       fprintf(stderr, "tandem stream: commit [%d] %lld\n",
               (int)list->elems[i].partition, (long long)list->elems[i].offset);
   if (rc == TDM_OK && list->cnt > 0) {
-    uint64_t started = now_ns();
     rd_kafka_resp_err_t e = rd_kafka_commit(s->consumer, list, 0);
     double seconds = (double)(now_ns() - started) * 1e-9;
     s->commit_seconds += seconds;
@@ -618,8 +669,26 @@ static int render_metrics(stream *s, tdm__buf *b) {
         "tandem_stream_in_flight{pipeline=\"%s\"} %zu\n"
         "# HELP tandem_stream_entities Entities with state in memory.\n"
         "# TYPE tandem_stream_entities gauge\n"
-        "tandem_stream_entities{pipeline=\"%s\"} %zu\n",
-        name, assigned, name, in_flight, name, entities);
+        "tandem_stream_entities{pipeline=\"%s\"} %zu\n"
+        "# HELP tandem_stream_changelog_records_total Entity states written "
+        "to the changelog topic, and read from it when restoring.\n"
+        "# TYPE tandem_stream_changelog_records_total counter\n"
+        "tandem_stream_changelog_records_total{pipeline=\"%s\","
+        "direction=\"written\"} %llu\n"
+        "tandem_stream_changelog_records_total{pipeline=\"%s\","
+        "direction=\"restored\"} %llu\n"
+        "# HELP tandem_stream_restores_total Partitions restored on "
+        "assignment.\n"
+        "# TYPE tandem_stream_restores_total counter\n"
+        "tandem_stream_restores_total{pipeline=\"%s\"} %llu\n"
+        "# HELP tandem_stream_restore_seconds_total Time spent restoring "
+        "partitions' states.\n"
+        "# TYPE tandem_stream_restore_seconds_total counter\n"
+        "tandem_stream_restore_seconds_total{pipeline=\"%s\"} %.6f\n",
+        name, assigned, name, in_flight, name, entities, name,
+        (unsigned long long)s->changelog_written, name,
+        (unsigned long long)s->changelog_restored, name,
+        (unsigned long long)s->restores, name, s->restore_seconds);
   return rc;
 }
 
@@ -755,6 +824,41 @@ static int make_conf(stream *s, const char *group, rd_kafka_conf_t **out,
   return TDM_OK;
 }
 
+/* The changelog of the input's partitions (default name
+ * <group>-<input>-changelog), with its own consumer for restoring. */
+static int open_changelog(stream *s, const char *group, tdm_error *err) {
+  rd_kafka_topic_t *t = rd_kafka_topic_new(s->consumer, s->opt->input, NULL);
+  const struct rd_kafka_metadata *md = NULL;
+  rd_kafka_resp_err_t e =
+      t ? rd_kafka_metadata(s->consumer, 0, t, &md, 15000)
+        : RD_KAFKA_RESP_ERR__NOENT;
+  if (t) rd_kafka_topic_destroy(t);
+  if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
+    return tdm__fail(err, TDM_EIO, "metadata of topic %s: %s", s->opt->input,
+                     rd_kafka_err2str(e));
+  int partitions = md->topic_cnt == 1 && md->topics[0].err == 0
+                       ? md->topics[0].partition_cnt
+                       : 0;
+  rd_kafka_metadata_destroy(md);
+  if (partitions == 0)
+    return tdm__fail(err, TDM_EINVAL,
+                     "the input topic %s does not exist (its partitions "
+                     "decide the changelog's)",
+                     s->opt->input);
+  char name[1024], restore_group[600];
+  if (s->opt->changelog)
+    snprintf(name, sizeof name, "%s", s->opt->changelog);
+  else
+    snprintf(name, sizeof name, "%s-%s-changelog", group, s->opt->input);
+  snprintf(restore_group, sizeof restore_group, "%s-restore", group);
+  rd_kafka_conf_t *conf;
+  int rc = make_conf(s, restore_group, &conf, err);
+  if (rc == TDM_OK)
+    rc = tdm__changelog_open(s->consumer, conf, name, partitions,
+                             &s->changelog, err);
+  return rc;
+}
+
 static int open_clients(stream *s, tdm_error *err) {
   char group[512];
   if (s->opt->group)
@@ -767,6 +871,14 @@ static int open_clients(stream *s, tdm_error *err) {
   rd_kafka_conf_t *producer_conf = rd_kafka_conf_dup(conf);
   rd_kafka_conf_set_dr_msg_cb(producer_conf, on_delivery);
   rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
+  /* The consumer asks for the changelog's metadata: that must not create
+   * it with the broker's defaults (not compacted). */
+  rc = conf_set(conf, "allow.auto.create.topics", "false", err);
+  if (rc != TDM_OK) {
+    rd_kafka_conf_destroy(producer_conf);
+    rd_kafka_conf_destroy(conf);
+    return rc;
+  }
   char why[512];
   s->producer = rd_kafka_new(RD_KAFKA_PRODUCER, producer_conf, why, sizeof why);
   if (s->producer == NULL) {
@@ -780,6 +892,10 @@ static int open_clients(stream *s, tdm_error *err) {
     return tdm__fail(err, TDM_EINVAL, "kafka consumer: %s", why);
   }
   rd_kafka_poll_set_consumer(s->consumer);
+  if (!s->opt->no_changelog) {
+    rc = open_changelog(s, group, err);
+    if (rc != TDM_OK) return rc;
+  }
   rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(1);
   rd_kafka_topic_partition_list_add(topics, s->opt->input,
                                     RD_KAFKA_PARTITION_UA);
@@ -788,8 +904,10 @@ static int open_clients(stream *s, tdm_error *err) {
   if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
     return tdm__fail(err, TDM_EIO, "subscribing to %s: %s", s->opt->input,
                      rd_kafka_err2str(e));
-  fprintf(stderr, "tandem stream: pipeline %s, group %s, %s -> %s\n",
-          s->spec->name, group, s->opt->input, s->opt->output);
+  fprintf(stderr, "tandem stream: pipeline %s, group %s, %s -> %s%s%s\n",
+          s->spec->name, group, s->opt->input, s->opt->output,
+          s->changelog ? ", states in " : "",
+          s->changelog ? tdm__changelog_topic(s->changelog) : "");
   return TDM_OK;
 }
 
@@ -860,6 +978,7 @@ int tdm__stream_run(const tdm__stream_options *opt, tdm_error *err) {
     rd_kafka_destroy(s->consumer);
   }
   if (s->producer != NULL) rd_kafka_destroy(s->producer);
+  tdm__changelog_close(s->changelog);
   if (s->http != NULL) MHD_stop_daemon(s->http);
   for (size_t i = 0; i < s->num_parts; i++) part_free(s->parts[i]);
   tdm__free(s->parts);

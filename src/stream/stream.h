@@ -11,8 +11,10 @@
  * event id) answers the events already applied with their original
  * results. Invalid messages go to a dead-letter topic with the reason.
  * State is kept per assigned input partition (a state map and, with a
- * state directory, an LMDB store per partition): restored on assignment,
- * saved and dropped on revocation.
+ * state directory, an LMDB store per partition), and written to a
+ * compacted changelog topic (changelog.h) from which whichever instance
+ * is assigned the partition restores it; saved and dropped on
+ * revocation.
  */
 #ifndef TDM_STREAM_H
 #define TDM_STREAM_H
@@ -28,6 +30,8 @@ typedef struct tdm__stream_options {
   const char *group;       /* NULL: "tandem-<pipeline name>" */
   const char *dead_letter; /* NULL: invalid messages are logged, skipped */
   const char *state_dir;   /* NULL: state in memory only */
+  const char *changelog;   /* NULL: "<group>-<input>-changelog" */
+  int no_changelog;        /* states stay local (no changelog topic) */
   const char *store;       /* tables for lookups (NULL: the pipeline's) */
   const char *metrics_listen; /* HOST:PORT of /metrics, or NULL */
   char **config;           /* librdkafka "key=value" settings (-X) */

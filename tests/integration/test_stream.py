@@ -17,13 +17,22 @@ produces the events and reads the results.
 (c) A crash (a test hook: SIGKILL) after the states are saved and
     before the offsets are committed: the restart processes those events
     again, each is recognized by its id and repeats its original output.
-(e) Two instances in one group (sharing the state directory), one killed
-    with SIGKILL: the other takes its partitions over and finishes.
+(e) Two instances in one group, each with its own state directory (two
+    hosts), one killed with SIGKILL: the other takes its partitions over,
+    restores their states from the changelog topic and finishes; every
+    output equals batch.
 (f) Produce and OffsetCommit errors injected in the mock brokers are
     retried: no output lost.
 (d) kill -9 midway, restart on the same state and group, finish: per
     entity, the outputs are the batch outputs, where events processed
     again after the restart repeat their original output exactly.
+(g) The state follows its partition through the changelog alone: an
+    instance without a state directory continues where another stopped,
+    and equals batch; the control without a changelog differs.
+(h) A corrupt changelog record, and a changelog with fewer partitions
+    than the input: a clear error, exit non-zero. (A missing changelog is
+    created by the admin API on a real cluster; the mock cluster creates
+    any topic a client asks about, so that path is not tested here.)
 """
 import json
 import os
@@ -50,9 +59,18 @@ with open(pipeline) as f:
 with open(pipeline, "w") as f:
     f.write(text.replace("state:\n  lateness: 10m\n",
                          "state:\n  lateness: 10m\n  dedupe: 30d\n"))
+# The changelogs (<group>-<input>-changelog) are made here: the mock
+# cluster has no CreateTopics.
 TOPICS = ["in:3", "out:3", "dlq:1", "in2:3", "out2:3", "dlq2:1",
           "out3:3", "in4:3", "out4:3", "dlq4:1", "in5:4", "out5:4",
-          "dlq5:1", "in6:3", "out6:3", "dlq6:1"]
+          "dlq5:1", "in6:3", "out6:3", "dlq6:1",
+          "tandem-fraud-in-changelog:3", "again-in-changelog:3",
+          "tandem-fraud-in4-changelog:3", "tandem-fraud-in2-changelog:3",
+          "pair-in5-changelog:4", "tandem-fraud-in6-changelog:3",
+          "in7:3", "out7:3", "dlq7:1", "tandem-fraud-in7-changelog:3",
+          "in8:3", "out8:3", "dlq8:1",
+          "in9:3", "out9:3", "dlq9:1", "tandem-fraud-in9-changelog:3",
+          "in10:3", "short-in10-changelog:2"]
 mock = subprocess.Popen([MOCK, *sum((["-t", t] for t in TOPICS), [])],
                         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                         text=True)
@@ -85,10 +103,12 @@ def kcat_consume(topic):
 
 def start_stream(inp, output, dlq, state, *extra, stderr_name="stream",
                  env=None):
+    """STATE None: no --state (memory only)."""
     log = open(os.path.join(out, stderr_name + ".log"), "a")
     return subprocess.Popen(
         [TANDEM, "stream", pipeline, "--brokers", brokers, "--input", inp,
-         "--output", output, "--dead-letter", dlq, "--state", state,
+         "--output", output, "--dead-letter", dlq,
+         *(["--state", state] if state else []),
          "--commit-interval-ms", "200",
          # A member killed without leaving holds its partitions until its
          # session times out (45 s by default): keep that short.
@@ -298,13 +318,14 @@ print(f"(d) killed after {killed_at} outputs; {len(rows)} outputs in all for "
       flush=True)
 
 # ---- (e) two instances in one group, one killed: the other takes over ----
-# They share the state directory (one host), so the survivor restores the
-# partitions of the one killed from what it last saved.
-state5 = os.path.join(out, "state5")
+# Each has its own state directory (two hosts): the survivor restores the
+# partitions of the one killed from the changelog topic.
 kcat_produce("in5", input_lines[:450])
 fast = ["--group", "pair"]
-a = start_stream("in5", "out5", "dlq5", state5, *fast, stderr_name="pair-a")
-b = start_stream("in5", "out5", "dlq5", state5, *fast, stderr_name="pair-b")
+a = start_stream("in5", "out5", "dlq5", os.path.join(out, "state5a"), *fast,
+                 stderr_name="pair-a")
+b = start_stream("in5", "out5", "dlq5", os.path.join(out, "state5b"), *fast,
+                 stderr_name="pair-b")
 wait_outputs("out5", sum(1 for i in range(450) if i + 1 not in rejected_lines), a)
 a.kill()
 a.wait()
@@ -321,9 +342,14 @@ expect(b.poll() is None, "(e) the survivor exited")
 b.send_signal(signal.SIGTERM)
 expect(b.wait(timeout=60) == 0, "(e) SIGTERM: exit status")
 logb = open(os.path.join(out, "pair-b.log")).read()
+took_over = [l for l in logb.splitlines()
+             if "changelog records of pair-in5-changelog from its start" in l
+             and " 0 changelog records" not in l]
+expect(took_over, f"(e) the survivor restored nothing from the changelog:\n{logb}")
 print(f"(e) two instances, one killed: {len(rows)} outputs for {valid} events "
       f"({repeats} rewinds), {bad} entities differ; the survivor was assigned "
-      f"{logb.count('assigned')} times", flush=True)
+      f"{logb.count('assigned')} times and restored "
+      f"{len(took_over)} partitions from the changelog", flush=True)
 
 # ---- (f) broker errors are retried without loss ----
 # Produce requests fail (NOT_LEADER_OR_FOLLOWER, then a dropped
@@ -343,6 +369,71 @@ proc.send_signal(signal.SIGTERM)
 expect(proc.wait(timeout=60) == 0, "(f) SIGTERM: exit status")
 print(f"(f) with injected broker errors: {len(rows)} outputs for {valid} events "
       f"({repeats} rewinds), {bad} entities differ", flush=True)
+
+# ---- (g) state follows the partition through the changelog alone ----
+# An instance processes the first half and stops; a second one with no
+# state directory (another host) continues from the committed offsets with
+# the states it restores from the changelog: every output equals batch.
+# The control, without a changelog, starts cold and differs.
+def half_and_half(inp, output, dlq, first_args, second_args, name):
+    kcat_produce(inp, input_lines[:450])
+    proc = start_stream(inp, output, dlq, *first_args, stderr_name=name + "-1")
+    wait_outputs(output, sum(1 for i in range(450) if i + 1 not in rejected_lines),
+                 proc)
+    proc.send_signal(signal.SIGTERM)
+    expect(proc.wait(timeout=60) == 0, f"({name}) first: SIGTERM: exit status")
+    kcat_produce(inp, input_lines[450:])
+    proc = start_stream(inp, output, dlq, *second_args, stderr_name=name + "-2")
+    rows = wait_outputs(output, valid, proc)
+    proc.send_signal(signal.SIGTERM)
+    expect(proc.wait(timeout=60) == 0, f"({name}) second: SIGTERM: exit status")
+    return rows, open(os.path.join(out, name + "-2.log")).read()
+
+
+rows, log = half_and_half("in7", "out7", "dlq7", [os.path.join(out, "state7")],
+                          [None], "moved")
+expect(len(rows) == valid, f"(g) {len(rows)} outputs for {valid} events")
+bad, _ = check_outputs("(g)", rows)
+restored = sum(int(l.split(" entities restored")[0].rsplit(" ", 1)[1])
+               for l in log.splitlines() if "entities restored" in l)
+expect(restored > 0 and "no state directory" in log,
+       f"(g) nothing restored from the changelog:\n{log}")
+rows, _ = half_and_half("in8", "out8", "dlq8",
+                        [os.path.join(out, "state8"), "--no-changelog"],
+                        [None, "--no-changelog"], "cold")
+differ = sum(1 for e, w in want.items()
+             if per_entity(rows).get(e, []) != w)
+expect(differ > 0, "(g) the control without a changelog shows no difference: "
+       "the check could not fail")
+print(f"(g) moved to an instance without local state: {len(rows)} outputs, "
+      f"{bad} entities differ ({restored} entities restored from the "
+      f"changelog); without a changelog {differ} entities differ", flush=True)
+
+# ---- (h) a changelog that cannot be used: a clear error, exit non-zero ----
+# in10's changelog was made with 2 partitions for 3 input partitions.
+r = subprocess.run(["kcat", "-P", "-b", brokers, "-t",
+                    "tandem-fraud-in9-changelog", "-p", "0", "-K", "|"],
+                   input="c01|not a state\n", text=True, capture_output=True,
+                   timeout=60)
+expect(r.returncode == 0, f"(h) kcat: {r.stderr}")
+kcat_produce("in9", input_lines[:50])
+for args, needle in (
+        ([], "changelog tandem-fraud-in9-changelog [0] offset 0: the state of "
+             "\"c01\" does not fit this pipeline"),
+        (["--input", "in10", "--group", "short"],
+         "the changelog topic short-in10-changelog has 2 partitions; the input "
+         "has 3")):
+    proc = start_stream("in9", "out9", "dlq9", None, *args, stderr_name="bad")
+    try:
+        status = proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        status = None
+    log = open(os.path.join(out, "bad.log")).read()
+    expect(status not in (0, None) and needle in log,
+           f"(h) {args}: exit {status}, wanted {needle!r} in:\n{log[-2000:]}")
+print("(h) a corrupt changelog record and a changelog with too few "
+      "partitions: each a clear error", flush=True)
 
 mock.stdin.write("quit\n")
 mock.stdin.flush()

@@ -1,0 +1,74 @@
+/*
+ * changelog.h - the entity states of `tandem stream`'s input partitions
+ * kept in a compacted Kafka topic, so that a partition's state follows it
+ * to whichever instance of the group is assigned it (rebalance, crash,
+ * another host).
+ *
+ * Record format: partition P of the changelog holds the states of input
+ * partition P. Each record's key is an entity key; its value is the
+ * entity's state as the state directory stores it ([u64 tag][state
+ * bytes], tdm__state_map_encode), or null (a tombstone) when the entity
+ * left memory. With cleanup.policy=compact Kafka keeps at least the
+ * newest record per key, so reading a partition from its start gives
+ * every entity's newest state.
+ *
+ * Checkpoint: a local state directory remembers, in its meta database,
+ * how far into the changelog partition its states reflect (the next
+ * offset). On assignment only the records after it are read; without one
+ * (or when it does not fit the topic any more) the local states are
+ * dropped and the whole partition is read.
+ */
+#ifndef TDM_CHANGELOG_H
+#define TDM_CHANGELOG_H
+
+#include <librdkafka/rdkafka.h>
+#include <stdint.h>
+
+#include "../core/core.h"
+#include "../pipeline/pipeline.h"
+#include "../store/state_dir.h"
+#include "../store/store.h"
+
+typedef struct tdm__changelog tdm__changelog;
+
+/*
+ * Checks that `topic` exists with at least `partitions` partitions,
+ * creating it (cleanup.policy=compact, `partitions` partitions) when it
+ * does not and the cluster allows; makes the consumer that restores from
+ * it, configured by conf (which it takes). client is a handle of the
+ * cluster used for metadata and topic creation.
+ */
+int tdm__changelog_open(rd_kafka_t *client, rd_kafka_conf_t *conf,
+                        const char *topic, int partitions,
+                        tdm__changelog **out, tdm_error *err);
+void tdm__changelog_close(tdm__changelog *cl);
+const char *tdm__changelog_topic(const tdm__changelog *cl);
+
+/* What a restore did. */
+typedef struct tdm__changelog_restore_info {
+  int64_t next;     /* the next changelog offset: the new checkpoint */
+  size_t records;   /* changelog records applied */
+  size_t local;     /* entities loaded from the local state directory */
+  int from_start;   /* the local states were dropped: read from the start */
+  int seed;         /* the changelog is empty but the local states are
+                       not: they should be written to it */
+  double seconds;
+} tdm__changelog_restore_info;
+
+/*
+ * Makes map (empty) hold partition's states: those of store (NULL: none)
+ * where its checkpoint fits, brought up to date from the changelog; the
+ * records read are written to store too, with the checkpoint. Errors
+ * name the topic, partition and offset.
+ */
+int tdm__changelog_restore(tdm__changelog *cl, int32_t partition,
+                           tdm__state_map *map, tdm__store *store,
+                           const char *dir,
+                           tdm__changelog_restore_info *info, tdm_error *err);
+
+/* Adds to w the put of the checkpoint `next` (the offset after the last
+ * changelog record the states written with w reflect). */
+int tdm__changelog_checkpoint(const tdm__changelog *cl, int64_t next,
+                              tdm__state_writes *w);
+
+#endif /* TDM_CHANGELOG_H */
