@@ -8,8 +8,10 @@
 # --features-only, --explain, --save-state), serve (start, infer and
 # event requests, a replay, SIGHUP, SIGTERM), serve --state (warm from
 # the saved state, events, a restart on the same state), serve over TLS,
-# replay, eval, runs, compare, report. Takes one to three minutes on two
-# cores.
+# replay, eval, runs, compare, report; the fraud example's table store
+# (batch --materialize --store twice, serve --store --state with its
+# lookup, a replay against it, a new table version picked up live).
+# Takes two to four minutes on two cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -54,18 +56,15 @@ model=tests/fixtures/xgboost/credit_data_binary.model.json
 rows=tests/fixtures/xgboost/credit_data_binary.input.csv
 lgb=tests/fixtures/lightgbm/credit_data_binary.model.txt
 reg="$work/registry.db"
-# LMDB state (--save-state, serve --state) reserves 64 GiB of address
-# space by default, more than valgrind 3.19 can map (mdb_env_open fails
-# with EINVAL); TANDEM_LMDB_MAP_SIZE (src/store/store.c) makes it 1 GiB
-# here, far more than these runs write.
+# LMDB reserves its map as address space up front: 64 GiB for a state
+# directory (--save-state, serve --state), 256 GiB for a table store
+# (--materialize, --store), more than valgrind 3.19 can map (mdb_env_open
+# fails with EINVAL). TANDEM_LMDB_MAP_SIZE (tdm__lmdb_map_size in
+# src/store/store.c, read by both) makes each 1 GiB here, far more than
+# these runs write.
 export TANDEM_LMDB_MAP_SIZE="${TANDEM_LMDB_MAP_SIZE:-1G}"
 # The pipeline of the pipeline tests (every kind of feature), with a
-# model trained at once, and two event files. Not the fraud example: its
-# lookup opens an LMDB table store, whose 256 GiB reservation
-# (src/store/table.c, a fixed size that TANDEM_LMDB_MAP_SIZE does not
-# change) valgrind cannot map either: --materialize and --store are not
-# run here; they run under ASan + LeakSanitizer in test.sh
-# (test_hybrid.py, test_crash.py, test_soak.py).
+# model trained at once, and two event files.
 pipeline="$work/pipeline.yaml"
 PYTHONPATH=tests/integration /usr/bin/python3 - "$work" <<'PY'
 import sys
@@ -190,6 +189,43 @@ if start_serve "serve --state, restarted" "$pipeline" --state "$work/state"; the
     echo "!! serve --state, restarted: $(cat "$work/events1.json") then $(cat "$work/events2.json")"
   fi
   stop_serve "serve --state, restarted (the same events again, SIGTERM)"
+fi
+
+# The fraud example (examples/fraud, as scripts/example.sh runs it, on 40
+# cards over 4 days): batch --materialize card_profile into a table store
+# (LMDB), then serve --store --state, whose decision rules look the card
+# up in that table; the live part replayed and checked against batch
+# (replay reads the same table); a second --materialize while it serves
+# writes version 2, which the server picks up; an event for a known card
+# after it.
+fraud=examples/fraud/pipeline.yaml
+/usr/bin/python3 examples/fraud/generate.py --cards 40 --days 4 --split 0.75 \
+  --out "$work/fraud" >/dev/null
+check "batch --materialize card_profile --store (the fraud example)" 0 batch \
+  "$fraud" --in "$work/fraud.history.csv" --out "$work/fraud.h.csv" \
+  --materialize card_profile --store "$work/tables" --no-registry
+if start_serve "serve --store --state (the fraud example)" "$fraud" \
+    --store "$work/tables" --state "$work/fraud-state"; then
+  check "replay against serve --store (lookups)" 0 replay "$fraud" \
+    --in "$work/fraud.live.csv" --url "$url" --store "$work/tables" --batch 16
+  check "batch --materialize, a second version while serving" 0 batch "$fraud" \
+    --in "$work/fraud.history.csv" --out "$work/fraud.h2.csv" \
+    --materialize card_profile --store "$work/tables" --no-registry
+  for _ in $(seq 100); do
+    curl -fsS "$url/metrics" 2>/dev/null \
+      | grep -q 'tandem_table_version{pipeline="fraud",table="card_profile"} 2' \
+      && break
+    sleep 0.2
+  done
+  curl -fsS "$url/metrics" | grep -q \
+    'tandem_table_version{pipeline="fraud",table="card_profile"} 2' \
+    || failed+=("serve --store: table version 2 not picked up")
+  curl -fsS -o "$work/fraud-event.json" "$url/v1/pipelines/fraud/events?explain=features" \
+    -d '{"txn_id":"vg-1","card_id":"c000007","ts":"2026-03-05T12:00:00Z","amount":1250,"merchant":"m00999","mcc":"electronics","country":"NG","channel":"online"}' \
+    || failed+=("serve --store: an event")
+  grep -q '"profile_score"' "$work/fraud-event.json" \
+    || failed+=("serve --store: no profile_score (lookup) in $(cat "$work/fraud-event.json")")
+  stop_serve "serve --store --state (lookups, replay, a new table version, SIGTERM)"
 fi
 
 # serve over TLS (GnuTLS), with a self-signed certificate.

@@ -3,7 +3,8 @@
  * (LMDB only uses what it writes). Every write transaction is synced at
  * commit (LMDB's default), which is what makes an acknowledgement durable.
  * TANDEM_LMDB_MAP_SIZE sets the map smaller, for tools that cannot
- * reserve 64 GiB of address space (valgrind cannot).
+ * reserve 64 GiB of address space (valgrind cannot); tdm__lmdb_map_size
+ * reads it for this store and for the table store (table.c).
  */
 #include "store.h"
 
@@ -22,11 +23,11 @@ struct tdm__store {
   char *dir;
 };
 
-/* The map size: TANDEM_LMDB_MAP_SIZE (bytes, with an optional k, M or G
- * suffix; at least 1M), else 64 GiB. LMDB still maps a larger existing
- * file whole. */
-static int map_size(size_t *out, tdm_error *err) {
-  *out = (size_t)64 << 30;
+/* The default map of a state directory (address space, not disk). */
+#define MAP_SIZE ((size_t)64 << 30)
+
+int tdm__lmdb_map_size(size_t default_size, size_t *out, tdm_error *err) {
+  *out = default_size;
   const char *text = getenv("TANDEM_LMDB_MAP_SIZE");
   if (text == NULL || *text == '\0') return TDM_OK;
   char *end;
@@ -57,7 +58,7 @@ int tdm__store_open(const char *dir, const char *const *dbs, size_t n,
   *out = NULL;
   if (n > MAX_DBS) return tdm__fail(err, TDM_EINVAL, "too many databases");
   size_t map;
-  if (map_size(&map, err) != TDM_OK) return TDM_EINVAL;
+  if (tdm__lmdb_map_size(MAP_SIZE, &map, err) != TDM_OK) return TDM_EINVAL;
   if (mkdir(dir, 0777) != 0 && errno != EEXIST)
     return tdm__fail(err, TDM_EIO, "%s: cannot create the state directory: %s",
                      dir, strerror(errno));

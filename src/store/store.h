@@ -15,6 +15,15 @@
 
 typedef struct tdm__store tdm__store;
 
+/* The address space an LMDB environment reserves up front (the file grows
+ * only as data is written): TANDEM_LMDB_MAP_SIZE when set (bytes, with an
+ * optional k, M or G suffix; from 1M to 16384G), else default_size. An
+ * invalid value is TDM_EINVAL with a message naming it. The state store
+ * and the table store (table.c) both size their maps with it, so one
+ * variable makes every map small enough for valgrind, which cannot
+ * reserve tens of GiB. LMDB still maps a larger existing file whole. */
+int tdm__lmdb_map_size(size_t default_size, size_t *out, tdm_error *err);
+
 /* Opens (creating) the environment in `dir` (created if missing) with
  * the named databases dbs[0..n), which later calls refer to by index. */
 int tdm__store_open(const char *dir, const char *const *dbs, size_t n,

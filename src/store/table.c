@@ -18,6 +18,8 @@
  */
 #include "table.h"
 
+#include "store.h"
+
 #include <errno.h>
 #include <lmdb.h>
 #include <math.h>
@@ -33,7 +35,8 @@
 #define MAX_TABLE_NAME 200
 #define MAX_COLUMNS 65536
 #define MAX_COLUMN_NAME 1024
-/* Address space only: the file grows as data is written. */
+/* Address space only: the file grows as data is written.
+ * TANDEM_LMDB_MAP_SIZE replaces it (tdm__lmdb_map_size). */
 #define MAP_SIZE ((size_t)256 << 30)
 #define MAX_READERS 1024
 
@@ -276,6 +279,8 @@ static int each_version_newest_first(const tdm__tables *t, MDB_txn *txn,
 int tdm__tables_open(const char *dir, int create, tdm__tables **out,
                      tdm_error *err) {
   *out = NULL;
+  size_t map;
+  if (tdm__lmdb_map_size(MAP_SIZE, &map, err) != TDM_OK) return TDM_EINVAL;
   if (create && mkdir(dir, 0777) != 0 && errno != EEXIST)
     return tdm__fail(err, TDM_EIO, "%s: cannot create the table store: %s", dir,
                      strerror(errno));
@@ -296,7 +301,7 @@ int tdm__tables_open(const char *dir, int create, tdm__tables **out,
   int rc = mdb_env_create(&t->env);
   if (rc == 0) rc = mdb_env_set_maxdbs(t->env, 2);
   if (rc == 0) rc = mdb_env_set_maxreaders(t->env, MAX_READERS);
-  if (rc == 0) rc = mdb_env_set_mapsize(t->env, MAP_SIZE);
+  if (rc == 0) rc = mdb_env_set_mapsize(t->env, map);
   if (rc == 0) rc = mdb_env_open(t->env, dir, MDB_NOTLS, 0664);
   if (rc == 0) {
     int dead;
