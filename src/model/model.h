@@ -213,6 +213,18 @@ static inline int tdm__feature_value_problem(const tdm_model *model, size_t f,
   return TDM__VALUE_OK;
 }
 
+/*
+ * Float32 scores as text without printf (float_text.c). tdm__float_g
+ * writes what snprintf(buf, 32, "%.*g", digits, (double)f) writes, for
+ * digits 1 to 9, and returns its length, or 0 when it cannot tell (the
+ * caller then calls snprintf). tdm__float_reads_back returns 1 when
+ * strtof(text) == f, 0 when not, -1 when it cannot tell (then strtof).
+ * "Cannot tell" happens for values near a rounding boundary and for
+ * floats outside [1e-30, 1e30] in magnitude (zero, subnormal, huge).
+ */
+int tdm__float_g(float f, int digits, char buf[32]);
+int tdm__float_reads_back(const char *text, size_t len, float f);
+
 /* Applies the model's output transform to one row's margins. */
 void tdm__apply_link(const tdm_model *model, const double *margins,
                      double *out);
