@@ -35,7 +35,7 @@ corpus_of() {
 }
 dict_of() {
   case "$1" in
-    fuzz_model | fuzz_infer | fuzz_events) echo tests/fuzz/json.dict ;;
+    fuzz_model | fuzz_infer | fuzz_events | fuzz_kafka) echo tests/fuzz/json.dict ;;
     fuzz_expr) echo tests/fuzz/expr.dict ;;
     *) echo "" ;;
   esac
