@@ -653,14 +653,18 @@ size_t tdm__pipeline_feature_slot(const tdm__pipeline *p, size_t feature) {
 typedef struct seen_id {
   char *id;
   size_t id_len, cap;
+  uint64_t id_hash; /* so a lookup reads the id's block only on a match */
   int64_t time_ms;
   int decision;
   double *numbers;
 } seen_id;
 
 typedef struct entry {
-  char *key; /* NULL: an empty bucket */
+  char *key; /* NULL: an empty bucket; key_inline when the key fits */
   size_t key_len;
+  /* Short keys (card, user and account ids) live in the entry itself, so
+   * a lookup compares them without reading another cache line. */
+  char key_inline[16];
   uint64_t hash;
   tdm__entity *entity;
   seen_id *ids;
@@ -703,8 +707,14 @@ static void entry_clear(entry *e) {
   tdm__free(e->ids);
   tdm__free(e->last);
   tdm__entity_free(e->entity);
-  tdm__free(e->key);
+  if (e->key != e->key_inline) tdm__free(e->key);
   memset(e, 0, sizeof *e);
+}
+
+/* Moves entry src to the empty bucket dst (src's bucket is then stale). */
+static void entry_move(entry *dst, const entry *src) {
+  *dst = *src;
+  if (src->key == src->key_inline) dst->key = dst->key_inline;
 }
 
 void tdm__state_map_free(tdm__state_map *map) {
@@ -728,7 +738,7 @@ static int grow(tdm__state_map *map) {
     if (e->key == NULL) continue;
     size_t at = e->hash & (cap - 1);
     while (buckets[at].key != NULL) at = (at + 1) & (cap - 1);
-    buckets[at] = *e;
+    entry_move(&buckets[at], e);
   }
   tdm__free(map->buckets);
   map->buckets = buckets;
@@ -754,10 +764,15 @@ static int find_entry(tdm__state_map *map, const tdm__str *key, entry **out) {
     return find_entry(map, key, out);
   }
   entry *e = &map->buckets[at];
-  e->key = tdm__strndup(key->data, key->len);
-  if (e->key == NULL) return TDM_ENOMEM;
+  if (key->len < sizeof e->key_inline) {
+    memcpy(e->key_inline, key->data, key->len);
+    e->key_inline[key->len] = '\0';
+    e->key = e->key_inline;
+  } else if ((e->key = tdm__strndup(key->data, key->len)) == NULL) {
+    return TDM_ENOMEM;
+  }
   if (tdm__entity_new(map->p->window, &e->entity) != TDM_OK) {
-    tdm__free(e->key);
+    if (e->key != e->key_inline) tdm__free(e->key);
     e->key = NULL;
     return TDM_ENOMEM;
   }
@@ -790,7 +805,7 @@ static size_t rebuild(tdm__state_map *map, int64_t cut,
     }
     size_t at = e->hash & (map->cap - 1);
     while (buckets[at].key != NULL) at = (at + 1) & (map->cap - 1);
-    buckets[at] = *e;
+    entry_move(&buckets[at], e);
   }
   tdm__free(map->buckets);
   map->buckets = buckets;
@@ -812,6 +827,7 @@ static int id_block(const tdm__pipeline *p, seen_id *s, const char *id,
   memcpy(s->id, id, id_len);
   s->id[id_len] = '\0';
   s->id_len = id_len;
+  s->id_hash = hash_bytes(id, id_len);
   return TDM_OK;
 }
 
@@ -965,7 +981,7 @@ void tdm__state_map_forget(tdm__state_map *map, tdm__str key) {
     int stays = hole <= at ? (home > hole && home <= at)
                            : (home > hole || home <= at);
     if (stays) continue;
-    map->buckets[hole] = map->buckets[at];
+    entry_move(&map->buckets[hole], &map->buckets[at]);
     memset(&map->buckets[at], 0, sizeof map->buckets[at]);
     hole = at;
   }
@@ -1151,8 +1167,9 @@ static void run_steps(const step *steps, size_t n, double *numbers,
 }
 
 static seen_id *find_id(entry *e, const tdm__str *id) {
+  uint64_t h = hash_bytes(id->data, id->len);
   for (size_t i = e->num_ids; i-- > 0;)
-    if (e->ids[i].id_len == id->len &&
+    if (e->ids[i].id_hash == h && e->ids[i].id_len == id->len &&
         memcmp(e->ids[i].id, id->data, id->len) == 0)
       return &e->ids[i];
   return NULL;
