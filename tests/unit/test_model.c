@@ -11,6 +11,7 @@
 #include <stdlib.h>
 
 #include "../../src/core/core.h"
+#include "../../src/model/model.h"
 #include "tandem.h"
 #include "test.h"
 
@@ -373,6 +374,38 @@ TEST(model_format_value_round_trips) {
     CHECK_STR(buf, shortest);
   }
   tdm_model_free(model);
+  return 0;
+}
+
+/* float_text.c against the C library: tdm__float_g writes snprintf's
+ * bytes whenever it answers, tdm__float_reads_back agrees with strtof
+ * whenever it answers, and both answer for nearly every score. */
+TEST(float_text_matches_libc) {
+  srand(11);
+  long asked = 0, answered = 0;
+  for (int i = 0; i < 200000; i++) {
+    float f;
+    if (i % 2 == 0) {
+      uint32_t bits = (uint32_t)rand() << 16 ^ (uint32_t)rand();
+      memcpy(&f, &bits, 4);
+      if (isnan(f) || isinf(f)) continue;
+    } else { /* a probability, as scores are */
+      f = (float)((double)rand() / RAND_MAX);
+    }
+    for (int digits = 1; digits <= 9; digits++) {
+      char libc[32], fast[32];
+      int n = snprintf(libc, sizeof libc, "%.*g", digits, (double)f);
+      int m = tdm__float_g(f, digits, fast);
+      if (m > 0) CHECK_STR(fast, libc);
+      int back = tdm__float_reads_back(libc, (size_t)n, f);
+      if (back >= 0) CHECK_INT(back, strtof(libc, NULL) == f);
+      if (i % 2 == 1 && f > 1e-30f) {
+        asked += 2;
+        answered += (m > 0) + (back >= 0);
+      }
+    }
+  }
+  CHECK(answered > asked * 99 / 100);
   return 0;
 }
 
