@@ -941,7 +941,9 @@ int tdm__state_map_restore(tdm__state_map *map, tdm__str key, uint64_t tag,
     e->num_ids++;
     if (take(&c, &s->time_ms, 8) != 0 || take(&c, &decision, 4) != 0 ||
         take(&c, s->numbers, p->num_numbers * sizeof(double)) != 0 ||
-        decision < -1 || decision >= (int32_t)p->spec->num_rules) {
+        s->time_ms < -TDM__WINDOW_TIME_LIMIT ||
+        s->time_ms > TDM__WINDOW_TIME_LIMIT || decision < -1 ||
+        decision >= (int32_t)p->spec->num_rules) {
       rc = TDM_EPARSE;
       break;
     }
