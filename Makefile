@@ -25,7 +25,7 @@ CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
 
 .PHONY: all asan fuzz test clean format bench
-all: $(BUILD)/tandem $(BUILD)/tandem-unit-tests $(BUILD)/mock-kafka
+all: $(BUILD)/tandem $(BUILD)/tandem-unit-tests $(BUILD)/mock-kafka $(BUILD)/kafka-peer
 
 $(BUILD)/libtandem.a: $(LIB_OBJ)
 	ar rcs $@ $^
@@ -62,6 +62,11 @@ $(BUILD)/bench-predict: bench/bench_predict.c $(BUILD)/libtandem.a
 
 # librdkafka's mock cluster as a process, for the tests of tandem stream.
 $(BUILD)/mock-kafka: tests/tools/mock_kafka.c
+	@mkdir -p $(dir $@)
+	$(CC) $(BASEFLAGS) $(CFLAGS) -o $@ $< -lrdkafka
+
+# The pass-through peer of bench/bench_stream.py.
+$(BUILD)/kafka-peer: bench/kafka_peer.c
 	@mkdir -p $(dir $@)
 	$(CC) $(BASEFLAGS) $(CFLAGS) -o $@ $< -lrdkafka
 

@@ -7,7 +7,9 @@
 # build/bench/models), prints a table per case, saves JSON in build/bench/.
 # BIG_GB > 0 also scores a file of that many GiB and reports peak RSS.
 # SERVE_SECONDS (default 10) is the length of each HTTP measurement; 0
-# skips the HTTP benchmark.
+# skips the HTTP benchmark. Last, `tandem stream` through librdkafka's mock
+# cluster against a pass-through of the same messages
+# (bench/bench_stream.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --bench
@@ -42,3 +44,5 @@ if [[ "$serve_seconds" != 0 ]]; then
   /usr/bin/python3 bench/bench_serve.py --seconds "$serve_seconds" \
     --json build/bench/serve.json
 fi
+echo
+/usr/bin/python3 bench/bench_stream.py --json build/bench/stream.json

@@ -947,6 +947,7 @@ int tdm__stream_run(const tdm__stream_options *opt, tdm_error *err) {
   const char *crash = getenv("TANDEM_STREAM_CRASH_AFTER_EVENTS");
   if (crash != NULL) s->crash_after_events = strtoull(crash, NULL, 10);
   pthread_mutex_init(&s->metrics_lock, NULL);
+  tdm__keep_heap(); /* per-message buffers are freed and made again */
   int rc = tdm__pipeline_load(opt->pipeline_path, 0, &s->p, err);
   if (rc == TDM_OK)
     rc = tdm__pipeline_open_tables(s->p, opt->store, TDM__LOOKUP_NEWEST, err);
