@@ -3,11 +3,15 @@
 window aggregations, a 200-tree XGBoost model) in batch and live.
 
   bench_pipeline.py [--cards 17000] [--seconds 10] [--json FILE]
+                    [--batch-only] [--tandem PATH]
 
 Batch: events/s of `tandem batch` over generate.py's transactions
 (about 1M rows with the default 17,000 cards over 30 days) on 1 and 2
 threads, CSV in and out, the best of two runs each; the outputs of every
 thread count must be byte-identical.
+
+--batch-only skips the live part; --tandem names the binary (default
+build/tandem).
 
 The card_profile table the pipeline looks up is empty here (every lookup
 reads its default), so both measure the same work as a pipeline without
@@ -95,12 +99,18 @@ def wrk(url, batch_size, seconds, connections):
 
 
 def main():
+    global TANDEM
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cards", type=int, default=17000)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--json", default=os.path.join(ROOT, "build", "bench",
                                                         "pipeline.json"))
+    parser.add_argument("--batch-only", action="store_true",
+                        help="measure tandem batch only, not the live server")
+    parser.add_argument("--tandem", default=TANDEM,
+                        help="the tandem binary (default build/tandem)")
     args = parser.parse_args()
+    TANDEM = os.path.abspath(args.tandem)
     results = {"machine": "%s, %d CPUs" % (cpu_name(), os.cpu_count())}
     with tempfile.TemporaryDirectory() as tmp:
         events = os.path.join(tmp, "txns.csv")
@@ -124,6 +134,9 @@ def main():
         if not same:
             sys.exit("bench_pipeline: outputs differ between thread counts")
 
+        if args.batch_only:
+            write_json(args.json, results)
+            return
         print("\nlive: tandem serve --state (durable), wrk -t1 -d%ds" %
               args.seconds)
         print("  %-16s %4s %10s %10s %9s %9s" % ("events/request", "C",
@@ -142,10 +155,14 @@ def main():
                   (size, connections, r["requests_per_s"],
                    r["requests_per_s"] * size, lat["p50"] / 1000,
                    lat["p99"] / 1000))
-    os.makedirs(os.path.dirname(args.json), exist_ok=True)
-    with open(args.json, "w") as fp:
+    write_json(args.json, results)
+
+
+def write_json(path, results):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as fp:
         json.dump(results, fp, indent=2)
-    print("\nwrote " + os.path.relpath(args.json))
+    print("\nwrote " + os.path.relpath(path))
 
 
 if __name__ == "__main__":
