@@ -19,7 +19,9 @@
 struct tdm__changelog {
   rd_kafka_t *consumer; /* assigned one partition at a time, no group */
   char *topic;
+  int partitions;
   char *checkpoint_key; /* "changelog:<topic>" */
+  char *seeding_key;    /* "seeding:<topic>": 1 while a seed is unfinished */
 };
 
 static double now_seconds(void) {
@@ -124,13 +126,25 @@ int tdm__changelog_open(rd_kafka_t *client, rd_kafka_conf_t *conf,
     cl = tdm__calloc(1, sizeof *cl);
     size_t n = strlen(topic) + 16;
     if (cl == NULL || (cl->topic = tdm__strdup(topic)) == NULL ||
-        (cl->checkpoint_key = tdm__malloc(n)) == NULL)
+        (cl->checkpoint_key = tdm__malloc(n)) == NULL ||
+        (cl->seeding_key = tdm__malloc(n)) == NULL) {
       rc = tdm__fail(err, TDM_ENOMEM, "out of memory");
-    else
+    } else {
       snprintf(cl->checkpoint_key, n, "changelog:%s", topic);
+      snprintf(cl->seeding_key, n, "seeding:%s", topic);
+      cl->partitions = have;
+    }
   }
+  /* The restore reads a partition to its end from a given offset,
+   * whatever -X says about offsets. */
+  char why[512];
+  if (rc == TDM_OK &&
+      (rd_kafka_conf_set(conf, "enable.partition.eof", "true", why,
+                         sizeof why) != RD_KAFKA_CONF_OK ||
+       rd_kafka_conf_set(conf, "auto.offset.reset", "earliest", why,
+                         sizeof why) != RD_KAFKA_CONF_OK))
+    rc = tdm__fail(err, TDM_EINVAL, "kafka changelog consumer: %s", why);
   if (rc == TDM_OK) {
-    char why[512];
     cl->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof why);
     if (cl->consumer == NULL)
       rc = tdm__fail(err, TDM_EINVAL, "kafka changelog consumer: %s", why);
@@ -155,11 +169,21 @@ void tdm__changelog_close(tdm__changelog *cl) {
   }
   tdm__free(cl->topic);
   tdm__free(cl->checkpoint_key);
+  tdm__free(cl->seeding_key);
   tdm__free(cl);
 }
 
 const char *tdm__changelog_topic(const tdm__changelog *cl) {
   return cl->topic;
+}
+
+int tdm__changelog_partitions(const tdm__changelog *cl) {
+  return cl->partitions;
+}
+
+int tdm__changelog_seeded(const tdm__changelog *cl, tdm__state_writes *w) {
+  tdm__str key = {cl->seeding_key, strlen(cl->seeding_key)};
+  return tdm__state_writes_meta(w, key, "\0", 1);
 }
 
 int tdm__changelog_checkpoint(const tdm__changelog *cl, int64_t next,
@@ -170,12 +194,13 @@ int tdm__changelog_checkpoint(const tdm__changelog *cl, int64_t next,
   return tdm__state_writes_meta(w, key, v, 8);
 }
 
-/* The local checkpoint (-1: none). */
+/* The local checkpoint (-1: none), and whether a seed is unfinished. */
 static int read_checkpoint(tdm__changelog *cl, tdm__store *store,
-                           int64_t *next, tdm_error *err) {
+                           int64_t *next, int *seeding, tdm_error *err) {
   tdm__buf v = {0};
   int found = 0;
   *next = -1;
+  *seeding = 0;
   int rc = tdm__store_get(store, TDM__META_DB, cl->checkpoint_key,
                           strlen(cl->checkpoint_key), &v, &found, err);
   if (rc == TDM_OK && found && v.len == 8) {
@@ -183,6 +208,10 @@ static int read_checkpoint(tdm__changelog *cl, tdm__store *store,
     for (int i = 7; i >= 0; i--) x = x << 8 | (unsigned char)v.data[i];
     *next = (int64_t)x;
   }
+  if (rc == TDM_OK)
+    rc = tdm__store_get(store, TDM__META_DB, cl->seeding_key,
+                        strlen(cl->seeding_key), &v, &found, err);
+  if (rc == TDM_OK && found && v.len == 1 && v.data[0] == 1) *seeding = 1;
   tdm__buf_free(&v);
   return rc;
 }
@@ -276,20 +305,20 @@ static int read_range(reading *r, int64_t from, int64_t high,
   int rc = TDM_OK;
   while (rc == TDM_OK && next < high) {
     rd_kafka_message_t *m = rd_kafka_consumer_poll(cl->consumer, 200);
+    if (m != NULL && m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+      /* The end of the partition: m->offset is the next offset, past
+       * any offsets at the tail that hold no record (compacted away,
+       * transaction markers), which are never delivered. */
+      if (m->partition == r->partition && m->offset > next) next = m->offset;
+      rd_kafka_message_destroy(m);
+      progress = now_seconds();
+      continue;
+    }
     if (m == NULL || m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-      if (m != NULL && m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+      if (m != NULL)
         fprintf(stderr, "tandem stream: changelog %s [%d]: %s\n", cl->topic,
                 (int)r->partition, rd_kafka_message_errstr(m));
       if (m != NULL) rd_kafka_message_destroy(m);
-      /* Past offsets that hold no record (compacted away, markers)? */
-      rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-      rd_kafka_topic_partition_list_add(l, cl->topic, r->partition);
-      if (rd_kafka_position(cl->consumer, l) == RD_KAFKA_RESP_ERR_NO_ERROR &&
-          l->elems[0].offset > next) {
-        next = l->elems[0].offset;
-        progress = now_seconds();
-      }
-      rd_kafka_topic_partition_list_destroy(l);
       if (now_seconds() - progress > STALL_MS / 1000.0)
         rc = tdm__fail(err, TDM_EIO,
                        "changelog %s [%d]: no progress for %d s at offset "
@@ -323,8 +352,8 @@ int tdm__changelog_restore(tdm__changelog *cl, int32_t partition,
   if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
     return tdm__fail(err, TDM_EIO, "changelog %s [%d]: offsets: %s",
                      cl->topic, (int)partition, rd_kafka_err2str(e));
-  int rc = TDM_OK;
-  if (store != NULL) rc = read_checkpoint(cl, store, &checkpoint, err);
+  int rc = TDM_OK, seeding = 0;
+  if (store != NULL) rc = read_checkpoint(cl, store, &checkpoint, &seeding, err);
   if (rc != TDM_OK) return rc;
   int64_t from;
   if (high == low) {
@@ -333,17 +362,22 @@ int tdm__changelog_restore(tdm__changelog *cl, int32_t partition,
   } else if (store != NULL && checkpoint >= low && checkpoint <= high) {
     from = checkpoint;
   } else {
-    /* No checkpoint for this changelog, or one it no longer has (the
-     * topic was recreated): its records replace the local states. */
+    /* No checkpoint for this changelog, or one beyond its end (the topic
+     * was recreated): its records replace the local states. */
     from = low;
     info->from_start = 1;
+    seeding = 0;
     if (store != NULL) rc = clear_local(cl, store, err);
   }
   uint64_t max_tag;
   if (rc == TDM_OK && store != NULL && !info->from_start)
     rc = tdm__state_dir_restore(store, dir, the_map, map, &max_tag, err);
   info->local = tdm__state_map_entities(map);
-  info->seed = high == low && info->local > 0;
+  /* An empty changelog gets the local states (the runner marks them all
+   * dirty and writes them at its next commit). Until that commit is done
+   * the local store says so, with a checkpoint at the seed's start: a
+   * crash in the middle keeps the local states and seeds again. */
+  info->seed = (high == low && info->local > 0) || seeding;
   reading r;
   memset(&r, 0, sizeof r);
   r.cl = cl;
@@ -351,7 +385,12 @@ int tdm__changelog_restore(tdm__changelog *cl, int32_t partition,
   r.map = map;
   r.store = store;
   if (rc == TDM_OK && from < high) rc = read_range(&r, from, high, err);
-  if (rc == TDM_OK && !info->seed && (from < high || checkpoint != high))
+  if (rc == TDM_OK && store != NULL && info->seed && !seeding) {
+    tdm__str key = {cl->seeding_key, strlen(cl->seeding_key)};
+    if (tdm__state_writes_meta(&r.w, key, "\1", 1) != TDM_OK)
+      rc = tdm__fail(err, TDM_ENOMEM, "out of memory");
+  }
+  if (rc == TDM_OK && (from < high || checkpoint != high || info->seed))
     rc = save(&r, high, err);
   tdm__state_writes_free(&r.w);
   info->records = r.records;

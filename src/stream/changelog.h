@@ -43,6 +43,7 @@ int tdm__changelog_open(rd_kafka_t *client, rd_kafka_conf_t *conf,
                         tdm__changelog **out, tdm_error *err);
 void tdm__changelog_close(tdm__changelog *cl);
 const char *tdm__changelog_topic(const tdm__changelog *cl);
+int tdm__changelog_partitions(const tdm__changelog *cl);
 
 /* What a restore did. */
 typedef struct tdm__changelog_restore_info {
@@ -50,8 +51,9 @@ typedef struct tdm__changelog_restore_info {
   size_t records;   /* changelog records applied */
   size_t local;     /* entities loaded from the local state directory */
   int from_start;   /* the local states were dropped: read from the start */
-  int seed;         /* the changelog is empty but the local states are
-                       not: they should be written to it */
+  int seed;         /* the local states are to be written to the
+                       changelog (it is empty, or an earlier seed did not
+                       finish): mark them all dirty */
   double seconds;
 } tdm__changelog_restore_info;
 
@@ -65,6 +67,10 @@ int tdm__changelog_restore(tdm__changelog *cl, int32_t partition,
                            tdm__state_map *map, tdm__store *store,
                            const char *dir,
                            tdm__changelog_restore_info *info, tdm_error *err);
+
+/* Adds to w the mark that the seed of an empty changelog is done: to go
+ * with the checkpoint of the commit that wrote every local state to it. */
+int tdm__changelog_seeded(const tdm__changelog *cl, tdm__state_writes *w);
 
 /* Adds to w the put of the checkpoint `next` (the offset after the last
  * changelog record the states written with w reflect). */

@@ -72,12 +72,14 @@ typedef struct part {
   uint64_t first_seq;
   int64_t commit_next; /* every offset below is acknowledged (-1: none) */
   int64_t committed;   /* the offset last committed (-1: none) */
+  int64_t commit_target; /* commit_next when a commit took the states */
   /* The states to save at the next commit; with a changelog, its records
    * in flight and the offset after the last one acknowledged. */
   tdm__state_writes writes;
   size_t changelog_in_flight;
   int64_t changelog_next;
-  int seed; /* the local states are to be written to an empty changelog */
+  int seed; /* the local states are to be written to the changelog */
+  int seed_taken; /* they are in `writes`: the local write ends the seed */
 } part;
 
 /* Commit latency buckets, seconds. */
@@ -109,6 +111,10 @@ typedef struct stream {
    * committed (TANDEM_STREAM_CRASH_AFTER_EVENTS): the crash that makes a
    * restart reprocess events its state already holds. */
   uint64_t crash_after_events;
+  /* Tests: SIGKILL itself once this many changelog records are produced
+   * and flushed, in the middle of a commit (TANDEM_STREAM_CRASH_IN_
+   * CHANGELOG): a commit, or a seed, that did not finish. */
+  uint64_t crash_in_changelog;
   double commit_seconds;
   /* /metrics: the text, rendered by the loop, served by MHD's thread */
   struct MHD_Daemon *http;
@@ -177,6 +183,13 @@ static int part_open(stream *s, int32_t id, tdm_error *err) {
            s->opt->input, (int)id);
   if (rc == TDM_OK && s->opt->state_dir != NULL)
     rc = tdm__state_dir_open(dir, s->spec->name, &pt->store, err);
+  if (rc == TDM_OK && s->changelog != NULL &&
+      id >= tdm__changelog_partitions(s->changelog))
+    rc = tdm__fail(err, TDM_EINVAL,
+                   "input partition %d has no changelog partition: %s has %d "
+                   "(the input gained partitions; give the changelog as many)",
+                   (int)id, tdm__changelog_topic(s->changelog),
+                   tdm__changelog_partitions(s->changelog));
   if (rc == TDM_OK && s->changelog != NULL) {
     tdm__changelog_restore_info info;
     rc = tdm__changelog_restore(s->changelog, id, pt->map, pt->store, dir,
@@ -199,7 +212,7 @@ static int part_open(stream *s, int32_t id, tdm_error *err) {
               pt->store ? dir : "no state directory", info.records,
               tdm__changelog_topic(s->changelog),
               info.from_start ? " from its start" : "", info.seconds,
-              info.seed ? "; the changelog is empty: writing them to it" : "");
+              info.seed ? "; writing them to the changelog (a seed)" : "");
     }
   } else if (rc == TDM_OK && pt->store != NULL) {
     uint64_t max_tag = 0;
@@ -434,6 +447,7 @@ static int take_changes(stream *s, part *pt, tdm_error *err) {
                        tdm__state_writes_drop, &pt->writes);
   if (tdm__state_writes_take(&pt->writes, pt->map) != TDM_OK)
     return tdm__fail(err, TDM_ENOMEM, "out of memory");
+  pt->seed_taken = pt->seed;
   pt->seed = 0;
   for (size_t i = first; i < pt->writes.count && s->changelog != NULL; i++) {
     tdm__str key = tdm__state_write_key(&pt->writes, i);
@@ -444,6 +458,14 @@ static int take_changes(stream *s, part *pt, tdm_error *err) {
     if (rc != TDM_OK) return rc;
     pt->changelog_in_flight++;
     s->changelog_written++;
+    if (s->crash_in_changelog > 0 &&
+        s->changelog_written >= s->crash_in_changelog) {
+      rd_kafka_flush(s->producer, 10000);
+      fprintf(stderr, "tandem stream: TANDEM_STREAM_CRASH_IN_CHANGELOG: %llu "
+                      "changelog records written, killing myself\n",
+              (unsigned long long)s->changelog_written);
+      raise(SIGKILL);
+    }
   }
   return TDM_OK;
 }
@@ -470,10 +492,27 @@ static int wait_changelog(stream *s, tdm_error *err) {
  * commit is retried at the next interval (the group may be
  * rebalancing). */
 static int commit(stream *s, tdm_error *err) {
+  if (s->failed) {
+    /* After a fatal error nothing more is committed: what was taken may
+     * not be saved. */
+    *err = s->failure;
+    return s->failure.status ? s->failure.status : TDM_EIO;
+  }
   uint64_t started = now_ns();
   int rc = TDM_OK;
-  for (size_t i = 0; i < s->num_parts && rc == TDM_OK; i++)
-    if (needs_save(s->parts[i])) rc = take_changes(s, s->parts[i], err);
+  /* The commit point of each partition is the one at the moment its
+   * states are taken: every event before it is in them. Acknowledgements
+   * that arrive while waiting for the changelog move commit_next on, but
+   * their events' states were not taken (a partition with nothing to save
+   * at first, say), so they wait for the next commit. */
+  for (size_t i = 0; i < s->num_parts && rc == TDM_OK; i++) {
+    part *pt = s->parts[i];
+    if (pt == NULL) continue;
+    pt->commit_target = pt->committed;
+    if (!needs_save(pt)) continue;
+    pt->commit_target = pt->commit_next;
+    rc = take_changes(s, pt, err);
+  }
   if (rc == TDM_OK && s->changelog != NULL) rc = wait_changelog(s, err);
   rd_kafka_topic_partition_list_t *list =
       rd_kafka_topic_partition_list_new((int)s->num_parts + 1);
@@ -482,15 +521,19 @@ static int commit(stream *s, tdm_error *err) {
     if (pt == NULL) continue;
     if (pt->store != NULL && pt->writes.count > 0) {
       if (s->changelog != NULL &&
-          tdm__changelog_checkpoint(s->changelog, pt->changelog_next,
-                                    &pt->writes) != TDM_OK)
+          (tdm__changelog_checkpoint(s->changelog, pt->changelog_next,
+                                     &pt->writes) != TDM_OK ||
+           (pt->seed_taken &&
+            tdm__changelog_seeded(s->changelog, &pt->writes) != TDM_OK)))
         rc = tdm__fail(err, TDM_ENOMEM, "out of memory");
       if (rc == TDM_OK) rc = tdm__state_writes_flush(&pt->writes, pt->store, err);
+      if (rc != TDM_OK) break;
     }
+    pt->seed_taken = 0;
     tdm__state_writes_clear(&pt->writes);
-    if (pt->commit_next >= 0 && pt->commit_next != pt->committed)
+    if (pt->commit_target >= 0 && pt->commit_target != pt->committed)
       rd_kafka_topic_partition_list_add(list, s->opt->input, pt->id)->offset =
-          pt->commit_next;
+          pt->commit_target;
   }
   if (rc == TDM_OK && list->cnt > 0 && s->crash_after_events > 0 &&
       s->scored + s->duplicates + s->dead_letters >= s->crash_after_events) {
@@ -522,6 +565,9 @@ static int commit(stream *s, tdm_error *err) {
     }
   }
   rd_kafka_topic_partition_list_destroy(list);
+  /* A failure to save stops the runner: the states taken are no longer
+   * dirty, so a later commit would pass them by. */
+  if (rc != TDM_OK) fail_once(s, rc, "%s%s", "", err->message);
   return rc;
 }
 
@@ -913,7 +959,7 @@ static int open_clients(stream *s, tdm_error *err) {
 
 static int run_loop(stream *s, tdm_error *err) {
   unsigned interval_ms =
-      s->opt->commit_interval_ms ? s->opt->commit_interval_ms : 1000;
+      s->opt->commit_interval_ms ? s->opt->commit_interval_ms : 5000;
   uint64_t last_commit = now_ns(), last_metrics = 0;
   int rc = TDM_OK;
   while (!stop_requested && !s->failed && rc == TDM_OK) {
@@ -946,6 +992,8 @@ int tdm__stream_run(const tdm__stream_options *opt, tdm_error *err) {
   s->opt = opt;
   const char *crash = getenv("TANDEM_STREAM_CRASH_AFTER_EVENTS");
   if (crash != NULL) s->crash_after_events = strtoull(crash, NULL, 10);
+  crash = getenv("TANDEM_STREAM_CRASH_IN_CHANGELOG");
+  if (crash != NULL) s->crash_in_changelog = strtoull(crash, NULL, 10);
   pthread_mutex_init(&s->metrics_lock, NULL);
   tdm__keep_heap(); /* per-message buffers are freed and made again */
   int rc = tdm__pipeline_load(opt->pipeline_path, 0, &s->p, err);
@@ -966,6 +1014,9 @@ int tdm__stream_run(const tdm__stream_options *opt, tdm_error *err) {
     rc = start_metrics(s, opt->metrics_listen, err);
   if (rc == TDM_OK) rc = open_clients(s, err);
   if (rc == TDM_OK) rc = run_loop(s, err);
+  /* The revocation that closing the consumer causes must not commit
+   * after an error. */
+  if (rc != TDM_OK) fail_once(s, rc, "%s%s", "", err->message);
   /* Drain: every output acknowledged, states saved, offsets committed;
    * then leave the group (which revokes, saving again). */
   if (s->producer != NULL) drain(s);

@@ -36,7 +36,7 @@ typedef struct tdm__stream_options {
   const char *metrics_listen; /* HOST:PORT of /metrics, or NULL */
   char **config;           /* librdkafka "key=value" settings (-X) */
   size_t num_config;
-  unsigned commit_interval_ms; /* 0: 1000 */
+  unsigned commit_interval_ms; /* 0: 5000 */
 } tdm__stream_options;
 
 /*
