@@ -2,7 +2,7 @@
 """`tandem stream` end to end through librdkafka's mock cluster, against
 the transport's own limit measured in the same run.
 
-  bench_stream.py [--cards 4000] [--partitions 16] [--runs 2] [--json FILE]
+  bench_stream.py [--cards 16000] [--partitions 64] [--runs 2] [--json FILE]
 
 The events are the fraud example's (examples/fraud/generate.py, JSON
 Lines, keyed by card), produced with kcat into two input topics of the
@@ -21,8 +21,8 @@ mock cluster (build/mock-kafka, 3 brokers, one process). Then, in turn:
 Each is timed by build/kafka-peer watch on its output topic: from the
 first output to the last, so group joins and startup are left out of both.
 The mock cluster keeps about 5 MB per partition (older messages are
-dropped), which bounds the events per run: 4,000 cards give about 243,000
-events, about 3 MB per partition of 16.
+dropped), which bounds the events per partition: 16,000 cards give about
+986,000 events, about 3.5 MB per partition of 64.
 Messages/s of each (the best of --runs), and tandem's as a share of the
 pass-through's. Every output of tandem is checked to be a result.
 """
@@ -75,8 +75,8 @@ def finish(watcher, name, timeout=900):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--cards", type=int, default=4000)
-    parser.add_argument("--partitions", type=int, default=16)
+    parser.add_argument("--cards", type=int, default=16000)
+    parser.add_argument("--partitions", type=int, default=64)
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--json", default=os.path.join(BUILD, "bench",
                                                         "stream.json"))
