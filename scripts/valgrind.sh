@@ -10,8 +10,10 @@
 # the saved state, events, a restart on the same state), serve over TLS,
 # replay, eval, runs, compare, report; the fraud example's table store
 # (batch --materialize --store twice, serve --store --state with its
-# lookup, a replay against it, a new table version picked up live).
-# Takes two to four minutes on two cores.
+# lookup, a replay against it, a new table version picked up live);
+# stream (on librdkafka's mock cluster, with its changelog and LMDB
+# state, until every message is answered, then SIGTERM).
+# Takes three to five minutes on two cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,8 +26,10 @@ fi
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/tandem-valgrind.XXXXXX")"
 server=""
+mock=""
 cleanup() {
   if [ -n "$server" ]; then kill "$server" 2>/dev/null || true; fi
+  if [ -n "$mock" ]; then kill "$mock" 2>/dev/null || true; fi
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -68,7 +72,8 @@ export TANDEM_LMDB_MAP_SIZE="${TANDEM_LMDB_MAP_SIZE:-1G}"
 pipeline="$work/pipeline.yaml"
 PYTHONPATH=tests/integration /usr/bin/python3 - "$work" <<'PY'
 import sys
-from pipeline_util import FRAUD_COLUMNS, fraud_events, fraud_pipeline, write_csv
+from pipeline_util import (FRAUD_COLUMNS, fraud_events, fraud_pipeline,
+                           write_csv, write_jsonl)
 work = sys.argv[1]
 fraud_pipeline(work)
 events = fraud_events(7, 1500, entities=20, invalid=0.02)
@@ -76,6 +81,11 @@ write_csv(work + "/txns.history.csv", FRAUD_COLUMNS + ["label"],
           [dict(e, label=str(i % 3 == 0 and 1 or 0)) for i, e in enumerate(events[:1200])])
 write_csv(work + "/txns.live.csv", FRAUD_COLUMNS, events[1200:])
 write_csv(work + "/txns.all.csv", FRAUD_COLUMNS, events)
+# 300 events as Kafka messages for `tandem stream`: key, a tab, the event.
+write_jsonl(work + "/txns.jsonl", FRAUD_COLUMNS, events[:300], numbers=("amount",))
+with open(work + "/txns.jsonl") as fp, open(work + "/txns.keyed", "w") as out:
+    for e, line in zip(events, fp):
+        out.write((e["card"] or "") + "\t" + line)
 PY
 head -n 200 "$rows" >"$work/rows.csv"
 { echo label; for i in $(seq 199); do echo $((i * 7 % 3 == 0)); done; } >"$work/labels.csv"
@@ -246,6 +256,56 @@ if openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 \
 else
   failed+=("openssl: no certificate for the TLS run")
 fi
+
+# stream: librdkafka's mock cluster (build/mock-kafka), 300 events
+# produced with kcat; tandem stream with durable state and its changelog
+# until every message has its output or dead letter, then SIGTERM.
+mock_bin="$(dirname "$tandem")/mock-kafka"
+[ -x "$mock_bin" ] || make -s "$mock_bin"
+"$mock_bin" -t vin:2 -t vout:2 -t vdlq:1 -t tandem-fraud-vin-changelog:2 \
+  </dev/null >"$work/mock.out" 2>"$work/mock.err" &
+mock=$!
+brokers=""
+for _ in $(seq 1 100); do
+  brokers=$(head -n 1 "$work/mock.out" 2>/dev/null || true)
+  [ -n "$brokers" ] && break
+  sleep 0.1
+done
+count_topic() {
+  kcat -C -b "$brokers" -t "$1" -e -q -f 'x\n' 2>/dev/null | wc -l
+}
+if [ -n "$brokers" ] && kcat -P -b "$brokers" -t vin -K '\t' \
+    <"$work/txns.keyed" 2>"$work/kcat.err"; then
+  count=$((count + 1))
+  stream_log="$work/$count"
+  "${vg[@]}" --log-file="$stream_log.vg.log" "$tandem" stream "$pipeline" \
+    --brokers "$brokers" --input vin --output vout --dead-letter vdlq \
+    --state "$work/stream-state" --commit-interval-ms 200 \
+    2>"$stream_log.log" &
+  streamer=$!
+  done_msgs=0
+  for _ in $(seq 1 240); do
+    done_msgs=$(( $(count_topic vout) + $(count_topic vdlq) ))
+    [ "$done_msgs" -ge 300 ] && break
+    sleep 0.5
+  done
+  sleep 1 # a commit after the last output
+  kill -TERM "$streamer" 2>/dev/null || true
+  status=0
+  wait "$streamer" || status=$?
+  if [ "$done_msgs" -lt 300 ] || [ "$status" -ne 0 ] || [ -s "$stream_log.vg.log" ]; then
+    failed+=("stream (exit $status, $done_msgs of 300 messages answered)")
+    echo "!! stream: exit $status, $done_msgs of 300 messages answered"
+    tail -n 60 "$stream_log.vg.log" "$stream_log.log"
+  else
+    echo "ok stream (mock cluster: 300 messages, changelog, LMDB state, SIGTERM)"
+  fi
+else
+  failed+=("stream: no mock cluster or kcat failed: $(cat "$work/kcat.err" 2>/dev/null)")
+fi
+kill "$mock" 2>/dev/null || true
+wait "$mock" 2>/dev/null || true
+mock=""
 
 if [ "${#failed[@]}" -gt 0 ]; then
   printf 'valgrind: FAILED: %s\n' "${failed[@]}"
