@@ -29,7 +29,6 @@ pass-through's. Every output of tandem is checked to be a result.
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -42,17 +41,8 @@ TANDEM = os.path.join(BUILD, "tandem")
 PEER = os.path.join(BUILD, "kafka-peer")
 MOCK = os.path.join(BUILD, "mock-kafka")
 PIPELINE = os.path.join(ROOT, "examples", "fraud", "pipeline.yaml")
-
-
-def cpu_name():
-    try:
-        with open("/proc/cpuinfo") as fp:
-            for line in fp:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+sys.path.insert(0, os.path.dirname(__file__))
+from bench_pipeline import cpu_name  # noqa: E402
 
 
 def produce(brokers, topic, data):
