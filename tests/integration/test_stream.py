@@ -324,13 +324,33 @@ print(f"(d) killed after {killed_at} outputs; {len(rows)} outputs in all for "
 # ---- (e) two instances in one group, one killed: the other takes over ----
 # Each has its own state directory (two hosts): the survivor restores the
 # partitions of the one killed from the changelog topic.
-kcat_produce("in5", input_lines[:450])
+# Both are members before any event arrives, so each processes (and
+# writes to the changelog) its share of the first half.
+def log_count(name, needle):
+    try:
+        return open(os.path.join(out, name + ".log")).read().count(needle)
+    except OSError:
+        return 0
+
+
+def wait_log(name, needle, count=1, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline and log_count(name, needle) < count:
+        time.sleep(0.2)
+    return log_count(name, needle) >= count
+
+
 fast = ["--group", "pair"]
 a = start_stream("in5", "out5", "dlq5", os.path.join(out, "state5a"), *fast,
                  stderr_name="pair-a")
+expect(wait_log("pair-a", "assigned"), "(e) the first member got no partitions")
 b = start_stream("in5", "out5", "dlq5", os.path.join(out, "state5b"), *fast,
                  stderr_name="pair-b")
+expect(wait_log("pair-b", "assigned") and wait_log("pair-a", "assigned", 2),
+       "(e) the group did not rebalance to two members")
+kcat_produce("in5", input_lines[:450])
 wait_outputs("out5", sum(1 for i in range(450) if i + 1 not in rejected_lines), a)
+time.sleep(1)  # a commit (every 200 ms) after the last of them
 a.kill()
 a.wait()
 kcat_produce("in5", input_lines[450:])
