@@ -549,6 +549,7 @@ int tdm__batch_run(const tdm__batch_options *opt, tdm__batch_stats *stats,
   run r;
   memset(&r, 0, sizeof r);
   r.opt = opt;
+  int state_saved = 0;
   int rc = setup(&r, err);
   if (rc == TDM_OK) {
     stats->threads = r.threads;
@@ -559,6 +560,7 @@ int tdm__batch_run(const tdm__batch_options *opt, tdm__batch_stats *stats,
     for (int t = 0; t < r.threads; t++) maps[t] = r.workers[t].map;
     rc = tdm__state_dir_save(opt->save_state, tdm__pipeline_spec(r.p)->name,
                              maps, (size_t)r.threads, err);
+    state_saved = rc == TDM_OK;
   }
   char pipeline_hex[65] = "", in_hex[65] = "", out_hex[65] = "";
   if (rc == TDM_OK) {
@@ -594,6 +596,14 @@ int tdm__batch_run(const tdm__batch_options *opt, tdm__batch_stats *stats,
   if (rc == TDM_OK)
     rc = write_manifest(opt, r.p, stats, pipeline_hex, in_hex, out_hex,
                         r.rejects_path, err);
+  /* The state directory last: it appears only beside a finished run's
+   * outputs (a rerun refuses an existing one). */
+  if (opt->save_state != NULL && state_saved) {
+    if (rc == TDM_OK)
+      rc = tdm__state_dir_publish(opt->save_state, err);
+    else
+      tdm__state_dir_discard(opt->save_state);
+  }
   teardown(&r);
   return rc;
 }

@@ -213,9 +213,22 @@ int tdm__state_dir_save(const char *dir, const char *name,
   if (rc == TDM_OK) rc = tdm__state_writes_flush(&s.w, store, err);
   tdm__state_writes_free(&s.w);
   tdm__store_close(store);
-  if (rc == TDM_OK && rename(tmp, dir) != 0)
-    rc = tdm__fail(err, TDM_EIO, "%s: cannot rename into place: %s", dir,
-                   strerror(errno));
   if (rc != TDM_OK) remove_dir(tmp);
   return rc;
+}
+
+int tdm__state_dir_publish(const char *dir, tdm_error *err) {
+  char tmp[4096];
+  snprintf(tmp, sizeof tmp, "%s.tmp", dir);
+  if (rename(tmp, dir) == 0) return TDM_OK;
+  int rc = tdm__fail(err, TDM_EIO, "%s: cannot rename into place: %s", dir,
+                     strerror(errno));
+  remove_dir(tmp);
+  return rc;
+}
+
+void tdm__state_dir_discard(const char *dir) {
+  char tmp[4096];
+  snprintf(tmp, sizeof tmp, "%s.tmp", dir);
+  remove_dir(tmp);
 }

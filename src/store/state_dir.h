@@ -78,12 +78,16 @@ void tdm__state_writes_drop(void *ctx, tdm__str key);
 
 /*
  * `tandem batch --save-state DIR`: writes every entity of the maps into a
- * new state directory, in transactions of bounded size, into DIR.tmp
- * renamed to DIR at the end (an existing DIR is refused: it may be a live
- * server's).
+ * new state directory, in transactions of bounded size, into DIR.tmp (an
+ * existing DIR is refused: it may be a live server's). publish renames
+ * DIR.tmp to DIR: the runner does it last, once its other outputs are in
+ * place, so a state directory only ever appears beside a finished run's
+ * outputs; discard removes DIR.tmp (a run that failed after saving).
  */
 int tdm__state_dir_save(const char *dir, const char *name,
                         tdm__state_map *const *maps, size_t n,
                         tdm_error *err);
+int tdm__state_dir_publish(const char *dir, tdm_error *err);
+void tdm__state_dir_discard(const char *dir);
 
 #endif /* TDM_STATE_DIR_H */

@@ -13,7 +13,9 @@ then runs are killed at 5% ... 97% of its duration:
   store's version records) are the same before and after a killed run;
   a rerun adds exactly one version, with the reference's rows;
 - --save-state DIR: DIR does not exist after the kill (it is written as
-  DIR.tmp and renamed); a rerun writes it, with the same content
+  DIR.tmp and renamed last of all, after the outputs and the manifest, so
+  a kill that lands after that leaves a finished run, whose state must
+  equal the reference's); a rerun writes it, with the same content
   (`mdb_dump`) as the reference's;
 - the run registry (SQLite) still opens and lists the runs afterwards.
 
@@ -200,6 +202,14 @@ for kind in ("plain", "materialize", "save-state"):
                            f"{label}: {name} (finished before the kill) differs")
             check_dir(d, label, allowed=("state.tmp",) + tuple(done)
                       if "scores.csv" in done else ("state.tmp",))
+            # The state directory is renamed into place last of all: a kill
+            # that leaves it has left every output complete beside it.
+            if "state" in done:
+                expect("scores.csv.manifest.json" in done,
+                       f"{label}: a state directory without the run's manifest")
+                expect(dump(os.path.join(d, "state")) == ref_state_dump,
+                       f"{label}: the state (finished before the kill) differs")
+                shutil.rmtree(os.path.join(d, "state"))  # --save-state refuses it
         else:
             shutil.rmtree(os.path.join(d, "state"), ignore_errors=True)
         if kind == "materialize":
