@@ -963,18 +963,33 @@ int tdm__entity_apply(const tdm__window_spec *s, tdm__entity *e,
 }
 
 /* ---- encoding ----
- * Little-endian, fixed width. Version 1:
+ * Little-endian. Version 2 (written):
  *   u8 version, u64 spec fingerprint, i64 M,
- *   per aggregate in order: all: a partial; since_last: i64 time;
- *     hopped: u32 count, then per bucket i64 index and a partial;
+ *   per aggregate in order:
+ *     all: a partial relative to M;
+ *     since_last: varint, 0 for none, else 1 + M - time;
+ *     hopped: varint count, then per bucket its index as a varint (the
+ *       first: floor(M / hop) - index; the others: index - previous - 1)
+ *       and a partial relative to index * hop;
  *     exact: nothing,
- *   when the spec logs events: u32 count, then per entry i64 time, u64
- *     filter bits, f64 per number column, per string column u32 length
- *     (0xffffffff: missing) and the bytes.
- * A partial is i64 max_time, i64 last_time, u64 count, u64 values, f64 a,
- * f64 b. */
+ *   when the spec logs events: varint count, then per entry its time as
+ *     a zigzag varint of the difference from the previous entry's (the
+ *     first's from M), the filter bits as a varint, f64 per number column,
+ *     per string column a varint (0: missing, else 1 + length) and the
+ *     bytes.
+ * A partial relative to a base time: varint count; when not 0, a zigzag
+ * varint of max_time - base; for the kinds that read a number, a varint
+ * of values and, when not 0, f64 a, for stddev f64 b, for last a zigzag
+ * varint of last_time - max_time. Fields not written are those a valid
+ * partial of the kind keeps cleared (partial_ok), so nothing is lost.
+ * Varints are LEB128, at most 10 bytes; zigzag maps n to 2n, -n to 2n-1.
+ * Version 1, still read (states saved before version 2): every field
+ * written in full: hopped and log counts u32, bucket index i64 and a
+ * partial as i64 max_time, i64 last_time, u64 count, u64 values, f64 a,
+ * f64 b; log time i64, filter bits u64, string u32 length (0xffffffff:
+ * missing). About 4 times larger for hopped windows. */
 
-#define WINDOW_FORMAT_VERSION 1
+#define WINDOW_FORMAT_VERSION 2
 
 static void put64(unsigned char *p, uint64_t v) {
   for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
@@ -1013,19 +1028,35 @@ static void write_u64(writer *w, uint64_t v) {
   write_bytes(w, b, 8);
 }
 
-static void write_u32(writer *w, uint32_t v) {
-  unsigned char b[4] = {(unsigned char)v, (unsigned char)(v >> 8),
-                        (unsigned char)(v >> 16), (unsigned char)(v >> 24)};
-  write_bytes(w, b, 4);
+static void write_varint(writer *w, uint64_t v) {
+  unsigned char b[10];
+  size_t n = 0;
+  while (v >= 0x80) {
+    b[n++] = (unsigned char)(v | 0x80);
+    v >>= 7;
+  }
+  b[n++] = (unsigned char)v;
+  write_bytes(w, b, n);
 }
 
-static void write_partial(writer *w, const partial *p) {
-  write_u64(w, (uint64_t)p->max_time);
-  write_u64(w, (uint64_t)p->last_time);
-  write_u64(w, p->count);
-  write_u64(w, p->values);
+static uint64_t zigzag(int64_t v) {
+  return v < 0 ? ~((uint64_t)v << 1) : (uint64_t)v << 1;
+}
+
+/* Differences of two valid times (|t| <= TDM__WINDOW_TIME_LIMIT) fit. */
+static void write_delta(writer *w, int64_t v) { write_varint(w, zigzag(v)); }
+
+static void write_partial(writer *w, tdm__agg_kind kind, const partial *p,
+                          int64_t base) {
+  write_varint(w, p->count);
+  if (p->count == 0) return;
+  write_delta(w, p->max_time - base);
+  if (!kind_reads_number(kind)) return;
+  write_varint(w, p->values);
+  if (p->values == 0) return;
   write_u64(w, double_bits(p->a));
-  write_u64(w, double_bits(p->b));
+  if (kind == TDM__AGG_STDDEV) write_u64(w, double_bits(p->b));
+  if (kind == TDM__AGG_LAST) write_delta(w, p->last_time - p->max_time);
 }
 
 int tdm__entity_encode(const tdm__window_spec *s, const tdm__entity *e,
@@ -1037,35 +1068,45 @@ int tdm__entity_encode(const tdm__window_spec *s, const tdm__entity *e,
   write_u64(&w, s->fingerprint);
   write_u64(&w, (uint64_t)e->max_time);
   for (size_t i = 0; i < s->num_aggs; i++) {
+    const agg_plan *p = &s->aggs[i];
     const agg_state *st = &e->aggs[i];
-    switch (s->aggs[i].role) {
+    switch (p->role) {
       case ROLE_ALL:
-        write_partial(&w, &st->all);
+        write_partial(&w, p->kind, &st->all, e->max_time);
         break;
       case ROLE_SINCE_LAST:
-        write_u64(&w, (uint64_t)st->previous_time);
+        write_varint(&w, st->previous_time == INT64_MIN
+                             ? 0
+                             : 1 + (uint64_t)(e->max_time - st->previous_time));
         break;
-      case ROLE_HOPPED:
-        write_u32(&w, (uint32_t)st->num_buckets);
+      case ROLE_HOPPED: {
+        write_varint(&w, st->num_buckets);
+        int64_t previous = floor_div(e->max_time, p->hop) + 1;
         for (size_t b = 0; b < st->num_buckets; b++) {
-          write_u64(&w, (uint64_t)st->buckets[b].index);
-          write_partial(&w, &st->buckets[b]);
+          const partial *q = &st->buckets[b];
+          write_varint(&w, b == 0 ? (uint64_t)(previous - 1 - q->index)
+                                  : (uint64_t)(q->index - previous - 1));
+          previous = q->index;
+          write_partial(&w, p->kind, q, q->index * p->hop);
         }
         break;
+      }
       case ROLE_EXACT:
         break;
     }
   }
   if (s->needs_log) {
-    write_u32(&w, (uint32_t)(e->end - e->start));
+    write_varint(&w, e->end - e->start);
+    int64_t previous = e->max_time;
     for (size_t j = e->start; j < e->end; j++) {
-      write_u64(&w, (uint64_t)e->times[j]);
-      write_u64(&w, e->filters[j]);
+      write_delta(&w, e->times[j] - previous);
+      previous = e->times[j];
+      write_varint(&w, e->filters[j]);
       for (size_t c = 0; c < s->number_columns; c++)
         write_u64(&w, double_bits(e->numbers[c * e->cap + j]));
       for (size_t c = 0; c < s->string_columns; c++) {
         const log_string *ls = &e->strings[c * e->cap + j];
-        write_u32(&w, ls->len);
+        write_varint(&w, ls->len == MISSING_LEN ? 0 : (uint64_t)ls->len + 1);
         if (ls->len != MISSING_LEN && ls->len > 0)
           write_bytes(&w, e->bytes + (size_t)(ls->pos - e->bytes_base),
                       ls->len);
@@ -1080,10 +1121,16 @@ int tdm__entity_encode(const tdm__window_spec *s, const tdm__entity *e,
   return TDM_OK;
 }
 
+static int time_ok(int64_t t) {
+  return t >= -TDM__WINDOW_TIME_LIMIT && t <= TDM__WINDOW_TIME_LIMIT;
+}
+
 typedef struct reader {
   const unsigned char *p;
   size_t len, off;
-  int short_read;
+  int version;
+  int short_read; /* ran out of bytes, or a malformed varint (bad) */
+  int bad;
 } reader;
 
 static const unsigned char *read_bytes(reader *r, size_t n) {
@@ -1108,17 +1155,75 @@ static uint32_t read_u32(reader *r) {
          (uint32_t)p[3] << 24;
 }
 
-static void read_partial(reader *r, partial *p) {
-  p->max_time = (int64_t)read_u64(r);
-  p->last_time = (int64_t)read_u64(r);
-  p->count = read_u64(r);
-  p->values = read_u64(r);
-  p->a = bits_double(read_u64(r));
-  p->b = bits_double(read_u64(r));
+static uint64_t read_varint(reader *r) {
+  uint64_t v = 0;
+  for (int shift = 0; shift < 70; shift += 7) {
+    const unsigned char *b = read_bytes(r, 1);
+    if (b == NULL) return 0;
+    if (shift == 63 && *b > 1) break; /* more than 64 bits */
+    v |= (uint64_t)(*b & 0x7f) << shift;
+    if (!(*b & 0x80)) {
+      /* Only the shortest form: a decoded state encodes the same. */
+      if (*b == 0 && shift > 0) break;
+      return v;
+    }
+  }
+  r->short_read = r->bad = 1;
+  return 0;
 }
 
-static int time_ok(int64_t t) {
-  return t >= -TDM__WINDOW_TIME_LIMIT && t <= TDM__WINDOW_TIME_LIMIT;
+/* A count: u32 in version 1. */
+static uint64_t read_count(reader *r) {
+  return r->version == 1 ? read_u32(r) : read_varint(r);
+}
+
+/* A difference of times: 0 when it cannot be one of two valid times, so
+ * that adding it to a valid time never overflows (the sum is checked). */
+static int64_t read_delta(reader *r) {
+  uint64_t u = read_varint(r);
+  if (u > ((uint64_t)1 << 62)) {
+    r->short_read = r->bad = 1;
+    return 0;
+  }
+  return u & 1 ? -(int64_t)(u >> 1) - 1 : (int64_t)(u >> 1);
+}
+
+/* A time: absolute in version 1, else relative to base (a valid time, or
+ * a bucket's start). */
+static int64_t read_time(reader *r, int64_t base) {
+  if (r->version == 1) return (int64_t)read_u64(r);
+  int64_t d = read_delta(r);
+  return r->short_read ? 0 : base + d;
+}
+
+/* A partial of an aggregate of KIND; BASE as for read_time, INT64_MIN
+ * when there is none (an empty state: only an empty partial is valid). */
+static void read_partial(reader *r, tdm__agg_kind kind, partial *p,
+                         int64_t base) {
+  partial_clear(p);
+  if (r->version == 1) {
+    p->max_time = (int64_t)read_u64(r);
+    p->last_time = (int64_t)read_u64(r);
+    p->count = read_u64(r);
+    p->values = read_u64(r);
+    p->a = bits_double(read_u64(r));
+    p->b = bits_double(read_u64(r));
+    return;
+  }
+  p->count = read_varint(r);
+  if (p->count == 0) return;
+  if (base == INT64_MIN) {
+    p->max_time = INT64_MAX; /* rejected by partial_ok */
+    return;
+  }
+  p->max_time = read_time(r, base);
+  if (r->short_read || !time_ok(p->max_time) || !kind_reads_number(kind))
+    return;
+  p->values = read_varint(r);
+  if (p->values == 0) return;
+  p->a = bits_double(read_u64(r));
+  if (kind == TDM__AGG_STDDEV) p->b = bits_double(read_u64(r));
+  if (kind == TDM__AGG_LAST) p->last_time = read_time(r, p->max_time);
 }
 
 /* A partial's fields are consistent with each other and with M. */
@@ -1157,12 +1262,13 @@ int tdm__entity_decode(const tdm__window_spec *s, const void *data,
   int rc;
   if (tdm__entity_new(s, &e) != TDM_OK)
     return tdm__fail(err, TDM_ENOMEM, "out of memory");
-  reader r = {data, len, 0, 0};
+  reader r = {data, len, 0, 0, 0, 0};
   const unsigned char *version = read_bytes(&r, 1);
   if (version == NULL) DECODE_FAIL("empty");
-  if (*version != WINDOW_FORMAT_VERSION)
-    DECODE_FAIL("format version %u, expected %u", *version,
+  if (*version != WINDOW_FORMAT_VERSION && *version != 1)
+    DECODE_FAIL("format version %u, expected 1 or %u", *version,
                 WINDOW_FORMAT_VERSION);
+  r.version = *version;
   if (read_u64(&r) != s->fingerprint)
     DECODE_FAIL("encoded for another window spec");
   int64_t m = (int64_t)read_u64(&r);
@@ -1173,25 +1279,34 @@ int tdm__entity_decode(const tdm__window_spec *s, const void *data,
     agg_state *st = &e->aggs[i];
     switch (p->role) {
       case ROLE_ALL:
-        read_partial(&r, &st->all);
+        read_partial(&r, p->kind, &st->all, m);
         if (!r.short_read && !partial_ok(p->kind, &st->all, m))
           DECODE_FAIL("aggregate %zu: inconsistent running state", i);
         st->all.index = 0;
         break;
       case ROLE_SINCE_LAST: {
-        int64_t prev = (int64_t)read_u64(&r);
+        int64_t prev;
+        if (r.version == 1) {
+          prev = (int64_t)read_u64(&r);
+        } else {
+          uint64_t u = read_varint(&r);
+          if (u != 0 && (m == INT64_MIN || u - 1 > ((uint64_t)1 << 62)))
+            DECODE_FAIL("aggregate %zu: bad previous time", i);
+          prev = u == 0 ? INT64_MIN : m - (int64_t)(u - 1);
+        }
         if (prev != INT64_MIN && (!time_ok(prev) || m == INT64_MIN || prev > m))
           DECODE_FAIL("aggregate %zu: bad previous time", i);
         st->previous_time = prev;
         break;
       }
       case ROLE_HOPPED: {
-        uint32_t n = read_u32(&r);
+        uint64_t n = read_count(&r);
         if (r.short_read) break;
         if (n > 0 && m == INT64_MIN) DECODE_FAIL("aggregate %zu: buckets in an empty state", i);
-        if ((size_t)n > (r.len - r.off) / 56)
-          DECODE_FAIL("aggregate %zu: %u buckets in %zu bytes", i, n,
-                      r.len - r.off);
+        /* The fewest bytes a bucket takes: 56 in version 1, else 3. */
+        if (n > (r.len - r.off) / (r.version == 1 ? 56 : 3))
+          DECODE_FAIL("aggregate %zu: %llu buckets in %zu bytes", i,
+                      (unsigned long long)n, r.len - r.off);
         if (n > 0) {
           st->buckets = tdm__malloc((size_t)n * sizeof *st->buckets);
           if (st->buckets == NULL) {
@@ -1205,20 +1320,38 @@ int tdm__entity_decode(const tdm__window_spec *s, const void *data,
           threshold = floor_div(m - s->lateness, p->hop) - p->buckets;
           top = floor_div(m, p->hop);
         }
-        for (uint32_t b = 0; b < n; b++) {
+        for (uint64_t b = 0; b < n; b++) {
           partial *q = &st->buckets[b];
-          q->index = (int64_t)read_u64(&r);
-          read_partial(&r, q);
+          int64_t index;
+          if (r.version == 1) {
+            index = (int64_t)read_u64(&r);
+          } else {
+            /* The first counts down from top, the others up from the
+             * previous: checked to stay in [threshold, top] first. */
+            int64_t previous = b == 0 ? top + 1 : st->buckets[b - 1].index;
+            uint64_t d = read_varint(&r);
+            uint64_t room = (uint64_t)(b == 0 ? previous - threshold
+                                              : top - previous);
+            if (!r.short_read && d >= room)
+              DECODE_FAIL("aggregate %zu: bucket %llu out of order or range",
+                          i, (unsigned long long)b);
+            index = b == 0 ? previous - 1 - (int64_t)d
+                           : previous + 1 + (int64_t)d;
+          }
+          if (r.short_read) break;
+          read_partial(&r, p->kind, q, r.version == 1 ? 0 : index * p->hop);
+          q->index = index;
           if (r.short_read) break;
           if (q->index < threshold || q->index > top ||
               (b > 0 && q->index <= st->buckets[b - 1].index))
-            DECODE_FAIL("aggregate %zu: bucket %u out of order or range", i,
-                        b);
+            DECODE_FAIL("aggregate %zu: bucket %llu out of order or range",
+                        i, (unsigned long long)b);
           if (q->count == 0 || !partial_ok(p->kind, q, m) ||
               floor_div(q->max_time, p->hop) != q->index ||
               (p->kind == TDM__AGG_LAST && q->values > 0 &&
                floor_div(q->last_time, p->hop) != q->index))
-            DECODE_FAIL("aggregate %zu: bucket %u inconsistent", i, b);
+            DECODE_FAIL("aggregate %zu: bucket %llu inconsistent", i,
+                        (unsigned long long)b);
           st->num_buckets = b + 1;
         }
         break;
@@ -1228,26 +1361,33 @@ int tdm__entity_decode(const tdm__window_spec *s, const void *data,
     }
   }
   if (s->needs_log && !r.short_read) {
-    uint32_t n = read_u32(&r);
+    uint64_t n = read_count(&r);
     if (!r.short_read && n > s->max_events)
-      DECODE_FAIL("%u logged events, more than max_events %zu", n,
-                  s->max_events);
+      DECODE_FAIL("%llu logged events, more than max_events %zu",
+                  (unsigned long long)n, s->max_events);
     if (n > 0 && m == INT64_MIN) DECODE_FAIL("events in an empty state");
-    size_t entry = 16 + 8 * s->number_columns + 4 * s->string_columns;
-    if (!r.short_read && (size_t)n > (r.len - r.off) / entry)
-      DECODE_FAIL("%u logged events in %zu bytes", n, r.len - r.off);
-    for (uint32_t k = 0; k < n && !r.short_read; k++) {
+    /* The fewest bytes an entry takes. */
+    size_t entry = r.version == 1
+                       ? 16 + 8 * s->number_columns + 4 * s->string_columns
+                       : 2 + 8 * s->number_columns + s->string_columns;
+    if (!r.short_read && n > (r.len - r.off) / entry)
+      DECODE_FAIL("%llu logged events in %zu bytes", (unsigned long long)n,
+                  r.len - r.off);
+    int64_t previous = m;
+    for (uint64_t k = 0; k < n && !r.short_read; k++) {
       if (log_reserve(s, e) != TDM_OK) {
         rc = tdm__fail(err, TDM_ENOMEM, "out of memory");
         goto fail;
       }
       size_t j = e->end;
-      int64_t t = (int64_t)read_u64(&r);
-      uint64_t mask = read_u64(&r);
+      int64_t t = read_time(&r, previous);
+      uint64_t mask = r.version == 1 ? read_u64(&r) : read_varint(&r);
       if (r.short_read) break;
-      if (!time_ok(t) || t > m) DECODE_FAIL("event %u: bad time", k);
+      if (!time_ok(t) || t > m)
+        DECODE_FAIL("event %llu: bad time", (unsigned long long)k);
+      previous = t;
       if (s->filter_bits < 64 && (mask >> s->filter_bits) != 0)
-        DECODE_FAIL("event %u: bad filter bits", k);
+        DECODE_FAIL("event %llu: bad filter bits", (unsigned long long)k);
       e->times[j] = t;
       e->reach[j] = j > e->start && e->reach[j - 1] > t ? e->reach[j - 1] : t;
       e->filters[j] = mask;
@@ -1256,11 +1396,21 @@ int tdm__entity_decode(const tdm__window_spec *s, const void *data,
         uint64_t bits = read_u64(&r);
         double x = normalize(bits_double(bits));
         if (!r.short_read && double_bits(x) != bits)
-          DECODE_FAIL("event %u: non-canonical number", k);
+          DECODE_FAIL("event %llu: non-canonical number",
+                      (unsigned long long)k);
         e->numbers[c * e->cap + j] = x;
       }
       for (size_t c = 0; c < s->string_columns && !r.short_read; c++) {
-        uint32_t slen = read_u32(&r);
+        uint32_t slen;
+        if (r.version == 1) {
+          slen = read_u32(&r);
+        } else {
+          uint64_t u = read_varint(&r);
+          if (u > MISSING_LEN)
+            DECODE_FAIL("event %llu: bad string length",
+                        (unsigned long long)k);
+          slen = u == 0 ? MISSING_LEN : (uint32_t)(u - 1);
+        }
         const unsigned char *bytes = NULL;
         if (slen != MISSING_LEN) {
           bytes = read_bytes(&r, slen);
@@ -1277,6 +1427,7 @@ int tdm__entity_decode(const tdm__window_spec *s, const void *data,
       e->end++;
     }
   }
+  if (r.bad) DECODE_FAIL("malformed number");
   if (r.short_read) DECODE_FAIL("truncated");
   if (r.off != r.len)
     DECODE_FAIL("%zu bytes after the end", r.len - r.off);

@@ -67,6 +67,7 @@
   X(window_examples) \
   X(window_matches_reference) \
   X(window_decode_rejects_corruption) \
+  X(window_decodes_version_1) \
   X(window_out_of_memory) \
   X(window_memory_bounded) \
   X(spec_refuses_directives_and_bad_utf8)   \
