@@ -3,6 +3,7 @@
 the transport's own limit measured in the same run.
 
   bench_stream.py [--cards 16000] [--partitions 64] [--runs 2] [--json FILE]
+                  [--tandem PATH]
 
 The events are the fraud example's (examples/fraud/generate.py, JSON
 Lines, keyed by card), produced with kcat into two input topics of the
@@ -70,7 +71,11 @@ def main():
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--json", default=os.path.join(BUILD, "bench",
                                                         "stream.json"))
+    parser.add_argument("--tandem", default=TANDEM,
+                        help="the tandem binary (default build/tandem)")
     args = parser.parse_args()
+    global TANDEM
+    TANDEM = os.path.abspath(args.tandem)
     subprocess.run(["make", "-s", "-C", ROOT, "build/tandem",
                     "build/mock-kafka", "build/kafka-peer"], check=True)
     machine = "%s, %d CPUs" % (cpu_name(), os.cpu_count())

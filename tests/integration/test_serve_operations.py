@@ -128,7 +128,9 @@ with Server("--model-repo", repo, "--model", f"s={single}") as s:
                   curl(s, "POST", "/v2/repository/models/r/load").status, 400))
     out, _ = wrk.communicate(timeout=60)
     for what, got, want in steps:
-        expect(got == want, f"{what}: {got}, expected {want}")
+        expect(got == want, f"{what}: {got}, expected {want}; server "
+               f"{'running' if s.proc.poll() is None else 'exited ' + str(s.proc.poll())}, "
+               f"its log:\n{s.stderr()[-3000:]}")
     total = [l for l in out.splitlines() if "requests in" in l]
     expect(bool(total), f"wrk output: {out}")
     clean = expect("Non-2xx" not in out and "Socket errors" not in out,
