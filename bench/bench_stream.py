@@ -65,6 +65,7 @@ def finish(watcher, name, timeout=900):
 
 
 def main():
+    global TANDEM
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cards", type=int, default=16000)
     parser.add_argument("--partitions", type=int, default=64)
@@ -74,7 +75,6 @@ def main():
     parser.add_argument("--tandem", default=TANDEM,
                         help="the tandem binary (default build/tandem)")
     args = parser.parse_args()
-    global TANDEM
     TANDEM = os.path.abspath(args.tandem)
     subprocess.run(["make", "-s", "-C", ROOT, "build/tandem",
                     "build/mock-kafka", "build/kafka-peer"], check=True)
