@@ -1307,18 +1307,21 @@ int tdm__entity_decode(const tdm__window_spec *s, const void *data,
         if (n > (r.len - r.off) / (r.version == 1 ? 56 : 3))
           DECODE_FAIL("aggregate %zu: %llu buckets in %zu bytes", i,
                       (unsigned long long)n, r.len - r.off);
+        int64_t threshold = 0, top = 0;
         if (n > 0) {
+          threshold = floor_div(m - s->lateness, p->hop) - p->buckets;
+          top = floor_div(m, p->hop);
+          /* Each bucket has its own index in [threshold, top]. */
+          if (n - 1 > (uint64_t)(top - threshold))
+            DECODE_FAIL("aggregate %zu: %llu buckets, more than the window "
+                        "holds",
+                        i, (unsigned long long)n);
           st->buckets = tdm__malloc((size_t)n * sizeof *st->buckets);
           if (st->buckets == NULL) {
             rc = tdm__fail(err, TDM_ENOMEM, "out of memory");
             goto fail;
           }
           st->cap_buckets = n;
-        }
-        int64_t threshold = 0, top = 0;
-        if (n > 0) {
-          threshold = floor_div(m - s->lateness, p->hop) - p->buckets;
-          top = floor_div(m, p->hop);
         }
         for (uint64_t b = 0; b < n; b++) {
           partial *q = &st->buckets[b];
