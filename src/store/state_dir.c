@@ -183,6 +183,14 @@ static void remove_dir(const char *dir) {
   rmdir(dir);
 }
 
+/* DIR.tmp, where a state directory is written before it is published;
+ * TDM_EINVAL when the path does not fit. */
+static int tmp_path(const char *dir, char (*tmp)[4096], tdm_error *err) {
+  if ((size_t)snprintf(*tmp, sizeof *tmp, "%s.tmp", dir) >= sizeof *tmp)
+    return tdm__fail(err, TDM_EINVAL, "%s: path too long", dir);
+  return TDM_OK;
+}
+
 int tdm__state_dir_save(const char *dir, const char *name,
                         tdm__state_map *const *maps, size_t n,
                         tdm_error *err) {
@@ -193,7 +201,7 @@ int tdm__state_dir_save(const char *dir, const char *name,
                      "(remove it first)",
                      dir);
   char tmp[4096];
-  snprintf(tmp, sizeof tmp, "%s.tmp", dir);
+  if (tmp_path(dir, &tmp, err) != TDM_OK) return TDM_EINVAL;
   remove_dir(tmp);
   tdm__store *store;
   int rc = tdm__state_dir_open(tmp, name, &store, err);
@@ -219,7 +227,7 @@ int tdm__state_dir_save(const char *dir, const char *name,
 
 int tdm__state_dir_publish(const char *dir, tdm_error *err) {
   char tmp[4096];
-  snprintf(tmp, sizeof tmp, "%s.tmp", dir);
+  if (tmp_path(dir, &tmp, err) != TDM_OK) return TDM_EINVAL;
   if (rename(tmp, dir) == 0) return TDM_OK;
   int rc = tdm__fail(err, TDM_EIO, "%s: cannot rename into place: %s", dir,
                      strerror(errno));
@@ -229,6 +237,5 @@ int tdm__state_dir_publish(const char *dir, tdm_error *err) {
 
 void tdm__state_dir_discard(const char *dir) {
   char tmp[4096];
-  snprintf(tmp, sizeof tmp, "%s.tmp", dir);
-  remove_dir(tmp);
+  if (tmp_path(dir, &tmp, NULL) == TDM_OK) remove_dir(tmp);
 }
