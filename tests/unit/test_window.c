@@ -697,6 +697,20 @@ TEST(window_decode_rejects_corruption) {
             TDM_EPARSE);
   CHECK_CONTAINS(err.message, "another window spec");
   tdm__window_spec_free(other);
+  /* A hopped aggregate (the mean, the first with encoded state: its bucket
+   * count is the varint at byte 17) claiming more buckets than its window
+   * holds, with bytes enough behind it: refused before any allocation. */
+  CHECK((unsigned char)good.data[17] < 0x80);
+  tdm__buf inflated = {0};
+  CHECK_INT(tdm__buf_append(&inflated, good.data, 17), TDM_OK);
+  CHECK_INT(tdm__buf_append(&inflated, "\x88\x27", 2), TDM_OK); /* 5000 */
+  CHECK_INT(tdm__buf_append(&inflated, good.data + 18, good.len - 18), TDM_OK);
+  for (int i = 0; i < 15000; i++)
+    CHECK_INT(tdm__buf_append(&inflated, "", 1), TDM_OK);
+  CHECK_INT(tdm__entity_decode(spec, inflated.data, inflated.len, &copy, &err),
+            TDM_EPARSE);
+  CHECK_CONTAINS(err.message, "more than the window holds");
+  tdm__buf_free(&inflated);
   /* Random corruption: either rejected or a state that works. */
   int accepted = 0;
   for (int trial = 0; trial < 3000; trial++) {
