@@ -1072,6 +1072,14 @@ static int parse_listen(const char *text, struct sockaddr_storage *addr,
   return TDM_OK;
 }
 
+/* New connections are closed at once while the server drains: clients
+ * (and load balancers) see a failed connection and go elsewhere. */
+static enum MHD_Result accept_policy(void *cls, const struct sockaddr *addr,
+                                     socklen_t addr_len) {
+  const tdm__server *srv = cls;
+  return atomic_load(&srv->draining) ? MHD_NO : MHD_YES;
+}
+
 int tdm__server_start(const tdm__server_config *config, tdm__repository *repo,
                       tdm__metrics *metrics, tdm__server **out,
                       tdm_error *err) {
@@ -1111,7 +1119,7 @@ int tdm__server_start(const tdm__server_config *config, tdm__repository *repo,
       {MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)(uintptr_t)priorities},
       {MHD_OPTION_END, 0, NULL}};
   srv->daemon = MHD_start_daemon(
-      flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER,
+      flags, 0, accept_policy, srv, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER,
       log_mhd, NULL, MHD_OPTION_SOCK_ADDR,
       (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE, threads,
       MHD_OPTION_CONNECTION_LIMIT, config->max_connections,
@@ -1156,10 +1164,19 @@ const char *tdm__server_address(const tdm__server *server) {
   return server->address;
 }
 
+/*
+ * Draining does not use MHD_quiesce_daemon: with epoll worker threads,
+ * libmicrohttpd 0.9.75 removes the listening socket from each worker's
+ * epoll set both in the caller (MHD_quiesce_daemon) and in the worker
+ * (MHD_epoll), and the caller aborts the process when the worker won
+ * ("Failed to remove listen FD from epoll set", daemon.c:5531). Closing
+ * the returned socket early made the worker's side fail the same way.
+ * Instead the accept policy (accept_policy) closes every connection
+ * accepted once draining is set, and MHD_stop_daemon closes the
+ * listening socket itself, after every worker thread has ended.
+ */
 long tdm__server_drain(tdm__server *srv, unsigned wait_ms) {
   atomic_store(&srv->draining, 1);
-  MHD_socket listener = MHD_quiesce_daemon(srv->daemon);
-  if (listener != MHD_INVALID_SOCKET) close(listener);
   uint64_t give_up = now_ns() + (uint64_t)wait_ms * 1000000u;
   long left;
   while ((left = (long)atomic_load(&srv->metrics->in_flight)) > 0 &&

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 
 import numpy as np
 
@@ -98,6 +99,21 @@ def score_fixtures(library, suffix, count, kinds, out, threads):
 
 def tmpdir():
     return tempfile.mkdtemp(prefix="tandem-it-")
+
+
+def wait_until(condition, what, timeout=60, interval=0.01):
+    """Polls CONDITION (a function) until it returns a true value, which it
+    returns; fails the test with WHAT after TIMEOUT s. The timeout only
+    stops a test that would hang: nothing is asserted about durations."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            fail(f"gave up waiting ({timeout} s) until {what}")
+            return value
+        time.sleep(interval)
 
 
 def finish(name):

@@ -127,3 +127,50 @@ def read_csv_text(path):
         rows = [[c if c != "" else None for c in line.rstrip("\n").split(",")]
                 for line in f if line.strip()]
     return names, rows
+
+
+class HeldRequest:
+    """A request whose last body byte is held back: the server has read
+    its headers (it is in flight) and waits for the rest until finish()
+    sends it. Lets a test keep requests in flight for as long as it needs,
+    whatever the speed of the machine."""
+
+    def __init__(self, server, path, body):
+        import socket
+        if isinstance(body, str):
+            body = body.encode()
+        self.rest = body[-1:]
+        self.sock = socket.create_connection(("127.0.0.1", server.port), timeout=60)
+        self.sock.sendall(
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            "\r\n".encode() + body[:-1])
+
+    def finish(self):
+        """Sends the held byte; returns (status, headers, body text), status
+        0 if the connection ended without an answer."""
+        import http.client
+        try:
+            self.sock.sendall(self.rest)
+            res = http.client.HTTPResponse(self.sock)
+            res.begin()
+            return res.status, dict(res.getheaders()), res.read().decode()
+        except (OSError, http.client.HTTPException):
+            return 0, {}, ""
+        finally:
+            self.sock.close()
+
+
+def metric(server, name):
+    """The value of an unlabelled metric from /metrics (None if absent)."""
+    r = curl(server, "GET", "/metrics")
+    for line in r.body.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
+
+
+def in_flight(server):
+    """Requests in flight, not counting the /metrics request asking."""
+    value = metric(server, "tandem_requests_in_flight")
+    return -1 if value is None else value - 1

@@ -19,8 +19,9 @@ import tempfile
 import threading
 import time
 
-from common import FIXTURES, expect, finish, tmpdir
-from serve_util import Server, curl, infer_body, read_csv_text
+from common import FIXTURES, expect, finish, tmpdir, wait_until
+from serve_util import (HeldRequest, Server, curl, in_flight, infer_body, metric,
+                        read_csv_text)
 
 XGB = os.path.join(FIXTURES, "xgboost", "credit_data_binary.model.json")
 LGB = os.path.join(FIXTURES, "lightgbm", "credit_data_binary.model.txt")
@@ -29,30 +30,18 @@ names, rows = read_csv_text(os.path.join(FIXTURES, "xgboost",
 ONE = infer_body(rows[:1])
 
 
-def slow_curl(server, body, seconds, results, key):
-    """Posts body at a rate that takes about `seconds`; stores the answer."""
-    rate = max(1, int(len(body) / seconds))
-    results[key] = curl(server, "POST", "/v2/models/m/infer", body,
-                        extra=["--limit-rate", str(rate)])
-
-
 # ---- overload ----
 with Server("--model", f"m={XGB}", "--max-in-flight", "4") as s:
     body = infer_body(rows[:30])
-    results, threads = {}, []
-    for i in range(4):
-        t = threading.Thread(target=slow_curl, args=(s, body, 2.0, results, i))
-        t.start()
-        threads.append(t)
-    time.sleep(0.7)  # the four slow uploads are in flight
+    held = [HeldRequest(s, "/v2/models/m/infer", body) for _ in range(4)]
+    wait_until(lambda: in_flight(s) >= 4, "the four held requests are in flight")
     r = curl(s, "POST", "/v2/models/m/infer", ONE)
     expect(r.status == 503 and "overloaded" in r.body,
            f"request over --max-in-flight: {r}")
     expect(r.headers.get("retry-after") == "1", f"503 has Retry-After: {r.headers}")
-    for t in threads:
-        t.join()
-    expect(all(results[i].status == 200 for i in range(4)),
-           f"admitted slow requests: {[results[i].status for i in range(4)]}")
+    answers = [h.finish() for h in held]
+    expect(all(a[0] == 200 for a in answers),
+           f"admitted held requests: {[a[0] for a in answers]}")
     r = curl(s, "POST", "/v2/models/m/infer", ONE)
     expect(r.status == 200, f"after the overload: {r}")
     metrics = curl(s, "GET", "/metrics").body
@@ -62,23 +51,20 @@ with Server("--model", f"m={XGB}", "--max-in-flight", "4") as s:
            "503 counted for the model")
     print("ok overload: 503 + Retry-After past 4 in flight; admitted ones answered")
 
-# Request bodies held at once stay under --max-buffered: of two slow
-# 3 kB uploads with a 4 kB budget, one is answered 503.
+# Request bodies held at once stay under --max-buffered: with a 4 kB
+# budget and one 3 kB body held (all but its last byte read), a second
+# 3 kB upload is answered 503; the first still completes.
 with Server("--model", f"m={XGB}", "--max-buffered", "4k") as s:
     body = infer_body(rows[:72])
     expect(3000 < len(body) < 4096, f"body of {len(body)} bytes")
-    results, threads = {}, []
-    for i in range(2):
-        t = threading.Thread(target=slow_curl, args=(s, body, 1.5, results, i))
-        t.start()
-        threads.append(t)
-    for t in threads:
-        t.join()
-    statuses = sorted(results[i].status for i in range(2))
-    budget_ok = expect(statuses == [200, 503],
-                       f"two uploads over the budget: {statuses}")
-    expect(any("bytes held" in results[i].body for i in range(2)),
-           f"503 says why: {[results[i].body for i in range(2)]}")
+    first_held = HeldRequest(s, "/v2/models/m/infer", body)
+    wait_until(lambda: (metric(s, "tandem_request_bytes_buffered") or 0) >= len(body) - 1,
+               "the first body is buffered")
+    second = HeldRequest(s, "/v2/models/m/infer", body).finish()
+    first = first_held.finish()
+    budget_ok = expect(first[0] == 200 and second[0] == 503,
+                       f"two uploads over the budget: {first[0]}, {second[0]}")
+    expect("bytes held" in second[2], f"503 says why: {second[2]}")
     metrics = curl(s, "GET", "/metrics").body
     expect("tandem_request_bytes_buffered 0" in metrics, "buffered gauge back to 0")
     if budget_ok:
@@ -150,22 +136,23 @@ with Server("--model-repo", repo, "--model", f"s={single}") as s:
               "API load, SIGHUP, file replaced, broken version refused")
 
 # ---- drain ----
+# A request held in flight (its last body byte not yet sent) when SIGTERM
+# arrives: the server stops taking connections, still answers a request on
+# a connection opened before (with Connection: close), answers the held
+# request once it completes, and exits 0. Every step waits for what it
+# needs; none assumes how fast the machine is.
 s = Server("--model", f"m={XGB}")
-results = {}
 body = infer_body(rows[:30])
-keep_alive = http.client.HTTPConnection("127.0.0.1", s.port, timeout=10)
+keep_alive = http.client.HTTPConnection("127.0.0.1", s.port, timeout=30)
 keep_alive.request("POST", "/v2/models/m/infer", ONE)
 first = keep_alive.getresponse()
 first.read()
-t = threading.Thread(target=slow_curl, args=(s, body, 1.5, results, "slow"))
-t.start()
-time.sleep(0.4)
-started = time.time()
+held = HeldRequest(s, "/v2/models/m/infer", body)
+wait_until(lambda: in_flight(s) >= 1, "the held request is in flight")
 s.signal(signal.SIGTERM)
-time.sleep(0.2)
-refused = curl(s, "GET", "/v2/health/live")
-# A request on a connection opened before SIGTERM is still answered, and
-# the client is told to close the connection.
+# New connections fail once the server drains (closed at once).
+refused = wait_until(lambda: (lambda r: r if r.status == 0 else None)(
+    curl(s, "GET", "/v2/health/live")), "new connections fail while draining")
 keep_alive.request("POST", "/v2/models/m/infer", ONE)
 second = keep_alive.getresponse()
 second.read()
@@ -173,28 +160,54 @@ expect(first.status == 200 and second.status == 200
        and second.getheader("Connection") == "close",
        f"keep-alive request while draining: {second.status} "
        f"{second.getheaders()}")
-t.join()
-rc = s.proc.wait(15)
-elapsed = time.time() - started
-expect(results["slow"].status == 200, f"request in flight at SIGTERM: {results['slow']}")
-expect(refused.status == 0, f"a new connection after SIGTERM was answered: {refused}")
-expect(rc == 0, f"exit status after drain: {rc}")
-expect(elapsed < 5, f"drain took {elapsed:.1f} s")
-print(f"ok drain: in-flight request answered, new connections refused, "
-      f"exit 0 after {elapsed:.2f} s")
+expect(s.proc.poll() is None, "the server exited with a request in flight")
+status, _, answer = held.finish()
+rc = s.proc.wait(60)
+expect(status == 200 and '"outputs"' in answer,
+       f"request in flight at SIGTERM: {status} {answer[:200]}")
+expect(rc == 0, f"exit status after drain: {rc}\n{s.stderr()[-2000:]}")
+print("ok drain: in-flight request answered, new connections refused, exit 0")
 
+# --drain-ms bounds the wait: a request that never completes is given up.
 s = Server("--model", f"m={XGB}", "--drain-ms", "300")
-results = {}
-t = threading.Thread(target=slow_curl, args=(s, body, 4.0, results, "slow"))
-t.start()
-time.sleep(0.4)
-started = time.time()
+held = HeldRequest(s, "/v2/models/m/infer", body)
+wait_until(lambda: in_flight(s) >= 1, "the held request is in flight")
 s.signal(signal.SIGTERM)
-rc = s.proc.wait(15)
-elapsed = time.time() - started
-t.join()
-expect(rc == 0 and elapsed < 2, f"bounded drain: exit {rc} after {elapsed:.1f} s")
+rc = s.proc.wait(60)
+expect(rc == 0, f"bounded drain: exit {rc}")
 expect("1 requests unanswered" in s.stderr(), f"drain log: {s.stderr()}")
-print(f"ok bounded drain: exit 0 after {elapsed:.2f} s with --drain-ms 300")
+held.sock.close()
+print("ok bounded drain: exit 0 with --drain-ms 300 and a request unanswered")
+
+# SIGTERM while clients connect and disconnect: libmicrohttpd's threads
+# must not race the drain (MHD_quiesce_daemon could abort the process with
+# "Failed to remove listen FD from epoll set"; about 1 in 40 such stops
+# did before the drain stopped using it).
+aborted = []
+for cycle in range(40):
+    s = Server("--model", f"m={XGB}")
+    stop = threading.Event()
+
+    def hammer(port=s.port):
+        import socket
+        while not stop.is_set():
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+                    c.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+                    c.recv(256)
+            except OSError:
+                pass
+
+    clients = [threading.Thread(target=hammer) for _ in range(4)]
+    for t in clients:
+        t.start()
+    rc = s.stop(timeout=60)
+    stop.set()
+    for t in clients:
+        t.join()
+    if rc != 0:
+        aborted.append(f"cycle {cycle}: exit {rc}: {s.stderr()[-400:]}")
+expect(not aborted, "SIGTERM under connection churn: " + "; ".join(aborted))
+print(f"ok 40 stops under connection churn: {40 - len(aborted)} exited 0")
 
 finish("test_serve_operations")
