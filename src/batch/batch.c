@@ -159,13 +159,6 @@ static void join_workers(crew *c, int n) {
     if (c->started[t]) pthread_join(c->threads[t], NULL);
 }
 
-static void utc_now(char buf[32]) {
-  time_t t = time(NULL);
-  struct tm tm;
-  gmtime_r(&t, &tm);
-  strftime(buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
 static int write_manifest(const tdm__batch_options *opt,
                           const tdm__pipeline *p, const tdm__batch_stats *st,
                           const char *pipeline_hex, const char *in_hex,
@@ -175,8 +168,9 @@ static int write_manifest(const tdm__batch_options *opt,
   memset(&info, 0, sizeof info);
   if (tdm__pipeline_model(p) != NULL)
     tdm_model_get_info(tdm__pipeline_model(p), &info);
-  char finished[32];
-  utc_now(finished);
+  char started[32], finished[32];
+  tdm__utc_text(st->started_ms, started);
+  tdm__utc_text(tdm__now_ms(), finished);
   tdm__buf b = {0};
   int rc = tdm__buf_printf(&b,
                            "{\n  \"tandem_version\": \"%s\",\n  \"command\": "
@@ -226,11 +220,12 @@ static int write_manifest(const tdm__batch_options *opt,
                          "],\n  \"flags\": {\"threads\": %d, "
                          "\"strict\": %s, \"explain\": %s, "
                          "\"features_only\": %s},\n"
+                         "  \"started_at\": \"%s\",\n"
                          "  \"finished_at\": \"%s\",\n  \"seconds\": %.6f,\n"
                          "  \"events_per_second\": %.0f\n}\n",
                          st->threads, opt->strict ? "true" : "false",
                          opt->explain ? "true" : "false",
-                         opt->features_only ? "true" : "false", finished,
+                         opt->features_only ? "true" : "false", started, finished,
                          st->seconds,
                          st->seconds > 0 ? (double)st->events / st->seconds : 0.0);
   char path[4096];
@@ -354,6 +349,7 @@ static int process_all(run *r, tdm__batch_stats *st, tdm_error *err) {
     for (int t = 0; t < r->threads; t++)
       if (r->workers[t].failed) rc = tdm__fail(err, TDM_ENOMEM, "out of memory");
     if (rc == TDM_OK) rc = write_chunk(r, current, st, err);
+    if (rc == TDM_OK) tdm__crash_point("batch-chunk-written");
     st->events += current->count;
     if (rc == TDM_OK && next->more < 0) {
       *err = read_err;
@@ -545,6 +541,7 @@ int tdm__batch_run(const tdm__batch_options *opt, tdm__batch_stats *stats,
   struct timespec start, end;
   clock_gettime(CLOCK_MONOTONIC, &start);
   memset(stats, 0, sizeof *stats);
+  stats->started_ms = tdm__now_ms();
   tdm__keep_heap(); /* chunk arenas are freed and made again per chunk */
   run r;
   memset(&r, 0, sizeof r);
@@ -561,6 +558,7 @@ int tdm__batch_run(const tdm__batch_options *opt, tdm__batch_stats *stats,
     rc = tdm__state_dir_save(opt->save_state, tdm__pipeline_spec(r.p)->name,
                              maps, (size_t)r.threads, err);
     state_saved = rc == TDM_OK;
+    if (state_saved) tdm__crash_point("batch-state-saved");
   }
   char pipeline_hex[65] = "", in_hex[65] = "", out_hex[65] = "";
   if (rc == TDM_OK) {
@@ -575,11 +573,17 @@ int tdm__batch_run(const tdm__batch_options *opt, tdm__batch_stats *stats,
     tdm__sha256 copy = r.out_hash;
     tdm__sha256_final_hex(&copy, out_hex);
   }
-  if (rc == TDM_OK && opt->num_materialize > 0)
+  if (rc == TDM_OK && opt->num_materialize > 0) {
     rc = materialize(&r, pipeline_hex, stats, err);
-  /* Both files complete before either is renamed into place. */
-  if (rc == TDM_OK && r.rejects_open) rc = tdm__atomic_finish(&r.rejects, err);
+    if (rc == TDM_OK) tdm__crash_point("batch-table-committed");
+  }
+  if (rc == TDM_OK && r.rejects_open) {
+    rc = tdm__atomic_finish(&r.rejects, err);
+    if (rc == TDM_OK) tdm__crash_point("batch-rejects-finished");
+  }
+  /* Both files complete (above) before either is renamed into place. */
   if (rc == TDM_OK) rc = tdm__atomic_commit(&r.out, err);
+  if (rc == TDM_OK) tdm__crash_point("batch-output-renamed");
   if (rc == TDM_OK) {
     r.out_open = 0;
     if (r.rejects_open) {
@@ -596,12 +600,14 @@ int tdm__batch_run(const tdm__batch_options *opt, tdm__batch_stats *stats,
   if (rc == TDM_OK)
     rc = write_manifest(opt, r.p, stats, pipeline_hex, in_hex, out_hex,
                         r.rejects_path, err);
+  if (rc == TDM_OK) tdm__crash_point("batch-manifest-written");
   /* The state directory last: it appears only beside a finished run's
    * outputs (a rerun refuses an existing one). */
   if (opt->save_state != NULL && state_saved) {
-    if (rc == TDM_OK)
+    if (rc == TDM_OK) {
       rc = tdm__state_dir_publish(opt->save_state, err);
-    else
+      if (rc == TDM_OK) tdm__crash_point("batch-state-published");
+    } else
       tdm__state_dir_discard(opt->save_state);
   }
   teardown(&r);

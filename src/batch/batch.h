@@ -42,6 +42,7 @@ typedef struct tdm__batch_stats {
   tdm__batch_materialized materialized[16];
   size_t num_materialized;
   int threads;
+  int64_t started_ms; /* wall clock at the start (the manifest's started_at) */
   double seconds;
 } tdm__batch_stats;
 

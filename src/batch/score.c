@@ -883,12 +883,6 @@ static void progress_show(progress *p, size_t rows, size_t offset, int final) {
   if (final) fputc('\n', stderr);
 }
 
-static void utc_time(time_t t, char buf[32]) {
-  struct tm tm;
-  gmtime_r(&t, &tm);
-  strftime(buf, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
 /*
  * OUT.manifest.json: what went in, what came out, and how: SHA-256 of the
  * model (its version), the input and the output; rows and columns; flags;
@@ -896,13 +890,13 @@ static void utc_time(time_t t, char buf[32]) {
  */
 static int write_manifest(const tdm__score_options *opt, const tdm_model *model,
                           const tdm__score_stats *stats, const char *in_hex,
-                          const char *out_hex, size_t width, time_t started_at,
+                          const char *out_hex, size_t width, int64_t started_ms,
                           tdm_error *err) {
   tdm_model_info info;
   tdm_model_get_info(model, &info);
   char started[32], finished[32];
-  utc_time(started_at, started);
-  utc_time(time(NULL), finished);
+  tdm__utc_text(started_ms, started);
+  tdm__utc_text(tdm__now_ms(), finished);
   tdm__buf b = {0};
   int rc =
       tdm__buf_printf(&b,
@@ -1011,7 +1005,7 @@ int tdm__score_run(const tdm__score_options *opt, tdm__score_stats *stats,
   tdm__sha256 in_hash, out_hash;
   tdm__sha256_init(&in_hash);
   tdm__sha256_init(&out_hash);
-  time_t started_at = time(NULL);
+  int64_t started_ms = tdm__now_ms();
   stats->threads = threads;
   int rc = TDM_OK;
   if (opt->num_keep > TDM__MAX_KEEP) {
@@ -1172,7 +1166,7 @@ int tdm__score_run(const tdm__score_options *opt, tdm__score_stats *stats,
     tdm__sha256_final_hex(&in_hash, in_hex);
     tdm__sha256_final_hex(&out_hash, out_hex);
     rc = write_manifest(opt, model, stats, in_hex, out_hex, sc.width,
-                        started_at, err);
+                        started_ms, err);
   }
   if (rc == TDM_OK) {
     rc = tdm__atomic_commit(&out, err);

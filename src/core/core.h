@@ -146,4 +146,21 @@ int tdm__write_file_atomic(const char *path, const void *data, size_t len,
  */
 void tdm__atomic_abort_all_from_signal(void);
 
+/* ---- wall clock and crash points (clock.c) ---- */
+
+/* The wall clock in milliseconds since the Unix epoch. */
+int64_t tdm__now_ms(void);
+
+/* ms as RFC 3339 UTC with milliseconds: 2026-12-07T00:36:12.123Z. */
+void tdm__utc_text(int64_t ms, char buf[32]);
+
+/*
+ * A crash point for tests: when the environment variable TANDEM_CRASH_AT
+ * is NAME (or NAME:N, the N-th time this point is reached, counting from
+ * 1), the process kills itself here with SIGKILL, exactly as `kill -9`
+ * would, so that tests can stop a run at a chosen step whatever the speed
+ * of the machine. Without the variable it costs one branch.
+ */
+void tdm__crash_point(const char *name);
+
 #endif /* TDM_CORE_H */

@@ -329,9 +329,9 @@ static const char insert_sql[] =
     " tables, manifest_path, manifest, recorded_at) "
     "SELECT ?1, json_extract(m, '$.command'),"
     " coalesce(json_extract(m, '$.started_at'),"
-    "  strftime('%Y-%m-%dT%H:%M:%SZ', json_extract(m, '$.finished_at'),"
+    "  strftime('%Y-%m-%dT%H:%M:%fZ', json_extract(m, '$.finished_at'),"
     "   printf('-%f seconds', coalesce(json_extract(m, '$.seconds'), 0))),"
-    "  strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),"
+    "  strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),"
     " json_extract(m, '$.finished_at'), json_extract(m, '$.seconds'),"
     " json_extract(m, '$.tandem_version'),"
     " ?3, json_extract(m, '$.pipeline.sha256'),"
@@ -536,11 +536,16 @@ int tdm__registry_list(tdm__registry *registry, const tdm__run_filter *filter,
   }
   if (rc == TDM_OK && filter->since) {
     values[n++] = filter->since;
-    rc = tdm__buf_printf(&sql, " AND started_at >= ?%d", n);
+    rc = tdm__buf_printf(&sql, " AND julianday(started_at) >= julianday(?%d)",
+                         n);
   }
-  /* rowid breaks ties between runs started in the same second. */
+  /* Start times are compared as times, not as text: manifests write
+   * milliseconds ("...:05.250Z"), older ones whole seconds ("...:05Z"),
+   * and as text "05Z" sorts after "05.250Z". rowid (the order runs were
+   * recorded) breaks what is still a tie. */
   if (rc == TDM_OK)
-    rc = tdm__buf_printf(&sql, " ORDER BY started_at DESC, rowid DESC");
+    rc = tdm__buf_printf(&sql,
+                         " ORDER BY julianday(started_at) DESC, rowid DESC");
   if (rc == TDM_OK && filter->limit > 0)
     rc = tdm__buf_printf(&sql, " LIMIT %zu", filter->limit);
   if (rc != TDM_OK) {

@@ -155,6 +155,38 @@ proc = tandem("runs", "--registry", REG, "--command", "serve")
 expect(proc.returncode == 2, "runs --command serve is a usage error")
 print("ok tandem runs: newest first, filters, JSON and table")
 
+# Runs started within the same second list in the order they started:
+# start times have milliseconds (a batch run's used to be derived from
+# its whole-second finish, which could put it before the run before it).
+REG_FAST = os.path.join(out, "fast", "registry.db")
+small_events = write_csv(os.path.join(fraud, "small.csv"), FRAUD_COLUMNS,
+                         fraud_events(11, 50))
+started = []
+for i in range(8):
+    if i % 2 == 0:
+        proc = tandem("score", "--model", model, "--in", data, "--out",
+                      os.path.join(out, f"fast{i}.csv"), "--registry", REG_FAST)
+        started.append(run_id(proc, "score"))
+    else:
+        proc = tandem("batch", pipe_a, "--in", small_events, "--out",
+                      os.path.join(out, f"fast{i}.csv"), "--registry", REG_FAST)
+        started.append(run_id(proc, "batch"))
+    expect(proc.returncode == 0 and started[-1], f"fast run {i}: {proc.stderr}")
+proc = tandem("runs", "--registry", REG_FAST, "--json")
+fast = [json.loads(line) for line in proc.stdout.splitlines()]
+expect([x["id"] for x in fast] == started[::-1],
+       f"8 quick runs newest first: {[x['id'] for x in fast]}, started {started}")
+stamps = [x["started_at"] for x in fast[::-1]]
+expect(all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", t)
+           for t in stamps), f"started_at with milliseconds: {stamps}")
+expect(stamps == sorted(stamps), f"start times in run order: {stamps}")
+proc = tandem("runs", "--registry", REG_FAST, "--json", "--limit", "1")
+expect([json.loads(line)["id"] for line in proc.stdout.splitlines()] ==
+       started[-1:], f"--limit 1 of quick runs: {proc.stdout}")
+same_second = len(stamps) - len({t[:19] for t in stamps})
+print(f"ok 8 quick runs list newest first ({same_second} started in a second "
+      "already used by another)")
+
 
 # ---- tandem compare ----
 def psi(a, b, eps=1e-4):
