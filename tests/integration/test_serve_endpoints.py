@@ -13,7 +13,7 @@ import tempfile
 import time
 import urllib.request
 
-from common import FIXTURES, expect, finish, tmpdir
+from common import FIXTURES, expect, finish, tmpdir, wait_until
 from serve_util import Server, curl, infer_body, read_csv_text
 
 MODEL = os.path.join(FIXTURES, "xgboost", "credit_data_binary.model.json")
@@ -224,7 +224,7 @@ with Server("--model-repo", repo, "--model", f"single={MODEL}",
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         found, health = None, None
         query = urllib.request.quote('tandem_requests_total{model="credit",code="200"}')
-        for _ in range(60):
+        for _ in range(600):  # polled until found; gives up after 5 minutes
             time.sleep(0.5)
             try:
                 with urllib.request.urlopen(
@@ -285,7 +285,8 @@ else:
     srv = subprocess.Popen([os.environ.get("TANDEM", "build/tandem"), "serve",
                             "--model", f"m={MODEL}", "--listen", f"0.0.0.0:{port}"],
                            stderr=subprocess.DEVNULL)
-    time.sleep(0.5)
+    wait_until(lambda: curl(f"http://127.0.0.1:{port}", "GET", "/v2/health/live").status
+               == 200 or srv.poll() is not None, "the server on 0.0.0.0 answers")
     outside = f"http://{ip}:{port}"
     check(curl(outside, "POST", "/v2/repository/index"), 403, "index from outside",
           "loopback")

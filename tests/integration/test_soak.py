@@ -33,7 +33,7 @@ import threading
 import time
 import urllib.request
 
-from common import ROOT, TANDEM, expect, finish, tmpdir
+from common import ROOT, TANDEM, expect, finish, tmpdir, wait_until
 from pipeline_util import tandem, write
 from serve_util import Server
 
@@ -180,8 +180,14 @@ with Server(PIPELINE, "--store", store, "--state", state, "--threads", "2") as s
     stopping.set()
     for w in workers:
         w.join()
-    time.sleep(1.5)
-    version_after = table_version(server.url)
+    # The server notices a new table version on its next read of the
+    # store: poll until the last refresh is visible (or give up).
+    version_after = wait_until(
+        lambda: (lambda v: v if v is not None and version_before is not None and
+                 v >= version_before + len(refreshes) - 1 else None)(
+            table_version(server.url)),
+        "the server reads the last refreshed table version") or \
+        table_version(server.url)
 
 print("soak:", json.dumps(result), flush=True)
 expect(result.get("other") == 0 and result.get("errors") == 0 and result.get("ok", 0) > 0,
