@@ -104,7 +104,7 @@ class Prober(threading.Thread):
         status = 0
         try:
             if fresh or self.kept is None:
-                conn = http.client.HTTPConnection(self.host, int(self.port), timeout=5)
+                conn = http.client.HTTPConnection(self.host, int(self.port), timeout=30)
             else:
                 conn = self.kept
             conn.request("POST", path, body, {"Content-Type": "application/json"})
@@ -142,7 +142,7 @@ def rss_mb(pid):
 
 def metric(server, name):
     conn = http.client.HTTPConnection(server.address.rsplit(":", 1)[0],
-                                      server.port, timeout=5)
+                                      server.port, timeout=30)
     conn.request("GET", "/metrics")
     text = conn.getresponse().read().decode()
     conn.close()
@@ -185,7 +185,7 @@ def check_phase(server, prober, phase, baseline_rss):
 # ---------------------------------------------------------------- raw sockets
 def connect(server):
     s = socket.create_connection((server.address.rsplit(":", 1)[0], server.port),
-                                 timeout=5)
+                                 timeout=30)
     return s
 
 
