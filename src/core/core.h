@@ -88,6 +88,10 @@ void tdm__buf_free(tdm__buf *b);
  */
 int tdm__parse_double(const char *text, size_t len, double *out);
 
+/* The wall clock (CLOCK_REALTIME) in epoch milliseconds: the runners'
+ * clock for state.max_future. */
+int64_t tdm__wall_clock_ms(void);
+
 /* ---- SHA-256 (FIPS 180-4) ---- */
 
 /* Room for OpenSSL's SHA256_CTX (sha256.c checks the size). */
