@@ -1296,6 +1296,18 @@ int tdm__pipeline_process(const tdm__pipeline *p, tdm__state_map *map,
   if (find_entry(map, &r->entity, &e) != TDM_OK)
     return tdm__fail(err, TDM_ENOMEM, "out of memory");
   e->idle_rounds = 0;
+  if (r->id.data != NULL) {
+    const seen_id *seen = find_id(p, e, &r->id);
+    if (seen != NULL) {
+      r->duplicate = 1;
+      r->numbers = seen->numbers;
+      r->decision = seen->decision;
+      r->score = seen->numbers[p->score_slot];
+      return TDM_OK;
+    }
+  }
+  /* Checked after the duplicates: an id still remembered answers as the
+   * duplicate it is, whatever its time. */
   int64_t newest = tdm__entity_max_time(e->entity);
   if (p->id_field != NONE && !p->spec->late_apply && newest != INT64_MIN &&
       newest - r->time_ms > p->spec->dedupe_ms) {
@@ -1309,16 +1321,6 @@ int tdm__pipeline_process(const tdm__pipeline *p, tdm__state_map *map,
                      "applies it)",
                      p->spec->time, at, (long long)(p->spec->dedupe_ms / 1000),
                      last);
-  }
-  if (r->id.data != NULL) {
-    const seen_id *seen = find_id(p, e, &r->id);
-    if (seen != NULL) {
-      r->duplicate = 1;
-      r->numbers = seen->numbers;
-      r->decision = seen->decision;
-      r->score = seen->numbers[p->score_slot];
-      return TDM_OK;
-    }
   }
   double *numbers = r->number_store;
   tdm__expr_values values = {numbers, r->string_store, r->time_ms};

@@ -378,7 +378,7 @@ int tdm__live_open(const char *pipeline_path, const char *state_dir,
   for (int i = 0; i < NUM_SHARDS; i++) pthread_mutex_init(&live->shards[i].lock, NULL);
   int rc = tdm__pipeline_load(pipeline_path, 0, &live->p, err);
   if (rc == TDM_OK)
-    rc = tdm__pipeline_open_tables(live->p, store, TDM__LOOKUP_NEWEST, err);
+    rc = tdm__pipeline_open_tables(live->p, store, TDM__LOOKUP_FOLLOW, err);
   if (rc == TDM_OK)
     rc = tdm__scheduler_start(pipeline_path, tdm__pipeline_spec(live->p),
                               store, &live->scheduler, err);

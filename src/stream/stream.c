@@ -995,7 +995,7 @@ int tdm__stream_run(const tdm__stream_options *opt, tdm_error *err) {
   tdm__keep_heap(); /* per-message buffers are freed and made again */
   int rc = tdm__pipeline_load(opt->pipeline_path, 0, &s->p, err);
   if (rc == TDM_OK)
-    rc = tdm__pipeline_open_tables(s->p, opt->store, TDM__LOOKUP_NEWEST, err);
+    rc = tdm__pipeline_open_tables(s->p, opt->store, TDM__LOOKUP_FOLLOW, err);
   if (rc == TDM_OK) {
     s->spec = tdm__pipeline_spec(s->p);
     if (tdm__result_init(s->p, &s->result) != TDM_OK)
