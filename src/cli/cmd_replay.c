@@ -69,18 +69,16 @@ static size_t collect(char *data, size_t size, size_t n, void *arg) {
 static int expect(replay *r, const tdm__event_record *rec) {
   tdm__event ev = {rec->fields};
   tdm_error err;
+  /* The live side measures state.max_future from its wall clock. */
+  tdm__state_map_set_clock(r->map, tdm__wall_clock_ms());
   int rc = rec->problem ? TDM_EPARSE
                         : tdm__pipeline_process(r->p, r->map, &ev, &r->result,
                                                 &err);
   if (rc == TDM_OK)
     return tdm__pipeline_json(r->p, &ev, &r->result, 1, &r->expected);
   if (rc == TDM_ENOMEM) return rc;
-  rc = tdm__buf_append(&r->expected, "{\"error\":", 9);
-  if (rc == TDM_OK)
-    rc = tdm__json_append_string(&r->expected,
-                                 rec->problem ? rec->problem : err.message);
-  if (rc == TDM_OK) rc = tdm__buf_append(&r->expected, "}", 1);
-  return rc;
+  return tdm__pipeline_error_json(rc, rec->problem ? rec->problem : err.message,
+                                  &r->expected);
 }
 
 /* Sends the pending events and compares the answer. */

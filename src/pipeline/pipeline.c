@@ -1385,6 +1385,16 @@ const char *tdm__pipeline_reject_reason(int status) {
   }
 }
 
+int tdm__pipeline_error_json(int status, const char *message, tdm__buf *out) {
+  int rc = tdm__buf_append(out, "{\"error\":", 9);
+  if (rc == TDM_OK) rc = tdm__json_append_string(out, message);
+  if (rc == TDM_OK && (status == TDM_ETOOLATE || status == TDM_EFUTURE))
+    rc = tdm__buf_printf(out, ",\"reason\":\"%s\"",
+                         tdm__pipeline_reject_reason(status));
+  if (rc == TDM_OK) rc = tdm__buf_append(out, "}", 1);
+  return rc;
+}
+
 /* ---- formatting ---- */
 
 /* Writes the integer r with `decimals` digits after a point. */

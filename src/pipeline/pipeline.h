@@ -215,6 +215,10 @@ int tdm__pipeline_fallback(const tdm__pipeline *p, const tdm__event *ev,
 /* The reason word of a rejected event's status, as rejects, live errors
  * and dead letters write it: "too_late", "future", or "invalid". */
 const char *tdm__pipeline_reject_reason(int status);
+/* A rejected event's answer as the live endpoint gives it (and replay
+ * expects it): {"error": message}, with "reason" for an event refused by
+ * the time rules (too_late, future), which a client may handle apart. */
+int tdm__pipeline_error_json(int status, const char *message, tdm__buf *out);
 
 /* ---- results as text: the one place outputs are formatted ---- */
 

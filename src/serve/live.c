@@ -465,18 +465,6 @@ tdm__drift *tdm__live_drift(const tdm__live *live) { return live->drift; }
 
 /* ---- events ---- */
 
-/* {"error": message}, with "reason" for an event refused by the time
- * rules (too_late, future), which a client may handle apart. */
-static void error_body(tdm__buf *out, int status, const char *message) {
-  tdm__buf_append(out, "{\"error\":", 9);
-  tdm__json_append_string(out, message);
-  if (status == TDM_ETOOLATE || status == TDM_EFUTURE) {
-    tdm__buf_append(out, ",\"reason\":", 10);
-    tdm__json_append_string(out, tdm__pipeline_reject_reason(status));
-  }
-  tdm__buf_append(out, "}", 1);
-}
-
 /* One event: processed under its shard's lock, its result appended to
  * out. *gen is raised to the generation its state update joined. */
 /* A request's event: its fields (pointing into doc; fields has room for
@@ -603,9 +591,10 @@ static int one_event(tdm__live *live, const tdm__json_doc *doc,
 void tdm__live_durability_failed(tdm__buf *out, unsigned *status) {
   out->len = 0;
   *status = 500;
-  error_body(out, TDM_EIO,
-             "the state could not be written to disk; the events may not be "
-             "applied after a restart");
+  tdm__pipeline_error_json(TDM_EIO,
+                           "the state could not be written to disk; the "
+                           "events may not be applied after a restart",
+                           out);
 }
 
 int tdm__live_when_durable(tdm__live *live, uint64_t gen,
@@ -655,7 +644,7 @@ void tdm__live_events_async(tdm__live *live, const char *body, size_t len,
   *status = 200;
   if (tdm__json_parse(&doc, body, len, "request", 0, &err) != TDM_OK) {
     *status = err.status == TDM_ENOMEM ? 500 : 400;
-    error_body(out, err.status, err.message);
+    tdm__pipeline_error_json(err.status, err.message, out);
     return;
   }
   uint64_t gen = 0;
@@ -672,7 +661,7 @@ void tdm__live_events_async(tdm__live *live, const char *body, size_t len,
       atomic_fetch_add(&live->events, 1);
       if (rc != TDM_OK) {
         out->len = mark;
-        error_body(out, rc, err.message);
+        tdm__pipeline_error_json(rc, err.message, out);
         atomic_fetch_add(&live->rejected, 1);
         if (rc == TDM_ENOMEM) *status = 500;
       }
@@ -690,7 +679,7 @@ void tdm__live_events_async(tdm__live *live, const char *body, size_t len,
                 : rc == TDM_EINVAL && fall_back     ? 504
                 : rc == TDM_ETOOLATE || rc == TDM_EFUTURE ? 422
                                                     : 400;
-      error_body(out, rc, err.message);
+      tdm__pipeline_error_json(rc, err.message, out);
     }
   }
   tdm__json_doc_free(&doc);

@@ -21,7 +21,7 @@ Checked against it, with the same answer for every event:
 - `tandem batch` with 1, 2 and 3 threads (the same bytes), rejects with
   their reason words;
 - `tandem serve` (no state) with the events sent in order, in requests of
-  1 to 8 events;
+  1 to 8 events, and `tandem replay` of them against a fresh server;
 - `tandem serve --state` SIGKILLed at 3 random points of the stream and
   restarted, paced for a while so that idle cards leave memory and are
   loaded back from LMDB; at the end 300 acknowledged events are sent
@@ -352,6 +352,13 @@ if batch is not None:
             live += res
     same_answers("serve in order", live, batch)
     print(f"serve: {len(live)} events in order equal batch", flush=True)
+
+# tandem replay: its batch side against a fresh server, rejections included
+with Server(pipeline) as server:
+    r = tandem("replay", pipeline, "--in", os.path.join(out, "all.csv"),
+               "--url", server.url)
+    expect(r.returncode == 0, f"replay: {r.stdout[-1500:]} {r.stderr[-500:]}")
+print("replay: 0 differences", flush=True)
 
 # serve --state, SIGKILLed at 3 random points and restarted
 if batch is not None:
