@@ -27,6 +27,11 @@ Checked against it, with the same answer for every event:
   loaded back from LMDB; at the end 300 acknowledged events are sent
   again and answer as their duplicates (or too_late once their card moved
   more than dedupe past them, as the reference says);
+- `tandem stream` on librdkafka's mock cluster (kcat produces the events
+  keyed by card and reads the results): per card, its outputs are batch's
+  answers in order (without the duplicate flag, as the stream writes
+  them), and each rejected event is a dead letter whose error starts with
+  its reason (too_late:, future:);
 - isolation: each of 8 sampled cards' events run alone, and all events
   ordered card by card, answer exactly as in the mixed stream.
 
@@ -36,10 +41,13 @@ import json
 import os
 import random
 import signal
+import subprocess
 import time
 
-from common import expect, fail, finish, tmpdir
-from pipeline_util import fmt_time, make_model, read_jsonl, tandem, write, write_csv
+from common import TANDEM, expect, fail, finish, tmpdir
+from kafka_util import MockCluster
+from pipeline_util import (fmt_time, make_model, read_jsonl, tandem, write,
+                           write_csv, write_jsonl)
 from serve_util import Server, curl
 
 S, MIN, H, DAY = 1000, 60_000, 3_600_000, 86_400_000
@@ -401,5 +409,60 @@ if batch is not None:
     print(f"serve --state: {len(live)} events across 3 kills equal batch; "
           f"{resend_outcomes.count('duplicate')} acknowledged events came back "
           "as duplicates", flush=True)
+
+# tandem stream: per card, batch's answers in order; rejections as dead letters
+if batch is not None:
+    plain = os.path.join(out, "plain.jsonl")
+    r = tandem("batch", pipeline, "--in", os.path.join(out, "all.csv"), "--out",
+               plain, "--now", fmt_time(CLOCK))
+    expect(r.returncode == 0, f"batch without --explain: {r.stderr}")
+    lines = iter(open(plain).read().splitlines())
+    flag = ',"duplicate":true}'
+    want, reasons = {}, {}
+    for ev, (how, value) in zip(events, batch):
+        if how == "answer":
+            line = next(lines)
+            line = line[:-len(flag)] + "}" if line.endswith(flag) else line
+            want.setdefault(ev["card"], []).append(line)
+        else:
+            reason = value.get("reason")
+            reasons[reason] = reasons.get(reason, 0) + 1
+    payloads = open(write_jsonl(os.path.join(out, "all.jsonl"), COLUMNS, events,
+                                numbers=("amount",))).read().splitlines()
+    with MockCluster(["tin:3", "tout:3", "tdlq:1"]) as cluster:
+        cluster.produce("tin", [(ev.get("card") or "", p)
+                                for ev, p in zip(events, payloads)])
+        log = open(os.path.join(out, "stream.log"), "w")
+        stream = subprocess.Popen(
+            [TANDEM, "stream", pipeline, "--brokers", cluster.brokers,
+             "--input", "tin", "--output", "tout", "--dead-letter", "tdlq",
+             "--commit-interval-ms", "200"], stdout=log, stderr=log)
+        deadline = time.time() + 120
+        total = sum(len(v) for v in want.values())
+        while time.time() < deadline and stream.poll() is None:
+            outputs, letters = cluster.consume("tout"), cluster.consume("tdlq")
+            if len(outputs) >= total and len(letters) >= len(events) - total:
+                break
+            time.sleep(0.5)
+        stream.send_signal(signal.SIGTERM)
+        expect(stream.wait(30) == 0, "stream: exit status on SIGTERM")
+        outputs, letters = cluster.consume("tout"), cluster.consume("tdlq")
+    got = {}
+    for _, _, key, value in outputs:
+        got.setdefault(key, []).append(value)
+    differ = [card for card in want if got.get(card) != want[card]]
+    expect(not differ and set(got) == set(want),
+           f"stream: {len(differ)} cards' outputs differ from batch, first "
+           f"{differ[:1]}: {got.get(differ[0]) if differ else None}")
+    letter_reasons = {}
+    for _, _, _, value in letters:
+        error = json.loads(value)["error"]
+        reason = error.split(":", 1)[0] if error.startswith(("too_late:", "future:")) \
+            else "invalid"
+        letter_reasons[reason] = letter_reasons.get(reason, 0) + 1
+    expect(letter_reasons == reasons,
+           f"stream: dead letters by reason {letter_reasons}, batch {reasons}")
+    print(f"stream: {len(outputs)} outputs equal batch per card; dead letters "
+          f"{letter_reasons}", flush=True)
 
 finish("test_time_torture")
