@@ -25,14 +25,19 @@ tandem's own earlier output:
    at, just before and after each version's as_of read the version batch
    reads (the default with version null before the first), staleness
    never negative.
+6. A `--state` directory written by the previous release
+   (tests/fixtures/state/v2_dir) opens, and its answers continue exactly
+   as one batch run over its history and the new events.
 """
 import json
 import os
+import shutil
 import signal
 import time
 
-from common import expect, finish, tmpdir
-from pipeline_util import fmt_time, make_model, read_jsonl, tandem, write, write_csv
+from common import FIXTURES, expect, finish, tmpdir
+from pipeline_util import (fmt_time, make_model, read_csv as csv_rows,
+                           read_jsonl, tandem, write, write_csv)
 from serve_util import Server, curl
 
 FEATURES = ["n_all", "sum_all", "n_1h"]
@@ -326,6 +331,40 @@ with Server(yaml) as server:
         expect(live == answers.get(i), f"lookup: live {live} vs batch "
                f"{answers.get(i)}")
 print("point in time: live reads the version batch reads at every boundary",
+      flush=True)
+
+# ---- 6. a state directory written by the previous release ----
+fixture = os.path.join(FIXTURES, "state", "v2_dir")
+old_dir = os.path.join(out, "v2_dir")
+shutil.copytree(fixture, old_dir)
+os.makedirs(os.path.join(old_dir, "st"))
+shutil.move(os.path.join(old_dir, "data.mdb"), os.path.join(old_dir, "st"))
+yaml = os.path.join(old_dir, "p.yaml")
+history = list(csv_rows(os.path.join(old_dir, "history.csv")))
+T0 = 1_767_225_600_000 + 60 * 600_000  # after the history's last event
+more = [event("m%d" % i, "k%d" % (i % 7), T0 + i * 60_000, "%d.5" % i)
+        for i in range(20)] + [dict(history[-1]), dict(history[3])]
+live = []
+with Server(yaml, "--state", os.path.join(old_dir, "st")) as server:
+    for ev in more:
+        r = curl(server, "POST", "/v1/pipelines/fx/events?explain=features", ev)
+        expect(r.status == 200, f"v2 state: {ev}: {r}")
+        live.append(json.loads(r.body) if r.status == 200 else None)
+src = write_csv(os.path.join(out, "v2_all.csv"), COLUMNS, history + more)
+dst = os.path.join(out, "v2_all.jsonl")
+r = tandem("batch", yaml, "--in", src, "--out", dst, "--explain")
+expect(r.returncode == 0, f"v2 state: batch: {r.stderr}")
+want = read_jsonl(dst)[len(history):] if r.returncode == 0 else []
+expect(live == want, f"v2 state: live after the old state differs from batch "
+       f"over history and new events: {live[:2]} vs {want[:2]}")
+expect(live[-1].get("duplicate") is True and live[-2].get("duplicate") is True,
+       f"v2 state: the history's ids are remembered: {live[-2:]}")
+counts = {}
+for ev in history + more[:20]:
+    counts[ev["card"]] = counts.get(ev["card"], 0) + 1
+expect(live[19]["features"]["n_all"] == counts["k5"],
+       f"v2 state: k5's count continues from the history: {live[19]}")
+print("a state directory of the previous release opens and continues exactly",
       flush=True)
 
 finish("test_time_rules")
