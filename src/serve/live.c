@@ -88,7 +88,7 @@ struct tdm__live {
   size_t num_waiters, cap_waiters;
   shard shards[NUM_SHARDS];
   tdm__store *store;
-  const char *state_dir; /* where store lives (the caller's string) */
+  char *state_dir; /* where store lives (for errors of entities loaded) */
   /* group commit */
   pthread_mutex_t commit_lock;
   pthread_cond_t commit_wanted, commit_done;
@@ -390,8 +390,9 @@ int tdm__live_open(const char *pipeline_path, const char *state_dir,
   if (rc == TDM_OK && state_dir != NULL) {
     const char *name = tdm__pipeline_spec(live->p)->name;
     uint64_t max_tag = 0;
-    live->state_dir = state_dir;
-    rc = tdm__state_dir_open(state_dir, name, &live->store, err);
+    live->state_dir = tdm__strdup(state_dir);
+    rc = live->state_dir ? tdm__state_dir_open(state_dir, name, &live->store, err)
+                         : tdm__fail(err, TDM_ENOMEM, "out of memory");
     if (rc == TDM_OK) rc = tdm__wal_open(state_dir, name, &live->wal, err);
     if (rc == TDM_OK)
       rc = tdm__state_dir_restore(live->store, state_dir, shard_map, live,
@@ -442,6 +443,7 @@ void tdm__live_close(tdm__live *live) {
   tdm__buf_free(&live->writing.bytes);
   tdm__free(live->writing.offsets);
   tdm__store_close(live->store);
+  tdm__free(live->state_dir);
   tdm__wal_close(live->wal);
   tdm__drift_free(live->drift);
   tdm__pipeline_free(live->p);
