@@ -36,28 +36,12 @@ import signal
 import time
 
 from common import FIXTURES, expect, finish, tmpdir
-from pipeline_util import (fmt_time, make_model, read_csv as csv_rows,
+from pipeline_util import (COUNTS_COLUMNS, COUNTS_FEATURES, counts_yaml,
+                           fmt_time, make_model, read_csv as csv_rows,
                            read_jsonl, tandem, write, write_csv)
 from serve_util import Server, curl
 
-FEATURES = ["n_all", "sum_all", "n_1h"]
-YAML = """\
-name: tr
-entity: card
-time: ts
-id: txn
-fields: {txn: string, card: string, ts: time, amount: number}
-features:
-  - {name: n_all, agg: count, window: all}
-  - {name: sum_all, agg: sum(amount), window: all}
-  - {name: n_1h, agg: count, window: 1h}
-model: {path: model.json}
-decision:
-  - {when: "score >= 0.5", then: review}
-  - {then: approve}
-STATE
-"""
-COLUMNS = ["txn", "card", "ts", "amount"]
+FEATURES, COLUMNS = COUNTS_FEATURES, COUNTS_COLUMNS
 S, MIN, H, DAY = 1000, 60_000, 3_600_000, 86_400_000
 
 out = tmpdir()
@@ -65,7 +49,7 @@ make_model(os.path.join(out, "model.json"), FEATURES, seed=5)
 
 
 def pipeline(name, state="state: {lateness: 10m}"):
-    return write(os.path.join(out, name), YAML.replace("STATE", state))
+    return write(os.path.join(out, name), counts_yaml("tr", state))
 
 
 def event(txn, card, ms, amount):
@@ -281,25 +265,10 @@ with Server(short) as server:
 print("future: rejected in batch (--now) and live, boundary accepted", flush=True)
 
 # ---- 5. point-in-time live lookups ----
-LOOKUP_YAML = """\
-name: tr
-entity: card
-time: ts
-id: txn
-store: tables
-fields: {txn: string, card: string, ts: time, amount: number}
-features:
-  - {name: n_all, agg: count, window: all}
-  - {name: sum_all, agg: sum(amount), window: all}
-  - {name: n_1h, agg: count, window: 1h}
-  - {name: prof_sum, lookup: prof.sum_all, default: -1}
-model: {path: model.json}
-materialize:
-  - {table: prof, columns: [sum_all], keep: 3}
-decision:
-  - {then: approve}
-state: {lateness: 10m, dedupe: 400d}
-"""
+LOOKUP_YAML = counts_yaml(
+    "tr", "state: {lateness: 10m, dedupe: 400d}",
+    features="  - {name: prof_sum, lookup: prof.sum_all, default: -1}\n",
+    extra="store: tables\nmaterialize:\n  - {table: prof, columns: [sum_all], keep: 3}\n")
 yaml = write(os.path.join(out, "lookup.yaml"), LOOKUP_YAML)
 A = now - 100 * DAY
 B = A + DAY

@@ -46,31 +46,16 @@ import time
 
 from common import TANDEM, expect, fail, finish, tmpdir
 from kafka_util import MockCluster
-from pipeline_util import (fmt_time, make_model, read_jsonl, tandem, write,
+from pipeline_util import (COUNTS_COLUMNS, COUNTS_FEATURES, counts_yaml,
+                           fmt_time, make_model, read_jsonl, tandem, write,
                            write_csv, write_jsonl)
 from serve_util import Server, curl
 
 S, MIN, H, DAY = 1000, 60_000, 3_600_000, 86_400_000
 LATENESS, DEDUPE, TTL, MAX_FUTURE = 10 * MIN, DAY, 30 * DAY, DAY
 RETENTION = H + LATENESS  # the 1 h exact window's log, plus lateness
-FEATURES = ["n_all", "sum_all", "n_1h"]
-YAML = """\
-name: tt
-entity: card
-time: ts
-id: txn
-fields: {txn: string, card: string, ts: time, amount: number}
-features:
-  - {name: n_all, agg: count, window: all}
-  - {name: sum_all, agg: sum(amount), window: all}
-  - {name: n_1h, agg: count, window: 1h}
-model: {path: model.json}
-decision:
-  - {when: "score >= 0.5", then: review}
-  - {then: approve}
-state: {lateness: 10m, dedupe: 24h, ttl: 30d, max_future: 1d}
-"""
-COLUMNS = ["txn", "card", "ts", "amount"]
+FEATURES, COLUMNS = COUNTS_FEATURES, COUNTS_COLUMNS
+YAML = counts_yaml("tt", "state: {lateness: 10m, dedupe: 24h, ttl: 30d, max_future: 1d}")
 SEED = int(os.environ.get("STRESS_SEED", "16"))
 
 out = tmpdir()
