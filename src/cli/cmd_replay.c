@@ -167,6 +167,7 @@ static int run(replay *r, const char *in_path, tdm_error *err) {
       /* Applied on the batch side only. */
       tdm__event ev = {r->records[r->count].fields};
       tdm_error ignored;
+      tdm__state_map_set_clock(r->map, tdm__wall_clock_ms());
       if (r->records[r->count].problem == NULL)
         tdm__pipeline_process(r->p, r->map, &ev, &r->result, &ignored);
       r->skipped++;
