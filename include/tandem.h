@@ -35,7 +35,9 @@ extern "C" {
   X(TDM_EIO, -5, "input/output error")                            \
   X(TDM_ENOMEM, -6, "out of memory")                              \
   X(TDM_ENOTFOUND, -7, "not found")                               \
-  X(TDM_EINTERNAL, -8, "internal error")
+  X(TDM_EINTERNAL, -8, "internal error")                          \
+  X(TDM_ETOOLATE, -9, "event older than its entity's dedupe horizon") \
+  X(TDM_EFUTURE, -10, "event dated too far ahead of the clock")
 
 enum tdm_status {
 #define TDM__STATUS_ENUM(name, value, text) name = value,

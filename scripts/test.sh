@@ -61,6 +61,8 @@ for t in tests/integration/test_cli.py tests/integration/test_xgboost_fixtures.p
     tests/integration/test_pipeline_reference.py \
     tests/integration/test_pipeline_replay.py \
     tests/integration/test_pipeline_warm_start.py \
+    tests/integration/test_time_rules.py \
+    tests/integration/test_time_torture.py \
     tests/integration/test_hybrid.py \
     tests/integration/test_registry.py \
     tests/integration/test_drift.py \

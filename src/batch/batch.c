@@ -28,12 +28,12 @@
 #include "score.h"
 
 #define CHUNK_EVENTS 32768
-#define EVICT_EVERY_CHUNKS 8
 
 /* Where one event's outcome went: a worker's buffer slice, or a reason. */
 typedef struct outcome {
   int worker; /* -1: not processed (rejected by the reader) */
   int rejected;
+  int status; /* a rejected event's status (its reason word) */
   int duplicate;
   size_t offset, len; /* in the worker's output (or reasons) buffer */
 } outcome;
@@ -48,7 +48,6 @@ typedef struct worker {
   const tdm__event_record *records;
   outcome *outcomes;
   size_t num_records;
-  int64_t evict_before; /* evict idle entities first (INT64_MIN: not now) */
   int failed; /* out of memory */
 } worker;
 
@@ -57,9 +56,11 @@ static uint64_t key_hash(tdm__str key) {
   return tdm__hash_bytes(key.data, key.len, 1);
 }
 
-static int add_reason(worker *w, outcome *o, const char *message) {
+static int add_reason(worker *w, outcome *o, int status,
+                      const char *message) {
   o->worker = w->index;
   o->rejected = 1;
+  o->status = status;
   o->offset = w->reasons.len;
   o->len = strlen(message);
   return tdm__buf_append(&w->reasons, message, o->len);
@@ -69,8 +70,6 @@ static void *work(void *arg) {
   worker *w = arg;
   w->out.len = 0;
   w->reasons.len = 0;
-  if (w->evict_before != INT64_MIN)
-    tdm__state_map_evict(w->map, w->evict_before, NULL, NULL);
   tdm_error err;
   for (size_t i = 0; i < w->num_records && !w->failed; i++) {
     const tdm__event_record *rec = &w->records[i];
@@ -83,7 +82,7 @@ static void *work(void *arg) {
       owner = (int)(key_hash(entity) % (uint64_t)w->count);
     if (owner != w->index) continue;
     if (rec->problem != NULL) {
-      if (add_reason(w, o, rec->problem) != TDM_OK) w->failed = 1;
+      if (add_reason(w, o, TDM_EPARSE, rec->problem) != TDM_OK) w->failed = 1;
       continue;
     }
     int rc = tdm__pipeline_process(w->p, w->map, &ev, &w->result, &err);
@@ -92,7 +91,7 @@ static void *work(void *arg) {
       break;
     }
     if (rc != TDM_OK) {
-      if (add_reason(w, o, err.message) != TDM_OK) w->failed = 1;
+      if (add_reason(w, o, rc, err.message) != TDM_OK) w->failed = 1;
       continue;
     }
     o->worker = w->index;
@@ -121,13 +120,18 @@ static int write_all(FILE *fp, tdm__sha256 *hash, const char *data, size_t len,
   return TDM_OK;
 }
 
-/* One reject: {"line": N, "error": "...", "event": {...}}. */
+/* One reject: {"line": N, "error": "...", "reason": "too_late",
+ * "event": {...}} (the reason word: too_late, future or invalid). */
 static int write_reject(FILE *fp, const tdm__spec *spec,
-                        const tdm__event_record *rec, const char *reason,
-                        size_t reason_len, tdm__buf *line) {
+                        const tdm__event_record *rec, int status,
+                        const char *reason, size_t reason_len,
+                        tdm__buf *line) {
   line->len = 0;
   int rc = tdm__buf_printf(line, "{\"line\":%zu,\"error\":", rec->line);
   if (rc == TDM_OK) rc = tdm__json_append_string_n(line, reason, reason_len);
+  if (rc == TDM_OK)
+    rc = tdm__buf_printf(line, ",\"reason\":\"%s\"",
+                         tdm__pipeline_reject_reason(status));
   if (rc == TDM_OK && rec->text != NULL) {
     rc = tdm__buf_append(line, ",\"record\":", 10);
     if (rc == TDM_OK) rc = tdm__json_append_string_n(line, rec->text, rec->text_len);
@@ -279,8 +283,8 @@ static int write_chunk(run *r, const chunk *ch, tdm__batch_stats *st,
         if (rc != TDM_OK) return rc;
         r->rejects_open = 1;
       }
-      if (write_reject(r->rejects.fp, spec, &ch->records[i], reason, o->len,
-                       &r->line) != TDM_OK)
+      if (write_reject(r->rejects.fp, spec, &ch->records[i], o->status,
+                       reason, o->len, &r->line) != TDM_OK)
         return tdm__fail(err, TDM_EIO, "%s: write failed", r->rejects_path);
       st->rejected++;
       continue;
@@ -317,26 +321,14 @@ static int process_all(run *r, tdm__batch_stats *st, tdm_error *err) {
   chunk *current = &r->chunks[0], *next = &r->chunks[1];
   read_chunk(r, current, err);
   int rc = current->more < 0 ? current->more : TDM_OK;
-  for (size_t index = 0; rc == TDM_OK && current->count > 0; index++) {
-    /* Every few chunks, idle entities leave memory. The watermark is the
-     * newest event time of all chunks so far (whichever worker applied
-     * it) and chunks have a fixed size, so what is dropped, and when,
-     * does not depend on the thread count. */
-    int64_t newest = INT64_MIN;
-    for (int t = 0; t < r->threads; t++) {
-      int64_t n = tdm__state_map_newest(r->workers[t].map);
-      if (n > newest) newest = n;
-    }
+  while (rc == TDM_OK && current->count > 0) {
+    /* Every entity stays in memory for the whole run: batch has no
+     * store to move idle ones to, and dropping one would change the
+     * answers of its later events (docs/windows.md, "Event time"). */
     for (int t = 0; t < r->threads; t++) {
       r->workers[t].records = current->records;
       r->workers[t].outcomes = current->outcomes;
       r->workers[t].num_records = current->count;
-      /* Materializing needs every entity's last values: no eviction. */
-      r->workers[t].evict_before =
-          index > 0 && index % EVICT_EVERY_CHUNKS == 0 &&
-                  r->opt->num_materialize == 0
-              ? newest
-              : INT64_MIN;
     }
     crew c;
     start_workers(&c, r->workers, r->threads);
@@ -428,6 +420,9 @@ static int setup(run *r, tdm_error *err) {
       return tdm__fail(err, rc, "cannot read the tables: %s",
                        tdm_strerror(rc));
     if (opt->num_materialize > 0) tdm__state_map_keep_last(w->map);
+    /* One clock for the whole run, so that which events are too far in
+     * the future does not depend on how long the run takes. */
+    tdm__state_map_set_clock(w->map, opt->now_ms);
   }
   if (opt->rejects_path)
     snprintf(r->rejects_path, sizeof r->rejects_path, "%s", opt->rejects_path);

@@ -28,6 +28,8 @@ typedef struct tdm__batch_options {
   const char **materialize; /* tables to write (names in materialize:) */
   size_t num_materialize;
   int64_t as_of_ms;         /* their as_of; INT64_MIN: the last event time */
+  int64_t now_ms;           /* the clock state.max_future is measured from
+                               (--now; the caller reads the wall clock) */
 } tdm__batch_options;
 
 typedef struct tdm__batch_materialized {

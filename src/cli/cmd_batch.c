@@ -43,6 +43,10 @@ static const char batch_help[] =
     "  --store DIR      the tables' store (default: the pipeline's store:)\n"
     "  --as-of TIME     the tables' as_of (RFC 3339 or epoch seconds;\n"
     "                   default: the last event time of the run)\n"
+    "  --now TIME       the clock state.max_future is measured from (RFC\n"
+    "                   3339 or epoch seconds; default: the wall clock when\n"
+    "                   the run starts): an event dated more than max_future\n"
+    "                   after it is rejected as future (pin it for backfills)\n"
     "  --features-only  no model: write the keys and every feature (the\n"
     "                   training data for the pipeline's model, computed\n"
     "                   exactly as live)\n"
@@ -69,6 +73,7 @@ int tdm__cmd_batch(int argc, char **argv) {
       {"materialize", required_argument, NULL, 'M'},
       {"store", required_argument, NULL, 'D'},
       {"as-of", required_argument, NULL, 'A'},
+      {"now", required_argument, NULL, 'W'},
       {"registry", required_argument, NULL, 'R'},
       {"no-registry", no_argument, NULL, 'N'},
       {"help", no_argument, NULL, 'h'},
@@ -77,6 +82,7 @@ int tdm__cmd_batch(int argc, char **argv) {
   const char *tables[16];
   opt.materialize = tables;
   opt.as_of_ms = INT64_MIN;
+  opt.now_ms = tdm__now_ms();
   size_t count;
   const char *registry = NULL;
   int no_registry = 0;
@@ -105,6 +111,14 @@ int tdm__cmd_batch(int argc, char **argv) {
                             &opt.as_of_ms) != 0)
           return tdm__usage_error("batch",
                                   "--as-of wants RFC 3339 or epoch seconds, "
+                                  "not '%s'",
+                                  optarg);
+        break;
+      case 'W':
+        if (tdm__parse_time(optarg, strlen(optarg), TDM__TIME_AUTO,
+                            &opt.now_ms) != 0)
+          return tdm__usage_error("batch",
+                                  "--now wants RFC 3339 or epoch seconds, "
                                   "not '%s'",
                                   optarg);
         break;

@@ -69,18 +69,16 @@ static size_t collect(char *data, size_t size, size_t n, void *arg) {
 static int expect(replay *r, const tdm__event_record *rec) {
   tdm__event ev = {rec->fields};
   tdm_error err;
+  /* The live side measures state.max_future from its wall clock. */
+  tdm__state_map_set_clock(r->map, tdm__now_ms());
   int rc = rec->problem ? TDM_EPARSE
                         : tdm__pipeline_process(r->p, r->map, &ev, &r->result,
                                                 &err);
   if (rc == TDM_OK)
     return tdm__pipeline_json(r->p, &ev, &r->result, 1, &r->expected);
   if (rc == TDM_ENOMEM) return rc;
-  rc = tdm__buf_append(&r->expected, "{\"error\":", 9);
-  if (rc == TDM_OK)
-    rc = tdm__json_append_string(&r->expected,
-                                 rec->problem ? rec->problem : err.message);
-  if (rc == TDM_OK) rc = tdm__buf_append(&r->expected, "}", 1);
-  return rc;
+  return tdm__pipeline_error_json(rc, rec->problem ? rec->problem : err.message,
+                                  &r->expected);
 }
 
 /* Sends the pending events and compares the answer. */
@@ -169,6 +167,7 @@ static int run(replay *r, const char *in_path, tdm_error *err) {
       /* Applied on the batch side only. */
       tdm__event ev = {r->records[r->count].fields};
       tdm_error ignored;
+      tdm__state_map_set_clock(r->map, tdm__now_ms());
       if (r->records[r->count].problem == NULL)
         tdm__pipeline_process(r->p, r->map, &ev, &r->result, &ignored);
       r->skipped++;

@@ -148,7 +148,8 @@ void tdm__atomic_abort_all_from_signal(void);
 
 /* ---- wall clock and crash points (clock.c) ---- */
 
-/* The wall clock in milliseconds since the Unix epoch. */
+/* The wall clock (CLOCK_REALTIME) in milliseconds since the Unix epoch:
+ * the manifests' times and the runners' clock for state.max_future. */
 int64_t tdm__now_ms(void);
 
 /* ms as RFC 3339 UTC with milliseconds: 2026-12-07T00:36:12.123Z. */

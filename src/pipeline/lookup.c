@@ -186,7 +186,7 @@ const tdm__lookup_used *tdm__lookup_reader_used(const tdm__lookup_reader *r) {
 int tdm__lookup_fill(tdm__lookup_reader *r, tdm__str entity, int64_t time_ms,
                      double *numbers, tdm_error *err) {
   /* Live readers follow new versions; batch ones keep the run's list. */
-  if (r->mode == TDM__LOOKUP_NEWEST &&
+  if (r->mode == TDM__LOOKUP_FOLLOW &&
       monotonic_ns() - r->refreshed_ns > 1000000000) {
     int rc = refresh(r, err);
     if (rc != TDM_OK) return rc;
@@ -194,9 +194,10 @@ int tdm__lookup_fill(tdm__lookup_reader *r, tdm__str entity, int64_t time_ms,
   for (size_t t = 0; t < r->l->num_tables; t++) {
     const table_use *u = &r->l->tables[t];
     table_state *s = &r->state[t];
-    size_t v = tdm__table_version_at(
-        s->versions, s->num_versions,
-        r->mode == TDM__LOOKUP_NEWEST ? INT64_MAX : time_ms);
+    /* Point in time in every runner: the version as of the event's time,
+     * never one stamped after it (a late event live reads what batch
+     * reads; an event older than every version reads the default). */
+    size_t v = tdm__table_version_at(s->versions, s->num_versions, time_ms);
     int found = 0;
     r->used[t] = (tdm__lookup_used){0, 0};
     if (v < s->num_versions) {

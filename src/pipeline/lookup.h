@@ -1,9 +1,11 @@
 /*
  * lookup.h - lookup features: values a batch run materialized into a
- * table (src/store/table.c), read per event by entity. In batch, point in
- * time: an event reads the newest version whose as_of is at or before its
- * event time, so training data never sees the future. Live: the newest
- * version, refreshed every second. The pipeline core fills the lookup
+ * table (src/store/table.c), read per event by entity, point in time in
+ * every runner: an event reads the newest version whose as_of is at or
+ * before its event time, so training data never sees the future and a
+ * late event live reads what batch reads. Batch reads the versions
+ * present when it starts; live readers list them again every second. The
+ * pipeline core fills the lookup
  * slots before its first stage; which version each event used goes into
  * its result (JSON "tables").
  */
@@ -19,8 +21,8 @@
 #include "window.h" /* tdm__str */
 
 typedef enum tdm__lookup_mode {
-  TDM__LOOKUP_AT_EVENT_TIME = 1, /* batch: point in time */
-  TDM__LOOKUP_NEWEST             /* live */
+  TDM__LOOKUP_AT_EVENT_TIME = 1, /* batch: the versions when the run began */
+  TDM__LOOKUP_FOLLOW             /* live: follows new versions */
 } tdm__lookup_mode;
 
 /* What a pipeline looks up: the tables and, per lookup feature, its table,

@@ -671,6 +671,7 @@ typedef struct entry {
   size_t num_ids, cap_ids;
   uint64_t tag; /* the runner's: e.g. the log position of its last event */
   int dirty;    /* changed since the last tdm__state_map_take_dirty */
+  unsigned idle_rounds; /* evict calls since an event last touched it */
   double *last; /* the last result's numbers (maps that keep them) */
 } entry;
 
@@ -680,6 +681,9 @@ struct tdm__state_map {
   size_t cap, count;
   int keep_last;
   int64_t newest; /* the latest event time applied through this map */
+  int64_t clock_ms; /* the runner's clock for max_future (INT64_MAX: none) */
+  tdm__state_loader load; /* brings back entities not in memory */
+  void *load_ctx;
 };
 
 /* The map's own hash (seed 0; runners partition with other seeds). */
@@ -693,6 +697,7 @@ int tdm__state_map_new(const tdm__pipeline *p, tdm__state_map **out) {
   map->p = p;
   map->cap = 1024;
   map->newest = INT64_MIN;
+  map->clock_ms = INT64_MAX;
   map->buckets = tdm__calloc(map->cap, sizeof *map->buckets);
   if (map->buckets == NULL) {
     tdm__free(map);
@@ -783,21 +788,18 @@ static int find_entry(tdm__state_map *map, const tdm__str *key, entry **out) {
   return TDM_OK;
 }
 
-/* Rebuilds the table without the entities whose newest event is before
- * `cut` (INT64_MIN: keeps all), so probe chains have no holes. Returns
- * how many were dropped; on out of memory, drops none. */
-static size_t rebuild(tdm__state_map *map, int64_t cut,
-                      void (*dropped_fn)(void *ctx, tdm__str key),
-                      void *ctx) {
+/* Rebuilds the table, without the entities that are saved and have been
+ * idle for more than `rounds` calls when `evicting` (else keeping all), so
+ * that probe chains have no holes. Returns how many were dropped; on out
+ * of memory, drops none. */
+static size_t rebuild(tdm__state_map *map, int evicting, unsigned rounds) {
   entry *buckets = tdm__calloc(map->cap, sizeof *buckets);
   if (buckets == NULL) return 0;
   size_t dropped = 0;
   for (size_t i = 0; i < map->cap; i++) {
     entry *e = &map->buckets[i];
     if (e->key == NULL) continue;
-    int64_t last = tdm__entity_max_time(e->entity);
-    if (cut != INT64_MIN && (last == INT64_MIN || last < cut)) {
-      if (dropped_fn) dropped_fn(ctx, (tdm__str){e->key, e->key_len});
+    if (evicting && !e->dirty && ++e->idle_rounds > rounds) {
       entry_clear(e);
       map->count--;
       dropped++;
@@ -954,7 +956,7 @@ int tdm__state_map_restore(tdm__state_map *map, tdm__str key, uint64_t tag,
     /* Leave the map as it was: drop the half-restored entity. */
     entry_clear(e);
     map->count--;
-    rebuild(map, INT64_MIN, NULL, NULL); /* close the hole in its probe chain */
+    rebuild(map, 0, 0); /* close the hole in its probe chain */
     if (rc == TDM_ENOMEM) return tdm__fail(err, rc, "out of memory");
     return tdm__fail(err, TDM_EPARSE,
                      "entity \"%.*s\": corrupt state (ids)", (int)key.len,
@@ -1023,18 +1025,21 @@ int tdm__state_map_take_dirty(tdm__state_map *map,
   return rc;
 }
 
-size_t tdm__state_map_evict(tdm__state_map *map, int64_t now_ms,
-                            void (*dropped)(void *ctx, tdm__str key),
-                            void *ctx) {
-  const tdm__pipeline *p = map->p;
-  /* An event at most `lateness` behind now_ms finds such an entity's
-   * state expired anyway (older than ttl) and its ids forgotten (older
-   * than dedupe): dropping it changes no result. */
-  int64_t horizon = p->ttl_ms > p->spec->dedupe_ms ? p->ttl_ms
-                                                   : p->spec->dedupe_ms;
-  horizon += p->spec->lateness_ms;
-  if (now_ms == INT64_MIN || now_ms < INT64_MIN / 2 + horizon) return 0;
-  return rebuild(map, now_ms - horizon, dropped, ctx);
+void tdm__state_map_set_loader(tdm__state_map *map, tdm__state_loader load,
+                               void *ctx) {
+  map->load = load;
+  map->load_ctx = ctx;
+}
+
+size_t tdm__state_map_evict(tdm__state_map *map, unsigned rounds) {
+  /* Only an entity that can be brought back may leave: dropping state
+   * that a later event of the entity would read changes its answers. */
+  if (map->load == NULL) return 0;
+  return rebuild(map, 1, rounds);
+}
+
+void tdm__state_map_set_clock(tdm__state_map *map, int64_t now_ms) {
+  map->clock_ms = now_ms;
 }
 
 int64_t tdm__state_map_newest(const tdm__state_map *map) {
@@ -1168,11 +1173,18 @@ static void run_steps(const step *steps, size_t n, double *numbers,
     numbers[steps[i].slot] = tdm__expr_eval(steps[i].expr, values);
 }
 
-static seen_id *find_id(entry *e, const tdm__str *id) {
+/* The remembered id: seen at most `dedupe` before the entity's newest
+ * event. (Older ids may linger in the list until the next id is
+ * remembered; they count as forgotten all the same, so the answer does not
+ * depend on when the list was last pruned.) */
+static seen_id *find_id(const tdm__pipeline *p, entry *e, const tdm__str *id) {
   uint64_t h = hash_bytes(id->data, id->len);
+  int64_t newest = tdm__entity_max_time(e->entity);
   for (size_t i = e->num_ids; i-- > 0;)
     if (e->ids[i].id_hash == h && e->ids[i].id_len == id->len &&
-        memcmp(e->ids[i].id, id->data, id->len) == 0)
+        memcmp(e->ids[i].id, id->data, id->len) == 0 &&
+        (newest == INT64_MIN ||
+         newest - e->ids[i].time_ms <= p->spec->dedupe_ms))
       return &e->ids[i];
   return NULL;
 }
@@ -1265,11 +1277,28 @@ int tdm__pipeline_process(const tdm__pipeline *p, tdm__state_map *map,
   if (r->id.data != NULL && r->id.len == 0) r->id.data = NULL;
   rc = read_fields(p, ev, r, err);
   if (rc != TDM_OK) return rc;
+  if (r->time_ms > map->clock_ms &&
+      r->time_ms - map->clock_ms > p->spec->max_future_ms) {
+    /* The clock's reading stays out of the message: replay compares the
+     * message its batch side writes with the live one, a moment apart. */
+    char at[32];
+    tdm__format_time(r->time_ms, at);
+    return tdm__fail(err, TDM_EFUTURE,
+                     "future: field \"%s\": %s is more than state.max_future "
+                     "(%lld s) ahead of the runner's clock",
+                     p->spec->time, at,
+                     (long long)(p->spec->max_future_ms / 1000));
+  }
   entry *e;
+  if (map->load != NULL && lookup_entry(map, &r->entity) == NULL) {
+    rc = map->load(map->load_ctx, map, r->entity, err);
+    if (rc != TDM_OK && rc != TDM_ENOTFOUND) return rc;
+  }
   if (find_entry(map, &r->entity, &e) != TDM_OK)
     return tdm__fail(err, TDM_ENOMEM, "out of memory");
+  e->idle_rounds = 0;
   if (r->id.data != NULL) {
-    const seen_id *seen = find_id(e, &r->id);
+    const seen_id *seen = find_id(p, e, &r->id);
     if (seen != NULL) {
       r->duplicate = 1;
       r->numbers = seen->numbers;
@@ -1277,6 +1306,22 @@ int tdm__pipeline_process(const tdm__pipeline *p, tdm__state_map *map,
       r->score = seen->numbers[p->score_slot];
       return TDM_OK;
     }
+  }
+  /* Checked after the duplicates: an id still remembered answers as the
+   * duplicate it is, whatever its time. */
+  int64_t newest = tdm__entity_max_time(e->entity);
+  if (p->id_field != NONE && !p->spec->late_apply && newest != INT64_MIN &&
+      newest - r->time_ms > p->spec->dedupe_ms) {
+    char at[32], last[32];
+    tdm__format_time(r->time_ms, at);
+    tdm__format_time(newest, last);
+    return tdm__fail(err, TDM_ETOOLATE,
+                     "too_late: field \"%s\": %s is more than state.dedupe "
+                     "(%lld s) before the entity's newest event (%s), too "
+                     "old to be checked for duplicates (state.late: apply "
+                     "applies it)",
+                     p->spec->time, at, (long long)(p->spec->dedupe_ms / 1000),
+                     last);
   }
   double *numbers = r->number_store;
   tdm__expr_values values = {numbers, r->string_store, r->time_ms};
@@ -1331,6 +1376,24 @@ int tdm__pipeline_process(const tdm__pipeline *p, tdm__state_map *map,
   if (r->id.data != NULL && remember_id(p, e, &r->id, r) != TDM_OK)
     return tdm__fail(err, TDM_ENOMEM, "out of memory");
   return TDM_OK;
+}
+
+const char *tdm__pipeline_reject_reason(int status) {
+  switch (status) {
+    case TDM_ETOOLATE: return "too_late";
+    case TDM_EFUTURE: return "future";
+    default: return "invalid";
+  }
+}
+
+int tdm__pipeline_error_json(int status, const char *message, tdm__buf *out) {
+  int rc = tdm__buf_append(out, "{\"error\":", 9);
+  if (rc == TDM_OK) rc = tdm__json_append_string(out, message);
+  if (rc == TDM_OK && (status == TDM_ETOOLATE || status == TDM_EFUTURE))
+    rc = tdm__buf_printf(out, ",\"reason\":\"%s\"",
+                         tdm__pipeline_reject_reason(status));
+  if (rc == TDM_OK) rc = tdm__buf_append(out, "}", 1);
+  return rc;
 }
 
 /* ---- formatting ---- */

@@ -108,15 +108,35 @@ int tdm__state_map_take_dirty(tdm__state_map *map,
                               void *ctx);
 
 /*
- * Drops from memory the entities idle so long before now_ms (the runner's
- * newest event time) that no event within `lateness` of now_ms could see
- * their state: idle longer than max(ttl, dedupe) + lateness. Results do
- * not change. dropped (may be NULL) hears each key first. Returns how
- * many were dropped.
+ * Where the map finds an entity it does not hold: load restores key into
+ * map (tdm__state_map_restore) and returns TDM_OK, or TDM_ENOTFOUND for an
+ * entity never saved, or another error (err set). Process calls it before
+ * treating an entity as new. Durable runners give one that reads their
+ * state store; with it, tdm__state_map_evict may move entities out.
  */
-size_t tdm__state_map_evict(tdm__state_map *map, int64_t now_ms,
-                            void (*dropped)(void *ctx, tdm__str key),
-                            void *ctx);
+typedef int (*tdm__state_loader)(void *ctx, tdm__state_map *map, tdm__str key,
+                                 tdm_error *err);
+void tdm__state_map_set_loader(tdm__state_map *map, tdm__state_loader load,
+                               void *ctx);
+
+/*
+ * Moves out of memory the entities that are saved (no change since their
+ * last take_dirty) and that no event touched during the last `rounds`
+ * calls: the loader brings each back on its next event, so no answer
+ * changes. An entity is never judged by other entities' event times.
+ * Without a loader nothing is moved (the state would be lost). Returns how
+ * many left memory.
+ */
+size_t tdm__state_map_evict(tdm__state_map *map, unsigned rounds);
+
+/*
+ * The runner's clock (epoch ms) that state.max_future is measured from:
+ * an event dated more than max_future after it is rejected (TDM_EFUTURE).
+ * INT64_MAX (the default) checks nothing: replaying a log of events
+ * already accepted. One thread at a time, as the map.
+ */
+void tdm__state_map_set_clock(tdm__state_map *map, int64_t now_ms);
+
 /* The latest event time applied through this map (INT64_MIN: none). */
 int64_t tdm__state_map_newest(const tdm__state_map *map);
 /* From now on every entity keeps its last result's numbers (for
@@ -166,9 +186,14 @@ int tdm__pipeline_entity(const tdm__pipeline *p, const tdm__event *ev,
  * in `map`, applies it to that state, scores it and decides. A bad event
  * (missing entity, a time or number that does not parse, a value the model
  * refuses) fails with TDM_ESCHEMA or TDM_EPARSE and a message naming the
- * field, and changes no state. An event whose id was seen before (within
- * the dedupe horizon) is not applied again: r->duplicate is set and the
- * values repeat the first result.
+ * field, and changes no state. The time rules (docs/windows.md, "Event
+ * time"): an event dated more than state.max_future after the map's clock
+ * fails with TDM_EFUTURE; with an id field, an event more than
+ * state.dedupe before its entity's newest event fails with TDM_ETOOLATE
+ * (unless state.late is apply); neither changes any state. An event whose
+ * id the entity remembers (seen at most dedupe before the entity's newest
+ * event) is not applied again: r->duplicate is set and the values repeat
+ * the first result.
  */
 int tdm__pipeline_process(const tdm__pipeline *p, tdm__state_map *map,
                           const tdm__event *ev, tdm__result *r,
@@ -186,6 +211,14 @@ int tdm__pipeline_process(const tdm__pipeline *p, tdm__state_map *map,
 int tdm__pipeline_fallback(const tdm__pipeline *p, const tdm__event *ev,
                            double score, uint64_t version, int64_t as_of_ms,
                            tdm__result *r, tdm_error *err);
+
+/* The reason word of a rejected event's status, as rejects, live errors
+ * and dead letters write it: "too_late", "future", or "invalid". */
+const char *tdm__pipeline_reject_reason(int status);
+/* A rejected event's answer as the live endpoint gives it (and replay
+ * expects it): {"error": message}, with "reason" for an event refused by
+ * the time rules (too_late, future), which a client may handle apart. */
+int tdm__pipeline_error_json(int status, const char *message, tdm__buf *out);
 
 /* ---- results as text: the one place outputs are formatted ---- */
 

@@ -739,7 +739,24 @@ static int read_outputs(reader *r, struct fy_node *list, tdm__mark mark) {
 }
 
 static const char *const state_keys[] = {"lateness", "ttl", "max_events",
-                                         "dedupe", NULL};
+                                         "dedupe", "max_future", "late",
+                                         NULL};
+
+/* state.late: what happens to an event older than its entity's dedupe
+ * horizon, which can no longer be checked for duplicates. */
+static int late_policy(reader *r, struct fy_node *value, tdm__mark mark,
+                       int *apply) {
+  char *text;
+  int rc = scalar(r, value, mark, "late", &text);
+  if (rc != TDM_OK) return rc;
+  if (strcmp(text, "apply") == 0 || strcmp(text, "reject") == 0)
+    *apply = text[0] == 'a';
+  else
+    rc = tdm__spec_fail(r->spec, mark, TDM_EPARSE, r->err,
+                        "late must be reject or apply, not \"%s\"", text);
+  tdm__free(text);
+  return rc;
+}
 
 static int state_pair(reader *r, void *ctx, size_t key, struct fy_node *value,
                       tdm__mark mark) {
@@ -758,7 +775,10 @@ static int state_pair(reader *r, void *ctx, size_t key, struct fy_node *value,
     }
     case 1: return duration(r, value, mark, "ttl", &spec->ttl_ms);
     case 2: return count_value(r, value, mark, "max_events", &spec->max_events);
-    default: return duration(r, value, mark, "dedupe", &spec->dedupe_ms);
+    case 3: return duration(r, value, mark, "dedupe", &spec->dedupe_ms);
+    case 4:
+      return duration(r, value, mark, "max_future", &spec->max_future_ms);
+    default: return late_policy(r, value, mark, &spec->late_apply);
   }
 }
 
@@ -1149,6 +1169,7 @@ int tdm__spec_parse(const char *text, size_t len, const char *path,
   spec->ttl_ms = -1;
   spec->max_events = 100000;
   spec->dedupe_ms = 86400000; /* 1 day */
+  spec->max_future_ms = 86400000; /* 1 day */
   if (spec->path == NULL || spec->dir == NULL || spec->source == NULL) {
     tdm__spec_free(spec);
     return tdm__fail(err, TDM_ENOMEM, "out of memory");
@@ -1331,8 +1352,10 @@ static int parse_rfc3339(const char *p, const char *end, int64_t *ms) {
   if (p != end) return -1;
   if (second == 60) second = 59; /* a leap second: the second before */
   int64_t days = days_from_civil(year, month, day);
-  *ms = ((days * 24 + hour) * 60 + minute) * 60000LL + second * 1000LL +
-        frac - offset;
+  int64_t t = ((days * 24 + hour) * 60 + minute) * 60000LL + second * 1000LL +
+              frac - offset;
+  if (t < TDM__TIME_MIN_MS || t > TDM__TIME_MAX_MS) return -1;
+  *ms = t;
   return 0;
 }
 
@@ -1346,8 +1369,11 @@ int tdm__parse_time(const char *text, size_t len, tdm__time_unit unit,
       !isfinite(value))
     return -1;
   double scaled = unit == TDM__TIME_MILLISECONDS ? value : value * 1000.0;
-  /* About +-292,000 years either way fits; beyond that is not a time. */
-  if (!(scaled > -9.2e15 && scaled < 9.2e15)) return -1;
+  /* The same years as RFC 3339 can write: a number of seconds beyond
+   * them is a mistake (milliseconds read as seconds, say), not a time. */
+  if (!(scaled >= (double)TDM__TIME_MIN_MS - 0.5 &&
+        scaled < (double)TDM__TIME_MAX_MS + 0.5))
+    return -1;
   *ms = (int64_t)llround(scaled);
   return 0;
 }

@@ -152,6 +152,10 @@ typedef struct tdm__spec {
   int64_t ttl_ms;       /* state: ttl; -1 when not given */
   size_t max_events;    /* state: max_events per entity */
   int64_t dedupe_ms;    /* state: how long an event id is remembered */
+  int64_t max_future_ms; /* state: how far ahead of the runner's clock an
+                            event may be dated */
+  int late_apply;       /* state: late: apply (events older than the dedupe
+                           horizon are applied, not rejected as too_late) */
 } tdm__spec;
 
 /* Reads and checks a pipeline file. Errors say "PATH:LINE:COL: what". */
@@ -176,9 +180,16 @@ int tdm__spec_fail(const tdm__spec *spec, tdm__mark mark, int status,
  * ("30s", "10m", "1h", "7d"). Returns 0 and milliseconds, or -1. */
 int tdm__parse_duration(const char *text, int64_t *ms);
 
+/* The range of an event time, in epoch milliseconds: the years RFC 3339
+ * can write, 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999Z. */
+#define TDM__TIME_MIN_MS (-62135596800000LL)
+#define TDM__TIME_MAX_MS 253402300799999LL
+
 /* Parses an event time: RFC 3339 ("2026-03-01T14:03:07.123Z", any
  * offset, fractions to the millisecond) or, unless unit says otherwise, a
- * number of epoch seconds (fractions allowed). Returns 0 or -1. */
+ * number of epoch seconds (fractions allowed). A time outside
+ * TDM__TIME_MIN_MS..TDM__TIME_MAX_MS (after the offset is applied) is not
+ * a time, whichever way it is written. Returns 0 or -1. */
 int tdm__parse_time(const char *text, size_t len, tdm__time_unit unit,
                     int64_t *ms);
 

@@ -13,9 +13,10 @@
  * answers only once its events are on disk. Every 10 s (or 1M events)
  * the committer starts a snapshot round: a new log segment, then, a few
  * shards per commit, the changed entities' states into LMDB (each tagged
- * with the sequence number of its last event) and idle entities out of
- * memory and LMDB; when every shard is done, the segments before the
- * round's go. A restart loads the states and replays the log through the
+ * with the sequence number of its last event), and the entities idle for
+ * IDLE_ROUNDS rounds out of memory (they stay in LMDB, and their next
+ * event loads them back); when every shard is done, the segments before
+ * the round's go. A restart loads the states and replays the log through the
  * same pipeline core, skipping for each entity what its state already
  * holds, which rebuilds exactly the state the server had (processing is
  * deterministic). A log record is one event (a few hundred bytes), where
@@ -45,7 +46,9 @@
 
 typedef struct shard {
   pthread_mutex_t lock;
+  struct tdm__live *live;
   tdm__state_map *map;
+  tdm__buf loaded; /* the bytes of the last entity loaded from LMDB */
   tdm__result result;
   tdm__table_reader *fallback; /* reads the deadline fallback's table */
   uint64_t fallback_refreshed_ns;
@@ -66,6 +69,11 @@ typedef struct pending {
 #define SNAPSHOT_NS 10000000000ull
 #define SNAPSHOT_EVENTS 1000000
 #define SHARDS_PER_COMMIT 4
+/* An entity that no event touched for this many rounds (about 20 s) leaves
+ * memory once its state is in LMDB. Nothing is lost: its next event loads
+ * it back, so this bounds memory by the entities active lately, never by
+ * anything another entity's events do. */
+#define IDLE_ROUNDS 2
 /* A request waiting for its generation to be durable. */
 typedef struct waiter {
   uint64_t gen;
@@ -80,6 +88,7 @@ struct tdm__live {
   size_t num_waiters, cap_waiters;
   shard shards[NUM_SHARDS];
   tdm__store *store;
+  char *state_dir; /* where store lives (for errors of entities loaded) */
   /* group commit */
   pthread_mutex_t commit_lock;
   pthread_cond_t commit_wanted, commit_done;
@@ -98,7 +107,6 @@ struct tdm__live {
   int stopping;
   pthread_t committer;
   int committer_running;
-  atomic_llong newest; /* the latest event time applied */
   atomic_int warned_stale;
   /* counters */
   atomic_ullong fallback_batch, fallback_default, fallback_none;
@@ -156,13 +164,12 @@ static int write_snapshot(tdm__live *live, unsigned first, unsigned end,
                           tdm_error *err) {
   tdm__state_writes writes = {0};
   int rc = TDM_OK;
-  int64_t newest = atomic_load(&live->newest);
   for (unsigned i = first; i < end && rc == TDM_OK; i++) {
     shard *sh = &live->shards[i];
     pthread_mutex_lock(&sh->lock);
-    /* Idle entities leave memory and the store (their state could no
-     * longer change a result), then the changed ones are saved. */
-    tdm__state_map_evict(sh->map, newest, tdm__state_writes_drop, &writes);
+    /* Idle entities already saved leave memory (not the store: their next
+     * event loads them), then the changed ones are saved. */
+    tdm__state_map_evict(sh->map, IDLE_ROUNDS);
     rc = tdm__state_writes_take(&writes, sh->map);
     pthread_mutex_unlock(&sh->lock);
   }
@@ -316,6 +323,15 @@ static int wait_durable(tdm__live *live, uint64_t gen) {
 
 /* ---- restoring ---- */
 
+/* The loader of a shard's map: an entity that left memory comes back from
+ * LMDB. Called with the shard locked. */
+static int load_entity(void *ctx, tdm__state_map *map, tdm__str key,
+                       tdm_error *err) {
+  shard *sh = ctx;
+  return tdm__state_dir_load(sh->live->store, sh->live->state_dir, map, key,
+                             &sh->loaded, err);
+}
+
 static tdm__state_map *shard_map(void *ctx, tdm__str key) {
   tdm__live *live = ctx;
   return live->shards[key_hash(key) % NUM_SHARDS].map;
@@ -359,11 +375,10 @@ int tdm__live_open(const char *pipeline_path, const char *state_dir,
   pthread_cond_init(&live->commit_done, NULL);
   live->queued_gen = 1;
   live->next_seq = 1;
-  atomic_store(&live->newest, INT64_MIN);
   for (int i = 0; i < NUM_SHARDS; i++) pthread_mutex_init(&live->shards[i].lock, NULL);
   int rc = tdm__pipeline_load(pipeline_path, 0, &live->p, err);
   if (rc == TDM_OK)
-    rc = tdm__pipeline_open_tables(live->p, store, TDM__LOOKUP_NEWEST, err);
+    rc = tdm__pipeline_open_tables(live->p, store, TDM__LOOKUP_FOLLOW, err);
   if (rc == TDM_OK)
     rc = tdm__scheduler_start(pipeline_path, tdm__pipeline_spec(live->p),
                               store, &live->scheduler, err);
@@ -375,13 +390,20 @@ int tdm__live_open(const char *pipeline_path, const char *state_dir,
   if (rc == TDM_OK && state_dir != NULL) {
     const char *name = tdm__pipeline_spec(live->p)->name;
     uint64_t max_tag = 0;
-    rc = tdm__state_dir_open(state_dir, name, &live->store, err);
+    live->state_dir = tdm__strdup(state_dir);
+    rc = live->state_dir ? tdm__state_dir_open(state_dir, name, &live->store, err)
+                         : tdm__fail(err, TDM_ENOMEM, "out of memory");
     if (rc == TDM_OK) rc = tdm__wal_open(state_dir, name, &live->wal, err);
     if (rc == TDM_OK)
       rc = tdm__state_dir_restore(live->store, state_dir, shard_map, live,
                                   &max_tag, err);
     if (max_tag >= live->next_seq) live->next_seq = max_tag + 1;
     if (rc == TDM_OK) rc = tdm__wal_replay(live->wal, replay_logged, live, err);
+    for (int i = 0; i < NUM_SHARDS && rc == TDM_OK; i++) {
+      live->shards[i].live = live;
+      tdm__state_map_set_loader(live->shards[i].map, load_entity,
+                                &live->shards[i]);
+    }
     live->last_snapshot_ns = now_ns();
     if (rc == TDM_OK) {
       if (pthread_create(&live->committer, NULL, commit_loop, live) != 0)
@@ -412,6 +434,7 @@ void tdm__live_close(tdm__live *live) {
     tdm__state_map_free(live->shards[i].map);
     tdm__result_free(&live->shards[i].result);
     tdm__table_reader_free(live->shards[i].fallback);
+    tdm__buf_free(&live->shards[i].loaded);
     pthread_mutex_destroy(&live->shards[i].lock);
   }
   tdm__free(live->waiters);
@@ -420,6 +443,7 @@ void tdm__live_close(tdm__live *live) {
   tdm__buf_free(&live->writing.bytes);
   tdm__free(live->writing.offsets);
   tdm__store_close(live->store);
+  tdm__free(live->state_dir);
   tdm__wal_close(live->wal);
   tdm__drift_free(live->drift);
   tdm__pipeline_free(live->p);
@@ -442,12 +466,6 @@ int tdm__live_watch_drift(tdm__live *live, const char *reference,
 tdm__drift *tdm__live_drift(const tdm__live *live) { return live->drift; }
 
 /* ---- events ---- */
-
-static void error_body(tdm__buf *out, const char *message) {
-  tdm__buf_append(out, "{\"error\":", 9);
-  tdm__json_append_string(out, message);
-  tdm__buf_append(out, "}", 1);
-}
 
 /* One event: processed under its shard's lock, its result appended to
  * out. *gen is raised to the generation its state update joined. */
@@ -554,11 +572,9 @@ static int one_event(tdm__live *live, const tdm__json_doc *doc,
   int rc = read_event(live, doc, object, fields, &entity, &sh, err);
   if (rc != TDM_OK) return rc;
   pthread_mutex_lock(&sh->lock);
+  tdm__state_map_set_clock(sh->map, tdm__now_ms());
   rc = tdm__pipeline_process(live->p, sh->map, &ev, &sh->result, err);
   if (rc == TDM_OK) {
-    long long t = sh->result.time_ms, seen = atomic_load(&live->newest);
-    while (t > seen && !atomic_compare_exchange_weak(&live->newest, &seen, t)) {
-    }
     rc = tdm__pipeline_json(live->p, &ev, &sh->result, with_features, out);
     if (rc == TDM_OK && live->store != NULL && !sh->result.duplicate) {
       uint64_t g;
@@ -577,8 +593,10 @@ static int one_event(tdm__live *live, const tdm__json_doc *doc,
 void tdm__live_durability_failed(tdm__buf *out, unsigned *status) {
   out->len = 0;
   *status = 500;
-  error_body(out, "the state could not be written to disk; the events "
-                  "may not be applied after a restart");
+  tdm__pipeline_error_json(TDM_EIO,
+                           "the state could not be written to disk; the "
+                           "events may not be applied after a restart",
+                           out);
 }
 
 int tdm__live_when_durable(tdm__live *live, uint64_t gen,
@@ -628,7 +646,7 @@ void tdm__live_events_async(tdm__live *live, const char *body, size_t len,
   *status = 200;
   if (tdm__json_parse(&doc, body, len, "request", 0, &err) != TDM_OK) {
     *status = err.status == TDM_ENOMEM ? 500 : 400;
-    error_body(out, err.message);
+    tdm__pipeline_error_json(err.status, err.message, out);
     return;
   }
   uint64_t gen = 0;
@@ -645,7 +663,7 @@ void tdm__live_events_async(tdm__live *live, const char *body, size_t len,
       atomic_fetch_add(&live->events, 1);
       if (rc != TDM_OK) {
         out->len = mark;
-        error_body(out, err.message);
+        tdm__pipeline_error_json(rc, err.message, out);
         atomic_fetch_add(&live->rejected, 1);
         if (rc == TDM_ENOMEM) *status = 500;
       }
@@ -659,8 +677,11 @@ void tdm__live_events_async(tdm__live *live, const char *body, size_t len,
     if (rc != TDM_OK) {
       atomic_fetch_add(&live->rejected, 1);
       out->len = 0;
-      *status = rc == TDM_ENOMEM ? 500 : rc == TDM_EINVAL && fall_back ? 504 : 400;
-      error_body(out, err.message);
+      *status = rc == TDM_ENOMEM                  ? 500
+                : rc == TDM_EINVAL && fall_back     ? 504
+                : rc == TDM_ETOOLATE || rc == TDM_EFUTURE ? 422
+                                                    : 400;
+      tdm__pipeline_error_json(rc, err.message, out);
     }
   }
   tdm__json_doc_free(&doc);
@@ -716,12 +737,6 @@ static size_t tables_read(const tdm__live *live, const char **names,
   return unique;
 }
 
-static int64_t wall_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* A table's newest version and its age in seconds (wall clock); version
  * 0 when it has none. */
 static void table_age(const tdm__live *live, const char *table,
@@ -736,7 +751,7 @@ static void table_age(const tdm__live *live, const char *table,
       tdm__tables_versions(tables, table, &versions, &count, &err) == TDM_OK &&
       count > 0) {
     *version = versions[0].version;
-    *age_s = (double)(wall_ms() - versions[0].as_of_ms) / 1000.0;
+    *age_s = (double)(tdm__now_ms() - versions[0].as_of_ms) / 1000.0;
   }
   tdm__table_versions_free(versions, count);
 }

@@ -32,28 +32,46 @@ typedef struct restore_ctx {
   tdm_error *err;
 } restore_ctx;
 
+/* Restores one stored value ([u64 tag][state]) of entity k into map. */
+static int restore_value(tdm__state_map *map, tdm__str k, const void *value,
+                         size_t value_len, const char *dir, uint64_t *tag,
+                         tdm_error *err) {
+  if (value_len < 8)
+    return tdm__fail(err, TDM_EPARSE, "%s: the state of \"%.*s\" is cut short",
+                     dir, (int)(k.len > 64 ? 64 : k.len), k.data);
+  memcpy(tag, value, 8);
+  tdm_error why;
+  int status = tdm__state_map_restore(map, k, *tag, (const char *)value + 8,
+                                      value_len - 8, &why);
+  if (status != TDM_OK)
+    return tdm__fail(err, status,
+                     "%s: the state of \"%.*s\" does not fit this pipeline "
+                     "(written by another version of it?): %s",
+                     dir, (int)(k.len > 64 ? 64 : k.len), k.data, why.message);
+  return TDM_OK;
+}
+
 static int restore_one(void *arg, const void *key, size_t key_len,
                        const void *value, size_t value_len) {
   restore_ctx *rc = arg;
   tdm__str k = {key, key_len};
   uint64_t tag;
-  if (value_len < 8)
-    return tdm__fail(rc->err, TDM_EPARSE, "%s: the state of \"%.*s\" is cut short",
-                     rc->dir, (int)(key_len > 64 ? 64 : key_len),
-                     (const char *)key);
-  memcpy(&tag, value, 8);
-  tdm_error why;
-  int status = tdm__state_map_restore(rc->map_for(rc->ctx, k), k, tag,
-                                      (const char *)value + 8, value_len - 8,
-                                      &why);
-  if (status != TDM_OK)
-    return tdm__fail(rc->err, status,
-                     "%s: the state of \"%.*s\" does not fit this pipeline "
-                     "(written by another version of it?): %s",
-                     rc->dir, (int)(key_len > 64 ? 64 : key_len),
-                     (const char *)key, why.message);
-  if (tag > rc->max_tag) rc->max_tag = tag;
-  return TDM_OK;
+  int status = restore_value(rc->map_for(rc->ctx, k), k, value, value_len,
+                             rc->dir, &tag, rc->err);
+  if (status == TDM_OK && tag > rc->max_tag) rc->max_tag = tag;
+  return status;
+}
+
+int tdm__state_dir_load(tdm__store *store, const char *dir,
+                        tdm__state_map *map, tdm__str key, tdm__buf *scratch,
+                        tdm_error *err) {
+  int found = 0;
+  int rc = tdm__store_get(store, TDM__STATE_DB, key.data, key.len, scratch,
+                          &found, err);
+  if (rc != TDM_OK) return rc;
+  if (!found) return TDM_ENOTFOUND;
+  uint64_t tag;
+  return restore_value(map, key, scratch->data, scratch->len, dir, &tag, err);
 }
 
 int tdm__state_dir_restore(tdm__store *store, const char *dir,
@@ -110,10 +128,6 @@ int tdm__state_writes_delete(tdm__state_writes *w, tdm__str key) {
 int tdm__state_writes_meta(tdm__state_writes *w, tdm__str key,
                            const void *value, size_t len) {
   return add(w, TDM__META_DB, 0, key, NULL, 0, value, len);
-}
-
-void tdm__state_writes_drop(void *ctx, tdm__str key) {
-  (void)tdm__state_writes_delete(ctx, key);
 }
 
 tdm__str tdm__state_write_key(const tdm__state_writes *w, size_t i) {

@@ -35,6 +35,14 @@ int tdm__state_dir_restore(tdm__store *store, const char *dir,
                            tdm__state_map *(*map_for)(void *ctx, tdm__str key),
                            void *ctx, uint64_t *max_tag, tdm_error *err);
 
+/* Restores one saved entity into map (the loader of a map whose idle
+ * entities leave memory, tdm__state_map_set_loader): TDM_ENOTFOUND when
+ * the store has none. scratch holds the bytes read. Thread-safe for
+ * different maps (each call reads in its own LMDB transaction). */
+int tdm__state_dir_load(tdm__store *store, const char *dir,
+                        tdm__state_map *map, tdm__str key, tdm__buf *scratch,
+                        tdm_error *err);
+
 /*
  * A set of writes to a state store, applied in one transaction: the
  * changed entities of maps (take), deletes of entities dropped from memory
@@ -71,10 +79,6 @@ int tdm__state_writes_flush(tdm__state_writes *w, tdm__store *store,
                             tdm_error *err);
 void tdm__state_writes_clear(tdm__state_writes *w);
 void tdm__state_writes_free(tdm__state_writes *w);
-/* The drop callback of tdm__state_map_evict that adds a delete of each
- * dropped entity to the writes at ctx (a failure to add one only leaves
- * its state in the store, restored and dropped again later). */
-void tdm__state_writes_drop(void *ctx, tdm__str key);
 
 /*
  * `tandem batch --save-state DIR`: writes every entity of the maps into a

@@ -388,8 +388,10 @@ static int handle(stream *s, const rd_kafka_message_t *m, tdm_error *err) {
     rc = tdm__fail(&why, TDM_EPARSE, "the message is not a JSON object");
   if (rc == TDM_OK)
     rc = tdm__event_from_json(s->spec, &doc, doc.root, NULL, fields, &why);
-  if (rc == TDM_OK)
+  if (rc == TDM_OK) {
+    tdm__state_map_set_clock(pt->map, tdm__now_ms());
     rc = tdm__pipeline_process(s->p, pt->map, &ev, &s->result, &why);
+  }
   if (rc == TDM_ENOMEM) {
     tdm__json_doc_free(&doc);
     return tdm__fail(err, rc, "out of memory");
@@ -433,18 +435,13 @@ static int needs_save(const part *pt) {
           pt->seed);
 }
 
-/* Takes pt's changes since the last save into pt->writes: its idle
- * entities leave memory (their state could not change a result any more,
- * tdm__state_map_evict) and are deleted; the changed ones are written.
- * With a changelog they are produced to it (deletes as tombstones). */
+/* Takes pt's changes since the last save into pt->writes: the changed
+ * entities are written, and with a changelog produced to it. No entity is
+ * dropped for being idle: its later events would read an empty state
+ * (docs/windows.md, "Event time"); the partition keeps them in memory. */
 static int take_changes(stream *s, part *pt, tdm_error *err) {
-  if (pt->store == NULL && s->changelog == NULL) {
-    tdm__state_map_evict(pt->map, tdm__state_map_newest(pt->map), NULL, NULL);
-    return TDM_OK;
-  }
+  if (pt->store == NULL && s->changelog == NULL) return TDM_OK;
   size_t first = pt->writes.count;
-  tdm__state_map_evict(pt->map, tdm__state_map_newest(pt->map),
-                       tdm__state_writes_drop, &pt->writes);
   if (tdm__state_writes_take(&pt->writes, pt->map) != TDM_OK)
     return tdm__fail(err, TDM_ENOMEM, "out of memory");
   pt->seed_taken = pt->seed;
@@ -998,7 +995,7 @@ int tdm__stream_run(const tdm__stream_options *opt, tdm_error *err) {
   tdm__keep_heap(); /* per-message buffers are freed and made again */
   int rc = tdm__pipeline_load(opt->pipeline_path, 0, &s->p, err);
   if (rc == TDM_OK)
-    rc = tdm__pipeline_open_tables(s->p, opt->store, TDM__LOOKUP_NEWEST, err);
+    rc = tdm__pipeline_open_tables(s->p, opt->store, TDM__LOOKUP_FOLLOW, err);
   if (rc == TDM_OK) {
     s->spec = tdm__pipeline_spec(s->p);
     if (tdm__result_init(s->p, &s->result) != TDM_OK)

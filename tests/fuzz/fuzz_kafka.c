@@ -9,8 +9,8 @@
  * message the changed states take the changelog's path, as at a commit:
  * tdm__state_map_take_dirty, each state restored into another map
  * (tdm__state_map_restore, as src/stream/changelog.c does after a
- * rebalance) and encoded again to the same bytes, after the idle entities
- * are evicted, as at a commit (take_changes()). The pipeline is
+ * rebalance) and encoded again to the same bytes, as at a commit
+ * (take_changes()). The pipeline is
  * kafka_pipeline.h's (a model and decision rules). A fresh map per input,
  * so an input replays alone.
  * Checks: a bad message fails cleanly (never a crash or sanitizer
@@ -118,7 +118,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     const char *nl = memchr(at, '\n', (size_t)(end - at));
     size_t len = nl ? (size_t)(nl - at) : (size_t)(end - at);
     one(p, map, &result, at, len, offset);
-    tdm__state_map_evict(map, tdm__state_map_newest(map), NULL, NULL);
     tdm__state_map_take_dirty(map, round_trip, p);
     if (nl == NULL) break;
     at = nl + 1;

@@ -203,3 +203,31 @@ def fraud_events(seed, n, entities=8, invalid=0.0, duplicates=0.03,
                 row["ts"] = None
         rows.append(row)
     return rows
+
+
+# The pipeline of the time-rule tests (test_time_rules.py,
+# test_time_torture.py): features whose values a test can count by hand
+# from an entity's events (a count and a sum over all of them, a count in
+# an exact 1 h window), a model over them and a two-way decision. EXTRA
+# goes before the decision (lookups, materialize:, store:), STATE last.
+COUNTS_FEATURES = ["n_all", "sum_all", "n_1h"]
+COUNTS_COLUMNS = ["txn", "card", "ts", "amount"]
+
+
+def counts_yaml(name, state, features="", extra=""):
+    return f"""\
+name: {name}
+entity: card
+time: ts
+id: txn
+fields: {{txn: string, card: string, ts: time, amount: number}}
+features:
+  - {{name: n_all, agg: count, window: all}}
+  - {{name: sum_all, agg: sum(amount), window: all}}
+  - {{name: n_1h, agg: count, window: 1h}}
+{features}model: {{path: model.json}}
+{extra}decision:
+  - {{when: "score >= 0.5", then: review}}
+  - {{then: approve}}
+{state}
+"""

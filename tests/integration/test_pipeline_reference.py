@@ -15,6 +15,7 @@ covered: count, sum, mean, min, max, stddev, last, distinct, since_last
 (with and without a window), each with and without a `where` filter, and
 `window: all`; aggregations of a derived feature; an expression of
 aggregations."""
+import json
 import math
 import os
 import random
@@ -209,8 +210,9 @@ class Entity:
 
 
 def reference(events, lateness, ttl, max_events, dedupe=24 * H):
-    """Feature values (a dict) per event, or None for an event that is not
-    applied (a repeated id answers the original's values)."""
+    """(how, feature values) per event: how is "new", "duplicate" (a
+    repeated id answers the original's values) or "too_late" (more than
+    dedupe before the entity's newest event: rejected, no values)."""
     horizon = max(a[3] for a in AGGS if a[3] and a[1] != "since_last") + lateness
     entities = {}
     results = []
@@ -220,6 +222,9 @@ def reference(events, lateness, ttl, max_events, dedupe=24 * H):
             results.append(("duplicate", k.ids[ev["txn"]][1]))
             continue
         t = ev["t"]
+        if k.M is not None and k.M - t > dedupe:
+            results.append(("too_late", None))
+            continue
         if k.M is not None and ttl > 0 and t - k.M > ttl:
             k.reset()
         k.M = t if k.M is None else max(k.M, t)
@@ -340,13 +345,28 @@ for name, state, (lateness, ttl, max_events), seed, n, entities in CONFIGS:
             continue
         outputs.append(open(result, "rb").read())
         rows = read_csv(result)
-        if not expect(len(rows) == len(events),
-                      f"{name}: {len(rows)} rows for {len(events)} events"):
+        # Events more than dedupe before their entity's newest are rejected
+        # as too_late, each with its input line (a CSV's header is line 1).
+        too_late = [i for i, (how, _) in enumerate(expected) if how == "too_late"]
+        rejects = result + ".rejects.jsonl"
+        got_late = []
+        if os.path.exists(rejects):
+            for line in open(rejects):
+                rej = json.loads(line)
+                expect(rej.get("reason") == "too_late",
+                       f"{name}: unexpected reject {line.strip()}")
+                got_late.append(rej["line"] - 2 if src.endswith(".csv")
+                                else rej["line"] - 1)
+        expect(got_late == too_late, f"{name}: too_late rejects at "
+               f"{got_late[:5]}..., reference {too_late[:5]}...")
+        kept = [(e, x) for e, x in zip(events, expected) if x[0] != "too_late"]
+        if not expect(len(rows) == len(kept),
+                      f"{name}: {len(rows)} rows for {len(kept)} events"):
             continue
         expect(list(rows[0].keys()) == ["txn", "card", "ts"] + FEATURES + ["duplicate"],
                f"{name}: columns {list(rows[0].keys())}")
         bad = 0
-        for i, (row, ev, (how, want)) in enumerate(zip(rows, events, expected)):
+        for i, (row, (ev, (how, want))) in enumerate(zip(rows, kept)):
             if row["txn"] != ev["txn"] or row["card"] != ev["card"] or row["ts"] != ev["ts"]:
                 fail(f"{name}: row {i + 1} keys {row['txn']},{row['card']},{row['ts']}"
                      f" are not the event's")
@@ -373,5 +393,7 @@ for name, state, (lateness, ttl, max_events), seed, n, entities in CONFIGS:
                if any(p["card"] == e["card"] and p["t"] > e["t"] for p in events[:i]))
     dups = sum(1 for how, _ in expected if how == "duplicate")
     expect(late > 20 and dups > 5, f"{name}: only {late} late events, {dups} repeats")
+    print(f"{name}: {sum(1 for how, _ in expected if how == 'too_late')} "
+          "events too late for the dedupe horizon", flush=True)
 
 finish("test_pipeline_reference")

@@ -8,8 +8,10 @@ and D the state that run saved (--save-state). wrk first measures the
 capacity for a few seconds, then drives events at about 70% of it
 (wrk's delay() per connection, calibrated once) for the duration,
 counting every response in Lua. Event time advances 30 s per event, so
-the state reaches its steady size (the 7-day windows, 24 h of ids)
-during the warm-up. Every 10 s a background `tandem batch --materialize card_profile`
+the state reaches its steady size (the 30-day windows, 24 h of ids)
+during the warm-up; at that pace a fast machine dates events past today,
+so the pipeline is the example's with state.max_future raised to 10
+years (a copy beside its model). Every 10 s a background `tandem batch --materialize card_profile`
 writes a new table version (picked up by the server within a second) and
 the server gets SIGHUP. RSS is sampled every second from /proc.
 
@@ -27,6 +29,7 @@ Prints start, end and max RSS, the rate and p50/p99/p99.9.
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import threading
@@ -40,7 +43,7 @@ from serve_util import Server
 SECONDS = int(os.environ.get("SOAK_SECONDS", "60"))
 REFRESH_S = 10
 LOAD = 0.7
-PIPELINE = os.path.join(ROOT, "examples", "fraud", "pipeline.yaml")
+EXAMPLE = os.path.join(ROOT, "examples", "fraud")
 ASAN = "asan" in TANDEM
 
 
@@ -57,6 +60,12 @@ def quarantine_mb():
 HEAP_SLACK_MB = 4 + (quarantine_mb() if ASAN else 0)
 
 out = tmpdir()
+shutil.copy(os.path.join(EXAMPLE, "model.json"), out)
+with open(os.path.join(EXAMPLE, "pipeline.yaml")) as f:
+    example = f.read()
+expect(example.rstrip().endswith("dedupe: 24h"), "the example's state block ends it")
+PIPELINE = write(os.path.join(out, "pipeline.yaml"),
+                 example.rstrip() + "\n  max_future: 3650d\n")
 gen = subprocess.run(
     ["/usr/bin/python3", os.path.join(ROOT, "examples", "fraud", "generate.py"),
      "--cards", "1000", "--days", "30", "--out", os.path.join(out, "history.csv")],
@@ -80,6 +89,10 @@ ok = 0
 other = 0
 function init(args)
   gap = tonumber(args[1])
+  counter = tonumber(args[2])
+  first = counter
+  ts0 = tonumber(args[3])
+  step = tonumber(args[4])
 end
 function delay()
   return gap
@@ -89,7 +102,7 @@ function request()
   local body = string.format(
     '{"txn_id":"s%d","card_id":"c%06d","ts":%d,"amount":%d.%02d,' ..
     '"merchant":"m%05d","mcc":"grocery","country":"GB","channel":"pos"}',
-    counter, (counter * 7919) % 1000, 1775000000 + counter * 30,
+    counter, (counter * 7919) % 1000, ts0 + (counter - first) * step,
     counter % 400, counter % 100, counter % 900)
   return wrk.format("POST", "/v1/pipelines/fraud/events",
                     {["Content-Type"] = "application/json"}, body)
@@ -115,13 +128,28 @@ lua = write(os.path.join(out, "soak.lua"), LUA)
 CONNECTIONS = 16
 
 
-def wrk(url, seconds, gap_ms):
+sent = 0  # requests of the earlier wrk runs
+next_ts = 1775000000  # 2026-04-01, after the history: the next event time
+
+
+def wrk(url, seconds, gap_ms, step=30):
+    """Each run continues the event counter (ids) and the event time where
+    the last one stopped, with a margin for the requests it left in
+    flight: starting over would send every card events days older than
+    its newest, which the server rejects as too_late (docs/windows.md).
+    Event time advances STEP seconds per event."""
+    global sent, next_ts
     run = subprocess.run(["wrk", "-t1", "-c%d" % CONNECTIONS, "-d%ds" % seconds,
-                          "--timeout", "5s", "-s", lua, url, "--", str(gap_ms)],
+                          "--timeout", "5s", "-s", lua, url, "--", str(gap_ms),
+                          str(sent), str(next_ts), str(step)],
                          capture_output=True, text=True)
     m = re.search(r"RESULT (\{.*\})", run.stdout)
     expect(m is not None, "wrk: " + run.stdout + run.stderr)
-    return json.loads(m.group(1)) if m else {}
+    result = json.loads(m.group(1)) if m else {}
+    used = result.get("requests", 0) + 10 * CONNECTIONS
+    sent += used
+    next_ts += used * step
+    return result
 
 
 def memory(pid):
