@@ -1,0 +1,173 @@
+"""`tandem serve` and the CLI against the hostile and careless inputs of
+issue 17 (docs/reliability.md, "Hostile input: the cases of issue 17").
+Each section is a regression test: it failed on the code before its fix.
+
+1. Repository path escape: "..", "%2e%2e", "." and symbolic links never
+   load anything from outside --model-repo, are answered 400 or 404, and
+   leave the server ready.
+2. Percent-decoding tricks in the path ("%00", "%2f"): 400, nothing done.
+3. Request smuggling (RFC 9112 section 6.3): two Content-Length, a
+   Content-Length beside chunked, a Transfer-Encoding other than exactly
+   "chunked": 400 and the connection closed, so a request hidden in the
+   body is never run.
+"""
+import json
+import os
+import shutil
+
+from common import ROOT, expect, finish, tmpdir
+from raw_http import exchange, request
+from serve_util import Server
+
+MODEL = os.path.join(ROOT, "examples", "credit-risk", "model.json")
+out = tmpdir()
+repo = os.path.join(out, "repo")
+outside = os.path.join(out, "outside")
+os.makedirs(os.path.join(repo, "credit", "1"))
+shutil.copy(MODEL, os.path.join(repo, "credit", "1", "model.json"))
+# Numbered version directories beside the repository: what ".." would
+# reach. Its model is the same file, so only the names tell them apart.
+os.makedirs(os.path.join(outside, "7"))
+shutil.copy(MODEL, os.path.join(outside, "7", "model.json"))
+os.symlink(outside, os.path.join(repo, "evil"))
+
+
+def index(server):
+    (status, _, body), = exchange("127.0.0.1", server.port,
+                                  request("POST", "/v2/repository/index"),
+                                  expect=1)[0]
+    expect(status == 200, "index: %s" % status)
+    return sorted((m["name"], m.get("version"), m["state"])
+                  for m in json.loads(body))
+
+
+def answer(server, raw):
+    responses, closed, data = exchange("127.0.0.1", server.port, raw, expect=1)
+    expect(len(responses) >= 1, "no answer to %r: %r" % (raw[:80], data[:200]))
+    return responses[0][0] if responses else None, responses, closed
+
+
+def ready(server, what):
+    status, _, _ = answer(server, request("GET", "/v2/health/ready"))
+    expect(status == 200, "%s: /v2/health/ready answered %s" % (what, status))
+    status, _, _ = answer(server, request("GET", "/v2/models/credit/ready"))
+    expect(status == 200, "%s: credit's ready answered %s" % (what, status))
+
+
+with Server("--model-repo", repo) as s:
+    before = index(s)
+    expect(before == [("credit", "1", "READY")], "index at start: %r" % before)
+
+    # ---- 1. repository path escape
+    for path in ["/v2/repository/models/../load",
+                 "/v2/repository/models/%2e%2e/load",
+                 "/v2/repository/models/%2E%2E/load",
+                 "/v2/repository/models/.%2e/load",
+                 "/v2/repository/models/./load",
+                 "/v2/repository/models/../unload",
+                 "/v2/repository/models/%2e/load",
+                 "/v2/repository/models/credit/../../load",
+                 "/v2/models/../infer",
+                 "/v2/models/./ready"]:
+        method = "GET" if path.endswith("ready") else "POST"
+        status, _, _ = answer(s, request(method, path))
+        expect(status == 400, "%s %s answered %s, not 400" % (method, path, status))
+        ready(s, path)
+    status, _, _ = answer(s, request("GET", "/v2/models/../ready"))
+    expect(status == 400, "GET /v2/models/../ready: %s" % status)
+    # A hidden or over-long name is not a model name either.
+    for name in [".hidden", "a" * 129]:
+        status, _, _ = answer(s, request("POST", "/v2/repository/models/%s/load" % name))
+        expect(status == 400, "load %r answered %s" % (name[:20], status))
+    # Symbolic links out of the repository: a model directory, a version
+    # directory and a model file, each made after the start.
+    os.makedirs(os.path.join(repo, "linkver"))
+    os.symlink(os.path.join(outside, "7"), os.path.join(repo, "linkver", "1"))
+    os.makedirs(os.path.join(repo, "linkfile", "1"))
+    os.symlink(os.path.join(outside, "7", "model.json"),
+               os.path.join(repo, "linkfile", "1", "model.json"))
+    for name in ["evil", "linkver", "linkfile"]:
+        status, _, _ = answer(s, request("POST", "/v2/repository/models/%s/load" % name))
+        expect(status in (400, 404), "load %s (a link out) answered %s" % (name, status))
+        status, _, _ = answer(s, request("POST", "/v2/models/%s/infer" % name,
+                                         b'{"inputs":[]}'))
+        expect(status != 200, "infer on %s answered 200" % name)
+    after = [m for m in index(s) if m[2] == "READY"]
+    expect(after == [("credit", "1", "READY")], "ready models after: %r" % after)
+    shutil.rmtree(os.path.join(repo, "linkver"))
+    shutil.rmtree(os.path.join(repo, "linkfile"))
+
+    # ---- 2. percent-decoding and NUL in the routed path
+    for path in ["/v2/repository/models/credit/unload%00/infer",
+                 "/v2/repository/models/credit/unload%00",
+                 "/v2/repository/models/credit%2funload",
+                 "/v2/repository/models/cred%69t/unload",
+                 "/v2/repository%2fmodels/credit/unload"]:
+        status, _, _ = answer(s, request("POST", path))
+        expect(status == 400, "POST %s answered %s, not 400" % (path, status))
+        ready(s, path)
+    # A raw NUL byte in the request line: refused or closed, nothing done.
+    responses, closed, _ = exchange(
+        "127.0.0.1", s.port,
+        b"POST /v2/repository/models/credit/unload\x00/infer HTTP/1.1\r\n"
+        b"Host: t\r\nContent-Length: 0\r\n\r\n", expect=1)
+    expect(closed or (responses and 400 <= responses[0][0] < 500),
+           "a raw NUL in the path: %r" % responses)
+    ready(s, "raw NUL")
+
+    # ---- 3. request smuggling
+    hidden = request("POST", "/v2/repository/models/credit/unload")
+    # The control: two honest requests on one connection get two answers,
+    # so the checks below would see a hidden one if it ran.
+    responses, closed, _ = exchange(
+        "127.0.0.1", s.port,
+        request("GET", "/v2/health/live") + request("GET", "/v2/health/live"),
+        expect=2)
+    expect([r[0] for r in responses] == [200, 200],
+           "two pipelined requests: %r" % responses)
+    chunked_end = b"0\r\n\r\n"
+    cases = [
+        ("two different Content-Length",
+         ["Content-Length: 5", "Content-Length: %d" % (5 + len(hidden))],
+         b"hello" + hidden),
+        ("two different Content-Length, the longer first",
+         ["Content-Length: %d" % (5 + len(hidden)), "Content-Length: 5"],
+         b"hello" + hidden),
+        ("Content-Length and chunked",
+         ["Content-Length: %d" % (len(chunked_end) + len(hidden)),
+          "Transfer-Encoding: chunked"], chunked_end + hidden),
+        ("chunked and Content-Length",
+         ["Transfer-Encoding: chunked", "Content-Length: 3"],
+         chunked_end + hidden),
+        ("Transfer-Encoding: gzip, chunked",
+         ["Transfer-Encoding: gzip, chunked"], chunked_end + hidden),
+        ("Transfer-Encoding: identity", ["Transfer-Encoding: identity"],
+         hidden),
+        ("Transfer-Encoding: chunked, chunked",
+         ["Transfer-Encoding: chunked, chunked"], chunked_end + hidden),
+        ("two Transfer-Encoding headers",
+         ["Transfer-Encoding: chunked", "Transfer-Encoding: chunked"],
+         chunked_end + hidden),
+        ("Content-Length: +5", ["Content-Length: +5"], b"hello" + hidden),
+    ]
+    for name, headers, body in cases:
+        raw = request("POST", "/v2/models/credit/infer", body, headers,
+                      length=False)
+        responses, closed, data = exchange("127.0.0.1", s.port, raw, wait=5)
+        statuses = [r[0] for r in responses]
+        expect(statuses == [400], "%s: answered %r (one 400 expected)"
+               % (name, statuses))
+        expect(closed, "%s: the connection was kept open" % name)
+        ready(s, name)
+    # A well-framed chunked request still works.
+    body = json.dumps({"inputs": [{"name": "input", "shape": [1, 13],
+                                   "datatype": "FP32",
+                                   "data": [9, 5, 60, 30, 1, 0, 1, 73, 129,
+                                            0, 0, 800, 846]}]}).encode()
+    raw = request("POST", "/v2/models/credit/infer",
+                  b"%x\r\n" % len(body) + body + b"\r\n0\r\n\r\n",
+                  ["Transfer-Encoding: Chunked"], length=False)
+    status, _, _ = answer(s, raw)
+    expect(status == 200, "a chunked infer: %s" % status)
+
+finish("test_hostile")
