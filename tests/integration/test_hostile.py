@@ -10,12 +10,18 @@ Each section is a regression test: it failed on the code before its fix.
    Content-Length beside chunked, a Transfer-Encoding other than exactly
    "chunked": 400 and the connection closed, so a request hidden in the
    body is never run.
+4. Output onto input: `tandem score` and `tandem batch` refuse (exit 2)
+   an --out, --rejects or manifest path that is the input, the model or
+   the pipeline file, by any name (./, a hard link, a symbolic link), and
+   leave every file as it was.
 """
+import hashlib
 import json
 import os
 import shutil
 
 from common import ROOT, expect, finish, tmpdir
+from pipeline_util import FRAUD_COLUMNS, fraud_events, fraud_pipeline, tandem, write_csv
 from raw_http import exchange, request
 from serve_util import Server
 
@@ -169,5 +175,59 @@ with Server("--model-repo", repo) as s:
                   ["Transfer-Encoding: Chunked"], length=False)
     status, _, _ = answer(s, raw)
     expect(status == 200, "a chunked infer: %s" % status)
+
+# ---- 4. output onto input
+def digest(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+cli = os.path.join(out, "cli")
+os.makedirs(cli)
+applicants = os.path.join(cli, "a.csv")
+shutil.copy(os.path.join(ROOT, "examples", "credit-risk", "applicants.csv"), applicants)
+model = os.path.join(cli, "model.json")
+shutil.copy(MODEL, model)
+os.link(applicants, os.path.join(cli, "hard.csv"))
+os.symlink(applicants, os.path.join(cli, "soft.csv"))
+pipeline = fraud_pipeline(cli, model_name="fraud-model.json")
+events = os.path.join(cli, "events.csv")
+write_csv(events, FRAUD_COLUMNS, fraud_events(17, 200))
+os.link(events, os.path.join(cli, "events-link.csv"))
+os.chdir(cli)
+# The same commands with a fresh output succeed: what is refused below is
+# refused for the path alone.
+r = tandem("score", "--model", model, "--in", applicants, "--out",
+           os.path.join(cli, "fresh.csv"), "--no-registry")
+expect(r.returncode == 0, "score to a fresh file: %s" % r.stderr)
+r = tandem("batch", pipeline, "--in", events, "--out",
+           os.path.join(cli, "fresh-batch.csv"), "--no-registry")
+expect(r.returncode == 0, "batch to a fresh file: %s" % r.stderr)
+refused = [
+    ("score", "--model", model, "--in", applicants, "--out", "./a.csv"),
+    ("score", "--model", model, "--in", applicants, "--out", "a.csv"),
+    ("score", "--model", model, "--in", applicants, "--out", "hard.csv"),
+    ("score", "--model", model, "--in", applicants, "--out", "soft.csv"),
+    ("score", "--model", model, "--in", applicants, "--out", "../cli/model.json"),
+    ("score", "--model", model, "--in", "hard.csv", "--out", applicants),
+    ("batch", pipeline, "--in", events, "--out", "./events.csv"),
+    ("batch", pipeline, "--in", events, "--out", "events-link.csv"),
+    ("batch", pipeline, "--in", events, "--out", "o.csv", "--rejects", events),
+    ("batch", pipeline, "--in", events, "--out", "o.csv", "--rejects",
+     "events-link.csv"),
+    ("batch", pipeline, "--in", events, "--out", pipeline),
+]
+before = {name: digest(os.path.join(cli, name)) for name in os.listdir(cli)
+          if os.path.isfile(os.path.join(cli, name))}
+for args in refused:
+    r = tandem(*args, "--no-registry")
+    expect(r.returncode == 2, "%s: exit %d, not 2: %s" % (" ".join(args),
+                                                          r.returncode, r.stderr))
+    expect("same file" in r.stderr, "%s: the error does not say why: %s"
+           % (" ".join(args), r.stderr))
+    after = {name: digest(os.path.join(cli, name)) for name in os.listdir(cli)
+             if os.path.isfile(os.path.join(cli, name))}
+    expect(after == before, "%s changed the files: %r" % (
+        " ".join(args), sorted(set(after.items()) ^ set(before.items()))))
 
 finish("test_hostile")
