@@ -1106,6 +1106,17 @@ int tdm__pipeline_entity(const tdm__pipeline *p, const tdm__event *ev,
   if (entity->data == NULL || entity->len == 0)
     return tdm__fail(err, TDM_ESCHEMA, "field \"%s\" (the entity) is missing",
                      p->spec->entity);
+  if (entity->len > TDM__MAX_KEY_BYTES)
+    return tdm__fail(err, TDM_ESCHEMA,
+                     "field \"%s\" (the entity) is %zu bytes long; an entity "
+                     "key has at most %d",
+                     p->spec->entity, entity->len, TDM__MAX_KEY_BYTES);
+  if (p->id_field != NONE && ev->fields[p->id_field].len > TDM__MAX_KEY_BYTES)
+    return tdm__fail(err, TDM_ESCHEMA,
+                     "field \"%s\" (the event id) is %zu bytes long; an id "
+                     "has at most %d",
+                     p->spec->id, ev->fields[p->id_field].len,
+                     TDM__MAX_KEY_BYTES);
   return TDM_OK;
 }
 

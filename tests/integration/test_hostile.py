@@ -14,6 +14,9 @@ Each section is a regression test: it failed on the code before its fix.
    an --out, --rejects or manifest path that is the input, the model or
    the pipeline file, by any name (./, a hard link, a symbolic link), and
    leave every file as it was.
+5. Key and id length: an entity key or event id of at most 256 bytes is
+   served; one byte more (and 1 MB) is refused, 400 naming the field, in
+   the server, and a reject in batch.
 """
 import hashlib
 import json
@@ -229,5 +232,46 @@ for args in refused:
              if os.path.isfile(os.path.join(cli, name))}
     expect(after == before, "%s changed the files: %r" % (
         " ".join(args), sorted(set(after.items()) ^ set(before.items()))))
+
+# ---- 5. key and id length limits
+MAX_KEY = 256
+t0 = 1_700_000_000_000
+
+
+def fraud_event(i, card, txn):
+    return {"txn": txn, "card": card, "ts": t0 + i * 1000, "amount": 12.5,
+            "merchant": "m1", "mcc": "fuel"}
+
+
+with Server(pipeline) as s:
+    cases = [("card", MAX_KEY, 200), ("card", MAX_KEY + 1, 400),
+             ("card", 1 << 20, 400), ("txn", MAX_KEY, 200),
+             ("txn", MAX_KEY + 1, 400), ("txn", 1 << 20, 400)]
+    for i, (field, length, want) in enumerate(cases):
+        event = fraud_event(i, "c1", "t%d" % i)
+        event[field] = "k" * length
+        status, responses, _ = answer(
+            s, request("POST", "/v1/pipelines/fraud/events",
+                       json.dumps(event).encode()))
+        expect(status == want, "%s of %d bytes: %s, not %s (%r)"
+               % (field, length, status, want, responses[0][2][:200]
+                  if responses else b""))
+        if want == 400 and responses:
+            expect(field.encode() in responses[0][2],
+                   "%s of %d bytes: the error does not name the field: %r"
+                   % (field, length, responses[0][2][:200]))
+rows = [{"txn": "t%d" % i, "card": "c1", "ts": "2026-01-01T00:00:%02dZ" % i,
+         "amount": "1", "merchant": "m1", "mcc": "fuel"} for i in range(6)]
+rows[1]["card"] = "k" * (MAX_KEY + 1)
+rows[2]["txn"] = "k" * (MAX_KEY + 1)
+rows[3]["card"] = "k" * MAX_KEY
+long_events = os.path.join(cli, "long-keys.csv")
+write_csv(long_events, FRAUD_COLUMNS, rows)
+r = tandem("batch", pipeline, "--in", long_events, "--out",
+           os.path.join(cli, "long-keys.out.csv"), "--no-registry")
+expect(r.returncode == 0, "batch with long keys: %s" % r.stderr)
+with open(os.path.join(cli, "long-keys.out.csv.rejects.jsonl")) as f:
+    rejected = sorted(json.loads(line).get("line") for line in f)
+expect(rejected == [3, 4], "batch rejects lines %r, not [3, 4]" % rejected)
 
 finish("test_hostile")
