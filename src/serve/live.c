@@ -633,7 +633,16 @@ void tdm__live_events_async(tdm__live *live, const char *body, size_t len,
   }
   uint64_t gen = 0;
   const tdm__json *root = doc.root;
-  if (root->type == TDM__JSON_ARRAY) {
+  if (root->type == TDM__JSON_ARRAY &&
+      root->count > TDM__MAX_EVENTS_PER_REQUEST) {
+    char message[160];
+    snprintf(message, sizeof message,
+             "an array of %zu events; a request carries at most %d (send "
+             "the rest in further requests)",
+             root->count, TDM__MAX_EVENTS_PER_REQUEST);
+    *status = 413;
+    error_body(out, message);
+  } else if (root->type == TDM__JSON_ARRAY) {
     tdm__buf_append(out, "[", 1);
     for (size_t i = 0; i < root->count; i++) {
       if (i > 0) tdm__buf_append(out, ",", 1);

@@ -294,6 +294,12 @@ static enum MHD_Result respond_buf(tdm__server *srv, struct MHD_Connection *c,
                                    const char *content_type, tdm__buf *b) {
   char *data = b->data;
   size_t len = b->len;
+  /* An answer is held until the client has read it, so it counts in
+   * --max-buffered with the request bodies until the request ends: clients
+   * that send requests and never read their answers fill the budget, and
+   * then get 503 instead of the server's memory. */
+  atomic_fetch_add(&srv->metrics->buffered, len);
+  r->charged += len;
   b->data = NULL;
   b->len = b->cap = 0;
   if (data == NULL) return respond(srv, c, r, status, content_type, "", 0, 0);
