@@ -862,12 +862,27 @@ static enum MHD_Result dispatch(tdm__server *srv, struct MHD_Connection *c,
 typedef struct framing {
   unsigned lengths, encodings;
   const char *length, *encoding;
+  int bad_name; /* a field name that is not a token */
 } framing;
+
+/* RFC 9110 section 5.6.2: the characters of a token (a field name). */
+static int is_token(const char *s) {
+  if (*s == '\0') return 0;
+  for (; *s; s++)
+    if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+          (*s >= '0' && *s <= '9') || strchr("!#$%&'*+-.^_`|~", *s)))
+      return 0;
+  return 1;
+}
 
 static enum MHD_Result count_framing(void *cls, enum MHD_ValueKind kind,
                                      const char *key, const char *value) {
   framing *f = cls;
   (void)kind;
+  /* "Transfer-Encoding : chunked" reaches here as a name with a space,
+   * which this server would not take for the framing header and a
+   * proxy might (RFC 9112 section 5.1 says to refuse it). */
+  if (!is_token(key)) f->bad_name = 1;
   if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
     f->lengths++;
     f->length = value;
@@ -881,7 +896,7 @@ static enum MHD_Result count_framing(void *cls, enum MHD_ValueKind kind,
 /*
  * The body's framing (RFC 9112 section 6.3), checked before any body byte
  * is read: one Content-Length of digits only, or one Transfer-Encoding
- * that is exactly "chunked", never both. A proxy in front and this server
+ * that is exactly "chunked", never both, and every field name a token. A proxy in front and this server
  * must agree where the body ends; where two readings are possible (two
  * lengths, a length beside chunked, a coding list such as "gzip, chunked"
  * that this server does not decode) one of them could take the rest of
@@ -890,6 +905,9 @@ static enum MHD_Result count_framing(void *cls, enum MHD_ValueKind kind,
 static const char *framing_problem(struct MHD_Connection *c) {
   framing f = {0};
   MHD_get_connection_values(c, MHD_HEADER_KIND, count_framing, &f);
+  if (f.bad_name)
+    return "a header field name that is not a token (whitespace before its "
+           "colon?)";
   if (f.lengths > 1) return "more than one Content-Length";
   if (f.encodings > 1) return "more than one Transfer-Encoding";
   if (f.lengths && f.encodings)

@@ -21,11 +21,13 @@ class Malformed(Exception):
 after_close = []
 
 
-def parse_responses(data):
+def parse_responses(data, head=False):
     """Splits DATA into responses [(status, {name: value}, body)]; raises
     Malformed for bytes that are not a complete, well-formed response
     (a trailing incomplete response included). Bytes after a response
-    with "Connection: close" are not parsed; they go to after_close."""
+    with "Connection: close" are not parsed; they go to after_close.
+    HEAD: the first final (not 1xx) response answers a HEAD request, so
+    it has no body."""
     out = []
     pos = 0
     while pos < len(data):
@@ -52,6 +54,9 @@ def parse_responses(data):
                 raise Malformed("two Content-Length in a response")
             headers[key] = value.strip().decode("latin-1")
         pos = end + 4
+        if head and status >= 200 and not any(r[0] >= 200 for r in out):
+            out.append((status, headers, b""))
+            continue
         if headers.get("transfer-encoding", "").lower() == "chunked":
             body = b""
             while True:

@@ -165,6 +165,12 @@ with Server("--model-repo", repo) as s:
          ["Transfer-Encoding: chunked", "Transfer-Encoding: chunked"],
          chunked_end + hidden),
         ("Content-Length: +5", ["Content-Length: +5"], b"hello" + hidden),
+        # Found by test_http_mutation.py: libmicrohttpd takes the name with
+        # its space, so the server saw no framing header and a proxy might.
+        ("Transfer-Encoding : chunked (a space before the colon)",
+         ["Transfer-Encoding : chunked"], chunked_end + hidden),
+        ("Content-Length : N (a space before the colon)",
+         ["Content-Length : %d" % (5 + len(hidden))], b"hello" + hidden),
     ]
     for name, headers, body in cases:
         raw = request("POST", "/v2/models/credit/infer", body, headers,
