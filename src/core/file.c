@@ -31,7 +31,7 @@ int tdm__read_fd(int fd, const char *path, char **data, size_t *size,
   if (S_ISDIR(st.st_mode))
     return tdm__fail(err, TDM_EIO, "%s: is a directory, not a file", path);
   if (!S_ISREG(st.st_mode))
-    return tdm__fail(err, TDM_EIO,
+    return tdm__fail(err, TDM_EINVAL,
                      "%s: not a regular file (a FIFO, a device or a "
                      "socket); tandem reads these files whole, so it "
                      "needs a file with an end",

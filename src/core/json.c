@@ -299,6 +299,31 @@ static int parse_number(parser *ps, tdm__json *v) {
 
 static int parse_value(parser *ps, tdm__json *v, int depth);
 
+static int compare_keys(const void *a, const void *b) {
+  return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* RFC 8259 leaves an object with a repeated name to each reader, and
+ * readers differ (the first, the last, both): a request that scores one
+ * amount here and another in a proxy or a logger is refused instead. */
+static int check_unique_keys(parser *ps, const tdm__json *v) {
+  if (v->count < 2) return TDM_OK;
+  const char **sorted =
+      tdm__arena_alloc(&ps->doc->arena, v->count * sizeof *sorted);
+  if (sorted == NULL) return tdm__fail(ps->err, TDM_ENOMEM, "out of memory");
+  memcpy(sorted, v->keys, v->count * sizeof *sorted);
+  qsort(sorted, v->count, sizeof *sorted, compare_keys);
+  for (size_t i = 1; i < v->count; i++) {
+    if (strcmp(sorted[i - 1], sorted[i]) != 0) continue;
+    size_t line, col;
+    tdm__json_line_col(ps->doc, v->offset, &line, &col);
+    return tdm__fail(ps->err, TDM_EPARSE,
+                     "%s:%zu:%zu: the object has the member \"%.64s\" twice",
+                     ps->doc->name, line, col, sorted[i]);
+  }
+  return TDM_OK;
+}
+
 static int parse_container(parser *ps, tdm__json *v, int depth, int object) {
   char close = object ? '}' : ']';
   v->type = object ? TDM__JSON_OBJECT : TDM__JSON_ARRAY;
@@ -343,7 +368,9 @@ static int parse_container(parser *ps, tdm__json *v, int depth, int object) {
     return syntax_error(ps, object ? "expected ',' or '}' after a member"
                                    : "expected ',' or ']' after an element");
   }
-  return pop_children(ps, v, base, object);
+  int rc = pop_children(ps, v, base, object);
+  if (rc == TDM_OK && object) rc = check_unique_keys(ps, v);
+  return rc;
 }
 
 static int parse_value(parser *ps, tdm__json *v, int depth) {

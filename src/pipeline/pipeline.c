@@ -1143,6 +1143,13 @@ static int read_fields(const tdm__pipeline *p, const tdm__event *ev,
                              "field \"%s\": \"%.*s\" is not a number",
                              f->name, (int)(text.len > 64 ? 64 : text.len),
                              text.data);
+          /* "NaN" is how files and requests spell a missing number. */
+          if (isnan(value) && f->required)
+            return tdm__fail(err, TDM_ESCHEMA,
+                             "field \"%s\" is missing (\"%.*s\" is a missing "
+                             "number)",
+                             f->name, (int)(text.len > 64 ? 64 : text.len),
+                             text.data);
           break;
         case TDM__FIELD_TIME: {
           int64_t ms;

@@ -22,12 +22,19 @@ Each section is a regression test: it failed on the code before its fix.
    than 100 bytes an element, and answers count in --max-buffered: while
    clients that never read hold answers past it, a new request is 503,
    and once they close, requests are served again.
+7. The smaller ones: a JSON object with a repeated member is 400 naming
+   it; "NaN" for a required number is missing (400) and a missing number
+   is echoed as null; an infer id with \u0000 is echoed whole; UINT64's
+   maximum is a UINT64; a 202-digit decimal is a number; a model path
+   that never ends (a FIFO, /dev/zero) is refused at once; a model with
+   two features of one name is refused.
 """
 import hashlib
 import json
 import os
 import shutil
 import socket
+import subprocess
 import time
 
 from common import ROOT, expect, fail, finish, tmpdir
@@ -345,5 +352,109 @@ with Server(pipeline, "--max-buffered", "8M") as s:
         time.sleep(0.05)
     else:
         fail("requests are not served again after the holders closed: %s" % status)
+
+# ---- 7. the smaller ones
+REQUIRED_YAML = open(pipeline).read().replace("  amount: number",
+                                              "  amount: {type: number, required: true}")
+required_pipeline = os.path.join(cli, "required.yaml")
+with open(required_pipeline, "w") as f:
+    f.write(REQUIRED_YAML)
+expect("required: true" in REQUIRED_YAML, "the required pipeline was not made")
+CREDIT_ROW = [9, 5, 60, 30, 1, 0, 1, 73, 129, 0, 0, 800, 846]
+
+
+def infer_raw(data_text, datatype="FP32", extra=""):
+    return ('{"inputs":[{"name":"input","shape":[1,13],"datatype":"%s",'
+            '"data":[%s]}]%s}' % (datatype, data_text, extra)).encode()
+
+
+def score_of(responses):
+    body = json.loads(responses[0][2])
+    return [o["data"] for o in body["outputs"] if o["name"] == "score"][0]
+
+
+with Server("--model", "credit=" + MODEL, required_pipeline) as s:
+    # A repeated member: the event's amount, the infer's inputs.
+    body = (b'{"txn":"d1","card":"c1","ts":1700000000000,"amount":1,'
+            b'"merchant":"m1","mcc":"fuel","amount":1000}')
+    status, responses, _ = answer(s, request("POST", "/v1/pipelines/fraud/events", body))
+    expect(status == 400 and responses and b"amount" in responses[0][2],
+           "an event with amount twice: %s %r" % (status, responses[:1]))
+    body = infer_raw(",".join(map(str, CREDIT_ROW)))
+    twice = body[:-1] + b',"inputs":[]}'
+    status, responses, _ = answer(s, request("POST", "/v2/models/credit/infer", twice))
+    expect(status == 400 and responses and b"inputs" in responses[0][2],
+           "an infer with inputs twice: %s %r" % (status, responses[:1]))
+    # "NaN" is a missing number: refused when required, null when echoed.
+    for amount in ['"NaN"', '"nan"', "null"]:
+        body = ('{"txn":"n%s","card":"c2","ts":1700000000000,"amount":%s,'
+                '"merchant":"m1","mcc":"fuel"}' % (len(amount), amount)).encode()
+        status, responses, _ = answer(s, request("POST", "/v1/pipelines/fraud/events",
+                                                 body))
+        expect(status == 400 and responses and b"missing" in responses[0][2],
+               "a required amount %s: %s %r" % (amount, status, responses[:1]))
+    # An id with a NUL comes back whole.
+    sent_id = r"before\u0000after"  # JSON's escape, sent as six characters
+    body = infer_raw(",".join(map(str, CREDIT_ROW)), extra=',"id":"%s"' % sent_id)
+    status, responses, _ = answer(s, request("POST", "/v2/models/credit/infer", body))
+    expect(status == 200 and json.loads(responses[0][2]).get("id") == "before\x00after",
+           "an id with a NUL: %s %r" % (status, responses[:1]))
+    # Integer types at their edges, as decimal text.
+    edges = [("UINT64", "18446744073709551615", 200), ("UINT64", "18446744073709551616", 400),
+             ("UINT64", "-1", 400), ("INT64", "9223372036854775807", 200),
+             ("INT64", "-9223372036854775808", 200), ("INT64", "9223372036854775808", 400),
+             ("UINT8", "255", 200), ("UINT8", "256", 400), ("INT8", "-128", 200),
+             ("INT8", "-129", 400), ("UINT32", "4294967295", 200), ("UINT32", "1e3", 200),
+             ("UINT32", "1.5", 400)]
+    for datatype, value, want in edges:
+        body = infer_raw(",".join([value] * 13), datatype)
+        status, responses, _ = answer(s, request("POST", "/v2/models/credit/infer", body))
+        expect(status == want, "%s %s: %s, not %s (%r)" % (datatype, value, status, want,
+                                                        responses[0][2][:200]
+                                                        if responses else b""))
+    # A 202-digit decimal scores as the number it is: 9 followed by 200
+    # zero decimals is 9.
+    reference = None
+    status, responses, _ = answer(s, request("POST", "/v2/models/credit/infer", infer_raw(
+        ",".join(map(str, CREDIT_ROW)), "FP64")))
+    if expect(status == 200, "the reference infer: %s" % status):
+        reference = score_of(responses)
+    long_nine = "9." + "0" * 200
+    expect(len(long_nine) == 202, "the long decimal is %d characters" % len(long_nine))
+    status, responses, _ = answer(s, request("POST", "/v2/models/credit/infer", infer_raw(
+        ",".join([long_nine] + [str(v) for v in CREDIT_ROW[1:]]), "FP64")))
+    expect(status == 200 and score_of(responses) == reference,
+           "a 202-character 9: %s %r" % (status, responses[0][2][:200] if responses else b""))
+    body = ('{"txn":"long","card":"c3","ts":1700000000000,"amount":%s,'
+            '"merchant":"m1","mcc":"fuel"}' % long_nine).encode()
+    status, responses, _ = answer(s, request("POST", "/v1/pipelines/fraud/events", body))
+    expect(status == 200 and json.loads(responses[0][2]).get("amount", 9) == 9,
+           "an amount of 202 characters: %s %r" % (status, responses[:1]))
+
+# A model file that never ends is refused at once, without reading it.
+fifo = os.path.join(cli, "model.fifo")
+os.mkfifo(fifo)
+for path in [fifo, "/dev/zero"]:
+    try:
+        r = tandem("inspect", path, timeout=60)
+        expect(r.returncode == 2 and "regular file" in r.stderr,
+               "inspect %s: exit %d: %s" % (path, r.returncode, r.stderr))
+    except subprocess.TimeoutExpired:
+        fail("inspect %s did not return in 60 s" % path)
+    r = tandem("score", "--model", path, "--in", applicants, "--out",
+               os.path.join(cli, "never.csv"), "--no-registry", timeout=60)
+    expect(r.returncode != 0 and not os.path.exists(os.path.join(cli, "never.csv")),
+           "score --model %s: exit %d" % (path, r.returncode))
+# Two features of one name.
+with open(MODEL) as f:
+    doubled = json.load(f)
+names = doubled["learner"]["feature_names"]
+names[1] = names[0]
+doubled_path = os.path.join(cli, "doubled.json")
+with open(doubled_path, "w") as f:
+    json.dump(doubled, f)
+r = tandem("inspect", doubled_path)
+expect(r.returncode == 2 and names[0] in r.stderr and "more than one" in r.stderr,
+       "a model with feature %s twice: exit %d: %s" % (names[0], r.returncode, r.stderr))
 
 finish("test_hostile")
