@@ -37,7 +37,7 @@ import socket
 import subprocess
 import time
 
-from common import ROOT, expect, fail, finish, tmpdir
+from common import ROOT, TANDEM, expect, fail, finish, tmpdir
 from pipeline_util import FRAUD_COLUMNS, fraud_events, fraud_pipeline, tandem, write_csv
 from raw_http import exchange, request
 from serve_util import Server
@@ -217,7 +217,15 @@ pipeline = fraud_pipeline(cli, model_name="fraud-model.json")
 events = os.path.join(cli, "events.csv")
 write_csv(events, FRAUD_COLUMNS, fraud_events(17, 200))
 os.link(events, os.path.join(cli, "events-link.csv"))
-os.chdir(cli)
+# The refused commands name files relative to this directory ("./a.csv").
+ABSOLUTE_TANDEM = os.path.abspath(TANDEM)
+
+
+def tandem_in_cli(*args):
+    return subprocess.run([ABSOLUTE_TANDEM, *map(str, args)], capture_output=True,
+                          text=True, cwd=cli)
+
+
 # The same commands with a fresh output succeed: what is refused below is
 # refused for the path alone.
 r = tandem("score", "--model", model, "--in", applicants, "--out",
@@ -243,7 +251,7 @@ refused = [
 before = {name: digest(os.path.join(cli, name)) for name in os.listdir(cli)
           if os.path.isfile(os.path.join(cli, name))}
 for args in refused:
-    r = tandem(*args, "--no-registry")
+    r = tandem_in_cli(*args, "--no-registry")
     expect(r.returncode == 2, "%s: exit %d, not 2: %s" % (" ".join(args),
                                                           r.returncode, r.stderr))
     expect("same file" in r.stderr, "%s: the error does not say why: %s"
