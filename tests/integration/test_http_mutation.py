@@ -235,6 +235,8 @@ def expectations(raw):
              for line in head.split(b"\n")]
     if b"" in lines:  # an empty line ends the header section there
         lines = lines[:lines.index(b"")]
+    if not lines:
+        return set()
     rules = set()
     parts = lines[0].split(b" ")
     if len(parts) == 3 and parts[2] == b"HTTP/1.1":
@@ -245,9 +247,10 @@ def expectations(raw):
     lengths, encodings = [], []
     for line in lines[1:]:
         name, colon, value = line.partition(b":")
-        if (colon and not name) or line[:1] in (b" ", b"\t"):
+        if (colon and not name) or line[:1] in (b" ", b"\t") or b"\x00" in name:
             # libmicrohttpd 0.9.75 reads the header lines after a line
-            # with an empty name, or a folded line, but drops some of them
+            # with an empty name (or one a NUL cuts short), or a folded
+            # line, but drops some of them
             # (docs/reliability.md, known limits): the framing it then
             # sees cannot be judged from the bytes here.
             return {"empty name or folded"}
