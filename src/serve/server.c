@@ -108,7 +108,7 @@ typedef struct request {
   uint64_t arrived_ns;
   tdm__buf body;
   size_t discarded; /* body bytes past the limit, not kept */
-  size_t charged;   /* body bytes counted in metrics->buffered */
+  size_t charged;   /* body and answer bytes counted in metrics->buffered */
   int over_budget;  /* the server held too many body bytes to take more */
   int answered;     /* a response is queued */
   int must_close;   /* the framing was refused: close after the answer */
