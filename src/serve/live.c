@@ -332,8 +332,13 @@ static int replay_logged(void *ctx, uint64_t seq, const void *value,
   tdm__event ev = {fields};
   tdm__str entity;
   tdm_error err;
-  if (tdm__pipeline_entity(live->p, &ev, &entity, &err) != TDM_OK)
+  if (tdm__pipeline_entity(live->p, &ev, &entity, &err) != TDM_OK) {
+    /* A log written before a limit (an entity key or id of at most
+     * TDM__MAX_KEY_BYTES) can hold an event this version refuses. */
+    fprintf(stderr, "tandem serve: logged event %llu: %s\n",
+            (unsigned long long)seq, err.message);
     return TDM_EPARSE;
+  }
   shard *sh = &live->shards[key_hash(entity) % NUM_SHARDS];
   if (seq >= live->next_seq) live->next_seq = seq + 1;
   if (tdm__state_map_tag(sh->map, entity) >= seq) return TDM_OK;
