@@ -32,6 +32,7 @@ test_packages=(
   kcat                         # an independent Kafka client (test_stream.py)
   lmdb-utils                   # mdb_dump: test_crash.py reads tables and state
   valgrind                     # scripts/valgrind.sh (a step of test.sh)
+  nginx-light                  # test_proxy.py: the proxy users put in front
 )
 example_packages=(
   python3 python3-numpy        # examples/fraud/generate.py
@@ -39,6 +40,7 @@ example_packages=(
 )
 bench_packages=(
   nginx-light                  # the HTTP peer the server is measured against
+                               # (also a test package: test_proxy.py)
   python3-fastapi python3-uvicorn  # the Python server peer (FastAPI + XGBoost)
 )
 

@@ -56,6 +56,9 @@ for t in tests/integration/test_cli.py tests/integration/test_xgboost_fixtures.p
     tests/integration/test_serve_exact.py tests/integration/test_serve_endpoints.py \
     tests/integration/test_serve_operations.py \
     tests/integration/test_hardening.py \
+    tests/integration/test_hostile.py \
+    tests/integration/test_proxy.py \
+    tests/integration/test_http_mutation.py \
     tests/integration/test_pipeline_validation.py \
     tests/integration/test_pipeline_batch.py \
     tests/integration/test_pipeline_reference.py \

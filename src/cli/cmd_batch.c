@@ -147,7 +147,24 @@ int tdm__cmd_batch(int argc, char **argv) {
     return tdm__usage_error("batch", "--in and --out are required");
   tdm__batch_stats stats;
   tdm_error err;
-  int rc = tdm__batch_run(&opt, &stats, &err);
+  /* Every output replaces its path at the end: never when that path is
+   * the pipeline file or the input. */
+  const char *inputs[] = {opt.pipeline_path, opt.in_path};
+  const char *input_flags[] = {"the pipeline", "--in"};
+  char manifest[4096], rejects[4096];
+  snprintf(manifest, sizeof manifest, "%s.manifest.json", opt.out_path);
+  snprintf(rejects, sizeof rejects, "%s.rejects.jsonl", opt.out_path);
+  int rc = tdm__refuse_output_onto_input("--out", opt.out_path, inputs,
+                                         input_flags, 2, &err);
+  if (rc == TDM_OK)
+    rc = tdm__refuse_output_onto_input(
+        opt.rejects_path ? "--rejects" : "the rejects file",
+        opt.rejects_path ? opt.rejects_path : rejects, inputs, input_flags, 2,
+        &err);
+  if (rc == TDM_OK)
+    rc = tdm__refuse_output_onto_input("the manifest", manifest, inputs,
+                                       input_flags, 2, &err);
+  if (rc == TDM_OK) rc = tdm__batch_run(&opt, &stats, &err);
   if (rc != TDM_OK) return tdm__report(rc, &err);
   fprintf(stderr,
           "tandem batch: %zu events in %.3f s (%.0f/s, %d threads): %zu "

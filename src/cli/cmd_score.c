@@ -162,7 +162,22 @@ int tdm__cmd_score(int argc, char **argv) {
   opt.keep = keep;
   tdm_error err;
   tdm__score_stats stats;
-  int rc = tdm__score_run(&opt, &stats, &err);
+  /* The output and its manifest replace their paths at the end: never
+   * when that path is the model or the input. */
+  const char *inputs[] = {opt.model_path, opt.in_path};
+  const char *input_flags[] = {"--model", "--in"};
+  char manifest[4096];
+  snprintf(manifest, sizeof manifest, "%s.manifest.json", opt.out_path);
+  int rc = tdm__refuse_output_onto_input("--out", opt.out_path, inputs,
+                                         input_flags, 2, &err);
+  if (rc == TDM_OK)
+    rc = tdm__refuse_output_onto_input("the manifest", manifest, inputs,
+                                       input_flags, 2, &err);
+  if (rc != TDM_OK) {
+    status = tdm__report(rc, &err);
+    goto done;
+  }
+  rc = tdm__score_run(&opt, &stats, &err);
   if (rc != TDM_OK) {
     status = tdm__report(rc, &err);
     goto done;

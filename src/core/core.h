@@ -103,11 +103,33 @@ void tdm__sha256_hex(const void *data, size_t n, char hex[65]);
 
 /* ---- files ---- */
 
+/* The largest file read whole (models, pipelines, manifests): 4 GiB. */
+#define TDM__MAX_READ_FILE (4ull << 30)
+
 /*
- * Reads a whole file into a NUL-terminated buffer that the caller frees
- * with tdm__free. Errors name the path.
+ * Reads a whole regular file into a NUL-terminated buffer that the caller
+ * frees with tdm__free. A FIFO, a device or a socket is refused (it may
+ * never end), and so is a file past TDM__MAX_READ_FILE. Errors name the
+ * path.
  */
 int tdm__read_file(const char *path, char **data, size_t *size, tdm_error *err);
+
+/* The same from an open descriptor (left open), `path` naming it in
+ * errors; used where the file was opened relative to a directory. */
+int tdm__read_fd(int fd, const char *path, char **data, size_t *size,
+                 tdm_error *err);
+
+/*
+ * TDM_EINVAL when the existing file out_path is one of the inputs (same
+ * device and inode: the same name, another spelling, a hard link or a
+ * symbolic link), naming both by their flags; TDM_OK otherwise. Commands
+ * call it before they open any output, so that an output never replaces
+ * the file it is computed from. Input paths may be NULL (absent).
+ */
+int tdm__refuse_output_onto_input(const char *flag, const char *out_path,
+                                  const char *const *inputs,
+                                  const char *const *input_flags,
+                                  size_t num_inputs, tdm_error *err);
 
 /*
  * An output file that appears only when complete: data goes to a

@@ -18,42 +18,95 @@
 
 #include "core.h"
 
-int tdm__read_file(const char *path, char **data, size_t *size,
-                   tdm_error *err) {
+int tdm__read_fd(int fd, const char *path, char **data, size_t *size,
+                 tdm_error *err) {
   *data = NULL;
   *size = 0;
-  FILE *fp = fopen(path, "rb");
-  if (fp == NULL) {
-    return tdm__fail(err, errno == ENOENT ? TDM_ENOTFOUND : TDM_EIO,
-                     "%s: cannot open: %s", path, strerror(errno));
-  }
+  /* Only a regular file has an end: a FIFO, a terminal or /dev/zero could
+   * be read forever (or block), so they are refused before any read. */
   struct stat st;
-  if (fstat(fileno(fp), &st) == 0 && S_ISDIR(st.st_mode)) {
-    fclose(fp);
+  if (fstat(fd, &st) != 0)
+    return tdm__fail(err, TDM_EIO, "%s: cannot open: %s", path,
+                     strerror(errno));
+  if (S_ISDIR(st.st_mode))
     return tdm__fail(err, TDM_EIO, "%s: is a directory, not a file", path);
-  }
+  if (!S_ISREG(st.st_mode))
+    return tdm__fail(err, TDM_EINVAL,
+                     "%s: not a regular file (a FIFO, a device or a "
+                     "socket); tandem reads these files whole, so it "
+                     "needs a file with an end",
+                     path);
+  if ((unsigned long long)st.st_size > TDM__MAX_READ_FILE)
+    return tdm__fail(err, TDM_EUNSUPPORTED,
+                     "%s: %lld bytes; tandem reads files of at most %llu "
+                     "bytes whole",
+                     path, (long long)st.st_size,
+                     (unsigned long long)TDM__MAX_READ_FILE);
   tdm__buf b = {0};
+  if (tdm__buf_reserve(&b, (size_t)st.st_size) != TDM_OK)
+    return tdm__fail(err, TDM_ENOMEM, "%s: out of memory reading file", path);
   char chunk[65536];
-  size_t n;
-  while ((n = fread(chunk, 1, sizeof chunk, fp)) > 0) {
-    if (tdm__buf_append(&b, chunk, n) != TDM_OK) {
-      fclose(fp);
+  for (;;) {
+    ssize_t n = read(fd, chunk, sizeof chunk);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int saved = errno;
+      tdm__buf_free(&b);
+      return tdm__fail(err, TDM_EIO, "%s: read error: %s", path,
+                       strerror(saved));
+    }
+    if (n == 0) break;
+    /* A file that grows while it is read is still bounded. */
+    if (b.len + (size_t)n > TDM__MAX_READ_FILE) {
+      tdm__buf_free(&b);
+      return tdm__fail(err, TDM_EUNSUPPORTED,
+                       "%s: grew past %llu bytes while being read", path,
+                       (unsigned long long)TDM__MAX_READ_FILE);
+    }
+    if (tdm__buf_append(&b, chunk, (size_t)n) != TDM_OK) {
       tdm__buf_free(&b);
       return tdm__fail(err, TDM_ENOMEM, "%s: out of memory reading file", path);
     }
   }
-  int failed = ferror(fp);
-  fclose(fp);
-  if (failed) {
-    tdm__buf_free(&b);
-    return tdm__fail(err, TDM_EIO, "%s: read error", path);
-  }
-  if (b.data == NULL && tdm__buf_reserve(&b, 0) != TDM_OK) {
-    return tdm__fail(err, TDM_ENOMEM, "%s: out of memory", path);
-  }
   b.data[b.len] = '\0';
   *data = b.data;
   *size = b.len;
+  return TDM_OK;
+}
+
+int tdm__read_file(const char *path, char **data, size_t *size,
+                   tdm_error *err) {
+  *data = NULL;
+  *size = 0;
+  /* O_NONBLOCK: opening a FIFO without a writer would otherwise wait
+   * forever before read_fd could refuse it. */
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0)
+    return tdm__fail(err, errno == ENOENT ? TDM_ENOTFOUND : TDM_EIO,
+                     "%s: cannot open: %s", path, strerror(errno));
+  int rc = tdm__read_fd(fd, path, data, size, err);
+  close(fd);
+  return rc;
+}
+
+int tdm__refuse_output_onto_input(const char *flag, const char *out_path,
+                                  const char *const *inputs,
+                                  const char *const *input_flags,
+                                  size_t num_inputs, tdm_error *err) {
+  struct stat out_st;
+  /* An output that does not exist yet cannot be any input. */
+  if (out_path == NULL || stat(out_path, &out_st) != 0) return TDM_OK;
+  for (size_t i = 0; i < num_inputs; i++) {
+    struct stat in_st;
+    if (inputs[i] == NULL || stat(inputs[i], &in_st) != 0) continue;
+    /* The same device and inode is the same file, whatever the names: a
+     * hard link, "./a.csv" for "a.csv" or a symbolic link. */
+    if (in_st.st_dev == out_st.st_dev && in_st.st_ino == out_st.st_ino)
+      return tdm__fail(err, TDM_EINVAL,
+                       "%s %s is the same file as %s %s: writing it would "
+                       "destroy the input; choose another output path",
+                       flag, out_path, input_flags[i], inputs[i]);
+  }
   return TDM_OK;
 }
 

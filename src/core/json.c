@@ -299,6 +299,52 @@ static int parse_number(parser *ps, tdm__json *v) {
 
 static int parse_value(parser *ps, tdm__json *v, int depth);
 
+/* A member's name and position, sorted by name, then position. */
+typedef struct member_ref {
+  const char *key;
+  size_t index;
+} member_ref;
+
+static int compare_members(const void *a, const void *b) {
+  const member_ref *x = a, *y = b;
+  int c = strcmp(x->key, y->key);
+  return c ? c : (x->index > y->index) - (x->index < y->index);
+}
+
+/* RFC 8259 leaves an object with a repeated name to each reader, and
+ * readers differ (the first, the last, both): a request that scores one
+ * amount here and another in a proxy or a logger is refused instead. The
+ * error points at the second member of that name. */
+static int check_unique_keys(parser *ps, const tdm__json *v) {
+  if (v->count < 2) return TDM_OK;
+  size_t twice = SIZE_MAX;
+  if (v->count <= 8) {
+    /* Small objects (requests, events): compared pairwise, no sort. */
+    for (size_t i = 1; i < v->count && twice == SIZE_MAX; i++)
+      for (size_t j = 0; j < i; j++)
+        if (strcmp(v->keys[i], v->keys[j]) == 0) {
+          twice = i;
+          break;
+        }
+  } else {
+    member_ref *sorted =
+        tdm__arena_alloc(&ps->doc->arena, v->count * sizeof *sorted);
+    if (sorted == NULL) return tdm__fail(ps->err, TDM_ENOMEM, "out of memory");
+    for (size_t i = 0; i < v->count; i++) sorted[i] = (member_ref){v->keys[i], i};
+    qsort(sorted, v->count, sizeof *sorted, compare_members);
+    for (size_t i = 1; i < v->count; i++)
+      if (strcmp(sorted[i - 1].key, sorted[i].key) == 0 &&
+          (twice == SIZE_MAX || sorted[i].index < twice))
+        twice = sorted[i].index;
+  }
+  if (twice == SIZE_MAX) return TDM_OK;
+  size_t line, col;
+  tdm__json_line_col(ps->doc, v->items[twice].offset, &line, &col);
+  return tdm__fail(ps->err, TDM_EPARSE,
+                   "%s:%zu:%zu: \"%.64s\" appears twice in the object",
+                   ps->doc->name, line, col, v->keys[twice]);
+}
+
 static int parse_container(parser *ps, tdm__json *v, int depth, int object) {
   char close = object ? '}' : ']';
   v->type = object ? TDM__JSON_OBJECT : TDM__JSON_ARRAY;
@@ -343,7 +389,9 @@ static int parse_container(parser *ps, tdm__json *v, int depth, int object) {
     return syntax_error(ps, object ? "expected ',' or '}' after a member"
                                    : "expected ',' or ']' after an element");
   }
-  return pop_children(ps, v, base, object);
+  int rc = pop_children(ps, v, base, object);
+  if (rc == TDM_OK && object) rc = check_unique_keys(ps, v);
+  return rc;
 }
 
 static int parse_value(parser *ps, tdm__json *v, int depth) {

@@ -63,13 +63,19 @@ static int slow_path(const char *text, size_t len, double *out) {
         ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r')
       return -1;
   }
-  char buf[128];
-  if (len >= sizeof buf) return -1;
+  /* strtod needs a terminated string. A decimal may have any number of
+   * digits (a 202-digit amount is still a number, rounded correctly);
+   * the request and file size limits bound it. */
+  char small[128];
+  char *buf = len < sizeof small ? small : tdm__malloc(len + 1);
+  if (buf == NULL) return -1;
   memcpy(buf, text, len);
   buf[len] = '\0';
   char *end;
   double value = strtod(buf, &end);
-  if (len == 0 || end != buf + len) return -1;
+  int whole = len > 0 && end == buf + len;
+  if (buf != small) tdm__free(buf);
+  if (!whole) return -1;
   *out = value;
   return 0;
 }

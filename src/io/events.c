@@ -71,6 +71,9 @@ int tdm__field_json(const tdm__spec *spec, size_t field, tdm__str text,
       int n = tdm__format_double(v == 0 ? 0 : v, buf);
       return tdm__buf_append(out, buf, (size_t)n);
     }
+    /* A missing number ("NaN") is null in a number column, not a string. */
+    if (tdm__parse_double(text.data, text.len, &v) == 0 && isnan(v))
+      return tdm__buf_append(out, "null", 4);
   }
   return tdm__json_append_string_n(out, text.data, text.len);
 }

@@ -114,16 +114,45 @@ int tdm_model_load(const char *path, tdm_model **out, tdm_error *err) {
   return rc;
 }
 
+static int compare_names(const void *a, const void *b) {
+  return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Features are matched to input columns, JSON keys and pipeline features
+ * by name: two features with one name would take the same value, which
+ * the model was not trained with. */
+static int check_unique_feature_names(const tdm_model *model, const char *name,
+                                      tdm_error *err) {
+  if (!model->has_feature_names || model->num_features < 2) return TDM_OK;
+  const char **sorted =
+      tdm__malloc(model->num_features * sizeof *sorted);
+  if (sorted == NULL) return tdm__fail(err, TDM_ENOMEM, "%s: out of memory", name);
+  memcpy(sorted, model->feature_names, model->num_features * sizeof *sorted);
+  qsort(sorted, model->num_features, sizeof *sorted, compare_names);
+  int rc = TDM_OK;
+  for (size_t i = 1; i < model->num_features && rc == TDM_OK; i++)
+    if (strcmp(sorted[i - 1], sorted[i]) == 0)
+      rc = tdm__fail(err, TDM_EPARSE,
+                     "%s: the feature name \"%.64s\" is given to more than "
+                     "one feature; each feature needs its own name",
+                     name, sorted[i]);
+  tdm__free(sorted);
+  return rc;
+}
+
 /*
  * Walks every tree from its root, refusing indices out of range and nodes
  * reached twice (which would make a cycle or a shared subtree), so the
- * evaluator can follow children without checks.
+ * evaluator can follow children without checks. Feature names, when the
+ * model has them, must differ.
  */
 int tdm__model_validate(tdm_model *model, const char *name, tdm_error *err) {
   if (model->num_outputs == 0 || model->num_outputs > TDM__MAX_OUTPUTS)
     return tdm__fail(err, TDM_EUNSUPPORTED,
                      "%s: %zu outputs per row (tandem supports 1 to %d)", name,
                      model->num_outputs, TDM__MAX_OUTPUTS);
+  int names_rc = check_unique_feature_names(model, name, err);
+  if (names_rc != TDM_OK) return names_rc;
   unsigned char *seen = tdm__calloc(model->num_nodes ? model->num_nodes : 1, 1);
   uint32_t *stack = tdm__malloc((model->num_nodes + 1) * 2 * sizeof *stack);
   int rc = TDM_OK;

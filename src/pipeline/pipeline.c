@@ -1111,6 +1111,17 @@ int tdm__pipeline_entity(const tdm__pipeline *p, const tdm__event *ev,
   if (entity->data == NULL || entity->len == 0)
     return tdm__fail(err, TDM_ESCHEMA, "field \"%s\" (the entity) is missing",
                      p->spec->entity);
+  if (entity->len > TDM__MAX_KEY_BYTES)
+    return tdm__fail(err, TDM_ESCHEMA,
+                     "field \"%s\" (the entity) is %zu bytes long; an entity "
+                     "key has at most %d",
+                     p->spec->entity, entity->len, TDM__MAX_KEY_BYTES);
+  if (p->id_field != NONE && ev->fields[p->id_field].len > TDM__MAX_KEY_BYTES)
+    return tdm__fail(err, TDM_ESCHEMA,
+                     "field \"%s\" (the event id) is %zu bytes long; an id "
+                     "has at most %d",
+                     p->spec->id, ev->fields[p->id_field].len,
+                     TDM__MAX_KEY_BYTES);
   return TDM_OK;
 }
 
@@ -1135,6 +1146,13 @@ static int read_fields(const tdm__pipeline *p, const tdm__event *ev,
               isinf(value))
             return tdm__fail(err, TDM_EPARSE,
                              "field \"%s\": \"%.*s\" is not a number",
+                             f->name, (int)(text.len > 64 ? 64 : text.len),
+                             text.data);
+          /* "NaN" is how files and requests spell a missing number. */
+          if (isnan(value) && f->required)
+            return tdm__fail(err, TDM_ESCHEMA,
+                             "field \"%s\" is missing (\"%.*s\" is a missing "
+                             "number)",
                              f->name, (int)(text.len > 64 ? 64 : text.len),
                              text.data);
           break;

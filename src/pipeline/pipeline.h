@@ -176,8 +176,15 @@ typedef struct tdm__result {
 int tdm__result_init(const tdm__pipeline *p, tdm__result *r);
 void tdm__result_free(tdm__result *r);
 
+/* The longest entity key and event id, in bytes. Both are kept (in
+ * memory, in LMDB keys and in the changelog) for as long as the entity's
+ * state and the id's dedupe time, so their size is bounded per event. */
+#define TDM__MAX_KEY_BYTES 256
+
 /* The entity key of an event (its entity field's text), or an error
- * naming the field. The partitioning of runners uses it. */
+ * naming the field: a missing entity, or an entity or event id longer
+ * than TDM__MAX_KEY_BYTES (TDM_ESCHEMA). The partitioning of runners uses
+ * it, so every runner refuses the same events. */
 int tdm__pipeline_entity(const tdm__pipeline *p, const tdm__event *ev,
                          tdm__str *entity, tdm_error *err);
 

@@ -13,7 +13,10 @@
  */
 #include "infer.h"
 
+#include <errno.h>
 #include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../model/model.h"
@@ -64,6 +67,35 @@ static int fail_at(const tdm__json_doc *doc, const tdm__json *v,
   return tdm__json_fail(doc, v, TDM_EPARSE, err, "%s", what);
 }
 
+/*
+ * Whether a JSON number is a value of an integer type min <= n < limit.
+ * Written as a plain integer it is compared as one: the double nearest
+ * UINT64's maximum (or INT64's) is the limit itself, so a comparison in
+ * double precision would refuse the type's largest values. Other forms
+ * ("1e3", "7.0") are compared as their double value.
+ */
+static int fits_integer_type(const tdm__json *v, double value, double min,
+                             double limit) {
+  const char *text = v->text;
+  size_t len = v->text_len, digits = text[0] == '-';
+  while (digits < len && text[digits] >= '0' && text[digits] <= '9') digits++;
+  if (digits == len && len < 32) {
+    char buf[32];
+    memcpy(buf, text, len);
+    buf[len] = '\0';
+    errno = 0;
+    if (text[0] == '-') {
+      long long n = strtoll(buf, NULL, 10);
+      return errno != ERANGE && (double)n >= min;
+    }
+    unsigned long long n = strtoull(buf, NULL, 10);
+    unsigned long long largest =
+        limit >= 0x1p64 ? UINT64_MAX : (unsigned long long)limit - 1;
+    return errno != ERANGE && n <= largest;
+  }
+  return value == floor(value) && value >= min && value < limit;
+}
+
 static int put_value(tensor_sink *s, const tdm__json *v) {
   if (s->count >= s->expected) return TDM_OK; /* counted, reported later */
   double value;
@@ -80,7 +112,7 @@ static int put_value(tensor_sink *s, const tdm__json *v) {
                               v->text);
       value = f;
     } else if (s->kind == KIND_INT &&
-               (value != floor(value) || value < s->min || value >= s->limit)) {
+               !fits_integer_type(v, value, s->min, s->limit)) {
       return tdm__json_fail(s->doc, v, TDM_EPARSE, s->err,
                             "%.*s is not a value of the tensor's integer type",
                             (int)v->text_len, v->text);
@@ -240,6 +272,7 @@ static int read_request_header(tdm__infer_request *req, tdm_error *err) {
     if (id->type != TDM__JSON_STRING)
       return fail_at(doc, id, err, "\"id\" must be a string");
     req->id = id->text;
+    req->id_len = id->count; /* it may hold a NUL (\u0000): echoed whole */
   }
   const tdm__json *params = tdm__json_get(root, "parameters");
   if (params != NULL) {
@@ -445,7 +478,8 @@ int tdm__infer_respond(const tdm_model *model, const char *model_name,
   }
   if (rc == TDM_OK && req->id != NULL) {
     rc = tdm__buf_append(out, ",\"id\":", 6);
-    if (rc == TDM_OK) rc = tdm__json_append_string(out, req->id);
+    if (rc == TDM_OK)
+      rc = tdm__json_append_string_n(out, req->id, req->id_len);
   }
   if (rc == TDM_OK) rc = tdm__buf_append(out, ",\"outputs\":[", 12);
   int first = 1;

@@ -23,6 +23,7 @@ enum { TDM__OUTPUT_SCORE = 1, TDM__OUTPUT_MARGIN = 2 };
 typedef struct tdm__infer_request {
   tdm__json_doc doc;  /* the parsed body; id points into it */
   const char *id;     /* the request's "id", or NULL */
+  size_t id_len;      /* its bytes (a \u0000 in it included) */
   int outputs;        /* TDM__OUTPUT_* bits wanted */
   int64_t timeout_us; /* parameters.timeout, or -1 when not given */
   size_t num_rows;

@@ -348,8 +348,13 @@ static int replay_logged(void *ctx, uint64_t seq, const void *value,
   tdm__event ev = {fields};
   tdm__str entity;
   tdm_error err;
-  if (tdm__pipeline_entity(live->p, &ev, &entity, &err) != TDM_OK)
+  if (tdm__pipeline_entity(live->p, &ev, &entity, &err) != TDM_OK) {
+    /* A log written before a limit (an entity key or id of at most
+     * TDM__MAX_KEY_BYTES) can hold an event this version refuses. */
+    fprintf(stderr, "tandem serve: logged event %llu: %s\n",
+            (unsigned long long)seq, err.message);
     return TDM_EPARSE;
+  }
   shard *sh = &live->shards[key_hash(entity) % NUM_SHARDS];
   if (seq >= live->next_seq) live->next_seq = seq + 1;
   if (tdm__state_map_tag(sh->map, entity) >= seq) return TDM_OK;
@@ -651,7 +656,16 @@ void tdm__live_events_async(tdm__live *live, const char *body, size_t len,
   }
   uint64_t gen = 0;
   const tdm__json *root = doc.root;
-  if (root->type == TDM__JSON_ARRAY) {
+  if (root->type == TDM__JSON_ARRAY &&
+      root->count > TDM__MAX_EVENTS_PER_REQUEST) {
+    char message[160];
+    snprintf(message, sizeof message,
+             "an array of %zu events; a request carries at most %d (send "
+             "the rest in further requests)",
+             root->count, TDM__MAX_EVENTS_PER_REQUEST);
+    *status = 413;
+    tdm__pipeline_error_json(TDM_EINVAL, message, out);
+  } else if (root->type == TDM__JSON_ARRAY) {
     tdm__buf_append(out, "[", 1);
     for (size_t i = 0; i < root->count; i++) {
       if (i > 0) tdm__buf_append(out, ",", 1);

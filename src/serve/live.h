@@ -36,14 +36,22 @@ int tdm__live_watch_drift(tdm__live *live, const char *reference,
 /* The drift being watched, or NULL. */
 struct tdm__drift *tdm__live_drift(const tdm__live *live);
 
+/* The most events one request may carry. Each event's answer is bounded
+ * (its fields, features and error messages are), so this bounds the
+ * answer too: an array of small invalid elements would otherwise be
+ * answered with about 40 times its size in error objects. */
+#define TDM__MAX_EVENTS_PER_REQUEST 10000
+
 /*
  * Handles one request body: a JSON event object, or an array of them.
  * Writes the response body to out and its HTTP status to *status: 200
  * with the result object (for an object) or an array of results (for an
  * array; an invalid event's entry is {"error": "..."}, the others are
  * still applied); 400 with {"error": ...} for a body that is not JSON or
- * a single invalid event; 500 when the state cannot be made durable.
- * with_features adds every feature's value to each result.
+ * a single invalid event; 413 for an array of more than
+ * TDM__MAX_EVENTS_PER_REQUEST events (none applied); 500 when the state
+ * cannot be made durable. with_features adds every feature's value to
+ * each result.
  */
 void tdm__live_events(tdm__live *live, const char *body, size_t len,
                       int with_features, tdm__buf *out, unsigned *status);

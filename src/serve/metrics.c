@@ -217,8 +217,8 @@ int tdm__metrics_render(tdm__metrics *m, tdm__buf *out) {
         "# HELP tandem_requests_too_large_total Requests refused for their "
         "body size.\n# TYPE tandem_requests_too_large_total counter\n"
         "tandem_requests_too_large_total %llu\n"
-        "# HELP tandem_request_bytes_buffered Request body bytes held in "
-        "memory.\n# TYPE tandem_request_bytes_buffered gauge\n"
+        "# HELP tandem_request_bytes_buffered Request body and answer bytes "
+        "held in memory.\n# TYPE tandem_request_bytes_buffered gauge\n"
         "tandem_request_bytes_buffered %llu\n",
         (long long)atomic_load(&m->in_flight),
         (unsigned long long)atomic_load(&m->rejected_overload),

@@ -6,16 +6,25 @@
  * request finds its model without a lock: slots are published with a
  * release store of the count. Each slot's version list is guarded by a
  * mutex held only to copy a pointer and take a reference.
+ *
+ * A repository directory is opened once; every model, version and file in
+ * it is then opened relative to its parent's descriptor (openat) with
+ * O_NOFOLLOW, from names checked by tdm__repository_check_name. No name
+ * can climb out ("..", "/" and a leading '.' are not names) and no
+ * symbolic link is followed, so nothing outside the directory is read,
+ * whatever a client asks for or the directory holds.
  */
 #include "repository.h"
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "../core/core.h"
 
@@ -29,13 +38,18 @@ typedef struct slot {
   pthread_mutex_t reload_lock; /* one load of this model at a time */
   tdm__loaded *versions[MAX_VERSIONS]; /* ascending version order */
   size_t num_versions;
+  /* A version loaded at some time: a name whose loads all failed (a load
+   * request for a broken directory) is listed, but the server's readiness
+   * does not wait for it. */
+  int loaded_once;
   char last_error[sizeof(((tdm_error *)0)->message)];
   unsigned long long reloads[3];
 } slot;
 
 struct tdm__repository {
   tdm__metrics *metrics;
-  char *dir; /* --model-repo, or NULL */
+  char *dir;  /* --model-repo, or NULL: for messages */
+  int dir_fd; /* the repository directory, open; -1 without one */
   pthread_mutex_t add_lock;
   slot *slots[MAX_MODELS];
   atomic_size_t num_slots;
@@ -45,6 +59,7 @@ int tdm__repository_new(tdm__metrics *metrics, tdm__repository **out) {
   tdm__repository *repo = tdm__calloc(1, sizeof *repo);
   if (repo == NULL) return TDM_ENOMEM;
   repo->metrics = metrics;
+  repo->dir_fd = -1;
   pthread_mutex_init(&repo->add_lock, NULL);
   *out = repo;
   return TDM_OK;
@@ -73,6 +88,7 @@ void tdm__repository_free(tdm__repository *repo) {
     tdm__free(s);
   }
   pthread_mutex_destroy(&repo->add_lock);
+  if (repo->dir_fd >= 0) close(repo->dir_fd);
   tdm__free(repo->dir);
   tdm__free(repo);
 }
@@ -84,15 +100,13 @@ static slot *find_slot(tdm__repository *repo, const char *name) {
   return NULL;
 }
 
-/* Loads one version from a file; reuses `current` when the file's SHA-256
- * is unchanged. */
+/* Loads one version from a file's bytes (`data`, which this frees), read
+ * from `path`; reuses `current` when the file's SHA-256 is unchanged. */
 static int load_version(tdm__repository *repo, slot *s, const char *version,
-                        const char *path, tdm__loaded *current,
-                        tdm__loaded **out, tdm_error *err) {
-  char *data;
-  size_t size;
-  int rc = tdm__read_file(path, &data, &size, err);
-  if (rc != TDM_OK) return rc;
+                        const char *path, char *data, size_t size,
+                        tdm__loaded *current, tdm__loaded **out,
+                        tdm_error *err) {
+  int rc;
   char sha[65];
   tdm__sha256_hex(data, size, sha);
   if (current != NULL && strcmp(current->sha256, sha) == 0) {
@@ -141,52 +155,99 @@ static int compare_versions(const void *a, const void *b) {
   return (x > y) - (x < y);
 }
 
-/* The model file inside a version directory: its only regular file, or
- * the one named model.* when there are several. */
-static int find_model_file(const char *dir, char **out, tdm_error *err) {
-  DIR *d = opendir(dir);
+/* Opens a directory entry below `parent_fd` without following a symbolic
+ * link; `path` names it in errors. Returns the descriptor or -1 (err set). */
+static int open_beneath(int parent_fd, const char *name, int flags,
+                        const char *path, tdm_error *err) {
+  int fd = openat(parent_fd, name, flags | O_NOFOLLOW | O_CLOEXEC);
+  if (fd >= 0) return fd;
+  int saved = errno;
+  struct stat st;
+  if (fstatat(parent_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+      S_ISLNK(st.st_mode))
+    tdm__fail(err, TDM_EINVAL,
+              "%s: a symbolic link; links are not followed in a model "
+              "repository (copy or hard-link the file instead)",
+              path);
+  else
+    tdm__fail(err, saved == ENOENT ? TDM_ENOTFOUND : TDM_EIO,
+              "%s: cannot open: %s", path, strerror(saved));
+  return -1;
+}
+
+/* The entries of an open directory, listed without giving up `dir_fd`. */
+static DIR *list_dir(int dir_fd) {
+  int copy = openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (copy < 0) return NULL;
+  DIR *d = fdopendir(copy);
+  if (d == NULL) close(copy);
+  return d;
+}
+
+/* Whether `name` below `dir_fd` is a directory itself (not a link to one). */
+static int is_real_dir(int dir_fd, const char *name) {
+  struct stat st;
+  return fstatat(dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+         S_ISDIR(st.st_mode);
+}
+
+/* Reads the model file inside an open version directory `dir` (named
+ * `dir_path`): its only regular file, or the one named model.* when there
+ * are several. Links and other kinds of entries are not model files. */
+static int read_model_file(int dir, const char *dir_path, char **path_out,
+                           char **data, size_t *size, tdm_error *err) {
+  DIR *d = list_dir(dir);
   if (d == NULL)
-    return tdm__fail(err, TDM_EIO, "%s: cannot open: %s", dir,
+    return tdm__fail(err, TDM_EIO, "%s: cannot open: %s", dir_path,
                      strerror(errno));
   char *only = NULL, *named = NULL;
   size_t files = 0;
   struct dirent *e;
   while ((e = readdir(d)) != NULL) {
     if (e->d_name[0] == '.') continue;
-    size_t len = strlen(dir) + strlen(e->d_name) + 2;
-    char *path = tdm__malloc(len);
-    if (path == NULL) break;
-    snprintf(path, len, "%s/%s", dir, e->d_name);
     struct stat st;
-    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) {
-      tdm__free(path);
+    if (fstatat(dir, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+        !S_ISREG(st.st_mode))
       continue;
-    }
     files++;
     if (strncmp(e->d_name, "model.", 6) == 0 && named == NULL) {
-      named = path;
+      named = tdm__strdup(e->d_name);
+      if (named == NULL) break;
     } else if (only == NULL) {
-      only = path;
-    } else {
-      tdm__free(path);
+      only = tdm__strdup(e->d_name);
+      if (only == NULL) break;
     }
   }
   closedir(d);
-  if (named != NULL) {
+  char *name = named != NULL ? named : files == 1 ? only : NULL;
+  if (name == NULL) {
     tdm__free(only);
-    *out = named;
-    return TDM_OK;
+    tdm__free(named);
+    return tdm__fail(err, TDM_ENOTFOUND,
+                     files == 0 ? "%s: no model file in this version directory"
+                                : "%s: several files and none named model.*: "
+                                  "which is the model?",
+                     dir_path);
   }
-  if (files == 1 && only != NULL) {
-    *out = only;
-    return TDM_OK;
+  size_t len = strlen(dir_path) + strlen(name) + 2;
+  char *path = tdm__malloc(len);
+  int rc = TDM_OK;
+  if (path == NULL) {
+    rc = tdm__fail(err, TDM_ENOMEM, "out of memory");
+  } else {
+    snprintf(path, len, "%s/%s", dir_path, name);
+    int fd = open_beneath(dir, name, O_RDONLY | O_NONBLOCK, path, err);
+    rc = fd < 0 ? err->status : tdm__read_fd(fd, path, data, size, err);
+    if (fd >= 0) close(fd);
   }
   tdm__free(only);
-  return tdm__fail(err, TDM_ENOTFOUND,
-                   files == 0 ? "%s: no model file in this version directory"
-                              : "%s: several files and none named model.*: "
-                                "which is the model?",
-                   dir);
+  tdm__free(named);
+  if (rc != TDM_OK) {
+    tdm__free(path);
+    return rc;
+  }
+  *path_out = path;
+  return TDM_OK;
 }
 
 /* Loads every version of a repository model, reusing unchanged ones. */
@@ -198,10 +259,14 @@ static int load_dir_versions(tdm__repository *repo, slot *s,
   char *model_dir = tdm__malloc(len);
   if (model_dir == NULL) return tdm__fail(err, TDM_ENOMEM, "out of memory");
   snprintf(model_dir, len, "%s/%s", repo->dir, s->name);
-  DIR *d = opendir(model_dir);
+  int model_fd = open_beneath(repo->dir_fd, s->name, O_RDONLY | O_DIRECTORY,
+                              model_dir, err);
+  DIR *d = model_fd >= 0 ? list_dir(model_fd) : NULL;
   if (d == NULL) {
-    int rc = tdm__fail(err, errno == ENOENT ? TDM_ENOTFOUND : TDM_EIO,
-                       "%s: cannot open: %s", model_dir, strerror(errno));
+    int rc = model_fd < 0 ? err->status
+                          : tdm__fail(err, TDM_EIO, "%s: cannot open: %s",
+                                      model_dir, strerror(errno));
+    if (model_fd >= 0) close(model_fd);
     tdm__free(model_dir);
     return rc;
   }
@@ -228,22 +293,30 @@ static int load_dir_versions(tdm__repository *repo, slot *s,
   size_t loaded = 0;
   for (size_t i = 0; i < n && rc == TDM_OK; i++) {
     size_t vlen = strlen(model_dir) + strlen(names[i]) + 2;
-    char *version_dir = tdm__malloc(vlen), *file = NULL;
+    char *version_dir = tdm__malloc(vlen), *file = NULL, *data = NULL;
+    size_t size = 0;
     if (version_dir == NULL) {
       rc = tdm__fail(err, TDM_ENOMEM, "out of memory");
       break;
     }
     snprintf(version_dir, vlen, "%s/%s", model_dir, names[i]);
-    rc = find_model_file(version_dir, &file, err);
+    int version_fd = open_beneath(model_fd, names[i], O_RDONLY | O_DIRECTORY,
+                                  version_dir, err);
+    rc = version_fd < 0 ? err->status
+                        : read_model_file(version_fd, version_dir, &file,
+                                          &data, &size, err);
+    if (version_fd >= 0) close(version_fd);
     tdm__loaded *same = NULL;
     for (size_t c = 0; c < num_current; c++)
       if (strcmp(current[c]->version, names[i]) == 0) same = current[c];
     if (rc == TDM_OK)
-      rc = load_version(repo, s, names[i], file, same, &out[loaded], err);
+      rc = load_version(repo, s, names[i], file, data, size, same,
+                        &out[loaded], err);
     if (rc == TDM_OK) loaded++;
     tdm__free(file);
     tdm__free(version_dir);
   }
+  close(model_fd);
   for (size_t i = 0; i < n; i++) tdm__free(names[i]);
   tdm__free(model_dir);
   if (rc != TDM_OK) {
@@ -271,8 +344,12 @@ static int reload_slot(tdm__repository *repo, slot *s, int *changed,
 
   int rc;
   if (s->file != NULL) {
-    rc = load_version(repo, s, "1", s->file, num_current ? current[0] : NULL,
-                      &fresh[0], err);
+    char *data;
+    size_t size;
+    rc = tdm__read_file(s->file, &data, &size, err);
+    if (rc == TDM_OK)
+      rc = load_version(repo, s, "1", s->file, data, size,
+                        num_current ? current[0] : NULL, &fresh[0], err);
     if (rc == TDM_OK) num_fresh = 1;
   } else {
     rc = load_dir_versions(repo, s, current, num_current, fresh, &num_fresh,
@@ -289,6 +366,7 @@ static int reload_slot(tdm__repository *repo, slot *s, int *changed,
     memcpy(old, s->versions, num_old * sizeof old[0]);
     memcpy(s->versions, fresh, num_fresh * sizeof fresh[0]);
     s->num_versions = num_fresh;
+    s->loaded_once = 1;
     s->last_error[0] = '\0';
     s->reloads[same ? TDM__RELOAD_UNCHANGED : TDM__RELOAD_OK]++;
     pthread_mutex_unlock(&s->lock);
@@ -333,24 +411,32 @@ static int add_slot(tdm__repository *repo, const char *name, const char *file,
   return rc;
 }
 
-/* Model names become URL path segments and metric labels. */
-static int check_name(const char *name, tdm_error *err) {
-  if (*name == '\0')
-    return tdm__fail(err, TDM_EINVAL, "a model needs a name");
+int tdm__repository_check_name(const char *name, tdm_error *err) {
+  size_t len = strlen(name);
+  if (len == 0) return tdm__fail(err, TDM_EINVAL, "a model needs a name");
+  if (len > TDM__MODEL_NAME_MAX)
+    return tdm__fail(err, TDM_EINVAL,
+                     "a model name of %zu bytes: at most %d", len,
+                     TDM__MODEL_NAME_MAX);
   for (const char *p = name; *p; p++)
     if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
           (*p >= '0' && *p <= '9') || *p == '_' || *p == '-' || *p == '.'))
       return tdm__fail(err, TDM_EINVAL,
-                       "model name \"%s\": use letters, digits, '_', '-' and "
-                       "'.' only",
-                       name);
+                       "model name \"%.*s\": use letters, digits, '_', '-' "
+                       "and '.' only",
+                       TDM__MODEL_NAME_MAX, name);
+  /* ".", ".." and hidden names: a name is one directory below the
+   * repository, never the repository itself, its parent or a hidden entry. */
+  if (name[0] == '.')
+    return tdm__fail(err, TDM_EINVAL,
+                     "model name \"%s\": a name cannot start with '.'", name);
   return TDM_OK;
 }
 
 int tdm__repository_add_file(tdm__repository *repo, const char *name,
                              const char *path, tdm_error *err) {
   slot *s;
-  int rc = check_name(name, err);
+  int rc = tdm__repository_check_name(name, err);
   if (rc == TDM_OK) rc = add_slot(repo, name, path, &s, err);
   if (rc == TDM_OK) rc = reload_slot(repo, s, NULL, err);
   return rc;
@@ -362,22 +448,17 @@ int tdm__repository_add_dir(tdm__repository *repo, const char *dir,
     return tdm__fail(err, TDM_EINVAL, "only one model repository");
   repo->dir = tdm__strdup(dir);
   if (repo->dir == NULL) return tdm__fail(err, TDM_ENOMEM, "out of memory");
-  DIR *d = opendir(dir);
+  repo->dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  DIR *d = repo->dir_fd >= 0 ? list_dir(repo->dir_fd) : NULL;
   if (d == NULL)
     return tdm__fail(err, TDM_EIO, "%s: cannot open model repository: %s",
                      dir, strerror(errno));
   int rc = TDM_OK;
   struct dirent *e;
   while (rc == TDM_OK && (e = readdir(d)) != NULL) {
-    if (e->d_name[0] == '.') continue;
-    char path[4096];
-    struct stat st;
-    if (snprintf(path, sizeof path, "%s/%s", dir, e->d_name) >=
-        (int)sizeof path)
-      continue;
-    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) continue;
+    if (e->d_name[0] == '.' || !is_real_dir(repo->dir_fd, e->d_name)) continue;
     slot *s;
-    rc = check_name(e->d_name, err);
+    rc = tdm__repository_check_name(e->d_name, err);
     if (rc == TDM_OK) rc = add_slot(repo, e->d_name, NULL, &s, err);
     if (rc == TDM_OK) rc = reload_slot(repo, s, NULL, err);
   }
@@ -391,18 +472,15 @@ int tdm__repository_load(tdm__repository *repo, const char *name,
   if (s == NULL) {
     if (repo->dir == NULL)
       return tdm__fail(err, TDM_ENOTFOUND, "unknown model \"%s\"", name);
-    int rc = check_name(name, err);
+    int rc = tdm__repository_check_name(name, err);
     if (rc == TDM_OK) {
-      /* A new model directory: look before adding a slot for it. */
-      char path[4096];
-      struct stat st;
-      if (snprintf(path, sizeof path, "%s/%s", repo->dir, name) >=
-          (int)sizeof path)
-        return tdm__fail(err, TDM_EINVAL, "name too long");
-      if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
+      /* A new model directory: look before adding a slot for it, so that
+       * a name without a directory leaves no model behind. */
+      if (!is_real_dir(repo->dir_fd, name))
         return tdm__fail(err, TDM_ENOTFOUND,
-                         "no model \"%s\" in the model repository (%s)", name,
-                         path);
+                         "no model \"%s\" in the model repository (%s): no "
+                         "directory of that name (links are not followed)",
+                         name, repo->dir);
       rc = add_slot(repo, name, NULL, &s, err);
     }
     if (rc != TDM_OK) return rc;
@@ -415,19 +493,14 @@ int tdm__repository_load_all(tdm__repository *repo,
   int failed = 0;
   tdm_error err;
   /* New directories in the repository first become known models. */
-  DIR *d = repo->dir != NULL ? opendir(repo->dir) : NULL;
+  DIR *d = repo->dir_fd >= 0 ? list_dir(repo->dir_fd) : NULL;
   struct dirent *e;
   while (d != NULL && (e = readdir(d)) != NULL) {
     if (e->d_name[0] == '.' || find_slot(repo, e->d_name) != NULL) continue;
-    char path[4096];
-    struct stat st;
-    if (snprintf(path, sizeof path, "%s/%s", repo->dir, e->d_name) >=
-        (int)sizeof path)
-      continue;
-    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) continue;
+    if (!is_real_dir(repo->dir_fd, e->d_name)) continue;
     slot *s;
     tdm__error_clear(&err);
-    if (check_name(e->d_name, &err) != TDM_OK ||
+    if (tdm__repository_check_name(e->d_name, &err) != TDM_OK ||
         add_slot(repo, e->d_name, NULL, &s, &err) != TDM_OK) {
       failed++;
       report(arg, e->d_name, err.status, 0, &err);
@@ -487,13 +560,17 @@ int tdm__repository_acquire(tdm__repository *repo, const char *name,
 
 int tdm__repository_ready(tdm__repository *repo) {
   size_t n = atomic_load_explicit(&repo->num_slots, memory_order_acquire);
-  int ready = n > 0;
+  size_t counted = 0;
+  int ready = 1;
   for (size_t i = 0; i < n && ready; i++) {
     pthread_mutex_lock(&repo->slots[i]->lock);
-    ready = repo->slots[i]->num_versions > 0;
+    if (repo->slots[i]->loaded_once) {
+      counted++;
+      ready = repo->slots[i]->num_versions > 0;
+    }
     pthread_mutex_unlock(&repo->slots[i]->lock);
   }
-  return ready;
+  return ready && counted > 0;
 }
 
 size_t tdm__repository_count(tdm__repository *repo) {

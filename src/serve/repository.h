@@ -32,6 +32,18 @@ typedef struct tdm__loaded {
 
 typedef struct tdm__repository tdm__repository;
 
+/* The longest model name, in bytes. */
+#define TDM__MODEL_NAME_MAX 128
+
+/*
+ * TDM_OK when `name` can name a model: 1 to TDM__MODEL_NAME_MAX bytes of
+ * ASCII letters, digits, '_', '-' and '.', not starting with '.' (so
+ * never "." or ".."). Model names are URL path segments, metric labels
+ * and directory names inside a repository; this is what keeps a name from
+ * reaching outside it. TDM_EINVAL with the reason otherwise.
+ */
+int tdm__repository_check_name(const char *name, tdm_error *err);
+
 int tdm__repository_new(tdm__metrics *metrics, tdm__repository **out);
 void tdm__repository_free(tdm__repository *repo);
 
@@ -39,7 +51,9 @@ void tdm__repository_free(tdm__repository *repo);
 int tdm__repository_add_file(tdm__repository *repo, const char *name,
                              const char *path, tdm_error *err);
 
-/* Adds and loads every model in a repository directory DIR/NAME/VERSION. */
+/* Adds and loads every model in a repository directory DIR/NAME/VERSION.
+ * The directory is opened once and kept open; models, versions and files
+ * are opened below it without following symbolic links. */
 int tdm__repository_add_dir(tdm__repository *repo, const char *dir,
                             tdm_error *err);
 
@@ -72,7 +86,8 @@ int tdm__repository_acquire(tdm__repository *repo, const char *name,
                             const char *version, tdm__loaded **out);
 void tdm__loaded_release(tdm__loaded *loaded);
 
-/* 1 when every known model has a version loaded (and there is one). */
+/* 1 when every model that ever loaded has a version loaded now (and
+ * there is one); a name whose every load failed does not count. */
 int tdm__repository_ready(tdm__repository *repo);
 /* How many models the repository has (loaded or not). */
 size_t tdm__repository_count(tdm__repository *repo);

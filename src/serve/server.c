@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -95,6 +96,10 @@ struct tdm__server {
 };
 
 typedef struct request {
+  /* The request target as libmicrohttpd read it (see hidden_nul). */
+  const char *target;
+  size_t target_len;
+  int started; /* the first on_request call has happened */
   const struct route *route; /* NULL: no such endpoint */
   int method_allowed;
   char model[MAX_SEGMENT];
@@ -103,9 +108,10 @@ typedef struct request {
   uint64_t arrived_ns;
   tdm__buf body;
   size_t discarded; /* body bytes past the limit, not kept */
-  size_t charged;   /* body bytes counted in metrics->buffered */
+  size_t charged;   /* body and answer bytes counted in metrics->buffered */
   int over_budget;  /* the server held too many body bytes to take more */
   int answered;     /* a response is queued */
+  int must_close;   /* the framing was refused: close after the answer */
   int counted;      /* in metrics->in_flight */
   /* A pipeline answer waiting (suspended) for its state to be durable. */
   struct MHD_Connection *connection;
@@ -163,6 +169,71 @@ static int match(const char *pattern, const char *path, request *r) {
   return 1;
 }
 
+/*
+ * The path as sent, checked before routing. libmicrohttpd is told not to
+ * percent-decode (unescape_none), so what is routed is what was sent:
+ * tandem's names never need escaping, and decoding would turn "%00" into
+ * an end of string (a path cut short, "unload%00/infer" routed as
+ * "unload") and "%2e%2e" into "..". A '%', a control byte, a byte past
+ * ASCII or a "." or ".." segment is refused; NULL when the path is fine.
+ */
+static const char *path_problem(const char *url) {
+  if (url[0] != '/') return "does not start with '/'";
+  for (const unsigned char *p = (const unsigned char *)url; *p; p++) {
+    if (*p == '%')
+      return "has a percent-encoded byte; tandem's paths need none (names "
+             "use letters, digits, '_', '-' and '.')";
+    if (*p <= 0x20 || *p >= 0x7f) return "has a control or non-ASCII byte";
+  }
+  for (const char *seg = url; seg != NULL; seg = strchr(seg + 1, '/')) {
+    const char *next = seg + 1;
+    size_t len = strcspn(next, "/");
+    if ((len == 1 && next[0] == '.') ||
+        (len == 2 && next[0] == '.' && next[1] == '.'))
+      return "has a \".\" or \"..\" segment";
+  }
+  return NULL;
+}
+
+/*
+ * The request's context is made when libmicrohttpd has read the request
+ * line, so that the target can be seen whole: it hands on_request the
+ * path as a C string, which a raw NUL byte in the line would cut short
+ * ("unload\0/infer" read as "unload").
+ */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c) {
+  (void)cls;
+  (void)c;
+  request *r = tdm__calloc(1, sizeof *r);
+  if (r != NULL) {
+    r->target = uri;
+    r->target_len = strlen(uri);
+  }
+  return r;
+}
+
+/*
+ * Whether the request line had a NUL byte in its target. libmicrohttpd
+ * keeps the request line in one buffer: the target, then (the space
+ * replaced by a NUL) the version, so the target ends one byte before the
+ * version unless a NUL inside it ended the string early. When the version
+ * is not found right after the target's place the check cannot be made
+ * and does not refuse.
+ */
+static int hidden_nul(const request *r, const char *version) {
+  if (r->target == NULL || version == NULL || version <= r->target ||
+      (size_t)(version - r->target) > (1u << 20))
+    return 0;
+  return version != r->target + r->target_len + 1;
+}
+
+/* Paths reach on_request as they were sent (see path_problem). */
+static size_t unescape_none(void *cls, struct MHD_Connection *c, char *s) {
+  (void)cls;
+  (void)c;
+  return strlen(s);
+}
+
 static void route_request(request *r, const char *url, const char *method) {
   int head = strcmp(method, "HEAD") == 0;
   for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
@@ -206,8 +277,11 @@ static enum MHD_Result respond(tdm__server *srv, struct MHD_Connection *c,
   if (status == MHD_HTTP_UNAUTHORIZED)
     MHD_add_response_header(res, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
                             "Bearer realm=\"tandem admin\"");
-  /* While draining, clients are told to reconnect elsewhere. */
-  if (atomic_load_explicit(&srv->draining, memory_order_relaxed))
+  /* While draining, clients are told to reconnect elsewhere; after a
+   * request whose framing was refused, nothing more on the connection can
+   * be trusted to start where the client meant it to. */
+  if (r->must_close ||
+      atomic_load_explicit(&srv->draining, memory_order_relaxed))
     MHD_add_response_header(res, MHD_HTTP_HEADER_CONNECTION, "close");
   enum MHD_Result ok = MHD_queue_response(c, status, res);
   MHD_destroy_response(res);
@@ -220,6 +294,12 @@ static enum MHD_Result respond_buf(tdm__server *srv, struct MHD_Connection *c,
                                    const char *content_type, tdm__buf *b) {
   char *data = b->data;
   size_t len = b->len;
+  /* An answer is held until the client has read it, so it counts in
+   * --max-buffered with the request bodies until the request ends: clients
+   * that send requests and never read their answers fill the budget, and
+   * then get 503 instead of the server's memory. */
+  atomic_fetch_add(&srv->metrics->buffered, len);
+  r->charged += len;
   b->data = NULL;
   b->len = b->cap = 0;
   if (data == NULL) return respond(srv, c, r, status, content_type, "", 0, 0);
@@ -778,10 +858,86 @@ static enum MHD_Result dispatch(tdm__server *srv, struct MHD_Connection *c,
   return respond_error(srv, c, r, 500, "unrouted request");
 }
 
+/* What framing_problem counts: the message-length headers it saw. */
+typedef struct framing {
+  unsigned lengths, encodings;
+  const char *length, *encoding;
+  int bad_name; /* a field name that is not a token */
+} framing;
+
+/* RFC 9110 section 5.6.2: the characters of a token (a field name). */
+static int is_token(const char *s) {
+  if (*s == '\0') return 0;
+  for (; *s; s++)
+    if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+          (*s >= '0' && *s <= '9') || strchr("!#$%&'*+-.^_`|~", *s)))
+      return 0;
+  return 1;
+}
+
+static enum MHD_Result count_framing(void *cls, enum MHD_ValueKind kind,
+                                     const char *key, const char *value) {
+  framing *f = cls;
+  (void)kind;
+  /* "Transfer-Encoding : chunked" reaches here as a name with a space,
+   * which this server would not take for the framing header and a
+   * proxy might (RFC 9112 section 5.1 says to refuse it). */
+  if (!is_token(key)) f->bad_name = 1;
+  if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
+    f->lengths++;
+    f->length = value;
+  } else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) {
+    f->encodings++;
+    f->encoding = value;
+  }
+  return MHD_YES;
+}
+
+/*
+ * The body's framing (RFC 9112 section 6.3), checked before any body byte
+ * is read: one Content-Length of digits only, or one Transfer-Encoding
+ * that is exactly "chunked", never both, and every field name a token. A proxy in front and this server
+ * must agree where the body ends; where two readings are possible (two
+ * lengths, a length beside chunked, a coding list such as "gzip, chunked"
+ * that this server does not decode) one of them could take the rest of
+ * the body as a new request. NULL when the framing is unambiguous.
+ */
+static const char *framing_problem(struct MHD_Connection *c) {
+  framing f = {0};
+  MHD_get_connection_values(c, MHD_HEADER_KIND, count_framing, &f);
+  if (f.bad_name)
+    return "a header field name that is not a token (whitespace before its "
+           "colon?)";
+  if (f.lengths > 1) return "more than one Content-Length";
+  if (f.encodings > 1) return "more than one Transfer-Encoding";
+  if (f.lengths && f.encodings)
+    return "both Content-Length and Transfer-Encoding";
+  if (f.encodings && strcasecmp(f.encoding, "chunked") != 0)
+    return "a Transfer-Encoding other than \"chunked\" (the only coding "
+           "this server reads)";
+  if (f.lengths &&
+      (f.length[0] == '\0' || strspn(f.length, "0123456789") != strlen(f.length)))
+    return "a Content-Length that is not a number of bytes";
+  return NULL;
+}
+
 /* The first callback: route, admit or refuse. */
 static enum MHD_Result start_request(tdm__server *srv,
                                      struct MHD_Connection *c, request *r,
-                                     const char *url, const char *method) {
+                                     const char *url, const char *method,
+                                     const char *version) {
+  const char *problem = framing_problem(c);
+  if (problem != NULL) {
+    r->must_close = 1;
+    return respond_error(srv, c, r, MHD_HTTP_BAD_REQUEST,
+                         "the request's body framing is ambiguous: %s; the "
+                         "connection is closed",
+                         problem);
+  }
+  problem = hidden_nul(r, version) ? "has a NUL byte" : path_problem(url);
+  if (problem != NULL)
+    return respond_error(srv, c, r, MHD_HTTP_BAD_REQUEST, "the path %.200s %s",
+                         url, problem);
   route_request(r, url, method);
   if (r->route == NULL)
     return respond_error(srv, c, r, MHD_HTTP_NOT_FOUND, "no endpoint %s %s",
@@ -789,6 +945,12 @@ static enum MHD_Result start_request(tdm__server *srv,
   if (!r->method_allowed)
     return respond_error(srv, c, r, MHD_HTTP_METHOD_NOT_ALLOWED,
                          "%s takes %s, not %s", url, r->route->method, method);
+  /* Model and pipeline names (pipeline names are a subset) in the path. */
+  tdm_error name_err;
+  if (strchr(r->route->pattern, '*') != NULL &&
+      tdm__repository_check_name(r->model, &name_err) != TDM_OK)
+    return respond_error(srv, c, r, MHD_HTTP_BAD_REQUEST, "%s",
+                         name_err.message);
   if (r->route->admin) {
     unsigned denied = admin_denied(srv, c);
     if (denied == MHD_HTTP_UNAUTHORIZED)
@@ -845,15 +1007,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
                                   size_t *upload_size, void **context) {
   tdm__server *srv = cls;
   request *r = *context;
-  (void)version;
-  if (r == NULL) {
+  if (r == NULL) { /* on_uri could not allocate */
     r = tdm__calloc(1, sizeof *r);
     if (r == NULL) return MHD_NO;
-    r->arrived_ns = now_ns();
     *context = r;
+  }
+  if (!r->started) {
+    r->started = 1;
+    r->arrived_ns = now_ns();
     r->counted = 1;
     atomic_fetch_add(&srv->metrics->in_flight, 1);
-    return start_request(srv, c, r, url, method);
+    return start_request(srv, c, r, url, method, version);
   }
   if (*upload_size > 0) {
     size_t n = *upload_size;
@@ -1126,6 +1290,8 @@ int tdm__server_start(const tdm__server_config *config, tdm__repository *repo,
       MHD_OPTION_CONNECTION_MEMORY_LIMIT, pool,
       MHD_OPTION_CONNECTION_TIMEOUT, config->idle_timeout_s,
       MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+      MHD_OPTION_UNESCAPE_CALLBACK, unescape_none, NULL,
+      MHD_OPTION_URI_LOG_CALLBACK, on_uri, NULL,
       MHD_OPTION_THREAD_STACK_SIZE, (size_t)(4u << 20), MHD_OPTION_ARRAY,
       config->tls_cert != NULL ? tls : &tls[sizeof tls / sizeof tls[0] - 1],
       MHD_OPTION_END);

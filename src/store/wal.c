@@ -172,11 +172,13 @@ void tdm__wal_close(tdm__wal *wal) {
  * to this segment) when nothing but zeros follows it, since the segment
  * was preallocated with zeros and a write fills it in order; then the
  * records before it are the segment's. Anything else after it means
- * damage in the middle: *damaged is set.
+ * damage in the middle: *damaged is set. *end is where the whole records
+ * end.
  */
 static int replay_segment(tdm__wal *wal, uint64_t segment,
                           int (*fn)(void *, uint64_t, const void *, size_t),
-                          void *ctx, int *damaged, tdm_error *err) {
+                          void *ctx, int *damaged, size_t *end,
+                          tdm_error *err) {
   char path[4096];
   segment_path(wal, segment, path, sizeof path);
   char *data;
@@ -211,6 +213,7 @@ static int replay_segment(tdm__wal *wal, uint64_t segment,
       }
     break;
   }
+  *end = at;
   tdm__free(data);
   return rc;
 }
@@ -225,13 +228,24 @@ int tdm__wal_replay(tdm__wal *wal,
   for (size_t i = 0; i < count && rc == TDM_OK; i++) {
     if (segments[i] >= wal->first_new) break; /* this open's own */
     int damaged;
-    rc = replay_segment(wal, segments[i], fn, ctx, &damaged, err);
-    if (rc == TDM_OK && damaged) {
-      char path[4096];
-      segment_path(wal, segments[i], path, sizeof path);
+    size_t end;
+    rc = replay_segment(wal, segments[i], fn, ctx, &damaged, &end, err);
+    char path[4096];
+    segment_path(wal, segments[i], path, sizeof path);
+    if (rc == TDM_OK && damaged)
       rc = tdm__fail(err, TDM_EPARSE,
                      "%s: a damaged record with records after it", path);
-    }
+    /* An earlier open's segment is never written again: its preallocated
+     * space past the last whole record (and a torn record there, which no
+     * client was told is saved) is given back, and a segment with no
+     * record goes. Otherwise every start would leave another 64 MiB until
+     * a snapshot round, which only traffic starts, removed them. */
+    if (rc == TDM_OK && end == 0 && unlink(path) != 0 && errno != ENOENT)
+      rc = tdm__fail(err, TDM_EIO, "%s: cannot delete: %s", path,
+                     strerror(errno));
+    else if (rc == TDM_OK && end > 0 && truncate(path, (off_t)end) != 0)
+      rc = tdm__fail(err, TDM_EIO, "%s: cannot truncate: %s", path,
+                     strerror(errno));
   }
   tdm__free(segments);
   return rc;

@@ -25,7 +25,9 @@ void tdm__wal_close(tdm__wal *wal);
 
 /* Calls fn for every whole record of every segment, oldest first. A torn
  * record at the end of the newest segment before this open ends it; one
- * anywhere else is corruption (TDM_EPARSE). */
+ * anywhere else is corruption (TDM_EPARSE). Each earlier segment is then
+ * cut to its whole records (removed when it has none), so that restarts
+ * without a snapshot round do not pile up preallocated segments. */
 int tdm__wal_replay(tdm__wal *wal,
                     int (*fn)(void *ctx, uint64_t seq, const void *data,
                               size_t len),

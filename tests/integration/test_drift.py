@@ -51,7 +51,7 @@ def run_id(proc):
 def batch(events, name, *flags):
     """A recorded batch run over EVENTS; returns (run id, output path)."""
     path = write_csv(os.path.join(out, name + ".csv"), FRAUD_COLUMNS, events)
-    result = os.path.join(out, name + (".csv" if "--features-only" in flags
+    result = os.path.join(out, name + (".features.csv" if "--features-only" in flags
                                        else ".jsonl"))
     proc = tandem("batch", pipeline, "--in", path, "--out", result, *flags)
     expect(proc.returncode == 0 and run_id(proc), f"batch {name}: {proc.stderr}")

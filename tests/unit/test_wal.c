@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../../src/store/wal.h"
@@ -90,6 +91,59 @@ TEST(wal_replays_in_order_and_survives_a_torn_tail) {
   if (replayed != TDM_OK) fprintf(stderr, "%s\n", err.message);
   CHECK(replayed == TDM_OK);
   CHECK(s.count == 1 && s.seqs[0] == 4); /* segment 3 (this open's: 4) */
+  tdm__wal_close(wal);
+  char cmd[300];
+  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+  CHECK(system(cmd) == 0);
+  return 0;
+}
+
+/* The segment files of log "p" in dir: how many, and their bytes. */
+static void segment_files(const char *dir, int *count, long long *bytes) {
+  *count = 0;
+  *bytes = 0;
+  for (int n = 1; n <= 64; n++) {
+    char path[256];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/p.%d.wal", dir, n);
+    if (stat(path, &st) != 0) continue;
+    (*count)++;
+    *bytes += (long long)st.st_size;
+  }
+}
+
+TEST(wal_restarts_do_not_pile_up_segments) {
+  /* Twelve starts (open, replay, close) without a snapshot round, half of
+   * them with a record: the earlier segments keep only their records, and
+   * an empty one goes, so the files hold one preallocated segment (the
+   * open one) and the records, and every record still replays. */
+  char dir[] = "/tmp/tandem-wal-XXXXXX";
+  CHECK(mkdtemp(dir) != NULL);
+  tdm_error err;
+  size_t records = 0;
+  for (int start = 0; start < 12; start++) {
+    tdm__wal *wal;
+    CHECK(tdm__wal_open(dir, "p", &wal, &err) == TDM_OK);
+    seen s = {0};
+    CHECK(tdm__wal_replay(wal, collect, &s, &err) == TDM_OK);
+    CHECK(s.count == records);
+    if (start % 2 == 0) {
+      CHECK(append(wal, (uint64_t)records + 1, "an event") == TDM_OK);
+      records++;
+    }
+    tdm__wal_close(wal);
+  }
+  tdm__wal *wal;
+  CHECK(tdm__wal_open(dir, "p", &wal, &err) == TDM_OK);
+  seen s = {0};
+  CHECK(tdm__wal_replay(wal, collect, &s, &err) == TDM_OK);
+  CHECK(s.count == 6 && s.seqs[5] == 6);
+  int count;
+  long long bytes;
+  segment_files(dir, &count, &bytes);
+  /* Six segments with one record (16 + 8 bytes) and the open one. */
+  CHECK(count == 7);
+  CHECK(bytes == (64ll << 20) + 6 * 24);
   tdm__wal_close(wal);
   char cmd[300];
   snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
