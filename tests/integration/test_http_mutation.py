@@ -51,7 +51,7 @@ INFER_BODY = json.dumps({"id": "r1", "inputs": [{
 
 
 def event(i):
-    return {"txn": "t%d" % i, "card": "c%d" % (i % 7), "ts": 1_700_000_000_000 + i,
+    return {"txn": "t%d" % i, "card": "c%d" % (i % 7), "ts": 1_700_000_000 + i,
             "amount": 12.5 + i, "merchant": "m1", "mcc": "fuel"}
 
 
