@@ -72,7 +72,12 @@ typedef struct part {
   uint64_t first_seq;
   int64_t commit_next; /* every offset below is acknowledged (-1: none) */
   int64_t committed;   /* the offset last committed (-1: none) */
-  int64_t commit_target; /* commit_next when a commit took the states */
+  int64_t commit_target; /* the position when a commit took the states */
+  /* The input position: the offset after the last message handled (the
+   * state in memory holds every event before it), and the one the saved
+   * states reflect (-1: unknown; the committed offset decides where
+   * consumption starts). */
+  int64_t position, saved_position;
   /* The states to save at the next commit; with a changelog, its records
    * in flight and the offset after the last one acknowledged. */
   tdm__state_writes writes;
@@ -103,6 +108,7 @@ typedef struct stream {
   tdm_error failure;
   /* counters */
   uint64_t scored, duplicates, dead_letters, commits, commit_failures;
+  uint64_t already_applied; /* events the restored states already held */
   uint64_t changelog_written, changelog_restored, restores;
   double restore_seconds;
   uint64_t commit_hist[NUM_COMMIT_BUCKETS + 1];
@@ -176,6 +182,8 @@ static int part_open(stream *s, int32_t id, tdm_error *err) {
   pt->id = id;
   pt->commit_next = -1;
   pt->committed = -1;
+  pt->position = -1;
+  pt->saved_position = -1;
   int rc = tdm__state_map_new(s->p, &pt->map);
   if (rc != TDM_OK) rc = tdm__fail(err, rc, "out of memory");
   char dir[4096];
@@ -196,6 +204,7 @@ static int part_open(stream *s, int32_t id, tdm_error *err) {
                                 &info, err);
     if (rc == TDM_OK) {
       pt->changelog_next = info.next;
+      pt->position = pt->saved_position = pt->commit_next = info.position;
       s->changelog_restored += info.records;
       s->restores++;
       s->restore_seconds += info.seconds;
@@ -217,6 +226,8 @@ static int part_open(stream *s, int32_t id, tdm_error *err) {
   } else if (rc == TDM_OK && pt->store != NULL) {
     uint64_t max_tag = 0;
     rc = tdm__state_dir_restore(pt->store, dir, part_map, pt, &max_tag, err);
+    if (rc == TDM_OK) rc = tdm__position_read(pt->store, &pt->position, err);
+    pt->saved_position = pt->commit_next = pt->position;
     if (rc == TDM_OK)
       fprintf(stderr,
               "tandem stream: partition %d: %zu entities restored from %s\n",
@@ -375,6 +386,7 @@ static int handle(stream *s, const rd_kafka_message_t *m, tdm_error *err) {
   uint64_t seq;
   if (part_push(pt, m->offset, &seq) != TDM_OK)
     return tdm__fail(err, TDM_ENOMEM, "out of memory");
+  if (m->offset + 1 > pt->position) pt->position = m->offset + 1;
   if (m->payload == NULL || m->len == 0)
     return dead_letter(s, pt, m, seq, "the message is empty", err);
   tdm__json_doc doc;
@@ -388,6 +400,18 @@ static int handle(stream *s, const rd_kafka_message_t *m, tdm_error *err) {
     rc = tdm__fail(&why, TDM_EPARSE, "the message is not a JSON object");
   if (rc == TDM_OK)
     rc = tdm__event_from_json(s->spec, &doc, doc.root, NULL, fields, &why);
+  tdm__str entity;
+  if (rc == TDM_OK && tdm__pipeline_entity(s->p, &ev, &entity, &why) == TDM_OK &&
+      tdm__state_map_tag(pt->map, entity) > (uint64_t)m->offset) {
+    /* The entity's saved state already holds this event (a commit that
+     * saved it did not get to record its partition's position), and its
+     * output was acknowledged before that state was saved: applying it
+     * again would count it twice. */
+    tdm__json_doc_free(&doc);
+    s->already_applied++;
+    part_ack(pt, seq);
+    return TDM_OK;
+  }
   if (rc == TDM_OK)
     rc = tdm__pipeline_process(s->p, pt->map, &ev, &s->result, &why);
   if (rc == TDM_ENOMEM) {
@@ -426,10 +450,12 @@ static int handle(stream *s, const rd_kafka_message_t *m, tdm_error *err) {
 
 /* ---- committing ---- */
 
+static void drain(stream *s);
+
 /* Whether partition pt has states to save before its next commit. */
 static int needs_save(const part *pt) {
   return pt != NULL &&
-         ((pt->commit_next >= 0 && pt->commit_next != pt->committed) ||
+         ((pt->position >= 0 && pt->position != pt->saved_position) ||
           pt->seed);
 }
 
@@ -467,6 +493,21 @@ static int take_changes(stream *s, part *pt, tdm_error *err) {
       raise(SIGKILL);
     }
   }
+  /* The position last, after the states it goes with: a restore that
+   * reads it has read them. */
+  if (pt->position >= 0) {
+    if (pt->store != NULL && tdm__position_save(pt->position, &pt->writes) != TDM_OK)
+      return tdm__fail(err, TDM_ENOMEM, "out of memory");
+    if (s->changelog != NULL) {
+      unsigned char value[8];
+      tdm__position_encode(pt->position, value);
+      int rc = produce_to(s, tdm__changelog_topic(s->changelog), pt->id,
+                          TDM__POSITION_KEY, TDM__POSITION_KEY_LEN, value, 8,
+                          CHANGELOG_BIT | (uint64_t)pt->id << SEQ_BITS, err);
+      if (rc != TDM_OK) return rc;
+      pt->changelog_in_flight++;
+    }
+  }
   return TDM_OK;
 }
 
@@ -500,17 +541,23 @@ static int commit(stream *s, tdm_error *err) {
   }
   uint64_t started = now_ns();
   int rc = TDM_OK;
-  /* The commit point of each partition is the one at the moment its
-   * states are taken: every event before it is in them. Acknowledgements
-   * that arrive while waiting for the changelog move commit_next on, but
-   * their events' states were not taken (a partition with nothing to save
-   * at first, say), so they wait for the next commit. */
+  /* Every output produced so far is acknowledged first (as Kafka Streams
+   * flushes its producer before it commits): the states taken below then
+   * hold only events whose outputs are delivered, so the position saved
+   * with them, the offset after the last message handled, is where a
+   * successor resumes without losing an output or applying an event
+   * twice. */
+  drain(s);
+  if (s->failed) {
+    *err = s->failure;
+    return s->failure.status ? s->failure.status : TDM_EIO;
+  }
   for (size_t i = 0; i < s->num_parts && rc == TDM_OK; i++) {
     part *pt = s->parts[i];
     if (pt == NULL) continue;
     pt->commit_target = pt->committed;
     if (!needs_save(pt)) continue;
-    pt->commit_target = pt->commit_next;
+    pt->commit_target = pt->position;
     rc = take_changes(s, pt, err);
   }
   if (rc == TDM_OK && s->changelog != NULL) rc = wait_changelog(s, err);
@@ -529,6 +576,7 @@ static int commit(stream *s, tdm_error *err) {
       if (rc == TDM_OK) rc = tdm__state_writes_flush(&pt->writes, pt->store, err);
       if (rc != TDM_OK) break;
     }
+    if (pt->commit_target >= 0) pt->saved_position = pt->commit_target;
     pt->seed_taken = 0;
     tdm__state_writes_clear(&pt->writes);
     if (pt->commit_target >= 0 && pt->commit_target != pt->committed)
@@ -579,6 +627,38 @@ static void drain(stream *s) {
 
 /* ---- rebalancing ---- */
 
+/* Makes consumption of an assigned partition start at its states' input
+ * position, not at the group's committed offset: a commit can fail (a
+ * rebalance in progress) after the states were saved, and events before
+ * the position applied again would be counted twice. A position beyond
+ * the partition's end means the input is not the one the states were
+ * made from (the topic was recreated): that is refused. */
+static int resume_at_position(stream *s, rd_kafka_topic_partition_t *tp,
+                              tdm_error *err) {
+  part *pt = find_part(s, tp->partition);
+  if (pt == NULL || pt->position < 0) return TDM_OK;
+  int64_t low = -1, high = -1;
+  rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(
+      s->consumer, s->opt->input, tp->partition, &low, &high, 15000);
+  if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
+    return tdm__fail(err, TDM_EIO, "offsets of %s [%d]: %s", s->opt->input,
+                     (int)tp->partition, rd_kafka_err2str(e));
+  if (pt->position > high)
+    return tdm__fail(err, TDM_EINVAL,
+                     "%s [%d]: the saved states reflect its events up to "
+                     "offset %lld, but the partition ends at %lld (was the "
+                     "topic recreated?): run under a new --group, or remove "
+                     "the changelog and the --state directory",
+                     s->opt->input, (int)tp->partition,
+                     (long long)pt->position, (long long)high);
+  tp->offset = pt->position;
+  fprintf(stderr,
+          "tandem stream: partition %d: resuming at offset %lld, the input "
+          "position of its saved states\n",
+          (int)tp->partition, (long long)pt->position);
+  return TDM_OK;
+}
+
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t e,
                          rd_kafka_topic_partition_list_t *list, void *opaque) {
   stream *s = opaque;
@@ -586,7 +666,8 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t e,
   tdm_error err;
   if (e == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
     for (int i = 0; i < list->cnt; i++) {
-      if (part_open(s, list->elems[i].partition, &err) != TDM_OK)
+      if (part_open(s, list->elems[i].partition, &err) != TDM_OK ||
+          resume_at_position(s, &list->elems[i], &err) != TDM_OK)
         fail_once(s, err.status, "%s%s", "", err.message);
     }
     fprintf(stderr, "tandem stream: assigned %d partition(s) of %s\n",
@@ -642,6 +723,8 @@ static int render_metrics(stream *s, tdm__buf *b) {
       "%llu\n"
       "tandem_stream_events_total{pipeline=\"%s\",outcome=\"dead_letter\"} "
       "%llu\n"
+      "tandem_stream_events_total{pipeline=\"%s\",outcome=\"already_applied\"} "
+      "%llu\n"
       "# HELP tandem_stream_dead_letters_total Invalid input messages (sent "
       "to the dead-letter topic).\n"
       "# TYPE tandem_stream_dead_letters_total counter\n"
@@ -656,6 +739,7 @@ static int render_metrics(stream *s, tdm__buf *b) {
       name, (unsigned long long)s->scored, name,
       (unsigned long long)s->duplicates, name,
       (unsigned long long)s->dead_letters, name,
+      (unsigned long long)s->already_applied, name,
       (unsigned long long)s->dead_letters, name,
       (unsigned long long)s->commits, name,
       (unsigned long long)s->commit_failures);
