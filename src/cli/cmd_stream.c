@@ -54,6 +54,12 @@ static const char stream_help[] =
     "  --commit-interval-ms MS  how often states are saved and offsets\n"
     "                       committed (default 5000: each changed entity's\n"
     "                       whole state is written once per interval)\n"
+    "  --instance-id ID     static group membership (group.instance.id):\n"
+    "                       a member restarted with the same ID within the\n"
+    "                       session timeout takes its partitions back\n"
+    "                       without a rebalance; give each member its own\n"
+    "  --session-timeout-ms MS  how long a member that stopped heartbeating\n"
+    "                       keeps its partitions (default 45000, librdkafka's)\n"
     "  --help               show this help\n"
     "\n"
     "A new group starts at the earliest offset (-X auto.offset.reset=latest\n"
@@ -77,6 +83,8 @@ int tdm__cmd_stream(int argc, char **argv) {
       {"commit-interval-ms", required_argument, NULL, 'c'},
       {"changelog", required_argument, NULL, 'C'},
       {"no-changelog", no_argument, NULL, 'N'},
+      {"instance-id", required_argument, NULL, 'I'},
+      {"session-timeout-ms", required_argument, NULL, 'T'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
   tdm__stream_options opt = {0};
@@ -98,6 +106,27 @@ int tdm__cmd_stream(int argc, char **argv) {
       case 'C': opt.changelog = optarg; break;
       case 'N': opt.no_changelog = 1; break;
       case 'X': config[opt.num_config++] = optarg; break;
+      case 'I':
+        if (optarg[0] == '\0') {
+          free(config);
+          return tdm__usage_error("stream", "--instance-id: expected an id");
+        }
+        opt.instance_id = optarg;
+        break;
+      case 'T': {
+        size_t ms;
+        /* Kafka brokers accept 6 s to 30 min by default
+         * (group.min/max.session.timeout.ms). */
+        if (!tdm__parse_count(optarg, 3600000, &ms) || ms < 1000) {
+          free(config);
+          return tdm__usage_error("stream",
+                                  "--session-timeout-ms: expected 1000 to "
+                                  "3600000, got '%s'",
+                                  optarg);
+        }
+        opt.session_timeout_ms = (unsigned)ms;
+        break;
+      }
       case 'c': {
         size_t ms;
         if (!tdm__parse_count(optarg, 3600000, &ms)) {

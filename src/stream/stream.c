@@ -924,6 +924,16 @@ static int make_conf(stream *s, const char *group, rd_kafka_conf_t **out,
   if (rc == TDM_OK) rc = conf_set(conf, "auto.offset.reset", "earliest", err);
   if (rc == TDM_OK) rc = conf_set(conf, "linger.ms", "5", err);
   if (rc == TDM_OK) rc = conf_set(conf, "client.id", "tandem-stream", err);
+  /* How long a member that stops heartbeating (killed, cut off) keeps its
+   * partitions; heartbeats go three times within it, as Kafka's
+   * defaults do. */
+  if (rc == TDM_OK && s->opt->session_timeout_ms > 0) {
+    char v[32];
+    snprintf(v, sizeof v, "%u", s->opt->session_timeout_ms);
+    rc = conf_set(conf, "session.timeout.ms", v, err);
+    snprintf(v, sizeof v, "%u", s->opt->session_timeout_ms / 3);
+    if (rc == TDM_OK) rc = conf_set(conf, "heartbeat.interval.ms", v, err);
+  }
   for (size_t i = 0; i < s->opt->num_config && rc == TDM_OK; i++) {
     const char *kv = s->opt->config[i];
     const char *eq = strchr(kv, '=');
@@ -1004,6 +1014,12 @@ static int open_clients(stream *s, tdm_error *err) {
   /* The consumer asks for the changelog's metadata: that must not create
    * it with the broker's defaults (not compacted). */
   rc = conf_set(conf, "allow.auto.create.topics", "false", err);
+  /* Static membership: a member that restarts under the same instance id
+   * within the session timeout gets its partitions back without a
+   * rebalance (and one that stops does not leave the group: its
+   * partitions wait for it until the session timeout). */
+  if (rc == TDM_OK && s->opt->instance_id != NULL)
+    rc = conf_set(conf, "group.instance.id", s->opt->instance_id, err);
   if (rc != TDM_OK) {
     rd_kafka_conf_destroy(producer_conf);
     rd_kafka_conf_destroy(conf);

@@ -37,6 +37,8 @@ typedef struct tdm__stream_options {
   char **config;           /* librdkafka "key=value" settings (-X) */
   size_t num_config;
   unsigned commit_interval_ms; /* 0: 5000 */
+  const char *instance_id; /* static membership (group.instance.id), or NULL */
+  unsigned session_timeout_ms; /* 0: librdkafka's (45000) */
 } tdm__stream_options;
 
 /*
