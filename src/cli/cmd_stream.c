@@ -60,6 +60,10 @@ static const char stream_help[] =
     "                       without a rebalance; give each member its own\n"
     "  --session-timeout-ms MS  how long a member that stopped heartbeating\n"
     "                       keeps its partitions (default 45000, librdkafka's)\n"
+    "  --exactly-once       each commit interval's outputs, changelog records\n"
+    "                       and input offsets in one Kafka transaction; the\n"
+    "                       input and changelog are read read_committed\n"
+    "                       (readers of the output should be too)\n"
     "  --help               show this help\n"
     "\n"
     "A new group starts at the earliest offset (-X auto.offset.reset=latest\n"
@@ -85,6 +89,7 @@ int tdm__cmd_stream(int argc, char **argv) {
       {"no-changelog", no_argument, NULL, 'N'},
       {"instance-id", required_argument, NULL, 'I'},
       {"session-timeout-ms", required_argument, NULL, 'T'},
+      {"exactly-once", no_argument, NULL, 'E'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
   tdm__stream_options opt = {0};
@@ -105,6 +110,7 @@ int tdm__cmd_stream(int argc, char **argv) {
       case 'm': opt.metrics_listen = optarg; break;
       case 'C': opt.changelog = optarg; break;
       case 'N': opt.no_changelog = 1; break;
+      case 'E': opt.exactly_once = 1; break;
       case 'X': config[opt.num_config++] = optarg; break;
       case 'I':
         if (optarg[0] == '\0') {

@@ -39,6 +39,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "../core/json.h"
 #include "../io/events.h"
@@ -511,6 +512,49 @@ static int take_changes(stream *s, part *pt, tdm_error *err) {
   return TDM_OK;
 }
 
+/* A transaction's error as the runner's: any stops it (exit 1). The
+ * states in memory have moved past what the aborted transaction would
+ * have committed, so going on would need them restored; a restart does
+ * exactly that, from the last committed transaction. */
+static int transaction_failed(stream *s, rd_kafka_error_t *error,
+                              const char *what, tdm_error *err) {
+  int rc = tdm__fail(err, TDM_EIO, "kafka transaction: %s: %s", what,
+                     rd_kafka_error_string(error));
+  if (rd_kafka_error_txn_requires_abort(error)) {
+    rd_kafka_error_t *aborted = rd_kafka_abort_transaction(s->producer, 30000);
+    if (aborted != NULL) rd_kafka_error_destroy(aborted);
+  }
+  rd_kafka_error_destroy(error);
+  return rc;
+}
+
+/* Commits the open transaction with the input offsets in list (the
+ * group's, fenced by its generation: a member that lost its partitions
+ * cannot commit), then opens the next one. */
+static int end_transaction(stream *s, rd_kafka_topic_partition_list_t *list,
+                           tdm_error *err) {
+  rd_kafka_error_t *error = NULL;
+  if (list->cnt > 0) {
+    rd_kafka_consumer_group_metadata_t *group =
+        rd_kafka_consumer_group_metadata(s->consumer);
+    error = rd_kafka_send_offsets_to_transaction(s->producer, list, group,
+                                                 30000);
+    rd_kafka_consumer_group_metadata_destroy(group);
+    if (error != NULL)
+      return transaction_failed(s, error, "sending the offsets", err);
+  }
+  error = rd_kafka_commit_transaction(s->producer, 30000);
+  if (error != NULL) return transaction_failed(s, error, "committing", err);
+  if (list->cnt > 0) s->commits++;
+  for (int i = 0; i < list->cnt; i++) {
+    part *pt = find_part(s, list->elems[i].partition);
+    if (pt != NULL) pt->committed = list->elems[i].offset;
+  }
+  error = rd_kafka_begin_transaction(s->producer);
+  if (error != NULL) return transaction_failed(s, error, "beginning", err);
+  return TDM_OK;
+}
+
 /* Waits until every changelog record produced is acknowledged. */
 static int wait_changelog(stream *s, tdm_error *err) {
   for (;;) {
@@ -563,6 +607,17 @@ static int commit(stream *s, tdm_error *err) {
   if (rc == TDM_OK && s->changelog != NULL) rc = wait_changelog(s, err);
   rd_kafka_topic_partition_list_t *list =
       rd_kafka_topic_partition_list_new((int)s->num_parts + 1);
+  for (size_t i = 0; i < s->num_parts; i++) {
+    part *pt = s->parts[i];
+    if (pt != NULL && pt->commit_target >= 0 &&
+        pt->commit_target != pt->committed)
+      rd_kafka_topic_partition_list_add(list, s->opt->input, pt->id)->offset =
+          pt->commit_target;
+  }
+  /* Exactly-once: the outputs, the changelog records and the offsets of
+   * this interval commit together, before the local store (a cache of
+   * what the changelog holds) is written. */
+  if (rc == TDM_OK && s->opt->exactly_once) rc = end_transaction(s, list, err);
   for (size_t i = 0; i < s->num_parts && rc == TDM_OK; i++) {
     part *pt = s->parts[i];
     if (pt == NULL) continue;
@@ -579,9 +634,6 @@ static int commit(stream *s, tdm_error *err) {
     if (pt->commit_target >= 0) pt->saved_position = pt->commit_target;
     pt->seed_taken = 0;
     tdm__state_writes_clear(&pt->writes);
-    if (pt->commit_target >= 0 && pt->commit_target != pt->committed)
-      rd_kafka_topic_partition_list_add(list, s->opt->input, pt->id)->offset =
-          pt->commit_target;
   }
   if (rc == TDM_OK && list->cnt > 0 && s->crash_after_events > 0 &&
       s->scored + s->duplicates + s->dead_letters >= s->crash_after_events) {
@@ -593,7 +645,7 @@ static int commit(stream *s, tdm_error *err) {
     for (int i = 0; i < list->cnt; i++)
       fprintf(stderr, "tandem stream: commit [%d] %lld\n",
               (int)list->elems[i].partition, (long long)list->elems[i].offset);
-  if (rc == TDM_OK && list->cnt > 0) {
+  if (rc == TDM_OK && list->cnt > 0 && !s->opt->exactly_once) {
     rd_kafka_resp_err_t e = rd_kafka_commit(s->consumer, list, 0);
     double seconds = (double)(now_ns() - started) * 1e-9;
     s->commit_seconds += seconds;
@@ -684,7 +736,13 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t e,
    * save their states and commit, then forget them. A lost assignment
    * cannot commit; another member already has the partitions. */
   drain(s);
-  if (!rd_kafka_assignment_lost(rk) && commit(s, &err) != TDM_OK)
+  if (rd_kafka_assignment_lost(rk) && s->opt->exactly_once)
+    fail_once(s, TDM_EIO, "%s%s",
+              "the group took this member's partitions (a session timeout): "
+              "the open transaction cannot commit; a restart resumes at the "
+              "last committed one",
+              "");
+  else if (!rd_kafka_assignment_lost(rk) && commit(s, &err) != TDM_OK)
     fail_once(s, err.status, "%s%s", "", err.message);
   for (int i = 0; i < list->cnt; i++) part_close(s, list->elems[i].partition);
   fprintf(stderr, "tandem stream: revoked %d partition(s) of %s\n", list->cnt,
@@ -924,6 +982,10 @@ static int make_conf(stream *s, const char *group, rd_kafka_conf_t **out,
   if (rc == TDM_OK) rc = conf_set(conf, "auto.offset.reset", "earliest", err);
   if (rc == TDM_OK) rc = conf_set(conf, "linger.ms", "5", err);
   if (rc == TDM_OK) rc = conf_set(conf, "client.id", "tandem-stream", err);
+  /* Exactly-once: neither the input nor the changelog is read past an
+   * open or aborted transaction. */
+  if (rc == TDM_OK && s->opt->exactly_once)
+    rc = conf_set(conf, "isolation.level", "read_committed", err);
   /* How long a member that stops heartbeating (killed, cut off) keeps its
    * partitions; heartbeats go three times within it, as Kafka's
    * defaults do. */
@@ -1026,11 +1088,35 @@ static int open_clients(stream *s, tdm_error *err) {
     return rc;
   }
   char why[512];
+  if (s->opt->exactly_once) {
+    /* One transactional id per member: stable with --instance-id, so a
+     * restarted member fences its previous incarnation's open
+     * transaction at once (otherwise the transaction times out). */
+    char id[1100];
+    if (s->opt->instance_id)
+      snprintf(id, sizeof id, "%s-%s", group, s->opt->instance_id);
+    else
+      snprintf(id, sizeof id, "%s-pid%ld", group, (long)getpid());
+    rc = conf_set(producer_conf, "transactional.id", id, err);
+    if (rc != TDM_OK) {
+      rd_kafka_conf_destroy(producer_conf);
+      rd_kafka_conf_destroy(conf);
+      return rc;
+    }
+  }
   s->producer = rd_kafka_new(RD_KAFKA_PRODUCER, producer_conf, why, sizeof why);
   if (s->producer == NULL) {
     rd_kafka_conf_destroy(producer_conf);
     rd_kafka_conf_destroy(conf);
     return tdm__fail(err, TDM_EINVAL, "kafka producer: %s", why);
+  }
+  if (s->opt->exactly_once) {
+    rd_kafka_error_t *error = rd_kafka_init_transactions(s->producer, 60000);
+    if (error == NULL) error = rd_kafka_begin_transaction(s->producer);
+    if (error != NULL) {
+      rd_kafka_conf_destroy(conf);
+      return transaction_failed(s, error, "starting", err);
+    }
   }
   s->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof why);
   if (s->consumer == NULL) {

@@ -39,6 +39,7 @@ typedef struct tdm__stream_options {
   unsigned commit_interval_ms; /* 0: 5000 */
   const char *instance_id; /* static membership (group.instance.id), or NULL */
   unsigned session_timeout_ms; /* 0: librdkafka's (45000) */
+  int exactly_once; /* one Kafka transaction per commit interval */
 } tdm__stream_options;
 
 /*

@@ -103,7 +103,7 @@ for ev in everything:
     want_total[ev["txn"]] = running[ev["card"]]
 
 TOPICS = ["in:4", "out:4", "dlq:1", "pos-in-changelog:4", "in2:4", "out2:4",
-          "cut-in2-changelog:4"]
+          "cut-in2-changelog:4", "in3:4", "out3:4", "eos-in3-changelog:4"]
 mock = kafka_util.Mock(TOPICS)
 brokers = mock.brokers
 
@@ -321,5 +321,49 @@ wait_for(lambda: caught_up("cut-2"), "(d) the restart to catch up", 120)
 d.send_signal(signal.SIGTERM)
 expect(d.wait(timeout=60) == 0, "(d) SIGTERM: exit status")
 check("out2", "(d)")
+
+# ---- (e) --exactly-once, killed in the middle of a transaction ----
+# The member answers the first half of the events and commits; the second
+# half comes, and it is SIGKILLed as soon as 100 of its outputs are out
+# (in an open transaction), then restarted. The mock cluster runs the
+# transactions (InitProducerId, AddPartitionsToTxn, AddOffsetsToTxn,
+# TxnOffsetCommit, EndTxn) but its Fetch ignores isolation.level (a
+# read_committed reader gets aborted and open transactions' records too)
+# and its TxnOffsetCommit stores no offset; so a read_committed kcat here
+# sees the killed transaction's outputs as well, and what is checked is
+# that every output is batch's, repeats identical, and the totals.
+half = len(lines) // 2
+kafka_util.kcat_produce(brokers, "in3", lines[:half])
+
+
+def eos_member(name, interval):
+    log = open(os.path.join(out, name + ".log"), "a")
+    return subprocess.Popen(
+        [TANDEM, "stream", pipeline, "--brokers", brokers, "--input", "in3",
+         "--output", "out3", "--dead-letter", "dlq", "--group", "eos",
+         "--state", os.path.join(out, "state-eos"), "--exactly-once",
+         "--instance-id", "eos-1", "--commit-interval-ms", str(interval),
+         "--metrics", "127.0.0.1:0", "--session-timeout-ms", "6000"],
+        stdout=log, stderr=log)
+
+
+# Transactions of 3 s: the kill lands in an open one.
+e = eos_member("eos-1", 3000)
+wait_for(lambda: len(kafka_util.kcat_consume(brokers, "out3")) >= half
+         and commits("eos-1") >= 1, "(e) the first half's outputs, committed")
+kafka_util.kcat_produce(brokers, "in3", lines[half:])
+wait_for(lambda: len(kafka_util.kcat_consume(brokers, "out3")) >= half + 100,
+         "(e) outputs of the second half")
+e.kill()
+e.wait()
+e = eos_member("eos-2", 300)
+wait_for(lambda: caught_up("eos-2"), "(e) the restart to catch up", 120)
+e.send_signal(signal.SIGTERM)
+expect(e.wait(timeout=60) == 0, "(e) SIGTERM: exit status")
+committed = kafka_util.kcat_consume(brokers, "out3", "-X",
+                                    "isolation.level=read_committed")
+expect(len(committed) >= len(lines), f"(e) {len(committed)} outputs read "
+       f"read_committed for {len(lines)} events")
+check("out3", "(e)")
 mock.stop()
 finish("test_stream_failover")
