@@ -21,11 +21,12 @@ static const char stream_help[] =
     "message is one JSON event (keyed by its entity, so that an entity's\n"
     "events share a partition); its result, the same JSON object the live\n"
     "endpoint answers, is produced to the output topic keyed by the entity.\n"
-    "At-least-once: an input offset is committed only once its output (and\n"
-    "every earlier one of its partition) is acknowledged and the states are\n"
-    "saved. Events processed again after a crash are recognized by their\n"
-    "event id (the pipeline's id: and state.dedupe) and produce their\n"
-    "original output again, byte for byte (without a \"duplicate\" flag).\n"
+    "Each commit saves the states with their input position (the offset\n"
+    "after the last event they hold, every output before it acknowledged);\n"
+    "a member assigned a partition resumes there. At-least-once by default:\n"
+    "events after the position, processed again after a crash, produce\n"
+    "their first output again, byte for byte. --exactly-once writes each\n"
+    "interval's outputs, states and offsets in one Kafka transaction.\n"
     "\n"
     "options:\n"
     "  --brokers B          bootstrap servers (host:port,...)\n"
@@ -119,30 +120,24 @@ int tdm__cmd_stream(int argc, char **argv) {
         }
         opt.instance_id = optarg;
         break;
-      case 'T': {
-        size_t ms;
-        /* Kafka brokers accept 6 s to 30 min by default
-         * (group.min/max.session.timeout.ms). */
-        if (!tdm__parse_count(optarg, 3600000, &ms) || ms < 1000) {
-          free(config);
-          return tdm__usage_error("stream",
-                                  "--session-timeout-ms: expected 1000 to "
-                                  "3600000, got '%s'",
-                                  optarg);
-        }
-        opt.session_timeout_ms = (unsigned)ms;
-        break;
-      }
+      case 'T':
       case 'c': {
-        size_t ms;
-        if (!tdm__parse_count(optarg, 3600000, &ms)) {
+        /* Milliseconds up to an hour; a session timeout under a second
+         * would not leave room for heartbeats (Kafka brokers accept 6 s
+         * to 30 min by default: group.min/max.session.timeout.ms). */
+        const char *name =
+            c == 'T' ? "--session-timeout-ms" : "--commit-interval-ms";
+        size_t ms, least = c == 'T' ? 1000 : 1;
+        if (!tdm__parse_count(optarg, 3600000, &ms) || ms < least) {
           free(config);
           return tdm__usage_error("stream",
-                                  "--commit-interval-ms: expected 1 to "
-                                  "3600000, got '%s'",
-                                  optarg);
+                                  "%s: expected %zu to 3600000, got '%s'",
+                                  name, least, optarg);
         }
-        opt.commit_interval_ms = (unsigned)ms;
+        if (c == 'T')
+          opt.session_timeout_ms = (unsigned)ms;
+        else
+          opt.commit_interval_ms = (unsigned)ms;
         break;
       }
       case 'h':

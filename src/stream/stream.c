@@ -12,16 +12,19 @@
  * becomes the last of them plus one. So a committed offset never passes
  * an output the brokers have not acknowledged.
  *
- * State: before offsets are committed, the changed entity states of their
- * partitions are written to LMDB (one store per partition, in
- * DIR/<input topic>.<partition>). The saved state therefore always holds
- * at least every event before the committed offset, and possibly some
- * after it. A restart reprocesses from the committed offset: events the
- * state already holds are recognized by their event id (the pipeline's
- * dedupe) and answer their original result; the others are applied as
- * new, to the same state they met the first time, so they give the same
- * result. The output is the result without the "duplicate" flag, so
- * downstream sees byte-identical copies of a reprocessed event's output.
+ * State: a commit first waits for every output to be acknowledged, then
+ * saves the changed entity states of each partition, followed by its
+ * input position (the offset after the last message handled), to the
+ * changelog and to LMDB (one store per partition, in DIR/<input
+ * topic>.<partition>), and only then commits offsets. The saved states
+ * hold exactly the events before their position. An assigned partition
+ * is consumed from its states' position, not from the committed offset
+ * (a commit may have failed in a rebalance): the events after it are
+ * applied to the same state they met the first time, so they give the
+ * same result, and the output is the result without the "duplicate"
+ * flag, so downstream sees byte-identical copies. An entity's tag (the
+ * offset after its last applied event) guards the one gap: a commit cut
+ * short after some states and before the position.
  */
 #include "stream.h"
 
