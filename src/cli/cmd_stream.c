@@ -61,6 +61,8 @@ static const char stream_help[] =
     "                       without a rebalance; give each member its own\n"
     "  --session-timeout-ms MS  how long a member that stopped heartbeating\n"
     "                       keeps its partitions (default 45000, librdkafka's)\n"
+    "  --threads N          process partitions on N threads (default 1); a\n"
+    "                       partition is always processed by one of them\n"
     "  --exactly-once       each commit interval's outputs, changelog records\n"
     "                       and input offsets in one Kafka transaction; the\n"
     "                       input and changelog are read read_committed\n"
@@ -91,6 +93,7 @@ int tdm__cmd_stream(int argc, char **argv) {
       {"instance-id", required_argument, NULL, 'I'},
       {"session-timeout-ms", required_argument, NULL, 'T'},
       {"exactly-once", no_argument, NULL, 'E'},
+      {"threads", required_argument, NULL, 't'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
   tdm__stream_options opt = {0};
@@ -112,6 +115,17 @@ int tdm__cmd_stream(int argc, char **argv) {
       case 'C': opt.changelog = optarg; break;
       case 'N': opt.no_changelog = 1; break;
       case 'E': opt.exactly_once = 1; break;
+      case 't': {
+        size_t n;
+        if (!tdm__parse_count(optarg, 256, &n) || n < 1) {
+          free(config);
+          return tdm__usage_error("stream",
+                                  "--threads: expected 1 to 256, got '%s'",
+                                  optarg);
+        }
+        opt.threads = (unsigned)n;
+        break;
+      }
       case 'X': config[opt.num_config++] = optarg; break;
       case 'I':
         if (optarg[0] == '\0') {

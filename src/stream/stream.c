@@ -1,10 +1,14 @@
 /*
- * stream.c - the Kafka runner of a pipeline (stream.h). One thread: it
- * polls the consumer, processes each message through the pipeline core
- * with the state map of the message's partition, produces the result (or
- * a dead letter), serves the producer's delivery reports, and every
- * commit interval saves the changed states and commits the offsets whose
- * outputs are all acknowledged.
+ * stream.c - the Kafka runner of a pipeline (stream.h). The main thread
+ * polls the consumer, serves the producer's delivery reports and the
+ * rebalances, and every commit interval saves the changed states and
+ * commits. Each message goes through the pipeline core with the state map
+ * of its partition, and its result (or a dead letter) is produced: on the
+ * main thread, or with --threads N on worker P % N for partition P, so a
+ * partition's events are applied in order by one thread. Commits,
+ * rebalances and the metrics wait until the workers have handled every
+ * message handed to them (quiesce), so the partitions are then the main
+ * thread's alone.
  *
  * Offsets: each partition keeps, in consumption order, the offsets whose
  * outputs are still in flight. A delivery report marks its offset done;
@@ -97,22 +101,46 @@ static const double commit_buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025,
                                         2.5,   5};
 #define NUM_COMMIT_BUCKETS (sizeof commit_buckets / sizeof commit_buckets[0])
 
+struct stream;
+
+/* A processing thread (or, with one thread, the main thread's own
+ * scratch): its result and buffers, and the messages handed to it, in
+ * order. Partition P is always handled by worker P % threads, so a
+ * partition's events are applied in order by one thread. */
+typedef struct worker {
+  struct stream *s;
+  pthread_t thread;
+  tdm__result result;
+  tdm__buf out, letter;
+  rd_kafka_message_t **queue; /* ring of cap entries from head */
+  size_t head, count, cap;
+  int busy; /* handling a message taken from the queue */
+} worker;
+
 typedef struct stream {
   const tdm__stream_options *opt;
   tdm__pipeline *p;
   const tdm__spec *spec;
-  tdm__result result;
+  /* workers[0..num_workers); threads only when num_workers > 1 */
+  worker *workers;
+  size_t num_workers;
+  int quitting;
+  /* `work` guards the queues and busy flags; `book` the offsets
+   * bookkeeping of the partitions and the failure (delivery reports and
+   * the workers touch them at once). */
+  pthread_mutex_t work, book;
+  pthread_cond_t work_ready;
   rd_kafka_t *consumer, *producer;
   tdm__changelog *changelog; /* NULL: --no-changelog */
-  part **parts; /* by partition number */
+  part **parts; /* by partition number; changed only with workers idle */
   size_t num_parts;
-  tdm__buf out, letter;
   /* the first fatal error (delivery failure, a client's fatal error) */
-  int failed;
+  _Atomic int failed;
   tdm_error failure;
   /* counters */
-  uint64_t scored, duplicates, dead_letters, commits, commit_failures;
-  uint64_t already_applied; /* events the restored states already held */
+  _Atomic uint64_t scored, duplicates, dead_letters;
+  _Atomic uint64_t already_applied; /* events the restored states held */
+  uint64_t commits, commit_failures;
   uint64_t changelog_written, changelog_restored, restores;
   double restore_seconds;
   uint64_t commit_hist[NUM_COMMIT_BUCKETS + 1];
@@ -140,9 +168,12 @@ static uint64_t now_ns(void) {
 
 static void fail_once(stream *s, int status, const char *fmt, const char *a,
                       const char *b) {
-  if (s->failed) return;
-  s->failed = 1;
-  tdm__fail(&s->failure, status, fmt, a, b);
+  pthread_mutex_lock(&s->book);
+  if (!s->failed) {
+    tdm__fail(&s->failure, status, fmt, a, b);
+    s->failed = 1;
+  }
+  pthread_mutex_unlock(&s->book);
 }
 
 /* ---- partitions ---- */
@@ -300,23 +331,24 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m,
   stream *s = opaque;
   uint64_t v = (uint64_t)(uintptr_t)m->_private;
   part *pt = find_part(s, (int32_t)((v & ~CHANGELOG_BIT) >> SEQ_BITS));
-  if (v & CHANGELOG_BIT) {
-    if (pt != NULL && pt->changelog_in_flight > 0) pt->changelog_in_flight--;
-    if (m->err)
-      fail_once(s, TDM_EIO, "changelog write to %s failed: %s",
-                rd_kafka_topic_name(m->rkt), rd_kafka_err2str(m->err));
-    else if (pt != NULL && m->offset + 1 > pt->changelog_next)
-      pt->changelog_next = m->offset + 1;
-    return;
-  }
   if (m->err) {
     /* The idempotent producer has retried what can be retried: this
-     * output is lost, so its offset must never be committed. Stop. */
-    fail_once(s, TDM_EIO, "delivery to %s failed: %s",
+     * record is lost, so no offset or state past it may be saved. Stop. */
+    fail_once(s, TDM_EIO,
+              v & CHANGELOG_BIT ? "changelog write to %s failed: %s"
+                                : "delivery to %s failed: %s",
               rd_kafka_topic_name(m->rkt), rd_kafka_err2str(m->err));
-    return;
   }
-  if (pt != NULL) part_ack(pt, v & SEQ_MASK);
+  if (pt == NULL) return;
+  pthread_mutex_lock(&s->book);
+  if (v & CHANGELOG_BIT) {
+    if (pt->changelog_in_flight > 0) pt->changelog_in_flight--;
+    if (!m->err && m->offset + 1 > pt->changelog_next)
+      pt->changelog_next = m->offset + 1;
+  } else if (!m->err) {
+    part_ack(pt, v & SEQ_MASK);
+  }
+  pthread_mutex_unlock(&s->book);
 }
 
 /* Produces key/value (value NULL: a tombstone) to topic; to_partition
@@ -355,16 +387,19 @@ static int produce(stream *s, const char *topic, const void *key,
 
 /* Writes the dead letter of message m and produces it (or logs it
  * without a dead-letter topic, acknowledging its offset at once). */
-static int dead_letter(stream *s, part *pt, const rd_kafka_message_t *m,
+static int dead_letter(worker *w, part *pt, const rd_kafka_message_t *m,
                        uint64_t seq, const char *reason, tdm_error *err) {
+  stream *s = w->s;
   s->dead_letters++;
   if (s->opt->dead_letter == NULL) {
     fprintf(stderr, "tandem stream: %s [%d] offset %lld: %s (skipped)\n",
             s->opt->input, (int)m->partition, (long long)m->offset, reason);
+    pthread_mutex_lock(&s->book);
     part_ack(pt, seq);
+    pthread_mutex_unlock(&s->book);
     return TDM_OK;
   }
-  tdm__buf *b = &s->letter;
+  tdm__buf *b = &w->letter;
   b->len = 0;
   int rc = tdm__buf_append(b, "{\"error\":", 9);
   if (rc == TDM_OK) rc = tdm__json_append_string(b, reason);
@@ -384,20 +419,23 @@ static int dead_letter(stream *s, part *pt, const rd_kafka_message_t *m,
 
 /* Processes one input message. Returns an error only for what must stop
  * the runner; an invalid message becomes a dead letter. */
-static int handle(stream *s, const rd_kafka_message_t *m, tdm_error *err) {
+static int handle(worker *w, const rd_kafka_message_t *m, tdm_error *err) {
+  stream *s = w->s;
   part *pt = find_part(s, m->partition);
   if (pt == NULL) return TDM_OK; /* not ours any more */
   uint64_t seq;
-  if (part_push(pt, m->offset, &seq) != TDM_OK)
-    return tdm__fail(err, TDM_ENOMEM, "out of memory");
+  pthread_mutex_lock(&s->book);
+  int pushed = part_push(pt, m->offset, &seq);
   if (m->offset + 1 > pt->position) pt->position = m->offset + 1;
+  pthread_mutex_unlock(&s->book);
+  if (pushed != TDM_OK) return tdm__fail(err, TDM_ENOMEM, "out of memory");
   if (m->payload == NULL || m->len == 0)
-    return dead_letter(s, pt, m, seq, "the message is empty", err);
+    return dead_letter(w, pt, m, seq, "the message is empty", err);
   tdm__json_doc doc;
   tdm_error why;
   int rc = tdm__json_parse(&doc, m->payload, m->len, "message", 0, &why);
   if (rc == TDM_ENOMEM) return tdm__fail(err, rc, "out of memory");
-  if (rc != TDM_OK) return dead_letter(s, pt, m, seq, why.message, err);
+  if (rc != TDM_OK) return dead_letter(w, pt, m, seq, why.message, err);
   tdm__str fields[s->spec->num_fields + 1];
   tdm__event ev = {fields};
   if (doc.root->type != TDM__JSON_OBJECT)
@@ -413,22 +451,25 @@ static int handle(stream *s, const rd_kafka_message_t *m, tdm_error *err) {
      * again would count it twice. */
     tdm__json_doc_free(&doc);
     s->already_applied++;
+    pthread_mutex_lock(&s->book);
     part_ack(pt, seq);
+    pthread_mutex_unlock(&s->book);
     return TDM_OK;
   }
   if (rc == TDM_OK)
-    rc = tdm__pipeline_process(s->p, pt->map, &ev, &s->result, &why);
+    rc = tdm__pipeline_process(s->p, pt->map, &ev, &w->result, &why);
   if (rc == TDM_ENOMEM) {
     tdm__json_doc_free(&doc);
     return tdm__fail(err, rc, "out of memory");
   }
   if (rc != TDM_OK) {
     tdm__json_doc_free(&doc);
-    return dead_letter(s, pt, m, seq, why.message, err);
+    return dead_letter(w, pt, m, seq, why.message, err);
   }
-  tdm__result *r = &s->result;
-  s->out.len = 0;
-  rc = tdm__pipeline_json(s->p, &ev, r, 0, &s->out);
+  tdm__result *r = &w->result;
+  tdm__buf *out = &w->out;
+  out->len = 0;
+  rc = tdm__pipeline_json(s->p, &ev, r, 0, out);
   if (rc != TDM_OK) {
     tdm__json_doc_free(&doc);
     return tdm__fail(err, rc, "out of memory");
@@ -437,19 +478,135 @@ static int handle(stream *s, const rd_kafka_message_t *m, tdm_error *err) {
     /* The original result, byte for byte: without the flag. */
     static const char flag[] = ",\"duplicate\":true}";
     size_t n = sizeof flag - 1;
-    if (s->out.len >= n && memcmp(s->out.data + s->out.len - n, flag, n) == 0) {
-      s->out.len -= n;
-      s->out.data[s->out.len++] = '}';
+    if (out->len >= n && memcmp(out->data + out->len - n, flag, n) == 0) {
+      out->len -= n;
+      out->data[out->len++] = '}';
     }
     s->duplicates++;
   } else {
     tdm__state_map_set_tag(pt->map, r->entity, (uint64_t)m->offset + 1);
     s->scored++;
   }
-  rc = produce(s, s->opt->output, r->entity.data, r->entity.len, &s->out,
+  rc = produce(s, s->opt->output, r->entity.data, r->entity.len, out,
                m->partition, seq, err);
   tdm__json_doc_free(&doc);
   return rc;
+}
+
+/* ---- workers ---- */
+
+/* Messages a worker may have waiting: the main thread stops handing out
+ * more (and serves delivery reports) until it takes some. */
+#define WORKER_QUEUE 4096
+
+static void *worker_main(void *arg) {
+  worker *w = arg;
+  stream *s = w->s;
+  pthread_mutex_lock(&s->work);
+  for (;;) {
+    while (w->count == 0 && !s->quitting)
+      pthread_cond_wait(&s->work_ready, &s->work);
+    if (w->count == 0) break;
+    rd_kafka_message_t *m = w->queue[w->head];
+    w->head = (w->head + 1) % w->cap;
+    w->count--;
+    w->busy = 1;
+    pthread_mutex_unlock(&s->work);
+    tdm_error err;
+    if (!s->failed && handle(w, m, &err) != TDM_OK)
+      fail_once(s, err.status, "%s%s", "", err.message);
+    rd_kafka_message_destroy(m);
+    pthread_mutex_lock(&s->work);
+    w->busy = 0;
+  }
+  pthread_mutex_unlock(&s->work);
+  return NULL;
+}
+
+/* Hands message m (which the worker destroys) to its partition's worker,
+ * or handles it here with one thread. */
+static int dispatch(stream *s, rd_kafka_message_t *m, tdm_error *err) {
+  if (s->num_workers == 1) {
+    int rc = handle(&s->workers[0], m, err);
+    rd_kafka_message_destroy(m);
+    return rc;
+  }
+  worker *w = &s->workers[(size_t)m->partition % s->num_workers];
+  pthread_mutex_lock(&s->work);
+  while (w->count == w->cap && !s->failed) {
+    pthread_mutex_unlock(&s->work);
+    rd_kafka_poll(s->producer, 1);
+    pthread_mutex_lock(&s->work);
+  }
+  w->queue[(w->head + w->count) % w->cap] = m;
+  w->count++;
+  pthread_cond_broadcast(&s->work_ready);
+  pthread_mutex_unlock(&s->work);
+  return TDM_OK;
+}
+
+/* Waits until every worker has handled every message handed to it (the
+ * main thread serves delivery reports meanwhile): then the partitions,
+ * their maps and their bookkeeping are the main thread's alone, for a
+ * commit, a rebalance or the metrics. */
+static void quiesce(stream *s) {
+  if (s->num_workers == 1) return;
+  for (;;) {
+    int idle = 1;
+    pthread_mutex_lock(&s->work);
+    for (size_t i = 0; i < s->num_workers; i++)
+      if (s->workers[i].count > 0 || s->workers[i].busy) idle = 0;
+    pthread_mutex_unlock(&s->work);
+    if (idle) return;
+    rd_kafka_poll(s->producer, 1);
+  }
+}
+
+/* Makes n workers' scratch, and their threads when n > 1. */
+static int start_workers(stream *s, size_t n, tdm_error *err) {
+  s->workers = tdm__calloc(n, sizeof *s->workers);
+  if (s->workers == NULL) return tdm__fail(err, TDM_ENOMEM, "out of memory");
+  for (size_t i = 0; i < n; i++) {
+    worker *w = &s->workers[i];
+    w->s = s;
+    if (tdm__result_init(s->p, &w->result) != TDM_OK)
+      return tdm__fail(err, TDM_ENOMEM, "out of memory");
+    s->num_workers = i + 1;
+    if (n == 1) break;
+    w->cap = WORKER_QUEUE;
+    w->queue = tdm__calloc(w->cap, sizeof *w->queue);
+    if (w->queue == NULL) return tdm__fail(err, TDM_ENOMEM, "out of memory");
+    if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+      tdm__result_free(&w->result);
+      tdm__free(w->queue);
+      s->num_workers = i;
+      return tdm__fail(err, TDM_EIO, "cannot start a worker thread");
+    }
+  }
+  if (n > 1)
+    fprintf(stderr, "tandem stream: partitions processed on %zu threads "
+                    "(partition P on thread P %% %zu)\n", n, n);
+  return TDM_OK;
+}
+
+/* Stops the threads (after the messages handed to them) and frees the
+ * workers. */
+static void stop_workers(stream *s) {
+  pthread_mutex_lock(&s->work);
+  s->quitting = 1;
+  pthread_cond_broadcast(&s->work_ready);
+  pthread_mutex_unlock(&s->work);
+  for (size_t i = 0; i < s->num_workers; i++) {
+    worker *w = &s->workers[i];
+    if (w->queue != NULL) pthread_join(w->thread, NULL);
+    tdm__result_free(&w->result);
+    tdm__buf_free(&w->out);
+    tdm__buf_free(&w->letter);
+    tdm__free(w->queue);
+  }
+  tdm__free(s->workers);
+  s->workers = NULL;
+  s->num_workers = 0;
 }
 
 /* ---- committing ---- */
@@ -594,6 +751,7 @@ static int commit(stream *s, tdm_error *err) {
    * with them, the offset after the last message handled, is where a
    * successor resumes without losing an output or applying an event
    * twice. */
+  quiesce(s);
   drain(s);
   if (s->failed) {
     *err = s->failure;
@@ -719,6 +877,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t e,
   stream *s = opaque;
   int cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
   tdm_error err;
+  quiesce(s); /* the partitions change: no worker may be in one */
   if (e == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
     for (int i = 0; i < list->cnt; i++) {
       if (part_open(s, list->elems[i].partition, &err) != TDM_OK ||
@@ -1153,10 +1312,10 @@ static int run_loop(stream *s, tdm_error *err) {
   int rc = TDM_OK;
   while (!stop_requested && !s->failed && rc == TDM_OK) {
     rd_kafka_message_t *m = rd_kafka_consumer_poll(s->consumer, 100);
-    if (m != NULL) {
-      if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR)
-        rc = handle(s, m, err);
-      else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+    if (m != NULL && m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      rc = dispatch(s, m, err);
+    } else if (m != NULL) {
+      if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
         fprintf(stderr, "tandem stream: consumer: %s\n",
                 rd_kafka_message_errstr(m));
       rd_kafka_message_destroy(m);
@@ -1168,6 +1327,7 @@ static int run_loop(stream *s, tdm_error *err) {
       last_commit = now;
     }
     if (now - last_metrics >= 500000000ull) {
+      quiesce(s);
       publish_metrics(s);
       last_metrics = now;
     }
@@ -1184,14 +1344,16 @@ int tdm__stream_run(const tdm__stream_options *opt, tdm_error *err) {
   crash = getenv("TANDEM_STREAM_CRASH_IN_CHANGELOG");
   if (crash != NULL) s->crash_in_changelog = strtoull(crash, NULL, 10);
   pthread_mutex_init(&s->metrics_lock, NULL);
+  pthread_mutex_init(&s->work, NULL);
+  pthread_mutex_init(&s->book, NULL);
+  pthread_cond_init(&s->work_ready, NULL);
   tdm__keep_heap(); /* per-message buffers are freed and made again */
   int rc = tdm__pipeline_load(opt->pipeline_path, 0, &s->p, err);
   if (rc == TDM_OK)
     rc = tdm__pipeline_open_tables(s->p, opt->store, TDM__LOOKUP_NEWEST, err);
   if (rc == TDM_OK) {
     s->spec = tdm__pipeline_spec(s->p);
-    if (tdm__result_init(s->p, &s->result) != TDM_OK)
-      rc = tdm__fail(err, TDM_ENOMEM, "out of memory");
+    rc = start_workers(s, opt->threads > 1 ? opt->threads : 1, err);
   }
   if (rc == TDM_OK && opt->state_dir != NULL &&
       mkdir(opt->state_dir, 0777) != 0 && errno != EEXIST)
@@ -1208,26 +1370,30 @@ int tdm__stream_run(const tdm__stream_options *opt, tdm_error *err) {
   if (rc != TDM_OK) fail_once(s, rc, "%s%s", "", err->message);
   /* Drain: every output acknowledged, states saved, offsets committed;
    * then leave the group (which revokes, saving again). */
-  if (s->producer != NULL) drain(s);
+  if (s->producer != NULL) {
+    quiesce(s);
+    drain(s);
+  }
   if (rc == TDM_OK && !s->failed && s->consumer != NULL) rc = commit(s, err);
   if (rc == TDM_OK && s->failed) {
     *err = s->failure;
     rc = s->failure.status ? s->failure.status : TDM_EIO;
   }
-  if (s->consumer != NULL) {
-    rd_kafka_consumer_close(s->consumer);
-    rd_kafka_destroy(s->consumer);
-  }
+  if (s->consumer != NULL) rd_kafka_consumer_close(s->consumer);
+  /* The messages still queued to workers (after a failure) are destroyed
+   * before their consumer is. */
+  stop_workers(s);
+  if (s->consumer != NULL) rd_kafka_destroy(s->consumer);
   if (s->producer != NULL) rd_kafka_destroy(s->producer);
   tdm__changelog_close(s->changelog);
   if (s->http != NULL) MHD_stop_daemon(s->http);
   for (size_t i = 0; i < s->num_parts; i++) part_free(s->parts[i]);
   tdm__free(s->parts);
-  tdm__buf_free(&s->out);
-  tdm__buf_free(&s->letter);
   tdm__buf_free(&s->metrics);
-  tdm__result_free(&s->result);
   tdm__pipeline_free(s->p);
   pthread_mutex_destroy(&s->metrics_lock);
+  pthread_mutex_destroy(&s->work);
+  pthread_mutex_destroy(&s->book);
+  pthread_cond_destroy(&s->work_ready);
   return rc;
 }

@@ -41,6 +41,7 @@ typedef struct tdm__stream_options {
   const char *instance_id; /* static membership (group.instance.id), or NULL */
   unsigned session_timeout_ms; /* 0: librdkafka's (45000) */
   int exactly_once; /* one Kafka transaction per commit interval */
+  unsigned threads; /* processing threads (0, 1: the main thread) */
 } tdm__stream_options;
 
 /*

@@ -32,8 +32,9 @@ the entity's events up to it, computed in Python from the events: an event
 applied twice would show in every later output of its entity, the probes
 included (the final state of every entity).
 
-The members use static membership (--instance-id) and a 6 s session
-timeout. librdkafka 2.0.2's mock cluster does not implement static
+Member B, the restart in (d) and the member in (e) process their
+partitions on 2 threads (--threads 2), A on one. The members use static
+membership (--instance-id) and a 6 s session timeout. librdkafka 2.0.2's mock cluster does not implement static
 membership (a member restarted under the same instance id joins as a new
 member: the group rebalances, and the killed one's partitions wait for its
 session timeout), so what this shows is that the results stay correct
@@ -201,7 +202,7 @@ mock.command("errors 8 27 1000000")
 # ---- (a) A is killed; B takes its partitions over ----
 a = start("a", "state-a")
 wait_for(lambda: "assigned" in log_text("a"), "A to be assigned")
-b = start("b", "state-b")
+b = start("b", "state-b", "--threads", "2")
 wait_for(lambda: "assigned" in log_text("b") and
          log_text("a").count("assigned") >= 2, "the group to rebalance to A and B")
 kafka_util.kcat_produce(brokers, "in", lines[:first])
@@ -296,7 +297,7 @@ d = subprocess.Popen(
     [TANDEM, "stream", pipeline, "--brokers", brokers, "--input", "in2",
      "--output", "out2", "--dead-letter", "dlq", "--group", "cut",
      "--state", os.path.join(out, "state-cut"), "--commit-interval-ms", "1000",
-     "--metrics", "127.0.0.1:0",
+     "--metrics", "127.0.0.1:0", "--threads", "2",
      "-X", "session.timeout.ms=6000", "-X", "heartbeat.interval.ms=500"],
     stdout=log, stderr=log)
 
@@ -343,7 +344,8 @@ def eos_member(name, interval):
          "--output", "out3", "--dead-letter", "dlq", "--group", "eos",
          "--state", os.path.join(out, "state-eos"), "--exactly-once",
          "--instance-id", "eos-1", "--commit-interval-ms", str(interval),
-         "--metrics", "127.0.0.1:0", "--session-timeout-ms", "6000"],
+         "--metrics", "127.0.0.1:0", "--session-timeout-ms", "6000",
+         "--threads", "2"],
         stdout=log, stderr=log)
 
 
