@@ -104,7 +104,8 @@ for ev in everything:
     want_total[ev["txn"]] = running[ev["card"]]
 
 TOPICS = ["in:4", "out:4", "dlq:1", "pos-in-changelog:4", "in2:4", "out2:4",
-          "cut-in2-changelog:4", "in3:4", "out3:4", "eos-in3-changelog:4"]
+          "cut-in2-changelog:4", "in3:4", "out3:4", "eos-in3-changelog:4",
+          "in4:4", "short-in4-changelog:4", "far-in4-changelog:4"]
 mock = kafka_util.Mock(TOPICS)
 brokers = mock.brokers
 
@@ -367,5 +368,39 @@ committed = kafka_util.kcat_consume(brokers, "out3", "-X",
 expect(len(committed) >= len(lines), f"(e) {len(committed)} outputs read "
        f"read_committed for {len(lines)} events")
 check("out3", "(e)")
+
+# ---- (f) a position that cannot be used: a clear error, exit non-zero ----
+# A position record that is not 8 bytes; one beyond the input partition's
+# end (the input was recreated). Each in partition 0 of its changelog.
+def produce_position(topic, value):
+    r = subprocess.run(["kcat", "-P", "-b", brokers, "-t", topic, "-p", "0",
+                        "-K", "|"],
+                       input=b"\xfftandem:input-position|" + value + b"\n",
+                       capture_output=True, timeout=60)
+    expect(r.returncode == 0, f"(f) kcat: {r.stderr}")
+
+
+produce_position("short-in4-changelog", b"abc")
+produce_position("far-in4-changelog", (10**6).to_bytes(8, "little"))
+for group, needle in (
+        ("short", "changelog short-in4-changelog [0] offset 0: an input "
+                  "position of 3 bytes (8 expected)"),
+        ("far", "in4 [0]: the saved states reflect its events up to offset "
+                "1000000, but the partition ends at 0")):
+    log = open(os.path.join(out, group + ".log"), "a")
+    f = subprocess.Popen(
+        [TANDEM, "stream", pipeline, "--brokers", brokers, "--input", "in4",
+         "--output", "out2", "--group", group, "--session-timeout-ms", "6000"],
+        stdout=log, stderr=log)
+    try:
+        status = f.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        f.kill()
+        status = None
+    text = log_text(group)
+    expect(status not in (0, None) and needle in text,
+           f"(f) {group}: exit {status}, wanted {needle!r} in:\n{text[-2000:]}")
+print("(f) a position record of 3 bytes and one beyond the partition's end: "
+      "each a clear error", flush=True)
 mock.stop()
 finish("test_stream_failover")
