@@ -538,6 +538,12 @@ static int dispatch(stream *s, rd_kafka_message_t *m, tdm_error *err) {
     rd_kafka_poll(s->producer, 1);
     pthread_mutex_lock(&s->work);
   }
+  if (w->count == w->cap) {
+    /* The runner failed: nothing more is handled. */
+    pthread_mutex_unlock(&s->work);
+    rd_kafka_message_destroy(m);
+    return TDM_OK;
+  }
   w->queue[(w->head + w->count) % w->cap] = m;
   w->count++;
   pthread_cond_broadcast(&s->work_ready);
