@@ -21,11 +21,12 @@ static const char stream_help[] =
     "message is one JSON event (keyed by its entity, so that an entity's\n"
     "events share a partition); its result, the same JSON object the live\n"
     "endpoint answers, is produced to the output topic keyed by the entity.\n"
-    "At-least-once: an input offset is committed only once its output (and\n"
-    "every earlier one of its partition) is acknowledged and the states are\n"
-    "saved. Events processed again after a crash are recognized by their\n"
-    "event id (the pipeline's id: and state.dedupe) and produce their\n"
-    "original output again, byte for byte (without a \"duplicate\" flag).\n"
+    "Each commit saves the states with their input position (the offset\n"
+    "after the last event they hold, every output before it acknowledged);\n"
+    "a member assigned a partition resumes there. At-least-once by default:\n"
+    "events after the position, processed again after a crash, produce\n"
+    "their first output again, byte for byte. --exactly-once writes each\n"
+    "interval's outputs, states and offsets in one Kafka transaction.\n"
     "\n"
     "options:\n"
     "  --brokers B          bootstrap servers (host:port,...)\n"
@@ -54,6 +55,18 @@ static const char stream_help[] =
     "  --commit-interval-ms MS  how often states are saved and offsets\n"
     "                       committed (default 5000: each changed entity's\n"
     "                       whole state is written once per interval)\n"
+    "  --instance-id ID     static group membership (group.instance.id):\n"
+    "                       a member restarted with the same ID within the\n"
+    "                       session timeout takes its partitions back\n"
+    "                       without a rebalance; give each member its own\n"
+    "  --session-timeout-ms MS  how long a member that stopped heartbeating\n"
+    "                       keeps its partitions (default 45000, librdkafka's)\n"
+    "  --threads N          process partitions on N threads (default 1); a\n"
+    "                       partition is always processed by one of them\n"
+    "  --exactly-once       each commit interval's outputs, changelog records\n"
+    "                       and input offsets in one Kafka transaction; the\n"
+    "                       input and changelog are read read_committed\n"
+    "                       (readers of the output should be too)\n"
     "  --help               show this help\n"
     "\n"
     "A new group starts at the earliest offset (-X auto.offset.reset=latest\n"
@@ -77,6 +90,10 @@ int tdm__cmd_stream(int argc, char **argv) {
       {"commit-interval-ms", required_argument, NULL, 'c'},
       {"changelog", required_argument, NULL, 'C'},
       {"no-changelog", no_argument, NULL, 'N'},
+      {"instance-id", required_argument, NULL, 'I'},
+      {"session-timeout-ms", required_argument, NULL, 'T'},
+      {"exactly-once", no_argument, NULL, 'E'},
+      {"threads", required_argument, NULL, 't'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
   tdm__stream_options opt = {0};
@@ -97,17 +114,44 @@ int tdm__cmd_stream(int argc, char **argv) {
       case 'm': opt.metrics_listen = optarg; break;
       case 'C': opt.changelog = optarg; break;
       case 'N': opt.no_changelog = 1; break;
-      case 'X': config[opt.num_config++] = optarg; break;
-      case 'c': {
-        size_t ms;
-        if (!tdm__parse_count(optarg, 3600000, &ms)) {
+      case 'E': opt.exactly_once = 1; break;
+      case 't': {
+        size_t n;
+        if (!tdm__parse_count(optarg, 256, &n) || n < 1) {
           free(config);
           return tdm__usage_error("stream",
-                                  "--commit-interval-ms: expected 1 to "
-                                  "3600000, got '%s'",
+                                  "--threads: expected 1 to 256, got '%s'",
                                   optarg);
         }
-        opt.commit_interval_ms = (unsigned)ms;
+        opt.threads = (unsigned)n;
+        break;
+      }
+      case 'X': config[opt.num_config++] = optarg; break;
+      case 'I':
+        if (optarg[0] == '\0') {
+          free(config);
+          return tdm__usage_error("stream", "--instance-id: expected an id");
+        }
+        opt.instance_id = optarg;
+        break;
+      case 'T':
+      case 'c': {
+        /* Milliseconds up to an hour; a session timeout under a second
+         * would not leave room for heartbeats (Kafka brokers accept 6 s
+         * to 30 min by default: group.min/max.session.timeout.ms). */
+        const char *name =
+            c == 'T' ? "--session-timeout-ms" : "--commit-interval-ms";
+        size_t ms, least = c == 'T' ? 1000 : 1;
+        if (!tdm__parse_count(optarg, 3600000, &ms) || ms < least) {
+          free(config);
+          return tdm__usage_error("stream",
+                                  "%s: expected %zu to 3600000, got '%s'",
+                                  name, least, optarg);
+        }
+        if (c == 'T')
+          opt.session_timeout_ms = (unsigned)ms;
+        else
+          opt.commit_interval_ms = (unsigned)ms;
         break;
       }
       case 'h':

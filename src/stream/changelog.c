@@ -181,6 +181,42 @@ int tdm__changelog_partitions(const tdm__changelog *cl) {
   return cl->partitions;
 }
 
+/* The meta key of the local copy of the input position. */
+static const char position_meta_key[] = "input-position";
+
+static void encode_u64(uint64_t x, unsigned char v[8]) {
+  for (int i = 0; i < 8; i++) v[i] = (unsigned char)(x >> (8 * i));
+}
+
+static uint64_t decode_u64(const void *data) {
+  const unsigned char *v = data;
+  uint64_t x = 0;
+  for (int i = 7; i >= 0; i--) x = x << 8 | v[i];
+  return x;
+}
+
+void tdm__position_encode(int64_t next, unsigned char value[8]) {
+  encode_u64((uint64_t)next, value);
+}
+
+int tdm__position_save(int64_t next, tdm__state_writes *w) {
+  unsigned char v[8];
+  encode_u64((uint64_t)next, v);
+  tdm__str key = {position_meta_key, sizeof position_meta_key - 1};
+  return tdm__state_writes_meta(w, key, v, 8);
+}
+
+int tdm__position_read(tdm__store *store, int64_t *next, tdm_error *err) {
+  tdm__buf v = {0};
+  int found = 0;
+  *next = -1;
+  int rc = tdm__store_get(store, TDM__META_DB, position_meta_key,
+                          sizeof position_meta_key - 1, &v, &found, err);
+  if (rc == TDM_OK && found && v.len == 8) *next = (int64_t)decode_u64(v.data);
+  tdm__buf_free(&v);
+  return rc;
+}
+
 int tdm__changelog_seeded(const tdm__changelog *cl, tdm__state_writes *w) {
   tdm__str key = {cl->seeding_key, strlen(cl->seeding_key)};
   return tdm__state_writes_meta(w, key, "\0", 1);
@@ -189,7 +225,7 @@ int tdm__changelog_seeded(const tdm__changelog *cl, tdm__state_writes *w) {
 int tdm__changelog_checkpoint(const tdm__changelog *cl, int64_t next,
                               tdm__state_writes *w) {
   unsigned char v[8];
-  for (int i = 0; i < 8; i++) v[i] = (unsigned char)((uint64_t)next >> (8 * i));
+  encode_u64((uint64_t)next, v);
   tdm__str key = {cl->checkpoint_key, strlen(cl->checkpoint_key)};
   return tdm__state_writes_meta(w, key, v, 8);
 }
@@ -203,11 +239,7 @@ static int read_checkpoint(tdm__changelog *cl, tdm__store *store,
   *seeding = 0;
   int rc = tdm__store_get(store, TDM__META_DB, cl->checkpoint_key,
                           strlen(cl->checkpoint_key), &v, &found, err);
-  if (rc == TDM_OK && found && v.len == 8) {
-    uint64_t x = 0;
-    for (int i = 7; i >= 0; i--) x = x << 8 | (unsigned char)v.data[i];
-    *next = (int64_t)x;
-  }
+  if (rc == TDM_OK && found && v.len == 8) *next = (int64_t)decode_u64(v.data);
   if (rc == TDM_OK)
     rc = tdm__store_get(store, TDM__META_DB, cl->seeding_key,
                         strlen(cl->seeding_key), &v, &found, err);
@@ -216,14 +248,17 @@ static int read_checkpoint(tdm__changelog *cl, tdm__store *store,
   return rc;
 }
 
-/* Drops the local states and the checkpoint, in one transaction. */
+/* Drops the local states, their input position and the checkpoint, in
+ * one transaction. */
 static int clear_local(tdm__changelog *cl, tdm__store *store,
                        tdm_error *err) {
-  tdm__store_op ops[2] = {
+  tdm__store_op ops[3] = {
       {TDM__STORE_CLEAR, TDM__STATE_DB, NULL, 0, NULL, 0},
       {TDM__STORE_DEL, TDM__META_DB, cl->checkpoint_key,
-       strlen(cl->checkpoint_key), NULL, 0}};
-  return tdm__store_write(store, ops, 2, err);
+       strlen(cl->checkpoint_key), NULL, 0},
+      {TDM__STORE_DEL, TDM__META_DB, position_meta_key,
+       sizeof position_meta_key - 1, NULL, 0}};
+  return tdm__store_write(store, ops, 3, err);
 }
 
 static tdm__state_map *the_map(void *ctx, tdm__str key) {
@@ -238,6 +273,7 @@ typedef struct reading {
   tdm__store *store;
   tdm__state_writes w;
   size_t records;
+  int64_t position; /* the newest input position read (-1: none) */
 } reading;
 
 /* Applies one changelog record: the entity's newest state, or its
@@ -248,6 +284,26 @@ static int apply(reading *r, const rd_kafka_message_t *m, tdm_error *err) {
                      "changelog %s [%d] offset %lld: a record without a key",
                      r->cl->topic, (int)r->partition, (long long)m->offset);
   tdm__str key = {m->key, m->key_len};
+  if (key.len == TDM__POSITION_KEY_LEN &&
+      memcmp(key.data, TDM__POSITION_KEY, key.len) == 0) {
+    if (m->payload == NULL || m->len != 8)
+      return tdm__fail(err, TDM_EPARSE,
+                       "changelog %s [%d] offset %lld: an input position of "
+                       "%zu bytes (8 expected)",
+                       r->cl->topic, (int)r->partition, (long long)m->offset,
+                       m->payload ? m->len : 0);
+    r->position = (int64_t)decode_u64(m->payload);
+    if (r->position < 0)
+      return tdm__fail(err, TDM_EPARSE,
+                       "changelog %s [%d] offset %lld: input position %lld "
+                       "is negative",
+                       r->cl->topic, (int)r->partition, (long long)m->offset,
+                       (long long)r->position);
+    if (r->store && tdm__position_save(r->position, &r->w) != TDM_OK)
+      return tdm__fail(err, TDM_ENOMEM, "out of memory");
+    r->records++;
+    return TDM_OK;
+  }
   tdm__state_map_forget(r->map, key);
   int rc = TDM_OK;
   if (m->payload == NULL) {
@@ -345,6 +401,7 @@ int tdm__changelog_restore(tdm__changelog *cl, int32_t partition,
                            const char *dir,
                            tdm__changelog_restore_info *info, tdm_error *err) {
   memset(info, 0, sizeof *info);
+  info->position = -1;
   double started = now_seconds();
   int64_t low = -1, high = -1, checkpoint = -1;
   rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(
@@ -384,6 +441,9 @@ int tdm__changelog_restore(tdm__changelog *cl, int32_t partition,
   r.partition = partition;
   r.map = map;
   r.store = store;
+  r.position = -1;
+  if (rc == TDM_OK && store != NULL && !info->from_start)
+    rc = tdm__position_read(store, &r.position, err);
   if (rc == TDM_OK && from < high) rc = read_range(&r, from, high, err);
   if (rc == TDM_OK && store != NULL && info->seed && !seeding) {
     tdm__str key = {cl->seeding_key, strlen(cl->seeding_key)};
@@ -394,6 +454,7 @@ int tdm__changelog_restore(tdm__changelog *cl, int32_t partition,
     rc = save(&r, high, err);
   tdm__state_writes_free(&r.w);
   info->records = r.records;
+  info->position = r.position;
   info->next = high;
   info->seconds = now_seconds() - started;
   return rc;

@@ -17,6 +17,18 @@
  * offset). On assignment only the records after it are read; without one
  * (or when it does not fit the topic any more) the local states are
  * dropped and the whole partition is read.
+ *
+ * Input position: the states carry the input offset they reflect. Every
+ * commit that saves a partition's states ends with a position record
+ * (key TDM__POSITION_KEY, value the next input offset as 8 bytes,
+ * little-endian) in the same changelog partition, after the entity
+ * records, and the local store keeps the same offset in its meta
+ * database, written in the transaction of the states. Every event before
+ * that offset is in the states and has its output acknowledged; none
+ * after it is, except in the states of entities written by a commit that
+ * did not finish, whose tags (the input offset after the entity's last
+ * applied event) say so. A member that is assigned the partition resumes
+ * at that offset, whatever offset the group has committed.
  */
 #ifndef TDM_CHANGELOG_H
 #define TDM_CHANGELOG_H
@@ -45,9 +57,25 @@ void tdm__changelog_close(tdm__changelog *cl);
 const char *tdm__changelog_topic(const tdm__changelog *cl);
 int tdm__changelog_partitions(const tdm__changelog *cl);
 
+/* The key of a position record: not valid UTF-8, so never an entity key
+ * (event fields are JSON strings, which are). */
+#define TDM__POSITION_KEY "\xfftandem:input-position"
+#define TDM__POSITION_KEY_LEN (sizeof TDM__POSITION_KEY - 1)
+
+/* The value of a position record for input offset next. */
+void tdm__position_encode(int64_t next, unsigned char value[8]);
+
+/* Adds to w the local copy of the input position `next`. */
+int tdm__position_save(int64_t next, tdm__state_writes *w);
+
+/* The input position the local store's states reflect (-1: none saved). */
+int tdm__position_read(tdm__store *store, int64_t *next, tdm_error *err);
+
 /* What a restore did. */
 typedef struct tdm__changelog_restore_info {
   int64_t next;     /* the next changelog offset: the new checkpoint */
+  int64_t position; /* the input offset the restored states reflect (-1:
+                       unknown: no position was ever saved) */
   size_t records;   /* changelog records applied */
   size_t local;     /* entities loaded from the local state directory */
   int from_start;   /* the local states were dropped: read from the start */

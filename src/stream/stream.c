@@ -1,10 +1,14 @@
 /*
- * stream.c - the Kafka runner of a pipeline (stream.h). One thread: it
- * polls the consumer, processes each message through the pipeline core
- * with the state map of the message's partition, produces the result (or
- * a dead letter), serves the producer's delivery reports, and every
- * commit interval saves the changed states and commits the offsets whose
- * outputs are all acknowledged.
+ * stream.c - the Kafka runner of a pipeline (stream.h). The main thread
+ * polls the consumer, serves the producer's delivery reports and the
+ * rebalances, and every commit interval saves the changed states and
+ * commits. Each message goes through the pipeline core with the state map
+ * of its partition, and its result (or a dead letter) is produced: on the
+ * main thread, or with --threads N on worker P % N for partition P, so a
+ * partition's events are applied in order by one thread. Commits,
+ * rebalances and the metrics wait until the workers have handled every
+ * message handed to them (quiesce), so the partitions are then the main
+ * thread's alone.
  *
  * Offsets: each partition keeps, in consumption order, the offsets whose
  * outputs are still in flight. A delivery report marks its offset done;
@@ -12,16 +16,19 @@
  * becomes the last of them plus one. So a committed offset never passes
  * an output the brokers have not acknowledged.
  *
- * State: before offsets are committed, the changed entity states of their
- * partitions are written to LMDB (one store per partition, in
- * DIR/<input topic>.<partition>). The saved state therefore always holds
- * at least every event before the committed offset, and possibly some
- * after it. A restart reprocesses from the committed offset: events the
- * state already holds are recognized by their event id (the pipeline's
- * dedupe) and answer their original result; the others are applied as
- * new, to the same state they met the first time, so they give the same
- * result. The output is the result without the "duplicate" flag, so
- * downstream sees byte-identical copies of a reprocessed event's output.
+ * State: a commit first waits for every output to be acknowledged, then
+ * saves the changed entity states of each partition, followed by its
+ * input position (the offset after the last message handled), to the
+ * changelog and to LMDB (one store per partition, in DIR/<input
+ * topic>.<partition>), and only then commits offsets. The saved states
+ * hold exactly the events before their position. An assigned partition
+ * is consumed from its states' position, not from the committed offset
+ * (a commit may have failed in a rebalance): the events after it are
+ * applied to the same state they met the first time, so they give the
+ * same result, and the output is the result without the "duplicate"
+ * flag, so downstream sees byte-identical copies. An entity's tag (the
+ * offset after its last applied event) guards the one gap: a commit cut
+ * short after some states and before the position.
  */
 #include "stream.h"
 
@@ -39,6 +46,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "../core/json.h"
 #include "../io/events.h"
@@ -72,7 +80,12 @@ typedef struct part {
   uint64_t first_seq;
   int64_t commit_next; /* every offset below is acknowledged (-1: none) */
   int64_t committed;   /* the offset last committed (-1: none) */
-  int64_t commit_target; /* commit_next when a commit took the states */
+  int64_t commit_target; /* the position when a commit took the states */
+  /* The input position: the offset after the last message handled (the
+   * state in memory holds every event before it), and the one the saved
+   * states reflect (-1: unknown; the committed offset decides where
+   * consumption starts). */
+  int64_t position, saved_position;
   /* The states to save at the next commit; with a changelog, its records
    * in flight and the offset after the last one acknowledged. */
   tdm__state_writes writes;
@@ -88,21 +101,46 @@ static const double commit_buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025,
                                         2.5,   5};
 #define NUM_COMMIT_BUCKETS (sizeof commit_buckets / sizeof commit_buckets[0])
 
+struct stream;
+
+/* A processing thread (or, with one thread, the main thread's own
+ * scratch): its result and buffers, and the messages handed to it, in
+ * order. Partition P is always handled by worker P % threads, so a
+ * partition's events are applied in order by one thread. */
+typedef struct worker {
+  struct stream *s;
+  pthread_t thread;
+  tdm__result result;
+  tdm__buf out, letter;
+  rd_kafka_message_t **queue; /* ring of cap entries from head */
+  size_t head, count, cap;
+  int busy; /* handling a message taken from the queue */
+} worker;
+
 typedef struct stream {
   const tdm__stream_options *opt;
   tdm__pipeline *p;
   const tdm__spec *spec;
-  tdm__result result;
+  /* workers[0..num_workers); threads only when num_workers > 1 */
+  worker *workers;
+  size_t num_workers;
+  int quitting;
+  /* `work` guards the queues and busy flags; `book` the offsets
+   * bookkeeping of the partitions and the failure (delivery reports and
+   * the workers touch them at once). */
+  pthread_mutex_t work, book;
+  pthread_cond_t work_ready;
   rd_kafka_t *consumer, *producer;
   tdm__changelog *changelog; /* NULL: --no-changelog */
-  part **parts; /* by partition number */
+  part **parts; /* by partition number; changed only with workers idle */
   size_t num_parts;
-  tdm__buf out, letter;
   /* the first fatal error (delivery failure, a client's fatal error) */
-  int failed;
+  _Atomic int failed;
   tdm_error failure;
   /* counters */
-  uint64_t scored, duplicates, dead_letters, commits, commit_failures;
+  _Atomic uint64_t scored, duplicates, dead_letters;
+  _Atomic uint64_t already_applied; /* events the restored states held */
+  uint64_t commits, commit_failures;
   uint64_t changelog_written, changelog_restored, restores;
   double restore_seconds;
   uint64_t commit_hist[NUM_COMMIT_BUCKETS + 1];
@@ -130,9 +168,12 @@ static uint64_t now_ns(void) {
 
 static void fail_once(stream *s, int status, const char *fmt, const char *a,
                       const char *b) {
-  if (s->failed) return;
-  s->failed = 1;
-  tdm__fail(&s->failure, status, fmt, a, b);
+  pthread_mutex_lock(&s->book);
+  if (!s->failed) {
+    tdm__fail(&s->failure, status, fmt, a, b);
+    s->failed = 1;
+  }
+  pthread_mutex_unlock(&s->book);
 }
 
 /* ---- partitions ---- */
@@ -176,6 +217,8 @@ static int part_open(stream *s, int32_t id, tdm_error *err) {
   pt->id = id;
   pt->commit_next = -1;
   pt->committed = -1;
+  pt->position = -1;
+  pt->saved_position = -1;
   int rc = tdm__state_map_new(s->p, &pt->map);
   if (rc != TDM_OK) rc = tdm__fail(err, rc, "out of memory");
   char dir[4096];
@@ -196,6 +239,7 @@ static int part_open(stream *s, int32_t id, tdm_error *err) {
                                 &info, err);
     if (rc == TDM_OK) {
       pt->changelog_next = info.next;
+      pt->position = pt->saved_position = pt->commit_next = info.position;
       s->changelog_restored += info.records;
       s->restores++;
       s->restore_seconds += info.seconds;
@@ -217,6 +261,8 @@ static int part_open(stream *s, int32_t id, tdm_error *err) {
   } else if (rc == TDM_OK && pt->store != NULL) {
     uint64_t max_tag = 0;
     rc = tdm__state_dir_restore(pt->store, dir, part_map, pt, &max_tag, err);
+    if (rc == TDM_OK) rc = tdm__position_read(pt->store, &pt->position, err);
+    pt->saved_position = pt->commit_next = pt->position;
     if (rc == TDM_OK)
       fprintf(stderr,
               "tandem stream: partition %d: %zu entities restored from %s\n",
@@ -285,23 +331,24 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m,
   stream *s = opaque;
   uint64_t v = (uint64_t)(uintptr_t)m->_private;
   part *pt = find_part(s, (int32_t)((v & ~CHANGELOG_BIT) >> SEQ_BITS));
-  if (v & CHANGELOG_BIT) {
-    if (pt != NULL && pt->changelog_in_flight > 0) pt->changelog_in_flight--;
-    if (m->err)
-      fail_once(s, TDM_EIO, "changelog write to %s failed: %s",
-                rd_kafka_topic_name(m->rkt), rd_kafka_err2str(m->err));
-    else if (pt != NULL && m->offset + 1 > pt->changelog_next)
-      pt->changelog_next = m->offset + 1;
-    return;
-  }
   if (m->err) {
     /* The idempotent producer has retried what can be retried: this
-     * output is lost, so its offset must never be committed. Stop. */
-    fail_once(s, TDM_EIO, "delivery to %s failed: %s",
+     * record is lost, so no offset or state past it may be saved. Stop. */
+    fail_once(s, TDM_EIO,
+              v & CHANGELOG_BIT ? "changelog write to %s failed: %s"
+                                : "delivery to %s failed: %s",
               rd_kafka_topic_name(m->rkt), rd_kafka_err2str(m->err));
-    return;
   }
-  if (pt != NULL) part_ack(pt, v & SEQ_MASK);
+  if (pt == NULL) return;
+  pthread_mutex_lock(&s->book);
+  if (v & CHANGELOG_BIT) {
+    if (pt->changelog_in_flight > 0) pt->changelog_in_flight--;
+    if (!m->err && m->offset + 1 > pt->changelog_next)
+      pt->changelog_next = m->offset + 1;
+  } else if (!m->err) {
+    part_ack(pt, v & SEQ_MASK);
+  }
+  pthread_mutex_unlock(&s->book);
 }
 
 /* Produces key/value (value NULL: a tombstone) to topic; to_partition
@@ -340,16 +387,19 @@ static int produce(stream *s, const char *topic, const void *key,
 
 /* Writes the dead letter of message m and produces it (or logs it
  * without a dead-letter topic, acknowledging its offset at once). */
-static int dead_letter(stream *s, part *pt, const rd_kafka_message_t *m,
+static int dead_letter(worker *w, part *pt, const rd_kafka_message_t *m,
                        uint64_t seq, const char *reason, tdm_error *err) {
+  stream *s = w->s;
   s->dead_letters++;
   if (s->opt->dead_letter == NULL) {
     fprintf(stderr, "tandem stream: %s [%d] offset %lld: %s (skipped)\n",
             s->opt->input, (int)m->partition, (long long)m->offset, reason);
+    pthread_mutex_lock(&s->book);
     part_ack(pt, seq);
+    pthread_mutex_unlock(&s->book);
     return TDM_OK;
   }
-  tdm__buf *b = &s->letter;
+  tdm__buf *b = &w->letter;
   b->len = 0;
   int rc = tdm__buf_append(b, "{\"error\":", 9);
   if (rc == TDM_OK) rc = tdm__json_append_string(b, reason);
@@ -369,28 +419,46 @@ static int dead_letter(stream *s, part *pt, const rd_kafka_message_t *m,
 
 /* Processes one input message. Returns an error only for what must stop
  * the runner; an invalid message becomes a dead letter. */
-static int handle(stream *s, const rd_kafka_message_t *m, tdm_error *err) {
+static int handle(worker *w, const rd_kafka_message_t *m, tdm_error *err) {
+  stream *s = w->s;
   part *pt = find_part(s, m->partition);
   if (pt == NULL) return TDM_OK; /* not ours any more */
   uint64_t seq;
-  if (part_push(pt, m->offset, &seq) != TDM_OK)
-    return tdm__fail(err, TDM_ENOMEM, "out of memory");
+  pthread_mutex_lock(&s->book);
+  int pushed = part_push(pt, m->offset, &seq);
+  if (m->offset + 1 > pt->position) pt->position = m->offset + 1;
+  pthread_mutex_unlock(&s->book);
+  if (pushed != TDM_OK) return tdm__fail(err, TDM_ENOMEM, "out of memory");
   if (m->payload == NULL || m->len == 0)
-    return dead_letter(s, pt, m, seq, "the message is empty", err);
+    return dead_letter(w, pt, m, seq, "the message is empty", err);
   tdm__json_doc doc;
   tdm_error why;
   int rc = tdm__json_parse(&doc, m->payload, m->len, "message", 0, &why);
   if (rc == TDM_ENOMEM) return tdm__fail(err, rc, "out of memory");
-  if (rc != TDM_OK) return dead_letter(s, pt, m, seq, why.message, err);
+  if (rc != TDM_OK) return dead_letter(w, pt, m, seq, why.message, err);
   tdm__str fields[s->spec->num_fields + 1];
   tdm__event ev = {fields};
   if (doc.root->type != TDM__JSON_OBJECT)
     rc = tdm__fail(&why, TDM_EPARSE, "the message is not a JSON object");
   if (rc == TDM_OK)
     rc = tdm__event_from_json(s->spec, &doc, doc.root, NULL, fields, &why);
+  tdm__str entity;
+  if (rc == TDM_OK && tdm__pipeline_entity(s->p, &ev, &entity, &why) == TDM_OK &&
+      tdm__state_map_tag(pt->map, entity) > (uint64_t)m->offset) {
+    /* The entity's saved state already holds this event (a commit that
+     * saved it did not get to record its partition's position), and its
+     * output was acknowledged before that state was saved: applying it
+     * again would count it twice. */
+    tdm__json_doc_free(&doc);
+    s->already_applied++;
+    pthread_mutex_lock(&s->book);
+    part_ack(pt, seq);
+    pthread_mutex_unlock(&s->book);
+    return TDM_OK;
+  }
   if (rc == TDM_OK) {
     tdm__state_map_set_clock(pt->map, tdm__now_ms());
-    rc = tdm__pipeline_process(s->p, pt->map, &ev, &s->result, &why);
+    rc = tdm__pipeline_process(s->p, pt->map, &ev, &w->result, &why);
   }
   if (rc == TDM_ENOMEM) {
     tdm__json_doc_free(&doc);
@@ -398,11 +466,12 @@ static int handle(stream *s, const rd_kafka_message_t *m, tdm_error *err) {
   }
   if (rc != TDM_OK) {
     tdm__json_doc_free(&doc);
-    return dead_letter(s, pt, m, seq, why.message, err);
+    return dead_letter(w, pt, m, seq, why.message, err);
   }
-  tdm__result *r = &s->result;
-  s->out.len = 0;
-  rc = tdm__pipeline_json(s->p, &ev, r, 0, &s->out);
+  tdm__result *r = &w->result;
+  tdm__buf *out = &w->out;
+  out->len = 0;
+  rc = tdm__pipeline_json(s->p, &ev, r, 0, out);
   if (rc != TDM_OK) {
     tdm__json_doc_free(&doc);
     return tdm__fail(err, rc, "out of memory");
@@ -411,27 +480,151 @@ static int handle(stream *s, const rd_kafka_message_t *m, tdm_error *err) {
     /* The original result, byte for byte: without the flag. */
     static const char flag[] = ",\"duplicate\":true}";
     size_t n = sizeof flag - 1;
-    if (s->out.len >= n && memcmp(s->out.data + s->out.len - n, flag, n) == 0) {
-      s->out.len -= n;
-      s->out.data[s->out.len++] = '}';
+    if (out->len >= n && memcmp(out->data + out->len - n, flag, n) == 0) {
+      out->len -= n;
+      out->data[out->len++] = '}';
     }
     s->duplicates++;
   } else {
     tdm__state_map_set_tag(pt->map, r->entity, (uint64_t)m->offset + 1);
     s->scored++;
   }
-  rc = produce(s, s->opt->output, r->entity.data, r->entity.len, &s->out,
+  rc = produce(s, s->opt->output, r->entity.data, r->entity.len, out,
                m->partition, seq, err);
   tdm__json_doc_free(&doc);
   return rc;
 }
 
+/* ---- workers ---- */
+
+/* Messages a worker may have waiting: the main thread stops handing out
+ * more (and serves delivery reports) until it takes some. */
+#define WORKER_QUEUE 4096
+
+static void *worker_main(void *arg) {
+  worker *w = arg;
+  stream *s = w->s;
+  pthread_mutex_lock(&s->work);
+  for (;;) {
+    while (w->count == 0 && !s->quitting)
+      pthread_cond_wait(&s->work_ready, &s->work);
+    if (w->count == 0) break;
+    rd_kafka_message_t *m = w->queue[w->head];
+    w->head = (w->head + 1) % w->cap;
+    w->count--;
+    w->busy = 1;
+    pthread_mutex_unlock(&s->work);
+    tdm_error err;
+    if (!s->failed && handle(w, m, &err) != TDM_OK)
+      fail_once(s, err.status, "%s%s", "", err.message);
+    rd_kafka_message_destroy(m);
+    pthread_mutex_lock(&s->work);
+    w->busy = 0;
+  }
+  pthread_mutex_unlock(&s->work);
+  return NULL;
+}
+
+/* Hands message m (which the worker destroys) to its partition's worker,
+ * or handles it here with one thread. */
+static int dispatch(stream *s, rd_kafka_message_t *m, tdm_error *err) {
+  if (s->num_workers == 1) {
+    int rc = handle(&s->workers[0], m, err);
+    rd_kafka_message_destroy(m);
+    return rc;
+  }
+  worker *w = &s->workers[(size_t)m->partition % s->num_workers];
+  pthread_mutex_lock(&s->work);
+  while (w->count == w->cap && !s->failed) {
+    pthread_mutex_unlock(&s->work);
+    rd_kafka_poll(s->producer, 1);
+    pthread_mutex_lock(&s->work);
+  }
+  if (w->count == w->cap) {
+    /* The runner failed: nothing more is handled. */
+    pthread_mutex_unlock(&s->work);
+    rd_kafka_message_destroy(m);
+    return TDM_OK;
+  }
+  w->queue[(w->head + w->count) % w->cap] = m;
+  w->count++;
+  pthread_cond_broadcast(&s->work_ready);
+  pthread_mutex_unlock(&s->work);
+  return TDM_OK;
+}
+
+/* Waits until every worker has handled every message handed to it (the
+ * main thread serves delivery reports meanwhile): then the partitions,
+ * their maps and their bookkeeping are the main thread's alone, for a
+ * commit, a rebalance or the metrics. */
+static void quiesce(stream *s) {
+  if (s->num_workers == 1) return;
+  for (;;) {
+    int idle = 1;
+    pthread_mutex_lock(&s->work);
+    for (size_t i = 0; i < s->num_workers; i++)
+      if (s->workers[i].count > 0 || s->workers[i].busy) idle = 0;
+    pthread_mutex_unlock(&s->work);
+    if (idle) return;
+    rd_kafka_poll(s->producer, 1);
+  }
+}
+
+/* Makes n workers' scratch, and their threads when n > 1. */
+static int start_workers(stream *s, size_t n, tdm_error *err) {
+  s->workers = tdm__calloc(n, sizeof *s->workers);
+  if (s->workers == NULL) return tdm__fail(err, TDM_ENOMEM, "out of memory");
+  for (size_t i = 0; i < n; i++) {
+    worker *w = &s->workers[i];
+    w->s = s;
+    if (tdm__result_init(s->p, &w->result) != TDM_OK)
+      return tdm__fail(err, TDM_ENOMEM, "out of memory");
+    s->num_workers = i + 1;
+    if (n == 1) break;
+    w->cap = WORKER_QUEUE;
+    w->queue = tdm__calloc(w->cap, sizeof *w->queue);
+    if (w->queue == NULL) return tdm__fail(err, TDM_ENOMEM, "out of memory");
+    if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+      tdm__result_free(&w->result);
+      tdm__free(w->queue);
+      s->num_workers = i;
+      return tdm__fail(err, TDM_EIO, "cannot start a worker thread");
+    }
+  }
+  if (n > 1)
+    fprintf(stderr, "tandem stream: partitions processed on %zu threads "
+                    "(partition P on thread P %% %zu)\n", n, n);
+  return TDM_OK;
+}
+
+/* Stops the threads (after the messages handed to them) and frees the
+ * workers. */
+static void stop_workers(stream *s) {
+  pthread_mutex_lock(&s->work);
+  s->quitting = 1;
+  pthread_cond_broadcast(&s->work_ready);
+  pthread_mutex_unlock(&s->work);
+  for (size_t i = 0; i < s->num_workers; i++) {
+    worker *w = &s->workers[i];
+    if (w->queue != NULL) pthread_join(w->thread, NULL);
+    tdm__result_free(&w->result);
+    tdm__buf_free(&w->out);
+    tdm__buf_free(&w->letter);
+    tdm__free(w->queue);
+  }
+  tdm__free(s->workers);
+  s->workers = NULL;
+  s->num_workers = 0;
+}
+
 /* ---- committing ---- */
+
+static void drain(stream *s);
 
 /* Whether partition pt has states to save before its next commit. */
 static int needs_save(const part *pt) {
   return pt != NULL &&
-         ((pt->commit_next >= 0 && pt->commit_next != pt->committed) ||
+         ((pt->position >= 0 && pt->position != pt->saved_position) ||
           pt->seed);
 }
 
@@ -464,6 +657,64 @@ static int take_changes(stream *s, part *pt, tdm_error *err) {
       raise(SIGKILL);
     }
   }
+  /* The position last, after the states it goes with: a restore that
+   * reads it has read them. */
+  if (pt->position >= 0) {
+    if (pt->store != NULL && tdm__position_save(pt->position, &pt->writes) != TDM_OK)
+      return tdm__fail(err, TDM_ENOMEM, "out of memory");
+    if (s->changelog != NULL) {
+      unsigned char value[8];
+      tdm__position_encode(pt->position, value);
+      int rc = produce_to(s, tdm__changelog_topic(s->changelog), pt->id,
+                          TDM__POSITION_KEY, TDM__POSITION_KEY_LEN, value, 8,
+                          CHANGELOG_BIT | (uint64_t)pt->id << SEQ_BITS, err);
+      if (rc != TDM_OK) return rc;
+      pt->changelog_in_flight++;
+    }
+  }
+  return TDM_OK;
+}
+
+/* A transaction's error as the runner's: any stops it (exit 1). The
+ * states in memory have moved past what the aborted transaction would
+ * have committed, so going on would need them restored; a restart does
+ * exactly that, from the last committed transaction. */
+static int transaction_failed(stream *s, rd_kafka_error_t *error,
+                              const char *what, tdm_error *err) {
+  int rc = tdm__fail(err, TDM_EIO, "kafka transaction: %s: %s", what,
+                     rd_kafka_error_string(error));
+  if (rd_kafka_error_txn_requires_abort(error)) {
+    rd_kafka_error_t *aborted = rd_kafka_abort_transaction(s->producer, 30000);
+    if (aborted != NULL) rd_kafka_error_destroy(aborted);
+  }
+  rd_kafka_error_destroy(error);
+  return rc;
+}
+
+/* Commits the open transaction with the input offsets in list (the
+ * group's, fenced by its generation: a member that lost its partitions
+ * cannot commit), then opens the next one. */
+static int end_transaction(stream *s, rd_kafka_topic_partition_list_t *list,
+                           tdm_error *err) {
+  rd_kafka_error_t *error = NULL;
+  if (list->cnt > 0) {
+    rd_kafka_consumer_group_metadata_t *group =
+        rd_kafka_consumer_group_metadata(s->consumer);
+    error = rd_kafka_send_offsets_to_transaction(s->producer, list, group,
+                                                 30000);
+    rd_kafka_consumer_group_metadata_destroy(group);
+    if (error != NULL)
+      return transaction_failed(s, error, "sending the offsets", err);
+  }
+  error = rd_kafka_commit_transaction(s->producer, 30000);
+  if (error != NULL) return transaction_failed(s, error, "committing", err);
+  if (list->cnt > 0) s->commits++;
+  for (int i = 0; i < list->cnt; i++) {
+    part *pt = find_part(s, list->elems[i].partition);
+    if (pt != NULL) pt->committed = list->elems[i].offset;
+  }
+  error = rd_kafka_begin_transaction(s->producer);
+  if (error != NULL) return transaction_failed(s, error, "beginning", err);
   return TDM_OK;
 }
 
@@ -497,22 +748,40 @@ static int commit(stream *s, tdm_error *err) {
   }
   uint64_t started = now_ns();
   int rc = TDM_OK;
-  /* The commit point of each partition is the one at the moment its
-   * states are taken: every event before it is in them. Acknowledgements
-   * that arrive while waiting for the changelog move commit_next on, but
-   * their events' states were not taken (a partition with nothing to save
-   * at first, say), so they wait for the next commit. */
+  /* Every output produced so far is acknowledged first (as Kafka Streams
+   * flushes its producer before it commits): the states taken below then
+   * hold only events whose outputs are delivered, so the position saved
+   * with them, the offset after the last message handled, is where a
+   * successor resumes without losing an output or applying an event
+   * twice. */
+  quiesce(s);
+  drain(s);
+  if (s->failed) {
+    *err = s->failure;
+    return s->failure.status ? s->failure.status : TDM_EIO;
+  }
   for (size_t i = 0; i < s->num_parts && rc == TDM_OK; i++) {
     part *pt = s->parts[i];
     if (pt == NULL) continue;
     pt->commit_target = pt->committed;
     if (!needs_save(pt)) continue;
-    pt->commit_target = pt->commit_next;
+    pt->commit_target = pt->position;
     rc = take_changes(s, pt, err);
   }
   if (rc == TDM_OK && s->changelog != NULL) rc = wait_changelog(s, err);
   rd_kafka_topic_partition_list_t *list =
       rd_kafka_topic_partition_list_new((int)s->num_parts + 1);
+  for (size_t i = 0; i < s->num_parts; i++) {
+    part *pt = s->parts[i];
+    if (pt != NULL && pt->commit_target >= 0 &&
+        pt->commit_target != pt->committed)
+      rd_kafka_topic_partition_list_add(list, s->opt->input, pt->id)->offset =
+          pt->commit_target;
+  }
+  /* Exactly-once: the outputs, the changelog records and the offsets of
+   * this interval commit together, before the local store (a cache of
+   * what the changelog holds) is written. */
+  if (rc == TDM_OK && s->opt->exactly_once) rc = end_transaction(s, list, err);
   for (size_t i = 0; i < s->num_parts && rc == TDM_OK; i++) {
     part *pt = s->parts[i];
     if (pt == NULL) continue;
@@ -526,11 +795,9 @@ static int commit(stream *s, tdm_error *err) {
       if (rc == TDM_OK) rc = tdm__state_writes_flush(&pt->writes, pt->store, err);
       if (rc != TDM_OK) break;
     }
+    if (pt->commit_target >= 0) pt->saved_position = pt->commit_target;
     pt->seed_taken = 0;
     tdm__state_writes_clear(&pt->writes);
-    if (pt->commit_target >= 0 && pt->commit_target != pt->committed)
-      rd_kafka_topic_partition_list_add(list, s->opt->input, pt->id)->offset =
-          pt->commit_target;
   }
   if (rc == TDM_OK && list->cnt > 0 && s->crash_after_events > 0 &&
       s->scored + s->duplicates + s->dead_letters >= s->crash_after_events) {
@@ -542,7 +809,7 @@ static int commit(stream *s, tdm_error *err) {
     for (int i = 0; i < list->cnt; i++)
       fprintf(stderr, "tandem stream: commit [%d] %lld\n",
               (int)list->elems[i].partition, (long long)list->elems[i].offset);
-  if (rc == TDM_OK && list->cnt > 0) {
+  if (rc == TDM_OK && list->cnt > 0 && !s->opt->exactly_once) {
     rd_kafka_resp_err_t e = rd_kafka_commit(s->consumer, list, 0);
     double seconds = (double)(now_ns() - started) * 1e-9;
     s->commit_seconds += seconds;
@@ -576,14 +843,48 @@ static void drain(stream *s) {
 
 /* ---- rebalancing ---- */
 
+/* Makes consumption of an assigned partition start at its states' input
+ * position, not at the group's committed offset: a commit can fail (a
+ * rebalance in progress) after the states were saved, and events before
+ * the position applied again would be counted twice. A position beyond
+ * the partition's end means the input is not the one the states were
+ * made from (the topic was recreated): that is refused. */
+static int resume_at_position(stream *s, rd_kafka_topic_partition_t *tp,
+                              tdm_error *err) {
+  part *pt = find_part(s, tp->partition);
+  if (pt == NULL || pt->position < 0) return TDM_OK;
+  int64_t low = -1, high = -1;
+  rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(
+      s->consumer, s->opt->input, tp->partition, &low, &high, 15000);
+  if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
+    return tdm__fail(err, TDM_EIO, "offsets of %s [%d]: %s", s->opt->input,
+                     (int)tp->partition, rd_kafka_err2str(e));
+  if (pt->position > high)
+    return tdm__fail(err, TDM_EINVAL,
+                     "%s [%d]: the saved states reflect its events up to "
+                     "offset %lld, but the partition ends at %lld (was the "
+                     "topic recreated?): run under a new --group, or remove "
+                     "the changelog and the --state directory",
+                     s->opt->input, (int)tp->partition,
+                     (long long)pt->position, (long long)high);
+  tp->offset = pt->position;
+  fprintf(stderr,
+          "tandem stream: partition %d: resuming at offset %lld, the input "
+          "position of its saved states\n",
+          (int)tp->partition, (long long)pt->position);
+  return TDM_OK;
+}
+
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t e,
                          rd_kafka_topic_partition_list_t *list, void *opaque) {
   stream *s = opaque;
   int cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
   tdm_error err;
+  quiesce(s); /* the partitions change: no worker may be in one */
   if (e == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
     for (int i = 0; i < list->cnt; i++) {
-      if (part_open(s, list->elems[i].partition, &err) != TDM_OK)
+      if (part_open(s, list->elems[i].partition, &err) != TDM_OK ||
+          resume_at_position(s, &list->elems[i], &err) != TDM_OK)
         fail_once(s, err.status, "%s%s", "", err.message);
     }
     fprintf(stderr, "tandem stream: assigned %d partition(s) of %s\n",
@@ -600,7 +901,13 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t e,
    * save their states and commit, then forget them. A lost assignment
    * cannot commit; another member already has the partitions. */
   drain(s);
-  if (!rd_kafka_assignment_lost(rk) && commit(s, &err) != TDM_OK)
+  if (rd_kafka_assignment_lost(rk) && s->opt->exactly_once)
+    fail_once(s, TDM_EIO, "%s%s",
+              "the group took this member's partitions (a session timeout): "
+              "the open transaction cannot commit; a restart resumes at the "
+              "last committed one",
+              "");
+  else if (!rd_kafka_assignment_lost(rk) && commit(s, &err) != TDM_OK)
     fail_once(s, err.status, "%s%s", "", err.message);
   for (int i = 0; i < list->cnt; i++) part_close(s, list->elems[i].partition);
   fprintf(stderr, "tandem stream: revoked %d partition(s) of %s\n", list->cnt,
@@ -639,6 +946,8 @@ static int render_metrics(stream *s, tdm__buf *b) {
       "%llu\n"
       "tandem_stream_events_total{pipeline=\"%s\",outcome=\"dead_letter\"} "
       "%llu\n"
+      "tandem_stream_events_total{pipeline=\"%s\",outcome=\"already_applied\"} "
+      "%llu\n"
       "# HELP tandem_stream_dead_letters_total Invalid input messages (sent "
       "to the dead-letter topic).\n"
       "# TYPE tandem_stream_dead_letters_total counter\n"
@@ -653,6 +962,7 @@ static int render_metrics(stream *s, tdm__buf *b) {
       name, (unsigned long long)s->scored, name,
       (unsigned long long)s->duplicates, name,
       (unsigned long long)s->dead_letters, name,
+      (unsigned long long)s->already_applied, name,
       (unsigned long long)s->dead_letters, name,
       (unsigned long long)s->commits, name,
       (unsigned long long)s->commit_failures);
@@ -837,6 +1147,20 @@ static int make_conf(stream *s, const char *group, rd_kafka_conf_t **out,
   if (rc == TDM_OK) rc = conf_set(conf, "auto.offset.reset", "earliest", err);
   if (rc == TDM_OK) rc = conf_set(conf, "linger.ms", "5", err);
   if (rc == TDM_OK) rc = conf_set(conf, "client.id", "tandem-stream", err);
+  /* Exactly-once: neither the input nor the changelog is read past an
+   * open or aborted transaction. */
+  if (rc == TDM_OK && s->opt->exactly_once)
+    rc = conf_set(conf, "isolation.level", "read_committed", err);
+  /* How long a member that stops heartbeating (killed, cut off) keeps its
+   * partitions; heartbeats go three times within it, as Kafka's
+   * defaults do. */
+  if (rc == TDM_OK && s->opt->session_timeout_ms > 0) {
+    char v[32];
+    snprintf(v, sizeof v, "%u", s->opt->session_timeout_ms);
+    rc = conf_set(conf, "session.timeout.ms", v, err);
+    snprintf(v, sizeof v, "%u", s->opt->session_timeout_ms / 3);
+    if (rc == TDM_OK) rc = conf_set(conf, "heartbeat.interval.ms", v, err);
+  }
   for (size_t i = 0; i < s->opt->num_config && rc == TDM_OK; i++) {
     const char *kv = s->opt->config[i];
     const char *eq = strchr(kv, '=');
@@ -917,17 +1241,47 @@ static int open_clients(stream *s, tdm_error *err) {
   /* The consumer asks for the changelog's metadata: that must not create
    * it with the broker's defaults (not compacted). */
   rc = conf_set(conf, "allow.auto.create.topics", "false", err);
+  /* Static membership: a member that restarts under the same instance id
+   * within the session timeout gets its partitions back without a
+   * rebalance (and one that stops does not leave the group: its
+   * partitions wait for it until the session timeout). */
+  if (rc == TDM_OK && s->opt->instance_id != NULL)
+    rc = conf_set(conf, "group.instance.id", s->opt->instance_id, err);
   if (rc != TDM_OK) {
     rd_kafka_conf_destroy(producer_conf);
     rd_kafka_conf_destroy(conf);
     return rc;
   }
   char why[512];
+  if (s->opt->exactly_once) {
+    /* One transactional id per member: stable with --instance-id, so a
+     * restarted member fences its previous incarnation's open
+     * transaction at once (otherwise the transaction times out). */
+    char id[1100];
+    if (s->opt->instance_id)
+      snprintf(id, sizeof id, "%s-%s", group, s->opt->instance_id);
+    else
+      snprintf(id, sizeof id, "%s-pid%ld", group, (long)getpid());
+    rc = conf_set(producer_conf, "transactional.id", id, err);
+    if (rc != TDM_OK) {
+      rd_kafka_conf_destroy(producer_conf);
+      rd_kafka_conf_destroy(conf);
+      return rc;
+    }
+  }
   s->producer = rd_kafka_new(RD_KAFKA_PRODUCER, producer_conf, why, sizeof why);
   if (s->producer == NULL) {
     rd_kafka_conf_destroy(producer_conf);
     rd_kafka_conf_destroy(conf);
     return tdm__fail(err, TDM_EINVAL, "kafka producer: %s", why);
+  }
+  if (s->opt->exactly_once) {
+    rd_kafka_error_t *error = rd_kafka_init_transactions(s->producer, 60000);
+    if (error == NULL) error = rd_kafka_begin_transaction(s->producer);
+    if (error != NULL) {
+      rd_kafka_conf_destroy(conf);
+      return transaction_failed(s, error, "starting", err);
+    }
   }
   s->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof why);
   if (s->consumer == NULL) {
@@ -961,10 +1315,10 @@ static int run_loop(stream *s, tdm_error *err) {
   int rc = TDM_OK;
   while (!stop_requested && !s->failed && rc == TDM_OK) {
     rd_kafka_message_t *m = rd_kafka_consumer_poll(s->consumer, 100);
-    if (m != NULL) {
-      if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR)
-        rc = handle(s, m, err);
-      else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+    if (m != NULL && m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      rc = dispatch(s, m, err);
+    } else if (m != NULL) {
+      if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
         fprintf(stderr, "tandem stream: consumer: %s\n",
                 rd_kafka_message_errstr(m));
       rd_kafka_message_destroy(m);
@@ -976,6 +1330,7 @@ static int run_loop(stream *s, tdm_error *err) {
       last_commit = now;
     }
     if (now - last_metrics >= 500000000ull) {
+      quiesce(s);
       publish_metrics(s);
       last_metrics = now;
     }
@@ -992,14 +1347,16 @@ int tdm__stream_run(const tdm__stream_options *opt, tdm_error *err) {
   crash = getenv("TANDEM_STREAM_CRASH_IN_CHANGELOG");
   if (crash != NULL) s->crash_in_changelog = strtoull(crash, NULL, 10);
   pthread_mutex_init(&s->metrics_lock, NULL);
+  pthread_mutex_init(&s->work, NULL);
+  pthread_mutex_init(&s->book, NULL);
+  pthread_cond_init(&s->work_ready, NULL);
   tdm__keep_heap(); /* per-message buffers are freed and made again */
   int rc = tdm__pipeline_load(opt->pipeline_path, 0, &s->p, err);
   if (rc == TDM_OK)
     rc = tdm__pipeline_open_tables(s->p, opt->store, TDM__LOOKUP_FOLLOW, err);
   if (rc == TDM_OK) {
     s->spec = tdm__pipeline_spec(s->p);
-    if (tdm__result_init(s->p, &s->result) != TDM_OK)
-      rc = tdm__fail(err, TDM_ENOMEM, "out of memory");
+    rc = start_workers(s, opt->threads > 1 ? opt->threads : 1, err);
   }
   if (rc == TDM_OK && opt->state_dir != NULL &&
       mkdir(opt->state_dir, 0777) != 0 && errno != EEXIST)
@@ -1016,26 +1373,30 @@ int tdm__stream_run(const tdm__stream_options *opt, tdm_error *err) {
   if (rc != TDM_OK) fail_once(s, rc, "%s%s", "", err->message);
   /* Drain: every output acknowledged, states saved, offsets committed;
    * then leave the group (which revokes, saving again). */
-  if (s->producer != NULL) drain(s);
+  if (s->producer != NULL) {
+    quiesce(s);
+    drain(s);
+  }
   if (rc == TDM_OK && !s->failed && s->consumer != NULL) rc = commit(s, err);
   if (rc == TDM_OK && s->failed) {
     *err = s->failure;
     rc = s->failure.status ? s->failure.status : TDM_EIO;
   }
-  if (s->consumer != NULL) {
-    rd_kafka_consumer_close(s->consumer);
-    rd_kafka_destroy(s->consumer);
-  }
+  if (s->consumer != NULL) rd_kafka_consumer_close(s->consumer);
+  /* The messages still queued to workers (after a failure) are destroyed
+   * before their consumer is. */
+  stop_workers(s);
+  if (s->consumer != NULL) rd_kafka_destroy(s->consumer);
   if (s->producer != NULL) rd_kafka_destroy(s->producer);
   tdm__changelog_close(s->changelog);
   if (s->http != NULL) MHD_stop_daemon(s->http);
   for (size_t i = 0; i < s->num_parts; i++) part_free(s->parts[i]);
   tdm__free(s->parts);
-  tdm__buf_free(&s->out);
-  tdm__buf_free(&s->letter);
   tdm__buf_free(&s->metrics);
-  tdm__result_free(&s->result);
   tdm__pipeline_free(s->p);
   pthread_mutex_destroy(&s->metrics_lock);
+  pthread_mutex_destroy(&s->work);
+  pthread_mutex_destroy(&s->book);
+  pthread_cond_destroy(&s->work_ready);
   return rc;
 }

@@ -3,13 +3,14 @@
  * (librdkafka). Each input message is one JSON event; it goes through the
  * same pipeline core as a live event (tdm__event_from_json,
  * tdm__pipeline_process, tdm__pipeline_json), and its result is produced
- * to the output topic keyed by the entity. Processing is at-least-once:
- * an input offset is committed only once every output of it and of the
- * partition's earlier offsets is acknowledged by the brokers, and only
- * after the partition's entity states are on disk, so a restart
- * reprocesses from the committed offset and the pipeline's dedupe (by
- * event id) answers the events already applied with their original
- * results. Invalid messages go to a dead-letter topic with the reason.
+ * to the output topic keyed by the entity. Each commit saves a
+ * partition's entity states with their input position (every event
+ * before it applied and its output acknowledged, none after it), and a
+ * member assigned the partition resumes at that position, so an event is
+ * never applied twice to a state; events after it are processed again
+ * after a crash and repeat their first output (at-least-once), or, with
+ * exactly_once, each interval's outputs, states and offsets are one Kafka
+ * transaction. Invalid messages go to a dead-letter topic with the reason.
  * State is kept per assigned input partition (a state map and, with a
  * state directory, an LMDB store per partition), and written to a
  * compacted changelog topic (changelog.h) from which whichever instance
@@ -37,6 +38,10 @@ typedef struct tdm__stream_options {
   char **config;           /* librdkafka "key=value" settings (-X) */
   size_t num_config;
   unsigned commit_interval_ms; /* 0: 5000 */
+  const char *instance_id; /* static membership (group.instance.id), or NULL */
+  unsigned session_timeout_ms; /* 0: librdkafka's (45000) */
+  int exactly_once; /* one Kafka transaction per commit interval */
+  unsigned threads; /* processing threads (0, 1: the main thread) */
 } tdm__stream_options;
 
 /*
