@@ -269,4 +269,75 @@ for i, (args, message) in enumerate(cases):
 run("score", "--model", bare, "--in", base + ".input.csv", "--out",
     os.path.join(out, "bare.scores.csv"))
 
+# 5. The KServe v2 endpoint: parameters {"contribs": true} adds a
+# "contribs" tensor with the library's values; "approx" gives Saabas'.
+from serve_util import Server, curl, infer_body, read_csv_text  # noqa: E402
+
+xgb_base = os.path.join(FIXTURES, "xgboost", "lending_club_cat")
+lgb_base = os.path.join(FIXTURES, "lightgbm", "synth_multiclass3")
+approx_path = os.path.join(out, "multiclass_approx.out.csv")
+with Server("--model", f"xgb={xgb_base}.model.json",
+            "--model", f"lgb={lgb_base}.model.txt",
+            "--model", f"multi={model}", "--model", f"bare={bare}") as server:
+    for key, base, reference, float32 in (
+            ("xgb", xgb_base, xgb_base + ".contribs.csv", True),
+            ("lgb", lgb_base, lgb_base + ".contrib.csv", False)):
+        _, rows = read_csv_text(base + ".input.csv")
+        rows = rows[:60]
+        _, want = read_csv(reference)
+        want = want[:60]
+        dtype, view = (np.float32, np.uint32) if float32 else \
+            (np.float64, np.uint64)
+        r = curl(server, "POST", f"/v2/models/{key}/infer",
+                 infer_body(rows, "FP32" if float32 else "FP64",
+                            parameters={"contribs": True}))
+        if not expect(r.status == 200, f"{key}: contribs request answered {r}"):
+            continue
+        outs = {o["name"]: o for o in r.json()["outputs"]}
+        expect(set(outs) == {"score", "margin", "contribs"},
+               f"{key}: outputs {sorted(outs)}")
+        got = np.array(outs["contribs"]["data"], dtype=dtype).reshape(want.shape)
+        classes = 3 if key == "lgb" else 1
+        shape = [60, classes, want.shape[1] // classes] if classes > 1 else \
+            [60, want.shape[1]]
+        expect(outs["contribs"]["shape"] == shape,
+               f"{key}: contribs shape {outs['contribs']['shape']} != {shape}")
+        same = got.view(view) == want.astype(dtype).view(view)
+        if expect(same.all(), f"{key}: {(~same).sum()} served contributions "
+                  "differ from the library's"):
+            print(f"ok serve {key}: 60 rows' contributions are the library's")
+        # One row alone, and a request without the parameter.
+        r = curl(server, "POST", f"/v2/models/{key}/infer",
+                 infer_body(rows[7:8], parameters={"contribs": True}))
+        one = np.array(r.json()["outputs"][2]["data"], dtype=dtype).ravel()
+        expect(np.array_equal(one.view(view), want[7].astype(dtype).view(view)),
+               f"{key}: row 7 alone explained differently")
+        r = curl(server, "POST", f"/v2/models/{key}/infer", infer_body(rows[:2]))
+        expect([o["name"] for o in r.json()["outputs"]] == ["score", "margin"],
+               f"{key}: contributions without being asked")
+    # Saabas on the multiclass model trained above: tandem score's values.
+    _, rows = read_csv_text(data)
+    _, want = read_csv(approx_path)
+    r = curl(server, "POST", "/v2/models/multi/infer",
+             infer_body(rows[:40], outputs=[{"name": "score"}],
+                        parameters={"contribs": "approx"}))
+    outs = r.json()["outputs"] if r.status == 200 else []
+    expect([o["name"] for o in outs] == ["score", "contribs"] and
+           outs[1]["shape"] == [40, 4, 10] and
+           np.array_equal(np.array(outs[1]["data"], dtype=np.float32)
+                          .reshape(40, -1).view(np.uint32),
+                          want[:40].astype(np.float32).view(np.uint32)),
+           f"approx contribs over HTTP differ from tandem score's: {r}")
+    # Refusals: 400 naming /parameters/contribs.
+    for key, width, value, message in (
+            ("xgb", 22, 1, "must be true, false or"),
+            ("bare", 13, True, "lacks the trees' covers"),
+            ("lgb", 12, "approx", "only exact ones")):
+        r = curl(server, "POST", f"/v2/models/{key}/infer",
+                 infer_body([[0.0] * width],
+                            parameters={"contribs": value}))
+        expect(r.status == 400 and "/parameters/contribs" in r.body
+               and message in r.body,
+               f"{key} contribs={value!r}: answered {r.status} {r.body[:200]}")
+
 finish("test_contribs")
