@@ -217,6 +217,9 @@ uint32_t tdm__next_node(const tdm_model *model, uint32_t index, tdm__row row);
  * or asks for Saabas on a LightGBM model.
  */
 int tdm__shap_prepare(tdm_model *model);
+/* Tests: runs the vector leaf step and its scalar reference on `cases`
+ * random paths; returns how many gave different bits (0 expected). */
+size_t tdm__shap_check_lanes(uint64_t seed, size_t cases);
 size_t tdm__contribs_width(const tdm_model *model);
 int tdm__contribs(const tdm_model *model, const double *rows64,
                   const float *rows32, size_t num_rows, int flags,

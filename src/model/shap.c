@@ -42,6 +42,139 @@ static inline void touch(shap_touched *touched, int feature) {
 #include "shap_path.h"
 #undef SHAP_REAL
 
+/* LightGBM's leaves take the scalar step. */
+static void leaf_contributions_double(const path_element_double *path,
+                                      unsigned depth, double leaf, double *phi,
+                                      shap_touched *touched) {
+  leaf_contributions_scalar_double(path, depth, leaf, phi, touched);
+}
+
+/*
+ * XGBoost's leaves: unwound_path_sum for four path elements at once, in
+ * the lanes of a float vector (SSE2 on x86-64, whatever the target has
+ * elsewhere; GCC's and clang's vector extensions). Each lane performs the
+ * scalar version's operations in the same order; IEEE division,
+ * multiplication and addition give the same bits in a lane as alone, so
+ * the result is the reference's, bit for bit (tested against it by
+ * tdm__shap_check_lanes). Both branches of the scalar `if` are computed
+ * and the lane's own is selected. Dividing by a zero in a lane that does
+ * not use the quotient is harmless: it is never selected.
+ */
+typedef float lanes_float __attribute__((vector_size(16)));
+typedef int32_t lanes_mask __attribute__((vector_size(16)));
+
+static inline lanes_float lanes_select(lanes_mask mask, lanes_float yes,
+                                       lanes_float no) {
+  return (lanes_float)(((lanes_mask)yes & mask) | ((lanes_mask)no & ~mask));
+}
+
+static inline lanes_float lanes_splat(float x) {
+  return (lanes_float){x, x, x, x};
+}
+
+/* Up to `groups` x 4 path elements from `first` on, in one pass over the
+ * path: the groups' dependency chains (each step waits for a division)
+ * are independent, so interleaving them keeps the divider busy. Called
+ * with constant `groups`, so the loops over groups unroll. */
+static inline __attribute__((always_inline)) void lanes_pass(
+    const path_element_float *path, unsigned depth, unsigned first,
+    unsigned groups, float leaf, float *phi, shap_touched *touched) {
+  const lanes_float scale = lanes_splat((float)(depth + 1));
+  lanes_float one[4], zero[4], next_one_portion[4], total[4];
+  lanes_mask one_set[4], zero_set[4];
+  for (unsigned g = 0; g < groups; g++) {
+    float one_in[4], zero_in[4];
+    for (unsigned k = 0; k < 4; k++) {
+      unsigned i = first + 4 * g + k;
+      if (i > depth) i = depth; /* a spare lane repeats the last element */
+      one_in[k] = path[i].one_fraction;
+      zero_in[k] = path[i].zero_fraction;
+    }
+    one[g] = (lanes_float){one_in[0], one_in[1], one_in[2], one_in[3]};
+    zero[g] = (lanes_float){zero_in[0], zero_in[1], zero_in[2], zero_in[3]};
+    one_set[g] = one[g] != lanes_splat(0.0f);
+    zero_set[g] = zero[g] != lanes_splat(0.0f);
+    next_one_portion[g] = lanes_splat(path[depth].pweight);
+    total[g] = lanes_splat(0.0f);
+  }
+  for (int i = (int)depth - 1; i >= 0; i--) {
+    const lanes_float pweight = lanes_splat(path[i].pweight);
+    const lanes_float ratio =
+        lanes_splat((float)(depth - (unsigned)i) / (float)(depth + 1));
+    const lanes_float position = lanes_splat((float)(i + 1));
+    for (unsigned g = 0; g < groups; g++) {
+      const lanes_float share =
+          next_one_portion[g] * scale / (position * one[g]);
+      const lanes_float zero_share = (pweight / zero[g]) / ratio;
+      total[g] = lanes_select(
+          one_set[g], total[g] + share,
+          lanes_select(zero_set[g], total[g] + zero_share, total[g]));
+      next_one_portion[g] = pweight - share * zero[g] * ratio;
+    }
+  }
+  for (unsigned g = 0; g < groups; g++) {
+    for (unsigned k = 0; k < 4 && first + 4 * g + k <= depth; k++) {
+      const path_element_float *el = &path[first + 4 * g + k];
+      touch(touched, el->feature);
+      phi[el->feature] +=
+          total[g][k] * (el->one_fraction - el->zero_fraction) * leaf;
+    }
+  }
+}
+
+static void leaf_contributions_lanes(const path_element_float *path,
+                                     unsigned depth, float leaf, float *phi,
+                                     shap_touched *touched) {
+  for (unsigned first = 1; first <= depth; first += 16) {
+    switch ((depth - first) / 4) {
+      case 0: lanes_pass(path, depth, first, 1, leaf, phi, touched); break;
+      case 1: lanes_pass(path, depth, first, 2, leaf, phi, touched); break;
+      case 2: lanes_pass(path, depth, first, 3, leaf, phi, touched); break;
+      default: lanes_pass(path, depth, first, 4, leaf, phi, touched); break;
+    }
+  }
+}
+
+static void leaf_contributions_float(const path_element_float *path,
+                                     unsigned depth, float leaf, float *phi,
+                                     shap_touched *touched) {
+  leaf_contributions_lanes(path, depth, leaf, phi, touched);
+}
+
+size_t tdm__shap_check_lanes(uint64_t seed, size_t cases) {
+  enum { MAX_DEPTH = 24 };
+  path_element_float path[MAX_DEPTH + 1];
+  float want[MAX_DEPTH + 1], got[MAX_DEPTH + 1];
+  uint32_t list[MAX_DEPTH + 1];
+  unsigned char marked[MAX_DEPTH + 1];
+  shap_touched touched = {list, 0, marked};
+  size_t mismatches = 0;
+  for (size_t c = 0; c < cases; c++) {
+    /* A path as the recursion builds it: distinct features, fractions in
+     * (0, 1] from covers, the row's 0 or 1, and sometimes a zero cover. */
+    unsigned depth = 1 + (unsigned)((seed >> 33) % MAX_DEPTH);
+    for (unsigned d = 0; d <= depth; d++) {
+      seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+      float zero = (float)((seed >> 40) % 1000) / 999.0f;
+      float one = (seed >> 20) & 1 ? 1.0f : 0.0f;
+      if ((seed >> 10) % 8 == 0) zero = 0.0f;
+      if (d == 0) zero = one = 1.0f;
+      extend_path_float(path, d, zero, one, d == 0 ? -1 : (int)d - 1);
+    }
+    memset(want, 0, sizeof want);
+    memset(got, 0, sizeof got);
+    memset(marked, 0, sizeof marked);
+    float leaf = (float)((int)(seed % 2001) - 1000) / 7.0f;
+    touched.count = 0;
+    leaf_contributions_scalar_float(path, depth, leaf, want, &touched);
+    memset(marked, 0, sizeof marked);
+    touched.count = 0;
+    leaf_contributions_lanes(path, depth, leaf, got, &touched);
+    if (memcmp(want, got, sizeof want) != 0) mismatches++;
+  }
+  return mismatches;
+}
+
 /* XGBoost's node mean values (FillNodeMeanValue): a leaf's value, or the
  * children's means weighed by their sum_hessian, in float32. */
 static float xgboost_node_mean(tdm_model *model, uint32_t index) {

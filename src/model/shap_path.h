@@ -95,6 +95,29 @@ static SHAP_REAL SHAP_FN(unwound_path_sum)(const SHAP_FN(path_element) * path,
   return total;
 }
 
+/* The reference leaf step: each feature on the path gets its share of
+ * the leaf's value. The features on a path are distinct, so the order of
+ * the updates does not matter. */
+static void SHAP_FN(leaf_contributions_scalar)(const SHAP_FN(path_element) *
+                                                   path,
+                                               unsigned depth, SHAP_REAL leaf,
+                                               SHAP_REAL *phi,
+                                               shap_touched *touched) {
+  for (unsigned i = 1; i <= depth; i++) {
+    const SHAP_REAL w = SHAP_FN(unwound_path_sum)(path, depth, i);
+    const SHAP_FN(path_element) *el = &path[i];
+    touch(touched, el->feature);
+    phi[el->feature] += w * (el->one_fraction - el->zero_fraction) * leaf;
+  }
+}
+
+/* The leaf step the recursion takes: shap.c defines it per precision (the
+ * scalar one above, or lanes that compute several unwound sums at once
+ * with the same operations in the same order). */
+static void SHAP_FN(leaf_contributions)(const SHAP_FN(path_element) * path,
+                                        unsigned depth, SHAP_REAL leaf,
+                                        SHAP_REAL *phi, shap_touched *touched);
+
 /*
  * The recursion from `node` with the path so far in parent[0..depth-1]
  * (the root call passes depth 0 and a dummy feature -1). Each call copies
@@ -115,13 +138,8 @@ static void SHAP_FN(tree_shap)(const tdm_model *model, tdm__row row,
   SHAP_FN(extend_path)(path, depth, parent_zero_fraction, parent_one_fraction,
                        parent_feature);
   if (node->feature < 0) {
-    const SHAP_REAL leaf = (SHAP_REAL)node->unweighted;
-    for (unsigned i = 1; i <= depth; i++) {
-      const SHAP_REAL w = SHAP_FN(unwound_path_sum)(path, depth, i);
-      const SHAP_FN(path_element) *el = &path[i];
-      touch(touched, el->feature);
-      phi[el->feature] += w * (el->one_fraction - el->zero_fraction) * leaf;
-    }
+    SHAP_FN(leaf_contributions)(path, depth, (SHAP_REAL)node->unweighted, phi,
+                                touched);
     return;
   }
   uint32_t hot = tdm__next_node(model, index, row);

@@ -36,6 +36,7 @@
   X(fast_matches_reference_on_fixtures)      \
   X(shap_matches_brute_force_shapley)        \
   X(shap_needs_covers)                       \
+  X(shap_lanes_match_scalar)                 \
   X(number_hard_cases)                       \
   X(number_random_against_strtod)            \
   X(infer_matrix_flat_nested_and_one_row)    \

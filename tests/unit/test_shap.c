@@ -250,3 +250,10 @@ TEST(shap_needs_covers) {
   tdm_model_free(model);
   return 0;
 }
+
+/* The float32 leaf step computes four unwound sums at once in vector
+ * lanes; it must give the scalar reference's bits on every path. */
+TEST(shap_lanes_match_scalar) {
+  CHECK_INT(tdm__shap_check_lanes(0x9E3779B97F4A7C15ull, 200000), 0);
+  return 0;
+}
