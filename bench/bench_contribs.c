@@ -65,8 +65,8 @@ static double xgboost_contribs(BoosterHandle booster, const float *rows,
   const bst_ulong *shape;
   bst_ulong dim;
   double start = now();
-  XGB_CHECK(XGBoosterPredictFromDMatrix(booster, dmat, config, &shape, &dim,
-                                        out));
+  XGB_CHECK(
+      XGBoosterPredictFromDMatrix(booster, dmat, config, &shape, &dim, out));
   double seconds = now() - start;
   XGDMatrixFree(dmat);
   return seconds;
@@ -146,8 +146,8 @@ int main(int argc, char **argv) {
   double t0 = now();
   size_t reps = 0;
   do {
-    tdm__predict_parallel(model, NULL, rows32, n, nf, TDM_PREDICT_CONTRIBS,
-                          out, threads);
+    tdm__predict_parallel(model, NULL, rows32, n, nf, TDM_PREDICT_CONTRIBS, out,
+                          threads);
     reps++;
   } while (now() - t0 < seconds);
   double tandem_rps = (double)(n * reps) / (now() - t0);
@@ -184,17 +184,19 @@ int main(int argc, char **argv) {
   calls = 0;
   do {
     for (size_t r = 0; r < singles && xgb_total < seconds; r++, calls++)
-      xgb_total += xgboost_contribs(booster, rows32 + r * nf, 1, nf, 2, &theirs);
+      xgb_total +=
+          xgboost_contribs(booster, rows32 + r * nf, 1, nf, 2, &theirs);
   } while (xgb_total < seconds);
   double xgb_single_us = xgb_total / (double)calls * 1e6;
 
-  printf("model %s: %zu trees, %zu features, max depth %zu; %zu rows, %d "
-         "thread(s); contributions bit-identical to XGBoost's (exact and "
-         "approx)\n",
-         model_path, info.num_trees, nf, info.max_depth, n, threads);
+  printf(
+      "model %s: %zu trees, %zu features, max depth %zu; %zu rows, %d "
+      "thread(s); contributions bit-identical to XGBoost's (exact and "
+      "approx)\n",
+      model_path, info.num_trees, nf, info.max_depth, n, threads);
   printf("%-34s %12s %12s %8s\n", "", "tandem", "xgboost", "ratio");
-  printf("%-34s %12.0f %12.0f %7.2fx\n", "contribs rows/s", tandem_rps,
-         xgb_rps, tandem_rps / xgb_rps);
+  printf("%-34s %12.0f %12.0f %7.2fx\n", "contribs rows/s", tandem_rps, xgb_rps,
+         tandem_rps / xgb_rps);
   printf("%-34s %12.2f %12.2f %7.2fx\n", "one row's contribs us (lower)",
          explained_us, xgb_single_us, xgb_single_us / explained_us);
   printf("%-34s %12.2f %12s %7.1fx\n", "one row's score us (unexplained)",

@@ -236,13 +236,13 @@ static int contrib_header(tdm__buf *line, const tdm_model *model) {
       name.len = 0;
       if (outputs > 1) rc = tdm__buf_printf(&name, "class_%zu_", o);
       if (rc == TDM_OK)
-        rc = tdm__buf_printf(&name, "contrib_%s",
-                             f < features ? tdm_model_feature_name(model, f)
-                                          : "bias");
+        rc = tdm__buf_printf(
+            &name, "contrib_%s",
+            f < features ? tdm_model_feature_name(model, f) : "bias");
       if (rc == TDM_OK) rc = tdm__csv_append_field(line, name.data, name.len);
       if (rc == TDM_OK)
-        rc = tdm__buf_append(
-            line, o + 1 < outputs || f < features ? "," : "\n", 1);
+        rc = tdm__buf_append(line, o + 1 < outputs || f < features ? "," : "\n",
+                             1);
     }
   }
   tdm__buf_free(&name);
@@ -590,11 +590,12 @@ static int format_row(part *p, size_t i, const double *scores) {
   if (jsonl) {
     const char *open = sc->opt->num_keep ? "," : "{";
     if (sc->opt->contribs)
-      at += sprintf(at, group < sc->width ? "%s\"contribs\":[[" : "%s\"contribs\":[",
-                    open);
+      at += sprintf(
+          at, group < sc->width ? "%s\"contribs\":[[" : "%s\"contribs\":[",
+          open);
     else
-      at += sprintf(at, sc->width == 1 ? "%s\"score\":" : "%s\"scores\":[",
-                    open);
+      at +=
+          sprintf(at, sc->width == 1 ? "%s\"score\":" : "%s\"scores\":[", open);
   }
   for (size_t o = 0; o < sc->width; o++) {
     at += tdm_model_format_value(sc->model, scores[o], at);
@@ -982,8 +983,7 @@ static int write_manifest(const tdm__score_options *opt, const tdm_model *model,
                          opt->contribs == 2   ? "\"approx\""
                          : opt->contribs == 1 ? "\"exact\""
                                               : "false",
-                         opt->iterations,
-                         stats->threads, opt->shard_index + 1,
+                         opt->iterations, stats->threads, opt->shard_index + 1,
                          opt->shard_count ? opt->shard_count : 1);
   for (size_t k = 0; rc == TDM_OK && k < opt->num_keep; k++) {
     if (k > 0) rc = tdm__buf_append(&b, ", ", 2);

@@ -93,8 +93,8 @@ int tdm_model_load_buffer(const char *data, size_t size, const char *name,
                    name);
   }
   if (rc == TDM_OK) rc = tdm__model_validate(model, name, err);
-  if (rc == TDM_OK && (tdm__fast_build(model) != TDM_OK ||
-                       tdm__shap_prepare(model) != TDM_OK))
+  if (rc == TDM_OK &&
+      (tdm__fast_build(model) != TDM_OK || tdm__shap_prepare(model) != TDM_OK))
     rc = tdm__fail(err, TDM_ENOMEM, "%s: out of memory", name);
   if (rc != TDM_OK) {
     tdm_model_free(model);

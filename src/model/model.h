@@ -222,8 +222,7 @@ int tdm__shap_prepare(tdm_model *model);
 size_t tdm__shap_check_lanes(uint64_t seed, size_t cases);
 size_t tdm__contribs_width(const tdm_model *model);
 int tdm__contribs(const tdm_model *model, const double *rows64,
-                  const float *rows32, size_t num_rows, int flags,
-                  double *out);
+                  const float *rows32, size_t num_rows, int flags, double *out);
 
 /* The fast evaluator (fast.c). Build lays the trees out after loading;
  * predict returns 0, doing nothing, when the model has no fast layout. */

@@ -59,8 +59,7 @@ static inline double row_value(tdm__row row, int32_t feature) {
   return row.f64 != NULL ? row.f64[feature] : (double)row.f32[feature];
 }
 
-uint32_t tdm__next_node(const tdm_model *model, uint32_t index,
-                        tdm__row row) {
+uint32_t tdm__next_node(const tdm_model *model, uint32_t index, tdm__row row) {
   const tdm__node *node = &model->nodes[index];
   double x;
   int left;

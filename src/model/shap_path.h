@@ -35,8 +35,8 @@ static void SHAP_FN(extend_path)(SHAP_FN(path_element) * path, unsigned depth,
   path[depth].one_fraction = one_fraction;
   path[depth].pweight = (SHAP_REAL)(depth == 0 ? 1 : 0);
   for (int i = (int)depth - 1; i >= 0; i--) {
-    path[i + 1].pweight += one_fraction * path[i].pweight *
-                           (SHAP_REAL)(i + 1) / (SHAP_REAL)(depth + 1);
+    path[i + 1].pweight += one_fraction * path[i].pweight * (SHAP_REAL)(i + 1) /
+                           (SHAP_REAL)(depth + 1);
     path[i].pweight = zero_fraction * path[i].pweight *
                       (SHAP_REAL)(depth - (unsigned)i) / (SHAP_REAL)(depth + 1);
   }
@@ -135,11 +135,11 @@ static void SHAP_FN(tree_shap)(const tdm_model *model, tdm__row row,
   const tdm__node *node = &model->nodes[index];
   SHAP_FN(path_element) *path = parent + depth + 1;
   memcpy(path, parent, (depth + 1) * sizeof *path);
-  SHAP_FN(extend_path)(path, depth, parent_zero_fraction, parent_one_fraction,
-                       parent_feature);
+  SHAP_FN(extend_path)
+  (path, depth, parent_zero_fraction, parent_one_fraction, parent_feature);
   if (node->feature < 0) {
-    SHAP_FN(leaf_contributions)(path, depth, (SHAP_REAL)node->unweighted, phi,
-                                touched);
+    SHAP_FN(leaf_contributions)
+    (path, depth, (SHAP_REAL)node->unweighted, phi, touched);
     return;
   }
   uint32_t hot = tdm__next_node(model, index, row);
@@ -159,12 +159,13 @@ static void SHAP_FN(tree_shap)(const tdm_model *model, tdm__row row,
     SHAP_FN(unwind_path)(path, depth, path_index);
     depth -= 1;
   }
-  SHAP_FN(tree_shap)(model, row, phi, touched, hot, depth + 1, path,
-                     hot_zero_fraction * incoming_zero_fraction,
-                     incoming_one_fraction, node->feature);
-  SHAP_FN(tree_shap)(model, row, phi, touched, cold, depth + 1, path,
-                     cold_zero_fraction * incoming_zero_fraction, 0,
-                     node->feature);
+  SHAP_FN(tree_shap)
+  (model, row, phi, touched, hot, depth + 1, path,
+   hot_zero_fraction * incoming_zero_fraction, incoming_one_fraction,
+   node->feature);
+  SHAP_FN(tree_shap)
+  (model, row, phi, touched, cold, depth + 1, path,
+   cold_zero_fraction * incoming_zero_fraction, 0, node->feature);
 }
 
 #undef SHAP_FN

@@ -272,8 +272,8 @@ static int read_request_header(tdm__infer_request *req, tdm_error *err) {
                        "timeout (microseconds) may not be negative");
     }
   }
-  int rc = read_outputs(doc, tdm__json_get(root, "outputs"), &req->outputs,
-                        err);
+  int rc =
+      read_outputs(doc, tdm__json_get(root, "outputs"), &req->outputs, err);
   if (rc == TDM_OK && params != NULL)
     rc = read_contribs(doc, tdm__json_get(params, "contribs"), req, err);
   return rc;
@@ -456,14 +456,15 @@ static int append_values(tdm__buf *out, const tdm_model *model,
 static int append_output(tdm__buf *out, const tdm_model *model, int first,
                          const char *name, const double *values, size_t rows,
                          size_t width, size_t groups) {
-  int rc = tdm__buf_printf(out, "%s{\"name\":\"%s\",\"datatype\":\"%s\",",
-                           first ? "" : ",", name,
-                           model->float32 ? "FP32" : "FP64");
+  int rc =
+      tdm__buf_printf(out, "%s{\"name\":\"%s\",\"datatype\":\"%s\",",
+                      first ? "" : ",", name, model->float32 ? "FP32" : "FP64");
   if (rc == TDM_OK)
-    rc = groups > 1 ? tdm__buf_printf(out, "\"shape\":[%zu,%zu,%zu],\"data\":",
-                                      rows, groups, width / groups)
-                    : tdm__buf_printf(out, "\"shape\":[%zu,%zu],\"data\":",
-                                      rows, width);
+    rc = groups > 1
+             ? tdm__buf_printf(out, "\"shape\":[%zu,%zu,%zu],\"data\":", rows,
+                               groups, width / groups)
+             : tdm__buf_printf(out, "\"shape\":[%zu,%zu],\"data\":", rows,
+                               width);
   if (rc == TDM_OK) rc = append_values(out, model, values, rows * width);
   if (rc == TDM_OK) rc = tdm__buf_append(out, "}", 1);
   return rc;

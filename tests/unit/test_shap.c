@@ -190,8 +190,8 @@ TEST(shap_matches_brute_force_shapley) {
     char *text = lightgbm_text(trees, num_trees, nf);
     tdm_model *model;
     tdm_error err;
-    if (tdm_model_load_buffer(text, strlen(text), "random.txt", &model,
-                              &err) != TDM_OK) {
+    if (tdm_model_load_buffer(text, strlen(text), "random.txt", &model, &err) !=
+        TDM_OK) {
       fprintf(stderr, "model %d: %s\n%s\n", m, err.message, text);
       tdm__free(text);
       return 1;
@@ -214,8 +214,10 @@ TEST(shap_matches_brute_force_shapley) {
       for (int i = 0; i <= nf; i++) {
         sum += got[i];
         if (!(fabs(got[i] - want[i]) <= 1e-9 * (1.0 + fabs(want[i])))) {
-          fprintf(stderr, "model %d row %d: contribution %d is %.17g, the "
-                  "brute force %.17g\n", m, r, i, got[i], want[i]);
+          fprintf(stderr,
+                  "model %d row %d: contribution %d is %.17g, the "
+                  "brute force %.17g\n",
+                  m, r, i, got[i], want[i]);
           return 1;
         }
       }
