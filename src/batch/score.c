@@ -645,7 +645,13 @@ static int fill_csv_row(part *p, const tdm__csv_record *record, double *row) {
 static int flush_batch(part *p, size_t n) {
   const scorer *sc = p->sc;
   if (n == 0) return TDM_OK;
-  tdm_model_predict(sc->model, p->rows, n, sc->flags, p->scores);
+  /* Scores do not fail; contributions allocate their scratch, and a
+   * failure must not write whatever the buffer held. */
+  int rc = tdm_model_predict(sc->model, p->rows, n, sc->flags, p->scores);
+  if (rc != TDM_OK)
+    return tdm__fail(&p->err, rc, rc == TDM_ENOMEM ? "out of memory"
+                                                   : "the model cannot score "
+                                                     "this request");
   for (size_t i = 0; i < n; i++)
     if (format_row(p, i, p->scores + i * sc->width) != TDM_OK)
       return tdm__fail(&p->err, TDM_ENOMEM, "out of memory");

@@ -259,3 +259,38 @@ TEST(shap_lanes_match_scalar) {
   CHECK_INT(tdm__shap_check_lanes(0x9E3779B97F4A7C15ull, 200000), 0);
   return 0;
 }
+
+/* Out of memory while loading (the expected values) or explaining (the
+ * scratch): TDM_ENOMEM, nothing half made, and the answer once memory
+ * returns. */
+TEST(shap_out_of_memory) {
+  gen_tree trees[2];
+  grow(&trees[0], 3);
+  grow(&trees[1], 3);
+  char *text = lightgbm_text(trees, 2, 3);
+  tdm_model *model = NULL;
+  tdm_error err;
+  for (long countdown = 0;; countdown++) {
+    tdm__alloc_fail_after(countdown);
+    int rc = tdm_model_load_buffer(text, strlen(text), "m.txt", &model, &err);
+    tdm__alloc_fail_after(-1);
+    if (rc == TDM_OK) break;
+    CHECK_INT(rc, TDM_ENOMEM);
+    CHECK(model == NULL);
+  }
+  tdm__free(text);
+  CHECK(tdm_model_has_contribs(model));
+  double x[3] = {0.1, NAN, -0.4}, want[4], got[4];
+  CHECK_INT(tdm_model_predict(model, x, 1, TDM_PREDICT_CONTRIBS, want),
+            TDM_OK);
+  for (long countdown = 0;; countdown++) {
+    tdm__alloc_fail_after(countdown);
+    int rc = tdm_model_predict(model, x, 1, TDM_PREDICT_CONTRIBS, got);
+    tdm__alloc_fail_after(-1);
+    if (rc == TDM_OK) break;
+    CHECK_INT(rc, TDM_ENOMEM);
+  }
+  CHECK(memcmp(want, got, sizeof want) == 0);
+  tdm_model_free(model);
+  return 0;
+}
