@@ -265,6 +265,25 @@ for i, (args, message) in enumerate(cases):
            f"refusal {i}: exit {proc.returncode}, stderr {proc.stderr.strip()!r}"
            f" (expected 2 and {message!r})")
     expect(not os.path.exists(target), f"refusal {i} left {target}")
+# A sum_hessian that does not fit its tree is an error naming it.
+for i, (cut, message) in enumerate((
+        (lambda h: h[:-1], "trees/3/sum_hessian: has"),
+        (lambda h: h[:-1] + ["x"], "trees/3/sum_hessian/"))):
+    with open(os.path.join(FIXTURES, "xgboost",
+                           "credit_data_binary.model.json")) as f:
+        doc = json.load(f)
+    tree = doc["learner"]["gradient_booster"]["model"]["trees"][3]
+    tree["sum_hessian"] = cut(tree["sum_hessian"])
+    broken = os.path.join(out, f"broken{i}.json")
+    with open(broken, "w") as f:
+        json.dump(doc, f)
+    target = os.path.join(out, f"broken{i}.csv")
+    proc = run("score", "--model", broken, "--in", base + ".input.csv",
+               "--out", target, "--contribs", "--no-registry", check=False)
+    expect(proc.returncode == 2 and message in proc.stderr
+           and not os.path.exists(target),
+           f"broken sum_hessian {i}: exit {proc.returncode}, "
+           f"{proc.stderr.strip()!r}")
 # A model without covers still scores.
 run("score", "--model", bare, "--in", base + ".input.csv", "--out",
     os.path.join(out, "bare.scores.csv"))
