@@ -133,8 +133,19 @@ int tdm_model_has_feature_names(const tdm_model *model);
 
 /* Prediction flags. */
 enum {
-  TDM_PREDICT_MARGIN = 1 /* untransformed sums (XGBoost output_margin) */
+  TDM_PREDICT_MARGIN = 1, /* untransformed sums (XGBoost output_margin) */
+  /* Feature contributions (XGBoost pred_contribs, LightGBM pred_contrib):
+   * per output, num_features values then the bias, summing to the margin.
+   * Path-dependent TreeSHAP; docs/explanations.md. */
+  TDM_PREDICT_CONTRIBS = 2,
+  /* With TDM_PREDICT_CONTRIBS: Saabas' approximation (XGBoost's
+   * approx_contribs), XGBoost models only. */
+  TDM_PREDICT_APPROX_CONTRIBS = 4
 };
+
+/* 1 when the model can give contributions (its file holds the node covers:
+ * XGBoost's sum_hessian, LightGBM's counts), else 0. */
+int tdm_model_has_contribs(const tdm_model *model);
 
 /*
  * Scores rows. `rows` is row-major, num_rows x num_features doubles in the
@@ -152,7 +163,9 @@ int tdm_model_predict(const tdm_model *model, const double *rows,
 int tdm_model_predict_float32(const tdm_model *model, const float *rows,
                               size_t num_rows, int flags, double *out);
 
-/* Values per row that tdm_model_predict writes for these flags. */
+/* Values per row that tdm_model_predict writes for these flags. With
+ * TDM_PREDICT_CONTRIBS, tdm_model_predict fails with TDM_EUNSUPPORTED for
+ * a model without contributions (and allocates its scratch per call). */
 size_t tdm_model_output_width(const tdm_model *model, int flags);
 
 /*

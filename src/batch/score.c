@@ -222,17 +222,47 @@ static file_format format_of(const char *path) {
   return FORMAT_CSV;
 }
 
-/* The CSV header: --keep columns, then "score" or score_0..score_{k-1}.
- * JSON Lines has none. */
+/* The contribution columns: contrib_<feature> per feature, then
+ * contrib_bias; a model with several outputs repeats them per output with
+ * a class_<k>_ prefix. Each name is one CSV field (quoted if need be). */
+static int contrib_header(tdm__buf *line, const tdm_model *model) {
+  tdm_model_info info;
+  tdm_model_get_info(model, &info);
+  size_t outputs = info.num_outputs, features = info.num_features;
+  tdm__buf name = {0};
+  int rc = TDM_OK;
+  for (size_t o = 0; o < outputs && rc == TDM_OK; o++) {
+    for (size_t f = 0; f <= features && rc == TDM_OK; f++) {
+      name.len = 0;
+      if (outputs > 1) rc = tdm__buf_printf(&name, "class_%zu_", o);
+      if (rc == TDM_OK)
+        rc = tdm__buf_printf(
+            &name, "contrib_%s",
+            f < features ? tdm_model_feature_name(model, f) : "bias");
+      if (rc == TDM_OK) rc = tdm__csv_append_field(line, name.data, name.len);
+      if (rc == TDM_OK)
+        rc = tdm__buf_append(line, o + 1 < outputs || f < features ? "," : "\n",
+                             1);
+    }
+  }
+  tdm__buf_free(&name);
+  return rc;
+}
+
+/* The CSV header: --keep columns, then "score" or score_0..score_{k-1}
+ * (or the contribution columns). JSON Lines has none. */
 static int write_header(FILE *fp, tdm__sha256 *hash,
-                        const tdm__score_options *opt, size_t width) {
+                        const tdm__score_options *opt, const tdm_model *model,
+                        size_t width) {
   tdm__buf line = {0};
   int rc = TDM_OK;
   for (size_t k = 0; k < opt->num_keep && rc == TDM_OK; k++) {
     rc = tdm__csv_append_field(&line, opt->keep[k], strlen(opt->keep[k]));
     if (rc == TDM_OK) rc = tdm__buf_append(&line, ",", 1);
   }
-  if (width == 1) {
+  if (opt->contribs) {
+    if (rc == TDM_OK) rc = contrib_header(&line, model);
+  } else if (width == 1) {
     if (rc == TDM_OK) rc = tdm__buf_printf(&line, "score\n");
   } else {
     for (size_t o = 0; o < width && rc == TDM_OK; o++)
@@ -357,6 +387,7 @@ struct scorer {
   const column_map *map;
   file_format in_format, out_format;
   size_t nf, width, batch_rows;
+  size_t outputs; /* margins per row (contribution groups) */
   int flags, float32, threads;
   /* Made at load, read per value: which features may not be missing
    * (NULL when none). */
@@ -547,19 +578,39 @@ static int format_row(part *p, size_t i, const double *scores) {
   size_t keep_start = i ? p->keep_end[i - 1] : 0;
   if (tdm__buf_append(b, p->keep.data + keep_start,
                       p->keep_end[i] - keep_start) != TDM_OK ||
-      tdm__buf_reserve(b, sc->width * 33 + 16) != TDM_OK)
+      tdm__buf_reserve(b, sc->width * 33 + sc->outputs * 3 + 16) != TDM_OK)
     return TDM_ENOMEM;
   char *at = b->data + b->len;
-  if (sc->out_format == FORMAT_JSONL) {
+  int jsonl = sc->out_format == FORMAT_JSONL;
+  /* Contributions of a model with several outputs are one array per
+   * output in JSON Lines: [[class 0's], [class 1's], ...]. */
+  size_t group = sc->opt->contribs && sc->outputs > 1 && jsonl
+                     ? sc->width / sc->outputs
+                     : sc->width;
+  if (jsonl) {
     const char *open = sc->opt->num_keep ? "," : "{";
-    at += sprintf(at, sc->width == 1 ? "%s\"score\":" : "%s\"scores\":[", open);
+    if (sc->opt->contribs)
+      at += sprintf(
+          at, group < sc->width ? "%s\"contribs\":[[" : "%s\"contribs\":[",
+          open);
+    else
+      at +=
+          sprintf(at, sc->width == 1 ? "%s\"score\":" : "%s\"scores\":[", open);
   }
   for (size_t o = 0; o < sc->width; o++) {
     at += tdm_model_format_value(sc->model, scores[o], at);
-    if (o + 1 < sc->width) *at++ = ',';
+    if (o + 1 < sc->width) {
+      if ((o + 1) % group == 0) {
+        memcpy(at, "],[", 3);
+        at += 3;
+      } else {
+        *at++ = ',';
+      }
+    }
   }
-  if (sc->out_format == FORMAT_JSONL) {
-    if (sc->width > 1) *at++ = ']';
+  if (jsonl) {
+    if (group < sc->width) *at++ = ']';
+    if (sc->width > 1 || sc->opt->contribs) *at++ = ']';
     *at++ = '}';
   }
   *at++ = '\n';
@@ -594,7 +645,13 @@ static int fill_csv_row(part *p, const tdm__csv_record *record, double *row) {
 static int flush_batch(part *p, size_t n) {
   const scorer *sc = p->sc;
   if (n == 0) return TDM_OK;
-  tdm_model_predict(sc->model, p->rows, n, sc->flags, p->scores);
+  /* Scores do not fail; contributions allocate their scratch, and a
+   * failure must not write whatever the buffer held. */
+  int rc = tdm_model_predict(sc->model, p->rows, n, sc->flags, p->scores);
+  if (rc != TDM_OK)
+    return tdm__fail(&p->err, rc, rc == TDM_ENOMEM ? "out of memory"
+                                                   : "the model cannot score "
+                                                     "this request");
   for (size_t i = 0; i < n; i++)
     if (format_row(p, i, p->scores + i * sc->width) != TDM_OK)
       return tdm__fail(&p->err, TDM_ENOMEM, "out of memory");
@@ -924,11 +981,15 @@ static int write_manifest(const tdm__score_options *opt, const tdm_model *model,
     rc = tdm__buf_printf(&b,
                          ", \"sha256\": \"%s\", \"rows\": %zu, "
                          "\"score_columns\": %zu},\n  \"flags\": "
-                         "{\"margin\": %s, \"iterations\": %zu, "
+                         "{\"margin\": %s, \"contribs\": %s, "
+                         "\"iterations\": %zu, "
                          "\"threads\": %d, \"shard\": \"%u/%u\", \"keep\": [",
                          out_hex, stats->rows, width,
-                         opt->margin ? "true" : "false", opt->iterations,
-                         stats->threads, opt->shard_index + 1,
+                         opt->margin ? "true" : "false",
+                         opt->contribs == 2   ? "\"approx\""
+                         : opt->contribs == 1 ? "\"exact\""
+                                              : "false",
+                         opt->iterations, stats->threads, opt->shard_index + 1,
                          opt->shard_count ? opt->shard_count : 1);
   for (size_t k = 0; rc == TDM_OK && k < opt->num_keep; k++) {
     if (k > 0) rc = tdm__buf_append(&b, ", ", 2);
@@ -995,6 +1056,9 @@ int tdm__score_run(const tdm__score_options *opt, tdm__score_stats *stats,
   tdm__atomic_file out = {0};
   int out_open = 0;
   int flags = opt->margin ? TDM_PREDICT_MARGIN : 0;
+  if (opt->contribs)
+    flags = TDM_PREDICT_CONTRIBS |
+            (opt->contribs == 2 ? TDM_PREDICT_APPROX_CONTRIBS : 0);
   int threads = opt->threads;
   if (threads <= 0) {
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
@@ -1018,6 +1082,21 @@ int tdm__score_run(const tdm__score_options *opt, tdm__score_stats *stats,
   if (rc != TDM_OK) goto done;
   tdm_model_info info;
   tdm_model_get_info(model, &info);
+  if (opt->contribs && !tdm_model_has_contribs(model)) {
+    rc = tdm__fail(err, TDM_EUNSUPPORTED,
+                   "%s: --contribs needs the trees' covers (XGBoost's "
+                   "sum_hessian, LightGBM's leaf_count and internal_count), "
+                   "which this model file does not have",
+                   opt->model_path);
+    goto done;
+  }
+  if (opt->contribs == 2 && !info.float32) {
+    rc = tdm__fail(err, TDM_EUNSUPPORTED,
+                   "%s: --approx-contribs is XGBoost's approx_contribs; "
+                   "LightGBM models have only exact contributions",
+                   opt->model_path);
+    goto done;
+  }
   sc = (scorer){.opt = opt,
                 .model = model,
                 .map = &map,
@@ -1025,6 +1104,7 @@ int tdm__score_run(const tdm__score_options *opt, tdm__score_stats *stats,
                 .out_format = format_of(opt->out_path),
                 .nf = info.num_features,
                 .width = tdm_model_output_width(model, flags),
+                .outputs = info.num_outputs,
                 .flags = flags,
                 .float32 = info.float32,
                 .threads = threads};
@@ -1080,7 +1160,7 @@ int tdm__score_run(const tdm__score_options *opt, tdm__score_stats *stats,
     sc.input_size = (uint64_t)st.st_size;
   }
   if (opt->shard_index == 0 && sc.out_format == FORMAT_CSV) {
-    rc = write_header(out.fp, &out_hash, opt, sc.width);
+    rc = write_header(out.fp, &out_hash, opt, model, sc.width);
     if (rc != TDM_OK) {
       rc = rc == TDM_ENOMEM ? tdm__fail(err, rc, "out of memory")
                             : tdm__fail(err, rc, "%s: write failed: %s",

@@ -20,6 +20,9 @@ typedef struct tdm__score_options {
   const char *in_path;
   const char *out_path;
   int margin;        /* write margins instead of transformed scores */
+  /* Write feature contributions instead of scores: 1 TreeSHAP (XGBoost
+   * pred_contribs, LightGBM pred_contrib), 2 Saabas (approx_contribs). */
+  int contribs;
   int threads;       /* worker threads; 0 means all cores */
   size_t iterations; /* use only the first N boosting rounds; 0: all */
   /* --shard I/N as shard_index = I - 1 and shard_count = N (0 or 1: the

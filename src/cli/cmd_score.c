@@ -29,6 +29,13 @@ static const char score_help[] =
     "                 for multiclass probabilities\n"
     "  --margin       write untransformed margins (XGBoost output_margin,\n"
     "                 LightGBM predict_raw_score)\n"
+    "  --contribs     write feature contributions instead of scores: exact\n"
+    "                 path-dependent TreeSHAP, the same values as XGBoost's\n"
+    "                 pred_contribs (float32) and LightGBM's pred_contrib;\n"
+    "                 CSV columns contrib_<feature>... contrib_bias (with a\n"
+    "                 class_<k>_ prefix per class), JSON Lines \"contribs\"\n"
+    "  --approx-contribs  Saabas' approximation instead (XGBoost's\n"
+    "                 approx_contribs; XGBoost models only)\n"
     "  --iterations N use only the first N boosting rounds (LightGBM\n"
     "                 num_iteration, XGBoost iteration_range=(0, N))\n"
     "  --threads N    worker threads (default: all cores); the output is\n"
@@ -55,6 +62,8 @@ int tdm__cmd_score(int argc, char **argv) {
       {"in", required_argument, NULL, 'i'},
       {"out", required_argument, NULL, 'o'},
       {"margin", no_argument, NULL, 'M'},
+      {"contribs", no_argument, NULL, 'C'},
+      {"approx-contribs", no_argument, NULL, 'A'},
       {"threads", required_argument, NULL, 't'},
       {"iterations", required_argument, NULL, 'n'},
       {"shard", required_argument, NULL, 's'},
@@ -80,6 +89,8 @@ int tdm__cmd_score(int argc, char **argv) {
       case 'i': opt.in_path = optarg; break;
       case 'o': opt.out_path = optarg; break;
       case 'M': opt.margin = 1; break;
+      case 'C': opt.contribs = 1; break;
+      case 'A': opt.contribs = 2; break;
       case 'R': registry = optarg; break;
       case 'N': no_registry = 1; break;
       case 't':
@@ -153,6 +164,12 @@ int tdm__cmd_score(int argc, char **argv) {
   if (optind < argc) {
     status =
         tdm__usage_error("score", "unexpected argument '%s'", argv[optind]);
+    goto done;
+  }
+  if (opt.contribs && opt.margin) {
+    status = tdm__usage_error("score",
+                              "--contribs and --margin do not go together "
+                              "(contributions are always in margin space)");
     goto done;
   }
   if (opt.model_path == NULL || opt.in_path == NULL || opt.out_path == NULL) {

@@ -228,7 +228,8 @@ static void *vec_push(vec *v, size_t n) {
 typedef struct tree_lines {
   kv num_leaves, num_cat, split_feature, threshold, decision_type, left_child,
       right_child, leaf_value, cat_boundaries, cat_threshold, is_linear,
-      leaf_const, num_features, leaf_features, leaf_coeff;
+      leaf_const, num_features, leaf_features, leaf_coeff, leaf_count,
+      internal_count;
   int have_num_leaves, have_num_cat, have_is_linear;
 } tree_lines;
 
@@ -244,6 +245,28 @@ static int need(line_reader *r, const kv *line, const char *key,
     return fail_line(r, tree_line, TDM_EPARSE, "Tree=%zu has no %s line",
                      tree_index, key);
   return TDM_OK;
+}
+
+/* Reads a tree's leaf_count and internal_count, TreeSHAP's node weights,
+ * into the covers of its nodes (leaves after the inner nodes). A tree
+ * without them leaves the model without contributions. */
+static int load_counts(builder *b, const tree_lines *t, size_t leaves,
+                       tdm__node *nodes) {
+  size_t inner = leaves - 1;
+  if (t->leaf_count.key == NULL ||
+      (inner > 0 && t->internal_count.key == NULL)) {
+    b->model->has_cover = 0;
+    return TDM_OK;
+  }
+  double *counts = tdm__malloc((leaves + inner) * sizeof *counts);
+  if (counts == NULL) return TDM_ENOMEM;
+  int rc = parse_doubles(b->r, &t->leaf_count, leaves, counts + inner);
+  if (rc == TDM_OK && inner > 0)
+    rc = parse_doubles(b->r, &t->internal_count, inner, counts);
+  for (size_t i = 0; rc == TDM_OK && i < leaves + inner; i++)
+    nodes[i].cover = counts[i];
+  tdm__free(counts);
+  return rc;
 }
 
 /* Translates one tree block into nodes: internal node i becomes base + i,
@@ -299,7 +322,11 @@ static int build_tree(builder *b, tree_lines *t, size_t tree_line,
     nodes[inner + j].kind = TDM__NODE_LEAF;
     nodes[inner + j].feature = -1;
     nodes[inner + j].value = values[j];
+    nodes[inner + j].unweighted = values[j];
   }
+  tree->weight = 1.0;
+  rc = load_counts(b, t, leaves, nodes);
+  if (rc != TDM_OK) goto done;
   if (inner > 0) {
     int64_t *feature = ints, *decision = ints + inner, *left = ints + 2 * inner,
             *right = ints + 3 * inner;
@@ -515,6 +542,8 @@ static void remember(tree_lines *t, const kv *line) {
       {"num_features", offsetof(tree_lines, num_features)},
       {"leaf_features", offsetof(tree_lines, leaf_features)},
       {"leaf_coeff", offsetof(tree_lines, leaf_coeff)},
+      {"leaf_count", offsetof(tree_lines, leaf_count)},
+      {"internal_count", offsetof(tree_lines, internal_count)},
   };
   for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
     if (key_is(line, keys[i].key)) {
@@ -714,6 +743,7 @@ int tdm__lightgbm_load(tdm_model *model, const char *data, size_t size,
   model->booster = "gbdt";
   model->float32 = 0;
   model->lightgbm_zero = 1;
+  model->has_cover = 1; /* until a tree lacks its counts */
   int rc = load_all(&r, model);
   if (rc == TDM_OK && model->average_output) model->booster = "rf";
   return rc;

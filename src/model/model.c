@@ -93,7 +93,8 @@ int tdm_model_load_buffer(const char *data, size_t size, const char *name,
                    name);
   }
   if (rc == TDM_OK) rc = tdm__model_validate(model, name, err);
-  if (rc == TDM_OK && tdm__fast_build(model) != TDM_OK)
+  if (rc == TDM_OK &&
+      (tdm__fast_build(model) != TDM_OK || tdm__shap_prepare(model) != TDM_OK))
     rc = tdm__fail(err, TDM_ENOMEM, "%s: out of memory", name);
   if (rc != TDM_OK) {
     tdm_model_free(model);
@@ -290,7 +291,13 @@ int tdm_model_has_feature_names(const tdm_model *model) {
   return model->has_feature_names;
 }
 
+int tdm_model_has_contribs(const tdm_model *model) {
+  return model != NULL && model->has_cover;
+}
+
 size_t tdm_model_output_width(const tdm_model *model, int flags) {
+  if (flags & (TDM_PREDICT_CONTRIBS | TDM_PREDICT_APPROX_CONTRIBS))
+    return tdm__contribs_width(model);
   if (flags & TDM_PREDICT_MARGIN) return model->num_outputs;
   return model->link == TDM__LINK_ARGMAX ? 1 : model->num_outputs;
 }
@@ -325,6 +332,8 @@ static int predict(const tdm_model *model, const double *rows64,
   if (model == NULL ||
       (num_rows > 0 && ((rows64 == NULL && rows32 == NULL) || out == NULL)))
     return TDM_EINVAL;
+  if (flags & (TDM_PREDICT_CONTRIBS | TDM_PREDICT_APPROX_CONTRIBS))
+    return tdm__contribs(model, rows64, rows32, num_rows, flags, out);
   if (tdm__fast_predict(model, rows64, rows32, num_rows, flags, out))
     return TDM_OK;
   return tdm__predict_reference(model, rows64, rows32, num_rows, flags, out);

@@ -62,9 +62,18 @@ typedef struct tdm__node {
   uint32_t linear_begin;
   uint32_t linear_count;
   double linear_const;
+  /* What TreeSHAP weighs the node's paths by: XGBoost's sum_hessian (a
+   * float32), LightGBM's internal_count or leaf_count. Zero when the file
+   * does not say (then the model has no contributions: has_cover is 0). */
+  double cover;
+  /* A leaf's value before dart's tree weight (equal to `value` for other
+   * models): XGBoost computes a tree's contributions from it and weighs
+   * them afterwards, which rounds differently from weighing the leaves. */
+  double unweighted;
 } tdm__node;
 
 typedef struct tdm__tree {
+  double weight;   /* dart's weight of the tree (float32), 1 otherwise */
   uint32_t root;   /* index of the root in tdm_model.nodes */
   uint32_t output; /* which margin (class) the tree adds to */
   uint32_t depth;
@@ -133,8 +142,15 @@ struct tdm_model {
    * impute); NaN keeps LightGBM's rule (the leaf falls back to `value`). */
   double *linear_missing;
   size_t num_linear_terms;
+  /* 1 when every node of every tree has its cover (TreeSHAP needs it). */
+  int has_cover;
   /* Per feature: 1 when a missing value is an error (linear models). */
   unsigned char *feature_required;
+
+  /* Per node: the expected value of the subtree (XGBoost's node mean, a
+   * float32; for LightGBM only roots are set, to Tree::ExpectedValue).
+   * Filled by tdm__shap_prepare when has_cover; NULL otherwise. */
+  double *expected;
 
   /* The fast evaluator's layout (fast.c); NULL when it does not apply. */
   tdm__fast *fast;
@@ -186,6 +202,27 @@ double tdm__tree_leaf_value(const tdm_model *model, const tdm__tree *tree,
 int tdm__predict_reference(const tdm_model *model, const double *rows64,
                            const float *rows32, size_t num_rows, int flags,
                            double *out);
+
+/* The next node a row takes from inner node `index` (each library's
+ * decision rule, as the reference evaluator walks). */
+uint32_t tdm__next_node(const tdm_model *model, uint32_t index, tdm__row row);
+
+/*
+ * Contributions (shap.c). Prepare computes the expected values after
+ * loading (TDM_ENOMEM, or TDM_OK doing nothing for a model without covers).
+ * tdm__contribs writes num_rows x tdm__contribs_width values: per output,
+ * one contribution per feature and the bias; flags may hold
+ * TDM_PREDICT_APPROX_CONTRIBS (Saabas, XGBoost models only). It allocates
+ * its scratch once per call; TDM_EUNSUPPORTED when the model has no covers
+ * or asks for Saabas on a LightGBM model.
+ */
+int tdm__shap_prepare(tdm_model *model);
+/* Tests: runs the vector leaf step and its scalar reference on `cases`
+ * random paths; returns how many gave different bits (0 expected). */
+size_t tdm__shap_check_lanes(uint64_t seed, size_t cases);
+size_t tdm__contribs_width(const tdm_model *model);
+int tdm__contribs(const tdm_model *model, const double *rows64,
+                  const float *rows32, size_t num_rows, int flags, double *out);
 
 /* The fast evaluator (fast.c). Build lays the trees out after loading;
  * predict returns 0, doing nothing, when the model has no fast layout. */

@@ -59,35 +59,38 @@ static inline double row_value(tdm__row row, int32_t feature) {
   return row.f64 != NULL ? row.f64[feature] : (double)row.f32[feature];
 }
 
+uint32_t tdm__next_node(const tdm_model *model, uint32_t index, tdm__row row) {
+  const tdm__node *node = &model->nodes[index];
+  double x;
+  int left;
+  switch (node->kind) {
+    case TDM__NODE_XGB_NUMERIC:
+      x = row_value(row, node->feature);
+      left = isnan(x) ? node->default_left : (float)x < (float)node->value;
+      break;
+    case TDM__NODE_XGB_CATEGORICAL:
+      x = row_value(row, node->feature);
+      left = isnan(x) ? node->default_left
+                      : xgb_category_goes_left(model, node, (float)x);
+      break;
+    case TDM__NODE_LGB_NUMERIC:
+      x = row_value(row, node->feature);
+      if (model->lightgbm_zero) x = lightgbm_value(x);
+      left = lgb_numeric_goes_left(node, x);
+      break;
+    case TDM__NODE_LGB_CATEGORICAL:
+      left = lgb_category_goes_left(model, node, row_value(row, node->feature));
+      break;
+    default: /* a leaf has no next node */ return index;
+  }
+  return left ? node->left : node->right;
+}
+
 static uint32_t find_leaf(const tdm_model *model, uint32_t index,
                           tdm__row row) {
-  for (;;) {
-    const tdm__node *node = &model->nodes[index];
-    double x;
-    int left;
-    switch (node->kind) {
-      case TDM__NODE_XGB_NUMERIC:
-        x = row_value(row, node->feature);
-        left = isnan(x) ? node->default_left : (float)x < (float)node->value;
-        break;
-      case TDM__NODE_XGB_CATEGORICAL:
-        x = row_value(row, node->feature);
-        left = isnan(x) ? node->default_left
-                        : xgb_category_goes_left(model, node, (float)x);
-        break;
-      case TDM__NODE_LGB_NUMERIC:
-        x = row_value(row, node->feature);
-        if (model->lightgbm_zero) x = lightgbm_value(x);
-        left = lgb_numeric_goes_left(node, x);
-        break;
-      case TDM__NODE_LGB_CATEGORICAL:
-        left =
-            lgb_category_goes_left(model, node, row_value(row, node->feature));
-        break;
-      default: /* a leaf */ return index;
-    }
-    index = left ? node->left : node->right;
-  }
+  while (model->nodes[index].feature >= 0)
+    index = tdm__next_node(model, index, row);
+  return index;
 }
 
 /* A leaf's output for this row: its value, or its linear function. */

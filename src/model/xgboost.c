@@ -389,22 +389,37 @@ static int load_tree(loader *ld, const tdm__json *tree, size_t base,
   } else {
     split_type = NULL;
   }
+  /* TreeSHAP weighs paths by the hessian sums; a model without them
+   * scores but has no contributions. */
+  const tdm__json *hessian = tdm__json_get(tree, "sum_hessian");
+  if (hessian != NULL && hessian->type == TDM__JSON_ARRAY &&
+      hessian->count > 0) {
+    rc = tree_array(ld, tree, "sum_hessian", count, &hessian);
+    if (rc != TDM_OK) return rc;
+  } else {
+    hessian = NULL;
+    model->has_cover = 0;
+  }
   for (size_t i = 0; i < count; i++) {
     tdm__node *node = &model->nodes[base + i];
     int64_t l, r, f;
-    float value;
+    float value, cover = 0.0f;
     rc = get_int(ld, &left->items[i], -1, (int64_t)count - 1, &l);
     if (rc == TDM_OK)
       rc = get_int(ld, &right->items[i], -1, (int64_t)count - 1, &r);
     if (rc == TDM_OK)
       rc = tdm__json_float(&ld->doc, &cond->items[i], &value, ld->err);
+    if (rc == TDM_OK && hessian != NULL)
+      rc = tdm__json_float(&ld->doc, &hessian->items[i], &cover, ld->err);
     if (rc != TDM_OK) return rc;
+    node->cover = cover;
     if (l == -1) {
       node->kind = TDM__NODE_LEAF;
       node->feature = -1;
       /* dart: XGBoost multiplies each tree's output by its weight in
        * float32; the product is the same whether taken now or later. */
       node->value = value * weight;
+      node->unweighted = value;
       continue;
     }
     if (r == -1)
@@ -501,6 +516,7 @@ static int load_trees(loader *ld, const tdm__json *gbtree_model,
   if (model->trees == NULL || model->nodes == NULL) return TDM_ENOMEM;
   word_vec words = {0};
   size_t base = 0;
+  model->has_cover = 1; /* until a tree lacks sum_hessian */
   for (size_t t = 0; t < trees->count && rc == TDM_OK; t++) {
     const tdm__json *tree = &trees->items[t];
     size_t count = tdm__json_get(tree, "left_children")->count;
@@ -511,6 +527,7 @@ static int load_trees(loader *ld, const tdm__json *gbtree_model,
     if (rc == TDM_OK && weight_drop != NULL)
       rc = tdm__json_float(&ld->doc, &weight_drop->items[t], &weight, ld->err);
     if (rc == TDM_OK) rc = load_tree(ld, tree, base, count, weight, &words);
+    model->trees[t].weight = weight;
     model->trees[t].root = (uint32_t)base;
     model->trees[t].output = (uint32_t)group;
     model->trees[t].num_nodes = (uint32_t)count;

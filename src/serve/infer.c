@@ -262,6 +262,24 @@ static int read_outputs(const tdm__json_doc *doc, const tdm__json *outputs,
   return TDM_OK;
 }
 
+/* parameters.contribs: true (TreeSHAP), "approx" (Saabas) or false. The
+ * model is checked later, in tdm__infer_parse, where it is known. */
+static int read_contribs(const tdm__json_doc *doc, const tdm__json *contribs,
+                         tdm__infer_request *req, tdm_error *err) {
+  if (contribs == NULL) return TDM_OK;
+  if (contribs->type == TDM__JSON_BOOL) {
+    if (contribs->boolean) req->outputs |= TDM__OUTPUT_CONTRIBS;
+    return TDM_OK;
+  }
+  if (contribs->type == TDM__JSON_STRING &&
+      strcmp(contribs->text, "approx") == 0) {
+    req->outputs |= TDM__OUTPUT_CONTRIBS | TDM__OUTPUT_APPROX_CONTRIBS;
+    return TDM_OK;
+  }
+  return fail_at(doc, contribs, err,
+                 "\"contribs\" must be true, false or \"approx\"");
+}
+
 static int read_request_header(tdm__infer_request *req, tdm_error *err) {
   const tdm__json_doc *doc = &req->doc;
   const tdm__json *root = doc->root;
@@ -287,7 +305,11 @@ static int read_request_header(tdm__infer_request *req, tdm_error *err) {
                        "timeout (microseconds) may not be negative");
     }
   }
-  return read_outputs(doc, tdm__json_get(root, "outputs"), &req->outputs, err);
+  int rc =
+      read_outputs(doc, tdm__json_get(root, "outputs"), &req->outputs, err);
+  if (rc == TDM_OK && params != NULL)
+    rc = read_contribs(doc, tdm__json_get(params, "contribs"), req, err);
+  return rc;
 }
 
 /* Reads one tensor [rows, features] into req->rows. */
@@ -408,6 +430,23 @@ static int read_inputs(const tdm_model *model, tdm__infer_request *req,
   return read_features(model, req, inputs, err);
 }
 
+/* Contributions need the trees' covers, and Saabas an XGBoost model. */
+static int check_contribs(const tdm_model *model, const tdm__infer_request *req,
+                          tdm_error *err) {
+  if (!(req->outputs & TDM__OUTPUT_CONTRIBS)) return TDM_OK;
+  const tdm__json *at =
+      tdm__json_get(tdm__json_get(req->doc.root, "parameters"), "contribs");
+  if (!tdm_model_has_contribs(model))
+    return fail_at(&req->doc, at, err,
+                   "this model has no contributions: its file lacks the "
+                   "trees' covers (XGBoost's sum_hessian, LightGBM's counts)");
+  if ((req->outputs & TDM__OUTPUT_APPROX_CONTRIBS) && !model->float32)
+    return fail_at(&req->doc, at, err,
+                   "\"approx\" contributions are XGBoost's; this model has "
+                   "only exact ones (true)");
+  return TDM_OK;
+}
+
 int tdm__infer_parse(const tdm_model *model, const char *body, size_t size,
                      tdm__infer_request *req, tdm_error *err) {
   memset(req, 0, sizeof *req);
@@ -415,6 +454,7 @@ int tdm__infer_parse(const tdm_model *model, const char *body, size_t size,
   int rc = tdm__json_parse(&req->doc, body, size, "request", 0, err);
   if (rc != TDM_OK) return rc;
   rc = read_request_header(req, err);
+  if (rc == TDM_OK) rc = check_contribs(model, req, err);
   if (rc == TDM_OK) rc = read_inputs(model, req, err);
   if (rc != TDM_OK) tdm__infer_request_free(req);
   return rc;
@@ -444,15 +484,40 @@ static int append_values(tdm__buf *out, const tdm_model *model,
   return rc;
 }
 
+/* Appends one output tensor of rows x width values; with groups > 1 its
+ * shape is [rows, groups, width / groups] (contributions per class). */
 static int append_output(tdm__buf *out, const tdm_model *model, int first,
                          const char *name, const double *values, size_t rows,
-                         size_t width) {
-  int rc = tdm__buf_printf(
-      out, "%s{\"name\":\"%s\",\"datatype\":\"%s\",\"shape\":[%zu,%zu],"
-           "\"data\":",
-      first ? "" : ",", name, model->float32 ? "FP32" : "FP64", rows, width);
+                         size_t width, size_t groups) {
+  int rc =
+      tdm__buf_printf(out, "%s{\"name\":\"%s\",\"datatype\":\"%s\",",
+                      first ? "" : ",", name, model->float32 ? "FP32" : "FP64");
+  if (rc == TDM_OK)
+    rc = groups > 1
+             ? tdm__buf_printf(out, "\"shape\":[%zu,%zu,%zu],\"data\":", rows,
+                               groups, width / groups)
+             : tdm__buf_printf(out, "\"shape\":[%zu,%zu],\"data\":", rows,
+                               width);
   if (rc == TDM_OK) rc = append_values(out, model, values, rows * width);
   if (rc == TDM_OK) rc = tdm__buf_append(out, "}", 1);
+  return rc;
+}
+
+/* The "contribs" tensor: the rows explained (tdm__infer_parse checked
+ * that the model can). */
+static int append_contribs(tdm__buf *out, const tdm_model *model, int first,
+                           const tdm__infer_request *req) {
+  int flags = TDM_PREDICT_CONTRIBS;
+  if (req->outputs & TDM__OUTPUT_APPROX_CONTRIBS)
+    flags |= TDM_PREDICT_APPROX_CONTRIBS;
+  size_t width = tdm_model_output_width(model, flags);
+  double *values = tdm__malloc(req->num_rows * width * sizeof *values + 1);
+  if (values == NULL) return TDM_ENOMEM;
+  int rc = tdm_model_predict(model, req->rows, req->num_rows, flags, values);
+  if (rc == TDM_OK)
+    rc = append_output(out, model, first, "contribs", values, req->num_rows,
+                       width, model->num_outputs);
+  tdm__free(values);
   return rc;
 }
 
@@ -484,11 +549,15 @@ int tdm__infer_respond(const tdm_model *model, const char *model_name,
   if (rc == TDM_OK) rc = tdm__buf_append(out, ",\"outputs\":[", 12);
   int first = 1;
   if (rc == TDM_OK && (req->outputs & TDM__OUTPUT_SCORE)) {
-    rc = append_output(out, model, first, "score", scores, n, width);
+    rc = append_output(out, model, first, "score", scores, n, width, 1);
     first = 0;
   }
-  if (rc == TDM_OK && (req->outputs & TDM__OUTPUT_MARGIN))
-    rc = append_output(out, model, first, "margin", margins, n, k);
+  if (rc == TDM_OK && (req->outputs & TDM__OUTPUT_MARGIN)) {
+    rc = append_output(out, model, first, "margin", margins, n, k, 1);
+    first = 0;
+  }
+  if (rc == TDM_OK && (req->outputs & TDM__OUTPUT_CONTRIBS))
+    rc = append_contribs(out, model, first, req);
   if (rc == TDM_OK) rc = tdm__buf_append(out, "]}", 2);
   if (margins != stack) tdm__free(margins);
   return rc;

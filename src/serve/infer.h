@@ -6,7 +6,9 @@
  *
  * A model has two output tensors: "score" (what `tandem score` writes:
  * probabilities, per-class values, or a regression value) and "margin"
- * (the untransformed sums). Both are computed from one evaluation.
+ * (the untransformed sums). Both are computed from one evaluation. On
+ * request (parameters.contribs) a third, "contribs", holds the feature
+ * contributions (docs/explanations.md).
  */
 #ifndef TDM_INFER_H
 #define TDM_INFER_H
@@ -18,7 +20,15 @@
 #include "../core/json.h"
 #include "tandem.h"
 
-enum { TDM__OUTPUT_SCORE = 1, TDM__OUTPUT_MARGIN = 2 };
+/* Output tensors a request may ask for. "contribs" (the parameter
+ * "contribs": true, or "approx" for Saabas) is the feature contributions,
+ * [rows, features + 1] or [rows, classes, features + 1]. */
+enum {
+  TDM__OUTPUT_SCORE = 1,
+  TDM__OUTPUT_MARGIN = 2,
+  TDM__OUTPUT_CONTRIBS = 4,
+  TDM__OUTPUT_APPROX_CONTRIBS = 8
+};
 
 typedef struct tdm__infer_request {
   tdm__json_doc doc;  /* the parsed body; id points into it */

@@ -34,6 +34,10 @@
   X(score_out_of_memory)                     \
   X(fast_matches_reference_on_random_models) \
   X(fast_matches_reference_on_fixtures)      \
+  X(shap_matches_brute_force_shapley)        \
+  X(shap_needs_covers)                       \
+  X(shap_lanes_match_scalar)                 \
+  X(shap_out_of_memory)                      \
   X(number_hard_cases)                       \
   X(number_random_against_strtod)            \
   X(infer_matrix_flat_nested_and_one_row)    \

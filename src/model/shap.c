@@ -1,0 +1,363 @@
+/*
+ * shap.c - feature contributions of one prediction: path-dependent
+ * TreeSHAP as XGBoost's Booster.predict(pred_contribs=True) and LightGBM's
+ * predict(pred_contrib=True) compute it, and Saabas' approximation as
+ * XGBoost's approx_contribs=True does. It reads the one tree
+ * representation (model.h): the node covers (sum_hessian, data counts)
+ * the loaders keep, and the expected value of every node, computed once
+ * at load by tdm__shap_prepare.
+ *
+ * Per row and output the contributions are num_features values and the
+ * bias (the expected margin) last; they sum to the margin. XGBoost
+ * computes them in float32 tree by tree (each tree's contributions into a
+ * zeroed vector, then added, times dart's weight, to the row's) and adds
+ * base_score to the bias at the end; LightGBM in double straight into the
+ * row's. Both orders are kept here, so the values are the same bits.
+ */
+#include <string.h>
+
+#include "../core/core.h"
+#include "model.h"
+
+/* The features a tree's recursion wrote to (float32 models add only
+ * those to the row: adding a zero changes nothing, so skipping it is
+ * exact, and a row costs its paths rather than trees x features). */
+typedef struct shap_touched {
+  uint32_t *list;
+  size_t count;
+  unsigned char *marked; /* per feature */
+} shap_touched;
+
+static inline void touch(shap_touched *touched, int feature) {
+  if (!touched->marked[feature]) {
+    touched->marked[feature] = 1;
+    touched->list[touched->count++] = (uint32_t)feature;
+  }
+}
+
+#define SHAP_REAL float
+#include "shap_path.h"
+#undef SHAP_REAL
+#define SHAP_REAL double
+#include "shap_path.h"
+#undef SHAP_REAL
+
+/* LightGBM's leaves take the scalar step. */
+static void leaf_contributions_double(const path_element_double *path,
+                                      unsigned depth, double leaf, double *phi,
+                                      shap_touched *touched) {
+  leaf_contributions_scalar_double(path, depth, leaf, phi, touched);
+}
+
+/*
+ * XGBoost's leaves: unwound_path_sum for four path elements at once, in
+ * the lanes of a float vector (SSE2 on x86-64, whatever the target has
+ * elsewhere; GCC's and clang's vector extensions). Each lane performs the
+ * scalar version's operations in the same order; IEEE division,
+ * multiplication and addition give the same bits in a lane as alone, so
+ * the result is the reference's, bit for bit (tested against it by
+ * tdm__shap_check_lanes). Both branches of the scalar `if` are computed
+ * and the lane's own is selected. Dividing by a zero in a lane that does
+ * not use the quotient is harmless: it is never selected.
+ */
+typedef float lanes_float __attribute__((vector_size(16)));
+typedef int32_t lanes_mask __attribute__((vector_size(16)));
+
+static inline lanes_float lanes_select(lanes_mask mask, lanes_float yes,
+                                       lanes_float no) {
+  return (lanes_float)(((lanes_mask)yes & mask) | ((lanes_mask)no & ~mask));
+}
+
+static inline lanes_float lanes_splat(float x) {
+  return (lanes_float){x, x, x, x};
+}
+
+/* Up to `groups` x 4 path elements from `first` on, in one pass over the
+ * path: the groups' dependency chains (each step waits for a division)
+ * are independent, so interleaving them keeps the divider busy. Called
+ * with constant `groups`, so the loops over groups unroll. */
+static inline __attribute__((always_inline)) void lanes_pass(
+    const path_element_float *path, unsigned depth, unsigned first,
+    unsigned groups, float leaf, float *phi, shap_touched *touched) {
+  const lanes_float scale = lanes_splat((float)(depth + 1));
+  lanes_float one[4], zero[4], next_one_portion[4], total[4];
+  lanes_mask one_set[4], zero_set[4];
+  for (unsigned g = 0; g < groups; g++) {
+    float one_in[4], zero_in[4];
+    for (unsigned k = 0; k < 4; k++) {
+      unsigned i = first + 4 * g + k;
+      if (i > depth) i = depth; /* a spare lane repeats the last element */
+      one_in[k] = path[i].one_fraction;
+      zero_in[k] = path[i].zero_fraction;
+    }
+    one[g] = (lanes_float){one_in[0], one_in[1], one_in[2], one_in[3]};
+    zero[g] = (lanes_float){zero_in[0], zero_in[1], zero_in[2], zero_in[3]};
+    one_set[g] = one[g] != lanes_splat(0.0f);
+    zero_set[g] = zero[g] != lanes_splat(0.0f);
+    next_one_portion[g] = lanes_splat(path[depth].pweight);
+    total[g] = lanes_splat(0.0f);
+  }
+  for (int i = (int)depth - 1; i >= 0; i--) {
+    const lanes_float pweight = lanes_splat(path[i].pweight);
+    const lanes_float ratio =
+        lanes_splat((float)(depth - (unsigned)i) / (float)(depth + 1));
+    const lanes_float position = lanes_splat((float)(i + 1));
+    for (unsigned g = 0; g < groups; g++) {
+      const lanes_float share =
+          next_one_portion[g] * scale / (position * one[g]);
+      const lanes_float zero_share = (pweight / zero[g]) / ratio;
+      total[g] = lanes_select(
+          one_set[g], total[g] + share,
+          lanes_select(zero_set[g], total[g] + zero_share, total[g]));
+      next_one_portion[g] = pweight - share * zero[g] * ratio;
+    }
+  }
+  for (unsigned g = 0; g < groups; g++) {
+    for (unsigned k = 0; k < 4 && first + 4 * g + k <= depth; k++) {
+      const path_element_float *el = &path[first + 4 * g + k];
+      touch(touched, el->feature);
+      phi[el->feature] +=
+          total[g][k] * (el->one_fraction - el->zero_fraction) * leaf;
+    }
+  }
+}
+
+static void leaf_contributions_lanes(const path_element_float *path,
+                                     unsigned depth, float leaf, float *phi,
+                                     shap_touched *touched) {
+  for (unsigned first = 1; first <= depth; first += 16) {
+    switch ((depth - first) / 4) {
+      case 0: lanes_pass(path, depth, first, 1, leaf, phi, touched); break;
+      case 1: lanes_pass(path, depth, first, 2, leaf, phi, touched); break;
+      case 2: lanes_pass(path, depth, first, 3, leaf, phi, touched); break;
+      default: lanes_pass(path, depth, first, 4, leaf, phi, touched); break;
+    }
+  }
+}
+
+static void leaf_contributions_float(const path_element_float *path,
+                                     unsigned depth, float leaf, float *phi,
+                                     shap_touched *touched) {
+  leaf_contributions_lanes(path, depth, leaf, phi, touched);
+}
+
+size_t tdm__shap_check_lanes(uint64_t seed, size_t cases) {
+  enum { MAX_DEPTH = 24 };
+  path_element_float path[MAX_DEPTH + 1];
+  float want[MAX_DEPTH + 1], got[MAX_DEPTH + 1];
+  uint32_t list[MAX_DEPTH + 1];
+  unsigned char marked[MAX_DEPTH + 1];
+  shap_touched touched = {list, 0, marked};
+  size_t mismatches = 0;
+  for (size_t c = 0; c < cases; c++) {
+    /* A path as the recursion builds it: distinct features, fractions in
+     * (0, 1] from covers, the row's 0 or 1, and sometimes a zero cover. */
+    unsigned depth = 1 + (unsigned)((seed >> 33) % MAX_DEPTH);
+    for (unsigned d = 0; d <= depth; d++) {
+      seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+      float zero = (float)((seed >> 40) % 1000) / 999.0f;
+      float one = (seed >> 20) & 1 ? 1.0f : 0.0f;
+      if ((seed >> 10) % 8 == 0) zero = 0.0f;
+      if (d == 0) zero = one = 1.0f;
+      extend_path_float(path, d, zero, one, d == 0 ? -1 : (int)d - 1);
+    }
+    memset(want, 0, sizeof want);
+    memset(got, 0, sizeof got);
+    memset(marked, 0, sizeof marked);
+    float leaf = (float)((int)(seed % 2001) - 1000) / 7.0f;
+    touched.count = 0;
+    leaf_contributions_scalar_float(path, depth, leaf, want, &touched);
+    memset(marked, 0, sizeof marked);
+    touched.count = 0;
+    leaf_contributions_lanes(path, depth, leaf, got, &touched);
+    if (memcmp(want, got, sizeof want) != 0) mismatches++;
+  }
+  return mismatches;
+}
+
+/* XGBoost's node mean values (FillNodeMeanValue): a leaf's value, or the
+ * children's means weighed by their sum_hessian, in float32. */
+static float xgboost_node_mean(tdm_model *model, uint32_t index) {
+  const tdm__node *node = &model->nodes[index];
+  float result;
+  if (node->feature < 0) {
+    result = (float)node->unweighted;
+  } else {
+    result = xgboost_node_mean(model, node->left) *
+             (float)model->nodes[node->left].cover;
+    result += xgboost_node_mean(model, node->right) *
+              (float)model->nodes[node->right].cover;
+    result /= (float)node->cover;
+  }
+  model->expected[index] = result;
+  return result;
+}
+
+/* LightGBM's Tree::ExpectedValue: the leaves in order, each weighed by its
+ * share of the root's count. Leaves follow the inner nodes (lightgbm.c). */
+static double lightgbm_expected(const tdm_model *model, const tdm__tree *tree) {
+  uint32_t leaves = (tree->num_nodes + 1) / 2, inner = leaves - 1;
+  const tdm__node *nodes = &model->nodes[tree->root];
+  if (leaves == 1) return nodes[0].value;
+  const double total = nodes[0].cover;
+  double expected = 0.0;
+  for (uint32_t j = 0; j < leaves; j++)
+    expected += (nodes[inner + j].cover / total) * nodes[inner + j].value;
+  return expected;
+}
+
+int tdm__shap_prepare(tdm_model *model) {
+  if (!model->has_cover) return TDM_OK;
+  model->expected =
+      tdm__arena_alloc(&model->arena, model->num_nodes * sizeof(double));
+  if (model->expected == NULL) return TDM_ENOMEM;
+  for (size_t t = 0; t < model->num_trees; t++) {
+    const tdm__tree *tree = &model->trees[t];
+    if (model->float32)
+      xgboost_node_mean(model, tree->root);
+    else
+      model->expected[tree->root] = lightgbm_expected(model, tree);
+  }
+  return TDM_OK;
+}
+
+size_t tdm__contribs_width(const tdm_model *model) {
+  return model->num_outputs * (model->num_features + 1);
+}
+
+/* Saabas' attribution (XGBoost's CalculateContributionsApprox): along the
+ * row's path each split's feature gets the change of the node mean. */
+static void saabas_tree(const tdm_model *model, const tdm__tree *tree,
+                        tdm__row row, float *phi, shap_touched *touched) {
+  uint32_t index = tree->root;
+  float node_value = (float)model->expected[index];
+  int feature = 0;
+  while (model->nodes[index].feature >= 0) {
+    feature = model->nodes[index].feature;
+    index = tdm__next_node(model, index, row);
+    float new_value = (float)model->expected[index];
+    touch(touched, feature);
+    phi[feature] += new_value - node_value;
+    node_value = new_value;
+  }
+  if (index == tree->root) return; /* a single leaf: only the bias */
+  touch(touched, feature);
+  phi[feature] += (float)model->nodes[index].unweighted - node_value;
+}
+
+/* Per-call scratch: the path triangle and, for float32 models, one tree's
+ * contributions and the features it touched. */
+typedef struct shap_scratch {
+  void *path;
+  float *tree_phi;
+  shap_touched touched;
+} shap_scratch;
+
+static int scratch_new(const tdm_model *model, shap_scratch *s) {
+  size_t depth = 0;
+  for (size_t t = 0; t < model->num_trees; t++)
+    if (model->trees[t].depth > depth) depth = model->trees[t].depth;
+  size_t elements = (depth + 2) * (depth + 3) / 2;
+  size_t nf = model->num_features;
+  s->path = tdm__malloc(elements * sizeof(path_element_double));
+  s->tree_phi = tdm__calloc(nf + 1, sizeof(float));
+  s->touched.list = tdm__malloc((nf + 1) * sizeof(uint32_t));
+  s->touched.marked = tdm__calloc(nf + 1, 1);
+  s->touched.count = 0;
+  if (s->path && s->tree_phi && s->touched.list && s->touched.marked)
+    return TDM_OK;
+  tdm__free(s->path);
+  tdm__free(s->tree_phi);
+  tdm__free(s->touched.list);
+  tdm__free(s->touched.marked);
+  return TDM_ENOMEM;
+}
+
+static void scratch_free(shap_scratch *s) {
+  tdm__free(s->path);
+  tdm__free(s->tree_phi);
+  tdm__free(s->touched.list);
+  tdm__free(s->touched.marked);
+}
+
+/* One row of a float32 (XGBoost) model, as CPUPredictor's
+ * PredictContribution: per tree a zeroed vector gets the tree's mean as
+ * bias and its contributions, then the row adds it times the tree's
+ * weight (dart), feature by feature; base_score goes to the bias last. */
+static void contribs_row_float(const tdm_model *model, tdm__row row,
+                               int approximate, shap_scratch *s, double *out) {
+  size_t nf = model->num_features, width = nf + 1;
+  float *phi = s->tree_phi;
+  for (size_t o = 0; o < model->num_outputs; o++) {
+    double *dest = out + o * width;
+    for (size_t c = 0; c < width; c++) dest[c] = 0.0;
+  }
+  for (size_t t = 0; t < model->num_trees; t++) {
+    const tdm__tree *tree = &model->trees[t];
+    double *dest = out + tree->output * width;
+    shap_touched *touched = &s->touched;
+    phi[nf] = (float)model->expected[tree->root];
+    if (approximate)
+      saabas_tree(model, tree, row, phi, touched);
+    else
+      tree_shap_float(model, row, phi, touched, tree->root, 0, s->path, 1.0f,
+                      1.0f, -1);
+    float weight = (float)tree->weight;
+    /* The row's sums are float32 values kept in doubles. */
+    for (size_t i = 0; i < touched->count; i++) {
+      uint32_t f = touched->list[i];
+      dest[f] = (float)dest[f] + phi[f] * weight;
+      phi[f] = 0.0f;
+      touched->marked[f] = 0;
+    }
+    touched->count = 0;
+    dest[nf] = (float)dest[nf] + phi[nf] * weight;
+    phi[nf] = 0.0f;
+  }
+  for (size_t o = 0; o < model->num_outputs; o++) {
+    double *dest = out + o * width;
+    dest[nf] = (float)dest[nf] + (float)model->base_margin[o];
+  }
+}
+
+/* One row of a double (LightGBM) model, as GBDT::PredictContrib: every
+ * tree adds its expected value to the bias and its contributions, in
+ * tree order, straight into the row's. */
+static void contribs_row_double(const tdm_model *model, tdm__row row,
+                                shap_scratch *s, double *out) {
+  size_t nf = model->num_features, width = nf + 1;
+  for (size_t c = 0; c < model->num_outputs * width; c++) out[c] = 0.0;
+  for (size_t t = 0; t < model->num_trees; t++) {
+    const tdm__tree *tree = &model->trees[t];
+    double *phi = out + tree->output * width;
+    phi[nf] += model->expected[tree->root];
+    if (tree->num_nodes > 1)
+      tree_shap_double(model, row, phi, &s->touched, tree->root, 0, s->path,
+                       1.0, 1.0, -1);
+    for (size_t i = 0; i < s->touched.count; i++)
+      s->touched.marked[s->touched.list[i]] = 0;
+    s->touched.count = 0;
+  }
+}
+
+int tdm__contribs(const tdm_model *model, const double *rows64,
+                  const float *rows32, size_t num_rows, int flags,
+                  double *out) {
+  int approximate = (flags & TDM_PREDICT_APPROX_CONTRIBS) != 0;
+  if (!model->has_cover || (approximate && !model->float32))
+    return TDM_EUNSUPPORTED;
+  if (num_rows == 0) return TDM_OK;
+  shap_scratch s;
+  if (scratch_new(model, &s) != TDM_OK) return TDM_ENOMEM;
+  size_t nf = model->num_features, width = tdm__contribs_width(model);
+  for (size_t r = 0; r < num_rows; r++) {
+    tdm__row row = {rows64 ? rows64 + r * nf : NULL,
+                    rows32 ? rows32 + r * nf : NULL};
+    if (model->float32)
+      contribs_row_float(model, row, approximate, &s, out + r * width);
+    else
+      contribs_row_double(model, row, &s, out + r * width);
+  }
+  scratch_free(&s);
+  return TDM_OK;
+}

@@ -1,0 +1,173 @@
+/*
+ * shap_path.h - the path-dependent TreeSHAP recursion (Lundberg et al.,
+ * "Consistent Individualized Feature Attribution for Tree Ensembles",
+ * algorithm 2), written once for the two precisions the libraries use:
+ * shap.c includes it with SHAP_REAL float (XGBoost computes in float32)
+ * and with SHAP_REAL double (LightGBM). Every expression keeps the
+ * operand order and the conversions of the libraries' code, because a
+ * different order rounds differently and the contributions must be the
+ * same bits. Not a header to include anywhere else.
+ */
+#ifndef SHAP_REAL
+#error "shap_path.h is included by shap.c with SHAP_REAL defined"
+#endif
+
+#define SHAP_CAT2(a, b) a##_##b
+#define SHAP_CAT(a, b) SHAP_CAT2(a, b)
+#define SHAP_FN(name) SHAP_CAT(name, SHAP_REAL)
+
+/* One feature on the path from the root: the fraction of the training
+ * data (zero) and of this row (one, 0 or 1) that takes the path, and the
+ * permutation weight of subsets of that size. */
+typedef struct SHAP_FN(path_element) {
+  int feature;
+  SHAP_REAL zero_fraction;
+  SHAP_REAL one_fraction;
+  SHAP_REAL pweight;
+} SHAP_FN(path_element);
+
+/* Adds a feature to the path at position depth, updating the weights. */
+static void SHAP_FN(extend_path)(SHAP_FN(path_element) * path, unsigned depth,
+                                 SHAP_REAL zero_fraction,
+                                 SHAP_REAL one_fraction, int feature) {
+  path[depth].feature = feature;
+  path[depth].zero_fraction = zero_fraction;
+  path[depth].one_fraction = one_fraction;
+  path[depth].pweight = (SHAP_REAL)(depth == 0 ? 1 : 0);
+  for (int i = (int)depth - 1; i >= 0; i--) {
+    path[i + 1].pweight += one_fraction * path[i].pweight * (SHAP_REAL)(i + 1) /
+                           (SHAP_REAL)(depth + 1);
+    path[i].pweight = zero_fraction * path[i].pweight *
+                      (SHAP_REAL)(depth - (unsigned)i) / (SHAP_REAL)(depth + 1);
+  }
+}
+
+/* Removes the feature at path_index, undoing its extension. */
+static void SHAP_FN(unwind_path)(SHAP_FN(path_element) * path, unsigned depth,
+                                 unsigned path_index) {
+  const SHAP_REAL one_fraction = path[path_index].one_fraction;
+  const SHAP_REAL zero_fraction = path[path_index].zero_fraction;
+  SHAP_REAL next_one_portion = path[depth].pweight;
+  for (int i = (int)depth - 1; i >= 0; i--) {
+    if (one_fraction != 0) {
+      const SHAP_REAL kept = path[i].pweight;
+      path[i].pweight = next_one_portion * (SHAP_REAL)(depth + 1) /
+                        ((SHAP_REAL)(i + 1) * one_fraction);
+      next_one_portion = kept - path[i].pweight * zero_fraction *
+                                    (SHAP_REAL)(depth - (unsigned)i) /
+                                    (SHAP_REAL)(depth + 1);
+    } else {
+      path[i].pweight = (path[i].pweight * (SHAP_REAL)(depth + 1)) /
+                        (zero_fraction * (SHAP_REAL)(depth - (unsigned)i));
+    }
+  }
+  for (unsigned i = path_index; i < depth; i++) {
+    path[i].feature = path[i + 1].feature;
+    path[i].zero_fraction = path[i + 1].zero_fraction;
+    path[i].one_fraction = path[i + 1].one_fraction;
+  }
+}
+
+/* The total permutation weight the path would have without the feature
+ * at path_index (without changing the path). */
+static SHAP_REAL SHAP_FN(unwound_path_sum)(const SHAP_FN(path_element) * path,
+                                           unsigned depth,
+                                           unsigned path_index) {
+  const SHAP_REAL one_fraction = path[path_index].one_fraction;
+  const SHAP_REAL zero_fraction = path[path_index].zero_fraction;
+  SHAP_REAL next_one_portion = path[depth].pweight;
+  SHAP_REAL total = 0;
+  for (int i = (int)depth - 1; i >= 0; i--) {
+    if (one_fraction != 0) {
+      const SHAP_REAL share = next_one_portion * (SHAP_REAL)(depth + 1) /
+                              ((SHAP_REAL)(i + 1) * one_fraction);
+      total += share;
+      next_one_portion =
+          path[i].pweight -
+          share * zero_fraction *
+              ((SHAP_REAL)(depth - (unsigned)i) / (SHAP_REAL)(depth + 1));
+    } else if (zero_fraction != 0) {
+      total += (path[i].pweight / zero_fraction) /
+               ((SHAP_REAL)(depth - (unsigned)i) / (SHAP_REAL)(depth + 1));
+    }
+    /* Both zero: the permutation weight is zero (XGBoost checks it). */
+  }
+  return total;
+}
+
+/* The reference leaf step: each feature on the path gets its share of
+ * the leaf's value. The features on a path are distinct, so the order of
+ * the updates does not matter. */
+static void SHAP_FN(leaf_contributions_scalar)(const SHAP_FN(path_element) *
+                                                   path,
+                                               unsigned depth, SHAP_REAL leaf,
+                                               SHAP_REAL *phi,
+                                               shap_touched *touched) {
+  for (unsigned i = 1; i <= depth; i++) {
+    const SHAP_REAL w = SHAP_FN(unwound_path_sum)(path, depth, i);
+    const SHAP_FN(path_element) *el = &path[i];
+    touch(touched, el->feature);
+    phi[el->feature] += w * (el->one_fraction - el->zero_fraction) * leaf;
+  }
+}
+
+/* The leaf step the recursion takes: shap.c defines it per precision (the
+ * scalar one above, or lanes that compute several unwound sums at once
+ * with the same operations in the same order). */
+static void SHAP_FN(leaf_contributions)(const SHAP_FN(path_element) * path,
+                                        unsigned depth, SHAP_REAL leaf,
+                                        SHAP_REAL *phi, shap_touched *touched);
+
+/*
+ * The recursion from `node` with the path so far in parent[0..depth-1]
+ * (the root call passes depth 0 and a dummy feature -1). Each call copies
+ * its parent's path into the next slot, so the storage is a triangle of
+ * (max depth + 2)(max depth + 3)/2 elements. Contributions go to phi; a
+ * feature's first contribution is recorded in `touched`.
+ */
+static void SHAP_FN(tree_shap)(const tdm_model *model, tdm__row row,
+                               SHAP_REAL *phi, shap_touched *touched,
+                               uint32_t index, unsigned depth,
+                               SHAP_FN(path_element) * parent,
+                               SHAP_REAL parent_zero_fraction,
+                               SHAP_REAL parent_one_fraction,
+                               int parent_feature) {
+  const tdm__node *node = &model->nodes[index];
+  SHAP_FN(path_element) *path = parent + depth + 1;
+  memcpy(path, parent, (depth + 1) * sizeof *path);
+  SHAP_FN(extend_path)
+  (path, depth, parent_zero_fraction, parent_one_fraction, parent_feature);
+  if (node->feature < 0) {
+    SHAP_FN(leaf_contributions)
+    (path, depth, (SHAP_REAL)node->unweighted, phi, touched);
+    return;
+  }
+  uint32_t hot = tdm__next_node(model, index, row);
+  uint32_t cold = hot == node->left ? node->right : node->left;
+  const SHAP_REAL w = (SHAP_REAL)node->cover;
+  const SHAP_REAL hot_zero_fraction = (SHAP_REAL)model->nodes[hot].cover / w;
+  const SHAP_REAL cold_zero_fraction = (SHAP_REAL)model->nodes[cold].cover / w;
+  SHAP_REAL incoming_zero_fraction = 1;
+  SHAP_REAL incoming_one_fraction = 1;
+  /* A feature already on the path is unwound and split again here. */
+  unsigned path_index = 0;
+  for (; path_index <= depth; path_index++)
+    if (path[path_index].feature == node->feature) break;
+  if (path_index != depth + 1) {
+    incoming_zero_fraction = path[path_index].zero_fraction;
+    incoming_one_fraction = path[path_index].one_fraction;
+    SHAP_FN(unwind_path)(path, depth, path_index);
+    depth -= 1;
+  }
+  SHAP_FN(tree_shap)
+  (model, row, phi, touched, hot, depth + 1, path,
+   hot_zero_fraction * incoming_zero_fraction, incoming_one_fraction,
+   node->feature);
+  SHAP_FN(tree_shap)
+  (model, row, phi, touched, cold, depth + 1, path,
+   cold_zero_fraction * incoming_zero_fraction, 0, node->feature);
+}
+
+#undef SHAP_FN
+#undef SHAP_CAT
+#undef SHAP_CAT2
