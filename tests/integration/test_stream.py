@@ -40,13 +40,14 @@ produces the events and reads the results.
 import datetime
 import json
 import os
+import re
 import signal
 import subprocess
 import time
 import urllib.request
 
 import kafka_util
-from common import TANDEM, expect, fail, finish, tmpdir
+from common import TANDEM, expect, fail, finish, tmpdir, wait_until
 from kafka_util import matches, per_entity, strip_duplicate
 from pipeline_util import (FRAUD_COLUMNS, fmt_time, fraud_events,
                            fraud_pipeline, read_jsonl, read_lines, tandem,
@@ -194,7 +195,8 @@ not_json = [json.loads(v) for _, _, _, v in letters
 expect(len(not_json) == 1 and "message" in not_json[0]["error"],
        f"(a) the dead letter of 'not json': {not_json}")
 # /metrics (the address is on stderr)
-time.sleep(1.5)
+wait_until(lambda: "metrics on" in open(os.path.join(out, "stream.log")).read(),
+           "the stream logs its metrics address")
 log = open(os.path.join(out, "stream.log")).read()
 url = [l.split(" on ", 1)[1] for l in log.splitlines() if "metrics on" in l]
 metrics = ""
@@ -346,18 +348,40 @@ def wait_log(name, needle, count=1, timeout=60):
         time.sleep(0.2)
     return log_count(name, needle) >= count
 
+    for line in text.splitlines():
+        if line.startswith(metric + " ") or line.startswith(metric + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
 
 fast = ["--group", "pair"]
+debug = dict(os.environ, TANDEM_STREAM_DEBUG="1")
 a = start_stream("in5", "out5", "dlq5", os.path.join(out, "state5a"), *fast,
-                 stderr_name="pair-a")
+                 stderr_name="pair-a", env=debug)
 expect(wait_log("pair-a", "assigned"), "(e) the first member got no partitions")
 b = start_stream("in5", "out5", "dlq5", os.path.join(out, "state5b"), *fast,
-                 stderr_name="pair-b")
+                 stderr_name="pair-b", env=debug)
 expect(wait_log("pair-b", "assigned") and wait_log("pair-a", "assigned", 2),
        "(e) the group did not rebalance to two members")
 kcat_produce("in5", input_lines[:450])
 wait_outputs("out5", sum(1 for i in range(450) if i + 1 not in rejected_lines), a)
-time.sleep(1)  # a commit (every 200 ms) after the last of them
+# Wait until the states of every input partition are saved up to its end
+# (TANDEM_STREAM_DEBUG logs each commit's offsets once its states are in
+# the changelog), so the survivor has the killed member's states to take.
+ends = partition_ends("in5")
+
+
+def saved_to_the_end():
+    last = {}
+    for name in ("pair-a", "pair-b"):
+        for line in open(os.path.join(out, name + ".log")).read().splitlines():
+            m = re.match(r"tandem stream: commit \[(\d+)\] (\d+)", line)
+            if m:
+                last[int(m[1])] = max(last.get(int(m[1]), 0), int(m[2]))
+    return all(last.get(p, -1) >= end for p, end in ends.items())
+
+
+wait_until(saved_to_the_end, "(e) every input partition saved to its end")
 a.kill()
 a.wait()
 kcat_produce("in5", input_lines[450:])
@@ -467,11 +491,8 @@ expect(status == -signal.SIGKILL, f"(i) the crash hook: exit status {status}")
 proc = start_stream("in11", "out11", "dlq11", state11, stderr_name="seed-3")
 # The killed run may have answered every event already: wait for this one
 # to take its partitions and go through what it processes again.
-deadline = time.time() + 60
-while time.time() < deadline and "assigned" not in open(
-        os.path.join(out, "seed-3.log")).read():
-    time.sleep(0.2)
-time.sleep(3)
+expect(wait_log("seed-3", "assigned"), "(i) the restart got no partitions")
+expect(wait_log("seed-3", "(a seed)"), "(i) the restart did not seed again")
 rows = wait_complete("out11")
 bad, repeats = check_outputs("(i)", rows, allow_repeats=True)
 proc.send_signal(signal.SIGTERM)
