@@ -3,7 +3,8 @@
 #   1. install what is missing (scripts/setup.sh) and build
 #   2. unit tests, then again under AddressSanitizer + UBSan
 #   3. integration tests against XGBoost itself (Debian's python3-xgboost),
-#      with the normal build, and the CLI tests again under the sanitizers
+#      with the normal build, the Python package's pytest suite, and the
+#      CLI tests again under the sanitizers
 #   4. the CLI's main commands under valgrind (scripts/valgrind.sh)
 #   5. each fuzzer for a bounded time (FUZZ_SECONDS, default 30)
 # It ends with the line "N passed, N failed" (one count per test program
@@ -46,6 +47,10 @@ step "integration tests"
 for t in tests/integration/test_*.py; do
   check "$t" /usr/bin/python3 "$t"
 done
+
+step "the Python package (python/) with pytest"
+make -s python
+check "python package" /usr/bin/python3 -m pytest -q -p no:cacheprovider python/tests
 
 step "CLI tests under ASan + UBSan"
 # test_soak.py runs its CI length here (SOAK_SECONDS, default 60); its
