@@ -221,6 +221,10 @@ TDM_API void tdm_pipeline_free(tdm_pipeline *pipeline);
 
 /* The pipeline's name (its name: key). Valid as long as the pipeline. */
 TDM_API const char *tdm_pipeline_name(const tdm_pipeline *pipeline);
+/* The name of the field that holds the entity key (entity:), by which a
+ * caller may partition events: every result depends only on its own
+ * entity's events (and the tables). Valid as long as the pipeline. */
+TDM_API const char *tdm_pipeline_entity(const tdm_pipeline *pipeline);
 /* The pipeline's features, in the file's order. Names stay valid as long
  * as the pipeline. */
 TDM_API size_t tdm_pipeline_num_features(const tdm_pipeline *pipeline);

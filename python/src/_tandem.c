@@ -313,8 +313,9 @@ static PyObject *pipeline_describe(PipelineObject *self, PyObject *unused) {
   }
   PyObject *result = NULL;
   if (fields && features)
-    result = Py_BuildValue("{s:s,s:O,s:O}", "name", tdm_pipeline_name(p),
-                           "fields", fields, "features", features);
+    result = Py_BuildValue("{s:s,s:s,s:O,s:O}", "name", tdm_pipeline_name(p),
+                           "entity", tdm_pipeline_entity(p), "fields", fields,
+                           "features", features);
   Py_XDECREF(fields);
   Py_XDECREF(features);
   return result;

@@ -47,11 +47,16 @@ class Model:
     loaded once, immutable, shareable between threads."""
 
     def __init__(self, path):
-        self._m = _tandem.Model(os.fspath(path))
+        self.path = os.fspath(path)
+        self._m = _tandem.Model(self.path)
         self._info = self._m._info()
         self.feature_names = self._m._feature_names()
         self.feature_types = self._m._feature_types()
         self.num_outputs = self._info["num_outputs"]
+
+    def __reduce__(self):
+        # Sent to another process (Dask workers) as its file, loaded there.
+        return (Model, (self.path,))
 
     def info(self):
         """What `tandem inspect --json` says: format, objective, trees..."""
@@ -134,17 +139,36 @@ def _cell(value):
     return str(value)
 
 
+class _LineCounter:
+    """A text file that counts the newlines written through it, so the
+    line each CSV record starts on is known (a quoted value may hold
+    newlines), and tandem's rejects (which name lines) map back to rows."""
+
+    def __init__(self, f):
+        self.f = f
+        self.lines = 1
+
+    def write(self, text):
+        self.lines += text.count("\n")
+        return self.f.write(text)
+
+
 def _write_events_csv(df, fields, path):
     """Writes the DataFrame's pipeline fields (the others are ignored, as
     tandem ignores them) as the CSV `tandem batch` reads; every value's
-    text reads back exactly (floats as their shortest repr)."""
+    text reads back exactly (floats as their shortest repr). Returns the
+    line each row starts on."""
     names = [f for f in fields if f in df.columns]
+    starts = []
     with open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f, lineterminator="\n")
+        counter = _LineCounter(f)
+        w = csv.writer(counter, lineterminator="\n")
         w.writerow(names)
         columns = [df[n].tolist() for n in names]
         for row in zip(*columns):
+            starts.append(counter.lines)
             w.writerow([_cell(v) for v in row])
+    return starts
 
 
 class Pipeline:
@@ -164,9 +188,14 @@ class Pipeline:
         self._features_only = None
         d = self._p._describe()
         self.name = d["name"]
+        self.entity = d["entity"]
         self.fields = [name for name, _ in d["fields"]]
         self.field_types = dict(d["fields"])
         self.feature_names = d["features"]
+
+    def __reduce__(self):
+        # Sent to another process (Dask workers) as its file and options.
+        return (Pipeline, (self.path, self.store, self.now_ms or None))
 
     def _open(self, features_only):
         kwargs = {"now_ms": self.now_ms, "features_only": features_only}
@@ -182,12 +211,13 @@ class Pipeline:
                 self._features_only = self._open(True)
             p = self._features_only
         tmp = tempfile.mkdtemp(prefix="tandem-")
+        starts = None
         try:
             if isinstance(events, (str, os.PathLike)):
                 src = os.fspath(events)
             else:
                 src = os.path.join(tmp, "events.csv")
-                _write_events_csv(events, self.fields, src)
+                starts = _write_events_csv(events, self.fields, src)
             out = os.path.join(tmp, "out.jsonl" if explain else "out.csv")
             stats = p._batch(src, out, int(threads), bool(explain))
             frame = (_read_jsonl(out) if explain else
@@ -197,6 +227,13 @@ class Pipeline:
             path = rej if os.path.exists(rej) else rejects
             frame.attrs["stats"] = stats
             frame.attrs["rejects"] = _read_rejects(path)
+            if starts is not None:
+                # Which input row each output row is: all of them, in
+                # order, less the rejected ones (named by their line).
+                rejected = {r.get("line") for r in frame.attrs["rejects"]}
+                frame.attrs["input_rows"] = np.array(
+                    [i for i, line in enumerate(starts)
+                     if line not in rejected], dtype=np.int64)
             return frame
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -254,9 +291,12 @@ def _read_jsonl(path):
             feats = r.pop("features", {})
             r.setdefault("duplicate", False)
             for k, v in feats.items():
-                r[k] = np.nan if v is None else v
+                r[k] = np.nan if v is None else float(v)
             records.append(r)
-    return pd.DataFrame.from_records(records)
+    frame = pd.DataFrame.from_records(records)
+    if "score" in frame.columns:
+        frame["score"] = frame["score"].astype(np.float64)
+    return frame
 
 
 def _read_rejects(path):

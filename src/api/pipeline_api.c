@@ -75,6 +75,10 @@ const char *tdm_pipeline_name(const tdm_pipeline *pipeline) {
   return tdm__pipeline_spec(pipeline->p)->name;
 }
 
+const char *tdm_pipeline_entity(const tdm_pipeline *pipeline) {
+  return tdm__pipeline_spec(pipeline->p)->entity;
+}
+
 size_t tdm_pipeline_num_features(const tdm_pipeline *pipeline) {
   return tdm__pipeline_spec(pipeline->p)->num_features;
 }
