@@ -37,7 +37,7 @@ PREFIX   ?= /usr/local
 LIBDIR   ?= $(PREFIX)/lib
 PYTHON   ?= /usr/bin/python3
 
-.PHONY: all asan fuzz test clean format bench install python
+.PHONY: all asan tsan fuzz test clean format bench install python
 all: $(BUILD)/tandem $(BUILD)/tandem-unit-tests $(BUILD)/mock-kafka $(BUILD)/kafka-peer \
      $(BUILD)/libtandem.so
 
@@ -88,6 +88,12 @@ asan:
 	$(MAKE) BUILD=build-asan OPT=-O1 \
 	  SANITIZE="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"
 
+# ThreadSanitizer: the unit tests (test_api.c runs two pipelines in two
+# threads) in build-tsan/.
+tsan:
+	$(MAKE) BUILD=build-tsan OPT=-O1 SANITIZE="-fsanitize=thread" \
+	  build-tsan/tandem-unit-tests
+
 # libFuzzer needs clang. Each harness links the library built with the
 # fuzzer's coverage instrumentation and sanitizers.
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
@@ -127,6 +133,6 @@ format:
 	clang-format -i include/*.h src/*/*.c src/*/*.h tests/unit/*.c tests/fuzz/*.c
 
 clean:
-	rm -rf build build-asan build-fuzz
+	rm -rf build build-asan build-tsan build-fuzz
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_OBJ:.o=.d)

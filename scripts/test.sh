@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test.sh - every test tandem has, as CI runs it on a clean clone:
 #   1. install what is missing (scripts/setup.sh) and build
-#   2. unit tests, then again under AddressSanitizer + UBSan
+#   2. unit tests, then again under AddressSanitizer + UBSan, and the
+#      public API's under ThreadSanitizer
 #   3. integration tests against XGBoost itself (Debian's python3-xgboost),
 #      with the normal build, the Python package's pytest suite, and the
 #      CLI tests again under the sanitizers
@@ -42,6 +43,15 @@ step "unit tests under ASan + UBSan"
 make -j"$jobs" asan >/dev/null
 check "unit tests (sanitizers)" env ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
   UBSAN_OPTIONS=print_stacktrace=1 build-asan/tandem-unit-tests
+
+step "the public API's unit tests under ThreadSanitizer"
+# Two pipelines, durable states and batch runs in two threads of one
+# process (test_api.c): no data race in the library's shared state.
+make -j"$jobs" tsan >/dev/null
+check "api unit tests (tsan)" env TSAN_OPTIONS=halt_on_error=1 \
+  build-tsan/tandem-unit-tests api_version api_pipeline_open_errors_name_where \
+  api_state_answers_as_defined api_durable_state_continues_after_reopen \
+  api_batch_equals_process api_two_pipelines_in_two_threads
 
 step "integration tests"
 for t in tests/integration/test_*.py; do
