@@ -185,11 +185,14 @@ static PyObject *model_output_width(ModelObject *self, PyObject *args) {
       tdm_model_output_width(self->model, margin ? TDM_PREDICT_MARGIN : 0));
 }
 
-static PyObject *model_feature_names(ModelObject *self, PyObject *unused) {
+/* A list of the model's per-feature strings (names or types). */
+static PyObject *feature_strings(ModelObject *self,
+                                 const char *(*get)(const tdm_model *,
+                                                    size_t)) {
   if (!model_ready(self)) return NULL;
   PyObject *list = PyList_New((Py_ssize_t)self->info.num_features);
   for (size_t i = 0; list != NULL && i < self->info.num_features; i++) {
-    PyObject *s = PyUnicode_FromString(tdm_model_feature_name(self->model, i));
+    PyObject *s = PyUnicode_FromString(get(self->model, i));
     if (s == NULL) {
       Py_CLEAR(list);
       break;
@@ -199,18 +202,12 @@ static PyObject *model_feature_names(ModelObject *self, PyObject *unused) {
   return list;
 }
 
+static PyObject *model_feature_names(ModelObject *self, PyObject *unused) {
+  return feature_strings(self, tdm_model_feature_name);
+}
+
 static PyObject *model_feature_types(ModelObject *self, PyObject *unused) {
-  if (!model_ready(self)) return NULL;
-  PyObject *list = PyList_New((Py_ssize_t)self->info.num_features);
-  for (size_t i = 0; list != NULL && i < self->info.num_features; i++) {
-    PyObject *s = PyUnicode_FromString(tdm_model_feature_type(self->model, i));
-    if (s == NULL) {
-      Py_CLEAR(list);
-      break;
-    }
-    PyList_SET_ITEM(list, (Py_ssize_t)i, s);
-  }
-  return list;
+  return feature_strings(self, tdm_model_feature_type);
 }
 
 static PyObject *model_info(ModelObject *self, PyObject *unused) {
