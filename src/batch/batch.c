@@ -537,7 +537,6 @@ int tdm__batch_run(const tdm__batch_options *opt, tdm__batch_stats *stats,
   clock_gettime(CLOCK_MONOTONIC, &start);
   memset(stats, 0, sizeof *stats);
   stats->started_ms = tdm__now_ms();
-  tdm__keep_heap(); /* chunk arenas are freed and made again per chunk */
   run r;
   memset(&r, 0, sizeof r);
   r.opt = opt;

@@ -147,6 +147,10 @@ int tdm__cmd_batch(int argc, char **argv) {
     return tdm__usage_error("batch", "--in and --out are required");
   tdm__batch_stats stats;
   tdm_error err;
+  /* The batch runner frees and makes its chunk arenas again per chunk;
+   * the CLI owns its process's allocator settings, so it keeps the heap
+   * here (the library, run inside someone else's program, does not). */
+  tdm__keep_heap();
   int rc = tdm__batch_run(&opt, &stats, &err);
   if (rc != TDM_OK) return tdm__report(rc, &err);
   fprintf(stderr,
