@@ -102,6 +102,30 @@ TEST(api_pipeline_open_errors_name_where) {
   CHECK_INT(tdm_pipeline_open(path, NULL, NULL, &err), TDM_EINVAL);
   tdm_pipeline_free(NULL);
   tdm_state_free(NULL);
+  /* Misuse is an error, not a crash: a features-only pipeline has no
+   * model to answer with; NULL answers and states are refused. */
+  f = fopen(path, "w");
+  CHECK(f != NULL);
+  fputs(pipeline_yaml, f);
+  fclose(f);
+  tdm_pipeline_options opt = {0};
+  opt.features_only = 1;
+  CHECK_INT(tdm_pipeline_open(path, &opt, &p, &err), TDM_OK);
+  CHECK(tdm_pipeline_model(p) == NULL);
+  tdm_state *s = (tdm_state *)1;
+  CHECK_INT(tdm_state_open(p, NULL, &s, &err), TDM_EINVAL);
+  CHECK(s == NULL);
+  CHECK_CONTAINS(err.message, "features_only");
+  tdm_pipeline_free(p);
+  CHECK_INT(tdm_pipeline_open(path, NULL, &p, &err), TDM_OK);
+  CHECK_INT(tdm_state_open(p, NULL, &s, &err), TDM_OK);
+  CHECK_INT(tdm_state_process(s, "{}", 2, 0, NULL, NULL, &err), TDM_EINVAL);
+  CHECK_INT(tdm_state_process(NULL, "{}", 2, 0, NULL, NULL, &err),
+            TDM_EINVAL);
+  CHECK_INT(tdm_pipeline_batch(p, NULL, "x.csv", NULL, NULL, &err),
+            TDM_EINVAL);
+  tdm_state_free(s);
+  tdm_pipeline_free(p);
   remove_tree(dir);
   return 0;
 }
