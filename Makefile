@@ -71,8 +71,9 @@ install: $(BUILD)/tandem $(BUILD)/libtandem.a $(BUILD)/libtandem.so $(BUILD)/tan
 
 # The Python extension, in place in python/ (the tests import it from
 # there); it links build/libtandem.a, so it needs no installed library.
+# --force: setuptools does not see that the library it links changed.
 python: $(BUILD)/libtandem.a
-	cd python && TANDEM_BUILD=$(abspath $(BUILD)) $(PYTHON) setup.py -q build_ext --inplace
+	cd python && TANDEM_BUILD=$(abspath $(BUILD)) $(PYTHON) setup.py -q build_ext --inplace --force
 
 $(BUILD)/tandem: $(CLI_OBJ) $(BUILD)/libtandem.a
 	$(CC) $(BASEFLAGS) $(CFLAGS) -o $@ $^ $(LDLIBS)

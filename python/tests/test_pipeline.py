@@ -213,3 +213,24 @@ def test_repeated_process_leaks_nothing(stream):
         state.process(body)
     gc.collect()
     assert (sys.getrefcount(state._s), sys.getrefcount(pipe._p)) == refs
+
+
+def test_features_of_the_fraud_example_equal_cli(example_events, tmp_path):
+    """The fraud example materializes its score; its features-only run
+    (the model's training data) used to be refused at compile time, by
+    the CLI and the package alike. Now it runs, and only a features-only
+    run that asks to materialize the score is refused, with no output."""
+    d, events, store = example_events
+    cli("batch", EXAMPLE, "--in", events, "--out", tmp_path / "feat.csv",
+        "--store", store, "--features-only", "--no-registry")
+    want = read_cli_csv(tmp_path / "feat.csv")
+    assert "amount_zscore_30d" in want[0] and "score" not in want[0]
+    pipe = tandem.Pipeline(EXAMPLE, store=store)
+    assert_frame_equals_cli(pipe.features(pd.read_csv(events)), want)
+    proc = subprocess.run([TANDEM, "batch", EXAMPLE, "--in", events, "--out",
+                           tmp_path / "m.csv", "--store", store,
+                           "--features-only", "--materialize", "card_profile",
+                           "--no-registry"], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "card_profile" in proc.stderr and '"score"' in proc.stderr
+    assert not os.path.exists(tmp_path / "m.csv")
