@@ -59,7 +59,7 @@ for t in tests/integration/test_*.py; do
 done
 
 step "the Python package (python/) with pytest"
-make -s python
+check "python package (build)" make -s python
 check "python package" /usr/bin/python3 -m pytest -q -p no:cacheprovider python/tests
 
 step "CLI tests under ASan + UBSan"
