@@ -3,6 +3,9 @@
 #   make asan       the same with AddressSanitizer + UBSan in build-asan/
 #   make fuzz       libFuzzer harnesses (clang) in build-fuzz/
 #   make test       unit and integration tests (see scripts/test.sh)
+#   make install    PREFIX=/usr/local: the CLI, tandem.h, libtandem.a,
+#                   libtandem.so and tandem.pc (pkg-config)
+#   make python     the Python package's extension, built in python/
 
 BUILD    ?= build
 CC       ?= cc
@@ -11,10 +14,11 @@ CFLAGS   ?=
 SANITIZE ?=
 WARN      = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-unused-parameter
 BASEFLAGS = -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(OPT) -g \
-            $(WARN) -Iinclude -ffp-contract=off -MMD -MP $(SANITIZE)
+            $(WARN) -Iinclude -ffp-contract=off -MMD -MP $(SANITIZE) \
+            -fPIC -fvisibility=hidden
 LDLIBS    = -lcurl -lfyaml -llmdb -lmicrohttpd -lrdkafka -lsqlite3 -lcrypto -lm -lpthread
 
-LIB_SRC  := $(wildcard src/core/*.c src/model/*.c src/io/*.c src/pipeline/*.c \
+LIB_SRC  := $(wildcard src/api/*.c src/core/*.c src/model/*.c src/io/*.c src/pipeline/*.c \
               src/store/*.c src/batch/*.c src/serve/*.c src/eval/*.c \
               src/stream/*.c)
 CLI_SRC  := $(wildcard src/cli/*.c)
@@ -24,11 +28,52 @@ LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
 
-.PHONY: all asan fuzz test clean format bench
-all: $(BUILD)/tandem $(BUILD)/tandem-unit-tests $(BUILD)/mock-kafka $(BUILD)/kafka-peer
+# The shared library's version: SONAME libtandem.so.$(SO_MAJOR). Every
+# object is compiled -fPIC and -fvisibility=hidden, so the one set of
+# objects makes both libraries and only TDM_API (tdm_) names are exported.
+SO_MAJOR  = 0
+SO_VERSION = 0.1.0
+PREFIX   ?= /usr/local
+LIBDIR   ?= $(PREFIX)/lib
+PYTHON   ?= /usr/bin/python3
+
+.PHONY: all asan tsan fuzz test clean format bench install python
+all: $(BUILD)/tandem $(BUILD)/tandem-unit-tests $(BUILD)/mock-kafka $(BUILD)/kafka-peer \
+     $(BUILD)/libtandem.so
 
 $(BUILD)/libtandem.a: $(LIB_OBJ)
 	ar rcs $@ $^
+
+$(BUILD)/libtandem.so.$(SO_VERSION): $(LIB_OBJ)
+	$(CC) $(BASEFLAGS) $(CFLAGS) -shared -Wl,-soname,libtandem.so.$(SO_MAJOR) \
+	  -Wl,--no-undefined -o $@ $^ $(LDLIBS)
+
+$(BUILD)/libtandem.so: $(BUILD)/libtandem.so.$(SO_VERSION)
+	ln -sf libtandem.so.$(SO_VERSION) $(BUILD)/libtandem.so.$(SO_MAJOR)
+	ln -sf libtandem.so.$(SO_VERSION) $@
+
+# pkg-config's file: the static library needs the dependencies' flags too.
+$(BUILD)/tandem.pc: tandem.pc.in Makefile
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
+	  -e 's|@VERSION@|$(SO_VERSION)|g' -e 's|@LIBS_PRIVATE@|$(LDLIBS)|g' \
+	  tandem.pc.in > $@
+
+install: $(BUILD)/tandem $(BUILD)/libtandem.a $(BUILD)/libtandem.so $(BUILD)/tandem.pc
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/include \
+	  $(DESTDIR)$(LIBDIR)/pkgconfig
+	install -m 755 $(BUILD)/tandem $(DESTDIR)$(PREFIX)/bin/tandem
+	install -m 644 include/tandem.h $(DESTDIR)$(PREFIX)/include/tandem.h
+	install -m 644 $(BUILD)/libtandem.a $(DESTDIR)$(LIBDIR)/libtandem.a
+	install -m 755 $(BUILD)/libtandem.so.$(SO_VERSION) $(DESTDIR)$(LIBDIR)/
+	ln -sf libtandem.so.$(SO_VERSION) $(DESTDIR)$(LIBDIR)/libtandem.so.$(SO_MAJOR)
+	ln -sf libtandem.so.$(SO_VERSION) $(DESTDIR)$(LIBDIR)/libtandem.so
+	install -m 644 $(BUILD)/tandem.pc $(DESTDIR)$(LIBDIR)/pkgconfig/tandem.pc
+
+# The Python extension, in place in python/ (the tests import it from
+# there); it links build/libtandem.a, so it needs no installed library.
+# --force: setuptools does not see that the library it links changed.
+python: $(BUILD)/libtandem.a
+	cd python && TANDEM_BUILD=$(abspath $(BUILD)) $(PYTHON) setup.py -q build_ext --inplace --force
 
 $(BUILD)/tandem: $(CLI_OBJ) $(BUILD)/libtandem.a
 	$(CC) $(BASEFLAGS) $(CFLAGS) -o $@ $^ $(LDLIBS)
@@ -43,6 +88,12 @@ $(BUILD)/%.o: %.c
 asan:
 	$(MAKE) BUILD=build-asan OPT=-O1 \
 	  SANITIZE="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"
+
+# ThreadSanitizer: the unit tests (test_api.c runs two pipelines in two
+# threads) in build-tsan/.
+tsan:
+	$(MAKE) BUILD=build-tsan OPT=-O1 SANITIZE="-fsanitize=thread" \
+	  build-tsan/tandem-unit-tests
 
 # libFuzzer needs clang. Each harness links the library built with the
 # fuzzer's coverage instrumentation and sanitizers.
@@ -85,6 +136,6 @@ format:
 	clang-format -i include/*.h src/*/*.c src/*/*.h tests/unit/*.c tests/fuzz/*.c
 
 clean:
-	rm -rf build build-asan build-fuzz
+	rm -rf build build-asan build-tsan build-fuzz
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_OBJ:.o=.d)

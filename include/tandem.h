@@ -25,6 +25,19 @@ extern "C" {
 
 #define TDM_VERSION "0.1.0"
 
+/* Public functions are the only symbols libtandem.so exports: the library
+ * is built with -fvisibility=hidden, and this marks what stays visible. */
+#if defined(__GNUC__)
+#define TDM_API __attribute__((visibility("default")))
+#else
+#define TDM_API
+#endif
+
+/* The library's version ("0.1.0"), which may differ from the TDM_VERSION
+ * a program was compiled against when it links the shared library. The
+ * string is static. */
+TDM_API const char *tdm_version(void);
+
 /* X(name, value, description). The one list of status codes. */
 #define TDM_STATUS_LIST(X)                                        \
   X(TDM_OK, 0, "success")                                         \
@@ -46,10 +59,10 @@ enum tdm_status {
 };
 
 /* The description of a status code. The string is static. */
-const char *tdm_strerror(int status);
+TDM_API const char *tdm_strerror(int status);
 
 /* The name of a status code ("TDM_EPARSE"). The string is static. */
-const char *tdm_status_name(int status);
+TDM_API const char *tdm_status_name(int status);
 
 /* An error report: the status and a one-line message with its location. */
 typedef struct tdm_error {
@@ -76,16 +89,16 @@ typedef enum tdm_model_format {
  * *out holds a model that the caller frees with tdm_model_free. On failure
  * *out is NULL and err (if not NULL) says what is wrong and where.
  */
-int tdm_model_load(const char *path, tdm_model **out, tdm_error *err);
+TDM_API int tdm_model_load(const char *path, tdm_model **out, tdm_error *err);
 
 /*
  * Loads a model from memory. `name` is used in error messages only. The
  * buffer is not retained.
  */
-int tdm_model_load_buffer(const char *data, size_t size, const char *name,
+TDM_API int tdm_model_load_buffer(const char *data, size_t size, const char *name,
                           tdm_model **out, tdm_error *err);
 
-void tdm_model_free(tdm_model *model);
+TDM_API void tdm_model_free(tdm_model *model);
 
 /* Describes a loaded model. Strings stay valid as long as the model. */
 typedef struct tdm_model_info {
@@ -107,29 +120,29 @@ typedef struct tdm_model_info {
   char sha256[65]; /* SHA-256 of the file: the model version */
 } tdm_model_info;
 
-int tdm_model_get_info(const tdm_model *model, tdm_model_info *info);
+TDM_API int tdm_model_get_info(const tdm_model *model, tdm_model_info *info);
 
 /*
  * Keeps only the first `iterations` boosting rounds (LightGBM's
  * num_iteration, XGBoost's iteration_range). Call it before sharing the
  * model between threads. Fails with TDM_EINVAL if the model has fewer.
  */
-int tdm_model_limit_iterations(tdm_model *model, size_t iterations,
+TDM_API int tdm_model_limit_iterations(tdm_model *model, size_t iterations,
                                tdm_error *err);
 
 /* Feature i's name and type ("float", "int", "c" for categorical, ...). */
-const char *tdm_model_feature_name(const tdm_model *model, size_t i);
-const char *tdm_model_feature_type(const tdm_model *model, size_t i);
+TDM_API const char *tdm_model_feature_name(const tdm_model *model, size_t i);
+TDM_API const char *tdm_model_feature_type(const tdm_model *model, size_t i);
 
 /*
  * 1 when a missing value of feature i is an error for this model (a linear
  * model whose file says so); the model then scores such a row as NaN, and
  * callers should refuse the row instead, naming it.
  */
-int tdm_model_feature_required(const tdm_model *model, size_t i);
+TDM_API int tdm_model_feature_required(const tdm_model *model, size_t i);
 
 /* 1 when the model's feature names came from the file, 0 when generated. */
-int tdm_model_has_feature_names(const tdm_model *model);
+TDM_API int tdm_model_has_feature_names(const tdm_model *model);
 
 /* Prediction flags. */
 enum {
@@ -145,7 +158,7 @@ enum {
 
 /* 1 when the model can give contributions (its file holds the node covers:
  * XGBoost's sum_hessian, LightGBM's counts), else 0. */
-int tdm_model_has_contribs(const tdm_model *model);
+TDM_API int tdm_model_has_contribs(const tdm_model *model);
 
 /*
  * Scores rows. `rows` is row-major, num_rows x num_features doubles in the
@@ -153,27 +166,185 @@ int tdm_model_has_contribs(const tdm_model *model);
  * tdm_model_output_width(model, flags) values. Float32 models produce
  * values that are exact float32. Does not allocate; safe from any thread.
  */
-int tdm_model_predict(const tdm_model *model, const double *rows,
+TDM_API int tdm_model_predict(const tdm_model *model, const double *rows,
                       size_t num_rows, int flags, double *out);
 
 /*
  * The same for a row-major float32 matrix (what XGBoost users hold). For
  * float32 models (XGBoost) it is the fastest input: no conversion.
  */
-int tdm_model_predict_float32(const tdm_model *model, const float *rows,
+TDM_API int tdm_model_predict_float32(const tdm_model *model, const float *rows,
                               size_t num_rows, int flags, double *out);
 
 /* Values per row that tdm_model_predict writes for these flags. With
  * TDM_PREDICT_CONTRIBS, tdm_model_predict fails with TDM_EUNSUPPORTED for
  * a model without contributions (and allocates its scratch per call). */
-size_t tdm_model_output_width(const tdm_model *model, int flags);
+TDM_API size_t tdm_model_output_width(const tdm_model *model, int flags);
 
 /*
  * Formats one output value so that it reads back exactly (the shortest
  * decimal that round-trips in the model's precision). Returns the length.
  * `buf` must hold at least 32 bytes.
  */
-int tdm_model_format_value(const tdm_model *model, double value, char *buf);
+TDM_API int tdm_model_format_value(const tdm_model *model, double value, char *buf);
+
+
+/* ---------------------------------------------------------------------- */
+/* Pipelines                                                              */
+/* ---------------------------------------------------------------------- */
+
+/*
+ * A pipeline (docs/pipelines.md): one YAML file with its fields, features,
+ * model and decision rules, compiled once. A tdm_pipeline is immutable
+ * after tdm_pipeline_open and may be shared by any number of threads; the
+ * entity state that events update lives apart from it, in a tdm_state.
+ */
+typedef struct tdm_pipeline tdm_pipeline;
+
+/* The clock value that means "read the wall clock when it is needed". */
+#define TDM_NOW_WALL_CLOCK INT64_MIN
+
+/* How to open a pipeline. Zero-initialise, then set what you need; a NULL
+ * options pointer means all defaults. */
+typedef struct tdm_pipeline_options {
+  /* The tables' store for lookup: features and materialize: (a
+   * directory); NULL: the pipeline file's store:, relative to it. */
+  const char *store;
+  /* Epoch milliseconds that state.max_future is measured from: an event
+   * dated further ahead is rejected as "future". 0 or TDM_NOW_WALL_CLOCK:
+   * the wall clock at each event (tandem serve), or at the start of a
+   * batch run (tandem batch). */
+  int64_t now_ms;
+  /* Non-zero: no model and no decision; results are the keys and every
+   * feature (training data; tandem batch --features-only). */
+  int features_only;
+} tdm_pipeline_options;
+
+/*
+ * Compiles the pipeline file at `path` and loads its model. On success
+ * *out holds a pipeline the caller frees with tdm_pipeline_free, after
+ * every state made from it. On failure *out is NULL and err says where
+ * (file:line:column of the YAML, or the model's JSON pointer). The
+ * options are copied; `path` and `store` need not outlive the call.
+ */
+TDM_API int tdm_pipeline_open(const char *path,
+                              const tdm_pipeline_options *options,
+                              tdm_pipeline **out, tdm_error *err);
+TDM_API void tdm_pipeline_free(tdm_pipeline *pipeline);
+
+/* The pipeline's name (its name: key). Valid as long as the pipeline. */
+TDM_API const char *tdm_pipeline_name(const tdm_pipeline *pipeline);
+/* The name of the field that holds the entity key (entity:), by which a
+ * caller may partition events: every result depends only on its own
+ * entity's events (and the tables). Valid as long as the pipeline. */
+TDM_API const char *tdm_pipeline_entity(const tdm_pipeline *pipeline);
+/* The pipeline's features, in the file's order. Names stay valid as long
+ * as the pipeline. */
+TDM_API size_t tdm_pipeline_num_features(const tdm_pipeline *pipeline);
+TDM_API const char *tdm_pipeline_feature_name(const tdm_pipeline *pipeline,
+                                              size_t i);
+/* The input fields an event may carry, in the file's order, and their
+ * type ("string", "number", "time", "bool"). Valid as long as the
+ * pipeline. */
+TDM_API size_t tdm_pipeline_num_fields(const tdm_pipeline *pipeline);
+TDM_API const char *tdm_pipeline_field_name(const tdm_pipeline *pipeline,
+                                            size_t i);
+TDM_API const char *tdm_pipeline_field_type(const tdm_pipeline *pipeline,
+                                            size_t i);
+/* The pipeline's model (NULL when opened features_only). Owned by the
+ * pipeline: valid as long as it, and never freed by the caller. */
+TDM_API const tdm_model *tdm_pipeline_model(const tdm_pipeline *pipeline);
+
+/* ---- one event at a time: the live endpoint's core ---- */
+
+/*
+ * The entity state of one runner: per entity, its window aggregates and
+ * remembered event ids. In memory, or durable in a directory (the layout
+ * `tandem serve --state DIR` uses, so a directory written by either opens
+ * in the other, but never by both at once).
+ *
+ * Thread safety: a state may be used by several threads at once (calls
+ * are serialised per entity inside it, as the live server does), but an
+ * answer pointer a call returns belongs to the calling thread's call and
+ * is overwritten by the next call on the same state from any thread:
+ * callers sharing a state copy the answer, or hold their own lock.
+ */
+typedef struct tdm_state tdm_state;
+
+/*
+ * Makes the state of `pipeline`'s entities: in memory when dir is NULL,
+ * else durable in dir (created if missing; restored from it when it holds
+ * a state, including events logged but not yet snapshotted). The pipeline
+ * must outlive the state. Free it with tdm_state_free, which also makes
+ * everything durable and closes the directory.
+ */
+TDM_API int tdm_state_open(const tdm_pipeline *pipeline, const char *dir,
+                           tdm_state **out, tdm_error *err);
+TDM_API void tdm_state_free(tdm_state *state);
+
+/* tdm_state_process flags. */
+enum {
+  TDM_PROCESS_EXPLAIN = 1 /* add every feature's value ("features": {...}) */
+};
+
+/*
+ * Processes a JSON text: one event (an object) or several (an array),
+ * exactly as `POST /v1/pipelines/NAME/events` does, and answers the
+ * endpoint's response body: for an object, its result object; for an
+ * array, an array of results in order, where a rejected event's entry is
+ * {"error": "...", "reason": ...} and the others are still applied.
+ * With a durable state, the call returns once the events are on disk.
+ *
+ * Returns TDM_OK when the body was answered with a result (always, for an
+ * array that parses). For a single rejected event, or a body that is not
+ * JSON, returns that event's status (TDM_EPARSE, TDM_ESCHEMA,
+ * TDM_ETOOLATE, TDM_EFUTURE, TDM_EIO, ...), fills err, and still sets the
+ * answer to the endpoint's {"error": ...} body. A rejected event changes
+ * no state.
+ *
+ * *answer (NUL-terminated, *answer_len bytes without the NUL) is owned by
+ * the state and valid until the next tdm_state_process or tdm_state_free
+ * on it. answer_len may be NULL.
+ */
+TDM_API int tdm_state_process(tdm_state *state, const char *json, size_t len,
+                              int flags, const char **answer,
+                              size_t *answer_len, tdm_error *err);
+
+/* ---- a file of events: tandem batch ---- */
+
+/* How to run a batch. Zero-initialise; a NULL pointer means defaults. */
+typedef struct tdm_batch_options {
+  int threads;              /* 0: all cores; the output is the same bytes
+                               for any number */
+  int explain;              /* JSON Lines output: add every feature */
+  int strict;               /* the first rejected event fails the run */
+  const char *rejects_path; /* NULL: OUT.rejects.jsonl */
+} tdm_batch_options;
+
+/* What a batch run did. */
+typedef struct tdm_batch_stats {
+  size_t events;     /* read */
+  size_t written;    /* results written (events less the rejected) */
+  size_t rejected;   /* written to the rejects file instead */
+  size_t duplicates; /* repeated ids, answered with their first result */
+  int threads;       /* worker threads used */
+  double seconds;
+} tdm_batch_stats;
+
+/*
+ * Runs the pipeline over a file of events (CSV with a header, or JSON
+ * Lines when it ends in .jsonl or .ndjson), in file order, from empty
+ * state, as `tandem batch PIPELINE --in IN --out OUT` does: OUT (CSV, or
+ * JSON Lines for .jsonl) and its rejects file and OUT.manifest.json
+ * appear only when the run succeeds; a failed run leaves no partial file.
+ * The run is not recorded in the run registry (that is the CLI's job).
+ * stats may be NULL. Safe to call from several threads at once, with any
+ * pipelines: each run has its own state.
+ */
+TDM_API int tdm_pipeline_batch(const tdm_pipeline *pipeline,
+                               const char *in_path, const char *out_path,
+                               const tdm_batch_options *options,
+                               tdm_batch_stats *stats, tdm_error *err);
 
 #ifdef __cplusplus
 }

@@ -33,6 +33,10 @@ test_packages=(
   lmdb-utils                   # mdb_dump: test_crash.py reads tables and state
   valgrind                     # scripts/valgrind.sh (a step of test.sh)
   nginx-light                  # test_proxy.py: the proxy users put in front
+  python3-dev python3-setuptools  # the Python package's extension (python/)
+  python3-pytest               # its tests (python/tests)
+  python3-dask python3-distributed  # tandem.dask on a LocalCluster
+  pkg-config binutils          # examples/embed through tandem.pc; readelf, nm
 )
 example_packages=(
   python3 python3-numpy        # examples/fraud/generate.py

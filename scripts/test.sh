@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # test.sh - every test tandem has, as CI runs it on a clean clone:
 #   1. install what is missing (scripts/setup.sh) and build
-#   2. unit tests, then again under AddressSanitizer + UBSan
+#   2. unit tests, then again under AddressSanitizer + UBSan, and the
+#      public API's under ThreadSanitizer
 #   3. integration tests against XGBoost itself (Debian's python3-xgboost),
-#      with the normal build, and the CLI tests again under the sanitizers
+#      with the normal build, the Python package's pytest suite, and the
+#      CLI tests again under the sanitizers
 #   4. the CLI's main commands under valgrind (scripts/valgrind.sh)
 #   5. each fuzzer for a bounded time (FUZZ_SECONDS, default 30)
 # It ends with the line "N passed, N failed" (one count per test program
@@ -42,10 +44,23 @@ make -j"$jobs" asan >/dev/null
 check "unit tests (sanitizers)" env ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
   UBSAN_OPTIONS=print_stacktrace=1 build-asan/tandem-unit-tests
 
+step "the public API's unit tests under ThreadSanitizer"
+# Two pipelines, durable states and batch runs in two threads of one
+# process (test_api.c): no data race in the library's shared state.
+make -j"$jobs" tsan >/dev/null
+check "api unit tests (tsan)" env TSAN_OPTIONS=halt_on_error=1 \
+  build-tsan/tandem-unit-tests api_version api_pipeline_open_errors_name_where \
+  api_state_answers_as_defined api_durable_state_continues_after_reopen \
+  api_batch_equals_process api_two_pipelines_in_two_threads
+
 step "integration tests"
 for t in tests/integration/test_*.py; do
   check "$t" /usr/bin/python3 "$t"
 done
+
+step "the Python package (python/) with pytest"
+check "python package (build)" make -s python
+check "python package" /usr/bin/python3 -m pytest -q -p no:cacheprovider python/tests
 
 step "CLI tests under ASan + UBSan"
 # test_soak.py runs its CI length here (SOAK_SECONDS, default 60); its

@@ -377,6 +377,14 @@ static int setup(run *r, tdm_error *err) {
                        "--materialize %s: the pipeline has no such table in "
                        "its materialize: section",
                        opt->materialize[i]);
+    const size_t *slots = tdm__pipeline_materialize_slots(r->p, m);
+    for (size_t k = 0; k < spec->materialize[m].num_columns; k++)
+      if (slots[k] == TDM__NO_SLOT)
+        return tdm__fail(err, TDM_EINVAL,
+                         "--materialize %s: its column \"%s\" is the score, "
+                         "which a --features-only run does not compute",
+                         opt->materialize[i],
+                         spec->materialize[m].columns[k]);
   }
   if (opt->num_materialize > 0 && opt->store == NULL && spec->store == NULL)
     return tdm__fail(err, TDM_EINVAL,
@@ -537,7 +545,6 @@ int tdm__batch_run(const tdm__batch_options *opt, tdm__batch_stats *stats,
   clock_gettime(CLOCK_MONOTONIC, &start);
   memset(stats, 0, sizeof *stats);
   stats->started_ms = tdm__now_ms();
-  tdm__keep_heap(); /* chunk arenas are freed and made again per chunk */
   run r;
   memset(&r, 0, sizeof r);
   r.opt = opt;

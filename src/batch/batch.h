@@ -48,6 +48,9 @@ typedef struct tdm__batch_stats {
   double seconds;
 } tdm__batch_stats;
 
+/* Runs the batch. It changes no process-wide setting: a program that
+ * wants glibc to keep freed chunk arenas rather than return them to the
+ * kernel calls tdm__keep_heap itself (the CLI does). */
 int tdm__batch_run(const tdm__batch_options *opt, tdm__batch_stats *stats,
                    tdm_error *err);
 

@@ -164,6 +164,10 @@ int tdm__cmd_batch(int argc, char **argv) {
   if (rc == TDM_OK)
     rc = tdm__refuse_output_onto_input("the manifest", manifest, inputs,
                                        input_flags, 2, &err);
+  /* The batch runner frees and makes its chunk arenas again per chunk;
+   * the CLI owns its process's allocator settings, so it keeps the heap
+   * here (the library, run inside someone else's program, does not). */
+  tdm__keep_heap();
   if (rc == TDM_OK) rc = tdm__batch_run(&opt, &stats, &err);
   if (rc != TDM_OK) return tdm__report(rc, &err);
   fprintf(stderr,

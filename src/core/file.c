@@ -9,6 +9,7 @@
 #endif
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -111,30 +112,37 @@ int tdm__refuse_output_onto_input(const char *flag, const char *out_path,
 }
 
 /*
- * Temporary paths of open atomic files, so a signal handler can remove
- * them. A small fixed table: a command has one or two outputs at a time.
+ * Temporary paths of open atomic files, so the CLI's signal handler can
+ * remove them. Threads of one program (several batch runs at once through
+ * the library) open and close files concurrently, and the handler may
+ * read the table at any moment, so each slot is claimed and released with
+ * an atomic compare-and-swap (lock-free, so safe in a signal handler).
+ * A file that finds no free slot is still written atomically; only its
+ * removal on a signal is lost, which the table's size makes unlikely.
  */
-#define MAX_OPEN_ATOMIC 16
-static char *volatile open_tmp_paths[MAX_OPEN_ATOMIC];
+#define MAX_OPEN_ATOMIC 256
+static _Atomic(char *) open_tmp_paths[MAX_OPEN_ATOMIC];
 
 static void register_tmp(char *path) {
   for (int i = 0; i < MAX_OPEN_ATOMIC; i++) {
-    if (open_tmp_paths[i] == NULL) {
-      open_tmp_paths[i] = path;
+    char *expected = NULL;
+    if (atomic_compare_exchange_strong(&open_tmp_paths[i], &expected, path))
       return;
-    }
   }
 }
 
 static void unregister_tmp(const char *path) {
   for (int i = 0; i < MAX_OPEN_ATOMIC; i++) {
-    if (open_tmp_paths[i] == path) open_tmp_paths[i] = NULL;
+    char *expected = (char *)path;
+    if (atomic_compare_exchange_strong(&open_tmp_paths[i], &expected, NULL))
+      return;
   }
 }
 
 void tdm__atomic_abort_all_from_signal(void) {
   for (int i = 0; i < MAX_OPEN_ATOMIC; i++) {
-    if (open_tmp_paths[i] != NULL) unlink(open_tmp_paths[i]);
+    char *path = atomic_load(&open_tmp_paths[i]);
+    if (path != NULL) unlink(path);
   }
 }
 

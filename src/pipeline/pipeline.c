@@ -534,8 +534,12 @@ static int compile_materialize(compiler *c) {
       size_t f = find_feature(spec, name, strlen(name));
       if (f != NONE) {
         p->materialize_slots[m][k] = p->feature_slot[f];
-      } else if (strcmp(name, "score") == 0 && !p->features_only) {
-        p->materialize_slots[m][k] = p->score_slot;
+      } else if (strcmp(name, "score") == 0) {
+        /* A features-only run computes no score; the pipeline still
+         * compiles (its features are the training data), and a run that
+         * asks for this table is refused where it asks. */
+        p->materialize_slots[m][k] =
+            p->features_only ? TDM__NO_SLOT : p->score_slot;
       } else {
         return tdm__spec_fail(spec, ms->column_marks[k], TDM_EPARSE, c->err,
                               "materialized column \"%s\" is not a feature "

@@ -53,7 +53,11 @@ int tdm__pipeline_open_tables(tdm__pipeline *p, const char *store,
                               tdm__lookup_mode mode, tdm_error *err);
 /* The open store, or NULL. */
 tdm__tables *tdm__pipeline_tables(const tdm__pipeline *p);
-/* The number slots of materialize spec m's columns. */
+/* The slot of a materialized "score" column in a features-only pipeline,
+ * which computes no score: a runner must not materialize that table. */
+#define TDM__NO_SLOT ((size_t)-1)
+/* The number slots of materialize spec m's columns (TDM__NO_SLOT: see
+ * above). */
 const size_t *tdm__pipeline_materialize_slots(const tdm__pipeline *p,
                                               size_t m);
 /* The number slot (index into tdm__result.numbers) of the spec's

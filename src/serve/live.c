@@ -113,6 +113,9 @@ struct tdm__live {
   atomic_ullong events, rejected, duplicates, requests, commits;
   atomic_ullong commit_ns_total;
   tdm__drift *drift; /* --drift-reference: NULL without */
+  /* The clock state.max_future is measured from: INT64_MIN reads the wall
+   * clock per event (the server); an embedding program may fix it. */
+  int64_t fixed_now_ms;
 };
 
 /* Which worker or shard an entity belongs to (a seed of its own). */
@@ -380,6 +383,7 @@ int tdm__live_open(const char *pipeline_path, const char *state_dir,
   pthread_cond_init(&live->commit_done, NULL);
   live->queued_gen = 1;
   live->next_seq = 1;
+  live->fixed_now_ms = INT64_MIN;
   for (int i = 0; i < NUM_SHARDS; i++) pthread_mutex_init(&live->shards[i].lock, NULL);
   int rc = tdm__pipeline_load(pipeline_path, 0, &live->p, err);
   if (rc == TDM_OK)
@@ -423,6 +427,10 @@ int tdm__live_open(const char *pipeline_path, const char *state_dir,
   }
   *out = live;
   return TDM_OK;
+}
+
+void tdm__live_set_clock(tdm__live *live, int64_t now_ms) {
+  live->fixed_now_ms = now_ms;
 }
 
 void tdm__live_close(tdm__live *live) {
@@ -577,7 +585,9 @@ static int one_event(tdm__live *live, const tdm__json_doc *doc,
   int rc = read_event(live, doc, object, fields, &entity, &sh, err);
   if (rc != TDM_OK) return rc;
   pthread_mutex_lock(&sh->lock);
-  tdm__state_map_set_clock(sh->map, tdm__now_ms());
+  tdm__state_map_set_clock(sh->map, live->fixed_now_ms == INT64_MIN
+                                         ? tdm__now_ms()
+                                         : live->fixed_now_ms);
   rc = tdm__pipeline_process(live->p, sh->map, &ev, &sh->result, err);
   if (rc == TDM_OK) {
     rc = tdm__pipeline_json(live->p, &ev, &sh->result, with_features, out);

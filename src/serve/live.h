@@ -25,6 +25,11 @@ int tdm__live_open(const char *pipeline_path, const char *state_dir,
                    const char *store, tdm__live **out, tdm_error *err);
 void tdm__live_close(tdm__live *live);
 
+/* Fixes the clock state.max_future is measured from (epoch ms) for every
+ * later event; INT64_MIN (the default) reads the wall clock per event.
+ * Call before handling events (it is not synchronised with them). */
+void tdm__live_set_clock(tdm__live *live, int64_t now_ms);
+
 const char *tdm__live_name(const tdm__live *live);
 
 /* Keeps live histograms of every feature and the score against a

@@ -14,6 +14,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,17 +35,23 @@ struct tdm__wal {
   tdm__buf buf;
 };
 
-uint32_t tdm__crc32c(uint32_t crc, const void *data, size_t len) {
-  static uint32_t table[256];
-  static int ready;
-  if (!ready) {
-    for (uint32_t i = 0; i < 256; i++) {
-      uint32_t c = i;
-      for (int k = 0; k < 8; k++) c = c & 1 ? 0x82F63B78u ^ (c >> 1) : c >> 1;
-      table[i] = c;
-    }
-    ready = 1;
+/* The CRC-32C table, built once for the process: logs opened by several
+ * threads at once (two durable states in one program) must not build it
+ * while another reads it, so pthread_once orders the two. */
+static uint32_t crc_table[256];
+static pthread_once_t crc_table_once = PTHREAD_ONCE_INIT;
+
+static void build_crc_table(void) {
+  for (uint32_t i = 0; i < 256; i++) {
+    uint32_t c = i;
+    for (int k = 0; k < 8; k++) c = c & 1 ? 0x82F63B78u ^ (c >> 1) : c >> 1;
+    crc_table[i] = c;
   }
+}
+
+uint32_t tdm__crc32c(uint32_t crc, const void *data, size_t len) {
+  pthread_once(&crc_table_once, build_crc_table);
+  const uint32_t *table = crc_table;
   const unsigned char *p = data;
   crc = ~crc;
   for (size_t i = 0; i < len; i++) crc = table[(crc ^ p[i]) & 0xff] ^ (crc >> 8);

@@ -103,4 +103,10 @@
   X(eval_roc_auc_equals_pair_count) \
   X(eval_multiclass_by_hand) \
   X(eval_regression_by_hand) \
-  X(eval_compensated_means)
+  X(eval_compensated_means) \
+  X(api_version) \
+  X(api_pipeline_open_errors_name_where) \
+  X(api_state_answers_as_defined) \
+  X(api_durable_state_continues_after_reopen) \
+  X(api_batch_equals_process) \
+  X(api_two_pipelines_in_two_threads)

@@ -1,0 +1,243 @@
+/*
+ * pipeline_api.c - the public pipeline API of include/tandem.h: a thin
+ * layer over the pipeline core, the live runner and the batch runner, so
+ * that a program embedding tandem (the Python package, examples/embed)
+ * gets the very answers `tandem serve` and `tandem batch` give, through
+ * the same code. Nothing here computes a feature or formats a result.
+ */
+#include <pthread.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "../batch/batch.h"
+#include "../core/core.h"
+#include "../core/json.h"
+#include "../pipeline/pipeline.h"
+#include "../serve/live.h"
+#include "tandem.h"
+
+struct tdm_pipeline {
+  tdm__pipeline *p;
+  char *path;  /* the runners load the file again, each for its own use */
+  char *store; /* NULL: the file's store: */
+  int64_t now_ms; /* TDM_NOW_WALL_CLOCK: read the clock when needed */
+  int features_only;
+};
+
+struct tdm_state {
+  const tdm_pipeline *pipeline;
+  tdm__live *live;
+  /* The answer of the last call. Calls are serialised by `lock` so the
+   * answer a caller reads is its own until it calls again. */
+  pthread_mutex_t lock;
+  tdm__buf answer;
+};
+
+const char *tdm_version(void) { return TDM_VERSION; }
+
+int tdm_pipeline_open(const char *path, const tdm_pipeline_options *options,
+                      tdm_pipeline **out, tdm_error *err) {
+  static const tdm_pipeline_options defaults = {0};
+  if (out == NULL) return tdm__fail(err, TDM_EINVAL, "no output handle");
+  *out = NULL;
+  if (path == NULL) return tdm__fail(err, TDM_EINVAL, "no pipeline path");
+  if (options == NULL) options = &defaults;
+  tdm_pipeline *pl = tdm__calloc(1, sizeof *pl);
+  if (pl == NULL) return tdm__fail(err, TDM_ENOMEM, "out of memory");
+  pl->now_ms = options->now_ms == 0 ? TDM_NOW_WALL_CLOCK : options->now_ms;
+  pl->features_only = options->features_only != 0;
+  pl->path = tdm__strdup(path);
+  pl->store = options->store ? tdm__strdup(options->store) : NULL;
+  int rc = TDM_OK;
+  if (pl->path == NULL || (options->store != NULL && pl->store == NULL))
+    rc = tdm__fail(err, TDM_ENOMEM, "out of memory");
+  if (rc == TDM_OK)
+    rc = tdm__pipeline_load(path,
+                            pl->features_only ? TDM__PIPELINE_FEATURES_ONLY : 0,
+                            &pl->p, err);
+  if (rc != TDM_OK) {
+    tdm_pipeline_free(pl);
+    return rc;
+  }
+  *out = pl;
+  return TDM_OK;
+}
+
+void tdm_pipeline_free(tdm_pipeline *pipeline) {
+  if (pipeline == NULL) return;
+  tdm__pipeline_free(pipeline->p);
+  tdm__free(pipeline->path);
+  tdm__free(pipeline->store);
+  tdm__free(pipeline);
+}
+
+const char *tdm_pipeline_name(const tdm_pipeline *pipeline) {
+  return tdm__pipeline_spec(pipeline->p)->name;
+}
+
+const char *tdm_pipeline_entity(const tdm_pipeline *pipeline) {
+  return tdm__pipeline_spec(pipeline->p)->entity;
+}
+
+size_t tdm_pipeline_num_features(const tdm_pipeline *pipeline) {
+  return tdm__pipeline_spec(pipeline->p)->num_features;
+}
+
+const char *tdm_pipeline_feature_name(const tdm_pipeline *pipeline,
+                                      size_t i) {
+  const tdm__spec *spec = tdm__pipeline_spec(pipeline->p);
+  return i < spec->num_features ? spec->features[i].name : NULL;
+}
+
+size_t tdm_pipeline_num_fields(const tdm_pipeline *pipeline) {
+  return tdm__pipeline_spec(pipeline->p)->num_fields;
+}
+
+const char *tdm_pipeline_field_name(const tdm_pipeline *pipeline, size_t i) {
+  const tdm__spec *spec = tdm__pipeline_spec(pipeline->p);
+  return i < spec->num_fields ? spec->fields[i].name : NULL;
+}
+
+const char *tdm_pipeline_field_type(const tdm_pipeline *pipeline, size_t i) {
+  const tdm__spec *spec = tdm__pipeline_spec(pipeline->p);
+  if (i >= spec->num_fields) return NULL;
+  switch (spec->fields[i].type) {
+    case TDM__FIELD_STRING: return "string";
+    case TDM__FIELD_NUMBER: return "number";
+    case TDM__FIELD_TIME: return "time";
+    case TDM__FIELD_CATEGORY: return "category";
+  }
+  return "string";
+}
+
+const tdm_model *tdm_pipeline_model(const tdm_pipeline *pipeline) {
+  return pipeline->features_only ? NULL : tdm__pipeline_model(pipeline->p);
+}
+
+int tdm_state_open(const tdm_pipeline *pipeline, const char *dir,
+                   tdm_state **out, tdm_error *err) {
+  if (out == NULL || pipeline == NULL)
+    return tdm__fail(err, TDM_EINVAL, "no pipeline or no output handle");
+  *out = NULL;
+  if (pipeline->features_only)
+    return tdm__fail(err, TDM_EINVAL,
+                     "%s: a pipeline opened features-only has no model to "
+                     "answer events with; open it without features_only",
+                     pipeline->path);
+  tdm_state *st = tdm__calloc(1, sizeof *st);
+  if (st == NULL) return tdm__fail(err, TDM_ENOMEM, "out of memory");
+  st->pipeline = pipeline;
+  pthread_mutex_init(&st->lock, NULL);
+  /* The live runner is the endpoint's core: the state answers what the
+   * server answers because it is the server's code, minus HTTP. */
+  int rc = tdm__live_open(pipeline->path, dir, pipeline->store, &st->live, err);
+  if (rc != TDM_OK) {
+    tdm_state_free(st);
+    return rc;
+  }
+  tdm__live_set_clock(st->live, pipeline->now_ms);
+  *out = st;
+  return TDM_OK;
+}
+
+void tdm_state_free(tdm_state *state) {
+  if (state == NULL) return;
+  tdm__live_close(state->live);
+  tdm__buf_free(&state->answer);
+  pthread_mutex_destroy(&state->lock);
+  tdm__free(state);
+}
+
+/*
+ * The status and message of a rejected single event, read back from the
+ * endpoint's {"error": message, "reason": word} answer: tdm__live_events
+ * gives only the HTTP status, and the answer is the one place the live
+ * runner writes the rest. 422 is a time rule (its reason says which);
+ * 500 a state that could not be made durable (or memory); any other 4xx
+ * an event or body the pipeline refuses.
+ */
+static int answer_error(const tdm__buf *answer, unsigned http_status,
+                        tdm_error *err) {
+  int status = http_status == 500 ? TDM_EIO : TDM_ESCHEMA;
+  const char *message = "the event was rejected";
+  tdm__json_doc doc;
+  int parsed = tdm__json_parse(&doc, answer->data, answer->len, "answer", 0,
+                               NULL) == TDM_OK;
+  if (parsed && doc.root->type == TDM__JSON_OBJECT) {
+    const tdm__json *e = tdm__json_get(doc.root, "error");
+    const tdm__json *reason = tdm__json_get(doc.root, "reason");
+    if (e != NULL && e->type == TDM__JSON_STRING) message = e->text;
+    /* The body itself is not JSON: the parser names it "request". */
+    if (strncmp(message, "request:", 8) == 0) status = TDM_EPARSE;
+    if (reason != NULL && reason->type == TDM__JSON_STRING)
+      status = strcmp(reason->text, "future") == 0 ? TDM_EFUTURE
+                                                   : TDM_ETOOLATE;
+    else if (http_status == 400 &&
+             strstr(message, "out of memory") != NULL)
+      status = TDM_ENOMEM;
+  }
+  tdm__fail(err, status, "%s", message);
+  if (parsed) tdm__json_doc_free(&doc);
+  return status;
+}
+
+int tdm_state_process(tdm_state *state, const char *json, size_t len,
+                      int flags, const char **answer, size_t *answer_len,
+                      tdm_error *err) {
+  if (state == NULL || answer == NULL || (json == NULL && len > 0))
+    return tdm__fail(err, TDM_EINVAL, "no state, body or answer pointer");
+  pthread_mutex_lock(&state->lock);
+  state->answer.len = 0;
+  unsigned http_status = 0;
+  tdm__live_events(state->live, json ? json : "", len,
+                   (flags & TDM_PROCESS_EXPLAIN) != 0, &state->answer,
+                   &http_status);
+  int rc = http_status == 200 ? TDM_OK
+                              : answer_error(&state->answer, http_status, err);
+  /* A NUL after the answer, which is not part of it, for C callers. */
+  if (tdm__buf_append(&state->answer, "", 1) == TDM_OK) {
+    state->answer.len--;
+    *answer = state->answer.data;
+  } else {
+    state->answer.len = 0;
+    *answer = "";
+    rc = tdm__fail(err, TDM_ENOMEM, "out of memory");
+  }
+  if (answer_len) *answer_len = state->answer.len;
+  pthread_mutex_unlock(&state->lock);
+  return rc;
+}
+
+int tdm_pipeline_batch(const tdm_pipeline *pipeline, const char *in_path,
+                       const char *out_path, const tdm_batch_options *options,
+                       tdm_batch_stats *stats, tdm_error *err) {
+  static const tdm_batch_options defaults = {0};
+  if (pipeline == NULL || in_path == NULL || out_path == NULL)
+    return tdm__fail(err, TDM_EINVAL, "no pipeline, input or output path");
+  if (options == NULL) options = &defaults;
+  tdm__batch_options opt = {0};
+  opt.pipeline_path = pipeline->path;
+  opt.in_path = in_path;
+  opt.out_path = out_path;
+  opt.rejects_path = options->rejects_path;
+  opt.threads = options->threads;
+  opt.strict = options->strict;
+  opt.explain = options->explain;
+  opt.features_only = pipeline->features_only;
+  opt.store = pipeline->store;
+  opt.as_of_ms = INT64_MIN;
+  opt.now_ms = pipeline->now_ms == TDM_NOW_WALL_CLOCK ? tdm__now_ms()
+                                                      : pipeline->now_ms;
+  tdm__batch_stats s;
+  memset(&s, 0, sizeof s);
+  int rc = tdm__batch_run(&opt, &s, err);
+  if (stats != NULL) {
+    stats->events = s.events;
+    stats->written = s.written;
+    stats->rejected = s.rejected;
+    stats->duplicates = s.duplicates;
+    stats->threads = s.threads;
+    stats->seconds = s.seconds;
+  }
+  return rc;
+}

@@ -1,0 +1,411 @@
+/*
+ * test_api.c - the public pipeline API of include/tandem.h, used as an
+ * embedding program uses it: only tdm_ names. Scores are checked against
+ * a reference computed here from the pipeline's definition (a count and a
+ * sum per entity, then the linear model's arithmetic), never against
+ * numbers tandem produced; batch output is checked against the answers of
+ * tdm_state_process for the same events, line for line.
+ */
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "tandem.h"
+#include "test.h"
+
+/* score = 1 + 0.5 * n_1h + 0.25 * total, in that order (the linear
+ * model's documented order of arithmetic). */
+static const char model_json[] =
+    "{\"format\": \"tandem-linear\", \"link\": \"identity\", \"intercept\": 1,\n"
+    " \"coefficients\": {\"n_1h\": 0.5, \"total\": 0.25}}\n";
+
+static const char pipeline_yaml[] =
+    "name: t\n"
+    "entity: k\n"
+    "time: ts\n"
+    "id: id\n"
+    "fields: {id: string, k: string, ts: {type: time, unit: ms}, v: number}\n"
+    "features:\n"
+    "  - {name: n_1h, agg: count, window: 1h}\n"
+    "  - {name: total, agg: sum(v)}\n"
+    "model: {path: model.json}\n"
+    "decision:\n"
+    "  - {when: \"score >= 3\", then: high}\n"
+    "  - {then: low}\n"
+    "state: {lateness: 10m, dedupe: 2h, max_future: 1h}\n";
+
+/* A fresh directory holding the pipeline and its model; path receives
+ * DIR/p.yaml. */
+static int make_pipeline_dir(char dir[64], char path[96]) {
+  snprintf(dir, 64, "/tmp/tdm-api-XXXXXX");
+  if (mkdtemp(dir) == NULL) return -1;
+  char p[128];
+  snprintf(p, sizeof p, "%s/model.json", dir);
+  FILE *f = fopen(p, "w");
+  if (f == NULL) return -1;
+  fputs(model_json, f);
+  fclose(f);
+  snprintf(path, 96, "%s/p.yaml", dir);
+  f = fopen(path, "w");
+  if (f == NULL) return -1;
+  fputs(pipeline_yaml, f);
+  fclose(f);
+  return 0;
+}
+
+static void remove_tree(const char *dir) {
+  char cmd[256];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
+}
+
+/* The number after "name": in a JSON answer (NAN when absent). */
+static double member_number(const char *answer, const char *name) {
+  char key[64];
+  snprintf(key, sizeof key, "\"%s\":", name);
+  const char *at = strstr(answer, key);
+  return at ? strtod(at + strlen(key), NULL) : NAN;
+}
+
+TEST(api_version) {
+  CHECK_STR(tdm_version(), TDM_VERSION);
+  return 0;
+}
+
+TEST(api_pipeline_open_errors_name_where) {
+  char dir[64], path[96];
+  CHECK(make_pipeline_dir(dir, path) == 0);
+  tdm_pipeline *p = (tdm_pipeline *)1;
+  tdm_error err;
+  char missing[128];
+  snprintf(missing, sizeof missing, "%s/none.yaml", dir);
+  CHECK(tdm_pipeline_open(missing, NULL, &p, &err) != TDM_OK);
+  CHECK(p == NULL);
+  CHECK_CONTAINS(err.message, "none.yaml");
+  /* A feature with an unknown aggregation: the message names the line. */
+  FILE *f = fopen(path, "w");
+  CHECK(f != NULL);
+  fputs("name: t\nentity: k\ntime: ts\nfields: {k: string, ts: time}\n"
+        "features:\n  - {name: a, agg: median_of_nothing, window: 1h}\n"
+        "model: {path: model.json}\n",
+        f);
+  fclose(f);
+  CHECK(tdm_pipeline_open(path, NULL, &p, &err) != TDM_OK);
+  CHECK(p == NULL);
+  CHECK_CONTAINS(err.message, "p.yaml:6:");
+  CHECK_INT(tdm_pipeline_open(path, NULL, NULL, &err), TDM_EINVAL);
+  tdm_pipeline_free(NULL);
+  tdm_state_free(NULL);
+  /* Misuse is an error, not a crash: a features-only pipeline has no
+   * model to answer with; NULL answers and states are refused. */
+  f = fopen(path, "w");
+  CHECK(f != NULL);
+  fputs(pipeline_yaml, f);
+  fclose(f);
+  tdm_pipeline_options opt = {0};
+  opt.features_only = 1;
+  CHECK_INT(tdm_pipeline_open(path, &opt, &p, &err), TDM_OK);
+  CHECK(tdm_pipeline_model(p) == NULL);
+  tdm_state *s = (tdm_state *)1;
+  CHECK_INT(tdm_state_open(p, NULL, &s, &err), TDM_EINVAL);
+  CHECK(s == NULL);
+  CHECK_CONTAINS(err.message, "features_only");
+  tdm_pipeline_free(p);
+  CHECK_INT(tdm_pipeline_open(path, NULL, &p, &err), TDM_OK);
+  CHECK_INT(tdm_state_open(p, NULL, &s, &err), TDM_OK);
+  CHECK_INT(tdm_state_process(s, "{}", 2, 0, NULL, NULL, &err), TDM_EINVAL);
+  CHECK_INT(tdm_state_process(NULL, "{}", 2, 0, NULL, NULL, &err),
+            TDM_EINVAL);
+  CHECK_INT(tdm_pipeline_batch(p, NULL, "x.csv", NULL, NULL, &err),
+            TDM_EINVAL);
+  tdm_state_free(s);
+  tdm_pipeline_free(p);
+  remove_tree(dir);
+  return 0;
+}
+
+TEST(api_state_answers_as_defined) {
+  char dir[64], path[96];
+  CHECK(make_pipeline_dir(dir, path) == 0);
+  tdm_pipeline_options opt = {0};
+  opt.now_ms = 20000000; /* events after 20000000 + 1h are "future" */
+  tdm_pipeline *p;
+  tdm_state *s;
+  tdm_error err;
+  CHECK_INT(tdm_pipeline_open(path, &opt, &p, &err), TDM_OK);
+  CHECK_STR(tdm_pipeline_name(p), "t");
+  CHECK_INT(tdm_pipeline_num_features(p), 2);
+  CHECK_STR(tdm_pipeline_feature_name(p, 1), "total");
+  CHECK(tdm_pipeline_feature_name(p, 2) == NULL);
+  CHECK_INT(tdm_pipeline_num_fields(p), 4);
+  CHECK_STR(tdm_pipeline_field_type(p, 2), "time");
+  CHECK(tdm_pipeline_model(p) != NULL);
+  CHECK_INT(tdm_state_open(p, NULL, &s, &err), TDM_OK);
+  const char *answer;
+  size_t len;
+  const char *e1 = "{\"id\":\"a1\",\"k\":\"x\",\"ts\":1000000,\"v\":4}";
+  CHECK_INT(tdm_state_process(s, e1, strlen(e1), 0, &answer, &len, &err),
+            TDM_OK);
+  CHECK_INT(len, strlen(answer));
+  CHECK(member_number(answer, "score") == 1 + 0.5 * 1 + 0.25 * 4);
+  CHECK_CONTAINS(answer, "\"decision\":\"low\"");
+  const char *e2 = "{\"id\":\"a2\",\"k\":\"x\",\"ts\":1600000,\"v\":2}";
+  CHECK_INT(tdm_state_process(s, e2, strlen(e2), TDM_PROCESS_EXPLAIN, &answer,
+                              NULL, &err),
+            TDM_OK);
+  CHECK(member_number(answer, "score") == 1 + 0.5 * 2 + 0.25 * 6);
+  CHECK(member_number(answer, "n_1h") == 2);
+  CHECK_CONTAINS(answer, "\"decision\":\"high\"");
+  /* The same id again: the first answer repeats, nothing is applied. */
+  const char *again = "{\"id\":\"a2\",\"k\":\"x\",\"ts\":1700000,\"v\":9}";
+  CHECK_INT(tdm_state_process(s, again, strlen(again), 0, &answer, NULL, &err),
+            TDM_OK);
+  CHECK_CONTAINS(answer, "\"duplicate\":true");
+  CHECK(member_number(answer, "score") == 1 + 0.5 * 2 + 0.25 * 6);
+  /* An array: the bad entry answers its error, the others are applied. */
+  const char *arr = "[{\"id\":\"b1\",\"k\":\"y\",\"ts\":1600000,\"v\":1},"
+                    "{\"id\":\"b2\",\"k\":\"y\",\"ts\":\"soon\",\"v\":1},"
+                    "{\"id\":\"b3\",\"k\":\"y\",\"ts\":1600001,\"v\":2}]";
+  CHECK_INT(tdm_state_process(s, arr, strlen(arr), 0, &answer, NULL, &err),
+            TDM_OK);
+  CHECK(answer[0] == '[');
+  CHECK_CONTAINS(answer, "{\"error\":");
+  CHECK_CONTAINS(answer, "\"score\":2.75,"); /* 1 + 0.5*2 + 0.25*3 */
+  /* A body that is not JSON, an event far ahead of the fixed clock, an
+   * event older than the dedupe horizon: each its own status, its answer
+   * the endpoint's error object, no state changed. */
+  CHECK_INT(tdm_state_process(s, "{\"k\":", 5, 0, &answer, NULL, &err),
+            TDM_EPARSE);
+  CHECK_CONTAINS(answer, "{\"error\":");
+  CHECK_CONTAINS(err.message, "request:1:");
+  const char *future = "{\"id\":\"f\",\"k\":\"x\",\"ts\":30000000,\"v\":1}";
+  CHECK_INT(tdm_state_process(s, future, strlen(future), 0, &answer, NULL,
+                              &err),
+            TDM_EFUTURE);
+  CHECK_CONTAINS(answer, "\"reason\":\"future\"");
+  const char *newer = "{\"id\":\"n\",\"k\":\"z\",\"ts\":10000000,\"v\":1}";
+  CHECK_INT(tdm_state_process(s, newer, strlen(newer), 0, &answer, NULL, &err),
+            TDM_OK);
+  const char *old = "{\"id\":\"o\",\"k\":\"z\",\"ts\":1000,\"v\":1}";
+  CHECK_INT(tdm_state_process(s, old, strlen(old), 0, &answer, NULL, &err),
+            TDM_ETOOLATE);
+  CHECK_CONTAINS(answer, "\"reason\":\"too_late\"");
+  const char *missing = "{\"id\":\"m\",\"ts\":1600000,\"v\":1}";
+  CHECK(tdm_state_process(s, missing, strlen(missing), 0, &answer, NULL,
+                          &err) < 0);
+  CHECK_CONTAINS(err.message, "k");
+  /* Entity x still holds exactly a1 and a2. */
+  const char *e3 = "{\"id\":\"a3\",\"k\":\"x\",\"ts\":1600002,\"v\":0}";
+  CHECK_INT(tdm_state_process(s, e3, strlen(e3), 0, &answer, NULL, &err),
+            TDM_OK);
+  CHECK(member_number(answer, "score") == 1 + 0.5 * 3 + 0.25 * 6);
+  tdm_state_free(s);
+  tdm_pipeline_free(p);
+  remove_tree(dir);
+  return 0;
+}
+
+/* A seeded stream over a few entities, times increasing per entity. */
+typedef struct ref_event {
+  char id[24], k[24];
+  long long ts;
+  int v;
+} ref_event;
+
+static void make_events(ref_event *e, size_t n, unsigned seed) {
+  long long t[5] = {0};
+  for (size_t i = 0; i < n; i++) {
+    seed = seed * 1103515245u + 12345u;
+    int k = (int)((seed >> 16) % 5);
+    t[k] += 1000 + (long long)((seed >> 8) % 2400000); /* up to 40 min */
+    snprintf(e[i].id, sizeof e[i].id, "e%u", (unsigned)i);
+    snprintf(e[i].k, sizeof e[i].k, "k%d", k);
+    e[i].ts = 1700000000000LL + t[k];
+    e[i].v = (int)((seed >> 4) % 200) - 50;
+  }
+}
+
+/* The reference score of event i: count in (t - 1h, t] and the sum of v
+ * over the entity's events so far, through the model's arithmetic. */
+static double reference_score(const ref_event *e, size_t i) {
+  double n = 0, total = 0;
+  for (size_t j = 0; j <= i; j++) {
+    if (strcmp(e[j].k, e[i].k) != 0) continue;
+    total += e[j].v;
+    if (e[j].ts > e[i].ts - 3600000) n++;
+  }
+  return 1 + 0.5 * n + 0.25 * total;
+}
+
+static int process_one(tdm_state *s, const ref_event *e, char *copy,
+                       size_t cap) {
+  char body[160];
+  int n = snprintf(body, sizeof body,
+                   "{\"id\":\"%s\",\"k\":\"%s\",\"ts\":%lld,\"v\":%d}", e->id,
+                   e->k, e->ts, e->v);
+  const char *answer;
+  size_t len;
+  tdm_error err;
+  int rc = tdm_state_process(s, body, (size_t)n, 0, &answer, &len, &err);
+  if (rc != TDM_OK) {
+    fprintf(stderr, "process: %s\n", err.message);
+    return rc;
+  }
+  if (len >= cap) return TDM_ENOMEM;
+  memcpy(copy, answer, len + 1);
+  return TDM_OK;
+}
+
+TEST(api_durable_state_continues_after_reopen) {
+  enum { N = 300 };
+  char dir[64], path[96], state_dir[128];
+  CHECK(make_pipeline_dir(dir, path) == 0);
+  snprintf(state_dir, sizeof state_dir, "%s/state", dir);
+  static ref_event ev[N];
+  make_events(ev, N, 19);
+  tdm_pipeline *p;
+  tdm_state *s;
+  tdm_error err;
+  CHECK_INT(tdm_pipeline_open(path, NULL, &p, &err), TDM_OK);
+  char answer[512];
+  for (size_t i = 0; i < N; i++) {
+    /* Reopen the directory twice along the way: the state continues. */
+    if (i == 0 || i == N / 3 || i == 2 * N / 3) {
+      if (i > 0) tdm_state_free(s);
+      if (tdm_state_open(p, state_dir, &s, &err) != TDM_OK) {
+        fprintf(stderr, "%s\n", err.message);
+        return 1;
+      }
+    }
+    CHECK_INT(process_one(s, &ev[i], answer, sizeof answer), TDM_OK);
+    double want = reference_score(ev, i);
+    if (member_number(answer, "score") != want) {
+      fprintf(stderr, "event %zu: %s, expected score %.17g\n", i, answer,
+              want);
+      return 1;
+    }
+  }
+  tdm_state_free(s);
+  tdm_pipeline_free(p);
+  remove_tree(dir);
+  return 0;
+}
+
+TEST(api_batch_equals_process) {
+  enum { N = 400 };
+  char dir[64], path[96], in[128], out[128];
+  CHECK(make_pipeline_dir(dir, path) == 0);
+  static ref_event ev[N];
+  make_events(ev, N, 7);
+  snprintf(in, sizeof in, "%s/events.csv", dir);
+  snprintf(out, sizeof out, "%s/out.jsonl", dir);
+  FILE *f = fopen(in, "w");
+  CHECK(f != NULL);
+  fputs("id,k,ts,v\n", f);
+  for (size_t i = 0; i < N; i++)
+    fprintf(f, "%s,%s,%lld,%d\n", ev[i].id, ev[i].k, ev[i].ts, ev[i].v);
+  fclose(f);
+  tdm_pipeline *p;
+  tdm_state *s;
+  tdm_error err;
+  CHECK_INT(tdm_pipeline_open(path, NULL, &p, &err), TDM_OK);
+  /* A missing input fails and leaves no output behind. */
+  char none[128];
+  snprintf(none, sizeof none, "%s/none.csv", dir);
+  CHECK(tdm_pipeline_batch(p, none, out, NULL, NULL, &err) != TDM_OK);
+  CHECK_CONTAINS(err.message, "none.csv");
+  CHECK(access(out, F_OK) != 0);
+  tdm_batch_options bo = {0};
+  bo.threads = 3;
+  tdm_batch_stats stats;
+  CHECK_INT(tdm_pipeline_batch(p, in, out, &bo, &stats, &err), TDM_OK);
+  CHECK_INT(stats.events, N);
+  CHECK_INT(stats.written, N);
+  CHECK_INT(stats.rejected, 0);
+  CHECK_INT(tdm_state_open(p, NULL, &s, &err), TDM_OK);
+  f = fopen(out, "r");
+  CHECK(f != NULL);
+  char line[512], answer[512];
+  for (size_t i = 0; i < N; i++) {
+    CHECK(fgets(line, sizeof line, f) != NULL);
+    line[strcspn(line, "\n")] = 0;
+    CHECK_INT(process_one(s, &ev[i], answer, sizeof answer), TDM_OK);
+    /* batch writes the time as read from the file (text); the JSON body
+     * gave it as a number: the rest of the line is the same bytes. */
+    CHECK(member_number(line, "score") == reference_score(ev, i));
+    CHECK_STR(strstr(line, "\"score\""), strstr(answer, "\"score\""));
+  }
+  CHECK(fgets(line, sizeof line, f) == NULL);
+  fclose(f);
+  tdm_state_free(s);
+  tdm_pipeline_free(p);
+  remove_tree(dir);
+  return 0;
+}
+
+/* Two pipelines, each with a durable state and a batch run, used from two
+ * threads at once: each thread's answers equal the reference. Under
+ * ThreadSanitizer (make tsan) this is the test that the library keeps no
+ * unsynchronised process-wide state on these paths (the write-ahead log's
+ * CRC table, the registry of atomic files' temporary paths). */
+typedef struct side_job {
+  const char *path;
+  const char *dir;
+  unsigned seed;
+  int failed;
+} side_job;
+
+static void *side_run(void *arg) {
+  side_job *job = arg;
+  enum { N = 200 };
+  ref_event *ev = calloc(N, sizeof *ev);
+  tdm_pipeline *p = NULL;
+  tdm_state *s = NULL;
+  tdm_error err;
+  char state_dir[160], in[160], out[160];
+  snprintf(state_dir, sizeof state_dir, "%s/state%u", job->dir, job->seed);
+  snprintf(in, sizeof in, "%s/events%u.csv", job->dir, job->seed);
+  snprintf(out, sizeof out, "%s/out%u.csv", job->dir, job->seed);
+  job->failed = ev == NULL || tdm_pipeline_open(job->path, NULL, &p, &err) ||
+                tdm_state_open(p, state_dir, &s, &err);
+  if (!job->failed) make_events(ev, N, job->seed);
+  FILE *f = job->failed ? NULL : fopen(in, "w");
+  if (f != NULL) {
+    fputs("id,k,ts,v\n", f);
+    for (size_t i = 0; i < N; i++)
+      fprintf(f, "%s,%s,%lld,%d\n", ev[i].id, ev[i].k, ev[i].ts, ev[i].v);
+    fclose(f);
+  }
+  tdm_batch_options bo = {0};
+  bo.threads = 2;
+  if (!job->failed)
+    job->failed = f == NULL || tdm_pipeline_batch(p, in, out, &bo, NULL, &err);
+  char answer[512];
+  for (size_t i = 0; i < N && !job->failed; i++)
+    job->failed = process_one(s, &ev[i], answer, sizeof answer) != TDM_OK ||
+                  member_number(answer, "score") != reference_score(ev, i);
+  tdm_state_free(s);
+  tdm_pipeline_free(p);
+  free(ev);
+  return NULL;
+}
+
+TEST(api_two_pipelines_in_two_threads) {
+  char dir[64], path[96];
+  CHECK(make_pipeline_dir(dir, path) == 0);
+  side_job jobs[2] = {{path, dir, 3, 0}, {path, dir, 4, 0}};
+  pthread_t t[2];
+  for (int i = 0; i < 2; i++)
+    CHECK(pthread_create(&t[i], NULL, side_run, &jobs[i]) == 0);
+  for (int i = 0; i < 2; i++) pthread_join(t[i], NULL);
+  CHECK_INT(jobs[0].failed, 0);
+  CHECK_INT(jobs[1].failed, 0);
+  remove_tree(dir);
+  return 0;
+}
