@@ -434,6 +434,11 @@ static int load_model(compiler *c) {
                             "pipeline",
                             want, f + 1, nf);
   }
+  if (spec->explain_reasons > 0 && !tdm_model_has_contribs(p->model))
+    return tdm__spec_fail(spec, spec->explain_mark, TDM_EUNSUPPORTED, c->err,
+                          "explain: the model cannot give contributions (its "
+                          "file holds no node covers, or it is a linear "
+                          "model)");
   return TDM_OK;
 }
 
@@ -1286,6 +1291,19 @@ int tdm__pipeline_fallback(const tdm__pipeline *p, const tdm__event *ev,
   return TDM_OK;
 }
 
+/* The model's input row from a result's number slots. A feature that is
+ * infinite (log(0)) goes to the model as missing: tree models take no
+ * infinity. The formatter rebuilds the row this way for explanations, so
+ * a duplicate's reasons come from the numbers it repeats. */
+static void model_row(const tdm__pipeline *p, const double *numbers,
+                      double *row) {
+  size_t nf = p->features_only ? 0 : p->info.num_features;
+  for (size_t f = 0; f < nf; f++) {
+    double v = numbers[p->model_inputs[f]];
+    row[f] = isinf(v) || (p->info.float32 && isinf((float)v)) ? NAN : v;
+  }
+}
+
 int tdm__pipeline_process(const tdm__pipeline *p, tdm__state_map *map,
                           const tdm__event *ev, tdm__result *r,
                           tdm_error *err) {
@@ -1371,15 +1389,9 @@ int tdm__pipeline_process(const tdm__pipeline *p, tdm__state_map *map,
     return tdm__fail(err, TDM_EPARSE, "field \"%s\": the time is out of range",
                      p->spec->time);
   for (size_t i = 0; i < p->num_aggs; i++) numbers[p->agg_slot[i]] = r->agg_out[i];
-  /* Stage 3: expressions of aggregations, then the model. A feature that
-   * is infinite (log(0)) goes to the model as missing: tree models take
-   * no infinity. */
+  /* Stage 3: expressions of aggregations, then the model. */
   run_steps(p->post, p->num_post, numbers, &values);
-  size_t nf = p->features_only ? 0 : p->info.num_features;
-  for (size_t f = 0; f < nf; f++) {
-    double v = numbers[p->model_inputs[f]];
-    r->row[f] = isinf(v) || (p->info.float32 && isinf((float)v)) ? NAN : v;
-  }
+  model_row(p, numbers, r->row);
   double score = NAN;
   if (!p->features_only &&
       tdm_model_predict(p->model, r->row, 1, 0, &score) != TDM_OK)
@@ -1474,6 +1486,125 @@ static int number_text(const tdm__pipeline *p, const column *col, double v,
                        : tdm__format_double(v, buf);
 }
 
+static int json_number(const tdm__pipeline *p, const column *col, double v,
+                       tdm__buf *out) {
+  char buf[32];
+  int n = number_text(p, col, v, buf);
+  if (n == 0) return tdm__buf_append(out, "null", 4);
+  return tdm__buf_append(out, buf, (size_t)n);
+}
+
+/* Whether results carry reasons (explain: in the spec, with a model). */
+static int explains(const tdm__pipeline *p) {
+  return p->spec->explain_reasons > 0 && !p->features_only;
+}
+
+/*
+ * The contributions of a result's score (num_features values, then the
+ * bias), computed from the numbers the result holds, so batch, live and a
+ * duplicate's answer give the same ones. *out is the caller's to free;
+ * NULL (TDM_OK) when the result has no model score to explain.
+ */
+static int result_contribs(const tdm__pipeline *p, const tdm__result *r,
+                           double **out) {
+  *out = NULL;
+  if (p->features_only || r->source != TDM__SOURCE_MODEL) return TDM_OK;
+  size_t nf = p->info.num_features;
+  double *buf = tdm__malloc((2 * nf + 1) * sizeof(double));
+  if (buf == NULL) return TDM_ENOMEM;
+  double *row = buf + nf + 1;
+  model_row(p, r->numbers, row);
+  int rc = tdm_model_predict(p->model, row, 1, TDM_PREDICT_CONTRIBS, buf);
+  if (rc != TDM_OK) {
+    tdm__free(buf);
+    return rc;
+  }
+  *out = buf;
+  return TDM_OK;
+}
+
+typedef struct reason {
+  size_t feature;
+  double magnitude;
+} reason;
+
+/* Larger contributions first; equal ones in the model's feature order, so
+ * the order never depends on the sort. */
+static int reason_order(const void *a, const void *b) {
+  const reason *x = a, *y = b;
+  if (x->magnitude != y->magnitude) return x->magnitude > y->magnitude ? -1 : 1;
+  return x->feature < y->feature ? -1 : x->feature > y->feature;
+}
+
+/*
+ * The "reasons" array of one result (explain: in the spec): at most
+ * explain_reasons features whose contribution is non-zero and at least
+ * min_contribution in absolute value, largest first, each with the
+ * feature's name, its value (null when missing), its contribution as the
+ * model writes it, and its direction ("up" raises the score). "null"
+ * when the result has no model score.
+ */
+static int reasons_json(const tdm__pipeline *p, const tdm__result *r,
+                        tdm__buf *out) {
+  double *contribs;
+  int rc = result_contribs(p, r, &contribs);
+  if (rc != TDM_OK) return rc;
+  if (contribs == NULL) return tdm__buf_append(out, "null", 4);
+  size_t nf = p->info.num_features, num = 0;
+  reason *picked = tdm__malloc((nf + 1) * sizeof *picked);
+  if (picked == NULL) {
+    tdm__free(contribs);
+    return TDM_ENOMEM;
+  }
+  for (size_t f = 0; f < nf; f++) {
+    double m = fabs(contribs[f]);
+    if (m != 0 && m >= p->spec->explain_min_contribution)
+      picked[num++] = (reason){f, m};
+  }
+  qsort(picked, num, sizeof *picked, reason_order);
+  if (num > p->spec->explain_reasons) num = p->spec->explain_reasons;
+  rc = tdm__buf_append(out, "[", 1);
+  for (size_t i = 0; i < num && rc == TDM_OK; i++) {
+    size_t f = picked[i].feature;
+    char buf[32];
+    rc = tdm__buf_append(out, i ? ",{\"feature\":" : "{\"feature\":", i ? 12 : 11);
+    if (rc == TDM_OK)
+      rc = tdm__json_append_string(out, tdm_model_feature_name(p->model, f));
+    if (rc == TDM_OK) rc = tdm__buf_append(out, ",\"value\":", 9);
+    if (rc == TDM_OK) {
+      column plain = {0};
+      rc = json_number(p, &plain, r->numbers[p->model_inputs[f]], out);
+    }
+    int n = tdm_model_format_value(p->model, contribs[f], buf);
+    if (rc == TDM_OK)
+      rc = tdm__buf_printf(out, ",\"contribution\":%.*s,\"direction\":\"%s\"}",
+                           n, buf, contribs[f] > 0 ? "up" : "down");
+  }
+  if (rc == TDM_OK) rc = tdm__buf_append(out, "]", 1);
+  tdm__free(picked);
+  tdm__free(contribs);
+  return rc;
+}
+
+/* "contribs": every contribution of the score (?explain=contribs), in the
+ * model's feature order then the bias, as `tandem score --contribs` writes
+ * them in JSON Lines. */
+static int contribs_json(const tdm__pipeline *p, const tdm__result *r,
+                         tdm__buf *out) {
+  double *contribs;
+  int rc = result_contribs(p, r, &contribs);
+  if (rc != TDM_OK || contribs == NULL) return rc;
+  rc = tdm__buf_append(out, ",\"contribs\":[", 13);
+  for (size_t f = 0; f <= p->info.num_features && rc == TDM_OK; f++) {
+    char buf[32];
+    int n = tdm_model_format_value(p->model, contribs[f], buf);
+    rc = tdm__buf_printf(out, "%s%.*s", f ? "," : "", n, buf);
+  }
+  if (rc == TDM_OK) rc = tdm__buf_append(out, "]", 1);
+  tdm__free(contribs);
+  return rc;
+}
+
 int tdm__pipeline_csv_header(const tdm__pipeline *p, tdm__buf *out) {
   int rc = TDM_OK;
   for (size_t i = 0; i < p->num_columns && rc == TDM_OK; i++) {
@@ -1482,6 +1613,7 @@ int tdm__pipeline_csv_header(const tdm__pipeline *p, tdm__buf *out) {
       rc = tdm__csv_append_field(out, p->columns[i].name,
                                  strlen(p->columns[i].name));
   }
+  if (rc == TDM_OK && explains(p)) rc = tdm__buf_append(out, ",reasons", 8);
   if (rc == TDM_OK && p->id_field != NONE)
     rc = tdm__buf_append(out, ",duplicate", 10);
   if (rc == TDM_OK) rc = tdm__buf_append(out, "\n", 1);
@@ -1507,18 +1639,18 @@ int tdm__pipeline_csv_row(const tdm__pipeline *p, const tdm__event *ev,
       rc = tdm__csv_append_field(out, then, strlen(then));
     }
   }
+  if (rc == TDM_OK && explains(p)) {
+    /* The same JSON as the JSON Lines and live answers, as one CSV field. */
+    tdm__buf reasons = {0};
+    rc = reasons_json(p, r, &reasons);
+    if (rc == TDM_OK) rc = tdm__buf_append(out, ",", 1);
+    if (rc == TDM_OK) rc = tdm__csv_append_field(out, reasons.data, reasons.len);
+    tdm__buf_free(&reasons);
+  }
   if (rc == TDM_OK && p->id_field != NONE)
     rc = tdm__buf_append(out, r->duplicate ? ",1" : ",0", 2);
   if (rc == TDM_OK) rc = tdm__buf_append(out, "\n", 1);
   return rc;
-}
-
-static int json_number(const tdm__pipeline *p, const column *col, double v,
-                       tdm__buf *out) {
-  char buf[32];
-  int n = number_text(p, col, v, buf);
-  if (n == 0) return tdm__buf_append(out, "null", 4);
-  return tdm__buf_append(out, buf, (size_t)n);
 }
 
 /* "tables": the version of each looked-up table the event used, its
@@ -1569,8 +1701,7 @@ static int fallback_json(const tdm__pipeline *p, const tdm__result *r,
 }
 
 int tdm__pipeline_json(const tdm__pipeline *p, const tdm__event *ev,
-                       const tdm__result *r, int with_features,
-                       tdm__buf *out) {
+                       const tdm__result *r, int explain, tdm__buf *out) {
   int rc = tdm__buf_append(out, "{", 1);
   for (size_t i = 0; i < p->num_columns && rc == TDM_OK; i++) {
     const column *col = &p->columns[i];
@@ -1598,7 +1729,13 @@ int tdm__pipeline_json(const tdm__pipeline *p, const tdm__event *ev,
     rc = tables_json(p, r, out);
   if (rc == TDM_OK && r->duplicate)
     rc = tdm__buf_append(out, ",\"duplicate\":true", 17);
-  if (rc == TDM_OK && with_features) {
+  if (rc == TDM_OK && explains(p)) {
+    rc = tdm__buf_append(out, ",\"reasons\":", 11);
+    if (rc == TDM_OK) rc = reasons_json(p, r, out);
+  }
+  if (rc == TDM_OK && (explain & TDM__EXPLAIN_CONTRIBS) && !p->features_only)
+    rc = contribs_json(p, r, out);
+  if (rc == TDM_OK && (explain & TDM__EXPLAIN_FEATURES)) {
     rc = tdm__buf_append(out, ",\"features\":{", 13);
     column plain = {0};
     for (size_t i = 0; i < p->spec->num_features && rc == TDM_OK; i++) {

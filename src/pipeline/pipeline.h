@@ -237,11 +237,17 @@ int tdm__pipeline_error_json(int status, const char *message, tdm__buf *out);
 int tdm__pipeline_csv_header(const tdm__pipeline *p, tdm__buf *out);
 int tdm__pipeline_csv_row(const tdm__pipeline *p, const tdm__event *ev,
                           const tdm__result *r, tdm__buf *out);
+/* The CSV row has a "reasons" column (compact JSON, as in the JSON
+ * answer) when the spec asks for explain: reasons. */
+/* What a JSON result explains beyond its columns (bits): every feature's
+ * value, and every contribution of the score. */
+enum { TDM__EXPLAIN_FEATURES = 1, TDM__EXPLAIN_CONTRIBS = 2 };
 /* One result as a JSON object (no newline): the output columns, the model
- * version, "duplicate": true when so, and the features when asked. */
+ * version, "duplicate": true when so, "reasons" when the spec has
+ * explain:, and what `explain` asks (TDM__EXPLAIN_ bits). Explaining
+ * computes the contributions from the result's numbers (it allocates). */
 int tdm__pipeline_json(const tdm__pipeline *p, const tdm__event *ev,
-                       const tdm__result *r, int with_features,
-                       tdm__buf *out);
+                       const tdm__result *r, int explain, tdm__buf *out);
 
 /* Writes a number as the shortest text that reads back to the same
  * double ("null" in JSON for a missing one is the caller's). */

@@ -925,6 +925,24 @@ static int realtime_pair(reader *r, void *ctx, size_t key,
   return scalar(r, value, mark, "default_decision", &spec->default_decision);
 }
 
+static const char *const explain_keys[] = {"reasons", "min_contribution",
+                                           NULL};
+
+static int explain_pair(reader *r, void *ctx, size_t key,
+                        struct fy_node *value, tdm__mark mark) {
+  tdm__spec *spec = r->spec;
+  if (key == 0)
+    return count_value(r, value, mark, "explain: reasons",
+                       &spec->explain_reasons);
+  int rc = number_value(r, value, mark, "explain: min_contribution",
+                        &spec->explain_min_contribution);
+  if (rc == TDM_OK && spec->explain_min_contribution < 0)
+    rc = tdm__spec_fail(spec, mark, TDM_EPARSE, r->err,
+                        "explain: min_contribution must be 0 or more (it "
+                        "bounds the absolute contribution)");
+  return rc;
+}
+
 static const char *const schedule_keys[] = {"cron", "in", "table", NULL};
 
 static int schedule_pair(reader *r, void *ctx, size_t key,
@@ -962,12 +980,13 @@ static int read_schedule_item(reader *r, void *item, struct fy_node *node,
 enum {
   KEY_NAME, KEY_ENTITY, KEY_TIME, KEY_ID, KEY_FIELDS, KEY_FEATURES,
   KEY_MODEL, KEY_DECISION, KEY_OUTPUT, KEY_STATE, KEY_STORE, KEY_MATERIALIZE,
-  KEY_TABLES, KEY_REALTIME, KEY_SCHEDULE
+  KEY_TABLES, KEY_REALTIME, KEY_SCHEDULE, KEY_EXPLAIN
 };
 static const char *const top_keys[] = {
     "name",   "entity",      "time",   "id",       "fields",
     "features", "model",     "decision", "output", "state",
-    "store",  "materialize", "tables", "realtime", "schedule", NULL};
+    "store",  "materialize", "tables", "realtime", "schedule",
+    "explain", NULL};
 
 typedef struct top {
   tdm__mark marks[16];
@@ -1015,6 +1034,16 @@ static int top_pair(reader *r, void *ctx, size_t key, struct fy_node *value,
       spec->realtime_mark = mark;
       return each_pair(r, value, mark, "realtime", realtime_keys,
                        realtime_pair, NULL);
+    case KEY_EXPLAIN: {
+      spec->explain_mark = mark;
+      int rc = each_pair(r, value, mark, "explain", explain_keys,
+                         explain_pair, NULL);
+      if (rc == TDM_OK && spec->explain_reasons == 0)
+        rc = tdm__spec_fail(spec, mark, TDM_EPARSE, r->err,
+                            "explain needs reasons (how many of each "
+                            "result's top contributions to give)");
+      return rc;
+    }
     default:
       return each_item(r, value, mark, "schedule", sizeof *spec->schedules,
                        (void **)&spec->schedules, &spec->num_schedules,

@@ -156,6 +156,11 @@ typedef struct tdm__spec {
                             event may be dated */
   int late_apply;       /* state: late: apply (events older than the dedupe
                            horizon are applied, not rejected as too_late) */
+  /* explain: each result's top reasons (0: none asked) and the smallest
+   * absolute contribution that counts as a reason. */
+  size_t explain_reasons;
+  double explain_min_contribution;
+  tdm__mark explain_mark;
 } tdm__spec;
 
 /* Reads and checks a pipeline file. Errors say "PATH:LINE:COL: what". */

@@ -799,15 +799,19 @@ static enum MHD_Result pipeline_request(tdm__server *srv,
   }
   const char *explain =
       MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "explain");
-  if (explain != NULL && strcmp(explain, "features") != 0)
+  int explain_bits = explain == NULL                    ? 0
+                     : strcmp(explain, "features") == 0 ? TDM__EXPLAIN_FEATURES
+                     : strcmp(explain, "contribs") == 0 ? TDM__EXPLAIN_CONTRIBS
+                                                        : -1;
+  if (explain_bits < 0)
     return respond_error(srv, c, r, MHD_HTTP_BAD_REQUEST,
-                         "explain=%s: the only explanation is "
-                         "explain=features",
+                         "explain=%s: the explanations are "
+                         "explain=features and explain=contribs",
                          explain);
   uint64_t gen;
   uint64_t waited_us = (now_ns() - r->arrived_ns) / 1000;
   tdm__live_events_async(live, r->body.data ? r->body.data : "", r->body.len,
-                         explain != NULL, waited_us, r->overloaded, &out,
+                         explain_bits, waited_us, r->overloaded, &out,
                          &status, &gen);
   if (gen == 0) return respond_buf(srv, c, r, status, "application/json", &out);
   /* Answer once the state is durable, without holding this thread: the
