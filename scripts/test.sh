@@ -88,6 +88,7 @@ for t in tests/integration/test_cli.py tests/integration/test_xgboost_fixtures.p
     tests/integration/test_eval.py \
     tests/integration/test_xgboost_trained.py \
     tests/integration/test_contribs.py \
+    tests/integration/test_pipeline_reasons.py \
     tests/integration/test_xgboost_categorical_edges.py \
     tests/integration/test_stream.py \
     tests/integration/test_stream_failover.py \

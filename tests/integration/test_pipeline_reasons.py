@@ -16,7 +16,8 @@ slice from examples/fraud/generate.py:
     contributions ?explain=contribs wrote (as float32 bits), and the
     reasons are its top 4 by absolute value at least 0.5 (ties in the
     model's feature order), with the feature's value and direction.
-(e) Spec errors name file:line:col and exit 2 with no output file.
+(e) Spec errors (bad reasons or min_contribution, an unknown key, a model
+    without node covers) name file:line:col and exit 2 with no output.
 """
 import csv
 import http.client
@@ -199,5 +200,23 @@ for bad_explain, where in (
     expect(r.returncode == 2 and f"bad.yaml:{line}:" in r.stderr and where in r.stderr
            and not os.path.exists(target),
            f"{bad_explain.strip()}: rc {r.returncode}, {r.stderr.strip()}")
+
+# A model without node covers (sum_hessian removed) still scores, but
+# cannot explain: the error names explain:'s line.
+doc = json.load(open(os.path.join(FRAUD, "model.json")))
+for tree in doc["learner"]["gradient_booster"]["model"]["trees"]:
+    tree.pop("sum_hessian", None)
+bare_model = os.path.join(out, "bare.json")
+json.dump(doc, open(bare_model, "w"))
+bare = base.replace(os.path.join(FRAUD, "model.json"), bare_model)
+path = write(os.path.join(out, "bare.yaml"), bare + "explain: {reasons: 2}\n")
+target = os.path.join(out, "bare.csv")
+r = tandem("batch", path, "--in", events_csv, "--out", target, "--store", store)
+expect(r.returncode == 2 and f"bare.yaml:{bare.count(chr(10)) + 1}:" in r.stderr
+       and "cannot give contributions" in r.stderr and not os.path.exists(target),
+       f"a model without covers: rc {r.returncode}, {r.stderr.strip()}")
+r = tandem("batch", write(os.path.join(out, "bare2.yaml"), bare), "--in",
+           events_csv, "--out", target, "--store", store)
+expect(r.returncode == 0, f"the same model without explain: scores: {r.stderr}")
 
 finish("test_pipeline_reasons")
