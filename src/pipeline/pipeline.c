@@ -1567,7 +1567,8 @@ static int reasons_json(const tdm__pipeline *p, const tdm__result *r,
   for (size_t i = 0; i < num && rc == TDM_OK; i++) {
     size_t f = picked[i].feature;
     char buf[32];
-    rc = tdm__buf_append(out, i ? ",{\"feature\":" : "{\"feature\":", i ? 12 : 11);
+    rc = tdm__buf_append(out,
+                         i ? ",{\"feature\":" : "{\"feature\":", i ? 12 : 11);
     if (rc == TDM_OK)
       rc = tdm__json_append_string(out, tdm_model_feature_name(p->model, f));
     if (rc == TDM_OK) rc = tdm__buf_append(out, ",\"value\":", 9);
@@ -1644,7 +1645,8 @@ int tdm__pipeline_csv_row(const tdm__pipeline *p, const tdm__event *ev,
     tdm__buf reasons = {0};
     rc = reasons_json(p, r, &reasons);
     if (rc == TDM_OK) rc = tdm__buf_append(out, ",", 1);
-    if (rc == TDM_OK) rc = tdm__csv_append_field(out, reasons.data, reasons.len);
+    if (rc == TDM_OK)
+      rc = tdm__csv_append_field(out, reasons.data, reasons.len);
     tdm__buf_free(&reasons);
   }
   if (rc == TDM_OK && p->id_field != NONE)

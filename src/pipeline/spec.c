@@ -925,11 +925,10 @@ static int realtime_pair(reader *r, void *ctx, size_t key,
   return scalar(r, value, mark, "default_decision", &spec->default_decision);
 }
 
-static const char *const explain_keys[] = {"reasons", "min_contribution",
-                                           NULL};
+static const char *const explain_keys[] = {"reasons", "min_contribution", NULL};
 
-static int explain_pair(reader *r, void *ctx, size_t key,
-                        struct fy_node *value, tdm__mark mark) {
+static int explain_pair(reader *r, void *ctx, size_t key, struct fy_node *value,
+                        tdm__mark mark) {
   tdm__spec *spec = r->spec;
   if (key == 0)
     return count_value(r, value, mark, "explain: reasons",
@@ -1036,8 +1035,8 @@ static int top_pair(reader *r, void *ctx, size_t key, struct fy_node *value,
                        realtime_pair, NULL);
     case KEY_EXPLAIN: {
       spec->explain_mark = mark;
-      int rc = each_pair(r, value, mark, "explain", explain_keys,
-                         explain_pair, NULL);
+      int rc = each_pair(r, value, mark, "explain", explain_keys, explain_pair,
+                         NULL);
       if (rc == TDM_OK && spec->explain_reasons == 0)
         rc = tdm__spec_fail(spec, mark, TDM_EPARSE, r->err,
                             "explain needs reasons (how many of each "

@@ -811,8 +811,8 @@ static enum MHD_Result pipeline_request(tdm__server *srv,
   uint64_t gen;
   uint64_t waited_us = (now_ns() - r->arrived_ns) / 1000;
   tdm__live_events_async(live, r->body.data ? r->body.data : "", r->body.len,
-                         explain_bits, waited_us, r->overloaded, &out,
-                         &status, &gen);
+                         explain_bits, waited_us, r->overloaded, &out, &status,
+                         &gen);
   if (gen == 0) return respond_buf(srv, c, r, status, "application/json", &out);
   /* Answer once the state is durable, without holding this thread: the
    * connection sleeps and the committer wakes it (one fsync serves every
