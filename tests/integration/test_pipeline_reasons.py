@@ -75,6 +75,8 @@ for path, flags in ((batch_csv, ()), (batch_jsonl, ()), (explained, ("--explain"
     r = tandem("batch", pipeline, "--in", events_csv, "--out", path,
                "--store", store, *flags)
     expect(r.returncode == 0, f"batch {path}: {r.stderr}")
+    if r.returncode != 0:
+        finish("test_pipeline_reasons")  # nothing further can be compared
 jsonl_lines = [line.decode() for line in read_lines(batch_jsonl)]
 expect(len(jsonl_lines) == len(events), "one JSON line per event")
 batch_reasons = [reasons_bytes(line) for line in jsonl_lines]
