@@ -5,7 +5,8 @@ The fraud example's pipeline (examples/fraud, its 200-tree model) with
 slice from examples/fraud/generate.py:
 
 (a) Batch: every CSV row's `reasons` column holds the same bytes as the
-    JSON Lines output's "reasons" array for that event.
+    JSON Lines output's "reasons" array for that event; three events sent
+    twice in a row answer as duplicates whose reasons repeat the first.
 (b) Live: a fresh `tandem serve` answers each event, sent one per request,
     with the same "reasons" bytes as batch; with ?explain=contribs the
     answer also carries every contribution.
@@ -54,9 +55,15 @@ events_csv = os.path.join(out, "events.csv")
 subprocess.run([sys.executable, os.path.join(FRAUD, "generate.py"), "--cards",
                 "40", "--days", "3", "--seed", "21", "--out", events_csv],
                check=True, capture_output=True)
-header = open(events_csv).readline().strip().split(",")
-events = [dict(zip(header, line.strip().split(",")))
-          for line in open(events_csv).readlines()[1:]]
+# Three events are sent twice in a row: a repeated id answers as a
+# duplicate, whose reasons must repeat the first answer's.
+lines = open(events_csv).readlines()
+REPEATED = (10, 50, 90)
+for i in sorted(REPEATED, reverse=True):
+    lines.insert(i + 2, lines[i + 1])
+write(events_csv, "".join(lines))
+header = lines[0].strip().split(",")
+events = [dict(zip(header, line.strip().split(","))) for line in lines[1:]]
 expect(len(events) > 100, f"generate.py gave {len(events)} events")
 
 
@@ -84,6 +91,11 @@ with open(batch_csv, newline="") as f:
     rows = list(csv.DictReader(f))
 expect([row["reasons"] for row in rows] == batch_reasons,
        "CSV reasons column == JSON Lines reasons, byte for byte")
+dup_at = [i for i, line in enumerate(jsonl_lines) if '"duplicate":true' in line]
+expect(dup_at == [i + 1 + k for k, i in enumerate(REPEATED)],
+       f"duplicates at {dup_at}")
+expect(all(batch_reasons[i] == batch_reasons[i - 1] for i in dup_at),
+       "a duplicate's reasons repeat the first answer's")
 # Both limits cut: some events have 4 reasons, some fewer (the rest are
 # below min_contribution).
 lengths = {len(json.loads(b)) for b in batch_reasons}
