@@ -58,7 +58,7 @@ static const char eval_help[] =
     "                    `tandem runs`), where runs, compare and report\n"
     "                    show them\n"
     "  --registry P      the registry (default: as for tandem score)\n"
-    "  --help            show this help\n"
+    "  --help, -h        show this help\n"
     "\n"
     "binary: roc_auc (roc_auc_score: trapezoids over distinct scores, ties\n"
     "  as one point), average_precision (average_precision_score: the step\n"
@@ -1141,7 +1141,7 @@ int tdm__cmd_eval(int argc, char **argv) {
   opterr = 0;
   optind = 1;
   int c;
-  while ((c = getopt_long(argc, argv, ":", long_options, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, ":h", long_options, NULL)) != -1) {
     switch (c) {
       case 'p': o.pred_path = optarg; break;
       case 'l': o.labels_path = optarg; break;

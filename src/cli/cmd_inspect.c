@@ -18,7 +18,9 @@ static const char inspect_help[] =
     "\n"
     "options:\n"
     "  --json   print one JSON object instead of text\n"
-    "  --help   show this help\n";
+    "  --help, -h show this help\n"
+    "\n"
+    "exit status: 0 success, 1 runtime failure, 2 bad usage or bad input\n";
 
 static void print_json_string(const char *s) {
   putchar('"');
@@ -93,7 +95,7 @@ int tdm__cmd_inspect(int argc, char **argv) {
   opterr = 0;
   optind = 1;
   int c;
-  while ((c = getopt_long(argc, argv, ":", long_options, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, ":h", long_options, NULL)) != -1) {
     switch (c) {
       case 'j': json = 1; break;
       case 'h': fputs(inspect_help, stdout); return TDM_EXIT_OK;
