@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "../pipeline/pipeline.h"
 #include "csv.h"
@@ -152,6 +153,34 @@ static int ends_with(const char *s, const char *suffix) {
   return n >= m && strcmp(s + n - m, suffix) == 0;
 }
 
+/* Why a header lacks a needed column, as a hint to append to the error:
+ * the three mistakes that otherwise look alike are a file separated by
+ * semicolons (one column holding them all), a name spelled in another
+ * case, and a file with no header at all (its first line names none of
+ * the pipeline's fields). Returns "" when none of them applies. */
+static const char *header_hint(const tdm__event_reader *r,
+                               const tdm__csv_record *header, const char *name,
+                               char *buf, size_t size) {
+  for (size_t c = 0; c < header->count; c++)
+    if (strcasecmp(header->fields[c].text, name) == 0) {
+      snprintf(buf, size,
+               "; column %zu is \"%s\": names are case-sensitive, rename it "
+               "\"%s\"",
+               c + 1, header->fields[c].text, name);
+      return buf;
+    }
+  if (header->count == 1 && strchr(header->fields[0].text, ';') != NULL)
+    return "; the header is one column with semicolons in it: tandem reads "
+           "comma-separated files, so convert it (e.g. tr ';' ',')";
+  size_t known = 0;
+  for (size_t c = 0; c < header->count; c++)
+    if (r->column_field[c] != SIZE_MAX) known++;
+  if (known == 0)
+    return "; no column names a field of the pipeline: the first line must "
+           "be a header of field names";
+  return "";
+}
+
 static int read_header(tdm__event_reader *r, tdm_error *err) {
   tdm__csv_record header;
   int rc = tdm__csv_next(r->csv, &header, err);
@@ -180,11 +209,13 @@ static int read_header(tdm__event_reader *r, tdm_error *err) {
   for (size_t k = 0; k < 2; k++) {
     size_t c = 0;
     while (c < header.count && strcmp(header.fields[c].text, need[k]) != 0) c++;
+    char hint[160];
     if (c == header.count)
       return tdm__fail(err, TDM_ESCHEMA,
                        "%s:%zu: the header has no column \"%s\" (the "
-                       "pipeline's %s)",
-                       r->path, header.line, need[k], k ? "time" : "entity");
+                       "pipeline's %s)%s",
+                       r->path, header.line, need[k], k ? "time" : "entity",
+                       header_hint(r, &header, need[k], hint, sizeof hint));
   }
   return TDM_OK;
 }
