@@ -278,8 +278,8 @@ static int field_type(reader *r, struct fy_node *node, tdm__mark mark,
   return rc;
 }
 
-static const char *const field_keys[] = {"type", "unit", "values", "required",
-                                         NULL};
+static const char *const field_keys[] = {"type",     "unit",     "values",
+                                         "required", "optional", NULL};
 
 static int field_pair(reader *r, void *ctx, size_t key, struct fy_node *value,
                       tdm__mark mark) {
@@ -330,14 +330,15 @@ static int field_pair(reader *r, void *ctx, size_t key, struct fy_node *value,
       return TDM_OK;
     }
     default: {
+      const char *what = key == 3 ? "required" : "optional";
       char *text;
-      int rc = scalar(r, value, mark, "required", &text);
+      int rc = scalar(r, value, mark, what, &text);
       if (rc != TDM_OK) return rc;
       if (strcmp(text, "true") == 0 || strcmp(text, "false") == 0)
-        f->required = text[0] == 't';
+        *(key == 3 ? &f->required : &f->optional) = text[0] == 't';
       else
         rc = tdm__spec_fail(r->spec, mark, TDM_EPARSE, r->err,
-                            "required is true or false, not \"%s\"", text);
+                            "%s is true or false, not \"%s\"", what, text);
       tdm__free(text);
       return rc;
     }
