@@ -236,10 +236,19 @@ static int each_pair(reader *r, struct fy_node *map, tdm__mark mark,
       for (size_t i = 0; i < num_keys && used < sizeof known; i++)
         used += (size_t)snprintf(known + used, sizeof known - used, "%s%s",
                                  i ? ", " : "", keys[i]);
+      /* An XGBoost model given where the pipeline goes is a mistake
+       * worth naming: its first key is "learner". */
+      int model = text && len == 7 && memcmp(text, "learner", 7) == 0 &&
+                  strcmp(what, "the pipeline") == 0;
       return tdm__spec_fail(r->spec, key_mark, TDM_EPARSE, r->err,
-                            "unknown key \"%.*s\" in %s (known: %s)",
+                            "unknown key \"%.*s\" in %s (known: %s)%s",
                             text ? (int)len : 0, text ? text : "", what,
-                            known);
+                            known,
+                            model ? "; this file is an XGBoost model, not a "
+                                    "pipeline: name it in a pipeline's "
+                                    "model: key, or score it with tandem "
+                                    "score --model FILE"
+                                  : "");
     }
     if (seen[k])
       return tdm__spec_fail(r->spec, key_mark, TDM_EPARSE, r->err,
