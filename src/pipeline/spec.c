@@ -1372,7 +1372,9 @@ static int parse_rfc3339(const char *p, const char *end, int64_t *ms) {
 int tdm__parse_time(const char *text, size_t len, tdm__time_unit unit,
                     int64_t *ms) {
   const char *end = text + len;
-  if (unit == TDM__TIME_AUTO && len >= 10 && text[4] == '-')
+  /* An RFC 3339 text is a time whatever the unit: unit says how to read
+   * numbers, and no number has a '-' after four digits. */
+  if (len >= 10 && text[4] == '-')
     return parse_rfc3339(text, end, ms);
   double value;
   if (len == 0 || tdm__parse_double(text, len, &value) != 0 ||
