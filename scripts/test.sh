@@ -94,6 +94,15 @@ for t in tests/integration/test_cli.py tests/integration/test_xgboost_fixtures.p
     tests/integration/test_stream_failover.py \
     tests/integration/test_tls.py \
     tests/integration/test_crash.py \
+    tests/integration/test_docs.py \
+    tests/integration/test_help.py \
+    tests/integration/test_header_hints.py \
+    tests/integration/test_missing_columns.py \
+    tests/integration/test_listen_errors.py \
+    tests/integration/test_eval_label_default.py \
+    tests/integration/test_inspect_types.py \
+    tests/integration/test_wrong_file_kind.py \
+    tests/integration/test_time_unit_rfc3339.py \
     tests/integration/test_soak.py; do
   check "$t (sanitizers)" env TANDEM=build-asan/tandem ASAN_OPTIONS=detect_leaks=1 \
     /usr/bin/python3 "$t"

@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/python3
 """Trains the fraud example's model (examples/fraud/model.json).
 
 The training features come from tandem itself: `tandem batch

@@ -56,7 +56,7 @@ static const char batch_help[] =
     "                   a registry that cannot be written only warns, even\n"
     "                   one given here (see `tandem runs`)\n"
     "  --no-registry    do not record the run\n"
-    "  --help           show this help\n"
+    "  --help, -h       show this help\n"
     "\n"
     "exit status: 0 success, 1 runtime failure, 2 bad usage or bad input\n";
 
@@ -89,7 +89,7 @@ int tdm__cmd_batch(int argc, char **argv) {
   opterr = 0;
   optind = 1;
   int c;
-  while ((c = getopt_long(argc, argv, ":", long_options, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, ":h", long_options, NULL)) != -1) {
     switch (c) {
       case 'i': opt.in_path = optarg; break;
       case 'o': opt.out_path = optarg; break;

@@ -53,7 +53,7 @@ static const char compare_help[] =
     "  --registry P    the registry (default as for `tandem runs`)\n"
     "  --examples N    show at most N changed decisions (default 10; 0: none)\n"
     "  --json          one JSON object instead of text\n"
-    "  --help          show this help\n"
+    "  --help, -h      show this help\n"
     "\n"
     "exit status: 0 success, 1 runtime failure, 2 bad usage or bad input\n";
 
@@ -272,7 +272,7 @@ int tdm__cmd_compare(int argc, char **argv) {
   opterr = 0;
   optind = 1;
   int c;
-  while ((c = getopt_long(argc, argv, ":", long_options, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, ":h", long_options, NULL)) != -1) {
     switch (c) {
       case 'r': registry = optarg; break;
       case 'e':

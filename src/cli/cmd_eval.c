@@ -58,7 +58,7 @@ static const char eval_help[] =
     "                    `tandem runs`), where runs, compare and report\n"
     "                    show them\n"
     "  --registry P      the registry (default: as for tandem score)\n"
-    "  --help            show this help\n"
+    "  --help, -h        show this help\n"
     "\n"
     "binary: roc_auc (roc_auc_score: trapezoids over distinct scores, ties\n"
     "  as one point), average_precision (average_precision_score: the step\n"
@@ -859,8 +859,15 @@ static int load_inputs(const eval_options *o, inputs *in, notes *ns,
   if (o->labels_path == NULL) { /* the label is a column of P */
     long c = table_column(&pred, label_column);
     if (c < 0) {
-      rc = tdm__fail(err, TDM_ESCHEMA, "%s: no label column \"%s\"",
-                     o->pred_path, label_column);
+      /* Without --labels and --label-col, the help's default (label) was
+       * tried: say how to name another column or file. */
+      rc = tdm__fail(err, TDM_ESCHEMA,
+                     "%s: no label column \"%s\"%s", o->pred_path,
+                     label_column,
+                     o->label_column != NULL
+                         ? ""
+                         : "; give --label-col NAME for another column, or "
+                           "--labels FILE for labels in their own file");
       goto done;
     }
     columns[width] = (size_t)c;
@@ -1141,7 +1148,7 @@ int tdm__cmd_eval(int argc, char **argv) {
   opterr = 0;
   optind = 1;
   int c;
-  while ((c = getopt_long(argc, argv, ":", long_options, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, ":h", long_options, NULL)) != -1) {
     switch (c) {
       case 'p': o.pred_path = optarg; break;
       case 'l': o.labels_path = optarg; break;
@@ -1192,10 +1199,6 @@ int tdm__cmd_eval(int argc, char **argv) {
     return tdm__usage_error("eval", "unexpected argument '%s'", argv[optind]);
   if (o.pred_path == NULL)
     return tdm__usage_error("eval", "--pred is required");
-  if (o.labels_path == NULL && o.label_column == NULL)
-    return tdm__usage_error("eval",
-                            "give --labels FILE, or --label-col NAME for a "
-                            "label column in the predictions file");
   if (o.id_column != NULL && o.labels_path == NULL)
     return tdm__usage_error("eval",
                             "--id-col matches two files; it needs --labels");

@@ -18,7 +18,9 @@ static const char inspect_help[] =
     "\n"
     "options:\n"
     "  --json   print one JSON object instead of text\n"
-    "  --help   show this help\n";
+    "  --help, -h show this help\n"
+    "\n"
+    "exit status: 0 success, 1 runtime failure, 2 bad usage or bad input\n";
 
 static void print_json_string(const char *s) {
   putchar('"');
@@ -61,6 +63,22 @@ static void print_json(const tdm_model *model, const tdm_model_info *info,
   printf("]}\n");
 }
 
+/* A feature type in words for people: XGBoost's feature_types codes (q, c,
+ * i, int, float) mean nothing to a reader who has not read its source.
+ * --json keeps the code itself, which is what XGBoost reads back. */
+static const char *type_in_words(const char *type) {
+  static const struct {
+    const char *code, *words;
+  } names[] = {{"c", "categorical (c)"},
+               {"q", "number (q)"},
+               {"float", "number (float)"},
+               {"int", "integer (int)"},
+               {"i", "indicator, 0 or 1 (i)"}};
+  for (size_t k = 0; k < sizeof names / sizeof names[0]; k++)
+    if (strcmp(type, names[k].code) == 0) return names[k].words;
+  return type;
+}
+
 static void print_text(const tdm_model *model, const tdm_model_info *info,
                        const char *path) {
   printf("model:       %s\n", path);
@@ -80,9 +98,11 @@ static void print_text(const tdm_model *model, const tdm_model_info *info,
          info->num_categorical_splits);
   printf("features:    %zu%s\n", info->num_features,
          tdm_model_has_feature_names(model) ? "" : " (unnamed: f0, f1, ...)");
-  for (size_t i = 0; i < info->num_features; i++)
+  for (size_t i = 0; i < info->num_features; i++) {
+    const char *type = tdm_model_feature_type(model, i);
     printf("  %4zu  %-32s %s\n", i, tdm_model_feature_name(model, i),
-           tdm_model_feature_type(model, i));
+           type_in_words(type));
+  }
 }
 
 int tdm__cmd_inspect(int argc, char **argv) {
@@ -93,7 +113,7 @@ int tdm__cmd_inspect(int argc, char **argv) {
   opterr = 0;
   optind = 1;
   int c;
-  while ((c = getopt_long(argc, argv, ":", long_options, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, ":h", long_options, NULL)) != -1) {
     switch (c) {
       case 'j': json = 1; break;
       case 'h': fputs(inspect_help, stdout); return TDM_EXIT_OK;

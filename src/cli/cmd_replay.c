@@ -39,7 +39,7 @@ static const char replay_help[] =
     "  --show N        differences to print (default 5)\n"
     "  --store DIR     the tables lookups read (default: the pipeline's\n"
     "                  store:), as of each event's time\n"
-    "  --help          show this help\n"
+    "  --help, -h      show this help\n"
     "\n"
     "exit status: 0 no differences, 1 differences or a failure, 2 bad usage\n";
 
@@ -206,7 +206,7 @@ int tdm__cmd_replay(int argc, char **argv) {
   opterr = 0;
   optind = 1;
   int c;
-  while ((c = getopt_long(argc, argv, ":", long_options, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, ":h", long_options, NULL)) != -1) {
     switch (c) {
       case 'i': in_path = optarg; break;
       case 'u': url = optarg; break;

@@ -53,7 +53,7 @@ static const char report_help[] =
     "  --bins N          calibration bins of equal width (default 10)\n"
     "  --examples N      changed decisions to list (default 10; 0: none)\n"
     "  --registry P      the registry (default as for `tandem runs`)\n"
-    "  --help            show this help\n"
+    "  --help, -h        show this help\n"
     "\n"
     "exit status: 0 success, 1 runtime failure, 2 bad usage or bad input\n";
 
@@ -222,7 +222,7 @@ int tdm__cmd_report(int argc, char **argv) {
   opterr = 0;
   optind = 1;
   int c;
-  while ((c = getopt_long(argc, argv, ":", long_options, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, ":h", long_options, NULL)) != -1) {
     switch (c) {
       case 'o': o.out_path = optarg; break;
       case 'l': o.labels_path = optarg; break;

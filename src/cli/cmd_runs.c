@@ -61,7 +61,7 @@ static const char runs_help[] =
     "                     epoch seconds, or a duration back from now (24h)\n"
     "  --limit N          at most N runs\n"
     "  --json             JSON Lines: one object per run, every field\n"
-    "  --help             show this help\n"
+    "  --help, -h         show this help\n"
     "\n"
     "exit status: 0 success, 1 runtime failure, 2 bad usage or bad input\n";
 
@@ -143,7 +143,7 @@ int tdm__cmd_runs(int argc, char **argv) {
   opterr = 0;
   optind = 1;
   int c;
-  while ((c = getopt_long(argc, argv, ":", long_options, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, ":h", long_options, NULL)) != -1) {
     switch (c) {
       case 'r': registry = optarg; break;
       case 'c':

@@ -16,17 +16,21 @@
 static const char score_help[] =
     "usage: tandem score --model M --in X.csv --out P.csv [options]\n"
     "\n"
-    "Scores every row of a CSV feature matrix with a model. Columns are\n"
+    "Scores every row of a feature matrix with a model. X is a CSV with a\n"
+    "header, or JSON Lines when its name ends in .jsonl or .ndjson (one\n"
+    "object per line, keys naming features); P likewise. Columns are\n"
     "matched to the model's features by name, in any order; other columns\n"
     "are ignored. An empty field, NaN, nan, NA or null is a missing value.\n"
     "The output is written to a temporary file and renamed into place when\n"
     "complete, so a failed run leaves no output file.\n"
     "\n"
     "options:\n"
-    "  --model M      model file: XGBoost JSON or LightGBM text\n"
-    "  --in X.csv     input CSV with a header line\n"
+    "  --model M      model file: XGBoost JSON, LightGBM text, or tandem's\n"
+    "                 JSON for linear and logistic models\n"
+    "  --in X.csv     input: CSV with a header line, or X.jsonl\n"
     "  --out P.csv    output CSV: column 'score', or score_0..score_{k-1}\n"
-    "                 for multiclass probabilities\n"
+    "                 for multiclass probabilities; P.jsonl writes\n"
+    "                 {\"score\": ...} lines (\"scores\" for several)\n"
     "  --margin       write untransformed margins (XGBoost output_margin,\n"
     "                 LightGBM predict_raw_score)\n"
     "  --contribs     write feature contributions instead of scores: exact\n"
@@ -52,7 +56,7 @@ static const char score_help[] =
     "                 a registry that cannot be written only warns, even\n"
     "                 one given here (see `tandem runs`)\n"
     "  --no-registry  do not record the run\n"
-    "  --help         show this help\n"
+    "  --help, -h     show this help\n"
     "\n"
     "exit status: 0 success, 1 runtime failure, 2 bad usage or bad input\n";
 
@@ -83,7 +87,7 @@ int tdm__cmd_score(int argc, char **argv) {
   opterr = 0;
   optind = 1;
   int c;
-  while ((c = getopt_long(argc, argv, ":", long_options, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, ":h", long_options, NULL)) != -1) {
     switch (c) {
       case 'm': opt.model_path = optarg; break;
       case 'i': opt.in_path = optarg; break;

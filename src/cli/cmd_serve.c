@@ -77,10 +77,12 @@ static const char serve_help[] =
     "                      certificate or chain; needs --tls-key. Plain HTTP\n"
     "                      to the port is then refused\n"
     "  --tls-key FILE      the certificate's PEM private key, unencrypted\n"
-    "  --help              show this help\n"
+    "  --help, -h          show this help\n"
     "\n"
     "signals: SIGHUP reloads every model (a failed load keeps the old one);\n"
-    "SIGTERM or SIGINT stops accepting, finishes requests in flight, exits 0\n";
+    "SIGTERM or SIGINT stops accepting, finishes requests in flight, exits 0\n"
+    "\n"
+    "exit status: 0 success, 1 runtime failure, 2 bad usage or bad input\n";
 
 /* Bytes with an optional k or M suffix; 0 if it is not one. */
 static int parse_bytes(const char *text, size_t *out) {
@@ -184,7 +186,7 @@ int tdm__cmd_serve(int argc, char **argv) {
   opterr = 0;
   optind = 1;
   int c;
-  while ((c = getopt_long(argc, argv, ":", long_options, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, ":h", long_options, NULL)) != -1) {
     switch (c) {
       case 'm':
         if (num_models == sizeof models / sizeof models[0])

@@ -67,10 +67,12 @@ static const char stream_help[] =
     "                       and input offsets in one Kafka transaction; the\n"
     "                       input and changelog are read read_committed\n"
     "                       (readers of the output should be too)\n"
-    "  --help               show this help\n"
+    "  --help, -h           show this help\n"
     "\n"
     "A new group starts at the earliest offset (-X auto.offset.reset=latest\n"
-    "to change). SIGTERM or SIGINT drains and exits 0.\n";
+    "to change). SIGTERM or SIGINT drains and exits 0.\n"
+    "\n"
+    "exit status: 0 success, 1 runtime failure, 2 bad usage or bad input\n";
 
 static void on_stop(int sig) {
   (void)sig;
@@ -102,7 +104,7 @@ int tdm__cmd_stream(int argc, char **argv) {
   opt.config = config;
   int c;
   optind = 1;
-  while ((c = getopt_long(argc, argv, "X:", longopts, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, "X:h", longopts, NULL)) != -1) {
     switch (c) {
       case 'b': opt.brokers = optarg; break;
       case 'i': opt.input = optarg; break;

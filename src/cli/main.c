@@ -48,14 +48,36 @@ static void print_usage(FILE *out) {
           TDM_VERSION);
   for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
     fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
-  fprintf(out, "\nRun 'tandem <command> --help' for a command's options.\n");
+  fprintf(out,
+          "\nRun 'tandem help <command>' (or 'tandem <command> -h') for a "
+          "command's options.\n\n"
+          "exit status: 0 success, 1 runtime failure, 2 bad usage or bad "
+          "input\n");
 }
 
+/* `tandem help CMD` is `tandem CMD --help`, as git and cargo do it: the
+ * command's own help text is the only one, so the two cannot disagree. */
 static int cmd_help(int argc, char **argv) {
-  (void)argc;
-  (void)argv;
-  print_usage(stdout);
-  return TDM_EXIT_OK;
+  if (argc < 2) {
+    print_usage(stdout);
+    return TDM_EXIT_OK;
+  }
+  for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+    if (strcmp(commands[i].name, argv[1]) == 0 && commands[i].run != cmd_help &&
+        commands[i].run != cmd_version) {
+      char *help_argv[] = {argv[1], "--help", NULL};
+      return commands[i].run(2, help_argv);
+    }
+  }
+  if (strcmp(argv[1], "help") == 0 || strcmp(argv[1], "version") == 0) {
+    print_usage(stdout);
+    return TDM_EXIT_OK;
+  }
+  fprintf(stderr,
+          "tandem help: unknown command '%s' (run 'tandem help' for the "
+          "list)\n",
+          argv[1]);
+  return TDM_EXIT_USAGE;
 }
 
 int tdm__exit_status(int status) {
@@ -120,7 +142,7 @@ int main(int argc, char **argv) {
   }
   const char *name = argv[1];
   if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0)
-    return cmd_help(argc, argv);
+    return cmd_help(1, argv + 1);
   if (strcmp(name, "--version") == 0) return cmd_version(argc, argv);
   for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
     if (strcmp(commands[i].name, name) == 0)

@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "../pipeline/pipeline.h"
 #include "csv.h"
@@ -152,6 +153,94 @@ static int ends_with(const char *s, const char *suffix) {
   return n >= m && strcmp(s + n - m, suffix) == 0;
 }
 
+/* Why a header lacks a needed column, as a hint to append to the error:
+ * the three mistakes that otherwise look alike are a file separated by
+ * semicolons (one column holding them all), a name spelled in another
+ * case, and a file with no header at all (its first line names none of
+ * the pipeline's fields). Returns "" when none of them applies. */
+static const char *header_hint(const tdm__event_reader *r,
+                               const tdm__csv_record *header, const char *name,
+                               char *buf, size_t size) {
+  for (size_t c = 0; c < header->count; c++)
+    if (strcasecmp(header->fields[c].text, name) == 0) {
+      snprintf(buf, size,
+               "; column %zu is \"%s\": names are case-sensitive, rename it "
+               "\"%s\"",
+               c + 1, header->fields[c].text, name);
+      return buf;
+    }
+  if (header->count == 1 && strchr(header->fields[0].text, ';') != NULL)
+    return "; the header is one column with semicolons in it: tandem reads "
+           "comma-separated files, so convert it (e.g. tr ';' ',')";
+  size_t known = 0;
+  for (size_t c = 0; c < header->count; c++)
+    if (r->column_field[c] != SIZE_MAX) known++;
+  if (known == 0)
+    return "; no column names a field of the pipeline: the first line must "
+           "be a header of field names";
+  return "";
+}
+
+/* Which fields the features read: the symbol table of a compile whose
+ * only job is to note every field name an expression mentions. A field
+ * with no column would be missing in every event and change every score
+ * silently, so read_header refuses that unless the field is optional. */
+typedef struct field_uses {
+  const tdm__spec *spec;
+  size_t *user; /* per field: the first feature that reads it, or SIZE_MAX */
+  size_t feature;
+} field_uses;
+
+static size_t field_named(const tdm__spec *spec, const char *name, size_t len) {
+  for (size_t i = 0; i < spec->num_fields; i++)
+    if (strlen(spec->fields[i].name) == len &&
+        memcmp(spec->fields[i].name, name, len) == 0)
+      return i;
+  return SIZE_MAX;
+}
+
+static int note_field(void *ctx, const char *name, size_t len, int *type,
+                      size_t *slot) {
+  field_uses *u = ctx;
+  *slot = 0;
+  *type = TDM__EXPR_NUMBER;
+  size_t i = field_named(u->spec, name, len);
+  if (i != SIZE_MAX) {
+    if (u->spec->fields[i].type == TDM__FIELD_STRING) *type = TDM__EXPR_STRING;
+    if (u->user[i] == SIZE_MAX) u->user[i] = u->feature;
+  }
+  /* Any other name (a feature, score) is a number here: this compile only
+   * collects names, and the pipeline's own compile judges the types. */
+  return 0;
+}
+
+static void note_expression(field_uses *u, const char *text) {
+  if (text == NULL) return;
+  tdm__expr_symbols symbols = {u, note_field};
+  tdm__expr_error e;
+  tdm__expr *expr = NULL;
+  if (tdm__expr_compile(text, &symbols, &expr, &e) == TDM_OK)
+    tdm__expr_free(expr);
+}
+
+/* Fills user (num_fields entries) with, per field, the first feature that
+ * reads it (through its expression, aggregated input or filter). */
+static void fields_used(const tdm__spec *spec, size_t *user) {
+  field_uses u = {spec, user, 0};
+  for (size_t i = 0; i < spec->num_fields; i++) user[i] = SIZE_MAX;
+  for (size_t f = 0; f < spec->num_features; f++) {
+    const tdm__feature_spec *feature = &spec->features[f];
+    u.feature = f;
+    note_expression(&u, feature->expr);
+    note_expression(&u, feature->where);
+    if (feature->agg_input != NULL) {
+      size_t i = field_named(spec, feature->agg_input,
+                             strlen(feature->agg_input));
+      if (i != SIZE_MAX && user[i] == SIZE_MAX) user[i] = f;
+    }
+  }
+}
+
 static int read_header(tdm__event_reader *r, tdm_error *err) {
   tdm__csv_record header;
   int rc = tdm__csv_next(r->csv, &header, err);
@@ -180,13 +269,35 @@ static int read_header(tdm__event_reader *r, tdm_error *err) {
   for (size_t k = 0; k < 2; k++) {
     size_t c = 0;
     while (c < header.count && strcmp(header.fields[c].text, need[k]) != 0) c++;
+    char hint[160];
     if (c == header.count)
       return tdm__fail(err, TDM_ESCHEMA,
                        "%s:%zu: the header has no column \"%s\" (the "
-                       "pipeline's %s)",
-                       r->path, header.line, need[k], k ? "time" : "entity");
+                       "pipeline's %s)%s",
+                       r->path, header.line, need[k], k ? "time" : "entity",
+                       header_hint(r, &header, need[k], hint, sizeof hint));
   }
-  return TDM_OK;
+  size_t *user = tdm__calloc(r->spec->num_fields + 1, sizeof *user);
+  if (user == NULL) return tdm__fail(err, TDM_ENOMEM, "out of memory");
+  fields_used(r->spec, user);
+  rc = TDM_OK;
+  for (size_t i = 0; i < r->spec->num_fields && rc == TDM_OK; i++) {
+    const tdm__field_spec *field = &r->spec->fields[i];
+    if (user[i] == SIZE_MAX || field->optional) continue;
+    size_t c = 0;
+    while (c < header.count && r->column_field[c] != i) c++;
+    if (c < header.count) continue;
+    char hint[160];
+    rc = tdm__fail(err, TDM_ESCHEMA,
+                   "%s:%zu: the header has no column \"%s\", which feature "
+                   "\"%s\" reads; add the column, or declare the field "
+                   "{optional: true} if it may be absent%s",
+                   r->path, header.line, field->name,
+                   r->spec->features[user[i]].name,
+                   header_hint(r, &header, field->name, hint, sizeof hint));
+  }
+  tdm__free(user);
+  return rc;
 }
 
 int tdm__event_reader_open(const char *path, const tdm__spec *spec,

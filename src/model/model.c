@@ -70,6 +70,19 @@ static int load_json_model(tdm_model *model, const char *data, size_t size,
   return rc;
 }
 
+/* Whether a file given as a model is a pipeline file: a YAML mapping with
+ * the pipeline's entity: and fields: keys at the start of a line, a
+ * mistake worth naming rather than calling the file an unknown format. */
+static int looks_like_pipeline(const char *data, size_t size) {
+  int entity = 0, fields = 0;
+  for (size_t i = 0; i < size; i++) {
+    if (i > 0 && data[i - 1] != '\n') continue;
+    if (size - i >= 7 && memcmp(data + i, "entity:", 7) == 0) entity = 1;
+    if (size - i >= 7 && memcmp(data + i, "fields:", 7) == 0) fields = 1;
+  }
+  return entity && fields;
+}
+
 int tdm_model_load_buffer(const char *data, size_t size, const char *name,
                           tdm_model **out, tdm_error *err) {
   *out = NULL;
@@ -81,7 +94,17 @@ int tdm_model_load_buffer(const char *data, size_t size, const char *name,
   tdm__sha256_hex(data, size, model->sha256);
   int rc;
   char first = first_significant_char(data, size);
-  if (first == '{') {
+  if (size > 1 && data[0] == '{' && data[1] != '\0' &&
+      strchr("iUIlL$#", data[1]) != NULL) {
+    /* UBJSON: an object whose first key starts with a length marker.
+     * JSON allows only whitespace, a quote or } there. */
+    rc = tdm__fail(err, TDM_EUNSUPPORTED,
+                   "%s: an XGBoost model in its binary UBJSON format; tandem "
+                   "reads XGBoost's JSON: save it with "
+                   "booster.save_model(\"model.json\") (a name ending in "
+                   ".json)",
+                   name);
+  } else if (first == '{') {
     rc = load_json_model(model, data, size, name, err);
   } else if (size >= 4 && strncmp(data, "tree", 4) == 0 &&
              (size == 4 || data[4] == '\n' || data[4] == '\r')) {
@@ -89,8 +112,13 @@ int tdm_model_load_buffer(const char *data, size_t size, const char *name,
   } else {
     rc = tdm__fail(err, TDM_EUNSUPPORTED,
                    "%s: not a model format tandem reads (expected an XGBoost "
-                   "JSON model or a LightGBM text model)",
-                   name);
+                   "JSON model or a LightGBM text model)%s",
+                   name,
+                   looks_like_pipeline(data, size)
+                       ? "; it looks like a pipeline file (entity: and "
+                         "fields:): run it with tandem batch or tandem serve, "
+                         "and name the model in its model: key"
+                       : "");
   }
   if (rc == TDM_OK) rc = tdm__model_validate(model, name, err);
   if (rc == TDM_OK &&

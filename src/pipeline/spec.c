@@ -236,10 +236,19 @@ static int each_pair(reader *r, struct fy_node *map, tdm__mark mark,
       for (size_t i = 0; i < num_keys && used < sizeof known; i++)
         used += (size_t)snprintf(known + used, sizeof known - used, "%s%s",
                                  i ? ", " : "", keys[i]);
+      /* An XGBoost model given where the pipeline goes is a mistake
+       * worth naming: its first key is "learner". */
+      int model = text && len == 7 && memcmp(text, "learner", 7) == 0 &&
+                  strcmp(what, "the pipeline") == 0;
       return tdm__spec_fail(r->spec, key_mark, TDM_EPARSE, r->err,
-                            "unknown key \"%.*s\" in %s (known: %s)",
+                            "unknown key \"%.*s\" in %s (known: %s)%s",
                             text ? (int)len : 0, text ? text : "", what,
-                            known);
+                            known,
+                            model ? "; this file is an XGBoost model, not a "
+                                    "pipeline: name it in a pipeline's "
+                                    "model: key, or score it with tandem "
+                                    "score --model FILE"
+                                  : "");
     }
     if (seen[k])
       return tdm__spec_fail(r->spec, key_mark, TDM_EPARSE, r->err,
@@ -278,8 +287,8 @@ static int field_type(reader *r, struct fy_node *node, tdm__mark mark,
   return rc;
 }
 
-static const char *const field_keys[] = {"type", "unit", "values", "required",
-                                         NULL};
+static const char *const field_keys[] = {"type",     "unit",     "values",
+                                         "required", "optional", NULL};
 
 static int field_pair(reader *r, void *ctx, size_t key, struct fy_node *value,
                       tdm__mark mark) {
@@ -330,14 +339,15 @@ static int field_pair(reader *r, void *ctx, size_t key, struct fy_node *value,
       return TDM_OK;
     }
     default: {
+      const char *what = key == 3 ? "required" : "optional";
       char *text;
-      int rc = scalar(r, value, mark, "required", &text);
+      int rc = scalar(r, value, mark, what, &text);
       if (rc != TDM_OK) return rc;
       if (strcmp(text, "true") == 0 || strcmp(text, "false") == 0)
-        f->required = text[0] == 't';
+        *(key == 3 ? &f->required : &f->optional) = text[0] == 't';
       else
         rc = tdm__spec_fail(r->spec, mark, TDM_EPARSE, r->err,
-                            "required is true or false, not \"%s\"", text);
+                            "%s is true or false, not \"%s\"", what, text);
       tdm__free(text);
       return rc;
     }
@@ -1390,7 +1400,9 @@ static int parse_rfc3339(const char *p, const char *end, int64_t *ms) {
 int tdm__parse_time(const char *text, size_t len, tdm__time_unit unit,
                     int64_t *ms) {
   const char *end = text + len;
-  if (unit == TDM__TIME_AUTO && len >= 10 && text[4] == '-')
+  /* An RFC 3339 text is a time whatever the unit: unit says how to read
+   * numbers, and no number has a '-' after four digits. */
+  if (len >= 10 && text[4] == '-')
     return parse_rfc3339(text, end, ms);
   double value;
   if (len == 0 || tdm__parse_double(text, len, &value) != 0 ||

@@ -52,6 +52,7 @@ typedef struct tdm__field_spec {
   size_t *value_lens;   /* their lengths (events are matched per event) */
   size_t num_values;
   int required;         /* an event without it is rejected */
+  int optional;         /* an input file may have no column for it */
   tdm__mark mark;
 } tdm__field_spec;
 
