@@ -200,8 +200,26 @@ wait_until(lambda: "metrics on" in open(os.path.join(out, "stream.log")).read(),
 log = open(os.path.join(out, "stream.log")).read()
 url = [l.split(" on ", 1)[1] for l in log.splitlines() if "metrics on" in l]
 metrics = ""
+
+
+def settled():
+    """The metrics once the counters have caught up with the outputs (the
+    runner adds its workers' counts and commits a moment after the
+    outputs are acknowledged), else None."""
+    text = urllib.request.urlopen(url[0].strip(), timeout=10).read().decode()
+    counted = {}
+    for line in text.splitlines():
+        if line.startswith("tandem_stream_events_total"):
+            counted[line.split('outcome="')[1].split('"')[0]] = int(line.split()[-1])
+    done = (counted.get("scored", 0) + counted.get("duplicate", 0) == valid and
+            'tandem_stream_consumer_lag{pipeline="fraud",topic="in",partition="0"} 0'
+            in text)
+    return text if done else None
+
+
 if expect(url, f"(a) no metrics address in {log}"):
-    metrics = urllib.request.urlopen(url[0].strip(), timeout=10).read().decode()
+    metrics = wait_until(settled, "(a) the metrics count every event") or \
+        urllib.request.urlopen(url[0].strip(), timeout=10).read().decode()
 for needle in ('tandem_stream_events_total{pipeline="fraud",outcome="scored"} %d'
                % sum(1 for v in want.values() for _ in v),
                'tandem_stream_dead_letters_total{pipeline="fraud"} %d'
