@@ -26,6 +26,7 @@
 #include "../src/batch/score.h"
 #include "../src/model/model.h"
 #include "tandem.h"
+#include "bench_args.h"
 
 static double now(void) {
   struct timespec ts;
@@ -97,22 +98,14 @@ int main(int argc, char **argv) {
   if (argc < 2)
     die("usage: bench-contribs MODEL.json [--rows N] [--threads N] "
         "[--seconds S] [--json PATH]");
-  const char *model_path = argv[1], *json_path = NULL;
-  size_t n = 20000;
-  int threads = 1;
-  double seconds = 2.0;
-  for (int i = 2; i + 1 < argc; i += 2) {
-    if (strcmp(argv[i], "--rows") == 0)
-      n = (size_t)atol(argv[i + 1]);
-    else if (strcmp(argv[i], "--threads") == 0)
-      threads = atoi(argv[i + 1]);
-    else if (strcmp(argv[i], "--seconds") == 0)
-      seconds = atof(argv[i + 1]);
-    else if (strcmp(argv[i], "--json") == 0)
-      json_path = argv[i + 1];
-  }
-  if (threads < 1 || threads > 64) die("--threads must be 1 to 64");
-  if (n < 1) die("--rows must be positive");
+  const char *model_path = argv[1];
+  bench_args args = {.rows = 20000, .threads = 1, .seconds = 2.0};
+  const char *why;
+  if (bench_args_parse(argc, argv, 2, &args, &why) != 0) die(why);
+  size_t n = args.rows;
+  int threads = args.threads;
+  double seconds = args.seconds;
+  const char *json_path = args.json_path;
 
   tdm_model *model;
   tdm_error err;

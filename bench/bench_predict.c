@@ -24,6 +24,7 @@
 #include "../src/io/csv.h"
 #include "../src/model/model.h"
 #include "tandem.h"
+#include "bench_args.h"
 
 static double now(void) {
   struct timespec ts;
@@ -82,21 +83,14 @@ int main(int argc, char **argv) {
   if (argc < 3)
     die("usage: bench-predict MODEL.json ROWS.csv [--rows N] "
         "[--threads N] [--seconds S] [--json PATH]");
-  const char *model_path = argv[1], *rows_path = argv[2], *json_path = NULL;
-  size_t want_rows = 200000;
-  int threads = 1;
-  double seconds = 2.0;
-  for (int i = 3; i + 1 < argc; i += 2) {
-    if (strcmp(argv[i], "--rows") == 0)
-      want_rows = (size_t)atol(argv[i + 1]);
-    else if (strcmp(argv[i], "--threads") == 0)
-      threads = atoi(argv[i + 1]);
-    else if (strcmp(argv[i], "--seconds") == 0)
-      seconds = atof(argv[i + 1]);
-    else if (strcmp(argv[i], "--json") == 0)
-      json_path = argv[i + 1];
-  }
-  if (threads < 1 || threads > 64) die("--threads must be 1 to 64");
+  const char *model_path = argv[1], *rows_path = argv[2];
+  bench_args args = {.rows = 200000, .threads = 1, .seconds = 2.0};
+  const char *why;
+  if (bench_args_parse(argc, argv, 3, &args, &why) != 0) die(why);
+  size_t want_rows = args.rows;
+  int threads = args.threads;
+  double seconds = args.seconds;
+  const char *json_path = args.json_path;
 
   tdm_model *model;
   tdm_error err;
