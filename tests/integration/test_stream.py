@@ -424,9 +424,13 @@ print(f"(e) two instances, one killed: {len(rows)} outputs for {valid} events "
 # Produce requests fail (NOT_LEADER_OR_FOLLOWER, then a dropped
 # connection), offset commits fail (COORDINATOR_NOT_AVAILABLE): the
 # outputs are still each event's, once, in order.
+# The input goes in first: injected produce errors would reach kcat's own
+# produce requests, and its retries could write an event twice.
+kcat_produce("in6", input_lines)
+expect(len(kcat_consume("in6")) == len(input_lines),
+       "(f) the input topic holds each event once")
 for command in ("errors 0 6 3", "errors 0 -195 2", "errors 8 15 3"):
     mock.command(command)
-kcat_produce("in6", input_lines)
 state6 = os.path.join(out, "state6")
 proc = start_stream("in6", "out6", "dlq6", state6, stderr_name="errors")
 rows = wait_complete("out6", timeout=120)
