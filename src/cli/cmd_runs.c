@@ -53,7 +53,8 @@ static const char runs_help[] =
     "  --registry P       the registry (default: $TANDEM_REGISTRY, else\n"
     "                     $XDG_DATA_HOME/tandem/registry.db, else\n"
     "                     ~/.local/share/tandem/registry.db)\n"
-    "  --command C        only runs of score or batch\n"
+    "  --command C        only runs of score, batch or live (decision log\n"
+    "                     segments of tandem serve)\n"
     "  --model SHA        only runs whose model's SHA-256 starts with SHA\n"
     "  --pipeline P       only runs of the pipeline file P, or of the\n"
     "                     pipeline whose SHA-256 starts with P\n"
@@ -147,10 +148,10 @@ int tdm__cmd_runs(int argc, char **argv) {
     switch (c) {
       case 'r': registry = optarg; break;
       case 'c':
-        if (strcmp(optarg, "score") != 0 && strcmp(optarg, "batch") != 0)
-          return tdm__usage_error("runs",
-                                  "--command is score or batch, not '%s'",
-                                  optarg);
+        if (strcmp(optarg, "score") != 0 && strcmp(optarg, "batch") != 0 &&
+            strcmp(optarg, "live") != 0)
+          return tdm__usage_error(
+              "runs", "--command is score, batch or live, not '%s'", optarg);
         filter.command = optarg;
         break;
       case 'm':

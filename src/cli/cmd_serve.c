@@ -12,7 +12,10 @@
 #include <string.h>
 
 #include "../core/core.h"
+#include "../pipeline/pipeline.h"
+#include "../serve/live.h"
 #include "../serve/server.h"
+#include "../store/registry.h"
 #include "cli.h"
 
 static const char serve_help[] =
@@ -50,8 +53,19 @@ static const char serve_help[] =
     "                      (`tandem batch --explain` JSON Lines or\n"
     "                      `--features-only` CSV). PSI per feature at\n"
     "                      /v1/pipelines/NAME/drift and on /metrics\n"
-    "  --registry P        the run registry for --drift-reference (default\n"
-    "                      as for `tandem runs`)\n"
+    "  --decision-log DIR  append every answered event (the answer, its\n"
+    "                      id, entity, time, source, duplicate flag and\n"
+    "                      arrival) to JSON Lines segments in DIR; with\n"
+    "                      --state, in the event's group commit, before\n"
+    "                      its answer. Each closed segment is recorded as\n"
+    "                      a live run (docs/monitoring.md)\n"
+    "  --decision-log-bytes BYTES  close a segment once it holds this many\n"
+    "                      bytes (default 64M; k, M suffixes)\n"
+    "  --decision-log-seconds S  ... or once it is this old (default 3600)\n"
+    "  --decision-log-features  records carry every feature's value\n"
+    "  --registry P        the run registry for --drift-reference and the\n"
+    "                      decision log (default as for `tandem runs`)\n"
+    "  --no-registry       do not record decision log segments\n"
     "  --listen ADDR       HOST:PORT to listen on (default 127.0.0.1:8080;\n"
     "                      port 0 picks a free port)\n"
     "  --threads N         request threads (default: one per CPU)\n"
@@ -170,6 +184,11 @@ int tdm__cmd_serve(int argc, char **argv) {
       {"store", required_argument, NULL, 'D'},
       {"drift-reference", required_argument, NULL, 'R'},
       {"registry", required_argument, NULL, 'g'},
+      {"no-registry", no_argument, NULL, 'N'},
+      {"decision-log", required_argument, NULL, 'L'},
+      {"decision-log-bytes", required_argument, NULL, 'Y'},
+      {"decision-log-seconds", required_argument, NULL, 'Z'},
+      {"decision-log-features", no_argument, NULL, 'F'},
       {"tls-cert", required_argument, NULL, 'C'},
       {"tls-key", required_argument, NULL, 'K'},
       {"help", no_argument, NULL, 'h'},
@@ -183,6 +202,9 @@ int tdm__cmd_serve(int argc, char **argv) {
   const char *drift_reference = NULL, *registry = NULL;
   const char *tls_cert_file = NULL, *tls_key_file = NULL;
   size_t drain_ms = 10000;
+  const char *decision_dir = NULL;
+  size_t decision_bytes = (size_t)64 << 20, decision_seconds = 3600;
+  int decision_features = 0, no_registry = 0;
   opterr = 0;
   optind = 1;
   int c;
@@ -200,6 +222,14 @@ int tdm__cmd_serve(int argc, char **argv) {
       case 'D': store_dir = optarg; break;
       case 'R': drift_reference = optarg; break;
       case 'g': registry = optarg; break;
+      case 'N': no_registry = 1; break;
+      case 'L': decision_dir = optarg; break;
+      case 'F': decision_features = 1; break;
+      case 'Y':
+        if (!parse_bytes(optarg, &decision_bytes))
+          return tdm__usage_error("serve", "--decision-log-bytes %s: not a size "
+                                  "in bytes (such as 65536, 64k or 16M)", optarg);
+        break;
       case 'C': tls_cert_file = optarg; break;
       case 'K': tls_key_file = optarg; break;
       case 't':
@@ -208,6 +238,7 @@ int tdm__cmd_serve(int argc, char **argv) {
       case 'T':
       case 'i':
       case 'd':
+      case 'Z':
         if (!tdm__parse_count(optarg, c == 't' ? 256 : 1000000000, &count))
           return tdm__usage_error("serve", "--%s wants a whole number, not %s",
                                   argv[optind - 1] + 2, optarg);
@@ -217,6 +248,7 @@ int tdm__cmd_serve(int argc, char **argv) {
         if (c == 'T') config.default_timeout_us = (uint64_t)count * 1000;
         if (c == 'i') config.idle_timeout_s = (unsigned)count;
         if (c == 'd') drain_ms = count;
+        if (c == 'Z') decision_seconds = count;
         break;
       case 'b':
       case 'H':
@@ -243,6 +275,8 @@ int tdm__cmd_serve(int argc, char **argv) {
                             "--model-repo DIR");
   if (state_dir != NULL && pipeline_path == NULL)
     return tdm__usage_error("serve", "--state needs a PIPELINE");
+  if (decision_dir != NULL && pipeline_path == NULL)
+    return tdm__usage_error("serve", "--decision-log needs a PIPELINE");
   if (drift_reference != NULL && pipeline_path == NULL)
     return tdm__usage_error("serve", "--drift-reference needs a PIPELINE");
   if ((tls_cert_file == NULL) != (tls_key_file == NULL))
@@ -299,6 +333,14 @@ int tdm__cmd_serve(int argc, char **argv) {
   }
   if (rc == TDM_OK && drift_reference != NULL)
     rc = tdm__live_watch_drift(live, drift_reference, registry, &err);
+  char registry_path[4096];
+  if (rc == TDM_OK && decision_dir != NULL && !no_registry)
+    rc = tdm__registry_path(registry, registry_path, sizeof registry_path, &err);
+  if (rc == TDM_OK && decision_dir != NULL)
+    rc = tdm__live_log_decisions(
+        live, decision_dir, decision_bytes, (int64_t)decision_seconds * 1000,
+        decision_features ? TDM__EXPLAIN_FEATURES : 0,
+        no_registry ? NULL : registry_path, &err);
   if (rc == TDM_OK) rc = tdm__repository_new(&metrics, &repo);
   for (size_t i = 0; i < num_models && rc == TDM_OK; i++)
     rc = add_model(repo, models[i], &err);

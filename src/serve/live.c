@@ -36,6 +36,7 @@
 #include "../eval/drift.h"
 #include "../io/events.h"
 #include "../pipeline/pipeline.h"
+#include "../store/decision_log.h"
 #include "../store/state_dir.h"
 #include "../store/store.h"
 #include "../store/table.h"
@@ -49,6 +50,7 @@ typedef struct shard {
   struct tdm__live *live;
   tdm__state_map *map;
   tdm__buf loaded; /* the bytes of the last entity loaded from LMDB */
+  tdm__buf record;  /* the decision log record being made */
   tdm__result result;
   tdm__table_reader *fallback; /* reads the deadline fallback's table */
   uint64_t fallback_refreshed_ns;
@@ -60,6 +62,7 @@ typedef struct pending {
   tdm__buf bytes;
   size_t *offsets; /* per entry: offset, value length */
   size_t count, cap;
+  tdm__buf decisions; /* decision log records, written before the log */
 } pending;
 
 /* A snapshot round writes the changed states of every shard, a few
@@ -113,6 +116,9 @@ struct tdm__live {
   atomic_ullong events, rejected, duplicates, requests, commits;
   atomic_ullong commit_ns_total;
   tdm__drift *drift; /* --drift-reference: NULL without */
+  tdm__decision_log *decisions; /* --decision-log: NULL without */
+  int decision_explain;         /* what the log's records carry */
+  char *pipeline_path;
   /* The clock state.max_future is measured from: INT64_MIN reads the wall
    * clock per event (the server); an embedding program may fix it. */
   int64_t fixed_now_ms;
@@ -197,14 +203,18 @@ static void *commit_loop(void *arg) {
   tdm__live *live = arg;
   pthread_mutex_lock(&live->commit_lock);
   for (;;) {
-    while (live->queue.count == 0 && !live->stopping)
+    while (live->queue.count == 0 && live->queue.decisions.len == 0 &&
+           !live->stopping)
       pthread_cond_wait(&live->commit_wanted, &live->commit_lock);
-    if (live->queue.count == 0 && live->stopping) break;
+    if (live->queue.count == 0 && live->queue.decisions.len == 0 &&
+        live->stopping)
+      break;
     /* Take the queue; requests arriving now join the next generation. */
     pending batch = live->queue;
     live->queue = live->writing;
     live->queue.bytes.len = 0;
     live->queue.count = 0;
+    live->queue.decisions.len = 0;
     uint64_t gen = live->queued_gen++;
     live->logged_since_snapshot += batch.count;
     uint64_t started = now_ns();
@@ -214,10 +224,24 @@ static void *commit_loop(void *arg) {
          started - live->last_snapshot_ns >= SNAPSHOT_NS);
     pthread_mutex_unlock(&live->commit_lock);
 
-    /* 1. The log: once it is synced, the answers may go. */
+    /* 1. The decision log, then the log: once both are synced, the
+     * answers may go. In this order, a crash between the two leaves
+     * decision records whose events the log lacks; they are the last
+     * ones, with log_seq past the log's end, and the restart cuts them
+     * (decision_log.h). The other order would lose decisions whose
+     * events were applied, and whose retries are answered as duplicates. */
     tdm_error err;
-    int ok = write_log(live, &batch, &err) == TDM_OK;
-    if (!ok) fprintf(stderr, "tandem serve: log: %s\n", err.message);
+    int ok = 1;
+    if (batch.decisions.len > 0 &&
+        tdm__decision_log_append(live->decisions, batch.decisions.data,
+                                 batch.decisions.len, 1, &err) != TDM_OK) {
+      ok = 0;
+      fprintf(stderr, "tandem serve: decision log: %s\n", err.message);
+    }
+    if (ok && batch.count > 0) {
+      ok = write_log(live, &batch, &err) == TDM_OK;
+      if (!ok) fprintf(stderr, "tandem serve: log: %s\n", err.message);
+    }
     atomic_fetch_add(&live->commits, 1);
     atomic_fetch_add(&live->commit_ns_total, now_ns() - started);
 
@@ -276,10 +300,39 @@ static void *commit_loop(void *arg) {
   return NULL;
 }
 
-/* Logs an applied event; returns the generation to wait for. Called with
+/* Ends a decision record with its log position (0: the answer applied
+ * nothing) and appends it to out. */
+static int end_record(const tdm__buf *record, uint64_t seq, tdm__buf *out) {
+  int rc = tdm__buf_append(out, record->data, record->len);
+  if (rc == TDM_OK)
+    rc = tdm__buf_printf(out, "%llu}\n", (unsigned long long)seq);
+  return rc;
+}
+
+/* Queues the decision record of an answer that applied nothing (a
+ * duplicate, a fallback) for the next group commit; returns the generation
+ * to wait for. */
+static int queue_record(tdm__live *live, const tdm__buf *record,
+                        uint64_t *gen) {
+  pthread_mutex_lock(&live->commit_lock);
+  size_t at = live->queue.decisions.len;
+  int rc = end_record(record, 0, &live->queue.decisions);
+  if (rc == TDM_OK) {
+    *gen = live->queued_gen;
+    pthread_cond_signal(&live->commit_wanted);
+  } else {
+    live->queue.decisions.len = at;
+  }
+  pthread_mutex_unlock(&live->commit_lock);
+  return rc;
+}
+
+/* Logs an applied event, and its decision record when there is one
+ * (record NULL: none); returns the generation to wait for. Called with
  * the entity's shard locked, so the entity's log order is its order. */
 static int log_event(tdm__live *live, shard *sh, tdm__str entity,
-                     const tdm__str *fields, uint64_t *gen) {
+                     const tdm__str *fields, const tdm__buf *record,
+                     uint64_t *gen) {
   const tdm__spec *spec = tdm__pipeline_spec(live->p);
   pthread_mutex_lock(&live->commit_lock);
   pending *q = &live->queue;
@@ -299,6 +352,8 @@ static int log_event(tdm__live *live, shard *sh, tdm__str entity,
   put_u64_be(key, seq);
   if (rc == TDM_OK) rc = tdm__buf_append(&q->bytes, key, 8);
   if (rc == TDM_OK) rc = tdm__event_encode(spec, fields, &q->bytes);
+  size_t decisions_at = q->decisions.len;
+  if (rc == TDM_OK && record != NULL) rc = end_record(record, seq, &q->decisions);
   if (rc == TDM_OK) {
     q->offsets[2 * q->count] = at;
     q->offsets[2 * q->count + 1] = q->bytes.len - at - 8;
@@ -309,6 +364,7 @@ static int log_event(tdm__live *live, shard *sh, tdm__str entity,
     pthread_cond_signal(&live->commit_wanted);
   } else {
     q->bytes.len = at;
+    q->decisions.len = decisions_at;
   }
   pthread_mutex_unlock(&live->commit_lock);
   return rc;
@@ -385,7 +441,10 @@ int tdm__live_open(const char *pipeline_path, const char *state_dir,
   live->next_seq = 1;
   live->fixed_now_ms = INT64_MIN;
   for (int i = 0; i < NUM_SHARDS; i++) pthread_mutex_init(&live->shards[i].lock, NULL);
-  int rc = tdm__pipeline_load(pipeline_path, 0, &live->p, err);
+  live->pipeline_path = tdm__strdup(pipeline_path);
+  int rc = live->pipeline_path
+               ? tdm__pipeline_load(pipeline_path, 0, &live->p, err)
+               : tdm__fail(err, TDM_ENOMEM, "out of memory");
   if (rc == TDM_OK)
     rc = tdm__pipeline_open_tables(live->p, store, TDM__LOOKUP_FOLLOW, err);
   if (rc == TDM_OK)
@@ -443,17 +502,23 @@ void tdm__live_close(tdm__live *live) {
     pthread_mutex_unlock(&live->commit_lock);
     pthread_join(live->committer, NULL);
   }
+  /* After the committer: every queued record is written. */
+  tdm__decision_log_close(live->decisions);
+  tdm__free(live->pipeline_path);
   for (int i = 0; i < NUM_SHARDS; i++) {
     tdm__state_map_free(live->shards[i].map);
     tdm__result_free(&live->shards[i].result);
     tdm__table_reader_free(live->shards[i].fallback);
     tdm__buf_free(&live->shards[i].loaded);
+    tdm__buf_free(&live->shards[i].record);
     pthread_mutex_destroy(&live->shards[i].lock);
   }
   tdm__free(live->waiters);
   tdm__buf_free(&live->queue.bytes);
   tdm__free(live->queue.offsets);
   tdm__buf_free(&live->writing.bytes);
+  tdm__buf_free(&live->queue.decisions);
+  tdm__buf_free(&live->writing.decisions);
   tdm__free(live->writing.offsets);
   tdm__store_close(live->store);
   tdm__free(live->state_dir);
@@ -477,6 +542,39 @@ int tdm__live_watch_drift(tdm__live *live, const char *reference,
 }
 
 tdm__drift *tdm__live_drift(const tdm__live *live) { return live->drift; }
+
+int tdm__live_log_decisions(tdm__live *live, const char *dir,
+                            uint64_t max_bytes, int64_t max_ms, int explain,
+                            const char *registry, tdm_error *err) {
+  char *text = NULL;
+  size_t size = 0;
+  int rc = tdm__read_file(live->pipeline_path, &text, &size, err);
+  if (rc != TDM_OK) return rc;
+  char pipeline_hex[65];
+  tdm__sha256_hex(text, size, pipeline_hex);
+  tdm__free(text);
+  tdm_model_info info;
+  memset(&info, 0, sizeof info);
+  if (tdm__pipeline_model(live->p) != NULL)
+    tdm_model_get_info(tdm__pipeline_model(live->p), &info);
+  tdm__decision_log_options opt = {
+      .dir = dir,
+      .pipeline_path = live->pipeline_path,
+      .pipeline_sha256 = pipeline_hex,
+      .pipeline_name = tdm__live_name(live),
+      .model_sha256 = info.sha256,
+      .runner = "serve",
+      .registry = registry,
+      .max_bytes = max_bytes,
+      .max_ms = max_ms,
+  };
+  live->decision_explain = explain;
+  /* With durable state, the records past the log's last event are those
+   * of a group commit that never completed (decision_log.h). */
+  return tdm__decision_log_open(&opt,
+                                live->store ? live->next_seq - 1 : UINT64_MAX,
+                                &live->decisions, err);
+}
 
 /* ---- events ---- */
 
@@ -537,11 +635,82 @@ static int batch_score(tdm__live *live, shard *sh, tdm__str entity,
   return rc == TDM_ENOTFOUND ? TDM_OK : rc;
 }
 
+/*
+ * The decision log's record of an answer (answer[0..len) is what the
+ * client gets) into sh->record, less its log_seq's value and closing
+ * brace: the answer's members (formatted again when the log carries other
+ * explanations than the request asked for), then the event's id, entity
+ * and time, where the score came from (answers from the model say
+ * "model"; fallback answers already say "batch" or "default"), the
+ * duplicate flag, and when it arrived (wall clock).
+ */
+static int make_record(tdm__live *live, shard *sh, const tdm__event *ev,
+                       int explain, const char *answer, size_t len) {
+  const tdm__result *r = &sh->result;
+  tdm__buf *b = &sh->record;
+  b->len = 0;
+  int rc = explain == live->decision_explain
+               ? tdm__buf_append(b, answer, len)
+               : tdm__pipeline_json(live->p, ev, r, live->decision_explain, b);
+  if (rc != TDM_OK) return rc;
+  b->len--; /* the answer's closing brace */
+  rc = tdm__buf_append(b, ",\"event_id\":", 12);
+  if (rc == TDM_OK)
+    rc = r->id.data ? tdm__json_append_string_n(b, r->id.data, r->id.len)
+                    : tdm__buf_append(b, "null", 4);
+  if (rc == TDM_OK) rc = tdm__buf_append(b, ",\"entity\":", 10);
+  if (rc == TDM_OK) rc = tdm__json_append_string_n(b, r->entity.data, r->entity.len);
+  char event_time[32], arrived[32];
+  tdm__format_time(r->time_ms, event_time);
+  tdm__utc_text(tdm__now_ms(), arrived);
+  if (rc == TDM_OK)
+    rc = tdm__buf_printf(b, ",\"event_time\":\"%s\"%s%s,\"arrived_at\":\"%s\","
+                         "\"log_seq\":",
+                         event_time,
+                         r->source == TDM__SOURCE_MODEL ? ",\"source\":\"model\"" : "",
+                         r->duplicate ? "" : ",\"duplicate\":false", arrived);
+  return rc;
+}
+
+/*
+ * Records an answer: an applied event goes to the write-ahead log (with
+ * --state) and its decision record with it, in one group commit; an
+ * answer that applied nothing (a duplicate, a fallback) logs only its
+ * decision record. Without --state a record is written at once, not
+ * synced. *gen is raised to the generation to wait for. Called with the
+ * shard locked.
+ */
+static int record_answer(tdm__live *live, shard *sh, const tdm__event *ev,
+                         tdm__str entity, int applied, int explain,
+                         const tdm__buf *out, size_t mark, uint64_t *gen,
+                         tdm_error *err) {
+  int rc = TDM_OK;
+  const tdm__buf *record = NULL;
+  if (live->decisions != NULL) {
+    rc = make_record(live, sh, ev, explain, out->data + mark, out->len - mark);
+    record = &sh->record;
+  }
+  uint64_t g = 0;
+  if (rc == TDM_OK && live->store != NULL && applied)
+    rc = log_event(live, sh, entity, ev->fields, record, &g);
+  else if (rc == TDM_OK && live->store != NULL && record != NULL)
+    rc = queue_record(live, record, &g);
+  else if (rc == TDM_OK && record != NULL) {
+    rc = tdm__buf_append(&sh->record, "0}\n", 3);
+    if (rc == TDM_OK)
+      return tdm__decision_log_append(live->decisions, sh->record.data,
+                                      sh->record.len, 0, err);
+  }
+  if (rc != TDM_OK) return tdm__fail(err, rc, "out of memory");
+  if (g > *gen) *gen = g;
+  return TDM_OK;
+}
+
 /* One event answered by the deadline fallback: not applied. TDM_EINVAL
  * when there is neither a batch score nor a default decision. */
 static int fallback_event(tdm__live *live, const tdm__json_doc *doc,
                           const tdm__json *object, tdm__buf *out,
-                          tdm_error *err) {
+                          uint64_t *gen, tdm_error *err) {
   const tdm__spec *spec = tdm__pipeline_spec(live->p);
   tdm__str fields[spec->num_fields + 1];
   tdm__event ev = {fields};
@@ -567,8 +736,11 @@ static int fallback_event(tdm__live *live, const tdm__json_doc *doc,
   if (rc == TDM_OK) {
     atomic_fetch_add(version ? &live->fallback_batch : &live->fallback_default,
                      1);
+    size_t mark = out->len;
     rc = tdm__pipeline_json(live->p, &ev, &sh->result, 0, out);
     if (rc != TDM_OK) tdm__fail(err, rc, "out of memory");
+    if (rc == TDM_OK)
+      rc = record_answer(live, sh, &ev, entity, 0, 0, out, mark, gen, err);
   }
   pthread_mutex_unlock(&sh->lock);
   return rc;
@@ -590,13 +762,12 @@ static int one_event(tdm__live *live, const tdm__json_doc *doc,
                                          : live->fixed_now_ms);
   rc = tdm__pipeline_process(live->p, sh->map, &ev, &sh->result, err);
   if (rc == TDM_OK) {
+    size_t mark = out->len;
     rc = tdm__pipeline_json(live->p, &ev, &sh->result, with_features, out);
-    if (rc == TDM_OK && live->store != NULL && !sh->result.duplicate) {
-      uint64_t g;
-      rc = log_event(live, sh, entity, fields, &g);
-      if (rc == TDM_OK && g > *gen) *gen = g;
-    }
     if (rc != TDM_OK) tdm__fail(err, rc, "out of memory");
+    if (rc == TDM_OK)
+      rc = record_answer(live, sh, &ev, entity, !sh->result.duplicate,
+                         with_features, out, mark, gen, err);
     if (sh->result.duplicate) atomic_fetch_add(&live->duplicates, 1);
     if (rc == TDM_OK && live->drift != NULL && !sh->result.duplicate)
       tdm__drift_add(live->drift, (size_t)(sh - live->shards), &sh->result);
@@ -681,7 +852,8 @@ void tdm__live_events_async(tdm__live *live, const char *body, size_t len,
       if (i > 0) tdm__buf_append(out, ",", 1);
       size_t mark = out->len;
       int rc = fall_back
-                   ? fallback_event(live, &doc, &root->items[i], out, &err)
+                   ? fallback_event(live, &doc, &root->items[i], out, &gen,
+                                    &err)
                    : one_event(live, &doc, &root->items[i], with_features, out,
                                &gen, &err);
       atomic_fetch_add(&live->events, 1);
@@ -694,7 +866,7 @@ void tdm__live_events_async(tdm__live *live, const char *body, size_t len,
     }
     tdm__buf_append(out, "]", 1);
   } else {
-    int rc = fall_back ? fallback_event(live, &doc, root, out, &err)
+    int rc = fall_back ? fallback_event(live, &doc, root, out, &gen, &err)
                        : one_event(live, &doc, root, with_features, out, &gen,
                                    &err);
     atomic_fetch_add(&live->events, 1);

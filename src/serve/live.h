@@ -38,6 +38,20 @@ const char *tdm__live_name(const tdm__live *live);
  * freed with the live runner. */
 int tdm__live_watch_drift(tdm__live *live, const char *reference,
                           const char *registry, tdm_error *err);
+/*
+ * Logs every answered event to a decision log in dir (src/store/
+ * decision_log.h), segments closed past max_bytes or max_ms (0: no limit)
+ * and recorded as live runs in the registry at `registry` (NULL: not
+ * recorded). explain says what each record carries beside the answer's
+ * members (TDM__EXPLAIN_FEATURES: every feature's value). With a state
+ * directory, a record is synced in the group commit of its event, before
+ * the event's answer goes. Call after tdm__live_open, before serving; the
+ * log is closed (its last segment recorded) with the live runner.
+ */
+int tdm__live_log_decisions(tdm__live *live, const char *dir,
+                            uint64_t max_bytes, int64_t max_ms, int explain,
+                            const char *registry, tdm_error *err);
+
 /* The drift being watched, or NULL. */
 struct tdm__drift *tdm__live_drift(const tdm__live *live);
 

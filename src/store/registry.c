@@ -395,9 +395,11 @@ int tdm__registry_record_manifest(const char *registry_path,
   char *paths[5] = {NULL, NULL, NULL, NULL, NULL};
   if (command == NULL || command->type != TDM__JSON_STRING ||
       (strcmp(command->text, "score") != 0 &&
-       strcmp(command->text, "batch") != 0)) {
+       strcmp(command->text, "batch") != 0 &&
+       strcmp(command->text, "live") != 0)) {
     rc = tdm__fail(err, TDM_EPARSE,
-                   "%s: not a manifest of tandem score or batch",
+                   "%s: not a manifest of tandem score, batch or a decision "
+                   "log segment (live)",
                    manifest_path);
   } else {
     /* pipeline, model, input, output, the manifest itself */

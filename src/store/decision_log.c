@@ -1,0 +1,385 @@
+/*
+ * decision_log.c - the segment files of decision_log.h. A segment's
+ * manifest (its counts, hashes and first and last arrival times) is made
+ * from the closed file itself, by one function, both when a running log
+ * rotates and when a restart recovers the segment a killed process left
+ * open, so the two can never describe a segment differently.
+ */
+#include "decision_log.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../core/json.h"
+#include "registry.h"
+
+struct tdm__decision_log {
+  pthread_mutex_t lock;
+  char *dir, *pipeline_path, *pipeline_sha256, *pipeline_name, *model_sha256,
+      *runner, *registry;
+  uint64_t max_bytes;
+  int64_t max_ms;
+  int fd;            /* the open segment, -1 when none */
+  uint64_t segment;  /* its number; the next one is segment + 1 */
+  uint64_t bytes;    /* written to it */
+  int64_t opened_ms; /* when it was begun */
+};
+
+static const char prefix[] = "decisions-";
+
+static char *segment_path(const tdm__decision_log *log, uint64_t n,
+                          const char *suffix) {
+  tdm__buf b = {0};
+  if (tdm__buf_printf(&b, "%s/%s%08llu.jsonl%s", log->dir, prefix,
+                      (unsigned long long)n, suffix) != TDM_OK)
+    return NULL;
+  return b.data;
+}
+
+static void sync_dir(const char *dir) {
+  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return;
+  (void)fsync(fd);
+  close(fd);
+}
+
+/* The value of the last `"arrived_at":"..."` member in [line, end). */
+static int arrival(const char *line, const char *end, char out[32]) {
+  static const char key[] = "\"arrived_at\":\"";
+  size_t k = sizeof key - 1;
+  out[0] = '\0';
+  for (const char *p = end - k; p >= line; p--) {
+    if (memcmp(p, key, k) != 0) continue;
+    const char *v = p + k, *q = memchr(v, '"', (size_t)(end - v));
+    if (q == NULL || q - v >= 32) return 0;
+    memcpy(out, v, (size_t)(q - v));
+    out[q - v] = '\0';
+    return 1;
+  }
+  return 0;
+}
+
+/* Milliseconds since the epoch of an arrival time as the runner writes it
+ * (tdm__utc_text: "2026-12-07T00:36:12.123Z"); -1 when it is not one. */
+static int64_t arrival_ms(const char *text) {
+  struct tm tm;
+  int ms = 0, used = 0;
+  memset(&tm, 0, sizeof tm);
+  if (sscanf(text, "%4d-%2d-%2dT%2d:%2d:%2d.%3dZ%n", &tm.tm_year, &tm.tm_mon,
+             &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &ms,
+             &used) != 7 ||
+      used == 0)
+    return -1;
+  tm.tm_year -= 1900;
+  tm.tm_mon -= 1;
+  return (int64_t)timegm(&tm) * 1000 + ms;
+}
+
+/* The log_seq a record ends with (`"log_seq":N}`), or 0 when it has none. */
+static uint64_t record_seq(const char *line, const char *end) {
+  const char *p = end;
+  if (p > line && p[-1] == '}') p--;
+  const char *digits_end = p;
+  while (p > line && p[-1] >= '0' && p[-1] <= '9') p--;
+  static const char key[] = "\"log_seq\":";
+  size_t k = sizeof key - 1;
+  if (p == digits_end || (size_t)(p - line) < k || memcmp(p - k, key, k) != 0)
+    return 0;
+  return strtoull(p, NULL, 10);
+}
+
+/*
+ * Closes segment n (its records are data[0..len), already on disk under
+ * the .open name): writes its manifest, renames it into place and
+ * records it in the registry. A registry that cannot be written is a
+ * warning: the segment itself is complete.
+ */
+static int finish_segment(tdm__decision_log *log, uint64_t n, const char *data,
+                          size_t len, tdm_error *err) {
+  char *open_path = segment_path(log, n, ".open");
+  char *path = segment_path(log, n, "");
+  char *manifest_path = segment_path(log, n, ".manifest.json");
+  tdm__buf m = {0};
+  int rc = open_path && path && manifest_path
+               ? TDM_OK
+               : tdm__fail(err, TDM_ENOMEM, "out of memory");
+  size_t events = 0, duplicates = 0;
+  char first[32] = "", last[32] = "";
+  for (const char *line = data, *end; line < data + len; line = end + 1) {
+    end = memchr(line, '\n', (size_t)(data + len - line));
+    if (end == NULL) end = data + len;
+    if (events == 0) arrival(line, end, first);
+    arrival(line, end, last);
+    events++;
+    static const char dup[] = "\"duplicate\":true";
+    for (const char *p = line; p + sizeof dup - 1 <= end; p++)
+      if (memcmp(p, dup, sizeof dup - 1) == 0) {
+        duplicates++;
+        break;
+      }
+  }
+  char hex[65];
+  tdm__sha256_hex(data, len, hex);
+  int64_t first_ms = arrival_ms(first), last_ms = arrival_ms(last);
+  double seconds =
+      first_ms >= 0 && last_ms >= first_ms ? (double)(last_ms - first_ms) / 1000.0 : 0;
+  if (rc == TDM_OK)
+    rc = tdm__buf_printf(&m,
+                         "{\n  \"tandem_version\": \"%s\",\n  \"command\": "
+                         "\"live\",\n  \"pipeline\": {\"path\": ",
+                         TDM_VERSION);
+  if (rc == TDM_OK) rc = tdm__json_append_string(&m, log->pipeline_path);
+  if (rc == TDM_OK)
+    rc = tdm__buf_printf(&m, ", \"sha256\": \"%s\", \"name\": ",
+                         log->pipeline_sha256);
+  if (rc == TDM_OK) rc = tdm__json_append_string(&m, log->pipeline_name);
+  if (rc == TDM_OK)
+    rc = tdm__buf_printf(&m, "},\n  \"model\": %s%s%s,\n  \"input\": {\"path\": ",
+                         log->model_sha256[0] ? "{\"sha256\": \"" : "null",
+                         log->model_sha256, log->model_sha256[0] ? "\"}" : "");
+  /* The segment is both what the run read (the events as answered) and
+   * what it wrote, so `tandem compare` and `eval` find it as the output. */
+  if (rc == TDM_OK) rc = tdm__json_append_string(&m, path);
+  if (rc == TDM_OK)
+    rc = tdm__buf_printf(&m,
+                         ", \"sha256\": \"%s\", \"events\": %zu},\n"
+                         "  \"output\": {\"path\": ",
+                         hex, events);
+  if (rc == TDM_OK) rc = tdm__json_append_string(&m, path);
+  if (rc == TDM_OK)
+    rc = tdm__buf_printf(
+        &m,
+        ", \"sha256\": \"%s\", \"events\": %zu, \"duplicates\": %zu},\n"
+        "  \"rejects\": {\"path\": null, \"events\": 0},\n  \"tables\": [],\n"
+        "  \"flags\": {\"runner\": \"%s\", \"segment\": %llu},\n"
+        "  \"started_at\": \"%s\",\n  \"finished_at\": \"%s\",\n"
+        "  \"seconds\": %.3f\n}\n",
+        hex, events, duplicates, log->runner, (unsigned long long)n, first,
+        last, seconds);
+  if (rc != TDM_OK && m.data == NULL) rc = tdm__fail(err, TDM_ENOMEM, "out of memory");
+  if (rc == TDM_OK)
+    rc = tdm__write_file_atomic(manifest_path, m.data, m.len, err);
+  if (rc == TDM_OK && rename(open_path, path) != 0)
+    rc = tdm__fail(err, TDM_EIO, "%s: cannot rename to %s: %s", open_path, path,
+                   strerror(errno));
+  if (rc == TDM_OK) sync_dir(log->dir);
+  if (rc == TDM_OK && log->registry != NULL) {
+    char run_id[16];
+    tdm_error rerr;
+    if (tdm__registry_record_manifest(log->registry, manifest_path, run_id,
+                                      &rerr) == TDM_OK)
+      fprintf(stderr, "tandem %s: decision log: run %s (%s, %zu events)\n",
+              log->runner, run_id, path, events);
+    else
+      fprintf(stderr, "tandem %s: warning: decision log segment not recorded: %s\n",
+              log->runner, rerr.message);
+  }
+  tdm__buf_free(&m);
+  tdm__free(open_path);
+  tdm__free(path);
+  tdm__free(manifest_path);
+  return rc;
+}
+
+/* Closes the open segment: synced, then finished; an empty one is
+ * deleted. Called with the lock held (or before the log is shared). */
+static int close_segment(tdm__decision_log *log, tdm_error *err) {
+  if (log->fd < 0) return TDM_OK;
+  int fd = log->fd;
+  log->fd = -1;
+  int rc = TDM_OK;
+  if (log->bytes == 0) {
+    close(fd);
+    char *open_path = segment_path(log, log->segment, ".open");
+    if (open_path) unlink(open_path);
+    tdm__free(open_path);
+    return TDM_OK;
+  }
+  if (fdatasync(fd) != 0)
+    rc = tdm__fail(err, TDM_EIO, "decision log: fdatasync: %s", strerror(errno));
+  close(fd);
+  char *data = NULL;
+  size_t size = 0;
+  char *open_path = segment_path(log, log->segment, ".open");
+  if (open_path == NULL) rc = tdm__fail(err, TDM_ENOMEM, "out of memory");
+  if (rc == TDM_OK) rc = tdm__read_file(open_path, &data, &size, err);
+  if (rc == TDM_OK) rc = finish_segment(log, log->segment, data, size, err);
+  tdm__free(data);
+  tdm__free(open_path);
+  return rc;
+}
+
+static int begin_segment(tdm__decision_log *log, tdm_error *err) {
+  log->segment++;
+  char *path = segment_path(log, log->segment, ".open");
+  if (path == NULL) return tdm__fail(err, TDM_ENOMEM, "out of memory");
+  log->fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
+  int rc = log->fd >= 0 ? TDM_OK
+                        : tdm__fail(err, TDM_EIO, "%s: cannot create: %s", path,
+                                    strerror(errno));
+  tdm__free(path);
+  if (rc == TDM_OK) sync_dir(log->dir);
+  log->bytes = 0;
+  log->opened_ms = tdm__now_ms();
+  return rc;
+}
+
+/* Recovers segment n, left open by a process that was killed. */
+static int recover_segment(tdm__decision_log *log, uint64_t n,
+                           uint64_t last_seq, tdm_error *err) {
+  char *open_path = segment_path(log, n, ".open");
+  if (open_path == NULL) return tdm__fail(err, TDM_ENOMEM, "out of memory");
+  char *data = NULL;
+  size_t size = 0;
+  int rc = tdm__read_file(open_path, &data, &size, err);
+  size_t keep = 0;
+  /* Whole records only, and none past the last event the state holds:
+   * those are the records of the group commit the crash interrupted. */
+  for (size_t at = 0; rc == TDM_OK && at < size;) {
+    const char *end = memchr(data + at, '\n', size - at);
+    if (end == NULL) break;
+    uint64_t seq = record_seq(data + at, end);
+    if (last_seq != UINT64_MAX && seq > last_seq) break;
+    at = (size_t)(end - data) + 1;
+    keep = at;
+  }
+  if (rc == TDM_OK && keep < size) {
+    int fd = open(open_path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0 || ftruncate(fd, (off_t)keep) != 0 || fdatasync(fd) != 0)
+      rc = tdm__fail(err, TDM_EIO, "%s: cannot cut its unfinished tail: %s",
+                     open_path, strerror(errno));
+    if (fd >= 0) close(fd);
+  }
+  if (rc == TDM_OK && keep == 0) {
+    unlink(open_path);
+  } else if (rc == TDM_OK) {
+    fprintf(stderr,
+            "tandem %s: decision log: recovered %s (%zu bytes kept, %zu cut)\n",
+            log->runner, open_path, keep, size - keep);
+    rc = finish_segment(log, n, data, keep, err);
+  }
+  tdm__free(data);
+  tdm__free(open_path);
+  return rc;
+}
+
+static char *copy(const char *s, int *oom) {
+  char *c = tdm__strdup(s ? s : "");
+  if (c == NULL) *oom = 1;
+  return c;
+}
+
+int tdm__decision_log_open(const tdm__decision_log_options *opt,
+                           uint64_t last_seq, tdm__decision_log **out,
+                           tdm_error *err) {
+  *out = NULL;
+  tdm__decision_log *log = tdm__calloc(1, sizeof *log);
+  if (log == NULL) return tdm__fail(err, TDM_ENOMEM, "out of memory");
+  pthread_mutex_init(&log->lock, NULL);
+  log->fd = -1;
+  int oom = 0;
+  log->dir = copy(opt->dir, &oom);
+  log->pipeline_path = copy(opt->pipeline_path, &oom);
+  log->pipeline_sha256 = copy(opt->pipeline_sha256, &oom);
+  log->pipeline_name = copy(opt->pipeline_name, &oom);
+  log->model_sha256 = copy(opt->model_sha256, &oom);
+  log->runner = copy(opt->runner, &oom);
+  if (opt->registry) log->registry = copy(opt->registry, &oom);
+  log->max_bytes = opt->max_bytes;
+  log->max_ms = opt->max_ms;
+  int rc = oom ? tdm__fail(err, TDM_ENOMEM, "out of memory") : TDM_OK;
+  if (rc == TDM_OK && mkdir(opt->dir, 0755) != 0 && errno != EEXIST)
+    rc = tdm__fail(err, TDM_EIO, "--decision-log %s: cannot create: %s",
+                   opt->dir, strerror(errno));
+  /* The segments there: the next number, and those left open. */
+  uint64_t *open_ones = NULL;
+  size_t num_open = 0, cap_open = 0;
+  DIR *d = rc == TDM_OK ? opendir(opt->dir) : NULL;
+  if (rc == TDM_OK && d == NULL)
+    rc = tdm__fail(err, TDM_EIO, "--decision-log %s: %s", opt->dir,
+                   strerror(errno));
+  for (struct dirent *e; d != NULL && rc == TDM_OK && (e = readdir(d)) != NULL;) {
+    unsigned long long n;
+    int used = 0;
+    if (strncmp(e->d_name, prefix, sizeof prefix - 1) != 0 ||
+        sscanf(e->d_name + sizeof prefix - 1, "%llu.jsonl%n", &n, &used) != 1 ||
+        used == 0)
+      continue;
+    if (n > log->segment) log->segment = n;
+    if (strcmp(e->d_name + sizeof prefix - 1 + used, ".open") != 0) continue;
+    if (num_open == cap_open) {
+      size_t cap = cap_open ? cap_open * 2 : 4;
+      uint64_t *grown = tdm__realloc(open_ones, cap * sizeof *grown);
+      if (grown == NULL) {
+        rc = tdm__fail(err, TDM_ENOMEM, "out of memory");
+        break;
+      }
+      open_ones = grown;
+      cap_open = cap;
+    }
+    open_ones[num_open++] = n;
+  }
+  if (d != NULL) closedir(d);
+  for (size_t i = 0; i < num_open && rc == TDM_OK; i++)
+    rc = recover_segment(log, open_ones[i], last_seq, err);
+  tdm__free(open_ones);
+  if (rc == TDM_OK) rc = begin_segment(log, err);
+  if (rc != TDM_OK) {
+    tdm__decision_log_close(log);
+    return rc;
+  }
+  *out = log;
+  return TDM_OK;
+}
+
+int tdm__decision_log_append(tdm__decision_log *log, const char *records,
+                             size_t len, int sync, tdm_error *err) {
+  pthread_mutex_lock(&log->lock);
+  int rc = TDM_OK;
+  if (log->fd >= 0 && log->bytes > 0 &&
+      ((log->max_bytes && log->bytes >= log->max_bytes) ||
+       (log->max_ms && tdm__now_ms() - log->opened_ms >= log->max_ms))) {
+    rc = close_segment(log, err);
+    if (rc == TDM_OK) rc = begin_segment(log, err);
+  }
+  if (rc == TDM_OK && log->fd < 0) rc = begin_segment(log, err);
+  for (size_t done = 0; rc == TDM_OK && done < len;) {
+    ssize_t n = write(log->fd, records + done, len - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      rc = tdm__fail(err, TDM_EIO, "decision log: write: %s", strerror(errno));
+      break;
+    }
+    done += (size_t)n;
+    log->bytes += (uint64_t)n;
+  }
+  if (rc == TDM_OK && sync && fdatasync(log->fd) != 0)
+    rc = tdm__fail(err, TDM_EIO, "decision log: fdatasync: %s", strerror(errno));
+  pthread_mutex_unlock(&log->lock);
+  return rc;
+}
+
+void tdm__decision_log_close(tdm__decision_log *log) {
+  if (log == NULL) return;
+  tdm_error err;
+  if (close_segment(log, &err) != TDM_OK)
+    fprintf(stderr, "tandem %s: decision log: %s\n",
+            log->runner ? log->runner : "serve", err.message);
+  tdm__free(log->dir);
+  tdm__free(log->pipeline_path);
+  tdm__free(log->pipeline_sha256);
+  tdm__free(log->pipeline_name);
+  tdm__free(log->model_sha256);
+  tdm__free(log->runner);
+  tdm__free(log->registry);
+  pthread_mutex_destroy(&log->lock);
+  tdm__free(log);
+}
