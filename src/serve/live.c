@@ -238,6 +238,8 @@ static void *commit_loop(void *arg) {
       ok = 0;
       fprintf(stderr, "tandem serve: decision log: %s\n", err.message);
     }
+    if (ok && batch.decisions.len > 0)
+      tdm__crash_point("serve-decisions-synced");
     if (ok && batch.count > 0) {
       ok = write_log(live, &batch, &err) == TDM_OK;
       if (!ok) fprintf(stderr, "tandem serve: log: %s\n", err.message);
