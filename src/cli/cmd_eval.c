@@ -26,6 +26,7 @@
 
 static const char eval_help[] =
     "usage: tandem eval --pred P --labels L [options]\n"
+    "       tandem eval --record LIVE_RUN --labels L [options]\n"
     "       tandem eval --pred P --label-col NAME [options]\n"
     "\n"
     "Scores predictions against labels with the metrics of scikit-learn\n"
@@ -58,6 +59,14 @@ static const char eval_help[] =
     "                    `tandem runs`), where runs, compare and report\n"
     "                    show them\n"
     "  --registry P      the registry (default: as for tandem score)\n"
+    "  --live            P is a decision log (tandem serve --decision-log;\n"
+    "                    implied when --record names a live run, whose\n"
+    "                    segment is then P when --pred is left out): its\n"
+    "                    decisions (not duplicate answers) are joined by\n"
+    "                    --id-col (default event_id) with the labels that\n"
+    "                    have come; decisions without a label and labels\n"
+    "                    of events not in the log are counted, and the\n"
+    "                    metrics are split by source (model, batch, default)\n"
     "  --help, -h        show this help\n"
     "\n"
     "binary: roc_auc (roc_auc_score: trapezoids over distinct scores, ties\n"
@@ -767,6 +776,7 @@ typedef struct eval_options {
   const char *pred_path, *labels_path, *label_column, *pred_column, *id_column;
   const char *record, *registry; /* --record RUN: store the metrics there */
   int task, json;
+  int live; /* P is a decision log (a live run's segment) */
   double thresholds[MAX_THRESHOLDS];
   size_t num_thresholds, bins;
 } eval_options;
@@ -813,6 +823,22 @@ static int labels_are_binary(const double *labels, size_t n) {
 /* Predictions and labels, read, matched by id or position and checked
  * against the task (given, or inferred here): what evaluate() computes the
  * metrics of, and what tdm__eval_read_binary hands to `tandem report`. */
+/* Where a live answer's score came from (a decision log's "source"). */
+enum { SOURCE_MODEL, SOURCE_BATCH, SOURCE_DEFAULT, NUM_SOURCES };
+static const char *const source_names[NUM_SOURCES] = {"model", "batch",
+                                                      "default"};
+
+/* A live run's join of decisions and labels: what was counted beside the
+ * rows evaluated. */
+typedef struct live_counts {
+  size_t decisions;  /* records that are not duplicates */
+  size_t duplicates; /* duplicate answers: they repeat a decision */
+  size_t unlabeled;  /* decisions with no label (yet) */
+  size_t unknown;    /* labels of events the log does not hold */
+  size_t no_score[NUM_SOURCES]; /* decisions without a score (default) */
+  char unknown_ids[5][64];      /* the first few unknown labels' ids */
+} live_counts;
+
 typedef struct inputs {
   const char *names[MAX_CLASSES + 2]; /* the score columns */
   size_t k, n;                        /* score columns, rows */
@@ -820,14 +846,18 @@ typedef struct inputs {
   double *scores; /* n x k */
   double *labels;
   size_t *label_lines;
+  unsigned char *sources; /* live: each row's source */
+  live_counts live;
 } inputs;
 
 static void inputs_free(inputs *in) {
   tdm__free(in->scores);
   tdm__free(in->labels);
   tdm__free(in->label_lines);
+  tdm__free(in->sources);
   in->scores = in->labels = NULL;
   in->label_lines = NULL;
+  in->sources = NULL;
 }
 
 /* Reads o's files into *in (freed with inputs_free; nothing to free on
@@ -1024,6 +1054,258 @@ done:
   return rc;
 }
 
+/* A decision log's records that are not duplicates: id, score, source. */
+typedef struct decisions {
+  rows r;                 /* values: the score; ids: event_id */
+  unsigned char *sources; /* per row */
+  size_t sources_cap;
+} decisions;
+
+static int read_decisions(table *t, const char *score_name, tdm__arena *arena,
+                          decisions *d, live_counts *lc, tdm_error *err) {
+  d->r.width = 1;
+  int rc;
+  while ((rc = table_next(t, err)) == 1) {
+    const tdm__json *root = t->doc.root;
+    const tdm__json *dup = tdm__json_get(root, "duplicate");
+    const tdm__json *id = tdm__json_get(root, "event_id");
+    const tdm__json *from = tdm__json_get(root, "source");
+    const tdm__json *score = tdm__json_get(root, score_name);
+    if (dup == NULL || dup->type != TDM__JSON_BOOL || id == NULL ||
+        from == NULL || from->type != TDM__JSON_STRING)
+      return tdm__fail(err, TDM_EPARSE,
+                       "%s:%zu: not a decision log record (it needs "
+                       "\"duplicate\", \"event_id\" and \"source\")",
+                       t->path, t->line);
+    if (dup->boolean) {
+      lc->duplicates++;
+      continue;
+    }
+    lc->decisions++;
+    int which = -1;
+    for (int i = 0; i < NUM_SOURCES; i++)
+      if (strcmp(from->text, source_names[i]) == 0) which = i;
+    if (which < 0)
+      return tdm__fail(err, TDM_EPARSE,
+                       "%s:%zu: \"source\" is model, batch or default, not "
+                       "\"%s\"",
+                       t->path, t->line, from->text);
+    if (id->type != TDM__JSON_STRING || id->count == 0)
+      return tdm__fail(err, TDM_EPARSE,
+                       "%s:%zu: \"event_id\" must be a non-empty string (the "
+                       "pipeline needs an id: field to join labels)",
+                       t->path, t->line);
+    if (score == NULL || score->type == TDM__JSON_NULL) {
+      lc->no_score[which]++;
+      continue;
+    }
+    double value = NAN;
+    if (score->type != TDM__JSON_NUMBER ||
+        tdm__parse_cell_number(score->text, score->text_len, &value) != 0 ||
+        !isfinite(value))
+      return tdm__fail(err, TDM_EPARSE,
+                       "%s:%zu: \"%s\" must be a finite number or null",
+                       t->path, t->line, score_name);
+    if ((rc = rows_grow(&d->r, 1, err)) != TDM_OK) return rc;
+    if (d->sources_cap < d->r.cap) {
+      unsigned char *grown = tdm__realloc(d->sources, d->r.cap);
+      if (grown == NULL) return tdm__fail(err, TDM_ENOMEM, "out of memory");
+      d->sources = grown;
+      d->sources_cap = d->r.cap;
+    }
+    d->r.values[d->r.n] = value;
+    d->sources[d->r.n] = (unsigned char)which;
+    if ((d->r.ids[d->r.n] = tdm__arena_strndup(arena, id->text, id->count)) == NULL)
+      return tdm__fail(err, TDM_ENOMEM, "out of memory");
+    d->r.lines[d->r.n++] = t->line;
+  }
+  return rc < 0 ? rc : TDM_OK;
+}
+
+/*
+ * A live run: the decisions of a decision log joined by event id with
+ * labels that may arrive long after them. Unlike two files of the same
+ * rows, both sides may hold more than the other: a decision whose label
+ * has not come is counted as unlabeled, and a label for an event the log
+ * does not hold is counted (and its id named) as unknown, never dropped
+ * silently. Only decisions with a score and a label are evaluated.
+ */
+static int load_live_inputs(const eval_options *o, inputs *in, notes *ns,
+                            tdm_error *err) {
+  table pred = {0}, lab = {0};
+  decisions d = {0};
+  rows lrows = {0};
+  size_t *p = NULL, *l = NULL;
+  tdm__arena arena;
+  tdm__arena_init(&arena, 1 << 16);
+  live_counts *lc = &in->live;
+  const char *label_column = o->label_column ? o->label_column : "label";
+  const char *id_column = o->id_column ? o->id_column : "event_id";
+  const char *score_name = o->pred_column ? o->pred_column : "score";
+  int rc = TDM_OK;
+  if (o->labels_path == NULL)
+    rc = tdm__fail(err, TDM_EINVAL,
+                   "a live run's labels come in their own file: give --labels");
+  if (rc == TDM_OK) rc = table_open(&pred, o->pred_path, err);
+  if (rc == TDM_OK && !pred.jsonl)
+    rc = tdm__fail(err, TDM_EPARSE,
+                   "%s: a decision log is JSON Lines (.jsonl), not CSV",
+                   o->pred_path);
+  if (rc == TDM_OK) rc = read_decisions(&pred, score_name, &arena, &d, lc, err);
+  if (rc == TDM_OK) rc = table_open(&lab, o->labels_path, err);
+  long label_col = rc == TDM_OK ? table_column(&lab, label_column) : 0;
+  long lid = rc == TDM_OK ? table_column(&lab, id_column) : 0;
+  if (rc == TDM_OK && (label_col < 0 || lid < 0))
+    rc = tdm__fail(err, TDM_ESCHEMA,
+                   "%s: no %s column \"%s\" (name it with %s)", o->labels_path,
+                   label_col < 0 ? "label" : "id",
+                   label_col < 0 ? label_column : id_column,
+                   label_col < 0 ? "--label-col" : "--id-col");
+  const char *label_what = "label";
+  size_t label_column_index = (size_t)label_col;
+  if (rc == TDM_OK)
+    rc = read_rows(&lab, &label_column_index, &label_what, 1, lid, &arena,
+                   &lrows, err);
+  if (rc == TDM_OK && d.r.n > 0) rc = sorted_by_id(&d.r, o->pred_path, &p, err);
+  if (rc == TDM_OK) rc = sorted_by_id(&lrows, o->labels_path, &l, err);
+  size_t cap = d.r.n ? d.r.n : 1;
+  if (rc == TDM_OK &&
+      ((in->scores = tdm__malloc(cap * sizeof *in->scores)) == NULL ||
+       (in->labels = tdm__malloc(cap * sizeof *in->labels)) == NULL ||
+       (in->label_lines = tdm__malloc(cap * sizeof *in->label_lines)) == NULL ||
+       (in->sources = tdm__malloc(cap)) == NULL))
+    rc = tdm__fail(err, TDM_ENOMEM, "out of memory");
+  size_t i = 0, j = 0, n = 0;
+  while (rc == TDM_OK && (i < d.r.n || j < lrows.n)) {
+    int c = i == d.r.n    ? 1
+            : j == lrows.n ? -1
+                           : strcmp(d.r.ids[p[i]], lrows.ids[l[j]]);
+    if (c < 0) {
+      lc->unlabeled++;
+      i++;
+    } else if (c > 0) {
+      if (lc->unknown < 5)
+        snprintf(lc->unknown_ids[lc->unknown], sizeof lc->unknown_ids[0], "%s",
+                 lrows.ids[l[j]]);
+      lc->unknown++;
+      j++;
+    } else {
+      double y = lrows.values[l[j]];
+      if (y != 0.0 && y != 1.0)
+        rc = tdm__fail(err, TDM_EPARSE,
+                       "%s:%zu: a binary label must be 0 or 1, not %.17g",
+                       o->labels_path, lrows.lines[l[j]], y);
+      in->scores[n] = d.r.values[p[i]];
+      in->labels[n] = y;
+      in->label_lines[n] = lrows.lines[l[j]];
+      in->sources[n++] = d.sources[p[i]];
+      i++;
+      j++;
+    }
+  }
+  if (rc == TDM_OK && n == 0)
+    rc = tdm__fail(err, TDM_EINVAL,
+                   "%s: none of its %zu decisions has a label in %s (joined "
+                   "by %s)",
+                   o->pred_path, d.r.n, o->labels_path, id_column);
+  if (rc == TDM_OK && lc->unknown > 0)
+    rc = note(ns, err,
+              "%zu labels are of events this decision log does not hold "
+              "(first: %s); they are counted as labels_unknown",
+              lc->unknown, lc->unknown_ids[0]);
+  if (rc == TDM_OK) {
+    in->n = n;
+    in->k = 1;
+    in->task = TASK_BINARY;
+    in->names[0] = score_name;
+  }
+  tdm__free(p);
+  tdm__free(l);
+  rows_free(&d.r);
+  tdm__free(d.sources);
+  rows_free(&lrows);
+  table_close(&pred);
+  table_close(&lab);
+  tdm__arena_free(&arena);
+  return rc;
+}
+
+/* The "live" member of a live run's metrics: the join's counts and the
+ * metrics of each source's rows. */
+static int live_json(const inputs *in, const eval_options *o, const source *src,
+                     tdm__buf *b, tdm_error *err) {
+  const live_counts *lc = &in->live;
+  if (!o->json)
+    printf("\nlive         %zu decisions (and %zu duplicate answers): %zu "
+           "labeled, %zu without a label yet, %zu labels of events not in "
+           "the log\n",
+           lc->decisions, lc->duplicates, in->n, lc->unlabeled, lc->unknown);
+  b->len -= 2; /* the object's closing "}\n" */
+  int rc = put_key(b, "live");
+  if (rc == TDM_OK) rc = tdm__buf_append(b, "{", 1);
+  if (rc == TDM_OK) rc = put_count(b, "decisions", lc->decisions);
+  if (rc == TDM_OK) rc = put_count(b, "duplicates", lc->duplicates);
+  if (rc == TDM_OK) rc = put_count(b, "labeled", in->n);
+  if (rc == TDM_OK) rc = put_count(b, "unlabeled", lc->unlabeled);
+  if (rc == TDM_OK) rc = put_count(b, "labels_unknown", lc->unknown);
+  if (rc == TDM_OK) rc = put_key(b, "labels_unknown_examples");
+  if (rc == TDM_OK) rc = tdm__buf_append(b, "[", 1);
+  for (size_t i = 0; i < lc->unknown && i < 5 && rc == TDM_OK; i++) {
+    if (i > 0) rc = tdm__buf_append(b, ",", 1);
+    if (rc == TDM_OK) rc = tdm__json_append_string(b, lc->unknown_ids[i]);
+  }
+  if (rc == TDM_OK) rc = tdm__buf_append(b, "]", 1);
+  if (rc == TDM_OK) rc = put_key(b, "by_source");
+  if (rc == TDM_OK) rc = tdm__buf_append(b, "{", 1);
+  double *scores = tdm__malloc((in->n ? in->n : 1) * sizeof *scores);
+  double *labels = tdm__malloc((in->n ? in->n : 1) * sizeof *labels);
+  if (scores == NULL || labels == NULL) rc = TDM_ENOMEM;
+  for (int s = 0; s < NUM_SOURCES && rc == TDM_OK; s++) {
+    size_t m = 0;
+    for (size_t i = 0; i < in->n; i++)
+      if (in->sources[i] == s) {
+        scores[m] = in->scores[i];
+        labels[m++] = in->labels[i];
+      }
+    if (m == 0 && lc->no_score[s] == 0) continue;
+    rc = put_key(b, source_names[s]);
+    if (rc != TDM_OK) break;
+    if (m == 0) {
+      rc = tdm__buf_printf(b, "{\"count\":0,\"without_score\":%zu}",
+                           lc->no_score[s]);
+      continue;
+    }
+    double default_threshold = 0.5;
+    tdm__eval_binary_result r;
+    memset(&r, 0, sizeof r);
+    notes none = {0};
+    rc = tdm__eval_binary(scores, labels, m,
+                          o->num_thresholds ? o->thresholds : &default_threshold,
+                          o->num_thresholds ? o->num_thresholds : 1, o->bins,
+                          &r, err);
+    if (rc == TDM_OK) rc = binary_notes(&r, &none, err);
+    if (rc == TDM_OK) rc = binary_json(&r, src, &none, b);
+    if (rc == TDM_OK) {
+      b->len -= 2;
+      rc = put_count(b, "without_score", lc->no_score[s]);
+      if (rc == TDM_OK) rc = tdm__buf_append(b, "}", 1);
+    }
+    if (rc == TDM_OK && !o->json) {
+      char a[32], c[32];
+      printf("source %-8s %zu labeled: roc_auc %s, average_precision %s\n",
+             source_names[s], m, num_text(r.roc_auc, a),
+             num_text(r.average_precision, c));
+    }
+    tdm__eval_binary_result_free(&r);
+    notes_free(&none);
+  }
+  tdm__free(scores);
+  tdm__free(labels);
+  if (rc == TDM_OK) rc = tdm__buf_append(b, "}}}\n", 4);
+  if (rc == TDM_ENOMEM) tdm__fail(err, rc, "out of memory");
+  return rc;
+}
+
 int tdm__eval_read_binary(const char *pred_path, const char *labels_path,
                           const char *label_column, const char *id_column,
                           double **scores, double **labels, size_t *n,
@@ -1059,15 +1341,19 @@ static int evaluate(const eval_options *o, tdm_error *err) {
   memset(&br, 0, sizeof br);
   memset(&mr, 0, sizeof mr);
   memset(&in, 0, sizeof in);
-  int rc = load_inputs(o, &in, &ns, err);
+  int rc = o->live ? load_live_inputs(o, &in, &ns, err)
+                   : load_inputs(o, &in, &ns, err);
   if (rc != TDM_OK) goto done;
   size_t n = in.n, k = in.k;
   int task = in.task;
   double *scores = in.scores, *labels = in.labels;
   const char **names = in.names;
 
+  /* A live run is always joined by id: event_id unless --id-col says. */
+  const char *id_column =
+      o->live && o->id_column == NULL ? "event_id" : o->id_column;
   source src = {o->pred_path, o->labels_path, label_column,
-                o->id_column, names,          k};
+                id_column,    names,          k};
   if (task == TASK_BINARY) {
     double default_threshold = 0.5;
     rc = tdm__eval_binary(
@@ -1076,8 +1362,12 @@ static int evaluate(const eval_options *o, tdm_error *err) {
         o->num_thresholds ? o->num_thresholds : 1, o->bins, &br, err);
     if (rc == TDM_OK) rc = binary_notes(&br, &ns, err);
     if (rc != TDM_OK) goto done;
-    if (o->json || o->record) rc = binary_json(&br, &src, &ns, &out);
+    rc = binary_json(&br, &src, &ns, &out);
     if (!o->json) binary_table(&br, &src, &ns);
+    if (rc == TDM_OK && o->live) {
+      rc = live_json(&in, o, &src, &out, err);
+      if (rc != TDM_OK) goto done;
+    }
   } else if (task == TASK_MULTICLASS) {
     rc = tdm__eval_multiclass(scores, labels, n, k, &mr, err);
     if (rc == TDM_OK && !mr.probabilities)
@@ -1139,6 +1429,7 @@ int tdm__cmd_eval(int argc, char **argv) {
       {"bins", required_argument, NULL, 'b'},
       {"json", no_argument, NULL, 'j'},
       {"record", required_argument, NULL, 'r'},
+      {"live", no_argument, NULL, 'v'},
       {"registry", required_argument, NULL, 'R'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
@@ -1157,6 +1448,7 @@ int tdm__cmd_eval(int argc, char **argv) {
       case 'I': o.id_column = optarg; break;
       case 'j': o.json = 1; break;
       case 'r': o.record = optarg; break;
+      case 'v': o.live = 1; break;
       case 'R': o.registry = optarg; break;
       case 't': {
         o.task = -1;
@@ -1197,15 +1489,43 @@ int tdm__cmd_eval(int argc, char **argv) {
   }
   if (optind < argc)
     return tdm__usage_error("eval", "unexpected argument '%s'", argv[optind]);
+  tdm_error err;
+  tdm__error_clear(&err);
+  /* A run to record into says what it wrote, and whether it was live. */
+  tdm__run_record run;
+  memset(&run, 0, sizeof run);
+  if (o.record != NULL) {
+    char path[4096];
+    tdm__registry *registry = NULL;
+    int rc = tdm__registry_path(o.registry, path, sizeof path, &err);
+    if (rc == TDM_OK)
+      rc = tdm__registry_open(path, TDM__REGISTRY_READ, &registry, &err);
+    if (rc == TDM_OK) rc = tdm__registry_get(registry, o.record, &run, &err);
+    tdm__registry_close(registry);
+    if (rc != TDM_OK) {
+      tdm__run_record_free(&run);
+      return tdm__report(rc, &err);
+    }
+    if (run.command && strcmp(run.command, "live") == 0) o.live = 1;
+    if (o.pred_path == NULL) o.pred_path = run.output_path;
+  }
+  int usage = TDM_OK;
   if (o.pred_path == NULL)
-    return tdm__usage_error("eval", "--pred is required");
+    usage = tdm__usage_error("eval", "--pred is required (or --record RUN, "
+                             "to evaluate what the run wrote)");
+  else if (o.live && o.labels_path == NULL)
+    usage = tdm__usage_error("eval", "a live run's labels come in their own "
+                             "file: give --labels L");
+  if (usage != TDM_OK) {
+    tdm__run_record_free(&run);
+    return usage;
+  }
   if (o.id_column != NULL && o.labels_path == NULL)
     return tdm__usage_error("eval",
                             "--id-col matches two files; it needs --labels");
   if (o.num_thresholds > 0 && o.task != TASK_AUTO && o.task != TASK_BINARY)
     return tdm__usage_error("eval", "--threshold is for the binary task only");
-  tdm_error err;
-  tdm__error_clear(&err);
   int rc = evaluate(&o, &err);
+  tdm__run_record_free(&run);
   return rc == TDM_OK ? TDM_EXIT_OK : tdm__report(rc, &err);
 }
