@@ -31,13 +31,14 @@ typedef enum column_kind {
   COLUMN_FIELD = 1, /* the event's own text */
   COLUMN_NUMBER,    /* a number slot (a feature, the score) */
   COLUMN_DECISION,
+  COLUMN_SHADOW_DECISION, /* the rule the shadow score would have met */
 } column_kind;
 
 typedef struct column {
   const char *name;
   column_kind kind;
   size_t index; /* field index or number slot */
-  int is_score;
+  int is_score; /* 1: the model's score, 2: the shadow model's */
 } column;
 
 typedef struct field_slots {
@@ -53,6 +54,13 @@ struct tdm__pipeline {
   tdm__spec *spec;
   tdm_model *model;
   tdm_model_info info;
+  /* The shadow model (NULL without): scored on the same features into
+   * shadow_slot, read by no rule. */
+  tdm_model *shadow;
+  tdm_model_info shadow_info;
+  size_t *shadow_inputs;
+  size_t shadow_slot;
+  size_t shadow_decision_slot; /* the rule index, NaN for none */
   char version[13];
   size_t num_numbers, num_strings;
   field_slots *fields;
@@ -180,6 +188,8 @@ static int assign_slots(compiler *c) {
   for (size_t i = 0; i < spec->num_features; i++)
     p->feature_slot[i] = p->num_numbers++;
   p->score_slot = p->num_numbers++;
+  p->shadow_slot = spec->shadow_path ? p->num_numbers++ : NONE;
+  p->shadow_decision_slot = spec->shadow_path ? p->num_numbers++ : NONE;
   p->entity_field = find_field(spec, spec->entity, strlen(spec->entity));
   p->time_field = find_field(spec, spec->time, strlen(spec->time));
   p->id_field = spec->id ? find_field(spec, spec->id, strlen(spec->id)) : NONE;
@@ -395,45 +405,66 @@ static int compile_features(compiler *c) {
   return rc;
 }
 
-static int load_model(compiler *c) {
+/*
+ * Loads the model at path (the served one, or the shadow: `what` names it
+ * in errors, mark is where the spec gives it) and matches its features by
+ * name to the pipeline's number slots, into a new *inputs.
+ */
+static int load_scorer(compiler *c, const char *path, tdm__mark mark,
+                       const char *what, tdm_model **model,
+                       tdm_model_info *info, size_t **inputs) {
   tdm__pipeline *p = c->p;
   const tdm__spec *spec = c->spec;
   tdm_error model_err;
-  int rc = tdm_model_load(spec->model_path, &p->model, &model_err);
+  int rc = tdm_model_load(path, model, &model_err);
   if (rc != TDM_OK)
-    return tdm__spec_fail(spec, spec->model_mark, rc, c->err, "model: %s",
+    return tdm__spec_fail(spec, mark, rc, c->err, "%s: %s", what,
                           model_err.message);
-  tdm_model_get_info(p->model, &p->info);
-  memcpy(p->version, p->info.sha256, 12);
-  p->version[12] = '\0';
-  if (tdm_model_output_width(p->model, 0) != 1)
-    return tdm__spec_fail(spec, spec->model_mark, TDM_EUNSUPPORTED, c->err,
-                          "model: a pipeline's model must give one score per "
+  tdm_model_get_info(*model, info);
+  if (tdm_model_output_width(*model, 0) != 1)
+    return tdm__spec_fail(spec, mark, TDM_EUNSUPPORTED, c->err,
+                          "%s: a pipeline's model must give one score per "
                           "event (binary or regression); this one gives %zu",
-                          tdm_model_output_width(p->model, 0));
-  if (!tdm_model_has_feature_names(p->model))
-    return tdm__spec_fail(spec, spec->model_mark, TDM_ESCHEMA, c->err,
-                          "model: the model has no feature names, so the "
-                          "pipeline cannot match its features to them");
-  size_t nf = p->info.num_features;
-  p->model_inputs = tdm__calloc(nf + 1, sizeof(size_t));
-  if (p->model_inputs == NULL) return tdm__fail(c->err, TDM_ENOMEM, "out of memory");
+                          what, tdm_model_output_width(*model, 0));
+  if (!tdm_model_has_feature_names(*model))
+    return tdm__spec_fail(spec, mark, TDM_ESCHEMA, c->err,
+                          "%s: the model has no feature names, so the "
+                          "pipeline cannot match its features to them",
+                          what);
+  size_t nf = info->num_features;
+  *inputs = tdm__calloc(nf + 1, sizeof(size_t));
+  if (*inputs == NULL) return tdm__fail(c->err, TDM_ENOMEM, "out of memory");
   for (size_t f = 0; f < nf; f++) {
-    const char *want = tdm_model_feature_name(p->model, f);
+    const char *want = tdm_model_feature_name(*model, f);
     size_t len = strlen(want);
     size_t i = find_feature(spec, want, len);
     size_t field = find_field(spec, want, len);
     if (i != NONE)
-      p->model_inputs[f] = p->feature_slot[i];
+      (*inputs)[f] = p->feature_slot[i];
     else if (field != NONE && p->fields[field].number != NONE)
-      p->model_inputs[f] = p->fields[field].number;
+      (*inputs)[f] = p->fields[field].number;
     else
-      return tdm__spec_fail(spec, spec->model_mark, TDM_ESCHEMA, c->err,
-                            "model: the model's feature \"%s\" (%zu of %zu) "
+      return tdm__spec_fail(spec, mark, TDM_ESCHEMA, c->err,
+                            "%s: the model's feature \"%s\" (%zu of %zu) "
                             "is not a feature or numeric field of the "
                             "pipeline",
-                            want, f + 1, nf);
+                            what, want, f + 1, nf);
   }
+  return TDM_OK;
+}
+
+static int load_model(compiler *c) {
+  tdm__pipeline *p = c->p;
+  const tdm__spec *spec = c->spec;
+  int rc = load_scorer(c, spec->model_path, spec->model_mark, "model",
+                       &p->model, &p->info, &p->model_inputs);
+  if (rc != TDM_OK) return rc;
+  memcpy(p->version, p->info.sha256, 12);
+  p->version[12] = '\0';
+  if (rc == TDM_OK && spec->shadow_path != NULL)
+    rc = load_scorer(c, spec->shadow_path, spec->shadow_mark, "shadow",
+                     &p->shadow, &p->shadow_info, &p->shadow_inputs);
+  if (rc != TDM_OK) return rc;
   if (spec->explain_reasons > 0 && !tdm_model_has_contribs(p->model))
     return tdm__spec_fail(spec, spec->explain_mark, TDM_EUNSUPPORTED, c->err,
                           "explain: the model cannot give contributions (its "
@@ -474,6 +505,14 @@ static int add_column(compiler *c, const char *name, tdm__mark mark) {
     col->kind = COLUMN_NUMBER;
     col->index = p->score_slot;
     col->is_score = 1;
+  } else if (strcmp(name, "shadow_score") == 0 && p->shadow != NULL) {
+    col->kind = COLUMN_NUMBER;
+    col->index = p->shadow_slot;
+    col->is_score = 2;
+  } else if (strcmp(name, "shadow_decision") == 0 && p->shadow != NULL &&
+             spec->num_rules > 0) {
+    col->kind = COLUMN_SHADOW_DECISION;
+    col->index = p->shadow_decision_slot;
   } else if (strcmp(name, "decision") == 0) {
     col->kind = COLUMN_DECISION;
   } else {
@@ -489,7 +528,7 @@ static int add_column(compiler *c, const char *name, tdm__mark mark) {
 static int compile_outputs(compiler *c) {
   tdm__pipeline *p = c->p;
   const tdm__spec *spec = c->spec;
-  p->columns = tdm__calloc(spec->num_outputs + spec->num_features + 6,
+  p->columns = tdm__calloc(spec->num_outputs + spec->num_features + 7,
                            sizeof *p->columns);
   if (p->columns == NULL) return tdm__fail(c->err, TDM_ENOMEM, "out of memory");
   tdm__mark none = {0, 0, TDM__STYLE_PLAIN};
@@ -503,20 +542,31 @@ static int compile_outputs(compiler *c) {
       rc = add_column(c, spec->features[i].name, none);
     return rc;
   }
-  if (spec->num_outputs > 0) {
-    for (size_t i = 0; i < spec->num_outputs; i++) {
-      int rc = add_column(c, spec->outputs[i], spec->output_marks[i]);
-      if (rc != TDM_OK) return rc;
-    }
-    return TDM_OK;
-  }
-  /* By default: the id, the entity, the time, the score and the decision. */
   int rc = TDM_OK;
-  if (spec->id != NULL) rc = add_column(c, spec->id, none);
-  if (rc == TDM_OK) rc = add_column(c, spec->entity, none);
-  if (rc == TDM_OK) rc = add_column(c, spec->time, none);
-  if (rc == TDM_OK) rc = add_column(c, "score", none);
-  if (rc == TDM_OK && spec->num_rules > 0) rc = add_column(c, "decision", none);
+  if (spec->num_outputs > 0) {
+    for (size_t i = 0; i < spec->num_outputs && rc == TDM_OK; i++)
+      rc = add_column(c, spec->outputs[i], spec->output_marks[i]);
+  } else {
+    /* By default: the id, the entity, the time, the score and the
+     * decision. */
+    if (spec->id != NULL) rc = add_column(c, spec->id, none);
+    if (rc == TDM_OK) rc = add_column(c, spec->entity, none);
+    if (rc == TDM_OK) rc = add_column(c, spec->time, none);
+    if (rc == TDM_OK) rc = add_column(c, "score", none);
+    if (rc == TDM_OK && spec->num_rules > 0)
+      rc = add_column(c, "decision", none);
+  }
+  /* A shadow model's score is always written, last unless output: places
+   * it: scoring a challenger is only worth it if its score is kept. */
+  int listed = 0, decided = 0;
+  for (size_t i = 0; i < p->num_columns; i++) {
+    if (p->columns[i].is_score == 2) listed = 1;
+    if (p->columns[i].kind == COLUMN_SHADOW_DECISION) decided = 1;
+  }
+  if (rc == TDM_OK && p->shadow != NULL && !listed)
+    rc = add_column(c, "shadow_score", none);
+  if (rc == TDM_OK && p->shadow != NULL && spec->num_rules > 0 && !decided)
+    rc = add_column(c, "shadow_decision", none);
   return rc;
 }
 
@@ -608,6 +658,8 @@ void tdm__pipeline_free(tdm__pipeline *p) {
   tdm__free(p->agg_number_inputs);
   tdm__free(p->agg_string_inputs);
   tdm__free(p->model_inputs);
+  tdm__free(p->shadow_inputs);
+  tdm_model_free(p->shadow);
   tdm__free(p->columns);
   tdm__free(p->fields);
   tdm__free(p->feature_slot);
@@ -1077,11 +1129,13 @@ int tdm__result_init(const tdm__pipeline *p, tdm__result *r) {
   r->number_store = tdm__calloc(p->num_numbers + 1, sizeof(double));
   r->string_store = tdm__calloc(p->num_strings + 1, sizeof(tdm__str));
   r->row = tdm__calloc(p->info.num_features + 1, sizeof(double));
+  r->shadow_row = tdm__calloc(p->shadow_info.num_features + 1, sizeof(double));
   r->agg_out = tdm__calloc(p->num_aggs + 1, sizeof(double));
   r->filters = tdm__calloc(p->num_filters + 1, 1);
   r->agg_numbers = tdm__calloc(p->num_agg_numbers + 1, sizeof(double));
   r->agg_strings = tdm__calloc(p->num_agg_strings + 1, sizeof(tdm__str));
-  if (!r->number_store || !r->string_store || !r->row || !r->agg_out ||
+  if (!r->number_store || !r->string_store || !r->row || !r->shadow_row ||
+      !r->agg_out ||
       !r->filters || !r->agg_numbers || !r->agg_strings) {
     tdm__result_free(r);
     return TDM_ENOMEM;
@@ -1105,6 +1159,7 @@ void tdm__result_free(tdm__result *r) {
   tdm__free(r->number_store);
   tdm__free(r->string_store);
   tdm__free(r->row);
+  tdm__free(r->shadow_row);
   tdm__free(r->agg_out);
   tdm__free(r->filters);
   tdm__free(r->agg_numbers);
@@ -1280,6 +1335,10 @@ int tdm__pipeline_fallback(const tdm__pipeline *p, const tdm__event *ev,
   for (size_t i = 0; i < p->spec->num_features; i++)
     r->number_store[p->feature_slot[i]] = NAN;
   r->number_store[p->score_slot] = version ? score : NAN;
+  if (p->shadow != NULL) {
+    r->number_store[p->shadow_slot] = NAN;
+    r->number_store[p->shadow_decision_slot] = NAN;
+  }
   r->score = version ? score : NAN;
   r->source = version ? TDM__SOURCE_BATCH : TDM__SOURCE_DEFAULT;
   r->fallback_version = version;
@@ -1295,13 +1354,17 @@ int tdm__pipeline_fallback(const tdm__pipeline *p, const tdm__event *ev,
  * infinite (log(0)) goes to the model as missing: tree models take no
  * infinity. The formatter rebuilds the row this way for explanations, so
  * a duplicate's reasons come from the numbers it repeats. */
+static void inputs_row(const size_t *inputs, const tdm_model_info *info,
+                       const double *numbers, double *row) {
+  for (size_t f = 0; f < info->num_features; f++) {
+    double v = numbers[inputs[f]];
+    row[f] = isinf(v) || (info->float32 && isinf((float)v)) ? NAN : v;
+  }
+}
+
 static void model_row(const tdm__pipeline *p, const double *numbers,
                       double *row) {
-  size_t nf = p->features_only ? 0 : p->info.num_features;
-  for (size_t f = 0; f < nf; f++) {
-    double v = numbers[p->model_inputs[f]];
-    row[f] = isinf(v) || (p->info.float32 && isinf((float)v)) ? NAN : v;
-  }
+  if (!p->features_only) inputs_row(p->model_inputs, &p->info, numbers, row);
 }
 
 int tdm__pipeline_process(const tdm__pipeline *p, tdm__state_map *map,
@@ -1398,6 +1461,21 @@ int tdm__pipeline_process(const tdm__pipeline *p, tdm__state_map *map,
     score = NAN;
   numbers[p->score_slot] = score;
   r->score = score;
+  if (p->shadow != NULL) {
+    /* The challenger, on the same feature values; no rule reads it. */
+    double shadow = NAN;
+    inputs_row(p->shadow_inputs, &p->shadow_info, numbers, r->shadow_row);
+    if (tdm_model_predict(p->shadow, r->shadow_row, 1, 0, &shadow) != TDM_OK)
+      shadow = NAN;
+    numbers[p->shadow_slot] = shadow;
+    /* The decision the shadow score would have led to: the same rules
+     * over the same values, the score slot holding the shadow's for the
+     * moment. The served decision below reads the served score. */
+    numbers[p->score_slot] = shadow;
+    int would = p->features_only ? -1 : decide(p, &values);
+    numbers[p->score_slot] = score;
+    numbers[p->shadow_decision_slot] = would >= 0 ? (double)would : NAN;
+  }
   r->decision = p->features_only ? -1 : decide(p, &values);
   e->dirty = 1;
   if (r->time_ms > map->newest) map->newest = r->time_ms;
@@ -1482,8 +1560,10 @@ static int number_text(const tdm__pipeline *p, const column *col, double v,
                        char buf[32]) {
   if (isnan(v) || isinf(v)) return 0;
   if (v == 0) v = 0; /* no "-0" */
-  return col->is_score ? tdm_model_format_value(p->model, v, buf)
-                       : tdm__format_double(v, buf);
+  if (col->is_score)
+    return tdm_model_format_value(col->is_score == 2 ? p->shadow : p->model, v,
+                                  buf);
+  return tdm__format_double(v, buf);
 }
 
 static int json_number(const tdm__pipeline *p, const column *col, double v,
@@ -1606,6 +1686,14 @@ static int contribs_json(const tdm__pipeline *p, const tdm__result *r,
   return rc;
 }
 
+/* The text of the rule a shadow score would have met (col is the
+ * shadow_decision column), or NULL for none. */
+static const char *shadow_decision(const tdm__pipeline *p, const column *col,
+                                   const tdm__result *r) {
+  double v = r->numbers[col->index];
+  return isnan(v) ? NULL : p->spec->rules[(size_t)v].then;
+}
+
 int tdm__pipeline_csv_header(const tdm__pipeline *p, tdm__buf *out) {
   int rc = TDM_OK;
   for (size_t i = 0; i < p->num_columns && rc == TDM_OK; i++) {
@@ -1635,6 +1723,9 @@ int tdm__pipeline_csv_row(const tdm__pipeline *p, const tdm__event *ev,
     } else if (col->kind == COLUMN_NUMBER) {
       int n = number_text(p, col, r->numbers[col->index], buf);
       rc = tdm__buf_append(out, buf, (size_t)n);
+    } else if (col->kind == COLUMN_SHADOW_DECISION) {
+      const char *then = shadow_decision(p, col, r);
+      if (then != NULL) rc = tdm__csv_append_field(out, then, strlen(then));
     } else if (r->decision >= 0) {
       const char *then = p->spec->rules[r->decision].then;
       rc = tdm__csv_append_field(out, then, strlen(then));
@@ -1715,6 +1806,10 @@ int tdm__pipeline_json(const tdm__pipeline *p, const tdm__event *ev,
       rc = tdm__field_json(p->spec, col->index, ev->fields[col->index], out);
     else if (col->kind == COLUMN_NUMBER)
       rc = json_number(p, col, r->numbers[col->index], out);
+    else if (col->kind == COLUMN_SHADOW_DECISION)
+      rc = shadow_decision(p, col, r)
+               ? tdm__json_append_string(out, shadow_decision(p, col, r))
+               : tdm__buf_append(out, "null", 4);
     else if (r->decision >= 0)
       rc = tdm__json_append_string(out, p->spec->rules[r->decision].then);
     else if (r->source == TDM__SOURCE_DEFAULT && p->spec->default_decision)

@@ -164,6 +164,7 @@ typedef struct tdm__result {
   double *number_store;
   tdm__str *string_store;
   double *row;
+  double *shadow_row; /* the shadow model's inputs */
   double *agg_out;
   unsigned char *filters;
   double *agg_numbers;

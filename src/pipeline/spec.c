@@ -672,6 +672,13 @@ static int model_pair(reader *r, void *ctx, size_t key, struct fy_node *value,
   return path_value(r, value, mark, "the model's path", &r->spec->model_path);
 }
 
+static int shadow_pair(reader *r, void *ctx, size_t key, struct fy_node *value,
+                       tdm__mark mark) {
+  r->spec->shadow_mark = mark;
+  return path_value(r, value, mark, "the shadow model's path",
+                    &r->spec->shadow_path);
+}
+
 static const char *const rule_keys[] = {"when", "then", NULL};
 
 static int rule_pair(reader *r, void *ctx, size_t key, struct fy_node *value,
@@ -989,16 +996,16 @@ static int read_schedule_item(reader *r, void *item, struct fy_node *node,
 enum {
   KEY_NAME, KEY_ENTITY, KEY_TIME, KEY_ID, KEY_FIELDS, KEY_FEATURES,
   KEY_MODEL, KEY_DECISION, KEY_OUTPUT, KEY_STATE, KEY_STORE, KEY_MATERIALIZE,
-  KEY_TABLES, KEY_REALTIME, KEY_SCHEDULE, KEY_EXPLAIN
+  KEY_TABLES, KEY_REALTIME, KEY_SCHEDULE, KEY_EXPLAIN, KEY_SHADOW
 };
 static const char *const top_keys[] = {
     "name",   "entity",      "time",   "id",       "fields",
     "features", "model",     "decision", "output", "state",
     "store",  "materialize", "tables", "realtime", "schedule",
-    "explain", NULL};
+    "explain", "shadow", NULL};
 
 typedef struct top {
-  tdm__mark marks[16];
+  tdm__mark marks[20];
   unsigned seen;
 } top;
 
@@ -1027,6 +1034,10 @@ static int top_pair(reader *r, void *ctx, size_t key, struct fy_node *value,
       if (value != NULL && fy_node_is_scalar(value))
         return model_pair(r, NULL, 0, value, mark);
       return each_pair(r, value, mark, "model", model_keys, model_pair, NULL);
+    case KEY_SHADOW:
+      if (value != NULL && fy_node_is_scalar(value))
+        return shadow_pair(r, NULL, 0, value, mark);
+      return each_pair(r, value, mark, "shadow", model_keys, shadow_pair, NULL);
     case KEY_DECISION: return read_rules(r, value, mark);
     case KEY_OUTPUT: return read_outputs(r, value, mark);
     case KEY_STATE:
@@ -1308,6 +1319,7 @@ void tdm__spec_free(tdm__spec *spec) {
   tdm__free(spec->outputs);
   tdm__free(spec->output_marks);
   tdm__free(spec->model_path);
+  tdm__free(spec->shadow_path);
   tdm__free(spec->name);
   tdm__free(spec->entity);
   tdm__free(spec->time);

@@ -131,6 +131,10 @@ typedef struct tdm__spec {
   size_t num_features;
   char *model_path; /* resolved against dir */
   tdm__mark model_mark;
+  /* shadow: {path: ...}: a challenger model scored beside the served one
+   * on the same features (shadow_score), never read by the decision. */
+  char *shadow_path; /* NULL without */
+  tdm__mark shadow_mark;
   tdm__rule_spec *rules;
   size_t num_rules;
   char **outputs; /* output columns */
