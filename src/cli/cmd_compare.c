@@ -27,6 +27,7 @@
 
 static const char compare_help[] =
     "usage: tandem compare RUN_A RUN_B [options]\n"
+    "       tandem compare --shadow RUN [options]\n"
     "\n"
     "Compares two recorded runs (ids or unique prefixes, from `tandem runs`)\n"
     "through their outputs, which must still be where the run wrote them and\n"
@@ -49,7 +50,15 @@ static const char compare_help[] =
     "interpolate linearly between order statistics (numpy's default); the\n"
     "standard deviation is the population one.\n"
     "\n"
+    "With --shadow, one run whose pipeline has a shadow model (a live run's\n"
+    "decision log, or a batch output): A is the served score and decision,\n"
+    "B the shadow's (shadow_score, shadow_decision: the rule the shadow\n"
+    "score would have met) on the same rows; metric deltas compare the\n"
+    "served model's and the shadow's metrics that `tandem eval` stored for\n"
+    "a live run (live.by_source.model and live.shadow).\n"
+    "\n"
     "options:\n"
+    "  --shadow        compare a run's served model with its shadow model\n"
     "  --registry P    the registry (default as for `tandem runs`)\n"
     "  --examples N    show at most N changed decisions (default 10; 0: none)\n"
     "  --json          one JSON object instead of text\n"
@@ -264,11 +273,12 @@ int tdm__cmd_compare(int argc, char **argv) {
       {"registry", required_argument, NULL, 'r'},
       {"examples", required_argument, NULL, 'e'},
       {"json", no_argument, NULL, 'j'},
+      {"shadow", no_argument, NULL, 's'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
   const char *registry = NULL;
   size_t examples = 10;
-  int json = 0;
+  int json = 0, shadow = 0;
   opterr = 0;
   optind = 1;
   int c;
@@ -283,6 +293,7 @@ int tdm__cmd_compare(int argc, char **argv) {
               "compare", "--examples must be a number, not '%s'", optarg);
         break;
       case 'j': json = 1; break;
+      case 's': shadow = 1; break;
       case 'h': fputs(compare_help, stdout); return TDM_EXIT_OK;
       case ':':
         return tdm__usage_error("compare", "%s needs a value",
@@ -292,8 +303,11 @@ int tdm__cmd_compare(int argc, char **argv) {
                                 argv[optind - 1]);
     }
   }
-  if (argc - optind != 2)
+  if (!shadow && argc - optind != 2)
     return tdm__usage_error("compare", "give two run ids");
+  if (shadow && argc - optind != 1)
+    return tdm__usage_error("compare", "--shadow compares within one run: "
+                            "give one run id");
 
   char path[4096];
   tdm_error err;
@@ -305,7 +319,8 @@ int tdm__cmd_compare(int argc, char **argv) {
   memset(&a, 0, sizeof a);
   memset(&b, 0, sizeof b);
   if (rc == TDM_OK) rc = tdm__registry_get(reg, argv[optind], &a, &err);
-  if (rc == TDM_OK) rc = tdm__registry_get(reg, argv[optind + 1], &b, &err);
+  if (rc == TDM_OK)
+    rc = tdm__registry_get(reg, argv[optind + (shadow ? 0 : 1)], &b, &err);
   tdm__registry_close(reg);
   if (rc != TDM_OK) {
     tdm__run_record_free(&a);
@@ -313,7 +328,7 @@ int tdm__cmd_compare(int argc, char **argv) {
     return tdm__report(rc, &err);
   }
 
-  if (!(a.input_sha256 && b.input_sha256 &&
+  if (!shadow && !(a.input_sha256 && b.input_sha256 &&
         strcmp(a.input_sha256, b.input_sha256) == 0))
     fprintf(stderr,
             "tandem compare: warning: the runs read different inputs (%.12s "
@@ -321,7 +336,8 @@ int tdm__cmd_compare(int argc, char **argv) {
             or_dash(a.input_sha256), or_dash(b.input_sha256));
 
   tdm__comparison cmp;
-  rc = tdm__compare_runs(&a, &b, examples, &cmp, &err);
+  rc = shadow ? tdm__compare_shadow(&a, examples, &cmp, &err)
+              : tdm__compare_runs(&a, &b, examples, &cmp, &err);
   if (rc == TDM_OK) {
     if (json) {
       tdm__buf out = {0};

@@ -847,6 +847,7 @@ typedef struct inputs {
   double *labels;
   size_t *label_lines;
   unsigned char *sources; /* live: each row's source */
+  double *shadow;         /* live: each row's shadow_score, NaN: none */
   live_counts live;
 } inputs;
 
@@ -855,6 +856,8 @@ static void inputs_free(inputs *in) {
   tdm__free(in->labels);
   tdm__free(in->label_lines);
   tdm__free(in->sources);
+  tdm__free(in->shadow);
+  in->shadow = NULL;
   in->scores = in->labels = NULL;
   in->label_lines = NULL;
   in->sources = NULL;
@@ -1056,14 +1059,15 @@ done:
 
 /* A decision log's records that are not duplicates: id, score, source. */
 typedef struct decisions {
-  rows r;                 /* values: the score; ids: event_id */
+  rows r;                 /* values: the score, the shadow_score (NaN:
+                             none); ids: event_id */
   unsigned char *sources; /* per row */
   size_t sources_cap;
 } decisions;
 
 static int read_decisions(table *t, const char *score_name, tdm__arena *arena,
                           decisions *d, live_counts *lc, tdm_error *err) {
-  d->r.width = 1;
+  d->r.width = 2;
   int rc;
   while ((rc = table_next(t, err)) == 1) {
     const tdm__json *root = t->doc.root;
@@ -1113,7 +1117,13 @@ static int read_decisions(table *t, const char *score_name, tdm__arena *arena,
       d->sources = grown;
       d->sources_cap = d->r.cap;
     }
-    d->r.values[d->r.n] = value;
+    const tdm__json *shadow = tdm__json_get(root, "shadow_score");
+    double shadow_value = NAN;
+    if (shadow != NULL && shadow->type == TDM__JSON_NUMBER &&
+        tdm__parse_cell_number(shadow->text, shadow->text_len, &shadow_value) != 0)
+      shadow_value = NAN;
+    d->r.values[2 * d->r.n] = value;
+    d->r.values[2 * d->r.n + 1] = shadow_value;
     d->sources[d->r.n] = (unsigned char)which;
     if ((d->r.ids[d->r.n] = tdm__arena_strndup(arena, id->text, id->count)) == NULL)
       return tdm__fail(err, TDM_ENOMEM, "out of memory");
@@ -1173,7 +1183,8 @@ static int load_live_inputs(const eval_options *o, inputs *in, notes *ns,
       ((in->scores = tdm__malloc(cap * sizeof *in->scores)) == NULL ||
        (in->labels = tdm__malloc(cap * sizeof *in->labels)) == NULL ||
        (in->label_lines = tdm__malloc(cap * sizeof *in->label_lines)) == NULL ||
-       (in->sources = tdm__malloc(cap)) == NULL))
+       (in->sources = tdm__malloc(cap)) == NULL ||
+       (in->shadow = tdm__malloc(cap * sizeof *in->shadow)) == NULL))
     rc = tdm__fail(err, TDM_ENOMEM, "out of memory");
   size_t i = 0, j = 0, n = 0;
   while (rc == TDM_OK && (i < d.r.n || j < lrows.n)) {
@@ -1195,7 +1206,8 @@ static int load_live_inputs(const eval_options *o, inputs *in, notes *ns,
         rc = tdm__fail(err, TDM_EPARSE,
                        "%s:%zu: a binary label must be 0 or 1, not %.17g",
                        o->labels_path, lrows.lines[l[j]], y);
-      in->scores[n] = d.r.values[p[i]];
+      in->scores[n] = d.r.values[2 * p[i]];
+      in->shadow[n] = d.r.values[2 * p[i] + 1];
       in->labels[n] = y;
       in->label_lines[n] = lrows.lines[l[j]];
       in->sources[n++] = d.sources[p[i]];
@@ -1299,9 +1311,42 @@ static int live_json(const inputs *in, const eval_options *o, const source *src,
     tdm__eval_binary_result_free(&r);
     notes_free(&none);
   }
+  /* The shadow model on the model-answered rows: what the challenger
+   * would have scored on the same events (tandem compare --shadow puts
+   * it beside by_source.model). */
+  size_t m = 0;
+  for (size_t i = 0; i < in->n && rc == TDM_OK; i++)
+    if (in->sources[i] == SOURCE_MODEL && !isnan(in->shadow[i])) {
+      scores[m] = in->shadow[i];
+      labels[m++] = in->labels[i];
+    }
+  if (rc == TDM_OK) rc = tdm__buf_append(b, "}", 1);
+  if (rc == TDM_OK && m > 0) {
+    double default_threshold = 0.5;
+    tdm__eval_binary_result r;
+    memset(&r, 0, sizeof r);
+    notes none = {0};
+    rc = put_key(b, "shadow");
+    if (rc == TDM_OK)
+      rc = tdm__eval_binary(scores, labels, m,
+                            o->num_thresholds ? o->thresholds
+                                              : &default_threshold,
+                            o->num_thresholds ? o->num_thresholds : 1, o->bins,
+                            &r, err);
+    if (rc == TDM_OK) rc = binary_notes(&r, &none, err);
+    if (rc == TDM_OK) rc = binary_json(&r, src, &none, b);
+    if (rc == TDM_OK) b->len -= 1; /* its newline */
+    if (rc == TDM_OK && !o->json) {
+      char a[32], c[32];
+      printf("shadow          %zu labeled: roc_auc %s, average_precision %s\n",
+             m, num_text(r.roc_auc, a), num_text(r.average_precision, c));
+    }
+    tdm__eval_binary_result_free(&r);
+    notes_free(&none);
+  }
   tdm__free(scores);
   tdm__free(labels);
-  if (rc == TDM_OK) rc = tdm__buf_append(b, "}}}\n", 4);
+  if (rc == TDM_OK) rc = tdm__buf_append(b, "}}\n", 3);
   if (rc == TDM_ENOMEM) tdm__fail(err, rc, "out of memory");
   return rc;
 }

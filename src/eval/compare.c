@@ -36,7 +36,8 @@ static int is_result_column(const char *name) {
   return strcmp(name, "score") == 0 || strncmp(name, "score_", 6) == 0 ||
          strcmp(name, "scores") == 0 || strcmp(name, "decision") == 0 ||
          strcmp(name, "duplicate") == 0 || strcmp(name, "model_version") == 0 ||
-         strcmp(name, "features") == 0;
+         strcmp(name, "features") == 0 || strcmp(name, "shadow_score") == 0 ||
+         strcmp(name, "shadow_decision") == 0;
 }
 
 static int is_jsonl(const char *path) {
@@ -76,8 +77,8 @@ static int read_csv_output(tdm__run_output *o, tdm__csv *csv, tdm_error *err) {
   size_t score_col = SIZE_MAX, decision_col = SIZE_MAX, key_col = SIZE_MAX;
   for (size_t i = 0; i < rec.count; i++) {
     const char *name = rec.fields[i].text;
-    if (strcmp(name, "score") == 0) score_col = i;
-    if (strcmp(name, "decision") == 0) decision_col = i;
+    if (strcmp(name, o->score_name) == 0) score_col = i;
+    if (strcmp(name, o->decision_name) == 0) decision_col = i;
     if (key_col == SIZE_MAX && !is_result_column(name) &&
         strlen(name) < sizeof o->key_name) {
       key_col = i;
@@ -86,9 +87,11 @@ static int read_csv_output(tdm__run_output *o, tdm__csv *csv, tdm_error *err) {
   }
   if (score_col == SIZE_MAX)
     return tdm__fail(err, TDM_EINVAL,
-                     "%s: no 'score' column to compare (a features-only or "
-                     "multiclass output)",
-                     o->path);
+                     "%s: no '%s' column to compare (%s)", o->path,
+                     o->score_name,
+                     strcmp(o->score_name, "score") == 0
+                         ? "a features-only or multiclass output"
+                         : "its pipeline has no shadow: model");
   o->has_decision = decision_col != SIZE_MAX;
   size_t cap = 0;
   while ((got = tdm__csv_next(csv, &rec, err)) > 0) {
@@ -140,21 +143,24 @@ static int read_jsonl_output(tdm__run_output *o, tdm__csv *csv,
           snprintf(o->key_name, sizeof o->key_name, "%s", root->keys[i]);
           break;
         }
-      o->has_decision = tdm__json_get(root, "decision") != NULL;
+      o->has_decision = tdm__json_get(root, o->decision_name) != NULL;
       first = 0;
     }
     rc = add_row(o, &cap, err);
     size_t r = o->rows;
-    const tdm__json *score = tdm__json_get(root, "score");
+    const tdm__json *score = tdm__json_get(root, o->score_name);
     if (rc == TDM_OK &&
         (score == NULL || tdm__json_feature_value(score, &o->scores[r]) != 0))
-      rc = tdm__fail(err, TDM_EINVAL, "%s:%zu: no numeric 'score' to compare",
-                     o->path, line);
+      rc = tdm__fail(err, TDM_EINVAL, "%s:%zu: no numeric '%s' to compare%s",
+                     o->path, line, o->score_name,
+                     strcmp(o->score_name, "score") == 0
+                         ? ""
+                         : " (its pipeline has no shadow: model)");
     if (rc == TDM_OK) {
       o->keys[r] = o->decisions[r] = SIZE_MAX;
       const tdm__json *key =
           o->key_name[0] ? tdm__json_get(root, o->key_name) : NULL;
-      const tdm__json *decision = tdm__json_get(root, "decision");
+      const tdm__json *decision = tdm__json_get(root, o->decision_name);
       if (key != NULL && key->type == TDM__JSON_STRING)
         rc = keep_text(o, key->text, key->count, &o->keys[r]);
       else if (key != NULL && key->type == TDM__JSON_NUMBER)
@@ -176,9 +182,12 @@ static int read_jsonl_output(tdm__run_output *o, tdm__csv *csv,
  * Hashing first, in its own pass, means a changed file is reported as
  * changed rather than as whatever parse error the change causes.
  */
-int tdm__run_output_read(const tdm__run_record *run, tdm__run_output *o,
-                         tdm_error *err) {
+static int read_output(const tdm__run_record *run, const char *score_name,
+                       const char *decision_name, tdm__run_output *o,
+                       tdm_error *err) {
   memset(o, 0, sizeof *o);
+  o->score_name = score_name;
+  o->decision_name = decision_name;
   o->path = run->output_path;
   if (o->path == NULL || run->output_sha256 == NULL)
     return tdm__fail(err, TDM_ENOTFOUND, "run %s: no output recorded", run->id);
@@ -220,6 +229,11 @@ int tdm__run_output_read(const tdm__run_record *run, tdm__run_output *o,
   fclose(fp);
   if (rc != TDM_OK) tdm__run_output_free(o);
   return rc;
+}
+
+int tdm__run_output_read(const tdm__run_record *run, tdm__run_output *o,
+                         tdm_error *err) {
+  return read_output(run, "score", "decision", o, err);
 }
 
 /* ---- statistics ---- */
@@ -486,8 +500,25 @@ static int compare_outputs(tdm__comparison *c, size_t *partner,
   return TDM_OK;
 }
 
-int tdm__compare_runs(const tdm__run_record *a, const tdm__run_record *b,
-                      size_t examples, tdm__comparison *c, tdm_error *err) {
+/* Keeps the metrics whose name starts with prefix, without it. */
+static size_t metrics_under(tdm__compare_metric *list, size_t n,
+                            const char *prefix) {
+  size_t keep = 0, len = strlen(prefix);
+  for (size_t i = 0; i < n; i++)
+    if (strncmp(list[i].name, prefix, len) == 0) {
+      memmove(list[keep].name, list[i].name + len,
+              strlen(list[i].name + len) + 1);
+      list[keep++].value = list[i].value;
+    }
+  return keep;
+}
+
+/* Compares what A and B wrote in the named columns; with prefixes, only
+ * the metrics under them (a shadow's comparison within one run). */
+static int compare(const tdm__run_record *a, const tdm__run_record *b,
+                   const char *b_score, const char *b_decision,
+                   const char *a_metrics, const char *b_metrics,
+                   size_t examples, tdm__comparison *c, tdm_error *err) {
   memset(c, 0, sizeof *c);
   c->a = a;
   c->b = b;
@@ -496,7 +527,7 @@ int tdm__compare_runs(const tdm__run_record *a, const tdm__run_record *b,
   c->ob = &c->output_b;
   int rc = tdm__run_output_read(a, &c->output_a, err);
   if (rc != TDM_OK) return rc;
-  rc = tdm__run_output_read(b, &c->output_b, err);
+  rc = read_output(b, b_score, b_decision, &c->output_b, err);
   if (rc != TDM_OK) {
     tdm__run_output_free(&c->output_a);
     memset(&c->output_a, 0, sizeof c->output_a);
@@ -511,10 +542,23 @@ int tdm__compare_runs(const tdm__run_record *a, const tdm__run_record *b,
   if (rc == TDM_OK) {
     c->nma = read_metrics(a, c->ma);
     c->nmb = read_metrics(b, c->mb);
+    if (a_metrics != NULL) c->nma = metrics_under(c->ma, c->nma, a_metrics);
+    if (b_metrics != NULL) c->nmb = metrics_under(c->mb, c->nmb, b_metrics);
     rc = compare_outputs(c, c->partner_storage, err);
   }
   if (rc != TDM_OK) tdm__comparison_free(c);
   return rc;
+}
+
+int tdm__compare_runs(const tdm__run_record *a, const tdm__run_record *b,
+                      size_t examples, tdm__comparison *c, tdm_error *err) {
+  return compare(a, b, "score", "decision", NULL, NULL, examples, c, err);
+}
+
+int tdm__compare_shadow(const tdm__run_record *run, size_t examples,
+                        tdm__comparison *c, tdm_error *err) {
+  return compare(run, run, "shadow_score", "shadow_decision",
+                 "live.by_source.model.", "live.shadow.", examples, c, err);
 }
 
 void tdm__comparison_free(tdm__comparison *c) {

@@ -44,6 +44,8 @@ typedef struct tdm__run_output {
   size_t *decisions; /* offsets into text; SIZE_MAX: none */
   int has_decision;
   tdm__buf text; /* NUL-separated key and decision strings */
+  /* the columns read: "score" and "decision", or a shadow model's */
+  const char *score_name, *decision_name;
 } tdm__run_output;
 
 /*
@@ -112,5 +114,17 @@ typedef struct tdm__comparison {
 int tdm__compare_runs(const tdm__run_record *a, const tdm__run_record *b,
                       size_t examples, tdm__comparison *c, tdm_error *err);
 void tdm__comparison_free(tdm__comparison *c);
+
+/*
+ * The same within one run whose pipeline has a shadow model (a live
+ * run's decision log, or a batch output): A is the served score and
+ * decision, B the shadow's (shadow_score, shadow_decision) on the same
+ * rows. Metric deltas compare the served model's metrics of the run
+ * (live.by_source.model.*, as `tandem eval` stores them for a live run)
+ * with the shadow's (live.shadow.*). TDM_EINVAL when the output has no
+ * shadow_score.
+ */
+int tdm__compare_shadow(const tdm__run_record *run, size_t examples,
+                        tdm__comparison *c, tdm_error *err);
 
 #endif /* TDM_EVAL_COMPARE_H */
