@@ -26,9 +26,10 @@ import sys
 import tempfile
 import time
 
+from bench_pipeline import wrk  # wrk -t1 with bench/pipeline_events.lua
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FRAUD = os.path.join(ROOT, "examples", "fraud")
-LUA = os.path.join(ROOT, "bench", "pipeline_events.lua")
 TANDEM = os.environ.get("TANDEM", os.path.join(ROOT, "build", "tandem"))
 
 
@@ -68,21 +69,6 @@ def serve(pipeline, work, log_dir):
     sys.exit("bench_decision_log: the server did not start:\n" + log.read())
 
 
-def wrk(url, seconds, connections):
-    env = dict(os.environ, WRK_BATCH="1", WRK_CARDS="5000")
-    out = subprocess.run(["wrk", "-t1", "-c%d" % connections, "-d%ds" % seconds,
-                          "--latency", "-s", LUA, url], env=env,
-                         capture_output=True, text=True, check=True).stdout
-    m = re.search(r"WRK_JSON (\{.*\})", out)
-    if not m:
-        sys.exit("bench_decision_log: no summary from wrk:\n" + out)
-    result = json.loads(m.group(1))
-    errors = sum(v for k, v in result.items() if k.startswith("errors_"))
-    if errors:
-        sys.exit("bench_decision_log: %d failed requests:\n%s" % (errors, out))
-    return result
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=3)
@@ -102,7 +88,7 @@ def main():
         for name, pipeline, logs in variants:
             proc, url = serve(pipeline, work, logs)
             try:
-                result = wrk(url, args.seconds, args.connections)
+                result = wrk(url, 1, args.seconds, args.connections)
             finally:
                 proc.terminate()
                 proc.wait()

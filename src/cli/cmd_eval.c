@@ -1242,8 +1242,47 @@ static int load_live_inputs(const eval_options *o, inputs *in, notes *ns,
   return rc;
 }
 
-/* The "live" member of a live run's metrics: the join's counts and the
- * metrics of each source's rows. */
+/*
+ * One member of a live run's metrics: "key": the binary metrics of
+ * scores[0..m) against labels (as `tandem eval` prints them for a whole
+ * file, less the newline), with "without_score": no_score inside it, and
+ * a line for the table (label names the rows in it).
+ */
+static int binary_member(tdm__buf *b, const char *key, const char *label,
+                         const double *scores, const double *labels, size_t m,
+                         size_t no_score, const eval_options *o,
+                         const source *src, tdm_error *err) {
+  int rc = put_key(b, key);
+  if (rc != TDM_OK) return rc;
+  if (m == 0)
+    return tdm__buf_printf(b, "{\"count\":0,\"without_score\":%zu}", no_score);
+  double default_threshold = 0.5;
+  tdm__eval_binary_result r;
+  memset(&r, 0, sizeof r);
+  notes none = {0};
+  rc = tdm__eval_binary(scores, labels, m,
+                        o->num_thresholds ? o->thresholds : &default_threshold,
+                        o->num_thresholds ? o->num_thresholds : 1, o->bins, &r,
+                        err);
+  if (rc == TDM_OK) rc = binary_notes(&r, &none, err);
+  if (rc == TDM_OK) rc = binary_json(&r, src, &none, b);
+  if (rc == TDM_OK) {
+    b->len -= 2; /* its closing "}\n" */
+    rc = put_count(b, "without_score", no_score);
+    if (rc == TDM_OK) rc = tdm__buf_append(b, "}", 1);
+  }
+  if (rc == TDM_OK && !o->json) {
+    char a[32], c[32];
+    printf("%-15s %zu labeled: roc_auc %s, average_precision %s\n", label, m,
+           num_text(r.roc_auc, a), num_text(r.average_precision, c));
+  }
+  tdm__eval_binary_result_free(&r);
+  notes_free(&none);
+  return rc;
+}
+
+/* The "live" member of a live run's metrics: the join's counts, the
+ * metrics of each source's rows, and the shadow model's. */
 static int live_json(const inputs *in, const eval_options *o, const source *src,
                      tdm__buf *b, tdm_error *err) {
   const live_counts *lc = &in->live;
@@ -1271,7 +1310,8 @@ static int live_json(const inputs *in, const eval_options *o, const source *src,
   if (rc == TDM_OK) rc = tdm__buf_append(b, "{", 1);
   double *scores = tdm__malloc((in->n ? in->n : 1) * sizeof *scores);
   double *labels = tdm__malloc((in->n ? in->n : 1) * sizeof *labels);
-  if (scores == NULL || labels == NULL) rc = TDM_ENOMEM;
+  if (rc == TDM_OK && (scores == NULL || labels == NULL))
+    rc = tdm__fail(err, TDM_ENOMEM, "out of memory");
   for (int s = 0; s < NUM_SOURCES && rc == TDM_OK; s++) {
     size_t m = 0;
     for (size_t i = 0; i < in->n; i++)
@@ -1279,38 +1319,13 @@ static int live_json(const inputs *in, const eval_options *o, const source *src,
         scores[m] = in->scores[i];
         labels[m++] = in->labels[i];
       }
-    if (m == 0 && lc->no_score[s] == 0) continue;
-    rc = put_key(b, source_names[s]);
-    if (rc != TDM_OK) break;
-    if (m == 0) {
-      rc = tdm__buf_printf(b, "{\"count\":0,\"without_score\":%zu}",
-                           lc->no_score[s]);
-      continue;
-    }
-    double default_threshold = 0.5;
-    tdm__eval_binary_result r;
-    memset(&r, 0, sizeof r);
-    notes none = {0};
-    rc = tdm__eval_binary(scores, labels, m,
-                          o->num_thresholds ? o->thresholds : &default_threshold,
-                          o->num_thresholds ? o->num_thresholds : 1, o->bins,
-                          &r, err);
-    if (rc == TDM_OK) rc = binary_notes(&r, &none, err);
-    if (rc == TDM_OK) rc = binary_json(&r, src, &none, b);
-    if (rc == TDM_OK) {
-      b->len -= 2;
-      rc = put_count(b, "without_score", lc->no_score[s]);
-      if (rc == TDM_OK) rc = tdm__buf_append(b, "}", 1);
-    }
-    if (rc == TDM_OK && !o->json) {
-      char a[32], c[32];
-      printf("source %-8s %zu labeled: roc_auc %s, average_precision %s\n",
-             source_names[s], m, num_text(r.roc_auc, a),
-             num_text(r.average_precision, c));
-    }
-    tdm__eval_binary_result_free(&r);
-    notes_free(&none);
+    char label[32];
+    snprintf(label, sizeof label, "source %s", source_names[s]);
+    if (m > 0 || lc->no_score[s] > 0)
+      rc = binary_member(b, source_names[s], label, scores, labels, m,
+                         lc->no_score[s], o, src, err);
   }
+  if (rc == TDM_OK) rc = tdm__buf_append(b, "}", 1);
   /* The shadow model on the model-answered rows: what the challenger
    * would have scored on the same events (tandem compare --shadow puts
    * it beside by_source.model). */
@@ -1320,34 +1335,14 @@ static int live_json(const inputs *in, const eval_options *o, const source *src,
       scores[m] = in->shadow[i];
       labels[m++] = in->labels[i];
     }
-  if (rc == TDM_OK) rc = tdm__buf_append(b, "}", 1);
-  if (rc == TDM_OK && m > 0) {
-    double default_threshold = 0.5;
-    tdm__eval_binary_result r;
-    memset(&r, 0, sizeof r);
-    notes none = {0};
-    rc = put_key(b, "shadow");
-    if (rc == TDM_OK)
-      rc = tdm__eval_binary(scores, labels, m,
-                            o->num_thresholds ? o->thresholds
-                                              : &default_threshold,
-                            o->num_thresholds ? o->num_thresholds : 1, o->bins,
-                            &r, err);
-    if (rc == TDM_OK) rc = binary_notes(&r, &none, err);
-    if (rc == TDM_OK) rc = binary_json(&r, src, &none, b);
-    if (rc == TDM_OK) b->len -= 1; /* its newline */
-    if (rc == TDM_OK && !o->json) {
-      char a[32], c[32];
-      printf("shadow          %zu labeled: roc_auc %s, average_precision %s\n",
-             m, num_text(r.roc_auc, a), num_text(r.average_precision, c));
-    }
-    tdm__eval_binary_result_free(&r);
-    notes_free(&none);
-  }
+  if (rc == TDM_OK && m > 0)
+    rc = binary_member(b, "shadow", "shadow", scores, labels, m, 0, o, src,
+                       err);
   tdm__free(scores);
   tdm__free(labels);
   if (rc == TDM_OK) rc = tdm__buf_append(b, "}}\n", 3);
-  if (rc == TDM_ENOMEM) tdm__fail(err, rc, "out of memory");
+  if (rc == TDM_ENOMEM && err->status != TDM_ENOMEM)
+    tdm__fail(err, rc, "out of memory");
   return rc;
 }
 
