@@ -117,6 +117,11 @@ struct tdm__live {
   atomic_ullong commit_ns_total;
   tdm__drift *drift; /* --drift-reference: NULL without */
   tdm__decision_log *decisions; /* --decision-log: NULL without */
+  tdm__buf framed;              /* the committer's decision log record */
+  /* Decision records replayed from the log, for the decision log. */
+  tdm__decision_redo *redo;
+  size_t num_redo, cap_redo;
+  tdm__buf redo_bytes;
   int decision_explain;         /* what the log's records carry */
   char *pipeline_path;
   /* The clock state.max_future is measured from: INT64_MIN reads the wall
@@ -137,6 +142,12 @@ static uint64_t now_ns(void) {
 
 /* ---- group commit ---- */
 
+/* The sequence numbers of the log's decision records: the generation
+ * with the top bit set, which no event's sequence number has. Their value
+ * is where the records go in the decision log (segment and offset, each
+ * 8 bytes big-endian), then the records. */
+#define DECISIONS_TAG (1ull << 63)
+
 static void put_u64_be(unsigned char out[8], uint64_t v) {
   for (int i = 7; i >= 0; i--) {
     out[i] = (unsigned char)(v & 0xff);
@@ -150,9 +161,11 @@ static uint64_t get_u64_be(const unsigned char in[8]) {
   return v;
 }
 
-/* Appends one batch of events to the log, synced: what the answers of
- * its generation wait for. */
-static int write_log(tdm__live *live, const pending *batch, tdm_error *err) {
+/* Appends one batch of events to the log, and its decision records
+ * (framed: NULL when none) as one more record, synced: what the answers
+ * of its generation wait for. */
+static int write_log(tdm__live *live, const pending *batch,
+                     const tdm__buf *framed, uint64_t gen, tdm_error *err) {
   tdm__wal_record *records =
       tdm__malloc((batch->count + 1) * sizeof *records);
   if (records == NULL) return tdm__fail(err, TDM_ENOMEM, "out of memory");
@@ -162,7 +175,11 @@ static int write_log(tdm__live *live, const pending *batch, tdm_error *err) {
     records[i] = (tdm__wal_record){get_u64_be(at), at + 8,
                                    batch->offsets[2 * i + 1]};
   }
-  int rc = tdm__wal_append(live->wal, records, batch->count, err);
+  size_t n = batch->count;
+  if (framed != NULL)
+    records[n++] = (tdm__wal_record){DECISIONS_TAG | gen, framed->data,
+                                     framed->len};
+  int rc = tdm__wal_append(live->wal, records, n, err);
   tdm__free(records);
   return rc;
 }
@@ -224,25 +241,43 @@ static void *commit_loop(void *arg) {
          started - live->last_snapshot_ns >= SNAPSHOT_NS);
     pthread_mutex_unlock(&live->commit_lock);
 
-    /* 1. The decision log, then the log: once both are synced, the
-     * answers may go. In this order, a crash between the two leaves
-     * decision records whose events the log lacks; they are the last
-     * ones, with log_seq past the log's end, and the restart cuts them
-     * (decision_log.h). The other order would lose decisions whose
-     * events were applied, and whose retries are answered as duplicates. */
+    /* 1. The log, with the commit's decision records as one more
+     * record: once it is synced, the answers may go. The records then go
+     * to their reserved place in the decision log's segment, unsynced; a
+     * restart writes them again from the log (decision_log.h), so one
+     * sync makes both the events and their decisions durable, and a
+     * decision is logged exactly when its event is. */
     tdm_error err;
     int ok = 1;
-    if (batch.decisions.len > 0 &&
-        tdm__decision_log_append(live->decisions, batch.decisions.data,
-                                 batch.decisions.len, 1, &err) != TDM_OK) {
-      ok = 0;
-      fprintf(stderr, "tandem serve: decision log: %s\n", err.message);
+    const tdm__buf *framed = NULL;
+    uint64_t decision_segment = 0, offset = 0;
+    if (batch.decisions.len > 0) {
+      unsigned char where[16];
+      ok = tdm__decision_log_reserve(live->decisions, batch.decisions.len,
+                                     &decision_segment, &offset,
+                                     &err) == TDM_OK;
+      if (!ok) fprintf(stderr, "tandem serve: decision log: %s\n", err.message);
+      put_u64_be(where, decision_segment);
+      put_u64_be(where + 8, offset);
+      live->framed.len = 0;
+      if (ok && (tdm__buf_append(&live->framed, where, 16) != TDM_OK ||
+                 tdm__buf_append(&live->framed, batch.decisions.data,
+                                 batch.decisions.len) != TDM_OK)) {
+        ok = 0;
+        fprintf(stderr, "tandem serve: decision log: out of memory\n");
+      }
+      framed = &live->framed;
     }
-    if (ok && batch.decisions.len > 0)
-      tdm__crash_point("serve-decisions-synced");
-    if (ok && batch.count > 0) {
-      ok = write_log(live, &batch, &err) == TDM_OK;
+    if (ok && (batch.count > 0 || framed != NULL)) {
+      ok = write_log(live, &batch, framed, gen, &err) == TDM_OK;
       if (!ok) fprintf(stderr, "tandem serve: log: %s\n", err.message);
+    }
+    if (ok && framed != NULL) {
+      tdm__crash_point("serve-decisions-logged");
+      ok = tdm__decision_log_write_at(live->decisions, offset,
+                                      batch.decisions.data,
+                                      batch.decisions.len, &err) == TDM_OK;
+      if (!ok) fprintf(stderr, "tandem serve: decision log: %s\n", err.message);
     }
     atomic_fetch_add(&live->commits, 1);
     atomic_fetch_add(&live->commit_ns_total, now_ns() - started);
@@ -288,8 +323,12 @@ static void *commit_loop(void *arg) {
         live->round_shard = end;
         if (end == NUM_SHARDS) {
           live->round_active = 0;
-          if (tdm__wal_drop_before(live->wal, live->round_segment, &err) !=
-              TDM_OK)
+          /* The decision records in the segments dropped must be on disk
+           * in the decision log first. */
+          if ((live->decisions != NULL &&
+               tdm__decision_log_sync(live->decisions, &err) != TDM_OK) ||
+              tdm__wal_drop_before(live->wal, live->round_segment, &err) !=
+                  TDM_OK)
             fprintf(stderr, "tandem serve: log: %s\n", err.message);
         }
       } else {
@@ -402,6 +441,29 @@ static tdm__state_map *shard_map(void *ctx, tdm__str key) {
 static int replay_logged(void *ctx, uint64_t seq, const void *value,
                          size_t value_len) {
   tdm__live *live = ctx;
+  if (seq & DECISIONS_TAG) {
+    /* Decision records: kept for the decision log, which writes them
+     * again into its open segment when it opens. */
+    if (value_len < 16) return TDM_EPARSE;
+    if (live->num_redo == live->cap_redo) {
+      size_t cap = live->cap_redo ? live->cap_redo * 2 : 64;
+      tdm__decision_redo *grown =
+          tdm__realloc(live->redo, cap * sizeof *grown);
+      if (grown == NULL) return TDM_ENOMEM;
+      live->redo = grown;
+      live->cap_redo = cap;
+    }
+    size_t at = live->redo_bytes.len;
+    if (tdm__buf_append(&live->redo_bytes, (const char *)value + 16,
+                        value_len - 16) != TDM_OK)
+      return TDM_ENOMEM;
+    /* data holds the offset into redo_bytes until the log opens (the
+     * buffer may still move). */
+    live->redo[live->num_redo++] = (tdm__decision_redo){
+        get_u64_be(value), get_u64_be((const unsigned char *)value + 8),
+        (const char *)(uintptr_t)at, value_len - 16};
+    return TDM_OK;
+  }
   const tdm__spec *spec = tdm__pipeline_spec(live->p);
   tdm__str fields[spec->num_fields + 1];
   if (tdm__event_decode(spec, value, value_len, fields) != TDM_OK)
@@ -520,6 +582,9 @@ void tdm__live_close(tdm__live *live) {
   tdm__free(live->queue.offsets);
   tdm__buf_free(&live->writing.bytes);
   tdm__buf_free(&live->queue.decisions);
+  tdm__buf_free(&live->framed);
+  tdm__free(live->redo);
+  tdm__buf_free(&live->redo_bytes);
   tdm__buf_free(&live->writing.decisions);
   tdm__free(live->writing.offsets);
   tdm__store_close(live->store);
@@ -571,11 +636,15 @@ int tdm__live_log_decisions(tdm__live *live, const char *dir,
       .max_ms = max_ms,
   };
   live->decision_explain = explain;
-  /* With durable state, the records past the log's last event are those
-   * of a group commit that never completed (decision_log.h). */
-  return tdm__decision_log_open(&opt,
-                                live->store ? live->next_seq - 1 : UINT64_MAX,
-                                &live->decisions, err);
+  for (size_t i = 0; i < live->num_redo; i++)
+    live->redo[i].data = live->redo_bytes.data + (uintptr_t)live->redo[i].data;
+  rc = tdm__decision_log_open(&opt, live->redo, live->num_redo,
+                              &live->decisions, err);
+  tdm__free(live->redo);
+  tdm__buf_free(&live->redo_bytes);
+  live->redo = NULL;
+  live->num_redo = live->cap_redo = 0;
+  return rc;
 }
 
 /* ---- events ---- */
@@ -701,7 +770,7 @@ static int record_answer(tdm__live *live, shard *sh, const tdm__event *ev,
     rc = tdm__buf_append(&sh->record, "0}\n", 3);
     if (rc == TDM_OK)
       return tdm__decision_log_append(live->decisions, sh->record.data,
-                                      sh->record.len, 0, err);
+                                      sh->record.len, err);
   }
   if (rc != TDM_OK) return tdm__fail(err, rc, "out of memory");
   if (g > *gen) *gen = g;

@@ -83,19 +83,6 @@ static int64_t arrival_ms(const char *text) {
   return (int64_t)timegm(&tm) * 1000 + ms;
 }
 
-/* The log_seq a record ends with (`"log_seq":N}`), or 0 when it has none. */
-static uint64_t record_seq(const char *line, const char *end) {
-  const char *p = end;
-  if (p > line && p[-1] == '}') p--;
-  const char *digits_end = p;
-  while (p > line && p[-1] >= '0' && p[-1] <= '9') p--;
-  static const char key[] = "\"log_seq\":";
-  size_t k = sizeof key - 1;
-  if (p == digits_end || (size_t)(p - line) < k || memcmp(p - k, key, k) != 0)
-    return 0;
-  return strtoull(p, NULL, 10);
-}
-
 /*
  * Closes segment n (its records are data[0..len), already on disk under
  * the .open name): writes its manifest, renames it into place and
@@ -221,7 +208,7 @@ static int begin_segment(tdm__decision_log *log, tdm_error *err) {
   log->segment++;
   char *path = segment_path(log, log->segment, ".open");
   if (path == NULL) return tdm__fail(err, TDM_ENOMEM, "out of memory");
-  log->fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
+  log->fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   int rc = log->fd >= 0 ? TDM_OK
                         : tdm__fail(err, TDM_EIO, "%s: cannot create: %s", path,
                                     strerror(errno));
@@ -232,38 +219,69 @@ static int begin_segment(tdm__decision_log *log, tdm_error *err) {
   return rc;
 }
 
-/* Recovers segment n, left open by a process that was killed. */
+/* Writes len bytes at offset of fd. */
+static int write_fully(int fd, uint64_t offset, const char *data, size_t len) {
+  for (size_t done = 0; done < len;) {
+    ssize_t n = pwrite(fd, data + done, len - done, (off_t)(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return -1;
+    done += (size_t)n;
+  }
+  return 0;
+}
+
+/*
+ * Recovers segment n, left open by a process that was killed: the
+ * write-ahead log's records for it are written again at their places
+ * (what the kill or a crash of the machine kept from their first write
+ * is overwritten with the same bytes), then the segment is cut after its
+ * last whole record and closed.
+ */
 static int recover_segment(tdm__decision_log *log, uint64_t n,
-                           uint64_t last_seq, tdm_error *err) {
+                           const tdm__decision_redo *redo, size_t num_redo,
+                           tdm_error *err) {
   char *open_path = segment_path(log, n, ".open");
   if (open_path == NULL) return tdm__fail(err, TDM_ENOMEM, "out of memory");
+  int rc = TDM_OK;
+  size_t redone = 0;
+  int fd = open(open_path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0)
+    rc = tdm__fail(err, TDM_EIO, "%s: cannot open: %s", open_path,
+                   strerror(errno));
+  for (size_t i = 0; i < num_redo && rc == TDM_OK; i++) {
+    if (redo[i].segment != n) continue;
+    if (write_fully(fd, redo[i].offset, redo[i].data, redo[i].len) != 0)
+      rc = tdm__fail(err, TDM_EIO, "%s: cannot write: %s", open_path,
+                     strerror(errno));
+    redone++;
+  }
+  if (rc == TDM_OK && redone > 0 && fdatasync(fd) != 0)
+    rc = tdm__fail(err, TDM_EIO, "%s: fdatasync: %s", open_path,
+                   strerror(errno));
   char *data = NULL;
   size_t size = 0;
-  int rc = tdm__read_file(open_path, &data, &size, err);
+  if (rc == TDM_OK) rc = tdm__read_file(open_path, &data, &size, err);
+  /* Whole records only: a record the kill tore, or a place reserved and
+   * never written, ends the segment. */
   size_t keep = 0;
-  /* Whole records only, and none past the last event the state holds:
-   * those are the records of the group commit the crash interrupted. */
   for (size_t at = 0; rc == TDM_OK && at < size;) {
     const char *end = memchr(data + at, '\n', size - at);
-    if (end == NULL) break;
-    uint64_t seq = record_seq(data + at, end);
-    if (last_seq != UINT64_MAX && seq > last_seq) break;
+    if (end == NULL || data[at] != '{') break;
     at = (size_t)(end - data) + 1;
     keep = at;
   }
-  if (rc == TDM_OK && keep < size) {
-    int fd = open(open_path, O_WRONLY | O_CLOEXEC);
-    if (fd < 0 || ftruncate(fd, (off_t)keep) != 0 || fdatasync(fd) != 0)
-      rc = tdm__fail(err, TDM_EIO, "%s: cannot cut its unfinished tail: %s",
-                     open_path, strerror(errno));
-    if (fd >= 0) close(fd);
-  }
+  if (rc == TDM_OK && keep < size &&
+      (ftruncate(fd, (off_t)keep) != 0 || fdatasync(fd) != 0))
+    rc = tdm__fail(err, TDM_EIO, "%s: cannot cut its unfinished tail: %s",
+                   open_path, strerror(errno));
+  if (fd >= 0) close(fd);
   if (rc == TDM_OK && keep == 0) {
     unlink(open_path);
   } else if (rc == TDM_OK) {
     fprintf(stderr,
-            "tandem %s: decision log: recovered %s (%zu bytes kept, %zu cut)\n",
-            log->runner, open_path, keep, size - keep);
+            "tandem %s: decision log: recovered %s (%zu bytes, %zu group "
+            "commits written again from the log, %zu bytes cut)\n",
+            log->runner, open_path, keep, redone, size - keep);
     rc = finish_segment(log, n, data, keep, err);
   }
   tdm__free(data);
@@ -278,8 +296,8 @@ static char *copy(const char *s, int *oom) {
 }
 
 int tdm__decision_log_open(const tdm__decision_log_options *opt,
-                           uint64_t last_seq, tdm__decision_log **out,
-                           tdm_error *err) {
+                           const tdm__decision_redo *redo, size_t num_redo,
+                           tdm__decision_log **out, tdm_error *err) {
   *out = NULL;
   tdm__decision_log *log = tdm__calloc(1, sizeof *log);
   if (log == NULL) return tdm__fail(err, TDM_ENOMEM, "out of memory");
@@ -329,7 +347,7 @@ int tdm__decision_log_open(const tdm__decision_log_options *opt,
   }
   if (d != NULL) closedir(d);
   for (size_t i = 0; i < num_open && rc == TDM_OK; i++)
-    rc = recover_segment(log, open_ones[i], last_seq, err);
+    rc = recover_segment(log, open_ones[i], redo, num_redo, err);
   tdm__free(open_ones);
   if (rc == TDM_OK) rc = begin_segment(log, err);
   if (rc != TDM_OK) {
@@ -340,9 +358,9 @@ int tdm__decision_log_open(const tdm__decision_log_options *opt,
   return TDM_OK;
 }
 
-int tdm__decision_log_append(tdm__decision_log *log, const char *records,
-                             size_t len, int sync, tdm_error *err) {
-  pthread_mutex_lock(&log->lock);
+/* Closes the open segment when it is full or old enough and begins the
+ * next; begins one when none is open. Called with the lock held. */
+static int make_room(tdm__decision_log *log, tdm_error *err) {
   int rc = TDM_OK;
   if (log->fd >= 0 && log->bytes > 0 &&
       ((log->max_bytes && log->bytes >= log->max_bytes) ||
@@ -351,18 +369,51 @@ int tdm__decision_log_append(tdm__decision_log *log, const char *records,
     if (rc == TDM_OK) rc = begin_segment(log, err);
   }
   if (rc == TDM_OK && log->fd < 0) rc = begin_segment(log, err);
-  for (size_t done = 0; rc == TDM_OK && done < len;) {
-    ssize_t n = write(log->fd, records + done, len - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      rc = tdm__fail(err, TDM_EIO, "decision log: write: %s", strerror(errno));
-      break;
-    }
-    done += (size_t)n;
-    log->bytes += (uint64_t)n;
+  return rc;
+}
+
+int tdm__decision_log_reserve(tdm__decision_log *log, size_t len,
+                              uint64_t *segment, uint64_t *offset,
+                              tdm_error *err) {
+  pthread_mutex_lock(&log->lock);
+  int rc = make_room(log, err);
+  if (rc == TDM_OK) {
+    *segment = log->segment;
+    *offset = log->bytes;
+    log->bytes += len;
   }
-  if (rc == TDM_OK && sync && fdatasync(log->fd) != 0)
-    rc = tdm__fail(err, TDM_EIO, "decision log: fdatasync: %s", strerror(errno));
+  pthread_mutex_unlock(&log->lock);
+  return rc;
+}
+
+int tdm__decision_log_write_at(tdm__decision_log *log, uint64_t offset,
+                               const char *data, size_t len, tdm_error *err) {
+  pthread_mutex_lock(&log->lock);
+  int rc = write_fully(log->fd, offset, data, len) == 0
+               ? TDM_OK
+               : tdm__fail(err, TDM_EIO, "decision log: write: %s",
+                           strerror(errno));
+  pthread_mutex_unlock(&log->lock);
+  return rc;
+}
+
+int tdm__decision_log_sync(tdm__decision_log *log, tdm_error *err) {
+  pthread_mutex_lock(&log->lock);
+  int rc = log->fd < 0 || fdatasync(log->fd) == 0
+               ? TDM_OK
+               : tdm__fail(err, TDM_EIO, "decision log: fdatasync: %s",
+                           strerror(errno));
+  pthread_mutex_unlock(&log->lock);
+  return rc;
+}
+
+int tdm__decision_log_append(tdm__decision_log *log, const char *records,
+                             size_t len, tdm_error *err) {
+  pthread_mutex_lock(&log->lock);
+  int rc = make_room(log, err);
+  if (rc == TDM_OK && write_fully(log->fd, log->bytes, records, len) != 0)
+    rc = tdm__fail(err, TDM_EIO, "decision log: write: %s", strerror(errno));
+  if (rc == TDM_OK) log->bytes += len;
   pthread_mutex_unlock(&log->lock);
   return rc;
 }

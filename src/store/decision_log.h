@@ -8,14 +8,18 @@
  * live run. A segment therefore appears under its final name only when it
  * is complete, as batch outputs do.
  *
- * Records are formatted by the runner; this module only requires that
- * each ends with `"log_seq":N}` and a newline, N being the write-ahead log
- * position of the event (0 for an answer that applied nothing: a
- * duplicate or a fallback). On open, a segment left open by a killed
- * process is cut after its last complete record and before the first
- * record whose log_seq is past last_seq (the records of a group commit
- * whose write-ahead log never reached the disk: those events were never
- * answered, and a retry answers them anew), then closed as above.
+ * Records are formatted by the runner; this module only requires whole
+ * lines. With durable state the runner writes them in two steps, so that
+ * a group commit syncs one file, not two: it reserves their place in the
+ * open segment (tdm__decision_log_reserve), puts them into its
+ * write-ahead log together with the commit's events (one write, one
+ * fdatasync), and only then writes them into the segment without syncing
+ * (tdm__decision_log_write_at). The segment is synced when it closes and
+ * before the write-ahead log drops older records (tdm__decision_log_sync).
+ * So every record in a segment is also in the log or on disk, and on open
+ * the log's records (redo) are written again at their places in the
+ * segment a killed process left open; then it is cut after its last
+ * complete record and closed as above.
  */
 #ifndef TDM_DECISION_LOG_H
 #define TDM_DECISION_LOG_H
@@ -39,23 +43,46 @@ typedef struct tdm__decision_log_options {
   int64_t max_ms;             /* ... or once it has been open this long */
 } tdm__decision_log_options;
 
-/*
- * Opens the log in opt->dir, recovering any segment a killed process left
- * open (see above; last_seq UINT64_MAX keeps every complete record). The
- * strings of opt are copied. Free with tdm__decision_log_close.
- */
-int tdm__decision_log_open(const tdm__decision_log_options *opt,
-                           uint64_t last_seq, tdm__decision_log **out,
-                           tdm_error *err);
+/* Records the write-ahead log holds: where they go and what they are. */
+typedef struct tdm__decision_redo {
+  uint64_t segment, offset;
+  const char *data;
+  size_t len;
+} tdm__decision_redo;
 
 /*
- * Appends len bytes of whole records. When the open segment is already
- * full or old enough, it is closed first and a new one begun, so a
- * segment never splits the records of one call. With sync, the segment
- * is on disk (fdatasync) when this returns. Thread-safe.
+ * Opens the log in opt->dir, recovering any segment a killed process left
+ * open (see above) with the num_redo records of redo. The strings of opt
+ * are copied; redo is read during the call only. Free with
+ * tdm__decision_log_close.
+ */
+int tdm__decision_log_open(const tdm__decision_log_options *opt,
+                           const tdm__decision_redo *redo, size_t num_redo,
+                           tdm__decision_log **out, tdm_error *err);
+
+/*
+ * Reserves len bytes at the end of the open segment (closing it first
+ * when it is full or old enough) and says where: *segment and *offset.
+ * The caller then writes exactly those bytes there with
+ * tdm__decision_log_write_at. One writer only (the committer).
+ */
+int tdm__decision_log_reserve(tdm__decision_log *log, size_t len,
+                              uint64_t *segment, uint64_t *offset,
+                              tdm_error *err);
+/* Writes reserved bytes, not synced. */
+int tdm__decision_log_write_at(tdm__decision_log *log, uint64_t offset,
+                               const char *data, size_t len, tdm_error *err);
+/* Syncs the open segment (fdatasync). */
+int tdm__decision_log_sync(tdm__decision_log *log, tdm_error *err);
+
+/*
+ * Appends len bytes of whole records, not synced (a runner without
+ * durable state). When the open segment is already full or old enough, it
+ * is closed first and a new one begun, so a segment never splits the
+ * records of one call. Thread-safe.
  */
 int tdm__decision_log_append(tdm__decision_log *log, const char *records,
-                             size_t len, int sync, tdm_error *err);
+                             size_t len, tdm_error *err);
 
 /* Closes (and records) the open segment, if it holds any record, and
  * frees the log. NULL is a no-op. */

@@ -13,11 +13,13 @@ event logged once, durably, in segments recorded as live runs.
     invalid events (400) have none; no segment is left open; each segment
     has a manifest whose SHA-256 and counts match the file (computed here)
     and is listed by `tandem runs --command live` with its row count.
-(b) The crash between the decision records' sync and the write-ahead
-    log's (TANDEM_CRASH_AT=serve-decisions-synced:N: the process SIGKILLs
-    itself there): the event in flight was never applied nor answered;
-    after the restart its record is cut from the recovered segment, and
-    its retry is logged once.
+(b) The crash between the write-ahead log's sync (which holds the commit's
+    events and decision records) and the records' write into the segment
+    (TANDEM_CRASH_AT=serve-decisions-logged:N: the process SIGKILLs itself
+    there): the event in flight was applied but not answered, and its
+    record is not in the segment; the restart writes the record again
+    from the log, and the retry is answered and logged as a duplicate:
+    the event still has exactly one decision record.
 (c) Rotation by time: with --decision-log-seconds 1, an event sent once
     the first segment is older than a second goes to a new segment.
 """
@@ -213,7 +215,7 @@ evs_b, bodies_b = bodies_of(26, 60, entities=5)
 state_b = os.path.join(out, "state-b")
 dlog_b = os.path.join(out, "decisions-b")
 flags_b = ["--state", state_b, "--decision-log", dlog_b, "--registry", registry]
-server = Server(pipeline, *flags_b, env={"TANDEM_CRASH_AT": "serve-decisions-synced:20"})
+server = Server(pipeline, *flags_b, env={"TANDEM_CRASH_AT": "serve-decisions-logged:20"})
 client = Client(server)
 received_b = []
 i = 0
@@ -229,9 +231,9 @@ expect(server.proc.returncode == -signal.SIGKILL and i < len(bodies_b),
        f"{i} events answered")
 lost_id = evs_b[i]["txn"]
 left = open(os.path.join(dlog_b, sorted(os.listdir(dlog_b))[0])).read()
-expect(f'"event_id":"{lost_id}"' in left,
-       f"(b) the unanswered event {lost_id} was not in the open segment at the "
-       f"crash, so this checks nothing")
+expect(f'"event_id":"{lost_id}"' not in left,
+       f"(b) the unanswered event {lost_id} was already in the open segment at "
+       f"the crash, so this checks nothing")
 server = Server(pipeline, *flags_b)
 client = Client(server)
 while i < len(bodies_b):
@@ -241,8 +243,13 @@ while i < len(bodies_b):
     i += 1
 rc = server.stop()
 expect(rc == 0, f"(b) tandem serve exited {rc}")
-expect("cut)" in server.stderr() and " 0 cut)" not in server.stderr(),
-       f"(b) the restart did not cut the unfinished commit: {server.stderr()[-1500:]}")
+expect("written again from the log" in server.stderr() and
+       " 0 group commits written again" not in server.stderr(),
+       f"(b) the restart did not write the lost records again: "
+       f"{server.stderr()[-1500:]}")
+expect(any(a.get("txn") == lost_id and a.get("duplicate") for s, a in received_b),
+       f"(b) the retry of {lost_id} was not answered as a duplicate: it was not "
+       f"applied before the crash, so this checks nothing")
 _, records_b = check_segments(dlog_b, registry, "(b)")
 check_records(records_b, received_b, "(b)")
 
