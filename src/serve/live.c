@@ -21,7 +21,9 @@
  * holds, which rebuilds exactly the state the server had (processing is
  * deterministic). A log record is one event (a few hundred bytes), where
  * an entity's state can be kilobytes: that is why the log, not the state,
- * is what each acknowledgement waits for.
+ * is what each acknowledgement waits for. With a decision log, each
+ * commit's decision records are one more record of the same write (see
+ * the committer), so the answers still wait for one sync.
  */
 #include "live.h"
 
@@ -62,7 +64,7 @@ typedef struct pending {
   tdm__buf bytes;
   size_t *offsets; /* per entry: offset, value length */
   size_t count, cap;
-  tdm__buf decisions; /* decision log records, written before the log */
+  tdm__buf decisions; /* decision log records: one more log record */
 } pending;
 
 /* A snapshot round writes the changed states of every shard, a few
