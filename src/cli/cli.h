@@ -55,12 +55,14 @@ int tdm__cmd_report(int argc, char **argv);
 /* Reads binary predictions (column 'score') and 0/1 labels as `tandem
  * eval --task binary` does: labels from labels_path, or from label_column
  * (default 'label') of pred_path when it is NULL; rows matched by
- * id_column, or by position when it is NULL. On success *scores and
- * *labels hold *n values each that the caller frees with tdm__free.
- * Errors name the file and line. Not thread-safe (cmd_eval.c). */
+ * id_column, or by position when it is NULL. With live, pred_path is a
+ * decision log: its labeled decisions, joined as `tandem eval --live`
+ * joins them. On success *scores and *labels hold *n values each that
+ * the caller frees with tdm__free. Errors name the file and line. Not
+ * thread-safe (cmd_eval.c). */
 int tdm__eval_read_binary(const char *pred_path, const char *labels_path,
                           const char *label_column, const char *id_column,
-                          double **scores, double **labels, size_t *n,
-                          tdm_error *err);
+                          int live, double **scores, double **labels,
+                          size_t *n, tdm_error *err);
 
 #endif /* TDM_CLI_H */

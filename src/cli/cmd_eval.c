@@ -1348,8 +1348,8 @@ static int live_json(const inputs *in, const eval_options *o, const source *src,
 
 int tdm__eval_read_binary(const char *pred_path, const char *labels_path,
                           const char *label_column, const char *id_column,
-                          double **scores, double **labels, size_t *n,
-                          tdm_error *err) {
+                          int live, double **scores, double **labels,
+                          size_t *n, tdm_error *err) {
   static eval_options o;
   static inputs in;
   memset(&o, 0, sizeof o);
@@ -1359,11 +1359,19 @@ int tdm__eval_read_binary(const char *pred_path, const char *labels_path,
   o.id_column = id_column;
   o.task = TASK_BINARY;
   o.bins = 10;
+  o.live = live;
+  memset(&in, 0, sizeof in);
   notes ns = {0};
-  int rc = load_inputs(&o, &in, &ns, err);
+  int rc = live ? load_live_inputs(&o, &in, &ns, err)
+                : load_inputs(&o, &in, &ns, err);
   notes_free(&ns);
-  if (rc != TDM_OK) return rc;
+  if (rc != TDM_OK) {
+    inputs_free(&in);
+    return rc;
+  }
   tdm__free(in.label_lines);
+  tdm__free(in.sources);
+  tdm__free(in.shadow);
   *scores = in.scores;
   *labels = in.labels;
   *n = in.n;

@@ -100,7 +100,9 @@ static int evaluate_run(const report_options *o, const tdm__run_record *run,
   size_t n = 0;
   int rc =
       tdm__eval_read_binary(run->output_path, o->labels_path, o->label_column,
-                            o->id_column, &scores, &labels, &n, err);
+                            o->id_column,
+                            run->command && strcmp(run->command, "live") == 0,
+                            &scores, &labels, &n, err);
   if (rc == TDM_OK) {
     double default_threshold = 0.5;
     rc = tdm__eval_binary(

@@ -15,7 +15,8 @@ events the server never saw. `tandem eval --record RUN --labels L`:
   of the same events, and equal `tandem eval` on that batch output with
   the same labels;
 - the metrics are stored with the run (`tandem runs --json`), and
-  `tandem report RUN` renders in headless Chromium with them.
+  `tandem report RUN --labels L` evaluates the same labeled decisions and
+  renders, curves included, in headless Chromium.
 """
 import csv
 import json
@@ -175,8 +176,12 @@ stored = [json.loads(x) for x in run("runs", "--registry", registry, "--command"
 expect(stored["metrics"] and stored["metrics"]["live"]["labeled"] == len(labeled),
        f"metrics not stored with the live run: {str(stored['metrics'])[:300]}")
 report = os.path.join(out, "live.html")
-r = run("report", run_id, "--registry", registry, "--out", report, check=False)
+r = run("report", run_id, "--registry", registry, "--out", report, "--labels", labels,
+        "--id-col", "txn_id", "--label-col", "is_fraud", check=False)
 expect(r.returncode == 0 and os.path.exists(report), f"report: {r.returncode} {r.stderr}")
+html = open(report).read() if os.path.exists(report) else ""
+expect(f"{len(labeled)} rows evaluated" in html,
+       f"the live report does not evaluate the {len(labeled)} labeled decisions")
 chromium = shutil.which("chromium") or shutil.which("chromium-browser")
 if chromium is None:
     print("SKIP Chromium: not installed (scripts/setup.sh installs it)")
@@ -187,7 +192,7 @@ elif os.path.exists(report):
                           capture_output=True, text=True, timeout=180)
     dom = proc.stdout
     expect(proc.returncode == 0 and "</html>" in dom and run_id in dom and
-           "Score distribution" in dom,
+           "Score distribution" in dom and "ROC curve" in dom,
            f"chromium --dump-dom of the live report: {proc.returncode} "
            f"{proc.stderr[-500:]}")
     shot = os.path.join(out, "live.png")
