@@ -82,6 +82,8 @@
   X(wal_replays_in_order_and_survives_a_torn_tail) \
   X(wal_crc32c_known_value) \
   X(wal_restarts_do_not_pile_up_segments) \
+  X(decision_log_recovers_from_the_write_ahead_log) \
+  X(decision_log_rotates_by_size_between_calls) \
   X(table_round_trip_versions_and_point_in_time) \
   X(table_keep_deletes_older_versions_and_rows) \
   X(table_abort_leaves_nothing) \
