@@ -1,5 +1,6 @@
 /*
- * decision_log.c - the segment files of decision_log.h. A segment's
+ * decision_log.c - the segment files of decision_log.h. A closed segment
+ * is finished by a thread of its own, off the writer's path. A segment's
  * manifest (its counts, hashes and first and last arrival times) is made
  * from the closed file itself, by one function, both when a running log
  * rotates and when a restart recovers the segment a killed process left
@@ -31,6 +32,17 @@ struct tdm__decision_log {
   uint64_t segment;  /* its number; the next one is segment + 1 */
   uint64_t bytes;    /* written to it */
   int64_t opened_ms; /* when it was begun */
+  /* Closed segments wait here (synced, still named .open) for the
+   * finisher thread, which hashes them, writes their manifests, renames
+   * and records them: a rotation costs the writer (a group commit) one
+   * fdatasync, not a read of the whole segment and a registry insert. */
+  pthread_mutex_t finish_lock;
+  pthread_cond_t finish_wanted;
+  uint64_t *to_finish;
+  size_t num_to_finish, cap_to_finish;
+  int stopping;
+  pthread_t finisher;
+  int finisher_running;
 };
 
 static const char prefix[] = "decisions-";
@@ -176,8 +188,45 @@ static int finish_segment(tdm__decision_log *log, uint64_t n, const char *data,
   return rc;
 }
 
-/* Closes the open segment: synced, then finished; an empty one is
- * deleted. Called with the lock held (or before the log is shared). */
+/* Finishes closed segment n from its synced .open file. */
+static int finish_closed(tdm__decision_log *log, uint64_t n, tdm_error *err) {
+  char *data = NULL;
+  size_t size = 0;
+  char *open_path = segment_path(log, n, ".open");
+  int rc = open_path ? tdm__read_file(open_path, &data, &size, err)
+                     : tdm__fail(err, TDM_ENOMEM, "out of memory");
+  if (rc == TDM_OK) rc = finish_segment(log, n, data, size, err);
+  tdm__free(data);
+  tdm__free(open_path);
+  return rc;
+}
+
+static void *finish_loop(void *arg) {
+  tdm__decision_log *log = arg;
+  pthread_mutex_lock(&log->finish_lock);
+  for (;;) {
+    while (log->num_to_finish == 0 && !log->stopping)
+      pthread_cond_wait(&log->finish_wanted, &log->finish_lock);
+    if (log->num_to_finish == 0) break;
+    uint64_t n = log->to_finish[0];
+    memmove(log->to_finish, log->to_finish + 1,
+            --log->num_to_finish * sizeof *log->to_finish);
+    pthread_mutex_unlock(&log->finish_lock);
+    tdm_error err;
+    /* A failure leaves the segment named .open: the next start finishes
+     * it as it finishes a killed process's. */
+    if (finish_closed(log, n, &err) != TDM_OK)
+      fprintf(stderr, "tandem %s: decision log: %s\n", log->runner,
+              err.message);
+    pthread_mutex_lock(&log->finish_lock);
+  }
+  pthread_mutex_unlock(&log->finish_lock);
+  return NULL;
+}
+
+/* Closes the open segment: synced, then finished (by the finisher thread
+ * once it runs); an empty one is deleted. Called with the lock held (or
+ * before the log is shared). */
 static int close_segment(tdm__decision_log *log, tdm_error *err) {
   if (log->fd < 0) return TDM_OK;
   int fd = log->fd;
@@ -193,14 +242,23 @@ static int close_segment(tdm__decision_log *log, tdm_error *err) {
   if (fdatasync(fd) != 0)
     rc = tdm__fail(err, TDM_EIO, "decision log: fdatasync: %s", strerror(errno));
   close(fd);
-  char *data = NULL;
-  size_t size = 0;
-  char *open_path = segment_path(log, log->segment, ".open");
-  if (open_path == NULL) rc = tdm__fail(err, TDM_ENOMEM, "out of memory");
-  if (rc == TDM_OK) rc = tdm__read_file(open_path, &data, &size, err);
-  if (rc == TDM_OK) rc = finish_segment(log, log->segment, data, size, err);
-  tdm__free(data);
-  tdm__free(open_path);
+  if (rc != TDM_OK) return rc;
+  if (!log->finisher_running) return finish_closed(log, log->segment, err);
+  pthread_mutex_lock(&log->finish_lock);
+  if (log->num_to_finish == log->cap_to_finish) {
+    size_t cap = log->cap_to_finish ? log->cap_to_finish * 2 : 8;
+    uint64_t *grown = tdm__realloc(log->to_finish, cap * sizeof *grown);
+    if (grown == NULL) rc = tdm__fail(err, TDM_ENOMEM, "out of memory");
+    else {
+      log->to_finish = grown;
+      log->cap_to_finish = cap;
+    }
+  }
+  if (rc == TDM_OK) {
+    log->to_finish[log->num_to_finish++] = log->segment;
+    pthread_cond_signal(&log->finish_wanted);
+  }
+  pthread_mutex_unlock(&log->finish_lock);
   return rc;
 }
 
@@ -302,6 +360,8 @@ int tdm__decision_log_open(const tdm__decision_log_options *opt,
   tdm__decision_log *log = tdm__calloc(1, sizeof *log);
   if (log == NULL) return tdm__fail(err, TDM_ENOMEM, "out of memory");
   pthread_mutex_init(&log->lock, NULL);
+  pthread_mutex_init(&log->finish_lock, NULL);
+  pthread_cond_init(&log->finish_wanted, NULL);
   log->fd = -1;
   int oom = 0;
   log->dir = copy(opt->dir, &oom);
@@ -350,6 +410,12 @@ int tdm__decision_log_open(const tdm__decision_log_options *opt,
     rc = recover_segment(log, open_ones[i], redo, num_redo, err);
   tdm__free(open_ones);
   if (rc == TDM_OK) rc = begin_segment(log, err);
+  if (rc == TDM_OK) {
+    if (pthread_create(&log->finisher, NULL, finish_loop, log) != 0)
+      rc = tdm__fail(err, TDM_ENOMEM, "cannot start the decision log's thread");
+    else
+      log->finisher_running = 1;
+  }
   if (rc != TDM_OK) {
     tdm__decision_log_close(log);
     return rc;
@@ -424,6 +490,17 @@ void tdm__decision_log_close(tdm__decision_log *log) {
   if (close_segment(log, &err) != TDM_OK)
     fprintf(stderr, "tandem %s: decision log: %s\n",
             log->runner ? log->runner : "serve", err.message);
+  if (log->finisher_running) {
+    /* Every closed segment is finished before the log goes. */
+    pthread_mutex_lock(&log->finish_lock);
+    log->stopping = 1;
+    pthread_cond_signal(&log->finish_wanted);
+    pthread_mutex_unlock(&log->finish_lock);
+    pthread_join(log->finisher, NULL);
+  }
+  tdm__free(log->to_finish);
+  pthread_mutex_destroy(&log->finish_lock);
+  pthread_cond_destroy(&log->finish_wanted);
   tdm__free(log->dir);
   tdm__free(log->pipeline_path);
   tdm__free(log->pipeline_sha256);
