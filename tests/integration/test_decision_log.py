@@ -21,7 +21,9 @@ event logged once, durably, in segments recorded as live runs.
     from the log, and the retry is answered and logged as a duplicate:
     the event still has exactly one decision record.
 (c) Rotation by time: with --decision-log-seconds 1, an event sent once
-    the first segment is older than a second goes to a new segment.
+    the first segment is older than a second goes to a new segment; with
+    --decision-log-features each record carries every feature, though
+    the answer the client got does not.
 """
 import collections
 import hashlib
@@ -33,7 +35,8 @@ import threading
 import time
 
 from common import expect, finish, run, tmpdir, wait_until
-from pipeline_util import FRAUD_COLUMNS, fraud_events, fraud_pipeline, write_jsonl
+from pipeline_util import (FRAUD_COLUMNS, FRAUD_FEATURES, fraud_events, fraud_pipeline,
+                           write_jsonl)
 from serve_util import Server
 
 out = tmpdir()
@@ -256,7 +259,7 @@ check_records(records_b, received_b, "(b)")
 # ---- (c) rotation by time ----
 dlog_c = os.path.join(out, "decisions-c")
 with Server(pipeline, "--decision-log", dlog_c, "--decision-log-seconds", "1",
-            "--no-registry") as server:
+            "--decision-log-features", "--no-registry") as server:
     client = Client(server)
     first = client.post(bodies[0])
     began = time.monotonic()
@@ -266,5 +269,10 @@ with Server(pipeline, "--decision-log", dlog_c, "--decision-log-seconds", "1",
 segs_c = segments(dlog_c)
 expect(len(segs_c) == 2 and first[0] == second[0] == 200,
        f"(c) {len(segs_c)} segments after two events a second apart: {segs_c}")
+records_c = [json.loads(x) for p in segs_c for x in open(p)]
+expect(len(records_c) == 2 and
+       all(sorted(r.get("features", {})) == sorted(FRAUD_FEATURES) for r in records_c) and
+       "features" not in first[1],
+       f"(c) --decision-log-features: records {records_c}, answer {first[1]}")
 
 finish("test_decision_log")
