@@ -859,6 +859,30 @@ int tdm__live_schedule_metrics(tdm__live *live, tdm__buf *out) {
   return tdm__scheduler_metrics(live->scheduler, tdm__live_name(live), out);
 }
 
+int tdm__live_store_remote(tdm__live *live) {
+  tdm__tables *tables = tdm__pipeline_tables(live->p);
+  if (tables == NULL) return 0;
+  tdm__tables_health health;
+  tdm__tables_health_get(tables, &health);
+  return health.remote;
+}
+
+int tdm__live_store_metrics(tdm__live *live, int family, tdm__buf *out) {
+  tdm__tables *tables = tdm__pipeline_tables(live->p);
+  if (tables == NULL) return TDM_OK;
+  tdm__tables_health health;
+  tdm__tables_health_get(tables, &health);
+  if (!health.remote) return TDM_OK;
+  static const char *const names[] = {"tandem_table_store_up",
+                                      "tandem_table_store_reconnects_total",
+                                      "tandem_table_store_failures_total"};
+  unsigned long long value = family == 0   ? (unsigned long long)health.connected
+                             : family == 1 ? health.reconnects
+                                           : health.failures;
+  return tdm__buf_printf(out, "%s{pipeline=\"%s\"} %llu\n", names[family],
+                         tdm__live_name(live), value);
+}
+
 int tdm__live_table_metrics(tdm__live *live, int family, tdm__buf *out) {
   const char *names[64];
   size_t n = tables_read(live, names, 64);
