@@ -263,11 +263,12 @@ static int parse_url(tdm__redis_tables *r, const char *url, tdm_error *err) {
   const char *at = memchr(p, '@', (size_t)(end - p));
   if (at != NULL) {
     if (memchr(p, ':', (size_t)(at - p)) != NULL)
+      /* Not even the URL is repeated: it holds the password. */
       return tdm__fail(err, TDM_EINVAL,
-                       "%s: a password in the store URL shows in the process "
-                       "list: give it in TANDEM_REDIS_PASSWORD_FILE (a file) "
-                       "or TANDEM_REDIS_PASSWORD",
-                       url);
+                       "the Redis store URL holds a password, which shows in "
+                       "the process list: give it in "
+                       "TANDEM_REDIS_PASSWORD_FILE (a file) or "
+                       "TANDEM_REDIS_PASSWORD instead");
     if (at > p && (r->user = tdm__malloc((size_t)(at - p) + 1)) != NULL) {
       memcpy(r->user, p, (size_t)(at - p));
       r->user[at - p] = '\0';
@@ -505,7 +506,13 @@ static int poll_table(tdm__redis_tables *r, const char *table,
   tdm__buf_free(&key);
   if (status != TDM_OK) return status;
   const char *text = reply->type == REDIS_REPLY_STRING ? reply->str : "";
-  if (old != NULL && strcmp(old->listing, text) == 0) {
+  /* No list at all where there was one: a Redis that restarted without its
+   * data (or was flushed). Dropping every version would turn each lookup
+   * into its default on every replica at once; keeping the versions in
+   * memory until a batch job commits a new list degrades as slowly as an
+   * unreachable Redis does (staleness grows, readiness follows it). */
+  int vanished = reply->type == REDIS_REPLY_NIL && old != NULL && old->count;
+  if (vanished || (old != NULL && strcmp(old->listing, text) == 0)) {
     freeReplyObject(reply);
     return TDM_OK;
   }
