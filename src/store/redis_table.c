@@ -901,15 +901,6 @@ int tdm__redis_table_begin(tdm__redis_tables *r, const char *table,
                            int64_t as_of_ms, const char *source, size_t keep,
                            tdm__redis_writer **out, tdm_error *err) {
   *out = NULL;
-  int status = tdm__table_check_name(r->url, table, err);
-  if (status == TDM_OK)
-    status = tdm__table_check_columns(r->url, table, columns, num_columns,
-                                      source, err);
-  if (status != TDM_OK) return status;
-  if (keep == 0)
-    return tdm__fail(err, TDM_EINVAL,
-                     "%s: table '%s': keep must be at least 1 version", r->url,
-                     table);
   tdm__redis_writer *w = tdm__calloc(1, sizeof *w);
   if (w == NULL) return tdm__fail(err, TDM_ENOMEM, "out of memory");
   w->r = r;
@@ -937,7 +928,7 @@ int tdm__redis_table_begin(tdm__redis_tables *r, const char *table,
   w->prefix = prefix.data;
   /* Its own connection: rows stream out while the follower keeps polling
    * on the store's. */
-  status = connect_to(r, &w->conn, err);
+  int status = connect_to(r, &w->conn, err);
   if (status != TDM_OK) {
     tdm__redis_table_abort(w);
     return status;

@@ -524,12 +524,21 @@ int tdm__table_begin(tdm__tables *t, const char *table,
                      int64_t as_of_ms, const char *source, size_t keep,
                      tdm__table_writer **out, tdm_error *err) {
   *out = NULL;
+  /* One set of rules for both backends. */
+  int status = check_table_name(t, table, err);
+  if (status == TDM_OK)
+    status = tdm__table_check_columns(t->dir, table, columns, num_columns,
+                                      source, err);
+  if (status != TDM_OK) return status;
+  if (keep == 0)
+    return tdm__fail(err, TDM_EINVAL,
+                     "%s: table '%s': keep must be at least 1 version", t->dir,
+                     table);
   if (t->redis != NULL) {
     tdm__table_writer *w = tdm__calloc(1, sizeof *w);
     if (w == NULL) return tdm__fail(err, TDM_ENOMEM, "out of memory");
-    int status =
-        tdm__redis_table_begin(t->redis, table, columns, num_columns, as_of_ms,
-                               source, keep, &w->redis, err);
+    status = tdm__redis_table_begin(t->redis, table, columns, num_columns,
+                                    as_of_ms, source, keep, &w->redis, err);
     if (status != TDM_OK) {
       tdm__free(w);
       return status;
@@ -542,15 +551,6 @@ int tdm__table_begin(tdm__tables *t, const char *table,
     *out = w;
     return TDM_OK;
   }
-  int status = check_table_name(t, table, err);
-  if (status == TDM_OK)
-    status = tdm__table_check_columns(t->dir, table, columns, num_columns,
-                                      source, err);
-  if (status != TDM_OK) return status;
-  if (keep == 0)
-    return tdm__fail(err, TDM_EINVAL,
-                     "%s: table '%s': keep must be at least 1 version", t->dir,
-                     table);
   tdm__table_writer *w = tdm__calloc(1, sizeof *w);
   if (w == NULL) return tdm__fail(err, TDM_ENOMEM, "out of memory");
   w->tables = t;

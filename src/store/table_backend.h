@@ -65,6 +65,7 @@ void tdm__redis_tables_health(tdm__redis_tables *r, tdm__tables_health *out);
 int tdm__redis_tables_count(tdm__redis_tables *r, size_t *versions,
                             size_t *rows, tdm_error *err);
 
+/* The arguments are checked by tdm__table_begin before this is called. */
 int tdm__redis_table_begin(tdm__redis_tables *r, const char *table,
                            const char *const *columns, size_t num_columns,
                            int64_t as_of_ms, const char *source, size_t keep,
