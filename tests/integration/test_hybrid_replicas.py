@@ -157,15 +157,23 @@ local threads = {}
 function setup(thread) table.insert(threads, thread) end
 ok = 0
 other = 0
+first = ""
 function response(status, headers, body)
-  if status == 200 then ok = ok + 1 else other = other + 1 end
+  if status == 200 then ok = ok + 1 else
+    other = other + 1
+    if first == "" then first = status .. " " .. string.sub(body, 1, 200) end
+  end
 end
 function done(summary, latency, requests)
-  local o, x = 0, 0
-  for _, t in ipairs(threads) do o = o + t:get("ok"); x = x + t:get("other") end
+  local o, x, f = 0, 0, ""
+  for _, t in ipairs(threads) do
+    o = o + t:get("ok"); x = x + t:get("other")
+    if f == "" then f = t:get("first") end
+  end
   io.write(string.format('RESULT {"ok":%d,"other":%d,"errors":%d}\\n', o, x,
     summary.errors.connect + summary.errors.read + summary.errors.write +
     summary.errors.timeout + summary.errors.status))
+  io.write("FIRST " .. f .. "\\n")
 end
 """
 lua = write(os.path.join(out, "load.lua"), LUA)
@@ -192,7 +200,7 @@ with Server(pipeline) as one, Server(pipeline) as two:
 
         # ---- 2. a refresh while wrk runs against both ----
         before = [metric(s, "tandem_pipeline_requests_total") for s in (one, two)]
-        load = subprocess.Popen(["wrk", "-t2", "-c16", "-d10s", "-s", lua, nginx.url],
+        load = subprocess.Popen(["wrk", "-t1", "-c16", "-d10s", "-s", lua, nginx.url],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True)
         wait_until(lambda: all(metric(s, "tandem_pipeline_requests_total") > b + 100
@@ -213,7 +221,8 @@ with Server(pipeline) as one, Server(pipeline) as two:
         print("refresh under load:", res, "followed during the load:", during,
               flush=True)
         expect(res.get("ok", 0) > 0 and res.get("other") == 0 and res.get("errors") == 0,
-               f"no request lost: {res}")
+               f"no request lost: {res}; first failure: " +
+               stdout[stdout.find("FIRST"):][:300])
         expect(during, "the refresh was followed while wrk still ran (raise -d on a "
                        "slower machine)")
     finally:
