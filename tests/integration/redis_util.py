@@ -1,6 +1,7 @@
 """A real redis-server for the tests of tables in Redis: started on a free
 loopback port (its PID kept, stopped by it), and a minimal RESP client, the
 independent reader of what tandem wrote."""
+import atexit
 import signal
 import socket
 import subprocess
@@ -81,6 +82,8 @@ class Redis:
             ["redis-server", "--port", str(port), "--bind", "127.0.0.1",
              "--save", "", "--appendonly", "no", *extra],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # Stopped by its PID however the test ends, even by an exception.
+        atexit.register(self.stop)
         wait_until(lambda: answers(port) or self.proc.poll() is not None,
                    "redis-server answers")
         expect(self.proc.poll() is None, "redis-server started")
@@ -92,4 +95,8 @@ class Redis:
     def stop(self):
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(30)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()

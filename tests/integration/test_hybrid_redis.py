@@ -23,6 +23,7 @@ kept, stopped by that PID):
    older than max_staleness, and after the restart the server reconnects
    (the reconnects counter) and follows a new version, ready again.
 """
+import atexit
 import json
 import os
 import re
@@ -273,6 +274,7 @@ fresh = last_rows(os.path.join(out, "fresh.jsonl"))
 staleness = pipeline("stale.yaml", extra="tables: {profile: {max_staleness: 15s}}")
 server = subprocess.Popen([TANDEM, "serve", "--listen", "127.0.0.1:0", staleness],
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+atexit.register(lambda: server.poll() is None and server.kill())
 m = None
 while m is None:
     line = server.stderr.readline()
