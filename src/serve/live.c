@@ -373,6 +373,8 @@ static int replay_logged(void *ctx, uint64_t seq, const void *value,
 
 /* ---- open, close ---- */
 
+static int load_tables(tdm__live *live, tdm_error *err);
+
 int tdm__live_open(const char *pipeline_path, const char *state_dir,
                    const char *store, tdm__live **out, tdm_error *err) {
   *out = NULL;
@@ -388,6 +390,7 @@ int tdm__live_open(const char *pipeline_path, const char *state_dir,
   int rc = tdm__pipeline_load(pipeline_path, 0, &live->p, err);
   if (rc == TDM_OK)
     rc = tdm__pipeline_open_tables(live->p, store, TDM__LOOKUP_FOLLOW, err);
+  if (rc == TDM_OK) rc = load_tables(live, err);
   if (rc == TDM_OK)
     rc = tdm__scheduler_start(pipeline_path, tdm__pipeline_spec(live->p),
                               store, &live->scheduler, err);
@@ -759,6 +762,26 @@ static size_t tables_read(const tdm__live *live, const char **names,
     if (j == unique) names[unique++] = names[i];
   }
   return unique;
+}
+
+/* Lists every table the server reads once at start. For a Redis store
+ * this loads them and has them followed from then on, so that neither a
+ * request (the deadline fallback's table) nor a readiness probe (a table
+ * with max_staleness only) is the first to wait on Redis, and a store that
+ * cannot be read is an error at start. */
+static int load_tables(tdm__live *live, tdm_error *err) {
+  tdm__tables *tables = tdm__pipeline_tables(live->p);
+  if (tables == NULL) return TDM_OK;
+  const char *names[64];
+  size_t n = tables_read(live, names, 64);
+  int rc = TDM_OK;
+  for (size_t i = 0; i < n && rc == TDM_OK; i++) {
+    tdm__table_version *versions = NULL;
+    size_t count = 0;
+    rc = tdm__tables_versions(tables, names[i], &versions, &count, err);
+    tdm__table_versions_free(versions, count);
+  }
+  return rc;
 }
 
 /* A table's newest version and its age in seconds (wall clock); version
