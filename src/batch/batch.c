@@ -423,10 +423,8 @@ static int setup(run *r, tdm_error *err) {
     w->explain = opt->explain;
     if (tdm__state_map_new(r->p, &w->map) != TDM_OK)
       return tdm__fail(err, TDM_ENOMEM, "out of memory");
-    rc = tdm__result_init(r->p, &w->result);
-    if (rc != TDM_OK)
-      return tdm__fail(err, rc, "cannot read the tables: %s",
-                       tdm_strerror(rc));
+    rc = tdm__result_init(r->p, &w->result, err);
+    if (rc != TDM_OK) return rc;
     if (opt->num_materialize > 0) tdm__state_map_keep_last(w->map);
     /* One clock for the whole run, so that which events are too far in
      * the future does not depend on how long the run takes. */

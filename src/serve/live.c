@@ -395,9 +395,10 @@ int tdm__live_open(const char *pipeline_path, const char *state_dir,
     rc = tdm__scheduler_start(pipeline_path, tdm__pipeline_spec(live->p),
                               store, &live->scheduler, err);
   for (int i = 0; i < NUM_SHARDS && rc == TDM_OK; i++) {
-    if (tdm__state_map_new(live->p, &live->shards[i].map) != TDM_OK ||
-        tdm__result_init(live->p, &live->shards[i].result) != TDM_OK)
+    if (tdm__state_map_new(live->p, &live->shards[i].map) != TDM_OK)
       rc = tdm__fail(err, TDM_ENOMEM, "out of memory");
+    else
+      rc = tdm__result_init(live->p, &live->shards[i].result, err);
   }
   if (rc == TDM_OK && state_dir != NULL) {
     const char *name = tdm__pipeline_spec(live->p)->name;

@@ -257,6 +257,28 @@ expect(client("EXISTS", "tandem:table:profile:1:meta") == 0,
        "keep: 3 unlinked version 1")
 print("two jobs at once: versions", versions, "each complete", flush=True)
 
+# ---- 4b. what Redis holds is checked, never trusted ----
+current_key = "tandem:table:profile:current"
+listing = client("GET", current_key)
+client("SET", current_key, b"4 x 2")
+r = tandem("batch", p, "--in", a_csv, "--out", os.path.join(out, "bad.jsonl"))
+expect(r.returncode != 0 and URL + ": table 'profile': the version list is not "
+       "numbers" in r.stderr and not os.path.exists(os.path.join(out, "bad.jsonl")),
+       f"a corrupt version list: {r.returncode} {r.stderr}")
+client("SET", current_key, listing)
+rows_key = "tandem:table:profile:4:rows"
+entity = client("HKEYS", rows_key)[0]
+row = client("HGET", rows_key, entity)
+client("HSET", rows_key, entity, b"abc")
+r = tandem("batch", p, "--in", a_csv, "--out", os.path.join(out, "bad.jsonl"))
+expect(r.returncode != 0 and "version 4: a row of 3 bytes, expected 24" in r.stderr
+       and not os.path.exists(os.path.join(out, "bad.jsonl")),
+       f"a row of the wrong size: {r.returncode} {r.stderr}")
+client("HSET", rows_key, entity, row)
+r = tandem("batch", p, "--in", a_csv, "--out", os.path.join(out, "good.jsonl"))
+expect(r.returncode == 0, "repaired: " + r.stderr)
+print("a corrupt version list and a short row: errors naming them", flush=True)
+
 # ---- 5. Redis killed and restarted under load ----
 redis.stop()
 client.close()
