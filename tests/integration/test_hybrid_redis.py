@@ -204,6 +204,20 @@ for point in ("redis-table-rows-written:1", "redis-table-before-commit"):
     expect((rows == 1000) if point.startswith("redis-table-rows") else rows == 1500,
            f"{point}: staged {rows} rows")
     client("DEL", staged[0])
+# Redis refusing writes halfway (out of memory, noeviction): the run fails
+# naming the store, leaves no version and no staged rows.
+client("CONFIG", "SET", "maxmemory-policy", "noeviction")
+client("CONFIG", "SET", "maxmemory", str(client("INFO", "memory").decode()
+                                         .split("used_memory:")[1].split()[0]))
+r = tandem("batch", p, "--in", big_csv, "--out", os.path.join(out, "oom.jsonl"),
+           "--materialize", "profile")
+client("CONFIG", "SET", "maxmemory", "0")
+expect(r.returncode == 1 and URL + ": cannot write rows: OOM" in r.stderr and
+       not os.path.exists(os.path.join(out, "oom.jsonl")),
+       f"Redis out of memory while writing: {r.returncode} {r.stderr}")
+expect(visible(client, "profile") == [1], "out of memory: nothing visible")
+expect(client("KEYS", "tandem:table:profile:staging:*") == [],
+       "out of memory: the staged rows are removed")
 r = tandem("batch", p, "--in", big_csv, "--out", os.path.join(out, "big.jsonl"),
            "--materialize", "profile")
 expect(r.returncode == 0, "after the crashes: " + r.stderr)
