@@ -63,11 +63,11 @@ typedef struct loaded_version {
   atomic_long refs;
   tdm__table_version v;
   size_t num_rows;
-  size_t mask;          /* slots - 1, slots a power of two */
-  uint32_t *slots;      /* row index + 1; 0 is an empty slot */
-  size_t *key_offset;   /* num_rows + 1 offsets into keys */
+  size_t mask;        /* slots - 1, slots a power of two */
+  uint32_t *slots;    /* row index + 1; 0 is an empty slot */
+  size_t *key_offset; /* num_rows + 1 offsets into keys */
   char *keys;
-  double *values;       /* num_rows x num_columns */
+  double *values; /* num_rows x num_columns */
 } loaded_version;
 
 /* One table's visible versions at one moment; immutable, shared. */
@@ -146,7 +146,8 @@ static uint64_t entity_hash(const void *entity, size_t len) {
 static size_t find_row(const loaded_version *lv, const void *entity,
                        size_t len) {
   if (lv->num_rows == 0) return SIZE_MAX;
-  for (size_t s = entity_hash(entity, len) & lv->mask;; s = (s + 1) & lv->mask) {
+  for (size_t s = entity_hash(entity, len) & lv->mask;;
+       s = (s + 1) & lv->mask) {
     uint32_t slot = lv->slots[s];
     if (slot == 0) return SIZE_MAX;
     size_t row = slot - 1;
@@ -162,8 +163,8 @@ static size_t find_row(const loaded_version *lv, const void *entity,
 static int redis_fail(tdm_error *err, const char *url, const char *what,
                       const redisContext *c, const redisReply *reply) {
   const char *why = reply && reply->type == REDIS_REPLY_ERROR ? reply->str
-                    : c && c->err                            ? c->errstr
-                                                             : "no reply";
+                    : c && c->err                             ? c->errstr
+                                                              : "no reply";
   return tdm__fail(err, TDM_EIO, "%s: %s: %s", url, what, why);
 }
 
@@ -326,10 +327,12 @@ static int add_row(loaded_version *lv, size_t *cap, const char *entity,
   if (find_row(lv, entity, len) != SIZE_MAX) return TDM_OK;
   if (lv->num_rows == *cap) {
     size_t grown = *cap ? *cap * 2 : 64;
-    size_t *offsets = tdm__realloc(lv->key_offset, (grown + 1) * sizeof *offsets);
+    size_t *offsets =
+        tdm__realloc(lv->key_offset, (grown + 1) * sizeof *offsets);
     if (offsets == NULL) return TDM_ENOMEM;
     lv->key_offset = offsets;
-    double *values = tdm__realloc(lv->values, grown * (n ? n : 1) * sizeof *values);
+    double *values =
+        tdm__realloc(lv->values, grown * (n ? n : 1) * sizeof *values);
     if (values == NULL) return TDM_ENOMEM;
     lv->values = values;
     *cap = grown;
@@ -345,8 +348,8 @@ static int add_row(loaded_version *lv, size_t *cap, const char *entity,
     lv->keys = keys->data;
     for (size_t row = 0; row < lv->num_rows; row++) {
       size_t at = lv->key_offset[row];
-      size_t s = entity_hash(keys->data + at, lv->key_offset[row + 1] - at) &
-                 lv->mask;
+      size_t s =
+          entity_hash(keys->data + at, lv->key_offset[row + 1] - at) & lv->mask;
       while (lv->slots[s] != 0) s = (s + 1) & lv->mask;
       lv->slots[s] = (uint32_t)(row + 1);
     }
@@ -574,7 +577,7 @@ static int ensure_connection(tdm__redis_tables *r, tdm_error *err) {
   return TDM_OK;
 }
 
-/* Publishes a new catalog for tables[index]. */
+/* Makes c the current catalog of table; what it replaces is released. */
 static void publish(tdm__redis_tables *r, const char *table, catalog *c) {
   catalog *old = NULL;
   pthread_mutex_lock(&r->lock);
@@ -657,8 +660,8 @@ static void *follow(void *arg) {
     if (ensure_connection(r, &err) != TDM_OK) {
       atomic_fetch_add(&r->failures, 1);
       wait_ms = backoff_ms;
-      backoff_ms = backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS
-                                                   : backoff_ms * 2;
+      backoff_ms =
+          backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff_ms * 2;
     } else {
       poll_all(r);
       wait_ms = r->conn != NULL ? POLL_MS : BACKOFF_FIRST_MS;
@@ -797,7 +800,8 @@ int tdm__redis_tables_versions(tdm__redis_tables *r, const char *table,
   catalog *c;
   int status = follow_table(r, table, &c, err);
   if (status != TDM_OK) return status;
-  tdm__table_version *items = tdm__calloc(c->count ? c->count : 1, sizeof *items);
+  tdm__table_version *items =
+      tdm__calloc(c->count ? c->count : 1, sizeof *items);
   if (items == NULL) status = tdm__fail(err, TDM_ENOMEM, "out of memory");
   /* A deep copy through the record, so the list outlives the catalog. */
   size_t n = 0;
@@ -847,8 +851,8 @@ int tdm__redis_tables_count(tdm__redis_tables *r, size_t *versions,
       if (len > 5 && strcmp(k + len - 5, ":meta") == 0) (*versions)++;
       if (len > 5 && strcmp(k + len - 5, ":rows") == 0) {
         redisReply *hlen;
-        status = command(r->conn, r->url, "cannot count", &hlen, err,
-                         "HLEN %b", k, len);
+        status = command(r->conn, r->url, "cannot count", &hlen, err, "HLEN %b",
+                         k, len);
         if (status == TDM_OK) {
           *rows += (size_t)hlen->integer;
           freeReplyObject(hlen);
@@ -948,7 +952,8 @@ static int flush_rows(tdm__redis_writer *w, tdm_error *err) {
     if (redisGetReply(w->conn, (void **)&reply) != REDIS_OK || reply == NULL ||
         reply->type == REDIS_REPLY_ERROR) {
       if (status == TDM_OK)
-        status = redis_fail(err, w->r->url, "cannot write rows", w->conn, reply);
+        status =
+            redis_fail(err, w->r->url, "cannot write rows", w->conn, reply);
       if (reply == NULL) break; /* the connection is gone */
     } else if (i < w->pending && reply->type == REDIS_REPLY_INTEGER) {
       w->rows += (size_t)reply->integer; /* 1 for a new entity */
@@ -1005,18 +1010,17 @@ int tdm__redis_table_commit(tdm__redis_writer *w, uint64_t *version,
       key_text(&current, w->table, "current") != 0)
     status = tdm__fail(err, TDM_ENOMEM, "out of memory");
   else
-    status = command(
-        w->conn, w->r->url, "cannot commit the table version", &reply, err,
-        "EVAL %s 3 %b %b %s %s %b %s %s", COMMIT_SCRIPT, next.data, next.len,
-        current.data, current.len, w->staging, w->prefix, w->meta.data,
-        w->meta.len, rows, keep);
+    status =
+        command(w->conn, w->r->url, "cannot commit the table version", &reply,
+                err, "EVAL %s 3 %b %b %s %s %b %s %s", COMMIT_SCRIPT, next.data,
+                next.len, current.data, current.len, w->staging, w->prefix,
+                w->meta.data, w->meta.len, rows, keep);
   tdm__buf_free(&next);
   tdm__buf_free(&current);
   if (status == TDM_OK && reply->type != REDIS_REPLY_INTEGER)
     status = tdm__fail(err, TDM_EIO, "%s: table '%s': unexpected commit reply",
                        w->r->url, w->table);
-  if (status == TDM_OK && version != NULL)
-    *version = (uint64_t)reply->integer;
+  if (status == TDM_OK && version != NULL) *version = (uint64_t)reply->integer;
   if (reply) freeReplyObject(reply);
   if (status != TDM_OK && w->rows > 0) {
     /* Nothing is visible; the staged rows would expire anyway. */

@@ -40,9 +40,10 @@ int tdm__tables_is_url(const char *store);
 
 /*
  * Opens the store in `dir` (or, for a redis:// URL, connects to it; see
- * docs/hybrid.md for the URL and the password). With `create`, the directory and the LMDB files
- * are created if missing; without it a missing store is TDM_ENOTFOUND.
- * Read slots left behind by processes that died are cleared here.
+ * docs/hybrid.md for the URL and the password). With `create`, the directory
+ * and the LMDB files are created if missing; without it a missing store is
+ * TDM_ENOTFOUND. Read slots left behind by processes that died are cleared
+ * here.
  */
 int tdm__tables_open(const char *dir, int create, tdm__tables **out,
                      tdm_error *err);
@@ -51,8 +52,8 @@ void tdm__tables_close(tdm__tables *tables);
 /* How a remote store's connection fares, for /metrics. LMDB stores are
  * always up with no reconnects. */
 typedef struct tdm__tables_health {
-  int remote;               /* 1 for Redis */
-  int connected;            /* the follower's connection is up */
+  int remote;                    /* 1 for Redis */
+  int connected;                 /* the follower's connection is up */
   unsigned long long reconnects; /* connections made again after a loss */
   unsigned long long failures;   /* polls or loads that failed */
 } tdm__tables_health;

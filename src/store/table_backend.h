@@ -21,8 +21,7 @@
 
 /* TDM_EINVAL naming `where` (the store) unless the table name has 1 to
  * 200 bytes. */
-int tdm__table_check_name(const char *where, const char *table,
-                          tdm_error *err);
+int tdm__table_check_name(const char *where, const char *table, tdm_error *err);
 
 /* TDM_EINVAL naming the store and table unless the columns are non-empty,
  * distinct names and the source fits a record. */
