@@ -16,6 +16,7 @@ build_packages=(
   libcurl4-openssl-dev         # tandem replay's HTTP client
   libsqlite3-dev               # the run registry (tandem runs, compare)
   librdkafka-dev               # tandem stream (Kafka; its mock cluster in tests)
+  libhiredis-dev               # tables in Redis (store: redis://)
 )
 test_packages=(
   clang libclang-rt-dev        # libFuzzer and sanitizers
@@ -33,6 +34,7 @@ test_packages=(
   lmdb-utils                   # mdb_dump: test_crash.py reads tables and state
   valgrind                     # scripts/valgrind.sh (a step of test.sh)
   nginx-light                  # test_proxy.py: the proxy users put in front
+  redis-server                 # test_hybrid_redis.py: tables in a real Redis
   python3-dev python3-setuptools  # the Python package's extension (python/)
   python3-pytest               # its tests (python/tests)
   python3-dask python3-distributed  # tandem.dask on a LocalCluster

@@ -423,10 +423,8 @@ static int setup(run *r, tdm_error *err) {
     w->explain = opt->explain;
     if (tdm__state_map_new(r->p, &w->map) != TDM_OK)
       return tdm__fail(err, TDM_ENOMEM, "out of memory");
-    rc = tdm__result_init(r->p, &w->result);
-    if (rc != TDM_OK)
-      return tdm__fail(err, rc, "cannot read the tables: %s",
-                       tdm_strerror(rc));
+    rc = tdm__result_init(r->p, &w->result, err);
+    if (rc != TDM_OK) return rc;
     if (opt->num_materialize > 0) tdm__state_map_keep_last(w->map);
     /* One clock for the whole run, so that which events are too far in
      * the future does not depend on how long the run takes. */
@@ -520,20 +518,16 @@ static int materialize(run *r, const char *pipeline_hex,
       break;
     }
     uint64_t version;
+    /* The writer's own count: listing the versions after the commit could
+     * name another job's newer version, and would load a Redis table. */
+    size_t rows = tdm__table_writer_rows(c.writer);
     rc = tdm__table_commit(c.writer, &version, err);
     if (rc == TDM_OK && st->num_materialized < 16) {
       tdm__batch_materialized *done = &st->materialized[st->num_materialized++];
       snprintf(done->table, sizeof done->table, "%s", ms->table);
       done->version = version;
       done->as_of_ms = as_of;
-      done->rows = 0;
-      tdm__table_version *versions;
-      size_t count;
-      if (tdm__tables_versions(tdm__pipeline_tables(r->p), ms->table,
-                               &versions, &count, err) == TDM_OK) {
-        if (count > 0) done->rows = versions[0].rows;
-        tdm__table_versions_free(versions, count);
-      }
+      done->rows = rows;
     }
   }
   return rc;

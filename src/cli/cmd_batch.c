@@ -3,6 +3,7 @@
  * pipeline runner (src/batch/batch.c).
  */
 #include <getopt.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -61,6 +62,10 @@ static const char batch_help[] =
     "exit status: 0 success, 1 runtime failure, 2 bad usage or bad input\n";
 
 int tdm__cmd_batch(int argc, char **argv) {
+  /* A Redis table store that goes away while rows are written would raise
+   * SIGPIPE (hiredis writes with write(2)) and end the run without a word;
+   * ignored, the write fails and the run says which store failed. */
+  signal(SIGPIPE, SIG_IGN);
   static const struct option long_options[] = {
       {"in", required_argument, NULL, 'i'},
       {"out", required_argument, NULL, 'o'},

@@ -265,9 +265,10 @@ int tdm__cmd_replay(int argc, char **argv) {
   curl_global_init(CURL_GLOBAL_DEFAULT);
   r.curl = curl_easy_init();
   if (rc != TDM_OK || r.records == NULL || r.expected_ends == NULL ||
-      r.curl == NULL || tdm__state_map_new(p, &r.map) != TDM_OK ||
-      tdm__result_init(p, &r.result) != TDM_OK) {
+      r.curl == NULL || tdm__state_map_new(p, &r.map) != TDM_OK) {
     rc = tdm__fail(&err, TDM_ENOMEM, "out of memory");
+  } else if ((rc = tdm__result_init(p, &r.result, &err)) != TDM_OK) {
+    /* err says which store or table could not be read. */
   } else {
     r.headers = curl_slist_append(NULL, "Content-Type: application/json");
     curl_easy_setopt(r.curl, CURLOPT_URL, r.url);

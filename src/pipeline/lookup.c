@@ -112,6 +112,7 @@ struct tdm__lookup_reader {
   table_state *state;
   tdm__lookup_used *used;
   int64_t refreshed_ns;
+  uint64_t generation; /* the store's, at the last refresh */
 };
 
 static int64_t monotonic_ns(void) {
@@ -122,6 +123,7 @@ static int64_t monotonic_ns(void) {
 
 /* Lists every table's versions again and moves the reader's snapshot. */
 static int refresh(tdm__lookup_reader *r, tdm_error *err) {
+  r->generation = tdm__tables_generation(r->tables);
   int rc = tdm__table_reader_refresh(r->reader, err);
   for (size_t t = 0; t < r->l->num_tables && rc == TDM_OK; t++) {
     table_state *s = &r->state[t];
@@ -185,9 +187,12 @@ const tdm__lookup_used *tdm__lookup_reader_used(const tdm__lookup_reader *r) {
 
 int tdm__lookup_fill(tdm__lookup_reader *r, tdm__str entity, int64_t time_ms,
                      double *numbers, tdm_error *err) {
-  /* Live readers follow new versions; batch ones keep the run's list. */
+  /* Live readers follow new versions; batch ones keep the run's list. A
+   * Redis store says when its in-memory versions changed (one atomic
+   * read), so those readers follow at once instead of within a second. */
   if (r->mode == TDM__LOOKUP_FOLLOW &&
-      monotonic_ns() - r->refreshed_ns > 1000000000) {
+      (monotonic_ns() - r->refreshed_ns > 1000000000 ||
+       tdm__tables_generation(r->tables) != r->generation)) {
     int rc = refresh(r, err);
     if (rc != TDM_OK) return rc;
   }

@@ -100,7 +100,10 @@ typedef struct tdm__result {
   int64_t fallback_as_of_ms;
 } tdm__result;
 
-int tdm__result_init(const tdm__pipeline *p, tdm__result *r);
+/* Makes an event's scratch and, when the pipeline looks up tables, its
+ * table reader: a store that cannot be read is that error, in *err, which
+ * names the store and the table (TDM_ENOMEM: out of memory). */
+int tdm__result_init(const tdm__pipeline *p, tdm__result *r, tdm_error *err);
 void tdm__result_free(tdm__result *r);
 
 /* The longest entity key and event id, in bytes. Both are kept (in

@@ -17,7 +17,7 @@
 
 /* ---- one event ---- */
 
-int tdm__result_init(const tdm__pipeline *p, tdm__result *r) {
+int tdm__result_init(const tdm__pipeline *p, tdm__result *r, tdm_error *err) {
   memset(r, 0, sizeof *r);
   r->number_store = tdm__calloc(p->num_numbers + 1, sizeof(double));
   r->string_store = tdm__calloc(p->num_strings + 1, sizeof(tdm__str));
@@ -31,14 +31,13 @@ int tdm__result_init(const tdm__pipeline *p, tdm__result *r) {
       !r->agg_out ||
       !r->filters || !r->agg_numbers || !r->agg_strings) {
     tdm__result_free(r);
-    return TDM_ENOMEM;
+    return tdm__fail(err, TDM_ENOMEM, "out of memory");
   }
   r->numbers = r->number_store;
   r->strings = r->string_store;
   if (p->lookups != NULL && p->tables != NULL) {
-    tdm_error err;
     int rc = tdm__lookup_reader_new(p->lookups, p->tables, p->lookup_mode,
-                                    &r->lookup, &err);
+                                    &r->lookup, err);
     if (rc != TDM_OK) {
       tdm__result_free(r);
       return rc;

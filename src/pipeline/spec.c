@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../store/table.h"
 #include "window.h"
 
 /* A walk over one document: the spec being filled and where errors go. */
@@ -666,6 +667,17 @@ static int path_value(reader *r, struct fy_node *value, tdm__mark mark,
   return TDM_OK;
 }
 
+/* The store: a directory relative to the pipeline's, or a Redis URL,
+ * which is taken as written. */
+static int store_value(reader *r, struct fy_node *value, tdm__mark mark,
+                       char **out) {
+  int rc = scalar(r, value, mark, "store", out);
+  if (rc != TDM_OK || tdm__tables_is_url(*out)) return rc;
+  tdm__free(*out);
+  *out = NULL;
+  return path_value(r, value, mark, "store", out);
+}
+
 static int model_pair(reader *r, void *ctx, size_t key, struct fy_node *value,
                       tdm__mark mark) {
   r->spec->model_mark = mark;
@@ -1044,7 +1056,7 @@ static int top_pair(reader *r, void *ctx, size_t key, struct fy_node *value,
       return each_pair(r, value, mark, "state", state_keys, state_pair, NULL);
     case KEY_STORE:
       spec->store_mark = mark;
-      return path_value(r, value, mark, "store", &spec->store);
+      return store_value(r, value, mark, &spec->store);
     case KEY_MATERIALIZE:
       return each_item(r, value, mark, "materialize",
                        sizeof *spec->materialize, (void **)&spec->materialize,

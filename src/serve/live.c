@@ -495,6 +495,8 @@ static int replay_logged(void *ctx, uint64_t seq, const void *value,
 
 /* ---- open, close ---- */
 
+static int load_tables(tdm__live *live, tdm_error *err);
+
 int tdm__live_open(const char *pipeline_path, const char *state_dir,
                    const char *store, tdm__live **out, tdm_error *err) {
   *out = NULL;
@@ -513,13 +515,15 @@ int tdm__live_open(const char *pipeline_path, const char *state_dir,
                : tdm__fail(err, TDM_ENOMEM, "out of memory");
   if (rc == TDM_OK)
     rc = tdm__pipeline_open_tables(live->p, store, TDM__LOOKUP_FOLLOW, err);
+  if (rc == TDM_OK) rc = load_tables(live, err);
   if (rc == TDM_OK)
     rc = tdm__scheduler_start(pipeline_path, tdm__pipeline_spec(live->p),
                               store, &live->scheduler, err);
   for (int i = 0; i < NUM_SHARDS && rc == TDM_OK; i++) {
-    if (tdm__state_map_new(live->p, &live->shards[i].map) != TDM_OK ||
-        tdm__result_init(live->p, &live->shards[i].result) != TDM_OK)
+    if (tdm__state_map_new(live->p, &live->shards[i].map) != TDM_OK)
       rc = tdm__fail(err, TDM_ENOMEM, "out of memory");
+    else
+      rc = tdm__result_init(live->p, &live->shards[i].result, err);
   }
   if (rc == TDM_OK && state_dir != NULL) {
     const char *name = tdm__pipeline_spec(live->p)->name;
@@ -1006,6 +1010,26 @@ static size_t tables_read(const tdm__live *live, const char **names,
   return unique;
 }
 
+/* Lists every table the server reads once at start. For a Redis store
+ * this loads them and has them followed from then on, so that neither a
+ * request (the deadline fallback's table) nor a readiness probe (a table
+ * with max_staleness only) is the first to wait on Redis, and a store that
+ * cannot be read is an error at start. */
+static int load_tables(tdm__live *live, tdm_error *err) {
+  tdm__tables *tables = tdm__pipeline_tables(live->p);
+  if (tables == NULL) return TDM_OK;
+  const char *names[64];
+  size_t n = tables_read(live, names, 64);
+  int rc = TDM_OK;
+  for (size_t i = 0; i < n && rc == TDM_OK; i++) {
+    tdm__table_version *versions = NULL;
+    size_t count = 0;
+    rc = tdm__tables_versions(tables, names[i], &versions, &count, err);
+    tdm__table_versions_free(versions, count);
+  }
+  return rc;
+}
+
 /* A table's newest version and its age in seconds (wall clock); version
  * 0 when it has none. */
 static void table_age(const tdm__live *live, const char *table,
@@ -1102,6 +1126,30 @@ int tdm__live_metrics(tdm__live *live, tdm__buf *out) {
 int tdm__live_schedule_metrics(tdm__live *live, tdm__buf *out) {
   if (live->scheduler == NULL) return TDM_OK;
   return tdm__scheduler_metrics(live->scheduler, tdm__live_name(live), out);
+}
+
+int tdm__live_store_remote(tdm__live *live) {
+  tdm__tables *tables = tdm__pipeline_tables(live->p);
+  if (tables == NULL) return 0;
+  tdm__tables_health health;
+  tdm__tables_health_get(tables, &health);
+  return health.remote;
+}
+
+int tdm__live_store_metrics(tdm__live *live, int family, tdm__buf *out) {
+  tdm__tables *tables = tdm__pipeline_tables(live->p);
+  if (tables == NULL) return TDM_OK;
+  tdm__tables_health health;
+  tdm__tables_health_get(tables, &health);
+  if (!health.remote) return TDM_OK;
+  static const char *const names[] = {"tandem_table_store_up",
+                                      "tandem_table_store_reconnects_total",
+                                      "tandem_table_store_failures_total"};
+  unsigned long long value = family == 0   ? (unsigned long long)health.connected
+                             : family == 1 ? health.reconnects
+                                           : health.failures;
+  return tdm__buf_printf(out, "%s{pipeline=\"%s\"} %llu\n", names[family],
+                         tdm__live_name(live), value);
 }
 
 int tdm__live_table_metrics(tdm__live *live, int family, tdm__buf *out) {

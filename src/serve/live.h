@@ -111,6 +111,12 @@ int tdm__live_metrics(tdm__live *live, tdm__buf *out);
  * newest version's as_of) and tandem_table_version, per table read. */
 int tdm__live_table_metrics(tdm__live *live, int family /* 0 staleness,
                             1 version */, tdm__buf *out);
+/* Samples of the table store's connection (Redis only; an LMDB store or
+ * none writes nothing and returns 0 from tdm__live_store_remote):
+ * family 0 tandem_table_store_up, 1 tandem_table_store_reconnects_total,
+ * 2 tandem_table_store_failures_total. */
+int tdm__live_store_remote(tdm__live *live);
+int tdm__live_store_metrics(tdm__live *live, int family, tdm__buf *out);
 /* 0 when a table with max_staleness and on_stale: not_ready is older than
  * that (or has no version); a warn table only logs. */
 int tdm__live_ready(tdm__live *live);

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "../core/json.h"
+#include "../store/table.h"
 
 typedef struct run_state {
   const tdm__schedule_spec *spec;
@@ -106,9 +107,18 @@ static int tables_written(const char *manifest, char *out, size_t size) {
 static void refresh(tdm__scheduler *s, run_state *r) {
   char dir[4096], out[4200], log[4200];
   const char *store = s->store;
-  snprintf(dir, sizeof dir, "%s/.tandem-refresh", store);
-  mkdir(store, 0777);
-  mkdir(dir, 0777);
+  if (tdm__tables_is_url(store)) {
+    /* A Redis store has no directory: the run's output and log go to a
+     * private one under TMPDIR. */
+    const char *tmp = getenv("TMPDIR");
+    snprintf(dir, sizeof dir, "%s/tandem-refresh-%ld",
+             tmp && tmp[0] ? tmp : "/tmp", (long)getpid());
+    mkdir(dir, 0700);
+  } else {
+    snprintf(dir, sizeof dir, "%s/.tandem-refresh", store);
+    mkdir(store, 0777);
+    mkdir(dir, 0777);
+  }
   const char *table = r->spec->table;
   snprintf(out, sizeof out, "%s/%s.csv", dir, table ? table : "all");
   snprintf(log, sizeof log, "%s/%s.log", dir, table ? table : "all");

@@ -712,6 +712,27 @@ static enum MHD_Result metrics(tdm__server *srv, struct MHD_Connection *c,
     for (size_t i = 0; i < srv->config.num_pipelines && rc == TDM_OK; i++)
       rc = tdm__live_table_metrics(srv->config.pipelines[i], f, &b);
   }
+  /* The Redis table store's connection, when a pipeline reads one: the
+   * follower thread's state, so an operator sees a lost Redis while the
+   * answers still come from the versions in memory. */
+  static const char *store_families[] = {
+      "# HELP tandem_table_store_up 1 while the table store (Redis) is "
+      "connected.\n"
+      "# TYPE tandem_table_store_up gauge\n",
+      "# HELP tandem_table_store_reconnects_total Connections to the table "
+      "store made again after one was lost.\n"
+      "# TYPE tandem_table_store_reconnects_total counter\n",
+      "# HELP tandem_table_store_failures_total Polls, loads or connection "
+      "attempts to the table store that failed.\n"
+      "# TYPE tandem_table_store_failures_total counter\n"};
+  int remote = 0;
+  for (size_t i = 0; i < srv->config.num_pipelines; i++)
+    remote |= tdm__live_store_remote(srv->config.pipelines[i]);
+  for (int f = 0; f < 3 && rc == TDM_OK && remote; f++) {
+    rc = tdm__buf_append(&b, store_families[f], strlen(store_families[f]));
+    for (size_t i = 0; i < srv->config.num_pipelines && rc == TDM_OK; i++)
+      rc = tdm__live_store_metrics(srv->config.pipelines[i], f, &b);
+  }
   if (rc == TDM_OK)
     rc = tdm__buf_printf(&b,
                          "# HELP tandem_build_info The running tandem.\n"

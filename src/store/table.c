@@ -10,13 +10,15 @@
  * separate "current" pointer to keep in step, and committing a version's
  * metadata in the same transaction as its rows is what flips it.
  *
- * Metadata value, all integers little-endian:
- *   u32 format (1), i64 as_of_ms, i64 created_ms, u64 rows,
- *   u32 num_columns, num_columns x (u32 length, bytes), u32 length, source.
- * Everything read is checked; a record or row of the wrong shape is
- * TDM_EPARSE naming the store, table and version.
+ * The metadata value is the record of table_backend.h, which the Redis
+ * backend stores too; this file also holds the rules both backends share
+ * and sends every call on a redis:// store to redis_table.c. Everything
+ * read is checked; a record or row of the wrong shape is TDM_EPARSE naming
+ * the store, table and version.
  */
 #include "table.h"
+
+#include "table_backend.h"
 
 #include "store.h"
 
@@ -41,6 +43,7 @@
 #define MAX_READERS 1024
 
 struct tdm__tables {
+  tdm__redis_tables *redis; /* a Redis store: every call goes there */
   MDB_env *env;
   MDB_dbi versions;
   MDB_dbi rows;
@@ -49,6 +52,7 @@ struct tdm__tables {
 };
 
 struct tdm__table_writer {
+  tdm__redis_writer *redis;
   tdm__tables *tables;
   MDB_txn *txn;
   char *table;
@@ -71,6 +75,7 @@ typedef struct cached_version {
 } cached_version;
 
 struct tdm__table_reader {
+  tdm__redis_reader *redis;
   tdm__tables *tables;
   MDB_txn *txn;
   int txn_live; /* 0 after a failed renew: the next call retries */
@@ -147,14 +152,19 @@ static int lmdb_fail(tdm_error *err, const char *dir, const char *table,
   return tdm__fail(err, status, "%s: %s: %s", dir, what, mdb_strerror(rc));
 }
 
-static int check_table_name(const tdm__tables *t, const char *table,
-                            tdm_error *err) {
+int tdm__table_check_name(const char *where, const char *table,
+                          tdm_error *err) {
   size_t len = table == NULL ? 0 : strlen(table);
   if (len == 0 || len > MAX_TABLE_NAME)
     return tdm__fail(err, TDM_EINVAL,
-                     "%s: a table name must have 1 to %d bytes", t->dir,
+                     "%s: a table name must have 1 to %d bytes", where,
                      MAX_TABLE_NAME);
   return TDM_OK;
+}
+
+static int check_table_name(const tdm__tables *t, const char *table,
+                            tdm_error *err) {
+  return tdm__table_check_name(t->dir, table, err);
 }
 
 /* Writes table NUL version into key; returns its length. */
@@ -173,12 +183,11 @@ static size_t make_prefix(unsigned char *key, const char *table,
  * the source share one allocation, v->columns, which is what freeing a
  * version frees.
  */
-static int decode_version(const tdm__tables *t, const char *table,
-                          uint64_t version, const MDB_val *value,
-                          tdm__table_version *v, tdm_error *err) {
+int tdm__table_meta_decode(const char *where, const char *table,
+                           uint64_t version, const void *data, size_t size,
+                           tdm__table_version *v, tdm_error *err) {
   memset(v, 0, sizeof *v);
-  cursor_in in = {value->mv_data,
-                  (const unsigned char *)value->mv_data + value->mv_size};
+  cursor_in in = {data, (const unsigned char *)data + size};
   uint64_t format, as_of, created, rows, num_columns;
   if (read_le(&in, 4, &format) != 0 || format != FORMAT ||
       read_le(&in, 8, &as_of) != 0 || read_le(&in, 8, &created) != 0 ||
@@ -224,10 +233,17 @@ corrupt:
   return tdm__fail(err, TDM_EPARSE,
                    "%s: table '%s' version %llu: corrupt metadata record (%zu "
                    "bytes)",
-                   t->dir, table, (unsigned long long)version, value->mv_size);
+                   where, table, (unsigned long long)version, size);
 }
 
-static void free_version(tdm__table_version *v) {
+static int decode_version(const tdm__tables *t, const char *table,
+                          uint64_t version, const MDB_val *value,
+                          tdm__table_version *v, tdm_error *err) {
+  return tdm__table_meta_decode(t->dir, table, version, value->mv_data,
+                                value->mv_size, v, err);
+}
+
+void tdm__table_version_clear(tdm__table_version *v) {
   tdm__free(v->columns);
   memset(v, 0, sizeof *v);
 }
@@ -276,9 +292,33 @@ static int each_version_newest_first(const tdm__tables *t, MDB_txn *txn,
 
 /* ---- opening ---- */
 
+int tdm__tables_is_url(const char *store) {
+  return strncmp(store, "redis://", 8) == 0 ||
+         strncmp(store, "rediss://", 9) == 0;
+}
+
+/* A Redis store: the handle only carries the backend and its name. */
+static int open_redis(const char *url, tdm__tables **out, tdm_error *err) {
+  tdm__tables *t = tdm__calloc(1, sizeof *t);
+  if (t == NULL || (t->dir = tdm__strdup(url)) == NULL) {
+    tdm__free(t);
+    return tdm__fail(err, TDM_ENOMEM, "out of memory");
+  }
+  /* LMDB's default key limit, so that a table fits either backend. */
+  t->max_key = 511;
+  int status = tdm__redis_tables_open(url, &t->redis, err);
+  if (status != TDM_OK) {
+    tdm__tables_close(t);
+    return status;
+  }
+  *out = t;
+  return TDM_OK;
+}
+
 int tdm__tables_open(const char *dir, int create, tdm__tables **out,
                      tdm_error *err) {
   *out = NULL;
+  if (tdm__tables_is_url(dir)) return open_redis(dir, out, err);
   size_t map;
   if (tdm__lmdb_map_size(MAP_SIZE, &map, err) != TDM_OK) return TDM_EINVAL;
   if (create && mkdir(dir, 0777) != 0 && errno != EEXIST)
@@ -332,11 +372,24 @@ int tdm__tables_open(const char *dir, int create, tdm__tables **out,
 
 void tdm__tables_close(tdm__tables *t) {
   if (t == NULL) return;
+  tdm__redis_tables_close(t->redis);
   if (t->env) mdb_env_close(t->env);
   tdm__free(t->dir);
   tdm__free(t);
 }
 
+void tdm__tables_health_get(tdm__tables *t, tdm__tables_health *out) {
+  memset(out, 0, sizeof *out);
+  out->connected = 1;
+  if (t->redis != NULL) tdm__redis_tables_health(t->redis, out);
+}
+
+uint64_t tdm__tables_generation(tdm__tables *t) {
+  return t->redis != NULL ? tdm__redis_tables_generation(t->redis) : 0;
+}
+
+/* Redis keeps entities as hash fields, which may be far longer; the same
+ * limit as LMDB's keeps a table portable between the two. */
 size_t tdm__tables_max_entity(tdm__tables *t, const char *table) {
   size_t overhead = strlen(table) + 1 + VERSION_BYTES;
   return t->max_key > overhead ? t->max_key - overhead : 0;
@@ -372,6 +425,8 @@ int tdm__tables_versions(tdm__tables *t, const char *table,
                          tdm_error *err) {
   *out = NULL;
   *count = 0;
+  if (t->redis != NULL)
+    return tdm__redis_tables_versions(t->redis, table, out, count, err);
   int status = check_table_name(t, table, err);
   if (status != TDM_OK) return status;
   MDB_txn *txn;
@@ -391,7 +446,7 @@ int tdm__tables_versions(tdm__tables *t, const char *table,
 
 void tdm__table_versions_free(tdm__table_version *versions, size_t count) {
   if (versions == NULL) return;
-  for (size_t i = 0; i < count; i++) free_version(&versions[i]);
+  for (size_t i = 0; i < count; i++) tdm__table_version_clear(&versions[i]);
   tdm__free(versions);
 }
 
@@ -411,9 +466,9 @@ size_t tdm__table_version_column(const tdm__table_version *v,
 
 /* ---- writing ---- */
 
-static int encode_meta(tdm__buf *b, const char *const *columns, size_t n,
-                       int64_t as_of_ms, int64_t created_ms,
-                       const char *source) {
+int tdm__table_meta_encode(tdm__buf *b, const char *const *columns, size_t n,
+                           int64_t as_of_ms, int64_t created_ms,
+                           const char *source) {
   int rc = append_le(b, FORMAT, 4);
   if (rc == 0) rc = append_le(b, (uint64_t)as_of_ms, 8);
   if (rc == 0) rc = append_le(b, (uint64_t)created_ms, 8);
@@ -428,28 +483,33 @@ static int encode_meta(tdm__buf *b, const char *const *columns, size_t n,
   return rc;
 }
 
-static int check_columns(const tdm__tables *t, const char *table,
-                         const char *const *columns, size_t n,
-                         const char *source, tdm_error *err) {
+void tdm__table_meta_set_rows(tdm__buf *b, uint64_t rows) {
+  for (int i = 0; i < 8; i++)
+    b->data[META_ROWS_AT + i] = (char)(rows >> (8 * i));
+}
+
+int tdm__table_check_columns(const char *where, const char *table,
+                             const char *const *columns, size_t n,
+                             const char *source, tdm_error *err) {
   if (n > MAX_COLUMNS)
     return tdm__fail(err, TDM_EINVAL, "%s: table '%s': %zu columns, at most %d",
-                     t->dir, table, n, MAX_COLUMNS);
+                     where, table, n, MAX_COLUMNS);
   for (size_t i = 0; i < n; i++) {
     size_t len = columns[i] ? strlen(columns[i]) : 0;
     if (len == 0 || len > MAX_COLUMN_NAME)
       return tdm__fail(err, TDM_EINVAL,
                        "%s: table '%s': column %zu needs a name of 1 to %d "
                        "bytes",
-                       t->dir, table, i, MAX_COLUMN_NAME);
+                       where, table, i, MAX_COLUMN_NAME);
     /* Quadratic, but column lists are short and this runs once. */
     for (size_t j = 0; j < i; j++)
       if (strcmp(columns[i], columns[j]) == 0)
         return tdm__fail(err, TDM_EINVAL,
-                         "%s: table '%s': column '%s' appears twice", t->dir,
+                         "%s: table '%s': column '%s' appears twice", where,
                          table, columns[i]);
   }
   if (source != NULL && strlen(source) > UINT32_MAX)
-    return tdm__fail(err, TDM_EINVAL, "%s: table '%s': source too long", t->dir,
+    return tdm__fail(err, TDM_EINVAL, "%s: table '%s': source too long", where,
                      table);
   return TDM_OK;
 }
@@ -464,14 +524,33 @@ int tdm__table_begin(tdm__tables *t, const char *table,
                      int64_t as_of_ms, const char *source, size_t keep,
                      tdm__table_writer **out, tdm_error *err) {
   *out = NULL;
+  /* One set of rules for both backends. */
   int status = check_table_name(t, table, err);
   if (status == TDM_OK)
-    status = check_columns(t, table, columns, num_columns, source, err);
+    status = tdm__table_check_columns(t->dir, table, columns, num_columns,
+                                      source, err);
   if (status != TDM_OK) return status;
   if (keep == 0)
     return tdm__fail(err, TDM_EINVAL,
                      "%s: table '%s': keep must be at least 1 version", t->dir,
                      table);
+  if (t->redis != NULL) {
+    tdm__table_writer *w = tdm__calloc(1, sizeof *w);
+    if (w == NULL) return tdm__fail(err, TDM_ENOMEM, "out of memory");
+    status = tdm__redis_table_begin(t->redis, table, columns, num_columns,
+                                    as_of_ms, source, keep, &w->redis, err);
+    if (status != TDM_OK) {
+      tdm__free(w);
+      return status;
+    }
+    w->tables = t;
+    if ((w->table = tdm__strdup(table)) == NULL) {
+      tdm__table_abort(w);
+      return tdm__fail(err, TDM_ENOMEM, "out of memory");
+    }
+    *out = w;
+    return TDM_OK;
+  }
   tdm__table_writer *w = tdm__calloc(1, sizeof *w);
   if (w == NULL) return tdm__fail(err, TDM_ENOMEM, "out of memory");
   w->tables = t;
@@ -479,8 +558,8 @@ int tdm__table_begin(tdm__tables *t, const char *table,
   w->keep = keep;
   if ((w->table = tdm__strdup(table)) == NULL ||
       (w->key = tdm__malloc(t->max_key)) == NULL ||
-      encode_meta(&w->meta, columns, num_columns, as_of_ms, now_ms(), source) !=
-          0) {
+      tdm__table_meta_encode(&w->meta, columns, num_columns, as_of_ms, now_ms(),
+                             source) != 0) {
     tdm__table_abort(w);
     return tdm__fail(err, TDM_ENOMEM, "out of memory");
   }
@@ -515,15 +594,18 @@ int tdm__table_begin(tdm__tables *t, const char *table,
 int tdm__table_put(tdm__table_writer *w, const void *entity, size_t len,
                    const double *values, tdm_error *err) {
   const tdm__tables *t = w->tables;
+  size_t max_entity = tdm__tables_max_entity(w->tables, w->table);
+  if (len == 0 || len > max_entity)
+    return tdm__fail(err, TDM_EINVAL,
+                     "%s: table '%s': an entity must have 1 to %zu bytes, "
+                     "not %zu",
+                     t->dir, w->table, max_entity, len);
+  if (w->redis != NULL)
+    return tdm__redis_table_put(w->redis, entity, len, values, err);
   if (w->failed)
     return tdm__fail(err, TDM_EINVAL,
                      "%s: table '%s': writing failed earlier; abort it", t->dir,
                      w->table);
-  if (len == 0 || len > t->max_key - w->prefix_len)
-    return tdm__fail(err, TDM_EINVAL,
-                     "%s: table '%s': an entity must have 1 to %zu bytes, "
-                     "not %zu",
-                     t->dir, w->table, t->max_key - w->prefix_len, len);
   memcpy(w->key + w->prefix_len, entity, len);
   MDB_val k = {w->prefix_len + len, w->key};
   MDB_val v = {w->num_columns * sizeof(double), (void *)values};
@@ -582,9 +664,18 @@ static int collect_older(void *ctx, uint64_t version, const MDB_val *value) {
   return TDM_OK;
 }
 
+size_t tdm__table_writer_rows(const tdm__table_writer *w) {
+  return w->redis != NULL ? tdm__redis_table_rows(w->redis) : w->rows;
+}
+
 int tdm__table_commit(tdm__table_writer *w, uint64_t *version, tdm_error *err) {
   const tdm__tables *t = w->tables;
   int status = TDM_OK;
+  if (w->redis != NULL) {
+    status = tdm__redis_table_commit(w->redis, version, err);
+    w->redis = NULL; /* freed by the backend, also on failure */
+    goto done;
+  }
   if (w->failed) {
     status = tdm__fail(err, TDM_EINVAL,
                        "%s: table '%s': writing failed earlier; nothing "
@@ -592,8 +683,7 @@ int tdm__table_commit(tdm__table_writer *w, uint64_t *version, tdm_error *err) {
                        t->dir, w->table);
     goto done;
   }
-  for (int i = 0; i < 8; i++)
-    w->meta.data[META_ROWS_AT + i] = (char)((uint64_t)w->rows >> (8 * i));
+  tdm__table_meta_set_rows(&w->meta, w->rows);
   MDB_val k = {w->prefix_len, w->key};
   MDB_val v = {w->meta.len, w->meta.data};
   int rc = mdb_put(w->txn, t->versions, &k, &v, 0);
@@ -633,6 +723,7 @@ done:
 
 void tdm__table_abort(tdm__table_writer *w) {
   if (w == NULL) return;
+  tdm__redis_table_abort(w->redis);
   if (w->txn) mdb_txn_abort(w->txn);
   tdm__buf_free(&w->meta);
   tdm__free(w->key);
@@ -645,7 +736,7 @@ void tdm__table_abort(tdm__table_writer *w) {
 static void free_cache(tdm__table_reader *r) {
   for (size_t i = 0; i < r->cache_len; i++) {
     cached_version *c = r->cache[i];
-    free_version(&c->v);
+    tdm__table_version_clear(&c->v);
     tdm__free(c->table);
     tdm__free(c->prefix);
     tdm__free(c);
@@ -657,6 +748,18 @@ static void free_cache(tdm__table_reader *r) {
 int tdm__table_reader_new(tdm__tables *t, tdm__table_reader **out,
                           tdm_error *err) {
   *out = NULL;
+  if (t->redis != NULL) {
+    tdm__table_reader *r = tdm__calloc(1, sizeof *r);
+    if (r == NULL) return tdm__fail(err, TDM_ENOMEM, "out of memory");
+    r->tables = t;
+    int status = tdm__redis_reader_new(t->redis, &r->redis, err);
+    if (status != TDM_OK) {
+      tdm__free(r);
+      return status;
+    }
+    *out = r;
+    return TDM_OK;
+  }
   tdm__table_reader *r = tdm__calloc(1, sizeof *r);
   if (r == NULL || (r->key = tdm__malloc(t->max_key)) == NULL) {
     tdm__free(r);
@@ -676,6 +779,7 @@ int tdm__table_reader_new(tdm__tables *t, tdm__table_reader **out,
 
 void tdm__table_reader_free(tdm__table_reader *r) {
   if (r == NULL) return;
+  tdm__redis_reader_free(r->redis);
   free_cache(r);
   tdm__free(r->cache);
   if (r->txn) mdb_txn_abort(r->txn);
@@ -684,6 +788,7 @@ void tdm__table_reader_free(tdm__table_reader *r) {
 }
 
 int tdm__table_reader_refresh(tdm__table_reader *r, tdm_error *err) {
+  if (r->redis != NULL) return tdm__redis_reader_refresh(r->redis, err);
   free_cache(r);
   if (r->txn_live) mdb_txn_reset(r->txn);
   r->txn_live = 0;
@@ -779,6 +884,8 @@ int tdm__table_reader_pick(tdm__table_reader *r, const char *table,
                            int64_t at_ms, const tdm__table_version **out,
                            tdm_error *err) {
   *out = NULL;
+  if (r->redis != NULL)
+    return tdm__redis_reader_pick(r->redis, table, at_ms, out, err);
   const tdm__tables *t = r->tables;
   int status = check_table_name(t, table, err);
   if (status == TDM_OK) status = ensure_live(r, err);
@@ -803,6 +910,9 @@ int tdm__table_reader_pick(tdm__table_reader *r, const char *table,
 int tdm__table_get(tdm__table_reader *r, const char *table, uint64_t version,
                    const void *entity, size_t len, const size_t *column_index,
                    size_t n, double *values, int *found, tdm_error *err) {
+  if (r->redis != NULL)
+    return tdm__redis_table_get(r->redis, table, version, entity, len,
+                                column_index, n, values, found, err);
   *found = 0;
   for (size_t i = 0; i < n; i++) values[i] = NAN;
   const tdm__tables *t = r->tables;
@@ -848,6 +958,8 @@ int tdm__table_get(tdm__table_reader *r, const char *table, uint64_t version,
 
 int tdm__tables_count(tdm__tables *t, size_t *versions, size_t *rows,
                       tdm_error *err) {
+  if (t->redis != NULL)
+    return tdm__redis_tables_count(t->redis, versions, rows, err);
   MDB_txn *txn = NULL;
   int rc = mdb_txn_begin(t->env, NULL, MDB_RDONLY, &txn);
   MDB_stat a, b;

@@ -16,6 +16,11 @@
  * version does not have. Values are stored as IEEE doubles in the byte
  * order of the machine (little-endian on every platform tandem builds on),
  * so a store is not portable to a big-endian machine.
+ *
+ * A store named by a redis:// URL keeps the same tables in Redis instead
+ * (redis_table.c): the same calls, the same versioning and point-in-time
+ * rules; readers there read versions from memory, which a background
+ * thread keeps following (table_backend.h, docs/hybrid.md).
  */
 #ifndef TDM_TABLE_H
 #define TDM_TABLE_H
@@ -29,14 +34,35 @@
  * (the child opens its own). */
 typedef struct tdm__tables tdm__tables;
 
+/* Non-zero when `store` names a Redis store (redis:// or rediss://) rather
+ * than a directory. */
+int tdm__tables_is_url(const char *store);
+
 /*
- * Opens the store in `dir`. With `create`, the directory and the LMDB files
- * are created if missing; without it a missing store is TDM_ENOTFOUND.
- * Read slots left behind by processes that died are cleared here.
+ * Opens the store in `dir` (or, for a redis:// URL, connects to it; see
+ * docs/hybrid.md for the URL and the password). With `create`, the directory
+ * and the LMDB files are created if missing; without it a missing store is
+ * TDM_ENOTFOUND. Read slots left behind by processes that died are cleared
+ * here.
  */
 int tdm__tables_open(const char *dir, int create, tdm__tables **out,
                      tdm_error *err);
 void tdm__tables_close(tdm__tables *tables);
+
+/* How a remote store's connection fares, for /metrics. LMDB stores are
+ * always up with no reconnects. */
+typedef struct tdm__tables_health {
+  int remote;                    /* 1 for Redis */
+  int connected;                 /* the follower's connection is up */
+  unsigned long long reconnects; /* connections made again after a loss */
+  unsigned long long failures;   /* polls or loads that failed */
+} tdm__tables_health;
+void tdm__tables_health_get(tdm__tables *tables, tdm__tables_health *out);
+
+/* A number that changes whenever new versions may be visible without a
+ * refresh of the store itself (Redis: each version list the follower
+ * loads). LMDB stores return 0 always: their readers refresh on a clock. */
+uint64_t tdm__tables_generation(tdm__tables *tables);
 
 /* ---- versions ---- */
 
@@ -115,6 +141,9 @@ size_t tdm__tables_max_entity(tdm__tables *tables, const char *table);
  */
 int tdm__table_commit(tdm__table_writer *writer, uint64_t *version,
                       tdm_error *err);
+
+/* Distinct entities put so far. */
+size_t tdm__table_writer_rows(const tdm__table_writer *writer);
 
 /* Discards everything put and frees the writer; NULL is a no-op. */
 void tdm__table_abort(tdm__table_writer *writer);

@@ -577,8 +577,8 @@ static int start_workers(stream *s, size_t n, tdm_error *err) {
   for (size_t i = 0; i < n; i++) {
     worker *w = &s->workers[i];
     w->s = s;
-    if (tdm__result_init(s->p, &w->result) != TDM_OK)
-      return tdm__fail(err, TDM_ENOMEM, "out of memory");
+    int rc = tdm__result_init(s->p, &w->result, err);
+    if (rc != TDM_OK) return rc;
     s->num_workers = i + 1;
     if (n == 1) break;
     w->cap = WORKER_QUEUE;

@@ -48,7 +48,7 @@ static tdm__str key_of(unsigned i, char buf[16]) {
 static void setup(void) {
   pipeline = kafka_pipeline();
   check(tdm__state_map_new(pipeline, &map) == TDM_OK, "a map");
-  check(tdm__result_init(pipeline, &result) == TDM_OK, "a result");
+  check(tdm__result_init(pipeline, &result, NULL) == TDM_OK, "a result");
   char text[512];
   for (unsigned i = 0; i < SETUP_MESSAGES; i++) {
     size_t len = kafka_message(i, text, sizeof text);

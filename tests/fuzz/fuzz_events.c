@@ -53,7 +53,7 @@ static void setup(void) {
       tdm__pipeline_from_spec(spec, TDM__PIPELINE_FEATURES_ONLY, &pipeline,
                               &err) != TDM_OK ||
       tdm__state_map_new(pipeline, &map) != TDM_OK ||
-      tdm__result_init(pipeline, &result) != TDM_OK) {
+      tdm__result_init(pipeline, &result, NULL) != TDM_OK) {
     fprintf(stderr, "fuzz_events: setup: %s\n", err.message);
     abort();
   }

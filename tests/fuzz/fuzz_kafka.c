@@ -108,7 +108,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   static tdm__result result;
   static int ready;
   if (!ready) {
-    check(tdm__result_init(p, &result) == TDM_OK, "a result");
+    check(tdm__result_init(p, &result, NULL) == TDM_OK, "a result");
     ready = 1;
   }
   tdm__state_map *map;

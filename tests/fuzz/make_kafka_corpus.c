@@ -36,7 +36,7 @@ int main(int argc, char **argv) {
   tdm__state_map *map;
   tdm__result result;
   if (tdm__state_map_new(p, &map) != TDM_OK ||
-      tdm__result_init(p, &result) != TDM_OK)
+      tdm__result_init(p, &result, NULL) != TDM_OK)
     return 1;
   static const unsigned snapshots[] = {1, 9, 25, 60, 150, 300, 600};
   size_t next = 0;

@@ -34,7 +34,7 @@ name: hy
 entity: card
 time: ts
 id: txn
-store: tables
+store: STORE
 fields: {txn: string, card: string, ts: time, amount: number}
 features:
   - {name: log_amount, expr: "log1p(amount)"}
@@ -54,6 +54,10 @@ COLUMNS = ["txn", "card", "ts", "amount"]
 DAY = 86_400_000
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 
+# The table store: an LMDB directory beside the pipeline, or the Redis URL
+# test_hybrid_redis.py gives, which runs every case here on Redis.
+STORE = os.environ.get("TANDEM_HYBRID_STORE", "tables")
+YAML = YAML.replace("STORE", STORE)
 out = tmpdir()
 make_model(os.path.join(out, "model.json"), FEATURES, seed=3)
 pipeline = write(os.path.join(out, "p.yaml"), YAML.replace("EXTRA", ""))

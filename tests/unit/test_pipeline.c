@@ -138,8 +138,8 @@ TEST(pipeline_eviction_changes_no_result) {
   CHECK(tdm__state_map_new(p, &keep) == TDM_OK);
   CHECK(tdm__state_map_new(p, &evict) == TDM_OK);
   tdm__state_map_set_loader(evict, load_state, store);
-  CHECK(tdm__result_init(p, &ra) == TDM_OK);
-  CHECK(tdm__result_init(p, &rb) == TDM_OK);
+  CHECK(tdm__result_init(p, &ra, NULL) == TDM_OK);
+  CHECK(tdm__result_init(p, &rb, NULL) == TDM_OK);
   tdm__buf ja = {0}, jb = {0};
   size_t dropped = 0, fewer = 0;
   int failed = 0;
@@ -206,8 +206,8 @@ TEST(pipeline_state_bytes_continue_exactly) {
   tdm__state_map *a, *b = NULL;
   tdm__result ra, rb;
   CHECK(tdm__state_map_new(p, &a) == TDM_OK);
-  CHECK(tdm__result_init(p, &ra) == TDM_OK);
-  CHECK(tdm__result_init(p, &rb) == TDM_OK);
+  CHECK(tdm__result_init(p, &ra, NULL) == TDM_OK);
+  CHECK(tdm__result_init(p, &rb, NULL) == TDM_OK);
   tdm__buf ja = {0}, jb = {0};
   int failed = 0;
   for (size_t i = 0; i < n && !failed; i++) {
@@ -279,7 +279,7 @@ TEST(pipeline_state_forget_and_replace) {
     tdm__event ev = {f};
     tdm__result r;
     tdm_error err;
-    CHECK(tdm__result_init(p, &r) == TDM_OK);
+    CHECK(tdm__result_init(p, &r, NULL) == TDM_OK);
     CHECK(tdm__pipeline_process(p, one, &ev, &r, &err) == TDM_OK);
     bytes.len = 0;
     CHECK(tdm__state_map_encode(one, k, &bytes) == TDM_OK);
@@ -316,8 +316,8 @@ TEST(pipeline_state_forget_and_replace) {
   tdm__result ra, rb;
   CHECK(tdm__state_map_new(p, &a) == TDM_OK);
   CHECK(tdm__state_map_new(p, &b) == TDM_OK);
-  CHECK(tdm__result_init(p, &ra) == TDM_OK);
-  CHECK(tdm__result_init(p, &rb) == TDM_OK);
+  CHECK(tdm__result_init(p, &ra, NULL) == TDM_OK);
+  CHECK(tdm__result_init(p, &rb, NULL) == TDM_OK);
   tdm__buf ja = {0}, jb = {0};
   int failed = 0;
   size_t compared = 0;

@@ -1,0 +1,102 @@
+"""A real redis-server for the tests of tables in Redis: started on a free
+loopback port (its PID kept, stopped by it), and a minimal RESP client, the
+independent reader of what tandem wrote."""
+import atexit
+import signal
+import socket
+import subprocess
+
+from common import expect, wait_until
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Resp:
+    """A minimal RESP2 client: the independent reader of what tandem
+    wrote."""
+
+    def __init__(self, port, password=None):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.file = self.sock.makefile("rb")
+        if password:
+            self("AUTH", password)
+
+    def __call__(self, *args):
+        parts = [b"*%d\r\n" % len(args)]
+        for a in args:
+            a = a if isinstance(a, bytes) else str(a).encode()
+            parts.append(b"$%d\r\n%s\r\n" % (len(a), a))
+        self.sock.sendall(b"".join(parts))
+        return self.read()
+
+    def read(self):
+        line = self.file.readline()
+        if not line:
+            raise ConnectionError("redis closed the connection")
+        kind, rest = line[:1], line[1:-2]
+        if kind == b"+":
+            return rest.decode()
+        if kind == b"-":
+            raise RuntimeError(rest.decode())
+        if kind == b":":
+            return int(rest)
+        if kind == b"$":
+            n = int(rest)
+            return None if n < 0 else self.file.read(n + 2)[:-2]
+        if kind == b"*":
+            n = int(rest)
+            return None if n < 0 else [self.read() for _ in range(n)]
+        raise RuntimeError("unexpected reply %r" % line)
+
+    def close(self):
+        self.sock.close()
+
+
+def answers(port):
+    """Whether a Redis listens on PORT (one that wants a password says so,
+    which is an answer too)."""
+    try:
+        c = Resp(port)
+        try:
+            return c("PING") == "PONG"
+        except RuntimeError as e:
+            return str(e).startswith("NOAUTH")
+        finally:
+            c.close()
+    except OSError:
+        return False
+
+
+class Redis:
+    """redis-server on loopback; extra arguments after the defaults."""
+
+    def __init__(self, port, *extra):
+        self.port = port
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+             "--save", "", "--appendonly", "no", *extra],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # Stopped by its PID however the test ends, even by an exception.
+        atexit.register(self.stop)
+        wait_until(lambda: answers(port) or self.proc.poll() is not None,
+                   "redis-server answers")
+        expect(self.proc.poll() is None, "redis-server started")
+
+    def kill(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
