@@ -176,13 +176,23 @@ def in_flight(server):
     return -1 if value is None else value - 1
 
 
-def fraud_example_setup(directory, cards=30):
+def fraud_example_setup(directory, cards=30, extra=""):
     """The fraud example ready to serve with everything its /metrics can
     show: generated transactions, a recorded `batch --explain` run over
     the history (the drift reference) that materialized card_profile into
-    DIRECTORY/tables. Returns (serve arguments, environment with the
-    run registry, the live events CSV)."""
-    pipeline = os.path.join(ROOT, "examples", "fraud", "pipeline.yaml")
+    DIRECTORY/tables. EXTRA (YAML, e.g. a schedule: section) is added to
+    a copy of the example's pipeline. Returns (serve arguments,
+    environment with the run registry, the live events CSV)."""
+    example = os.path.join(ROOT, "examples", "fraud")
+    pipeline = os.path.join(example, "pipeline.yaml")
+    if extra:
+        with open(pipeline) as f:
+            text = f.read().replace(
+                "model: {path: model.json}",
+                "model: {path: %s}" % os.path.join(example, "model.json"))
+        pipeline = os.path.join(directory, "pipeline.yaml")
+        with open(pipeline, "w") as f:
+            f.write(text + extra)
     prefix = os.path.join(directory, "txns")
     subprocess.run(["/usr/bin/python3",
                     os.path.join(ROOT, "examples", "fraud", "generate.py"),
