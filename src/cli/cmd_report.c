@@ -27,14 +27,19 @@ static const char report_help[] =
     "usage: tandem report RUN [RUN_B] --out REPORT.html [options]\n"
     "\n"
     "Writes one self-contained HTML page (inline CSS and SVG; no script,\n"
-    "no network) about a recorded run, or two side by side: the runs\n"
-    "(command, times, model version, pipeline, input and output files with\n"
-    "their SHA-256, rows), the score histogram and statistics, and when\n"
-    "labels are known the metric table (ROC AUC, average precision, log\n"
-    "loss, Brier, KS), the confusion matrix at each threshold, and ROC,\n"
-    "precision-recall and calibration plots. With two runs also what\n"
-    "`tandem compare` computes: distributions side by side, PSI, changed\n"
-    "decisions with examples, and metric deltas.\n"
+    "no network) about a recorded run, or two side by side. First a\n"
+    "summary: each run's rows, ROC AUC and PR AUC (or a recorded RMSE),\n"
+    "decision counts, the PSI of the scores, and a one-sentence verdict.\n"
+    "Then the runs (command, times, model version, pipeline, input and\n"
+    "output files with their SHA-256, rows), the score histogram and\n"
+    "statistics, the decisions counted per run, and when labels are known\n"
+    "the metric table (ROC AUC, average precision, log loss, Brier, KS),\n"
+    "the confusion matrix at each threshold, ROC, precision-recall,\n"
+    "calibration, cumulative gain and lift plots, and gain and lift by\n"
+    "tenth of the rows. With two runs also what `tandem compare` computes:\n"
+    "distributions side by side, PSI, changed decisions with examples,\n"
+    "metric deltas, and when both runs were `tandem batch --explain` with\n"
+    "JSON Lines output, the PSI of every feature.\n"
     "\n"
     "Labels are read as `tandem eval` reads them, against each run's\n"
     "output; without labels, metrics recorded with `tandem eval --record`\n"
@@ -49,7 +54,10 @@ static const char report_help[] =
     "                    --labels it is read from the run's output itself\n"
     "  --id-col NAME     match rows by this column, present in both files\n"
     "  --threshold T     where a score counts as positive (score >= T;\n"
-    "                    repeatable; default 0.5)\n"
+    "                    repeatable; default: the thresholds recorded with\n"
+    "                    the run by `tandem eval --record`, else 0.5)\n"
+    "  --log-scale       the score histogram's share axis in powers of ten\n"
+    "                    (shows a tail of a few rows)\n"
     "  --bins N          calibration bins of equal width (default 10)\n"
     "  --examples N      changed decisions to list (default 10; 0: none)\n"
     "  --registry P      the registry (default as for `tandem runs`)\n"
@@ -63,6 +71,7 @@ typedef struct report_options {
   const char *out_path, *labels_path, *label_column, *id_column, *registry;
   double thresholds[MAX_THRESHOLDS];
   size_t num_thresholds, bins, examples;
+  int log_scale;
 } report_options;
 
 /* What one run's evaluation owns. */
@@ -101,12 +110,33 @@ static int evaluate_run(const report_options *o, const tdm__run_record *run,
   int rc =
       tdm__eval_read_binary(run->output_path, o->labels_path, o->label_column,
                             o->id_column, &scores, &labels, &n, err);
+  /* Without --threshold, the confusion matrices are at the thresholds
+   * the run's recorded metrics used, so the page shows what was decided
+   * with the run; else at 0.5. */
+  double recorded[MAX_THRESHOLDS];
+  size_t num_recorded = 0;
+  if (rc == TDM_OK && o->num_thresholds == 0) {
+    tdm__eval_binary_result stored;
+    int found = 0;
+    if (tdm__report_metrics_from_json(run->metrics, &stored, &found, err) ==
+            TDM_OK &&
+        found) {
+      for (size_t i = 0; i < stored.num_thresholds && i < MAX_THRESHOLDS; i++)
+        if (isfinite(stored.thresholds[i].threshold))
+          recorded[num_recorded++] = stored.thresholds[i].threshold;
+      tdm__eval_binary_result_free(&stored);
+    }
+  }
   if (rc == TDM_OK) {
     double default_threshold = 0.5;
-    rc = tdm__eval_binary(
-        scores, labels, n,
-        o->num_thresholds ? o->thresholds : &default_threshold,
-        o->num_thresholds ? o->num_thresholds : 1, o->bins, &e->binary, err);
+    const double *thresholds = o->num_thresholds ? o->thresholds
+                               : num_recorded    ? recorded
+                                                 : &default_threshold;
+    size_t num_thresholds = o->num_thresholds ? o->num_thresholds
+                            : num_recorded    ? num_recorded
+                                              : 1;
+    rc = tdm__eval_binary(scores, labels, n, thresholds, num_thresholds,
+                          o->bins, &e->binary, err);
     e->has_binary = rc == TDM_OK;
   }
   if (rc == TDM_OK)
@@ -190,6 +220,7 @@ static int write_report(const report_options *o, const char *const *ids,
   gmtime_r(&t, &utc);
   strftime(now, sizeof now, "%Y-%m-%dT%H:%M:%SZ", &utc);
   report.generated_at = now;
+  report.log_scale = o->log_scale;
   if (rc == TDM_OK) rc = tdm__report_html(&report, &page, err);
   if (rc == TDM_OK)
     rc = tdm__write_file_atomic(o->out_path, page.data, page.len, err);
@@ -213,6 +244,7 @@ int tdm__cmd_report(int argc, char **argv) {
       {"bins", required_argument, NULL, 'b'},
       {"examples", required_argument, NULL, 'e'},
       {"registry", required_argument, NULL, 'r'},
+      {"log-scale", no_argument, NULL, 'g'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
   static report_options o;
@@ -229,6 +261,7 @@ int tdm__cmd_report(int argc, char **argv) {
       case 'L': o.label_column = optarg; break;
       case 'I': o.id_column = optarg; break;
       case 'r': o.registry = optarg; break;
+      case 'g': o.log_scale = 1; break;
       case 'T': {
         double t;
         if (tdm__parse_double(optarg, strlen(optarg), &t) != 0 || !isfinite(t))

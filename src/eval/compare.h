@@ -44,6 +44,12 @@ typedef struct tdm__run_output {
   size_t *decisions; /* offsets into text; SIZE_MAX: none */
   int has_decision;
   tdm__buf text; /* NUL-separated key and decision strings */
+  /* The features of `tandem batch --explain` JSON Lines output (each
+   * line's "features" object, names from the first line): rows x
+   * num_features values, NaN where missing. 0 and NULL otherwise. */
+  size_t num_features;
+  size_t *feature_names; /* offsets into text */
+  double *features;
 } tdm__run_output;
 
 /*
@@ -60,6 +66,20 @@ void tdm__run_output_free(tdm__run_output *o);
 /* The string at offset in o->text (a key or a decision); NULL for
  * SIZE_MAX. Valid as long as o. */
 const char *tdm__run_output_text(const tdm__run_output *o, size_t offset);
+
+/* How many rows of a run's output carry one decision. */
+typedef struct tdm__decision_count {
+  const char *decision; /* valid as long as the output */
+  size_t count;
+} tdm__decision_count;
+
+/*
+ * The decisions of o's rows, most frequent first (ties by name); rows
+ * without a decision are not counted. *out (tdm__free it) holds *n
+ * entries; NULL and 0 when o has no decision column.
+ */
+int tdm__decision_counts(const tdm__run_output *o, tdm__decision_count **out,
+                         size_t *n, tdm_error *err);
 
 /* A score distribution. Percentiles interpolate linearly between order
  * statistics (numpy's default); std is the population one. */
@@ -99,6 +119,12 @@ typedef struct tdm__comparison {
   size_t examples; /* how many changed decisions to show */
   tdm__compare_metric *ma, *mb;
   size_t nma, nmb;
+  /* With both outputs from `--explain` runs: for each of A's features
+   * that B also has, the PSI of B's values against A's (10 bins at A's
+   * deciles and one for missing values, as live drift computes it). */
+  size_t num_feature_psi;
+  const char **feature_psi_names; /* A's names; valid as long as c */
+  double *feature_psi;
   /* storage */
   tdm__run_output output_a, output_b;
   size_t *partner_storage;

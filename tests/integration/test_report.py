@@ -162,9 +162,9 @@ if checker:
     for key in ("roc_auc", "average_precision", "log_loss", "brier", "ks"):
         expect(fmt4(ev[key]) in text, f"one-run report: no {key} {ev[key]}")
     expect(runs[0] in text and "fraud" in text, "one-run report: no run id")
-    expect(checker.tags.get("svg", 0) == 4,
-           f"one-run report: {checker.tags.get('svg')} charts, not 4 "
-           "(histogram, ROC, PR, calibration)")
+    expect(checker.tags.get("svg", 0) == 6,
+           f"one-run report: {checker.tags.get('svg')} charts, not 6 "
+           "(histogram, ROC, PR, calibration, cumulative gain, lift)")
     expect(text.count("confusion matrix") == 1 and "0.7" in text,
            "one-run report: no confusion matrix")
     # The ROC curve runs from (0, 0) to (1, 1) exactly (x 0..1 is 64..542
@@ -173,7 +173,7 @@ if checker:
     expect(roc[0] == "64.00,308.00" and roc[-1] == "542.00,23.69",
            f"one-run report: the ROC curve runs from {roc[0]} to {roc[-1]}")
     print(f"ok one-run report: AUC {fmt4(ev['roc_auc'])} as tandem eval "
-          f"prints it, 4 charts, curves at most 500 points")
+          f"prints it, 6 charts, curves at most 500 points")
 
 # ---- many distinct scores: the curves are downsampled ----
 model = os.path.join(FIXTURES, "xgboost", "credit_data_binary.model.json")
@@ -244,10 +244,11 @@ if checker:
     expect(all(e["id"] in text for e in examples[:5]),
            "two-run report: the changed-decision examples are missing")
     expect(runs[0] in text and runs[1] in text, "two-run report: run ids")
-    expect(checker.tags.get("svg", 0) == 4 and
-           source.count("<polyline") == 6,
+    expect(checker.tags.get("svg", 0) == 6 and
+           source.count("<polyline") == 10,
            f"two-run report: {checker.tags.get('svg')} charts, "
-           f"{source.count('<polyline')} lines (expected 4 and 2 per plot)")
+           f"{source.count('<polyline')} lines (expected 6, and 2 per plot "
+           f"but the histogram)")
     print(f"ok two-run report: PSI {fmt4(psi)} and {changed} changed "
           f"decisions as tandem compare computes them, both AUCs and delta")
 
