@@ -85,6 +85,7 @@ for t in tests/integration/test_cli.py tests/integration/test_xgboost_fixtures.p
     tests/integration/test_registry.py \
     tests/integration/test_drift.py \
     tests/integration/test_report.py \
+    tests/integration/test_report_review.py \
     tests/integration/test_eval.py \
     tests/integration/test_xgboost_trained.py \
     tests/integration/test_contribs.py \

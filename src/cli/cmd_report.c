@@ -55,7 +55,7 @@ static const char report_help[] =
     "  --id-col NAME     match rows by this column, present in both files\n"
     "  --threshold T     where a score counts as positive (score >= T;\n"
     "                    repeatable; default: the thresholds recorded with\n"
-    "                    the run by `tandem eval --record`, else 0.5)\n"
+    "                    either run by `tandem eval --record`, else 0.5)\n"
     "  --log-scale       the score histogram's share axis in powers of ten\n"
     "                    (shows a tail of a few rows)\n"
     "  --bins N          calibration bins of equal width (default 10)\n"
@@ -89,8 +89,36 @@ static void run_evaluation_free(run_evaluation *e) {
   memset(e, 0, sizeof *e);
 }
 
-/* Evaluates run against the labels of o, or reads its recorded metrics. */
+/* The thresholds `tandem eval --record` stored with any of the runs,
+ * each once, in order: the confusion matrices' default, so that both
+ * runs are shown at the thresholds that were decided on. */
+static size_t recorded_thresholds(const tdm__run_record *runs, size_t num_runs,
+                                  double *out) {
+  size_t n = 0;
+  for (size_t k = 0; k < num_runs; k++) {
+    tdm__eval_binary_result stored;
+    int found = 0;
+    tdm_error ignored;
+    if (tdm__report_metrics_from_json(runs[k].metrics, &stored, &found,
+                                      &ignored) != TDM_OK ||
+        !found)
+      continue;
+    for (size_t i = 0; i < stored.num_thresholds && n < MAX_THRESHOLDS; i++) {
+      double t = stored.thresholds[i].threshold;
+      int seen = !isfinite(t);
+      for (size_t j = 0; j < n && !seen; j++) seen = out[j] == t;
+      if (!seen) out[n++] = t;
+    }
+    tdm__eval_binary_result_free(&stored);
+  }
+  return n;
+}
+
+/* Evaluates run against the labels of o, or reads its recorded metrics.
+ * Without --threshold the confusion matrices are at the `recorded`
+ * thresholds, else at 0.5. */
 static int evaluate_run(const report_options *o, const tdm__run_record *run,
+                        const double *recorded, size_t num_recorded,
                         run_evaluation *e, tdm_error *err) {
   memset(e, 0, sizeof *e);
   if (o->labels_path == NULL && o->label_column == NULL) {
@@ -110,23 +138,6 @@ static int evaluate_run(const report_options *o, const tdm__run_record *run,
   int rc =
       tdm__eval_read_binary(run->output_path, o->labels_path, o->label_column,
                             o->id_column, &scores, &labels, &n, err);
-  /* Without --threshold, the confusion matrices are at the thresholds
-   * the run's recorded metrics used, so the page shows what was decided
-   * with the run; else at 0.5. */
-  double recorded[MAX_THRESHOLDS];
-  size_t num_recorded = 0;
-  if (rc == TDM_OK && o->num_thresholds == 0) {
-    tdm__eval_binary_result stored;
-    int found = 0;
-    if (tdm__report_metrics_from_json(run->metrics, &stored, &found, err) ==
-            TDM_OK &&
-        found) {
-      for (size_t i = 0; i < stored.num_thresholds && i < MAX_THRESHOLDS; i++)
-        if (isfinite(stored.thresholds[i].threshold))
-          recorded[num_recorded++] = stored.thresholds[i].threshold;
-      tdm__eval_binary_result_free(&stored);
-    }
-  }
   if (rc == TDM_OK) {
     double default_threshold = 0.5;
     const double *thresholds = o->num_thresholds ? o->thresholds
@@ -202,8 +213,12 @@ static int write_report(const report_options *o, const char *const *ids,
     report.runs[0].output = &single;
     report.runs[0].distribution = &single_distribution;
   }
+  double recorded[MAX_THRESHOLDS];
+  size_t num_recorded =
+      rc == TDM_OK ? recorded_thresholds(runs, num_runs, recorded) : 0;
   for (size_t k = 0; k < num_runs && rc == TDM_OK; k++) {
-    rc = evaluate_run(o, &runs[k], &evaluations[k], err);
+    rc = evaluate_run(o, &runs[k], recorded, num_recorded, &evaluations[k],
+                      err);
     report.runs[k].run = &runs[k];
     tdm__report_evaluation *e = &report.runs[k].evaluation;
     if (rc == TDM_OK && evaluations[k].has_binary) {
