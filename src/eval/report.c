@@ -399,6 +399,18 @@ static size_t curve_shown(size_t n) {
   return n < TDM__REPORT_MAX_CURVE_POINTS ? n : TDM__REPORT_MAX_CURVE_POINTS;
 }
 
+/* Two arrays of n coordinates (tdm__free both); 0 and h->rc set when
+ * memory runs out. */
+static int point_arrays(html *h, size_t n, double **xs, double **ys) {
+  *xs = tdm__malloc(n * sizeof **xs);
+  *ys = tdm__malloc(n * sizeof **ys);
+  if (*xs != NULL && *ys != NULL) return 1;
+  tdm__free(*xs);
+  tdm__free(*ys);
+  h->rc = TDM_ENOMEM;
+  return 0;
+}
+
 /* kind 0: ROC (FPR, TPR); kind 1: precision-recall. */
 static void curve_chart(html *h, const tdm__report_page *r, int kind) {
   frame f = {0, 1, 0, 1.02, 0};
@@ -423,14 +435,8 @@ static void curve_chart(html *h, const tdm__report_page *r, int kind) {
     double positives = (double)last->tp, negatives = (double)last->fp;
     if (isnan(base_rate)) base_rate = positives / (positives + negatives);
     size_t shown = curve_shown(e->curve_count);
-    double *xs = tdm__malloc(shown * sizeof *xs);
-    double *ys = tdm__malloc(shown * sizeof *ys);
-    if (xs == NULL || ys == NULL) {
-      tdm__free(xs);
-      tdm__free(ys);
-      h->rc = TDM_ENOMEM;
-      return;
-    }
+    double *xs, *ys;
+    if (!point_arrays(h, shown, &xs, &ys)) return;
     size_t m = 0;
     for (size_t i = 0; i < shown; i++) {
       const tdm__eval_curve_point *p =
@@ -555,6 +561,26 @@ static const char style[] =
 static void swatch(html *h, size_t k) {
   putf(h, "<span class=\"swatch\" style=\"background:%s\"></span>",
        run_colors[k]);
+}
+
+/* Opens a table with a column per run: FIRST heads the label column,
+ * DELTA adds a B - A column for two runs. */
+static void run_table_head(html *h, const tdm__report_page *r,
+                           const char *table_class, const char *first,
+                           int delta) {
+  put(h, "<div class=\"scroll\"><table");
+  if (table_class != NULL) putf(h, " class=\"%s\"", table_class);
+  put(h, "><thead><tr><th scope=\"col\">");
+  put(h, first);
+  put(h, "</th>");
+  for (size_t k = 0; k < r->num_runs; k++) {
+    put(h, "<th scope=\"col\" class=\"num\">");
+    swatch(h, k);
+    putf(h, "run %s</th>", run_names[k]);
+  }
+  if (delta && r->num_runs == 2)
+    put(h, "<th scope=\"col\" class=\"num\">B &#8722; A</th>");
+  put(h, "</tr></thead><tbody>\n");
 }
 
 /* One row of the runs table: a label and each run's value. */
@@ -796,17 +822,7 @@ static void evaluation_section(html *h, const tdm__report_page *r) {
         "metrics with <code>tandem eval --record RUN</code>.</p>\n");
     return;
   }
-  put(h,
-      "<div class=\"scroll\"><table><thead><tr><th "
-      "scope=\"col\">metric</th>");
-  for (size_t k = 0; k < r->num_runs; k++) {
-    put(h, "<th scope=\"col\" class=\"num\">");
-    swatch(h, k);
-    putf(h, "run %s</th>", run_names[k]);
-  }
-  if (r->num_runs == 2)
-    put(h, "<th scope=\"col\" class=\"num\">B &#8722; A</th>");
-  put(h, "</tr></thead><tbody>\n");
+  run_table_head(h, r, NULL, "metric", 1);
   /* Rows, positives and base rate first: they say what the metrics are
    * over. */
   for (int row = 0; row < 2; row++) {
@@ -1028,14 +1044,8 @@ static void gain_chart(html *h, const tdm__report_page *r, int kind) {
     const tdm__eval_curve_point *last = &e->curve[e->curve_count - 1];
     if (last->tp == 0) continue;
     size_t shown = curve_shown(e->curve_count);
-    double *xs = tdm__malloc(shown * sizeof *xs);
-    double *ys = tdm__malloc(shown * sizeof *ys);
-    if (xs == NULL || ys == NULL) {
-      tdm__free(xs);
-      tdm__free(ys);
-      h->rc = TDM_ENOMEM;
-      return;
-    }
+    double *xs, *ys;
+    if (!point_arrays(h, shown, &xs, &ys)) return;
     size_t m = 0;
     for (size_t i = 0; i < shown; i++) {
       const tdm__eval_curve_point *p =
@@ -1214,17 +1224,7 @@ static void decisions_section(html *h, const tdm__report_page *r,
         "scored alone, or a pipeline without decision rules).</p>\n");
     return;
   }
-  put(h,
-      "<div class=\"scroll\"><table class=\"decisions\"><thead><tr><th "
-      "scope=\"col\">decision</th>");
-  for (size_t k = 0; k < r->num_runs; k++) {
-    put(h, "<th scope=\"col\" class=\"num\">");
-    swatch(h, k);
-    putf(h, "run %s</th>", run_names[k]);
-  }
-  if (r->num_runs == 2)
-    put(h, "<th scope=\"col\" class=\"num\">B &#8722; A</th>");
-  put(h, "</tr></thead><tbody>\n");
+  run_table_head(h, r, "decisions", "decision", 1);
   decision_row_context c = {h, t, r->num_runs};
   for_each_decision(t, r->num_runs, decision_row, &c);
   put(h, "</tbody></table></div>\n");
@@ -1357,15 +1357,8 @@ static void summary_section(html *h, const tdm__report_page *r,
     rmse[k] = recorded_rmse(r->runs[k].run);
   put(h, "<h2>Summary</h2>\n");
   verdict(h, r, rmse);
-  put(h,
-      "<div class=\"scroll\"><table class=\"summary\"><thead><tr><th "
-      "scope=\"col\"></th>");
-  for (size_t k = 0; k < r->num_runs; k++) {
-    put(h, "<th scope=\"col\" class=\"num\">");
-    swatch(h, k);
-    putf(h, "run %s</th>", run_names[k]);
-  }
-  put(h, "</tr></thead><tbody>\n<tr><th scope=\"row\">run</th>");
+  run_table_head(h, r, "summary", "", 0);
+  put(h, "<tr><th scope=\"row\">run</th>");
   for (size_t k = 0; k < r->num_runs; k++) {
     put(h, "<td class=\"num hash\">");
     put_text(h, r->runs[k].run->id);

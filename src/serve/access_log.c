@@ -188,20 +188,21 @@ int tdm__access_log_open(const char *path, unsigned flush_ms,
   return TDM_OK;
 }
 
-void tdm__access_log_reopen(tdm__access_log *log) {
-  if (log == NULL) return;
+/* Raises one of the writer's flags (reopen, stop) and wakes it. */
+static void tell_writer(tdm__access_log *log, int *flag) {
   pthread_mutex_lock(&log->lock);
-  log->reopen = 1;
+  *flag = 1;
   pthread_cond_signal(&log->wake);
   pthread_mutex_unlock(&log->lock);
 }
 
+void tdm__access_log_reopen(tdm__access_log *log) {
+  if (log != NULL) tell_writer(log, &log->reopen);
+}
+
 void tdm__access_log_close(tdm__access_log *log) {
   if (log == NULL) return;
-  pthread_mutex_lock(&log->lock);
-  log->stop = 1;
-  pthread_cond_signal(&log->wake);
-  pthread_mutex_unlock(&log->lock);
+  tell_writer(log, &log->stop);
   pthread_join(log->writer, NULL);
   tdm__buf_free(&log->pending);
   close(log->fd);
