@@ -321,7 +321,7 @@ int tdm__cmd_compare(int argc, char **argv) {
             or_dash(a.input_sha256), or_dash(b.input_sha256));
 
   tdm__comparison cmp;
-  rc = tdm__compare_runs(&a, &b, examples, &cmp, &err);
+  rc = tdm__compare_runs(&a, &b, examples, 0, &cmp, &err);
   if (rc == TDM_OK) {
     if (json) {
       tdm__buf out = {0};

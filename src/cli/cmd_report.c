@@ -196,7 +196,7 @@ static int write_report(const report_options *o, const char *const *ids,
   report.num_runs = num_runs;
 
   if (rc == TDM_OK && num_runs == 2) {
-    rc = tdm__compare_runs(&runs[0], &runs[1], o->examples, &cmp, err);
+    rc = tdm__compare_runs(&runs[0], &runs[1], o->examples, 1, &cmp, err);
     have_cmp = rc == TDM_OK;
     if (have_cmp) {
       report.comparison = &cmp;
@@ -206,7 +206,7 @@ static int write_report(const report_options *o, const char *const *ids,
       report.runs[1].distribution = &cmp.db;
     }
   } else if (rc == TDM_OK) {
-    rc = tdm__run_output_read(&runs[0], &single, err);
+    rc = tdm__run_output_read(&runs[0], 0, &single, err);
     have_single = rc == TDM_OK;
     if (rc == TDM_OK)
       rc = tdm__score_describe(&single, &single_distribution, err);

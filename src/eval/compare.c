@@ -158,7 +158,7 @@ static int keep_features(tdm__run_output *o, size_t r, size_t *rows_held,
 }
 
 static int read_jsonl_output(tdm__run_output *o, tdm__csv *csv,
-                             tdm_error *err) {
+                             int with_features, tdm_error *err) {
   const char *line_text;
   size_t len, line, cap = 0, feature_rows = 0;
   int got;
@@ -184,7 +184,8 @@ static int read_jsonl_output(tdm__run_output *o, tdm__csv *csv,
           break;
         }
       o->has_decision = tdm__json_get(root, "decision") != NULL;
-      if (start_features(o, tdm__json_get(root, "features")) != TDM_OK) {
+      if (with_features &&
+          start_features(o, tdm__json_get(root, "features")) != TDM_OK) {
         tdm__json_doc_free(&doc);
         return tdm__fail(err, TDM_ENOMEM, "out of memory");
       }
@@ -226,8 +227,8 @@ static int read_jsonl_output(tdm__run_output *o, tdm__csv *csv,
  * Hashing first, in its own pass, means a changed file is reported as
  * changed rather than as whatever parse error the change causes.
  */
-int tdm__run_output_read(const tdm__run_record *run, tdm__run_output *o,
-                         tdm_error *err) {
+int tdm__run_output_read(const tdm__run_record *run, int with_features,
+                         tdm__run_output *o, tdm_error *err) {
   memset(o, 0, sizeof *o);
   o->path = run->output_path;
   if (o->path == NULL || run->output_sha256 == NULL)
@@ -260,7 +261,7 @@ int tdm__run_output_read(const tdm__run_record *run, tdm__run_output *o,
   tdm__csv *csv = NULL;
   int rc = tdm__csv_open(&csv, fp, o->path);
   if (rc == TDM_OK) {
-    rc = is_jsonl(o->path) ? read_jsonl_output(o, csv, err)
+    rc = is_jsonl(o->path) ? read_jsonl_output(o, csv, with_features, err)
                            : read_csv_output(o, csv, err);
     if (rc > 0) rc = TDM_OK;
   } else {
@@ -661,16 +662,17 @@ static int compare_outputs(tdm__comparison *c, size_t *partner,
 }
 
 int tdm__compare_runs(const tdm__run_record *a, const tdm__run_record *b,
-                      size_t examples, tdm__comparison *c, tdm_error *err) {
+                      size_t examples, int with_features, tdm__comparison *c,
+                      tdm_error *err) {
   memset(c, 0, sizeof *c);
   c->a = a;
   c->b = b;
   c->examples = examples;
   c->oa = &c->output_a;
   c->ob = &c->output_b;
-  int rc = tdm__run_output_read(a, &c->output_a, err);
+  int rc = tdm__run_output_read(a, with_features, &c->output_a, err);
   if (rc != TDM_OK) return rc;
-  rc = tdm__run_output_read(b, &c->output_b, err);
+  rc = tdm__run_output_read(b, with_features, &c->output_b, err);
   if (rc != TDM_OK) {
     tdm__run_output_free(&c->output_a);
     memset(&c->output_a, 0, sizeof c->output_a);

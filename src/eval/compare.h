@@ -54,13 +54,15 @@ typedef struct tdm__run_output {
 
 /*
  * Checks that run's output is still there and unchanged, then reads its
- * score column (and id and decision, when it has them). Fails with
+ * score column (and id and decision, when it has them, and with
+ * WITH_FEATURES the features of a JSON Lines output: they can be many
+ * times the size of the rest, so only callers that use them ask). Fails with
  * TDM_ENOTFOUND naming the file when it is gone, TDM_EINVAL when its
  * SHA-256 changed or it has no score column. Free with
  * tdm__run_output_free; on failure there is nothing to free.
  */
-int tdm__run_output_read(const tdm__run_record *run, tdm__run_output *o,
-                         tdm_error *err);
+int tdm__run_output_read(const tdm__run_record *run, int with_features,
+                         tdm__run_output *o, tdm_error *err);
 void tdm__run_output_free(tdm__run_output *o);
 
 /* The string at offset in o->text (a key or a decision); NULL for
@@ -132,11 +134,13 @@ typedef struct tdm__comparison {
 
 /*
  * Reads both runs' outputs and computes everything above into *c, which
- * keeps pointers to a and b (they must outlive it). On success the caller
+ * keeps pointers to a and b (they must outlive it); the per-feature PSI
+ * only WITH_FEATURES. On success the caller
  * frees c with tdm__comparison_free; on failure there is nothing to free.
  */
 int tdm__compare_runs(const tdm__run_record *a, const tdm__run_record *b,
-                      size_t examples, tdm__comparison *c, tdm_error *err);
+                      size_t examples, int with_features, tdm__comparison *c,
+                      tdm_error *err);
 void tdm__comparison_free(tdm__comparison *c);
 
 #endif /* TDM_EVAL_COMPARE_H */
