@@ -25,7 +25,10 @@ and half the merchants new (JSON Lines outputs keep the features), labels from a
    the linear scale of these scores one is under half a pixel), and
    without it linear in the share; the shares in the bars' titles equal
    the bin counts computed here.
-7. Headless Chromium renders each <section> alone (the others hidden by a
+7. A regression run (the credit model scored, targets = score + seeded
+   noise) with its RMSE recorded by `tandem eval --task regression
+   --record`: the summary shows numpy's RMSE.
+8. Headless Chromium renders each <section> alone (the others hidden by a
    style added to a copy of the page) to a PNG in the test's temporary
    directory (copied to build/report-sections/ to look at): each is a real
    picture (many colours), and its DOM holds the section's heading.
@@ -318,7 +321,30 @@ logp = read_page(logpage)
 expect("share of rows (log scale)" in logp.text.get("scores", ""),
        "the log histogram's axis title")
 
-# ---- 7. Chromium, one screenshot per section ----
+# ---- 7. a regression's recorded RMSE in the summary ----
+credit = os.path.join(out, "credit.csv")
+proc = tandem("score", "--model", os.path.join(ROOT, "examples", "credit-risk", "model.json"),
+              "--in", os.path.join(ROOT, "examples", "credit-risk", "applicants.csv"),
+              "--keep", "applicant_id", "--out", credit)
+m = re.search(r"tandem score: run ([0-9a-f]{12})\n", proc.stderr)
+expect(proc.returncode == 0 and m, f"score: {proc.stderr}")
+predicted = np.loadtxt(credit, delimiter=",", skiprows=1, usecols=1)
+truth = predicted + np.random.default_rng(8).normal(0, 0.2, len(predicted))
+targets = write_csv(os.path.join(out, "targets.csv"), ["y"],
+                    [{"y": repr(float(y))} for y in truth])
+proc = tandem("eval", "--pred", credit, "--labels", targets, "--label-col", "y",
+              "--task", "regression", "--record", m.group(1) if m else "")
+expect(proc.returncode == 0, f"eval --task regression --record: {proc.stderr}")
+regression = os.path.join(out, "regression.html")
+proc = tandem("report", m.group(1) if m else "", "--out", regression)
+expect(proc.returncode == 0, f"report of the score run: {proc.stderr}")
+rmse = float(np.sqrt(np.mean((predicted - truth) ** 2)))
+rp = read_page(regression)
+got = as_dict(table(rp, "summary", "summary")).get("RMSE (recorded)")
+expect(got == ["%.4g" % rmse] and "recorded RMSE of %.4g" % rmse in
+       rp.text.get("summary", ""), f"summary RMSE {got}, numpy {rmse:.4g}")
+
+# ---- 8. Chromium, one screenshot per section ----
 chromium = shutil.which("chromium") or shutil.which("chromium-browser")
 HEADINGS = {"summary": "Summary", "runs": "Runs", "scores": "Scores",
             "decisions": "Decisions", "metrics": "Metrics",
