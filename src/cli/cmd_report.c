@@ -217,8 +217,8 @@ static int write_report(const report_options *o, const char *const *ids,
   size_t num_recorded =
       rc == TDM_OK ? recorded_thresholds(runs, num_runs, recorded) : 0;
   for (size_t k = 0; k < num_runs && rc == TDM_OK; k++) {
-    rc = evaluate_run(o, &runs[k], recorded, num_recorded, &evaluations[k],
-                      err);
+    rc =
+        evaluate_run(o, &runs[k], recorded, num_recorded, &evaluations[k], err);
     report.runs[k].run = &runs[k];
     tdm__report_evaluation *e = &report.runs[k].evaluation;
     if (rc == TDM_OK && evaluations[k].has_binary) {

@@ -140,8 +140,8 @@ static int keep_features(tdm__run_output *o, size_t r, size_t *rows_held,
   if (o->num_features == 0) return TDM_OK;
   if (r >= *rows_held) {
     size_t grown_rows = *rows_held ? *rows_held * 2 : 1024;
-    double *grown = tdm__realloc(
-        o->features, grown_rows * o->num_features * sizeof *grown);
+    double *grown =
+        tdm__realloc(o->features, grown_rows * o->num_features * sizeof *grown);
     if (grown == NULL) return TDM_ENOMEM;
     o->features = grown;
     *rows_held = grown_rows;
@@ -211,8 +211,8 @@ static int read_jsonl_output(tdm__run_output *o, tdm__csv *csv,
           decision->type == TDM__JSON_STRING)
         rc = keep_text(o, decision->text, decision->count, &o->decisions[r]);
       if (rc == TDM_OK)
-        rc = keep_features(o, r, &feature_rows,
-                           tdm__json_get(root, "features"));
+        rc =
+            keep_features(o, r, &feature_rows, tdm__json_get(root, "features"));
       if (rc != TDM_OK) rc = tdm__fail(err, TDM_ENOMEM, "out of memory");
     }
     tdm__json_doc_free(&doc);
@@ -479,8 +479,7 @@ static int compare_features(tdm__comparison *c) {
   c->feature_psi = tdm__malloc(a->num_features * sizeof *c->feature_psi);
   c->feature_psi_names =
       tdm__malloc(a->num_features * sizeof *c->feature_psi_names);
-  if (c->feature_psi == NULL || c->feature_psi_names == NULL)
-    return TDM_ENOMEM;
+  if (c->feature_psi == NULL || c->feature_psi_names == NULL) return TDM_ENOMEM;
   for (size_t fa = 0; fa < a->num_features; fa++) {
     const char *name = tdm__run_output_text(a, a->feature_names[fa]);
     for (size_t fb = 0; fb < b->num_features; fb++) {

@@ -350,13 +350,12 @@ static void histogram(html *h, const tdm__report_page *r) {
     f.y_log = 1;
   }
   char description[256];
-  snprintf(
-      description, sizeof description,
-      "Share of rows in each of %d equal-width score bins from %.4g to "
-      "%.4g%s%s.",
-      HISTOGRAM_BINS, lo, hi,
-      r->num_runs == 2 ? ", run A and run B side by side in each bin" : "",
-      r->log_scale ? ", on a log scale" : "");
+  snprintf(description, sizeof description,
+           "Share of rows in each of %d equal-width score bins from %.4g to "
+           "%.4g%s%s.",
+           HISTOGRAM_BINS, lo, hi,
+           r->num_runs == 2 ? ", run A and run B side by side in each bin" : "",
+           r->log_scale ? ", on a log scale" : "");
   chart_open(h, &f, "Score distribution", description, "score",
              r->log_scale ? "share of rows (log scale)" : "share of rows");
   double slot = (px(&f, lo + width) - px(&f, lo)) / (double)r->num_runs;
@@ -1016,8 +1015,8 @@ static void gain_chart(html *h, const tdm__report_page *r, int kind) {
     for (size_t i = 1; i < e->curve_count; i++) {
       double share = (double)(e->curve[i].tp + e->curve[i].fp) /
                      (double)(last->tp + last->fp);
-      double lift = last->tp ? (double)e->curve[i].tp / (double)last->tp / share
-                             : NAN;
+      double lift =
+          last->tp ? (double)e->curve[i].tp / (double)last->tp / share : NAN;
       if (isfinite(lift) && lift * 1.05 > top) top = lift * 1.05;
     }
   }
@@ -1050,8 +1049,7 @@ static void gain_chart(html *h, const tdm__report_page *r, int kind) {
     for (size_t i = 0; i < shown; i++) {
       const tdm__eval_curve_point *p =
           &e->curve[curve_index(i, shown, e->curve_count)];
-      double share =
-          (double)(p->tp + p->fp) / (double)(last->tp + last->fp);
+      double share = (double)(p->tp + p->fp) / (double)(last->tp + last->fp);
       double found = (double)p->tp / (double)last->tp;
       if (!gain && share == 0) continue; /* lift starts at the first row */
       xs[m] = share;
@@ -1067,8 +1065,8 @@ static void gain_chart(html *h, const tdm__report_page *r, int kind) {
   }
   /* Both curves leave their bottom corner empty: gain above the
    * diagonal, lift above 1. */
-  chart_close(h, series, labels, gain ? LEGEND_BOTTOM_RIGHT : LEGEND_BOTTOM_LEFT,
-              0,
+  chart_close(h, series, labels,
+              gain ? LEGEND_BOTTOM_RIGHT : LEGEND_BOTTOM_LEFT, 0,
               gain ? "Cumulative gain (drawn from at most 500 points per run)"
                    : "Lift (drawn from at most 500 points per run)");
 }
@@ -1171,8 +1169,7 @@ static int decision_table_make(const tdm__report_page *r, decision_table *t) {
 }
 
 /* How many rows of run k have decision d (0 when none). */
-static size_t decision_count(const decision_table *t, size_t k,
-                             const char *d) {
+static size_t decision_count(const decision_table *t, size_t k, const char *d) {
   for (size_t i = 0; i < t->n[k]; i++)
     if (strcmp(t->counts[k][i].decision, d) == 0) return t->counts[k][i].count;
   return 0;
@@ -1281,16 +1278,17 @@ static void verdict(html *h, const tdm__report_page *r, double rmse[2]) {
   char text[600];
   int kind = 0;
   size_t used = 0;
-#define SAY(...)                                                         \
-  do {                                                                   \
-    if (used < sizeof text)                                              \
+#define SAY(...)                                                              \
+  do {                                                                        \
+    if (used < sizeof text)                                                   \
       used += (size_t)snprintf(text + used, sizeof text - used, __VA_ARGS__); \
   } while (0)
   if (r->num_runs == 1) {
     const tdm__eval_binary_result *b = r->runs[0].evaluation.binary;
     if (b != NULL)
       SAY("Run A ranks with ROC AUC %.4f and average precision %.4f over "
-          "%zu labelled rows.", b->roc_auc, b->average_precision, b->count);
+          "%zu labelled rows.",
+          b->roc_auc, b->average_precision, b->count);
     else if (isfinite(rmse[0]))
       SAY("Run A has a recorded RMSE of %.4g.", rmse[0]);
     else
@@ -1333,19 +1331,21 @@ static void verdict(html *h, const tdm__report_page *r, double rmse[2]) {
       SAY("; scores shifted moderately (PSI %.4f)", psi_value);
     else {
       SAY("; scores shifted a lot (PSI %.4f): check the inputs before "
-          "trusting run B", psi_value);
+          "trusting run B",
+          psi_value);
       kind = -1;
     }
     if (r->comparison->decisions)
-      SAY("; %zu of %zu decisions changed.",
-          r->comparison->decisions_changed,
+      SAY("; %zu of %zu decisions changed.", r->comparison->decisions_changed,
           r->comparison->decisions_compared);
     else
       SAY(".");
   }
 #undef SAY
   putf(h, "<p class=\"verdict %s\"><strong>Verdict:</strong> ",
-       kind > 0 ? "good" : kind < 0 ? "bad" : "neutral");
+       kind > 0   ? "good"
+       : kind < 0 ? "bad"
+                  : "neutral");
   put_text(h, text);
   put(h, "</p>\n");
 }

@@ -8,9 +8,9 @@
  * lift; for two runs also the comparison of src/eval/compare.c
  * (distributions, PSI, changed decisions, metric deltas, and the PSI of
  * each feature when both runs kept their features with --explain). Each
- * part of the page is a <section> with an id. Everything here only formats data computed
- * elsewhere: metrics.c computes every metric and curve point, compare.c
- * every comparison. Every string from data is HTML-escaped.
+ * part of the page is a <section> with an id. Everything here only formats data
+ * computed elsewhere: metrics.c computes every metric and curve point,
+ * compare.c every comparison. Every string from data is HTML-escaped.
  */
 #ifndef TDM_EVAL_REPORT_H
 #define TDM_EVAL_REPORT_H

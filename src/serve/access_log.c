@@ -47,7 +47,8 @@ int tdm__access_log_format(const tdm__access_entry *e, tdm__buf *out) {
   char time_text[32];
   tdm__utc_text(e->time_ms, time_text);
   int rc = tdm__buf_printf(out, "{\"time\":\"%s\",\"method\":", time_text);
-  if (rc == TDM_OK) rc = tdm__json_append_string(out, e->method ? e->method : "");
+  if (rc == TDM_OK)
+    rc = tdm__json_append_string(out, e->method ? e->method : "");
   if (rc == TDM_OK) rc = tdm__buf_append(out, ",\"path\":", 8);
   if (rc == TDM_OK)
     rc = tdm__json_append_string_n(out, e->target ? e->target : "",
@@ -59,7 +60,8 @@ int tdm__access_log_format(const tdm__access_entry *e, tdm__buf *out) {
                          e->status, (unsigned long long)e->bytes,
                          (unsigned long long)e->request_bytes,
                          (unsigned long long)e->duration_us);
-  if (rc == TDM_OK) rc = tdm__json_append_string(out, e->remote ? e->remote : "");
+  if (rc == TDM_OK)
+    rc = tdm__json_append_string(out, e->remote ? e->remote : "");
   if (rc == TDM_OK && e->request_id != NULL) {
     rc = tdm__buf_append(out, ",\"request_id\":", 14);
     if (rc == TDM_OK) rc = tdm__json_append_string(out, e->request_id);
@@ -95,8 +97,9 @@ static void write_all(tdm__access_log *log, const char *data, size_t len) {
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
       if (!log->write_failed)
-        fprintf(stderr, "tandem serve: access log %s: %s; lines are lost "
-                        "until SIGHUP reopens it\n",
+        fprintf(stderr,
+                "tandem serve: access log %s: %s; lines are lost "
+                "until SIGHUP reopens it\n",
                 log->path, n < 0 ? strerror(errno) : "nothing written");
       log->write_failed = 1;
       return;
@@ -132,8 +135,9 @@ static void *writer_main(void *arg) {
     if (batch.len > 0) write_all(log, batch.data, batch.len);
     tdm__buf_free(&batch);
     if (dropped > 0)
-      fprintf(stderr, "tandem serve: access log %s: %llu lines dropped (the "
-                      "file was written slower than requests came)\n",
+      fprintf(stderr,
+              "tandem serve: access log %s: %llu lines dropped (the "
+              "file was written slower than requests came)\n",
               log->path, (unsigned long long)dropped);
     if (reopen) {
       /* The old file keeps what was buffered before the signal; the new
@@ -141,8 +145,9 @@ static void *writer_main(void *arg) {
        * old file stays in use. */
       int fd = open_path(log->path);
       if (fd < 0) {
-        fprintf(stderr, "tandem serve: access log %s: cannot reopen: %s; "
-                        "still writing to the old file\n",
+        fprintf(stderr,
+                "tandem serve: access log %s: cannot reopen: %s; "
+                "still writing to the old file\n",
                 log->path, strerror(errno));
       } else {
         close(log->fd);
@@ -181,8 +186,10 @@ int tdm__access_log_open(const char *path, unsigned flush_ms,
     pthread_mutex_destroy(&log->lock);
     tdm__free(log->path);
     tdm__free(log);
-    return tdm__fail(err, TDM_EIO, "--access-log %s: cannot start its writer "
-                                   "thread", path);
+    return tdm__fail(err, TDM_EIO,
+                     "--access-log %s: cannot start its writer "
+                     "thread",
+                     path);
   }
   *out = log;
   return TDM_OK;

@@ -19,9 +19,9 @@ typedef struct tdm__access_log tdm__access_log;
 /* One finished request, as the server saw it. The strings are read
  * during tdm__access_log_write only. */
 typedef struct tdm__access_entry {
-  int64_t time_ms;        /* wall clock when its headers were read */
-  const char *method;     /* as sent */
-  const char *target;     /* the request target as sent: path and query */
+  int64_t time_ms;    /* wall clock when its headers were read */
+  const char *method; /* as sent */
+  const char *target; /* the request target as sent: path and query */
   size_t target_len;
   unsigned status;        /* the answer's status; 0: none was sent */
   uint64_t bytes;         /* the answer body's bytes */
@@ -45,7 +45,8 @@ int tdm__access_log_open(const char *path, unsigned flush_ms,
  * dropped and counted; the writer reports the count on stderr. Thread
  * safe.
  */
-void tdm__access_log_write(tdm__access_log *log, const tdm__access_entry *entry);
+void tdm__access_log_write(tdm__access_log *log,
+                           const tdm__access_entry *entry);
 
 /* Asks the writer to write what is buffered to the current file and then
  * open the path again (after logrotate moved it). Safe from any thread. */

@@ -122,11 +122,11 @@ typedef struct request {
   atomic_int durable; /* 0: not yet; 1: on disk; -1: failed */
   int overloaded;     /* admitted past the limit: the fallback answers */
   /* What the access log records, kept only when there is one. */
-  char *logged_target;   /* the target as sent (owned) */
-  uint64_t received;     /* body bytes read, kept or not */
-  unsigned status;       /* the answer's status; 0 until one is queued */
+  char *logged_target; /* the target as sent (owned) */
+  uint64_t received;   /* body bytes read, kept or not */
+  unsigned status;     /* the answer's status; 0 until one is queued */
   size_t answer_bytes;
-  int64_t arrived_ms;    /* wall clock */
+  int64_t arrived_ms; /* wall clock */
   char method[16];
   char remote[64];
   char request_id[128];
@@ -448,8 +448,8 @@ static void note_for_log(struct MHD_Connection *c, request *r,
   r->arrived_ms = tdm__now_ms();
   snprintf(r->method, sizeof r->method, "%s", method ? method : "");
   client_text(c, r->remote);
-  const char *id = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
-                                               "X-Request-Id");
+  const char *id =
+      MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Request-Id");
   if (id != NULL) {
     snprintf(r->request_id, sizeof r->request_id, "%s", id);
     r->has_request_id = 1;
