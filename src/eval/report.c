@@ -380,8 +380,12 @@ static void histogram(html *h, const tdm__report_page *r) {
     labels[k] = text[k];
   }
   chart_close(h, r->num_runs, labels, LEGEND_TOP_LEFT, 1,
-              "Histogram of scores: bars are the share of each run's rows in "
-              "a bin.");
+              r->log_scale
+                  ? "Histogram of scores: bars are the share of each run's "
+                    "rows in a bin, on a log scale (each grid line ten times "
+                    "the one below)."
+                  : "Histogram of scores: bars are the share of each run's "
+                    "rows in a bin.");
 }
 
 /* ---- curves ---- */
