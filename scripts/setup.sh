@@ -28,6 +28,7 @@ test_packages=(
   curl                         # a real HTTP client for the server's tests
   openssl                      # test_tls.py makes a self-signed certificate
   prometheus                   # promtool checks /metrics; a real scraper
+  python3-yaml python3-jsonschema  # alert rules and docs/openapi.yaml read and checked in tests
   wrk                          # load generator (reload-under-load test)
   chromium                     # renders tandem report's HTML (test_report.py)
   kcat                         # an independent Kafka client (test_stream.py)

@@ -90,6 +90,7 @@ for t in tests/integration/test_cli.py tests/integration/test_xgboost_fixtures.p
     tests/integration/test_registry.py \
     tests/integration/test_drift.py \
     tests/integration/test_report.py \
+    tests/integration/test_report_review.py \
     tests/integration/test_eval.py \
     tests/integration/test_xgboost_trained.py \
     tests/integration/test_contribs.py \
@@ -111,6 +112,9 @@ for t in tests/integration/test_cli.py tests/integration/test_xgboost_fixtures.p
     tests/integration/test_decision_log.py \
     tests/integration/test_live_eval.py \
     tests/integration/test_shadow.py \
+    tests/integration/test_alert_rules.py \
+    tests/integration/test_openapi.py \
+    tests/integration/test_access_log.py \
     tests/integration/test_soak.py; do
   check "$t (sanitizers)" env TANDEM=build-asan/tandem ASAN_OPTIONS=detect_leaks=1 \
     /usr/bin/python3 "$t"

@@ -116,7 +116,8 @@ ids=$("$tandem" runs --registry "$reg" --command batch --json | /usr/bin/python3
   'import json,sys; print(" ".join(json.loads(l)["id"] for l in sys.stdin if l.strip()))')
 read -r run_a run_b _ <<<"$ids"
 check "compare" 0 compare "$run_a" "$run_b" --registry "$reg"
-check "report" 0 report "$run_a" "$run_b" --registry "$reg" --out "$work/report.html"
+check "report" 0 report "$run_a" "$run_b" --registry "$reg" --log-scale \
+  --out "$work/report.html"
 
 # start_serve NAME ARGS...: `tandem serve ARGS` under memcheck on a free
 # port; sets server (the pid), url and serve_log, or fails NAME.
@@ -160,9 +161,11 @@ stop_serve() {
   fi
 }
 
-# serve: a model and the pipeline (state in memory).
+# serve: a model and the pipeline (state in memory), with an access log
+# (its writer thread, and SIGHUP's reopen).
 body='{"inputs":[{"name":"input","shape":[1,13],"datatype":"FP32","data":[9,5,60,30,1,0,1,73,129,0,0,800,846]}]}'
-if start_serve serve "$pipeline" --model "credit=$model"; then
+if start_serve serve "$pipeline" --model "credit=$model" \
+    --access-log "$work/access.log"; then
   for path in /v2/models/credit/infer /v2/models/credit/infer; do
     curl -fsS -o /dev/null "$url$path" -d "$body" || failed+=("serve: infer")
   done

@@ -337,7 +337,7 @@ int tdm__cmd_compare(int argc, char **argv) {
 
   tdm__comparison cmp;
   rc = shadow ? tdm__compare_shadow(&a, examples, &cmp, &err)
-              : tdm__compare_runs(&a, &b, examples, &cmp, &err);
+              : tdm__compare_runs(&a, &b, examples, 0, &cmp, &err);
   if (rc == TDM_OK) {
     if (json) {
       tdm__buf out = {0};

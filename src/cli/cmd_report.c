@@ -27,14 +27,19 @@ static const char report_help[] =
     "usage: tandem report RUN [RUN_B] --out REPORT.html [options]\n"
     "\n"
     "Writes one self-contained HTML page (inline CSS and SVG; no script,\n"
-    "no network) about a recorded run, or two side by side: the runs\n"
-    "(command, times, model version, pipeline, input and output files with\n"
-    "their SHA-256, rows), the score histogram and statistics, and when\n"
-    "labels are known the metric table (ROC AUC, average precision, log\n"
-    "loss, Brier, KS), the confusion matrix at each threshold, and ROC,\n"
-    "precision-recall and calibration plots. With two runs also what\n"
-    "`tandem compare` computes: distributions side by side, PSI, changed\n"
-    "decisions with examples, and metric deltas.\n"
+    "no network) about a recorded run, or two side by side. First a\n"
+    "summary: each run's rows, ROC AUC and PR AUC (or a recorded RMSE),\n"
+    "decision counts, the PSI of the scores, and a one-sentence verdict.\n"
+    "Then the runs (command, times, model version, pipeline, input and\n"
+    "output files with their SHA-256, rows), the score histogram and\n"
+    "statistics, the decisions counted per run, and when labels are known\n"
+    "the metric table (ROC AUC, average precision, log loss, Brier, KS),\n"
+    "the confusion matrix at each threshold, ROC, precision-recall,\n"
+    "calibration, cumulative gain and lift plots, and gain and lift by\n"
+    "tenth of the rows. With two runs also what `tandem compare` computes:\n"
+    "distributions side by side, PSI, changed decisions with examples,\n"
+    "metric deltas, and when both runs were `tandem batch --explain` with\n"
+    "JSON Lines output, the PSI of every feature.\n"
     "\n"
     "Labels are read as `tandem eval` reads them, against each run's\n"
     "output; without labels, metrics recorded with `tandem eval --record`\n"
@@ -49,7 +54,10 @@ static const char report_help[] =
     "                    --labels it is read from the run's output itself\n"
     "  --id-col NAME     match rows by this column, present in both files\n"
     "  --threshold T     where a score counts as positive (score >= T;\n"
-    "                    repeatable; default 0.5)\n"
+    "                    repeatable; default: the thresholds recorded with\n"
+    "                    either run by `tandem eval --record`, else 0.5)\n"
+    "  --log-scale       the score histogram's share axis in powers of ten\n"
+    "                    (shows a tail of a few rows)\n"
     "  --bins N          calibration bins of equal width (default 10)\n"
     "  --examples N      changed decisions to list (default 10; 0: none)\n"
     "  --registry P      the registry (default as for `tandem runs`)\n"
@@ -63,6 +71,7 @@ typedef struct report_options {
   const char *out_path, *labels_path, *label_column, *id_column, *registry;
   double thresholds[MAX_THRESHOLDS];
   size_t num_thresholds, bins, examples;
+  int log_scale;
 } report_options;
 
 /* What one run's evaluation owns. */
@@ -80,8 +89,36 @@ static void run_evaluation_free(run_evaluation *e) {
   memset(e, 0, sizeof *e);
 }
 
-/* Evaluates run against the labels of o, or reads its recorded metrics. */
+/* The thresholds `tandem eval --record` stored with any of the runs,
+ * each once, in order: the confusion matrices' default, so that both
+ * runs are shown at the thresholds that were decided on. */
+static size_t recorded_thresholds(const tdm__run_record *runs, size_t num_runs,
+                                  double *out) {
+  size_t n = 0;
+  for (size_t k = 0; k < num_runs; k++) {
+    tdm__eval_binary_result stored;
+    int found = 0;
+    tdm_error ignored;
+    if (tdm__report_metrics_from_json(runs[k].metrics, &stored, &found,
+                                      &ignored) != TDM_OK ||
+        !found)
+      continue;
+    for (size_t i = 0; i < stored.num_thresholds && n < MAX_THRESHOLDS; i++) {
+      double t = stored.thresholds[i].threshold;
+      int seen = !isfinite(t);
+      for (size_t j = 0; j < n && !seen; j++) seen = out[j] == t;
+      if (!seen) out[n++] = t;
+    }
+    tdm__eval_binary_result_free(&stored);
+  }
+  return n;
+}
+
+/* Evaluates run against the labels of o, or reads its recorded metrics.
+ * Without --threshold the confusion matrices are at the `recorded`
+ * thresholds, else at 0.5. */
 static int evaluate_run(const report_options *o, const tdm__run_record *run,
+                        const double *recorded, size_t num_recorded,
                         run_evaluation *e, tdm_error *err) {
   memset(e, 0, sizeof *e);
   if (o->labels_path == NULL && o->label_column == NULL) {
@@ -105,10 +142,14 @@ static int evaluate_run(const report_options *o, const tdm__run_record *run,
                             &scores, &labels, &n, err);
   if (rc == TDM_OK) {
     double default_threshold = 0.5;
-    rc = tdm__eval_binary(
-        scores, labels, n,
-        o->num_thresholds ? o->thresholds : &default_threshold,
-        o->num_thresholds ? o->num_thresholds : 1, o->bins, &e->binary, err);
+    const double *thresholds = o->num_thresholds ? o->thresholds
+                               : num_recorded    ? recorded
+                                                 : &default_threshold;
+    size_t num_thresholds = o->num_thresholds ? o->num_thresholds
+                            : num_recorded    ? num_recorded
+                                              : 1;
+    rc = tdm__eval_binary(scores, labels, n, thresholds, num_thresholds,
+                          o->bins, &e->binary, err);
     e->has_binary = rc == TDM_OK;
   }
   if (rc == TDM_OK)
@@ -157,7 +198,7 @@ static int write_report(const report_options *o, const char *const *ids,
   report.num_runs = num_runs;
 
   if (rc == TDM_OK && num_runs == 2) {
-    rc = tdm__compare_runs(&runs[0], &runs[1], o->examples, &cmp, err);
+    rc = tdm__compare_runs(&runs[0], &runs[1], o->examples, 1, &cmp, err);
     have_cmp = rc == TDM_OK;
     if (have_cmp) {
       report.comparison = &cmp;
@@ -167,15 +208,19 @@ static int write_report(const report_options *o, const char *const *ids,
       report.runs[1].distribution = &cmp.db;
     }
   } else if (rc == TDM_OK) {
-    rc = tdm__run_output_read(&runs[0], &single, err);
+    rc = tdm__run_output_read(&runs[0], 0, &single, err);
     have_single = rc == TDM_OK;
     if (rc == TDM_OK)
       rc = tdm__score_describe(&single, &single_distribution, err);
     report.runs[0].output = &single;
     report.runs[0].distribution = &single_distribution;
   }
+  double recorded[MAX_THRESHOLDS];
+  size_t num_recorded =
+      rc == TDM_OK ? recorded_thresholds(runs, num_runs, recorded) : 0;
   for (size_t k = 0; k < num_runs && rc == TDM_OK; k++) {
-    rc = evaluate_run(o, &runs[k], &evaluations[k], err);
+    rc =
+        evaluate_run(o, &runs[k], recorded, num_recorded, &evaluations[k], err);
     report.runs[k].run = &runs[k];
     tdm__report_evaluation *e = &report.runs[k].evaluation;
     if (rc == TDM_OK && evaluations[k].has_binary) {
@@ -192,6 +237,7 @@ static int write_report(const report_options *o, const char *const *ids,
   gmtime_r(&t, &utc);
   strftime(now, sizeof now, "%Y-%m-%dT%H:%M:%SZ", &utc);
   report.generated_at = now;
+  report.log_scale = o->log_scale;
   if (rc == TDM_OK) rc = tdm__report_html(&report, &page, err);
   if (rc == TDM_OK)
     rc = tdm__write_file_atomic(o->out_path, page.data, page.len, err);
@@ -215,6 +261,7 @@ int tdm__cmd_report(int argc, char **argv) {
       {"bins", required_argument, NULL, 'b'},
       {"examples", required_argument, NULL, 'e'},
       {"registry", required_argument, NULL, 'r'},
+      {"log-scale", no_argument, NULL, 'g'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
   static report_options o;
@@ -231,6 +278,7 @@ int tdm__cmd_report(int argc, char **argv) {
       case 'L': o.label_column = optarg; break;
       case 'I': o.id_column = optarg; break;
       case 'r': o.registry = optarg; break;
+      case 'g': o.log_scale = 1; break;
       case 'T': {
         double t;
         if (tdm__parse_double(optarg, strlen(optarg), &t) != 0 || !isfinite(t))

@@ -91,9 +91,14 @@ static const char serve_help[] =
     "                      certificate or chain; needs --tls-key. Plain HTTP\n"
     "                      to the port is then refused\n"
     "  --tls-key FILE      the certificate's PEM private key, unencrypted\n"
+    "  --access-log FILE   append one JSON object per request to FILE (time,\n"
+    "                      method, path, status, bytes, duration_us, remote,\n"
+    "                      request_id from X-Request-Id), written within 1 s\n"
+    "                      by a writer thread, never by the request\n"
     "  --help, -h          show this help\n"
     "\n"
-    "signals: SIGHUP reloads every model (a failed load keeps the old one);\n"
+    "signals: SIGHUP reloads every model (a failed load keeps the old one)\n"
+    "and reopens --access-log FILE (for logrotate);\n"
     "SIGTERM or SIGINT stops accepting, finishes requests in flight, exits 0\n"
     "\n"
     "exit status: 0 success, 1 runtime failure, 2 bad usage or bad input\n";
@@ -191,6 +196,7 @@ int tdm__cmd_serve(int argc, char **argv) {
       {"decision-log-features", no_argument, NULL, 'F'},
       {"tls-cert", required_argument, NULL, 'C'},
       {"tls-key", required_argument, NULL, 'K'},
+      {"access-log", required_argument, NULL, 'A'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
   tdm__server_config config;
@@ -201,6 +207,7 @@ int tdm__cmd_serve(int argc, char **argv) {
   const char *store_dir = NULL;
   const char *drift_reference = NULL, *registry = NULL;
   const char *tls_cert_file = NULL, *tls_key_file = NULL;
+  const char *access_log_path = NULL;
   size_t drain_ms = 10000;
   const char *decision_dir = NULL;
   size_t decision_bytes = (size_t)64 << 20, decision_seconds = 3600;
@@ -232,6 +239,7 @@ int tdm__cmd_serve(int argc, char **argv) {
         break;
       case 'C': tls_cert_file = optarg; break;
       case 'K': tls_key_file = optarg; break;
+      case 'A': access_log_path = optarg; break;
       case 't':
       case 'f':
       case 'c':
@@ -325,7 +333,12 @@ int tdm__cmd_serve(int argc, char **argv) {
   tdm__server *server = NULL;
   tdm_error err = {0};
   tdm__live *live = NULL;
+  tdm__access_log *access_log = NULL;
   int rc = tdm__metrics_init(&metrics);
+  /* After the signal mask: the log's writer thread must not take SIGHUP. */
+  if (rc == TDM_OK && access_log_path != NULL)
+    rc = tdm__access_log_open(access_log_path, 1000, &access_log, &err);
+  config.access_log = access_log;
   if (rc == TDM_OK && pipeline_path != NULL) {
     rc = tdm__live_open(pipeline_path, state_dir, store_dir, &live, &err);
     config.pipelines = &live;
@@ -349,6 +362,7 @@ int tdm__cmd_serve(int argc, char **argv) {
   if (rc == TDM_OK) rc = tdm__server_start(&config, repo, &metrics, &server, &err);
   if (rc != TDM_OK) {
     int exit_code = tdm__report(rc, &err);
+    tdm__access_log_close(access_log);
     tdm__live_close(live);
     tdm__repository_free(repo);
     tdm__metrics_free(&metrics);
@@ -364,7 +378,9 @@ int tdm__cmd_serve(int argc, char **argv) {
     int signo;
     if (sigwait(&signals, &signo) != 0) continue;
     if (signo == SIGHUP) {
-      fprintf(stderr, "tandem serve: SIGHUP: reloading every model\n");
+      fprintf(stderr, "tandem serve: SIGHUP: reloading every model%s\n",
+              access_log ? " and reopening the access log" : "");
+      tdm__access_log_reopen(access_log);
       tdm__repository_load_all(repo, report_load, NULL);
       continue;
     }
@@ -378,6 +394,8 @@ int tdm__cmd_serve(int argc, char **argv) {
             left);
   else
     fprintf(stderr, "tandem serve: stopped\n");
+  /* The server has stopped: no request writes to the log any more. */
+  tdm__access_log_close(access_log);
   tdm__live_close(live);
   tdm__repository_free(repo);
   tdm__metrics_free(&metrics);

@@ -24,6 +24,8 @@ void tdm__run_output_free(tdm__run_output *o) {
   tdm__free(o->scores);
   tdm__free(o->keys);
   tdm__free(o->decisions);
+  tdm__free(o->feature_names);
+  tdm__free(o->features);
   tdm__buf_free(&o->text);
 }
 
@@ -117,10 +119,51 @@ static int read_csv_output(tdm__run_output *o, tdm__csv *csv, tdm_error *err) {
   return got;
 }
 
+/* The first line's "features" object names the features every line is
+ * read for. */
+static int start_features(tdm__run_output *o, const tdm__json *features) {
+  if (features == NULL || features->type != TDM__JSON_OBJECT ||
+      features->count == 0)
+    return TDM_OK;
+  o->feature_names = tdm__malloc(features->count * sizeof *o->feature_names);
+  if (o->feature_names == NULL) return TDM_ENOMEM;
+  for (size_t i = 0; i < features->count; i++) {
+    int rc = keep_text(o, features->keys[i], strlen(features->keys[i]),
+                       &o->feature_names[i]);
+    if (rc != TDM_OK) return rc;
+  }
+  o->num_features = features->count;
+  return TDM_OK;
+}
+
+/* Row r's feature values (NaN: absent, null or not a number); the
+ * matrix grows with the row arrays. */
+static int keep_features(tdm__run_output *o, size_t r, size_t *rows_held,
+                         const tdm__json *features) {
+  if (o->num_features == 0) return TDM_OK;
+  if (r >= *rows_held) {
+    size_t grown_rows = *rows_held ? *rows_held * 2 : 1024;
+    double *grown =
+        tdm__realloc(o->features, grown_rows * o->num_features * sizeof *grown);
+    if (grown == NULL) return TDM_ENOMEM;
+    o->features = grown;
+    *rows_held = grown_rows;
+  }
+  double *row = o->features + r * o->num_features;
+  for (size_t f = 0; f < o->num_features; f++) {
+    const tdm__json *v =
+        features && features->type == TDM__JSON_OBJECT
+            ? tdm__json_get(features, o->text.data + o->feature_names[f])
+            : NULL;
+    if (v == NULL || tdm__json_feature_value(v, &row[f]) != 0) row[f] = NAN;
+  }
+  return TDM_OK;
+}
+
 static int read_jsonl_output(tdm__run_output *o, tdm__csv *csv,
-                             tdm_error *err) {
+                             int with_features, tdm_error *err) {
   const char *line_text;
-  size_t len, line, cap = 0;
+  size_t len, line, cap = 0, feature_rows = 0;
   int got;
   int first = 1;
   while ((got = tdm__csv_next_line(csv, &line_text, &len, &line, err)) > 0) {
@@ -144,6 +187,11 @@ static int read_jsonl_output(tdm__run_output *o, tdm__csv *csv,
           break;
         }
       o->has_decision = tdm__json_get(root, o->decision_name) != NULL;
+      if (with_features &&
+          start_features(o, tdm__json_get(root, "features")) != TDM_OK) {
+        tdm__json_doc_free(&doc);
+        return tdm__fail(err, TDM_ENOMEM, "out of memory");
+      }
       first = 0;
     }
     rc = add_row(o, &cap, err);
@@ -168,6 +216,9 @@ static int read_jsonl_output(tdm__run_output *o, tdm__csv *csv,
       if (rc == TDM_OK && decision != NULL &&
           decision->type == TDM__JSON_STRING)
         rc = keep_text(o, decision->text, decision->count, &o->decisions[r]);
+      if (rc == TDM_OK)
+        rc =
+            keep_features(o, r, &feature_rows, tdm__json_get(root, "features"));
       if (rc != TDM_OK) rc = tdm__fail(err, TDM_ENOMEM, "out of memory");
     }
     tdm__json_doc_free(&doc);
@@ -183,8 +234,8 @@ static int read_jsonl_output(tdm__run_output *o, tdm__csv *csv,
  * changed rather than as whatever parse error the change causes.
  */
 static int read_output(const tdm__run_record *run, const char *score_name,
-                       const char *decision_name, tdm__run_output *o,
-                       tdm_error *err) {
+                       const char *decision_name, int with_features,
+                       tdm__run_output *o, tdm_error *err) {
   memset(o, 0, sizeof *o);
   o->score_name = score_name;
   o->decision_name = decision_name;
@@ -219,7 +270,7 @@ static int read_output(const tdm__run_record *run, const char *score_name,
   tdm__csv *csv = NULL;
   int rc = tdm__csv_open(&csv, fp, o->path);
   if (rc == TDM_OK) {
-    rc = is_jsonl(o->path) ? read_jsonl_output(o, csv, err)
+    rc = is_jsonl(o->path) ? read_jsonl_output(o, csv, with_features, err)
                            : read_csv_output(o, csv, err);
     if (rc > 0) rc = TDM_OK;
   } else {
@@ -231,9 +282,56 @@ static int read_output(const tdm__run_record *run, const char *score_name,
   return rc;
 }
 
-int tdm__run_output_read(const tdm__run_record *run, tdm__run_output *o,
-                         tdm_error *err) {
-  return read_output(run, "score", "decision", o, err);
+int tdm__run_output_read(const tdm__run_record *run, int with_features,
+                         tdm__run_output *o, tdm_error *err) {
+  return read_output(run, "score", "decision", with_features, o, err);
+}
+
+static int compare_decision_counts(const void *x, const void *y) {
+  const tdm__decision_count *a = x, *b = y;
+  if (a->count != b->count) return a->count > b->count ? -1 : 1;
+  return strcmp(a->decision, b->decision);
+}
+
+static int compare_strings(const void *x, const void *y) {
+  return strcmp(*(const char *const *)x, *(const char *const *)y);
+}
+
+int tdm__decision_counts(const tdm__run_output *o, tdm__decision_count **out,
+                         size_t *n, tdm_error *err) {
+  *out = NULL;
+  *n = 0;
+  if (!o->has_decision || o->rows == 0) return TDM_OK;
+  /* Sorting the rows' decisions groups equal ones: O(rows log rows), for
+   * any number of distinct decisions. */
+  const char **all = tdm__malloc(o->rows * sizeof *all);
+  tdm__decision_count *counts = tdm__malloc(o->rows * sizeof *counts);
+  if (all == NULL || counts == NULL) {
+    tdm__free(all);
+    tdm__free(counts);
+    return tdm__fail(err, TDM_ENOMEM, "out of memory");
+  }
+  size_t m = 0;
+  for (size_t i = 0; i < o->rows; i++) {
+    const char *d = tdm__run_output_text(o, o->decisions[i]);
+    if (d != NULL) all[m++] = d;
+  }
+  qsort(all, m, sizeof *all, compare_strings);
+  size_t k = 0;
+  for (size_t i = 0; i < m; i++) {
+    if (k > 0 && strcmp(counts[k - 1].decision, all[i]) == 0) {
+      counts[k - 1].count++;
+    } else {
+      counts[k].decision = all[i];
+      counts[k].count = 1;
+      k++;
+    }
+  }
+  tdm__free(all);
+  qsort(counts, k, sizeof *counts, compare_decision_counts);
+  *out = counts;
+  *n = k;
+  return TDM_OK;
 }
 
 /* ---- statistics ---- */
@@ -336,6 +434,80 @@ static double psi(const tdm__score_distribution *a,
   bin_counts(a->sorted, a->count, cuts, fa);
   bin_counts(b->sorted, b->count, cuts, fb);
   return tdm__psi_of_fractions(fa, fb, TDM__PSI_BINS);
+}
+
+/*
+ * PSI of B's values of a feature against A's: 10 bins at the deciles of
+ * A's present values and an 11th for missing values, each a fraction of
+ * all rows (live drift's definition, docs/pipelines.md). NaN when A has
+ * no present value or either run no row.
+ */
+static int feature_psi(const tdm__run_output *a, size_t fa,
+                       const tdm__run_output *b, size_t fb, double *out) {
+  *out = NAN;
+  if (a->rows == 0 || b->rows == 0) return TDM_OK;
+  double *sa = tdm__malloc(a->rows * sizeof *sa);
+  double *sb = tdm__malloc(b->rows * sizeof *sb);
+  if (sa == NULL || sb == NULL) {
+    tdm__free(sa);
+    tdm__free(sb);
+    return TDM_ENOMEM;
+  }
+  size_t na = 0, nb = 0;
+  for (size_t i = 0; i < a->rows; i++) {
+    double v = a->features[i * a->num_features + fa];
+    if (!isnan(v)) sa[na++] = v;
+  }
+  for (size_t i = 0; i < b->rows; i++) {
+    double v = b->features[i * b->num_features + fb];
+    if (!isnan(v)) sb[nb++] = v;
+  }
+  if (na > 0) {
+    tdm__sort_doubles(sa, na);
+    tdm__sort_doubles(sb, nb);
+    double cuts[TDM__PSI_BINS - 1];
+    for (int i = 0; i < TDM__PSI_BINS - 1; i++)
+      cuts[i] = tdm__quantile_sorted(sa, na, (double)(i + 1) / TDM__PSI_BINS);
+    double fra[TDM__PSI_BINS + 1] = {0}, frb[TDM__PSI_BINS + 1] = {0};
+    bin_counts(sa, na, cuts, fra);
+    if (nb > 0) bin_counts(sb, nb, cuts, frb);
+    /* bin_counts gives fractions of the present values: rescale them to
+     * fractions of all rows, and add the missing bin. */
+    for (int i = 0; i < TDM__PSI_BINS; i++) {
+      fra[i] *= (double)na / (double)a->rows;
+      frb[i] *= (double)nb / (double)b->rows;
+    }
+    fra[TDM__PSI_BINS] = (double)(a->rows - na) / (double)a->rows;
+    frb[TDM__PSI_BINS] = (double)(b->rows - nb) / (double)b->rows;
+    *out = tdm__psi_of_fractions(fra, frb, TDM__PSI_BINS + 1);
+  }
+  tdm__free(sa);
+  tdm__free(sb);
+  return TDM_OK;
+}
+
+/* The PSI of each of A's features that B has too. */
+static int compare_features(tdm__comparison *c) {
+  const tdm__run_output *a = c->oa, *b = c->ob;
+  if (a->num_features == 0 || b->num_features == 0) return TDM_OK;
+  c->feature_psi = tdm__malloc(a->num_features * sizeof *c->feature_psi);
+  c->feature_psi_names =
+      tdm__malloc(a->num_features * sizeof *c->feature_psi_names);
+  if (c->feature_psi == NULL || c->feature_psi_names == NULL) return TDM_ENOMEM;
+  for (size_t fa = 0; fa < a->num_features; fa++) {
+    const char *name = tdm__run_output_text(a, a->feature_names[fa]);
+    for (size_t fb = 0; fb < b->num_features; fb++) {
+      if (strcmp(name, tdm__run_output_text(b, b->feature_names[fb])) != 0)
+        continue;
+      size_t k = c->num_feature_psi;
+      int rc = feature_psi(a, fa, b, fb, &c->feature_psi[k]);
+      if (rc != TDM_OK) return rc;
+      c->feature_psi_names[k] = name;
+      c->num_feature_psi++;
+      break;
+    }
+  }
+  return TDM_OK;
 }
 
 /* ---- pairing rows ---- */
@@ -497,6 +669,8 @@ static int compare_outputs(tdm__comparison *c, size_t *partner,
     }
   }
   c->mean_abs_delta = both ? abs_sum / (double)both : NAN;
+  if (compare_features(c) != TDM_OK)
+    return tdm__fail(err, TDM_ENOMEM, "out of memory");
   return TDM_OK;
 }
 
@@ -518,16 +692,17 @@ static size_t metrics_under(tdm__compare_metric *list, size_t n,
 static int compare(const tdm__run_record *a, const tdm__run_record *b,
                    const char *b_score, const char *b_decision,
                    const char *a_metrics, const char *b_metrics,
-                   size_t examples, tdm__comparison *c, tdm_error *err) {
+                   int with_features, size_t examples, tdm__comparison *c,
+                   tdm_error *err) {
   memset(c, 0, sizeof *c);
   c->a = a;
   c->b = b;
   c->examples = examples;
   c->oa = &c->output_a;
   c->ob = &c->output_b;
-  int rc = tdm__run_output_read(a, &c->output_a, err);
+  int rc = tdm__run_output_read(a, with_features, &c->output_a, err);
   if (rc != TDM_OK) return rc;
-  rc = read_output(b, b_score, b_decision, &c->output_b, err);
+  rc = read_output(b, b_score, b_decision, with_features, &c->output_b, err);
   if (rc != TDM_OK) {
     tdm__run_output_free(&c->output_a);
     memset(&c->output_a, 0, sizeof c->output_a);
@@ -551,14 +726,17 @@ static int compare(const tdm__run_record *a, const tdm__run_record *b,
 }
 
 int tdm__compare_runs(const tdm__run_record *a, const tdm__run_record *b,
-                      size_t examples, tdm__comparison *c, tdm_error *err) {
-  return compare(a, b, "score", "decision", NULL, NULL, examples, c, err);
+                      size_t examples, int with_features, tdm__comparison *c,
+                      tdm_error *err) {
+  return compare(a, b, "score", "decision", NULL, NULL, with_features,
+                 examples, c, err);
 }
 
 int tdm__compare_shadow(const tdm__run_record *run, size_t examples,
                         tdm__comparison *c, tdm_error *err) {
   return compare(run, run, "shadow_score", "shadow_decision",
-                 "live.by_source.model.", "live.shadow.", examples, c, err);
+                 "live.by_source.model.", "live.shadow.", 0, examples, c,
+                 err);
 }
 
 void tdm__comparison_free(tdm__comparison *c) {
@@ -568,6 +746,8 @@ void tdm__comparison_free(tdm__comparison *c) {
   tdm__free(c->ma);
   tdm__free(c->mb);
   tdm__free(c->partner_storage);
+  tdm__free(c->feature_psi);
+  tdm__free(c->feature_psi_names);
   tdm__run_output_free(&c->output_a);
   tdm__run_output_free(&c->output_b);
   memset(c, 0, sizeof *c);

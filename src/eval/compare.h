@@ -46,22 +46,44 @@ typedef struct tdm__run_output {
   tdm__buf text; /* NUL-separated key and decision strings */
   /* the columns read: "score" and "decision", or a shadow model's */
   const char *score_name, *decision_name;
+  /* The features of `tandem batch --explain` JSON Lines output (each
+   * line's "features" object, names from the first line): rows x
+   * num_features values, NaN where missing. 0 and NULL otherwise. */
+  size_t num_features;
+  size_t *feature_names; /* offsets into text */
+  double *features;
 } tdm__run_output;
 
 /*
  * Checks that run's output is still there and unchanged, then reads its
- * score column (and id and decision, when it has them). Fails with
+ * score column (and id and decision, when it has them, and with
+ * WITH_FEATURES the features of a JSON Lines output: they can be many
+ * times the size of the rest, so only callers that use them ask). Fails with
  * TDM_ENOTFOUND naming the file when it is gone, TDM_EINVAL when its
  * SHA-256 changed or it has no score column. Free with
  * tdm__run_output_free; on failure there is nothing to free.
  */
-int tdm__run_output_read(const tdm__run_record *run, tdm__run_output *o,
-                         tdm_error *err);
+int tdm__run_output_read(const tdm__run_record *run, int with_features,
+                         tdm__run_output *o, tdm_error *err);
 void tdm__run_output_free(tdm__run_output *o);
 
 /* The string at offset in o->text (a key or a decision); NULL for
  * SIZE_MAX. Valid as long as o. */
 const char *tdm__run_output_text(const tdm__run_output *o, size_t offset);
+
+/* How many rows of a run's output carry one decision. */
+typedef struct tdm__decision_count {
+  const char *decision; /* valid as long as the output */
+  size_t count;
+} tdm__decision_count;
+
+/*
+ * The decisions of o's rows, most frequent first (ties by name); rows
+ * without a decision are not counted. *out (tdm__free it) holds *n
+ * entries; NULL and 0 when o has no decision column.
+ */
+int tdm__decision_counts(const tdm__run_output *o, tdm__decision_count **out,
+                         size_t *n, tdm_error *err);
 
 /* A score distribution. Percentiles interpolate linearly between order
  * statistics (numpy's default); std is the population one. */
@@ -101,6 +123,12 @@ typedef struct tdm__comparison {
   size_t examples; /* how many changed decisions to show */
   tdm__compare_metric *ma, *mb;
   size_t nma, nmb;
+  /* With both outputs from `--explain` runs: for each of A's features
+   * that B also has, the PSI of B's values against A's (10 bins at A's
+   * deciles and one for missing values, as live drift computes it). */
+  size_t num_feature_psi;
+  const char **feature_psi_names; /* A's names; valid as long as c */
+  double *feature_psi;
   /* storage */
   tdm__run_output output_a, output_b;
   size_t *partner_storage;
@@ -108,11 +136,13 @@ typedef struct tdm__comparison {
 
 /*
  * Reads both runs' outputs and computes everything above into *c, which
- * keeps pointers to a and b (they must outlive it). On success the caller
+ * keeps pointers to a and b (they must outlive it); the per-feature PSI
+ * only WITH_FEATURES. On success the caller
  * frees c with tdm__comparison_free; on failure there is nothing to free.
  */
 int tdm__compare_runs(const tdm__run_record *a, const tdm__run_record *b,
-                      size_t examples, tdm__comparison *c, tdm_error *err);
+                      size_t examples, int with_features, tdm__comparison *c,
+                      tdm_error *err);
 void tdm__comparison_free(tdm__comparison *c);
 
 /*

@@ -411,3 +411,11 @@ int tdm__eval_regression(const double *predictions, const double *labels,
   out->r2 = total != 0.0 ? 1.0 - residual / total : residual == 0.0 ? 1.0 : 0.0;
   return TDM_OK;
 }
+
+size_t tdm__eval_curve_at_share(const tdm__eval_curve_point *points,
+                                size_t count, size_t part, size_t parts) {
+  size_t rows = points[count - 1].tp + points[count - 1].fp;
+  for (size_t i = 0; i < count; i++)
+    if ((points[i].tp + points[i].fp) * parts >= part * rows) return i;
+  return count - 1;
+}

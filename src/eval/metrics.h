@@ -104,6 +104,17 @@ int tdm__eval_binary_curve(const double *scores, const double *labels, size_t n,
                            tdm__eval_curve_point **points, size_t *count,
                            tdm_error *err);
 
+/*
+ * Cumulative gain at a share of the rows: the index of the first of
+ * count curve points (tdm__eval_binary_curve's, highest scores first)
+ * whose rows called positive, tp + fp, are at least part/parts of all
+ * rows. Ties stay together, so the group can be larger than the share.
+ * The gain there is tp / positives and the lift the gain divided by the
+ * group's share of the rows.
+ */
+size_t tdm__eval_curve_at_share(const tdm__eval_curve_point *points,
+                                size_t count, size_t part, size_t parts);
+
 /* One class of a multiclass evaluation (precision_recall_fscore_support
  * with average=None). */
 typedef struct tdm__eval_class {

@@ -148,6 +148,7 @@ static const char *const run_names[2] = {"A", "B"};
 
 typedef struct frame {
   double x0, x1, y0, y1; /* the data range shown */
+  int y_log; /* y values are log10 of the data: ticks at powers of ten */
 } frame;
 
 static double px(const frame *f, double x) {
@@ -201,16 +202,18 @@ static void chart_open(html *h, const frame *f, const char *title,
          fabs(t) < step * 1e-9 ? 0.0 : t);
   }
   step = tick_step(f->y1 - f->y0);
+  /* A log axis ticks whole powers of ten, labelled with their values. */
+  if (f->y_log) step = step < 1 ? 1 : round(step);
   for (double t = ceil(f->y0 / step - 1e-9) * step; t <= f->y1 + step * 1e-9;
        t += step) {
     double y = py(f, t);
+    double label = f->y_log ? pow(10.0, t) : fabs(t) < step * 1e-9 ? 0.0 : t;
     putf(h,
          "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" "
          "class=\"grid\"/><line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" "
          "y2=\"%.1f\" class=\"axis\"/><text x=\"%.1f\" y=\"%.1f\" "
          "class=\"tick\" text-anchor=\"end\">%.4g</text>",
-         left, y, right, y, left - 5, y, left, y, left - 8, y + 4,
-         fabs(t) < step * 1e-9 ? 0.0 : t);
+         left, y, right, y, left - 5, y, left, y, left - 8, y + 4, label);
   }
   putf(h,
        "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" "
@@ -334,27 +337,38 @@ static void histogram(html *h, const tdm__report_page *r) {
       if (share[k][b] > top) top = share[k][b];
     }
   }
-  frame f = {lo, hi, 0, top > 0 ? top * 1.1 : 1};
+  frame f = {lo, hi, 0, top > 0 ? top * 1.1 : 1, 0};
+  if (r->log_scale) {
+    /* The smallest non-empty bin sets the bottom decade, so a tail of a
+     * few rows shows as a bar instead of vanishing under the axis. */
+    double smallest = 1;
+    for (size_t k = 0; k < r->num_runs; k++)
+      for (size_t b = 0; b < HISTOGRAM_BINS; b++)
+        if (share[k][b] > 0 && share[k][b] < smallest) smallest = share[k][b];
+    f.y0 = floor(log10(smallest)) - (smallest == 1 ? 1 : 0);
+    f.y1 = top > 0 ? fmax(ceil(log10(top) * 10) / 10, f.y0 + 1) : 0;
+    f.y_log = 1;
+  }
   char description[256];
-  snprintf(
-      description, sizeof description,
-      "Share of rows in each of %d equal-width score bins from %.4g to "
-      "%.4g%s.",
-      HISTOGRAM_BINS, lo, hi,
-      r->num_runs == 2 ? ", run A and run B side by side in each bin" : "");
+  snprintf(description, sizeof description,
+           "Share of rows in each of %d equal-width score bins from %.4g to "
+           "%.4g%s%s.",
+           HISTOGRAM_BINS, lo, hi,
+           r->num_runs == 2 ? ", run A and run B side by side in each bin" : "",
+           r->log_scale ? ", on a log scale" : "");
   chart_open(h, &f, "Score distribution", description, "score",
-             "share of rows");
+             r->log_scale ? "share of rows (log scale)" : "share of rows");
   double slot = (px(&f, lo + width) - px(&f, lo)) / (double)r->num_runs;
   for (size_t k = 0; k < r->num_runs; k++)
     for (size_t b = 0; b < HISTOGRAM_BINS; b++) {
       if (share[k][b] == 0) continue;
       double x = px(&f, lo + width * (double)b) + slot * (double)k;
-      double y = py(&f, share[k][b]);
+      double y = py(&f, f.y_log ? log10(share[k][b]) : share[k][b]);
       putf(h,
            "<rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" "
            "fill=\"%s\" fill-opacity=\"0.85\"><title>run %s, scores %.4g to "
            "%.4g: %.2f%% of rows</title></rect>",
-           x + 0.3, y, slot > 1 ? slot - 0.6 : slot, py(&f, 0) - y,
+           x + 0.3, y, slot > 1 ? slot - 0.6 : slot, py(&f, f.y0) - y,
            run_colors[k], run_names[k], lo + width * (double)b,
            lo + width * (double)(b + 1), 100 * share[k][b]);
     }
@@ -366,8 +380,12 @@ static void histogram(html *h, const tdm__report_page *r) {
     labels[k] = text[k];
   }
   chart_close(h, r->num_runs, labels, LEGEND_TOP_LEFT, 1,
-              "Histogram of scores: bars are the share of each run's rows in "
-              "a bin.");
+              r->log_scale
+                  ? "Histogram of scores: bars are the share of each run's "
+                    "rows in a bin, on a log scale (each grid line ten times "
+                    "the one below)."
+                  : "Histogram of scores: bars are the share of each run's "
+                    "rows in a bin.");
 }
 
 /* ---- curves ---- */
@@ -384,9 +402,21 @@ static size_t curve_shown(size_t n) {
   return n < TDM__REPORT_MAX_CURVE_POINTS ? n : TDM__REPORT_MAX_CURVE_POINTS;
 }
 
+/* Two arrays of n coordinates (tdm__free both); 0 and h->rc set when
+ * memory runs out. */
+static int point_arrays(html *h, size_t n, double **xs, double **ys) {
+  *xs = tdm__malloc(n * sizeof **xs);
+  *ys = tdm__malloc(n * sizeof **ys);
+  if (*xs != NULL && *ys != NULL) return 1;
+  tdm__free(*xs);
+  tdm__free(*ys);
+  h->rc = TDM_ENOMEM;
+  return 0;
+}
+
 /* kind 0: ROC (FPR, TPR); kind 1: precision-recall. */
 static void curve_chart(html *h, const tdm__report_page *r, int kind) {
-  frame f = {0, 1, 0, 1.02};
+  frame f = {0, 1, 0, 1.02, 0};
   const char *labels[2];
   char text[2][96];
   double base_rate = NAN;
@@ -408,14 +438,8 @@ static void curve_chart(html *h, const tdm__report_page *r, int kind) {
     double positives = (double)last->tp, negatives = (double)last->fp;
     if (isnan(base_rate)) base_rate = positives / (positives + negatives);
     size_t shown = curve_shown(e->curve_count);
-    double *xs = tdm__malloc(shown * sizeof *xs);
-    double *ys = tdm__malloc(shown * sizeof *ys);
-    if (xs == NULL || ys == NULL) {
-      tdm__free(xs);
-      tdm__free(ys);
-      h->rc = TDM_ENOMEM;
-      return;
-    }
+    double *xs, *ys;
+    if (!point_arrays(h, shown, &xs, &ys)) return;
     size_t m = 0;
     for (size_t i = 0; i < shown; i++) {
       const tdm__eval_curve_point *p =
@@ -455,7 +479,7 @@ static void curve_chart(html *h, const tdm__report_page *r, int kind) {
 }
 
 static void calibration_chart(html *h, const tdm__report_page *r) {
-  frame f = {0, 1, 0, 1.02};
+  frame f = {0, 1, 0, 1.02, 0};
   chart_open(h, &f, "Calibration",
              "Fraction of positive labels against the mean predicted "
              "probability in each non-empty uniform bin; the diagonal is "
@@ -531,11 +555,35 @@ static const char style[] =
     "fill:#1b1f24;font-weight:600}\n"
     "svg .reference{stroke:#8c959f;stroke-width:1.2;stroke-dasharray:2 4}\n"
     "svg .legend{fill:#fff;fill-opacity:.85}\n"
+    "p.verdict{font-size:1.05em;padding:8px 12px;border-radius:6px;"
+    "border:1px solid var(--line);background:var(--soft)}\n"
+    "p.verdict.good{border-color:#1a7f37;background:#dafbe1}"
+    "p.verdict.bad{border-color:#cf222e;background:#ffebe9}\n"
     "</style>\n";
 
 static void swatch(html *h, size_t k) {
   putf(h, "<span class=\"swatch\" style=\"background:%s\"></span>",
        run_colors[k]);
+}
+
+/* Opens a table with a column per run: FIRST heads the label column,
+ * DELTA adds a B - A column for two runs. */
+static void run_table_head(html *h, const tdm__report_page *r,
+                           const char *table_class, const char *first,
+                           int delta) {
+  put(h, "<div class=\"scroll\"><table");
+  if (table_class != NULL) putf(h, " class=\"%s\"", table_class);
+  put(h, "><thead><tr><th scope=\"col\">");
+  put(h, first);
+  put(h, "</th>");
+  for (size_t k = 0; k < r->num_runs; k++) {
+    put(h, "<th scope=\"col\" class=\"num\">");
+    swatch(h, k);
+    putf(h, "run %s</th>", run_names[k]);
+  }
+  if (delta && r->num_runs == 2)
+    put(h, "<th scope=\"col\" class=\"num\">B &#8722; A</th>");
+  put(h, "</tr></thead><tbody>\n");
 }
 
 /* One row of the runs table: a label and each run's value. */
@@ -555,7 +603,7 @@ static void runs_row(html *h, const tdm__report_page *r, const char *label,
 
 static void runs_section(html *h, const tdm__report_page *r) {
   put(h,
-      "<h2 id=\"runs\">Runs</h2>\n<div class=\"scroll\"><table>"
+      "<h2>Runs</h2>\n<div class=\"scroll\"><table>"
       "<thead><tr><th scope=\"col\"></th>");
   for (size_t k = 0; k < r->num_runs; k++) {
     put(h, "<th scope=\"col\">");
@@ -624,7 +672,7 @@ static void runs_section(html *h, const tdm__report_page *r) {
 }
 
 static void distribution_section(html *h, const tdm__report_page *r) {
-  put(h, "<h2 id=\"scores\">Scores</h2>\n<div class=\"charts\">");
+  put(h, "<h2>Scores</h2>\n<div class=\"charts\">");
   histogram(h, r);
   put(h,
       "<div class=\"scroll\"><table><caption class=\"note\">Score "
@@ -755,7 +803,7 @@ static void confusion_tables(html *h, const tdm__report_page *r) {
 }
 
 static void evaluation_section(html *h, const tdm__report_page *r) {
-  put(h, "<h2 id=\"metrics\">Metrics</h2>\n");
+  put(h, "<h2>Metrics</h2>\n");
   size_t evaluated = 0, curves = 0, calibrated = 0;
   for (size_t k = 0; k < r->num_runs; k++) {
     const tdm__report_evaluation *e = &r->runs[k].evaluation;
@@ -777,17 +825,7 @@ static void evaluation_section(html *h, const tdm__report_page *r) {
         "metrics with <code>tandem eval --record RUN</code>.</p>\n");
     return;
   }
-  put(h,
-      "<div class=\"scroll\"><table><thead><tr><th "
-      "scope=\"col\">metric</th>");
-  for (size_t k = 0; k < r->num_runs; k++) {
-    put(h, "<th scope=\"col\" class=\"num\">");
-    swatch(h, k);
-    putf(h, "run %s</th>", run_names[k]);
-  }
-  if (r->num_runs == 2)
-    put(h, "<th scope=\"col\" class=\"num\">B &#8722; A</th>");
-  put(h, "</tr></thead><tbody>\n");
+  run_table_head(h, r, NULL, "metric", 1);
   /* Rows, positives and base rate first: they say what the metrics are
    * over. */
   for (int row = 0; row < 2; row++) {
@@ -848,7 +886,7 @@ static void evaluation_section(html *h, const tdm__report_page *r) {
 
 static void comparison_section(html *h, const tdm__report_page *r) {
   const tdm__comparison *c = r->comparison;
-  put(h, "<h2 id=\"comparison\">Comparison: run B against run A</h2>\n");
+  put(h, "<h2>Comparison: run B against run A</h2>\n");
   put(h, "<div class=\"scroll\"><table><tbody>\n");
   put(h,
       "<tr><th scope=\"row\">population stability index (PSI)</th>"
@@ -967,6 +1005,456 @@ static void comparison_section(html *h, const tdm__report_page *r) {
   }
 }
 
+/* ---- lift and cumulative gain ---- */
+
+/* Cumulative gain (kind 0) or lift (kind 1) against the share of rows
+ * taken, highest scores first, from the curve points of metrics.c. */
+static void gain_chart(html *h, const tdm__report_page *r, int kind) {
+  int gain = kind == 0;
+  double top = 1.02;
+  for (size_t k = 0; k < r->num_runs && !gain; k++) {
+    const tdm__report_evaluation *e = &r->runs[k].evaluation;
+    if (e->curve == NULL || e->curve_count < 2) continue;
+    const tdm__eval_curve_point *last = &e->curve[e->curve_count - 1];
+    for (size_t i = 1; i < e->curve_count; i++) {
+      double share = (double)(e->curve[i].tp + e->curve[i].fp) /
+                     (double)(last->tp + last->fp);
+      double lift =
+          last->tp ? (double)e->curve[i].tp / (double)last->tp / share : NAN;
+      if (isfinite(lift) && lift * 1.05 > top) top = lift * 1.05;
+    }
+  }
+  frame f = {0, 1, 0, top, 0};
+  chart_open(h, &f, gain ? "Cumulative gain" : "Lift",
+             gain ? "Share of all positives found against the share of rows "
+                    "taken, highest scores first; the diagonal is a random "
+                    "ordering."
+                  : "Positive rate of the rows taken, highest scores first, "
+                    "divided by the overall positive rate; 1 is a random "
+                    "ordering.",
+             "share of rows taken (highest scores first)",
+             gain ? "share of positives found" : "lift");
+  if (gain)
+    reference_line(h, &f, 0, 0, 1, 1);
+  else
+    reference_line(h, &f, 0, 1, 1, 1);
+  const char *labels[2];
+  char text[2][64];
+  size_t series = 0;
+  for (size_t k = 0; k < r->num_runs; k++) {
+    const tdm__report_evaluation *e = &r->runs[k].evaluation;
+    if (e->curve == NULL || e->curve_count < 2) continue;
+    const tdm__eval_curve_point *last = &e->curve[e->curve_count - 1];
+    if (last->tp == 0) continue;
+    size_t shown = curve_shown(e->curve_count);
+    double *xs, *ys;
+    if (!point_arrays(h, shown, &xs, &ys)) return;
+    size_t m = 0;
+    for (size_t i = 0; i < shown; i++) {
+      const tdm__eval_curve_point *p =
+          &e->curve[curve_index(i, shown, e->curve_count)];
+      double share = (double)(p->tp + p->fp) / (double)(last->tp + last->fp);
+      double found = (double)p->tp / (double)last->tp;
+      if (!gain && share == 0) continue; /* lift starts at the first row */
+      xs[m] = share;
+      ys[m] = gain ? found : found / share;
+      m++;
+    }
+    polyline(h, &f, xs, ys, m, k);
+    tdm__free(xs);
+    tdm__free(ys);
+    snprintf(text[series], sizeof text[series], "run %s", run_names[k]);
+    labels[series] = text[series];
+    series++;
+  }
+  /* Both curves leave their bottom corner empty: gain above the
+   * diagonal, lift above 1. */
+  chart_close(h, series, labels,
+              gain ? LEGEND_BOTTOM_RIGHT : LEGEND_BOTTOM_LEFT, 0,
+              gain ? "Cumulative gain (drawn from at most 500 points per run)"
+                   : "Lift (drawn from at most 500 points per run)");
+}
+
+/* The gain and lift at each tenth of the rows. */
+static void gain_table(html *h, const tdm__report_page *r, size_t k) {
+  const tdm__report_evaluation *e = &r->runs[k].evaluation;
+  const tdm__eval_curve_point *last = &e->curve[e->curve_count - 1];
+  size_t rows = last->tp + last->fp;
+  put(h, "<h3>");
+  swatch(h, k);
+  putf(h,
+       "Run %s: gain and lift by tenth of the rows (highest scores "
+       "first)</h3>\n",
+       run_names[k]);
+  put(h,
+      "<div class=\"scroll\"><table class=\"gain\"><thead><tr><th "
+      "scope=\"col\" class=\"num\">tenth</th><th scope=\"col\" "
+      "class=\"num\">rows taken</th><th scope=\"col\" class=\"num\">"
+      "share of rows</th><th scope=\"col\" class=\"num\">lowest score "
+      "taken</th><th scope=\"col\" class=\"num\">positives found</th><th "
+      "scope=\"col\" class=\"num\">cumulative gain</th><th scope=\"col\" "
+      "class=\"num\">lift</th></tr></thead><tbody>\n");
+  for (size_t part = 1; part <= 10; part++) {
+    const tdm__eval_curve_point *p =
+        &e->curve[tdm__eval_curve_at_share(e->curve, e->curve_count, part, 10)];
+    size_t taken = p->tp + p->fp;
+    double share = (double)taken / (double)rows;
+    double found = last->tp ? (double)p->tp / (double)last->tp : NAN;
+    putf(h, "<tr><td class=\"num\">%zu</td><td class=\"num\">", part);
+    put_count(h, taken);
+    put(h, "</td><td class=\"num\">");
+    put_metric(h, share);
+    put(h, "</td><td class=\"num\">");
+    put_stat(h, p->threshold);
+    put(h, "</td><td class=\"num\">");
+    put_count(h, p->tp);
+    put(h, "</td><td class=\"num\">");
+    put_metric(h, found);
+    put(h, "</td><td class=\"num\">");
+    put_metric(h, share > 0 ? found / share : NAN);
+    put(h, "</td></tr>\n");
+  }
+  put(h, "</tbody></table></div>\n");
+}
+
+static void gain_section(html *h, const tdm__report_page *r) {
+  put(h, "<h2>Lift and cumulative gain</h2>\n");
+  size_t with_curve = 0;
+  for (size_t k = 0; k < r->num_runs; k++) {
+    const tdm__report_evaluation *e = &r->runs[k].evaluation;
+    if (e->curve != NULL && e->curve_count >= 2 &&
+        e->curve[e->curve_count - 1].tp > 0)
+      with_curve++;
+  }
+  if (with_curve == 0) {
+    put(h,
+        "<p class=\"note\">Lift and gain need the labels themselves and at "
+        "least one positive: give <code>--labels</code>.</p>\n");
+    return;
+  }
+  put(h,
+      "<p class=\"note\">Rows are taken from the highest score down; rows "
+      "with equal scores are taken together, so a tenth can hold a little "
+      "more than a tenth of the rows.</p>\n<div class=\"charts\">");
+  gain_chart(h, r, 0);
+  gain_chart(h, r, 1);
+  put(h, "</div>\n");
+  for (size_t k = 0; k < r->num_runs; k++) {
+    const tdm__report_evaluation *e = &r->runs[k].evaluation;
+    if (e->curve != NULL && e->curve_count >= 2 &&
+        e->curve[e->curve_count - 1].tp > 0)
+      gain_table(h, r, k);
+  }
+}
+
+/* ---- decisions ---- */
+
+/* Each run's decisions, counted. */
+typedef struct decision_table {
+  tdm__decision_count *counts[2];
+  size_t n[2];
+  size_t total[2];
+} decision_table;
+
+static void decision_table_free(decision_table *t) {
+  for (int k = 0; k < 2; k++) tdm__free(t->counts[k]);
+}
+
+static int decision_table_make(const tdm__report_page *r, decision_table *t) {
+  memset(t, 0, sizeof *t);
+  tdm_error ignored;
+  for (size_t k = 0; k < r->num_runs; k++) {
+    int rc = tdm__decision_counts(r->runs[k].output, &t->counts[k], &t->n[k],
+                                  &ignored);
+    if (rc != TDM_OK) return rc;
+    for (size_t i = 0; i < t->n[k]; i++) t->total[k] += t->counts[k][i].count;
+  }
+  return TDM_OK;
+}
+
+/* How many rows of run k have decision d (0 when none). */
+static size_t decision_count(const decision_table *t, size_t k, const char *d) {
+  for (size_t i = 0; i < t->n[k]; i++)
+    if (strcmp(t->counts[k][i].decision, d) == 0) return t->counts[k][i].count;
+  return 0;
+}
+
+/* The decisions in table order: run A's by count, then those only B has. */
+static void for_each_decision(const decision_table *t, size_t num_runs,
+                              void (*visit)(void *, const char *), void *arg) {
+  for (size_t k = 0; k < num_runs; k++)
+    for (size_t i = 0; i < t->n[k]; i++) {
+      const char *d = t->counts[k][i].decision;
+      if (k == 1 && decision_count(t, 0, d) > 0) continue;
+      visit(arg, d);
+    }
+}
+
+typedef struct decision_row_context {
+  html *h;
+  const decision_table *t;
+  size_t num_runs;
+} decision_row_context;
+
+static void decision_row(void *arg, const char *d) {
+  decision_row_context *c = arg;
+  html *h = c->h;
+  put(h, "<tr><th scope=\"row\">");
+  put_text(h, d);
+  put(h, "</th>");
+  size_t n[2] = {0, 0};
+  for (size_t k = 0; k < c->num_runs; k++) {
+    n[k] = decision_count(c->t, k, d);
+    put(h, "<td class=\"num\">");
+    put_count(h, n[k]);
+    put(h, " (");
+    put_percent(h, n[k], c->t->total[k]);
+    put(h, ")</td>");
+  }
+  if (c->num_runs == 2)
+    putf(h, "<td class=\"num\">%+lld</td>", (long long)n[1] - (long long)n[0]);
+  put(h, "</tr>\n");
+}
+
+static void decisions_section(html *h, const tdm__report_page *r,
+                              const decision_table *t) {
+  put(h, "<h2>Decisions</h2>\n");
+  if (t->n[0] == 0 && (r->num_runs < 2 || t->n[1] == 0)) {
+    put(h,
+        "<p class=\"note\">The outputs have no decision column (a model "
+        "scored alone, or a pipeline without decision rules).</p>\n");
+    return;
+  }
+  run_table_head(h, r, "decisions", "decision", 1);
+  decision_row_context c = {h, t, r->num_runs};
+  for_each_decision(t, r->num_runs, decision_row, &c);
+  put(h, "</tbody></table></div>\n");
+}
+
+/* ---- the summary ---- */
+
+static double number_member(const tdm__json *v, const char *key);
+
+/* A run's recorded RMSE (`tandem eval --record` of a regression), or NaN. */
+static double recorded_rmse(const tdm__run_record *run) {
+  if (run->metrics == NULL) return NAN;
+  tdm__json_doc doc;
+  tdm_error ignored;
+  if (tdm__json_parse(&doc, run->metrics, strlen(run->metrics), "metrics",
+                      TDM__JSON_ALLOW_NAN, &ignored) != TDM_OK)
+    return NAN;
+  double v = NAN;
+  if (doc.root->type == TDM__JSON_OBJECT) v = number_member(doc.root, "rmse");
+  tdm__json_doc_free(&doc);
+  return v;
+}
+
+static double run_metric(const tdm__report_page *r, size_t k, int which) {
+  const tdm__eval_binary_result *b = r->runs[k].evaluation.binary;
+  if (b == NULL) return NAN;
+  return which == 0 ? b->roc_auc : b->average_precision;
+}
+
+typedef struct summary_decisions {
+  html *h;
+  const decision_table *t;
+  size_t k;
+  int first;
+} summary_decisions;
+
+static void summary_decision(void *arg, const char *d) {
+  summary_decisions *c = arg;
+  size_t n = decision_count(c->t, c->k, d);
+  if (n == 0) return;
+  if (!c->first) put(c->h, "<br>");
+  c->first = 0;
+  put_text(c->h, d);
+  put(c->h, " ");
+  put_count(c->h, n);
+  put(c->h, " (");
+  put_percent(c->h, n, c->t->total[c->k]);
+  put(c->h, ")");
+}
+
+/* The verdict: one sentence a reviewer can act on (docs/runs.md says
+ * the rules). kind: 1 good, -1 a problem, 0 neither. */
+static void verdict(html *h, const tdm__report_page *r, double rmse[2]) {
+  char text[600];
+  int kind = 0;
+  size_t used = 0;
+#define SAY(...)                                                              \
+  do {                                                                        \
+    if (used < sizeof text)                                                   \
+      used += (size_t)snprintf(text + used, sizeof text - used, __VA_ARGS__); \
+  } while (0)
+  if (r->num_runs == 1) {
+    const tdm__eval_binary_result *b = r->runs[0].evaluation.binary;
+    if (b != NULL)
+      SAY("Run A ranks with ROC AUC %.4f and average precision %.4f over "
+          "%zu labelled rows.",
+          b->roc_auc, b->average_precision, b->count);
+    else if (isfinite(rmse[0]))
+      SAY("Run A has a recorded RMSE of %.4g.", rmse[0]);
+    else
+      SAY("Run A has no labels and no recorded metrics: its quality is "
+          "unknown (give --labels, or record metrics with tandem eval "
+          "--record).");
+  } else {
+    double psi_value = r->comparison->psi;
+    double a = run_metric(r, 0, 0), b = run_metric(r, 1, 0);
+    if (isfinite(a) && isfinite(b)) {
+      double d = b - a;
+      if (d >= 0.005) {
+        SAY("Run B ranks better than run A (ROC AUC %+.4f)", d);
+        kind = 1;
+      } else if (d <= -0.005) {
+        SAY("Run B ranks worse than run A (ROC AUC %+.4f)", d);
+        kind = -1;
+      } else {
+        SAY("Runs A and B rank alike (ROC AUC %+.4f, within 0.005)", d);
+      }
+    } else if (isfinite(rmse[0]) && isfinite(rmse[1])) {
+      double d = rmse[1] - rmse[0];
+      if (d <= -0.01 * rmse[0]) {
+        SAY("Run B predicts better than run A (RMSE %+.4g)", d);
+        kind = 1;
+      } else if (d >= 0.01 * rmse[0]) {
+        SAY("Run B predicts worse than run A (RMSE %+.4g)", d);
+        kind = -1;
+      } else {
+        SAY("Runs A and B predict alike (RMSE within 1%%)");
+      }
+    } else {
+      SAY("Without labels the runs are compared by their scores only");
+    }
+    if (!isfinite(psi_value))
+      SAY("; the score shift is unknown (a run has no scores)");
+    else if (psi_value < 0.1)
+      SAY("; scores are stable (PSI %.4f)", psi_value);
+    else if (psi_value < 0.25)
+      SAY("; scores shifted moderately (PSI %.4f)", psi_value);
+    else {
+      SAY("; scores shifted a lot (PSI %.4f): check the inputs before "
+          "trusting run B",
+          psi_value);
+      kind = -1;
+    }
+    if (r->comparison->decisions)
+      SAY("; %zu of %zu decisions changed.", r->comparison->decisions_changed,
+          r->comparison->decisions_compared);
+    else
+      SAY(".");
+  }
+#undef SAY
+  putf(h, "<p class=\"verdict %s\"><strong>Verdict:</strong> ",
+       kind > 0   ? "good"
+       : kind < 0 ? "bad"
+                  : "neutral");
+  put_text(h, text);
+  put(h, "</p>\n");
+}
+
+static void summary_section(html *h, const tdm__report_page *r,
+                            const decision_table *t) {
+  double rmse[2] = {NAN, NAN};
+  for (size_t k = 0; k < r->num_runs; k++)
+    rmse[k] = recorded_rmse(r->runs[k].run);
+  put(h, "<h2>Summary</h2>\n");
+  verdict(h, r, rmse);
+  run_table_head(h, r, "summary", "", 0);
+  put(h, "<tr><th scope=\"row\">run</th>");
+  for (size_t k = 0; k < r->num_runs; k++) {
+    put(h, "<td class=\"num hash\">");
+    put_text(h, r->runs[k].run->id);
+    put(h, "</td>");
+  }
+  put(h, "</tr>\n<tr><th scope=\"row\">rows</th>");
+  for (size_t k = 0; k < r->num_runs; k++) {
+    put(h, "<td class=\"num\">");
+    put_count(h, r->runs[k].output->rows);
+    put(h, "</td>");
+  }
+  put(h, "</tr>\n");
+  static const char *const names[2] = {"ROC AUC", "PR AUC (average precision)"};
+  for (int which = 0; which < 2; which++) {
+    putf(h, "<tr><th scope=\"row\">%s</th>", names[which]);
+    for (size_t k = 0; k < r->num_runs; k++) {
+      put(h, "<td class=\"num\">");
+      if (r->runs[k].evaluation.binary == NULL)
+        put(h, "<span class=\"na\">no labels</span>");
+      else
+        put_metric(h, run_metric(r, k, which));
+      put(h, "</td>");
+    }
+    put(h, "</tr>\n");
+  }
+  if (isfinite(rmse[0]) || isfinite(rmse[1])) {
+    put(h, "<tr><th scope=\"row\">RMSE (recorded)</th>");
+    for (size_t k = 0; k < r->num_runs; k++) {
+      put(h, "<td class=\"num\">");
+      put_stat(h, rmse[k]);
+      put(h, "</td>");
+    }
+    put(h, "</tr>\n");
+  }
+  if (t->n[0] > 0 || (r->num_runs == 2 && t->n[1] > 0)) {
+    put(h, "<tr><th scope=\"row\">decisions</th>");
+    for (size_t k = 0; k < r->num_runs; k++) {
+      put(h, "<td class=\"num\">");
+      summary_decisions c = {h, t, k, 1};
+      for_each_decision(t, r->num_runs, summary_decision, &c);
+      put(h, "</td>");
+    }
+    put(h, "</tr>\n");
+  }
+  if (r->comparison != NULL) {
+    put(h,
+        "<tr><th scope=\"row\">PSI of the scores</th><td class=\"num\">"
+        "<span class=\"na\">reference</span></td><td class=\"num\">");
+    put_metric(h, r->comparison->psi);
+    put(h, "</td></tr>\n");
+  }
+  put(h, "</tbody></table></div>\n");
+}
+
+/* ---- features (two --explain runs) ---- */
+
+static void features_section(html *h, const tdm__comparison *c) {
+  put(h, "<h2>Feature drift: run B against run A</h2>\n");
+  if (c->num_feature_psi == 0) {
+    put(h,
+        "<p class=\"note\">Per-feature PSI needs both runs' features: run "
+        "<code>tandem batch --explain</code> with a JSON Lines "
+        "output.</p>\n");
+    return;
+  }
+  putf(h,
+       "<p class=\"note\">For each feature, PSI of run B's values against "
+       "run A's: %d bins at run A's deciles and one for missing values, "
+       "empty bins as %g (as live drift computes it). Below 0.1 is "
+       "stable, 0.1 to 0.25 a moderate shift, 0.25 or more a major "
+       "one.</p>\n",
+       TDM__PSI_BINS, TDM__PSI_EPSILON);
+  put(h,
+      "<div class=\"scroll\"><table class=\"features\"><thead><tr><th "
+      "scope=\"col\">feature</th><th scope=\"col\" class=\"num\">PSI</th>"
+      "<th scope=\"col\">shift</th></tr></thead><tbody>\n");
+  for (size_t i = 0; i < c->num_feature_psi; i++) {
+    double v = c->feature_psi[i];
+    put(h, "<tr><th scope=\"row\"><code>");
+    put_text(h, c->feature_psi_names[i]);
+    put(h, "</code></th><td class=\"num\">");
+    put_metric(h, v);
+    put(h, "</td><td>");
+    put(h, !isfinite(v) ? "<span class=\"na\">n/a</span>"
+           : v < 0.1    ? "stable"
+           : v < 0.25   ? "moderate"
+                        : "<strong>major</strong>");
+    put(h, "</td></tr>\n");
+  }
+  put(h, "</tbody></table></div>\n");
+}
+
 int tdm__report_html(const tdm__report_page *r, tdm__buf *out, tdm_error *err) {
   html h = {out, TDM_OK, 0};
   put(&h,
@@ -1002,14 +1490,38 @@ int tdm__report_html(const tdm__report_page *r, tdm__buf *out, tdm_error *err) {
     put_text(&h, r->generated_at);
   }
   put(&h,
-      ". Sections: <a href=\"#runs\">runs</a>, <a "
-      "href=\"#scores\">scores</a>, <a href=\"#metrics\">metrics</a>");
-  if (r->comparison) put(&h, ", <a href=\"#comparison\">comparison</a>");
+      ". Sections: <a href=\"#summary\">summary</a>, <a "
+      "href=\"#runs\">runs</a>, <a href=\"#scores\">scores</a>, <a "
+      "href=\"#decisions\">decisions</a>, <a href=\"#metrics\">metrics</a>, "
+      "<a href=\"#gain\">lift and gain</a>");
+  if (r->comparison)
+    put(&h,
+        ", <a href=\"#comparison\">comparison</a>, <a "
+        "href=\"#features\">feature drift</a>");
   put(&h, ".</p>\n");
+  decision_table decisions;
+  if (decision_table_make(r, &decisions) != TDM_OK) h.rc = TDM_ENOMEM;
+  put(&h, "<section id=\"summary\">\n");
+  summary_section(&h, r, &decisions);
+  put(&h, "</section>\n<section id=\"runs\">\n");
   runs_section(&h, r);
+  put(&h, "</section>\n<section id=\"scores\">\n");
   distribution_section(&h, r);
+  put(&h, "</section>\n<section id=\"decisions\">\n");
+  decisions_section(&h, r, &decisions);
+  put(&h, "</section>\n<section id=\"metrics\">\n");
   evaluation_section(&h, r);
-  if (r->comparison) comparison_section(&h, r);
+  put(&h, "</section>\n<section id=\"gain\">\n");
+  gain_section(&h, r);
+  put(&h, "</section>\n");
+  if (r->comparison) {
+    put(&h, "<section id=\"comparison\">\n");
+    comparison_section(&h, r);
+    put(&h, "</section>\n<section id=\"features\">\n");
+    features_section(&h, r->comparison);
+    put(&h, "</section>\n");
+  }
+  decision_table_free(&decisions);
   put(&h, "</main>\n</body>\n</html>\n");
   if (h.rc != TDM_OK)
     return tdm__fail(err, TDM_ENOMEM, "out of memory writing the report");

@@ -1,13 +1,16 @@
 /*
  * report.h - `tandem report`'s HTML: one self-contained page (inline CSS
  * and inline SVG, no script, no network, no external font) about one run
- * or two: who ran what on which files, the score histograms, and when
+ * or two: a summary with a verdict first, then who ran what on which
+ * files, the score histograms, each run's decision counts, and when
  * labels or recorded metrics exist, ROC, precision-recall and calibration
- * plots with the metric table and confusion matrices; for two runs also
- * the comparison of src/eval/compare.c (distributions, PSI, changed
- * decisions, metric deltas). Everything here only formats data computed
- * elsewhere: metrics.c computes every metric and curve point, compare.c
- * every comparison. Every string from data is HTML-escaped.
+ * plots with the metric table, confusion matrices, cumulative gain and
+ * lift; for two runs also the comparison of src/eval/compare.c
+ * (distributions, PSI, changed decisions, metric deltas, and the PSI of
+ * each feature when both runs kept their features with --explain). Each
+ * part of the page is a <section> with an id. Everything here only formats data
+ * computed elsewhere: metrics.c computes every metric and curve point,
+ * compare.c every comparison. Every string from data is HTML-escaped.
  */
 #ifndef TDM_EVAL_REPORT_H
 #define TDM_EVAL_REPORT_H
@@ -46,6 +49,7 @@ typedef struct tdm__report_page {
   size_t num_runs;                   /* 1 or 2 */
   const tdm__comparison *comparison; /* with two runs */
   const char *generated_at;          /* RFC 3339 UTC */
+  int log_scale; /* the score histogram's share axis in powers of ten */
 } tdm__report_page;
 
 /*

@@ -31,6 +31,7 @@
 
 #include "../core/core.h"
 #include "../eval/drift.h"
+#include "access_log.h"
 #include "infer.h"
 
 typedef enum route_kind {
@@ -120,6 +121,16 @@ typedef struct request {
   int waiting;
   atomic_int durable; /* 0: not yet; 1: on disk; -1: failed */
   int overloaded;     /* admitted past the limit: the fallback answers */
+  /* What the access log records, kept only when there is one. */
+  char *logged_target; /* the target as sent (owned) */
+  uint64_t received;   /* body bytes read, kept or not */
+  unsigned status;     /* the answer's status; 0 until one is queued */
+  size_t answer_bytes;
+  int64_t arrived_ms; /* wall clock */
+  char method[16];
+  char remote[64];
+  char request_id[128];
+  int has_request_id;
 } request;
 
 static uint64_t now_ns(void) {
@@ -202,12 +213,19 @@ static const char *path_problem(const char *url) {
  * ("unload\0/infer" read as "unload").
  */
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c) {
-  (void)cls;
+  const tdm__server *srv = cls;
   (void)c;
   request *r = tdm__calloc(1, sizeof *r);
   if (r != NULL) {
     r->target = uri;
     r->target_len = strlen(uri);
+    /* libmicrohttpd cuts the query out of its buffer in place once this
+     * returns; the access log records the target as it was sent. */
+    if (srv->config.access_log != NULL) {
+      r->logged_target = tdm__malloc(r->target_len + 1);
+      if (r->logged_target != NULL)
+        memcpy(r->logged_target, uri, r->target_len + 1);
+    }
   }
   return r;
 }
@@ -286,6 +304,8 @@ static enum MHD_Result respond(tdm__server *srv, struct MHD_Connection *c,
   enum MHD_Result ok = MHD_queue_response(c, status, res);
   MHD_destroy_response(res);
   r->answered = 1;
+  r->status = status;
+  r->answer_bytes = len;
   return ok;
 }
 
@@ -397,6 +417,59 @@ static unsigned admin_denied(tdm__server *srv, struct MHD_Connection *c) {
       MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
   return info != NULL && is_loopback(info->client_addr) ? 0
                                                         : MHD_HTTP_FORBIDDEN;
+}
+
+/* ---- the access log ---- */
+
+/* "ADDRESS:PORT" of the client ("[ADDRESS]:PORT" for IPv6), or "". */
+static void client_text(struct MHD_Connection *c, char out[64]) {
+  out[0] = '\0';
+  const union MHD_ConnectionInfo *info =
+      MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+  if (info == NULL || info->client_addr == NULL) return;
+  char host[INET6_ADDRSTRLEN] = "";
+  const struct sockaddr *sa = info->client_addr;
+  if (sa->sa_family == AF_INET) {
+    const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)sa;
+    inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+    snprintf(out, 64, "%s:%u", host, (unsigned)ntohs(in->sin_port));
+  } else if (sa->sa_family == AF_INET6) {
+    const struct sockaddr_in6 *in6 =
+        (const struct sockaddr_in6 *)(const void *)sa;
+    inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+    snprintf(out, 64, "[%s]:%u", host, (unsigned)ntohs(in6->sin6_port));
+  }
+}
+
+/* At a request's first callback: what the log needs from the connection
+ * while its headers are at hand. */
+static void note_for_log(struct MHD_Connection *c, request *r,
+                         const char *method) {
+  r->arrived_ms = tdm__now_ms();
+  snprintf(r->method, sizeof r->method, "%s", method ? method : "");
+  client_text(c, r->remote);
+  const char *id =
+      MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Request-Id");
+  if (id != NULL) {
+    snprintf(r->request_id, sizeof r->request_id, "%s", id);
+    r->has_request_id = 1;
+  }
+}
+
+static void log_request(tdm__server *srv, const request *r) {
+  tdm__access_entry e = {
+      .time_ms = r->arrived_ms,
+      .method = r->method,
+      .target = r->logged_target,
+      .target_len = r->logged_target ? r->target_len : 0,
+      .status = r->status,
+      .bytes = r->answer_bytes,
+      .request_bytes = r->received,
+      .duration_us = (now_ns() - r->arrived_ns) / 1000,
+      .remote = r->remote,
+      .request_id = r->has_request_id ? r->request_id : NULL,
+  };
+  tdm__access_log_write(srv->config.access_log, &e);
 }
 
 /* ---- endpoints ---- */
@@ -1040,6 +1113,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
   if (!r->started) {
     r->started = 1;
     r->arrived_ns = now_ns();
+    if (srv->config.access_log != NULL) note_for_log(c, r, method);
     r->counted = 1;
     atomic_fetch_add(&srv->metrics->in_flight, 1);
     return start_request(srv, c, r, url, method, version);
@@ -1047,6 +1121,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
   if (*upload_size > 0) {
     size_t n = *upload_size;
     *upload_size = 0;
+    r->received += n;
     if (r->answered) return MHD_YES; /* an early answer: drop the body */
     if (!r->over_budget && r->discarded == 0) {
       /* Bodies held by all requests together stay under a budget, so
@@ -1108,10 +1183,12 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **context,
   (void)c;
   (void)why;
   if (r == NULL) return;
+  if (srv->config.access_log != NULL && r->started) log_request(srv, r);
   if (r->counted) atomic_fetch_sub(&srv->metrics->in_flight, 1);
   if (r->charged) atomic_fetch_sub(&srv->metrics->buffered, r->charged);
   tdm__buf_free(&r->body);
   tdm__buf_free(&r->answer);
+  tdm__free(r->logged_target);
   tdm__free(r);
   *context = NULL;
 }
@@ -1348,7 +1425,7 @@ int tdm__server_start(const tdm__server_config *config, tdm__repository *repo,
       MHD_OPTION_CONNECTION_TIMEOUT, config->idle_timeout_s,
       MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
       MHD_OPTION_UNESCAPE_CALLBACK, unescape_none, NULL,
-      MHD_OPTION_URI_LOG_CALLBACK, on_uri, NULL,
+      MHD_OPTION_URI_LOG_CALLBACK, on_uri, srv,
       MHD_OPTION_THREAD_STACK_SIZE, (size_t)(4u << 20), MHD_OPTION_ARRAY,
       config->tls_cert != NULL ? tls : &tls[sizeof tls / sizeof tls[0] - 1],
       MHD_OPTION_END);

@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "metrics.h"
+#include "access_log.h"
 #include "live.h"
 #include "repository.h"
 
@@ -35,6 +36,8 @@ typedef struct tdm__server_config {
   const char *tls_key;         /* PEM private key; set with tls_cert */
   tdm__live **pipelines;       /* served at /v1/pipelines/NAME/... */
   size_t num_pipelines;
+  tdm__access_log *access_log; /* a line per request; NULL: none. The
+                                  caller closes it after the server stops */
 } tdm__server_config;
 
 /* The defaults for every field; `listen` is 127.0.0.1:8080. */

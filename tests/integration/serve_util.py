@@ -9,7 +9,7 @@ import subprocess
 import tempfile
 import time
 
-from common import TANDEM, expect
+from common import ROOT, TANDEM, expect
 
 
 class Server:
@@ -174,3 +174,39 @@ def in_flight(server):
     """Requests in flight, not counting the /metrics request asking."""
     value = metric(server, "tandem_requests_in_flight")
     return -1 if value is None else value - 1
+
+
+def fraud_example_setup(directory, cards=30, extra=""):
+    """The fraud example ready to serve with everything its /metrics can
+    show: generated transactions, a recorded `batch --explain` run over
+    the history (the drift reference) that materialized card_profile into
+    DIRECTORY/tables. EXTRA (YAML, e.g. a schedule: section) is added to
+    a copy of the example's pipeline. Returns (serve arguments,
+    environment with the run registry, the live events CSV)."""
+    example = os.path.join(ROOT, "examples", "fraud")
+    pipeline = os.path.join(example, "pipeline.yaml")
+    if extra:
+        with open(pipeline) as f:
+            text = f.read().replace(
+                "model: {path: model.json}",
+                "model: {path: %s}" % os.path.join(example, "model.json"))
+        pipeline = os.path.join(directory, "pipeline.yaml")
+        with open(pipeline, "w") as f:
+            f.write(text + extra)
+    prefix = os.path.join(directory, "txns")
+    subprocess.run(["/usr/bin/python3",
+                    os.path.join(ROOT, "examples", "fraud", "generate.py"),
+                    "--cards", str(cards), "--split", "0.8", "--out", prefix],
+                   check=True, capture_output=True)
+    env = dict(os.environ, TANDEM_REGISTRY=os.path.join(directory, "runs.db"))
+    store = os.path.join(directory, "tables")
+    proc = subprocess.run(
+        [TANDEM, "batch", pipeline, "--in", prefix + ".history.csv",
+         "--out", os.path.join(directory, "reference.jsonl"), "--explain",
+         "--materialize", "card_profile", "--store", store],
+        capture_output=True, text=True, env=env)
+    run = re.search(r"tandem batch: run ([0-9a-f]+)", proc.stderr)
+    if proc.returncode != 0 or run is None:
+        raise AssertionError("the fraud example's batch run failed: " + proc.stderr)
+    args = [pipeline, "--store", store, "--drift-reference", run.group(1)]
+    return args, env, prefix + ".live.csv"

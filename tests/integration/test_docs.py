@@ -71,7 +71,7 @@ def blocks(path):
 
 def make_checkout(work):
     """Makes a directory that looks like a built checkout to the blocks."""
-    for name in ("examples", "tests", "scripts", "python", "docs"):
+    for name in ("examples", "tests", "scripts", "python", "docs", "deploy"):
         os.symlink(os.path.join(ROOT, name), os.path.join(work, name))
     os.mkdir(os.path.join(work, "build"))
     os.symlink(os.path.abspath(TANDEM), os.path.join(work, "build", "tandem"))

@@ -15,13 +15,12 @@ import json
 import os
 import re
 import shutil
-import struct
 import subprocess
-import zlib
 
 from common import FIXTURES, ROOT, TANDEM, expect, finish, tmpdir
 from pipeline_util import (FRAUD_COLUMNS, fraud_events, fraud_pipeline,
                            read_csv, write_csv)
+from png_util import png_pixels
 
 out = tmpdir()
 REG = os.path.join(out, "registry.db")
@@ -162,9 +161,9 @@ if checker:
     for key in ("roc_auc", "average_precision", "log_loss", "brier", "ks"):
         expect(fmt4(ev[key]) in text, f"one-run report: no {key} {ev[key]}")
     expect(runs[0] in text and "fraud" in text, "one-run report: no run id")
-    expect(checker.tags.get("svg", 0) == 4,
-           f"one-run report: {checker.tags.get('svg')} charts, not 4 "
-           "(histogram, ROC, PR, calibration)")
+    expect(checker.tags.get("svg", 0) == 6,
+           f"one-run report: {checker.tags.get('svg')} charts, not 6 "
+           "(histogram, ROC, PR, calibration, cumulative gain, lift)")
     expect(text.count("confusion matrix") == 1 and "0.7" in text,
            "one-run report: no confusion matrix")
     # The ROC curve runs from (0, 0) to (1, 1) exactly (x 0..1 is 64..542
@@ -173,7 +172,7 @@ if checker:
     expect(roc[0] == "64.00,308.00" and roc[-1] == "542.00,23.69",
            f"one-run report: the ROC curve runs from {roc[0]} to {roc[-1]}")
     print(f"ok one-run report: AUC {fmt4(ev['roc_auc'])} as tandem eval "
-          f"prints it, 4 charts, curves at most 500 points")
+          f"prints it, 6 charts, curves at most 500 points")
 
 # ---- many distinct scores: the curves are downsampled ----
 model = os.path.join(FIXTURES, "xgboost", "credit_data_binary.model.json")
@@ -244,10 +243,11 @@ if checker:
     expect(all(e["id"] in text for e in examples[:5]),
            "two-run report: the changed-decision examples are missing")
     expect(runs[0] in text and runs[1] in text, "two-run report: run ids")
-    expect(checker.tags.get("svg", 0) == 4 and
-           source.count("<polyline") == 6,
+    expect(checker.tags.get("svg", 0) == 6 and
+           source.count("<polyline") == 10,
            f"two-run report: {checker.tags.get('svg')} charts, "
-           f"{source.count('<polyline')} lines (expected 4 and 2 per plot)")
+           f"{source.count('<polyline')} lines (expected 6, and 2 per plot "
+           f"but the histogram)")
     print(f"ok two-run report: PSI {fmt4(psi)} and {changed} changed "
           f"decisions as tandem compare computes them, both AUCs and delta")
 
@@ -298,51 +298,6 @@ print("ok errors exit 2 naming the run, the file or the line; no file left")
 
 # ---- Chromium renders it ----
 chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-def png_pixels(path):
-    """(width, height, distinct pixel values) of an 8-bit RGB(A) PNG."""
-    data = open(path, "rb").read()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
-    pos, idat, header = 8, b"", None
-    while pos < len(data):
-        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
-        body = data[pos + 8:pos + 8 + length]
-        if kind == b"IHDR":
-            header = struct.unpack(">IIBBBBB", body)
-        elif kind == b"IDAT":
-            idat += body
-        pos += 12 + length
-    width, height, depth, color = header[:4]
-    channels = {2: 3, 6: 4}[color]
-    assert depth == 8
-    raw = zlib.decompress(idat)
-    stride = width * channels
-    previous = bytearray(stride)
-    colors = set()
-    for y in range(height):
-        f = raw[y * (stride + 1)]
-        line = bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
-        for i in range(stride):
-            a = line[i - channels] if i >= channels else 0
-            b = previous[i]
-            c = previous[i - channels] if i >= channels else 0
-            if f == 1:
-                line[i] = (line[i] + a) & 255
-            elif f == 2:
-                line[i] = (line[i] + b) & 255
-            elif f == 3:
-                line[i] = (line[i] + (a + b) // 2) & 255
-            elif f == 4:
-                p = a + b - c
-                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
-                pred = a if pa <= pb and pa <= pc else b if pb <= pc else c
-                line[i] = (line[i] + pred) & 255
-        if y % 4 == 0:
-            for x in range(0, stride, channels * 4):
-                colors.add(bytes(line[x:x + 3]))
-        previous = line
-    return width, height, len(colors)
 
 
 if chromium is None:

@@ -111,4 +111,6 @@
   X(api_state_answers_as_defined) \
   X(api_durable_state_continues_after_reopen) \
   X(api_batch_equals_process) \
-  X(api_two_pipelines_in_two_threads)
+  X(api_two_pipelines_in_two_threads)     \
+  X(access_log_line_escapes)              \
+  X(access_log_threads_and_reopen)
