@@ -357,6 +357,16 @@ static int process_all(run *r, tdm__batch_stats *st, tdm_error *err) {
 static int setup(run *r, tdm_error *err) {
   const tdm__batch_options *opt = r->opt;
   struct stat st;
+  int jsonl = ends_with(opt->out_path, ".jsonl") || ends_with(opt->out_path, ".ndjson");
+  /* The features --explain adds are a JSON object per result; a CSV
+   * output has no place for them, and dropping the flag in silence left
+   * users with the output they did not ask for. */
+  if (opt->explain && !jsonl)
+    return tdm__fail(err, TDM_EINVAL,
+                     "--explain adds every feature to JSON Lines output, and "
+                     "%s is CSV: name the output .jsonl, or use "
+                     "--features-only for a CSV of the features",
+                     opt->out_path);
   if (opt->save_state != NULL && stat(opt->save_state, &st) == 0)
     return tdm__fail(err, TDM_EINVAL,
                      "%s exists: --save-state writes a new state directory "
@@ -413,7 +423,6 @@ static int setup(run *r, tdm_error *err) {
   if (!r->workers || !r->chunks[0].records || !r->chunks[0].outcomes ||
       !r->chunks[1].records || !r->chunks[1].outcomes)
     return tdm__fail(err, TDM_ENOMEM, "out of memory");
-  int jsonl = ends_with(opt->out_path, ".jsonl") || ends_with(opt->out_path, ".ndjson");
   for (int t = 0; t < threads; t++) {
     worker *w = &r->workers[t];
     w->p = r->p;

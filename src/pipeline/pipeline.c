@@ -395,10 +395,30 @@ static int compile_features(compiler *c) {
   return rc;
 }
 
+/* Appends a missing model feature's name to the list load_model reports,
+ * quoted; after the tenth, only "..." (a model of another pipeline can
+ * lack hundreds, and the message stays one readable line). */
+static int missing_name(tdm__buf *list, size_t count, const char *name) {
+  if (count > 11) return TDM_OK;
+  if (count > 1 && tdm__buf_append(list, ", ", 2) != TDM_OK) return TDM_ENOMEM;
+  if (count == 11) return tdm__buf_append(list, "...", 3);
+  if (tdm__buf_append(list, "\"", 1) != TDM_OK ||
+      tdm__buf_append(list, name, strlen(name)) != TDM_OK ||
+      tdm__buf_append(list, "\"", 1) != TDM_OK)
+    return TDM_ENOMEM;
+  return TDM_OK;
+}
+
 static int load_model(compiler *c) {
   tdm__pipeline *p = c->p;
   const tdm__spec *spec = c->spec;
   tdm_error model_err;
+  if (spec->model_path == NULL)
+    return tdm__spec_fail(spec, (tdm__mark){1, 1, TDM__STYLE_PLAIN},
+                          TDM_EPARSE, c->err,
+                          "the pipeline has no model: add model: FILE, or run "
+                          "tandem batch --features-only to write the "
+                          "training data for one");
   int rc = tdm_model_load(spec->model_path, &p->model, &model_err);
   if (rc != TDM_OK)
     return tdm__spec_fail(spec, spec->model_mark, rc, c->err, "model: %s",
@@ -418,21 +438,38 @@ static int load_model(compiler *c) {
   size_t nf = p->info.num_features;
   p->model_inputs = tdm__calloc(nf + 1, sizeof(size_t));
   if (p->model_inputs == NULL) return tdm__fail(c->err, TDM_ENOMEM, "out of memory");
+  /* Every missing feature is named at once: a model trained on another
+   * version of the pipeline usually lacks several, and fixing them one
+   * run at a time is slow. */
+  tdm__buf missing = {0};
+  size_t num_missing = 0;
   for (size_t f = 0; f < nf; f++) {
     const char *want = tdm_model_feature_name(p->model, f);
     size_t len = strlen(want);
     size_t i = find_feature(spec, want, len);
     size_t field = find_field(spec, want, len);
-    if (i != NONE)
+    if (i != NONE) {
       p->model_inputs[f] = p->feature_slot[i];
-    else if (field != NONE && p->fields[field].number != NONE)
+    } else if (field != NONE && p->fields[field].number != NONE) {
       p->model_inputs[f] = p->fields[field].number;
-    else
-      return tdm__spec_fail(spec, spec->model_mark, TDM_ESCHEMA, c->err,
-                            "model: the model's feature \"%s\" (%zu of %zu) "
-                            "is not a feature or numeric field of the "
-                            "pipeline",
-                            want, f + 1, nf);
+    } else {
+      num_missing++;
+      if (missing_name(&missing, num_missing, want) != TDM_OK) {
+        tdm__buf_free(&missing);
+        return tdm__fail(c->err, TDM_ENOMEM, "out of memory");
+      }
+    }
+  }
+  if (num_missing > 0) {
+    rc = tdm__spec_fail(spec, spec->model_mark, TDM_ESCHEMA, c->err,
+                        "model: %zu of the model's %zu features %s not a "
+                        "feature or numeric field of the pipeline: %.*s "
+                        "(add them to features: or fields:, or use the model "
+                        "trained on this pipeline)",
+                        num_missing, nf, num_missing == 1 ? "is" : "are",
+                        (int)missing.len, missing.data);
+    tdm__buf_free(&missing);
+    return rc;
   }
   if (spec->explain_reasons > 0 && !tdm_model_has_contribs(p->model))
     return tdm__spec_fail(spec, spec->explain_mark, TDM_EUNSUPPORTED, c->err,
@@ -489,16 +526,33 @@ static int add_column(compiler *c, const char *name, tdm__mark mark) {
 static int compile_outputs(compiler *c) {
   tdm__pipeline *p = c->p;
   const tdm__spec *spec = c->spec;
-  p->columns = tdm__calloc(spec->num_outputs + spec->num_features + 6,
+  p->columns = tdm__calloc(
+      spec->num_outputs + spec->num_fields + spec->num_features + 6,
                            sizeof *p->columns);
   if (p->columns == NULL) return tdm__fail(c->err, TDM_ENOMEM, "out of memory");
   tdm__mark none = {0, 0, TDM__STYLE_PLAIN};
   if (p->features_only) {
-    /* The keys, then every feature. */
+    /* The keys, every number and category field that is not a key (a
+     * model may take a raw field as a feature, and training data must
+     * hold it as the model will see it: the number, or the category's
+     * index), then every feature. */
     int rc = TDM_OK;
     if (spec->id != NULL) rc = add_column(c, spec->id, none);
     if (rc == TDM_OK) rc = add_column(c, spec->entity, none);
     if (rc == TDM_OK) rc = add_column(c, spec->time, none);
+    for (size_t i = 0; i < spec->num_fields && rc == TDM_OK; i++) {
+      const tdm__field_spec *f = &spec->fields[i];
+      if ((f->type != TDM__FIELD_NUMBER && f->type != TDM__FIELD_CATEGORY) ||
+          strcmp(f->name, spec->entity) == 0 ||
+          (spec->id != NULL && strcmp(f->name, spec->id) == 0))
+        continue;
+      rc = add_column(c, f->name, none);
+      if (rc == TDM_OK) {
+        column *col = &p->columns[p->num_columns - 1];
+        col->kind = COLUMN_NUMBER;
+        col->index = p->fields[i].number;
+      }
+    }
     for (size_t i = 0; i < spec->num_features && rc == TDM_OK; i++)
       rc = add_column(c, spec->features[i].name, none);
     return rc;

@@ -1074,8 +1074,7 @@ static int check_keys(reader *r, const top *t) {
     int key;
     const char *what;
   } required[] = {{KEY_NAME, "name"},         {KEY_ENTITY, "entity"},
-                  {KEY_TIME, "time"},         {KEY_FIELDS, "fields"},
-                  {KEY_MODEL, "model"}};
+                  {KEY_TIME, "time"},         {KEY_FIELDS, "fields"}};
   for (size_t i = 0; i < sizeof required / sizeof required[0]; i++)
     if (!(t->seen & (1u << required[i].key)))
       return tdm__spec_fail(spec, (tdm__mark){1, 1, TDM__STYLE_PLAIN}, TDM_EPARSE, r->err,
