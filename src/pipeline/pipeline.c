@@ -22,6 +22,7 @@
 #include "../core/json.h"
 #include "../io/csv.h"
 #include "../io/events.h"
+#include "../model/model.h"
 #include "lookup.h"
 
 #define NONE SIZE_MAX
@@ -409,6 +410,46 @@ static int missing_name(tdm__buf *list, size_t count, const char *name) {
   return TDM_OK;
 }
 
+/* A category field that is a model feature as it is must list its values
+ * in the model's code order when the model file records the categories
+ * (LightGBM's pandas_categorical): another order gives every event the
+ * wrong code and changes scores silently. The message gives the model's
+ * order to copy. */
+static int check_categories(compiler *c, size_t field, size_t feature) {
+  const tdm__spec *spec = c->spec;
+  const tdm__field_spec *f = &spec->fields[field];
+  size_t count;
+  const char *const *names =
+      tdm__model_category_names(c->p->model, feature, &count);
+  if (f->type != TDM__FIELD_CATEGORY || names == NULL) return TDM_OK;
+  size_t k = 0;
+  while (k < f->num_values && k < count && strcmp(f->values[k], names[k]) == 0)
+    k++;
+  if (k == f->num_values && k == count) return TDM_OK;
+  tdm__buf order = {0};
+  int rc = TDM_OK;
+  for (size_t i = 0; i < count && rc == TDM_OK; i++) {
+    if (i > 0) rc = tdm__buf_append(&order, ", ", 2);
+    if (rc == TDM_OK) rc = tdm__buf_append(&order, names[i], strlen(names[i]));
+  }
+  if (rc != TDM_OK) {
+    tdm__buf_free(&order);
+    return tdm__fail(c->err, TDM_ENOMEM, "out of memory");
+  }
+  rc = tdm__spec_fail(spec, f->mark, TDM_ESCHEMA, c->err,
+                      "category field \"%s\": its values differ from the "
+                      "model's categories at position %zu (%s%s%s against "
+                      "%s%s%s); the model's order, from its file's "
+                      "pandas_categorical, is values: [%.*s]",
+                      f->name, k + 1, k < f->num_values ? "\"" : "",
+                      k < f->num_values ? f->values[k] : "nothing",
+                      k < f->num_values ? "\"" : "", k < count ? "\"" : "",
+                      k < count ? names[k] : "nothing", k < count ? "\"" : "",
+                      (int)order.len, order.data);
+  tdm__buf_free(&order);
+  return rc;
+}
+
 static int load_model(compiler *c) {
   tdm__pipeline *p = c->p;
   const tdm__spec *spec = c->spec;
@@ -452,6 +493,11 @@ static int load_model(compiler *c) {
       p->model_inputs[f] = p->feature_slot[i];
     } else if (field != NONE && p->fields[field].number != NONE) {
       p->model_inputs[f] = p->fields[field].number;
+      rc = check_categories(c, field, f);
+      if (rc != TDM_OK) {
+        tdm__buf_free(&missing);
+        return rc;
+      }
     } else {
       num_missing++;
       if (missing_name(&missing, num_missing, want) != TDM_OK) {
@@ -1233,13 +1279,25 @@ static int read_fields(const tdm__pipeline *p, const tdm__event *ev,
           value = (double)ms / 1000.0;
           break;
         }
-        default: /* a category: its index, or missing when unknown */
+        default: /* a category: its index */
           for (size_t k = 0; k < f->num_values; k++)
             if (f->value_lens[k] == text.len &&
                 memcmp(f->values[k], text.data, text.len) == 0) {
               value = (double)k;
               break;
             }
+          /* An unknown category scored as missing changed scores with no
+           * sign; it is invalid unless the pipeline says otherwise. */
+          if (isnan(value) && !f->unknown_missing)
+            return tdm__fail(err, TDM_ESCHEMA,
+                             "field \"%s\": \"%.*s\" is not one of its "
+                             "%zu values (\"%s\" ... \"%s\"): add it to "
+                             "values in the model's category order, or "
+                             "declare the field unknown: missing to score it "
+                             "as missing",
+                             f->name, (int)(text.len > 64 ? 64 : text.len),
+                             text.data, f->num_values, f->values[0],
+                             f->values[f->num_values - 1]);
           break;
       }
     }
