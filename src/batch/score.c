@@ -249,7 +249,15 @@ static int contrib_header(tdm__buf *line, const tdm_model *model) {
   return rc;
 }
 
+/* What an output value is called: "margin" with --margin (a raw margin
+ * in a column named score was read as a probability downstream), else
+ * "score". */
+static const char *output_name(const tdm__score_options *opt) {
+  return opt->margin ? "margin" : "score";
+}
+
 /* The CSV header: --keep columns, then "score" or score_0..score_{k-1}
+ * ("margin", margin_0.. with --margin)
  * (or the contribution columns). JSON Lines has none. */
 static int write_header(FILE *fp, tdm__sha256 *hash,
                         const tdm__score_options *opt, const tdm_model *model,
@@ -263,11 +271,11 @@ static int write_header(FILE *fp, tdm__sha256 *hash,
   if (opt->contribs) {
     if (rc == TDM_OK) rc = contrib_header(&line, model);
   } else if (width == 1) {
-    if (rc == TDM_OK) rc = tdm__buf_printf(&line, "score\n");
+    if (rc == TDM_OK) rc = tdm__buf_printf(&line, "%s\n", output_name(opt));
   } else {
     for (size_t o = 0; o < width && rc == TDM_OK; o++)
-      rc = tdm__buf_printf(&line, o + 1 < width ? "score_%zu," : "score_%zu\n",
-                           o);
+      rc = tdm__buf_printf(&line, o + 1 < width ? "%s_%zu," : "%s_%zu\n",
+                           output_name(opt), o);
   }
   if (rc == TDM_OK) rc = write_out(fp, hash, line.data, line.len);
   tdm__buf_free(&line);
@@ -649,8 +657,8 @@ static int format_row(part *p, size_t i, const double *scores) {
           at, group < sc->width ? "%s\"contribs\":[[" : "%s\"contribs\":[",
           open);
     else
-      at +=
-          sprintf(at, sc->width == 1 ? "%s\"score\":" : "%s\"scores\":[", open);
+      at += sprintf(at, sc->width == 1 ? "%s\"%s\":" : "%s\"%ss\":[", open,
+                    output_name(sc->opt));
   }
   for (size_t o = 0; o < sc->width; o++) {
     at += tdm_model_format_value(sc->model, scores[o], at);
