@@ -6,15 +6,23 @@
    here (bit for bit as float32), LightGBM's raw scores from the
    multiclass fixture (exact). A margin in a column named score was read
    downstream as a probability.
+2. `make install PREFIX=DIR` installs a man page for tandem and for each
+   command of `tandem --help`'s list; `man -l` renders each, and each
+   names every option its command's --help names (one source).
+3. The installed bash completion registers with `complete -p`, completes
+   the commands (also after `help`) and, for each command, exactly the
+   options its --help names.
 """
 import json
 import os
+import re
+import subprocess
 
 import numpy as np
 import pandas as pd
 import xgboost as xgb
 
-from common import FIXTURES, bits_equal, expect, finish, tmpdir
+from common import FIXTURES, ROOT, TANDEM, bits_equal, expect, finish, tmpdir
 from pipeline_util import tandem
 
 out = tmpdir()
@@ -75,5 +83,66 @@ for suffix in (".csv", ".jsonl"):
         got = np.array([obj.get("margins") for obj in lines])
     expect(got.shape == raw.shape and np.array_equal(got, raw),
            f"multiclass --margin {suffix}: differs from LightGBM's raw scores")
+
+# ---- 2. man pages, installed, one per command ----
+prefix = os.path.join(out, "prefix")
+proc = subprocess.run(["make", "-s", "-C", ROOT, "install", "PREFIX=" + prefix],
+                      capture_output=True, text=True)
+expect(proc.returncode == 0, f"make install: {proc.stderr[-800:]}")
+general = tandem("--help").stdout
+listing = general.split("commands:\n", 1)[1].split("\n\n", 1)[0]
+commands = [line.split()[0] for line in listing.splitlines()
+            if line.strip() and line.split()[0] not in ("help", "version")]
+expect(len(commands) >= 10, f"commands in tandem --help: {commands}")
+man1 = os.path.join(prefix, "share", "man", "man1")
+
+
+def flags(text):
+    return set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", text))
+
+
+for command in [None] + commands:
+    name = "tandem" if command is None else "tandem-" + command
+    path = os.path.join(man1, name + ".1")
+    if not expect(os.path.exists(path), f"no man page {name}.1"):
+        continue
+    proc = subprocess.run(["man", "-l", path], capture_output=True, text=True,
+                          env=dict(os.environ, MANWIDTH="100", MAN_KEEP_FORMATTING=""))
+    page = re.sub(r".\x08", "", proc.stdout)
+    help_text = tandem(*([command] if command else []), "--help").stdout
+    want = flags(help_text)
+    expect(proc.returncode == 0 and "NAME" in page and "EXIT STATUS" in page
+           and (command is None or "tandem " + command in page),
+           f"man -l {name}.1: exit {proc.returncode}: {proc.stderr[:300]}")
+    expect(want <= flags(page), f"{name}.1 lacks {sorted(want - flags(page))}")
+
+# ---- 3. bash completion ----
+completion = os.path.join(prefix, "share", "bash-completion", "completions", "tandem")
+
+
+def complete(*words):
+    """What bash completes for the last of WORDS after `tandem`."""
+    script = ('source "$1"; shift; COMP_WORDS=("$@"); '
+              'COMP_CWORD=$((${#COMP_WORDS[@]} - 1)); _tandem; '
+              'printf "%s\\n" "${COMPREPLY[@]}"')
+    proc = subprocess.run(["bash", "-c", script, "bash", completion, TANDEM, *words],
+                          capture_output=True, text=True)
+    return set(line for line in proc.stdout.splitlines() if line)
+
+
+if expect(os.path.exists(completion), "no bash completion installed"):
+    proc = subprocess.run(["bash", "-c", f'source "{completion}"; complete -p tandem'],
+                          capture_output=True, text=True)
+    expect(proc.returncode == 0 and "-F _tandem" in proc.stdout,
+           f"complete -p tandem: {proc.stdout} {proc.stderr}")
+    expect(complete("") == set(commands) | {"help", "version"},
+           f"commands completed: {sorted(complete(''))}")
+    expect(complete("help", "re") == {c for c in commands if c.startswith("re")},
+           f"tandem help re<TAB>: {complete('help', 're')}")
+    for command in commands:
+        want = flags(tandem(command, "--help").stdout)
+        got = complete(command, "--")
+        expect(got == want, f"tandem {command} --<TAB>: extra {sorted(got - want)}, "
+               f"missing {sorted(want - got)}")
 
 finish("test_conventions")
