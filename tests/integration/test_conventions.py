@@ -12,6 +12,8 @@
 3. The installed bash completion registers with `complete -p`, completes
    the commands (also after `help`) and, for each command, exactly the
    options its --help names.
+4. docs/cli.md's flag table lists every option line of every command's
+   help, with that command in the flag's row.
 """
 import json
 import os
@@ -144,5 +146,20 @@ if expect(os.path.exists(completion), "no bash completion installed"):
         got = complete(command, "--")
         expect(got == want, f"tandem {command} --<TAB>: extra {sorted(got - want)}, "
                f"missing {sorted(want - got)}")
+
+# ---- 4. the flag table ----
+rows = {}
+for line in open(os.path.join(ROOT, "docs", "cli.md")):
+    cells = [c.strip() for c in line.strip().strip("|").split("|")]
+    if len(cells) == 3 and cells[0].startswith("`--"):
+        for flag in re.findall(r"--[a-z][a-z0-9-]*", cells[0]):
+            rows.setdefault(flag, set()).update(c.strip() for c in cells[1].split(","))
+for command in commands:
+    for line in tandem(command, "--help").stdout.splitlines():
+        m = re.match(r"  (--[a-z][a-z0-9-]*)", line)
+        if not m or m.group(1) == "--help":
+            continue
+        expect(command in rows.get(m.group(1), ()),
+               f"docs/cli.md: {m.group(1)} has no row naming {command}")
 
 finish("test_conventions")
