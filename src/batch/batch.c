@@ -178,8 +178,10 @@ static int write_manifest(const tdm__batch_options *opt,
   tdm__buf b = {0};
   int rc = tdm__buf_printf(&b,
                            "{\n  \"tandem_version\": \"%s\",\n  \"command\": "
-                           "\"batch\",\n  \"pipeline\": {\"path\": ",
+                           "\"batch\",\n  ",
                            TDM_VERSION);
+  if (rc == TDM_OK) rc = tdm__json_append_tags(&b, opt->tags, opt->num_tags);
+  if (rc == TDM_OK) rc = tdm__buf_printf(&b, "\"pipeline\": {\"path\": ");
   if (rc == TDM_OK) rc = tdm__json_append_string(&b, opt->pipeline_path);
   if (rc == TDM_OK)
     rc = tdm__buf_printf(&b, ", \"sha256\": \"%s\", \"name\": ", pipeline_hex);

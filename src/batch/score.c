@@ -1018,11 +1018,12 @@ static int write_manifest(const tdm__score_options *opt, const tdm_model *model,
   tdm__utc_text(started_ms, started);
   tdm__utc_text(tdm__now_ms(), finished);
   tdm__buf b = {0};
-  int rc =
-      tdm__buf_printf(&b,
-                      "{\n  \"tandem_version\": \"%s\",\n"
-                      "  \"command\": \"score\",\n  \"model\": {\"path\": ",
-                      TDM_VERSION);
+  int rc = tdm__buf_printf(&b,
+                           "{\n  \"tandem_version\": \"%s\",\n"
+                           "  \"command\": \"score\",\n  ",
+                           TDM_VERSION);
+  if (rc == TDM_OK) rc = tdm__json_append_tags(&b, opt->tags, opt->num_tags);
+  if (rc == TDM_OK) rc = tdm__buf_printf(&b, "\"model\": {\"path\": ");
   if (rc == TDM_OK) rc = tdm__json_append_string(&b, opt->model_path);
   if (rc == TDM_OK)
     rc = tdm__buf_printf(&b,

@@ -14,6 +14,10 @@
    options its --help names.
 4. docs/cli.md's flag table lists every option line of every command's
    help, with that command in the flag's row.
+5. `tandem runs` shows a run's --tag labels and the headline metrics that
+   `tandem eval --record` stored (auc and ap, computed here with
+   scikit-learn from the scores tandem wrote); --json has the tags; a
+   --tag without "=" is a usage error that writes nothing.
 """
 import json
 import os
@@ -161,5 +165,43 @@ for command in commands:
             continue
         expect(command in rows.get(m.group(1), ()),
                f"docs/cli.md: {m.group(1)} has no row naming {command}")
+
+# ---- 5. runs: tags and metrics ----
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+registry = os.path.join(out, "registry.db")
+labelled = pd.DataFrame(X, columns=names)
+labelled.insert(0, "id", ["r%d" % i for i in range(len(labelled))])
+labelled["label"] = y.astype(int)
+labelled_csv = os.path.join(out, "labelled.csv")
+labelled.to_csv(labelled_csv, index=False, float_format="%.9g")
+scored = os.path.join(out, "tagged.csv")
+r = tandem("score", "--model", model, "--in", labelled_csv, "--out", scored,
+           "--keep", "id", "--registry", registry, "--tag", "model=v2",
+           "--tag", "owner=risk team")
+run_id = re.search(r"run ([0-9a-f]{12})", r.stderr)
+if expect(r.returncode == 0 and run_id, f"score --tag: {r.stderr}"):
+    run_id = run_id.group(1)
+    r = tandem("eval", "--pred", scored, "--labels", labelled_csv, "--id-col", "id",
+               "--record", run_id, "--registry", registry)
+    expect(r.returncode == 0, f"eval --record: {r.stderr}")
+    got = pd.read_csv(scored, dtype={"score": str})
+    truth = labelled.set_index("id").loc[got["id"], "label"].to_numpy()
+    values = np.array([float(v) for v in got["score"]])
+    summary = "auc=%.4f ap=%.4f" % (roc_auc_score(truth, values),
+                                    average_precision_score(truth, values))
+    listing = tandem("runs", "--registry", registry).stdout.splitlines()
+    header = listing[0].split()
+    expect(header[-2:] == ["METRICS", "TAGS"], f"runs header {header}")
+    row = next((line for line in listing if line.startswith(run_id)), "")
+    expect(summary in row and row.endswith("model=v2,owner=risk team"),
+           f"runs row {row!r}: want {summary!r} and the tags")
+    obj = json.loads(tandem("runs", "--registry", registry, "--json").stdout.splitlines()[0])
+    expect(obj.get("tags") == {"model": "v2", "owner": "risk team"},
+           f"runs --json tags {obj.get('tags')}")
+bad_out = os.path.join(out, "bad_tag.csv")
+r = tandem("batch", "x.yaml", "--in", "x.csv", "--out", bad_out, "--tag", "nokey")
+expect(r.returncode == 2 and "KEY=VALUE" in r.stderr and not os.path.exists(bad_out),
+       f"--tag without =: {r.returncode} {r.stderr}")
 
 finish("test_conventions")
