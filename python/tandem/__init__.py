@@ -221,7 +221,7 @@ class Pipeline:
             out = os.path.join(tmp, "out.jsonl" if explain else "out.csv")
             stats = p._batch(src, out, int(threads), bool(explain))
             frame = (_read_jsonl(out) if explain else
-                     _read_csv(out, self))
+                     _read_csv(out, self, features_only))
             rejects = out.rsplit(".", 1)[0] + ".rejects.jsonl"
             rej = out + ".rejects.jsonl"
             path = rej if os.path.exists(rej) else rejects
@@ -256,17 +256,19 @@ class Pipeline:
         return State(self, path)
 
 
-def _read_csv(path, pipeline):
+def _read_csv(path, pipeline, features_only=False):
     """tandem's CSV output as a DataFrame: score, duplicate and number
     columns as numbers (the shortest texts read back exactly), the rest as
-    text, empty cells missing."""
+    text, empty cells missing. Features-only output writes a category
+    field as its index (what the model sees), so it is a number there."""
     import pandas as pd
     with open(path, newline="", encoding="utf-8") as f:
         rows = list(csv.reader(f))
     header, body = rows[0], rows[1:]
     data = {}
+    kinds = ("number", "category") if features_only else ("number",)
     numeric = set(pipeline.feature_names) | {"score"} | {
-        n for n, t in pipeline.field_types.items() if t == "number"}
+        n for n, t in pipeline.field_types.items() if t in kinds}
     for j, name in enumerate(header):
         col = [r[j] for r in body]
         if name == "duplicate":

@@ -359,7 +359,8 @@ static int process_all(run *r, tdm__batch_stats *st, tdm_error *err) {
 static int setup(run *r, tdm_error *err) {
   const tdm__batch_options *opt = r->opt;
   struct stat st;
-  int jsonl = ends_with(opt->out_path, ".jsonl") || ends_with(opt->out_path, ".ndjson");
+  int jsonl =
+      ends_with(opt->out_path, ".jsonl") || ends_with(opt->out_path, ".ndjson");
   /* The features --explain adds are a JSON object per result; a CSV
    * output has no place for them, and dropping the flag in silence left
    * users with the output they did not ask for. */

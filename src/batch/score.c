@@ -686,8 +686,7 @@ static int fill_csv_row(part *p, const tdm__csv_record *record, double *row) {
   const column_map *map = sc->map;
   for (size_t f = 0; f < sc->nf; f++) {
     const tdm__csv_field *field = &record->fields[map->feature_col[f]];
-    if (category_code(sc->model, f, field->text, field->len, &row[f]))
-      continue;
+    if (category_code(sc->model, f, field->text, field->len, &row[f])) continue;
     if (tdm__parse_cell_number(field->text, field->len, &row[f]) != 0)
       return not_a_value(p, f, record->line, field->column, field->text,
                          field->len);

@@ -90,9 +90,12 @@ static void print_value(const tdm__json *v) {
   switch (v->type) {
     case TDM__JSON_NULL: fputs("null", stderr); break;
     case TDM__JSON_BOOL: fputs(v->boolean ? "true" : "false", stderr); break;
-    case TDM__JSON_NUMBER: fprintf(stderr, "%.*s", (int)v->text_len, v->text); break;
+    case TDM__JSON_NUMBER:
+      fprintf(stderr, "%.*s", (int)v->text_len, v->text);
+      break;
     case TDM__JSON_STRING:
-      fprintf(stderr, "\"%.*s\"", (int)(v->count > 120 ? 120 : v->count), v->text);
+      fprintf(stderr, "\"%.*s\"", (int)(v->count > 120 ? 120 : v->count),
+              v->text);
       break;
     case TDM__JSON_ARRAY: fprintf(stderr, "an array of %zu", v->count); break;
     default: fprintf(stderr, "an object of %zu members", v->count); break;
@@ -129,15 +132,17 @@ static size_t diff_value(const tdm__json *batch, const tdm__json *live,
     }
     for (size_t i = 0; i < live->count; i++)
       if (tdm__json_get(batch, live->keys[i]) == NULL) {
-        if (print) fprintf(stderr, "  %s%s%s: batch: absent, live ", path,
-                           path_len ? "." : "", live->keys[i]);
+        if (print)
+          fprintf(stderr, "  %s%s%s: batch: absent, live ", path,
+                  path_len ? "." : "", live->keys[i]);
         if (print) print_value(&live->items[i]);
         if (print) fputc('\n', stderr);
         count++;
       }
     return count;
   }
-  if (same_kind && batch->type == TDM__JSON_ARRAY && batch->count == live->count) {
+  if (same_kind && batch->type == TDM__JSON_ARRAY &&
+      batch->count == live->count) {
     size_t count = 0;
     for (size_t i = 0; i < batch->count; i++) {
       int n = snprintf(path + path_len, 256 - path_len, "[%zu]", i);
@@ -185,12 +190,14 @@ static int field_differences(replay *r) {
     return TDM_EPARSE;
   }
   int rc = TDM_EPARSE;
-  if (batch.root->type == TDM__JSON_ARRAY && live.root->type == TDM__JSON_ARRAY &&
-      batch.root->count == r->count && live.root->count == r->count) {
+  if (batch.root->type == TDM__JSON_ARRAY &&
+      live.root->type == TDM__JSON_ARRAY && batch.root->count == r->count &&
+      live.root->count == r->count) {
     rc = TDM_OK;
     for (size_t i = 0; i < r->count; i++) {
       char path[256] = "";
-      if (diff_value(&batch.root->items[i], &live.root->items[i], path, 0, 0) == 0)
+      if (diff_value(&batch.root->items[i], &live.root->items[i], path, 0, 0) ==
+          0)
         continue;
       r->differences++;
       if (r->differences > r->show) continue;
@@ -256,12 +263,14 @@ static int flush(replay *r, tdm_error *err) {
     if (!same) {
       r->differences++;
       if (r->differences <= r->show)
-        fprintf(stderr,
-                "difference at line %zu:\n  batch: %.*s\n  live:  %.*s\n",
-                r->records[i].line,
-                (int)len, r->expected.data + start,
-                (int)(r->actual.len > start ? (r->actual.len - start > 300 ? 300 : r->actual.len - start) : 0),
-                r->actual.len > start ? r->actual.data + start : "");
+        fprintf(
+            stderr, "difference at line %zu:\n  batch: %.*s\n  live:  %.*s\n",
+            r->records[i].line, (int)len, r->expected.data + start,
+            (int)(r->actual.len > start
+                      ? (r->actual.len - start > 300 ? 300
+                                                     : r->actual.len - start)
+                      : 0),
+            r->actual.len > start ? r->actual.data + start : "");
       /* After one difference the offsets no longer line up: count the
        * rest of this request as differing too if the lengths differ. */
       if (r->actual.len != r->expected.len) {

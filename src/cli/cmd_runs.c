@@ -114,13 +114,14 @@ static const char *base_name(const char *path) {
  * them, so the list shows which run scored better without --json. */
 static void metrics_summary(const char *json, char *out, size_t size) {
   static const char *const keys[][2] = {
-      {"roc_auc", "auc"},   {"average_precision", "ap"}, {"rmse", "rmse"},
-      {"mae", "mae"},       {"accuracy", "accuracy"},    {"log_loss", "log_loss"}};
+      {"roc_auc", "auc"},       {"average_precision", "ap"},
+      {"rmse", "rmse"},         {"mae", "mae"},
+      {"accuracy", "accuracy"}, {"log_loss", "log_loss"}};
   snprintf(out, size, "-");
   tdm__json_doc doc;
   tdm_error ignored;
-  if (json == NULL ||
-      tdm__json_parse(&doc, json, strlen(json), "metrics", 0, &ignored) != TDM_OK)
+  if (json == NULL || tdm__json_parse(&doc, json, strlen(json), "metrics", 0,
+                                      &ignored) != TDM_OK)
     return;
   size_t used = 0, shown = 0;
   for (size_t k = 0; k < sizeof keys / sizeof keys[0] && shown < 2; k++) {
@@ -128,8 +129,8 @@ static void metrics_summary(const char *json, char *out, size_t size) {
     if (v == NULL || (v->type != TDM__JSON_NUMBER && v->type != TDM__JSON_NULL))
       continue;
     int n = v->type == TDM__JSON_NUMBER
-                ? snprintf(out + used, size - used, "%s%s=%.4f", shown ? " " : "",
-                           keys[k][1], strtod(v->text, NULL))
+                ? snprintf(out + used, size - used, "%s%s=%.4f",
+                           shown ? " " : "", keys[k][1], strtod(v->text, NULL))
                 : snprintf(out + used, size - used, "%s%s=-", shown ? " " : "",
                            keys[k][1]);
     if (n < 0 || (size_t)n >= size - used) break;
@@ -148,10 +149,12 @@ static void tags_text(const char *json, char *out, size_t size) {
       tdm__json_parse(&doc, json, strlen(json), "tags", 0, &ignored) != TDM_OK)
     return;
   size_t used = 0;
-  for (size_t i = 0; doc.root->type == TDM__JSON_OBJECT && i < doc.root->count; i++) {
+  for (size_t i = 0; doc.root->type == TDM__JSON_OBJECT && i < doc.root->count;
+       i++) {
     const tdm__json *v = &doc.root->items[i];
-    int n = snprintf(out + used, size - used, "%s%s=%s", i ? "," : "",
-                     doc.root->keys[i], v->type == TDM__JSON_STRING ? v->text : "");
+    int n =
+        snprintf(out + used, size - used, "%s%s=%s", i ? "," : "",
+                 doc.root->keys[i], v->type == TDM__JSON_STRING ? v->text : "");
     if (n < 0 || (size_t)n >= size - used) break;
     used += (size_t)n;
   }
@@ -173,10 +176,9 @@ static void print_table(const tdm__run_record *runs, size_t count) {
     metrics_summary(r->metrics, metrics, sizeof metrics);
     tags_text(r->tags, tags, sizeof tags);
     printf("%-12s  %-20s  %-7s  %-12s  %-24s  %10s  %9.3f  %-22s  %s\n", r->id,
-           r->started_at ? r->started_at : "-",
-           r->command ? r->command : "-",
-           r->model_version ? r->model_version : "-",
-           base_name(r->input_path), rows, r->seconds, metrics, tags);
+           r->started_at ? r->started_at : "-", r->command ? r->command : "-",
+           r->model_version ? r->model_version : "-", base_name(r->input_path),
+           rows, r->seconds, metrics, tags);
   }
 }
 

@@ -36,9 +36,8 @@ static int is_result_column(const char *name) {
   return strcmp(name, "score") == 0 || strncmp(name, "score_", 6) == 0 ||
          strcmp(name, "scores") == 0 || strcmp(name, "margin") == 0 ||
          strncmp(name, "margin_", 7) == 0 || strcmp(name, "margins") == 0 ||
-         strcmp(name, "decision") == 0 ||
-         strcmp(name, "duplicate") == 0 || strcmp(name, "model_version") == 0 ||
-         strcmp(name, "features") == 0;
+         strcmp(name, "decision") == 0 || strcmp(name, "duplicate") == 0 ||
+         strcmp(name, "model_version") == 0 || strcmp(name, "features") == 0;
 }
 
 static int is_jsonl(const char *path) {
@@ -79,7 +78,8 @@ static int read_csv_output(tdm__run_output *o, tdm__csv *csv, tdm_error *err) {
   for (size_t i = 0; i < rec.count; i++) {
     const char *name = rec.fields[i].text;
     /* A --margin run's values compare as its scores do. */
-    if (strcmp(name, "score") == 0 || strcmp(name, "margin") == 0) score_col = i;
+    if (strcmp(name, "score") == 0 || strcmp(name, "margin") == 0)
+      score_col = i;
     if (strcmp(name, "decision") == 0) decision_col = i;
     if (key_col == SIZE_MAX && !is_result_column(name) &&
         strlen(name) < sizeof o->key_name) {

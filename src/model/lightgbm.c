@@ -586,8 +586,8 @@ static size_t categorical_features(const kv *infos, size_t num_features,
     const char *start = p;
     while (p < end && *p != ' ') p++;
     size_t len = (size_t)(p - start);
-    int categorical =
-        len > 0 && start[0] != '[' && !(len == 4 && memcmp(start, "none", 4) == 0);
+    int categorical = len > 0 && start[0] != '[' &&
+                      !(len == 4 && memcmp(start, "none", 4) == 0);
     is_categorical[f++] = (unsigned char)categorical;
     count += (size_t)categorical;
   }
@@ -630,8 +630,8 @@ static int load_pandas_categorical(line_reader *r, tdm_model *model,
     return TDM_OK;
   }
   const tdm__json *lists = doc.root;
-  int fits = lists->type == TDM__JSON_ARRAY && lists->count == num_cat &&
-             num_cat > 0;
+  int fits =
+      lists->type == TDM__JSON_ARRAY && lists->count == num_cat && num_cat > 0;
   for (size_t i = 0; fits && i < lists->count; i++) {
     const tdm__json *list = &lists->items[i];
     fits = list->type == TDM__JSON_ARRAY;
@@ -661,11 +661,10 @@ static int load_pandas_categorical(line_reader *r, tdm_model *model,
       for (size_t k = 0; k < list->count && rc == TDM_OK; k++) {
         const tdm__json *item = &list->items[k];
         /* A number category (an integer column) is named by its text. */
-        names[k] = item->type == TDM__JSON_STRING
-                       ? tdm__arena_strndup(&model->arena, item->text,
-                                            item->count)
-                       : tdm__arena_strndup(&model->arena, item->text,
-                                            item->text_len);
+        names[k] =
+            item->type == TDM__JSON_STRING
+                ? tdm__arena_strndup(&model->arena, item->text, item->count)
+                : tdm__arena_strndup(&model->arena, item->text, item->text_len);
         if (names[k] == NULL) rc = TDM_ENOMEM;
       }
       model->category_names[f] = names;

@@ -391,8 +391,8 @@ static int load_model(compiler *c) {
   const tdm__spec *spec = c->spec;
   tdm_error model_err;
   if (spec->model_path == NULL)
-    return tdm__spec_fail(spec, (tdm__mark){1, 1, TDM__STYLE_PLAIN},
-                          TDM_EPARSE, c->err,
+    return tdm__spec_fail(spec, (tdm__mark){1, 1, TDM__STYLE_PLAIN}, TDM_EPARSE,
+                          c->err,
                           "the pipeline has no model: add model: FILE, or run "
                           "tandem batch --features-only to write the "
                           "training data for one");
@@ -508,9 +508,9 @@ static int add_column(compiler *c, const char *name, tdm__mark mark) {
 static int compile_outputs(compiler *c) {
   tdm__pipeline *p = c->p;
   const tdm__spec *spec = c->spec;
-  p->columns = tdm__calloc(
-      spec->num_outputs + spec->num_fields + spec->num_features + 6,
-                           sizeof *p->columns);
+  p->columns =
+      tdm__calloc(spec->num_outputs + spec->num_fields + spec->num_features + 6,
+                  sizeof *p->columns);
   if (p->columns == NULL) return tdm__fail(c->err, TDM_ENOMEM, "out of memory");
   tdm__mark none = {0, 0, TDM__STYLE_PLAIN};
   if (p->features_only) {

@@ -287,9 +287,8 @@ static int field_type(reader *r, struct fy_node *node, tdm__mark mark,
   return rc;
 }
 
-static const char *const field_keys[] = {"type",     "unit",     "values",
-                                         "required", "optional", "unknown",
-                                         NULL};
+static const char *const field_keys[] = {
+    "type", "unit", "values", "required", "optional", "unknown", NULL};
 
 static int field_pair(reader *r, void *ctx, size_t key, struct fy_node *value,
                       tdm__mark mark) {
@@ -1093,8 +1092,10 @@ static int check_keys(reader *r, const top *t) {
   static const struct {
     int key;
     const char *what;
-  } required[] = {{KEY_NAME, "name"},         {KEY_ENTITY, "entity"},
-                  {KEY_TIME, "time"},         {KEY_FIELDS, "fields"}};
+  } required[] = {{KEY_NAME, "name"},
+                  {KEY_ENTITY, "entity"},
+                  {KEY_TIME, "time"},
+                  {KEY_FIELDS, "fields"}};
   for (size_t i = 0; i < sizeof required / sizeof required[0]; i++)
     if (!(t->seen & (1u << required[i].key)))
       return tdm__spec_fail(spec, (tdm__mark){1, 1, TDM__STYLE_PLAIN}, TDM_EPARSE, r->err,

@@ -250,8 +250,8 @@ static size_t name_distance(const char *a, const char *b, size_t cap) {
     row[0] = i;
     for (size_t j = 1; j <= lb; j++) {
       size_t above = row[j];
-      int same = tolower((unsigned char)a[i - 1]) ==
-                 tolower((unsigned char)b[j - 1]);
+      int same =
+          tolower((unsigned char)a[i - 1]) == tolower((unsigned char)b[j - 1]);
       size_t best = diagonal + (same ? 0 : 1);
       if (row[j] + 1 < best) best = row[j] + 1;
       if (row[j - 1] + 1 < best) best = row[j - 1] + 1;

@@ -486,15 +486,13 @@ static int read_run(sqlite3_stmt *st, tdm__run_record *run) {
 
 void tdm__run_record_free(tdm__run_record *run) {
   if (run == NULL) return;
-  char **strings[] = {&run->command,        &run->started_at,
-                      &run->finished_at,    &run->tandem_version,
-                      &run->pipeline_path,  &run->pipeline_sha256,
-                      &run->pipeline_name,  &run->model_path,
-                      &run->model_sha256,   &run->model_version,
-                      &run->input_path,     &run->input_sha256,
-                      &run->output_path,    &run->output_sha256,
-                      &run->flags,          &run->tables,
-                      &run->metrics,        &run->tags};
+  char **strings[] = {
+      &run->command,        &run->started_at,    &run->finished_at,
+      &run->tandem_version, &run->pipeline_path, &run->pipeline_sha256,
+      &run->pipeline_name,  &run->model_path,    &run->model_sha256,
+      &run->model_version,  &run->input_path,    &run->input_sha256,
+      &run->output_path,    &run->output_sha256, &run->flags,
+      &run->tables,         &run->metrics,       &run->tags};
   for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++) {
     tdm__free(*strings[i]);
     *strings[i] = NULL;
@@ -729,13 +727,12 @@ int tdm__run_record_json(tdm__buf *b, const tdm__run_record *run) {
   if (rc == TDM_OK) rc = json_count(b, "threads", run->threads);
   /* These columns hold JSON that SQLite's json() produced or checked. */
   if (rc == TDM_OK)
-    rc = tdm__buf_printf(b,
-                         ", \"flags\": %s, \"tables\": %s, \"metrics\": %s, "
-                         "\"tags\": %s}",
-                         run->flags ? run->flags : "{}",
-                         run->tables ? run->tables : "[]",
-                         run->metrics ? run->metrics : "null",
-                         run->tags ? run->tags : "{}");
+    rc = tdm__buf_printf(
+        b,
+        ", \"flags\": %s, \"tables\": %s, \"metrics\": %s, "
+        "\"tags\": %s}",
+        run->flags ? run->flags : "{}", run->tables ? run->tables : "[]",
+        run->metrics ? run->metrics : "null", run->tags ? run->tags : "{}");
   return rc;
 }
 
