@@ -365,12 +365,13 @@ static int read_matrix(const tdm_model *model, tdm__infer_request *req,
   if (rc != TDM_OK) return rc;
   const tdm__json *shape = tdm__json_get(input, "shape");
   if (!(nd == 2 && dims[1] == nf) && !(nd == 1 && dims[0] == nf)) {
-    /* A single tensor shaped as one feature ([rows] or [rows, 1]) whose
-     * name is no feature is most likely a feature's tensor misspelled:
-     * say so, rather than only that the shape does not fit a matrix. */
+    /* A single tensor whose name is no feature but close to one, or
+     * shaped as one feature's column ([rows, 1]), is most likely a
+     * feature's tensor misspelled: say so, rather than only that the
+     * shape does not fit a matrix. */
     const tdm__json *name = tdm__json_get(input, "name");
-    if (nf > 1 && (nd == 1 || (nd == 2 && dims[1] == 1))) {
-      const char *near = closest_feature(model, name->text);
+    const char *near = closest_feature(model, name->text);
+    if (nf > 1 && (near != NULL || (nd == 2 && dims[1] == 1)))
       return tdm__json_fail(
           &req->doc, name, TDM_ESCHEMA, err,
           "input \"%s\" is not one of the model's %zu features%s%s%s: a "
@@ -378,7 +379,6 @@ static int read_matrix(const tdm_model *model, tdm__infer_request *req,
           "or one tensor [rows, %zu] holds every feature",
           name->text, nf, near ? " (did you mean \"" : "", near ? near : "",
           near ? "\"?)" : "", nf, nf);
-    }
     return tdm__json_fail(&req->doc, shape, TDM_ESCHEMA, err,
                           "the model takes %zu features: the input's shape "
                           "must be [rows, %zu]",

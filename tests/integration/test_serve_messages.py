@@ -1,10 +1,11 @@
 """Live errors that say what is wrong, checked against the real server.
 
-1. KServe v2 infer with a misspelled tensor name: a single tensor shaped
-   as one feature (`[rows]` or `[rows, 1]`) named `amout` (or `AMOUNT`)
-   is a 400 that names the input, says it is not a feature and suggests
-   `Amount`; among tensors named per feature, a misspelled one does the
-   same. It used to be a shape error about [rows, 13].
+1. KServe v2 infer with a misspelled tensor name: a single tensor named
+   `amout` (or `AMOUNT`), or any name on a `[rows, 1]` column, is a 400
+   that names the input, says it is not a feature and suggests `Amount`
+   when one is within two edits; among tensors named per feature, a
+   misspelled one does the same. It used to be a shape error about
+   [rows, 13]. A 1-D tensor far from every name keeps the shape error.
 2. `tandem replay` against a server whose pipeline differs from the
    replayed one in one feature's window: every difference is printed as
    lines naming the member that differs (`features.n_w: batch 3, live 2`),
@@ -34,7 +35,7 @@ with Server("--model", "credit=" + MODEL) as server:
         ('{"inputs":[{"name":"Income","shape":[1],"datatype":"FP32","data":[1]},'
          '{"name":"Senority","shape":[1],"datatype":"FP32","data":[9]}]}',
          "Senority", "Seniority"),
-        ('{"inputs":[{"name":"zzzzzzzz","shape":[1],"datatype":"FP32","data":[1]}]}',
+        ('{"inputs":[{"name":"zzzzzzzz","shape":[2,1],"datatype":"FP32","data":[1,2]}]}',
          "zzzzzzzz", None),
     ]
     for body, name, near in cases:
