@@ -6,7 +6,9 @@
    documented order) gives xgboost's own predictions bit for bit; an
    event with a category not in values is rejected with a message that
    names the field, the value and both fixes; `unknown: missing` scores
-   it as xgboost scores a missing category. `tandem score` given a
+   it as xgboost scores a missing category; the live endpoint answers
+   the same (a 400 naming the value, or the missing score). `tandem
+   score` given a
    category name for this model (its file records no names) exits 2 and
    says the feature takes pandas' codes.
 2. LightGBM: the lending_club fixture with the pandas_categorical line
@@ -28,6 +30,7 @@ import xgboost as xgb
 
 from common import FIXTURES, bits_equal, expect, finish, tmpdir
 from pipeline_util import read_csv, read_jsonl, tandem, write
+from serve_util import Server, curl
 
 out = tmpdir()
 rng = random.Random(77)
@@ -108,6 +111,18 @@ r = tandem("batch", pipeline(sorted(COLORS), ", unknown: maybe"), "--in", src,
            "--out", os.path.join(out, "x.csv"))
 expect(r.returncode == 2 and "unknown is reject" in r.stderr and ".yaml:" in r.stderr,
        f"unknown: maybe: {r.returncode} {r.stderr}")
+# Live, the same rules: 400 naming the value, or missing when declared.
+for extra, status in (("", 400), (", unknown: missing", 200)):
+    with Server(pipeline(sorted(COLORS), extra)) as server:
+        r = curl(server, "POST", "/v1/pipelines/colors/events",
+                 {"id": "live1", "ts": 1767225600, "color": "violet", "amount": 12.5})
+        if status == 400:
+            expect(r.status == 400 and '"violet" is not one of its 6 values'
+                   in r.json().get("error", ""), f"live unknown category: {r}")
+        elif expect(r.status == 200, f"live unknown: missing: {r}"):
+            got = np.array([r.json()["score"]], dtype=np.float32)
+            bits_equal(xgb_scores([(None, 12.5)]), got, "live unknown: missing")
+
 # tandem score: a name for a model whose file records none.
 names_csv = write(os.path.join(out, "names.csv"), "color,amount\nteal,3\n")
 r = tandem("score", "--model", model, "--in", names_csv, "--out",
