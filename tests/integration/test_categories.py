@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 
-from common import FIXTURES, bits_equal, expect, finish, tmpdir
+from common import FIXTURES, bits_equal, expect, fail, finish, tmpdir
 from pipeline_util import read_csv, read_jsonl, tandem, write
 from serve_util import Server, curl
 
@@ -113,7 +113,12 @@ expect(r.returncode == 2 and "unknown is reject" in r.stderr and ".yaml:" in r.s
        f"unknown: maybe: {r.returncode} {r.stderr}")
 # Live, the same rules: 400 naming the value, or missing when declared.
 for extra, status in (("", 400), (", unknown: missing", 200)):
-    with Server(pipeline(sorted(COLORS), extra)) as server:
+    try:
+        server = Server(pipeline(sorted(COLORS), extra))
+    except AssertionError as e:
+        fail(f"live, values{extra}: {e}")
+        continue
+    with server:
         r = curl(server, "POST", "/v1/pipelines/colors/events",
                  {"id": "live1", "ts": 1767225600, "color": "violet", "amount": 12.5})
         if status == 400:
