@@ -184,9 +184,18 @@ class Pipeline:
                 now = now.replace(tzinfo=_dt.timezone.utc)
             now = int(now.timestamp() * 1000)
         self.now_ms = int(now) if now is not None else 0
-        self._p = self._open(False)
         self._features_only = None
-        d = self._p._describe()
+        self._no_model = None
+        try:
+            self._p = self._open(False)
+        except Error as e:
+            # A pipeline with no model: yet still gives its model's
+            # training data (features()); scoring says what is missing.
+            if "has no model" not in str(e):
+                raise
+            self._p, self._no_model = None, str(e)
+            self._features_only = self._open(True)
+        d = (self._p or self._features_only)._describe()
         self.name = d["name"]
         self.entity = d["entity"]
         self.fields = [name for name, _ in d["fields"]]
@@ -206,6 +215,8 @@ class Pipeline:
     def _run(self, events, threads, explain, features_only):
         import pandas as pd
         p = self._p
+        if p is None and not features_only:
+            raise Error(self._no_model)
         if features_only:
             if self._features_only is None:
                 self._features_only = self._open(True)
@@ -324,6 +335,8 @@ class State:
 
     def __init__(self, pipeline, path=None):
         self.pipeline = pipeline
+        if pipeline._p is None:
+            raise Error(pipeline._no_model)
         args = (pipeline._p,) if path is None else (pipeline._p,
                                                      os.fspath(path))
         self._s = _tandem.State(*args)
