@@ -4,7 +4,9 @@
 #   make fuzz       libFuzzer harnesses (clang) in build-fuzz/
 #   make test       unit and integration tests (see scripts/test.sh)
 #   make install    PREFIX=/usr/local: the CLI, tandem.h, libtandem.a,
-#                   libtandem.so and tandem.pc (pkg-config)
+#                   libtandem.so, tandem.pc (pkg-config), the man pages
+#                   and bash completion
+#   make man        man pages (tandem.1, tandem-CMD.1) in build/man/
 #   make python     the Python package's extension, built in python/
 
 BUILD    ?= build
@@ -37,7 +39,7 @@ PREFIX   ?= /usr/local
 LIBDIR   ?= $(PREFIX)/lib
 PYTHON   ?= /usr/bin/python3
 
-.PHONY: all asan tsan fuzz test clean format bench install python
+.PHONY: all asan tsan fuzz test clean format bench install python man
 all: $(BUILD)/tandem $(BUILD)/tandem-unit-tests $(BUILD)/mock-kafka $(BUILD)/kafka-peer \
      $(BUILD)/libtandem.so
 
@@ -58,9 +60,21 @@ $(BUILD)/tandem.pc: tandem.pc.in Makefile
 	  -e 's|@VERSION@|$(SO_VERSION)|g' -e 's|@LIBS_PRIVATE@|$(LDLIBS)|g' \
 	  tandem.pc.in > $@
 
-install: $(BUILD)/tandem $(BUILD)/libtandem.a $(BUILD)/libtandem.so $(BUILD)/tandem.pc
+# Man pages, generated from the CLI's own help (the one source, which
+# `tandem help CMD` prints) by scripts/man.py through scdoc.
+$(BUILD)/man/tandem.1: $(BUILD)/tandem scripts/man.py
+	$(PYTHON) scripts/man.py $(BUILD)/tandem $(BUILD)/man
+
+man: $(BUILD)/man/tandem.1
+
+install: $(BUILD)/tandem $(BUILD)/libtandem.a $(BUILD)/libtandem.so $(BUILD)/tandem.pc \
+         $(BUILD)/man/tandem.1
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/include \
-	  $(DESTDIR)$(LIBDIR)/pkgconfig
+	  $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(PREFIX)/share/man/man1 \
+	  $(DESTDIR)$(PREFIX)/share/bash-completion/completions
+	install -m 644 $(BUILD)/man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+	install -m 644 scripts/tandem-completion.bash \
+	  $(DESTDIR)$(PREFIX)/share/bash-completion/completions/tandem
 	install -m 755 $(BUILD)/tandem $(DESTDIR)$(PREFIX)/bin/tandem
 	install -m 644 include/tandem.h $(DESTDIR)$(PREFIX)/include/tandem.h
 	install -m 644 $(BUILD)/libtandem.a $(DESTDIR)$(LIBDIR)/libtandem.a

@@ -215,8 +215,10 @@ typedef struct tdm_pipeline_options {
    * the wall clock at each event (tandem serve), or at the start of a
    * batch run (tandem batch). */
   int64_t now_ms;
-  /* Non-zero: no model and no decision; results are the keys and every
-   * feature (training data; tandem batch --features-only). */
+  /* Non-zero: no model and no decision (the file may have no model:);
+   * results are the keys, the number and category fields (a category as
+   * its index) and every feature (training data; tandem batch
+   * --features-only). */
   int features_only;
 } tdm_pipeline_options;
 

@@ -17,11 +17,13 @@ build_packages=(
   libsqlite3-dev               # the run registry (tandem runs, compare)
   librdkafka-dev               # tandem stream (Kafka; its mock cluster in tests)
   libhiredis-dev               # tables in Redis (store: redis://)
+  scdoc                        # man pages from the help text (make man, make install)
 )
 test_packages=(
   clang libclang-rt-dev        # libFuzzer and sanitizers
   python3 python3-numpy        # integration tests
   python3-xgboost              # reference predictions (XGBoost's own)
+  man-db                       # man -l renders the generated pages in test_conventions
   libxgboost-dev               # XGBoost's C API, the benchmark peer
   python3-pandas               # tests/fuzz/make_corpus.py (regenerating seeds)
   python3-sklearn              # tandem eval checked against scikit-learn's metrics

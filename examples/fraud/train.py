@@ -8,6 +8,12 @@ implementation to drift from the first. The label (is_fraud) is joined by
 txn_id. XGBoost (python3-xgboost) then trains 200 trees of depth 6.
 
   examples/fraud/train.py [--history H.csv] [--out model.json] [--tandem T]
+                          [--pipeline P.yaml]
+
+The pipeline needs no model: line yet (--features-only runs without one).
+The training columns are every number and category field and every
+feature that --features-only writes (the keys and the decision rules'
+lookup excepted), so the model may use a raw field such as amount.
 
 Without --history it generates the default history (seed 7, 5,000 cards,
 the first 80% of 30 days) into a temporary directory. It prints the
@@ -53,8 +59,9 @@ def main():
     parser.add_argument("--out", default=os.path.join(HERE, "model.json"))
     parser.add_argument("--tandem", default=os.path.join(ROOT, "build", "tandem"))
     parser.add_argument("--trees", type=int, default=200)
+    parser.add_argument("--pipeline", default=os.path.join(HERE, "pipeline.yaml"))
     args = parser.parse_args()
-    pipeline = os.path.join(HERE, "pipeline.yaml")
+    pipeline = args.pipeline
     with tempfile.TemporaryDirectory() as tmp:
         history = args.history
         if history is None:

@@ -184,9 +184,18 @@ class Pipeline:
                 now = now.replace(tzinfo=_dt.timezone.utc)
             now = int(now.timestamp() * 1000)
         self.now_ms = int(now) if now is not None else 0
-        self._p = self._open(False)
         self._features_only = None
-        d = self._p._describe()
+        self._no_model = None
+        try:
+            self._p = self._open(False)
+        except Error as e:
+            # A pipeline with no model: yet still gives its model's
+            # training data (features()); scoring says what is missing.
+            if "has no model" not in str(e):
+                raise
+            self._p, self._no_model = None, str(e)
+            self._features_only = self._open(True)
+        d = (self._p or self._features_only)._describe()
         self.name = d["name"]
         self.entity = d["entity"]
         self.fields = [name for name, _ in d["fields"]]
@@ -206,6 +215,8 @@ class Pipeline:
     def _run(self, events, threads, explain, features_only):
         import pandas as pd
         p = self._p
+        if p is None and not features_only:
+            raise Error(self._no_model)
         if features_only:
             if self._features_only is None:
                 self._features_only = self._open(True)
@@ -221,7 +232,7 @@ class Pipeline:
             out = os.path.join(tmp, "out.jsonl" if explain else "out.csv")
             stats = p._batch(src, out, int(threads), bool(explain))
             frame = (_read_jsonl(out) if explain else
-                     _read_csv(out, self))
+                     _read_csv(out, self, features_only))
             rejects = out.rsplit(".", 1)[0] + ".rejects.jsonl"
             rej = out + ".rejects.jsonl"
             path = rej if os.path.exists(rej) else rejects
@@ -256,17 +267,19 @@ class Pipeline:
         return State(self, path)
 
 
-def _read_csv(path, pipeline):
+def _read_csv(path, pipeline, features_only=False):
     """tandem's CSV output as a DataFrame: score, duplicate and number
     columns as numbers (the shortest texts read back exactly), the rest as
-    text, empty cells missing."""
+    text, empty cells missing. Features-only output writes a category
+    field as its index (what the model sees), so it is a number there."""
     import pandas as pd
     with open(path, newline="", encoding="utf-8") as f:
         rows = list(csv.reader(f))
     header, body = rows[0], rows[1:]
     data = {}
+    kinds = ("number", "category") if features_only else ("number",)
     numeric = set(pipeline.feature_names) | {"score"} | {
-        n for n, t in pipeline.field_types.items() if t == "number"}
+        n for n, t in pipeline.field_types.items() if t in kinds}
     for j, name in enumerate(header):
         col = [r[j] for r in body]
         if name == "duplicate":
@@ -322,6 +335,8 @@ class State:
 
     def __init__(self, pipeline, path=None):
         self.pipeline = pipeline
+        if pipeline._p is None:
+            raise Error(pipeline._no_model)
         args = (pipeline._p,) if path is None else (pipeline._p,
                                                      os.fspath(path))
         self._s = _tandem.State(*args)

@@ -234,3 +234,27 @@ def test_features_of_the_fraud_example_equal_cli(example_events, tmp_path):
     assert proc.returncode == 2
     assert "card_profile" in proc.stderr and '"score"' in proc.stderr
     assert not os.path.exists(tmp_path / "m.csv")
+
+
+def test_a_pipeline_without_a_model_gives_its_training_data(example_events,
+                                                            tmp_path):
+    """Before any model exists: Pipeline() opens a file with no model:,
+    features() equals the CLI's --features-only (the number and category
+    fields included), and scoring or live state says to add a model."""
+    d, events, store = example_events
+    text = open(EXAMPLE).read()
+    assert "model: {path: model.json}\n" in text
+    path = tmp_path / "nomodel.yaml"
+    path.write_text(text.replace("model: {path: model.json}\n", ""))
+    cli("batch", path, "--in", events, "--out", tmp_path / "feat.csv",
+        "--store", store, "--features-only", "--no-registry")
+    want = read_cli_csv(tmp_path / "feat.csv")
+    assert "amount" in want[0] and "mcc" in want[0]
+    pipe = tandem.Pipeline(path, store=store)
+    got = pipe.features(pd.read_csv(events))
+    assert_frame_equals_cli(got, want)
+    assert got["mcc"].dtype == np.float64
+    with pytest.raises(tandem.Error, match="has no model"):
+        pipe.batch(pd.read_csv(events))
+    with pytest.raises(tandem.Error, match="has no model"):
+        pipe.state()

@@ -178,8 +178,10 @@ static int write_manifest(const tdm__batch_options *opt,
   tdm__buf b = {0};
   int rc = tdm__buf_printf(&b,
                            "{\n  \"tandem_version\": \"%s\",\n  \"command\": "
-                           "\"batch\",\n  \"pipeline\": {\"path\": ",
+                           "\"batch\",\n  ",
                            TDM_VERSION);
+  if (rc == TDM_OK) rc = tdm__json_append_tags(&b, opt->tags, opt->num_tags);
+  if (rc == TDM_OK) rc = tdm__buf_printf(&b, "\"pipeline\": {\"path\": ");
   if (rc == TDM_OK) rc = tdm__json_append_string(&b, opt->pipeline_path);
   if (rc == TDM_OK)
     rc = tdm__buf_printf(&b, ", \"sha256\": \"%s\", \"name\": ", pipeline_hex);
@@ -357,6 +359,17 @@ static int process_all(run *r, tdm__batch_stats *st, tdm_error *err) {
 static int setup(run *r, tdm_error *err) {
   const tdm__batch_options *opt = r->opt;
   struct stat st;
+  int jsonl =
+      ends_with(opt->out_path, ".jsonl") || ends_with(opt->out_path, ".ndjson");
+  /* The features --explain adds are a JSON object per result; a CSV
+   * output has no place for them, and dropping the flag in silence left
+   * users with the output they did not ask for. */
+  if (opt->explain && !jsonl)
+    return tdm__fail(err, TDM_EINVAL,
+                     "--explain adds every feature to JSON Lines output, and "
+                     "%s is CSV: name the output .jsonl, or use "
+                     "--features-only for a CSV of the features",
+                     opt->out_path);
   if (opt->save_state != NULL && stat(opt->save_state, &st) == 0)
     return tdm__fail(err, TDM_EINVAL,
                      "%s exists: --save-state writes a new state directory "
@@ -413,7 +426,6 @@ static int setup(run *r, tdm_error *err) {
   if (!r->workers || !r->chunks[0].records || !r->chunks[0].outcomes ||
       !r->chunks[1].records || !r->chunks[1].outcomes)
     return tdm__fail(err, TDM_ENOMEM, "out of memory");
-  int jsonl = ends_with(opt->out_path, ".jsonl") || ends_with(opt->out_path, ".ndjson");
   for (int t = 0; t < threads; t++) {
     worker *w = &r->workers[t];
     w->p = r->p;

@@ -30,6 +30,8 @@ typedef struct tdm__batch_options {
   int64_t as_of_ms;         /* their as_of; INT64_MIN: the last event time */
   int64_t now_ms;           /* the clock state.max_future is measured from
                                (--now; the caller reads the wall clock) */
+  const char *const *tags;  /* "KEY=VALUE" labels for the run registry */
+  size_t num_tags;
 } tdm__batch_options;
 
 typedef struct tdm__batch_materialized {

@@ -249,7 +249,15 @@ static int contrib_header(tdm__buf *line, const tdm_model *model) {
   return rc;
 }
 
+/* What an output value is called: "margin" with --margin (a raw margin
+ * in a column named score was read as a probability downstream), else
+ * "score". */
+static const char *output_name(const tdm__score_options *opt) {
+  return opt->margin ? "margin" : "score";
+}
+
 /* The CSV header: --keep columns, then "score" or score_0..score_{k-1}
+ * ("margin", margin_0.. with --margin)
  * (or the contribution columns). JSON Lines has none. */
 static int write_header(FILE *fp, tdm__sha256 *hash,
                         const tdm__score_options *opt, const tdm_model *model,
@@ -263,11 +271,11 @@ static int write_header(FILE *fp, tdm__sha256 *hash,
   if (opt->contribs) {
     if (rc == TDM_OK) rc = contrib_header(&line, model);
   } else if (width == 1) {
-    if (rc == TDM_OK) rc = tdm__buf_printf(&line, "score\n");
+    if (rc == TDM_OK) rc = tdm__buf_printf(&line, "%s\n", output_name(opt));
   } else {
     for (size_t o = 0; o < width && rc == TDM_OK; o++)
-      rc = tdm__buf_printf(&line, o + 1 < width ? "score_%zu," : "score_%zu\n",
-                           o);
+      rc = tdm__buf_printf(&line, o + 1 < width ? "%s_%zu," : "%s_%zu\n",
+                           output_name(opt), o);
   }
   if (rc == TDM_OK) rc = write_out(fp, hash, line.data, line.len);
   tdm__buf_free(&line);
@@ -471,6 +479,56 @@ static int check_value(part *p, size_t f, double value, size_t line,
                    sc->opt->in_path, line, column, name);
 }
 
+/* Feature f's code for the category named text[0..len), when the model
+ * file records its categories' names (LightGBM's pandas_categorical):
+ * 1 with *out set, or 0 when the feature has no names or none matches. */
+static int category_code(const tdm_model *model, size_t f, const char *text,
+                         size_t len, double *out) {
+  size_t count;
+  const char *const *names = tdm__model_category_names(model, f, &count);
+  for (size_t k = 0; k < count; k++)
+    if (strlen(names[k]) == len && memcmp(names[k], text, len) == 0) {
+      *out = (double)k;
+      return 1;
+    }
+  return 0;
+}
+
+/* The error for a text that is neither a number nor, for a categorical
+ * feature, one of its categories' names. A categorical feature says how
+ * to give it: by name when the model records the names, else by code,
+ * with where the codes come from, since guessing them wrong scores every
+ * row silently wrong. */
+static int not_a_value(part *p, size_t f, size_t line, size_t column,
+                       const char *text, size_t len) {
+  const scorer *sc = p->sc;
+  const char *name = tdm_model_feature_name(sc->model, f);
+  int shown = (int)(len < 64 ? len : 64);
+  size_t count;
+  const char *const *names = tdm__model_category_names(sc->model, f, &count);
+  if (names != NULL)
+    return tdm__fail(&p->err, TDM_EPARSE,
+                     "%s:%zu:%zu: column \"%s\": \"%.*s\" is not one of the "
+                     "model's %zu categories (\"%s\" ... \"%s\", from the "
+                     "model file's pandas_categorical) nor a category code: "
+                     "give a category the model was trained with, or leave "
+                     "the field empty for missing",
+                     sc->opt->in_path, line, column, name, shown, text, count,
+                     count ? names[0] : "", count ? names[count - 1] : "");
+  if (strcmp(tdm_model_feature_type(sc->model, f), "c") == 0)
+    return tdm__fail(&p->err, TDM_EPARSE,
+                     "%s:%zu:%zu: column \"%s\": \"%.*s\" is not a number: "
+                     "this categorical feature takes the category's code, "
+                     "its position in pandas' cat.categories at training "
+                     "(sorted order unless the categories were set), since "
+                     "the model file does not record the categories' names "
+                     "(docs/models.md, Categories)",
+                     sc->opt->in_path, line, column, name, shown, text);
+  return tdm__fail(&p->err, TDM_EPARSE,
+                   "%s:%zu:%zu: column \"%s\": \"%.*s\" is not a number",
+                   sc->opt->in_path, line, column, name, shown, text);
+}
+
 /* A JSON value as a feature: a number, null (missing), or the string
  * "NaN" (missing, as JSON has no NaN). */
 static int json_feature(part *p, const tdm__json_doc *doc, const tdm__json *v,
@@ -478,6 +536,11 @@ static int json_feature(part *p, const tdm__json_doc *doc, const tdm__json *v,
   const scorer *sc = p->sc;
   size_t l, column;
   tdm__json_line_col(doc, v->offset, &l, &column);
+  if (v->type == TDM__JSON_STRING &&
+      category_code(sc->model, f, v->text, v->count, out))
+    return TDM_OK;
+  if (v->type == TDM__JSON_STRING && tdm__json_feature_value(v, out) != 0)
+    return not_a_value(p, f, line, column, v->text, v->count);
   if (tdm__json_feature_value(v, out) != 0) {
     return tdm__fail(&p->err, TDM_EPARSE,
                      "%s:%zu:%zu: \"%s\" must be a number or null, not %s",
@@ -594,8 +657,8 @@ static int format_row(part *p, size_t i, const double *scores) {
           at, group < sc->width ? "%s\"contribs\":[[" : "%s\"contribs\":[",
           open);
     else
-      at +=
-          sprintf(at, sc->width == 1 ? "%s\"score\":" : "%s\"scores\":[", open);
+      at += sprintf(at, sc->width == 1 ? "%s\"%s\":" : "%s\"%ss\":[", open,
+                    output_name(sc->opt));
   }
   for (size_t o = 0; o < sc->width; o++) {
     at += tdm_model_format_value(sc->model, scores[o], at);
@@ -623,11 +686,10 @@ static int fill_csv_row(part *p, const tdm__csv_record *record, double *row) {
   const column_map *map = sc->map;
   for (size_t f = 0; f < sc->nf; f++) {
     const tdm__csv_field *field = &record->fields[map->feature_col[f]];
+    if (category_code(sc->model, f, field->text, field->len, &row[f])) continue;
     if (tdm__parse_cell_number(field->text, field->len, &row[f]) != 0)
-      return tdm__fail(&p->err, TDM_EPARSE,
-                       "%s:%zu:%zu: column \"%s\": \"%.64s\" is not a number",
-                       sc->opt->in_path, record->line, field->column,
-                       map->header[map->feature_col[f]], field->text);
+      return not_a_value(p, f, record->line, field->column, field->text,
+                         field->len);
     int rc = check_value(p, f, row[f], record->line, field->column, field->text,
                          field->len);
     if (rc != TDM_OK) return rc;
@@ -955,11 +1017,12 @@ static int write_manifest(const tdm__score_options *opt, const tdm_model *model,
   tdm__utc_text(started_ms, started);
   tdm__utc_text(tdm__now_ms(), finished);
   tdm__buf b = {0};
-  int rc =
-      tdm__buf_printf(&b,
-                      "{\n  \"tandem_version\": \"%s\",\n"
-                      "  \"command\": \"score\",\n  \"model\": {\"path\": ",
-                      TDM_VERSION);
+  int rc = tdm__buf_printf(&b,
+                           "{\n  \"tandem_version\": \"%s\",\n"
+                           "  \"command\": \"score\",\n  ",
+                           TDM_VERSION);
+  if (rc == TDM_OK) rc = tdm__json_append_tags(&b, opt->tags, opt->num_tags);
+  if (rc == TDM_OK) rc = tdm__buf_printf(&b, "\"model\": {\"path\": ");
   if (rc == TDM_OK) rc = tdm__json_append_string(&b, opt->model_path);
   if (rc == TDM_OK)
     rc = tdm__buf_printf(&b,

@@ -33,6 +33,8 @@ typedef struct tdm__score_options {
   unsigned shard_index, shard_count;
   const char **keep; /* input columns copied to the output first */
   size_t num_keep;
+  const char *const *tags; /* "KEY=VALUE" labels for the run registry */
+  size_t num_tags;
 } tdm__score_options;
 
 typedef struct tdm__score_stats {

@@ -32,6 +32,12 @@ int tdm__report(int status, const tdm_error *err);
 int tdm__usage_error(const char *command, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* Adds a --tag KEY=VALUE option's value to tags (at most cap): a usage
+ * error (exit status returned, message printed) when it has no key or no
+ * "=", or when there are too many; 0 when added. */
+int tdm__add_tag(const char *command, const char *text, const char **tags,
+                 size_t *count, size_t cap);
+
 /* A whole number from 1 to max, as an option's value; 0 if it is not. */
 int tdm__parse_count(const char *text, size_t max, size_t *out);
 

@@ -57,6 +57,8 @@ static const char batch_help[] =
     "                   a registry that cannot be written only warns, even\n"
     "                   one given here (see `tandem runs`)\n"
     "  --no-registry    do not record the run\n"
+    "  --tag K=V        label the run in the registry (repeatable; shown by\n"
+    "                   `tandem runs`, kept in the manifest)\n"
     "  --help, -h       show this help\n"
     "\n"
     "exit status: 0 success, 1 runtime failure, 2 bad usage or bad input\n";
@@ -81,11 +83,14 @@ int tdm__cmd_batch(int argc, char **argv) {
       {"now", required_argument, NULL, 'W'},
       {"registry", required_argument, NULL, 'R'},
       {"no-registry", no_argument, NULL, 'N'},
+      {"tag", required_argument, NULL, 'T'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
   tdm__batch_options opt = {0};
   const char *tables[16];
+  const char *tags[32];
   opt.materialize = tables;
+  opt.tags = tags;
   opt.as_of_ms = INT64_MIN;
   opt.now_ms = tdm__now_ms();
   size_t count;
@@ -111,6 +116,10 @@ int tdm__cmd_batch(int argc, char **argv) {
       case 'D': opt.store = optarg; break;
       case 'R': registry = optarg; break;
       case 'N': no_registry = 1; break;
+      case 'T':
+        if (tdm__add_tag("batch", optarg, tags, &opt.num_tags, 32) != 0)
+          return TDM_EXIT_USAGE;
+        break;
       case 'A':
         if (tdm__parse_time(optarg, strlen(optarg), TDM__TIME_AUTO,
                             &opt.as_of_ms) != 0)

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "../core/core.h"
+#include "../core/json.h"
 #include "../pipeline/spec.h"
 #include "../store/registry.h"
 #include "cli.h"
@@ -47,7 +48,10 @@ static const char runs_help[] =
     "\n"
     "Lists the runs of `tandem score` and `tandem batch` recorded in the run\n"
     "registry, newest first: id, start time (UTC), command, model version\n"
-    "(the first 12 hex digits of its SHA-256), input, rows written, seconds.\n"
+    "(the first 12 hex digits of its SHA-256), input, rows written, seconds,\n"
+    "the headline metrics `tandem eval --record` stored (binary: auc and ap;\n"
+    "regression: rmse and mae; multiclass: accuracy and log_loss) and the\n"
+    "run's tags (score and batch --tag K=V).\n"
     "\n"
     "options:\n"
     "  --registry P       the registry (default: $TANDEM_REGISTRY, else\n"
@@ -106,9 +110,62 @@ static const char *base_name(const char *path) {
   return slash ? slash + 1 : path;
 }
 
+/* The headline metrics of a run's recorded metrics, "auc=0.9123
+ * ap=0.4410", or "-": the two that summarize each task, as eval names
+ * them, so the list shows which run scored better without --json. */
+static void metrics_summary(const char *json, char *out, size_t size) {
+  static const char *const keys[][2] = {
+      {"roc_auc", "auc"},       {"average_precision", "ap"},
+      {"rmse", "rmse"},         {"mae", "mae"},
+      {"accuracy", "accuracy"}, {"log_loss", "log_loss"}};
+  snprintf(out, size, "-");
+  tdm__json_doc doc;
+  tdm_error ignored;
+  if (json == NULL || tdm__json_parse(&doc, json, strlen(json), "metrics", 0,
+                                      &ignored) != TDM_OK)
+    return;
+  size_t used = 0, shown = 0;
+  for (size_t k = 0; k < sizeof keys / sizeof keys[0] && shown < 2; k++) {
+    const tdm__json *v = tdm__json_get(doc.root, keys[k][0]);
+    if (v == NULL || (v->type != TDM__JSON_NUMBER && v->type != TDM__JSON_NULL))
+      continue;
+    int n = v->type == TDM__JSON_NUMBER
+                ? snprintf(out + used, size - used, "%s%s=%.4f",
+                           shown ? " " : "", keys[k][1], strtod(v->text, NULL))
+                : snprintf(out + used, size - used, "%s%s=-", shown ? " " : "",
+                           keys[k][1]);
+    if (n < 0 || (size_t)n >= size - used) break;
+    used += (size_t)n;
+    shown++;
+  }
+  tdm__json_doc_free(&doc);
+}
+
+/* A run's tags as "k=v,k2=v2", or "-". */
+static void tags_text(const char *json, char *out, size_t size) {
+  snprintf(out, size, "-");
+  tdm__json_doc doc;
+  tdm_error ignored;
+  if (json == NULL ||
+      tdm__json_parse(&doc, json, strlen(json), "tags", 0, &ignored) != TDM_OK)
+    return;
+  size_t used = 0;
+  for (size_t i = 0; doc.root->type == TDM__JSON_OBJECT && i < doc.root->count;
+       i++) {
+    const tdm__json *v = &doc.root->items[i];
+    int n =
+        snprintf(out + used, size - used, "%s%s=%s", i ? "," : "",
+                 doc.root->keys[i], v->type == TDM__JSON_STRING ? v->text : "");
+    if (n < 0 || (size_t)n >= size - used) break;
+    used += (size_t)n;
+  }
+  tdm__json_doc_free(&doc);
+}
+
 static void print_table(const tdm__run_record *runs, size_t count) {
-  printf("%-12s  %-20s  %-7s  %-12s  %-24s  %10s  %9s\n", "ID", "STARTED",
-         "COMMAND", "MODEL", "INPUT", "ROWS", "SECONDS");
+  printf("%-12s  %-20s  %-7s  %-12s  %-24s  %10s  %9s  %-22s  %s\n", "ID",
+         "STARTED", "COMMAND", "MODEL", "INPUT", "ROWS", "SECONDS", "METRICS",
+         "TAGS");
   for (size_t i = 0; i < count; i++) {
     const tdm__run_record *r = &runs[i];
     char rows[24];
@@ -116,11 +173,13 @@ static void print_table(const tdm__run_record *runs, size_t count) {
       snprintf(rows, sizeof rows, "-");
     else
       snprintf(rows, sizeof rows, "%lld", (long long)r->rows);
-    printf("%-12s  %-20s  %-7s  %-12s  %-24s  %10s  %9.3f\n", r->id,
-           r->started_at ? r->started_at : "-",
-           r->command ? r->command : "-",
-           r->model_version ? r->model_version : "-",
-           base_name(r->input_path), rows, r->seconds);
+    char metrics[64], tags[512];
+    metrics_summary(r->metrics, metrics, sizeof metrics);
+    tags_text(r->tags, tags, sizeof tags);
+    printf("%-12s  %-20s  %-7s  %-12s  %-24s  %10s  %9.3f  %-22s  %s\n", r->id,
+           r->started_at ? r->started_at : "-", r->command ? r->command : "-",
+           r->model_version ? r->model_version : "-", base_name(r->input_path),
+           rows, r->seconds, metrics, tags);
   }
 }
 

@@ -32,7 +32,8 @@ static const char score_help[] =
     "                 for multiclass probabilities; P.jsonl writes\n"
     "                 {\"score\": ...} lines (\"scores\" for several)\n"
     "  --margin       write untransformed margins (XGBoost output_margin,\n"
-    "                 LightGBM predict_raw_score)\n"
+    "                 LightGBM predict_raw_score) in a column named margin\n"
+    "                 (margin_0.. for several outputs)\n"
     "  --contribs     write feature contributions instead of scores: exact\n"
     "                 path-dependent TreeSHAP, the same values as XGBoost's\n"
     "                 pred_contribs (float32) and LightGBM's pred_contrib;\n"
@@ -56,6 +57,8 @@ static const char score_help[] =
     "                 a registry that cannot be written only warns, even\n"
     "                 one given here (see `tandem runs`)\n"
     "  --no-registry  do not record the run\n"
+    "  --tag K=V      label the run in the registry (repeatable; shown by\n"
+    "                 `tandem runs`, kept in the manifest)\n"
     "  --help, -h     show this help\n"
     "\n"
     "exit status: 0 success, 1 runtime failure, 2 bad usage or bad input\n";
@@ -74,10 +77,12 @@ int tdm__cmd_score(int argc, char **argv) {
       {"keep", required_argument, NULL, 'k'},
       {"registry", required_argument, NULL, 'R'},
       {"no-registry", no_argument, NULL, 'N'},
+      {"tag", required_argument, NULL, 'T'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
   tdm__score_options opt = {0};
   const char *keep[256];
+  const char *tags[32];
   char *keep_storage[256];
   size_t num_storage = 0;
   const char *registry = NULL;
@@ -97,6 +102,12 @@ int tdm__cmd_score(int argc, char **argv) {
       case 'A': opt.contribs = 2; break;
       case 'R': registry = optarg; break;
       case 'N': no_registry = 1; break;
+      case 'T':
+        if (tdm__add_tag("score", optarg, tags, &opt.num_tags, 32) != 0) {
+          status = TDM_EXIT_USAGE;
+          goto done;
+        }
+        break;
       case 't':
         if (!tdm__parse_count(optarg, 256, &count)) {
           status = tdm__usage_error("score",
@@ -181,6 +192,7 @@ int tdm__cmd_score(int argc, char **argv) {
     goto done;
   }
   opt.keep = keep;
+  opt.tags = tags;
   tdm_error err;
   tdm__score_stats stats;
   /* The output and its manifest replace their paths at the end: never

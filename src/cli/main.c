@@ -110,6 +110,20 @@ int tdm__usage_error(const char *command, const char *fmt, ...) {
   return TDM_EXIT_USAGE;
 }
 
+int tdm__add_tag(const char *command, const char *text, const char **tags,
+                 size_t *count, size_t cap) {
+  const char *eq = strchr(text, '=');
+  if (eq == NULL || eq == text)
+    return tdm__usage_error(command,
+                            "--tag \"%s\" must be KEY=VALUE (for example "
+                            "--tag model=v2)",
+                            text);
+  if (*count == cap)
+    return tdm__usage_error(command, "more than %zu --tag options", cap);
+  tags[(*count)++] = text;
+  return 0;
+}
+
 /* A whole number from 1 to max, as an option's value; 0 if it is not. */
 int tdm__parse_count(const char *text, size_t max, size_t *out) {
   char *end;

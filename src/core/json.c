@@ -696,3 +696,18 @@ int tdm__json_append_string_n(tdm__buf *b, const char *s, size_t len) {
   if (rc == TDM_OK) rc = tdm__buf_append(b, "\"", 1);
   return rc;
 }
+
+int tdm__json_append_tags(tdm__buf *b, const char *const *tags, size_t count) {
+  if (count == 0) return TDM_OK;
+  int rc = tdm__buf_append(b, "\"tags\": {", 9);
+  for (size_t i = 0; i < count && rc == TDM_OK; i++) {
+    const char *eq = strchr(tags[i], '=');
+    size_t key_len = eq ? (size_t)(eq - tags[i]) : strlen(tags[i]);
+    if (i > 0) rc = tdm__buf_append(b, ", ", 2);
+    if (rc == TDM_OK) rc = tdm__json_append_string_n(b, tags[i], key_len);
+    if (rc == TDM_OK) rc = tdm__buf_append(b, ": ", 2);
+    if (rc == TDM_OK) rc = tdm__json_append_string(b, eq ? eq + 1 : "");
+  }
+  if (rc == TDM_OK) rc = tdm__buf_append(b, "},\n  ", 5);
+  return rc;
+}

@@ -103,6 +103,10 @@ int tdm__json_feature_value(const tdm__json *v, double *out);
 
 /* Appends s to b as a JSON string literal (quoted and escaped). */
 int tdm__json_append_string(tdm__buf *b, const char *s);
+/* Appends `"tags": {"K": "V", ...},\n  ` for a run's tags given as
+ * "K=V" texts (nothing when there are none): the manifests of score and
+ * batch write them so that the run registry can show them. */
+int tdm__json_append_tags(tdm__buf *b, const char *const *tags, size_t count);
 /* The same for len bytes (a NUL among them is escaped as \u0000; a byte
  * that is not valid UTF-8 is written as U+FFFD). */
 int tdm__json_append_string_n(tdm__buf *b, const char *s, size_t len);

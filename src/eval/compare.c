@@ -36,9 +36,11 @@ const char *tdm__run_output_text(const tdm__run_output *o, size_t offset) {
 /* Columns that are results, not the row's identity. */
 static int is_result_column(const char *name) {
   return strcmp(name, "score") == 0 || strncmp(name, "score_", 6) == 0 ||
-         strcmp(name, "scores") == 0 || strcmp(name, "decision") == 0 ||
-         strcmp(name, "duplicate") == 0 || strcmp(name, "model_version") == 0 ||
-         strcmp(name, "features") == 0 || strcmp(name, "shadow_score") == 0 ||
+         strcmp(name, "scores") == 0 || strcmp(name, "margin") == 0 ||
+         strncmp(name, "margin_", 7) == 0 || strcmp(name, "margins") == 0 ||
+         strcmp(name, "decision") == 0 || strcmp(name, "duplicate") == 0 ||
+         strcmp(name, "model_version") == 0 || strcmp(name, "features") == 0 ||
+         strcmp(name, "shadow_score") == 0 ||
          strcmp(name, "shadow_decision") == 0;
 }
 
@@ -79,7 +81,10 @@ static int read_csv_output(tdm__run_output *o, tdm__csv *csv, tdm_error *err) {
   size_t score_col = SIZE_MAX, decision_col = SIZE_MAX, key_col = SIZE_MAX;
   for (size_t i = 0; i < rec.count; i++) {
     const char *name = rec.fields[i].text;
-    if (strcmp(name, o->score_name) == 0) score_col = i;
+    /* A --margin run's values compare as its scores do. */
+    if (strcmp(name, o->score_name) == 0 ||
+        (strcmp(o->score_name, "score") == 0 && strcmp(name, "margin") == 0))
+      score_col = i;
     if (strcmp(name, o->decision_name) == 0) decision_col = i;
     if (key_col == SIZE_MAX && !is_result_column(name) &&
         strlen(name) < sizeof o->key_name) {
@@ -197,6 +202,8 @@ static int read_jsonl_output(tdm__run_output *o, tdm__csv *csv,
     rc = add_row(o, &cap, err);
     size_t r = o->rows;
     const tdm__json *score = tdm__json_get(root, o->score_name);
+    if (score == NULL && strcmp(o->score_name, "score") == 0)
+      score = tdm__json_get(root, "margin");
     if (rc == TDM_OK &&
         (score == NULL || tdm__json_feature_value(score, &o->scores[r]) != 0))
       rc = tdm__fail(err, TDM_EINVAL, "%s:%zu: no numeric '%s' to compare%s",

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "../core/core.h"
+#include "../core/json.h"
 #include "model.h"
 
 typedef struct line_reader {
@@ -574,13 +575,115 @@ static int load_feature_names(line_reader *r, tdm_model *model,
   return TDM_OK;
 }
 
+/* The categorical features: those whose feature_infos entry is a list of
+ * categories ("-1:0:3") rather than a range ("[0:5]") or "none". */
+static size_t categorical_features(const kv *infos, size_t num_features,
+                                   unsigned char *is_categorical) {
+  const char *p = infos->value, *end = infos->value + infos->value_len;
+  size_t f = 0, count = 0;
+  while (p < end && f < num_features) {
+    while (p < end && *p == ' ') p++;
+    const char *start = p;
+    while (p < end && *p != ' ') p++;
+    size_t len = (size_t)(p - start);
+    int categorical = len > 0 && start[0] != '[' &&
+                      !(len == 4 && memcmp(start, "none", 4) == 0);
+    is_categorical[f++] = (unsigned char)categorical;
+    count += (size_t)categorical;
+  }
+  return f == num_features ? count : 0;
+}
+
+/*
+ * LightGBM's Python package appends "pandas_categorical:[[...], ...]" to
+ * a model trained on a DataFrame: per categorical column, in column
+ * order, pandas' cat.categories at training, whose positions are the
+ * codes the trees split on. Reading them lets `tandem score` take
+ * category names and a pipeline check its `values` against the model.
+ * A list that does not fit the model's categorical features is ignored
+ * (the codes still score as before), since it names nothing reliably.
+ */
+static int load_pandas_categorical(line_reader *r, tdm_model *model,
+                                   const kv *infos) {
+  static const char key[] = "pandas_categorical:";
+  const char *found = NULL;
+  for (size_t at = r->pos; at + sizeof key - 1 <= r->size;) {
+    const char *line = r->data + at;
+    const char *nl = memchr(line, '\n', r->size - at);
+    size_t len = nl ? (size_t)(nl - line) : r->size - at;
+    if (len >= sizeof key - 1 && memcmp(line, key, sizeof key - 1) == 0)
+      found = line;
+    at += len + 1;
+  }
+  if (found == NULL || infos->key == NULL) return TDM_OK;
+  const char *text = found + sizeof key - 1;
+  const char *nl = memchr(text, '\n', (size_t)(r->data + r->size - text));
+  size_t len = nl ? (size_t)(nl - text) : (size_t)(r->data + r->size - text);
+  unsigned char *is_cat = tdm__calloc(model->num_features + 1, 1);
+  if (is_cat == NULL) return TDM_ENOMEM;
+  size_t num_cat = categorical_features(infos, model->num_features, is_cat);
+  tdm__json_doc doc;
+  tdm_error ignored;
+  int rc = TDM_OK;
+  if (tdm__json_parse(&doc, text, len, r->name, 0, &ignored) != TDM_OK) {
+    tdm__free(is_cat);
+    return TDM_OK;
+  }
+  const tdm__json *lists = doc.root;
+  int fits =
+      lists->type == TDM__JSON_ARRAY && lists->count == num_cat && num_cat > 0;
+  for (size_t i = 0; fits && i < lists->count; i++) {
+    const tdm__json *list = &lists->items[i];
+    fits = list->type == TDM__JSON_ARRAY;
+    for (size_t k = 0; fits && k < list->count; k++)
+      fits = list->items[k].type == TDM__JSON_STRING ||
+             list->items[k].type == TDM__JSON_NUMBER;
+  }
+  if (fits) {
+    model->category_names = tdm__arena_alloc(
+        &model->arena, model->num_features * sizeof *model->category_names);
+    model->num_categories = tdm__arena_alloc(
+        &model->arena, model->num_features * sizeof *model->num_categories);
+    if (model->category_names == NULL || model->num_categories == NULL)
+      rc = TDM_ENOMEM;
+    size_t list_index = 0;
+    for (size_t f = 0; rc == TDM_OK && f < model->num_features; f++) {
+      model->category_names[f] = NULL;
+      model->num_categories[f] = 0;
+      if (!is_cat[f]) continue;
+      const tdm__json *list = &lists->items[list_index++];
+      const char **names =
+          tdm__arena_alloc(&model->arena, (list->count + 1) * sizeof *names);
+      if (names == NULL) {
+        rc = TDM_ENOMEM;
+        break;
+      }
+      for (size_t k = 0; k < list->count && rc == TDM_OK; k++) {
+        const tdm__json *item = &list->items[k];
+        /* A number category (an integer column) is named by its text. */
+        names[k] =
+            item->type == TDM__JSON_STRING
+                ? tdm__arena_strndup(&model->arena, item->text, item->count)
+                : tdm__arena_strndup(&model->arena, item->text, item->text_len);
+        if (names[k] == NULL) rc = TDM_ENOMEM;
+      }
+      model->category_names[f] = names;
+      model->num_categories[f] = list->count;
+    }
+    if (rc != TDM_OK) model->category_names = NULL;
+  }
+  tdm__json_doc_free(&doc);
+  tdm__free(is_cat);
+  return rc;
+}
+
 static int load_all(line_reader *r, tdm_model *model) {
   kv line;
   if (!next_line(r, &line) || !key_is(&line, "tree"))
     return fail_line(r, r->line ? r->line : 1, TDM_EPARSE,
                      "not a LightGBM model (the first line must be \"tree\")");
   int64_t num_class = 1, per_iteration = 0, max_feature = -1;
-  kv names = {0};
+  kv names = {0}, infos = {0};
   int rc = TDM_OK, in_tree = 0;
   model->sigmoid_scale = 1.0;
   model->link = TDM__LINK_IDENTITY;
@@ -612,6 +715,8 @@ static int load_all(line_reader *r, tdm_model *model) {
       model->average_output = 1;
     } else if (key_is(&line, "feature_names")) {
       names = line;
+    } else if (key_is(&line, "feature_infos")) {
+      infos = line;
     } else if (key_is(&line, "Tree")) {
       in_tree = 1;
       break;
@@ -724,6 +829,7 @@ static int load_all(line_reader *r, tdm_model *model) {
   for (size_t t = 0; t < count; t++)
     model->trees[t].output = (uint32_t)(t % model->num_outputs);
   model->num_iterations = count / model->trees_per_iteration;
+  rc = load_pandas_categorical(r, model, &infos);
 done:
   tdm__free(b.trees.data);
   tdm__free(b.nodes.data);

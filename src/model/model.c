@@ -415,3 +415,14 @@ int tdm_model_format_value(const tdm_model *model, double value, char *buf) {
   }
   return snprintf(buf, 32, "%.17g", value);
 }
+
+const char *const *tdm__model_category_names(const tdm_model *model, size_t f,
+                                             size_t *count) {
+  if (model->category_names == NULL || f >= model->num_features ||
+      model->category_names[f] == NULL) {
+    *count = 0;
+    return NULL;
+  }
+  *count = model->num_categories[f];
+  return model->category_names[f];
+}

@@ -113,6 +113,11 @@ struct tdm_model {
   const char **feature_names;
   const char **feature_types;
   int has_feature_names;
+  /* Per feature: the names of its categories, in code order (code i is
+   * category_names[f][i]), when the model file records them (LightGBM's
+   * pandas_categorical); NULL otherwise, and then for every feature. */
+  const char ***category_names;
+  size_t *num_categories;
 
   size_t num_outputs;  /* margins per row */
   int float32;         /* XGBoost: float32 thresholds, leaves and sums */
@@ -167,6 +172,12 @@ typedef struct tdm__named_link {
 /* The entry of `table` (count entries) called `name`, or NULL. */
 const tdm__named_link *tdm__find_link(const tdm__named_link *table,
                                       size_t count, const char *name);
+
+/* The names of feature f's categories in code order, and their count, or
+ * NULL (count 0) when the model file does not record them. Valid while
+ * the model lives. */
+const char *const *tdm__model_category_names(const tdm_model *model, size_t f,
+                                             size_t *count);
 
 /* Allocates an empty model; the loader fills it. */
 tdm_model *tdm__model_new(void);

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "../core/json.h"
+#include "../model/model.h"
 #include "lookup.h"
 
 /* ---- compiling ---- */
@@ -333,6 +334,61 @@ static int compile_features(compiler *c) {
   return rc;
 }
 
+/* Appends a missing model feature's name to the list load_model reports,
+ * quoted; after the tenth, only "..." (a model of another pipeline can
+ * lack hundreds, and the message stays one readable line). */
+static int missing_name(tdm__buf *list, size_t count, const char *name) {
+  if (count > 11) return TDM_OK;
+  if (count > 1 && tdm__buf_append(list, ", ", 2) != TDM_OK) return TDM_ENOMEM;
+  if (count == 11) return tdm__buf_append(list, "...", 3);
+  if (tdm__buf_append(list, "\"", 1) != TDM_OK ||
+      tdm__buf_append(list, name, strlen(name)) != TDM_OK ||
+      tdm__buf_append(list, "\"", 1) != TDM_OK)
+    return TDM_ENOMEM;
+  return TDM_OK;
+}
+
+/* A category field that is a model feature as it is must list its values
+ * in the model's code order when the model file records the categories
+ * (LightGBM's pandas_categorical): another order gives every event the
+ * wrong code and changes scores silently. The message gives the model's
+ * order to copy. */
+static int check_categories(compiler *c, const tdm_model *model, size_t field,
+                            size_t feature) {
+  const tdm__spec *spec = c->spec;
+  const tdm__field_spec *f = &spec->fields[field];
+  size_t count;
+  const char *const *names =
+      tdm__model_category_names(model, feature, &count);
+  if (f->type != TDM__FIELD_CATEGORY || names == NULL) return TDM_OK;
+  size_t k = 0;
+  while (k < f->num_values && k < count && strcmp(f->values[k], names[k]) == 0)
+    k++;
+  if (k == f->num_values && k == count) return TDM_OK;
+  tdm__buf order = {0};
+  int rc = TDM_OK;
+  for (size_t i = 0; i < count && rc == TDM_OK; i++) {
+    if (i > 0) rc = tdm__buf_append(&order, ", ", 2);
+    if (rc == TDM_OK) rc = tdm__buf_append(&order, names[i], strlen(names[i]));
+  }
+  if (rc != TDM_OK) {
+    tdm__buf_free(&order);
+    return tdm__fail(c->err, TDM_ENOMEM, "out of memory");
+  }
+  rc = tdm__spec_fail(spec, f->mark, TDM_ESCHEMA, c->err,
+                      "category field \"%s\": its values differ from the "
+                      "model's categories at position %zu (%s%s%s against "
+                      "%s%s%s); the model's order, from its file's "
+                      "pandas_categorical, is values: [%.*s]",
+                      f->name, k + 1, k < f->num_values ? "\"" : "",
+                      k < f->num_values ? f->values[k] : "nothing",
+                      k < f->num_values ? "\"" : "", k < count ? "\"" : "",
+                      k < count ? names[k] : "nothing", k < count ? "\"" : "",
+                      (int)order.len, order.data);
+  tdm__buf_free(&order);
+  return rc;
+}
+
 /*
  * Loads the model at path (the served one, or the shadow: `what` names it
  * in errors, mark is where the spec gives it) and matches its features by
@@ -362,21 +418,43 @@ static int load_scorer(compiler *c, const char *path, tdm__mark mark,
   size_t nf = info->num_features;
   *inputs = tdm__calloc(nf + 1, sizeof(size_t));
   if (*inputs == NULL) return tdm__fail(c->err, TDM_ENOMEM, "out of memory");
+  /* Every missing feature is named at once: a model trained on another
+   * version of the pipeline usually lacks several, and fixing them one
+   * run at a time is slow. */
+  tdm__buf missing = {0};
+  size_t num_missing = 0;
   for (size_t f = 0; f < nf; f++) {
     const char *want = tdm_model_feature_name(*model, f);
     size_t len = strlen(want);
     size_t i = find_feature(spec, want, len);
     size_t field = find_field(spec, want, len);
-    if (i != NONE)
+    if (i != NONE) {
       (*inputs)[f] = p->feature_slot[i];
-    else if (field != NONE && p->fields[field].number != NONE)
+    } else if (field != NONE && p->fields[field].number != NONE) {
       (*inputs)[f] = p->fields[field].number;
-    else
-      return tdm__spec_fail(spec, mark, TDM_ESCHEMA, c->err,
-                            "%s: the model's feature \"%s\" (%zu of %zu) "
-                            "is not a feature or numeric field of the "
-                            "pipeline",
-                            what, want, f + 1, nf);
+      rc = check_categories(c, *model, field, f);
+      if (rc != TDM_OK) {
+        tdm__buf_free(&missing);
+        return rc;
+      }
+    } else {
+      num_missing++;
+      if (missing_name(&missing, num_missing, want) != TDM_OK) {
+        tdm__buf_free(&missing);
+        return tdm__fail(c->err, TDM_ENOMEM, "out of memory");
+      }
+    }
+  }
+  if (num_missing > 0) {
+    rc = tdm__spec_fail(spec, mark, TDM_ESCHEMA, c->err,
+                        "%s: %zu of the model's %zu features %s not a "
+                        "feature or numeric field of the pipeline: %.*s "
+                        "(add them to features: or fields:, or use the model "
+                        "trained on this pipeline)",
+                        what, num_missing, nf, num_missing == 1 ? "is" : "are",
+                        (int)missing.len, missing.data);
+    tdm__buf_free(&missing);
+    return rc;
   }
   return TDM_OK;
 }
@@ -384,6 +462,12 @@ static int load_scorer(compiler *c, const char *path, tdm__mark mark,
 static int load_model(compiler *c) {
   tdm__pipeline *p = c->p;
   const tdm__spec *spec = c->spec;
+  if (spec->model_path == NULL)
+    return tdm__spec_fail(spec, (tdm__mark){1, 1, TDM__STYLE_PLAIN}, TDM_EPARSE,
+                          c->err,
+                          "the pipeline has no model: add model: FILE, or run "
+                          "tandem batch --features-only to write the "
+                          "training data for one");
   int rc = load_scorer(c, spec->model_path, spec->model_mark, "model",
                        &p->model, &p->info, &p->model_inputs);
   if (rc != TDM_OK) return rc;
@@ -456,16 +540,33 @@ static int add_column(compiler *c, const char *name, tdm__mark mark) {
 static int compile_outputs(compiler *c) {
   tdm__pipeline *p = c->p;
   const tdm__spec *spec = c->spec;
-  p->columns = tdm__calloc(spec->num_outputs + spec->num_features + 7,
-                           sizeof *p->columns);
+  p->columns =
+      tdm__calloc(spec->num_outputs + spec->num_fields + spec->num_features + 7,
+                  sizeof *p->columns);
   if (p->columns == NULL) return tdm__fail(c->err, TDM_ENOMEM, "out of memory");
   tdm__mark none = {0, 0, TDM__STYLE_PLAIN};
   if (p->features_only) {
-    /* The keys, then every feature. */
+    /* The keys, every number and category field that is not a key (a
+     * model may take a raw field as a feature, and training data must
+     * hold it as the model will see it: the number, or the category's
+     * index), then every feature. */
     int rc = TDM_OK;
     if (spec->id != NULL) rc = add_column(c, spec->id, none);
     if (rc == TDM_OK) rc = add_column(c, spec->entity, none);
     if (rc == TDM_OK) rc = add_column(c, spec->time, none);
+    for (size_t i = 0; i < spec->num_fields && rc == TDM_OK; i++) {
+      const tdm__field_spec *f = &spec->fields[i];
+      if ((f->type != TDM__FIELD_NUMBER && f->type != TDM__FIELD_CATEGORY) ||
+          strcmp(f->name, spec->entity) == 0 ||
+          (spec->id != NULL && strcmp(f->name, spec->id) == 0))
+        continue;
+      rc = add_column(c, f->name, none);
+      if (rc == TDM_OK) {
+        column *col = &p->columns[p->num_columns - 1];
+        col->kind = COLUMN_NUMBER;
+        col->index = p->fields[i].number;
+      }
+    }
     for (size_t i = 0; i < spec->num_features && rc == TDM_OK; i++)
       rc = add_column(c, spec->features[i].name, none);
     return rc;

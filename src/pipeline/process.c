@@ -126,13 +126,25 @@ static int read_fields(const tdm__pipeline *p, const tdm__event *ev,
           value = (double)ms / 1000.0;
           break;
         }
-        default: /* a category: its index, or missing when unknown */
+        default: /* a category: its index */
           for (size_t k = 0; k < f->num_values; k++)
             if (f->value_lens[k] == text.len &&
                 memcmp(f->values[k], text.data, text.len) == 0) {
               value = (double)k;
               break;
             }
+          /* An unknown category scored as missing changed scores with no
+           * sign; it is invalid unless the pipeline says otherwise. */
+          if (isnan(value) && !f->unknown_missing)
+            return tdm__fail(err, TDM_ESCHEMA,
+                             "field \"%s\": \"%.*s\" is not one of its "
+                             "%zu values (\"%s\" ... \"%s\"): add it to "
+                             "values in the model's category order, or "
+                             "declare the field unknown: missing to score it "
+                             "as missing",
+                             f->name, (int)(text.len > 64 ? 64 : text.len),
+                             text.data, f->num_values, f->values[0],
+                             f->values[f->num_values - 1]);
           break;
       }
     }

@@ -288,8 +288,8 @@ static int field_type(reader *r, struct fy_node *node, tdm__mark mark,
   return rc;
 }
 
-static const char *const field_keys[] = {"type",     "unit",     "values",
-                                         "required", "optional", NULL};
+static const char *const field_keys[] = {
+    "type", "unit", "values", "required", "optional", "unknown", NULL};
 
 static int field_pair(reader *r, void *ctx, size_t key, struct fy_node *value,
                       tdm__mark mark) {
@@ -338,6 +338,22 @@ static int field_pair(reader *r, void *ctx, size_t key, struct fy_node *value,
                                   f->values[i]);
       }
       return TDM_OK;
+    }
+    case 5: {
+      char *text;
+      int rc = scalar(r, value, mark, "unknown", &text);
+      if (rc != TDM_OK) return rc;
+      if (strcmp(text, "reject") == 0 || strcmp(text, "missing") == 0)
+        f->unknown_missing = text[0] == 'm';
+      else
+        rc = tdm__spec_fail(r->spec, mark, TDM_EPARSE, r->err,
+                            "unknown is reject (an event with a category not "
+                            "in values is invalid) or missing (it is scored "
+                            "as a missing value), not \"%s\"",
+                            text);
+      f->unknown_set = 1;
+      tdm__free(text);
+      return rc;
     }
     default: {
       const char *what = key == 3 ? "required" : "optional";
@@ -397,6 +413,9 @@ static int read_fields(reader *r, struct fy_node *map, tdm__mark mark) {
     if (f->type != TDM__FIELD_CATEGORY && f->num_values > 0)
       return tdm__spec_fail(spec, f->mark, TDM_EPARSE, r->err,
                             "only a category field has values");
+    if (f->type != TDM__FIELD_CATEGORY && f->unknown_set)
+      return tdm__spec_fail(spec, f->mark, TDM_EPARSE, r->err,
+                            "only a category field has unknown:");
     if (f->type != TDM__FIELD_TIME && f->unit != TDM__TIME_AUTO)
       return tdm__spec_fail(spec, f->mark, TDM_EPARSE, r->err,
                             "only a time field has a unit");
@@ -1096,9 +1115,10 @@ static int check_keys(reader *r, const top *t) {
   static const struct {
     int key;
     const char *what;
-  } required[] = {{KEY_NAME, "name"},         {KEY_ENTITY, "entity"},
-                  {KEY_TIME, "time"},         {KEY_FIELDS, "fields"},
-                  {KEY_MODEL, "model"}};
+  } required[] = {{KEY_NAME, "name"},
+                  {KEY_ENTITY, "entity"},
+                  {KEY_TIME, "time"},
+                  {KEY_FIELDS, "fields"}};
   for (size_t i = 0; i < sizeof required / sizeof required[0]; i++)
     if (!(t->seen & (1u << required[i].key)))
       return tdm__spec_fail(spec, (tdm__mark){1, 1, TDM__STYLE_PLAIN}, TDM_EPARSE, r->err,

@@ -53,6 +53,10 @@ typedef struct tdm__field_spec {
   size_t num_values;
   int required;         /* an event without it is rejected */
   int optional;         /* an input file may have no column for it */
+  /* A category not in values: the event is invalid (0, the default), or
+   * the field is missing (1, `unknown: missing`). */
+  int unknown_missing;
+  int unknown_set; /* unknown: was given */
   tdm__mark mark;
 } tdm__field_spec;
 

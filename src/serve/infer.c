@@ -13,6 +13,7 @@
  */
 #include "infer.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdint.h>
@@ -236,6 +237,47 @@ static size_t feature_index(const tdm_model *model, size_t nf,
   return SIZE_MAX;
 }
 
+/* Edit distance between a and b (insertions, deletions, substitutions;
+ * letters compared without case), capped: anything above `cap` is cap + 1.
+ * Names are short, so the quadratic table on the stack is small. */
+static size_t name_distance(const char *a, const char *b, size_t cap) {
+  size_t la = strlen(a), lb = strlen(b);
+  if (la > 63 || lb > 63) return cap + 1;
+  size_t row[64];
+  for (size_t j = 0; j <= lb; j++) row[j] = j;
+  for (size_t i = 1; i <= la; i++) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= lb; j++) {
+      size_t above = row[j];
+      int same =
+          tolower((unsigned char)a[i - 1]) == tolower((unsigned char)b[j - 1]);
+      size_t best = diagonal + (same ? 0 : 1);
+      if (row[j] + 1 < best) best = row[j] + 1;
+      if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
+      row[j] = best;
+      diagonal = above;
+    }
+  }
+  return row[lb] > cap ? cap + 1 : row[lb];
+}
+
+/* The model's feature closest to a misspelled tensor name (at most two
+ * edits, or the same letters in another case), or NULL. */
+static const char *closest_feature(const tdm_model *model, const char *name) {
+  const char *best = NULL;
+  size_t best_distance = 3;
+  for (size_t f = 0; f < model->num_features; f++) {
+    const char *feature = tdm_model_feature_name(model, f);
+    size_t d = name_distance(name, feature, 2);
+    if (d < best_distance) {
+      best = feature;
+      best_distance = d;
+    }
+  }
+  return best;
+}
+
 static int read_outputs(const tdm__json_doc *doc, const tdm__json *outputs,
                         int *wanted, tdm_error *err) {
   *wanted = TDM__OUTPUT_SCORE | TDM__OUTPUT_MARGIN;
@@ -322,11 +364,26 @@ static int read_matrix(const tdm_model *model, tdm__infer_request *req,
   int rc = read_header(&req->doc, input, &s, dims, &nd, err);
   if (rc != TDM_OK) return rc;
   const tdm__json *shape = tdm__json_get(input, "shape");
-  if (!(nd == 2 && dims[1] == nf) && !(nd == 1 && dims[0] == nf))
+  if (!(nd == 2 && dims[1] == nf) && !(nd == 1 && dims[0] == nf)) {
+    /* A single tensor whose name is no feature but close to one, or
+     * shaped as one feature's column ([rows, 1]), is most likely a
+     * feature's tensor misspelled: say so, rather than only that the
+     * shape does not fit a matrix. */
+    const tdm__json *name = tdm__json_get(input, "name");
+    const char *near = closest_feature(model, name->text);
+    if (nf > 1 && (near != NULL || (nd == 2 && dims[1] == 1)))
+      return tdm__json_fail(
+          &req->doc, name, TDM_ESCHEMA, err,
+          "input \"%s\" is not one of the model's %zu features%s%s%s: a "
+          "tensor per feature is named as its feature (all %zu of them), "
+          "or one tensor [rows, %zu] holds every feature",
+          name->text, nf, near ? " (did you mean \"" : "", near ? near : "",
+          near ? "\"?)" : "", nf, nf);
     return tdm__json_fail(&req->doc, shape, TDM_ESCHEMA, err,
                           "the model takes %zu features: the input's shape "
                           "must be [rows, %zu]",
                           nf, nf);
+  }
   req->num_rows = nd == 2 ? dims[0] : 1;
   rc = check_count(&req->doc, &s, dims, nd, err);
   if (rc != TDM_OK) return rc;
@@ -348,11 +405,13 @@ static int read_features(const tdm_model *model, tdm__infer_request *req,
     const tdm__json *name = tdm__json_get(input, "name");
     size_t f = feature_index(model, nf, name->text);
     if (f == SIZE_MAX) {
+      const char *near = closest_feature(model, name->text);
       rc = tdm__json_fail(&req->doc, name, TDM_ESCHEMA, err,
-                          "\"%s\" is not one of the model's %zu features "
+                          "\"%s\" is not one of the model's %zu features%s%s%s "
                           "(send one tensor per feature, named as the "
                           "features, or one tensor [rows, %zu])",
-                          name->text, nf, nf);
+                          name->text, nf, near ? " (did you mean \"" : "",
+                          near ? near : "", near ? "\"?)" : "", nf);
       break;
     }
     if (given[f]) {

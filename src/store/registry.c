@@ -438,7 +438,7 @@ static const char select_columns[] =
     " pipeline_path, pipeline_sha256, pipeline_name, model_path,"
     " model_sha256, model_version, input_path, input_sha256, output_path,"
     " output_sha256, rows, rejected, duplicates, threads, flags, tables,"
-    " metrics FROM runs";
+    " metrics, json_extract(manifest, '$.tags') FROM runs";
 
 static char *column_text(sqlite3_stmt *st, int i, int *oom) {
   const unsigned char *text = sqlite3_column_text(st, i);
@@ -482,20 +482,19 @@ static int read_run(sqlite3_stmt *st, tdm__run_record *run) {
   run->flags = column_text(st, 20, &oom);
   run->tables = column_text(st, 21, &oom);
   run->metrics = column_text(st, 22, &oom);
+  run->tags = column_text(st, 23, &oom);
   return oom ? -1 : 0;
 }
 
 void tdm__run_record_free(tdm__run_record *run) {
   if (run == NULL) return;
-  char **strings[] = {&run->command,        &run->started_at,
-                      &run->finished_at,    &run->tandem_version,
-                      &run->pipeline_path,  &run->pipeline_sha256,
-                      &run->pipeline_name,  &run->model_path,
-                      &run->model_sha256,   &run->model_version,
-                      &run->input_path,     &run->input_sha256,
-                      &run->output_path,    &run->output_sha256,
-                      &run->flags,          &run->tables,
-                      &run->metrics};
+  char **strings[] = {
+      &run->command,        &run->started_at,    &run->finished_at,
+      &run->tandem_version, &run->pipeline_path, &run->pipeline_sha256,
+      &run->pipeline_name,  &run->model_path,    &run->model_sha256,
+      &run->model_version,  &run->input_path,    &run->input_sha256,
+      &run->output_path,    &run->output_sha256, &run->flags,
+      &run->tables,         &run->metrics,       &run->tags};
   for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++) {
     tdm__free(*strings[i]);
     *strings[i] = NULL;
@@ -730,10 +729,12 @@ int tdm__run_record_json(tdm__buf *b, const tdm__run_record *run) {
   if (rc == TDM_OK) rc = json_count(b, "threads", run->threads);
   /* These columns hold JSON that SQLite's json() produced or checked. */
   if (rc == TDM_OK)
-    rc = tdm__buf_printf(b, ", \"flags\": %s, \"tables\": %s, \"metrics\": %s}",
-                         run->flags ? run->flags : "{}",
-                         run->tables ? run->tables : "[]",
-                         run->metrics ? run->metrics : "null");
+    rc = tdm__buf_printf(
+        b,
+        ", \"flags\": %s, \"tables\": %s, \"metrics\": %s, "
+        "\"tags\": %s}",
+        run->flags ? run->flags : "{}", run->tables ? run->tables : "[]",
+        run->metrics ? run->metrics : "null", run->tags ? run->tags : "{}");
   return rc;
 }
 

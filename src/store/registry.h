@@ -85,6 +85,7 @@ typedef struct tdm__run_record {
   char *flags;   /* JSON object */
   char *tables;  /* JSON array of the tables materialized */
   char *metrics; /* JSON object, or NULL until set */
+  char *tags;    /* JSON object of --tag KEY=VALUE, or NULL when none */
 } tdm__run_record;
 
 void tdm__run_record_free(tdm__run_record *run);

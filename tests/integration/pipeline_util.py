@@ -114,7 +114,7 @@ fields:
   ts: time
   amount: number
   merchant: string
-  mcc: {type: category, values: [grocery, fuel, online, travel]}
+  mcc: {type: category, values: [grocery, fuel, online, travel], unknown: missing}
 features:
   - {name: log_amount, expr: "log1p(amount)"}
   - {name: mcc_code, expr: "mcc"}
@@ -142,7 +142,7 @@ state:
 
 FRAUD_COLUMNS = ["txn", "card", "ts", "amount", "merchant", "mcc"]
 MERCHANTS = ["m%d" % i for i in range(12)]
-MCCS = ["grocery", "fuel", "online", "travel", "casino"]  # casino: unknown
+MCCS = ["grocery", "fuel", "online", "travel", "casino"]  # casino: not in values (FRAUD_YAML: unknown: missing)
 
 
 def fraud_pipeline(directory, model_seed=0, model_name="model.json",

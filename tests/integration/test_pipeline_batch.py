@@ -218,8 +218,34 @@ expect(r.returncode in (1, 2) and not os.path.exists(os.path.join(out, "no")),
 fo = os.path.join(out, "features.csv")
 batch(csv_in, fo, "--features-only", "--threads", 2)
 rows = read_csv(fo)
-expect(list(rows[0]) == ["txn", "card", "ts"] + FRAUD_FEATURES + ["duplicate"],
-       f"--features-only columns: {list(rows[0])}")
+expect(list(rows[0]) == ["txn", "card", "ts", "amount", "mcc"] + FRAUD_FEATURES
+       + ["duplicate"], f"--features-only columns: {list(rows[0])}")
+# The raw number and category fields a model may take come as the model
+# sees them: the number, or the category's index in values (empty when
+# missing). The reference is the input file itself, less its rejects.
+MCC = ["grocery", "fuel", "online", "travel"]
+rejected = set()
+if os.path.exists(fo + ".rejects.jsonl"):
+    rejected = {r["line"] for r in read_jsonl(fo + ".rejects.jsonl")}
+kept = [e for i, e in enumerate(read_csv(csv_in)) if i + 2 not in rejected]
+expect(len(kept) == len(rows), f"--features-only: {len(rows)} rows, "
+       f"{len(kept)} accepted input events")
+first_seen = {}
+for row, event in zip(rows, kept):
+    # A repeated id answers with its first result, raw fields too.
+    key = (event["card"], event["txn"])
+    if row["duplicate"] == "0":
+        first_seen[key] = event
+    event = first_seen.get(key, event)
+    text = event["amount"].strip()
+    want = None if text in ("", "NaN", "nan", "NA", "null") else float(text)
+    got = None if row["amount"] == "" else float(row["amount"])
+    want_mcc = MCC.index(event["mcc"]) if event["mcc"] in MCC else None
+    got_mcc = None if row["mcc"] == "" else float(row["mcc"])
+    if not expect(got == want and got_mcc == want_mcc,
+                  f"--features-only {row['txn']}: amount {row['amount']!r} mcc "
+                  f"{row['mcc']!r}, input {event['amount']!r} {event['mcc']!r}"):
+        break
 expect(len(rows) == len(results), f"--features-only: {len(rows)} rows, "
        f"--explain {len(results)}")
 present = {f: 0 for f in FRAUD_FEATURES}

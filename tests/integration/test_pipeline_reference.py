@@ -363,9 +363,12 @@ for name, state, (lateness, ttl, max_events), seed, n, entities in CONFIGS:
         if not expect(len(rows) == len(kept),
                       f"{name}: {len(rows)} rows for {len(kept)} events"):
             continue
-        expect(list(rows[0].keys()) == ["txn", "card", "ts"] + FEATURES + ["duplicate"],
+        # The number fields come first: a model may take them as they are.
+        expect(list(rows[0].keys()) == ["txn", "card", "ts", "amount", "flag"]
+               + FEATURES + ["duplicate"],
                f"{name}: columns {list(rows[0].keys())}")
         bad = 0
+        first_seen = {}
         for i, (row, (ev, (how, want))) in enumerate(zip(rows, kept)):
             if row["txn"] != ev["txn"] or row["card"] != ev["card"] or row["ts"] != ev["ts"]:
                 fail(f"{name}: row {i + 1} keys {row['txn']},{row['card']},{row['ts']}"
@@ -373,6 +376,18 @@ for name, state, (lateness, ttl, max_events), seed, n, entities in CONFIGS:
                 bad += 1
             expect(row["duplicate"] == ("1" if how == "duplicate" else "0"),
                    f"{name}: row {i + 1} duplicate {row['duplicate']}, expected {how}")
+            # A repeated id answers with its first result, raw fields too.
+            key = (ev["card"], ev["txn"])
+            if how != "duplicate":
+                first_seen[key] = ev
+            for raw in ("amount", "flag"):
+                text = first_seen.get(key, ev)[raw]
+                want_raw = NAN if text is None else float(text)
+                got = NAN if row[raw] == "" else float(row[raw])
+                if not same(got, want_raw):
+                    bad += 1
+                    fail(f"{name}: event {i + 1}: {raw} = {row[raw]!r}, input "
+                         f"{text!r}")
             for feature in FEATURES:
                 got = NAN if row[feature] == "" else float(row[feature])
                 if not same(got, want[feature]):

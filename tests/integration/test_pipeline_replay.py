@@ -20,6 +20,7 @@ import http.client
 import json
 import os
 import random
+import re
 import signal
 import threading
 import time
@@ -67,8 +68,10 @@ for src, flags in ((csv_in, ("--batch", "1")), (csv_in, ("--batch", "32")),
 for directory, what in ((other_model, "another model"), (other_window, "another window")):
     with Server(os.path.join(directory, "pipeline.yaml")) as server:
         r = replay(server, csv_in, "--batch", "16")
+        # Each difference names the member that differs: "  score: batch
+        # 0.25, live 0.5" (test_serve_messages checks which members).
         expect(r.returncode == 1 and "difference at line" in r.stderr
-               and "batch:" in r.stderr and "live:" in r.stderr
+               and re.search(r"\n  [a-z_.\[\]0-9]+: batch .+, live .+\n", r.stderr)
                and " 0 differences" not in r.stderr,
                f"replay against {what}: exit {r.returncode}: {r.stderr[-2000:]}")
         print("(b)", what, "->", r.stderr.strip().splitlines()[-1], flush=True)
