@@ -86,6 +86,9 @@ static int is_work(route_kind kind) {
 
 #define MAX_SEGMENT 256
 
+/* The binary tensor data extension's header: the JSON part's bytes. */
+#define INFERENCE_HEADER "Inference-Header-Content-Length"
+
 struct tdm__server {
   tdm__server_config config;
   tdm__repository *repo;
@@ -120,6 +123,9 @@ typedef struct request {
   int waiting;
   atomic_int durable; /* 0: not yet; 1: on disk; -1: failed */
   int overloaded;     /* admitted past the limit: the fallback answers */
+  /* A response in the binary tensor data extension's form: the bytes of
+   * its JSON header (0: the whole body is JSON). */
+  size_t inference_header;
 } request;
 
 static uint64_t now_ns(void) {
@@ -267,6 +273,11 @@ static enum MHD_Result respond(tdm__server *srv, struct MHD_Connection *c,
   }
   if (content_type != NULL)
     MHD_add_response_header(res, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+  if (r->inference_header > 0) {
+    char bytes[24];
+    snprintf(bytes, sizeof bytes, "%zu", r->inference_header);
+    MHD_add_response_header(res, INFERENCE_HEADER, bytes);
+  }
   if (status == MHD_HTTP_SERVICE_UNAVAILABLE) {
     char seconds[16];
     snprintf(seconds, sizeof seconds, "%u", srv->config.retry_after_s);
@@ -420,6 +431,28 @@ static enum MHD_Result model_problem(tdm__server *srv, struct MHD_Connection *c,
                        r->model);
 }
 
+/*
+ * The request's Inference-Header-Content-Length: SIZE_MAX when it has
+ * none (the body is all JSON), else the JSON part's bytes. 0 with err set
+ * when the value is not a number of bytes (a sign, spaces, too many
+ * digits); the parser checks it against the body's size.
+ */
+static int inference_header(struct MHD_Connection *c, size_t *json_size,
+                            tdm_error *err) {
+  *json_size = SIZE_MAX;
+  const char *value =
+      MHD_lookup_connection_value(c, MHD_HEADER_KIND, INFERENCE_HEADER);
+  if (value == NULL) return TDM_OK;
+  size_t digits = strspn(value, "0123456789");
+  if (digits == 0 || value[digits] != '\0' || digits > 15)
+    return tdm__fail(err, TDM_EPARSE,
+                     INFERENCE_HEADER " must be the JSON header's bytes, a "
+                     "number, not \"%.40s\"",
+                     value);
+  *json_size = (size_t)strtoull(value, NULL, 10);
+  return TDM_OK;
+}
+
 static enum MHD_Result infer(tdm__server *srv, struct MHD_Connection *c,
                              request *r) {
   tdm__loaded *l;
@@ -436,8 +469,11 @@ static enum MHD_Result infer(tdm__server *srv, struct MHD_Connection *c,
   unsigned status = MHD_HTTP_OK;
   tdm__buf out = {0};
   uint64_t started = 0;
-  rc = tdm__infer_parse(l->model, r->body.data ? r->body.data : "",
-                        r->body.len, &req, &err);
+  size_t json_size;
+  rc = inference_header(c, &json_size, &err);
+  if (rc == TDM_OK)
+    rc = tdm__infer_parse_binary(l->model, r->body.data ? r->body.data : "",
+                                 r->body.len, json_size, &req, &err);
   if (rc == TDM_OK) {
     uint64_t timeout_us = req.timeout_us >= 0 ? (uint64_t)req.timeout_us
                                               : srv->config.default_timeout_us;
@@ -452,7 +488,10 @@ static enum MHD_Result infer(tdm__server *srv, struct MHD_Connection *c,
                 (unsigned long long)waited_us, (unsigned long long)timeout_us);
     } else {
       tdm__buf_reserve(&out, 256 + req.num_rows * 24);
-      rc = tdm__infer_respond(l->model, l->name, l->version, &req, &out);
+      size_t header;
+      rc = tdm__infer_respond(l->model, l->name, l->version, &req, &out,
+                              &header);
+      if (rc == TDM_OK && header < out.len) r->inference_header = header;
       if (rc != TDM_OK) {
         status = MHD_HTTP_INTERNAL_SERVER_ERROR;
         tdm__fail(&err, rc, "%s", tdm_strerror(rc));
@@ -466,7 +505,11 @@ static enum MHD_Result infer(tdm__server *srv, struct MHD_Connection *c,
   if (rc == TDM_OK) tdm__infer_request_free(&req);
   enum MHD_Result result;
   if (status == MHD_HTTP_OK) {
-    result = respond_buf(srv, c, r, status, "application/json", &out);
+    /* Triton answers a body with binary outputs as octet-stream. */
+    result = respond_buf(srv, c, r, status,
+                         r->inference_header > 0 ? "application/octet-stream"
+                                                 : "application/json",
+                         &out);
   } else {
     tdm__buf_free(&out);
     result = respond_error(srv, c, r, status, "%s", err.message);
@@ -832,7 +875,8 @@ static enum MHD_Result dispatch(tdm__server *srv, struct MHD_Connection *c,
     case ROUTE_SERVER_METADATA: {
       static const char body[] =
           "{\"name\":\"tandem\",\"version\":\"" TDM_VERSION
-          "\",\"extensions\":[\"model_repository\"]}";
+          "\",\"extensions\":[\"model_repository\","
+          "\"binary_tensor_data\"]}";
       return respond(srv, c, r, MHD_HTTP_OK, "application/json",
                      (char *)body, sizeof body - 1, 0);
     }
@@ -997,11 +1041,6 @@ static enum MHD_Result start_request(tdm__server *srv,
                         "overloaded: too many requests in flight; retry "
                         "later");
   }
-  if (MHD_lookup_connection_value(c, MHD_HEADER_KIND,
-                                  "Inference-Header-Content-Length") != NULL)
-    return refuse_infer(srv, c, r, MHD_HTTP_BAD_REQUEST,
-                        "the binary tensor data extension is not supported: "
-                        "send JSON tensor data");
   return MHD_YES;
 }
 

@@ -370,7 +370,7 @@ static int check_response(const tdm_model *model, const tdm__infer_request *req,
             TDM_OK);
 
   tdm__buf out = {0};
-  CHECK_INT(tdm__infer_respond(model, "credit \"model\"", version, req, &out),
+  CHECK_INT(tdm__infer_respond(model, "credit \"model\"", version, req, &out, NULL),
             TDM_OK);
   CHECK(out.data != NULL);
   tdm__json_doc doc;
@@ -742,7 +742,7 @@ TEST(infer_errors_name_where) {
        "{\"inputs\":[{\"name\":\"x\",\"datatype\":\"FP32\",\"shape\":[1,13]}]}");
   CASE(TDM_EPARSE, "at /inputs/0/data:", "%s",
        matrix_body("FP32", "[1,13]", "{\"a\":1}"));
-  CASE(TDM_EPARSE, "binary tensor data is not supported",
+  CASE(TDM_EPARSE, "no Inference-Header-Content-Length header",
        "{\"inputs\":[{\"name\":\"x\",\"datatype\":\"FP32\",\"shape\":[1,13],"
        "\"parameters\":{\"binary_data_size\":52}}]}");
   /* Element counts and elements. */
@@ -1254,7 +1254,7 @@ static int out_of_memory_runs(const tdm_model *model, const char *body,
     int rc = tdm__infer_parse(model, body, len, &req, &err);
     int rc2 = TDM_OK;
     if (rc == TDM_OK) {
-      rc2 = tdm__infer_respond(model, "m", "1", &req, &out);
+      rc2 = tdm__infer_respond(model, "m", "1", &req, &out, NULL);
       tdm__infer_request_free(&req);
     } else {
       tdm__infer_request_free(&req); /* holds nothing: safe */
