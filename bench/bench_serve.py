@@ -223,6 +223,11 @@ def nginx_file_location(case, prefix):
     path = os.path.join(prefix, "%s-%d.bin" % (case["model"], case["rows"]))
     with open(path, "wb") as fp:
         fp.write(case["body_out"])
+    # nginx's workers run as another user when started as root: the file
+    # and the (mkdtemp, 0700) directories above it must be readable.
+    os.chmod(path, 0o644)
+    for d in (prefix, os.path.dirname(prefix)):
+        os.chmod(d, 0o755)
     return "\n".join([
         "        location = %s {" % case["path"],
         "            default_type application/octet-stream;",

@@ -121,31 +121,31 @@ static int fits_integer_type(const tdm__json *v, double value, double min,
 static int put_number(tensor_sink *s, const tdm__json *v, double value) {
   size_t f = s->feature == SIZE_MAX ? s->count % s->nf : s->feature;
   size_t at = s->feature == SIZE_MAX ? s->count : s->count * s->nf + f;
-  /* Binary values have no text: messages name the element instead. */
+  int problem = tdm__feature_value_problem(s->model, f, value);
+  if (problem == TDM__VALUE_OK) {
+    s->rows[at] = value;
+    s->count++;
+    return TDM_OK;
+  }
+  /* Binary values have no text: messages name the element instead. The
+   * text is made only here, for the error: a request has many values. */
   char shown[64];
   if (s->binary != NULL)
     snprintf(shown, sizeof shown, "binary element %zu", s->count);
   else
     snprintf(shown, sizeof shown, "%.*s", (int)v->text_len, v->text);
-  switch (tdm__feature_value_problem(s->model, f, value)) {
-    case TDM__VALUE_INFINITE:
-      return tdm__json_fail(
-          s->doc, v, TDM_EPARSE, s->err,
-          "feature \"%s\": %s is infinite in float32, which XGBoost does "
-          "not accept",
-          tdm_model_feature_name(s->model, f), shown);
-    case TDM__VALUE_MISSING:
-      return tdm__json_fail(s->doc, v, TDM_EPARSE, s->err,
-                            "feature \"%s\" is missing%s%s, and the model "
-                            "does not allow a missing value there",
-                            tdm_model_feature_name(s->model, f),
-                            s->binary != NULL ? " at " : "",
-                            s->binary != NULL ? shown : "");
-    default: break;
-  }
-  s->rows[at] = value;
-  s->count++;
-  return TDM_OK;
+  if (problem == TDM__VALUE_INFINITE)
+    return tdm__json_fail(
+        s->doc, v, TDM_EPARSE, s->err,
+        "feature \"%s\": %s is infinite in float32, which XGBoost does not "
+        "accept",
+        tdm_model_feature_name(s->model, f), shown);
+  return tdm__json_fail(s->doc, v, TDM_EPARSE, s->err,
+                        "feature \"%s\" is missing%s%s, and the model does "
+                        "not allow a missing value there",
+                        tdm_model_feature_name(s->model, f),
+                        s->binary != NULL ? " at " : "",
+                        s->binary != NULL ? shown : "");
 }
 
 static int put_value(tensor_sink *s, const tdm__json *v) {
