@@ -37,11 +37,11 @@
 
 typedef struct connection {
   int fd;
-  int busy;        /* a request is out: its answer is being read */
-  size_t request;  /* the request index it carries */
-  char *out;       /* the request's bytes left to write */
+  int busy;       /* a request is out: its answer is being read */
+  size_t request; /* the request index it carries */
+  char *out;      /* the request's bytes left to write */
   size_t out_len, out_sent;
-  char in[65536];  /* the answer read so far */
+  char in[65536]; /* the answer read so far */
   size_t in_len;
 } connection;
 
@@ -104,12 +104,18 @@ int main(int argc, char **argv) {
   double rate = 1000, seconds = 10;
   size_t connections = 64;
   for (int i = 1; i + 1 < argc; i += 2) {
-    if (!strcmp(argv[i], "--host")) host = argv[i + 1];
-    else if (!strcmp(argv[i], "--port")) port = atoi(argv[i + 1]);
-    else if (!strcmp(argv[i], "--path")) path = argv[i + 1];
-    else if (!strcmp(argv[i], "--bodies")) bodies_path = argv[i + 1];
-    else if (!strcmp(argv[i], "--rate")) rate = atof(argv[i + 1]);
-    else if (!strcmp(argv[i], "--seconds")) seconds = atof(argv[i + 1]);
+    if (!strcmp(argv[i], "--host"))
+      host = argv[i + 1];
+    else if (!strcmp(argv[i], "--port"))
+      port = atoi(argv[i + 1]);
+    else if (!strcmp(argv[i], "--path"))
+      path = argv[i + 1];
+    else if (!strcmp(argv[i], "--bodies"))
+      bodies_path = argv[i + 1];
+    else if (!strcmp(argv[i], "--rate"))
+      rate = atof(argv[i + 1]);
+    else if (!strcmp(argv[i], "--seconds"))
+      seconds = atof(argv[i + 1]);
     else if (!strcmp(argv[i], "--connections"))
       connections = (size_t)atoi(argv[i + 1]);
     else {
@@ -119,8 +125,9 @@ int main(int argc, char **argv) {
   }
   if (port <= 0 || bodies_path == NULL || rate <= 0 || seconds <= 0 ||
       connections == 0) {
-    fprintf(stderr, "usage: open-loop --port P --bodies FILE --rate R "
-                    "--seconds S [--host H] [--path P] [--connections C]\n");
+    fprintf(stderr,
+            "usage: open-loop --port P --bodies FILE --rate R "
+            "--seconds S [--host H] [--path P] [--connections C]\n");
     return 2;
   }
 
@@ -211,7 +218,8 @@ int main(int argc, char **argv) {
       connection *k = &conns[c];
       if (!k->busy) continue;
       if ((fds[c].revents & POLLOUT) && k->out_sent < k->out_len) {
-        ssize_t w = write(k->fd, k->out + k->out_sent, k->out_len - k->out_sent);
+        ssize_t w =
+            write(k->fd, k->out + k->out_sent, k->out_len - k->out_sent);
         if (w < 0 && errno != EAGAIN) die("write");
         if (w > 0) k->out_sent += (size_t)w;
       }
@@ -243,18 +251,19 @@ int main(int argc, char **argv) {
   }
   double elapsed = (double)(now_ns() - start) * 1e-9;
   qsort(latency, answered, sizeof *latency, compare_u64);
-  printf("OPEN_LOOP_JSON {\"rate\":%.3f,\"seconds\":%.3f,\"connections\":%zu,"
-         "\"requests\":%zu,\"answered\":%zu,\"non_2xx\":%zu,"
-         "\"achieved_per_s\":%.3f,\"no_free_connection\":%zu,"
-         "\"latency_us\":{\"p50\":%.1f,\"p90\":%.1f,\"p99\":%.1f,"
-         "\"p99_9\":%.1f,\"max\":%.1f}}\n",
-         rate, seconds, connections, total, answered, bad,
-         (double)answered / elapsed, waited,
-         percentile(latency, answered, 50) / 1e3,
-         percentile(latency, answered, 90) / 1e3,
-         percentile(latency, answered, 99) / 1e3,
-         percentile(latency, answered, 99.9) / 1e3,
-         answered ? latency[answered - 1] / 1e3 : 0.0);
+  printf(
+      "OPEN_LOOP_JSON {\"rate\":%.3f,\"seconds\":%.3f,\"connections\":%zu,"
+      "\"requests\":%zu,\"answered\":%zu,\"non_2xx\":%zu,"
+      "\"achieved_per_s\":%.3f,\"no_free_connection\":%zu,"
+      "\"latency_us\":{\"p50\":%.1f,\"p90\":%.1f,\"p99\":%.1f,"
+      "\"p99_9\":%.1f,\"max\":%.1f}}\n",
+      rate, seconds, connections, total, answered, bad,
+      (double)answered / elapsed, waited,
+      percentile(latency, answered, 50) / 1e3,
+      percentile(latency, answered, 90) / 1e3,
+      percentile(latency, answered, 99) / 1e3,
+      percentile(latency, answered, 99.9) / 1e3,
+      answered ? latency[answered - 1] / 1e3 : 0.0);
   for (size_t c = 0; c < connections; c++) close(conns[c].fd);
   for (size_t i = 0; i < num_bodies; i++) free(requests[i]);
   free(requests);

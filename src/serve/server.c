@@ -494,7 +494,9 @@ static enum MHD_Result infer(tdm__server *srv, struct MHD_Connection *c,
       size_t header;
       rc = tdm__infer_respond(l->model, l->name, l->version, &req, &out,
                               &header);
-      if (rc == TDM_OK && header < out.len) r->inference_header = header;
+      /* Binary outputs answer with the header even when they hold no
+       * bytes (zero rows): the client reads the body by it. */
+      if (rc == TDM_OK && req.binary_outputs != 0) r->inference_header = header;
       if (rc != TDM_OK) {
         status = MHD_HTTP_INTERNAL_SERVER_ERROR;
         tdm__fail(&err, rc, "%s", tdm_strerror(rc));

@@ -263,6 +263,16 @@ with Server("--model", "credit=" + credit, "--model", "multi=" + multi,
             expect(("parameters" in out) == (out["name"] in binary),
                    "%s: output %r" % (what, out))
         same_bits(what, got["score"], want, True)
+    # Zero rows: binary outputs of zero bytes, still with the header.
+    empty = np.zeros((0, 13), dtype=np.float32)
+    head, blob = binary_request([("input", "FP32", empty.shape, empty)],
+                                parameters={"binary_data_output": True})
+    status, headers, body = post(s, "/v2/models/credit/infer", head, blob)
+    if expect(status == 200, "zero rows: %d %r" % (status, body[:300])):
+        expect(HEADER.lower() in headers, "zero rows: no %s header" % HEADER)
+        meta, got = outputs_of(status, headers, body, True)
+        expect(got["score"].size == 0 and meta["outputs"][0]["shape"] == [0, 1],
+               "zero rows: %r" % meta)
     # JSON data in, binary out (no binary input at all).
     r_head = json.dumps({"inputs": [{"name": "input", "datatype": "FP32",
                                      "shape": [5, 13], "data": json_data(x)}],
