@@ -32,7 +32,10 @@ case (nginx: worker_processes = tandem's threads, access_log off, config
 from bench/serve_nginx.conf.in). Then, for each connection count C, the
 same command runs against each server in turn:
 
-  wrk -tT -cC -dSs --latency -s bench/serve_post.lua URL
+  wrk -tT -cC -dSs --latency --timeout 30s -s bench/serve_post.lua URL
+
+(wrk's default 2 s timeout counted slow 256-row answers on a busy machine
+as errors and stopped the run.)
 
 and the table shows requests/s, the ratio tandem/nginx, p50 and p99 for
 both, the server's CPU time per request (user + system of the server's
@@ -386,7 +389,7 @@ def wrk(args, port, case, connections, seconds, delay_ms=0):
     """One wrk run; returns its summary and the server's CPU time."""
     url = "http://127.0.0.1:%d%s" % (port, case["path"])
     flags = ["-t%d" % args.wrk_threads, "-c%d" % connections,
-             "-d%ds" % seconds, "--latency", "-s", LUA]
+             "-d%ds" % seconds, "--latency", "--timeout", "30s", "-s", LUA]
     env = dict(os.environ, WRK_BODY=case["body_file"])
     if case["binary"]:
         env["WRK_INFERENCE_HEADER"] = str(case["inference_header_in"])
