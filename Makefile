@@ -41,7 +41,7 @@ PYTHON   ?= /usr/bin/python3
 
 .PHONY: all asan tsan fuzz test clean format bench install python man
 all: $(BUILD)/tandem $(BUILD)/tandem-unit-tests $(BUILD)/mock-kafka $(BUILD)/kafka-peer \
-     $(BUILD)/libtandem.so
+     $(BUILD)/open-loop $(BUILD)/libtandem.so
 
 $(BUILD)/libtandem.a: $(LIB_OBJ)
 	ar rcs $@ $^
@@ -136,6 +136,11 @@ $(BUILD)/mock-kafka: tests/tools/mock_kafka.c
 $(BUILD)/kafka-peer: bench/kafka_peer.c
 	@mkdir -p $(dir $@)
 	$(CC) $(BASEFLAGS) $(CFLAGS) -o $@ $< -lrdkafka
+
+# The open-loop (fixed-rate) load generator of bench/bench_pipeline.py.
+$(BUILD)/open-loop: bench/open_loop.c
+	@mkdir -p $(dir $@)
+	$(CC) $(BASEFLAGS) $(CFLAGS) -o $@ $<
 
 $(BUILD)/bench-window: bench/bench_window.c $(BUILD)/libtandem.a
 	$(CC) $(BASEFLAGS) $(CFLAGS) -o $@ $^ $(LDLIBS)

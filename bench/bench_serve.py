@@ -4,7 +4,7 @@ size, in the same run with the same wrk flags (and, when FastAPI is
 installed, a FastAPI + XGBoost server).
 
   bench_serve.py [--seconds S] [--connections 8,32] [--wrk-threads T]
-                 [--models medium,large] [--rows 1,16,256]
+                 [--models medium,large] [--rows 1,16,256] [--binary-rows 256]
                  [--server-threads N] [--no-paced] [--no-fastapi]
                  [--json build/bench/serve.json] [--quick]
 
@@ -17,6 +17,14 @@ sample (bench/make_models.py's data; null for missing):
   POST /v2/models/NAME/infer
   {"inputs":[{"name":"input","shape":[R,32],"datatype":"FP32","data":[...]}]}
 
+With --binary-rows, the same rows also go in the binary tensor data
+extension's form (Triton's: an Inference-Header-Content-Length header,
+the JSON header with parameters.binary_data_size, then the rows as
+little-endian float32, NaN for missing) asking for binary outputs
+(parameters.binary_data_output); those cases are labelled "bin". nginx
+returns the captured binary answer from a file, with the same
+Inference-Header-Content-Length header.
+
 One `tandem serve` process serves both models (--threads: one per CPU by
 default). Each case's request is sent once first: the answer must be 200
 with R scores, and its body becomes the fixed body nginx returns for that
@@ -24,7 +32,10 @@ case (nginx: worker_processes = tandem's threads, access_log off, config
 from bench/serve_nginx.conf.in). Then, for each connection count C, the
 same command runs against each server in turn:
 
-  wrk -tT -cC -dSs --latency -s bench/serve_post.lua URL
+  wrk -tT -cC -dSs --latency --timeout 30s -s bench/serve_post.lua URL
+
+(wrk's default 2 s timeout counted slow 256-row answers on a busy machine
+as errors and stopped the run.)
 
 and the table shows requests/s, the ratio tandem/nginx, p50 and p99 for
 both, the server's CPU time per request (user + system of the server's
@@ -82,11 +93,14 @@ def free_port():
         return s.getsockname()[1]
 
 
-def post(port, path, body, timeout=30):
+def post(port, path, body, headers=None, timeout=30, with_headers=False):
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
-        conn.request("POST", path, body, {"Content-Type": "application/json"})
+        conn.request("POST", path, body,
+                     headers or {"Content-Type": "application/json"})
         resp = conn.getresponse()
+        if with_headers:
+            return resp.status, resp.read(), dict(resp.getheaders())
         return resp.status, resp.read()
     finally:
         conn.close()
@@ -204,6 +218,30 @@ def nginx_quote(text):
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+def nginx_file_location(case, prefix):
+    """A binary answer cannot be a configuration string: nginx's static
+    module sends it from a file. It answers a POST to a file with 405, so
+    the 405 is turned into an internal GET of the same file (error_page
+    with =200), which then gets the 200 and the header."""
+    path = os.path.join(prefix, "%s-%d.bin" % (case["model"], case["rows"]))
+    with open(path, "wb") as fp:
+        fp.write(case["body_out"])
+    # nginx's workers run as another user when started as root: the file
+    # and the (mkdtemp, 0700) directories above it must be readable.
+    os.chmod(path, 0o644)
+    for d in (prefix, os.path.dirname(prefix)):
+        os.chmod(d, 0o755)
+    return "\n".join([
+        "        location = %s {" % case["path"],
+        "            default_type application/octet-stream;",
+        "            alias %s;" % path,
+        "            etag off;",
+        "            add_header Inference-Header-Content-Length %d always;"
+        % case["inference_header_out"],
+        "            error_page 405 =200 $uri;",
+        "        }"])
+
+
 def nginx_location(path, body):
     lines = ["        location = %s {" % path,
              "            default_type application/json;"]
@@ -228,8 +266,10 @@ def start_nginx(cases, workers, tmp):
     servers = []
     for case in cases:
         case["nginx_port"] = free_port()
+        location = (nginx_file_location(case, prefix) if case["binary"]
+                    else nginx_location(case["path"], case["body_out"]))
         servers.append("    server {\n        listen 127.0.0.1:%d;\n%s\n    }" % (
-            case["nginx_port"], nginx_location(case["path"], case["body_out"])))
+            case["nginx_port"], location))
     with open(NGINX_CONF) as fp:
         conf = fp.read()
     conf = (conf.replace("@DIR@", prefix).replace("@WORKERS@", str(workers))
@@ -250,13 +290,14 @@ def start_nginx(cases, workers, tmp):
         deadline = time.monotonic() + 10
         while True:
             try:
-                status, body = post(case["nginx_port"], case["path"], case["body_in"])
+                status, body = post(case["nginx_port"], case["path"], case["body_in"],
+                                    case.get("headers"))
                 break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     fail("nginx did not start; see " + log)
                 time.sleep(0.05)
-        if status != 200 or body.decode() != case["body_out"]:
+        if status != 200 or (body if case["binary"] else body.decode()) != case["body_out"]:
             fail("nginx answers %s for %s with another body" % (status, case["label"]))
     return server
 
@@ -311,6 +352,31 @@ def request_body(rows):
                       separators=(",", ":"))
 
 
+def binary_request(rows):
+    """The rows in the binary tensor data extension's form: (body, JSON
+    header bytes)."""
+    x = np.array([[np.nan if v is None else v for v in row] for row in rows],
+                 dtype="<f4")
+    head = json.dumps({"inputs": [{"name": "input", "shape": list(x.shape),
+                                   "datatype": "FP32",
+                                   "parameters": {"binary_data_size": x.nbytes}}],
+                       "parameters": {"binary_data_output": True}},
+                      separators=(",", ":")).encode()
+    return head + x.tobytes(), len(head)
+
+
+def binary_scores(body, header):
+    """The score output of a binary answer whose JSON header has `header`
+    bytes (outputs' binary data follow in order)."""
+    pos = header
+    for out in json.loads(body[:header])["outputs"]:
+        size = out["parameters"]["binary_data_size"]
+        if out["name"] == "score":
+            return np.frombuffer(body[pos:pos + size], dtype="<f4")
+        pos += size
+    fail("no score output in " + repr(body[:200]))
+
+
 def scores(body):
     for out in json.loads(body)["outputs"]:
         if out["name"] == "score":
@@ -323,8 +389,10 @@ def wrk(args, port, case, connections, seconds, delay_ms=0):
     """One wrk run; returns its summary and the server's CPU time."""
     url = "http://127.0.0.1:%d%s" % (port, case["path"])
     flags = ["-t%d" % args.wrk_threads, "-c%d" % connections,
-             "-d%ds" % seconds, "--latency", "-s", LUA]
+             "-d%ds" % seconds, "--latency", "--timeout", "30s", "-s", LUA]
     env = dict(os.environ, WRK_BODY=case["body_file"])
+    if case["binary"]:
+        env["WRK_INFERENCE_HEADER"] = str(case["inference_header_in"])
     if delay_ms:
         env["WRK_DELAY_MS"] = str(delay_ms)
     return flags, url, env
@@ -415,6 +483,9 @@ def main():
     ap.add_argument("--wrk-threads", type=int, default=1)
     ap.add_argument("--models", default="medium,large")
     ap.add_argument("--rows", default="1,16,256")
+    ap.add_argument("--binary-rows", default="256",
+                    help="rows per request of the binary tensor data cases "
+                         "('' for none)")
     ap.add_argument("--server-threads", type=int, default=0,
                     help="tandem --threads and nginx worker_processes "
                          "(default: one per CPU)")
@@ -432,6 +503,7 @@ def main():
     conns = [int(c) for c in args.connections.split(",")]
     models = args.models.split(",")
     row_counts = [int(r) for r in args.rows.split(",")]
+    binary_counts = [int(r) for r in args.binary_rows.split(",") if r]
     workers = args.server_threads or os.cpu_count() or 1
 
     for tool in ("wrk", "nginx"):
@@ -466,9 +538,9 @@ def main():
         servers.append(tandem)
         cases = []
         for name in models:
-            sample = read_rows(name, max(row_counts))
+            sample = read_rows(name, max(row_counts + binary_counts))
             for rows in row_counts:
-                case = {"model": name, "rows": rows,
+                case = {"model": name, "rows": rows, "binary": False,
                         "label": "%s x%d" % (name, rows),
                         "path": "/v2/models/%s/infer" % name,
                         "body_in": request_body(sample[:rows])}
@@ -482,6 +554,32 @@ def main():
                 case["body_out"] = body.decode()
                 if len(scores(case["body_out"])) != rows:
                     fail("tandem answers %s without %d scores" % (case["label"], rows))
+                cases.append(case)
+            for rows in binary_counts:
+                body_in, header = binary_request(sample[:rows])
+                case = {"model": name, "rows": rows, "binary": True,
+                        "label": "%s x%d bin" % (name, rows),
+                        "path": "/v2/models/%s/infer" % name,
+                        "body_in": body_in, "inference_header_in": header,
+                        "headers": {"Content-Type": "application/octet-stream",
+                                    "Inference-Header-Content-Length": str(header)}}
+                case["body_file"] = os.path.join(tmp, "%s-%d.bin" % (name, rows))
+                with open(case["body_file"], "wb") as fp:
+                    fp.write(body_in)
+                status, body, headers = post(tandem.port, case["path"], body_in,
+                                             case["headers"], with_headers=True)
+                if status != 200:
+                    fail("tandem answers %d for %s: %s" % (status, case["label"],
+                                                           body[:300]))
+                case["inference_header_out"] = int(
+                    headers["Inference-Header-Content-Length"])
+                case["body_out"] = body
+                # The same scores as the JSON form of the same rows.
+                _, text = post(tandem.port, case["path"], request_body(sample[:rows]))
+                got = binary_scores(body, case["inference_header_out"])
+                if not np.array_equal(got.view(np.uint32),
+                                      scores(text.decode()).view(np.uint32)):
+                    fail("%s: binary scores differ from JSON's" % case["label"])
                 cases.append(case)
         nginx = start_nginx(cases, workers, tmp)
         servers.append(nginx)
@@ -511,8 +609,8 @@ def main():
             run_point(args, server, case, conns[-1], 1)
 
         print()
-        print("%-11s %4s | %-34s | %-34s |" % ("", "", "tandem", "nginx"))
-        print("%-11s %4s | %s | %s | %6s | %4s | %s" % (
+        print("%-15s %4s | %-34s | %-34s |" % ("", "", "tandem", "nginx"))
+        print("%-15s %4s | %s | %s | %6s | %4s | %s" % (
             "case", "C", HEAD, HEAD, "ratio", "met", "body B"))
         results = []
         for case in cases:
@@ -520,7 +618,7 @@ def main():
                 t = run_point(args, tandem, case, c, args.seconds)
                 n = run_point(args, nginx, case, c, args.seconds)
                 ratio = t["requests_per_s"] / n["requests_per_s"]
-                print("%-11s %4d | %s | %s | %5.2fx | %4s | %d" % (
+                print("%-15s %4d | %s | %s | %5.2fx | %4s | %d" % (
                     case["label"], c, fmt_point(t), fmt_point(n), ratio,
                     met(t, ratio), len(case["body_out"])), flush=True)
                 point = {"model": case["model"], "rows": case["rows"],
@@ -532,7 +630,7 @@ def main():
                     f = run_point(args, peer, case, c, args.seconds)
                     point["fastapi"] = f
                     point["fastapi_body_bytes"] = case["fastapi_body_bytes"]
-                    print("%-11s %4d | %s | FastAPI + XGBoost (uvicorn, %d "
+                    print("%-15s %4d | %s | FastAPI + XGBoost (uvicorn, %d "
                           "workers); tandem %.1fx" % (
                               "  fastapi", c, fmt_point(f), workers,
                               t["requests_per_s"] / f["requests_per_s"]),
@@ -556,9 +654,9 @@ def main():
             print("paced, 1 row: every connection waits %d ms after each "
                   "answer; C set for the target, a share of nginx's best "
                   "closed-loop req/s above" % PACE_MS)
-            print("%-11s %5s %4s %7s | %-34s | %-34s |" % (
+            print("%-15s %5s %4s %7s | %-34s | %-34s |" % (
                 "", "", "", "", "tandem", "nginx"))
-            print("%-11s %5s %4s %7s | %s | %s | %s" % (
+            print("%-15s %5s %4s %7s | %s | %s | %s" % (
                 "case", "share", "C", "target", HEAD, HEAD, "met"))
             for case, share in [(c, x) for c in cases if c["rows"] == 1
                                 for x in shares]:
@@ -575,7 +673,7 @@ def main():
                 n = run_point(args, nginx, case, c, args.seconds, PACE_MS)
                 ok = (t["latency_us"]["p99"] <= 1000 and
                       t["requests_per_s"] >= 0.95 * target)
-                print("%-11s %4.0f%% %4d %7.0f | %s | %s | %s" % (
+                print("%-15s %4.0f%% %4d %7.0f | %s | %s | %s" % (
                     case["label"], 100 * share, c, target, fmt_point(t),
                     fmt_point(n), "yes" if ok else "no"), flush=True)
                 paced.append({"model": case["model"], "rows": 1,

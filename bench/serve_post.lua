@@ -4,6 +4,10 @@
 --   WRK_BODY=req.json [WRK_DELAY_MS=D] wrk ... -s bench/serve_post.lua URL
 --
 -- WRK_BODY    file holding the request body (sent as application/json).
+-- WRK_INFERENCE_HEADER  optional: the body is in the binary tensor data
+--             extension's form and its JSON header has this many bytes
+--             (sent as Inference-Header-Content-Length, with
+--             Content-Type: application/octet-stream).
 -- WRK_DELAY_MS  optional: each connection waits D ms after every response
 --             before sending its next request (wrk's delay() hook), which
 --             paces the load at about connections * 1000 / (D + latency)
@@ -21,7 +25,13 @@ local file = assert(io.open(path, "rb"))
 wrk.method = "POST"
 wrk.body = file:read("*a")
 file:close()
-wrk.headers["Content-Type"] = "application/json"
+local inference_header = os.getenv("WRK_INFERENCE_HEADER")
+if inference_header ~= nil then
+  wrk.headers["Content-Type"] = "application/octet-stream"
+  wrk.headers["Inference-Header-Content-Length"] = inference_header
+else
+  wrk.headers["Content-Type"] = "application/json"
+end
 
 local pause = tonumber(os.getenv("WRK_DELAY_MS") or "0")
 if pause > 0 then

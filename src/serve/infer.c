@@ -10,6 +10,14 @@
  * same rule as JSON Lines input (tdm__json_feature_value). FP32 tensors
  * hold float32 values: each element is rounded to float32 as the client
  * meant, FP64 and INT elements are taken as they are.
+ *
+ * The binary tensor data extension (as Triton implements it) is read too:
+ * the body is a JSON header of Inference-Header-Content-Length bytes, then
+ * the raw little-endian values of every input whose parameters hold
+ * "binary_data_size", in the order the inputs appear, with nothing between
+ * or after them. Outputs asked for with parameters.binary_data (or every
+ * output, with the request's parameters.binary_data_output) come back the
+ * same way: "binary_data_size" in the JSON header, the values after it.
  */
 #include "infer.h"
 
@@ -28,20 +36,21 @@ typedef enum element_kind { KIND_FP32, KIND_FP64, KIND_INT } element_kind;
 static const struct {
   const char *name;
   element_kind kind;
+  size_t size; /* bytes of one element in binary tensor data */
   /* Integer types: min <= value < limit. The limit is a power of two, so
    * it is exact in double precision where INT64_MAX is not. */
   double min, limit;
 } datatypes[] = {
-    {"FP32", KIND_FP32, 0, 0},
-    {"FP64", KIND_FP64, 0, 0},
-    {"INT8", KIND_INT, -0x1p7, 0x1p7},
-    {"INT16", KIND_INT, -0x1p15, 0x1p15},
-    {"INT32", KIND_INT, -0x1p31, 0x1p31},
-    {"INT64", KIND_INT, -0x1p63, 0x1p63},
-    {"UINT8", KIND_INT, 0, 0x1p8},
-    {"UINT16", KIND_INT, 0, 0x1p16},
-    {"UINT32", KIND_INT, 0, 0x1p32},
-    {"UINT64", KIND_INT, 0, 0x1p64},
+    {"FP32", KIND_FP32, 4, 0, 0},
+    {"FP64", KIND_FP64, 8, 0, 0},
+    {"INT8", KIND_INT, 1, -0x1p7, 0x1p7},
+    {"INT16", KIND_INT, 2, -0x1p15, 0x1p15},
+    {"INT32", KIND_INT, 4, -0x1p31, 0x1p31},
+    {"INT64", KIND_INT, 8, -0x1p63, 0x1p63},
+    {"UINT8", KIND_INT, 1, 0, 0x1p8},
+    {"UINT16", KIND_INT, 2, 0, 0x1p16},
+    {"UINT32", KIND_INT, 4, 0, 0x1p32},
+    {"UINT64", KIND_INT, 8, 0, 0x1p64},
 };
 
 #define MAX_DIMS 8
@@ -49,17 +58,28 @@ static const struct {
  * the body size limit keeps real requests far below it. */
 #define MAX_VALUES ((size_t)1 << 28)
 
+/* The bytes after the JSON header, handed out to the binary inputs in
+ * order; used counts the bytes handed out so far. */
+typedef struct binary_section {
+  const unsigned char *data;
+  size_t size, used;
+} binary_section;
+
 /* Where one input tensor's values go. */
 typedef struct tensor_sink {
   const tdm_model *model;
   const tdm__json_doc *doc;
   int kind;
+  size_t datatype; /* index in datatypes[] */
   double min, limit;
   double *rows;
   size_t nf;
   size_t feature; /* SIZE_MAX: a [rows, features] matrix */
   size_t expected, count;
   const tdm__json *data;
+  const tdm__json *input;       /* the input object, for messages */
+  const unsigned char *binary;  /* its binary data, or NULL (JSON data) */
+  binary_section *section;      /* NULL: the body is all JSON */
   tdm_error *err;
 } tensor_sink;
 
@@ -97,6 +117,38 @@ static int fits_integer_type(const tdm__json *v, double value, double min,
   return value == floor(value) && value >= min && value < limit;
 }
 
+/* Stores one value read from the tensor (its JSON node v, or for binary
+ * data the input object, in messages). */
+static int put_number(tensor_sink *s, const tdm__json *v, double value) {
+  size_t f = s->feature == SIZE_MAX ? s->count % s->nf : s->feature;
+  size_t at = s->feature == SIZE_MAX ? s->count : s->count * s->nf + f;
+  int problem = tdm__feature_value_problem(s->model, f, value);
+  if (problem == TDM__VALUE_OK) {
+    s->rows[at] = value;
+    s->count++;
+    return TDM_OK;
+  }
+  /* Binary values have no text: messages name the element instead. The
+   * text is made only here, for the error: a request has many values. */
+  char shown[64];
+  if (s->binary != NULL)
+    snprintf(shown, sizeof shown, "binary element %zu", s->count);
+  else
+    snprintf(shown, sizeof shown, "%.*s", (int)v->text_len, v->text);
+  if (problem == TDM__VALUE_INFINITE)
+    return tdm__json_fail(
+        s->doc, v, TDM_EPARSE, s->err,
+        "feature \"%s\": %s is infinite in float32, which XGBoost does not "
+        "accept",
+        tdm_model_feature_name(s->model, f), shown);
+  return tdm__json_fail(s->doc, v, TDM_EPARSE, s->err,
+                        "feature \"%s\" is missing%s%s, and the model does "
+                        "not allow a missing value there",
+                        tdm_model_feature_name(s->model, f),
+                        s->binary != NULL ? " at " : "",
+                        s->binary != NULL ? shown : "");
+}
+
 static int put_value(tensor_sink *s, const tdm__json *v) {
   if (s->count >= s->expected) return TDM_OK; /* counted, reported later */
   double value;
@@ -119,24 +171,39 @@ static int put_value(tensor_sink *s, const tdm__json *v) {
                             (int)v->text_len, v->text);
     }
   }
-  size_t f = s->feature == SIZE_MAX ? s->count % s->nf : s->feature;
-  size_t at = s->feature == SIZE_MAX ? s->count : s->count * s->nf + f;
-  switch (tdm__feature_value_problem(s->model, f, value)) {
-    case TDM__VALUE_INFINITE:
-      return tdm__json_fail(
-          s->doc, v, TDM_EPARSE, s->err,
-          "feature \"%s\": %.*s is infinite in float32, which XGBoost does "
-          "not accept",
-          tdm_model_feature_name(s->model, f), (int)v->text_len, v->text);
-    case TDM__VALUE_MISSING:
-      return tdm__json_fail(s->doc, v, TDM_EPARSE, s->err,
-                            "feature \"%s\" is missing, and the model does "
-                            "not allow a missing value there",
-                            tdm_model_feature_name(s->model, f));
-    default: break;
+  return put_number(s, v, value);
+}
+
+/* Element i of binary tensor data, little-endian, as a double. */
+static double binary_element(const tensor_sink *s, size_t i) {
+  size_t size = datatypes[s->datatype].size;
+  const unsigned char *p = s->binary + i * size;
+  uint64_t bits = 0;
+  for (size_t b = 0; b < size; b++) bits |= (uint64_t)p[b] << (8 * b);
+  const char *name = datatypes[s->datatype].name;
+  if (s->kind == KIND_FP32) {
+    uint32_t narrow = (uint32_t)bits;
+    float f;
+    memcpy(&f, &narrow, sizeof f);
+    return f;
   }
-  s->rows[at] = value;
-  s->count++;
+  if (s->kind == KIND_FP64) {
+    double d;
+    memcpy(&d, &bits, sizeof d);
+    return d;
+  }
+  if (name[0] == 'U') return (double)bits;
+  /* Signed: extend the sign of a narrower integer. */
+  unsigned shift = (unsigned)(64 - 8 * size);
+  return (double)((int64_t)(bits << shift) >> shift);
+}
+
+/* Reads a binary tensor's elements (their count is the shape's). */
+static int put_binary(tensor_sink *s) {
+  for (size_t i = 0; i < s->expected; i++) {
+    int rc = put_number(s, s->input, binary_element(s, i));
+    if (rc != TDM_OK) return rc;
+  }
   return TDM_OK;
 }
 
@@ -149,6 +216,48 @@ static int put_data(tensor_sink *s, const tdm__json *v, size_t depth) {
     int rc = put_data(s, &v->items[i], depth + 1);
     if (rc != TDM_OK) return rc;
   }
+  return TDM_OK;
+}
+
+/*
+ * An input whose values are binary data: binary_data_size must be the
+ * shape's element count times the datatype's size, and that many bytes
+ * must be left after the JSON header (the inputs before it took theirs).
+ */
+static int read_binary_header(const tdm__json_doc *doc, tensor_sink *s,
+                              const tdm__json *size, tdm_error *err) {
+  if (s->data != NULL)
+    return tdm__json_fail(doc, s->data, TDM_EPARSE, err,
+                          "an input has either \"data\" or "
+                          "parameters.binary_data_size, not both");
+  if (s->section == NULL)
+    return tdm__json_fail(doc, size, TDM_EPARSE, err,
+                          "binary_data_size needs binary data after the JSON "
+                          "header: the request has no "
+                          "Inference-Header-Content-Length header");
+  /* A number, not a string that holds one: Triton's int64 parameter. */
+  int64_t bytes;
+  if (size->type != TDM__JSON_NUMBER)
+    return tdm__json_fail(doc, size, TDM_EPARSE, err,
+                          "binary_data_size must be a number of bytes, not %s",
+                          tdm__json_type_name(size));
+  if (tdm__json_int64(doc, size, &bytes, err) != TDM_OK) return TDM_EPARSE;
+  size_t element = datatypes[s->datatype].size;
+  if (bytes < 0 || (uint64_t)bytes != s->expected * element)
+    return tdm__json_fail(doc, size, TDM_EPARSE, err,
+                          "binary_data_size is %lld bytes, but %zu %s "
+                          "elements take %zu",
+                          (long long)bytes, s->expected,
+                          datatypes[s->datatype].name, s->expected * element);
+  binary_section *section = s->section;
+  if ((size_t)bytes > section->size - section->used)
+    return tdm__json_fail(doc, size, TDM_EPARSE, err,
+                          "binary_data_size is %lld bytes, but only %zu bytes "
+                          "of binary data are left after the JSON header and "
+                          "the inputs before this one",
+                          (long long)bytes, section->size - section->used);
+  s->binary = section->data + section->used;
+  section->used += (size_t)bytes;
   return TDM_OK;
 }
 
@@ -169,6 +278,7 @@ static int read_header(const tdm__json_doc *doc, const tdm__json *input,
                           "or an INT or UINT type",
                           type->text);
   s->kind = datatypes[t].kind;
+  s->datatype = t;
   s->min = datatypes[t].min;
   s->limit = datatypes[t].limit;
   if (shape == NULL || shape->type != TDM__JSON_ARRAY || shape->count == 0 ||
@@ -190,20 +300,23 @@ static int read_header(const tdm__json_doc *doc, const tdm__json *input,
     total *= (size_t)d;
   }
   *num_dims = shape->count;
+  s->expected = total;
+  s->input = input;
   s->data = tdm__json_get(input, "data");
+  const tdm__json *size = tdm__json_get(tdm__json_get(input, "parameters"),
+                                        "binary_data_size");
+  if (size != NULL) return read_binary_header(doc, s, size, err);
   if (s->data == NULL || s->data->type != TDM__JSON_ARRAY)
     return tdm__json_fail(doc, s->data ? s->data : input, TDM_EPARSE, err,
-                          "an input needs \"data\", an array%s",
-                          tdm__json_get(input, "parameters") != NULL
-                              ? " (binary tensor data is not supported)"
-                              : "");
-  s->expected = total;
+                          "an input needs \"data\", an array, or "
+                          "parameters.binary_data_size with its values after "
+                          "the JSON header");
   return TDM_OK;
 }
 
 static int fill(tensor_sink *s) {
   s->count = 0;
-  return put_data(s, s->data, 0);
+  return s->binary != NULL ? put_binary(s) : put_data(s, s->data, 0);
 }
 
 /* The number of scalar elements in (possibly nested) tensor data. */
@@ -218,6 +331,7 @@ static size_t count_elements(const tdm__json *v, size_t depth) {
 
 static int check_count(const tdm__json_doc *doc, const tensor_sink *s,
                        const size_t *dims, size_t num_dims, tdm_error *err) {
+  if (s->binary != NULL) return TDM_OK; /* read_binary_header counted */
   size_t n = count_elements(s->data, 0);
   if (n == s->expected) return TDM_OK;
   char shape[160];
@@ -278,14 +392,31 @@ static const char *closest_feature(const tdm_model *model, const char *name) {
   return best;
 }
 
+/* A boolean parameter: 1 or 0, or -1 (absent); fails on another type. */
+static int read_flag(const tdm__json_doc *doc, const tdm__json *v,
+                     const char *name, int *out, tdm_error *err) {
+  *out = -1;
+  if (v == NULL) return TDM_OK;
+  if (v->type != TDM__JSON_BOOL)
+    return tdm__json_fail(doc, v, TDM_EPARSE, err, "\"%s\" must be true or false",
+                          name);
+  *out = v->boolean;
+  return TDM_OK;
+}
+
+/* The outputs wanted, and which of them as binary data: an output's own
+ * parameters.binary_data decides, else the request's binary_data_output
+ * (all_binary). */
 static int read_outputs(const tdm__json_doc *doc, const tdm__json *outputs,
-                        int *wanted, tdm_error *err) {
+                        int all_binary, int *wanted, int *binary,
+                        tdm_error *err) {
   *wanted = TDM__OUTPUT_SCORE | TDM__OUTPUT_MARGIN;
+  *binary = all_binary ? *wanted : 0;
   if (outputs == NULL) return TDM_OK;
   if (outputs->type != TDM__JSON_ARRAY)
     return fail_at(doc, outputs, err, "\"outputs\" must be an array");
   if (outputs->count == 0) return TDM_OK;
-  *wanted = 0;
+  *wanted = *binary = 0;
   for (size_t i = 0; i < outputs->count; i++) {
     const tdm__json *name = tdm__json_get(&outputs->items[i], "name");
     if (name == NULL || name->type != TDM__JSON_STRING)
@@ -300,6 +431,14 @@ static int read_outputs(const tdm__json_doc *doc, const tdm__json *outputs,
                             "\"score\" and \"margin\"",
                             name->text);
     *wanted |= bit;
+    const tdm__json *params = tdm__json_get(&outputs->items[i], "parameters");
+    if (params != NULL && params->type != TDM__JSON_OBJECT)
+      return fail_at(doc, params, err, "\"parameters\" must be an object");
+    int as_binary;
+    int rc = read_flag(doc, tdm__json_get(params, "binary_data"),
+                       "binary_data", &as_binary, err);
+    if (rc != TDM_OK) return rc;
+    if (as_binary == 1 || (as_binary == -1 && all_binary)) *binary |= bit;
   }
   return TDM_OK;
 }
@@ -347,19 +486,28 @@ static int read_request_header(tdm__infer_request *req, tdm_error *err) {
                        "timeout (microseconds) may not be negative");
     }
   }
-  int rc =
-      read_outputs(doc, tdm__json_get(root, "outputs"), &req->outputs, err);
+  int all_binary;
+  int rc = read_flag(doc, tdm__json_get(params, "binary_data_output"),
+                     "binary_data_output", &all_binary, err);
+  if (rc == TDM_OK)
+    rc = read_outputs(doc, tdm__json_get(root, "outputs"), all_binary == 1,
+                      &req->outputs, &req->binary_outputs, err);
   if (rc == TDM_OK && params != NULL)
     rc = read_contribs(doc, tdm__json_get(params, "contribs"), req, err);
+  /* Contributions are asked for in parameters, not outputs, so only the
+   * request's binary_data_output can make them binary. */
+  if (rc == TDM_OK && all_binary == 1 && (req->outputs & TDM__OUTPUT_CONTRIBS))
+    req->binary_outputs |= TDM__OUTPUT_CONTRIBS;
   return rc;
 }
 
 /* Reads one tensor [rows, features] into req->rows. */
 static int read_matrix(const tdm_model *model, tdm__infer_request *req,
-                       const tdm__json *input, tdm_error *err) {
+                       const tdm__json *input, binary_section *section,
+                       tdm_error *err) {
   size_t nf = model->num_features;
   tensor_sink s = {.model = model, .doc = &req->doc, .nf = nf,
-                   .feature = SIZE_MAX, .err = err};
+                   .feature = SIZE_MAX, .section = section, .err = err};
   size_t dims[MAX_DIMS], nd;
   int rc = read_header(&req->doc, input, &s, dims, &nd, err);
   if (rc != TDM_OK) return rc;
@@ -395,7 +543,8 @@ static int read_matrix(const tdm_model *model, tdm__infer_request *req,
 
 /* Reads one tensor per feature, named as the features. */
 static int read_features(const tdm_model *model, tdm__infer_request *req,
-                         const tdm__json *inputs, tdm_error *err) {
+                         const tdm__json *inputs, binary_section *section,
+                         tdm_error *err) {
   size_t nf = model->num_features;
   unsigned char *given = tdm__calloc(nf + 1, 1);
   if (given == NULL) return tdm__fail(err, TDM_ENOMEM, "out of memory");
@@ -421,7 +570,7 @@ static int read_features(const tdm_model *model, tdm__infer_request *req,
     }
     given[f] = 1;
     tensor_sink s = {.model = model, .doc = &req->doc, .nf = nf,
-                     .feature = f, .err = err};
+                     .feature = f, .section = section, .err = err};
     size_t dims[MAX_DIMS], nd;
     rc = read_header(&req->doc, input, &s, dims, &nd, err);
     if (rc != TDM_OK) break;
@@ -467,7 +616,7 @@ static int read_features(const tdm_model *model, tdm__infer_request *req,
 }
 
 static int read_inputs(const tdm_model *model, tdm__infer_request *req,
-                       tdm_error *err) {
+                       binary_section *section, tdm_error *err) {
   const tdm__json_doc *doc = &req->doc;
   const tdm__json *inputs = tdm__json_get(doc->root, "inputs");
   if (inputs == NULL || inputs->type != TDM__JSON_ARRAY || inputs->count == 0)
@@ -484,9 +633,18 @@ static int read_inputs(const tdm_model *model, tdm__infer_request *req,
     if (feature_index(model, model->num_features, name->text) != SIZE_MAX)
       named_as_features++;
   }
-  if (inputs->count == 1 && named_as_features == 0)
-    return read_matrix(model, req, &inputs->items[0], err);
-  return read_features(model, req, inputs, err);
+  int rc = inputs->count == 1 && named_as_features == 0
+               ? read_matrix(model, req, &inputs->items[0], section, err)
+               : read_features(model, req, inputs, section, err);
+  /* Every byte after the header belongs to an input: a client whose
+   * sizes do not add up has laid its tensors out differently than it
+   * said, and guessing would score the wrong values. */
+  if (rc == TDM_OK && section != NULL && section->used != section->size)
+    rc = tdm__json_fail(doc, inputs, TDM_EPARSE, err,
+                        "%zu bytes follow the JSON header, but the inputs' "
+                        "binary_data_size add up to %zu",
+                        section->size, section->used);
+  return rc;
 }
 
 /* Contributions need the trees' covers, and Saabas an XGBoost model. */
@@ -506,15 +664,50 @@ static int check_contribs(const tdm_model *model, const tdm__infer_request *req,
   return TDM_OK;
 }
 
+/* Whether the size bytes at text hold word (no NUL needed). */
+static int mentions(const char *text, size_t size, const char *word) {
+  size_t n = strlen(word);
+  for (size_t i = 0; i + n <= size; i++)
+    if (text[i] == word[0] && memcmp(text + i, word, n) == 0) return 1;
+  return 0;
+}
+
 int tdm__infer_parse(const tdm_model *model, const char *body, size_t size,
                      tdm__infer_request *req, tdm_error *err) {
+  return tdm__infer_parse_binary(model, body, size, SIZE_MAX, req, err);
+}
+
+int tdm__infer_parse_binary(const tdm_model *model, const char *body,
+                            size_t size, size_t json_size,
+                            tdm__infer_request *req, tdm_error *err) {
   memset(req, 0, sizeof *req);
   req->timeout_us = -1;
+  binary_section section = {0}, *binary = NULL;
+  if (json_size != SIZE_MAX) {
+    if (json_size > size)
+      return tdm__fail(err, TDM_EPARSE,
+                       "Inference-Header-Content-Length is %zu bytes, but the "
+                       "body has only %zu",
+                       json_size, size);
+    section.data = (const unsigned char *)body + json_size;
+    section.size = size - json_size;
+    binary = &section;
+    size = json_size;
+  }
   int rc = tdm__json_parse(&req->doc, body, size, "request", 0, err);
+  if (rc != TDM_OK && binary == NULL &&
+      mentions(body, size, "binary_data_size")) {
+    /* Most likely binary data sent without the header that says where
+     * the JSON ends: say so beside the parser's own message. */
+    char message[sizeof err->message];
+    snprintf(message, sizeof message, "%s", err->message);
+    tdm__fail(err, rc, "%.900s (binary tensor data needs the "
+              "Inference-Header-Content-Length header)", message);
+  }
   if (rc != TDM_OK) return rc;
   rc = read_request_header(req, err);
   if (rc == TDM_OK) rc = check_contribs(model, req, err);
-  if (rc == TDM_OK) rc = read_inputs(model, req, err);
+  if (rc == TDM_OK) rc = read_inputs(model, req, binary, err);
   if (rc != TDM_OK) tdm__infer_request_free(req);
   return rc;
 }
@@ -543,20 +736,61 @@ static int append_values(tdm__buf *out, const tdm_model *model,
   return rc;
 }
 
+/* Appends values as binary tensor data: little-endian float32 for an
+ * XGBoost model (its scores are float32 values), double otherwise. */
+static int append_binary(tdm__buf *out, const tdm_model *model,
+                         const double *values, size_t n) {
+  size_t size = model->float32 ? 4 : 8;
+  int rc = tdm__buf_reserve(out, n * size);
+  for (size_t i = 0; i < n && rc == TDM_OK; i++) {
+    unsigned char bytes[8];
+    uint64_t bits;
+    if (model->float32) {
+      float f = (float)values[i];
+      uint32_t narrow;
+      memcpy(&narrow, &f, sizeof narrow);
+      bits = narrow;
+    } else {
+      memcpy(&bits, &values[i], sizeof bits);
+    }
+    for (size_t b = 0; b < size; b++) bytes[b] = (unsigned char)(bits >> (8 * b));
+    rc = tdm__buf_append(out, bytes, size);
+  }
+  return rc;
+}
+
+/* Where a response's outputs go: the JSON header, and the binary data of
+ * the outputs asked for as binary, in the order of the header. */
+typedef struct response {
+  tdm__buf *json;
+  tdm__buf binary;
+  int first; /* no output written yet */
+} response;
+
 /* Appends one output tensor of rows x width values; with groups > 1 its
  * shape is [rows, groups, width / groups] (contributions per class). */
-static int append_output(tdm__buf *out, const tdm_model *model, int first,
+static int append_output(response *res, const tdm_model *model, int binary,
                          const char *name, const double *values, size_t rows,
                          size_t width, size_t groups) {
+  tdm__buf *out = res->json;
+  int first = res->first;
+  res->first = 0;
   int rc =
       tdm__buf_printf(out, "%s{\"name\":\"%s\",\"datatype\":\"%s\",",
                       first ? "" : ",", name, model->float32 ? "FP32" : "FP64");
   if (rc == TDM_OK)
     rc = groups > 1
-             ? tdm__buf_printf(out, "\"shape\":[%zu,%zu,%zu],\"data\":", rows,
+             ? tdm__buf_printf(out, "\"shape\":[%zu,%zu,%zu],", rows,
                                groups, width / groups)
-             : tdm__buf_printf(out, "\"shape\":[%zu,%zu],\"data\":", rows,
-                               width);
+             : tdm__buf_printf(out, "\"shape\":[%zu,%zu],", rows, width);
+  if (rc == TDM_OK && binary) {
+    rc = tdm__buf_printf(out, "\"parameters\":{\"binary_data_size\":%zu}}",
+                         rows * width * (model->float32 ? 4 : 8));
+    if (rc == TDM_OK)
+      rc = append_binary(&res->binary, model, values, rows * width);
+    return rc;
+  }
+  if (rc == TDM_OK) rc = tdm__buf_append(out, "\"data\":", 7);
   if (rc == TDM_OK) rc = append_values(out, model, values, rows * width);
   if (rc == TDM_OK) rc = tdm__buf_append(out, "}", 1);
   return rc;
@@ -564,7 +798,7 @@ static int append_output(tdm__buf *out, const tdm_model *model, int first,
 
 /* The "contribs" tensor: the rows explained (tdm__infer_parse checked
  * that the model can). */
-static int append_contribs(tdm__buf *out, const tdm_model *model, int first,
+static int append_contribs(response *res, const tdm_model *model,
                            const tdm__infer_request *req) {
   int flags = TDM_PREDICT_CONTRIBS;
   if (req->outputs & TDM__OUTPUT_APPROX_CONTRIBS)
@@ -574,15 +808,17 @@ static int append_contribs(tdm__buf *out, const tdm_model *model, int first,
   if (values == NULL) return TDM_ENOMEM;
   int rc = tdm_model_predict(model, req->rows, req->num_rows, flags, values);
   if (rc == TDM_OK)
-    rc = append_output(out, model, first, "contribs", values, req->num_rows,
-                       width, model->num_outputs);
+    rc = append_output(res, model,
+                       (req->binary_outputs & TDM__OUTPUT_CONTRIBS) != 0,
+                       "contribs", values, req->num_rows, width,
+                       model->num_outputs);
   tdm__free(values);
   return rc;
 }
 
 int tdm__infer_respond(const tdm_model *model, const char *model_name,
                        const char *version, const tdm__infer_request *req,
-                       tdm__buf *out) {
+                       tdm__buf *out, size_t *json_size) {
   size_t n = req->num_rows, k = model->num_outputs;
   size_t width = tdm_model_output_width(model, 0);
   double stack[64];
@@ -606,18 +842,22 @@ int tdm__infer_respond(const tdm_model *model, const char *model_name,
       rc = tdm__json_append_string_n(out, req->id, req->id_len);
   }
   if (rc == TDM_OK) rc = tdm__buf_append(out, ",\"outputs\":[", 12);
-  int first = 1;
-  if (rc == TDM_OK && (req->outputs & TDM__OUTPUT_SCORE)) {
-    rc = append_output(out, model, first, "score", scores, n, width, 1);
-    first = 0;
-  }
-  if (rc == TDM_OK && (req->outputs & TDM__OUTPUT_MARGIN)) {
-    rc = append_output(out, model, first, "margin", margins, n, k, 1);
-    first = 0;
-  }
+  response res = {.json = out, .first = 1};
+  if (rc == TDM_OK && (req->outputs & TDM__OUTPUT_SCORE))
+    rc = append_output(&res, model,
+                       (req->binary_outputs & TDM__OUTPUT_SCORE) != 0, "score",
+                       scores, n, width, 1);
+  if (rc == TDM_OK && (req->outputs & TDM__OUTPUT_MARGIN))
+    rc = append_output(&res, model,
+                       (req->binary_outputs & TDM__OUTPUT_MARGIN) != 0,
+                       "margin", margins, n, k, 1);
   if (rc == TDM_OK && (req->outputs & TDM__OUTPUT_CONTRIBS))
-    rc = append_contribs(out, model, first, req);
+    rc = append_contribs(&res, model, req);
   if (rc == TDM_OK) rc = tdm__buf_append(out, "]}", 2);
+  if (json_size != NULL) *json_size = out->len;
+  if (rc == TDM_OK && res.binary.len > 0)
+    rc = tdm__buf_append(out, res.binary.data, res.binary.len);
+  tdm__buf_free(&res.binary);
   if (margins != stack) tdm__free(margins);
   return rc;
 }

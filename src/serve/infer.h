@@ -35,6 +35,7 @@ typedef struct tdm__infer_request {
   const char *id;     /* the request's "id", or NULL */
   size_t id_len;      /* its bytes (a \u0000 in it included) */
   int outputs;        /* TDM__OUTPUT_* bits wanted */
+  int binary_outputs; /* of those, the ones to return as binary data */
   int64_t timeout_us; /* parameters.timeout, or -1 when not given */
   size_t num_rows;
   double *rows; /* num_rows x model features, NaN = missing */
@@ -43,19 +44,34 @@ typedef struct tdm__infer_request {
 /*
  * Parses an inference request body for `model`. On failure (TDM_EPARSE or
  * TDM_ESCHEMA, a 400) err names what is wrong and where, as a JSON pointer
- * or a line and column, and req holds nothing to free.
+ * or a line and column, and req holds nothing to free. The values are
+ * copied: body may be freed once this returns.
  */
 int tdm__infer_parse(const tdm_model *model, const char *body, size_t size,
                      tdm__infer_request *req, tdm_error *err);
+
+/*
+ * The same, for a body in the binary tensor data extension's form: its
+ * first json_size bytes (the Inference-Header-Content-Length header) are
+ * the JSON request, the rest the binary data of the inputs that give
+ * parameters.binary_data_size, in their order; every byte must belong to
+ * one. json_size == SIZE_MAX: the whole body is JSON (tdm__infer_parse).
+ */
+int tdm__infer_parse_binary(const tdm_model *model, const char *body,
+                            size_t size, size_t json_size,
+                            tdm__infer_request *req, tdm_error *err);
 void tdm__infer_request_free(tdm__infer_request *req);
 
 /*
- * Scores the request's rows and appends the response object to out.
- * `version` may be NULL (no "model_version" member).
+ * Scores the request's rows and appends the response object to out, then
+ * the binary data of the outputs asked for as binary. *json_size (when
+ * json_size is not NULL) is out's length after the JSON object: the
+ * response's Inference-Header-Content-Length when it is less than
+ * out->len. `version` may be NULL (no "model_version" member).
  */
 int tdm__infer_respond(const tdm_model *model, const char *model_name,
                        const char *version, const tdm__infer_request *req,
-                       tdm__buf *out);
+                       tdm__buf *out, size_t *json_size);
 
 /* Appends the model metadata object (inputs and outputs as tensors). */
 int tdm__infer_metadata(const tdm_model *model, const char *model_name,

@@ -1,7 +1,8 @@
 /*
  * server.c - the HTTP front of `tandem serve`: routes (a table), admission
  * control, deadlines, body limits, the v2 endpoints and /metrics, on
- * libmicrohttpd's internal epoll thread pool. Model handling lives in
+ * libmicrohttpd's epoll threads (one daemon per thread, each on its own
+ * SO_REUSEPORT listening socket). Model handling lives in
  * repository.c and request bodies in infer.c; this file only adapts HTTP.
  *
  * A request's life: on the first callback (headers read) it is routed,
@@ -14,6 +15,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <openssl/err.h>
@@ -87,11 +89,15 @@ static int is_work(route_kind kind) {
 
 #define MAX_SEGMENT 256
 
+/* The binary tensor data extension's header: the JSON part's bytes. */
+#define INFERENCE_HEADER "Inference-Header-Content-Length"
+
 struct tdm__server {
   tdm__server_config config;
   tdm__repository *repo;
   tdm__metrics *metrics;
-  struct MHD_Daemon *daemon;
+  struct MHD_Daemon **daemons; /* one per request thread */
+  unsigned num_daemons;
   atomic_int draining;
   char address[64];
 };
@@ -131,6 +137,9 @@ typedef struct request {
   char remote[64];
   char request_id[128];
   int has_request_id;
+  /* A response in the binary tensor data extension's form: the bytes of
+   * its JSON header (0: the whole body is JSON). */
+  size_t inference_header;
 } request;
 
 static uint64_t now_ns(void) {
@@ -285,6 +294,11 @@ static enum MHD_Result respond(tdm__server *srv, struct MHD_Connection *c,
   }
   if (content_type != NULL)
     MHD_add_response_header(res, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+  if (r->inference_header > 0) {
+    char bytes[24];
+    snprintf(bytes, sizeof bytes, "%zu", r->inference_header);
+    MHD_add_response_header(res, INFERENCE_HEADER, bytes);
+  }
   if (status == MHD_HTTP_SERVICE_UNAVAILABLE) {
     char seconds[16];
     snprintf(seconds, sizeof seconds, "%u", srv->config.retry_after_s);
@@ -493,6 +507,28 @@ static enum MHD_Result model_problem(tdm__server *srv, struct MHD_Connection *c,
                        r->model);
 }
 
+/*
+ * The request's Inference-Header-Content-Length: SIZE_MAX when it has
+ * none (the body is all JSON), else the JSON part's bytes. 0 with err set
+ * when the value is not a number of bytes (a sign, spaces, too many
+ * digits); the parser checks it against the body's size.
+ */
+static int inference_header(struct MHD_Connection *c, size_t *json_size,
+                            tdm_error *err) {
+  *json_size = SIZE_MAX;
+  const char *value =
+      MHD_lookup_connection_value(c, MHD_HEADER_KIND, INFERENCE_HEADER);
+  if (value == NULL) return TDM_OK;
+  size_t digits = strspn(value, "0123456789");
+  if (digits == 0 || value[digits] != '\0' || digits > 15)
+    return tdm__fail(err, TDM_EPARSE,
+                     INFERENCE_HEADER " must be the JSON header's bytes, a "
+                     "number, not \"%.40s\"",
+                     value);
+  *json_size = (size_t)strtoull(value, NULL, 10);
+  return TDM_OK;
+}
+
 static enum MHD_Result infer(tdm__server *srv, struct MHD_Connection *c,
                              request *r) {
   tdm__loaded *l;
@@ -509,8 +545,11 @@ static enum MHD_Result infer(tdm__server *srv, struct MHD_Connection *c,
   unsigned status = MHD_HTTP_OK;
   tdm__buf out = {0};
   uint64_t started = 0;
-  rc = tdm__infer_parse(l->model, r->body.data ? r->body.data : "",
-                        r->body.len, &req, &err);
+  size_t json_size;
+  rc = inference_header(c, &json_size, &err);
+  if (rc == TDM_OK)
+    rc = tdm__infer_parse_binary(l->model, r->body.data ? r->body.data : "",
+                                 r->body.len, json_size, &req, &err);
   if (rc == TDM_OK) {
     uint64_t timeout_us = req.timeout_us >= 0 ? (uint64_t)req.timeout_us
                                               : srv->config.default_timeout_us;
@@ -525,7 +564,12 @@ static enum MHD_Result infer(tdm__server *srv, struct MHD_Connection *c,
                 (unsigned long long)waited_us, (unsigned long long)timeout_us);
     } else {
       tdm__buf_reserve(&out, 256 + req.num_rows * 24);
-      rc = tdm__infer_respond(l->model, l->name, l->version, &req, &out);
+      size_t header;
+      rc = tdm__infer_respond(l->model, l->name, l->version, &req, &out,
+                              &header);
+      /* Binary outputs answer with the header even when they hold no
+       * bytes (zero rows): the client reads the body by it. */
+      if (rc == TDM_OK && req.binary_outputs != 0) r->inference_header = header;
       if (rc != TDM_OK) {
         status = MHD_HTTP_INTERNAL_SERVER_ERROR;
         tdm__fail(&err, rc, "%s", tdm_strerror(rc));
@@ -539,7 +583,11 @@ static enum MHD_Result infer(tdm__server *srv, struct MHD_Connection *c,
   if (rc == TDM_OK) tdm__infer_request_free(&req);
   enum MHD_Result result;
   if (status == MHD_HTTP_OK) {
-    result = respond_buf(srv, c, r, status, "application/json", &out);
+    /* Triton answers a body with binary outputs as octet-stream. */
+    result = respond_buf(srv, c, r, status,
+                         r->inference_header > 0 ? "application/octet-stream"
+                                                 : "application/json",
+                         &out);
   } else {
     tdm__buf_free(&out);
     result = respond_error(srv, c, r, status, "%s", err.message);
@@ -926,7 +974,8 @@ static enum MHD_Result dispatch(tdm__server *srv, struct MHD_Connection *c,
     case ROUTE_SERVER_METADATA: {
       static const char body[] =
           "{\"name\":\"tandem\",\"version\":\"" TDM_VERSION
-          "\",\"extensions\":[\"model_repository\"]}";
+          "\",\"extensions\":[\"model_repository\","
+          "\"binary_tensor_data\"]}";
       return respond(srv, c, r, MHD_HTTP_OK, "application/json",
                      (char *)body, sizeof body - 1, 0);
     }
@@ -1091,11 +1140,6 @@ static enum MHD_Result start_request(tdm__server *srv,
                         "overloaded: too many requests in flight; retry "
                         "later");
   }
-  if (MHD_lookup_connection_value(c, MHD_HEADER_KIND,
-                                  "Inference-Header-Content-Length") != NULL)
-    return refuse_infer(srv, c, r, MHD_HTTP_BAD_REQUEST,
-                        "the binary tensor data extension is not supported: "
-                        "send JSON tensor data");
   return MHD_YES;
 }
 
@@ -1370,6 +1414,64 @@ static int parse_listen(const char *text, struct sockaddr_storage *addr,
   return TDM_OK;
 }
 
+/*
+ * Makes count listening sockets on addr, all with SO_REUSEPORT, so that
+ * the kernel spreads new connections over them (by a hash of the client's
+ * address and port), one socket per request thread. libmicrohttpd's own
+ * thread pool shares one socket, and the first worker to wake accepts
+ * every connection waiting: a client that opens 32 connections at once
+ * found them all on one thread, which did all the work while the other
+ * idled, and every one of them waited whenever that thread was descheduled
+ * (issue 22, bench/README.md). A plain bind comes first: a port that any
+ * other socket holds, another tandem's included (which SO_REUSEPORT would
+ * otherwise let share it), is refused as before, and port 0 becomes the
+ * free port it found, written back into addr. 0 on success; -1 with errno
+ * set, and no socket left open, on failure.
+ */
+static int listen_sockets(struct sockaddr_storage *addr, socklen_t len,
+                          int *fds, unsigned count) {
+  int one = 1;
+  int probe = socket(addr->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (probe < 0) return -1;
+  (void)setsockopt(probe, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  socklen_t bound_len = len;
+  if (bind(probe, (struct sockaddr *)addr, len) != 0 ||
+      getsockname(probe, (struct sockaddr *)addr, &bound_len) != 0) {
+    int error = errno;
+    close(probe);
+    errno = error;
+    return -1;
+  }
+  close(probe);
+  for (unsigned i = 0; i < count; i++) {
+    fds[i] = socket(addr->ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
+                    0);
+    int ok = fds[i] >= 0 &&
+             setsockopt(fds[i], SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) == 0 &&
+             setsockopt(fds[i], SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) == 0 &&
+             (addr->ss_family != AF_INET6 ||
+              setsockopt(fds[i], IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) == 0) &&
+             bind(fds[i], (struct sockaddr *)addr, len) == 0 &&
+             listen(fds[i], SOMAXCONN) == 0;
+    if (!ok) {
+      int error = errno;
+      for (unsigned k = 0; k <= i; k++)
+        if (fds[k] >= 0) close(fds[k]);
+      errno = error;
+      return -1;
+    }
+  }
+  return 0;
+}
+
+static void stop_daemons(tdm__server *srv) {
+  for (unsigned i = 0; i < srv->num_daemons; i++)
+    MHD_stop_daemon(srv->daemons[i]);
+  srv->num_daemons = 0;
+  tdm__free(srv->daemons);
+  srv->daemons = NULL;
+}
+
 /* New connections are closed at once while the server drains: clients
  * (and load balancers) see a failed connection and go elsewhere. */
 static enum MHD_Result accept_policy(void *cls, const struct sockaddr *addr,
@@ -1390,15 +1492,32 @@ int tdm__server_start(const tdm__server_config *config, tdm__repository *repo,
   socklen_t addr_len = 0;
   int rc = parse_listen(config->listen, &addr, &addr_len, err);
   if (rc != TDM_OK) return rc;
-  tdm__server *srv = tdm__calloc(1, sizeof *srv);
-  if (srv == NULL) return tdm__fail(err, TDM_ENOMEM, "out of memory");
-  srv->config = *config;
-  srv->repo = repo;
-  srv->metrics = metrics;
   unsigned threads = config->threads;
   if (threads == 0) {
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     threads = cpus > 0 ? (unsigned)cpus : 1;
+  }
+  tdm__server *srv = tdm__calloc(1, sizeof *srv);
+  int *fds = tdm__calloc(threads, sizeof *fds);
+  if (srv != NULL)
+    srv->daemons = tdm__calloc(threads, sizeof *srv->daemons);
+  if (srv == NULL || fds == NULL || srv->daemons == NULL) {
+    if (srv != NULL) tdm__free(srv->daemons);
+    tdm__free(srv);
+    tdm__free(fds);
+    return tdm__fail(err, TDM_ENOMEM, "out of memory");
+  }
+  srv->config = *config;
+  srv->repo = repo;
+  srv->metrics = metrics;
+  struct sockaddr_storage requested = addr;
+  if (listen_sockets(&addr, addr_len, fds, threads) != 0) {
+    tdm__free(srv->daemons);
+    tdm__free(srv);
+    tdm__free(fds);
+    const char *why = bind_error(&requested, addr_len);
+    return tdm__fail(err, TDM_EIO, "cannot listen on %s: %s", config->listen,
+                     why != NULL ? why : strerror(errno));
   }
   unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC |
                    MHD_USE_ERROR_LOG | MHD_USE_TURBO | MHD_ALLOW_SUSPEND_RESUME;
@@ -1416,11 +1535,14 @@ int tdm__server_start(const tdm__server_config *config, tdm__repository *repo,
       {MHD_OPTION_HTTPS_MEM_KEY, 0, (void *)(uintptr_t)config->tls_key},
       {MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)(uintptr_t)priorities},
       {MHD_OPTION_END, 0, NULL}};
-  srv->daemon = MHD_start_daemon(
+  /* One daemon (one epoll thread) per socket; each owns its socket from
+   * here, and the connection limit is shared out as the pool did. */
+  unsigned limit = config->max_connections / threads;
+  for (unsigned i = 0; i < threads; i++) {
+    struct MHD_Daemon *daemon = MHD_start_daemon(
       flags, 0, accept_policy, srv, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER,
-      log_mhd, NULL, MHD_OPTION_SOCK_ADDR,
-      (struct sockaddr *)&addr, MHD_OPTION_THREAD_POOL_SIZE, threads,
-      MHD_OPTION_CONNECTION_LIMIT, config->max_connections,
+      log_mhd, NULL, MHD_OPTION_LISTEN_SOCKET, fds[i],
+      MHD_OPTION_CONNECTION_LIMIT, limit > 0 ? limit : 1u,
       MHD_OPTION_CONNECTION_MEMORY_LIMIT, pool,
       MHD_OPTION_CONNECTION_TIMEOUT, config->idle_timeout_s,
       MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
@@ -1429,12 +1551,14 @@ int tdm__server_start(const tdm__server_config *config, tdm__repository *repo,
       MHD_OPTION_THREAD_STACK_SIZE, (size_t)(4u << 20), MHD_OPTION_ARRAY,
       config->tls_cert != NULL ? tls : &tls[sizeof tls / sizeof tls[0] - 1],
       MHD_OPTION_END);
-  if (srv->daemon == NULL) {
+    if (daemon == NULL) break;
+    srv->daemons[srv->num_daemons++] = daemon;
+  }
+  if (srv->num_daemons < threads) {
+    for (unsigned i = srv->num_daemons; i < threads; i++) close(fds[i]);
+    stop_daemons(srv);
     tdm__free(srv);
-    const char *why = bind_error(&addr, addr_len);
-    if (why != NULL)
-      return tdm__fail(err, TDM_EIO, "cannot listen on %s: %s",
-                       config->listen, why);
+    tdm__free(fds);
     if (config->tls_cert != NULL)
       return tdm__fail(err, TDM_EIO,
                        "cannot serve HTTPS on %s (in use, not an address of "
@@ -1446,19 +1570,19 @@ int tdm__server_start(const tdm__server_config *config, tdm__repository *repo,
                      "this machine?)",
                      config->listen);
   }
-  const union MHD_DaemonInfo *info =
-      MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
+  tdm__free(fds);
+  unsigned port = ntohs(addr.ss_family == AF_INET6
+                            ? ((struct sockaddr_in6 *)&addr)->sin6_port
+                            : ((struct sockaddr_in *)&addr)->sin_port);
   char host[INET6_ADDRSTRLEN] = "?";
   if (addr.ss_family == AF_INET6) {
     inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&addr)->sin6_addr, host,
               sizeof host);
-    snprintf(srv->address, sizeof srv->address, "[%s]:%u", host,
-             info ? info->port : 0);
+    snprintf(srv->address, sizeof srv->address, "[%s]:%u", host, port);
   } else {
     inet_ntop(AF_INET, &((struct sockaddr_in *)&addr)->sin_addr, host,
               sizeof host);
-    snprintf(srv->address, sizeof srv->address, "%s:%u", host,
-             info ? info->port : 0);
+    snprintf(srv->address, sizeof srv->address, "%s:%u", host, port);
   }
   *out = srv;
   return TDM_OK;
@@ -1488,7 +1612,7 @@ long tdm__server_drain(tdm__server *srv, unsigned wait_ms) {
     struct timespec pause = {0, 2000000};
     nanosleep(&pause, NULL);
   }
-  MHD_stop_daemon(srv->daemon);
+  stop_daemons(srv);
   tdm__free(srv);
   return left;
 }

@@ -13,6 +13,10 @@
  * for the XGBoost model, no missing d for the linear one); and the
  * response is JSON whose outputs have the requested names, the model's
  * datatype and shape, and numbers that read back as tdm_model_predict's.
+ * Each input is parsed twice: as a whole JSON body, and in the binary
+ * tensor data extension's form with the JSON header ending after its last
+ * '}' (the bytes after it are binary data); binary outputs must hold the
+ * same values as JSON ones would.
  * Build with `make fuzz`; run with scripts/fuzz.sh over the seeds in
  * tests/fuzz/corpus/infer/.
  */
@@ -109,10 +113,16 @@ static int64_t int_value(const tdm__json *v) {
   return n;
 }
 
+/* The response's binary data, read by check_output in order. */
+typedef struct binary_cursor {
+  const char *data;
+  size_t size, used;
+} binary_cursor;
+
 /* Checks one output tensor of the response against the model's values. */
 static void check_output(const tdm_model *model, const tdm__json *output,
                          const char *name, const double *expected, size_t n,
-                         size_t width) {
+                         size_t width, binary_cursor *binary) {
   tdm_model_info info;
   tdm_model_get_info(model, &info);
   const tdm__json *v = tdm__json_get(output, "name");
@@ -127,6 +137,30 @@ static void check_output(const tdm_model *model, const tdm__json *output,
             int_value(&v->items[0]) == (int64_t)n &&
             int_value(&v->items[1]) == (int64_t)width,
         "output shape");
+  const tdm__json *size =
+      tdm__json_get(tdm__json_get(output, "parameters"), "binary_data_size");
+  if (size != NULL) {
+    size_t element = info.float32 ? 4 : 8;
+    check(int_value(size) == (int64_t)(n * width * element),
+          "binary_data_size is the values' bytes");
+    check(binary->size - binary->used >= n * width * element,
+          "the binary data holds the output");
+    for (size_t i = 0; i < n * width; i++) {
+      const char *p = binary->data + binary->used + i * element;
+      double got;
+      if (info.float32) {
+        float f;
+        memcpy(&f, p, sizeof f);
+        got = f;
+      } else {
+        memcpy(&got, p, sizeof got);
+      }
+      check(got == expected[i] || (isnan(got) && isnan(expected[i])),
+            "binary output values are the model's");
+    }
+    binary->used += n * width * element;
+    return;
+  }
   const tdm__json *data = tdm__json_get(output, "data");
   check(data != NULL && data->type == TDM__JSON_ARRAY &&
             data->count == n * width,
@@ -153,9 +187,15 @@ static void respond(const tdm_model *model, const tdm__infer_request *req) {
   size_t sw = tdm_model_output_width(model, 0);
   size_t mw = tdm_model_output_width(model, TDM_PREDICT_MARGIN);
   tdm__buf out = {0};
-  int rc = tdm__infer_respond(model, model_name, "7", req, &out);
+  size_t json_size = 0;
+  int rc = tdm__infer_respond(model, model_name, "7", req, &out, &json_size);
   check(rc == TDM_OK, "tdm__infer_respond");
-  tdm__json_doc doc = parse_json(out.data, out.len, "response");
+  check(json_size <= out.len, "the JSON header is inside the response");
+  /* A request of zero rows asks for binary outputs of zero bytes. */
+  check(json_size == out.len || req->binary_outputs != 0,
+        "binary data follows the header only when asked for");
+  binary_cursor binary = {out.data + json_size, out.len - json_size, 0};
+  tdm__json_doc doc = parse_json(out.data, json_size, "response");
   const tdm__json *root = doc.root;
   check(root->type == TDM__JSON_OBJECT, "the response is an object");
   const tdm__json *v = tdm__json_get(root, "model_name");
@@ -186,9 +226,13 @@ static void respond(const tdm_model *model, const tdm__infer_request *req) {
                             margins) == TDM_OK,
           "tdm_model_predict (margin)");
     size_t at = 0;
-    if (score) check_output(model, &outputs->items[at++], "score", scores, n, sw);
+    if (score)
+      check_output(model, &outputs->items[at++], "score", scores, n, sw,
+                   &binary);
     if (margin)
-      check_output(model, &outputs->items[at++], "margin", margins, n, mw);
+      check_output(model, &outputs->items[at++], "margin", margins, n, mw,
+                   &binary);
+    check(binary.used == binary.size, "every binary byte is an output's");
     free(scores);
     free(margins);
   }
@@ -196,12 +240,12 @@ static void respond(const tdm_model *model, const tdm__infer_request *req) {
   tdm__buf_free(&out);
 }
 
-static void parse_for(int m, const char *body, size_t size) {
+static void parse_for(int m, const char *body, size_t size, size_t json_size) {
   const tdm_model *model = models[m];
   tdm__infer_request req;
   tdm_error err;
   memset(&err, 0, sizeof err);
-  int rc = tdm__infer_parse(model, body, size, &req, &err);
+  int rc = tdm__infer_parse_binary(model, body, size, json_size, &req, &err);
   if (rc != TDM_OK) {
     check(rc == TDM_EPARSE || rc == TDM_ESCHEMA,
           "a bad request is TDM_EPARSE or TDM_ESCHEMA");
@@ -235,6 +279,11 @@ static void parse_for(int m, const char *body, size_t size) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (models[0] == NULL) load_models();
-  for (int m = 0; m < NUM_MODELS; m++) parse_for(m, (const char *)data, size);
+  size_t json_size = size;
+  while (json_size > 0 && data[json_size - 1] != '}') json_size--;
+  for (int m = 0; m < NUM_MODELS; m++) {
+    parse_for(m, (const char *)data, size, SIZE_MAX);
+    parse_for(m, (const char *)data, size, json_size);
+  }
   return 0;
 }

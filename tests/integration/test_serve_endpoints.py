@@ -114,8 +114,9 @@ with Server("--model-repo", repo, "--model", f"single={MODEL}",
     for what, body, where in bad:
         check(curl(s, "POST", "/v2/models/credit/infer", body), 400, what, where)
     r = curl(s, "POST", "/v2/models/credit/infer", ONE,
-             headers=["Inference-Header-Content-Length: 10"])
-    check(r, 400, "binary tensor extension", "binary")
+             headers=["Inference-Header-Content-Length: ten"])
+    check(r, 400, "binary tensor extension: a header that is not a number",
+          "Inference-Header-Content-Length")
 
     # 404 and 405.
     check(curl(s, "POST", "/v2/models/nope/infer", ONE), 404, "unknown model")
