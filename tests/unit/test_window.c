@@ -30,6 +30,62 @@ static uint64_t rnd(void) {
 }
 static int64_t rnd_below(int64_t n) { return (int64_t)(rnd() % (uint64_t)n); }
 
+/* ---- exact sums for the reference ----
+ * Shewchuk's non-overlapping expansions, as Python's math.fsum keeps them
+ * (a different method from window.c's fixed-point limbs): the sum of the
+ * terms added is exactly the sum of the partials, and the final rounding
+ * is to nearest, ties to even. Terms are finite and the sums stay far
+ * from overflow in these tests. */
+
+typedef struct expansion {
+  double part[64];
+  int n;
+} expansion;
+
+static void expansion_add(expansion *x, double v) {
+  int i = 0;
+  for (int k = 0; k < x->n; k++) {
+    double y = x->part[k];
+    if (fabs(v) < fabs(y)) {
+      double swap = v;
+      v = y;
+      y = swap;
+    }
+    double hi = v + y, lo = y - (hi - v);
+    if (lo != 0.0) x->part[i++] = lo;
+    v = hi;
+  }
+  x->part[i++] = v;
+  x->n = i;
+  if (x->n == 64) abort(); /* cannot happen: partials do not overlap */
+}
+
+static double expansion_round(const expansion *x) {
+  int n = x->n;
+  if (n == 0) return 0.0;
+  double hi = x->part[--n], lo = 0.0;
+  while (n > 0) {
+    double v = hi, y = x->part[--n];
+    hi = v + y;
+    lo = y - (hi - v);
+    if (lo != 0.0) break;
+  }
+  /* Halfway between two doubles: the partials below say which way. */
+  if (n > 0 && ((lo < 0 && x->part[n - 1] < 0) ||
+                (lo > 0 && x->part[n - 1] > 0))) {
+    double y = lo * 2, v = hi + y;
+    if (y == v - hi) hi = v;
+  }
+  return hi + 0.0;
+}
+
+/* Adds a * b exactly (no underflow in these tests). */
+static void expansion_add_product(expansion *x, double a, double b) {
+  double p = a * b;
+  expansion_add(x, p);
+  expansion_add(x, fma(a, b, -p));
+}
+
 /* ---- the reference ---- */
 
 typedef struct ref_event {
@@ -223,21 +279,33 @@ static void ref_apply(const tdm__window_config *c, ref_entity *r,
       double v = NAN;
       if (k == TDM__AGG_COUNT) v = (double)nm;
       if (k == TDM__AGG_SUM || k == TDM__AGG_MEAN || k == TDM__AGG_STDDEV) {
-        double sum = 0.0;
+        /* The correctly rounded sum; the mean is it over n; stddev the
+         * square root of the correctly rounded sum of (x - mean)^2 over
+         * n (docs/windows.md). */
+        expansion total = {{0}, 0};
         size_t n = 0;
         for (size_t i = 0; i < nm; i++) {
           double x = r->ev[mem[i]].num[d->input];
-          if (!isnan(x)) sum += x, n++;
+          if (!isnan(x)) expansion_add(&total, x), n++;
         }
+        double sum = expansion_round(&total);
         if (k == TDM__AGG_SUM) v = sum;
         if (n > 0 && k == TDM__AGG_MEAN) v = sum / (double)n;
         if (n > 0 && k == TDM__AGG_STDDEV) {
-          double mean = sum / (double)n, sq = 0.0;
+          double mean = sum / (double)n;
+          expansion squares = {{0}, 0};
           for (size_t i = 0; i < nm; i++) {
             double x = r->ev[mem[i]].num[d->input];
-            if (!isnan(x)) sq += (x - mean) * (x - mean);
+            if (isnan(x)) continue;
+            /* x - mean = hi + lo exactly (Knuth's two-sum); its square
+             * in three exact products. */
+            double hi = x - mean, bv = hi - x, av = hi - bv;
+            double lo = (x - av) + (-mean - bv);
+            expansion_add_product(&squares, hi, hi);
+            expansion_add_product(&squares, 2 * hi, lo);
+            expansion_add_product(&squares, lo, lo);
           }
-          v = sqrt(sq / (double)n);
+          v = sqrt(expansion_round(&squares) / (double)n);
         }
       }
       if (k == TDM__AGG_MIN || k == TDM__AGG_MAX) {
