@@ -157,8 +157,19 @@ void tdm__exact_add_scaled(tdm__exact_sum *dst, const tdm__exact_sum *src,
   int exponent;
   uint64_t mantissa = split(m, &exponent);
   int negative = (m < 0) != (sign < 0);
+  /* Balanced digits (each in [-2^31, 2^31)): a negative sum carried the
+   * usual way is a run of all-ones limbs up to the top one, and scaling
+   * those would reach beyond dst's range; balanced, the limbs above the
+   * value's highest bit are zero. */
+  int64_t digits[TDM__EXACT_LIMBS];
+  int64_t carried = 0;
   for (uint32_t k = 0; k < src->len; k++) {
-    int64_t l = src->limb[k];
+    int64_t v = src->limb[k] + carried;
+    carried = k + 1 < src->len ? (v + ((int64_t)1 << 31)) >> 32 : 0;
+    digits[k] = v - carried * ((int64_t)1 << 32);
+  }
+  for (uint32_t k = 0; k < src->len; k++) {
+    int64_t l = digits[k];
     if (l == 0) continue;
     u128 magnitude = (u128)(l < 0 ? -(uint64_t)l : (uint64_t)l) * mantissa;
     add_magnitude(dst, negative != (l < 0), magnitude,

@@ -1123,6 +1123,7 @@ static int runs_rebuild(const tdm__window_spec *s, tdm__entity *e) {
     const agg_plan *p = &s->aggs[i];
     if (p->role != ROLE_EXACT) continue;
     running *r = e->aggs[i].run;
+    if (live == 0) continue; /* M may be INT64_MIN */
     r->cut = order_upper(e, e->max_time - p->window, UINT64_MAX);
     if (queue_reserve(r, live + 1) != TDM_OK) return TDM_ENOMEM;
     for (size_t k = r->cut; k < live; k++) {
