@@ -70,6 +70,7 @@
   X(window_spec_validation) \
   X(window_examples) \
   X(window_matches_reference) \
+  X(exact_sum_matches_expansions) \
   X(window_decode_rejects_corruption) \
   X(window_decodes_version_1) \
   X(window_out_of_memory) \

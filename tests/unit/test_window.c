@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../src/pipeline/exact_sum.h"
 #include "../../src/pipeline/window.h"
 #include "test.h"
 
@@ -565,6 +566,71 @@ static int run_stream(uint64_t seed, int events) {
 TEST(window_matches_reference) {
   for (uint64_t seed = 1; seed <= 400; seed++)
     if (run_stream(seed, 600) != 0) return 1;
+  return 0;
+}
+
+/* exact_sum against the expansions: sums of random doubles of every
+ * magnitude (subnormals, cancellation, ties), added, partly subtracted
+ * again, rounded; and the sum of squared deviations stddev uses. */
+TEST(exact_sum_matches_expansions) {
+  rng_state = 2022;
+  for (int round = 0; round < 3000; round++) {
+    int n = 1 + (int)rnd_below(40), shape = (int)rnd_below(4);
+    double x[40];
+    for (int i = 0; i < n; i++) {
+      double u = (double)(rnd() >> 11) / 9007199254740992.0 - 0.5;
+      if (shape == 0) x[i] = ldexp(u, (int)rnd_below(200) - 100);
+      if (shape == 1) x[i] = ldexp(u, (int)rnd_below(1100) - 1074);
+      if (shape == 2) x[i] = (double)(rnd_below(2001) - 1000) / 8.0;
+      if (shape == 3) x[i] = i % 2 ? 1e16 : (i % 3 ? -1e16 : u);
+    }
+    tdm__exact_sum sum, squares;
+    tdm__exact_init(&sum);
+    tdm__exact_init(&squares);
+    expansion want = {{0}, 0};
+    for (int i = 0; i < n; i++) {
+      CHECK_INT(tdm__exact_reserve(&sum, x[i], 0), TDM_OK);
+      CHECK_INT(tdm__exact_reserve(&squares, x[i], 1), TDM_OK);
+      tdm__exact_add(&sum, x[i], 0, 1);
+      tdm__exact_add(&squares, x[i], 1, 1);
+      expansion_add(&want, x[i]);
+      /* Values that come and go leave nothing behind. */
+      double y = x[i] * 3.0 + 1.0;
+      CHECK_INT(tdm__exact_reserve(&sum, y, 0), TDM_OK);
+      tdm__exact_add(&sum, y, 0, 1);
+      tdm__exact_add(&sum, y, 0, -1);
+    }
+    double got = tdm__exact_round(&sum), expected = expansion_round(&want);
+    if (!same_value(got, expected) || (got == 0 && signbit(got))) {
+      fprintf(stderr, "round %d: sum %a, expansion %a\n", round, got,
+              expected);
+      return 1;
+    }
+    if (shape != 1) { /* squares of subnormals are below every double */
+      double mean = got / n;
+      int64_t limbs[TDM__EXACT_LIMBS];
+      tdm__exact_sum d;
+      tdm__exact_copy_full(&d, limbs, &squares);
+      tdm__exact_add_scaled(&d, &sum, mean, -1, 1);
+      tdm__exact_add_count_square(&d, mean, (uint64_t)n);
+      expansion dev = {{0}, 0};
+      for (int i = 0; i < n; i++) {
+        double hi = x[i] - mean, bv = hi - x[i], av = hi - bv;
+        double lo = (x[i] - av) + (-mean - bv);
+        expansion_add_product(&dev, hi, hi);
+        expansion_add_product(&dev, 2 * hi, lo);
+        expansion_add_product(&dev, lo, lo);
+      }
+      double d_got = tdm__exact_round(&d), d_want = expansion_round(&dev);
+      if (!same_value(d_got, d_want)) {
+        fprintf(stderr, "round %d: deviations %a, expansion %a\n", round,
+                d_got, d_want);
+        return 1;
+      }
+    }
+    tdm__exact_free(&sum);
+    tdm__exact_free(&squares);
+  }
   return 0;
 }
 
