@@ -192,11 +192,20 @@ static unsigned bit_at(const uint64_t *d, uint32_t len, int64_t i) {
   return (unsigned)(d[i / 32] >> (i % 32)) & 1u;
 }
 
-/* 53 bits of d from bit `from` up (bits outside are 0). */
+/* Digit i of d, 0 outside. */
+static uint64_t digit_at(const uint64_t *d, uint32_t len, int64_t i) {
+  return i < 0 || i >= (int64_t)len ? 0 : d[i];
+}
+
+/* 53 bits of d from bit `from` up (bits outside are 0): the three digits
+ * they span, shifted. */
 static uint64_t bits_at(const uint64_t *d, uint32_t len, int64_t from) {
-  uint64_t m = 0;
-  for (int b = 52; b >= 0; b--) m = m << 1 | bit_at(d, len, from + b);
-  return m;
+  int64_t first = from >= 0 ? from / 32 : -((31 - from) / 32);
+  int shift = (int)(from - 32 * first);
+  u128 window = (u128)digit_at(d, len, first) |
+                (u128)digit_at(d, len, first + 1) << 32 |
+                (u128)digit_at(d, len, first + 2) << 64;
+  return (uint64_t)(window >> shift) & ((UINT64_C(1) << 53) - 1);
 }
 
 /* Any bit of d below bit `below`. */
