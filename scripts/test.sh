@@ -106,6 +106,7 @@ for t in tests/integration/test_cli.py tests/integration/test_xgboost_fixtures.p
     tests/integration/test_inspect_types.py \
     tests/integration/test_wrong_file_kind.py \
     tests/integration/test_time_unit_rfc3339.py \
+    tests/integration/test_hot_entity.py \
     tests/integration/test_soak.py; do
   check "$t (sanitizers)" env TANDEM=build-asan/tandem ASAN_OPTIONS=detect_leaks=1 \
     /usr/bin/python3 "$t"
