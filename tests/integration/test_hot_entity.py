@@ -250,4 +250,107 @@ for threads in (1, 2):
     with open(got_path, "rb") as f:
         outputs.append(f.read())
 expect(outputs[0] == outputs[1], "1 and 2 threads wrote different bytes")
+
+# ---- remembered ids on the hot card ----
+# The same card with event ids (state.dedupe 5 minutes): new ids, ids sent
+# again within the horizon (duplicates: the first answer), again beyond it
+# (applied anew, or too_late when the event itself is past the horizon),
+# late events within and beyond the horizon. Thousands of ids are
+# remembered at once, so they are found through the index and forgotten
+# as a prefix or, after a late one, by compaction.
+DEDUPE, ID_WINDOW, ID_LATENESS = 5 * M, 10 * M, 1 * M
+
+
+def id_events():
+    rng = random.Random(SEED + 1)
+    t = 1_767_225_600_000
+    events, sent = [], []
+    for i in range(15000):
+        z = rng.random()
+        time = t
+        if z < 0.08:
+            time = t - rng.randrange(0, 8 * M)          # late, maybe too late
+        elif z < 0.2:
+            pass                                        # same millisecond
+        else:
+            t += rng.randrange(0, 200)
+            time = t
+        r = rng.random()
+        if r < 0.1 and sent:
+            txn = sent[-1 - rng.randrange(min(len(sent), 3000))]  # resent
+        else:
+            txn = "x%d" % i
+            sent.append(txn)
+        events.append({"txn": txn, "t": time,
+                       "amount": rng.choice([1.0, 2.5, 0.1, 7.0, 10.0])})
+    return events
+
+
+def id_reference(events):
+    """Per event: ("too_late", None) or (duplicate, n_10m, sum_10m)."""
+    ids, keys, amounts, newest, out_rows = {}, [], [], None, []
+    for arrival, ev in enumerate(events):
+        t = ev["t"]
+        seen = ids.get(ev["txn"])
+        if seen is not None and newest - seen[0] <= DEDUPE:
+            out_rows.append((1,) + seen[1])
+            continue
+        if newest is not None and newest - t > DEDUPE:
+            out_rows.append(("too_late", None))
+            continue
+        at = bisect.bisect_right(keys, (t, arrival))
+        keys.insert(at, (t, arrival))
+        amounts.insert(at, ev["amount"])
+        newest = t if newest is None else max(newest, t)
+        retained = newest - (ID_WINDOW + ID_LATENESS)
+        lo = bisect.bisect_right(keys, (max(t - ID_WINDOW, retained), math.inf))
+        hi = bisect.bisect_right(keys, (t, math.inf))
+        if t <= retained:
+            features = (1.0, ev["amount"])
+        else:
+            features = (float(hi - lo), math.fsum(amounts[lo:hi]) + 0.0)
+        ids[ev["txn"]] = (t, features)
+        out_rows.append((0,) + features)
+    return out_rows
+
+
+id_evs = id_events()
+id_pipeline = write(out + "/ids.yaml", "\n".join([
+    "name: ids", "entity: card", "time: ts", "id: txn",
+    "fields: {txn: string, card: string, ts: time, amount: number}",
+    "features:",
+    "  - {name: n_10m, agg: count, window: 10m}",
+    "  - {name: sum_10m, agg: sum(amount), window: 10m}",
+    "model: {path: ids_model.json}",
+    "state: {lateness: 1m, dedupe: 5m}", ""]))
+write(out + "/ids_model.json", json.dumps({
+    "format": "tandem-linear", "link": "identity", "intercept": 0.0,
+    "coefficients": {"n_10m": 1.0, "sum_10m": 1.0}, "default_missing": 0.0}))
+id_path = write_csv(out + "/ids.csv", ["txn", "card", "ts", "amount"],
+                    [{"txn": ev["txn"], "card": "hot", "ts": fmt_time(ev["t"]),
+                      "amount": repr(ev["amount"])} for ev in id_evs])
+id_want = id_reference(id_evs)
+kept = [(ev, w) for ev, w in zip(id_evs, id_want) if w[0] != "too_late"]
+too_late = len(id_evs) - len(kept)
+duplicates = sum(1 for _, w in kept if w[0] == 1)
+expect(too_late > 100 and duplicates > 100,
+       "the id stream has %d too_late and %d duplicates" % (too_late, duplicates))
+r = tandem("batch", id_pipeline, "--in", id_path, "--out", out + "/ids_out.csv",
+           "--features-only", "--now", "2027-01-01T00:00:00Z")
+expect(r.returncode == 0, "batch (ids) failed: " + r.stderr[-2000:])
+got = read_csv(out + "/ids_out.csv")
+expect(len(got) == len(kept), "ids: %d rows, the reference keeps %d of %d"
+       % (len(got), len(kept), len(id_evs)))
+diffs = 0
+for i, (g, (ev, w)) in enumerate(zip(got, kept)):
+    ok = (g["txn"] == ev["txn"] and int(g["duplicate"]) == w[0]
+          and same(g["n_10m"], w[1]) and same(g["sum_10m"], w[2]))
+    if not ok:
+        diffs += 1
+        if diffs <= 5:
+            print("ids row %d: got %s, reference %s %r" % (i, dict(g), ev["txn"], w))
+expect(diffs == 0, "ids: %d rows differ from the reference" % diffs)
+print("ids: %d events, %d duplicates, %d too_late, %d differences"
+      % (len(id_evs), duplicates, too_late, diffs))
+
 finish("test_hot_entity")
