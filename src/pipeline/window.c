@@ -969,10 +969,14 @@ static int queue_reserve(running *r, size_t n) {
   return TDM_OK;
 }
 
-/* Grows a map to take one more value with a load of at most 3/4. */
+/* Grows a map to take one more value with a load of at most 3/4. A
+ * stale map is rebuilt from all its members, whose values it may not have
+ * counted yet: room for as many values as members, then. */
 static int map_reserve(running *r) {
-  if ((r->slot_used + 1) * 4 <= r->slot_cap * 3) return TDM_OK;
+  size_t need = (r->stale ? r->count : r->slot_used) + 1;
+  if (need * 4 <= r->slot_cap * 3) return TDM_OK;
   size_t cap = r->slot_cap ? 2 * r->slot_cap : 8;
+  while (need * 4 > cap * 3) cap *= 2;
   distinct_slot *slots = tdm__calloc(cap, sizeof *slots);
   if (slots == NULL) return TDM_ENOMEM;
   for (size_t i = 0; i < r->slot_cap; i++) {

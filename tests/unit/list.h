@@ -73,6 +73,7 @@
   X(exact_sum_matches_expansions) \
   X(window_decode_rejects_corruption) \
   X(window_decodes_version_1) \
+  X(window_distinct_rebuilt_after_late_values) \
   X(window_out_of_memory) \
   X(window_memory_bounded) \
   X(spec_refuses_directives_and_bad_utf8)   \

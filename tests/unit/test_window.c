@@ -925,6 +925,42 @@ TEST(window_decodes_version_1) {
   return 0;
 }
 
+/* A distinct whose map went stale (its key member left by max_events
+ * while others with the value stayed) and then saw late events bring new
+ * values it did not count yet: rebuilding it needs room for every
+ * member's value, not for the values it had counted. */
+TEST(window_distinct_rebuilt_after_late_values) {
+  tdm__agg_def agg = {TDM__AGG_DISTINCT, 1000000, 0, 0, SIZE_MAX};
+  tdm__window_config c = {&agg, 1, NUMS, STRS, FILTS, 1000000, 0, 20};
+  tdm__window_spec *spec;
+  tdm_error err;
+  CHECK_INT(tdm__window_spec_new(&c, &spec, &err), TDM_OK);
+  tdm__entity *ent;
+  CHECK_INT(tdm__entity_new(spec, &ent), TDM_OK);
+  double num[NUMS] = {0, 0, 0}, out = 0;
+  unsigned char fl[FILTS] = {1, 1, 1};
+  char name[16];
+  /* "a" at 100, then 19 more "a" earlier: the first stays its key. */
+  for (int i = 0; i < 40; i++) {
+    int64_t t = i == 0 ? 100 : i < 20 ? i : 50;
+    if (i < 20)
+      snprintf(name, sizeof name, "a");
+    else
+      snprintf(name, sizeof name, "b%d", i);
+    tdm__str strs[STRS] = {{name, strlen(name)}, {NULL, 0}};
+    tdm__window_event ev = {t, num, strs, fl};
+    CHECK_INT(tdm__entity_apply(spec, ent, &ev, &out), TDM_OK);
+  }
+  /* The 20 members are b20..b39; an in-order event replaces b20. */
+  tdm__str strs[STRS] = {{"c", 1}, {NULL, 0}};
+  tdm__window_event ev = {101, num, strs, fl};
+  CHECK_INT(tdm__entity_apply(spec, ent, &ev, &out), TDM_OK);
+  CHECK(out == 20.0);
+  tdm__entity_free(ent);
+  tdm__window_spec_free(spec);
+  return 0;
+}
+
 TEST(window_out_of_memory) {
   tdm__window_spec *spec = NULL;
   for (long countdown = 0;; countdown++) {
