@@ -103,8 +103,17 @@ typedef struct entry {
   char key_inline[16];
   uint64_t hash;
   tdm__entity *entity;
+  /* Remembered ids, in arrival order: ids[ids_head, num_ids). id_slots
+   * indexes them by hash (slot: 1 + position, 0: empty; id_slot_cap a
+   * power of two, at least twice the ids). ids_max_time is the latest
+   * time among them; ids_late_min the earliest of those that came after
+   * a later one (INT64_MAX: none), so that the ids past the dedupe horizon
+   * are a prefix of the list unless ids_late_min is past it too. */
   seen_id *ids;
-  size_t num_ids, cap_ids;
+  size_t ids_head, num_ids, cap_ids;
+  uint32_t *id_slots;
+  size_t id_slot_cap;
+  int64_t ids_max_time, ids_late_min;
   uint64_t tag; /* the runner's: e.g. the log position of its last event */
   int dirty;    /* changed since the last tdm__state_map_take_dirty */
   unsigned idle_rounds; /* evict calls since an event last touched it */
@@ -135,6 +144,19 @@ int tdm__state_map_find_entry(tdm__state_map *map, const tdm__str *key,
 /* The entry of an entity, or NULL when the map does not hold it. */
 const entry *tdm__state_map_lookup_entry(const tdm__state_map *map,
                                          const tdm__str *key);
+/* The id remembered by e, seen at most `dedupe` before the entity's
+ * newest event; NULL when none. (Older ids may linger until the next id
+ * is remembered; they count as forgotten all the same, so the answer does
+ * not depend on when the list was last pruned.) The pointer is valid until
+ * the entry changes. */
+seen_id *tdm__seen_ids_find(const tdm__pipeline *p, entry *e,
+                            const tdm__str *id);
+/* Remembers an id's first result (time, decision, the number slots);
+ * forgets ids past the dedupe horizon, reusing one of their blocks (so a
+ * steady stream of ids allocates nothing). TDM_ENOMEM: the id is not
+ * remembered, the others are as they were or pruned. */
+int tdm__seen_ids_add(const tdm__pipeline *p, entry *e, const tdm__str *id,
+                      int64_t time_ms, int decision, const double *numbers);
 /* Gives s a block for the numbers and the id (reusing s's block when it
  * is large enough) and copies the id in. */
 int tdm__seen_id_block(const tdm__pipeline *p, seen_id *s, const char *id,

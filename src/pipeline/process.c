@@ -159,63 +159,6 @@ static void run_steps(const step *steps, size_t n, double *numbers,
     numbers[steps[i].slot] = tdm__expr_eval(steps[i].expr, values);
 }
 
-/* The remembered id: seen at most `dedupe` before the entity's newest
- * event. (Older ids may linger in the list until the next id is
- * remembered; they count as forgotten all the same, so the answer does not
- * depend on when the list was last pruned.) */
-static seen_id *find_id(const tdm__pipeline *p, entry *e, const tdm__str *id) {
-  uint64_t h = hash_bytes(id->data, id->len);
-  int64_t newest = tdm__entity_max_time(e->entity);
-  for (size_t i = e->num_ids; i-- > 0;)
-    if (e->ids[i].id_hash == h && e->ids[i].id_len == id->len &&
-        memcmp(e->ids[i].id, id->data, id->len) == 0 &&
-        (newest == INT64_MIN ||
-         newest - e->ids[i].time_ms <= p->spec->dedupe_ms))
-      return &e->ids[i];
-  return NULL;
-}
-
-/* Remembers an id's result; forgets ids older than the dedupe horizon,
- * reusing one of their blocks for the new id (so a steady stream of ids
- * allocates nothing). */
-static int remember_id(const tdm__pipeline *p, entry *e, const tdm__str *id,
-                       const tdm__result *r) {
-  int64_t newest = tdm__entity_max_time(e->entity);
-  size_t keep = 0;
-  seen_id spare = {0};
-  for (size_t i = 0; i < e->num_ids; i++) {
-    if (newest - e->ids[i].time_ms > p->spec->dedupe_ms) {
-      if (spare.numbers == NULL)
-        spare = e->ids[i];
-      else
-        tdm__free(e->ids[i].numbers);
-    } else {
-      e->ids[keep++] = e->ids[i];
-    }
-  }
-  e->num_ids = keep;
-  if (e->num_ids == e->cap_ids) {
-    size_t cap = e->cap_ids ? e->cap_ids * 2 : 4;
-    seen_id *ids = tdm__realloc(e->ids, cap * sizeof *ids);
-    if (ids == NULL) {
-      tdm__free(spare.numbers);
-      return TDM_ENOMEM;
-    }
-    e->ids = ids;
-    e->cap_ids = cap;
-  }
-  seen_id *s = &e->ids[e->num_ids];
-  *s = spare;
-  if (tdm__seen_id_block(p, s, id->data, id->len) != TDM_OK) {
-    tdm__free(s->numbers);
-    return TDM_ENOMEM;
-  }
-  s->time_ms = r->time_ms;
-  s->decision = r->decision;
-  memcpy(s->numbers, r->numbers, p->num_numbers * sizeof(double));
-  e->num_ids++;
-  return TDM_OK;
-}
 
 static int decide(const tdm__pipeline *p, const tdm__expr_values *values) {
   for (size_t i = 0; i < p->spec->num_rules; i++) {
@@ -306,7 +249,7 @@ int tdm__pipeline_process(const tdm__pipeline *p, tdm__state_map *map,
     return tdm__fail(err, TDM_ENOMEM, "out of memory");
   e->idle_rounds = 0;
   if (r->id.data != NULL) {
-    const seen_id *seen = find_id(p, e, &r->id);
+    const seen_id *seen = tdm__seen_ids_find(p, e, &r->id);
     if (seen != NULL) {
       r->duplicate = 1;
       r->numbers = seen->numbers;
@@ -390,7 +333,9 @@ int tdm__pipeline_process(const tdm__pipeline *p, tdm__state_map *map,
       return tdm__fail(err, TDM_ENOMEM, "out of memory");
     memcpy(e->last, numbers, p->num_numbers * sizeof(double));
   }
-  if (r->id.data != NULL && remember_id(p, e, &r->id, r) != TDM_OK)
+  if (r->id.data != NULL &&
+      tdm__seen_ids_add(p, e, &r->id, r->time_ms, r->decision,
+                        r->numbers) != TDM_OK)
     return tdm__fail(err, TDM_ENOMEM, "out of memory");
   return TDM_OK;
 }

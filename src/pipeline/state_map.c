@@ -28,8 +28,10 @@ int tdm__state_map_new(const tdm__pipeline *p, tdm__state_map **out) {
 }
 
 static void entry_clear(entry *e) {
-  for (size_t i = 0; i < e->num_ids; i++) tdm__free(e->ids[i].numbers);
+  for (size_t i = e->ids_head; i < e->num_ids; i++)
+    tdm__free(e->ids[i].numbers);
   tdm__free(e->ids);
+  tdm__free(e->id_slots);
   tdm__free(e->last);
   tdm__entity_free(e->entity);
   if (e->key != e->key_inline) tdm__free(e->key);
@@ -135,6 +137,150 @@ static size_t rebuild(tdm__state_map *map, int evicting, unsigned rounds) {
   return dropped;
 }
 
+/* ---- remembered ids ---- */
+
+static size_t id_home(const entry *e, size_t position) {
+  return e->ids[position].id_hash & (e->id_slot_cap - 1);
+}
+
+/* Rebuilds the index into slots (cap a power of two, at least twice the
+ * ids) and the ids' time bounds. */
+static void ids_reindex(entry *e, uint32_t *slots, size_t cap) {
+  if (slots != e->id_slots) tdm__free(e->id_slots);
+  e->id_slots = slots;
+  e->id_slot_cap = cap;
+  memset(slots, 0, cap * sizeof *slots);
+  e->ids_max_time = INT64_MIN;
+  e->ids_late_min = INT64_MAX;
+  for (size_t i = e->ids_head; i < e->num_ids; i++) {
+    size_t at = id_home(e, i);
+    while (slots[at] != 0) at = (at + 1) & (cap - 1);
+    slots[at] = (uint32_t)(i + 1);
+    int64_t t = e->ids[i].time_ms;
+    if (t < e->ids_max_time) {
+      if (t < e->ids_late_min) e->ids_late_min = t;
+    } else {
+      e->ids_max_time = t;
+    }
+  }
+}
+
+/* Index slots for n ids: the current ones when they suffice. */
+static size_t ids_slots_needed(const entry *e, size_t n) {
+  size_t cap = e->id_slot_cap ? e->id_slot_cap : 8;
+  while (cap < 2 * n) cap *= 2;
+  return cap;
+}
+
+/* Takes id at position out of the index (it is still in the list). */
+static void ids_unindex(entry *e, size_t position) {
+  size_t mask = e->id_slot_cap - 1, hole = id_home(e, position);
+  while (e->id_slots[hole] != position + 1) hole = (hole + 1) & mask;
+  /* Linear probing without tombstones: later slots of the cluster move
+   * back into the hole when their home allows it. */
+  for (size_t j = (hole + 1) & mask; e->id_slots[j] != 0; j = (j + 1) & mask) {
+    size_t home = id_home(e, e->id_slots[j] - 1);
+    if (((j - home) & mask) >= ((j - hole) & mask)) {
+      e->id_slots[hole] = e->id_slots[j];
+      hole = j;
+    }
+  }
+  e->id_slots[hole] = 0;
+}
+
+seen_id *tdm__seen_ids_find(const tdm__pipeline *p, entry *e,
+                            const tdm__str *id) {
+  if (e->ids_head == e->num_ids) return NULL;
+  uint64_t h = hash_bytes(id->data, id->len);
+  int64_t newest = tdm__entity_max_time(e->entity);
+  size_t mask = e->id_slot_cap - 1;
+  for (size_t at = h & mask; e->id_slots[at] != 0; at = (at + 1) & mask) {
+    seen_id *s = &e->ids[e->id_slots[at] - 1];
+    if (s->id_hash == h && s->id_len == id->len &&
+        memcmp(s->id, id->data, id->len) == 0 &&
+        (newest == INT64_MIN || newest - s->time_ms <= p->spec->dedupe_ms))
+      return s;
+  }
+  return NULL;
+}
+
+/* Keeps the first block of a forgotten id for reuse, frees the others. */
+static void keep_spare(seen_id *spare, seen_id *s) {
+  if (spare->numbers == NULL)
+    *spare = *s;
+  else
+    tdm__free(s->numbers);
+}
+
+int tdm__seen_ids_add(const tdm__pipeline *p, entry *e, const tdm__str *id,
+                      int64_t time_ms, int decision, const double *numbers) {
+  int64_t newest = tdm__entity_max_time(e->entity);
+  int64_t dedupe = p->spec->dedupe_ms;
+  /* Index room first, so that a failure changes nothing. */
+  size_t cap = ids_slots_needed(e, e->num_ids - e->ids_head + 1);
+  if (cap != e->id_slot_cap) {
+    uint32_t *slots = tdm__malloc(cap * sizeof *slots);
+    if (slots == NULL) return TDM_ENOMEM;
+    ids_reindex(e, slots, cap);
+  }
+  /* Forget the ids past the horizon: a prefix of the list, and anywhere
+   * when one that came late is past it (then the list is compacted). */
+  seen_id spare = {0};
+  while (e->ids_head < e->num_ids &&
+         newest - e->ids[e->ids_head].time_ms > dedupe) {
+    ids_unindex(e, e->ids_head);
+    keep_spare(&spare, &e->ids[e->ids_head++]);
+  }
+  if (e->ids_late_min != INT64_MAX && newest - e->ids_late_min > dedupe) {
+    size_t keep = e->ids_head;
+    for (size_t i = e->ids_head; i < e->num_ids; i++) {
+      if (newest - e->ids[i].time_ms > dedupe)
+        keep_spare(&spare, &e->ids[i]);
+      else
+        e->ids[keep++] = e->ids[i];
+    }
+    e->num_ids = keep;
+    ids_reindex(e, e->id_slots, e->id_slot_cap);
+  }
+  if (e->num_ids == e->cap_ids) {
+    /* Move the list to the front, growing it when more than half full. */
+    size_t live = e->num_ids - e->ids_head;
+    if (live + 1 > e->cap_ids / 2) {
+      size_t grown = e->cap_ids ? e->cap_ids * 2 : 4;
+      seen_id *ids = tdm__realloc(e->ids, grown * sizeof *ids);
+      if (ids == NULL) {
+        tdm__free(spare.numbers);
+        return TDM_ENOMEM;
+      }
+      e->ids = ids;
+      e->cap_ids = grown;
+    }
+    memmove(e->ids, e->ids + e->ids_head, live * sizeof *e->ids);
+    e->ids_head = 0;
+    e->num_ids = live;
+    ids_reindex(e, e->id_slots, e->id_slot_cap);
+  }
+  seen_id *s = &e->ids[e->num_ids];
+  *s = spare;
+  if (tdm__seen_id_block(p, s, id->data, id->len) != TDM_OK) {
+    tdm__free(s->numbers);
+    return TDM_ENOMEM;
+  }
+  s->time_ms = time_ms;
+  s->decision = decision;
+  memcpy(s->numbers, numbers, p->num_numbers * sizeof(double));
+  size_t at = s->id_hash & (e->id_slot_cap - 1);
+  while (e->id_slots[at] != 0) at = (at + 1) & (e->id_slot_cap - 1);
+  e->id_slots[at] = (uint32_t)(e->num_ids + 1);
+  if (time_ms < e->ids_max_time) {
+    if (time_ms < e->ids_late_min) e->ids_late_min = time_ms;
+  } else {
+    e->ids_max_time = time_ms;
+  }
+  e->num_ids++;
+  return TDM_OK;
+}
+
 /* Gives s a block for the numbers and the id (reusing s's block when it
  * is large enough) and copies the id in. */
 int tdm__seen_id_block(const tdm__pipeline *p, seen_id *s, const char *id,
@@ -186,10 +332,10 @@ int tdm__state_map_encode(tdm__state_map *map, tdm__str key, tdm__buf *out) {
   if (rc == TDM_OK) {
     len32 = (uint32_t)(out->len - start - 4);
     memcpy(out->data + start, &len32, 4);
-    uint32_t n = (uint32_t)e->num_ids;
+    uint32_t n = (uint32_t)(e->num_ids - e->ids_head);
     rc = put_bytes(out, &n, 4);
   }
-  for (size_t i = 0; i < e->num_ids && rc == TDM_OK; i++) {
+  for (size_t i = e->ids_head; i < e->num_ids && rc == TDM_OK; i++) {
     const seen_id *s = &e->ids[i];
     uint32_t id_len = (uint32_t)s->id_len;
     int32_t decision = s->decision;
@@ -273,6 +419,14 @@ int tdm__state_map_restore(tdm__state_map *map, tdm__str key, uint64_t tag,
     s->decision = decision;
   }
   if (rc == TDM_OK && c.p != c.end) rc = TDM_EPARSE;
+  if (rc == TDM_OK) {
+    size_t cap = ids_slots_needed(e, n + 1);
+    uint32_t *slots = tdm__malloc(cap * sizeof *slots);
+    if (slots == NULL)
+      rc = TDM_ENOMEM;
+    else
+      ids_reindex(e, slots, cap);
+  }
   if (rc != TDM_OK) {
     /* Leave the map as it was: drop the half-restored entity. */
     entry_clear(e);

@@ -5,10 +5,19 @@
  * bits, strings copied into a byte queue the entity owns); per hopped
  * aggregate a sorted array of non-empty buckets with partial aggregates;
  * per `window: all` aggregate one running partial aggregate; per since_last
- * the latest time seen. Exact windows scan the log from the first entry
- * that may be in the window (found by binary search over a running max of
- * the times); distinct follows links between equal logged strings instead
- * of comparing bytes. Hopped windows combine buckets in ascending order,
+ * the latest time seen. Exact windows keep a running state per aggregate
+ * over the log entries in the window: the log's entries sorted by time
+ * (an in-order event appends; a late one is inserted), and per aggregate
+ * the position in that order where its window starts, moved forward as
+ * the newest time advances; entries enter and leave exact sums
+ * (exact_sum.h), min, max and last are the front of a monotonic queue, and
+ * distinct counts each value's members in a hash map. So an in-order
+ * event costs the same however many events its entity has in the window.
+ * A late event's own window (which ends at its time, not at the newest)
+ * is computed by scanning the log from the first entry that may be in it
+ * (found by binary search over a running max of the times), with the same
+ * exact arithmetic, so both give the same bits. Hopped windows combine
+ * buckets in ascending order,
  * continuing a memo of the previous event's fold while its first bucket
  * and folded buckets are unchanged. Every sum and fold runs in a fixed
  * order (arrival order, then bucket order) so results depend only on the
@@ -19,6 +28,8 @@
 #include "window.h"
 
 #include <math.h>
+
+#include "exact_sum.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -48,6 +59,7 @@ struct tdm__window_spec {
   int64_t lateness, ttl;
   size_t max_events;
   int needs_log;         /* some aggregate is exact or hopped */
+  int exact_distinct;    /* some exact aggregate is distinct */
   int64_t horizon;       /* R: an event is live while t > M - R */
   size_t number_columns; /* inputs logged, and which */
   size_t *number_inputs;
@@ -83,26 +95,54 @@ typedef struct hop_fold {
   partial fold;
 } hop_fold;
 
+typedef struct running running; /* below */
+
 typedef struct agg_state {
   partial all;            /* ROLE_ALL */
   int64_t previous_time;  /* ROLE_SINCE_LAST: INT64_MIN when none */
   partial *buckets;       /* ROLE_HOPPED: sorted by index, non-empty */
   size_t num_buckets, cap_buckets;
   hop_fold *memo;         /* ROLE_HOPPED: one of the entity's folds */
+  running *run;           /* ROLE_EXACT: one of the entity's runs */
 } agg_state;
 
-/* A logged string: bytes at absolute position pos of the byte queue.
- * back: how many entries before it the latest earlier entry of the column
- * with the same bytes is, 0 for none (a memo, not encoded: decoding links
- * the same way); entries before the log's start do not count. */
+/* A logged string: bytes at absolute position pos of the byte queue. */
 typedef struct log_string {
   uint64_t pos;
   uint32_t len; /* UINT32_MAX: missing */
   uint32_t hash;
-  uint32_t back;
 } log_string;
 
 #define MISSING_LEN UINT32_MAX
+
+/* A value of a running distinct: how many members have it, and the
+ * arrival number of the one latest in time order (ties: in arrival), whose
+ * logged bytes are the key. count 0: an empty slot. */
+typedef struct distinct_slot {
+  uint64_t count;
+  uint64_t rep;
+  uint32_t hash;
+} distinct_slot;
+
+/* An exact aggregate's running state (never encoded: decoding rebuilds it
+ * from the log). Its members are the entries at positions cut.. of the
+ * entity's time order that pass its filter: the entries later than M - w.
+ * Sums: values, the infinities apart, in exact sums. min, max, last: a
+ * queue of members with a value, in time order, each better than every
+ * earlier one in it (smaller for min, larger for max; for last only the
+ * latest stays), so the front is the answer. distinct: a hash map of the
+ * members' values. A queue or map marked stale (a member left or came out
+ * of time order) is rebuilt from the members before it is read. */
+struct running {
+  size_t cut;
+  uint64_t count, values, positive_inf, negative_inf;
+  tdm__exact_sum sum, squares;
+  uint64_t *queue; /* ring of arrival numbers */
+  size_t queue_cap, queue_head, queue_len;
+  distinct_slot *slots;
+  size_t slot_cap, slot_used;
+  int stale;
+};
 
 struct tdm__entity {
   int64_t max_time; /* M, INT64_MIN when empty */
@@ -126,6 +166,15 @@ struct tdm__entity {
   char *bytes;
   size_t bytes_cap;
   uint64_t bytes_base, bytes_free, bytes_end;
+  /* Entries are numbered in arrival order: log entry start is number
+   * first_seq. order[order_start, order_end) holds the numbers of the
+   * log's entries sorted by (time, number): the exact windows' time
+   * order. */
+  uint64_t first_seq;
+  uint64_t *order;
+  size_t order_cap, order_start, order_end;
+  running *runs; /* one per exact aggregate */
+  size_t num_runs;
 };
 
 /* ---- small helpers ---- */
@@ -410,6 +459,8 @@ int tdm__window_spec_new(const tdm__window_config *c, tdm__window_spec **out,
       if (d->hop_ms > reach) reach = d->hop_ms;
     }
     if (p->role == ROLE_EXACT && d->window_ms > reach) reach = d->window_ms;
+    if (p->role == ROLE_EXACT && d->kind == TDM__AGG_DISTINCT)
+      s->exact_distinct = 1;
     if (p->role == ROLE_EXACT || p->role == ROLE_HOPPED) {
       s->needs_log = 1;
       if (kind_reads_number(d->kind))
@@ -440,6 +491,17 @@ int tdm__window_spec_new(const tdm__window_config *c, tdm__window_spec **out,
 
 /* ---- the entity ---- */
 
+static void run_clear(running *r) {
+  r->cut = 0;
+  r->count = r->values = r->positive_inf = r->negative_inf = 0;
+  tdm__exact_clear(&r->sum);
+  tdm__exact_clear(&r->squares);
+  r->queue_head = r->queue_len = 0;
+  if (r->slot_used > 0) memset(r->slots, 0, r->slot_cap * sizeof *r->slots);
+  r->slot_used = 0;
+  r->stale = 0;
+}
+
 static void entity_clear(const tdm__window_spec *s, tdm__entity *e) {
   e->max_time = INT64_MIN;
   for (size_t i = 0; i < s->num_aggs; i++) {
@@ -450,6 +512,9 @@ static void entity_clear(const tdm__window_spec *s, tdm__entity *e) {
   e->start = e->end = 0;
   e->bytes_base = e->bytes_free = e->bytes_end = 0;
   for (size_t i = 0; i < e->num_folds; i++) e->folds[i].cached = 0;
+  e->first_seq = 0;
+  e->order_start = e->order_end = 0;
+  for (size_t i = 0; i < e->num_runs; i++) run_clear(&e->runs[i]);
 }
 
 int tdm__entity_new(const tdm__window_spec *s, tdm__entity **out) {
@@ -462,12 +527,33 @@ int tdm__entity_new(const tdm__window_spec *s, tdm__entity **out) {
     return TDM_ENOMEM;
   }
   e->num_aggs = s->num_aggs;
+  size_t exact = 0;
+  for (size_t i = 0; i < s->num_aggs; i++)
+    exact += s->aggs[i].role == ROLE_EXACT;
+  if (exact > 0) {
+    e->runs = tdm__calloc(exact, sizeof *e->runs);
+    if (e->runs == NULL) {
+      tdm__free(e->aggs);
+      tdm__free(e);
+      return TDM_ENOMEM;
+    }
+    e->num_runs = exact;
+    exact = 0;
+    for (size_t i = 0; i < s->num_aggs; i++)
+      if (s->aggs[i].role == ROLE_EXACT) {
+        running *r = &e->runs[exact++];
+        tdm__exact_init(&r->sum);
+        tdm__exact_init(&r->squares);
+        e->aggs[i].run = r;
+      }
+  }
   size_t hopped = 0;
   for (size_t i = 0; i < s->num_aggs; i++)
     hopped += s->aggs[i].role == ROLE_HOPPED;
   if (hopped > 0) {
     e->folds = tdm__calloc(hopped, sizeof *e->folds);
     if (e->folds == NULL) {
+      tdm__free(e->runs);
       tdm__free(e->aggs);
       tdm__free(e);
       return TDM_ENOMEM;
@@ -487,6 +573,15 @@ void tdm__entity_free(tdm__entity *e) {
   tdm__free(e->block);
   tdm__free(e->bytes);
   for (size_t i = 0; i < e->num_aggs; i++) tdm__free(e->aggs[i].buckets);
+  for (size_t i = 0; i < e->num_runs; i++) {
+    running *r = &e->runs[i];
+    tdm__exact_free(&r->sum);
+    tdm__exact_free(&r->squares);
+    tdm__free(r->queue);
+    tdm__free(r->slots);
+  }
+  tdm__free(e->runs);
+  tdm__free(e->order);
   tdm__free(e->aggs);
   tdm__free(e->folds);
   tdm__free(e);
@@ -500,6 +595,12 @@ size_t tdm__entity_memory(const tdm__entity *e) {
              e->bytes_cap;
   for (size_t i = 0; i < e->num_aggs; i++)
     m += e->aggs[i].cap_buckets * sizeof(partial);
+  m += e->order_cap * sizeof *e->order + e->num_runs * sizeof *e->runs;
+  for (size_t i = 0; i < e->num_runs; i++) {
+    const running *r = &e->runs[i];
+    m += (r->sum.len + r->squares.len) * sizeof(int64_t) +
+         r->queue_cap * sizeof *r->queue + r->slot_cap * sizeof *r->slots;
+  }
   return m;
 }
 
@@ -605,13 +706,9 @@ static int buckets_reserve(agg_state *st) {
   return TDM_OK;
 }
 
-/* Appends a string (room reserved) to the byte queue, for log entry at of
- * the string column col, linked back to the latest entry with the same
- * bytes. */
-static log_string bytes_push(tdm__entity *e, const log_string *col, size_t at,
-                             const char *data, size_t len) {
+/* Appends a string (room reserved) to the byte queue. */
+static log_string bytes_push(tdm__entity *e, const char *data, size_t len) {
   log_string ls;
-  ls.back = 0;
   if (data == NULL) {
     ls.pos = e->bytes_end;
     ls.len = MISSING_LEN;
@@ -621,19 +718,448 @@ static log_string bytes_push(tdm__entity *e, const log_string *col, size_t at,
   ls.pos = e->bytes_end;
   ls.len = (uint32_t)len;
   ls.hash = hash_bytes(data, len);
-  for (size_t j = at; j > e->start;) {
-    const log_string *o = &col[--j];
-    if (o->hash == ls.hash && o->len == ls.len &&
-        (len == 0 ||
-         memcmp(e->bytes + (size_t)(o->pos - e->bytes_base), data, len) == 0)) {
-      ls.back = (uint32_t)(at - j);
-      break;
-    }
-  }
   if (len > 0)
     memcpy(e->bytes + (size_t)(e->bytes_end - e->bytes_base), data, len);
   e->bytes_end += len;
   return ls;
+}
+
+/* ---- exact windows: the running state ---- */
+
+static size_t log_index(const tdm__entity *e, uint64_t seq) {
+  return e->start + (size_t)(seq - e->first_seq);
+}
+
+static int64_t seq_time(const tdm__entity *e, uint64_t seq) {
+  return e->times[log_index(e, seq)];
+}
+
+/* a comes before b in time order: by time, then by arrival. */
+static int seq_before(const tdm__entity *e, uint64_t a, uint64_t b) {
+  int64_t ta = seq_time(e, a), tb = seq_time(e, b);
+  return ta < tb || (ta == tb && a < b);
+}
+
+static int entry_passes(const agg_plan *p, const tdm__entity *e, size_t j) {
+  return (e->filters[j] & p->filter_mask) == p->filter_mask;
+}
+
+static double entry_number(const agg_plan *p, const tdm__entity *e, size_t j) {
+  return e->numbers[p->number_column * e->cap + j];
+}
+
+static const log_string *entry_string(const agg_plan *p, const tdm__entity *e,
+                                      size_t j) {
+  return &e->strings[p->string_column * e->cap + j];
+}
+
+static int same_string(const tdm__entity *e, const log_string *a,
+                       const log_string *b) {
+  return a->hash == b->hash && a->len == b->len &&
+         (a->len == 0 ||
+          memcmp(e->bytes + (size_t)(a->pos - e->bytes_base),
+                 e->bytes + (size_t)(b->pos - e->bytes_base), a->len) == 0);
+}
+
+static uint64_t queue_at(const running *r, size_t i) {
+  return r->queue[(r->queue_head + i) & (r->queue_cap - 1)];
+}
+
+/* Appends a member later in time order than every member in the queue. */
+static void queue_push(const agg_plan *p, const tdm__entity *e, running *r,
+                       uint64_t seq, double x) {
+  while (r->queue_len > 0) {
+    double back = entry_number(p, e, log_index(e, queue_at(r, r->queue_len - 1)));
+    int drop = p->kind == TDM__AGG_LAST ||
+               (p->kind == TDM__AGG_MIN ? back >= x : back <= x);
+    if (!drop) break;
+    r->queue_len--;
+  }
+  r->queue[(r->queue_head + r->queue_len) & (r->queue_cap - 1)] = seq;
+  r->queue_len++;
+}
+
+/* The slot holding the value of ls, or the empty slot where it goes. */
+static size_t map_find(const agg_plan *p, const tdm__entity *e,
+                       const running *r, const log_string *ls) {
+  size_t mask = r->slot_cap - 1, i = ls->hash & mask;
+  while (r->slots[i].count != 0 &&
+         !same_string(e, entry_string(p, e, log_index(e, r->slots[i].rep)),
+                      ls))
+    i = (i + 1) & mask;
+  return i;
+}
+
+static void map_add(const agg_plan *p, const tdm__entity *e, running *r,
+                    uint64_t seq) {
+  const log_string *ls = entry_string(p, e, log_index(e, seq));
+  if (ls->len == MISSING_LEN) return;
+  size_t i = map_find(p, e, r, ls);
+  distinct_slot *slot = &r->slots[i];
+  if (slot->count == 0) {
+    slot->count = 1;
+    slot->rep = seq;
+    slot->hash = ls->hash;
+    r->slot_used++;
+  } else {
+    slot->count++;
+    if (seq_before(e, slot->rep, seq)) slot->rep = seq;
+  }
+}
+
+static void map_remove(const agg_plan *p, const tdm__entity *e, running *r,
+                       uint64_t seq) {
+  const log_string *ls = entry_string(p, e, log_index(e, seq));
+  if (ls->len == MISSING_LEN) return;
+  size_t mask = r->slot_cap - 1, hole = map_find(p, e, r, ls);
+  distinct_slot *slot = &r->slots[hole];
+  if (--slot->count > 0) {
+    /* Its key bytes leave with it, and the next latest member with the
+     * value is not known: rebuild before the next read. */
+    if (slot->rep == seq) r->stale = 1;
+    return;
+  }
+  r->slot_used--;
+  /* Linear probing without tombstones: move later slots of the cluster
+   * back into the hole when their home position allows it. */
+  for (size_t j = (hole + 1) & mask; r->slots[j].count != 0;
+       j = (j + 1) & mask) {
+    size_t home = r->slots[j].hash & mask;
+    if (((j - home) & mask) >= ((j - hole) & mask)) {
+      r->slots[hole] = r->slots[j];
+      hole = j;
+    }
+  }
+  memset(&r->slots[hole], 0, sizeof r->slots[hole]);
+}
+
+/* The entry seq becomes a member of p's window; at_end: it is the latest
+ * in time order of the members. */
+static void run_enter(const agg_plan *p, const tdm__entity *e, running *r,
+                      uint64_t seq, int at_end) {
+  size_t j = log_index(e, seq);
+  if (!entry_passes(p, e, j)) return;
+  r->count++;
+  if (kind_reads_number(p->kind)) {
+    double x = entry_number(p, e, j);
+    if (isnan(x)) return;
+    r->values++;
+    if (isinf(x)) {
+      if (x > 0) r->positive_inf++; else r->negative_inf++;
+    } else if (p->kind == TDM__AGG_SUM || p->kind == TDM__AGG_MEAN ||
+               p->kind == TDM__AGG_STDDEV) {
+      tdm__exact_add(&r->sum, x, 0, 1);
+      if (p->kind == TDM__AGG_STDDEV) tdm__exact_add(&r->squares, x, 1, 1);
+    }
+    if ((p->kind == TDM__AGG_MIN || p->kind == TDM__AGG_MAX ||
+         p->kind == TDM__AGG_LAST) && !r->stale) {
+      if (at_end)
+        queue_push(p, e, r, seq, x);
+      else
+        r->stale = 1;
+    }
+  } else if (p->kind == TDM__AGG_DISTINCT && !r->stale) {
+    map_add(p, e, r, seq);
+  }
+}
+
+/* The entry seq leaves p's window; at_cut: it is at the window's start
+ * position, so no member is earlier in time order. */
+static void run_leave(const agg_plan *p, const tdm__entity *e, running *r,
+                      uint64_t seq, int at_cut) {
+  size_t j = log_index(e, seq);
+  if (!entry_passes(p, e, j)) return;
+  r->count--;
+  if (kind_reads_number(p->kind)) {
+    double x = entry_number(p, e, j);
+    if (isnan(x)) return;
+    r->values--;
+    if (isinf(x)) {
+      if (x > 0) r->positive_inf--; else r->negative_inf--;
+    } else if (p->kind == TDM__AGG_SUM || p->kind == TDM__AGG_MEAN ||
+               p->kind == TDM__AGG_STDDEV) {
+      tdm__exact_add(&r->sum, x, 0, -1);
+      if (p->kind == TDM__AGG_STDDEV) tdm__exact_add(&r->squares, x, 1, -1);
+    }
+    if ((p->kind == TDM__AGG_MIN || p->kind == TDM__AGG_MAX ||
+         p->kind == TDM__AGG_LAST) && !r->stale) {
+      /* Earlier members the queue dropped for this one may be the
+       * answer once it is gone: only the earliest member leaves simply. */
+      if (!at_cut) {
+        r->stale = 1;
+      } else if (r->queue_len > 0 && queue_at(r, 0) == seq) {
+        r->queue_head = (r->queue_head + 1) & (r->queue_cap - 1);
+        r->queue_len--;
+      }
+    }
+  } else if (p->kind == TDM__AGG_DISTINCT && !r->stale) {
+    map_remove(p, e, r, seq);
+  }
+}
+
+/* Rebuilds a stale queue or map from the members, in time order. */
+static void run_refresh(const agg_plan *p, const tdm__entity *e, running *r) {
+  if (!r->stale) return;
+  r->stale = 0;
+  r->queue_head = r->queue_len = 0;
+  if (r->slot_cap > 0) memset(r->slots, 0, r->slot_cap * sizeof *r->slots);
+  r->slot_used = 0;
+  for (size_t i = r->cut; i < e->order_end; i++) {
+    uint64_t seq = e->order[i];
+    size_t j = log_index(e, seq);
+    if (!entry_passes(p, e, j)) continue;
+    if (p->kind == TDM__AGG_DISTINCT) {
+      map_add(p, e, r, seq);
+    } else {
+      double x = entry_number(p, e, j);
+      if (!isnan(x)) queue_push(p, e, r, seq, x);
+    }
+  }
+}
+
+/* The first position in the time order whose entry is later than
+ * (time, seq) (seq UINT64_MAX: than every entry at time). */
+static size_t order_upper(const tdm__entity *e, int64_t time, uint64_t seq) {
+  size_t lo = e->order_start, hi = e->order_end;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    uint64_t m = e->order[mid];
+    int64_t tm = seq_time(e, m);
+    if (tm < time || (tm == time && m <= seq))
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo;
+}
+
+/* Makes room for one more entry at order_end. */
+static int order_reserve(tdm__entity *e) {
+  if (e->order_end < e->order_cap) return TDM_OK;
+  size_t live = e->order_end - e->order_start;
+  uint64_t *order = e->order;
+  if (live + 1 > e->order_cap / 2) {
+    size_t cap = e->order_cap ? 2 * e->order_cap : 8;
+    while (cap < live + 1) cap *= 2;
+    order = tdm__malloc(cap * sizeof *order);
+    if (order == NULL) return TDM_ENOMEM;
+    e->order_cap = cap;
+  }
+  if (live > 0) memmove(order, e->order + e->order_start, live * sizeof *order);
+  for (size_t i = 0; i < e->num_runs; i++) e->runs[i].cut -= e->order_start;
+  if (order != e->order) tdm__free(e->order);
+  e->order = order;
+  e->order_start = 0;
+  e->order_end = live;
+  return TDM_OK;
+}
+
+/* Grows a queue's ring to hold n members. */
+static int queue_reserve(running *r, size_t n) {
+  if (r->queue_cap >= n) return TDM_OK;
+  size_t cap = r->queue_cap ? r->queue_cap : 8;
+  while (cap < n) cap *= 2;
+  uint64_t *queue = tdm__malloc(cap * sizeof *queue);
+  if (queue == NULL) return TDM_ENOMEM;
+  for (size_t i = 0; i < r->queue_len; i++) queue[i] = queue_at(r, i);
+  tdm__free(r->queue);
+  r->queue = queue;
+  r->queue_cap = cap;
+  r->queue_head = 0;
+  return TDM_OK;
+}
+
+/* Grows a map to take one more value with a load of at most 3/4. A
+ * stale map is rebuilt from all its members, whose values it may not have
+ * counted yet: room for as many values as members, then. */
+static int map_reserve(running *r) {
+  size_t need = (r->stale ? r->count : r->slot_used) + 1;
+  if (need * 4 <= r->slot_cap * 3) return TDM_OK;
+  size_t cap = r->slot_cap ? 2 * r->slot_cap : 8;
+  while (need * 4 > cap * 3) cap *= 2;
+  distinct_slot *slots = tdm__calloc(cap, sizeof *slots);
+  if (slots == NULL) return TDM_ENOMEM;
+  for (size_t i = 0; i < r->slot_cap; i++) {
+    if (r->slots[i].count == 0) continue;
+    size_t k = r->slots[i].hash & (cap - 1);
+    while (slots[k].count != 0) k = (k + 1) & (cap - 1);
+    slots[k] = r->slots[i];
+  }
+  tdm__free(r->slots);
+  r->slots = slots;
+  r->slot_cap = cap;
+  return TDM_OK;
+}
+
+/* Everything applying ev may need, so that it cannot fail later. */
+static int runs_reserve(const tdm__window_spec *s, tdm__entity *e,
+                        const tdm__window_event *ev) {
+  if (e->num_runs == 0) return TDM_OK;
+  if (order_reserve(e) != TDM_OK) return TDM_ENOMEM;
+  size_t live = e->end - e->start + 1;
+  for (size_t i = 0; i < s->num_aggs; i++) {
+    const agg_plan *p = &s->aggs[i];
+    running *r = e->aggs[i].run;
+    if (p->role != ROLE_EXACT) continue;
+    double x = kind_reads_number(p->kind) ? normalize(ev->numbers[p->input])
+                                          : NAN;
+    int rc = TDM_OK;
+    switch (p->kind) {
+      case TDM__AGG_STDDEV:
+        rc = tdm__exact_reserve(&r->squares, x, 1);
+        /* fall through */
+      case TDM__AGG_SUM:
+      case TDM__AGG_MEAN:
+        if (rc == TDM_OK) rc = tdm__exact_reserve(&r->sum, x, 0);
+        break;
+      case TDM__AGG_MIN:
+      case TDM__AGG_MAX:
+      case TDM__AGG_LAST:
+        rc = queue_reserve(r, live);
+        break;
+      case TDM__AGG_DISTINCT:
+        rc = map_reserve(r);
+        break;
+      default:
+        break;
+    }
+    if (rc != TDM_OK) return rc;
+  }
+  return TDM_OK;
+}
+
+/* Windows move forward with M: entries no later than M - w leave. */
+static void runs_advance(const tdm__window_spec *s, tdm__entity *e) {
+  for (size_t i = 0; i < s->num_aggs; i++) {
+    const agg_plan *p = &s->aggs[i];
+    if (p->role != ROLE_EXACT) continue;
+    running *r = e->aggs[i].run;
+    int64_t threshold = e->max_time - p->window;
+    while (r->cut < e->order_end &&
+           seq_time(e, e->order[r->cut]) <= threshold) {
+      run_leave(p, e, r, e->order[r->cut], 1);
+      r->cut++;
+    }
+  }
+}
+
+/* Puts the newest log entry into the time order (room reserved) and into
+ * the windows it falls in: those of width w with its time > M - w. */
+static void runs_insert(const tdm__window_spec *s, tdm__entity *e) {
+  size_t j = e->end - 1;
+  uint64_t seq = e->first_seq + (j - e->start);
+  int64_t t = e->times[j];
+  size_t at = e->order_end;
+  int late = at > e->order_start && seq_time(e, e->order[at - 1]) > t;
+  if (late) {
+    at = order_upper(e, t, UINT64_MAX);
+    memmove(e->order + at + 1, e->order + at,
+            (e->order_end - at) * sizeof *e->order);
+  }
+  e->order[at] = seq;
+  e->order_end++;
+  for (size_t i = 0; i < s->num_aggs; i++) {
+    const agg_plan *p = &s->aggs[i];
+    if (p->role != ROLE_EXACT) continue;
+    running *r = e->aggs[i].run;
+    if (t > e->max_time - p->window)
+      run_enter(p, e, r, seq, !late);
+    else
+      r->cut++; /* it is placed before the window's start */
+  }
+}
+
+/* Takes the log entry seq (about to be dropped) out of the time order and
+ * the windows. */
+static void runs_remove(const tdm__window_spec *s, tdm__entity *e,
+                        uint64_t seq) {
+  size_t at = e->order_start;
+  if (e->order[at] != seq) at = order_upper(e, seq_time(e, seq), seq) - 1;
+  for (size_t i = 0; i < s->num_aggs; i++) {
+    const agg_plan *p = &s->aggs[i];
+    if (p->role != ROLE_EXACT) continue;
+    running *r = e->aggs[i].run;
+    if (at >= r->cut) run_leave(p, e, r, seq, at == r->cut);
+    if (r->cut <= at) r->cut++;
+  }
+  memmove(e->order + e->order_start + 1, e->order + e->order_start,
+          (at - e->order_start) * sizeof *e->order);
+  e->order_start++;
+}
+
+typedef struct timed_seq {
+  int64_t time;
+  uint64_t seq;
+} timed_seq;
+
+static int timed_seq_compare(const void *a, const void *b) {
+  const timed_seq *x = a, *y = b;
+  if (x->time != y->time) return x->time < y->time ? -1 : 1;
+  return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* Builds the time order and the running states of a freshly decoded log
+ * (entity otherwise empty). TDM_ENOMEM. */
+static int runs_rebuild(const tdm__window_spec *s, tdm__entity *e) {
+  if (e->num_runs == 0) return TDM_OK;
+  size_t live = e->end - e->start, cap = 8;
+  while (cap < live + 1) cap *= 2;
+  timed_seq *sorted = tdm__malloc((live ? live : 1) * sizeof *sorted);
+  uint64_t *order = tdm__malloc(cap * sizeof *order);
+  if (sorted == NULL || order == NULL) {
+    tdm__free(sorted);
+    tdm__free(order);
+    return TDM_ENOMEM;
+  }
+  for (size_t k = 0; k < live; k++) {
+    sorted[k].time = e->times[e->start + k];
+    sorted[k].seq = e->first_seq + k;
+  }
+  qsort(sorted, live, sizeof *sorted, timed_seq_compare);
+  for (size_t k = 0; k < live; k++) order[k] = sorted[k].seq;
+  tdm__free(sorted);
+  tdm__free(e->order);
+  e->order = order;
+  e->order_cap = cap;
+  e->order_start = 0;
+  e->order_end = live;
+  for (size_t i = 0; i < s->num_aggs; i++) {
+    const agg_plan *p = &s->aggs[i];
+    if (p->role != ROLE_EXACT) continue;
+    running *r = e->aggs[i].run;
+    if (live == 0) continue; /* M may be INT64_MIN */
+    r->cut = order_upper(e, e->max_time - p->window, UINT64_MAX);
+    if (queue_reserve(r, live + 1) != TDM_OK) return TDM_ENOMEM;
+    for (size_t k = r->cut; k < live; k++) {
+      size_t j = log_index(e, order[k]);
+      if (kind_reads_number(p->kind)) {
+        double x = entry_number(p, e, j);
+        if (tdm__exact_reserve(&r->sum, x, 0) != TDM_OK ||
+            tdm__exact_reserve(&r->squares, x, p->kind == TDM__AGG_STDDEV) !=
+                TDM_OK)
+          return TDM_ENOMEM;
+      }
+      if (p->kind == TDM__AGG_DISTINCT && map_reserve(r) != TDM_OK)
+        return TDM_ENOMEM;
+      run_enter(p, e, r, order[k], 1);
+    }
+  }
+  return TDM_OK;
+}
+
+/* Drops the log's first entry. */
+static void log_drop_first(const tdm__window_spec *s, tdm__entity *e) {
+  if (e->num_runs > 0) runs_remove(s, e, e->first_seq);
+  for (size_t c = 0; c < s->string_columns; c++) {
+    const log_string *ls = &e->strings[c * e->cap + e->start];
+    if (ls->len != MISSING_LEN) e->bytes_free = ls->pos + ls->len;
+  }
+  e->start++;
+  e->first_seq++;
+  if (e->start == e->end) {
+    e->start = e->end = 0;
+    e->bytes_base = e->bytes_free = e->bytes_end = 0;
+  }
 }
 
 /* Drops log entries from the front: those beyond max_events and those no
@@ -641,17 +1167,8 @@ static log_string bytes_push(tdm__entity *e, const log_string *col, size_t at,
 static void log_evict(const tdm__window_spec *s, tdm__entity *e) {
   int64_t dead = e->max_time - s->horizon;
   while (e->end > e->start &&
-         (e->end - e->start > s->max_events || e->times[e->start] <= dead)) {
-    for (size_t c = 0; c < s->string_columns; c++) {
-      const log_string *ls = &e->strings[c * e->cap + e->start];
-      if (ls->len != MISSING_LEN) e->bytes_free = ls->pos + ls->len;
-    }
-    e->start++;
-  }
-  if (e->start == e->end) {
-    e->start = e->end = 0;
-    e->bytes_base = e->bytes_free = e->bytes_end = 0;
-  }
+         (e->end - e->start > s->max_events || e->times[e->start] <= dead))
+    log_drop_first(s, e);
 }
 
 /* ---- computing the aggregates ---- */
@@ -698,8 +1215,61 @@ static size_t skip_old(const tdm__entity *e, size_t first, size_t last,
   return first;
 }
 
+/* sum, mean or stddev of `values` numbers (not NaN): those infinite
+ * counted apart, the others summed exactly in sum and, for stddev, their
+ * squares in squares (docs/windows.md, "Order of arithmetic"). */
+static double numeric_result(tdm__agg_kind kind, uint64_t values,
+                             uint64_t positive_inf, uint64_t negative_inf,
+                             tdm__exact_sum *sum,
+                             const tdm__exact_sum *squares) {
+  if (values == 0) return kind == TDM__AGG_SUM ? 0.0 : NAN;
+  double total = positive_inf && negative_inf ? NAN
+                 : positive_inf               ? INFINITY
+                 : negative_inf               ? -INFINITY
+                                              : tdm__exact_round(sum);
+  if (kind == TDM__AGG_SUM) return total;
+  double mean = total / (double)values;
+  if (kind == TDM__AGG_MEAN || isnan(mean)) return mean;
+  if (!isfinite(mean)) return NAN;
+  /* The sum of squared deviations from the mean, exactly:
+   * squares - 2 * mean * sum + values * mean^2, rounded once. */
+  int64_t limbs[TDM__EXACT_LIMBS];
+  tdm__exact_sum deviations;
+  tdm__exact_copy_full(&deviations, limbs, squares);
+  tdm__exact_add_scaled(&deviations, sum, mean, -1, 1);
+  tdm__exact_add_count_square(&deviations, mean, values);
+  return sqrt(tdm__exact_round(&deviations) / (double)values);
+}
+
+/* An in-order event's exact window: the running state. */
+static double running_value(const agg_plan *p, tdm__entity *e, running *r) {
+  run_refresh(p, e, r);
+  switch (p->kind) {
+    case TDM__AGG_COUNT:
+      return (double)r->count;
+    case TDM__AGG_SUM:
+    case TDM__AGG_MEAN:
+    case TDM__AGG_STDDEV:
+      return numeric_result(p->kind, r->values, r->positive_inf,
+                            r->negative_inf, &r->sum, &r->squares);
+    case TDM__AGG_MIN:
+    case TDM__AGG_MAX:
+    case TDM__AGG_LAST:
+      if (r->queue_len == 0) return NAN;
+      return entry_number(p, e, log_index(e, queue_at(r, 0)));
+    case TDM__AGG_DISTINCT:
+      return (double)r->slot_used;
+    default:
+      return NAN;
+  }
+}
+
+/* A late event's exact window, by scanning the log. scratch: a zeroed
+ * hash set (for distinct) of scratch_cap slots, a power of two above
+ * twice the log's entries. */
 static double exact_value(const tdm__window_spec *s, tdm__entity *e,
-                          const agg_plan *p, int64_t t) {
+                          const agg_plan *p, int64_t t, uint64_t *scratch,
+                          size_t scratch_cap) {
   SCAN_SETUP();
   int64_t lo = t - p->window, dead = e->max_time - s->horizon;
   if (dead > lo) lo = dead;
@@ -714,22 +1284,23 @@ static double exact_value(const tdm__window_spec *s, tdm__entity *e,
     case TDM__AGG_SUM:
     case TDM__AGG_MEAN:
     case TDM__AGG_STDDEV: {
-      double sum = 0.0;
-      uint64_t n = 0;
+      int64_t sum_limbs[TDM__EXACT_LIMBS], square_limbs[TDM__EXACT_LIMBS];
+      tdm__exact_sum sum, squares;
+      tdm__exact_init_full(&sum, sum_limbs);
+      int deviation = p->kind == TDM__AGG_STDDEV;
+      if (deviation) tdm__exact_init_full(&squares, square_limbs);
+      uint64_t n = 0, positive_inf = 0, negative_inf = 0;
       SCAN(if (!isnan(x[j])) {
-        sum += x[j];
         n++;
+        if (isinf(x[j])) {
+          if (x[j] > 0) positive_inf++; else negative_inf++;
+        } else {
+          tdm__exact_add(&sum, x[j], 0, 1);
+          if (deviation) tdm__exact_add(&squares, x[j], 1, 1);
+        }
       });
-      if (p->kind == TDM__AGG_SUM) return sum;
-      if (n == 0) return NAN;
-      double mean = sum / (double)n;
-      if (p->kind == TDM__AGG_MEAN) return mean;
-      double squares = 0.0;
-      SCAN(if (!isnan(x[j])) {
-        double d = x[j] - mean;
-        squares += d * d;
-      });
-      return sqrt(squares / (double)n);
+      return numeric_result(p->kind, n, positive_inf, negative_inf, &sum,
+                            deviation ? &squares : &sum);
     }
     case TDM__AGG_MIN:
     case TDM__AGG_MAX: {
@@ -749,23 +1320,19 @@ static double exact_value(const tdm__window_spec *s, tdm__entity *e,
       return v;
     }
     case TDM__AGG_DISTINCT: {
-      /* A member counts when no earlier member has its bytes: follow its
-       * back links to the first member or the scan's start. Each
-       * non-member is passed at most once (only by the next member with
-       * its bytes, or by the first), so this is linear. */
+      /* The members' values in a hash set of log positions (plus one). */
       const log_string *str = e->strings + p->string_column * e->cap;
-      size_t distinct = 0;
+      size_t distinct = 0, slot_mask = scratch_cap - 1;
+      memset(scratch, 0, scratch_cap * sizeof *scratch);
       SCAN(if (str[j].len != MISSING_LEN) {
-        size_t k = j;
-        int seen = 0;
-        while (str[k].back != 0 && k - first >= str[k].back) {
-          k -= str[k].back;
-          if (tm[k] > lo && tm[k] <= t && (fl[k] & mask) == mask) {
-            seen = 1;
-            break;
-          }
+        size_t i = str[j].hash & slot_mask;
+        while (scratch[i] != 0 &&
+               !same_string(e, &str[scratch[i] - 1], &str[j]))
+          i = (i + 1) & slot_mask;
+        if (scratch[i] == 0) {
+          scratch[i] = j + 1;
+          distinct++;
         }
-        distinct += !seen;
       });
       return (double)distinct;
     }
@@ -907,9 +1474,21 @@ int tdm__entity_apply(const tdm__window_spec *s, tdm__entity *e,
     if (s->aggs[i].role == ROLE_HOPPED &&
         buckets_reserve(&e->aggs[i]) != TDM_OK)
       return TDM_ENOMEM;
+  if (runs_reserve(s, e, ev) != TDM_OK) return TDM_ENOMEM;
+  /* A late event computes its exact windows by scanning the log; distinct
+   * then needs a hash set the size of the log. */
+  int reset = e->max_time != INT64_MIN && s->ttl > 0 && t - e->max_time > s->ttl;
+  int late = !reset && e->max_time != INT64_MIN && t < e->max_time;
+  uint64_t *scratch = NULL;
+  size_t scratch_cap = 0;
+  if (late && s->exact_distinct) {
+    scratch_cap = 8;
+    while (scratch_cap < 2 * (e->end - e->start + 1)) scratch_cap *= 2;
+    scratch = tdm__malloc(scratch_cap * sizeof *scratch);
+    if (scratch == NULL) return TDM_ENOMEM;
+  }
 
-  if (e->max_time != INT64_MIN && s->ttl > 0 && t - e->max_time > s->ttl)
-    entity_clear(s, e);
+  if (reset) entity_clear(s, e);
   if (t > e->max_time) e->max_time = t;
 
   if (s->needs_log) {
@@ -925,8 +1504,14 @@ int tdm__entity_apply(const tdm__window_spec *s, tdm__entity *e,
     for (size_t c = 0; c < s->string_columns; c++) {
       const tdm__str *str = &ev->strings[s->string_inputs[c]];
       log_string *col = e->strings + c * e->cap;
-      col[j] = bytes_push(e, col, j, str->data, str->len);
+      col[j] = bytes_push(e, str->data, str->len);
     }
+    if (e->num_runs > 0) {
+      runs_advance(s, e);
+      runs_insert(s, e);
+    }
+    /* The event sees the last max_events - 1 events before it. */
+    while (e->end - e->start > s->max_events) log_drop_first(s, e);
   }
 
   for (size_t i = 0; i < s->num_aggs; i++) {
@@ -937,7 +1522,8 @@ int tdm__entity_apply(const tdm__window_spec *s, tdm__entity *e,
                                           : NAN;
     switch (p->role) {
       case ROLE_EXACT:
-        out[i] = exact_value(s, e, p, t);
+        out[i] = late ? exact_value(s, e, p, t, scratch, scratch_cap)
+                      : running_value(p, e, st->run);
         break;
       case ROLE_HOPPED:
         hopped_update(s, p, st, e->max_time, t, pass, x);
@@ -958,6 +1544,7 @@ int tdm__entity_apply(const tdm__window_spec *s, tdm__entity *e,
       }
     }
   }
+  tdm__free(scratch);
   if (s->needs_log) log_evict(s, e);
   return TDM_OK;
 }
@@ -1424,7 +2011,7 @@ int tdm__entity_decode(const tdm__window_spec *s, const void *data,
           }
         }
         log_string *col = e->strings + c * e->cap;
-        col[j] = bytes_push(e, col, j, (const char *)bytes, slen);
+        col[j] = bytes_push(e, (const char *)bytes, slen);
       }
       if (r.short_read) break;
       e->end++;
@@ -1434,6 +2021,10 @@ int tdm__entity_decode(const tdm__window_spec *s, const void *data,
   if (r.short_read) DECODE_FAIL("truncated");
   if (r.off != r.len)
     DECODE_FAIL("%zu bytes after the end", r.len - r.off);
+  if (runs_rebuild(s, e) != TDM_OK) {
+    rc = tdm__fail(err, TDM_ENOMEM, "out of memory");
+    goto fail;
+  }
   *out = e;
   return TDM_OK;
 fail:

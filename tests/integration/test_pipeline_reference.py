@@ -7,9 +7,9 @@ equals the reference's value.
 
 The reference recomputes every window from the whole list of events the
 entity has applied; it shares no code or data structure with window.c.
-It sums in the order docs/windows.md fixes (arrival order, the event
-itself last; Welford's update for `window: all` stddev), so values are
-compared exactly, bit for bit after parsing tandem's shortest round-trip
+Exact windows' sums are the exact sums (Python fractions) rounded once,
+as docs/windows.md fixes; `window: all` folds in arrival order (Welford's
+update for stddev). So values are compared exactly, bit for bit after parsing tandem's shortest round-trip
 text, with no tolerance. Exact (not hopped) windows of every kind are
 covered: count, sum, mean, min, max, stddev, last, distinct, since_last
 (with and without a window), each with and without a `where` filter, and
@@ -19,6 +19,7 @@ import json
 import math
 import os
 import random
+from fractions import Fraction
 
 from common import expect, fail, finish, tmpdir
 from pipeline_util import fmt_time, read_csv, tandem, write, write_csv, write_jsonl
@@ -117,6 +118,23 @@ def c_max(a, b):
     return b if b > a else a
 
 
+def rounded(fraction):
+    """A rational rounded to the nearest double, ties to even."""
+    try:
+        return float(fraction)
+    except OverflowError:
+        return math.inf if fraction > 0 else -math.inf
+
+
+def exact_total(values):
+    """The exact sum of VALUES rounded once (infinities apart)."""
+    if math.inf in values and -math.inf in values:
+        return NAN
+    if math.inf in values or -math.inf in values:
+        return math.inf if math.inf in values else -math.inf
+    return rounded(sum(Fraction(x) for x in values)) + 0.0
+
+
 def exact(kind, members, inp):
     """One exact window's value; MEMBERS in arrival order, the event last."""
     if kind == "count":
@@ -125,23 +143,20 @@ def exact(kind, members, inp):
         return float(len({m[inp] for m in members if m[inp] is not None}))
     xs = [(m["t"], m[inp]) for m in members if not math.isnan(m[inp])]
     if kind == "sum":
-        s = 0.0
-        for _, x in xs:
-            s += x
-        return s
+        return exact_total([x for _, x in xs]) if xs else 0.0
     if not xs:
         return NAN
     if kind in ("mean", "stddev"):
-        s = 0.0
-        for _, x in xs:
-            s += x
-        mean = s / len(xs)
+        # docs/windows.md: the correctly rounded sum over n; stddev from the
+        # correctly rounded sum of squared deviations from that mean.
+        values = [x for _, x in xs]
+        mean = exact_total(values) / len(values)
         if kind == "mean":
             return mean
-        q = 0.0
-        for _, x in xs:
-            q += (x - mean) * (x - mean)
-        return math.sqrt(q / len(xs))
+        if not math.isfinite(mean):
+            return NAN
+        deviations = sum((Fraction(x) - Fraction(mean)) ** 2 for x in values)
+        return math.sqrt(rounded(deviations) / len(values))
     if kind == "min":
         return min(x for _, x in xs)
     if kind == "max":

@@ -71,8 +71,10 @@
   X(window_spec_validation) \
   X(window_examples) \
   X(window_matches_reference) \
+  X(exact_sum_matches_expansions) \
   X(window_decode_rejects_corruption) \
   X(window_decodes_version_1) \
+  X(window_distinct_rebuilt_after_late_values) \
   X(window_out_of_memory) \
   X(window_memory_bounded) \
   X(spec_refuses_directives_and_bad_utf8)   \

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../src/pipeline/exact_sum.h"
 #include "../../src/pipeline/window.h"
 #include "test.h"
 
@@ -29,6 +30,62 @@ static uint64_t rnd(void) {
   return rng_state;
 }
 static int64_t rnd_below(int64_t n) { return (int64_t)(rnd() % (uint64_t)n); }
+
+/* ---- exact sums for the reference ----
+ * Shewchuk's non-overlapping expansions, as Python's math.fsum keeps them
+ * (a different method from window.c's fixed-point limbs): the sum of the
+ * terms added is exactly the sum of the partials, and the final rounding
+ * is to nearest, ties to even. Terms are finite and the sums stay far
+ * from overflow in these tests. */
+
+typedef struct expansion {
+  double part[64];
+  int n;
+} expansion;
+
+static void expansion_add(expansion *x, double v) {
+  int i = 0;
+  for (int k = 0; k < x->n; k++) {
+    double y = x->part[k];
+    if (fabs(v) < fabs(y)) {
+      double swap = v;
+      v = y;
+      y = swap;
+    }
+    double hi = v + y, lo = y - (hi - v);
+    if (lo != 0.0) x->part[i++] = lo;
+    v = hi;
+  }
+  x->part[i++] = v;
+  x->n = i;
+  if (x->n == 64) abort(); /* cannot happen: partials do not overlap */
+}
+
+static double expansion_round(const expansion *x) {
+  int n = x->n;
+  if (n == 0) return 0.0;
+  double hi = x->part[--n], lo = 0.0;
+  while (n > 0) {
+    double v = hi, y = x->part[--n];
+    hi = v + y;
+    lo = y - (hi - v);
+    if (lo != 0.0) break;
+  }
+  /* Halfway between two doubles: the partials below say which way. */
+  if (n > 0 && ((lo < 0 && x->part[n - 1] < 0) ||
+                (lo > 0 && x->part[n - 1] > 0))) {
+    double y = lo * 2, v = hi + y;
+    if (y == v - hi) hi = v;
+  }
+  return hi + 0.0;
+}
+
+/* Adds a * b exactly (no underflow in these tests). */
+static void expansion_add_product(expansion *x, double a, double b) {
+  double p = a * b;
+  expansion_add(x, p);
+  expansion_add(x, fma(a, b, -p));
+}
 
 /* ---- the reference ---- */
 
@@ -223,21 +280,33 @@ static void ref_apply(const tdm__window_config *c, ref_entity *r,
       double v = NAN;
       if (k == TDM__AGG_COUNT) v = (double)nm;
       if (k == TDM__AGG_SUM || k == TDM__AGG_MEAN || k == TDM__AGG_STDDEV) {
-        double sum = 0.0;
+        /* The correctly rounded sum; the mean is it over n; stddev the
+         * square root of the correctly rounded sum of (x - mean)^2 over
+         * n (docs/windows.md). */
+        expansion total = {{0}, 0};
         size_t n = 0;
         for (size_t i = 0; i < nm; i++) {
           double x = r->ev[mem[i]].num[d->input];
-          if (!isnan(x)) sum += x, n++;
+          if (!isnan(x)) expansion_add(&total, x), n++;
         }
+        double sum = expansion_round(&total);
         if (k == TDM__AGG_SUM) v = sum;
         if (n > 0 && k == TDM__AGG_MEAN) v = sum / (double)n;
         if (n > 0 && k == TDM__AGG_STDDEV) {
-          double mean = sum / (double)n, sq = 0.0;
+          double mean = sum / (double)n;
+          expansion squares = {{0}, 0};
           for (size_t i = 0; i < nm; i++) {
             double x = r->ev[mem[i]].num[d->input];
-            if (!isnan(x)) sq += (x - mean) * (x - mean);
+            if (isnan(x)) continue;
+            /* x - mean = hi + lo exactly (Knuth's two-sum); its square
+             * in three exact products. */
+            double hi = x - mean, bv = hi - x, av = hi - bv;
+            double lo = (x - av) + (-mean - bv);
+            expansion_add_product(&squares, hi, hi);
+            expansion_add_product(&squares, 2 * hi, lo);
+            expansion_add_product(&squares, lo, lo);
           }
-          v = sqrt(sq / (double)n);
+          v = sqrt(expansion_round(&squares) / (double)n);
         }
       }
       if (k == TDM__AGG_MIN || k == TDM__AGG_MAX) {
@@ -497,6 +566,71 @@ static int run_stream(uint64_t seed, int events) {
 TEST(window_matches_reference) {
   for (uint64_t seed = 1; seed <= 400; seed++)
     if (run_stream(seed, 600) != 0) return 1;
+  return 0;
+}
+
+/* exact_sum against the expansions: sums of random doubles of every
+ * magnitude (subnormals, cancellation, ties), added, partly subtracted
+ * again, rounded; and the sum of squared deviations stddev uses. */
+TEST(exact_sum_matches_expansions) {
+  rng_state = 2022;
+  for (int round = 0; round < 3000; round++) {
+    int n = 1 + (int)rnd_below(40), shape = (int)rnd_below(4);
+    double x[40];
+    for (int i = 0; i < n; i++) {
+      double u = (double)(rnd() >> 11) / 9007199254740992.0 - 0.5;
+      if (shape == 0) x[i] = ldexp(u, (int)rnd_below(200) - 100);
+      if (shape == 1) x[i] = ldexp(u, (int)rnd_below(1100) - 1074);
+      if (shape == 2) x[i] = (double)(rnd_below(2001) - 1000) / 8.0;
+      if (shape == 3) x[i] = i % 2 ? 1e16 : (i % 3 ? -1e16 : u);
+    }
+    tdm__exact_sum sum, squares;
+    tdm__exact_init(&sum);
+    tdm__exact_init(&squares);
+    expansion want = {{0}, 0};
+    for (int i = 0; i < n; i++) {
+      CHECK_INT(tdm__exact_reserve(&sum, x[i], 0), TDM_OK);
+      CHECK_INT(tdm__exact_reserve(&squares, x[i], 1), TDM_OK);
+      tdm__exact_add(&sum, x[i], 0, 1);
+      tdm__exact_add(&squares, x[i], 1, 1);
+      expansion_add(&want, x[i]);
+      /* Values that come and go leave nothing behind. */
+      double y = x[i] * 3.0 + 1.0;
+      CHECK_INT(tdm__exact_reserve(&sum, y, 0), TDM_OK);
+      tdm__exact_add(&sum, y, 0, 1);
+      tdm__exact_add(&sum, y, 0, -1);
+    }
+    double got = tdm__exact_round(&sum), expected = expansion_round(&want);
+    if (!same_value(got, expected) || (got == 0 && signbit(got))) {
+      fprintf(stderr, "round %d: sum %a, expansion %a\n", round, got,
+              expected);
+      return 1;
+    }
+    if (shape != 1) { /* squares of subnormals are below every double */
+      double mean = got / n;
+      int64_t limbs[TDM__EXACT_LIMBS];
+      tdm__exact_sum d;
+      tdm__exact_copy_full(&d, limbs, &squares);
+      tdm__exact_add_scaled(&d, &sum, mean, -1, 1);
+      tdm__exact_add_count_square(&d, mean, (uint64_t)n);
+      expansion dev = {{0}, 0};
+      for (int i = 0; i < n; i++) {
+        double hi = x[i] - mean, bv = hi - x[i], av = hi - bv;
+        double lo = (x[i] - av) + (-mean - bv);
+        expansion_add_product(&dev, hi, hi);
+        expansion_add_product(&dev, 2 * hi, lo);
+        expansion_add_product(&dev, lo, lo);
+      }
+      double d_got = tdm__exact_round(&d), d_want = expansion_round(&dev);
+      if (!same_value(d_got, d_want)) {
+        fprintf(stderr, "round %d: deviations %a, expansion %a\n", round,
+                d_got, d_want);
+        return 1;
+      }
+    }
+    tdm__exact_free(&sum);
+    tdm__exact_free(&squares);
+  }
   return 0;
 }
 
@@ -787,6 +921,42 @@ TEST(window_decodes_version_1) {
   tdm__buf_free(&b);
   tdm__entity_free(built);
   tdm__entity_free(old);
+  tdm__window_spec_free(spec);
+  return 0;
+}
+
+/* A distinct whose map went stale (its key member left by max_events
+ * while others with the value stayed) and then saw late events bring new
+ * values it did not count yet: rebuilding it needs room for every
+ * member's value, not for the values it had counted. */
+TEST(window_distinct_rebuilt_after_late_values) {
+  tdm__agg_def agg = {TDM__AGG_DISTINCT, 1000000, 0, 0, SIZE_MAX};
+  tdm__window_config c = {&agg, 1, NUMS, STRS, FILTS, 1000000, 0, 20};
+  tdm__window_spec *spec;
+  tdm_error err;
+  CHECK_INT(tdm__window_spec_new(&c, &spec, &err), TDM_OK);
+  tdm__entity *ent;
+  CHECK_INT(tdm__entity_new(spec, &ent), TDM_OK);
+  double num[NUMS] = {0, 0, 0}, out = 0;
+  unsigned char fl[FILTS] = {1, 1, 1};
+  char name[16];
+  /* "a" at 100, then 19 more "a" earlier: the first stays its key. */
+  for (int i = 0; i < 40; i++) {
+    int64_t t = i == 0 ? 100 : i < 20 ? i : 50;
+    if (i < 20)
+      snprintf(name, sizeof name, "a");
+    else
+      snprintf(name, sizeof name, "b%d", i);
+    tdm__str strs[STRS] = {{name, strlen(name)}, {NULL, 0}};
+    tdm__window_event ev = {t, num, strs, fl};
+    CHECK_INT(tdm__entity_apply(spec, ent, &ev, &out), TDM_OK);
+  }
+  /* The 20 members are b20..b39; an in-order event replaces b20. */
+  tdm__str strs[STRS] = {{"c", 1}, {NULL, 0}};
+  tdm__window_event ev = {101, num, strs, fl};
+  CHECK_INT(tdm__entity_apply(spec, ent, &ev, &out), TDM_OK);
+  CHECK(out == 20.0);
+  tdm__entity_free(ent);
   tdm__window_spec_free(spec);
   return 0;
 }
