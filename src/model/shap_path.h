@@ -95,28 +95,38 @@ static SHAP_REAL SHAP_FN(unwound_path_sum)(const SHAP_FN(path_element) * path,
   return total;
 }
 
-/* The reference leaf step: each feature on the path gets its share of
- * the leaf's value. The features on a path are distinct, so the order of
- * the updates does not matter. */
-static void SHAP_FN(leaf_contributions_scalar)(const SHAP_FN(path_element) *
-                                                   path,
-                                               unsigned depth, SHAP_REAL leaf,
-                                               SHAP_REAL *phi,
-                                               shap_touched *touched) {
+/* The reference leaf step: values[i - 1] is the share of the leaf's value
+ * that the feature at path[i] gets, for i in 1..depth. */
+static void SHAP_FN(leaf_values_scalar)(const SHAP_FN(path_element) * path,
+                                        unsigned depth, SHAP_REAL leaf,
+                                        SHAP_REAL *values) {
   for (unsigned i = 1; i <= depth; i++) {
     const SHAP_REAL w = SHAP_FN(unwound_path_sum)(path, depth, i);
     const SHAP_FN(path_element) *el = &path[i];
-    touch(touched, el->feature);
-    phi[el->feature] += w * (el->one_fraction - el->zero_fraction) * leaf;
+    values[i - 1] = w * (el->one_fraction - el->zero_fraction) * leaf;
   }
 }
 
 /* The leaf step the recursion takes: shap.c defines it per precision (the
  * scalar one above, or lanes that compute several unwound sums at once
  * with the same operations in the same order). */
+static void SHAP_FN(leaf_values)(const SHAP_FN(path_element) * path,
+                                 unsigned depth, SHAP_REAL leaf,
+                                 SHAP_REAL *values);
+
+/* Adds a leaf's shares to phi. The features on a path are distinct, so
+ * the order of the updates does not matter; each product is rounded
+ * before the sum, as in the libraries' `phi[f] += w * (one - zero) * v`. */
 static void SHAP_FN(leaf_contributions)(const SHAP_FN(path_element) * path,
                                         unsigned depth, SHAP_REAL leaf,
-                                        SHAP_REAL *phi, shap_touched *touched);
+                                        SHAP_REAL *phi, shap_touched *touched) {
+  SHAP_REAL *values = (SHAP_REAL *)touched->values;
+  SHAP_FN(leaf_values)(path, depth, leaf, values);
+  for (unsigned i = 1; i <= depth; i++) {
+    touch(touched, path[i].feature);
+    phi[path[i].feature] += values[i - 1];
+  }
+}
 
 /*
  * The recursion from `node` with the path so far in parent[0..depth-1]
@@ -166,6 +176,96 @@ static void SHAP_FN(tree_shap)(const tdm_model *model, tdm__row row,
   SHAP_FN(tree_shap)
   (model, row, phi, touched, cold, depth + 1, path,
    cold_zero_fraction * incoming_zero_fraction, 0, node->feature);
+}
+
+/*
+ * The leaf table of one tree (shap.c's shap_table): the recursion above,
+ * run for every way a row can take the tree instead of one row's. A leaf
+ * at split level L is reached through L splits; at each the row either
+ * goes the leaf's way (the recursion's hot child: one fraction kept) or
+ * not (the cold child: one fraction 0). The path's zero fractions depend
+ * only on the covers, so a leaf's shares are a function of those L bits,
+ * `pattern` (bit k: the split at level k sent the row the leaf's way).
+ * This fills values[pattern * depth + i - 1] at every leaf with the very
+ * operations the recursion performs for a row with that pattern, so a
+ * lookup gives the recursion's bits.
+ */
+static void SHAP_FN(table_fill)(const tdm_model *model, shap_table *table, uint32_t index,
+                                unsigned depth, SHAP_FN(path_element) * parent,
+                                SHAP_REAL parent_zero_fraction,
+                                SHAP_REAL parent_one_fraction,
+                                int parent_feature, uint32_t pattern,
+                                unsigned level) {
+  const tdm__node *node = &model->nodes[index];
+  SHAP_FN(path_element) *path = parent + depth + 1;
+  memcpy(path, parent, (depth + 1) * sizeof *path);
+  SHAP_FN(extend_path)
+  (path, depth, parent_zero_fraction, parent_one_fraction, parent_feature);
+  if (node->feature < 0) {
+    SHAP_REAL *values = (SHAP_REAL *)table->values +
+                        table->value_begin[index] + (size_t)pattern * depth;
+    SHAP_FN(leaf_values)(path, depth, (SHAP_REAL)node->unweighted, values);
+    /* The same features at every pattern: the unwinding depends only on
+     * which features the splits test. */
+    int32_t *features = table->features + table->feature_begin[index];
+    for (unsigned i = 1; i <= depth; i++) features[i - 1] = path[i].feature;
+    return;
+  }
+  const SHAP_REAL w = (SHAP_REAL)node->cover;
+  SHAP_REAL incoming_zero_fraction = 1;
+  SHAP_REAL incoming_one_fraction = 1;
+  unsigned path_index = 0;
+  for (; path_index <= depth; path_index++)
+    if (path[path_index].feature == node->feature) break;
+  if (path_index != depth + 1) {
+    incoming_zero_fraction = path[path_index].zero_fraction;
+    incoming_one_fraction = path[path_index].one_fraction;
+    SHAP_FN(unwind_path)(path, depth, path_index);
+    depth -= 1;
+  }
+  const uint32_t children[2] = {node->left, node->right};
+  for (unsigned c = 0; c < 2; c++) {
+    const SHAP_REAL zero_fraction =
+        (SHAP_REAL)model->nodes[children[c]].cover / w;
+    /* The child as the row's hot one, then as its cold one. */
+    SHAP_FN(table_fill)
+    (model, table, children[c], depth + 1, path,
+     zero_fraction * incoming_zero_fraction, incoming_one_fraction,
+     node->feature, pattern | (1u << level), level + 1);
+    SHAP_FN(table_fill)
+    (model, table, children[c], depth + 1, path,
+     zero_fraction * incoming_zero_fraction, 0, node->feature, pattern,
+     level + 1);
+  }
+}
+
+/* One row through a tabled tree: the recursion's order (the row's child
+ * first, then the other, depth first), each leaf adding the table's
+ * shares for the pattern the row gives it. */
+static void SHAP_FN(table_walk)(const tdm_model *model,
+                                const shap_table *table, tdm__row row,
+                                SHAP_REAL *phi, shap_touched *touched,
+                                uint32_t index, uint32_t pattern,
+                                unsigned level) {
+  const tdm__node *node = &model->nodes[index];
+  if (node->feature < 0) {
+    const unsigned count = table->feature_count[index];
+    const SHAP_REAL *values = (const SHAP_REAL *)table->values +
+                              table->value_begin[index] +
+                              (size_t)pattern * count;
+    const int32_t *features = table->features + table->feature_begin[index];
+    for (unsigned i = 0; i < count; i++) {
+      touch(touched, features[i]);
+      phi[features[i]] += values[i];
+    }
+    return;
+  }
+  uint32_t hot = tdm__next_node(model, index, row);
+  uint32_t cold = hot == node->left ? node->right : node->left;
+  SHAP_FN(table_walk)
+  (model, table, row, phi, touched, hot, pattern | (1u << level), level + 1);
+  SHAP_FN(table_walk)
+  (model, table, row, phi, touched, cold, pattern, level + 1);
 }
 
 #undef SHAP_FN

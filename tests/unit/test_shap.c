@@ -13,6 +13,7 @@
  * path meets the same feature again (the unwind case), with missing
  * values going either way and counts that split unevenly.
  */
+#include <dirent.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -292,5 +293,126 @@ TEST(shap_out_of_memory) {
   }
   CHECK(memcmp(want, got, sizeof want) == 0);
   tdm_model_free(model);
+  return 0;
+}
+
+/* Rows that reach every side of the model's splits: per feature, one of
+ * the thresholds it is split at, just below, at or just above it, a small
+ * integer where a split reads categories, and 1 in 8 missing. */
+static double *rows_at_splits(const tdm_model *model, size_t n) {
+  size_t nf = model->num_features;
+  double *rows = malloc(n * nf * sizeof *rows + 1);
+  for (size_t r = 0; r < n; r++) {
+    for (size_t f = 0; f < nf; f++) {
+      double value = (double)shap_rnd(20);
+      for (int tries = 0; tries < 50; tries++) {
+        const tdm__node *node = &model->nodes[shap_rnd(
+            (uint32_t)model->num_nodes)];
+        if (node->feature != (int32_t)f) continue;
+        if (node->kind == TDM__NODE_XGB_NUMERIC ||
+            node->kind == TDM__NODE_LGB_NUMERIC) {
+          double nudge = (double)((int)shap_rnd(3) - 1) * 1e-3;
+          value = node->value + nudge * (1.0 + fabs(node->value));
+        }
+        break;
+      }
+      rows[r * nf + f] = shap_rnd(8) == 0 ? NAN : value;
+    }
+  }
+  return rows;
+}
+
+/* Contributions from the leaf tables and from the recursion, as bits;
+ * 0 when every value is the same. */
+static int tables_agree(const tdm_model *model, const double *rows, size_t n,
+                        int flags, const char *what) {
+  size_t width = tdm__contribs_width(model);
+  double *want = malloc(n * width * sizeof *want + 1);
+  double *got = malloc(n * width * sizeof *got + 1);
+  int failed = 0;
+  if (tdm__contribs_recursive(model, rows, NULL, n, flags, want) != TDM_OK ||
+      tdm__contribs(model, rows, NULL, n, flags, got) != TDM_OK) {
+    fprintf(stderr, "%s: contributions failed\n", what);
+    failed = 1;
+  }
+  for (size_t i = 0; i < n * width && !failed; i++) {
+    if (memcmp(&want[i], &got[i], sizeof *got) != 0) {
+      fprintf(stderr,
+              "%s: row %zu, value %zu is %.17g from the tables, %.17g from "
+              "the recursion\n",
+              what, i / width, i % width, got[i], want[i]);
+      failed = 1;
+    }
+  }
+  free(want);
+  free(got);
+  return failed;
+}
+
+/* The leaf tables (computed once for every way a row can take a tree)
+ * must give the recursion's bits: on random LightGBM models whose paths
+ * meet the same feature again, and on every fixture with covers (XGBoost
+ * float32 and LightGBM double, categorical splits, dart, multiclass). */
+TEST(shap_tables_match_recursion) {
+  for (int m = 0; m < 200; m++) {
+    int nf = 1 + (int)shap_rnd(MAX_FEATURES);
+    int num_trees = 1 + (int)shap_rnd(4);
+    gen_tree trees[4];
+    for (int t = 0; t < num_trees; t++) grow(&trees[t], nf);
+    char *text = lightgbm_text(trees, num_trees, nf);
+    tdm_model *model;
+    tdm_error err;
+    CHECK_INT(tdm_model_load_buffer(text, strlen(text), "random.txt", &model,
+                                    &err),
+              TDM_OK);
+    tdm__free(text);
+    double *rows = rows_at_splits(model, 50);
+    char what[64];
+    snprintf(what, sizeof what, "random model %d", m);
+    int failed = tables_agree(model, rows, 50, 0, what);
+    free(rows);
+    tdm_model_free(model);
+    if (failed) return 1;
+  }
+  static const char *dirs[] = {"tests/fixtures/xgboost",
+                               "tests/fixtures/lightgbm"};
+  int models = 0;
+  for (int d = 0; d < 2; d++) {
+    DIR *dir = opendir(dirs[d]);
+    CHECK(dir != NULL);
+    struct dirent *entry;
+    while ((entry = readdir(dir)) != NULL) {
+      const char *name = entry->d_name;
+      size_t len = strlen(name);
+      if (!(len > 11 && (strcmp(name + len - 11, ".model.json") == 0 ||
+                         strcmp(name + len - 10, ".model.txt") == 0)))
+        continue;
+      char path[512];
+      snprintf(path, sizeof path, "%s/%s", dirs[d], name);
+      tdm_model *model;
+      tdm_error err;
+      if (tdm_model_load(path, &model, &err) != TDM_OK) {
+        fprintf(stderr, "%s\n", err.message);
+        closedir(dir);
+        return 1;
+      }
+      int failed = 0;
+      if (tdm_model_has_contribs(model)) {
+        /* The tables were built, and hold something. */
+        failed = tdm__shap_table_bytes(model) == 0;
+        double *rows = rows_at_splits(model, 300);
+        if (!failed) failed = tables_agree(model, rows, 300, 0, path);
+        free(rows);
+        models++;
+      }
+      tdm_model_free(model);
+      if (failed) {
+        closedir(dir);
+        return 1;
+      }
+    }
+    closedir(dir);
+  }
+  CHECK(models >= 10);
   return 0;
 }
