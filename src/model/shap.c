@@ -14,6 +14,7 @@
  * base_score to the bias at the end; LightGBM in double straight into the
  * row's. Both orders are kept here, so the values are the same bits.
  */
+#include <math.h>
 #include <pthread.h>
 #include <string.h>
 
@@ -39,12 +40,22 @@ typedef struct shap_touched {
  * at split level L with U distinct features on its path holds 2^L x U
  * values, so deep trees are left to the recursion (see shap_table_build).
  */
+/* Where a leaf's shares are: values[value_begin + pattern x count ...]
+ * for the count features at features[feature_begin]. */
+typedef struct shap_table_leaf {
+  uint64_t value_begin;
+  uint32_t feature_begin;
+  uint32_t feature_count; /* U, the distinct features on the leaf's path */
+} shap_table_leaf;
+
 typedef struct tdm__shap_table {
   unsigned char *tree_tabled; /* per tree */
-  /* Per node of the model, for the leaves of tabled trees: */
-  uint64_t *value_begin;    /* the leaf's first value in `values` */
-  uint32_t *feature_begin;  /* its path's first feature in `features` */
-  uint16_t *feature_count;  /* U */
+  /* Per tree: the features it splits on, tree_features[begin, + count). */
+  uint32_t *tree_feature_begin;
+  uint32_t *tree_feature_count;
+  uint32_t *tree_features;
+  shap_table_leaf *leaves; /* per node of the model; set for the leaves of
+                              tabled trees */
   int32_t *features;
   void *values; /* float (XGBoost) or double (LightGBM) */
   size_t bytes; /* all of the above */
@@ -55,6 +66,22 @@ static inline void touch(shap_touched *touched, int feature) {
     touched->marked[feature] = 1;
     touched->list[touched->count++] = (uint32_t)feature;
   }
+}
+
+/* The most split levels a tabled tree may have (2^level patterns). */
+#define TABLE_MAX_LEVEL 16
+
+/* The row's child of an inner node: XGBoost's numeric split inline (the
+ * common case, as predict.c decides it), any other through the reference
+ * evaluator's rule. */
+static inline uint32_t table_next_node(const tdm_model *model,
+                                       const tdm__node *node, uint32_t index,
+                                       tdm__row row) {
+  if (node->kind != TDM__NODE_XGB_NUMERIC)
+    return tdm__next_node(model, index, row);
+  double x = row.f64 ? row.f64[node->feature] : (double)row.f32[node->feature];
+  int left = isnan(x) ? node->default_left : (float)x < (float)node->value;
+  return left ? node->left : node->right;
 }
 
 #define SHAP_REAL float
@@ -310,22 +337,29 @@ static void contribs_row_float(const tdm_model *model,
     double *dest = out + tree->output * width;
     shap_touched *touched = &s->touched;
     phi[nf] = (float)model->expected[tree->root];
-    if (approximate)
-      saabas_tree(model, tree, row, phi, touched);
-    else if (table != NULL && table->tree_tabled[t])
-      table_walk_float(model, table, row, phi, touched, tree->root, 0, 0);
-    else
-      tree_shap_float(model, row, phi, touched, tree->root, 0, s->path, 1.0f,
-                      1.0f, -1);
+    const uint32_t *features = touched->list;
+    size_t count;
+    if (!approximate && table != NULL && table->tree_tabled[t]) {
+      table_walk_float(model, table, row, phi, tree->root);
+      features = table->tree_features + table->tree_feature_begin[t];
+      count = table->tree_feature_count[t];
+    } else {
+      if (approximate)
+        saabas_tree(model, tree, row, phi, touched);
+      else
+        tree_shap_float(model, row, phi, touched, tree->root, 0, s->path,
+                        1.0f, 1.0f, -1);
+      count = touched->count;
+      for (size_t i = 0; i < count; i++) touched->marked[features[i]] = 0;
+      touched->count = 0;
+    }
     float weight = (float)tree->weight;
     /* The row's sums are float32 values kept in doubles. */
-    for (size_t i = 0; i < touched->count; i++) {
-      uint32_t f = touched->list[i];
+    for (size_t i = 0; i < count; i++) {
+      uint32_t f = features[i];
       dest[f] = (float)dest[f] + phi[f] * weight;
       phi[f] = 0.0f;
-      touched->marked[f] = 0;
     }
-    touched->count = 0;
     dest[nf] = (float)dest[nf] + phi[nf] * weight;
     phi[nf] = 0.0f;
   }
@@ -348,8 +382,7 @@ static void contribs_row_double(const tdm_model *model,
     double *phi = out + tree->output * width;
     phi[nf] += model->expected[tree->root];
     if (tree->num_nodes > 1 && table != NULL && table->tree_tabled[t])
-      table_walk_double(model, table, row, phi, &s->touched, tree->root, 0,
-                        0);
+      table_walk_double(model, table, row, phi, tree->root);
     else if (tree->num_nodes > 1)
       tree_shap_double(model, row, phi, &s->touched, tree->root, 0, s->path,
                        1.0, 1.0, -1);
@@ -369,9 +402,9 @@ static void table_size(const tdm_model *model, shap_table *table,
                        size_t *feature_slots) {
   const tdm__node *node = &model->nodes[index];
   if (node->feature < 0) {
-    table->value_begin[index] = *values;
-    table->feature_begin[index] = (uint32_t)*feature_slots;
-    table->feature_count[index] = (uint16_t)distinct;
+    table->leaves[index].value_begin = *values;
+    table->leaves[index].feature_begin = (uint32_t)*feature_slots;
+    table->leaves[index].feature_count = distinct;
     *values += ((size_t)1 << level) * distinct;
     *feature_slots += distinct;
     return;
@@ -388,16 +421,14 @@ static void table_size(const tdm_model *model, shap_table *table,
 void tdm__shap_table_free(shap_table *table) {
   if (table == NULL) return;
   tdm__free(table->tree_tabled);
-  tdm__free(table->value_begin);
-  tdm__free(table->feature_begin);
-  tdm__free(table->feature_count);
+  tdm__free(table->tree_feature_begin);
+  tdm__free(table->tree_feature_count);
+  tdm__free(table->tree_features);
+  tdm__free(table->leaves);
   tdm__free(table->features);
   tdm__free(table->values);
   tdm__free(table);
 }
-
-/* The most split levels a tabled tree may have (2^level patterns). */
-#define TABLE_MAX_LEVEL 16
 
 /*
  * Tables the trees, in order, while their tables fit in
@@ -416,16 +447,19 @@ static shap_table *table_build(const tdm_model *model) {
   void *path =
       tdm__malloc((depth + 2) * (depth + 3) / 2 * sizeof(path_element_double));
   table->tree_tabled = tdm__calloc(model->num_trees + 1, 1);
-  table->value_begin = tdm__malloc((nodes + 1) * sizeof(uint64_t));
-  table->feature_begin = tdm__malloc((nodes + 1) * sizeof(uint32_t));
-  table->feature_count = tdm__malloc((nodes + 1) * sizeof(uint16_t));
-  if (features == NULL || path == NULL || table->tree_tabled == NULL ||
-      table->value_begin == NULL || table->feature_begin == NULL ||
-      table->feature_count == NULL)
+  table->tree_feature_begin =
+      tdm__malloc((model->num_trees + 1) * sizeof(uint32_t));
+  table->tree_feature_count =
+      tdm__calloc(model->num_trees + 1, sizeof(uint32_t));
+  table->leaves = tdm__malloc((nodes + 1) * sizeof(shap_table_leaf));
+  unsigned char *marked = tdm__calloc(model->num_features + 1, 1);
+  if (features == NULL || path == NULL || marked == NULL ||
+      table->tree_tabled == NULL || table->tree_feature_begin == NULL ||
+      table->tree_feature_count == NULL || table->leaves == NULL)
     goto fail;
-  size_t values = 0, feature_slots = 0;
-  const size_t per_node = sizeof(uint64_t) + sizeof(uint32_t) + sizeof(uint16_t);
-  size_t bytes = nodes * per_node;
+  size_t values = 0, feature_slots = 0, tree_feature_slots = 0;
+  size_t bytes = nodes * sizeof(shap_table_leaf) +
+                 model->num_trees * (1 + 2 * sizeof(uint32_t));
   for (size_t t = 0; t < model->num_trees; t++) {
     const tdm__tree *tree = &model->trees[t];
     if (tree->depth > TABLE_MAX_LEVEL) continue;
@@ -439,11 +473,36 @@ static shap_table *table_build(const tdm_model *model) {
     values = tree_values;
     feature_slots = tree_slots;
     table->tree_tabled[t] = 1;
+    /* At most one per inner node, at most every feature. */
+    tree_feature_slots += tree->num_nodes < model->num_features
+                              ? tree->num_nodes
+                              : model->num_features;
   }
   table->values = tdm__malloc((values + 1) * real);
   table->features = tdm__malloc((feature_slots + 1) * sizeof(int32_t));
-  if (table->values == NULL || table->features == NULL) goto fail;
+  table->tree_features =
+      tdm__malloc((tree_feature_slots + 1) * sizeof(uint32_t));
+  if (table->values == NULL || table->features == NULL ||
+      table->tree_features == NULL)
+    goto fail;
+  bytes += tree_feature_slots * sizeof(uint32_t);
   table->bytes = bytes;
+  /* Each tabled tree's split features, in node order. */
+  size_t slot = 0;
+  for (size_t t = 0; t < model->num_trees; t++) {
+    const tdm__tree *tree = &model->trees[t];
+    table->tree_feature_begin[t] = (uint32_t)slot;
+    if (!table->tree_tabled[t]) continue;
+    for (uint32_t i = 0; i < tree->num_nodes; i++) {
+      int32_t f = model->nodes[tree->root + i].feature;
+      if (f < 0 || marked[f]) continue;
+      marked[f] = 1;
+      table->tree_features[slot++] = (uint32_t)f;
+    }
+    table->tree_feature_count[t] = (uint32_t)slot - table->tree_feature_begin[t];
+    for (size_t i = table->tree_feature_begin[t]; i < slot; i++)
+      marked[table->tree_features[i]] = 0;
+  }
   for (size_t t = 0; t < model->num_trees; t++) {
     if (!table->tree_tabled[t]) continue;
     if (model->float32)
@@ -455,10 +514,12 @@ static shap_table *table_build(const tdm_model *model) {
   }
   tdm__free(features);
   tdm__free(path);
+  tdm__free(marked);
   return table;
 fail:
   tdm__free(features);
   tdm__free(path);
+  tdm__free(marked);
   tdm__shap_table_free(table);
   return NULL;
 }

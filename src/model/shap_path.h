@@ -203,11 +203,12 @@ static void SHAP_FN(table_fill)(const tdm_model *model, shap_table *table, uint3
   (path, depth, parent_zero_fraction, parent_one_fraction, parent_feature);
   if (node->feature < 0) {
     SHAP_REAL *values = (SHAP_REAL *)table->values +
-                        table->value_begin[index] + (size_t)pattern * depth;
+                        table->leaves[index].value_begin +
+                        (size_t)pattern * depth;
     SHAP_FN(leaf_values)(path, depth, (SHAP_REAL)node->unweighted, values);
     /* The same features at every pattern: the unwinding depends only on
      * which features the splits test. */
-    int32_t *features = table->features + table->feature_begin[index];
+    int32_t *features = table->features + table->leaves[index].feature_begin;
     for (unsigned i = 1; i <= depth; i++) features[i - 1] = path[i].feature;
     return;
   }
@@ -241,31 +242,45 @@ static void SHAP_FN(table_fill)(const tdm_model *model, shap_table *table, uint3
 
 /* One row through a tabled tree: the recursion's order (the row's child
  * first, then the other, depth first), each leaf adding the table's
- * shares for the pattern the row gives it. */
+ * shares for the pattern the row gives it. No feature is recorded as
+ * touched: every leaf is visited, so the features touched are all those
+ * the tree splits on (shap_table's tree_features). Iterative, with the
+ * other children on a stack: a tabled tree has at most TABLE_MAX_LEVEL
+ * levels. */
 static void SHAP_FN(table_walk)(const tdm_model *model,
                                 const shap_table *table, tdm__row row,
-                                SHAP_REAL *phi, shap_touched *touched,
-                                uint32_t index, uint32_t pattern,
-                                unsigned level) {
-  const tdm__node *node = &model->nodes[index];
-  if (node->feature < 0) {
-    const unsigned count = table->feature_count[index];
-    const SHAP_REAL *values = (const SHAP_REAL *)table->values +
-                              table->value_begin[index] +
-                              (size_t)pattern * count;
-    const int32_t *features = table->features + table->feature_begin[index];
-    for (unsigned i = 0; i < count; i++) {
-      touch(touched, features[i]);
-      phi[features[i]] += values[i];
+                                SHAP_REAL *phi, uint32_t root) {
+  struct {
+    uint32_t index, pattern, level;
+  } stack[TABLE_MAX_LEVEL + 1];
+  unsigned top = 0;
+  uint32_t index = root, pattern = 0, level = 0;
+  for (;;) {
+    const tdm__node *node = &model->nodes[index];
+    while (node->feature >= 0) {
+      uint32_t hot = table_next_node(model, node, index, row);
+      stack[top].index = hot == node->left ? node->right : node->left;
+      stack[top].pattern = pattern;
+      stack[top].level = level + 1;
+      top++;
+      index = hot;
+      pattern |= 1u << level;
+      level++;
+      node = &model->nodes[index];
     }
-    return;
+    const shap_table_leaf *leaf = &table->leaves[index];
+    const SHAP_REAL *values = (const SHAP_REAL *)table->values +
+                              leaf->value_begin +
+                              (size_t)pattern * leaf->feature_count;
+    const int32_t *features = table->features + leaf->feature_begin;
+    for (unsigned i = 0; i < leaf->feature_count; i++)
+      phi[features[i]] += values[i];
+    if (top == 0) return;
+    top--;
+    index = stack[top].index;
+    pattern = stack[top].pattern;
+    level = stack[top].level;
   }
-  uint32_t hot = tdm__next_node(model, index, row);
-  uint32_t cold = hot == node->left ? node->right : node->left;
-  SHAP_FN(table_walk)
-  (model, table, row, phi, touched, hot, pattern | (1u << level), level + 1);
-  SHAP_FN(table_walk)
-  (model, table, row, phi, touched, cold, pattern, level + 1);
 }
 
 #undef SHAP_FN
