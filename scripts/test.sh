@@ -36,6 +36,9 @@ step() { printf '\n=== %s\n' "$*"; }
 step "build"
 make -j"$jobs"
 
+step "include cycles between modules (scripts/include_cycles.py)"
+check "include cycles" /usr/bin/python3 scripts/include_cycles.py
+
 step "unit tests"
 check "unit tests" build/tandem-unit-tests
 

@@ -23,7 +23,7 @@
 #include "../io/csv.h"
 #include "../io/events.h"
 #include "../pipeline/pipeline.h"
-#include "../store/state_dir.h"
+#include "../pipeline/state_dir.h"
 #include "../store/table.h"
 #include "score.h"
 

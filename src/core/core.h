@@ -88,6 +88,18 @@ void tdm__buf_free(tdm__buf *b);
  */
 int tdm__parse_double(const char *text, size_t len, double *out);
 
+/* ---- values as text (format.c) ---- */
+
+/* Writes a number as the shortest text that reads back to the same
+ * double ("null" in JSON for a missing one is the caller's). Returns the
+ * length written into buf. */
+int tdm__format_double(double value, char buf[32]);
+/* Appends text to b as one CSV field, quoted when it needs to be. */
+int tdm__csv_append_field(tdm__buf *b, const char *text, size_t len);
+/* Appends a Prometheus label value, quoted and escaped as the text
+ * exposition format requires. */
+int tdm__metrics_append_label(tdm__buf *out, const char *value);
+
 /* ---- SHA-256 (FIPS 180-4) ---- */
 
 /* Room for OpenSSL's SHA256_CTX (sha256.c checks the size). */

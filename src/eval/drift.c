@@ -23,7 +23,6 @@
 
 #include "../core/json.h"
 #include "../io/csv.h"
-#include "../serve/metrics.h"
 #include "../store/registry.h"
 
 /* compare's PSI: 10 bins at the reference's deciles, and what an empty

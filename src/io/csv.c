@@ -268,25 +268,6 @@ int tdm__parse_cell_number(const char *text, size_t len, double *out) {
   return 0;
 }
 
-int tdm__csv_append_field(tdm__buf *b, const char *text, size_t len) {
-  int needs_quotes = 0;
-  for (size_t i = 0; i < len; i++) {
-    char ch = text[i];
-    if (ch == ',' || ch == '"' || ch == '\n' || ch == '\r') {
-      needs_quotes = 1;
-      break;
-    }
-  }
-  if (!needs_quotes) return tdm__buf_append(b, text, len);
-  if (tdm__buf_append(b, "\"", 1) != TDM_OK) return TDM_ENOMEM;
-  for (size_t i = 0; i < len; i++) {
-    if (text[i] == '"' && tdm__buf_append(b, "\"", 1) != TDM_OK)
-      return TDM_ENOMEM;
-    if (tdm__buf_append(b, text + i, 1) != TDM_OK) return TDM_ENOMEM;
-  }
-  return tdm__buf_append(b, "\"", 1);
-}
-
 int tdm__csv_next_line(tdm__csv *csv, const char **text, size_t *len,
                        size_t *line, tdm_error *err) {
   csv->text.len = 0;

@@ -86,7 +86,6 @@ void tdm__csv_start_at(tdm__csv *csv, size_t line);
 
 int tdm__parse_cell_number(const char *text, size_t len, double *out);
 
-/* Appends text to b as one CSV field, quoted when it needs to be. */
-int tdm__csv_append_field(tdm__buf *b, const char *text, size_t len);
+/* tdm__csv_append_field, which writes one CSV field, is core.h's. */
 
 #endif /* TDM_CSV_H */

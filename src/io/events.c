@@ -62,23 +62,6 @@ int tdm__event_from_json(const tdm__spec *spec, const tdm__json_doc *doc,
   return TDM_OK;
 }
 
-int tdm__field_json(const tdm__spec *spec, size_t field, tdm__str text,
-                    tdm__buf *out) {
-  if (text.data == NULL) return tdm__buf_append(out, "null", 4);
-  if (spec->fields[field].type == TDM__FIELD_NUMBER) {
-    double v;
-    char buf[32];
-    if (tdm__parse_double(text.data, text.len, &v) == 0 && isfinite(v)) {
-      int n = tdm__format_double(v == 0 ? 0 : v, buf);
-      return tdm__buf_append(out, buf, (size_t)n);
-    }
-    /* A missing number ("NaN") is null in a number column, not a string. */
-    if (tdm__parse_double(text.data, text.len, &v) == 0 && isnan(v))
-      return tdm__buf_append(out, "null", 4);
-  }
-  return tdm__json_append_string_n(out, text.data, text.len);
-}
-
 int tdm__event_to_json(const tdm__spec *spec, const tdm__str *fields,
                        tdm__buf *out) {
   int rc = tdm__buf_append(out, "{", 1);

@@ -33,11 +33,6 @@ int tdm__event_from_json(const tdm__spec *spec, const tdm__json_doc *doc,
 int tdm__event_to_json(const tdm__spec *spec, const tdm__str *fields,
                        tdm__buf *out);
 
-/* A field's value as JSON: a number field's finite number as the shortest
- * double text, null when missing, anything else a JSON string. */
-int tdm__field_json(const tdm__spec *spec, size_t field, tdm__str text,
-                    tdm__buf *out);
-
 /* An event's fields as bytes (for the live runner's event log):
  * u32 count, then per field u32 length (0xFFFFFFFF: missing) and bytes. */
 int tdm__event_encode(const tdm__spec *spec, const tdm__str *fields,

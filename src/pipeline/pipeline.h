@@ -17,6 +17,7 @@
 #include "expr.h"
 #include "lookup.h"
 #include "spec.h"
+#include "state_map.h"
 #include "tandem.h"
 #include "window.h"
 
@@ -71,85 +72,6 @@ size_t tdm__pipeline_feature_slot(const tdm__pipeline *p, size_t feature);
 typedef struct tdm__event {
   const tdm__str *fields;
 } tdm__event;
-
-/* The entity state of a whole runner: a map from entity key to window
- * state and remembered event ids. One thread at a time per map; runners
- * that use threads give each its own map over a partition of entities. */
-typedef struct tdm__state_map tdm__state_map;
-int tdm__state_map_new(const tdm__pipeline *p, tdm__state_map **out);
-void tdm__state_map_free(tdm__state_map *map);
-size_t tdm__state_map_entities(const tdm__state_map *map);
-/*
- * One entity's whole state (its window state and remembered event ids) as
- * bytes, for persistence; restore puts it back (into a map that does not
- * have the entity yet), validating everything: a state written by another
- * pipeline or corrupted fails with TDM_EPARSE. encode of an unknown entity
- * is TDM_ENOTFOUND.
- */
-int tdm__state_map_encode(tdm__state_map *map, tdm__str key, tdm__buf *out);
-int tdm__state_map_restore(tdm__state_map *map, tdm__str key, uint64_t tag,
-                           const void *data, size_t len, tdm_error *err);
-
-/* A runner's number kept with an entity (0 until set): the live runner
- * stores the log position of the entity's last applied event. */
-void tdm__state_map_set_tag(tdm__state_map *map, tdm__str key, uint64_t tag);
-uint64_t tdm__state_map_tag(const tdm__state_map *map, tdm__str key);
-/* Marks an entity changed (its last take_dirty could not be saved). */
-void tdm__state_map_mark_dirty(tdm__state_map *map, tdm__str key);
-
-/* Marks every entity changed (to write a whole map out again). */
-void tdm__state_map_mark_all_dirty(tdm__state_map *map);
-/* Removes an entity and its state (nothing if it is not there): a runner
- * replacing it with a newer copy of its state from elsewhere. */
-void tdm__state_map_forget(tdm__state_map *map, tdm__str key);
-
-/* Calls fn with the encoded state of every entity changed (by an applied
- * event) since the last call, and marks them clean. A non-zero return
- * from fn stops it and leaves the rest dirty. */
-int tdm__state_map_take_dirty(tdm__state_map *map,
-                              int (*fn)(void *ctx, tdm__str key, uint64_t tag,
-                                        const void *state, size_t len),
-                              void *ctx);
-
-/*
- * Where the map finds an entity it does not hold: load restores key into
- * map (tdm__state_map_restore) and returns TDM_OK, or TDM_ENOTFOUND for an
- * entity never saved, or another error (err set). Process calls it before
- * treating an entity as new. Durable runners give one that reads their
- * state store; with it, tdm__state_map_evict may move entities out.
- */
-typedef int (*tdm__state_loader)(void *ctx, tdm__state_map *map, tdm__str key,
-                                 tdm_error *err);
-void tdm__state_map_set_loader(tdm__state_map *map, tdm__state_loader load,
-                               void *ctx);
-
-/*
- * Moves out of memory the entities that are saved (no change since their
- * last take_dirty) and that no event touched during the last `rounds`
- * calls: the loader brings each back on its next event, so no answer
- * changes. An entity is never judged by other entities' event times.
- * Without a loader nothing is moved (the state would be lost). Returns how
- * many left memory.
- */
-size_t tdm__state_map_evict(tdm__state_map *map, unsigned rounds);
-
-/*
- * The runner's clock (epoch ms) that state.max_future is measured from:
- * an event dated more than max_future after it is rejected (TDM_EFUTURE).
- * INT64_MAX (the default) checks nothing: replaying a log of events
- * already accepted. One thread at a time, as the map.
- */
-void tdm__state_map_set_clock(tdm__state_map *map, int64_t now_ms);
-
-/* The latest event time applied through this map (INT64_MIN: none). */
-int64_t tdm__state_map_newest(const tdm__state_map *map);
-/* From now on every entity keeps its last result's numbers (for
- * materializing), which each_last hands to fn. */
-void tdm__state_map_keep_last(tdm__state_map *map);
-int tdm__state_map_each_last(const tdm__state_map *map,
-                             int (*fn)(void *ctx, tdm__str key,
-                                       const double *numbers),
-                             void *ctx);
 
 /* The outcome of one event. Valid until the next call with this result. */
 typedef struct tdm__result {
@@ -249,8 +171,10 @@ enum { TDM__EXPLAIN_FEATURES = 1, TDM__EXPLAIN_CONTRIBS = 2 };
 int tdm__pipeline_json(const tdm__pipeline *p, const tdm__event *ev,
                        const tdm__result *r, int explain, tdm__buf *out);
 
-/* Writes a number as the shortest text that reads back to the same
- * double ("null" in JSON for a missing one is the caller's). */
-int tdm__format_double(double value, char buf[32]);
+/* A field's value as JSON: a number field's finite number as the shortest
+ * double text, null when missing, anything else a JSON string. Events
+ * (src/io/events.c) are written back as JSON with it too. */
+int tdm__field_json(const tdm__spec *spec, size_t field, tdm__str text,
+                    tdm__buf *out);
 
 #endif /* TDM_PIPELINE_H */

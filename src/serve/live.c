@@ -36,7 +36,7 @@
 #include "../eval/drift.h"
 #include "../io/events.h"
 #include "../pipeline/pipeline.h"
-#include "../store/state_dir.h"
+#include "../pipeline/state_dir.h"
 #include "../store/store.h"
 #include "../store/table.h"
 #include "../store/wal.h"

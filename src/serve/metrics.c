@@ -93,20 +93,6 @@ void tdm__stats_record(tdm__stats *s, int http_status, uint64_t duration_ns,
   observe(&s->rows, rows_bounds, COUNT(rows_bounds), (double)rows, rows);
 }
 
-int tdm__metrics_append_label(tdm__buf *out, const char *value) {
-  int rc = tdm__buf_append(out, "\"", 1);
-  for (const char *p = value; rc == TDM_OK && *p; p++) {
-    if (*p == '\\' || *p == '"')
-      rc = tdm__buf_printf(out, "\\%c", *p);
-    else if (*p == '\n')
-      rc = tdm__buf_append(out, "\\n", 2);
-    else
-      rc = tdm__buf_append(out, p, 1);
-  }
-  if (rc == TDM_OK) rc = tdm__buf_append(out, "\"", 1);
-  return rc;
-}
-
 static int labels(tdm__buf *out, const tdm__stats *s) {
   int rc = tdm__buf_append(out, "model=", 6);
   if (rc == TDM_OK) rc = tdm__metrics_append_label(out, s->model);

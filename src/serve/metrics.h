@@ -74,7 +74,7 @@ void tdm__stats_record(tdm__stats *s, int http_status, uint64_t duration_ns,
 /* Appends every request series, and the server's gauges and counters. */
 int tdm__metrics_render(tdm__metrics *m, tdm__buf *out);
 
-/* Appends a label value escaped as the text format requires. */
-int tdm__metrics_append_label(tdm__buf *out, const char *value);
+/* tdm__metrics_append_label, which escapes a label value, is core.h's
+ * (eval's drift gauges write labels too). */
 
 #endif /* TDM_METRICS_H */

@@ -38,7 +38,7 @@
 
 #include "../core/core.h"
 #include "../pipeline/pipeline.h"
-#include "../store/state_dir.h"
+#include "../pipeline/state_dir.h"
 #include "../store/store.h"
 
 typedef struct tdm__changelog tdm__changelog;

@@ -51,7 +51,7 @@
 #include "../core/json.h"
 #include "../io/events.h"
 #include "../pipeline/pipeline.h"
-#include "../store/state_dir.h"
+#include "../pipeline/state_dir.h"
 #include "../store/store.h"
 #include "changelog.h"
 

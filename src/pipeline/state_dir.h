@@ -18,8 +18,8 @@
 #include <stdint.h>
 
 #include "../core/core.h"
-#include "../pipeline/pipeline.h"
-#include "store.h"
+#include "../store/store.h"
+#include "state_map.h"
 
 /* The LMDB database index of the entity states in a store opened with
  * tdm__state_dir_open. */
