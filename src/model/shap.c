@@ -45,7 +45,8 @@ typedef struct shap_touched {
 typedef struct shap_table_leaf {
   uint64_t value_begin;
   uint32_t feature_begin;
-  uint32_t feature_count; /* U, the distinct features on the leaf's path */
+  uint16_t feature_count; /* U, the distinct features on the leaf's path */
+  uint16_t stride;        /* values per pattern: U, or the dense lanes */
 } shap_table_leaf;
 
 typedef struct tdm__shap_table {
@@ -54,8 +55,14 @@ typedef struct tdm__shap_table {
   uint32_t *tree_feature_begin;
   uint32_t *tree_feature_count;
   uint32_t *tree_features;
+  /* Per tree: 1 when its leaves' shares are dense (below). */
+  unsigned char *tree_dense;
   shap_table_leaf *leaves; /* per node of the model; set for the leaves of
                               tabled trees */
+  /* While building: the lane of each feature in the dense tree being
+   * filled (NULL for a sparse one), and one leaf's shares. */
+  int32_t *lane_of;
+  void *shares;
   int32_t *features;
   void *values; /* float (XGBoost) or double (LightGBM) */
   size_t bytes; /* all of the above */
@@ -70,6 +77,8 @@ static inline void touch(shap_touched *touched, int feature) {
 
 /* The most split levels a tabled tree may have (2^level patterns). */
 #define TABLE_MAX_LEVEL 16
+/* The most features a dense tree may split on (four groups of lanes). */
+#define DENSE_MAX_LANES 16
 
 /* The row's child of an inner node: XGBoost's numeric split inline (the
  * common case, as predict.c decides it), any other through the reference
@@ -185,6 +194,71 @@ static void leaf_values_lanes(const path_element_float *path, unsigned depth,
 static void leaf_values_float(const path_element_float *path, unsigned depth,
                               float leaf, float *values) {
   leaf_values_lanes(path, depth, leaf, values);
+}
+
+/*
+ * One row through a dense tree (float32): as table_walk, with the tree's
+ * contributions in `groups` lane groups held in registers, one per four
+ * of the tree's split features. A leaf adds its whole pattern's entry,
+ * zeros included. Adding +0 leaves a sum unchanged except a -0, and a
+ * sum that starts at +0 never becomes -0 under round-to-nearest (an exact
+ * zero sum of nonzero terms is +0), so each lane is the same float as
+ * the sparse walk's phi. The row's leaves, their order and every nonzero
+ * addition are the sparse walk's.
+ */
+static inline __attribute__((always_inline)) void dense_walk(
+    const tdm_model *model, const shap_table *table, tdm__row row,
+    uint32_t root, unsigned groups, lanes_float *sums) {
+  struct {
+    uint32_t index, pattern, level;
+  } stack[TABLE_MAX_LEVEL + 1];
+  unsigned top = 0;
+  uint32_t index = root, pattern = 0, level = 0;
+  for (;;) {
+    const tdm__node *node = &model->nodes[index];
+    while (node->feature >= 0) {
+      uint32_t hot = table_next_node(model, node, index, row);
+      stack[top].index = hot == node->left ? node->right : node->left;
+      stack[top].pattern = pattern;
+      stack[top].level = level + 1;
+      top++;
+      index = hot;
+      pattern |= 1u << level;
+      level++;
+      node = &model->nodes[index];
+    }
+    const shap_table_leaf *leaf = &table->leaves[index];
+    const float *values = (const float *)table->values + leaf->value_begin +
+                          (size_t)pattern * leaf->stride;
+    for (unsigned g = 0; g < groups; g++) {
+      lanes_float entry;
+      memcpy(&entry, values + 4 * g, sizeof entry);
+      sums[g] += entry;
+    }
+    if (top == 0) return;
+    top--;
+    index = stack[top].index;
+    pattern = stack[top].pattern;
+    level = stack[top].level;
+  }
+}
+
+/* The dense walk of tree t, its sums written to phi's split features. */
+static void table_walk_dense(const tdm_model *model, const shap_table *table,
+                             tdm__row row, size_t t, float *phi) {
+  lanes_float sums[4] = {lanes_splat(0.0f), lanes_splat(0.0f),
+                         lanes_splat(0.0f), lanes_splat(0.0f)};
+  const uint32_t root = model->trees[t].root;
+  const uint32_t count = table->tree_feature_count[t];
+  switch ((count + 3) / 4) {
+    case 0: break; /* a single leaf: nothing but the bias */
+    case 1: dense_walk(model, table, row, root, 1, sums); break;
+    case 2: dense_walk(model, table, row, root, 2, sums); break;
+    case 3: dense_walk(model, table, row, root, 3, sums); break;
+    default: dense_walk(model, table, row, root, 4, sums); break;
+  }
+  const uint32_t *features = table->tree_features + table->tree_feature_begin[t];
+  for (uint32_t k = 0; k < count; k++) phi[features[k]] = sums[k / 4][k % 4];
 }
 
 size_t tdm__shap_check_lanes(uint64_t seed, size_t cases) {
@@ -340,7 +414,10 @@ static void contribs_row_float(const tdm_model *model,
     const uint32_t *features = touched->list;
     size_t count;
     if (!approximate && table != NULL && table->tree_tabled[t]) {
-      table_walk_float(model, table, row, phi, tree->root);
+      if (table->tree_dense[t])
+        table_walk_dense(model, table, row, t, phi);
+      else
+        table_walk_float(model, table, row, phi, tree->root);
       features = table->tree_features + table->tree_feature_begin[t];
       count = table->tree_feature_count[t];
     } else {
@@ -395,27 +472,30 @@ static void contribs_row_double(const tdm_model *model,
 /* The leaves of the subtree at `index`, reached through `level` splits
  * that test the `distinct` features in features[]: where each leaf's
  * values and features go (from *values and *feature_slots on, which
- * this advances). */
+ * this advances). A dense tree's leaves hold `lanes` values per pattern,
+ * a sparse tree's (lanes 0) one per feature on the path. */
 static void table_size(const tdm_model *model, shap_table *table,
                        uint32_t index, unsigned level, int32_t *features,
-                       unsigned distinct, size_t *values,
+                       unsigned distinct, unsigned lanes, size_t *values,
                        size_t *feature_slots) {
   const tdm__node *node = &model->nodes[index];
   if (node->feature < 0) {
-    table->leaves[index].value_begin = *values;
-    table->leaves[index].feature_begin = (uint32_t)*feature_slots;
-    table->leaves[index].feature_count = distinct;
-    *values += ((size_t)1 << level) * distinct;
+    shap_table_leaf *leaf = &table->leaves[index];
+    leaf->value_begin = *values;
+    leaf->feature_begin = (uint32_t)*feature_slots;
+    leaf->feature_count = (uint16_t)distinct;
+    leaf->stride = (uint16_t)(lanes ? lanes : distinct);
+    *values += ((size_t)1 << level) * leaf->stride;
     *feature_slots += distinct;
     return;
   }
   unsigned next = distinct, i = 0;
   while (i < distinct && features[i] != node->feature) i++;
   if (i == distinct) features[next++] = node->feature;
-  table_size(model, table, node->left, level + 1, features, next, values,
-             feature_slots);
-  table_size(model, table, node->right, level + 1, features, next, values,
-             feature_slots);
+  table_size(model, table, node->left, level + 1, features, next, lanes,
+             values, feature_slots);
+  table_size(model, table, node->right, level + 1, features, next, lanes,
+             values, feature_slots);
 }
 
 void tdm__shap_table_free(shap_table *table) {
@@ -424,7 +504,10 @@ void tdm__shap_table_free(shap_table *table) {
   tdm__free(table->tree_feature_begin);
   tdm__free(table->tree_feature_count);
   tdm__free(table->tree_features);
+  tdm__free(table->tree_dense);
   tdm__free(table->leaves);
+  tdm__free(table->lane_of);
+  tdm__free(table->shares);
   tdm__free(table->features);
   tdm__free(table->values);
   tdm__free(table);
@@ -439,60 +522,41 @@ void tdm__shap_table_free(shap_table *table) {
 static shap_table *table_build(const tdm_model *model) {
   shap_table *table = tdm__calloc(1, sizeof *table);
   if (table == NULL) return NULL;
-  size_t nodes = model->num_nodes, depth = 0;
-  for (size_t t = 0; t < model->num_trees; t++)
-    if (model->trees[t].depth > depth) depth = model->trees[t].depth;
+  size_t nodes = model->num_nodes, depth = 0, nf = model->num_features;
+  size_t tree_feature_slots = 0;
+  for (size_t t = 0; t < model->num_trees; t++) {
+    const tdm__tree *tree = &model->trees[t];
+    if (tree->depth > depth) depth = tree->depth;
+    /* At most one per inner node, at most every feature. */
+    tree_feature_slots += tree->num_nodes < nf ? tree->num_nodes : nf;
+  }
   size_t real = model->float32 ? sizeof(float) : sizeof(double);
   int32_t *features = tdm__malloc((depth + 1) * sizeof *features);
   void *path =
       tdm__malloc((depth + 2) * (depth + 3) / 2 * sizeof(path_element_double));
+  unsigned char *marked = tdm__calloc(nf + 1, 1);
   table->tree_tabled = tdm__calloc(model->num_trees + 1, 1);
+  table->tree_dense = tdm__calloc(model->num_trees + 1, 1);
   table->tree_feature_begin =
       tdm__malloc((model->num_trees + 1) * sizeof(uint32_t));
   table->tree_feature_count =
       tdm__calloc(model->num_trees + 1, sizeof(uint32_t));
-  table->leaves = tdm__malloc((nodes + 1) * sizeof(shap_table_leaf));
-  unsigned char *marked = tdm__calloc(model->num_features + 1, 1);
-  if (features == NULL || path == NULL || marked == NULL ||
-      table->tree_tabled == NULL || table->tree_feature_begin == NULL ||
-      table->tree_feature_count == NULL || table->leaves == NULL)
-    goto fail;
-  size_t values = 0, feature_slots = 0, tree_feature_slots = 0;
-  size_t bytes = nodes * sizeof(shap_table_leaf) +
-                 model->num_trees * (1 + 2 * sizeof(uint32_t));
-  for (size_t t = 0; t < model->num_trees; t++) {
-    const tdm__tree *tree = &model->trees[t];
-    if (tree->depth > TABLE_MAX_LEVEL) continue;
-    size_t tree_values = values, tree_slots = feature_slots;
-    table_size(model, table, tree->root, 0, features, 0, &tree_values,
-               &tree_slots);
-    size_t tree_bytes = (tree_values - values) * real +
-                        (tree_slots - feature_slots) * sizeof(int32_t);
-    if (bytes + tree_bytes > TDM__SHAP_TABLE_BYTES) continue;
-    bytes += tree_bytes;
-    values = tree_values;
-    feature_slots = tree_slots;
-    table->tree_tabled[t] = 1;
-    /* At most one per inner node, at most every feature. */
-    tree_feature_slots += tree->num_nodes < model->num_features
-                              ? tree->num_nodes
-                              : model->num_features;
-  }
-  table->values = tdm__malloc((values + 1) * real);
-  table->features = tdm__malloc((feature_slots + 1) * sizeof(int32_t));
   table->tree_features =
       tdm__malloc((tree_feature_slots + 1) * sizeof(uint32_t));
-  if (table->values == NULL || table->features == NULL ||
-      table->tree_features == NULL)
+  table->leaves = tdm__malloc((nodes + 1) * sizeof(shap_table_leaf));
+  table->lane_of = tdm__malloc((nf + 1) * sizeof(int32_t));
+  table->shares = tdm__malloc((depth + 1) * sizeof(double));
+  if (features == NULL || path == NULL || marked == NULL ||
+      table->tree_tabled == NULL || table->tree_dense == NULL ||
+      table->tree_feature_begin == NULL || table->tree_feature_count == NULL ||
+      table->tree_features == NULL || table->leaves == NULL ||
+      table->lane_of == NULL || table->shares == NULL)
     goto fail;
-  bytes += tree_feature_slots * sizeof(uint32_t);
-  table->bytes = bytes;
-  /* Each tabled tree's split features, in node order. */
+  /* Each tree's split features, in node order. */
   size_t slot = 0;
   for (size_t t = 0; t < model->num_trees; t++) {
     const tdm__tree *tree = &model->trees[t];
     table->tree_feature_begin[t] = (uint32_t)slot;
-    if (!table->tree_tabled[t]) continue;
     for (uint32_t i = 0; i < tree->num_nodes; i++) {
       int32_t f = model->nodes[tree->root + i].feature;
       if (f < 0 || marked[f]) continue;
@@ -503,8 +567,48 @@ static shap_table *table_build(const tdm_model *model) {
     for (size_t i = table->tree_feature_begin[t]; i < slot; i++)
       marked[table->tree_features[i]] = 0;
   }
+  size_t values = 0, feature_slots = 0;
+  size_t bytes = nodes * sizeof(shap_table_leaf) +
+                 model->num_trees * (2 + 2 * sizeof(uint32_t)) +
+                 slot * sizeof(uint32_t);
+  for (size_t t = 0; t < model->num_trees; t++) {
+    const tdm__tree *tree = &model->trees[t];
+    if (tree->depth > TABLE_MAX_LEVEL) continue;
+    /* Dense where the tree splits on few enough features for the lanes
+     * (float32 models); its leaves start on a lane group's boundary. */
+    unsigned lanes = 0;
+    size_t start = values;
+    if (model->float32 && table->tree_feature_count[t] <= DENSE_MAX_LANES) {
+      lanes = (table->tree_feature_count[t] + 3) / 4 * 4;
+      start = (values + 3) / 4 * 4;
+    }
+    size_t tree_values = start, tree_slots = feature_slots;
+    table_size(model, table, tree->root, 0, features, 0, lanes, &tree_values,
+               &tree_slots);
+    size_t tree_bytes = (tree_values - values) * real +
+                        (tree_slots - feature_slots) * sizeof(int32_t);
+    if (bytes + tree_bytes > TDM__SHAP_TABLE_BYTES) continue;
+    bytes += tree_bytes;
+    values = tree_values;
+    feature_slots = tree_slots;
+    table->tree_tabled[t] = 1;
+    table->tree_dense[t] = lanes != 0;
+  }
+  /* Zeroed: a dense leaf's lanes of features off its path stay 0. */
+  table->values = tdm__calloc(values + 4, real);
+  table->features = tdm__malloc((feature_slots + 1) * sizeof(int32_t));
+  if (table->values == NULL || table->features == NULL) goto fail;
+  table->bytes = bytes;
+  int32_t *lane_of = table->lane_of;
   for (size_t t = 0; t < model->num_trees; t++) {
     if (!table->tree_tabled[t]) continue;
+    table->lane_of = NULL;
+    if (table->tree_dense[t]) {
+      const uint32_t *list = table->tree_features + table->tree_feature_begin[t];
+      for (uint32_t k = 0; k < table->tree_feature_count[t]; k++)
+        lane_of[list[k]] = (int32_t)k;
+      table->lane_of = lane_of;
+    }
     if (model->float32)
       table_fill_float(model, table, model->trees[t].root, 0, path, 1.0f, 1.0f,
                        -1, 0, 0);
@@ -512,6 +616,7 @@ static shap_table *table_build(const tdm_model *model) {
       table_fill_double(model, table, model->trees[t].root, 0, path, 1.0, 1.0,
                         -1, 0, 0);
   }
+  table->lane_of = lane_of;
   tdm__free(features);
   tdm__free(path);
   tdm__free(marked);

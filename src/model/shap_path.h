@@ -202,14 +202,22 @@ static void SHAP_FN(table_fill)(const tdm_model *model, shap_table *table, uint3
   SHAP_FN(extend_path)
   (path, depth, parent_zero_fraction, parent_one_fraction, parent_feature);
   if (node->feature < 0) {
-    SHAP_REAL *values = (SHAP_REAL *)table->values +
-                        table->leaves[index].value_begin +
-                        (size_t)pattern * depth;
-    SHAP_FN(leaf_values)(path, depth, (SHAP_REAL)node->unweighted, values);
+    const shap_table_leaf *leaf = &table->leaves[index];
+    SHAP_REAL *values = (SHAP_REAL *)table->values + leaf->value_begin +
+                        (size_t)pattern * leaf->stride;
     /* The same features at every pattern: the unwinding depends only on
      * which features the splits test. */
-    int32_t *features = table->features + table->leaves[index].feature_begin;
+    int32_t *features = table->features + leaf->feature_begin;
     for (unsigned i = 1; i <= depth; i++) features[i - 1] = path[i].feature;
+    if (table->lane_of == NULL) {
+      SHAP_FN(leaf_values)(path, depth, (SHAP_REAL)node->unweighted, values);
+      return;
+    }
+    /* Dense: each share in its feature's lane, the others left 0. */
+    SHAP_REAL *shares = (SHAP_REAL *)table->shares;
+    SHAP_FN(leaf_values)(path, depth, (SHAP_REAL)node->unweighted, shares);
+    for (unsigned i = 0; i < depth; i++)
+      values[table->lane_of[features[i]]] = shares[i];
     return;
   }
   const SHAP_REAL w = (SHAP_REAL)node->cover;
@@ -271,7 +279,7 @@ static void SHAP_FN(table_walk)(const tdm_model *model,
     const shap_table_leaf *leaf = &table->leaves[index];
     const SHAP_REAL *values = (const SHAP_REAL *)table->values +
                               leaf->value_begin +
-                              (size_t)pattern * leaf->feature_count;
+                              (size_t)pattern * leaf->stride;
     const int32_t *features = table->features + leaf->feature_begin;
     for (unsigned i = 0; i < leaf->feature_count; i++)
       phi[features[i]] += values[i];
