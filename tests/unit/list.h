@@ -39,6 +39,7 @@
   X(shap_lanes_match_scalar)                 \
   X(shap_out_of_memory)                      \
   X(shap_tables_match_recursion)             \
+  X(shap_tables_built_once)                  \
   X(number_hard_cases)                       \
   X(number_random_against_strtod)            \
   X(infer_matrix_flat_nested_and_one_row)    \

@@ -15,6 +15,7 @@
  */
 #include <dirent.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -414,5 +415,57 @@ TEST(shap_tables_match_recursion) {
     closedir(dir);
   }
   CHECK(models >= 10);
+  return 0;
+}
+
+/* One thread's share of shap_tables_built_once: its rows' contributions
+ * through the model's tables (the first callers race to build them). */
+typedef struct table_job {
+  const tdm_model *model;
+  const double *rows;
+  size_t n;
+  double *out;
+  int rc;
+} table_job;
+
+static void *table_job_run(void *arg) {
+  table_job *job = arg;
+  job->rc = tdm_model_predict(job->model, job->rows, job->n,
+                              TDM_PREDICT_CONTRIBS, job->out);
+  return NULL;
+}
+
+/* Threads that explain with a freshly loaded model at the same moment
+ * share one build of its tables and all get the recursion's bits. */
+TEST(shap_tables_built_once) {
+  enum { THREADS = 4, ROWS = 200 };
+  tdm_model *model;
+  tdm_error err;
+  CHECK_INT(tdm_model_load("tests/fixtures/xgboost/lending_club_cat.model.json",
+                           &model, &err),
+            TDM_OK);
+  size_t width = tdm__contribs_width(model), nf = model->num_features;
+  double *rows = rows_at_splits(model, THREADS * ROWS);
+  double *want = malloc(THREADS * ROWS * width * sizeof *want);
+  double *got = malloc(THREADS * ROWS * width * sizeof *got);
+  table_job jobs[THREADS];
+  pthread_t threads[THREADS];
+  for (int i = 0; i < THREADS; i++) {
+    jobs[i] = (table_job){model, rows + (size_t)i * ROWS * nf, ROWS,
+                          got + (size_t)i * ROWS * width, -1};
+    CHECK(pthread_create(&threads[i], NULL, table_job_run, &jobs[i]) == 0);
+  }
+  for (int i = 0; i < THREADS; i++) {
+    pthread_join(threads[i], NULL);
+    CHECK_INT(jobs[i].rc, TDM_OK);
+  }
+  CHECK_INT(tdm__contribs_recursive(model, rows, NULL, THREADS * ROWS, 0, want),
+            TDM_OK);
+  CHECK(memcmp(want, got, THREADS * ROWS * width * sizeof *got) == 0);
+  CHECK(tdm__shap_table_bytes(model) > 0);
+  free(rows);
+  free(want);
+  free(got);
+  tdm_model_free(model);
   return 0;
 }
