@@ -469,3 +469,45 @@ TEST(shap_tables_built_once) {
   tdm_model_free(model);
   return 0;
 }
+
+/* Out of memory while building the tables (on the first request for
+ * contributions): the request answers TDM_ENOMEM or, where the tables
+ * could not be built but the scratch could, the recursion's answer; the
+ * failed build frees what it made (the sanitizer build checks) and a later
+ * request builds them. */
+TEST(shap_tables_out_of_memory) {
+  const char *path = "tests/fixtures/xgboost/credit_data_binary.model.json";
+  tdm_model *model;
+  tdm_error err;
+  CHECK_INT(tdm_model_load(path, &model, &err), TDM_OK);
+  size_t width = tdm__contribs_width(model);
+  double *rows = rows_at_splits(model, 20);
+  double *want = malloc(20 * width * sizeof *want);
+  double *got = malloc(20 * width * sizeof *got);
+  CHECK_INT(tdm__contribs_recursive(model, rows, NULL, 20, 0, want), TDM_OK);
+  tdm_model_free(model);
+  int answered = 0;
+  for (long countdown = 0; countdown < 40; countdown++) {
+    CHECK_INT(tdm_model_load(path, &model, &err), TDM_OK);
+    tdm__alloc_fail_after(countdown);
+    int rc = tdm_model_predict(model, rows, 20, TDM_PREDICT_CONTRIBS, got);
+    tdm__alloc_fail_after(-1);
+    if (rc == TDM_OK) {
+      CHECK(memcmp(want, got, 20 * width * sizeof *got) == 0);
+      answered++;
+    } else {
+      CHECK_INT(rc, TDM_ENOMEM);
+    }
+    /* Memory is back: the tables get built, and give the same bits. */
+    CHECK(tdm__shap_table_bytes(model) > 0);
+    CHECK_INT(tdm_model_predict(model, rows, 20, TDM_PREDICT_CONTRIBS, got),
+              TDM_OK);
+    CHECK(memcmp(want, got, 20 * width * sizeof *got) == 0);
+    tdm_model_free(model);
+  }
+  CHECK(answered > 0);
+  free(rows);
+  free(want);
+  free(got);
+  return 0;
+}
