@@ -93,6 +93,11 @@ static inline uint32_t table_next_node(const tdm_model *model,
   return left ? node->left : node->right;
 }
 
+/* Four float32 lanes (SSE2 on x86-64, whatever the target has elsewhere;
+ * GCC's and clang's vector extensions), and a lane mask. */
+typedef float lanes_float __attribute__((vector_size(16)));
+typedef int32_t lanes_mask __attribute__((vector_size(16)));
+
 #define SHAP_REAL float
 #include "shap_path.h"
 #undef SHAP_REAL
@@ -117,8 +122,6 @@ static void leaf_values_double(const path_element_double *path, unsigned depth,
  * and the lane's own is selected. Dividing by a zero in a lane that does
  * not use the quotient is harmless: it is never selected.
  */
-typedef float lanes_float __attribute__((vector_size(16)));
-typedef int32_t lanes_mask __attribute__((vector_size(16)));
 
 static inline lanes_float lanes_select(lanes_mask mask, lanes_float yes,
                                        lanes_float no) {
@@ -197,53 +200,15 @@ static void leaf_values_float(const path_element_float *path, unsigned depth,
 }
 
 /*
- * One row through a dense tree (float32): as table_walk, with the tree's
- * contributions in `groups` lane groups held in registers, one per four
- * of the tree's split features. A leaf adds its whole pattern's entry,
- * zeros included. Adding +0 leaves a sum unchanged except a -0, and a
- * sum that starts at +0 never becomes -0 under round-to-nearest (an exact
- * zero sum of nonzero terms is +0), so each lane is the same float as
- * the sparse walk's phi. The row's leaves, their order and every nonzero
- * addition are the sparse walk's.
+ * One row through a dense tree t (float32), its sums then written to
+ * phi's split features: the tree's contributions in lane groups held in
+ * registers, one per four of the tree's split features. A leaf adds its
+ * whole pattern's entry, zeros included. Adding +0 leaves a sum unchanged
+ * except a -0, and a sum that starts at +0 never becomes -0 under
+ * round-to-nearest (an exact zero sum of nonzero terms is +0), so each
+ * lane is the same float as the sparse walk's phi. The row's leaves,
+ * their order and every nonzero addition are the sparse walk's.
  */
-static inline __attribute__((always_inline)) void dense_walk(
-    const tdm_model *model, const shap_table *table, tdm__row row,
-    uint32_t root, unsigned groups, lanes_float *sums) {
-  struct {
-    uint32_t index, pattern, level;
-  } stack[TABLE_MAX_LEVEL + 1];
-  unsigned top = 0;
-  uint32_t index = root, pattern = 0, level = 0;
-  for (;;) {
-    const tdm__node *node = &model->nodes[index];
-    while (node->feature >= 0) {
-      uint32_t hot = table_next_node(model, node, index, row);
-      stack[top].index = hot == node->left ? node->right : node->left;
-      stack[top].pattern = pattern;
-      stack[top].level = level + 1;
-      top++;
-      index = hot;
-      pattern |= 1u << level;
-      level++;
-      node = &model->nodes[index];
-    }
-    const shap_table_leaf *leaf = &table->leaves[index];
-    const float *values = (const float *)table->values + leaf->value_begin +
-                          (size_t)pattern * leaf->stride;
-    for (unsigned g = 0; g < groups; g++) {
-      lanes_float entry;
-      memcpy(&entry, values + 4 * g, sizeof entry);
-      sums[g] += entry;
-    }
-    if (top == 0) return;
-    top--;
-    index = stack[top].index;
-    pattern = stack[top].pattern;
-    level = stack[top].level;
-  }
-}
-
-/* The dense walk of tree t, its sums written to phi's split features. */
 static void table_walk_dense(const tdm_model *model, const shap_table *table,
                              tdm__row row, size_t t, float *phi) {
   lanes_float sums[4] = {lanes_splat(0.0f), lanes_splat(0.0f),
@@ -252,12 +217,21 @@ static void table_walk_dense(const tdm_model *model, const shap_table *table,
   const uint32_t count = table->tree_feature_count[t];
   switch ((count + 3) / 4) {
     case 0: break; /* a single leaf: nothing but the bias */
-    case 1: dense_walk(model, table, row, root, 1, sums); break;
-    case 2: dense_walk(model, table, row, root, 2, sums); break;
-    case 3: dense_walk(model, table, row, root, 3, sums); break;
-    default: dense_walk(model, table, row, root, 4, sums); break;
+    case 1:
+      table_walk_lanes_float(model, table, row, phi, root, 1, sums);
+      break;
+    case 2:
+      table_walk_lanes_float(model, table, row, phi, root, 2, sums);
+      break;
+    case 3:
+      table_walk_lanes_float(model, table, row, phi, root, 3, sums);
+      break;
+    default:
+      table_walk_lanes_float(model, table, row, phi, root, 4, sums);
+      break;
   }
-  const uint32_t *features = table->tree_features + table->tree_feature_begin[t];
+  const uint32_t *features =
+      table->tree_features + table->tree_feature_begin[t];
   for (uint32_t k = 0; k < count; k++) phi[features[k]] = sums[k / 4][k % 4];
 }
 
@@ -397,9 +371,9 @@ static int scratch_new(const tdm_model *model, shap_scratch *s) {
  * PredictContribution: per tree a zeroed vector gets the tree's mean as
  * bias and its contributions, then the row adds it times the tree's
  * weight (dart), feature by feature; base_score goes to the bias last. */
-static void contribs_row_float(const tdm_model *model,
-                               const shap_table *table, tdm__row row,
-                               int approximate, shap_scratch *s, double *out) {
+static void contribs_row_float(const tdm_model *model, const shap_table *table,
+                               tdm__row row, int approximate, shap_scratch *s,
+                               double *out) {
   size_t nf = model->num_features, width = nf + 1;
   float *phi = s->tree_phi;
   for (size_t o = 0; o < model->num_outputs; o++) {
@@ -424,8 +398,8 @@ static void contribs_row_float(const tdm_model *model,
       if (approximate)
         saabas_tree(model, tree, row, phi, touched);
       else
-        tree_shap_float(model, row, phi, touched, tree->root, 0, s->path,
-                        1.0f, 1.0f, -1);
+        tree_shap_float(model, row, phi, touched, tree->root, 0, s->path, 1.0f,
+                        1.0f, -1);
       count = touched->count;
       for (size_t i = 0; i < count; i++) touched->marked[features[i]] = 0;
       touched->count = 0;
@@ -449,9 +423,8 @@ static void contribs_row_float(const tdm_model *model,
 /* One row of a double (LightGBM) model, as GBDT::PredictContrib: every
  * tree adds its expected value to the bias and its contributions, in
  * tree order, straight into the row's. */
-static void contribs_row_double(const tdm_model *model,
-                                const shap_table *table, tdm__row row,
-                                shap_scratch *s, double *out) {
+static void contribs_row_double(const tdm_model *model, const shap_table *table,
+                                tdm__row row, shap_scratch *s, double *out) {
   size_t nf = model->num_features, width = nf + 1;
   for (size_t c = 0; c < model->num_outputs * width; c++) out[c] = 0.0;
   for (size_t t = 0; t < model->num_trees; t++) {
@@ -492,8 +465,8 @@ static void table_size(const tdm_model *model, shap_table *table,
   unsigned next = distinct, i = 0;
   while (i < distinct && features[i] != node->feature) i++;
   if (i == distinct) features[next++] = node->feature;
-  table_size(model, table, node->left, level + 1, features, next, lanes,
-             values, feature_slots);
+  table_size(model, table, node->left, level + 1, features, next, lanes, values,
+             feature_slots);
   table_size(model, table, node->right, level + 1, features, next, lanes,
              values, feature_slots);
 }
@@ -563,7 +536,8 @@ static shap_table *table_build(const tdm_model *model) {
       marked[f] = 1;
       table->tree_features[slot++] = (uint32_t)f;
     }
-    table->tree_feature_count[t] = (uint32_t)slot - table->tree_feature_begin[t];
+    table->tree_feature_count[t] =
+        (uint32_t)slot - table->tree_feature_begin[t];
     for (size_t i = table->tree_feature_begin[t]; i < slot; i++)
       marked[table->tree_features[i]] = 0;
   }
@@ -604,7 +578,8 @@ static shap_table *table_build(const tdm_model *model) {
     if (!table->tree_tabled[t]) continue;
     table->lane_of = NULL;
     if (table->tree_dense[t]) {
-      const uint32_t *list = table->tree_features + table->tree_feature_begin[t];
+      const uint32_t *list =
+          table->tree_features + table->tree_feature_begin[t];
       for (uint32_t k = 0; k < table->tree_feature_count[t]; k++)
         lane_of[list[k]] = (int32_t)k;
       table->lane_of = lane_of;
@@ -667,8 +642,7 @@ static int contribs(const tdm_model *model, const double *rows64,
   if (!model->has_cover || (approximate && !model->float32))
     return TDM_EUNSUPPORTED;
   if (num_rows == 0) return TDM_OK;
-  const shap_table *table =
-      use_table && !approximate ? table_get(model) : NULL;
+  const shap_table *table = use_table && !approximate ? table_get(model) : NULL;
   shap_scratch s;
   if (scratch_new(model, &s) != TDM_OK) return TDM_ENOMEM;
   size_t nf = model->num_features, width = tdm__contribs_width(model);

@@ -128,6 +128,37 @@ static void SHAP_FN(leaf_contributions)(const SHAP_FN(path_element) * path,
   }
 }
 
+/* The recursion's first step at a node: the parent's path copied into
+ * the next slot of the triangle and extended with the parent's split. */
+static SHAP_FN(path_element) *
+    SHAP_FN(enter_node)(SHAP_FN(path_element) * parent, unsigned depth,
+                        SHAP_REAL parent_zero_fraction,
+                        SHAP_REAL parent_one_fraction, int parent_feature) {
+  SHAP_FN(path_element) *path = parent + depth + 1;
+  memcpy(path, parent, (depth + 1) * sizeof *path);
+  SHAP_FN(extend_path)
+  (path, depth, parent_zero_fraction, parent_one_fraction, parent_feature);
+  return path;
+}
+
+/* At an inner node splitting on `feature`: a feature already on the path
+ * is unwound and split again here, its fractions carried on in *zero and
+ * *one (1 and 1 otherwise). Returns the path's depth after that. */
+static unsigned SHAP_FN(unwind_repeat)(SHAP_FN(path_element) * path,
+                                       unsigned depth, int feature,
+                                       SHAP_REAL *zero, SHAP_REAL *one) {
+  *zero = 1;
+  *one = 1;
+  unsigned path_index = 0;
+  for (; path_index <= depth; path_index++)
+    if (path[path_index].feature == feature) break;
+  if (path_index == depth + 1) return depth;
+  *zero = path[path_index].zero_fraction;
+  *one = path[path_index].one_fraction;
+  SHAP_FN(unwind_path)(path, depth, path_index);
+  return depth - 1;
+}
+
 /*
  * The recursion from `node` with the path so far in parent[0..depth-1]
  * (the root call passes depth 0 and a dummy feature -1). Each call copies
@@ -143,10 +174,8 @@ static void SHAP_FN(tree_shap)(const tdm_model *model, tdm__row row,
                                SHAP_REAL parent_one_fraction,
                                int parent_feature) {
   const tdm__node *node = &model->nodes[index];
-  SHAP_FN(path_element) *path = parent + depth + 1;
-  memcpy(path, parent, (depth + 1) * sizeof *path);
-  SHAP_FN(extend_path)
-  (path, depth, parent_zero_fraction, parent_one_fraction, parent_feature);
+  SHAP_FN(path_element) *path = SHAP_FN(enter_node)(
+      parent, depth, parent_zero_fraction, parent_one_fraction, parent_feature);
   if (node->feature < 0) {
     SHAP_FN(leaf_contributions)
     (path, depth, (SHAP_REAL)node->unweighted, phi, touched);
@@ -157,18 +186,10 @@ static void SHAP_FN(tree_shap)(const tdm_model *model, tdm__row row,
   const SHAP_REAL w = (SHAP_REAL)node->cover;
   const SHAP_REAL hot_zero_fraction = (SHAP_REAL)model->nodes[hot].cover / w;
   const SHAP_REAL cold_zero_fraction = (SHAP_REAL)model->nodes[cold].cover / w;
-  SHAP_REAL incoming_zero_fraction = 1;
-  SHAP_REAL incoming_one_fraction = 1;
-  /* A feature already on the path is unwound and split again here. */
-  unsigned path_index = 0;
-  for (; path_index <= depth; path_index++)
-    if (path[path_index].feature == node->feature) break;
-  if (path_index != depth + 1) {
-    incoming_zero_fraction = path[path_index].zero_fraction;
-    incoming_one_fraction = path[path_index].one_fraction;
-    SHAP_FN(unwind_path)(path, depth, path_index);
-    depth -= 1;
-  }
+  SHAP_REAL incoming_zero_fraction, incoming_one_fraction;
+  depth =
+      SHAP_FN(unwind_repeat)(path, depth, node->feature,
+                             &incoming_zero_fraction, &incoming_one_fraction);
   SHAP_FN(tree_shap)
   (model, row, phi, touched, hot, depth + 1, path,
    hot_zero_fraction * incoming_zero_fraction, incoming_one_fraction,
@@ -190,17 +211,16 @@ static void SHAP_FN(tree_shap)(const tdm_model *model, tdm__row row,
  * operations the recursion performs for a row with that pattern, so a
  * lookup gives the recursion's bits.
  */
-static void SHAP_FN(table_fill)(const tdm_model *model, shap_table *table, uint32_t index,
-                                unsigned depth, SHAP_FN(path_element) * parent,
+static void SHAP_FN(table_fill)(const tdm_model *model, shap_table *table,
+                                uint32_t index, unsigned depth,
+                                SHAP_FN(path_element) * parent,
                                 SHAP_REAL parent_zero_fraction,
                                 SHAP_REAL parent_one_fraction,
                                 int parent_feature, uint32_t pattern,
                                 unsigned level) {
   const tdm__node *node = &model->nodes[index];
-  SHAP_FN(path_element) *path = parent + depth + 1;
-  memcpy(path, parent, (depth + 1) * sizeof *path);
-  SHAP_FN(extend_path)
-  (path, depth, parent_zero_fraction, parent_one_fraction, parent_feature);
+  SHAP_FN(path_element) *path = SHAP_FN(enter_node)(
+      parent, depth, parent_zero_fraction, parent_one_fraction, parent_feature);
   if (node->feature < 0) {
     const shap_table_leaf *leaf = &table->leaves[index];
     SHAP_REAL *values = (SHAP_REAL *)table->values + leaf->value_begin +
@@ -221,17 +241,10 @@ static void SHAP_FN(table_fill)(const tdm_model *model, shap_table *table, uint3
     return;
   }
   const SHAP_REAL w = (SHAP_REAL)node->cover;
-  SHAP_REAL incoming_zero_fraction = 1;
-  SHAP_REAL incoming_one_fraction = 1;
-  unsigned path_index = 0;
-  for (; path_index <= depth; path_index++)
-    if (path[path_index].feature == node->feature) break;
-  if (path_index != depth + 1) {
-    incoming_zero_fraction = path[path_index].zero_fraction;
-    incoming_one_fraction = path[path_index].one_fraction;
-    SHAP_FN(unwind_path)(path, depth, path_index);
-    depth -= 1;
-  }
+  SHAP_REAL incoming_zero_fraction, incoming_one_fraction;
+  depth =
+      SHAP_FN(unwind_repeat)(path, depth, node->feature,
+                             &incoming_zero_fraction, &incoming_one_fraction);
   const uint32_t children[2] = {node->left, node->right};
   for (unsigned c = 0; c < 2; c++) {
     const SHAP_REAL zero_fraction =
@@ -248,16 +261,23 @@ static void SHAP_FN(table_fill)(const tdm_model *model, shap_table *table, uint3
   }
 }
 
-/* One row through a tabled tree: the recursion's order (the row's child
+/*
+ * One row through a tabled tree: the recursion's order (the row's child
  * first, then the other, depth first), each leaf adding the table's
  * shares for the pattern the row gives it. No feature is recorded as
  * touched: every leaf is visited, so the features touched are all those
  * the tree splits on (shap_table's tree_features). Iterative, with the
  * other children on a stack: a tabled tree has at most TABLE_MAX_LEVEL
- * levels. */
-static void SHAP_FN(table_walk)(const tdm_model *model,
-                                const shap_table *table, tdm__row row,
-                                SHAP_REAL *phi, uint32_t root) {
+ * levels.
+ *
+ * A sparse tree (groups 0) adds each share to phi. A dense tree (float32
+ * only: shap.c's table_walk_dense) adds the leaf's whole entry to
+ * `groups` groups of four lanes, `sums`, which the caller keeps in
+ * registers by passing a constant `groups`.
+ */
+static inline __attribute__((always_inline)) void SHAP_FN(table_walk_lanes)(
+    const tdm_model *model, const shap_table *table, tdm__row row,
+    SHAP_REAL *phi, uint32_t root, unsigned groups, lanes_float *sums) {
   struct {
     uint32_t index, pattern, level;
   } stack[TABLE_MAX_LEVEL + 1];
@@ -277,18 +297,31 @@ static void SHAP_FN(table_walk)(const tdm_model *model,
       node = &model->nodes[index];
     }
     const shap_table_leaf *leaf = &table->leaves[index];
-    const SHAP_REAL *values = (const SHAP_REAL *)table->values +
-                              leaf->value_begin +
-                              (size_t)pattern * leaf->stride;
-    const int32_t *features = table->features + leaf->feature_begin;
-    for (unsigned i = 0; i < leaf->feature_count; i++)
-      phi[features[i]] += values[i];
+    const size_t at = leaf->value_begin + (size_t)pattern * leaf->stride;
+    if (groups == 0) {
+      const SHAP_REAL *values = (const SHAP_REAL *)table->values + at;
+      const int32_t *features = table->features + leaf->feature_begin;
+      for (unsigned i = 0; i < leaf->feature_count; i++)
+        phi[features[i]] += values[i];
+    } else {
+      const float *values = (const float *)table->values + at;
+      for (unsigned g = 0; g < groups; g++) {
+        lanes_float entry;
+        memcpy(&entry, values + 4 * g, sizeof entry);
+        sums[g] += entry;
+      }
+    }
     if (top == 0) return;
     top--;
     index = stack[top].index;
     pattern = stack[top].pattern;
     level = stack[top].level;
   }
+}
+
+static void SHAP_FN(table_walk)(const tdm_model *model, const shap_table *table,
+                                tdm__row row, SHAP_REAL *phi, uint32_t root) {
+  SHAP_FN(table_walk_lanes)(model, table, row, phi, root, 0, NULL);
 }
 
 #undef SHAP_FN

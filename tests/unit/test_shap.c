@@ -283,8 +283,7 @@ TEST(shap_out_of_memory) {
   tdm__free(text);
   CHECK(tdm_model_has_contribs(model));
   double x[3] = {0.1, NAN, -0.4}, want[4], got[4];
-  CHECK_INT(tdm_model_predict(model, x, 1, TDM_PREDICT_CONTRIBS, want),
-            TDM_OK);
+  CHECK_INT(tdm_model_predict(model, x, 1, TDM_PREDICT_CONTRIBS, want), TDM_OK);
   for (long countdown = 0;; countdown++) {
     tdm__alloc_fail_after(countdown);
     int rc = tdm_model_predict(model, x, 1, TDM_PREDICT_CONTRIBS, got);
@@ -307,8 +306,8 @@ static double *rows_at_splits(const tdm_model *model, size_t n) {
     for (size_t f = 0; f < nf; f++) {
       double value = (double)shap_rnd(20);
       for (int tries = 0; tries < 50; tries++) {
-        const tdm__node *node = &model->nodes[shap_rnd(
-            (uint32_t)model->num_nodes)];
+        const tdm__node *node =
+            &model->nodes[shap_rnd((uint32_t)model->num_nodes)];
         if (node->feature != (int32_t)f) continue;
         if (node->kind == TDM__NODE_XGB_NUMERIC ||
             node->kind == TDM__NODE_LGB_NUMERIC) {
@@ -363,9 +362,9 @@ TEST(shap_tables_match_recursion) {
     char *text = lightgbm_text(trees, num_trees, nf);
     tdm_model *model;
     tdm_error err;
-    CHECK_INT(tdm_model_load_buffer(text, strlen(text), "random.txt", &model,
-                                    &err),
-              TDM_OK);
+    CHECK_INT(
+        tdm_model_load_buffer(text, strlen(text), "random.txt", &model, &err),
+        TDM_OK);
     tdm__free(text);
     double *rows = rows_at_splits(model, 50);
     char what[64];
