@@ -13,7 +13,6 @@
  * path meets the same feature again (the unwind case), with missing
  * values going either way and counts that split unevenly.
  */
-#include <dirent.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -183,22 +182,32 @@ static void brute_force(const gen_tree *trees, int num_trees, int nf,
   }
 }
 
+/* A random model of 1 to 4 trees over *num_features features, grown into
+ * trees[] and loaded; NULL (having said why) when it does not load. */
+static tdm_model *random_model(gen_tree trees[4], int *num_trees,
+                               int *num_features) {
+  int nf = 1 + (int)shap_rnd(MAX_FEATURES);
+  *num_features = nf;
+  *num_trees = 1 + (int)shap_rnd(4);
+  for (int t = 0; t < *num_trees; t++) grow(&trees[t], nf);
+  char *text = lightgbm_text(trees, *num_trees, nf);
+  tdm_model *model;
+  tdm_error err;
+  if (tdm_model_load_buffer(text, strlen(text), "random.txt", &model, &err) !=
+      TDM_OK) {
+    fprintf(stderr, "%s\n%s\n", err.message, text);
+    model = NULL;
+  }
+  tdm__free(text);
+  return model;
+}
+
 TEST(shap_matches_brute_force_shapley) {
   for (int m = 0; m < 300; m++) {
-    int nf = 1 + (int)shap_rnd(MAX_FEATURES);
-    int num_trees = 1 + (int)shap_rnd(4);
+    int nf, num_trees;
     gen_tree trees[4];
-    for (int t = 0; t < num_trees; t++) grow(&trees[t], nf);
-    char *text = lightgbm_text(trees, num_trees, nf);
-    tdm_model *model;
-    tdm_error err;
-    if (tdm_model_load_buffer(text, strlen(text), "random.txt", &model, &err) !=
-        TDM_OK) {
-      fprintf(stderr, "model %d: %s\n%s\n", m, err.message, text);
-      tdm__free(text);
-      return 1;
-    }
-    tdm__free(text);
+    tdm_model *model = random_model(trees, &num_trees, &nf);
+    CHECK(model != NULL);
     CHECK(tdm_model_has_contribs(model));
     CHECK_INT(tdm_model_output_width(model, TDM_PREDICT_CONTRIBS),
               (size_t)nf + 1);
@@ -349,23 +358,33 @@ static int tables_agree(const tdm_model *model, const double *rows, size_t n,
   return failed;
 }
 
+/* One fixture's tables against its recursion (a model with covers). */
+static int fixture_tables_agree(tdm_model *model, const char *path,
+                                void *context) {
+  if (!tdm_model_has_contribs(model)) return 0;
+  (*(int *)context)++;
+  /* The tables were built, and hold something. */
+  if (tdm__shap_table_bytes(model) == 0) {
+    fprintf(stderr, "%s: no leaf tables\n", path);
+    return 1;
+  }
+  double *rows = rows_at_splits(model, 300);
+  int failed = tables_agree(model, rows, 300, 0, path);
+  free(rows);
+  return failed;
+}
+
 /* The leaf tables (computed once for every way a row can take a tree)
  * must give the recursion's bits: on random LightGBM models whose paths
  * meet the same feature again, and on every fixture with covers (XGBoost
  * float32 and LightGBM double, categorical splits, dart, multiclass). */
 TEST(shap_tables_match_recursion) {
+  int explained = 0;
   for (int m = 0; m < 200; m++) {
-    int nf = 1 + (int)shap_rnd(MAX_FEATURES);
-    int num_trees = 1 + (int)shap_rnd(4);
+    int nf, num_trees;
     gen_tree trees[4];
-    for (int t = 0; t < num_trees; t++) grow(&trees[t], nf);
-    char *text = lightgbm_text(trees, num_trees, nf);
-    tdm_model *model;
-    tdm_error err;
-    CHECK_INT(
-        tdm_model_load_buffer(text, strlen(text), "random.txt", &model, &err),
-        TDM_OK);
-    tdm__free(text);
+    tdm_model *model = random_model(trees, &num_trees, &nf);
+    CHECK(model != NULL);
     double *rows = rows_at_splits(model, 50);
     char what[64];
     snprintf(what, sizeof what, "random model %d", m);
@@ -374,46 +393,12 @@ TEST(shap_tables_match_recursion) {
     tdm_model_free(model);
     if (failed) return 1;
   }
-  static const char *dirs[] = {"tests/fixtures/xgboost",
-                               "tests/fixtures/lightgbm"};
-  int models = 0;
-  for (int d = 0; d < 2; d++) {
-    DIR *dir = opendir(dirs[d]);
-    CHECK(dir != NULL);
-    struct dirent *entry;
-    while ((entry = readdir(dir)) != NULL) {
-      const char *name = entry->d_name;
-      size_t len = strlen(name);
-      if (!(len > 11 && (strcmp(name + len - 11, ".model.json") == 0 ||
-                         strcmp(name + len - 10, ".model.txt") == 0)))
-        continue;
-      char path[512];
-      snprintf(path, sizeof path, "%s/%s", dirs[d], name);
-      tdm_model *model;
-      tdm_error err;
-      if (tdm_model_load(path, &model, &err) != TDM_OK) {
-        fprintf(stderr, "%s\n", err.message);
-        closedir(dir);
-        return 1;
-      }
-      int failed = 0;
-      if (tdm_model_has_contribs(model)) {
-        /* The tables were built, and hold something. */
-        failed = tdm__shap_table_bytes(model) == 0;
-        double *rows = rows_at_splits(model, 300);
-        if (!failed) failed = tables_agree(model, rows, 300, 0, path);
-        free(rows);
-        models++;
-      }
-      tdm_model_free(model);
-      if (failed) {
-        closedir(dir);
-        return 1;
-      }
-    }
-    closedir(dir);
-  }
-  CHECK(models >= 10);
+  int models;
+  CHECK_INT(
+      tdm_test_each_fixture_model(fixture_tables_agree, &explained, &models),
+      0);
+  (void)models;
+  CHECK(explained >= 10);
   return 0;
 }
 
