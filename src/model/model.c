@@ -17,6 +17,7 @@ tdm_model *tdm__model_new(void) {
   tdm_model *model = tdm__calloc(1, sizeof *model);
   if (model == NULL) return NULL;
   tdm__arena_init(&model->arena, 1 << 16);
+  pthread_mutex_init(&model->shap_lock, NULL);
   model->library_version = "";
   model->booster = "";
   model->objective = "";
@@ -32,6 +33,8 @@ const tdm__named_link *tdm__find_link(const tdm__named_link *table,
 
 void tdm_model_free(tdm_model *model) {
   if (model == NULL) return;
+  tdm__shap_table_free(model->shap_table);
+  pthread_mutex_destroy(&model->shap_lock);
   tdm__arena_free(&model->arena);
   tdm__free(model);
 }

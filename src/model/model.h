@@ -14,6 +14,7 @@
 #define TDM_MODEL_H
 
 #include <math.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -100,6 +101,10 @@ typedef enum tdm__link {
 #define TDM__FAST_MAX_DEPTH 10
 
 typedef struct tdm__fast tdm__fast;
+typedef struct tdm__shap_table tdm__shap_table;
+
+/* The most bytes a model's TreeSHAP leaf tables (shap.c) may take. */
+#define TDM__SHAP_TABLE_BYTES ((size_t)64 << 20)
 
 struct tdm_model {
   tdm_model_format format;
@@ -156,6 +161,11 @@ struct tdm_model {
    * float32; for LightGBM only roots are set, to Tree::ExpectedValue).
    * Filled by tdm__shap_prepare when has_cover; NULL otherwise. */
   double *expected;
+
+  /* TreeSHAP's leaf tables (shap.c): NULL until the first request for
+   * exact contributions builds them, under shap_lock. */
+  tdm__shap_table *shap_table;
+  pthread_mutex_t shap_lock;
 
   /* The fast evaluator's layout (fast.c); NULL when it does not apply. */
   tdm__fast *fast;
@@ -234,6 +244,15 @@ size_t tdm__shap_check_lanes(uint64_t seed, size_t cases);
 size_t tdm__contribs_width(const tdm_model *model);
 int tdm__contribs(const tdm_model *model, const double *rows64,
                   const float *rows32, size_t num_rows, int flags, double *out);
+/* Tests: the same contributions with every tree through the recursion,
+ * the reference for the leaf tables that tdm__contribs reads. And the
+ * bytes of the tables (building them; 0 for a model without covers). */
+int tdm__contribs_recursive(const tdm_model *model, const double *rows64,
+                            const float *rows32, size_t num_rows, int flags,
+                            double *out);
+size_t tdm__shap_table_bytes(const tdm_model *model);
+/* Frees a model's tables (tdm_model_free calls it; NULL is a no-op). */
+void tdm__shap_table_free(tdm__shap_table *table);
 
 /* The fast evaluator (fast.c). Build lays the trees out after loading;
  * predict returns 0, doing nothing, when the model has no fast layout. */

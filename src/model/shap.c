@@ -14,6 +14,8 @@
  * base_score to the bias at the end; LightGBM in double straight into the
  * row's. Both orders are kept here, so the values are the same bits.
  */
+#include <math.h>
+#include <pthread.h>
 #include <string.h>
 
 #include "../core/core.h"
@@ -26,7 +28,45 @@ typedef struct shap_touched {
   uint32_t *list;
   size_t count;
   unsigned char *marked; /* per feature */
+  void *values; /* one leaf's shares (float or double), per path element */
 } shap_touched;
+
+/*
+ * The leaf tables (shap_path.h's table_fill): for every leaf of a tabled
+ * tree and every pattern of the row's way through the leaf's splits, the
+ * leaf's shares, computed once with the recursion's own operations. A row
+ * then costs a walk of the tree and an addition per leaf and feature on
+ * its path, instead of the leaf step's depth^2 divisions per leaf. A leaf
+ * at split level L with U distinct features on its path holds 2^L x U
+ * values, so deep trees are left to the recursion (see shap_table_build).
+ */
+/* Where a leaf's shares are: values[value_begin + pattern x count ...]
+ * for the count features at features[feature_begin]. */
+typedef struct shap_table_leaf {
+  uint64_t value_begin;
+  uint32_t feature_begin;
+  uint16_t feature_count; /* U, the distinct features on the leaf's path */
+  uint16_t stride;        /* values per pattern: U, or the dense lanes */
+} shap_table_leaf;
+
+typedef struct tdm__shap_table {
+  unsigned char *tree_tabled; /* per tree */
+  /* Per tree: the features it splits on, tree_features[begin, + count). */
+  uint32_t *tree_feature_begin;
+  uint32_t *tree_feature_count;
+  uint32_t *tree_features;
+  /* Per tree: 1 when its leaves' shares are dense (below). */
+  unsigned char *tree_dense;
+  shap_table_leaf *leaves; /* per node of the model; set for the leaves of
+                              tabled trees */
+  /* While building: the lane of each feature in the dense tree being
+   * filled (NULL for a sparse one), and one leaf's shares. */
+  int32_t *lane_of;
+  void *shares;
+  int32_t *features;
+  void *values; /* float (XGBoost) or double (LightGBM) */
+  size_t bytes; /* all of the above */
+} shap_table;
 
 static inline void touch(shap_touched *touched, int feature) {
   if (!touched->marked[feature]) {
@@ -34,6 +74,29 @@ static inline void touch(shap_touched *touched, int feature) {
     touched->list[touched->count++] = (uint32_t)feature;
   }
 }
+
+/* The most split levels a tabled tree may have (2^level patterns). */
+#define TABLE_MAX_LEVEL 16
+/* The most features a dense tree may split on (four groups of lanes). */
+#define DENSE_MAX_LANES 16
+
+/* The row's child of an inner node: XGBoost's numeric split inline (the
+ * common case, as predict.c decides it), any other through the reference
+ * evaluator's rule. */
+static inline uint32_t table_next_node(const tdm_model *model,
+                                       const tdm__node *node, uint32_t index,
+                                       tdm__row row) {
+  if (node->kind != TDM__NODE_XGB_NUMERIC)
+    return tdm__next_node(model, index, row);
+  double x = row.f64 ? row.f64[node->feature] : (double)row.f32[node->feature];
+  int left = isnan(x) ? node->default_left : (float)x < (float)node->value;
+  return left ? node->left : node->right;
+}
+
+/* Four float32 lanes (SSE2 on x86-64, whatever the target has elsewhere;
+ * GCC's and clang's vector extensions), and a lane mask. */
+typedef float lanes_float __attribute__((vector_size(16)));
+typedef int32_t lanes_mask __attribute__((vector_size(16)));
 
 #define SHAP_REAL float
 #include "shap_path.h"
@@ -43,10 +106,9 @@ static inline void touch(shap_touched *touched, int feature) {
 #undef SHAP_REAL
 
 /* LightGBM's leaves take the scalar step. */
-static void leaf_contributions_double(const path_element_double *path,
-                                      unsigned depth, double leaf, double *phi,
-                                      shap_touched *touched) {
-  leaf_contributions_scalar_double(path, depth, leaf, phi, touched);
+static void leaf_values_double(const path_element_double *path, unsigned depth,
+                               double leaf, double *values) {
+  leaf_values_scalar_double(path, depth, leaf, values);
 }
 
 /*
@@ -60,8 +122,6 @@ static void leaf_contributions_double(const path_element_double *path,
  * and the lane's own is selected. Dividing by a zero in a lane that does
  * not use the quotient is harmless: it is never selected.
  */
-typedef float lanes_float __attribute__((vector_size(16)));
-typedef int32_t lanes_mask __attribute__((vector_size(16)));
 
 static inline lanes_float lanes_select(lanes_mask mask, lanes_float yes,
                                        lanes_float no) {
@@ -78,7 +138,7 @@ static inline lanes_float lanes_splat(float x) {
  * with constant `groups`, so the loops over groups unroll. */
 static inline __attribute__((always_inline)) void lanes_pass(
     const path_element_float *path, unsigned depth, unsigned first,
-    unsigned groups, float leaf, float *phi, shap_touched *touched) {
+    unsigned groups, float leaf, float *values) {
   const lanes_float scale = lanes_splat((float)(depth + 1));
   lanes_float one[4], zero[4], next_one_portion[4], total[4];
   lanes_mask one_set[4], zero_set[4];
@@ -114,40 +174,71 @@ static inline __attribute__((always_inline)) void lanes_pass(
   }
   for (unsigned g = 0; g < groups; g++) {
     for (unsigned k = 0; k < 4 && first + 4 * g + k <= depth; k++) {
-      const path_element_float *el = &path[first + 4 * g + k];
-      touch(touched, el->feature);
-      phi[el->feature] +=
+      const unsigned i = first + 4 * g + k;
+      const path_element_float *el = &path[i];
+      values[i - 1] =
           total[g][k] * (el->one_fraction - el->zero_fraction) * leaf;
     }
   }
 }
 
-static void leaf_contributions_lanes(const path_element_float *path,
-                                     unsigned depth, float leaf, float *phi,
-                                     shap_touched *touched) {
+static void leaf_values_lanes(const path_element_float *path, unsigned depth,
+                              float leaf, float *values) {
   for (unsigned first = 1; first <= depth; first += 16) {
     switch ((depth - first) / 4) {
-      case 0: lanes_pass(path, depth, first, 1, leaf, phi, touched); break;
-      case 1: lanes_pass(path, depth, first, 2, leaf, phi, touched); break;
-      case 2: lanes_pass(path, depth, first, 3, leaf, phi, touched); break;
-      default: lanes_pass(path, depth, first, 4, leaf, phi, touched); break;
+      case 0: lanes_pass(path, depth, first, 1, leaf, values); break;
+      case 1: lanes_pass(path, depth, first, 2, leaf, values); break;
+      case 2: lanes_pass(path, depth, first, 3, leaf, values); break;
+      default: lanes_pass(path, depth, first, 4, leaf, values); break;
     }
   }
 }
 
-static void leaf_contributions_float(const path_element_float *path,
-                                     unsigned depth, float leaf, float *phi,
-                                     shap_touched *touched) {
-  leaf_contributions_lanes(path, depth, leaf, phi, touched);
+static void leaf_values_float(const path_element_float *path, unsigned depth,
+                              float leaf, float *values) {
+  leaf_values_lanes(path, depth, leaf, values);
+}
+
+/*
+ * One row through a dense tree t (float32), its sums then written to
+ * phi's split features: the tree's contributions in lane groups held in
+ * registers, one per four of the tree's split features. A leaf adds its
+ * whole pattern's entry, zeros included. Adding +0 leaves a sum unchanged
+ * except a -0, and a sum that starts at +0 never becomes -0 under
+ * round-to-nearest (an exact zero sum of nonzero terms is +0), so each
+ * lane is the same float as the sparse walk's phi. The row's leaves,
+ * their order and every nonzero addition are the sparse walk's.
+ */
+static void table_walk_dense(const tdm_model *model, const shap_table *table,
+                             tdm__row row, size_t t, float *phi) {
+  lanes_float sums[4] = {lanes_splat(0.0f), lanes_splat(0.0f),
+                         lanes_splat(0.0f), lanes_splat(0.0f)};
+  const uint32_t root = model->trees[t].root;
+  const uint32_t count = table->tree_feature_count[t];
+  switch ((count + 3) / 4) {
+    case 0: break; /* a single leaf: nothing but the bias */
+    case 1:
+      table_walk_lanes_float(model, table, row, phi, root, 1, sums);
+      break;
+    case 2:
+      table_walk_lanes_float(model, table, row, phi, root, 2, sums);
+      break;
+    case 3:
+      table_walk_lanes_float(model, table, row, phi, root, 3, sums);
+      break;
+    default:
+      table_walk_lanes_float(model, table, row, phi, root, 4, sums);
+      break;
+  }
+  const uint32_t *features =
+      table->tree_features + table->tree_feature_begin[t];
+  for (uint32_t k = 0; k < count; k++) phi[features[k]] = sums[k / 4][k % 4];
 }
 
 size_t tdm__shap_check_lanes(uint64_t seed, size_t cases) {
   enum { MAX_DEPTH = 24 };
   path_element_float path[MAX_DEPTH + 1];
   float want[MAX_DEPTH + 1], got[MAX_DEPTH + 1];
-  uint32_t list[MAX_DEPTH + 1];
-  unsigned char marked[MAX_DEPTH + 1];
-  shap_touched touched = {list, 0, marked};
   size_t mismatches = 0;
   for (size_t c = 0; c < cases; c++) {
     /* A path as the recursion builds it: distinct features, fractions in
@@ -163,13 +254,9 @@ size_t tdm__shap_check_lanes(uint64_t seed, size_t cases) {
     }
     memset(want, 0, sizeof want);
     memset(got, 0, sizeof got);
-    memset(marked, 0, sizeof marked);
     float leaf = (float)((int)(seed % 2001) - 1000) / 7.0f;
-    touched.count = 0;
-    leaf_contributions_scalar_float(path, depth, leaf, want, &touched);
-    memset(marked, 0, sizeof marked);
-    touched.count = 0;
-    leaf_contributions_lanes(path, depth, leaf, got, &touched);
+    leaf_values_scalar_float(path, depth, leaf, want);
+    leaf_values_lanes(path, depth, leaf, got);
     if (memcmp(want, got, sizeof want) != 0) mismatches++;
   }
   return mismatches;
@@ -253,6 +340,14 @@ typedef struct shap_scratch {
   shap_touched touched;
 } shap_scratch;
 
+static void scratch_free(shap_scratch *s) {
+  tdm__free(s->path);
+  tdm__free(s->tree_phi);
+  tdm__free(s->touched.list);
+  tdm__free(s->touched.marked);
+  tdm__free(s->touched.values);
+}
+
 static int scratch_new(const tdm_model *model, shap_scratch *s) {
   size_t depth = 0;
   for (size_t t = 0; t < model->num_trees; t++)
@@ -263,29 +358,22 @@ static int scratch_new(const tdm_model *model, shap_scratch *s) {
   s->tree_phi = tdm__calloc(nf + 1, sizeof(float));
   s->touched.list = tdm__malloc((nf + 1) * sizeof(uint32_t));
   s->touched.marked = tdm__calloc(nf + 1, 1);
+  s->touched.values = tdm__malloc((depth + 1) * sizeof(double));
   s->touched.count = 0;
-  if (s->path && s->tree_phi && s->touched.list && s->touched.marked)
+  if (s->path && s->tree_phi && s->touched.list && s->touched.marked &&
+      s->touched.values)
     return TDM_OK;
-  tdm__free(s->path);
-  tdm__free(s->tree_phi);
-  tdm__free(s->touched.list);
-  tdm__free(s->touched.marked);
+  scratch_free(s);
   return TDM_ENOMEM;
-}
-
-static void scratch_free(shap_scratch *s) {
-  tdm__free(s->path);
-  tdm__free(s->tree_phi);
-  tdm__free(s->touched.list);
-  tdm__free(s->touched.marked);
 }
 
 /* One row of a float32 (XGBoost) model, as CPUPredictor's
  * PredictContribution: per tree a zeroed vector gets the tree's mean as
  * bias and its contributions, then the row adds it times the tree's
  * weight (dart), feature by feature; base_score goes to the bias last. */
-static void contribs_row_float(const tdm_model *model, tdm__row row,
-                               int approximate, shap_scratch *s, double *out) {
+static void contribs_row_float(const tdm_model *model, const shap_table *table,
+                               tdm__row row, int approximate, shap_scratch *s,
+                               double *out) {
   size_t nf = model->num_features, width = nf + 1;
   float *phi = s->tree_phi;
   for (size_t o = 0; o < model->num_outputs; o++) {
@@ -297,20 +385,32 @@ static void contribs_row_float(const tdm_model *model, tdm__row row,
     double *dest = out + tree->output * width;
     shap_touched *touched = &s->touched;
     phi[nf] = (float)model->expected[tree->root];
-    if (approximate)
-      saabas_tree(model, tree, row, phi, touched);
-    else
-      tree_shap_float(model, row, phi, touched, tree->root, 0, s->path, 1.0f,
-                      1.0f, -1);
+    const uint32_t *features = touched->list;
+    size_t count;
+    if (!approximate && table != NULL && table->tree_tabled[t]) {
+      if (table->tree_dense[t])
+        table_walk_dense(model, table, row, t, phi);
+      else
+        table_walk_float(model, table, row, phi, tree->root);
+      features = table->tree_features + table->tree_feature_begin[t];
+      count = table->tree_feature_count[t];
+    } else {
+      if (approximate)
+        saabas_tree(model, tree, row, phi, touched);
+      else
+        tree_shap_float(model, row, phi, touched, tree->root, 0, s->path, 1.0f,
+                        1.0f, -1);
+      count = touched->count;
+      for (size_t i = 0; i < count; i++) touched->marked[features[i]] = 0;
+      touched->count = 0;
+    }
     float weight = (float)tree->weight;
     /* The row's sums are float32 values kept in doubles. */
-    for (size_t i = 0; i < touched->count; i++) {
-      uint32_t f = touched->list[i];
+    for (size_t i = 0; i < count; i++) {
+      uint32_t f = features[i];
       dest[f] = (float)dest[f] + phi[f] * weight;
       phi[f] = 0.0f;
-      touched->marked[f] = 0;
     }
-    touched->count = 0;
     dest[nf] = (float)dest[nf] + phi[nf] * weight;
     phi[nf] = 0.0f;
   }
@@ -323,15 +423,17 @@ static void contribs_row_float(const tdm_model *model, tdm__row row,
 /* One row of a double (LightGBM) model, as GBDT::PredictContrib: every
  * tree adds its expected value to the bias and its contributions, in
  * tree order, straight into the row's. */
-static void contribs_row_double(const tdm_model *model, tdm__row row,
-                                shap_scratch *s, double *out) {
+static void contribs_row_double(const tdm_model *model, const shap_table *table,
+                                tdm__row row, shap_scratch *s, double *out) {
   size_t nf = model->num_features, width = nf + 1;
   for (size_t c = 0; c < model->num_outputs * width; c++) out[c] = 0.0;
   for (size_t t = 0; t < model->num_trees; t++) {
     const tdm__tree *tree = &model->trees[t];
     double *phi = out + tree->output * width;
     phi[nf] += model->expected[tree->root];
-    if (tree->num_nodes > 1)
+    if (tree->num_nodes > 1 && table != NULL && table->tree_tabled[t])
+      table_walk_double(model, table, row, phi, tree->root);
+    else if (tree->num_nodes > 1)
       tree_shap_double(model, row, phi, &s->touched, tree->root, 0, s->path,
                        1.0, 1.0, -1);
     for (size_t i = 0; i < s->touched.count; i++)
@@ -340,13 +442,207 @@ static void contribs_row_double(const tdm_model *model, tdm__row row,
   }
 }
 
-int tdm__contribs(const tdm_model *model, const double *rows64,
-                  const float *rows32, size_t num_rows, int flags,
-                  double *out) {
+/* The leaves of the subtree at `index`, reached through `level` splits
+ * that test the `distinct` features in features[]: where each leaf's
+ * values and features go (from *values and *feature_slots on, which
+ * this advances). A dense tree's leaves hold `lanes` values per pattern,
+ * a sparse tree's (lanes 0) one per feature on the path. */
+static void table_size(const tdm_model *model, shap_table *table,
+                       uint32_t index, unsigned level, int32_t *features,
+                       unsigned distinct, unsigned lanes, size_t *values,
+                       size_t *feature_slots) {
+  const tdm__node *node = &model->nodes[index];
+  if (node->feature < 0) {
+    shap_table_leaf *leaf = &table->leaves[index];
+    leaf->value_begin = *values;
+    leaf->feature_begin = (uint32_t)*feature_slots;
+    leaf->feature_count = (uint16_t)distinct;
+    leaf->stride = (uint16_t)(lanes ? lanes : distinct);
+    *values += ((size_t)1 << level) * leaf->stride;
+    *feature_slots += distinct;
+    return;
+  }
+  unsigned next = distinct, i = 0;
+  while (i < distinct && features[i] != node->feature) i++;
+  if (i == distinct) features[next++] = node->feature;
+  table_size(model, table, node->left, level + 1, features, next, lanes, values,
+             feature_slots);
+  table_size(model, table, node->right, level + 1, features, next, lanes,
+             values, feature_slots);
+}
+
+void tdm__shap_table_free(shap_table *table) {
+  if (table == NULL) return;
+  tdm__free(table->tree_tabled);
+  tdm__free(table->tree_feature_begin);
+  tdm__free(table->tree_feature_count);
+  tdm__free(table->tree_features);
+  tdm__free(table->tree_dense);
+  tdm__free(table->leaves);
+  tdm__free(table->lane_of);
+  tdm__free(table->shares);
+  tdm__free(table->features);
+  tdm__free(table->values);
+  tdm__free(table);
+}
+
+/*
+ * Tables the trees, in order, while their tables fit in
+ * TDM__SHAP_TABLE_BYTES all together; a tree that does not fit (or is
+ * deeper than TABLE_MAX_LEVEL) keeps the recursion, and a smaller tree
+ * after it may still fit. NULL when out of memory.
+ */
+static shap_table *table_build(const tdm_model *model) {
+  shap_table *table = tdm__calloc(1, sizeof *table);
+  if (table == NULL) return NULL;
+  size_t nodes = model->num_nodes, depth = 0, nf = model->num_features;
+  size_t tree_feature_slots = 0;
+  for (size_t t = 0; t < model->num_trees; t++) {
+    const tdm__tree *tree = &model->trees[t];
+    if (tree->depth > depth) depth = tree->depth;
+    /* At most one per inner node, at most every feature. */
+    tree_feature_slots += tree->num_nodes < nf ? tree->num_nodes : nf;
+  }
+  size_t real = model->float32 ? sizeof(float) : sizeof(double);
+  int32_t *features = tdm__malloc((depth + 1) * sizeof *features);
+  void *path =
+      tdm__malloc((depth + 2) * (depth + 3) / 2 * sizeof(path_element_double));
+  unsigned char *marked = tdm__calloc(nf + 1, 1);
+  table->tree_tabled = tdm__calloc(model->num_trees + 1, 1);
+  table->tree_dense = tdm__calloc(model->num_trees + 1, 1);
+  table->tree_feature_begin =
+      tdm__malloc((model->num_trees + 1) * sizeof(uint32_t));
+  table->tree_feature_count =
+      tdm__calloc(model->num_trees + 1, sizeof(uint32_t));
+  table->tree_features =
+      tdm__malloc((tree_feature_slots + 1) * sizeof(uint32_t));
+  table->leaves = tdm__malloc((nodes + 1) * sizeof(shap_table_leaf));
+  table->lane_of = tdm__malloc((nf + 1) * sizeof(int32_t));
+  table->shares = tdm__malloc((depth + 1) * sizeof(double));
+  if (features == NULL || path == NULL || marked == NULL ||
+      table->tree_tabled == NULL || table->tree_dense == NULL ||
+      table->tree_feature_begin == NULL || table->tree_feature_count == NULL ||
+      table->tree_features == NULL || table->leaves == NULL ||
+      table->lane_of == NULL || table->shares == NULL)
+    goto fail;
+  /* Each tree's split features, in node order. */
+  size_t slot = 0;
+  for (size_t t = 0; t < model->num_trees; t++) {
+    const tdm__tree *tree = &model->trees[t];
+    table->tree_feature_begin[t] = (uint32_t)slot;
+    for (uint32_t i = 0; i < tree->num_nodes; i++) {
+      int32_t f = model->nodes[tree->root + i].feature;
+      if (f < 0 || marked[f]) continue;
+      marked[f] = 1;
+      table->tree_features[slot++] = (uint32_t)f;
+    }
+    table->tree_feature_count[t] =
+        (uint32_t)slot - table->tree_feature_begin[t];
+    for (size_t i = table->tree_feature_begin[t]; i < slot; i++)
+      marked[table->tree_features[i]] = 0;
+  }
+  size_t values = 0, feature_slots = 0;
+  size_t bytes = nodes * sizeof(shap_table_leaf) +
+                 model->num_trees * (2 + 2 * sizeof(uint32_t)) +
+                 slot * sizeof(uint32_t);
+  for (size_t t = 0; t < model->num_trees; t++) {
+    const tdm__tree *tree = &model->trees[t];
+    if (tree->depth > TABLE_MAX_LEVEL) continue;
+    /* Dense where the tree splits on few enough features for the lanes
+     * (float32 models); its leaves start on a lane group's boundary. */
+    unsigned lanes = 0;
+    size_t start = values;
+    if (model->float32 && table->tree_feature_count[t] <= DENSE_MAX_LANES) {
+      lanes = (table->tree_feature_count[t] + 3) / 4 * 4;
+      start = (values + 3) / 4 * 4;
+    }
+    size_t tree_values = start, tree_slots = feature_slots;
+    table_size(model, table, tree->root, 0, features, 0, lanes, &tree_values,
+               &tree_slots);
+    size_t tree_bytes = (tree_values - values) * real +
+                        (tree_slots - feature_slots) * sizeof(int32_t);
+    if (bytes + tree_bytes > TDM__SHAP_TABLE_BYTES) continue;
+    bytes += tree_bytes;
+    values = tree_values;
+    feature_slots = tree_slots;
+    table->tree_tabled[t] = 1;
+    table->tree_dense[t] = lanes != 0;
+  }
+  /* Zeroed: a dense leaf's lanes of features off its path stay 0. */
+  table->values = tdm__calloc(values + 4, real);
+  table->features = tdm__malloc((feature_slots + 1) * sizeof(int32_t));
+  if (table->values == NULL || table->features == NULL) goto fail;
+  table->bytes = bytes;
+  int32_t *lane_of = table->lane_of;
+  for (size_t t = 0; t < model->num_trees; t++) {
+    if (!table->tree_tabled[t]) continue;
+    table->lane_of = NULL;
+    if (table->tree_dense[t]) {
+      const uint32_t *list =
+          table->tree_features + table->tree_feature_begin[t];
+      for (uint32_t k = 0; k < table->tree_feature_count[t]; k++)
+        lane_of[list[k]] = (int32_t)k;
+      table->lane_of = lane_of;
+    }
+    if (model->float32)
+      table_fill_float(model, table, model->trees[t].root, 0, path, 1.0f, 1.0f,
+                       -1, 0, 0);
+    else
+      table_fill_double(model, table, model->trees[t].root, 0, path, 1.0, 1.0,
+                        -1, 0, 0);
+  }
+  table->lane_of = lane_of;
+  tdm__free(features);
+  tdm__free(path);
+  tdm__free(marked);
+  return table;
+fail:
+  tdm__free(features);
+  tdm__free(path);
+  tdm__free(marked);
+  tdm__shap_table_free(table);
+  return NULL;
+}
+
+/*
+ * The model's tables, built by the first call that needs them: a model
+ * that is never explained pays nothing for them, in load time or memory.
+ * The model is shared by threads, so one builds under the model's lock
+ * while the others wait; after that, reading the pointer is enough. NULL
+ * (the recursion then does all the work, with the same results) when out
+ * of memory.
+ */
+static const shap_table *table_get(const tdm_model *model) {
+  shap_table *table = __atomic_load_n(&model->shap_table, __ATOMIC_ACQUIRE);
+  if (table != NULL) return table;
+  /* The tables are a cache of values the model determines; building them
+   * changes no result, so a const model may hold them. */
+  tdm_model *cache = (tdm_model *)model;
+  pthread_mutex_lock(&cache->shap_lock);
+  table = cache->shap_table;
+  if (table == NULL) {
+    table = table_build(model);
+    if (table != NULL)
+      __atomic_store_n(&cache->shap_table, table, __ATOMIC_RELEASE);
+  }
+  pthread_mutex_unlock(&cache->shap_lock);
+  return table;
+}
+
+size_t tdm__shap_table_bytes(const tdm_model *model) {
+  if (!model->has_cover) return 0;
+  const shap_table *table = table_get(model);
+  return table == NULL ? 0 : table->bytes;
+}
+
+static int contribs(const tdm_model *model, const double *rows64,
+                    const float *rows32, size_t num_rows, int flags,
+                    int use_table, double *out) {
   int approximate = (flags & TDM_PREDICT_APPROX_CONTRIBS) != 0;
   if (!model->has_cover || (approximate && !model->float32))
     return TDM_EUNSUPPORTED;
   if (num_rows == 0) return TDM_OK;
+  const shap_table *table = use_table && !approximate ? table_get(model) : NULL;
   shap_scratch s;
   if (scratch_new(model, &s) != TDM_OK) return TDM_ENOMEM;
   size_t nf = model->num_features, width = tdm__contribs_width(model);
@@ -354,10 +650,22 @@ int tdm__contribs(const tdm_model *model, const double *rows64,
     tdm__row row = {rows64 ? rows64 + r * nf : NULL,
                     rows32 ? rows32 + r * nf : NULL};
     if (model->float32)
-      contribs_row_float(model, row, approximate, &s, out + r * width);
+      contribs_row_float(model, table, row, approximate, &s, out + r * width);
     else
-      contribs_row_double(model, row, &s, out + r * width);
+      contribs_row_double(model, table, row, &s, out + r * width);
   }
   scratch_free(&s);
   return TDM_OK;
+}
+
+int tdm__contribs(const tdm_model *model, const double *rows64,
+                  const float *rows32, size_t num_rows, int flags,
+                  double *out) {
+  return contribs(model, rows64, rows32, num_rows, flags, 1, out);
+}
+
+int tdm__contribs_recursive(const tdm_model *model, const double *rows64,
+                            const float *rows32, size_t num_rows, int flags,
+                            double *out) {
+  return contribs(model, rows64, rows32, num_rows, flags, 0, out);
 }

@@ -482,6 +482,9 @@ static int load_model(compiler *c) {
                           "explain: the model cannot give contributions (its "
                           "file holds no node covers, or it is a linear "
                           "model)");
+  /* The contributions' leaf tables are built now rather than by the first
+   * answer that needs them, which would wait for them. */
+  if (spec->explain_reasons > 0) (void)tdm__shap_table_bytes(p->model);
   return TDM_OK;
 }
 

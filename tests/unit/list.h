@@ -38,6 +38,9 @@
   X(shap_needs_covers)                       \
   X(shap_lanes_match_scalar)                 \
   X(shap_out_of_memory)                      \
+  X(shap_tables_match_recursion)             \
+  X(shap_tables_built_once)                  \
+  X(shap_tables_out_of_memory)               \
   X(number_hard_cases)                       \
   X(number_random_against_strtod)            \
   X(infer_matrix_flat_nested_and_one_row)    \

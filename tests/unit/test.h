@@ -50,4 +50,13 @@
     }                                                                       \
   } while (0)
 
+/* Loads each model fixture (tests/fixtures/xgboost and .../lightgbm, run
+ * from the repository root) and calls each(model, path, context), which
+ * returns 0 to go on; the model is freed after. Returns 1 when a model does
+ * not load or `each` fails, else 0; *models counts the models seen. */
+typedef struct tdm_model tdm_model;
+int tdm_test_each_fixture_model(int (*each)(tdm_model *model,
+                                            const char *path, void *context),
+                                void *context, int *models);
+
 #endif /* TDM_TEST_H */

@@ -13,7 +13,6 @@
  * out of the layout), multiclass and dart models, and feature counts on
  * both sides of 64 (the register path of the single-row kernel).
  */
-#include <dirent.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -313,41 +312,18 @@ TEST(fast_matches_reference_on_random_models) {
   return 0;
 }
 
+static int fixture_matches_reference(tdm_model *model, const char *path,
+                                     void *context) {
+  double *rows = random_rows(model, 700);
+  int failed = compare_kernels(model, rows, 700, path);
+  free(rows);
+  return failed;
+}
+
 TEST(fast_matches_reference_on_fixtures) {
-  static const char *dirs[] = {"tests/fixtures/xgboost",
-                               "tests/fixtures/lightgbm"};
-  int models = 0;
-  for (int d = 0; d < 2; d++) {
-    DIR *dir = opendir(dirs[d]);
-    CHECK(dir != NULL);
-    struct dirent *entry;
-    while ((entry = readdir(dir)) != NULL) {
-      const char *name = entry->d_name;
-      size_t len = strlen(name);
-      if (!(len > 11 && (strcmp(name + len - 11, ".model.json") == 0 ||
-                         strcmp(name + len - 10, ".model.txt") == 0)))
-        continue;
-      char path[512];
-      snprintf(path, sizeof path, "%s/%s", dirs[d], name);
-      tdm_model *model;
-      tdm_error err;
-      if (tdm_model_load(path, &model, &err) != TDM_OK) {
-        fprintf(stderr, "%s\n", err.message);
-        closedir(dir);
-        return 1;
-      }
-      double *rows = random_rows(model, 700);
-      int failed = compare_kernels(model, rows, 700, path);
-      free(rows);
-      tdm_model_free(model);
-      models++;
-      if (failed) {
-        closedir(dir);
-        return 1;
-      }
-    }
-    closedir(dir);
-  }
+  int models;
+  CHECK_INT(
+      tdm_test_each_fixture_model(fixture_matches_reference, NULL, &models), 0);
   CHECK(models >= 12);
   return 0;
 }

@@ -14,6 +14,7 @@
  * values going either way and counts that split unevenly.
  */
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -181,22 +182,32 @@ static void brute_force(const gen_tree *trees, int num_trees, int nf,
   }
 }
 
+/* A random model of 1 to 4 trees over *num_features features, grown into
+ * trees[] and loaded; NULL (having said why) when it does not load. */
+static tdm_model *random_model(gen_tree trees[4], int *num_trees,
+                               int *num_features) {
+  int nf = 1 + (int)shap_rnd(MAX_FEATURES);
+  *num_features = nf;
+  *num_trees = 1 + (int)shap_rnd(4);
+  for (int t = 0; t < *num_trees; t++) grow(&trees[t], nf);
+  char *text = lightgbm_text(trees, *num_trees, nf);
+  tdm_model *model;
+  tdm_error err;
+  if (tdm_model_load_buffer(text, strlen(text), "random.txt", &model, &err) !=
+      TDM_OK) {
+    fprintf(stderr, "%s\n%s\n", err.message, text);
+    model = NULL;
+  }
+  tdm__free(text);
+  return model;
+}
+
 TEST(shap_matches_brute_force_shapley) {
   for (int m = 0; m < 300; m++) {
-    int nf = 1 + (int)shap_rnd(MAX_FEATURES);
-    int num_trees = 1 + (int)shap_rnd(4);
+    int nf, num_trees;
     gen_tree trees[4];
-    for (int t = 0; t < num_trees; t++) grow(&trees[t], nf);
-    char *text = lightgbm_text(trees, num_trees, nf);
-    tdm_model *model;
-    tdm_error err;
-    if (tdm_model_load_buffer(text, strlen(text), "random.txt", &model, &err) !=
-        TDM_OK) {
-      fprintf(stderr, "model %d: %s\n%s\n", m, err.message, text);
-      tdm__free(text);
-      return 1;
-    }
-    tdm__free(text);
+    tdm_model *model = random_model(trees, &num_trees, &nf);
+    CHECK(model != NULL);
     CHECK(tdm_model_has_contribs(model));
     CHECK_INT(tdm_model_output_width(model, TDM_PREDICT_CONTRIBS),
               (size_t)nf + 1);
@@ -281,8 +292,7 @@ TEST(shap_out_of_memory) {
   tdm__free(text);
   CHECK(tdm_model_has_contribs(model));
   double x[3] = {0.1, NAN, -0.4}, want[4], got[4];
-  CHECK_INT(tdm_model_predict(model, x, 1, TDM_PREDICT_CONTRIBS, want),
-            TDM_OK);
+  CHECK_INT(tdm_model_predict(model, x, 1, TDM_PREDICT_CONTRIBS, want), TDM_OK);
   for (long countdown = 0;; countdown++) {
     tdm__alloc_fail_after(countdown);
     int rc = tdm_model_predict(model, x, 1, TDM_PREDICT_CONTRIBS, got);
@@ -292,5 +302,196 @@ TEST(shap_out_of_memory) {
   }
   CHECK(memcmp(want, got, sizeof want) == 0);
   tdm_model_free(model);
+  return 0;
+}
+
+/* Rows that reach every side of the model's splits: per feature, one of
+ * the thresholds it is split at, just below, at or just above it, a small
+ * integer where a split reads categories, and 1 in 8 missing. */
+static double *rows_at_splits(const tdm_model *model, size_t n) {
+  size_t nf = model->num_features;
+  double *rows = malloc(n * nf * sizeof *rows + 1);
+  for (size_t r = 0; r < n; r++) {
+    for (size_t f = 0; f < nf; f++) {
+      double value = (double)shap_rnd(20);
+      for (int tries = 0; tries < 50; tries++) {
+        const tdm__node *node =
+            &model->nodes[shap_rnd((uint32_t)model->num_nodes)];
+        if (node->feature != (int32_t)f) continue;
+        if (node->kind == TDM__NODE_XGB_NUMERIC ||
+            node->kind == TDM__NODE_LGB_NUMERIC) {
+          double nudge = (double)((int)shap_rnd(3) - 1) * 1e-3;
+          value = node->value + nudge * (1.0 + fabs(node->value));
+        }
+        break;
+      }
+      rows[r * nf + f] = shap_rnd(8) == 0 ? NAN : value;
+    }
+  }
+  return rows;
+}
+
+/* Contributions from the leaf tables and from the recursion, as bits;
+ * 0 when every value is the same. */
+static int tables_agree(const tdm_model *model, const double *rows, size_t n,
+                        int flags, const char *what) {
+  size_t width = tdm__contribs_width(model);
+  double *want = malloc(n * width * sizeof *want + 1);
+  double *got = malloc(n * width * sizeof *got + 1);
+  int failed = 0;
+  if (tdm__contribs_recursive(model, rows, NULL, n, flags, want) != TDM_OK ||
+      tdm__contribs(model, rows, NULL, n, flags, got) != TDM_OK) {
+    fprintf(stderr, "%s: contributions failed\n", what);
+    failed = 1;
+  }
+  for (size_t i = 0; i < n * width && !failed; i++) {
+    if (memcmp(&want[i], &got[i], sizeof *got) != 0) {
+      fprintf(stderr,
+              "%s: row %zu, value %zu is %.17g from the tables, %.17g from "
+              "the recursion\n",
+              what, i / width, i % width, got[i], want[i]);
+      failed = 1;
+    }
+  }
+  free(want);
+  free(got);
+  return failed;
+}
+
+/* One fixture's tables against its recursion (a model with covers). */
+static int fixture_tables_agree(tdm_model *model, const char *path,
+                                void *context) {
+  if (!tdm_model_has_contribs(model)) return 0;
+  (*(int *)context)++;
+  /* The tables were built, and hold something. */
+  if (tdm__shap_table_bytes(model) == 0) {
+    fprintf(stderr, "%s: no leaf tables\n", path);
+    return 1;
+  }
+  double *rows = rows_at_splits(model, 300);
+  int failed = tables_agree(model, rows, 300, 0, path);
+  free(rows);
+  return failed;
+}
+
+/* The leaf tables (computed once for every way a row can take a tree)
+ * must give the recursion's bits: on random LightGBM models whose paths
+ * meet the same feature again, and on every fixture with covers (XGBoost
+ * float32 and LightGBM double, categorical splits, dart, multiclass). */
+TEST(shap_tables_match_recursion) {
+  int explained = 0;
+  for (int m = 0; m < 200; m++) {
+    int nf, num_trees;
+    gen_tree trees[4];
+    tdm_model *model = random_model(trees, &num_trees, &nf);
+    CHECK(model != NULL);
+    double *rows = rows_at_splits(model, 50);
+    char what[64];
+    snprintf(what, sizeof what, "random model %d", m);
+    int failed = tables_agree(model, rows, 50, 0, what);
+    free(rows);
+    tdm_model_free(model);
+    if (failed) return 1;
+  }
+  int models;
+  CHECK_INT(
+      tdm_test_each_fixture_model(fixture_tables_agree, &explained, &models),
+      0);
+  (void)models;
+  CHECK(explained >= 10);
+  return 0;
+}
+
+/* One thread's share of shap_tables_built_once: its rows' contributions
+ * through the model's tables (the first callers race to build them). */
+typedef struct table_job {
+  const tdm_model *model;
+  const double *rows;
+  size_t n;
+  double *out;
+  int rc;
+} table_job;
+
+static void *table_job_run(void *arg) {
+  table_job *job = arg;
+  job->rc = tdm_model_predict(job->model, job->rows, job->n,
+                              TDM_PREDICT_CONTRIBS, job->out);
+  return NULL;
+}
+
+/* Threads that explain with a freshly loaded model at the same moment
+ * share one build of its tables and all get the recursion's bits. */
+TEST(shap_tables_built_once) {
+  enum { THREADS = 4, ROWS = 200 };
+  tdm_model *model;
+  tdm_error err;
+  CHECK_INT(tdm_model_load("tests/fixtures/xgboost/lending_club_cat.model.json",
+                           &model, &err),
+            TDM_OK);
+  size_t width = tdm__contribs_width(model), nf = model->num_features;
+  double *rows = rows_at_splits(model, THREADS * ROWS);
+  double *want = malloc(THREADS * ROWS * width * sizeof *want);
+  double *got = malloc(THREADS * ROWS * width * sizeof *got);
+  table_job jobs[THREADS];
+  pthread_t threads[THREADS];
+  for (int i = 0; i < THREADS; i++) {
+    jobs[i] = (table_job){model, rows + (size_t)i * ROWS * nf, ROWS,
+                          got + (size_t)i * ROWS * width, -1};
+    CHECK(pthread_create(&threads[i], NULL, table_job_run, &jobs[i]) == 0);
+  }
+  for (int i = 0; i < THREADS; i++) {
+    pthread_join(threads[i], NULL);
+    CHECK_INT(jobs[i].rc, TDM_OK);
+  }
+  CHECK_INT(tdm__contribs_recursive(model, rows, NULL, THREADS * ROWS, 0, want),
+            TDM_OK);
+  CHECK(memcmp(want, got, THREADS * ROWS * width * sizeof *got) == 0);
+  CHECK(tdm__shap_table_bytes(model) > 0);
+  free(rows);
+  free(want);
+  free(got);
+  tdm_model_free(model);
+  return 0;
+}
+
+/* Out of memory while building the tables (on the first request for
+ * contributions): the request answers TDM_ENOMEM or, where the tables
+ * could not be built but the scratch could, the recursion's answer; the
+ * failed build frees what it made (the sanitizer build checks) and a later
+ * request builds them. */
+TEST(shap_tables_out_of_memory) {
+  const char *path = "tests/fixtures/xgboost/credit_data_binary.model.json";
+  tdm_model *model;
+  tdm_error err;
+  CHECK_INT(tdm_model_load(path, &model, &err), TDM_OK);
+  size_t width = tdm__contribs_width(model);
+  double *rows = rows_at_splits(model, 20);
+  double *want = malloc(20 * width * sizeof *want);
+  double *got = malloc(20 * width * sizeof *got);
+  CHECK_INT(tdm__contribs_recursive(model, rows, NULL, 20, 0, want), TDM_OK);
+  tdm_model_free(model);
+  int answered = 0;
+  for (long countdown = 0; countdown < 40; countdown++) {
+    CHECK_INT(tdm_model_load(path, &model, &err), TDM_OK);
+    tdm__alloc_fail_after(countdown);
+    int rc = tdm_model_predict(model, rows, 20, TDM_PREDICT_CONTRIBS, got);
+    tdm__alloc_fail_after(-1);
+    if (rc == TDM_OK) {
+      CHECK(memcmp(want, got, 20 * width * sizeof *got) == 0);
+      answered++;
+    } else {
+      CHECK_INT(rc, TDM_ENOMEM);
+    }
+    /* Memory is back: the tables get built, and give the same bits. */
+    CHECK(tdm__shap_table_bytes(model) > 0);
+    CHECK_INT(tdm_model_predict(model, rows, 20, TDM_PREDICT_CONTRIBS, got),
+              TDM_OK);
+    CHECK(memcmp(want, got, 20 * width * sizeof *got) == 0);
+    tdm_model_free(model);
+  }
+  CHECK(answered > 0);
+  free(rows);
+  free(want);
+  free(got);
   return 0;
 }
