@@ -33,6 +33,9 @@ typedef struct tdm__score_options {
   unsigned shard_index, shard_count;
   const char **keep; /* input columns copied to the output first */
   size_t num_keep;
+  /* The fast evaluator's kernel ("scalar", "avx2", "avx512"; NULL: the
+   * widest that pays on this CPU). The CLI sets it from TANDEM_KERNEL. */
+  const char *kernel;
 } tdm__score_options;
 
 typedef struct tdm__score_stats {

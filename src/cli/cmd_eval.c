@@ -1112,7 +1112,7 @@ static int evaluate(const eval_options *o, tdm_error *err) {
     /* The metrics go with the run in the registry (tandem runs, compare,
      * report show them). */
     char path[4096];
-    if (tdm__registry_path(o->registry, path, sizeof path, err) != TDM_OK ||
+    if (tdm__cli_registry_path(o->registry, path, sizeof path, err) != TDM_OK ||
         tdm__registry_set_metrics(path, o->record, out.data, err) != TDM_OK)
       rc = err->status ? err->status : TDM_EIO;
     else

@@ -16,6 +16,7 @@
   X(csv_cell_numbers)                        \
   X(csv_append_field)                        \
   X(atomic_file_commit_and_abort)            \
+  X(atomic_tmp_registry_has_no_limit)        \
   X(model_numeric_and_missing)               \
   X(model_categorical_rules)                 \
   X(model_objective_transforms)              \
