@@ -346,6 +346,23 @@ TDM_API int tdm_pipeline_batch(const tdm_pipeline *pipeline,
                                const tdm_batch_options *options,
                                tdm_batch_stats *stats, tdm_error *err);
 
+/*
+ * The same run over rows held in memory instead of a file: row r's value
+ * of field f (in the pipeline's field order, tdm_pipeline_field_name) is
+ * cells[r * tdm_pipeline_num_fields(pipeline) + f], NUL-terminated text
+ * as a CSV cell would hold it; NULL or "" is missing. The output is the
+ * same bytes as tdm_pipeline_batch over a CSV file with those cells, for
+ * any number of threads. Messages and the rejects file number the rows
+ * from 1 (as "rows:N"), and the manifest records the input as "rows"
+ * with the SHA-256 of the cells. The cells are only read, and only
+ * during the call. Thread safety as tdm_pipeline_batch.
+ */
+TDM_API int tdm_pipeline_batch_rows(const tdm_pipeline *pipeline,
+                                    const char *const *cells, size_t num_rows,
+                                    const char *out_path,
+                                    const tdm_batch_options *options,
+                                    tdm_batch_stats *stats, tdm_error *err);
+
 #ifdef __cplusplus
 }
 #endif

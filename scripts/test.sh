@@ -55,7 +55,7 @@ check "api unit tests (tsan)" env TSAN_OPTIONS=halt_on_error=1 \
   build-tsan/tandem-unit-tests api_version api_pipeline_open_errors_name_where \
   api_state_answers_as_defined api_durable_state_continues_after_reopen \
   api_batch_equals_process api_two_pipelines_in_two_threads \
-  atomic_tmp_registry_has_no_limit
+  atomic_tmp_registry_has_no_limit api_batch_rows_equals_file
 
 step "integration tests"
 for t in tests/integration/test_*.py; do

@@ -208,16 +208,19 @@ int tdm_state_process(tdm_state *state, const char *json, size_t len,
   return rc;
 }
 
-int tdm_pipeline_batch(const tdm_pipeline *pipeline, const char *in_path,
-                       const char *out_path, const tdm_batch_options *options,
-                       tdm_batch_stats *stats, tdm_error *err) {
+/* Both batch calls: a file (cells NULL and not in memory) or rows. */
+static int run_batch(const tdm_pipeline *pipeline, const char *in_path,
+                     int in_memory, const char *const *cells, size_t num_rows,
+                     const char *out_path, const tdm_batch_options *options,
+                     tdm_batch_stats *stats, tdm_error *err) {
   static const tdm_batch_options defaults = {0};
-  if (pipeline == NULL || in_path == NULL || out_path == NULL)
-    return tdm__fail(err, TDM_EINVAL, "no pipeline, input or output path");
   if (options == NULL) options = &defaults;
   tdm__batch_options opt = {0};
   opt.pipeline_path = pipeline->path;
   opt.in_path = in_path;
+  opt.in_memory = in_memory;
+  opt.cells = cells;
+  opt.num_rows = num_rows;
   opt.out_path = out_path;
   opt.rejects_path = options->rejects_path;
   opt.threads = options->threads;
@@ -240,4 +243,24 @@ int tdm_pipeline_batch(const tdm_pipeline *pipeline, const char *in_path,
     stats->seconds = s.seconds;
   }
   return rc;
+}
+
+int tdm_pipeline_batch(const tdm_pipeline *pipeline, const char *in_path,
+                       const char *out_path, const tdm_batch_options *options,
+                       tdm_batch_stats *stats, tdm_error *err) {
+  if (pipeline == NULL || in_path == NULL || out_path == NULL)
+    return tdm__fail(err, TDM_EINVAL, "no pipeline, input or output path");
+  return run_batch(pipeline, in_path, 0, NULL, 0, out_path, options, stats,
+                   err);
+}
+
+int tdm_pipeline_batch_rows(const tdm_pipeline *pipeline,
+                            const char *const *cells, size_t num_rows,
+                            const char *out_path,
+                            const tdm_batch_options *options,
+                            tdm_batch_stats *stats, tdm_error *err) {
+  if (pipeline == NULL || out_path == NULL || (cells == NULL && num_rows > 0))
+    return tdm__fail(err, TDM_EINVAL, "no pipeline, cells or output path");
+  return run_batch(pipeline, "rows", 1, cells, num_rows, out_path, options,
+                   stats, err);
 }

@@ -30,6 +30,13 @@ typedef struct tdm__batch_options {
   int64_t as_of_ms;         /* their as_of; INT64_MIN: the last event time */
   int64_t now_ms;           /* the clock state.max_future is measured from
                                (--now; the caller reads the wall clock) */
+  /* Rows held in memory instead of in_path's file (in_memory set): row
+   * r's value of field f is cells[r * fields + f], as
+   * tdm__event_reader_cells reads them; in_path then only names the
+   * input in messages and in the manifest. */
+  int in_memory;
+  const char *const *cells;
+  size_t num_rows;
 } tdm__batch_options;
 
 typedef struct tdm__batch_materialized {

@@ -129,6 +129,11 @@ struct tdm__event_reader {
   size_t num_columns;
   tdm__json_doc doc; /* JSON Lines: the current line's document */
   tdm_error problem;
+  /* Rows held in memory (tdm__event_reader_cells): cells[row * fields +
+   * field]; in_memory is 0 when reading a file. */
+  int in_memory;
+  const char *const *cells;
+  size_t num_rows, row;
 };
 
 static int ends_with(const char *s, const char *suffix) {
@@ -314,6 +319,48 @@ int tdm__event_reader_open(const char *path, const tdm__spec *spec,
   return TDM_OK;
 }
 
+int tdm__event_reader_cells(const tdm__spec *spec, const char *const *cells,
+                            size_t num_rows, const char *name,
+                            tdm__event_reader **out, tdm_error *err) {
+  *out = NULL;
+  if (cells == NULL && num_rows > 0)
+    return tdm__fail(err, TDM_EINVAL, "%s: no cells for %zu rows", name,
+                     num_rows);
+  tdm__event_reader *r = tdm__calloc(1, sizeof *r);
+  if (r == NULL || (r->path = tdm__strdup(name)) == NULL) {
+    tdm__free(r);
+    return tdm__fail(err, TDM_ENOMEM, "out of memory");
+  }
+  r->spec = spec;
+  r->in_memory = 1;
+  r->cells = cells;
+  r->num_rows = num_rows;
+  tdm__sha256_init(&r->hash);
+  *out = r;
+  return TDM_OK;
+}
+
+/* The next row of cells: each cell's text, a NULL or empty cell missing
+ * (as an empty CSV cell is). The input's SHA-256 is over every cell as a
+ * u32 length (0xFFFFFFFF for NULL) and its bytes, so two runs over the
+ * same rows record the same input hash. */
+static int next_cells(tdm__event_reader *r, tdm__arena *arena,
+                      tdm__event_record *rec, tdm_error *err) {
+  if (r->row == r->num_rows) return 0;
+  size_t n = r->spec->num_fields;
+  const char *const *row = r->cells + r->row * n;
+  rec->line = ++r->row;
+  for (size_t f = 0; f < n; f++) {
+    uint32_t len = row[f] ? (uint32_t)strlen(row[f]) : UINT32_MAX;
+    tdm__sha256_update(&r->hash, &len, 4);
+    if (row[f] == NULL) continue;
+    tdm__sha256_update(&r->hash, row[f], len);
+    if (len > 0 && copy_text(arena, row[f], len, &rec->fields[f]) != TDM_OK)
+      return tdm__fail(err, TDM_ENOMEM, "out of memory");
+  }
+  return 1;
+}
+
 void tdm__event_reader_close(tdm__event_reader *r) {
   if (r == NULL) return;
   if (r->doc.root != NULL) tdm__json_doc_free(&r->doc);
@@ -327,7 +374,7 @@ void tdm__event_reader_close(tdm__event_reader *r) {
 int tdm__event_reader_is_jsonl(const tdm__event_reader *r) { return r->jsonl; }
 
 void tdm__event_reader_sha256(tdm__event_reader *r, char hex[65]) {
-  tdm__csv_drain(r->csv);
+  if (r->csv != NULL) tdm__csv_drain(r->csv);
   tdm__sha256 copy = r->hash;
   tdm__sha256_final_hex(&copy, hex);
 }
@@ -395,5 +442,8 @@ int tdm__event_reader_next(tdm__event_reader *r, tdm__arena *arena,
   rec->fields = tdm__arena_alloc(arena, (r->spec->num_fields + 1) *
                                             sizeof *rec->fields);
   if (rec->fields == NULL) return tdm__fail(err, TDM_ENOMEM, "out of memory");
+  for (size_t i = 0; i < r->spec->num_fields; i++)
+    rec->fields[i] = (tdm__str){NULL, 0};
+  if (r->in_memory) return next_cells(r, arena, rec, err);
   return r->jsonl ? next_jsonl(r, arena, rec, err) : next_csv(r, arena, rec, err);
 }

@@ -58,6 +58,16 @@ typedef struct tdm__event_record {
 
 int tdm__event_reader_open(const char *path, const tdm__spec *spec,
                            tdm__event_reader **out, tdm_error *err);
+/*
+ * A reader of rows held in memory: row r's value of spec field f is
+ * cells[r * spec->num_fields + f], NUL-terminated text, NULL or "" when
+ * missing (as an empty CSV cell). Records are numbered from 1 (their
+ * `line`), and `name` stands for the input in messages. The cells must
+ * outlive the reader; each record's texts are copied into the arena.
+ */
+int tdm__event_reader_cells(const tdm__spec *spec, const char *const *cells,
+                            size_t num_rows, const char *name,
+                            tdm__event_reader **out, tdm_error *err);
 void tdm__event_reader_close(tdm__event_reader *r);
 /*
  * Reads the next event into rec, its texts copied into `arena` (they live

@@ -110,4 +110,5 @@
   X(api_state_answers_as_defined) \
   X(api_durable_state_continues_after_reopen) \
   X(api_batch_equals_process) \
+  X(api_batch_rows_equals_file) \
   X(api_two_pipelines_in_two_threads)
