@@ -208,19 +208,30 @@ int tdm_state_process(tdm_state *state, const char *json, size_t len,
   return rc;
 }
 
-/* Both batch calls: a file (cells NULL and not in memory) or rows. */
+/* Both batch calls: a file, or rows in memory (columns non-NULL). */
+typedef struct rows_in {
+  const char *const *columns;
+  size_t num_columns;
+  const char *const *cells;
+  size_t num_rows;
+} rows_in;
+
 static int run_batch(const tdm_pipeline *pipeline, const char *in_path,
-                     int in_memory, const char *const *cells, size_t num_rows,
-                     const char *out_path, const tdm_batch_options *options,
-                     tdm_batch_stats *stats, tdm_error *err) {
+                     const rows_in *rows, const char *out_path,
+                     const tdm_batch_options *options, tdm_batch_stats *stats,
+                     tdm_error *err) {
   static const tdm_batch_options defaults = {0};
   if (options == NULL) options = &defaults;
   tdm__batch_options opt = {0};
   opt.pipeline_path = pipeline->path;
   opt.in_path = in_path;
-  opt.in_memory = in_memory;
-  opt.cells = cells;
-  opt.num_rows = num_rows;
+  if (rows != NULL) {
+    opt.in_memory = 1;
+    opt.columns = rows->columns;
+    opt.num_columns = rows->num_columns;
+    opt.cells = rows->cells;
+    opt.num_rows = rows->num_rows;
+  }
   opt.out_path = out_path;
   opt.rejects_path = options->rejects_path;
   opt.threads = options->threads;
@@ -250,17 +261,19 @@ int tdm_pipeline_batch(const tdm_pipeline *pipeline, const char *in_path,
                        tdm_batch_stats *stats, tdm_error *err) {
   if (pipeline == NULL || in_path == NULL || out_path == NULL)
     return tdm__fail(err, TDM_EINVAL, "no pipeline, input or output path");
-  return run_batch(pipeline, in_path, 0, NULL, 0, out_path, options, stats,
-                   err);
+  return run_batch(pipeline, in_path, NULL, out_path, options, stats, err);
 }
 
 int tdm_pipeline_batch_rows(const tdm_pipeline *pipeline,
+                            const char *const *columns, size_t num_columns,
                             const char *const *cells, size_t num_rows,
                             const char *out_path,
                             const tdm_batch_options *options,
                             tdm_batch_stats *stats, tdm_error *err) {
-  if (pipeline == NULL || out_path == NULL || (cells == NULL && num_rows > 0))
-    return tdm__fail(err, TDM_EINVAL, "no pipeline, cells or output path");
-  return run_batch(pipeline, "rows", 1, cells, num_rows, out_path, options,
-                   stats, err);
+  if (pipeline == NULL || out_path == NULL || columns == NULL ||
+      (cells == NULL && num_rows > 0 && num_columns > 0))
+    return tdm__fail(err, TDM_EINVAL,
+                     "no pipeline, column names, cells or output path");
+  rows_in rows = {columns, num_columns, cells, num_rows};
+  return run_batch(pipeline, "rows", &rows, out_path, options, stats, err);
 }

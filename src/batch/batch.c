@@ -394,8 +394,9 @@ static int setup(run *r, tdm_error *err) {
                                  err);
   if (rc != TDM_OK) return rc;
   if (opt->in_memory)
-    rc = tdm__event_reader_cells(tdm__pipeline_spec(r->p), opt->cells,
-                                 opt->num_rows, opt->in_path, &r->reader, err);
+    rc = tdm__event_reader_cells(tdm__pipeline_spec(r->p), opt->columns,
+                                 opt->num_columns, opt->cells, opt->num_rows,
+                                 opt->in_path, &r->reader, err);
   else
     rc = tdm__event_reader_open(opt->in_path, tdm__pipeline_spec(r->p),
                                 &r->reader, err);

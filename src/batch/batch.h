@@ -31,10 +31,12 @@ typedef struct tdm__batch_options {
   int64_t now_ms;           /* the clock state.max_future is measured from
                                (--now; the caller reads the wall clock) */
   /* Rows held in memory instead of in_path's file (in_memory set): row
-   * r's value of field f is cells[r * fields + f], as
-   * tdm__event_reader_cells reads them; in_path then only names the
-   * input in messages and in the manifest. */
+   * r's value of column c (named columns[c]) is cells[r * num_columns +
+   * c], as tdm__event_reader_cells reads them; in_path then only names
+   * the input in messages and in the manifest. */
   int in_memory;
+  const char *const *columns;
+  size_t num_columns;
   const char *const *cells;
   size_t num_rows;
 } tdm__batch_options;

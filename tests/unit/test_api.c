@@ -360,13 +360,17 @@ static long slurp(const char *path, char *buf, size_t cap) {
 }
 
 /* tdm_pipeline_batch_rows over cells in memory gives the same output
- * bytes as tdm_pipeline_batch over a CSV file holding the same cells, for
- * 1 and 3 threads, and every score equals the reference. The rows hide
- * what a CSV file would have to quote (an id with a comma and a quote, a
- * newline) and rows that must be rejected (a value that is no number, a
- * missing entity), which the rejects file names by row number. */
+ * bytes as tdm_pipeline_batch over a CSV file with the same header and
+ * cells, for 1 and 3 threads, and every score equals the reference. The
+ * columns come in another order than the pipeline's fields, with one
+ * that is no field; the rows hide what a CSV file must quote (an id with
+ * a comma and a quote, a newline) and rows that must be rejected (a
+ * value that is no number, a missing and an empty entity), which the
+ * rejects file names by row number. Names without the entity's column
+ * are refused as such a header is, and nothing is written. */
 TEST(api_batch_rows_equals_file) {
-  enum { N = 300, BAD = 3 };
+  enum { N = 300, BAD = 3, COLS = 5 };
+  static const char *const columns[COLS] = {"v", "note", "ts", "id", "k"};
   static const char *const bad[BAD][4] = {
       /* id, k, ts, v */
       {"bad1", "k1", "1700000000500", "oops"},
@@ -383,44 +387,35 @@ TEST(api_batch_rows_equals_file) {
   tdm_pipeline *p;
   tdm_error err;
   CHECK_INT(tdm_pipeline_open(path, NULL, &p, &err), TDM_OK);
-  size_t nf = tdm_pipeline_num_fields(p);
-  CHECK_INT(nf, 4);
-  /* Each field's place in the pipeline's order, found by name. */
-  static const char *const names[4] = {"id", "k", "ts", "v"};
-  size_t place[4];
-  for (size_t c = 0; c < 4; c++) {
-    place[c] = nf;
-    for (size_t f = 0; f < nf; f++)
-      if (strcmp(tdm_pipeline_field_name(p, f), names[c]) == 0) place[c] = f;
-    CHECK(place[c] < nf);
-  }
   static char text[N][2][24];
-  static const char *cells[(N + BAD) * 4];
+  static const char *cells[(N + BAD) * COLS];
   size_t rows = 0, b = 0, bad_row[BAD];
   snprintf(in, sizeof in, "%s/events.csv", dir);
   FILE *f = fopen(in, "w");
   CHECK(f != NULL);
-  fputs("id,k,ts,v\n", f);
+  fputs("v,note,ts,id,k\n", f);
   for (size_t i = 0; i <= N; i++) {
     while (b < BAD && bad_at[b] == i) {
-      for (size_t c = 0; c < 4; c++)
-        cells[rows * nf + place[c]] = bad[b][c];
-      fprintf(f, "%s,%s,%s,%s\n", bad[b][0], bad[b][1] ? bad[b][1] : "",
-              bad[b][2], bad[b][3]);
+      const char *row[COLS] = {bad[b][3], "x", bad[b][2], bad[b][0],
+                               bad[b][1]};
+      memcpy(&cells[rows * COLS], row, sizeof row);
+      fprintf(f, "%s,x,%s,%s,%s\n", bad[b][3], bad[b][2], bad[b][0],
+              bad[b][1] ? bad[b][1] : "");
       bad_row[b++] = ++rows;
     }
     if (i == N) break;
     snprintf(text[i][0], sizeof text[i][0], "%lld", ev[i].ts);
     snprintf(text[i][1], sizeof text[i][1], "%d", ev[i].v);
-    const char *row[4] = {ev[i].id, ev[i].k, text[i][0], text[i][1]};
-    for (size_t c = 0; c < 4; c++) cells[rows * nf + place[c]] = row[c];
+    const char *row[COLS] = {text[i][1], NULL, text[i][0], ev[i].id,
+                             ev[i].k};
+    memcpy(&cells[rows * COLS], row, sizeof row);
     /* The file quotes what CSV must; the cells hold the raw text. */
-    fputc('"', f);
+    fprintf(f, "%d,,%lld,\"", ev[i].v, ev[i].ts);
     for (const char *ch = ev[i].id; *ch; ch++) {
       if (*ch == '"') fputc('"', f);
       fputc(*ch, f);
     }
-    fprintf(f, "\",%s,%lld,%d\n", ev[i].k, ev[i].ts, ev[i].v);
+    fprintf(f, "\",%s\n", ev[i].k);
     rows++;
   }
   fclose(f);
@@ -435,8 +430,8 @@ TEST(api_batch_rows_equals_file) {
     CHECK_INT(tdm_pipeline_batch(p, in, out_file, &bo, &stats, &err), TDM_OK);
     CHECK_INT(stats.rejected, BAD);
     memset(&stats, 0, sizeof stats);
-    CHECK_INT(tdm_pipeline_batch_rows(p, cells, rows, out_rows, &bo, &stats,
-                                      &err),
+    CHECK_INT(tdm_pipeline_batch_rows(p, columns, COLS, cells, rows, out_rows,
+                                      &bo, &stats, &err),
               TDM_OK);
     CHECK_INT(stats.events, N + BAD);
     CHECK_INT(stats.written, N);
@@ -464,17 +459,24 @@ TEST(api_batch_rows_equals_file) {
     }
     CHECK_CONTAINS(rejects, "oops");
   }
-  /* No rows: an empty output; cells missing for rows: refused, nothing
-   * written. */
+  /* No rows: an empty output. */
   tdm_batch_stats stats;
-  CHECK_INT(tdm_pipeline_batch_rows(p, NULL, 0, out_rows, NULL, &stats, &err),
+  CHECK_INT(tdm_pipeline_batch_rows(p, columns, COLS, NULL, 0, out_rows, NULL,
+                                    &stats, &err),
             TDM_OK);
   CHECK_INT(stats.events, 0);
   CHECK_INT(slurp(out_rows, got, sizeof got), 0);
+  /* Refused before anything is written: cells missing for rows, and
+   * names without the entity's column (as such a CSV header is). */
   char other[160];
   snprintf(other, sizeof other, "%s/other.jsonl", dir);
-  CHECK_INT(tdm_pipeline_batch_rows(p, NULL, 2, other, NULL, NULL, &err),
+  CHECK_INT(tdm_pipeline_batch_rows(p, columns, COLS, NULL, 2, other, NULL,
+                                    NULL, &err),
             TDM_EINVAL);
+  CHECK(access(other, F_OK) != 0);
+  CHECK(tdm_pipeline_batch_rows(p, columns, COLS - 1, cells, 1, other, NULL,
+                                NULL, &err) != TDM_OK);
+  CHECK_CONTAINS(err.message, "rows:0: the header has no column \"k\"");
   CHECK(access(other, F_OK) != 0);
   tdm_pipeline_free(p);
   remove_tree(dir);
