@@ -95,6 +95,9 @@ int main(int argc, char **argv) {
   tdm_model *model;
   tdm_error err;
   if (tdm_model_load(model_path, &model, &err) != TDM_OK) die(err.message);
+  /* Kernels are compared with TANDEM_KERNEL=scalar|avx2|avx512. */
+  if (getenv("TANDEM_KERNEL") != NULL)
+    tdm__fast_use_kernel(model, getenv("TANDEM_KERNEL"));
   tdm_model_info info;
   tdm_model_get_info(model, &info);
   if (!info.float32) die("the peer is XGBoost: give an XGBoost model");

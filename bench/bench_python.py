@@ -6,7 +6,11 @@ float32 matrix, same threads, measured in one run:
   batch       rows/s over ROWS rows, best of REPEATS
   one row     µs per call for a 1-row matrix (the Python call included)
   GIL         two Python threads each scoring the matrix with threads=1,
-              against one thread: the rows/s ratio (2.0 is perfect)
+              against one thread: the rows/s ratio (2.0 is perfect);
+              beside it the same work as one Python call with threads=2
+              (two C threads, the GIL not involved), measured in the same
+              rounds: when the two ratios agree, the GIL costs nothing and
+              the gap to 2.0 is the machine's (a busy or shared core)
 
   bench_python.py MODEL_DIR [ROWS] [REPEATS] [OUT.json]
 
@@ -80,11 +84,22 @@ def main():
             t.start()
         for t in ts:
             t.join()
-    t1 = best(lambda: model.predict(part, threads=1), repeats)
-    t2 = best(two, repeats)
+    # The three are measured in alternating rounds, so a change in the
+    # machine's load falls on all of them alike.
+    both = X[: 2 * len(part)]
+    t1 = t2 = tc = float("inf")
+    load = [os.getloadavg()[0]]
+    for _ in range(repeats):
+        t1 = min(t1, best(lambda: model.predict(part, threads=1), 1))
+        t2 = min(t2, best(two, 1))
+        tc = min(tc, best(lambda: model.predict(both, threads=2), 1))
+    load.append(os.getloadavg()[0])
     result["gil"] = {"one_thread_rows_s": len(part) / t1,
                      "two_threads_rows_s": 2 * len(part) / t2,
-                     "ratio": (2 * len(part) / t2) / (len(part) / t1)}
+                     "ratio": (2 * len(part) / t2) / (len(part) / t1),
+                     "c_two_threads_rows_s": len(both) / tc,
+                     "c_ratio": (len(both) / tc) / (len(part) / t1),
+                     "load_average": load}
     print(f"tandem.Model.predict vs xgboost inplace_predict, {rows} rows, "
           f"{result['model']}")
     print("| threads | tandem rows/s | xgboost rows/s | ratio |")
@@ -97,7 +112,10 @@ def main():
           f"{o['xgboost_us']:.1f} µs: {o['ratio']:.1f}x")
     g = result["gil"]
     print(f"two Python threads: {g['two_threads_rows_s']:.0f} rows/s vs one "
-          f"{g['one_thread_rows_s']:.0f}: {g['ratio']:.2f}x")
+          f"{g['one_thread_rows_s']:.0f}: {g['ratio']:.2f}x; one call with "
+          f"two C threads: {g['c_two_threads_rows_s']:.0f} rows/s, "
+          f"{g['c_ratio']:.2f}x (load average {g['load_average'][0]:.1f} "
+          f"-> {g['load_average'][1]:.1f})")
     if out_path:
         with open(out_path, "w") as f:
             json.dump(result, f, indent=1)

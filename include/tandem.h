@@ -348,6 +348,28 @@ TDM_API int tdm_pipeline_batch(const tdm_pipeline *pipeline,
                                const tdm_batch_options *options,
                                tdm_batch_stats *stats, tdm_error *err);
 
+/*
+ * The same run over rows held in memory instead of a file, laid out as a
+ * CSV file with a header would hold them: row r's value of column c,
+ * named columns[c], is cells[r * num_columns + c], NUL-terminated text
+ * as a CSV cell would hold it; NULL or "" is missing. The column names
+ * are checked as a header is (the entity, the time and every field a
+ * feature reads need a column unless optional; other columns are
+ * ignored). The output is the same bytes as tdm_pipeline_batch over a
+ * CSV file with that header and those cells, for any number of threads.
+ * Messages name the input "rows" (the names are its line 0) and the
+ * rejects file numbers the rows from 1; the manifest records the input
+ * as "rows" with the SHA-256 of the cells. columns and cells are only
+ * read, and only during the call. Thread safety as tdm_pipeline_batch.
+ */
+TDM_API int tdm_pipeline_batch_rows(const tdm_pipeline *pipeline,
+                                    const char *const *columns,
+                                    size_t num_columns,
+                                    const char *const *cells, size_t num_rows,
+                                    const char *out_path,
+                                    const tdm_batch_options *options,
+                                    tdm_batch_stats *stats, tdm_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -318,6 +318,15 @@ static PyObject *pipeline_describe(PipelineObject *self, PyObject *unused) {
   return result;
 }
 
+static PyObject *batch_stats(const tdm_batch_stats *stats) {
+  return Py_BuildValue("{s:n,s:n,s:n,s:n,s:i,s:d}", "events",
+                       (Py_ssize_t)stats->events, "written",
+                       (Py_ssize_t)stats->written, "rejected",
+                       (Py_ssize_t)stats->rejected, "duplicates",
+                       (Py_ssize_t)stats->duplicates, "threads",
+                       stats->threads, "seconds", stats->seconds);
+}
+
 static PyObject *pipeline_batch(PipelineObject *self, PyObject *args) {
   PyObject *in_obj, *out_obj;
   int threads, explain;
@@ -337,18 +346,125 @@ static PyObject *pipeline_batch(PipelineObject *self, PyObject *args) {
   Py_END_ALLOW_THREADS Py_DECREF(in_obj);
   Py_DECREF(out_obj);
   if (rc != TDM_OK) return raise_error(rc, err.message);
-  return Py_BuildValue("{s:n,s:n,s:n,s:n,s:i,s:d}", "events",
-                       (Py_ssize_t)stats.events, "written",
-                       (Py_ssize_t)stats.written, "rejected",
-                       (Py_ssize_t)stats.rejected, "duplicates",
-                       (Py_ssize_t)stats.duplicates, "threads", stats.threads,
-                       "seconds", stats.seconds);
+  return batch_stats(&stats);
+}
+
+/* The UTF-8 texts of a list of str or None (NULL for None) into texts,
+ * which the list keeps alive; what the list holds at i is named by
+ * what(i) in errors. A text holding a NUL character is refused, since
+ * tandem reads each cell up to its NUL. Returns 0, or -1 with an
+ * exception set. */
+static int list_texts(PyObject *list, const char **texts,
+                      void (*what)(void *ctx, size_t i, char *buf, size_t n),
+                      void *ctx) {
+  Py_ssize_t n = PyList_GET_SIZE(list);
+  for (Py_ssize_t i = 0; i < n; i++) {
+    PyObject *item = PyList_GET_ITEM(list, i);
+    texts[i] = NULL;
+    if (item == Py_None) continue;
+    Py_ssize_t len;
+    const char *text =
+        PyUnicode_Check(item) ? PyUnicode_AsUTF8AndSize(item, &len) : NULL;
+    if (text != NULL && strlen(text) == (size_t)len) {
+      texts[i] = text;
+      continue;
+    }
+    if (text != NULL || !PyErr_Occurred()) {
+      char where[160];
+      what(ctx, (size_t)i, where, sizeof where);
+      PyErr_Format(PyExc_ValueError, "%s: %s", where,
+                   text ? "the text holds a NUL character"
+                        : "not a str or None");
+    }
+    return -1;
+  }
+  return 0;
+}
+
+typedef struct cell_names {
+  PyObject *columns;
+  size_t num_columns;
+} cell_names;
+
+static void name_column(void *ctx, size_t i, char *buf, size_t n) {
+  (void)ctx;
+  snprintf(buf, n, "column %zu", i + 1);
+}
+
+static void name_cell(void *ctx, size_t i, char *buf, size_t n) {
+  cell_names *c = ctx;
+  const char *column = PyUnicode_AsUTF8(
+      PyList_GET_ITEM(c->columns, (Py_ssize_t)(i % c->num_columns)));
+  if (column == NULL) PyErr_Clear();
+  snprintf(buf, n, "row %zu, column \"%s\"", i / c->num_columns,
+           column ? column : "?");
+}
+
+/*
+ * _batch_rows(columns, cells, out_path, threads, explain):
+ * tdm_pipeline_batch_rows over a list of column names and a flat list of
+ * str or None, len(columns) per row. The texts are the lists' own UTF-8
+ * (the lists keep them alive while the GIL is released).
+ */
+static PyObject *pipeline_batch_rows(PipelineObject *self, PyObject *args) {
+  PyObject *columns_obj, *cells_obj, *out_obj;
+  int threads, explain;
+  if (!pipeline_ready(self) ||
+      !PyArg_ParseTuple(args, "O!O!O&ip", &PyList_Type, &columns_obj,
+                        &PyList_Type, &cells_obj, PyUnicode_FSConverter,
+                        &out_obj, &threads, &explain))
+    return NULL;
+  size_t nc = (size_t)PyList_GET_SIZE(columns_obj);
+  size_t n = (size_t)PyList_GET_SIZE(cells_obj);
+  if (nc == 0 ? n != 0 : n % nc != 0) {
+    Py_DECREF(out_obj);
+    return PyErr_Format(PyExc_ValueError,
+                        "%zu cells is not a whole number of rows of %zu "
+                        "columns",
+                        n, nc);
+  }
+  const char **columns = PyMem_Calloc(nc + 1, sizeof *columns);
+  const char **cells = PyMem_Calloc(n + 1, sizeof *cells);
+  cell_names names = {columns_obj, nc};
+  int bad = columns == NULL || cells == NULL;
+  if (bad) PyErr_NoMemory();
+  if (!bad) bad = list_texts(columns_obj, columns, name_column, NULL) != 0;
+  for (size_t c = 0; !bad && c < nc; c++)
+    if (columns[c] == NULL) {
+      PyErr_Format(PyExc_ValueError, "column %zu: a name must be a str",
+                   c + 1);
+      bad = 1;
+    }
+  if (!bad) bad = list_texts(cells_obj, cells, name_cell, &names) != 0;
+  if (bad) {
+    PyMem_Free(columns);
+    PyMem_Free(cells);
+    Py_DECREF(out_obj);
+    return NULL;
+  }
+  tdm_batch_options opt = {0};
+  opt.threads = threads;
+  opt.explain = explain;
+  tdm_batch_stats stats;
+  tdm_error err;
+  int rc;
+  Py_BEGIN_ALLOW_THREADS rc = tdm_pipeline_batch_rows(
+      self->pipeline, columns, nc, cells, nc ? n / nc : 0,
+      PyBytes_AS_STRING(out_obj), &opt, &stats, &err);
+  Py_END_ALLOW_THREADS PyMem_Free(columns);
+  PyMem_Free(cells);
+  Py_DECREF(out_obj);
+  if (rc != TDM_OK) return raise_error(rc, err.message);
+  return batch_stats(&stats);
 }
 
 static PyMethodDef pipeline_methods[] = {
     {"_describe", (PyCFunction)pipeline_describe, METH_NOARGS, NULL},
     {"_batch", (PyCFunction)pipeline_batch, METH_VARARGS,
      "_batch(in_path, out_path, threads, explain): tandem batch"},
+    {"_batch_rows", (PyCFunction)pipeline_batch_rows, METH_VARARGS,
+     "_batch_rows(columns, cells, out_path, threads, explain): tandem "
+     "batch over rows in memory"},
     {NULL, NULL, 0, NULL}};
 
 static PyTypeObject PipelineType = {

@@ -139,36 +139,18 @@ def _cell(value):
     return str(value)
 
 
-class _LineCounter:
-    """A text file that counts the newlines written through it, so the
-    line each CSV record starts on is known (a quoted value may hold
-    newlines), and tandem's rejects (which name lines) map back to rows."""
-
-    def __init__(self, f):
-        self.f = f
-        self.lines = 1
-
-    def write(self, text):
-        self.lines += text.count("\n")
-        return self.f.write(text)
-
-
-def _write_events_csv(df, fields, path):
-    """Writes the DataFrame's pipeline fields (the others are ignored, as
-    tandem ignores them) as the CSV `tandem batch` reads; every value's
-    text reads back exactly (floats as their shortest repr). Returns the
-    line each row starts on."""
+def _event_cells(df, fields):
+    """The DataFrame's columns that are pipeline fields (the others are
+    ignored, as tandem ignores them) as the rows tandem reads in memory:
+    their names, and one flat list of cells, len(names) per row, each the
+    text a CSV cell would hold (floats as their shortest repr, so they
+    read back exactly). tandem checks the names as it checks a CSV header
+    (a missing entity or time column is an error naming it). Returns
+    (names, cells, number of rows)."""
     names = [f for f in fields if f in df.columns]
-    starts = []
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        counter = _LineCounter(f)
-        w = csv.writer(counter, lineterminator="\n")
-        w.writerow(names)
-        columns = [df[n].tolist() for n in names]
-        for row in zip(*columns):
-            starts.append(counter.lines)
-            w.writerow([_cell(v) for v in row])
-    return starts
+    columns = [df[n].tolist() for n in names]
+    cells = [_cell(v) for row in zip(*columns) for v in row]
+    return names, cells, len(df)
 
 
 class Pipeline:
@@ -222,15 +204,18 @@ class Pipeline:
                 self._features_only = self._open(True)
             p = self._features_only
         tmp = tempfile.mkdtemp(prefix="tandem-")
-        starts = None
+        num_rows = None
         try:
-            if isinstance(events, (str, os.PathLike)):
-                src = os.fspath(events)
-            else:
-                src = os.path.join(tmp, "events.csv")
-                starts = _write_events_csv(events, self.fields, src)
             out = os.path.join(tmp, "out.jsonl" if explain else "out.csv")
-            stats = p._batch(src, out, int(threads), bool(explain))
+            if isinstance(events, (str, os.PathLike)):
+                stats = p._batch(os.fspath(events), out, int(threads),
+                                 bool(explain))
+            else:
+                # The rows go to tandem in memory (tdm_pipeline_batch_rows),
+                # each value as the text a CSV cell would hold.
+                columns, cells, num_rows = _event_cells(events, self.fields)
+                stats = p._batch_rows(columns, cells, out, int(threads),
+                                      bool(explain))
             frame = (_read_jsonl(out) if explain else
                      _read_csv(out, self, features_only))
             rejects = out.rsplit(".", 1)[0] + ".rejects.jsonl"
@@ -238,13 +223,14 @@ class Pipeline:
             path = rej if os.path.exists(rej) else rejects
             frame.attrs["stats"] = stats
             frame.attrs["rejects"] = _read_rejects(path)
-            if starts is not None:
+            if num_rows is not None:
                 # Which input row each output row is: all of them, in
-                # order, less the rejected ones (named by their line).
+                # order, less the rejected ones (named by their row,
+                # counted from 1).
                 rejected = {r.get("line") for r in frame.attrs["rejects"]}
                 frame.attrs["input_rows"] = np.array(
-                    [i for i, line in enumerate(starts)
-                     if line not in rejected], dtype=np.int64)
+                    [i for i in range(num_rows) if i + 1 not in rejected],
+                    dtype=np.int64)
             return frame
         finally:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -137,6 +137,37 @@ def test_batch_and_features_equal_cli_on_an_adversarial_stream(stream):
     assert_frame_equals_cli(pipe.features(df), read_cli_csv(d / "feat.csv"))
 
 
+def test_dataframe_rows_go_in_memory_and_keep_their_positions(stream):
+    """A DataFrame's rows reach tandem in memory (tdm_pipeline_batch_rows),
+    columns in any order and extra columns ignored: the rejected rows are
+    the ones the CLI rejects from the same events in a file (whose line is
+    the row plus 2: the header is line 1), the rejects name rows counted
+    from 1, and attrs["input_rows"] points each output row at the input
+    row whose txn it carries. A DataFrame without the entity's column is
+    an error naming it, as a CSV header without it is."""
+    d, yaml, rows, events = stream
+    cli("batch", yaml, "--in", events, "--out", d / "pos.csv", "--now", NOW,
+        "--no-registry")
+    rej = str(d / "pos.csv") + ".rejects.jsonl"
+    if not os.path.exists(rej):
+        rej = str(d / "pos.rejects.jsonl")
+    cli_rejected = {r["line"] - 2 for r in read_jsonl(rej)}
+    pipe = tandem.Pipeline(yaml, now=NOW_MS)
+    df = pd.DataFrame(rows, columns=FRAUD_COLUMNS)
+    df = df[list(reversed(FRAUD_COLUMNS))].assign(extra="ignored")
+    got = pipe.batch(df)
+    positions = list(got.attrs["input_rows"])
+    assert len(positions) == len(got) == len(df) - len(cli_rejected)
+    assert set(range(len(df))) - set(positions) == cli_rejected
+    assert {r["line"] - 1 for r in got.attrs["rejects"]} == cli_rejected
+    assert "txn" in got.columns
+    for j, i in enumerate(positions):
+        assert got["txn"].iloc[j] == df["txn"].iloc[i], (j, i)
+    with pytest.raises(tandem.Error) as e:
+        pipe.batch(df.drop(columns=["card"]))
+    assert 'no column "card"' in str(e.value)
+
+
 def test_process_equals_the_live_endpoint(stream):
     d, yaml, rows, events = stream
     state = tandem.Pipeline(yaml).state()

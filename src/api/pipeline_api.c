@@ -208,16 +208,30 @@ int tdm_state_process(tdm_state *state, const char *json, size_t len,
   return rc;
 }
 
-int tdm_pipeline_batch(const tdm_pipeline *pipeline, const char *in_path,
-                       const char *out_path, const tdm_batch_options *options,
-                       tdm_batch_stats *stats, tdm_error *err) {
+/* Both batch calls: a file, or rows in memory (columns non-NULL). */
+typedef struct rows_in {
+  const char *const *columns;
+  size_t num_columns;
+  const char *const *cells;
+  size_t num_rows;
+} rows_in;
+
+static int run_batch(const tdm_pipeline *pipeline, const char *in_path,
+                     const rows_in *rows, const char *out_path,
+                     const tdm_batch_options *options, tdm_batch_stats *stats,
+                     tdm_error *err) {
   static const tdm_batch_options defaults = {0};
-  if (pipeline == NULL || in_path == NULL || out_path == NULL)
-    return tdm__fail(err, TDM_EINVAL, "no pipeline, input or output path");
   if (options == NULL) options = &defaults;
   tdm__batch_options opt = {0};
   opt.pipeline_path = pipeline->path;
   opt.in_path = in_path;
+  if (rows != NULL) {
+    opt.in_memory = 1;
+    opt.columns = rows->columns;
+    opt.num_columns = rows->num_columns;
+    opt.cells = rows->cells;
+    opt.num_rows = rows->num_rows;
+  }
   opt.out_path = out_path;
   opt.rejects_path = options->rejects_path;
   opt.threads = options->threads;
@@ -240,4 +254,26 @@ int tdm_pipeline_batch(const tdm_pipeline *pipeline, const char *in_path,
     stats->seconds = s.seconds;
   }
   return rc;
+}
+
+int tdm_pipeline_batch(const tdm_pipeline *pipeline, const char *in_path,
+                       const char *out_path, const tdm_batch_options *options,
+                       tdm_batch_stats *stats, tdm_error *err) {
+  if (pipeline == NULL || in_path == NULL || out_path == NULL)
+    return tdm__fail(err, TDM_EINVAL, "no pipeline, input or output path");
+  return run_batch(pipeline, in_path, NULL, out_path, options, stats, err);
+}
+
+int tdm_pipeline_batch_rows(const tdm_pipeline *pipeline,
+                            const char *const *columns, size_t num_columns,
+                            const char *const *cells, size_t num_rows,
+                            const char *out_path,
+                            const tdm_batch_options *options,
+                            tdm_batch_stats *stats, tdm_error *err) {
+  if (pipeline == NULL || out_path == NULL || columns == NULL ||
+      (cells == NULL && num_rows > 0 && num_columns > 0))
+    return tdm__fail(err, TDM_EINVAL,
+                     "no pipeline, column names, cells or output path");
+  rows_in rows = {columns, num_columns, cells, num_rows};
+  return run_batch(pipeline, "rows", &rows, out_path, options, stats, err);
 }

@@ -406,8 +406,13 @@ static int setup(run *r, tdm_error *err) {
   rc = tdm__pipeline_open_tables(r->p, opt->store, TDM__LOOKUP_AT_EVENT_TIME,
                                  err);
   if (rc != TDM_OK) return rc;
-  rc = tdm__event_reader_open(opt->in_path, tdm__pipeline_spec(r->p),
-                              &r->reader, err);
+  if (opt->in_memory)
+    rc = tdm__event_reader_cells(tdm__pipeline_spec(r->p), opt->columns,
+                                 opt->num_columns, opt->cells, opt->num_rows,
+                                 opt->in_path, &r->reader, err);
+  else
+    rc = tdm__event_reader_open(opt->in_path, tdm__pipeline_spec(r->p),
+                                &r->reader, err);
   if (rc != TDM_OK) return rc;
   int threads = opt->threads;
   if (threads <= 0) {

@@ -32,6 +32,15 @@ typedef struct tdm__batch_options {
                                (--now; the caller reads the wall clock) */
   const char *const *tags;  /* "KEY=VALUE" labels for the run registry */
   size_t num_tags;
+  /* Rows held in memory instead of in_path's file (in_memory set): row
+   * r's value of column c (named columns[c]) is cells[r * num_columns +
+   * c], as tdm__event_reader_cells reads them; in_path then only names
+   * the input in messages and in the manifest. */
+  int in_memory;
+  const char *const *columns;
+  size_t num_columns;
+  const char *const *cells;
+  size_t num_rows;
 } tdm__batch_options;
 
 typedef struct tdm__batch_materialized {

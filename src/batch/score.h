@@ -35,6 +35,9 @@ typedef struct tdm__score_options {
   size_t num_keep;
   const char *const *tags; /* "KEY=VALUE" labels for the run registry */
   size_t num_tags;
+  /* The fast evaluator's kernel ("scalar", "avx2", "avx512"; NULL: the
+   * widest that pays on this CPU). The CLI sets it from TANDEM_KERNEL. */
+  const char *kernel;
 } tdm__score_options;
 
 typedef struct tdm__score_stats {

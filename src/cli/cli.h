@@ -50,6 +50,13 @@ int tdm__cmd_inspect(int argc, char **argv);
 int tdm__cmd_runs(int argc, char **argv);
 int tdm__cmd_compare(int argc, char **argv);
 
+/* The registry a command uses: `given` (--registry) when not NULL, else
+ * $TANDEM_REGISTRY, $XDG_DATA_HOME/tandem/registry.db or
+ * ~/.local/share/tandem/registry.db (cmd_runs.c). TDM_ENOTFOUND: no home
+ * directory is known; TDM_EINVAL: the path does not fit buf. */
+int tdm__cli_registry_path(const char *given, char *buf, size_t size,
+                           tdm_error *err);
+
 /* After a successful score or batch run: records OUT.manifest.json in the
  * run registry (registry NULL: the default) unless disabled, and prints
  * "run <id>" on stderr, or a warning when it cannot (never a failure). */

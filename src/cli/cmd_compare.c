@@ -311,7 +311,7 @@ int tdm__cmd_compare(int argc, char **argv) {
 
   char path[4096];
   tdm_error err;
-  int rc = tdm__registry_path(registry, path, sizeof path, &err);
+  int rc = tdm__cli_registry_path(registry, path, sizeof path, &err);
   tdm__registry *reg = NULL;
   if (rc == TDM_OK)
     rc = tdm__registry_open(path, TDM__REGISTRY_READ, &reg, &err);

@@ -1450,7 +1450,7 @@ static int evaluate(const eval_options *o, tdm_error *err) {
     /* The metrics go with the run in the registry (tandem runs, compare,
      * report show them). */
     char path[4096];
-    if (tdm__registry_path(o->registry, path, sizeof path, err) != TDM_OK ||
+    if (tdm__cli_registry_path(o->registry, path, sizeof path, err) != TDM_OK ||
         tdm__registry_set_metrics(path, o->record, out.data, err) != TDM_OK)
       rc = err->status ? err->status : TDM_EIO;
     else
@@ -1545,7 +1545,7 @@ int tdm__cmd_eval(int argc, char **argv) {
   if (o.record != NULL) {
     char path[4096];
     tdm__registry *registry = NULL;
-    int rc = tdm__registry_path(o.registry, path, sizeof path, &err);
+    int rc = tdm__cli_registry_path(o.registry, path, sizeof path, &err);
     if (rc == TDM_OK)
       rc = tdm__registry_open(path, TDM__REGISTRY_READ, &registry, &err);
     if (rc == TDM_OK) rc = tdm__registry_get(registry, o.record, &run, &err);

@@ -174,7 +174,7 @@ static int evaluate_run(const report_options *o, const tdm__run_record *run,
 static int write_report(const report_options *o, const char *const *ids,
                         size_t num_runs, tdm_error *err) {
   char path[4096];
-  int rc = tdm__registry_path(o->registry, path, sizeof path, err);
+  int rc = tdm__cli_registry_path(o->registry, path, sizeof path, err);
   tdm__registry *reg = NULL;
   if (rc == TDM_OK)
     rc = tdm__registry_open(path, TDM__REGISTRY_READ, &reg, err);

@@ -20,12 +20,43 @@
 #include "../store/registry.h"
 #include "cli.h"
 
+/*
+ * The registry a command uses: `given` (a --registry option) when not
+ * NULL, else $TANDEM_REGISTRY, else $XDG_DATA_HOME/tandem/registry.db,
+ * else ~/.local/share/tandem/registry.db. Writes it into buf
+ * (NUL-terminated). Fails with TDM_ENOTFOUND when no home directory is
+ * known, and TDM_EINVAL when the path does not fit. The environment is the
+ * CLI's to read; the library only ever takes the path it is given.
+ */
+int tdm__cli_registry_path(const char *given, char *buf, size_t size,
+                           tdm_error *err) {
+  const char *env = given;
+  int n;
+  if (env != NULL) {
+    n = snprintf(buf, size, "%s", env);
+  } else if ((env = getenv("TANDEM_REGISTRY")) != NULL && env[0] != '\0') {
+    n = snprintf(buf, size, "%s", env);
+  } else if ((env = getenv("XDG_DATA_HOME")) != NULL && env[0] == '/') {
+    /* The XDG spec says a relative XDG_DATA_HOME is to be ignored. */
+    n = snprintf(buf, size, "%s/tandem/registry.db", env);
+  } else if ((env = getenv("HOME")) != NULL && env[0] != '\0') {
+    n = snprintf(buf, size, "%s/.local/share/tandem/registry.db", env);
+  } else {
+    return tdm__fail(err, TDM_ENOTFOUND,
+                     "no registry path: set TANDEM_REGISTRY or HOME, or give "
+                     "--registry");
+  }
+  if (n < 0 || (size_t)n >= size)
+    return tdm__fail(err, TDM_EINVAL, "the registry path is too long");
+  return TDM_OK;
+}
+
 void tdm__cli_record_run(const char *command, const char *registry,
                          int disabled, const char *out_path) {
   if (disabled) return;
   char path[4096];
   tdm_error err;
-  int rc = tdm__registry_path(registry, path, sizeof path, &err);
+  int rc = tdm__cli_registry_path(registry, path, sizeof path, &err);
   tdm__buf manifest = {0};
   if (rc == TDM_OK &&
       tdm__buf_printf(&manifest, "%s.manifest.json", out_path) != TDM_OK)
@@ -272,7 +303,7 @@ int tdm__cmd_runs(int argc, char **argv) {
 
   char path[4096];
   tdm_error err;
-  int rc = tdm__registry_path(registry, path, sizeof path, &err);
+  int rc = tdm__cli_registry_path(registry, path, sizeof path, &err);
   tdm__registry *reg = NULL;
   if (rc == TDM_OK)
     rc = tdm__registry_open(path, TDM__REGISTRY_READ, &reg, &err);

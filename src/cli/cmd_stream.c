@@ -74,9 +74,13 @@ static const char stream_help[] =
     "\n"
     "exit status: 0 success, 1 runtime failure, 2 bad usage or bad input\n";
 
+/* The run's stop flag (tdm__stream_options.stop), set by SIGTERM and
+ * SIGINT. */
+static volatile sig_atomic_t stop_requested;
+
 static void on_stop(int sig) {
   (void)sig;
-  tdm__stream_stop();
+  stop_requested = 1;
 }
 
 int tdm__cmd_stream(int argc, char **argv) {
@@ -193,6 +197,10 @@ int tdm__cmd_stream(int argc, char **argv) {
   sigaction(SIGINT, &sa, NULL);
   signal(SIGPIPE, SIG_IGN);
   tdm_error err;
+  /* Per-message buffers are freed and made again: keep them in the heap
+   * (an allocator setting is the program's, not the library's). */
+  tdm__keep_heap();
+  opt.stop = &stop_requested;
   int rc = tdm__stream_run(&opt, &err);
   free(config);
   if (rc != TDM_OK) return tdm__report(rc, &err);

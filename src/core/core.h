@@ -179,6 +179,14 @@ int tdm__write_file_atomic(const char *path, const void *data, size_t len,
  * (it only calls unlink). Used so that Ctrl-C leaves no temporary files.
  */
 void tdm__atomic_abort_all_from_signal(void);
+/*
+ * The registry abort_all reads: track adds a temporary path (TDM_ENOMEM
+ * when it cannot grow), untrack removes it. Thread-safe and without a
+ * limit on how many paths are tracked at once; the path must stay valid
+ * until untracked. Atomic files track their own; exposed for tests.
+ */
+int tdm__tmp_track(char *path);
+void tdm__tmp_untrack(const char *path);
 
 /* ---- wall clock and crash points (clock.c) ---- */
 

@@ -9,6 +9,7 @@
 #endif
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <signal.h>
@@ -116,34 +117,63 @@ int tdm__refuse_output_onto_input(const char *flag, const char *out_path,
  * remove them. Threads of one program (several batch runs at once through
  * the library) open and close files concurrently, and the handler may
  * read the table at any moment, so each slot is claimed and released with
- * an atomic compare-and-swap (lock-free, so safe in a signal handler).
- * A file that finds no free slot is still written atomically; only its
- * removal on a signal is lost, which the table's size makes unlikely.
+ * an atomic compare-and-swap and the handler only loads (lock-free, so
+ * safe in a signal handler). The table has no limit: when every slot is
+ * taken, a new chunk of slots is appended (under a mutex, so two threads
+ * never both append). Chunks are never freed, because the handler may be
+ * walking them; their number is the most files ever open at once divided
+ * by a chunk's size.
  */
-#define MAX_OPEN_ATOMIC 256
-static _Atomic(char *) open_tmp_paths[MAX_OPEN_ATOMIC];
+#define TMP_CHUNK_SLOTS 64
+typedef struct tmp_chunk {
+  _Atomic(char *) slots[TMP_CHUNK_SLOTS];
+  struct tmp_chunk *_Atomic next;
+} tmp_chunk;
+static tmp_chunk first_tmp_chunk;
+static pthread_mutex_t tmp_grow_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static void register_tmp(char *path) {
-  for (int i = 0; i < MAX_OPEN_ATOMIC; i++) {
-    char *expected = NULL;
-    if (atomic_compare_exchange_strong(&open_tmp_paths[i], &expected, path))
-      return;
+int tdm__tmp_track(char *path) {
+  for (;;) {
+    tmp_chunk *last = NULL;
+    for (tmp_chunk *c = &first_tmp_chunk; c != NULL; c = atomic_load(&c->next)) {
+      for (int i = 0; i < TMP_CHUNK_SLOTS; i++) {
+        char *expected = NULL;
+        if (atomic_compare_exchange_strong(&c->slots[i], &expected, path))
+          return TDM_OK;
+      }
+      last = c;
+    }
+    pthread_mutex_lock(&tmp_grow_lock);
+    int rc = TDM_OK;
+    /* Another thread may have appended while this one scanned: then it
+     * scans again instead of appending a second chunk. */
+    if (atomic_load(&last->next) == NULL) {
+      tmp_chunk *c = tdm__calloc(1, sizeof *c);
+      if (c == NULL)
+        rc = TDM_ENOMEM;
+      else
+        atomic_store(&last->next, c);
+    }
+    pthread_mutex_unlock(&tmp_grow_lock);
+    if (rc != TDM_OK) return rc;
   }
 }
 
-static void unregister_tmp(const char *path) {
-  for (int i = 0; i < MAX_OPEN_ATOMIC; i++) {
-    char *expected = (char *)path;
-    if (atomic_compare_exchange_strong(&open_tmp_paths[i], &expected, NULL))
-      return;
-  }
+void tdm__tmp_untrack(const char *path) {
+  for (tmp_chunk *c = &first_tmp_chunk; c != NULL; c = atomic_load(&c->next))
+    for (int i = 0; i < TMP_CHUNK_SLOTS; i++) {
+      char *expected = (char *)path;
+      if (atomic_compare_exchange_strong(&c->slots[i], &expected, NULL))
+        return;
+    }
 }
 
 void tdm__atomic_abort_all_from_signal(void) {
-  for (int i = 0; i < MAX_OPEN_ATOMIC; i++) {
-    char *path = atomic_load(&open_tmp_paths[i]);
-    if (path != NULL) unlink(path);
-  }
+  for (tmp_chunk *c = &first_tmp_chunk; c != NULL; c = atomic_load(&c->next))
+    for (int i = 0; i < TMP_CHUNK_SLOTS; i++) {
+      char *path = atomic_load(&c->slots[i]);
+      if (path != NULL) unlink(path);
+    }
 }
 
 int tdm__atomic_open(tdm__atomic_file *f, const char *path, tdm_error *err) {
@@ -199,7 +229,14 @@ int tdm__atomic_open(tdm__atomic_file *f, const char *path, tdm_error *err) {
     tdm__free(f->tmp_path);
     return tdm__fail(err, TDM_ENOMEM, "%s: out of memory", path);
   }
-  if (!f->anonymous) register_tmp(f->tmp_path);
+  if (!f->anonymous && tdm__tmp_track(f->tmp_path) != TDM_OK) {
+    fclose(f->fp);
+    unlink(f->tmp_path);
+    tdm__free(f->path);
+    tdm__free(f->tmp_path);
+    memset(f, 0, sizeof *f);
+    return tdm__fail(err, TDM_ENOMEM, "%s: out of memory", path);
+  }
   return TDM_OK;
 }
 
@@ -220,7 +257,11 @@ static int name_anonymous(tdm__atomic_file *f) {
     }
     if (linkat(AT_FDCWD, proc, AT_FDCWD, f->tmp_path, AT_SYMLINK_FOLLOW) == 0) {
       f->anonymous = 0;
-      register_tmp(f->tmp_path);
+      if (tdm__tmp_track(f->tmp_path) != TDM_OK) {
+        unlink(f->tmp_path);
+        errno = ENOMEM;
+        return -1;
+      }
       return 0;
     }
     if (errno != EEXIST) return -1;
@@ -229,7 +270,7 @@ static int name_anonymous(tdm__atomic_file *f) {
 }
 
 static void atomic_release(tdm__atomic_file *f) {
-  unregister_tmp(f->tmp_path);
+  tdm__tmp_untrack(f->tmp_path);
   tdm__free(f->path);
   tdm__free(f->tmp_path);
   memset(f, 0, sizeof *f);

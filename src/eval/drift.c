@@ -241,11 +241,14 @@ static int find_reference(tdm__drift *d, const tdm__drift_source *source,
     d->path = tdm__strdup(ref);
     return d->path ? TDM_OK : tdm__fail(err, TDM_ENOMEM, "out of memory");
   }
-  char path[4096];
-  int rc = tdm__registry_path(source->registry, path, sizeof path, err);
+  if (source->registry == NULL)
+    return tdm__fail(err, TDM_ENOTFOUND,
+                     "--drift-reference %s: not a file, and no run registry "
+                     "to look the run up in (set TANDEM_REGISTRY or HOME, or "
+                     "give --registry)",
+                     ref);
   tdm__registry *reg = NULL;
-  if (rc == TDM_OK)
-    rc = tdm__registry_open(path, TDM__REGISTRY_READ, &reg, err);
+  int rc = tdm__registry_open(source->registry, TDM__REGISTRY_READ, &reg, err);
   tdm__run_record run;
   memset(&run, 0, sizeof run);
   if (rc == TDM_OK) rc = tdm__registry_get(reg, ref, &run, err);

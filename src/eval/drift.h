@@ -30,7 +30,8 @@ typedef struct tdm__drift tdm__drift;
 /* Where a run id is looked up. */
 typedef struct tdm__drift_source {
   const char *reference; /* a run id or unique prefix, or a file path */
-  const char *registry;  /* the registry's path; NULL: the default */
+  const char *registry;  /* the registry's path; NULL: none (a run id
+                          * cannot be looked up) */
 } tdm__drift_source;
 
 /*

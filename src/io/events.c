@@ -129,6 +129,11 @@ struct tdm__event_reader {
   size_t num_columns;
   tdm__json_doc doc; /* JSON Lines: the current line's document */
   tdm_error problem;
+  /* Rows held in memory (tdm__event_reader_cells): cells[row *
+   * num_columns + column]; in_memory is 0 when reading a file. */
+  int in_memory;
+  const char *const *cells;
+  size_t num_rows, row;
 };
 
 static int ends_with(const char *s, const char *suffix) {
@@ -224,6 +229,9 @@ static void fields_used(const tdm__spec *spec, size_t *user) {
   }
 }
 
+static int check_header(tdm__event_reader *r, const tdm__csv_record *h,
+                        tdm_error *err);
+
 static int read_header(tdm__event_reader *r, tdm_error *err) {
   tdm__csv_record header;
   int rc = tdm__csv_next(r->csv, &header, err);
@@ -231,6 +239,16 @@ static int read_header(tdm__event_reader *r, tdm_error *err) {
   if (rc == 0)
     return tdm__fail(err, TDM_EPARSE, "%s: empty file, expected a header",
                      r->path);
+  return check_header(r, &header, err);
+}
+
+/* Maps the header's columns to the spec's fields, and refuses a header
+ * that lacks the entity, the time or a field a feature reads (unless it
+ * is optional), naming the column and line. */
+static int check_header(tdm__event_reader *r, const tdm__csv_record *h,
+                        tdm_error *err) {
+  const tdm__csv_record header = *h;
+  int rc;
   r->num_columns = header.count;
   r->column_field = tdm__calloc(header.count + 1, sizeof(size_t));
   if (r->column_field == NULL) return tdm__fail(err, TDM_ENOMEM, "out of memory");
@@ -314,6 +332,71 @@ int tdm__event_reader_open(const char *path, const tdm__spec *spec,
   return TDM_OK;
 }
 
+int tdm__event_reader_cells(const tdm__spec *spec,
+                            const char *const *columns, size_t num_columns,
+                            const char *const *cells, size_t num_rows,
+                            const char *name, tdm__event_reader **out,
+                            tdm_error *err) {
+  *out = NULL;
+  if ((cells == NULL && num_rows > 0 && num_columns > 0) ||
+      (columns == NULL && num_columns > 0))
+    return tdm__fail(err, TDM_EINVAL, "%s: no cells or column names", name);
+  tdm__event_reader *r = tdm__calloc(1, sizeof *r);
+  tdm__csv_field *names = tdm__calloc(num_columns + 1, sizeof *names);
+  int rc = TDM_OK;
+  if (r == NULL || names == NULL || (r->path = tdm__strdup(name)) == NULL) {
+    tdm__free(r);
+    tdm__free(names);
+    return tdm__fail(err, TDM_ENOMEM, "out of memory");
+  }
+  r->spec = spec;
+  r->in_memory = 1;
+  r->cells = cells;
+  r->num_rows = num_rows;
+  tdm__sha256_init(&r->hash);
+  /* The column names are checked as a CSV header is, on "line 0". */
+  for (size_t c = 0; c < num_columns && rc == TDM_OK; c++) {
+    if (columns[c] == NULL)
+      rc = tdm__fail(err, TDM_EINVAL, "%s: column %zu has no name", name,
+                     c + 1);
+    else
+      names[c] = (tdm__csv_field){columns[c], strlen(columns[c]), c + 1};
+  }
+  tdm__csv_record header = {names, num_columns, 0, 0};
+  if (rc == TDM_OK) rc = check_header(r, &header, err);
+  tdm__free(names);
+  if (rc != TDM_OK) {
+    tdm__event_reader_close(r);
+    return rc;
+  }
+  *out = r;
+  return TDM_OK;
+}
+
+/* The next row of cells: each field's cell text, a NULL or empty cell
+ * missing (as an empty CSV cell is); columns that are no field are
+ * skipped. The input's SHA-256 is over every cell as a u32 length
+ * (0xFFFFFFFF for NULL) and its bytes, so two runs over the same rows
+ * record the same input hash. */
+static int next_cells(tdm__event_reader *r, tdm__arena *arena,
+                      tdm__event_record *rec, tdm_error *err) {
+  if (r->row == r->num_rows) return 0;
+  size_t n = r->num_columns;
+  const char *const *row = r->cells + r->row * n;
+  rec->line = ++r->row;
+  for (size_t c = 0; c < n; c++) {
+    uint32_t len = row[c] ? (uint32_t)strlen(row[c]) : UINT32_MAX;
+    tdm__sha256_update(&r->hash, &len, 4);
+    if (row[c] == NULL) continue;
+    tdm__sha256_update(&r->hash, row[c], len);
+    size_t f = r->column_field[c];
+    if (f == SIZE_MAX || len == 0) continue;
+    if (copy_text(arena, row[c], len, &rec->fields[f]) != TDM_OK)
+      return tdm__fail(err, TDM_ENOMEM, "out of memory");
+  }
+  return 1;
+}
+
 void tdm__event_reader_close(tdm__event_reader *r) {
   if (r == NULL) return;
   if (r->doc.root != NULL) tdm__json_doc_free(&r->doc);
@@ -327,7 +410,7 @@ void tdm__event_reader_close(tdm__event_reader *r) {
 int tdm__event_reader_is_jsonl(const tdm__event_reader *r) { return r->jsonl; }
 
 void tdm__event_reader_sha256(tdm__event_reader *r, char hex[65]) {
-  tdm__csv_drain(r->csv);
+  if (r->csv != NULL) tdm__csv_drain(r->csv);
   tdm__sha256 copy = r->hash;
   tdm__sha256_final_hex(&copy, hex);
 }
@@ -395,5 +478,8 @@ int tdm__event_reader_next(tdm__event_reader *r, tdm__arena *arena,
   rec->fields = tdm__arena_alloc(arena, (r->spec->num_fields + 1) *
                                             sizeof *rec->fields);
   if (rec->fields == NULL) return tdm__fail(err, TDM_ENOMEM, "out of memory");
+  for (size_t i = 0; i < r->spec->num_fields; i++)
+    rec->fields[i] = (tdm__str){NULL, 0};
+  if (r->in_memory) return next_cells(r, arena, rec, err);
   return r->jsonl ? next_jsonl(r, arena, rec, err) : next_csv(r, arena, rec, err);
 }

@@ -58,6 +58,22 @@ typedef struct tdm__event_record {
 
 int tdm__event_reader_open(const char *path, const tdm__spec *spec,
                            tdm__event_reader **out, tdm_error *err);
+/*
+ * A reader of rows held in memory, as a CSV file with a header would hold
+ * them: row r's value of column c (named columns[c]) is cells[r *
+ * num_columns + c], NUL-terminated text, NULL or "" when missing (as an
+ * empty CSV cell). The column names are checked as a header is (the
+ * entity, the time and every field a feature reads need a column, or the
+ * field must be optional; other columns are ignored), with `name` for the
+ * input and line 0 for the names in messages. Records are numbered from 1
+ * (their `line`). The names and cells must outlive the reader; each
+ * record's texts are copied into the arena.
+ */
+int tdm__event_reader_cells(const tdm__spec *spec,
+                            const char *const *columns, size_t num_columns,
+                            const char *const *cells, size_t num_rows,
+                            const char *name, tdm__event_reader **out,
+                            tdm_error *err);
 void tdm__event_reader_close(tdm__event_reader *r);
 /*
  * Reads the next event into rec, its texts copied into `arena` (they live

@@ -336,8 +336,9 @@ __attribute__((target("avx512f"))) static void trees_avx512(
  * The widest kernel that pays: AVX-512 when the CPU has it, else the
  * portable one. AVX2's 8-lane gathers measured slower than the interleaved
  * scalar walk (bench/README.md), so AVX2 runs only when asked for.
- * TANDEM_KERNEL=scalar|avx2|avx512 forces a kernel (tests, benchmarks);
- * one the CPU lacks falls back to the portable kernel.
+ * tdm__fast_use_kernel forces one (tests, benchmarks; the CLI's `score`
+ * and bench_predict do so from TANDEM_KERNEL, which the library never
+ * reads); one the CPU lacks falls back to the portable kernel.
  */
 static void choose_kernel(tdm__fast *fast, const char *want) {
   fast->kernel = kernel_scalar;
@@ -441,7 +442,7 @@ int tdm__fast_build(tdm_model *model) {
   }
   fast->bytes = num_splits * sizeof(fast_split) + num_leaves * sizeof(float) +
                 3 * n * sizeof(uint32_t);
-  choose_kernel(fast, getenv("TANDEM_KERNEL"));
+  choose_kernel(fast, NULL);
   model->fast = fast;
   return TDM_OK;
 }

@@ -261,8 +261,10 @@ int tdm__fast_predict(const tdm_model *model, const double *rows64,
                       const float *rows32, size_t num_rows, int flags,
                       double *out);
 size_t tdm__fast_bytes(const tdm_model *model);
-/* Tests: switches the kernel ("scalar", "avx2", "avx512"); 0 when the CPU
- * lacks it. And whether a tree took the layout. */
+/* Tests and benchmarks: switches the kernel ("scalar", "avx2", "avx512");
+ * 0 when the CPU lacks it (the portable kernel runs then). Call before
+ * the model is shared with other threads. And whether a tree took the
+ * layout. */
 int tdm__fast_use_kernel(tdm_model *model, const char *name);
 int tdm__fast_tree_laid_out(const tdm_model *model, size_t tree);
 const char *tdm__fast_kernel(const tdm_model *model);

@@ -92,26 +92,6 @@ static void rollback(tdm__registry *r) {
   sqlite3_exec(r->db, "ROLLBACK", NULL, NULL, NULL);
 }
 
-int tdm__registry_default_path(char *buf, size_t size, tdm_error *err) {
-  const char *env = getenv("TANDEM_REGISTRY");
-  int n;
-  if (env != NULL && env[0] != '\0') {
-    n = snprintf(buf, size, "%s", env);
-  } else if ((env = getenv("XDG_DATA_HOME")) != NULL && env[0] == '/') {
-    /* The XDG spec says a relative XDG_DATA_HOME is to be ignored. */
-    n = snprintf(buf, size, "%s/tandem/registry.db", env);
-  } else if ((env = getenv("HOME")) != NULL && env[0] != '\0') {
-    n = snprintf(buf, size, "%s/.local/share/tandem/registry.db", env);
-  } else {
-    return tdm__fail(err, TDM_ENOTFOUND,
-                     "no registry path: set TANDEM_REGISTRY or HOME, or give "
-                     "--registry");
-  }
-  if (n < 0 || (size_t)n >= size)
-    return tdm__fail(err, TDM_EINVAL, "the registry path is too long");
-  return TDM_OK;
-}
-
 /* Creates the directories above path (mkdir -p of its dirname). */
 static int make_parents(const char *path, tdm_error *err) {
   char *copy = tdm__strdup(path);
@@ -736,12 +716,4 @@ int tdm__run_record_json(tdm__buf *b, const tdm__run_record *run) {
         run->flags ? run->flags : "{}", run->tables ? run->tables : "[]",
         run->metrics ? run->metrics : "null", run->tags ? run->tags : "{}");
   return rc;
-}
-
-int tdm__registry_path(const char *given, char *buf, size_t size,
-                       tdm_error *err) {
-  if (given == NULL) return tdm__registry_default_path(buf, size, err);
-  if (snprintf(buf, size, "%s", given) >= (int)size)
-    return tdm__fail(err, TDM_EINVAL, "the registry path is too long");
-  return TDM_OK;
 }

@@ -20,18 +20,9 @@
 
 typedef struct tdm__registry tdm__registry;
 
-/*
- * The registry's path when none is given: $TANDEM_REGISTRY, else
- * $XDG_DATA_HOME/tandem/registry.db, else ~/.local/share/tandem/registry.db.
- * Writes it into buf (NUL-terminated). Fails with TDM_ENOTFOUND when no
- * home directory is known, and TDM_EINVAL when the path does not fit.
- */
-int tdm__registry_default_path(char *buf, size_t size, tdm_error *err);
-
-/* The registry a command uses: `given` (a --registry option) when not
- * NULL, else the default path. TDM_EINVAL when it does not fit. */
-int tdm__registry_path(const char *given, char *buf, size_t size,
-                       tdm_error *err);
+/* Every function takes the registry's path explicitly: the library reads
+ * no environment variable. The CLI finds the default one
+ * (tdm__cli_registry_path in src/cli/cmd_runs.c). */
 
 enum {
   TDM__REGISTRY_READ = 0,  /* must exist; runs are only read */

@@ -62,10 +62,6 @@ _Static_assert(sizeof(uintptr_t) >= 8, "opaques need 64-bit pointers");
 #define SEQ_MASK ((1ull << SEQ_BITS) - 1)
 #define CHANGELOG_BIT (1ull << 63)
 
-static volatile sig_atomic_t stop_requested;
-
-void tdm__stream_stop(void) { stop_requested = 1; }
-
 /* One assigned input partition. */
 typedef struct part {
   int32_t id;
@@ -1313,7 +1309,8 @@ static int run_loop(stream *s, tdm_error *err) {
       s->opt->commit_interval_ms ? s->opt->commit_interval_ms : 5000;
   uint64_t last_commit = now_ns(), last_metrics = 0;
   int rc = TDM_OK;
-  while (!stop_requested && !s->failed && rc == TDM_OK) {
+  while (!(s->opt->stop != NULL && *s->opt->stop) && !s->failed &&
+         rc == TDM_OK) {
     rd_kafka_message_t *m = rd_kafka_consumer_poll(s->consumer, 100);
     if (m != NULL && m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
       rc = dispatch(s, m, err);
@@ -1350,7 +1347,6 @@ int tdm__stream_run(const tdm__stream_options *opt, tdm_error *err) {
   pthread_mutex_init(&s->work, NULL);
   pthread_mutex_init(&s->book, NULL);
   pthread_cond_init(&s->work_ready, NULL);
-  tdm__keep_heap(); /* per-message buffers are freed and made again */
   int rc = tdm__pipeline_load(opt->pipeline_path, 0, &s->p, err);
   if (rc == TDM_OK)
     rc = tdm__pipeline_open_tables(s->p, opt->store, TDM__LOOKUP_FOLLOW, err);

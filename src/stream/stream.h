@@ -20,6 +20,7 @@
 #ifndef TDM_STREAM_H
 #define TDM_STREAM_H
 
+#include <signal.h>
 #include <stddef.h>
 
 #include "../core/core.h"
@@ -42,18 +43,19 @@ typedef struct tdm__stream_options {
   unsigned session_timeout_ms; /* 0: librdkafka's (45000) */
   int exactly_once; /* one Kafka transaction per commit interval */
   unsigned threads; /* processing threads (0, 1: the main thread) */
+  /* The run drains and returns once *stop is non-zero (a signal handler
+   * may set it); NULL: it runs until a fatal error. Each run has its own
+   * flag, so one program may run several streams and stop each alone. */
+  volatile sig_atomic_t *stop;
 } tdm__stream_options;
 
 /*
- * Runs until tdm__stream_stop is called (a signal) or a fatal error:
+ * Runs until *options->stop is set (a signal) or a fatal error:
  * returns TDM_OK after draining (every output acknowledged, offsets
  * committed, states saved), TDM_EINVAL for bad options (a -X setting
  * librdkafka refuses, one that would break at-least-once), or the error
  * that stopped it.
  */
 int tdm__stream_run(const tdm__stream_options *options, tdm_error *err);
-
-/* Asks a running stream to stop; async-signal-safe. */
-void tdm__stream_stop(void);
 
 #endif /* TDM_STREAM_H */

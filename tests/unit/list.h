@@ -16,6 +16,7 @@
   X(csv_cell_numbers)                        \
   X(csv_append_field)                        \
   X(atomic_file_commit_and_abort)            \
+  X(atomic_tmp_registry_has_no_limit)        \
   X(model_numeric_and_missing)               \
   X(model_categorical_rules)                 \
   X(model_objective_transforms)              \
@@ -117,6 +118,7 @@
   X(api_state_answers_as_defined) \
   X(api_durable_state_continues_after_reopen) \
   X(api_batch_equals_process) \
+  X(api_batch_rows_equals_file) \
   X(api_two_pipelines_in_two_threads)     \
   X(access_log_line_escapes)              \
   X(access_log_threads_and_reopen)

@@ -349,6 +349,140 @@ TEST(api_batch_equals_process) {
   return 0;
 }
 
+/* Reads a whole file into buf (NUL-terminated); its length, or -1. */
+static long slurp(const char *path, char *buf, size_t cap) {
+  FILE *f = fopen(path, "rb");
+  if (f == NULL) return -1;
+  size_t n = fread(buf, 1, cap - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  return (long)n;
+}
+
+/* tdm_pipeline_batch_rows over cells in memory gives the same output
+ * bytes as tdm_pipeline_batch over a CSV file with the same header and
+ * cells, for 1 and 3 threads, and every score equals the reference. The
+ * columns come in another order than the pipeline's fields, with one
+ * that is no field; the rows hide what a CSV file must quote (an id with
+ * a comma and a quote, a newline) and rows that must be rejected (a
+ * value that is no number, a missing and an empty entity), which the
+ * rejects file names by row number. Names without the entity's column
+ * are refused as such a header is, and nothing is written. */
+TEST(api_batch_rows_equals_file) {
+  enum { N = 300, BAD = 3, COLS = 5 };
+  static const char *const columns[COLS] = {"v", "note", "ts", "id", "k"};
+  static const char *const bad[BAD][4] = {
+      /* id, k, ts, v */
+      {"bad1", "k1", "1700000000500", "oops"},
+      {"bad2", NULL, "1700000000600", "1"},
+      {"bad3", "", "1700000000700", "2"},
+  };
+  static const size_t bad_at[BAD] = {0, 150, 299}; /* before event i */
+  char dir[64], path[96], in[128], out_file[128], out_rows[128];
+  CHECK(make_pipeline_dir(dir, path) == 0);
+  static ref_event ev[N];
+  make_events(ev, N, 11);
+  snprintf(ev[7].id, sizeof ev[7].id, "e7,\"quoted\"");
+  snprintf(ev[8].id, sizeof ev[8].id, "e8\nsecond line");
+  tdm_pipeline *p;
+  tdm_error err;
+  CHECK_INT(tdm_pipeline_open(path, NULL, &p, &err), TDM_OK);
+  static char text[N][2][24];
+  static const char *cells[(N + BAD) * COLS];
+  size_t rows = 0, b = 0, bad_row[BAD];
+  snprintf(in, sizeof in, "%s/events.csv", dir);
+  FILE *f = fopen(in, "w");
+  CHECK(f != NULL);
+  fputs("v,note,ts,id,k\n", f);
+  for (size_t i = 0; i <= N; i++) {
+    while (b < BAD && bad_at[b] == i) {
+      const char *row[COLS] = {bad[b][3], "x", bad[b][2], bad[b][0],
+                               bad[b][1]};
+      memcpy(&cells[rows * COLS], row, sizeof row);
+      fprintf(f, "%s,x,%s,%s,%s\n", bad[b][3], bad[b][2], bad[b][0],
+              bad[b][1] ? bad[b][1] : "");
+      bad_row[b++] = ++rows;
+    }
+    if (i == N) break;
+    snprintf(text[i][0], sizeof text[i][0], "%lld", ev[i].ts);
+    snprintf(text[i][1], sizeof text[i][1], "%d", ev[i].v);
+    const char *row[COLS] = {text[i][1], NULL, text[i][0], ev[i].id,
+                             ev[i].k};
+    memcpy(&cells[rows * COLS], row, sizeof row);
+    /* The file quotes what CSV must; the cells hold the raw text. */
+    fprintf(f, "%d,,%lld,\"", ev[i].v, ev[i].ts);
+    for (const char *ch = ev[i].id; *ch; ch++) {
+      if (*ch == '"') fputc('"', f);
+      fputc(*ch, f);
+    }
+    fprintf(f, "\",%s\n", ev[i].k);
+    rows++;
+  }
+  fclose(f);
+  CHECK_INT(rows, N + BAD);
+  snprintf(out_file, sizeof out_file, "%s/file.jsonl", dir);
+  snprintf(out_rows, sizeof out_rows, "%s/rows.jsonl", dir);
+  static char want[1 << 17], got[1 << 17], rejects[1 << 14];
+  for (int threads = 1; threads <= 3; threads += 2) {
+    tdm_batch_options bo = {0};
+    bo.threads = threads;
+    tdm_batch_stats stats;
+    CHECK_INT(tdm_pipeline_batch(p, in, out_file, &bo, &stats, &err), TDM_OK);
+    CHECK_INT(stats.rejected, BAD);
+    memset(&stats, 0, sizeof stats);
+    CHECK_INT(tdm_pipeline_batch_rows(p, columns, COLS, cells, rows, out_rows,
+                                      &bo, &stats, &err),
+              TDM_OK);
+    CHECK_INT(stats.events, N + BAD);
+    CHECK_INT(stats.written, N);
+    CHECK_INT(stats.rejected, BAD);
+    CHECK(slurp(out_file, want, sizeof want) > 0);
+    CHECK(slurp(out_rows, got, sizeof got) > 0);
+    CHECK_STR(got, want);
+    /* Every score from the rows run is the reference's. */
+    char *line = got;
+    for (size_t i = 0; i < N; i++) {
+      char *end = strchr(line, '\n');
+      CHECK(end != NULL);
+      *end = '\0';
+      CHECK(member_number(line, "score") == reference_score(ev, i));
+      line = end + 1;
+    }
+    CHECK_STR(line, "");
+    char rejects_path[160];
+    snprintf(rejects_path, sizeof rejects_path, "%s.rejects.jsonl", out_rows);
+    CHECK(slurp(rejects_path, rejects, sizeof rejects) > 0);
+    for (size_t k = 0; k < BAD; k++) {
+      char at[32];
+      snprintf(at, sizeof at, "{\"line\":%zu,", bad_row[k]);
+      CHECK_CONTAINS(rejects, at);
+    }
+    CHECK_CONTAINS(rejects, "oops");
+  }
+  /* No rows: an empty output. */
+  tdm_batch_stats stats;
+  CHECK_INT(tdm_pipeline_batch_rows(p, columns, COLS, NULL, 0, out_rows, NULL,
+                                    &stats, &err),
+            TDM_OK);
+  CHECK_INT(stats.events, 0);
+  CHECK_INT(slurp(out_rows, got, sizeof got), 0);
+  /* Refused before anything is written: cells missing for rows, and
+   * names without the entity's column (as such a CSV header is). */
+  char other[160];
+  snprintf(other, sizeof other, "%s/other.jsonl", dir);
+  CHECK_INT(tdm_pipeline_batch_rows(p, columns, COLS, NULL, 2, other, NULL,
+                                    NULL, &err),
+            TDM_EINVAL);
+  CHECK(access(other, F_OK) != 0);
+  CHECK(tdm_pipeline_batch_rows(p, columns, COLS - 1, cells, 1, other, NULL,
+                                NULL, &err) != TDM_OK);
+  CHECK_CONTAINS(err.message, "rows:0: the header has no column \"k\"");
+  CHECK(access(other, F_OK) != 0);
+  tdm_pipeline_free(p);
+  remove_tree(dir);
+  return 0;
+}
+
 /* Two pipelines, each with a durable state and a batch run, used from two
  * threads at once: each thread's answers equal the reference. Under
  * ThreadSanitizer (make tsan) this is the test that the library keeps no

@@ -5,6 +5,8 @@
  * atomic output files.
  */
 #include <math.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -221,6 +223,64 @@ TEST(atomic_file_commit_and_abort) {
   snprintf(path, sizeof path, "%s/missing-dir/out.csv", dir);
   CHECK_INT(tdm__atomic_open(&f, path, &err), TDM_EIO);
   CHECK_CONTAINS(err.message, "missing-dir/out.csv: cannot create output");
+  return 0;
+}
+
+/* The registry of temporary paths that a signal removes has no limit and
+ * takes registrations from several threads at once: two threads each
+ * track 400 real files (the old table held 256 and silently dropped the
+ * rest, which a signal then left behind), and one abort removes every
+ * one of them. An untracked path is left alone. */
+enum { TRACK_FILES = 400 };
+typedef struct track_job {
+  const char *dir;
+  int thread;
+  char paths[TRACK_FILES][64];
+  int failed;
+} track_job;
+
+static void *track_files(void *arg) {
+  track_job *job = arg;
+  for (int i = 0; i < TRACK_FILES; i++) {
+    snprintf(job->paths[i], sizeof job->paths[i], "%s/t%d.%d.tmp", job->dir,
+             job->thread, i);
+    FILE *fp = fopen(job->paths[i], "w");
+    if (fp == NULL || fclose(fp) != 0 ||
+        tdm__tmp_track(job->paths[i]) != TDM_OK)
+      job->failed = 1;
+  }
+  return NULL;
+}
+
+TEST(atomic_tmp_registry_has_no_limit) {
+  char dir[] = "/tmp/tandem-test-XXXXXX";
+  CHECK(mkdtemp(dir) != NULL);
+  static track_job jobs[2];
+  pthread_t threads[2];
+  for (int t = 0; t < 2; t++) {
+    jobs[t] = (track_job){.dir = dir, .thread = t};
+    CHECK(pthread_create(&threads[t], NULL, track_files, &jobs[t]) == 0);
+  }
+  for (int t = 0; t < 2; t++) CHECK(pthread_join(threads[t], NULL) == 0);
+  CHECK(!jobs[0].failed && !jobs[1].failed);
+  char kept[64];
+  snprintf(kept, sizeof kept, "%s/kept", dir);
+  FILE *fp = fopen(kept, "w");
+  CHECK(fp != NULL && fclose(fp) == 0);
+  CHECK_INT(tdm__tmp_track(kept), TDM_OK);
+  tdm__tmp_untrack(kept);
+  tdm__atomic_abort_all_from_signal();
+  struct stat st;
+  int left = 0;
+  for (int t = 0; t < 2; t++)
+    for (int i = 0; i < TRACK_FILES; i++) {
+      left += stat(jobs[t].paths[i], &st) == 0;
+      tdm__tmp_untrack(jobs[t].paths[i]);
+    }
+  CHECK_INT(left, 0);
+  CHECK(stat(kept, &st) == 0);
+  unlink(kept);
+  CHECK(rmdir(dir) == 0);
   return 0;
 }
 
