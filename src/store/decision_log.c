@@ -96,6 +96,49 @@ static int64_t arrival_ms(const char *text) {
 }
 
 /*
+ * Records segment n (its manifest written) in the registry, unless
+ * check_recorded finds it there already, then renames it into place. In
+ * this order a kill at any point leaves the segment named .open with its
+ * manifest, which the next start publishes again, checking the registry
+ * first: a segment is recorded once, and never left unrecorded. A
+ * registry that cannot be written is a warning: the segment is complete.
+ */
+static int publish(tdm__decision_log *log, uint64_t n, int check_recorded,
+                   tdm_error *err) {
+  char *open_path = segment_path(log, n, ".open");
+  char *path = segment_path(log, n, "");
+  char *manifest_path = segment_path(log, n, ".manifest.json");
+  int rc = open_path && path && manifest_path
+               ? TDM_OK
+               : tdm__fail(err, TDM_ENOMEM, "out of memory");
+  if (rc == TDM_OK && log->registry != NULL) {
+    int found = 0;
+    char run_id[16];
+    tdm_error rerr;
+    if (check_recorded &&
+        tdm__registry_has_manifest(log->registry, manifest_path, &found,
+                                   &rerr) != TDM_OK)
+      found = 0;
+    if (!found && tdm__registry_record_manifest(log->registry, manifest_path,
+                                                run_id, &rerr) == TDM_OK)
+      fprintf(stderr, "tandem %s: decision log: run %s (%s)\n", log->runner,
+              run_id, path);
+    else if (!found)
+      fprintf(stderr,
+              "tandem %s: warning: decision log segment not recorded: %s\n",
+              log->runner, rerr.message);
+  }
+  if (rc == TDM_OK && rename(open_path, path) != 0)
+    rc = tdm__fail(err, TDM_EIO, "%s: cannot rename to %s: %s", open_path, path,
+                   strerror(errno));
+  if (rc == TDM_OK) sync_dir(log->dir);
+  tdm__free(open_path);
+  tdm__free(path);
+  tdm__free(manifest_path);
+  return rc;
+}
+
+/*
  * Closes segment n (its records are data[0..len), already on disk under
  * the .open name): writes its manifest, renames it into place and
  * records it in the registry. A registry that cannot be written is a
@@ -166,21 +209,7 @@ static int finish_segment(tdm__decision_log *log, uint64_t n, const char *data,
   if (rc != TDM_OK && m.data == NULL) rc = tdm__fail(err, TDM_ENOMEM, "out of memory");
   if (rc == TDM_OK)
     rc = tdm__write_file_atomic(manifest_path, m.data, m.len, err);
-  if (rc == TDM_OK && rename(open_path, path) != 0)
-    rc = tdm__fail(err, TDM_EIO, "%s: cannot rename to %s: %s", open_path, path,
-                   strerror(errno));
-  if (rc == TDM_OK) sync_dir(log->dir);
-  if (rc == TDM_OK && log->registry != NULL) {
-    char run_id[16];
-    tdm_error rerr;
-    if (tdm__registry_record_manifest(log->registry, manifest_path, run_id,
-                                      &rerr) == TDM_OK)
-      fprintf(stderr, "tandem %s: decision log: run %s (%s, %zu events)\n",
-              log->runner, run_id, path, events);
-    else
-      fprintf(stderr, "tandem %s: warning: decision log segment not recorded: %s\n",
-              log->runner, rerr.message);
-  }
+  if (rc == TDM_OK) rc = publish(log, n, 0, err);
   tdm__buf_free(&m);
   tdm__free(open_path);
   tdm__free(path);
@@ -298,6 +327,14 @@ static int write_fully(int fd, uint64_t offset, const char *data, size_t len) {
 static int recover_segment(tdm__decision_log *log, uint64_t n,
                            const tdm__decision_redo *redo, size_t num_redo,
                            tdm_error *err) {
+  /* With its manifest written, the segment was complete and synced: it
+   * only needs publishing (the kill came after the manifest). */
+  char *manifest_path = segment_path(log, n, ".manifest.json");
+  if (manifest_path == NULL) return tdm__fail(err, TDM_ENOMEM, "out of memory");
+  struct stat st;
+  int published = stat(manifest_path, &st) == 0;
+  tdm__free(manifest_path);
+  if (published) return publish(log, n, 1, err);
   char *open_path = segment_path(log, n, ".open");
   if (open_path == NULL) return tdm__fail(err, TDM_ENOMEM, "out of memory");
   int rc = TDM_OK;

@@ -357,6 +357,35 @@ static int insert_run(tdm__registry *r, const char *manifest, char *paths[5],
   return rc;
 }
 
+int tdm__registry_has_manifest(const char *registry_path,
+                               const char *manifest_path, int *found,
+                               tdm_error *err) {
+  *found = 0;
+  char *path = absolute_path(manifest_path);
+  if (path == NULL) return tdm__fail(err, TDM_ENOMEM, "out of memory");
+  tdm__registry *r = NULL;
+  int rc = tdm__registry_open(registry_path, TDM__REGISTRY_READ, &r, err);
+  if (rc == TDM_ENOTFOUND) {
+    tdm__free(path);
+    return TDM_OK;
+  }
+  sqlite3_stmt *st = NULL;
+  if (rc == TDM_OK && !r->empty &&
+      sqlite3_prepare_v2(r->db, "SELECT 1 FROM runs WHERE manifest_path = ?1",
+                         -1, &st, NULL) != SQLITE_OK)
+    rc = db_fail(r, err, "looking up a run");
+  if (rc == TDM_OK && st != NULL) {
+    sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC);
+    int step = sqlite3_step(st);
+    if (step == SQLITE_ROW) *found = 1;
+    else if (step != SQLITE_DONE) rc = db_fail(r, err, "looking up a run");
+  }
+  sqlite3_finalize(st);
+  tdm__registry_close(r);
+  tdm__free(path);
+  return rc;
+}
+
 int tdm__registry_record_manifest(const char *registry_path,
                                   const char *manifest_path, char run_id[16],
                                   tdm_error *err) {

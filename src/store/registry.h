@@ -51,6 +51,15 @@ int tdm__registry_record_manifest(const char *registry_path,
                                   tdm_error *err);
 
 /*
+ * *found is 1 when a run recorded from manifest_path (made absolute as
+ * tdm__registry_record_manifest makes it) is in the registry at
+ * registry_path, else 0 (also when there is no registry yet).
+ */
+int tdm__registry_has_manifest(const char *registry_path,
+                               const char *manifest_path, int *found,
+                               tdm_error *err);
+
+/*
  * Sets the metrics of a run (a JSON object, e.g. from `tandem eval`):
  * run_id is an id or a unique prefix of one. Replaces earlier metrics.
  */
