@@ -18,7 +18,7 @@ WARN      = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wno-unused-param
 BASEFLAGS = -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(OPT) -g \
             $(WARN) -Iinclude -ffp-contract=off -MMD -MP $(SANITIZE) \
             -fPIC -fvisibility=hidden
-LDLIBS    = -lcurl -lfyaml -lhiredis -llmdb -lmicrohttpd -lrdkafka -lsqlite3 -lcrypto -lm -lpthread
+LDLIBS    = -lcurl -lfyaml -lhiredis -llmdb -lmicrohttpd -lrdkafka -lsqlite3 -lssl -lcrypto -lm -lpthread
 
 LIB_SRC  := $(wildcard src/api/*.c src/core/*.c src/model/*.c src/io/*.c src/pipeline/*.c \
               src/store/*.c src/batch/*.c src/serve/*.c src/eval/*.c \

@@ -25,7 +25,7 @@ extension = Extension(
     sources=[os.path.join("src", "_tandem.c")],
     include_dirs=[os.path.join(root, "include")],
     extra_objects=[library],
-    libraries=["curl", "fyaml", "hiredis", "lmdb", "microhttpd", "rdkafka", "sqlite3",
+    libraries=["curl", "fyaml", "hiredis", "lmdb", "microhttpd", "rdkafka", "sqlite3", "ssl",
                "crypto", "m", "pthread"],
     extra_compile_args=["-std=c11", "-Wall", "-Wextra", "-Werror",
                         "-Wno-unused-parameter", "-Wno-missing-field-initializers",

@@ -31,9 +31,9 @@
  * they were, the thread reconnects with a doubling backoff, and the health
  * counters say so; staleness grows, so max_staleness readiness follows.
  */
+#include "redis_conn.h"
 #include "table_backend.h"
 
-#include <hiredis/hiredis.h>
 #include <math.h>
 #include <stdarg.h>
 #include <pthread.h>
@@ -86,13 +86,14 @@ typedef struct followed {
 struct tdm__redis_tables {
   char *url, *host, *user, *password;
   int port, db;
+  tdm__redis_tls *tls; /* rediss://: the TLS settings; NULL for redis:// */
   pthread_mutex_t lock; /* tables and their current catalogs */
   followed *tables;
   size_t num_tables, cap_tables;
   pthread_cond_t wake;
   int stopping;
   pthread_mutex_t conn_lock; /* conn: the follower's and loads' connection */
-  redisContext *conn;
+  tdm__redis_conn *conn;
   int ever_lost;
   pthread_t thread;
   int thread_started;
@@ -113,7 +114,7 @@ struct tdm__redis_reader {
 
 struct tdm__redis_writer {
   tdm__redis_tables *r;
-  redisContext *conn;
+  tdm__redis_conn *conn;
   char *table, *staging, *prefix;
   size_t num_columns, keep, rows, pending;
   tdm__buf meta;
@@ -161,20 +162,21 @@ static size_t find_row(const loaded_version *lv, const void *entity,
 /* ---- connections ---- */
 
 static int redis_fail(tdm_error *err, const char *url, const char *what,
-                      const redisContext *c, const redisReply *reply) {
+                      const tdm__redis_conn *c, const redisReply *reply) {
+  const char *lost = c ? tdm__redis_conn_error(c) : NULL;
   const char *why = reply && reply->type == REDIS_REPLY_ERROR ? reply->str
-                    : c && c->err                             ? c->errstr
+                    : lost                                    ? lost
                                                               : "no reply";
   return tdm__fail(err, TDM_EIO, "%s: %s: %s", url, what, why);
 }
 
 /* Runs one command and checks for an error reply; *out is freed by the
  * caller (NULL on failure). */
-static int command(redisContext *c, const char *url, const char *what,
+static int command(tdm__redis_conn *c, const char *url, const char *what,
                    redisReply **out, tdm_error *err, const char *format, ...) {
   va_list ap;
   va_start(ap, format);
-  redisReply *reply = redisvCommand(c, format, ap);
+  redisReply *reply = tdm__redis_conn_vcommand(c, format, ap);
   va_end(ap);
   *out = NULL;
   if (reply == NULL || reply->type == REDIS_REPLY_ERROR) {
@@ -186,23 +188,17 @@ static int command(redisContext *c, const char *url, const char *what,
   return TDM_OK;
 }
 
-/* Connects, authenticates and selects the database. */
-static int connect_to(const tdm__redis_tables *r, redisContext **out,
+/* Connects (with TLS for rediss://), authenticates and selects the
+ * database. */
+static int connect_to(const tdm__redis_tables *r, tdm__redis_conn **out,
                       tdm_error *err) {
   *out = NULL;
-  struct timeval connect_tv = {CONNECT_TIMEOUT_MS / 1000,
-                               CONNECT_TIMEOUT_MS % 1000 * 1000};
-  redisContext *c = redisConnectWithTimeout(r->host, r->port, connect_tv);
-  if (c == NULL) return tdm__fail(err, TDM_ENOMEM, "out of memory");
-  if (c->err) {
-    int status = redis_fail(err, r->url, "cannot connect", c, NULL);
-    redisFree(c);
-    return status;
-  }
-  struct timeval tv = {COMMAND_TIMEOUT_MS / 1000, 0};
-  redisSetTimeout(c, tv);
+  tdm__redis_conn *c;
+  int status = tdm__redis_conn_open(r->url, r->host, r->port, r->tls,
+                                    CONNECT_TIMEOUT_MS, COMMAND_TIMEOUT_MS, &c,
+                                    err);
+  if (status != TDM_OK) return status;
   redisReply *reply = NULL;
-  int status = TDM_OK;
   if (r->password != NULL && r->user != NULL)
     status = command(c, r->url, "cannot authenticate", &reply, err,
                      "AUTH %s %s", r->user, r->password);
@@ -216,7 +212,7 @@ static int connect_to(const tdm__redis_tables *r, redisContext **out,
                      "SELECT %d", r->db);
   if (reply) freeReplyObject(reply);
   if (status != TDM_OK) {
-    redisFree(c);
+    tdm__redis_conn_free(c);
     return status;
   }
   *out = c;
@@ -250,16 +246,11 @@ static int read_password(const char *url, char **out, tdm_error *err) {
   return TDM_OK;
 }
 
-/* redis://[USER@]HOST[:PORT][/DB] */
-static int parse_url(tdm__redis_tables *r, const char *url, tdm_error *err) {
-  if (strncmp(url, "rediss://", 9) == 0)
-    return tdm__fail(err, TDM_EINVAL,
-                     "%s: TLS (rediss://) needs hiredis 1.0 or later with "
-                     "hiredis_ssl, and this build links hiredis %d.%d without "
-                     "it: reach Redis through a TLS tunnel (stunnel, spiped) "
-                     "on a loopback redis:// address",
-                     url, HIREDIS_MAJOR, HIREDIS_MINOR);
-  const char *p = url + strlen("redis://");
+/* redis://[USER@]HOST[:PORT][/DB], or rediss:// for TLS (*tls set). */
+static int parse_url(tdm__redis_tables *r, const char *url, int *tls,
+                     tdm_error *err) {
+  *tls = strncmp(url, "rediss://", 9) == 0;
+  const char *p = url + (*tls ? strlen("rediss://") : strlen("redis://"));
   const char *end = p + strcspn(p, "/");
   const char *at = memchr(p, '@', (size_t)(end - p));
   if (at != NULL) {
@@ -280,7 +271,8 @@ static int parse_url(tdm__redis_tables *r, const char *url, tdm_error *err) {
   const char *host_end = colon ? colon : end;
   if (host_end == p)
     return tdm__fail(err, TDM_EINVAL,
-                     "%s: expected redis://[USER@]HOST[:PORT][/DB]", url);
+                     "%s: expected redis://[USER@]HOST[:PORT][/DB] (or rediss:// for TLS)",
+                     url);
   if ((r->host = tdm__malloc((size_t)(host_end - p) + 1)) == NULL)
     return tdm__fail(err, TDM_ENOMEM, "out of memory");
   memcpy(r->host, p, (size_t)(host_end - p));
@@ -370,7 +362,7 @@ static int load_version(tdm__redis_tables *r, const char *table,
                         uint64_t version, loaded_version **out,
                         tdm_error *err) {
   *out = NULL;
-  redisContext *c = r->conn;
+  tdm__redis_conn *c = r->conn;
   tdm__buf key = {0};
   char suffix[48];
   snprintf(suffix, sizeof suffix, "%llu:meta", (unsigned long long)version);
@@ -561,7 +553,7 @@ static int poll_table(tdm__redis_tables *r, const char *table,
 
 /* Drops the connection after an I/O failure; the follower reconnects. */
 static void lose_connection(tdm__redis_tables *r) {
-  if (r->conn != NULL) redisFree(r->conn);
+  tdm__redis_conn_free(r->conn);
   r->conn = NULL;
   r->ever_lost = 1;
   atomic_store(&r->connected, 0);
@@ -631,7 +623,7 @@ static void poll_all(tdm__redis_tables *r) {
       atomic_fetch_add(&r->failures, 1);
       /* A reply error leaves the connection usable; anything else (a
        * reset, a timeout) does not. */
-      if (r->conn == NULL || r->conn->err) {
+      if (r->conn == NULL || tdm__redis_conn_error(r->conn) != NULL) {
         lose_connection(r);
         return;
       }
@@ -701,7 +693,9 @@ static int follow_table(tdm__redis_tables *r, const char *table, catalog **out,
                        "%s: table '%s': its versions kept changing while "
                        "being read",
                        r->url, table);
-  if (status != TDM_OK && r->conn != NULL && r->conn->err) lose_connection(r);
+  if (status != TDM_OK && r->conn != NULL &&
+      tdm__redis_conn_error(r->conn) != NULL)
+    lose_connection(r);
   if (status == TDM_OK) {
     pthread_mutex_lock(&r->lock);
     if (r->num_tables == r->cap_tables) {
@@ -744,7 +738,9 @@ int tdm__redis_tables_open(const char *url, tdm__redis_tables **out,
   pthread_mutex_init(&r->lock, NULL);
   pthread_mutex_init(&r->conn_lock, NULL);
   pthread_cond_init(&r->wake, NULL);
-  int status = parse_url(r, url, err);
+  int tls = 0;
+  int status = parse_url(r, url, &tls, err);
+  if (status == TDM_OK && tls) status = tdm__redis_tls_new(url, &r->tls, err);
   if (status == TDM_OK) status = read_password(url, &r->password, err);
   if (status == TDM_OK) status = ensure_connection(r, err);
   if (status != TDM_OK) {
@@ -767,7 +763,8 @@ void tdm__redis_tables_close(tdm__redis_tables *r) {
     catalog_release(r->tables[i].current);
   }
   tdm__free(r->tables);
-  if (r->conn) redisFree(r->conn);
+  tdm__redis_conn_free(r->conn);
+  tdm__redis_tls_free(r->tls);
   pthread_mutex_destroy(&r->lock);
   pthread_mutex_destroy(&r->conn_lock);
   pthread_cond_destroy(&r->wake);
@@ -945,11 +942,11 @@ int tdm__redis_table_begin(tdm__redis_tables *r, const char *table,
  * hash's expiry. */
 static int flush_rows(tdm__redis_writer *w, tdm_error *err) {
   if (w->pending == 0) return TDM_OK;
-  redisAppendCommand(w->conn, "EXPIRE %s %d", w->staging, STAGING_TTL_S);
+  tdm__redis_conn_append(w->conn, "EXPIRE %s %d", w->staging, STAGING_TTL_S);
   int status = TDM_OK;
   for (size_t i = 0; i <= w->pending; i++) {
     redisReply *reply = NULL;
-    if (redisGetReply(w->conn, (void **)&reply) != REDIS_OK || reply == NULL ||
+    if (tdm__redis_conn_get_reply(w->conn, &reply) != 0 || reply == NULL ||
         reply->type == REDIS_REPLY_ERROR) {
       if (status == TDM_OK)
         status =
@@ -972,8 +969,8 @@ int tdm__redis_table_put(tdm__redis_writer *w, const void *entity, size_t len,
     return tdm__fail(err, TDM_EINVAL,
                      "%s: table '%s': writing failed earlier; abort it",
                      w->r->url, w->table);
-  if (redisAppendCommand(w->conn, "HSET %s %b %b", w->staging, entity, len,
-                         values, w->num_columns * sizeof(double)) != REDIS_OK) {
+  if (tdm__redis_conn_append(w->conn, "HSET %s %b %b", w->staging, entity, len,
+                             values, w->num_columns * sizeof(double)) != 0) {
     w->failed = 1;
     return tdm__fail(err, TDM_ENOMEM, "out of memory");
   }
@@ -1024,7 +1021,8 @@ int tdm__redis_table_commit(tdm__redis_writer *w, uint64_t *version,
   if (reply) freeReplyObject(reply);
   if (status != TDM_OK && w->rows > 0) {
     /* Nothing is visible; the staged rows would expire anyway. */
-    redisReply *gone = redisCommand(w->conn, "UNLINK %s", w->staging);
+    redisReply *gone =
+        tdm__redis_conn_command(w->conn, "UNLINK %s", w->staging);
     if (gone) freeReplyObject(gone);
   }
   tdm__free(w->staging);
@@ -1036,14 +1034,15 @@ int tdm__redis_table_commit(tdm__redis_writer *w, uint64_t *version,
 void tdm__redis_table_abort(tdm__redis_writer *w) {
   if (w == NULL) return;
   if (w->conn != NULL && w->staging != NULL && w->rows + w->pending > 0 &&
-      !w->conn->err) {
+      tdm__redis_conn_error(w->conn) == NULL) {
     /* Read what is still in flight, then drop the staged rows. */
     tdm_error ignored;
     flush_rows(w, &ignored);
-    redisReply *gone = redisCommand(w->conn, "UNLINK %s", w->staging);
+    redisReply *gone =
+        tdm__redis_conn_command(w->conn, "UNLINK %s", w->staging);
     if (gone) freeReplyObject(gone);
   }
-  if (w->conn) redisFree(w->conn);
+  tdm__redis_conn_free(w->conn);
   tdm__buf_free(&w->meta);
   tdm__free(w->staging);
   tdm__free(w->prefix);

@@ -1,6 +1,7 @@
 """A real redis-server for the tests of tables in Redis: started on a free
-loopback port (its PID kept, stopped by it), and a minimal RESP client, the
-independent reader of what tandem wrote."""
+loopback port (its PID kept, stopped by it), over plain TCP or TLS, and a
+minimal RESP client (Python's own ssl module for TLS), the independent
+reader of what tandem wrote."""
 import atexit
 import signal
 import socket
@@ -21,8 +22,11 @@ class Resp:
     """A minimal RESP2 client: the independent reader of what tandem
     wrote."""
 
-    def __init__(self, port, password=None):
+    def __init__(self, port, password=None, tls=None):
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        if tls is not None:
+            # tls: an ssl.SSLContext that trusts the server's CA.
+            self.sock = tls.wrap_socket(self.sock, server_hostname="localhost")
         self.file = self.sock.makefile("rb")
         if password:
             self("AUTH", password)
@@ -58,11 +62,11 @@ class Resp:
         self.sock.close()
 
 
-def answers(port):
+def answers(port, tls=None):
     """Whether a Redis listens on PORT (one that wants a password says so,
     which is an answer too)."""
     try:
-        c = Resp(port)
+        c = Resp(port, tls=tls)
         try:
             return c("PING") == "PONG"
         except RuntimeError as e:
@@ -74,17 +78,21 @@ def answers(port):
 
 
 class Redis:
-    """redis-server on loopback; extra arguments after the defaults."""
+    """redis-server on loopback; extra arguments after the defaults. With
+    tls (an ssl.SSLContext for the readiness check), PORT is its TLS port,
+    it has no plain one, and extra must hold its --tls-* files."""
 
-    def __init__(self, port, *extra):
+    def __init__(self, port, *extra, tls=None):
         self.port = port
+        ports = (["--port", "0", "--tls-port", str(port)] if tls is not None
+                 else ["--port", str(port)])
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+            ["redis-server", *ports, "--bind", "127.0.0.1",
              "--save", "", "--appendonly", "no", *extra],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         # Stopped by its PID however the test ends, even by an exception.
         atexit.register(self.stop)
-        wait_until(lambda: answers(port) or self.proc.poll() is not None,
+        wait_until(lambda: answers(port, tls) or self.proc.poll() is not None,
                    "redis-server answers")
         expect(self.proc.poll() is None, "redis-server started")
 
