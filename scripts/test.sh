@@ -90,6 +90,7 @@ for t in tests/integration/test_cli.py tests/integration/test_xgboost_fixtures.p
     tests/integration/test_time_torture.py \
     tests/integration/test_hybrid.py \
     tests/integration/test_hybrid_redis.py \
+    tests/integration/test_hybrid_redis_tls.py \
     tests/integration/test_hybrid_replicas.py \
     tests/integration/test_registry.py \
     tests/integration/test_drift.py \

@@ -65,8 +65,9 @@ static const char batch_help[] =
 
 int tdm__cmd_batch(int argc, char **argv) {
   /* A Redis table store that goes away while rows are written would raise
-   * SIGPIPE (hiredis writes with write(2)) and end the run without a word;
-   * ignored, the write fails and the run says which store failed. */
+   * SIGPIPE (OpenSSL writes a rediss:// connection with write(2)) and end
+   * the run without a word; ignored, the write fails and the run says
+   * which store failed. */
   signal(SIGPIPE, SIG_IGN);
   static const struct option long_options[] = {
       {"in", required_argument, NULL, 'i'},

@@ -161,10 +161,10 @@ static void set_timeouts(int fd, int timeout_ms) {
 }
 
 /* A connected, blocking socket to one address, or -1 with why filled. */
-static int connect_address(const struct addrinfo *ai, int timeout_ms,
-                           char *why, size_t why_size) {
-  int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC,
-                  ai->ai_protocol);
+static int connect_address(const struct addrinfo *ai, int timeout_ms, char *why,
+                           size_t why_size) {
+  int fd =
+      socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
   if (fd < 0) {
     snprintf(why, why_size, "%s", strerror(errno));
     return -1;
@@ -213,8 +213,7 @@ static int is_ip_address(const char *host) {
 static int handshake(tdm__redis_conn *c, tdm__redis_tls *tls, const char *host,
                      int timeout_ms, char *why, size_t why_size) {
   ERR_clear_error();
-  if ((c->ssl = SSL_new(tls->ctx)) == NULL ||
-      SSL_set_fd(c->ssl, c->fd) != 1) {
+  if ((c->ssl = SSL_new(tls->ctx)) == NULL || SSL_set_fd(c->ssl, c->fd) != 1) {
     snprintf(why, why_size, "TLS: out of memory");
     return -1;
   }

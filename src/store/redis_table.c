@@ -3,7 +3,8 @@
  * any number of serving machines read the tables one batch job writes
  * (docs/hybrid.md). table.c sends every call on a redis:// store here; the
  * versioning rules and the metadata record are the ones table.c uses
- * (table_backend.h).
+ * (table_backend.h). The same code serves redis:// and rediss:// (TLS):
+ * redis_conn.c hides which one a connection is.
  *
  * Keys of table T, each starting with K = "tandem:table:" T ":":
  *   K "current"    the visible versions, newest first, as decimal numbers
@@ -86,7 +87,7 @@ typedef struct followed {
 struct tdm__redis_tables {
   char *url, *host, *user, *password;
   int port, db;
-  tdm__redis_tls *tls; /* rediss://: the TLS settings; NULL for redis:// */
+  tdm__redis_tls *tls;  /* rediss://: the TLS settings; NULL for redis:// */
   pthread_mutex_t lock; /* tables and their current catalogs */
   followed *tables;
   size_t num_tables, cap_tables;
@@ -194,9 +195,9 @@ static int connect_to(const tdm__redis_tables *r, tdm__redis_conn **out,
                       tdm_error *err) {
   *out = NULL;
   tdm__redis_conn *c;
-  int status = tdm__redis_conn_open(r->url, r->host, r->port, r->tls,
-                                    CONNECT_TIMEOUT_MS, COMMAND_TIMEOUT_MS, &c,
-                                    err);
+  int status =
+      tdm__redis_conn_open(r->url, r->host, r->port, r->tls, CONNECT_TIMEOUT_MS,
+                           COMMAND_TIMEOUT_MS, &c, err);
   if (status != TDM_OK) return status;
   redisReply *reply = NULL;
   if (r->password != NULL && r->user != NULL)
@@ -270,9 +271,10 @@ static int parse_url(tdm__redis_tables *r, const char *url, int *tls,
   const char *colon = memchr(p, ':', (size_t)(end - p));
   const char *host_end = colon ? colon : end;
   if (host_end == p)
-    return tdm__fail(err, TDM_EINVAL,
-                     "%s: expected redis://[USER@]HOST[:PORT][/DB] (or rediss:// for TLS)",
-                     url);
+    return tdm__fail(
+        err, TDM_EINVAL,
+        "%s: expected redis://[USER@]HOST[:PORT][/DB] (or rediss:// for TLS)",
+        url);
   if ((r->host = tdm__malloc((size_t)(host_end - p) + 1)) == NULL)
     return tdm__fail(err, TDM_ENOMEM, "out of memory");
   memcpy(r->host, p, (size_t)(host_end - p));
