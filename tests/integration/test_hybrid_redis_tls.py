@@ -6,9 +6,11 @@ signed nothing of the servers'):
 1. Every case of test_hybrid.py on rediss://localhost:P, with the CA from
    TANDEM_REDIS_CA_FILE and the password from TANDEM_REDIS_PASSWORD_FILE
    (the server wants one): the same checks and values as on LMDB.
-2. A batch job's materialized version read back over TLS by Python's own
-   ssl module and a RESP client written here (not through tandem): the
-   rows equal the features computed here from the events.
+2. A batch job's materialized version (1500 entities: replies span several
+   TLS records) read back over TLS by Python's own ssl module and a RESP
+   client written here (not through tandem), and by tandem's lookups in a
+   later batch: both equal the counts and sums computed here from the
+   events.
 3. Refusals, each naming the URL and the cause, never the password, with
    no output file left: a CA that did not sign the server's certificate;
    a URL host that the certificate does not name (an IP address and a DNS
@@ -18,6 +20,7 @@ signed nothing of the servers'):
    refused without one, served with TANDEM_REDIS_CERT_FILE and
    TANDEM_REDIS_KEY_FILE.
 """
+import json
 import math
 import os
 import ssl
@@ -131,9 +134,12 @@ def pipeline(name, store):
 
 
 T0 = 1_767_225_600_000
-rows = [{"txn": "t%d" % i, "card": "c%d" % (i * 7 % 23),
-         "ts": fmt_time(T0 + i * 60_000), "amount": "%.2f" % (1 + i * 37 % 500)}
-        for i in range(400)]
+# Enough entities that a version's rows span several TLS records (16 KiB
+# each) in one reply, and the writer sends several batches of rows.
+CARDS = 1500
+rows = [{"txn": "t%d" % i, "card": "c%d" % (i * 7 % CARDS),
+         "ts": fmt_time(T0 + i * 1000), "amount": "%.2f" % (1 + i * 37 % 500)}
+        for i in range(3000)]
 events = write_csv(os.path.join(out, "events.csv"), ["txn", "card", "ts", "amount"],
                    rows)
 expected = {}
@@ -155,8 +161,42 @@ for card, (n, total) in expected.items():
     if card in got:
         expect(got[card][0] == n and math.isclose(got[card][1], total, rel_tol=1e-12),
                f"{card}: {got[card]} != {(n, total)}")
-print("materialized over TLS: %d rows read back with Python's ssl" % len(got),
-      flush=True)
+
+# tandem reads the version back over TLS: a lookup in later events.
+LOOKUP = """\
+name: tls_lookup
+entity: card
+time: ts
+store: STORE
+fields: {card: string, ts: time}
+features:
+  - {name: prior_n, lookup: profile.n_all, default: -1}
+  - {name: prior_sum, lookup: profile.sum_all, default: -1}
+model: {path: lookup.model.json}
+decision:
+  - {then: approve}
+""".replace("STORE", URL)
+make_model(os.path.join(out, "lookup.model.json"), ["prior_n", "prior_sum"], seed=4)
+later = write_csv(os.path.join(out, "later.csv"), ["card", "ts"],
+                  [{"card": card, "ts": fmt_time(T0 + 86_400_000)}
+                   for card in sorted(expected)] +
+                  [{"card": "unknown", "ts": fmt_time(T0 + 86_400_000)}])
+r = run("batch", write(os.path.join(out, "lookup.yaml"), LOOKUP), "--in", later,
+        "--out", os.path.join(out, "lookup.jsonl"), "--explain")
+expect(r.returncode == 0, f"lookups over TLS: {r.stderr}")
+looked_up = {}
+if r.returncode == 0:
+    with open(os.path.join(out, "lookup.jsonl")) as f:
+        for line in f:
+            row = json.loads(line)
+            looked_up[row["card"]] = row["features"]
+for card, (n, total) in list(expected.items()) + [("unknown", (-1, -1.0))]:
+    features = looked_up.get(card, {})
+    expect(features.get("prior_n") == n and
+           math.isclose(features.get("prior_sum", math.nan), total, rel_tol=1e-12),
+           f"lookup of {card}: {features} != {(n, total)}")
+print("materialized over TLS: %d rows read back with Python's ssl and by "
+      "tandem's lookups" % len(got), flush=True)
 
 # ---- 3. refusals ----
 plain_port = free_port()
