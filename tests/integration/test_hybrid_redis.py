@@ -6,10 +6,10 @@ kept, stopped by that PID):
    TANDEM_HYBRID_STORE set to the Redis URL, with the same checks and the
    same expected values as on LMDB.
 2. Errors at start name the store and the cause: Redis unreachable (batch
-   and serve), a password in the URL (not echoed), rediss:// to a plain server, a missing or
-   wrong password; the password from a file and from the environment both
-   work.
-   (TLS, rediss://, is tested by test_hybrid_redis_tls.py.)
+   and serve), a password in the URL (not echoed), rediss:// to this plain
+   server (the TLS hello goes unanswered), a missing or wrong password; the
+   password from a file and from the environment both work. TLS itself is
+   tested by test_hybrid_redis_tls.py.
 3. A batch job killed while materializing (TANDEM_CRASH_AT after its first
    1000 rows are written, and just before the commit): no version becomes
    visible, the staged rows expire, and the next job's version follows the
@@ -179,7 +179,7 @@ for name, extra in (("file", {"TANDEM_REDIS_PASSWORD_FILE": password_file}),
 expect(visible(Resp(secured_port, "pa55-word"), "profile") == [2, 1],
        "both authenticated runs committed")
 secured.stop()
-print("errors at start: unreachable, password in URL, rediss, NOAUTH, wrong "
+print("errors at start: unreachable, password in URL, rediss to plain, NOAUTH, wrong "
       "password; password file and environment work", flush=True)
 
 # ---- 3. a batch job killed while materializing ----
