@@ -36,6 +36,7 @@
 
 struct tdm__redis_tls {
   SSL_CTX *ctx;
+  int client_certificate;
 };
 
 struct tdm__redis_conn {
@@ -139,11 +140,16 @@ int tdm__redis_tls_new(const char *url, tdm__redis_tls **out, tdm_error *err) {
                              "not the private key of TANDEM_REDIS_CERT_FILE's "
                              "certificate");
   }
+  tls->client_certificate = cert != NULL;
   if (status != TDM_OK) {
     tdm__redis_tls_free(tls);
     *out = NULL;
   }
   return status;
+}
+
+int tdm__redis_tls_has_client_certificate(const tdm__redis_tls *tls) {
+  return tls->client_certificate;
 }
 
 void tdm__redis_tls_free(tdm__redis_tls *tls) {

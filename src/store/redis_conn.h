@@ -30,6 +30,9 @@ typedef struct tdm__redis_conn tdm__redis_conn;
 int tdm__redis_tls_new(const char *url, tdm__redis_tls **out, tdm_error *err);
 void tdm__redis_tls_free(tdm__redis_tls *tls);
 
+/* Whether tls presents a client certificate. */
+int tdm__redis_tls_has_client_certificate(const tdm__redis_tls *tls);
+
 /*
  * Connects to host:port (every address the name resolves to, in turn),
  * within connect_timeout_ms per address, then, when tls is not NULL, makes

@@ -212,6 +212,23 @@ static int connect_to(const tdm__redis_tables *r, tdm__redis_conn **out,
     status = command(c, r->url, "cannot select the database", &reply, err,
                      "SELECT %d", r->db);
   if (reply) freeReplyObject(reply);
+  /* A TLS-only Redis takes the first command for a bad TLS hello and drops
+   * the connection; one that wants client certificates drops a TLS client
+   * without one after the handshake (TLS 1.3). "Reset by peer" alone
+   * points at neither, so the likely cause is added. */
+  const char *hint = NULL;
+  if (status != TDM_OK && tdm__redis_conn_error(c) != NULL)
+    hint = r->tls == NULL ? "a Redis that serves TLS only closes a plain "
+                            "connection so: use rediss://"
+           : !tdm__redis_tls_has_client_certificate(r->tls)
+               ? "a Redis that wants client certificates closes so: set "
+                 "TANDEM_REDIS_CERT_FILE and TANDEM_REDIS_KEY_FILE"
+               : NULL;
+  if (hint != NULL) {
+    char why[sizeof err->message];
+    snprintf(why, sizeof why, "%s", err->message);
+    status = tdm__fail(err, status, "%s (%s)", why, hint);
+  }
   if (status != TDM_OK) {
     tdm__redis_conn_free(c);
     return status;

@@ -179,8 +179,8 @@ for name, extra in (("file", {"TANDEM_REDIS_PASSWORD_FILE": password_file}),
 expect(visible(Resp(secured_port, "pa55-word"), "profile") == [2, 1],
        "both authenticated runs committed")
 secured.stop()
-print("errors at start: unreachable, password in URL, rediss to plain, NOAUTH, wrong "
-      "password; password file and environment work", flush=True)
+print("errors at start: unreachable, password in URL, rediss to plain, "
+      "NOAUTH, wrong password; password file and environment work", flush=True)
 
 # ---- 3. a batch job killed while materializing ----
 r = tandem("batch", p, "--in", a_csv, "--out", os.path.join(out, "a.jsonl"),

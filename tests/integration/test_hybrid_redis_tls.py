@@ -14,7 +14,8 @@ signed nothing of the servers'):
 3. Refusals, each naming the URL and the cause, never the password, with
    no output file left: a CA that did not sign the server's certificate;
    a URL host that the certificate does not name (an IP address and a DNS
-   name); a plain redis:// server on the rediss:// URL; a CA file that is
+   name); a plain redis:// server on the rediss:// URL, and a redis:// URL
+   on the TLS-only server; a CA file that is
    missing; a client certificate without its key.
 4. A server that wants client certificates (--tls-auth-clients yes):
    refused without one, served with TANDEM_REDIS_CERT_FILE and
@@ -213,6 +214,8 @@ cases = [
      "rediss://localhost:%d/0" % wrong_port, {}, 1, "is not for host localhost"),
     ("a plain server on the rediss:// URL", "rediss://localhost:%d/0" % plain_port,
      {}, 1, "a plain redis:// server on this port"),
+    ("a redis:// URL on the TLS-only server", "redis://localhost:%d/0" % port,
+     {}, 1, "use rediss://"),
     ("a missing CA file", URL, {"TANDEM_REDIS_CA_FILE": missing}, 2,
      "TANDEM_REDIS_CA_FILE " + missing),
     ("a client certificate without its key", URL,
@@ -241,7 +244,7 @@ NO_PASSWORD = {k: v for k, v in ENV.items() if k != "TANDEM_REDIS_PASSWORD_FILE"
 r = run("batch", ap, "--in", events, "--out", os.path.join(out, "no-cert.jsonl"),
         "--materialize", "profile", env=NO_PASSWORD)
 expect(r.returncode == 1 and auth_url + ": " in r.stderr and
-       not os.path.exists(os.path.join(out, "no-cert.jsonl")),
+       "TANDEM_REDIS_CERT_FILE" in r.stderr and not os.path.exists(os.path.join(out, "no-cert.jsonl")),
        f"no client certificate: {r.returncode} {r.stderr}")
 print("refused, no client certificate: %s" % r.stderr.strip().splitlines()[-1],
       flush=True)
