@@ -12,7 +12,8 @@ signed nothing of the servers'):
    later batch: both equal the counts and sums computed here from the
    events.
 3. Refusals, each naming the URL and the cause, never the password, with
-   no output file left: a CA that did not sign the server's certificate;
+   no output file left: a CA that did not sign the server's certificate
+   (given, or the system's store when TANDEM_REDIS_CA_FILE is unset);
    a URL host that the certificate does not name (an IP address and a DNS
    name); a plain redis:// server on the rediss:// URL, and a redis:// URL
    on the TLS-only server; a CA file that is
@@ -208,6 +209,8 @@ missing = os.path.join(out, "no-such-ca.pem")
 cases = [
     ("a CA that did not sign the server's", URL, {"TANDEM_REDIS_CA_FILE": other_ca[0]},
      1, "certificate is not trusted"),
+    ("the system's CA store, which lacks the test CA", URL,
+     {"TANDEM_REDIS_CA_FILE": ""}, 1, "certificate is not trusted"),
     ("an IP address the certificate does not name",
      "rediss://127.0.0.1:%d/0" % port, {}, 1, "is not for host 127.0.0.1"),
     ("a host name the certificate does not name",
