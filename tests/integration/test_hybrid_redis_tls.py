@@ -21,18 +21,23 @@ signed nothing of the servers'):
 4. A server that wants client certificates (--tls-auth-clients yes):
    refused without one, served with TANDEM_REDIS_CERT_FILE and
    TANDEM_REDIS_KEY_FILE.
+5. tandem serve reading a table over TLS while its Redis is killed
+   (SIGKILL) and restarted: answers come from the version in memory, the
+   store shows down, then reconnects over TLS and follows a new version.
 """
 import json
 import math
+import re
 import os
 import ssl
 import struct
 import subprocess
 import sys
 
-from common import TANDEM, expect, finish, tmpdir
+from common import TANDEM, expect, finish, tmpdir, wait_until
 from pipeline_util import fmt_time, make_model, write, write_csv
 from redis_util import Redis, Resp, free_port
+from serve_util import Server, curl
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 out = tmpdir()
@@ -262,6 +267,60 @@ expect(auth_client("GET", "tandem:table:profile:current") == b"1" and
        "the client-certificate run committed its rows")
 print("client certificate: refused without, served with", flush=True)
 
-for s in (auth, wrong, plain, redis):
+# ---- 5. a TLS Redis killed and restarted under tandem serve ----
+data_dir = os.path.join(out, "redis-data")
+os.makedirs(data_dir)
+# Persistence on: the restarted Redis has its data, as in production.
+durable = [*tls_args(server), "--appendonly", "yes", "--appendfsync", "always",
+           "--dir", data_dir]
+durable_port = free_port()
+durable_redis = Redis(durable_port, *durable, tls=context)
+durable_url = "rediss://localhost:%d/0" % durable_port
+dp = pipeline("durable.yaml", durable_url)
+r = run("batch", dp, "--in", events, "--out", os.path.join(out, "d1.jsonl"),
+        "--materialize", "profile", env=NO_PASSWORD)
+expect(r.returncode == 0, f"first version on the durable Redis: {r.stderr}")
+lookup_yaml = write(os.path.join(out, "durable-lookup.yaml"),
+                    LOOKUP.replace(URL, durable_url))
+
+
+def store_metric(s, name):
+    m = re.search(r'^%s\{pipeline="tls_lookup"\} (\d+)' % name,
+                  curl(s, "GET", "/metrics").body, re.M)
+    return int(m.group(1)) if m else None
+
+
+def lookup(s, card="c0"):
+    res = curl(s, "POST", "/v1/pipelines/tls_lookup/events?explain=features",
+               {"card": card, "ts": fmt_time(T0 + 86_400_000)})
+    return res.json() if res.status == 200 else {"status": res.status}
+
+
+with Server(lookup_yaml, env=NO_PASSWORD) as s:
+    first = lookup(s)
+    expect(first.get("tables", {}).get("profile", {}).get("version") == 1 and
+           first["features"]["prior_n"] == expected["c0"][0],
+           f"serve over TLS: {first}")
+    expect(store_metric(s, "tandem_table_store_up") == 1, "store up")
+    durable_redis.kill()
+    wait_until(lambda: store_metric(s, "tandem_table_store_up") == 0,
+               "the lost TLS Redis shows")
+    during = lookup(s)
+    expect(during.get("tables", {}).get("profile", {}).get("version") == 1 and
+           during["features"]["prior_n"] == expected["c0"][0],
+           f"answered from memory while Redis is down: {during}")
+    durable_redis = Redis(durable_port, *durable, tls=context)
+    wait_until(lambda: store_metric(s, "tandem_table_store_up") == 1 and
+               store_metric(s, "tandem_table_store_reconnects_total") >= 1,
+               "reconnected over TLS")
+    r = run("batch", dp, "--in", events, "--out", os.path.join(out, "d2.jsonl"),
+            "--materialize", "profile", env=NO_PASSWORD)
+    expect(r.returncode == 0, f"a new version after the restart: {r.stderr}")
+    wait_until(lambda: lookup(s).get("tables", {}).get("profile", {})
+               .get("version") == 2, "the server follows the new version")
+print("TLS Redis killed and restarted: served from memory, reconnected, "
+      "followed version 2", flush=True)
+
+for s in (durable_redis, auth, wrong, plain, redis):
     s.stop()
 finish("test_hybrid_redis_tls")
