@@ -9,14 +9,14 @@ set -euo pipefail
 
 build_packages=(
   gcc make libc6-dev
-  libssl-dev                   # SHA-256 (libcrypto)
+  libssl-dev                   # SHA-256 (libcrypto), TLS to Redis (libssl)
   libmicrohttpd-dev            # tandem serve's HTTP server
   libfyaml-dev                 # pipeline files (YAML with line/column)
   liblmdb-dev                  # state and tables (LMDB)
   libcurl4-openssl-dev         # tandem replay's HTTP client
   libsqlite3-dev               # the run registry (tandem runs, compare)
   librdkafka-dev               # tandem stream (Kafka; its mock cluster in tests)
-  libhiredis-dev               # tables in Redis (store: redis://)
+  libhiredis-dev               # tables in Redis (store: redis://, rediss://)
   scdoc                        # man pages from the help text (make man, make install)
 )
 test_packages=(
@@ -28,7 +28,7 @@ test_packages=(
   python3-pandas               # tests/fuzz/make_corpus.py (regenerating seeds)
   python3-sklearn              # tandem eval checked against scikit-learn's metrics
   curl                         # a real HTTP client for the server's tests
-  openssl                      # test_tls.py makes a self-signed certificate
+  openssl                      # test_tls.py, test_hybrid_redis_tls.py make certificates
   prometheus                   # promtool checks /metrics; a real scraper
   python3-yaml python3-jsonschema  # alert rules and docs/openapi.yaml read and checked in tests
   wrk                          # load generator (reload-under-load test)
@@ -37,7 +37,7 @@ test_packages=(
   lmdb-utils                   # mdb_dump: test_crash.py reads tables and state
   valgrind                     # scripts/valgrind.sh (a step of test.sh)
   nginx-light                  # test_proxy.py: the proxy users put in front
-  redis-server                 # test_hybrid_redis.py: tables in a real Redis
+  redis-server                 # test_hybrid_redis*.py: tables in a real Redis (Debian builds it with TLS)
   python3-dev python3-setuptools  # the Python package's extension (python/)
   python3-pytest               # its tests (python/tests)
   python3-dask python3-distributed  # tandem.dask on a LocalCluster
