@@ -224,12 +224,17 @@ static int handshake(tdm__redis_conn *c, tdm__redis_tls *tls, const char *host,
     return -1;
   }
   /* An IP address is matched against the certificate's IP entries, a name
-   * against its DNS names; SNI carries names only. */
-  if (is_ip_address(host)) {
-    X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), host);
-  } else {
-    SSL_set_tlsext_host_name(c->ssl, host);
-    SSL_set1_host(c->ssl, host);
+   * against its DNS names; SNI carries names only. A failure here would
+   * leave the name unchecked, so it ends the connection. */
+  int named =
+      is_ip_address(host)
+          ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), host) == 1
+          : SSL_set_tlsext_host_name(c->ssl, host) == 1 &&
+                SSL_set1_host(c->ssl, host) == 1;
+  if (!named) {
+    snprintf(why, why_size, "TLS: cannot check the certificate against %s",
+             host);
+    return -1;
   }
   set_timeouts(c->fd, timeout_ms);
   errno = 0;
