@@ -3,9 +3,11 @@ loopback port (its PID kept, stopped by it), over plain TCP or TLS, and a
 minimal RESP client (Python's own ssl module for TLS), the independent
 reader of what tandem wrote."""
 import atexit
+import os
 import signal
 import socket
 import subprocess
+import sys
 
 from common import expect, wait_until
 
@@ -108,3 +110,17 @@ class Redis:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+def run_test_hybrid(store, env=None):
+    """Every case of test_hybrid.py, run as a child with TANDEM_HYBRID_STORE
+    set to STORE (and ENV, os.environ by default): the same checks and
+    expected values as on LMDB. Its output is printed indented."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    child = subprocess.run([sys.executable, os.path.join(here, "test_hybrid.py")],
+                           env=dict(env or os.environ, TANDEM_HYBRID_STORE=store),
+                           capture_output=True, text=True)
+    print(child.stdout.strip().replace("\n", "\n  "), flush=True)
+    expect(child.returncode == 0 and "all passed" in child.stdout,
+           "test_hybrid on %s: %s%s" % (store, child.stdout[-3000:],
+                                        child.stderr[-3000:]))

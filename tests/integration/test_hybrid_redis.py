@@ -38,9 +38,8 @@ import http.client
 
 from common import TANDEM, expect, finish, tmpdir, wait_until
 from pipeline_util import fmt_time, make_model, tandem, write, write_csv
-from redis_util import Redis, Resp, free_port
+from redis_util import Redis, Resp, free_port, run_test_hybrid
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 out = tmpdir()
 
 
@@ -80,12 +79,7 @@ redis = Redis(port)
 URL = "redis://127.0.0.1:%d/0" % port
 
 # ---- 1. every test_hybrid case on Redis ----
-child = subprocess.run([sys.executable, os.path.join(HERE, "test_hybrid.py")],
-                       env=dict(os.environ, TANDEM_HYBRID_STORE=URL),
-                       capture_output=True, text=True)
-print(child.stdout.strip().replace("\n", "\n  "), flush=True)
-expect(child.returncode == 0 and "all passed" in child.stdout,
-       "test_hybrid on Redis: " + child.stdout[-3000:] + child.stderr[-3000:])
+run_test_hybrid(URL)
 
 client = Resp(port)
 client("FLUSHALL")

@@ -32,14 +32,12 @@ import os
 import ssl
 import struct
 import subprocess
-import sys
 
 from common import TANDEM, expect, finish, tmpdir, wait_until
 from pipeline_util import fmt_time, make_model, write, write_csv
-from redis_util import Redis, Resp, free_port
+from redis_util import Redis, Resp, free_port, run_test_hybrid
 from serve_util import Server, curl
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 out = tmpdir()
 PASSWORD = "tls-pa55"
 
@@ -104,12 +102,7 @@ def run(*args, env=None, **extra):
 
 
 # ---- 1. every test_hybrid case over TLS ----
-child = subprocess.run([sys.executable, os.path.join(HERE, "test_hybrid.py")],
-                       env=dict(ENV, TANDEM_HYBRID_STORE=URL),
-                       capture_output=True, text=True)
-print(child.stdout.strip().replace("\n", "\n  "), flush=True)
-expect(child.returncode == 0 and "all passed" in child.stdout,
-       "test_hybrid over TLS: " + child.stdout[-3000:] + child.stderr[-3000:])
+run_test_hybrid(URL, ENV)
 
 client = Resp(port, PASSWORD, tls=context)
 client("FLUSHALL")
