@@ -231,3 +231,34 @@ features:
   - {{then: approve}}
 {state}
 """
+
+
+# The hybrid tests' pipeline (test_hybrid.py, and the same cases on Redis in
+# test_hybrid_redis.py): two windows, a table it materializes and looks up.
+# STORE and EXTRA are replaced by the caller.
+HYBRID_FEATURES = ["log_amount", "n_1h", "mean_7d", "profile_mean", "profile_n"]
+HYBRID_COLUMNS = ["txn", "card", "ts", "amount"]
+
+
+def hybrid_yaml(name):
+    return """\
+name: %s
+entity: card
+time: ts
+id: txn
+store: STORE
+fields: {txn: string, card: string, ts: time, amount: number}
+features:
+  - {name: log_amount, expr: "log1p(amount)"}
+  - {name: n_1h, agg: count, window: 1h}
+  - {name: mean_7d, agg: mean(amount), window: 7d}
+  - {name: profile_mean, lookup: profile.mean_7d, default: -1}
+  - {name: profile_n, lookup: profile.n_1h}
+model: {path: model.json}
+materialize:
+  - {table: profile, columns: [mean_7d, n_1h, score], keep: 3}
+decision:
+  - {when: "score >= 0.5", then: block}
+  - {then: approve}
+EXTRA
+""" % name

@@ -21,36 +21,16 @@ import json
 import os
 import re
 import subprocess
-import time
 import urllib.request
 
 from common import expect, finish, tmpdir
-from pipeline_util import fmt_time, make_model, tandem, write, write_csv
+from pipeline_util import (HYBRID_COLUMNS, HYBRID_FEATURES, fmt_time, hybrid_yaml,
+                           make_model, tandem, write, write_csv)
 from serve_util import Server
 
-FEATURES = ["log_amount", "n_1h", "mean_7d", "profile_mean", "profile_n"]
-YAML = """\
-name: hy
-entity: card
-time: ts
-id: txn
-store: STORE
-fields: {txn: string, card: string, ts: time, amount: number}
-features:
-  - {name: log_amount, expr: "log1p(amount)"}
-  - {name: n_1h, agg: count, window: 1h}
-  - {name: mean_7d, agg: mean(amount), window: 7d}
-  - {name: profile_mean, lookup: profile.mean_7d, default: -1}
-  - {name: profile_n, lookup: profile.n_1h}
-model: {path: model.json}
-materialize:
-  - {table: profile, columns: [mean_7d, n_1h, score], keep: 3}
-decision:
-  - {when: "score >= 0.5", then: block}
-  - {then: approve}
-EXTRA
-"""
-COLUMNS = ["txn", "card", "ts", "amount"]
+FEATURES = HYBRID_FEATURES
+YAML = hybrid_yaml("hy")
+COLUMNS = HYBRID_COLUMNS
 DAY = 86_400_000
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 

@@ -36,7 +36,8 @@ import time
 import http.client
 
 from common import TANDEM, expect, finish, tmpdir, wait_until
-from pipeline_util import fmt_time, make_model, tandem, write, write_csv
+from pipeline_util import (HYBRID_COLUMNS, HYBRID_FEATURES, fmt_time, hybrid_yaml,
+                           make_model, tandem, write, write_csv)
 from redis_util import Redis, Resp, free_port
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -89,29 +90,9 @@ expect(child.returncode == 0 and "all passed" in child.stdout,
 client = Resp(port)
 client("FLUSHALL")
 
-FEATURES = ["log_amount", "n_1h", "mean_7d", "profile_mean", "profile_n"]
-YAML = """\
-name: hr
-entity: card
-time: ts
-id: txn
-store: STORE
-fields: {txn: string, card: string, ts: time, amount: number}
-features:
-  - {name: log_amount, expr: "log1p(amount)"}
-  - {name: n_1h, agg: count, window: 1h}
-  - {name: mean_7d, agg: mean(amount), window: 7d}
-  - {name: profile_mean, lookup: profile.mean_7d, default: -1}
-  - {name: profile_n, lookup: profile.n_1h}
-model: {path: model.json}
-materialize:
-  - {table: profile, columns: [mean_7d, n_1h, score], keep: 3}
-decision:
-  - {when: "score >= 0.5", then: block}
-  - {then: approve}
-EXTRA
-"""
-COLUMNS = ["txn", "card", "ts", "amount"]
+FEATURES = HYBRID_FEATURES
+YAML = hybrid_yaml("hr")
+COLUMNS = HYBRID_COLUMNS
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 make_model(os.path.join(out, "model.json"), FEATURES, seed=5)
 

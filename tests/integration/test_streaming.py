@@ -122,7 +122,7 @@ def jsonl(tmp):
 def errors(tmp, data, model):
     cases = [
         ("not-object.jsonl", '{"x0": 1}\n[1, 2]\n', ":2: each line must be a JSON object"),
-        ("bad-value.jsonl", '{"x0": 1}\n{"x0": "high"}\n', ':2:8: "x0" must be a number or null'),
+        ("bad-value.jsonl", '{"x0": 1}\n{"x0": "high"}\n', ':2:8: column "x0": "high" is not a number'),
         ("syntax.jsonl", '{"x0": 1}\n{"x0": 1,}\n', ":2:10:"),
         ("twice.jsonl", '{"x0": 1}\n{"x0": 1, "x0": 2}\n', ':2:17: "x0" appears twice'),
         ("no-features.jsonl", '{"x0": 1}\n{"X0": 1}\n', ":2: the line has none of the model's features"),
