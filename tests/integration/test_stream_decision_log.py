@@ -25,6 +25,7 @@ kcat read:
     and counts match the file, and `tandem runs --command live` lists
     each one with its row count.
 """
+import atexit
 import collections
 import hashlib
 import json
@@ -50,6 +51,7 @@ with open(pipeline, "w") as f:
 
 mock = kafka_util.Mock(["in:3", "out:3", "dlq:1", "tandem-fraud-in-changelog:3"])
 brokers = mock.brokers
+atexit.register(mock.stop)  # also when a check below raises
 state = os.path.join(out, "state")
 decisions = os.path.join(out, "decisions")
 registry = os.path.join(out, "registry.db")
@@ -179,6 +181,8 @@ expect(proc.wait(timeout=60) == 0, "run 3: SIGTERM: exit status")
 mock_outputs = outputs()
 
 # ---- the segments, their manifests and the registry ----
+if not expect(os.path.isdir(decisions), f"no decision log in {decisions}"):
+    finish("test_stream_decision_log")
 names = sorted(os.listdir(decisions))
 expect(not [n for n in names if n.endswith(".open")],
        f"a segment left open after a clean stop: {names}")
@@ -256,7 +260,6 @@ expect(dups == want_dups, f"{dups} duplicate records, {want_dups} repeated ids")
 expect(sum(1 for r in records if r.get("duplicate") is False) ==
        len(valid_inputs) - want_dups, "the other records say duplicate: false")
 
-mock.stop()
 print(f"stream decision log: {len(records)} records in {len(segs)} segments "
       f"for {len(valid_inputs)} valid of {len(messages)} inputs, "
       f"{dups} duplicates", flush=True)
