@@ -103,6 +103,7 @@ for t in tests/integration/test_cli.py tests/integration/test_xgboost_fixtures.p
     tests/integration/test_xgboost_categorical_edges.py \
     tests/integration/test_stream.py \
     tests/integration/test_stream_failover.py \
+    tests/integration/test_stream_decision_log.py \
     tests/integration/test_tls.py \
     tests/integration/test_crash.py \
     tests/integration/test_docs.py \

@@ -54,6 +54,9 @@ int tdm__cmd_compare(int argc, char **argv);
  * $TANDEM_REGISTRY, $XDG_DATA_HOME/tandem/registry.db or
  * ~/.local/share/tandem/registry.db (cmd_runs.c). TDM_ENOTFOUND: no home
  * directory is known; TDM_EINVAL: the path does not fit buf. */
+/* Bytes with an optional k or M suffix (--decision-log-bytes of serve and
+ * stream); 0 if it is not one. */
+int tdm__cli_parse_bytes(const char *text, size_t *out);
 int tdm__cli_registry_path(const char *given, char *buf, size_t size,
                            tdm_error *err);
 

@@ -4,6 +4,7 @@
  * home to tdm__cli_record_run, which `tandem score` and `tandem batch`
  * call after a successful run to record it there.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <limits.h>
 #include <stdint.h>
@@ -336,4 +337,18 @@ int tdm__cmd_runs(int argc, char **argv) {
   }
   tdm__run_records_free(runs, count);
   return TDM_EXIT_OK;
+}
+
+/* Bytes with an optional k or M suffix; 0 if it is not one. */
+int tdm__cli_parse_bytes(const char *text, size_t *out) {
+  char *end;
+  errno = 0;
+  unsigned long long n = strtoull(text, &end, 10);
+  if (*text == '\0' || *text == '-' || errno == ERANGE || n == 0) return 0;
+  unsigned shift = 0;
+  if (*end == 'k' || *end == 'K') shift = 10, end++;
+  else if (*end == 'M' || *end == 'm') shift = 20, end++;
+  if (*end != '\0' || n > (1ull << 40) >> shift) return 0;
+  *out = (size_t)(n << shift);
+  return 1;
 }

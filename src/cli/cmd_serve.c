@@ -103,20 +103,6 @@ static const char serve_help[] =
     "\n"
     "exit status: 0 success, 1 runtime failure, 2 bad usage or bad input\n";
 
-/* Bytes with an optional k or M suffix; 0 if it is not one. */
-static int parse_bytes(const char *text, size_t *out) {
-  char *end;
-  errno = 0;
-  unsigned long long n = strtoull(text, &end, 10);
-  if (*text == '\0' || *text == '-' || errno == ERANGE || n == 0) return 0;
-  unsigned shift = 0;
-  if (*end == 'k' || *end == 'K') shift = 10, end++;
-  else if (*end == 'M' || *end == 'm') shift = 20, end++;
-  if (*end != '\0' || n > (1ull << 40) >> shift) return 0;
-  *out = (size_t)(n << shift);
-  return 1;
-}
-
 /* Reads the admin token: the first line of a file. */
 static char *read_token(const char *path) {
   char *data;
@@ -233,7 +219,7 @@ int tdm__cmd_serve(int argc, char **argv) {
       case 'L': decision_dir = optarg; break;
       case 'F': decision_features = 1; break;
       case 'Y':
-        if (!parse_bytes(optarg, &decision_bytes))
+        if (!tdm__cli_parse_bytes(optarg, &decision_bytes))
           return tdm__usage_error("serve", "--decision-log-bytes %s: not a size "
                                   "in bytes (such as 65536, 64k or 16M)", optarg);
         break;
@@ -261,7 +247,7 @@ int tdm__cmd_serve(int argc, char **argv) {
       case 'b':
       case 'H':
       case 'B':
-        if (!parse_bytes(optarg, c == 'b'   ? &config.max_body
+        if (!tdm__cli_parse_bytes(optarg, c == 'b'   ? &config.max_body
                                  : c == 'H' ? &config.max_header
                                             : &config.max_buffered))
           return tdm__usage_error("serve", "%s: not a size in bytes (such as "

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "../core/core.h"
+#include "../pipeline/pipeline.h"
 #include "../stream/stream.h"
 #include "cli.h"
 
@@ -67,6 +68,21 @@ static const char stream_help[] =
     "                       and input offsets in one Kafka transaction; the\n"
     "                       input and changelog are read read_committed\n"
     "                       (readers of the output should be too)\n"
+    "  --decision-log DIR   append every answered event (the answer, its id,\n"
+    "                       entity, time, source, duplicate flag, arrival,\n"
+    "                       input partition and offset) to JSON Lines\n"
+    "                       segments in DIR, synced by each commit before\n"
+    "                       it saves the states: an event answered again\n"
+    "                       after a crash is logged once. Each closed\n"
+    "                       segment is recorded as a live run; give each\n"
+    "                       instance its own DIR (docs/monitoring.md)\n"
+    "  --decision-log-bytes BYTES  close a segment once it holds this many\n"
+    "                       bytes (default 64M; k, M suffixes)\n"
+    "  --decision-log-seconds S  ... or once it is this old (default 3600)\n"
+    "  --decision-log-features  records carry every feature's value\n"
+    "  --registry P         the run registry the decision log's segments are\n"
+    "                       recorded in (default as for `tandem runs`)\n"
+    "  --no-registry        do not record decision log segments\n"
     "  --help, -h           show this help\n"
     "\n"
     "A new group starts at the earliest offset (-X auto.offset.reset=latest\n"
@@ -100,9 +116,18 @@ int tdm__cmd_stream(int argc, char **argv) {
       {"session-timeout-ms", required_argument, NULL, 'T'},
       {"exactly-once", no_argument, NULL, 'E'},
       {"threads", required_argument, NULL, 't'},
+      {"decision-log", required_argument, NULL, 'L'},
+      {"decision-log-bytes", required_argument, NULL, 'Y'},
+      {"decision-log-seconds", required_argument, NULL, 'Z'},
+      {"decision-log-features", no_argument, NULL, 'F'},
+      {"registry", required_argument, NULL, 'r'},
+      {"no-registry", no_argument, NULL, 'n'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
   tdm__stream_options opt = {0};
+  const char *registry = NULL;
+  int no_registry = 0;
+  size_t decision_bytes = (size_t)64 << 20, decision_seconds = 3600;
   char **config = calloc((size_t)argc + 1, sizeof *config);
   if (config == NULL) return TDM_EXIT_FAILURE;
   opt.config = config;
@@ -121,6 +146,25 @@ int tdm__cmd_stream(int argc, char **argv) {
       case 'C': opt.changelog = optarg; break;
       case 'N': opt.no_changelog = 1; break;
       case 'E': opt.exactly_once = 1; break;
+      case 'L': opt.decision_log = optarg; break;
+      case 'F': opt.decision_log_explain = TDM__EXPLAIN_FEATURES; break;
+      case 'r': registry = optarg; break;
+      case 'n': no_registry = 1; break;
+      case 'Y':
+        if (!tdm__cli_parse_bytes(optarg, &decision_bytes)) {
+          free(config);
+          return tdm__usage_error("stream", "--decision-log-bytes %s: not a "
+                                  "size in bytes (such as 65536, 64k or 16M)",
+                                  optarg);
+        }
+        break;
+      case 'Z':
+        if (!tdm__parse_count(optarg, 1000000000, &decision_seconds)) {
+          free(config);
+          return tdm__usage_error("stream", "--decision-log-seconds wants a "
+                                  "whole number, not %s", optarg);
+        }
+        break;
       case 't': {
         size_t n;
         if (!tdm__parse_count(optarg, 256, &n) || n < 1) {
@@ -190,6 +234,18 @@ int tdm__cmd_stream(int argc, char **argv) {
                             argv[optind + 1]);
   }
   opt.pipeline_path = argv[optind];
+  opt.decision_log_bytes = decision_bytes;
+  opt.decision_log_ms = (int64_t)decision_seconds * 1000;
+  char registry_path[4096];
+  tdm_error no_path;
+  if (opt.decision_log != NULL && !no_registry) {
+    if (tdm__cli_registry_path(registry, registry_path, sizeof registry_path,
+                               &no_path) != TDM_OK) {
+      free(config);
+      return tdm__report(no_path.status, &no_path);
+    }
+    opt.registry = registry_path;
+  }
   struct sigaction sa = {0};
   sa.sa_handler = on_stop;
   sigemptyset(&sa.sa_mask);

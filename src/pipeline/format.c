@@ -326,3 +326,30 @@ int tdm__pipeline_json(const tdm__pipeline *p, const tdm__event *ev,
   if (rc == TDM_OK) rc = tdm__buf_append(out, "}", 1);
   return rc;
 }
+
+int tdm__pipeline_decision_record(const tdm__pipeline *p, const tdm__event *ev,
+                                  const tdm__result *r, int answer_explain,
+                                  int log_explain, const char *answer,
+                                  size_t len, tdm__buf *b) {
+  b->len = 0;
+  int rc = answer_explain == log_explain
+               ? tdm__buf_append(b, answer, len)
+               : tdm__pipeline_json(p, ev, r, log_explain, b);
+  if (rc != TDM_OK) return rc;
+  b->len--; /* the answer's closing brace */
+  rc = tdm__buf_append(b, ",\"event_id\":", 12);
+  if (rc == TDM_OK)
+    rc = r->id.data ? tdm__json_append_string_n(b, r->id.data, r->id.len)
+                    : tdm__buf_append(b, "null", 4);
+  if (rc == TDM_OK) rc = tdm__buf_append(b, ",\"entity\":", 10);
+  if (rc == TDM_OK) rc = tdm__json_append_string_n(b, r->entity.data, r->entity.len);
+  char event_time[32], arrived[32];
+  tdm__format_time(r->time_ms, event_time);
+  tdm__utc_text(tdm__now_ms(), arrived);
+  if (rc == TDM_OK)
+    rc = tdm__buf_printf(b, ",\"event_time\":\"%s\"%s%s,\"arrived_at\":\"%s\"",
+                         event_time,
+                         r->source == TDM__SOURCE_MODEL ? ",\"source\":\"model\"" : "",
+                         r->duplicate ? "" : ",\"duplicate\":false", arrived);
+  return rc;
+}

@@ -175,6 +175,21 @@ enum { TDM__EXPLAIN_FEATURES = 1, TDM__EXPLAIN_CONTRIBS = 2 };
 int tdm__pipeline_json(const tdm__pipeline *p, const tdm__event *ev,
                        const tdm__result *r, int explain, tdm__buf *out);
 
+/*
+ * A decision log record of one answer (src/store/decision_log.h) into b
+ * (emptied first), open at its end for the runner's own members (no
+ * closing brace): the answer's members (answer[0..len) as the client got
+ * it, explaining answer_explain; formatted again when the log explains
+ * log_explain instead), then the event's id, entity and time, the source
+ * ("model" added for model answers, fallbacks already say theirs), the
+ * duplicate flag and the arrival time (wall clock). One format for every
+ * live runner, so `tandem serve` and `tandem stream` logs read alike.
+ */
+int tdm__pipeline_decision_record(const tdm__pipeline *p, const tdm__event *ev,
+                                  const tdm__result *r, int answer_explain,
+                                  int log_explain, const char *answer,
+                                  size_t len, tdm__buf *b);
+
 /* A field's value as JSON: a number field's finite number as the shortest
  * double text, null when missing, anything else a JSON string. Events
  * (src/io/events.c) are written back as JSON with it too. */

@@ -619,13 +619,6 @@ tdm__drift *tdm__live_drift(const tdm__live *live) { return live->drift; }
 int tdm__live_log_decisions(tdm__live *live, const char *dir,
                             uint64_t max_bytes, int64_t max_ms, int explain,
                             const char *registry, tdm_error *err) {
-  char *text = NULL;
-  size_t size = 0;
-  int rc = tdm__read_file(live->pipeline_path, &text, &size, err);
-  if (rc != TDM_OK) return rc;
-  char pipeline_hex[65];
-  tdm__sha256_hex(text, size, pipeline_hex);
-  tdm__free(text);
   tdm_model_info info;
   memset(&info, 0, sizeof info);
   if (tdm__pipeline_model(live->p) != NULL)
@@ -633,7 +626,6 @@ int tdm__live_log_decisions(tdm__live *live, const char *dir,
   tdm__decision_log_options opt = {
       .dir = dir,
       .pipeline_path = live->pipeline_path,
-      .pipeline_sha256 = pipeline_hex,
       .pipeline_name = tdm__live_name(live),
       .model_sha256 = info.sha256,
       .runner = "serve",
@@ -644,8 +636,8 @@ int tdm__live_log_decisions(tdm__live *live, const char *dir,
   live->decision_explain = explain;
   for (size_t i = 0; i < live->num_redo; i++)
     live->redo[i].data = live->redo_bytes.data + (uintptr_t)live->redo[i].data;
-  rc = tdm__decision_log_open(&opt, live->redo, live->num_redo,
-                              &live->decisions, err);
+  int rc = tdm__decision_log_open(&opt, live->redo, live->num_redo,
+                                  &live->decisions, err);
   tdm__free(live->redo);
   tdm__buf_free(&live->redo_bytes);
   live->redo = NULL;
@@ -712,41 +704,15 @@ static int batch_score(tdm__live *live, shard *sh, tdm__str entity,
   return rc == TDM_ENOTFOUND ? TDM_OK : rc;
 }
 
-/*
- * The decision log's record of an answer (answer[0..len) is what the
+/* The decision log's record of an answer (answer[0..len) is what the
  * client gets) into sh->record, less its log_seq's value and closing
- * brace: the answer's members (formatted again when the log carries other
- * explanations than the request asked for), then the event's id, entity
- * and time, where the score came from (answers from the model say
- * "model"; fallback answers already say "batch" or "default"), the
- * duplicate flag, and when it arrived (wall clock).
- */
+ * brace (tdm__pipeline_decision_record). */
 static int make_record(tdm__live *live, shard *sh, const tdm__event *ev,
                        int explain, const char *answer, size_t len) {
-  const tdm__result *r = &sh->result;
-  tdm__buf *b = &sh->record;
-  b->len = 0;
-  int rc = explain == live->decision_explain
-               ? tdm__buf_append(b, answer, len)
-               : tdm__pipeline_json(live->p, ev, r, live->decision_explain, b);
-  if (rc != TDM_OK) return rc;
-  b->len--; /* the answer's closing brace */
-  rc = tdm__buf_append(b, ",\"event_id\":", 12);
-  if (rc == TDM_OK)
-    rc = r->id.data ? tdm__json_append_string_n(b, r->id.data, r->id.len)
-                    : tdm__buf_append(b, "null", 4);
-  if (rc == TDM_OK) rc = tdm__buf_append(b, ",\"entity\":", 10);
-  if (rc == TDM_OK) rc = tdm__json_append_string_n(b, r->entity.data, r->entity.len);
-  char event_time[32], arrived[32];
-  tdm__format_time(r->time_ms, event_time);
-  tdm__utc_text(tdm__now_ms(), arrived);
-  if (rc == TDM_OK)
-    rc = tdm__buf_printf(b, ",\"event_time\":\"%s\"%s%s,\"arrived_at\":\"%s\","
-                         "\"log_seq\":",
-                         event_time,
-                         r->source == TDM__SOURCE_MODEL ? ",\"source\":\"model\"" : "",
-                         r->duplicate ? "" : ",\"duplicate\":false", arrived);
-  return rc;
+  int rc = tdm__pipeline_decision_record(live->p, ev, &sh->result, explain,
+                                         live->decision_explain, answer, len,
+                                         &sh->record);
+  return rc == TDM_OK ? tdm__buf_append(&sh->record, ",\"log_seq\":", 11) : rc;
 }
 
 /*

@@ -403,7 +403,19 @@ int tdm__decision_log_open(const tdm__decision_log_options *opt,
   int oom = 0;
   log->dir = copy(opt->dir, &oom);
   log->pipeline_path = copy(opt->pipeline_path, &oom);
-  log->pipeline_sha256 = copy(opt->pipeline_sha256, &oom);
+  char pipeline_hex[65] = "";
+  if (opt->pipeline_sha256 == NULL) {
+    /* The bytes the runner loaded the pipeline from, hashed once here so
+     * that every runner's manifests name it alike. */
+    char *text = NULL;
+    size_t size = 0;
+    tdm_error why;
+    if (tdm__read_file(opt->pipeline_path, &text, &size, &why) == TDM_OK)
+      tdm__sha256_hex(text, size, pipeline_hex);
+    tdm__free(text);
+  }
+  log->pipeline_sha256 =
+      copy(opt->pipeline_sha256 ? opt->pipeline_sha256 : pipeline_hex, &oom);
   log->pipeline_name = copy(opt->pipeline_name, &oom);
   log->model_sha256 = copy(opt->model_sha256, &oom);
   log->runner = copy(opt->runner, &oom);
@@ -518,6 +530,32 @@ int tdm__decision_log_append(tdm__decision_log *log, const char *records,
     rc = tdm__fail(err, TDM_EIO, "decision log: write: %s", strerror(errno));
   if (rc == TDM_OK) log->bytes += len;
   pthread_mutex_unlock(&log->lock);
+  return rc;
+}
+
+int tdm__decision_log_each(tdm__decision_log *log,
+                           int (*fn)(void *ctx, const char *line, size_t len,
+                                     tdm_error *err),
+                           void *ctx, tdm_error *err) {
+  int rc = TDM_OK;
+  /* Segment numbers are dense from 1 up to the open one, less any a
+   * person removed: a missing file is skipped. */
+  for (uint64_t n = 1; n < log->segment && rc == TDM_OK; n++) {
+    char *path = segment_path(log, n, "");
+    if (path == NULL) return tdm__fail(err, TDM_ENOMEM, "out of memory");
+    char *text = NULL;
+    size_t size = 0;
+    if (access(path, F_OK) == 0)
+      rc = tdm__read_file(path, &text, &size, err);
+    for (size_t at = 0; rc == TDM_OK && at < size;) {
+      const char *nl = memchr(text + at, '\n', size - at);
+      size_t end = nl ? (size_t)(nl - text) : size;
+      if (end > at) rc = fn(ctx, text + at, end - at, err);
+      at = end + 1;
+    }
+    tdm__free(text);
+    tdm__free(path);
+  }
   return rc;
 }
 

