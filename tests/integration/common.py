@@ -5,6 +5,7 @@ python3-xgboost and numpy. They drive the real `build/tandem` binary
 (or $TANDEM) and compare with the original library's own output.
 """
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -95,6 +96,16 @@ def score_fixtures(library, suffix, count, kinds, out, threads):
             expect(filecmp.cmp(path, again, shallow=False),
                    f"{name} {kind}: output differs between 1 and {threads} "
                    "threads")
+
+
+def free_port():
+    """A loopback TCP port nothing listens on now (for a server a test
+    starts: nginx, redis-server)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
 
 
 def tmpdir():

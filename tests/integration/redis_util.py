@@ -12,14 +12,6 @@ import sys
 from common import expect, wait_until
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 class Resp:
     """A minimal RESP2 client: the independent reader of what tandem
     wrote."""

@@ -36,10 +36,10 @@ import threading
 import time
 import http.client
 
-from common import TANDEM, expect, finish, tmpdir, wait_until
+from common import TANDEM, expect, finish, free_port, tmpdir, wait_until
 from pipeline_util import (HYBRID_COLUMNS, HYBRID_FEATURES, fmt_time, hybrid_yaml,
                            make_model, tandem, write, write_csv)
-from redis_util import Redis, Resp, free_port, run_test_hybrid
+from redis_util import Redis, Resp, run_test_hybrid
 
 out = tmpdir()
 

@@ -33,9 +33,9 @@ import ssl
 import struct
 import subprocess
 
-from common import TANDEM, expect, finish, tmpdir, wait_until
+from common import TANDEM, expect, finish, free_port, tmpdir, wait_until
 from pipeline_util import fmt_time, make_model, write, write_csv
-from redis_util import Redis, Resp, free_port, run_test_hybrid
+from redis_util import Redis, Resp, run_test_hybrid
 from serve_util import Server, curl
 
 out = tmpdir()

@@ -22,10 +22,10 @@ import socket
 import subprocess
 import urllib.request
 
-from common import expect, finish, tmpdir, wait_until
+from common import expect, finish, free_port, tmpdir, wait_until
 from pipeline_util import fmt_time, make_model, tandem, write, write_csv
 from serve_util import Server
-from redis_util import Redis, free_port
+from redis_util import Redis
 
 NGINX = "/usr/sbin/nginx"
 out = tmpdir()

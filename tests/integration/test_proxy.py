@@ -23,7 +23,7 @@ import socket
 import subprocess
 import time
 
-from common import ROOT, expect, finish, tmpdir
+from common import ROOT, expect, finish, free_port, tmpdir
 from pipeline_util import fraud_pipeline
 from raw_http import Malformed, exchange, request
 from serve_util import Server
@@ -45,14 +45,6 @@ token_file = os.path.join(out, "token")
 with open(token_file, "w") as f:
     f.write(TOKEN + "\n")
 pipeline = fraud_pipeline(out, model_name="fraud-model.json")
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class Nginx:
