@@ -220,6 +220,40 @@ typedef struct tdm_pipeline_options {
    * its index) and every feature (training data; tandem batch
    * --features-only). */
   int features_only;
+
+  /* How the stores open. The CLI reads each from the environment variable
+   * named beside it and hands it down the same way; the library itself
+   * reads no environment variable, so two pipelines in one process may
+   * use different ones. Messages about them name them by that variable.
+   * Files named here are read when a state or a batch run opens the
+   * store (and a Redis store's password and TLS files again for each
+   * one), so they must exist then, not at tdm_pipeline_open. */
+
+  /* Address space (not disk) each LMDB environment reserves: a durable
+   * state's directory and a table store. 0: 64 GiB for a state, 256 GiB
+   * for tables; else from 1 MiB to 16 TiB (TDM_EINVAL otherwise, when
+   * a store opens), for a process that cannot reserve that much
+   * (valgrind). A larger existing file is still mapped whole.
+   * (TANDEM_LMDB_MAP_SIZE) */
+  size_t lmdb_map_size;
+  /* A Redis table store's (store: redis://... or rediss://...) password:
+   * the first line of the file redis_password_file when given (it wins),
+   * else redis_password; NULL or "": none. Never in the URL, which the
+   * process list shows. (TANDEM_REDIS_PASSWORD_FILE,
+   * TANDEM_REDIS_PASSWORD) */
+  const char *redis_password;
+  const char *redis_password_file;
+  /* A rediss:// store's TLS: the CA certificates (PEM) that sign the
+   * server's (NULL or "": the system's store), and a client certificate
+   * and its unencrypted key (both or neither). (TANDEM_REDIS_CA_FILE,
+   * TANDEM_REDIS_CERT_FILE, TANDEM_REDIS_KEY_FILE) */
+  const char *redis_ca_file;
+  const char *redis_cert_file;
+  const char *redis_key_file;
+  /* Where the scheduled table refreshes of a Redis store (which has no
+   * directory of its own) write their output and log; NULL or "": /tmp.
+   * (TMPDIR) */
+  const char *scratch_dir;
 } tdm_pipeline_options;
 
 /*
@@ -227,7 +261,8 @@ typedef struct tdm_pipeline_options {
  * *out holds a pipeline the caller frees with tdm_pipeline_free, after
  * every state made from it. On failure *out is NULL and err says where
  * (file:line:column of the YAML, or the model's JSON pointer). The
- * options are copied; `path` and `store` need not outlive the call.
+ * options are copied, strings included: none of them need outlive the
+ * call.
  */
 TDM_API int tdm_pipeline_open(const char *path,
                               const tdm_pipeline_options *options,

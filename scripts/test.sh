@@ -39,6 +39,9 @@ make -j"$jobs"
 step "include cycles between modules (scripts/include_cycles.py)"
 check "include cycles" /usr/bin/python3 scripts/include_cycles.py
 
+step "the library reads no environment; runners use tandem.h (scripts/library_boundary.py)"
+check "library boundary" /usr/bin/python3 scripts/library_boundary.py
+
 step "unit tests"
 check "unit tests" build/tandem-unit-tests
 

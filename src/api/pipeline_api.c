@@ -22,6 +22,8 @@ struct tdm_pipeline {
   char *store; /* NULL: the file's store: */
   int64_t now_ms; /* TDM_NOW_WALL_CLOCK: read the clock when needed */
   int features_only;
+  /* The options' store settings, their strings owned (copies). */
+  tdm__store_settings settings;
 };
 
 struct tdm_state {
@@ -34,6 +36,37 @@ struct tdm_state {
 };
 
 const char *tdm_version(void) { return TDM_VERSION; }
+
+/* A copy of an optional string into *out: 0, or -1 out of memory. */
+static int copy_optional(const char *text, const char **out) {
+  *out = NULL;
+  if (text == NULL) return 0;
+  return (*out = tdm__strdup(text)) == NULL ? -1 : 0;
+}
+
+/* The store settings of options, every string copied: TDM_OK or
+ * TDM_ENOMEM (then what was copied is freed by free_settings). */
+static int copy_settings(const tdm_pipeline_options *options,
+                         tdm__store_settings *s) {
+  s->lmdb_map_size = options->lmdb_map_size;
+  int failed = copy_optional(options->redis_password, &s->redis_password);
+  failed |= copy_optional(options->redis_password_file,
+                          &s->redis_password_file);
+  failed |= copy_optional(options->redis_ca_file, &s->redis_ca_file);
+  failed |= copy_optional(options->redis_cert_file, &s->redis_cert_file);
+  failed |= copy_optional(options->redis_key_file, &s->redis_key_file);
+  failed |= copy_optional(options->scratch_dir, &s->scratch_dir);
+  return failed ? TDM_ENOMEM : TDM_OK;
+}
+
+static void free_settings(tdm__store_settings *s) {
+  tdm__free((char *)s->redis_password);
+  tdm__free((char *)s->redis_password_file);
+  tdm__free((char *)s->redis_ca_file);
+  tdm__free((char *)s->redis_cert_file);
+  tdm__free((char *)s->redis_key_file);
+  tdm__free((char *)s->scratch_dir);
+}
 
 int tdm_pipeline_open(const char *path, const tdm_pipeline_options *options,
                       tdm_pipeline **out, tdm_error *err) {
@@ -49,7 +82,8 @@ int tdm_pipeline_open(const char *path, const tdm_pipeline_options *options,
   pl->path = tdm__strdup(path);
   pl->store = options->store ? tdm__strdup(options->store) : NULL;
   int rc = TDM_OK;
-  if (pl->path == NULL || (options->store != NULL && pl->store == NULL))
+  if (pl->path == NULL || (options->store != NULL && pl->store == NULL) ||
+      copy_settings(options, &pl->settings) != TDM_OK)
     rc = tdm__fail(err, TDM_ENOMEM, "out of memory");
   if (rc == TDM_OK)
     rc = tdm__pipeline_load(path,
@@ -68,6 +102,7 @@ void tdm_pipeline_free(tdm_pipeline *pipeline) {
   tdm__pipeline_free(pipeline->p);
   tdm__free(pipeline->path);
   tdm__free(pipeline->store);
+  free_settings(&pipeline->settings);
   tdm__free(pipeline);
 }
 
@@ -130,7 +165,8 @@ int tdm_state_open(const tdm_pipeline *pipeline, const char *dir,
   pthread_mutex_init(&st->lock, NULL);
   /* The live runner is the endpoint's core: the state answers what the
    * server answers because it is the server's code, minus HTTP. */
-  int rc = tdm__live_open(pipeline->path, dir, pipeline->store, &st->live, err);
+  int rc = tdm__live_open(pipeline->path, dir, pipeline->store,
+                          &pipeline->settings, &st->live, err);
   if (rc != TDM_OK) {
     tdm_state_free(st);
     return rc;
@@ -239,6 +275,7 @@ static int run_batch(const tdm_pipeline *pipeline, const char *in_path,
   opt.explain = options->explain;
   opt.features_only = pipeline->features_only;
   opt.store = pipeline->store;
+  opt.store_settings = &pipeline->settings;
   opt.as_of_ms = INT64_MIN;
   opt.now_ms = pipeline->now_ms == TDM_NOW_WALL_CLOCK ? tdm__now_ms()
                                                       : pipeline->now_ms;

@@ -11,6 +11,7 @@
 
 #include <stddef.h>
 
+#include "../store/settings.h"
 #include "tandem.h"
 
 typedef struct tdm__batch_options {
@@ -25,6 +26,9 @@ typedef struct tdm__batch_options {
   const char *save_state;   /* write the final state here (a new directory
                                `tandem serve --state` starts from) */
   const char *store;        /* tables' store (NULL: the pipeline's store:) */
+  /* How the tables' store and a --save-state directory open (NULL:
+   * defaults): read during the run only. */
+  const tdm__store_settings *store_settings;
   const char **materialize; /* tables to write (names in materialize:) */
   size_t num_materialize;
   int64_t as_of_ms;         /* their as_of; INT64_MIN: the last event time */

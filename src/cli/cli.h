@@ -65,6 +65,26 @@ int tdm__cli_registry_path(const char *given, char *buf, size_t size,
  * "run <id>" on stderr, or a warning when it cannot (never a failure). */
 void tdm__cli_record_run(const char *command, const char *registry,
                          int disabled, const char *out_path);
+/* ---- the environment, handed to the library as options (cli_env.c) ---- */
+
+struct tdm__store_settings; /* src/store/settings.h */
+
+/* The stores' settings from TANDEM_LMDB_MAP_SIZE, TANDEM_REDIS_PASSWORD_FILE,
+ * TANDEM_REDIS_PASSWORD, TANDEM_REDIS_CA_FILE, TANDEM_REDIS_CERT_FILE,
+ * TANDEM_REDIS_KEY_FILE and TMPDIR (unset or empty: the default). Strings
+ * point into the environment. TDM_EINVAL naming the variable when the map
+ * size is not a size. */
+int tdm__cli_store_settings(struct tdm__store_settings *out, tdm_error *err);
+
+/* Arms the crash point TANDEM_CRASH_AT names (NAME or NAME:N), for the
+ * crash tests; called once by main before any thread starts. Returns the
+ * exit status: TDM_EXIT_USAGE, with a message, when it is malformed. */
+int tdm__cli_arm_crash_point(void);
+
+/* 1 when TANDEM_STREAM_DEBUG is set: `tandem stream` logs each commit's
+ * offsets (the Kafka tests wait on them). */
+int tdm__cli_stream_debug(void);
+
 int tdm__cmd_eval(int argc, char **argv);
 int tdm__cmd_report(int argc, char **argv);
 

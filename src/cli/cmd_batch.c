@@ -183,6 +183,9 @@ int tdm__cmd_batch(int argc, char **argv) {
    * the CLI owns its process's allocator settings, so it keeps the heap
    * here (the library, run inside someone else's program, does not). */
   tdm__keep_heap();
+  tdm__store_settings settings;
+  if (rc == TDM_OK) rc = tdm__cli_store_settings(&settings, &err);
+  opt.store_settings = &settings;
   if (rc == TDM_OK) rc = tdm__batch_run(&opt, &stats, &err);
   if (rc != TDM_OK) return tdm__report(rc, &err);
   fprintf(stderr,

@@ -377,7 +377,11 @@ int tdm__cmd_replay(int argc, char **argv) {
   int rc = tdm__pipeline_load(argv[optind], 0, &p, &err);
   if (rc != TDM_OK) return tdm__report(rc, &err);
   /* The batch side reads tables as batch does: point in time. */
-  rc = tdm__pipeline_open_tables(p, store, TDM__LOOKUP_AT_EVENT_TIME, &err);
+  tdm__store_settings settings;
+  rc = tdm__cli_store_settings(&settings, &err);
+  if (rc == TDM_OK)
+    rc = tdm__pipeline_open_tables(p, store, &settings,
+                                   TDM__LOOKUP_AT_EVENT_TIME, &err);
   if (rc != TDM_OK) {
     tdm__pipeline_free(p);
     return tdm__report(rc, &err);

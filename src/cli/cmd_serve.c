@@ -325,8 +325,11 @@ int tdm__cmd_serve(int argc, char **argv) {
   if (rc == TDM_OK && access_log_path != NULL)
     rc = tdm__access_log_open(access_log_path, 1000, &access_log, &err);
   config.access_log = access_log;
+  tdm__store_settings settings;
+  if (rc == TDM_OK) rc = tdm__cli_store_settings(&settings, &err);
   if (rc == TDM_OK && pipeline_path != NULL) {
-    rc = tdm__live_open(pipeline_path, state_dir, store_dir, &live, &err);
+    rc = tdm__live_open(pipeline_path, state_dir, store_dir, &settings, &live,
+                        &err);
     config.pipelines = &live;
     config.num_pipelines = 1;
   }

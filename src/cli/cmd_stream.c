@@ -257,7 +257,11 @@ int tdm__cmd_stream(int argc, char **argv) {
    * (an allocator setting is the program's, not the library's). */
   tdm__keep_heap();
   opt.stop = &stop_requested;
-  int rc = tdm__stream_run(&opt, &err);
+  opt.debug_commits = tdm__cli_stream_debug();
+  tdm__store_settings settings;
+  int rc = tdm__cli_store_settings(&settings, &err);
+  opt.store_settings = &settings;
+  if (rc == TDM_OK) rc = tdm__stream_run(&opt, &err);
   free(config);
   if (rc != TDM_OK) return tdm__report(rc, &err);
   return TDM_EXIT_OK;

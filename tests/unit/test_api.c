@@ -297,6 +297,82 @@ TEST(api_durable_state_continues_after_reopen) {
   return 0;
 }
 
+/*
+ * The library reads no environment variable: what the CLI takes from
+ * TANDEM_LMDB_MAP_SIZE and TANDEM_CRASH_AT reaches the library only as an
+ * option (or an armed crash point), so a program embedding it is not
+ * steered by its environment, and two pipelines in one process may open
+ * their stores differently. Before, the variables below made the durable
+ * state fail to open (a map size that is not one) and the batch run
+ * SIGKILL its own process (a crash point).
+ */
+TEST(api_store_options_not_environment) {
+  enum { N = 40 };
+  char dir[64], path[96], state_a[128], state_b[128], in[128], out[128];
+  CHECK(make_pipeline_dir(dir, path) == 0);
+  snprintf(state_a, sizeof state_a, "%s/state-a", dir);
+  snprintf(state_b, sizeof state_b, "%s/state-b", dir);
+  snprintf(in, sizeof in, "%s/events.csv", dir);
+  snprintf(out, sizeof out, "%s/out.jsonl", dir);
+  static ref_event ev[N];
+  make_events(ev, N, 23);
+  FILE *f = fopen(in, "w");
+  CHECK(f != NULL);
+  fputs("id,k,ts,v\n", f);
+  for (size_t i = 0; i < N; i++)
+    fprintf(f, "%s,%s,%lld,%d\n", ev[i].id, ev[i].k, ev[i].ts, ev[i].v);
+  fclose(f);
+  /* Each test runs in its own process: these die with it. */
+  CHECK(setenv("TANDEM_LMDB_MAP_SIZE", "not-a-size", 1) == 0);
+  CHECK(setenv("TANDEM_CRASH_AT", "batch-output-renamed", 1) == 0);
+
+  tdm_pipeline *plain, *small, *bad;
+  tdm_error err;
+  CHECK_INT(tdm_pipeline_open(path, NULL, &plain, &err), TDM_OK);
+  tdm_pipeline_options small_opt = {0};
+  small_opt.lmdb_map_size = (size_t)16 << 20;
+  CHECK_INT(tdm_pipeline_open(path, &small_opt, &small, &err), TDM_OK);
+  tdm_pipeline_options bad_opt = {0};
+  bad_opt.lmdb_map_size = 1000; /* under LMDB's 1 MiB floor */
+  CHECK_INT(tdm_pipeline_open(path, &bad_opt, &bad, &err), TDM_OK);
+
+  /* The option, not the environment, decides: a map too small is refused
+   * when the store opens, naming it, and leaves no directory behind. */
+  tdm_state *s;
+  CHECK_INT(tdm_state_open(bad, state_b, &s, &err), TDM_EINVAL);
+  CHECK(s == NULL);
+  CHECK_CONTAINS(err.message, "map size 1000");
+  CHECK(access(state_b, F_OK) != 0);
+
+  /* The default and a 16 MiB map open and answer as the definition says,
+   * whatever TANDEM_LMDB_MAP_SIZE holds. */
+  tdm_pipeline *both[2] = {plain, small};
+  for (int w = 0; w < 2; w++) {
+    const char *state_dir = w == 0 ? state_a : state_b;
+    if (tdm_state_open(both[w], state_dir, &s, &err) != TDM_OK) {
+      fprintf(stderr, "state %d: %s\n", w, err.message);
+      return 1;
+    }
+    char answer[512];
+    for (size_t i = 0; i < N; i++) {
+      CHECK_INT(process_one(s, &ev[i], answer, sizeof answer), TDM_OK);
+      CHECK(member_number(answer, "score") == reference_score(ev, i));
+    }
+    tdm_state_free(s);
+  }
+
+  /* No crash point is armed by the environment: the batch run passes
+   * batch-output-renamed and finishes. */
+  tdm_batch_stats stats;
+  CHECK_INT(tdm_pipeline_batch(plain, in, out, NULL, &stats, &err), TDM_OK);
+  CHECK_INT(stats.written, N);
+  tdm_pipeline_free(bad);
+  tdm_pipeline_free(small);
+  tdm_pipeline_free(plain);
+  remove_tree(dir);
+  return 0;
+}
+
 TEST(api_batch_equals_process) {
   enum { N = 400 };
   char dir[64], path[96], in[128], out[128];
