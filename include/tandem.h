@@ -349,14 +349,50 @@ TDM_API int tdm_state_process(tdm_state *state, const char *json, size_t len,
 
 /* ---- a file of events: tandem batch ---- */
 
-/* How to run a batch. Zero-initialise; a NULL pointer means defaults. */
+/* The most tables one batch run may materialize. */
+#define TDM_BATCH_MAX_TABLES 16
+
+/*
+ * How to run a batch (the options of `tandem batch`). Zero-initialise; a
+ * NULL pointer means defaults. Every pointer is only read, and only
+ * during the call: nothing here need outlive it.
+ */
 typedef struct tdm_batch_options {
   int threads;              /* 0: all cores; the output is the same bytes
                                for any number */
   int explain;              /* JSON Lines output: add every feature */
   int strict;               /* the first rejected event fails the run */
   const char *rejects_path; /* NULL: OUT.rejects.jsonl */
+  /* Writes the entity state at the end of the events to this directory,
+   * which must not exist (TDM_EINVAL otherwise): a tdm_state_open on it,
+   * or `tandem serve --state DIR`, continues as if it had seen them. It
+   * appears, whole, only when the run succeeds. NULL: none. */
+  const char *save_state;
+  /* Tables (names of the pipeline's materialize: entries) to write a new
+   * version of into the store: per entity, its last event's values. At
+   * most TDM_BATCH_MAX_TABLES. */
+  const char *const *materialize;
+  size_t num_materialize;
+  /* The materialized tables' as_of, epoch milliseconds; NULL: the last
+   * event time of the run. */
+  const int64_t *as_of_ms;
+  /* The clock state.max_future is measured from, epoch milliseconds,
+   * for this run; NULL: the pipeline's now_ms (tdm_pipeline_options). A
+   * pointer, so that any instant, 0 included, can be given. */
+  const int64_t *now_ms;
+  /* "KEY=VALUE" labels kept in the manifest (tandem's run registry
+   * shows them). */
+  const char *const *tags;
+  size_t num_tags;
 } tdm_batch_options;
+
+/* A table version a batch run materialized. */
+typedef struct tdm_batch_table {
+  char table[128];
+  uint64_t version;
+  size_t rows;
+  int64_t as_of_ms;
+} tdm_batch_table;
 
 /* What a batch run did. */
 typedef struct tdm_batch_stats {
@@ -366,6 +402,9 @@ typedef struct tdm_batch_stats {
   size_t duplicates; /* repeated ids, answered with their first result */
   int threads;       /* worker threads used */
   double seconds;
+  /* The tables materialized, in the order asked for. */
+  tdm_batch_table tables[TDM_BATCH_MAX_TABLES];
+  size_t num_tables;
 } tdm_batch_stats;
 
 /*
@@ -376,7 +415,15 @@ typedef struct tdm_batch_stats {
  * appear only when the run succeeds; a failed run leaves no partial file.
  * The run is not recorded in the run registry (that is the CLI's job).
  * stats may be NULL. Safe to call from several threads at once, with any
- * pipelines: each run has its own state.
+ * pipelines: each run has its own state (but two runs that materialize
+ * the same table, or save state to the same directory, race as two
+ * `tandem batch` processes would).
+ *
+ * Errors: TDM_EINVAL for options the pipeline cannot honour (a table it
+ * does not materialize, a save_state directory that exists, more than
+ * TDM_BATCH_MAX_TABLES tables), TDM_EPARSE/TDM_ESCHEMA for input that
+ * the pipeline refuses under strict or in the header (naming the file,
+ * line and column), TDM_EIO for a file that cannot be read or written.
  */
 TDM_API int tdm_pipeline_batch(const tdm_pipeline *pipeline,
                                const char *in_path, const char *out_path,

@@ -6,6 +6,7 @@
  * the same code. Nothing here computes a feature or formats a result.
  */
 #include <pthread.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -268,17 +269,28 @@ static int run_batch(const tdm_pipeline *pipeline, const char *in_path,
     opt.cells = rows->cells;
     opt.num_rows = rows->num_rows;
   }
+  if (options->num_materialize > TDM_BATCH_MAX_TABLES)
+    return tdm__fail(err, TDM_EINVAL, "at most %d tables to materialize",
+                     TDM_BATCH_MAX_TABLES);
   opt.out_path = out_path;
   opt.rejects_path = options->rejects_path;
+  opt.save_state = options->save_state;
+  opt.materialize = options->materialize;
+  opt.num_materialize = options->num_materialize;
+  opt.tags = options->tags;
+  opt.num_tags = options->num_tags;
   opt.threads = options->threads;
   opt.strict = options->strict;
   opt.explain = options->explain;
   opt.features_only = pipeline->features_only;
   opt.store = pipeline->store;
   opt.store_settings = &pipeline->settings;
-  opt.as_of_ms = INT64_MIN;
-  opt.now_ms = pipeline->now_ms == TDM_NOW_WALL_CLOCK ? tdm__now_ms()
-                                                      : pipeline->now_ms;
+  opt.as_of_ms = options->as_of_ms ? *options->as_of_ms : INT64_MIN;
+  if (options->now_ms != NULL)
+    opt.now_ms = *options->now_ms;
+  else
+    opt.now_ms = pipeline->now_ms == TDM_NOW_WALL_CLOCK ? tdm__now_ms()
+                                                        : pipeline->now_ms;
   tdm__batch_stats s;
   memset(&s, 0, sizeof s);
   int rc = tdm__batch_run(&opt, &s, err);
@@ -289,6 +301,15 @@ static int run_batch(const tdm_pipeline *pipeline, const char *in_path,
     stats->duplicates = s.duplicates;
     stats->threads = s.threads;
     stats->seconds = s.seconds;
+    stats->num_tables = 0;
+    for (size_t i = 0; i < s.num_materialized && i < TDM_BATCH_MAX_TABLES;
+         i++) {
+      tdm_batch_table *t = &stats->tables[stats->num_tables++];
+      snprintf(t->table, sizeof t->table, "%s", s.materialized[i].table);
+      t->version = s.materialized[i].version;
+      t->rows = s.materialized[i].rows;
+      t->as_of_ms = s.materialized[i].as_of_ms;
+    }
   }
   return rc;
 }

@@ -540,7 +540,7 @@ static int materialize(run *r, const char *pipeline_hex,
      * name another job's newer version, and would load a Redis table. */
     size_t rows = tdm__table_writer_rows(c.writer);
     rc = tdm__table_commit(c.writer, &version, err);
-    if (rc == TDM_OK && st->num_materialized < 16) {
+    if (rc == TDM_OK && st->num_materialized < TDM_BATCH_MAX_TABLES) {
       tdm__batch_materialized *done = &st->materialized[st->num_materialized++];
       snprintf(done->table, sizeof done->table, "%s", ms->table);
       done->version = version;

@@ -38,6 +38,19 @@ int tdm__cli_store_settings(tdm__store_settings *out, tdm_error *err) {
   return TDM_OK;
 }
 
+int tdm__cli_pipeline_options(tdm_pipeline_options *options, tdm_error *err) {
+  tdm__store_settings s;
+  if (tdm__cli_store_settings(&s, err) != TDM_OK) return TDM_EINVAL;
+  options->lmdb_map_size = s.lmdb_map_size;
+  options->redis_password = s.redis_password;
+  options->redis_password_file = s.redis_password_file;
+  options->redis_ca_file = s.redis_ca_file;
+  options->redis_cert_file = s.redis_cert_file;
+  options->redis_key_file = s.redis_key_file;
+  options->scratch_dir = s.scratch_dir;
+  return TDM_OK;
+}
+
 int tdm__cli_arm_crash_point(void) {
   const char *spec = variable("TANDEM_CRASH_AT");
   if (spec == NULL || tdm__arm_crash_point(spec) == TDM_OK) return TDM_EXIT_OK;
