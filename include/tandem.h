@@ -118,6 +118,11 @@ typedef struct tdm_model_info {
   size_t num_categorical_splits;
   int float32;     /* 1 when the model scores in float32 (XGBoost) */
   char sha256[65]; /* SHA-256 of the file: the model version */
+  /* The evaluator's kernel for this model ("avx512", "avx2", "scalar", or
+   * "reference" for a model the fast layout does not take;
+   * docs/evaluator.md) and the bytes of its fast layout (0: none). */
+  const char *kernel;
+  size_t layout_bytes;
 } tdm_model_info;
 
 TDM_API int tdm_model_get_info(const tdm_model *model, tdm_model_info *info);
@@ -129,6 +134,17 @@ TDM_API int tdm_model_get_info(const tdm_model *model, tdm_model_info *info);
  */
 TDM_API int tdm_model_limit_iterations(tdm_model *model, size_t iterations,
                                tdm_error *err);
+
+/*
+ * Forces the evaluator's kernel ("scalar", "avx2" or "avx512"), for
+ * benchmarks and for comparing kernels; by default the CPU's best is
+ * used, and every kernel gives the same bits. Call it before sharing the
+ * model between threads. TDM_EUNSUPPORTED when the CPU (or the model's
+ * layout) lacks that kernel: the model then keeps the portable one, which
+ * tdm_model_info's kernel names. TDM_EINVAL for another name.
+ */
+TDM_API int tdm_model_use_kernel(tdm_model *model, const char *name,
+                                 tdm_error *err);
 
 /* Feature i's name and type ("float", "int", "c" for categorical, ...). */
 TDM_API const char *tdm_model_feature_name(const tdm_model *model, size_t i);
@@ -159,6 +175,12 @@ enum {
 /* 1 when the model can give contributions (its file holds the node covers:
  * XGBoost's sum_hessian, LightGBM's counts), else 0. */
 TDM_API int tdm_model_has_contribs(const tdm_model *model);
+
+/* Builds the leaf tables that contributions read, as the first request for
+ * them would (once per model, safe from any thread), and returns their
+ * bytes: a program that wants that cost outside its first request calls
+ * it at start. 0 for a model without contributions. */
+TDM_API size_t tdm_model_contribs_bytes(const tdm_model *model);
 
 /*
  * Scores rows. `rows` is row-major, num_rows x num_features doubles in the
