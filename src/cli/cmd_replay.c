@@ -5,7 +5,11 @@
  * compares each answer with what the batch runner computes for the same
  * event: the pipeline core run in file order over the whole file, exactly
  * as `tandem batch` does. Exit 0 only with zero differences; otherwise the
- * first differences are printed.
+ * first differences are printed. It stays on the internal modules: its
+ * batch side reads tables as of each event's time while a tdm_state
+ * follows their newest version as a server does, and the public API has
+ * no call that gives a batch run's answers (rejects included) one event
+ * at a time (docs/embedding.md).
  */
 #include <curl/curl.h>
 #include <getopt.h>

@@ -1,7 +1,10 @@
 /*
  * cmd_serve.c - `tandem serve`: parses options, loads the models, starts
  * the HTTP server (src/serve/server.c) and turns signals into operations:
- * SIGHUP reloads every model, SIGTERM or SIGINT drains and exits 0.
+ * SIGHUP reloads every model, SIGTERM or SIGINT drains and exits 0. It
+ * stays on the internal modules: the public API answers events
+ * (tdm_state_process) but has no HTTP server, model repository, drift,
+ * decision log or metrics (docs/embedding.md).
  */
 #include <errno.h>
 #include <getopt.h>

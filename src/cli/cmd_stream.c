@@ -1,7 +1,9 @@
 /*
  * cmd_stream.c - `tandem stream`: parses options and runs a pipeline over
  * a Kafka topic (src/stream/stream.c) until SIGTERM or SIGINT, which
- * drain it: outputs acknowledged, states saved, offsets committed.
+ * drain it: outputs acknowledged, states saved, offsets committed. It
+ * stays on the internal modules: the public API has no Kafka runner
+ * (docs/embedding.md).
  */
 #include <getopt.h>
 #include <signal.h>
