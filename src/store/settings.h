@@ -15,24 +15,17 @@
 
 #include "../core/core.h"
 
+/* The fields mean what tdm_pipeline_options' fields of the same names do
+ * (include/tandem.h documents them); NULL or "" names nothing. Strings are
+ * borrowed: each runner's opening call says how long it reads them. */
 typedef struct tdm__store_settings {
-  /* The address space an LMDB environment reserves (the state store and
-   * the table store); 0: the store's default. From 1 MiB to 16 TiB. */
-  size_t lmdb_map_size;
-  /* The Redis table store's password: the first line of the file
-   * redis_password_file when given, else redis_password; NULL or "":
-   * none. Read when the store opens. */
+  size_t lmdb_map_size; /* 0: the store's default */
   const char *redis_password;
   const char *redis_password_file;
-  /* A rediss:// store's CA certificates (NULL or "": the system's) and
-   * client certificate and key (both or neither). Read when the store
-   * opens. */
   const char *redis_ca_file;
   const char *redis_cert_file;
   const char *redis_key_file;
-  /* Where a scheduled refresh of a Redis store writes its output and log
-   * (a store directory holds its own); NULL or "": /tmp. */
-  const char *scratch_dir;
+  const char *scratch_dir; /* NULL or "": /tmp */
 } tdm__store_settings;
 
 /* The map size settings ask for (default_size when settings is NULL or

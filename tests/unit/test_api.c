@@ -243,6 +243,16 @@ static double reference_score(const ref_event *e, size_t i) {
   return 1 + 0.5 * n + 0.25 * total;
 }
 
+/* Writes the events as a CSV file with a header: 0, or -1. */
+static int write_events_csv(const char *path, const ref_event *ev, size_t n) {
+  FILE *f = fopen(path, "w");
+  if (f == NULL) return -1;
+  fputs("id,k,ts,v\n", f);
+  for (size_t i = 0; i < n; i++)
+    fprintf(f, "%s,%s,%lld,%d\n", ev[i].id, ev[i].k, ev[i].ts, ev[i].v);
+  return fclose(f) == 0 ? 0 : -1;
+}
+
 static int process_one(tdm_state *s, const ref_event *e, char *copy,
                        size_t cap) {
   char body[160];
@@ -316,12 +326,7 @@ TEST(api_store_options_not_environment) {
   snprintf(out, sizeof out, "%s/out.jsonl", dir);
   static ref_event ev[N];
   make_events(ev, N, 23);
-  FILE *f = fopen(in, "w");
-  CHECK(f != NULL);
-  fputs("id,k,ts,v\n", f);
-  for (size_t i = 0; i < N; i++)
-    fprintf(f, "%s,%s,%lld,%d\n", ev[i].id, ev[i].k, ev[i].ts, ev[i].v);
-  fclose(f);
+  CHECK(write_events_csv(in, ev, N) == 0);
   /* Each test runs in its own process: these die with it. */
   CHECK(setenv("TANDEM_LMDB_MAP_SIZE", "not-a-size", 1) == 0);
   CHECK(setenv("TANDEM_CRASH_AT", "batch-output-renamed", 1) == 0);
@@ -429,12 +434,7 @@ TEST(api_batch_equals_process) {
   make_events(ev, N, 7);
   snprintf(in, sizeof in, "%s/events.csv", dir);
   snprintf(out, sizeof out, "%s/out.jsonl", dir);
-  FILE *f = fopen(in, "w");
-  CHECK(f != NULL);
-  fputs("id,k,ts,v\n", f);
-  for (size_t i = 0; i < N; i++)
-    fprintf(f, "%s,%s,%lld,%d\n", ev[i].id, ev[i].k, ev[i].ts, ev[i].v);
-  fclose(f);
+  CHECK(write_events_csv(in, ev, N) == 0);
   tdm_pipeline *p;
   tdm_state *s;
   tdm_error err;
@@ -453,7 +453,7 @@ TEST(api_batch_equals_process) {
   CHECK_INT(stats.written, N);
   CHECK_INT(stats.rejected, 0);
   CHECK_INT(tdm_state_open(p, NULL, &s, &err), TDM_OK);
-  f = fopen(out, "r");
+  FILE *f = fopen(out, "r");
   CHECK(f != NULL);
   char line[512], answer[512];
   for (size_t i = 0; i < N; i++) {
