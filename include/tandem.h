@@ -443,7 +443,9 @@ typedef struct tdm_batch_stats {
  *
  * Errors: TDM_EINVAL for options the pipeline cannot honour (a table it
  * does not materialize, a save_state directory that exists, more than
- * TDM_BATCH_MAX_TABLES tables), TDM_EPARSE/TDM_ESCHEMA for input that
+ * TDM_BATCH_MAX_TABLES tables) and for an output (OUT, its rejects file or
+ * its manifest) that is the input or the pipeline file, by any name, which
+ * the run would replace (refused before anything is written), TDM_EPARSE/TDM_ESCHEMA for input that
  * the pipeline refuses under strict or in the header (naming the file,
  * line and column), TDM_EIO for a file that cannot be read or written.
  */

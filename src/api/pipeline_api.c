@@ -253,6 +253,36 @@ typedef struct rows_in {
   size_t num_rows;
 } rows_in;
 
+/*
+ * TDM_EINVAL when an output of the run (out_path, its rejects file, its
+ * manifest) is the pipeline file or the input file: the run replaces its
+ * outputs at the end, and would destroy what it read. The CLI makes the
+ * same check first with its flags' names; this one protects embedders.
+ */
+static int refuse_outputs_onto_inputs(const tdm_pipeline *pipeline,
+                                      const char *in_path, const char *out_path,
+                                      const char *rejects_path,
+                                      tdm_error *err) {
+  const char *inputs[] = {pipeline->path, in_path};
+  const char *input_names[] = {"the pipeline", "the input"};
+  char manifest[4096], rejects[4096];
+  if ((size_t)snprintf(manifest, sizeof manifest, "%s.manifest.json",
+                       out_path) >= sizeof manifest ||
+      (size_t)snprintf(rejects, sizeof rejects, "%s.rejects.jsonl",
+                       out_path) >= sizeof rejects)
+    return tdm__fail(err, TDM_EINVAL, "%s: path too long", out_path);
+  int rc = tdm__refuse_output_onto_input("the output", out_path, inputs,
+                                         input_names, 2, err);
+  if (rc == TDM_OK)
+    rc = tdm__refuse_output_onto_input(
+        "the rejects file", rejects_path ? rejects_path : rejects, inputs,
+        input_names, 2, err);
+  if (rc == TDM_OK)
+    rc = tdm__refuse_output_onto_input("the manifest", manifest, inputs,
+                                       input_names, 2, err);
+  return rc;
+}
+
 static int run_batch(const tdm_pipeline *pipeline, const char *in_path,
                      const rows_in *rows, const char *out_path,
                      const tdm_batch_options *options, tdm_batch_stats *stats,
@@ -272,6 +302,10 @@ static int run_batch(const tdm_pipeline *pipeline, const char *in_path,
   if (options->num_materialize > TDM_BATCH_MAX_TABLES)
     return tdm__fail(err, TDM_EINVAL, "at most %d tables to materialize",
                      TDM_BATCH_MAX_TABLES);
+  int refused = refuse_outputs_onto_inputs(pipeline, rows ? NULL : in_path,
+                                           out_path, options->rejects_path,
+                                           err);
+  if (refused != TDM_OK) return refused;
   opt.out_path = out_path;
   opt.rejects_path = options->rejects_path;
   opt.save_state = options->save_state;

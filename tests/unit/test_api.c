@@ -439,6 +439,33 @@ TEST(api_batch_equals_process) {
   tdm_state *s;
   tdm_error err;
   CHECK_INT(tdm_pipeline_open(path, NULL, &p, &err), TDM_OK);
+  /* An output that is the input, or the pipeline file, is refused before
+   * anything is written, and the input stays as it was (before, the run
+   * replaced it with its output). So are a rejects file or a manifest
+   * that would land on it. */
+  {
+    static char before[1 << 16], after[1 << 16];
+    FILE *g = fopen(in, "r");
+    CHECK(g != NULL);
+    size_t before_len = fread(before, 1, sizeof before, g);
+    fclose(g);
+    CHECK(before_len > 0 && before_len < sizeof before);
+    CHECK_INT(tdm_pipeline_batch(p, in, in, NULL, NULL, &err), TDM_EINVAL);
+    CHECK_CONTAINS(err.message, "the output");
+    CHECK_CONTAINS(err.message, "the same file as the input");
+    CHECK_INT(tdm_pipeline_batch(p, in, path, NULL, NULL, &err), TDM_EINVAL);
+    CHECK_CONTAINS(err.message, "the same file as the pipeline");
+    tdm_batch_options onto = {0};
+    onto.rejects_path = in;
+    CHECK_INT(tdm_pipeline_batch(p, in, out, &onto, NULL, &err), TDM_EINVAL);
+    CHECK_CONTAINS(err.message, "the rejects file");
+    CHECK(access(out, F_OK) != 0);
+    g = fopen(in, "r");
+    CHECK(g != NULL);
+    size_t after_len = fread(after, 1, sizeof after, g);
+    fclose(g);
+    CHECK(after_len == before_len && memcmp(before, after, after_len) == 0);
+  }
   /* A missing input fails and leaves no output behind. */
   char none[128];
   snprintf(none, sizeof none, "%s/none.csv", dir);
