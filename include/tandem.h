@@ -445,9 +445,10 @@ typedef struct tdm_batch_stats {
  * does not materialize, a save_state directory that exists, more than
  * TDM_BATCH_MAX_TABLES tables) and for an output (OUT, its rejects file or
  * its manifest) that is the input or the pipeline file, by any name, which
- * the run would replace (refused before anything is written), TDM_EPARSE/TDM_ESCHEMA for input that
- * the pipeline refuses under strict or in the header (naming the file,
- * line and column), TDM_EIO for a file that cannot be read or written.
+ * the run would replace (refused before anything is written);
+ * TDM_EPARSE/TDM_ESCHEMA for input that the pipeline refuses under strict
+ * or in the header (naming the file, line and column); TDM_EIO for a file
+ * that cannot be read or written.
  */
 TDM_API int tdm_pipeline_batch(const tdm_pipeline *pipeline,
                                const char *in_path, const char *out_path,
@@ -475,6 +476,81 @@ TDM_API int tdm_pipeline_batch_rows(const tdm_pipeline *pipeline,
                                     const char *out_path,
                                     const tdm_batch_options *options,
                                     tdm_batch_stats *stats, tdm_error *err);
+
+/* ---- a file of feature rows: tandem score ---- */
+
+/* The most input columns one scoring run copies to its output. */
+#define TDM_SCORE_MAX_KEEP 64
+
+/*
+ * How to score a file (the options of `tandem score`). Zero-initialise; a
+ * NULL pointer means defaults. Every pointer is only read, and only
+ * during the call: nothing here need outlive it.
+ */
+typedef struct tdm_score_options {
+  int margin; /* write margins (XGBoost output_margin, LightGBM
+                 predict_raw_score) instead of transformed scores */
+  /* Write feature contributions instead of scores: 1 exact TreeSHAP
+   * (XGBoost pred_contribs, LightGBM pred_contrib), 2 Saabas' approximation
+   * (XGBoost approx_contribs; XGBoost models only). Not with margin. */
+  int contribs;
+  int threads;       /* 0: all cores; the output is the same bytes for any
+                        number (at most 256 are used) */
+  size_t iterations; /* use only the first N boosting rounds; 0: all */
+  /* Score only part shard_index (from 0) of shard_count contiguous parts
+   * of the input, cut by bytes at record starts; only part 0 writes the
+   * header, so the parts' outputs concatenated in order are the whole
+   * run's output, byte for byte. shard_count 0 or 1: the whole input. */
+  unsigned shard_index, shard_count;
+  /* Input columns copied to the output, before the scores; at most
+   * TDM_SCORE_MAX_KEEP. */
+  const char *const *keep;
+  size_t num_keep;
+  /* "KEY=VALUE" labels kept in the manifest. */
+  const char *const *tags;
+  size_t num_tags;
+  /* The fast evaluator's kernel ("scalar", "avx2", "avx512"); NULL: the
+   * widest that pays on this CPU. Unlike tdm_model_use_kernel, a kernel
+   * this CPU or the model's layout lacks is not an error: the run keeps
+   * the portable one (the manifest names the kernel used). */
+  const char *kernel;
+} tdm_score_options;
+
+/* What a scoring run did. */
+typedef struct tdm_score_stats {
+  size_t rows;    /* scored */
+  size_t columns; /* of the input */
+  int threads;    /* worker threads used */
+  double seconds;
+} tdm_score_stats;
+
+/*
+ * Scores every row of a feature matrix file with the model at model_path,
+ * as `tandem score --model M --in IN --out OUT` does. IN is CSV with a
+ * header, or JSON Lines when it ends in .jsonl or .ndjson (one object per
+ * line, keys naming features); columns are matched to the model's
+ * features by name, in any order, and others are ignored; an empty field,
+ * NaN, nan, NA or null is missing. OUT (CSV, or JSON Lines for .jsonl)
+ * and OUT.manifest.json appear only when the run succeeds; a failed run
+ * leaves no partial file. The run is not recorded in the run registry
+ * (that is the CLI's job). stats may be NULL. Safe to call from several
+ * threads at once (each run loads its own model), as long as their
+ * outputs differ.
+ *
+ * Errors: TDM_EINVAL for options that do not go together (contribs with
+ * margin, more than TDM_SCORE_MAX_KEEP columns to keep, a shard outside
+ * its count) and for an output (OUT or its manifest) that is the model or
+ * the input, by any name, which the run would replace (refused before
+ * anything is written); TDM_EUNSUPPORTED for contributions the model
+ * cannot give; the model's own errors (its JSON pointer); TDM_EPARSE /
+ * TDM_ESCHEMA for input it cannot score, naming the file, line and
+ * column; TDM_ENOTFOUND or TDM_EIO for a file that cannot be read or
+ * written.
+ */
+TDM_API int tdm_score_file(const char *model_path, const char *in_path,
+                           const char *out_path,
+                           const tdm_score_options *options,
+                           tdm_score_stats *stats, tdm_error *err);
 
 #ifdef __cplusplus
 }

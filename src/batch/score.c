@@ -81,7 +81,7 @@ static int read_header(tdm__csv *csv, const tdm_model *model,
   tdm_model_get_info(model, &info);
   num_features = info.num_features;
   map->feature_col = tdm__calloc(num_features, sizeof *map->feature_col);
-  map->keep_col = tdm__calloc(opt->num_keep + 1, sizeof *map->keep_col);
+  map->keep_col = tdm__calloc(opt->score.num_keep + 1, sizeof *map->keep_col);
   if (map->header == NULL || map->feature_col == NULL || map->keep_col == NULL)
     return tdm__fail(err, TDM_ENOMEM, "out of memory");
   for (size_t c = 0; c < record.count; c++) {
@@ -97,7 +97,7 @@ static int read_header(tdm__csv *csv, const tdm_model *model,
                    find_column(map, tdm_model_feature_name(model, 0),
                                opt->in_path, NULL, &probe_rc) < 0 &&
                    probe_rc == TDM_OK &&
-                   map->num_columns == num_features + opt->num_keep;
+                   map->num_columns == num_features + opt->score.num_keep;
   for (size_t f = 0; f < num_features; f++) {
     const char *name = tdm_model_feature_name(model, f);
     long c = positional ? -1 : find_column(map, name, opt->in_path, err, &rc);
@@ -107,8 +107,8 @@ static int read_header(tdm__csv *csv, const tdm_model *model,
       size_t seen = 0;
       for (size_t k = 0; k < map->num_columns; k++) {
         int kept = 0;
-        for (size_t j = 0; j < opt->num_keep; j++)
-          if (strcmp(map->header[k], opt->keep[j]) == 0) kept = 1;
+        for (size_t j = 0; j < opt->score.num_keep; j++)
+          if (strcmp(map->header[k], opt->score.keep[j]) == 0) kept = 1;
         if (kept) continue;
         if (seen++ == f) {
           c = (long)k;
@@ -124,13 +124,13 @@ static int read_header(tdm__csv *csv, const tdm_model *model,
                        num_features);
     map->feature_col[f] = (size_t)c;
   }
-  for (size_t k = 0; k < opt->num_keep; k++) {
-    long c = find_column(map, opt->keep[k], opt->in_path, err, &rc);
+  for (size_t k = 0; k < opt->score.num_keep; k++) {
+    long c = find_column(map, opt->score.keep[k], opt->in_path, err, &rc);
     if (rc != TDM_OK) return rc;
     if (c < 0)
       return tdm__fail(err, TDM_ESCHEMA,
                        "%s:%zu: no column \"%s\" to keep (--keep)",
-                       opt->in_path, map->header_line, opt->keep[k]);
+                       opt->in_path, map->header_line, opt->score.keep[k]);
     map->keep_col[k] = (size_t)c;
   }
   return TDM_OK;
@@ -253,7 +253,7 @@ static int contrib_header(tdm__buf *line, const tdm_model *model) {
  * in a column named score was read as a probability downstream), else
  * "score". */
 static const char *output_name(const tdm__score_options *opt) {
-  return opt->margin ? "margin" : "score";
+  return opt->score.margin ? "margin" : "score";
 }
 
 /* The CSV header: --keep columns, then "score" or score_0..score_{k-1}
@@ -264,11 +264,12 @@ static int write_header(FILE *fp, tdm__sha256 *hash,
                         size_t width) {
   tdm__buf line = {0};
   int rc = TDM_OK;
-  for (size_t k = 0; k < opt->num_keep && rc == TDM_OK; k++) {
-    rc = tdm__csv_append_field(&line, opt->keep[k], strlen(opt->keep[k]));
+  for (size_t k = 0; k < opt->score.num_keep && rc == TDM_OK; k++) {
+    rc = tdm__csv_append_field(&line, opt->score.keep[k],
+                               strlen(opt->score.keep[k]));
     if (rc == TDM_OK) rc = tdm__buf_append(&line, ",", 1);
   }
-  if (opt->contribs) {
+  if (opt->score.contribs) {
     if (rc == TDM_OK) rc = contrib_header(&line, model);
   } else if (width == 1) {
     if (rc == TDM_OK) rc = tdm__buf_printf(&line, "%s\n", output_name(opt));
@@ -413,7 +414,8 @@ static int chunk_alloc(chunk *ch, const scorer *sc) {
     p->rows = tdm__malloc(n * (sc->nf ? sc->nf : 1) * sizeof(double));
     p->scores = tdm__malloc(n * sc->width * sizeof(double));
     p->keep_end = tdm__malloc(n * sizeof(size_t));
-    p->seen = tdm__calloc(sc->nf + sc->opt->num_keep + 1, sizeof *p->seen);
+    p->seen =
+        tdm__calloc(sc->nf + sc->opt->score.num_keep + 1, sizeof *p->seen);
     ok = p->rows && p->scores && p->keep_end && p->seen;
   }
   return ok ? TDM_OK : TDM_ENOMEM;
@@ -453,7 +455,7 @@ static int put_kept_key(part *p, size_t k) {
   if (p->sc->out_format == FORMAT_CSV) return TDM_OK;
   tdm__buf *b = &p->keep;
   if (tdm__buf_append(b, k == 0 ? "{" : ",", 1) != TDM_OK) return TDM_ENOMEM;
-  if (tdm__json_append_string(b, p->sc->opt->keep[k]) != TDM_OK)
+  if (tdm__json_append_string(b, p->sc->opt->score.keep[k]) != TDM_OK)
     return TDM_ENOMEM;
   return tdm__buf_append(b, ":", 1);
 }
@@ -555,13 +557,13 @@ static int json_feature(part *p, const tdm__json_doc *doc, const tdm__json *v,
 static int fill_jsonl_row(part *p, const char *text, size_t len, size_t line,
                           double *row) {
   const scorer *sc = p->sc;
-  size_t nk = sc->opt->num_keep;
+  size_t nk = sc->opt->score.num_keep;
   tdm__json_doc doc;
   int rc =
       tdm__json_parse_at(&doc, text, len, sc->opt->in_path, line, 0, &p->err);
   if (rc != TDM_OK) return rc;
   const tdm__json *obj = doc.root;
-  const tdm__json *kept[TDM__MAX_KEEP] = {0};
+  const tdm__json *kept[TDM_SCORE_MAX_KEEP] = {0};
   if (obj->type != TDM__JSON_OBJECT) {
     rc = tdm__fail(&p->err, TDM_EPARSE,
                    "%s:%zu: each line must be a JSON object of features, "
@@ -623,7 +625,7 @@ static int fill_jsonl_row(part *p, const char *text, size_t len, size_t line,
       rc = tdm__fail(&p->err, TDM_EPARSE,
                      "%s:%zu:%zu: --keep \"%s\" must be a string, number, "
                      "boolean or null, not %s",
-                     sc->opt->in_path, line, column, sc->opt->keep[k],
+                     sc->opt->in_path, line, column, sc->opt->score.keep[k],
                      tdm__json_type_name(v));
       break;
     }
@@ -647,12 +649,12 @@ static int format_row(part *p, size_t i, const double *scores) {
   int jsonl = sc->out_format == FORMAT_JSONL;
   /* Contributions of a model with several outputs are one array per
    * output in JSON Lines: [[class 0's], [class 1's], ...]. */
-  size_t group = sc->opt->contribs && sc->outputs > 1 && jsonl
+  size_t group = sc->opt->score.contribs && sc->outputs > 1 && jsonl
                      ? sc->width / sc->outputs
                      : sc->width;
   if (jsonl) {
-    const char *open = sc->opt->num_keep ? "," : "{";
-    if (sc->opt->contribs)
+    const char *open = sc->opt->score.num_keep ? "," : "{";
+    if (sc->opt->score.contribs)
       at += sprintf(
           at, group < sc->width ? "%s\"contribs\":[[" : "%s\"contribs\":[",
           open);
@@ -673,7 +675,7 @@ static int format_row(part *p, size_t i, const double *scores) {
   }
   if (jsonl) {
     if (group < sc->width) *at++ = ']';
-    if (sc->width > 1 || sc->opt->contribs) *at++ = ']';
+    if (sc->width > 1 || sc->opt->score.contribs) *at++ = ']';
     *at++ = '}';
   }
   *at++ = '\n';
@@ -694,7 +696,7 @@ static int fill_csv_row(part *p, const tdm__csv_record *record, double *row) {
                          field->len);
     if (rc != TDM_OK) return rc;
   }
-  for (size_t k = 0; k < sc->opt->num_keep; k++) {
+  for (size_t k = 0; k < sc->opt->score.num_keep; k++) {
     const tdm__csv_field *field = &record->fields[map->keep_col[k]];
     if (put_kept_key(p, k) != TDM_OK ||
         put_kept(p, field->text, field->len, 0) != TDM_OK)
@@ -736,10 +738,10 @@ static int next_record(part *p, tdm__csv *reader, double *row) {
                   ? tdm__csv_next(reader, &record, &p->err)
                   : tdm__csv_next_line(reader, &text, &len, &line, &p->err);
     if (got <= 0) return got;
-    if (opt->shard_count > 1) {
-      uint64_t owner = at * opt->shard_count / sc->input_size;
-      if (owner < opt->shard_index) continue;
-      if (owner > opt->shard_index) {
+    if (opt->score.shard_count > 1) {
+      uint64_t owner = at * opt->score.shard_count / sc->input_size;
+      if (owner < opt->score.shard_index) continue;
+      if (owner > opt->score.shard_index) {
         p->past_shard = 1;
         return 0;
       }
@@ -1021,7 +1023,8 @@ static int write_manifest(const tdm__score_options *opt, const tdm_model *model,
                            "{\n  \"tandem_version\": \"%s\",\n"
                            "  \"command\": \"score\",\n  ",
                            TDM_VERSION);
-  if (rc == TDM_OK) rc = tdm__json_append_tags(&b, opt->tags, opt->num_tags);
+  if (rc == TDM_OK)
+    rc = tdm__json_append_tags(&b, opt->score.tags, opt->score.num_tags);
   if (rc == TDM_OK) rc = tdm__buf_printf(&b, "\"model\": {\"path\": ");
   if (rc == TDM_OK) rc = tdm__json_append_string(&b, opt->model_path);
   if (rc == TDM_OK)
@@ -1041,22 +1044,22 @@ static int write_manifest(const tdm__score_options *opt, const tdm_model *model,
                          in_hex, stats->rows, stats->columns);
   if (rc == TDM_OK) rc = tdm__json_append_string(&b, opt->out_path);
   if (rc == TDM_OK)
-    rc = tdm__buf_printf(&b,
-                         ", \"sha256\": \"%s\", \"rows\": %zu, "
-                         "\"score_columns\": %zu},\n  \"flags\": "
-                         "{\"margin\": %s, \"contribs\": %s, "
-                         "\"iterations\": %zu, "
-                         "\"threads\": %d, \"shard\": \"%u/%u\", \"keep\": [",
-                         out_hex, stats->rows, width,
-                         opt->margin ? "true" : "false",
-                         opt->contribs == 2   ? "\"approx\""
-                         : opt->contribs == 1 ? "\"exact\""
-                                              : "false",
-                         opt->iterations, stats->threads, opt->shard_index + 1,
-                         opt->shard_count ? opt->shard_count : 1);
-  for (size_t k = 0; rc == TDM_OK && k < opt->num_keep; k++) {
+    rc = tdm__buf_printf(
+        &b,
+        ", \"sha256\": \"%s\", \"rows\": %zu, "
+        "\"score_columns\": %zu},\n  \"flags\": "
+        "{\"margin\": %s, \"contribs\": %s, "
+        "\"iterations\": %zu, "
+        "\"threads\": %d, \"shard\": \"%u/%u\", \"keep\": [",
+        out_hex, stats->rows, width, opt->score.margin ? "true" : "false",
+        opt->score.contribs == 2   ? "\"approx\""
+        : opt->score.contribs == 1 ? "\"exact\""
+                                   : "false",
+        opt->score.iterations, stats->threads, opt->score.shard_index + 1,
+        opt->score.shard_count ? opt->score.shard_count : 1);
+  for (size_t k = 0; rc == TDM_OK && k < opt->score.num_keep; k++) {
     if (k > 0) rc = tdm__buf_append(&b, ", ", 2);
-    if (rc == TDM_OK) rc = tdm__json_append_string(&b, opt->keep[k]);
+    if (rc == TDM_OK) rc = tdm__json_append_string(&b, opt->score.keep[k]);
   }
   if (rc == TDM_OK)
     rc = tdm__buf_printf(
@@ -1081,7 +1084,7 @@ static int write_manifest(const tdm__score_options *opt, const tdm_model *model,
 /* JSON Lines input: keys name features (and --keep columns). */
 static int jsonl_keys(scorer *sc, tdm_error *err) {
   const tdm__score_options *opt = sc->opt;
-  if (name_table_init(&sc->keys, sc->nf + opt->num_keep) != TDM_OK)
+  if (name_table_init(&sc->keys, sc->nf + opt->score.num_keep) != TDM_OK)
     return tdm__fail(err, TDM_ENOMEM, "out of memory");
   for (size_t f = 0; f < sc->nf; f++) {
     const char *name = tdm_model_feature_name(sc->model, f);
@@ -1091,13 +1094,13 @@ static int jsonl_keys(scorer *sc, tdm_error *err) {
                        "Lines input needs distinct names",
                        opt->model_path, name);
   }
-  for (size_t k = 0; k < opt->num_keep; k++) {
-    size_t got = name_table_put(&sc->keys, opt->keep[k], sc->nf + k);
+  for (size_t k = 0; k < opt->score.num_keep; k++) {
+    size_t got = name_table_put(&sc->keys, opt->score.keep[k], sc->nf + k);
     if (got != sc->nf + k)
       return tdm__fail(err, TDM_EINVAL,
                        "--keep \"%s\" is %s; keep each field once, and not "
                        "the features",
-                       opt->keep[k],
+                       opt->score.keep[k],
                        got < sc->nf ? "a model feature" : "given twice");
   }
   return TDM_OK;
@@ -1118,11 +1121,11 @@ int tdm__score_run(const tdm__score_options *opt, tdm__score_stats *stats,
   scorer sc = {0};
   tdm__atomic_file out = {0};
   int out_open = 0;
-  int flags = opt->margin ? TDM_PREDICT_MARGIN : 0;
-  if (opt->contribs)
+  int flags = opt->score.margin ? TDM_PREDICT_MARGIN : 0;
+  if (opt->score.contribs)
     flags = TDM_PREDICT_CONTRIBS |
-            (opt->contribs == 2 ? TDM_PREDICT_APPROX_CONTRIBS : 0);
-  int threads = opt->threads;
+            (opt->score.contribs == 2 ? TDM_PREDICT_APPROX_CONTRIBS : 0);
+  int threads = opt->score.threads;
   if (threads <= 0) {
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     threads = cores > 0 ? (int)cores : 1;
@@ -1135,19 +1138,36 @@ int tdm__score_run(const tdm__score_options *opt, tdm__score_stats *stats,
   int64_t started_ms = tdm__now_ms();
   stats->threads = threads;
   int rc = TDM_OK;
-  if (opt->num_keep > TDM__MAX_KEEP) {
-    rc = tdm__fail(err, TDM_EINVAL, "at most %d --keep columns", TDM__MAX_KEEP);
+  if (opt->score.num_keep > TDM_SCORE_MAX_KEEP) {
+    rc = tdm__fail(err, TDM_EINVAL, "at most %d --keep columns",
+                   TDM_SCORE_MAX_KEEP);
+    goto done;
+  }
+  /* The CLI refuses these as usage errors before calling; the checks here
+   * are for the API's callers, whose options no parser has seen. */
+  if (opt->score.contribs < 0 || opt->score.contribs > 2 ||
+      (opt->score.contribs && opt->score.margin)) {
+    rc = tdm__fail(err, TDM_EINVAL,
+                   "contribs must be 0, 1 (TreeSHAP) or 2 (Saabas), and "
+                   "not with margin (contributions are always in margin "
+                   "space)");
+    goto done;
+  }
+  if (opt->score.shard_index >=
+      (opt->score.shard_count > 1 ? opt->score.shard_count : 1)) {
+    rc = tdm__fail(err, TDM_EINVAL, "shard %u of %u: no such part",
+                   opt->score.shard_index, opt->score.shard_count);
     goto done;
   }
   rc = tdm_model_load(opt->model_path, &model, err);
-  if (rc == TDM_OK && opt->kernel != NULL)
-    tdm__fast_use_kernel(model, opt->kernel);
-  if (rc == TDM_OK && opt->iterations > 0)
-    rc = tdm_model_limit_iterations(model, opt->iterations, err);
+  if (rc == TDM_OK && opt->score.kernel != NULL)
+    tdm__fast_use_kernel(model, opt->score.kernel);
+  if (rc == TDM_OK && opt->score.iterations > 0)
+    rc = tdm_model_limit_iterations(model, opt->score.iterations, err);
   if (rc != TDM_OK) goto done;
   tdm_model_info info;
   tdm_model_get_info(model, &info);
-  if (opt->contribs && !tdm_model_has_contribs(model)) {
+  if (opt->score.contribs && !tdm_model_has_contribs(model)) {
     rc = tdm__fail(err, TDM_EUNSUPPORTED,
                    "%s: --contribs needs the trees' covers (XGBoost's "
                    "sum_hessian, LightGBM's leaf_count and internal_count), "
@@ -1155,7 +1175,7 @@ int tdm__score_run(const tdm__score_options *opt, tdm__score_stats *stats,
                    opt->model_path);
     goto done;
   }
-  if (opt->contribs == 2 && !info.float32) {
+  if (opt->score.contribs == 2 && !info.float32) {
     rc = tdm__fail(err, TDM_EUNSUPPORTED,
                    "%s: --approx-contribs is XGBoost's approx_contribs; "
                    "LightGBM models have only exact contributions",
@@ -1215,7 +1235,7 @@ int tdm__score_run(const tdm__score_options *opt, tdm__score_stats *stats,
   rc = tdm__atomic_open(&out, opt->out_path, err);
   if (rc != TDM_OK) goto done;
   out_open = 1;
-  if (opt->shard_count > 1) {
+  if (opt->score.shard_count > 1) {
     struct stat st;
     if (fstat(fileno(in), &st) != 0 || !S_ISREG(st.st_mode)) {
       rc = tdm__fail(err, TDM_EINVAL, "%s: --shard needs a regular file",
@@ -1224,7 +1244,7 @@ int tdm__score_run(const tdm__score_options *opt, tdm__score_stats *stats,
     }
     sc.input_size = (uint64_t)st.st_size;
   }
-  if (opt->shard_index == 0 && sc.out_format == FORMAT_CSV) {
+  if (opt->score.shard_index == 0 && sc.out_format == FORMAT_CSV) {
     rc = write_header(out.fp, &out_hash, opt, model, sc.width);
     if (rc != TDM_OK) {
       rc = rc == TDM_ENOMEM ? tdm__fail(err, rc, "out of memory")

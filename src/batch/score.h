@@ -13,39 +13,17 @@
 #include "tandem.h"
 
 #define TDM__MAX_THREADS 256
-#define TDM__MAX_KEEP 64
-
+/* A run: the three files and the public options (tdm_score_options, whose
+ * fields include/tandem.h documents), so the CLI, the API and the runner
+ * share one definition of what a run can be asked. */
 typedef struct tdm__score_options {
   const char *model_path;
   const char *in_path;
   const char *out_path;
-  int margin;        /* write margins instead of transformed scores */
-  /* Write feature contributions instead of scores: 1 TreeSHAP (XGBoost
-   * pred_contribs, LightGBM pred_contrib), 2 Saabas (approx_contribs). */
-  int contribs;
-  int threads;       /* worker threads; 0 means all cores */
-  size_t iterations; /* use only the first N boosting rounds; 0: all */
-  /* --shard I/N as shard_index = I - 1 and shard_count = N (0 or 1: the
-   * whole input). A shard scores the records whose first byte lies in the
-   * I-th of N equal byte ranges of the input; only shard 1 writes the
-   * header, so the N outputs concatenated in order are the unsharded
-   * output, byte for byte. */
-  unsigned shard_index, shard_count;
-  const char **keep; /* input columns copied to the output first */
-  size_t num_keep;
-  const char *const *tags; /* "KEY=VALUE" labels for the run registry */
-  size_t num_tags;
-  /* The fast evaluator's kernel ("scalar", "avx2", "avx512"; NULL: the
-   * widest that pays on this CPU). The CLI sets it from TANDEM_KERNEL. */
-  const char *kernel;
+  tdm_score_options score;
 } tdm__score_options;
 
-typedef struct tdm__score_stats {
-  size_t rows;
-  size_t columns;
-  int threads; /* worker threads used */
-  double seconds;
-} tdm__score_stats;
+typedef tdm_score_stats tdm__score_stats;
 
 int tdm__score_run(const tdm__score_options *options, tdm__score_stats *stats,
                    tdm_error *err);

@@ -1,9 +1,8 @@
 /*
- * cmd_score.c - `tandem score`: parses options and hands them to the batch
- * scoring runner (src/batch/score.c). It is not on the public API: the
- * API scores rows in memory (tdm_model_predict), not files, and the
- * runner's file formats, explanations, manifest and kernel choice have no
- * public call yet (docs/embedding.md).
+ * cmd_score.c - `tandem score`: parses options and scores the file through
+ * the public API (tdm_score_file), as any program embedding tandem would;
+ * what it adds is the command line, TANDEM_KERNEL, its usage errors and
+ * the run registry's record.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -12,8 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../batch/score.h"
-#include "../core/core.h"
 #include "cli.h"
 
 static const char score_help[] =
@@ -83,7 +80,8 @@ int tdm__cmd_score(int argc, char **argv) {
       {"tag", required_argument, NULL, 'T'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
-  tdm__score_options opt = {0};
+  const char *model_path = NULL, *in_path = NULL, *out_path = NULL;
+  tdm_score_options opt = {0};
   /* Benchmarks compare kernels through the environment; the library
    * itself reads none. */
   opt.kernel = getenv("TANDEM_KERNEL");
@@ -100,9 +98,9 @@ int tdm__cmd_score(int argc, char **argv) {
   int c;
   while ((c = getopt_long(argc, argv, ":h", long_options, NULL)) != -1) {
     switch (c) {
-      case 'm': opt.model_path = optarg; break;
-      case 'i': opt.in_path = optarg; break;
-      case 'o': opt.out_path = optarg; break;
+      case 'm': model_path = optarg; break;
+      case 'i': in_path = optarg; break;
+      case 'o': out_path = optarg; break;
       case 'M': opt.margin = 1; break;
       case 'C': opt.contribs = 1; break;
       case 'A': opt.contribs = 2; break;
@@ -193,35 +191,36 @@ int tdm__cmd_score(int argc, char **argv) {
                               "(contributions are always in margin space)");
     goto done;
   }
-  if (opt.model_path == NULL || opt.in_path == NULL || opt.out_path == NULL) {
+  if (model_path == NULL || in_path == NULL || out_path == NULL) {
     status = tdm__usage_error("score", "--model, --in and --out are required");
     goto done;
   }
   opt.keep = keep;
   opt.tags = tags;
   tdm_error err;
-  tdm__score_stats stats;
+  tdm_score_stats stats;
   /* The output and its manifest replace their paths at the end: never
-   * when that path is the model or the input. */
-  const char *inputs[] = {opt.model_path, opt.in_path};
+   * when that path is the model or the input. tdm_score_file refuses
+   * that too, but its message cannot name the flags a user typed. */
+  const char *inputs[] = {model_path, in_path};
   const char *input_flags[] = {"--model", "--in"};
   char manifest[4096];
-  snprintf(manifest, sizeof manifest, "%s.manifest.json", opt.out_path);
-  int rc = tdm__refuse_output_onto_input("--out", opt.out_path, inputs,
-                                         input_flags, 2, &err);
+  snprintf(manifest, sizeof manifest, "%s.manifest.json", out_path);
+  int rc = tdm__cli_refuse_output_onto_input("--out", out_path, inputs,
+                                             input_flags, 2, &err);
   if (rc == TDM_OK)
-    rc = tdm__refuse_output_onto_input("the manifest", manifest, inputs,
-                                       input_flags, 2, &err);
+    rc = tdm__cli_refuse_output_onto_input("the manifest", manifest, inputs,
+                                           input_flags, 2, &err);
   if (rc != TDM_OK) {
     status = tdm__report(rc, &err);
     goto done;
   }
-  rc = tdm__score_run(&opt, &stats, &err);
+  rc = tdm_score_file(model_path, in_path, out_path, &opt, &stats, &err);
   if (rc != TDM_OK) {
     status = tdm__report(rc, &err);
     goto done;
   }
-  tdm__cli_record_run("score", registry, no_registry, opt.out_path);
+  tdm__cli_record_run("score", registry, no_registry, out_path);
 done:
   for (size_t i = 0; i < num_storage; i++) free(keep_storage[i]);
   return status;

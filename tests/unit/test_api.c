@@ -694,3 +694,150 @@ TEST(api_two_pipelines_in_two_threads) {
   remove_tree(dir);
   return 0;
 }
+
+/* The reference of the scoring test's linear model, in the documented
+ * order (docs/linear-models.md): m = intercept, then m += coefficient *
+ * value per feature in the file's order; a missing b is 2. */
+static double score_reference(double a, int b_missing, double b) {
+  double m = 1;
+  m += 0.5 * a;
+  m += -0.375 * (b_missing ? 2 : b);
+  return m;
+}
+
+/* tdm_score_file scores a CSV file whose columns come in another order
+ * than the model's, with a column kept and cells missing, and every score
+ * is the reference's double, bit for bit; 3 threads and 3 shards (their
+ * outputs concatenated) give the same bytes as 1 thread. Outputs that
+ * would replace the model or the input (a manifest by a hard link
+ * included) are refused before anything is written; options no parser has
+ * checked are refused as such; an input the model cannot score (a missing
+ * a, which the model makes an error) fails naming the file and leaves no
+ * output. */
+TEST(api_score_file_matches_reference) {
+  enum { N = 500 };
+  char dir[64], model[128], in[128], out[128], part[128], hard[160];
+  snprintf(dir, sizeof dir, "/tmp/tdm-api-XXXXXX");
+  CHECK(mkdtemp(dir) != NULL);
+  snprintf(model, sizeof model, "%s/model.json", dir);
+  snprintf(in, sizeof in, "%s/rows.csv", dir);
+  snprintf(out, sizeof out, "%s/scores.csv", dir);
+  FILE *f = fopen(model, "w");
+  CHECK(f != NULL);
+  fputs(
+      "{\"format\": \"tandem-linear\", \"link\": \"identity\", "
+      "\"intercept\": 1, \"coefficients\": {\"a\": 0.5, \"b\": -0.375}, "
+      "\"missing\": {\"b\": 2}}\n",
+      f);
+  fclose(f);
+  static double a[N], b[N];
+  static int b_missing[N];
+  f = fopen(in, "w");
+  CHECK(f != NULL);
+  fputs("b,id,a\n", f);
+  unsigned seed = 19;
+  for (size_t i = 0; i < N; i++) {
+    seed = seed * 1103515245u + 12345u;
+    a[i] = ((int)(seed >> 8) % 200001 - 100000) / 64.0;
+    b[i] = ((int)(seed >> 4) % 30001 - 15000) / 1024.0;
+    b_missing[i] = (seed >> 20) % 8 == 0;
+    if (b_missing[i])
+      fprintf(f, ",r%zu,%.17g\n", i, a[i]);
+    else
+      fprintf(f, "%.17g,r%zu,%.17g\n", b[i], i, a[i]);
+  }
+  CHECK(fclose(f) == 0);
+
+  tdm_error err;
+  tdm_score_stats stats;
+  const char *keep[] = {"id"};
+  tdm_score_options so = {0};
+  so.threads = 1;
+  so.keep = keep;
+  so.num_keep = 1;
+  CHECK_INT(tdm_score_file(model, in, out, &so, &stats, &err), TDM_OK);
+  CHECK_INT(stats.rows, N);
+  static char whole[1 << 16], other[1 << 16];
+  long whole_len = slurp(out, whole, sizeof whole);
+  CHECK(whole_len > 0 && whole_len < (long)sizeof whole - 1);
+  char *line = whole;
+  CHECK(strncmp(line, "id,score\n", 9) == 0);
+  line += 9;
+  for (size_t i = 0; i < N; i++) {
+    char id[16];
+    snprintf(id, sizeof id, "r%zu,", i);
+    CHECK(strncmp(line, id, strlen(id)) == 0);
+    char *end;
+    double got = strtod(line + strlen(id), &end);
+    CHECK(*end == '\n');
+    CHECK(got == score_reference(a[i], b_missing[i], b[i]));
+    line = end + 1;
+  }
+  CHECK(*line == '\0');
+
+  so.threads = 3;
+  CHECK_INT(tdm_score_file(model, in, out, &so, NULL, &err), TDM_OK);
+  CHECK(slurp(out, other, sizeof other) == whole_len);
+  CHECK(memcmp(whole, other, (size_t)whole_len) == 0);
+  /* Three shards, concatenated in order, are the whole output. */
+  size_t joined = 0;
+  so.shard_count = 3;
+  for (unsigned s = 0; s < 3; s++) {
+    so.shard_index = s;
+    snprintf(part, sizeof part, "%s/part%u.csv", dir, s);
+    CHECK_INT(tdm_score_file(model, in, part, &so, NULL, &err), TDM_OK);
+    long n = slurp(part, other + joined, sizeof other - joined);
+    CHECK(n >= 0);
+    joined += (size_t)n;
+  }
+  CHECK_INT(joined, whole_len);
+  CHECK(memcmp(whole, other, joined) == 0);
+
+  /* Options a command line would have refused, and outputs onto inputs:
+   * refused, with nothing written and the input as it was. */
+  static char input[1 << 16], after[1 << 16];
+  long input_len = slurp(in, input, sizeof input);
+  CHECK(input_len > 0);
+  char fresh[128];
+  snprintf(fresh, sizeof fresh, "%s/fresh.csv", dir);
+  tdm_score_options bad = {0};
+  bad.shard_index = 3;
+  bad.shard_count = 3;
+  CHECK_INT(tdm_score_file(model, in, fresh, &bad, NULL, &err), TDM_EINVAL);
+  CHECK_CONTAINS(err.message, "shard");
+  bad = (tdm_score_options){0};
+  bad.shard_index = 1; /* of one part: the whole input */
+  CHECK_INT(tdm_score_file(model, in, fresh, &bad, NULL, &err), TDM_EINVAL);
+  bad = (tdm_score_options){0};
+  bad.margin = 1;
+  bad.contribs = 1;
+  CHECK_INT(tdm_score_file(model, in, fresh, &bad, NULL, &err), TDM_EINVAL);
+  CHECK_CONTAINS(err.message, "margin");
+  bad = (tdm_score_options){0};
+  bad.contribs = 3;
+  CHECK_INT(tdm_score_file(model, in, fresh, &bad, NULL, &err), TDM_EINVAL);
+  CHECK_INT(tdm_score_file(model, NULL, fresh, NULL, NULL, &err), TDM_EINVAL);
+  CHECK_INT(tdm_score_file(model, in, in, NULL, NULL, &err), TDM_EINVAL);
+  CHECK_CONTAINS(err.message, "the same file as the input");
+  CHECK_INT(tdm_score_file(model, in, model, NULL, NULL, &err), TDM_EINVAL);
+  CHECK_CONTAINS(err.message, "the same file as the model");
+  snprintf(hard, sizeof hard, "%s.manifest.json", fresh);
+  CHECK(link(in, hard) == 0);
+  CHECK_INT(tdm_score_file(model, in, fresh, NULL, NULL, &err), TDM_EINVAL);
+  CHECK_CONTAINS(err.message, "the manifest");
+  CHECK(unlink(hard) == 0);
+  CHECK(access(fresh, F_OK) != 0);
+  CHECK(slurp(in, after, sizeof after) == input_len);
+  CHECK(memcmp(input, after, (size_t)input_len) == 0);
+
+  /* A row without a: the model makes that an error, naming the line. */
+  f = fopen(in, "a");
+  CHECK(f != NULL);
+  fputs("1,late,\n", f);
+  CHECK(fclose(f) == 0);
+  CHECK(tdm_score_file(model, in, fresh, NULL, NULL, &err) != TDM_OK);
+  CHECK_CONTAINS(err.message, "rows.csv:502");
+  CHECK(access(fresh, F_OK) != 0);
+  remove_tree(dir);
+  return 0;
+}

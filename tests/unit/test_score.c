@@ -43,12 +43,11 @@ TEST(score_out_of_memory) {
   fputs("id,b,a\nx,0.1,3\ny,,4\nz,0.9,5\n", fp);
   fclose(fp);
   const char *keep[] = {"id"};
-  tdm__score_options opt = {.model_path = model,
-                            .in_path = in,
-                            .out_path = out,
-                            .threads = 2,
-                            .keep = keep,
-                            .num_keep = 1};
+  tdm__score_options opt = {
+      .model_path = model,
+      .in_path = in,
+      .out_path = out,
+      .score = {.threads = 2, .keep = keep, .num_keep = 1}};
   for (long countdown = 0;; countdown++) {
     tdm__score_stats stats;
     tdm_error err;
