@@ -20,11 +20,9 @@
 #include <time.h>
 #include <xgboost/c_api.h>
 
-#include "../src/batch/score.h"
-#include "../src/io/csv.h"
-#include "../src/model/model.h"
 #include "tandem.h"
 #include "bench_args.h"
+#include "bench_score.h"
 
 static double now(void) {
   struct timespec ts;
@@ -40,43 +38,10 @@ static void die(const char *what) {
 #define XGB_CHECK(call) \
   if ((call) != 0) die(XGBGetLastError())
 
-/* Reads a numeric CSV (header, model feature order) into doubles. */
-static double *read_rows(const char *path, size_t num_features, size_t *rows) {
-  FILE *fp = fopen(path, "rb");
-  if (fp == NULL) die("cannot open the rows file");
-  tdm__csv *csv;
-  tdm__csv_open(&csv, fp, path);
-  tdm__csv_record rec;
-  tdm_error err;
-  if (tdm__csv_next(csv, &rec, &err) != 1) die("empty rows file");
-  if (rec.count != num_features)
-    die("the rows file must have one column per feature");
-  size_t cap = 1024, n = 0;
-  double *data = malloc(cap * num_features * sizeof *data);
-  int rc;
-  while ((rc = tdm__csv_next(csv, &rec, &err)) == 1) {
-    if (n == cap) {
-      cap *= 2;
-      data = realloc(data, cap * num_features * sizeof *data);
-    }
-    for (size_t f = 0; f < num_features; f++) {
-      if (tdm__parse_cell_number(rec.fields[f].text, rec.fields[f].len,
-                                 &data[n * num_features + f]) != 0)
-        die("a cell is not a number");
-    }
-    n++;
-  }
-  if (rc < 0) die(err.message);
-  tdm__csv_close(csv);
-  fclose(fp);
-  *rows = n;
-  return data;
-}
-
 /* tandem scores the same float32 matrix XGBoost gets. */
 static void tandem_batch(const tdm_model *model, const float *rows32, size_t n,
                          size_t nf, double *out, int threads) {
-  tdm__predict_parallel(model, NULL, rows32, n, nf, 0, out, threads);
+  bench_predict(model, rows32, n, nf, 0, out, threads);
 }
 
 int main(int argc, char **argv) {
@@ -96,14 +61,16 @@ int main(int argc, char **argv) {
   tdm_error err;
   if (tdm_model_load(model_path, &model, &err) != TDM_OK) die(err.message);
   /* Kernels are compared with TANDEM_KERNEL=scalar|avx2|avx512. */
-  if (getenv("TANDEM_KERNEL") != NULL)
-    tdm__fast_use_kernel(model, getenv("TANDEM_KERNEL"));
+  if (getenv("TANDEM_KERNEL") != NULL &&
+      tdm_model_use_kernel(model, getenv("TANDEM_KERNEL"), &err) != TDM_OK)
+    fprintf(stderr, "bench-predict: %s\n", err.message);
   tdm_model_info info;
   tdm_model_get_info(model, &info);
   if (!info.float32) die("the peer is XGBoost: give an XGBoost model");
   size_t nf = info.num_features, width = tdm_model_output_width(model, 0);
   size_t base_rows;
-  double *base = read_rows(rows_path, nf, &base_rows);
+  double *base = bench_read_rows(rows_path, nf, &base_rows, &why);
+  if (base == NULL) die(why);
   /* Repeat the sample to the wanted size. */
   size_t n = want_rows;
   double *rows = malloc(n * nf * sizeof *rows);
@@ -225,8 +192,8 @@ int main(int argc, char **argv) {
       "model %s: %zu trees, %zu features, max depth %zu; %zu rows, %d "
       "thread(s); kernel %s, %zu bytes of layout (%.1f per node)\n",
       model_path, info.num_trees, nf, info.max_depth, n, threads,
-      tdm__fast_kernel(model), tdm__fast_bytes(model),
-      (double)tdm__fast_bytes(model) / (double)info.num_nodes);
+      info.kernel, info.layout_bytes,
+      (double)info.layout_bytes / (double)info.num_nodes);
   printf("%-28s %14s %14s %8s\n", "", "tandem", "xgboost", "ratio");
   printf("%-28s %14.0f %14.0f %7.2fx\n", "batch rows/s", tandem_rps, xgb_rps,
          tandem_rps / xgb_rps);
@@ -249,9 +216,9 @@ int main(int argc, char **argv) {
             "\"max_depth\": %zu}\n",
             model_path, info.num_trees, nf, n, threads, tandem_rps, xgb_rps,
             tandem_rps / xgb_rps, tandem_single_us, xgb_single_us,
-            xgb_single_us / tandem_single_us, tdm__fast_kernel(model),
-            tdm__fast_bytes(model),
-            (double)tdm__fast_bytes(model) / (double)info.num_nodes,
+            xgb_single_us / tandem_single_us, info.kernel,
+            info.layout_bytes,
+            (double)info.layout_bytes / (double)info.num_nodes,
             info.max_depth);
     fclose(fp);
   }

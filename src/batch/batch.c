@@ -403,7 +403,8 @@ static int setup(run *r, tdm_error *err) {
     return tdm__fail(err, TDM_EINVAL,
                      "--materialize needs a store: --store DIR, or store: in "
                      "the pipeline");
-  rc = tdm__pipeline_open_tables(r->p, opt->store, TDM__LOOKUP_AT_EVENT_TIME,
+  rc = tdm__pipeline_open_tables(r->p, opt->store, opt->store_settings,
+                                 TDM__LOOKUP_AT_EVENT_TIME,
                                  err);
   if (rc != TDM_OK) return rc;
   if (opt->in_memory)
@@ -539,7 +540,7 @@ static int materialize(run *r, const char *pipeline_hex,
      * name another job's newer version, and would load a Redis table. */
     size_t rows = tdm__table_writer_rows(c.writer);
     rc = tdm__table_commit(c.writer, &version, err);
-    if (rc == TDM_OK && st->num_materialized < 16) {
+    if (rc == TDM_OK && st->num_materialized < TDM_BATCH_MAX_TABLES) {
       tdm__batch_materialized *done = &st->materialized[st->num_materialized++];
       snprintf(done->table, sizeof done->table, "%s", ms->table);
       done->version = version;
@@ -569,7 +570,7 @@ int tdm__batch_run(const tdm__batch_options *opt, tdm__batch_stats *stats,
     tdm__state_map *maps[TDM__MAX_THREADS];
     for (int t = 0; t < r.threads; t++) maps[t] = r.workers[t].map;
     rc = tdm__state_dir_save(opt->save_state, tdm__pipeline_spec(r.p)->name,
-                             maps, (size_t)r.threads, err);
+                             maps, (size_t)r.threads, opt->store_settings, err);
     state_saved = rc == TDM_OK;
     if (state_saved) tdm__crash_point("batch-state-saved");
   }

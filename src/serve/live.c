@@ -498,7 +498,8 @@ static int replay_logged(void *ctx, uint64_t seq, const void *value,
 static int load_tables(tdm__live *live, tdm_error *err);
 
 int tdm__live_open(const char *pipeline_path, const char *state_dir,
-                   const char *store, tdm__live **out, tdm_error *err) {
+                   const char *store, const tdm__store_settings *settings,
+                   tdm__live **out, tdm_error *err) {
   *out = NULL;
   tdm__live *live = tdm__calloc(1, sizeof *live);
   if (live == NULL) return tdm__fail(err, TDM_ENOMEM, "out of memory");
@@ -514,11 +515,13 @@ int tdm__live_open(const char *pipeline_path, const char *state_dir,
                ? tdm__pipeline_load(pipeline_path, 0, &live->p, err)
                : tdm__fail(err, TDM_ENOMEM, "out of memory");
   if (rc == TDM_OK)
-    rc = tdm__pipeline_open_tables(live->p, store, TDM__LOOKUP_FOLLOW, err);
+    rc = tdm__pipeline_open_tables(live->p, store, settings,
+                                   TDM__LOOKUP_FOLLOW, err);
   if (rc == TDM_OK) rc = load_tables(live, err);
   if (rc == TDM_OK)
     rc = tdm__scheduler_start(pipeline_path, tdm__pipeline_spec(live->p),
-                              store, &live->scheduler, err);
+                              store, settings ? settings->scratch_dir : NULL,
+                              &live->scheduler, err);
   for (int i = 0; i < NUM_SHARDS && rc == TDM_OK; i++) {
     if (tdm__state_map_new(live->p, &live->shards[i].map) != TDM_OK)
       rc = tdm__fail(err, TDM_ENOMEM, "out of memory");
@@ -529,7 +532,8 @@ int tdm__live_open(const char *pipeline_path, const char *state_dir,
     const char *name = tdm__pipeline_spec(live->p)->name;
     uint64_t max_tag = 0;
     live->state_dir = tdm__strdup(state_dir);
-    rc = live->state_dir ? tdm__state_dir_open(state_dir, name, &live->store, err)
+    rc = live->state_dir ? tdm__state_dir_open(state_dir, name, settings,
+                                               &live->store, err)
                          : tdm__fail(err, TDM_ENOMEM, "out of memory");
     if (rc == TDM_OK) rc = tdm__wal_open(state_dir, name, &live->wal, err);
     if (rc == TDM_OK)

@@ -117,6 +117,8 @@
   X(api_pipeline_open_errors_name_where) \
   X(api_state_answers_as_defined) \
   X(api_durable_state_continues_after_reopen) \
+  X(api_store_options_not_environment) \
+  X(api_model_use_kernel) \
   X(api_batch_equals_process) \
   X(api_batch_rows_equals_file) \
   X(api_two_pipelines_in_two_threads)     \
