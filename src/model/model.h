@@ -166,6 +166,11 @@ struct tdm_model {
    * exact contributions builds them, under shap_lock. */
   tdm__shap_table *shap_table;
   pthread_mutex_t shap_lock;
+  /* How exact contributions are computed (tdm__shap_configure; tests
+   * and benchmarks): the lanes' kernel (NULL: the widest), and 1 to leave
+   * the leaf tables out. */
+  const char *shap_kernel;
+  int shap_no_tables;
 
   /* The fast evaluator's layout (fast.c); NULL when it does not apply. */
   tdm__fast *fast;
@@ -287,6 +292,14 @@ int tdm__contribs_batched(const tdm_model *model, const double *rows64,
  * that tree into phi (num_features floats), in XGBoost's order for that
  * row. kernel names the kernel in use (a static string).
  */
+/* Tests and benchmarks: the kernel the lanes use for this model ("avx512",
+ * "avx2", anything else the portable one; NULL: the widest), and whether
+ * the leaf tables are used (0: every tree the lanes take goes through
+ * them for calls of several rows, the others through the recursion).
+ * Call before the model is shared; `kernel` must outlive the model. The
+ * CLI's `score` sets them from TANDEM_KERNEL and TANDEM_SHAP_TABLES=off. */
+void tdm__shap_configure(tdm_model *model, const char *kernel, int tables);
+
 #define TDM__SHAP_BATCH_LANES 16
 typedef struct tdm__shap_batch tdm__shap_batch;
 int tdm__shap_batch_new(const tdm_model *model, const char *kernel,

@@ -714,14 +714,17 @@ static int contribs(const tdm_model *model, const double *rows64,
     return TDM_EUNSUPPORTED;
   if (num_rows == 0) return TDM_OK;
   const shap_table *table =
-      mode == CONTRIBS_FAST && !approximate ? table_get(model) : NULL;
+      mode == CONTRIBS_FAST && !approximate && !model->shap_no_tables
+          ? table_get(model)
+          : NULL;
   shap_scratch s;
   if (scratch_new(model, &s) != TDM_OK) return TDM_ENOMEM;
   tdm__shap_batch *batch = NULL;
   if (model->float32 && !approximate &&
       (mode == CONTRIBS_BATCHED ||
        (mode == CONTRIBS_FAST && num_rows >= BATCH_MIN_ROWS)) &&
-      tdm__shap_batch_new(model, kernel, &batch) != TDM_OK) {
+      tdm__shap_batch_new(model, kernel ? kernel : model->shap_kernel,
+                          &batch) != TDM_OK) {
     scratch_free(&s);
     return TDM_ENOMEM;
   }
@@ -766,4 +769,9 @@ int tdm__contribs_batched(const tdm_model *model, const double *rows64,
                           const char *kernel, double *out) {
   return contribs(model, rows64, rows32, num_rows, 0, CONTRIBS_BATCHED, kernel,
                   out);
+}
+
+void tdm__shap_configure(tdm_model *model, const char *kernel, int tables) {
+  model->shap_kernel = kernel;
+  model->shap_no_tables = !tables;
 }
