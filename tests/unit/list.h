@@ -42,6 +42,7 @@
   X(shap_tables_match_recursion)             \
   X(shap_tables_built_once)                  \
   X(shap_tables_out_of_memory)               \
+  X(shap_lanes_match_recursion)              \
   X(number_hard_cases)                       \
   X(number_random_against_strtod)            \
   X(infer_matrix_flat_nested_and_one_row)    \
