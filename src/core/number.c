@@ -113,6 +113,29 @@ static int slow_path(const char *text, size_t len, double *out) {
   return 0;
 }
 
+/*
+ * Eight digits at once (SWAR, within one 64-bit word): whether the eight
+ * bytes at text are all ASCII digits, and their value. A byte is a digit
+ * when its high nibble is 3 and adding 6 keeps it so.
+ */
+static inline int eight_digits(const char *text, uint64_t *value) {
+  uint64_t word;
+  memcpy(&word, text, sizeof word);
+  if (((word & 0xF0F0F0F0F0F0F0F0u) |
+       (((word + 0x0606060606060606u) & 0xF0F0F0F0F0F0F0F0u) >> 4)) !=
+      0x3333333333333333u)
+    return 0;
+  /* The first digit is the lowest byte (little endian): each step joins
+   * neighbouring lanes, the first as the higher part, into lanes twice as
+   * wide (2 digits in 16 bits, 4 in 32, 8 in 64), none overflowing. */
+  word -= 0x3030303030303030u;
+  word = (word * 10 + (word >> 8)) & 0x00FF00FF00FF00FFu;
+  word = (word * 100 + (word >> 16)) & 0x0000FFFF0000FFFFu;
+  word = (word * 10000 + (word >> 32)) & 0xFFFFFFFFu;
+  *value = word;
+  return 1;
+}
+
 int tdm__parse_double(const char *text, size_t len, double *out) {
   size_t i = 0;
   int negative = 0;
@@ -121,6 +144,13 @@ int tdm__parse_double(const char *text, size_t len, double *out) {
   int digits = 0, seen_digit = 0, exponent = 0;
   while (i < len && text[i] == '0') {
     i++;
+    seen_digit = 1;
+  }
+  uint64_t eight;
+  while (digits <= 11 && i + 8 <= len && eight_digits(text + i, &eight)) {
+    w = w * 100000000 + eight;
+    digits += 8;
+    i += 8;
     seen_digit = 1;
   }
   while (i < len && text[i] >= '0' && text[i] <= '9') {
@@ -137,6 +167,13 @@ int tdm__parse_double(const char *text, size_t len, double *out) {
         exponent--;
         seen_digit = 1;
       }
+    while (digits <= 11 && i + 8 <= len && eight_digits(text + i, &eight)) {
+      w = w * 100000000 + eight;
+      digits += 8;
+      exponent -= 8;
+      i += 8;
+      seen_digit = 1;
+    }
     while (i < len && text[i] >= '0' && text[i] <= '9') {
       if (digits == 19) return slow_path(text, len, out);
       w = w * 10 + (uint64_t)(text[i++] - '0');
