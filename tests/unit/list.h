@@ -65,6 +65,7 @@
   X(infer_linear_required_feature)           \
   X(infer_metadata)                          \
   X(infer_out_of_memory) \
+  X(infer_scanned_data_matches_plain_parse)  \
   X(expr_operators_and_functions) \
   X(expr_missing_values) \
   X(expr_strings) \
