@@ -32,6 +32,7 @@
   X(model_loaders_out_of_memory)             \
   X(lightgbm_hostile_counts_fail_fast)       \
   X(csv_read_error_is_sticky)                \
+  X(csv_generated_against_reference)         \
   X(score_out_of_memory)                     \
   X(fast_matches_reference_on_random_models) \
   X(fast_matches_reference_on_fixtures)      \
@@ -45,6 +46,8 @@
   X(shap_lanes_match_recursion)              \
   X(number_hard_cases)                       \
   X(number_random_against_strtod)            \
+  X(number_near_halfway_against_strtod)      \
+  X(number_edges_against_strtod)             \
   X(infer_matrix_flat_nested_and_one_row)    \
   X(infer_per_feature_tensors)               \
   X(infer_null_and_nan_string_are_missing)   \
@@ -63,6 +66,7 @@
   X(infer_linear_required_feature)           \
   X(infer_metadata)                          \
   X(infer_out_of_memory) \
+  X(infer_scanned_data_matches_plain_parse)  \
   X(expr_operators_and_functions) \
   X(expr_missing_values) \
   X(expr_strings) \
