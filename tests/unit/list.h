@@ -6,6 +6,7 @@
   X(json_nan_literal)                        \
   X(json_syntax_errors)                      \
   X(json_utf8_in_and_out)                    \
+  X(buf_append_uint_matches_printf)          \
   X(json_pointer)                            \
   X(json_number_conversions)                 \
   X(json_out_of_memory)                      \
