@@ -77,6 +77,9 @@ typedef struct tdm__buf {
 int tdm__buf_reserve(tdm__buf *b, size_t extra);
 int tdm__buf_append(tdm__buf *b, const void *data, size_t n);
 int tdm__buf_printf(tdm__buf *b, const char *fmt, ...) TDM__PRINTF(2, 3);
+/* v in decimal, as "%llu" writes it, without printf's cost (per-answer
+ * paths such as the decision log's records). */
+int tdm__buf_append_u64(tdm__buf *b, uint64_t v);
 void tdm__buf_free(tdm__buf *b);
 
 /* ---- numbers (number.c) ---- */
