@@ -94,6 +94,7 @@
   X(pipeline_state_forget_and_replace) \
   X(wal_replays_in_order_and_survives_a_torn_tail) \
   X(wal_crc32c_known_value) \
+  X(wal_crc32c_fast_equals_reference) \
   X(wal_restarts_do_not_pile_up_segments) \
   X(decision_log_recovers_from_the_write_ahead_log) \
   X(decision_log_rotates_by_size_between_calls) \
