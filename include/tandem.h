@@ -512,8 +512,13 @@ typedef struct tdm_score_options {
   /* The fast evaluator's kernel ("scalar", "avx2", "avx512"); NULL: the
    * widest that pays on this CPU. Unlike tdm_model_use_kernel, a kernel
    * this CPU or the model's layout lacks is not an error: the run keeps
-   * the portable one (the manifest names the kernel used). */
+   * the portable one (the manifest names the kernel used). It also picks
+   * the kernel of the contribution lanes. */
   const char *kernel;
+  /* 1: exact contributions without the TreeSHAP leaf tables (the lanes and
+   * the recursion only): the same values, by another way, for tests that
+   * compare the two. 0: the tables where they pay. */
+  int shap_no_tables;
 } tdm_score_options;
 
 /* What a scoring run did. */

@@ -1162,6 +1162,8 @@ int tdm__score_run(const tdm__score_options *opt, tdm__score_stats *stats,
   rc = tdm_model_load(opt->model_path, &model, err);
   if (rc == TDM_OK && opt->score.kernel != NULL)
     tdm__fast_use_kernel(model, opt->score.kernel);
+  if (rc == TDM_OK && (opt->score.kernel != NULL || opt->score.shap_no_tables))
+    tdm__shap_configure(model, opt->score.kernel, !opt->score.shap_no_tables);
   if (rc == TDM_OK && opt->score.iterations > 0)
     rc = tdm_model_limit_iterations(model, opt->score.iterations, err);
   if (rc != TDM_OK) goto done;

@@ -85,6 +85,8 @@ int tdm__cmd_score(int argc, char **argv) {
   /* Benchmarks compare kernels through the environment; the library
    * itself reads none. */
   opt.kernel = getenv("TANDEM_KERNEL");
+  const char *tables = getenv("TANDEM_SHAP_TABLES");
+  opt.shap_no_tables = tables != NULL && strcmp(tables, "off") == 0;
   const char *keep[256];
   const char *tags[32];
   char *keep_storage[256];

@@ -77,6 +77,9 @@ typedef struct tdm__buf {
 int tdm__buf_reserve(tdm__buf *b, size_t extra);
 int tdm__buf_append(tdm__buf *b, const void *data, size_t n);
 int tdm__buf_printf(tdm__buf *b, const char *fmt, ...) TDM__PRINTF(2, 3);
+/* Appends v in decimal, as "%llu" would, without printf's format parsing
+ * (the per-request answers of the server write a few of these each). */
+int tdm__buf_append_uint(tdm__buf *b, uint64_t v);
 void tdm__buf_free(tdm__buf *b);
 
 /* ---- numbers (number.c) ---- */

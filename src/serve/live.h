@@ -108,8 +108,11 @@ int tdm__live_schedule_metrics(tdm__live *live, tdm__buf *out);
 /* The pipeline's description (GET /v1/pipelines/{name}). */
 int tdm__live_metadata(const tdm__live *live, tdm__buf *out);
 
-/* Prometheus text for the pipeline's counters. */
+/* Prometheus text for the pipeline's counters and latency histograms. */
 int tdm__live_metrics(tdm__live *live, tdm__buf *out);
+/* Records one events request's time from arrival to its answer (the
+ * server's, once the answer is queued); thread-safe (relaxed atomics). */
+void tdm__live_record_request(tdm__live *live, uint64_t ns);
 /* Samples (no HELP/TYPE lines: the caller writes them once for all
  * pipelines) of tandem_table_staleness_seconds (wall clock now minus the
  * newest version's as_of) and tandem_table_version, per table read. */
