@@ -59,7 +59,7 @@ check "api unit tests (tsan)" env TSAN_OPTIONS=halt_on_error=1 \
   api_state_answers_as_defined api_durable_state_continues_after_reopen \
   api_batch_equals_process api_two_pipelines_in_two_threads \
   atomic_tmp_registry_has_no_limit api_batch_rows_equals_file \
-  api_store_options_not_environment
+  api_store_options_not_environment api_score_file_in_two_threads
 # The same from two Python threads, each with its own pipeline (batch over
 # a DataFrame and a durable state), with libtsan preloaded into Python.
 check "python threads (tsan)" scripts/tsan_python.sh

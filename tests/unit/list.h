@@ -130,5 +130,6 @@
   X(api_batch_rows_equals_file) \
   X(api_two_pipelines_in_two_threads)     \
   X(api_score_file_matches_reference)     \
+  X(api_score_file_in_two_threads)        \
   X(access_log_line_escapes)              \
   X(access_log_threads_and_reopen)

@@ -705,6 +705,47 @@ static double score_reference(double a, int b_missing, double b) {
   return m;
 }
 
+enum { SCORE_ROWS = 500 };
+
+/* A scoring test's files: the linear model of score_reference and a CSV
+ * input of seeded rows (columns b, id, a; about one b in eight missing),
+ * with the values it holds. */
+typedef struct score_case {
+  char dir[64], model[128], in[128];
+  double a[SCORE_ROWS], b[SCORE_ROWS];
+  int b_missing[SCORE_ROWS];
+} score_case;
+
+/* Writes the case's files into a fresh directory: 0, or -1. */
+static int make_score_case(score_case *c, unsigned seed) {
+  snprintf(c->dir, sizeof c->dir, "/tmp/tdm-api-XXXXXX");
+  if (mkdtemp(c->dir) == NULL) return -1;
+  snprintf(c->model, sizeof c->model, "%s/model.json", c->dir);
+  snprintf(c->in, sizeof c->in, "%s/rows.csv", c->dir);
+  FILE *f = fopen(c->model, "w");
+  if (f == NULL) return -1;
+  fputs(
+      "{\"format\": \"tandem-linear\", \"link\": \"identity\", "
+      "\"intercept\": 1, \"coefficients\": {\"a\": 0.5, \"b\": -0.375}, "
+      "\"missing\": {\"b\": 2}}\n",
+      f);
+  if (fclose(f) != 0) return -1;
+  f = fopen(c->in, "w");
+  if (f == NULL) return -1;
+  fputs("b,id,a\n", f);
+  for (size_t i = 0; i < SCORE_ROWS; i++) {
+    seed = seed * 1103515245u + 12345u;
+    c->a[i] = ((int)(seed >> 8) % 200001 - 100000) / 64.0;
+    c->b[i] = ((int)(seed >> 4) % 30001 - 15000) / 1024.0;
+    c->b_missing[i] = (seed >> 20) % 8 == 0;
+    if (c->b_missing[i])
+      fprintf(f, ",r%zu,%.17g\n", i, c->a[i]);
+    else
+      fprintf(f, "%.17g,r%zu,%.17g\n", c->b[i], i, c->a[i]);
+  }
+  return fclose(f) == 0 ? 0 : -1;
+}
+
 /* tdm_score_file scores a CSV file whose columns come in another order
  * than the model's, with a column kept and cells missing, and every score
  * is the reference's double, bit for bit; 3 threads and 3 shards (their
@@ -715,38 +756,14 @@ static double score_reference(double a, int b_missing, double b) {
  * a, which the model makes an error) fails naming the file and leaves no
  * output. */
 TEST(api_score_file_matches_reference) {
-  enum { N = 500 };
-  char dir[64], model[128], in[128], out[128], part[128], hard[160];
-  snprintf(dir, sizeof dir, "/tmp/tdm-api-XXXXXX");
-  CHECK(mkdtemp(dir) != NULL);
-  snprintf(model, sizeof model, "%s/model.json", dir);
-  snprintf(in, sizeof in, "%s/rows.csv", dir);
+  enum { N = SCORE_ROWS };
+  static score_case c;
+  CHECK(make_score_case(&c, 19) == 0);
+  char out[128], part[128], hard[160];
+  const char *dir = c.dir, *model = c.model, *in = c.in;
+  const double *a = c.a, *b = c.b;
+  const int *b_missing = c.b_missing;
   snprintf(out, sizeof out, "%s/scores.csv", dir);
-  FILE *f = fopen(model, "w");
-  CHECK(f != NULL);
-  fputs(
-      "{\"format\": \"tandem-linear\", \"link\": \"identity\", "
-      "\"intercept\": 1, \"coefficients\": {\"a\": 0.5, \"b\": -0.375}, "
-      "\"missing\": {\"b\": 2}}\n",
-      f);
-  fclose(f);
-  static double a[N], b[N];
-  static int b_missing[N];
-  f = fopen(in, "w");
-  CHECK(f != NULL);
-  fputs("b,id,a\n", f);
-  unsigned seed = 19;
-  for (size_t i = 0; i < N; i++) {
-    seed = seed * 1103515245u + 12345u;
-    a[i] = ((int)(seed >> 8) % 200001 - 100000) / 64.0;
-    b[i] = ((int)(seed >> 4) % 30001 - 15000) / 1024.0;
-    b_missing[i] = (seed >> 20) % 8 == 0;
-    if (b_missing[i])
-      fprintf(f, ",r%zu,%.17g\n", i, a[i]);
-    else
-      fprintf(f, "%.17g,r%zu,%.17g\n", b[i], i, a[i]);
-  }
-  CHECK(fclose(f) == 0);
 
   tdm_error err;
   tdm_score_stats stats;
@@ -831,7 +848,7 @@ TEST(api_score_file_matches_reference) {
   CHECK(memcmp(input, after, (size_t)input_len) == 0);
 
   /* A row without a: the model makes that an error, naming the line. */
-  f = fopen(in, "a");
+  FILE *f = fopen(in, "a");
   CHECK(f != NULL);
   fputs("1,late,\n", f);
   CHECK(fclose(f) == 0);
@@ -839,5 +856,52 @@ TEST(api_score_file_matches_reference) {
   CHECK_CONTAINS(err.message, "rows.csv:502");
   CHECK(access(fresh, F_OK) != 0);
   remove_tree(dir);
+  return 0;
+}
+
+typedef struct score_job {
+  const score_case *c;
+  char out[160];
+  int rc;
+} score_job;
+
+static void *score_run(void *arg) {
+  score_job *job = arg;
+  tdm_score_options so = {0};
+  so.threads = 2;
+  tdm_error err;
+  job->rc = tdm_score_file(job->c->model, job->c->in, job->out, &so, NULL,
+                           &err);
+  if (job->rc != TDM_OK) fprintf(stderr, "%s\n", err.message);
+  return NULL;
+}
+
+/* Two scoring runs at once in one process, each with its own worker
+ * threads (run under ThreadSanitizer by scripts/test.sh), write the same
+ * bytes as a run alone. */
+TEST(api_score_file_in_two_threads) {
+  static score_case c;
+  CHECK(make_score_case(&c, 23) == 0);
+  char alone[160];
+  snprintf(alone, sizeof alone, "%s/alone.csv", c.dir);
+  tdm_error err;
+  CHECK_INT(tdm_score_file(c.model, c.in, alone, NULL, NULL, &err), TDM_OK);
+  static char want[1 << 16], got[1 << 16];
+  long want_len = slurp(alone, want, sizeof want);
+  CHECK(want_len > 0);
+  score_job jobs[2];
+  pthread_t t[2];
+  for (int i = 0; i < 2; i++) {
+    jobs[i] = (score_job){.c = &c, .rc = -1};
+    snprintf(jobs[i].out, sizeof jobs[i].out, "%s/out%d.csv", c.dir, i);
+    CHECK(pthread_create(&t[i], NULL, score_run, &jobs[i]) == 0);
+  }
+  for (int i = 0; i < 2; i++) pthread_join(t[i], NULL);
+  for (int i = 0; i < 2; i++) {
+    CHECK_INT(jobs[i].rc, TDM_OK);
+    CHECK(slurp(jobs[i].out, got, sizeof got) == want_len);
+    CHECK(memcmp(want, got, (size_t)want_len) == 0);
+  }
+  remove_tree(c.dir);
   return 0;
 }
