@@ -65,7 +65,7 @@ static double rows_per_cpu_second(const tdm_model *model, const double *rows,
   double t0 = cpu_now();
   size_t reps = 0;
   do {
-    tdm__predict_parallel(model, rows, NULL, n, nf, 0, out, threads);
+    bench_predict_rows(model, NULL, rows, n, nf, 0, out, threads);
     reps++;
   } while (cpu_now() - t0 < seconds);
   return (double)n * (double)reps / (cpu_now() - t0);
@@ -79,13 +79,18 @@ static int layout_vs_reference(const char *model_path, const double *rows,
   if (tdm_model_load(model_path, &fast, &err) != TDM_OK ||
       tdm_model_load(model_path, &reference, &err) != TDM_OK)
     die(err.message);
-  tdm__fast_use_kernel(reference, "reference");
+  if (tdm_model_use_kernel(reference, "reference", &err) != TDM_OK)
+    die(err.message);
+  /* A kernel this CPU or layout lacks leaves the portable one, which the
+   * report below names. */
   if (getenv("TANDEM_KERNEL") != NULL)
-    tdm__fast_use_kernel(fast, getenv("TANDEM_KERNEL"));
-  size_t nf = fast->num_features, width = tdm_model_output_width(fast, 0);
+    tdm_model_use_kernel(fast, getenv("TANDEM_KERNEL"), &err);
+  tdm_model_info info;
+  tdm_model_get_info(fast, &info);
+  size_t nf = info.num_features, width = tdm_model_output_width(fast, 0);
   double *a = malloc(n * width * sizeof *a), *b = malloc(n * width * sizeof *b);
-  tdm__predict_parallel(fast, rows, NULL, n, nf, 0, a, threads);
-  tdm__predict_parallel(reference, rows, NULL, n, nf, 0, b, threads);
+  bench_predict_rows(fast, NULL, rows, n, nf, 0, a, threads);
+  bench_predict_rows(reference, NULL, rows, n, nf, 0, b, threads);
   for (size_t i = 0; i < n * width; i++)
     if (memcmp(&a[i], &b[i], sizeof *a) != 0 && !(isnan(a[i]) && isnan(b[i]))) {
       fprintf(stderr, "value %zu differs: layout %.17g, reference %.17g\n", i,
@@ -102,8 +107,8 @@ static int layout_vs_reference(const char *model_path, const double *rows,
   }
   printf("model %s: %zu trees, %zu features; %zu rows, %d thread(s); kernel "
          "%s, layout %zu bytes\n",
-         model_path, fast->num_trees, nf, n, threads, tdm__fast_kernel(fast),
-         tdm__fast_bytes(fast));
+         model_path, info.num_trees, nf, n, threads, info.kernel,
+         info.layout_bytes);
   printf("%-28s %14s %14s %8s\n", "", "layout", "reference", "ratio");
   printf("%-28s %14.0f %14.0f %7.2fx\n", "rows per CPU s (best of 3)", best_fast,
          best_reference, best_fast / best_reference);

@@ -72,6 +72,7 @@ static inline double *bench_read_rows(const char *path, size_t num_features,
 typedef struct bench_job {
   const tdm_model *model;
   const float *rows;
+  const double *rows64; /* instead of rows, when not NULL */
   size_t first, end, num_features, width;
   int flags;
   double *out;
@@ -79,17 +80,24 @@ typedef struct bench_job {
 
 static inline void *bench_score_range(void *arg) {
   const bench_job *j = arg;
-  tdm_model_predict_float32(j->model, j->rows + j->first * j->num_features,
-                            j->end - j->first, j->flags,
-                            j->out + j->first * j->width);
+  if (j->rows64 != NULL)
+    tdm_model_predict(j->model, j->rows64 + j->first * j->num_features,
+                      j->end - j->first, j->flags,
+                      j->out + j->first * j->width);
+  else
+    tdm_model_predict_float32(j->model, j->rows + j->first * j->num_features,
+                              j->end - j->first, j->flags,
+                              j->out + j->first * j->width);
   return NULL;
 }
 
-/* Scores n rows of rows (row-major float32) on `threads` threads (one for
- * fewer than 256 rows, where threads cost more than they give). */
-static inline void bench_predict(const tdm_model *model, const float *rows, size_t n,
-                          size_t num_features, int flags, double *out,
-                          int threads) {
+/* Scores n rows, row-major float32 (rows) or double (rows64, when rows is
+ * NULL), on `threads` threads (one for fewer than 256 rows, where threads
+ * cost more than they give). */
+static inline void bench_predict_rows(const tdm_model *model, const float *rows,
+                                      const double *rows64, size_t n,
+                                      size_t num_features, int flags,
+                                      double *out, int threads) {
   enum { MAX_THREADS = 64 };
   size_t width = tdm_model_output_width(model, flags);
   if (threads > MAX_THREADS) threads = MAX_THREADS;
@@ -99,6 +107,7 @@ static inline void bench_predict(const tdm_model *model, const float *rows, size
   for (int t = 0; t < threads; t++)
     jobs[t] = (bench_job){model,
                           rows,
+                          rows == NULL ? rows64 : NULL,
                           n * (size_t)t / (size_t)threads,
                           n * (size_t)(t + 1) / (size_t)threads,
                           num_features,
@@ -109,6 +118,13 @@ static inline void bench_predict(const tdm_model *model, const float *rows, size
     pthread_create(&ids[t], NULL, bench_score_range, &jobs[t]);
   bench_score_range(&jobs[0]);
   for (int t = 1; t < threads; t++) pthread_join(ids[t], NULL);
+}
+
+/* The float32 matrix XGBoost users hold. */
+static inline void bench_predict(const tdm_model *model, const float *rows,
+                                 size_t n, size_t num_features, int flags,
+                                 double *out, int threads) {
+  bench_predict_rows(model, rows, NULL, n, num_features, flags, out, threads);
 }
 
 #endif

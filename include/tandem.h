@@ -138,10 +138,13 @@ TDM_API int tdm_model_limit_iterations(tdm_model *model, size_t iterations,
 /*
  * Forces the evaluator's kernel ("scalar", "avx2" or "avx512"), for
  * benchmarks and for comparing kernels; by default the CPU's best is
- * used, and every kernel gives the same bits. Call it before sharing the
- * model between threads. TDM_EUNSUPPORTED when the CPU (or the model's
- * layout) lacks that kernel: the model then keeps the portable one, which
- * tdm_model_info's kernel names. TDM_EINVAL for another name.
+ * used, and every kernel gives the same bits. "reference" turns the fast
+ * layout off for good: every tree goes through the plain tree walk, the
+ * baseline the layout is measured and checked against (a later call
+ * cannot bring the layout back: TDM_EUNSUPPORTED). Call it before sharing
+ * the model between threads. TDM_EUNSUPPORTED when the CPU (or the
+ * model's layout) lacks that kernel: the model then keeps the portable
+ * one, which tdm_model_info's kernel names. TDM_EINVAL for another name.
  */
 TDM_API int tdm_model_use_kernel(tdm_model *model, const char *name,
                                  tdm_error *err);

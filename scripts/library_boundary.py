@@ -11,8 +11,12 @@
 2. The runners that the public API covers include only include/tandem.h
    (and their own helpers: the CLI's cli.h, the benchmarks' headers) of
    tandem's headers, so they cannot drift back onto the internals:
-   RUNNERS below lists them. The others (serve, stream, replay, eval)
-   need what the API does not offer yet; docs/embedding.md says what.
+   RUNNERS below lists them. Nor may they use an internal tdm__ name
+   that those headers do not declare: a merge once left a benchmark
+   calling the internals with none of their headers included, which
+   compiled (benchmarks are built without -Werror) into a program that
+   did not build. The others (serve, stream, replay, eval) need what the
+   API does not offer yet; docs/embedding.md says what.
 
 Comments are ignored. Exits 1 naming each file and line that breaks a
 rule, else 0.
@@ -23,6 +27,7 @@ import sys
 
 ENVIRONMENT = re.compile(r'\b(secure_getenv|getenv|environ)\b')
 INCLUDE = re.compile(r'\s*#\s*include\s+"([^"]+)"')
+INTERNAL = re.compile(r'\btdm__\w+')
 
 # Each runner over the public API, and the quoted headers it may include.
 RUNNERS = {
@@ -41,6 +46,19 @@ def code_lines(path):
                   text, flags=re.S)
     text = re.sub(r'//[^\n]*', '', text)
     return enumerate(text.split('\n'), 1)
+
+
+def declared(root, runner, allowed):
+    """The tdm__ names that the runner's allowed headers mention."""
+    names = set()
+    for header in allowed:
+        for folder in (os.path.dirname(runner), 'include'):
+            path = os.path.join(root, folder, header)
+            if os.path.exists(path):
+                for _, line in code_lines(path):
+                    names.update(INTERNAL.findall(line))
+                break
+    return names
 
 
 def main(root):
@@ -62,6 +80,7 @@ def main(root):
                         f"option the CLI sets (src/cli/cli_env.c)")
     for runner, allowed in RUNNERS.items():
         path = os.path.join(root, runner)
+        helpers = declared(root, runner, allowed)
         for number, line in code_lines(path):
             m = INCLUDE.match(line)
             if m and os.path.basename(m.group(1)) not in allowed:
@@ -69,6 +88,13 @@ def main(root):
                     f"{runner}:{number}: includes \"{m.group(1)}\": this "
                     f"runner goes through include/tandem.h only "
                     f"(allowed: {', '.join(sorted(allowed))})")
+            for name in INTERNAL.findall(line):
+                if name not in helpers:
+                    failures.append(
+                        f"{runner}:{number}: uses {name}, an internal name "
+                        f"that none of {', '.join(sorted(allowed))} "
+                        f"declares: this runner goes through "
+                        f"include/tandem.h only")
     for failure in failures:
         print(failure)
     if not failures:

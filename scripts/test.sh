@@ -42,6 +42,11 @@ check "include cycles" /usr/bin/python3 scripts/include_cycles.py
 step "the library reads no environment; runners use tandem.h (scripts/library_boundary.py)"
 check "library boundary" /usr/bin/python3 scripts/library_boundary.py
 
+# The scoring benchmarks are built only here and by scripts/bench.sh: a
+# change to the API or the internals must not leave them unbuildable.
+step "the benchmarks build (bench-predict, bench-contribs)"
+check "benchmarks build" make -j"$jobs" build/bench-predict build/bench-contribs
+
 step "unit tests"
 check "unit tests" build/tandem-unit-tests
 

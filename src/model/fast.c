@@ -852,9 +852,9 @@ int tdm__fast_tree_laid_out(const tdm_model *model, size_t tree) {
 int tdm_model_use_kernel(tdm_model *model, const char *name, tdm_error *err) {
   if (model == NULL || name == NULL ||
       (strcmp(name, "scalar") != 0 && strcmp(name, "avx2") != 0 &&
-       strcmp(name, "avx512") != 0))
+       strcmp(name, "avx512") != 0 && strcmp(name, "reference") != 0))
     return tdm__fail(err, TDM_EINVAL,
-                     "kernel \"%s\": not scalar, avx2 or avx512",
+                     "kernel \"%s\": not reference, scalar, avx2 or avx512",
                      name ? name : "");
   if (!tdm__fast_use_kernel(model, name))
     return tdm__fail(err, TDM_EUNSUPPORTED,

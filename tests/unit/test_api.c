@@ -422,6 +422,16 @@ TEST(api_model_use_kernel) {
     CHECK(memcmp(want, got, sizeof want) == 0);
     tdm_model_free(model);
   }
+  /* "reference" is the plain tree walk the layout is checked against:
+   * the same bits, named so by tdm_model_info, and for good. */
+  CHECK_INT(tdm_model_load(path, &model, &err), TDM_OK);
+  CHECK_INT(tdm_model_use_kernel(model, "reference", &err), TDM_OK);
+  CHECK_INT(tdm_model_get_info(model, &info), TDM_OK);
+  CHECK(strcmp(info.kernel, "reference") == 0);
+  CHECK_INT(tdm_model_predict_float32(model, rows, ROWS, 0, got), TDM_OK);
+  CHECK(memcmp(want, got, sizeof want) == 0);
+  CHECK_INT(tdm_model_use_kernel(model, "scalar", &err), TDM_EUNSUPPORTED);
+  tdm_model_free(model);
   tdm_model_free(reference);
   return 0;
 }
