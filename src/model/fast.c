@@ -113,11 +113,13 @@ static inline uint32_t step_categorical(const fast_split *splits,
   if (!(key & CATEGORICAL)) return step(splits, i, row);
   float x = row[key & FEATURE_MASK];
   uint32_t ref = splits[i].category_ref, left;
+  /* A model whose every category set is empty has no words at all (NULL):
+   * the rule then reads none, but NULL + 0 is still undefined in C. */
+  const uint32_t *set = words != NULL ? words + (ref >> 8) : NULL;
   if (isnan(x))
     left = key >> 31;
   else
-    left = (uint32_t)tdm__xgb_category_goes_left(words + (ref >> 8),
-                                                  ref & 0xff, x);
+    left = (uint32_t)tdm__xgb_category_goes_left(set, ref & 0xff, x);
   return 2 * i + 2 - left;
 }
 
