@@ -8,15 +8,16 @@
    two pipelines in one process can differ and nothing hides in the
    process's environment.
 
-2. The runners that the public API covers include only include/tandem.h
-   (and their own helpers: the CLI's cli.h, the benchmarks' headers) of
-   tandem's headers, so they cannot drift back onto the internals:
-   RUNNERS below lists them. Nor may they use an internal tdm__ name
-   that those headers do not declare: a merge once left a benchmark
-   calling the internals with none of their headers included, which
-   compiled (benchmarks are built without -Werror) into a program that
-   did not build. The others (serve, stream, replay, eval) need what the
-   API does not offer yet; docs/embedding.md says what.
+2. The programs that the public API covers (tandem batch and score, the
+   scoring benchmarks, the Python module, the C example) include only
+   include/tandem.h (and their own helpers: the CLI's cli.h, the
+   benchmarks' headers) of tandem's headers, so they cannot drift back
+   onto the internals: RUNNERS below lists them. Nor may they use an
+   internal tdm__ name that those headers do not declare: a merge once
+   left a benchmark calling the internals with none of their headers
+   included, and as nothing in CI built the benchmarks then, nobody saw
+   that it no longer compiled. The others (serve, stream, replay, eval)
+   need what the API does not offer yet; docs/embedding.md says what.
 
 Comments are ignored. Exits 1 naming each file and line that breaks a
 rule, else 0.
@@ -36,6 +37,8 @@ RUNNERS = {
     'bench/bench_predict.c': {'tandem.h', 'bench_args.h', 'bench_score.h'},
     'bench/bench_contribs.c': {'tandem.h', 'bench_args.h', 'bench_score.h'},
     'bench/bench_score.h': {'tandem.h'},
+    'python/src/_tandem.c': {'tandem.h'},
+    'examples/embed/embed.c': {'tandem.h'},
 }
 
 
