@@ -408,10 +408,22 @@ int tdm__shap_batch_new(const tdm_model *model, const char *kernel,
   for (size_t t = 0; t < model->num_trees; t++) {
     const tdm__tree *tree = &model->trees[t];
     if (tree->depth > BATCH_MAX_DEPTH) continue;
-    /* A leaf holds a share per distinct feature on its path. */
+    /* A leaf holds a share per distinct feature on its path. The walk
+     * indexes its per-node arrays from the root, so a tree whose children
+     * lie outside its own nodes (the loaders never make one) is left to
+     * the recursion. */
     size_t leaves = 0;
-    for (uint32_t i = 0; i < tree->num_nodes; i++)
-      leaves += model->nodes[tree->root + i].feature < 0;
+    int contained = 1;
+    for (uint32_t i = 0; i < tree->num_nodes; i++) {
+      const tdm__node *node = &model->nodes[tree->root + i];
+      if (node->feature < 0) {
+        leaves++;
+        continue;
+      }
+      contained &= node->left - tree->root < tree->num_nodes &&
+                   node->right - tree->root < tree->num_nodes;
+    }
+    if (!contained) continue;
     size_t per_leaf = tree->depth < nf ? tree->depth : nf;
     size_t tree_slots = leaves * per_leaf;
     if (tree_slots * LANES * sizeof(float) > BATCH_MAX_SHARE_BYTES) continue;
