@@ -1,6 +1,9 @@
 /*
  * cmd_score.c - `tandem score`: parses options and hands them to the batch
- * scoring runner (src/batch/score.c).
+ * scoring runner (src/batch/score.c). It is not on the public API: the
+ * API scores rows in memory (tdm_model_predict), not files, and the
+ * runner's file formats, explanations, manifest and kernel choice have no
+ * public call yet (docs/embedding.md).
  */
 #include <errno.h>
 #include <getopt.h>

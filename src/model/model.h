@@ -353,6 +353,52 @@ static inline int tdm__feature_value_problem(const tdm_model *model, size_t f,
 int tdm__float_g(float f, int digits, char buf[32]);
 int tdm__float_reads_back(const char *text, size_t len, float f);
 
+/*
+ * The libraries' decision rules that both evaluators need (predict.c walks
+ * model nodes with them, fast.c its own layouts): one definition each, so
+ * the fast layouts cannot drift from the reference.
+ */
+
+/* XGBoost's categorical decision (common::Decision) for a value that is
+ * not missing, 1 to go left. A category in the node's set (`words`, a
+ * bitset of `count` 32-bit words) goes right; anything else goes left: a
+ * category not in the set, one past the end of the bitset, a negative
+ * value or one of 2^24 and above. Measured against XGBoost 1.7.4 on
+ * hand-made models. */
+static inline int tdm__xgb_category_goes_left(const uint32_t *words,
+                                              uint32_t count, float value) {
+  if (!(value >= 0.0f && value < 16777216.0f)) return 1;
+  uint32_t category = (uint32_t)(int32_t)value;
+  if (category >= count * 32u) return 1;
+  return !((words[category >> 5] >> (category & 31)) & 1);
+}
+
+/* LightGBM's kZeroThreshold (1e-35f): smaller magnitudes are zero to it. */
+#define TDM__LIGHTGBM_ZERO 1.0000000180025095e-35
+
+/* A row value as LightGBM sees it: its parsers drop |x| <= 1e-35. */
+static inline double tdm__lightgbm_value(double x) {
+  return fabs(x) <= TDM__LIGHTGBM_ZERO ? 0.0 : x;
+}
+
+/* LightGBM's CategoricalDecision, 1 to go left. NaN, values that truncate
+ * to a negative int, and values that do not fit an int (the C++ cast
+ * gives INT_MIN on x86) go right; -0.5 truncates to category 0. A
+ * category (the value truncated to int) in the set `words` (count 32-bit
+ * words) goes left, anything else right. */
+static inline int tdm__lgb_category_goes_left(const uint32_t *words,
+                                              uint32_t count, double x) {
+  if (!(x > -1.0 && x < 2147483648.0)) return 0;
+  uint32_t category = (uint32_t)(int32_t)x;
+  if ((category >> 5) >= count) return 0;
+  return (words[category >> 5] >> (category & 31)) & 1;
+}
+
+/* A leaf's output for this row: its value, or its linear function (the
+ * reference walk's rule, which the fast layout calls for linear leaves). */
+double tdm__leaf_output(const tdm_model *model, const tdm__node *leaf,
+                        tdm__row row);
+
 /* Applies the model's output transform to one row's margins. */
 void tdm__apply_link(const tdm_model *model, const double *margins,
                      double *out);

@@ -686,6 +686,10 @@ static const shap_table *table_get(const tdm_model *model) {
   return table;
 }
 
+size_t tdm_model_contribs_bytes(const tdm_model *model) {
+  return model == NULL ? 0 : tdm__shap_table_bytes(model);
+}
+
 size_t tdm__shap_table_bytes(const tdm_model *model) {
   if (!model->has_cover) return 0;
   const shap_table *table = table_get(model);
