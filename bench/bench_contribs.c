@@ -33,6 +33,14 @@ static double now(void) {
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* The CPU seconds of the whole process (every thread): on a busy machine
+ * the time the work took, not the time others held the CPUs. */
+static double cpu_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 static void die(const char *what) {
   fprintf(stderr, "bench-contribs: %s\n", what);
   exit(1);
@@ -50,8 +58,13 @@ static double uniform(void) {
   return ((double)(seed >> 11) + 0.5) / 9007199254740992.0;
 }
 
+/* The CPU seconds XGBoost's predictions took, added up by
+ * xgboost_contribs. */
+static double xgb_cpu_seconds;
+
 /* XGBoost's contributions of `n` rows through a fresh DMatrix (XGBoost
- * caches a DMatrix's predictions); returns the seconds of the call only. */
+ * caches a DMatrix's predictions); returns the seconds of the call only,
+ * and adds its CPU seconds to xgb_cpu_seconds. */
 static double xgboost_contribs(BoosterHandle booster, const float *rows,
                                size_t n, size_t nf, int type,
                                const float **out) {
@@ -64,10 +77,11 @@ static double xgboost_contribs(BoosterHandle booster, const float *rows,
            type);
   const bst_ulong *shape;
   bst_ulong dim;
-  double start = now();
+  double start = now(), cpu_start = cpu_now();
   XGB_CHECK(
       XGBoosterPredictFromDMatrix(booster, dmat, config, &shape, &dim, out));
   double seconds = now() - start;
+  xgb_cpu_seconds += cpu_now() - cpu_start;
   XGDMatrixFree(dmat);
   return seconds;
 }
@@ -140,14 +154,16 @@ int main(int argc, char **argv) {
 
   /* Batch rows/s. */
   double *out = malloc(n * width * sizeof *out);
-  double t0 = now();
+  double t0 = now(), cpu0 = cpu_now();
   size_t reps = 0;
   do {
     bench_predict(model, rows32, n, nf, TDM_PREDICT_CONTRIBS, out, threads);
     reps++;
   } while (now() - t0 < seconds);
   double tandem_rps = (double)(n * reps) / (now() - t0);
+  double tandem_cpu_rps = (double)(n * reps) / (cpu_now() - cpu0);
   double xgb_total = 0.0;
+  xgb_cpu_seconds = 0.0;
   size_t xreps = 0;
   const float *theirs;
   do {
@@ -155,6 +171,7 @@ int main(int argc, char **argv) {
     xreps++;
   } while (xgb_total < seconds);
   double xgb_rps = (double)(n * xreps) / xgb_total;
+  double xgb_cpu_rps = (double)(n * xreps) / xgb_cpu_seconds;
 
   /* Single rows on one thread: explained, unexplained, XGBoost's. */
   XGB_CHECK(XGBoosterSetParam(booster, "nthread", "1"));
@@ -193,6 +210,8 @@ int main(int argc, char **argv) {
   printf("%-34s %12s %12s %8s\n", "", "tandem", "xgboost", "ratio");
   printf("%-34s %12.0f %12.0f %7.2fx\n", "contribs rows/s", tandem_rps, xgb_rps,
          tandem_rps / xgb_rps);
+  printf("%-34s %12.0f %12.0f %7.2fx\n", "contribs rows per CPU second",
+         tandem_cpu_rps, xgb_cpu_rps, tandem_cpu_rps / xgb_cpu_rps);
   printf("%-34s %12.2f %12.2f %7.2fx\n", "one row's contribs us (lower)",
          explained_us, xgb_single_us, xgb_single_us / explained_us);
   printf("%-34s %12.2f %12s %7.1fx\n", "one row's score us (unexplained)",
@@ -207,12 +226,15 @@ int main(int argc, char **argv) {
             "\"max_depth\": %zu, \"rows\": %zu, \"threads\": %d, "
             "\"tandem_contribs_rows_per_s\": %.0f, "
             "\"xgboost_contribs_rows_per_s\": %.0f, \"ratio\": %.3f, "
+            "\"tandem_contribs_rows_per_cpu_s\": %.0f, "
+            "\"xgboost_contribs_rows_per_cpu_s\": %.0f, \"cpu_ratio\": %.3f, "
             "\"tandem_explained_row_us\": %.3f, "
             "\"xgboost_explained_row_us\": %.3f, "
             "\"tandem_unexplained_row_us\": %.3f, \"table_bytes\": %zu, "
             "\"table_build_ms\": %.1f}\n",
             model_path, info.num_trees, nf, info.max_depth, n, threads,
-            tandem_rps, xgb_rps, tandem_rps / xgb_rps, explained_us,
+            tandem_rps, xgb_rps, tandem_rps / xgb_rps, tandem_cpu_rps,
+            xgb_cpu_rps, tandem_cpu_rps / xgb_cpu_rps, explained_us,
             xgb_single_us, plain_us, table_bytes, build_ms);
     fclose(fp);
   }

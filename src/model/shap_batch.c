@@ -77,6 +77,7 @@ typedef struct batch_element {
  * the triangle) and the fractions it extends that path with. */
 typedef struct batch_frame {
   lanes one_fraction;
+  lane_mask rank; /* per lane: the subtree's first leaf in its order */
   uint32_t one_set;
   uint32_t index;
   unsigned depth;
@@ -94,11 +95,12 @@ struct tdm__shap_batch {
   unsigned char *tree_batched; /* per tree: 1 when the lanes take it */
   batch_element *path;         /* the triangle */
   batch_frame *stack;
-  /* Per node of the tree last walked (index from its root): bit r of
-   * goes_left is lane r's way; a leaf's shares are in
-   * shares[LANES x (leaf_slot + k)] for its leaf_count path features
-   * features_at[leaf_slot + k]. */
-  uint16_t *goes_left;
+  /* Per node of the tree last walked (index from its root): a leaf's
+   * shares are in shares[LANES x (leaf_slot + k)] for its leaf_count path
+   * features features_at[leaf_slot + k]; leaves_below counts each
+   * subtree's leaves, and preorder is scratch for counting them. */
+  uint32_t *leaves_below;
+  uint32_t *preorder;
   uint32_t *leaf_slot;
   uint16_t *leaf_count;
   float *shares;
@@ -109,6 +111,11 @@ struct tdm__shap_batch {
   size_t feature_count;
   unsigned char *marked;
   size_t slots_used;
+  /* Lane r's leaves (from the root) in its row's order, the hot child's
+   * subtree before the cold one's: order[r x max_leaves + rank]; the tree
+   * last walked has leaves_used of them. */
+  uint32_t *order;
+  size_t max_leaves, leaves_used;
 };
 
 static inline __attribute__((always_inline)) lanes lanes_splat(float x) { return x - (lanes){0}; }
@@ -268,20 +275,55 @@ static inline uint32_t lanes_going_left(const tdm_model *model, uint32_t index,
   return bits;
 }
 
+/* yes where the mask is set, no elsewhere (integer lanes). */
+static inline __attribute__((always_inline)) lane_mask select_ints(
+    lane_mask mask, lane_mask yes, lane_mask no) {
+  return (yes & mask) | (no & ~mask);
+}
+
+/* leaves_below for every node of the tree (local indices): children
+ * after their parent in a preorder, then counted from the end. */
+static void count_leaves(tdm__shap_batch *batch, const tdm_model *model,
+                         const tdm__tree *tree) {
+  const uint32_t root = tree->root;
+  uint32_t *order = batch->preorder, *below = batch->leaves_below;
+  size_t n = 0, next = 0;
+  order[n++] = 0;
+  while (next < n) {
+    const tdm__node *node = &model->nodes[root + order[next++]];
+    if (node->feature < 0) continue;
+    order[n++] = node->left - root;
+    order[n++] = node->right - root;
+  }
+  while (n > 0) {
+    const uint32_t local = order[--n];
+    const tdm__node *node = &model->nodes[root + local];
+    below[local] = node->feature < 0 ? 1
+                                     : below[node->left - root] +
+                                           below[node->right - root];
+  }
+}
+
 /*
  * The recursion of shap_path.h's tree_shap over one tree for the LANES
  * rows, children in node order (left, then right), iteratively: the
- * right child waits on `stack` while the left subtree is walked.
+ * right child waits on `stack` while the left subtree is walked. Each
+ * leaf's place in each lane's own (hot child first) order is the number
+ * of leaves in the hot siblings' subtrees of its cold ancestors' children
+ * on its path: the frames carry it down per lane.
  */
 static inline __attribute__((always_inline)) void batch_tree(
     tdm__shap_batch *batch, const tdm_model *model, const tdm__tree *tree,
     const tdm__row *rows) {
   batch->slots_used = 0;
   batch->feature_count = 0;
+  count_leaves(batch, model, tree);
+  batch->leaves_used = batch->leaves_below[0];
+  const uint32_t *below = batch->leaves_below;
   batch_frame *stack = batch->stack;
   unsigned top = 0;
-  batch_frame at = {lanes_splat(1.0f), ALL_LANES, tree->root, 0, -1, 1.0f,
-                    batch->path};
+  batch_frame at = {lanes_splat(1.0f), (lane_mask){0}, ALL_LANES, tree->root,
+                    0, -1, 1.0f, batch->path};
   for (;;) {
     const tdm__node *node = &model->nodes[at.index];
     const uint32_t local = at.index - tree->root;
@@ -292,12 +334,13 @@ static inline __attribute__((always_inline)) void batch_tree(
                  at.feature);
     if (node->feature < 0) {
       batch_leaf(batch, path, depth, local, (float)node->unweighted);
+      for (unsigned r = 0; r < LANES; r++)
+        batch->order[r * batch->max_leaves + (uint32_t)at.rank[r]] = local;
       if (top == 0) break;
       at = stack[--top];
       continue;
     }
     const uint32_t left = lanes_going_left(model, at.index, rows);
-    batch->goes_left[local] = (uint16_t)left;
     const float w = (float)node->cover;
     const float left_zero = (float)model->nodes[node->left].cover / w;
     const float right_zero = (float)model->nodes[node->right].cover / w;
@@ -321,7 +364,13 @@ static inline __attribute__((always_inline)) void batch_tree(
     const uint32_t right_set = incoming_set & ~left & ALL_LANES;
     const lanes zero = lanes_splat(0.0f);
     const lane_mask left_mask = one_from_bits(left) != zero;
+    /* A lane going left takes the left subtree's leaves first. */
+    const lane_mask rank = at.rank;
+    const lane_mask after_left = rank + (int32_t)below[node->left - tree->root];
+    const lane_mask after_right =
+        rank + (int32_t)below[node->right - tree->root];
     stack[top++] = (batch_frame){select_lanes(left_mask, zero, incoming_one),
+                                 select_ints(left_mask, after_left, rank),
                                  right_set,
                                  node->right,
                                  depth + 1,
@@ -329,6 +378,7 @@ static inline __attribute__((always_inline)) void batch_tree(
                                  right_zero * incoming_zero,
                                  path};
     at = (batch_frame){select_lanes(left_mask, incoming_one, zero),
+                       select_ints(left_mask, rank, after_right),
                        left_set,
                        node->left,
                        depth + 1,
@@ -386,7 +436,9 @@ void tdm__shap_batch_free(tdm__shap_batch *batch) {
   tdm__free(batch->tree_batched);
   tdm__free(batch->path);
   tdm__free(batch->stack);
-  tdm__free(batch->goes_left);
+  tdm__free(batch->leaves_below);
+  tdm__free(batch->preorder);
+  tdm__free(batch->order);
   tdm__free(batch->leaf_slot);
   tdm__free(batch->leaf_count);
   tdm__free(batch->shares);
@@ -408,22 +460,38 @@ int tdm__shap_batch_new(const tdm_model *model, const char *kernel,
   for (size_t t = 0; t < model->num_trees; t++) {
     const tdm__tree *tree = &model->trees[t];
     if (tree->depth > BATCH_MAX_DEPTH) continue;
-    /* A leaf holds a share per distinct feature on its path. */
+    /* A leaf holds a share per distinct feature on its path. The walk
+     * indexes its per-node arrays from the root, so a tree whose children
+     * lie outside its own nodes (the loaders never make one) is left to
+     * the recursion. */
     size_t leaves = 0;
-    for (uint32_t i = 0; i < tree->num_nodes; i++)
-      leaves += model->nodes[tree->root + i].feature < 0;
+    int contained = 1;
+    for (uint32_t i = 0; i < tree->num_nodes; i++) {
+      const tdm__node *node = &model->nodes[tree->root + i];
+      if (node->feature < 0) {
+        leaves++;
+        continue;
+      }
+      contained &= node->left - tree->root < tree->num_nodes &&
+                   node->right - tree->root < tree->num_nodes;
+    }
+    if (!contained) continue;
     size_t per_leaf = tree->depth < nf ? tree->depth : nf;
     size_t tree_slots = leaves * per_leaf;
     if (tree_slots * LANES * sizeof(float) > BATCH_MAX_SHARE_BYTES) continue;
     batch->tree_batched[t] = 1;
     if (tree->num_nodes > nodes) nodes = tree->num_nodes;
+    if (leaves > batch->max_leaves) batch->max_leaves = leaves;
     if (tree->depth > depth) depth = tree->depth;
     if (tree_slots > slots) slots = tree_slots;
   }
   batch->path =
       tdm__malloc((depth + 2) * (depth + 3) / 2 * sizeof(batch_element));
   batch->stack = tdm__malloc((depth + 2) * sizeof(batch_frame));
-  batch->goes_left = tdm__malloc(nodes * sizeof(uint16_t));
+  batch->leaves_below = tdm__malloc(nodes * sizeof(uint32_t));
+  batch->preorder = tdm__malloc(nodes * sizeof(uint32_t));
+  batch->order =
+      tdm__malloc((batch->max_leaves + 1) * LANES * sizeof(uint32_t));
   batch->leaf_slot = tdm__malloc(nodes * sizeof(uint32_t));
   batch->leaf_count = tdm__malloc(nodes * sizeof(uint16_t));
   batch->shares = tdm__malloc(slots * LANES * sizeof(float));
@@ -431,7 +499,8 @@ int tdm__shap_batch_new(const tdm_model *model, const char *kernel,
   batch->features = tdm__malloc((nf + 1) * sizeof(uint32_t));
   batch->marked = tdm__calloc(nf + 1, 1);
   if (batch->path == NULL || batch->stack == NULL ||
-      batch->goes_left == NULL || batch->leaf_slot == NULL ||
+      batch->leaves_below == NULL || batch->preorder == NULL ||
+      batch->order == NULL || batch->leaf_slot == NULL ||
       batch->leaf_count == NULL || batch->shares == NULL ||
       batch->features_at == NULL || batch->features == NULL ||
       batch->marked == NULL)
@@ -461,26 +530,13 @@ const uint32_t *tdm__shap_batch_run(tdm__shap_batch *batch,
 
 void tdm__shap_batch_add_row(tdm__shap_batch *batch, const tdm_model *model,
                              size_t tree, unsigned lane, float *phi) {
-  const uint32_t root = model->trees[tree].root;
-  /* The tree's walk is done with the stack: it holds nodes to visit. */
-  uint32_t *stack = (uint32_t *)batch->stack;
-  unsigned top = 0;
-  uint32_t index = root;
-  for (;;) {
-    const tdm__node *node = &model->nodes[index];
-    while (node->feature >= 0) {
-      const int left = (batch->goes_left[index - root] >> lane) & 1;
-      stack[top++] = left ? node->right : node->left;
-      index = left ? node->left : node->right;
-      node = &model->nodes[index];
-    }
-    const uint32_t local = index - root;
+  const uint32_t *order = batch->order + (size_t)lane * batch->max_leaves;
+  for (size_t p = 0; p < batch->leaves_used; p++) {
+    const uint32_t local = order[p];
     const size_t slot = batch->leaf_slot[local];
     const float *shares = batch->shares + slot * LANES + lane;
     const int32_t *features = batch->features_at + slot;
     for (unsigned k = 0; k < batch->leaf_count[local]; k++)
       phi[features[k]] += shares[(size_t)k * LANES];
-    if (top == 0) return;
-    index = stack[--top];
   }
 }
