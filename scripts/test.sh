@@ -125,6 +125,7 @@ for t in tests/integration/test_cli.py tests/integration/test_xgboost_fixtures.p
     tests/integration/test_pipeline_usage_errors.py \
     tests/integration/test_serve_messages.py \
     tests/integration/test_serve_binary.py \
+    tests/integration/test_number_text.py \
     tests/integration/test_serve_threads.py \
     tests/integration/test_hot_entity.py \
     tests/integration/test_soak.py; do
