@@ -10,7 +10,7 @@ written out in full, cut to 17-20 digits and nudged one unit either way;
 long mantissas (20 to 800 digits) with exponents to +-400; leading zeros,
 signs, the largest and smallest doubles, overflow to inf and underflow
 to 0. Python's float() (correctly rounded) is the reference for the
-value, and the text must be what docs/models.md says a double score is
+value, and the text must be what docs/evaluator.md says a double score is
 written as: the shortest of %.15g, %.16g and %.17g that reads back.
 """
 import os
