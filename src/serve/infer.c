@@ -123,35 +123,6 @@ static size_t skip_json_space(const char *text, size_t i, size_t n) {
   return i;
 }
 
-static int is_digit(char c) { return c >= '0' && c <= '9'; }
-
-/* The length of the JSON number (RFC 8259's grammar, strictly) at text,
- * or 0 when there is none. */
-static size_t json_number_length(const char *text, size_t n) {
-  size_t k = 0;
-  if (k < n && text[k] == '-') k++;
-  if (k < n && text[k] == '0') {
-    k++;
-  } else if (k < n && text[k] >= '1' && text[k] <= '9') {
-    while (k < n && is_digit(text[k])) k++;
-  } else {
-    return 0;
-  }
-  if (k < n && text[k] == '.') {
-    size_t digits = ++k;
-    while (k < n && is_digit(text[k])) k++;
-    if (k == digits) return 0;
-  }
-  if (k < n && (text[k] == 'e' || text[k] == 'E')) {
-    k++;
-    if (k < n && (text[k] == '+' || text[k] == '-')) k++;
-    size_t digits = k;
-    while (k < n && is_digit(text[k])) k++;
-    if (k == digits) return 0;
-  }
-  return k;
-}
-
 /* The length of the JSON value at text if it is a number (its value in
  * *value) or a missing value, null or "NaN" (tdm__json_feature_value's
  * rule: NaN), else 0. */
@@ -164,9 +135,7 @@ static size_t scan_value(const char *text, size_t n, double *value) {
     *value = NAN;
     return 5;
   }
-  size_t len = json_number_length(text, n);
-  if (len == 0 || tdm__parse_double(text, len, value) != 0) return 0;
-  return len;
+  return tdm__parse_json_number(text, n, value);
 }
 
 /* Reads the array at text[i] == '[' when it is a non-empty flat array of
