@@ -15,10 +15,16 @@
  *     error of less than two units of the 128th bit, so the rounding to
  *     53 bits is decided unless the product lies within that error of a
  *     halfway point between two doubles. Those (exact ties among them),
- *     subnormal and overflowing results go on to step 3.
+ *     subnormal and overflowing results go to strtod.
  *
  * Everything else (more digits, exponents beyond the table, hex, inf,
  * nan) goes to strtod, which also decides what is not a number at all.
+ *
+ * Two readers share the digit loop and the conversion: tdm__parse_double
+ * takes a whole field (CSV cells, JSON Lines values), and
+ * tdm__parse_json_number reads a JSON number where it starts in a longer
+ * text and says where it ends, so a request's tensor data is read in one
+ * pass.
  */
 #include <math.h>
 #include <stdint.h>
