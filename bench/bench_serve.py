@@ -75,7 +75,8 @@ import time
 import numpy as np
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(__file__), ".."))
-TANDEM = os.path.join(ROOT, "build", "tandem")
+# TANDEM=path measures another build (a base commit) with the same script.
+TANDEM = os.environ.get("TANDEM", os.path.join(ROOT, "build", "tandem"))
 MODELS = os.path.join(ROOT, "build", "bench", "models")
 LUA = os.path.join(ROOT, "bench", "serve_post.lua")
 NGINX_CONF = os.path.join(ROOT, "bench", "serve_nginx.conf.in")

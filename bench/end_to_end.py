@@ -4,11 +4,14 @@ peak RSS, on the benchmark models.
 
   end_to_end.py MODELS_DIR BENCH_DIR [--rows N] [--big-gb G]
 
-For each model in MODELS_DIR (large, medium, classes) it writes a CSV of N
+For each model in MODELS_DIR (large, medium, classes; MODELS=a,b picks
+others) it writes a CSV of N
 rows (the model's sample repeated), runs `build/tandem score` with 1 and 2
 threads, and prints rows/s (model load included), the evaluator's rows/s
 from BENCH_DIR/predict-NAME-tT.json (written by bench-predict in the same
-run) and their ratio, and the command's peak RSS (from wait4).
+run) and their ratio, and the command's peak RSS and CPU time (user +
+system, from wait4: the figure to compare on a busy machine).
+TANDEM=path measures another build (a base commit) with the same script.
 
 --big-gb G also writes a G-gigabyte CSV and scores it with the medium
 model, reporting peak RSS: memory must not grow with the input.
@@ -19,7 +22,9 @@ import subprocess
 import sys
 import time
 
-TANDEM = os.path.join(os.path.dirname(__file__), "..", "build", "tandem")
+# TANDEM=path measures another build (a base commit) with the same script.
+TANDEM = os.environ.get("TANDEM", os.path.join(os.path.dirname(__file__),
+                                               "..", "build", "tandem"))
 
 
 def run(args):
@@ -29,6 +34,7 @@ def run(args):
     seconds = time.monotonic() - start
     if status != 0:
         sys.exit("failed: %s" % " ".join(args))
+    run.cpu = usage.ru_utime + usage.ru_stime
     return seconds, usage.ru_maxrss  # KiB on Linux
 
 
@@ -58,10 +64,11 @@ def main():
         elif args[i] == "--big-gb":
             big_gb = float(args[i + 1])
     results = []
-    print("%-8s %7s %9s %14s %14s %7s %10s" % (
+    print("%-8s %7s %9s %14s %14s %7s %10s %8s" % (
         "model", "threads", "rows", "score rows/s", "evaluator", "ratio",
-        "peak RSS"))
-    for name in ("large", "medium", "classes"):
+        "peak RSS", "CPU s"))
+    names = os.environ.get("MODELS", "large,medium,classes").split(",")
+    for name in names:
         model = os.path.join(models_dir, name + ".model.json")
         data = os.path.join(bench_dir, name + ".e2e.csv")
         n = repeat_csv(os.path.join(models_dir, name + ".input.csv"), data,
@@ -79,12 +86,14 @@ def main():
                     evaluator = json.load(fp)["tandem_batch_rows_per_s"]
             rate = n / seconds
             ratio = rate / evaluator if evaluator else float("nan")
-            print("%-8s %7d %9d %14.0f %14.0f %6.2fx %7.0f MiB" % (
-                name, threads, n, rate, evaluator or 0, ratio, rss / 1024))
+            print("%-8s %7d %9d %14.0f %14.0f %6.2fx %7.0f MiB %8.2f" % (
+                name, threads, n, rate, evaluator or 0, ratio, rss / 1024,
+                run.cpu))
             results.append({"model": name, "threads": threads, "rows": n,
                             "score_rows_per_s": rate,
                             "evaluator_rows_per_s": evaluator,
-                            "ratio": ratio, "peak_rss_kib": rss})
+                            "ratio": ratio, "peak_rss_kib": rss,
+                            "cpu_s": run.cpu})
             os.unlink(out)
             os.unlink(out + ".manifest.json")
         os.unlink(data)

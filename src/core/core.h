@@ -91,6 +91,15 @@ void tdm__buf_free(tdm__buf *b);
  */
 int tdm__parse_double(const char *text, size_t len, double *out);
 
+/*
+ * Reads the JSON number (RFC 8259's grammar, strictly: no '+', leading
+ * zero, bare '.' or hex) at the start of text[0..n) into the correctly
+ * rounded double, in one pass. Returns its length, or 0 when text does
+ * not start with a JSON number. What follows the number is the caller's
+ * to check.
+ */
+size_t tdm__parse_json_number(const char *text, size_t n, double *out);
+
 /* ---- values as text (format.c) ---- */
 
 /* Writes a number as the shortest text that reads back to the same

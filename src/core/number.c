@@ -15,10 +15,16 @@
  *     error of less than two units of the 128th bit, so the rounding to
  *     53 bits is decided unless the product lies within that error of a
  *     halfway point between two doubles. Those (exact ties among them),
- *     subnormal and overflowing results go on to step 3.
+ *     subnormal and overflowing results go to strtod.
  *
  * Everything else (more digits, exponents beyond the table, hex, inf,
  * nan) goes to strtod, which also decides what is not a number at all.
+ *
+ * Two readers share the digit loop and the conversion: tdm__parse_double
+ * takes a whole field (CSV cells, JSON Lines values), and
+ * tdm__parse_json_number reads a JSON number where it starts in a longer
+ * text and says where it ends, so a request's tensor data is read in one
+ * pass.
  */
 #include <math.h>
 #include <stdint.h>
@@ -136,6 +142,57 @@ static inline int eight_digits(const char *text, uint64_t *value) {
   return 1;
 }
 
+static int is_digit(char c) { return c >= '0' && c <= '9'; }
+
+/*
+ * Reads the run of digits from text[i] (n bytes in all) into *w, eight at
+ * a time where it can, counting them in *digits (the significant digits
+ * so far). Returns the offset just past the run, or SIZE_MAX when the
+ * significant digits pass 19 and w can no longer hold them.
+ */
+static inline size_t digit_run(const char *text, size_t i, size_t n,
+                               uint64_t *w, int *digits) {
+  uint64_t eight;
+  while (*digits <= 11 && i + 8 <= n && eight_digits(text + i, &eight)) {
+    *w = *w * 100000000 + eight;
+    *digits += 8;
+    i += 8;
+  }
+  while (i < n && is_digit(text[i])) {
+    if (*digits == 19) return SIZE_MAX;
+    *w = *w * 10 + (uint64_t)(text[i++] - '0');
+    (*digits)++;
+  }
+  return i;
+}
+
+/* Reads the exponent's digits from text[i] into *e: the offset past
+ * them, or 0 when there are none or more than four (strtod's case). */
+static size_t exponent_digits(const char *text, size_t i, size_t n, int *e) {
+  size_t first = i;
+  *e = 0;
+  while (i < n && is_digit(text[i]) && i - first < 5)
+    *e = *e * 10 + (text[i++] - '0');
+  size_t count = i - first;
+  return count == 0 || count == 5 ? 0 : i;
+}
+
+/* w * 10^exponent, negated when negative, correctly rounded: 1, or 0
+ * when only strtod can say (see the top of the file). */
+static int convert(uint64_t w, int exponent, int negative, double *out) {
+  double value;
+  if (w == 0) {
+    value = 0.0;
+  } else if (w <= ((uint64_t)1 << 53) && exponent >= -22 && exponent <= 22) {
+    value = exponent >= 0 ? (double)w * exact_powers[exponent]
+                          : (double)w / exact_powers[-exponent];
+  } else if (!eisel_lemire(w, exponent, &value)) {
+    return 0;
+  }
+  *out = negative ? -value : value;
+  return 1;
+}
+
 int tdm__parse_double(const char *text, size_t len, double *out) {
   size_t i = 0;
   int negative = 0;
@@ -146,19 +203,10 @@ int tdm__parse_double(const char *text, size_t len, double *out) {
     i++;
     seen_digit = 1;
   }
-  uint64_t eight;
-  while (digits <= 11 && i + 8 <= len && eight_digits(text + i, &eight)) {
-    w = w * 100000000 + eight;
-    digits += 8;
-    i += 8;
-    seen_digit = 1;
-  }
-  while (i < len && text[i] >= '0' && text[i] <= '9') {
-    if (digits == 19) return slow_path(text, len, out);
-    w = w * 10 + (uint64_t)(text[i++] - '0');
-    digits++;
-    seen_digit = 1;
-  }
+  size_t at = digit_run(text, i, len, &w, &digits);
+  if (at == SIZE_MAX) return slow_path(text, len, out);
+  seen_digit |= at > i;
+  i = at;
   if (i < len && text[i] == '.') {
     i++;
     if (digits == 0)
@@ -167,44 +215,102 @@ int tdm__parse_double(const char *text, size_t len, double *out) {
         exponent--;
         seen_digit = 1;
       }
-    while (digits <= 11 && i + 8 <= len && eight_digits(text + i, &eight)) {
-      w = w * 100000000 + eight;
-      digits += 8;
-      exponent -= 8;
-      i += 8;
-      seen_digit = 1;
-    }
-    while (i < len && text[i] >= '0' && text[i] <= '9') {
-      if (digits == 19) return slow_path(text, len, out);
-      w = w * 10 + (uint64_t)(text[i++] - '0');
-      digits++;
-      exponent--;
-      seen_digit = 1;
-    }
+    int before = digits;
+    at = digit_run(text, i, len, &w, &digits);
+    if (at == SIZE_MAX) return slow_path(text, len, out);
+    seen_digit |= at > i;
+    exponent -= digits - before;
+    i = at;
   }
   if (!seen_digit) return slow_path(text, len, out);
   if (i < len && (text[i] == 'e' || text[i] == 'E')) {
     i++;
-    int exp_negative = 0, exp_digits = 0, e = 0;
+    int exp_negative = 0, e;
     if (i < len && (text[i] == '-' || text[i] == '+'))
       exp_negative = text[i++] == '-';
-    while (i < len && text[i] >= '0' && text[i] <= '9' && exp_digits < 5) {
-      e = e * 10 + (text[i++] - '0');
-      exp_digits++;
-    }
-    if (exp_digits == 0 || exp_digits == 5) return slow_path(text, len, out);
+    i = exponent_digits(text, i, len, &e);
+    if (i == 0) return slow_path(text, len, out);
     exponent += exp_negative ? -e : e;
   }
-  if (i != len) return slow_path(text, len, out);
-  double value;
-  if (w == 0) {
-    value = 0.0;
-  } else if (w <= ((uint64_t)1 << 53) && exponent >= -22 && exponent <= 22) {
-    value = exponent >= 0 ? (double)w * exact_powers[exponent]
-                          : (double)w / exact_powers[-exponent];
-  } else if (!eisel_lemire(w, exponent, &value)) {
+  if (i != len || !convert(w, exponent, negative, out))
     return slow_path(text, len, out);
-  }
-  *out = negative ? -value : value;
   return 0;
+}
+
+/* The length of the JSON number (RFC 8259's grammar, strictly) at text,
+ * or 0 when there is none: the slow way, for what the fast one hands on. */
+static size_t json_number_length(const char *text, size_t n) {
+  size_t k = 0;
+  if (k < n && text[k] == '-') k++;
+  if (k < n && text[k] == '0') {
+    k++;
+  } else if (k < n && text[k] >= '1' && text[k] <= '9') {
+    while (k < n && is_digit(text[k])) k++;
+  } else {
+    return 0;
+  }
+  if (k < n && text[k] == '.') {
+    size_t first = ++k;
+    while (k < n && is_digit(text[k])) k++;
+    if (k == first) return 0;
+  }
+  if (k < n && (text[k] == 'e' || text[k] == 'E')) {
+    k++;
+    if (k < n && (text[k] == '+' || text[k] == '-')) k++;
+    size_t first = k;
+    while (k < n && is_digit(text[k])) k++;
+    if (k == first) return 0;
+  }
+  return k;
+}
+
+/* A JSON number too long for the fast way: found with the grammar, then
+ * read by strtod. */
+static size_t slow_json_number(const char *text, size_t n, double *out) {
+  size_t k = json_number_length(text, n);
+  return k > 0 && slow_path(text, k, out) == 0 ? k : 0;
+}
+
+size_t tdm__parse_json_number(const char *text, size_t n, double *out) {
+  size_t i = 0;
+  int negative = 0, digits = 0, exponent = 0;
+  uint64_t w = 0;
+  if (i < n && text[i] == '-') {
+    negative = 1;
+    i++;
+  }
+  if (i < n && text[i] == '0') {
+    i++; /* JSON allows no other leading zero */
+  } else if (i < n && text[i] >= '1' && text[i] <= '9') {
+    i = digit_run(text, i, n, &w, &digits);
+    if (i == SIZE_MAX) return slow_json_number(text, n, out);
+  } else {
+    return 0;
+  }
+  if (i < n && text[i] == '.') {
+    size_t first = ++i;
+    if (digits == 0)
+      while (i < n && text[i] == '0') {
+        i++;
+        exponent--;
+      }
+    int before = digits;
+    i = digit_run(text, i, n, &w, &digits);
+    if (i == SIZE_MAX) return slow_json_number(text, n, out);
+    if (i == first) return 0;
+    exponent -= digits - before;
+  }
+  if (i < n && (text[i] == 'e' || text[i] == 'E')) {
+    i++;
+    int exp_negative = 0, e;
+    if (i < n && (text[i] == '-' || text[i] == '+'))
+      exp_negative = text[i++] == '-';
+    if (i >= n || !is_digit(text[i])) return 0;
+    i = exponent_digits(text, i, n, &e);
+    if (i == 0) return slow_json_number(text, n, out);
+    exponent += exp_negative ? -e : e;
+  }
+  if (!convert(w, exponent, negative, out))
+    return slow_path(text, i, out) == 0 ? i : 0;
+  return i;
 }

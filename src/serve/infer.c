@@ -21,10 +21,11 @@
  *
  * A many-row JSON request is mostly one flat array of numbers, and a DOM
  * node per number costs more than scoring. So before the document is
- * parsed, every "data" array that holds only numbers is read straight from
- * the text into a list of doubles and blanked in a copy of the body
- * ("[]" and spaces, so every other byte keeps its offset); the inputs then
- * take their values from that list. Anything else (null, nested arrays,
+ * parsed, every "data" array that holds only numbers and missing values
+ * (null, "NaN") is read straight from
+ * the text into a list of doubles and cut to "[]" in a copy of the JSON;
+ * the document parser reads the copy, and the inputs take their values
+ * from the list. Anything else (null, nested arrays,
  * bad tokens) is left to the document parser, and a request that fails in
  * any way is parsed again the plain way, so every error message is
  * exactly the one the plain way gives.
@@ -122,46 +123,33 @@ static size_t skip_json_space(const char *text, size_t i, size_t n) {
   return i;
 }
 
-static int is_digit(char c) { return c >= '0' && c <= '9'; }
-
-/* The length of the JSON number (RFC 8259's grammar, strictly) at text,
- * or 0 when there is none. */
-static size_t json_number_length(const char *text, size_t n) {
-  size_t k = 0;
-  if (k < n && text[k] == '-') k++;
-  if (k < n && text[k] == '0') {
-    k++;
-  } else if (k < n && text[k] >= '1' && text[k] <= '9') {
-    while (k < n && is_digit(text[k])) k++;
-  } else {
-    return 0;
+/* The length of the JSON value at text if it is a number (its value in
+ * *value) or a missing value, null or "NaN" (tdm__json_feature_value's
+ * rule: NaN), else 0. */
+static size_t scan_value(const char *text, size_t n, double *value) {
+  if (n >= 4 && memcmp(text, "null", 4) == 0) {
+    *value = NAN;
+    return 4;
   }
-  if (k < n && text[k] == '.') {
-    size_t digits = ++k;
-    while (k < n && is_digit(text[k])) k++;
-    if (k == digits) return 0;
+  if (n >= 5 && memcmp(text, "\"NaN\"", 5) == 0) {
+    *value = NAN;
+    return 5;
   }
-  if (k < n && (text[k] == 'e' || text[k] == 'E')) {
-    k++;
-    if (k < n && (text[k] == '+' || text[k] == '-')) k++;
-    size_t digits = k;
-    while (k < n && is_digit(text[k])) k++;
-    if (k == digits) return 0;
-  }
-  return k;
+  return tdm__parse_json_number(text, n, value);
 }
 
 /* Reads the array at text[i] == '[' when it is a non-empty flat array of
- * numbers, appending its values to sd. Returns the offset just past its
- * ']', or 0 (nothing appended) when it is anything else. */
+ * numbers and missing values, appending its values to sd. Returns the
+ * offset just past its ']', or 0 (nothing appended) when it is anything
+ * else. */
 static size_t scan_number_array(const char *text, size_t i, size_t n,
                                 scanned_data *sd) {
   size_t first = sd->num_values;
   i = skip_json_space(text, i + 1, n);
   for (;;) {
-    size_t len = json_number_length(text + i, n - i);
     double value;
-    if (len == 0 || tdm__parse_double(text + i, len, &value) != 0) break;
+    size_t len = scan_value(text + i, n - i, &value);
+    if (len == 0) break;
     if (sd->num_values == sd->values_cap) {
       size_t cap = sd->values_cap ? sd->values_cap * 2 : 1024;
       double *values = tdm__realloc(sd->values, cap * sizeof *values);
@@ -180,15 +168,16 @@ static size_t scan_number_array(const char *text, size_t i, size_t n,
 }
 
 /*
- * Finds each "data": [numbers] in the JSON text (n bytes), reads it into
- * sd and blanks it in copy (a copy of the text). Strings are skipped
- * whole, escapes included, so that text inside a string is never taken
- * for a key. Returns the number of arrays read (0 on running out of
- * memory too: the plain way then reads them).
+ * Finds each "data": [numbers] in the JSON text (n bytes) and reads it
+ * into sd, and writes the text with each such array cut to "[]" into copy
+ * (room for n bytes; *copy_len its length): sd's offsets are in copy.
+ * Strings are skipped whole, escapes included, so that text inside a
+ * string is never taken for a key. Returns the number of arrays read (0
+ * on running out of memory too: the plain way then reads them).
  */
 static size_t scan_data_arrays(const char *text, size_t n, char *copy,
-                               scanned_data *sd) {
-  size_t i = 0;
+                               size_t *copy_len, scanned_data *sd) {
+  size_t i = 0, copied = 0, used = 0;
   for (;;) {
     const char *quote = memchr(text + i, '"', n - i);
     if (quote == NULL) break;
@@ -211,12 +200,16 @@ static size_t scan_data_arrays(const char *text, size_t n, char *copy,
       sd->arrays = arrays;
       sd->arrays_cap = cap;
     }
+    memcpy(copy + used, text + copied, k - copied);
+    used += k - copied;
     sd->arrays[sd->num_arrays++] =
-        (scanned_array){k, first, sd->num_values - first};
-    copy[k + 1] = ']';
-    memset(copy + k + 2, ' ', past - k - 2);
-    i = past;
+        (scanned_array){used, first, sd->num_values - first};
+    memcpy(copy + used, "[]", 2);
+    used += 2;
+    i = copied = past;
   }
+  memcpy(copy + used, text + copied, n - copied);
+  *copy_len = used + n - copied;
   return sd->num_arrays;
 }
 
@@ -333,7 +326,9 @@ static int put_value(tensor_sink *s, const tdm__json *v) {
 static int put_scanned(tensor_sink *s) {
   for (size_t i = 0; i < s->scanned_count && s->count < s->expected; i++) {
     double value = s->scanned[i];
-    if (s->kind == KIND_FP32) {
+    if (isnan(value)) {
+      /* Missing: taken as it is, as put_value does. */
+    } else if (s->kind == KIND_FP32) {
       float narrow = (float)value;
       if (isinf(narrow) && !isinf(value)) return TDM_EPARSE;
       value = narrow;
@@ -865,11 +860,11 @@ int tdm__infer_parse(const tdm_model *model, const char *body, size_t size,
 }
 
 /* Parses the request whose JSON is json (the body's first bytes, or a copy
- * of them with its scanned "data" arrays blanked). */
+ * of them with its scanned "data" arrays cut out, json_len bytes). */
 static int parse_request(const tdm_model *model, const char *body,
-                         const char *json, size_t size, size_t json_size,
-                         const scanned_data *scan, tdm__infer_request *req,
-                         tdm_error *err) {
+                         const char *json, size_t json_len, size_t size,
+                         size_t json_size, const scanned_data *scan,
+                         tdm__infer_request *req, tdm_error *err) {
   memset(req, 0, sizeof *req);
   req->timeout_us = -1;
   binary_section section = {0}, *binary = NULL;
@@ -884,7 +879,7 @@ static int parse_request(const tdm_model *model, const char *body,
     binary = &section;
     size = json_size;
   }
-  int rc = tdm__json_parse(&req->doc, json, size, "request", 0, err);
+  int rc = tdm__json_parse(&req->doc, json, json_len, "request", 0, err);
   if (rc != TDM_OK && binary == NULL &&
       mentions(body, size, "binary_data_size")) {
     /* Most likely binary data sent without the header that says where
@@ -908,14 +903,13 @@ int tdm__infer_parse_binary(const tdm_model *model, const char *body,
   /* First with the "data" arrays read straight from the text; a request
    * that fails that way (or has none) is parsed the plain way, whose
    * messages are the ones to give. */
-  size_t json_len = json_size < size ? json_size : size;
+  size_t json_len = json_size < size ? json_size : size, copy_len = 0;
   scanned_data scan = {0};
   char *copy = tdm__malloc(json_len + 1);
   if (copy != NULL) {
-    memcpy(copy, body, json_len);
-    if (scan_data_arrays(body, json_len, copy, &scan) > 0) {
-      int rc = parse_request(model, body, copy, size, json_size, &scan, req,
-                             err);
+    if (scan_data_arrays(body, json_len, copy, &copy_len, &scan) > 0) {
+      int rc = parse_request(model, body, copy, copy_len, size, json_size,
+                             &scan, req, err);
       tdm__free(copy);
       scanned_data_free(&scan);
       if (rc == TDM_OK) return rc;
@@ -924,7 +918,8 @@ int tdm__infer_parse_binary(const tdm_model *model, const char *body,
   }
   tdm__free(copy);
   scanned_data_free(&scan);
-  return parse_request(model, body, body, size, json_size, NULL, req, err);
+  return parse_request(model, body, body, json_len, size, json_size, NULL,
+                       req, err);
 }
 
 void tdm__infer_request_free(tdm__infer_request *req) {

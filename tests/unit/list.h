@@ -49,6 +49,7 @@
   X(number_random_against_strtod)            \
   X(number_near_halfway_against_strtod)      \
   X(number_edges_against_strtod)             \
+  X(number_json_grammar_and_values)          \
   X(infer_matrix_flat_nested_and_one_row)    \
   X(infer_per_feature_tensors)               \
   X(infer_null_and_nan_string_are_missing)   \

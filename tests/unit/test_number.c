@@ -251,3 +251,97 @@ TEST(number_edges_against_strtod) {
     CHECK(same_as_strtod(cases[i]));
   return 0;
 }
+
+/* The length of the JSON number at text by RFC 8259's grammar, written
+ * independently of number.c with strspn: 0 when there is none. */
+static size_t reference_json_length(const char *text) {
+  const char *p = text;
+  if (*p == '-') p++;
+  if (*p == '0') {
+    p++;
+  } else if (*p >= '1' && *p <= '9') {
+    p += strspn(p, "0123456789");
+  } else {
+    return 0;
+  }
+  if (*p == '.') {
+    size_t digits = strspn(p + 1, "0123456789");
+    if (digits == 0) return 0;
+    p += 1 + digits;
+  }
+  if (*p == 'e' || *p == 'E') {
+    const char *q = p + 1;
+    if (*q == '+' || *q == '-') q++;
+    size_t digits = strspn(q, "0123456789");
+    if (digits == 0) return 0;
+    p = q + digits;
+  }
+  return (size_t)(p - text);
+}
+
+/* Appends n random digits to text at *len, the first not 0 if nonzero. */
+static void random_digits(char *text, size_t *len, int n, int nonzero,
+                          uint64_t *s) {
+  for (int i = 0; i < n; i++)
+    text[(*len)++] = (char)((i == 0 && nonzero ? '1' : '0') +
+                            next_random(s) % (i == 0 && nonzero ? 9 : 10));
+}
+
+/* tdm__parse_json_number on tokens made of random parts, valid or not
+ * (signs, leading zeros, bare points, empty exponents, 1 to 400 digits,
+ * what follows): its length must be the grammar's and its value strtod's
+ * reading of exactly that text. */
+TEST(number_json_grammar_and_values) {
+  uint64_t s = 0x243F6A8885A308D3ull;
+  static const char *signs[] = {"", "", "-", "+"};
+  static const char *after[] = {"", ",", "]", " ", "x", ".", "e", "-", "0"};
+  char text[1024], copy[1024];
+  for (int n = 0; n < 300000; n++) {
+    uint64_t r = next_random(&s);
+    size_t len = 0;
+    const char *sign = signs[r % 4];
+    memcpy(text, sign, strlen(sign));
+    len += strlen(sign);
+    switch ((r >> 2) % 6) {
+      case 0: text[len++] = '0'; break;
+      case 1: text[len++] = '0'; text[len++] = '0'; break;
+      case 2: random_digits(text, &len, 1 + (int)((r >> 5) % 25), 1, &s); break;
+      case 3: random_digits(text, &len, 30 + (int)((r >> 5) % 370), 1, &s); break;
+      case 4: random_digits(text, &len, 1 + (int)((r >> 5) % 25), 0, &s); break;
+      default: break; /* no integer part */
+    }
+    if ((r >> 14) % 3) {
+      text[len++] = '.';
+      int zeros = (int)((r >> 16) % 4);
+      for (int i = 0; i < zeros; i++) text[len++] = '0';
+      random_digits(text, &len, (int)((r >> 18) % 26), 0, &s);
+    }
+    if ((r >> 24) % 2) {
+      text[len++] = (r >> 25) % 2 ? 'e' : 'E';
+      const char *esign = signs[(r >> 26) % 4];
+      memcpy(text + len, esign, strlen(esign));
+      len += strlen(esign);
+      random_digits(text, &len, (int)((r >> 28) % 7), 0, &s);
+    }
+    const char *tail = after[(r >> 32) % 9];
+    memcpy(text + len, tail, strlen(tail) + 1);
+    len += strlen(tail);
+    size_t want = reference_json_length(text);
+    double ours = 12345.0;
+    size_t got = tdm__parse_json_number(text, len, &ours);
+    if (got != want) {
+      fprintf(stderr, "\"%s\": length %zu, the grammar says %zu\n", text, got,
+              want);
+      return 1;
+    }
+    if (want == 0) continue;
+    memcpy(copy, text, want);
+    copy[want] = '\0';
+    double theirs = strtod(copy, NULL);
+    if (memcmp(&ours, &theirs, sizeof ours) != 0) {
+      fprintf(stderr, "\"%s\": %.17g, strtod %.17g\n", copy, ours, theirs);
+      return 1;
+    }
+  }
+  return 0;
+}
