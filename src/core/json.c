@@ -85,6 +85,8 @@ static int push(parser *ps, const tdm__json *v, const char *key) {
 /* Children of v now live at their final address: point them back at it. */
 static void adopt_children(tdm__json *v) {
   if (v->type != TDM__JSON_ARRAY && v->type != TDM__JSON_OBJECT) return;
+  /* A packed array's elements are built on demand, pointing at it then. */
+  if (v->packed) return;
   for (size_t i = 0; i < v->count; i++) {
     v->items[i].parent = v;
     v->items[i].index = i;
@@ -345,10 +347,66 @@ static int check_unique_keys(parser *ps, const tdm__json *v) {
                    ps->doc->name, line, col, v->keys[twice]);
 }
 
+/* Whether the value at p (within the document) cannot be a number. */
+static int starts_non_number(const parser *ps) {
+  char c = *ps->p;
+  if (c == '{' || c == '[' || c == '"' || c == 't' || c == 'f') return 1;
+  return c == 'n' && (size_t)(ps->end - ps->p) >= 4 &&
+         memcmp(ps->p, "null", 4) == 0;
+}
+
+/*
+ * With TDM__JSON_PACK_NUMBERS: parses the array at ps->p (at '[') as a
+ * packed array of numbers and returns 1, or returns 0 with ps->p unmoved
+ * when an element is not a number (the array is then built as usual), or a
+ * negative status for a syntax error. Numbers and separators are checked by
+ * the same code and with the same messages as in a built array.
+ */
+static int parse_packed_numbers(parser *ps, tdm__json *v) {
+  const char *start = ps->p;
+  size_t count = 0;
+  ps->p++;
+  skip_space(ps);
+  if (ps->p < ps->end && *ps->p == ']') {
+    ps->p = start;
+    return 0;
+  }
+  for (;;) {
+    skip_space(ps);
+    if (ps->p < ps->end && starts_non_number(ps)) {
+      ps->p = start;
+      return 0;
+    }
+    tdm__json number;
+    int rc = ps->p < ps->end ? parse_number(ps, &number)
+                             : syntax_error(ps, "expected a value");
+    if (rc != TDM_OK) return rc;
+    count++;
+    skip_space(ps);
+    if (ps->p < ps->end && *ps->p == ',') {
+      ps->p++;
+      continue;
+    }
+    if (ps->p < ps->end && *ps->p == ']') {
+      ps->p++;
+      break;
+    }
+    return syntax_error(ps, "expected ',' or ']' after an element");
+  }
+  v->type = TDM__JSON_ARRAY;
+  v->packed = 1;
+  v->count = count;
+  return 1;
+}
+
 static int parse_container(parser *ps, tdm__json *v, int depth, int object) {
   char close = object ? '}' : ']';
   v->type = object ? TDM__JSON_OBJECT : TDM__JSON_ARRAY;
   if (depth >= MAX_DEPTH) return syntax_error(ps, "nesting is too deep");
+  if (!object && (ps->flags & TDM__JSON_PACK_NUMBERS)) {
+    int packed = parse_packed_numbers(ps, v);
+    if (packed != 0) return packed > 0 ? TDM_OK : packed;
+  }
   ps->p++;
   size_t base = ps->stack_len;
   skip_space(ps);
@@ -434,7 +492,9 @@ int tdm__json_parse_at(tdm__json_doc *doc, const char *data, size_t size,
   tdm__arena_init(&doc->arena, block < (1 << 20) ? block : (1 << 20));
   doc->name = name;
   doc->first_line = first_line;
-  char *copy = tdm__arena_strndup(&doc->arena, data, size);
+  const char *copy = (flags & TDM__JSON_BORROW)
+                         ? (data != NULL ? data : "")
+                         : tdm__arena_strndup(&doc->arena, data, size);
   if (copy == NULL) {
     tdm__arena_free(&doc->arena);
     return tdm__fail(err, TDM_ENOMEM, "%s: out of memory", name);
@@ -647,6 +707,141 @@ int tdm__json_int64(const tdm__json_doc *doc, const tdm__json *v, int64_t *out,
     return tdm__json_fail(doc, v, TDM_EPARSE, err, "\"%s\" is not an integer",
                           buf);
   *out = (int64_t)n;
+  return TDM_OK;
+}
+
+/* Moves *p past the separators before a packed array's next number (the
+ * array's '[' included) and returns that number's text and length. The
+ * array was checked when parsed, so a number and its ']' follow. */
+static const char *next_packed(const char **p, size_t *len) {
+  const char *q = *p;
+  while (*q == '[' || *q == ',' || *q == ' ' || *q == '\t' || *q == '\n' ||
+         *q == '\r')
+    q++;
+  const char *text = q;
+  while (*q != ',' && *q != ']' && *q != ' ' && *q != '\t' && *q != '\n' &&
+         *q != '\r')
+    q++;
+  *len = (size_t)(q - text);
+  *p = q;
+  return text;
+}
+
+/* Element i of a packed array, built as the parser would have built it. */
+static void packed_element(const tdm__json_doc *doc, const tdm__json *array,
+                           size_t i, const char *text, size_t len,
+                           tdm__json *out) {
+  memset(out, 0, sizeof *out);
+  out->type = TDM__JSON_NUMBER;
+  out->text = text;
+  out->text_len = len;
+  out->parent = array;
+  out->index = i;
+  out->offset = (size_t)(text - doc->source);
+}
+
+const tdm__json *tdm__json_element(const tdm__json_doc *doc,
+                                   const tdm__json *array, size_t i,
+                                   tdm__json *scratch) {
+  if (!array->packed) return &array->items[i];
+  const char *p = doc->source + array->offset, *text = p;
+  size_t len = 0;
+  for (size_t k = 0; k <= i; k++) text = next_packed(&p, &len);
+  packed_element(doc, array, i, text, len, scratch);
+  return scratch;
+}
+
+/* Whether a packed number's text is plain (no NaN or Infinity, short
+ * enough for number_text), so that the fast conversions below read it
+ * exactly as the general ones would. */
+static int plain_packed(const char *text, size_t len) {
+  const char *digit = *text == '-' ? text + 1 : text;
+  return len < 128 && is_digit(*digit);
+}
+
+int tdm__json_array_floats(const tdm__json_doc *doc, const tdm__json *array,
+                           float *out, tdm_error *err) {
+  if (!array->packed) {
+    for (size_t i = 0; i < array->count; i++) {
+      int rc = tdm__json_float(doc, &array->items[i], &out[i], err);
+      if (rc != TDM_OK) return rc;
+    }
+    return TDM_OK;
+  }
+  const char *p = doc->source + array->offset;
+  for (size_t i = 0; i < array->count; i++) {
+    size_t len;
+    const char *text = next_packed(&p, &len);
+    /* The number ends at a separator, where strtof stops too. */
+    char *end;
+    if (plain_packed(text, len)) {
+      out[i] = strtof(text, &end);
+      if (end == text + len) continue;
+    }
+    tdm__json element;
+    packed_element(doc, array, i, text, len, &element);
+    int rc = tdm__json_float(doc, &element, &out[i], err);
+    if (rc != TDM_OK) return rc;
+  }
+  return TDM_OK;
+}
+
+int tdm__json_array_doubles(const tdm__json_doc *doc, const tdm__json *array,
+                            double *out, tdm_error *err) {
+  if (!array->packed) {
+    for (size_t i = 0; i < array->count; i++) {
+      int rc = tdm__json_double(doc, &array->items[i], &out[i], err);
+      if (rc != TDM_OK) return rc;
+    }
+    return TDM_OK;
+  }
+  const char *p = doc->source + array->offset;
+  for (size_t i = 0; i < array->count; i++) {
+    size_t len;
+    const char *text = next_packed(&p, &len);
+    char *end;
+    if (plain_packed(text, len)) {
+      out[i] = strtod(text, &end);
+      if (end == text + len) continue;
+    }
+    tdm__json element;
+    packed_element(doc, array, i, text, len, &element);
+    int rc = tdm__json_double(doc, &element, &out[i], err);
+    if (rc != TDM_OK) return rc;
+  }
+  return TDM_OK;
+}
+
+int tdm__json_array_int64s(const tdm__json_doc *doc, const tdm__json *array,
+                           int64_t *out, tdm_error *err) {
+  if (!array->packed) {
+    for (size_t i = 0; i < array->count; i++) {
+      int rc = tdm__json_int64(doc, &array->items[i], &out[i], err);
+      if (rc != TDM_OK) return rc;
+    }
+    return TDM_OK;
+  }
+  const char *p = doc->source + array->offset;
+  for (size_t i = 0; i < array->count; i++) {
+    size_t len;
+    const char *text = next_packed(&p, &len);
+    /* Up to 18 digits cannot overflow: most model arrays (child indices,
+     * features, flags) are small integers, read here without strtoll. */
+    size_t sign = *text == '-';
+    if (len > sign && len - sign <= 18) {
+      int64_t n = 0;
+      size_t k = sign;
+      while (k < len && is_digit(text[k])) n = n * 10 + (text[k++] - '0');
+      if (k == len) {
+        out[i] = sign ? -n : n;
+        continue;
+      }
+    }
+    tdm__json element;
+    packed_element(doc, array, i, text, len, &element);
+    int rc = tdm__json_int64(doc, &element, &out[i], err);
+    if (rc != TDM_OK) return rc;
+  }
   return TDM_OK;
 }
 

@@ -8,6 +8,7 @@
   X(json_utf8_in_and_out)                    \
   X(json_pointer)                            \
   X(json_number_conversions)                 \
+  X(json_packed_arrays_match_built_arrays)   \
   X(json_out_of_memory)                      \
   X(csv_plain)                               \
   X(csv_quotes_crlf_bom)                     \
