@@ -36,6 +36,7 @@
   X(score_out_of_memory)                     \
   X(fast_matches_reference_on_random_models) \
   X(fast_matches_reference_on_fixtures)      \
+  X(fast_matches_reference_on_fixture_edges)  \
   X(shap_matches_brute_force_shapley)        \
   X(shap_needs_covers)                       \
   X(shap_lanes_match_scalar)                 \
