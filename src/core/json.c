@@ -751,98 +751,88 @@ const tdm__json *tdm__json_element(const tdm__json_doc *doc,
   return scratch;
 }
 
-/* Whether a packed number's text is plain (no NaN or Infinity, short
- * enough for number_text), so that the fast conversions below read it
- * exactly as the general ones would. */
-static int plain_packed(const char *text, size_t len) {
-  const char *digit = *text == '-' ? text + 1 : text;
-  return len < 128 && is_digit(*digit);
+/* What an array's numbers are read as. */
+typedef enum number_kind { AS_FLOAT, AS_DOUBLE, AS_INT64 } number_kind;
+
+/* Converts value v as tdm__json_float, _double or _int64 would, into
+ * element i of out. */
+static int convert_value(const tdm__json_doc *doc, const tdm__json *v,
+                         number_kind kind, void *out, size_t i,
+                         tdm_error *err) {
+  switch (kind) {
+    case AS_FLOAT: return tdm__json_float(doc, v, (float *)out + i, err);
+    case AS_DOUBLE: return tdm__json_double(doc, v, (double *)out + i, err);
+    case AS_INT64: break;
+  }
+  return tdm__json_int64(doc, v, (int64_t *)out + i, err);
+}
+
+/*
+ * The common case of convert_value for a packed number's text, without
+ * copying it: returns 1 when done, 0 when the text needs the general
+ * conversion (NaN and the infinities, which strtof spells differently;
+ * texts too long for number_text; integers that are not plain digits or
+ * could overflow). A number ends at a separator, where strtof stops too.
+ */
+static int convert_plain(const char *text, size_t len, number_kind kind,
+                         void *out, size_t i) {
+  size_t sign = *text == '-';
+  if (len >= 128 || len <= sign || !is_digit(text[sign])) return 0;
+  char *end;
+  switch (kind) {
+    case AS_FLOAT:
+      ((float *)out)[i] = strtof(text, &end);
+      return end == text + len;
+    case AS_DOUBLE:
+      ((double *)out)[i] = strtod(text, &end);
+      return end == text + len;
+    case AS_INT64: break;
+  }
+  /* Up to 18 digits cannot overflow: most model arrays (child indices,
+   * features, flags) are small integers, read here without strtoll. */
+  if (len - sign > 18) return 0;
+  int64_t n = 0;
+  for (size_t k = sign; k < len; k++) {
+    if (!is_digit(text[k])) return 0;
+    n = n * 10 + (text[k] - '0');
+  }
+  ((int64_t *)out)[i] = sign ? -n : n;
+  return 1;
+}
+
+static int convert_array(const tdm__json_doc *doc, const tdm__json *array,
+                         number_kind kind, void *out, tdm_error *err) {
+  const char *p = doc->source + array->offset;
+  for (size_t i = 0; i < array->count; i++) {
+    if (!array->packed) {
+      int rc = convert_value(doc, &array->items[i], kind, out, i, err);
+      if (rc != TDM_OK) return rc;
+      continue;
+    }
+    size_t len;
+    const char *text = next_packed(&p, &len);
+    if (convert_plain(text, len, kind, out, i)) continue;
+    tdm__json element;
+    packed_element(doc, array, i, text, len, &element);
+    int rc = convert_value(doc, &element, kind, out, i, err);
+    if (rc != TDM_OK) return rc;
+  }
+  return TDM_OK;
 }
 
 int tdm__json_array_floats(const tdm__json_doc *doc, const tdm__json *array,
                            float *out, tdm_error *err) {
-  if (!array->packed) {
-    for (size_t i = 0; i < array->count; i++) {
-      int rc = tdm__json_float(doc, &array->items[i], &out[i], err);
-      if (rc != TDM_OK) return rc;
-    }
-    return TDM_OK;
-  }
-  const char *p = doc->source + array->offset;
-  for (size_t i = 0; i < array->count; i++) {
-    size_t len;
-    const char *text = next_packed(&p, &len);
-    /* The number ends at a separator, where strtof stops too. */
-    char *end;
-    if (plain_packed(text, len)) {
-      out[i] = strtof(text, &end);
-      if (end == text + len) continue;
-    }
-    tdm__json element;
-    packed_element(doc, array, i, text, len, &element);
-    int rc = tdm__json_float(doc, &element, &out[i], err);
-    if (rc != TDM_OK) return rc;
-  }
-  return TDM_OK;
+  return convert_array(doc, array, AS_FLOAT, out, err);
 }
 
 int tdm__json_array_doubles(const tdm__json_doc *doc, const tdm__json *array,
                             double *out, tdm_error *err) {
-  if (!array->packed) {
-    for (size_t i = 0; i < array->count; i++) {
-      int rc = tdm__json_double(doc, &array->items[i], &out[i], err);
-      if (rc != TDM_OK) return rc;
-    }
-    return TDM_OK;
-  }
-  const char *p = doc->source + array->offset;
-  for (size_t i = 0; i < array->count; i++) {
-    size_t len;
-    const char *text = next_packed(&p, &len);
-    char *end;
-    if (plain_packed(text, len)) {
-      out[i] = strtod(text, &end);
-      if (end == text + len) continue;
-    }
-    tdm__json element;
-    packed_element(doc, array, i, text, len, &element);
-    int rc = tdm__json_double(doc, &element, &out[i], err);
-    if (rc != TDM_OK) return rc;
-  }
-  return TDM_OK;
+  return convert_array(doc, array, AS_DOUBLE, out, err);
 }
 
 int tdm__json_array_int64s(const tdm__json_doc *doc, const tdm__json *array,
                            int64_t *out, tdm_error *err) {
-  if (!array->packed) {
-    for (size_t i = 0; i < array->count; i++) {
-      int rc = tdm__json_int64(doc, &array->items[i], &out[i], err);
-      if (rc != TDM_OK) return rc;
-    }
-    return TDM_OK;
-  }
-  const char *p = doc->source + array->offset;
-  for (size_t i = 0; i < array->count; i++) {
-    size_t len;
-    const char *text = next_packed(&p, &len);
-    /* Up to 18 digits cannot overflow: most model arrays (child indices,
-     * features, flags) are small integers, read here without strtoll. */
-    size_t sign = *text == '-';
-    if (len > sign && len - sign <= 18) {
-      int64_t n = 0;
-      size_t k = sign;
-      while (k < len && is_digit(text[k])) n = n * 10 + (text[k++] - '0');
-      if (k == len) {
-        out[i] = sign ? -n : n;
-        continue;
-      }
-    }
-    tdm__json element;
-    packed_element(doc, array, i, text, len, &element);
-    int rc = tdm__json_int64(doc, &element, &out[i], err);
-    if (rc != TDM_OK) return rc;
-  }
-  return TDM_OK;
+  return convert_array(doc, array, AS_INT64, out, err);
 }
 
 int tdm__json_feature_value(const tdm__json *v, double *out) {
