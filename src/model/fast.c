@@ -849,6 +849,21 @@ int tdm__fast_tree_laid_out(const tdm_model *model, size_t tree) {
   return model->fast->lgb != NULL || model->fast->depth[tree] != GENERIC_TREE;
 }
 
+int tdm_model_use_kernel(tdm_model *model, const char *name, tdm_error *err) {
+  if (model == NULL || name == NULL ||
+      (strcmp(name, "scalar") != 0 && strcmp(name, "avx2") != 0 &&
+       strcmp(name, "avx512") != 0 && strcmp(name, "reference") != 0))
+    return tdm__fail(err, TDM_EINVAL,
+                     "kernel \"%s\": not scalar, avx2, avx512 or reference",
+                     name ? name : "");
+  if (!tdm__fast_use_kernel(model, name))
+    return tdm__fail(err, TDM_EUNSUPPORTED,
+                     "kernel %s: not available here (this CPU or this "
+                     "model's layout); %s is used",
+                     name, tdm__fast_kernel(model));
+  return TDM_OK;
+}
+
 const char *tdm__fast_kernel(const tdm_model *model) {
   return model->fast ? model->fast->kernel_name : "reference";
 }
