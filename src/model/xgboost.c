@@ -103,7 +103,7 @@ static int require(loader *ld, const tdm__json *obj, const char *key,
   return TDM_OK;
 }
 
-/* An integer stored as a number or as a string ("num_class": "3"). */
+/* Fails at v unless lo <= value <= hi. */
 static int check_range(loader *ld, const tdm__json *v, int64_t value,
                        int64_t lo, int64_t hi) {
   if (value >= lo && value <= hi) return TDM_OK;
@@ -112,6 +112,7 @@ static int check_range(loader *ld, const tdm__json *v, int64_t value,
                         (long long)value, (long long)lo, (long long)hi);
 }
 
+/* An integer stored as a number or as a string ("num_class": "3"). */
 static int get_int(loader *ld, const tdm__json *v, int64_t lo, int64_t hi,
                    int64_t *out) {
   int rc = tdm__json_int64(&ld->doc, v, out, ld->err);
@@ -128,10 +129,12 @@ static int check_element(loader *ld, const tdm__json *a, size_t i,
                      values[i], lo, hi);
 }
 
-/* Array a as integers; with `flags`, JSON booleans count as 0 and 1 (old
- * models write default_left as either). A packed array holds numbers only. */
-static int int_array(loader *ld, const tdm__json *a, int flags, int64_t *out) {
-  if (!flags || a->packed)
+/* Array a as integers; with `booleans`, JSON booleans count as 0 and 1
+ * (old models write default_left as either). A packed array holds numbers
+ * only. */
+static int int_array(loader *ld, const tdm__json *a, int booleans,
+                     int64_t *out) {
+  if (!booleans || a->packed)
     return tdm__json_array_int64s(&ld->doc, a, out, ld->err);
   for (size_t i = 0; i < a->count; i++) {
     if (a->items[i].type == TDM__JSON_BOOL) {
