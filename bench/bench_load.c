@@ -99,12 +99,12 @@ int main(int argc, char **argv) {
   qsort(cpu, (size_t)rounds, sizeof *cpu, compare_doubles);
   double median = times[rounds / 2], cpu_median = cpu[rounds / 2];
   double extra_mib = (double)(peak - before) / 1024.0;
-  printf("%s: %s, %.1f MB: load %.3f s wall (%.0f MB/s), %.3f CPU s "
-         "(%.0f MB/s), medians of %d; peak memory %.1f MiB beyond the "
-         "process's own %.1f MiB = %.2fx the file\n",
-         xgboost ? "xgboost" : "tandem", path, mb, median, mb / median,
-         cpu_median, mb / cpu_median, rounds, extra_mib,
-         (double)before / 1024.0,
-         extra_mib * 1048576.0 / (double)st.st_size);
+  printf(
+      "%s: %s, %.1f MB: load %.3f s wall (%.0f MB/s), %.3f CPU s "
+      "(%.0f MB/s), medians of %d; peak memory %.1f MiB beyond the "
+      "process's own %.1f MiB = %.2fx the file\n",
+      xgboost ? "xgboost" : "tandem", path, mb, median, mb / median, cpu_median,
+      mb / cpu_median, rounds, extra_mib, (double)before / 1024.0,
+      extra_mib * 1048576.0 / (double)st.st_size);
   return 0;
 }
