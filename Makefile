@@ -124,6 +124,8 @@ build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c build-fuzz/libtandem.a
 # Benchmarks link XGBoost's C API (libxgboost-dev), the peer they measure.
 $(BUILD)/bench-predict: bench/bench_predict.c $(BUILD)/libtandem.a
 	$(CC) $(BASEFLAGS) $(CFLAGS) -Wno-error -o $@ $^ -lxgboost $(LDLIBS)
+$(BUILD)/bench-load: bench/bench_load.c $(BUILD)/libtandem.a
+	$(CC) $(BASEFLAGS) $(CFLAGS) -o $@ $^ -lxgboost $(LDLIBS)
 $(BUILD)/bench-contribs: bench/bench_contribs.c $(BUILD)/libtandem.a
 	$(CC) $(BASEFLAGS) $(CFLAGS) -Wno-error -o $@ $^ -lxgboost $(LDLIBS)
 

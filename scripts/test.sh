@@ -110,6 +110,8 @@ for t in tests/integration/test_cli.py tests/integration/test_xgboost_fixtures.p
     tests/integration/test_contribs.py \
     tests/integration/test_pipeline_reasons.py \
     tests/integration/test_xgboost_categorical_edges.py \
+    tests/integration/test_model_load_memory.py \
+    tests/integration/test_fast_layout_edges.py \
     tests/integration/test_stream.py \
     tests/integration/test_stream_failover.py \
     tests/integration/test_stream_decision_log.py \

@@ -85,6 +85,8 @@ static int push(parser *ps, const tdm__json *v, const char *key) {
 /* Children of v now live at their final address: point them back at it. */
 static void adopt_children(tdm__json *v) {
   if (v->type != TDM__JSON_ARRAY && v->type != TDM__JSON_OBJECT) return;
+  /* A packed array's elements are built on demand, pointing at it then. */
+  if (v->packed) return;
   for (size_t i = 0; i < v->count; i++) {
     v->items[i].parent = v;
     v->items[i].index = i;
@@ -345,10 +347,66 @@ static int check_unique_keys(parser *ps, const tdm__json *v) {
                    ps->doc->name, line, col, v->keys[twice]);
 }
 
+/* Whether the value at p (within the document) cannot be a number. */
+static int starts_non_number(const parser *ps) {
+  char c = *ps->p;
+  if (c == '{' || c == '[' || c == '"' || c == 't' || c == 'f') return 1;
+  return c == 'n' && (size_t)(ps->end - ps->p) >= 4 &&
+         memcmp(ps->p, "null", 4) == 0;
+}
+
+/*
+ * With TDM__JSON_PACK_NUMBERS: parses the array at ps->p (at '[') as a
+ * packed array of numbers and returns 1, or returns 0 with ps->p unmoved
+ * when an element is not a number (the array is then built as usual), or a
+ * negative status for a syntax error. Numbers and separators are checked by
+ * the same code and with the same messages as in a built array.
+ */
+static int parse_packed_numbers(parser *ps, tdm__json *v) {
+  const char *start = ps->p;
+  size_t count = 0;
+  ps->p++;
+  skip_space(ps);
+  if (ps->p < ps->end && *ps->p == ']') {
+    ps->p = start;
+    return 0;
+  }
+  for (;;) {
+    skip_space(ps);
+    if (ps->p < ps->end && starts_non_number(ps)) {
+      ps->p = start;
+      return 0;
+    }
+    tdm__json number;
+    int rc = ps->p < ps->end ? parse_number(ps, &number)
+                             : syntax_error(ps, "expected a value");
+    if (rc != TDM_OK) return rc;
+    count++;
+    skip_space(ps);
+    if (ps->p < ps->end && *ps->p == ',') {
+      ps->p++;
+      continue;
+    }
+    if (ps->p < ps->end && *ps->p == ']') {
+      ps->p++;
+      break;
+    }
+    return syntax_error(ps, "expected ',' or ']' after an element");
+  }
+  v->type = TDM__JSON_ARRAY;
+  v->packed = 1;
+  v->count = count;
+  return 1;
+}
+
 static int parse_container(parser *ps, tdm__json *v, int depth, int object) {
   char close = object ? '}' : ']';
   v->type = object ? TDM__JSON_OBJECT : TDM__JSON_ARRAY;
   if (depth >= MAX_DEPTH) return syntax_error(ps, "nesting is too deep");
+  if (!object && (ps->flags & TDM__JSON_PACK_NUMBERS)) {
+    int packed = parse_packed_numbers(ps, v);
+    if (packed != 0) return packed > 0 ? TDM_OK : packed;
+  }
   ps->p++;
   size_t base = ps->stack_len;
   skip_space(ps);
@@ -434,7 +492,9 @@ int tdm__json_parse_at(tdm__json_doc *doc, const char *data, size_t size,
   tdm__arena_init(&doc->arena, block < (1 << 20) ? block : (1 << 20));
   doc->name = name;
   doc->first_line = first_line;
-  char *copy = tdm__arena_strndup(&doc->arena, data, size);
+  const char *copy = (flags & TDM__JSON_BORROW)
+                         ? (data != NULL ? data : "")
+                         : tdm__arena_strndup(&doc->arena, data, size);
   if (copy == NULL) {
     tdm__arena_free(&doc->arena);
     return tdm__fail(err, TDM_ENOMEM, "%s: out of memory", name);
@@ -648,6 +708,131 @@ int tdm__json_int64(const tdm__json_doc *doc, const tdm__json *v, int64_t *out,
                           buf);
   *out = (int64_t)n;
   return TDM_OK;
+}
+
+/* Moves *p past the separators before a packed array's next number (the
+ * array's '[' included) and returns that number's text and length. The
+ * array was checked when parsed, so a number and its ']' follow. */
+static const char *next_packed(const char **p, size_t *len) {
+  const char *q = *p;
+  while (*q == '[' || *q == ',' || *q == ' ' || *q == '\t' || *q == '\n' ||
+         *q == '\r')
+    q++;
+  const char *text = q;
+  while (*q != ',' && *q != ']' && *q != ' ' && *q != '\t' && *q != '\n' &&
+         *q != '\r')
+    q++;
+  *len = (size_t)(q - text);
+  *p = q;
+  return text;
+}
+
+/* Element i of a packed array, built as the parser would have built it. */
+static void packed_element(const tdm__json_doc *doc, const tdm__json *array,
+                           size_t i, const char *text, size_t len,
+                           tdm__json *out) {
+  memset(out, 0, sizeof *out);
+  out->type = TDM__JSON_NUMBER;
+  out->text = text;
+  out->text_len = len;
+  out->parent = array;
+  out->index = i;
+  out->offset = (size_t)(text - doc->source);
+}
+
+const tdm__json *tdm__json_element(const tdm__json_doc *doc,
+                                   const tdm__json *array, size_t i,
+                                   tdm__json *scratch) {
+  if (!array->packed) return &array->items[i];
+  const char *p = doc->source + array->offset, *text = p;
+  size_t len = 0;
+  for (size_t k = 0; k <= i; k++) text = next_packed(&p, &len);
+  packed_element(doc, array, i, text, len, scratch);
+  return scratch;
+}
+
+/* What an array's numbers are read as. */
+typedef enum number_kind { AS_FLOAT, AS_DOUBLE, AS_INT64 } number_kind;
+
+/* Converts value v as tdm__json_float, _double or _int64 would, into
+ * element i of out. */
+static int convert_value(const tdm__json_doc *doc, const tdm__json *v,
+                         number_kind kind, void *out, size_t i,
+                         tdm_error *err) {
+  switch (kind) {
+    case AS_FLOAT: return tdm__json_float(doc, v, (float *)out + i, err);
+    case AS_DOUBLE: return tdm__json_double(doc, v, (double *)out + i, err);
+    case AS_INT64: break;
+  }
+  return tdm__json_int64(doc, v, (int64_t *)out + i, err);
+}
+
+/*
+ * The common case of convert_value for a packed number's text, without
+ * copying it: returns 1 when done, 0 when the text needs the general
+ * conversion (NaN and the infinities, which strtof spells differently;
+ * texts too long for number_text; integers that are not plain digits or
+ * could overflow). A number ends at a separator, where strtof stops too.
+ */
+static int convert_plain(const char *text, size_t len, number_kind kind,
+                         void *out, size_t i) {
+  size_t sign = *text == '-';
+  if (len >= 128 || len <= sign || !is_digit(text[sign])) return 0;
+  char *end;
+  switch (kind) {
+    case AS_FLOAT:
+      ((float *)out)[i] = strtof(text, &end);
+      return end == text + len;
+    case AS_DOUBLE:
+      ((double *)out)[i] = strtod(text, &end);
+      return end == text + len;
+    case AS_INT64: break;
+  }
+  /* Up to 18 digits cannot overflow: most model arrays (child indices,
+   * features, flags) are small integers, read here without strtoll. */
+  if (len - sign > 18) return 0;
+  int64_t n = 0;
+  for (size_t k = sign; k < len; k++) {
+    if (!is_digit(text[k])) return 0;
+    n = n * 10 + (text[k] - '0');
+  }
+  ((int64_t *)out)[i] = sign ? -n : n;
+  return 1;
+}
+
+static int convert_array(const tdm__json_doc *doc, const tdm__json *array,
+                         number_kind kind, void *out, tdm_error *err) {
+  const char *p = doc->source + array->offset;
+  for (size_t i = 0; i < array->count; i++) {
+    if (!array->packed) {
+      int rc = convert_value(doc, &array->items[i], kind, out, i, err);
+      if (rc != TDM_OK) return rc;
+      continue;
+    }
+    size_t len;
+    const char *text = next_packed(&p, &len);
+    if (convert_plain(text, len, kind, out, i)) continue;
+    tdm__json element;
+    packed_element(doc, array, i, text, len, &element);
+    int rc = convert_value(doc, &element, kind, out, i, err);
+    if (rc != TDM_OK) return rc;
+  }
+  return TDM_OK;
+}
+
+int tdm__json_array_floats(const tdm__json_doc *doc, const tdm__json *array,
+                           float *out, tdm_error *err) {
+  return convert_array(doc, array, AS_FLOAT, out, err);
+}
+
+int tdm__json_array_doubles(const tdm__json_doc *doc, const tdm__json *array,
+                            double *out, tdm_error *err) {
+  return convert_array(doc, array, AS_DOUBLE, out, err);
+}
+
+int tdm__json_array_int64s(const tdm__json_doc *doc, const tdm__json *array,
+                           int64_t *out, tdm_error *err) {
+  return convert_array(doc, array, AS_INT64, out, err);
 }
 
 int tdm__json_feature_value(const tdm__json *v, double *out) {

@@ -31,7 +31,11 @@ typedef enum tdm__json_type {
 typedef struct tdm__json tdm__json;
 struct tdm__json {
   tdm__json_type type;
-  int boolean;       /* TDM__JSON_BOOL */
+  unsigned char boolean; /* TDM__JSON_BOOL */
+  /* An array of numbers parsed with TDM__JSON_PACK_NUMBERS: its elements
+   * are not built (items is NULL); read them with tdm__json_array_*() or
+   * tdm__json_element(). */
+  unsigned char packed;
   size_t count;      /* elements or members; string length in bytes */
   const char *text;  /* string: decoded, NUL-terminated; number: source */
   size_t text_len;   /* number: length of its source text */
@@ -53,7 +57,15 @@ typedef struct tdm__json_doc {
 
 /* Extensions to strict JSON that a caller may allow. */
 enum {
-  TDM__JSON_ALLOW_NAN = 1 /* NaN, Infinity, -Infinity as numbers */
+  TDM__JSON_ALLOW_NAN = 1, /* NaN, Infinity, -Infinity as numbers */
+  /* Arrays whose elements are all numbers are checked but not built: a
+   * model's arrays of millions of numbers then cost nothing beyond their
+   * text, instead of a value (~80 bytes) per number. Only for callers that
+   * read arrays through tdm__json_element() and tdm__json_array_*(). */
+  TDM__JSON_PACK_NUMBERS = 2,
+  /* The document reads `data` in place instead of copying it: the caller
+   * keeps data unchanged until tdm__json_doc_free(). */
+  TDM__JSON_BORROW = 4
 };
 
 /*
@@ -68,6 +80,29 @@ int tdm__json_parse_at(tdm__json_doc *doc, const char *data, size_t size,
                        const char *name, size_t first_line, int flags,
                        tdm_error *err);
 void tdm__json_doc_free(tdm__json_doc *doc);
+
+/*
+ * Element i (< array->count) of an array. For a packed array the element
+ * is built in *scratch (found by a scan from the array's start, so meant
+ * for messages, not loops) and points at the document like any value:
+ * valid while both *scratch and the document are. Otherwise it is
+ * &array->items[i].
+ */
+const tdm__json *tdm__json_element(const tdm__json_doc *doc,
+                                   const tdm__json *array, size_t i,
+                                   tdm__json *scratch);
+
+/*
+ * Every element of an array (packed or not) converted as tdm__json_float,
+ * tdm__json_double or tdm__json_int64 would convert it, into out[0 ..
+ * array->count). The first element that fails names its JSON pointer.
+ */
+int tdm__json_array_floats(const tdm__json_doc *doc, const tdm__json *array,
+                           float *out, tdm_error *err);
+int tdm__json_array_doubles(const tdm__json_doc *doc, const tdm__json *array,
+                            double *out, tdm_error *err);
+int tdm__json_array_int64s(const tdm__json_doc *doc, const tdm__json *array,
+                           int64_t *out, tdm_error *err);
 
 /* Member `key` of an object, or NULL if absent or v is not an object. */
 const tdm__json *tdm__json_get(const tdm__json *v, const char *key);

@@ -49,16 +49,25 @@ static char first_significant_char(const char *data, size_t size) {
   return i < size ? data[i] : '\0';
 }
 
-/* Parses a JSON model once and hands it to the loader its content names:
- * {"format": "tandem-linear", ...} or XGBoost's {"learner": ...}. */
+/* Parses a JSON model and hands it to the loader its content names:
+ * {"format": "tandem-linear", ...} or XGBoost's {"learner": ...}. The
+ * document reads `data` in place, and XGBoost's arrays of numbers (most of
+ * a large model's bytes) stay packed, so that loading a model costs little
+ * more memory than its file. The linear loader reads arrays element by
+ * element: its (small) documents are parsed again, unpacked. */
 static int load_json_model(tdm_model *model, const char *data, size_t size,
                            const char *name, tdm_error *err) {
   tdm__json_doc doc;
-  int rc = tdm__json_parse(&doc, data, size, name, TDM__JSON_ALLOW_NAN, err);
+  int flags = TDM__JSON_ALLOW_NAN | TDM__JSON_BORROW;
+  int rc = tdm__json_parse(&doc, data, size, name,
+                           flags | TDM__JSON_PACK_NUMBERS, err);
   if (rc != TDM_OK) return rc;
   const tdm__json *format = tdm__json_get(doc.root, "format");
   if (format != NULL && format->type == TDM__JSON_STRING &&
       strcmp(format->text, "tandem-linear") == 0) {
+    tdm__json_doc_free(&doc);
+    rc = tdm__json_parse(&doc, data, size, name, flags, err);
+    if (rc != TDM_OK) return rc;
     rc = tdm__linear_load(model, &doc, err);
   } else if (tdm__json_get(doc.root, "learner") != NULL) {
     rc = tdm__xgboost_load(model, &doc, err);

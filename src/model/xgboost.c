@@ -63,6 +63,11 @@ typedef struct loader {
   tdm__json_doc doc;
   tdm_error *err;
   const char *name;
+  /* One tree's arrays as numbers, reused from tree to tree: five integer
+   * arrays and two float arrays of scratch_nodes elements each. */
+  int64_t *ints;
+  float *floats;
+  size_t scratch_nodes;
 } loader;
 
 /* A copy of a document string in the model's arena (the document is
@@ -98,15 +103,47 @@ static int require(loader *ld, const tdm__json *obj, const char *key,
   return TDM_OK;
 }
 
+/* Fails at v unless lo <= value <= hi. */
+static int check_range(loader *ld, const tdm__json *v, int64_t value,
+                       int64_t lo, int64_t hi) {
+  if (value >= lo && value <= hi) return TDM_OK;
+  return tdm__json_fail(&ld->doc, v, TDM_EPARSE, ld->err,
+                        "%lld is out of range (%lld to %lld)",
+                        (long long)value, (long long)lo, (long long)hi);
+}
+
 /* An integer stored as a number or as a string ("num_class": "3"). */
 static int get_int(loader *ld, const tdm__json *v, int64_t lo, int64_t hi,
                    int64_t *out) {
   int rc = tdm__json_int64(&ld->doc, v, out, ld->err);
   if (rc != TDM_OK) return rc;
-  if (*out < lo || *out > hi)
-    return tdm__json_fail(&ld->doc, v, TDM_EPARSE, ld->err,
-                          "%lld is out of range (%lld to %lld)",
-                          (long long)*out, (long long)lo, (long long)hi);
+  return check_range(ld, v, *out, lo, hi);
+}
+
+/* The same check for element i of array a, read earlier as values[i]. */
+static int check_element(loader *ld, const tdm__json *a, size_t i,
+                         const int64_t *values, int64_t lo, int64_t hi) {
+  if (values[i] >= lo && values[i] <= hi) return TDM_OK;
+  tdm__json scratch;
+  return check_range(ld, tdm__json_element(&ld->doc, a, i, &scratch),
+                     values[i], lo, hi);
+}
+
+/* Array a as integers; with `booleans`, JSON booleans count as 0 and 1
+ * (old models write default_left as either). A packed array holds numbers
+ * only. */
+static int int_array(loader *ld, const tdm__json *a, int booleans,
+                     int64_t *out) {
+  if (!booleans || a->packed)
+    return tdm__json_array_int64s(&ld->doc, a, out, ld->err);
+  for (size_t i = 0; i < a->count; i++) {
+    if (a->items[i].type == TDM__JSON_BOOL) {
+      out[i] = a->items[i].boolean;
+      continue;
+    }
+    int rc = tdm__json_int64(&ld->doc, &a->items[i], &out[i], ld->err);
+    if (rc != TDM_OK) return rc;
+  }
   return TDM_OK;
 }
 
@@ -268,18 +305,6 @@ static int tree_array(loader *ld, const tdm__json *tree, const char *key,
   return TDM_OK;
 }
 
-/* A 0/1 flag stored as a number or as a JSON boolean. */
-static int get_flag(loader *ld, const tdm__json *v, int *out) {
-  if (v->type == TDM__JSON_BOOL) {
-    *out = v->boolean;
-    return TDM_OK;
-  }
-  int64_t n;
-  int rc = get_int(ld, v, 0, 1, &n);
-  *out = (int)n;
-  return rc;
-}
-
 /* Growable array of bitset words shared by every categorical node. */
 typedef struct word_vec {
   uint32_t *data;
@@ -329,46 +354,58 @@ static int load_categories(loader *ld, const tdm__json *tree, size_t base,
     return fail_at(ld, nodes, TDM_EPARSE,
                    "categories_nodes, categories_segments and "
                    "categories_sizes differ in length");
-  for (size_t j = 0; j < nodes->count; j++) {
-    int64_t node_id, segment, size;
-    rc = get_int(ld, &nodes->items[j], 0, (int64_t)count - 1, &node_id);
+  /* The four arrays as integers, in one block: node ids, segments, sizes,
+   * then the categories. */
+  size_t n = nodes->count;
+  int64_t *ids = tdm__malloc((3 * n + cats->count + 1) * sizeof *ids);
+  if (ids == NULL) return TDM_ENOMEM;
+  int64_t *starts = ids + n, *lengths = starts + n, *values = lengths + n;
+  rc = int_array(ld, nodes, 0, ids);
+  if (rc == TDM_OK) rc = int_array(ld, segments, 0, starts);
+  if (rc == TDM_OK) rc = int_array(ld, sizes, 0, lengths);
+  if (rc == TDM_OK) rc = int_array(ld, cats, 0, values);
+  for (size_t j = 0; j < n && rc == TDM_OK; j++) {
+    rc = check_element(ld, nodes, j, ids, 0, (int64_t)count - 1);
     if (rc == TDM_OK)
-      rc = get_int(ld, &segments->items[j], 0, (int64_t)cats->count, &segment);
+      rc = check_element(ld, segments, j, starts, 0, (int64_t)cats->count);
     if (rc == TDM_OK)
-      rc = get_int(ld, &sizes->items[j], 0, (int64_t)cats->count - segment,
-                   &size);
-    if (rc != TDM_OK) return rc;
+      rc = check_element(ld, sizes, j, lengths, 0,
+                         (int64_t)cats->count - starts[j]);
+    if (rc != TDM_OK) break;
+    int64_t node_id = ids[j], segment = starts[j], size = lengths[j];
     tdm__node *node = &model->nodes[base + (size_t)node_id];
-    if (node->kind != TDM__NODE_XGB_CATEGORICAL)
-      return tdm__json_fail(&ld->doc, &nodes->items[j], TDM_EPARSE, ld->err,
-                            "node %lld has categories but is not a "
-                            "categorical split",
-                            (long long)node_id);
-    int64_t largest = -1;
-    for (int64_t c = segment; c < segment + size; c++) {
-      int64_t category;
-      rc = get_int(ld, &cats->items[c], 0, (1 << 24) - 1, &category);
-      if (rc != TDM_OK) return rc;
-      if (category > largest) largest = category;
+    if (node->kind != TDM__NODE_XGB_CATEGORICAL) {
+      tdm__json scratch;
+      rc = tdm__json_fail(&ld->doc,
+                          tdm__json_element(&ld->doc, nodes, j, &scratch),
+                          TDM_EPARSE, ld->err,
+                          "node %lld has categories but is not a "
+                          "categorical split",
+                          (long long)node_id);
+      break;
     }
+    int64_t largest = -1;
+    for (int64_t c = segment; c < segment + size && rc == TDM_OK; c++) {
+      rc = check_element(ld, cats, (size_t)c, values, 0, (1 << 24) - 1);
+      if (values[c] > largest) largest = values[c];
+    }
+    if (rc != TDM_OK) break;
     size_t num_words = (size_t)(largest + 1 + 31) / 32;
     rc = word_vec_grow(words, num_words);
-    if (rc != TDM_OK) return rc;
+    if (rc != TDM_OK) break;
     node->cat_begin = (uint32_t)words->len;
     node->cat_count = (uint32_t)num_words;
     /* An empty set has no words, and words->data is still NULL when no
      * set before it had any: NULL + 0 and memset(NULL, ...) are undefined. */
     if (num_words > 0)
       memset(words->data + words->len, 0, num_words * sizeof(uint32_t));
-    for (int64_t c = segment; c < segment + size; c++) {
-      int64_t category;
-      get_int(ld, &cats->items[c], 0, (1 << 24) - 1, &category);
-      words->data[words->len + (size_t)(category >> 5)] |= 1u
-                                                           << (category & 31);
-    }
+    for (int64_t c = segment; c < segment + size; c++)
+      words->data[words->len + (size_t)(values[c] >> 5)] |= 1u
+                                                           << (values[c] & 31);
     words->len += num_words;
   }
-  return TDM_OK;
+  tdm__free(ids);
+  return rc;
 }
 
 /* Translates one tree's parallel arrays into nodes starting at `base`. */
@@ -400,54 +437,64 @@ static int load_tree(loader *ld, const tdm__json *tree, size_t base,
     hessian = NULL;
     model->has_cover = 0;
   }
+  /* The arrays as numbers first (each in one pass over its text), then
+   * the nodes. Leaves' entries in split_indices, default_left and
+   * split_type mean nothing and are not range-checked. */
+  int64_t *l = ld->ints, *r = l + count, *f = r + count, *dl = f + count,
+          *type = dl + count;
+  float *value = ld->floats, *cover = value + count;
+  rc = int_array(ld, left, 0, l);
+  if (rc == TDM_OK) rc = int_array(ld, right, 0, r);
+  if (rc == TDM_OK) rc = int_array(ld, feature, 0, f);
+  if (rc == TDM_OK) rc = int_array(ld, dflt, 1, dl);
+  if (rc == TDM_OK && split_type != NULL)
+    rc = int_array(ld, split_type, 0, type);
+  if (rc == TDM_OK)
+    rc = tdm__json_array_floats(&ld->doc, cond, value, ld->err);
+  if (rc == TDM_OK && hessian != NULL)
+    rc = tdm__json_array_floats(&ld->doc, hessian, cover, ld->err);
+  if (rc != TDM_OK) return rc;
   for (size_t i = 0; i < count; i++) {
     tdm__node *node = &model->nodes[base + i];
-    int64_t l, r, f;
-    float value, cover = 0.0f;
-    rc = get_int(ld, &left->items[i], -1, (int64_t)count - 1, &l);
+    rc = check_element(ld, left, i, l, -1, (int64_t)count - 1);
     if (rc == TDM_OK)
-      rc = get_int(ld, &right->items[i], -1, (int64_t)count - 1, &r);
-    if (rc == TDM_OK)
-      rc = tdm__json_float(&ld->doc, &cond->items[i], &value, ld->err);
-    if (rc == TDM_OK && hessian != NULL)
-      rc = tdm__json_float(&ld->doc, &hessian->items[i], &cover, ld->err);
+      rc = check_element(ld, right, i, r, -1, (int64_t)count - 1);
     if (rc != TDM_OK) return rc;
-    node->cover = cover;
-    if (l == -1) {
+    node->cover = hessian != NULL ? cover[i] : 0.0f;
+    if (l[i] == -1) {
       node->kind = TDM__NODE_LEAF;
       node->feature = -1;
       /* dart: XGBoost multiplies each tree's output by its weight in
        * float32; the product is the same whether taken now or later. */
-      node->value = value * weight;
-      node->unweighted = value;
+      node->value = value[i] * weight;
+      node->unweighted = value[i];
       continue;
     }
-    if (r == -1)
-      return tdm__json_fail(&ld->doc, &right->items[i], TDM_EPARSE, ld->err,
+    tdm__json scratch;
+    if (r[i] == -1)
+      return tdm__json_fail(&ld->doc,
+                            tdm__json_element(&ld->doc, right, i, &scratch),
+                            TDM_EPARSE, ld->err,
                             "node %zu has a left child but no right child", i);
-    rc = get_int(ld, &feature->items[i], 0, (int64_t)model->num_features - 1,
-                 &f);
+    rc = check_element(ld, feature, i, f, 0, (int64_t)model->num_features - 1);
+    if (rc == TDM_OK) rc = check_element(ld, dflt, i, dl, 0, 1);
+    if (rc == TDM_OK && split_type != NULL)
+      rc = check_element(ld, split_type, i, type, 0, 1);
     if (rc != TDM_OK) return rc;
-    int default_left;
-    rc = get_flag(ld, &dflt->items[i], &default_left);
-    if (rc != TDM_OK) return rc;
-    int64_t type = 0;
-    if (split_type != NULL) {
-      rc = get_int(ld, &split_type->items[i], 0, 1, &type);
-      if (rc != TDM_OK) return rc;
-    }
-    node->kind = type == 1 ? TDM__NODE_XGB_CATEGORICAL : TDM__NODE_XGB_NUMERIC;
-    if (type == 1) {
+    int categorical = split_type != NULL && type[i] == 1;
+    node->kind =
+        categorical ? TDM__NODE_XGB_CATEGORICAL : TDM__NODE_XGB_NUMERIC;
+    if (categorical) {
       model->num_categorical_splits++;
-    } else if (isnan(value)) {
-      return fail_at(ld, &cond->items[i], TDM_EPARSE,
-                     "a numeric split has a NaN threshold");
+    } else if (isnan(value[i])) {
+      return fail_at(ld, tdm__json_element(&ld->doc, cond, i, &scratch),
+                     TDM_EPARSE, "a numeric split has a NaN threshold");
     }
-    node->default_left = (uint8_t)default_left;
-    node->feature = (int32_t)f;
-    node->left = (uint32_t)(base + (size_t)l);
-    node->right = (uint32_t)(base + (size_t)r);
-    node->value = value;
+    node->default_left = (uint8_t)dl[i];
+    node->feature = (int32_t)f[i];
+    node->left = (uint32_t)(base + (size_t)l[i]);
+    node->right = (uint32_t)(base + (size_t)r[i]);
+    node->value = value[i];
   }
   return load_categories(ld, tree, base, count, words);
 }
@@ -495,6 +542,7 @@ static int load_trees(loader *ld, const tdm__json *gbtree_model,
                      "vector-leaf trees (multi_strategy=multi_output_tree) "
                      "are not supported");
     total += left->count;
+    if (left->count > ld->scratch_nodes) ld->scratch_nodes = left->count;
     if (total > UINT32_MAX / 2)
       return fail_at(ld, trees, TDM_EUNSUPPORTED, "too many nodes");
   }
@@ -514,22 +562,31 @@ static int load_trees(loader *ld, const tdm__json *gbtree_model,
   model->nodes =
       tdm__arena_alloc(&model->arena, (total + 1) * sizeof *model->nodes);
   if (model->trees == NULL || model->nodes == NULL) return TDM_ENOMEM;
+  /* Scratch for one tree's arrays, and the trees' groups and weights. */
+  size_t num_trees = trees->count;
+  ld->ints = tdm__malloc((5 * ld->scratch_nodes + num_trees + 1) *
+                         sizeof *ld->ints);
+  ld->floats = tdm__malloc((2 * ld->scratch_nodes + num_trees + 1) *
+                           sizeof *ld->floats);
+  if (ld->ints == NULL || ld->floats == NULL) return TDM_ENOMEM;
+  int64_t *groups = ld->ints + 5 * ld->scratch_nodes;
+  float *weights = ld->floats + 2 * ld->scratch_nodes;
+  rc = int_array(ld, tree_info, 0, groups);
+  if (rc == TDM_OK && weight_drop != NULL)
+    rc = tdm__json_array_floats(&ld->doc, weight_drop, weights, ld->err);
   word_vec words = {0};
   size_t base = 0;
   model->has_cover = 1; /* until a tree lacks sum_hessian */
-  for (size_t t = 0; t < trees->count && rc == TDM_OK; t++) {
+  for (size_t t = 0; t < num_trees && rc == TDM_OK; t++) {
     const tdm__json *tree = &trees->items[t];
     size_t count = tdm__json_get(tree, "left_children")->count;
-    int64_t group;
-    rc = get_int(ld, &tree_info->items[t], 0, (int64_t)model->num_outputs - 1,
-                 &group);
-    float weight = 1.0f;
-    if (rc == TDM_OK && weight_drop != NULL)
-      rc = tdm__json_float(&ld->doc, &weight_drop->items[t], &weight, ld->err);
+    rc = check_element(ld, tree_info, t, groups, 0,
+                       (int64_t)model->num_outputs - 1);
+    float weight = weight_drop != NULL ? weights[t] : 1.0f;
     if (rc == TDM_OK) rc = load_tree(ld, tree, base, count, weight, &words);
     model->trees[t].weight = weight;
     model->trees[t].root = (uint32_t)base;
-    model->trees[t].output = (uint32_t)group;
+    model->trees[t].output = (uint32_t)groups[t];
     model->trees[t].num_nodes = (uint32_t)count;
     base += count;
   }
@@ -559,10 +616,10 @@ static int load_learner(loader *ld) {
   if (version != NULL && version->type == TDM__JSON_ARRAY &&
       version->count == 3) {
     int64_t parts[3];
-    for (int i = 0; i < 3; i++) {
-      rc = get_int(ld, &version->items[i], 0, 1000000, &parts[i]);
-      if (rc != TDM_OK) return rc;
-    }
+    rc = int_array(ld, version, 0, parts);
+    for (size_t i = 0; i < 3 && rc == TDM_OK; i++)
+      rc = check_element(ld, version, i, parts, 0, 1000000);
+    if (rc != TDM_OK) return rc;
     char buf[64];
     snprintf(buf, sizeof buf, "%lld.%lld.%lld", (long long)parts[0],
              (long long)parts[1], (long long)parts[2]);
@@ -652,6 +709,8 @@ int tdm__xgboost_load(tdm_model *model, const tdm__json_doc *doc,
   model->format_name = "xgboost-json";
   model->float32 = 1;
   int rc = load_learner(&ld);
+  tdm__free(ld.ints);
+  tdm__free(ld.floats);
   if (rc == TDM_ENOMEM && (err == NULL || err->status != TDM_ENOMEM))
     tdm__fail(err, TDM_ENOMEM, "%s: out of memory", doc->name);
   return rc;

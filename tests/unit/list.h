@@ -9,6 +9,7 @@
   X(buf_append_uint_matches_printf)          \
   X(json_pointer)                            \
   X(json_number_conversions)                 \
+  X(json_packed_arrays_match_built_arrays)   \
   X(json_out_of_memory)                      \
   X(csv_plain)                               \
   X(csv_quotes_crlf_bom)                     \
@@ -37,6 +38,7 @@
   X(score_out_of_memory)                     \
   X(fast_matches_reference_on_random_models) \
   X(fast_matches_reference_on_fixtures)      \
+  X(fast_matches_reference_on_fixture_edges)  \
   X(shap_matches_brute_force_shapley)        \
   X(shap_needs_covers)                       \
   X(shap_lanes_match_scalar)                 \

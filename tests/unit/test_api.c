@@ -381,8 +381,9 @@ TEST(api_store_options_not_environment) {
 /*
  * tdm_model_use_kernel: the benchmarks' way to compare kernels through the
  * public API. Every kernel the CPU has gives the same bits as the
- * reference kernel (scalar) on the same rows; a name that is no kernel is
- * TDM_EINVAL and changes nothing.
+ * reference kernel (scalar) on the same rows, and so does "reference"
+ * (the layout off); a name that is no kernel is TDM_EINVAL and changes
+ * nothing.
  */
 TEST(api_model_use_kernel) {
   const char *path = "tests/fixtures/xgboost/credit_data_binary.model.json";
@@ -413,11 +414,18 @@ TEST(api_model_use_kernel) {
   }
   static double want[ROWS], got[ROWS];
   CHECK_INT(tdm_model_predict_float32(reference, rows, ROWS, 0, want), TDM_OK);
-  const char *kernels[] = {"scalar", "avx2", "avx512"};
-  for (int k = 0; k < 3; k++) {
+  /* "reference" turns the layout off: the reference walk, same bits. */
+  const char *kernels[] = {"scalar", "avx2", "avx512", "reference"};
+  for (int k = 0; k < 4; k++) {
     CHECK_INT(tdm_model_load(path, &model, &err), TDM_OK);
     int rc = tdm_model_use_kernel(model, kernels[k], &err);
     CHECK(rc == TDM_OK || rc == TDM_EUNSUPPORTED);
+    if (k == 3) {
+      CHECK_INT(rc, TDM_OK);
+      CHECK_INT(tdm_model_get_info(model, &info), TDM_OK);
+      CHECK(strcmp(info.kernel, "reference") == 0);
+      CHECK_INT((int)info.layout_bytes, 0);
+    }
     CHECK_INT(tdm_model_predict_float32(model, rows, ROWS, 0, got), TDM_OK);
     CHECK(memcmp(want, got, sizeof want) == 0);
     tdm_model_free(model);

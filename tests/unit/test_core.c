@@ -5,9 +5,11 @@
  * atomic output files.
  */
 #include <math.h>
+#include <stdint.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -174,6 +176,118 @@ TEST(json_number_conversions) {
   CHECK_INT(tdm__json_float(&doc, &doc.root->items[4], &f, &err), TDM_EPARSE);
   CHECK_INT(tdm__json_int64(&doc, &doc.root->items[1], &n, &err), TDM_EPARSE);
   tdm__json_doc_free(&doc);
+  return 0;
+}
+
+/* Number texts that every conversion must read the same whether their
+ * array is packed or built: float32 and int64 edges, signed zeros,
+ * underflow and overflow, NaN and the infinities, long digit strings. */
+static const char *const edge_numbers[] = {
+    "0", "-0", "0.0", "-0.0", "1", "-1", "0.1", "5E-1", "1e-46", "-1e-46",
+    "1.4e-45", "3.4028235e38", "3.4028236e38", "1e39", "-1e39", "1e999",
+    "1.00000005960464477539062500001", "16777217", "999999999999999999",
+    "-999999999999999999", "9223372036854775807", "-9223372036854775808",
+    "9223372036854775808", "123456789012345678901234567890", "1.5", "1e3",
+    "NaN", "-NaN", "Infinity", "-Infinity", "nan", "inf", "-inf",
+    "0.30000000000000004", "2.5e-8", "1E+2", "12345678.9e-3"};
+
+/* Converts `array` every way; writes the results and statuses to out. */
+static void convert_all(const tdm__json_doc *doc, const tdm__json *array,
+                        tdm__buf *out) {
+  size_t n = array->count;
+  float *f = calloc(n + 1, sizeof *f);
+  double *d = calloc(n + 1, sizeof *d);
+  int64_t *i64 = calloc(n + 1, sizeof *i64);
+  tdm_error err;
+  int rc = tdm__json_array_floats(doc, array, f, &err);
+  tdm__buf_printf(out, "floats %d %s\n", rc, rc ? err.message : "");
+  if (rc == TDM_OK) tdm__buf_append(out, f, n * sizeof *f);
+  rc = tdm__json_array_doubles(doc, array, d, &err);
+  tdm__buf_printf(out, "doubles %d %s\n", rc, rc ? err.message : "");
+  if (rc == TDM_OK) tdm__buf_append(out, d, n * sizeof *d);
+  rc = tdm__json_array_int64s(doc, array, i64, &err);
+  tdm__buf_printf(out, "ints %d %s\n", rc, rc ? err.message : "");
+  if (rc == TDM_OK) tdm__buf_append(out, i64, n * sizeof *i64);
+  for (size_t i = 0; i < n; i++) {
+    tdm__json scratch;
+    const tdm__json *e = tdm__json_element(doc, array, i, &scratch);
+    char pointer[64];
+    tdm__json_pointer(e, pointer, sizeof pointer);
+    tdm__buf_printf(out, "%zu %d %.*s %zu %s\n", i, (int)e->type,
+                    (int)e->text_len, e->text, e->offset, pointer);
+  }
+  free(f);
+  free(d);
+  free(i64);
+}
+
+TEST(json_packed_arrays_match_built_arrays) {
+  uint64_t state = 0x2026120700000001ull;
+  static const char *const spaces[] = {"", " ", "\n", "\t ", "\r\n  "};
+  int packed_arrays = 0;
+  for (int round = 0; round < 400; round++) {
+    tdm__buf text = {0};
+    size_t n = 1 + (size_t)(state % 40);
+    tdm__buf_append(&text, "{\"a\": [", 7);
+    /* One round in eight holds a value that is not a number, so that the
+     * array is built after all. */
+    int mixed = round % 8 == 7;
+    for (size_t i = 0; i < n; i++) {
+      state ^= state << 13, state ^= state >> 7, state ^= state << 17;
+      const char *number =
+          edge_numbers[state % (sizeof edge_numbers / sizeof *edge_numbers)];
+      const char *space = spaces[(state >> 20) % 5];
+      if (mixed && i == n / 2) number = (state >> 30) % 2 ? "\"7\"" : "null";
+      tdm__buf_printf(&text, "%s%s%s%s", i ? "," : "", space, number, space);
+    }
+    tdm__buf_append(&text, "]}", 2);
+    tdm__json_doc packed, built;
+    tdm_error err;
+    CHECK_INT(tdm__json_parse(&packed, text.data, text.len, "t.json",
+                              TDM__JSON_ALLOW_NAN | TDM__JSON_PACK_NUMBERS,
+                              &err),
+              TDM_OK);
+    CHECK_INT(tdm__json_parse(&built, text.data, text.len, "t.json",
+                              TDM__JSON_ALLOW_NAN, &err),
+              TDM_OK);
+    const tdm__json *a = tdm__json_get(packed.root, "a");
+    const tdm__json *b = tdm__json_get(built.root, "a");
+    CHECK_INT(a->packed, !mixed);
+    CHECK_INT(b->packed, 0);
+    packed_arrays += a->packed;
+    CHECK_INT(a->count, b->count);
+    tdm__buf got = {0}, want = {0};
+    convert_all(&packed, a, &got);
+    convert_all(&built, b, &want);
+    if (got.len != want.len || memcmp(got.data, want.data, got.len) != 0)
+      fprintf(stderr, "round %d differs: %.*s\n", round, (int)text.len,
+              text.data);
+    CHECK(got.len == want.len && memcmp(got.data, want.data, got.len) == 0);
+    tdm__buf_free(&got);
+    tdm__buf_free(&want);
+    tdm__json_doc_free(&packed);
+    tdm__json_doc_free(&built);
+    tdm__buf_free(&text);
+  }
+  CHECK(packed_arrays > 300);
+  /* Broken arrays: the same message, line and column either way. */
+  static const char *const broken[] = {
+      "[1, 2,]", "[1 2]", "[1.]", "[-]", "[1,", "[01]", "[1e]", "[1, -x]",
+      "[\n1,\n2\n", "[1, 2, 3", "[NaN, Infinity, -Inf]", "[1, [2]]x"};
+  for (size_t i = 0; i < sizeof broken / sizeof *broken; i++) {
+    tdm__json_doc doc;
+    tdm_error packed_err, built_err;
+    int rc1 = tdm__json_parse(&doc, broken[i], strlen(broken[i]), "t.json",
+                              TDM__JSON_ALLOW_NAN | TDM__JSON_PACK_NUMBERS,
+                              &packed_err);
+    if (rc1 == TDM_OK) tdm__json_doc_free(&doc);
+    int rc2 = tdm__json_parse(&doc, broken[i], strlen(broken[i]), "t.json",
+                              TDM__JSON_ALLOW_NAN, &built_err);
+    if (rc2 == TDM_OK) tdm__json_doc_free(&doc);
+    CHECK_INT(rc1, TDM_EPARSE);
+    CHECK_INT(rc2, TDM_EPARSE);
+    CHECK_STR(packed_err.message, built_err.message);
+  }
   return 0;
 }
 
