@@ -113,6 +113,11 @@ struct tdm__live {
    * snapshot thread carries it out and ends it */
   int round_active;        /* a snapshot round is under way */
   uint64_t round_segment;  /* the log segment begun with the round */
+  /* The snapshot thread also makes the log's next segment ahead
+   * (tdm__wal_prepare), so that a rotation in the committer, at a round's
+   * start or when a segment is full, creates and syncs nothing. */
+  int spare_wanted;        /* the committer found no next segment made */
+  int spare_failed;        /* making it failed: not asked again this round */
   pthread_cond_t round_wanted;
   tdm__wal *wal;
   int stopping;
@@ -293,11 +298,16 @@ static void *commit_loop(void *arg) {
       if (!ok) fprintf(stderr, "tandem serve: decision log: %s\n", err.message);
     }
     uint64_t committed = now_ns();
+    int spare_wanted = ok && !tdm__wal_has_spare(live->wal);
     atomic_fetch_add(&live->commits, 1);
     atomic_fetch_add(&live->commit_ns_total, committed - started);
     tdm__histogram_observe_ns(&live->commit_seconds, committed - started);
 
     pthread_mutex_lock(&live->commit_lock);
+    if (spare_wanted && !live->spare_failed && !live->spare_wanted) {
+      live->spare_wanted = 1;
+      pthread_cond_signal(&live->round_wanted);
+    }
     live->writing = batch;
     if (!ok && live->failed_gen == 0) live->failed_gen = gen;
     live->committed_gen = gen;
@@ -324,6 +334,7 @@ static void *commit_loop(void *arg) {
       if (tdm__wal_rotate(live->wal, &segment, &err) == TDM_OK) {
         pthread_mutex_lock(&live->commit_lock);
         live->round_active = 1;
+        live->spare_failed = 0;
         live->round_segment = segment;
         live->logged_since_snapshot = 0;
         live->last_snapshot_ns = started;
@@ -339,17 +350,33 @@ static void *commit_loop(void *arg) {
   return NULL;
 }
 
+/* Makes the log's next segment when the committer asked for it; called
+ * with commit_lock held, which it releases while it works. */
+static void prepare_spare(tdm__live *live) {
+  if (!live->spare_wanted) return;
+  live->spare_wanted = 0;
+  pthread_mutex_unlock(&live->commit_lock);
+  tdm_error err;
+  int ok = tdm__wal_prepare(live->wal, &err) == TDM_OK;
+  if (!ok) fprintf(stderr, "tandem serve: log: %s\n", err.message);
+  pthread_mutex_lock(&live->commit_lock);
+  if (!ok) live->spare_failed = 1;
+}
+
 /* The snapshot thread: carries out each round the committer begins, a few
- * shards per LMDB transaction, while commits go on. A step that fails
+ * shards per LMDB transaction, while commits go on, and makes the log's
+ * next segment whenever the committer has used it. A step that fails
  * ends the round without deleting any log (its entities are marked dirty
  * again), and the next round, about SNAPSHOT_NS later, saves them. */
 static void *snapshot_loop(void *arg) {
   tdm__live *live = arg;
   pthread_mutex_lock(&live->commit_lock);
   for (;;) {
-    while (!live->round_active && !live->stopping)
+    while (!live->round_active && !live->spare_wanted && !live->stopping)
       pthread_cond_wait(&live->round_wanted, &live->commit_lock);
     if (live->stopping) break;
+    prepare_spare(live);
+    if (!live->round_active) continue;
     uint64_t segment = live->round_segment;
     pthread_mutex_unlock(&live->commit_lock);
 
@@ -357,6 +384,7 @@ static void *snapshot_loop(void *arg) {
     int ok = 1;
     for (unsigned first = 0; first < NUM_SHARDS && ok; first += SHARDS_PER_STEP) {
       pthread_mutex_lock(&live->commit_lock);
+      prepare_spare(live);
       int stopping = live->stopping;
       pthread_mutex_unlock(&live->commit_lock);
       if (stopping) {
@@ -586,6 +614,7 @@ int tdm__live_open(const char *pipeline_path, const char *state_dir,
                                 &live->shards[i]);
     }
     live->last_snapshot_ns = now_ns();
+    live->spare_wanted = 1; /* the first segment's successor */
     if (rc == TDM_OK) {
       if (pthread_create(&live->committer, NULL, commit_loop, live) != 0)
         rc = tdm__fail(err, TDM_ENOMEM, "cannot start the commit thread");
