@@ -13,7 +13,12 @@ round after round so that load on the shared machine hits them alike.
 Prints, per variant, the best and median events/s and the median p99 over
 the rounds, and the ratios to **off**; writes the numbers as JSON.
 
+Also prints the server's CPU time (user + sys, from /proc/PID/stat over
+the run, startup included) per event, which a busy machine disturbs less
+than the rate.
+
     bench/bench_decision_log.py [--rounds 3] [--seconds 5] [--connections 32]
+                                [--variants off,log]
 """
 import argparse
 import json
@@ -69,11 +74,20 @@ def serve(pipeline, work, log_dir):
     sys.exit("bench_decision_log: the server did not start:\n" + log.read())
 
 
+def cpu_seconds(pid):
+    """The process's user + sys CPU time so far, in seconds."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument("--variants", default="off,log,shadow,shadow+log",
+                    help="which variants to run, comma-separated")
     ap.add_argument("--out", default=os.path.join(ROOT, "build", "bench",
                                                   "decision_log.json"))
     args = ap.parse_args()
@@ -83,12 +97,16 @@ def main():
     log_dir = os.path.join(work, "decisions")
     variants = [("off", plain, None), ("log", plain, log_dir),
                 ("shadow", shadow, None), ("shadow+log", shadow, log_dir)]
+    wanted = args.variants.split(",")
+    variants = [v for v in variants if v[0] in wanted]
     runs = {name: [] for name, _, _ in variants}
     for r in range(args.rounds):
         for name, pipeline, logs in variants:
             proc, url = serve(pipeline, work, logs)
             try:
                 result = wrk(url, 1, args.seconds, args.connections)
+                result["cpu_us_per_event"] = (cpu_seconds(proc.pid) * 1e6 /
+                                              max(result["requests"], 1))
             finally:
                 proc.terminate()
                 proc.wait()
@@ -99,28 +117,35 @@ def main():
                     sys.exit("bench_decision_log: %d answers but %d records" %
                              (result["requests"], lines))
             runs[name].append(result)
-            print("round %d %-11s %9.0f events/s  p99 %6.2f ms" %
+            print("round %d %-11s %9.0f events/s  p99 %6.2f ms  "
+                  "cpu %5.1f us/event" %
                   (r + 1, name, result["requests_per_s"],
-                   result["latency_us"]["p99"] / 1000), flush=True)
+                   result["latency_us"]["p99"] / 1000,
+                   result["cpu_us_per_event"]), flush=True)
     summary = {}
     for name, _, _ in variants:
         rates = [x["requests_per_s"] for x in runs[name]]
         p99s = [x["latency_us"]["p99"] for x in runs[name]]
+        cpus = [x["cpu_us_per_event"] for x in runs[name]]
         summary[name] = {"best_events_per_s": max(rates),
                          "median_events_per_s": statistics.median(rates),
-                         "median_p99_us": statistics.median(p99s)}
-    base = summary["off"]
+                         "median_p99_us": statistics.median(p99s),
+                         "median_cpu_us_per_event": statistics.median(cpus)}
+    base = summary.get("off")
     print("\n| variant | events/s best | events/s median | p99 ms median | "
-          "median / off |\n| --- | --- | --- | --- | --- |")
+          "CPU us/event median | median / off |\n"
+          "| --- | --- | --- | --- | --- | --- |")
     for name, _, _ in variants:
         s = summary[name]
-        print("| %s | %.0f | %.0f | %.2f | %.2fx |" %
+        print("| %s | %.0f | %.0f | %.2f | %.1f | %s |" %
               (name, s["best_events_per_s"], s["median_events_per_s"],
-               s["median_p99_us"] / 1000,
-               s["median_events_per_s"] / base["median_events_per_s"]))
+               s["median_p99_us"] / 1000, s["median_cpu_us_per_event"],
+               "%.2fx" % (s["median_events_per_s"] /
+                          base["median_events_per_s"]) if base else "-"))
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump({"summary": summary, "runs": runs,
+                   "load_average": os.getloadavg(),
                    "connections": args.connections, "seconds": args.seconds},
                   f, indent=2)
     print("\nwrote " + os.path.relpath(args.out))

@@ -165,6 +165,7 @@ static uint64_t now_ns(void) {
  * is where the records go in the decision log (segment and offset, each
  * 8 bytes big-endian), then the records. */
 #define DECISIONS_TAG (1ull << 63)
+#define DECISIONS_WHERE 16
 
 static void put_u64_be(unsigned char out[8], uint64_t v) {
   for (int i = 7; i >= 0; i--) {
@@ -261,42 +262,33 @@ static void *commit_loop(void *arg) {
 
     /* 1. The log, with the commit's decision records as one more
      * record: once it is synced, the answers may go. The records then go
-     * to their reserved place in the decision log's segment, unsynced; a
-     * restart writes them again from the log (decision_log.h), so one
-     * sync makes both the events and their decisions durable, and a
-     * decision is logged exactly when its event is. */
+     * to their reserved place in the decision log's segment, unsynced,
+     * after the answers are on their way (their write is no part of any
+     * answer's wait); a restart writes them again from the log
+     * (decision_log.h), so one sync makes both the events and their
+     * decisions durable, and a decision is logged exactly when its event
+     * is. */
     tdm_error err;
     int ok = 1;
     const tdm__buf *framed = NULL;
-    uint64_t decision_segment = 0, offset = 0;
+    uint64_t offset = 0;
     if (batch.decisions.len > 0) {
-      unsigned char where[16];
-      ok = tdm__decision_log_reserve(live->decisions, batch.decisions.len,
+      uint64_t decision_segment = 0;
+      ok = tdm__decision_log_reserve(live->decisions,
+                                     batch.decisions.len - DECISIONS_WHERE,
                                      &decision_segment, &offset,
                                      &err) == TDM_OK;
       if (!ok) fprintf(stderr, "tandem serve: decision log: %s\n", err.message);
+      unsigned char *where = (unsigned char *)batch.decisions.data;
       put_u64_be(where, decision_segment);
       put_u64_be(where + 8, offset);
-      live->framed.len = 0;
-      if (ok && (tdm__buf_append(&live->framed, where, 16) != TDM_OK ||
-                 tdm__buf_append(&live->framed, batch.decisions.data,
-                                 batch.decisions.len) != TDM_OK)) {
-        ok = 0;
-        fprintf(stderr, "tandem serve: decision log: out of memory\n");
-      }
-      framed = &live->framed;
+      framed = &batch.decisions;
     }
     if (ok && (batch.count > 0 || framed != NULL)) {
       ok = write_log(live, &batch, framed, gen, &err) == TDM_OK;
       if (!ok) fprintf(stderr, "tandem serve: log: %s\n", err.message);
     }
-    if (ok && framed != NULL) {
-      tdm__crash_point("serve-decisions-logged");
-      ok = tdm__decision_log_write_at(live->decisions, offset,
-                                      batch.decisions.data,
-                                      batch.decisions.len, &err) == TDM_OK;
-      if (!ok) fprintf(stderr, "tandem serve: decision log: %s\n", err.message);
-    }
+    if (ok && framed != NULL) tdm__crash_point("serve-decisions-logged");
     uint64_t committed = now_ns();
     int spare_wanted = ok && !tdm__wal_has_spare(live->wal);
     atomic_fetch_add(&live->commits, 1);
@@ -308,7 +300,6 @@ static void *commit_loop(void *arg) {
       live->spare_wanted = 1;
       pthread_cond_signal(&live->round_wanted);
     }
-    live->writing = batch;
     if (!ok && live->failed_gen == 0) live->failed_gen = gen;
     live->committed_gen = gen;
     pthread_cond_broadcast(&live->commit_done);
@@ -323,6 +314,20 @@ static void *commit_loop(void *arg) {
     }
     live->num_waiters = keep;
     pthread_mutex_unlock(&live->commit_lock);
+
+    /* The batch's buffers are still the committer's own (requests queue
+     * into live->queue, the other pair) until the next commit takes them
+     * back. A write that fails leaves the records in the write-ahead log
+     * only: the decision log then refuses later commits and keeps the
+     * segment open for the restart to write them again (decision_log.h). */
+    if (ok && framed != NULL) {
+      tdm__crash_point("serve-decisions-answered");
+      if (tdm__decision_log_write_at(
+              live->decisions, offset, batch.decisions.data + DECISIONS_WHERE,
+              batch.decisions.len - DECISIONS_WHERE, &err) != TDM_OK)
+        fprintf(stderr, "tandem serve: decision log: %s\n", err.message);
+    }
+    live->writing = batch;
 
     /* 2. A snapshot round begins with a new log segment: events after
      * this point go there, and once the snapshot thread has saved every
@@ -417,9 +422,21 @@ static void *snapshot_loop(void *arg) {
  * nothing) and appends it to out. */
 static int end_record(const tdm__buf *record, uint64_t seq, tdm__buf *out) {
   int rc = tdm__buf_append(out, record->data, record->len);
-  if (rc == TDM_OK)
-    rc = tdm__buf_printf(out, "%llu}\n", (unsigned long long)seq);
+  if (rc == TDM_OK) rc = tdm__buf_append_uint(out, seq);
+  if (rc == TDM_OK) rc = tdm__buf_append(out, "}\n", 2);
   return rc;
+}
+
+/* Appends a decision record to a commit's records (pending.decisions),
+ * which begin with DECISIONS_WHERE bytes of room for where they go in the
+ * decision log: the committer fills them in and writes the buffer to the
+ * write-ahead log as it is, with no copy. Called with commit_lock held. */
+static int queue_decision(pending *q, const tdm__buf *record, uint64_t seq) {
+  static const char room[DECISIONS_WHERE] = {0};
+  int rc = q->decisions.len == 0
+               ? tdm__buf_append(&q->decisions, room, DECISIONS_WHERE)
+               : TDM_OK;
+  return rc == TDM_OK ? end_record(record, seq, &q->decisions) : rc;
 }
 
 /* Queues the decision record of an answer that applied nothing (a
@@ -429,7 +446,7 @@ static int queue_record(tdm__live *live, const tdm__buf *record,
                         uint64_t *gen) {
   pthread_mutex_lock(&live->commit_lock);
   size_t at = live->queue.decisions.len;
-  int rc = end_record(record, 0, &live->queue.decisions);
+  int rc = queue_decision(&live->queue, record, 0);
   if (rc == TDM_OK) {
     *gen = live->queued_gen;
     pthread_cond_signal(&live->commit_wanted);
@@ -466,7 +483,7 @@ static int log_event(tdm__live *live, shard *sh, tdm__str entity,
   if (rc == TDM_OK) rc = tdm__buf_append(&q->bytes, key, 8);
   if (rc == TDM_OK) rc = tdm__event_encode(spec, fields, &q->bytes);
   size_t decisions_at = q->decisions.len;
-  if (rc == TDM_OK && record != NULL) rc = end_record(record, seq, &q->decisions);
+  if (rc == TDM_OK && record != NULL) rc = queue_decision(q, record, seq);
   if (rc == TDM_OK) {
     q->offsets[2 * q->count] = at;
     q->offsets[2 * q->count + 1] = q->bytes.len - at - 8;
@@ -516,7 +533,7 @@ static int replay_logged(void *ctx, uint64_t seq, const void *value,
   if (seq & DECISIONS_TAG) {
     /* Decision records: kept for the decision log, which writes them
      * again into its open segment when it opens. */
-    if (value_len < 16) return TDM_EPARSE;
+    if (value_len < DECISIONS_WHERE) return TDM_EPARSE;
     if (live->num_redo == live->cap_redo) {
       size_t cap = live->cap_redo ? live->cap_redo * 2 : 64;
       tdm__decision_redo *grown =
@@ -526,14 +543,15 @@ static int replay_logged(void *ctx, uint64_t seq, const void *value,
       live->cap_redo = cap;
     }
     size_t at = live->redo_bytes.len;
-    if (tdm__buf_append(&live->redo_bytes, (const char *)value + 16,
-                        value_len - 16) != TDM_OK)
+    if (tdm__buf_append(&live->redo_bytes,
+                        (const char *)value + DECISIONS_WHERE,
+                        value_len - DECISIONS_WHERE) != TDM_OK)
       return TDM_ENOMEM;
     /* data holds the offset into redo_bytes until the log opens (the
      * buffer may still move). */
     live->redo[live->num_redo++] = (tdm__decision_redo){
         get_u64_be(value), get_u64_be((const unsigned char *)value + 8),
-        (const char *)(uintptr_t)at, value_len - 16};
+        (const char *)(uintptr_t)at, value_len - DECISIONS_WHERE};
     return TDM_OK;
   }
   const tdm__spec *spec = tdm__pipeline_spec(live->p);
@@ -568,7 +586,8 @@ static int replay_logged(void *ctx, uint64_t seq, const void *value,
 static int load_tables(tdm__live *live, tdm_error *err);
 
 int tdm__live_open(const char *pipeline_path, const char *state_dir,
-                   const char *store, tdm__live **out, tdm_error *err) {
+                   const char *store, const tdm__store_settings *settings,
+                   tdm__live **out, tdm_error *err) {
   *out = NULL;
   tdm__live *live = tdm__calloc(1, sizeof *live);
   if (live == NULL) return tdm__fail(err, TDM_ENOMEM, "out of memory");
@@ -585,11 +604,13 @@ int tdm__live_open(const char *pipeline_path, const char *state_dir,
                ? tdm__pipeline_load(pipeline_path, 0, &live->p, err)
                : tdm__fail(err, TDM_ENOMEM, "out of memory");
   if (rc == TDM_OK)
-    rc = tdm__pipeline_open_tables(live->p, store, TDM__LOOKUP_FOLLOW, err);
+    rc = tdm__pipeline_open_tables(live->p, store, settings,
+                                   TDM__LOOKUP_FOLLOW, err);
   if (rc == TDM_OK) rc = load_tables(live, err);
   if (rc == TDM_OK)
     rc = tdm__scheduler_start(pipeline_path, tdm__pipeline_spec(live->p),
-                              store, &live->scheduler, err);
+                              store, settings ? settings->scratch_dir : NULL,
+                              &live->scheduler, err);
   for (int i = 0; i < NUM_SHARDS && rc == TDM_OK; i++) {
     if (tdm__state_map_new(live->p, &live->shards[i].map) != TDM_OK)
       rc = tdm__fail(err, TDM_ENOMEM, "out of memory");
@@ -600,7 +621,8 @@ int tdm__live_open(const char *pipeline_path, const char *state_dir,
     const char *name = tdm__pipeline_spec(live->p)->name;
     uint64_t max_tag = 0;
     live->state_dir = tdm__strdup(state_dir);
-    rc = live->state_dir ? tdm__state_dir_open(state_dir, name, &live->store, err)
+    rc = live->state_dir ? tdm__state_dir_open(state_dir, name, settings,
+                                               &live->store, err)
                          : tdm__fail(err, TDM_ENOMEM, "out of memory");
     if (rc == TDM_OK) rc = tdm__wal_open(state_dir, name, &live->wal, err);
     if (rc == TDM_OK)

@@ -14,15 +14,19 @@
 #include <stdint.h>
 
 #include "../core/core.h"
+#include "../store/settings.h"
 
 typedef struct tdm__live tdm__live;
 
 /* Loads the pipeline; with state_dir, opens (or creates) its durable
  * state there and restores every entity from it; with store (or the
  * pipeline's store:), reads lookups' tables there (their newest versions,
- * followed as batch runs write new ones). */
+ * followed as batch runs write new ones). settings (NULL: defaults) say
+ * how those stores open and where a Redis store's scheduled refreshes
+ * write; they are copied, and need not outlive the call. */
 int tdm__live_open(const char *pipeline_path, const char *state_dir,
-                   const char *store, tdm__live **out, tdm_error *err);
+                   const char *store, const tdm__store_settings *settings,
+                   tdm__live **out, tdm_error *err);
 void tdm__live_close(tdm__live *live);
 
 /* Fixes the clock state.max_future is measured from (epoch ms) for every

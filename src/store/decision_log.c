@@ -32,6 +32,11 @@ struct tdm__decision_log {
   uint64_t segment;  /* its number; the next one is segment + 1 */
   uint64_t bytes;    /* written to it */
   int64_t opened_ms; /* when it was begun */
+  /* A write of reserved records failed: they are only in the runner's
+   * write-ahead log, so the segment has a hole that only a restart fills
+   * (from that log). Until then nothing more is reserved, nothing synced
+   * (the write-ahead log must keep them) and the segment is not closed. */
+  int failed;
   /* Closed segments wait here (synced, still named .open) for the
    * finisher thread, which hashes them, writes their manifests, renames
    * and records them: a rotation costs the writer (a group commit) one
@@ -261,6 +266,13 @@ static int close_segment(tdm__decision_log *log, tdm_error *err) {
   int fd = log->fd;
   log->fd = -1;
   int rc = TDM_OK;
+  if (log->failed) {
+    close(fd);
+    return tdm__fail(err, TDM_EIO,
+                     "decision log: segment %llu left open after a failed "
+                     "write; the next start writes its records again",
+                     (unsigned long long)log->segment);
+  }
   if (log->bytes == 0) {
     close(fd);
     char *open_path = segment_path(log, log->segment, ".open");
@@ -487,11 +499,17 @@ static int make_room(tdm__decision_log *log, tdm_error *err) {
   return rc;
 }
 
+static int refuse_after_failure(tdm_error *err) {
+  return tdm__fail(err, TDM_EIO,
+                   "decision log: an earlier write failed; its records are "
+                   "in the write-ahead log until a restart writes them again");
+}
+
 int tdm__decision_log_reserve(tdm__decision_log *log, size_t len,
                               uint64_t *segment, uint64_t *offset,
                               tdm_error *err) {
   pthread_mutex_lock(&log->lock);
-  int rc = make_room(log, err);
+  int rc = log->failed ? refuse_after_failure(err) : make_room(log, err);
   if (rc == TDM_OK) {
     *segment = log->segment;
     *offset = log->bytes;
@@ -508,13 +526,15 @@ int tdm__decision_log_write_at(tdm__decision_log *log, uint64_t offset,
                ? TDM_OK
                : tdm__fail(err, TDM_EIO, "decision log: write: %s",
                            strerror(errno));
+  if (rc != TDM_OK) log->failed = 1;
   pthread_mutex_unlock(&log->lock);
   return rc;
 }
 
 int tdm__decision_log_sync(tdm__decision_log *log, tdm_error *err) {
   pthread_mutex_lock(&log->lock);
-  int rc = log->fd < 0 || fdatasync(log->fd) == 0
+  int rc = log->failed                              ? refuse_after_failure(err)
+           : log->fd < 0 || fdatasync(log->fd) == 0
                ? TDM_OK
                : tdm__fail(err, TDM_EIO, "decision log: fdatasync: %s",
                            strerror(errno));

@@ -30,6 +30,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define TDM__WAL_X86 1
+#endif
+
 #define SEGMENT_BYTES ((off_t)64 << 20)
 #define HEADER 16
 #define MAX_RECORD ((size_t)1 << 30)
@@ -50,8 +54,10 @@ struct tdm__wal {
 
 /* The CRC-32C table, built once for the process: logs opened by several
  * threads at once (two durable states in one program) must not build it
- * while another reads it, so pthread_once orders the two. */
+ * while another reads it, so pthread_once orders the two. The same once
+ * picks the SSE 4.2 instruction when the CPU has it. */
 static uint32_t crc_table[256];
+static int crc_hardware;
 static pthread_once_t crc_table_once = PTHREAD_ONCE_INIT;
 
 static void build_crc_table(void) {
@@ -60,15 +66,46 @@ static void build_crc_table(void) {
     for (int k = 0; k < 8; k++) c = c & 1 ? 0x82F63B78u ^ (c >> 1) : c >> 1;
     crc_table[i] = c;
   }
+#ifdef TDM__WAL_X86
+  __builtin_cpu_init();
+  crc_hardware = __builtin_cpu_supports("sse4.2");
+#endif
 }
 
-uint32_t tdm__crc32c(uint32_t crc, const void *data, size_t len) {
+uint32_t tdm__crc32c_reference(uint32_t crc, const void *data, size_t len) {
   pthread_once(&crc_table_once, build_crc_table);
   const uint32_t *table = crc_table;
   const unsigned char *p = data;
   crc = ~crc;
   for (size_t i = 0; i < len; i++) crc = table[(crc ^ p[i]) & 0xff] ^ (crc >> 8);
   return ~crc;
+}
+
+#ifdef TDM__WAL_X86
+/* The same CRC with the crc32 instruction, 8 bytes a step: the table
+ * walk costs a dependent load per byte, which made the committer's CRC
+ * of a group commit (decision records included) a measurable part of
+ * every answer's wait (bench/README.md, issue 25). */
+__attribute__((target("sse4.2"))) static uint32_t crc32c_sse42(
+    uint32_t crc, const unsigned char *p, size_t len) {
+  uint64_t c = ~crc;
+  for (; len >= 8; p += 8, len -= 8) {
+    uint64_t word;
+    memcpy(&word, p, 8);
+    c = __builtin_ia32_crc32di(c, word);
+  }
+  uint32_t c32 = (uint32_t)c;
+  for (; len > 0; p++, len--) c32 = __builtin_ia32_crc32qi(c32, *p);
+  return ~c32;
+}
+#endif
+
+uint32_t tdm__crc32c(uint32_t crc, const void *data, size_t len) {
+#ifdef TDM__WAL_X86
+  pthread_once(&crc_table_once, build_crc_table);
+  if (crc_hardware) return crc32c_sse42(crc, data, len);
+#endif
+  return tdm__crc32c_reference(crc, data, len);
 }
 
 static void segment_path(const tdm__wal *wal, uint64_t segment, char *buf,

@@ -65,7 +65,11 @@ int tdm__wal_has_spare(tdm__wal *wal);
  * saved elsewhere). */
 int tdm__wal_drop_before(tdm__wal *wal, uint64_t segment, tdm_error *err);
 
-/* CRC-32C (Castagnoli) of data, continuing from crc (0 to start). */
+/* CRC-32C (Castagnoli) of data, continuing from crc (0 to start): with
+ * the CPU's crc32 instruction when it has one (x86-64 SSE 4.2). */
 uint32_t tdm__crc32c(uint32_t crc, const void *data, size_t len);
+/* The same, a byte at a time from a table: the reference the fast path
+ * is tested against (tests/unit/test_wal.c). */
+uint32_t tdm__crc32c_reference(uint32_t crc, const void *data, size_t len);
 
 #endif /* TDM_WAL_H */

@@ -3,6 +3,7 @@
  * never see (regressions found by fuzz_spec), and event times.
  */
 #include <string.h>
+#include <time.h>
 
 #include "../../src/pipeline/spec.h"
 #include "test.h"
@@ -61,6 +62,28 @@ TEST(spec_times_and_durations) {
   CHECK_STR(buf, "2026-03-01T14:03:07.123Z");
   tdm__format_time(-1, buf);
   CHECK_STR(buf, "1969-12-31T23:59:59.999Z");
+  tdm__format_time(TDM__TIME_MIN_MS, buf);
+  CHECK_STR(buf, "0001-01-01T00:00:00.000Z");
+  tdm__format_time(TDM__TIME_MAX_MS, buf);
+  CHECK_STR(buf, "9999-12-31T23:59:59.999Z");
+  /* Seeded times across the whole range, against the C library's gmtime
+   * (an independent calendar): the same text, digit for digit. */
+  uint64_t x = 0x2545F4914F6CDD1Dull;
+  for (int i = 0; i < 20000; i++) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    int64_t t = TDM__TIME_MIN_MS +
+                (int64_t)(x % (uint64_t)(TDM__TIME_MAX_MS - TDM__TIME_MIN_MS + 1));
+    int64_t seconds = t >= 0 ? t / 1000 : -((-t + 999) / 1000);
+    time_t whole = (time_t)seconds;
+    struct tm tm;
+    CHECK(gmtime_r(&whole, &tm) != NULL);
+    char want[64];
+    snprintf(want, sizeof want, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
+             tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+             tm.tm_min, tm.tm_sec, (int)(t - seconds * 1000));
+    tdm__format_time(t, buf);
+    CHECK_STR(buf, want);
+  }
   CHECK(tdm__parse_duration("30s", &ms) == 0 && ms == 30000);
   CHECK(tdm__parse_duration("7d", &ms) == 0 && ms == 604800000);
   CHECK(tdm__parse_duration("2w", &ms) == 0 && ms == 1209600000);
