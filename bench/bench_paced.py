@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The live pipeline under a paced (open-loop) load, with durable state.
 
-  bench_paced.py [--seconds 10] [--shares 0.5,0.25] [--connections 128]
+  bench_paced.py [--seconds 10] [--shares 0.5,0.25] [--connections 512]
                  [--capacity-connections 64] [--tandem PATH] [--json FILE]
 
 1. Capacity: `tandem serve examples/fraud/pipeline.yaml --state DIR`
@@ -19,6 +19,16 @@
 Target (issue 22, item 7): at half the capacity, p99 at most 2 ms. The
 load generator and the server share the machine's CPUs. Every request
 must be answered 2xx.
+
+After each paced run the server's own histograms (/metrics) say where
+the time went: each group commit's write and fdatasync
+(tandem_pipeline_commit_seconds), each snapshot step
+(tandem_pipeline_snapshot_step_seconds; a round starts 10 s after the
+server does, so runs of --seconds 10 or more include one) and each
+request from its headers to its answer
+(tandem_pipeline_request_duration_seconds). Quantiles from a histogram
+are its bucket bounds: "p99 <= 1ms" means the bucket that holds the 99th
+percentile ends at 1 ms.
 """
 import argparse
 import json
@@ -28,6 +38,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import urllib.request
 
 import bench_pipeline as pipeline
 
@@ -69,11 +80,58 @@ def open_loop(url, bodies, rate, seconds, connections):
     return result
 
 
+def histograms(url):
+    """The pipeline's seconds histograms from /metrics: {family: [(le,
+    cumulative count)], family + "_sum": seconds}."""
+    text = urllib.request.urlopen(url + "/metrics", timeout=30).read().decode()
+    out = {}
+    for line in text.splitlines():
+        m = re.match(r'(tandem_pipeline_\w+_seconds)_bucket\{.*le="([^"]+)"\} (\S+)',
+                     line)
+        if m:
+            out.setdefault(m.group(1), []).append(
+                (float(m.group(2)), float(m.group(3))))
+        m = re.match(r"(tandem_pipeline_\w+_seconds)_sum\{.*\} (\S+)", line)
+        if m:
+            out[m.group(1) + "_sum"] = float(m.group(2))
+    return out
+
+
+def bucket_quantile(buckets, q):
+    """The upper bound of the bucket holding quantile q (None: empty)."""
+    total = buckets[-1][1] if buckets else 0
+    if total == 0:
+        return None
+    for le, count in buckets:
+        if count >= q * total:
+            return le
+    return buckets[-1][0]
+
+
+def ms(seconds):
+    return "-" if seconds is None else "%gms" % (seconds * 1e3)
+
+
+def server_line(h):
+    commit = h.get("tandem_pipeline_commit_seconds", [])
+    snap = h.get("tandem_pipeline_snapshot_step_seconds", [])
+    req = h.get("tandem_pipeline_request_duration_seconds", [])
+    return ("server: %d commits (p50 <= %s, p99 <= %s, max <= %s), "
+            "%d snapshot steps (%.0f ms in all, max <= %s), "
+            "requests p99 <= %s" % (
+                commit[-1][1] if commit else 0,
+                ms(bucket_quantile(commit, 0.5)), ms(bucket_quantile(commit, 0.99)),
+                ms(bucket_quantile(commit, 1.0)),
+                snap[-1][1] if snap else 0,
+                1e3 * h.get("tandem_pipeline_snapshot_step_seconds_sum", 0),
+                ms(bucket_quantile(snap, 1.0)), ms(bucket_quantile(req, 0.99))))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--shares", default="0.5,0.25")
-    ap.add_argument("--connections", type=int, default=128)
+    ap.add_argument("--connections", type=int, default=512)
     ap.add_argument("--capacity-connections", type=int, default=64)
     ap.add_argument("--tandem", default=pipeline.TANDEM)
     ap.add_argument("--json", default=os.path.join(ROOT, "build", "bench",
@@ -117,6 +175,7 @@ def main():
             proc, url = pipeline.serve(tmp)
             try:
                 r = open_loop(url, bodies, rate, args.seconds, args.connections)
+                r["server"] = histograms(url)
             finally:
                 proc.terminate()
                 proc.wait()
@@ -132,6 +191,7 @@ def main():
                 print("         %d requests found all %d connections busy when "
                       "due (their wait is in the latency)" % (
                           r["no_free_connection"], args.connections))
+            print("         " + server_line(r["server"]))
             r["share"] = share
             results["paced"].append(r)
     os.makedirs(os.path.dirname(args.json), exist_ok=True)

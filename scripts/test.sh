@@ -143,6 +143,7 @@ for t in tests/integration/test_cli.py tests/integration/test_xgboost_fixtures.p
     tests/integration/test_contribs_lanes.py \
     tests/integration/test_contribs_large.py \
     tests/integration/test_pipeline_latency_metrics.py \
+    tests/integration/test_pipeline_snapshot_round.py \
     tests/integration/test_soak.py; do
   check "$t (sanitizers)" env TANDEM=build-asan/tandem ASAN_OPTIONS=detect_leaks=1 \
     /usr/bin/python3 "$t"

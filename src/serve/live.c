@@ -11,15 +11,18 @@
  * record in one write and one fdatasync, then wakes the requests waiting
  * for it (their connections are suspended, not their threads): a request
  * answers only once its events are on disk. Every 10 s (or 1M events)
- * the committer starts a snapshot round: a new log segment, then, a few
- * shards per commit, the changed entities' states into LMDB (each tagged
- * with the sequence number of its last event), and the entities idle for
- * IDLE_ROUNDS rounds out of memory (they stay in LMDB, and their next
- * event loads them back); when every shard is done, the segments before
- * the round's go. A restart loads the states and replays the log through the
- * same pipeline core, skipping for each entity what its state already
- * holds, which rebuilds exactly the state the server had (processing is
- * deterministic). A log record is one event (a few hundred bytes), where
+ * the committer starts a snapshot round by starting a new log segment;
+ * the snapshot thread then writes, a few shards per LMDB transaction, the
+ * changed entities' states into LMDB (each tagged with the sequence
+ * number of its last event), and moves the entities idle for IDLE_ROUNDS
+ * rounds out of memory (they stay in LMDB, and their next event loads
+ * them back); when every shard is done, the segments before the round's
+ * go. The rounds have their own thread because an LMDB commit syncs the
+ * disk twice: taken between two group commits, as they once were, each
+ * step held every waiting answer for tens of milliseconds. A restart
+ * loads the states and replays the log through the same pipeline core,
+ * skipping for each entity what its state already holds, which rebuilds
+ * exactly the state the server had (processing is deterministic). A log record is one event (a few hundred bytes), where
  * an entity's state can be kilobytes: that is why the log, not the state,
  * is what each acknowledgement waits for. With a decision log, each
  * commit's decision records are one more record of the same write (see
@@ -69,12 +72,13 @@ typedef struct pending {
 } pending;
 
 /* A snapshot round writes the changed states of every shard, a few
- * shards per commit so that no commit stalls on all of them, then deletes
- * the log up to where the round began. Rounds start about every 10 s, or
- * after this many logged events. */
+ * shards per LMDB transaction so that no shard's lock is held for long and
+ * no transaction grows with the number of shards, then deletes the log up
+ * to where the round began. Rounds start about every 10 s, or after this
+ * many logged events. */
 #define SNAPSHOT_NS 10000000000ull
 #define SNAPSHOT_EVENTS 1000000
-#define SHARDS_PER_COMMIT 4
+#define SHARDS_PER_STEP 4
 /* An entity that no event touched for this many rounds (about 20 s) leaves
  * memory once its state is in LMDB. Nothing is lost: its next event loads
  * it back, so this bounds memory by the entities active lately, never by
@@ -105,23 +109,29 @@ struct tdm__live {
   uint64_t next_seq;      /* the log position of the next applied event */
   uint64_t last_snapshot_ns;
   uint64_t logged_since_snapshot;
-  /* snapshot rounds (the committer's own) */
+  /* snapshot rounds: the committer begins one (under commit_lock), the
+   * snapshot thread carries it out and ends it */
   int round_active;        /* a snapshot round is under way */
-  unsigned round_shard;    /* the next shard it visits */
   uint64_t round_segment;  /* the log segment begun with the round */
+  /* The snapshot thread also makes the log's next segment ahead
+   * (tdm__wal_prepare), so that a rotation in the committer, at a round's
+   * start or when a segment is full, creates and syncs nothing. */
+  int spare_wanted;        /* the committer found no next segment made */
+  int spare_failed;        /* making it failed: not asked again this round */
+  pthread_cond_t round_wanted;
   tdm__wal *wal;
   int stopping;
-  pthread_t committer;
-  int committer_running;
+  pthread_t committer, snapshotter;
+  int committer_running, snapshotter_running;
   atomic_int warned_stale;
   /* counters */
   atomic_ullong fallback_batch, fallback_default, fallback_none;
   atomic_ullong events, rejected, duplicates, requests, commits;
   atomic_ullong commit_ns_total;
   /* Where an answer's time goes with durable state: each group commit's
-   * log write and fdatasync, each snapshot step the committer takes
-   * between two commits (the next commit waits for it), and each events
-   * request from its arrival to its answer (tdm__live_record_request). */
+   * log write and fdatasync, each snapshot step (the snapshot thread's,
+   * beside the commits), and each events request from its arrival to its
+   * answer (tdm__live_record_request). */
   tdm__histogram commit_seconds, snapshot_seconds, request_seconds;
   tdm__drift *drift; /* --drift-reference: NULL without */
   tdm__decision_log *decisions; /* --decision-log: NULL without */
@@ -280,11 +290,16 @@ static void *commit_loop(void *arg) {
     }
     if (ok && framed != NULL) tdm__crash_point("serve-decisions-logged");
     uint64_t committed = now_ns();
+    int spare_wanted = ok && !tdm__wal_has_spare(live->wal);
     atomic_fetch_add(&live->commits, 1);
     atomic_fetch_add(&live->commit_ns_total, committed - started);
     tdm__histogram_observe_ns(&live->commit_seconds, committed - started);
 
     pthread_mutex_lock(&live->commit_lock);
+    if (spare_wanted && !live->spare_failed && !live->spare_wanted) {
+      live->spare_wanted = 1;
+      pthread_cond_signal(&live->round_wanted);
+    }
     if (!ok && live->failed_gen == 0) live->failed_gen = gen;
     live->committed_gen = gen;
     pthread_cond_broadcast(&live->commit_done);
@@ -314,48 +329,90 @@ static void *commit_loop(void *arg) {
     }
     live->writing = batch;
 
-    /* 2. A snapshot round: a few shards per commit. A round begins by
-     * starting a new log segment: events after that point go there, and
-     * once every shard's states are saved, older segments go. */
-    uint64_t snapshot_started = now_ns();
-    int snapshot_step = ok && (round_begins || live->round_active);
+    /* 2. A snapshot round begins with a new log segment: events after
+     * this point go there, and once the snapshot thread has saved every
+     * shard's states, the older segments go. The rotation is the
+     * committer's, between two appends; the states are the snapshot
+     * thread's. */
     if (ok && round_begins) {
       uint64_t segment;
       if (tdm__wal_rotate(live->wal, &segment, &err) == TDM_OK) {
+        pthread_mutex_lock(&live->commit_lock);
         live->round_active = 1;
-        live->round_shard = 0;
+        live->spare_failed = 0;
         live->round_segment = segment;
         live->logged_since_snapshot = 0;
         live->last_snapshot_ns = started;
+        pthread_cond_signal(&live->round_wanted);
+        pthread_mutex_unlock(&live->commit_lock);
       } else {
         fprintf(stderr, "tandem serve: log: %s\n", err.message);
       }
     }
-    if (ok && live->round_active) {
-      unsigned first = live->round_shard;
-      unsigned end = first + SHARDS_PER_COMMIT < NUM_SHARDS
-                         ? first + SHARDS_PER_COMMIT
-                         : NUM_SHARDS;
-      if (write_snapshot(live, first, end, &err) == TDM_OK) {
-        live->round_shard = end;
-        if (end == NUM_SHARDS) {
-          live->round_active = 0;
-          /* The decision records in the segments dropped must be on disk
-           * in the decision log first. */
-          if ((live->decisions != NULL &&
-               tdm__decision_log_sync(live->decisions, &err) != TDM_OK) ||
-              tdm__wal_drop_before(live->wal, live->round_segment, &err) !=
-                  TDM_OK)
-            fprintf(stderr, "tandem serve: log: %s\n", err.message);
-        }
-      } else {
-        fprintf(stderr, "tandem serve: state: %s\n", err.message);
-      }
-    }
-    if (snapshot_step)
-      tdm__histogram_observe_ns(&live->snapshot_seconds,
-                                now_ns() - snapshot_started);
     pthread_mutex_lock(&live->commit_lock);
+  }
+  pthread_mutex_unlock(&live->commit_lock);
+  return NULL;
+}
+
+/* Makes the log's next segment when the committer asked for it; called
+ * with commit_lock held, which it releases while it works. */
+static void prepare_spare(tdm__live *live) {
+  if (!live->spare_wanted) return;
+  live->spare_wanted = 0;
+  pthread_mutex_unlock(&live->commit_lock);
+  tdm_error err;
+  int ok = tdm__wal_prepare(live->wal, &err) == TDM_OK;
+  if (!ok) fprintf(stderr, "tandem serve: log: %s\n", err.message);
+  pthread_mutex_lock(&live->commit_lock);
+  if (!ok) live->spare_failed = 1;
+}
+
+/* The snapshot thread: carries out each round the committer begins, a few
+ * shards per LMDB transaction, while commits go on, and makes the log's
+ * next segment whenever the committer has used it. A step that fails
+ * ends the round without deleting any log (its entities are marked dirty
+ * again), and the next round, about SNAPSHOT_NS later, saves them. */
+static void *snapshot_loop(void *arg) {
+  tdm__live *live = arg;
+  pthread_mutex_lock(&live->commit_lock);
+  for (;;) {
+    while (!live->round_active && !live->spare_wanted && !live->stopping)
+      pthread_cond_wait(&live->round_wanted, &live->commit_lock);
+    if (live->stopping) break;
+    prepare_spare(live);
+    if (!live->round_active) continue;
+    uint64_t segment = live->round_segment;
+    pthread_mutex_unlock(&live->commit_lock);
+
+    tdm_error err;
+    int ok = 1;
+    for (unsigned first = 0; first < NUM_SHARDS && ok; first += SHARDS_PER_STEP) {
+      pthread_mutex_lock(&live->commit_lock);
+      prepare_spare(live);
+      int stopping = live->stopping;
+      pthread_mutex_unlock(&live->commit_lock);
+      if (stopping) {
+        ok = 0;
+        break;
+      }
+      unsigned end = first + SHARDS_PER_STEP < NUM_SHARDS
+                         ? first + SHARDS_PER_STEP
+                         : NUM_SHARDS;
+      uint64_t step_started = now_ns();
+      ok = write_snapshot(live, first, end, &err) == TDM_OK;
+      tdm__histogram_observe_ns(&live->snapshot_seconds,
+                                now_ns() - step_started);
+      if (!ok) fprintf(stderr, "tandem serve: state: %s\n", err.message);
+    }
+    /* The decision records in the segments dropped must be on disk in the
+     * decision log first. */
+    if (ok && ((live->decisions != NULL &&
+                tdm__decision_log_sync(live->decisions, &err) != TDM_OK) ||
+               tdm__wal_drop_before(live->wal, segment, &err) != TDM_OK))
+      fprintf(stderr, "tandem serve: log: %s\n", err.message);
+    pthread_mutex_lock(&live->commit_lock);
+    live->round_active = 0;
   }
   pthread_mutex_unlock(&live->commit_lock);
   return NULL;
@@ -537,6 +594,7 @@ int tdm__live_open(const char *pipeline_path, const char *state_dir,
   pthread_mutex_init(&live->commit_lock, NULL);
   pthread_cond_init(&live->commit_wanted, NULL);
   pthread_cond_init(&live->commit_done, NULL);
+  pthread_cond_init(&live->round_wanted, NULL);
   live->queued_gen = 1;
   live->next_seq = 1;
   live->fixed_now_ms = INT64_MIN;
@@ -578,11 +636,18 @@ int tdm__live_open(const char *pipeline_path, const char *state_dir,
                                 &live->shards[i]);
     }
     live->last_snapshot_ns = now_ns();
+    live->spare_wanted = 1; /* the first segment's successor */
     if (rc == TDM_OK) {
       if (pthread_create(&live->committer, NULL, commit_loop, live) != 0)
         rc = tdm__fail(err, TDM_ENOMEM, "cannot start the commit thread");
       else
         live->committer_running = 1;
+    }
+    if (rc == TDM_OK) {
+      if (pthread_create(&live->snapshotter, NULL, snapshot_loop, live) != 0)
+        rc = tdm__fail(err, TDM_ENOMEM, "cannot start the snapshot thread");
+      else
+        live->snapshotter_running = 1;
     }
   }
   if (rc != TDM_OK) {
@@ -600,12 +665,16 @@ void tdm__live_set_clock(tdm__live *live, int64_t now_ms) {
 void tdm__live_close(tdm__live *live) {
   if (live == NULL) return;
   tdm__scheduler_stop(live->scheduler);
-  if (live->committer_running) {
+  if (live->committer_running || live->snapshotter_running) {
     pthread_mutex_lock(&live->commit_lock);
     live->stopping = 1;
     pthread_cond_signal(&live->commit_wanted);
+    pthread_cond_signal(&live->round_wanted);
     pthread_mutex_unlock(&live->commit_lock);
-    pthread_join(live->committer, NULL);
+    if (live->committer_running) pthread_join(live->committer, NULL);
+    /* A round under way stops at its next step; the store and the
+     * decision log below are closed only after it. */
+    if (live->snapshotter_running) pthread_join(live->snapshotter, NULL);
   }
   /* After the committer: every queued record is written. */
   tdm__decision_log_close(live->decisions);
@@ -636,6 +705,7 @@ void tdm__live_close(tdm__live *live) {
   pthread_mutex_destroy(&live->commit_lock);
   pthread_cond_destroy(&live->commit_wanted);
   pthread_cond_destroy(&live->commit_done);
+  pthread_cond_destroy(&live->round_wanted);
   tdm__free(live);
 }
 
@@ -1085,8 +1155,8 @@ static int latency_metrics(tdm__live *live, tdm__buf *out) {
        "Each group commit's log write and fdatasync (what every answer with "
        "durable state waits for)."},
       {"tandem_pipeline_snapshot_step_seconds",
-       "Each snapshot step the committer takes between two group commits "
-       "(the next commit starts after it)."},
+       "Each snapshot step: a few shards' changed states written to LMDB "
+       "by the snapshot thread, beside the group commits."},
       {"tandem_pipeline_request_duration_seconds",
        "Events requests, from arrival (headers read) to the answer queued, "
        "the durable wait included."},

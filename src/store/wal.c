@@ -8,6 +8,15 @@
  * preallocated (64 MiB, grown in steps when a group needs more) so that
  * fdatasync has no file size to write. Unwritten space reads as zeros,
  * and a zero length with a zero CRC is the end of a segment.
+ *
+ * Making a segment (create, preallocate, sync it and its directory) takes
+ * milliseconds to tens of milliseconds, and a rotation in the appending
+ * thread made every answer waiting for the next group commit wait for it
+ * too. tdm__wal_prepare makes the next segment ahead, in another thread,
+ * and a rotation then only switches to it. spare_lock orders the two: the
+ * number of the segment being written changes only under it, and a
+ * rotation that finds no spare makes its segment while holding it, so
+ * the two never make the same file.
  */
 #include "wal.h"
 
@@ -37,6 +46,10 @@ struct tdm__wal {
   off_t allocated;  /* bytes preallocated */
   uint64_t first_new; /* the first segment made by this open */
   tdm__buf buf;
+  pthread_mutex_t spare_lock; /* guards segment's changes and the spare */
+  pthread_cond_t spare_made;  /* signalled when preparing ends */
+  int spare_fd;               /* the next segment, made ahead; -1: none */
+  int preparing;              /* tdm__wal_prepare is making it */
 };
 
 /* The CRC-32C table, built once for the process: logs opened by several
@@ -148,27 +161,42 @@ static void sync_dir(const char *dir) {
   }
 }
 
-static int new_segment(tdm__wal *wal, uint64_t segment, tdm_error *err) {
+/* Creates segment file `segment`, preallocated and durable, in *fd. */
+static int make_segment(const tdm__wal *wal, uint64_t segment, int *fd,
+                        tdm_error *err) {
   char path[4096];
   segment_path(wal, segment, path, sizeof path);
-  int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0664);
-  if (fd < 0)
+  *fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0664);
+  if (*fd < 0)
     return tdm__fail(err, TDM_EIO, "%s: cannot create: %s", path,
                      strerror(errno));
-  int rc = posix_fallocate(fd, 0, SEGMENT_BYTES);
-  if (rc != 0 || fsync(fd) != 0) {
-    close(fd);
+  int rc = posix_fallocate(*fd, 0, SEGMENT_BYTES);
+  if (rc != 0 || fsync(*fd) != 0) {
+    close(*fd);
+    *fd = -1;
     unlink(path);
     return tdm__fail(err, TDM_EIO, "%s: cannot allocate: %s", path,
                      strerror(rc ? rc : errno));
   }
   sync_dir(wal->dir);
+  return TDM_OK;
+}
+
+/* Makes fd (segment file `segment`) the one written; under spare_lock
+ * once the log is open. */
+static void switch_to(tdm__wal *wal, int fd, uint64_t segment) {
   if (wal->fd >= 0) close(wal->fd);
   wal->fd = fd;
   wal->segment = segment;
   wal->offset = 0;
   wal->allocated = SEGMENT_BYTES;
-  return TDM_OK;
+}
+
+static int new_segment(tdm__wal *wal, uint64_t segment, tdm_error *err) {
+  int fd;
+  int rc = make_segment(wal, segment, &fd, err);
+  if (rc == TDM_OK) switch_to(wal, fd, segment);
+  return rc;
 }
 
 int tdm__wal_open(const char *dir, const char *name, tdm__wal **out,
@@ -180,6 +208,9 @@ int tdm__wal_open(const char *dir, const char *name, tdm__wal **out,
   tdm__wal *wal = tdm__calloc(1, sizeof *wal);
   if (wal == NULL) return tdm__fail(err, TDM_ENOMEM, "out of memory");
   wal->fd = -1;
+  wal->spare_fd = -1;
+  pthread_mutex_init(&wal->spare_lock, NULL);
+  pthread_cond_init(&wal->spare_made, NULL);
   wal->dir = tdm__strdup(dir);
   wal->name = tdm__strdup(name);
   if (wal->dir == NULL || wal->name == NULL) {
@@ -204,6 +235,17 @@ int tdm__wal_open(const char *dir, const char *name, tdm__wal **out,
 void tdm__wal_close(tdm__wal *wal) {
   if (wal == NULL) return;
   if (wal->fd >= 0) close(wal->fd);
+  /* A spare left unused holds no record: it goes, so a stopped log keeps
+   * no preallocated space but its last segment's. (After a crash the next
+   * open's replay removes it, as any segment with no record.) */
+  if (wal->spare_fd >= 0) {
+    close(wal->spare_fd);
+    char path[4096];
+    segment_path(wal, wal->segment + 1, path, sizeof path);
+    unlink(path);
+  }
+  pthread_mutex_destroy(&wal->spare_lock);
+  pthread_cond_destroy(&wal->spare_made);
   tdm__buf_free(&wal->buf);
   tdm__free(wal->dir);
   tdm__free(wal->name);
@@ -340,9 +382,47 @@ int tdm__wal_append(tdm__wal *wal, const tdm__wal_record *records, size_t n,
 }
 
 int tdm__wal_rotate(tdm__wal *wal, uint64_t *segment, tdm_error *err) {
-  int rc = new_segment(wal, wal->segment + 1, err);
+  pthread_mutex_lock(&wal->spare_lock);
+  while (wal->preparing)
+    pthread_cond_wait(&wal->spare_made, &wal->spare_lock);
+  int rc = TDM_OK;
+  if (wal->spare_fd >= 0) {
+    switch_to(wal, wal->spare_fd, wal->segment + 1);
+    wal->spare_fd = -1;
+  } else {
+    rc = new_segment(wal, wal->segment + 1, err);
+  }
   if (rc == TDM_OK) *segment = wal->segment;
+  pthread_mutex_unlock(&wal->spare_lock);
   return rc;
+}
+
+int tdm__wal_prepare(tdm__wal *wal, tdm_error *err) {
+  pthread_mutex_lock(&wal->spare_lock);
+  if (wal->spare_fd >= 0 || wal->preparing) {
+    pthread_mutex_unlock(&wal->spare_lock);
+    return TDM_OK;
+  }
+  uint64_t next = wal->segment + 1;
+  wal->preparing = 1;
+  pthread_mutex_unlock(&wal->spare_lock);
+  /* Made without the lock: a rotation meanwhile waits for it (it can only
+   * be the number the rotation would make) instead of making it too. */
+  int fd;
+  int rc = make_segment(wal, next, &fd, err);
+  pthread_mutex_lock(&wal->spare_lock);
+  wal->preparing = 0;
+  if (rc == TDM_OK) wal->spare_fd = fd;
+  pthread_cond_broadcast(&wal->spare_made);
+  pthread_mutex_unlock(&wal->spare_lock);
+  return rc;
+}
+
+int tdm__wal_has_spare(tdm__wal *wal) {
+  pthread_mutex_lock(&wal->spare_lock);
+  int has = wal->spare_fd >= 0 || wal->preparing;
+  pthread_mutex_unlock(&wal->spare_lock);
+  return has;
 }
 
 int tdm__wal_drop_before(tdm__wal *wal, uint64_t segment, tdm_error *err) {

@@ -44,8 +44,22 @@ typedef struct tdm__wal_record {
 int tdm__wal_append(tdm__wal *wal, const tdm__wal_record *records, size_t n,
                     tdm_error *err);
 
-/* Starts a new segment; later records go there. Returns its number. */
+/* Starts a new segment; later records go there. Returns its number. It
+ * is the segment tdm__wal_prepare made, when there is one (then nothing
+ * is created or synced here); a rotation while tdm__wal_prepare runs waits
+ * for it. */
 int tdm__wal_rotate(tdm__wal *wal, uint64_t *segment, tdm_error *err);
+
+/* Makes the next segment ahead (created, preallocated and synced), for
+ * the next rotation, and may run in another thread than the appends and
+ * rotations: the only functions of a log that may run at the same time as
+ * another are this one, tdm__wal_has_spare and tdm__wal_drop_before
+ * beside tdm__wal_append or tdm__wal_rotate. Does nothing when the next
+ * segment is ready. */
+int tdm__wal_prepare(tdm__wal *wal, tdm_error *err);
+
+/* Whether the next segment is made or being made (tdm__wal_prepare). */
+int tdm__wal_has_spare(tdm__wal *wal);
 
 /* Deletes every segment numbered below `segment` (their records are
  * saved elsewhere). */

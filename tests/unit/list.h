@@ -99,6 +99,7 @@
   X(wal_crc32c_known_value) \
   X(wal_crc32c_fast_equals_reference) \
   X(wal_restarts_do_not_pile_up_segments) \
+  X(wal_rotation_uses_the_prepared_segment) \
   X(decision_log_recovers_from_the_write_ahead_log) \
   X(decision_log_rotates_by_size_between_calls) \
   X(table_round_trip_versions_and_point_in_time) \
