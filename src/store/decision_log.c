@@ -30,7 +30,8 @@ struct tdm__decision_log {
   int64_t max_ms;
   int fd;            /* the open segment, -1 when none */
   uint64_t segment;  /* its number; the next one is segment + 1 */
-  uint64_t bytes;    /* written to it */
+  uint64_t bytes;    /* written to it, or reserved */
+  uint64_t unwritten; /* of those, reserved and not yet written */
   int64_t opened_ms; /* when it was begun */
   /* A write of reserved records failed: they are only in the runner's
    * write-ahead log, so the segment has a hole that only a restart fills
@@ -40,7 +41,9 @@ struct tdm__decision_log {
   /* Closed segments wait here (synced, still named .open) for the
    * finisher thread, which hashes them, writes their manifests, renames
    * and records them: a rotation costs the writer (a group commit) one
-   * fdatasync, not a read of the whole segment and a registry insert. */
+   * fdatasync, not a read of the whole segment and a registry insert.
+   * The same thread closes a segment that grows old while no answer
+   * comes, so an idle server's last records become a run too. */
   pthread_mutex_t finish_lock;
   pthread_cond_t finish_wanted;
   uint64_t *to_finish;
@@ -235,12 +238,54 @@ static int finish_closed(tdm__decision_log *log, uint64_t n, tdm_error *err) {
   return rc;
 }
 
+static int close_segment(tdm__decision_log *log, tdm_error *err);
+
+/* Closes the open segment when it is old enough, holds records and none
+ * of them is still being written (a reservation not yet written: its
+ * writer comes back to this segment); the next write begins a new one.
+ * The finisher's timer, so that age closes a segment with no answer to
+ * trigger it. */
+static void close_if_old(tdm__decision_log *log) {
+  pthread_mutex_lock(&log->lock);
+  tdm_error err;
+  if (log->fd >= 0 && log->bytes > 0 && log->unwritten == 0 && !log->failed &&
+      tdm__now_ms() - log->opened_ms >= log->max_ms &&
+      close_segment(log, &err) != TDM_OK)
+    fprintf(stderr, "tandem %s: decision log: %s\n", log->runner, err.message);
+  pthread_mutex_unlock(&log->lock);
+}
+
 static void *finish_loop(void *arg) {
   tdm__decision_log *log = arg;
+  /* How often an idle log looks at its open segment's age: an eighth of
+   * the limit, within 10 ms and 1 s, so that a segment closes at most
+   * that late. */
+  int64_t tick_ms = log->max_ms / 8;
+  tick_ms = tick_ms < 10 ? 10 : tick_ms > 1000 ? 1000 : tick_ms;
   pthread_mutex_lock(&log->finish_lock);
   for (;;) {
-    while (log->num_to_finish == 0 && !log->stopping)
-      pthread_cond_wait(&log->finish_wanted, &log->finish_lock);
+    while (log->num_to_finish == 0 && !log->stopping) {
+      if (log->max_ms <= 0) {
+        pthread_cond_wait(&log->finish_wanted, &log->finish_lock);
+        continue;
+      }
+      struct timespec until;
+      clock_gettime(CLOCK_MONOTONIC, &until);
+      until.tv_sec += tick_ms / 1000;
+      until.tv_nsec += (long)(tick_ms % 1000) * 1000000L;
+      if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+      }
+      if (pthread_cond_timedwait(&log->finish_wanted, &log->finish_lock,
+                                 &until) == ETIMEDOUT) {
+        /* close_segment takes finish_lock under the log's lock: never
+         * the other way round. */
+        pthread_mutex_unlock(&log->finish_lock);
+        close_if_old(log);
+        pthread_mutex_lock(&log->finish_lock);
+      }
+    }
     if (log->num_to_finish == 0) break;
     uint64_t n = log->to_finish[0];
     memmove(log->to_finish, log->to_finish + 1,
@@ -314,6 +359,7 @@ static int begin_segment(tdm__decision_log *log, tdm_error *err) {
   tdm__free(path);
   if (rc == TDM_OK) sync_dir(log->dir);
   log->bytes = 0;
+  log->unwritten = 0;
   log->opened_ms = tdm__now_ms();
   return rc;
 }
@@ -410,7 +456,11 @@ int tdm__decision_log_open(const tdm__decision_log_options *opt,
   if (log == NULL) return tdm__fail(err, TDM_ENOMEM, "out of memory");
   pthread_mutex_init(&log->lock, NULL);
   pthread_mutex_init(&log->finish_lock, NULL);
-  pthread_cond_init(&log->finish_wanted, NULL);
+  pthread_condattr_t monotonic;
+  pthread_condattr_init(&monotonic);
+  pthread_condattr_setclock(&monotonic, CLOCK_MONOTONIC);
+  pthread_cond_init(&log->finish_wanted, &monotonic);
+  pthread_condattr_destroy(&monotonic);
   log->fd = -1;
   int oom = 0;
   log->dir = copy(opt->dir, &oom);
@@ -514,6 +564,7 @@ int tdm__decision_log_reserve(tdm__decision_log *log, size_t len,
     *segment = log->segment;
     *offset = log->bytes;
     log->bytes += len;
+    log->unwritten += len;
   }
   pthread_mutex_unlock(&log->lock);
   return rc;
@@ -527,6 +578,7 @@ int tdm__decision_log_write_at(tdm__decision_log *log, uint64_t offset,
                : tdm__fail(err, TDM_EIO, "decision log: write: %s",
                            strerror(errno));
   if (rc != TDM_OK) log->failed = 1;
+  else log->unwritten -= len;
   pthread_mutex_unlock(&log->lock);
   return rc;
 }
