@@ -6,6 +6,8 @@
  * rotates and when a restart recovers the segment a killed process left
  * open, so the two can never describe a segment differently.
  */
+/* memmem and sync_file_range. */
+#define _GNU_SOURCE
 #include "decision_log.h"
 
 #include <dirent.h>
@@ -32,22 +34,32 @@ struct tdm__decision_log {
   uint64_t segment;  /* its number; the next one is segment + 1 */
   uint64_t bytes;    /* written to it, or reserved */
   uint64_t unwritten; /* of those, reserved and not yet written */
+  uint64_t kicked;   /* written back up to here (start_writeback) */
   int64_t opened_ms; /* when it was begun */
   /* A write of reserved records failed: they are only in the runner's
    * write-ahead log, so the segment has a hole that only a restart fills
    * (from that log). Until then nothing more is reserved, nothing synced
    * (the write-ahead log must keep them) and the segment is not closed. */
   int failed;
-  /* Closed segments wait here (synced, still named .open) for the
-   * finisher thread, which hashes them, writes their manifests, renames
-   * and records them: a rotation costs the writer (a group commit) one
-   * fdatasync, not a read of the whole segment and a registry insert.
-   * The same thread closes a segment that grows old while no answer
-   * comes, so an idle server's last records become a run too. */
+  /* Closed segments wait here (still named .open, with their file
+   * descriptors, not yet synced) for the finisher thread, which syncs,
+   * hashes and closes them, writes their manifests, renames and records
+   * them: a rotation costs the writer (a group commit, which the answers
+   * wait for) nothing but queueing, not an fdatasync of up to a whole
+   * segment, a read of it and a registry insert. unsynced counts the
+   * queued segments not yet synced; tdm__decision_log_sync waits for it
+   * to be 0 (signalled by synced), and sync_failed makes it fail from
+   * the first sync that did, so that the runner's write-ahead log keeps
+   * the records. The same thread closes a segment that grows old while
+   * no answer comes, so an idle server's last records become a run too. */
   pthread_mutex_t finish_lock;
-  pthread_cond_t finish_wanted;
-  uint64_t *to_finish;
-  size_t num_to_finish, cap_to_finish;
+  pthread_cond_t finish_wanted, synced;
+  struct closed_segment {
+    uint64_t n;
+    int fd;
+  } *to_finish;
+  size_t num_to_finish, cap_to_finish, unsynced;
+  int sync_failed;
   int stopping;
   pthread_t finisher;
   int finisher_running;
@@ -169,12 +181,11 @@ static int finish_segment(tdm__decision_log *log, uint64_t n, const char *data,
     if (events == 0) arrival(line, end, first);
     arrival(line, end, last);
     events++;
+    /* memmem, not a memcmp at every byte: this reads every byte of a
+     * segment (64M by default) on the finisher, beside the answers. */
     static const char dup[] = "\"duplicate\":true";
-    for (const char *p = line; p + sizeof dup - 1 <= end; p++)
-      if (memcmp(p, dup, sizeof dup - 1) == 0) {
-        duplicates++;
-        break;
-      }
+    if (memmem(line, (size_t)(end - line), dup, sizeof dup - 1) != NULL)
+      duplicates++;
   }
   char hex[65];
   tdm__sha256_hex(data, len, hex);
@@ -287,14 +298,29 @@ static void *finish_loop(void *arg) {
       }
     }
     if (log->num_to_finish == 0) break;
-    uint64_t n = log->to_finish[0];
+    struct closed_segment c = log->to_finish[0];
     memmove(log->to_finish, log->to_finish + 1,
             --log->num_to_finish * sizeof *log->to_finish);
     pthread_mutex_unlock(&log->finish_lock);
+    /* A kill here leaves a closed segment unsynced and unfinished beside
+     * the open one: both are recovered from the write-ahead log. */
+    tdm__crash_point("decision-log-closed");
     tdm_error err;
+    int rc = fdatasync(c.fd) == 0
+                 ? TDM_OK
+                 : tdm__fail(&err, TDM_EIO, "decision log: fdatasync: %s",
+                             strerror(errno));
+    close(c.fd);
+    pthread_mutex_lock(&log->finish_lock);
+    log->unsynced--;
+    if (rc != TDM_OK) log->sync_failed = 1;
+    pthread_cond_broadcast(&log->synced);
+    pthread_mutex_unlock(&log->finish_lock);
     /* A failure leaves the segment named .open: the next start finishes
-     * it as it finishes a killed process's. */
-    if (finish_closed(log, n, &err) != TDM_OK)
+     * it as it finishes a killed process's, with the records the
+     * write-ahead log kept because the sync failed. */
+    if (rc == TDM_OK) rc = finish_closed(log, c.n, &err);
+    if (rc != TDM_OK)
       fprintf(stderr, "tandem %s: decision log: %s\n", log->runner,
               err.message);
     pthread_mutex_lock(&log->finish_lock);
@@ -303,9 +329,9 @@ static void *finish_loop(void *arg) {
   return NULL;
 }
 
-/* Closes the open segment: synced, then finished (by the finisher thread
- * once it runs); an empty one is deleted. Called with the lock held (or
- * before the log is shared). */
+/* Closes the open segment: synced and finished, by the finisher thread
+ * once it runs (here before); an empty one is deleted. Called with the
+ * lock held (or before the log is shared). */
 static int close_segment(tdm__decision_log *log, tdm_error *err) {
   if (log->fd < 0) return TDM_OK;
   int fd = log->fd;
@@ -325,15 +351,18 @@ static int close_segment(tdm__decision_log *log, tdm_error *err) {
     tdm__free(open_path);
     return TDM_OK;
   }
-  if (fdatasync(fd) != 0)
-    rc = tdm__fail(err, TDM_EIO, "decision log: fdatasync: %s", strerror(errno));
-  close(fd);
-  if (rc != TDM_OK) return rc;
-  if (!log->finisher_running) return finish_closed(log, log->segment, err);
+  if (!log->finisher_running) {
+    if (fdatasync(fd) != 0)
+      rc = tdm__fail(err, TDM_EIO, "decision log: fdatasync: %s",
+                     strerror(errno));
+    close(fd);
+    return rc == TDM_OK ? finish_closed(log, log->segment, err) : rc;
+  }
   pthread_mutex_lock(&log->finish_lock);
   if (log->num_to_finish == log->cap_to_finish) {
     size_t cap = log->cap_to_finish ? log->cap_to_finish * 2 : 8;
-    uint64_t *grown = tdm__realloc(log->to_finish, cap * sizeof *grown);
+    struct closed_segment *grown =
+        tdm__realloc(log->to_finish, cap * sizeof *grown);
     if (grown == NULL) rc = tdm__fail(err, TDM_ENOMEM, "out of memory");
     else {
       log->to_finish = grown;
@@ -341,10 +370,17 @@ static int close_segment(tdm__decision_log *log, tdm_error *err) {
     }
   }
   if (rc == TDM_OK) {
-    log->to_finish[log->num_to_finish++] = log->segment;
+    log->to_finish[log->num_to_finish++] =
+        (struct closed_segment){log->segment, fd};
+    log->unsynced++;
     pthread_cond_signal(&log->finish_wanted);
   }
   pthread_mutex_unlock(&log->finish_lock);
+  if (rc != TDM_OK) {
+    /* Not queued: synced here, and left .open for the next start. */
+    (void)fdatasync(fd);
+    close(fd);
+  }
   return rc;
 }
 
@@ -360,6 +396,7 @@ static int begin_segment(tdm__decision_log *log, tdm_error *err) {
   if (rc == TDM_OK) sync_dir(log->dir);
   log->bytes = 0;
   log->unwritten = 0;
+  log->kicked = 0;
   log->opened_ms = tdm__now_ms();
   return rc;
 }
@@ -461,6 +498,7 @@ int tdm__decision_log_open(const tdm__decision_log_options *opt,
   pthread_condattr_setclock(&monotonic, CLOCK_MONOTONIC);
   pthread_cond_init(&log->finish_wanted, &monotonic);
   pthread_condattr_destroy(&monotonic);
+  pthread_cond_init(&log->synced, NULL);
   log->fd = -1;
   int oom = 0;
   log->dir = copy(opt->dir, &oom);
@@ -549,6 +587,23 @@ static int make_room(tdm__decision_log *log, tdm_error *err) {
   return rc;
 }
 
+/* How much of the open segment may be written and not yet on its way
+ * to disk: past it, its writeback is started (not waited for), so that
+ * the sync at its close, or the write-ahead log's own syncs, never find
+ * a whole segment's worth of dirty pages to write at once. */
+#define WRITEBACK_BYTES ((uint64_t)1 << 20)
+
+/* Starts the writeback of what was written to the open segment since the
+ * last start, once that is WRITEBACK_BYTES. Called with the lock held,
+ * after a write that ends at end. A failure only leaves the work to the
+ * sync. */
+static void start_writeback(tdm__decision_log *log, uint64_t end) {
+  if (end < log->kicked + WRITEBACK_BYTES) return;
+  (void)sync_file_range(log->fd, (off_t)log->kicked,
+                        (off_t)(end - log->kicked), SYNC_FILE_RANGE_WRITE);
+  log->kicked = end;
+}
+
 static int refuse_after_failure(tdm_error *err) {
   return tdm__fail(err, TDM_EIO,
                    "decision log: an earlier write failed; its records are "
@@ -577,8 +632,12 @@ int tdm__decision_log_write_at(tdm__decision_log *log, uint64_t offset,
                ? TDM_OK
                : tdm__fail(err, TDM_EIO, "decision log: write: %s",
                            strerror(errno));
-  if (rc != TDM_OK) log->failed = 1;
-  else log->unwritten -= len;
+  if (rc != TDM_OK) {
+    log->failed = 1;
+  } else {
+    log->unwritten -= len;
+    start_writeback(log, offset + len);
+  }
   pthread_mutex_unlock(&log->lock);
   return rc;
 }
@@ -591,6 +650,18 @@ int tdm__decision_log_sync(tdm__decision_log *log, tdm_error *err) {
                : tdm__fail(err, TDM_EIO, "decision log: fdatasync: %s",
                            strerror(errno));
   pthread_mutex_unlock(&log->lock);
+  /* The segments closed before (their records were written before this
+   * call) are synced by the finisher: wait for it. One closed after the
+   * open segment's sync above holds nothing that sync did not cover. */
+  pthread_mutex_lock(&log->finish_lock);
+  while (rc == TDM_OK && log->unsynced > 0 && !log->sync_failed)
+    pthread_cond_wait(&log->synced, &log->finish_lock);
+  if (rc == TDM_OK && log->sync_failed)
+    rc = tdm__fail(err, TDM_EIO,
+                   "decision log: a closed segment could not be synced; its "
+                   "records stay in the write-ahead log until a restart "
+                   "writes them again");
+  pthread_mutex_unlock(&log->finish_lock);
   return rc;
 }
 
@@ -600,7 +671,10 @@ int tdm__decision_log_append(tdm__decision_log *log, const char *records,
   int rc = make_room(log, err);
   if (rc == TDM_OK && write_fully(log->fd, log->bytes, records, len) != 0)
     rc = tdm__fail(err, TDM_EIO, "decision log: write: %s", strerror(errno));
-  if (rc == TDM_OK) log->bytes += len;
+  if (rc == TDM_OK) {
+    log->bytes += len;
+    start_writeback(log, log->bytes);
+  }
   pthread_mutex_unlock(&log->lock);
   return rc;
 }
@@ -648,6 +722,7 @@ void tdm__decision_log_close(tdm__decision_log *log) {
   tdm__free(log->to_finish);
   pthread_mutex_destroy(&log->finish_lock);
   pthread_cond_destroy(&log->finish_wanted);
+  pthread_cond_destroy(&log->synced);
   tdm__free(log->dir);
   tdm__free(log->pipeline_path);
   tdm__free(log->pipeline_sha256);

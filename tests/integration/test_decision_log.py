@@ -23,6 +23,10 @@ event logged once, durably, in segments recorded as live runs.
     and serve-decisions-answered, after (the answer may have reached the
     client while its record was only in the log). Either way every event
     still has exactly one decision record.
+(d) A kill in the finisher thread, after a rotation closed the first
+    segment and before that segment's sync (decision-log-closed:1): the
+    restart recovers the closed segment and the open one from the
+    write-ahead log, and every answered event has exactly one record.
 (c) Rotation by time: with --decision-log-seconds 1, an event sent once
     the first segment is older than a second goes to a new segment, and
     that segment closes by age while the server stays idle; with
@@ -284,6 +288,53 @@ crash_between("serve-decisions-logged", 26, "b")
 # After the answers are woken, before the segment write: an answer may
 # have reached its client while its record was only in the write-ahead log.
 crash_between("serve-decisions-answered", 27, "b2")
+
+# ---- (d) killed after a rotation, before the closed segment's sync ----
+# The finisher thread syncs a closed segment, not the group commit that
+# closed it: kill it there (decision-log-closed:1, the first closed
+# segment), with the segment closed and unsynced beside the open one.
+evs_d, bodies_d = bodies_of(28, 80, entities=5)
+state_d = os.path.join(out, "state-d")
+dlog_d = os.path.join(out, "decisions-d")
+flags_d = ["--state", state_d, "--decision-log", dlog_d, "--decision-log-bytes",
+           "3k", "--registry", registry]
+server = Server(pipeline, *flags_d, env={"TANDEM_CRASH_AT": "decision-log-closed:1"})
+client = Client(server)
+received_d = []
+i = 0
+while i < len(bodies_d):
+    got = client.post(bodies_d[i])
+    if got is None:
+        break
+    received_d.append(got)
+    i += 1
+server.proc.wait()
+expect(server.proc.returncode == -signal.SIGKILL and
+       "crash point reached" in server.stderr(),
+       f"(d) the crash point was not reached: exit {server.proc.returncode}, "
+       f"{i} events answered")
+left_d = sorted(os.listdir(dlog_d))
+expect("decisions-00000001.jsonl.open" in left_d and
+       "decisions-00000001.jsonl.manifest.json" not in left_d,
+       f"(d) the first segment was not closed and left unfinished: {left_d}")
+server = Server(pipeline, *flags_d)
+client = Client(server)
+while i < len(bodies_d):
+    got = client.post(bodies_d[i])
+    expect(got is not None, "(d) the restarted server went away")
+    received_d.append(got)
+    i += 1
+rc = server.stop()
+expect(rc == 0, f"(d) tandem serve exited {rc}")
+expect("decisions-00000001.jsonl.open" in server.stderr() and
+       "recovered" in server.stderr(),
+       f"(d) the restart did not recover the closed segment: "
+       f"{server.stderr()[-1500:]}")
+segs_d, records_d = check_segments(dlog_d, registry, "(d)")
+check_records(records_d, received_d, "(d)")
+expect(len(segs_d) >= 3, f"(d) {len(segs_d)} segments: not rotated by size")
+print(f"(d) killed before the sync of a closed segment ({left_d}); "
+      f"{len(records_d)} records in {len(segs_d)} segments", flush=True)
 
 # ---- (c) rotation by time ----
 dlog_c = os.path.join(out, "decisions-c")
