@@ -2,7 +2,7 @@
  * bench_contribs.c - the speed of feature contributions against XGBoost's
  * own C API on the same model, rows and thread count, in one run:
  *   batch:      rows/s of exact contributions over a matrix
- *               (tdm__predict_parallel with TDM_PREDICT_CONTRIBS vs
+ *               (tdm_model_predict_float32 with TDM_PREDICT_CONTRIBS vs
  *               XGBoosterPredictFromDMatrix with type 2, pred_contribs)
  *   single row: microseconds per call explaining one row, beside one
  *               unexplained score (the cost an explanation adds to a live
@@ -23,10 +23,9 @@
 #include <time.h>
 #include <xgboost/c_api.h>
 
-#include "../src/batch/score.h"
-#include "../src/model/model.h"
 #include "tandem.h"
 #include "bench_args.h"
+#include "bench_score.h"
 
 static double now(void) {
   struct timespec ts;
@@ -81,7 +80,7 @@ static void compare(const tdm_model *model, BoosterHandle booster,
   size_t width = tdm_model_output_width(model, flags);
   double *ours = malloc(n * width * sizeof *ours);
   const float *theirs;
-  tdm__predict_parallel(model, NULL, rows, n, nf, flags, ours, threads);
+  bench_predict(model, rows, n, nf, flags, ours, threads);
   xgboost_contribs(booster, rows, n, nf, approx ? 3 : 2, &theirs);
   for (size_t i = 0; i < n * width; i++) {
     float a = (float)ours[i];
@@ -133,7 +132,7 @@ int main(int argc, char **argv) {
   /* The leaf tables are built by the first request for contributions;
    * built here, outside the timings, and reported on their own. */
   double build_start = now();
-  size_t table_bytes = tdm__shap_table_bytes(model);
+  size_t table_bytes = tdm_model_contribs_bytes(model);
   double build_ms = (now() - build_start) * 1e3;
   size_t check_rows = n < 2000 ? n : 2000;
   compare(model, booster, rows32, check_rows, nf, threads, 0);
@@ -144,8 +143,7 @@ int main(int argc, char **argv) {
   double t0 = now();
   size_t reps = 0;
   do {
-    tdm__predict_parallel(model, NULL, rows32, n, nf, TDM_PREDICT_CONTRIBS, out,
-                          threads);
+    bench_predict(model, rows32, n, nf, TDM_PREDICT_CONTRIBS, out, threads);
     reps++;
   } while (now() - t0 < seconds);
   double tandem_rps = (double)(n * reps) / (now() - t0);

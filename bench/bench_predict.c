@@ -9,6 +9,11 @@
  * refuses to report speed for scores that differ. Prints a table and
  * writes the figures as JSON (--json PATH).
  *
+ * A LightGBM model has no peer library linked here: its fast layout is
+ * measured against tandem's own reference walk on the same rows and
+ * threads (the model loaded twice, one with TANDEM_KERNEL's "reference"),
+ * in alternating rounds so that a busy machine slows both alike.
+ *
  * usage: bench-predict MODEL.json ROWS.csv [--rows N] [--threads N]
  *                      [--seconds S] [--json PATH]
  */
@@ -20,11 +25,9 @@
 #include <time.h>
 #include <xgboost/c_api.h>
 
-#include "../src/batch/score.h"
-#include "../src/io/csv.h"
-#include "../src/model/model.h"
 #include "tandem.h"
 #include "bench_args.h"
+#include "bench_score.h"
 
 static double now(void) {
   struct timespec ts;
@@ -40,43 +43,75 @@ static void die(const char *what) {
 #define XGB_CHECK(call) \
   if ((call) != 0) die(XGBGetLastError())
 
-/* Reads a numeric CSV (header, model feature order) into doubles. */
-static double *read_rows(const char *path, size_t num_features, size_t *rows) {
-  FILE *fp = fopen(path, "rb");
-  if (fp == NULL) die("cannot open the rows file");
-  tdm__csv *csv;
-  tdm__csv_open(&csv, fp, path);
-  tdm__csv_record rec;
-  tdm_error err;
-  if (tdm__csv_next(csv, &rec, &err) != 1) die("empty rows file");
-  if (rec.count != num_features)
-    die("the rows file must have one column per feature");
-  size_t cap = 1024, n = 0;
-  double *data = malloc(cap * num_features * sizeof *data);
-  int rc;
-  while ((rc = tdm__csv_next(csv, &rec, &err)) == 1) {
-    if (n == cap) {
-      cap *= 2;
-      data = realloc(data, cap * num_features * sizeof *data);
-    }
-    for (size_t f = 0; f < num_features; f++) {
-      if (tdm__parse_cell_number(rec.fields[f].text, rec.fields[f].len,
-                                 &data[n * num_features + f]) != 0)
-        die("a cell is not a number");
-    }
-    n++;
-  }
-  if (rc < 0) die(err.message);
-  tdm__csv_close(csv);
-  fclose(fp);
-  *rows = n;
-  return data;
-}
-
 /* tandem scores the same float32 matrix XGBoost gets. */
 static void tandem_batch(const tdm_model *model, const float *rows32, size_t n,
                          size_t nf, double *out, int threads) {
-  tdm__predict_parallel(model, NULL, rows32, n, nf, 0, out, threads);
+  bench_predict(model, rows32, n, nf, 0, out, threads);
+}
+
+/* CPU seconds used by the process (every thread). */
+static double cpu_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Rows per CPU second of `model` over the rows, repeated for `seconds`
+ * of CPU time: on a shared, busy machine the time the process did not
+ * run does not count against either side. */
+static double rows_per_cpu_second(const tdm_model *model, const double *rows,
+                                  size_t n, size_t nf, double *out,
+                                  int threads, double seconds) {
+  double t0 = cpu_now();
+  size_t reps = 0;
+  do {
+    tdm__predict_parallel(model, rows, NULL, n, nf, 0, out, threads);
+    reps++;
+  } while (cpu_now() - t0 < seconds);
+  return (double)n * (double)reps / (cpu_now() - t0);
+}
+
+/* The LightGBM mode: fast layout vs reference walk, same bits first. */
+static int layout_vs_reference(const char *model_path, const double *rows,
+                               size_t n, int threads, double seconds) {
+  tdm_model *fast, *reference;
+  tdm_error err;
+  if (tdm_model_load(model_path, &fast, &err) != TDM_OK ||
+      tdm_model_load(model_path, &reference, &err) != TDM_OK)
+    die(err.message);
+  tdm__fast_use_kernel(reference, "reference");
+  if (getenv("TANDEM_KERNEL") != NULL)
+    tdm__fast_use_kernel(fast, getenv("TANDEM_KERNEL"));
+  size_t nf = fast->num_features, width = tdm_model_output_width(fast, 0);
+  double *a = malloc(n * width * sizeof *a), *b = malloc(n * width * sizeof *b);
+  tdm__predict_parallel(fast, rows, NULL, n, nf, 0, a, threads);
+  tdm__predict_parallel(reference, rows, NULL, n, nf, 0, b, threads);
+  for (size_t i = 0; i < n * width; i++)
+    if (memcmp(&a[i], &b[i], sizeof *a) != 0 && !(isnan(a[i]) && isnan(b[i]))) {
+      fprintf(stderr, "value %zu differs: layout %.17g, reference %.17g\n", i,
+              a[i], b[i]);
+      die("scores differ: not timing");
+    }
+  double best_fast = 0.0, best_reference = 0.0;
+  for (int round = 0; round < 3; round++) {
+    double f = rows_per_cpu_second(fast, rows, n, nf, a, threads, seconds / 3);
+    double r =
+        rows_per_cpu_second(reference, rows, n, nf, b, threads, seconds / 3);
+    if (f > best_fast) best_fast = f;
+    if (r > best_reference) best_reference = r;
+  }
+  printf("model %s: %zu trees, %zu features; %zu rows, %d thread(s); kernel "
+         "%s, layout %zu bytes\n",
+         model_path, fast->num_trees, nf, n, threads, tdm__fast_kernel(fast),
+         tdm__fast_bytes(fast));
+  printf("%-28s %14s %14s %8s\n", "", "layout", "reference", "ratio");
+  printf("%-28s %14.0f %14.0f %7.2fx\n", "rows per CPU s (best of 3)", best_fast,
+         best_reference, best_fast / best_reference);
+  free(a);
+  free(b);
+  tdm_model_free(fast);
+  tdm_model_free(reference);
+  return 0;
 }
 
 int main(int argc, char **argv) {
@@ -96,14 +131,15 @@ int main(int argc, char **argv) {
   tdm_error err;
   if (tdm_model_load(model_path, &model, &err) != TDM_OK) die(err.message);
   /* Kernels are compared with TANDEM_KERNEL=scalar|avx2|avx512. */
-  if (getenv("TANDEM_KERNEL") != NULL)
-    tdm__fast_use_kernel(model, getenv("TANDEM_KERNEL"));
+  if (getenv("TANDEM_KERNEL") != NULL &&
+      tdm_model_use_kernel(model, getenv("TANDEM_KERNEL"), &err) != TDM_OK)
+    fprintf(stderr, "bench-predict: %s\n", err.message);
   tdm_model_info info;
   tdm_model_get_info(model, &info);
-  if (!info.float32) die("the peer is XGBoost: give an XGBoost model");
   size_t nf = info.num_features, width = tdm_model_output_width(model, 0);
   size_t base_rows;
-  double *base = read_rows(rows_path, nf, &base_rows);
+  double *base = bench_read_rows(rows_path, nf, &base_rows, &why);
+  if (base == NULL) die(why);
   /* Repeat the sample to the wanted size. */
   size_t n = want_rows;
   double *rows = malloc(n * nf * sizeof *rows);
@@ -113,6 +149,15 @@ int main(int argc, char **argv) {
       rows[r * nf + f] = base[(r % base_rows) * nf + f];
       rows32[r * nf + f] = (float)rows[r * nf + f];
     }
+  if (info.format == TDM_FORMAT_LIGHTGBM_TEXT) {
+    tdm_model_free(model);
+    int rc = layout_vs_reference(model_path, rows, n, threads, seconds);
+    free(base);
+    free(rows);
+    free(rows32);
+    return rc;
+  }
+  if (!info.float32) die("give an XGBoost or a LightGBM model");
 
   BoosterHandle booster;
   DMatrixHandle dmat;
@@ -225,8 +270,8 @@ int main(int argc, char **argv) {
       "model %s: %zu trees, %zu features, max depth %zu; %zu rows, %d "
       "thread(s); kernel %s, %zu bytes of layout (%.1f per node)\n",
       model_path, info.num_trees, nf, info.max_depth, n, threads,
-      tdm__fast_kernel(model), tdm__fast_bytes(model),
-      (double)tdm__fast_bytes(model) / (double)info.num_nodes);
+      info.kernel, info.layout_bytes,
+      (double)info.layout_bytes / (double)info.num_nodes);
   printf("%-28s %14s %14s %8s\n", "", "tandem", "xgboost", "ratio");
   printf("%-28s %14.0f %14.0f %7.2fx\n", "batch rows/s", tandem_rps, xgb_rps,
          tandem_rps / xgb_rps);
@@ -249,9 +294,9 @@ int main(int argc, char **argv) {
             "\"max_depth\": %zu}\n",
             model_path, info.num_trees, nf, n, threads, tandem_rps, xgb_rps,
             tandem_rps / xgb_rps, tandem_single_us, xgb_single_us,
-            xgb_single_us / tandem_single_us, tdm__fast_kernel(model),
-            tdm__fast_bytes(model),
-            (double)tdm__fast_bytes(model) / (double)info.num_nodes,
+            xgb_single_us / tandem_single_us, info.kernel,
+            info.layout_bytes,
+            (double)info.layout_bytes / (double)info.num_nodes,
             info.max_depth);
     fclose(fp);
   }

@@ -64,7 +64,7 @@ int main(int argc, char **argv) {
   if (mkdtemp(dir) == NULL) return 1;
   tdm__tables *t;
   tdm_error err;
-  if (tdm__tables_open(dir, 1, &t, &err) != TDM_OK) return fail("open", &err);
+  if (tdm__tables_open(dir, 1, NULL, &t, &err) != TDM_OK) return fail("open", &err);
   const char *cols[] = {"c0", "c1", "c2", "c3", "c4", "c5", "c6", "c7"};
 
   long rss_before = max_rss_kib(), anon_before = rss_anon_kib();

@@ -118,6 +118,11 @@ typedef struct tdm_model_info {
   size_t num_categorical_splits;
   int float32;     /* 1 when the model scores in float32 (XGBoost) */
   char sha256[65]; /* SHA-256 of the file: the model version */
+  /* The evaluator's kernel for this model ("avx512", "avx2", "scalar", or
+   * "reference" for a model the fast layout does not take;
+   * docs/evaluator.md) and the bytes of its fast layout (0: none). */
+  const char *kernel;
+  size_t layout_bytes;
 } tdm_model_info;
 
 TDM_API int tdm_model_get_info(const tdm_model *model, tdm_model_info *info);
@@ -129,6 +134,17 @@ TDM_API int tdm_model_get_info(const tdm_model *model, tdm_model_info *info);
  */
 TDM_API int tdm_model_limit_iterations(tdm_model *model, size_t iterations,
                                tdm_error *err);
+
+/*
+ * Forces the evaluator's kernel ("scalar", "avx2" or "avx512"), for
+ * benchmarks and for comparing kernels; by default the CPU's best is
+ * used, and every kernel gives the same bits. Call it before sharing the
+ * model between threads. TDM_EUNSUPPORTED when the CPU (or the model's
+ * layout) lacks that kernel: the model then keeps the portable one, which
+ * tdm_model_info's kernel names. TDM_EINVAL for another name.
+ */
+TDM_API int tdm_model_use_kernel(tdm_model *model, const char *name,
+                                 tdm_error *err);
 
 /* Feature i's name and type ("float", "int", "c" for categorical, ...). */
 TDM_API const char *tdm_model_feature_name(const tdm_model *model, size_t i);
@@ -159,6 +175,12 @@ enum {
 /* 1 when the model can give contributions (its file holds the node covers:
  * XGBoost's sum_hessian, LightGBM's counts), else 0. */
 TDM_API int tdm_model_has_contribs(const tdm_model *model);
+
+/* Builds the leaf tables that contributions read, as the first request for
+ * them would (once per model, safe from any thread), and returns their
+ * bytes: a program that wants that cost outside its first request calls
+ * it at start. 0 for a model without contributions. */
+TDM_API size_t tdm_model_contribs_bytes(const tdm_model *model);
 
 /*
  * Scores rows. `rows` is row-major, num_rows x num_features doubles in the
@@ -220,6 +242,40 @@ typedef struct tdm_pipeline_options {
    * its index) and every feature (training data; tandem batch
    * --features-only). */
   int features_only;
+
+  /* How the stores open. The CLI reads each from the environment variable
+   * named beside it and hands it down the same way; the library itself
+   * reads no environment variable, so two pipelines in one process may
+   * use different ones. Messages about them name them by that variable.
+   * Files named here are read when a state or a batch run opens the
+   * store (and a Redis store's password and TLS files again for each
+   * one), so they must exist then, not at tdm_pipeline_open. */
+
+  /* Address space (not disk) each LMDB environment reserves: a durable
+   * state's directory and a table store. 0: 64 GiB for a state, 256 GiB
+   * for tables; else from 1 MiB to 16 TiB (TDM_EINVAL otherwise, when
+   * a store opens), for a process that cannot reserve that much
+   * (valgrind). A larger existing file is still mapped whole.
+   * (TANDEM_LMDB_MAP_SIZE) */
+  size_t lmdb_map_size;
+  /* A Redis table store's (store: redis://... or rediss://...) password:
+   * the first line of the file redis_password_file when given (it wins),
+   * else redis_password; NULL or "": none. Never in the URL, which the
+   * process list shows. (TANDEM_REDIS_PASSWORD_FILE,
+   * TANDEM_REDIS_PASSWORD) */
+  const char *redis_password;
+  const char *redis_password_file;
+  /* A rediss:// store's TLS: the CA certificates (PEM) that sign the
+   * server's (NULL or "": the system's store), and a client certificate
+   * and its unencrypted key (both or neither). (TANDEM_REDIS_CA_FILE,
+   * TANDEM_REDIS_CERT_FILE, TANDEM_REDIS_KEY_FILE) */
+  const char *redis_ca_file;
+  const char *redis_cert_file;
+  const char *redis_key_file;
+  /* Where the scheduled table refreshes of a Redis store (which has no
+   * directory of its own) write their output and log; NULL or "": /tmp.
+   * (TMPDIR) */
+  const char *scratch_dir;
 } tdm_pipeline_options;
 
 /*
@@ -227,7 +283,8 @@ typedef struct tdm_pipeline_options {
  * *out holds a pipeline the caller frees with tdm_pipeline_free, after
  * every state made from it. On failure *out is NULL and err says where
  * (file:line:column of the YAML, or the model's JSON pointer). The
- * options are copied; `path` and `store` need not outlive the call.
+ * options are copied, strings included: none of them need outlive the
+ * call.
  */
 TDM_API int tdm_pipeline_open(const char *path,
                               const tdm_pipeline_options *options,
@@ -314,14 +371,50 @@ TDM_API int tdm_state_process(tdm_state *state, const char *json, size_t len,
 
 /* ---- a file of events: tandem batch ---- */
 
-/* How to run a batch. Zero-initialise; a NULL pointer means defaults. */
+/* The most tables one batch run may materialize. */
+#define TDM_BATCH_MAX_TABLES 16
+
+/*
+ * How to run a batch (the options of `tandem batch`). Zero-initialise; a
+ * NULL pointer means defaults. Every pointer is only read, and only
+ * during the call: nothing here need outlive it.
+ */
 typedef struct tdm_batch_options {
   int threads;              /* 0: all cores; the output is the same bytes
                                for any number */
   int explain;              /* JSON Lines output: add every feature */
   int strict;               /* the first rejected event fails the run */
   const char *rejects_path; /* NULL: OUT.rejects.jsonl */
+  /* Writes the entity state at the end of the events to this directory,
+   * which must not exist (TDM_EINVAL otherwise): a tdm_state_open on it,
+   * or `tandem serve --state DIR`, continues as if it had seen them. It
+   * appears, whole, only when the run succeeds. NULL: none. */
+  const char *save_state;
+  /* Tables (names of the pipeline's materialize: entries) to write a new
+   * version of into the store: per entity, its last event's values. At
+   * most TDM_BATCH_MAX_TABLES. */
+  const char *const *materialize;
+  size_t num_materialize;
+  /* The materialized tables' as_of, epoch milliseconds; NULL: the last
+   * event time of the run. */
+  const int64_t *as_of_ms;
+  /* The clock state.max_future is measured from, epoch milliseconds,
+   * for this run; NULL: the pipeline's now_ms (tdm_pipeline_options). A
+   * pointer, so that any instant, 0 included, can be given. */
+  const int64_t *now_ms;
+  /* "KEY=VALUE" labels kept in the manifest (tandem's run registry
+   * shows them). */
+  const char *const *tags;
+  size_t num_tags;
 } tdm_batch_options;
+
+/* A table version a batch run materialized. */
+typedef struct tdm_batch_table {
+  char table[128];
+  uint64_t version;
+  size_t rows;
+  int64_t as_of_ms;
+} tdm_batch_table;
 
 /* What a batch run did. */
 typedef struct tdm_batch_stats {
@@ -331,6 +424,9 @@ typedef struct tdm_batch_stats {
   size_t duplicates; /* repeated ids, answered with their first result */
   int threads;       /* worker threads used */
   double seconds;
+  /* The tables materialized, in the order asked for. */
+  tdm_batch_table tables[TDM_BATCH_MAX_TABLES];
+  size_t num_tables;
 } tdm_batch_stats;
 
 /*
@@ -341,7 +437,17 @@ typedef struct tdm_batch_stats {
  * appear only when the run succeeds; a failed run leaves no partial file.
  * The run is not recorded in the run registry (that is the CLI's job).
  * stats may be NULL. Safe to call from several threads at once, with any
- * pipelines: each run has its own state.
+ * pipelines: each run has its own state (but two runs that materialize
+ * the same table, or save state to the same directory, race as two
+ * `tandem batch` processes would).
+ *
+ * Errors: TDM_EINVAL for options the pipeline cannot honour (a table it
+ * does not materialize, a save_state directory that exists, more than
+ * TDM_BATCH_MAX_TABLES tables) and for an output (OUT, its rejects file or
+ * its manifest) that is the input or the pipeline file, by any name, which
+ * the run would replace (refused before anything is written), TDM_EPARSE/TDM_ESCHEMA for input that
+ * the pipeline refuses under strict or in the header (naming the file,
+ * line and column), TDM_EIO for a file that cannot be read or written.
  */
 TDM_API int tdm_pipeline_batch(const tdm_pipeline *pipeline,
                                const char *in_path, const char *out_path,

@@ -39,6 +39,9 @@ make -j"$jobs"
 step "include cycles between modules (scripts/include_cycles.py)"
 check "include cycles" /usr/bin/python3 scripts/include_cycles.py
 
+step "the library reads no environment; runners use tandem.h (scripts/library_boundary.py)"
+check "library boundary" /usr/bin/python3 scripts/library_boundary.py
+
 step "unit tests"
 check "unit tests" build/tandem-unit-tests
 
@@ -55,7 +58,8 @@ check "api unit tests (tsan)" env TSAN_OPTIONS=halt_on_error=1 \
   build-tsan/tandem-unit-tests api_version api_pipeline_open_errors_name_where \
   api_state_answers_as_defined api_durable_state_continues_after_reopen \
   api_batch_equals_process api_two_pipelines_in_two_threads \
-  atomic_tmp_registry_has_no_limit api_batch_rows_equals_file
+  atomic_tmp_registry_has_no_limit api_batch_rows_equals_file \
+  api_store_options_not_environment
 # The same from two Python threads, each with its own pipeline (batch over
 # a DataFrame and a durable state), with libtsan preloaded into Python.
 check "python threads (tsan)" scripts/tsan_python.sh
@@ -127,6 +131,8 @@ for t in tests/integration/test_cli.py tests/integration/test_xgboost_fixtures.p
     tests/integration/test_serve_binary.py \
     tests/integration/test_serve_threads.py \
     tests/integration/test_hot_entity.py \
+    tests/integration/test_contribs_lanes.py \
+    tests/integration/test_pipeline_latency_metrics.py \
     tests/integration/test_soak.py; do
   check "$t (sanitizers)" env TANDEM=build-asan/tandem ASAN_OPTIONS=detect_leaks=1 \
     /usr/bin/python3 "$t"

@@ -6,6 +6,7 @@
  * the same code. Nothing here computes a feature or formats a result.
  */
 #include <pthread.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -22,6 +23,8 @@ struct tdm_pipeline {
   char *store; /* NULL: the file's store: */
   int64_t now_ms; /* TDM_NOW_WALL_CLOCK: read the clock when needed */
   int features_only;
+  /* The options' store settings, their strings owned (copies). */
+  tdm__store_settings settings;
 };
 
 struct tdm_state {
@@ -34,6 +37,37 @@ struct tdm_state {
 };
 
 const char *tdm_version(void) { return TDM_VERSION; }
+
+/* A copy of an optional string into *out: 0, or -1 out of memory. */
+static int copy_optional(const char *text, const char **out) {
+  *out = NULL;
+  if (text == NULL) return 0;
+  return (*out = tdm__strdup(text)) == NULL ? -1 : 0;
+}
+
+/* The store settings of options, every string copied: TDM_OK or
+ * TDM_ENOMEM (then what was copied is freed by free_settings). */
+static int copy_settings(const tdm_pipeline_options *options,
+                         tdm__store_settings *s) {
+  s->lmdb_map_size = options->lmdb_map_size;
+  int failed = copy_optional(options->redis_password, &s->redis_password);
+  failed |= copy_optional(options->redis_password_file,
+                          &s->redis_password_file);
+  failed |= copy_optional(options->redis_ca_file, &s->redis_ca_file);
+  failed |= copy_optional(options->redis_cert_file, &s->redis_cert_file);
+  failed |= copy_optional(options->redis_key_file, &s->redis_key_file);
+  failed |= copy_optional(options->scratch_dir, &s->scratch_dir);
+  return failed ? TDM_ENOMEM : TDM_OK;
+}
+
+static void free_settings(tdm__store_settings *s) {
+  tdm__free((char *)s->redis_password);
+  tdm__free((char *)s->redis_password_file);
+  tdm__free((char *)s->redis_ca_file);
+  tdm__free((char *)s->redis_cert_file);
+  tdm__free((char *)s->redis_key_file);
+  tdm__free((char *)s->scratch_dir);
+}
 
 int tdm_pipeline_open(const char *path, const tdm_pipeline_options *options,
                       tdm_pipeline **out, tdm_error *err) {
@@ -49,7 +83,8 @@ int tdm_pipeline_open(const char *path, const tdm_pipeline_options *options,
   pl->path = tdm__strdup(path);
   pl->store = options->store ? tdm__strdup(options->store) : NULL;
   int rc = TDM_OK;
-  if (pl->path == NULL || (options->store != NULL && pl->store == NULL))
+  if (pl->path == NULL || (options->store != NULL && pl->store == NULL) ||
+      copy_settings(options, &pl->settings) != TDM_OK)
     rc = tdm__fail(err, TDM_ENOMEM, "out of memory");
   if (rc == TDM_OK)
     rc = tdm__pipeline_load(path,
@@ -68,6 +103,7 @@ void tdm_pipeline_free(tdm_pipeline *pipeline) {
   tdm__pipeline_free(pipeline->p);
   tdm__free(pipeline->path);
   tdm__free(pipeline->store);
+  free_settings(&pipeline->settings);
   tdm__free(pipeline);
 }
 
@@ -130,7 +166,8 @@ int tdm_state_open(const tdm_pipeline *pipeline, const char *dir,
   pthread_mutex_init(&st->lock, NULL);
   /* The live runner is the endpoint's core: the state answers what the
    * server answers because it is the server's code, minus HTTP. */
-  int rc = tdm__live_open(pipeline->path, dir, pipeline->store, &st->live, err);
+  int rc = tdm__live_open(pipeline->path, dir, pipeline->store,
+                          &pipeline->settings, &st->live, err);
   if (rc != TDM_OK) {
     tdm_state_free(st);
     return rc;
@@ -216,6 +253,36 @@ typedef struct rows_in {
   size_t num_rows;
 } rows_in;
 
+/*
+ * TDM_EINVAL when an output of the run (out_path, its rejects file, its
+ * manifest) is the pipeline file or the input file: the run replaces its
+ * outputs at the end, and would destroy what it read. The CLI makes the
+ * same check first with its flags' names; this one protects embedders.
+ */
+static int refuse_outputs_onto_inputs(const tdm_pipeline *pipeline,
+                                      const char *in_path, const char *out_path,
+                                      const char *rejects_path,
+                                      tdm_error *err) {
+  const char *inputs[] = {pipeline->path, in_path};
+  const char *input_names[] = {"the pipeline", "the input"};
+  char manifest[4096], rejects[4096];
+  if ((size_t)snprintf(manifest, sizeof manifest, "%s.manifest.json",
+                       out_path) >= sizeof manifest ||
+      (size_t)snprintf(rejects, sizeof rejects, "%s.rejects.jsonl",
+                       out_path) >= sizeof rejects)
+    return tdm__fail(err, TDM_EINVAL, "%s: path too long", out_path);
+  int rc = tdm__refuse_output_onto_input("the output", out_path, inputs,
+                                         input_names, 2, err);
+  if (rc == TDM_OK)
+    rc = tdm__refuse_output_onto_input(
+        "the rejects file", rejects_path ? rejects_path : rejects, inputs,
+        input_names, 2, err);
+  if (rc == TDM_OK)
+    rc = tdm__refuse_output_onto_input("the manifest", manifest, inputs,
+                                       input_names, 2, err);
+  return rc;
+}
+
 static int run_batch(const tdm_pipeline *pipeline, const char *in_path,
                      const rows_in *rows, const char *out_path,
                      const tdm_batch_options *options, tdm_batch_stats *stats,
@@ -232,16 +299,32 @@ static int run_batch(const tdm_pipeline *pipeline, const char *in_path,
     opt.cells = rows->cells;
     opt.num_rows = rows->num_rows;
   }
+  if (options->num_materialize > TDM_BATCH_MAX_TABLES)
+    return tdm__fail(err, TDM_EINVAL, "at most %d tables to materialize",
+                     TDM_BATCH_MAX_TABLES);
+  int refused = refuse_outputs_onto_inputs(pipeline, rows ? NULL : in_path,
+                                           out_path, options->rejects_path,
+                                           err);
+  if (refused != TDM_OK) return refused;
   opt.out_path = out_path;
   opt.rejects_path = options->rejects_path;
+  opt.save_state = options->save_state;
+  opt.materialize = options->materialize;
+  opt.num_materialize = options->num_materialize;
+  opt.tags = options->tags;
+  opt.num_tags = options->num_tags;
   opt.threads = options->threads;
   opt.strict = options->strict;
   opt.explain = options->explain;
   opt.features_only = pipeline->features_only;
   opt.store = pipeline->store;
-  opt.as_of_ms = INT64_MIN;
-  opt.now_ms = pipeline->now_ms == TDM_NOW_WALL_CLOCK ? tdm__now_ms()
-                                                      : pipeline->now_ms;
+  opt.store_settings = &pipeline->settings;
+  opt.as_of_ms = options->as_of_ms ? *options->as_of_ms : INT64_MIN;
+  if (options->now_ms != NULL)
+    opt.now_ms = *options->now_ms;
+  else
+    opt.now_ms = pipeline->now_ms == TDM_NOW_WALL_CLOCK ? tdm__now_ms()
+                                                        : pipeline->now_ms;
   tdm__batch_stats s;
   memset(&s, 0, sizeof s);
   int rc = tdm__batch_run(&opt, &s, err);
@@ -252,6 +335,15 @@ static int run_batch(const tdm_pipeline *pipeline, const char *in_path,
     stats->duplicates = s.duplicates;
     stats->threads = s.threads;
     stats->seconds = s.seconds;
+    stats->num_tables = 0;
+    for (size_t i = 0; i < s.num_materialized && i < TDM_BATCH_MAX_TABLES;
+         i++) {
+      tdm_batch_table *t = &stats->tables[stats->num_tables++];
+      snprintf(t->table, sizeof t->table, "%s", s.materialized[i].table);
+      t->version = s.materialized[i].version;
+      t->rows = s.materialized[i].rows;
+      t->as_of_ms = s.materialized[i].as_of_ms;
+    }
   }
   return rc;
 }

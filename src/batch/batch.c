@@ -38,6 +38,10 @@ typedef struct outcome {
   size_t offset, len; /* in the worker's output (or reasons) buffer */
 } outcome;
 
+/* How far ahead, in its own events, a worker asks for an entity's state
+ * (look_ahead). */
+#define AHEAD 2
+
 typedef struct worker {
   const tdm__pipeline *p;
   tdm__state_map *map;
@@ -48,6 +52,10 @@ typedef struct worker {
   const tdm__event_record *records;
   outcome *outcomes;
   size_t num_records;
+  size_t *mine;   /* the chunk's events this worker owns, in order */
+  tdm__str *keys; /* their entities (data NULL: a rejected record) */
+  /* look_ahead's entities, by position modulo 4 * AHEAD (NULL: none) */
+  const tdm__entity *ahead[4 * AHEAD];
   int failed; /* out of memory */
 } worker;
 
@@ -66,21 +74,62 @@ static int add_reason(worker *w, outcome *o, int status,
   return tdm__buf_append(&w->reasons, message, o->len);
 }
 
+/* How far ahead, in its own events, a worker asks for an entity's state:
+ * the map's bucket 4 * AHEAD events ahead, the entity's structure 3 *,
+ * its arrays 2 *, what they point to 1 * (each stage reads what the one
+ * before brought in). Far enough for a load from memory to finish, near
+ * enough that what came in is still in the cache when the event needs it.
+ * A hint only: the answers do not depend on it. */
+static void look_ahead(worker *w, size_t k, size_t n) {
+  size_t at = k + 4 * AHEAD;
+  if (at < n && w->keys[at].data != NULL)
+    tdm__state_map_prefetch_bucket(w->map, &w->keys[at]);
+  at = k + 3 * AHEAD;
+  if (at < n)
+    w->ahead[at % (4 * AHEAD)] =
+        w->keys[at].data != NULL
+            ? tdm__state_map_prefetch_entity(w->map, &w->keys[at])
+            : NULL;
+  at = k + 2 * AHEAD;
+  if (at < n && w->ahead[at % (4 * AHEAD)] != NULL)
+    tdm__entity_prefetch(w->ahead[at % (4 * AHEAD)], 0);
+  at = k + AHEAD;
+  if (at < n && w->ahead[at % (4 * AHEAD)] != NULL)
+    tdm__entity_prefetch(w->ahead[at % (4 * AHEAD)], 1);
+}
+
 static void *work(void *arg) {
   worker *w = arg;
   w->out.len = 0;
   w->reasons.len = 0;
   tdm_error err;
-  for (size_t i = 0; i < w->num_records && !w->failed; i++) {
+  /* The worker's own events first, so that it can look ahead of them. */
+  size_t n = 0;
+  for (size_t i = 0; i < w->num_records; i++) {
     const tdm__event_record *rec = &w->records[i];
-    outcome *o = &w->outcomes[i];
     tdm__event ev = {rec->fields};
-    tdm__str entity;
+    tdm__str entity = {NULL, 0};
     int owner = 0;
     if (rec->problem == NULL &&
         tdm__pipeline_entity(w->p, &ev, &entity, &err) == TDM_OK)
       owner = (int)(key_hash(entity) % (uint64_t)w->count);
+    else
+      entity = (tdm__str){NULL, 0};
     if (owner != w->index) continue;
+    w->mine[n] = i;
+    w->keys[n++] = entity;
+  }
+  memset(w->ahead, 0, sizeof w->ahead);
+  /* Start the look-ahead's pipeline as if at event -4 * AHEAD. */
+  for (size_t k = 0; k < 4 * AHEAD; k++)
+    if (k < n && w->keys[k].data != NULL)
+      tdm__state_map_prefetch_bucket(w->map, &w->keys[k]);
+  for (size_t k = 0; k < n && !w->failed; k++) {
+    look_ahead(w, k, n);
+    size_t i = w->mine[k];
+    const tdm__event_record *rec = &w->records[i];
+    outcome *o = &w->outcomes[i];
+    tdm__event ev = {rec->fields};
     if (rec->problem != NULL) {
       if (add_reason(w, o, TDM_EPARSE, rec->problem) != TDM_OK) w->failed = 1;
       continue;
@@ -403,7 +452,8 @@ static int setup(run *r, tdm_error *err) {
     return tdm__fail(err, TDM_EINVAL,
                      "--materialize needs a store: --store DIR, or store: in "
                      "the pipeline");
-  rc = tdm__pipeline_open_tables(r->p, opt->store, TDM__LOOKUP_AT_EVENT_TIME,
+  rc = tdm__pipeline_open_tables(r->p, opt->store, opt->store_settings,
+                                 TDM__LOOKUP_AT_EVENT_TIME,
                                  err);
   if (rc != TDM_OK) return rc;
   if (opt->in_memory)
@@ -434,6 +484,10 @@ static int setup(run *r, tdm_error *err) {
   for (int t = 0; t < threads; t++) {
     worker *w = &r->workers[t];
     w->p = r->p;
+    w->mine = tdm__calloc(CHUNK_EVENTS, sizeof *w->mine);
+    w->keys = tdm__calloc(CHUNK_EVENTS, sizeof *w->keys);
+    if (w->mine == NULL || w->keys == NULL)
+      return tdm__fail(err, TDM_ENOMEM, "out of memory");
     w->index = t;
     w->count = threads;
     w->jsonl = jsonl;
@@ -475,6 +529,8 @@ static void teardown(run *r) {
     tdm__result_free(&r->workers[t].result);
     tdm__buf_free(&r->workers[t].out);
     tdm__buf_free(&r->workers[t].reasons);
+    tdm__free(r->workers[t].mine);
+    tdm__free(r->workers[t].keys);
   }
   tdm__free(r->workers);
   for (int k = 0; k < 2; k++) {
@@ -539,7 +595,7 @@ static int materialize(run *r, const char *pipeline_hex,
      * name another job's newer version, and would load a Redis table. */
     size_t rows = tdm__table_writer_rows(c.writer);
     rc = tdm__table_commit(c.writer, &version, err);
-    if (rc == TDM_OK && st->num_materialized < 16) {
+    if (rc == TDM_OK && st->num_materialized < TDM_BATCH_MAX_TABLES) {
       tdm__batch_materialized *done = &st->materialized[st->num_materialized++];
       snprintf(done->table, sizeof done->table, "%s", ms->table);
       done->version = version;
@@ -569,7 +625,7 @@ int tdm__batch_run(const tdm__batch_options *opt, tdm__batch_stats *stats,
     tdm__state_map *maps[TDM__MAX_THREADS];
     for (int t = 0; t < r.threads; t++) maps[t] = r.workers[t].map;
     rc = tdm__state_dir_save(opt->save_state, tdm__pipeline_spec(r.p)->name,
-                             maps, (size_t)r.threads, err);
+                             maps, (size_t)r.threads, opt->store_settings, err);
     state_saved = rc == TDM_OK;
     if (state_saved) tdm__crash_point("batch-state-saved");
   }

@@ -11,6 +11,7 @@
 
 #include <stddef.h>
 
+#include "../store/settings.h"
 #include "tandem.h"
 
 typedef struct tdm__batch_options {
@@ -25,7 +26,10 @@ typedef struct tdm__batch_options {
   const char *save_state;   /* write the final state here (a new directory
                                `tandem serve --state` starts from) */
   const char *store;        /* tables' store (NULL: the pipeline's store:) */
-  const char **materialize; /* tables to write (names in materialize:) */
+  /* How the tables' store and a --save-state directory open (NULL:
+   * defaults): read during the run only. */
+  const tdm__store_settings *store_settings;
+  const char *const *materialize; /* tables to write (materialize: names) */
   size_t num_materialize;
   int64_t as_of_ms;         /* their as_of; INT64_MIN: the last event time */
   int64_t now_ms;           /* the clock state.max_future is measured from
@@ -52,7 +56,7 @@ typedef struct tdm__batch_materialized {
 
 typedef struct tdm__batch_stats {
   size_t events, written, rejected, duplicates;
-  tdm__batch_materialized materialized[16];
+  tdm__batch_materialized materialized[TDM_BATCH_MAX_TABLES];
   size_t num_materialized;
   int threads;
   int64_t started_ms; /* wall clock at the start (the manifest's started_at) */

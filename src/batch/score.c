@@ -1142,6 +1142,8 @@ int tdm__score_run(const tdm__score_options *opt, tdm__score_stats *stats,
   rc = tdm_model_load(opt->model_path, &model, err);
   if (rc == TDM_OK && opt->kernel != NULL)
     tdm__fast_use_kernel(model, opt->kernel);
+  if (rc == TDM_OK && (opt->kernel != NULL || opt->shap_no_tables))
+    tdm__shap_configure(model, opt->kernel, !opt->shap_no_tables);
   if (rc == TDM_OK && opt->iterations > 0)
     rc = tdm_model_limit_iterations(model, opt->iterations, err);
   if (rc != TDM_OK) goto done;

@@ -38,6 +38,10 @@ typedef struct tdm__score_options {
   /* The fast evaluator's kernel ("scalar", "avx2", "avx512"; NULL: the
    * widest that pays on this CPU). The CLI sets it from TANDEM_KERNEL. */
   const char *kernel;
+  /* 1: exact contributions without the TreeSHAP leaf tables (the lanes
+   * and the recursion only; tests). The CLI sets it from
+   * TANDEM_SHAP_TABLES=off. The kernel above also picks the lanes'. */
+  int shap_no_tables;
 } tdm__score_options;
 
 typedef struct tdm__score_stats {

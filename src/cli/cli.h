@@ -6,6 +6,9 @@
 #ifndef TDM_CLI_H
 #define TDM_CLI_H
 
+#include <stddef.h>
+#include <stdint.h>
+
 #include "tandem.h"
 
 /* Exit statuses of every command. */
@@ -65,6 +68,50 @@ int tdm__cli_registry_path(const char *given, char *buf, size_t size,
  * "run <id>" on stderr, or a warning when it cannot (never a failure). */
 void tdm__cli_record_run(const char *command, const char *registry,
                          int disabled, const char *out_path);
+/* ---- what the commands on the public API need besides it
+ * (cli_internal.c) ---- */
+
+/* An option's time: RFC 3339 or epoch seconds, as a pipeline's time
+ * fields read them; 0, or -1 when it is not one. */
+int tdm__cli_parse_time(const char *text, int64_t *ms);
+/* ms as RFC 3339 UTC with milliseconds. */
+void tdm__cli_format_time(int64_t ms, char buf[32]);
+/* The wall clock, epoch milliseconds. */
+int64_t tdm__cli_now_ms(void);
+/* Keeps freed large blocks in the heap: the allocator setting is the
+ * program's to make, never the library's. */
+void tdm__cli_keep_heap(void);
+/* TDM_EINVAL when the existing file out_path is one of the inputs,
+ * naming both by their flags (src/core/core.h's contract). */
+int tdm__cli_refuse_output_onto_input(const char *flag, const char *out_path,
+                                      const char *const *inputs,
+                                      const char *const *input_flags,
+                                      size_t num_inputs, tdm_error *err);
+
+/* ---- the environment, handed to the library as options (cli_env.c) ---- */
+
+struct tdm__store_settings; /* src/store/settings.h */
+
+/* The stores' settings from TANDEM_LMDB_MAP_SIZE, TANDEM_REDIS_PASSWORD_FILE,
+ * TANDEM_REDIS_PASSWORD, TANDEM_REDIS_CA_FILE, TANDEM_REDIS_CERT_FILE,
+ * TANDEM_REDIS_KEY_FILE and TMPDIR (unset or empty: the default). Strings
+ * point into the environment. TDM_EINVAL naming the variable when the map
+ * size is not a size. */
+int tdm__cli_store_settings(struct tdm__store_settings *out, tdm_error *err);
+
+/* The same settings into the public options' store fields, for a command
+ * that runs on the public API (the other fields are left as they are). */
+int tdm__cli_pipeline_options(tdm_pipeline_options *options, tdm_error *err);
+
+/* Arms the crash point TANDEM_CRASH_AT names (NAME or NAME:N), for the
+ * crash tests; called once by main before any thread starts. Returns the
+ * exit status: TDM_EXIT_USAGE, with a message, when it is malformed. */
+int tdm__cli_arm_crash_point(void);
+
+/* 1 when TANDEM_STREAM_DEBUG is set: `tandem stream` logs each commit's
+ * offsets (the Kafka tests wait on them). */
+int tdm__cli_stream_debug(void);
+
 int tdm__cmd_eval(int argc, char **argv);
 int tdm__cmd_report(int argc, char **argv);
 

@@ -1,6 +1,9 @@
 /*
- * cmd_batch.c - `tandem batch`: parses options and hands them to the batch
- * pipeline runner (src/batch/batch.c).
+ * cmd_batch.c - `tandem batch`: parses options and runs the pipeline
+ * through the public API (tdm_pipeline_open, tdm_pipeline_batch), as any
+ * program embedding tandem would; what it adds is the command line, the
+ * environment's store settings, the summary on stderr and the run
+ * registry's record.
  */
 #include <getopt.h>
 #include <signal.h>
@@ -8,8 +11,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "../batch/batch.h"
-#include "../pipeline/spec.h"
 #include "cli.h"
 
 static const char batch_help[] =
@@ -87,13 +88,15 @@ int tdm__cmd_batch(int argc, char **argv) {
       {"tag", required_argument, NULL, 'T'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
-  tdm__batch_options opt = {0};
-  const char *tables[16];
+  tdm_pipeline_options open = {0};
+  tdm_batch_options opt = {0};
+  const char *in_path = NULL, *out_path = NULL;
+  const char *tables[TDM_BATCH_MAX_TABLES];
   const char *tags[32];
-  opt.materialize = tables;
-  opt.tags = tags;
-  opt.as_of_ms = INT64_MIN;
-  opt.now_ms = tdm__now_ms();
+  size_t num_tables = 0, num_tags = 0;
+  int64_t as_of_ms = 0;
+  /* The clock is read once, when the run starts (not per event). */
+  int64_t now_ms = tdm__cli_now_ms();
   size_t count;
   const char *registry = NULL;
   int no_registry = 0;
@@ -102,36 +105,35 @@ int tdm__cmd_batch(int argc, char **argv) {
   int c;
   while ((c = getopt_long(argc, argv, ":h", long_options, NULL)) != -1) {
     switch (c) {
-      case 'i': opt.in_path = optarg; break;
-      case 'o': opt.out_path = optarg; break;
+      case 'i': in_path = optarg; break;
+      case 'o': out_path = optarg; break;
       case 'r': opt.rejects_path = optarg; break;
       case 's': opt.strict = 1; break;
       case 'e': opt.explain = 1; break;
-      case 'F': opt.features_only = 1; break;
+      case 'F': open.features_only = 1; break;
       case 'S': opt.save_state = optarg; break;
       case 'M':
-        if (opt.num_materialize == 16)
+        if (num_tables == TDM_BATCH_MAX_TABLES)
           return tdm__usage_error("batch", "at most 16 --materialize");
-        tables[opt.num_materialize++] = optarg;
+        tables[num_tables++] = optarg;
         break;
-      case 'D': opt.store = optarg; break;
+      case 'D': open.store = optarg; break;
       case 'R': registry = optarg; break;
       case 'N': no_registry = 1; break;
       case 'T':
-        if (tdm__add_tag("batch", optarg, tags, &opt.num_tags, 32) != 0)
+        if (tdm__add_tag("batch", optarg, tags, &num_tags, 32) != 0)
           return TDM_EXIT_USAGE;
         break;
       case 'A':
-        if (tdm__parse_time(optarg, strlen(optarg), TDM__TIME_AUTO,
-                            &opt.as_of_ms) != 0)
+        if (tdm__cli_parse_time(optarg, &as_of_ms) != 0)
           return tdm__usage_error("batch",
                                   "--as-of wants RFC 3339 or epoch seconds, "
                                   "not '%s'",
                                   optarg);
+        opt.as_of_ms = &as_of_ms;
         break;
       case 'W':
-        if (tdm__parse_time(optarg, strlen(optarg), TDM__TIME_AUTO,
-                            &opt.now_ms) != 0)
+        if (tdm__cli_parse_time(optarg, &now_ms) != 0)
           return tdm__usage_error("batch",
                                   "--now wants RFC 3339 or epoch seconds, "
                                   "not '%s'",
@@ -157,33 +159,44 @@ int tdm__cmd_batch(int argc, char **argv) {
     return tdm__usage_error("batch",
                             optind < argc ? "give one pipeline file"
                                           : "a pipeline file is required");
-  opt.pipeline_path = argv[optind];
-  if (opt.in_path == NULL || opt.out_path == NULL)
+  const char *pipeline_path = argv[optind];
+  if (in_path == NULL || out_path == NULL)
     return tdm__usage_error("batch", "--in and --out are required");
-  tdm__batch_stats stats;
+  opt.materialize = tables;
+  opt.num_materialize = num_tables;
+  opt.tags = tags;
+  opt.num_tags = num_tags;
+  /* A pointer, so that --now 0 (1970) stays the instant it names. */
+  opt.now_ms = &now_ms;
   tdm_error err;
   /* Every output replaces its path at the end: never when that path is
    * the pipeline file or the input. */
-  const char *inputs[] = {opt.pipeline_path, opt.in_path};
+  const char *inputs[] = {pipeline_path, in_path};
   const char *input_flags[] = {"the pipeline", "--in"};
   char manifest[4096], rejects[4096];
-  snprintf(manifest, sizeof manifest, "%s.manifest.json", opt.out_path);
-  snprintf(rejects, sizeof rejects, "%s.rejects.jsonl", opt.out_path);
-  int rc = tdm__refuse_output_onto_input("--out", opt.out_path, inputs,
-                                         input_flags, 2, &err);
+  snprintf(manifest, sizeof manifest, "%s.manifest.json", out_path);
+  snprintf(rejects, sizeof rejects, "%s.rejects.jsonl", out_path);
+  int rc = tdm__cli_refuse_output_onto_input("--out", out_path, inputs,
+                                             input_flags, 2, &err);
   if (rc == TDM_OK)
-    rc = tdm__refuse_output_onto_input(
+    rc = tdm__cli_refuse_output_onto_input(
         opt.rejects_path ? "--rejects" : "the rejects file",
         opt.rejects_path ? opt.rejects_path : rejects, inputs, input_flags, 2,
         &err);
   if (rc == TDM_OK)
-    rc = tdm__refuse_output_onto_input("the manifest", manifest, inputs,
-                                       input_flags, 2, &err);
+    rc = tdm__cli_refuse_output_onto_input("the manifest", manifest, inputs,
+                                           input_flags, 2, &err);
   /* The batch runner frees and makes its chunk arenas again per chunk;
    * the CLI owns its process's allocator settings, so it keeps the heap
    * here (the library, run inside someone else's program, does not). */
-  tdm__keep_heap();
-  if (rc == TDM_OK) rc = tdm__batch_run(&opt, &stats, &err);
+  tdm__cli_keep_heap();
+  if (rc == TDM_OK) rc = tdm__cli_pipeline_options(&open, &err);
+  tdm_pipeline *pipeline = NULL;
+  if (rc == TDM_OK) rc = tdm_pipeline_open(pipeline_path, &open, &pipeline, &err);
+  tdm_batch_stats stats;
+  if (rc == TDM_OK)
+    rc = tdm_pipeline_batch(pipeline, in_path, out_path, &opt, &stats, &err);
+  tdm_pipeline_free(pipeline);
   if (rc != TDM_OK) return tdm__report(rc, &err);
   fprintf(stderr,
           "tandem batch: %zu events in %.3f s (%.0f/s, %d threads): %zu "
@@ -191,14 +204,14 @@ int tdm__cmd_batch(int argc, char **argv) {
           stats.events, stats.seconds,
           stats.seconds > 0 ? (double)stats.events / stats.seconds : 0.0,
           stats.threads, stats.written, stats.duplicates, stats.rejected);
-  for (size_t i = 0; i < stats.num_materialized; i++) {
+  for (size_t i = 0; i < stats.num_tables; i++) {
     char as_of[32];
-    tdm__format_time(stats.materialized[i].as_of_ms, as_of);
+    tdm__cli_format_time(stats.tables[i].as_of_ms, as_of);
     fprintf(stderr, "tandem batch: table %s version %llu: %zu rows as of %s\n",
-            stats.materialized[i].table,
-            (unsigned long long)stats.materialized[i].version,
-            stats.materialized[i].rows, as_of);
+            stats.tables[i].table,
+            (unsigned long long)stats.tables[i].version,
+            stats.tables[i].rows, as_of);
   }
-  tdm__cli_record_run("batch", registry, no_registry, opt.out_path);
+  tdm__cli_record_run("batch", registry, no_registry, out_path);
   return TDM_EXIT_OK;
 }

@@ -5,7 +5,11 @@
  * compares each answer with what the batch runner computes for the same
  * event: the pipeline core run in file order over the whole file, exactly
  * as `tandem batch` does. Exit 0 only with zero differences; otherwise the
- * first differences are printed.
+ * first differences are printed. It stays on the internal modules: its
+ * batch side reads tables as of each event's time while a tdm_state
+ * follows their newest version as a server does, and the public API has
+ * no call that gives a batch run's answers (rejects included) one event
+ * at a time (docs/embedding.md).
  */
 #include <curl/curl.h>
 #include <getopt.h>
@@ -377,7 +381,11 @@ int tdm__cmd_replay(int argc, char **argv) {
   int rc = tdm__pipeline_load(argv[optind], 0, &p, &err);
   if (rc != TDM_OK) return tdm__report(rc, &err);
   /* The batch side reads tables as batch does: point in time. */
-  rc = tdm__pipeline_open_tables(p, store, TDM__LOOKUP_AT_EVENT_TIME, &err);
+  tdm__store_settings settings;
+  rc = tdm__cli_store_settings(&settings, &err);
+  if (rc == TDM_OK)
+    rc = tdm__pipeline_open_tables(p, store, &settings,
+                                   TDM__LOOKUP_AT_EVENT_TIME, &err);
   if (rc != TDM_OK) {
     tdm__pipeline_free(p);
     return tdm__report(rc, &err);

@@ -1,6 +1,9 @@
 /*
  * cmd_score.c - `tandem score`: parses options and hands them to the batch
- * scoring runner (src/batch/score.c).
+ * scoring runner (src/batch/score.c). It is not on the public API: the
+ * API scores rows in memory (tdm_model_predict), not files, and the
+ * runner's file formats, explanations, manifest and kernel choice have no
+ * public call yet (docs/embedding.md).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -84,6 +87,8 @@ int tdm__cmd_score(int argc, char **argv) {
   /* Benchmarks compare kernels through the environment; the library
    * itself reads none. */
   opt.kernel = getenv("TANDEM_KERNEL");
+  const char *tables = getenv("TANDEM_SHAP_TABLES");
+  opt.shap_no_tables = tables != NULL && strcmp(tables, "off") == 0;
   const char *keep[256];
   const char *tags[32];
   char *keep_storage[256];

@@ -1,7 +1,10 @@
 /*
  * cmd_serve.c - `tandem serve`: parses options, loads the models, starts
  * the HTTP server (src/serve/server.c) and turns signals into operations:
- * SIGHUP reloads every model, SIGTERM or SIGINT drains and exits 0.
+ * SIGHUP reloads every model, SIGTERM or SIGINT drains and exits 0. It
+ * stays on the internal modules: the public API answers events
+ * (tdm_state_process) but has no HTTP server, model repository, drift,
+ * decision log or metrics (docs/embedding.md).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -325,8 +328,11 @@ int tdm__cmd_serve(int argc, char **argv) {
   if (rc == TDM_OK && access_log_path != NULL)
     rc = tdm__access_log_open(access_log_path, 1000, &access_log, &err);
   config.access_log = access_log;
+  tdm__store_settings settings;
+  if (rc == TDM_OK) rc = tdm__cli_store_settings(&settings, &err);
   if (rc == TDM_OK && pipeline_path != NULL) {
-    rc = tdm__live_open(pipeline_path, state_dir, store_dir, &live, &err);
+    rc = tdm__live_open(pipeline_path, state_dir, store_dir, &settings, &live,
+                        &err);
     config.pipelines = &live;
     config.num_pipelines = 1;
   }

@@ -1,7 +1,9 @@
 /*
  * cmd_stream.c - `tandem stream`: parses options and runs a pipeline over
  * a Kafka topic (src/stream/stream.c) until SIGTERM or SIGINT, which
- * drain it: outputs acknowledged, states saved, offsets committed.
+ * drain it: outputs acknowledged, states saved, offsets committed. It
+ * stays on the internal modules: the public API has no Kafka runner
+ * (docs/embedding.md).
  */
 #include <getopt.h>
 #include <signal.h>
@@ -257,7 +259,11 @@ int tdm__cmd_stream(int argc, char **argv) {
    * (an allocator setting is the program's, not the library's). */
   tdm__keep_heap();
   opt.stop = &stop_requested;
-  int rc = tdm__stream_run(&opt, &err);
+  opt.debug_commits = tdm__cli_stream_debug();
+  tdm__store_settings settings;
+  int rc = tdm__cli_store_settings(&settings, &err);
+  opt.store_settings = &settings;
+  if (rc == TDM_OK) rc = tdm__stream_run(&opt, &err);
   free(config);
   if (rc != TDM_OK) return tdm__report(rc, &err);
   return TDM_EXIT_OK;

@@ -154,6 +154,8 @@ int main(int argc, char **argv) {
     print_usage(stderr);
     return TDM_EXIT_USAGE;
   }
+  int armed = tdm__cli_arm_crash_point();
+  if (armed != TDM_EXIT_OK) return armed;
   const char *name = argv[1];
   if (strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0)
     return cmd_help(1, argv + 1);

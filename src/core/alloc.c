@@ -88,14 +88,14 @@ int tdm__buf_printf(tdm__buf *b, const char *fmt, ...) {
   return TDM_OK;
 }
 
-int tdm__buf_append_u64(tdm__buf *b, uint64_t v) {
-  char digits[20];
-  size_t n = 0;
+int tdm__buf_append_uint(tdm__buf *b, uint64_t v) {
+  char digits[20]; /* 2^64 - 1 has 20 digits */
+  size_t n = sizeof digits;
   do {
-    digits[sizeof digits - ++n] = (char)('0' + v % 10);
+    digits[--n] = (char)('0' + v % 10);
     v /= 10;
-  } while (v != 0);
-  return tdm__buf_append(b, digits + sizeof digits - n, n);
+  } while (v > 0);
+  return tdm__buf_append(b, digits + n, sizeof digits - n);
 }
 
 void tdm__buf_free(tdm__buf *b) {

@@ -2,10 +2,10 @@
  * clock.c - the wall clock as the manifests and the run registry write it
  * (milliseconds, so that runs started within the same second still order
  * by start), and crash points: named steps where a test can have the
- * process SIGKILL itself (TANDEM_CRASH_AT), to check what a crash at that
- * step leaves behind without timing a kill from outside.
+ * process SIGKILL itself (armed by the CLI from TANDEM_CRASH_AT), to check
+ * what a crash at that step leaves behind without timing a kill from
+ * outside.
  */
-#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -30,32 +30,48 @@ void tdm__utc_text(int64_t ms, char buf[32]) {
   snprintf(buf + n, 32 - n, ".%03dZ", (int)(ms % 1000));
 }
 
-/* TANDEM_CRASH_AT, read once: the point's name and which passage. */
-static pthread_once_t crash_once = PTHREAD_ONCE_INIT;
+/* The armed crash point: set by tdm__arm_crash_point before any thread
+ * starts, then only read. */
 static char crash_name[64]; /* empty: no crash point armed */
 static long crash_passage;
 static atomic_long crash_reached;
 
-static void read_crash_spec(void) {
-  const char *spec = getenv("TANDEM_CRASH_AT");
-  if (spec == NULL || strlen(spec) >= sizeof crash_name) return;
-  snprintf(crash_name, sizeof crash_name, "%s", spec);
-  crash_passage = 1;
-  char *colon = strchr(crash_name, ':');
+int tdm__arm_crash_point(const char *spec) {
+  crash_name[0] = '\0';
+  if (spec == NULL || spec[0] == '\0' || strlen(spec) >= sizeof crash_name)
+    return TDM_EINVAL;
+  char name[sizeof crash_name];
+  snprintf(name, sizeof name, "%s", spec);
+  long passage = 1;
+  char *colon = strchr(name, ':');
   if (colon != NULL) {
+    char *end;
     *colon = '\0';
-    crash_passage = strtol(colon + 1, NULL, 10);
+    passage = strtol(colon + 1, &end, 10);
+    if (end == colon + 1 || *end != '\0' || passage < 1) return TDM_EINVAL;
   }
+  if (name[0] == '\0') return TDM_EINVAL;
+  crash_passage = passage;
+  memcpy(crash_name, name, sizeof crash_name);
+  return TDM_OK;
+}
+
+void tdm__crash(void) {
+  /* Unbuffered: the test reads which point the process died at. */
+  static const char note[] = "tandem: crash point reached (TANDEM_CRASH_AT)\n";
+  ssize_t ignored = write(STDERR_FILENO, note, sizeof note - 1);
+  (void)ignored;
+  kill(getpid(), SIGKILL);
+  /* SIGKILL cannot be caught; this only tells the compiler so. */
+  abort();
 }
 
 void tdm__crash_point(const char *name) {
-  pthread_once(&crash_once, read_crash_spec);
   if (crash_name[0] == '\0' || strcmp(name, crash_name) != 0) return;
-  if (atomic_fetch_add(&crash_reached, 1) + 1 == crash_passage) {
-    /* Unbuffered: the test reads which point the process died at. */
-    static const char note[] = "tandem: crash point reached (TANDEM_CRASH_AT)\n";
-    ssize_t ignored = write(STDERR_FILENO, note, sizeof note - 1);
-    (void)ignored;
-    kill(getpid(), SIGKILL);
-  }
+  if (atomic_fetch_add(&crash_reached, 1) + 1 == crash_passage) tdm__crash();
+}
+
+int tdm__crash_point_due(const char *name, uint64_t count) {
+  return crash_name[0] != '\0' && strcmp(name, crash_name) == 0 &&
+         count >= (uint64_t)crash_passage;
 }

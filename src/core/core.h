@@ -77,9 +77,9 @@ typedef struct tdm__buf {
 int tdm__buf_reserve(tdm__buf *b, size_t extra);
 int tdm__buf_append(tdm__buf *b, const void *data, size_t n);
 int tdm__buf_printf(tdm__buf *b, const char *fmt, ...) TDM__PRINTF(2, 3);
-/* v in decimal, as "%llu" writes it, without printf's cost (per-answer
- * paths such as the decision log's records). */
-int tdm__buf_append_u64(tdm__buf *b, uint64_t v);
+/* Appends v in decimal, as "%llu" would, without printf's format parsing
+ * (the per-request answers of the server write a few of these each). */
+int tdm__buf_append_uint(tdm__buf *b, uint64_t v);
 void tdm__buf_free(tdm__buf *b);
 
 /* ---- numbers (number.c) ---- */
@@ -201,12 +201,29 @@ int64_t tdm__now_ms(void);
 void tdm__utc_text(int64_t ms, char buf[32]);
 
 /*
- * A crash point for tests: when the environment variable TANDEM_CRASH_AT
- * is NAME (or NAME:N, the N-th time this point is reached, counting from
- * 1), the process kills itself here with SIGKILL, exactly as `kill -9`
- * would, so that tests can stop a run at a chosen step whatever the speed
- * of the machine. Without the variable it costs one branch.
+ * Crash points, for tests: named steps where the process kills itself with
+ * SIGKILL, exactly as `kill -9` would, so that a test can stop a run at a
+ * chosen step whatever the speed of the machine.
+ *
+ * tdm__arm_crash_point arms one for the whole process from spec "NAME" or
+ * "NAME:N" (N a whole number from 1; without it, 1). Only a program's
+ * main arms one (the CLI, from TANDEM_CRASH_AT), before it starts any
+ * thread: the library never does, and never reads the environment for
+ * it. TDM_EINVAL when spec is not of that form (nothing is armed then).
  */
+int tdm__arm_crash_point(const char *spec);
+
+/* A step counted by passages: kills the process the N-th time a thread
+ * reaches the armed point NAME. Unarmed, it costs one branch. */
 void tdm__crash_point(const char *name);
+
+/* A step counted by work done: 1 when NAME is armed and count (events
+ * handled, records written; the point's own measure) has reached N, so
+ * the caller may finish what must be out before the kill (flush a
+ * producer) and then call tdm__crash. Unarmed, it costs one branch. */
+int tdm__crash_point_due(const char *name, uint64_t count);
+
+/* Kills the process now, saying so on stderr (the crash tests read it). */
+void tdm__crash(void) __attribute__((noreturn));
 
 #endif /* TDM_CORE_H */

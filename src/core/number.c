@@ -3,24 +3,23 @@
  *
  * strtod is correct but slow (it handles every case with big numbers),
  * and a batch run converts billions of cells. The common case is a plain
- * decimal with at most 19 significant digits and a small exponent, and for
- * it there are exact shortcuts:
+ * decimal with at most 19 significant digits, w * 10^q with w < 2^64, and
+ * for it there are exact shortcuts, tried in order:
  *
- *  1. Clinger's: when the digits w fit 53 bits and |e| <= 22, both w and
- *     10^|e| are exact doubles, so w * 10^e or w / 10^-e is one correctly
+ *  1. Clinger's: when w fits 53 bits and |q| <= 22, both w and 10^|q|
+ *     are exact doubles, so w * 10^q or w / 10^-q is one correctly
  *     rounded operation.
- *  2. With x87's 64-bit long double: w (up to 19 digits) and 10^|e| for
- *     |e| <= 27 are exact, so the long double result L is w * 10^e
- *     correctly rounded to 64 bits. Rounding L to double gives the
- *     correctly rounded double unless L lies exactly halfway between two
- *     doubles (no other 64-bit value can sit between the true value and a
- *     double's halfway point without being nearer than L). That case, and
- *     results outside the normal double range, go to strtod.
+ *  2. Eisel and Lemire's ("Number Parsing at a Gigabyte per Second",
+ *     Lemire 2021): w times a 128-bit truncation of 5^q (a generated
+ *     table, powers_of_five.h) gives the leading bits of w * 10^q with an
+ *     error of less than two units of the 128th bit, so the rounding to
+ *     53 bits is decided unless the product lies within that error of a
+ *     halfway point between two doubles. Those (exact ties among them),
+ *     subnormal and overflowing results go on to step 3.
  *
- * Everything else (more digits, large exponents, hex, inf, nan) goes to
- * strtod, which also decides what is not a number at all.
+ * Everything else (more digits, exponents beyond the table, hex, inf,
+ * nan) goes to strtod, which also decides what is not a number at all.
  */
-#include <float.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -32,27 +31,61 @@ static const double exact_powers[23] = {
     1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
     1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
 
-#if defined(__x86_64__) && LDBL_MANT_DIG == 64
-#define HAVE_X87 1
-static const long double exact_powers_long[28] = {
-    1e0L,  1e1L,  1e2L,  1e3L,  1e4L,  1e5L,  1e6L,  1e7L,  1e8L,  1e9L,
-    1e10L, 1e11L, 1e12L, 1e13L, 1e14L, 1e15L, 1e16L, 1e17L, 1e18L, 1e19L,
-    1e20L, 1e21L, 1e22L, 1e23L, 1e24L, 1e25L, 1e26L, 1e27L};
+#include "powers_of_five.h"
 
-/* Converts w * 10^e through long double; 0 when the shortcut cannot
- * promise the correctly rounded double. */
-static int via_long_double(uint64_t w, int e, double *out) {
-  if (e < -27 || e > 27) return 0;
-  long double l = e >= 0 ? (long double)w * exact_powers_long[e]
-                         : (long double)w / exact_powers_long[-e];
-  if (!(l >= (long double)DBL_MIN && l <= (long double)DBL_MAX)) return 0;
-  uint64_t mantissa;
-  memcpy(&mantissa, &l, sizeof mantissa); /* x87: the 64 mantissa bits */
-  if ((mantissa & 0x7ff) == 0x400) return 0; /* halfway between doubles */
-  *out = (double)l;
+/* The 128-bit product of two 64-bit numbers, as its high and low words. */
+static uint64_t multiply_64(uint64_t a, uint64_t b, uint64_t *low) {
+  unsigned __int128 product = (unsigned __int128)a * b;
+  *low = (uint64_t)product;
+  return (uint64_t)(product >> 64);
+}
+
+/*
+ * w * 10^q (w > 0) correctly rounded to a normal double, or 0 when this
+ * step cannot decide (the caller then asks strtod).
+ *
+ * With w' = w << lz in [2^63, 2^64) and 5^q in [m * 2^e, (m + 1) * 2^e)
+ * (the table), the value is w' * 5^q * 2^(q - lz), and the 192-bit
+ * product P = w' * m is below the exact w' * 5^q by less than w' < 2^64:
+ * the exact value's top 128 bits are (high, middle) or at most two more.
+ * The leading 1 of P is bit 191 or 190; the 54 bits from it are the
+ * double's 53 and the rounding bit, and the bits below them decide the
+ * rounding unless they are within 2 units of exactly halfway.
+ */
+static int eisel_lemire(uint64_t w, int q, double *out) {
+  if (q < TDM__POWER_OF_FIVE_MIN || q > TDM__POWER_OF_FIVE_MAX) return 0;
+  int lz = __builtin_clzll(w);
+  w <<= lz;
+  uint64_t a0, b0, b1;
+  uint64_t a1 = multiply_64(w, powers_of_five[q - TDM__POWER_OF_FIVE_MIN].high,
+                            &a0);
+  b1 = multiply_64(w, powers_of_five[q - TDM__POWER_OF_FIVE_MIN].low, &b0);
+  uint64_t middle = a0 + b1;
+  uint64_t high = a1 + (middle < a0);
+  int upper = (int)(high >> 63);
+  int shift = 9 + upper;
+  uint64_t mantissa = high >> shift; /* 54 bits: 53 and the rounding bit */
+  uint64_t below = high & (((uint64_t)1 << shift) - 1);
+  /* Exactly halfway as computed, or one unit below it: the exact value
+   * may be on either side of (or on) the tie. */
+  if ((mantissa & 1) && below == 0 && middle == 0) return 0;
+  if (!(mantissa & 1) && below == ((uint64_t)1 << shift) - 1 &&
+      middle == UINT64_MAX)
+    return 0;
+  int biased = shift + 129 +
+               powers_of_five[q - TDM__POWER_OF_FIVE_MIN].exponent + q - lz +
+               1075;
+  if (biased < 1) return 0; /* subnormal: rounded at another bit */
+  mantissa = (mantissa + (mantissa & 1)) >> 1;
+  if (mantissa == (uint64_t)1 << 53) { /* rounded up to the next power */
+    mantissa >>= 1;
+    biased++;
+  }
+  if (biased > 2046) return 0; /* overflow: strtod says inf */
+  uint64_t bits = ((uint64_t)biased << 52) | (mantissa & (((uint64_t)1 << 52) - 1));
+  memcpy(out, &bits, sizeof bits);
   return 1;
 }
-#endif
 
 static int slow_path(const char *text, size_t len, double *out) {
   /* strtod also reads hex floats, "nan(...)" and leading space: only
@@ -80,6 +113,29 @@ static int slow_path(const char *text, size_t len, double *out) {
   return 0;
 }
 
+/*
+ * Eight digits at once (SWAR, within one 64-bit word): whether the eight
+ * bytes at text are all ASCII digits, and their value. A byte is a digit
+ * when its high nibble is 3 and adding 6 keeps it so.
+ */
+static inline int eight_digits(const char *text, uint64_t *value) {
+  uint64_t word;
+  memcpy(&word, text, sizeof word);
+  if (((word & 0xF0F0F0F0F0F0F0F0u) |
+       (((word + 0x0606060606060606u) & 0xF0F0F0F0F0F0F0F0u) >> 4)) !=
+      0x3333333333333333u)
+    return 0;
+  /* The first digit is the lowest byte (little endian): each step joins
+   * neighbouring lanes, the first as the higher part, into lanes twice as
+   * wide (2 digits in 16 bits, 4 in 32, 8 in 64), none overflowing. */
+  word -= 0x3030303030303030u;
+  word = (word * 10 + (word >> 8)) & 0x00FF00FF00FF00FFu;
+  word = (word * 100 + (word >> 16)) & 0x0000FFFF0000FFFFu;
+  word = (word * 10000 + (word >> 32)) & 0xFFFFFFFFu;
+  *value = word;
+  return 1;
+}
+
 int tdm__parse_double(const char *text, size_t len, double *out) {
   size_t i = 0;
   int negative = 0;
@@ -88,6 +144,13 @@ int tdm__parse_double(const char *text, size_t len, double *out) {
   int digits = 0, seen_digit = 0, exponent = 0;
   while (i < len && text[i] == '0') {
     i++;
+    seen_digit = 1;
+  }
+  uint64_t eight;
+  while (digits <= 11 && i + 8 <= len && eight_digits(text + i, &eight)) {
+    w = w * 100000000 + eight;
+    digits += 8;
+    i += 8;
     seen_digit = 1;
   }
   while (i < len && text[i] >= '0' && text[i] <= '9') {
@@ -104,6 +167,13 @@ int tdm__parse_double(const char *text, size_t len, double *out) {
         exponent--;
         seen_digit = 1;
       }
+    while (digits <= 11 && i + 8 <= len && eight_digits(text + i, &eight)) {
+      w = w * 100000000 + eight;
+      digits += 8;
+      exponent -= 8;
+      i += 8;
+      seen_digit = 1;
+    }
     while (i < len && text[i] >= '0' && text[i] <= '9') {
       if (digits == 19) return slow_path(text, len, out);
       w = w * 10 + (uint64_t)(text[i++] - '0');
@@ -132,11 +202,8 @@ int tdm__parse_double(const char *text, size_t len, double *out) {
   } else if (w <= ((uint64_t)1 << 53) && exponent >= -22 && exponent <= 22) {
     value = exponent >= 0 ? (double)w * exact_powers[exponent]
                           : (double)w / exact_powers[-exponent];
-  } else {
-#ifdef HAVE_X87
-    if (!via_long_double(w, exponent, &value))
-#endif
-      return slow_path(text, len, out);
+  } else if (!eisel_lemire(w, exponent, &value)) {
+    return slow_path(text, len, out);
   }
   *out = negative ? -value : value;
   return 0;

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -131,6 +132,94 @@ static int csv_error(tdm__csv *csv, tdm_error *err, size_t line, size_t column,
                    what);
 }
 
+/* Hands out the record whose `count` fields lie NUL-separated in
+ * csv->text, starting at csv->starts. Returns 1 or TDM_ENOMEM. */
+static int finish_record(tdm__csv *csv, tdm__csv_record *record, size_t count,
+                         size_t line, tdm_error *err) {
+  if (count > csv->out_cap) {
+    tdm__csv_field *fields = tdm__realloc(csv->fields, count * sizeof *fields);
+    if (fields == NULL)
+      return tdm__fail(err, TDM_ENOMEM, "%s: out of memory", csv->name);
+    csv->fields = fields;
+    csv->out_cap = count;
+  }
+  for (size_t i = 0; i < count; i++) {
+    size_t start = csv->starts[i];
+    size_t stop = i + 1 < count ? csv->starts[i + 1] - 1 : csv->text.len - 1;
+    csv->fields[i].text = csv->text.data + start;
+    csv->fields[i].len = stop - start;
+    csv->fields[i].column = csv->columns[i];
+  }
+  record->fields = csv->fields;
+  record->count = count;
+  record->line = line;
+  return 1;
+}
+
+/* The high bit of each byte of x that is zero, and no other bit. */
+static uint64_t zero_bytes(uint64_t x) {
+  uint64_t low7 = 0x7F7F7F7F7F7F7F7Fu;
+  return ~(((x & low7) + low7) | x | low7);
+}
+
+/*
+ * The common record, read without the byte-at-a-time state machine: a
+ * whole line already in the read buffer with no quote, NUL byte or carriage
+ * return except one right before its newline. It is copied once and split
+ * at its commas in place, eight bytes at a time. Returns 1 with the record,
+ * 0 when the record is not of this kind (nothing consumed: the state
+ * machine reads it, and says what is wrong with it if anything is), or
+ * TDM_ENOMEM.
+ */
+static int next_plain_record(tdm__csv *csv, tdm__csv_record *record,
+                             tdm_error *err) {
+  const char *start = csv->in + csv->in_pos;
+  const char *newline = memchr(start, '\n', csv->in_len - csv->in_pos);
+  if (newline == NULL) return 0;
+  size_t len = (size_t)(newline - start);
+  if (len > 0 && start[len - 1] == '\r') len--;
+  if (tdm__buf_reserve(&csv->text, len + 1) != TDM_OK)
+    return tdm__fail(err, TDM_ENOMEM, "%s: out of memory", csv->name);
+  char *text = csv->text.data;
+  memcpy(text, start, len);
+  text[len] = '\0';
+  size_t count = 0, field_start = 0;
+  /* Every comma ends a field; a quote, NUL or carriage return sends the
+   * line to the state machine. Words of eight bytes, then the tail. */
+  const uint64_t ones = 0x0101010101010101u;
+  size_t i = 0;
+  for (;; i += 8) {
+    uint64_t word = 0;
+    size_t n = len - i < 8 ? len - i : 8;
+    memcpy(&word, text + i, n);
+    if (n < 8) word |= ~(uint64_t)0 << (8 * n); /* 0xFF: no special byte */
+    uint64_t special = zero_bytes(word ^ (ones * ',')) |
+                       zero_bytes(word ^ (ones * '"')) | zero_bytes(word) |
+                       zero_bytes(word ^ (ones * '\r'));
+    while (special != 0) {
+      size_t at = i + (size_t)__builtin_ctzll(special) / 8;
+      special &= special - 1;
+      if (text[at] != ',') return 0;
+      if (start_field(csv, count, field_start + 1) != TDM_OK)
+        return tdm__fail(err, TDM_ENOMEM, "%s: out of memory", csv->name);
+      csv->starts[count++] = field_start;
+      text[at] = '\0';
+      field_start = at + 1;
+    }
+    if (n < 8) break;
+  }
+  if (start_field(csv, count, field_start + 1) != TDM_OK)
+    return tdm__fail(err, TDM_ENOMEM, "%s: out of memory", csv->name);
+  csv->starts[count++] = field_start;
+  csv->text.len = len + 1;
+  size_t line = csv->line;
+  csv->in_pos += (size_t)(newline - start) + 1;
+  csv->line++;
+  csv->column = 1;
+  record->blank = len == 0;
+  return finish_record(csv, record, count, line, err);
+}
+
 int tdm__csv_next(tdm__csv *csv, tdm__csv_record *record, tdm_error *err) {
   {
     csv->text.len = 0;
@@ -141,6 +230,8 @@ int tdm__csv_next(tdm__csv *csv, tdm__csv_record *record, tdm_error *err) {
       return tdm__fail(err, TDM_EIO, "%s: read error: %s", csv->name,
                        strerror(errno));
     if (c == -1) return 0;
+    int plain = next_plain_record(csv, record, err);
+    if (plain != 0) return plain;
     record->blank = c == '\n' || c == '\r';
     int rc = TDM_OK;
     for (;;) { /* one field per iteration */
@@ -227,25 +318,7 @@ int tdm__csv_next(tdm__csv *csv, tdm__csv_record *record, tdm_error *err) {
       }
       break; /* end of record (or of input) */
     }
-    if (count > csv->out_cap) {
-      tdm__csv_field *fields =
-          tdm__realloc(csv->fields, count * sizeof *fields);
-      if (fields == NULL)
-        return tdm__fail(err, TDM_ENOMEM, "%s: out of memory", csv->name);
-      csv->fields = fields;
-      csv->out_cap = count;
-    }
-    for (size_t i = 0; i < count; i++) {
-      size_t start = csv->starts[i];
-      size_t stop = i + 1 < count ? csv->starts[i + 1] - 1 : csv->text.len - 1;
-      csv->fields[i].text = csv->text.data + start;
-      csv->fields[i].len = stop - start;
-      csv->fields[i].column = csv->columns[i];
-    }
-    record->fields = csv->fields;
-    record->count = count;
-    record->line = record_line;
-    return 1;
+    return finish_record(csv, record, count, record_line, err);
   }
 }
 

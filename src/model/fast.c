@@ -38,7 +38,13 @@
 
 #define GENERIC_TREE UINT32_MAX
 #define DEFAULT_LEFT 0x80000000u
-#define FEATURE_MASK 0x7fffffffu
+/* A categorical split: its threshold word holds CATEGORY_REF(begin, count)
+ * of its bitset in tdm_model.cat_words instead of a float. */
+#define CATEGORICAL 0x40000000u
+#define FEATURE_MASK 0x3fffffffu
+#define CATEGORY_REF(begin, count) ((begin) << 8 | (count))
+#define MAX_CATEGORY_WORDS 255u
+#define MAX_CATEGORY_BEGIN ((1u << 24) - 1)
 
 /* Floats of stack scratch per block: accumulators, and the rows when they
  * arrive as doubles and must be converted. */
@@ -46,14 +52,22 @@
 #define MAX_BLOCK_ROWS 256
 
 typedef struct fast_split {
-  uint32_t key; /* feature | DEFAULT_LEFT when missing values go left */
-  float threshold;
+  /* feature | DEFAULT_LEFT when missing values go left | CATEGORICAL */
+  uint32_t key;
+  union {
+    float threshold;       /* numeric: x < threshold goes left */
+    uint32_t category_ref; /* categorical: CATEGORY_REF of its bitset */
+  };
 } fast_split;
 
-/* Adds each row's leaf of one perfect tree to acc[0..n). */
+/* Adds each row's leaf of one perfect tree to acc[0..n). Kernels for
+ * categorical trees read bitsets in `words` (tdm_model.cat_words). */
 typedef void (*fast_kernel)(const fast_split *splits, const float *leaves,
-                            uint32_t depth, const float *rows, size_t stride,
-                            size_t n, float *acc);
+                            const uint32_t *words, uint32_t depth,
+                            const float *rows, size_t stride, size_t n,
+                            float *acc);
+
+typedef struct lgb_layout lgb_layout;
 
 struct tdm__fast {
   uint32_t *depth;      /* per tree; GENERIC_TREE for the reference walk */
@@ -62,9 +76,12 @@ struct tdm__fast {
   fast_split *splits;
   float *leaves;
   size_t bytes;
-  /* Per tree: how many trees from it on have the perfect layout. */
+  /* Per tree: how many trees from it on have the perfect layout and no
+   * categorical split (the single-row kernels walk only those). */
   uint32_t *run;
+  uint8_t *categorical; /* per tree: 1 when it has a categorical split */
   fast_kernel kernel;
+  fast_kernel categorical_kernel;
   /* Leaves of `lanes` consecutive trees for one row, walked side by side
    * (one row gains nothing from rows in parallel); NULL for scalar. */
   void (*tree_kernel)(const tdm__fast *fast, const float *row,
@@ -72,6 +89,8 @@ struct tdm__fast {
                       float *leaves);
   uint32_t lanes;
   const char *kernel_name;
+  /* LightGBM models: the double-precision layout; NULL for XGBoost. */
+  lgb_layout *lgb;
 };
 
 /* One step down a perfect tree: the heap index of the child. */
@@ -84,11 +103,56 @@ static inline uint32_t step(const fast_split *splits, uint32_t i,
   return 2 * i + 2 - left;
 }
 
+/* The same step where the split may be categorical: XGBoost's rule
+ * (missing values take the default child, a category in the set goes
+ * right). */
+static inline uint32_t step_categorical(const fast_split *splits,
+                                        const uint32_t *words, uint32_t i,
+                                        const float *row) {
+  uint32_t key = splits[i].key;
+  if (!(key & CATEGORICAL)) return step(splits, i, row);
+  float x = row[key & FEATURE_MASK];
+  uint32_t ref = splits[i].category_ref, left;
+  if (isnan(x))
+    left = key >> 31;
+  else
+    left = (uint32_t)tdm__xgb_category_goes_left(words + (ref >> 8),
+                                                  ref & 0xff, x);
+  return 2 * i + 2 - left;
+}
+
+/* A categorical tree, eight rows side by side as kernel_scalar walks. */
+static void kernel_scalar_categorical(const fast_split *splits,
+                                      const float *leaves,
+                                      const uint32_t *words, uint32_t depth,
+                                      const float *rows, size_t stride,
+                                      size_t n, float *acc) {
+  const uint32_t first_leaf = (1u << depth) - 1;
+  size_t r = 0;
+  for (; r + 8 <= n; r += 8) {
+    uint32_t idx[8] = {0};
+    for (uint32_t level = 0; level < depth; level++)
+      for (int j = 0; j < 8; j++)
+        idx[j] = step_categorical(splits, words, idx[j],
+                                  rows + (r + (size_t)j) * stride);
+    for (int j = 0; j < 8; j++)
+      acc[r + (size_t)j] += leaves[idx[j] - first_leaf];
+  }
+  for (; r < n; r++) {
+    uint32_t i = 0;
+    for (uint32_t level = 0; level < depth; level++)
+      i = step_categorical(splits, words, i, rows + r * stride);
+    acc[r] += leaves[i - first_leaf];
+  }
+}
+
 /* The portable kernel: eight rows walk side by side so their loads
  * overlap instead of waiting on each other. */
 static void kernel_scalar(const fast_split *splits, const float *leaves,
-                          uint32_t depth, const float *rows, size_t stride,
-                          size_t n, float *acc) {
+                          const uint32_t *words, uint32_t depth,
+                          const float *rows, size_t stride, size_t n,
+                          float *acc) {
+  (void)words; /* numeric trees only */
   const uint32_t first_leaf = (1u << depth) - 1;
   size_t r = 0;
   for (; r + 8 <= n; r += 8) {
@@ -128,8 +192,9 @@ static void trees_scalar(const tdm__fast *fast, const float *row,
 
 #ifdef TDM__HAVE_X86
 __attribute__((target("avx2"))) static void kernel_avx2(
-    const fast_split *splits, const float *leaves, uint32_t depth,
-    const float *rows, size_t stride, size_t n, float *acc) {
+    const fast_split *splits, const float *leaves, const uint32_t *words_unused,
+    uint32_t depth, const float *rows, size_t stride, size_t n, float *acc) {
+  (void)words_unused; /* numeric trees only */
   const int *words = (const int *)splits;
   const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   const __m256i feature_mask = _mm256_set1_epi32((int)FEATURE_MASK);
@@ -162,13 +227,21 @@ __attribute__((target("avx2"))) static void kernel_avx2(
     _mm256_storeu_ps(acc + r, _mm256_add_ps(_mm256_loadu_ps(acc + r), leaf));
   }
   if (r < n)
-    kernel_scalar(splits, leaves, depth, rows + r * stride, stride, n - r,
-                  acc + r);
+    kernel_scalar(splits, leaves, NULL, depth, rows + r * stride, stride,
+                  n - r, acc + r);
 }
 
-__attribute__((target("avx512f"))) static void kernel_avx512(
-    const fast_split *splits, const float *leaves, uint32_t depth,
-    const float *rows, size_t stride, size_t n, float *acc) {
+/*
+ * Sixteen rows down one perfect tree. With `categorical`, lanes whose
+ * split is categorical test their category against the split's bitset
+ * (XGBoost's rule, as tdm__xgb_category_goes_left): a value that is a
+ * category in [0, 2^24) inside the bitset gathers its word; a category in
+ * the set goes right, anything else left, a missing value the default way.
+ */
+__attribute__((target("avx512f"))) static inline void kernel_avx512_any(
+    const fast_split *splits, const float *leaves, const uint32_t *cat_words,
+    uint32_t depth, const float *rows, size_t stride, size_t n, float *acc,
+    int categorical) {
   const int *words = (const int *)splits;
   const __m512i lane =
       _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
@@ -194,6 +267,30 @@ __attribute__((target("avx512f"))) static void kernel_avx512(
       __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
       __mmask16 dl = _mm512_cmplt_epi32_mask(key, _mm512_setzero_si512());
       __mmask16 left = lt | (nan & dl);
+      if (categorical) {
+        __mmask16 cat =
+            _mm512_test_epi32_mask(key, _mm512_set1_epi32((int)CATEGORICAL));
+        if (cat) {
+          __m512i ref = _mm512_castps_si512(threshold);
+          __mmask16 in_range =
+              _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_GE_OQ) &
+              _mm512_cmp_ps_mask(x, _mm512_set1_ps(16777216.0f), _CMP_LT_OQ);
+          __m512i category = _mm512_maskz_cvttps_epi32(in_range, x);
+          __m512i word_index = _mm512_srli_epi32(category, 5);
+          __m512i count = _mm512_and_si512(ref, _mm512_set1_epi32(0xff));
+          __mmask16 inside =
+              cat & in_range & _mm512_cmplt_epu32_mask(word_index, count);
+          __m512i word = _mm512_mask_i32gather_epi32(
+              _mm512_setzero_si512(), inside,
+              _mm512_add_epi32(_mm512_srli_epi32(ref, 8), word_index),
+              (const int *)cat_words, 4);
+          __m512i bit = _mm512_srlv_epi32(
+              word, _mm512_and_si512(category, _mm512_set1_epi32(31)));
+          __mmask16 in_set = inside & _mm512_test_epi32_mask(bit, one);
+          __mmask16 cat_left = (~nan & ~in_set) | (nan & dl);
+          left = (left & ~cat) | (cat_left & cat);
+        }
+      }
       idx = _mm512_mask_sub_epi32(_mm512_add_epi32(at, two), left,
                                   _mm512_add_epi32(at, two), one);
     }
@@ -202,8 +299,20 @@ __attribute__((target("avx512f"))) static void kernel_avx512(
     _mm512_storeu_ps(acc + r, _mm512_add_ps(_mm512_loadu_ps(acc + r), leaf));
   }
   if (r < n)
-    kernel_scalar(splits, leaves, depth, rows + r * stride, stride, n - r,
-                  acc + r);
+    kernel_scalar_categorical(splits, leaves, cat_words, depth,
+                              rows + r * stride, stride, n - r, acc + r);
+}
+
+__attribute__((target("avx512f"))) static void kernel_avx512(
+    const fast_split *splits, const float *leaves, const uint32_t *words,
+    uint32_t depth, const float *rows, size_t stride, size_t n, float *acc) {
+  kernel_avx512_any(splits, leaves, words, depth, rows, stride, n, acc, 0);
+}
+
+__attribute__((target("avx512f"))) static void kernel_avx512_categorical(
+    const fast_split *splits, const float *leaves, const uint32_t *words,
+    uint32_t depth, const float *rows, size_t stride, size_t n, float *acc) {
+  kernel_avx512_any(splits, leaves, words, depth, rows, stride, n, acc, 1);
 }
 
 /* Trees [first, first + 8) for one row, a tree per lane; lanes whose tree
@@ -342,6 +451,7 @@ __attribute__((target("avx512f"))) static void trees_avx512(
  */
 static void choose_kernel(tdm__fast *fast, const char *want) {
   fast->kernel = kernel_scalar;
+  fast->categorical_kernel = kernel_scalar_categorical;
   fast->tree_kernel = trees_scalar;
   fast->lanes = SCALAR_TREES;
   fast->kernel_name = "scalar";
@@ -350,6 +460,7 @@ static void choose_kernel(tdm__fast *fast, const char *want) {
   if (want == NULL || strcmp(want, "avx512") == 0) {
     if (__builtin_cpu_supports("avx512f")) {
       fast->kernel = kernel_avx512;
+      fast->categorical_kernel = kernel_avx512_categorical;
       fast->tree_kernel = trees_avx512;
       fast->lanes = 16 * TREE_GROUPS;
       fast->kernel_name = "avx512";
@@ -370,10 +481,22 @@ static int fits_layout(const tdm_model *model, const tdm__tree *tree) {
   if (tree->depth > TDM__FAST_MAX_DEPTH) return 0;
   for (uint32_t i = 0; i < tree->num_nodes; i++) {
     const tdm__node *node = &model->nodes[tree->root + i];
-    if (node->kind == TDM__NODE_LEAF) continue;
-    if (node->kind != TDM__NODE_XGB_NUMERIC) return 0;
+    if (node->kind == TDM__NODE_LEAF || node->kind == TDM__NODE_XGB_NUMERIC)
+      continue;
+    if (node->kind != TDM__NODE_XGB_CATEGORICAL ||
+        node->cat_count > MAX_CATEGORY_WORDS ||
+        node->cat_begin > MAX_CATEGORY_BEGIN)
+      return 0;
   }
   return 1;
+}
+
+static int has_categorical_split(const tdm_model *model,
+                                 const tdm__tree *tree) {
+  for (uint32_t i = 0; i < tree->num_nodes; i++)
+    if (model->nodes[tree->root + i].kind == TDM__NODE_XGB_CATEGORICAL)
+      return 1;
+  return 0;
 }
 
 /* Writes node's subtree at heap position pos of a perfect tree. */
@@ -387,30 +510,281 @@ static void lay_out(const tdm_model *model, uint32_t node_index, uint32_t pos,
   }
   if (node->kind == TDM__NODE_LEAF) {
     /* Padding: either way leads to a copy of this leaf. */
-    splits[pos] = (fast_split){DEFAULT_LEFT, INFINITY};
+    splits[pos] = (fast_split){DEFAULT_LEFT, {INFINITY}};
     lay_out(model, node_index, 2 * pos + 1, level + 1, depth, splits, leaves);
     lay_out(model, node_index, 2 * pos + 2, level + 1, depth, splits, leaves);
     return;
   }
-  splits[pos] = (fast_split){
-      (uint32_t)node->feature | (node->default_left ? DEFAULT_LEFT : 0),
-      (float)node->value};
+  uint32_t key =
+      (uint32_t)node->feature | (node->default_left ? DEFAULT_LEFT : 0);
+  if (node->kind == TDM__NODE_XGB_CATEGORICAL) {
+    splits[pos].key = key | CATEGORICAL;
+    splits[pos].category_ref = CATEGORY_REF(node->cat_begin, node->cat_count);
+  } else {
+    splits[pos].key = key;
+    splits[pos].threshold = (float)node->value;
+  }
   lay_out(model, node->left, 2 * pos + 1, level + 1, depth, splits, leaves);
   lay_out(model, node->right, 2 * pos + 2, level + 1, depth, splits, leaves);
 }
 
+/*
+ * LightGBM's layout. Its trees are deep and unbalanced (leaf-wise growth:
+ * depth 18 in a 31-leaf tree), so a perfect tree would not fit; instead
+ * every node of the model becomes a 24-byte record at its own index, and
+ * every decision of LightGBM's is reduced to flag bits set at load:
+ *
+ *   categorical: tdm__lgb_category_goes_left on the split's bitset
+ *   NaN:         goes left when NAN_LEFT (missing type None reads NaN as 0,
+ *                so its NaN goes where 0 goes; Zero and NaN send it to the
+ *                default child)
+ *   x == 0 with ZERO_MISSING (missing type Zero): left when ZERO_LEFT
+ *   otherwise:   x <= threshold, in double
+ *
+ * A leaf's record leads back to itself both ways and holds the leaf value,
+ * so eight rows walk side by side without a test per row: they step
+ * together until all eight stand on leaves. Rows walk in blocks, tree by tree; a
+ * row's margin is the sum of its leaves in tree order from the base
+ * margin, as the reference walk adds them, so the scores are the same
+ * doubles. Rows are first read as LightGBM reads them (tdm__lightgbm_value)
+ * when the model says so; a linear leaf is computed by the reference's
+ * tdm__leaf_output from the caller's row.
+ */
+#define LGB_NAN_LEFT 0x80000000u
+#define LGB_ZERO_MISSING 0x40000000u
+#define LGB_ZERO_LEFT 0x20000000u
+#define LGB_CATEGORICAL 0x10000000u
+#define LGB_LEAF 0x08000000u
+#define LGB_FEATURE_MASK 0x07ffffffu
+#define LGB_SCRATCH 8192
+#define LGB_ROWS 8 /* rows that walk a tree side by side */
+
+static void finish_block(const tdm_model *model, const float *acc32,
+                         const double *acc64, size_t n, int flags,
+                         double *out);
+static size_t block_rows(const tdm_model *model, int converting,
+                         size_t scratch);
+
+typedef struct lgb_record {
+  uint32_t key;      /* feature | the LGB_ flags above; LGB_LEAF for a leaf */
+  uint32_t child[2]; /* [0] right, [1] left; a leaf's own index twice */
+  /* A categorical split's bitset in lgb_layout.words, CATEGORY_REF(begin,
+   * count); any other record's names an empty set (count 0). */
+  uint32_t category_ref;
+  union {
+    double threshold; /* numeric split */
+    double value;     /* leaf */
+  };
+} lgb_record;
+
+struct lgb_layout {
+  lgb_record *records; /* one per node of tdm_model.nodes, same index */
+  uint32_t *words;     /* tdm_model.cat_words, then one zero word */
+  uint8_t *linear;     /* per tree: 1 when it has linear leaves */
+};
+
+/* One LightGBM decision: the record x goes to from `record`. */
+static inline uint32_t lgb_step(const lgb_record *record,
+                                const uint32_t *words, double x) {
+  uint32_t key = record->key;
+  uint32_t left;
+  if (key & LGB_CATEGORICAL) {
+    uint32_t ref = record->category_ref;
+    left = (uint32_t)tdm__lgb_category_goes_left(words + (ref >> 8),
+                                                  ref & 0xff, x);
+  } else if (isnan(x)) {
+    left = key >> 31;
+  } else if ((key & LGB_ZERO_MISSING) && x == 0.0) {
+    left = (key & LGB_ZERO_LEFT) != 0;
+  } else {
+    left = x <= record->threshold;
+  }
+  return record->child[left];
+}
+
+static int lgb_build(tdm_model *model, tdm__fast *fast) {
+  size_t n = model->num_trees;
+  if (model->num_features == 0 || model->num_features > LGB_FEATURE_MASK ||
+      model->num_nodes >= (size_t)UINT32_MAX)
+    return TDM_OK;
+  lgb_layout *lgb = tdm__arena_alloc(&model->arena, sizeof *lgb);
+  if (lgb == NULL) return TDM_ENOMEM;
+  lgb->records = tdm__arena_alloc(&model->arena,
+                                  (model->num_nodes + 1) * sizeof *lgb->records);
+  lgb->linear = tdm__arena_alloc(&model->arena, n + 1);
+  lgb->words = tdm__arena_alloc(&model->arena, (model->num_cat_words + 1) *
+                                                   sizeof *lgb->words);
+  if (!lgb->records || !lgb->linear || !lgb->words) return TDM_ENOMEM;
+  if (model->num_cat_words > MAX_CATEGORY_BEGIN) return TDM_OK;
+  if (model->num_cat_words > 0)
+    memcpy(lgb->words, model->cat_words,
+           model->num_cat_words * sizeof *lgb->words);
+  lgb->words[model->num_cat_words] = 0;
+  const uint32_t empty_set = CATEGORY_REF((uint32_t)model->num_cat_words, 0);
+  for (size_t i = 0; i < model->num_nodes; i++) {
+    const tdm__node *node = &model->nodes[i];
+    lgb_record *record = &lgb->records[i];
+    if (node->kind == TDM__NODE_LEAF || node->kind == TDM__NODE_LINEAR_LEAF) {
+      record->key = LGB_LEAF;
+      record->category_ref = empty_set;
+      record->child[0] = record->child[1] = (uint32_t)i;
+      record->value = node->value;
+      continue;
+    }
+    if (node->kind != TDM__NODE_LGB_NUMERIC &&
+        node->kind != TDM__NODE_LGB_CATEGORICAL)
+      return TDM_OK; /* not a LightGBM tree: the reference walk */
+    record->child[1] = node->left;
+    record->child[0] = node->right;
+    record->key = (uint32_t)node->feature;
+    record->category_ref = empty_set;
+    record->threshold = 0.0;
+    if (node->kind == TDM__NODE_LGB_CATEGORICAL) {
+      /* A bitset too large for a reference: the reference walk. */
+      if (node->cat_count > MAX_CATEGORY_WORDS) return TDM_OK;
+      record->key |= LGB_CATEGORICAL;
+      record->category_ref = CATEGORY_REF(node->cat_begin, node->cat_count);
+      continue;
+    }
+    record->threshold = node->value;
+    int nan_left = node->missing_type == TDM__MISSING_NONE
+                       ? 0.0 <= node->value
+                       : node->default_left != 0;
+    if (nan_left) record->key |= LGB_NAN_LEFT;
+    if (node->missing_type == TDM__MISSING_ZERO) {
+      record->key |= LGB_ZERO_MISSING;
+      if (node->default_left) record->key |= LGB_ZERO_LEFT;
+    }
+  }
+  for (size_t t = 0; t < n; t++) {
+    const tdm__tree *tree = &model->trees[t];
+    lgb->linear[t] = 0;
+    for (uint32_t i = 0; i < tree->num_nodes; i++)
+      if (model->nodes[tree->root + i].kind == TDM__NODE_LINEAR_LEAF)
+        lgb->linear[t] = 1;
+  }
+  fast->lgb = lgb;
+  fast->bytes = model->num_nodes * sizeof(lgb_record) + n;
+  fast->kernel_name = "scalar";
+  model->fast = fast;
+  return TDM_OK;
+}
+
+/* LGB_ROWS rows down one tree side by side, so that their loads overlap;
+ * the leaves' records lead back to themselves, so rows that arrive early
+ * wait without a test of their own. */
+static void lgb_walk(const lgb_record *records, const uint32_t *words,
+                     uint32_t root, const double *block, size_t stride,
+                     uint32_t *idx) {
+  for (size_t j = 0; j < LGB_ROWS; j++) idx[j] = root;
+  uint32_t all_leaves = records[root].key & LGB_LEAF;
+  while (!all_leaves) {
+    uint32_t key[LGB_ROWS];
+    for (size_t j = 0; j < LGB_ROWS; j++) {
+      const lgb_record *record = &records[idx[j]];
+      idx[j] = lgb_step(record, words,
+                        block[j * stride + (record->key & LGB_FEATURE_MASK)]);
+    }
+    /* Two steps between checks: a row already on its leaf stays there. */
+    for (size_t j = 0; j < LGB_ROWS; j++) {
+      const lgb_record *record = &records[idx[j]];
+      idx[j] = lgb_step(record, words,
+                        block[j * stride + (record->key & LGB_FEATURE_MASK)]);
+      key[j] = records[idx[j]].key;
+    }
+    all_leaves = LGB_LEAF;
+    for (size_t j = 0; j < LGB_ROWS; j++) all_leaves &= key[j];
+  }
+}
+
+/* Adds each row's leaf of tree t to acc[0..n): rows (doubles, as LightGBM
+ * reads them) `stride` apart; `original` is the caller's block of rows,
+ * which linear leaves read. */
+static void lgb_tree(const tdm_model *model, const lgb_layout *lgb, size_t t,
+                     const double *rows, size_t stride, size_t n,
+                     tdm__row original, double *acc) {
+  const lgb_record *records = lgb->records;
+  const uint32_t *words = lgb->words;
+  const tdm__tree *tree = &model->trees[t];
+  uint32_t idx[LGB_ROWS];
+  for (size_t r = 0; r < n; r += LGB_ROWS) {
+    size_t m = n - r < LGB_ROWS ? n - r : LGB_ROWS;
+    const double *block = rows + r * stride;
+    for (size_t j = 0; j < LGB_ROWS; j++) idx[j] = tree->root;
+    if (m == LGB_ROWS) {
+      lgb_walk(records, words, tree->root, block, stride, idx);
+    } else {
+      /* A tail of fewer than eight rows: each row alone. */
+      for (size_t j = 0; j < m; j++)
+        for (uint32_t level = 0; level < tree->depth; level++) {
+          const lgb_record *record = &records[idx[j]];
+          idx[j] = lgb_step(
+              record, words,
+              block[j * stride + (record->key & LGB_FEATURE_MASK)]);
+        }
+    }
+    for (size_t j = 0; j < m; j++) {
+      if (!lgb->linear[t]) {
+        acc[r + j] += records[idx[j]].value;
+        continue;
+      }
+      size_t at = (r + j) * model->num_features;
+      tdm__row row = {original.f64 ? original.f64 + at : NULL,
+                      original.f32 ? original.f32 + at : NULL};
+      acc[r + j] += tdm__leaf_output(model, &model->nodes[idx[j]], row);
+    }
+  }
+}
+
+static int lgb_predict(const tdm_model *model, const double *rows64,
+                       const float *rows32, size_t num_rows, int flags,
+                       double *out) {
+  size_t nf = model->num_features, width = tdm_model_output_width(model, flags);
+  size_t block = block_rows(model, 1, LGB_SCRATCH);
+  if (block == 0) return 0;
+  const lgb_layout *lgb = model->fast->lgb;
+  double acc[LGB_SCRATCH];
+  double converted[LGB_SCRATCH];
+  for (size_t start = 0; start < num_rows; start += block) {
+    size_t n = num_rows - start < block ? num_rows - start : block;
+    for (size_t i = 0; i < n * nf; i++) {
+      double x = rows64 != NULL ? rows64[start * nf + i]
+                                : (double)rows32[start * nf + i];
+      converted[i] = model->lightgbm_zero ? tdm__lightgbm_value(x) : x;
+    }
+    tdm__row original = {rows64 ? rows64 + start * nf : NULL,
+                         rows32 ? rows32 + start * nf : NULL};
+    for (size_t o = 0; o < model->num_outputs; o++)
+      for (size_t r = 0; r < n; r++) acc[o * n + r] = model->base_margin[o];
+    for (size_t t = 0; t < model->num_trees; t++)
+      lgb_tree(model, lgb, t, converted, nf, n, original,
+               acc + model->trees[t].output * n);
+    finish_block(model, NULL, acc, n, flags, out + start * width);
+  }
+  return 1;
+}
+
 int tdm__fast_build(tdm_model *model) {
   model->fast = NULL;
+  if (model->format == TDM_FORMAT_LIGHTGBM_TEXT) {
+    tdm__fast *fast = tdm__arena_alloc(&model->arena, sizeof *fast);
+    if (fast == NULL) return TDM_ENOMEM;
+    memset(fast, 0, sizeof *fast);
+    return lgb_build(model, fast);
+  }
   if (!model->float32 || model->num_features > FEATURE_MASK) return TDM_OK;
   tdm__fast *fast = tdm__arena_alloc(&model->arena, sizeof *fast);
   size_t n = model->num_trees, num_splits = 0, num_leaves = 0;
   if (fast == NULL) return TDM_ENOMEM;
+  memset(fast, 0, sizeof *fast);
   fast->depth = tdm__arena_alloc(&model->arena, (n + 1) * sizeof(uint32_t));
   fast->split_base =
       tdm__arena_alloc(&model->arena, (n + 1) * sizeof(uint32_t));
   fast->leaf_base = tdm__arena_alloc(&model->arena, (n + 1) * sizeof(uint32_t));
   fast->run = tdm__arena_alloc(&model->arena, (n + 1) * sizeof(uint32_t));
-  if (!fast->depth || !fast->split_base || !fast->leaf_base || !fast->run)
+  fast->categorical = tdm__arena_alloc(&model->arena, n + 1);
+  if (!fast->depth || !fast->split_base || !fast->leaf_base || !fast->run ||
+      !fast->categorical)
     return TDM_ENOMEM;
   for (size_t t = 0; t < n; t++) {
     const tdm__tree *tree = &model->trees[t];
@@ -421,6 +795,7 @@ int tdm__fast_build(tdm_model *model) {
       continue;
     }
     fast->depth[t] = tree->depth;
+    fast->categorical[t] = (uint8_t)has_categorical_split(model, tree);
     num_splits += ((size_t)1 << tree->depth) - 1;
     num_leaves += (size_t)1 << tree->depth;
   }
@@ -428,7 +803,9 @@ int tdm__fast_build(tdm_model *model) {
   if (num_splits >= ((size_t)1 << 29) || num_leaves >= ((size_t)1 << 30))
     return TDM_OK;
   for (size_t t = n; t-- > 0;)
-    fast->run[t] = fast->depth[t] == GENERIC_TREE ? 0 : fast->run[t + 1] + 1;
+    fast->run[t] = fast->depth[t] == GENERIC_TREE || fast->categorical[t]
+                       ? 0
+                       : fast->run[t + 1] + 1;
   fast->splits =
       tdm__arena_alloc(&model->arena, (num_splits + 1) * sizeof(fast_split));
   fast->leaves =
@@ -452,13 +829,39 @@ size_t tdm__fast_bytes(const tdm_model *model) {
 }
 
 int tdm__fast_use_kernel(tdm_model *model, const char *name) {
+  if (strcmp(name, "reference") == 0) {
+    /* Every tree through the reference walk (the layout stays allocated
+     * in the model's arena, unused). */
+    model->fast = NULL;
+    return 1;
+  }
   if (model->fast == NULL) return 0;
+  /* LightGBM's layout has one kernel: the portable walk (an AVX-512 walk
+   * of eight double lanes measured slower, its gathers waiting on each
+   * other level after level). */
+  if (model->fast->lgb != NULL) return strcmp(name, "scalar") == 0;
   choose_kernel(model->fast, name);
   return strcmp(model->fast->kernel_name, name) == 0;
 }
 
 int tdm__fast_tree_laid_out(const tdm_model *model, size_t tree) {
-  return model->fast != NULL && model->fast->depth[tree] != GENERIC_TREE;
+  if (model->fast == NULL) return 0;
+  return model->fast->lgb != NULL || model->fast->depth[tree] != GENERIC_TREE;
+}
+
+int tdm_model_use_kernel(tdm_model *model, const char *name, tdm_error *err) {
+  if (model == NULL || name == NULL ||
+      (strcmp(name, "scalar") != 0 && strcmp(name, "avx2") != 0 &&
+       strcmp(name, "avx512") != 0))
+    return tdm__fail(err, TDM_EINVAL,
+                     "kernel \"%s\": not scalar, avx2 or avx512",
+                     name ? name : "");
+  if (!tdm__fast_use_kernel(model, name))
+    return tdm__fail(err, TDM_EUNSUPPORTED,
+                     "kernel %s: not available here (this CPU or this "
+                     "model's layout); %s is used",
+                     name, tdm__fast_kernel(model));
+  return TDM_OK;
 }
 
 const char *tdm__fast_kernel(const tdm_model *model) {
@@ -490,9 +893,19 @@ static void margins_row(const tdm_model *model, const float *row, float *acc,
       t += count;
       continue;
     }
-    tdm__row one = {NULL, row}; /* a tree outside the layout */
-    acc[model->trees[t].output * stride_out] +=
-        (float)tdm__tree_leaf_value(model, &model->trees[t], one);
+    float leaf;
+    if (fast->depth[t] != GENERIC_TREE) {
+      /* A categorical tree in the layout: one walk down it. */
+      uint32_t i = 0, depth = fast->depth[t];
+      const fast_split *splits = fast->splits + fast->split_base[t];
+      for (uint32_t level = 0; level < depth; level++)
+        i = step_categorical(splits, model->cat_words, i, row);
+      leaf = fast->leaves[fast->leaf_base[t] + i - ((1u << depth) - 1)];
+    } else {
+      tdm__row one = {NULL, row}; /* a tree outside the layout */
+      leaf = (float)tdm__tree_leaf_value(model, &model->trees[t], one);
+    }
+    acc[model->trees[t].output * stride_out] += leaf;
     t++;
   }
 }
@@ -512,9 +925,11 @@ static void margins_block(const tdm_model *model, const float *rows,
   for (size_t t = 0; t < model->num_trees; t++) {
     float *out = acc + model->trees[t].output * n;
     if (fast->depth[t] != GENERIC_TREE) {
-      fast->kernel(fast->splits + fast->split_base[t],
-                   fast->leaves + fast->leaf_base[t], fast->depth[t], rows,
-                   stride, n, out);
+      fast_kernel kernel =
+          fast->categorical[t] ? fast->categorical_kernel : fast->kernel;
+      kernel(fast->splits + fast->split_base[t],
+             fast->leaves + fast->leaf_base[t], model->cat_words,
+             fast->depth[t], rows, stride, n, out);
       continue;
     }
     for (size_t r = 0; r < n; r++) {
@@ -525,12 +940,16 @@ static void margins_block(const tdm_model *model, const float *rows,
 }
 
 /* Margins to the caller's output: as they are, or through the link. */
-static void finish_block(const tdm_model *model, const float *acc, size_t n,
-                         int flags, double *out) {
+/* Margins come as float32 (acc32) or double (acc64) sums, one of them set,
+ * stored acc[o * n + r]. */
+static void finish_block(const tdm_model *model, const float *acc32,
+                         const double *acc64, size_t n, int flags,
+                         double *out) {
   size_t k = model->num_outputs, width = tdm_model_output_width(model, flags);
   double margins[TDM__MAX_OUTPUTS];
   for (size_t r = 0; r < n; r++) {
-    for (size_t o = 0; o < k; o++) margins[o] = acc[o * n + r];
+    for (size_t o = 0; o < k; o++)
+      margins[o] = acc32 != NULL ? acc32[o * n + r] : acc64[o * n + r];
     if (flags & TDM_PREDICT_MARGIN)
       memcpy(out + r * width, margins, k * sizeof *margins);
     else
@@ -538,12 +957,14 @@ static void finish_block(const tdm_model *model, const float *acc, size_t n,
   }
 }
 
-/* Rows per block: what fits the scratch, at most MAX_BLOCK_ROWS. */
-static size_t block_rows(const tdm_model *model, int converting) {
+/* Rows per block: what fits `scratch` values of scratch, at most
+ * MAX_BLOCK_ROWS. */
+static size_t block_rows(const tdm_model *model, int converting,
+                         size_t scratch) {
   size_t per_row = model->num_outputs;
-  size_t rows = SCRATCH_FLOATS / per_row;
-  if (converting && SCRATCH_FLOATS / model->num_features < rows)
-    rows = SCRATCH_FLOATS / (model->num_features ? model->num_features : 1);
+  size_t rows = scratch / per_row;
+  if (converting && scratch / model->num_features < rows)
+    rows = scratch / (model->num_features ? model->num_features : 1);
   if (rows > MAX_BLOCK_ROWS) rows = MAX_BLOCK_ROWS;
   /* Kernels index a block's values with 32-bit offsets. */
   size_t nf = model->num_features ? model->num_features : 1;
@@ -556,7 +977,9 @@ int tdm__fast_predict(const tdm_model *model, const double *rows64,
                       const float *rows32, size_t num_rows, int flags,
                       double *out) {
   size_t nf = model->num_features, width = tdm_model_output_width(model, flags);
-  size_t block = block_rows(model, rows32 == NULL);
+  if (model->fast != NULL && model->fast->lgb != NULL)
+    return lgb_predict(model, rows64, rows32, num_rows, flags, out);
+  size_t block = block_rows(model, rows32 == NULL, SCRATCH_FLOATS);
   if (model->fast == NULL || block == 0) return 0;
   float acc[SCRATCH_FLOATS];
   float converted[SCRATCH_FLOATS];
@@ -572,7 +995,7 @@ int tdm__fast_predict(const tdm_model *model, const double *rows64,
       x = converted;
     }
     margins_block(model, x, nf, n, acc);
-    finish_block(model, acc, n, flags, out + start * width);
+    finish_block(model, acc, NULL, n, flags, out + start * width);
   }
   return 1;
 }

@@ -290,6 +290,8 @@ int tdm_model_get_info(const tdm_model *model, tdm_model_info *info) {
   info->num_categorical_splits = model->num_categorical_splits;
   info->float32 = model->float32;
   memcpy(info->sha256, model->sha256, sizeof info->sha256);
+  info->kernel = tdm__fast_kernel(model);
+  info->layout_bytes = tdm__fast_bytes(model);
   return TDM_OK;
 }
 

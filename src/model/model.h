@@ -166,6 +166,11 @@ struct tdm_model {
    * exact contributions builds them, under shap_lock. */
   tdm__shap_table *shap_table;
   pthread_mutex_t shap_lock;
+  /* How exact contributions are computed (tdm__shap_configure; tests
+   * and benchmarks): the lanes' kernel (NULL: the widest), and 1 to leave
+   * the leaf tables out. */
+  const char *shap_kernel;
+  int shap_no_tables;
 
   /* The fast evaluator's layout (fast.c); NULL when it does not apply. */
   tdm__fast *fast;
@@ -228,6 +233,19 @@ int tdm__predict_reference(const tdm_model *model, const double *rows64,
  * decision rule, as the reference evaluator walks). */
 uint32_t tdm__next_node(const tdm_model *model, uint32_t index, tdm__row row);
 
+/* The same, with XGBoost's numeric split (the common case, decided as
+ * predict.c decides it) inline and any other through tdm__next_node:
+ * for the TreeSHAP walks, which decide every node of every tree. */
+static inline uint32_t tdm__next_node_inline(const tdm_model *model,
+                                             const tdm__node *node,
+                                             uint32_t index, tdm__row row) {
+  if (node->kind != TDM__NODE_XGB_NUMERIC)
+    return tdm__next_node(model, index, row);
+  double x = row.f64 ? row.f64[node->feature] : (double)row.f32[node->feature];
+  int left = isnan(x) ? node->default_left : (float)x < (float)node->value;
+  return left ? node->left : node->right;
+}
+
 /*
  * Contributions (shap.c). Prepare computes the expected values after
  * loading (TDM_ENOMEM, or TDM_OK doing nothing for a model without covers).
@@ -253,6 +271,47 @@ int tdm__contribs_recursive(const tdm_model *model, const double *rows64,
 size_t tdm__shap_table_bytes(const tdm_model *model);
 /* Frees a model's tables (tdm_model_free calls it; NULL is a no-op). */
 void tdm__shap_table_free(tdm__shap_table *table);
+/* Tests: the contributions of float32 (XGBoost) models with every tree
+ * the lanes take through shap_batch.c's `kernel` ("avx512", "avx2",
+ * "portable"; NULL: the widest) and no leaf tables, for any row count;
+ * the same contract as tdm__contribs otherwise. */
+int tdm__contribs_batched(const tdm_model *model, const double *rows64,
+                          const float *rows32, size_t num_rows,
+                          const char *kernel, double *out);
+
+/*
+ * XGBoost's TreeSHAP for TDM__SHAP_BATCH_LANES rows at once, a row per
+ * vector lane (shap_batch.c). A batch is one caller's scratch, made for
+ * one model (not thread-safe; make one per thread). new picks the kernel
+ * as tdm__contribs_batched's `kernel` says (TDM_ENOMEM, or TDM_OK with
+ * *out set; free(NULL) is a no-op). takes says whether the lanes take a
+ * tree (deep ones keep the per-row recursion). run walks tree `tree` for
+ * exactly TDM__SHAP_BATCH_LANES rows (repeat a row to fill the lanes)
+ * and returns the features the tree splits on, *count of them, valid
+ * until the next run; add_row then adds lane `lane`'s contributions of
+ * that tree into phi (num_features floats), in XGBoost's order for that
+ * row. kernel names the kernel in use (a static string).
+ */
+/* Tests and benchmarks: the kernel the lanes use for this model ("avx512",
+ * "avx2", anything else the portable one; NULL: the widest), and whether
+ * the leaf tables are used (0: every tree the lanes take goes through
+ * them for calls of several rows, the others through the recursion).
+ * Call before the model is shared; `kernel` must outlive the model. The
+ * CLI's `score` sets them from TANDEM_KERNEL and TANDEM_SHAP_TABLES=off. */
+void tdm__shap_configure(tdm_model *model, const char *kernel, int tables);
+
+#define TDM__SHAP_BATCH_LANES 16
+typedef struct tdm__shap_batch tdm__shap_batch;
+int tdm__shap_batch_new(const tdm_model *model, const char *kernel,
+                        tdm__shap_batch **out);
+void tdm__shap_batch_free(tdm__shap_batch *batch);
+const char *tdm__shap_batch_kernel(const tdm__shap_batch *batch);
+int tdm__shap_batch_takes(const tdm__shap_batch *batch, size_t tree);
+const uint32_t *tdm__shap_batch_run(tdm__shap_batch *batch,
+                                    const tdm_model *model, size_t tree,
+                                    const tdm__row *rows, size_t *count);
+void tdm__shap_batch_add_row(tdm__shap_batch *batch, const tdm_model *model,
+                             size_t tree, unsigned lane, float *phi);
 
 /* The fast evaluator (fast.c). Build lays the trees out after loading;
  * predict returns 0, doing nothing, when the model has no fast layout. */
@@ -293,6 +352,52 @@ static inline int tdm__feature_value_problem(const tdm_model *model, size_t f,
  */
 int tdm__float_g(float f, int digits, char buf[32]);
 int tdm__float_reads_back(const char *text, size_t len, float f);
+
+/*
+ * The libraries' decision rules that both evaluators need (predict.c walks
+ * model nodes with them, fast.c its own layouts): one definition each, so
+ * the fast layouts cannot drift from the reference.
+ */
+
+/* XGBoost's categorical decision (common::Decision) for a value that is
+ * not missing, 1 to go left. A category in the node's set (`words`, a
+ * bitset of `count` 32-bit words) goes right; anything else goes left: a
+ * category not in the set, one past the end of the bitset, a negative
+ * value or one of 2^24 and above. Measured against XGBoost 1.7.4 on
+ * hand-made models. */
+static inline int tdm__xgb_category_goes_left(const uint32_t *words,
+                                              uint32_t count, float value) {
+  if (!(value >= 0.0f && value < 16777216.0f)) return 1;
+  uint32_t category = (uint32_t)(int32_t)value;
+  if (category >= count * 32u) return 1;
+  return !((words[category >> 5] >> (category & 31)) & 1);
+}
+
+/* LightGBM's kZeroThreshold (1e-35f): smaller magnitudes are zero to it. */
+#define TDM__LIGHTGBM_ZERO 1.0000000180025095e-35
+
+/* A row value as LightGBM sees it: its parsers drop |x| <= 1e-35. */
+static inline double tdm__lightgbm_value(double x) {
+  return fabs(x) <= TDM__LIGHTGBM_ZERO ? 0.0 : x;
+}
+
+/* LightGBM's CategoricalDecision, 1 to go left. NaN, values that truncate
+ * to a negative int, and values that do not fit an int (the C++ cast
+ * gives INT_MIN on x86) go right; -0.5 truncates to category 0. A
+ * category (the value truncated to int) in the set `words` (count 32-bit
+ * words) goes left, anything else right. */
+static inline int tdm__lgb_category_goes_left(const uint32_t *words,
+                                              uint32_t count, double x) {
+  if (!(x > -1.0 && x < 2147483648.0)) return 0;
+  uint32_t category = (uint32_t)(int32_t)x;
+  if ((category >> 5) >= count) return 0;
+  return (words[category >> 5] >> (category & 31)) & 1;
+}
+
+/* A leaf's output for this row: its value, or its linear function (the
+ * reference walk's rule, which the fast layout calls for linear leaves). */
+double tdm__leaf_output(const tdm_model *model, const tdm__node *leaf,
+                        tdm__row row);
 
 /* Applies the model's output transform to one row's margins. */
 void tdm__apply_link(const tdm_model *model, const double *margins,

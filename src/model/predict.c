@@ -9,30 +9,6 @@
 
 #include "model.h"
 
-/*
- * XGBoost's categorical decision (common::Decision), 1 to go left. A
- * category in the node's set goes right; anything else goes left: a
- * category not in the set, one past the end of the bitset, a negative
- * value or one of 2^24 and above. (Missing values were handled before.)
- * Measured against XGBoost 1.7.4 on hand-made models.
- */
-static int xgb_category_goes_left(const tdm_model *model, const tdm__node *node,
-                                  float value) {
-  if (value < 0.0f || value >= 16777216.0f) return 1;
-  uint32_t category = (uint32_t)(int32_t)value;
-  if (category >= node->cat_count * 32u) return 1;
-  uint32_t word = model->cat_words[node->cat_begin + (category >> 5)];
-  return !((word >> (category & 31)) & 1);
-}
-
-/* LightGBM's kZeroThreshold (1e-35f): smaller magnitudes are zero to it. */
-static const double lightgbm_zero = 1.0000000180025095e-35;
-
-/* A row value as LightGBM sees it: its parsers drop |x| <= 1e-35. */
-static double lightgbm_value(double x) {
-  return fabs(x) <= lightgbm_zero ? 0.0 : x;
-}
-
 /* LightGBM's NumericalDecision, 1 to go left. */
 static int lgb_numeric_goes_left(const tdm__node *node, double x) {
   if (isnan(x) && node->missing_type != TDM__MISSING_NAN) x = 0.0;
@@ -40,19 +16,6 @@ static int lgb_numeric_goes_left(const tdm__node *node, double x) {
       (node->missing_type == TDM__MISSING_NAN && isnan(x)))
     return node->default_left;
   return x <= node->value;
-}
-
-/* LightGBM's CategoricalDecision, 1 to go left. */
-static int lgb_category_goes_left(const tdm_model *model, const tdm__node *node,
-                                  double x) {
-  /* NaN, values that truncate to a negative int, and values that do not
-   * fit an int (the C++ cast gives INT_MIN on x86) go right. -0.5
-   * truncates to category 0. */
-  if (isnan(x) || x <= -1.0 || x >= 2147483648.0) return 0;
-  uint32_t category = (uint32_t)(int32_t)x;
-  if ((category >> 5) >= node->cat_count) return 0;
-  uint32_t word = model->cat_words[node->cat_begin + (category >> 5)];
-  return (word >> (category & 31)) & 1;
 }
 
 static inline double row_value(tdm__row row, int32_t feature) {
@@ -71,15 +34,19 @@ uint32_t tdm__next_node(const tdm_model *model, uint32_t index, tdm__row row) {
     case TDM__NODE_XGB_CATEGORICAL:
       x = row_value(row, node->feature);
       left = isnan(x) ? node->default_left
-                      : xgb_category_goes_left(model, node, (float)x);
+                      : tdm__xgb_category_goes_left(
+                            model->cat_words + node->cat_begin,
+                            node->cat_count, (float)x);
       break;
     case TDM__NODE_LGB_NUMERIC:
       x = row_value(row, node->feature);
-      if (model->lightgbm_zero) x = lightgbm_value(x);
+      if (model->lightgbm_zero) x = tdm__lightgbm_value(x);
       left = lgb_numeric_goes_left(node, x);
       break;
     case TDM__NODE_LGB_CATEGORICAL:
-      left = lgb_category_goes_left(model, node, row_value(row, node->feature));
+      left = tdm__lgb_category_goes_left(model->cat_words + node->cat_begin,
+                                         node->cat_count,
+                                         row_value(row, node->feature));
       break;
     default: /* a leaf has no next node */ return index;
   }
@@ -93,8 +60,7 @@ static uint32_t find_leaf(const tdm_model *model, uint32_t index,
   return index;
 }
 
-/* A leaf's output for this row: its value, or its linear function. */
-static double leaf_output(const tdm_model *model, const tdm__node *leaf,
+double tdm__leaf_output(const tdm_model *model, const tdm__node *leaf,
                           tdm__row row) {
   if (leaf->kind != TDM__NODE_LINEAR_LEAF) return leaf->value;
   double sum = leaf->linear_const;
@@ -107,7 +73,7 @@ static double leaf_output(const tdm_model *model, const tdm__node *leaf,
         return leaf->value;
       x = model->linear_missing[leaf->linear_begin + t];
     }
-    if (model->lightgbm_zero) x = lightgbm_value(x);
+    if (model->lightgbm_zero) x = tdm__lightgbm_value(x);
     sum += model->linear_coeffs[leaf->linear_begin + t] * x;
   }
   return sum;
@@ -115,7 +81,7 @@ static double leaf_output(const tdm_model *model, const tdm__node *leaf,
 
 double tdm__tree_leaf_value(const tdm_model *model, const tdm__tree *tree,
                             tdm__row row) {
-  return leaf_output(model, &model->nodes[find_leaf(model, tree->root, row)],
+  return tdm__leaf_output(model, &model->nodes[find_leaf(model, tree->root, row)],
                      row);
 }
 
@@ -138,7 +104,7 @@ void tdm__predict_margin_row(const tdm_model *model, tdm__row row,
   for (size_t t = 0; t < model->num_trees; t++) {
     const tdm__tree *tree = &model->trees[t];
     uint32_t leaf = find_leaf(model, tree->root, row);
-    margins[tree->output] += leaf_output(model, &model->nodes[leaf], row);
+    margins[tree->output] += tdm__leaf_output(model, &model->nodes[leaf], row);
   }
 }
 

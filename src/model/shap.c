@@ -80,19 +80,6 @@ static inline void touch(shap_touched *touched, int feature) {
 /* The most features a dense tree may split on (four groups of lanes). */
 #define DENSE_MAX_LANES 16
 
-/* The row's child of an inner node: XGBoost's numeric split inline (the
- * common case, as predict.c decides it), any other through the reference
- * evaluator's rule. */
-static inline uint32_t table_next_node(const tdm_model *model,
-                                       const tdm__node *node, uint32_t index,
-                                       tdm__row row) {
-  if (node->kind != TDM__NODE_XGB_NUMERIC)
-    return tdm__next_node(model, index, row);
-  double x = row.f64 ? row.f64[node->feature] : (double)row.f32[node->feature];
-  int left = isnan(x) ? node->default_left : (float)x < (float)node->value;
-  return left ? node->left : node->right;
-}
-
 /* Four float32 lanes (SSE2 on x86-64, whatever the target has elsewhere;
  * GCC's and clang's vector extensions), and a lane mask. */
 typedef float lanes_float __attribute__((vector_size(16)));
@@ -367,6 +354,73 @@ static int scratch_new(const tdm_model *model, shap_scratch *s) {
   return TDM_ENOMEM;
 }
 
+/* One tree's contributions to one row of a float32 model, without the
+ * bias, into phi (zero where the tree gave nothing): from its leaf table
+ * where it has one, else through the recursion (or Saabas'). *features
+ * and *count say which entries the tree wrote to. */
+static void tree_phi_row(const tdm_model *model, const shap_table *table,
+                         size_t t, tdm__row row, int approximate,
+                         shap_scratch *s, const uint32_t **features,
+                         size_t *count) {
+  const tdm__tree *tree = &model->trees[t];
+  float *phi = s->tree_phi;
+  shap_touched *touched = &s->touched;
+  if (!approximate && table != NULL && table->tree_tabled[t]) {
+    if (table->tree_dense[t])
+      table_walk_dense(model, table, row, t, phi);
+    else
+      table_walk_float(model, table, row, phi, tree->root);
+    *features = table->tree_features + table->tree_feature_begin[t];
+    *count = table->tree_feature_count[t];
+    return;
+  }
+  if (approximate)
+    saabas_tree(model, tree, row, phi, touched);
+  else
+    tree_shap_float(model, row, phi, touched, tree->root, 0, s->path, 1.0f,
+                    1.0f, -1);
+  *features = touched->list;
+  *count = touched->count;
+  for (size_t i = 0; i < touched->count; i++)
+    touched->marked[touched->list[i]] = 0;
+  touched->count = 0;
+}
+
+/* Adds tree t's contributions in phi (its features, and its mean as the
+ * bias), times the tree's weight (dart), to the row's, as CPUPredictor's
+ * PredictContribution does feature by feature; leaves phi zeroed. */
+static void add_tree_phi(const tdm_model *model, size_t t, float *phi,
+                         const uint32_t *features, size_t count,
+                         double *out) {
+  const tdm__tree *tree = &model->trees[t];
+  size_t nf = model->num_features;
+  double *dest = out + tree->output * (nf + 1);
+  float weight = (float)tree->weight;
+  phi[nf] = (float)model->expected[tree->root];
+  /* The row's sums are float32 values kept in doubles. */
+  for (size_t i = 0; i < count; i++) {
+    uint32_t f = features[i];
+    dest[f] = (float)dest[f] + phi[f] * weight;
+    phi[f] = 0.0f;
+  }
+  dest[nf] = (float)dest[nf] + phi[nf] * weight;
+  phi[nf] = 0.0f;
+}
+
+/* A row's contributions before the first tree (zero) and after the last
+ * (base_score added to the bias). */
+static void start_row(const tdm_model *model, double *out) {
+  for (size_t c = 0; c < tdm__contribs_width(model); c++) out[c] = 0.0;
+}
+
+static void finish_row(const tdm_model *model, double *out) {
+  size_t nf = model->num_features, width = nf + 1;
+  for (size_t o = 0; o < model->num_outputs; o++) {
+    double *dest = out + o * width;
+    dest[nf] = (float)dest[nf] + (float)model->base_margin[o];
+  }
+}
+
 /* One row of a float32 (XGBoost) model, as CPUPredictor's
  * PredictContribution: per tree a zeroed vector gets the tree's mean as
  * bias and its contributions, then the row adds it times the tree's
@@ -374,50 +428,53 @@ static int scratch_new(const tdm_model *model, shap_scratch *s) {
 static void contribs_row_float(const tdm_model *model, const shap_table *table,
                                tdm__row row, int approximate, shap_scratch *s,
                                double *out) {
-  size_t nf = model->num_features, width = nf + 1;
-  float *phi = s->tree_phi;
-  for (size_t o = 0; o < model->num_outputs; o++) {
-    double *dest = out + o * width;
-    for (size_t c = 0; c < width; c++) dest[c] = 0.0;
-  }
+  start_row(model, out);
   for (size_t t = 0; t < model->num_trees; t++) {
-    const tdm__tree *tree = &model->trees[t];
-    double *dest = out + tree->output * width;
-    shap_touched *touched = &s->touched;
-    phi[nf] = (float)model->expected[tree->root];
-    const uint32_t *features = touched->list;
+    const uint32_t *features;
     size_t count;
-    if (!approximate && table != NULL && table->tree_tabled[t]) {
-      if (table->tree_dense[t])
-        table_walk_dense(model, table, row, t, phi);
-      else
-        table_walk_float(model, table, row, phi, tree->root);
-      features = table->tree_features + table->tree_feature_begin[t];
-      count = table->tree_feature_count[t];
-    } else {
-      if (approximate)
-        saabas_tree(model, tree, row, phi, touched);
-      else
-        tree_shap_float(model, row, phi, touched, tree->root, 0, s->path, 1.0f,
-                        1.0f, -1);
-      count = touched->count;
-      for (size_t i = 0; i < count; i++) touched->marked[features[i]] = 0;
-      touched->count = 0;
-    }
-    float weight = (float)tree->weight;
-    /* The row's sums are float32 values kept in doubles. */
-    for (size_t i = 0; i < count; i++) {
-      uint32_t f = features[i];
-      dest[f] = (float)dest[f] + phi[f] * weight;
-      phi[f] = 0.0f;
-    }
-    dest[nf] = (float)dest[nf] + phi[nf] * weight;
-    phi[nf] = 0.0f;
+    tree_phi_row(model, table, t, row, approximate, s, &features, &count);
+    add_tree_phi(model, t, s->tree_phi, features, count, out);
   }
-  for (size_t o = 0; o < model->num_outputs; o++) {
-    double *dest = out + o * width;
-    dest[nf] = (float)dest[nf] + (float)model->base_margin[o];
+  finish_row(model, out);
+}
+
+/*
+ * Up to TDM__SHAP_BATCH_LANES rows of a float32 model at once, each with
+ * exactly contribs_row_float's values: tree by tree, as each row does
+ * alone; a tree the lanes take is walked once for all the rows
+ * (shap_batch.c) and its shares then added to each row in the row's own
+ * order. The rows' sums stay independent, so the order across trees is
+ * each row's own too.
+ */
+static void contribs_block_float(const tdm_model *model,
+                                 const shap_table *table,
+                                 tdm__shap_batch *batch, const tdm__row *rows,
+                                 size_t n, shap_scratch *s, double *out) {
+  size_t width = tdm__contribs_width(model);
+  tdm__row lanes[TDM__SHAP_BATCH_LANES];
+  for (size_t i = 0; i < TDM__SHAP_BATCH_LANES; i++)
+    lanes[i] = rows[i < n ? i : n - 1]; /* spare lanes repeat a row */
+  for (size_t i = 0; i < n; i++) start_row(model, out + i * width);
+  for (size_t t = 0; t < model->num_trees; t++) {
+    const int tabled = table != NULL && table->tree_tabled[t];
+    if (tabled || !tdm__shap_batch_takes(batch, t)) {
+      for (size_t i = 0; i < n; i++) {
+        const uint32_t *features;
+        size_t count;
+        tree_phi_row(model, table, t, rows[i], 0, s, &features, &count);
+        add_tree_phi(model, t, s->tree_phi, features, count, out + i * width);
+      }
+      continue;
+    }
+    size_t count;
+    const uint32_t *features =
+        tdm__shap_batch_run(batch, model, t, lanes, &count);
+    for (size_t i = 0; i < n; i++) {
+      tdm__shap_batch_add_row(batch, model, t, (unsigned)i, s->tree_phi);
+      add_tree_phi(model, t, s->tree_phi, features, count, out + i * width);
+    }
   }
+  for (size_t i = 0; i < n; i++) finish_row(model, out + i * width);
 }
 
 /* One row of a double (LightGBM) model, as GBDT::PredictContrib: every
@@ -629,31 +686,70 @@ static const shap_table *table_get(const tdm_model *model) {
   return table;
 }
 
+size_t tdm_model_contribs_bytes(const tdm_model *model) {
+  return model == NULL ? 0 : tdm__shap_table_bytes(model);
+}
+
 size_t tdm__shap_table_bytes(const tdm_model *model) {
   if (!model->has_cover) return 0;
   const shap_table *table = table_get(model);
   return table == NULL ? 0 : table->bytes;
 }
 
+/* How contribs computes: the fastest way for the row count (leaf tables,
+ * the lanes for many rows), the per-row recursion alone (the reference),
+ * or the lanes for every tree they take (tests). */
+typedef enum contribs_mode {
+  CONTRIBS_FAST,
+  CONTRIBS_RECURSIVE,
+  CONTRIBS_BATCHED
+} contribs_mode;
+
+/* From this many rows on, the lanes take the trees without a table: a
+ * tree walked once for the lanes costs less than a few rows' recursions
+ * (bench/README.md, "Issue 21 (session 9)"). */
+#define BATCH_MIN_ROWS 4
+
 static int contribs(const tdm_model *model, const double *rows64,
                     const float *rows32, size_t num_rows, int flags,
-                    int use_table, double *out) {
+                    contribs_mode mode, const char *kernel, double *out) {
   int approximate = (flags & TDM_PREDICT_APPROX_CONTRIBS) != 0;
   if (!model->has_cover || (approximate && !model->float32))
     return TDM_EUNSUPPORTED;
   if (num_rows == 0) return TDM_OK;
-  const shap_table *table = use_table && !approximate ? table_get(model) : NULL;
+  const shap_table *table =
+      mode == CONTRIBS_FAST && !approximate && !model->shap_no_tables
+          ? table_get(model)
+          : NULL;
   shap_scratch s;
   if (scratch_new(model, &s) != TDM_OK) return TDM_ENOMEM;
-  size_t nf = model->num_features, width = tdm__contribs_width(model);
-  for (size_t r = 0; r < num_rows; r++) {
-    tdm__row row = {rows64 ? rows64 + r * nf : NULL,
-                    rows32 ? rows32 + r * nf : NULL};
-    if (model->float32)
-      contribs_row_float(model, table, row, approximate, &s, out + r * width);
-    else
-      contribs_row_double(model, table, row, &s, out + r * width);
+  tdm__shap_batch *batch = NULL;
+  if (model->float32 && !approximate &&
+      (mode == CONTRIBS_BATCHED ||
+       (mode == CONTRIBS_FAST && num_rows >= BATCH_MIN_ROWS)) &&
+      tdm__shap_batch_new(model, kernel ? kernel : model->shap_kernel,
+                          &batch) != TDM_OK) {
+    scratch_free(&s);
+    return TDM_ENOMEM;
   }
+  size_t nf = model->num_features, width = tdm__contribs_width(model);
+  tdm__row rows[TDM__SHAP_BATCH_LANES];
+  for (size_t r = 0; r < num_rows;) {
+    size_t n = batch != NULL ? TDM__SHAP_BATCH_LANES : 1;
+    if (n > num_rows - r) n = num_rows - r;
+    for (size_t i = 0; i < n; i++)
+      rows[i] = (tdm__row){rows64 ? rows64 + (r + i) * nf : NULL,
+                           rows32 ? rows32 + (r + i) * nf : NULL};
+    if (batch != NULL)
+      contribs_block_float(model, table, batch, rows, n, &s, out + r * width);
+    else if (model->float32)
+      contribs_row_float(model, table, rows[0], approximate, &s,
+                         out + r * width);
+    else
+      contribs_row_double(model, table, rows[0], &s, out + r * width);
+    r += n;
+  }
+  tdm__shap_batch_free(batch);
   scratch_free(&s);
   return TDM_OK;
 }
@@ -661,11 +757,25 @@ static int contribs(const tdm_model *model, const double *rows64,
 int tdm__contribs(const tdm_model *model, const double *rows64,
                   const float *rows32, size_t num_rows, int flags,
                   double *out) {
-  return contribs(model, rows64, rows32, num_rows, flags, 1, out);
+  return contribs(model, rows64, rows32, num_rows, flags, CONTRIBS_FAST, NULL,
+                  out);
 }
 
 int tdm__contribs_recursive(const tdm_model *model, const double *rows64,
                             const float *rows32, size_t num_rows, int flags,
                             double *out) {
-  return contribs(model, rows64, rows32, num_rows, flags, 0, out);
+  return contribs(model, rows64, rows32, num_rows, flags, CONTRIBS_RECURSIVE,
+                  NULL, out);
+}
+
+int tdm__contribs_batched(const tdm_model *model, const double *rows64,
+                          const float *rows32, size_t num_rows,
+                          const char *kernel, double *out) {
+  return contribs(model, rows64, rows32, num_rows, 0, CONTRIBS_BATCHED, kernel,
+                  out);
+}
+
+void tdm__shap_configure(tdm_model *model, const char *kernel, int tables) {
+  model->shap_kernel = kernel;
+  model->shap_no_tables = !tables;
 }

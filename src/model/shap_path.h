@@ -286,7 +286,7 @@ static inline __attribute__((always_inline)) void SHAP_FN(table_walk_lanes)(
   for (;;) {
     const tdm__node *node = &model->nodes[index];
     while (node->feature >= 0) {
-      uint32_t hot = table_next_node(model, node, index, row);
+      uint32_t hot = tdm__next_node_inline(model, node, index, row);
       stack[top].index = hot == node->left ? node->right : node->left;
       stack[top].pattern = pattern;
       stack[top].level = level + 1;

@@ -713,6 +713,7 @@ const char *tdm__pipeline_model_version(const tdm__pipeline *p) {
 }
 
 int tdm__pipeline_open_tables(tdm__pipeline *p, const char *store,
+                              const tdm__store_settings *settings,
                               tdm__lookup_mode mode, tdm_error *err) {
   const tdm__spec *spec = p->spec;
   if (store == NULL) store = spec->store;
@@ -726,7 +727,7 @@ int tdm__pipeline_open_tables(tdm__pipeline *p, const char *store,
                           tdm__lookups_table(p->lookups, 0));
   }
   p->lookup_mode = mode;
-  return tdm__tables_open(store, 1, &p->tables, err);
+  return tdm__tables_open(store, 1, settings, &p->tables, err);
 }
 
 tdm__tables *tdm__pipeline_tables(const tdm__pipeline *p) { return p->tables; }

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "../core/core.h"
+#include "../store/settings.h"
 #include "expr.h"
 #include "lookup.h"
 #include "spec.h"
@@ -48,9 +49,11 @@ const char *tdm__pipeline_model_version(const tdm__pipeline *p);
  * Opens the tables store (store, or the pipeline's store: when NULL) for
  * lookups, read per `mode`, and for materializing. A pipeline that looks
  * up tables needs one; one that does not may go without (TDM_OK).
- * Call before making results.
+ * settings (NULL: defaults) say how the store opens (its LMDB map, a Redis
+ * store's password and TLS files). Call before making results.
  */
 int tdm__pipeline_open_tables(tdm__pipeline *p, const char *store,
+                              const tdm__store_settings *settings,
                               tdm__lookup_mode mode, tdm_error *err);
 /* The open store, or NULL. */
 tdm__tables *tdm__pipeline_tables(const tdm__pipeline *p);

@@ -15,13 +15,14 @@
  * LMDB's write transaction. */
 #define SAVE_BATCH_BYTES ((size_t)64 << 20)
 
-int tdm__state_dir_open(const char *dir, const char *name, tdm__store **out,
+int tdm__state_dir_open(const char *dir, const char *name,
+                        const tdm__store_settings *settings, tdm__store **out,
                         tdm_error *err) {
   char state[300], meta[300];
   snprintf(state, sizeof state, "%s.state", name);
   snprintf(meta, sizeof meta, "%s.meta", name);
   const char *dbs[] = {state, meta};
-  return tdm__store_open(dir, dbs, 2, out, err);
+  return tdm__store_open(dir, dbs, 2, settings, out, err);
 }
 
 typedef struct restore_ctx {
@@ -207,7 +208,7 @@ static int tmp_path(const char *dir, char (*tmp)[4096], tdm_error *err) {
 
 int tdm__state_dir_save(const char *dir, const char *name,
                         tdm__state_map *const *maps, size_t n,
-                        tdm_error *err) {
+                        const tdm__store_settings *settings, tdm_error *err) {
   struct stat st;
   if (stat(dir, &st) == 0)
     return tdm__fail(err, TDM_EINVAL,
@@ -218,7 +219,7 @@ int tdm__state_dir_save(const char *dir, const char *name,
   if (tmp_path(dir, &tmp, err) != TDM_OK) return TDM_EINVAL;
   remove_dir(tmp);
   tdm__store *store;
-  int rc = tdm__state_dir_open(tmp, name, &store, err);
+  int rc = tdm__state_dir_open(tmp, name, settings, &store, err);
   if (rc != TDM_OK) return rc;
   save_ctx s;
   memset(&s, 0, sizeof s);

@@ -25,8 +25,10 @@
  * tdm__state_dir_open. */
 enum { TDM__STATE_DB = 0, TDM__META_DB = 1 };
 
-/* Opens (creating) the state store of pipeline `name` in dir. */
-int tdm__state_dir_open(const char *dir, const char *name, tdm__store **out,
+/* Opens (creating) the state store of pipeline `name` in dir, its map
+ * sized by settings (NULL: the default; tdm__store_open). */
+int tdm__state_dir_open(const char *dir, const char *name,
+                        const tdm__store_settings *settings, tdm__store **out,
                         tdm_error *err);
 
 /* Restores every saved entity into the map map_for(ctx, key) chooses, and
@@ -90,7 +92,7 @@ void tdm__state_writes_free(tdm__state_writes *w);
  */
 int tdm__state_dir_save(const char *dir, const char *name,
                         tdm__state_map *const *maps, size_t n,
-                        tdm_error *err);
+                        const tdm__store_settings *settings, tdm_error *err);
 int tdm__state_dir_publish(const char *dir, tdm_error *err);
 void tdm__state_dir_discard(const char *dir);
 

@@ -517,6 +517,24 @@ void tdm__state_map_set_clock(tdm__state_map *map, int64_t now_ms) {
   map->clock_ms = now_ms;
 }
 
+void tdm__state_map_prefetch_bucket(const tdm__state_map *map,
+                                    const tdm__str *key) {
+  uint64_t h = hash_bytes(key->data, key->len);
+  __builtin_prefetch(&map->buckets[h & (map->cap - 1)]);
+}
+
+const tdm__entity *tdm__state_map_prefetch_entity(const tdm__state_map *map,
+                                                  const tdm__str *key) {
+  const entry *e = tdm__state_map_lookup_entry(map, key);
+  if (e == NULL) return NULL;
+  /* The entity's structure: a few cache lines. */
+  for (size_t at = 0; at < 256; at += 64)
+    __builtin_prefetch((const char *)e->entity + at);
+  if (e->num_ids > 0) __builtin_prefetch(&e->ids[e->num_ids - 1]);
+  if (e->id_slots != NULL) __builtin_prefetch(e->id_slots);
+  return e->entity;
+}
+
 int64_t tdm__state_map_newest(const tdm__state_map *map) {
   return map->newest;
 }

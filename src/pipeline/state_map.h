@@ -15,6 +15,8 @@
 #include "../core/core.h"
 #include "tandem.h"
 
+typedef struct tdm__entity tdm__entity; /* window.h */
+
 typedef struct tdm__pipeline tdm__pipeline;
 
 /* The entity state of a whole runner: a map from entity key to window
@@ -85,6 +87,21 @@ size_t tdm__state_map_evict(tdm__state_map *map, unsigned rounds);
  * already accepted. One thread at a time, as the map.
  */
 void tdm__state_map_set_clock(tdm__state_map *map, int64_t now_ms);
+
+/*
+ * Hints for a runner that knows which entities its next events belong to
+ * (a batch run's state is far larger than the caches; each event would
+ * otherwise wait on memory in turn): prefetch_bucket asks the CPU to load
+ * the map's bucket of `key`; prefetch_entity, issued some events later,
+ * reads that bucket and asks for the entity's structure and remembered
+ * ids, and returns the entity (NULL: not in the map) for
+ * tdm__entity_prefetch. Neither changes anything; one thread at a time, as
+ * the map. The entity stays valid while the map holds it.
+ */
+void tdm__state_map_prefetch_bucket(const tdm__state_map *map,
+                                    const tdm__str *key);
+const tdm__entity *tdm__state_map_prefetch_entity(const tdm__state_map *map,
+                                                  const tdm__str *key);
 
 /* The latest event time applied through this map (INT64_MIN: none). */
 int64_t tdm__state_map_newest(const tdm__state_map *map);

@@ -589,6 +589,55 @@ void tdm__entity_free(tdm__entity *e) {
 
 int64_t tdm__entity_max_time(const tdm__entity *e) { return e->max_time; }
 
+/* The cache lines of [p, p + bytes). */
+static void prefetch_range(const void *p, size_t bytes) {
+  const char *c = p;
+  for (size_t at = 0; at < bytes; at += 64) __builtin_prefetch(c + at);
+}
+
+void tdm__entity_prefetch(const tdm__entity *e, int stage) {
+  if (stage == 0) {
+    prefetch_range(e->aggs, e->num_aggs * sizeof *e->aggs);
+    prefetch_range(e->runs, e->num_runs * sizeof *e->runs);
+    prefetch_range(e->folds, e->num_folds * sizeof *e->folds);
+    if (e->block == NULL) return;
+    /* Where the next entry of the log goes, column by column. */
+    size_t j = e->end < e->cap ? e->end : e->cap - 1;
+    __builtin_prefetch(&e->times[j]);
+    __builtin_prefetch(&e->reach[j]);
+    __builtin_prefetch(&e->filters[j]);
+    size_t number_columns = (size_t)((char *)e->strings - (char *)e->numbers) /
+                            (e->cap * sizeof(double));
+    for (size_t c = 0; e->numbers != NULL && c < number_columns && c < 16; c++)
+      __builtin_prefetch(&e->numbers[c * e->cap + j]);
+    size_t string_columns =
+        (e->block_bytes / e->cap - 3 * sizeof(int64_t) -
+         number_columns * sizeof(double)) / sizeof(log_string);
+    for (size_t c = 0; c < string_columns && c < 16; c++)
+      __builtin_prefetch(&e->strings[c * e->cap + j]);
+    if (e->bytes != NULL)
+      __builtin_prefetch(e->bytes + (size_t)(e->bytes_end - e->bytes_base));
+    if (e->order != NULL && e->order_end < e->order_cap)
+      __builtin_prefetch(&e->order[e->order_end]);
+    return;
+  }
+  for (size_t i = 0; i < e->num_aggs; i++) {
+    const agg_state *st = &e->aggs[i];
+    if (st->buckets != NULL && st->num_buckets > 0) {
+      __builtin_prefetch(st->buckets);
+      __builtin_prefetch(&st->buckets[st->num_buckets - 1]);
+    }
+  }
+  for (size_t i = 0; i < e->num_runs; i++) {
+    const running *r = &e->runs[i];
+    if (r->sum.limb != NULL) __builtin_prefetch(r->sum.limb);
+    if (r->squares.limb != NULL) __builtin_prefetch(r->squares.limb);
+    if (r->queue != NULL) __builtin_prefetch(&r->queue[r->queue_head]);
+    if (e->order != NULL && r->cut < e->order_end)
+      __builtin_prefetch(&e->order[r->cut]);
+  }
+}
+
 size_t tdm__entity_memory(const tdm__entity *e) {
   size_t m = sizeof *e + e->num_aggs * sizeof *e->aggs +
              e->num_folds * sizeof *e->folds + e->block_bytes +

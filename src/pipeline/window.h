@@ -104,6 +104,16 @@ int tdm__entity_apply(const tdm__window_spec *spec, tdm__entity *entity,
  * nothing has been applied (or after a TTL reset, until the next event). */
 int64_t tdm__entity_max_time(const tdm__entity *entity);
 
+/* Asks the CPU to start loading what the next tdm__entity_apply on this
+ * entity reads, so that a runner that knows its next events does not wait
+ * on memory for each in turn (a batch run's state is far larger than the
+ * caches). Stage 0 loads the entity's own arrays (aggregates, running
+ * states, the tail of its log); stage 1, a few events later, what those
+ * point to (hopped buckets, queues, exact sums, the oldest entries of the
+ * time order). A hint only: it changes nothing, reads only what an earlier
+ * stage brought in, and never faults. */
+void tdm__entity_prefetch(const tdm__entity *entity, int stage);
+
 /* The bytes the entity holds, its buffers' capacity included. */
 size_t tdm__entity_memory(const tdm__entity *entity);
 

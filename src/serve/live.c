@@ -43,6 +43,7 @@
 #include "../store/store.h"
 #include "../store/table.h"
 #include "../store/wal.h"
+#include "metrics.h"
 #include "schedule.h"
 
 #define NUM_SHARDS 64
@@ -117,6 +118,11 @@ struct tdm__live {
   atomic_ullong fallback_batch, fallback_default, fallback_none;
   atomic_ullong events, rejected, duplicates, requests, commits;
   atomic_ullong commit_ns_total;
+  /* Where an answer's time goes with durable state: each group commit's
+   * log write and fdatasync, each snapshot step the committer takes
+   * between two commits (the next commit waits for it), and each events
+   * request from its arrival to its answer (tdm__live_record_request). */
+  tdm__histogram commit_seconds, snapshot_seconds, request_seconds;
   tdm__drift *drift; /* --drift-reference: NULL without */
   tdm__decision_log *decisions; /* --decision-log: NULL without */
   tdm__buf framed;              /* the committer's decision log record */
@@ -273,8 +279,10 @@ static void *commit_loop(void *arg) {
       if (!ok) fprintf(stderr, "tandem serve: log: %s\n", err.message);
     }
     if (ok && framed != NULL) tdm__crash_point("serve-decisions-logged");
+    uint64_t committed = now_ns();
     atomic_fetch_add(&live->commits, 1);
-    atomic_fetch_add(&live->commit_ns_total, now_ns() - started);
+    atomic_fetch_add(&live->commit_ns_total, committed - started);
+    tdm__histogram_observe_ns(&live->commit_seconds, committed - started);
 
     pthread_mutex_lock(&live->commit_lock);
     if (!ok && live->failed_gen == 0) live->failed_gen = gen;
@@ -309,6 +317,8 @@ static void *commit_loop(void *arg) {
     /* 2. A snapshot round: a few shards per commit. A round begins by
      * starting a new log segment: events after that point go there, and
      * once every shard's states are saved, older segments go. */
+    uint64_t snapshot_started = now_ns();
+    int snapshot_step = ok && (round_begins || live->round_active);
     if (ok && round_begins) {
       uint64_t segment;
       if (tdm__wal_rotate(live->wal, &segment, &err) == TDM_OK) {
@@ -342,6 +352,9 @@ static void *commit_loop(void *arg) {
         fprintf(stderr, "tandem serve: state: %s\n", err.message);
       }
     }
+    if (snapshot_step)
+      tdm__histogram_observe_ns(&live->snapshot_seconds,
+                                now_ns() - snapshot_started);
     pthread_mutex_lock(&live->commit_lock);
   }
   pthread_mutex_unlock(&live->commit_lock);
@@ -352,7 +365,7 @@ static void *commit_loop(void *arg) {
  * nothing) and appends it to out. */
 static int end_record(const tdm__buf *record, uint64_t seq, tdm__buf *out) {
   int rc = tdm__buf_append(out, record->data, record->len);
-  if (rc == TDM_OK) rc = tdm__buf_append_u64(out, seq);
+  if (rc == TDM_OK) rc = tdm__buf_append_uint(out, seq);
   if (rc == TDM_OK) rc = tdm__buf_append(out, "}\n", 2);
   return rc;
 }
@@ -516,7 +529,8 @@ static int replay_logged(void *ctx, uint64_t seq, const void *value,
 static int load_tables(tdm__live *live, tdm_error *err);
 
 int tdm__live_open(const char *pipeline_path, const char *state_dir,
-                   const char *store, tdm__live **out, tdm_error *err) {
+                   const char *store, const tdm__store_settings *settings,
+                   tdm__live **out, tdm_error *err) {
   *out = NULL;
   tdm__live *live = tdm__calloc(1, sizeof *live);
   if (live == NULL) return tdm__fail(err, TDM_ENOMEM, "out of memory");
@@ -532,11 +546,13 @@ int tdm__live_open(const char *pipeline_path, const char *state_dir,
                ? tdm__pipeline_load(pipeline_path, 0, &live->p, err)
                : tdm__fail(err, TDM_ENOMEM, "out of memory");
   if (rc == TDM_OK)
-    rc = tdm__pipeline_open_tables(live->p, store, TDM__LOOKUP_FOLLOW, err);
+    rc = tdm__pipeline_open_tables(live->p, store, settings,
+                                   TDM__LOOKUP_FOLLOW, err);
   if (rc == TDM_OK) rc = load_tables(live, err);
   if (rc == TDM_OK)
     rc = tdm__scheduler_start(pipeline_path, tdm__pipeline_spec(live->p),
-                              store, &live->scheduler, err);
+                              store, settings ? settings->scratch_dir : NULL,
+                              &live->scheduler, err);
   for (int i = 0; i < NUM_SHARDS && rc == TDM_OK; i++) {
     if (tdm__state_map_new(live->p, &live->shards[i].map) != TDM_OK)
       rc = tdm__fail(err, TDM_ENOMEM, "out of memory");
@@ -547,7 +563,8 @@ int tdm__live_open(const char *pipeline_path, const char *state_dir,
     const char *name = tdm__pipeline_spec(live->p)->name;
     uint64_t max_tag = 0;
     live->state_dir = tdm__strdup(state_dir);
-    rc = live->state_dir ? tdm__state_dir_open(state_dir, name, &live->store, err)
+    rc = live->state_dir ? tdm__state_dir_open(state_dir, name, settings,
+                                               &live->store, err)
                          : tdm__fail(err, TDM_ENOMEM, "out of memory");
     if (rc == TDM_OK) rc = tdm__wal_open(state_dir, name, &live->wal, err);
     if (rc == TDM_OK)
@@ -1054,6 +1071,42 @@ int tdm__live_ready(tdm__live *live) {
   return ready;
 }
 
+void tdm__live_record_request(tdm__live *live, uint64_t ns) {
+  tdm__histogram_observe_ns(&live->request_seconds, ns);
+}
+
+/* The three latency histograms of the live endpoint (see struct
+ * tdm__live), appended after tdm__live_metrics' counters. */
+static int latency_metrics(tdm__live *live, tdm__buf *out) {
+  static const struct {
+    const char *name, *help;
+  } families[] = {
+      {"tandem_pipeline_commit_seconds",
+       "Each group commit's log write and fdatasync (what every answer with "
+       "durable state waits for)."},
+      {"tandem_pipeline_snapshot_step_seconds",
+       "Each snapshot step the committer takes between two group commits "
+       "(the next commit starts after it)."},
+      {"tandem_pipeline_request_duration_seconds",
+       "Events requests, from arrival (headers read) to the answer queued, "
+       "the durable wait included."},
+  };
+  const tdm__histogram *histograms[] = {
+      &live->commit_seconds, &live->snapshot_seconds, &live->request_seconds};
+  char labels[160];
+  snprintf(labels, sizeof labels, "pipeline=\"%s\"", tdm__live_name(live));
+  int rc = TDM_OK;
+  for (size_t f = 0; f < sizeof families / sizeof families[0] && rc == TDM_OK;
+       f++) {
+    rc = tdm__buf_printf(out, "# HELP %s %s\n# TYPE %s histogram\n",
+                         families[f].name, families[f].help, families[f].name);
+    if (rc == TDM_OK)
+      rc = tdm__histogram_render_seconds(out, families[f].name, labels,
+                                         histograms[f]);
+  }
+  return rc;
+}
+
 int tdm__live_metrics(tdm__live *live, tdm__buf *out) {
   const char *name = tdm__live_name(live);
   size_t entities = 0;
@@ -1062,7 +1115,7 @@ int tdm__live_metrics(tdm__live *live, tdm__buf *out) {
     entities += tdm__state_map_entities(live->shards[i].map);
     pthread_mutex_unlock(&live->shards[i].lock);
   }
-  return tdm__buf_printf(
+  int rc = tdm__buf_printf(
       out,
       "# HELP tandem_pipeline_events_total Events received by the live "
       "endpoint, by outcome.\n"
@@ -1105,6 +1158,7 @@ int tdm__live_metrics(tdm__live *live, tdm__buf *out) {
       (unsigned long long)atomic_load(&live->fallback_none), name,
       (unsigned long long)atomic_load(&live->commits), name,
       (double)atomic_load(&live->commit_ns_total) * 1e-9);
+  return rc == TDM_OK ? latency_metrics(live, out) : rc;
 }
 
 int tdm__live_schedule_metrics(tdm__live *live, tdm__buf *out) {

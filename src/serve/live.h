@@ -14,15 +14,19 @@
 #include <stdint.h>
 
 #include "../core/core.h"
+#include "../store/settings.h"
 
 typedef struct tdm__live tdm__live;
 
 /* Loads the pipeline; with state_dir, opens (or creates) its durable
  * state there and restores every entity from it; with store (or the
  * pipeline's store:), reads lookups' tables there (their newest versions,
- * followed as batch runs write new ones). */
+ * followed as batch runs write new ones). settings (NULL: defaults) say
+ * how those stores open and where a Redis store's scheduled refreshes
+ * write; they are copied, and need not outlive the call. */
 int tdm__live_open(const char *pipeline_path, const char *state_dir,
-                   const char *store, tdm__live **out, tdm_error *err);
+                   const char *store, const tdm__store_settings *settings,
+                   tdm__live **out, tdm_error *err);
 void tdm__live_close(tdm__live *live);
 
 /* Fixes the clock state.max_future is measured from (epoch ms) for every
@@ -104,8 +108,11 @@ int tdm__live_schedule_metrics(tdm__live *live, tdm__buf *out);
 /* The pipeline's description (GET /v1/pipelines/{name}). */
 int tdm__live_metadata(const tdm__live *live, tdm__buf *out);
 
-/* Prometheus text for the pipeline's counters. */
+/* Prometheus text for the pipeline's counters and latency histograms. */
 int tdm__live_metrics(tdm__live *live, tdm__buf *out);
+/* Records one events request's time from arrival to its answer (the
+ * server's, once the answer is queued); thread-safe (relaxed atomics). */
+void tdm__live_record_request(tdm__live *live, uint64_t ns);
 /* Samples (no HELP/TYPE lines: the caller writes them once for all
  * pipelines) of tandem_table_staleness_seconds (wall clock now minus the
  * newest version's as_of) and tandem_table_version, per table read. */

@@ -101,34 +101,53 @@ static int labels(tdm__buf *out, const tdm__stats *s) {
   return rc;
 }
 
-static int render_histogram(tdm__buf *out, const char *name,
-                            const tdm__stats *s, const tdm__histogram *h,
-                            const double *bounds, size_t n, double scale) {
+/* Appends h's buckets, sum and count as NAME_bucket{LABELS,le="..."}
+ * lines; labels is the text inside the braces, already escaped. */
+static int render_with_labels(tdm__buf *out, const char *name,
+                              const char *labels, const tdm__histogram *h,
+                              const double *bounds, size_t n, double scale) {
   uint64_t cumulative = 0;
+  const char *comma = labels[0] != '\0' ? "," : "";
   int rc = TDM_OK;
   for (size_t b = 0; b <= n && rc == TDM_OK; b++) {
     cumulative += atomic_load_explicit(&h->buckets[b], memory_order_relaxed);
-    rc = tdm__buf_printf(out, "%s_bucket{", name);
-    if (rc == TDM_OK) rc = labels(out, s);
-    if (rc == TDM_OK && b < n)
-      rc = tdm__buf_printf(out, ",le=\"%g\"} %llu\n", bounds[b],
+    if (b < n)
+      rc = tdm__buf_printf(out, "%s_bucket{%s%sle=\"%g\"} %llu\n", name,
+                           labels, comma, bounds[b],
                            (unsigned long long)cumulative);
-    else if (rc == TDM_OK)
-      rc = tdm__buf_printf(out, ",le=\"+Inf\"} %llu\n",
-                           (unsigned long long)cumulative);
+    else
+      rc = tdm__buf_printf(out, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", name,
+                           labels, comma, (unsigned long long)cumulative);
   }
   /* _count equals the +Inf bucket: use the same snapshot. */
-  if (rc == TDM_OK) rc = tdm__buf_printf(out, "%s_sum{", name);
-  if (rc == TDM_OK) rc = labels(out, s);
   if (rc == TDM_OK)
     rc = tdm__buf_printf(
-        out, "} %.9g\n",
-        (double)atomic_load_explicit(&h->sum, memory_order_relaxed) * scale);
-  if (rc == TDM_OK) rc = tdm__buf_printf(out, "%s_count{", name);
-  if (rc == TDM_OK) rc = labels(out, s);
-  if (rc == TDM_OK)
-    rc = tdm__buf_printf(out, "} %llu\n", (unsigned long long)cumulative);
+        out, "%s_sum{%s} %.9g\n%s_count{%s} %llu\n", name, labels,
+        (double)atomic_load_explicit(&h->sum, memory_order_relaxed) * scale,
+        name, labels, (unsigned long long)cumulative);
   return rc;
+}
+
+static int render_histogram(tdm__buf *out, const char *name,
+                            const tdm__stats *s, const tdm__histogram *h,
+                            const double *bounds, size_t n, double scale) {
+  tdm__buf text = {0};
+  int rc = labels(&text, s);
+  if (rc == TDM_OK)
+    rc = render_with_labels(out, name, text.data, h, bounds, n, scale);
+  tdm__buf_free(&text);
+  return rc;
+}
+
+void tdm__histogram_observe_ns(tdm__histogram *h, uint64_t ns) {
+  observe(h, seconds_bounds, COUNT(seconds_bounds), (double)ns * 1e-9, ns);
+}
+
+int tdm__histogram_render_seconds(tdm__buf *out, const char *name,
+                                  const char *labels,
+                                  const tdm__histogram *h) {
+  return render_with_labels(out, name, labels, h, seconds_bounds,
+                            COUNT(seconds_bounds), 1e-9);
 }
 
 typedef enum family_kind { FAMILY_DURATION, FAMILY_QUEUE, FAMILY_ROWS } family_kind;

@@ -71,6 +71,14 @@ tdm__stats *tdm__metrics_stats(tdm__metrics *m, const char *model,
 void tdm__stats_record(tdm__stats *s, int http_status, uint64_t duration_ns,
                        uint64_t queue_ns, size_t rows);
 
+/* Records a duration in h with the request latency buckets (seconds);
+ * lock-free, as tdm__stats_record. */
+void tdm__histogram_observe_ns(tdm__histogram *h, uint64_t ns);
+/* Appends h (observed with tdm__histogram_observe_ns) as the Prometheus
+ * histogram NAME with the label text labels (what goes inside the braces,
+ * escaped; "" for none). The HELP and TYPE lines are the caller's. */
+int tdm__histogram_render_seconds(tdm__buf *out, const char *name,
+                                  const char *labels, const tdm__histogram *h);
 /* Appends every request series, and the server's gauges and counters. */
 int tdm__metrics_render(tdm__metrics *m, tdm__buf *out);
 

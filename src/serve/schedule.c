@@ -37,6 +37,7 @@ typedef struct run_state {
 struct tdm__scheduler {
   const tdm__spec *spec;
   char *pipeline_path, *store, *self;
+  char *scratch_dir; /* a Redis store's refreshes write here */
   run_state *runs;
   size_t count;
   pthread_t thread;
@@ -109,10 +110,9 @@ static void refresh(tdm__scheduler *s, run_state *r) {
   const char *store = s->store;
   if (tdm__tables_is_url(store)) {
     /* A Redis store has no directory: the run's output and log go to a
-     * private one under TMPDIR. */
-    const char *tmp = getenv("TMPDIR");
-    snprintf(dir, sizeof dir, "%s/tandem-refresh-%ld",
-             tmp && tmp[0] ? tmp : "/tmp", (long)getpid());
+     * private one under the scratch directory. */
+    snprintf(dir, sizeof dir, "%s/tandem-refresh-%ld", s->scratch_dir,
+             (long)getpid());
     mkdir(dir, 0700);
   } else {
     snprintf(dir, sizeof dir, "%s/.tandem-refresh", store);
@@ -235,8 +235,8 @@ static void *loop(void *arg) {
 }
 
 int tdm__scheduler_start(const char *pipeline_path, const tdm__spec *spec,
-                         const char *store, tdm__scheduler **out,
-                         tdm_error *err) {
+                         const char *store, const char *scratch_dir,
+                         tdm__scheduler **out, tdm_error *err) {
   *out = NULL;
   if (spec->num_schedules == 0) return TDM_OK;
   if (store == NULL) store = spec->store;
@@ -253,10 +253,13 @@ int tdm__scheduler_start(const char *pipeline_path, const tdm__spec *spec,
   s->spec = spec;
   s->pipeline_path = tdm__strdup(pipeline_path);
   s->store = tdm__strdup(store);
+  s->scratch_dir =
+      tdm__strdup(scratch_dir != NULL && scratch_dir[0] ? scratch_dir : "/tmp");
   s->self = tdm__strdup(n > 0 ? self : "tandem");
   s->runs = tdm__calloc(spec->num_schedules, sizeof *s->runs);
   s->count = spec->num_schedules;
-  if (!s->pipeline_path || !s->store || !s->self || !s->runs) {
+  if (!s->pipeline_path || !s->store || !s->scratch_dir || !s->self ||
+      !s->runs) {
     tdm__scheduler_stop(s);
     return tdm__fail(err, TDM_ENOMEM, "out of memory");
   }
@@ -296,6 +299,7 @@ void tdm__scheduler_stop(tdm__scheduler *s) {
   tdm__free(s->runs);
   tdm__free(s->pipeline_path);
   tdm__free(s->store);
+  tdm__free(s->scratch_dir);
   tdm__free(s->self);
   tdm__free(s);
 }

@@ -17,10 +17,13 @@
 typedef struct tdm__scheduler tdm__scheduler;
 
 /* Starts the scheduler thread for spec's schedules (none: *out NULL and
- * TDM_OK). store: the tables' store (NULL: the pipeline's store:). */
+ * TDM_OK). store: the tables' store (NULL: the pipeline's store:).
+ * scratch_dir: where the refreshes of a Redis store, which has no
+ * directory, write their output and log (NULL or "": /tmp); the CLI
+ * passes $TMPDIR. Both are copied. */
 int tdm__scheduler_start(const char *pipeline_path, const tdm__spec *spec,
-                         const char *store, tdm__scheduler **out,
-                         tdm_error *err);
+                         const char *store, const char *scratch_dir,
+                         tdm__scheduler **out, tdm_error *err);
 /* Stops it: a refresh still running is asked to stop (SIGTERM) and
  * waited for; its partial output is discarded by batch itself. */
 void tdm__scheduler_stop(tdm__scheduler *s);

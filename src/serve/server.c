@@ -127,6 +127,9 @@ typedef struct request {
   int waiting;
   atomic_int durable; /* 0: not yet; 1: on disk; -1: failed */
   int overloaded;     /* admitted past the limit: the fallback answers */
+  /* The pipeline of an events request, once found: its answer's time is
+   * recorded in the pipeline's request histogram. */
+  tdm__live *live;
   /* What the access log records, kept only when there is one. */
   char *logged_target; /* the target as sent (owned) */
   uint64_t received;   /* body bytes read, kept or not */
@@ -317,6 +320,8 @@ static enum MHD_Result respond(tdm__server *srv, struct MHD_Connection *c,
     MHD_add_response_header(res, MHD_HTTP_HEADER_CONNECTION, "close");
   enum MHD_Result ok = MHD_queue_response(c, status, res);
   MHD_destroy_response(res);
+  if (r->live != NULL && r->route->kind == ROUTE_EVENTS)
+    tdm__live_record_request(r->live, now_ns() - r->arrived_ns);
   r->answered = 1;
   r->status = status;
   r->answer_bytes = len;
@@ -950,6 +955,7 @@ static enum MHD_Result pipeline_request(tdm__server *srv,
                          "explain=%s: the explanations are "
                          "explain=features and explain=contribs",
                          explain);
+  r->live = live;
   uint64_t gen;
   uint64_t waited_us = (now_ns() - r->arrived_ns) / 1000;
   tdm__live_events_async(live, r->body.data ? r->body.data : "", r->body.len,

@@ -51,9 +51,9 @@ struct tdm__redis_conn {
 
 /* ---- TLS settings ---- */
 
-static const char *env(const char *name) {
-  const char *value = getenv(name);
-  return value != NULL && value[0] != '\0' ? value : NULL;
+/* A setting's path, or NULL when it names none (NULL or ""). */
+static const char *given(const char *path) {
+  return path != NULL && path[0] != '\0' ? path : NULL;
 }
 
 /* OpenSSL's most recent error as text (its queue is per thread), then an
@@ -84,11 +84,14 @@ static int check_readable(tdm_error *err, const char *url, const char *variable,
                    strerror(errno));
 }
 
-int tdm__redis_tls_new(const char *url, tdm__redis_tls **out, tdm_error *err) {
+int tdm__redis_tls_new(const char *url, const tdm__store_settings *settings,
+                       tdm__redis_tls **out, tdm_error *err) {
+  static const tdm__store_settings defaults = {0};
   *out = NULL;
-  const char *ca = env("TANDEM_REDIS_CA_FILE");
-  const char *cert = env("TANDEM_REDIS_CERT_FILE");
-  const char *key = env("TANDEM_REDIS_KEY_FILE");
+  if (settings == NULL) settings = &defaults;
+  const char *ca = given(settings->redis_ca_file);
+  const char *cert = given(settings->redis_cert_file);
+  const char *key = given(settings->redis_key_file);
   if ((cert == NULL) != (key == NULL))
     return tdm__fail(err, TDM_EINVAL,
                      "%s: %s is set without %s: a client certificate needs "

@@ -13,21 +13,24 @@
 #include <stdarg.h>
 
 #include "../core/core.h"
+#include "settings.h"
 
 typedef struct tdm__redis_tls tdm__redis_tls;
 typedef struct tdm__redis_conn tdm__redis_conn;
 
 /*
- * Makes the TLS settings of the rediss:// store `url`, from the
- * environment: TANDEM_REDIS_CA_FILE (the CA certificates that sign the
- * server's; the system's store when unset), and TANDEM_REDIS_CERT_FILE with
- * TANDEM_REDIS_KEY_FILE (a client certificate, optional; both or neither).
- * The files are read here, so a missing or bad one is a TDM_EINVAL at
- * start naming the variable and the file. The settings are shared by every
+ * Makes the TLS settings of the rediss:// store `url`, from settings (NULL:
+ * defaults): redis_ca_file (the CA certificates that sign the server's;
+ * the system's store when not given), and redis_cert_file with
+ * redis_key_file (a client certificate, optional; both or neither). The
+ * files are read here, so a missing or bad one is a TDM_EINVAL at start
+ * naming the file and the setting, by the name of the environment
+ * variable the CLI reads it from (TANDEM_REDIS_CA_FILE, ...). The settings are shared by every
  * connection of the store and are safe to use from several threads; free
  * them with tdm__redis_tls_free after the last connection is closed.
  */
-int tdm__redis_tls_new(const char *url, tdm__redis_tls **out, tdm_error *err);
+int tdm__redis_tls_new(const char *url, const tdm__store_settings *settings,
+                       tdm__redis_tls **out, tdm_error *err);
 void tdm__redis_tls_free(tdm__redis_tls *tls);
 
 /* Whether tls presents a client certificate. */

@@ -237,12 +237,15 @@ static int connect_to(const tdm__redis_tables *r, tdm__redis_conn **out,
   return TDM_OK;
 }
 
-/* Reads the password from TANDEM_REDIS_PASSWORD_FILE (first line) or
- * TANDEM_REDIS_PASSWORD: never from the URL, which the process list and
- * shell history show. */
-static int read_password(const char *url, char **out, tdm_error *err) {
+/* Reads the password from the settings' redis_password_file (first line)
+ * or redis_password (the CLI's TANDEM_REDIS_PASSWORD_FILE and
+ * TANDEM_REDIS_PASSWORD, by which messages name them): never from the URL,
+ * which the process list and shell history show. */
+static int read_password(const char *url, const tdm__store_settings *settings,
+                         char **out, tdm_error *err) {
   *out = NULL;
-  const char *path = getenv("TANDEM_REDIS_PASSWORD_FILE");
+  if (settings == NULL) return TDM_OK;
+  const char *path = settings->redis_password_file;
   if (path != NULL && path[0] != '\0') {
     char *text = NULL;
     size_t len = 0;
@@ -257,7 +260,7 @@ static int read_password(const char *url, char **out, tdm_error *err) {
     *out = text;
     return TDM_OK;
   }
-  const char *password = getenv("TANDEM_REDIS_PASSWORD");
+  const char *password = settings->redis_password;
   if (password != NULL && password[0] != '\0' &&
       (*out = tdm__strdup(password)) == NULL)
     return tdm__fail(err, TDM_ENOMEM, "out of memory");
@@ -746,8 +749,9 @@ static int follow_table(tdm__redis_tables *r, const char *table, catalog **out,
 
 /* ---- opening ---- */
 
-int tdm__redis_tables_open(const char *url, tdm__redis_tables **out,
-                           tdm_error *err) {
+int tdm__redis_tables_open(const char *url,
+                           const tdm__store_settings *settings,
+                           tdm__redis_tables **out, tdm_error *err) {
   *out = NULL;
   tdm__redis_tables *r = tdm__calloc(1, sizeof *r);
   if (r == NULL || (r->url = tdm__strdup(url)) == NULL) {
@@ -759,8 +763,9 @@ int tdm__redis_tables_open(const char *url, tdm__redis_tables **out,
   pthread_cond_init(&r->wake, NULL);
   int tls = 0;
   int status = parse_url(r, url, &tls, err);
-  if (status == TDM_OK && tls) status = tdm__redis_tls_new(url, &r->tls, err);
-  if (status == TDM_OK) status = read_password(url, &r->password, err);
+  if (status == TDM_OK && tls)
+    status = tdm__redis_tls_new(url, settings, &r->tls, err);
+  if (status == TDM_OK) status = read_password(url, settings, &r->password, err);
   if (status == TDM_OK) status = ensure_connection(r, err);
   if (status != TDM_OK) {
     tdm__redis_tables_close(r);

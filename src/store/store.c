@@ -26,10 +26,7 @@ struct tdm__store {
 /* The default map of a state directory (address space, not disk). */
 #define MAP_SIZE ((size_t)64 << 30)
 
-int tdm__lmdb_map_size(size_t default_size, size_t *out, tdm_error *err) {
-  *out = default_size;
-  const char *text = getenv("TANDEM_LMDB_MAP_SIZE");
-  if (text == NULL || *text == '\0') return TDM_OK;
+int tdm__lmdb_map_size_parse(const char *text, size_t *out, tdm_error *err) {
   char *end;
   errno = 0;
   unsigned long long n = strtoull(text, &end, 10);
@@ -37,13 +34,26 @@ int tdm__lmdb_map_size(size_t default_size, size_t *out, tdm_error *err) {
   if (*end == 'k' || *end == 'K') shift = 10, end++;
   else if (*end == 'M' || *end == 'm') shift = 20, end++;
   else if (*end == 'G' || *end == 'g') shift = 30, end++;
-  if (*text == '-' || *end != '\0' || errno == ERANGE ||
+  if (*text == '-' || end == text || *end != '\0' || errno == ERANGE ||
       n > (1ull << 44) >> shift || (n << shift) < (1u << 20))
     return tdm__fail(err, TDM_EINVAL,
                      "TANDEM_LMDB_MAP_SIZE=%s: not a size from 1M to 16384G "
                      "(such as 1G)",
                      text);
   *out = (size_t)(n << shift);
+  return TDM_OK;
+}
+
+int tdm__store_settings_map_size(const tdm__store_settings *settings,
+                                 size_t default_size, size_t *out,
+                                 tdm_error *err) {
+  *out = default_size;
+  if (settings == NULL || settings->lmdb_map_size == 0) return TDM_OK;
+  size_t n = settings->lmdb_map_size;
+  if (n < ((size_t)1 << 20) || (uint64_t)n > ((uint64_t)1 << 44))
+    return tdm__fail(err, TDM_EINVAL,
+                     "LMDB map size %zu: not a size from 1 MiB to 16 TiB", n);
+  *out = n;
   return TDM_OK;
 }
 
@@ -54,11 +64,13 @@ static int lmdb_fail(tdm_error *err, const char *dir, const char *what,
 }
 
 int tdm__store_open(const char *dir, const char *const *dbs, size_t n,
-                    tdm__store **out, tdm_error *err) {
+                    const tdm__store_settings *settings, tdm__store **out,
+                    tdm_error *err) {
   *out = NULL;
   if (n > MAX_DBS) return tdm__fail(err, TDM_EINVAL, "too many databases");
   size_t map;
-  if (tdm__lmdb_map_size(MAP_SIZE, &map, err) != TDM_OK) return TDM_EINVAL;
+  if (tdm__store_settings_map_size(settings, MAP_SIZE, &map, err) != TDM_OK)
+    return TDM_EINVAL;
   if (mkdir(dir, 0777) != 0 && errno != EEXIST)
     return tdm__fail(err, TDM_EIO, "%s: cannot create the state directory: %s",
                      dir, strerror(errno));

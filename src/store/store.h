@@ -12,22 +12,19 @@
 #include <stddef.h>
 
 #include "../core/core.h"
+#include "settings.h"
 
 typedef struct tdm__store tdm__store;
 
-/* The address space an LMDB environment reserves up front (the file grows
- * only as data is written): TANDEM_LMDB_MAP_SIZE when set (bytes, with an
- * optional k, M or G suffix; from 1M to 16384G), else default_size. An
- * invalid value is TDM_EINVAL with a message naming it. The state store
- * and the table store (table.c) both size their maps with it, so one
- * variable makes every map small enough for valgrind, which cannot
- * reserve tens of GiB. LMDB still maps a larger existing file whole. */
-int tdm__lmdb_map_size(size_t default_size, size_t *out, tdm_error *err);
-
 /* Opens (creating) the environment in `dir` (created if missing) with
- * the named databases dbs[0..n), which later calls refer to by index. */
+ * the named databases dbs[0..n), which later calls refer to by index. Its
+ * map reserves settings' lmdb_map_size of address space (NULL, or 0: 64
+ * GiB; the file grows only as data is written, and LMDB still maps a
+ * larger existing file whole): a small one lets valgrind, which cannot
+ * reserve tens of GiB, run the state store. */
 int tdm__store_open(const char *dir, const char *const *dbs, size_t n,
-                    tdm__store **out, tdm_error *err);
+                    const tdm__store_settings *settings, tdm__store **out,
+                    tdm_error *err);
 void tdm__store_close(tdm__store *store);
 
 /* Calls fn for every key of database db in key order; fn returning

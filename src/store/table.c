@@ -38,7 +38,7 @@
 #define MAX_COLUMNS 65536
 #define MAX_COLUMN_NAME 1024
 /* Address space only: the file grows as data is written.
- * TANDEM_LMDB_MAP_SIZE replaces it (tdm__lmdb_map_size). */
+ * The store settings' lmdb_map_size replaces it (settings.h). */
 #define MAP_SIZE ((size_t)256 << 30)
 #define MAX_READERS 1024
 
@@ -298,7 +298,8 @@ int tdm__tables_is_url(const char *store) {
 }
 
 /* A Redis store: the handle only carries the backend and its name. */
-static int open_redis(const char *url, tdm__tables **out, tdm_error *err) {
+static int open_redis(const char *url, const tdm__store_settings *settings,
+                      tdm__tables **out, tdm_error *err) {
   tdm__tables *t = tdm__calloc(1, sizeof *t);
   if (t == NULL || (t->dir = tdm__strdup(url)) == NULL) {
     tdm__free(t);
@@ -306,7 +307,7 @@ static int open_redis(const char *url, tdm__tables **out, tdm_error *err) {
   }
   /* LMDB's default key limit, so that a table fits either backend. */
   t->max_key = 511;
-  int status = tdm__redis_tables_open(url, &t->redis, err);
+  int status = tdm__redis_tables_open(url, settings, &t->redis, err);
   if (status != TDM_OK) {
     tdm__tables_close(t);
     return status;
@@ -315,12 +316,14 @@ static int open_redis(const char *url, tdm__tables **out, tdm_error *err) {
   return TDM_OK;
 }
 
-int tdm__tables_open(const char *dir, int create, tdm__tables **out,
+int tdm__tables_open(const char *dir, int create,
+                     const tdm__store_settings *settings, tdm__tables **out,
                      tdm_error *err) {
   *out = NULL;
-  if (tdm__tables_is_url(dir)) return open_redis(dir, out, err);
+  if (tdm__tables_is_url(dir)) return open_redis(dir, settings, out, err);
   size_t map;
-  if (tdm__lmdb_map_size(MAP_SIZE, &map, err) != TDM_OK) return TDM_EINVAL;
+  if (tdm__store_settings_map_size(settings, MAP_SIZE, &map, err) != TDM_OK)
+    return TDM_EINVAL;
   if (create && mkdir(dir, 0777) != 0 && errno != EEXIST)
     return tdm__fail(err, TDM_EIO, "%s: cannot create the table store: %s", dir,
                      strerror(errno));

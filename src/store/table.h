@@ -29,6 +29,7 @@
 #include <stdint.h>
 
 #include "../core/core.h"
+#include "settings.h"
 
 /* An open store. Thread-safe to share; not usable in a child after fork
  * (the child opens its own). */
@@ -43,9 +44,11 @@ int tdm__tables_is_url(const char *store);
  * docs/hybrid.md for the URL and the password). With `create`, the directory
  * and the LMDB files are created if missing; without it a missing store is
  * TDM_ENOTFOUND. Read slots left behind by processes that died are cleared
- * here.
+ * here. settings (NULL: defaults) give the LMDB map size and a Redis
+ * store's password and TLS files; they are read here and not kept.
  */
-int tdm__tables_open(const char *dir, int create, tdm__tables **out,
+int tdm__tables_open(const char *dir, int create,
+                     const tdm__store_settings *settings, tdm__tables **out,
                      tdm_error *err);
 void tdm__tables_close(tdm__tables *tables);
 

@@ -53,8 +53,9 @@ typedef struct tdm__redis_reader tdm__redis_reader;
 
 /* Opens a redis:// store: connects and authenticates once, so a store that
  * cannot be reached is an error at start. */
-int tdm__redis_tables_open(const char *url, tdm__redis_tables **out,
-                           tdm_error *err);
+int tdm__redis_tables_open(const char *url,
+                           const tdm__store_settings *settings,
+                           tdm__redis_tables **out, tdm_error *err);
 void tdm__redis_tables_close(tdm__redis_tables *r);
 int tdm__redis_tables_versions(tdm__redis_tables *r, const char *table,
                                tdm__table_version **out, size_t *count,

@@ -151,20 +151,6 @@ typedef struct stream {
   uint64_t changelog_written, changelog_restored, restores;
   double restore_seconds;
   uint64_t commit_hist[NUM_COMMIT_BUCKETS + 1];
-  /* Tests: SIGKILL itself at the first commit after this many input
-   * messages, once the states are saved and before the offsets are
-   * committed (TANDEM_STREAM_CRASH_AFTER_EVENTS): the crash that makes a
-   * restart reprocess events its state already holds. */
-  uint64_t crash_after_events;
-  /* Tests: SIGKILL itself once this many changelog records are produced
-   * and flushed, in the middle of a commit (TANDEM_STREAM_CRASH_IN_
-   * CHANGELOG): a commit, or a seed, that did not finish. */
-  uint64_t crash_in_changelog;
-  /* Tests: SIGKILL itself at the first commit after this many input
-   * messages, once the decision records are synced and before the states
-   * are saved (TANDEM_STREAM_CRASH_AFTER_DECISIONS): the events after
-   * the saved position are answered again, and already logged. */
-  uint64_t crash_after_decisions;
   double commit_seconds;
   /* /metrics: the text, rendered by the loop, served by MHD's thread */
   struct MHD_Daemon *http;
@@ -238,7 +224,8 @@ static int part_open(stream *s, int32_t id, tdm_error *err) {
   snprintf(dir, sizeof dir, "%s/%s.%d", s->opt->state_dir ? s->opt->state_dir : "",
            s->opt->input, (int)id);
   if (rc == TDM_OK && s->opt->state_dir != NULL)
-    rc = tdm__state_dir_open(dir, s->spec->name, &pt->store, err);
+    rc = tdm__state_dir_open(dir, s->spec->name, s->opt->store_settings,
+                             &pt->store, err);
   if (rc == TDM_OK && s->changelog != NULL &&
       id >= tdm__changelog_partitions(s->changelog))
     rc = tdm__fail(err, TDM_EINVAL,
@@ -557,12 +544,13 @@ static int log_decisions(stream *s, tdm_error *err) {
     rc = set_logged(s, pt->id, pt->position, err);
     pt->decisions.len = 0;
   }
-  if (rc == TDM_OK && any && s->crash_after_decisions > 0 &&
-      s->scored + s->duplicates + s->dead_letters >= s->crash_after_decisions) {
-    fprintf(stderr, "tandem stream: TANDEM_STREAM_CRASH_AFTER_DECISIONS: "
-                    "decisions logged, killing myself before saving\n");
-    raise(SIGKILL);
-  }
+  /* Crash point (tests): at the first commit after N input messages, the
+   * decision records synced and the states not yet saved, so the events
+   * after the saved position are answered again, and already logged. */
+  if (rc == TDM_OK && any &&
+      tdm__crash_point_due("stream-decisions-logged",
+                           s->scored + s->duplicates + s->dead_letters))
+    tdm__crash();
   return rc;
 }
 
@@ -805,13 +793,13 @@ static int take_changes(stream *s, part *pt, tdm_error *err) {
     if (rc != TDM_OK) return rc;
     pt->changelog_in_flight++;
     s->changelog_written++;
-    if (s->crash_in_changelog > 0 &&
-        s->changelog_written >= s->crash_in_changelog) {
+    /* Crash point (tests): once N changelog records are produced, in the
+     * middle of a commit: a commit, or a seed, that did not finish. They
+     * are flushed first, so the restart finds them in the changelog. */
+    if (tdm__crash_point_due("stream-changelog-produced",
+                             s->changelog_written)) {
       rd_kafka_flush(s->producer, 10000);
-      fprintf(stderr, "tandem stream: TANDEM_STREAM_CRASH_IN_CHANGELOG: %llu "
-                      "changelog records written, killing myself\n",
-              (unsigned long long)s->changelog_written);
-      raise(SIGKILL);
+      tdm__crash();
     }
   }
   /* The position last, after the states it goes with: a restore that
@@ -957,13 +945,14 @@ static int commit(stream *s, tdm_error *err) {
     pt->seed_taken = 0;
     tdm__state_writes_clear(&pt->writes);
   }
-  if (rc == TDM_OK && list->cnt > 0 && s->crash_after_events > 0 &&
-      s->scored + s->duplicates + s->dead_letters >= s->crash_after_events) {
-    fprintf(stderr, "tandem stream: TANDEM_STREAM_CRASH_AFTER_EVENTS: states "
-                    "saved, killing myself before committing\n");
-    raise(SIGKILL);
-  }
-  if (list->cnt > 0 && getenv("TANDEM_STREAM_DEBUG"))
+  /* Crash point (tests): at the first commit after N input messages, the
+   * states saved and the offsets not yet committed: the crash that makes
+   * a restart reprocess events its state already holds. */
+  if (rc == TDM_OK && list->cnt > 0 &&
+      tdm__crash_point_due("stream-states-saved",
+                           s->scored + s->duplicates + s->dead_letters))
+    tdm__crash();
+  if (list->cnt > 0 && s->opt->debug_commits)
     for (int i = 0; i < list->cnt; i++)
       fprintf(stderr, "tandem stream: commit [%d] %lld\n",
               (int)list->elems[i].partition, (long long)list->elems[i].offset);
@@ -1501,19 +1490,14 @@ int tdm__stream_run(const tdm__stream_options *opt, tdm_error *err) {
   stream st = {0};
   stream *s = &st;
   s->opt = opt;
-  const char *crash = getenv("TANDEM_STREAM_CRASH_AFTER_EVENTS");
-  if (crash != NULL) s->crash_after_events = strtoull(crash, NULL, 10);
-  crash = getenv("TANDEM_STREAM_CRASH_IN_CHANGELOG");
-  if (crash != NULL) s->crash_in_changelog = strtoull(crash, NULL, 10);
-  crash = getenv("TANDEM_STREAM_CRASH_AFTER_DECISIONS");
-  if (crash != NULL) s->crash_after_decisions = strtoull(crash, NULL, 10);
   pthread_mutex_init(&s->metrics_lock, NULL);
   pthread_mutex_init(&s->work, NULL);
   pthread_mutex_init(&s->book, NULL);
   pthread_cond_init(&s->work_ready, NULL);
   int rc = tdm__pipeline_load(opt->pipeline_path, 0, &s->p, err);
   if (rc == TDM_OK)
-    rc = tdm__pipeline_open_tables(s->p, opt->store, TDM__LOOKUP_FOLLOW, err);
+    rc = tdm__pipeline_open_tables(s->p, opt->store, opt->store_settings,
+                                   TDM__LOOKUP_FOLLOW, err);
   if (rc == TDM_OK) {
     s->spec = tdm__pipeline_spec(s->p);
     rc = start_workers(s, opt->threads > 1 ? opt->threads : 1, err);

@@ -24,6 +24,7 @@
 #include <stddef.h>
 
 #include "../core/core.h"
+#include "../store/settings.h"
 
 typedef struct tdm__stream_options {
   const char *pipeline_path;
@@ -35,6 +36,14 @@ typedef struct tdm__stream_options {
   const char *changelog;   /* NULL: "<group>-<input>-changelog" */
   int no_changelog;        /* states stay local (no changelog topic) */
   const char *store;       /* tables for lookups (NULL: the pipeline's) */
+  /* How the tables' store and the state directories open (NULL:
+   * defaults); read while the run starts and its partitions are
+   * assigned, so they must outlive the run. */
+  const tdm__store_settings *store_settings;
+  /* Non-zero: each commit's offsets are logged on stderr once their
+   * states are saved ("tandem stream: commit [P] OFFSET"; tests wait on
+   * it, the CLI sets it from TANDEM_STREAM_DEBUG). */
+  int debug_commits;
   const char *metrics_listen; /* HOST:PORT of /metrics, or NULL */
   char **config;           /* librdkafka "key=value" settings (-X) */
   size_t num_config;

@@ -253,6 +253,18 @@ for kind in ("plain", "materialize", "save-state"):
         check_dir(d, label + " (rerun)", allowed=allowed)
     print(f"ok {kind}: killed at {', '.join(POINTS[kind])}", flush=True)
 
+# A crash point that is not NAME or NAME:N (N from 1) is refused at start,
+# naming the variable, before anything is written: it used to be taken as
+# a point that is never reached (":0", ":x"), so the run went on unkilled.
+for bad in ("batch-output-renamed:0", "batch-output-renamed:x", ":3"):
+    d = fresh("bad-point")
+    r = subprocess.run(batch_args(d), capture_output=True, text=True,
+                       env=dict(os.environ, TANDEM_CRASH_AT=bad))
+    expect(r.returncode == 2 and f"TANDEM_CRASH_AT={bad}" in r.stderr,
+           f"TANDEM_CRASH_AT={bad}: exit {r.returncode}, {r.stderr[-300:]}")
+    check_dir(d, f"TANDEM_CRASH_AT={bad}")
+print("ok malformed crash points refused", flush=True)
+
 expect(kills == sum(map(len, POINTS.values())),
        f"{kills} runs died at their crash point")
 r = tandem("runs", "--registry", registry)

@@ -308,14 +308,17 @@ print(f"(b) another group on the same states resumed at their position "
 # although the committed offsets are 300 events behind.
 state4 = os.path.join(out, "state4")
 kcat_produce("in4", input_lines[:300])
-crash_env = dict(os.environ, TANDEM_STREAM_CRASH_AFTER_EVENTS=str(len(input_lines)))
+crash_env = dict(os.environ,
+                 TANDEM_CRASH_AT=f"stream-states-saved:{len(input_lines)}")
 proc = start_stream("in4", "out4", "dlq4", state4, stderr_name="crash",
                     env=crash_env)
 first = wait_outputs("out4", sum(1 for i in range(300) if i + 1 not in rejected_lines), proc)
 time.sleep(1)
 kcat_produce("in4", input_lines[300:])
 status = proc.wait(timeout=90)
-expect(status == -signal.SIGKILL, f"(c) the crash hook: exit status {status}")
+expect(status == -signal.SIGKILL and
+       "crash point reached" in open(os.path.join(out, "crash.log")).read(),
+       f"(c) the crash point: exit status {status}")
 before = len(kcat_consume("out4"))
 expect(before == valid, f"(c) {before} outputs before the crash, {valid} events")
 proc = start_stream("in4", "out4", "dlq4", state4, stderr_name="crash-2")
@@ -507,9 +510,11 @@ proc.send_signal(signal.SIGTERM)
 expect(proc.wait(timeout=60) == 0, "(i) first: SIGTERM: exit status")
 kcat_produce("in11", input_lines[450:])
 proc = start_stream("in11", "out11", "dlq11", state11, stderr_name="seed-2",
-                    env=dict(os.environ, TANDEM_STREAM_CRASH_IN_CHANGELOG="3"))
+                    env=dict(os.environ, TANDEM_CRASH_AT="stream-changelog-produced:3"))
 status = proc.wait(timeout=90)
-expect(status == -signal.SIGKILL, f"(i) the crash hook: exit status {status}")
+expect(status == -signal.SIGKILL and
+       "crash point reached" in open(os.path.join(out, "seed-2.log")).read(),
+       f"(i) the crash point: exit status {status}")
 proc = start_stream("in11", "out11", "dlq11", state11, stderr_name="seed-3")
 # The killed run may have answered every event already: wait for this one
 # to take its partitions and go through what it processes again.

@@ -8,7 +8,7 @@ messages) go through three runs of one stream with --state and small
 segments:
   1. killed with SIGKILL from outside once some outputs are out: the
      events after the saved position were answered but not logged;
-  2. killed by its own test hook (TANDEM_STREAM_CRASH_AFTER_DECISIONS)
+  2. killed by its own test hook (TANDEM_CRASH_AT=stream-decisions-logged:N)
      in a commit after the decision records are synced and before the
      states are saved: the events after the saved position were logged
      and are answered again;
@@ -138,11 +138,12 @@ proc.wait()
 
 # ---- 2. the hook: decisions synced, states not saved ----
 produce(third_part)
-hook = dict(os.environ, TANDEM_STREAM_CRASH_AFTER_DECISIONS="200")
+hook = dict(os.environ, TANDEM_CRASH_AT="stream-decisions-logged:200")
 proc = start("run2", env=hook)
 status = proc.wait(timeout=120)
-expect(status == -signal.SIGKILL,
-       f"run 2: the hook should have killed it, exit status {status}")
+expect(status == -signal.SIGKILL and
+       "crash point reached" in open(os.path.join(out, "run2.log")).read(),
+       f"run 2: the crash point should have killed it, exit status {status}")
 
 # ---- 3. to the end, then SIGTERM ----
 valid_inputs = {}  # (partition, offset) -> the generator's event

@@ -283,7 +283,7 @@ check("out", "(a)-(c)")
 # partitions are: the restart finds some entities' states further on than
 # their partition's position, and must not apply those events again.
 kafka_util.kcat_produce(brokers, "in2", lines)
-env = dict(os.environ, TANDEM_STREAM_CRASH_IN_CHANGELOG="25")
+env = dict(os.environ, TANDEM_CRASH_AT="stream-changelog-produced:25")
 log = open(os.path.join(out, "cut.log"), "a")
 d = subprocess.Popen(
     [TANDEM, "stream", pipeline, "--brokers", brokers, "--input", "in2",
@@ -292,7 +292,9 @@ d = subprocess.Popen(
      "-X", "session.timeout.ms=6000", "-X", "heartbeat.interval.ms=500"],
     stdout=log, stderr=log, env=env)
 status = d.wait(timeout=120)
-expect(status == -signal.SIGKILL, f"(d) the crash hook: exit status {status}")
+expect(status == -signal.SIGKILL and
+       "crash point reached" in open(os.path.join(out, "cut.log")).read(),
+       f"(d) the crash point: exit status {status}")
 log = open(os.path.join(out, "cut-2.log"), "a")
 d = subprocess.Popen(
     [TANDEM, "stream", pipeline, "--brokers", brokers, "--input", "in2",

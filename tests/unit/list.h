@@ -6,6 +6,7 @@
   X(json_nan_literal)                        \
   X(json_syntax_errors)                      \
   X(json_utf8_in_and_out)                    \
+  X(buf_append_uint_matches_printf)          \
   X(json_pointer)                            \
   X(json_number_conversions)                 \
   X(json_out_of_memory)                      \
@@ -32,6 +33,7 @@
   X(model_loaders_out_of_memory)             \
   X(lightgbm_hostile_counts_fail_fast)       \
   X(csv_read_error_is_sticky)                \
+  X(csv_generated_against_reference)         \
   X(score_out_of_memory)                     \
   X(fast_matches_reference_on_random_models) \
   X(fast_matches_reference_on_fixtures)      \
@@ -42,8 +44,11 @@
   X(shap_tables_match_recursion)             \
   X(shap_tables_built_once)                  \
   X(shap_tables_out_of_memory)               \
+  X(shap_lanes_match_recursion)              \
   X(number_hard_cases)                       \
   X(number_random_against_strtod)            \
+  X(number_near_halfway_against_strtod)      \
+  X(number_edges_against_strtod)             \
   X(infer_matrix_flat_nested_and_one_row)    \
   X(infer_per_feature_tensors)               \
   X(infer_null_and_nan_string_are_missing)   \
@@ -62,6 +67,7 @@
   X(infer_linear_required_feature)           \
   X(infer_metadata)                          \
   X(infer_out_of_memory) \
+  X(infer_scanned_data_matches_plain_parse)  \
   X(expr_operators_and_functions) \
   X(expr_missing_values) \
   X(expr_strings) \
@@ -118,6 +124,8 @@
   X(api_pipeline_open_errors_name_where) \
   X(api_state_answers_as_defined) \
   X(api_durable_state_continues_after_reopen) \
+  X(api_store_options_not_environment) \
+  X(api_model_use_kernel) \
   X(api_batch_equals_process) \
   X(api_batch_rows_equals_file) \
   X(api_two_pipelines_in_two_threads)     \

@@ -243,6 +243,16 @@ static double reference_score(const ref_event *e, size_t i) {
   return 1 + 0.5 * n + 0.25 * total;
 }
 
+/* Writes the events as a CSV file with a header: 0, or -1. */
+static int write_events_csv(const char *path, const ref_event *ev, size_t n) {
+  FILE *f = fopen(path, "w");
+  if (f == NULL) return -1;
+  fputs("id,k,ts,v\n", f);
+  for (size_t i = 0; i < n; i++)
+    fprintf(f, "%s,%s,%lld,%d\n", ev[i].id, ev[i].k, ev[i].ts, ev[i].v);
+  return fclose(f) == 0 ? 0 : -1;
+}
+
 static int process_one(tdm_state *s, const ref_event *e, char *copy,
                        size_t cap) {
   char body[160];
@@ -297,6 +307,125 @@ TEST(api_durable_state_continues_after_reopen) {
   return 0;
 }
 
+/*
+ * The library reads no environment variable: what the CLI takes from
+ * TANDEM_LMDB_MAP_SIZE and TANDEM_CRASH_AT reaches the library only as an
+ * option (or an armed crash point), so a program embedding it is not
+ * steered by its environment, and two pipelines in one process may open
+ * their stores differently. Before, the variables below made the durable
+ * state fail to open (a map size that is not one) and the batch run
+ * SIGKILL its own process (a crash point).
+ */
+TEST(api_store_options_not_environment) {
+  enum { N = 40 };
+  char dir[64], path[96], state_a[128], state_b[128], in[128], out[128];
+  CHECK(make_pipeline_dir(dir, path) == 0);
+  snprintf(state_a, sizeof state_a, "%s/state-a", dir);
+  snprintf(state_b, sizeof state_b, "%s/state-b", dir);
+  snprintf(in, sizeof in, "%s/events.csv", dir);
+  snprintf(out, sizeof out, "%s/out.jsonl", dir);
+  static ref_event ev[N];
+  make_events(ev, N, 23);
+  CHECK(write_events_csv(in, ev, N) == 0);
+  /* Each test runs in its own process: these die with it. */
+  CHECK(setenv("TANDEM_LMDB_MAP_SIZE", "not-a-size", 1) == 0);
+  CHECK(setenv("TANDEM_CRASH_AT", "batch-output-renamed", 1) == 0);
+
+  tdm_pipeline *plain, *small, *bad;
+  tdm_error err;
+  CHECK_INT(tdm_pipeline_open(path, NULL, &plain, &err), TDM_OK);
+  tdm_pipeline_options small_opt = {0};
+  small_opt.lmdb_map_size = (size_t)16 << 20;
+  CHECK_INT(tdm_pipeline_open(path, &small_opt, &small, &err), TDM_OK);
+  tdm_pipeline_options bad_opt = {0};
+  bad_opt.lmdb_map_size = 1000; /* under LMDB's 1 MiB floor */
+  CHECK_INT(tdm_pipeline_open(path, &bad_opt, &bad, &err), TDM_OK);
+
+  /* The option, not the environment, decides: a map too small is refused
+   * when the store opens, naming it, and leaves no directory behind. */
+  tdm_state *s;
+  CHECK_INT(tdm_state_open(bad, state_b, &s, &err), TDM_EINVAL);
+  CHECK(s == NULL);
+  CHECK_CONTAINS(err.message, "map size 1000");
+  CHECK(access(state_b, F_OK) != 0);
+
+  /* The default and a 16 MiB map open and answer as the definition says,
+   * whatever TANDEM_LMDB_MAP_SIZE holds. */
+  tdm_pipeline *both[2] = {plain, small};
+  for (int w = 0; w < 2; w++) {
+    const char *state_dir = w == 0 ? state_a : state_b;
+    if (tdm_state_open(both[w], state_dir, &s, &err) != TDM_OK) {
+      fprintf(stderr, "state %d: %s\n", w, err.message);
+      return 1;
+    }
+    char answer[512];
+    for (size_t i = 0; i < N; i++) {
+      CHECK_INT(process_one(s, &ev[i], answer, sizeof answer), TDM_OK);
+      CHECK(member_number(answer, "score") == reference_score(ev, i));
+    }
+    tdm_state_free(s);
+  }
+
+  /* No crash point is armed by the environment: the batch run passes
+   * batch-output-renamed and finishes. */
+  tdm_batch_stats stats;
+  CHECK_INT(tdm_pipeline_batch(plain, in, out, NULL, &stats, &err), TDM_OK);
+  CHECK_INT(stats.written, N);
+  tdm_pipeline_free(bad);
+  tdm_pipeline_free(small);
+  tdm_pipeline_free(plain);
+  remove_tree(dir);
+  return 0;
+}
+
+/*
+ * tdm_model_use_kernel: the benchmarks' way to compare kernels through the
+ * public API. Every kernel the CPU has gives the same bits as the
+ * reference kernel (scalar) on the same rows; a name that is no kernel is
+ * TDM_EINVAL and changes nothing.
+ */
+TEST(api_model_use_kernel) {
+  const char *path = "tests/fixtures/xgboost/credit_data_binary.model.json";
+  tdm_model *reference, *model;
+  tdm_error err;
+  CHECK_INT(tdm_model_load(path, &reference, &err), TDM_OK);
+  CHECK_INT(tdm_model_use_kernel(reference, "scalar", &err), TDM_OK);
+  tdm_model_info info;
+  CHECK_INT(tdm_model_get_info(reference, &info), TDM_OK);
+  CHECK(strcmp(info.kernel, "scalar") == 0);
+  CHECK(info.layout_bytes > 0);
+  CHECK_INT(tdm_model_use_kernel(reference, "avx9", &err), TDM_EINVAL);
+  CHECK_CONTAINS(err.message, "avx9");
+  CHECK_INT(tdm_model_get_info(reference, &info), TDM_OK);
+  CHECK(strcmp(info.kernel, "scalar") == 0);
+  enum { ROWS = 300 };
+  size_t nf = info.num_features;
+  static float rows[ROWS * 64];
+  CHECK(nf <= 64);
+  unsigned seed = 41;
+  for (size_t i = 0; i < ROWS * nf; i++) {
+    seed = seed * 1103515245u + 12345u;
+    /* About one cell in eight missing, the rest spread over each side of
+     * typical split values. */
+    rows[i] = (seed >> 13) % 8 == 0 ? NAN
+                                    : (float)((int)(seed >> 16) % 20000) / 7.0f -
+                                          900.0f;
+  }
+  static double want[ROWS], got[ROWS];
+  CHECK_INT(tdm_model_predict_float32(reference, rows, ROWS, 0, want), TDM_OK);
+  const char *kernels[] = {"scalar", "avx2", "avx512"};
+  for (int k = 0; k < 3; k++) {
+    CHECK_INT(tdm_model_load(path, &model, &err), TDM_OK);
+    int rc = tdm_model_use_kernel(model, kernels[k], &err);
+    CHECK(rc == TDM_OK || rc == TDM_EUNSUPPORTED);
+    CHECK_INT(tdm_model_predict_float32(model, rows, ROWS, 0, got), TDM_OK);
+    CHECK(memcmp(want, got, sizeof want) == 0);
+    tdm_model_free(model);
+  }
+  tdm_model_free(reference);
+  return 0;
+}
+
 TEST(api_batch_equals_process) {
   enum { N = 400 };
   char dir[64], path[96], in[128], out[128];
@@ -305,16 +434,38 @@ TEST(api_batch_equals_process) {
   make_events(ev, N, 7);
   snprintf(in, sizeof in, "%s/events.csv", dir);
   snprintf(out, sizeof out, "%s/out.jsonl", dir);
-  FILE *f = fopen(in, "w");
-  CHECK(f != NULL);
-  fputs("id,k,ts,v\n", f);
-  for (size_t i = 0; i < N; i++)
-    fprintf(f, "%s,%s,%lld,%d\n", ev[i].id, ev[i].k, ev[i].ts, ev[i].v);
-  fclose(f);
+  CHECK(write_events_csv(in, ev, N) == 0);
   tdm_pipeline *p;
   tdm_state *s;
   tdm_error err;
   CHECK_INT(tdm_pipeline_open(path, NULL, &p, &err), TDM_OK);
+  /* An output that is the input, or the pipeline file, is refused before
+   * anything is written, and the input stays as it was (before, the run
+   * replaced it with its output). So are a rejects file or a manifest
+   * that would land on it. */
+  {
+    static char before[1 << 16], after[1 << 16];
+    FILE *g = fopen(in, "r");
+    CHECK(g != NULL);
+    size_t before_len = fread(before, 1, sizeof before, g);
+    fclose(g);
+    CHECK(before_len > 0 && before_len < sizeof before);
+    CHECK_INT(tdm_pipeline_batch(p, in, in, NULL, NULL, &err), TDM_EINVAL);
+    CHECK_CONTAINS(err.message, "the output");
+    CHECK_CONTAINS(err.message, "the same file as the input");
+    CHECK_INT(tdm_pipeline_batch(p, in, path, NULL, NULL, &err), TDM_EINVAL);
+    CHECK_CONTAINS(err.message, "the same file as the pipeline");
+    tdm_batch_options onto = {0};
+    onto.rejects_path = in;
+    CHECK_INT(tdm_pipeline_batch(p, in, out, &onto, NULL, &err), TDM_EINVAL);
+    CHECK_CONTAINS(err.message, "the rejects file");
+    CHECK(access(out, F_OK) != 0);
+    g = fopen(in, "r");
+    CHECK(g != NULL);
+    size_t after_len = fread(after, 1, sizeof after, g);
+    fclose(g);
+    CHECK(after_len == before_len && memcmp(before, after, after_len) == 0);
+  }
   /* A missing input fails and leaves no output behind. */
   char none[128];
   snprintf(none, sizeof none, "%s/none.csv", dir);
@@ -329,7 +480,7 @@ TEST(api_batch_equals_process) {
   CHECK_INT(stats.written, N);
   CHECK_INT(stats.rejected, 0);
   CHECK_INT(tdm_state_open(p, NULL, &s, &err), TDM_OK);
-  f = fopen(out, "r");
+  FILE *f = fopen(out, "r");
   CHECK(f != NULL);
   char line[512], answer[512];
   for (size_t i = 0; i < N; i++) {

@@ -328,3 +328,40 @@ TEST(json_utf8_in_and_out) {
   tdm__buf_free(&b);
   return 0;
 }
+
+/* tdm__buf_append_uint against printf's "%llu" (the reference): the edges
+ * (0, each power of ten and the one below it, 2^64 - 1) and seeded random
+ * values of every magnitude, appended one after another to one buffer. */
+TEST(buf_append_uint_matches_printf) {
+  tdm__buf fast = {0}, reference = {0};
+  uint64_t edges[64] = {0, 1, 9, UINT64_MAX, UINT64_MAX - 1};
+  size_t n = 5;
+  for (uint64_t p = 10; n + 2 <= 64 && p <= UINT64_MAX / 10; p *= 10) {
+    edges[n++] = p - 1;
+    edges[n++] = p;
+  }
+  uint64_t state = 0x9E3779B97F4A7C15u; /* a fixed seed: splitmix64 */
+  for (size_t i = 0; i < n + 20000; i++) {
+    uint64_t v;
+    if (i < n) {
+      v = edges[i];
+    } else {
+      uint64_t z = (state += 0x9E3779B97F4A7C15u);
+      z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9u;
+      z = (z ^ (z >> 27)) * 0x94D049BB133111EBu;
+      z ^= z >> 31;
+      v = z >> (z % 64); /* every magnitude, not only 20-digit values */
+    }
+    CHECK_INT(tdm__buf_append_uint(&fast, v), TDM_OK);
+    CHECK_INT(tdm__buf_printf(&reference, "%llu", (unsigned long long)v),
+              TDM_OK);
+    CHECK_INT(tdm__buf_append(&fast, ",", 1), TDM_OK);
+    CHECK_INT(tdm__buf_append(&reference, ",", 1), TDM_OK);
+  }
+  CHECK_INT(fast.len, reference.len);
+  CHECK(memcmp(fast.data, reference.data, fast.len) == 0);
+  CHECK_INT(fast.data[fast.len], '\0');
+  tdm__buf_free(&fast);
+  tdm__buf_free(&reference);
+  return 0;
+}

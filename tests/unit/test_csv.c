@@ -206,3 +206,135 @@ TEST(csv_read_error_is_sticky) {
   fclose(fp);
   return 0;
 }
+
+/* A generated record, as the test wrote it: the reference the reader is
+ * checked against. */
+typedef struct generated_record {
+  size_t first_field; /* index into the field arrays */
+  size_t count;
+  size_t line;
+} generated_record;
+
+/*
+ * The reader against what was generated, on 3 MB of random CSV (so that
+ * records straddle the 1 MiB read buffer): plain fields of 0 to 40 bytes
+ * (word-boundary lengths included), quoted fields with commas, doubled
+ * quotes and newlines, blank lines, and LF, CRLF or lone CR line ends.
+ * Plain lines take the eight-bytes-at-a-time path and the others the
+ * state machine; each field's text, line and column must be as written.
+ */
+TEST(csv_generated_against_reference) {
+  size_t cap = 3 << 20;
+  char *text = malloc(cap + 4096);
+  size_t max_fields = 400000;
+  char **want = malloc(max_fields * sizeof *want);
+  size_t *want_column = malloc(max_fields * sizeof *want_column);
+  generated_record *records = malloc(200000 * sizeof *records);
+  CHECK(text != NULL && want != NULL && want_column != NULL &&
+        records != NULL);
+  uint64_t s = 0x2545F4914F6CDD1Dull;
+#define RANDOM() (s ^= s << 13, s ^= s >> 7, s ^= s << 17, s)
+  size_t len = 0, nfields = 0, nrecords = 0, line = 1, line_start = 0;
+  int after_cr = 0;
+  static const char plain[] = "0123456789.-eE abcXYZ\t;";
+  while (len < cap && nrecords < 200000 && nfields + 64 < max_fields) {
+    generated_record *r = &records[nrecords++];
+    r->first_field = nfields;
+    r->line = line;
+    size_t count = RANDOM() % 8 == 0 ? 1 : 1 + RANDOM() % 40;
+    int blank = RANDOM() % 50 == 0;
+    if (blank) count = 1;
+    /* After a lone CR, a record that starts with a newline would make it
+     * a CRLF: such a record has at least two fields. */
+    if (after_cr) {
+      blank = 0;
+      if (count < 2) count = 2;
+    }
+    for (size_t f = 0; f < count; f++) {
+      if (f > 0) text[len++] = ',';
+      want_column[nfields] = len - line_start + 1;
+      char *value = malloc(64);
+      size_t vlen = 0;
+      if (!blank && RANDOM() % 20 == 0) { /* quoted */
+        text[len++] = '"';
+        size_t n = RANDOM() % 12;
+        for (size_t i = 0; i < n; i++) {
+          uint64_t k = RANDOM() % 10;
+          char ch = k == 0 ? ',' : k == 1 ? '"' : k == 2 ? '\n' : 'q';
+          value[vlen++] = ch;
+          text[len++] = ch;
+          if (ch == '"') text[len++] = '"';
+          if (ch == '\n') {
+            line++;
+            line_start = len;
+          }
+        }
+        text[len++] = '"';
+      } else if (!blank) {
+        size_t n = RANDOM() % 41;
+        for (size_t i = 0; i < n; i++) {
+          char ch = plain[RANDOM() % (sizeof plain - 1)];
+          value[vlen++] = ch;
+          text[len++] = ch;
+        }
+      }
+      value[vlen] = '\0';
+      want[nfields++] = value;
+    }
+    r->count = count;
+    uint64_t end = RANDOM() % 10;
+    after_cr = end == 1;
+    if (end == 0) {
+      text[len++] = '\r';
+      text[len++] = '\n';
+    } else if (end == 1) {
+      text[len++] = '\r';
+    } else {
+      text[len++] = '\n';
+    }
+    line++;
+    line_start = len;
+  }
+#undef RANDOM
+  FILE *fp = fmemopen(text, len, "rb");
+  tdm__csv *csv;
+  CHECK(tdm__csv_open(&csv, fp, "g.csv") == TDM_OK);
+  tdm__csv_record rec;
+  tdm_error err;
+  size_t seen = 0;
+  int rc, ok = 1;
+  while (ok && (rc = tdm__csv_next(csv, &rec, &err)) == 1) {
+    CHECK(seen < nrecords);
+    generated_record *r = &records[seen++];
+    if (rec.count != r->count || rec.line != r->line) {
+      fprintf(stderr, "record %zu: %zu fields on line %zu, wrote %zu on %zu\n",
+              seen, rec.count, rec.line, r->count, r->line);
+      ok = 0;
+      break;
+    }
+    for (size_t i = 0; i < rec.count; i++) {
+      size_t k = r->first_field + i;
+      if (rec.fields[i].len != strlen(want[k]) ||
+          memcmp(rec.fields[i].text, want[k], rec.fields[i].len) != 0 ||
+          rec.fields[i].text[rec.fields[i].len] != '\0' ||
+          rec.fields[i].column != want_column[k]) {
+        fprintf(stderr, "line %zu field %zu: \"%s\" at column %zu, wrote "
+                "\"%s\" at %zu\n", r->line, i, rec.fields[i].text,
+                rec.fields[i].column, want[k], want_column[k]);
+        ok = 0;
+        break;
+      }
+    }
+  }
+  tdm__csv_close(csv);
+  fclose(fp);
+  for (size_t i = 0; i < nfields; i++) free(want[i]);
+  free(want);
+  free(want_column);
+  free(records);
+  free(text);
+  CHECK(ok);
+  CHECK_INT(rc, 0);
+  CHECK_INT(seen, nrecords);
+  return 0;
+}

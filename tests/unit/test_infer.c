@@ -1478,3 +1478,110 @@ TEST(infer_out_of_memory) {
   tdm_model_free(lgb);
   return failed;
 }
+
+/* One generated number's text: the forms clients write (shortest, 17
+ * digits, exponents, integers, -0), or, with `bad`, a token a flat array
+ * may not hold, to be refused as it always was. */
+static void number_text(uint64_t r, char *out, size_t cap, double *value) {
+  double d = ldexp((double)(r >> 11) / 0x1p53, (int)(r % 80) - 40);
+  if (r & (1u << 7)) d = -d;
+  switch ((r >> 8) % 7) {
+    case 0: snprintf(out, cap, "%.17g", d); break;
+    case 1: snprintf(out, cap, "%.6g", d); break;
+    case 2: snprintf(out, cap, "%.12E", d); break;
+    case 3: snprintf(out, cap, "%lld", (long long)(d * 1e6)); break;
+    case 4: snprintf(out, cap, "-0"); break;
+    case 5: snprintf(out, cap, "%.3e", d); break;
+    default: snprintf(out, cap, "0.%020llu", (unsigned long long)(r >> 3));
+  }
+  *value = strtod(out, NULL);
+}
+
+static const char *const bad_tokens[] = {
+    "01", "1.", "+1", ".5", "1e", "1e+", "-", "NaN", "nan", "Infinity",
+    "true", "\"x\"", "{}", "[1]", "1 2", "0x10", "1,", "--1", "1e999"};
+
+/*
+ * Flat "data" arrays are read straight from the text; the same request
+ * with the key written "d\u0061ta" (which that reader does not look for)
+ * goes the plain way. On generated requests, valid ones and ones with a
+ * bad token at a random place, both ways must agree exactly: the rows,
+ * or the status and the message (padding keeps every offset the same);
+ * valid rows must also be strtod's values (rounded to float32 for FP32).
+ * A "data" inside a string must not be touched.
+ */
+TEST(infer_scanned_data_matches_plain_parse) {
+  tdm_model *models[2] = {load_fixture(XGB_CREDIT), load_fixture(LGB_CREDIT)};
+  CHECK(models[0] != NULL && models[1] != NULL);
+  const size_t nf = CREDIT_FEATURES;
+  uint64_t s = 0x853C49E6748FEA9Bull;
+  int scanned_ok = 0, refused = 0;
+  for (int round = 0; round < 600; round++) {
+    s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+    int m = (int)(s % 2);
+    const char *type = m == 0 ? "FP32" : "FP64";
+    size_t rows = 1 + (s >> 8) % 40, n = rows * nf;
+    size_t bad_at = (s >> 16) % 3 == 0 ? (s >> 20) % n : SIZE_MAX;
+    double *want = malloc(n * sizeof *want);
+    CHECK(want != NULL);
+    tdm__buf data = {0};
+    for (size_t i = 0; i < n; i++) {
+      s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+      char text[64];
+      double value;
+      number_text(s, text, sizeof text, &value);
+      want[i] = m == 0 ? (double)(float)value : value;
+      const char *token = i == bad_at
+          ? bad_tokens[(s >> 40) % (sizeof bad_tokens / sizeof *bad_tokens)]
+          : text;
+      static const char *const space[] = {"", " ", "\n  ", "\t"};
+      CHECK_INT(tdm__buf_printf(&data, "%s%s%s%s", i ? "," : "",
+                                space[(s >> 50) % 4], token,
+                                space[(s >> 52) % 4]),
+                TDM_OK);
+    }
+    tdm__buf bodies[2] = {{0}, {0}};
+    for (int plain = 0; plain < 2; plain++)
+      CHECK_INT(tdm__buf_printf(
+                    &bodies[plain],
+                    "{\"id\":\"\\\"data\\\": [1, 2]\",\"inputs\":[{\"name\":"
+                    "\"x\",\"shape\":[%zu,%zu],\"datatype\":\"%s\",%s:[%s]}]}",
+                    rows, nf, type, plain ? "\"d\\u0061ta\"" : "     \"data\"",
+                    data.data),
+                TDM_OK);
+    tdm__infer_request req[2];
+    tdm_error err[2];
+    int rc[2];
+    for (int plain = 0; plain < 2; plain++)
+      rc[plain] = tdm__infer_parse(models[m], bodies[plain].data,
+                                   bodies[plain].len, &req[plain], &err[plain]);
+    if (rc[0] != rc[1] ||
+        (rc[0] != TDM_OK && strcmp(err[0].message, err[1].message) != 0)) {
+      fprintf(stderr, "scanned: %d %s\nplain: %d %s\n", rc[0],
+              rc[0] ? err[0].message : "", rc[1], rc[1] ? err[1].message : "");
+      return 1;
+    }
+    if (rc[0] == TDM_OK) {
+      CHECK_INT(req[0].num_rows, rows);
+      CHECK(memcmp(req[0].rows, req[1].rows, n * sizeof(double)) == 0);
+      if (bad_at == SIZE_MAX) {
+        CHECK(memcmp(req[0].rows, want, n * sizeof(double)) == 0);
+        scanned_ok++;
+      }
+      CHECK(req[0].id != NULL && req[0].id_len == 14 &&
+            memcmp(req[0].id, "\"data\": [1, 2]", 14) == 0);
+      tdm__infer_request_free(&req[0]);
+      tdm__infer_request_free(&req[1]);
+    } else {
+      refused++;
+    }
+    tdm__buf_free(&bodies[0]);
+    tdm__buf_free(&bodies[1]);
+    tdm__buf_free(&data);
+    free(want);
+  }
+  CHECK(scanned_ok > 300 && refused > 100);
+  tdm_model_free(models[0]);
+  tdm_model_free(models[1]);
+  return 0;
+}

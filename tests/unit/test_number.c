@@ -134,3 +134,120 @@ TEST(number_random_against_strtod) {
   }
   return 0;
 }
+
+/* A 64-bit xorshift step: the tests' inputs are the same on every run. */
+static uint64_t next_random(uint64_t *s) {
+  *s ^= *s << 13;
+  *s ^= *s >> 7;
+  *s ^= *s << 17;
+  return *s * 0x2545F4914F6CDD1Dull;
+}
+
+/* A random finite double, its bits uniform (every exponent equally
+ * likely, subnormals included). */
+static double random_double(uint64_t *s) {
+  double d;
+  do {
+    uint64_t bits = next_random(s);
+    memcpy(&d, &bits, sizeof d);
+  } while (!isfinite(d));
+  return d;
+}
+
+/* Changes the last digit of the mantissa in text (before any 'e') by
+ * delta, when it can without a carry. */
+static void nudge_last_digit(char *text, int delta) {
+  char *e = strchr(text, 'e');
+  char *last = (e ? e : text + strlen(text)) - 1;
+  while (last > text && (*last < '0' || *last > '9')) last--;
+  int digit = *last - '0' + delta;
+  if (digit >= 0 && digit <= 9) *last = (char)('0' + digit);
+}
+
+/* Exactly what the Eisel-Lemire step must get right or hand on: random
+ * doubles written with 17 digits and their shortest form, the exact
+ * midpoint between a double and its neighbour written out in full (up
+ * to 770 digits) and cut to 17 to 20 digits, each also one unit above
+ * and below in the last digit; subnormals and both ends of the range
+ * come with the uniform bits. */
+TEST(number_near_halfway_against_strtod) {
+  uint64_t s = 0x9E3779B97F4A7C15ull;
+  char text[1024];
+  for (int n = 0; n < 400000; n++) {
+    double d = random_double(&s);
+    snprintf(text, sizeof text, "%.17g", d);
+    if (!same_as_strtod(text)) return 1;
+    for (int digits = 1; digits <= 17; digits++) { /* the shortest form */
+      snprintf(text, sizeof text, "%.*g", digits, d);
+      if (strtod(text, NULL) == d) break;
+    }
+    if (!same_as_strtod(text)) return 1;
+    /* The midpoint between |d| and the next double up: exact in a long
+     * double only sometimes, so it is written from the two doubles'
+     * exact decimal expansions by glibc (which prints them exactly). */
+    double a = fabs(d), b = nextafter(a, INFINITY);
+    if (!isfinite(b)) continue;
+    long double mid = ((long double)a + (long double)b) / 2;
+    if ((double)mid == a || (double)mid == b) {
+      /* The long double holds the exact midpoint (one more bit than a
+       * double): print all of its digits. */
+      int len = snprintf(text, sizeof text, "%.*Le", 770, mid);
+      if (len <= 0 || (size_t)len >= sizeof text) continue;
+      char *e = strchr(text, 'e');
+      char *end = e - 1; /* drop trailing zeros of the mantissa */
+      while (*end == '0') end--;
+      memmove(end + 1, e, strlen(e) + 1);
+      if (!same_as_strtod(text)) return 1;
+      char cut[64];
+      int digits = 17 + (int)(next_random(&s) % 4);
+      snprintf(cut, sizeof cut, "%.*Le", digits - 1, mid);
+      if (!same_as_strtod(cut)) return 1;
+      nudge_last_digit(cut, 1);
+      if (!same_as_strtod(cut)) return 1;
+      nudge_last_digit(cut, -2);
+      if (!same_as_strtod(cut)) return 1;
+    }
+  }
+  return 0;
+}
+
+/* Inputs at the edges: long mantissas (30 to 800 digits) with large
+ * exponents, leading zeros, signs, overflow to infinity, underflow to
+ * zero, and the largest and smallest doubles. */
+TEST(number_edges_against_strtod) {
+  uint64_t s = 0xD1B54A32D192ED03ull;
+  char text[1024];
+  for (int n = 0; n < 200000; n++) {
+    uint64_t r = next_random(&s);
+    size_t len = 0;
+    if (r & 1) text[len++] = (r & 2) ? '-' : '+';
+    int zeros = (int)(r >> 2) % 4;
+    for (int i = 0; i < zeros; i++) text[len++] = '0';
+    int digits = (r >> 8) % 2 ? 30 + (int)((r >> 9) % 771)
+                              : 1 + (int)((r >> 9) % 25);
+    int point = (int)((r >> 20) % (uint64_t)(digits + 1));
+    for (int i = 0; i < digits; i++) {
+      if (i == point && (r >> 30) % 2) text[len++] = '.';
+      text[len++] = (char)('0' + next_random(&s) % 10);
+    }
+    int e = (int)((r >> 32) % 1400) - 700;
+    if ((r >> 44) % 3) len += (size_t)snprintf(text + len, 16, "e%d", e);
+    text[len] = '\0';
+    if (!same_as_strtod(text)) return 1;
+  }
+  static const char *cases[] = {
+      "1.7976931348623157e308",  "1.7976931348623158e308",
+      "1.7976931348623159e308",  "179769313486231580793728971405301e276",
+      "2.2250738585072014e-308", "2.2250738585072013e-308",
+      "2.225073858507201e-308",  "4.9406564584124654e-324",
+      "2.4703282292062328e-324", "2.4703282292062327e-324",
+      "1e-400",                  "1e400",
+      "-1e400",                  "0.0000000000000000000000000000001e-300",
+      "9999999999999999999e-343", "1000000000000000000e289",
+      "1e-342",                  "1e308",
+      "1e-22",                   "9007199254740993e-22",
+      "18446744073709551615e-10", "1234567890123456789e100"};
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+    CHECK(same_as_strtod(cases[i]));
+  return 0;
+}

@@ -69,9 +69,9 @@ TEST(table_round_trip_versions_and_point_in_time) {
   CHECK(mkdtemp(dir) != NULL);
   tdm__tables *t;
   tdm_error err;
-  CHECK(tdm__tables_open("/tmp/tandem-no-such-store", 0, &t, &err) ==
+  CHECK(tdm__tables_open("/tmp/tandem-no-such-store", 0, NULL, &t, &err) ==
         TDM_ENOTFOUND);
-  CHECK(tdm__tables_open(dir, 1, &t, &err) == TDM_OK);
+  CHECK(tdm__tables_open(dir, 1, NULL, &t, &err) == TDM_OK);
 
   /* Version 1: columns a, b as of 1000. Version 2: b, c as of 3000.
    * Version 3 (a backfill): a as of 2000. */
@@ -182,7 +182,7 @@ TEST(table_round_trip_versions_and_point_in_time) {
   tdm__tables_close(t);
 
   /* Everything is still there after reopening, without create. */
-  CHECK(tdm__tables_open(dir, 0, &t, &err) == TDM_OK);
+  CHECK(tdm__tables_open(dir, 0, NULL, &t, &err) == TDM_OK);
   CHECK(tdm__tables_versions(t, "dups", &vs, &count, &err) == TDM_OK);
   CHECK_INT(count, 1);
   CHECK_INT(vs[0].rows, 1);
@@ -204,7 +204,7 @@ TEST(table_keep_deletes_older_versions_and_rows) {
   CHECK(mkdtemp(dir) != NULL);
   tdm__tables *t;
   tdm_error err;
-  CHECK(tdm__tables_open(dir, 1, &t, &err) == TDM_OK);
+  CHECK(tdm__tables_open(dir, 1, NULL, &t, &err) == TDM_OK);
   const char *cols[] = {"a", "b", "c"};
   uint64_t version;
   /* "other" keeps every version; "cards" keeps 2. */
@@ -243,7 +243,7 @@ TEST(table_abort_leaves_nothing) {
   CHECK(mkdtemp(dir) != NULL);
   tdm__tables *t;
   tdm_error err;
-  CHECK(tdm__tables_open(dir, 1, &t, &err) == TDM_OK);
+  CHECK(tdm__tables_open(dir, 1, NULL, &t, &err) == TDM_OK);
   const char *cols[] = {"a"};
   uint64_t version;
   CHECK(write_version(t, "cards", cols, 1, 1, 3, 0, 5, &version) == TDM_OK);
@@ -286,7 +286,7 @@ TEST(table_reader_keeps_its_snapshot_until_refresh) {
   CHECK(mkdtemp(dir) != NULL);
   tdm__tables *t;
   tdm_error err;
-  CHECK(tdm__tables_open(dir, 1, &t, &err) == TDM_OK);
+  CHECK(tdm__tables_open(dir, 1, NULL, &t, &err) == TDM_OK);
   const char *cols[] = {"a", "b"};
   uint64_t version;
   CHECK(write_version(t, "cards", cols, 2, 1, 100, 0, 1, &version) == TDM_OK);
@@ -349,7 +349,7 @@ TEST(table_another_process_writes_while_this_one_reads) {
   CHECK(mkdtemp(dir) != NULL);
   tdm__tables *t;
   tdm_error err;
-  CHECK(tdm__tables_open(dir, 1, &t, &err) == TDM_OK);
+  CHECK(tdm__tables_open(dir, 1, NULL, &t, &err) == TDM_OK);
   const char *cols[] = {"a", "b"};
   uint64_t version;
   CHECK(write_version(t, "cards", cols, 2, 1, 1000, 0, 2, &version) == TDM_OK);
@@ -366,7 +366,7 @@ TEST(table_another_process_writes_while_this_one_reads) {
     tdm__tables *mine;
     tdm__table_writer *w;
     char byte = 1;
-    int ok = tdm__tables_open(dir, 0, &mine, &err) == TDM_OK &&
+    int ok = tdm__tables_open(dir, 0, NULL, &mine, &err) == TDM_OK &&
              tdm__table_begin(mine, "cards", cols, 2, 2, NULL, 2, &w, &err) ==
                  TDM_OK;
     for (int i = 0; ok && i < 50000; i++) {
@@ -427,7 +427,7 @@ TEST(table_200k_rows_in_one_version) {
   CHECK(mkdtemp(dir) != NULL);
   tdm__tables *t;
   tdm_error err;
-  CHECK(tdm__tables_open(dir, 1, &t, &err) == TDM_OK);
+  CHECK(tdm__tables_open(dir, 1, NULL, &t, &err) == TDM_OK);
   const char *cols[] = {"c0", "c1", "c2", "c3", "c4", "c5", "c6", "c7"};
   long before = max_rss_kib();
   tdm__table_writer *w;
@@ -490,7 +490,7 @@ TEST(table_corrupt_bytes_are_parse_errors) {
   CHECK(mkdtemp(dir) != NULL);
   tdm__tables *t;
   tdm_error err;
-  CHECK(tdm__tables_open(dir, 1, &t, &err) == TDM_OK);
+  CHECK(tdm__tables_open(dir, 1, NULL, &t, &err) == TDM_OK);
   const char *cols[] = {"a", "b"};
   uint64_t version;
   CHECK(write_version(t, "cards", cols, 2, 1, 3, 0, 1, &version) == TDM_OK);
@@ -507,7 +507,7 @@ TEST(table_corrupt_bytes_are_parse_errors) {
   meta_key[13] = 1;
   CHECK(overwrite_raw(dir, "versions", meta_key, 14, "\1\0\0\0\0", 5) == 0);
 
-  CHECK(tdm__tables_open(dir, 0, &t, &err) == TDM_OK);
+  CHECK(tdm__tables_open(dir, 0, NULL, &t, &err) == TDM_OK);
   tdm__table_reader *r;
   CHECK(tdm__table_reader_new(t, &r, &err) == TDM_OK);
   size_t index[1] = {0};
@@ -546,7 +546,7 @@ TEST(table_out_of_memory) {
     tdm__tables *t;
     tdm_error err;
     tdm__alloc_fail_after(countdown);
-    int status = tdm__tables_open(dir, 1, &t, &err);
+    int status = tdm__tables_open(dir, 1, NULL, &t, &err);
     if (status != TDM_OK) {
       tdm__alloc_fail_after(-1);
       CHECK_INT(status, TDM_ENOMEM);
