@@ -222,6 +222,47 @@ print(f"(a) {len(received)} answers, {len(records)} records in {len(segs)} "
       f"segments", flush=True)
 
 # ---- (b) killed after the log's sync, before the record is in the segment ----
+def send_until_killed(flags, crash_at, bodies, label):
+    """Starts a server armed with TANDEM_CRASH_AT=crash_at and sends bodies
+    one at a time until it dies there; returns what was received and the
+    position of the first body not answered."""
+    server = Server(pipeline, *flags, env={"TANDEM_CRASH_AT": crash_at})
+    client = Client(server)
+    received = []
+    i = 0
+    while i < len(bodies):
+        got = client.post(bodies[i])
+        if got is None:
+            break
+        received.append(got)
+        i += 1
+    if i == len(bodies):
+        # Every body answered: the point was never reached (the server
+        # still runs).
+        server.stop()
+    server.proc.wait()
+    expect(server.proc.returncode == -signal.SIGKILL and i < len(bodies) and
+           "crash point reached" in server.stderr(),
+           f"({label}) the crash point was not reached: exit "
+           f"{server.proc.returncode}, {i} events answered")
+    return received, i
+
+
+def resend_after_restart(flags, bodies, i, received, label):
+    """Restarts the server, sends bodies[i:] (appending to received), stops
+    it cleanly and returns its stderr."""
+    server = Server(pipeline, *flags)
+    client = Client(server)
+    while i < len(bodies):
+        got = client.post(bodies[i])
+        expect(got is not None, f"({label}) the restarted server went away")
+        received.append(got)
+        i += 1
+    rc = server.stop()
+    expect(rc == 0, f"({label}) tandem serve exited {rc}")
+    return server.stderr()
+
+
 def crash_between(point, seed, label):
     """Kills the server (TANDEM_CRASH_AT=point:20) in its 20th commit with
     decision records, after the write-ahead log's sync and before the
@@ -231,20 +272,7 @@ def crash_between(point, seed, label):
     state_b = os.path.join(out, f"state-{label}")
     dlog_b = os.path.join(out, f"decisions-{label}")
     flags_b = ["--state", state_b, "--decision-log", dlog_b, "--registry", registry]
-    server = Server(pipeline, *flags_b, env={"TANDEM_CRASH_AT": point + ":20"})
-    client = Client(server)
-    received_b = []
-    i = 0
-    while i < len(bodies_b):
-        got = client.post(bodies_b[i])
-        if got is None:
-            break
-        received_b.append(got)
-        i += 1
-    server.proc.wait()
-    expect(server.proc.returncode == -signal.SIGKILL and i < len(bodies_b),
-           f"({label}) the crash point was not reached: exit "
-           f"{server.proc.returncode}, {i} events answered")
+    received_b, i = send_until_killed(flags_b, point + ":20", bodies_b, label)
     left = open(os.path.join(dlog_b, sorted(os.listdir(dlog_b))[0])).read()
     in_segment = {json.loads(x)["event_id"] for x in left.splitlines()}
     # Answered before the kill (possible only after the answers are woken)
@@ -256,19 +284,11 @@ def crash_between(point, seed, label):
     expect(f'"event_id":"{in_flight}"' not in left,
            f"({label}) the unanswered event {in_flight} was already in the open "
            f"segment at the crash, so this checks nothing")
-    server = Server(pipeline, *flags_b)
-    client = Client(server)
-    while i < len(bodies_b):
-        got = client.post(bodies_b[i])
-        expect(got is not None, f"({label}) the restarted server went away")
-        received_b.append(got)
-        i += 1
-    rc = server.stop()
-    expect(rc == 0, f"({label}) tandem serve exited {rc}")
-    expect("written again from the log" in server.stderr() and
-           " 0 group commits written again" not in server.stderr(),
+    stderr = resend_after_restart(flags_b, bodies_b, i, received_b, label)
+    expect("written again from the log" in stderr and
+           " 0 group commits written again" not in stderr,
            f"({label}) the restart did not write the lost records again: "
-           f"{server.stderr()[-1500:]}")
+           f"{stderr[-1500:]}")
     retried_dup = any(a.get("txn") == in_flight and a.get("duplicate")
                       for st, a in received_b)
     expect(answered_only_logged or retried_dup,
@@ -298,38 +318,15 @@ state_d = os.path.join(out, "state-d")
 dlog_d = os.path.join(out, "decisions-d")
 flags_d = ["--state", state_d, "--decision-log", dlog_d, "--decision-log-bytes",
            "3k", "--registry", registry]
-server = Server(pipeline, *flags_d, env={"TANDEM_CRASH_AT": "decision-log-closed:1"})
-client = Client(server)
-received_d = []
-i = 0
-while i < len(bodies_d):
-    got = client.post(bodies_d[i])
-    if got is None:
-        break
-    received_d.append(got)
-    i += 1
-server.proc.wait()
-expect(server.proc.returncode == -signal.SIGKILL and
-       "crash point reached" in server.stderr(),
-       f"(d) the crash point was not reached: exit {server.proc.returncode}, "
-       f"{i} events answered")
+received_d, i = send_until_killed(flags_d, "decision-log-closed:1", bodies_d, "d")
 left_d = sorted(os.listdir(dlog_d))
 expect("decisions-00000001.jsonl.open" in left_d and
        "decisions-00000001.jsonl.manifest.json" not in left_d,
        f"(d) the first segment was not closed and left unfinished: {left_d}")
-server = Server(pipeline, *flags_d)
-client = Client(server)
-while i < len(bodies_d):
-    got = client.post(bodies_d[i])
-    expect(got is not None, "(d) the restarted server went away")
-    received_d.append(got)
-    i += 1
-rc = server.stop()
-expect(rc == 0, f"(d) tandem serve exited {rc}")
-expect("decisions-00000001.jsonl.open" in server.stderr() and
-       "recovered" in server.stderr(),
-       f"(d) the restart did not recover the closed segment: "
-       f"{server.stderr()[-1500:]}")
+stderr_d = resend_after_restart(flags_d, bodies_d, i, received_d, "d")
+expect("recovered " + os.path.join(dlog_d, "decisions-00000001.jsonl.open")
+       in stderr_d,
+       f"(d) the restart did not recover the closed segment: {stderr_d[-1500:]}")
 segs_d, records_d = check_segments(dlog_d, registry, "(d)")
 check_records(records_d, received_d, "(d)")
 expect(len(segs_d) >= 3, f"(d) {len(segs_d)} segments: not rotated by size")
