@@ -42,23 +42,25 @@ struct tdm__decision_log {
    * (the write-ahead log must keep them) and the segment is not closed. */
   int failed;
   /* Closed segments wait here (still named .open, with their file
-   * descriptors, not yet synced) for the finisher thread, which syncs,
-   * hashes and closes them, writes their manifests, renames and records
-   * them: a rotation costs the writer (a group commit, which the answers
-   * wait for) nothing but queueing, not an fdatasync of up to a whole
-   * segment, a read of it and a registry insert. unsynced counts the
-   * queued segments not yet synced; tdm__decision_log_sync waits for it
-   * to be 0 (signalled by synced), and sync_failed makes it fail from
-   * the first sync that did, so that the runner's write-ahead log keeps
-   * the records. The same thread closes a segment that grows old while
-   * no answer comes, so an idle server's last records become a run too. */
+   * descriptors, not yet synced) for the finisher thread, which syncs
+   * them, hashes them, writes their manifests, renames and records them,
+   * and only then takes them off the queue and closes them: a rotation
+   * costs the writer (a group commit, which the answers wait for) nothing
+   * but queueing, not an fdatasync of up to a whole segment, a read of it
+   * and a registry insert. tdm__decision_log_sync syncs the queued ones
+   * itself (through duplicates of their descriptors), so it never waits
+   * for the finisher's hashing; sync_failed, set by the first failed
+   * sync of a closed segment, makes it fail from then on, so that the
+   * runner's write-ahead log keeps the records. The same thread closes
+   * a segment that grows old while no answer comes, so an idle server's
+   * last records become a run too. */
   pthread_mutex_t finish_lock;
-  pthread_cond_t finish_wanted, synced;
+  pthread_cond_t finish_wanted;
   struct closed_segment {
     uint64_t n;
     int fd;
   } *to_finish;
-  size_t num_to_finish, cap_to_finish, unsynced;
+  size_t num_to_finish, cap_to_finish;
   int sync_failed;
   int stopping;
   pthread_t finisher;
@@ -298,9 +300,9 @@ static void *finish_loop(void *arg) {
       }
     }
     if (log->num_to_finish == 0) break;
+    /* Only this thread takes entries off the queue: the first stays this
+     * one while it is worked on (close_segment appends). */
     struct closed_segment c = log->to_finish[0];
-    memmove(log->to_finish, log->to_finish + 1,
-            --log->num_to_finish * sizeof *log->to_finish);
     pthread_mutex_unlock(&log->finish_lock);
     /* A kill here leaves a closed segment unsynced and unfinished beside
      * the open one: both are recovered from the write-ahead log. */
@@ -310,12 +312,11 @@ static void *finish_loop(void *arg) {
                  ? TDM_OK
                  : tdm__fail(&err, TDM_EIO, "decision log: fdatasync: %s",
                              strerror(errno));
-    close(c.fd);
-    pthread_mutex_lock(&log->finish_lock);
-    log->unsynced--;
-    if (rc != TDM_OK) log->sync_failed = 1;
-    pthread_cond_broadcast(&log->synced);
-    pthread_mutex_unlock(&log->finish_lock);
+    if (rc != TDM_OK) {
+      pthread_mutex_lock(&log->finish_lock);
+      log->sync_failed = 1;
+      pthread_mutex_unlock(&log->finish_lock);
+    }
     /* A failure leaves the segment named .open: the next start finishes
      * it as it finishes a killed process's, with the records the
      * write-ahead log kept because the sync failed. */
@@ -324,6 +325,11 @@ static void *finish_loop(void *arg) {
       fprintf(stderr, "tandem %s: decision log: %s\n", log->runner,
               err.message);
     pthread_mutex_lock(&log->finish_lock);
+    memmove(log->to_finish, log->to_finish + 1,
+            --log->num_to_finish * sizeof *log->to_finish);
+    /* Off the queue under the lock first: tdm__decision_log_sync
+     * duplicates only the descriptors it finds there. */
+    close(c.fd);
   }
   pthread_mutex_unlock(&log->finish_lock);
   return NULL;
@@ -372,7 +378,6 @@ static int close_segment(tdm__decision_log *log, tdm_error *err) {
   if (rc == TDM_OK) {
     log->to_finish[log->num_to_finish++] =
         (struct closed_segment){log->segment, fd};
-    log->unsynced++;
     pthread_cond_signal(&log->finish_wanted);
   }
   pthread_mutex_unlock(&log->finish_lock);
@@ -498,7 +503,6 @@ int tdm__decision_log_open(const tdm__decision_log_options *opt,
   pthread_condattr_setclock(&monotonic, CLOCK_MONOTONIC);
   pthread_cond_init(&log->finish_wanted, &monotonic);
   pthread_condattr_destroy(&monotonic);
-  pthread_cond_init(&log->synced, NULL);
   log->fd = -1;
   int oom = 0;
   log->dir = copy(opt->dir, &oom);
@@ -651,17 +655,31 @@ int tdm__decision_log_sync(tdm__decision_log *log, tdm_error *err) {
                            strerror(errno));
   pthread_mutex_unlock(&log->lock);
   /* The segments closed before (their records were written before this
-   * call) are synced by the finisher: wait for it. One closed after the
-   * open segment's sync above holds nothing that sync did not cover. */
+   * call) and still queued for the finisher are synced here too, through
+   * duplicates of their descriptors (the finisher closes its own once
+   * the segment is off the queue): the caller never waits for the
+   * finisher's hashing and registry work. One closed after the open
+   * segment's sync above holds nothing that sync did not cover. A
+   * segment the finisher already took off the queue was synced by it. */
   pthread_mutex_lock(&log->finish_lock);
-  while (rc == TDM_OK && log->unsynced > 0 && !log->sync_failed)
-    pthread_cond_wait(&log->synced, &log->finish_lock);
-  if (rc == TDM_OK && log->sync_failed)
-    rc = tdm__fail(err, TDM_EIO,
-                   "decision log: a closed segment could not be synced; its "
-                   "records stay in the write-ahead log until a restart "
-                   "writes them again");
+  size_t queued = log->num_to_finish, num_fds = 0;
+  int *fds = queued ? tdm__malloc(queued * sizeof *fds) : NULL;
+  int failed = log->sync_failed || (queued && fds == NULL);
+  for (size_t i = 0; i < queued && !failed; i++) {
+    fds[num_fds] = dup(log->to_finish[i].fd);
+    if (fds[num_fds] < 0) failed = 1;
+    else num_fds++;
+  }
   pthread_mutex_unlock(&log->finish_lock);
+  for (size_t i = 0; i < num_fds; i++) {
+    if (fdatasync(fds[i]) != 0) failed = 1;
+    close(fds[i]);
+  }
+  tdm__free(fds);
+  if (rc == TDM_OK && failed)
+    rc = tdm__fail(err, TDM_EIO,
+                   "decision log: a closed segment could not be synced; the "
+                   "write-ahead log keeps its records");
   return rc;
 }
 
@@ -722,7 +740,6 @@ void tdm__decision_log_close(tdm__decision_log *log) {
   tdm__free(log->to_finish);
   pthread_mutex_destroy(&log->finish_lock);
   pthread_cond_destroy(&log->finish_wanted);
-  pthread_cond_destroy(&log->synced);
   tdm__free(log->dir);
   tdm__free(log->pipeline_path);
   tdm__free(log->pipeline_sha256);
