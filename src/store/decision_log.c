@@ -726,7 +726,12 @@ int tdm__decision_log_each(tdm__decision_log *log,
 void tdm__decision_log_close(tdm__decision_log *log) {
   if (log == NULL) return;
   tdm_error err;
-  if (close_segment(log, &err) != TDM_OK)
+  /* Under the lock: the finisher's timer may be closing the segment by
+   * age at the same time. */
+  pthread_mutex_lock(&log->lock);
+  int rc = close_segment(log, &err);
+  pthread_mutex_unlock(&log->lock);
+  if (rc != TDM_OK)
     fprintf(stderr, "tandem %s: decision log: %s\n",
             log->runner ? log->runner : "serve", err.message);
   if (log->finisher_running) {
