@@ -18,7 +18,7 @@ the run, startup included) per event, which a busy machine disturbs less
 than the rate.
 
     bench/bench_decision_log.py [--rounds 3] [--seconds 5] [--connections 32]
-                                [--variants off,log]
+                                [--variants off,log] [--log-bytes 4M]
 """
 import argparse
 import json
@@ -54,7 +54,7 @@ def pipelines(work):
     return plain, shadow
 
 
-def serve(pipeline, work, log_dir):
+def serve(pipeline, work, log_dir, log_bytes=None):
     state = os.path.join(work, "state")
     shutil.rmtree(state, ignore_errors=True)
     args = [TANDEM, "serve", pipeline, "--state", state, "--store",
@@ -62,6 +62,8 @@ def serve(pipeline, work, log_dir):
     if log_dir:
         shutil.rmtree(log_dir, ignore_errors=True)
         args += ["--decision-log", log_dir, "--no-registry"]
+        if log_bytes:
+            args += ["--decision-log-bytes", log_bytes]
     log = open(os.path.join(work, "serve.log"), "w+")
     proc = subprocess.Popen(args, stderr=log)
     while proc.poll() is None:
@@ -88,6 +90,9 @@ def main():
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--variants", default="off,log,shadow,shadow+log",
                     help="which variants to run, comma-separated")
+    ap.add_argument("--log-bytes", default=None,
+                    help="--decision-log-bytes for the log variants (default: "
+                    "the server's, 64M), e.g. 4M to rotate several times a run")
     ap.add_argument("--out", default=os.path.join(ROOT, "build", "bench",
                                                   "decision_log.json"))
     args = ap.parse_args()
@@ -102,7 +107,7 @@ def main():
     runs = {name: [] for name, _, _ in variants}
     for r in range(args.rounds):
         for name, pipeline, logs in variants:
-            proc, url = serve(pipeline, work, logs)
+            proc, url = serve(pipeline, work, logs, args.log_bytes)
             try:
                 result = wrk(url, 1, args.seconds, args.connections)
                 result["cpu_us_per_event"] = (cpu_seconds(proc.pid) * 1e6 /

@@ -6,6 +6,8 @@
  * rotates and when a restart recovers the segment a killed process left
  * open, so the two can never describe a segment differently.
  */
+/* memmem and sync_file_range. */
+#define _GNU_SOURCE
 #include "decision_log.h"
 
 #include <dirent.h>
@@ -30,21 +32,36 @@ struct tdm__decision_log {
   int64_t max_ms;
   int fd;            /* the open segment, -1 when none */
   uint64_t segment;  /* its number; the next one is segment + 1 */
-  uint64_t bytes;    /* written to it */
+  uint64_t bytes;    /* written to it, or reserved */
+  uint64_t unwritten; /* of those, reserved and not yet written */
+  uint64_t kicked;   /* written back up to here (start_writeback) */
   int64_t opened_ms; /* when it was begun */
   /* A write of reserved records failed: they are only in the runner's
    * write-ahead log, so the segment has a hole that only a restart fills
    * (from that log). Until then nothing more is reserved, nothing synced
    * (the write-ahead log must keep them) and the segment is not closed. */
   int failed;
-  /* Closed segments wait here (synced, still named .open) for the
-   * finisher thread, which hashes them, writes their manifests, renames
-   * and records them: a rotation costs the writer (a group commit) one
-   * fdatasync, not a read of the whole segment and a registry insert. */
+  /* Closed segments wait here (still named .open, with their file
+   * descriptors, not yet synced) for the finisher thread, which syncs
+   * them, hashes them, writes their manifests, renames and records them,
+   * and only then takes them off the queue and closes them: a rotation
+   * costs the writer (a group commit, which the answers wait for) nothing
+   * but queueing, not an fdatasync of up to a whole segment, a read of it
+   * and a registry insert. tdm__decision_log_sync syncs the queued ones
+   * itself (through duplicates of their descriptors), so it never waits
+   * for the finisher's hashing; sync_failed, set by the first failed
+   * sync of a closed segment, makes it fail from then on, so that the
+   * runner's write-ahead log keeps the records. The same thread closes
+   * a segment that grows old while no answer comes, so an idle server's
+   * last records become a run too. */
   pthread_mutex_t finish_lock;
   pthread_cond_t finish_wanted;
-  uint64_t *to_finish;
+  struct closed_segment {
+    uint64_t n;
+    int fd;
+  } *to_finish;
   size_t num_to_finish, cap_to_finish;
+  int sync_failed;
   int stopping;
   pthread_t finisher;
   int finisher_running;
@@ -166,12 +183,11 @@ static int finish_segment(tdm__decision_log *log, uint64_t n, const char *data,
     if (events == 0) arrival(line, end, first);
     arrival(line, end, last);
     events++;
+    /* memmem, not a memcmp at every byte: this reads every byte of a
+     * segment (64M by default) on the finisher, beside the answers. */
     static const char dup[] = "\"duplicate\":true";
-    for (const char *p = line; p + sizeof dup - 1 <= end; p++)
-      if (memcmp(p, dup, sizeof dup - 1) == 0) {
-        duplicates++;
-        break;
-      }
+    if (memmem(line, (size_t)(end - line), dup, sizeof dup - 1) != NULL)
+      duplicates++;
   }
   char hex[65];
   tdm__sha256_hex(data, len, hex);
@@ -235,32 +251,93 @@ static int finish_closed(tdm__decision_log *log, uint64_t n, tdm_error *err) {
   return rc;
 }
 
+static int close_segment(tdm__decision_log *log, tdm_error *err);
+
+/* Closes the open segment when it is old enough, holds records and none
+ * of them is still being written (a reservation not yet written: its
+ * writer comes back to this segment); the next write begins a new one.
+ * The finisher's timer, so that age closes a segment with no answer to
+ * trigger it. */
+static void close_if_old(tdm__decision_log *log) {
+  pthread_mutex_lock(&log->lock);
+  tdm_error err;
+  if (log->fd >= 0 && log->bytes > 0 && log->unwritten == 0 && !log->failed &&
+      tdm__now_ms() - log->opened_ms >= log->max_ms &&
+      close_segment(log, &err) != TDM_OK)
+    fprintf(stderr, "tandem %s: decision log: %s\n", log->runner, err.message);
+  pthread_mutex_unlock(&log->lock);
+}
+
 static void *finish_loop(void *arg) {
   tdm__decision_log *log = arg;
+  /* How often an idle log looks at its open segment's age: an eighth of
+   * the limit, within 10 ms and 1 s, so that a segment closes at most
+   * that late. */
+  int64_t tick_ms = log->max_ms / 8;
+  tick_ms = tick_ms < 10 ? 10 : tick_ms > 1000 ? 1000 : tick_ms;
   pthread_mutex_lock(&log->finish_lock);
   for (;;) {
-    while (log->num_to_finish == 0 && !log->stopping)
-      pthread_cond_wait(&log->finish_wanted, &log->finish_lock);
+    while (log->num_to_finish == 0 && !log->stopping) {
+      if (log->max_ms <= 0) {
+        pthread_cond_wait(&log->finish_wanted, &log->finish_lock);
+        continue;
+      }
+      struct timespec until;
+      clock_gettime(CLOCK_MONOTONIC, &until);
+      until.tv_sec += tick_ms / 1000;
+      until.tv_nsec += (long)(tick_ms % 1000) * 1000000L;
+      if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+      }
+      if (pthread_cond_timedwait(&log->finish_wanted, &log->finish_lock,
+                                 &until) == ETIMEDOUT) {
+        /* close_segment takes finish_lock under the log's lock: never
+         * the other way round. */
+        pthread_mutex_unlock(&log->finish_lock);
+        close_if_old(log);
+        pthread_mutex_lock(&log->finish_lock);
+      }
+    }
     if (log->num_to_finish == 0) break;
-    uint64_t n = log->to_finish[0];
-    memmove(log->to_finish, log->to_finish + 1,
-            --log->num_to_finish * sizeof *log->to_finish);
+    /* Only this thread takes entries off the queue: the first stays this
+     * one while it is worked on (close_segment appends). */
+    struct closed_segment c = log->to_finish[0];
     pthread_mutex_unlock(&log->finish_lock);
+    /* A kill here leaves a closed segment unsynced and unfinished beside
+     * the open one: both are recovered from the write-ahead log. */
+    tdm__crash_point("decision-log-closed");
     tdm_error err;
+    int rc = fdatasync(c.fd) == 0
+                 ? TDM_OK
+                 : tdm__fail(&err, TDM_EIO, "decision log: fdatasync: %s",
+                             strerror(errno));
+    if (rc != TDM_OK) {
+      pthread_mutex_lock(&log->finish_lock);
+      log->sync_failed = 1;
+      pthread_mutex_unlock(&log->finish_lock);
+    }
     /* A failure leaves the segment named .open: the next start finishes
-     * it as it finishes a killed process's. */
-    if (finish_closed(log, n, &err) != TDM_OK)
+     * it as it finishes a killed process's, with the records the
+     * write-ahead log kept because the sync failed. */
+    if (rc == TDM_OK) rc = finish_closed(log, c.n, &err);
+    if (rc != TDM_OK)
       fprintf(stderr, "tandem %s: decision log: %s\n", log->runner,
               err.message);
     pthread_mutex_lock(&log->finish_lock);
+    memmove(log->to_finish, log->to_finish + 1,
+            --log->num_to_finish * sizeof *log->to_finish);
+    /* Off the queue under the lock first: tdm__decision_log_sync
+     * duplicates only the descriptors it finds there. */
+    close(c.fd);
   }
   pthread_mutex_unlock(&log->finish_lock);
   return NULL;
 }
 
-/* Closes the open segment: synced, then finished (by the finisher thread
- * once it runs); an empty one is deleted. Called with the lock held (or
- * before the log is shared). */
+/* Closes the open segment: synced and finished, by the finisher thread
+ * once it runs (here before); an empty one is deleted. Called with the
+ * lock held (or before the log is shared). */
 static int close_segment(tdm__decision_log *log, tdm_error *err) {
   if (log->fd < 0) return TDM_OK;
   int fd = log->fd;
@@ -280,15 +357,18 @@ static int close_segment(tdm__decision_log *log, tdm_error *err) {
     tdm__free(open_path);
     return TDM_OK;
   }
-  if (fdatasync(fd) != 0)
-    rc = tdm__fail(err, TDM_EIO, "decision log: fdatasync: %s", strerror(errno));
-  close(fd);
-  if (rc != TDM_OK) return rc;
-  if (!log->finisher_running) return finish_closed(log, log->segment, err);
+  if (!log->finisher_running) {
+    if (fdatasync(fd) != 0)
+      rc = tdm__fail(err, TDM_EIO, "decision log: fdatasync: %s",
+                     strerror(errno));
+    close(fd);
+    return rc == TDM_OK ? finish_closed(log, log->segment, err) : rc;
+  }
   pthread_mutex_lock(&log->finish_lock);
   if (log->num_to_finish == log->cap_to_finish) {
     size_t cap = log->cap_to_finish ? log->cap_to_finish * 2 : 8;
-    uint64_t *grown = tdm__realloc(log->to_finish, cap * sizeof *grown);
+    struct closed_segment *grown =
+        tdm__realloc(log->to_finish, cap * sizeof *grown);
     if (grown == NULL) rc = tdm__fail(err, TDM_ENOMEM, "out of memory");
     else {
       log->to_finish = grown;
@@ -296,10 +376,16 @@ static int close_segment(tdm__decision_log *log, tdm_error *err) {
     }
   }
   if (rc == TDM_OK) {
-    log->to_finish[log->num_to_finish++] = log->segment;
+    log->to_finish[log->num_to_finish++] =
+        (struct closed_segment){log->segment, fd};
     pthread_cond_signal(&log->finish_wanted);
   }
   pthread_mutex_unlock(&log->finish_lock);
+  if (rc != TDM_OK) {
+    /* Not queued: synced here, and left .open for the next start. */
+    (void)fdatasync(fd);
+    close(fd);
+  }
   return rc;
 }
 
@@ -314,6 +400,8 @@ static int begin_segment(tdm__decision_log *log, tdm_error *err) {
   tdm__free(path);
   if (rc == TDM_OK) sync_dir(log->dir);
   log->bytes = 0;
+  log->unwritten = 0;
+  log->kicked = 0;
   log->opened_ms = tdm__now_ms();
   return rc;
 }
@@ -410,7 +498,11 @@ int tdm__decision_log_open(const tdm__decision_log_options *opt,
   if (log == NULL) return tdm__fail(err, TDM_ENOMEM, "out of memory");
   pthread_mutex_init(&log->lock, NULL);
   pthread_mutex_init(&log->finish_lock, NULL);
-  pthread_cond_init(&log->finish_wanted, NULL);
+  pthread_condattr_t monotonic;
+  pthread_condattr_init(&monotonic);
+  pthread_condattr_setclock(&monotonic, CLOCK_MONOTONIC);
+  pthread_cond_init(&log->finish_wanted, &monotonic);
+  pthread_condattr_destroy(&monotonic);
   log->fd = -1;
   int oom = 0;
   log->dir = copy(opt->dir, &oom);
@@ -499,6 +591,23 @@ static int make_room(tdm__decision_log *log, tdm_error *err) {
   return rc;
 }
 
+/* How much of the open segment may be written and not yet on its way
+ * to disk: past it, its writeback is started (not waited for), so that
+ * the sync at its close, or the write-ahead log's own syncs, never find
+ * a whole segment's worth of dirty pages to write at once. */
+#define WRITEBACK_BYTES ((uint64_t)1 << 20)
+
+/* Starts the writeback of what was written to the open segment since the
+ * last start, once that is WRITEBACK_BYTES. Called with the lock held,
+ * after a write that ends at end. A failure only leaves the work to the
+ * sync. */
+static void start_writeback(tdm__decision_log *log, uint64_t end) {
+  if (end < log->kicked + WRITEBACK_BYTES) return;
+  (void)sync_file_range(log->fd, (off_t)log->kicked,
+                        (off_t)(end - log->kicked), SYNC_FILE_RANGE_WRITE);
+  log->kicked = end;
+}
+
 static int refuse_after_failure(tdm_error *err) {
   return tdm__fail(err, TDM_EIO,
                    "decision log: an earlier write failed; its records are "
@@ -514,6 +623,7 @@ int tdm__decision_log_reserve(tdm__decision_log *log, size_t len,
     *segment = log->segment;
     *offset = log->bytes;
     log->bytes += len;
+    log->unwritten += len;
   }
   pthread_mutex_unlock(&log->lock);
   return rc;
@@ -526,7 +636,12 @@ int tdm__decision_log_write_at(tdm__decision_log *log, uint64_t offset,
                ? TDM_OK
                : tdm__fail(err, TDM_EIO, "decision log: write: %s",
                            strerror(errno));
-  if (rc != TDM_OK) log->failed = 1;
+  if (rc != TDM_OK) {
+    log->failed = 1;
+  } else {
+    log->unwritten -= len;
+    start_writeback(log, offset + len);
+  }
   pthread_mutex_unlock(&log->lock);
   return rc;
 }
@@ -539,6 +654,32 @@ int tdm__decision_log_sync(tdm__decision_log *log, tdm_error *err) {
                : tdm__fail(err, TDM_EIO, "decision log: fdatasync: %s",
                            strerror(errno));
   pthread_mutex_unlock(&log->lock);
+  /* The segments closed before (their records were written before this
+   * call) and still queued for the finisher are synced here too, through
+   * duplicates of their descriptors (the finisher closes its own once
+   * the segment is off the queue): the caller never waits for the
+   * finisher's hashing and registry work. One closed after the open
+   * segment's sync above holds nothing that sync did not cover. A
+   * segment the finisher already took off the queue was synced by it. */
+  pthread_mutex_lock(&log->finish_lock);
+  size_t queued = log->num_to_finish, num_fds = 0;
+  int *fds = queued ? tdm__malloc(queued * sizeof *fds) : NULL;
+  int failed = log->sync_failed || (queued && fds == NULL);
+  for (size_t i = 0; i < queued && !failed; i++) {
+    fds[num_fds] = dup(log->to_finish[i].fd);
+    if (fds[num_fds] < 0) failed = 1;
+    else num_fds++;
+  }
+  pthread_mutex_unlock(&log->finish_lock);
+  for (size_t i = 0; i < num_fds; i++) {
+    if (fdatasync(fds[i]) != 0) failed = 1;
+    close(fds[i]);
+  }
+  tdm__free(fds);
+  if (rc == TDM_OK && failed)
+    rc = tdm__fail(err, TDM_EIO,
+                   "decision log: a closed segment could not be synced; the "
+                   "write-ahead log keeps its records");
   return rc;
 }
 
@@ -548,7 +689,10 @@ int tdm__decision_log_append(tdm__decision_log *log, const char *records,
   int rc = make_room(log, err);
   if (rc == TDM_OK && write_fully(log->fd, log->bytes, records, len) != 0)
     rc = tdm__fail(err, TDM_EIO, "decision log: write: %s", strerror(errno));
-  if (rc == TDM_OK) log->bytes += len;
+  if (rc == TDM_OK) {
+    log->bytes += len;
+    start_writeback(log, log->bytes);
+  }
   pthread_mutex_unlock(&log->lock);
   return rc;
 }
@@ -582,7 +726,12 @@ int tdm__decision_log_each(tdm__decision_log *log,
 void tdm__decision_log_close(tdm__decision_log *log) {
   if (log == NULL) return;
   tdm_error err;
-  if (close_segment(log, &err) != TDM_OK)
+  /* Under the lock: the finisher's timer may be closing the segment by
+   * age at the same time. */
+  pthread_mutex_lock(&log->lock);
+  int rc = close_segment(log, &err);
+  pthread_mutex_unlock(&log->lock);
+  if (rc != TDM_OK)
     fprintf(stderr, "tandem %s: decision log: %s\n",
             log->runner ? log->runner : "serve", err.message);
   if (log->finisher_running) {

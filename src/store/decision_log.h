@@ -14,8 +14,10 @@
  * open segment (tdm__decision_log_reserve), puts them into its
  * write-ahead log together with the commit's events (one write, one
  * fdatasync), and only then writes them into the segment without syncing
- * (tdm__decision_log_write_at). The segment is synced when it closes and
- * before the write-ahead log drops older records (tdm__decision_log_sync).
+ * (tdm__decision_log_write_at). The segment is synced when it closes (by
+ * the finisher thread, not the writer) and before the write-ahead log
+ * drops older records (tdm__decision_log_sync, which also syncs the closed
+ * segments the finisher has not finished).
  * So every record in a segment is also in the log or on disk, and on open
  * the log's records (redo) are written again at their places in the
  * segment a killed process left open; then it is cut after its last
@@ -72,7 +74,9 @@ int tdm__decision_log_reserve(tdm__decision_log *log, size_t len,
 /* Writes reserved bytes, not synced. */
 int tdm__decision_log_write_at(tdm__decision_log *log, uint64_t offset,
                                const char *data, size_t len, tdm_error *err);
-/* Syncs the open segment (fdatasync). */
+/* Syncs the open segment (fdatasync) and every closed one the finisher
+ * thread has not finished; fails from the first failed sync of a closed
+ * segment on, so that the caller keeps the records. */
 int tdm__decision_log_sync(tdm__decision_log *log, tdm_error *err);
 
 /*

@@ -14,14 +14,22 @@ event logged once, durably, in segments recorded as live runs.
     has a manifest whose SHA-256 and counts match the file (computed here)
     and is listed by `tandem runs --command live` with its row count.
 (b) The crash between the write-ahead log's sync (which holds the commit's
-    events and decision records) and the records' write into the segment
-    (TANDEM_CRASH_AT=serve-decisions-logged:N: the process SIGKILLs itself
-    there): the event in flight was applied but not answered, and its
-    record is not in the segment; the restart writes the record again
-    from the log, and the retry is answered and logged as a duplicate:
-    the event still has exactly one decision record.
+    events and decision records) and the records' write into the segment,
+    at both points of that window (TANDEM_CRASH_AT=NAME:N: the process
+    SIGKILLs itself there): serve-decisions-logged, before the answers are
+    woken (the event in flight was applied but not answered, and its
+    record is not in the segment: the restart writes the record again
+    from the log, and the retry is answered and logged as a duplicate),
+    and serve-decisions-answered, after (the answer may have reached the
+    client while its record was only in the log). Either way every event
+    still has exactly one decision record.
+(d) A kill in the finisher thread, after a rotation closed the first
+    segment and before that segment's sync (decision-log-closed:1): the
+    restart recovers the closed segment and the open one from the
+    write-ahead log, and every answered event has exactly one record.
 (c) Rotation by time: with --decision-log-seconds 1, an event sent once
-    the first segment is older than a second goes to a new segment; with
+    the first segment is older than a second goes to a new segment, and
+    that segment closes by age while the server stays idle; with
     --decision-log-features each record carries every feature, though
     the answer the client got does not.
 """
@@ -213,48 +221,117 @@ expect(len(segs) >= 8, f"(a) {len(segs)} segments: not rotated by size")
 print(f"(a) {len(received)} answers, {len(records)} records in {len(segs)} "
       f"segments", flush=True)
 
-# ---- (b) killed between the decision log's sync and the log's ----
-evs_b, bodies_b = bodies_of(26, 60, entities=5)
-state_b = os.path.join(out, "state-b")
-dlog_b = os.path.join(out, "decisions-b")
-flags_b = ["--state", state_b, "--decision-log", dlog_b, "--registry", registry]
-server = Server(pipeline, *flags_b, env={"TANDEM_CRASH_AT": "serve-decisions-logged:20"})
-client = Client(server)
-received_b = []
-i = 0
-while i < len(bodies_b):
-    got = client.post(bodies_b[i])
-    if got is None:
-        break
-    received_b.append(got)
-    i += 1
-server.proc.wait()
-expect(server.proc.returncode == -signal.SIGKILL and i < len(bodies_b),
-       f"(b) the crash point was not reached: exit {server.proc.returncode}, "
-       f"{i} events answered")
-lost_id = evs_b[i]["txn"]
-left = open(os.path.join(dlog_b, sorted(os.listdir(dlog_b))[0])).read()
-expect(f'"event_id":"{lost_id}"' not in left,
-       f"(b) the unanswered event {lost_id} was already in the open segment at "
-       f"the crash, so this checks nothing")
-server = Server(pipeline, *flags_b)
-client = Client(server)
-while i < len(bodies_b):
-    got = client.post(bodies_b[i])
-    expect(got is not None, "(b) the restarted server went away")
-    received_b.append(got)
-    i += 1
-rc = server.stop()
-expect(rc == 0, f"(b) tandem serve exited {rc}")
-expect("written again from the log" in server.stderr() and
-       " 0 group commits written again" not in server.stderr(),
-       f"(b) the restart did not write the lost records again: "
-       f"{server.stderr()[-1500:]}")
-expect(any(a.get("txn") == lost_id and a.get("duplicate") for s, a in received_b),
-       f"(b) the retry of {lost_id} was not answered as a duplicate: it was not "
-       f"applied before the crash, so this checks nothing")
-_, records_b = check_segments(dlog_b, registry, "(b)")
-check_records(records_b, received_b, "(b)")
+# ---- (b) killed after the log's sync, before the record is in the segment ----
+def send_until_killed(flags, crash_at, bodies, label):
+    """Starts a server armed with TANDEM_CRASH_AT=crash_at and sends bodies
+    one at a time until it dies there; returns what was received and the
+    position of the first body not answered."""
+    server = Server(pipeline, *flags, env={"TANDEM_CRASH_AT": crash_at})
+    client = Client(server)
+    received = []
+    i = 0
+    while i < len(bodies):
+        got = client.post(bodies[i])
+        if got is None:
+            break
+        received.append(got)
+        i += 1
+    if i == len(bodies):
+        # Every body answered: the point was never reached (the server
+        # still runs).
+        server.stop()
+    server.proc.wait()
+    expect(server.proc.returncode == -signal.SIGKILL and i < len(bodies) and
+           "crash point reached" in server.stderr(),
+           f"({label}) the crash point was not reached: exit "
+           f"{server.proc.returncode}, {i} events answered")
+    return received, i
+
+
+def resend_after_restart(flags, bodies, i, received, label):
+    """Restarts the server, sends bodies[i:] (appending to received), stops
+    it cleanly and returns its stderr."""
+    server = Server(pipeline, *flags)
+    client = Client(server)
+    while i < len(bodies):
+        got = client.post(bodies[i])
+        expect(got is not None, f"({label}) the restarted server went away")
+        received.append(got)
+        i += 1
+    rc = server.stop()
+    expect(rc == 0, f"({label}) tandem serve exited {rc}")
+    return server.stderr()
+
+
+def crash_between(point, seed, label):
+    """Kills the server (TANDEM_CRASH_AT=point:20) in its 20th commit with
+    decision records, after the write-ahead log's sync and before the
+    segment write; restarts it and resends from the first event not
+    answered."""
+    evs_b, bodies_b = bodies_of(seed, 60, entities=5)
+    state_b = os.path.join(out, f"state-{label}")
+    dlog_b = os.path.join(out, f"decisions-{label}")
+    flags_b = ["--state", state_b, "--decision-log", dlog_b, "--registry", registry]
+    received_b, i = send_until_killed(flags_b, point + ":20", bodies_b, label)
+    left = open(os.path.join(dlog_b, sorted(os.listdir(dlog_b))[0])).read()
+    in_segment = {json.loads(x)["event_id"] for x in left.splitlines()}
+    # Answered before the kill (possible only after the answers are woken)
+    # with a record only in the write-ahead log.
+    answered_only_logged = [a["txn"] for st, a in received_b
+                            if st == 200 and not a.get("duplicate") and
+                            a["txn"] not in in_segment]
+    in_flight = evs_b[i]["txn"]
+    expect(f'"event_id":"{in_flight}"' not in left,
+           f"({label}) the unanswered event {in_flight} was already in the open "
+           f"segment at the crash, so this checks nothing")
+    stderr = resend_after_restart(flags_b, bodies_b, i, received_b, label)
+    expect("written again from the log" in stderr and
+           " 0 group commits written again" not in stderr,
+           f"({label}) the restart did not write the lost records again: "
+           f"{stderr[-1500:]}")
+    retried_dup = any(a.get("txn") == in_flight and a.get("duplicate")
+                      for st, a in received_b)
+    expect(answered_only_logged or retried_dup,
+           f"({label}) neither an answer whose record was not yet in the segment "
+           f"nor a duplicate retry of {in_flight}: the crash did not fall "
+           f"between the sync and the segment write, so this checks nothing")
+    _, records_b = check_segments(dlog_b, registry, f"({label})")
+    check_records(records_b, received_b, f"({label})")
+    print(f"({label}) {point}: answered with the record only in the log: "
+          f"{answered_only_logged}; retry of {in_flight} a duplicate: {retried_dup}",
+          flush=True)
+
+
+# Before the answers are woken: the event in flight was applied but not
+# answered; its retry is a duplicate, and its one record comes from the log.
+crash_between("serve-decisions-logged", 26, "b")
+# After the answers are woken, before the segment write: an answer may
+# have reached its client while its record was only in the write-ahead log.
+crash_between("serve-decisions-answered", 27, "b2")
+
+# ---- (d) killed after a rotation, before the closed segment's sync ----
+# The finisher thread syncs a closed segment, not the group commit that
+# closed it: kill it there (decision-log-closed:1, the first closed
+# segment), with the segment closed and unsynced beside the open one.
+evs_d, bodies_d = bodies_of(28, 80, entities=5)
+state_d = os.path.join(out, "state-d")
+dlog_d = os.path.join(out, "decisions-d")
+flags_d = ["--state", state_d, "--decision-log", dlog_d, "--decision-log-bytes",
+           "3k", "--registry", registry]
+received_d, i = send_until_killed(flags_d, "decision-log-closed:1", bodies_d, "d")
+left_d = sorted(os.listdir(dlog_d))
+expect("decisions-00000001.jsonl.open" in left_d and
+       "decisions-00000001.jsonl.manifest.json" not in left_d,
+       f"(d) the first segment was not closed and left unfinished: {left_d}")
+stderr_d = resend_after_restart(flags_d, bodies_d, i, received_d, "d")
+expect("recovered " + os.path.join(dlog_d, "decisions-00000001.jsonl.open")
+       in stderr_d,
+       f"(d) the restart did not recover the closed segment: {stderr_d[-1500:]}")
+segs_d, records_d = check_segments(dlog_d, registry, "(d)")
+check_records(records_d, received_d, "(d)")
+expect(len(segs_d) >= 3, f"(d) {len(segs_d)} segments: not rotated by size")
+print(f"(d) killed before the sync of a closed segment ({left_d}); "
+      f"{len(records_d)} records in {len(segs_d)} segments", flush=True)
 
 # ---- (c) rotation by time ----
 dlog_c = os.path.join(out, "decisions-c")
@@ -266,6 +343,15 @@ with Server(pipeline, "--decision-log", dlog_c, "--decision-log-seconds", "1",
     # The next event must find the segment older than its second.
     wait_until(lambda: time.monotonic() - began > 1.2, "a second to pass")
     second = client.post(bodies[1])
+    # No third event comes: the second segment closes by age all the same,
+    # while the server runs (published under its final name, with its
+    # manifest).
+    wait_until(lambda: sorted(n for n in os.listdir(dlog_c)
+                              if n.endswith(".manifest.json")) ==
+               ["decisions-00000001.jsonl.manifest.json",
+                "decisions-00000002.jsonl.manifest.json"] and
+               not [n for n in os.listdir(dlog_c) if n.endswith(".open")],
+               "the idle server's last segment to close by age", timeout=30)
 segs_c = segments(dlog_c)
 expect(len(segs_c) == 2 and first[0] == second[0] == 200,
        f"(c) {len(segs_c)} segments after two events a second apart: {segs_c}")

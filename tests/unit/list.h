@@ -102,6 +102,7 @@
   X(wal_rotation_uses_the_prepared_segment) \
   X(decision_log_recovers_from_the_write_ahead_log) \
   X(decision_log_rotates_by_size_between_calls) \
+  X(decision_log_syncs_segments_queued_for_the_finisher) \
   X(table_round_trip_versions_and_point_in_time) \
   X(table_keep_deletes_older_versions_and_rows) \
   X(table_abort_leaves_nothing) \
