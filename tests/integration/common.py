@@ -5,6 +5,7 @@ python3-xgboost and numpy. They drive the real `build/tandem` binary
 (or $TANDEM) and compare with the original library's own output.
 """
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -108,8 +109,19 @@ def free_port():
     return port
 
 
+# The directories tmpdir() made, removed by finish() when the test passes.
+made_dirs = []
+
+
 def tmpdir():
-    return tempfile.mkdtemp(prefix="tandem-it-")
+    """A fresh directory for a test's files. finish() removes it when the
+    test passes and keeps (and names) it when the test fails, for a look at
+    what was left; TANDEM_KEEP_TMP=1 keeps every one. Without the removal
+    each run of the suite left its files in $TMPDIR (the crash and replay
+    tests leave hundreds of MB each), which filled a developer's disk."""
+    d = tempfile.mkdtemp(prefix="tandem-it-")
+    made_dirs.append(d)
+    return d
 
 
 def wait_until(condition, what, timeout=60, interval=0.01):
@@ -130,5 +142,10 @@ def wait_until(condition, what, timeout=60, interval=0.01):
 def finish(name):
     if failures:
         print(f"{name}: {len(failures)} failure(s)")
+        if made_dirs:
+            print(f"{name}: its files are kept in {' '.join(made_dirs)}")
         sys.exit(1)
+    if not os.environ.get("TANDEM_KEEP_TMP"):
+        for d in made_dirs:
+            shutil.rmtree(d, ignore_errors=True)
     print(f"{name}: all passed")
