@@ -135,7 +135,6 @@ struct tdm__live {
   tdm__histogram commit_seconds, snapshot_seconds, request_seconds;
   tdm__drift *drift; /* --drift-reference: NULL without */
   tdm__decision_log *decisions; /* --decision-log: NULL without */
-  tdm__buf framed;              /* the committer's decision log record */
   /* Decision records replayed from the log, for the decision log. */
   tdm__decision_redo *redo;
   size_t num_redo, cap_redo;
@@ -692,7 +691,6 @@ void tdm__live_close(tdm__live *live) {
   tdm__free(live->queue.offsets);
   tdm__buf_free(&live->writing.bytes);
   tdm__buf_free(&live->queue.decisions);
-  tdm__buf_free(&live->framed);
   tdm__free(live->redo);
   tdm__buf_free(&live->redo_bytes);
   tdm__buf_free(&live->writing.decisions);
