@@ -54,12 +54,6 @@ $(BUILD)/libtandem.so: $(BUILD)/libtandem.so.$(SO_VERSION)
 	ln -sf libtandem.so.$(SO_VERSION) $(BUILD)/libtandem.so.$(SO_MAJOR)
 	ln -sf libtandem.so.$(SO_VERSION) $@
 
-# pkg-config's file: the static library needs the dependencies' flags too.
-$(BUILD)/tandem.pc: tandem.pc.in Makefile
-	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
-	  -e 's|@VERSION@|$(SO_VERSION)|g' -e 's|@LIBS_PRIVATE@|$(LDLIBS)|g' \
-	  tandem.pc.in > $@
-
 # Man pages, generated from the CLI's own help (the one source, which
 # `tandem help CMD` prints) by scripts/man.py through scdoc.
 $(BUILD)/man/tandem.1: $(BUILD)/tandem scripts/man.py
@@ -67,7 +61,7 @@ $(BUILD)/man/tandem.1: $(BUILD)/tandem scripts/man.py
 
 man: $(BUILD)/man/tandem.1
 
-install: $(BUILD)/tandem $(BUILD)/libtandem.a $(BUILD)/libtandem.so $(BUILD)/tandem.pc \
+install: $(BUILD)/tandem $(BUILD)/libtandem.a $(BUILD)/libtandem.so \
          $(BUILD)/man/tandem.1
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/include \
 	  $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(PREFIX)/share/man/man1 \
@@ -81,7 +75,14 @@ install: $(BUILD)/tandem $(BUILD)/libtandem.a $(BUILD)/libtandem.so $(BUILD)/tan
 	install -m 755 $(BUILD)/libtandem.so.$(SO_VERSION) $(DESTDIR)$(LIBDIR)/
 	ln -sf libtandem.so.$(SO_VERSION) $(DESTDIR)$(LIBDIR)/libtandem.so.$(SO_MAJOR)
 	ln -sf libtandem.so.$(SO_VERSION) $(DESTDIR)$(LIBDIR)/libtandem.so
-	install -m 644 $(BUILD)/tandem.pc $(DESTDIR)$(LIBDIR)/pkgconfig/tandem.pc
+	# pkg-config's file names this install's PREFIX and LIBDIR, so it is
+	# written here, each time, not kept in $(BUILD) (a copy made for one
+	# PREFIX pointed a later install elsewhere); the static library needs
+	# the dependencies' flags too.
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' \
+	  -e 's|@VERSION@|$(SO_VERSION)|g' -e 's|@LIBS_PRIVATE@|$(LDLIBS)|g' \
+	  tandem.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/tandem.pc
+	chmod 644 $(DESTDIR)$(LIBDIR)/pkgconfig/tandem.pc
 
 # The Python extension, in place in python/ (the tests import it from
 # there); it links build/libtandem.a, so it needs no installed library.

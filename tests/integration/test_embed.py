@@ -30,8 +30,17 @@ def sh(*args, env=None, check=True):
 
 
 d = tmpdir()
+# An install to another prefix first: the second install's tandem.pc must
+# name its own prefix (a tandem.pc cached in the build directory pointed
+# every later install at the first one's, and the example then built
+# against whatever header and library lay there, or none).
+earlier = os.path.join(d, "earlier")
+sh("make", "-C", ROOT, "-s", f"BUILD={BUILD}", f"PREFIX={earlier}", "install")
 prefix = os.path.join(d, "prefix")
 sh("make", "-C", ROOT, "-s", f"BUILD={BUILD}", f"PREFIX={prefix}", "install")
+pc = open(os.path.join(prefix, "lib", "pkgconfig", "tandem.pc")).read()
+expect(f"prefix={prefix}\n" in pc and earlier not in pc,
+       f"the installed tandem.pc names another prefix: {pc[:200]!r}")
 lib = os.path.join(prefix, "lib")
 for path in ("bin/tandem", "include/tandem.h", "lib/libtandem.a",
              "lib/libtandem.so", "lib/libtandem.so.0", "lib/pkgconfig/tandem.pc"):
