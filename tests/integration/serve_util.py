@@ -9,14 +9,16 @@ import subprocess
 import tempfile
 import time
 
-from common import ROOT, TANDEM, expect
+from common import ROOT, TANDEM, expect, tmpdir
 
 
 class Server:
     """A running `tandem serve`; use as a context manager."""
 
     def __init__(self, *args, env=None):
-        self.log_path = tempfile.mktemp(prefix="tandem-serve-", suffix=".log")
+        # In the test's own directory, removed when the test passes: a log in
+        # $TMPDIR outlived every server not stopped through __exit__.
+        self.log_path = os.path.join(tmpdir(), "serve.log")
         self.log = open(self.log_path, "w+")
         full_env = dict(os.environ, **(env or {}))
         self.proc = subprocess.Popen(

@@ -9,7 +9,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 import time
 import urllib.request
 
@@ -212,7 +211,7 @@ with Server("--model-repo", repo, "--model", f"single={MODEL}",
 
     # A real Prometheus server scrapes it.
     if shutil.which("prometheus"):
-        pdir = tempfile.mkdtemp(prefix="tandem-prom-")
+        pdir = tmpdir()
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             pport = sock.getsockname()[1]

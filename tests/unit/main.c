@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "list.h"
+#include "test.h"
 
 #define DECLARE(name) int test_##name(void);
 TEST_LIST(DECLARE)
@@ -26,6 +27,14 @@ static const test_entry tests[] = {
     TEST_LIST(ENTRY)
 #undef ENTRY
 };
+
+/* Runs one test and removes the scratch directories it made when it passed
+ * (scratch.c). */
+static int run_one(const test_entry *test) {
+  int passed = test->run() == 0;
+  tdm_test_scratch_finish(test->name, passed);
+  return passed;
+}
 
 static int selected(const char *name, int argc, char **argv, int first) {
   if (first >= argc) return 1;
@@ -50,7 +59,7 @@ int main(int argc, char **argv) {
       fflush(stdout);
       pid_t pid = fork();
       /* exit(), not _exit(): LeakSanitizer checks for leaks at exit. */
-      if (pid == 0) exit(tests[i].run() == 0 ? 0 : 1);
+      if (pid == 0) exit(run_one(&tests[i]) ? 0 : 1);
       int status = 0;
       waitpid(pid, &status, 0);
       ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
@@ -58,7 +67,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "  %s: killed by signal %d\n", tests[i].name,
                 WTERMSIG(status));
     } else {
-      ok = tests[i].run() == 0;
+      ok = run_one(&tests[i]);
     }
     printf("%s %d %s\n", ok ? "ok" : "not ok", ran, tests[i].name);
     if (!ok) failed++;

@@ -59,4 +59,11 @@ int tdm_test_each_fixture_model(int (*each)(tdm_model *model,
                                             const char *path, void *context),
                                 void *context, int *models);
 
+/* mkdtemp(3) for a test's scratch directory: the same contract, and the
+ * directory is removed when the test passes (kept and named when it fails,
+ * or with TANDEM_KEEP_TMP=1) by tdm_test_scratch_finish, which main.c calls
+ * after each test. */
+char *tdm_test_mkdtemp(char *template);
+void tdm_test_scratch_finish(const char *test, int passed);
+
 #endif /* TDM_TEST_H */

@@ -102,7 +102,7 @@ static long count_lines(const char *path) {
 
 TEST(access_log_threads_and_reopen) {
   char dir[] = "/tmp/tandem-access-XXXXXX";
-  CHECK(mkdtemp(dir) != NULL);
+  CHECK(tdm_test_mkdtemp(dir) != NULL);
   char path[256], moved[256];
   snprintf(path, sizeof path, "%s/access.log", dir);
   snprintf(moved, sizeof moved, "%s/access.log.1", dir);

@@ -44,7 +44,7 @@ static const char pipeline_yaml[] =
  * DIR/p.yaml. */
 static int make_pipeline_dir(char dir[64], char path[96]) {
   snprintf(dir, 64, "/tmp/tdm-api-XXXXXX");
-  if (mkdtemp(dir) == NULL) return -1;
+  if (tdm_test_mkdtemp(dir) == NULL) return -1;
   char p[128];
   snprintf(p, sizeof p, "%s/model.json", dir);
   FILE *f = fopen(p, "w");
@@ -737,7 +737,7 @@ typedef struct score_case {
 /* Writes the case's files into a fresh directory: 0, or -1. */
 static int make_score_case(score_case *c, unsigned seed) {
   snprintf(c->dir, sizeof c->dir, "/tmp/tdm-api-XXXXXX");
-  if (mkdtemp(c->dir) == NULL) return -1;
+  if (tdm_test_mkdtemp(c->dir) == NULL) return -1;
   snprintf(c->model, sizeof c->model, "%s/model.json", c->dir);
   snprintf(c->in, sizeof c->in, "%s/rows.csv", c->dir);
   FILE *f = fopen(c->model, "w");

@@ -312,7 +312,7 @@ TEST(json_out_of_memory) {
 
 TEST(atomic_file_commit_and_abort) {
   char dir[] = "/tmp/tandem-test-XXXXXX";
-  CHECK(mkdtemp(dir) != NULL);
+  CHECK(tdm_test_mkdtemp(dir) != NULL);
   char path[256];
   snprintf(path, sizeof path, "%s/out.csv", dir);
   tdm__atomic_file f;
@@ -368,7 +368,7 @@ static void *track_files(void *arg) {
 
 TEST(atomic_tmp_registry_has_no_limit) {
   char dir[] = "/tmp/tandem-test-XXXXXX";
-  CHECK(mkdtemp(dir) != NULL);
+  CHECK(tdm_test_mkdtemp(dir) != NULL);
   static track_job jobs[2];
   pthread_t threads[2];
   for (int t = 0; t < 2; t++) {

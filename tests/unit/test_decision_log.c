@@ -45,7 +45,7 @@ static char *read_text(const char *dir, const char *name) {
 
 TEST(decision_log_recovers_from_the_write_ahead_log) {
   char dir[] = "/tmp/tandem-dlog-XXXXXX";
-  CHECK(mkdtemp(dir) != NULL);
+  CHECK(tdm_test_mkdtemp(dir) != NULL);
   tdm__decision_log_options o = options(dir, 0);
   tdm_error err;
   uint64_t at_two = strlen(one);
@@ -115,7 +115,7 @@ TEST(decision_log_recovers_from_the_write_ahead_log) {
 
 TEST(decision_log_rotates_by_size_between_calls) {
   char dir[] = "/tmp/tandem-dlog-XXXXXX";
-  CHECK(mkdtemp(dir) != NULL);
+  CHECK(tdm_test_mkdtemp(dir) != NULL);
   tdm__decision_log_options o = options(dir, strlen(one) + 1);
   tdm__decision_log *log;
   tdm_error err;
@@ -143,7 +143,7 @@ TEST(decision_log_rotates_by_size_between_calls) {
  * its own record, in order. */
 TEST(decision_log_syncs_segments_queued_for_the_finisher) {
   char dir[] = "/tmp/tandem-dlog-XXXXXX";
-  CHECK(mkdtemp(dir) != NULL);
+  CHECK(tdm_test_mkdtemp(dir) != NULL);
   tdm__decision_log_options o = options(dir, 1);
   tdm__decision_log *log;
   tdm_error err;

@@ -23,7 +23,7 @@ static int count_files(const char *dir) {
 
 TEST(score_out_of_memory) {
   char dir[] = "/tmp/tandem-score-XXXXXX";
-  CHECK(mkdtemp(dir) != NULL);
+  CHECK(tdm_test_mkdtemp(dir) != NULL);
   char model[256], in[256], out[256];
   snprintf(model, sizeof model, "%s/m.json", dir);
   snprintf(in, sizeof in, "%s/in.csv", dir);

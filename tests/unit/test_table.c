@@ -66,7 +66,7 @@ static int get_named(tdm__table_reader *r, const char *table,
 
 TEST(table_round_trip_versions_and_point_in_time) {
   char dir[] = "/tmp/tandem-table-XXXXXX";
-  CHECK(mkdtemp(dir) != NULL);
+  CHECK(tdm_test_mkdtemp(dir) != NULL);
   tdm__tables *t;
   tdm_error err;
   CHECK(tdm__tables_open("/tmp/tandem-no-such-store", 0, NULL, &t, &err) ==
@@ -201,7 +201,7 @@ TEST(table_round_trip_versions_and_point_in_time) {
 
 TEST(table_keep_deletes_older_versions_and_rows) {
   char dir[] = "/tmp/tandem-table-XXXXXX";
-  CHECK(mkdtemp(dir) != NULL);
+  CHECK(tdm_test_mkdtemp(dir) != NULL);
   tdm__tables *t;
   tdm_error err;
   CHECK(tdm__tables_open(dir, 1, NULL, &t, &err) == TDM_OK);
@@ -240,7 +240,7 @@ TEST(table_keep_deletes_older_versions_and_rows) {
 
 TEST(table_abort_leaves_nothing) {
   char dir[] = "/tmp/tandem-table-XXXXXX";
-  CHECK(mkdtemp(dir) != NULL);
+  CHECK(tdm_test_mkdtemp(dir) != NULL);
   tdm__tables *t;
   tdm_error err;
   CHECK(tdm__tables_open(dir, 1, NULL, &t, &err) == TDM_OK);
@@ -283,7 +283,7 @@ TEST(table_abort_leaves_nothing) {
 
 TEST(table_reader_keeps_its_snapshot_until_refresh) {
   char dir[] = "/tmp/tandem-table-XXXXXX";
-  CHECK(mkdtemp(dir) != NULL);
+  CHECK(tdm_test_mkdtemp(dir) != NULL);
   tdm__tables *t;
   tdm_error err;
   CHECK(tdm__tables_open(dir, 1, NULL, &t, &err) == TDM_OK);
@@ -346,7 +346,7 @@ TEST(table_reader_keeps_its_snapshot_until_refresh) {
 
 TEST(table_another_process_writes_while_this_one_reads) {
   char dir[] = "/tmp/tandem-table-XXXXXX";
-  CHECK(mkdtemp(dir) != NULL);
+  CHECK(tdm_test_mkdtemp(dir) != NULL);
   tdm__tables *t;
   tdm_error err;
   CHECK(tdm__tables_open(dir, 1, NULL, &t, &err) == TDM_OK);
@@ -424,7 +424,7 @@ static long max_rss_kib(void) {
 
 TEST(table_200k_rows_in_one_version) {
   char dir[] = "/tmp/tandem-table-XXXXXX";
-  CHECK(mkdtemp(dir) != NULL);
+  CHECK(tdm_test_mkdtemp(dir) != NULL);
   tdm__tables *t;
   tdm_error err;
   CHECK(tdm__tables_open(dir, 1, NULL, &t, &err) == TDM_OK);
@@ -487,7 +487,7 @@ static int overwrite_raw(const char *dir, const char *db, const void *key,
 
 TEST(table_corrupt_bytes_are_parse_errors) {
   char dir[] = "/tmp/tandem-table-XXXXXX";
-  CHECK(mkdtemp(dir) != NULL);
+  CHECK(tdm_test_mkdtemp(dir) != NULL);
   tdm__tables *t;
   tdm_error err;
   CHECK(tdm__tables_open(dir, 1, NULL, &t, &err) == TDM_OK);
@@ -539,7 +539,7 @@ TEST(table_corrupt_bytes_are_parse_errors) {
  * succeeds, and nothing leaks (the sanitizer build checks). */
 TEST(table_out_of_memory) {
   char dir[] = "/tmp/tandem-table-XXXXXX";
-  CHECK(mkdtemp(dir) != NULL);
+  CHECK(tdm_test_mkdtemp(dir) != NULL);
   const char *cols[] = {"a", "b"};
   int succeeded = 0;
   for (long countdown = 0; countdown < 200 && !succeeded; countdown++) {

@@ -42,7 +42,7 @@ static int append(tdm__wal *wal, uint64_t seq, const char *text) {
 
 TEST(wal_replays_in_order_and_survives_a_torn_tail) {
   char dir[] = "/tmp/tandem-wal-XXXXXX";
-  CHECK(mkdtemp(dir) != NULL);
+  CHECK(tdm_test_mkdtemp(dir) != NULL);
   tdm__wal *wal;
   tdm_error err;
   CHECK(tdm__wal_open(dir, "p", &wal, &err) == TDM_OK);
@@ -121,7 +121,7 @@ TEST(wal_restarts_do_not_pile_up_segments) {
    * an empty one goes, so the files hold one preallocated segment (the
    * open one) and the records, and every record still replays. */
   char dir[] = "/tmp/tandem-wal-XXXXXX";
-  CHECK(mkdtemp(dir) != NULL);
+  CHECK(tdm_test_mkdtemp(dir) != NULL);
   tdm_error err;
   size_t records = 0;
   for (int start = 0; start < 12; start++) {
@@ -178,7 +178,7 @@ TEST(wal_rotation_uses_the_prepared_segment) {
    * both: each file is created with O_EXCL), and a reopened log replays
    * every record in order. */
   char dir[] = "/tmp/tandem-wal-XXXXXX";
-  CHECK(mkdtemp(dir) != NULL);
+  CHECK(tdm_test_mkdtemp(dir) != NULL);
   tdm_error err;
   tdm__wal *wal;
   CHECK(tdm__wal_open(dir, "p", &wal, &err) == TDM_OK);
