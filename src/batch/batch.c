@@ -58,6 +58,7 @@ typedef struct worker {
   /* the chunk being processed, and its buffers for this worker */
   const tdm__event_record *records;
   outcome *outcomes;
+  const int *owners; /* which worker owns each event */
   double *cells;
   tdm__buf *out, *reasons;
   size_t num_records;
@@ -115,16 +116,13 @@ static void *work(void *arg) {
   /* The worker's own events first, so that it can look ahead of them. */
   size_t n = 0;
   for (size_t i = 0; i < w->num_records; i++) {
+    if (w->owners[i] != w->index) continue;
     const tdm__event_record *rec = &w->records[i];
     tdm__event ev = {rec->fields};
     tdm__str entity = {NULL, 0};
-    int owner = 0;
-    if (rec->problem == NULL &&
-        tdm__pipeline_entity(w->p, &ev, &entity, &err) == TDM_OK)
-      owner = (int)(key_hash(entity) % (uint64_t)w->count);
-    else
+    if (rec->problem != NULL ||
+        tdm__pipeline_entity(w->p, &ev, &entity, &err) != TDM_OK)
       entity = (tdm__str){NULL, 0};
-    if (owner != w->index) continue;
     w->mine[n] = i;
     w->keys[n++] = entity;
   }
@@ -311,6 +309,7 @@ static int write_manifest(const tdm__batch_options *opt,
 typedef struct chunk {
   tdm__event_record *records;
   outcome *outcomes;
+  int *owners; /* the worker of each event (0: rejected by the reader) */
   double *cells; /* CSV: tdm__pipeline_csv_cells per event */
   /* per worker: its results' text (out) and reject reasons */
   tdm__buf *out, *reasons;
@@ -378,6 +377,23 @@ static int write_chunk(run *r, const chunk *ch, tdm__batch_stats *st,
                    r->opt->out_path, err);
 }
 
+/* Which worker owns each event of ch: the one its entity hashes to (the
+ * first for an event without a valid entity, which it rejects). Worked
+ * out once here, on the reading thread, rather than by every worker for
+ * every event. */
+static void assign_owners(const run *r, chunk *ch) {
+  for (size_t i = 0; i < ch->count; i++) {
+    const tdm__event_record *rec = &ch->records[i];
+    tdm__event ev = {rec->fields};
+    tdm__str entity;
+    tdm_error err;
+    ch->owners[i] = 0;
+    if (r->threads > 1 && rec->problem == NULL &&
+        tdm__pipeline_entity(r->p, &ev, &entity, &err) == TDM_OK)
+      ch->owners[i] = (int)(key_hash(entity) % (uint64_t)r->threads);
+  }
+}
+
 /* Reads the next chunk of events into ch (its arena starts afresh). */
 static void read_chunk(run *r, chunk *ch, tdm_error *err) {
   tdm__arena_free(&ch->arena);
@@ -391,6 +407,7 @@ static void read_chunk(run *r, chunk *ch, tdm_error *err) {
     ch->outcomes[ch->count] = (outcome){.worker = -1};
     ch->count++;
   }
+  assign_owners(r, ch);
 }
 
 /* Points the workers at chunk ch. */
@@ -399,6 +416,7 @@ static void assign(run *r, chunk *ch) {
     worker *w = &r->workers[t];
     w->records = ch->records;
     w->outcomes = ch->outcomes;
+    w->owners = ch->owners;
     w->num_records = ch->count;
     w->cells = ch->cells;
     w->out = &ch->out[t];
@@ -528,11 +546,12 @@ static int setup(run *r, tdm_error *err) {
     tdm__arena_init(&ch->arena, 1 << 20);
     ch->records = tdm__calloc(CHUNK_EVENTS, sizeof *ch->records);
     ch->outcomes = tdm__calloc(CHUNK_EVENTS, sizeof *ch->outcomes);
+    ch->owners = tdm__calloc(CHUNK_EVENTS, sizeof *ch->owners);
     ch->cells = tdm__calloc(CHUNK_EVENTS * r->num_cells + 1, sizeof *ch->cells);
     ch->out = tdm__calloc((size_t)threads, sizeof *ch->out);
     ch->reasons = tdm__calloc((size_t)threads, sizeof *ch->reasons);
-    if (!ch->records || !ch->outcomes || !ch->cells || !ch->out ||
-        !ch->reasons)
+    if (!ch->records || !ch->outcomes || !ch->owners || !ch->cells ||
+        !ch->out || !ch->reasons)
       return tdm__fail(err, TDM_ENOMEM, "out of memory");
   }
   for (int t = 0; t < threads; t++) {
@@ -595,6 +614,7 @@ static void teardown(run *r) {
     tdm__free(ch->reasons);
     tdm__free(ch->records);
     tdm__free(ch->outcomes);
+    tdm__free(ch->owners);
     tdm__free(ch->cells);
     tdm__arena_free(&ch->arena);
   }
