@@ -18,7 +18,9 @@ CSV and JSON Lines:
   meets;
 - every reject names its input line, in input order, and only the
   invalid rows are rejected;
-- the outputs of every thread count are the same bytes.
+- the outputs of every thread count are the same bytes;
+- with reasons (explain:), every row's reasons carry that row's own
+  feature values.
 
 The reference shares nothing with tandem's code: it walks the generated
 rows in Python.
@@ -167,5 +169,35 @@ for threads in (1, 2, 3):
 for ext, by_threads in outputs.items():
     expect(by_threads[1] == by_threads[2] == by_threads[3],
            f"{ext}: the outputs of 1, 2 and 3 threads differ")
+
+# With reasons, a worker makes each row's reasons text and the calling
+# thread places it in the row: every reason's value must be that row's own
+# feature value (a reason from another event would carry another count).
+with open(os.path.join(out, "pipeline.yaml")) as f:
+    explained = f.read() + "explain: {reasons: 2, min_contribution: 0}\n"
+write(os.path.join(out, "explained.yaml"), explained)
+reasons_out = {}
+for threads in (1, 2, 3):
+    what = f"{threads} threads, reasons"
+    dst = os.path.join(out, f"reasons{threads}.csv")
+    p = tandem("batch", os.path.join(out, "explained.yaml"), "--in", src,
+               "--out", dst, "--threads", threads, "--no-registry")
+    expect(p.returncode == 0, f"{what}: exit {p.returncode}: {p.stderr}")
+    got = read_csv_rows(dst)
+    check_rows(got, expected, what)
+    explained_rows = 0
+    for k, g in enumerate(got):
+        for reason in json.loads(g["reasons"]) or []:
+            explained_rows += 1
+            own = float(g[reason["feature"]])
+            expect(reason["value"] == own,
+                   f"{what}: row {k}: reason {reason} beside "
+                   f"{reason['feature']} = {own}")
+    expect(explained_rows > len(got) // 2,
+           f"{what}: only {explained_rows} reasons in {len(got)} rows")
+    with open(dst, "rb") as f:
+        reasons_out[threads] = f.read()
+expect(reasons_out[1] == reasons_out[2] == reasons_out[3],
+       "reasons: the outputs of 1, 2 and 3 threads differ")
 
 finish("test_batch_order")
