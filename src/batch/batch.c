@@ -2,10 +2,15 @@
  * batch.c - `tandem batch`: reads events in chunks, processes each chunk
  * on N worker threads partitioned by entity (worker t owns the entities
  * whose key hashes to t, with its own state map), then writes the chunk's
- * results in input order. Every entity's events go through the pipeline
- * core in file order whatever N is, so the output is the same bytes for
- * every thread count. The output and the reject file appear only when the
- * run succeeds (atomic files), followed by OUT.manifest.json.
+ * results in input order. Three chunks are in flight at once: while the
+ * workers process one, the calling thread reads the next and formats and
+ * writes the one before (a CSV row is captured by the worker as the few
+ * numbers it needs and formatted here), so reading, the pipeline core and
+ * formatting run side by side. Every entity's events go through the
+ * pipeline core in file order whatever N is, so the output is the same
+ * bytes for every thread count. The output and the reject file appear
+ * only when the run succeeds (atomic files), followed by
+ * OUT.manifest.json.
  */
 #include "batch.h"
 
@@ -35,7 +40,9 @@ typedef struct outcome {
   int rejected;
   int status; /* a rejected event's status (its reason word) */
   int duplicate;
-  size_t offset, len; /* in the worker's output (or reasons) buffer */
+  /* In the chunk's buffers of that worker: a rejected event's reason, a
+   * JSON Lines result, or a CSV row's reasons text (len 0: none). */
+  size_t offset, len;
 } outcome;
 
 /* How far ahead, in its own events, a worker asks for an entity's state
@@ -46,11 +53,14 @@ typedef struct worker {
   const tdm__pipeline *p;
   tdm__state_map *map;
   tdm__result result;
-  tdm__buf out, reasons;
   int index, count, jsonl, explain;
-  /* the chunk being processed */
+  size_t num_cells; /* per CSV row: tdm__pipeline_csv_cells */
+  /* the chunk being processed, and its buffers for this worker */
   const tdm__event_record *records;
   outcome *outcomes;
+  const int *owners; /* which worker owns each event */
+  double *cells;
+  tdm__buf *out, *reasons;
   size_t num_records;
   size_t *mine;   /* the chunk's events this worker owns, in order */
   tdm__str *keys; /* their entities (data NULL: a rejected record) */
@@ -69,9 +79,9 @@ static int add_reason(worker *w, outcome *o, int status,
   o->worker = w->index;
   o->rejected = 1;
   o->status = status;
-  o->offset = w->reasons.len;
+  o->offset = w->reasons->len;
   o->len = strlen(message);
-  return tdm__buf_append(&w->reasons, message, o->len);
+  return tdm__buf_append(w->reasons, message, o->len);
 }
 
 /* How far ahead, in its own events, a worker asks for an entity's state:
@@ -100,22 +110,19 @@ static void look_ahead(worker *w, size_t k, size_t n) {
 
 static void *work(void *arg) {
   worker *w = arg;
-  w->out.len = 0;
-  w->reasons.len = 0;
+  w->out->len = 0;
+  w->reasons->len = 0;
   tdm_error err;
   /* The worker's own events first, so that it can look ahead of them. */
   size_t n = 0;
   for (size_t i = 0; i < w->num_records; i++) {
+    if (w->owners[i] != w->index) continue;
     const tdm__event_record *rec = &w->records[i];
     tdm__event ev = {rec->fields};
     tdm__str entity = {NULL, 0};
-    int owner = 0;
-    if (rec->problem == NULL &&
-        tdm__pipeline_entity(w->p, &ev, &entity, &err) == TDM_OK)
-      owner = (int)(key_hash(entity) % (uint64_t)w->count);
-    else
+    if (rec->problem != NULL ||
+        tdm__pipeline_entity(w->p, &ev, &entity, &err) != TDM_OK)
       entity = (tdm__str){NULL, 0};
-    if (owner != w->index) continue;
     w->mine[n] = i;
     w->keys[n++] = entity;
   }
@@ -145,12 +152,17 @@ static void *work(void *arg) {
     }
     o->worker = w->index;
     o->duplicate = w->result.duplicate;
-    o->offset = w->out.len;
-    rc = w->jsonl ? tdm__pipeline_json(w->p, &ev, &w->result, w->explain, &w->out)
-                  : tdm__pipeline_csv_row(w->p, &ev, &w->result, &w->out);
-    if (rc == TDM_OK && w->jsonl) rc = tdm__buf_append(&w->out, "\n", 1);
+    o->offset = w->out->len;
+    if (w->jsonl) {
+      rc = tdm__pipeline_json(w->p, &ev, &w->result, w->explain, w->out);
+      if (rc == TDM_OK) rc = tdm__buf_append(w->out, "\n", 1);
+    } else {
+      tdm__pipeline_csv_capture(w->p, &w->result, &w->cells[i * w->num_cells]);
+      if (tdm__pipeline_csv_has_reasons(w->p))
+        rc = tdm__pipeline_csv_reasons(w->p, &w->result, w->out);
+    }
     if (rc != TDM_OK) w->failed = 1;
-    o->len = w->out.len - o->offset;
+    o->len = w->out->len - o->offset;
   }
   return NULL;
 }
@@ -297,6 +309,10 @@ static int write_manifest(const tdm__batch_options *opt,
 typedef struct chunk {
   tdm__event_record *records;
   outcome *outcomes;
+  int *owners; /* the worker of each event (0: rejected by the reader) */
+  double *cells; /* CSV: tdm__pipeline_csv_cells per event */
+  /* per worker: its results' text (out) and reject reasons */
+  tdm__buf *out, *reasons;
   size_t count;
   tdm__arena arena;
   int more; /* 1: the input goes on; 0: this was the end; < 0: an error */
@@ -308,29 +324,34 @@ typedef struct run {
   tdm__event_reader *reader;
   worker *workers;
   int threads;
-  chunk chunks[2];
+  size_t num_cells;
+  chunk chunks[3];
   tdm__atomic_file out, rejects;
   int out_open, rejects_open;
   tdm__sha256 out_hash;
-  tdm__buf line;
+  tdm__buf line, rows;
   char rejects_path[4096];
 } run;
 
-/* Writes one processed chunk in input order. */
+/* Writes one processed chunk in input order (formatting its CSV rows). */
 static int write_chunk(run *r, const chunk *ch, tdm__batch_stats *st,
                        tdm_error *err) {
   const tdm__spec *spec = tdm__pipeline_spec(r->p);
-  for (size_t i = 0; i < ch->count; i++) {
+  int jsonl = r->workers[0].jsonl;
+  tdm__buf *rows = &r->rows;
+  rows->len = 0;
+  int rc = TDM_OK;
+  for (size_t i = 0; i < ch->count && rc == TDM_OK; i++) {
     const outcome *o = &ch->outcomes[i];
-    const worker *w = &r->workers[o->worker < 0 ? 0 : o->worker];
+    int t = o->worker < 0 ? 0 : o->worker;
     if (o->rejected) {
-      const char *reason = w->reasons.data + o->offset;
+      const char *reason = ch->reasons[t].data + o->offset;
       if (r->opt->strict)
         return tdm__fail(err, TDM_EPARSE, "%s:%zu: %.*s (--strict)",
                          r->opt->in_path, ch->records[i].line, (int)o->len,
                          reason);
       if (!r->rejects_open) {
-        int rc = tdm__atomic_open(&r->rejects, r->rejects_path, err);
+        rc = tdm__atomic_open(&r->rejects, r->rejects_path, err);
         if (rc != TDM_OK) return rc;
         r->rejects_open = 1;
       }
@@ -340,13 +361,37 @@ static int write_chunk(run *r, const chunk *ch, tdm__batch_stats *st,
       st->rejected++;
       continue;
     }
-    int rc = write_all(r->out.fp, &r->out_hash, w->out.data + o->offset, o->len,
-                       r->opt->out_path, err);
-    if (rc != TDM_OK) return rc;
+    const char *text = ch->out[t].data + o->offset;
+    if (jsonl) {
+      rc = tdm__buf_append(rows, text, o->len);
+    } else {
+      tdm__str reasons = {text, o->len};
+      rc = tdm__pipeline_csv_row(r->p, ch->records[i].fields,
+                                 &ch->cells[i * r->num_cells], &reasons, rows);
+    }
     st->written++;
     st->duplicates += o->duplicate != 0;
   }
-  return TDM_OK;
+  if (rc != TDM_OK) return tdm__fail(err, TDM_ENOMEM, "out of memory");
+  return write_all(r->out.fp, &r->out_hash, rows->data, rows->len,
+                   r->opt->out_path, err);
+}
+
+/* Which worker owns each event of ch: the one its entity hashes to (the
+ * first for an event without a valid entity, which it rejects). Worked
+ * out once here, on the reading thread, rather than by every worker for
+ * every event. */
+static void assign_owners(const run *r, chunk *ch) {
+  for (size_t i = 0; i < ch->count; i++) {
+    const tdm__event_record *rec = &ch->records[i];
+    tdm__event ev = {rec->fields};
+    tdm__str entity;
+    tdm_error err;
+    ch->owners[i] = 0;
+    if (r->threads > 1 && rec->problem == NULL &&
+        tdm__pipeline_entity(r->p, &ev, &entity, &err) == TDM_OK)
+      ch->owners[i] = (int)(key_hash(entity) % (uint64_t)r->threads);
+  }
 }
 
 /* Reads the next chunk of events into ch (its arena starts afresh). */
@@ -362,25 +407,38 @@ static void read_chunk(run *r, chunk *ch, tdm_error *err) {
     ch->outcomes[ch->count] = (outcome){.worker = -1};
     ch->count++;
   }
+  assign_owners(r, ch);
+}
+
+/* Points the workers at chunk ch. */
+static void assign(run *r, chunk *ch) {
+  for (int t = 0; t < r->threads; t++) {
+    worker *w = &r->workers[t];
+    w->records = ch->records;
+    w->outcomes = ch->outcomes;
+    w->owners = ch->owners;
+    w->num_records = ch->count;
+    w->cells = ch->cells;
+    w->out = &ch->out[t];
+    w->reasons = &ch->reasons[t];
+  }
 }
 
 /*
- * The workers process one chunk while this thread reads the next, then
- * this thread writes the processed chunk's results in input order.
+ * The workers process one chunk while this thread reads the next and
+ * writes the one before, in input order. A chunk is written only after
+ * the workers are done with it, and read into only after it is written.
  */
 static int process_all(run *r, tdm__batch_stats *st, tdm_error *err) {
-  chunk *current = &r->chunks[0], *next = &r->chunks[1];
+  chunk *done = NULL, *current = &r->chunks[0], *next = &r->chunks[1],
+        *spare = &r->chunks[2];
   read_chunk(r, current, err);
   int rc = current->more < 0 ? current->more : TDM_OK;
   while (rc == TDM_OK && current->count > 0) {
     /* Every entity stays in memory for the whole run: batch has no
      * store to move idle ones to, and dropping one would change the
      * answers of its later events (docs/windows.md, "Event time"). */
-    for (int t = 0; t < r->threads; t++) {
-      r->workers[t].records = current->records;
-      r->workers[t].outcomes = current->outcomes;
-      r->workers[t].num_records = current->count;
-    }
+    assign(r, current);
     crew c;
     start_workers(&c, r->workers, r->threads);
     tdm_error read_err;
@@ -388,19 +446,28 @@ static int process_all(run *r, tdm__batch_stats *st, tdm_error *err) {
       read_chunk(r, next, &read_err);
     else
       next->count = 0, next->more = 0;
+    int written = TDM_OK;
+    if (done != NULL) {
+      written = write_chunk(r, done, st, err);
+      if (written == TDM_OK) tdm__crash_point("batch-chunk-written");
+    }
     join_workers(&c, r->threads);
-    for (int t = 0; t < r->threads; t++)
+    rc = written;
+    for (int t = 0; t < r->threads && rc == TDM_OK; t++)
       if (r->workers[t].failed) rc = tdm__fail(err, TDM_ENOMEM, "out of memory");
-    if (rc == TDM_OK) rc = write_chunk(r, current, st, err);
-    if (rc == TDM_OK) tdm__crash_point("batch-chunk-written");
     st->events += current->count;
     if (rc == TDM_OK && next->more < 0) {
       *err = read_err;
       rc = next->more;
     }
-    chunk *done = current;
+    chunk *free_slot = done != NULL ? done : spare;
+    done = current;
     current = next;
-    next = done;
+    next = free_slot;
+  }
+  if (rc == TDM_OK && done != NULL) {
+    rc = write_chunk(r, done, st, err);
+    if (rc == TDM_OK) tdm__crash_point("batch-chunk-written");
   }
   return rc;
 }
@@ -472,15 +539,21 @@ static int setup(run *r, tdm_error *err) {
   if (threads > TDM__MAX_THREADS) threads = TDM__MAX_THREADS;
   r->threads = threads;
   r->workers = tdm__calloc((size_t)threads, sizeof *r->workers);
-  for (int k = 0; k < 2; k++) {
+  if (r->workers == NULL) return tdm__fail(err, TDM_ENOMEM, "out of memory");
+  r->num_cells = jsonl ? 0 : tdm__pipeline_csv_cells(r->p);
+  for (int k = 0; k < 3; k++) {
     chunk *ch = &r->chunks[k];
     tdm__arena_init(&ch->arena, 1 << 20);
     ch->records = tdm__calloc(CHUNK_EVENTS, sizeof *ch->records);
     ch->outcomes = tdm__calloc(CHUNK_EVENTS, sizeof *ch->outcomes);
+    ch->owners = tdm__calloc(CHUNK_EVENTS, sizeof *ch->owners);
+    ch->cells = tdm__calloc(CHUNK_EVENTS * r->num_cells + 1, sizeof *ch->cells);
+    ch->out = tdm__calloc((size_t)threads, sizeof *ch->out);
+    ch->reasons = tdm__calloc((size_t)threads, sizeof *ch->reasons);
+    if (!ch->records || !ch->outcomes || !ch->owners || !ch->cells ||
+        !ch->out || !ch->reasons)
+      return tdm__fail(err, TDM_ENOMEM, "out of memory");
   }
-  if (!r->workers || !r->chunks[0].records || !r->chunks[0].outcomes ||
-      !r->chunks[1].records || !r->chunks[1].outcomes)
-    return tdm__fail(err, TDM_ENOMEM, "out of memory");
   for (int t = 0; t < threads; t++) {
     worker *w = &r->workers[t];
     w->p = r->p;
@@ -492,6 +565,7 @@ static int setup(run *r, tdm_error *err) {
     w->count = threads;
     w->jsonl = jsonl;
     w->explain = opt->explain;
+    w->num_cells = r->num_cells;
     if (tdm__state_map_new(r->p, &w->map) != TDM_OK)
       return tdm__fail(err, TDM_ENOMEM, "out of memory");
     rc = tdm__result_init(r->p, &w->result, err);
@@ -527,18 +601,26 @@ static void teardown(run *r) {
   for (int t = 0; r->workers && t < r->threads; t++) {
     tdm__state_map_free(r->workers[t].map);
     tdm__result_free(&r->workers[t].result);
-    tdm__buf_free(&r->workers[t].out);
-    tdm__buf_free(&r->workers[t].reasons);
     tdm__free(r->workers[t].mine);
     tdm__free(r->workers[t].keys);
   }
-  tdm__free(r->workers);
-  for (int k = 0; k < 2; k++) {
-    tdm__free(r->chunks[k].records);
-    tdm__free(r->chunks[k].outcomes);
-    tdm__arena_free(&r->chunks[k].arena);
+  for (int k = 0; k < 3; k++) {
+    chunk *ch = &r->chunks[k];
+    for (int t = 0; t < r->threads && ch->out != NULL; t++)
+      tdm__buf_free(&ch->out[t]);
+    for (int t = 0; t < r->threads && ch->reasons != NULL; t++)
+      tdm__buf_free(&ch->reasons[t]);
+    tdm__free(ch->out);
+    tdm__free(ch->reasons);
+    tdm__free(ch->records);
+    tdm__free(ch->outcomes);
+    tdm__free(ch->owners);
+    tdm__free(ch->cells);
+    tdm__arena_free(&ch->arena);
   }
+  tdm__free(r->workers);
   tdm__buf_free(&r->line);
+  tdm__buf_free(&r->rows);
   tdm__event_reader_close(r->reader);
   tdm__pipeline_free(r->p);
 }

@@ -45,11 +45,9 @@ static int number_text(const tdm__pipeline *p, const column *col, double v,
   return tdm__format_double(v, buf);
 }
 
-/* The text of the rule a shadow score would have met (col is the
- * shadow_decision column), or NULL for none. */
-static const char *shadow_decision(const tdm__pipeline *p, const column *col,
-                                   const tdm__result *r) {
-  double v = r->numbers[col->index];
+/* The text of the rule a shadow score would have met (v: the value of
+ * the shadow_decision column's slot, a rule index), or NULL for none. */
+static const char *shadow_decision(const tdm__pipeline *p, double v) {
   return isnan(v) ? NULL : p->spec->rules[(size_t)v].then;
 }
 
@@ -188,8 +186,34 @@ int tdm__pipeline_csv_header(const tdm__pipeline *p, tdm__buf *out) {
   return rc;
 }
 
-int tdm__pipeline_csv_row(const tdm__pipeline *p, const tdm__event *ev,
-                          const tdm__result *r, tdm__buf *out) {
+size_t tdm__pipeline_csv_cells(const tdm__pipeline *p) {
+  return p->num_columns + 2;
+}
+
+void tdm__pipeline_csv_capture(const tdm__pipeline *p, const tdm__result *r,
+                               double *cells) {
+  for (size_t i = 0; i < p->num_columns; i++) {
+    const column *col = &p->columns[i];
+    cells[i] = col->kind == COLUMN_NUMBER || col->kind == COLUMN_SHADOW_DECISION
+                   ? r->numbers[col->index]
+                   : 0;
+  }
+  cells[p->num_columns] = r->decision;
+  cells[p->num_columns + 1] = r->duplicate != 0;
+}
+
+int tdm__pipeline_csv_has_reasons(const tdm__pipeline *p) {
+  return explains(p);
+}
+
+int tdm__pipeline_csv_reasons(const tdm__pipeline *p, const tdm__result *r,
+                              tdm__buf *out) {
+  return reasons_json(p, r, out);
+}
+
+int tdm__pipeline_csv_row(const tdm__pipeline *p, const tdm__str *fields,
+                          const double *cells, const tdm__str *reasons,
+                          tdm__buf *out) {
   int rc = TDM_OK;
   char buf[32];
   for (size_t i = 0; i < p->num_columns && rc == TDM_OK; i++) {
@@ -197,30 +221,27 @@ int tdm__pipeline_csv_row(const tdm__pipeline *p, const tdm__event *ev,
     if (i > 0) rc = tdm__buf_append(out, ",", 1);
     if (rc != TDM_OK) break;
     if (col->kind == COLUMN_FIELD) {
-      tdm__str t = ev->fields[col->index];
+      tdm__str t = fields[col->index];
       if (t.data != NULL) rc = tdm__csv_append_field(out, t.data, t.len);
     } else if (col->kind == COLUMN_NUMBER) {
-      int n = number_text(p, col, r->numbers[col->index], buf);
+      int n = number_text(p, col, cells[i], buf);
       rc = tdm__buf_append(out, buf, (size_t)n);
     } else if (col->kind == COLUMN_SHADOW_DECISION) {
-      const char *then = shadow_decision(p, col, r);
+      const char *then = shadow_decision(p, cells[i]);
       if (then != NULL) rc = tdm__csv_append_field(out, then, strlen(then));
-    } else if (r->decision >= 0) {
-      const char *then = p->spec->rules[r->decision].then;
+    } else if (cells[p->num_columns] >= 0) {
+      const char *then = p->spec->rules[(size_t)cells[p->num_columns]].then;
       rc = tdm__csv_append_field(out, then, strlen(then));
     }
   }
   if (rc == TDM_OK && explains(p)) {
     /* The same JSON as the JSON Lines and live answers, as one CSV field. */
-    tdm__buf reasons = {0};
-    rc = reasons_json(p, r, &reasons);
-    if (rc == TDM_OK) rc = tdm__buf_append(out, ",", 1);
+    rc = tdm__buf_append(out, ",", 1);
     if (rc == TDM_OK)
-      rc = tdm__csv_append_field(out, reasons.data, reasons.len);
-    tdm__buf_free(&reasons);
+      rc = tdm__csv_append_field(out, reasons->data, reasons->len);
   }
   if (rc == TDM_OK && p->id_field != NONE)
-    rc = tdm__buf_append(out, r->duplicate ? ",1" : ",0", 2);
+    rc = tdm__buf_append(out, cells[p->num_columns + 1] != 0 ? ",1" : ",0", 2);
   if (rc == TDM_OK) rc = tdm__buf_append(out, "\n", 1);
   return rc;
 }
@@ -286,8 +307,9 @@ int tdm__pipeline_json(const tdm__pipeline *p, const tdm__event *ev,
     else if (col->kind == COLUMN_NUMBER)
       rc = json_number(p, col, r->numbers[col->index], out);
     else if (col->kind == COLUMN_SHADOW_DECISION)
-      rc = shadow_decision(p, col, r)
-               ? tdm__json_append_string(out, shadow_decision(p, col, r))
+      rc = shadow_decision(p, r->numbers[col->index])
+               ? tdm__json_append_string(
+                     out, shadow_decision(p, r->numbers[col->index]))
                : tdm__buf_append(out, "null", 4);
     else if (r->decision >= 0)
       rc = tdm__json_append_string(out, p->spec->rules[r->decision].then);

@@ -164,8 +164,24 @@ int tdm__pipeline_error_json(int status, const char *message, tdm__buf *out);
 
 /* The CSV header line (with "\n") and one row per result. */
 int tdm__pipeline_csv_header(const tdm__pipeline *p, tdm__buf *out);
-int tdm__pipeline_csv_row(const tdm__pipeline *p, const tdm__event *ev,
-                          const tdm__result *r, tdm__buf *out);
+/*
+ * A row is written in two steps, so that a runner can format it on
+ * another thread than the one that processed the event: capture keeps
+ * what the row needs of a result in tdm__pipeline_csv_cells(p) doubles
+ * (the number columns' values, the decision, whether a duplicate), and
+ * row writes the line from them and the event's field texts. When the
+ * row has a reasons column (tdm__pipeline_csv_has_reasons), its text is
+ * made from the result by tdm__pipeline_csv_reasons and given to row.
+ */
+size_t tdm__pipeline_csv_cells(const tdm__pipeline *p);
+void tdm__pipeline_csv_capture(const tdm__pipeline *p, const tdm__result *r,
+                               double *cells);
+int tdm__pipeline_csv_has_reasons(const tdm__pipeline *p);
+int tdm__pipeline_csv_reasons(const tdm__pipeline *p, const tdm__result *r,
+                              tdm__buf *out);
+int tdm__pipeline_csv_row(const tdm__pipeline *p, const tdm__str *fields,
+                          const double *cells, const tdm__str *reasons,
+                          tdm__buf *out);
 /* The CSV row has a "reasons" column (compact JSON, as in the JSON
  * answer) when the spec asks for explain: reasons. */
 /* What a JSON result explains beyond its columns (bits): every feature's
