@@ -102,6 +102,9 @@ struct tdm__server {
   char address[64];
 };
 
+/* The most body bytes reserved for a request before they arrive. */
+#define BODY_RESERVE ((size_t)64 << 10)
+
 typedef struct request {
   /* The request target as libmicrohttpd read it (see hidden_nul). */
   const char *target;
@@ -1145,6 +1148,16 @@ static enum MHD_Result start_request(tdm__server *srv,
     return refuse_infer(srv, c, r, MHD_HTTP_SERVICE_UNAVAILABLE,
                         "overloaded: too many requests in flight; retry "
                         "later");
+  }
+  /* The body arrives in pieces of libmicrohttpd's read buffer. Room for
+   * its declared length saves copying it again each time the buffer would
+   * grow; bounded, since no byte of it has arrived yet (a larger body
+   * still grows as before). A failure here is met again, and answered,
+   * when the bytes come. */
+  if (length != NULL) {
+    unsigned long long declared = strtoull(length, NULL, 10);
+    tdm__buf_reserve(&r->body, declared < BODY_RESERVE ? (size_t)declared
+                                                       : BODY_RESERVE);
   }
   return MHD_YES;
 }
