@@ -7,7 +7,8 @@ tensor data extension's description (struct and numpy only):
   1. An infinity (+inf and -inf) at every position of a 3 x 13 matrix (an
      odd count: both halves of a 64-bit word and the lone last value),
      and two infinities at once: each is a 400 naming the first one's
-     element index and its feature, computed here.
+     element index and its feature, computed here, with the message the
+     general way gives for the same values sent as FP64.
   2. Every NaN bit pattern class (quiet, signalling, negative, all ones),
      the largest finite values, subnormals and signed zeros are accepted:
      scores and margins equal xgboost's own inplace_predict bit for bit.
@@ -135,6 +136,14 @@ with Server("--model", "credit=" + credit, "--model", "lgb=" + lgb_credit,
             expect(status == 400 and want in message,
                    "inf x %d at %d: %d %r, expected a 400 with %r"
                    % (sign, i, status, message, want))
+            # The same values as FP64 take the general way (a double per
+            # value): its message must be the same word for word.
+            wide = x.astype("<f8").tobytes()
+            head = head_for(x.shape, len(wide)).replace(b'"FP32"', b'"FP64"')
+            status64, _, body64 = post(s.port, head, wide)
+            expect((status64, error_of(status64, body64)) == (status, message),
+                   "inf x %d at %d: FP64 answers %d %r, FP32 %d %r"
+                   % (sign, i, status64, error_of(status64, body64), status, message))
     for first, second in ((5, 30), (0, 38), (37, 38), (20, 21)):
         x = base.copy().ravel()
         x[second] = np.inf
