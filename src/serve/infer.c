@@ -785,7 +785,7 @@ static int read_request_header(tdm__infer_request *req, tdm_error *err) {
   return rc;
 }
 
-/* Reads one tensor [rows, features] into req->rows. */
+/* Reads one tensor [rows, features] into req->rows (or req->rows32). */
 static int read_matrix(const tdm_model *model, tdm__infer_request *req,
                        const tdm__json *input, binary_section *section,
                        const scanned_data *scan, tdm_error *err) {
