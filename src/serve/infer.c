@@ -18,6 +18,11 @@
  * or after them. Outputs asked for with parameters.binary_data (or every
  * output, with the request's parameters.binary_data_output) come back the
  * same way: "binary_data_size" in the JSON header, the values after it.
+ * One binary form needs no conversion at all: an FP32 [rows, features]
+ * tensor for a float32 (XGBoost) model is copied as it is and scored as
+ * float32 rows (take_float32); every other form is read a value at a time
+ * into doubles, which is also the reference the fast form is tested
+ * against.
  *
  * A many-row JSON request is mostly one flat array of numbers, and a DOM
  * node per number costs more than scoring. So before the document is
