@@ -136,6 +136,8 @@ for t in tests/integration/test_cli.py tests/integration/test_xgboost_fixtures.p
     tests/integration/test_pipeline_usage_errors.py \
     tests/integration/test_serve_messages.py \
     tests/integration/test_serve_binary.py \
+    tests/integration/test_serve_binary_matrix.py \
+    tests/integration/test_serve_body_reserve.py \
     tests/integration/test_number_text.py \
     tests/integration/test_float32_text.py \
     tests/integration/test_serve_threads.py \

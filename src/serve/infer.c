@@ -18,6 +18,11 @@
  * or after them. Outputs asked for with parameters.binary_data (or every
  * output, with the request's parameters.binary_data_output) come back the
  * same way: "binary_data_size" in the JSON header, the values after it.
+ * One binary form needs no conversion at all: an FP32 [rows, features]
+ * tensor for a float32 (XGBoost) model is copied as it is and scored as
+ * float32 rows (take_float32); every other form is read a value at a time
+ * into doubles, which is also the reference the fast form is tested
+ * against.
  *
  * A many-row JSON request is mostly one flat array of numbers, and a DOM
  * node per number costs more than scoring. So before the document is
@@ -89,11 +94,11 @@ typedef struct tensor_sink {
   size_t expected, count;
   const tdm__json *data;
   const struct scanned_data *scan; /* "data" arrays read from the text */
-  const double *scanned; /* this input's values from there, or NULL */
+  const double *scanned;           /* this input's values from there, or NULL */
   size_t scanned_count;
-  const tdm__json *input;       /* the input object, for messages */
-  const unsigned char *binary;  /* its binary data, or NULL (JSON data) */
-  binary_section *section;      /* NULL: the body is all JSON */
+  const tdm__json *input;      /* the input object, for messages */
+  const unsigned char *binary; /* its binary data, or NULL (JSON data) */
+  binary_section *section;     /* NULL: the body is all JSON */
   tdm_error *err;
 } tensor_sink;
 
@@ -220,8 +225,8 @@ static const scanned_array *scanned_at(const scanned_data *sd, size_t offset) {
   return NULL;
 }
 
-static int fail_at(const tdm__json_doc *doc, const tdm__json *v,
-                   tdm_error *err, const char *what) {
+static int fail_at(const tdm__json_doc *doc, const tdm__json *v, tdm_error *err,
+                   const char *what) {
   return tdm__json_fail(doc, v, TDM_EPARSE, err, "%s", what);
 }
 
@@ -346,13 +351,58 @@ static int put_scanned(tensor_sink *s) {
   return TDM_OK;
 }
 
+/* Whether this machine stores numbers little-endian, as binary tensor data
+ * is: then a tensor's bytes are its values as they are. The compiler folds
+ * the test to a constant. */
+static int host_is_little_endian(void) {
+  const uint16_t probe = 1;
+  unsigned char first;
+  memcpy(&first, &probe, 1);
+  return first == 1;
+}
+
+/* The little-endian unsigned integer of size bytes (1, 2, 4 or 8) at p. */
+static uint64_t load_le(const unsigned char *p, size_t size) {
+  uint64_t bits = 0;
+  if (host_is_little_endian()) {
+    /* One load of a known size per case, not a loop over the bytes: this
+     * runs once per element of every binary tensor. */
+    switch (size) {
+      case 1: return p[0];
+      case 2: {
+        uint16_t v;
+        memcpy(&v, p, 2);
+        return v;
+      }
+      case 4: {
+        uint32_t v;
+        memcpy(&v, p, 4);
+        return v;
+      }
+      default: memcpy(&bits, p, 8); return bits;
+    }
+  }
+  for (size_t b = 0; b < size; b++) bits |= (uint64_t)p[b] << (8 * b);
+  return bits;
+}
+
+/* Writes the low size bytes (4 or 8) of bits at p, little-endian. */
+static void store_le(unsigned char *p, uint64_t bits, size_t size) {
+  if (host_is_little_endian()) {
+    uint32_t narrow = (uint32_t)bits;
+    if (size == 4)
+      memcpy(p, &narrow, 4);
+    else
+      memcpy(p, &bits, 8);
+    return;
+  }
+  for (size_t b = 0; b < size; b++) p[b] = (unsigned char)(bits >> (8 * b));
+}
+
 /* Element i of binary tensor data, little-endian, as a double. */
 static double binary_element(const tensor_sink *s, size_t i) {
   size_t size = datatypes[s->datatype].size;
-  const unsigned char *p = s->binary + i * size;
-  uint64_t bits = 0;
-  for (size_t b = 0; b < size; b++) bits |= (uint64_t)p[b] << (8 * b);
-  const char *name = datatypes[s->datatype].name;
+  uint64_t bits = load_le(s->binary + i * size, size);
   if (s->kind == KIND_FP32) {
     uint32_t narrow = (uint32_t)bits;
     float f;
@@ -364,19 +414,79 @@ static double binary_element(const tensor_sink *s, size_t i) {
     memcpy(&d, &bits, sizeof d);
     return d;
   }
-  if (name[0] == 'U') return (double)bits;
+  if (s->min == 0) return (double)bits; /* an unsigned type */
   /* Signed: extend the sign of a narrower integer. */
   unsigned shift = (unsigned)(64 - 8 * size);
   return (double)((int64_t)(bits << shift) >> shift);
 }
 
-/* Reads a binary tensor's elements (their count is the shape's). */
+/* Reads a binary tensor's elements (their count is the shape's). The
+ * feature is counted along rather than found with a division per element
+ * (next_slot); a refused value goes to put_number for its message. */
 static int put_binary(tensor_sink *s) {
+  int matrix = s->feature == SIZE_MAX;
+  size_t f = matrix ? 0 : s->feature;
   for (size_t i = 0; i < s->expected; i++) {
-    int rc = put_number(s, s->input, binary_element(s, i));
-    if (rc != TDM_OK) return rc;
+    double value = binary_element(s, i);
+    if (tdm__feature_value_problem(s->model, f, value) != TDM__VALUE_OK) {
+      s->count = i;
+      return put_number(s, s->input, value);
+    }
+    s->rows[matrix ? i : i * s->nf + f] = value;
+    if (matrix && ++f == s->nf) f = 0;
   }
+  s->count = s->expected;
   return TDM_OK;
+}
+
+/*
+ * Whether any of the n float32 values is infinite: every exponent bit set
+ * and no mantissa bit. Two values at a time in a 64-bit word, without a
+ * branch per value (GCC does not make vector code of such a loop at -O2):
+ * with the signs cleared and the infinity's bits taken away, a lane is
+ * zero exactly when it held an infinity, and subtracting 1 from a zero
+ * lane borrows into its top bit, which no lane has set before.
+ */
+static int any_infinite(const float *values, size_t n) {
+  const uint64_t signs = 0x8000000080000000u, infinity = 0x7f8000007f800000u;
+  const uint64_t ones = 0x0000000100000001u;
+  uint64_t found = 0;
+  size_t i = 0;
+  for (; i + 2 <= n; i += 2) {
+    uint64_t word;
+    memcpy(&word, &values[i], sizeof word);
+    uint64_t lanes = (word & ~signs) ^ infinity;
+    found |= (lanes - ones) & ~lanes & signs;
+  }
+  for (; i < n; i++) found |= isinf(values[i]);
+  return found != 0;
+}
+
+/*
+ * The fast way for a [rows, features] tensor of FP32 binary data to a
+ * float32 model (XGBoost): the bytes are the float32 values the model
+ * reads, so they are copied as they are into *rows32, with one pass that
+ * looks for a value the model refuses (an infinity; a float32 model has
+ * no feature that must be given). Returns 0 when this way does not apply
+ * or a value is refused: put_binary then reads the tensor, and names the
+ * value in its message.
+ */
+static int take_float32(const tensor_sink *s, float **rows32) {
+  const tdm_model *model = s->model;
+  *rows32 = NULL;
+  if (s->binary == NULL || s->kind != KIND_FP32 || s->feature != SIZE_MAX ||
+      !model->float32 || model->feature_required != NULL ||
+      !host_is_little_endian())
+    return 0;
+  float *values = tdm__malloc(s->expected * sizeof *values + 1);
+  if (values == NULL) return 0; /* the other way says out of memory */
+  memcpy(values, s->binary, s->expected * sizeof *values);
+  if (any_infinite(values, s->expected)) {
+    tdm__free(values);
+    return 0;
+  }
+  *rows32 = values;
+  return 1;
 }
 
 /* Tensor data may be flat or nested as the shape ("natural" form). */
@@ -462,12 +572,12 @@ static int read_header(const tdm__json_doc *doc, const tdm__json *input,
   size_t total = 1;
   for (size_t i = 0; i < shape->count; i++) {
     int64_t d;
-    if (tdm__json_int64(doc, &shape->items[i], &d, err) != TDM_OK) return TDM_EPARSE;
+    if (tdm__json_int64(doc, &shape->items[i], &d, err) != TDM_OK)
+      return TDM_EPARSE;
     if (d < 0 || (uint64_t)d > MAX_VALUES ||
         (d > 0 && total > MAX_VALUES / (size_t)d))
       return tdm__json_fail(doc, &shape->items[i], TDM_EPARSE, err,
-                            "dimension %lld is out of range",
-                            (long long)d);
+                            "dimension %lld is out of range", (long long)d);
     dims[i] = (size_t)d;
     total *= (size_t)d;
   }
@@ -475,8 +585,8 @@ static int read_header(const tdm__json_doc *doc, const tdm__json *input,
   s->expected = total;
   s->input = input;
   s->data = tdm__json_get(input, "data");
-  const tdm__json *size = tdm__json_get(tdm__json_get(input, "parameters"),
-                                        "binary_data_size");
+  const tdm__json *size =
+      tdm__json_get(tdm__json_get(input, "parameters"), "binary_data_size");
   if (size != NULL) return read_binary_header(doc, s, size, err);
   if (s->data == NULL || s->data->type != TDM__JSON_ARRAY)
     return tdm__json_fail(doc, s->data ? s->data : input, TDM_EPARSE, err,
@@ -577,8 +687,8 @@ static int read_flag(const tdm__json_doc *doc, const tdm__json *v,
   *out = -1;
   if (v == NULL) return TDM_OK;
   if (v->type != TDM__JSON_BOOL)
-    return tdm__json_fail(doc, v, TDM_EPARSE, err, "\"%s\" must be true or false",
-                          name);
+    return tdm__json_fail(doc, v, TDM_EPARSE, err,
+                          "\"%s\" must be true or false", name);
   *out = v->boolean;
   return TDM_OK;
 }
@@ -614,8 +724,8 @@ static int read_outputs(const tdm__json_doc *doc, const tdm__json *outputs,
     if (params != NULL && params->type != TDM__JSON_OBJECT)
       return fail_at(doc, params, err, "\"parameters\" must be an object");
     int as_binary;
-    int rc = read_flag(doc, tdm__json_get(params, "binary_data"),
-                       "binary_data", &as_binary, err);
+    int rc = read_flag(doc, tdm__json_get(params, "binary_data"), "binary_data",
+                       &as_binary, err);
     if (rc != TDM_OK) return rc;
     if (as_binary == 1 || (as_binary == -1 && all_binary)) *binary |= bit;
   }
@@ -680,13 +790,17 @@ static int read_request_header(tdm__infer_request *req, tdm_error *err) {
   return rc;
 }
 
-/* Reads one tensor [rows, features] into req->rows. */
+/* Reads one tensor [rows, features] into req->rows (or req->rows32). */
 static int read_matrix(const tdm_model *model, tdm__infer_request *req,
                        const tdm__json *input, binary_section *section,
                        const scanned_data *scan, tdm_error *err) {
   size_t nf = model->num_features;
-  tensor_sink s = {.model = model, .doc = &req->doc, .nf = nf,
-                   .feature = SIZE_MAX, .section = section, .scan = scan,
+  tensor_sink s = {.model = model,
+                   .doc = &req->doc,
+                   .nf = nf,
+                   .feature = SIZE_MAX,
+                   .section = section,
+                   .scan = scan,
                    .err = err};
   size_t dims[MAX_DIMS], nd;
   int rc = read_header(&req->doc, input, &s, dims, &nd, err);
@@ -715,6 +829,7 @@ static int read_matrix(const tdm_model *model, tdm__infer_request *req,
   req->num_rows = nd == 2 ? dims[0] : 1;
   rc = check_count(&req->doc, &s, dims, nd, err);
   if (rc != TDM_OK) return rc;
+  if (take_float32(&s, &req->rows32)) return TDM_OK;
   req->rows = tdm__malloc((req->num_rows * nf + 1) * sizeof(double));
   if (req->rows == NULL) return tdm__fail(err, TDM_ENOMEM, "out of memory");
   s.rows = req->rows;
@@ -749,8 +864,12 @@ static int read_features(const tdm_model *model, tdm__infer_request *req,
       break;
     }
     given[f] = 1;
-    tensor_sink s = {.model = model, .doc = &req->doc, .nf = nf,
-                     .feature = f, .section = section, .scan = scan,
+    tensor_sink s = {.model = model,
+                     .doc = &req->doc,
+                     .nf = nf,
+                     .feature = f,
+                     .section = section,
+                     .scan = scan,
                      .err = err};
     size_t dims[MAX_DIMS], nd;
     rc = read_header(&req->doc, input, &s, dims, &nd, err);
@@ -778,8 +897,8 @@ static int read_features(const tdm_model *model, tdm__infer_request *req,
       for (size_t k = 0; k < req->num_rows * nf; k++) req->rows[k] = NAN;
     } else if (dims[0] != req->num_rows) {
       rc = tdm__json_fail(&req->doc, shape, TDM_ESCHEMA, err,
-                          "has %zu rows, but the first input has %zu",
-                          dims[0], req->num_rows);
+                          "has %zu rows, but the first input has %zu", dims[0],
+                          req->num_rows);
       break;
     }
     s.rows = req->rows;
@@ -886,8 +1005,10 @@ static int parse_request(const tdm_model *model, const char *body,
      * the JSON ends: say so beside the parser's own message. */
     char message[sizeof err->message];
     snprintf(message, sizeof message, "%s", err->message);
-    tdm__fail(err, rc, "%.900s (binary tensor data needs the "
-              "Inference-Header-Content-Length header)", message);
+    tdm__fail(err, rc,
+              "%.900s (binary tensor data needs the "
+              "Inference-Header-Content-Length header)",
+              message);
   }
   if (rc != TDM_OK) return rc;
   rc = read_request_header(req, err);
@@ -918,14 +1039,16 @@ int tdm__infer_parse_binary(const tdm_model *model, const char *body,
   }
   tdm__free(copy);
   scanned_data_free(&scan);
-  return parse_request(model, body, body, json_len, size, json_size, NULL,
-                       req, err);
+  return parse_request(model, body, body, json_len, size, json_size, NULL, req,
+                       err);
 }
 
 void tdm__infer_request_free(tdm__infer_request *req) {
   if (req == NULL) return;
   tdm__free(req->rows);
+  tdm__free(req->rows32);
   req->rows = NULL;
+  req->rows32 = NULL;
   if (req->doc.root != NULL) tdm__json_doc_free(&req->doc);
   memset(&req->doc, 0, sizeof req->doc);
 }
@@ -947,13 +1070,15 @@ static int append_values(tdm__buf *out, const tdm_model *model,
 }
 
 /* Appends values as binary tensor data: little-endian float32 for an
- * XGBoost model (its scores are float32 values), double otherwise. */
+ * XGBoost model (its scores are float32 values), double otherwise. The
+ * bytes are written in place, not appended a value at a time. */
 static int append_binary(tdm__buf *out, const tdm_model *model,
                          const double *values, size_t n) {
   size_t size = model->float32 ? 4 : 8;
   int rc = tdm__buf_reserve(out, n * size);
-  for (size_t i = 0; i < n && rc == TDM_OK; i++) {
-    unsigned char bytes[8];
+  if (rc != TDM_OK) return rc;
+  unsigned char *bytes = (unsigned char *)out->data + out->len;
+  for (size_t i = 0; i < n; i++, bytes += size) {
     uint64_t bits;
     if (model->float32) {
       float f = (float)values[i];
@@ -963,10 +1088,21 @@ static int append_binary(tdm__buf *out, const tdm_model *model,
     } else {
       memcpy(&bits, &values[i], sizeof bits);
     }
-    for (size_t b = 0; b < size; b++) bytes[b] = (unsigned char)(bits >> (8 * b));
-    rc = tdm__buf_append(out, bytes, size);
+    store_le(bytes, bits, size);
   }
-  return rc;
+  out->len += n * size;
+  out->data[out->len] = '\0';
+  return TDM_OK;
+}
+
+/* Scores (or explains, by flags) the request's rows, whichever form they
+ * were read in. */
+static int predict_rows(const tdm_model *model, const tdm__infer_request *req,
+                        int flags, double *out) {
+  if (req->rows32 != NULL)
+    return tdm_model_predict_float32(model, req->rows32, req->num_rows, flags,
+                                     out);
+  return tdm_model_predict(model, req->rows, req->num_rows, flags, out);
 }
 
 /* Where a response's outputs go: the JSON header, and the binary data of
@@ -1032,12 +1168,11 @@ static int append_contribs(response *res, const tdm_model *model,
   size_t width = tdm_model_output_width(model, flags);
   double *values = tdm__malloc(req->num_rows * width * sizeof *values + 1);
   if (values == NULL) return TDM_ENOMEM;
-  int rc = tdm_model_predict(model, req->rows, req->num_rows, flags, values);
+  int rc = predict_rows(model, req, flags, values);
   if (rc == TDM_OK)
-    rc = append_output(res, model,
-                       (req->binary_outputs & TDM__OUTPUT_CONTRIBS) != 0,
-                       "contribs", values, req->num_rows, width,
-                       model->num_outputs);
+    rc = append_output(
+        res, model, (req->binary_outputs & TDM__OUTPUT_CONTRIBS) != 0,
+        "contribs", values, req->num_rows, width, model->num_outputs);
   tdm__free(values);
   return rc;
 }
@@ -1053,7 +1188,7 @@ int tdm__infer_respond(const tdm_model *model, const char *model_name,
   if (margins == NULL) return TDM_ENOMEM;
   double *scores = margins + n * k;
   /* One evaluation: margins, then the link, as tdm_model_predict does. */
-  int rc = tdm_model_predict(model, req->rows, n, TDM_PREDICT_MARGIN, margins);
+  int rc = predict_rows(model, req, TDM_PREDICT_MARGIN, margins);
   for (size_t r = 0; r < n && rc == TDM_OK; r++)
     tdm__apply_link(model, margins + r * k, scores + r * width);
   if (rc == TDM_OK) rc = tdm__buf_append(out, "{\"model_name\":", 14);
@@ -1064,8 +1199,7 @@ int tdm__infer_respond(const tdm_model *model, const char *model_name,
   }
   if (rc == TDM_OK && req->id != NULL) {
     rc = tdm__buf_append(out, ",\"id\":", 6);
-    if (rc == TDM_OK)
-      rc = tdm__json_append_string_n(out, req->id, req->id_len);
+    if (rc == TDM_OK) rc = tdm__json_append_string_n(out, req->id, req->id_len);
   }
   if (rc == TDM_OK) rc = tdm__buf_append(out, ",\"outputs\":[", 12);
   response res = {.json = out, .first = 1};
@@ -1108,8 +1242,8 @@ int tdm__infer_metadata(const tdm_model *model, const char *model_name,
         "\"%s\",\"shape\":[-1,%zu]}],\"outputs\":[{\"name\":\"score\","
         "\"datatype\":\"%s\",\"shape\":[-1,%zu]},{\"name\":\"margin\","
         "\"datatype\":\"%s\",\"shape\":[-1,%zu]}],\"features\":[",
-        info.format_name, type, info.num_features, type, info.num_scores,
-        type, info.num_outputs);
+        info.format_name, type, info.num_features, type, info.num_scores, type,
+        info.num_outputs);
   for (size_t f = 0; f < info.num_features && rc == TDM_OK; f++) {
     if (f > 0) rc = tdm__buf_append(out, ",", 1);
     if (rc == TDM_OK)

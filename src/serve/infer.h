@@ -38,7 +38,12 @@ typedef struct tdm__infer_request {
   int binary_outputs; /* of those, the ones to return as binary data */
   int64_t timeout_us; /* parameters.timeout, or -1 when not given */
   size_t num_rows;
-  double *rows; /* num_rows x model features, NaN = missing */
+  /* num_rows x model features, NaN = missing: in rows (double), or, for
+   * FP32 binary data to a float32 model, in rows32 as the client sent them
+   * (the model reads float32 either way, so nothing is converted twice).
+   * Exactly one of the two is set once a request is parsed. */
+  double *rows;
+  float *rows32;
 } tdm__infer_request;
 
 /*

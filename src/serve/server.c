@@ -102,6 +102,9 @@ struct tdm__server {
   char address[64];
 };
 
+/* The most body bytes reserved for a request before they arrive. */
+#define BODY_RESERVE ((size_t)64 << 10)
+
 typedef struct request {
   /* The request target as libmicrohttpd read it (see hidden_nul). */
   const char *target;
@@ -116,6 +119,7 @@ typedef struct request {
   tdm__buf body;
   size_t discarded; /* body bytes past the limit, not kept */
   size_t charged;   /* body and answer bytes counted in metrics->buffered */
+  size_t prepaid;   /* of those, reserved body bytes not yet arrived */
   int over_budget;  /* the server held too many body bytes to take more */
   int answered;     /* a response is queued */
   int must_close;   /* the framing was refused: close after the answer */
@@ -1146,6 +1150,25 @@ static enum MHD_Result start_request(tdm__server *srv,
                         "overloaded: too many requests in flight; retry "
                         "later");
   }
+  /* The body arrives in pieces of libmicrohttpd's read buffer. Room for
+   * its declared length (up to BODY_RESERVE; a larger body grows as
+   * before) saves copying it again each time the buffer would grow. The
+   * room is memory held before any byte has come, so it is paid for in
+   * --max-buffered now, and the bytes it covers are not counted again
+   * when they arrive; without room in the budget there is no reservation
+   * (the bytes are then counted, and refused, as they come). */
+  unsigned long long declared = length ? strtoull(length, NULL, 10) : 0;
+  size_t room = declared < BODY_RESERVE ? (size_t)declared : BODY_RESERVE;
+  if (room > 0) {
+    uint64_t held = atomic_fetch_add(&srv->metrics->buffered, room) + room;
+    if (held <= srv->config.max_buffered &&
+        tdm__buf_reserve(&r->body, room) == TDM_OK) {
+      r->charged += room;
+      r->prepaid = room;
+    } else {
+      atomic_fetch_sub(&srv->metrics->buffered, room);
+    }
+  }
   return MHD_YES;
 }
 
@@ -1173,15 +1196,19 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
     *upload_size = 0;
     r->received += n;
     if (r->answered) return MHD_YES; /* an early answer: drop the body */
-    if (!r->over_budget && r->discarded == 0) {
+    /* Bytes the reservation paid for are counted already. */
+    size_t prepaid = n < r->prepaid ? n : r->prepaid;
+    size_t owed = n - prepaid;
+    r->prepaid -= prepaid;
+    if (owed > 0 && !r->over_budget && r->discarded == 0) {
       /* Bodies held by all requests together stay under a budget, so
        * memory is bounded however many clients upload at once. */
-      uint64_t held = atomic_fetch_add(&srv->metrics->buffered, n) + n;
+      uint64_t held = atomic_fetch_add(&srv->metrics->buffered, owed) + owed;
       if (held > srv->config.max_buffered) {
-        atomic_fetch_sub(&srv->metrics->buffered, n);
+        atomic_fetch_sub(&srv->metrics->buffered, owed);
         r->over_budget = 1;
       } else {
-        r->charged += n;
+        r->charged += owed;
       }
     }
     if (r->over_budget || r->discarded > 0 ||

@@ -57,6 +57,7 @@
   X(infer_null_and_nan_string_are_missing)   \
   X(infer_datatypes)                         \
   X(infer_binary_matches_json)               \
+  X(infer_binary_float32_rows_match_general_path) \
   X(infer_int64_range_edges)                 \
   X(infer_errors_name_where)                 \
   X(infer_scalar_body_is_an_error)           \
