@@ -35,6 +35,7 @@
   X(lightgbm_hostile_counts_fail_fast)       \
   X(csv_read_error_is_sticky)                \
   X(csv_generated_against_reference)         \
+  X(csv_special_mask_kernels)                \
   X(score_out_of_memory)                     \
   X(fast_matches_reference_on_random_models) \
   X(fast_matches_reference_on_fixtures)      \
