@@ -28,7 +28,7 @@
   X(model_errors_name_json_pointer)          \
   X(model_out_of_memory)                     \
   X(model_format_value_round_trips)          \
-  X(float_text_matches_libc)                 \
+  X(float_shortest_matches_libc)             \
   X(lightgbm_rules)                          \
   X(lightgbm_errors_name_line)               \
   X(model_loaders_out_of_memory)             \
