@@ -398,6 +398,9 @@ struct scorer {
   size_t nf, width, batch_rows;
   size_t outputs; /* margins per row (contribution groups) */
   int flags, float32, threads;
+  /* Whether any feature's categories have names (LightGBM's
+   * pandas_categorical): only then is a cell's text looked up by name. */
+  int named_categories;
   /* Made at load, read per value: which features may not be missing
    * (NULL when none). */
   unsigned char *required;
@@ -688,13 +691,16 @@ static int fill_csv_row(part *p, const tdm__csv_record *record, double *row) {
   const column_map *map = sc->map;
   for (size_t f = 0; f < sc->nf; f++) {
     const tdm__csv_field *field = &record->fields[map->feature_col[f]];
-    if (category_code(sc->model, f, field->text, field->len, &row[f])) continue;
+    if (sc->named_categories &&
+        category_code(sc->model, f, field->text, field->len, &row[f]))
+      continue;
     if (tdm__parse_cell_number(field->text, field->len, &row[f]) != 0)
       return not_a_value(p, f, record->line, field->column, field->text,
                          field->len);
-    int rc = check_value(p, f, row[f], record->line, field->column, field->text,
-                         field->len);
-    if (rc != TDM_OK) return rc;
+    /* The check inline, the message out of line: this runs per cell. */
+    if (tdm__feature_value_problem(sc->model, f, row[f]) != TDM__VALUE_OK)
+      return check_value(p, f, row[f], record->line, field->column,
+                         field->text, field->len);
   }
   for (size_t k = 0; k < sc->opt->score.num_keep; k++) {
     const tdm__csv_field *field = &record->fields[map->keep_col[k]];
@@ -1217,6 +1223,9 @@ int tdm__score_run(const tdm__score_options *opt, tdm__score_stats *stats,
   if (rc != TDM_OK) goto done;
 
   for (size_t f = 0; f < sc.nf; f++) {
+    size_t count;
+    if (tdm__model_category_names(model, f, &count) != NULL)
+      sc.named_categories = 1;
     if (!tdm_model_feature_required(model, f)) continue;
     if (sc.required == NULL) sc.required = tdm__calloc(sc.nf, 1);
     if (sc.required == NULL) {

@@ -124,9 +124,7 @@ static int slow_path(const char *text, size_t len, double *out) {
  * bytes at text are all ASCII digits, and their value. A byte is a digit
  * when its high nibble is 3 and adding 6 keeps it so.
  */
-static inline int eight_digits(const char *text, uint64_t *value) {
-  uint64_t word;
-  memcpy(&word, text, sizeof word);
+static inline int eight_digits_word(uint64_t word, uint64_t *value) {
   if (((word & 0xF0F0F0F0F0F0F0F0u) |
        (((word + 0x0606060606060606u) & 0xF0F0F0F0F0F0F0F0u) >> 4)) !=
       0x3333333333333333u)
@@ -141,6 +139,16 @@ static inline int eight_digits(const char *text, uint64_t *value) {
   *value = word;
   return 1;
 }
+
+static inline int eight_digits(const char *text, uint64_t *value) {
+  uint64_t word;
+  memcpy(&word, text, sizeof word);
+  return eight_digits_word(word, value);
+}
+
+/* 10^k for the tail of a digit run, k < 8. */
+static const uint64_t tail_scale[8] = {1,      10,      100,      1000,
+                                       10000,  100000,  1000000,  10000000};
 
 static int is_digit(char c) { return c >= '0' && c <= '9'; }
 
@@ -157,6 +165,22 @@ static inline size_t digit_run(const char *text, size_t i, size_t n,
     *w = *w * 100000000 + eight;
     *digits += 8;
     i += 8;
+  }
+  /* The last one to seven digits of a text in one word as well: the
+   * eight bytes that end it, those before the run made '0's, which do
+   * not change the value. This spares the byte loop below, and its
+   * mispredicted exit, on the usual field (a long fraction). */
+  size_t left = n - i;
+  if (left > 0 && left < 8 && n >= 8 && *digits + (int)left <= 19) {
+    uint64_t word, value;
+    memcpy(&word, text + n - 8, sizeof word);
+    uint64_t keep = ~(uint64_t)0 << (8 * (8 - left));
+    word = (word & keep) | (0x3030303030303030u & ~keep);
+    if (eight_digits_word(word, &value)) {
+      *w = *w * tail_scale[left] + value;
+      *digits += (int)left;
+      return n;
+    }
   }
   while (i < n && is_digit(text[i])) {
     if (*digits == 19) return SIZE_MAX;

@@ -420,17 +420,25 @@ int tdm__csv_next(tdm__csv *csv, tdm__csv_record *record, tdm_error *err) {
 }
 
 int tdm__parse_cell_number(const char *text, size_t len, double *out) {
-  /* Surrounding spaces are tolerated, as most CSV writers pad by hand. */
-  while (len > 0 && (*text == ' ' || *text == '\t')) {
-    text++;
-    len--;
-  }
-  while (len > 0 && (text[len - 1] == ' ' || text[len - 1] == '\t')) len--;
-  if (len == 0 || (len == 3 && strncasecmp(text, "nan", 3) == 0) ||
-      (len == 2 && memcmp(text, "NA", 2) == 0) ||
-      (len == 4 && memcmp(text, "null", 4) == 0)) {
-    *out = NAN;
-    return 0;
+  /* The common cell, a number with nothing around it, goes straight to
+   * the parser: a cell that starts with neither a blank nor an 'n' or 'N'
+   * cannot be one of the missing-value words, and one that also does not
+   * end with a blank needs no trimming. */
+  int plain = len > 0 && text[0] != ' ' && text[0] != '\t' && text[0] != 'n' &&
+              text[0] != 'N' && text[len - 1] != ' ' && text[len - 1] != '\t';
+  if (!plain) {
+    /* Surrounding spaces are tolerated, as most CSV writers pad by hand. */
+    while (len > 0 && (*text == ' ' || *text == '\t')) {
+      text++;
+      len--;
+    }
+    while (len > 0 && (text[len - 1] == ' ' || text[len - 1] == '\t')) len--;
+    if (len == 0 || (len == 3 && strncasecmp(text, "nan", 3) == 0) ||
+        (len == 2 && memcmp(text, "NA", 2) == 0) ||
+        (len == 4 && memcmp(text, "null", 4) == 0)) {
+      *out = NAN;
+      return 0;
+    }
   }
   double value;
   if (tdm__parse_double(text, len, &value) != 0) return -1;
