@@ -138,6 +138,7 @@ for t in tests/integration/test_cli.py tests/integration/test_xgboost_fixtures.p
     tests/integration/test_serve_binary.py \
     tests/integration/test_number_text.py \
     tests/integration/test_float32_text.py \
+    tests/integration/test_score_csv_tokenizer.py \
     tests/integration/test_serve_threads.py \
     tests/integration/test_hot_entity.py \
     tests/integration/test_contribs_lanes.py \
