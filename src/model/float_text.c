@@ -98,36 +98,17 @@ static wide wide_product(uint64_t a, u128 b) {
   return r;
 }
 
-/* x * 2^shift, for x * 2^shift < 2^192. */
+/* x * 2^shift for shift >= 0 (the result must fit), floor(x / 2^-shift)
+ * for shift < 0: each word's bits moved into the words they land in. */
 static wide wide_shifted(wide x, int shift) {
-  while (shift >= 64) {
-    x.w[2] = x.w[1];
-    x.w[1] = x.w[0];
-    x.w[0] = 0;
-    shift -= 64;
-  }
-  if (shift > 0) {
-    x.w[2] = x.w[2] << shift | x.w[1] >> (64 - shift);
-    x.w[1] = x.w[1] << shift | x.w[0] >> (64 - shift);
-    x.w[0] <<= shift;
-  }
-  return x;
-}
-
-/* floor(x / 2^shift). */
-static wide wide_shifted_right(wide x, int shift) {
-  while (shift >= 64) {
-    x.w[0] = x.w[1];
-    x.w[1] = x.w[2];
-    x.w[2] = 0;
-    shift -= 64;
-  }
-  if (shift > 0) {
-    x.w[0] = x.w[0] >> shift | x.w[1] << (64 - shift);
-    x.w[1] = x.w[1] >> shift | x.w[2] << (64 - shift);
-    x.w[2] >>= shift;
-  }
-  return x;
+  wide r = {{0, 0, 0}};
+  for (int from = 0; from < 3; from++)
+    for (int to = 0; to < 3; to++) {
+      int offset = 64 * (from - to) + shift; /* of word from's bit 0 in to */
+      if (offset >= 64 || offset <= -64) continue;
+      r.w[to] |= offset >= 0 ? x.w[from] << offset : x.w[from] >> -offset;
+    }
+  return r;
 }
 
 static int wide_compare(wide a, wide b) {
@@ -167,7 +148,7 @@ static void scale(scaled *s, uint32_t x_low, uint32_t x, uint32_t x_high,
     s->high = wide_shifted(wide_product(x_high, five), up);
     /* The value is below 10^11 times the denominator: its integer part
      * fits one word. */
-    wide whole = wide_shifted_right(s->value, s->shift);
+    wide whole = wide_shifted(s->value, -s->shift);
     s->whole = whole.w[0];
     s->inexact = wide_compare(wide_shifted(whole, s->shift), s->value) != 0;
   } else {

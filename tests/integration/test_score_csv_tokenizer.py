@@ -21,7 +21,7 @@ import json
 import os
 import random
 
-from common import expect, finish, run, tmpdir
+from common import expect, finish, run, tmpdir, xgboost_regression_model
 
 rng = random.Random(2211)
 out = tmpdir()
@@ -50,23 +50,7 @@ trees = []
 for t in range(4):
     trees.append(tree(t, 4 ** t, True))
     trees.append(tree(t, 2 * 4 ** t, False))
-model = {
-    "learner": {
-        "attributes": {}, "feature_names": FEATURES,
-        "feature_types": ["float"] * 4,
-        "gradient_booster": {"model": {
-            "gbtree_model_param": {"num_parallel_tree": "1",
-                                   "num_trees": str(len(trees)),
-                                   "size_leaf_vector": "0"},
-            "tree_info": [0] * len(trees), "trees": trees}, "name": "gbtree"},
-        "learner_model_param": {"base_score": "0", "boost_from_average": "0",
-                                "num_class": "0", "num_feature": "4",
-                                "num_target": "1"},
-        "objective": {"name": "reg:squarederror",
-                      "reg_loss_param": {"scale_pos_weight": "1"}},
-    },
-    "version": [1, 7, 4],
-}
+model = xgboost_regression_model(trees, FEATURES)
 model_path = os.path.join(out, "model.json")
 with open(model_path, "w") as f:
     json.dump(model, f)
