@@ -5,10 +5,11 @@
  * float, the rule docs/evaluator.md states for float32 scores. It decides
  * both in exact integer arithmetic, in the manner of Ryu and Schubfach:
  * the float's value and the ends of the interval of reals that round to
- * it are scaled by a power of ten into fractions with a common
- * denominator (a power of two or of five), the N-digit rounding of the
- * value is read off the scaled value's integer part, and "reads back" is
- * whether that rounding lies inside the interval. No step is approximate,
+ * it are divided by a power of ten, each kept as its integer part and
+ * whether a fraction is left (exact, since the divisions are by powers
+ * of two and five of known size), the N-digit rounding of the value is
+ * read off its integer part, and "reads back" is whether that rounding
+ * lies inside the interval. No step is approximate,
  * so no answer needs checking or a fallback; the unit test compares the
  * result with snprintf and strtof on every power of two, the subnormals'
  * edges and millions of random floats.
@@ -85,8 +86,8 @@ static u128 power_of_five(int i) {
   return (u128)powers_of_five[i][0] << 64 | powers_of_five[i][1];
 }
 
-/* A 192-bit unsigned integer, least significant word first: the scaled
- * numerators of the tiniest floats need up to 152 bits. */
+/* A 192-bit unsigned integer, least significant word first: x * 5^k
+ * for the tiniest floats needs up to 152 bits. */
 typedef struct wide {
   uint64_t w[3];
 } wide;
@@ -98,81 +99,52 @@ static wide wide_product(uint64_t a, u128 b) {
   return r;
 }
 
-/* x * 2^shift for shift >= 0 (the result must fit), floor(x / 2^-shift)
- * for shift < 0: each word's bits moved into the words they land in. */
-static wide wide_shifted(wide x, int shift) {
-  wide r = {{0, 0, 0}};
-  for (int from = 0; from < 3; from++)
-    for (int to = 0; to < 3; to++) {
-      int offset = 64 * (from - to) + shift; /* of word from's bit 0 in to */
-      if (offset >= 64 || offset <= -64) continue;
-      r.w[to] |= offset >= 0 ? x.w[from] << offset : x.w[from] >> -offset;
-    }
-  return r;
+/* floor(n / 2^shift), which the caller knows fits one word, and whether
+ * the division leaves a remainder; 0 <= shift < 192. */
+static uint64_t wide_divided(wide n, int shift, int *inexact) {
+  int word = shift / 64, bit = shift % 64;
+  uint64_t rest = bit ? n.w[word] << (64 - bit) : 0;
+  for (int i = 0; i < word; i++) rest |= n.w[i];
+  *inexact = rest != 0;
+  uint64_t whole = n.w[word] >> bit;
+  if (bit && word < 2) whole |= n.w[word + 1] << (64 - bit);
+  return whole;
 }
 
-static int wide_compare(wide a, wide b) {
-  for (int i = 2; i >= 0; i--)
-    if (a.w[i] != b.w[i]) return a.w[i] < b.w[i] ? -1 : 1;
-  return 0;
-}
-
-/*
- * The float c * 2^q and the ends of its rounding interval, each divided
- * by 10^k: numerators low, value and high over one denominator, which is
- * 2^shift (kind POWER_OF_TWO, shift >= 0) or 5^k (kind POWER_OF_FIVE).
- */
-enum { POWER_OF_TWO, POWER_OF_FIVE };
-
+/* A number divided by a power of ten, exactly: its integer part and
+ * whether a fraction is left. */
 typedef struct scaled {
-  int kind, shift, k;
-  wide low, value, high;
-  uint64_t whole; /* floor(value / denominator) */
-  int inexact;    /* value / denominator is not a whole number */
+  uint64_t whole;
+  int inexact;
 } scaled;
 
-/* Scales the interval numerators x_low, x, x_high (the float's units are
- * 2^(q-2), so that the ends are whole) by 10^-k. */
-static void scale(scaled *s, uint32_t x_low, uint32_t x, uint32_t x_high,
-                  int q, int k) {
-  s->k = k;
-  if (k <= 0) {
-    /* x * 2^(q-2) * 10^-k = x * 5^-k * 2^(q-2-k) */
-    u128 five = power_of_five(-k);
-    int two = q - 2 - k;
-    s->kind = POWER_OF_TWO;
-    s->shift = two < 0 ? -two : 0;
-    int up = two > 0 ? two : 0;
-    s->low = wide_shifted(wide_product(x_low, five), up);
-    s->value = wide_shifted(wide_product(x, five), up);
-    s->high = wide_shifted(wide_product(x_high, five), up);
-    /* The value is below 10^11 times the denominator: its integer part
-     * fits one word. */
-    wide whole = wide_shifted(s->value, -s->shift);
-    s->whole = whole.w[0];
-    s->inexact = wide_compare(wide_shifted(whole, s->shift), s->value) != 0;
+/* x * 2^(q-2) / 10^k for x < 2^26, with k such that the result is below
+ * 10^12 (the caller's choice: the float's decimal exponent less 9). */
+static scaled scale(uint32_t x, int q, int k) {
+  scaled s;
+  int two = q - 2 - k;
+  if (k <= 0 && two >= 0) {
+    /* x * 5^-k * 2^two, a whole number. */
+    s.whole = (uint64_t)(((u128)x * power_of_five(-k)) << two);
+    s.inexact = 0;
+  } else if (k <= 0) {
+    /* x * 5^-k / 2^-two: up to 152 bits divided by a power of two. */
+    s.whole = wide_divided(wide_product(x, power_of_five(-k)), -two,
+                           &s.inexact);
   } else {
-    /* x * 2^(q-2) / 10^k = x * 2^(q-2-k) / 5^k, with q - 2 - k > 0 for
-     * every float at or above 10^10. */
-    s->kind = POWER_OF_FIVE;
-    s->shift = 0;
-    wide lw = {{x_low, 0, 0}}, vw = {{x, 0, 0}}, hw = {{x_high, 0, 0}};
-    s->low = wide_shifted(lw, q - 2 - k);
-    s->value = wide_shifted(vw, q - 2 - k);
-    s->high = wide_shifted(hw, q - 2 - k);
-    u128 value = (u128)s->value.w[1] << 64 | s->value.w[0];
-    u128 five = power_of_five(k);
-    s->whole = (uint64_t)(value / five);
-    s->inexact = value % five != 0;
+    /* x * 2^two / 5^k, with two > 0 for every float at or above 10^10
+     * (where k > 0) and x * 2^two below 2^100. */
+    u128 n = (u128)x << two, five = power_of_five(k);
+    s.whole = (uint64_t)(n / five);
+    s.inexact = n % five != 0;
   }
+  return s;
 }
 
-/* d * 10^k compared with the numerator n: d times the denominator. */
-static int compare_scaled(const scaled *s, uint64_t d, wide n) {
-  wide scaled_d = s->kind == POWER_OF_FIVE
-                      ? wide_product(d, power_of_five(s->k))
-                      : wide_shifted((wide){{d, 0, 0}}, s->shift);
-  return wide_compare(scaled_d, n);
+/* The whole number d against a scaled number: -1, 0 or 1. */
+static int compare_scaled(uint64_t d, scaled s) {
+  if (d != s.whole) return d < s.whole ? -1 : 1;
+  return s.inexact ? -1 : 0;
 }
 
 static const uint64_t powers_of_ten[12] = {1,         10,         100,
@@ -213,24 +185,26 @@ int tdm__float_shortest(float f, char buf[32]) {
    * less; scaled by 10^(E - 9) the value's integer part has ten digits. */
   int top = q + 31 - __builtin_clz(c);
   int decimal_exponent = (int)(((int64_t)top * 78913) >> 18);
-  scaled s;
-  scale(&s, x_low, x, x_high, q, decimal_exponent - 9);
-  if (s.whole >= powers_of_ten[10]) {
+  scaled value = scale(x, q, decimal_exponent - 9);
+  if (value.whole >= powers_of_ten[10]) {
     decimal_exponent++;
-    scale(&s, x_low, x, x_high, q, decimal_exponent - 9);
+    value = scale(x, q, decimal_exponent - 9);
   }
+  scaled low = scale(x_low, q, decimal_exponent - 9);
+  scaled high = scale(x_high, q, decimal_exponent - 9);
   /* The smallest N whose rounding to N digits reads back; 9 always do. */
   uint64_t digits = 0;
   int precision;
   for (precision = 6; precision <= 9; precision++) {
     uint64_t unit = powers_of_ten[10 - precision];
-    digits = s.whole / unit;
-    uint64_t rest = s.whole % unit, half = unit / 2;
-    if (rest > half || (rest == half && (s.inexact || (digits & 1)))) digits++;
+    digits = value.whole / unit;
+    uint64_t rest = value.whole % unit, half = unit / 2;
+    if (rest > half || (rest == half && (value.inexact || (digits & 1))))
+      digits++;
     if (precision == 9) break;
     uint64_t candidate = digits * unit;
-    int below = compare_scaled(&s, candidate, s.low);
-    int above = compare_scaled(&s, candidate, s.high);
+    int below = compare_scaled(candidate, low);
+    int above = compare_scaled(candidate, high);
     if ((below > 0 || (below == 0 && ends_included)) &&
         (above < 0 || (above == 0 && ends_included)))
       break;
