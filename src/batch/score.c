@@ -699,8 +699,8 @@ static int fill_csv_row(part *p, const tdm__csv_record *record, double *row) {
                          field->len);
     /* The check inline, the message out of line: this runs per cell. */
     if (tdm__feature_value_problem(sc->model, f, row[f]) != TDM__VALUE_OK)
-      return check_value(p, f, row[f], record->line, field->column,
-                         field->text, field->len);
+      return check_value(p, f, row[f], record->line, field->column, field->text,
+                         field->len);
   }
   for (size_t k = 0; k < sc->opt->score.num_keep; k++) {
     const tdm__csv_field *field = &record->fields[map->keep_col[k]];
@@ -719,9 +719,10 @@ static int flush_batch(part *p, size_t n) {
    * failure must not write whatever the buffer held. */
   int rc = tdm_model_predict(sc->model, p->rows, n, sc->flags, p->scores);
   if (rc != TDM_OK)
-    return tdm__fail(&p->err, rc, rc == TDM_ENOMEM ? "out of memory"
-                                                   : "the model cannot score "
-                                                     "this request");
+    return tdm__fail(&p->err, rc,
+                     rc == TDM_ENOMEM ? "out of memory"
+                                      : "the model cannot score "
+                                        "this request");
   for (size_t i = 0; i < n; i++)
     if (format_row(p, i, p->scores + i * sc->width) != TDM_OK)
       return tdm__fail(&p->err, TDM_ENOMEM, "out of memory");

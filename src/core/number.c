@@ -63,8 +63,8 @@ static int eisel_lemire(uint64_t w, int q, double *out) {
   int lz = __builtin_clzll(w);
   w <<= lz;
   uint64_t a0, b0, b1;
-  uint64_t a1 = multiply_64(w, powers_of_five[q - TDM__POWER_OF_FIVE_MIN].high,
-                            &a0);
+  uint64_t a1 =
+      multiply_64(w, powers_of_five[q - TDM__POWER_OF_FIVE_MIN].high, &a0);
   b1 = multiply_64(w, powers_of_five[q - TDM__POWER_OF_FIVE_MIN].low, &b0);
   uint64_t middle = a0 + b1;
   uint64_t high = a1 + (middle < a0);
@@ -88,7 +88,8 @@ static int eisel_lemire(uint64_t w, int q, double *out) {
     biased++;
   }
   if (biased > 2046) return 0; /* overflow: strtod says inf */
-  uint64_t bits = ((uint64_t)biased << 52) | (mantissa & (((uint64_t)1 << 52) - 1));
+  uint64_t bits =
+      ((uint64_t)biased << 52) | (mantissa & (((uint64_t)1 << 52) - 1));
   memcpy(out, &bits, sizeof bits);
   return 1;
 }
@@ -147,8 +148,8 @@ static inline int eight_digits(const char *text, uint64_t *value) {
 }
 
 /* 10^k for the tail of a digit run, k < 8. */
-static const uint64_t tail_scale[8] = {1,      10,      100,      1000,
-                                       10000,  100000,  1000000,  10000000};
+static const uint64_t tail_scale[8] = {1,     10,     100,     1000,
+                                       10000, 100000, 1000000, 10000000};
 
 static int is_digit(char c) { return c >= '0' && c <= '9'; }
 
@@ -220,7 +221,8 @@ static int convert(uint64_t w, int exponent, int negative, double *out) {
 int tdm__parse_double(const char *text, size_t len, double *out) {
   size_t i = 0;
   int negative = 0;
-  if (i < len && (text[i] == '-' || text[i] == '+')) negative = text[i++] == '-';
+  if (i < len && (text[i] == '-' || text[i] == '+'))
+    negative = text[i++] == '-';
   uint64_t w = 0;
   int digits = 0, seen_digit = 0, exponent = 0;
   while (i < len && text[i] == '0') {

@@ -238,9 +238,9 @@ static uint64_t special_mask_sse2(const char *block) {
     __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(block + i));
     __m128i hit = _mm_or_si128(
         _mm_or_si128(_mm_cmpeq_epi8(v, comma), _mm_cmpeq_epi8(v, quote)),
-        _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, newline),
-                                  _mm_cmpeq_epi8(v, cr)),
-                     _mm_cmpeq_epi8(v, nul)));
+        _mm_or_si128(
+            _mm_or_si128(_mm_cmpeq_epi8(v, newline), _mm_cmpeq_epi8(v, cr)),
+            _mm_cmpeq_epi8(v, nul)));
     mask |= (uint64_t)(unsigned)_mm_movemask_epi8(hit) << i;
   }
   return mask;

@@ -129,8 +129,8 @@ static scaled scale(uint32_t x, int q, int k) {
     s.inexact = 0;
   } else if (k <= 0) {
     /* x * 5^-k / 2^-two: up to 152 bits divided by a power of two. */
-    s.whole = wide_divided(wide_product(x, power_of_five(-k)), -two,
-                           &s.inexact);
+    s.whole =
+        wide_divided(wide_product(x, power_of_five(-k)), -two, &s.inexact);
   } else {
     /* x * 2^two / 5^k, with two > 0 for every float at or above 10^10
      * (where k > 0) and x * 2^two below 2^100. */
@@ -147,11 +147,9 @@ static int compare_scaled(uint64_t d, scaled s) {
   return s.inexact ? -1 : 0;
 }
 
-static const uint64_t powers_of_ten[12] = {1,         10,         100,
-                                           1000,      10000,      100000,
-                                           1000000,   10000000,   100000000,
-                                           1000000000, 10000000000u,
-                                           100000000000u};
+static const uint64_t powers_of_ten[12] = {
+    1,       10,       100,       1000,       10000,        100000,
+    1000000, 10000000, 100000000, 1000000000, 10000000000u, 100000000000u};
 
 int tdm__float_shortest(float f, char buf[32]) {
   uint32_t bits;

@@ -230,8 +230,7 @@ TEST(csv_generated_against_reference) {
   char **want = malloc(max_fields * sizeof *want);
   size_t *want_column = malloc(max_fields * sizeof *want_column);
   generated_record *records = malloc(200000 * sizeof *records);
-  CHECK(text != NULL && want != NULL && want_column != NULL &&
-        records != NULL);
+  CHECK(text != NULL && want != NULL && want_column != NULL && records != NULL);
   uint64_t s = 0x2545F4914F6CDD1Dull;
 #define RANDOM() (s ^= s << 13, s ^= s >> 7, s ^= s << 17, s)
   size_t len = 0, nfields = 0, nrecords = 0, line = 1, line_start = 0;
@@ -316,8 +315,8 @@ TEST(csv_generated_against_reference) {
       generated_record *r = &records[seen++];
       if (rec.count != r->count || rec.line != r->line) {
         fprintf(stderr,
-                "record %zu: %zu fields on line %zu, wrote %zu on %zu\n",
-                seen, rec.count, rec.line, r->count, r->line);
+                "record %zu: %zu fields on line %zu, wrote %zu on %zu\n", seen,
+                rec.count, rec.line, r->count, r->line);
         ok = 0;
         break;
       }
@@ -330,8 +329,8 @@ TEST(csv_generated_against_reference) {
           fprintf(stderr,
                   "line %zu field %zu: \"%s\" at column %zu, wrote \"%s\" at "
                   "%zu\n",
-                  r->line, i, rec.fields[i].text, rec.fields[i].column,
-                  want[k], want_column[k]);
+                  r->line, i, rec.fields[i].text, rec.fields[i].column, want[k],
+                  want_column[k]);
           ok = 0;
           break;
         }
@@ -340,8 +339,8 @@ TEST(csv_generated_against_reference) {
     tdm__csv_close(csv);
     if (fp != NULL) fclose(fp);
     if (ok && (rc != 0 || seen != nrecords)) {
-      fprintf(stderr, "reader %d: status %d after %zu of %zu records\n",
-              memory, rc, seen, nrecords);
+      fprintf(stderr, "reader %d: status %d after %zu of %zu records\n", memory,
+              rc, seen, nrecords);
       ok = 0;
     }
   }

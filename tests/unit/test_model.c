@@ -395,8 +395,8 @@ static int float_shortest_agrees(float f) {
   uint32_t bits;
   memcpy(&bits, &f, sizeof bits);
   if (strcmp(want, got) != 0 || n != (int)strlen(got)) {
-    fprintf(stderr, "float 0x%08x: wrote \"%s\", the C library \"%s\"\n",
-            bits, got, want);
+    fprintf(stderr, "float 0x%08x: wrote \"%s\", the C library \"%s\"\n", bits,
+            got, want);
     return 0;
   }
   return 1;
