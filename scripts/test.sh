@@ -140,6 +140,7 @@ for t in tests/integration/test_cli.py tests/integration/test_xgboost_fixtures.p
     tests/integration/test_serve_body_reserve.py \
     tests/integration/test_number_text.py \
     tests/integration/test_float32_text.py \
+    tests/integration/test_score_csv_tokenizer.py \
     tests/integration/test_serve_threads.py \
     tests/integration/test_hot_entity.py \
     tests/integration/test_batch_order.py \

@@ -359,7 +359,7 @@ typedef struct scorer scorer;
 
 typedef struct part {
   const scorer *sc;
-  const char *data; /* this piece of the input */
+  char *data; /* this piece of the input (its reader writes into it) */
   size_t len;
   uint64_t offset;   /* of data in the input file */
   size_t first_line; /* the line data starts on */
@@ -398,6 +398,9 @@ struct scorer {
   size_t nf, width, batch_rows;
   size_t outputs; /* margins per row (contribution groups) */
   int flags, float32, threads;
+  /* Whether any feature's categories have names (LightGBM's
+   * pandas_categorical): only then is a cell's text looked up by name. */
+  int named_categories;
   /* Made at load, read per value: which features may not be missing
    * (NULL when none). */
   unsigned char *required;
@@ -688,13 +691,16 @@ static int fill_csv_row(part *p, const tdm__csv_record *record, double *row) {
   const column_map *map = sc->map;
   for (size_t f = 0; f < sc->nf; f++) {
     const tdm__csv_field *field = &record->fields[map->feature_col[f]];
-    if (category_code(sc->model, f, field->text, field->len, &row[f])) continue;
+    if (sc->named_categories &&
+        category_code(sc->model, f, field->text, field->len, &row[f]))
+      continue;
     if (tdm__parse_cell_number(field->text, field->len, &row[f]) != 0)
       return not_a_value(p, f, record->line, field->column, field->text,
                          field->len);
-    int rc = check_value(p, f, row[f], record->line, field->column, field->text,
+    /* The check inline, the message out of line: this runs per cell. */
+    if (tdm__feature_value_problem(sc->model, f, row[f]) != TDM__VALUE_OK)
+      return check_value(p, f, row[f], record->line, field->column, field->text,
                          field->len);
-    if (rc != TDM_OK) return rc;
   }
   for (size_t k = 0; k < sc->opt->score.num_keep; k++) {
     const tdm__csv_field *field = &record->fields[map->keep_col[k]];
@@ -713,9 +719,10 @@ static int flush_batch(part *p, size_t n) {
    * failure must not write whatever the buffer held. */
   int rc = tdm_model_predict(sc->model, p->rows, n, sc->flags, p->scores);
   if (rc != TDM_OK)
-    return tdm__fail(&p->err, rc, rc == TDM_ENOMEM ? "out of memory"
-                                                   : "the model cannot score "
-                                                     "this request");
+    return tdm__fail(&p->err, rc,
+                     rc == TDM_ENOMEM ? "out of memory"
+                                      : "the model cannot score "
+                                        "this request");
   for (size_t i = 0; i < n; i++)
     if (format_row(p, i, p->scores + i * sc->width) != TDM_OK)
       return tdm__fail(&p->err, TDM_ENOMEM, "out of memory");
@@ -777,11 +784,12 @@ static void *run_part(void *arg) {
   p->count = 0;
   p->past_shard = 0;
   if (p->len == 0) return NULL;
-  FILE *fp = fmemopen((void *)p->data, p->len, "rb");
+  /* The reader works on the chunk's own bytes (it cuts the fields in
+   * place) instead of copying them through a FILE. */
   tdm__csv *reader = NULL;
-  if (fp == NULL || tdm__csv_open(&reader, fp, sc->opt->in_path) != TDM_OK) {
+  if (tdm__csv_open_memory(&reader, p->data, p->len, sc->opt->in_path) !=
+      TDM_OK) {
     p->rc = tdm__fail(&p->err, TDM_ENOMEM, "out of memory");
-    if (fp != NULL) fclose(fp);
     return NULL;
   }
   tdm__csv_start_at(reader, p->first_line);
@@ -803,7 +811,6 @@ static void *run_part(void *arg) {
     }
   }
   tdm__csv_close(reader);
-  fclose(fp);
   return NULL;
 }
 
@@ -1217,6 +1224,9 @@ int tdm__score_run(const tdm__score_options *opt, tdm__score_stats *stats,
   if (rc != TDM_OK) goto done;
 
   for (size_t f = 0; f < sc.nf; f++) {
+    size_t count;
+    if (tdm__model_category_names(model, f, &count) != NULL)
+      sc.named_categories = 1;
     if (!tdm_model_feature_required(model, f)) continue;
     if (sc.required == NULL) sc.required = tdm__calloc(sc.nf, 1);
     if (sc.required == NULL) {

@@ -63,8 +63,8 @@ static int eisel_lemire(uint64_t w, int q, double *out) {
   int lz = __builtin_clzll(w);
   w <<= lz;
   uint64_t a0, b0, b1;
-  uint64_t a1 = multiply_64(w, powers_of_five[q - TDM__POWER_OF_FIVE_MIN].high,
-                            &a0);
+  uint64_t a1 =
+      multiply_64(w, powers_of_five[q - TDM__POWER_OF_FIVE_MIN].high, &a0);
   b1 = multiply_64(w, powers_of_five[q - TDM__POWER_OF_FIVE_MIN].low, &b0);
   uint64_t middle = a0 + b1;
   uint64_t high = a1 + (middle < a0);
@@ -88,7 +88,8 @@ static int eisel_lemire(uint64_t w, int q, double *out) {
     biased++;
   }
   if (biased > 2046) return 0; /* overflow: strtod says inf */
-  uint64_t bits = ((uint64_t)biased << 52) | (mantissa & (((uint64_t)1 << 52) - 1));
+  uint64_t bits =
+      ((uint64_t)biased << 52) | (mantissa & (((uint64_t)1 << 52) - 1));
   memcpy(out, &bits, sizeof bits);
   return 1;
 }
@@ -124,9 +125,7 @@ static int slow_path(const char *text, size_t len, double *out) {
  * bytes at text are all ASCII digits, and their value. A byte is a digit
  * when its high nibble is 3 and adding 6 keeps it so.
  */
-static inline int eight_digits(const char *text, uint64_t *value) {
-  uint64_t word;
-  memcpy(&word, text, sizeof word);
+static inline int eight_digits_word(uint64_t word, uint64_t *value) {
   if (((word & 0xF0F0F0F0F0F0F0F0u) |
        (((word + 0x0606060606060606u) & 0xF0F0F0F0F0F0F0F0u) >> 4)) !=
       0x3333333333333333u)
@@ -141,6 +140,16 @@ static inline int eight_digits(const char *text, uint64_t *value) {
   *value = word;
   return 1;
 }
+
+static inline int eight_digits(const char *text, uint64_t *value) {
+  uint64_t word;
+  memcpy(&word, text, sizeof word);
+  return eight_digits_word(word, value);
+}
+
+/* 10^k for the tail of a digit run, k < 8. */
+static const uint64_t tail_scale[8] = {1,     10,     100,     1000,
+                                       10000, 100000, 1000000, 10000000};
 
 static int is_digit(char c) { return c >= '0' && c <= '9'; }
 
@@ -157,6 +166,22 @@ static inline size_t digit_run(const char *text, size_t i, size_t n,
     *w = *w * 100000000 + eight;
     *digits += 8;
     i += 8;
+  }
+  /* The last one to seven digits of a text in one word as well: the
+   * eight bytes that end it, those before the run made '0's, which do
+   * not change the value. This spares the byte loop below, and its
+   * mispredicted exit, on the usual field (a long fraction). */
+  size_t left = n - i;
+  if (left > 0 && left < 8 && n >= 8 && *digits + (int)left <= 19) {
+    uint64_t word, value;
+    memcpy(&word, text + n - 8, sizeof word);
+    uint64_t keep = ~(uint64_t)0 << (8 * (8 - left));
+    word = (word & keep) | (0x3030303030303030u & ~keep);
+    if (eight_digits_word(word, &value)) {
+      *w = *w * tail_scale[left] + value;
+      *digits += (int)left;
+      return n;
+    }
   }
   while (i < n && is_digit(text[i])) {
     if (*digits == 19) return SIZE_MAX;
@@ -196,7 +221,8 @@ static int convert(uint64_t w, int exponent, int negative, double *out) {
 int tdm__parse_double(const char *text, size_t len, double *out) {
   size_t i = 0;
   int negative = 0;
-  if (i < len && (text[i] == '-' || text[i] == '+')) negative = text[i++] == '-';
+  if (i < len && (text[i] == '-' || text[i] == '+'))
+    negative = text[i++] == '-';
   uint64_t w = 0;
   int digits = 0, seen_digit = 0, exponent = 0;
   while (i < len && text[i] == '0') {

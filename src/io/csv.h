@@ -9,6 +9,7 @@
 #define TDM_CSV_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "../core/core.h"
@@ -34,6 +35,16 @@ typedef struct tdm__csv_record {
  */
 int tdm__csv_open(tdm__csv **out, FILE *fp, const char *name);
 void tdm__csv_close(tdm__csv *csv);
+
+/*
+ * Reads CSV from data[0..len), which the caller keeps alive and
+ * unchanged by others until tdm__csv_close: the reader cuts fields in
+ * place (it writes NUL bytes over the commas and line ends of the records
+ * it has handed out), so nothing is copied. No byte order mark is looked
+ * for and there is nothing to hash or drain.
+ */
+int tdm__csv_open_memory(tdm__csv **out, char *data, size_t len,
+                         const char *name);
 
 /*
  * Reads the next record. Returns 1 with *record filled, 0 at the end of the
@@ -85,6 +96,18 @@ void tdm__csv_take_rest(tdm__csv *csv, const char **data, size_t *len,
 void tdm__csv_start_at(tdm__csv *csv, size_t line);
 
 int tdm__parse_cell_number(const char *text, size_t len, double *out);
+
+/*
+ * The scanning kernel of the plain-record path: bit i of the result is
+ * set when block[i] (64 bytes) is ',', '"', '\n', '\r' or NUL.
+ * tdm__csv_special_mask is the one the reader uses (SSE2 on x86-64, where
+ * it is always present; elsewhere the _words one), _words works eight
+ * bytes at a time in plain C, and _reference a byte at a time: the unit
+ * tests compare all three.
+ */
+uint64_t tdm__csv_special_mask(const char *block);
+uint64_t tdm__csv_special_mask_words(const char *block);
+uint64_t tdm__csv_special_mask_reference(const char *block);
 
 /* tdm__csv_append_field, which writes one CSV field, is core.h's. */
 

@@ -391,38 +391,11 @@ int tdm_model_predict_float32(const tdm_model *model, const float *rows,
   return predict(model, NULL, rows, num_rows, flags, out);
 }
 
-/* %.*g of a float (the fast path, else the C library). */
-static int float_text(float f, int digits, char *buf) {
-  int n = tdm__float_g(f, digits, buf);
-  return n > 0 ? n : snprintf(buf, 32, "%.*g", digits, (double)f);
-}
-
-/* Whether the text (of length n) reads back as f with strtof. */
-static int float_reads_back(const char *text, int n, float f) {
-  int back = tdm__float_reads_back(text, (size_t)n, f);
-  return back >= 0 ? back : strtof(text, NULL) == f;
-}
-
 int tdm_model_format_value(const tdm_model *model, double value, char *buf) {
   if (isnan(value)) return snprintf(buf, 32, "nan");
   if (isinf(value)) return snprintf(buf, 32, value > 0 ? "inf" : "-inf");
   /* The shortest of %.Ng that reads back to the same value. */
-  if (model->float32) {
-    /* 9 digits always read back; if d digits do, so do d + 1. Scores
-     * mostly need 8 or 9, so start there and step down (two tries for
-     * most values instead of four); below 6 %g drops the zeros itself. */
-    float f = (float)value;
-    char shorter[32];
-    int n = float_text(f, 8, buf);
-    if (!float_reads_back(buf, n, f)) return float_text(f, 9, buf);
-    for (int digits = 7; digits >= 6; digits--) {
-      int m = float_text(f, digits, shorter);
-      if (!float_reads_back(shorter, m, f)) break;
-      memcpy(buf, shorter, (size_t)m + 1);
-      n = m;
-    }
-    return n;
-  }
+  if (model->float32) return tdm__float_shortest((float)value, buf);
   for (int digits = 15; digits < 17; digits++) {
     int n = snprintf(buf, 32, "%.*g", digits, value);
     if (strtod(buf, NULL) == value) return n;

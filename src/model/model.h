@@ -342,16 +342,13 @@ static inline int tdm__feature_value_problem(const tdm_model *model, size_t f,
 }
 
 /*
- * Float32 scores as text without printf (float_text.c). tdm__float_g
- * writes what snprintf(buf, 32, "%.*g", digits, (double)f) writes, for
- * digits 1 to 9, and returns its length, or 0 when it cannot tell (the
- * caller then calls snprintf). tdm__float_reads_back returns 1 when
- * strtof(text) == f, 0 when not, -1 when it cannot tell (then strtof).
- * "Cannot tell" happens for values near a rounding boundary and for
- * floats outside [1e-30, 1e30] in magnitude (zero, subnormal, huge).
+ * A float32 score as text (float_text.c): writes what the shortest of
+ * snprintf(buf, 32, "%.*g", N, (double)f) for N = 6, 7, 8, 9 that reads
+ * back to f with strtof writes (nan for any NaN, inf and -inf, 0 and -0),
+ * and returns its length. Exact for every float, allocates nothing, and
+ * is safe from any thread.
  */
-int tdm__float_g(float f, int digits, char buf[32]);
-int tdm__float_reads_back(const char *text, size_t len, float f);
+int tdm__float_shortest(float f, char buf[32]);
 
 /*
  * The libraries' decision rules that both evaluators need (predict.c walks

@@ -41,6 +41,32 @@ def expect(condition, message):
     return condition
 
 
+def xgboost_regression_model(trees, feature_names):
+    """An XGBoost 1.7 JSON model (reg:squarederror, base_score 0) of the
+    given tree dicts over float features: its score is the float32 sum of
+    the leaves reached, which a test can compute by hand."""
+    n = len(feature_names)
+    return {
+        "learner": {
+            "attributes": {}, "feature_names": list(feature_names),
+            "feature_types": ["float"] * n,
+            "gradient_booster": {"model": {
+                "gbtree_model_param": {"num_parallel_tree": "1",
+                                       "num_trees": str(len(trees)),
+                                       "size_leaf_vector": "0"},
+                "tree_info": [0] * len(trees), "trees": trees},
+                "name": "gbtree"},
+            "learner_model_param": {"base_score": "0",
+                                    "boost_from_average": "0",
+                                    "num_class": "0", "num_feature": str(n),
+                                    "num_target": "1"},
+            "objective": {"name": "reg:squarederror",
+                          "reg_loss_param": {"scale_pos_weight": "1"}},
+        },
+        "version": [1, 7, 4],
+    }
+
+
 def read_scores(path):
     """Reads a tandem output CSV into a float32 matrix (rows x columns)."""
     with open(path) as f:

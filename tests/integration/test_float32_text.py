@@ -17,7 +17,7 @@ import random
 import struct
 from fractions import Fraction
 
-from common import expect, finish, run, tmpdir
+from common import expect, finish, run, tmpdir, xgboost_regression_model
 
 rng = random.Random(2207)
 out = tmpdir()
@@ -99,22 +99,7 @@ def tree(leaves):
 
 
 def model(leaves):
-    return {
-        "learner": {
-            "attributes": {}, "feature_names": ["x"], "feature_types": ["float"],
-            "gradient_booster": {"model": {
-                "gbtree_model_param": {"num_parallel_tree": "1",
-                                       "num_trees": "1",
-                                       "size_leaf_vector": "0"},
-                "tree_info": [0], "trees": [tree(leaves)]}, "name": "gbtree"},
-            "learner_model_param": {"base_score": "0", "boost_from_average": "0",
-                                    "num_class": "0", "num_feature": "1",
-                                    "num_target": "1"},
-            "objective": {"name": "reg:squarederror",
-                          "reg_loss_param": {"scale_pos_weight": "1"}},
-        },
-        "version": [1, 7, 4],
-    }
+    return xgboost_regression_model([tree(leaves)], ["x"])
 
 
 in_path = os.path.join(out, "rows.csv")

@@ -28,13 +28,14 @@
   X(model_errors_name_json_pointer)          \
   X(model_out_of_memory)                     \
   X(model_format_value_round_trips)          \
-  X(float_text_matches_libc)                 \
+  X(float_shortest_matches_libc)             \
   X(lightgbm_rules)                          \
   X(lightgbm_errors_name_line)               \
   X(model_loaders_out_of_memory)             \
   X(lightgbm_hostile_counts_fail_fast)       \
   X(csv_read_error_is_sticky)                \
   X(csv_generated_against_reference)         \
+  X(csv_special_mask_kernels)                \
   X(score_out_of_memory)                     \
   X(fast_matches_reference_on_random_models) \
   X(fast_matches_reference_on_fixtures)      \
