@@ -579,10 +579,16 @@ typedef struct lgb_record {
   };
 } lgb_record;
 
+typedef struct lgb_bits lgb_bits;
+
 struct lgb_layout {
   lgb_record *records; /* one per node of tdm_model.nodes, same index */
   uint32_t *words;     /* tdm_model.cat_words, then one zero word */
   uint8_t *linear;     /* per tree: 1 when it has linear leaves */
+  /* The bitvector layout (below), NULL where a tree does not fit it; used
+   * when use_bits is set (the default), else the record walk. */
+  lgb_bits *bits;
+  int use_bits;
 };
 
 /* One LightGBM decision: the record x goes to from `record`. */
@@ -602,6 +608,370 @@ static inline uint32_t lgb_step(const lgb_record *record,
     left = x <= record->threshold;
   }
   return record->child[left];
+}
+
+/*
+ * LightGBM's bitvector layout, the default wherever every tree has at most
+ * 64 leaves (LightGBM's default is 31). It follows QuickScorer's idea
+ * (Lucchese et al., SIGIR 2015) instead of walking: number each tree's
+ * leaves left to right; a split that sends the row right rules out every
+ * leaf of its left subtree, and no split on the row's own path rules out
+ * the leaf the row reaches, while every leaf left of it is ruled out by the
+ * split where the two paths part. So the row's leaf is the leftmost leaf
+ * that no split sending the row right has ruled out: the lowest set bit of
+ * a 64-bit word per tree, started at all ones and ANDed with the mask of
+ * each such split.
+ *
+ * Which splits send x right is found per feature, not per node. A numeric
+ * split sends a value that is neither NaN nor zero right exactly when
+ * threshold < x (LightGBM's rule is x <= threshold to the left, in double,
+ * and its missing types only concern NaN and zero), so with a feature's
+ * splits sorted by threshold they are a prefix of the list, scanned until
+ * the first threshold that is not below x (each list ends in a +infinity
+ * sentinel that stops every scan). A NaN and a zero (after values under
+ * kZeroThreshold are read as zero) instead take a list made at load of the
+ * splits that send them right under each split's own missing type: None
+ * reads NaN as 0, which goes right when the threshold is below 0; Zero
+ * sends both to the default child; NaN sends a NaN to the default child
+ * and a zero by its threshold. Categorical splits are tested one by one
+ * (tdm__lgb_category_goes_left). The per-value work is therefore a few
+ * loads and an AND per split that goes right, with no test of missing
+ * types or categories on the way, and no row waits for a deeper one.
+ *
+ * Trees are taken in groups (at most BITS_GROUP_TREES trees and about
+ * BITS_GROUP_SPLITS splits, so a group's lists stay in the first cache
+ * levels while a block of rows passes); within a group every row finds
+ * its leaves and adds them to its margins in tree order, and groups go in
+ * tree order, so each margin is the same sum in the same order as the
+ * reference walk's. Linear leaves are computed by the reference's
+ * tdm__leaf_output from the caller's row.
+ */
+#define BITS_MAX_LEAVES 64
+#define BITS_GROUP_TREES 256
+#define BITS_GROUP_SPLITS 2048
+
+/* A split the row may go right at: its tree (within the group) loses the
+ * leaves `mask` clears. Numeric lists sort by threshold; the NaN and zero
+ * lists leave it 0. */
+typedef struct bits_split {
+  double threshold;
+  uint64_t mask;
+  uint32_t tree;
+  uint32_t reserved;
+} bits_split;
+
+typedef struct bits_categorical {
+  uint64_t mask;
+  uint32_t tree; /* within the group */
+  uint32_t feature;
+  uint32_t cat_begin; /* its bitset in lgb_layout.words */
+  uint32_t cat_count;
+} bits_categorical;
+
+struct lgb_bits {
+  size_t num_groups;
+  uint32_t *group_first; /* per group, then the tree count: first tree */
+  /* Per (group, feature), index g * num_features + f, then one past the
+   * last: where its list starts in `numeric` (sorted by threshold, ending
+   * in a +infinity sentinel), `nan` and `zero` (unsorted). */
+  uint32_t *numeric_at, *nan_at, *zero_at;
+  bits_split *numeric, *nan, *zero;
+  uint32_t *categorical_at; /* per group, then one past the last */
+  bits_categorical *categorical;
+  /* Per tree, then one past the last: where its leaves, left to right,
+   * start in leaf_value and leaf_node. */
+  uint32_t *leaf_at;
+  double *leaf_value;
+  uint32_t *leaf_node; /* the leaf's index in tdm_model.nodes */
+  size_t bytes;
+};
+
+/* Numbers the leaves of `index`'s subtree from *next, left to right, into
+ * leaf_node, and gives every split the mask that clears its left
+ * subtree's leaves (masks[index]), bit i for the tree's leaf i, the tree's
+ * first leaf being number `first`. The recursion is as deep as the tree,
+ * at most 64. */
+static void bits_number(const tdm_model *model, uint32_t index,
+                        uint32_t first, uint32_t *next, uint32_t *leaf_node,
+                        uint64_t *masks) {
+  const tdm__node *node = &model->nodes[index];
+  if (node->kind == TDM__NODE_LEAF || node->kind == TDM__NODE_LINEAR_LEAF) {
+    leaf_node[(*next)++] = index;
+    return;
+  }
+  uint32_t begin = *next;
+  bits_number(model, node->left, first, next, leaf_node, masks);
+  uint32_t count = *next - begin; /* at most 63: the right side has one */
+  masks[index] = ~((((uint64_t)1 << count) - 1) << (begin - first));
+  bits_number(model, node->right, first, next, leaf_node, masks);
+}
+
+static int compare_threshold(const void *a, const void *b) {
+  double x = ((const bits_split *)a)->threshold,
+         y = ((const bits_split *)b)->threshold;
+  return (x > y) - (x < y);
+}
+
+/* Where a NaN and where a zero go at a numeric split, 1 for right: the
+ * reference's lgb_numeric_goes_left for those two values. */
+static int nan_goes_right(const tdm__node *node) {
+  if (node->missing_type == TDM__MISSING_NONE) return !(0.0 <= node->value);
+  return !node->default_left;
+}
+
+static int zero_goes_right(const tdm__node *node) {
+  if (node->missing_type == TDM__MISSING_ZERO) return !node->default_left;
+  return !(0.0 <= node->value);
+}
+
+/* Builds the bitvector layout into the model's arena: TDM_OK with *out
+ * set, or with *out NULL when a tree does not fit it (more than 64 leaves,
+ * a NaN threshold); TDM_ENOMEM. Called by lgb_build after the records. */
+static int bits_build(tdm_model *model, lgb_bits **out) {
+  size_t nf = model->num_features, n = model->num_trees;
+  int rc = TDM_ENOMEM;
+  *out = NULL;
+  if (n == 0) return TDM_OK;
+  size_t num_leaves = 0, num_splits = 0, num_groups = 0;
+  for (size_t t = 0; t < n; t++) {
+    const tdm__tree *tree = &model->trees[t];
+    size_t leaves = 0;
+    for (uint32_t i = 0; i < tree->num_nodes; i++) {
+      const tdm__node *node = &model->nodes[tree->root + i];
+      if (node->kind == TDM__NODE_LEAF || node->kind == TDM__NODE_LINEAR_LEAF)
+        leaves++;
+      else if (node->kind == TDM__NODE_LGB_NUMERIC && isnan(node->value))
+        return TDM_OK; /* no order to sort it in: the record walk */
+    }
+    if (leaves > BITS_MAX_LEAVES || leaves + leaves - 1 != tree->num_nodes)
+      return TDM_OK;
+    num_leaves += leaves;
+    num_splits += tree->num_nodes - leaves;
+  }
+  /* Groups of whole trees, tree order. */
+  uint32_t *group_of = calloc(n, sizeof *group_of);
+  uint32_t *group_first = calloc(n + 1, sizeof *group_first);
+  uint64_t *masks = calloc(model->num_nodes + 1, sizeof *masks);
+  if (!group_of || !group_first || !masks) goto fail;
+  for (size_t t = 0, trees = 0, splits = 0; t < n; t++) {
+    size_t s = model->trees[t].num_nodes / 2;
+    if (t == 0 || trees == BITS_GROUP_TREES ||
+        (splits + s > BITS_GROUP_SPLITS && trees > 0)) {
+      group_first[num_groups++] = (uint32_t)t;
+      trees = splits = 0;
+    }
+    group_of[t] = (uint32_t)(num_groups - 1);
+    trees++;
+    splits += s;
+  }
+  group_first[num_groups] = (uint32_t)n;
+
+  lgb_bits *bits = tdm__arena_alloc(&model->arena, sizeof *bits);
+  size_t lists = num_groups * nf + 1;
+  if (bits == NULL) goto fail;
+  memset(bits, 0, sizeof *bits);
+  bits->num_groups = num_groups;
+  bits->group_first =
+      tdm__arena_alloc(&model->arena, (num_groups + 1) * sizeof(uint32_t));
+  bits->numeric_at = tdm__arena_alloc(&model->arena, lists * sizeof(uint32_t));
+  bits->nan_at = tdm__arena_alloc(&model->arena, lists * sizeof(uint32_t));
+  bits->zero_at = tdm__arena_alloc(&model->arena, lists * sizeof(uint32_t));
+  bits->categorical_at =
+      tdm__arena_alloc(&model->arena, (num_groups + 1) * sizeof(uint32_t));
+  bits->leaf_at = tdm__arena_alloc(&model->arena, (n + 1) * sizeof(uint32_t));
+  bits->leaf_value =
+      tdm__arena_alloc(&model->arena, (num_leaves + 1) * sizeof(double));
+  bits->leaf_node =
+      tdm__arena_alloc(&model->arena, (num_leaves + 1) * sizeof(uint32_t));
+  if (!bits->group_first || !bits->numeric_at || !bits->nan_at ||
+      !bits->zero_at || !bits->categorical_at || !bits->leaf_at ||
+      !bits->leaf_value || !bits->leaf_node)
+    goto fail;
+  memcpy(bits->group_first, group_first, (num_groups + 1) * sizeof(uint32_t));
+  memset(bits->numeric_at, 0, lists * sizeof(uint32_t));
+  memset(bits->nan_at, 0, lists * sizeof(uint32_t));
+  memset(bits->zero_at, 0, lists * sizeof(uint32_t));
+  memset(bits->categorical_at, 0, (num_groups + 1) * sizeof(uint32_t));
+
+  /* Leaves and masks; then each list's length, counted one slot ahead so
+   * that a running sum turns lengths into starts. */
+  uint32_t next = 0;
+  for (size_t t = 0; t < n; t++) {
+    const tdm__tree *tree = &model->trees[t];
+    bits->leaf_at[t] = next;
+    bits_number(model, tree->root, next, &next, bits->leaf_node, masks);
+    size_t g = group_of[t];
+    for (uint32_t i = 0; i < tree->num_nodes; i++) {
+      const tdm__node *node = &model->nodes[tree->root + i];
+      if (node->kind == TDM__NODE_LGB_CATEGORICAL) {
+        bits->categorical_at[g + 1]++;
+      } else if (node->kind == TDM__NODE_LGB_NUMERIC) {
+        size_t at = g * nf + (size_t)node->feature + 1;
+        bits->numeric_at[at]++;
+        bits->nan_at[at] += (uint32_t)nan_goes_right(node);
+        bits->zero_at[at] += (uint32_t)zero_goes_right(node);
+      }
+    }
+  }
+  bits->leaf_at[n] = next;
+  for (size_t i = 0; i < num_leaves; i++)
+    bits->leaf_value[i] = model->nodes[bits->leaf_node[i]].value;
+  for (size_t i = 0; i + 1 < lists; i++) {
+    /* Every numeric list has its sentinel. */
+    bits->numeric_at[i + 1] += bits->numeric_at[i] + 1;
+    bits->nan_at[i + 1] += bits->nan_at[i];
+    bits->zero_at[i + 1] += bits->zero_at[i];
+  }
+  for (size_t g = 0; g < num_groups; g++)
+    bits->categorical_at[g + 1] += bits->categorical_at[g];
+  size_t num_numeric = bits->numeric_at[lists - 1] + 1,
+         num_nan = bits->nan_at[lists - 1], num_zero = bits->zero_at[lists - 1],
+         num_categorical = bits->categorical_at[num_groups];
+  bits->numeric =
+      tdm__arena_alloc(&model->arena, num_numeric * sizeof(bits_split));
+  bits->nan =
+      tdm__arena_alloc(&model->arena, (num_nan + 1) * sizeof(bits_split));
+  bits->zero =
+      tdm__arena_alloc(&model->arena, (num_zero + 1) * sizeof(bits_split));
+  bits->categorical = tdm__arena_alloc(
+      &model->arena, (num_categorical + 1) * sizeof(bits_categorical));
+  uint32_t *fill = calloc(3 * lists + num_groups + 1, sizeof *fill);
+  if (!bits->numeric || !bits->nan || !bits->zero || !bits->categorical ||
+      !fill)
+    goto fail_fill;
+  uint32_t *numeric_fill = fill, *nan_fill = fill + lists,
+           *zero_fill = fill + 2 * lists,
+           *categorical_fill = fill + 3 * lists;
+  memcpy(numeric_fill, bits->numeric_at, lists * sizeof *fill);
+  memcpy(nan_fill, bits->nan_at, lists * sizeof *fill);
+  memcpy(zero_fill, bits->zero_at, lists * sizeof *fill);
+  memcpy(categorical_fill, bits->categorical_at, num_groups * sizeof *fill);
+  for (size_t t = 0; t < n; t++) {
+    const tdm__tree *tree = &model->trees[t];
+    size_t g = group_of[t];
+    uint32_t local = (uint32_t)(t - group_first[g]);
+    for (uint32_t i = 0; i < tree->num_nodes; i++) {
+      const tdm__node *node = &model->nodes[tree->root + i];
+      uint64_t mask = masks[tree->root + i];
+      if (node->kind == TDM__NODE_LGB_CATEGORICAL) {
+        bits->categorical[categorical_fill[g]++] = (bits_categorical){
+            mask, local, (uint32_t)node->feature, node->cat_begin,
+            node->cat_count};
+        continue;
+      }
+      if (node->kind != TDM__NODE_LGB_NUMERIC) continue;
+      size_t at = g * nf + (size_t)node->feature;
+      bits_split split = {node->value, mask, local, 0};
+      bits->numeric[numeric_fill[at]++] = split;
+      split.threshold = 0.0;
+      if (nan_goes_right(node)) bits->nan[nan_fill[at]++] = split;
+      if (zero_goes_right(node)) bits->zero[zero_fill[at]++] = split;
+    }
+  }
+  for (size_t i = 0; i + 1 < lists; i++) {
+    bits_split *list = bits->numeric + bits->numeric_at[i];
+    size_t len = bits->numeric_at[i + 1] - bits->numeric_at[i] - 1;
+    qsort(list, len, sizeof *list, compare_threshold);
+    /* The sentinel: no value is above it (a NaN never reaches the scan),
+     * and its mask would clear nothing. */
+    list[len] = (bits_split){INFINITY, ~(uint64_t)0, 0, 0};
+  }
+  bits->bytes = num_numeric * sizeof(bits_split) +
+                (num_nan + num_zero) * sizeof(bits_split) +
+                num_categorical * sizeof(bits_categorical) +
+                num_leaves * (sizeof(double) + sizeof(uint32_t)) +
+                (3 * lists + n + 2 * num_groups) * sizeof(uint32_t);
+  free(fill);
+  free(group_of);
+  free(group_first);
+  free(masks);
+  *out = bits;
+  return TDM_OK;
+fail_fill:
+  free(fill);
+fail:
+  free(group_of);
+  free(group_first);
+  free(masks);
+  return rc;
+}
+
+/* The lowest set bit's index; `word` is never 0 (the row's own leaf is
+ * never ruled out). */
+static inline uint32_t lowest_bit(uint64_t word) {
+#if defined(__GNUC__) || defined(__clang__)
+  return (uint32_t)__builtin_ctzll(word);
+#else
+  uint32_t i = 0;
+  while (!(word >> i & 1)) i++;
+  return i;
+#endif
+}
+
+/* Rules out, in words[t] for group g's trees, the leaves that row x (nf
+ * values, as LightGBM reads them) cannot reach. */
+static void bits_rule_out(const lgb_bits *bits, const uint32_t *cat_words,
+                          size_t g, size_t nf, const double *x,
+                          uint64_t *words) {
+  const uint32_t *numeric_at = bits->numeric_at + g * nf,
+                 *nan_at = bits->nan_at + g * nf,
+                 *zero_at = bits->zero_at + g * nf;
+  for (size_t f = 0; f < nf; f++) {
+    double v = x[f];
+    const bits_split *split, *end;
+    if (isnan(v)) {
+      split = bits->nan + nan_at[f];
+      end = bits->nan + nan_at[f + 1];
+    } else if (v == 0.0) {
+      split = bits->zero + zero_at[f];
+      end = bits->zero + zero_at[f + 1];
+    } else {
+      /* The sentinel's +infinity ends the scan. */
+      for (split = bits->numeric + numeric_at[f]; split->threshold < v; split++)
+        words[split->tree] &= split->mask;
+      continue;
+    }
+    for (; split < end; split++) words[split->tree] &= split->mask;
+  }
+  const bits_categorical *c = bits->categorical + bits->categorical_at[g],
+                         *last = bits->categorical + bits->categorical_at[g + 1];
+  for (; c < last; c++)
+    if (!tdm__lgb_category_goes_left(cat_words + c->cat_begin, c->cat_count,
+                                     x[c->feature]))
+      words[c->tree] &= c->mask;
+}
+
+/* Adds each row's leaves to acc[output * n + r], tree by tree in order:
+ * rows as lgb_tree takes them, n at most LGB_SCRATCH / outputs. */
+static void bits_block(const tdm_model *model, const lgb_layout *lgb,
+                       const double *rows, size_t n, tdm__row original,
+                       double *acc) {
+  const lgb_bits *bits = lgb->bits;
+  size_t nf = model->num_features;
+  uint64_t words[BITS_GROUP_TREES];
+  for (size_t g = 0; g < bits->num_groups; g++) {
+    size_t first = bits->group_first[g], end = bits->group_first[g + 1];
+    /* tdm_model_limit_iterations may have cut the model short. */
+    if (first >= model->num_trees) break;
+    size_t count = end - first;
+    if (end > model->num_trees) end = model->num_trees;
+    for (size_t r = 0; r < n; r++) {
+      for (size_t t = 0; t < count; t++) words[t] = ~(uint64_t)0;
+      bits_rule_out(bits, lgb->words, g, nf, rows + r * nf, words);
+      for (size_t t = first; t < end; t++) {
+        uint32_t leaf = bits->leaf_at[t] + lowest_bit(words[t - first]);
+        double value = bits->leaf_value[leaf];
+        if (lgb->linear[t]) {
+          size_t at = r * nf;
+          tdm__row row = {original.f64 ? original.f64 + at : NULL,
+                          original.f32 ? original.f32 + at : NULL};
+          value = tdm__leaf_output(model, &model->nodes[bits->leaf_node[leaf]],
+                                   row);
+        }
+        acc[model->trees[t].output * n + r] += value;
+      }
+    }
+  }
 }
 
 static int lgb_build(tdm_model *model, tdm__fast *fast) {
@@ -665,9 +1035,13 @@ static int lgb_build(tdm_model *model, tdm__fast *fast) {
       if (model->nodes[tree->root + i].kind == TDM__NODE_LINEAR_LEAF)
         lgb->linear[t] = 1;
   }
+  int rc = bits_build(model, &lgb->bits);
+  if (rc != TDM_OK) return rc;
+  lgb->use_bits = lgb->bits != NULL;
   fast->lgb = lgb;
-  fast->bytes = model->num_nodes * sizeof(lgb_record) + n;
-  fast->kernel_name = "scalar";
+  fast->bytes = model->num_nodes * sizeof(lgb_record) + n +
+                (lgb->bits != NULL ? lgb->bits->bytes : 0);
+  fast->kernel_name = lgb->use_bits ? "bitvector" : "scalar";
   model->fast = fast;
   return TDM_OK;
 }
@@ -758,9 +1132,13 @@ static int lgb_predict(const tdm_model *model, const double *rows64,
                          rows32 ? rows32 + start * nf : NULL};
     for (size_t o = 0; o < model->num_outputs; o++)
       for (size_t r = 0; r < n; r++) acc[o * n + r] = model->base_margin[o];
-    for (size_t t = 0; t < model->num_trees; t++)
-      lgb_tree(model, lgb, t, converted, nf, n, original,
-               acc + model->trees[t].output * n);
+    if (lgb->use_bits) {
+      bits_block(model, lgb, converted, n, original, acc);
+    } else {
+      for (size_t t = 0; t < model->num_trees; t++)
+        lgb_tree(model, lgb, t, converted, nf, n, original,
+                 acc + model->trees[t].output * n);
+    }
     finish_block(model, NULL, acc, n, flags, out + start * width);
   }
   return 1;
@@ -838,10 +1216,21 @@ int tdm__fast_use_kernel(tdm_model *model, const char *name) {
     return 1;
   }
   if (model->fast == NULL) return 0;
-  /* LightGBM's layout has one kernel: the portable walk (an AVX-512 walk
-   * of eight double lanes measured slower, its gathers waiting on each
-   * other level after level). */
-  if (model->fast->lgb != NULL) return strcmp(name, "scalar") == 0;
+  /* LightGBM's layouts: "bitvector" (the default where every tree fits
+   * it) and "scalar", the record walk (an AVX-512 walk of eight double
+   * lanes measured slower, its gathers waiting on each other level after
+   * level). */
+  lgb_layout *lgb = model->fast->lgb;
+  if (lgb != NULL) {
+    if (strcmp(name, "scalar") == 0)
+      lgb->use_bits = 0;
+    else if (strcmp(name, "bitvector") == 0 && lgb->bits != NULL)
+      lgb->use_bits = 1;
+    else
+      return 0;
+    model->fast->kernel_name = lgb->use_bits ? "bitvector" : "scalar";
+    return 1;
+  }
   choose_kernel(model->fast, name);
   return strcmp(model->fast->kernel_name, name) == 0;
 }
@@ -854,9 +1243,11 @@ int tdm__fast_tree_laid_out(const tdm_model *model, size_t tree) {
 int tdm_model_use_kernel(tdm_model *model, const char *name, tdm_error *err) {
   if (model == NULL || name == NULL ||
       (strcmp(name, "scalar") != 0 && strcmp(name, "avx2") != 0 &&
-       strcmp(name, "avx512") != 0 && strcmp(name, "reference") != 0))
+       strcmp(name, "avx512") != 0 && strcmp(name, "bitvector") != 0 &&
+       strcmp(name, "reference") != 0))
     return tdm__fail(err, TDM_EINVAL,
-                     "kernel \"%s\": not reference, scalar, avx2 or avx512",
+                     "kernel \"%s\": not reference, scalar, avx2, avx512 "
+                     "or bitvector",
                      name ? name : "");
   if (!tdm__fast_use_kernel(model, name))
     return tdm__fail(err, TDM_EUNSUPPORTED,
