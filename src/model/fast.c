@@ -652,14 +652,19 @@ static inline uint32_t lgb_step(const lgb_record *record,
 
 /* A split the row may go right at: its tree (within the group) loses the
  * leaves `mask` clears. Numeric lists sort by threshold; the NaN and zero
- * lists leave it 0. */
+ * lists leave it 0; a categorical split of at most 64 categories holds its
+ * set instead (bit c for category c). */
 typedef struct bits_split {
-  double threshold;
+  union {
+    double threshold;
+    uint64_t set;
+  };
   uint64_t mask;
   uint32_t tree;
   uint32_t reserved;
 } bits_split;
 
+/* A categorical split whose set reaches past category 63. */
 typedef struct bits_categorical {
   uint64_t mask;
   uint32_t tree; /* within the group */
@@ -676,13 +681,29 @@ struct lgb_bits {
    * in a +infinity sentinel), `nan` and `zero` (unsorted). */
   uint32_t *numeric_at, *nan_at, *zero_at;
   bits_split *numeric, *nan, *zero;
-  uint32_t *categorical_at; /* per group, then one past the last */
+  /* The same for categorical splits of at most 64 categories, and per
+   * group (then one past the last) for the others. */
+  uint32_t *narrow_at;
+  bits_split *narrow;
+  uint32_t *categorical_at;
   bits_categorical *categorical;
   /* Per tree, then one past the last: where its leaves, left to right,
    * start in leaf_value and leaf_node. */
   uint32_t *leaf_at;
   double *leaf_value;
   uint32_t *leaf_node; /* the leaf's index in tdm_model.nodes */
+  uint8_t *group_linear; /* per group: 1 when a tree has linear leaves */
+  /* Linear leaves (NULL arrays when the model has none, or imputes), each
+   * padded to its tree's most terms so that every leaf of a tree runs the
+   * same loop, which the branch predictor then learns: per tree the first
+   * term of its leaf 0 and the terms per leaf; per term its feature and
+   * coefficient; per leaf its real term count and its constant (a plain
+   * leaf's: its value, no terms). */
+  uint32_t *term_at, *term_stride;
+  uint32_t *term_feature;
+  double *term_coeff;
+  uint32_t *leaf_terms;
+  double *leaf_const;
   size_t bytes;
 };
 
@@ -722,6 +743,60 @@ static int nan_goes_right(const tdm__node *node) {
 static int zero_goes_right(const tdm__node *node) {
   if (node->missing_type == TDM__MISSING_ZERO) return !node->default_left;
   return !(0.0 <= node->value);
+}
+
+/* Lays out the linear leaves' terms, padded per tree (lgb_bits above). */
+static int bits_pad_terms(tdm_model *model, lgb_bits *bits, size_t num_leaves) {
+  size_t n = model->num_trees, num_terms = 0;
+  bits->term_at = tdm__arena_alloc(&model->arena, (n + 1) * sizeof(uint32_t));
+  bits->term_stride =
+      tdm__arena_alloc(&model->arena, (n + 1) * sizeof(uint32_t));
+  bits->leaf_terms =
+      tdm__arena_alloc(&model->arena, (num_leaves + 1) * sizeof(uint32_t));
+  bits->leaf_const =
+      tdm__arena_alloc(&model->arena, (num_leaves + 1) * sizeof(double));
+  if (!bits->term_at || !bits->term_stride || !bits->leaf_terms ||
+      !bits->leaf_const)
+    return TDM_ENOMEM;
+  for (size_t t = 0; t < n; t++) {
+    uint32_t stride = 0;
+    for (uint32_t i = bits->leaf_at[t]; i < bits->leaf_at[t + 1]; i++) {
+      const tdm__node *leaf = &model->nodes[bits->leaf_node[i]];
+      int linear = leaf->kind == TDM__NODE_LINEAR_LEAF;
+      bits->leaf_terms[i] = linear ? leaf->linear_count : 0;
+      bits->leaf_const[i] = linear ? leaf->linear_const : leaf->value;
+      if (bits->leaf_terms[i] > stride) stride = bits->leaf_terms[i];
+    }
+    if (num_terms + (size_t)stride * (bits->leaf_at[t + 1] - bits->leaf_at[t]) >
+        UINT32_MAX)
+      return TDM_ENOMEM;
+    bits->term_at[t] = (uint32_t)num_terms;
+    bits->term_stride[t] = stride;
+    num_terms += (size_t)stride * (bits->leaf_at[t + 1] - bits->leaf_at[t]);
+  }
+  bits->term_feature =
+      tdm__arena_alloc(&model->arena, (num_terms + 1) * sizeof(uint32_t));
+  bits->term_coeff =
+      tdm__arena_alloc(&model->arena, (num_terms + 1) * sizeof(double));
+  if (!bits->term_feature || !bits->term_coeff) return TDM_ENOMEM;
+  for (size_t t = 0; t < n; t++) {
+    uint32_t stride = bits->term_stride[t];
+    for (uint32_t i = bits->leaf_at[t]; i < bits->leaf_at[t + 1]; i++) {
+      const tdm__node *leaf = &model->nodes[bits->leaf_node[i]];
+      size_t at = bits->term_at[t] + (size_t)(i - bits->leaf_at[t]) * stride;
+      for (uint32_t k = 0; k < stride; k++) {
+        /* Padding reads feature 0 and is never added. */
+        int real = k < bits->leaf_terms[i];
+        bits->term_feature[at + k] =
+            real ? model->linear_features[leaf->linear_begin + k] : 0;
+        bits->term_coeff[at + k] =
+            real ? model->linear_coeffs[leaf->linear_begin + k] : 0.0;
+      }
+    }
+  }
+  bits->bytes += num_terms * (sizeof(uint32_t) + sizeof(double)) +
+                 num_leaves * (sizeof(uint32_t) + sizeof(double));
+  return TDM_OK;
 }
 
 /* Builds the bitvector layout into the model's arena: TDM_OK with *out
@@ -776,6 +851,7 @@ static int bits_build(tdm_model *model, lgb_bits **out) {
   bits->numeric_at = tdm__arena_alloc(&model->arena, lists * sizeof(uint32_t));
   bits->nan_at = tdm__arena_alloc(&model->arena, lists * sizeof(uint32_t));
   bits->zero_at = tdm__arena_alloc(&model->arena, lists * sizeof(uint32_t));
+  bits->narrow_at = tdm__arena_alloc(&model->arena, lists * sizeof(uint32_t));
   bits->categorical_at =
       tdm__arena_alloc(&model->arena, (num_groups + 1) * sizeof(uint32_t));
   bits->leaf_at = tdm__arena_alloc(&model->arena, (n + 1) * sizeof(uint32_t));
@@ -783,14 +859,17 @@ static int bits_build(tdm_model *model, lgb_bits **out) {
       tdm__arena_alloc(&model->arena, (num_leaves + 1) * sizeof(double));
   bits->leaf_node =
       tdm__arena_alloc(&model->arena, (num_leaves + 1) * sizeof(uint32_t));
+  bits->group_linear = tdm__arena_alloc(&model->arena, num_groups + 1);
   if (!bits->group_first || !bits->numeric_at || !bits->nan_at ||
-      !bits->zero_at || !bits->categorical_at || !bits->leaf_at ||
-      !bits->leaf_value || !bits->leaf_node)
+      !bits->zero_at || !bits->narrow_at || !bits->categorical_at || !bits->leaf_at ||
+      !bits->leaf_value || !bits->leaf_node || !bits->group_linear)
     goto fail;
+  memset(bits->group_linear, 0, num_groups + 1);
   memcpy(bits->group_first, group_first, (num_groups + 1) * sizeof(uint32_t));
   memset(bits->numeric_at, 0, lists * sizeof(uint32_t));
   memset(bits->nan_at, 0, lists * sizeof(uint32_t));
   memset(bits->zero_at, 0, lists * sizeof(uint32_t));
+  memset(bits->narrow_at, 0, lists * sizeof(uint32_t));
   memset(bits->categorical_at, 0, (num_groups + 1) * sizeof(uint32_t));
 
   /* Leaves and masks; then each list's length, counted one slot ahead so
@@ -803,8 +882,12 @@ static int bits_build(tdm_model *model, lgb_bits **out) {
     size_t g = group_of[t];
     for (uint32_t i = 0; i < tree->num_nodes; i++) {
       const tdm__node *node = &model->nodes[tree->root + i];
+      if (node->kind == TDM__NODE_LINEAR_LEAF) bits->group_linear[g] = 1;
       if (node->kind == TDM__NODE_LGB_CATEGORICAL) {
-        bits->categorical_at[g + 1]++;
+        if (node->cat_count <= 2)
+          bits->narrow_at[g * nf + (size_t)node->feature + 1]++;
+        else
+          bits->categorical_at[g + 1]++;
       } else if (node->kind == TDM__NODE_LGB_NUMERIC) {
         size_t at = g * nf + (size_t)node->feature + 1;
         bits->numeric_at[at]++;
@@ -816,16 +899,21 @@ static int bits_build(tdm_model *model, lgb_bits **out) {
   bits->leaf_at[n] = next;
   for (size_t i = 0; i < num_leaves; i++)
     bits->leaf_value[i] = model->nodes[bits->leaf_node[i]].value;
+  if (model->num_linear_terms > 0 && model->linear_missing == NULL &&
+      bits_pad_terms(model, bits, num_leaves) != TDM_OK)
+    goto fail;
   for (size_t i = 0; i + 1 < lists; i++) {
     /* Every numeric list has its sentinel. */
     bits->numeric_at[i + 1] += bits->numeric_at[i] + 1;
     bits->nan_at[i + 1] += bits->nan_at[i];
     bits->zero_at[i + 1] += bits->zero_at[i];
+    bits->narrow_at[i + 1] += bits->narrow_at[i];
   }
   for (size_t g = 0; g < num_groups; g++)
     bits->categorical_at[g + 1] += bits->categorical_at[g];
   size_t num_numeric = bits->numeric_at[lists - 1] + 1,
          num_nan = bits->nan_at[lists - 1], num_zero = bits->zero_at[lists - 1],
+         num_narrow = bits->narrow_at[lists - 1],
          num_categorical = bits->categorical_at[num_groups];
   bits->numeric =
       tdm__arena_alloc(&model->arena, num_numeric * sizeof(bits_split));
@@ -833,18 +921,22 @@ static int bits_build(tdm_model *model, lgb_bits **out) {
       tdm__arena_alloc(&model->arena, (num_nan + 1) * sizeof(bits_split));
   bits->zero =
       tdm__arena_alloc(&model->arena, (num_zero + 1) * sizeof(bits_split));
+  bits->narrow =
+      tdm__arena_alloc(&model->arena, (num_narrow + 1) * sizeof(bits_split));
   bits->categorical = tdm__arena_alloc(
       &model->arena, (num_categorical + 1) * sizeof(bits_categorical));
-  uint32_t *fill = calloc(3 * lists + num_groups + 1, sizeof *fill);
-  if (!bits->numeric || !bits->nan || !bits->zero || !bits->categorical ||
-      !fill)
+  uint32_t *fill = calloc(4 * lists + num_groups + 1, sizeof *fill);
+  if (!bits->numeric || !bits->nan || !bits->zero || !bits->narrow ||
+      !bits->categorical || !fill)
     goto fail_fill;
   uint32_t *numeric_fill = fill, *nan_fill = fill + lists,
            *zero_fill = fill + 2 * lists,
-           *categorical_fill = fill + 3 * lists;
+           *narrow_fill = fill + 3 * lists,
+           *categorical_fill = fill + 4 * lists;
   memcpy(numeric_fill, bits->numeric_at, lists * sizeof *fill);
   memcpy(nan_fill, bits->nan_at, lists * sizeof *fill);
   memcpy(zero_fill, bits->zero_at, lists * sizeof *fill);
+  memcpy(narrow_fill, bits->narrow_at, lists * sizeof *fill);
   memcpy(categorical_fill, bits->categorical_at, num_groups * sizeof *fill);
   for (size_t t = 0; t < n; t++) {
     const tdm__tree *tree = &model->trees[t];
@@ -853,6 +945,14 @@ static int bits_build(tdm_model *model, lgb_bits **out) {
     for (uint32_t i = 0; i < tree->num_nodes; i++) {
       const tdm__node *node = &model->nodes[tree->root + i];
       uint64_t mask = masks[tree->root + i];
+      if (node->kind == TDM__NODE_LGB_CATEGORICAL && node->cat_count <= 2) {
+        const uint32_t *words = model->cat_words + node->cat_begin;
+        bits_split split = {{0}, mask, local, 0};
+        if (node->cat_count > 0) split.set = words[0];
+        if (node->cat_count > 1) split.set |= (uint64_t)words[1] << 32;
+        bits->narrow[narrow_fill[g * nf + (size_t)node->feature]++] = split;
+        continue;
+      }
       if (node->kind == TDM__NODE_LGB_CATEGORICAL) {
         bits->categorical[categorical_fill[g]++] = (bits_categorical){
             mask, local, (uint32_t)node->feature, node->cat_begin,
@@ -861,7 +961,7 @@ static int bits_build(tdm_model *model, lgb_bits **out) {
       }
       if (node->kind != TDM__NODE_LGB_NUMERIC) continue;
       size_t at = g * nf + (size_t)node->feature;
-      bits_split split = {node->value, mask, local, 0};
+      bits_split split = {{node->value}, mask, local, 0};
       bits->numeric[numeric_fill[at]++] = split;
       split.threshold = 0.0;
       if (nan_goes_right(node)) bits->nan[nan_fill[at]++] = split;
@@ -874,13 +974,13 @@ static int bits_build(tdm_model *model, lgb_bits **out) {
     qsort(list, len, sizeof *list, compare_threshold);
     /* The sentinel: no value is above it (a NaN never reaches the scan),
      * and its mask would clear nothing. */
-    list[len] = (bits_split){INFINITY, ~(uint64_t)0, 0, 0};
+    list[len] = (bits_split){{INFINITY}, ~(uint64_t)0, 0, 0};
   }
-  bits->bytes = num_numeric * sizeof(bits_split) +
-                (num_nan + num_zero) * sizeof(bits_split) +
+  bits->bytes += num_numeric * sizeof(bits_split) +
+                (num_nan + num_zero + num_narrow) * sizeof(bits_split) +
                 num_categorical * sizeof(bits_categorical) +
                 num_leaves * (sizeof(double) + sizeof(uint32_t)) +
-                (3 * lists + n + 2 * num_groups) * sizeof(uint32_t);
+                (4 * lists + n + 2 * num_groups) * sizeof(uint32_t);
   free(fill);
   free(group_of);
   free(group_first);
@@ -915,10 +1015,26 @@ static void bits_rule_out(const lgb_bits *bits, const uint32_t *cat_words,
                           uint64_t *words) {
   const uint32_t *numeric_at = bits->numeric_at + g * nf,
                  *nan_at = bits->nan_at + g * nf,
-                 *zero_at = bits->zero_at + g * nf;
+                 *zero_at = bits->zero_at + g * nf,
+                 *narrow_at = bits->narrow_at + g * nf;
   for (size_t f = 0; f < nf; f++) {
     double v = x[f];
     const bits_split *split, *end;
+    if (narrow_at[f] != narrow_at[f + 1]) {
+      /* tdm__lgb_category_goes_left on a set of at most 64 categories,
+       * without a branch: anything but a category below 64 (NaN,
+       * truncating to a negative int, 64 and above) is in no set and goes
+       * right; a category in the set goes left. */
+      int in_range = v > -1.0 && v < 64.0;
+      uint32_t category = in_range ? (uint32_t)(int32_t)v : 0;
+      uint64_t valid = in_range ? 1 : 0;
+      split = bits->narrow + narrow_at[f];
+      end = bits->narrow + narrow_at[f + 1];
+      for (; split < end; split++) {
+        uint64_t left = (split->set >> category) & valid;
+        words[split->tree] &= split->mask | (0 - left);
+      }
+    }
     if (isnan(v)) {
       split = bits->nan + nan_at[f];
       end = bits->nan + nan_at[f + 1];
@@ -941,6 +1057,34 @@ static void bits_rule_out(const lgb_bits *bits, const uint32_t *cat_words,
       words[c->tree] &= c->mask;
 }
 
+/* Leaf `leaf` (tree t's, its padded terms at term_at[t] + position *
+ * stride) on row x (values as LightGBM reads them): tdm__leaf_output's
+ * rule for a model that does not impute (its reference, which the
+ * differential tests hold it to), the terms added in the same order. Every
+ * leaf of the tree runs the padded loop, the padding's sums discarded by a
+ * select instead of a branch, so the loop's length does not depend on the
+ * row. */
+static double linear_leaf(const lgb_bits *bits, size_t t, uint32_t leaf,
+                          const double *x) {
+  uint32_t stride = bits->term_stride[t], count = bits->leaf_terms[leaf];
+  size_t at = bits->term_at[t] + (size_t)(leaf - bits->leaf_at[t]) * stride;
+  const uint32_t *features = bits->term_feature + at;
+  const double *coeffs = bits->term_coeff + at;
+  double sum = bits->leaf_const[leaf];
+  uint64_t missing = 0;
+  for (uint32_t k = 0; k < stride; k++) {
+    double v = x[features[k]];
+    double next = sum + coeffs[k] * v;
+    uint64_t use = 0 - (uint64_t)(k < count), a, b;
+    missing |= use & (uint64_t)(v != v);
+    memcpy(&a, &next, sizeof a);
+    memcpy(&b, &sum, sizeof b);
+    a = (a & use) | (b & ~use);
+    memcpy(&sum, &a, sizeof sum);
+  }
+  return missing ? bits->leaf_value[leaf] : sum;
+}
+
 /* Adds each row's leaves to acc[output * n + r], tree by tree in order:
  * rows as lgb_tree takes them, n at most LGB_SCRATCH / outputs. */
 static void bits_block(const tdm_model *model, const lgb_layout *lgb,
@@ -949,6 +1093,8 @@ static void bits_block(const tdm_model *model, const lgb_layout *lgb,
   const lgb_bits *bits = lgb->bits;
   size_t nf = model->num_features;
   uint64_t words[BITS_GROUP_TREES];
+  uint32_t leaf[BITS_GROUP_TREES];
+  double value[BITS_GROUP_TREES];
   for (size_t g = 0; g < bits->num_groups; g++) {
     size_t first = bits->group_first[g], end = bits->group_first[g + 1];
     /* tdm_model_limit_iterations may have cut the model short. */
@@ -958,17 +1104,34 @@ static void bits_block(const tdm_model *model, const lgb_layout *lgb,
     for (size_t r = 0; r < n; r++) {
       for (size_t t = 0; t < count; t++) words[t] = ~(uint64_t)0;
       bits_rule_out(bits, lgb->words, g, nf, rows + r * nf, words);
-      for (size_t t = first; t < end; t++) {
-        uint32_t leaf = bits->leaf_at[t] + lowest_bit(words[t - first]);
-        double value = bits->leaf_value[leaf];
-        if (lgb->linear[t]) {
-          size_t at = r * nf;
-          tdm__row row = {original.f64 ? original.f64 + at : NULL,
-                          original.f32 ? original.f32 + at : NULL};
-          value = tdm__leaf_output(model, &model->nodes[bits->leaf_node[leaf]],
-                                   row);
+      /* The leaves first, then their sum: the loads of one tree's leaf
+       * need not wait for the previous tree's addition. */
+      for (size_t t = first; t < end; t++)
+        leaf[t - first] = bits->leaf_at[t] + lowest_bit(words[t - first]);
+      for (size_t t = first; t < end; t++)
+        value[t - first] = bits->leaf_value[leaf[t - first]];
+      if (bits->group_linear[g]) {
+        for (size_t t = first; t < end; t++) {
+          if (!lgb->linear[t]) continue;
+          if (bits->term_at != NULL) {
+            value[t - first] = linear_leaf(bits, t, leaf[t - first], rows + r * nf);
+          } else {
+            const tdm__node *node =
+                &model->nodes[bits->leaf_node[leaf[t - first]]];
+            size_t at = r * nf;
+            tdm__row row = {original.f64 ? original.f64 + at : NULL,
+                            original.f32 ? original.f32 + at : NULL};
+            value[t - first] = tdm__leaf_output(model, node, row);
+          }
         }
-        acc[model->trees[t].output * n + r] += value;
+      }
+      if (model->num_outputs == 1) {
+        double sum = acc[r];
+        for (size_t t = first; t < end; t++) sum += value[t - first];
+        acc[r] = sum;
+      } else {
+        for (size_t t = first; t < end; t++)
+          acc[model->trees[t].output * n + r] += value[t - first];
       }
     }
   }
