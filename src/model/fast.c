@@ -785,12 +785,13 @@ static int bits_pad_terms(tdm_model *model, lgb_bits *bits, size_t num_leaves) {
       const tdm__node *leaf = &model->nodes[bits->leaf_node[i]];
       size_t at = bits->term_at[t] + (size_t)(i - bits->leaf_at[t]) * stride;
       for (uint32_t k = 0; k < stride; k++) {
-        /* Padding reads feature 0 and is never added. */
+        /* Padding: -0.0 times the converted row's trailing +0.0. */
         int real = k < bits->leaf_terms[i];
         bits->term_feature[at + k] =
-            real ? model->linear_features[leaf->linear_begin + k] : 0;
+            real ? model->linear_features[leaf->linear_begin + k]
+                 : (uint32_t)model->num_features;
         bits->term_coeff[at + k] =
-            real ? model->linear_coeffs[leaf->linear_begin + k] : 0.0;
+            real ? model->linear_coeffs[leaf->linear_begin + k] : -0.0;
       }
     }
   }
@@ -1058,38 +1059,35 @@ static void bits_rule_out(const lgb_bits *bits, const uint32_t *cat_words,
 }
 
 /* Leaf `leaf` (tree t's, its padded terms at term_at[t] + position *
- * stride) on row x (values as LightGBM reads them): tdm__leaf_output's
- * rule for a model that does not impute (its reference, which the
- * differential tests hold it to), the terms added in the same order. Every
- * leaf of the tree runs the padded loop, the padding's sums discarded by a
- * select instead of a branch, so the loop's length does not depend on the
- * row. */
+ * stride) on row x (values as LightGBM reads them, then +0.0): the rule
+ * of tdm__leaf_output for a model that does not impute (its reference,
+ * which the differential tests hold it to), the terms added in the same
+ * order. Every leaf of the tree runs the same padded loop, so its length
+ * does not depend on the row. A padding term is -0.0 times the row's
+ * trailing +0.0, and adding -0.0 leaves every double as it is (-0.0 and
+ * NaN included), so the sum is the reference's. A missing value makes the
+ * sum NaN, so the terms are looked at again only when the sum is NaN:
+ * then the leaf's value if one of them is missing (the reference's rule),
+ * else the NaN itself (infinities that cancel). */
 static double linear_leaf(const lgb_bits *bits, size_t t, uint32_t leaf,
                           const double *x) {
-  uint32_t stride = bits->term_stride[t], count = bits->leaf_terms[leaf];
+  uint32_t stride = bits->term_stride[t];
   size_t at = bits->term_at[t] + (size_t)(leaf - bits->leaf_at[t]) * stride;
   const uint32_t *features = bits->term_feature + at;
   const double *coeffs = bits->term_coeff + at;
   double sum = bits->leaf_const[leaf];
-  uint64_t missing = 0;
-  for (uint32_t k = 0; k < stride; k++) {
-    double v = x[features[k]];
-    double next = sum + coeffs[k] * v;
-    uint64_t use = 0 - (uint64_t)(k < count), a, b;
-    missing |= use & (uint64_t)(v != v);
-    memcpy(&a, &next, sizeof a);
-    memcpy(&b, &sum, sizeof b);
-    a = (a & use) | (b & ~use);
-    memcpy(&sum, &a, sizeof sum);
-  }
-  return missing ? bits->leaf_value[leaf] : sum;
+  for (uint32_t k = 0; k < stride; k++) sum += coeffs[k] * x[features[k]];
+  if (isnan(sum))
+    for (uint32_t k = 0; k < bits->leaf_terms[leaf]; k++)
+      if (isnan(x[features[k]])) return bits->leaf_value[leaf];
+  return sum;
 }
 
 /* Adds each row's leaves to acc[output * n + r], tree by tree in order:
  * rows as lgb_tree takes them, n at most LGB_SCRATCH / outputs. */
 static void bits_block(const tdm_model *model, const lgb_layout *lgb,
-                       const double *rows, size_t n, tdm__row original,
-                       double *acc) {
+                       const double *rows, size_t stride, size_t n,
+                       tdm__row original, double *acc) {
   const lgb_bits *bits = lgb->bits;
   size_t nf = model->num_features;
   uint64_t words[BITS_GROUP_TREES];
@@ -1103,7 +1101,7 @@ static void bits_block(const tdm_model *model, const lgb_layout *lgb,
     if (end > model->num_trees) end = model->num_trees;
     for (size_t r = 0; r < n; r++) {
       for (size_t t = 0; t < count; t++) words[t] = ~(uint64_t)0;
-      bits_rule_out(bits, lgb->words, g, nf, rows + r * nf, words);
+      bits_rule_out(bits, lgb->words, g, nf, rows + r * stride, words);
       /* The leaves first, then their sum: the loads of one tree's leaf
        * need not wait for the previous tree's addition. */
       for (size_t t = first; t < end; t++)
@@ -1114,7 +1112,8 @@ static void bits_block(const tdm_model *model, const lgb_layout *lgb,
         for (size_t t = first; t < end; t++) {
           if (!lgb->linear[t]) continue;
           if (bits->term_at != NULL) {
-            value[t - first] = linear_leaf(bits, t, leaf[t - first], rows + r * nf);
+            value[t - first] =
+                linear_leaf(bits, t, leaf[t - first], rows + r * stride);
           } else {
             const tdm__node *node =
                 &model->nodes[bits->leaf_node[leaf[t - first]]];
@@ -1279,27 +1278,34 @@ static int lgb_predict(const tdm_model *model, const double *rows64,
                        const float *rows32, size_t num_rows, int flags,
                        double *out) {
   size_t nf = model->num_features, width = tdm_model_output_width(model, flags);
-  size_t block = block_rows(model, 1, LGB_SCRATCH);
+  /* Converted rows are `stride` values apart: the row, then a +0.0 that
+   * the padding of linear leaves reads (linear_leaf). */
+  size_t stride = nf + 1, block = block_rows(model, 1, LGB_SCRATCH);
+  if (block > LGB_SCRATCH / stride) block = LGB_SCRATCH / stride;
   if (block == 0) return 0;
   const lgb_layout *lgb = model->fast->lgb;
   double acc[LGB_SCRATCH];
   double converted[LGB_SCRATCH];
   for (size_t start = 0; start < num_rows; start += block) {
     size_t n = num_rows - start < block ? num_rows - start : block;
-    for (size_t i = 0; i < n * nf; i++) {
-      double x = rows64 != NULL ? rows64[start * nf + i]
-                                : (double)rows32[start * nf + i];
-      converted[i] = model->lightgbm_zero ? tdm__lightgbm_value(x) : x;
+    for (size_t r = 0; r < n; r++) {
+      for (size_t f = 0; f < nf; f++) {
+        size_t i = (start + r) * nf + f;
+        double x = rows64 != NULL ? rows64[i] : (double)rows32[i];
+        converted[r * stride + f] =
+            model->lightgbm_zero ? tdm__lightgbm_value(x) : x;
+      }
+      converted[r * stride + nf] = 0.0;
     }
     tdm__row original = {rows64 ? rows64 + start * nf : NULL,
                          rows32 ? rows32 + start * nf : NULL};
     for (size_t o = 0; o < model->num_outputs; o++)
       for (size_t r = 0; r < n; r++) acc[o * n + r] = model->base_margin[o];
     if (lgb->use_bits) {
-      bits_block(model, lgb, converted, n, original, acc);
+      bits_block(model, lgb, converted, stride, n, original, acc);
     } else {
       for (size_t t = 0; t < model->num_trees; t++)
-        lgb_tree(model, lgb, t, converted, nf, n, original,
+        lgb_tree(model, lgb, t, converted, stride, n, original,
                  acc + model->trees[t].output * n);
     }
     finish_block(model, NULL, acc, n, flags, out + start * width);

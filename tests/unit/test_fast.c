@@ -423,7 +423,7 @@ static char *random_lightgbm(int *num_trees_out) {
       tdm__buf_printf(&b, "leaf_const=");
       for (int i = 0; i < leaves; i++)
         tdm__buf_printf(&b, "%s%.17g", i ? " " : "",
-                        ((double)rnd(2001) - 1000.0) / 991.0);
+                        rnd(4) ? ((double)rnd(2001) - 1000.0) / 991.0 : -0.0);
       tdm__buf_printf(&b, "\nnum_features=");
       for (int i = 0; i < leaves; i++) {
         int k = (int)rnd(5);
