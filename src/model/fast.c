@@ -693,6 +693,7 @@ struct lgb_bits {
   double *leaf_value;
   uint32_t *leaf_node; /* the leaf's index in tdm_model.nodes */
   uint8_t *group_linear; /* per group: 1 when a tree has linear leaves */
+  uint8_t *group_categorical; /* per group: 1 with a categorical split */
   /* Linear leaves (NULL arrays when the model has none, or imputes), each
    * padded to its tree's most terms so that every leaf of a tree runs the
    * same loop, which the branch predictor then learns: per tree the first
@@ -861,11 +862,14 @@ static int bits_build(tdm_model *model, lgb_bits **out) {
   bits->leaf_node =
       tdm__arena_alloc(&model->arena, (num_leaves + 1) * sizeof(uint32_t));
   bits->group_linear = tdm__arena_alloc(&model->arena, num_groups + 1);
+  bits->group_categorical = tdm__arena_alloc(&model->arena, num_groups + 1);
   if (!bits->group_first || !bits->numeric_at || !bits->nan_at ||
       !bits->zero_at || !bits->narrow_at || !bits->categorical_at || !bits->leaf_at ||
-      !bits->leaf_value || !bits->leaf_node || !bits->group_linear)
+      !bits->leaf_value || !bits->leaf_node || !bits->group_linear ||
+      !bits->group_categorical)
     goto fail;
   memset(bits->group_linear, 0, num_groups + 1);
+  memset(bits->group_categorical, 0, num_groups + 1);
   memcpy(bits->group_first, group_first, (num_groups + 1) * sizeof(uint32_t));
   memset(bits->numeric_at, 0, lists * sizeof(uint32_t));
   memset(bits->nan_at, 0, lists * sizeof(uint32_t));
@@ -885,6 +889,7 @@ static int bits_build(tdm_model *model, lgb_bits **out) {
       const tdm__node *node = &model->nodes[tree->root + i];
       if (node->kind == TDM__NODE_LINEAR_LEAF) bits->group_linear[g] = 1;
       if (node->kind == TDM__NODE_LGB_CATEGORICAL) {
+        bits->group_categorical[g] = 1;
         if (node->cat_count <= 2)
           bits->narrow_at[g * nf + (size_t)node->feature + 1]++;
         else
@@ -1010,10 +1015,13 @@ static inline uint32_t lowest_bit(uint64_t word) {
 }
 
 /* Rules out, in words[t] for group g's trees, the leaves that row x (nf
- * values, as LightGBM reads them) cannot reach. */
-static void bits_rule_out(const lgb_bits *bits, const uint32_t *cat_words,
-                          size_t g, size_t nf, const double *x,
-                          uint64_t *words) {
+ * values, as LightGBM reads them) cannot reach. `categorical` is a
+ * constant in each of the two callers below: a group without categorical
+ * splits runs a loop without their tests. */
+static inline void bits_rule_out_any(const lgb_bits *bits,
+                                     const uint32_t *cat_words, size_t g,
+                                     size_t nf, const double *x,
+                                     uint64_t *words, int categorical) {
   const uint32_t *numeric_at = bits->numeric_at + g * nf,
                  *nan_at = bits->nan_at + g * nf,
                  *zero_at = bits->zero_at + g * nf,
@@ -1021,7 +1029,7 @@ static void bits_rule_out(const lgb_bits *bits, const uint32_t *cat_words,
   for (size_t f = 0; f < nf; f++) {
     double v = x[f];
     const bits_split *split, *end;
-    if (narrow_at[f] != narrow_at[f + 1]) {
+    if (categorical && narrow_at[f] != narrow_at[f + 1]) {
       /* tdm__lgb_category_goes_left on a set of at most 64 categories,
        * without a branch: anything but a category below 64 (NaN,
        * truncating to a negative int, 64 and above) is in no set and goes
@@ -1036,26 +1044,41 @@ static void bits_rule_out(const lgb_bits *bits, const uint32_t *cat_words,
         words[split->tree] &= split->mask | (0 - left);
       }
     }
-    if (isnan(v)) {
-      split = bits->nan + nan_at[f];
-      end = bits->nan + nan_at[f + 1];
-    } else if (v == 0.0) {
-      split = bits->zero + zero_at[f];
-      end = bits->zero + zero_at[f + 1];
-    } else {
-      /* The sentinel's +infinity ends the scan. */
+    if (fabs(v) > 0.0) {
+      /* Neither NaN nor zero (one test for both, the common case). The
+       * sentinel's +infinity ends the scan. */
       for (split = bits->numeric + numeric_at[f]; split->threshold < v; split++)
         words[split->tree] &= split->mask;
       continue;
     }
+    if (isnan(v)) {
+      split = bits->nan + nan_at[f];
+      end = bits->nan + nan_at[f + 1];
+    } else {
+      split = bits->zero + zero_at[f];
+      end = bits->zero + zero_at[f + 1];
+    }
     for (; split < end; split++) words[split->tree] &= split->mask;
   }
+  if (!categorical) return;
   const bits_categorical *c = bits->categorical + bits->categorical_at[g],
                          *last = bits->categorical + bits->categorical_at[g + 1];
   for (; c < last; c++)
     if (!tdm__lgb_category_goes_left(cat_words + c->cat_begin, c->cat_count,
                                      x[c->feature]))
       words[c->tree] &= c->mask;
+}
+
+static void bits_rule_out_numeric(const lgb_bits *bits, size_t g, size_t nf,
+                                  const double *x, uint64_t *words) {
+  bits_rule_out_any(bits, NULL, g, nf, x, words, 0);
+}
+
+static void bits_rule_out_categorical(const lgb_bits *bits,
+                                      const uint32_t *cat_words, size_t g,
+                                      size_t nf, const double *x,
+                                      uint64_t *words) {
+  bits_rule_out_any(bits, cat_words, g, nf, x, words, 1);
 }
 
 /* Leaf `leaf` (tree t's, its padded terms at term_at[t] + position *
@@ -1101,7 +1124,11 @@ static void bits_block(const tdm_model *model, const lgb_layout *lgb,
     if (end > model->num_trees) end = model->num_trees;
     for (size_t r = 0; r < n; r++) {
       for (size_t t = 0; t < count; t++) words[t] = ~(uint64_t)0;
-      bits_rule_out(bits, lgb->words, g, nf, rows + r * stride, words);
+      if (bits->group_categorical[g])
+        bits_rule_out_categorical(bits, lgb->words, g, nf, rows + r * stride,
+                                  words);
+      else
+        bits_rule_out_numeric(bits, g, nf, rows + r * stride, words);
       /* The leaves first, then their sum: the loads of one tree's leaf
        * need not wait for the previous tree's addition. */
       for (size_t t = first; t < end; t++)
