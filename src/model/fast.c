@@ -705,6 +705,9 @@ struct lgb_bits {
   double *term_coeff;
   uint32_t *leaf_terms;
   double *leaf_const;
+  /* Per leaf, for models of at most 64 features: bit f set when one of
+   * its terms reads feature f (NULL otherwise). */
+  uint64_t *leaf_features;
   size_t bytes;
 };
 
@@ -774,6 +777,19 @@ static int bits_pad_terms(tdm_model *model, lgb_bits *bits, size_t num_leaves) {
     bits->term_at[t] = (uint32_t)num_terms;
     bits->term_stride[t] = stride;
     num_terms += (size_t)stride * (bits->leaf_at[t + 1] - bits->leaf_at[t]);
+  }
+  if (model->num_features <= 64) {
+    bits->leaf_features =
+        tdm__arena_alloc(&model->arena, (num_leaves + 1) * sizeof(uint64_t));
+    if (bits->leaf_features == NULL) return TDM_ENOMEM;
+    for (size_t i = 0; i < num_leaves; i++) {
+      const tdm__node *leaf = &model->nodes[bits->leaf_node[i]];
+      bits->leaf_features[i] = 0;
+      for (uint32_t k = 0; k < bits->leaf_terms[i]; k++)
+        bits->leaf_features[i] |=
+            (uint64_t)1 << model->linear_features[leaf->linear_begin + k];
+    }
+    bits->bytes += num_leaves * sizeof(uint64_t);
   }
   bits->term_feature =
       tdm__arena_alloc(&model->arena, (num_terms + 1) * sizeof(uint32_t));
@@ -1088,18 +1104,21 @@ static void bits_rule_out_categorical(const lgb_bits *bits,
  * order. Every leaf of the tree runs the same padded loop, so its length
  * does not depend on the row. A padding term is -0.0 times the row's
  * trailing +0.0, and adding -0.0 leaves every double as it is (-0.0 and
- * NaN included), so the sum is the reference's. A missing value makes the
- * sum NaN, so the terms are looked at again only when the sum is NaN:
- * then the leaf's value if one of them is missing (the reference's rule),
- * else the NaN itself (infinities that cancel). */
+ * NaN included), so the sum is the reference's. Then the leaf's value
+ * instead if one of its terms reads a missing value: for models of at
+ * most 64 features by a mask of the row's missing features (`missing`),
+ * without a branch; for wider ones the terms are looked at again, only
+ * when the sum is NaN (a missing value makes it NaN). */
 static double linear_leaf(const lgb_bits *bits, size_t t, uint32_t leaf,
-                          const double *x) {
+                          const double *x, uint64_t missing) {
   uint32_t stride = bits->term_stride[t];
   size_t at = bits->term_at[t] + (size_t)(leaf - bits->leaf_at[t]) * stride;
   const uint32_t *features = bits->term_feature + at;
   const double *coeffs = bits->term_coeff + at;
   double sum = bits->leaf_const[leaf];
   for (uint32_t k = 0; k < stride; k++) sum += coeffs[k] * x[features[k]];
+  if (bits->leaf_features != NULL)
+    return missing & bits->leaf_features[leaf] ? bits->leaf_value[leaf] : sum;
   if (isnan(sum))
     for (uint32_t k = 0; k < bits->leaf_terms[leaf]; k++)
       if (isnan(x[features[k]])) return bits->leaf_value[leaf];
@@ -1136,11 +1155,15 @@ static void bits_block(const tdm_model *model, const lgb_layout *lgb,
       for (size_t t = first; t < end; t++)
         value[t - first] = bits->leaf_value[leaf[t - first]];
       if (bits->group_linear[g]) {
+        const double *x = rows + r * stride;
+        uint64_t missing = 0;
+        if (bits->leaf_features != NULL)
+          for (size_t f = 0; f < nf; f++)
+            missing |= (uint64_t)(x[f] != x[f]) << f;
         for (size_t t = first; t < end; t++) {
           if (!lgb->linear[t]) continue;
           if (bits->term_at != NULL) {
-            value[t - first] =
-                linear_leaf(bits, t, leaf[t - first], rows + r * stride);
+            value[t - first] = linear_leaf(bits, t, leaf[t - first], x, missing);
           } else {
             const tdm__node *node =
                 &model->nodes[bits->leaf_node[leaf[t - first]]];

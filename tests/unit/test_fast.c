@@ -324,7 +324,9 @@ TEST(fast_matches_reference_on_random_models) {
  * leaves, one or three classes, and enough trees to span several groups.
  */
 #define GEN_MAX_LEAVES 70
-#define GEN_FEATURES 6 /* features 4 and 5 are categorical */
+/* Features 4 and 5 are categorical; a model has 6 features or, for the
+ * layout's paths for more than 64, 70. */
+static int gen_features = 6;
 
 typedef struct lgb_gen {
   int feature[GEN_MAX_LEAVES], decision[GEN_MAX_LEAVES];
@@ -349,7 +351,7 @@ static double gen_threshold(void) {
 static int gen_subtree(lgb_gen *g, int leaves) {
   if (leaves == 1) return ~g->leaves++;
   int i = g->inner++;
-  int f = (int)rnd(GEN_FEATURES);
+  int f = (int)rnd((uint32_t)gen_features);
   g->feature[i] = f;
   if (f >= 4) {
     int words = 1 + (int)rnd(3);
@@ -382,14 +384,20 @@ static char *random_lightgbm(int *num_trees_out) {
   int iterations = rnd(4) ? 1 + (int)rnd(12) : 200 + (int)rnd(150);
   int big = rnd(4) == 0; /* leaf counts up to 70: some past 64 */
   int linear = rnd(4) == 0;
+  gen_features = rnd(5) ? 6 : 70;
   tdm__buf_printf(&b,
                   "tree\nversion=v4\nnum_class=%d\nnum_tree_per_iteration=%d\n"
                   "label_index=0\nmax_feature_idx=%d\nobjective=%s\n"
-                  "feature_names=a b c d e f\n"
-                  "feature_infos=[-2:2] [-2:2] [-2:2] [-2:2] 0:1:2 0:1:2\n"
-                  "tree_sizes=1\n\n",
-                  classes, classes, GEN_FEATURES - 1,
+                  "feature_names=",
+                  classes, classes, gen_features - 1,
                   classes == 1 ? "regression" : "multiclass num_class:3");
+  for (int f = 0; f < gen_features; f++)
+    tdm__buf_printf(&b, "%sf%d", f ? " " : "", f);
+  tdm__buf_printf(&b, "\nfeature_infos=");
+  for (int f = 0; f < gen_features; f++)
+    tdm__buf_printf(&b, "%s%s", f ? " " : "",
+                    f == 4 || f == 5 ? "0:1:2" : "[-2:2]");
+  tdm__buf_printf(&b, "\ntree_sizes=1\n\n");
   int trees = iterations * classes;
   for (int t = 0; t < trees; t++) {
     lgb_gen g = {0};
@@ -430,7 +438,7 @@ static char *random_lightgbm(int *num_trees_out) {
         tdm__buf_printf(&b, "%s%d", i ? " " : "", k);
         for (int j = 0; j < k; j++) {
           tdm__buf_printf(&features, "%s%u", features.len ? " " : "",
-                          rnd(4));
+                          rnd(4) ? rnd(4) : rnd((uint32_t)gen_features));
           tdm__buf_printf(&coeffs, "%s%.17g", coeffs.len ? " " : "",
                           ((double)rnd(2001) - 1000.0) / 983.0);
         }
@@ -460,7 +468,8 @@ static double lightgbm_row_value(const tdm_model *model, size_t f) {
                                    -0.5, -1.0, 63.5, 64.0,     2147483648.0,
                                    1e300};
   if (rnd(5) == 0) return special[rnd(sizeof special / sizeof *special)];
-  if (f >= 4) return rnd(4) ? (double)rnd(101) : (double)rnd(101) + 0.5;
+  if (f == 4 || f == 5)
+    return rnd(4) ? (double)rnd(101) : (double)rnd(101) + 0.5;
   for (int tries = 0; tries < 4; tries++) {
     const tdm__node *node = &model->nodes[rnd((uint32_t)model->num_nodes)];
     if (node->kind != TDM__NODE_LGB_NUMERIC || (size_t)node->feature != f)
@@ -477,7 +486,7 @@ static double lightgbm_row_value(const tdm_model *model, size_t f) {
 }
 
 TEST(fast_matches_reference_on_random_lightgbm_models) {
-  int bitvector = 0, records = 0, linear = 0, grouped = 0;
+  int bitvector = 0, records = 0, linear = 0, grouped = 0, wide_linear = 0;
   for (int m = 0; m < 120; m++) {
     int trees;
     char *text = random_lightgbm(&trees);
@@ -496,6 +505,7 @@ TEST(fast_matches_reference_on_random_lightgbm_models) {
     else
       records++;
     linear += model->num_linear_terms > 0;
+    wide_linear += model->num_linear_terms > 0 && model->num_features > 64;
     grouped += trees > 256;
     size_t n = 400, nf = model->num_features;
     double *rows = malloc(n * nf * sizeof *rows);
@@ -519,6 +529,7 @@ TEST(fast_matches_reference_on_random_lightgbm_models) {
   CHECK(records > 5);
   CHECK(linear > 10);
   CHECK(grouped > 3);
+  CHECK(wide_linear > 1);
   return 0;
 }
 
