@@ -1150,10 +1150,10 @@ static void bits_block(const tdm_model *model, const lgb_layout *lgb,
         bits_rule_out_numeric(bits, g, nf, rows + r * stride, words);
       /* The leaves first, then their sum: the loads of one tree's leaf
        * need not wait for the previous tree's addition. */
-      for (size_t t = first; t < end; t++)
+      for (size_t t = first; t < end; t++) {
         leaf[t - first] = bits->leaf_at[t] + lowest_bit(words[t - first]);
-      for (size_t t = first; t < end; t++)
         value[t - first] = bits->leaf_value[leaf[t - first]];
+      }
       if (bits->group_linear[g]) {
         const double *x = rows + r * stride;
         uint64_t missing = 0;
