@@ -1,5 +1,7 @@
 /*
- * fast.c - the fast evaluator for float32 (XGBoost) models.
+ * fast.c - the fast evaluator: a perfect-tree layout for float32 (XGBoost)
+ * models, described first, and two layouts for LightGBM models further
+ * down (a bitvector layout, the default, and a record walk).
  *
  * At load, every tree of depth at most TDM__FAST_MAX_DEPTH whose splits
  * are all numeric is laid out as a perfect binary tree in heap order: the

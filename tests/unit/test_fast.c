@@ -1,6 +1,7 @@
 /*
  * test_fast.c - the differential test of the fast evaluator: every fixture
- * model and hundreds of randomized XGBoost models are scored by the
+ * model and hundreds of randomized XGBoost and LightGBM models (the
+ * LightGBM generator is described above its test) are scored by the
  * reference walk (predict.c) and by every kernel this CPU runs (portable,
  * AVX2, AVX-512), with doubles and with float32 input, single rows, tails
  * and full blocks, margins and transformed scores, and after
@@ -263,6 +264,20 @@ static int compare_kernels(tdm_model *model, const double *rows, size_t n,
   return failed;
 }
 
+/* compare_kernels on the whole model, then on its first half of boosting
+ * rounds (--iterations): the layouts, and LightGBM's groups of trees, must
+ * follow the cut. */
+static int compare_kernels_whole_and_cut(tdm_model *model, const double *rows,
+                                         size_t n, const char *what) {
+  int failed = compare_kernels(model, rows, n, what);
+  if (!failed && model->num_iterations > 1) {
+    tdm_error err;
+    tdm_model_limit_iterations(model, 1 + model->num_iterations / 2, &err);
+    failed = compare_kernels(model, rows, n, what);
+  }
+  return failed;
+}
+
 static double *random_rows(const tdm_model *model, size_t n) {
   size_t nf = model->num_features;
   double *rows = malloc(n * nf * sizeof *rows + 1);
@@ -299,12 +314,7 @@ TEST(fast_matches_reference_on_random_models) {
     double *rows = random_rows(model, n);
     char what[64];
     snprintf(what, sizeof what, "random model %d", m);
-    int failed = compare_kernels(model, rows, n, what);
-    /* Fewer boosting rounds: the layout must follow. */
-    if (!failed && model->num_iterations > 1) {
-      tdm_model_limit_iterations(model, 1 + model->num_iterations / 2, &err);
-      failed = compare_kernels(model, rows, n, what);
-    }
+    int failed = compare_kernels_whole_and_cut(model, rows, n, what);
     free(rows);
     tdm_model_free(model);
     if (failed) return 1;
@@ -514,12 +524,7 @@ TEST(fast_matches_reference_on_random_lightgbm_models) {
         rows[r * nf + f] = lightgbm_row_value(model, f);
     char what[64];
     snprintf(what, sizeof what, "random LightGBM model %d", m);
-    int failed = compare_kernels(model, rows, n, what);
-    /* Fewer boosting rounds: the groups of trees must follow. */
-    if (!failed && model->num_iterations > 1) {
-      tdm_model_limit_iterations(model, 1 + model->num_iterations / 2, &err);
-      failed = compare_kernels(model, rows, n, what);
-    }
+    int failed = compare_kernels_whole_and_cut(model, rows, n, what);
     free(rows);
     tdm_model_free(model);
     if (failed) return 1;
