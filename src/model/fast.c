@@ -231,8 +231,8 @@ __attribute__((target("avx2"))) static void kernel_avx2(
     _mm256_storeu_ps(acc + r, _mm256_add_ps(_mm256_loadu_ps(acc + r), leaf));
   }
   if (r < n)
-    kernel_scalar(splits, leaves, NULL, depth, rows + r * stride, stride,
-                  n - r, acc + r);
+    kernel_scalar(splits, leaves, NULL, depth, rows + r * stride, stride, n - r,
+                  acc + r);
 }
 
 /*
@@ -547,12 +547,12 @@ static void lay_out(const tdm_model *model, uint32_t node_index, uint32_t pos,
  *
  * A leaf's record leads back to itself both ways and holds the leaf value,
  * so eight rows walk side by side without a test per row: they step
- * together until all eight stand on leaves. Rows walk in blocks, tree by tree; a
- * row's margin is the sum of its leaves in tree order from the base
- * margin, as the reference walk adds them, so the scores are the same
- * doubles. Rows are first read as LightGBM reads them (tdm__lightgbm_value)
- * when the model says so; a linear leaf is computed by the reference's
- * tdm__leaf_output from the caller's row.
+ * together until all eight stand on leaves. Rows walk in blocks, tree by tree;
+ * a row's margin is the sum of its leaves in tree order from the base margin,
+ * as the reference walk adds them, so the scores are the same doubles. Rows are
+ * first read as LightGBM reads them (tdm__lightgbm_value) when the model says
+ * so; a linear leaf is computed by the reference's tdm__leaf_output from the
+ * caller's row.
  */
 #define LGB_NAN_LEFT 0x80000000u
 #define LGB_ZERO_MISSING 0x40000000u
@@ -564,8 +564,7 @@ static void lay_out(const tdm_model *model, uint32_t node_index, uint32_t pos,
 #define LGB_ROWS 8 /* rows that walk a tree side by side */
 
 static void finish_block(const tdm_model *model, const float *acc32,
-                         const double *acc64, size_t n, int flags,
-                         double *out);
+                         const double *acc64, size_t n, int flags, double *out);
 static size_t block_rows(const tdm_model *model, int converting,
                          size_t scratch);
 
@@ -594,14 +593,14 @@ struct lgb_layout {
 };
 
 /* One LightGBM decision: the record x goes to from `record`. */
-static inline uint32_t lgb_step(const lgb_record *record,
-                                const uint32_t *words, double x) {
+static inline uint32_t lgb_step(const lgb_record *record, const uint32_t *words,
+                                double x) {
   uint32_t key = record->key;
   uint32_t left;
   if (key & LGB_CATEGORICAL) {
     uint32_t ref = record->category_ref;
-    left = (uint32_t)tdm__lgb_category_goes_left(words + (ref >> 8),
-                                                  ref & 0xff, x);
+    left = (uint32_t)tdm__lgb_category_goes_left(words + (ref >> 8), ref & 0xff,
+                                                 x);
   } else if (isnan(x)) {
     left = key >> 31;
   } else if ((key & LGB_ZERO_MISSING) && x == 0.0) {
@@ -693,8 +692,8 @@ struct lgb_bits {
    * start in leaf_value and leaf_node. */
   uint32_t *leaf_at;
   double *leaf_value;
-  uint32_t *leaf_node; /* the leaf's index in tdm_model.nodes */
-  uint8_t *group_linear; /* per group: 1 when a tree has linear leaves */
+  uint32_t *leaf_node;        /* the leaf's index in tdm_model.nodes */
+  uint8_t *group_linear;      /* per group: 1 when a tree has linear leaves */
   uint8_t *group_categorical; /* per group: 1 with a categorical split */
   /* Linear leaves (NULL arrays when the model has none, or imputes), each
    * padded to its tree's most terms so that every leaf of a tree runs the
@@ -718,9 +717,8 @@ struct lgb_bits {
  * subtree's leaves (masks[index]), bit i for the tree's leaf i, the tree's
  * first leaf being number `first`. The recursion is as deep as the tree,
  * at most 64. */
-static void bits_number(const tdm_model *model, uint32_t index,
-                        uint32_t first, uint32_t *next, uint32_t *leaf_node,
-                        uint64_t *masks) {
+static void bits_number(const tdm_model *model, uint32_t index, uint32_t first,
+                        uint32_t *next, uint32_t *leaf_node, uint64_t *masks) {
   const tdm__node *node = &model->nodes[index];
   if (node->kind == TDM__NODE_LEAF || node->kind == TDM__NODE_LINEAR_LEAF) {
     leaf_node[(*next)++] = index;
@@ -882,9 +880,9 @@ static int bits_build(tdm_model *model, lgb_bits **out) {
   bits->group_linear = tdm__arena_alloc(&model->arena, num_groups + 1);
   bits->group_categorical = tdm__arena_alloc(&model->arena, num_groups + 1);
   if (!bits->group_first || !bits->numeric_at || !bits->nan_at ||
-      !bits->zero_at || !bits->narrow_at || !bits->categorical_at || !bits->leaf_at ||
-      !bits->leaf_value || !bits->leaf_node || !bits->group_linear ||
-      !bits->group_categorical)
+      !bits->zero_at || !bits->narrow_at || !bits->categorical_at ||
+      !bits->leaf_at || !bits->leaf_value || !bits->leaf_node ||
+      !bits->group_linear || !bits->group_categorical)
     goto fail;
   memset(bits->group_linear, 0, num_groups + 1);
   memset(bits->group_categorical, 0, num_groups + 1);
@@ -954,8 +952,7 @@ static int bits_build(tdm_model *model, lgb_bits **out) {
       !bits->categorical || !fill)
     goto fail_fill;
   uint32_t *numeric_fill = fill, *nan_fill = fill + lists,
-           *zero_fill = fill + 2 * lists,
-           *narrow_fill = fill + 3 * lists,
+           *zero_fill = fill + 2 * lists, *narrow_fill = fill + 3 * lists,
            *categorical_fill = fill + 4 * lists;
   memcpy(numeric_fill, bits->numeric_at, lists * sizeof *fill);
   memcpy(nan_fill, bits->nan_at, lists * sizeof *fill);
@@ -978,9 +975,9 @@ static int bits_build(tdm_model *model, lgb_bits **out) {
         continue;
       }
       if (node->kind == TDM__NODE_LGB_CATEGORICAL) {
-        bits->categorical[categorical_fill[g]++] = (bits_categorical){
-            mask, local, (uint32_t)node->feature, node->cat_begin,
-            node->cat_count};
+        bits->categorical[categorical_fill[g]++] =
+            (bits_categorical){mask, local, (uint32_t)node->feature,
+                               node->cat_begin, node->cat_count};
         continue;
       }
       if (node->kind != TDM__NODE_LGB_NUMERIC) continue;
@@ -1001,10 +998,10 @@ static int bits_build(tdm_model *model, lgb_bits **out) {
     list[len] = (bits_split){{INFINITY}, ~(uint64_t)0, 0, 0};
   }
   bits->bytes += num_numeric * sizeof(bits_split) +
-                (num_nan + num_zero + num_narrow) * sizeof(bits_split) +
-                num_categorical * sizeof(bits_categorical) +
-                num_leaves * (sizeof(double) + sizeof(uint32_t)) +
-                (4 * lists + n + 2 * num_groups) * sizeof(uint32_t);
+                 (num_nan + num_zero + num_narrow) * sizeof(bits_split) +
+                 num_categorical * sizeof(bits_categorical) +
+                 num_leaves * (sizeof(double) + sizeof(uint32_t)) +
+                 (4 * lists + n + 2 * num_groups) * sizeof(uint32_t);
   free(fill);
   free(group_of);
   free(group_first);
@@ -1080,7 +1077,8 @@ static inline void bits_rule_out_any(const lgb_bits *bits,
   }
   if (!categorical) return;
   const bits_categorical *c = bits->categorical + bits->categorical_at[g],
-                         *last = bits->categorical + bits->categorical_at[g + 1];
+                         *last =
+                             bits->categorical + bits->categorical_at[g + 1];
   for (; c < last; c++)
     if (!tdm__lgb_category_goes_left(cat_words + c->cat_begin, c->cat_count,
                                      x[c->feature]))
@@ -1165,7 +1163,8 @@ static void bits_block(const tdm_model *model, const lgb_layout *lgb,
         for (size_t t = first; t < end; t++) {
           if (!lgb->linear[t]) continue;
           if (bits->term_at != NULL) {
-            value[t - first] = linear_leaf(bits, t, leaf[t - first], x, missing);
+            value[t - first] =
+                linear_leaf(bits, t, leaf[t - first], x, missing);
           } else {
             const tdm__node *node =
                 &model->nodes[bits->leaf_node[leaf[t - first]]];
@@ -1195,11 +1194,11 @@ static int lgb_build(tdm_model *model, tdm__fast *fast) {
     return TDM_OK;
   lgb_layout *lgb = tdm__arena_alloc(&model->arena, sizeof *lgb);
   if (lgb == NULL) return TDM_ENOMEM;
-  lgb->records = tdm__arena_alloc(&model->arena,
-                                  (model->num_nodes + 1) * sizeof *lgb->records);
+  lgb->records = tdm__arena_alloc(
+      &model->arena, (model->num_nodes + 1) * sizeof *lgb->records);
   lgb->linear = tdm__arena_alloc(&model->arena, n + 1);
-  lgb->words = tdm__arena_alloc(&model->arena, (model->num_cat_words + 1) *
-                                                   sizeof *lgb->words);
+  lgb->words = tdm__arena_alloc(
+      &model->arena, (model->num_cat_words + 1) * sizeof *lgb->words);
   if (!lgb->records || !lgb->linear || !lgb->words) return TDM_ENOMEM;
   if (model->num_cat_words > MAX_CATEGORY_BEGIN) return TDM_OK;
   if (model->num_cat_words > 0)
@@ -1308,9 +1307,9 @@ static void lgb_tree(const tdm_model *model, const lgb_layout *lgb, size_t t,
       for (size_t j = 0; j < m; j++)
         for (uint32_t level = 0; level < tree->depth; level++) {
           const lgb_record *record = &records[idx[j]];
-          idx[j] = lgb_step(
-              record, words,
-              block[j * stride + (record->key & LGB_FEATURE_MASK)]);
+          idx[j] =
+              lgb_step(record, words,
+                       block[j * stride + (record->key & LGB_FEATURE_MASK)]);
         }
     }
     for (size_t j = 0; j < m; j++) {

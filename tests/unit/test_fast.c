@@ -474,9 +474,9 @@ static char *random_lightgbm(int *num_trees_out) {
  * past every set (0 to 100), fractional, negative and huge ones, NaN and
  * the infinities. */
 static double lightgbm_row_value(const tdm_model *model, size_t f) {
-  static const double special[] = {NAN,  0.0,  -0.0, INFINITY, -INFINITY,
-                                   -0.5, -1.0, 63.5, 64.0,     2147483648.0,
-                                   1e300};
+  static const double special[] = {NAN,       0.0,          -0.0, INFINITY,
+                                   -INFINITY, -0.5,         -1.0, 63.5,
+                                   64.0,      2147483648.0, 1e300};
   if (rnd(5) == 0) return special[rnd(sizeof special / sizeof *special)];
   if (f == 4 || f == 5)
     return rnd(4) ? (double)rnd(101) : (double)rnd(101) + 0.5;
@@ -490,8 +490,12 @@ static double lightgbm_row_value(const tdm_model *model, size_t f) {
       default: return nextafter(node->value, -INFINITY);
     }
   }
-  static const double zero[] = {TDM__LIGHTGBM_ZERO, -TDM__LIGHTGBM_ZERO,
-                                1.0000000180025097e-35, 1e-36, -1e-36, 0.25};
+  static const double zero[] = {TDM__LIGHTGBM_ZERO,
+                                -TDM__LIGHTGBM_ZERO,
+                                1.0000000180025097e-35,
+                                1e-36,
+                                -1e-36,
+                                0.25};
   return zero[rnd(sizeof zero / sizeof *zero)];
 }
 
@@ -502,8 +506,8 @@ TEST(fast_matches_reference_on_random_lightgbm_models) {
     char *text = random_lightgbm(&trees);
     tdm_model *model;
     tdm_error err;
-    if (tdm_model_load_buffer(text, strlen(text), "random.txt", &model,
-                              &err) != TDM_OK) {
+    if (tdm_model_load_buffer(text, strlen(text), "random.txt", &model, &err) !=
+        TDM_OK) {
       fprintf(stderr, "model %d: %s\n", m, err.message);
       free(text);
       return 1;
@@ -582,10 +586,10 @@ static void add_split_edges(value_list *list, const tdm_model *model,
       add_value(list, (double)c);
       add_value(list, (double)c + 0.5);
     }
-    static const double odd[] = {-1.0,        -0.5,         -0.0,
-                                 1e9,         2147483647.0, 2147483648.0,
+    static const double odd[] = {-1.0,         -0.5,          -0.0,
+                                 1e9,          2147483647.0,  2147483648.0,
                                  4294967296.0, -2147483649.0, 16777217.0,
-                                 1e300,       -1e300,       0.99999999};
+                                 1e300,        -1e300,        0.99999999};
     for (size_t i = 0; i < sizeof odd / sizeof *odd; i++)
       add_value(list, odd[i]);
     return;
@@ -622,16 +626,15 @@ static double *edge_rows(const tdm_model *model, size_t n) {
       continue;
     add_split_edges(&lists[node->feature], model, node);
   }
-  static const double special[] = {NAN,       -NAN, 0.0,      -0.0,  INFINITY,
+  static const double special[] = {NAN,       -NAN,   0.0,     -0.0,  INFINITY,
                                    -INFINITY, 1e-320, -1e-320, 1e308, -1e308};
   double *rows = malloc(n * nf * sizeof *rows + 1);
   for (size_t r = 0; r < n; r++)
     for (size_t f = 0; f < nf; f++) {
       const value_list *list = &lists[f];
-      rows[r * nf + f] =
-          list->len > 0 && rnd(10) < 8
-              ? list->values[rnd((uint32_t)list->len)]
-              : special[rnd(sizeof special / sizeof *special)];
+      rows[r * nf + f] = list->len > 0 && rnd(10) < 8
+                             ? list->values[rnd((uint32_t)list->len)]
+                             : special[rnd(sizeof special / sizeof *special)];
     }
   for (size_t f = 0; f < nf; f++) free(lists[f].values);
   free(lists);
