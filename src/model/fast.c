@@ -634,17 +634,20 @@ static inline uint32_t lgb_step(const lgb_record *record, const uint32_t *words,
  * splits that send them right under each split's own missing type: None
  * reads NaN as 0, which goes right when the threshold is below 0; Zero
  * sends both to the default child; NaN sends a NaN to the default child
- * and a zero by its threshold. Categorical splits are tested one by one
- * (tdm__lgb_category_goes_left). The per-value work is therefore a few
- * loads and an AND per split that goes right, with no test of missing
- * types or categories on the way, and no row waits for a deeper one.
+ * and a zero by its threshold. A categorical split whose set fits 64
+ * categories is listed per feature with its set inline (one shift per
+ * split, the category computed once per value); wider sets are tested one
+ * by one (tdm__lgb_category_goes_left). The per-value work is therefore a
+ * few loads and an AND per split that goes right, with no test of missing
+ * types on the way, and no row waits for a deeper one.
  *
  * Trees are taken in groups (at most BITS_GROUP_TREES trees and about
  * BITS_GROUP_SPLITS splits, so a group's lists stay in the first cache
  * levels while a block of rows passes); within a group every row finds
  * its leaves and adds them to its margins in tree order, and groups go in
  * tree order, so each margin is the same sum in the same order as the
- * reference walk's. Linear leaves are computed by the reference's
+ * reference walk's. Linear leaves are computed on the layout (linear_leaf),
+ * or, for a model that imputes missing values, by the reference's
  * tdm__leaf_output from the caller's row.
  */
 #define BITS_MAX_LEAVES 64
@@ -697,7 +700,7 @@ struct lgb_bits {
   uint8_t *group_categorical; /* per group: 1 with a categorical split */
   /* Linear leaves (NULL arrays when the model has none, or imputes), each
    * padded to its tree's most terms so that every leaf of a tree runs the
-   * same loop, which the branch predictor then learns: per tree the first
+   * same loop, whose length then does not depend on the row: per tree the first
    * term of its leaf 0 and the terms per leaf; per term its feature and
    * coefficient; per leaf its real term count and its constant (a plain
    * leaf's: its value, no terms). */
@@ -858,6 +861,13 @@ static int bits_build(tdm_model *model, lgb_bits **out) {
     splits += s;
   }
   group_first[num_groups] = (uint32_t)n;
+  /* Every row visits every (group, feature) list: where most lists would
+   * be empty (many features, few splits) that costs more than walking,
+   * and their offsets and sentinels more memory than the trees. */
+  if (num_groups * nf > 4 * num_splits + 1024) {
+    rc = TDM_OK;
+    goto fail;
+  }
 
   lgb_bits *bits = tdm__arena_alloc(&model->arena, sizeof *bits);
   size_t lists = num_groups * nf + 1;
