@@ -1040,17 +1040,19 @@ static inline uint32_t lowest_bit(uint64_t word) {
 }
 
 /* Rules out, in words[t] for group g's trees, the leaves that row x (nf
- * values, as LightGBM reads them) cannot reach. `categorical` is a
- * constant in each of the two callers below: a group without categorical
- * splits runs a loop without their tests. */
-static inline void bits_rule_out_any(const lgb_bits *bits,
-                                     const uint32_t *cat_words, size_t g,
-                                     size_t nf, const double *x,
-                                     uint64_t *words, int categorical) {
+ * values, as LightGBM reads them) cannot reach, and returns the row's
+ * missing features among the first 64 (bit f for feature f; linear leaves
+ * read it). `categorical` is a constant in each of the two callers below:
+ * a group without categorical splits runs a loop without their tests. */
+static inline uint64_t bits_rule_out_any(const lgb_bits *bits,
+                                         const uint32_t *cat_words, size_t g,
+                                         size_t nf, const double *x,
+                                         uint64_t *words, int categorical) {
   const uint32_t *numeric_at = bits->numeric_at + g * nf,
                  *nan_at = bits->nan_at + g * nf,
                  *zero_at = bits->zero_at + g * nf,
                  *narrow_at = bits->narrow_at + g * nf;
+  uint64_t missing = 0;
   for (size_t f = 0; f < nf; f++) {
     double v = x[f];
     const bits_split *split, *end;
@@ -1079,13 +1081,14 @@ static inline void bits_rule_out_any(const lgb_bits *bits,
     if (isnan(v)) {
       split = bits->nan + nan_at[f];
       end = bits->nan + nan_at[f + 1];
+      if (f < 64) missing |= (uint64_t)1 << f;
     } else {
       split = bits->zero + zero_at[f];
       end = bits->zero + zero_at[f + 1];
     }
     for (; split < end; split++) words[split->tree] &= split->mask;
   }
-  if (!categorical) return;
+  if (!categorical) return missing;
   const bits_categorical *c = bits->categorical + bits->categorical_at[g],
                          *last =
                              bits->categorical + bits->categorical_at[g + 1];
@@ -1093,18 +1096,19 @@ static inline void bits_rule_out_any(const lgb_bits *bits,
     if (!tdm__lgb_category_goes_left(cat_words + c->cat_begin, c->cat_count,
                                      x[c->feature]))
       words[c->tree] &= c->mask;
+  return missing;
 }
 
-static void bits_rule_out_numeric(const lgb_bits *bits, size_t g, size_t nf,
-                                  const double *x, uint64_t *words) {
-  bits_rule_out_any(bits, NULL, g, nf, x, words, 0);
+static uint64_t bits_rule_out_numeric(const lgb_bits *bits, size_t g, size_t nf,
+                                      const double *x, uint64_t *words) {
+  return bits_rule_out_any(bits, NULL, g, nf, x, words, 0);
 }
 
-static void bits_rule_out_categorical(const lgb_bits *bits,
-                                      const uint32_t *cat_words, size_t g,
-                                      size_t nf, const double *x,
-                                      uint64_t *words) {
-  bits_rule_out_any(bits, cat_words, g, nf, x, words, 1);
+static uint64_t bits_rule_out_categorical(const lgb_bits *bits,
+                                          const uint32_t *cat_words, size_t g,
+                                          size_t nf, const double *x,
+                                          uint64_t *words) {
+  return bits_rule_out_any(bits, cat_words, g, nf, x, words, 1);
 }
 
 /* Leaf `leaf` (tree t's, its padded terms at term_at[t] + position *
@@ -1153,11 +1157,11 @@ static void bits_block(const tdm_model *model, const lgb_layout *lgb,
     if (end > model->num_trees) end = model->num_trees;
     for (size_t r = 0; r < n; r++) {
       for (size_t t = 0; t < count; t++) words[t] = ~(uint64_t)0;
-      if (bits->group_categorical[g])
-        bits_rule_out_categorical(bits, lgb->words, g, nf, rows + r * stride,
-                                  words);
-      else
-        bits_rule_out_numeric(bits, g, nf, rows + r * stride, words);
+      uint64_t missing =
+          bits->group_categorical[g]
+              ? bits_rule_out_categorical(bits, lgb->words, g, nf,
+                                          rows + r * stride, words)
+              : bits_rule_out_numeric(bits, g, nf, rows + r * stride, words);
       /* The leaves first, then their sum: the loads of one tree's leaf
        * need not wait for the previous tree's addition. */
       for (size_t t = first; t < end; t++) {
@@ -1166,10 +1170,6 @@ static void bits_block(const tdm_model *model, const lgb_layout *lgb,
       }
       if (bits->group_linear[g]) {
         const double *x = rows + r * stride;
-        uint64_t missing = 0;
-        if (bits->leaf_features != NULL)
-          for (size_t f = 0; f < nf; f++)
-            missing |= (uint64_t)(x[f] != x[f]) << f;
         for (size_t t = first; t < end; t++) {
           if (!lgb->linear[t]) continue;
           if (bits->term_at != NULL) {

@@ -334,8 +334,8 @@ TEST(fast_matches_reference_on_random_models) {
  * leaves, one or three classes, and enough trees to span several groups.
  */
 #define GEN_MAX_LEAVES 70
-/* Features 4 and 5 are categorical; a model has 6 features or, for the
- * layout's paths for more than 64, 70. */
+/* Features 4 and 5 are categorical; a model has 6 features, 64 (the most
+ * for the linear leaves' mask of missing features) or 70 (past it). */
 static int gen_features = 6;
 
 typedef struct lgb_gen {
@@ -399,7 +399,7 @@ static char *random_lightgbm(int num_features, int num_iterations,
                                   : 200 + (int)rnd(150);
   int big = rnd(4) == 0; /* leaf counts up to 70: some past 64 */
   int linear = rnd(4) == 0;
-  gen_features = num_features ? num_features : rnd(5) ? 6 : 70;
+  gen_features = num_features ? num_features : rnd(5) ? 6 : rnd(2) ? 64 : 70;
   tdm__buf_printf(&b,
                   "tree\nversion=v4\nnum_class=%d\nnum_tree_per_iteration=%d\n"
                   "label_index=0\nmax_feature_idx=%d\nobjective=%s\n"
