@@ -118,9 +118,10 @@ typedef struct tdm_model_info {
   size_t num_categorical_splits;
   int float32;     /* 1 when the model scores in float32 (XGBoost) */
   char sha256[65]; /* SHA-256 of the file: the model version */
-  /* The evaluator's kernel for this model ("avx512", "avx2", "scalar", or
-   * "reference" for a model the fast layout does not take;
-   * docs/evaluator.md) and the bytes of its fast layout (0: none). */
+  /* The evaluator's kernel for this model ("avx512", "avx2", "scalar",
+   * "bitvector" for LightGBM's default layout, or "reference" for a model
+   * the fast layout does not take; docs/evaluator.md) and the bytes of its
+   * fast layout (0: none). */
   const char *kernel;
   size_t layout_bytes;
 } tdm_model_info;
@@ -136,8 +137,9 @@ TDM_API int tdm_model_limit_iterations(tdm_model *model, size_t iterations,
                                tdm_error *err);
 
 /*
- * Forces the evaluator's kernel ("scalar", "avx2" or "avx512"), for
- * benchmarks and for comparing kernels; by default the CPU's best is
+ * Forces the evaluator's kernel ("scalar", "avx2" or "avx512"; for a
+ * LightGBM model "bitvector", its default, or "scalar", the record walk),
+ * for benchmarks and for comparing kernels; by default the CPU's best is
  * used, and every kernel gives the same bits. "reference" turns the fast
  * layout off for good: every tree goes through the plain tree walk, the
  * baseline the layout is measured and checked against (a later call

@@ -1,5 +1,7 @@
 /*
- * fast.c - the fast evaluator for float32 (XGBoost) models.
+ * fast.c - the fast evaluator: a perfect-tree layout for float32 (XGBoost)
+ * models, described first, and two layouts for LightGBM models further
+ * down (a bitvector layout, the default, and a record walk).
  *
  * At load, every tree of depth at most TDM__FAST_MAX_DEPTH whose splits
  * are all numeric is laid out as a perfect binary tree in heap order: the
@@ -229,8 +231,8 @@ __attribute__((target("avx2"))) static void kernel_avx2(
     _mm256_storeu_ps(acc + r, _mm256_add_ps(_mm256_loadu_ps(acc + r), leaf));
   }
   if (r < n)
-    kernel_scalar(splits, leaves, NULL, depth, rows + r * stride, stride,
-                  n - r, acc + r);
+    kernel_scalar(splits, leaves, NULL, depth, rows + r * stride, stride, n - r,
+                  acc + r);
 }
 
 /*
@@ -545,12 +547,12 @@ static void lay_out(const tdm_model *model, uint32_t node_index, uint32_t pos,
  *
  * A leaf's record leads back to itself both ways and holds the leaf value,
  * so eight rows walk side by side without a test per row: they step
- * together until all eight stand on leaves. Rows walk in blocks, tree by tree; a
- * row's margin is the sum of its leaves in tree order from the base
- * margin, as the reference walk adds them, so the scores are the same
- * doubles. Rows are first read as LightGBM reads them (tdm__lightgbm_value)
- * when the model says so; a linear leaf is computed by the reference's
- * tdm__leaf_output from the caller's row.
+ * together until all eight stand on leaves. Rows walk in blocks, tree by tree;
+ * a row's margin is the sum of its leaves in tree order from the base margin,
+ * as the reference walk adds them, so the scores are the same doubles. Rows are
+ * first read as LightGBM reads them (tdm__lightgbm_value) when the model says
+ * so; a linear leaf is computed by the reference's tdm__leaf_output from the
+ * caller's row.
  */
 #define LGB_NAN_LEFT 0x80000000u
 #define LGB_ZERO_MISSING 0x40000000u
@@ -562,8 +564,7 @@ static void lay_out(const tdm_model *model, uint32_t node_index, uint32_t pos,
 #define LGB_ROWS 8 /* rows that walk a tree side by side */
 
 static void finish_block(const tdm_model *model, const float *acc32,
-                         const double *acc64, size_t n, int flags,
-                         double *out);
+                         const double *acc64, size_t n, int flags, double *out);
 static size_t block_rows(const tdm_model *model, int converting,
                          size_t scratch);
 
@@ -579,21 +580,27 @@ typedef struct lgb_record {
   };
 } lgb_record;
 
+typedef struct lgb_bits lgb_bits;
+
 struct lgb_layout {
   lgb_record *records; /* one per node of tdm_model.nodes, same index */
   uint32_t *words;     /* tdm_model.cat_words, then one zero word */
   uint8_t *linear;     /* per tree: 1 when it has linear leaves */
+  /* The bitvector layout (below), NULL where a tree does not fit it; used
+   * when use_bits is set (the default), else the record walk. */
+  lgb_bits *bits;
+  int use_bits;
 };
 
 /* One LightGBM decision: the record x goes to from `record`. */
-static inline uint32_t lgb_step(const lgb_record *record,
-                                const uint32_t *words, double x) {
+static inline uint32_t lgb_step(const lgb_record *record, const uint32_t *words,
+                                double x) {
   uint32_t key = record->key;
   uint32_t left;
   if (key & LGB_CATEGORICAL) {
     uint32_t ref = record->category_ref;
-    left = (uint32_t)tdm__lgb_category_goes_left(words + (ref >> 8),
-                                                  ref & 0xff, x);
+    left = (uint32_t)tdm__lgb_category_goes_left(words + (ref >> 8), ref & 0xff,
+                                                 x);
   } else if (isnan(x)) {
     left = key >> 31;
   } else if ((key & LGB_ZERO_MISSING) && x == 0.0) {
@@ -604,6 +611,592 @@ static inline uint32_t lgb_step(const lgb_record *record,
   return record->child[left];
 }
 
+/*
+ * LightGBM's bitvector layout, the default wherever every tree has at most
+ * 64 leaves (LightGBM's default is 31). It follows QuickScorer's idea
+ * (Lucchese et al., SIGIR 2015) instead of walking: number each tree's
+ * leaves left to right; a split that sends the row right rules out every
+ * leaf of its left subtree, and no split on the row's own path rules out
+ * the leaf the row reaches, while every leaf left of it is ruled out by the
+ * split where the two paths part. So the row's leaf is the leftmost leaf
+ * that no split sending the row right has ruled out: the lowest set bit of
+ * a 64-bit word per tree, started at all ones and ANDed with the mask of
+ * each such split.
+ *
+ * Which splits send x right is found per feature, not per node. A numeric
+ * split sends a value that is neither NaN nor zero right exactly when
+ * threshold < x (LightGBM's rule is x <= threshold to the left, in double,
+ * and its missing types only concern NaN and zero), so with a feature's
+ * splits sorted by threshold they are a prefix of the list, scanned until
+ * the first threshold that is not below x (each list ends in a +infinity
+ * sentinel that stops every scan). A NaN and a zero (after values under
+ * kZeroThreshold are read as zero) instead take a list made at load of the
+ * splits that send them right under each split's own missing type: None
+ * reads NaN as 0, which goes right when the threshold is below 0; Zero
+ * sends both to the default child; NaN sends a NaN to the default child
+ * and a zero by its threshold. A categorical split whose set fits 64
+ * categories is listed per feature with its set inline (one shift per
+ * split, the category computed once per value); wider sets are tested one
+ * by one (tdm__lgb_category_goes_left). The per-value work is therefore a
+ * few loads and an AND per split that goes right, with no test of missing
+ * types on the way, and no row waits for a deeper one.
+ *
+ * Trees are taken in groups (at most BITS_GROUP_TREES trees and about
+ * BITS_GROUP_SPLITS splits, so a group's lists stay in the first cache
+ * levels while a block of rows passes); within a group every row finds
+ * its leaves and adds them to its margins in tree order, and groups go in
+ * tree order, so each margin is the same sum in the same order as the
+ * reference walk's. Linear leaves are computed on the layout (linear_leaf),
+ * or, for a model that imputes missing values, by the reference's
+ * tdm__leaf_output from the caller's row.
+ */
+#define BITS_MAX_LEAVES 64
+#define BITS_GROUP_TREES 256
+#define BITS_GROUP_SPLITS 2048
+
+/* A split the row may go right at: its tree (within the group) loses the
+ * leaves `mask` clears. Numeric lists sort by threshold; the NaN and zero
+ * lists leave it 0; a categorical split of at most 64 categories holds its
+ * set instead (bit c for category c). */
+typedef struct bits_split {
+  union {
+    double threshold;
+    uint64_t set;
+  };
+  uint64_t mask;
+  uint32_t tree;
+  uint32_t reserved;
+} bits_split;
+
+/* A categorical split whose set reaches past category 63. */
+typedef struct bits_categorical {
+  uint64_t mask;
+  uint32_t tree; /* within the group */
+  uint32_t feature;
+  uint32_t cat_begin; /* its bitset in lgb_layout.words */
+  uint32_t cat_count;
+} bits_categorical;
+
+struct lgb_bits {
+  size_t num_groups;
+  uint32_t *group_first; /* per group, then the tree count: first tree */
+  /* Per (group, feature), index g * num_features + f, then one past the
+   * last: where its list starts in `numeric` (sorted by threshold, ending
+   * in a +infinity sentinel), `nan` and `zero` (unsorted). */
+  uint32_t *numeric_at, *nan_at, *zero_at;
+  bits_split *numeric, *nan, *zero;
+  /* The same for categorical splits of at most 64 categories, and per
+   * group (then one past the last) for the others. */
+  uint32_t *narrow_at;
+  bits_split *narrow;
+  uint32_t *categorical_at;
+  bits_categorical *categorical;
+  /* Per tree, then one past the last: where its leaves, left to right,
+   * start in leaf_value and leaf_node. */
+  uint32_t *leaf_at;
+  double *leaf_value;
+  uint32_t *leaf_node;        /* the leaf's index in tdm_model.nodes */
+  uint8_t *group_linear;      /* per group: 1 when a tree has linear leaves */
+  uint8_t *group_categorical; /* per group: 1 with a categorical split */
+  /* Linear leaves (NULL arrays when the model has none, or imputes), each
+   * padded to its tree's most terms so that every leaf of a tree runs the
+   * same loop, whose length then does not depend on the row: per tree the first
+   * term of its leaf 0 and the terms per leaf; per term its feature and
+   * coefficient; per leaf its real term count and its constant (a plain
+   * leaf's: its value, no terms). */
+  uint32_t *term_at, *term_stride;
+  uint32_t *term_feature;
+  double *term_coeff;
+  uint32_t *leaf_terms;
+  double *leaf_const;
+  /* Per leaf, for models of at most 64 features: bit f set when one of
+   * its terms reads feature f (NULL otherwise). */
+  uint64_t *leaf_features;
+  size_t bytes;
+};
+
+/* Numbers the leaves of `index`'s subtree from *next, left to right, into
+ * leaf_node, and gives every split the mask that clears its left
+ * subtree's leaves (masks[index]), bit i for the tree's leaf i, the tree's
+ * first leaf being number `first`. The recursion is as deep as the tree,
+ * at most 64. */
+static void bits_number(const tdm_model *model, uint32_t index, uint32_t first,
+                        uint32_t *next, uint32_t *leaf_node, uint64_t *masks) {
+  const tdm__node *node = &model->nodes[index];
+  if (node->kind == TDM__NODE_LEAF || node->kind == TDM__NODE_LINEAR_LEAF) {
+    leaf_node[(*next)++] = index;
+    return;
+  }
+  uint32_t begin = *next;
+  bits_number(model, node->left, first, next, leaf_node, masks);
+  uint32_t count = *next - begin; /* at most 63: the right side has one */
+  masks[index] = ~((((uint64_t)1 << count) - 1) << (begin - first));
+  bits_number(model, node->right, first, next, leaf_node, masks);
+}
+
+static int compare_threshold(const void *a, const void *b) {
+  double x = ((const bits_split *)a)->threshold,
+         y = ((const bits_split *)b)->threshold;
+  return (x > y) - (x < y);
+}
+
+/* Where a NaN and where a zero go at a numeric split, 1 for right: the
+ * reference's lgb_numeric_goes_left for those two values. */
+static int nan_goes_right(const tdm__node *node) {
+  if (node->missing_type == TDM__MISSING_NONE) return !(0.0 <= node->value);
+  return !node->default_left;
+}
+
+static int zero_goes_right(const tdm__node *node) {
+  if (node->missing_type == TDM__MISSING_ZERO) return !node->default_left;
+  return !(0.0 <= node->value);
+}
+
+/* Lays out the linear leaves' terms, padded per tree (lgb_bits above). */
+static int bits_pad_terms(tdm_model *model, lgb_bits *bits, size_t num_leaves) {
+  size_t n = model->num_trees, num_terms = 0;
+  bits->term_at = tdm__arena_alloc(&model->arena, (n + 1) * sizeof(uint32_t));
+  bits->term_stride =
+      tdm__arena_alloc(&model->arena, (n + 1) * sizeof(uint32_t));
+  bits->leaf_terms =
+      tdm__arena_alloc(&model->arena, (num_leaves + 1) * sizeof(uint32_t));
+  bits->leaf_const =
+      tdm__arena_alloc(&model->arena, (num_leaves + 1) * sizeof(double));
+  if (!bits->term_at || !bits->term_stride || !bits->leaf_terms ||
+      !bits->leaf_const)
+    return TDM_ENOMEM;
+  for (size_t t = 0; t < n; t++) {
+    uint32_t stride = 0;
+    for (uint32_t i = bits->leaf_at[t]; i < bits->leaf_at[t + 1]; i++) {
+      const tdm__node *leaf = &model->nodes[bits->leaf_node[i]];
+      int linear = leaf->kind == TDM__NODE_LINEAR_LEAF;
+      bits->leaf_terms[i] = linear ? leaf->linear_count : 0;
+      bits->leaf_const[i] = linear ? leaf->linear_const : leaf->value;
+      if (bits->leaf_terms[i] > stride) stride = bits->leaf_terms[i];
+    }
+    if (num_terms + (size_t)stride * (bits->leaf_at[t + 1] - bits->leaf_at[t]) >
+        UINT32_MAX)
+      return TDM_ENOMEM;
+    bits->term_at[t] = (uint32_t)num_terms;
+    bits->term_stride[t] = stride;
+    num_terms += (size_t)stride * (bits->leaf_at[t + 1] - bits->leaf_at[t]);
+  }
+  if (model->num_features <= 64) {
+    bits->leaf_features =
+        tdm__arena_alloc(&model->arena, (num_leaves + 1) * sizeof(uint64_t));
+    if (bits->leaf_features == NULL) return TDM_ENOMEM;
+    for (size_t i = 0; i < num_leaves; i++) {
+      const tdm__node *leaf = &model->nodes[bits->leaf_node[i]];
+      bits->leaf_features[i] = 0;
+      for (uint32_t k = 0; k < bits->leaf_terms[i]; k++)
+        bits->leaf_features[i] |=
+            (uint64_t)1 << model->linear_features[leaf->linear_begin + k];
+    }
+    bits->bytes += num_leaves * sizeof(uint64_t);
+  }
+  bits->term_feature =
+      tdm__arena_alloc(&model->arena, (num_terms + 1) * sizeof(uint32_t));
+  bits->term_coeff =
+      tdm__arena_alloc(&model->arena, (num_terms + 1) * sizeof(double));
+  if (!bits->term_feature || !bits->term_coeff) return TDM_ENOMEM;
+  for (size_t t = 0; t < n; t++) {
+    uint32_t stride = bits->term_stride[t];
+    for (uint32_t i = bits->leaf_at[t]; i < bits->leaf_at[t + 1]; i++) {
+      const tdm__node *leaf = &model->nodes[bits->leaf_node[i]];
+      size_t at = bits->term_at[t] + (size_t)(i - bits->leaf_at[t]) * stride;
+      for (uint32_t k = 0; k < stride; k++) {
+        /* Padding: -0.0 times the converted row's trailing +0.0. */
+        int real = k < bits->leaf_terms[i];
+        bits->term_feature[at + k] =
+            real ? model->linear_features[leaf->linear_begin + k]
+                 : (uint32_t)model->num_features;
+        bits->term_coeff[at + k] =
+            real ? model->linear_coeffs[leaf->linear_begin + k] : -0.0;
+      }
+    }
+  }
+  bits->bytes += num_terms * (sizeof(uint32_t) + sizeof(double)) +
+                 num_leaves * (sizeof(uint32_t) + sizeof(double));
+  return TDM_OK;
+}
+
+/* Builds the bitvector layout into the model's arena: TDM_OK with *out
+ * set, or with *out NULL when a tree does not fit it (more than 64 leaves,
+ * a NaN threshold); TDM_ENOMEM. Called by lgb_build after the records. */
+static int bits_build(tdm_model *model, lgb_bits **out) {
+  size_t nf = model->num_features, n = model->num_trees;
+  int rc = TDM_ENOMEM;
+  *out = NULL;
+  if (n == 0) return TDM_OK;
+  size_t num_leaves = 0, num_splits = 0, num_groups = 0;
+  for (size_t t = 0; t < n; t++) {
+    const tdm__tree *tree = &model->trees[t];
+    size_t leaves = 0;
+    for (uint32_t i = 0; i < tree->num_nodes; i++) {
+      const tdm__node *node = &model->nodes[tree->root + i];
+      if (node->kind == TDM__NODE_LEAF || node->kind == TDM__NODE_LINEAR_LEAF)
+        leaves++;
+      else if (node->kind == TDM__NODE_LGB_NUMERIC && isnan(node->value))
+        return TDM_OK; /* no order to sort it in: the record walk */
+    }
+    if (leaves > BITS_MAX_LEAVES || leaves + leaves - 1 != tree->num_nodes)
+      return TDM_OK;
+    num_leaves += leaves;
+    num_splits += tree->num_nodes - leaves;
+  }
+  /* Groups of whole trees, tree order. */
+  uint32_t *group_of = calloc(n, sizeof *group_of);
+  uint32_t *group_first = calloc(n + 1, sizeof *group_first);
+  uint64_t *masks = calloc(model->num_nodes + 1, sizeof *masks);
+  if (!group_of || !group_first || !masks) goto fail;
+  for (size_t t = 0, trees = 0, splits = 0; t < n; t++) {
+    size_t s = model->trees[t].num_nodes / 2;
+    if (t == 0 || trees == BITS_GROUP_TREES ||
+        (splits + s > BITS_GROUP_SPLITS && trees > 0)) {
+      group_first[num_groups++] = (uint32_t)t;
+      trees = splits = 0;
+    }
+    group_of[t] = (uint32_t)(num_groups - 1);
+    trees++;
+    splits += s;
+  }
+  group_first[num_groups] = (uint32_t)n;
+  /* Every row visits every (group, feature) list: where most lists would
+   * be empty (many features, few splits) that costs more than walking,
+   * and their offsets and sentinels more memory than the trees. */
+  if (num_groups * nf > 4 * num_splits + 1024) {
+    rc = TDM_OK;
+    goto fail;
+  }
+
+  lgb_bits *bits = tdm__arena_alloc(&model->arena, sizeof *bits);
+  size_t lists = num_groups * nf + 1;
+  if (bits == NULL) goto fail;
+  memset(bits, 0, sizeof *bits);
+  bits->num_groups = num_groups;
+  bits->group_first =
+      tdm__arena_alloc(&model->arena, (num_groups + 1) * sizeof(uint32_t));
+  bits->numeric_at = tdm__arena_alloc(&model->arena, lists * sizeof(uint32_t));
+  bits->nan_at = tdm__arena_alloc(&model->arena, lists * sizeof(uint32_t));
+  bits->zero_at = tdm__arena_alloc(&model->arena, lists * sizeof(uint32_t));
+  bits->narrow_at = tdm__arena_alloc(&model->arena, lists * sizeof(uint32_t));
+  bits->categorical_at =
+      tdm__arena_alloc(&model->arena, (num_groups + 1) * sizeof(uint32_t));
+  bits->leaf_at = tdm__arena_alloc(&model->arena, (n + 1) * sizeof(uint32_t));
+  bits->leaf_value =
+      tdm__arena_alloc(&model->arena, (num_leaves + 1) * sizeof(double));
+  bits->leaf_node =
+      tdm__arena_alloc(&model->arena, (num_leaves + 1) * sizeof(uint32_t));
+  bits->group_linear = tdm__arena_alloc(&model->arena, num_groups + 1);
+  bits->group_categorical = tdm__arena_alloc(&model->arena, num_groups + 1);
+  if (!bits->group_first || !bits->numeric_at || !bits->nan_at ||
+      !bits->zero_at || !bits->narrow_at || !bits->categorical_at ||
+      !bits->leaf_at || !bits->leaf_value || !bits->leaf_node ||
+      !bits->group_linear || !bits->group_categorical)
+    goto fail;
+  memset(bits->group_linear, 0, num_groups + 1);
+  memset(bits->group_categorical, 0, num_groups + 1);
+  memcpy(bits->group_first, group_first, (num_groups + 1) * sizeof(uint32_t));
+  memset(bits->numeric_at, 0, lists * sizeof(uint32_t));
+  memset(bits->nan_at, 0, lists * sizeof(uint32_t));
+  memset(bits->zero_at, 0, lists * sizeof(uint32_t));
+  memset(bits->narrow_at, 0, lists * sizeof(uint32_t));
+  memset(bits->categorical_at, 0, (num_groups + 1) * sizeof(uint32_t));
+
+  /* Leaves and masks; then each list's length, counted one slot ahead so
+   * that a running sum turns lengths into starts. */
+  uint32_t next = 0;
+  for (size_t t = 0; t < n; t++) {
+    const tdm__tree *tree = &model->trees[t];
+    bits->leaf_at[t] = next;
+    bits_number(model, tree->root, next, &next, bits->leaf_node, masks);
+    size_t g = group_of[t];
+    for (uint32_t i = 0; i < tree->num_nodes; i++) {
+      const tdm__node *node = &model->nodes[tree->root + i];
+      if (node->kind == TDM__NODE_LINEAR_LEAF) bits->group_linear[g] = 1;
+      if (node->kind == TDM__NODE_LGB_CATEGORICAL) {
+        bits->group_categorical[g] = 1;
+        if (node->cat_count <= 2)
+          bits->narrow_at[g * nf + (size_t)node->feature + 1]++;
+        else
+          bits->categorical_at[g + 1]++;
+      } else if (node->kind == TDM__NODE_LGB_NUMERIC) {
+        size_t at = g * nf + (size_t)node->feature + 1;
+        bits->numeric_at[at]++;
+        bits->nan_at[at] += (uint32_t)nan_goes_right(node);
+        bits->zero_at[at] += (uint32_t)zero_goes_right(node);
+      }
+    }
+  }
+  bits->leaf_at[n] = next;
+  for (size_t i = 0; i < num_leaves; i++)
+    bits->leaf_value[i] = model->nodes[bits->leaf_node[i]].value;
+  if (model->num_linear_terms > 0 && model->linear_missing == NULL &&
+      bits_pad_terms(model, bits, num_leaves) != TDM_OK)
+    goto fail;
+  for (size_t i = 0; i + 1 < lists; i++) {
+    /* Every numeric list has its sentinel. */
+    bits->numeric_at[i + 1] += bits->numeric_at[i] + 1;
+    bits->nan_at[i + 1] += bits->nan_at[i];
+    bits->zero_at[i + 1] += bits->zero_at[i];
+    bits->narrow_at[i + 1] += bits->narrow_at[i];
+  }
+  for (size_t g = 0; g < num_groups; g++)
+    bits->categorical_at[g + 1] += bits->categorical_at[g];
+  size_t num_numeric = bits->numeric_at[lists - 1] + 1,
+         num_nan = bits->nan_at[lists - 1], num_zero = bits->zero_at[lists - 1],
+         num_narrow = bits->narrow_at[lists - 1],
+         num_categorical = bits->categorical_at[num_groups];
+  bits->numeric =
+      tdm__arena_alloc(&model->arena, num_numeric * sizeof(bits_split));
+  bits->nan =
+      tdm__arena_alloc(&model->arena, (num_nan + 1) * sizeof(bits_split));
+  bits->zero =
+      tdm__arena_alloc(&model->arena, (num_zero + 1) * sizeof(bits_split));
+  bits->narrow =
+      tdm__arena_alloc(&model->arena, (num_narrow + 1) * sizeof(bits_split));
+  bits->categorical = tdm__arena_alloc(
+      &model->arena, (num_categorical + 1) * sizeof(bits_categorical));
+  uint32_t *fill = calloc(4 * lists + num_groups + 1, sizeof *fill);
+  if (!bits->numeric || !bits->nan || !bits->zero || !bits->narrow ||
+      !bits->categorical || !fill)
+    goto fail_fill;
+  uint32_t *numeric_fill = fill, *nan_fill = fill + lists,
+           *zero_fill = fill + 2 * lists, *narrow_fill = fill + 3 * lists,
+           *categorical_fill = fill + 4 * lists;
+  memcpy(numeric_fill, bits->numeric_at, lists * sizeof *fill);
+  memcpy(nan_fill, bits->nan_at, lists * sizeof *fill);
+  memcpy(zero_fill, bits->zero_at, lists * sizeof *fill);
+  memcpy(narrow_fill, bits->narrow_at, lists * sizeof *fill);
+  memcpy(categorical_fill, bits->categorical_at, num_groups * sizeof *fill);
+  for (size_t t = 0; t < n; t++) {
+    const tdm__tree *tree = &model->trees[t];
+    size_t g = group_of[t];
+    uint32_t local = (uint32_t)(t - group_first[g]);
+    for (uint32_t i = 0; i < tree->num_nodes; i++) {
+      const tdm__node *node = &model->nodes[tree->root + i];
+      uint64_t mask = masks[tree->root + i];
+      if (node->kind == TDM__NODE_LGB_CATEGORICAL && node->cat_count <= 2) {
+        const uint32_t *words = model->cat_words + node->cat_begin;
+        bits_split split = {{0}, mask, local, 0};
+        if (node->cat_count > 0) split.set = words[0];
+        if (node->cat_count > 1) split.set |= (uint64_t)words[1] << 32;
+        bits->narrow[narrow_fill[g * nf + (size_t)node->feature]++] = split;
+        continue;
+      }
+      if (node->kind == TDM__NODE_LGB_CATEGORICAL) {
+        bits->categorical[categorical_fill[g]++] =
+            (bits_categorical){mask, local, (uint32_t)node->feature,
+                               node->cat_begin, node->cat_count};
+        continue;
+      }
+      if (node->kind != TDM__NODE_LGB_NUMERIC) continue;
+      size_t at = g * nf + (size_t)node->feature;
+      bits_split split = {{node->value}, mask, local, 0};
+      bits->numeric[numeric_fill[at]++] = split;
+      split.threshold = 0.0;
+      if (nan_goes_right(node)) bits->nan[nan_fill[at]++] = split;
+      if (zero_goes_right(node)) bits->zero[zero_fill[at]++] = split;
+    }
+  }
+  for (size_t i = 0; i + 1 < lists; i++) {
+    bits_split *list = bits->numeric + bits->numeric_at[i];
+    size_t len = bits->numeric_at[i + 1] - bits->numeric_at[i] - 1;
+    qsort(list, len, sizeof *list, compare_threshold);
+    /* The sentinel: no value is above it (a NaN never reaches the scan),
+     * and its mask would clear nothing. */
+    list[len] = (bits_split){{INFINITY}, ~(uint64_t)0, 0, 0};
+  }
+  bits->bytes += num_numeric * sizeof(bits_split) +
+                 (num_nan + num_zero + num_narrow) * sizeof(bits_split) +
+                 num_categorical * sizeof(bits_categorical) +
+                 num_leaves * (sizeof(double) + sizeof(uint32_t)) +
+                 (4 * lists + n + 2 * num_groups) * sizeof(uint32_t);
+  free(fill);
+  free(group_of);
+  free(group_first);
+  free(masks);
+  *out = bits;
+  return TDM_OK;
+fail_fill:
+  free(fill);
+fail:
+  free(group_of);
+  free(group_first);
+  free(masks);
+  return rc;
+}
+
+/* The lowest set bit's index; `word` is never 0 (the row's own leaf is
+ * never ruled out). */
+static inline uint32_t lowest_bit(uint64_t word) {
+#if defined(__GNUC__) || defined(__clang__)
+  return (uint32_t)__builtin_ctzll(word);
+#else
+  uint32_t i = 0;
+  while (!(word >> i & 1)) i++;
+  return i;
+#endif
+}
+
+/* Rules out, in words[t] for group g's trees, the leaves that row x (nf
+ * values, as LightGBM reads them) cannot reach, and returns the row's
+ * missing features among the first 64 (bit f for feature f; linear leaves
+ * read it). `categorical` is a constant in each of the two callers below:
+ * a group without categorical splits runs a loop without their tests. */
+static inline uint64_t bits_rule_out_any(const lgb_bits *bits,
+                                         const uint32_t *cat_words, size_t g,
+                                         size_t nf, const double *x,
+                                         uint64_t *words, int categorical) {
+  const uint32_t *numeric_at = bits->numeric_at + g * nf,
+                 *nan_at = bits->nan_at + g * nf,
+                 *zero_at = bits->zero_at + g * nf,
+                 *narrow_at = bits->narrow_at + g * nf;
+  uint64_t missing = 0;
+  for (size_t f = 0; f < nf; f++) {
+    double v = x[f];
+    const bits_split *split, *end;
+    if (categorical && narrow_at[f] != narrow_at[f + 1]) {
+      /* tdm__lgb_category_goes_left on a set of at most 64 categories,
+       * without a branch: anything but a category below 64 (NaN,
+       * truncating to a negative int, 64 and above) is in no set and goes
+       * right; a category in the set goes left. */
+      int in_range = v > -1.0 && v < 64.0;
+      uint32_t category = in_range ? (uint32_t)(int32_t)v : 0;
+      uint64_t valid = in_range ? 1 : 0;
+      split = bits->narrow + narrow_at[f];
+      end = bits->narrow + narrow_at[f + 1];
+      for (; split < end; split++) {
+        uint64_t left = (split->set >> category) & valid;
+        words[split->tree] &= split->mask | (0 - left);
+      }
+    }
+    if (fabs(v) > 0.0) {
+      /* Neither NaN nor zero (one test for both, the common case). The
+       * sentinel's +infinity ends the scan. */
+      for (split = bits->numeric + numeric_at[f]; split->threshold < v; split++)
+        words[split->tree] &= split->mask;
+      continue;
+    }
+    if (isnan(v)) {
+      split = bits->nan + nan_at[f];
+      end = bits->nan + nan_at[f + 1];
+      if (f < 64) missing |= (uint64_t)1 << f;
+    } else {
+      split = bits->zero + zero_at[f];
+      end = bits->zero + zero_at[f + 1];
+    }
+    for (; split < end; split++) words[split->tree] &= split->mask;
+  }
+  if (!categorical) return missing;
+  const bits_categorical *c = bits->categorical + bits->categorical_at[g],
+                         *last =
+                             bits->categorical + bits->categorical_at[g + 1];
+  for (; c < last; c++)
+    if (!tdm__lgb_category_goes_left(cat_words + c->cat_begin, c->cat_count,
+                                     x[c->feature]))
+      words[c->tree] &= c->mask;
+  return missing;
+}
+
+static uint64_t bits_rule_out_numeric(const lgb_bits *bits, size_t g, size_t nf,
+                                      const double *x, uint64_t *words) {
+  return bits_rule_out_any(bits, NULL, g, nf, x, words, 0);
+}
+
+static uint64_t bits_rule_out_categorical(const lgb_bits *bits,
+                                          const uint32_t *cat_words, size_t g,
+                                          size_t nf, const double *x,
+                                          uint64_t *words) {
+  return bits_rule_out_any(bits, cat_words, g, nf, x, words, 1);
+}
+
+/* Leaf `leaf` (tree t's, its padded terms at term_at[t] + position *
+ * stride) on row x (values as LightGBM reads them, then +0.0): the rule
+ * of tdm__leaf_output for a model that does not impute (its reference,
+ * which the differential tests hold it to), the terms added in the same
+ * order. Every leaf of the tree runs the same padded loop, so its length
+ * does not depend on the row. A padding term is -0.0 times the row's
+ * trailing +0.0, and adding -0.0 leaves every double as it is (-0.0 and
+ * NaN included), so the sum is the reference's. Then the leaf's value
+ * instead if one of its terms reads a missing value: for models of at
+ * most 64 features by a mask of the row's missing features (`missing`),
+ * without a branch; for wider ones the terms are looked at again, only
+ * when the sum is NaN (a missing value makes it NaN). */
+static double linear_leaf(const lgb_bits *bits, size_t t, uint32_t leaf,
+                          const double *x, uint64_t missing) {
+  uint32_t stride = bits->term_stride[t];
+  size_t at = bits->term_at[t] + (size_t)(leaf - bits->leaf_at[t]) * stride;
+  const uint32_t *features = bits->term_feature + at;
+  const double *coeffs = bits->term_coeff + at;
+  double sum = bits->leaf_const[leaf];
+  for (uint32_t k = 0; k < stride; k++) sum += coeffs[k] * x[features[k]];
+  if (bits->leaf_features != NULL)
+    return missing & bits->leaf_features[leaf] ? bits->leaf_value[leaf] : sum;
+  if (isnan(sum))
+    for (uint32_t k = 0; k < bits->leaf_terms[leaf]; k++)
+      if (isnan(x[features[k]])) return bits->leaf_value[leaf];
+  return sum;
+}
+
+/* Adds each row's leaves to acc[output * n + r], tree by tree in order:
+ * rows as lgb_tree takes them, n at most LGB_SCRATCH / outputs. */
+static void bits_block(const tdm_model *model, const lgb_layout *lgb,
+                       const double *rows, size_t stride, size_t n,
+                       tdm__row original, double *acc) {
+  const lgb_bits *bits = lgb->bits;
+  size_t nf = model->num_features;
+  uint64_t words[BITS_GROUP_TREES];
+  uint32_t leaf[BITS_GROUP_TREES];
+  double value[BITS_GROUP_TREES];
+  for (size_t g = 0; g < bits->num_groups; g++) {
+    size_t first = bits->group_first[g], end = bits->group_first[g + 1];
+    /* tdm_model_limit_iterations may have cut the model short. */
+    if (first >= model->num_trees) break;
+    size_t count = end - first;
+    if (end > model->num_trees) end = model->num_trees;
+    for (size_t r = 0; r < n; r++) {
+      for (size_t t = 0; t < count; t++) words[t] = ~(uint64_t)0;
+      uint64_t missing =
+          bits->group_categorical[g]
+              ? bits_rule_out_categorical(bits, lgb->words, g, nf,
+                                          rows + r * stride, words)
+              : bits_rule_out_numeric(bits, g, nf, rows + r * stride, words);
+      /* The leaves first, then their sum: the loads of one tree's leaf
+       * need not wait for the previous tree's addition. */
+      for (size_t t = first; t < end; t++) {
+        leaf[t - first] = bits->leaf_at[t] + lowest_bit(words[t - first]);
+        value[t - first] = bits->leaf_value[leaf[t - first]];
+      }
+      if (bits->group_linear[g]) {
+        const double *x = rows + r * stride;
+        for (size_t t = first; t < end; t++) {
+          if (!lgb->linear[t]) continue;
+          if (bits->term_at != NULL) {
+            value[t - first] =
+                linear_leaf(bits, t, leaf[t - first], x, missing);
+          } else {
+            const tdm__node *node =
+                &model->nodes[bits->leaf_node[leaf[t - first]]];
+            size_t at = r * nf;
+            tdm__row row = {original.f64 ? original.f64 + at : NULL,
+                            original.f32 ? original.f32 + at : NULL};
+            value[t - first] = tdm__leaf_output(model, node, row);
+          }
+        }
+      }
+      if (model->num_outputs == 1) {
+        double sum = acc[r];
+        for (size_t t = first; t < end; t++) sum += value[t - first];
+        acc[r] = sum;
+      } else {
+        for (size_t t = first; t < end; t++)
+          acc[model->trees[t].output * n + r] += value[t - first];
+      }
+    }
+  }
+}
+
 static int lgb_build(tdm_model *model, tdm__fast *fast) {
   size_t n = model->num_trees;
   if (model->num_features == 0 || model->num_features > LGB_FEATURE_MASK ||
@@ -611,11 +1204,11 @@ static int lgb_build(tdm_model *model, tdm__fast *fast) {
     return TDM_OK;
   lgb_layout *lgb = tdm__arena_alloc(&model->arena, sizeof *lgb);
   if (lgb == NULL) return TDM_ENOMEM;
-  lgb->records = tdm__arena_alloc(&model->arena,
-                                  (model->num_nodes + 1) * sizeof *lgb->records);
+  lgb->records = tdm__arena_alloc(
+      &model->arena, (model->num_nodes + 1) * sizeof *lgb->records);
   lgb->linear = tdm__arena_alloc(&model->arena, n + 1);
-  lgb->words = tdm__arena_alloc(&model->arena, (model->num_cat_words + 1) *
-                                                   sizeof *lgb->words);
+  lgb->words = tdm__arena_alloc(
+      &model->arena, (model->num_cat_words + 1) * sizeof *lgb->words);
   if (!lgb->records || !lgb->linear || !lgb->words) return TDM_ENOMEM;
   if (model->num_cat_words > MAX_CATEGORY_BEGIN) return TDM_OK;
   if (model->num_cat_words > 0)
@@ -665,9 +1258,13 @@ static int lgb_build(tdm_model *model, tdm__fast *fast) {
       if (model->nodes[tree->root + i].kind == TDM__NODE_LINEAR_LEAF)
         lgb->linear[t] = 1;
   }
+  int rc = bits_build(model, &lgb->bits);
+  if (rc != TDM_OK) return rc;
+  lgb->use_bits = lgb->bits != NULL;
   fast->lgb = lgb;
-  fast->bytes = model->num_nodes * sizeof(lgb_record) + n;
-  fast->kernel_name = "scalar";
+  fast->bytes = model->num_nodes * sizeof(lgb_record) + n +
+                (lgb->bits != NULL ? lgb->bits->bytes : 0);
+  fast->kernel_name = lgb->use_bits ? "bitvector" : "scalar";
   model->fast = fast;
   return TDM_OK;
 }
@@ -720,9 +1317,9 @@ static void lgb_tree(const tdm_model *model, const lgb_layout *lgb, size_t t,
       for (size_t j = 0; j < m; j++)
         for (uint32_t level = 0; level < tree->depth; level++) {
           const lgb_record *record = &records[idx[j]];
-          idx[j] = lgb_step(
-              record, words,
-              block[j * stride + (record->key & LGB_FEATURE_MASK)]);
+          idx[j] =
+              lgb_step(record, words,
+                       block[j * stride + (record->key & LGB_FEATURE_MASK)]);
         }
     }
     for (size_t j = 0; j < m; j++) {
@@ -742,25 +1339,36 @@ static int lgb_predict(const tdm_model *model, const double *rows64,
                        const float *rows32, size_t num_rows, int flags,
                        double *out) {
   size_t nf = model->num_features, width = tdm_model_output_width(model, flags);
-  size_t block = block_rows(model, 1, LGB_SCRATCH);
+  /* Converted rows are `stride` values apart: the row, then a +0.0 that
+   * the padding of linear leaves reads (linear_leaf). */
+  size_t stride = nf + 1, block = block_rows(model, 1, LGB_SCRATCH);
+  if (block > LGB_SCRATCH / stride) block = LGB_SCRATCH / stride;
   if (block == 0) return 0;
   const lgb_layout *lgb = model->fast->lgb;
   double acc[LGB_SCRATCH];
   double converted[LGB_SCRATCH];
   for (size_t start = 0; start < num_rows; start += block) {
     size_t n = num_rows - start < block ? num_rows - start : block;
-    for (size_t i = 0; i < n * nf; i++) {
-      double x = rows64 != NULL ? rows64[start * nf + i]
-                                : (double)rows32[start * nf + i];
-      converted[i] = model->lightgbm_zero ? tdm__lightgbm_value(x) : x;
+    for (size_t r = 0; r < n; r++) {
+      for (size_t f = 0; f < nf; f++) {
+        size_t i = (start + r) * nf + f;
+        double x = rows64 != NULL ? rows64[i] : (double)rows32[i];
+        converted[r * stride + f] =
+            model->lightgbm_zero ? tdm__lightgbm_value(x) : x;
+      }
+      converted[r * stride + nf] = 0.0;
     }
     tdm__row original = {rows64 ? rows64 + start * nf : NULL,
                          rows32 ? rows32 + start * nf : NULL};
     for (size_t o = 0; o < model->num_outputs; o++)
       for (size_t r = 0; r < n; r++) acc[o * n + r] = model->base_margin[o];
-    for (size_t t = 0; t < model->num_trees; t++)
-      lgb_tree(model, lgb, t, converted, nf, n, original,
-               acc + model->trees[t].output * n);
+    if (lgb->use_bits) {
+      bits_block(model, lgb, converted, stride, n, original, acc);
+    } else {
+      for (size_t t = 0; t < model->num_trees; t++)
+        lgb_tree(model, lgb, t, converted, stride, n, original,
+                 acc + model->trees[t].output * n);
+    }
     finish_block(model, NULL, acc, n, flags, out + start * width);
   }
   return 1;
@@ -838,10 +1446,21 @@ int tdm__fast_use_kernel(tdm_model *model, const char *name) {
     return 1;
   }
   if (model->fast == NULL) return 0;
-  /* LightGBM's layout has one kernel: the portable walk (an AVX-512 walk
-   * of eight double lanes measured slower, its gathers waiting on each
-   * other level after level). */
-  if (model->fast->lgb != NULL) return strcmp(name, "scalar") == 0;
+  /* LightGBM's layouts: "bitvector" (the default where every tree fits
+   * it) and "scalar", the record walk (an AVX-512 walk of eight double
+   * lanes measured slower, its gathers waiting on each other level after
+   * level). */
+  lgb_layout *lgb = model->fast->lgb;
+  if (lgb != NULL) {
+    if (strcmp(name, "scalar") == 0)
+      lgb->use_bits = 0;
+    else if (strcmp(name, "bitvector") == 0 && lgb->bits != NULL)
+      lgb->use_bits = 1;
+    else
+      return 0;
+    model->fast->kernel_name = lgb->use_bits ? "bitvector" : "scalar";
+    return 1;
+  }
   choose_kernel(model->fast, name);
   return strcmp(model->fast->kernel_name, name) == 0;
 }
@@ -854,9 +1473,11 @@ int tdm__fast_tree_laid_out(const tdm_model *model, size_t tree) {
 int tdm_model_use_kernel(tdm_model *model, const char *name, tdm_error *err) {
   if (model == NULL || name == NULL ||
       (strcmp(name, "scalar") != 0 && strcmp(name, "avx2") != 0 &&
-       strcmp(name, "avx512") != 0 && strcmp(name, "reference") != 0))
+       strcmp(name, "avx512") != 0 && strcmp(name, "bitvector") != 0 &&
+       strcmp(name, "reference") != 0))
     return tdm__fail(err, TDM_EINVAL,
-                     "kernel \"%s\": not reference, scalar, avx2 or avx512",
+                     "kernel \"%s\": not reference, scalar, avx2, avx512 "
+                     "or bitvector",
                      name ? name : "");
   if (!tdm__fast_use_kernel(model, name))
     return tdm__fail(err, TDM_EUNSUPPORTED,

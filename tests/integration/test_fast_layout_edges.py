@@ -5,8 +5,9 @@ side of LightGBM's kZeroThreshold, every category of a set and past it,
 negative, fractional, huge and missing categories). lending_club_cat must
 give XGBoost's own predictions bit for bit with the layout on and forced
 off (TANDEM_KERNEL=reference); every LightGBM fixture must give the same
-bits both ways (its reference walk is checked against LightGBM's own
-predictions by test_lightgbm_fixtures.py)."""
+bits through both of its layouts (the default bitvector layout and the
+record walk, TANDEM_KERNEL=scalar) as through the reference walk (which
+test_lightgbm_fixtures.py checks against LightGBM's own predictions)."""
 import json
 import os
 import re
@@ -132,15 +133,17 @@ for name in sorted(os.listdir(fixtures)):
     X = edge_rows(candidates, len(names), float32=False)
     data = os.path.join(out, name + ".csv")
     write_rows(data, names, X)
-    fast = score(model, data, os.path.join(out, name + ".fast.csv"),
-                 double=True)
     reference = score(model, data, os.path.join(out, name + ".ref.csv"),
                       "reference", double=True)
-    if fast is None or reference is None:
-        continue
-    same = (fast.view(np.uint64) == reference.view(np.uint64)) | \
-        (np.isnan(fast) & np.isnan(reference))
-    if expect(same.all(), f"{name}: {(~same).sum()} of {same.size} margins "
-              "differ between the layout and the reference walk"):
-        print(f"ok {name}: {ROWS} edge rows, layout == reference walk")
+    for kernel in (None, "scalar"):
+        what = kernel or "default layout"
+        fast = score(model, data, os.path.join(out, f"{name}.{what}.csv"),
+                     kernel, double=True)
+        if fast is None or reference is None:
+            continue
+        same = (fast.view(np.uint64) == reference.view(np.uint64)) | \
+            (np.isnan(fast) & np.isnan(reference))
+        if expect(same.all(), f"{name}, {what}: {(~same).sum()} of "
+                  f"{same.size} margins differ from the reference walk"):
+            print(f"ok {name}: {ROWS} edge rows, {what} == reference walk")
 finish("fast layout edges")

@@ -38,6 +38,7 @@
   X(csv_special_mask_kernels)                \
   X(score_out_of_memory)                     \
   X(fast_matches_reference_on_random_models) \
+  X(fast_matches_reference_on_random_lightgbm_models) \
   X(fast_matches_reference_on_fixtures)      \
   X(fast_matches_reference_on_fixture_edges)  \
   X(shap_matches_brute_force_shapley)        \

@@ -1,6 +1,7 @@
 /*
  * test_fast.c - the differential test of the fast evaluator: every fixture
- * model and hundreds of randomized XGBoost models are scored by the
+ * model and hundreds of randomized XGBoost and LightGBM models (the
+ * LightGBM generator is described above its test) are scored by the
  * reference walk (predict.c) and by every kernel this CPU runs (portable,
  * AVX2, AVX-512), with doubles and with float32 input, single rows, tails
  * and full blocks, margins and transformed scores, and after
@@ -208,7 +209,9 @@ static char *random_model(int *num_features_out) {
  * Returns 0 when all agree. */
 static int compare_kernels(tdm_model *model, const double *rows, size_t n,
                            const char *what) {
-  static const char *kernels[] = {"scalar", "avx2", "avx512"};
+  /* LightGBM's layouts answer to "scalar" (the record walk) and
+   * "bitvector"; XGBoost's to the first three. */
+  static const char *kernels[] = {"scalar", "avx2", "avx512", "bitvector"};
   static const size_t sizes[] = {1, 2, 7, 16, 31, 33, 64, 300, 1000};
   size_t nf = model->num_features;
   float *rows32 = malloc(n * nf * sizeof *rows32 + 1);
@@ -218,8 +221,9 @@ static int compare_kernels(tdm_model *model, const double *rows, size_t n,
   double *want32 = malloc(n * width * sizeof *want32);
   double *got = malloc(n * width * sizeof *got);
   int failed = 0;
-  for (size_t k = 0; k < 3 && !failed; k++) {
-    /* Models without a fast layout (LightGBM) take the reference walk in
+  size_t num_kernels = sizeof kernels / sizeof *kernels;
+  for (size_t k = 0; k < num_kernels && !failed; k++) {
+    /* Models without a fast layout (linear models) take the reference walk in
      * tdm_model_predict too: once is enough. */
     if (model->fast == NULL && k > 0) break;
     if (model->fast != NULL && !tdm__fast_use_kernel(model, kernels[k]))
@@ -260,6 +264,20 @@ static int compare_kernels(tdm_model *model, const double *rows, size_t n,
   return failed;
 }
 
+/* compare_kernels on the whole model, then on its first half of boosting
+ * rounds (--iterations): the layouts, and LightGBM's groups of trees, must
+ * follow the cut. */
+static int compare_kernels_whole_and_cut(tdm_model *model, const double *rows,
+                                         size_t n, const char *what) {
+  int failed = compare_kernels(model, rows, n, what);
+  if (!failed && model->num_iterations > 1) {
+    tdm_error err;
+    tdm_model_limit_iterations(model, 1 + model->num_iterations / 2, &err);
+    failed = compare_kernels(model, rows, n, what);
+  }
+  return failed;
+}
+
 static double *random_rows(const tdm_model *model, size_t n) {
   size_t nf = model->num_features;
   double *rows = malloc(n * nf * sizeof *rows + 1);
@@ -296,12 +314,7 @@ TEST(fast_matches_reference_on_random_models) {
     double *rows = random_rows(model, n);
     char what[64];
     snprintf(what, sizeof what, "random model %d", m);
-    int failed = compare_kernels(model, rows, n, what);
-    /* Fewer boosting rounds: the layout must follow. */
-    if (!failed && model->num_iterations > 1) {
-      tdm_model_limit_iterations(model, 1 + model->num_iterations / 2, &err);
-      failed = compare_kernels(model, rows, n, what);
-    }
+    int failed = compare_kernels_whole_and_cut(model, rows, n, what);
     free(rows);
     tdm_model_free(model);
     if (failed) return 1;
@@ -309,6 +322,245 @@ TEST(fast_matches_reference_on_random_models) {
   /* Both paths were exercised. */
   CHECK(laid_out > 1000);
   CHECK(generic > 100);
+  return 0;
+}
+
+/*
+ * Randomized LightGBM models, for the bitvector layout's rules: trees of 1
+ * to 70 leaves in every shape (past 64 leaves the model keeps the record
+ * walk), every missing type and default direction, thresholds on a grid
+ * with 0 and either side of kZeroThreshold, categorical splits with sets
+ * of one to three words (past 64 categories the general test), linear
+ * leaves, one or three classes, and enough trees to span several groups.
+ */
+#define GEN_MAX_LEAVES 70
+/* Features 4 and 5 are categorical; a model has 6 features, 64 (the most
+ * for the linear leaves' mask of missing features) or 70 (past it). */
+static int gen_features = 6;
+
+typedef struct lgb_gen {
+  int feature[GEN_MAX_LEAVES], decision[GEN_MAX_LEAVES];
+  int left[GEN_MAX_LEAVES], right[GEN_MAX_LEAVES];
+  double threshold[GEN_MAX_LEAVES];
+  int inner, leaves, num_cat;
+  tdm__buf cat_boundaries, cat_threshold;
+  int cat_words;
+} lgb_gen;
+
+static double gen_threshold(void) {
+  switch (rnd(8)) {
+    case 0: return TDM__LIGHTGBM_ZERO;
+    case 1: return -TDM__LIGHTGBM_ZERO;
+    case 2: return 0.0;
+    default: return grid_value();
+  }
+}
+
+/* A subtree of `leaves` leaves; returns LightGBM's child code (an inner
+ * node's index, or ~leaf). */
+static int gen_subtree(lgb_gen *g, int leaves) {
+  if (leaves == 1) return ~g->leaves++;
+  int i = g->inner++;
+  int f = (int)rnd((uint32_t)gen_features);
+  g->feature[i] = f;
+  if (f >= 4) {
+    int words = 1 + (int)rnd(3);
+    g->decision[i] = 1 | (rnd(2) ? 8 : 0);
+    g->threshold[i] = g->num_cat++;
+    for (int w = 0; w < words; w++)
+      tdm__buf_printf(&g->cat_threshold, " %u",
+                      (unsigned)(rnd(65536) << 16 | rnd(65536)));
+    g->cat_words += words;
+    tdm__buf_printf(&g->cat_boundaries, " %d", g->cat_words);
+  } else {
+    g->decision[i] = (int)(rnd(2) * 2 + rnd(3) * 4);
+    g->threshold[i] = gen_threshold();
+  }
+  int left = 1 + (int)rnd((uint32_t)leaves - 1);
+  g->left[i] = gen_subtree(g, left);
+  g->right[i] = gen_subtree(g, leaves - left);
+  return i;
+}
+
+static void gen_ints(tdm__buf *b, const char *key, const int *v, int n) {
+  tdm__buf_printf(b, "%s=", key);
+  for (int i = 0; i < n; i++) tdm__buf_printf(b, "%s%d", i ? " " : "", v[i]);
+  tdm__buf_printf(b, "\n");
+}
+
+/* A model of num_features features (0: 6 or 70 at random) and
+ * num_iterations boosting rounds (0: at random). */
+static char *random_lightgbm(int num_features, int num_iterations,
+                             int *num_trees_out) {
+  tdm__buf b = {0};
+  int classes = rnd(3) ? 1 : 3;
+  int iterations = num_iterations ? num_iterations
+                   : rnd(4)       ? 1 + (int)rnd(12)
+                                  : 200 + (int)rnd(150);
+  int big = rnd(4) == 0; /* leaf counts up to 70: some past 64 */
+  int linear = rnd(4) == 0;
+  gen_features = num_features ? num_features : rnd(5) ? 6 : rnd(2) ? 64 : 70;
+  tdm__buf_printf(&b,
+                  "tree\nversion=v4\nnum_class=%d\nnum_tree_per_iteration=%d\n"
+                  "label_index=0\nmax_feature_idx=%d\nobjective=%s\n"
+                  "feature_names=",
+                  classes, classes, gen_features - 1,
+                  classes == 1 ? "regression" : "multiclass num_class:3");
+  for (int f = 0; f < gen_features; f++)
+    tdm__buf_printf(&b, "%sf%d", f ? " " : "", f);
+  tdm__buf_printf(&b, "\nfeature_infos=");
+  for (int f = 0; f < gen_features; f++)
+    tdm__buf_printf(&b, "%s%s", f ? " " : "",
+                    f == 4 || f == 5 ? "0:1:2" : "[-2:2]");
+  tdm__buf_printf(&b, "\ntree_sizes=1\n\n");
+  int trees = iterations * classes;
+  for (int t = 0; t < trees; t++) {
+    lgb_gen g = {0};
+    tdm__buf_printf(&g.cat_boundaries, "0");
+    int leaves = 1 + (int)rnd(big ? GEN_MAX_LEAVES : 31);
+    gen_subtree(&g, leaves);
+    tdm__buf_printf(&b, "Tree=%d\nnum_leaves=%d\nnum_cat=%d\n", t, leaves,
+                    g.num_cat);
+    if (leaves > 1) {
+      gen_ints(&b, "split_feature", g.feature, g.inner);
+      tdm__buf_printf(&b, "threshold=");
+      for (int i = 0; i < g.inner; i++)
+        tdm__buf_printf(&b, "%s%.17g", i ? " " : "", g.threshold[i]);
+      tdm__buf_printf(&b, "\n");
+      gen_ints(&b, "decision_type", g.decision, g.inner);
+      gen_ints(&b, "left_child", g.left, g.inner);
+      gen_ints(&b, "right_child", g.right, g.inner);
+    }
+    tdm__buf_printf(&b, "leaf_value=");
+    for (int i = 0; i < leaves; i++)
+      tdm__buf_printf(&b, "%s%.17g", i ? " " : "",
+                      ((double)rnd(2001) - 1000.0) / 997.0);
+    tdm__buf_printf(&b, "\n");
+    if (g.num_cat > 0)
+      tdm__buf_printf(&b, "cat_boundaries=%s\ncat_threshold=%s\n",
+                      g.cat_boundaries.data, g.cat_threshold.data + 1);
+    int tree_linear = linear && leaves > 1 && rnd(4) != 0;
+    tdm__buf_printf(&b, "is_linear=%d\n", tree_linear);
+    if (tree_linear) {
+      tdm__buf features = {0}, coeffs = {0};
+      tdm__buf_printf(&b, "leaf_const=");
+      for (int i = 0; i < leaves; i++)
+        tdm__buf_printf(&b, "%s%.17g", i ? " " : "",
+                        rnd(4) ? ((double)rnd(2001) - 1000.0) / 991.0 : -0.0);
+      tdm__buf_printf(&b, "\nnum_features=");
+      for (int i = 0; i < leaves; i++) {
+        int k = (int)rnd(5);
+        tdm__buf_printf(&b, "%s%d", i ? " " : "", k);
+        for (int j = 0; j < k; j++) {
+          tdm__buf_printf(&features, "%s%u", features.len ? " " : "",
+                          rnd(4) ? rnd(4) : rnd((uint32_t)gen_features));
+          tdm__buf_printf(&coeffs, "%s%.17g", coeffs.len ? " " : "",
+                          ((double)rnd(2001) - 1000.0) / 983.0);
+        }
+      }
+      tdm__buf_printf(&b, "\n");
+      if (features.len > 0)
+        tdm__buf_printf(&b, "leaf_features=%s\nleaf_coeff=%s\n", features.data,
+                        coeffs.data);
+      tdm__buf_free(&features);
+      tdm__buf_free(&coeffs);
+    }
+    tdm__buf_printf(&b, "shrinkage=1\n\n\n");
+    tdm__buf_free(&g.cat_boundaries);
+    tdm__buf_free(&g.cat_threshold);
+  }
+  tdm__buf_printf(&b, "end of trees\n");
+  *num_trees_out = trees;
+  return b.data;
+}
+
+/* Row values for a LightGBM model: each split's threshold and its double
+ * neighbours, zero, either side of kZeroThreshold, categories inside and
+ * past every set (0 to 100), fractional, negative and huge ones, NaN and
+ * the infinities. */
+static double lightgbm_row_value(const tdm_model *model, size_t f) {
+  static const double special[] = {NAN,       0.0,          -0.0, INFINITY,
+                                   -INFINITY, -0.5,         -1.0, 63.5,
+                                   64.0,      2147483648.0, 1e300};
+  if (rnd(5) == 0) return special[rnd(sizeof special / sizeof *special)];
+  if (f == 4 || f == 5)
+    return rnd(4) ? (double)rnd(101) : (double)rnd(101) + 0.5;
+  for (int tries = 0; tries < 4; tries++) {
+    const tdm__node *node = &model->nodes[rnd((uint32_t)model->num_nodes)];
+    if (node->kind != TDM__NODE_LGB_NUMERIC || (size_t)node->feature != f)
+      continue;
+    switch (rnd(3)) {
+      case 0: return node->value;
+      case 1: return nextafter(node->value, INFINITY);
+      default: return nextafter(node->value, -INFINITY);
+    }
+  }
+  static const double zero[] = {TDM__LIGHTGBM_ZERO,
+                                -TDM__LIGHTGBM_ZERO,
+                                1.0000000180025097e-35,
+                                1e-36,
+                                -1e-36,
+                                0.25};
+  return zero[rnd(sizeof zero / sizeof *zero)];
+}
+
+TEST(fast_matches_reference_on_random_lightgbm_models) {
+  int bitvector = 0, records = 0, linear = 0, grouped = 0, wide_linear = 0;
+  for (int m = 0; m < 120; m++) {
+    int trees;
+    char *text = random_lightgbm(0, 0, &trees);
+    tdm_model *model;
+    tdm_error err;
+    if (tdm_model_load_buffer(text, strlen(text), "random.txt", &model, &err) !=
+        TDM_OK) {
+      fprintf(stderr, "model %d: %s\n", m, err.message);
+      free(text);
+      return 1;
+    }
+    free(text);
+    CHECK(model->fast != NULL);
+    if (strcmp(tdm__fast_kernel(model), "bitvector") == 0)
+      bitvector++;
+    else
+      records++;
+    linear += model->num_linear_terms > 0;
+    wide_linear += model->num_linear_terms > 0 && model->num_features > 64;
+    grouped += trees > 256;
+    size_t n = 400, nf = model->num_features;
+    double *rows = malloc(n * nf * sizeof *rows);
+    for (size_t r = 0; r < n; r++)
+      for (size_t f = 0; f < nf; f++)
+        rows[r * nf + f] = lightgbm_row_value(model, f);
+    char what[64];
+    snprintf(what, sizeof what, "random LightGBM model %d", m);
+    int failed = compare_kernels_whole_and_cut(model, rows, n, what);
+    free(rows);
+    tdm_model_free(model);
+    if (failed) return 1;
+  }
+  /* Both layouts, linear leaves and several groups were exercised. */
+  CHECK(bitvector > 50);
+  CHECK(records > 5);
+  CHECK(linear > 10);
+  CHECK(grouped > 3);
+  CHECK(wide_linear > 1);
+  /* Thousands of features and few splits: most of the bitvector layout's
+   * lists would be empty, so the record walk takes the model, and agrees. */
+  int trees;
+  char *text = random_lightgbm(5000, 4, &trees);
+  tdm_model *model;
+  tdm_error err;
+  CHECK_INT(tdm_model_load_buffer(text, strlen(text), "wide.txt", &model, &err),
+            TDM_OK);
+  free(text);
+  CHECK_STR(tdm__fast_kernel(model), "scalar");
+  double *rows = malloc(50 * model->num_features * sizeof *rows);
+  for (size_t i = 0; i < 50 * model->num_features; i++)
+    rows[i] = lightgbm_row_value(model, i % model->num_features);
+  int failed = compare_kernels(model, rows, 50, "wide LightGBM model");
+  free(rows);
+  tdm_model_free(model);
+  CHECK_INT(failed, 0);
   return 0;
 }
 
@@ -356,10 +608,10 @@ static void add_split_edges(value_list *list, const tdm_model *model,
       add_value(list, (double)c);
       add_value(list, (double)c + 0.5);
     }
-    static const double odd[] = {-1.0,        -0.5,         -0.0,
-                                 1e9,         2147483647.0, 2147483648.0,
+    static const double odd[] = {-1.0,         -0.5,          -0.0,
+                                 1e9,          2147483647.0,  2147483648.0,
                                  4294967296.0, -2147483649.0, 16777217.0,
-                                 1e300,       -1e300,       0.99999999};
+                                 1e300,        -1e300,        0.99999999};
     for (size_t i = 0; i < sizeof odd / sizeof *odd; i++)
       add_value(list, odd[i]);
     return;
@@ -396,16 +648,15 @@ static double *edge_rows(const tdm_model *model, size_t n) {
       continue;
     add_split_edges(&lists[node->feature], model, node);
   }
-  static const double special[] = {NAN,       -NAN, 0.0,      -0.0,  INFINITY,
+  static const double special[] = {NAN,       -NAN,   0.0,     -0.0,  INFINITY,
                                    -INFINITY, 1e-320, -1e-320, 1e308, -1e308};
   double *rows = malloc(n * nf * sizeof *rows + 1);
   for (size_t r = 0; r < n; r++)
     for (size_t f = 0; f < nf; f++) {
       const value_list *list = &lists[f];
-      rows[r * nf + f] =
-          list->len > 0 && rnd(10) < 8
-              ? list->values[rnd((uint32_t)list->len)]
-              : special[rnd(sizeof special / sizeof *special)];
+      rows[r * nf + f] = list->len > 0 && rnd(10) < 8
+                             ? list->values[rnd((uint32_t)list->len)]
+                             : special[rnd(sizeof special / sizeof *special)];
     }
   for (size_t f = 0; f < nf; f++) free(lists[f].values);
   free(lists);
