@@ -220,11 +220,24 @@ static void respond(const tdm_model *model, const tdm__infer_request *req) {
     double *scores = malloc((n * sw + 1) * sizeof *scores);
     double *margins = malloc((n * mw + 1) * sizeof *margins);
     check(scores != NULL && margins != NULL, "malloc");
-    check(tdm_model_predict(model, req->rows, n, 0, scores) == TDM_OK,
+    /* FP32 rows taken as they are (rows32) are checked against the model's
+     * double path on the same values, which every float32 converts to
+     * exactly: the fast path must answer what the general one would. */
+    const double *rows = req->rows;
+    double *widened = NULL;
+    if (req->rows32 != NULL) {
+      size_t count = n * 4; /* both models have 4 features */
+      widened = malloc((count + 1) * sizeof *widened);
+      check(widened != NULL, "malloc");
+      for (size_t i = 0; i < count; i++) widened[i] = req->rows32[i];
+      rows = widened;
+    }
+    check(tdm_model_predict(model, rows, n, 0, scores) == TDM_OK,
           "tdm_model_predict");
-    check(tdm_model_predict(model, req->rows, n, TDM_PREDICT_MARGIN,
-                            margins) == TDM_OK,
+    check(tdm_model_predict(model, rows, n, TDM_PREDICT_MARGIN, margins) ==
+              TDM_OK,
           "tdm_model_predict (margin)");
+    free(widened);
     size_t at = 0;
     if (score)
       check_output(model, &outputs->items[at++], "score", scores, n, sw,
@@ -253,13 +266,16 @@ static void parse_for(int m, const char *body, size_t size, size_t json_size) {
     check(err.message[0] != '\0', "a failed parse has a message");
     check(strncmp(err.message, "request", 7) == 0,
           "the message names the request");
-    check(req.rows == NULL && req.doc.root == NULL,
+    check(req.rows == NULL && req.rows32 == NULL && req.doc.root == NULL,
           "a failed parse leaves nothing to free");
     tdm__infer_request_free(&req); /* and freeing it is safe */
     return;
   }
   check(req.doc.root != NULL, "a parsed request keeps its document");
-  check(req.rows != NULL, "a parsed request has rows");
+  check((req.rows != NULL) != (req.rows32 != NULL),
+        "a parsed request has its rows in exactly one of rows and rows32");
+  check(req.rows32 == NULL || m == 0,
+        "only a float32 model takes FP32 rows as they are");
   check(req.outputs != 0 &&
             (req.outputs & ~(TDM__OUTPUT_SCORE | TDM__OUTPUT_MARGIN)) == 0,
         "outputs are score and/or margin");
@@ -267,13 +283,14 @@ static void parse_for(int m, const char *body, size_t size, size_t json_size) {
   size_t nf = 4;
   check(req.num_rows <= ((size_t)1 << 28) / nf, "rows are bounded");
   for (size_t i = 0; i < req.num_rows * nf; i++) {
-    double x = req.rows[i];
+    double x = req.rows != NULL ? req.rows[i] : req.rows32[i];
     if (m == 0) check(!isinf((float)x), "no infinite float32 input");
     if (m == 1 && i % nf == 3) check(!isnan(x), "d is never missing");
   }
   respond(model, &req);
   tdm__infer_request_free(&req);
-  check(req.rows == NULL && req.doc.root == NULL, "free clears the request");
+  check(req.rows == NULL && req.rows32 == NULL && req.doc.root == NULL,
+        "free clears the request");
   tdm__infer_request_free(&req); /* twice is safe */
 }
 
