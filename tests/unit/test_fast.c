@@ -289,6 +289,18 @@ static double *random_rows(const tdm_model *model, size_t n) {
   return rows;
 }
 
+/* compare_kernels_whole_and_cut on generated model number `index` (named
+ * "LABEL INDEX" in a failure), then frees its rows and the model. */
+static int compare_random_model(tdm_model *model, double *rows, size_t n,
+                                const char *label, int index) {
+  char what[64];
+  snprintf(what, sizeof what, "%s %d", label, index);
+  int failed = compare_kernels_whole_and_cut(model, rows, n, what);
+  free(rows);
+  tdm_model_free(model);
+  return failed;
+}
+
 TEST(fast_matches_reference_on_random_models) {
   int laid_out = 0, generic = 0;
   for (int m = 0; m < 150; m++) {
@@ -312,12 +324,7 @@ TEST(fast_matches_reference_on_random_models) {
     }
     size_t n = 1000;
     double *rows = random_rows(model, n);
-    char what[64];
-    snprintf(what, sizeof what, "random model %d", m);
-    int failed = compare_kernels_whole_and_cut(model, rows, n, what);
-    free(rows);
-    tdm_model_free(model);
-    if (failed) return 1;
+    if (compare_random_model(model, rows, n, "random model", m)) return 1;
   }
   /* Both paths were exercised. */
   CHECK(laid_out > 1000);
@@ -531,12 +538,8 @@ TEST(fast_matches_reference_on_random_lightgbm_models) {
     for (size_t r = 0; r < n; r++)
       for (size_t f = 0; f < nf; f++)
         rows[r * nf + f] = lightgbm_row_value(model, f);
-    char what[64];
-    snprintf(what, sizeof what, "random LightGBM model %d", m);
-    int failed = compare_kernels_whole_and_cut(model, rows, n, what);
-    free(rows);
-    tdm_model_free(model);
-    if (failed) return 1;
+    if (compare_random_model(model, rows, n, "random LightGBM model", m))
+      return 1;
   }
   /* Both layouts, linear leaves and several groups were exercised. */
   CHECK(bitvector > 50);
